@@ -1,0 +1,138 @@
+"""`patterndsl.compile`: source → a CompiledPattern for one sequence length n."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import ast as A
+from .errors import Diagnostic, Source, SpatError
+from .ir import Pattern
+from .passes import simplify
+from .reference import check_budget, dense_mask
+from .resolve import resolve
+from .syntax import parse as parse_source
+
+
+def load_source(source: "str | Path | Source") -> Source:
+    """A Source from .spat text (str), a file (pathlib.Path) or a Source."""
+    if isinstance(source, Source):
+        return source
+    if isinstance(source, Path):
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            raise SpatError(Diagnostic(f"cannot read {source}: {exc.strerror or exc}")) from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpatError(Diagnostic(
+                f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                help="a .spat file is plain text")) from None
+        return Source(text.removeprefix("\ufeff"), str(source))
+    if isinstance(source, str):
+        return Source(source, "<string>")
+    raise TypeError(f"source must be .spat text (str) or a file (pathlib.Path), not {type(source).__name__}")
+
+
+def parse(source: "str | Path | Source") -> A.Module:
+    """Parse .spat text or a file into its AST (raises SpatError)."""
+    return parse_source(load_source(source))
+
+
+class CompiledPattern:
+    """A .spat file evaluated for one sequence length n.
+
+    ``layers`` is p, the number of layer patterns (layer ℓ of a deeper model uses
+    pattern ℓ mod p); ``heads`` is H. ``pattern(layer, head)`` is the simplified IR.
+    """
+
+    def __init__(self, source: Source, module: A.Module, n: int, *, simplified: bool = True,
+                 memory_budget: int | None = None):
+        resolved = resolve(module, source, n)
+        self.source, self.module, self.n = source, module, n
+        self.memory_budget = memory_budget
+        self.block_size = resolved.block
+        self.prob = resolved.prob
+        self.raw_patterns = resolved.patterns
+        if simplified:
+            cache: dict[Pattern, Pattern] = {}
+            self.patterns = tuple(tuple(cache.setdefault(p, simplify(p, n)) if p not in cache else cache[p]
+                                        for p in layer) for layer in resolved.patterns)
+        else:
+            self.patterns = resolved.patterns
+
+    @property
+    def layers(self) -> int:
+        return len(self.patterns)
+
+    @property
+    def heads(self) -> int:
+        return len(self.patterns[0])
+
+    def at(self, n: int) -> "CompiledPattern":
+        """The same file compiled for another sequence length."""
+        return CompiledPattern(self.source, self.module, n, memory_budget=self.memory_budget)
+
+    def _index(self, layer: int, head: int) -> tuple[int, int]:
+        if not isinstance(layer, int) or layer < 0:
+            raise SpatError(Diagnostic(f"layer must be a non-negative integer, got {layer!r}"))
+        if not isinstance(head, int) or not 0 <= head < self.heads:
+            raise SpatError(Diagnostic(f"head must be in 0..{self.heads}, got {head!r}"))
+        return layer % self.layers, head
+
+    def pattern(self, layer: int = 0, head: int = 0) -> Pattern:
+        layer, head = self._index(layer, head)
+        return self.patterns[layer][head]
+
+    def dense(self, layer: int = 0, head: int = 0) -> np.ndarray:
+        """The reference mask of one layer and head, as a numpy bool array [n, n]."""
+        return dense_mask(self.pattern(layer, head), self.n, self.memory_budget)
+
+    def dense_all(self) -> np.ndarray:
+        """Every layer and head: numpy bool [p, H, n, n] (identical patterns evaluated once)."""
+        check_budget((self.layers, self.heads, self.n, self.n), self.memory_budget)
+        out = np.empty((self.layers, self.heads, self.n, self.n), dtype=bool)
+        done: dict[Pattern, tuple[int, int]] = {}
+        for l, layer in enumerate(self.patterns):
+            for h, pattern in enumerate(layer):
+                if pattern in done:
+                    out[l, h] = out[done[pattern]]
+                else:
+                    out[l, h] = dense_mask(pattern, self.n, self.memory_budget)
+                    done[pattern] = (l, h)
+        return out
+
+    def mask(self, layer: int = 0, head: int = 0):
+        """torch.BoolTensor [n, n]: True where query i attends to key j."""
+        import torch
+
+        return torch.from_numpy(self.dense(layer, head))
+
+    def masks(self):
+        """torch.BoolTensor [p, H, n, n]."""
+        import torch
+
+        return torch.from_numpy(self.dense_all())
+
+    def additive_mask(self, layer: int = 0, head: int = 0, dtype=None):
+        """A float mask [n, n] to add to attention scores: 0 where attended, -inf elsewhere."""
+        import torch
+
+        dtype = dtype or torch.float32
+        allowed = self.mask(layer, head)
+        return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, float("-inf"))
+
+    def __repr__(self):
+        return (f"CompiledPattern({self.source.name!r}, n={self.n}, layers={self.layers}, "
+                f"heads={self.heads}, prob={self.prob!r})")
+
+
+def compile(source: "str | Path | Source", n: int, *, simplify: bool = True,
+            memory_budget: int | None = None) -> CompiledPattern:
+    """Compile .spat text (str) or a file (pathlib.Path) for sequence length ``n``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise SpatError(Diagnostic(f"n must be an integer, got {n!r}"))
+    source = load_source(source)
+    return CompiledPattern(source, parse_source(source), int(n), simplified=simplify,
+                           memory_budget=memory_budget)

@@ -1,0 +1,138 @@
+"""Diagnostics: every failure the user can cause is a SpatError.
+
+A SpatError holds one or more Diagnostics. Each renders as
+
+    FILE:LINE:COL: error: MESSAGE
+      <the source line>
+      ^^^^^ (under the span)
+    help: WHAT TO WRITE INSTEAD
+
+Lines and columns are 1-based; columns count characters.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+# A source line longer than this is shown as an excerpt around the span, so a
+# 10 MB one-line file cannot flood the terminal.
+_MAX_SHOWN_LINE = 100
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file: 1-based line/column, end exclusive."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def join(self, other: "Span | None") -> "Span":
+        if other is None:
+            return self
+        start = min((self.line, self.column), (other.line, other.column))
+        end = max((self.end_line, self.end_column), (other.end_line, other.end_column))
+        return Span(start[0], start[1], end[0], end[1])
+
+
+@dataclass(frozen=True)
+class Source:
+    """The text of a .spat file and the name it is reported under."""
+
+    text: str
+    name: str = "<string>"
+
+    def line_text(self, line: int) -> str:
+        lines = self.text.split("\n")
+        if 1 <= line <= len(lines):
+            return lines[line - 1].rstrip("\r")
+        return ""
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    message: str
+    span: Span | None = None
+    help: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def render(self, source: Source | None) -> str:
+        name = source.name if source is not None else "<input>"
+        if self.span is None or source is None:
+            head = f"{name}: error: {self.message}" if source is not None else f"error: {self.message}"
+            out = [head]
+        else:
+            out = [f"{name}:{self.span.line}:{self.span.column}: error: {self.message}"]
+            out.extend(_excerpt(source.line_text(self.span.line), self.span))
+        out.extend(f"note: {note}" for note in self.notes)
+        if self.help:
+            out.append(f"help: {self.help}")
+        return "\n".join(out)
+
+
+def _excerpt(text: str, span: Span) -> list[str]:
+    start = span.column - 1
+    end = span.end_column - 1 if span.end_line == span.line else len(text)
+    end = max(end, start + 1)
+    prefix = ""
+    if len(text) > _MAX_SHOWN_LINE:
+        cut = max(0, start - _MAX_SHOWN_LINE // 2)
+        text = text[cut:cut + _MAX_SHOWN_LINE]
+        start, end = start - cut, min(end - cut, len(text) + 1)
+        prefix = "…" if cut else ""
+    # Keep tabs in the caret line so the caret stays under the span.
+    pad = "".join("\t" if ch == "\t" else " " for ch in text[:start])
+    printable = "".join(ch if ch.isprintable() or ch == "\t" else "?" for ch in text)
+    return ["  " + prefix + printable, "  " + " " * len(prefix) + pad + "^" * max(1, end - start)]
+
+
+class SpatError(Exception):
+    """The one exception patterndsl raises for bad input.
+
+    ``line``, ``column`` and ``message`` describe the first diagnostic; ``str()``
+    renders every diagnostic with its source line and caret.
+    """
+
+    def __init__(self, diagnostics: "list[Diagnostic] | Diagnostic", source: Source | None = None):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics: list[Diagnostic] = list(diagnostics)
+        self.source = source
+        super().__init__(self.render())
+
+    @property
+    def message(self) -> str:
+        return self.diagnostics[0].message
+
+    @property
+    def line(self) -> int | None:
+        span = self.diagnostics[0].span
+        return span.line if span else None
+
+    @property
+    def column(self) -> int | None:
+        span = self.diagnostics[0].span
+        return span.column if span else None
+
+    @property
+    def help(self) -> str | None:
+        return self.diagnostics[0].help
+
+    def render(self) -> str:
+        return "\n".join(d.render(self.source) for d in self.diagnostics)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def error(message: str, span: Span | None = None, help: str | None = None, notes=()) -> SpatError:
+    """A SpatError with one diagnostic; the caller attaches the source later."""
+    return SpatError(Diagnostic(message, span, help, tuple(notes)))
+
+
+def did_you_mean(word: str, candidates) -> str | None:
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=3, cutoff=0.6)
+    if not close:
+        return None
+    return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

@@ -1,0 +1,329 @@
+"""The primitives of the language, one class each.
+
+Each class is an IR leaf (a frozen dataclass with its parameters evaluated for
+a bound n) and knows everything about itself:
+  * `signatures`: the parameters it takes (several alternatives allowed),
+  * `build`: checks the arguments for this n and makes the node,
+  * `predicate`: its element predicate, vectorized — the normative meaning of
+    DESIGN.md §1, used by the dense reference evaluator,
+  * `__str__`: itself in .spat syntax.
+Later passes (counts, block layouts, kernels) add their methods here, so adding
+a primitive stays one unit of code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from . import randomgen
+from .ir import IndexSet, Pattern
+
+PRIMITIVES: dict[str, type["Primitive"]] = {}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    kind: str = "int"  # "int", or "indices": a list of indices and ranges a..b
+    default: int | None = None  # None: required
+
+
+class ParamError(Exception):
+    """An argument that is wrong for this n; the resolver adds the source span."""
+
+    def __init__(self, param: str | None, message: str, help: str | None = None):
+        super().__init__(message)
+        self.param, self.message, self.help = param, message, help
+
+
+def primitive(cls):
+    PRIMITIVES[cls.name] = cls
+    return cls
+
+
+class Primitive(Pattern):
+    name: ClassVar[str]
+    signatures: ClassVar[tuple[tuple[ParamSpec, ...], ...]] = ((),)
+    meaning: ClassVar[str]  # the exact meaning, as DESIGN.md §1 states it
+
+    @classmethod
+    def build(cls, args: dict, n: int) -> Pattern:
+        return cls(**args)
+
+    def predicate(self, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+        """Bool [len(i), len(j)]: whether query i attends to key j (i a column, j a row)."""
+        raise NotImplementedError
+
+    def __str__(self):
+        return self.name
+
+    @classmethod
+    def usage(cls) -> str:
+        return " or ".join(f"{cls.name}({', '.join(p.name for p in sig)})" for sig in cls.signatures)
+
+
+def _at_least(value: int, low: int, call: str, param: str, n: int, help: str | None = None):
+    if value < low:
+        raise ParamError(param, f"{call} needs {param} ≥ {low}, but {param} = {value} here (n = {n})", help)
+
+
+def _clamp(value: int, n: int) -> int:
+    """Clamp a distance parameter to [-n, n]. Every |i − j| is below n, so this never
+    changes a predicate's meaning, and keeps the value within the index dtype (int32)."""
+    return max(-n, min(n, value))
+
+
+def _full(shape, value: bool) -> np.ndarray:
+    return np.full(shape, value, dtype=bool)
+
+
+@primitive
+@dataclass(frozen=True)
+class All(Primitive):
+    name: ClassVar[str] = "all"
+    meaning: ClassVar[str] = "always"
+
+    def predicate(self, i, j, n):
+        return _full((i.shape[0], j.shape[1]), True)
+
+
+@primitive
+@dataclass(frozen=True)
+class Nothing(Primitive):
+    name: ClassVar[str] = "none"
+    meaning: ClassVar[str] = "never"
+
+    def predicate(self, i, j, n):
+        return _full((i.shape[0], j.shape[1]), False)
+
+
+@primitive
+@dataclass(frozen=True)
+class Self(Primitive):
+    name: ClassVar[str] = "self"
+    meaning: ClassVar[str] = "j = i"
+
+    def predicate(self, i, j, n):
+        return i == j
+
+
+@primitive
+@dataclass(frozen=True)
+class Causal(Primitive):
+    name: ClassVar[str] = "causal"
+    meaning: ClassVar[str] = "j ≤ i"
+
+    def predicate(self, i, j, n):
+        return j <= i
+
+
+@primitive
+@dataclass(frozen=True)
+class Window(Primitive):
+    """window(w) is window(w, w); window(l, r) may shift (l or r negative) but not be empty."""
+
+    left: int
+    right: int
+    name: ClassVar[str] = "window"
+    signatures: ClassVar = ((ParamSpec("w"),), (ParamSpec("left"), ParamSpec("right")))
+    meaning: ClassVar[str] = "window(w): |i − j| ≤ w; window(l, r): i − l ≤ j ≤ i + r"
+
+    @classmethod
+    def build(cls, args, n):
+        if "w" in args:
+            _at_least(args["w"], 0, "window(w)", "w", n)
+            return cls(args["w"], args["w"])
+        left, right = args["left"], args["right"]
+        if left + right < 0:
+            raise ParamError("right", f"window(left, right) is empty: left + right = {left + right} < 0 (n = {n})",
+                             "a window holds i − left ≤ j ≤ i + right; make left + right ≥ 0")
+        return cls(left, right)
+
+    def predicate(self, i, j, n):
+        return (j >= i - _clamp(self.left, n)) & (j <= i + _clamp(self.right, n))
+
+    def __str__(self):
+        if self.left == self.right:
+            return f"window({self.left})"
+        return f"window({self.left}, {self.right})"
+
+
+@primitive
+@dataclass(frozen=True)
+class Dilated(Primitive):
+    w: int
+    d: int
+    name: ClassVar[str] = "dilated"
+    signatures: ClassVar = ((ParamSpec("w"), ParamSpec("d")),)
+    meaning: ClassVar[str] = "|i − j| ≤ w·d and (i − j) mod d = 0"
+
+    @classmethod
+    def build(cls, args, n):
+        _at_least(args["w"], 0, "dilated(w, d)", "w", n)
+        _at_least(args["d"], 1, "dilated(w, d)", "d", n)
+        return cls(args["w"], args["d"])
+
+    def predicate(self, i, j, n):
+        # (i − j) mod d = 0 exactly when i and j agree mod d; compared on the small
+        # broadcast operands, which is much cheaper than reducing the n × n differences.
+        reach, d = _clamp(self.w * self.d, n), _clamp(self.d, n)
+        return ((i % d) == (j % d)) & (j >= i - reach) & (j <= i + reach)
+
+    def __str__(self):
+        return f"dilated({self.w}, {self.d})"
+
+
+@primitive
+@dataclass(frozen=True)
+class Stride(Primitive):
+    s: int
+    name: ClassVar[str] = "stride"
+    signatures: ClassVar = ((ParamSpec("s"),),)
+    meaning: ClassVar[str] = "(i − j) mod s = 0"
+
+    @classmethod
+    def build(cls, args, n):
+        _at_least(args["s"], 1, "stride(s)", "s", n, help="a stride must be positive; wrap it as max(1, …) if it shrinks with n")
+        return cls(args["s"])
+
+    def predicate(self, i, j, n):
+        s = _clamp(self.s, n)
+        return (i % s) == (j % s)
+
+    def __str__(self):
+        return f"stride({self.s})"
+
+
+@primitive
+@dataclass(frozen=True)
+class Chunk(Primitive):
+    b: int
+    name: ClassVar[str] = "chunk"
+    signatures: ClassVar = ((ParamSpec("b"),),)
+    meaning: ClassVar[str] = "⌊i/b⌋ = ⌊j/b⌋"
+
+    @classmethod
+    def build(cls, args, n):
+        _at_least(args["b"], 1, "chunk(b)", "b", n, help="a chunk size must be positive; wrap it as max(1, …) if it shrinks with n")
+        return cls(args["b"])
+
+    def predicate(self, i, j, n):
+        b = _clamp(self.b, n)
+        return (i // b) == (j // b)
+
+    def __str__(self):
+        return f"chunk({self.b})"
+
+
+@primitive
+@dataclass(frozen=True)
+class Summary(Primitive):
+    b: int
+    c: int
+    name: ClassVar[str] = "summary"
+    signatures: ClassVar = ((ParamSpec("b"), ParamSpec("c")),)
+    meaning: ClassVar[str] = "j mod b ≥ b − c (the last c keys of every chunk of b)"
+
+    @classmethod
+    def build(cls, args, n):
+        b, c = args["b"], args["c"]
+        _at_least(b, 1, "summary(b, c)", "b", n)
+        _at_least(c, 1, "summary(b, c)", "c", n)
+        if c > b:
+            raise ParamError("c", f"summary(b, c) needs c ≤ b, but c = {c} > b = {b} here (n = {n})",
+                             "c counts the summary keys at the end of each chunk of b keys")
+        return cls(b, c)
+
+    def predicate(self, i, j, n):
+        j = j.astype(np.int64)  # b and c are not distances: keep them exact
+        return np.broadcast_to(j % self.b >= self.b - self.c, (i.shape[0], j.shape[1]))
+
+    def __str__(self):
+        return f"summary({self.b}, {self.c})"
+
+
+class _IndexPrimitive(Primitive):
+    """The primitives that take an index list R: items and half-open ranges."""
+
+    signatures: ClassVar = ((ParamSpec("R", kind="indices"),),)
+
+    @classmethod
+    def build(cls, args, n):
+        return cls(IndexSet.of(args["R"], n))
+
+    def __str__(self):
+        return f"{self.name}({self.indices})"
+
+
+@primitive
+@dataclass(frozen=True)
+class Global(_IndexPrimitive):
+    indices: IndexSet
+    name: ClassVar[str] = "global"
+    meaning: ClassVar[str] = "i ∈ R or j ∈ R"
+
+    def predicate(self, i, j, n):
+        member = self.indices.mask(n)
+        return member[i] | member[j]
+
+
+@primitive
+@dataclass(frozen=True)
+class Rows(_IndexPrimitive):
+    indices: IndexSet
+    name: ClassVar[str] = "rows"
+    meaning: ClassVar[str] = "i ∈ R"
+
+    def predicate(self, i, j, n):
+        return np.broadcast_to(self.indices.mask(n)[i], (i.shape[0], j.shape[1]))
+
+
+@primitive
+@dataclass(frozen=True)
+class Cols(_IndexPrimitive):
+    indices: IndexSet
+    name: ClassVar[str] = "cols"
+    meaning: ClassVar[str] = "j ∈ R"
+
+    def predicate(self, i, j, n):
+        return np.broadcast_to(self.indices.mask(n)[j], (i.shape[0], j.shape[1]))
+
+
+@primitive
+@dataclass(frozen=True)
+class LogSparse(Primitive):
+    name: ClassVar[str] = "logsparse"
+    meaning: ClassVar[str] = "i = j, or |i − j| is a power of two"
+
+    def predicate(self, i, j, n):
+        distance = np.abs(i - j)
+        return (distance & (distance - 1)) == 0  # true for 0 and for the powers of two
+
+
+@primitive
+@dataclass(frozen=True)
+class Random(Primitive):
+    r: int
+    seed: int
+    name: ClassVar[str] = "random"
+    signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0)),)
+    meaning: ClassVar[str] = ("each query row holds exactly min(r, n) distinct keys, drawn by the "
+                              "seeded generator documented in patterndsl/randomgen.py")
+
+    @classmethod
+    def build(cls, args, n):
+        _at_least(args["r"], 0, "random(r, seed)", "r", n)
+        _at_least(args["seed"], 0, "random(r, seed)", "seed", n)
+        return cls(args["r"], args["seed"])
+
+    def predicate(self, i, j, n):
+        rows = i[:, 0]
+        out = np.zeros((rows.size, j.shape[1]), dtype=bool)
+        picks = randomgen.keys(self.seed, rows, n, self.r)
+        out[np.arange(rows.size)[:, None], picks] = True
+        return out[:, j[0]] if j.shape[1] != n else out
+
+    def __str__(self):
+        return f"random({self.r}, seed={self.seed})"

@@ -1,0 +1,86 @@
+"""The seeded generator behind `random(r, seed=s)`.
+
+It is defined here exactly, so that the same file and the same n give the same
+mask on every platform, numpy version and process:
+
+    splitmix64(x) = the SplitMix64 output function (Steele et al., 2014) applied
+                    to x + 0x9E3779B97F4A7C15, all arithmetic mod 2^64
+    draw(s, i, t) = splitmix64(splitmix64(splitmix64(s) XOR i) XOR t)
+
+Row i of `random(r, seed=s)` holds k = min(r, n) distinct keys, chosen by
+Floyd's sampling algorithm over 0..n-1:
+
+    S = {}
+    for t, m in enumerate(range(n - k, n)):
+        x = draw(s, i, t) mod (m + 1)
+        S = S ∪ {m} if x ∈ S else S ∪ {x}
+
+`draw` uses only 64-bit integer arithmetic; the vectorized version below and
+the plain-Python one (`reference_keys`) compute the same numbers, which the
+tests check, together with fixed values that must never change.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_MUL1 = 0xBF58476D1CE4E5B9
+_MUL2 = 0x94D049BB133111EB
+
+
+def splitmix64(x: int) -> int:
+    z = (x + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * _MUL1) & _MASK
+    z = ((z ^ (z >> 27)) * _MUL2) & _MASK
+    return z ^ (z >> 31)
+
+
+def draw(seed: int, row: int, step: int) -> int:
+    return splitmix64(splitmix64(splitmix64(seed) ^ row) ^ step)
+
+
+def reference_keys(seed: int, row: int, n: int, r: int) -> list[int]:
+    """Row ``row``'s keys in the order Floyd's algorithm picks them (plain Python)."""
+    k = min(r, n)
+    chosen: list[int] = []
+    seen: set[int] = set()
+    for step, m in enumerate(range(n - k, n)):
+        x = draw(seed, row, step) % (m + 1)
+        pick = m if x in seen else x
+        seen.add(pick)
+        chosen.append(pick)
+    return chosen
+
+
+def _splitmix64_array(x: np.ndarray) -> np.ndarray:
+    # numpy's uint64 array arithmetic wraps mod 2^64, like the definition.
+    z = x + np.uint64(_GOLDEN)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_MUL1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_MUL2)
+    return z ^ (z >> np.uint64(31))
+
+
+def keys(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
+    """The keys of each row in ``rows``: int64 [len(rows), min(r, n)], in pick order."""
+    k = min(r, n)
+    rows = np.asarray(rows, dtype=np.uint64).reshape(-1)
+    out = np.empty((rows.size, k), dtype=np.int64)
+    if k == 0 or rows.size == 0:
+        return out
+    row_state = _splitmix64_array(np.full(rows.shape, splitmix64(seed), dtype=np.uint64) ^ rows)
+    # Membership of x in the row's picks so far: a dense bit per key when k is
+    # large, a comparison against the picks when it is small.
+    chosen = np.zeros((rows.size, n), dtype=bool) if k > 64 else None
+    index = np.arange(rows.size)
+    for step, m in enumerate(range(n - k, n)):
+        x = (_splitmix64_array(row_state ^ np.uint64(step)) % np.uint64(m + 1)).astype(np.int64)
+        if chosen is not None:
+            taken = chosen[index, x]
+        else:
+            taken = (out[:, :step] == x[:, None]).any(axis=1)
+        pick = np.where(taken, m, x)
+        out[:, step] = pick
+        if chosen is not None:
+            chosen[index, pick] = True
+    return out

@@ -1,0 +1,107 @@
+"""The dense reference evaluator: the specification every target is tested against.
+
+It evaluates the IR literally — each primitive's element predicate, combined
+with numpy's logical operators — over blocks of query rows, so the temporaries
+stay small however large n is. Only the mask it returns is n × n, and that is
+refused beyond a memory budget rather than failing with MemoryError.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from .errors import Diagnostic, SpatError
+from .ir import Complement, Difference, Intersection, Pattern, Union
+from .primitives import Primitive
+
+DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes; PATTERNDSL_MEMORY_BUDGET overrides it
+_ELEMENTS_PER_BLOCK = 1 << 20  # query rows are evaluated in blocks of about this many pairs
+
+
+def parse_size(text: str) -> int:
+    """'2G', '512M', '100000' → bytes; raises ValueError on anything else."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*", text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (write e.g. 2G, 512M or a number of bytes)")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[match.group(2).lower()]
+    return int(float(match.group(1)) * scale)
+
+
+def memory_budget(budget: int | None = None) -> int:
+    if budget is not None:
+        return budget
+    env = os.environ.get("PATTERNDSL_MEMORY_BUDGET")
+    if env:
+        try:
+            return parse_size(env)
+        except ValueError as exc:
+            raise SpatError(Diagnostic(f"PATTERNDSL_MEMORY_BUDGET: {exc}")) from None
+    return DEFAULT_MEMORY_BUDGET
+
+
+def _format_bytes(count: int) -> str:
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def check_budget(shape: tuple[int, ...], budget: int | None = None) -> None:
+    """Refuse, with a SpatError, a dense boolean mask of this shape over the budget."""
+    needed = int(np.prod(shape, dtype=object))
+    limit = memory_budget(budget)
+    if needed > limit:
+        dims = " × ".join(str(d) for d in shape)
+        raise SpatError(Diagnostic(
+            f"a dense {dims} mask needs {_format_bytes(needed)}, more than the memory budget of "
+            f"{_format_bytes(limit)}",
+            help="dense masks are for checking small n: use a smaller --n, raise the budget with "
+                 "--memory-budget (memory_budget= in Python, or PATTERNDSL_MEMORY_BUDGET), or use "
+                 "`patterndsl show`, which streams the mask block by block"))
+
+
+def evaluate(pattern: Pattern, rows: np.ndarray, n: int) -> np.ndarray:
+    """Bool [len(rows), n]: the rows ``rows`` of ``pattern``'s mask."""
+    # int32 halves the memory traffic; primitives clamp their parameters to fit.
+    index_type = np.int32 if n < 2**31 else np.int64
+    i = np.asarray(rows, dtype=index_type).reshape(-1, 1)
+    j = np.arange(n, dtype=index_type).reshape(1, -1)
+    return np.ascontiguousarray(_evaluate(pattern, i, j, n))
+
+
+def _evaluate(node: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    if isinstance(node, Primitive):
+        return node.predicate(i, j, n)
+    if isinstance(node, Union):
+        out = _evaluate(node.parts[0], i, j, n).copy()
+        for part in node.parts[1:]:
+            out |= _evaluate(part, i, j, n)
+        return out
+    if isinstance(node, Intersection):
+        out = _evaluate(node.parts[0], i, j, n).copy()
+        for part in node.parts[1:]:
+            out &= _evaluate(part, i, j, n)
+        return out
+    if isinstance(node, Difference):
+        return _evaluate(node.left, i, j, n) & ~_evaluate(node.right, i, j, n)
+    if isinstance(node, Complement):
+        return ~_evaluate(node.operand, i, j, n)
+    raise TypeError(f"not an IR node: {node!r}")
+
+
+def row_blocks(n: int):
+    """Consecutive row ranges that each hold about _ELEMENTS_PER_BLOCK pairs."""
+    step = max(1, _ELEMENTS_PER_BLOCK // max(n, 1))
+    for start in range(0, n, step):
+        yield start, min(n, start + step)
+
+
+def dense_mask(pattern: Pattern, n: int, budget: int | None = None) -> np.ndarray:
+    """The whole n × n boolean mask of ``pattern`` (numpy), within the memory budget."""
+    check_budget((n, n), budget)
+    out = np.empty((n, n), dtype=bool)
+    for start, stop in row_blocks(n):
+        out[start:stop] = evaluate(pattern, np.arange(start, stop), n)
+    return out

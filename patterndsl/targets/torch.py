@@ -1,0 +1,49 @@
+"""The torch target: dense boolean masks, additive masks, and the reference attention."""
+from __future__ import annotations
+
+from ..errors import Diagnostic, SpatError
+from . import register
+
+
+@register("torch", "dense torch.bool masks [layers, heads, n, n] saved with torch.save", ".pt")
+def emit_torch(compiled, path) -> str:
+    import torch
+
+    masks = compiled.masks()
+    torch.save({"masks": masks, "n": compiled.n, "layers": compiled.layers, "heads": compiled.heads,
+                "prob": compiled.prob, "source": compiled.source.text}, path)
+    return f"masks {tuple(masks.shape)} (layers, heads, n, n)"
+
+
+def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None = None):
+    """Attention through the pattern's dense mask with torch's SDPA: correct and slow.
+
+    q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
+    attention). The pattern's heads must be 1 (shared by every head) or H. A query
+    row with no connection gives zeros, never NaN.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise SpatError(Diagnostic("q, k and v must be shaped [batch, heads, n, head_dim]"))
+    batch, heads, n, _ = q.shape
+    if n != compiled.n or k.shape[2] != n or v.shape[2] != n:
+        raise SpatError(Diagnostic(f"the pattern was compiled for n = {compiled.n}, but q, k, v have "
+                                   f"lengths {n}, {k.shape[2]}, {v.shape[2]}",
+                                   help="compile it for this n: compiled.at(n)"))
+    kv_heads = k.shape[1]
+    if kv_heads == 0 or heads % kv_heads or v.shape[1] != kv_heads:
+        raise SpatError(Diagnostic(f"key/value heads ({kv_heads}) must divide query heads ({heads})"))
+    if compiled.heads not in (1, heads):
+        raise SpatError(Diagnostic(f"the pattern has {compiled.heads} heads but q has {heads}"))
+    if kv_heads != heads:
+        k = k.repeat_interleave(heads // kv_heads, dim=1)
+        v = v.repeat_interleave(heads // kv_heads, dim=1)
+    allowed = torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).to(q.device)
+    allowed = allowed.unsqueeze(0)  # [1, H or 1, n, n]
+    empty_rows = ~allowed.any(dim=-1, keepdim=True)  # [1, H, n, 1]
+    # SDPA gives NaN for a row with nothing to attend to; let such rows see
+    # everything, then zero their output.
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed | empty_rows, scale=scale)
+    return out.masked_fill(empty_rows, 0.0)
