@@ -176,10 +176,10 @@ class Comment:
 @dataclass(frozen=True)
 class Module(Node):
     statements: tuple[Node, ...]
-    # Layout the formatter keeps, left out of equality: comments, and which
-    # statements were preceded by a blank line.
+    # Layout the formatter keeps, left out of equality: comments, and the
+    # numbers of the source lines that are blank.
     comments: tuple[Comment, ...] = field(default=(), compare=False, hash=False, repr=False)
-    blank_before: frozenset = field(default=frozenset(), compare=False, hash=False, repr=False)
+    blank_lines: frozenset = field(default=frozenset(), compare=False, hash=False, repr=False)
     span: Span | None = _span()
 
 

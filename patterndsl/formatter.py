@@ -62,32 +62,58 @@ def expression(node: A.Node) -> str:
 
 
 class _Printer:
-    def __init__(self, comments):
+    def __init__(self, comments, blank_lines):
         self.lines: list[str] = []
+        self.blank_lines = blank_lines
+        self.trailing: dict[int, str] = {}  # output line index → its trailing comment
         self.comments = sorted(comments, key=lambda c: c.line)
         self.next = 0  # index of the first comment not yet printed
 
+    def emit(self, text: str, source_line: int | None):
+        """Add a line, after one blank line if a blank line preceded it in the source."""
+        if (source_line is not None and source_line - 1 in self.blank_lines and self.lines
+                and self.lines[-1] != "" and not self.lines[-1].endswith("{")):
+            self.lines.append("")
+        self.lines.append(text)
+
     def leading_comments(self, before_line: int, indent: str):
         while self.next < len(self.comments) and self.comments[self.next].line < before_line:
-            self.lines.append(indent + self.comments[self.next].text)
+            comment = self.comments[self.next]
+            self.emit(indent + comment.text, comment.line)
             self.next += 1
 
-    def line(self, text: str, indent: str, source_line: int | None):
+    def line(self, text: str, indent: str, first_line: int | None, source_line: int | None):
         """Print one line, with the trailing comment that stood on ``source_line``."""
         if source_line is not None:
-            self.leading_comments(source_line, indent)
+            self.leading_comments(first_line, indent)
             if (self.next < len(self.comments) and self.comments[self.next].line == source_line
                     and not self.comments[self.next].own_line):
-                text += "  " + self.comments[self.next].text
+                self.emit(indent + text, source_line)
+                self.trailing[len(self.lines) - 1] = self.comments[self.next].text
                 self.next += 1
-        self.lines.append(indent + text)
+                return
+        self.emit(indent + text, source_line)
+
+    def text(self) -> str:
+        """The lines, trailing comments aligned two spaces after the longest line of each run."""
+        lines = list(self.lines)
+        run: list[int] = []
+        for index in range(len(lines) + 1):
+            if index in self.trailing:
+                run.append(index)
+                continue
+            column = max((len(lines[k]) for k in run), default=0) + 2
+            for k in run:
+                lines[k] = lines[k].ljust(column) + self.trailing[k]
+            run = []
+        return "\n".join(lines) + "\n" if lines else ""
 
     def node(self, node: A.Node, indent: str, prefix: str = ""):
         start = node.span.line if node.span else None
         end = node.span.end_line if node.span else None
         if isinstance(node, (A.Layers, A.Heads)):
             keyword = "layers" if isinstance(node, A.Layers) else "heads"
-            self.line(f"{prefix}{keyword} {{", indent, start)
+            self.line(f"{prefix}{keyword} {{", indent, start, start)
             for entry in node.entries:
                 if isinstance(entry, A.HeadEntry):
                     head = expression(entry.lo) + ("" if entry.hi is None else ".." + expression(entry.hi))
@@ -96,9 +122,9 @@ class _Printer:
                     self.node(entry, indent + INDENT)
             if end is not None:
                 self.leading_comments(end, indent + INDENT)
-            self.line("}", indent, end)
+            self.line("}", indent, end, end)
         else:
-            self.line(prefix + statement_text(node), indent, end)
+            self.line(prefix + statement_text(node), indent, start, end)
 
 
 def statement_text(node: A.Node) -> str:
@@ -123,10 +149,8 @@ def format(source: "str | Path | A.Module") -> str:
         from .compiled import parse
 
         source = parse(source)
-    printer = _Printer(source.comments)
-    for index, stmt in enumerate(source.statements):
-        if index in source.blank_before and printer.lines:
-            printer.lines.append("")
+    printer = _Printer(source.comments, source.blank_lines)
+    for stmt in source.statements:
         printer.node(stmt, "")
     printer.leading_comments(1 << 62, "")
-    return "\n".join(printer.lines) + "\n" if printer.lines else ""
+    return printer.text()

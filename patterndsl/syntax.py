@@ -193,7 +193,6 @@ _TRANSFORMER = _ToAst()
 class _Lexed:
     def __init__(self):
         self.statements: list[list[Token]] = []
-        self.blank_before: set[int] = set()
         self.comments: list[A.Comment] = []
         self.bad_statements: set[int] = set()  # statements whose errors were already reported
 
@@ -262,8 +261,6 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
         if newlines_pending:
             if not opener_stack:
                 close_statement()
-                if newlines_pending > 1 and out.statements:
-                    out.blank_before.add(len(out.statements))
             elif current and current[-1].type != "_NL":
                 current.append(Token("_NL", "\n", pos, line, column, line, column, pos))
             newlines_pending = 0
@@ -380,5 +377,5 @@ def parse(source: "str | Source", name: str = "<string>") -> A.Module:
             diagnostics.extend(exc.diagnostics)
     if diagnostics:
         raise SpatError(sorted(diagnostics, key=_position), source)
-    blank = frozenset(k for k in lexed.blank_before if k < len(statements))
+    blank = frozenset(k + 1 for k, line in enumerate(source.text.split("\n")) if not line.strip())
     return A.Module(tuple(statements), tuple(lexed.comments), blank)

@@ -1,0 +1,274 @@
+"""The `patterndsl` command.
+
+Exit codes: 0 success, 1 an error in the input (diagnostics on stderr),
+2 a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from . import ast as A
+from .compiled import compile as compile_pattern
+from .compiled import load_source, parse
+from .errors import Source, SpatError
+from .formatter import format as format_module
+from .reference import parse_size
+from .targets import get_target, target_names
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+
+
+class UsageError(Exception):
+    pass
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="patterndsl",
+        description="Compile sparse attention patterns written in the .spat language.",
+        epilog="Exit codes: 0 success, 1 an error in the input, 2 a usage error.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name, help, many=False):
+        sub = commands.add_parser(name, help=help, description=help)
+        if many:
+            sub.add_argument("files", nargs="+", metavar="FILE", help=".spat files, or - for standard input")
+        else:
+            sub.add_argument("file", metavar="FILE", help="a .spat file, or - for standard input")
+        return sub
+
+    def with_n(sub, required=True):
+        sub.add_argument("--n", type=_positive_int, required=required, metavar="N", help="the sequence length")
+        sub.add_argument("--memory-budget", type=_size, metavar="SIZE",
+                         help="largest dense mask to build, e.g. 4G (default 2G, or PATTERNDSL_MEMORY_BUDGET)")
+
+    mask = command("mask", "write the dense mask as a numpy array [layers, heads, n, n]")
+    with_n(mask)
+    mask.add_argument("-o", "--output", metavar="OUT", help="output .npy file (default: FILE's name with .npy)")
+
+    comp = command("compile", "compile for a target (see --list-targets), or print the AST or IR")
+    with_n(comp, required=False)
+    comp.add_argument("--target", default="torch", metavar="NAME", help="the target (default: torch)")
+    comp.add_argument("-o", "--output", metavar="OUT", help="output file (default: FILE's name with the target's suffix)")
+    comp.add_argument("--emit", choices=["ast", "ir"], help="print the AST, or the IR for --n, instead of compiling")
+    comp.add_argument("--no-simplify", action="store_true", help="with --emit ir: the IR before simplification")
+    comp.add_argument("--list-targets", action="store_true", help="list the targets and exit")
+
+    show = command("show", "draw the mask in the terminal, one panel per layer and head")
+    with_n(show)
+    show.add_argument("--width", type=_positive_int, metavar="COLUMNS",
+                      help="width of the drawing (default: the terminal's)")
+
+    fmt = command("fmt", "print a file in canonical form, or check or rewrite several", many=True)
+    mode = fmt.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if the file is not in canonical form")
+    mode.add_argument("--write", action="store_true", help="rewrite the file in place")
+    return parser
+
+
+def _read(path: str) -> Source:
+    if path == "-":
+        data = sys.stdin.buffer.read()
+        try:
+            return Source(data.decode("utf-8").removeprefix("\ufeff"), "<stdin>")
+        except UnicodeDecodeError:
+            return load_source(Source("", "<stdin>")) if not data else _not_text()
+    return load_source(Path(path))
+
+
+def _not_text():
+    from .errors import Diagnostic
+
+    raise SpatError(Diagnostic("<stdin> is not UTF-8 text", help="a .spat file is plain text"))
+
+
+def _output_path(args, suffix: str) -> Path:
+    if args.output:
+        return Path(args.output)
+    stem = "stdin" if args.file == "-" else Path(args.file).stem
+    return Path(stem + suffix)
+
+
+def _write(path: Path, write) -> None:
+    from .errors import Diagnostic
+
+    try:
+        write(path)
+    except OSError as exc:
+        raise SpatError(Diagnostic(f"cannot write {path}: {exc.strerror or exc}")) from None
+
+
+def run_mask(args) -> int:
+    import numpy as np
+
+    compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget)
+    masks = compiled.dense_all()
+    out = _output_path(args, ".npy")
+    _write(out, lambda path: np.save(path, masks))
+    print(f"wrote {out}: bool {list(masks.shape)} (layers, heads, n, n), "
+          f"{int(masks.sum()):,} connections", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_compile(args) -> int:
+    if args.list_targets:
+        from .targets import TARGETS
+
+        for name in target_names():
+            print(f"{name:10} {TARGETS[name].description}")
+        return EXIT_OK
+    source = _read(args.file)
+    if args.emit == "ast":
+        print(dump_ast(parse(source)))
+        return EXIT_OK
+    if args.n is None:
+        raise UsageError("--n is required" + (" with --emit ir" if args.emit else ""))
+    compiled = compile_pattern(source, args.n, simplify=not args.no_simplify, memory_budget=args.memory_budget)
+    if args.emit == "ir":
+        print(dump_ir(compiled))
+        return EXIT_OK
+    try:
+        target = get_target(args.target)
+    except SpatError as exc:
+        raise UsageError(str(exc).removeprefix("error: ")) from None
+    out = _output_path(args, target.suffix)
+    written = None
+
+    def emit(path):
+        nonlocal written
+        written = target.emit(compiled, path)
+
+    _write(out, emit)
+    print(f"wrote {out}: {written}", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_show(args) -> int:
+    from .show import render
+
+    compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget)
+    width = args.width or shutil.get_terminal_size((80, 24)).columns
+    sys.stdout.write(render(compiled, width=max(20, width)))
+    return EXIT_OK
+
+
+def run_fmt(args) -> int:
+    if not (args.check or args.write) and len(args.files) > 1:
+        raise UsageError("printing takes one file; use --check or --write for several")
+    status = EXIT_OK
+    errors: list[SpatError] = []
+    for name in args.files:
+        try:
+            source = _read(name)
+            formatted = format_module(parse(source))
+        except SpatError as exc:  # report every file's errors, then fail
+            errors.append(exc)
+            continue
+        if args.check:
+            if formatted != source.text:
+                print(f"{source.name}: not in canonical form (run `patterndsl fmt --write {source.name}`)",
+                      file=sys.stderr)
+                status = EXIT_INPUT
+        elif args.write:
+            if name == "-":
+                raise UsageError("--write needs files, not standard input")
+            if formatted != source.text:
+                _write(Path(name), lambda path: path.write_text(formatted, encoding="utf-8"))
+                print(f"reformatted {name}", file=sys.stderr)
+        else:
+            sys.stdout.write(formatted)
+    for exc in errors:
+        print(exc, file=sys.stderr)
+    return EXIT_INPUT if errors else status
+
+
+def dump_ast(node, indent: str = "") -> str:
+    """The AST as an indented tree, one node per line, with each node's position."""
+    lines = []
+    stack = [(node, indent, "")]
+    while stack:
+        current, pad, label = stack.pop()
+        if not isinstance(current, A.Node):
+            lines.append(f"{pad}{label}{current!r}")
+            continue
+        fields = {k: v for k, v in vars(current).items() if k not in ("span", "comments", "blank_before")}
+        scalars = {k: v for k, v in fields.items() if not isinstance(v, (A.Node, tuple)) or v == ()}
+        where = f"  @{current.span.line}:{current.span.column}" if getattr(current, "span", None) else ""
+        head = ", ".join(f"{k}={v!r}" for k, v in scalars.items())
+        lines.append(f"{pad}{label}{type(current).__name__}({head}){where}")
+        children = []
+        for key, value in fields.items():
+            if isinstance(value, A.Node):
+                children.append((value, pad + "  ", f"{key}: "))
+            elif isinstance(value, tuple) and value and key not in scalars:
+                for k, item in enumerate(value):
+                    children.append((item, pad + "  ", f"{key}[{k}]: "))
+        stack.extend(reversed(children))
+    return "\n".join(lines)
+
+
+def dump_ir(compiled) -> str:
+    """Each layer's patterns in .spat syntax, heads with the same pattern grouped."""
+    from .show import _ranges
+
+    lines = [f"# n = {compiled.n}, {compiled.layers} layer(s), {compiled.heads} head(s), prob {compiled.prob}"
+             + (f", block {compiled.block_size[0]}x{compiled.block_size[1]}" if compiled.block_size else "")]
+    for layer, patterns in enumerate(compiled.patterns):
+        groups: dict = {}
+        for head, pattern in enumerate(patterns):
+            groups.setdefault(pattern, []).append(head)
+        for pattern, heads in groups.items():
+            which = f"heads {_ranges(heads)}" if len(heads) > 1 else f"head {heads[0]}"
+            lines.append(f"layer {layer}, {which}: {pattern}")
+    return "\n".join(lines)
+
+
+COMMANDS = {"mask": run_mask, "compile": run_compile, "show": run_show, "fmt": run_fmt}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage message
+        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except SpatError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INPUT
+    except UsageError as exc:
+        print(f"patterndsl {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a bug in patterndsl, never the user's input: say so, briefly
+        print(f"patterndsl: internal error ({type(exc).__name__}: {exc}); please report it with the input file",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
