@@ -211,7 +211,7 @@ def dump_ast(node, indent: str = "") -> str:
         if not isinstance(current, A.Node):
             lines.append(f"{pad}{label}{current!r}")
             continue
-        fields = {k: v for k, v in vars(current).items() if k not in ("span", "comments", "blank_before")}
+        fields = {k: v for k, v in vars(current).items() if k not in ("span", "comments", "blank_lines")}
         scalars = {k: v for k, v in fields.items() if not isinstance(v, (A.Node, tuple)) or v == ()}
         where = f"  @{current.span.line}:{current.span.column}" if getattr(current, "span", None) else ""
         head = ", ".join(f"{k}={v!r}" for k, v in scalars.items())

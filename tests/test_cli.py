@@ -1,0 +1,128 @@
+"""The `patterndsl` command: golden files for its output, exit codes, files it writes.
+
+Regenerate the golden files with PATTERNDSL_REGEN_GOLDEN=1 (then read the diff).
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from patterndsl.cli import main
+
+ROOT = Path(__file__).parent.parent
+GOLDEN = Path(__file__).parent / "golden" / "cli"
+
+# name → (argv, expected exit code); stdout and stderr are compared with NAME.out / NAME.err
+CASES = {
+    "show_strided_16": (["show", "examples/strided.spat", "--n", "16", "--width", "80"], 0),
+    "show_design_card_512": (["show", "examples/design_card.spat", "--n", "512", "--width", "72"], 0),
+    "show_bigbird_300": (["show", "examples/bigbird.spat", "--n", "300", "--width", "60"], 0),
+    "show_heads": (["show", "tests/golden/cli/heads.spat", "--n", "12", "--width", "40"], 0),
+    "emit_ir_bigbird": (["compile", "examples/bigbird.spat", "--n", "300", "--emit", "ir"], 0),
+    "emit_ir_heads": (["compile", "tests/golden/cli/heads.spat", "--n", "64", "--emit", "ir"], 0),
+    "emit_ir_unsimplified": (["compile", "tests/golden/cli/heads.spat", "--n", "64", "--emit", "ir",
+                              "--no-simplify"], 0),
+    "emit_ast_star": (["compile", "examples/star.spat", "--emit", "ast"], 0),
+    "fmt_messy": (["fmt", "tests/golden/cli/messy.spat"], 0),
+    "fmt_check_messy": (["fmt", "--check", "tests/golden/cli/messy.spat"], 1),
+    "list_targets": (["compile", "examples/star.spat", "--list-targets"], 0),
+    "error_input": (["mask", "tests/golden/cli/broken.spat", "--n", "64"], 1),
+    "error_values": (["mask", "tests/golden/cli/broken_values.spat", "--n", "64"], 1),
+    "error_budget": (["mask", "examples/strided.spat", "--n", "70000"], 1),
+    "error_unknown_target": (["compile", "examples/star.spat", "--n", "8", "--target", "trch"], 2),
+    "error_missing_file": (["show", "tests/golden/cli/no_such_file.spat", "--n", "8"], 1),
+    "error_emit_ir_needs_n": (["compile", "examples/star.spat", "--emit", "ir"], 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden_output(name, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("PATTERNDSL_MEMORY_BUDGET", raising=False)
+    argv, expected_code = CASES[name]
+    code = main(argv)
+    captured = capsys.readouterr()
+    for suffix, text in ((".out", captured.out), (".err", captured.err)):
+        path = GOLDEN / (name + suffix)
+        if os.environ.get("PATTERNDSL_REGEN_GOLDEN"):
+            if text:
+                path.write_text(text)
+            elif path.exists():
+                path.unlink()
+        expected = path.read_text() if path.exists() else ""
+        assert text == expected, f"{name}{suffix} differs from the golden file"
+    assert code == expected_code
+    assert "Traceback" not in captured.err
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main([]) == 2
+    assert main(["mask", "examples/star.spat"]) == 2  # --n missing
+    assert main(["show", "examples/star.spat", "--n", "0"]) == 2
+    assert main(["frobnicate"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_mask_writes_layers_heads_n_n(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "mask.npy"
+    assert main(["mask", "tests/golden/cli/heads.spat", "--n", "40", "-o", str(out)]) == 0
+    masks = np.load(out)
+    assert masks.dtype == bool and masks.shape == (2, 4, 40, 40)
+    import patterndsl
+
+    expected = patterndsl.compile(Path("tests/golden/cli/heads.spat"), n=40).dense_all()
+    assert np.array_equal(masks, expected)
+
+
+def test_mask_default_output_name(tmp_path, monkeypatch):
+    source = tmp_path / "local.spat"
+    source.write_text("window(2)\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["mask", "local.spat", "--n", "10"]) == 0
+    assert np.load(tmp_path / "local.npy").shape == (1, 1, 10, 10)
+
+
+def test_compile_torch_target(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "masks.pt"
+    assert main(["compile", "examples/strided.spat", "--n", "32", "--target", "torch", "-o", str(out)]) == 0
+    saved = torch.load(out)
+    assert saved["masks"].shape == (2, 1, 32, 32) and saved["masks"].dtype == torch.bool
+
+
+def test_fmt_write_and_stdin(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "m.spat"
+    path.write_text("window( 3 )|causal   # keep me\n")
+    assert main(["fmt", "--check", str(path)]) == 1
+    assert main(["fmt", "--write", str(path)]) == 0
+    assert path.read_text() == "window(3) | causal  # keep me\n"
+    assert main(["fmt", "--check", str(path)]) == 0
+    capsys.readouterr()
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"self|causal\n")))
+    assert main(["fmt", "-"]) == 0
+    assert capsys.readouterr().out == "self | causal\n"
+
+
+def test_write_failure_is_an_input_error(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["mask", "examples/star.spat", "--n", "8", "-o", "/nonexistent/dir/m.npy"]) == 1
+    assert "cannot write /nonexistent/dir/m.npy" in capsys.readouterr().err
+
+
+def test_console_script_runs(tmp_path):
+    """The installed `patterndsl` command, in a subprocess: diagnostics and exit code."""
+    bad = tmp_path / "bad.spat"
+    bad.write_text("window(64) | strde(128)\n")
+    result = subprocess.run([sys.executable, "-m", "patterndsl.cli", "show", str(bad), "--n", "64"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1
+    assert f"{bad}:1:14: error: unknown primitive or function 'strde'" in result.stderr
+    assert "did you mean 'stride'" in result.stderr
+    assert "Traceback" not in result.stderr
