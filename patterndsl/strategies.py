@@ -1,0 +1,422 @@
+"""Hypothesis strategies for .spat sources, for property tests of patterndsl and of
+code built on it.
+
+    from hypothesis import given
+    from patterndsl import strategies as S
+
+    @given(S.pattern_sources(), S.sizes(max_n=64))
+    def test_my_target(source, n):
+        compiled = patterndsl.compile(source, n)
+        ...
+
+Every source these strategies produce is valid for every n ≥ 1: it parses,
+resolves and compiles without a diagnostic (the tests check this). Parameters
+range from the degenerate (0 where that is legal, 1, n itself) to far beyond n,
+and integer arguments are often expressions in n (``isqrt(n)``, ``n // 2``,
+``max(0, n - 5)..n + 1``), so one source exercises many shapes as n varies.
+
+This module imports hypothesis, which is a development dependency: only tests
+and users who have hypothesis import it (``import patterndsl`` does not).
+"""
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from . import ast as A
+
+__all__ = [
+    "sizes", "nonnegative_ints", "positive_ints", "index_lists", "primitive_sources",
+    "pattern_trees", "pattern_sources", "pattern_asts", "files", "PRIMITIVE_NAMES",
+]
+
+PRIMITIVE_NAMES = ("all", "none", "self", "causal", "window", "dilated", "stride", "chunk",
+                   "summary", "global", "rows", "cols", "logsparse", "random")
+
+
+# ---- sizes and integers ----------------------------------------------------------
+
+
+def sizes(min_n: int = 1, max_n: int = 80) -> st.SearchStrategy[int]:
+    """Sequence lengths n in min_n..max_n, mostly small (1..8 half of the time),
+    shrinking towards min_n."""
+    return st.one_of(st.integers(min_n, min(max_n, max(min_n, 8))), st.integers(min_n, max_n))
+
+
+def _literal(low: int, high: int) -> st.SearchStrategy[str]:
+    return st.integers(low, high).map(str)
+
+
+# Expressions in n that are ≥ 0 (resp. ≥ 1) for every n ≥ 1.
+_NONNEGATIVE_IN_N = ("n", "n - 1", "n // 2", "n // 3 + 1", "isqrt(n)", "2 * n", "n + 5", "ilog2(n)",
+                     "n % 4", "max(0, n - 10)", "min(n, 7)", "cdiv(n, 4)")
+_POSITIVE_IN_N = ("n", "n + 1", "isqrt(n)", "max(1, n // 4)", "cdiv(n, 3)", "ilog2(n) + 1", "2 * n",
+                  "min(n, 16)", "n * n")
+
+
+def nonnegative_ints() -> st.SearchStrategy[str]:
+    """Source text of an integer expression that is ≥ 0 for every n ≥ 1: small
+    literals (0 included), huge ones (beyond any n), or an expression in n."""
+    return st.one_of(_literal(0, 9), _literal(0, 150), st.sampled_from(("1000000", str(2**40))),
+                     st.sampled_from(_NONNEGATIVE_IN_N))
+
+
+def positive_ints() -> st.SearchStrategy[str]:
+    """Source text of an integer expression that is ≥ 1 for every n ≥ 1."""
+    return st.one_of(_literal(1, 9), _literal(1, 150), st.sampled_from(("1000000", str(2**40))),
+                     st.sampled_from(_POSITIVE_IN_N))
+
+
+@st.composite
+def _window_arguments(draw) -> str:
+    """`w` or `l, r` with l + r ≥ 0 for every n (one of l, r may be negative)."""
+    form = draw(st.integers(0, 3))
+    if form == 0:
+        return draw(nonnegative_ints())
+    if form == 1:  # literal, possibly one side negative
+        left = draw(st.integers(-120, 120))
+        right = draw(st.integers(max(-left, -120), 120))
+        if draw(st.booleans()):
+            left, right = right, left
+        return f"{left}, {right}"
+    if form == 2:  # both sides expressions ≥ 0
+        return f"{draw(nonnegative_ints())}, {draw(nonnegative_ints())}"
+    # one side the negation of the other, plus a slack k ≥ 0: l + r = k
+    amount = draw(nonnegative_ints())
+    slack = draw(st.integers(0, 3))
+    pair = [f"-({amount})", f"{amount} + {slack}" if slack else amount]
+    if draw(st.booleans()):
+        pair.reverse()
+    return ", ".join(pair)
+
+
+@st.composite
+def _summary_arguments(draw) -> str:
+    """`b, c` with 1 ≤ c ≤ b for every n."""
+    if draw(st.booleans()):
+        b = draw(st.integers(1, 100))
+        return f"{b}, {draw(st.integers(1, b))}"
+    return draw(st.sampled_from(("n, 1", "n, n", "n + 3, 3", "max(2, n), 2", "2 * n, n", "isqrt(n), 1",
+                                 "1000000, 999999")))
+
+
+@st.composite
+def _index_item(draw) -> str:
+    """One index (possibly ≥ n, which is clipped) or a half-open range lo..hi with
+    0 ≤ lo < hi for every n."""
+    form = draw(st.integers(0, 3))
+    if form == 0:
+        return draw(st.one_of(_literal(0, 9), _literal(0, 150),
+                              st.sampled_from(("n - 1", "n", "n + 3", "n // 2", "isqrt(n)"))))
+    if form == 1:
+        lo = draw(st.integers(0, 100))
+        return f"{lo}..{lo + draw(st.integers(1, 60))}"
+    if form == 2:
+        k = draw(st.integers(1, 20))
+        return draw(st.sampled_from((f"max(0, n - {k})..n", f"max(0, n - {k})..n + {k}", f"{k - 1}..n + {k}",
+                                     f"n..n + {k}", f"n // 2..n")))
+    return draw(st.sampled_from(("0..n", "isqrt(n)..2 * n", "n - 1..n", "0..1000000")))
+
+
+def index_lists() -> st.SearchStrategy[str]:
+    """Source text of an index list R: 1 to 4 comma-separated indices and ranges."""
+    return st.lists(_index_item(), min_size=1, max_size=4).map(", ".join)
+
+
+@st.composite
+def _random_call(draw) -> str:
+    r = draw(st.one_of(nonnegative_ints(), st.sampled_from(("n", "n - 1", "n + 1"))))
+    seed = draw(st.one_of(st.integers(0, 20), st.integers(0, 2**62)))
+    form = draw(st.integers(0, 3))
+    if form == 0:
+        return f"random({r})"
+    if form == 1:
+        return f"random({r}, {seed})"
+    if form == 2:
+        return f"random({r}, seed={seed})"
+    return f"random(r={r}, seed={seed})"
+
+
+def primitive_sources(names: "tuple[str, ...] | None" = None) -> st.SearchStrategy[str]:
+    """Source text of one primitive call, for every primitive of DESIGN.md §1
+    (or only those in ``names``), with parameters that are legal for every n ≥ 1
+    and often larger than n: ``window(-(n), n + 2)``, ``stride(2 * n)``,
+    ``global(0, n + 3, max(0, n - 4)..n)``, ``summary(7, 7)``, ``random(n + 1, seed=3)``."""
+    table = {
+        "all": st.sampled_from(("all", "all()")),
+        "none": st.sampled_from(("none", "none()")),
+        "self": st.sampled_from(("self", "self()")),
+        "causal": st.sampled_from(("causal", "causal()")),
+        "logsparse": st.just("logsparse"),
+        "window": _window_arguments().map(lambda a: f"window({a})"),
+        "dilated": st.tuples(nonnegative_ints(), positive_ints()).map(lambda a: f"dilated({a[0]}, {a[1]})"),
+        "stride": positive_ints().map(lambda s: f"stride({s})"),
+        "chunk": positive_ints().map(lambda b: f"chunk({b})"),
+        "summary": _summary_arguments().map(lambda a: f"summary({a})"),
+        "global": index_lists().map(lambda r: f"global({r})"),
+        "rows": index_lists().map(lambda r: f"rows({r})"),
+        "cols": index_lists().map(lambda r: f"cols({r})"),
+        "random": _random_call(),
+    }
+    return st.one_of([table[name] for name in (names or PRIMITIVE_NAMES)])
+
+
+# ---- nested expressions -------------------------------------------------------------
+
+# A tree is ("leaf", text) | ("|", [trees]) | ("&", [trees]) | ("-", left, right) | ("~", tree).
+_LEVEL = {"|": 1, "&": 2, "-": 3, "~": 4, "leaf": 5}
+
+
+def _shapes(leaves: st.SearchStrategy, depth: int) -> st.SearchStrategy:
+    if depth <= 0:
+        return leaves.map(lambda text: ("leaf", text))
+    below = _shapes(leaves, depth - 1)
+    return st.one_of(
+        leaves.map(lambda text: ("leaf", text)),
+        st.lists(below, min_size=2, max_size=3).map(lambda parts: ("|", parts)),
+        st.lists(below, min_size=2, max_size=3).map(lambda parts: ("&", parts)),
+        st.tuples(below, below).map(lambda pair: ("-", pair[0], pair[1])),
+        below.map(lambda operand: ("~", operand)),
+    )
+
+
+@st.composite
+def _render(draw, tree, continuation: bool = True) -> str:
+    """Source text for ``tree``: the parentheses its shape needs, some redundant ones,
+    spacing that varies, and now and then a line break after an operator."""
+    kind = tree[0]
+
+    def child(subtree, needs_parentheses: bool) -> str:
+        text = draw(_render(subtree, continuation))
+        if needs_parentheses or draw(st.integers(0, 9)) == 0:
+            return f"({text})"
+        return text
+
+    def operator(symbol: str) -> str:
+        before = draw(st.sampled_from((" ", " ", "")))
+        after = draw(st.sampled_from((" ", " ", "", "\n    " if continuation else " ")))
+        return f"{before}{symbol}{after}"
+
+    if kind == "leaf":
+        return tree[1]
+    level = _LEVEL[kind]
+    if kind in ("|", "&"):
+        # The same operator nested needs parentheses to keep the tree (a | (b | c)).
+        texts = [child(part, _LEVEL[part[0]] <= level) for part in tree[1]]
+        out = texts[0]
+        for text in texts[1:]:
+            out += operator(kind) + text
+        return out
+    if kind == "-":  # left-associative: a right operand at the same level needs parentheses
+        left = child(tree[1], _LEVEL[tree[1][0]] < level)
+        right = child(tree[2], _LEVEL[tree[2][0]] <= level)
+        return left + operator("-") + right
+    return "~" + child(tree[1], _LEVEL[tree[1][0]] < level)
+
+
+@st.composite
+def pattern_trees(draw, max_depth: int = 3, leaves: "st.SearchStrategy[str] | None" = None,
+                  continuation: bool = True):
+    """(source text, tree): a random nested expression over ``| & - ~`` and
+    parentheses, and the tree it denotes, for tests that evaluate the tree
+    independently of the parser. A tree is ``("leaf", text)``, ``("|", [trees])``,
+    ``("&", [trees])``, ``("-", left, right)`` or ``("~", tree)``.
+
+    The leaves come from a small pool of 1–4 primitive sources drawn per example,
+    so the same leaf often appears twice (``a - a``, ``a | b | a``), which the
+    simplification passes act on."""
+    leaf_texts = leaves if leaves is not None else primitive_sources()
+    pool = draw(st.lists(leaf_texts, min_size=1, max_size=4))
+    tree = draw(_shapes(st.sampled_from(pool), max_depth))
+    return draw(_render(tree, continuation)), tree
+
+
+def pattern_sources(max_depth: int = 3, leaves: "st.SearchStrategy[str] | None" = None) -> st.SearchStrategy[str]:
+    """Source text of a random nested pattern expression (see `pattern_trees`)."""
+    return pattern_trees(max_depth, leaves).map(lambda pair: pair[0])
+
+
+def _leaf_ast(text: str) -> A.Node:
+    from .compiled import parse
+
+    return parse(text).statements[0].expr
+
+
+def _build_ast(tree) -> A.Node:
+    kind = tree[0]
+    if kind == "leaf":
+        return _leaf_ast(tree[1])
+    if kind == "|":
+        return A.Union(tuple(_build_ast(part) for part in tree[1]))
+    if kind == "&":
+        return A.Intersection(tuple(_build_ast(part) for part in tree[1]))
+    if kind == "-":
+        return A.Binary("-", _build_ast(tree[1]), _build_ast(tree[2]))
+    return A.Unary("~", _build_ast(tree[1]))
+
+
+@st.composite
+def pattern_asts(draw, max_depth: int = 3) -> A.Node:
+    """A random pattern expression as AST nodes (patterndsl.ast), built directly
+    from a tree rather than by parsing it (the leaves, one primitive call each,
+    are parsed). Spans are None; AST equality ignores them."""
+    pool = draw(st.lists(primitive_sources(), min_size=1, max_size=4))
+    return _build_ast(draw(_shapes(st.sampled_from(pool), max_depth)))
+
+
+# ---- whole files ----------------------------------------------------------------------
+
+_COMMENT_TEXT = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs"),
+                                      exclude_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
+                        max_size=20)
+
+
+def _comment() -> st.SearchStrategy[str]:
+    return _COMMENT_TEXT.map(lambda text: "#" + text)
+
+
+@st.composite
+def _def_statement(draw, name: str):
+    """(statement text, parameter list): a def over integer parameters and at most
+    one pattern parameter; integer parameters are only used where any value ≥ 1
+    is legal."""
+    count = draw(st.integers(1, 3))
+    params = [f"{name}_{'abc'[k]}" for k in range(count)]
+    pattern_param = draw(st.booleans())
+    templates = ["window({x})", "stride({x})", "chunk({x})", "dilated({x}, {y})", "random({x}, seed={y})",
+                 "summary({x} + 1, 1)", "global(0..{x})", "cols({x} - 1, {y})", "window(-({x}), {x} + {y})"]
+    parts = []
+    for _ in range(draw(st.integers(1, 3))):
+        template = draw(st.sampled_from(templates))
+        parts.append(template.format(x=draw(st.sampled_from(params)), y=draw(st.sampled_from(params))))
+    if pattern_param:
+        params.append(f"{name}_p")
+        parts.append(params[-1])
+    body = parts[0]
+    for part in parts[1:]:
+        body = f"({body}) {draw(st.sampled_from(('|', '&', '-')))} {part}"
+    # Trailing integer parameters may have defaults.
+    defaults = {}
+    for param in reversed(params):
+        if param.endswith("_p") or not draw(st.booleans()):
+            break
+        defaults[param] = draw(_literal(1, 70))
+    header = ", ".join(p + (f" = {defaults[p]}" if p in defaults and draw(st.booleans()) else
+                            (f"={defaults[p]}" if p in defaults else "")) for p in params)
+    return f"def {name}({header}) = {body}", [(p, p in defaults) for p in params]
+
+
+@st.composite
+def _def_call(draw, name: str, params, int_names, pattern_leaves):
+    """A call of a def: some arguments positional, then some by keyword, defaults
+    sometimes left out."""
+    positional = draw(st.integers(0, len(params)))
+    args = []
+    for index, (param, has_default) in enumerate(params):
+        value = (draw(pattern_leaves) if param.endswith("_p")
+                 else draw(st.one_of(positive_ints(), st.sampled_from(int_names or ["1"]))))
+        if index < positional:
+            args.append(value)
+        elif has_default and draw(st.booleans()):
+            continue
+        else:
+            args.append(f"{param}={value}")
+    return f"{name}({', '.join(args)})"
+
+
+@st.composite
+def _tiling(draw, heads: int):
+    """Head ranges that tile 0..heads, in a random order."""
+    cuts = sorted(draw(st.sets(st.integers(1, heads - 1), max_size=heads - 1))) if heads > 1 else []
+    bounds = [0] + cuts + [heads]
+    ranges = list(zip(bounds, bounds[1:]))
+    return draw(st.permutations(ranges))
+
+
+@st.composite
+def files(draw) -> str:
+    """Source text of a whole .spat file, valid for every n ≥ 1: integer and
+    pattern `let`s, `def`s with parameters (some with defaults) and calls with
+    positional and keyword arguments, an optional `block` and `prob`, and one
+    pattern: a bare expression, a `heads { }` block (ranges tiling 0..H, in any
+    order) or a `layers { }` block whose entries may be `heads { }` blocks.
+    Comments (own-line and trailing) and blank lines are sprinkled throughout."""
+    lines: list[str] = []
+
+    def comment_lines(indent: str = ""):
+        if draw(st.integers(0, 2)) == 0:
+            for _ in range(draw(st.integers(1, 2))):
+                lines.append(indent + draw(_comment()))
+        if draw(st.integers(0, 5)) == 0:
+            lines.append("")
+
+    def trailing() -> str:
+        return ("  " + draw(_comment())) if draw(st.integers(0, 3)) == 0 else ""
+
+    int_names = [f"k{index}" for index in range(draw(st.integers(0, 2)))]
+    pattern_names = [f"p{index}" for index in range(draw(st.integers(0, 2)))]
+    def_names = [f"f{index}" for index in range(draw(st.integers(0, 2)))]
+
+    for name in int_names:
+        comment_lines()
+        lines.append(f"let {name} = {draw(positive_ints())}" + trailing())
+    defs = {}
+    for name in def_names:
+        comment_lines()
+        text, params = draw(_def_statement(name))
+        defs[name] = params
+        lines.append(text + trailing())
+
+    simple_leaves = st.one_of(
+        primitive_sources(),
+        st.sampled_from(int_names).map(lambda k: f"window({k})") if int_names else primitive_sources(),
+        st.sampled_from(int_names).map(lambda k: f"stride({k})") if int_names else primitive_sources(),
+    )
+    for name in pattern_names:
+        comment_lines()
+        lines.append(f"let {name} = {draw(pattern_sources(2, simple_leaves))}" + trailing())
+
+    leaf_options = [simple_leaves]
+    if pattern_names:
+        leaf_options.append(st.sampled_from(pattern_names))
+    for name, params in defs.items():
+        leaf_options.append(_def_call(name, params, int_names, simple_leaves))
+    leaves = st.one_of(leaf_options)
+
+    def expression() -> str:
+        return draw(pattern_trees(2, leaves))[0]
+
+    if draw(st.booleans()):
+        comment_lines()
+        lines.append(draw(st.sampled_from(("block 64", "block 16", "block 128, 32", "block 32, 64"))) + trailing())
+    if draw(st.booleans()):
+        comment_lines()
+        lines.append(f"prob {draw(st.sampled_from(('softmax', 'sparsemax')))}" + trailing())
+
+    heads = draw(st.integers(1, 6))
+
+    def heads_block(indent: str):
+        lines.append(indent + "heads {" + trailing())
+        for lo, hi in draw(_tiling(heads)):
+            comment_lines(indent + "    ")
+            head = f"{lo}" if hi == lo + 1 and draw(st.booleans()) else f"{lo}..{hi}"
+            lines.append(f"{indent}    {head}: {expression()}" + trailing())
+        comment_lines(indent + "    ")
+        lines.append(indent + "}" + trailing())
+
+    comment_lines()
+    shape = draw(st.sampled_from(("bare", "heads", "layers")))
+    if shape == "bare":
+        lines.append(expression() + trailing())
+    elif shape == "heads":
+        heads_block("")
+    else:
+        lines.append("layers {" + trailing())
+        for _ in range(draw(st.integers(1, 3))):
+            comment_lines("    ")
+            if draw(st.integers(0, 2)) == 0:
+                heads_block("    ")
+            else:
+                lines.append("    " + expression() + trailing())
+        lines.append("}" + trailing())
+    comment_lines()
+    return "\n".join(lines) + "\n"
