@@ -99,7 +99,7 @@ class CompiledPattern:
                 if pattern in done:
                     out[l, h] = out[done[pattern]]
                 else:
-                    out[l, h] = dense_mask(pattern, self.n, self.memory_budget)
+                    dense_mask(pattern, self.n, out=out[l, h])
                     done[pattern] = (l, h)
         return out
 

@@ -12,11 +12,17 @@ Lines and columns are 1-based; columns count characters.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
 
 # A source line longer than this is shown as an excerpt around the span, so a
 # 10 MB one-line file cannot flood the terminal.
 _MAX_SHOWN_LINE = 100
+
+# What ends a line, for the lexer and for the excerpts alike: \n, \r\n, or a lone \r.
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,21 @@ class Source:
     name: str = "<string>"
 
     def line_text(self, line: int) -> str:
-        lines = self.text.split("\n")
+        if line == 1:  # no need to split a huge file to show its first line
+            match = LINE_BREAK.search(self.text)
+            return self.text[:match.start()] if match else self.text
+        lines = self._lines()
         if 1 <= line <= len(lines):
-            return lines[line - 1].rstrip("\r")
+            return lines[line - 1]
         return ""
+
+    def _lines(self) -> list[str]:
+        # Computed once per Source (a frozen dataclass, so cached by hand).
+        lines = self.__dict__.get("_lines_cache")
+        if lines is None:
+            lines = LINE_BREAK.split(self.text)
+            object.__setattr__(self, "_lines_cache", lines)
+        return lines
 
 
 @dataclass(frozen=True)
@@ -81,10 +98,19 @@ def _excerpt(text: str, span: Span) -> list[str]:
         text = text[cut:cut + _MAX_SHOWN_LINE]
         start, end = start - cut, min(end - cut, len(text) + 1)
         prefix = "…" if cut else ""
-    # Keep tabs in the caret line so the caret stays under the span.
-    pad = "".join("\t" if ch == "\t" else " " for ch in text[:start])
+    # Keep tabs in the caret line so the caret stays under the span; wide
+    # characters (CJK, emoji) take two columns on a terminal, combining marks none.
     printable = "".join(ch if ch.isprintable() or ch == "\t" else "?" for ch in text)
-    return ["  " + prefix + printable, "  " + " " * len(prefix) + pad + "^" * max(1, end - start)]
+    pad = "".join("\t" if ch == "\t" else " " * _width(ch) for ch in printable[:start])
+    carets = "^" * max(1, sum(_width(ch) for ch in printable[start:end]))
+    return ["  " + prefix + printable, "  " + " " * len(prefix) + pad + carets]
+
+
+@functools.lru_cache(maxsize=4096)
+def _width(ch: str) -> int:
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
 class SpatError(Exception):

@@ -254,7 +254,9 @@ class _IndexPrimitive(Primitive):
         return cls(IndexSet.of(args["R"], n))
 
     def __str__(self):
-        return f"{self.name}({self.indices})"
+        # Every index was ≥ n (clipped away): `name()` would not parse, and the
+        # index n is beyond every n, so `name(n)` is the same empty set again.
+        return f"{self.name}({self.indices or 'n'})"
 
 
 @primitive

@@ -69,12 +69,16 @@ def keys(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
     if k == 0 or rows.size == 0:
         return out
     row_state = _splitmix64_array(np.full(rows.shape, splitmix64(seed), dtype=np.uint64) ^ rows)
+    # Every draw at once; only the membership test below is sequential.
+    steps = np.arange(k, dtype=np.uint64)
+    bounds = np.arange(n - k, n, dtype=np.uint64) + np.uint64(1)
+    draws = (_splitmix64_array(row_state[:, None] ^ steps[None, :]) % bounds[None, :]).astype(np.int64)
     # Membership of x in the row's picks so far: a dense bit per key when k is
     # large, a comparison against the picks when it is small.
     chosen = np.zeros((rows.size, n), dtype=bool) if k > 64 else None
     index = np.arange(rows.size)
     for step, m in enumerate(range(n - k, n)):
-        x = (_splitmix64_array(row_state ^ np.uint64(step)) % np.uint64(m + 1)).astype(np.int64)
+        x = draws[:, step]
         if chosen is not None:
             taken = chosen[index, x]
         else:

@@ -68,7 +68,7 @@ def evaluate(pattern: Pattern, rows: np.ndarray, n: int) -> np.ndarray:
     index_type = np.int32 if n < 2**31 else np.int64
     i = np.asarray(rows, dtype=index_type).reshape(-1, 1)
     j = np.arange(n, dtype=index_type).reshape(1, -1)
-    return np.ascontiguousarray(_evaluate(pattern, i, j, n))
+    return _evaluate(pattern, i, j, n)
 
 
 def _evaluate(node: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
@@ -98,10 +98,14 @@ def row_blocks(n: int):
         yield start, min(n, start + step)
 
 
-def dense_mask(pattern: Pattern, n: int, budget: int | None = None) -> np.ndarray:
-    """The whole n × n boolean mask of ``pattern`` (numpy), within the memory budget."""
-    check_budget((n, n), budget)
-    out = np.empty((n, n), dtype=bool)
+def dense_mask(pattern: Pattern, n: int, budget: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """The whole n × n boolean mask of ``pattern`` (numpy), within the memory budget.
+
+    With ``out`` (a bool [n, n] array the caller has budgeted for), fill it in place.
+    """
+    if out is None:
+        check_budget((n, n), budget)
+        out = np.empty((n, n), dtype=bool)
     for start, stop in row_blocks(n):
         out[start:stop] = evaluate(pattern, np.arange(start, stop), n)
     return out

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import ast as A
+import re
+
 from .errors import Diagnostic, Source, Span, SpatError, did_you_mean
 from .ir import Complement, Difference, Intersection, Pattern, Union
 from .primitives import PRIMITIVES, ParamError
@@ -22,6 +24,11 @@ from .primitives import PRIMITIVES, ParamError
 MAX_INT = 1 << 62  # any integer beyond this in magnitude is an error, not a meaning
 MAX_IR_NODES = 100_000  # after expanding every def
 MAX_N = 1 << 40
+MAX_IR_DEPTH = 100  # operators nested inside one another, after expanding every def (passes recurse on it)
+MAX_CALL_DEPTH = 256  # defs calling defs
+MAX_LAYER_HEADS = 1 << 16  # layers × heads
+MAX_ERRORS = 50  # diagnostics shown; the rest are counted
+MAX_CALL_NOTES = 4  # "in the call …" notes kept for an error inside nested defs
 PROBABILITY_MAPS = ("softmax", "sparsemax")
 BUILTINS = {"isqrt": "isqrt(x)", "ilog2": "ilog2(x)", "min": "min(a, b, …)", "max": "max(a, b, …)",
             "cdiv": "cdiv(a, b)"}
@@ -67,6 +74,10 @@ class Resolver:
         self.module = module
         self.source = source
         self.diagnostics: list[Diagnostic] = []
+        self._reported: set[Diagnostic] = set()
+        self.unknown_names: set[str] = set()  # reported by check_names; evaluation skips them quietly
+        self.fatal = 0  # diagnostics that make evaluating the file meaningless (cycles, duplicates, …)
+        self.depends: dict[str, set[str]] = {}
         self.lets: dict[str, A.Let] = {}
         self.defs: dict[str, A.Def] = {}
         self.pattern_stmt: A.Node | None = None
@@ -77,8 +88,37 @@ class Resolver:
 
     def report(self, message, span, help=None, notes=()):
         diagnostic = Diagnostic(message, span, help, tuple(notes))
-        if diagnostic not in self.diagnostics:
+        if diagnostic not in self._reported:
+            self._reported.add(diagnostic)
             self.diagnostics.append(diagnostic)
+
+    def error(self) -> SpatError:
+        """Every diagnostic so far, sorted by position (the first MAX_ERRORS of them)."""
+        ordered = sorted(self.diagnostics, key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0))
+        if len(ordered) > MAX_ERRORS:
+            more = len(ordered) - MAX_ERRORS
+            ordered = ordered[:MAX_ERRORS] + [Diagnostic(
+                f"{more:,} more error{'s' if more > 1 else ''} not shown", None,
+                help="fix the errors above first")]
+        return SpatError(ordered, self.source)
+
+    def source_text(self, span: Span, limit: int = 40) -> str | None:
+        """The source text under a one-line span, if short."""
+        if span is None or span.line != span.end_line or span.end_column - span.column > limit:
+            return None
+        text = self.source.line_text(span.line)[span.column - 1:span.end_column - 1]
+        return text.strip("() ") or None
+
+    def name_span(self, stmt) -> Span:
+        """The span of the name a `let` or `def` binds (the statement's span if it cannot be found)."""
+        span = stmt.span
+        if isinstance(stmt, A.Param):
+            return Span(span.line, span.column, span.line, span.column + len(stmt.name))
+        text = self.source.line_text(span.line)
+        match = _BINDING.match(text, span.column - 1)
+        if match is None or match.group(2) != stmt.name:
+            return span
+        return Span(span.line, match.start(2) + 1, span.line, match.end(2) + 1)
 
     def fail(self, message, span, help=None, notes=()):
         self.report(message, span, help, notes)
@@ -90,13 +130,13 @@ class Resolver:
         names: dict[str, A.Node] = {}
         for stmt in self.module.statements:
             if isinstance(stmt, (A.Let, A.Def)):
-                if self._check_new_name(stmt.name, stmt.span, names):
+                if self._check_new_name(stmt.name, self.name_span(stmt), names):
                     names[stmt.name] = stmt
                     (self.lets if isinstance(stmt, A.Let) else self.defs)[stmt.name] = stmt
                 if isinstance(stmt, A.Def):
                     seen: dict[str, A.Node] = {}
                     for param in stmt.params:
-                        if self._check_new_name(param.name, param.span, seen, kind="parameter"):
+                        if self._check_new_name(param.name, self.name_span(param), seen, kind="parameter"):
                             seen[param.name] = param
             elif isinstance(stmt, (A.PatternStmt, A.Heads, A.Layers)):
                 if self.pattern_stmt is not None:
@@ -136,9 +176,14 @@ class Resolver:
             self.report(reserved, span, help=f"choose another {kind}")
             return False
         if name in seen:
-            self.report(f"'{name}' is defined twice", span,
-                        notes=(f"the first definition is at line {seen[name].span.line}",),
-                        help=f"rename one of the two")
+            first = seen[name].span
+            if kind == "parameter":
+                self.report(f"parameter '{name}' is listed twice", span,
+                            notes=(f"the first is at column {first.column}",), help="rename one of the two")
+            else:
+                self.report(f"'{name}' is defined twice", span,
+                            notes=(f"the first definition is at line {first.line}",),
+                            help="rename one of the two")
             return False
         return True
 
@@ -158,18 +203,46 @@ class Resolver:
                         self._check_name(node.id, node.span, scope, module_names, used, call=False)
                     elif isinstance(node, A.Call):
                         self._check_name(node.func, node.span, scope, module_names, used, call=True)
-            if isinstance(stmt, (A.Let, A.Def)):
+            if isinstance(stmt, (A.Let, A.Def)) and self._binds(stmt):
                 depends[stmt.name] = used
+        self.depends = depends
         for name in self._cycles(depends):
             stmt = self.lets.get(name) or self.defs[name]
             chain = self._cycle_path(name, depends)
-            kind = "def" if isinstance(stmt, A.Def) else "let"
-            self.report(f"recursive {kind}: " + " → ".join(chain), stmt.span,
-                        help="patterns are finite expressions: unroll the recursion, or pass the varying part as a parameter")
+            if isinstance(stmt, A.Def):
+                what = f"'{name}' calls itself" if len(chain) == 2 else " → ".join(chain)
+                message = f"recursive def: {what}"
+                help = ("a def cannot call itself, directly or through other defs; "
+                        "write the levels out, one def per level")
+            else:
+                what = f"'{name}' is defined in terms of itself" if len(chain) == 2 else " → ".join(chain)
+                message = f"recursive let: {what}"
+                help = "a let cannot use its own value; define it from n and the names before it"
+            self.fatal += 1
+            self.report(message, self._reference(stmt, chain[1]) or self.name_span(stmt), help=help)
+
+    def _binds(self, stmt) -> bool:
+        """Whether ``stmt`` is the statement that owns its name (not a rejected duplicate)."""
+        return (self.lets.get(stmt.name) is stmt) or (self.defs.get(stmt.name) is stmt)
+
+    @staticmethod
+    def _reference(stmt, name) -> Span | None:
+        """Where ``stmt`` (a let or def) first uses ``name``."""
+        scope = {p.name for p in stmt.params} if isinstance(stmt, A.Def) else set()
+        roots = [stmt.body] if isinstance(stmt, A.Def) else [stmt.value]
+        if isinstance(stmt, A.Def):
+            roots += [p.default for p in stmt.params if p.default is not None]
+        for root in roots:
+            for node in A.walk(root):
+                used = node.id if isinstance(node, A.Name) else node.func if isinstance(node, A.Call) else None
+                if used == name and not (isinstance(node, A.Name) and used in scope):
+                    return node.span
+        return None
 
     def _check_name(self, name, span, scope, module_names, used, call):
         if name in scope:
             if call:
+                self.fatal += 1
                 self.report(f"'{name}' is a parameter, not something to call", span,
                             help="only primitives, defs and built-in functions are called")
             return
@@ -180,11 +253,18 @@ class Resolver:
             return
         if name in PRIMITIVES or name in BUILTINS or (name == "n" and call):
             if name == "n":
-                self.report("`n` is the sequence length, not a function", span)
+                self.fatal += 1
+                self.report("`n` is the sequence length, not a function", span,
+                            help="use it as a number: `window(n // 8)`")
             return
         kind = "primitive or function" if call else "name"
         candidates = set(PRIMITIVES) | set(BUILTINS) | module_names | scope | ({"n"} if not call else set())
-        self.report(f"unknown {kind} '{name}'", span, help=did_you_mean(name, candidates))
+        hint = did_you_mean(name, candidates)
+        if hint is None:
+            hint = (f"define it first with `def {name}(…) = …`" if call
+                    else f"define it first with `let {name} = …`")
+        self.unknown_names.add(name)
+        self.report(f"unknown {kind} '{name}'", span, help=hint)
 
     @staticmethod
     def _cycles(depends):
@@ -233,20 +313,23 @@ class Resolver:
     # ---- evaluation ---------------------------------------------------------
 
     def resolve(self, n: int | None) -> Resolved:
+        before = len(self.diagnostics)
         self.collect()
+        self.fatal += len(self.diagnostics) - before  # shape errors: duplicates, reserved names, …
         self.check_names()
-        if self.diagnostics:
-            raise SpatError(self.diagnostics, self.source)
+        if self.fatal or self.pattern_stmt is None:
+            raise self.error()
+        # Unknown names are reported already; evaluate the rest, so that the other
+        # statements' errors are reported with them.
         evaluator = _Evaluator(self, n)
         heads = evaluator.head_count(self.pattern_stmt)
         patterns, block, prob = (), None, "softmax"
         if n is not None:
-            for stmt in self.module.statements:  # every let, so unused ones are checked too
-                if isinstance(stmt, A.Let):
-                    try:
-                        evaluator.let_value(stmt.name)
-                    except _Failed:
-                        pass
+            for name in self._let_order():  # every let, so unused ones are checked too
+                try:
+                    evaluator.let_value(name)
+                except _Failed:
+                    pass
             try:
                 patterns = evaluator.layers(self.pattern_stmt, heads)
             except _Failed:
@@ -259,9 +342,28 @@ class Resolver:
         if self.prob is not None:
             prob = self.prob.name
         if self.diagnostics:
-            raise SpatError(sorted(self.diagnostics, key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0)),
-                            self.source)
+            raise self.error()
         return Resolved(patterns, block, prob)
+
+    def _let_order(self) -> list[str]:
+        """The lets, each after every let it depends on (so evaluating them never recurses deeply)."""
+        order, done = [], set()
+        for stmt in self.module.statements:
+            if not isinstance(stmt, A.Let) or not self._binds(stmt) or stmt.name in done:
+                continue
+            done.add(stmt.name)
+            stack = [(stmt.name, iter(sorted(self.depends.get(stmt.name, ()))))]
+            while stack:
+                name, edges = stack[-1]
+                nxt = next(edges, None)
+                if nxt is None:
+                    stack.pop()
+                    if name in self.lets:
+                        order.append(name)
+                elif nxt not in done:
+                    done.add(nxt)
+                    stack.append((nxt, iter(sorted(self.depends.get(nxt, ())))))
+        return order
 
 
 class _Evaluator:
@@ -272,29 +374,31 @@ class _Evaluator:
         self.let_failed: set[str] = set()
         self.let_active: set[str] = set()
         self.call_cache: dict[tuple, object] = {}
+        self.call_depth = 0
+        self.failed_calls: set[tuple] = set()
         self.no_n_reason: str | None = None
 
     # ---- structure ------------------------------------------------------------
 
-    def head_count(self, stmt) -> int:
-        """H: the largest head-range end in the file (1 when there is none)."""
+    def head_count(self, stmt) -> int | None:
+        """H: the largest head-range end in the file (1 when there is none; None when a range is wrong)."""
         blocks = [stmt] if isinstance(stmt, A.Heads) else [
             e for e in getattr(stmt, "entries", ()) if isinstance(e, A.Heads)]
-        ranges = []
-        for heads in blocks:
+        ranges: list[list] = [[] for _ in blocks]  # per heads block: (entry, lo, hi)
+        failed = False
+        for k, heads in enumerate(blocks):
             for entry in heads.entries:
                 try:
-                    ranges.append((heads, entry, *self.head_range(entry)))
+                    ranges[k].append((entry, *self.head_range(entry)))
                 except _Failed:
-                    pass
-        if self.r.diagnostics:
-            raise SpatError(self.r.diagnostics, self.r.source)
-        count = max((hi for _, _, _, hi in ranges), default=1)
-        for heads in blocks:
-            self.check_tiling(heads, [(e, lo, hi) for h, e, lo, hi in ranges if h is heads], count)
-        if self.r.diagnostics:
-            raise SpatError(self.r.diagnostics, self.r.source)
-        return count
+                    failed = True
+        if failed:
+            return None
+        count = max((hi for block in ranges for _, _, hi in block), default=1)
+        before = len(self.r.diagnostics)
+        for heads, block in zip(blocks, ranges):
+            self.check_tiling(heads, block, count)
+        return None if len(self.r.diagnostics) > before else count
 
     def head_range(self, entry: A.HeadEntry) -> tuple[int, int]:
         saved, self.no_n_reason = self.no_n_reason, "the number of heads cannot depend on n"
@@ -328,10 +432,15 @@ class _Evaluator:
             self.r.report(f"this heads block covers heads 0..{covered}, but the file has {count} heads",
                           heads.span, help=f"add an entry `{covered}..{count}: …`; every heads block must cover 0..{count}")
 
-    def layers(self, stmt, heads: int) -> tuple[tuple[Pattern, ...], ...]:
+    def layers(self, stmt, heads: int | None) -> tuple[tuple[Pattern, ...], ...]:
+        """Every layer's patterns, one per head (heads None: the head ranges are wrong; only check the patterns)."""
         entries = stmt.entries if isinstance(stmt, A.Layers) else (stmt,)
         if isinstance(stmt, A.Layers) and not entries:
             self.r.fail("`layers { }` is empty", stmt.span, help="give one pattern per line, one line per layer")
+        if heads is not None and len(entries) * heads > MAX_LAYER_HEADS:
+            self.r.fail(f"{len(entries):,} layers × {heads:,} heads make {len(entries) * heads:,} patterns "
+                        f"(the limit is {MAX_LAYER_HEADS:,})", stmt.span,
+                        help="layers cycle over depth: list each distinct layer once")
         out, failed = [], False
         for entry in entries:
             try:
@@ -346,9 +455,19 @@ class _Evaluator:
         if isinstance(entry, A.PatternStmt):
             entry = entry.expr
         if not isinstance(entry, A.Heads):
-            return (self.pattern(entry, {}),) * heads
+            return (self.pattern(entry, {}),) * (heads or 0)
         if not entry.entries:
             self.r.fail("`heads { }` is empty", entry.span, help="give `lo..hi: pattern` lines covering every head")
+        if heads is None:
+            failed = False
+            for head_entry in entry.entries:
+                try:
+                    self.pattern(head_entry.pattern, {})
+                except _Failed:
+                    failed = True
+            if failed:
+                raise _Failed
+            return ()
         per_head: list[Pattern | None] = [None] * heads
         failed = False
         for head_entry in entry.entries:
@@ -442,7 +561,7 @@ class _Evaluator:
             self.r.fail(f"'{name}' needs an argument list", node.span, help=f"write {cls.usage()}")
         if name in BUILTINS:
             self.r.fail(f"'{name}' is a function", node.span, help=f"call it: {BUILTINS[name]}")
-        self.r.fail(f"unknown name '{name}'", node.span)  # check_names reports these first
+        raise _Failed  # an unknown name: check_names reported it
 
     def _union(self, node: A.Union, scope):
         return self._combine(node, scope, Union, "|", "union")
@@ -451,16 +570,25 @@ class _Evaluator:
         return self._combine(node, scope, Intersection, "&", "intersection")
 
     def _combine(self, node, scope, cls, op, what):
-        parts = []
-        for item in node.items:
-            value = self.value(item, scope)
-            if not isinstance(value, Pattern):
-                self.r.fail(f"'{op}' takes patterns on both sides, found {_describe(value)}", item.span,
-                            help=f"'{op}' is the {what} of two patterns; integers combine with + - * // %")
+        parts, failed = [], False
+        for item in node.items:  # every item, so that independent errors are all reported
+            try:
+                value = self.value(item, scope)
+                if not isinstance(value, Pattern):
+                    self.r.fail(f"'{op}' takes patterns on both sides, found {_describe(value)}", item.span,
+                                help=f"'{op}' is the {what} of two patterns; integers combine with + - * // %")
+            except _Failed:
+                failed = True
+                continue
             parts.append(value)
+        if failed:
+            raise _Failed
         return self._sized(cls(tuple(parts)), node.span)
 
     def _sized(self, pattern: Pattern, span: Span) -> Pattern:
+        if pattern.depth() > MAX_IR_DEPTH:
+            self.r.fail(f"the pattern nests more than {MAX_IR_DEPTH} operators deep (counting the bodies of defs)",
+                        span, help="build it with fewer levels: a union of many parts is one level, `a | b | c`")
         if pattern.size() > MAX_IR_NODES:
             self.r.fail(f"the pattern grows to {pattern.size():,} nodes once every def is expanded "
                         f"(the limit is {MAX_IR_NODES:,})", span,
@@ -480,7 +608,11 @@ class _Evaluator:
         return self._check_int(-value, node.span)
 
     def _binary(self, node: A.Binary, scope):
-        left = self.value(node.left, scope)
+        try:
+            left = self.value(node.left, scope)
+        except _Failed:
+            self.value(node.right, scope)  # report its errors too
+            raise
         right = self.value(node.right, scope)
         if node.op == "-" and isinstance(left, Pattern) and isinstance(right, Pattern):
             return self._sized(Difference(left, right), node.span)
@@ -493,8 +625,7 @@ class _Evaluator:
                 help = "combine patterns with | & - ~" if isinstance(value, Pattern) else None
                 self.r.fail(f"'{node.op}' works on integers, found {_describe(value)}", side.span, help=help)
         if node.op in ("//", "%") and right == 0:
-            self.r.fail("division by zero", node.right.span,
-                        help="the divisor is 0 here" + (f" (n = {self.n})" if self.n is not None else ""))
+            self._division_by_zero(node.right)
         result = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
                   "//": lambda: left // right, "%": lambda: left % right}[node.op]()
         return self._check_int(result, node.span)
@@ -512,6 +643,14 @@ class _Evaluator:
                              + (f"; did you mean {hi}..{lo}?" if hi < lo else ""))
         return RangeValue(lo, hi)
 
+    def _division_by_zero(self, divisor: A.Node | None, span: Span | None = None, where: str = ""):
+        span = span or divisor.span
+        text = self.r.source_text(span)
+        message = "division by zero" + (f" in {where}" if where else "")
+        if text is not None and not text.isdigit():
+            message += f": `{text}` is 0" + (f" when n = {self.n}" if self.n is not None else "")
+        self.r.fail(message, span, help="divide by a positive number; `max(1, …)` keeps a divisor positive")
+
     def _n_note(self) -> str:
         return f" (n = {self.n})" if self.n is not None else ""
 
@@ -520,23 +659,32 @@ class _Evaluator:
 
     def _call(self, node: A.Call, scope):
         positional, keywords = [], {}
-        for arg in node.args:
+        values, failed = [], False
+        for arg in node.args:  # every argument, once, so that independent errors are all reported
+            try:
+                values.append(self.value(arg.value if isinstance(arg, A.Keyword) else arg, scope))
+            except _Failed:
+                failed = True
+                values.append(None)
+        if failed:
+            raise _Failed
+        for arg, value in zip(node.args, values):
             if isinstance(arg, A.Keyword):
                 if arg.name in keywords:
                     self.r.fail(f"argument '{arg.name}' is given twice", arg.span)
-                keywords[arg.name] = (self.value(arg.value, scope), arg.span)
+                keywords[arg.name] = (value, arg.span)
             else:
                 if keywords:
                     self.r.fail("a positional argument follows a keyword argument", arg.span,
                                 help="put positional arguments first")
-                positional.append((self.value(arg, scope), arg.span))
+                positional.append((value, arg.span))
         if node.func in self.r.defs:
             return self.call_def(self.r.defs[node.func], positional, node.span, keywords)
         if node.func in PRIMITIVES:
             return self.build_primitive(PRIMITIVES[node.func], positional, node.span, keywords)
         if node.func in BUILTINS:
             return self.call_builtin(node.func, positional, keywords, node.span)
-        self.r.fail(f"unknown primitive or function '{node.func}'", node.span)
+        raise _Failed  # an unknown function: check_names reported it
 
     def call_builtin(self, name, positional, keywords, span):
         if keywords:
@@ -554,7 +702,7 @@ class _Evaluator:
         args = [v for v, _ in values]
         if name == "isqrt":
             if args[0] < 0:
-                self.r.fail(f"isqrt of a negative number ({args[0]}){self._n_note()}", values[0][1])
+                self.r.fail(f"isqrt needs a number ≥ 0, got {args[0]}{self._n_note()}", values[0][1])
             return math.isqrt(args[0])
         if name == "ilog2":
             if args[0] < 1:
@@ -562,7 +710,7 @@ class _Evaluator:
             return args[0].bit_length() - 1
         if name == "cdiv":
             if args[1] == 0:
-                self.r.fail("division by zero in cdiv", values[1][1])
+                self._division_by_zero(None, values[1][1], "cdiv")
             return -(-args[0] // args[1])
         return min(args) if name == "min" else max(args)
 
@@ -632,6 +780,8 @@ class _Evaluator:
                             help=hint or f"write {cls.usage()}")
         arities = sorted({len(sig) for sig in cls.signatures})
         count = len(positional) + len(keywords)
+        if arities == [0]:
+            self.r.fail(f"'{cls.name}' takes no arguments", span, help=f"write `{cls.name}`")
         takes = " or ".join(str(a) for a in arities)
         self.r.fail(f"{cls.name} takes {takes} argument{'s' if arities[-1] != 1 else ''}, got {count}", span,
                     help=f"write {cls.usage()}")
@@ -663,19 +813,50 @@ class _Evaluator:
         key = (definition.name, tuple(values))
         if key in self.call_cache:
             return self.call_cache[key]
+        if key in self.failed_calls:
+            raise _Failed  # reported at its first call
+
         scope = {p.name: v for p, v in zip(params, values)}
+        if self.call_depth >= MAX_CALL_DEPTH:
+            self.r.fail(f"defs call each other more than {MAX_CALL_DEPTH} levels deep", span,
+                        help="build the pattern with fewer levels of defs")
         before = len(self.r.diagnostics)
+        self.call_depth += 1
         try:
             result = self.value(definition.body, scope)
         except _Failed:
             # Say which call led to an error inside the def.
+            shown = _short(f"{definition.name}({', '.join(_show_value(v) for v in values)})", 60)
             for k in range(before, len(self.r.diagnostics)):
                 d = self.r.diagnostics[k]
-                self.r.diagnostics[k] = Diagnostic(d.message, d.span, d.help, d.notes + (
-                    f"in the call of {definition.name} at line {span.line}, column {span.column}",))
+                self.r.diagnostics[k] = Diagnostic(d.message, d.span, d.help, _add_call_note(
+                    d.notes, f"in the call {shown} at line {span.line}, column {span.column}"))
+            self.failed_calls.add(key)
             raise
+        finally:
+            self.call_depth -= 1
         self.call_cache[key] = result
         return result
+
+
+_BINDING = re.compile(r"(let|def)[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _show_value(value) -> str:
+    if isinstance(value, RangeValue):
+        return f"{value.lo}..{value.hi}"
+    return _short(str(value), 20)
+
+
+def _add_call_note(notes: tuple[str, ...], note: str) -> tuple[str, ...]:
+    """Add an "in the call …" note, keeping at most MAX_CALL_NOTES of them and counting the rest."""
+    calls = [k for k, text in enumerate(notes) if text.startswith("in the call ")]
+    if len(calls) < MAX_CALL_NOTES:
+        return notes + (note,)
+    last = notes[-1]
+    more = int(last.split()[2]) + 1 if last.startswith("… and ") else 1
+    kept = notes[:-1] if last.startswith("… and ") else notes
+    return kept + (f"… and {more} more enclosing call{'s' if more > 1 else ''}",)
 
 
 @contextmanager

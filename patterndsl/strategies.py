@@ -20,6 +20,8 @@ and users who have hypothesis import it (``import patterndsl`` does not).
 """
 from __future__ import annotations
 
+import functools
+
 from hypothesis import strategies as st
 
 from . import ast as A
@@ -53,6 +55,7 @@ _POSITIVE_IN_N = ("n", "n + 1", "isqrt(n)", "max(1, n // 4)", "cdiv(n, 3)", "ilo
                   "min(n, 16)", "n * n")
 
 
+@functools.lru_cache(maxsize=None)
 def nonnegative_ints() -> st.SearchStrategy[str]:
     """Source text of an integer expression that is ≥ 0 for every n ≥ 1: small
     literals (0 included), huge ones (beyond any n), or an expression in n."""
@@ -60,6 +63,7 @@ def nonnegative_ints() -> st.SearchStrategy[str]:
                      st.sampled_from(_NONNEGATIVE_IN_N))
 
 
+@functools.lru_cache(maxsize=None)
 def positive_ints() -> st.SearchStrategy[str]:
     """Source text of an integer expression that is ≥ 1 for every n ≥ 1."""
     return st.one_of(_literal(1, 9), _literal(1, 150), st.sampled_from(("1000000", str(2**40))),
@@ -117,6 +121,7 @@ def _index_item(draw) -> str:
     return draw(st.sampled_from(("0..n", "isqrt(n)..2 * n", "n - 1..n", "0..1000000")))
 
 
+@functools.lru_cache(maxsize=None)
 def index_lists() -> st.SearchStrategy[str]:
     """Source text of an index list R: 1 to 4 comma-separated indices and ranges."""
     return st.lists(_index_item(), min_size=1, max_size=4).map(", ".join)
@@ -136,6 +141,7 @@ def _random_call(draw) -> str:
     return f"random(r={r}, seed={seed})"
 
 
+@functools.lru_cache(maxsize=None)
 def primitive_sources(names: "tuple[str, ...] | None" = None) -> st.SearchStrategy[str]:
     """Source text of one primitive call, for every primitive of DESIGN.md §1
     (or only those in ``names``), with parameters that are legal for every n ≥ 1
@@ -164,14 +170,21 @@ def primitive_sources(names: "tuple[str, ...] | None" = None) -> st.SearchStrate
 
 # A tree is ("leaf", text) | ("|", [trees]) | ("&", [trees]) | ("-", left, right) | ("~", tree).
 _LEVEL = {"|": 1, "&": 2, "-": 3, "~": 4, "leaf": 5}
+_POOL_SIZE = 4  # leaves per example: few, so that the same leaf often appears twice
 
 
-def _shapes(leaves: st.SearchStrategy, depth: int) -> st.SearchStrategy:
+@functools.lru_cache(maxsize=None)
+def _shapes(depth: int) -> st.SearchStrategy:
+    """Trees whose leaves are ("leaf", k), k an index into a pool of leaves.
+
+    Built once per depth and cached: hypothesis validates every new strategy
+    object, which would otherwise dominate the time to draw an example."""
+    leaf = st.integers(0, _POOL_SIZE - 1).map(lambda k: ("leaf", k))
     if depth <= 0:
-        return leaves.map(lambda text: ("leaf", text))
-    below = _shapes(leaves, depth - 1)
+        return leaf
+    below = _shapes(depth - 1)
     return st.one_of(
-        leaves.map(lambda text: ("leaf", text)),
+        leaf,
         st.lists(below, min_size=2, max_size=3).map(lambda parts: ("|", parts)),
         st.lists(below, min_size=2, max_size=3).map(lambda parts: ("&", parts)),
         st.tuples(below, below).map(lambda pair: ("-", pair[0], pair[1])),
@@ -179,22 +192,36 @@ def _shapes(leaves: st.SearchStrategy, depth: int) -> st.SearchStrategy:
     )
 
 
-@st.composite
+def _fill(tree, pool):
+    """Replace each leaf index by its text from ``pool``."""
+    kind = tree[0]
+    if kind == "leaf":
+        return ("leaf", pool[tree[1] % len(pool)])
+    if kind in ("|", "&"):
+        return (kind, [_fill(part, pool) for part in tree[1]])
+    return (kind,) + tuple(_fill(child, pool) for child in tree[1:])
+
+
+_EXTRA_PARENTHESES = st.integers(0, 9)  # 0: parenthesize a child that does not need it
+_SPACE_BEFORE = st.sampled_from((" ", " ", ""))
+_SPACE_AFTER = st.sampled_from((" ", " ", "", "\n    "))  # a line break after an operator continues the line
+_SPACE_AFTER_ONE_LINE = st.sampled_from((" ", " ", ""))
+
+
 def _render(draw, tree, continuation: bool = True) -> str:
     """Source text for ``tree``: the parentheses its shape needs, some redundant ones,
     spacing that varies, and now and then a line break after an operator."""
     kind = tree[0]
 
     def child(subtree, needs_parentheses: bool) -> str:
-        text = draw(_render(subtree, continuation))
-        if needs_parentheses or draw(st.integers(0, 9)) == 0:
+        text = _render(draw, subtree, continuation)
+        if needs_parentheses or draw(_EXTRA_PARENTHESES) == 0:
             return f"({text})"
         return text
 
     def operator(symbol: str) -> str:
-        before = draw(st.sampled_from((" ", " ", "")))
-        after = draw(st.sampled_from((" ", " ", "", "\n    " if continuation else " ")))
-        return f"{before}{symbol}{after}"
+        after = draw(_SPACE_AFTER if continuation else _SPACE_AFTER_ONE_LINE)
+        return f"{draw(_SPACE_BEFORE)}{symbol}{after}"
 
     if kind == "leaf":
         return tree[1]
@@ -221,13 +248,15 @@ def pattern_trees(draw, max_depth: int = 3, leaves: "st.SearchStrategy[str] | No
     independently of the parser. A tree is ``("leaf", text)``, ``("|", [trees])``,
     ``("&", [trees])``, ``("-", left, right)`` or ``("~", tree)``.
 
-    The leaves come from a small pool of 1–4 primitive sources drawn per example,
-    so the same leaf often appears twice (``a - a``, ``a | b | a``), which the
-    simplification passes act on."""
-    leaf_texts = leaves if leaves is not None else primitive_sources()
-    pool = draw(st.lists(leaf_texts, min_size=1, max_size=4))
-    tree = draw(_shapes(st.sampled_from(pool), max_depth))
-    return draw(_render(tree, continuation)), tree
+    The source has the parentheses the tree needs under the precedence of
+    DESIGN.md §1 (and now and then a redundant pair), varying spaces, and, if
+    ``continuation``, line breaks after operators. The leaves come from a small
+    pool of 1–4 sources (``leaves``, by default `primitive_sources`) drawn per
+    example, so the same leaf often appears twice (``a - a``, ``a | b | a``),
+    which the simplification passes act on."""
+    pool = draw(st.lists(leaves if leaves is not None else primitive_sources(), min_size=1, max_size=_POOL_SIZE))
+    tree = _fill(draw(_shapes(max_depth)), pool)
+    return _render(draw, tree, continuation), tree
 
 
 def pattern_sources(max_depth: int = 3, leaves: "st.SearchStrategy[str] | None" = None) -> st.SearchStrategy[str]:
@@ -259,8 +288,8 @@ def pattern_asts(draw, max_depth: int = 3) -> A.Node:
     """A random pattern expression as AST nodes (patterndsl.ast), built directly
     from a tree rather than by parsing it (the leaves, one primitive call each,
     are parsed). Spans are None; AST equality ignores them."""
-    pool = draw(st.lists(primitive_sources(), min_size=1, max_size=4))
-    return _build_ast(draw(_shapes(st.sampled_from(pool), max_depth)))
+    pool = draw(st.lists(primitive_sources(), min_size=1, max_size=_POOL_SIZE))
+    return _build_ast(_fill(draw(_shapes(max_depth)), pool))
 
 
 # ---- whole files ----------------------------------------------------------------------

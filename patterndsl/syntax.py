@@ -12,6 +12,7 @@ transformer), so nothing here recurses over the input's nesting depth.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from dataclasses import replace
@@ -21,22 +22,16 @@ from lark import Lark, Token
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 from . import ast as A
-from .errors import Diagnostic, Source, Span, SpatError
+from .errors import Diagnostic, Source, Span, SpatError, did_you_mean
 
 GRAMMAR_PATH = Path(__file__).parent / "grammar" / "spat.lark"
 
 MAX_SOURCE_BYTES = 1 << 20  # a .spat file larger than 1 MiB is not a pattern
-MAX_NESTING = 200  # deepest expression accepted (parentheses, operators)
+MAX_NESTING = 100  # deepest expression accepted (parentheses, operators); consumers of the AST recurse on it
 MAX_NUMBER_DIGITS = 30  # beyond 10^30 an integer cannot mean anything here
 MAX_ERRORS = 50  # stop reporting after this many diagnostics
 
 _OPERATOR_TOKENS = {"|", "&", "-", "+", "*", "//", "%", "~", "=", ",", "..", ":"}
-_DESCRIBE = {
-    "NAME": "a name",
-    "NUMBER": "a number",
-    "FLOAT": "a number",
-    "$END": "the end of the line",
-}
 
 
 class _ToAst:
@@ -175,7 +170,7 @@ def _master_regex():
     _, literals, regexes = _grammar()
     punctuation = sorted((t for t in literals if not t.isidentifier()), key=len, reverse=True)
     parts = [
-        ("WS", r"[ \t\f\r]+"),
+        ("WS", r"[ \t\f]+"),
         ("COMMENT", regexes["COMMENT"]),
         ("_NL", regexes["_NL"]),
         ("FLOAT", regexes["FLOAT"]),
@@ -193,8 +188,42 @@ _TRANSFORMER = _ToAst()
 class _Lexed:
     def __init__(self):
         self.statements: list[list[Token]] = []
+        self.blank_before: set[int] = set()
         self.comments: list[A.Comment] = []
         self.bad_statements: set[int] = set()  # statements whose errors were already reported
+        self.last_ends_at_eof = False  # the last statement runs to the end of the file
+
+
+def _show_chars(text: str) -> str:
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[:12])
+    return shown + ("…" if len(text) > 12 else "")
+
+
+def _bad_char_help(text: str) -> str | None:
+    """What to write instead of the characters ``text``, which start no token."""
+    char = text[0]
+    if text == ".":
+        return "ranges are written `a..b`; numbers are integers"
+    if char in "[]":
+        return "index lists go in parentheses: global(0..8, 12)"
+    if text == "/":
+        return "integer division is written `//`"
+    if char in "<>!":
+        return ("there are no comparison or shift operators: patterns combine with | & - ~, "
+                "integers with + - * // %")
+    if char == "^":
+        return "union is written '|', intersection '&'; there is no power operator"
+    if char in "\"'`":
+        return "there are no strings in .spat; names are written without quotes"
+    if char == ";":
+        return "statements are separated by new lines, not ';'"
+    if char == "\ufeff":
+        return "remove the byte-order mark (U+FEFF) at the start of the text"
+    if char.isalnum():
+        return "names are made of ASCII letters, digits and '_'; numbers of the digits 0-9"
+    if not char.isprintable():
+        return "a .spat file is plain text; this one contains control characters or binary data"
+    return None
 
 
 def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
@@ -220,19 +249,16 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
         match = regex.match(text, pos)
         column = pos - line_start + 1
         if match is None:
-            char = text[pos]
-            shown = repr(char)[1:-1] if not char.isprintable() else char
-            help = None
-            if char == ".":
-                help = "ranges are written `a..b`; numbers are integers"
-            elif char in "[]":
-                help = "index lists go in parentheses: global(0..8, 12)"
-            elif char in "/":
-                help = "integer division is written `//`"
-            diagnostics.append(Diagnostic(f"unexpected character '{shown}'",
-                                          Span(line, column, line, column + 1), help))
+            # A run of characters that start no token: one diagnostic for the run.
+            end = pos + 1
+            while end < len(text) and end - pos < 1000 and regex.match(text, end) is None:
+                end += 1
+            bad = text[pos:end]
+            plural = "s" if len(bad) > 1 else ""
+            diagnostics.append(Diagnostic(f"unexpected character{plural} '{_show_chars(bad)}'",
+                                          Span(line, column, line, column + len(bad)), _bad_char_help(bad)))
             out.bad_statements.add(len(out.statements))
-            pos += 1
+            pos = end
             if len(diagnostics) >= MAX_ERRORS:
                 break
             continue
@@ -261,6 +287,8 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
         if newlines_pending:
             if not opener_stack:
                 close_statement()
+                if newlines_pending > 1 and out.statements:
+                    out.blank_before.add(len(out.statements))
             elif current and current[-1].type != "_NL":
                 current.append(Token("_NL", "\n", pos, line, column, line, column, pos))
             newlines_pending = 0
@@ -277,18 +305,36 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
             if opener_stack and opener_stack[-1].value == want:
                 opener_stack.pop()
             else:
-                if opener_stack:
-                    opener = opener_stack[-1]
-                    closer = ")" if opener.value == "(" else "}"
-                    diagnostics.append(Diagnostic(
-                        f"'{value}' does not match the '{opener.value}' at line {opener.line}, column {opener.column}",
-                        _span_of(token), help=f"close the '{opener.value}' with '{closer}' first"))
-                else:
-                    diagnostics.append(Diagnostic(f"unmatched '{value}'", _span_of(token),
-                                                  help=f"remove it, or add the '{want}' it closes"))
                 out.bad_statements.add(len(out.statements))
-                pos = end
-                continue
+                match_at = next((k for k in range(len(opener_stack) - 1, -1, -1)
+                                 if opener_stack[k].value == want), None)
+                if match_at is not None:
+                    # It closes an outer bracket: the ones opened inside that were never closed.
+                    inner = opener_stack[match_at + 1]
+                    closer = ")" if inner.value == "(" else "}"
+                    more = len(opener_stack) - match_at - 2
+                    notes = (f"{more} more bracket{'s' if more > 1 else ''} inside it "
+                             f"{'also stay' if more > 1 else 'also stays'} open",) if more else ()
+                    diagnostics.append(Diagnostic(
+                        f"unclosed '{inner.value}'", _span_of(inner),
+                        help=f"add '{closer}' before the '{value}' at line {token.line}, column {token.column}",
+                        notes=notes))
+                    del opener_stack[match_at:]
+                else:
+                    if opener_stack:
+                        opener = opener_stack[-1]
+                        closer = ")" if opener.value == "(" else "}"
+                        diagnostics.append(Diagnostic(
+                            f"'{value}' does not match the '{opener.value}' at line {opener.line}, "
+                            f"column {opener.column}",
+                            _span_of(token), help=f"close the '{opener.value}' with '{closer}'"))
+                    else:
+                        diagnostics.append(Diagnostic(f"unmatched '{value}'", _span_of(token),
+                                                      help=f"remove it, or add the '{want}' it closes"))
+                    pos = end
+                    if len(diagnostics) >= MAX_ERRORS:
+                        break
+                    continue
         current.append(token)
         last_significant = token
         line_has_token = True
@@ -297,51 +343,149 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
         opener = opener_stack[0]
         closer = ")" if opener.value == "(" else "}"
         more = len(opener_stack) - 1
-        notes = (f"{more} more bracket{'s' if more > 1 else ''} inside it also stay open",) if more else ()
+        notes = (f"{more} more bracket{'s' if more > 1 else ''} inside it "
+                 f"{'also stay' if more > 1 else 'also stays'} open",) if more else ()
         diagnostics.append(Diagnostic(f"unclosed '{opener.value}'", _span_of(opener),
                                       help=f"add the matching '{closer}'", notes=notes))
         out.bad_statements.add(len(out.statements))
+    out.last_ends_at_eof = newlines_pending == 0
     close_statement()
     return out
 
 
-def _describe_expected(expected: set[str]) -> str:
+_BINARY_OPERATORS = ("|", "&", "-", "+", "*", "//", "%")
+_EXPRESSION_START = ("NAME", "NUMBER", "FLOAT", "(", "~", "-")
+
+
+def _accepted(tokens: list[Token], index: int) -> set[str]:
+    """The terminals the grammar accepts after tokens[:index] (exact, unlike LALR's lookahead sets)."""
+    parser, _, _ = _grammar()
+    interactive = parser.parse_interactive()
+    conf = copy.copy(interactive.parser_state.parse_conf)
+    conf.callbacks = {}  # no AST building on this replay
+    interactive.parser_state.parse_conf = conf
+    try:
+        for token in tokens[:index]:
+            interactive.feed_token(token)
+        return interactive.accepts()
+    except Exception:  # noqa: BLE001 - only used to word a message; never let it fail the report
+        return set()
+
+
+def _describe_expected(accepted: set[str]) -> tuple[str, set[str]]:
+    """A readable "expected …" phrase for a set of terminals, and the set as literal text."""
     _, literals, _ = _grammar()
     names = {v: k for k, v in literals.items()}
-    shown = []
-    for terminal in sorted(expected):
-        if terminal in names:
-            shown.append(f"'{names[terminal]}'")
-        elif terminal in _DESCRIBE:
-            shown.append(_DESCRIBE[terminal])
-    shown = sorted(set(shown), key=lambda s: (s.startswith("'"), s))
-    if not shown:
-        return ""
-    if len(shown) > 6:
-        shown = shown[:6] + ["…"]
-    return "; expected " + (shown[0] if len(shown) == 1 else "one of " + ", ".join(shown))
+    texts = {names.get(t, t) for t in accepted}
+    literal_texts = set(names.values())
+    rest = set(texts)
+    phrases = []
+    if "NUMBER" in rest:
+        phrases.append("an expression")
+        rest -= set(_EXPRESSION_START)
+    elif "NAME" in rest:
+        phrases.append("a name")
+        rest.discard("NAME")
+    punctuation = sorted((t for t in rest if t in literal_texts and not t.isidentifier()
+                          and t not in _BINARY_OPERATORS), key=lambda t: (t != "(", t))
+    phrases += [f"'{t}'" for t in punctuation]
+    rest -= set(punctuation)
+    operators = [op for op in _BINARY_OPERATORS if op in rest]
+    if len(operators) >= 3:
+        phrases.append("an operator")
+        rest -= set(operators)
+    else:
+        phrases += [f"'{op}'" for op in operators]
+        rest -= set(operators)
+    keywords_left = sorted(t for t in rest if t in literal_texts)
+    if len(keywords_left) > 2:
+        phrases.append("a statement keyword (" + ", ".join(keywords_left) + ")")
+    else:
+        phrases += [f"'{t}'" for t in keywords_left]
+    if "$END" in rest:
+        phrases.append("the end of the line")
+    elif "_NL" in rest:
+        phrases.append("a new line")
+    if not phrases:
+        return "", texts
+    if len(phrases) == 1:
+        return "; expected " + phrases[0], texts
+    return "; expected " + ", ".join(phrases[:-1]) + " or " + phrases[-1], texts
 
 
-def _syntax_error(exc: UnexpectedInput, tokens: list[Token]) -> Diagnostic:
+_STATEMENT_HELP = {
+    "let": "a binding is written `let NAME = VALUE`",
+    "def": "a def is written `def NAME(PARAMS) = PATTERN`",
+    "block": "write `block 64`, or `block 64, 128` for different query and key block sizes",
+    "prob": "write `prob softmax` or `prob sparsemax`",
+    "layers": "write `layers {`, then one pattern per line, then `}`",
+    "heads": "write `heads {`, then one `lo..hi: pattern` per line, then `}`",
+}
+
+
+def _starts_expression(token: Token) -> bool:
+    return token.type in ("NAME", "NUMBER", "FLOAT") or token.value in ("(", "~")
+
+
+def _syntax_error(exc: UnexpectedInput, tokens: list[Token], at_eof: bool) -> Diagnostic:
     token = getattr(exc, "token", None)
-    if token is None or token.type == "$END":
+    end_of_statement = token is None or token.type == "$END"
+    if end_of_statement:
         last = tokens[-1]
         span = Span(last.end_line, last.end_column, last.end_line, last.end_column + 1)
-        what = "end of statement"
+        what = "end of the file" if at_eof else "end of the line"
+        index = len(tokens)
     else:
         span = _span_of(token)
-        what = "'" + str(token) + "'" if token.type != "_NL" else "new line"
-    expected = _describe_expected(getattr(exc, "expected", set()) or set())
-    help = None
-    index = next((k for k, t in enumerate(tokens) if t is token), None)
+        what = "end of the line" if token.type == "_NL" else "'" + str(token) + "'"
+        index = next((k for k, t in enumerate(tokens) if t is token), len(tokens))
+    accepted = _accepted(tokens, index)
+    if not accepted:
+        accepted = set(getattr(exc, "expected", None) or ())
+    expected, texts = _describe_expected(accepted)
     previous = tokens[index - 1] if index else None
-    if previous is not None and previous.type == "NAME" and token.type in ("NUMBER", "NAME"):
-        help = f"arguments go in parentheses: {previous}({token})"
-    elif token is not None and token.type == "EQUAL" and previous is not None and previous.type == "NAME":
-        help = f"to bind a name, write `let {previous} = …`"
-    elif what == "end of statement" and tokens[-1].value in _OPERATOR_TOKENS:
+    value = None if end_of_statement else str(token)
+    first = tokens[0].value
+    help = None
+    message = f"unexpected {what}{expected}"
+    at_line_start = previous is None or previous.type in ("_NL", "LBRACE")
+    if value is not None and at_line_start and value in set(_BINARY_OPERATORS) - {"-"}:
+        message = f"a line cannot start with '{value}'"
+        help = (f"to continue the expression on the line above, end that line with '{value}' "
+                "(or put the whole expression in parentheses)")
+    elif (previous is not None and index == 1 and previous.type == "NAME"
+          and did_you_mean(previous.value, keywords())):
+        help = did_you_mean(previous.value, keywords())
+    elif (previous is not None and previous.value in _OPERATOR_TOKENS and not end_of_statement
+          and token.line > previous.line):
+        help = (f"the '{previous}' at the end of line {previous.line} continues the expression onto "
+                f"line {token.line}; finish the expression, or remove the '{previous}'")
+    elif end_of_statement and tokens[-1].value in _OPERATOR_TOKENS:
         help = f"the '{tokens[-1]}' needs something after it"
-    return Diagnostic(f"unexpected {what}{expected}", span, help)
+    elif value == "*" and previous is not None and previous.value == "*":
+        help = "there is no power operator '**'; multiply out, e.g. `n * n`"
+    elif (previous is not None and previous.type == "NAME" and token is not None
+          and token.type in ("NUMBER", "NAME") and "(" in texts):
+        help = f"arguments go in parentheses: {previous}({token})"
+    elif value == "=" and previous is not None and previous.type == "NAME" and first != "let":
+        if first == "def":
+            help = f"a def takes a parameter list, `def {previous}(…) = …`; a value is bound with `let {previous} = …`"
+        else:
+            help = f"to bind a name, write `let {previous} = …`"
+    elif ":" in texts and any(t.value == "heads" for t in tokens[:index]):
+        help = "a head entry is written `lo..hi: pattern`, e.g. `0..4: causal`"
+    elif value == ".." and ".." not in texts:
+        help = "a range a..b goes inside a call such as global(0..8), or before ':' in `heads { }`"
+    elif value in keywords() and "NAME" in texts:
+        help = f"'{value}' is a keyword and cannot be used as a name"
+    elif token is not None and _starts_expression(token) and "," in texts:
+        help = "separate arguments with ','"
+    elif token is not None and (_starts_expression(token) or value == ",") and "|" in texts and "&" in texts:
+        help = ("combine patterns with '|' (union) or '&' (intersection); "
+                "a new statement goes on a line of its own")
+    elif first in _STATEMENT_HELP:
+        help = _STATEMENT_HELP[first]
+    return Diagnostic(message, span, help)
 
 
 def _position(diagnostic: Diagnostic):
@@ -356,7 +500,7 @@ def parse(source: "str | Source", name: str = "<string>") -> A.Module:
     if len(source.text) > MAX_SOURCE_BYTES:
         raise SpatError(Diagnostic(
             f"file too large: {len(source.text):,} characters (the limit is {MAX_SOURCE_BYTES:,})",
-            None, help="a pattern file is a few lines; generate the pattern with `def` and `let` instead"),
+            Span(1, 1, 1, 2), help="a pattern file is a few lines; generate the pattern with `def` and `let` instead"),
             source)
     diagnostics: list[Diagnostic] = []
     lexed = _lex(source, diagnostics)
@@ -372,10 +516,15 @@ def parse(source: "str | Source", name: str = "<string>") -> A.Module:
                 interactive.feed_token(token)
             statements.append(interactive.feed_eof(tokens[-1]))
         except UnexpectedToken as exc:
-            diagnostics.append(_syntax_error(exc, tokens))
+            at_eof = lexed.last_ends_at_eof and index == len(lexed.statements) - 1
+            diagnostics.append(_syntax_error(exc, tokens, at_eof))
         except SpatError as exc:
             diagnostics.extend(exc.diagnostics)
     if diagnostics:
-        raise SpatError(sorted(diagnostics, key=_position), source)
+        ordered = sorted(diagnostics, key=_position)
+        if len(ordered) >= MAX_ERRORS:
+            ordered = ordered[:MAX_ERRORS] + [Diagnostic(
+                f"too many errors: stopped after the first {MAX_ERRORS}", None, help="fix the errors above first")]
+        raise SpatError(ordered, source)
     blank = frozenset(k + 1 for k, line in enumerate(source.text.split("\n")) if not line.strip())
     return A.Module(tuple(statements), tuple(lexed.comments), blank)

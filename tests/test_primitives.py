@@ -1,0 +1,414 @@
+"""Every primitive against DESIGN.md §1.
+
+Two kinds of check:
+  * hand-drawn matrices: the expected 0/1 mask written out literally, drawn by
+    hand from the definitions (row i = query i, column j = key j);
+  * a property test: for random n (from 1 up) and random parameters (0 where
+    legal, negative where legal, far beyond n, expressions in n), the compiled
+    mask equals a plain-Python double loop over (i, j) that transcribes the
+    definition in DESIGN.md §1, with and without the simplification passes.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import patterndsl
+from patterndsl import randomgen
+from patterndsl import strategies as S
+from patterndsl.errors import SpatError
+
+
+def examples(count: int) -> int:
+    """``count`` hypothesis examples, scaled by $PATTERNDSL_TEST_SCALE (e.g. 20 for a long run)."""
+    return max(1, int(count * float(os.environ.get("PATTERNDSL_TEST_SCALE", "1"))))
+
+
+def drawn(*rows: str) -> np.ndarray:
+    """A hand-drawn mask: one string of 0s and 1s per query row (spaces ignored)."""
+    return np.array([[c == "1" for c in row.replace(" ", "")] for row in rows], dtype=bool)
+
+
+def masks(source: str, n: int):
+    """The mask of ``source`` at ``n``, simplified and not (both must agree with the spec)."""
+    return (patterndsl.compile(source, n).dense(), patterndsl.compile(source, n, simplify=False).dense())
+
+
+# ---- hand-drawn matrices --------------------------------------------------------------
+
+DRAWN = {
+    ("all", 3): drawn("111", "111", "111"),
+    ("none", 3): drawn("000", "000", "000"),
+    ("self", 4): drawn("1000", "0100", "0010", "0001"),
+    ("causal", 4): drawn("1000", "1100", "1110", "1111"),
+    ("window(1)", 6): drawn(
+        "110000",
+        "111000",
+        "011100",
+        "001110",
+        "000111",
+        "000011"),
+    ("window(0)", 3): drawn("100", "010", "001"),
+    ("window(2, 0)", 6): drawn(
+        "100000",
+        "110000",
+        "111000",
+        "011100",
+        "001110",
+        "000111"),
+    # negative left: i + 1 ≤ j ≤ i + 2 (strictly ahead)
+    ("window(-1, 2)", 6): drawn(
+        "011000",
+        "001100",
+        "000110",
+        "000011",
+        "000001",
+        "000000"),
+    # negative right: i - 3 ≤ j ≤ i - 2 (strictly behind)
+    ("window(3, -2)", 6): drawn(
+        "000000",
+        "000000",
+        "100000",
+        "110000",
+        "011000",
+        "001100"),
+    # l + r = 0 with l < 0: j = i + 2 only
+    ("window(-2, 2)", 5): drawn(
+        "00100",
+        "00010",
+        "00001",
+        "00000",
+        "00000"),
+    ("window(100)", 3): drawn("111", "111", "111"),
+    ("window(-100, 200)", 3): drawn("000", "000", "000"),
+    # |i - j| ≤ 2 and i - j even: j ∈ {i-2, i, i+2}
+    ("dilated(1, 2)", 6): drawn(
+        "101000",
+        "010100",
+        "101010",
+        "010101",
+        "001010",
+        "000101"),
+    # j ∈ {i-3, i, i+3}
+    ("dilated(1, 3)", 8): drawn(
+        "10010000",
+        "01001000",
+        "00100100",
+        "10010010",
+        "01001001",
+        "00100100",
+        "00010010",
+        "00001001"),
+    ("dilated(0, 5)", 3): drawn("100", "010", "001"),
+    ("dilated(2, 10)", 4): drawn("1000", "0100", "0010", "0001"),
+    ("stride(3)", 6): drawn(
+        "100100",
+        "010010",
+        "001001",
+        "100100",
+        "010010",
+        "001001"),
+    ("stride(1)", 2): drawn("11", "11"),
+    ("stride(7)", 3): drawn("100", "010", "001"),
+    # ragged: chunks {0, 1, 2, 3} and {4, 5}
+    ("chunk(4)", 6): drawn(
+        "111100",
+        "111100",
+        "111100",
+        "111100",
+        "000011",
+        "000011"),
+    ("chunk(9)", 3): drawn("111", "111", "111"),
+    # j mod 3 ≥ 2: keys 2 and 5
+    ("summary(3, 1)", 8): drawn(*["00100100"] * 8),
+    # j mod 4 ≥ 2: keys 2 and 3 (6 and 7 lie beyond n)
+    ("summary(4, 2)", 6): drawn(*["001100"] * 6),
+    # j mod 4 ≥ 1: keys 1, 2, 3 and 5
+    ("summary(4, 3)", 6): drawn(*["011101"] * 6),
+    ("summary(10, 1)", 4): drawn(*["0000"] * 4),  # the last key of the first chunk is 9 ≥ n
+    ("summary(5, 5)", 3): drawn("111", "111", "111"),
+    ("global(0, 5)", 6): drawn(
+        "111111",
+        "100001",
+        "100001",
+        "100001",
+        "100001",
+        "111111"),
+    ("global(n-2..n)", 6): drawn(
+        "000011",
+        "000011",
+        "000011",
+        "000011",
+        "111111",
+        "111111"),
+    # 9 ≥ n is clipped away
+    ("global(1..3, 9)", 6): drawn(
+        "011000",
+        "111111",
+        "111111",
+        "011000",
+        "011000",
+        "011000"),
+    ("global(7, 4..100)", 4): drawn("0000", "0000", "0000", "0000"),
+    ("rows(1..3)", 6): drawn(
+        "000000",
+        "111111",
+        "111111",
+        "000000",
+        "000000",
+        "000000"),
+    ("rows(n-1, 7)", 6): drawn(
+        "000000",
+        "000000",
+        "000000",
+        "000000",
+        "000000",
+        "111111"),
+    ("rows(0..2, 1..4)", 5): drawn(  # overlapping ranges
+        "11111",
+        "11111",
+        "11111",
+        "11111",
+        "00000"),
+    ("cols(0, 4)", 6): drawn(*["100010"] * 6),
+    ("cols(n-4..n)", 6): drawn(*["001111"] * 6),
+    ("cols(n..n+5)", 3): drawn("000", "000", "000"),
+    # |i - j| ∈ {0, 1, 2, 4}
+    ("logsparse", 8): drawn(
+        "11101000",
+        "11110100",
+        "11111010",
+        "01111101",
+        "10111110",
+        "01011111",
+        "00101111",
+        "00010111"),
+    ("window(2) | global(0)", 5): drawn(
+        "11111",
+        "11110",
+        "11111",
+        "11111",
+        "10111"),
+    ("causal & stride(2)", 5): drawn(
+        "10000",
+        "01000",
+        "10100",
+        "01010",
+        "10101"),
+    ("chunk(2) - self", 4): drawn(
+        "0100",
+        "1000",
+        "0001",
+        "0010"),
+    ("~causal", 3): drawn("011", "001", "000"),
+}
+
+
+@pytest.mark.parametrize(("source", "n"), list(DRAWN), ids=[f"{s}@n={n}" for s, n in DRAWN])
+def test_hand_drawn(source, n):
+    expected = DRAWN[(source, n)]
+    assert expected.shape == (n, n), "the drawing itself has the wrong size"
+    for got in masks(source, n):
+        np.testing.assert_array_equal(got.astype(int), expected.astype(int))
+
+
+def test_hand_drawn_covers_every_primitive():
+    used = {name for source, _ in DRAWN for name in S.PRIMITIVE_NAMES if name in source.replace("-", " ")}
+    assert used == set(S.PRIMITIVE_NAMES) - {"random"}  # random has its own tests below
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_tiny_n(n):
+    one = np.ones((n, n), dtype=bool)
+    eye = np.eye(n, dtype=bool)
+    for source, expected in [("all", one), ("none", ~one), ("self", eye), ("stride(5)", eye), ("chunk(5)", one),
+                             ("window(-1, 2)", np.eye(n, k=1, dtype=bool)), ("window(1, -1)", np.eye(n, k=-1, dtype=bool)),
+                             ("logsparse", one), ("global(n)", ~one), ("summary(1, 1)", one),
+                             ("dilated(3, 1)", one), ("random(5)", one), ("random(0)", ~one)]:
+        for got in masks(source, n):
+            np.testing.assert_array_equal(got, expected, err_msg=source)
+
+
+def test_mask_is_a_bool_tensor():
+    import torch
+
+    mask = patterndsl.compile("window(1)", 4).mask()
+    assert mask.dtype == torch.bool and tuple(mask.shape) == (4, 4)
+    assert mask.numpy().astype(int).tolist() == [[1, 1, 0, 0], [1, 1, 1, 0], [0, 1, 1, 1], [0, 0, 1, 1]]
+
+
+# ---- random -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("r", "n"), [(0, 5), (1, 1), (3, 10), (10, 10), (11, 10), (1000, 7), (70, 90), (65, 65)])
+def test_random_row_counts(r, n):
+    for seed in (0, 1, 12345):
+        for got in masks(f"random({r}, seed={seed})", n):
+            assert got.sum(axis=1).tolist() == [min(r, n)] * n
+            for i in range(n):
+                assert set(np.flatnonzero(got[i]).tolist()) == set(randomgen.reference_keys(seed, i, n, r))
+
+
+def test_random_default_seed_is_zero():
+    for n in (1, 9, 40):
+        np.testing.assert_array_equal(patterndsl.compile("random(4)", n).dense(),
+                                      patterndsl.compile("random(4, seed=0)", n).dense())
+        np.testing.assert_array_equal(patterndsl.compile("random(4)", n).dense(),
+                                      patterndsl.compile("random(4, 0)", n).dense())
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(n=S.sizes(max_n=64), r=st.integers(0, 80), seed=st.integers(0, 2**62))
+def test_random_property(n, r, seed):
+    for got in masks(f"random({r}, seed={seed})", n):
+        assert (got.sum(axis=1) == min(r, n)).all()
+        for i in (0, n // 2, n - 1):
+            assert set(np.flatnonzero(got[i]).tolist()) == set(randomgen.reference_keys(seed, i, n, r))
+
+
+# ---- the property test against DESIGN.md §1 ----------------------------------------------------
+#
+# Each draw gives the source text and a plain-Python predicate written from the
+# table in DESIGN.md §1. Integer arguments that are expressions in n are
+# evaluated here, by hand, not by the compiler.
+
+
+def _indices(n: int, items) -> set[int]:
+    """The index set R of DESIGN.md §1: indices, and half-open ranges lo..hi."""
+    out = set()
+    for item in items:
+        if isinstance(item, tuple):
+            out.update(range(item[0], item[1]))
+        else:
+            out.add(item)
+    return {x for x in out if 0 <= x < n}
+
+
+@st.composite
+def index_list(draw, n: int):
+    """(source text, items) for an index list R at this n."""
+    texts, items = [], []
+    for _ in range(draw(st.integers(1, 4))):
+        form = draw(st.integers(0, 5))
+        if form == 0:
+            value = draw(st.integers(0, n + 10))
+            texts.append(str(value))
+            items.append(value)
+        elif form == 1:
+            lo = draw(st.integers(0, n + 5))
+            hi = draw(st.integers(lo + 1, lo + n + 10))
+            texts.append(f"{lo}..{hi}")
+            items.append((lo, hi))
+        elif form == 2:  # the last k tokens: n-k..n (k ≤ n keeps lo ≥ 0)
+            k = draw(st.integers(1, n))
+            texts.append(f"n-{k}..n")
+            items.append((n - k, n))
+        elif form == 3:  # n-dependent index, possibly ≥ n (clipped)
+            k = draw(st.integers(-min(n, 3), 3))
+            texts.append(f"n + {k}" if k >= 0 else f"n - {-k}")
+            items.append(n + k)
+        elif form == 4:
+            k = draw(st.integers(0, 5))
+            texts.append(f"n // 2..n + {k}")
+            items.append((n // 2, n + k))
+        else:
+            texts.append("0..1000000")
+            items.append((0, 1000000))
+    return ", ".join(texts), items
+
+
+def _power_of_two(x: int) -> bool:
+    while x > 1 and x % 2 == 0:
+        x //= 2
+    return x == 1
+
+
+@st.composite
+def primitive_with_spec(draw, n: int):
+    """(source text, predicate(i, j)) for one primitive; parameters run past n."""
+    big = st.one_of(st.integers(0, n + 3), st.integers(0, 3 * n + 10), st.just(2**40))
+    positive = st.one_of(st.integers(1, n + 3), st.integers(1, 3 * n + 10), st.just(2**40))
+    name = draw(st.sampled_from(S.PRIMITIVE_NAMES))
+    if name == "all":
+        return "all", lambda i, j: True
+    if name == "none":
+        return "none", lambda i, j: False
+    if name == "self":
+        return "self", lambda i, j: j == i
+    if name == "causal":
+        return "causal", lambda i, j: j <= i
+    if name == "window":
+        if draw(st.booleans()):
+            w = draw(big)
+            return f"window({w})", lambda i, j: abs(i - j) <= w
+        l = draw(st.integers(-2 * n - 3, 2 * n + 3))
+        r = draw(st.integers(-l, -l + 2 * n + 3))
+        if draw(st.booleans()):
+            l, r = r, l
+        return f"window({l}, {r})", lambda i, j: i - l <= j <= i + r
+    if name == "dilated":
+        w, d = draw(big), draw(positive)
+        return f"dilated({w}, {d})", lambda i, j: abs(i - j) <= w * d and (i - j) % d == 0
+    if name == "stride":
+        s = draw(positive)
+        return f"stride({s})", lambda i, j: (i - j) % s == 0
+    if name == "chunk":
+        b = draw(positive)
+        return f"chunk({b})", lambda i, j: i // b == j // b
+    if name == "summary":
+        b = draw(positive)
+        c = draw(st.integers(1, min(b, 3 * n + 10)))
+        return f"summary({b}, {c})", lambda i, j: j % b >= b - c
+    if name in ("global", "rows", "cols"):
+        text, items = draw(index_list(n))
+        R = _indices(n, items)
+        spec = {"global": lambda i, j: i in R or j in R, "rows": lambda i, j: i in R,
+                "cols": lambda i, j: j in R}[name]
+        return f"{name}({text})", spec
+    if name == "logsparse":
+        return "logsparse", lambda i, j: i == j or _power_of_two(abs(i - j))
+    # random: the keys of each row come from the documented generator's plain-Python version
+    r, seed = draw(st.integers(0, n + 5)), draw(st.integers(0, 2**40))
+    rows = {i: set(randomgen.reference_keys(seed, i, n, r)) for i in range(n)}
+    return f"random({r}, seed={seed})", lambda i, j: j in rows[i]
+
+
+def expected_mask(n: int, predicate) -> np.ndarray:
+    out = np.zeros((n, n), dtype=bool)
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = predicate(i, j)
+    return out
+
+
+@settings(max_examples=examples(250), deadline=None)
+@given(data=st.data(), n=S.sizes(max_n=64))
+def test_against_design_definition(data, n):
+    source, predicate = data.draw(primitive_with_spec(n), label="primitive")
+    expected = expected_mask(n, predicate)
+    for got in masks(source, n):
+        np.testing.assert_array_equal(got, expected, err_msg=f"{source} at n = {n}")
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(source=S.primitive_sources(), n=S.sizes(max_n=64))
+def test_primitive_sources_are_valid_for_every_n(source, n):
+    """The strategy's claim: each source compiles for every n ≥ 1."""
+    for got in masks(source, n):
+        assert got.shape == (n, n)
+
+
+# ---- parameters that are wrong for this n -----------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["window(-1)", "window(-3, 2)", "dilated(1, 0)", "dilated(-1, 2)", "stride(0)",
+                                    "chunk(0)", "summary(0, 0)", "summary(3, 0)", "summary(3, 4)", "random(-1)",
+                                    "random(2, seed=-1)", "global(-1)", "rows(3..3)", "cols(4..2)",
+                                    "global(n-9..n)"])
+def test_illegal_parameters_are_errors(source):
+    with pytest.raises(SpatError):
+        patterndsl.compile(source, 8)
