@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import ast as A
 from .compiled import compile as compile_pattern
-from .compiled import load_source, parse
+from .compiled import decode_source, load_source, parse
 from .errors import Source, SpatError
 from .formatter import format as format_module
 from .reference import parse_size
@@ -88,18 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _read(path: str) -> Source:
     if path == "-":
-        data = sys.stdin.buffer.read()
-        try:
-            return Source(data.decode("utf-8").removeprefix("\ufeff"), "<stdin>")
-        except UnicodeDecodeError:
-            return load_source(Source("", "<stdin>")) if not data else _not_text()
+        return decode_source(sys.stdin.buffer.read(), "<stdin>")
     return load_source(Path(path))
-
-
-def _not_text():
-    from .errors import Diagnostic
-
-    raise SpatError(Diagnostic("<stdin> is not UTF-8 text", help="a .spat file is plain text"))
 
 
 def _output_path(args, suffix: str) -> Path:

@@ -14,6 +14,17 @@ from .resolve import resolve
 from .syntax import parse as parse_source
 
 
+def decode_source(data: bytes, name: str) -> Source:
+    """A Source from the bytes of a file; not UTF-8 is a SpatError."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpatError(Diagnostic(
+            f"{name} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            help="a .spat file is plain text")) from None
+    return Source(text.removeprefix("\ufeff"), name)
+
+
 def load_source(source: "str | Path | Source") -> Source:
     """A Source from .spat text (str), a file (pathlib.Path) or a Source."""
     if isinstance(source, Source):
@@ -23,13 +34,7 @@ def load_source(source: "str | Path | Source") -> Source:
             data = source.read_bytes()
         except OSError as exc:
             raise SpatError(Diagnostic(f"cannot read {source}: {exc.strerror or exc}")) from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise SpatError(Diagnostic(
-                f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-                help="a .spat file is plain text")) from None
-        return Source(text.removeprefix("\ufeff"), str(source))
+        return decode_source(data, str(source))
     if isinstance(source, str):
         return Source(source, "<string>")
     raise TypeError(f"source must be .spat text (str) or a file (pathlib.Path), not {type(source).__name__}")
@@ -55,12 +60,12 @@ class CompiledPattern:
         self.block_size = resolved.block
         self.prob = resolved.prob
         self.raw_patterns = resolved.patterns
+        self.patterns = resolved.patterns
         if simplified:
-            cache: dict[Pattern, Pattern] = {}
-            self.patterns = tuple(tuple(cache.setdefault(p, simplify(p, n)) if p not in cache else cache[p]
-                                        for p in layer) for layer in resolved.patterns)
-        else:
-            self.patterns = resolved.patterns
+            once: dict[Pattern, Pattern] = {}  # heads and layers often share a pattern
+            for pattern in {p for layer in resolved.patterns for p in layer}:
+                once[pattern] = simplify(pattern, n)
+            self.patterns = tuple(tuple(once[p] for p in layer) for layer in resolved.patterns)
 
     @property
     def layers(self) -> int:
