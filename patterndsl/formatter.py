@@ -76,23 +76,28 @@ class _Printer:
             self.lines.append("")
         self.lines.append(text)
 
-    def leading_comments(self, before_line: int, indent: str):
+    def leading_comments(self, before_line: int, indent: str, blank_lines: bool = True):
         while self.next < len(self.comments) and self.comments[self.next].line < before_line:
             comment = self.comments[self.next]
-            self.emit(indent + comment.text, comment.line)
+            self.emit(indent + comment.text, comment.line if blank_lines else None)
             self.next += 1
 
     def line(self, text: str, indent: str, first_line: int | None, source_line: int | None):
         """Print one line, with the trailing comment that stood on ``source_line``."""
         if source_line is not None:
             self.leading_comments(first_line, indent)
+            # Comments inside a statement that spans several lines go before it too
+            # (left for later, they would land after it, above the next statement);
+            # blank lines inside the statement are not kept.
+            self.leading_comments(source_line, indent, blank_lines=False)
             if (self.next < len(self.comments) and self.comments[self.next].line == source_line
                     and not self.comments[self.next].own_line):
-                self.emit(indent + text, source_line)
+                self.emit(indent + text, first_line)
                 self.trailing[len(self.lines) - 1] = self.comments[self.next].text
                 self.next += 1
                 return
-        self.emit(indent + text, source_line)
+        # A blank line counts before the statement's first line, not inside it.
+        self.emit(indent + text, first_line)
 
     def text(self) -> str:
         """The lines, trailing comments aligned two spaces after the longest line of each run."""

@@ -71,7 +71,8 @@ def _at_least(value: int, low: int, call: str, param: str, n: int, help: str | N
 
 def _clamp(value: int, n: int) -> int:
     """Clamp a distance parameter to [-n, n]. Every |i − j| is below n, so this never
-    changes a predicate's meaning, and keeps the value within the index dtype (int32)."""
+    changes a predicate's meaning, and keeps i ± value within the index dtype
+    (reference.index_dtype: int32 while 2n fits)."""
     return max(-n, min(n, value))
 
 
@@ -322,10 +323,10 @@ class Random(Primitive):
 
     def predicate(self, i, j, n):
         rows = i[:, 0]
-        out = np.zeros((rows.size, j.shape[1]), dtype=bool)
+        out = np.zeros((rows.size, n), dtype=bool)  # the picks are keys 0..n-1, whatever j holds
         picks = randomgen.keys(self.seed, rows, n, self.r)
         out[np.arange(rows.size)[:, None], picks] = True
-        return out[:, j[0]] if j.shape[1] != n else out
+        return out if np.array_equal(j[0], np.arange(n)) else out[:, j[0]]
 
     def __str__(self):
         return f"random({self.r}, seed={self.seed})"

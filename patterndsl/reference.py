@@ -62,10 +62,18 @@ def check_budget(shape: tuple[int, ...], budget: int | None = None) -> None:
                  "`patterndsl show`, which streams the mask block by block"))
 
 
+def index_dtype(n: int):
+    """The integer type the predicates see i and j in.
+
+    int32 halves the memory traffic. Primitives clamp their distance parameters
+    to [-n, n], so they compute values such as i + r up to 2n - 1: int32 holds
+    those only while n < 2^30."""
+    return np.int32 if n < 2**30 else np.int64
+
+
 def evaluate(pattern: Pattern, rows: np.ndarray, n: int) -> np.ndarray:
     """Bool [len(rows), n]: the rows ``rows`` of ``pattern``'s mask."""
-    # int32 halves the memory traffic; primitives clamp their parameters to fit.
-    index_type = np.int32 if n < 2**31 else np.int64
+    index_type = index_dtype(n)
     i = np.asarray(rows, dtype=index_type).reshape(-1, 1)
     j = np.arange(n, dtype=index_type).reshape(1, -1)
     return _evaluate(pattern, i, j, n)

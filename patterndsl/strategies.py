@@ -204,7 +204,16 @@ def _fill(tree, pool):
 
 _EXTRA_PARENTHESES = st.integers(0, 9)  # 0: parenthesize a child that does not need it
 _SPACE_BEFORE = st.sampled_from((" ", " ", ""))
-_SPACE_AFTER = st.sampled_from((" ", " ", "", "\n    "))  # a line break after an operator continues the line
+_COMMENT_TEXT = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs"),
+                                      exclude_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
+                        max_size=20)
+_COMMENT = _COMMENT_TEXT.map(lambda text: "#" + text)
+# A line break after an operator continues the line (a blank line may follow it);
+# about one operator in five carries a comment, at the end of the line or on a
+# line of its own.
+_PLAIN_SPACE = st.sampled_from((" ", " ", "", "\n    ", " ", "", " ", " ", "\n\n    ", " ")).map(lambda s: (s, None))
+_SPACE_AFTER = st.one_of(_PLAIN_SPACE, _PLAIN_SPACE, _PLAIN_SPACE, _PLAIN_SPACE,
+                         st.tuples(st.sampled_from(("  {}\n    ", "\n    {}\n    ")), _COMMENT))
 _SPACE_AFTER_ONE_LINE = st.sampled_from((" ", " ", ""))
 
 
@@ -220,7 +229,11 @@ def _render(draw, tree, continuation: bool = True) -> str:
         return text
 
     def operator(symbol: str) -> str:
-        after = draw(_SPACE_AFTER if continuation else _SPACE_AFTER_ONE_LINE)
+        if continuation:
+            after, comment = draw(_SPACE_AFTER)
+            after = after.format(comment) if comment is not None else after
+        else:
+            after = draw(_SPACE_AFTER_ONE_LINE)
         return f"{draw(_SPACE_BEFORE)}{symbol}{after}"
 
     if kind == "leaf":
@@ -250,7 +263,7 @@ def pattern_trees(draw, max_depth: int = 3, leaves: "st.SearchStrategy[str] | No
 
     The source has the parentheses the tree needs under the precedence of
     DESIGN.md §1 (and now and then a redundant pair), varying spaces, and, if
-    ``continuation``, line breaks after operators. The leaves come from a small
+    ``continuation``, line breaks after operators, some with a comment. The leaves come from a small
     pool of 1–4 sources (``leaves``, by default `primitive_sources`) drawn per
     example, so the same leaf often appears twice (``a - a``, ``a | b | a``),
     which the simplification passes act on."""
@@ -293,15 +306,6 @@ def pattern_asts(draw, max_depth: int = 3) -> A.Node:
 
 
 # ---- whole files ----------------------------------------------------------------------
-
-_COMMENT_TEXT = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs"),
-                                      exclude_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
-                        max_size=20)
-
-
-def _comment() -> st.SearchStrategy[str]:
-    return _COMMENT_TEXT.map(lambda text: "#" + text)
-
 
 @st.composite
 def _def_statement(draw, name: str):
@@ -374,12 +378,12 @@ def files(draw) -> str:
     def comment_lines(indent: str = ""):
         if draw(st.integers(0, 2)) == 0:
             for _ in range(draw(st.integers(1, 2))):
-                lines.append(indent + draw(_comment()))
+                lines.append(indent + draw(_COMMENT))
         if draw(st.integers(0, 5)) == 0:
             lines.append("")
 
     def trailing() -> str:
-        return ("  " + draw(_comment())) if draw(st.integers(0, 3)) == 0 else ""
+        return ("  " + draw(_COMMENT)) if draw(st.integers(0, 3)) == 0 else ""
 
     int_names = [f"k{index}" for index in range(draw(st.integers(0, 2)))]
     pattern_names = [f"p{index}" for index in range(draw(st.integers(0, 2)))]

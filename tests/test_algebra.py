@@ -72,7 +72,8 @@ def test_format_round_trips_sources(source):
     text = patterndsl.format(source)
     assert patterndsl.parse(text) == patterndsl.parse(source), text
     assert patterndsl.format(text) == text
-    assert "\n" not in text.rstrip("\n"), "a single expression is printed on one line"
+    code = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert len(code) == 1, "a single expression is printed on one line, after its comments"
 
 
 @settings(max_examples=examples(80), deadline=None)
@@ -82,13 +83,57 @@ def test_format_round_trips_files(source, n):
     before, after = patterndsl.parse(source), patterndsl.parse(text)
     assert after == before, text
     assert patterndsl.format(text) == text, text
-    # No comment is lost, and their order is kept.
+    # No comment is lost, their order is kept, and each stays between the same statements.
     assert [c.text.rstrip() for c in after.comments] == [c.text.rstrip() for c in before.comments], text
+    assert comment_places(after) == comment_places(before), text
     # ... and the file still means the same.
     original, formatted = patterndsl.compile(source, n), patterndsl.compile(text, n)
     assert (formatted.layers, formatted.heads, formatted.block_size, formatted.prob) == \
            (original.layers, original.heads, original.block_size, original.prob)
     np.testing.assert_array_equal(formatted.dense_all(), original.dense_all())
+
+
+def comment_places(module: A.Module) -> list[int]:
+    """For each comment, how many statements (and entries of layers/heads blocks)
+    end on a line before it: the formatter may move a comment from inside a
+    multi-line statement to just before it, but never past a statement."""
+    ends = []
+    stack = list(module.statements)
+    while stack:
+        node = stack.pop()
+        ends.append(node.span.end_line)
+        if isinstance(node, (A.Layers, A.Heads)):
+            stack.extend(node.entries)
+    return [sum(end < comment.line for end in ends) for comment in module.comments]
+
+
+def test_comments_inside_a_statement_stay_with_it():
+    source = ("let w = 3 +  # base\n"
+              "    4\n"
+              "let s = 2\n"
+              "heads {\n"
+              "    0: window(w) |  # inner\n"
+              "       (causal  # left\n"
+              "        - self)  # end\n"
+              "    1: stride(s)\n"
+              "}\n")
+    assert patterndsl.format(source) == ("# base\n"
+                                         "let w = 3 + 4\n"
+                                         "let s = 2\n"
+                                         "heads {\n"
+                                         "    # inner\n"
+                                         "    # left\n"
+                                         "    0: window(w) | causal - self  # end\n"
+                                         "    1: stride(s)\n"
+                                         "}\n")
+
+
+def test_blank_lines_between_statements_only():
+    # A blank line inside a multi-line statement is not one between statements.
+    assert patterndsl.format("let a = 1\nwindow(a) |\n\n    causal\n") == "let a = 1\nwindow(a) | causal\n"
+    assert patterndsl.format("let a = 1\n\n\nwindow(a) |\n    causal\n") == "let a = 1\n\nwindow(a) | causal\n"
+    assert patterndsl.format("layers {\n    window(1) |  # x\n\n        causal\n}\n") == \
+        "layers {\n    # x\n    window(1) | causal\n}\n"
 
 
 @pytest.mark.parametrize("source", [

@@ -412,3 +412,62 @@ def test_primitive_sources_are_valid_for_every_n(source, n):
 def test_illegal_parameters_are_errors(source):
     with pytest.raises(SpatError):
         patterndsl.compile(source, 8)
+
+
+# ---- the vectorized predicates on their own ------------------------------------------------------
+#
+# `predicate(i, j, n)` takes any column of query indices and any row of key
+# indices (the reference evaluator passes every key, other callers need not).
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(source=S.primitive_sources(), n=S.sizes(max_n=64), data=st.data())
+def test_predicate_on_any_rows_and_keys(source, n, data):
+    from patterndsl.primitives import Primitive
+    from patterndsl.reference import index_dtype
+
+    pattern = patterndsl.compile(source, n, simplify=False).pattern()
+    assert isinstance(pattern, Primitive)
+    full = patterndsl.compile(source, n, simplify=False).dense()
+    rows = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=6), label="rows")
+    keys = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=6), label="keys")
+    i = np.array(rows, dtype=index_dtype(n)).reshape(-1, 1)
+    j = np.array(keys, dtype=index_dtype(n)).reshape(1, -1)
+    got = np.broadcast_to(pattern.predicate(i, j, n), (len(rows), len(keys)))
+    np.testing.assert_array_equal(got, full[np.ix_(rows, keys)])
+
+
+HUGE_N = [2**30 - 1, 2**30, 2**30 + 7, 2**31 - 1, 2**31 + 5, 2**40]
+
+
+@pytest.mark.parametrize("n", HUGE_N)
+def test_predicates_at_huge_n(n):
+    """No overflow in the index arithmetic, whatever n: the predicates see i and j
+    in reference.index_dtype(n), as the reference evaluator passes them."""
+    from patterndsl.primitives import Causal, Chunk, Dilated, LogSparse, Self, Stride, Summary, Window
+    from patterndsl.reference import index_dtype
+
+    rows = [0, 1, 5, n // 2, n - 3, n - 2, n - 1]
+    keys = [0, 1, 2, 4, 5, 9, n // 2, n // 2 + 1, n - 5, n - 3, n - 1]
+    cases = [
+        (Window(n, n), lambda i, j: True),
+        (Window(2**62, 0), lambda i, j: j <= i),
+        (Window(0, 2**62), lambda i, j: j >= i),
+        (Window(-3, 5), lambda i, j: i + 3 <= j <= i + 5),
+        (Window(n - 2, -(n - 3)), lambda i, j: i - n + 2 <= j <= i - n + 3),
+        (Window(-(2**62), 2**62 + 1), lambda i, j: False),
+        (Dilated(2**40, 1), lambda i, j: True),
+        (Dilated(2, n // 2), lambda i, j: abs(i - j) <= 2 * (n // 2) and (i - j) % (n // 2) == 0),
+        (Stride(n - 1), lambda i, j: (i - j) % (n - 1) == 0),
+        (Chunk(n // 2), lambda i, j: i // (n // 2) == j // (n // 2)),
+        (Summary(n - 1, 3), lambda i, j: j % (n - 1) >= n - 4),
+        (LogSparse(), lambda i, j: i == j or _power_of_two(abs(i - j))),
+        (Self(), lambda i, j: i == j),
+        (Causal(), lambda i, j: j <= i),
+    ]
+    i = np.array(rows, dtype=index_dtype(n)).reshape(-1, 1)
+    j = np.array(keys, dtype=index_dtype(n)).reshape(1, -1)
+    for pattern, spec in cases:
+        got = np.broadcast_to(pattern.predicate(i, j, n), (len(rows), len(keys)))
+        expected = np.array([[spec(a, b) for b in keys] for a in rows], dtype=bool)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{pattern} at n = {n}")
