@@ -6,7 +6,10 @@ a bound n) and knows everything about itself:
   * `build`: checks the arguments for this n and makes the node,
   * `predicate`: its element predicate, vectorized — the normative meaning of
     DESIGN.md §1, used by the dense reference evaluator,
-  * `__str__`: itself in .spat syntax.
+  * `__str__`: itself in .spat syntax,
+  * `row_structure`: its keys per query row as a formula over the atoms of
+    patterndsl/structure.py (intervals, progressions, explicit points), which the
+    exact counter (patterndsl/analysis/counts.py) uses instead of a dense mask.
 Later passes (counts, block layouts, kernels) add their methods here, so adding
 a primitive stays one unit of code.
 """
@@ -18,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import randomgen
+from . import structure as R
 from .ir import IndexSet, Pattern
 
 PRIMITIVES: dict[str, type["Primitive"]] = {}
@@ -56,6 +60,10 @@ class Primitive(Pattern):
         """Bool [len(i), len(j)]: whether query i attends to key j (i a column, j a row)."""
         raise NotImplementedError
 
+    def row_structure(self, n: int):
+        """The keys of every query row, as a formula over patterndsl.structure atoms."""
+        raise NotImplementedError
+
     def __str__(self):
         return self.name
 
@@ -89,6 +97,9 @@ class All(Primitive):
     def predicate(self, i, j, n):
         return _full((i.shape[0], j.shape[1]), True)
 
+    def row_structure(self, n):
+        return R.Span(0, n)
+
 
 @primitive
 @dataclass(frozen=True)
@@ -98,6 +109,9 @@ class Nothing(Primitive):
 
     def predicate(self, i, j, n):
         return _full((i.shape[0], j.shape[1]), False)
+
+    def row_structure(self, n):
+        return R.Span(0, 0)
 
 
 @primitive
@@ -109,6 +123,9 @@ class Self(Primitive):
     def predicate(self, i, j, n):
         return i == j
 
+    def row_structure(self, n):
+        return R.Band(0, 0)
+
 
 @primitive
 @dataclass(frozen=True)
@@ -118,6 +135,9 @@ class Causal(Primitive):
 
     def predicate(self, i, j, n):
         return j <= i
+
+    def row_structure(self, n):
+        return R.Band(n, 0)
 
 
 @primitive
@@ -144,6 +164,9 @@ class Window(Primitive):
 
     def predicate(self, i, j, n):
         return (j >= i - _clamp(self.left, n)) & (j <= i + _clamp(self.right, n))
+
+    def row_structure(self, n):
+        return R.Band(_clamp(self.left, n), _clamp(self.right, n))
 
     def __str__(self):
         if self.left == self.right:
@@ -172,6 +195,11 @@ class Dilated(Primitive):
         reach, d = _clamp(self.w * self.d, n), _clamp(self.d, n)
         return ((i % d) == (j % d)) & (j >= i - reach) & (j <= i + reach)
 
+    def row_structure(self, n):
+        # window(w·d) ∩ stride(d); a d beyond n leaves only j = i, as does stride.
+        reach = _clamp(self.w * self.d, n)
+        return R.AllOf((R.Band(reach, reach), R.Residue(_clamp(self.d, n))))
+
     def __str__(self):
         return f"dilated({self.w}, {self.d})"
 
@@ -193,6 +221,9 @@ class Stride(Primitive):
         s = _clamp(self.s, n)
         return (i % s) == (j % s)
 
+    def row_structure(self, n):
+        return R.Residue(_clamp(self.s, n))
+
     def __str__(self):
         return f"stride({self.s})"
 
@@ -213,6 +244,9 @@ class Chunk(Primitive):
     def predicate(self, i, j, n):
         b = _clamp(self.b, n)
         return (i // b) == (j // b)
+
+    def row_structure(self, n):
+        return R.Blocks(_clamp(self.b, n))
 
     def __str__(self):
         return f"chunk({self.b})"
@@ -240,6 +274,9 @@ class Summary(Primitive):
     def predicate(self, i, j, n):
         j = j.astype(np.int64)  # b and c are not distances: keep them exact
         return np.broadcast_to(j % self.b >= self.b - self.c, (i.shape[0], j.shape[1]))
+
+    def row_structure(self, n):
+        return R.ColumnResidues(self.b, self.c)
 
     def __str__(self):
         return f"summary({self.b}, {self.c})"
@@ -271,6 +308,9 @@ class Global(_IndexPrimitive):
         member = self.indices.mask(n)
         return member[i] | member[j]
 
+    def row_structure(self, n):
+        return R.AnyOf((R.RowSet(self.indices), Cols(self.indices).row_structure(n)))
+
 
 @primitive
 @dataclass(frozen=True)
@@ -281,6 +321,9 @@ class Rows(_IndexPrimitive):
 
     def predicate(self, i, j, n):
         return np.broadcast_to(self.indices.mask(n)[i], (i.shape[0], j.shape[1]))
+
+    def row_structure(self, n):
+        return R.RowSet(self.indices)
 
 
 @primitive
@@ -293,6 +336,12 @@ class Cols(_IndexPrimitive):
     def predicate(self, i, j, n):
         return np.broadcast_to(self.indices.mask(n)[j], (i.shape[0], j.shape[1]))
 
+    def row_structure(self, n):
+        spans = tuple(R.Span(lo, hi) for lo, hi in self.indices.intervals)
+        if not spans:
+            return R.Span(0, 0)
+        return spans[0] if len(spans) == 1 else R.AnyOf(spans)
+
 
 @primitive
 @dataclass(frozen=True)
@@ -303,6 +352,22 @@ class LogSparse(Primitive):
     def predicate(self, i, j, n):
         distance = np.abs(i - j)
         return (distance & (distance - 1)) == 0  # true for 0 and for the powers of two
+
+    def row_structure(self, n):
+        return R.Points(self)
+
+    @staticmethod
+    def _offsets(n: int) -> np.ndarray:
+        powers = [1 << t for t in range(max(n - 1, 0).bit_length())]  # every 2^t ≤ n − 1
+        return np.array([0] + powers + [-p for p in powers], dtype=np.int64)
+
+    def row_point_count(self, n: int) -> int:
+        return self._offsets(n).size
+
+    def row_points(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """int64 [len(rows), k]: i and i ± 2^t (distinct), -1 where outside [0, n)."""
+        keys = np.asarray(rows, dtype=np.int64)[:, None] + self._offsets(n)[None, :]
+        return np.where((keys >= 0) & (keys < n), keys, -1)
 
 
 @primitive
@@ -327,6 +392,16 @@ class Random(Primitive):
         picks = randomgen.keys(self.seed, rows, n, self.r)
         out[np.arange(rows.size)[:, None], picks] = True
         return out if np.array_equal(j[0], np.arange(n)) else out[:, j[0]]
+
+    def row_structure(self, n):
+        return R.Points(self)
+
+    def row_point_count(self, n: int) -> int:
+        return min(self.r, n)
+
+    def row_points(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """int64 [len(rows), min(r, n)]: each row's keys (distinct), in no particular order."""
+        return randomgen.key_sets(self.seed, rows, n, self.r)
 
     def __str__(self):
         return f"random({self.r}, seed={self.seed})"

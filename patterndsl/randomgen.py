@@ -88,3 +88,45 @@ def keys(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
         if chosen is not None:
             chosen[index, pick] = True
     return out
+
+
+def key_sets(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
+    """The same keys as `keys` (each row's set; the order within a row may differ),
+    without the sequential membership test, for many rows and large r.
+
+    Write x_t = draw(s, i, t) mod (m_t + 1), m_t = n − k + t, and c_t for "step t
+    found x_t taken" (so it picks m_t). By induction every x_s (s < t) is in S
+    after step s (picked, or already there), and every pick is an x_s or an m_s
+    with c_s; so the taken set before step t is {x_s : s < t} ∪ {m_s : s < t, c_s}:
+
+        c_t = (x_t = x_s for some s < t)  or  (s = x_t − (n − k) ∈ [0, t) and c_s)
+
+    The first part is a sort per row; the second a pass over the few t where
+    x_t ≥ n − k, in increasing t, vectorized over rows.
+    """
+    k = min(r, n)
+    rows = np.asarray(rows, dtype=np.uint64).reshape(-1)
+    if k == 0 or rows.size == 0:
+        return np.empty((rows.size, k), dtype=np.int64)
+    row_state = _splitmix64_array(np.full(rows.shape, splitmix64(seed), dtype=np.uint64) ^ rows)
+    steps = np.arange(k, dtype=np.uint64)
+    bounds = np.arange(n - k, n, dtype=np.uint64) + np.uint64(1)
+    draws = (_splitmix64_array(row_state[:, None] ^ steps[None, :]) % bounds[None, :]).astype(np.int64)
+    # Repeats of an earlier draw: sort (value, step) pairs packed into one int64.
+    shift = max(k - 1, 1).bit_length()
+    packed = np.sort((draws << shift) | np.arange(k, dtype=np.int64)[None, :], axis=1)
+    repeat = np.zeros(packed.shape, dtype=bool)
+    repeat[:, 1:] = ((packed[:, 1:] ^ packed[:, :-1]) >> shift) == 0
+    taken = np.zeros(packed.shape, dtype=bool)
+    row, position = np.nonzero(repeat)
+    taken[row, packed[row, position] & ((1 << shift) - 1)] = True
+    # x_t = m_s for an earlier s that was taken: rare unless k is close to n.
+    back = draws - (n - k)  # the step s whose m_s equals x_t
+    row, step = np.nonzero((back >= 0) & (back < np.arange(k, dtype=np.int64)[None, :]))
+    if row.size:
+        order = np.argsort(step, kind="stable")
+        row, step = row[order], step[order]
+        bounds_at = np.flatnonzero(np.diff(step)) + 1
+        for rows_t, steps_t in zip(np.split(row, bounds_at), np.split(step, bounds_at)):
+            taken[rows_t, steps_t] |= taken[rows_t, back[rows_t, steps_t]]
+    return np.where(taken, np.arange(n - k, n, dtype=np.int64)[None, :], draws)

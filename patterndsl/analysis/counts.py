@@ -1,0 +1,368 @@
+"""Exact connection counts from the primitives' row structure — never an n × n mask.
+
+Each primitive describes its keys per query row (`row_structure`, see
+patterndsl/structure.py) as a formula over atoms: intervals [lo_i, hi_i),
+progressions {j : (j − a_i) mod m < c} and explicit points. For a block of
+rows the counter:
+
+ 1. splits [0, n) at the 2 + 2·(interval atoms) breakpoints of each row, sorted
+    along axis 1 — an [rows, K] array; on each segment every interval atom is
+    constant;
+ 2. counts the formula on each segment with the point atoms false:
+    * no periodic atom: the formula is constant → segment length or 0;
+    * one periodic atom p: evaluate with p true and p false and count the keys
+      of p in the segment in closed form (floor arithmetic);
+    * several: per segment, enumerate their truth assignments; segments where
+      the formula is constant or depends on only one of them are counted in
+      closed form as above; the rest — the **slow path** — by residues mod the
+      lcm of the moduli when that is small, else by the dense reference over
+      those rows (in row blocks);
+ 3. corrects for the point atoms (logsparse, random): for every distinct point
+    j* of the row, adds F(i, j*) − F_without_points(i, j*).
+
+Time O(n · K · size of the formula), memory O(block · K) — except the slow path.
+`row_degrees(pattern, n)` gives the degree of every row, `connection_counts`
+the counts of a compiled file.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import structure as S
+from ..ir import Complement, Difference, Intersection, Pattern, Union
+from ..primitives import Primitive
+
+_BLOCK_ELEMENTS = 1 << 21  # about this many [rows × K] entries per row block
+_MAX_ENUMERATED = 8  # enumerate truth assignments of at most this many periodic atoms
+_LISTED = 16  # empty rows listed individually in the statistics
+
+
+# ---- the formula ---------------------------------------------------------------------
+
+
+class _Formula:
+    """A pattern compiled to a formula over interned atoms.
+
+    Nodes: ("atom", kind, index), ("or", parts), ("and", parts), ("not", part),
+    ("const", bool)."""
+
+    def __init__(self, pattern: Pattern, n: int):
+        self.n = n
+        self.atoms: dict[str, list] = {"interval": [], "periodic": [], "points": []}
+        self._ids: dict = {}
+        self._nodes: dict = {}
+        self.root = self._pattern(pattern)
+
+    def _atom(self, atom):
+        if atom not in self._ids:
+            bucket = self.atoms[atom.kind]
+            self._ids[atom] = ("atom", atom.kind, len(bucket))
+            bucket.append(atom)
+        return self._ids[atom]
+
+    def _structure(self, node):
+        if isinstance(node, S.AnyOf):
+            return ("or", tuple(self._structure(p) for p in node.parts))
+        if isinstance(node, S.AllOf):
+            return ("and", tuple(self._structure(p) for p in node.parts))
+        if isinstance(node, S.Not):
+            return ("not", self._structure(node.part))
+        return self._atom(node)
+
+    def _pattern(self, node: Pattern):
+        done = self._nodes.get(node)
+        if done is not None:
+            return done
+        if isinstance(node, Primitive):
+            out = self._structure(node.row_structure(self.n))
+        elif isinstance(node, Union):
+            out = ("or", tuple(self._pattern(p) for p in node.parts))
+        elif isinstance(node, Intersection):
+            out = ("and", tuple(self._pattern(p) for p in node.parts))
+        elif isinstance(node, Difference):
+            out = ("and", (self._pattern(node.left), ("not", self._pattern(node.right))))
+        elif isinstance(node, Complement):
+            out = ("not", self._pattern(node.operand))
+        else:
+            raise TypeError(f"not an IR node: {node!r}")
+        self._nodes[node] = out
+        return out
+
+    def evaluate(self, env: dict):
+        """The formula's value; env maps (kind, index) to a bool array or a bool."""
+        memo: dict = {}
+
+        def ev(node):
+            key = id(node)
+            if key in memo:
+                return memo[key]
+            tag = node[0]
+            if tag == "atom":
+                out = env[(node[1], node[2])]
+            elif tag == "or":
+                out = ev(node[1][0])
+                for part in node[1][1:]:
+                    out = np.logical_or(out, ev(part))
+            elif tag == "and":
+                out = ev(node[1][0])
+                for part in node[1][1:]:
+                    out = np.logical_and(out, ev(part))
+            else:
+                out = np.logical_not(ev(node[1]))
+            memo[key] = out
+            return out
+
+        return ev(self.root)
+
+
+# ---- counting -----------------------------------------------------------------------
+
+
+def _progression_count(lo, hi, m, a, c):
+    """#{j ∈ [lo, hi) : (j − a) mod m < c}, elementwise (floor arithmetic)."""
+
+    def below(x):
+        y = x - a
+        return (y // m) * c + np.minimum(y % m, c)
+
+    return below(hi) - below(lo)
+
+
+@dataclass
+class RowCounts:
+    """The degree of every query row, and how it was computed."""
+
+    degrees: np.ndarray
+    slow_path: list[str] = field(default_factory=list)
+
+
+def _block_degrees(formula: _Formula, pattern: Pattern, rows: np.ndarray, n: int, slow: set) -> np.ndarray:
+    from ..reference import evaluate as dense_rows
+
+    B = rows.size
+    intervals = [a.bounds(rows, n) for a in formula.atoms["interval"]]
+    periodic = [a.progression(rows, n) for a in formula.atoms["periodic"]]
+    point_atoms = formula.atoms["points"]
+
+    cuts = [np.zeros(B, dtype=np.int64), np.full(B, n, dtype=np.int64)]
+    for lo, hi in intervals:
+        cuts += [lo, hi]
+    cuts = np.sort(np.stack(cuts, axis=1), axis=1)
+    seg_lo, seg_hi = cuts[:, :-1], cuts[:, 1:]
+    length = seg_hi - seg_lo
+
+    env = {("interval", k): (lo[:, None] <= seg_lo) & (seg_lo < hi[:, None]) for k, (lo, hi) in enumerate(intervals)}
+    for k in range(len(point_atoms)):
+        env[("points", k)] = False
+
+    def with_periodic(values):
+        return {**env, **{("periodic", k): v for k, v in enumerate(values)}}
+
+    def column(a):  # a per-row offset as a column, or a scalar
+        return a[:, None] if isinstance(a, np.ndarray) else a
+
+    P = len(periodic)
+    if P == 0:
+        degrees = np.where(formula.evaluate(env), length, 0).sum(axis=1)
+    elif P == 1:
+        m, a, c = periodic[0]
+        hits = _progression_count(seg_lo, seg_hi, m, column(a), c)
+        on = formula.evaluate(with_periodic([True]))
+        off = formula.evaluate(with_periodic([False]))
+        degrees = (np.where(on, hits, 0) + np.where(off, length - hits, 0)).sum(axis=1)
+    else:
+        total = np.zeros(seg_lo.shape, dtype=np.int64)
+        todo = np.ones(seg_lo.shape, dtype=bool)
+        if P <= _MAX_ENUMERATED:
+            values = np.stack([np.broadcast_to(formula.evaluate(with_periodic([bool(t >> p & 1) for p in range(P)])),
+                                               seg_lo.shape) for t in range(1 << P)])
+            constant = (values == values[0]).all(axis=0)
+            total += np.where(constant & values[0], length, 0)
+            todo &= ~constant
+            for p in range(P):
+                if not todo.any():
+                    break
+                only_p = todo & np.all([values[t] == values[t & (1 << p)] for t in range(1 << P)], axis=0)
+                if only_p.any():
+                    m, a, c = periodic[p]
+                    hits = _progression_count(seg_lo, seg_hi, m, column(a), c)
+                    part = np.where(values[1 << p], hits, 0) + np.where(values[0], length - hits, 0)
+                    total += np.where(only_p, part, 0)
+                    todo &= ~only_p
+        degrees = total.sum(axis=1)
+        if todo.any():
+            lcm = math.lcm(*(m for m, _, _ in periodic))
+            if lcm * seg_lo.shape[1] <= max(64, n):
+                slow.add(f"{P} periodic atoms in one segment: counted over the residues mod {lcm}")
+                extra = np.zeros(seg_lo.shape, dtype=np.int64)
+                for rho in range(lcm):
+                    at = [(rho - column(a)) % m < c for m, a, c in periodic]
+                    hits = -((rho - seg_hi) // lcm) + ((rho - seg_lo) // lcm)  # j ≡ rho (mod lcm) in [lo, hi)
+                    extra += np.where(formula.evaluate(with_periodic(at)), hits, 0)
+                degrees = degrees + np.where(todo, extra, 0).sum(axis=1)
+            else:
+                slow.add(f"{P} periodic atoms in one segment (lcm {lcm}): dense rows")
+                need = np.flatnonzero(todo.any(axis=1))
+                step = max(1, _BLOCK_ELEMENTS // max(n, 1))
+                for start in range(0, need.size, step):
+                    chunk = need[start:start + step]
+                    degrees[chunk] = dense_rows(pattern, rows[chunk], n).sum(axis=1)
+                # The dense rows already hold their points: correct only the others below.
+                if point_atoms:
+                    done = np.zeros(B, dtype=bool)
+                    done[need] = True
+                    return _add_points(formula, rows, n, degrees, intervals, periodic, skip=done)
+    return _add_points(formula, rows, n, degrees, intervals, periodic)
+
+
+def _add_points(formula, rows, n, degrees, intervals, periodic, skip=None):
+    """Add F(i, j*) − F_without_points(i, j*) for every distinct point j* of each row."""
+    point_atoms = formula.atoms["points"]
+    if not point_atoms:
+        return degrees
+    B = rows.size
+    lists = [a.points(rows, n) for a in point_atoms]
+    if len(lists) == 1:
+        # One atom: its keys are distinct already; stay in [rows, k] shape.
+        keys = lists[0]
+        valid = keys >= 0
+        if skip is not None:
+            valid &= ~skip[:, None]
+        env = {}
+        for k, (lo, hi) in enumerate(intervals):
+            env[("interval", k)] = (lo[:, None] <= keys) & (keys < hi[:, None])
+        for k, (m, a, c) in enumerate(periodic):
+            offset = a[:, None] if isinstance(a, np.ndarray) else a
+            env[("periodic", k)] = (keys - offset) % m < c
+        gained = np.logical_and(formula.evaluate({**env, ("points", 0): True}), valid)
+        lost = np.logical_and(formula.evaluate({**env, ("points", 0): False}), valid)
+        return degrees + np.broadcast_to(gained, keys.shape).sum(axis=1) - np.broadcast_to(lost, keys.shape).sum(axis=1)
+    else:
+        # Distinct (row, key) pairs over all point atoms, and which atoms hold each.
+        packed = []
+        for k, keys in enumerate(lists):
+            r, c = np.nonzero(keys >= 0)
+            packed.append((r * n + keys[r, c]) * len(lists) + k)
+        packed = np.sort(np.concatenate(packed))
+        pair, source = packed // len(lists), packed % len(lists)
+        first = np.ones(pair.size, dtype=bool)
+        first[1:] = pair[1:] != pair[:-1]
+        run = np.cumsum(first) - 1
+        distinct = pair[first]
+        local, cols = distinct // n, distinct % n
+        members = []
+        for k in range(len(lists)):
+            held = np.zeros(distinct.size, dtype=bool)
+            held[run[source == k]] = True
+            members.append(held)
+    if skip is not None:
+        keep = ~skip[local]
+        local, cols = local[keep], cols[keep]
+        members = [m if isinstance(m, bool) else m[keep] for m in members]
+    env = {}
+    for k, (lo, hi) in enumerate(intervals):
+        env[("interval", k)] = (lo[local] <= cols) & (cols < hi[local])
+    for k, (m, a, c) in enumerate(periodic):
+        offset = a[local] if isinstance(a, np.ndarray) else a
+        env[("periodic", k)] = (cols - offset) % m < c
+    with_points = formula.evaluate({**env, **{("points", k): v for k, v in enumerate(members)}})
+    without = formula.evaluate({**env, **{("points", k): False for k in range(len(lists))}})
+    change = np.broadcast_to(with_points, local.shape).astype(np.int64) - np.broadcast_to(without, local.shape)
+    return degrees + np.bincount(local, weights=change, minlength=B).astype(np.int64)
+
+
+def analyze_rows(pattern: Pattern, n: int) -> RowCounts:
+    """The exact degree of every query row of ``pattern`` at ``n``, with the slow paths taken."""
+    formula = _Formula(pattern, n)
+    width = 2 + 2 * len(formula.atoms["interval"])
+    width += sum(a.width(n) for a in formula.atoms["points"])
+    width *= 1 << min(len(formula.atoms["periodic"]), _MAX_ENUMERATED) if len(formula.atoms["periodic"]) > 1 else 1
+    step = max(1, min(n, _BLOCK_ELEMENTS // width))
+    degrees = np.empty(n, dtype=np.int64)
+    slow: set = set()
+    for start in range(0, n, step):
+        rows = np.arange(start, min(n, start + step), dtype=np.int64)
+        degrees[start:start + rows.size] = _block_degrees(formula, pattern, rows, n, slow)
+    return RowCounts(degrees, sorted(slow))
+
+
+def row_degrees(pattern: Pattern, n: int) -> np.ndarray:
+    """int64 [n]: the number of keys of each query row of ``pattern`` at ``n``."""
+    return analyze_rows(pattern, n).degrees
+
+
+# ---- a compiled file ------------------------------------------------------------------
+
+
+def _ranges(indices: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted indices → maximal half-open runs [lo, hi)."""
+    if indices.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(indices) != 1)
+    starts = np.concatenate([[indices[0]], indices[breaks + 1]])
+    ends = np.concatenate([indices[breaks], [indices[-1]]]) + 1
+    return [(int(a), int(b)) for a, b in zip(starts, ends)]
+
+
+def degree_stats(degrees: np.ndarray, listed: int = _LISTED) -> dict:
+    """min, max, mean of the row degrees, and the empty rows (count, the first
+    ``listed`` indices and up to ``listed`` maximal ranges lo..hi)."""
+    empty = np.flatnonzero(degrees == 0)
+    ranges = _ranges(empty)
+    n = degrees.size
+    return {
+        "min": int(degrees.min()) if n else 0,
+        "max": int(degrees.max()) if n else 0,
+        "mean": float(degrees.mean()) if n else 0.0,
+        "empty_rows": int(empty.size),
+        "empty_first": [int(i) for i in empty[:listed]],
+        "empty_ranges": [[lo, hi] for lo, hi in ranges[:listed]],
+        "empty_truncated": len(ranges) > listed or empty.size > listed,
+    }
+
+
+def connection_counts(compiled) -> dict:
+    """Exact counts of a CompiledPattern:
+
+        {"n", "layers", "heads",
+         "per_layer": [[count of layer l, head h]], "union": [count of the union over layers, per head],
+         "rows": [[degree stats of layer l, head h]], "union_rows": [degree stats per head],
+         "nonempty_rows": every row of every layer and head has a key,
+         "slow_path": [{"layer", "head", "reason"}] (layer None: the union)}
+
+    Identical patterns (heads and layers often share one) are counted once."""
+    n = compiled.n
+    done: dict[Pattern, RowCounts] = {}
+
+    def count(pattern):
+        if pattern not in done:
+            done[pattern] = analyze_rows(pattern, n)
+        return done[pattern]
+
+    per_layer, rows, slow = [], [], []
+    for l, layer in enumerate(compiled.patterns):
+        per_layer.append([])
+        rows.append([])
+        for h, pattern in enumerate(layer):
+            result = count(pattern)
+            per_layer[-1].append(int(result.degrees.sum()))
+            rows[-1].append(degree_stats(result.degrees))
+            slow += [{"layer": l, "head": h, "reason": why} for why in result.slow_path]
+    union, union_rows = [], []
+    for h in range(compiled.heads):
+        parts = tuple(dict.fromkeys(layer[h] for layer in compiled.patterns))
+        result = count(parts[0] if len(parts) == 1 else Union(parts))
+        union.append(int(result.degrees.sum()))
+        union_rows.append(degree_stats(result.degrees))
+        if len(parts) > 1:
+            slow += [{"layer": None, "head": h, "reason": why} for why in result.slow_path]
+    return {
+        "n": n, "layers": compiled.layers, "heads": compiled.heads,
+        "per_layer": per_layer, "union": union,
+        "rows": rows, "union_rows": union_rows,
+        "nonempty_rows": all(s["empty_rows"] == 0 for layer in rows for s in layer),
+        "slow_path": slow,
+    }

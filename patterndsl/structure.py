@@ -1,0 +1,153 @@
+"""Per-row structure: what each primitive says about the keys of a query row.
+
+A primitive's `row_structure(n)` (patterndsl/primitives.py) returns a small
+boolean formula (`AnyOf`, `AllOf`, `Not`) over *atoms* of three kinds. Every
+atom describes, for a batch of query rows, a set of keys exactly:
+
+  * interval atoms — one half-open interval [lo_i, hi_i) ⊆ [0, n) per row:
+    `Span` (the same interval in every row), `Band` (i − left ≤ j ≤ i + right),
+    `Blocks` (the chunk of b holding i), `RowSet` (all keys if i ∈ R, else none);
+  * periodic atoms — j with (j − a_i) mod m < c: `Residue` (j ≡ i mod s) and
+    `ColumnResidues` (j mod b ≥ b − c, a row-independent progression);
+  * point atoms — an explicit, small list of distinct keys per row (`Points`,
+    backed by the primitive's own `row_points`).
+
+The exact counter (patterndsl/analysis/counts.py) combines them; it never builds
+an n × n mask. Atoms are frozen dataclasses, so equal atoms from different
+primitives (``window(4) & window(4)``, ``dilated(w, d) & stride(d)``) are shared.
+All arithmetic here is int64; parameters are clamped to ±(n + 1) first, which
+never changes the set of keys in [0, n).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .ir import IndexSet
+
+
+def _clamp(value: int, n: int) -> int:
+    return max(-(n + 1), min(n + 1, value))
+
+
+class Atom:
+    kind: ClassVar[str]  # "interval", "periodic" or "points"
+
+
+@dataclass(frozen=True)
+class Span(Atom):
+    """[lo, hi) ∩ [0, n) in every row."""
+
+    lo: int
+    hi: int
+    kind: ClassVar[str] = "interval"
+
+    def bounds(self, rows: np.ndarray, n: int):
+        lo = max(0, min(n, self.lo))
+        hi = max(lo, min(n, self.hi))
+        return np.full(rows.shape, lo, dtype=np.int64), np.full(rows.shape, hi, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Band(Atom):
+    """i − left ≤ j ≤ i + right (left + right may be negative: then empty)."""
+
+    left: int
+    right: int
+    kind: ClassVar[str] = "interval"
+
+    def bounds(self, rows, n):
+        lo = np.clip(rows - _clamp(self.left, n), 0, n)
+        hi = np.clip(rows + _clamp(self.right, n) + 1, 0, n)
+        return lo, np.maximum(lo, hi)
+
+
+@dataclass(frozen=True)
+class Blocks(Atom):
+    """⌊i/b⌋ = ⌊j/b⌋."""
+
+    b: int
+    kind: ClassVar[str] = "interval"
+
+    def bounds(self, rows, n):
+        b = min(self.b, n + 1)
+        lo = rows // b * b
+        return lo, np.minimum(lo + b, n)
+
+
+def index_member(indices: IndexSet, rows: np.ndarray) -> np.ndarray:
+    """Bool [len(rows)]: rows ∈ indices, by binary search over its intervals."""
+    if not indices.intervals:
+        return np.zeros(rows.shape, dtype=bool)
+    starts = np.array([lo for lo, _ in indices.intervals], dtype=np.int64)
+    ends = np.array([hi for _, hi in indices.intervals], dtype=np.int64)
+    k = np.searchsorted(starts, rows, side="right") - 1
+    return (k >= 0) & (rows < ends[np.maximum(k, 0)])
+
+
+@dataclass(frozen=True)
+class RowSet(Atom):
+    """All keys in the rows i ∈ R, none elsewhere."""
+
+    indices: IndexSet
+    kind: ClassVar[str] = "interval"
+
+    def bounds(self, rows, n):
+        return np.zeros(rows.shape, dtype=np.int64), np.where(index_member(self.indices, rows), n, 0).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Residue(Atom):
+    """j ≡ i (mod s)."""
+
+    s: int
+    kind: ClassVar[str] = "periodic"
+
+    def progression(self, rows, n):
+        """(m, a, c): the keys j with (j − a) mod m < c; a is per row or a scalar."""
+        return self.s, rows % self.s, 1
+
+
+@dataclass(frozen=True)
+class ColumnResidues(Atom):
+    """j mod b ≥ b − c, the same in every row."""
+
+    b: int
+    c: int
+    kind: ClassVar[str] = "periodic"
+
+    def progression(self, rows, n):
+        return self.b, self.b - self.c, self.c
+
+
+@dataclass(frozen=True)
+class Points(Atom):
+    """An explicit list of keys per row: ``source.row_points(rows, n)`` returns int64
+    [len(rows), k] with each row's keys distinct and -1 where a slot holds no key."""
+
+    source: Any
+    kind: ClassVar[str] = "points"
+
+    def points(self, rows, n) -> np.ndarray:
+        return self.source.row_points(rows, n)
+
+    def width(self, n) -> int:
+        """k, the number of slots per row."""
+        return self.source.row_point_count(n)
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple
+
+
+@dataclass(frozen=True)
+class AllOf:
+    parts: tuple
+
+
+@dataclass(frozen=True)
+class Not:
+    part: Any
