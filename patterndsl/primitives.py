@@ -64,6 +64,12 @@ class Primitive(Pattern):
         """The keys of every query row, as a formula over patterndsl.structure atoms."""
         raise NotImplementedError
 
+    def pairs(self, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+        """Bool [m]: the element predicate at the m pairs (i[k], j[k]) (1-D int arrays of
+        equal length) — O(m), for checking a diagonal, an off-diagonal or one column
+        without evaluating whole rows. The default evaluates `predicate` on [m, 1]."""
+        return np.array(self.predicate(i.reshape(-1, 1), j.reshape(-1, 1), n), dtype=bool).reshape(-1)
+
     def __str__(self):
         return self.name
 
@@ -398,6 +404,16 @@ class Random(Primitive):
 
     def row_point_count(self, n: int) -> int:
         return min(self.r, n)
+
+    def pairs(self, i, j, n):
+        # `predicate` builds whole rows: test the row's key set instead, in slices.
+        out = np.empty(i.shape[0], dtype=bool)
+        step = max(1, (1 << 22) // max(1, min(self.r, n)))
+        for start in range(0, i.shape[0], step):
+            rows = np.asarray(i[start:start + step], dtype=np.int64)
+            keys = randomgen.key_sets(self.seed, rows, n, self.r)
+            out[start:start + step] = (keys == np.asarray(j[start:start + step], dtype=np.int64)[:, None]).any(axis=1)
+        return out
 
     def row_points(self, rows: np.ndarray, n: int) -> np.ndarray:
         """int64 [len(rows), min(r, n)]: each row's keys (distinct), in no particular order."""

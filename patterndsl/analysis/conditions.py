@@ -1,0 +1,586 @@
+"""Yun et al.'s Assumption 1 (and 2) for a compiled file, per head, with evidence.
+
+Notation (DESIGN.md §3). For head h the file has p layer patterns A^0..A^{p-1}
+(``compiled.patterns[k][h]``); A^k_i is the set of keys that query i attends to in
+layer k. The recursion is S^1_i = A^{k(1)}_i, S^t_i = ∪_{j ∈ A^{k(t)}_i} S^{t−1}_j with
+k(t) = (t − 1) mod p; as boolean matrices S^t = M_t M_{t−1} … M_1 with M_t = A^{k(t)}.
+The union graph U has an edge i → j ("i attends to j in some layer").
+
+Conditions:
+  C1  i ∈ A^k_i for every k and i (checked on the diagonal only: O(n · size)).
+  C2  a permutation γ with γ(t) ∈ ∪_k A^k_{γ(t+1)}: every token after the first attends to
+      its predecessor.
+  C3  a finite s with S^s_i = [n] for all i; we report the least such s.
+
+Theorem (used for C3). Given C1, a finite s exists exactly when U is strongly connected.
+  (⇒, C1 not needed) j ∈ S^t_i means there is a walk i = v_t, v_{t−1}, …, v_0 = j with
+  v_{r−1} ∈ A^{k(r)}_{v_r}: every step is an edge of U, so S^s = [n] for all i makes every
+  j reachable from every i in U.
+  (⇐) With C1 every M_t ⊇ I. Hence (i) S^{t+1} = M_{t+1} S^t ⊇ S^t: S^t is monotone in t,
+  so once S^s = J (all ones) it stays J; and (ii) for any t_1 > t_2 > … > t_L in [1, t],
+  S^t ⊇ M_{t_1} M_{t_2} … M_{t_L} (replace the other factors by I). If U has a path
+  i = u_0 → u_1 → … → u_L = j whose q-th edge lies in layer κ_q, split [1, L·p] into L
+  blocks of p consecutive steps, the q-th block from the top holding every layer once,
+  and pick in block q the step t with k(t) = κ_q: the product of the picked factors
+  contains (i, j), so j ∈ S^{L·p}_i. With D the diameter of U (D ≤ n − 1), S^{p·D} = J:
+  s ≤ p·D ≤ p(n − 1).  □
+  Also (no C1 needed): dist_U(i, j) ≤ s for every pair, so s ≥ diameter(U) ≥ any BFS
+  eccentricity; and s = 1 exactly when A^0 = J.
+
+What is certified, and how (all without an n × n mask for large n):
+  * pairs of the pattern are tested with the primitives' element predicates evaluated at
+    single pairs (``Primitive.pairs``): the diagonal (C1), the two off-diagonals (C2
+    witnesses "identity"/"reversed"; C3's chain argument), one column (hubs);
+  * C3 strong connectivity: a chain (U holds (i, i−1) and (i, i+1) for all i), or a hub
+    token h with column h full in one layer and row h full in one layer; refutations by a
+    closed set R (no row of R attends outside R, in any layer): R = [0, m) or [m, n) for
+    candidate m taken from the pattern's index sets, tested with the exact counter
+    (analysis.counts) on ``P & rows(R) & cols(outside)``; then (i ∈ R, j ∉ R) is a pair
+    with j ∉ S^t_i for every t;
+  * C3 bounds: hub rule — if row h is full in layer k(b) and column h full in layer k(a),
+    a > b, then S^a = J provided every other factor contains I (C1), or with no condition
+    when (b, a) = (1, 2): S^2_i ⊇ S^1_h = [n]. The chain gives s ≤ p(n − 1) (given C1).
+    s ≥ 2 from one pair missing in A^0;
+  * for n ≤ DENSE_N the dense masks are built and everything is decided exactly: SCCs,
+    the recursion iterated with packed rows (monotone with C1; without C1 the states are
+    hashed, so a repeated state proves s infinite), Hamiltonian path by exhaustive search
+    (n ≤ EXHAUSTIVE_N) or a budgeted DFS; refutations of C2 by two disjoint sets that are
+    closed under attending (each must hold γ(0)) or under being attended (each must
+    hold γ(n−1)).
+Anything not decided within the budget is ``holds: None`` — never a guess.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+
+from ..ir import Complement, Difference, IndexSet, Intersection, Pattern, Union
+from ..primitives import Cols, Global, Primitive, Rows
+from ..reference import evaluate
+from .counts import row_degrees
+
+DENSE_N = 2048  # build dense masks and decide exactly up to this n
+EXHAUSTIVE_N = 12  # exhaustive Hamiltonian path search up to this n
+PROBABILITY_ASSUMPTION2 = {"softmax": True, "sparsemax": True}
+
+
+# ---- elementwise evaluation -----------------------------------------------------------
+
+
+def pair_values(pattern: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    """Bool [m]: (i[k], j[k]) ∈ pattern, evaluating unions and intersections lazily."""
+    i = np.asarray(i, dtype=np.int64)
+    j = np.asarray(j, dtype=np.int64)
+    if i.size == 0:
+        return np.zeros(0, dtype=bool)
+    if isinstance(pattern, Primitive):
+        return pattern.pairs(i, j, n)
+    if isinstance(pattern, Union):
+        out = np.zeros(i.size, dtype=bool)
+        for part in pattern.parts:
+            todo = np.flatnonzero(~out)
+            if todo.size == 0:
+                break
+            out[todo] = pair_values(part, i[todo], j[todo], n)
+        return out
+    if isinstance(pattern, Intersection):
+        out = np.ones(i.size, dtype=bool)
+        for part in pattern.parts:
+            todo = np.flatnonzero(out)
+            if todo.size == 0:
+                break
+            out[todo] = pair_values(part, i[todo], j[todo], n)
+        return out
+    if isinstance(pattern, Difference):
+        out = pair_values(pattern.left, i, j, n)
+        todo = np.flatnonzero(out)
+        out[todo] = ~pair_values(pattern.right, i[todo], j[todo], n)
+        return out
+    if isinstance(pattern, Complement):
+        return ~pair_values(pattern.operand, i, j, n)
+    raise TypeError(f"not an IR node: {pattern!r}")
+
+
+def _index_candidates(pattern: Pattern, n: int, out: set) -> None:
+    if isinstance(pattern, (Global, Rows, Cols)):
+        for lo, hi in pattern.indices.intervals:
+            out.update((lo, hi - 1, hi))
+    for child in pattern.children():
+        _index_candidates(child, n, out)
+
+
+def _candidates(patterns, n, limit=12) -> list[int]:
+    found: set = set()
+    for p in patterns:
+        _index_candidates(p, n, found)
+    ordered = sorted(x for x in found if 0 <= x < n)
+    extra = [x for x in (0, n - 1, n // 2) if x not in found]
+    return (ordered[:limit] + extra)[: limit + 3]
+
+
+def _row(pattern, i, n) -> np.ndarray:
+    return evaluate(pattern, np.array([i]), n)[0]
+
+
+def _column_full(pattern, h, n) -> bool:
+    step = 1 << 20
+    for start in range(0, n, step):
+        rows = np.arange(start, min(n, start + step), dtype=np.int64)
+        if not pair_values(pattern, rows, np.full(rows.size, h, dtype=np.int64), n).all():
+            return False
+    return True
+
+
+# ---- dense helpers (n ≤ DENSE_N) --------------------------------------------------------
+
+
+def _dense(pattern, n) -> np.ndarray:
+    return evaluate(pattern, np.arange(n), n)
+
+
+def _sccs(union: np.ndarray):
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    count, labels = connected_components(csr_matrix(union), directed=True, connection="strong")
+    return count, labels
+
+
+def _closed_component(union: np.ndarray, labels: np.ndarray, count: int, transpose: bool = False):
+    """The smallest strongly connected components closed under attending (no edge from
+    the component to outside it), or, with transpose, under being attended."""
+    graph = union.T if transpose else union
+    comp_rows = [np.flatnonzero(labels == c) for c in range(count)]
+    closed = []
+    for c, members in enumerate(comp_rows):
+        inside = labels == c
+        if not graph[members][:, ~inside].any():
+            closed.append(members)
+    return sorted(closed, key=len)
+
+
+def _ranges(indices) -> list[list[int]]:
+    indices = np.sort(np.asarray(indices, dtype=np.int64))
+    if indices.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(indices) != 1)
+    starts = np.concatenate([[indices[0]], indices[breaks + 1]])
+    ends = np.concatenate([indices[breaks], [indices[-1]]]) + 1
+    return [[int(a), int(b)] for a, b in zip(starts, ends)]
+
+
+def _hamiltonian_exhaustive(union: np.ndarray):
+    """A path γ (list) with union[γ(t+1), γ(t)] for all t, or None (exact; n ≤ ~14)."""
+    n = union.shape[0]
+    if n == 0:
+        return []
+    full = (1 << n) - 1
+    # reach[mask] = bitset of last vertices of a path visiting exactly mask.
+    prev_of = [int(sum(1 << j for j in range(n) if union[i, j] and j != i)) for i in range(n)]
+    reach = [0] * (1 << n)
+    for v in range(n):
+        reach[1 << v] = 1 << v
+    for mask in range(1, full + 1):
+        ends = reach[mask]
+        if not ends:
+            continue
+        for v in range(n):
+            if not mask >> v & 1 and prev_of[v] & ends:
+                reach[mask | 1 << v] |= 1 << v
+    if not reach[full]:
+        return None
+    path, mask = [], full
+    last = (reach[full] & -reach[full]).bit_length() - 1
+    while True:
+        path.append(last)
+        rest = mask & ~(1 << last)
+        if not rest:
+            break
+        cand = prev_of[last] & reach[rest]
+        last = (cand & -cand).bit_length() - 1
+        mask = rest
+    return path[::-1]
+
+
+def _hamiltonian_dfs(union: np.ndarray, deadline: float):
+    """A budgeted DFS (Warnsdorff order): a path, or None if none found in time."""
+    n = union.shape[0]
+    succ = [np.flatnonzero(union[:, v] & (np.arange(n) != v)).tolist() for v in range(n)]  # who attends v
+    outdeg = np.array([len(s) for s in succ])
+    for start in np.argsort(outdeg, kind="stable")[: min(n, 8)]:
+        path, used = [int(start)], np.zeros(n, dtype=bool)
+        used[start] = True
+        stack = [iter(sorted(succ[start], key=lambda w: outdeg[w]))]
+        steps = 0
+        while stack:
+            steps += 1
+            if steps % 1024 == 0 and time.perf_counter() > deadline:
+                return None
+            if len(path) == n:
+                return path
+            nxt = next((w for w in stack[-1] if not used[w]), None)
+            if nxt is None:
+                stack.pop()
+                used[path.pop()] = False
+                continue
+            used[nxt] = True
+            path.append(nxt)
+            stack.append(iter(sorted(succ[nxt], key=lambda w: outdeg[w])))
+    return None
+
+
+def _packed_iteration(masks: list, c1: bool, deadline: float, limit: int):
+    """Iterate S^t; returns (s, S^{s−1} packed or None) when S^s = J, (None, 'cycle') when a
+    state repeats (so S^t ≠ J forever), (None, None) when out of time/limit."""
+    n = masks[0].shape[0]
+    p = len(masks)
+    full_row = np.packbits(np.ones(n, dtype=bool))
+    csr = []
+    for m in masks:
+        rows, cols = np.nonzero(m)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(indptr, rows + 1, 1)
+        csr.append((np.cumsum(indptr), cols))
+    S = np.packbits(masks[0], axis=1)
+    seen = set()
+    t = 1
+    previous = None
+    while True:
+        if (S == full_row).all():
+            return t, previous
+        if not c1:
+            key = (t % p, hashlib.sha1(S.tobytes()).digest())
+            if key in seen:
+                return None, "cycle"
+            seen.add(key)
+        if t >= limit or time.perf_counter() > deadline:
+            return None, None
+        t += 1
+        indptr, cols = csr[(t - 1) % p]
+        new = np.zeros_like(S)
+        nonempty = np.flatnonzero(indptr[1:] > indptr[:-1])
+        if nonempty.size:
+            # Gather in slices of rows to bound memory.
+            per = max(1, (1 << 25) // max(1, S.shape[1]))
+            r0 = 0
+            while r0 < nonempty.size:
+                r1 = r0
+                while r1 < nonempty.size and indptr[nonempty[r1] + 1] - indptr[nonempty[r0]] <= per:
+                    r1 += 1
+                r1 = max(r1, r0 + 1)
+                rows = nonempty[r0:r1]
+                lo, hi = indptr[rows[0]], indptr[rows[-1] + 1]
+                gathered = S[cols[lo:hi]]
+                new[rows] = np.bitwise_or.reduceat(gathered, indptr[rows] - lo, axis=0)
+                r0 = r1
+        previous, S = S, new
+
+
+# ---- the check --------------------------------------------------------------------------
+
+
+def _self_loops(patterns, head, n):
+    idx = np.arange(n, dtype=np.int64)
+    for k, p in enumerate(patterns):
+        diag = pair_values(p, idx, idx, n)
+        if not diag.all():
+            return {"holds": False, "missing": [k, head, int(np.flatnonzero(~diag)[0])]}, None
+    return {"holds": True}, None
+
+
+def check_conditions(compiled, budget_seconds: float = 10.0) -> dict:
+    """Assumption 1 (C1–C3, per head) and 2, and non-empty rows, of a CompiledPattern.
+
+    Returns {"n", "layers", "heads", "nonempty_rows", "empty_row", "conditions": [per head
+    {"head", "self_loops", "hamiltonian_path", "finite_depth"}], "prob": {"name",
+    "assumption2"}}; each condition has "holds" (True/False/None) and its evidence
+    (see module docstring and ``certificate``)."""
+    start = time.perf_counter()
+    n, p, H = compiled.n, compiled.layers, compiled.heads
+    per_head_budget = budget_seconds / max(1, H)
+    conditions = []
+    done: dict = {}
+    empty_row = None
+    nonempty_evidence = []
+    for h in range(H):
+        patterns = [compiled.patterns[k][h] for k in range(p)]
+        key = tuple(patterns)
+        deadline = min(start + budget_seconds, time.perf_counter() + per_head_budget)
+        if key not in done:
+            done[key] = _check_head(patterns, n, deadline)
+        res = done[key]
+        c1 = dict(res["self_loops"])
+        if "missing" in c1:
+            c1["missing"] = [c1["missing"][0], h, c1["missing"][2]]
+        conditions.append({"head": h, "self_loops": c1, "hamiltonian_path": res["hamiltonian_path"],
+                           "finite_depth": res["finite_depth"]})
+        for k, ev in enumerate(res["nonempty"]):
+            nonempty_evidence.append({"layer": k, "head": h, **ev})
+            if ev.get("empty_row") is not None and empty_row is None:
+                empty_row = [k, h, ev["empty_row"]]
+    if any(ev.get("holds") is None for ev in nonempty_evidence) and empty_row is None:
+        nonempty = None
+    else:
+        nonempty = empty_row is None
+    prob = compiled.prob or "softmax"
+    return {"n": n, "layers": p, "heads": H, "nonempty_rows": nonempty, "empty_row": empty_row,
+            "nonempty_evidence": nonempty_evidence, "conditions": conditions,
+            "prob": {"name": prob, "assumption2": PROBABILITY_ASSUMPTION2.get(prob),
+                     "declared": compiled.prob is not None},
+            "seconds": time.perf_counter() - start}
+
+
+def _nonempty(pattern, n, diag_ok, hubs) -> dict:
+    """Evidence that every row of one pattern has a key: 'diagonal', or explicit keys."""
+    if diag_ok:
+        return {"holds": True, "keys": "diagonal"}
+    idx = np.arange(n, dtype=np.int64)
+    key = np.full(n, -1, dtype=np.int64)
+    for cand in ([idx, idx - 1, idx + 1] + [np.full(n, c, dtype=np.int64) for c in hubs]):
+        todo = np.flatnonzero((key < 0) & (cand >= 0) & (cand < n))
+        if todo.size == 0:
+            continue
+        hit = pair_values(pattern, todo, cand[todo], n)
+        key[todo[hit]] = cand[todo[hit]]
+    rest = np.flatnonzero(key < 0)
+    if rest.size and rest.size * n <= (1 << 26):
+        step = max(1, (1 << 22) // max(1, n))
+        for s0 in range(0, rest.size, step):
+            rows = rest[s0:s0 + step]
+            block = evaluate(pattern, rows, n)
+            has = block.any(axis=1)
+            if not has.all():
+                return {"holds": False, "empty_row": int(rows[np.flatnonzero(~has)[0]])}
+            key[rows] = block.argmax(axis=1)
+        rest = rest[:0]
+    if rest.size:
+        deg = row_degrees(pattern, n)
+        empty = np.flatnonzero(deg == 0)
+        if empty.size:
+            return {"holds": False, "empty_row": int(empty[0])}
+        return {"holds": True, "keys": "counts"}
+    return {"holds": True, "keys": key.tolist()}
+
+
+def _check_head(patterns, n, deadline) -> dict:
+    p = len(patterns)
+    idx = np.arange(n, dtype=np.int64)
+    diags = [pair_values(P, idx, idx, n) for P in patterns]
+    c1_ok = all(d.all() for d in diags)
+    if c1_ok:
+        c1 = {"holds": True}
+    else:
+        k = next(k for k, d in enumerate(diags) if not d.all())
+        c1 = {"holds": False, "missing": [k, None, int(np.flatnonzero(~diags[k])[0])]}
+    hubs = _candidates(patterns, n)
+    nonempty = [_nonempty(P, n, bool(d.all()), hubs) for P, d in zip(patterns, diags)]
+
+    if n <= DENSE_N:
+        c2, c3 = _dense_conditions(patterns, n, c1_ok, deadline)
+    else:
+        c2, c3 = _large_conditions(patterns, n, c1_ok, hubs)
+    return {"self_loops": c1, "hamiltonian_path": c2, "finite_depth": c3, "nonempty": nonempty}
+
+
+def _offdiagonals(patterns, n):
+    """(U holds (i, i−1) for all i ≥ 1, U holds (i, i+1) for all i < n − 1)."""
+    lower = np.zeros(max(n - 1, 0), dtype=bool)
+    upper = np.zeros(max(n - 1, 0), dtype=bool)
+    i = np.arange(1, n, dtype=np.int64)
+    for P in patterns:
+        todo = np.flatnonzero(~lower)
+        lower[todo] = pair_values(P, i[todo], i[todo] - 1, n)
+        todo = np.flatnonzero(~upper)
+        upper[todo] = pair_values(P, i[todo] - 1, i[todo], n)
+    return bool(lower.all()), bool(upper.all())
+
+
+def _hub_bound(patterns, n, c1_ok, hubs):
+    """The best hub rule: (hi, h, b, a) with S^a = J, or None."""
+    p = len(patterns)
+    best = None
+    for h in hubs:
+        row_full = [bool(_row(P, h, n).all()) for P in patterns]
+        if not any(row_full):
+            continue
+        col_full = [_column_full(P, h, n) for P in patterns]
+        if not any(col_full):
+            continue
+        for b in range(1, p + 1):
+            if not row_full[(b - 1) % p]:
+                continue
+            for a in range(b + 1, b + p + 1):
+                if col_full[(a - 1) % p]:
+                    if (b, a) != (1, 2) and not c1_ok:
+                        break
+                    if best is None or a < best[0]:
+                        best = (a, int(h), b, a)
+                    break
+    return best
+
+
+def _missing_in_first(patterns, n, hubs):
+    """A pair (i, j) with j ∉ A^0_i (so s ≥ 2), from a few candidate rows, or None."""
+    for i in hubs + [1, n - 2]:
+        if 0 <= i < n:
+            row = _row(patterns[0], i, n)
+            if not row.all():
+                return [int(i), int(np.flatnonzero(~row)[0])]
+    return None
+
+
+def _lower_pair(patterns, n, hubs):
+    return _missing_in_first(patterns, n, hubs)
+
+
+def _large_conditions(patterns, n, c1_ok, hubs):
+    p = len(patterns)
+    lower, upper = _offdiagonals(patterns, n)
+    # C2
+    if lower:
+        c2 = {"holds": True, "witness": "identity"}
+    elif upper:
+        c2 = {"holds": True, "witness": "reversed"}
+    else:
+        c2 = {"holds": None, "reason": "undecided within budget (n too large for a search)"}
+    # C3
+    hub = _hub_bound(patterns, n, c1_ok, hubs)
+    missing = _missing_in_first(patterns, n, hubs)
+    lo = 2 if missing is not None else 1
+    if hub is not None:
+        hi, h, b, a = hub
+        ev = {"hub": {"token": h, "row_step": b, "column_step": a}}
+        if missing is not None:
+            ev["missing_first"] = missing
+        if lo == hi:
+            return c2, {"holds": True, "s": hi, "s_bounds": [lo, hi], "evidence": ev}
+        return c2, {"holds": True, "s": None, "s_bounds": [lo, hi], "evidence": ev}
+    sc_chain = lower and upper
+    if sc_chain:
+        ev = {"chain": True}
+        if missing is not None:
+            ev["missing_first"] = missing
+        if c1_ok:
+            return c2, {"holds": True, "s": None, "s_bounds": [lo, p * (n - 1)], "evidence": ev}
+        return c2, {"holds": None, "s": None, "s_bounds": [lo, None], "reason": "strongly connected but C1 fails: "
+                    "undecided within budget", "evidence": ev}
+    closed = _closed_interval(patterns, n, hubs)
+    if closed is not None:
+        (lo_r, hi_r) = closed
+        i = lo_r
+        j = hi_r if hi_r < n else lo_r - 1
+        return c2, {"holds": False, "unreachable": [int(i), int(j)], "evidence": {"closed": [[lo_r, hi_r]]}}
+    return c2, {"holds": None, "s": None, "s_bounds": [lo, None], "reason": "undecided within budget"}
+
+
+def _closed_interval(patterns, n, hubs):
+    """An interval R = [0, m) or [m, n), 0 < m < n, that no row of R leaves, or None."""
+    if n < 2:
+        return None
+    cands = sorted({m for m in hubs + [1, n - 1] if 0 < m < n})
+    for m in cands:
+        for lo, hi in ((0, m), (m, n)):
+            inside = IndexSet.of([(lo, hi)], n)
+            outside = IndexSet.of([(0, lo), (hi, n)], n)
+            ok = True
+            for P in patterns:
+                if hi - lo == 1:
+                    row = _row(P, lo, n)
+                    if row[:lo].any() or row[hi:].any():
+                        ok = False
+                        break
+                    continue
+                probe = Intersection((P, Rows(inside), Cols(outside)))
+                if row_degrees(probe, n).any():
+                    ok = False
+                    break
+            if ok:
+                return lo, hi
+    return None
+
+
+def _dense_conditions(patterns, n, c1_ok, deadline):
+    p = len(patterns)
+    masks = [_dense(P, n) for P in patterns]
+    union = np.logical_or.reduce(masks)
+    eye = np.eye(n, dtype=bool)
+    count, labels = _sccs(union)
+    lower, upper = _offdiagonals(patterns, n)
+    # ---- C2
+    if lower:
+        c2 = {"holds": True, "witness": "identity"}
+    elif upper:
+        c2 = {"holds": True, "witness": "reversed"}
+    else:
+        c2 = None
+        off = union & ~eye
+        sources = _closed_component(off, labels, count)  # attend only inside
+        sinks = _closed_component(off, labels, count, transpose=True)  # attended only from inside
+        if len(sources) >= 2:
+            c2 = {"holds": False, "refutation": {"kind": "two_start_sets",
+                                                  "sets": [_ranges(sources[0]), _ranges(sources[1])]}}
+        elif len(sinks) >= 2:
+            c2 = {"holds": False, "refutation": {"kind": "two_end_sets",
+                                                  "sets": [_ranges(sinks[0]), _ranges(sinks[1])]}}
+        elif n <= EXHAUSTIVE_N:
+            path = _hamiltonian_exhaustive(union)
+            c2 = ({"holds": True, "witness": path} if path is not None else
+                  {"holds": False, "refutation": {"kind": "exhaustive"}})
+        else:
+            path = _hamiltonian_dfs(union, min(deadline, time.perf_counter() + 0.5))
+            c2 = ({"holds": True, "witness": path} if path is not None else
+                  {"holds": None, "reason": "undecided within budget"})
+    # ---- C3
+    if count > 1:
+        closed = _closed_component(union, labels, count)[0]
+        inside = np.zeros(n, dtype=bool)
+        inside[closed] = True
+        i, j = int(closed[0]), int(np.flatnonzero(~inside)[0])
+        c3 = {"holds": False, "unreachable": [i, j], "evidence": {"closed": _ranges(closed)}}
+        return c2, c3
+    limit = p * max(n - 1, 1) if c1_ok else 10 * p * n * n
+    s, why = _packed_iteration(masks, c1_ok, deadline, limit)
+    if s is not None:
+        ev = {"recursion": True}
+        if s >= 2:
+            before = np.unpackbits(why, axis=1, count=n).astype(bool)
+            i, j = np.argwhere(~before)[0]
+            ev["missing_before"] = [int(i), int(j)]
+        return c2, {"holds": True, "s": s, "s_bounds": [s, s], "evidence": ev}
+    if why == "cycle":
+        return c2, {"holds": False, "evidence": {"recursion_cycles": True}}
+    # Out of budget: fall back to the certified structural bounds (hub, chain).
+    _, c3 = _large_conditions(patterns, n, c1_ok, _candidates(patterns, n))
+    if c3.get("holds") is not True:
+        c3 = {"holds": None, "s": None, "s_bounds": [1, None], "reason": "undecided within budget"}
+    return c2, c3
+
+
+# ---- certificates -----------------------------------------------------------------------
+
+
+def certificate(compiled, results: dict, counts: "dict | None" = None) -> dict:
+    """A JSON-serialisable certificate of ``results`` (from ``check_conditions``); the
+    schema is documented in patterndsl/verify.py, which checks it."""
+    text = getattr(compiled.source, "text", None)
+    cert = {
+        "format": "patterndsl-certificate/1",
+        "source_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest() if isinstance(text, str) else None,
+        "n": results["n"], "layers": results["layers"], "heads": results["heads"],
+        "prob": {"name": results["prob"]["name"], "assumption2": results["prob"]["assumption2"]},
+        "nonempty_rows": {"holds": results["nonempty_rows"], "empty_row": results["empty_row"],
+                          "evidence": [dict(ev) for ev in results["nonempty_evidence"]]},
+        "conditions": [],
+    }
+    for c in results["conditions"]:
+        cert["conditions"].append({
+            "head": c["head"],
+            "self_loops": dict(c["self_loops"]),
+            "hamiltonian_path": {k: v for k, v in c["hamiltonian_path"].items()},
+            "finite_depth": {k: v for k, v in c["finite_depth"].items()},
+        })
+    if counts is not None:
+        cert["counts"] = {"per_layer": counts["per_layer"], "union": counts["union"]}
+    return cert
