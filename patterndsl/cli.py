@@ -1,7 +1,8 @@
 """The `patterndsl` command.
 
 Exit codes: 0 success, 1 an error in the input (diagnostics on stderr),
-2 a usage error.
+2 a usage error, 3 (check, verify) a condition that fails or is undecided, or a
+certificate claim that fails.
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patterndsl",
         description="Compile sparse attention patterns written in the .spat language.",
-        epilog="Exit codes: 0 success, 1 an error in the input, 2 a usage error.")
+        epilog="Exit codes: 0 success, 1 an error in the input, 2 a usage error, "
+               "3 (check, verify) a condition or claim that fails or is undecided.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name, help, many=False):
@@ -78,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     with_n(show)
     show.add_argument("--width", type=_positive_int, metavar="COLUMNS",
                       help="width of the drawing (default: the terminal's)")
+
+    check = command("check", "prove facts about the pattern: counts, conditions, certificate")
+    with_n(check)
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--certificate", metavar="CERT", help="write the certificate (JSON) to this file")
+    check.add_argument("--budget", type=float, default=10.0, metavar="SECONDS",
+                       help="time for searches that may be undecided (default 10)")
+
+    verify = command("verify", "re-check a certificate with an independent checker")
+    verify.add_argument("certificate", metavar="CERT", help="a certificate written by `check --certificate`")
 
     fmt = command("fmt", "print a file in canonical form, or check or rewrite several", many=True)
     mode = fmt.add_mutually_exclusive_group()
@@ -162,6 +174,54 @@ def run_show(args) -> int:
     return EXIT_OK
 
 
+EXIT_CLAIM_FAILS = 3
+
+
+def run_check(args) -> int:
+    import json
+
+    from .analysis.check import all_hold, check, render
+
+    source = _read(args.file)
+    compiled = compile_pattern(source, args.n, memory_budget=args.memory_budget)
+    report, cert = check(compiled, budget_seconds=args.budget)
+    if args.certificate:
+        text = json.dumps(cert, indent=1)
+        _write(Path(args.certificate), lambda path: path.write_text(text + "\n", encoding="utf-8"))
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        sys.stdout.write(render(report, source.name))
+    return EXIT_OK if all_hold(report) else EXIT_CLAIM_FAILS
+
+
+def run_verify(args) -> int:
+    import json
+
+    from .errors import Diagnostic
+    from .verify import verify_report
+
+    source = _read(args.file)
+    try:
+        cert = json.loads(Path(args.certificate).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SpatError(Diagnostic(f"cannot read the certificate {args.certificate}: {exc}")) from None
+    if not isinstance(cert, dict) or not isinstance(cert.get("n"), int) or cert["n"] < 1:
+        raise SpatError(Diagnostic(f"{args.certificate} is not a patterndsl certificate (no valid \"n\")"))
+    compiled = compile_pattern(source, cert["n"])
+    result = verify_report(compiled, cert)
+    for failure in result["failures"]:
+        print(f"FAILED: {failure}")
+    for unchecked in result["unchecked"]:
+        print(f"unchecked: {unchecked}")
+    if result["failures"]:
+        print(f"{args.certificate}: {len(result['failures'])} claim(s) fail")
+        return EXIT_CLAIM_FAILS
+    print(f"{args.certificate}: every checked claim holds"
+          + (f" ({len(result['unchecked'])} left unchecked, too costly)" if result["unchecked"] else ""))
+    return EXIT_OK
+
+
 def run_fmt(args) -> int:
     if not (args.check or args.write) and len(args.files) > 1:
         raise UsageError("printing takes one file; use --check or --write for several")
@@ -233,7 +293,8 @@ def dump_ir(compiled) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"mask": run_mask, "compile": run_compile, "show": run_show, "fmt": run_fmt}
+COMMANDS = {"mask": run_mask, "compile": run_compile, "show": run_show, "check": run_check,
+            "verify": run_verify, "fmt": run_fmt}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,9 @@ CASES = {
     "list_targets": (["compile", "examples/star.spat", "--list-targets"], 0),
     "error_input": (["mask", "tests/golden/cli/broken.spat", "--n", "64"], 1),
     "error_values": (["mask", "tests/golden/cli/broken_values.spat", "--n", "64"], 1),
+    "check_star": (["check", "examples/star.spat", "--n", "64"], 0),
+    "check_strided": (["check", "examples/strided.spat", "--n", "256"], 3),
+    "check_heads": (["check", "tests/golden/cli/heads.spat", "--n", "40"], 3),
     "error_budget": (["mask", "examples/strided.spat", "--n", "70000"], 1),
     "error_unknown_target": (["compile", "examples/star.spat", "--n", "8", "--target", "trch"], 2),
     "error_missing_file": (["show", "tests/golden/cli/no_such_file.spat", "--n", "8"], 1),
@@ -126,3 +129,32 @@ def test_console_script_runs(tmp_path):
     assert f"{bad}:1:14: error: unknown primitive or function 'strde'" in result.stderr
     assert "did you mean 'stride'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_json_and_certificate_round_trip(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.chdir(ROOT)
+    cert = tmp_path / "cert.json"
+    code = main(["check", "examples/strided.spat", "--n", "64", "--json", "--certificate", str(cert)])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 3  # causal: query 0 never receives any later token
+    assert report["n"] == 64 and report["layers"] == 2 and report["heads"] == 1
+    assert report["connections"]["per_layer"] == [[484], [288]]
+    assert report["conditions"][0]["finite_depth"]["holds"] is False
+    assert report["prob"] == {"name": "softmax", "assumption2": True}
+    assert main(["verify", "examples/strided.spat", str(cert)]) == 0
+    # a corrupted claim fails the independent check
+    data = json.loads(cert.read_text())
+    data["conditions"][0]["finite_depth"] = {"holds": True, "s": 2, "s_bounds": [2, 2], "evidence": {}}
+    cert.write_text(json.dumps(data))
+    assert main(["verify", "examples/strided.spat", str(cert)]) == 3
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_verify_rejects_junk_certificate(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    assert main(["verify", "examples/star.spat", str(junk)]) == 1
+    assert "cannot read the certificate" in capsys.readouterr().err

@@ -1,0 +1,91 @@
+"""`patterndsl check`: counts, growth and Yun et al.'s conditions in one report.
+
+`check(compiled)` returns the JSON document described in README.md ("patterndsl
+check"); `render(report)` draws it for the terminal; `all_hold(report)` is what
+sets the exit code.
+"""
+from __future__ import annotations
+
+import time
+
+from .conditions import certificate, check_conditions
+from .counts import connection_counts
+
+
+def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
+    """Every claim about ``compiled``: (the report, the certificate), both JSON-serialisable."""
+    start = time.perf_counter()
+    counts = connection_counts(compiled)
+    conditions = check_conditions(compiled, budget_seconds=budget_seconds)
+    report = {
+        "n": compiled.n,
+        "layers": compiled.layers,
+        "heads": compiled.heads,
+        "connections": {"per_layer": counts["per_layer"], "union": counts["union"],
+                        "rows": counts["rows"], "union_rows": counts["union_rows"]},
+        "nonempty_rows": conditions["nonempty_rows"],
+        "empty_row": conditions["empty_row"],
+        "conditions": conditions["conditions"],
+        "prob": {"name": conditions["prob"]["name"], "assumption2": conditions["prob"]["assumption2"]},
+    }
+    report["seconds"] = round(time.perf_counter() - start, 3)
+    return report, certificate(compiled, conditions, counts=counts)
+
+
+def all_hold(report: dict) -> bool:
+    """True when every condition holds (none fails, none is undecided)."""
+    if report["nonempty_rows"] is not True or report["prob"]["assumption2"] is not True:
+        return False
+    return all(head[name]["holds"] is True for head in report["conditions"]
+               for name in ("self_loops", "hamiltonian_path", "finite_depth"))
+
+
+def _verdict(claim: dict) -> str:
+    return {True: "holds", False: "fails", None: "undecided"}[claim["holds"]]
+
+
+def _depth(claim: dict) -> str:
+    if claim["holds"] is True:
+        lo, hi = claim.get("s_bounds") or [None, None]
+        if claim.get("s") is not None:
+            return f"holds, s = {claim['s']}"
+        return f"holds, {lo} ≤ s ≤ {hi if hi is not None else '?'}"
+    if claim["holds"] is False:
+        pair = claim.get("unreachable")
+        return "fails" + (f": query {pair[0]} never receives token {pair[1]}" if pair else "")
+    lo, hi = claim.get("s_bounds") or [None, None]
+    return f"undecided ({claim.get('reason', 'within budget')}; s ≥ {lo})"
+
+
+def render(report: dict, name: str) -> str:
+    """A readable report for the terminal."""
+    lines = [f"{name}: n = {report['n']:,}, {report['layers']} layer(s), {report['heads']} head(s)", ""]
+    lines.append("connections")
+    n = report["n"]
+    for layer, heads in enumerate(report["connections"]["per_layer"]):
+        for head, count in enumerate(heads):
+            stats = report["connections"]["rows"][layer][head]
+            lines.append(f"  layer {layer} head {head}: {count:,} ({100 * count / (n * n):.3g}% of n²); "
+                         f"per row min {stats['min']:,}, mean {stats['mean']:.1f}, max {stats['max']:,}")
+    if report["layers"] > 1:
+        for head, count in enumerate(report["connections"]["union"]):
+            lines.append(f"  union of layers, head {head}: {count:,}")
+    lines.append("")
+    lines.append(f"every query row has a key: {'yes' if report['nonempty_rows'] else 'no'}"
+                 + (f" (first empty: layer, head, row = {report['empty_row']})" if report["empty_row"] else ""))
+    lines.append(f"probability map {report['prob']['name']}: Assumption 2 "
+                 + ("holds" if report["prob"]["assumption2"] else "fails"))
+    lines.append("")
+    lines.append("Assumption 1 (Yun et al. 2020)")
+    for head in report["conditions"]:
+        c1, c2, c3 = head["self_loops"], head["hamiltonian_path"], head["finite_depth"]
+        c1_text = _verdict(c1) + (f": layer {c1['missing'][0]} row {c1['missing'][2]} has no self-loop"
+                                  if c1.get("missing") else "")
+        witness = c2.get("witness")
+        c2_text = c2.get("reason", "undecided") if c2["holds"] is None else _verdict(c2) + (f" (witness: {witness} order)" if isinstance(witness, str)
+                                  else " (witness permutation in the certificate)" if witness else "")
+        lines.append(f"  head {head['head']}: C1 self-loops {c1_text}; C2 Hamiltonian path {c2_text}; "
+                     f"C3 finite depth {_depth(c3)}")
+    lines.append("")
+    lines.append(f"verdict: {'every condition holds' if all_hold(report) else 'not every condition holds'}")
+    return "\n".join(lines) + "\n"
