@@ -161,4 +161,6 @@ def did_you_mean(word: str, candidates) -> str | None:
     close = difflib.get_close_matches(word, sorted(set(candidates)), n=3, cutoff=0.6)
     if not close:
         return None
-    return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    quoted = [f"'{c}'" for c in close]
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f"did you mean {listed}?"

@@ -4,8 +4,16 @@ Checks done before anything is evaluated (so they are reported even in code
 that is never used): duplicate and reserved names, unknown names (with "did you
 mean"), recursive `def`/`let`, and the file's shape (one pattern, at most one
 `block` and one `prob`). Then each statement is evaluated for the given n;
-one failing statement does not stop the others from being checked, so a run
-reports every independent error.
+one failing statement (or operand, or argument) does not stop the others from
+being checked, so a run reports every independent error, sorted by position,
+each place once (a def that fails for many arguments is reported at its first
+call, with notes naming the calls that led there).
+
+The work is bounded whatever the input: integers beyond 2^62, patterns beyond
+MAX_IR_NODES nodes or MAX_IR_DEPTH nested operators, defs nested beyond
+MAX_CALL_DEPTH calls or evaluated more than MAX_CALLS times, and more than
+MAX_ERRORS diagnostics all stop the evaluation with a diagnostic. Lets are
+evaluated in dependency order, so long chains of them do not recurse.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ MAX_IR_NODES = 100_000  # after expanding every def
 MAX_N = 1 << 40
 MAX_IR_DEPTH = 100  # operators nested inside one another, after expanding every def (passes recurse on it)
 MAX_CALL_DEPTH = 256  # defs calling defs
+MAX_CALLS = 200_000  # def bodies evaluated in all
 MAX_LAYER_HEADS = 1 << 16  # layers × heads
 MAX_ERRORS = 50  # diagnostics shown; the rest are counted
 MAX_CALL_NOTES = 4  # "in the call …" notes kept for an error inside nested defs
@@ -55,6 +64,13 @@ class _Failed(Exception):
     """A statement could not be evaluated; its diagnostic is already recorded."""
 
 
+class _Abort(Exception):
+    """A limit on the work was hit (pattern size, nesting, calls): stop evaluating altogether.
+
+    Not a _Failed, so that the places that carry on after an error to report the
+    next one let it through: carrying on after such an error could take forever."""
+
+
 def _describe(value) -> str:
     if isinstance(value, bool):
         return "a boolean"
@@ -74,10 +90,12 @@ class Resolver:
         self.module = module
         self.source = source
         self.diagnostics: list[Diagnostic] = []
-        self._reported: set[Diagnostic] = set()
+        self._reported: set = set()  # the spans reported
         self.unknown_names: set[str] = set()  # reported by check_names; evaluation skips them quietly
+        self.stopped = False  # evaluation stopped after MAX_ERRORS diagnostics
         self.fatal = 0  # diagnostics that make evaluating the file meaningless (cycles, duplicates, …)
         self.depends: dict[str, set[str]] = {}
+        self.uses_n: set[str] = set()  # lets and defs whose value depends on n (filled in by resolve)
         self.lets: dict[str, A.Let] = {}
         self.defs: dict[str, A.Def] = {}
         self.pattern_stmt: A.Node | None = None
@@ -87,30 +105,34 @@ class Resolver:
     # ---- reporting --------------------------------------------------------
 
     def report(self, message, span, help=None, notes=()):
-        diagnostic = Diagnostic(message, span, help, tuple(notes))
-        if diagnostic not in self._reported:
-            self._reported.add(diagnostic)
-            self.diagnostics.append(diagnostic)
+        # One diagnostic per place: a def called with many arguments that fails in the
+        # same place each time is reported once, at its first call.
+        key = span if span is not None else message
+        if key not in self._reported:
+            self._reported.add(key)
+            self.diagnostics.append(Diagnostic(message, span, help, tuple(notes)))
 
     def error(self) -> SpatError:
         """Every diagnostic so far, sorted by position (the first MAX_ERRORS of them)."""
         ordered = sorted(self.diagnostics, key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0))
         if len(ordered) > MAX_ERRORS:
             more = len(ordered) - MAX_ERRORS
-            ordered = ordered[:MAX_ERRORS] + [Diagnostic(
-                f"{more:,} more error{'s' if more > 1 else ''} not shown", None,
-                help="fix the errors above first")]
+            message = (f"too many errors: stopped after the first {MAX_ERRORS}" if self.stopped
+                       else f"{more:,} more error{'s' if more > 1 else ''} not shown")
+            ordered = ordered[:MAX_ERRORS] + [Diagnostic(message, None, help="fix the errors above first")]
         return SpatError(ordered, self.source)
 
     def source_text(self, span: Span, limit: int = 40) -> str | None:
         """The source text under a one-line span, if short."""
         if span is None or span.line != span.end_line or span.end_column - span.column > limit:
             return None
-        text = self.source.line_text(span.line)[span.column - 1:span.end_column - 1]
-        return text.strip("() ") or None
+        text = self.source.line_text(span.line)[span.column - 1:span.end_column - 1].strip()
+        while text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+            text = text[1:-1].strip()
+        return text or None
 
     def name_span(self, stmt) -> Span:
-        """The span of the name a `let` or `def` binds (the statement's span if it cannot be found)."""
+        """The span of the name in a `let`, `def` or `prob` (the statement's span if it cannot be found)."""
         span = stmt.span
         if isinstance(stmt, A.Param):
             return Span(span.line, span.column, span.line, span.column + len(stmt.name))
@@ -120,9 +142,12 @@ class Resolver:
             return span
         return Span(span.line, match.start(2) + 1, span.line, match.end(2) + 1)
 
-    def fail(self, message, span, help=None, notes=()):
+    def fail(self, message, span, help=None, notes=(), abort=False):
         self.report(message, span, help, notes)
-        raise _Failed
+        if len(self.diagnostics) > MAX_ERRORS:
+            self.stopped = True  # enough to show: evaluate no further
+            raise _Abort
+        raise _Abort if abort else _Failed
 
     # ---- checks that need no n -------------------------------------------------
 
@@ -158,9 +183,11 @@ class Resolver:
                 if stmt.name not in PROBABILITY_MAPS:
                     hint = did_you_mean(stmt.name, PROBABILITY_MAPS) or (
                         "the probability maps are " + ", ".join(PROBABILITY_MAPS))
-                    self.report(f"unknown probability map '{stmt.name}'", stmt.span, help=hint)
+                    self.report(f"unknown probability map '{stmt.name}'", self.name_span(stmt), help=hint)
         if self.pattern_stmt is None and not self.diagnostics:
-            end = Span(1, 1, 1, 2)
+            # Point just after the last statement: that is where the pattern would go.
+            last = self.module.statements[-1].span if self.module.statements else None
+            end = Span(last.end_line, last.end_column, last.end_line, last.end_column + 1) if last else Span(1, 1, 1, 2)
             self.report("the file declares no pattern", end,
                         help="add an expression such as `window(64) | global(0..8)` on a line of its own")
 
@@ -197,14 +224,18 @@ class Resolver:
             roots = [stmt]
             if isinstance(stmt, A.Def):  # defaults are evaluated outside the def
                 roots = [stmt.body] + [p.default for p in stmt.params if p.default is not None]
+            mentions_n = False
             for root in roots:
                 for node in A.walk(root):
                     if isinstance(node, A.Name):
+                        mentions_n = mentions_n or node.id == "n"
                         self._check_name(node.id, node.span, scope, module_names, used, call=False)
                     elif isinstance(node, A.Call):
                         self._check_name(node.func, node.span, scope, module_names, used, call=True)
             if isinstance(stmt, (A.Let, A.Def)) and self._binds(stmt):
                 depends[stmt.name] = used
+                if mentions_n:
+                    self.uses_n.add(stmt.name)
         self.depends = depends
         for name in self._cycles(depends):
             stmt = self.lets.get(name) or self.defs[name]
@@ -319,37 +350,59 @@ class Resolver:
         self.check_names()
         if self.fatal or self.pattern_stmt is None:
             raise self.error()
+        for name in self._let_order(every=True):  # dependencies first
+            if any(dep in self.uses_n for dep in self.depends.get(name, ())):
+                self.uses_n.add(name)
         # Unknown names are reported already; evaluate the rest, so that the other
         # statements' errors are reported with them.
         evaluator = _Evaluator(self, n)
-        heads = evaluator.head_count(self.pattern_stmt)
         patterns, block, prob = (), None, "softmax"
-        if n is not None:
-            for name in self._let_order():  # every let, so unused ones are checked too
-                try:
-                    evaluator.let_value(name)
-                except _Failed:
-                    pass
-            try:
-                patterns = evaluator.layers(self.pattern_stmt, heads)
-            except _Failed:
-                pass
-            if self.block is not None:
-                try:
-                    block = evaluator.block_sizes(self.block)
-                except _Failed:
-                    pass
+        try:
+            heads = evaluator.head_count(self.pattern_stmt)
+            if n is not None:
+                patterns, block = self._evaluate(evaluator, heads)
+        except _Abort:  # a limit was hit, and reported; evaluate no further
+            if not self.diagnostics:
+                self.report("evaluation stopped: the file takes too much work to evaluate", None)
         if self.prob is not None:
             prob = self.prob.name
         if self.diagnostics:
             raise self.error()
         return Resolved(patterns, block, prob)
 
-    def _let_order(self) -> list[str]:
-        """The lets, each after every let it depends on (so evaluating them never recurses deeply)."""
+    def mentions_n(self, node: A.Node) -> bool:
+        """Whether the value of ``node`` (outside any def) can depend on n."""
+        for sub in A.walk(node):
+            name = sub.id if isinstance(sub, A.Name) else sub.func if isinstance(sub, A.Call) else None
+            if name == "n" or name in self.uses_n:
+                return True
+        return False
+
+    def _evaluate(self, evaluator: "_Evaluator", heads: int | None):
+        """Every statement in turn, each one's errors reported even when another failed."""
+        patterns, block = (), None
+        for name in self._let_order():  # every let, so unused ones are checked too
+            try:
+                evaluator.let_value(name)
+            except _Failed:
+                pass
+        try:
+            patterns = evaluator.layers(self.pattern_stmt, heads)
+        except _Failed:
+            pass
+        if self.block is not None:
+            try:
+                block = evaluator.block_sizes(self.block)
+            except _Failed:
+                pass
+        return patterns, block
+
+    def _let_order(self, every: bool = False) -> list[str]:
+        """The lets (every: and defs), each after every name it depends on (so evaluating them never
+        recurses deeply)."""
         order, done = [], set()
         for stmt in self.module.statements:
-            if not isinstance(stmt, A.Let) or not self._binds(stmt) or stmt.name in done:
+            if not isinstance(stmt, (A.Let, A.Def) if every else A.Let) or not self._binds(stmt) or stmt.name in done:
                 continue
             done.add(stmt.name)
             stack = [(stmt.name, iter(sorted(self.depends.get(stmt.name, ()))))]
@@ -358,7 +411,7 @@ class Resolver:
                 nxt = next(edges, None)
                 if nxt is None:
                     stack.pop()
-                    if name in self.lets:
+                    if name in self.lets or (every and name in self.defs):
                         order.append(name)
                 elif nxt not in done:
                     done.add(nxt)
@@ -375,6 +428,7 @@ class _Evaluator:
         self.let_active: set[str] = set()
         self.call_cache: dict[tuple, object] = {}
         self.call_depth = 0
+        self.calls = 0  # def bodies evaluated
         self.failed_calls: set[tuple] = set()
         self.no_n_reason: str | None = None
 
@@ -401,6 +455,10 @@ class _Evaluator:
         return None if len(self.r.diagnostics) > before else count
 
     def head_range(self, entry: A.HeadEntry) -> tuple[int, int]:
+        span = entry.lo.span.join(entry.hi.span if entry.hi else None)
+        if self.r.mentions_n(entry.lo) or (entry.hi is not None and self.r.mentions_n(entry.hi)):
+            self.r.fail("the number of heads cannot depend on n", span,
+                        help="write the head ranges with constants, e.g. `0..4:`")
         saved, self.no_n_reason = self.no_n_reason, "the number of heads cannot depend on n"
         try:
             lo = self.integer(entry.lo, {}, "a head index")
@@ -588,11 +646,13 @@ class _Evaluator:
     def _sized(self, pattern: Pattern, span: Span) -> Pattern:
         if pattern.depth() > MAX_IR_DEPTH:
             self.r.fail(f"the pattern nests more than {MAX_IR_DEPTH} operators deep (counting the bodies of defs)",
-                        span, help="build it with fewer levels: a union of many parts is one level, `a | b | c`")
+                        span, help="build it with fewer levels: a union of many parts is one level, `a | b | c`",
+                        abort=True)
         if pattern.size() > MAX_IR_NODES:
             self.r.fail(f"the pattern grows to {pattern.size():,} nodes once every def is expanded "
                         f"(the limit is {MAX_IR_NODES:,})", span,
-                        help="a def that uses its result twice doubles the pattern at each level; restructure it")
+                        help="a def that uses its result twice doubles the pattern at each level; restructure it",
+                        abort=True)
         return pattern
 
     def _unary(self, node: A.Unary, scope):
@@ -608,12 +668,14 @@ class _Evaluator:
         return self._check_int(-value, node.span)
 
     def _binary(self, node: A.Binary, scope):
+        left = failed = None
         try:
             left = self.value(node.left, scope)
         except _Failed:
-            self.value(node.right, scope)  # report its errors too
-            raise
-        right = self.value(node.right, scope)
+            failed = True  # (evaluate the right side outside this handler: no exception chains)
+        right = self.value(node.right, scope)  # its errors are reported either way
+        if failed:
+            raise _Failed
         if node.op == "-" and isinstance(left, Pattern) and isinstance(right, Pattern):
             return self._sized(Difference(left, right), node.span)
         for side, value in ((node.left, left), (node.right, right)):
@@ -819,18 +881,23 @@ class _Evaluator:
         scope = {p.name: v for p, v in zip(params, values)}
         if self.call_depth >= MAX_CALL_DEPTH:
             self.r.fail(f"defs call each other more than {MAX_CALL_DEPTH} levels deep", span,
-                        help="build the pattern with fewer levels of defs")
+                        help="build the pattern with fewer levels of defs", abort=True)
+        self.calls += 1
+        if self.calls > MAX_CALLS:
+            if self.call_depth == 0:
+                self._too_many_calls(span)
+            raise _Abort  # reported at the outermost call (below), where the user wrote it
         before = len(self.r.diagnostics)
         self.call_depth += 1
         try:
             result = self.value(definition.body, scope)
+        except _Abort as exc:
+            if self.calls > MAX_CALLS and self.call_depth == 1:
+                self._too_many_calls(span)
+            self._note_call(definition, values, span, before)
+            raise exc
         except _Failed:
-            # Say which call led to an error inside the def.
-            shown = _short(f"{definition.name}({', '.join(_show_value(v) for v in values)})", 60)
-            for k in range(before, len(self.r.diagnostics)):
-                d = self.r.diagnostics[k]
-                self.r.diagnostics[k] = Diagnostic(d.message, d.span, d.help, _add_call_note(
-                    d.notes, f"in the call {shown} at line {span.line}, column {span.column}"))
+            self._note_call(definition, values, span, before)
             self.failed_calls.add(key)
             raise
         finally:
@@ -838,8 +905,30 @@ class _Evaluator:
         self.call_cache[key] = result
         return result
 
+    def _too_many_calls(self, span):
+        self.r.report(f"evaluating `{self.r.source_text(span, 60) or 'this'}` takes more than {MAX_CALLS:,} "
+                      "calls of defs", span,
+                      help="a def that calls another def twice doubles the work at each level; restructure it")
 
-_BINDING = re.compile(r"(let|def)[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)")
+    def _note_call(self, definition, values, span, before):
+        """Say which call led to the errors (diagnostics[before:]) inside a def."""
+        shown = _short(f"{definition.name}({', '.join(_show_value(v) for v in values)})", 60)
+        for k in range(before, len(self.r.diagnostics)):
+            d = self.r.diagnostics[k]
+            self.r.diagnostics[k] = Diagnostic(d.message, d.span, d.help, _add_call_note(
+                d.notes, f"in the call {shown} at line {span.line}, column {span.column}"))
+
+
+_BINDING = re.compile(r"(let|def|prob)[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 def _show_value(value) -> str:

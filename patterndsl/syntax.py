@@ -6,9 +6,15 @@ them itself rather than through lark's lexer so that it can
   * drop newlines inside parentheses and after an operator (continuation lines),
   * keep comments and blank lines for the formatter,
   * split the file into statements, which are parsed one by one so that a
-    syntax error in one statement does not hide the errors in the next.
-The parse tree is turned into AST nodes while parsing (lark's inline
-transformer), so nothing here recurses over the input's nesting depth.
+    syntax error in one statement does not hide the errors in the next
+    (a keyword on a new line inside an unclosed '(' also starts a new
+    statement, after reporting the missing ')').
+Lines end at \n, \r\n or a lone \r. The parse tree is turned into AST nodes
+while parsing (lark's inline transformer), so nothing here recurses over the
+input's nesting depth. A syntax error says what could have come instead: the
+exact set of tokens the grammar accepts at that point (found by replaying the
+statement), in words ("an expression", "an operator"), with a `help:` for the
+usual mistakes.
 """
 from __future__ import annotations
 
@@ -111,8 +117,9 @@ class _ToAst:
     def number(self, c):
         text = str(c[0])
         if len(text.lstrip("0")) > MAX_NUMBER_DIGITS:
-            raise SpatError(Diagnostic(f"number too large: {text[:20]}… has {len(text)} digits",
-                                       _span_of(c[0]), help="indices and sizes must fit in 64 bits"))
+            raise SpatError(Diagnostic(f"number too large: it has {len(text)} digits (the limit is 2^62)",
+                                       _span_of(c[0]),
+                                       help="indices, sizes and counts are far smaller; check the number"))
         return self._node(A.Number, c, int(text))
 
     def float(self, c):
@@ -226,6 +233,13 @@ def _bad_char_help(text: str) -> str | None:
     return None
 
 
+def _still_open(more: int) -> tuple[str, ...]:
+    """The note for the brackets opened inside an unclosed one."""
+    if not more:
+        return ()
+    return (f"{more} more bracket{'s' if more > 1 else ''} inside it {'also stay' if more > 1 else 'also stays'} open",)
+
+
 def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
     text = source.text
     regex, groups = _master_regex()
@@ -283,6 +297,22 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
         if kind == "NAME" and value in keyword_types:
             token_type = keyword_types[value]
         token = Token(token_type, value, pos, line, column, line, column + len(value), end)
+        if (token_type in keyword_types.values() and last_significant is not None
+                and line > last_significant.line and opener_stack and opener_stack[-1].type == "LPAR"):
+            # A keyword cannot stand inside parentheses: a ')' is missing before this line.
+            # Report it and start a new statement here, so the rest of the file is checked.
+            first_paren = len(opener_stack)
+            while first_paren > 0 and opener_stack[first_paren - 1].type == "LPAR":
+                first_paren -= 1
+            opener = opener_stack[first_paren]
+            more = len(opener_stack) - first_paren - 1
+            notes = _still_open(more)
+            diagnostics.append(Diagnostic(
+                "unclosed '('", _span_of(opener),
+                help=f"add ')' at the end of line {last_significant.line}", notes=notes))
+            out.bad_statements.add(len(out.statements))
+            del opener_stack[first_paren:]
+            newlines_pending = max(newlines_pending, 1)
         # A pending newline ends the statement unless we are inside braces.
         if newlines_pending:
             if not opener_stack:
@@ -313,8 +343,7 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
                     inner = opener_stack[match_at + 1]
                     closer = ")" if inner.value == "(" else "}"
                     more = len(opener_stack) - match_at - 2
-                    notes = (f"{more} more bracket{'s' if more > 1 else ''} inside it "
-                             f"{'also stay' if more > 1 else 'also stays'} open",) if more else ()
+                    notes = _still_open(more)
                     diagnostics.append(Diagnostic(
                         f"unclosed '{inner.value}'", _span_of(inner),
                         help=f"add '{closer}' before the '{value}' at line {token.line}, column {token.column}",
@@ -343,8 +372,7 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
         opener = opener_stack[0]
         closer = ")" if opener.value == "(" else "}"
         more = len(opener_stack) - 1
-        notes = (f"{more} more bracket{'s' if more > 1 else ''} inside it "
-                 f"{'also stay' if more > 1 else 'also stays'} open",) if more else ()
+        notes = _still_open(more)
         diagnostics.append(Diagnostic(f"unclosed '{opener.value}'", _span_of(opener),
                                       help=f"add the matching '{closer}'", notes=notes))
         out.bad_statements.add(len(out.statements))
@@ -423,6 +451,13 @@ _STATEMENT_HELP = {
 }
 
 
+def _callable(name: str) -> bool:
+    from .primitives import PRIMITIVES
+    from .resolve import BUILTINS
+
+    return name in PRIMITIVES or name in BUILTINS
+
+
 def _starts_expression(token: Token) -> bool:
     return token.type in ("NAME", "NUMBER", "FLOAT") or token.value in ("(", "~")
 
@@ -462,10 +497,13 @@ def _syntax_error(exc: UnexpectedInput, tokens: list[Token], at_eof: bool) -> Di
                 f"line {token.line}; finish the expression, or remove the '{previous}'")
     elif end_of_statement and tokens[-1].value in _OPERATOR_TOKENS:
         help = f"the '{tokens[-1]}' needs something after it"
+    elif (previous is not None and previous.value in _BINARY_OPERATORS + ("~",)
+          and value in (")", "}", ",", "..", ":")):
+        help = f"the '{previous}' needs something after it"
     elif value == "*" and previous is not None and previous.value == "*":
         help = "there is no power operator '**'; multiply out, e.g. `n * n`"
     elif (previous is not None and previous.type == "NAME" and token is not None
-          and token.type in ("NUMBER", "NAME") and "(" in texts):
+          and token.type in ("NUMBER", "NAME") and "(" in texts and _callable(previous.value)):
         help = f"arguments go in parentheses: {previous}({token})"
     elif value == "=" and previous is not None and previous.type == "NAME" and first != "let":
         if first == "def":
