@@ -32,7 +32,7 @@ from .errors import Diagnostic, Source, Span, SpatError, did_you_mean
 
 GRAMMAR_PATH = Path(__file__).parent / "grammar" / "spat.lark"
 
-MAX_SOURCE_BYTES = 1 << 20  # a .spat file larger than 1 MiB is not a pattern
+MAX_SOURCE_BYTES = 1 << 18  # a .spat file larger than 256 KiB is not a pattern (and would take seconds to parse)
 MAX_NESTING = 100  # deepest expression accepted (parentheses, operators); consumers of the AST recurse on it
 MAX_NUMBER_DIGITS = 30  # beyond 10^30 an integer cannot mean anything here
 MAX_ERRORS = 50  # stop reporting after this many diagnostics
