@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ast as A
-from .errors import Diagnostic, Source, SpatError
+from .errors import Diagnostic, Source, Span, SpatError
 from .ir import Pattern
 from .passes import simplify
 from .reference import check_budget, dense_mask
@@ -19,9 +19,15 @@ def decode_source(data: bytes, name: str) -> Source:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        # Point at the bad byte in a readable copy of the text.
+        shown = Source(data.decode("utf-8", errors="replace"), name)
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = len(before[before.rfind(b"\n") + 1:].decode("utf-8", errors="replace")) + 1
         raise SpatError(Diagnostic(
-            f"{name} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-            help="a .spat file is plain text")) from None
+            f"the file is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start}",
+            Span(line, column, line, column + 1), help="a .spat file is plain text, encoded as UTF-8"),
+            shown) from None
     return Source(text.removeprefix("\ufeff"), name)
 
 
