@@ -42,6 +42,29 @@ class ParamError(Exception):
         self.param, self.message, self.help = param, message, help
 
 
+@dataclass(frozen=True)
+class RowBound:
+    """A primitive's per-row degree bound (patterndsl/analysis/growth.py).
+
+    Every query row but at most `exceptional` of them holds at most `degree` keys
+    (the exceptional rows at most n), so the count is ≤ n·min(degree, n) +
+    n·min(exceptional, n). The values are ints (a concrete n) or the growth
+    analysis's symbolic quantities; the flags only matter to the latter:
+      * tight: for all large n the count is ≥ c·n·(degree + exceptional) for some c > 0;
+      * reflexive: every (i, i) is in the pattern (so the count is ≥ n);
+      * symmetric: (i, j) in it exactly when (j, i) is;
+      * causal_dense: its intersection with `causal` keeps ≥ c times its count
+        (true of every symmetric pattern: the pairs below the diagonal are half
+        of the off-diagonal ones)."""
+
+    degree: object
+    exceptional: object = 0
+    tight: bool = True
+    reflexive: bool = False
+    symmetric: bool = False
+    causal_dense: bool | None = None  # None: the same as symmetric
+
+
 def primitive(cls):
     PRIMITIVES[cls.name] = cls
     return cls
@@ -62,6 +85,14 @@ class Primitive(Pattern):
 
     def row_structure(self, n: int):
         """The keys of every query row, as a formula over patterndsl.structure atoms."""
+        raise NotImplementedError
+
+    @classmethod
+    def row_bound(cls, args: dict, n, ops) -> "RowBound":
+        """Its per-row degree bound from its arguments (by parameter name, an index list
+        R as `ops.size` takes it), for patterndsl/analysis/growth.py. ``n`` and the
+        arguments are ints or symbolic quantities; ``ops`` supplies min, cdiv, clog2,
+        size and the predicates nonneg, const, small (|x| = o(n)) and same."""
         raise NotImplementedError
 
     def pairs(self, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
@@ -100,6 +131,10 @@ class All(Primitive):
     name: ClassVar[str] = "all"
     meaning: ClassVar[str] = "always"
 
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        return RowBound(n, reflexive=True, symmetric=True)
+
     def predicate(self, i, j, n):
         return _full((i.shape[0], j.shape[1]), True)
 
@@ -112,6 +147,10 @@ class All(Primitive):
 class Nothing(Primitive):
     name: ClassVar[str] = "none"
     meaning: ClassVar[str] = "never"
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        return RowBound(0, tight=False, symmetric=True)
 
     def predicate(self, i, j, n):
         return _full((i.shape[0], j.shape[1]), False)
@@ -126,6 +165,10 @@ class Self(Primitive):
     name: ClassVar[str] = "self"
     meaning: ClassVar[str] = "j = i"
 
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        return RowBound(1, reflexive=True, symmetric=True)
+
     def predicate(self, i, j, n):
         return i == j
 
@@ -138,6 +181,10 @@ class Self(Primitive):
 class Causal(Primitive):
     name: ClassVar[str] = "causal"
     meaning: ClassVar[str] = "j ≤ i"
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        return RowBound(n, reflexive=True, causal_dense=True)
 
     def predicate(self, i, j, n):
         return j <= i
@@ -156,6 +203,21 @@ class Window(Primitive):
     name: ClassVar[str] = "window"
     signatures: ClassVar = ((ParamSpec("w"),), (ParamSpec("left"), ParamSpec("right")))
     meaning: ClassVar[str] = "window(w): |i − j| ≤ w; window(l, r): i − l ≤ j ≤ i + r"
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        """The band i − l ≤ j ≤ i + r: at most l + r + 1 keys. Tight when l, r ≥ 0 (the
+        rows of one half reach min(l, n/2) or min(r, n/2) keys), when both are
+        constants, or when |l|, |r| = o(n) (the middle rows hold the whole band)."""
+        if "w" in args:
+            left = right = args["w"]
+        else:
+            left, right = args["left"], args["right"]
+        symmetric = ops.same(left, right)
+        nonneg = ops.nonneg(left) and ops.nonneg(right)
+        tight = nonneg or (ops.const(left) and ops.const(right)) or (ops.small(left) and ops.small(right))
+        return RowBound(left + right + 1, tight=tight, reflexive=nonneg, symmetric=symmetric,
+                        causal_dense=symmetric or (ops.nonneg(left) and ops.const(right)))
 
     @classmethod
     def build(cls, args, n):
@@ -190,6 +252,13 @@ class Dilated(Primitive):
     meaning: ClassVar[str] = "|i − j| ≤ w·d and (i − j) mod d = 0"
 
     @classmethod
+    def row_bound(cls, args, n, ops):
+        """At most 2w + 1 keys, and at most ⌈n/d⌉ (one residue class); a middle row
+        holds min(w, (n−1)/(2d)) + 1 or more, so this is tight."""
+        w, d = args["w"], args["d"]
+        return RowBound(ops.min(2 * w + 1, ops.cdiv(n, d)), reflexive=True, symmetric=True)
+
+    @classmethod
     def build(cls, args, n):
         _at_least(args["w"], 0, "dilated(w, d)", "w", n)
         _at_least(args["d"], 1, "dilated(w, d)", "d", n)
@@ -219,6 +288,11 @@ class Stride(Primitive):
     meaning: ClassVar[str] = "(i − j) mod s = 0"
 
     @classmethod
+    def row_bound(cls, args, n, ops):
+        """One residue class mod s: ⌈n/s⌉ keys at most, ⌊n/s⌋ (and ≥ 1) at least."""
+        return RowBound(ops.cdiv(n, args["s"]), reflexive=True, symmetric=True)
+
+    @classmethod
     def build(cls, args, n):
         _at_least(args["s"], 1, "stride(s)", "s", n, help="a stride must be positive; wrap it as max(1, …) if it shrinks with n")
         return cls(args["s"])
@@ -241,6 +315,11 @@ class Chunk(Primitive):
     name: ClassVar[str] = "chunk"
     signatures: ClassVar = ((ParamSpec("b"),),)
     meaning: ClassVar[str] = "⌊i/b⌋ = ⌊j/b⌋"
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        """A row's chunk: min(b, n) keys at most; half the rows or more are in full chunks."""
+        return RowBound(ops.min(args["b"], n), reflexive=True, symmetric=True)
 
     @classmethod
     def build(cls, args, n):
@@ -266,6 +345,14 @@ class Summary(Primitive):
     name: ClassVar[str] = "summary"
     signatures: ClassVar = ((ParamSpec("b"), ParamSpec("c")),)
     meaning: ClassVar[str] = "j mod b ≥ b − c (the last c keys of every chunk of b)"
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        """The same keys in every row: c per chunk of b, at most c·⌈n/b⌉; at least
+        c·⌊n/b⌋, which is tight when b = o(n)."""
+        b, c = args["b"], args["c"]
+        small = ops.small(b)
+        return RowBound(ops.min(n, c * ops.cdiv(n, b)), tight=small, causal_dense=small)
 
     @classmethod
     def build(cls, args, n):
@@ -310,6 +397,12 @@ class Global(_IndexPrimitive):
     name: ClassVar[str] = "global"
     meaning: ClassVar[str] = "i ∈ R or j ∈ R"
 
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        """|R| keys in the rows outside R; the |R| rows in R hold all n."""
+        size = ops.size(args["R"])
+        return RowBound(size, size, symmetric=True)
+
     def predicate(self, i, j, n):
         member = self.indices.mask(n)
         return member[i] | member[j]
@@ -325,6 +418,11 @@ class Rows(_IndexPrimitive):
     name: ClassVar[str] = "rows"
     meaning: ClassVar[str] = "i ∈ R"
 
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        """The |R| rows in R hold n keys, the others none."""
+        return RowBound(0, ops.size(args["R"]))
+
     def predicate(self, i, j, n):
         return np.broadcast_to(self.indices.mask(n)[i], (i.shape[0], j.shape[1]))
 
@@ -338,6 +436,11 @@ class Cols(_IndexPrimitive):
     indices: IndexSet
     name: ClassVar[str] = "cols"
     meaning: ClassVar[str] = "j ∈ R"
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        """|R| keys in every row."""
+        return RowBound(ops.size(args["R"]))
 
     def predicate(self, i, j, n):
         return np.broadcast_to(self.indices.mask(n)[j], (i.shape[0], j.shape[1]))
@@ -354,6 +457,12 @@ class Cols(_IndexPrimitive):
 class LogSparse(Primitive):
     name: ClassVar[str] = "logsparse"
     meaning: ClassVar[str] = "i = j, or |i − j| is a power of two"
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        """i and i ± 2^t for 2^t < n: at most 2·⌈log2 n⌉ + 1 keys; the middle rows
+        hold 2·(log2 n − 2) or more."""
+        return RowBound(2 * ops.clog2(n) + 1, reflexive=True, symmetric=True)
 
     def predicate(self, i, j, n):
         distance = np.abs(i - j)
@@ -385,6 +494,11 @@ class Random(Primitive):
     signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0)),)
     meaning: ClassVar[str] = ("each query row holds exactly min(r, n) distinct keys, drawn by the "
                               "seeded generator documented in patterndsl/randomgen.py")
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        """Exactly min(r, n) keys in every row."""
+        return RowBound(ops.min(args["r"], n))
 
     @classmethod
     def build(cls, args, n):
