@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--width", type=_positive_int, metavar="COLUMNS",
                       help="width of the drawing (default: the terminal's)")
 
-    check = command("check", "prove facts about the pattern: counts, conditions, certificate")
-    with_n(check)
+    check = command("check", "prove facts about the pattern: counts, growth, conditions, certificate "
+                              "(without --n: the growth as a formula in n)")
+    with_n(check, required=False)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--certificate", metavar="CERT", help="write the certificate (JSON) to this file")
     check.add_argument("--budget", type=float, default=10.0, metavar="SECONDS",
@@ -183,6 +184,15 @@ def run_check(args) -> int:
     from .analysis.check import all_hold, check, render
 
     source = _read(args.file)
+    if args.n is None:
+        from .analysis.check import render_growth
+        from .analysis.growth import growth_formula
+
+        if args.certificate:
+            raise UsageError("--certificate needs --n: certificates are about one sequence length")
+        report = growth_formula(parse(source))
+        sys.stdout.write(json.dumps(report, indent=1) + "\n" if args.json else render_growth(report, source.name))
+        return EXIT_OK
     compiled = compile_pattern(source, args.n, memory_budget=args.memory_budget)
     report, cert = check(compiled, budget_seconds=args.budget)
     if args.certificate:

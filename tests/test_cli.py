@@ -35,6 +35,8 @@ CASES = {
     "check_star": (["check", "examples/star.spat", "--n", "64"], 0),
     "check_strided": (["check", "examples/strided.spat", "--n", "256"], 3),
     "check_heads": (["check", "tests/golden/cli/heads.spat", "--n", "40"], 3),
+    "check_growth_without_n": (["check", "examples/strided.spat"], 0),
+    "check_growth_heads": (["check", "tests/golden/cli/heads.spat"], 0),
     "error_budget": (["mask", "examples/strided.spat", "--n", "70000"], 1),
     "error_unknown_target": (["compile", "examples/star.spat", "--n", "8", "--target", "trch"], 2),
     "error_missing_file": (["show", "tests/golden/cli/no_such_file.spat", "--n", "8"], 1),
@@ -143,6 +145,7 @@ def test_check_json_and_certificate_round_trip(tmp_path, monkeypatch, capsys):
     assert report["connections"]["per_layer"] == [[484], [288]]
     assert report["conditions"][0]["finite_depth"]["holds"] is False
     assert report["prob"] == {"name": "softmax", "assumption2": True}
+    assert report["growth"] == "O(n^1.5)" and report["growth_detail"]["tight"] is True
     assert main(["verify", "examples/strided.spat", str(cert)]) == 0
     # a corrupted claim fails the independent check
     data = json.loads(cert.read_text())

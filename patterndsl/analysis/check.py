@@ -10,6 +10,7 @@ import time
 
 from .conditions import certificate, check_conditions
 from .counts import connection_counts
+from .growth import growth
 
 
 def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
@@ -17,12 +18,15 @@ def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
     start = time.perf_counter()
     counts = connection_counts(compiled)
     conditions = check_conditions(compiled, budget_seconds=budget_seconds)
+    growth_report = growth(compiled)
     report = {
         "n": compiled.n,
         "layers": compiled.layers,
         "heads": compiled.heads,
         "connections": {"per_layer": counts["per_layer"], "union": counts["union"],
                         "rows": counts["rows"], "union_rows": counts["union_rows"]},
+        "growth": growth_report["growth"],
+        "growth_detail": {k: v for k, v in growth_report.items() if k not in ("n", "growth")},
         "nonempty_rows": conditions["nonempty_rows"],
         "empty_row": conditions["empty_row"],
         "conditions": conditions["conditions"],
@@ -70,6 +74,9 @@ def render(report: dict, name: str) -> str:
     if report["layers"] > 1:
         for head, count in enumerate(report["connections"]["union"]):
             lines.append(f"  union of layers, head {head}: {count:,}")
+    detail = report["growth_detail"]
+    lines.append(f"growth: {detail['bound']}" + ("" if detail["tight"] else " (an upper bound, maybe not tight)"))
+    lines.append(f"  {detail['dominant']['why']}")
     lines.append("")
     lines.append(f"every query row has a key: {'yes' if report['nonempty_rows'] else 'no'}"
                  + (f" (first empty: layer, head, row = {report['empty_row']})" if report["empty_row"] else ""))
@@ -88,4 +95,16 @@ def render(report: dict, name: str) -> str:
                      f"C3 finite depth {_depth(c3)}")
     lines.append("")
     lines.append(f"verdict: {'every condition holds' if all_hold(report) else 'not every condition holds'}")
+    return "\n".join(lines) + "\n"
+
+
+def render_growth(report: dict, name: str) -> str:
+    """The growth report of a file checked without an n: the bound as a formula in n."""
+    lines = [f"{name}: growth {report['bound']}" + ("" if report["tight"] else " (an upper bound, maybe not tight)")]
+    for layer, heads in enumerate(report["per_layer"]):
+        for head, entry in enumerate(heads):
+            lines.append(f"  layer {layer} head {head}: {entry['bound']}, per row ≤ {entry['per_row']}"
+                         + (f", plus {entry['exceptional_rows']} rows of up to n keys"
+                            if entry["exceptional_rows"] not in ("0", 0) else ""))
+    lines.append(f"  {report['dominant']['why']}")
     return "\n".join(lines) + "\n"
