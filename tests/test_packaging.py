@@ -48,3 +48,13 @@ def test_readme_commands_are_the_ci_commands():
     assert "pip install torch==2.13.0 && pip install -e '.[dev]'" in readme
     assert "python -m pytest" in readme and "python -m pytest" in ci
     assert "torch==2.13.0" in ci and "-e '.[dev]'" in ci
+
+
+def test_readme_examples_table_is_current():
+    """README's table of the examples is the output of scripts/examples_table.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("examples_table", ROOT / "scripts" / "examples_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.table() in (ROOT / "README.md").read_text()

@@ -103,8 +103,9 @@ def render_growth(report: dict, name: str) -> str:
     lines = [f"{name}: growth {report['bound']}" + ("" if report["tight"] else " (an upper bound, maybe not tight)")]
     for layer, heads in enumerate(report["per_layer"]):
         for head, entry in enumerate(heads):
+            extra = str(entry["exceptional_rows"])
             lines.append(f"  layer {layer} head {head}: {entry['bound']}, per row ≤ {entry['per_row']}"
-                         + (f", plus {entry['exceptional_rows']} rows of up to n keys"
-                            if entry["exceptional_rows"] not in ("0", 0) else ""))
+                         + (f", plus {extra} row{'' if extra == '1' else 's'} of up to n keys"
+                            if extra != "0" else ""))
     lines.append(f"  {report['dominant']['why']}")
     return "\n".join(lines) + "\n"
