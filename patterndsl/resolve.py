@@ -701,7 +701,7 @@ class _Evaluator:
         if hi <= lo:
             what = "empty" if hi == lo else "reversed"
             self.r.fail(f"range {lo}..{hi} is {what}{self._n_note()}", node.span,
-                        help=f"a range a..b holds a ≤ i < b, so it needs a < b"
+                        help="a range a..b holds a ≤ i < b, so it needs a < b"
                              + (f"; did you mean {hi}..{lo}?" if hi < lo else ""))
         return RangeValue(lo, hi)
 
@@ -949,9 +949,10 @@ def _add_call_note(notes: tuple[str, ...], note: str) -> tuple[str, ...]:
 
 
 @contextmanager
-def _deep_recursion():
-    # Nesting is bounded (200 levels per expression, MAX_IR_NODES overall), but
-    # a chain of defs nests their bodies; give Python room for that.
+def deep_recursion():
+    # Nesting is bounded (MAX_IR_DEPTH operators, MAX_CALL_DEPTH defs), but a
+    # chain of defs nests their bodies; give Python room for that. Also used by
+    # the growth analysis, which interprets the same AST.
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20_000))
     try:
@@ -964,7 +965,7 @@ def resolve(module: A.Module, source: Source, n: int | None) -> Resolved:
     """Evaluate ``module`` for sequence length ``n`` (None: structure only)."""
     if n is not None and not (1 <= n <= MAX_N):
         raise SpatError(Diagnostic(f"n must be between 1 and 2^40, got {n}"), source)
-    with _deep_recursion():
+    with deep_recursion():
         try:
             return Resolver(module, source).resolve(n)
         except RecursionError:

@@ -117,7 +117,7 @@ def _index_item(draw) -> str:
     if form == 2:
         k = draw(st.integers(1, 20))
         return draw(st.sampled_from((f"max(0, n - {k})..n", f"max(0, n - {k})..n + {k}", f"{k - 1}..n + {k}",
-                                     f"n..n + {k}", f"n // 2..n")))
+                                     f"n..n + {k}", "n // 2..n")))
     return draw(st.sampled_from(("0..n", "isqrt(n)..2 * n", "n - 1..n", "0..1000000")))
 
 

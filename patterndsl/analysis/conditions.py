@@ -365,7 +365,6 @@ def _nonempty(pattern, n, diag_ok, hubs) -> dict:
 
 
 def _check_head(patterns, n, deadline) -> dict:
-    p = len(patterns)
     idx = np.arange(n, dtype=np.int64)
     diags = [pair_values(P, idx, idx, n) for P in patterns]
     c1_ok = all(d.all() for d in diags)
@@ -395,6 +394,15 @@ def _offdiagonals(patterns, n):
         todo = np.flatnonzero(~upper)
         upper[todo] = pair_values(P, i[todo] - 1, i[todo], n)
     return bool(lower.all()), bool(upper.all())
+
+
+def _offdiagonal_witness(lower: bool, upper: bool) -> dict | None:
+    """C2's cheap witnesses: every token attends to the one before it (identity) or after it."""
+    if lower:
+        return {"holds": True, "witness": "identity"}
+    if upper:
+        return {"holds": True, "witness": "reversed"}
+    return None
 
 
 def _hub_bound(patterns, n, c1_ok, hubs):
@@ -439,12 +447,8 @@ def _large_conditions(patterns, n, c1_ok, hubs):
     p = len(patterns)
     lower, upper = _offdiagonals(patterns, n)
     # C2
-    if lower:
-        c2 = {"holds": True, "witness": "identity"}
-    elif upper:
-        c2 = {"holds": True, "witness": "reversed"}
-    else:
-        c2 = {"holds": None, "reason": "undecided within budget (n too large for a search)"}
+    c2 = _offdiagonal_witness(lower, upper) or {
+        "holds": None, "reason": "undecided within budget (n too large for a search)"}
     # C3
     hub = _hub_bound(patterns, n, c1_ok, hubs)
     missing = _missing_in_first(patterns, n, hubs)
@@ -509,12 +513,8 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
     count, labels = _sccs(union)
     lower, upper = _offdiagonals(patterns, n)
     # ---- C2
-    if lower:
-        c2 = {"holds": True, "witness": "identity"}
-    elif upper:
-        c2 = {"holds": True, "witness": "reversed"}
-    else:
-        c2 = None
+    c2 = _offdiagonal_witness(lower, upper)
+    if c2 is None:
         off = union & ~eye
         sources = _closed_component(off, labels, count)  # attend only inside
         sinks = _closed_component(off, labels, count, transpose=True)  # attended only from inside

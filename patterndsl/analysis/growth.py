@@ -51,14 +51,13 @@ has ≥ n connections.
 from __future__ import annotations
 
 import math
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
 from .. import ast as A
+from ..resolve import deep_recursion
 from ..ir import IndexSet
 from ..primitives import PRIMITIVES, RowBound
 
@@ -778,19 +777,8 @@ def _describe(bound: Bound, n: int | None) -> dict:
 
 
 def _report(module: A.Module, n: int | None) -> dict:
-    with _deep_recursion():
+    with deep_recursion():
         return _report_unguarded(module, n)
-
-
-@contextmanager
-def _deep_recursion():
-    # Defs may nest 256 deep and operators 100 deep (patterndsl/resolve.py): room for both.
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, 20_000))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
 
 
 def _report_unguarded(module: A.Module, n: int | None) -> dict:
@@ -823,7 +811,7 @@ def _report_unguarded(module: A.Module, n: int | None) -> dict:
 
 def bounds(module: A.Module) -> list[list[Bound]]:
     """The symbolic Bound of every layer × head (``bound.evaluate(n)``, ``bound.summary()``)."""
-    with _deep_recursion():
+    with deep_recursion():
         return _layer_bounds(module)
 
 
