@@ -52,7 +52,7 @@ def main() -> None:
                 values = {head[name]["holds"] for head in report["conditions"]}
                 verdicts.append("/".join({True: "yes", False: "no", None: "?"}[v] for v in sorted(values, key=str)))
             print(f"| {n:,} | {path.stem} | {result['seconds']:.2f} | {result['rss_mib']:.0f} | "
-                  f"{report.get('growth', {}).get('class', '–') if isinstance(report.get('growth'), dict) else report.get('growth', '–')} | "
+                  f"{report['growth_detail']['bound']} | "
                   + " | ".join(verdicts) + " |")
         print(f"| {n:,} | **all examples** | **{total:.2f}** | | | | | |")
 

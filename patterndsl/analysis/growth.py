@@ -387,7 +387,7 @@ def _index_size(items) -> Quantity:
 
     consts = all((i.lo.const is not None and i.hi.const is not None) if isinstance(i, _Range) else
                  i.const is not None for i in items)
-    text = f"|{', '.join(texts)}|"
+    text = "|{" + ", ".join(texts) + "}|"  # the size of the index set
     if consts:  # |R| is then constant for large n (n beyond every index)
         big = max((i.hi.const if isinstance(i, _Range) else i.const + 1) for i in items)
         value = at(big)
