@@ -114,6 +114,38 @@ class CompiledPattern:
                     done[pattern] = (l, h)
         return out
 
+    def block_sizes(self, block_size=None) -> tuple[int, int]:
+        """(BQ, BK): ``block_size`` (an int or a pair), else the file's `block`, else 128."""
+        from .layout import DEFAULT_BLOCK_SIZE
+
+        size = block_size if block_size is not None else (self.block_size or DEFAULT_BLOCK_SIZE)
+        block_q, block_k = size if isinstance(size, (tuple, list)) else (size, size)
+        for value in (block_q, block_k):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise SpatError(Diagnostic(f"a block size must be a positive integer, got {value!r}"))
+        return int(block_q), int(block_k)
+
+    def layouts(self, layer: int = 0, block_size=None) -> list:
+        """The block layout of every head of one layer (patterndsl.layout.BlockLayout);
+        heads, and layers, with the same pattern share one object."""
+        from .layout import block_layout
+
+        layer, _ = self._index(layer, 0)
+        block_q, block_k = self.block_sizes(block_size)
+        cache = self.__dict__.setdefault("_layouts", {})
+        out = []
+        for pattern in self.patterns[layer]:
+            key = (pattern, block_q, block_k)
+            if key not in cache:
+                cache[key] = block_layout(pattern, self.n, block_q, block_k)
+            out.append(cache[key])
+        return out
+
+    def layout(self, layer: int = 0, head: int = 0, block_size=None):
+        """The block layout of one layer and head (patterndsl.layout.BlockLayout)."""
+        _, head = self._index(layer, head)
+        return self.layouts(layer, block_size)[head]
+
     def mask(self, layer: int = 0, head: int = 0):
         """torch.BoolTensor [n, n]: True where query i attends to key j."""
         import torch

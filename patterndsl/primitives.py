@@ -141,6 +141,10 @@ class All(Primitive):
     def row_structure(self, n):
         return R.Span(0, n)
 
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        return f"({k} >= 0)"  # true everywhere, with a tensor shape
+
 
 @primitive
 @dataclass(frozen=True)
@@ -157,6 +161,10 @@ class Nothing(Primitive):
 
     def row_structure(self, n):
         return R.Span(0, 0)
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        return f"({k} < 0)"
 
 
 @primitive
@@ -175,6 +183,10 @@ class Self(Primitive):
     def row_structure(self, n):
         return R.Band(0, 0)
 
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        return f"({q} == {k})"
+
 
 @primitive
 @dataclass(frozen=True)
@@ -191,6 +203,10 @@ class Causal(Primitive):
 
     def row_structure(self, n):
         return R.Band(n, 0)
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        return f"({k} <= {q})"
 
 
 @primitive
@@ -241,6 +257,10 @@ class Window(Primitive):
             return f"window({self.left})"
         return f"window({self.left}, {self.right})"
 
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        return f"(({k} >= {q} - {_clamp(self.left, n)}) & ({k} <= {q} + {_clamp(self.right, n)}))"
+
 
 @primitive
 @dataclass(frozen=True)
@@ -278,6 +298,12 @@ class Dilated(Primitive):
     def __str__(self):
         return f"dilated({self.w}, {self.d})"
 
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        reach, d = _clamp(self.w * self.d, n), _clamp(self.d, n)
+        # a zero remainder means the same under truncated (Triton) and floor (torch) division
+        return f"(({k} >= {q} - {reach}) & ({k} <= {q} + {reach}) & ((({q} - {k}) % {d}) == 0))"
+
 
 @primitive
 @dataclass(frozen=True)
@@ -307,6 +333,10 @@ class Stride(Primitive):
     def __str__(self):
         return f"stride({self.s})"
 
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        return f"((({q} - {k}) % {_clamp(self.s, n)}) == 0)"
+
 
 @primitive
 @dataclass(frozen=True)
@@ -335,6 +365,11 @@ class Chunk(Primitive):
 
     def __str__(self):
         return f"chunk({self.b})"
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        b = _clamp(self.b, n)
+        return f"(({q} // {b}) == ({k} // {b}))"
 
 
 @primitive
@@ -374,6 +409,10 @@ class Summary(Primitive):
     def __str__(self):
         return f"summary({self.b}, {self.c})"
 
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        return f"(({k} % {self.b}) >= {self.b - self.c})"
+
 
 class _IndexPrimitive(Primitive):
     """The primitives that take an index list R: items and half-open ranges."""
@@ -410,6 +449,10 @@ class Global(_IndexPrimitive):
     def row_structure(self, n):
         return R.AnyOf((R.RowSet(self.indices), Cols(self.indices).row_structure(n)))
 
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        return f"({backend.member(q, self.indices, n)} | {backend.member(k, self.indices, n)})"
+
 
 @primitive
 @dataclass(frozen=True)
@@ -428,6 +471,10 @@ class Rows(_IndexPrimitive):
 
     def row_structure(self, n):
         return R.RowSet(self.indices)
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        return backend.member(q, self.indices, n)
 
 
 @primitive
@@ -450,6 +497,10 @@ class Cols(_IndexPrimitive):
         if not spans:
             return R.Span(0, 0)
         return spans[0] if len(spans) == 1 else R.AnyOf(spans)
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        return backend.member(k, self.indices, n)
 
 
 @primitive
@@ -483,6 +534,12 @@ class LogSparse(Primitive):
         """int64 [len(rows), k]: i and i ± 2^t (distinct), -1 where outside [0, n)."""
         keys = np.asarray(rows, dtype=np.int64)[:, None] + self._offsets(n)[None, :]
         return np.where((keys >= 0) & (keys < n), keys, -1)
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        # d & (d − 1) = 0 for d = 0 and the powers of two; d is taken non-negative
+        return (f"(((({q} - {k}) & ({q} - {k} - 1)) == 0) & ({k} <= {q}) | "
+                f"((({k} - {q}) & ({k} - {q} - 1)) == 0) & ({q} <= {k}))")
 
 
 @primitive
@@ -535,3 +592,7 @@ class Random(Primitive):
 
     def __str__(self):
         return f"random({self.r}, seed={self.seed})"
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        return backend.data(self, q, k, n)

@@ -1,0 +1,141 @@
+"""The element predicate as source code, for generated torch and Triton code.
+
+`predicate_source(pattern, q, k, n, backend)` returns one Python expression over
+two integer tensors named ``q`` (query indices) and ``k`` (key indices), which
+broadcast against each other. Each primitive writes its own part
+(`Primitive.source` in patterndsl/primitives.py); the operators join the parts
+with ``|``, ``&`` and ``~``.
+
+The expression uses only what torch tensors and Triton ``tl`` tensors both
+support with the same meaning: integer ``+ - *``, comparisons, ``&``, ``|``,
+``~`` on booleans, and ``//`` and ``%`` on non-negative operands only — or where
+only "remainder is zero" matters, which truncated and floor division agree on.
+Distance parameters are clamped to [-n, n] so every value fits in int32.
+
+Parts that no short expression describes (``random``, index lists of many
+ranges) are *data-backed*: the backend supplies a table and a lookup expression.
+`BlockBitmaps` is the table both backends use for ``random``: one packed bitmap
+per block the primitive touches, found through a [query blocks × key blocks]
+slot grid, so its size follows the blocks touched rather than n².
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ir import Complement, Difference, IndexSet, Intersection, Pattern, Union
+
+MAX_INLINE_INTERVALS = 8  # an index list of more ranges becomes a lookup table
+
+
+class Backend:
+    """Hooks for the data-backed parts; subclasses register tables in ``self.tables``.
+
+    ``tables`` maps a generated name to a numpy array that the generated code
+    receives under that name (a captured tensor, or a kernel pointer argument)."""
+
+    def __init__(self):
+        self.tables: dict[str, np.ndarray] = {}
+        self._names: dict[object, str] = {}
+
+    def table_name(self, key, prefix: str, make) -> str:
+        """The name of the table for ``key``, made once by ``make()``."""
+        name = self._names.get(key)
+        if name is None:
+            name = f"{prefix}{len(self._names)}"
+            self._names[key] = name
+            made = make()
+            for suffix, array in (made.items() if isinstance(made, dict) else (("", made),)):
+                self.tables[name + suffix] = array
+        return name
+
+    def member(self, var: str, indices: IndexSet, n: int) -> str:
+        """An expression: ``var`` ∈ indices."""
+        intervals = indices.intervals
+        if not intervals:
+            return f"({var} < 0)"
+        if len(intervals) <= MAX_INLINE_INTERVALS:
+            parts = [f"({var} == {lo})" if hi == lo + 1 else f"(({var} >= {lo}) & ({var} < {hi}))"
+                     for lo, hi in intervals]
+            return parts[0] if len(parts) == 1 else "(" + " | ".join(parts) + ")"
+        name = self.table_name(("member", indices, n), "member", lambda: indices.mask(n).astype(np.int8))
+        return self.lookup_member(name, var)
+
+    def lookup_member(self, name: str, var: str) -> str:
+        """An expression reading the int8 [n] table ``name`` at ``var`` as a boolean."""
+        raise NotImplementedError
+
+    def data(self, primitive, q: str, k: str, n: int) -> str:
+        """An expression for a data-backed primitive (random)."""
+        raise NotImplementedError(f"this backend has no data-backed form of {primitive.name}")
+
+
+def predicate_source(pattern: Pattern, q: str, k: str, n: int, backend: Backend) -> str:
+    """The pattern's element predicate as an expression over tensors ``q`` and ``k``."""
+    from .primitives import Primitive
+
+    memo: dict[Pattern, str] = {}
+
+    def emit(node: Pattern) -> str:
+        done = memo.get(node)
+        if done is not None:
+            return done
+        if isinstance(node, Primitive):
+            out = node.source(q, k, n, backend)
+        elif isinstance(node, Union):
+            out = "(" + " | ".join(emit(p) for p in node.parts) + ")"
+        elif isinstance(node, Intersection):
+            out = "(" + " & ".join(emit(p) for p in node.parts) + ")"
+        elif isinstance(node, Difference):
+            out = f"({emit(node.left)} & ~{emit(node.right)})"
+        elif isinstance(node, Complement):
+            out = f"(~{emit(node.operand)})"
+        else:
+            raise TypeError(f"not an IR node: {node!r}")
+        memo[node] = out
+        return out
+
+    return emit(pattern)
+
+
+@dataclass(eq=False)
+class BlockBitmaps:
+    """A data-backed primitive's pairs, one packed bitmap per block it touches.
+
+    ``slots`` is int32 [query blocks, key blocks]: 0 where the primitive has no pair
+    in the block, else s ≥ 1, the block's bitmap ``bits[s]`` (``bits[0]`` is all
+    zeros). ``bits`` is int32 [slots + 1, block_q, words]: key offset c of row r is
+    bit c % 32 of word c // 32. The lookup expression:
+
+        (bits[slots[q // BQ, k // BK], q % BQ, (k % BK) // 32] >> ((k % BK) % 32)) & 1
+    """
+
+    block_q: int
+    block_k: int
+    slots: np.ndarray
+    bits: np.ndarray
+
+    @staticmethod
+    def of(primitive, n: int, block_q: int, block_k: int) -> "BlockBitmaps":
+        rows = np.arange(n, dtype=np.int64)
+        keys = primitive.row_points(rows, n)  # int64 [n, k], -1 for no key
+        row_of = np.broadcast_to(rows[:, None], keys.shape)[keys >= 0]
+        keys = keys[keys >= 0]
+        num_q, num_k = -(-n // block_q), -(-n // block_k)
+        block = row_of // block_q * num_k + keys // block_k
+        touched, slot_of = np.unique(block, return_inverse=True)
+        slots = np.zeros(num_q * num_k, dtype=np.int32)
+        slots[touched] = np.arange(1, touched.size + 1, dtype=np.int32)
+        words = -(-block_k // 32)
+        bits = np.zeros((touched.size + 1, block_q, words), dtype=np.uint32)
+        offset = keys % block_k
+        np.bitwise_or.at(bits, (slot_of + 1, row_of % block_q, offset // 32),
+                         (np.uint32(1) << (offset % 32).astype(np.uint32)))
+        return BlockBitmaps(block_q, block_k, slots.reshape(num_q, num_k), bits.view(np.int32))
+
+    def contains(self, q: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """The lookup in numpy (the generated code does the same)."""
+        words = self.bits[self.slots[q // self.block_q, k // self.block_k], q % self.block_q,
+                          (k % self.block_k) // 32]
+        return ((words >> ((k % self.block_k) % 32)) & 1).astype(bool)
