@@ -40,4 +40,4 @@ def target_names() -> list[str]:
 
 
 def _load_builtin_targets():
-    from . import torch  # noqa: F401  (registers itself)
+    from . import flex, torch, triton  # noqa: F401  (each registers itself)

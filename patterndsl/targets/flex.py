@@ -1,0 +1,1 @@
+"""The FlexAttention target (being written)."""
