@@ -13,6 +13,7 @@ proportional to the blocks the pattern touches: it never scans all
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -57,12 +58,18 @@ class BlockLayout:
     t_partial_idx: np.ndarray
     t_full_ptr: np.ndarray
     t_full_idx: np.ndarray
-    connections: int
-    _dense: np.ndarray | None = field(default=None, repr=False)
+    _connections: "int | Callable[[], int]" = field(repr=False)
+
+    @property
+    def connections(self) -> int:
+        """The exact number of connected pairs (counted on first use: O(n))."""
+        if callable(self._connections):
+            self._connections = int(self._connections())
+        return self._connections
 
     @staticmethod
     def from_blocks(n: int, block_q: int, block_k: int, qb: np.ndarray, kb: np.ndarray,
-                    states: np.ndarray, connections: int) -> "BlockLayout":
+                    states: np.ndarray, connections) -> "BlockLayout":
         """From the non-empty blocks: query block, key block and state (PARTIAL or FULL)."""
         num_q, num_k = -(-n // block_q), -(-n // block_k)
         qb, kb, states = (np.asarray(a, dtype=np.int64) for a in (qb, kb, states))
@@ -73,7 +80,7 @@ class BlockLayout:
             lists[name] = _csr(qb[keep], kb[keep], num_q, dtype)
             lists["t_" + name] = _csr(kb[keep], qb[keep], num_k, dtype)
         return BlockLayout(n, block_q, block_k, *lists["partial"], *lists["full"],
-                           *lists["t_partial"], *lists["t_full"], int(connections))
+                           *lists["t_partial"], *lists["t_full"], connections)
 
     @property
     def num_q_blocks(self) -> int:
@@ -171,10 +178,272 @@ def reference_layout(pattern, n: int, block_q: int, block_k: int | None = None) 
     return BlockLayout.from_blocks(n, block_q, block_k, qb, kb, states, int(mask.sum()))
 
 
+# ---- the structural pass ----------------------------------------------------------------
+
+UNKNOWN = 3  # only inside the pass: a combination its parts do not decide
+
+
+@dataclass(eq=False)
+class BlockGrid:
+    """The blocks of an n × n mask; what primitives need to classify blocks in closed form.
+
+    Blocks are named by arrays ``qb`` (query block) and ``kb`` (key block), or by their
+    ``code`` qb·num_k + kb. Bounds are inclusive: rows r0..r1, columns c0..c1."""
+
+    n: int
+    block_q: int
+    block_k: int
+    memo: dict = field(default_factory=dict)  # per-primitive data shared across calls (random keys)
+
+    @property
+    def num_q(self) -> int:
+        return -(-self.n // self.block_q)
+
+    @property
+    def num_k(self) -> int:
+        return -(-self.n // self.block_k)
+
+    @property
+    def num_blocks(self) -> int:
+        return self.num_q * self.num_k
+
+    def rows(self, qb):
+        r0 = np.asarray(qb, dtype=np.int64) * self.block_q
+        return r0, np.minimum(r0 + self.block_q, self.n) - 1
+
+    def cols(self, kb):
+        c0 = np.asarray(kb, dtype=np.int64) * self.block_k
+        return c0, np.minimum(c0 + self.block_k, self.n) - 1
+
+    def area(self, qb, kb):
+        (r0, r1), (c0, c1) = self.rows(qb), self.cols(kb)
+        return (r1 - r0 + 1) * (c1 - c0 + 1)
+
+    def offsets(self, qb, kb):
+        """(lo, hi): the block holds exactly the offsets j − i in lo..hi (every one of them)."""
+        (r0, r1), (c0, c1) = self.rows(qb), self.cols(kb)
+        return c0 - r1, c1 - r0
+
+    def codes(self, qb, kb):
+        return np.asarray(qb, dtype=np.int64) * self.num_k + np.asarray(kb, dtype=np.int64)
+
+    def decode(self, codes):
+        return codes // self.num_k, codes % self.num_k
+
+    def all_codes(self):
+        return np.arange(self.num_blocks, dtype=np.int64)
+
+    def key_block_range(self, qb, first_col, last_col):
+        """Codes of the blocks (qb, kb) for kb covering columns first_col..last_col (per entry,
+        clipped to [0, n)); empty ranges give nothing. Sorted and unique."""
+        qb = np.asarray(qb, dtype=np.int64)
+        lo = np.clip(np.asarray(first_col, dtype=np.int64), 0, self.n) // self.block_k
+        hi = np.clip(np.asarray(last_col, dtype=np.int64), -1, self.n - 1)
+        hi = np.where(hi < 0, -1, hi // self.block_k)
+        lo, hi, qb = np.broadcast_arrays(lo, hi, qb)
+        length = np.maximum(hi - lo + 1, 0)
+        starts = np.repeat(self.codes(qb, lo) - np.cumsum(length) + length, length)
+        return np.unique(starts + np.arange(int(length.sum()), dtype=np.int64))
+
+    def band_candidates(self, lo: int, hi: int):
+        """Codes of the blocks that hold an offset j − i in lo..hi."""
+        qb = np.arange(self.num_q, dtype=np.int64)
+        r0, r1 = self.rows(qb)
+        return self.key_block_range(qb, r0 + lo, r1 + hi)
+
+    def band_states(self, qb, kb, lo: int, hi: int):
+        """States of blocks under the predicate lo ≤ j − i ≤ hi."""
+        first, last = self.offsets(qb, kb)
+        empty = (last < lo) | (first > hi)
+        full = (first >= lo) & (last <= hi)
+        return np.where(empty, EMPTY, np.where(full, FULL, PARTIAL)).astype(np.int8)
+
+    def band_counts(self, qb, kb, lo: int, hi: int):
+        """Pairs with lo ≤ j − i ≤ hi in each block, in closed form."""
+        return self._pairs_below(qb, kb, hi) - self._pairs_below(qb, kb, lo - 1)
+
+    def _pairs_below(self, qb, kb, x):
+        """Pairs with j − i ≤ x: Σ over rows i of clip(i + x − c0 + 1, 0, width)."""
+        (r0, r1), (c0, c1) = self.rows(qb), self.cols(kb)
+        width = c1 - c0 + 1
+
+        def partial_sum(t):  # Σ_{u ≤ t} clip(u, 0, width)
+            t = np.asarray(t, dtype=np.int64)
+            inside = np.clip(t, 0, width)
+            return inside * (inside + 1) // 2 + np.maximum(t - width, 0) * width
+
+        return partial_sum(r1 + x - c0 + 1) - partial_sum(r0 - 1 + x - c0 + 1)
+
+    def states_from_counts(self, qb, kb, counts):
+        area = self.area(qb, kb)
+        return np.where(counts == 0, EMPTY, np.where(counts == area, FULL, PARTIAL)).astype(np.int8)
+
+
+def _estimate(node, grid: BlockGrid) -> int:
+    """About how many blocks `_candidates` lists for node (all of them when it cannot)."""
+    from .ir import Complement, Difference, Intersection, Union
+    from .primitives import Primitive
+
+    if isinstance(node, Primitive):
+        return node.block_estimate(grid)
+    if isinstance(node, Union):
+        return min(grid.num_blocks, sum(_estimate(p, grid) for p in node.parts))
+    if isinstance(node, Intersection):
+        return min(_estimate(p, grid) for p in node.parts)
+    if isinstance(node, Difference):
+        return _estimate(node.left, grid)
+    return grid.num_blocks  # a complement: its touched blocks are all but the operand's full ones
+
+
+def _candidates(node, grid: BlockGrid):
+    """Sorted codes of a superset of node's non-empty blocks, or None for "any block"."""
+    from .ir import Difference, Intersection, Union
+    from .primitives import Primitive
+
+    if isinstance(node, Primitive):
+        return node.block_candidates(grid)
+    if isinstance(node, Union):
+        parts = [_candidates(p, grid) for p in node.parts]
+        return None if any(p is None for p in parts) else np.unique(np.concatenate(parts))
+    if isinstance(node, Intersection):
+        # List the sparsest part; the others are only asked about its blocks.
+        return _candidates(min(node.parts, key=lambda p: _estimate(p, grid)), grid)
+    if isinstance(node, Difference):
+        return _candidates(node.left, grid)
+    return None
+
+
+def _counts(node, grid: BlockGrid, qb, kb):
+    """Exact pair counts per block where they follow from closed forms, else -1.
+
+    A primitive gives its own (`block_counts`); an operator passes on a part's counts
+    where the others do not change them on that block (EMPTY parts of a union, FULL
+    parts of an intersection), which is where two ambiguous parts usually meet."""
+    from .ir import Complement, Difference, Intersection
+    from .primitives import Primitive
+
+    area = grid.area(qb, kb)
+    if isinstance(node, Primitive):
+        counts = node.block_counts(grid, qb, kb)
+        return np.full(qb.shape, -1, dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
+    if isinstance(node, Complement):
+        inner = _counts(node.operand, grid, qb, kb)
+        return np.where(inner < 0, -1, area - inner)
+    if isinstance(node, Difference):
+        parts, flips = (node.left, node.right), (False, True)
+    else:
+        parts, flips = node.parts, (False,) * len(node.parts)
+    neutral, absorbing = (FULL, EMPTY) if isinstance(node, (Intersection, Difference)) else (EMPTY, FULL)
+    out = np.full(qb.shape, -1, dtype=np.int64)
+    states = [_states(part, grid, qb, kb) for part in parts]
+    states = [(FULL - s).astype(np.int8) if flip else s for s, flip in zip(states, flips)]
+    absorbed = np.any([s == absorbing for s in states], axis=0)
+    out[absorbed] = 0 if absorbing == EMPTY else area[absorbed]
+    others = np.sum([s != neutral for s in states], axis=0)
+    out[~absorbed & (others == 0)] = 0 if neutral == EMPTY else area[~absorbed & (others == 0)]
+    for part, flip, s in zip(parts, flips, states):
+        alone = np.nonzero(~absorbed & (others == 1) & (s != neutral))[0]
+        if alone.size:
+            counts = _counts(part, grid, qb[alone], kb[alone])
+            out[alone] = np.where(counts < 0, -1, area[alone] - counts) if flip else counts
+    return out
+
+
+def _states(node, grid: BlockGrid, qb, kb):
+    """int8 EMPTY / PARTIAL / FULL of node at the blocks (qb, kb), exactly."""
+    from .ir import Complement, Difference, Intersection, Union
+    from .primitives import Primitive
+
+    if qb.size == 0:
+        return np.zeros(0, dtype=np.int8)
+    if isinstance(node, Primitive):
+        return node.block_states(grid, qb, kb)
+    if isinstance(node, Complement):
+        return (FULL - _states(node.operand, grid, qb, kb)).astype(np.int8)  # EMPTY ↔ FULL
+    if isinstance(node, Difference):
+        parts, flips = (node.left, node.right), (False, True)
+    else:
+        parts, flips = node.parts, (False,) * len(node.parts)
+    union = isinstance(node, Union)
+    # Decide each block from the parts' states; blocks still open are passed on to the
+    # next part only, so a part is asked only about blocks the earlier ones left open.
+    absorbing, neutral = (FULL, EMPTY) if union else (EMPTY, FULL)
+    out = np.full(qb.shape, neutral, dtype=np.int8)
+    partials = np.zeros(qb.shape, dtype=np.int8)  # parts seen partial, per block
+    open_ = np.arange(qb.size)
+    for part, flip in zip(parts, flips):
+        if open_.size == 0:
+            break
+        states = _states(part, grid, qb[open_], kb[open_])
+        if flip:
+            states = (FULL - states).astype(np.int8)
+        out[open_[states == absorbing]] = absorbing
+        partials[open_[states == PARTIAL]] += 1
+        open_ = open_[states != absorbing]
+    # Open blocks: one partial part (the rest neutral) is partial; none is neutral;
+    # two or more are ambiguous (a union of partial blocks may be full, an
+    # intersection empty).
+    out[open_[partials[open_] == 1]] = PARTIAL
+    ambiguous = open_[partials[open_] >= 2]
+    if ambiguous.size:
+        out[ambiguous] = _resolve(node, parts, flips, union, grid, qb[ambiguous], kb[ambiguous])
+    return out
+
+
+def _resolve(node, parts, flips, union: bool, grid: BlockGrid, qb, kb):
+    """States of ambiguous blocks: by the parts' pair counts where those decide (a union
+    with fewer pairs than the block is not full; an intersection of parts with more
+    than (k − 1)·area pairs is not empty), else by evaluating just those blocks."""
+    out = np.full(qb.shape, UNKNOWN, dtype=np.int8)
+    area = grid.area(qb, kb)
+    counts = [_counts(part, grid, qb, kb) for part in parts]
+    known = np.all([c >= 0 for c in counts], axis=0)
+    total = np.sum([area - c if flip else c for c, flip in zip(counts, flips)], axis=0)
+    decided = known & (total < area if union else total > (len(parts) - 1) * area)
+    out[decided] = PARTIAL
+    todo = np.nonzero(out == UNKNOWN)[0]
+    if todo.size:
+        out[todo] = _evaluate_blocks(node, grid, qb[todo], kb[todo])
+    return out
+
+
+def _evaluate_blocks(node, grid: BlockGrid, qb, kb):
+    """States by evaluating the node's predicate on each block (BQ × BK pairs each)."""
+    from .reference import _evaluate, index_dtype
+
+    dtype = index_dtype(grid.n)
+    out = np.empty(qb.shape, dtype=np.int8)
+    (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+    for t in range(qb.size):
+        i = np.arange(r0[t], r1[t] + 1, dtype=dtype).reshape(-1, 1)
+        j = np.arange(c0[t], c1[t] + 1, dtype=dtype).reshape(1, -1)
+        mask = _evaluate(node, i, j, grid.n)
+        out[t] = FULL if mask.all() else PARTIAL if mask.any() else EMPTY
+    return out
+
+
 def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: int | None = None) -> BlockLayout:
-    """The block layout of ``pattern`` for blocks of block_q queries × block_k keys."""
+    """The block layout of ``pattern`` for blocks of block_q queries × block_k keys.
+
+    The candidate blocks come from the primitives' own structure (the sparsest part
+    of an intersection lists them, the others only classify them), so the work is
+    proportional to the blocks the pattern touches times the size of the pattern."""
     block_k = block_k or block_q
     for name, size in (("block_q", block_q), ("block_k", block_k)):
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"{name} must be a positive integer, got {size!r}")
-    return reference_layout(pattern, n, int(block_q), int(block_k))  # replaced by the structural pass
+    grid = BlockGrid(n, int(block_q), int(block_k))
+    codes = _candidates(pattern, grid)
+    if codes is None:
+        codes = grid.all_codes()
+    qb, kb = grid.decode(codes)
+    states = _states(pattern, grid, qb, kb)
+    keep = states != EMPTY
+
+    def count_connections():
+        from .analysis.counts import row_degrees
+
+        return int(row_degrees(pattern, n).sum())
+
+    return BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb[keep], kb[keep], states[keep],
+                                   count_connections)

@@ -95,6 +95,29 @@ class Primitive(Pattern):
         size and the predicates nonneg, const, small (|x| = o(n)) and same."""
         raise NotImplementedError
 
+    # ---- blocks (patterndsl/layout.py); ``grid`` is a layout.BlockGrid --------------
+
+    def block_states(self, grid, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:
+        """int8 EMPTY / PARTIAL / FULL of the blocks (qb, kb), exactly. The default
+        evaluates the blocks; primitives override it with a closed form."""
+        from .layout import _evaluate_blocks
+
+        return _evaluate_blocks(self, grid, qb, kb)
+
+    def block_candidates(self, grid):
+        """Sorted codes (grid.codes) of a superset of its non-empty blocks, in time
+        proportional to their number; None when it may touch any block."""
+        return None
+
+    def block_estimate(self, grid) -> int:
+        """About how many codes block_candidates returns (cheap; picks an intersection's
+        sparsest part)."""
+        return grid.num_blocks
+
+    def block_counts(self, grid, qb, kb):
+        """Exact pair counts of the blocks in closed form, or None when it has none."""
+        return None
+
     def pairs(self, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
         """Bool [m]: the element predicate at the m pairs (i[k], j[k]) (1-D int arrays of
         equal length) — O(m), for checking a diagonal, an off-diagonal or one column
@@ -145,6 +168,12 @@ class All(Primitive):
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return f"({k} >= 0)"  # true everywhere, with a tensor shape
 
+    def block_states(self, grid, qb, kb):
+        return np.full(qb.shape, 2, dtype=np.int8)
+
+    def block_counts(self, grid, qb, kb):
+        return grid.area(qb, kb)
+
 
 @primitive
 @dataclass(frozen=True)
@@ -165,6 +194,18 @@ class Nothing(Primitive):
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return f"({k} < 0)"
+
+    def block_states(self, grid, qb, kb):
+        return np.zeros(qb.shape, dtype=np.int8)
+
+    def block_candidates(self, grid):
+        return np.zeros(0, dtype=np.int64)
+
+    def block_estimate(self, grid):
+        return 0
+
+    def block_counts(self, grid, qb, kb):
+        return np.zeros(qb.shape, dtype=np.int64)
 
 
 @primitive
@@ -187,6 +228,23 @@ class Self(Primitive):
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return f"({q} == {k})"
 
+    def _band(self, n):
+        """(lo, hi): it is lo ≤ j − i ≤ hi."""
+        return 0, 0
+
+    def block_states(self, grid, qb, kb):
+        return grid.band_states(qb, kb, *self._band(grid.n))
+
+    def block_candidates(self, grid):
+        return grid.band_candidates(*self._band(grid.n))
+
+    def block_estimate(self, grid):
+        lo, hi = self._band(grid.n)
+        return grid.num_q * min(grid.num_k, (hi - lo + grid.block_q) // grid.block_k + 2)
+
+    def block_counts(self, grid, qb, kb):
+        return grid.band_counts(qb, kb, *self._band(grid.n))
+
 
 @primitive
 @dataclass(frozen=True)
@@ -207,6 +265,23 @@ class Causal(Primitive):
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return f"({k} <= {q})"
+
+    def _band(self, n):
+        """(lo, hi): it is lo ≤ j − i ≤ hi."""
+        return -n, 0
+
+    def block_states(self, grid, qb, kb):
+        return grid.band_states(qb, kb, *self._band(grid.n))
+
+    def block_candidates(self, grid):
+        return grid.band_candidates(*self._band(grid.n))
+
+    def block_estimate(self, grid):
+        lo, hi = self._band(grid.n)
+        return grid.num_q * min(grid.num_k, (hi - lo + grid.block_q) // grid.block_k + 2)
+
+    def block_counts(self, grid, qb, kb):
+        return grid.band_counts(qb, kb, *self._band(grid.n))
 
 
 @primitive
@@ -261,6 +336,23 @@ class Window(Primitive):
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return f"(({k} >= {q} - {_clamp(self.left, n)}) & ({k} <= {q} + {_clamp(self.right, n)}))"
 
+    def _band(self, n):
+        """(lo, hi): it is lo ≤ j − i ≤ hi."""
+        return -_clamp(self.left, n), _clamp(self.right, n)
+
+    def block_states(self, grid, qb, kb):
+        return grid.band_states(qb, kb, *self._band(grid.n))
+
+    def block_candidates(self, grid):
+        return grid.band_candidates(*self._band(grid.n))
+
+    def block_estimate(self, grid):
+        lo, hi = self._band(grid.n)
+        return grid.num_q * min(grid.num_k, (hi - lo + grid.block_q) // grid.block_k + 2)
+
+    def block_counts(self, grid, qb, kb):
+        return grid.band_counts(qb, kb, *self._band(grid.n))
+
 
 @primitive
 @dataclass(frozen=True)
@@ -304,6 +396,26 @@ class Dilated(Primitive):
         # a zero remainder means the same under truncated (Triton) and floor (torch) division
         return f"(({k} >= {q} - {reach}) & ({k} <= {q} + {reach}) & ((({q} - {k}) % {d}) == 0))"
 
+    def block_states(self, grid, qb, kb):
+        # Offsets j − i in lo..hi, all present: some is a multiple of d within the reach
+        # (non-empty); all are (full) only for d = 1 or a single offset.
+        reach, d = _clamp(self.w * self.d, grid.n), _clamp(self.d, grid.n)
+        lo, hi = grid.offsets(qb, kb)
+        lo_in, hi_in = np.maximum(lo, -reach), np.minimum(hi, reach)
+        touched = (lo_in <= hi_in) & (-(-lo_in // d) * d <= hi_in)
+        full = (lo >= -reach) & (hi <= reach) & ((d == 1) | ((lo == hi) & (lo % d == 0)))
+        return np.where(full, 2, np.where(touched, 1, 0)).astype(np.int8)
+
+    def block_candidates(self, grid):
+        reach, d = _clamp(self.w * self.d, grid.n), _clamp(self.d, grid.n)
+        if d < grid.block_q + grid.block_k:
+            return grid.band_candidates(-reach, reach)  # every offset-band block holds a multiple
+        return _progression_candidates(grid, -(reach // d) * d, reach, d)
+
+    def block_estimate(self, grid):
+        reach = _clamp(self.w * self.d, grid.n)
+        return grid.num_q * min(grid.num_k, (2 * reach + grid.block_q) // grid.block_k + 2)
+
 
 @primitive
 @dataclass(frozen=True)
@@ -336,6 +448,26 @@ class Stride(Primitive):
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return f"((({q} - {k}) % {_clamp(self.s, n)}) == 0)"
+
+    def block_states(self, grid, qb, kb):
+        s = _clamp(self.s, grid.n)
+        lo, hi = grid.offsets(qb, kb)
+        touched = -(-lo // s) * s <= hi
+        full = (s == 1) | ((lo == hi) & (lo % s == 0))
+        return np.where(full, 2, np.where(touched, 1, 0)).astype(np.int8)
+
+    def block_candidates(self, grid):
+        s = _clamp(self.s, grid.n)
+        if s < grid.block_q + grid.block_k - 1:
+            return None  # every block holds a run of offsets longer than s
+        reach = grid.n - 1
+        return _progression_candidates(grid, -(reach // s) * s, reach, s)
+
+    def block_estimate(self, grid):
+        s = _clamp(self.s, grid.n)
+        if s < grid.block_q + grid.block_k - 1:
+            return grid.num_blocks
+        return min(grid.num_blocks, grid.num_q * (2 * (grid.n // s) + 1) * (grid.block_q // grid.block_k + 2))
 
 
 @primitive
@@ -370,6 +502,23 @@ class Chunk(Primitive):
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         b = _clamp(self.b, n)
         return f"(({q} // {b}) == ({k} // {b}))"
+
+    def block_states(self, grid, qb, kb):
+        b = _clamp(self.b, grid.n)
+        (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        touched = (np.maximum(r0 // b, c0 // b) <= np.minimum(r1 // b, c1 // b))
+        full = (r0 // b == r1 // b) & (r1 // b == c0 // b) & (c0 // b == c1 // b)
+        return np.where(full, 2, np.where(touched, 1, 0)).astype(np.int8)
+
+    def block_candidates(self, grid):
+        b = _clamp(self.b, grid.n)
+        qb = np.arange(grid.num_q, dtype=np.int64)
+        r0, r1 = grid.rows(qb)
+        return grid.key_block_range(qb, r0 // b * b, (r1 // b + 1) * b - 1)
+
+    def block_estimate(self, grid):
+        b = _clamp(self.b, grid.n)
+        return grid.num_q * min(grid.num_k, (b + grid.block_q) // grid.block_k + 2)
 
 
 @primitive
@@ -413,6 +562,24 @@ class Summary(Primitive):
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return f"(({k} % {self.b}) >= {self.b - self.c})"
 
+    def _keys_below(self, x):
+        """Keys j < x with j mod b ≥ b − c."""
+        x = np.asarray(x, dtype=np.int64)
+        return x // self.b * self.c + np.maximum(x % self.b - (self.b - self.c), 0)
+
+    def block_counts(self, grid, qb, kb):
+        (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        return (r1 - r0 + 1) * (self._keys_below(c1 + 1) - self._keys_below(c0))
+
+    def block_states(self, grid, qb, kb):
+        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
+
+    def block_candidates(self, grid):
+        kb = np.arange(grid.num_k, dtype=np.int64)
+        c0, c1 = grid.cols(kb)
+        kb = kb[self._keys_below(c1 + 1) > self._keys_below(c0)]
+        return _cross(grid, np.arange(grid.num_q, dtype=np.int64), kb)
+
 
 class _IndexPrimitive(Primitive):
     """The primitives that take an index list R: items and half-open ranges."""
@@ -443,8 +610,7 @@ class Global(_IndexPrimitive):
         return RowBound(size, size, symmetric=True)
 
     def predicate(self, i, j, n):
-        member = self.indices.mask(n)
-        return member[i] | member[j]
+        return R.index_member(self.indices, i) | R.index_member(self.indices, j)
 
     def row_structure(self, n):
         return R.AnyOf((R.RowSet(self.indices), Cols(self.indices).row_structure(n)))
@@ -452,6 +618,21 @@ class Global(_IndexPrimitive):
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return f"({backend.member(q, self.indices, n)} | {backend.member(k, self.indices, n)})"
+
+    def block_counts(self, grid, qb, kb):
+        (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        rows_in, cols_in = _count_in(self.indices, r0, r1), _count_in(self.indices, c0, c1)
+        height, width = r1 - r0 + 1, c1 - c0 + 1
+        return rows_in * width + (height - rows_in) * cols_in
+
+    def block_states(self, grid, qb, kb):
+        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
+
+    def block_candidates(self, grid):
+        return np.union1d(Rows(self.indices).block_candidates(grid), Cols(self.indices).block_candidates(grid))
+
+    def block_estimate(self, grid):
+        return Rows(self.indices).block_estimate(grid) + Cols(self.indices).block_estimate(grid)
 
 
 @primitive
@@ -467,7 +648,7 @@ class Rows(_IndexPrimitive):
         return RowBound(0, ops.size(args["R"]))
 
     def predicate(self, i, j, n):
-        return np.broadcast_to(self.indices.mask(n)[i], (i.shape[0], j.shape[1]))
+        return np.broadcast_to(R.index_member(self.indices, i), (i.shape[0], j.shape[1]))
 
     def row_structure(self, n):
         return R.RowSet(self.indices)
@@ -475,6 +656,19 @@ class Rows(_IndexPrimitive):
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return backend.member(q, self.indices, n)
+
+    def block_counts(self, grid, qb, kb):
+        (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        return _count_in(self.indices, r0, r1) * (c1 - c0 + 1)
+
+    def block_states(self, grid, qb, kb):
+        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
+
+    def block_candidates(self, grid):
+        return _cross(grid, _touched_blocks(self.indices, grid.block_q), np.arange(grid.num_k, dtype=np.int64))
+
+    def block_estimate(self, grid):
+        return _touched_blocks(self.indices, grid.block_q).size * grid.num_k
 
 
 @primitive
@@ -490,7 +684,7 @@ class Cols(_IndexPrimitive):
         return RowBound(ops.size(args["R"]))
 
     def predicate(self, i, j, n):
-        return np.broadcast_to(self.indices.mask(n)[j], (i.shape[0], j.shape[1]))
+        return np.broadcast_to(R.index_member(self.indices, j), (i.shape[0], j.shape[1]))
 
     def row_structure(self, n):
         spans = tuple(R.Span(lo, hi) for lo, hi in self.indices.intervals)
@@ -501,6 +695,19 @@ class Cols(_IndexPrimitive):
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return backend.member(k, self.indices, n)
+
+    def block_counts(self, grid, qb, kb):
+        (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        return (r1 - r0 + 1) * _count_in(self.indices, c0, c1)
+
+    def block_states(self, grid, qb, kb):
+        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
+
+    def block_candidates(self, grid):
+        return _cross(grid, np.arange(grid.num_q, dtype=np.int64), _touched_blocks(self.indices, grid.block_k))
+
+    def block_estimate(self, grid):
+        return grid.num_q * _touched_blocks(self.indices, grid.block_k).size
 
 
 @primitive
@@ -540,6 +747,30 @@ class LogSparse(Primitive):
         # d & (d − 1) = 0 for d = 0 and the powers of two; d is taken non-negative
         return (f"(((({q} - {k}) & ({q} - {k} - 1)) == 0) & ({k} <= {q}) | "
                 f"((({k} - {q}) & ({k} - {q} - 1)) == 0) & ({q} <= {k}))")
+
+    def block_states(self, grid, qb, kb):
+        # The block holds the offsets lo..hi, each of them. Touched: 0 or some ±2^t is among
+        # them; full: all are — only runs of at most five (−2..2 is one) can be.
+        lo, hi = grid.offsets(qb, kb)
+        touched = (lo <= 0) & (hi >= 0) | _holds_power_of_two(lo, hi) | _holds_power_of_two(-hi, -lo)
+        full = np.zeros(qb.shape, dtype=bool)
+        short = np.nonzero(hi - lo <= 4)[0]
+        if short.size:
+            offsets = lo[short, None] + np.arange(5)[None, :]
+            distance = np.abs(offsets)
+            good = ((distance & (distance - 1)) == 0) | (offsets > hi[short, None])
+            full[short] = good.all(axis=1)
+        return np.where(full, 2, np.where(touched, 1, 0)).astype(np.int8)
+
+    def block_candidates(self, grid):
+        qb = np.arange(grid.num_q, dtype=np.int64)
+        r0, r1 = grid.rows(qb)
+        offsets = self._offsets(grid.n)
+        return grid.key_block_range(np.repeat(qb, offsets.size), (r0[:, None] + offsets).reshape(-1),
+                                    (r1[:, None] + offsets).reshape(-1))
+
+    def block_estimate(self, grid):
+        return grid.num_q * self._offsets(grid.n).size * (grid.block_q // grid.block_k + 2)
 
 
 @primitive
@@ -596,3 +827,82 @@ class Random(Primitive):
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return backend.data(self, q, k, n)
+
+    def _block_pairs(self, grid):
+        """(codes, counts): the blocks holding its pairs and how many each (all rows drawn once)."""
+        key = ("random blocks", self)
+        if key not in grid.memo:
+            codes, counts = [], []
+            step = max(1, (1 << 22) // max(1, min(self.r, grid.n)))
+            step = max(grid.block_q, step // grid.block_q * grid.block_q)
+            for start in range(0, grid.n, step):
+                rows = np.arange(start, min(grid.n, start + step), dtype=np.int64)
+                keys = randomgen.key_sets(self.seed, rows, grid.n, self.r)
+                block, count = np.unique(grid.codes(rows[:, None] // grid.block_q, keys // grid.block_k),
+                                         return_counts=True)
+                codes.append(block)
+                counts.append(count)
+            codes, counts = np.concatenate(codes), np.concatenate(counts)
+            grid.memo[key] = (codes, counts)  # row chunks are whole query blocks: codes are unique
+        return grid.memo[key]
+
+    def block_counts(self, grid, qb, kb):
+        codes, counts = self._block_pairs(grid)
+        wanted = grid.codes(qb, kb)
+        if codes.size == 0:
+            return np.zeros(wanted.shape, dtype=np.int64)
+        at = np.minimum(np.searchsorted(codes, wanted), codes.size - 1)
+        return np.where(codes[at] == wanted, counts[at], 0)
+
+    def block_states(self, grid, qb, kb):
+        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
+
+    def block_candidates(self, grid):
+        return self._block_pairs(grid)[0]
+
+    def block_estimate(self, grid):
+        return min(grid.num_blocks, grid.n * min(self.r, grid.n) // max(1, min(grid.block_k, grid.n)) + grid.num_q)
+
+
+def _cross(grid, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:
+    """Sorted codes of every block (q, k) with q in qb and k in kb (both sorted)."""
+    return grid.codes(qb[:, None], kb[None, :]).reshape(-1)
+
+
+def _count_in(indices: IndexSet, lo, hi) -> np.ndarray:
+    """|indices ∩ [lo, hi]| per entry (hi inclusive)."""
+    if not indices.intervals:
+        return np.zeros(np.shape(lo), dtype=np.int64)
+    starts = np.array([a for a, _ in indices.intervals], dtype=np.int64)
+    ends = np.array([b for _, b in indices.intervals], dtype=np.int64)
+    before = np.concatenate([[0], np.cumsum(ends - starts)])
+
+    def below(x):  # |indices ∩ [0, x)|
+        k = np.searchsorted(starts, x, side="right")
+        last = np.maximum(k - 1, 0)
+        return before[last] + np.where(k > 0, np.clip(x - starts[last], 0, ends[last] - starts[last]), 0)
+
+    return below(np.asarray(hi, dtype=np.int64) + 1) - below(np.asarray(lo, dtype=np.int64))
+
+
+def _touched_blocks(indices: IndexSet, block: int) -> np.ndarray:
+    """The blocks of this size that hold an index of the set, sorted."""
+    if not indices.intervals:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate([np.arange(lo // block, (hi - 1) // block + 1) for lo, hi in indices.intervals]))
+
+
+def _holds_power_of_two(lo, hi) -> np.ndarray:
+    """Whether lo..hi holds a positive power of two (per entry)."""
+    top = np.maximum(hi, 1)
+    largest = np.left_shift(1, np.frexp(top.astype(np.float64))[1].astype(np.int64) - 1)  # the largest 2^t ≤ top
+    return (hi >= 1) & (largest >= lo)
+
+
+def _progression_candidates(grid, first: int, last: int, step: int) -> np.ndarray:
+    """Codes of the blocks that may hold an offset j − i in first, first + step, …, ≤ last."""
+    qb = np.arange(grid.num_q, dtype=np.int64)
+    r0, r1 = grid.rows(qb)
+    offsets = np.arange(first, last + 1, step, dtype=np.int64)
+    return grid.key_block_range(np.repeat(qb, offsets.size), (r0[:, None] + offsets).reshape(-1),
+                                (r1[:, None] + offsets).reshape(-1))
