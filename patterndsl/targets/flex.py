@@ -1,1 +1,366 @@
-"""The FlexAttention target (being written)."""
+"""The FlexAttention target: a BlockMask built from our block layout, and a mask_mod
+generated from the IR.
+
+`block_mask(compiled, layer)` never evaluates the n² pairs that
+`torch.nn.attention.flex_attention.create_block_mask` evaluates: the block lists
+come straight from `compiled.layouts(...)` (computed from the primitives'
+structure), and the transposed lists that backward passes need come from the
+layout's own transposed CSR, not from torch's dense [query blocks × key blocks]
+transposition. What remains dense is BlockMask's format itself: its index tensors
+are [B, H, rows, columns] padded to the full number of blocks, which FlexAttention's
+kernels require.
+
+The mask_mod is one vectorizable torch expression per distinct head pattern
+(`patterndsl.codegen.predicate_source`); tables (index lists of many ranges, the
+pairs of `random`) become tensors the function captures. With several head
+patterns, the expression picks one by the head index ``h``.
+
+`patterndsl compile FILE --n N --target flex -o out.py` writes all this as a
+Python module that needs only torch.
+"""
+from __future__ import annotations
+
+import base64
+import inspect
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..codegen import Backend, BlockBitmaps, predicate_source
+from ..errors import Diagnostic, SpatError
+from . import register
+
+MASK_MOD_ARGS = ("b", "h", "q_idx", "kv_idx")
+
+
+class TorchBackend(Backend):
+    """Tables for the data-backed parts, read with torch indexing (works under vmap
+    and inside torch.compile, where the tables become captured buffers)."""
+
+    def __init__(self, block_q: int, block_k: int):
+        super().__init__()
+        self.block_q, self.block_k = block_q, block_k
+
+    def lookup_member(self, name: str, var: str) -> str:
+        return f"({name}[{var}] != 0)"
+
+    def data(self, primitive, q: str, k: str, n: int) -> str:
+        bq, bk = self.block_q, self.block_k
+
+        def make():
+            bitmaps = BlockBitmaps.of(primitive, n, bq, bk)
+            return {"_slots": bitmaps.slots, "_bits": bitmaps.bits}
+
+        name = self.table_name(("bitmaps", primitive, n, bq, bk), "pairs", make)
+        # BlockBitmaps' lookup: bit (k % BK) % 32 of word (k % BK) // 32 of row q % BQ
+        # of the bitmap of block (q // BQ, k // BK).
+        return (f"((({name}_bits[{name}_slots[{q} // {bq}, {k} // {bk}], {q} % {bq}, ({k} % {bk}) // 32]"
+                f" >> (({k} % {bk}) % 32)) & 1) != 0)")
+
+
+@dataclass
+class MaskModSource:
+    """A mask_mod as Python source: ``source`` defines ``mask_mod(b, h, q_idx, kv_idx)``
+    over the numpy ``tables`` (names the source uses) and the module ``torch``."""
+
+    source: str
+    tables: dict
+
+    def build(self, device="cpu"):
+        """The mask_mod function, its tables as tensors on ``device``."""
+        import torch
+
+        namespace = {"torch": torch}
+        namespace.update({name: torch.from_numpy(np.ascontiguousarray(table)).to(device)
+                          for name, table in self.tables.items()})
+        try:
+            code = compile(self.source, "<patterndsl mask_mod>", "exec")
+        except (SyntaxError, RecursionError, MemoryError):
+            raise SpatError(Diagnostic(
+                "the pattern is too deeply nested to write as a FlexAttention mask_mod",
+                help="flatten long chains of operators (unions and intersections of many parts "
+                     "need no nesting), or use the dense target: --target torch")) from None
+        exec(code, namespace)
+        return namespace["mask_mod"]
+
+
+def _head_groups(patterns) -> list[tuple[int, int, object]]:
+    """Runs of consecutive heads with the same pattern: (first head, end, pattern)."""
+    groups = []
+    for head, pattern in enumerate(patterns):
+        if groups and groups[-1][2] == pattern:
+            groups[-1] = (groups[-1][0], head + 1, pattern)
+        else:
+            groups.append((head, head + 1, pattern))
+    return groups
+
+
+def mask_mod_source(compiled, layer: int = 0, block_size=None) -> MaskModSource:
+    """The mask_mod of one layer as source code (``block_size`` only sets the tiling
+    of `random`'s bitmap tables)."""
+    block_q, block_k = compiled.block_sizes(block_size)
+    layer, _ = compiled._index(layer, 0)
+    backend = TorchBackend(block_q, block_k)
+    groups = _head_groups(compiled.patterns[layer])
+    expressions = [predicate_source(pattern, "q_idx", "kv_idx", compiled.n, backend) for _, _, pattern in groups]
+    # One expression per run of heads; a chain of torch.where picks the run of head h
+    # (the runs tile 0..H, so each test needs only the run's end).
+    body = expressions[-1]
+    for (_, end, _), expression in zip(reversed(groups[:-1]), reversed(expressions[:-1])):
+        body = f"torch.where(h < {end}, {expression},\n        {body})"
+    where = ", ".join(f"heads {lo}..{hi}" for lo, hi, _ in groups) if len(groups) > 1 else "every head"
+    source = (f"def mask_mod({', '.join(MASK_MOD_ARGS)}):\n"
+              f"    # n = {compiled.n}, layer {layer}: {where}\n"
+              f"    return {body}\n")
+    return MaskModSource(source, backend.tables)
+
+
+def mask_mod(compiled, layer: int = 0, block_size=None, device="cpu"):
+    """The mask_mod(b, h, q_idx, kv_idx) of one layer, as a function."""
+    return mask_mod_source(compiled, layer, block_size).build(device)
+
+
+# ---- BlockMask from CSR lists ----------------------------------------------------
+# These functions use only torch: the emitted module carries their source.
+
+
+def padded_block_lists(ptr, idx, num_cols: int):
+    """FlexAttention's form of CSR lists (ptr [rows + 1], idx): counts int32 [rows] and
+    indices int32 [rows, num_cols], each row's blocks first, padded with zeros."""
+    import torch
+
+    ptr = ptr.to(torch.int64)
+    counts = ptr[1:] - ptr[:-1]
+    num_rows = counts.numel()
+    indices = torch.zeros((num_rows, max(num_cols, 1)), dtype=torch.int32, device=ptr.device)
+    row = torch.repeat_interleave(torch.arange(num_rows, device=ptr.device), counts)
+    position = torch.arange(row.numel(), device=ptr.device) - ptr[:-1][row]
+    indices[row, position] = idx.to(torch.int32)
+    return counts.to(torch.int32), indices
+
+
+def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod):
+    """A BlockMask [1, H, …] from per-head CSR lists: ``head_lists[h]`` maps partial,
+    full, t_partial and t_full to (ptr, idx) tensors; heads may share one dict."""
+    import inspect
+
+    import torch
+    from torch.nn.attention.flex_attention import BlockMask
+
+    num_q, num_k = -(-n // block_q), -(-n // block_k)
+    built = {}  # id of a head's lists -> their padded form, so shared heads are built once
+    for lists in head_lists:
+        if id(lists) not in built:
+            built[id(lists)] = {
+                "kv": padded_block_lists(*lists["partial"], num_k),
+                "full_kv": padded_block_lists(*lists["full"], num_k),
+                "q": padded_block_lists(*lists["t_partial"], num_q),
+                "full_q": padded_block_lists(*lists["t_full"], num_q)}
+    per_head = [built[id(lists)] for lists in head_lists]
+
+    def stacked(kind, part):  # [1, H, rows] or [1, H, rows, cols]
+        return torch.stack([head[kind][part] for head in per_head]).unsqueeze(0)
+
+    arguments = {f"{kind}_num_blocks": stacked(kind, 0) for kind in ("kv", "full_kv", "q", "full_q")}
+    arguments.update({f"{kind}_indices": stacked(kind, 1) for kind in ("kv", "full_kv", "q", "full_q")})
+    parameters = inspect.signature(BlockMask.__init__).parameters
+    if "q_indices" not in parameters:  # an old torch that transposes the lists itself
+        return BlockMask.from_kv_blocks(arguments["kv_num_blocks"], arguments["kv_indices"],
+                                        arguments["full_kv_num_blocks"], arguments["full_kv_indices"],
+                                        BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod)
+    if "seq_lengths" in parameters:  # torch ≥ 2.6 knows a length that is not a multiple of the block
+        arguments["seq_lengths"] = (n, n)
+    return BlockMask(BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod, **arguments)
+
+
+# ---- from a compiled pattern -----------------------------------------------------
+
+
+def _layout_lists(layout, device):
+    import torch
+
+    def tensor(array):
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
+
+    return {name: (tensor(getattr(layout, name + "_ptr")), tensor(getattr(layout, name + "_idx")))
+            for name in ("partial", "full", "t_partial", "t_full")}
+
+
+def distinct_layouts(compiled, layer: int = 0, block_size=None):
+    """(the distinct layouts of one layer, the index of each head's): heads that share a
+    layout object share an entry; one entry means the BlockMask has one head."""
+    layouts = compiled.layouts(layer, block_size)
+    distinct, which = [], []
+    for layout in layouts:
+        for k, seen in enumerate(distinct):
+            if seen is layout:
+                which.append(k)
+                break
+        else:
+            which.append(len(distinct))
+            distinct.append(layout)
+    return distinct, which
+
+
+def block_mask(compiled, layer: int = 0, block_size=None, device="cpu"):
+    """A FlexAttention BlockMask [1, H, …] of one layer, built from the block layout.
+
+    H is the pattern's number of heads, or 1 when every head has the same layout.
+    ``block_size`` is an int or a (BQ, BK) pair (default: the file's `block`, else 128).
+    """
+    block_q, block_k = compiled.block_sizes(block_size)
+    distinct, which = distinct_layouts(compiled, layer, (block_q, block_k))
+    lists = [_layout_lists(layout, device) for layout in distinct]
+    head_lists = [lists[k] for k in which] if len(distinct) > 1 else lists
+    return make_block_mask(compiled.n, block_q, block_k, head_lists,
+                           mask_mod(compiled, layer, (block_q, block_k), device))
+
+
+# ---- the emitted module ----------------------------------------------------------
+
+
+def _packed(array: np.ndarray, indent: str) -> str:
+    """A numpy array as a Python expression: a literal when short, else zlib-compressed
+    base64 for `_unpack` (compact and exact), wrapped at about 100 columns."""
+    array = np.ascontiguousarray(array)
+    if array.size <= 32:
+        return f"torch.tensor({array.tolist()}, dtype=torch.{array.dtype.name})"
+    data = base64.b64encode(zlib.compress(array.tobytes(), 9)).decode("ascii")
+    lines = [data[i:i + 88] for i in range(0, len(data), 88)]
+    text = f"\n{indent}    ".join(repr(line) for line in lines)
+    return f'_unpack("{array.dtype.str}", {tuple(array.shape)},\n{indent}    {text})'
+
+
+_MODULE_HEADER = '''\
+"""FlexAttention for {name}, generated by patterndsl.
+
+n = {n}, {layers} layer pattern(s) (layer l of a model uses pattern l mod {layers}),
+{heads} head(s), blocks of {block_q} x {block_k} (queries x keys).
+
+{patterns}
+
+Needs only torch (2.5 or newer):
+
+    import this_module as pattern
+    out = pattern.attention(q, k, v, layer=0)   # q [B, H, n, D]; k, v [B, Hkv, n, D], Hkv divides H
+    bm = pattern.block_mask(layer=0, device="cuda")   # a flex_attention BlockMask
+"""
+import base64
+import functools
+import zlib
+
+import torch
+from torch.nn.attention.flex_attention import flex_attention
+
+N = {n}
+BLOCK_SIZE = ({block_q}, {block_k})
+HEADS = {heads}
+LAYERS = {layers}
+
+_DTYPES = {{"|i1": torch.int8, "<i2": torch.int16, "<i4": torch.int32, "<i8": torch.int64}}
+
+
+def _unpack(dtype, shape, *chunks):
+    """A tensor from zlib-compressed, base64-encoded little-endian bytes."""
+    raw = bytearray(zlib.decompress(base64.b64decode("".join(chunks))))
+    return torch.frombuffer(raw, dtype=_DTYPES[dtype]).reshape(shape)
+'''
+
+_MODULE_FOOTER = '''
+
+@functools.lru_cache(maxsize=None)
+def mask_mod(layer=0, device="cpu"):
+    """mask_mod(b, h, q_idx, kv_idx) of one layer, its tables on ``device``."""
+    layer %= LAYERS
+    return MASK_MODS[layer](**{name: table.to(device) for name, table in TABLES[layer].items()})
+
+
+@functools.lru_cache(maxsize=None)
+def block_mask(layer=0, device="cpu"):
+    """The BlockMask [1, H, ...] of one layer on ``device``: H = HEADS, or 1 where every
+    head has the same layout. Built from the block lists above."""
+    layer %= LAYERS
+    device = str(torch.device(device))
+    heads = [{name: (ptr.to(device), idx.to(device)) for name, (ptr, idx) in LAYOUTS[k].items()}
+             for k in sorted(set(HEAD_LAYOUT[layer]))]
+    by_index = dict(zip(sorted(set(HEAD_LAYOUT[layer])), heads))
+    head_lists = [by_index[k] for k in HEAD_LAYOUT[layer]] if len(heads) > 1 else heads
+    return make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, mask_mod(layer, device))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_flex_attention():
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def attention(q, k, v, layer=0, scale=None):
+    """Sparse attention with this pattern: q [B, H, n, D]; k and v [B, Hkv, n, D] with Hkv
+    dividing H. A query row with no connection gives zeros (FlexAttention's rule)."""
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4 or {q.shape[2], k.shape[2], v.shape[2]} != {N}:
+        raise ValueError(f"q, k, v must be [batch, heads, {N}, head_dim]; got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+    if HEADS not in (1, q.shape[1]) or k.shape[1] == 0 or q.shape[1] % k.shape[1]:
+        raise ValueError(f"the pattern has {HEADS} head(s); q has {q.shape[1]} and k, v have {k.shape[1]}")
+    return _compiled_flex_attention()(q, k, v, block_mask=block_mask(layer, str(q.device)), scale=scale,
+                                      enable_gqa=k.shape[1] != q.shape[1])
+'''
+
+
+def emit_module(compiled, block_size=None) -> str:
+    """The source of a torch-only Python module with every layer's mask_mod, block
+    layouts, `block_mask(layer, device)` and `attention(q, k, v, layer)`."""
+    block_q, block_k = compiled.block_sizes(block_size)
+    layouts, head_layout, sources, tables, described = [], [], [], [], []
+    for layer in range(compiled.layers):
+        ids = []
+        for layout in compiled.layouts(layer, (block_q, block_k)):
+            for k, seen in enumerate(layouts):
+                if seen is layout:
+                    ids.append(k)
+                    break
+            else:
+                ids.append(len(layouts))
+                layouts.append(layout)
+        head_layout.append(ids)
+        mod = mask_mod_source(compiled, layer, (block_q, block_k))
+        sources.append(mod.source)
+        tables.append(mod.tables)
+        for lo, hi, pattern in _head_groups(compiled.patterns[layer]):
+            where = [f"layer {layer}"] if compiled.layers > 1 else []
+            where += [f"heads {lo}..{hi}"] if compiled.heads > 1 else []
+            described.append(f"{', '.join(where) + ': ' if where else ''}{pattern}\n"
+                             f"    {compiled.layout(layer, lo, (block_q, block_k)).summary()}")
+    patterns = "\n".join(described).replace("\\", "\\\\").replace('"""', "'''")
+    parts = [_MODULE_HEADER.format(name=compiled.source.name, n=compiled.n, layers=compiled.layers,
+                                   heads=compiled.heads, block_q=block_q, block_k=block_k,
+                                   patterns=patterns)]
+    parts.append("\n\n# Each layer's element predicate, generated from the IR: a function of the layer's\n"
+                 "# TABLES (captured tensors) that returns its mask_mod.\n")
+    for layer, (source, layer_tables) in enumerate(zip(sources, tables)):
+        body = "".join("    " + line + "\n" for line in source.splitlines())
+        parts.append(f"def _layer{layer}_mask_mod({', '.join(layer_tables)}):\n{body}    return mask_mod\n\n\n")
+    parts.append("MASK_MODS = [" + ", ".join(f"_layer{layer}_mask_mod" for layer in range(len(sources))) + "]\n")
+    parts.append("\nTABLES = [\n" + "".join(
+        "    {" + "".join(f"\n        {name!r}: {_packed(table, '        ')}," for name, table in layer_tables.items())
+        + "},\n" for layer_tables in tables) + "]\n")
+    parts.append("\n# Block layouts in CSR form: the partial and full key blocks of each query block, and\n"
+                 "# the transposed lists (the query blocks of each key block) that backward passes use.\n"
+                 "LAYOUTS = [\n")
+    for layout in layouts:
+        parts.append("    {" + "".join(
+            f"\n        {name!r}: ({_packed(getattr(layout, name + '_ptr'), '            ')},\n"
+            f"            {_packed(getattr(layout, name + '_idx'), '            ')}),"
+            for name in ("partial", "full", "t_partial", "t_full")) + "},\n")
+    parts.append("]\n")
+    parts.append(f"HEAD_LAYOUT = {head_layout}  # per layer, the LAYOUTS entry of each head\n\n\n")
+    parts.append(inspect.getsource(padded_block_lists) + "\n\n" + inspect.getsource(make_block_mask))
+    parts.append(_MODULE_FOOTER)
+    return "".join(parts)
+
+
+@register("flex", "a torch-only Python module: FlexAttention BlockMask, mask_mod and attention()", ".py")
+def emit_flex(compiled, path) -> str:
+    text = emit_module(compiled)
+    path.write_text(text, encoding="utf-8")
+    return f"a FlexAttention module ({len(text.encode()):,} bytes)"
