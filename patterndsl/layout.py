@@ -447,3 +447,72 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
 
     return BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb[keep], kb[keep], states[keep],
                                    count_connections)
+
+
+# ---- block efficiency ------------------------------------------------------------------
+
+LOW_EFFICIENCY = 0.25  # below this, a block-sparse kernel wastes most of its work
+CANDIDATE_BLOCK_SIZES = (16, 32, 64, 128, 256)
+_MAX_TRIAL_BLOCKS = 1 << 22  # a trial layout for a suggestion lists at most about this many blocks
+
+
+def suggest_block_size(pattern, n: int, current: BlockLayout):
+    """(block size, its layout) of the square block size from CANDIDATE_BLOCK_SIZES with
+    the best efficiency (the larger on ties), or None when none beats ``current``."""
+    best = None
+    for size in CANDIDATE_BLOCK_SIZES:
+        if (size, size) == (current.block_q, current.block_k):
+            continue
+        if _estimate(pattern, BlockGrid(n, size, size)) > _MAX_TRIAL_BLOCKS:
+            continue
+        trial = block_layout(pattern, n, size, size)
+        trial._connections = current.connections  # the same pattern: count once
+        if trial.efficiency() > current.efficiency() and (best is None or trial.efficiency() >= best[1].efficiency()):
+            best = (size, trial)
+    return best
+
+
+def efficiency_warning(pattern, layout: BlockLayout) -> "tuple[str, str] | None":
+    """(message, help) when the layout's block efficiency is below LOW_EFFICIENCY."""
+    efficiency = layout.efficiency()
+    if layout.num_blocks == 0 or efficiency >= LOW_EFFICIENCY:
+        return None
+    computed = layout.computed_pairs()
+    message = (f"block efficiency {efficiency:.1%} with {layout.block_q} × {layout.block_k} blocks: a "
+               f"block-sparse kernel computes {computed:,} pairs for {layout.connections:,} connections "
+               f"({computed / max(layout.connections, 1):.0f}× the work); the blocks are "
+               f"{1 - layout.sparsity():.0%} of the grid")
+    suggestion = suggest_block_size(pattern, layout.n, layout)
+    if suggestion is not None and suggestion[1].efficiency() >= 2 * efficiency:
+        size, trial = suggestion
+        help = (f"block {size} gives {trial.efficiency():.1%} ({trial.num_blocks:,} blocks); "
+                f"set it with `block {size}` in the file or block_size={size}")
+    else:
+        best = f" (the best, block {suggestion[0]}, gives {suggestion[1].efficiency():.1%})" if suggestion else ""
+        if layout.sparsity() < 0.5:
+            why = ("the connections are spread over most blocks (a stride, summary or random part does "
+                   "that), so a dense kernel may be as fast")
+        else:
+            why = "the blocks it touches hold only a few connections each, at any block size"
+        help = "no block size from 16 to 256 does much better" + best + ": " + why
+    return message, help
+
+
+def describe_layouts(compiled, block_size=None, grid: bool = False) -> tuple[str, list[tuple[str, str]]]:
+    """The text `patterndsl layout` prints, and the efficiency warnings (message, help)."""
+    lines, warnings, seen = [], [], {}
+    for layer in range(compiled.layers):
+        layouts = compiled.layouts(layer, block_size)
+        for head, layout in enumerate(layouts):
+            where = f"layer {layer}" + (f", head {head}" if compiled.heads > 1 else "")
+            if id(layout) in seen:
+                lines.append(f"{where}: the same layout as {seen[id(layout)]}")
+                continue
+            seen[id(layout)] = where
+            lines.append(f"{where}: {layout.summary()}")
+            if grid:
+                lines.extend(str(layout).splitlines()[1:])
+            warning = efficiency_warning(compiled.pattern(layer, head), layout)
+            if warning:
+                warnings.append((f"{where}: {warning[0]}", warning[1]))
+    return "\n".join(lines), warnings

@@ -1,0 +1,177 @@
+"""Block layouts (patterndsl.layout) against the dense reference, block by block.
+
+The reference layout reads every block off the dense mask; the structural pass
+must give the same blocks with the same full/partial split — for random nested
+patterns (hypothesis) at ragged n with BQ ≠ BK, for every primitive by hand, and
+for the examples — and its CSR lists, transposed lists and counts must agree
+with one another.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import patterndsl
+from patterndsl import strategies as S
+from patterndsl.layout import (EMPTY, FULL, PARTIAL, BlockGrid, BlockLayout, _estimate, block_layout,
+                               describe_layouts, efficiency_warning, reference_layout)
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+BLOCK_SIZES = st.sampled_from([16, 17, 24, 32, 48, 64, 100, 128])
+
+
+def examples(count: int) -> int:
+    return max(1, int(count * float(os.environ.get("PATTERNDSL_TEST_SCALE", "1"))))
+
+
+def check_layout(pattern, n: int, block_q: int, block_k: int) -> BlockLayout:
+    got = block_layout(pattern, n, block_q, block_k)
+    want = reference_layout(pattern, n, block_q, block_k)
+    grid_got, grid_want = got.to_dense(), want.to_dense()
+    wrong = np.argwhere(grid_got != grid_want)
+    assert wrong.size == 0, (f"{pattern} at n={n}, blocks {block_q}×{block_k}: block (qb, kb) = "
+                             f"{tuple(wrong[0])} is {grid_got[tuple(wrong[0])]}, the reference says "
+                             f"{grid_want[tuple(wrong[0])]}")
+    assert got.connections == want.connections
+    check_consistent(got)
+    return got
+
+
+def check_consistent(layout: BlockLayout):
+    """The CSR lists, the transposed lists and the grid say the same thing."""
+    grid = layout.to_dense()
+    for kind, state in (("partial", PARTIAL), ("full", FULL)):
+        ptr, idx = getattr(layout, f"{kind}_ptr"), getattr(layout, f"{kind}_idx")
+        t_ptr, t_idx = getattr(layout, f"t_{kind}_ptr"), getattr(layout, f"t_{kind}_idx")
+        assert ptr[0] == 0 and ptr[-1] == idx.size and np.all(np.diff(ptr) >= 0)
+        for qb in range(layout.num_q_blocks):
+            row = idx[ptr[qb]:ptr[qb + 1]]
+            assert np.all(np.diff(row) > 0), "key blocks ascend within a query block"
+            assert np.array_equal(row, np.nonzero(grid[qb] == state)[0])
+        for kb in range(layout.num_k_blocks):
+            assert np.array_equal(t_idx[t_ptr[kb]:t_ptr[kb + 1]], np.nonzero(grid[:, kb] == state)[0])
+    assert layout.num_blocks == np.count_nonzero(grid)
+    for array in (layout.partial_idx, layout.full_idx, layout.t_partial_idx, layout.t_full_idx):
+        assert np.iinfo(array.dtype).max >= max(layout.num_q_blocks, layout.num_k_blocks)
+
+
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=list(HealthCheck))
+@given(S.pattern_sources(max_depth=4), st.integers(1, 600), BLOCK_SIZES, BLOCK_SIZES)
+def test_nested_patterns_match_the_reference(source, n, block_q, block_k):
+    check_layout(patterndsl.compile(source, n).pattern(), n, block_q, block_k)
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=list(HealthCheck))
+@given(S.pattern_sources(max_depth=3), st.integers(1, 90), st.integers(1, 40), st.integers(1, 40))
+def test_small_and_odd_block_sizes(source, n, block_q, block_k):
+    check_layout(patterndsl.compile(source, n).pattern(), n, block_q, block_k)
+
+
+PRIMITIVE_CASES = [
+    "all", "none", "self", "causal", "window(0)", "window(5)", "window(40)", "window(3, -2)", "window(-7, 20)",
+    "dilated(0, 3)", "dilated(4, 1)", "dilated(3, 7)", "dilated(9, 40)", "stride(1)", "stride(3)", "stride(64)",
+    "stride(97)", "chunk(1)", "chunk(5)", "chunk(64)", "chunk(100)", "summary(8, 1)", "summary(64, 64)",
+    "summary(50, 7)", "global(0)", "global(0..8, 40..90, n-1)", "rows(3..70)", "cols(max(0, n-20)..n)", "cols(1, 5, 64)",
+    "logsparse", "random(0)", "random(3, seed=1)", "random(200, seed=7)",
+]
+
+
+@pytest.mark.parametrize("source", PRIMITIVE_CASES)
+@pytest.mark.parametrize("n, block_q, block_k", [(1, 16, 16), (63, 16, 16), (200, 32, 16), (257, 64, 128), (300, 17, 33)])
+def test_each_primitive(source, n, block_q, block_k):
+    check_layout(patterndsl.compile(source, n, simplify=False).pattern(), n, block_q, block_k)
+
+
+@pytest.mark.parametrize("source", [
+    "window(8) | window(8, 30)",           # two partial blocks whose union is full
+    "window(20) & ~window(3)",             # an intersection of partial blocks that is empty somewhere
+    "stride(2) | stride(2) - self",        # partial parts that cover each other
+    "(window(16) | cols(0..4)) & causal",  # the sinks shape: counts pass through the union
+    "~(stride(3) & causal) & window(40)",
+    "chunk(32) - (chunk(32) & ~chunk(16))",
+])
+@pytest.mark.parametrize("n", [64, 131])
+def test_ambiguous_combinations(source, n):
+    for block_q, block_k in ((16, 16), (32, 16), (16, 64)):
+        check_layout(patterndsl.compile(source, n, simplify=False).pattern(), n, block_q, block_k)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.spat")), ids=lambda p: p.stem)
+def test_examples(path):
+    compiled = patterndsl.compile(path, 520)
+    for layer in range(compiled.layers):
+        for head in range(compiled.heads):
+            check_layout(compiled.pattern(layer, head), 520, *compiled.block_sizes())
+
+
+def test_window_is_proportional_to_its_blocks():
+    """window(256) | global(0..8) at n = 2^20: the candidates are the band's blocks and
+    block row 0 and column 0 — not the 8192² grid."""
+    n = 1 << 20
+    pattern = patterndsl.compile("window(256) | global(0..8)", n).pattern()
+    grid = BlockGrid(n, 128, 128)
+    assert _estimate(pattern, grid) < 10 * grid.num_q
+    layout = block_layout(pattern, n, 128)
+    # the band (5 key blocks a row, 6 fewer at the ends), then row 0 and column 0 beyond it
+    assert layout.num_blocks == (5 * 8192 - 6) + 2 * (8192 - 3)
+    assert layout.partial_idx.dtype == np.int16
+
+
+def test_a_sparse_part_lists_an_intersection():
+    """stride(100) touches every 64 × 64 block; & window(64) lists only the band, and only
+    the diagonal blocks hold a multiple of 100 within ±64."""
+    n = 1 << 16
+    pattern = patterndsl.compile("stride(100) & window(64)", n).pattern()
+    assert _estimate(pattern, BlockGrid(n, 64, 64)) <= 5 * (n // 64)
+    layout = block_layout(pattern, n, 64)
+    assert layout.num_blocks == n // 64
+
+
+def test_layout_api_shares_layouts_and_reads_the_block_statement():
+    compiled = patterndsl.compile("block 32\nlayers { heads { 0..2: window(4)\n 2..3: causal }\n window(4) }", 100)
+    assert compiled.block_sizes() == (32, 32)
+    first = compiled.layouts(0)
+    assert first[0] is first[1] and first[0] is not first[2]
+    assert compiled.layouts(1)[0] is first[0], "layers with the same pattern share the layout"
+    assert compiled.layout(0, 2, block_size=(16, 64)).block_q == 16
+    assert compiled.layout(0, 2, block_size=(16, 64)).block_k == 64
+    with pytest.raises(patterndsl.SpatError, match="positive integer"):
+        compiled.layouts(0, block_size=0)
+
+
+def test_grid_text_and_numbers():
+    layout = block_layout(patterndsl.compile("window(1) | cols(0)", 10).pattern(), 10, 4)
+    # 10 = 4 + 4 + 2: the last block row and column are ragged; the 2 × 2 corner is full.
+    assert str(layout).splitlines()[1:] == ["++.", "+++", "++#"]
+    assert layout.num_full == 1 and layout.num_partial == 7
+    assert layout.connections == 28 + 8  # the band's 10 + 2·9 pairs, then column 0 below it
+    assert layout.computed_pairs() == 4 * 16 + 3 * 8 + 4
+    assert layout.efficiency() == pytest.approx(36 / 92)
+    assert layout.sparsity() == pytest.approx(1 / 9)
+
+
+def test_efficiency_warning_suggests_a_block_size():
+    compiled = patterndsl.compile(EXAMPLES / "design_card.spat", 4096)
+    message, help = efficiency_warning(compiled.pattern(), compiled.layout())
+    assert "block efficiency 7.8% with 64 × 64 blocks" in message
+    assert "block 16 gives" in help
+    assert efficiency_warning(patterndsl.compile("window(256)", 4096).pattern(),
+                              patterndsl.compile("window(256)", 4096).layout()) is None
+
+
+def test_efficiency_warning_without_a_better_block_size():
+    compiled = patterndsl.compile("stride(40)", 1024)
+    message, help = efficiency_warning(compiled.pattern(), compiled.layout(block_size=16))
+    assert "no block size from 16 to 256 does much better" in help and "dense kernel" in help
+
+
+def test_describe_layouts_names_shared_layouts():
+    compiled = patterndsl.compile("heads { 0..2: window(30)\n 2..3: stride(40) }", 256)
+    text, warnings = describe_layouts(compiled, block_size=16, grid=True)
+    assert "layer 0, head 1: the same layout as layer 0, head 0" in text
+    assert [w[0].split(":")[0] for w in warnings] == ["layer 0, head 2"]
