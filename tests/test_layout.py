@@ -60,7 +60,7 @@ def check_consistent(layout: BlockLayout):
         assert np.iinfo(array.dtype).max >= max(layout.num_q_blocks, layout.num_k_blocks)
 
 
-@settings(max_examples=examples(300), deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=list(HealthCheck))
 @given(S.pattern_sources(max_depth=4), st.integers(1, 600), BLOCK_SIZES, BLOCK_SIZES)
 def test_nested_patterns_match_the_reference(source, n, block_q, block_k):
     check_layout(patterndsl.compile(source, n).pattern(), n, block_q, block_k)
