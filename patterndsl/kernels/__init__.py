@@ -1,0 +1,135 @@
+"""Generated Triton block-sparse attention, in process.
+
+    from patterndsl.kernels import triton_attention
+    out = triton_attention(q, k, v, compiled, layer=0)      # differentiable
+
+The kernels are the module patterndsl/kernels/generate.py writes for
+`patterndsl compile --target triton`: the same text is written to a cache
+directory (Triton's JIT reads kernels' source from their file), imported, and
+kept per compiled pattern and block size. Triton compiles each kernel once per
+dtype and tile configuration; a second pattern with the same generated text
+reuses the imported module.
+
+The cache directory is $PATTERNDSL_CACHE_DIR, else ~/.cache/patterndsl/triton.
+On CPU, Triton runs only in its interpreter: set TRITON_INTERPRET=1 before the
+first call.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from ..errors import Diagnostic, SpatError
+from .generate import MAX_HEAD_DIM, module_source
+
+__all__ = ["triton_attention", "kernel_module", "module_source", "interpreting"]
+
+_modules: dict[str, object] = {}  # by digest of the generated text
+_lock = threading.Lock()
+
+
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("PATTERNDSL_CACHE_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "patterndsl" / "triton"
+
+
+def _import_source(text: str):
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+    with _lock:
+        module = _modules.get(digest)
+        if module is not None:
+            return module
+        name = f"patterndsl_kernel_{digest}"
+        directory = cache_dir()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            directory = Path(tempfile.gettempdir()) / "patterndsl-triton"
+            directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{name}.py"
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            # Write then rename: another process may be importing the same file.
+            handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.replace(temporary, path)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # Triton's JIT looks kernels' globals up through their module
+        spec.loader.exec_module(module)
+        _modules[digest] = module
+        return module
+
+
+def kernel_module(compiled, block_size=None):
+    """The imported kernel module of ``compiled`` for ``block_size`` (default: the file's
+    `block`, else 128); generated once per compiled pattern and block size."""
+    key = compiled.block_sizes(block_size)
+    per_pattern = compiled.__dict__.setdefault("_triton_modules", {})
+    if key not in per_pattern:
+        per_pattern[key] = _import_source(module_source(compiled, key))
+    return per_pattern[key]
+
+
+def _check(q, k, v, compiled):
+    import torch
+
+    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+        raise SpatError(Diagnostic("q, k and v must be torch tensors"))
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise SpatError(Diagnostic("q, k and v must be shaped [batch, heads, n, head_dim]",
+                                   help=f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"))
+    batch, heads, n, head_dim = q.shape
+    if n != compiled.n or k.shape[2] != n or v.shape[2] != n:
+        raise SpatError(Diagnostic(f"the pattern was compiled for n = {compiled.n}, but q, k, v have "
+                                   f"lengths {n}, {k.shape[2]}, {v.shape[2]}",
+                                   help="compile it for this n: compiled.at(n)"))
+    if k.shape != v.shape or k.shape[0] != batch or k.shape[3] != head_dim:
+        raise SpatError(Diagnostic(f"k and v must be shaped [batch, kv_heads, n, head_dim] to match q "
+                                   f"{tuple(q.shape)}, got {tuple(k.shape)} and {tuple(v.shape)}"))
+    kv_heads = k.shape[1]
+    if kv_heads == 0 or heads % kv_heads:
+        raise SpatError(Diagnostic(f"key/value heads ({kv_heads}) must divide query heads ({heads})"))
+    if compiled.heads not in (1, heads):
+        raise SpatError(Diagnostic(f"the pattern has {compiled.heads} heads but q has {heads}"))
+    if not 1 <= head_dim <= MAX_HEAD_DIM:
+        raise SpatError(Diagnostic(f"head_dim must be in 1..{MAX_HEAD_DIM}, got {head_dim}"))
+    floats = (torch.float16, torch.bfloat16, torch.float32)
+    if q.dtype not in floats or k.dtype != q.dtype or v.dtype != q.dtype:
+        raise SpatError(Diagnostic(f"q, k and v must share one dtype: float16, bfloat16 or float32; got "
+                                   f"{q.dtype}, {k.dtype}, {v.dtype}"))
+    if not (q.device == k.device == v.device):
+        raise SpatError(Diagnostic(f"q, k and v are on different devices: {q.device}, {k.device}, {v.device}"))
+    if q.device.type == "cpu" and not interpreting():
+        raise SpatError(Diagnostic("the Triton kernels run on a GPU, or on CPU in Triton's interpreter",
+                                   help="set TRITON_INTERPRET=1 before the first call (slow), or use "
+                                        "patterndsl.attention_reference"))
+
+
+def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,
+                     block_size=None, return_lse: bool = False):
+    """Block-sparse attention of ``compiled``'s layer ``layer`` with generated Triton kernels.
+
+    q: [batch, heads, n, head_dim]; k, v: [batch, kv_heads, n, head_dim], kv_heads dividing
+    heads; float16, bfloat16 or float32. ``scale`` defaults to 1/sqrt(head_dim). Rows with no
+    connection give zeros and zero gradients. ``return_lse`` also returns the float32
+    log-sum-exp per row ([batch, heads, n], -inf for an empty row)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        raise SpatError(Diagnostic("Triton is not installed", help="pip install triton, or use "
+                                   "patterndsl.attention_reference")) from None
+    _check(q, k, v, compiled)
+    layer, _ = compiled._index(layer, 0)
+    module = kernel_module(compiled, block_size)
+    return module.attention(q, k, v, layer=layer, scale=scale, return_lse=return_lse)

@@ -1,0 +1,211 @@
+"""The one code generator for Triton block-sparse attention.
+
+`module_source(compiled, block_size)` returns the text of a self-contained Python
+module (torch and Triton only; patterndsl is not imported) that runs every layer
+and head of a compiled pattern. `patterndsl compile --target triton` writes it to
+a file; `patterndsl.kernels.triton_attention` writes it to a cache directory and
+imports it (Triton's JIT reads a kernel's source from its file).
+
+What the module holds, besides the fixed kernels of patterndsl/kernels/template.py:
+
+- the distinct patterns of all layers and heads, numbered 0..P-1 (pattern ids),
+  and a table of the pattern id of each layer and head;
+- each pattern's block layout (CSR lists of partial and full key blocks per query
+  block, and the transposed lists), concatenated, zlib-compressed and base64-encoded;
+- `_allowed(q, k, N, pattern, ...)`: the element predicate of every pattern, each
+  written by its primitives (`Primitive.source`, patterndsl/codegen.py) and chosen
+  by pattern id at run time, plus the data tables some of them read.
+"""
+from __future__ import annotations
+
+import base64
+import textwrap
+import zlib
+from string import Template
+
+import numpy as np
+
+from ..codegen import Backend, BlockBitmaps, predicate_source
+from ..errors import Diagnostic, SpatError
+from .template import MODULE
+
+MAX_HEAD_DIM = 256
+TILE_QUANTUM = 16  # the smallest kernel tile (tl.dot needs 16); block sizes must be multiples of it
+
+
+class TritonBackend(Backend):
+    """Data-backed predicate parts as Triton loads from tables named ``T_<name>``.
+
+    Table lookups are masked to the sequence (``N`` is the predicate's parameter), so
+    the padding rows and columns of a tile read nothing out of bounds."""
+
+    def __init__(self, block_q: int, block_k: int):
+        super().__init__()
+        self.block_q, self.block_k = block_q, block_k
+
+    def lookup_member(self, name: str, var: str) -> str:
+        return f"(tl.load(T_{name} + {var}, mask=({var} >= 0) & ({var} < N), other=0) != 0)"
+
+    def data(self, primitive, q: str, k: str, n: int) -> str:
+        if primitive.name != "random":
+            return super().data(primitive, q, k, n)
+        bq, bk = self.block_q, self.block_k
+        bitmaps = {}
+
+        def make():
+            bitmaps["it"] = made = BlockBitmaps.of(primitive, n, bq, bk)
+            return {"_slots": made.slots.ravel(), "_bits": made.bits.ravel()}
+
+        name = self.table_name(("random", primitive, n, bq, bk), "random", make)
+        if "it" in bitmaps and bitmaps["it"].bits.size >= 2**31:
+            raise SpatError(Diagnostic(f"{primitive} at n = {n} needs {bitmaps['it'].bits.size:,} bitmap words, "
+                                       "more than int32 offsets reach", help="use larger blocks or fewer random keys"))
+        num_k_blocks, words = -(-n // bk), -(-bk // 32)
+        inside = f"({q} < N) & ({k} < N)"
+        slot = f"tl.load(T_{name}_slots + ({q} // {bq}) * {num_k_blocks} + {k} // {bk}, mask={inside}, other=0)"
+        word = (f"tl.load(T_{name}_bits + ({slot} * {bq} + {q} % {bq}) * {words} + ({k} % {bk}) // 32, "
+                f"mask={inside}, other=0)")
+        return f"((({word} >> (({k} % {bk}) % 32)) & 1) != 0)"
+
+
+def _encode(array: np.ndarray) -> tuple[str, str]:
+    """(dtype name, base64 of the zlib-compressed bytes); at least one element."""
+    array = np.ascontiguousarray(array)
+    if array.size == 0:
+        array = np.zeros(1, dtype=array.dtype)
+    return array.dtype.name, base64.b64encode(zlib.compress(array.tobytes(), 9)).decode("ascii")
+
+
+def _table_line(name: str, array: np.ndarray, note: str) -> str:
+    dtype, text = _encode(array)
+    chunks = textwrap.wrap(text, 88, break_on_hyphens=False) or [""]
+    body = "\n".join(f'        "{chunk}"' for chunk in chunks)
+    return f'    # {note}\n    "{name}": ("{dtype}", (\n{body}\n    )),'
+
+
+def check_block_sizes(block_q: int, block_k: int):
+    for size in (block_q, block_k):
+        if size % TILE_QUANTUM:
+            raise SpatError(Diagnostic(f"the Triton kernels need block sizes that are multiples of {TILE_QUANTUM}, "
+                                       f"got {block_q} x {block_k}",
+                                       help="use block 64 or block 128 (powers of two suit GPUs best)"))
+
+
+def distinct_patterns(compiled):
+    """(patterns, head_patterns): the distinct IR patterns in first-seen order, and for each
+    layer the pattern id of each head ([id] alone when every head shares it)."""
+    ids: dict = {}
+    head_patterns = []
+    for layer in compiled.patterns:
+        row = [ids.setdefault(pattern, len(ids)) for pattern in layer]
+        head_patterns.append(row[:1] if compiled.heads == 1 else row)
+    return list(ids), head_patterns
+
+
+def _layout_tables(compiled, patterns, block_q, block_k):
+    """The CSR lists of every pattern, concatenated; ptr entries index the concatenation."""
+    from ..layout import block_layout
+
+    layouts = [block_layout(p, compiled.n, block_q, block_k) for p in patterns]
+    tables = {}
+    for name in ("partial", "full", "t_partial", "t_full"):
+        ptrs, idxs, base = [], [], 0
+        for layout in layouts:
+            ptr = getattr(layout, name + "_ptr").astype(np.int64)
+            idx = getattr(layout, name + "_idx").astype(np.int64)
+            ptrs.append(ptr + base)
+            idxs.append(idx)
+            base += idx.size
+        if base >= 2**31:
+            raise SpatError(Diagnostic(f"the block lists hold {base:,} blocks, more than int32 offsets reach",
+                                       help="use larger blocks"))
+        tables[name + "_ptr"] = np.concatenate(ptrs).astype(np.int32)
+        tables[name + "_idx"] = np.concatenate(idxs).astype(np.int32)
+    return layouts, tables
+
+
+def _allowed_body(expressions: list[str], patterns) -> str:
+    """The body of `_allowed`: one branch per pattern id (none when there is one pattern)."""
+    def branch(expression, pattern, indent):
+        comment = textwrap.shorten(str(pattern), 200, placeholder=" …")
+        return f"{indent}# {comment}\n{indent}connected = in_bounds & {expression}"
+
+    if len(expressions) == 1:
+        return branch(expressions[0], patterns[0], "    ") + "\n    return connected"
+    lines = []
+    for pid, (expression, pattern) in enumerate(zip(expressions, patterns)):
+        keyword = "if" if pid == 0 else ("else" if pid == len(expressions) - 1 else "elif")
+        lines.append(f"    {keyword}:" if keyword == "else" else f"    {keyword} pattern == {pid}:")
+        lines.append(branch(expression, pattern, "        "))
+    lines.append("    return connected")
+    return "\n".join(lines)
+
+
+def _docstring_safe(text: str) -> str:
+    """``text`` as it may stand inside a triple-quoted docstring: printable, no backslash escapes,
+    no closing quotes."""
+    text = "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in text)
+    return text.replace("\\", "\\\\").replace('"' * 3, '\\"' * 3)
+
+
+def module_source(compiled, block_size=None) -> str:
+    """The generated kernel module for ``compiled`` with blocks of ``block_size`` (an int or
+    (BQ, BK); default: the file's `block`, else 128)."""
+    block_q, block_k = compiled.block_sizes(block_size)
+    check_block_sizes(block_q, block_k)
+    n = compiled.n
+    patterns, head_patterns = distinct_patterns(compiled)
+    layouts, layout_tables = _layout_tables(compiled, patterns, block_q, block_k)
+
+    backend = TritonBackend(block_q, block_k)
+    expressions = [predicate_source(p, "q", "k", n, backend) for p in patterns]
+    data_names = sorted(backend.tables)
+    params = "".join(f", T_{name}" for name in data_names)
+    args = "".join(f', tables["T_{name}"]' for name in data_names)
+
+    notes = {"partial_ptr": "int32 [patterns * (NUM_Q_BLOCKS + 1)]", "partial_idx": "int32, key blocks",
+             "full_ptr": "int32 [patterns * (NUM_Q_BLOCKS + 1)]", "full_idx": "int32, key blocks",
+             "t_partial_ptr": "int32 [patterns * (NUM_K_BLOCKS + 1)]", "t_partial_idx": "int32, query blocks",
+             "t_full_ptr": "int32 [patterns * (NUM_K_BLOCKS + 1)]", "t_full_idx": "int32, query blocks"}
+    table_lines = [_table_line(name, array, notes[name]) for name, array in layout_tables.items()]
+    for name in data_names:
+        array = backend.tables[name]
+        table_lines.append(_table_line(f"T_{name}", array, f"{array.dtype.name} [{array.size}], read by _allowed"))
+
+    pattern_lines = "\n".join(f"    {str(p)!r}," for p in patterns)
+    layout_lines = "\n".join(f"#   pattern {pid}: {layout.summary()}" for pid, layout in enumerate(layouts))
+    constants = "\n".join([
+        f"N = {n}  # the sequence length the tables were built for",
+        f"BLOCK_Q, BLOCK_K = {block_q}, {block_k}  # block layout: queries x keys per block",
+        f"NUM_Q_BLOCKS, NUM_K_BLOCKS = {-(-n // block_q)}, {-(-n // block_k)}",
+        f"LAYERS, HEADS = {compiled.layers}, {compiled.heads}  # layer l uses HEAD_PATTERNS[l % LAYERS]",
+        "",
+        "# The distinct patterns (simplified, in .spat syntax); a pattern id indexes this list.",
+        f"PATTERNS = [\n{pattern_lines}\n]",
+        "# HEAD_PATTERNS[layer][head]: the pattern id of each head (one entry: every head shares it).",
+        f"HEAD_PATTERNS = {head_patterns!r}",
+        "# Block layouts:",
+        layout_lines,
+    ])
+    # The pattern's source, quoted safely inside the module's docstring.
+    quoted = textwrap.indent(_docstring_safe(compiled.source.text.rstrip()), "    ")
+    docstring = "\n".join([
+        f'"""Block-sparse attention kernels for {_docstring_safe(compiled.source.name)} at n = {n},',
+        f"generated by patterndsl (do not edit: regenerate with `patterndsl compile FILE --n {n} --target triton`).",
+        "",
+        "    from kernel import attention",
+        "    out = attention(q, k, v, layer=0)        # q: [batch, heads, n, head_dim] on a GPU",
+        "",
+        "Needs only torch and triton. On CPU, set TRITON_INTERPRET=1 before importing (slow).",
+        "Forward: one program per tile of queries and head, online softmax over the tile's",
+        "key blocks; blocks whose pairs are all connected skip the predicate. Backward: dQ over",
+        "the same lists, dK and dV over the transposed lists.",
+        "",
+        "The pattern source:",
+        "",
+        quoted,
+        '"""',
+    ])
+    return Template(MODULE).substitute(
+        DOCSTRING=docstring, CONSTANTS=constants, TABLES="\n".join(table_lines),
+        ALLOWED=_allowed_body(expressions, patterns), T=params, TABLE_ARGS=args)

@@ -1,0 +1,516 @@
+"""The text of a generated kernel module, with ``${...}`` holes that
+patterndsl/kernels/generate.py fills (string.Template).
+
+Kept as one template, laid out like Triton's fused-attention tutorial, so that
+the standalone file `patterndsl compile --target triton` writes and the module
+the in-process path imports are the same code. Holes:
+
+    ${DOCSTRING} ${CONSTANTS} ${TABLES}   module header, constants and block tables
+    ${ALLOWED}                            the body of `_allowed`, the element predicate
+    ${T}                                  ", T_a, T_b": the predicate's data tables as
+                                          parameters and arguments ("" when there are none)
+"""
+
+MODULE = '''\
+${DOCSTRING}
+import base64
+import zlib
+
+import torch
+import triton
+import triton.language as tl
+
+${CONSTANTS}
+
+# Block tables, as (dtype, base64 of the zlib-compressed array), decoded once per device.
+#   partial_ptr / partial_idx: for each pattern p and query block qb, the key blocks that need
+#       the element predicate, in CSR form: entries partial_ptr[r] : partial_ptr[r + 1] of
+#       partial_idx, for row r = p * (NUM_Q_BLOCKS + 1) + qb.
+#   full_ptr / full_idx: the key blocks every in-bounds pair of which is connected (no predicate).
+#   t_partial_* / t_full_*: the same, transposed: for each pattern and key block, its query blocks
+#       (row r = p * (NUM_K_BLOCKS + 1) + kb); the dK/dV kernel walks these.
+#   T_*: data the predicates read (index lists too long to inline, random-pattern bitmaps).
+# Every table holds at least one element, so that no kernel argument is a null pointer.
+_TABLES = {
+${TABLES}
+}
+
+LN2 = 0.6931471805599453
+LOG2E = 1.4426950408889634
+
+
+# ---- the pattern ---------------------------------------------------------------------------
+
+
+@triton.jit
+def _allowed(q, k, N, pattern${T}):
+    """Which pairs (q, k) of a tile are connected under pattern id `pattern`: q and k are int32
+    index tensors that broadcast ([M, 1] and [1, N], or the transpose in the dK/dV kernel).
+    Pairs outside the sequence are never connected."""
+    in_bounds = (q < N) & (k < N)
+${ALLOWED}
+
+
+# ---- forward -------------------------------------------------------------------------------
+
+
+@triton.jit
+def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, start, end,
+                BLOCK_LIST, N, head_dim, qk_scale, pattern${T},
+                BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                APPLY_PATTERN: tl.constexpr, EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
+    """Online softmax over the key blocks BLOCK_LIST[start:end], each BLOCK_K keys taken
+    BLOCK_N at a time. Scores are kept in base 2 (qk_scale includes log2(e))."""
+    offs_d = tl.arange(0, BLOCK_D)
+    for i in range(start, end):
+        key_block = tl.load(BLOCK_LIST + i)
+        for sub in range(BLOCK_K // BLOCK_N):
+            start_n = key_block * BLOCK_K + sub * BLOCK_N
+            offs_n = start_n + tl.arange(0, BLOCK_N)
+            K_tile = K_head + start_n.to(tl.int64) * stride_kn
+            V_tile = V_head + start_n.to(tl.int64) * stride_vn
+            local_n = tl.arange(0, BLOCK_N)
+            kT = tl.load(K_tile + local_n[None, :] * stride_kn + offs_d[:, None],
+                         mask=(offs_n[None, :] < N) & (offs_d[:, None] < head_dim), other=0.0)
+            qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
+            if APPLY_PATTERN:
+                connected = _allowed(offs_m[:, None], offs_n[None, :], N, pattern${T})
+                qk = tl.where(connected, qk, float("-inf"))
+            elif not EVEN_N:  # a full block at the ragged end: only the keys past n are cut
+                qk = tl.where(offs_n[None, :] < N, qk, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            # A row that has met no connected key yet keeps m = -inf; measure it from 0
+            # instead, so that no -inf - -inf (NaN) is ever formed.
+            m_ref = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.math.exp2(qk - m_ref[:, None])
+            alpha = tl.math.exp2(m_i - m_ref)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(V_tile + local_n[:, None] * stride_vn + offs_d[None, :],
+                        mask=(offs_n[:, None] < N) & (offs_d[None, :] < head_dim), other=0.0)
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PRECISION)
+            m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PTR, FULL_IDX${T},
+              stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
+              stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_on,
+              N, H, GROUP, head_dim, qk_scale, NUM_Q_BLOCKS,
+              BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
+              BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_N: tl.constexpr,
+              PRECISION: tl.constexpr):
+    """One program per tile of BLOCK_M queries (inside query block tile * BLOCK_M // BLOCK_Q)
+    and per (batch, head): its partial key blocks with the predicate, then its full blocks
+    without. Writes the output and the natural-log log-sum-exp (-inf for an empty row)."""
+    tile = tl.program_id(0)
+    batch_head = tl.program_id(1)
+    batch = batch_head // H
+    head = batch_head % H
+    kv_head = head // GROUP
+    pattern = tl.load(HEAD_PATTERN + head)
+    row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
+
+    start_m = tile * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    local_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    Q_tile = (Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
+              + start_m.to(tl.int64) * stride_qn)
+    K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
+    V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
+    io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < head_dim)
+    q = tl.load(Q_tile + local_m[:, None] * stride_qn + offs_d[None, :], mask=io_mask, other=0.0)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn,
+                                tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1), PARTIAL_IDX,
+                                N, head_dim, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D,
+                                True, EVEN_N, PRECISION)
+    acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn,
+                                tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1), FULL_IDX,
+                                N, head_dim, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D,
+                                False, EVEN_N, PRECISION)
+
+    # A row with no connection has l = 0 and acc = 0: it outputs zeros, and its log-sum-exp
+    # (of nothing) is -inf.
+    empty = l_i == 0.0
+    l_safe = tl.where(empty, 1.0, l_i)
+    out = acc / l_safe[:, None]
+    lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * LN2)
+    O_tile = (Out + batch.to(tl.int64) * stride_ob + head.to(tl.int64) * stride_oh
+              + start_m.to(tl.int64) * stride_on)
+    tl.store(O_tile + local_m[:, None] * stride_on + offs_d[None, :], out.to(Out.dtype.element_ty),
+             mask=io_mask)
+    tl.store(LSE + batch_head.to(tl.int64) * N + offs_m, lse, mask=offs_m < N)
+
+
+# ---- backward ------------------------------------------------------------------------------
+
+
+@triton.jit
+def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn, start, end,
+               BLOCK_LIST, N, head_dim, qk_scale, pattern${T},
+               BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+               APPLY_PATTERN: tl.constexpr, EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
+    """dQ (up to the softmax scale) over the key blocks BLOCK_LIST[start:end]:
+    P = exp(S - lse), dS = P * (dO V^T - delta), dQ += dS K."""
+    offs_d = tl.arange(0, BLOCK_D)
+    for i in range(start, end):
+        key_block = tl.load(BLOCK_LIST + i)
+        for sub in range(BLOCK_K // BLOCK_N):
+            start_n = key_block * BLOCK_K + sub * BLOCK_N
+            offs_n = start_n + tl.arange(0, BLOCK_N)
+            local_n = tl.arange(0, BLOCK_N)
+            kv_mask = (offs_n[None, :] < N) & (offs_d[:, None] < head_dim)
+            kT = tl.load(K_head + start_n.to(tl.int64) * stride_kn + local_n[None, :] * stride_kn
+                         + offs_d[:, None], mask=kv_mask, other=0.0)
+            vT = tl.load(V_head + start_n.to(tl.int64) * stride_vn + local_n[None, :] * stride_vn
+                         + offs_d[:, None], mask=kv_mask, other=0.0)
+            qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
+            p = tl.math.exp2(qk - lse2[:, None])
+            if APPLY_PATTERN:
+                p = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern${T}), p, 0.0)
+            elif not EVEN_N:
+                p = tl.where(offs_n[None, :] < N, p, 0.0)
+            dp = tl.dot(do, vT, input_precision=PRECISION)
+            ds = p * (dp - delta[:, None])
+            dq = tl.dot(ds.to(kT.dtype), tl.trans(kT), dq, input_precision=PRECISION)
+    return dq
+
+
+@triton.jit
+def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PTR,
+                 FULL_IDX${T},
+                 stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
+                 stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
+                 stride_dqb, stride_dqh, stride_dqn,
+                 N, H, GROUP, head_dim, qk_scale, sm_scale, NUM_Q_BLOCKS,
+                 BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_N: tl.constexpr,
+                 PRECISION: tl.constexpr):
+    """One program per tile of BLOCK_M queries and per (batch, head), over the same key-block
+    lists as the forward pass."""
+    tile = tl.program_id(0)
+    batch_head = tl.program_id(1)
+    batch = batch_head // H
+    head = batch_head % H
+    kv_head = head // GROUP
+    pattern = tl.load(HEAD_PATTERN + head)
+    row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
+
+    start_m = tile * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    local_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < head_dim)
+    q = tl.load(Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
+                + start_m.to(tl.int64) * stride_qn + local_m[:, None] * stride_qn + offs_d[None, :],
+                mask=io_mask, other=0.0)
+    do = tl.load(DO + batch.to(tl.int64) * stride_dob + head.to(tl.int64) * stride_doh
+                 + start_m.to(tl.int64) * stride_don + local_m[:, None] * stride_don + offs_d[None, :],
+                 mask=io_mask, other=0.0)
+    lse = tl.load(LSE + batch_head.to(tl.int64) * N + offs_m, mask=offs_m < N, other=0.0)
+    # An empty row (lse = -inf) is cut by the predicate everywhere; give it a finite value so
+    # that exp2 below never sees -inf - -inf.
+    lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
+    delta = tl.load(DELTA + batch_head.to(tl.int64) * N + offs_m, mask=offs_m < N, other=0.0)
+    K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
+    V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
+
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn,
+                    tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1), PARTIAL_IDX,
+                    N, head_dim, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D, True, EVEN_N,
+                    PRECISION)
+    dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn,
+                    tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1), FULL_IDX,
+                    N, head_dim, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D, False, EVEN_N,
+                    PRECISION)
+    tl.store(DQ + batch.to(tl.int64) * stride_dqb + head.to(tl.int64) * stride_dqh
+             + start_m.to(tl.int64) * stride_dqn + local_m[:, None] * stride_dqn + offs_d[None, :],
+             (dq * sm_scale).to(DQ.dtype.element_ty), mask=io_mask)
+
+
+@triton.jit
+def _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE_head, DELTA_head, stride_qn, stride_don,
+                 start, end, BLOCK_LIST, N, head_dim, qk_scale, pattern${T},
+                 BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+                 APPLY_PATTERN: tl.constexpr, EVEN_M: tl.constexpr, PRECISION: tl.constexpr):
+    """dK (up to the softmax scale) and dV of one key tile over the query blocks
+    BLOCK_LIST[start:end], each BLOCK_Q queries taken BLOCK_M at a time, computed transposed:
+    P^T = exp(K Q^T - lse), dV += P^T dO, dS^T = P^T * (V dO^T - delta), dK += dS^T Q."""
+    offs_d = tl.arange(0, BLOCK_D)
+    for i in range(start, end):
+        query_block = tl.load(BLOCK_LIST + i)
+        for sub in range(BLOCK_Q // BLOCK_M):
+            start_m = query_block * BLOCK_Q + sub * BLOCK_M
+            offs_m = start_m + tl.arange(0, BLOCK_M)
+            local_m = tl.arange(0, BLOCK_M)
+            qT = tl.load(Q_head + start_m.to(tl.int64) * stride_qn + local_m[None, :] * stride_qn
+                         + offs_d[:, None], mask=(offs_m[None, :] < N) & (offs_d[:, None] < head_dim),
+                         other=0.0)
+            do = tl.load(DO_head + start_m.to(tl.int64) * stride_don + local_m[:, None] * stride_don
+                         + offs_d[None, :], mask=(offs_m[:, None] < N) & (offs_d[None, :] < head_dim),
+                         other=0.0)
+            lse = tl.load(LSE_head + offs_m, mask=offs_m < N, other=0.0)
+            lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
+            delta = tl.load(DELTA_head + offs_m, mask=offs_m < N, other=0.0)
+            qkT = tl.dot(k, qT, input_precision=PRECISION) * qk_scale
+            pT = tl.math.exp2(qkT - lse2[None, :])
+            if APPLY_PATTERN:
+                pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern${T}), pT, 0.0)
+            elif not EVEN_M:
+                pT = tl.where(offs_m[None, :] < N, pT, 0.0)
+            dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=PRECISION)
+            dpT = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+            dsT = pT * (dpT - delta[None, :])
+            dk = tl.dot(dsT.to(qT.dtype), tl.trans(qT), dk, input_precision=PRECISION)
+    return dk, dv
+
+
+@triton.jit
+def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR, T_PARTIAL_IDX,
+                   T_FULL_PTR, T_FULL_IDX${T},
+                   stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
+                   stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
+                   stride_dkb, stride_dkh, stride_dkn, stride_dvb, stride_dvh, stride_dvn,
+                   N, H, H_KV, GROUP, head_dim, qk_scale, sm_scale, NUM_K_BLOCKS,
+                   BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_M: tl.constexpr,
+                   PRECISION: tl.constexpr):
+    """One program per tile of BLOCK_N keys and per (batch, key/value head). It sums over the
+    GROUP query heads that share the key/value head (grouped-query attention), each through its
+    own pattern's transposed lists, so dK and dV are written once, without atomics."""
+    tile = tl.program_id(0)
+    batch_kv_head = tl.program_id(1)
+    batch = batch_kv_head // H_KV
+    kv_head = batch_kv_head % H_KV
+    start_n = tile * BLOCK_N
+    key_block = start_n // BLOCK_K
+
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    local_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    io_mask = (offs_n[:, None] < N) & (offs_d[None, :] < head_dim)
+    k = tl.load(K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
+                + start_n.to(tl.int64) * stride_kn + local_n[:, None] * stride_kn + offs_d[None, :],
+                mask=io_mask, other=0.0)
+    v = tl.load(V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
+                + start_n.to(tl.int64) * stride_vn + local_n[:, None] * stride_vn + offs_d[None, :],
+                mask=io_mask, other=0.0)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    for g in range(GROUP):
+        head = kv_head * GROUP + g
+        pattern = tl.load(HEAD_PATTERN + head)
+        col = pattern * (NUM_K_BLOCKS + 1) + key_block
+        Q_head = Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
+        DO_head = DO + batch.to(tl.int64) * stride_dob + head.to(tl.int64) * stride_doh
+        row_stats = (batch.to(tl.int64) * H + head) * N
+        dk, dv = _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE + row_stats, DELTA + row_stats,
+                              stride_qn, stride_don, tl.load(T_PARTIAL_PTR + col),
+                              tl.load(T_PARTIAL_PTR + col + 1), T_PARTIAL_IDX, N, head_dim, qk_scale,
+                              pattern${T}, BLOCK_Q, BLOCK_M, BLOCK_D, True, EVEN_M, PRECISION)
+        dk, dv = _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE + row_stats, DELTA + row_stats,
+                              stride_qn, stride_don, tl.load(T_FULL_PTR + col),
+                              tl.load(T_FULL_PTR + col + 1), T_FULL_IDX, N, head_dim, qk_scale,
+                              pattern${T}, BLOCK_Q, BLOCK_M, BLOCK_D, False, EVEN_M, PRECISION)
+    tl.store(DK + batch.to(tl.int64) * stride_dkb + kv_head.to(tl.int64) * stride_dkh
+             + start_n.to(tl.int64) * stride_dkn + local_n[:, None] * stride_dkn + offs_d[None, :],
+             (dk * sm_scale).to(DK.dtype.element_ty), mask=io_mask)
+    tl.store(DV + batch.to(tl.int64) * stride_dvb + kv_head.to(tl.int64) * stride_dvh
+             + start_n.to(tl.int64) * stride_dvn + local_n[:, None] * stride_dvn + offs_d[None, :],
+             dv.to(DV.dtype.element_ty), mask=io_mask)
+
+
+# ---- launching -----------------------------------------------------------------------------
+
+# Kernel tiles and launch settings, by head dimension (the padded power of two): for each pass,
+# (rows of the program's own tile, rows of the tiles it loops over, num_warps, num_stages).
+# The forward and dQ passes tile queries (BLOCK_M) and loop over keys (BLOCK_N); the dK/dV pass
+# tiles keys (BLOCK_N) and loops over queries (BLOCK_M). They follow Triton's fused-attention
+# tutorial for H100 (forward 128 x 64; backward 128 x 32 with the loop over the small side),
+# with fewer pipeline stages as the head dimension grows (shared memory). Each tile is cut to
+# the largest power of two that divides the block size, so a tile never straddles two blocks.
+TILES = {
+    #  D:   forward            dQ                  dK/dV
+    16:  ((128, 64, 4, 3), (128, 32, 4, 3), (128, 32, 4, 3)),
+    32:  ((128, 64, 4, 3), (128, 32, 4, 3), (128, 32, 4, 3)),
+    64:  ((128, 64, 4, 3), (128, 32, 4, 3), (128, 32, 4, 3)),
+    128: ((128, 64, 8, 3), (128, 32, 8, 2), (128, 32, 8, 2)),
+    256: ((64, 32, 4, 2), (64, 32, 4, 1), (64, 32, 4, 1)),
+}
+
+_device_tables = {}
+_head_pattern_tensors = {}
+
+
+def _decode(dtype, text):
+    data = bytearray(zlib.decompress(base64.b64decode(text)))
+    return torch.frombuffer(data, dtype=getattr(torch, dtype)).clone()
+
+
+def _tables(device):
+    """The block tables as tensors on ``device``, decoded once."""
+    key = str(device)
+    if key not in _device_tables:
+        _device_tables[key] = {name: _decode(dtype, text).to(device) for name, (dtype, text) in _TABLES.items()}
+    return _device_tables[key]
+
+
+def _head_patterns(layer, heads, device):
+    """int32 [heads]: the pattern id of each query head of ``layer``."""
+    key = (layer % LAYERS, heads, str(device))
+    if key not in _head_pattern_tensors:
+        ids = HEAD_PATTERNS[layer % LAYERS]
+        ids = ids * heads if len(ids) == 1 else ids
+        _head_pattern_tensors[key] = torch.tensor(ids, dtype=torch.int32, device=device)
+    return _head_pattern_tensors[key]
+
+
+def _fit(preferred, block):
+    """The largest power of two <= preferred that divides ``block`` (a multiple of 16)."""
+    tile = preferred
+    while block % tile:
+        tile //= 2
+    return tile
+
+
+def _strides(t):
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+def _interpreting():
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def _check(q, k, v, layer):
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError("q, k and v must be shaped [batch, heads, n, head_dim]")
+    if q.shape[2] != N or k.shape[2] != N or v.shape[2] != N:
+        raise ValueError(f"this kernel was generated for n = {N}, but q, k, v have lengths "
+                         f"{q.shape[2]}, {k.shape[2]}, {v.shape[2]}; generate it for this n")
+    if k.shape != v.shape or k.shape[0] != q.shape[0] or k.shape[3] != q.shape[3]:
+        raise ValueError(f"k and v must be shaped [batch, kv_heads, n, head_dim] like q "
+                         f"{tuple(q.shape)}, got {tuple(k.shape)} and {tuple(v.shape)}")
+    if k.shape[1] == 0 or q.shape[1] % k.shape[1]:
+        raise ValueError(f"key/value heads ({k.shape[1]}) must divide query heads ({q.shape[1]})")
+    if HEADS not in (1, q.shape[1]):
+        raise ValueError(f"the pattern has {HEADS} heads but q has {q.shape[1]}")
+    if not 1 <= q.shape[3] <= 256:
+        raise ValueError(f"head_dim must be in 1..256, got {q.shape[3]}")
+    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32) or k.dtype != q.dtype or v.dtype != q.dtype:
+        raise ValueError(f"q, k and v must share one dtype among float16, bfloat16 and float32; "
+                         f"got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError("q, k and v must be on one device")
+    if q.device.type == "cpu" and not _interpreting():
+        raise ValueError("Triton kernels need a GPU; on CPU set TRITON_INTERPRET=1 (slow) before "
+                         "importing this module")
+    if not isinstance(layer, int) or layer < 0:
+        raise ValueError(f"layer must be a non-negative integer, got {layer!r}")
+
+
+def _settings(head_dim, dtype):
+    block_d = max(16, triton.next_power_of_2(head_dim))
+    forward, dq, dkdv = TILES[block_d]
+    # fp32 stays fp32 in tl.dot (no TF32), so that it is as exact as torch's fp32 attention.
+    precision = "ieee" if dtype == torch.float32 else "tf32"
+    return block_d, forward, dq, dkdv, precision
+
+
+def _forward(q, k, v, head_pattern, sm_scale):
+    batch, heads, n, head_dim = q.shape
+    tables = _tables(q.device)
+    block_d, (tile_m, tile_n, warps, stages), _, _, precision = _settings(head_dim, q.dtype)
+    block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
+    out = torch.empty_like(q)
+    lse = torch.empty((batch, heads, n), device=q.device, dtype=torch.float32)
+    grid = (triton.cdiv(n, block_m), batch * heads)
+    _attn_fwd[grid](
+        q, k, v, out, lse, head_pattern, tables["partial_ptr"], tables["partial_idx"],
+        tables["full_ptr"], tables["full_idx"]${TABLE_ARGS},
+        *_strides(q), *_strides(k), *_strides(v), *_strides(out),
+        n, heads, heads // k.shape[1], head_dim, sm_scale * LOG2E, NUM_Q_BLOCKS,
+        BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
+        EVEN_N=n % block_n == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
+    return out, lse
+
+
+def _backward(q, k, v, out, lse, d_out, head_pattern, sm_scale):
+    batch, heads, n, head_dim = q.shape
+    kv_heads = k.shape[1]
+    tables = _tables(q.device)
+    block_d, _, dq_tiles, dkdv_tiles, precision = _settings(head_dim, q.dtype)
+    # delta_i = sum_d dO_id O_id = sum_j P_ij dP_ij, the softmax's correction term.
+    delta = (d_out.float() * out.float()).sum(-1)
+    dq = torch.empty_like(q)
+    dk = torch.empty_like(k)
+    dv = torch.empty_like(v)
+
+    tile_m, tile_n, warps, stages = dq_tiles
+    block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
+    _attn_bwd_dq[(triton.cdiv(n, block_m), batch * heads)](
+        q, k, v, d_out, dq, lse, delta, head_pattern, tables["partial_ptr"], tables["partial_idx"],
+        tables["full_ptr"], tables["full_idx"]${TABLE_ARGS},
+        *_strides(q), *_strides(k), *_strides(v), *_strides(d_out), *_strides(dq),
+        n, heads, heads // kv_heads, head_dim, sm_scale * LOG2E, sm_scale, NUM_Q_BLOCKS,
+        BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
+        EVEN_N=n % block_n == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
+
+    tile_n, tile_m, warps, stages = dkdv_tiles
+    block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
+    _attn_bwd_dkdv[(triton.cdiv(n, block_n), batch * kv_heads)](
+        q, k, v, d_out, dk, dv, lse, delta, head_pattern, tables["t_partial_ptr"],
+        tables["t_partial_idx"], tables["t_full_ptr"], tables["t_full_idx"]${TABLE_ARGS},
+        *_strides(q), *_strides(k), *_strides(v), *_strides(d_out), *_strides(dk), *_strides(dv),
+        n, heads, kv_heads, heads // kv_heads, head_dim, sm_scale * LOG2E, sm_scale, NUM_K_BLOCKS,
+        BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
+        EVEN_M=n % block_m == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
+    return dq, dk, dv
+
+
+def _unit_stride(t):
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+class _BlockSparseAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, head_pattern, sm_scale):
+        q, k, v = _unit_stride(q), _unit_stride(k), _unit_stride(v)
+        out, lse = _forward(q, k, v, head_pattern, sm_scale)
+        ctx.save_for_backward(q, k, v, out, lse, head_pattern)
+        ctx.sm_scale = sm_scale
+        ctx.mark_non_differentiable(lse)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, d_out, d_lse):
+        # d_lse is None or zero: the log-sum-exp is returned for inspection, not differentiated.
+        q, k, v, out, lse, head_pattern = ctx.saved_tensors
+        dq, dk, dv = _backward(q, k, v, out, lse, _unit_stride(d_out), head_pattern, ctx.sm_scale)
+        return dq, dk, dv, None, None
+
+
+def attention(q, k, v, layer=0, scale=None, return_lse=False):
+    """Block-sparse attention under this module's pattern (layer ``layer`` mod LAYERS).
+
+    q: [batch, heads, N, head_dim]; k, v: [batch, kv_heads, N, head_dim] with kv_heads
+    dividing heads (query head h uses key/value head h // (heads // kv_heads)); float16,
+    bfloat16 or float32 (accumulated in float32); head_dim 1..256. ``scale`` multiplies
+    the scores (default 1 / sqrt(head_dim)). A query row with no connection outputs zeros
+    and gets zero gradients. Differentiable in q, k and v. With ``return_lse``, also
+    returns the float32 log-sum-exp of each row's scaled scores, [batch, heads, N]
+    (-inf for an empty row).
+    """
+    _check(q, k, v, layer)
+    sm_scale = float(scale) if scale is not None else q.shape[-1] ** -0.5
+    head_pattern = _head_patterns(layer, q.shape[1], q.device)
+    out, lse = _BlockSparseAttention.apply(q, k, v, head_pattern, sm_scale)
+    return (out, lse) if return_lse else out
+'''
