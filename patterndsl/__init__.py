@@ -6,6 +6,10 @@
     compiled.layout(block_size=128)     # the block layout (patterndsl.layout.BlockLayout)
     patterndsl.attention(q, k, v, compiled, layer=0)
 """
+# patterndsl.attention is the function, not its module: importing it here, before
+# anything imports the submodule, binds the name for good (the module imports torch
+# lazily, so this costs nothing).
+from .attention import attention
 from .compiled import CompiledPattern, compile, parse
 from .errors import SpatError
 from .formatter import format
@@ -16,11 +20,7 @@ __all__ = ["CompiledPattern", "SparseAttention", "SpatError", "attention", "atte
 
 
 def __getattr__(name):
-    # Imported on first use: they pull in torch's FlexAttention and Triton.
-    if name == "attention":
-        from .attention import attention
-
-        return attention
+    # Imported on first use: it pulls in torch and Triton.
     if name == "SparseAttention":
         from .nn import SparseAttention
 

@@ -146,10 +146,10 @@ class CompiledPattern:
         _, head = self._index(layer, head)
         return self.layouts(layer, block_size)[head]
 
-    def block_mask(self, block_size=128, layer: int = 0, device="cpu"):
+    def block_mask(self, block_size=None, layer: int = 0, device="cpu"):
         """A FlexAttention BlockMask of one layer, built from the block layout (never from
         n² pairs), with a mask_mod generated from the IR (patterndsl/targets/flex.py).
-        ``block_size`` is an int or a (BQ, BK) pair; None means the file's `block`."""
+        ``block_size`` is an int or a (BQ, BK) pair (default: the file's `block`, else 128)."""
         from .targets.flex import block_mask
 
         return block_mask(self, layer, block_size, device)

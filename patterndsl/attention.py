@@ -1,0 +1,107 @@
+"""`patterndsl.attention`: sparse attention with a compiled pattern.
+
+On CUDA it runs the generated Triton kernels (`patterndsl.kernels`) when they are
+available; everywhere else (and on CUDA without them) it runs torch.compile'd
+FlexAttention with the block mask built from the pattern's block layout
+(patterndsl/targets/flex.py). A query row with no connection gives zeros, never
+NaN — FlexAttention's own rule, which the tests check.
+"""
+from __future__ import annotations
+
+import types
+
+from .errors import Diagnostic, SpatError
+
+
+def _check_shapes(q, k, v, compiled):
+    """The rules of `attention_reference`: q [B, H, n, D]; k, v [B, Hkv, n, D] with Hkv
+    dividing H; the pattern's heads 1 or H."""
+    import torch
+
+    for name, tensor in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(tensor, torch.Tensor):
+            raise SpatError(Diagnostic(f"{name} must be a torch.Tensor, got {type(tensor).__name__}"))
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise SpatError(Diagnostic(
+            f"q, k and v must be shaped [batch, heads, n, head_dim]; got {tuple(q.shape)}, "
+            f"{tuple(k.shape)}, {tuple(v.shape)}",
+            help="reshape [batch, n, heads, head_dim] inputs with .transpose(1, 2)"))
+    batch, heads, n, _ = q.shape
+    if n != compiled.n or k.shape[2] != n or v.shape[2] != n:
+        raise SpatError(Diagnostic(f"the pattern was compiled for n = {compiled.n}, but q, k, v have "
+                                   f"lengths {n}, {k.shape[2]}, {v.shape[2]}",
+                                   help="compile it for this n: compiled.at(n)"))
+    if k.shape[0] != batch or v.shape[0] != batch:
+        raise SpatError(Diagnostic(f"q, k and v must have the same batch size; got {batch}, "
+                                   f"{k.shape[0]}, {v.shape[0]}"))
+    kv_heads = k.shape[1]
+    if kv_heads == 0 or heads % kv_heads or v.shape[1] != kv_heads:
+        raise SpatError(Diagnostic(f"key/value heads ({kv_heads}, {v.shape[1]}) must be equal and divide "
+                                   f"query heads ({heads})",
+                                   help="grouped-query attention shares each k, v head among H / Hkv query heads"))
+    if compiled.heads not in (1, heads):
+        raise SpatError(Diagnostic(f"the pattern has {compiled.heads} heads but q has {heads}",
+                                   help="a pattern with a `heads { }` block needs q with exactly that many heads"))
+    if k.shape[3] != q.shape[3]:
+        raise SpatError(Diagnostic(f"q and k must have the same head_dim; got {q.shape[3]} and {k.shape[3]}"))
+    if not (q.dtype == k.dtype == v.dtype) or not (q.device == k.device == v.device):
+        raise SpatError(Diagnostic(f"q, k and v must share one dtype and device; got "
+                                   f"{q.dtype}/{q.device}, {k.dtype}/{k.device}, {v.dtype}/{v.device}"))
+
+
+def _flex_call(q, k, v, block_mask, scale, enable_gqa):
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return flex_attention(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+
+
+def _compiled_flex(layer: int):
+    """torch.compile'd FlexAttention, on a fresh copy of `_flex_call`'s code: Dynamo keeps
+    its compiled graphs and their recompile limit per code object, so a model whose
+    layers use many patterns does not exhaust one shared limit and fall back to the
+    unfused O(n²) implementation."""
+    import torch
+
+    code = _flex_call.__code__.replace(co_name=f"patterndsl_flex_attention_layer{layer}")
+    function = types.FunctionType(code, _flex_call.__globals__, code.co_name)
+    return torch.compile(function, dynamic=False)
+
+
+def _flex_for(compiled, layer: int, block_size, device):
+    """(block mask, compiled FlexAttention), made once per (pattern, layer, block size, device)."""
+    from .targets.flex import block_mask
+
+    block_q, block_k = compiled.block_sizes(block_size)
+    cache = compiled.__dict__.setdefault("_flex_attention", {})
+    key = (layer, block_q, block_k, str(device))
+    if key not in cache:
+        cache[key] = (block_mask(compiled, layer, (block_q, block_k), device), _compiled_flex(layer))
+    return cache[key]
+
+
+def _triton_attention():
+    """patterndsl.kernels.triton_attention, or None where the kernels cannot be imported."""
+    try:
+        from .kernels import triton_attention
+    except ImportError:
+        return None
+    return triton_attention
+
+
+def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, block_size=None):
+    """Sparse attention of q, k, v with one layer of a compiled pattern.
+
+    q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
+    attention). The pattern's heads must be 1 (shared by every head) or H. ``scale``
+    defaults to 1/√D. ``block_size`` (an int or a (BQ, BK) pair) sets FlexAttention's
+    blocks; by default the file's `block`, else 128. Same result as
+    `patterndsl.attention_reference`, without the n × n mask.
+    """
+    _check_shapes(q, k, v, compiled)
+    layer, _ = compiled._index(layer, 0)
+    if q.device.type == "cuda":
+        triton_attention = _triton_attention()
+        if triton_attention is not None:
+            return triton_attention(q, k, v, compiled, layer, scale)
+    block_mask, flex = _flex_for(compiled, layer, block_size, q.device)
+    return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
