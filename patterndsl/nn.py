@@ -1,0 +1,125 @@
+"""`patterndsl.SparseAttention`: a multi-head attention layer with a .spat pattern.
+
+    layer = patterndsl.SparseAttention("window(128) | global(0..8)", embed_dim=512, num_heads=8)
+    y = layer(x)                      # x: [batch, n, 512] -> [batch, n, 512]
+
+It owns the q, k, v and output projections; the attention itself runs the
+generated Triton kernels on CUDA (patterndsl/kernels), and on CPU either those
+kernels in Triton's interpreter (when TRITON_INTERPRET=1) or the dense-mask
+reference `patterndsl.attention_reference`, which is exact but O(n²) in memory.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .compiled import CompiledPattern, compile as compile_pattern
+from .errors import Diagnostic, SpatError
+
+BACKENDS = ("auto", "triton", "flex", "reference")
+
+
+class SparseAttention(nn.Module):
+    """Multi-head (or grouped-query) self-attention restricted to a sparse pattern.
+
+    pattern: a CompiledPattern, .spat source text (str) or a .spat file (pathlib.Path).
+        A pattern is compiled for each sequence length the layer meets (a CompiledPattern
+        is used as is at its own n, and recompiled with ``.at(n)`` for others).
+    embed_dim, num_heads: the model width and the query heads; embed_dim // num_heads is the
+        head dimension (or ``head_dim`` when given).
+    num_kv_heads: key/value heads (grouped-query attention), dividing num_heads; default num_heads.
+    layer: which of the pattern's layers this is (a `layers { }` block cycles: layer mod p).
+    scale: the softmax scale, default 1/sqrt(head_dim). block_size: the kernels' block size
+        (default: the file's `block`, else 128).
+    backend: "auto" (Triton on CUDA and in the interpreter, else the reference), "triton",
+        "flex" (patterndsl.attention: FlexAttention) or "reference".
+    """
+
+    def __init__(self, pattern, embed_dim: int, num_heads: int, num_kv_heads: int | None = None,
+                 layer: int = 0, *, head_dim: int | None = None, bias: bool = True,
+                 scale: float | None = None, block_size=None, backend: str = "auto",
+                 device=None, dtype=None):
+        super().__init__()
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads), ("num_kv_heads", num_kv_heads),
+                            ("layer", layer + 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpatError(Diagnostic(f"{name} must be a positive integer, got {value!r}"))
+        if head_dim is None:
+            if embed_dim % num_heads:
+                raise SpatError(Diagnostic(f"embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})",
+                                           help="or give head_dim explicitly"))
+            head_dim = embed_dim // num_heads
+        if num_heads % num_kv_heads:
+            raise SpatError(Diagnostic(f"num_kv_heads ({num_kv_heads}) must divide num_heads ({num_heads})"))
+        if backend not in BACKENDS:
+            raise SpatError(Diagnostic(f"unknown backend {backend!r}", help="one of " + ", ".join(BACKENDS)))
+        if isinstance(pattern, CompiledPattern):
+            if pattern.heads not in (1, num_heads):
+                raise SpatError(Diagnostic(f"the pattern has {pattern.heads} heads but the layer has {num_heads}"))
+            self._source, self._compiled = pattern.source, {pattern.n: pattern}
+        elif isinstance(pattern, (str, Path)):
+            from .compiled import load_source
+
+            self._source, self._compiled = load_source(pattern), {}
+        else:
+            raise SpatError(Diagnostic(f"pattern must be a CompiledPattern, .spat text or a Path, "
+                                       f"not {type(pattern).__name__}"))
+        self.embed_dim, self.num_heads, self.num_kv_heads, self.head_dim = embed_dim, num_heads, num_kv_heads, head_dim
+        self.layer, self.scale, self.block_size, self.backend = layer, scale, block_size, backend
+        factory = {"device": device, "dtype": dtype}
+        self.q_proj = nn.Linear(embed_dim, num_heads * head_dim, bias=bias, **factory)
+        self.k_proj = nn.Linear(embed_dim, num_kv_heads * head_dim, bias=bias, **factory)
+        self.v_proj = nn.Linear(embed_dim, num_kv_heads * head_dim, bias=bias, **factory)
+        self.out_proj = nn.Linear(num_heads * head_dim, embed_dim, bias=bias, **factory)
+
+    def compiled(self, n: int) -> CompiledPattern:
+        """The pattern compiled for sequence length n (kept for reuse)."""
+        if n not in self._compiled:
+            if self._compiled:
+                compiled = next(iter(self._compiled.values())).at(n)
+            else:
+                compiled = compile_pattern(self._source, n)
+            if compiled.heads not in (1, self.num_heads):
+                raise SpatError(Diagnostic(f"the pattern has {compiled.heads} heads but the layer has "
+                                           f"{self.num_heads}"))
+            self._compiled[n] = compiled
+        return self._compiled[n]
+
+    def _attend(self, q, k, v, compiled):
+        from . import kernels
+
+        backend = self.backend
+        if backend == "auto":
+            backend = "triton" if q.is_cuda or kernels.interpreting() else "reference"
+        if backend == "triton":
+            return kernels.triton_attention(q, k, v, compiled, self.layer, self.scale, block_size=self.block_size)
+        if backend == "flex":
+            from .attention import attention
+
+            return attention(q, k, v, compiled, self.layer, self.scale, block_size=self.block_size)
+        from .targets.torch import attention_reference
+
+        return attention_reference(q, k, v, compiled, self.layer, self.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [batch, n, embed_dim] -> [batch, n, embed_dim]."""
+        if x.dim() != 3 or x.shape[-1] != self.embed_dim:
+            raise SpatError(Diagnostic(f"expected input [batch, n, {self.embed_dim}], got {tuple(x.shape)}"))
+        batch, n, _ = x.shape
+        compiled = self.compiled(n)
+
+        def heads(t, count):  # [batch, n, count * D] -> [batch, count, n, D]
+            return t.view(batch, n, count, self.head_dim).transpose(1, 2)
+
+        q = heads(self.q_proj(x), self.num_heads)
+        k = heads(self.k_proj(x), self.num_kv_heads)
+        v = heads(self.v_proj(x), self.num_kv_heads)
+        out = self._attend(q, k, v, compiled)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, n, self.num_heads * self.head_dim))
+
+    def extra_repr(self) -> str:
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, num_kv_heads={self.num_kv_heads}, "
+                f"head_dim={self.head_dim}, layer={self.layer}, backend={self.backend!r}")
