@@ -36,6 +36,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _block_size(text: str) -> "int | tuple[int, int]":
+    parts = text.lower().replace(",", "x").split("x")
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"a block size is B or BQxBK, got {text!r}")
+    sizes = tuple(_positive_int(part.strip()) for part in parts)
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
 def _size(text: str) -> int:
     try:
         return parse_size(text)
@@ -80,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     with_n(show)
     show.add_argument("--width", type=_positive_int, metavar="COLUMNS",
                       help="width of the drawing (default: the terminal's)")
+    show.add_argument("--png", metavar="OUT.png",
+                      help="draw a picture instead (matplotlib): the block layout and, for n up to 4096, every pair")
+    show.add_argument("--block-size", type=_block_size, metavar="B",
+                      help="with --png: the block size, B or BQxBK (default: the file's `block`, else 128)")
 
     check = command("check", "prove facts about the pattern: counts, growth, conditions, certificate "
                               "(without --n: the growth as a formula in n)")
@@ -167,9 +179,21 @@ def run_compile(args) -> int:
 
 
 def run_show(args) -> int:
-    from .show import render
+    from .show import render, render_png
 
     compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget)
+    if args.png:
+        drawn = None
+
+        def draw(path):
+            nonlocal drawn
+            drawn = render_png(compiled, path, block_size=args.block_size)
+
+        _write(Path(args.png), draw)
+        print(f"wrote {args.png}: {drawn}", file=sys.stderr)
+        return EXIT_OK
+    if args.block_size is not None:
+        raise UsageError("--block-size goes with --png")
     width = args.width or shutil.get_terminal_size((80, 24)).columns
     sys.stdout.write(render(compiled, width=max(20, width)))
     return EXIT_OK

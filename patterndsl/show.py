@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import Diagnostic, SpatError
+from .layout import FULL
 from .reference import evaluate, row_blocks
 
 EXACT_LIMIT = 1 << 15  # above this n, rows are sampled
@@ -111,3 +112,122 @@ def _ranges(heads: list[int]) -> str:
 
 def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(1, limit - 1)] + "…"
+
+
+# ---- pictures (show --png) -------------------------------------------------------
+
+PNG_DENSE_LIMIT = 4096  # up to this n the picture shows every pair; beyond, only blocks
+PNG_MAX_GRID = 1024  # block grids larger than this per side are pooled for the picture
+# A picture's cells hold 2 · block state + connected (0 empty, 2 partial block, 3 a
+# connected pair in a partial block, 5 full block); 1 and 4 cannot happen and would
+# show in magenta.
+_CELL_COLOURS = ("#ffffff", "#ff00ff", "#fde3bf", "#b34a1c", "#ff00ff", "#3b6fb6")
+
+
+def _block_picture(layout, limit: int) -> tuple[np.ndarray, int, int]:
+    """The block grid as an int8 picture of at most ``limit`` cells per side, built from
+    the non-empty blocks only (never the whole grid of a large n). A cell pooling
+    several blocks shows the strongest state among them: full over partial over
+    empty. Returns (picture, blocks per cell down, blocks per cell across)."""
+    step_q = -(-layout.num_q_blocks // limit)
+    step_k = -(-layout.num_k_blocks // limit)
+    picture = np.zeros((-(-layout.num_q_blocks // step_q), -(-layout.num_k_blocks // step_k)), dtype=np.int8)
+    qb, kb, states = layout.blocks()
+    np.maximum.at(picture, (qb // step_q, kb // step_k), states)
+    return picture, step_q, step_k
+
+
+def render_png(compiled, path, block_size=None, dense_limit: int = PNG_DENSE_LIMIT) -> str:
+    """Draw every layer and head (heads with the same pattern share a panel) as a PNG:
+    the block layout coloured by state, the connected pairs on top when n ≤
+    ``dense_limit``. Returns a one-line description of what was drawn."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SpatError(Diagnostic("show --png needs matplotlib, which is not installed",
+                                   help="pip install 'patterndsl[png]' (or pip install matplotlib)")) from None
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    n = compiled.n
+    block_q, block_k = compiled.block_sizes(block_size)
+    panels = []  # (layer, heads, pattern, layout)
+    for layer, patterns in enumerate(compiled.patterns):
+        groups: dict = {}
+        for head, pattern in enumerate(patterns):
+            groups.setdefault(pattern, []).append(head)
+        for pattern, heads in groups.items():
+            panels.append((layer, heads, pattern, compiled.layout(layer, heads[0], (block_q, block_k))))
+    columns = max(sum(1 for p in panels if p[0] == layer) for layer in range(compiled.layers))
+    pairs_drawn = n <= dense_limit
+    figure, axes = plt.subplots(compiled.layers, columns,
+                                figsize=(max(4.8, 3.6 * columns), 3.9 * compiled.layers + 0.6),
+                                squeeze=False, dpi=100)
+    for ax in axes.flat:
+        ax.axis("off")
+    next_column = [0] * compiled.layers
+    colours = ListedColormap(_CELL_COLOURS)
+    for layer, heads, pattern, layout in panels:
+        ax = axes[layer, next_column[layer]]
+        next_column[layer] += 1
+        ax.axis("on")
+        if pairs_drawn:  # one cell per pair: its block's state, and whether it is connected
+            grid = layout.to_dense()
+            state = np.repeat(np.repeat(grid, block_q, axis=0), block_k, axis=1)[:n, :n]
+            cells = 2 * state + compiled.dense(layer, heads[0])
+            extent = (0, n, n, 0)
+        else:  # one cell per block (or per group of blocks)
+            picture, step_q, step_k = _block_picture(layout, PNG_MAX_GRID)
+            cells = 2 * picture + (picture == FULL)
+            # The cells cover whole blocks; the axes stop at n, cutting the ragged last blocks.
+            extent = (0, picture.shape[1] * step_k * block_k, picture.shape[0] * step_q * block_q, 0)
+        # Shrunk to the panel's pixels in colour (rgba), not in cell values: blending
+        # categories by value would invent colours.
+        ax.imshow(cells, cmap=colours, vmin=0, vmax=len(_CELL_COLOURS) - 1, interpolation="antialiased",
+                  interpolation_stage="rgba", extent=extent)
+        if max(layout.num_q_blocks, layout.num_k_blocks) <= 64:  # block boundaries, while visible
+            for edge in range(block_k, n, block_k):
+                ax.axvline(edge, color="#888888", linewidth=0.4)
+            for edge in range(block_q, n, block_q):
+                ax.axhline(edge, color="#888888", linewidth=0.4)
+        ax.set_xlim(0, n)
+        ax.set_ylim(n, 0)
+        ax.tick_params(labelsize=7)
+        where = [f"layer {layer}"] if compiled.layers > 1 else []
+        if compiled.heads > 1:
+            where.append("heads " + _ranges(heads) if len(heads) > 1 else f"head {heads[0]}")
+        ax.set_title(("  ·  ".join(where) + "\n" if where else "") + _short(str(pattern), 48), fontsize=8)
+        ax.set_xlabel(f"keys · {layout.num_full} full, {layout.num_partial} partial blocks\n"
+                      f"efficiency {layout.efficiency():.1%} · sparsity {layout.sparsity():.1%}", fontsize=7)
+        ax.set_ylabel("queries", fontsize=7)
+    legend = [Patch(facecolor=_CELL_COLOURS[5], edgecolor="#888888", label="full block"),
+              Patch(facecolor=_CELL_COLOURS[2], edgecolor="#888888", label="partial block")]
+    if pairs_drawn:
+        legend.append(Patch(facecolor=_CELL_COLOURS[3], edgecolor="#888888", label="connected pair in it"))
+    legend.append(Patch(facecolor=_CELL_COLOURS[0], edgecolor="#888888", label="empty block"))
+    figure.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=7, frameon=False)
+    figure.suptitle(f"n = {n:,} · blocks of {block_q} × {block_k}"
+                    + ("" if pairs_drawn else f"\nblocks only: pairs are drawn up to n = {dense_limit:,}"), fontsize=9)
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    try:
+        _save_png(figure, path)
+    finally:
+        plt.close(figure)
+    return (f"{len(panels)} panel(s), n = {n:,}, blocks of {block_q} × {block_k}"
+            + ("" if pairs_drawn else ", blocks only"))
+
+
+def _save_png(figure, path) -> None:
+    """Save as a palette PNG: the picture has a few flat colours and their blends, so 64
+    palette entries keep it looking the same at a third of the size of RGBA."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=64).save(path, format="PNG", optimize=True)
