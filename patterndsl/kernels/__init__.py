@@ -27,7 +27,7 @@ from pathlib import Path
 from ..errors import Diagnostic, SpatError
 from .generate import MAX_HEAD_DIM, module_source
 
-__all__ = ["triton_attention", "kernel_module", "module_source", "interpreting"]
+__all__ = ["triton_attention", "kernel_module", "module_source", "interpreting", "interpreter_ready"]
 
 _modules: dict[str, object] = {}  # by digest of the generated text
 _lock = threading.Lock()
@@ -38,6 +38,16 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
+def interpreter_ready() -> bool:
+    """Whether triton.language itself was loaded for the interpreter. Triton decides when it is
+    first imported: its own helpers (tl.zeros, the combine functions of tl.max and tl.sum) are
+    @triton.jit functions, interpreted only if TRITON_INTERPRET was set by then."""
+    import triton.language as tl
+    from triton.runtime.jit import JITFunction
+
+    return not isinstance(getattr(tl, "zeros", None), JITFunction)  # InterpretedFunction is not one
+
+
 def cache_dir() -> Path:
     root = os.environ.get("PATTERNDSL_CACHE_DIR")
     return Path(root) if root else Path.home() / ".cache" / "patterndsl" / "triton"
@@ -45,18 +55,20 @@ def cache_dir() -> Path:
 
 def _import_source(text: str):
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+    # Triton interprets or compiles a kernel as decided when it is defined: keep both kinds apart.
+    key = (digest, interpreting())
     with _lock:
-        module = _modules.get(digest)
+        module = _modules.get(key)
         if module is not None:
             return module
-        name = f"patterndsl_kernel_{digest}"
+        name = f"patterndsl_kernel_{digest}" + ("_interpreted" if key[1] else "")
         directory = cache_dir()
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError:
             directory = Path(tempfile.gettempdir()) / "patterndsl-triton"
             directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{name}.py"
+        path = directory / f"patterndsl_kernel_{digest}.py"
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             # Write then rename: another process may be importing the same file.
             handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
@@ -67,17 +79,17 @@ def _import_source(text: str):
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # Triton's JIT looks kernels' globals up through their module
         spec.loader.exec_module(module)
-        _modules[digest] = module
+        _modules[key] = module
         return module
 
 
 def kernel_module(compiled, block_size=None):
     """The imported kernel module of ``compiled`` for ``block_size`` (default: the file's
     `block`, else 128); generated once per compiled pattern and block size."""
-    key = compiled.block_sizes(block_size)
+    key = compiled.block_sizes(block_size) + (interpreting(),)
     per_pattern = compiled.__dict__.setdefault("_triton_modules", {})
     if key not in per_pattern:
-        per_pattern[key] = _import_source(module_source(compiled, key))
+        per_pattern[key] = _import_source(module_source(compiled, key[:2]))
     return per_pattern[key]
 
 
@@ -112,8 +124,12 @@ def _check(q, k, v, compiled):
         raise SpatError(Diagnostic(f"q, k and v are on different devices: {q.device}, {k.device}, {v.device}"))
     if q.device.type == "cpu" and not interpreting():
         raise SpatError(Diagnostic("the Triton kernels run on a GPU, or on CPU in Triton's interpreter",
-                                   help="set TRITON_INTERPRET=1 before the first call (slow), or use "
+                                   help="set TRITON_INTERPRET=1 before triton is imported (slow), or use "
                                         "patterndsl.attention_reference"))
+    if q.device.type == "cpu" and not interpreter_ready():
+        raise SpatError(Diagnostic("TRITON_INTERPRET=1 was set after triton was imported, which Triton's "
+                                   "interpreter does not support",
+                                   help="set TRITON_INTERPRET=1 in the environment before starting Python"))
 
 
 def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,

@@ -511,6 +511,12 @@ def attention(q, k, v, layer=0, scale=None, return_lse=False):
     _check(q, k, v, layer)
     sm_scale = float(scale) if scale is not None else q.shape[-1] ** -0.5
     head_pattern = _head_patterns(layer, q.shape[1], q.device)
-    out, lse = _BlockSparseAttention.apply(q, k, v, head_pattern, sm_scale)
+    if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+        # Triton's interpreter multiplies bfloat16 in tl.dot as raw bits (Triton 3.9): compute
+        # in float32 there. On a GPU bfloat16 runs natively.
+        out, lse = _BlockSparseAttention.apply(q.float(), k.float(), v.float(), head_pattern, sm_scale)
+        out = out.to(torch.bfloat16)
+    else:
+        out, lse = _BlockSparseAttention.apply(q, k, v, head_pattern, sm_scale)
     return (out, lse) if return_lse else out
 '''

@@ -1,0 +1,408 @@
+"""The generated Triton kernels (patterndsl/kernels) against the float64 dense-mask reference.
+
+Run on CPU in Triton's interpreter (TRITON_INTERPRET=1, set here for this module only),
+so shapes are small: n up to ~300, block sizes 16..64, head dims 16..64. Forward outputs,
+the log-sum-exp, and dQ, dK, dV are compared with `attention_reference` in float64 on the
+same (rounded) inputs; the tolerance is a multiple of the error of the same computation done
+eagerly in the test's dtype, so fp16 is held to fp16's standard and fp32 to fp32's.
+"""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# Triton decides whether to interpret when it is first imported, so this comes first. CPU
+# tensors only run in the interpreter; the flag has no effect on other tests (torch's own
+# CPU code paths do not use Triton).
+os.environ["TRITON_INTERPRET"] = "1"
+
+triton = pytest.importorskip("triton", reason="the Triton kernels need triton installed (pip install triton)")
+torch = pytest.importorskip("torch")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import patterndsl  # noqa: E402
+from patterndsl import strategies as S  # noqa: E402
+from patterndsl.errors import SpatError  # noqa: E402
+
+CI = bool(os.environ.get("CI"))
+
+
+def examples(count: int) -> int:
+    """``count`` hypothesis examples, scaled by $PATTERNDSL_TEST_SCALE (e.g. 20 for a long run)."""
+    return max(1, int(count * float(os.environ.get("PATTERNDSL_TEST_SCALE", "1"))))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def interpreter():
+    """Fail loudly (not with Triton's puzzling error) when triton was imported before this
+    module could turn its interpreter on, e.g. by another test module at collection."""
+    from patterndsl.kernels import interpreter_ready
+
+    os.environ["TRITON_INTERPRET"] = "1"
+    assert interpreter_ready(), ("triton was imported before TRITON_INTERPRET=1 was set: run these tests "
+                                 "with TRITON_INTERPRET=1 in the environment")
+
+
+def triton_attention(*args, **kwargs):
+    from patterndsl.kernels import triton_attention
+
+    return triton_attention(*args, **kwargs)
+
+
+# ---- the reference -------------------------------------------------------------------------
+
+
+def reference_lse(q, k, compiled, layer, scale):
+    """float64 log-sum-exp of each row's scaled, masked scores (-inf for an empty row)."""
+    heads, kv_heads = q.shape[1], k.shape[1]
+    k = k.double().repeat_interleave(heads // kv_heads, dim=1)
+    scores = q.double() @ k.transpose(-1, -2) * scale
+    allowed = torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).unsqueeze(0)
+    return torch.logsumexp(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+
+
+def forward_backward(function, q, k, v, d_out):
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out = function(q, k, v)
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), d_out)
+    return out.detach(), dq, dk, dv
+
+
+# Whatever the eager computation in the same dtype gets wrong, the kernels may get wrong
+# a few times over (they round P to the input dtype for the second matmul, as
+# FlashAttention does); FLOOR absorbs cases where eager happens to be nearly exact.
+TOLERANCE = {torch.float32: (4.0, 1e-5), torch.float16: (4.0, 2e-3)}
+
+
+def assert_matches_reference(compiled, layer, q, k, v, d_out, scale=None, block_size=None):
+    """Kernels vs float64 reference: outputs, LSE, gradients; no NaN; empty rows exactly 0."""
+    dtype = q.dtype
+    scale_value = scale if scale is not None else q.shape[-1] ** -0.5
+
+    def reference(q_, k_, v_):
+        return patterndsl.attention_reference(q_, k_, v_, compiled, layer, scale)
+
+    exact = forward_backward(reference, q.double(), k.double(), v.double(), d_out.double())
+    eager = forward_backward(reference, q, k, v, d_out)
+    lse_box = []
+
+    def kernels(q_, k_, v_):
+        out, lse = triton_attention(q_, k_, v_, compiled, layer, scale, block_size=block_size, return_lse=True)
+        lse_box.append(lse)
+        return out
+
+    ours = forward_backward(kernels, q, k, v, d_out)
+    factor, floor = TOLERANCE[dtype]
+    for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv"), ours, eager, exact):
+        assert mine.dtype == dtype and mine.shape == want.shape, name
+        assert torch.isfinite(mine).all(), f"{name} has NaN or inf"
+        error = (mine.double() - want).abs().max().item()
+        eager_error = (eager_value.double() - want).abs().max().item()
+        allowed = factor * eager_error + floor * max(1.0, want.abs().max().item())
+        assert error <= allowed, (f"{name}: max error {error:.3g} > {allowed:.3g} "
+                                  f"(eager {dtype} error {eager_error:.3g})")
+
+    # The log-sum-exp: -inf exactly for the empty rows, close elsewhere.
+    lse, want_lse = lse_box[0], reference_lse(q, k, compiled, layer, scale_value)
+    empty = torch.isinf(want_lse)
+    assert torch.equal(torch.isinf(lse), empty)
+    lse_tolerance = 1e-4 if dtype == torch.float32 else 2e-2
+    if (~empty).any():
+        assert (lse.double() - want_lse)[~empty].abs().max().item() <= lse_tolerance * (1 + want_lse[~empty].abs().max().item())
+
+    # A row with no connection outputs zeros and passes no gradient to its query.
+    out, dq = ours[0], ours[1]
+    rows = empty.expand(out.shape[:3])
+    assert (out[rows] == 0).all() and (dq[rows] == 0).all()
+
+
+# ---- generated cases -----------------------------------------------------------------------
+
+BLOCKS = st.sampled_from((16, 32, 48, 64))
+WORK = 220 if CI else 160  # most (batch × head × block pair) computations per example: interpreter time
+
+
+@st.composite
+def cases(draw):
+    """(source, n, layer, block size, batch, heads, kv heads, head dim, dtype): any pattern
+    (nested expressions over every primitive and operator, or whole files with layers and
+    heads), ragged n, square and rectangular blocks, grouped-query heads."""
+    source = draw(st.one_of(S.pattern_sources(), S.files()))
+    block_q = draw(BLOCKS)
+    block_k = block_q if draw(st.booleans()) else draw(BLOCKS)
+    compiled_heads = patterndsl.compile(source, 1).heads
+    heads = compiled_heads if compiled_heads > 1 else draw(st.sampled_from((1, 2, 3, 4)))
+    kv_heads = draw(st.sampled_from([d for d in range(1, heads + 1) if heads % d == 0]))
+    batch = draw(st.sampled_from((1, 2))) if heads <= 2 else 1
+    # Keep the interpreter's work bounded: at most WORK block pairs over all batches and heads.
+    pairs_per_head = max(1, WORK // (batch * heads))
+    max_n = max(1, min(300, int(math.sqrt(pairs_per_head * block_q * block_k))))
+    n = draw(st.one_of(st.integers(1, min(max_n, 40)), st.integers(1, max_n)))
+    layers = patterndsl.compile(source, n).layers
+    layer = draw(st.integers(0, layers))  # == layers: cycles back to layer 0
+    head_dim = draw(st.sampled_from((16, 24, 32, 40, 64)))
+    dtype = draw(st.sampled_from((torch.float32, torch.float16)))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return source, n, layer, (block_q, block_k), batch, heads, kv_heads, head_dim, dtype, seed
+
+
+def random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=1.0):
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(*shape):
+        return (torch.randn(*shape, generator=generator, dtype=torch.float64) * spread).to(dtype)
+
+    return (draw(batch, heads, n, head_dim), draw(batch, kv_heads, n, head_dim),
+            draw(batch, kv_heads, n, head_dim), draw(batch, heads, n, head_dim))
+
+
+@settings(max_examples=examples(30 if CI else 20), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cases())
+def test_kernels_match_the_dense_reference(case):
+    source, n, layer, block_size, batch, heads, kv_heads, head_dim, dtype, seed = case
+    compiled = patterndsl.compile(source, n)
+    q, k, v, d_out = random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=2.0)
+    assert_matches_reference(compiled, layer, q, k, v, d_out, block_size=block_size)
+
+
+# ---- chosen cases --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source, n, block_size", [
+    ("window(5) | global(0..3)", 100, 32),           # partial blocks, ragged end
+    ("causal", 96, 32),                                # full blocks on and below the diagonal, n % 32 == 0
+    ("causal", 97, 16),                                # a full block cut by the ragged end
+    ("all", 130, (64, 32)),                            # every block full; tiles smaller than blocks
+    ("random(7, seed=3) | self", 90, (16, 48)),       # per-block bitmaps; blocks not a power of two
+    ("cols(1, 3, 5, 7, 9, 11, 13, 15, 17, 19)", 70, 32),  # an index list read from a table
+    ("stride(7) & causal | logsparse", 120, 32),
+])
+def test_primitive_kernels(source, n, block_size):
+    compiled = patterndsl.compile(source, n)
+    q, k, v, d_out = random_inputs(2, 2, 1, n, 32, torch.float32, seed=n)
+    assert_matches_reference(compiled, 0, q, k, v, d_out, block_size=block_size)
+
+
+def test_layers_and_heads_choose_their_own_pattern():
+    source = textwrap.dedent("""\
+        layers {
+            heads {
+                0..2: window(3, 0)
+                2: chunk(16)
+                3: random(4) & causal
+            }
+            stride(5) | self
+        }
+        """)
+    compiled = patterndsl.compile(source, 75)
+    q, k, v, d_out = random_inputs(1, 4, 2, 75, 16, torch.float32, seed=1)
+    for layer in (0, 1, 2):
+        assert_matches_reference(compiled, layer, q, k, v, d_out, block_size=32)
+
+
+def test_empty_rows_give_zeros_and_zero_gradients():
+    # Queries 8.. have no key; their rows share blocks with rows that have some.
+    compiled = patterndsl.compile("rows(0..8) & window(2)", 40)
+    q, k, v, d_out = random_inputs(1, 2, 2, 40, 16, torch.float16, seed=2)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    out, lse = triton_attention(q, k, v, compiled, return_lse=True, block_size=16)
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), d_out)
+    assert (out[:, :, 8:] == 0).all() and (dq[:, :, 8:] == 0).all()
+    assert torch.isinf(lse[:, :, 8:]).all() and (lse[:, :, 8:] < 0).all()
+    assert torch.isfinite(lse[:, :, :8]).all()
+    assert all(torch.isfinite(t).all() for t in (out, dq, dk, dv))
+    assert (dk[:, :, 11:] == 0).all() and (dv[:, :, 11:] == 0).all()  # keys 11.. are never attended
+
+    nothing = patterndsl.compile("none", 40)
+    out = triton_attention(q, k, v, nothing)
+    assert (out == 0).all()
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), d_out)
+    assert all((t == 0).all() for t in (dq, dk, dv))
+
+
+def test_scale_head_dims_and_strided_inputs():
+    compiled = patterndsl.compile("window(9) | global(0..4)", 64)
+    # head_dim 8 and 100 are padded to 16 and 128 inside the kernels.
+    for head_dim in (8, 100):
+        q, k, v, d_out = random_inputs(1, 2, 2, 64, head_dim, torch.float32, seed=head_dim)
+        assert_matches_reference(compiled, 0, q, k, v, d_out, scale=0.3, block_size=32)
+    # [batch, n, heads, D] inputs viewed as [batch, heads, n, D]: not contiguous.
+    q, k, v, d_out = (t.transpose(1, 2).contiguous().transpose(1, 2)
+                      for t in random_inputs(1, 2, 1, 64, 16, torch.float32, seed=5))
+    assert not q.is_contiguous()
+    assert_matches_reference(compiled, 0, q, k, v, d_out, block_size=32)
+
+
+def test_bfloat16_on_cpu_is_computed_in_float32():
+    # Triton's interpreter gets bfloat16 tl.dot wrong, so the module computes bfloat16 in
+    # float32 on CPU (benchmarks/gpu_attention.py --check tests bfloat16 on a GPU).
+    compiled = patterndsl.compile("window(4) | cols(0)", 48)
+    q, k, v, d_out = random_inputs(1, 2, 2, 48, 16, torch.bfloat16, seed=3)
+    q.requires_grad_()
+    out = triton_attention(q, k, v, compiled, block_size=16)
+    dq, = torch.autograd.grad(out, q, d_out)
+    assert out.dtype == dq.dtype == torch.bfloat16
+    want = forward_backward(lambda q_, k_, v_: patterndsl.attention_reference(q_, k_, v_, compiled),
+                            q.double(), k.double(), v.double(), d_out.double())
+    assert (out.double() - want[0]).abs().max().item() < 0.02
+    assert (dq.double() - want[1]).abs().max().item() < 0.05
+
+
+TWO_HEADS = "heads {\n    0: self\n    1: causal\n}"
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+
+def test_bad_inputs_are_diagnosed():
+    compiled = patterndsl.compile("window(2)", 32)
+    q = torch.randn(1, 4, 32, 16)
+    kv = torch.randn(1, 2, 32, 16)
+    cases = [
+        ((torch.randn(1, 4, 31, 16), kv, kv), "compiled for n = 32"),
+        ((q, torch.randn(1, 3, 32, 16), torch.randn(1, 3, 32, 16)), "must divide"),
+        ((q.double(), kv.double(), kv.double()), "dtype"),
+        ((torch.randn(1, 4, 32, 300), torch.randn(1, 2, 32, 300), torch.randn(1, 2, 32, 300)), "head_dim"),
+        ((q[0], kv, kv), "shaped"),
+        ((q, kv, torch.randn(1, 1, 32, 16)), "k and v must be shaped"),
+    ]
+    for (q_, k_, v_), message in cases:
+        with pytest.raises(SpatError, match=message):
+            triton_attention(q_, k_, v_, compiled)
+    with pytest.raises(SpatError, match="multiples of 16"):
+        triton_attention(q, kv, kv, compiled, block_size=24)
+    two_heads = patterndsl.compile(TWO_HEADS, 32)
+    with pytest.raises(SpatError, match="2 heads"):
+        triton_attention(q, kv, kv, two_heads)
+
+
+def test_cpu_without_the_interpreter_is_diagnosed(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    compiled = patterndsl.compile("window(2)", 32)
+    q = torch.randn(1, 1, 32, 16)
+    with pytest.raises(SpatError, match="TRITON_INTERPRET"):
+        triton_attention(q, q, q, compiled)
+
+
+# ---- the standalone module -----------------------------------------------------------------
+
+STANDALONE_RUN = """
+import sys
+sys.modules["patterndsl"] = None   # any import of patterndsl now fails
+import torch
+import kernel
+assert not any(name == "patterndsl" or name.startswith("patterndsl.") for name in sys.modules
+               if sys.modules[name] is not None)
+inputs = torch.load("inputs.pt")
+q, k, v = (t.requires_grad_() for t in inputs["qkv"])
+results = {}
+for layer in range(kernel.LAYERS + 1):
+    out, lse = kernel.attention(q, k, v, layer=layer, return_lse=True)
+    grads = torch.autograd.grad(out, (q, k, v), inputs["d_out"])
+    results[layer] = (out.detach(), lse, *grads)
+try:
+    kernel.attention(q[:, :, :-1], k, v)
+except ValueError as error:
+    results["error"] = str(error)
+torch.save(results, "results.pt")
+"""
+
+
+def test_standalone_module_runs_without_patterndsl(tmp_path):
+    spat = tmp_path / "local.spat"
+    spat.write_text(textwrap.dedent("""\
+        block 32
+        layers {
+            heads {
+                0: window(4, 0) | cols(0..2)
+                1: random(3)
+            }
+            chunk(20) & causal
+        }
+        """), encoding="utf-8")
+    n = 70
+    written = subprocess.run([sys.executable, "-m", "patterndsl.cli", "compile", str(spat), "--n", str(n),
+                              "--target", "triton", "-o", str(tmp_path / "kernel.py")],
+                             capture_output=True, text=True)
+    assert written.returncode == 0, written.stderr
+    text = (tmp_path / "kernel.py").read_text(encoding="utf-8")
+    assert "import patterndsl" not in text and "from patterndsl" not in text
+    assert "def attention(q, k, v, layer=0, scale=None" in text and "class _BlockSparseAttention" in text
+
+    compiled = patterndsl.compile(spat, n)
+    q, k, v, d_out = random_inputs(1, 2, 1, n, 16, torch.float32, seed=7)
+    torch.save({"qkv": (q, k, v), "d_out": d_out}, tmp_path / "inputs.pt")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["TRITON_INTERPRET"] = "1"
+    # -I: no PYTHONPATH, no user site, and the script's directory (not the repository) on sys.path.
+    run = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, '.'); {STANDALONE_RUN}"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = torch.load(tmp_path / "results.pt")
+    assert "generated for n = 70" in results["error"]
+    for layer in range(compiled.layers + 1):
+        exact = forward_backward(lambda q_, k_, v_: patterndsl.attention_reference(q_, k_, v_, compiled, layer),
+                                 q.double(), k.double(), v.double(), d_out.double())
+        out, lse, *grads = results[layer]
+        for mine, want in zip((out, *grads), exact):
+            assert (mine.double() - want).abs().max().item() < 1e-4
+        want_lse = reference_lse(q, k, compiled, layer, 16 ** -0.5)
+        assert torch.equal(torch.isinf(lse), torch.isinf(want_lse))
+
+
+def test_in_process_module_is_the_emitted_module(tmp_path):
+    from patterndsl.kernels import kernel_module, module_source
+
+    compiled = patterndsl.compile("window(3) | global(0..2)", 50)
+    path = tmp_path / "k.py"
+    written = patterndsl.targets.get_target("triton").emit(compiled, path)
+    assert "blocks of 128 x 128" in written
+    assert path.read_text(encoding="utf-8") == module_source(compiled)
+    module = kernel_module(compiled)
+    assert open(module.__file__, encoding="utf-8").read() == module_source(compiled)
+    assert kernel_module(compiled) is module
+
+
+# ---- the nn.Module -------------------------------------------------------------------------
+
+
+def test_sparse_attention_module_matches_the_reference_backend():
+    torch.manual_seed(0)
+    source = "window(6, 0) | cols(0)"
+    layer = patterndsl.SparseAttention(source, embed_dim=48, num_heads=4, num_kv_heads=2, block_size=16)
+    reference = patterndsl.SparseAttention(source, embed_dim=48, num_heads=4, num_kv_heads=2, backend="reference")
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 37, 48, requires_grad=True)
+    y = layer(x)
+    y_ref = reference(x)
+    assert y.shape == x.shape
+    assert (y - y_ref).abs().max().item() < 1e-5
+    grad, = torch.autograd.grad(y.square().sum(), x)
+    grad_ref, = torch.autograd.grad(y_ref.square().sum(), x)
+    assert (grad - grad_ref).abs().max().item() < 1e-4
+    assert layer(torch.randn(1, 20, 48)).shape == (1, 20, 48)  # another n: compiled again
+
+
+def test_sparse_attention_module_checks_its_arguments(monkeypatch):
+    with pytest.raises(SpatError, match="must divide"):
+        patterndsl.SparseAttention("causal", embed_dim=48, num_heads=4, num_kv_heads=3)
+    with pytest.raises(SpatError, match="multiple of num_heads"):
+        patterndsl.SparseAttention("causal", embed_dim=50, num_heads=4)
+    with pytest.raises(SpatError, match="2 heads"):
+        patterndsl.SparseAttention(patterndsl.compile(TWO_HEADS, 8), embed_dim=48, num_heads=4)
+    layer = patterndsl.SparseAttention("causal", embed_dim=16, num_heads=2)
+    with pytest.raises(SpatError, match="expected input"):
+        layer(torch.randn(2, 5, 17))
+    # Without the interpreter, CPU falls back to the reference and still agrees.
+    x = torch.randn(1, 9, 16)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    fallback = layer(x)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert (layer(x) - fallback).abs().max().item() < 1e-5
