@@ -125,45 +125,49 @@ def mask_mod(compiled, layer: int = 0, block_size=None, device="cpu"):
 # These functions use only torch: the emitted module carries their source.
 
 
-def padded_block_lists(ptr, idx, num_cols: int):
-    """FlexAttention's form of CSR lists (ptr [rows + 1], idx): counts int32 [rows] and
-    indices int32 [rows, num_cols], each row's blocks first, padded with zeros."""
+def fill_padded_lists(ptr, idx, counts, indices):
+    """Write CSR lists (ptr [rows + 1], idx) in FlexAttention's form: ``counts`` [rows]
+    gets each row's number of blocks, ``indices`` [rows, columns] (zeros) each row's
+    blocks first."""
     import torch
 
     ptr = ptr.to(torch.int64)
-    counts = ptr[1:] - ptr[:-1]
-    num_rows = counts.numel()
-    indices = torch.zeros((num_rows, max(num_cols, 1)), dtype=torch.int32, device=ptr.device)
-    row = torch.repeat_interleave(torch.arange(num_rows, device=ptr.device), counts)
+    per_row = ptr[1:] - ptr[:-1]
+    counts.copy_(per_row)
+    row = torch.repeat_interleave(torch.arange(per_row.numel(), device=ptr.device), per_row)
     position = torch.arange(row.numel(), device=ptr.device) - ptr[:-1][row]
-    indices[row, position] = idx.to(torch.int32)
-    return counts.to(torch.int32), indices
+    indices[row, position] = idx.to(indices.dtype)
 
 
 def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod):
     """A BlockMask [1, H, …] from per-head CSR lists: ``head_lists[h]`` maps partial,
-    full, t_partial and t_full to (ptr, idx) tensors; heads may share one dict."""
+    full, t_partial and t_full to (ptr, idx) tensors; heads may share one dict.
+
+    Each index tensor is allocated once at its final [1, H, rows, columns] size (the
+    dense part of the format: at n = 2^20 in blocks of 128, 256 MiB per tensor and
+    head) and filled from the lists; heads that share lists are copied, not rebuilt."""
     import inspect
 
     import torch
     from torch.nn.attention.flex_attention import BlockMask
 
     num_q, num_k = -(-n // block_q), -(-n // block_k)
-    built = {}  # id of a head's lists -> their padded form, so shared heads are built once
-    for lists in head_lists:
-        if id(lists) not in built:
-            built[id(lists)] = {
-                "kv": padded_block_lists(*lists["partial"], num_k),
-                "full_kv": padded_block_lists(*lists["full"], num_k),
-                "q": padded_block_lists(*lists["t_partial"], num_q),
-                "full_q": padded_block_lists(*lists["t_full"], num_q)}
-    per_head = [built[id(lists)] for lists in head_lists]
-
-    def stacked(kind, part):  # [1, H, rows] or [1, H, rows, cols]
-        return torch.stack([head[kind][part] for head in per_head]).unsqueeze(0)
-
-    arguments = {f"{kind}_num_blocks": stacked(kind, 0) for kind in ("kv", "full_kv", "q", "full_q")}
-    arguments.update({f"{kind}_indices": stacked(kind, 1) for kind in ("kv", "full_kv", "q", "full_q")})
+    device = head_lists[0]["partial"][0].device
+    heads = len(head_lists)
+    arguments = {}
+    for kind, lists, rows, columns in (("kv", "partial", num_q, num_k), ("full_kv", "full", num_q, num_k),
+                                       ("q", "t_partial", num_k, num_q), ("full_q", "t_full", num_k, num_q)):
+        counts = torch.zeros((1, heads, rows), dtype=torch.int32, device=device)
+        indices = torch.zeros((1, heads, rows, max(columns, 1)), dtype=torch.int32, device=device)
+        first_head = {}  # id of a head's lists -> the first head that has them
+        for head, per_head in enumerate(head_lists):
+            seen = first_head.setdefault(id(per_head), head)
+            if seen == head:
+                fill_padded_lists(*per_head[lists], counts[0, head], indices[0, head])
+            else:
+                counts[0, head] = counts[0, seen]
+                indices[0, head] = indices[0, seen]
+        arguments[f"{kind}_num_blocks"], arguments[f"{kind}_indices"] = counts, indices
     parameters = inspect.signature(BlockMask.__init__).parameters
     if "q_indices" not in parameters:  # an old torch that transposes the lists itself
         return BlockMask.from_kv_blocks(arguments["kv_num_blocks"], arguments["kv_indices"],
@@ -354,7 +358,7 @@ def emit_module(compiled, block_size=None) -> str:
             for name in ("partial", "full", "t_partial", "t_full")) + "},\n")
     parts.append("]\n")
     parts.append(f"HEAD_LAYOUT = {head_layout}  # per layer, the LAYOUTS entry of each head\n\n\n")
-    parts.append(inspect.getsource(padded_block_lists) + "\n\n" + inspect.getsource(make_block_mask))
+    parts.append(inspect.getsource(fill_padded_lists) + "\n\n" + inspect.getsource(make_block_mask))
     parts.append(_MODULE_FOOTER)
     return "".join(parts)
 
