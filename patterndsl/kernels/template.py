@@ -62,33 +62,34 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, 
     """Online softmax over the key blocks BLOCK_LIST[start:end], each BLOCK_K keys taken
     BLOCK_N at a time. Scores are kept in base 2 (qk_scale includes log2(e))."""
     offs_d = tl.arange(0, BLOCK_D)
-    for i in range(start, end):
-        key_block = tl.load(BLOCK_LIST + i)
-        for sub in range(BLOCK_K // BLOCK_N):
-            start_n = key_block * BLOCK_K + sub * BLOCK_N
-            offs_n = start_n + tl.arange(0, BLOCK_N)
-            K_tile = K_head + start_n.to(tl.int64) * stride_kn
-            V_tile = V_head + start_n.to(tl.int64) * stride_vn
-            local_n = tl.arange(0, BLOCK_N)
-            kT = tl.load(K_tile + local_n[None, :] * stride_kn + offs_d[:, None],
-                         mask=(offs_n[None, :] < N) & (offs_d[:, None] < head_dim), other=0.0)
-            qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
-            if APPLY_PATTERN:
-                connected = _allowed(offs_m[:, None], offs_n[None, :], N, pattern${T})
-                qk = tl.where(connected, qk, float("-inf"))
-            elif not EVEN_N:  # a full block at the ragged end: only the keys past n are cut
-                qk = tl.where(offs_n[None, :] < N, qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1))
-            # A row that has met no connected key yet keeps m = -inf; measure it from 0
-            # instead, so that no -inf - -inf (NaN) is ever formed.
-            m_ref = tl.where(m_new == float("-inf"), 0.0, m_new)
-            p = tl.math.exp2(qk - m_ref[:, None])
-            alpha = tl.math.exp2(m_i - m_ref)
-            l_i = l_i * alpha + tl.sum(p, 1)
-            v = tl.load(V_tile + local_n[:, None] * stride_vn + offs_d[None, :],
-                        mask=(offs_n[:, None] < N) & (offs_d[None, :] < head_dim), other=0.0)
-            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PRECISION)
-            m_i = m_new
+    local_n = tl.arange(0, BLOCK_N)
+    # One flat loop over (block, tile within the block), so that Triton's software pipeliner,
+    # which works on innermost loops, can prefetch the next tile across blocks.
+    for step in range(start * (BLOCK_K // BLOCK_N), end * (BLOCK_K // BLOCK_N)):
+        key_block = tl.load(BLOCK_LIST + step // (BLOCK_K // BLOCK_N))
+        start_n = key_block * BLOCK_K + (step % (BLOCK_K // BLOCK_N)) * BLOCK_N
+        offs_n = start_n + local_n
+        K_tile = K_head + start_n.to(tl.int64) * stride_kn
+        V_tile = V_head + start_n.to(tl.int64) * stride_vn
+        kT = tl.load(K_tile + local_n[None, :] * stride_kn + offs_d[:, None],
+                     mask=(offs_n[None, :] < N) & (offs_d[:, None] < head_dim), other=0.0)
+        qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
+        if APPLY_PATTERN:
+            connected = _allowed(offs_m[:, None], offs_n[None, :], N, pattern${T})
+            qk = tl.where(connected, qk, float("-inf"))
+        elif not EVEN_N:  # a full block at the ragged end: only the keys past n are cut
+            qk = tl.where(offs_n[None, :] < N, qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        # A row that has met no connected key yet keeps m = -inf; measure it from 0
+        # instead, so that no -inf - -inf (NaN) is ever formed.
+        m_ref = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.math.exp2(qk - m_ref[:, None])
+        alpha = tl.math.exp2(m_i - m_ref)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(V_tile + local_n[:, None] * stride_vn + offs_d[None, :],
+                    mask=(offs_n[:, None] < N) & (offs_d[None, :] < head_dim), other=0.0)
+        acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PRECISION)
+        m_i = m_new
     return acc, l_i, m_i
 
 
@@ -158,26 +159,25 @@ def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride
     """dQ (up to the softmax scale) over the key blocks BLOCK_LIST[start:end]:
     P = exp(S - lse), dS = P * (dO V^T - delta), dQ += dS K."""
     offs_d = tl.arange(0, BLOCK_D)
-    for i in range(start, end):
-        key_block = tl.load(BLOCK_LIST + i)
-        for sub in range(BLOCK_K // BLOCK_N):
-            start_n = key_block * BLOCK_K + sub * BLOCK_N
-            offs_n = start_n + tl.arange(0, BLOCK_N)
-            local_n = tl.arange(0, BLOCK_N)
-            kv_mask = (offs_n[None, :] < N) & (offs_d[:, None] < head_dim)
-            kT = tl.load(K_head + start_n.to(tl.int64) * stride_kn + local_n[None, :] * stride_kn
-                         + offs_d[:, None], mask=kv_mask, other=0.0)
-            vT = tl.load(V_head + start_n.to(tl.int64) * stride_vn + local_n[None, :] * stride_vn
-                         + offs_d[:, None], mask=kv_mask, other=0.0)
-            qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
-            p = tl.math.exp2(qk - lse2[:, None])
-            if APPLY_PATTERN:
-                p = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern${T}), p, 0.0)
-            elif not EVEN_N:
-                p = tl.where(offs_n[None, :] < N, p, 0.0)
-            dp = tl.dot(do, vT, input_precision=PRECISION)
-            ds = p * (dp - delta[:, None])
-            dq = tl.dot(ds.to(kT.dtype), tl.trans(kT), dq, input_precision=PRECISION)
+    local_n = tl.arange(0, BLOCK_N)
+    for step in range(start * (BLOCK_K // BLOCK_N), end * (BLOCK_K // BLOCK_N)):
+        key_block = tl.load(BLOCK_LIST + step // (BLOCK_K // BLOCK_N))
+        start_n = key_block * BLOCK_K + (step % (BLOCK_K // BLOCK_N)) * BLOCK_N
+        offs_n = start_n + local_n
+        kv_mask = (offs_n[None, :] < N) & (offs_d[:, None] < head_dim)
+        kT = tl.load(K_head + start_n.to(tl.int64) * stride_kn + local_n[None, :] * stride_kn
+                     + offs_d[:, None], mask=kv_mask, other=0.0)
+        vT = tl.load(V_head + start_n.to(tl.int64) * stride_vn + local_n[None, :] * stride_vn
+                     + offs_d[:, None], mask=kv_mask, other=0.0)
+        qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
+        p = tl.math.exp2(qk - lse2[:, None])
+        if APPLY_PATTERN:
+            p = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern${T}), p, 0.0)
+        elif not EVEN_N:
+            p = tl.where(offs_n[None, :] < N, p, 0.0)
+        dp = tl.dot(do, vT, input_precision=PRECISION)
+        ds = p * (dp - delta[:, None])
+        dq = tl.dot(ds.to(kT.dtype), tl.trans(kT), dq, input_precision=PRECISION)
     return dq
 
 
@@ -243,31 +243,30 @@ def _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE_head, DELTA_head, st
     BLOCK_LIST[start:end], each BLOCK_Q queries taken BLOCK_M at a time, computed transposed:
     P^T = exp(K Q^T - lse), dV += P^T dO, dS^T = P^T * (V dO^T - delta), dK += dS^T Q."""
     offs_d = tl.arange(0, BLOCK_D)
-    for i in range(start, end):
-        query_block = tl.load(BLOCK_LIST + i)
-        for sub in range(BLOCK_Q // BLOCK_M):
-            start_m = query_block * BLOCK_Q + sub * BLOCK_M
-            offs_m = start_m + tl.arange(0, BLOCK_M)
-            local_m = tl.arange(0, BLOCK_M)
-            qT = tl.load(Q_head + start_m.to(tl.int64) * stride_qn + local_m[None, :] * stride_qn
-                         + offs_d[:, None], mask=(offs_m[None, :] < N) & (offs_d[:, None] < head_dim),
-                         other=0.0)
-            do = tl.load(DO_head + start_m.to(tl.int64) * stride_don + local_m[:, None] * stride_don
-                         + offs_d[None, :], mask=(offs_m[:, None] < N) & (offs_d[None, :] < head_dim),
-                         other=0.0)
-            lse = tl.load(LSE_head + offs_m, mask=offs_m < N, other=0.0)
-            lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
-            delta = tl.load(DELTA_head + offs_m, mask=offs_m < N, other=0.0)
-            qkT = tl.dot(k, qT, input_precision=PRECISION) * qk_scale
-            pT = tl.math.exp2(qkT - lse2[None, :])
-            if APPLY_PATTERN:
-                pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern${T}), pT, 0.0)
-            elif not EVEN_M:
-                pT = tl.where(offs_m[None, :] < N, pT, 0.0)
-            dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=PRECISION)
-            dpT = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-            dsT = pT * (dpT - delta[None, :])
-            dk = tl.dot(dsT.to(qT.dtype), tl.trans(qT), dk, input_precision=PRECISION)
+    local_m = tl.arange(0, BLOCK_M)
+    for step in range(start * (BLOCK_Q // BLOCK_M), end * (BLOCK_Q // BLOCK_M)):
+        query_block = tl.load(BLOCK_LIST + step // (BLOCK_Q // BLOCK_M))
+        start_m = query_block * BLOCK_Q + (step % (BLOCK_Q // BLOCK_M)) * BLOCK_M
+        offs_m = start_m + local_m
+        qT = tl.load(Q_head + start_m.to(tl.int64) * stride_qn + local_m[None, :] * stride_qn
+                     + offs_d[:, None], mask=(offs_m[None, :] < N) & (offs_d[:, None] < head_dim),
+                     other=0.0)
+        do = tl.load(DO_head + start_m.to(tl.int64) * stride_don + local_m[:, None] * stride_don
+                     + offs_d[None, :], mask=(offs_m[:, None] < N) & (offs_d[None, :] < head_dim),
+                     other=0.0)
+        lse = tl.load(LSE_head + offs_m, mask=offs_m < N, other=0.0)
+        lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
+        delta = tl.load(DELTA_head + offs_m, mask=offs_m < N, other=0.0)
+        qkT = tl.dot(k, qT, input_precision=PRECISION) * qk_scale
+        pT = tl.math.exp2(qkT - lse2[None, :])
+        if APPLY_PATTERN:
+            pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern${T}), pT, 0.0)
+        elif not EVEN_M:
+            pT = tl.where(offs_m[None, :] < N, pT, 0.0)
+        dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=PRECISION)
+        dpT = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+        dsT = pT * (dpT - delta[None, :])
+        dk = tl.dot(dsT.to(qT.dtype), tl.trans(qT), dk, input_precision=PRECISION)
     return dk, dv
 
 

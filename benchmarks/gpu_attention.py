@@ -1,0 +1,393 @@
+"""GPU benchmark of the generated Triton block-sparse attention kernels.
+
+    python benchmarks/gpu_attention.py --check --out gpu.md
+
+--check first runs forward and backward of every pattern below (and a few more) at a
+small ragged n in bfloat16, float16 and float32 against the float64 dense-mask reference,
+printing PASS or FAIL per case. Then, in bfloat16 for head dims 128 and 64 and n from 8k
+to 128k, it times forward and backward of
+
+    - our kernels (patterndsl.kernels.triton_attention, blocks of 128),
+    - torch.compile(flex_attention) with the same block layout (the BlockMask of
+      patterndsl.targets.flex.block_mask: the same partial/full block lists and a mask_mod
+      generated from the same IR),
+    - dense F.scaled_dot_product_attention (is_causal for the causal patterns; skipped
+      above --max-dense-n, where it takes too long),
+
+and prints a markdown table, also written to --out.
+
+Work is counted over the computed blocks: a forward pass does 4·D flops per in-bounds
+pair of every partial or full block (QK^T and PV, 2·D each; layout.computed_pairs()),
+a backward pass 2.5 times that (QK^T again, dP, dV, dQ, dK: 5 matmuls against 2). Dense
+SDPA's TFLOP/s count its own work (n² pairs, or n(n+1)/2 with is_causal). Speedups
+compare times, which is what a model sees.
+
+The whole run stays under --budget seconds (default 280): the Triton and SDPA
+columns of every configuration are measured first, then FlexAttention (whose
+torch.compile per shape is the slow part) for as many as time allows; what is left
+out is marked "–" and listed. Tiles, warps and stages are the generated module's
+TILES table (see patterndsl/kernels/template.py): forward 128×64, backward 128×32,
+4 warps (8 for head dim 128), 3 stages (2 in the backward pass at head dim 128).
+
+Runs from the repository checkout: PYTHONPATH=. python benchmarks/gpu_attention.py.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import patterndsl  # noqa: E402
+from patterndsl.kernels import triton_attention  # noqa: E402
+
+BLOCK = 128
+
+# (name, .spat source or file, layer, dense SDPA counterpart is causal, largest n to run)
+PATTERNS = [
+    ("window(256) | global(0..8)", "window(256) | global(0..8)", 0, False, None),
+    ("strided.spat layer 0: window(√n-1, 0)", REPO / "examples" / "strided.spat", 0, True, None),
+    ("strided.spat layer 1: stride(√n) & causal", REPO / "examples" / "strided.spat", 1, True, None),
+    # Token-level random keys land in ~r·BLOCK different key blocks per query block, so at the
+    # block level this is nearly dense (see the block-efficiency column) and its per-block
+    # bitmaps grow with the blocks touched: it runs at the small sizes only. A block-random
+    # primitive (BigBird's actual scheme) would keep it sparse.
+    ("BigBird-like: window(192) | global(0..128) | random(3)",
+     "window(192) | global(0..128) | random(3, seed=1)", 0, False, 16384),
+    ("causal", "causal", 0, True, None),
+]
+
+CHECK_SOURCE = """\
+let l = isqrt(n)
+layers {
+    window(256) | global(0..8)
+    window(l - 1, 0)
+    stride(l) & causal
+    window(192) | global(0..128) | random(3, seed=1)
+    causal
+    rows(0..500) & window(3)
+    heads {
+        0..2: window(64, 0) | cols(0..4) | logsparse
+        2..4: chunk(100) - self | summary(64, 2)
+    }
+}
+"""
+
+# A kernel error beyond FACTOR × the error of eager attention in the same dtype (both
+# against float64), and beyond FLOOR × the largest reference value, is a FAIL.
+CHECK_FACTOR = 8.0
+CHECK_FLOOR = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+
+
+def log(*parts):
+    print(*parts, flush=True)
+
+
+# ---- correctness -------------------------------------------------------------------------
+
+
+def forward_backward(function, q, k, v, d_out):
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out = function(q, k, v)
+    grads = torch.autograd.grad(out, (q, k, v), d_out)
+    return (out.detach(), *grads)
+
+
+def check_case(compiled, layer, dtype, head_dim, block, device, batch=2, heads=4, kv_heads=2):
+    generator = torch.Generator(device=device).manual_seed(1000 * layer + head_dim)
+    n = compiled.n
+
+    def draw(count):
+        return torch.randn(batch, count, n, head_dim, device=device, generator=generator, dtype=torch.float32).to(dtype)
+
+    q, k, v, d_out = draw(heads), draw(kv_heads), draw(kv_heads), draw(heads)
+
+    def reference(q_, k_, v_):
+        return patterndsl.attention_reference(q_, k_, v_, compiled, layer)
+
+    exact = forward_backward(reference, q.double(), k.double(), v.double(), d_out.double())
+    eager = forward_backward(reference, q, k, v, d_out)
+    ours = forward_backward(lambda q_, k_, v_: triton_attention(q_, k_, v_, compiled, layer, block_size=block),
+                            q, k, v, d_out)
+    worst, notes = 0.0, []
+    for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv"), ours, eager, exact):
+        if not torch.isfinite(mine).all():
+            return False, f"{name} has NaN/inf"
+        error = (mine.double() - want).abs().max().item()
+        eager_error = (eager_value.double() - want).abs().max().item()
+        allowed = max(CHECK_FACTOR * eager_error, CHECK_FLOOR[dtype] * max(1.0, want.abs().max().item()))
+        worst = max(worst, error / allowed)
+        notes.append(f"{name} {error:.1e} (eager {eager_error:.1e})")
+    allowed_rows = torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).to(device).any(-1)
+    empty = ~allowed_rows.expand(batch, heads, n)  # [pattern heads, n] -> [batch, heads, n]
+    if empty.any() and not ((ours[0][empty] == 0).all() and (ours[1][empty] == 0).all()):
+        return False, "an empty row has a nonzero output or dQ"
+    return worst <= 1.0, ", ".join(notes) + f"; worst {worst:.2f} of allowed"
+
+
+def run_check(device, n) -> tuple[int, list[str]]:
+    compiled = patterndsl.compile(CHECK_SOURCE, n)
+    cases = [(torch.bfloat16, 64, BLOCK), (torch.float16, 64, BLOCK), (torch.float32, 64, BLOCK),
+             (torch.bfloat16, 128, BLOCK), (torch.float16, 96, 64)]
+    lines, failures = [], 0
+    log(f"## check: n = {compiled.n}, batch 2, 4 query heads, 2 key/value heads, vs float64 reference")
+    for dtype, head_dim, block in cases:
+        for layer in range(compiled.layers):
+            name = f"{str(dtype).replace('torch.', '')} D={head_dim} block={block} layer {layer}"
+            try:
+                ok, detail = check_case(compiled, layer, dtype, head_dim, block, device)
+            except Exception as error:  # report and go on: the rest of the run still informs
+                ok, detail = False, f"{type(error).__name__}: {error}"
+                traceback.print_exc()
+            failures += not ok
+            line = f"{'PASS' if ok else 'FAIL'} {name}: {detail}"
+            log(line)
+            lines.append(line)
+    log(f"check: {len(lines) - failures} PASS, {failures} FAIL")
+    return failures, lines
+
+
+# ---- timing --------------------------------------------------------------------------------
+
+
+def bench_ms(fn, grad_to_none=None) -> float:
+    if torch.cuda.is_available():
+        import triton.testing
+
+        return triton.testing.do_bench(fn, warmup=10, rep=40, grad_to_none=grad_to_none)
+    fn()  # CPU (a smoke run): one warm call, then the mean of three
+    start = time.perf_counter()
+    for _ in range(3):
+        fn()
+    return (time.perf_counter() - start) / 3 * 1e3
+
+
+def time_fwd_bwd(function, q, k, v, d_out):
+    """(forward ms, backward ms) of ``function``; backward is timed alone on a kept graph."""
+    fwd = bench_ms(lambda: function(q, k, v))
+    out = function(q, k, v)
+    bwd = bench_ms(lambda: out.backward(d_out, retain_graph=True), grad_to_none=[q, k, v])
+    return fwd, bwd
+
+
+def make_flex(compiled, layer, device):
+    from torch.nn.attention.flex_attention import flex_attention
+
+    from patterndsl.targets.flex import block_mask
+
+    mask = block_mask(compiled, layer, BLOCK, device)
+    compiled_flex = torch.compile(flex_attention, dynamic=False)
+    return lambda q, k, v: compiled_flex(q, k, v, block_mask=mask)
+
+
+def tflops(flops, ms):
+    return flops / (ms * 1e-3) / 1e12 if ms and ms > 0 else float("nan")
+
+
+def fmt(value, digits=2):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+class Row:
+    def __init__(self, name, head_dim, n, compiled, layer, causal):
+        self.name, self.head_dim, self.n, self.layer, self.causal = name, head_dim, n, layer, causal
+        self.compiled = compiled
+        layout = compiled.layout(layer, 0, BLOCK)
+        self.blocks = layout.num_blocks
+        self.density = layout.num_blocks / (layout.num_q_blocks * layout.num_k_blocks)
+        self.efficiency = layout.efficiency()
+        self.pairs = layout.computed_pairs()
+        self.ours = self.flex = self.sdpa = None  # (fwd ms, bwd ms)
+        self.flex_compile_s = None
+        self.note = ""
+
+
+def shapes(head_dim):
+    """(batch, heads): model width 1024 (16 heads of 64, 8 of 128), batch 1."""
+    return 1, 1024 // head_dim
+
+
+def inputs(n, head_dim, device, dtype=torch.bfloat16):
+    batch, heads = shapes(head_dim)
+    generator = torch.Generator(device=device).manual_seed(n + head_dim)
+    return [torch.randn(batch, heads, n, head_dim, device=device, dtype=dtype, generator=generator).requires_grad_()
+            for _ in range(3)] + [torch.randn(batch, heads, n, head_dim, device=device, dtype=dtype, generator=generator)]
+
+
+def measure_ours_and_sdpa(row, device, max_dense_n):
+    q, k, v, d_out = inputs(row.n, row.head_dim, device)
+    row.ours = time_fwd_bwd(lambda q_, k_, v_: triton_attention(q_, k_, v_, row.compiled, row.layer, block_size=BLOCK),
+                            q, k, v, d_out)
+    if row.n <= max_dense_n:
+        row.sdpa = time_fwd_bwd(lambda q_, k_, v_: F.scaled_dot_product_attention(q_, k_, v_, is_causal=row.causal),
+                                q, k, v, d_out)
+
+
+def measure_flex(row, device):
+    q, k, v, d_out = inputs(row.n, row.head_dim, device)
+    start = time.perf_counter()
+    flex = make_flex(row.compiled, row.layer, device)
+    flex(q, k, v).backward(d_out)  # compile forward and backward
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    row.flex_compile_s = time.perf_counter() - start
+    row.flex = time_fwd_bwd(flex, q, k, v, d_out)
+
+
+def table(rows, device_name) -> str:
+    lines = [
+        f"bfloat16, batch 1, heads × head dim = 1024, blocks of {BLOCK}; {device_name}; "
+        f"torch {torch.__version__}, triton {_triton_version()}",
+        "",
+        "TFLOP/s over computed blocks (fwd 4·D per pair, bwd 2.5× that); SDPA's over its own dense work. "
+        "Speedup = other's time / ours (fwd+bwd).",
+        "",
+        "| pattern | D | n | blocks computed | block eff. | ours fwd ms | ours bwd ms | ours fwd TFLOP/s | "
+        "ours bwd TFLOP/s | flex fwd ms | flex bwd ms | flex fwd TFLOP/s | SDPA fwd ms | SDPA bwd ms | "
+        "SDPA fwd TFLOP/s | vs flex | vs SDPA |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        batch, heads = shapes(row.head_dim)
+        flops = 4 * row.head_dim * row.pairs * batch * heads
+        dense_pairs = row.n * (row.n + 1) // 2 if row.causal else row.n * row.n
+        dense_flops = 4 * row.head_dim * dense_pairs * batch * heads
+        ours, flex, sdpa = row.ours or (None, None), row.flex or (None, None), row.sdpa or (None, None)
+        total = sum(ours) if row.ours else None
+        vs_flex = sum(flex) / total if row.flex and total else None
+        vs_sdpa = sum(sdpa) / total if row.sdpa and total else None
+        lines.append(
+            f"| {(row.name + row.note).replace('|', chr(92) + '|')} | {row.head_dim} | {row.n:,} | {row.density:.1%} ({row.blocks:,}) | "
+            f"{row.efficiency:.0%} | {fmt(ours[0], 3)} | {fmt(ours[1], 3)} | {fmt(tflops(flops, ours[0]) if ours[0] else None, 0)} | "
+            f"{fmt(tflops(2.5 * flops, ours[1]) if ours[1] else None, 0)} | {fmt(flex[0], 3)} | {fmt(flex[1], 3)} | "
+            f"{fmt(tflops(flops, flex[0]) if flex[0] else None, 0)} | {fmt(sdpa[0], 3)} | {fmt(sdpa[1], 3)} | "
+            f"{fmt(tflops(dense_flops, sdpa[0]) if sdpa[0] else None, 0)} | "
+            f"{fmt(vs_flex) + '×' if vs_flex else '–'} | {fmt(vs_sdpa) + '×' if vs_sdpa else '–'} |")
+    return "\n".join(lines)
+
+
+def _triton_version():
+    try:
+        import triton
+
+        return triton.__version__
+    except ImportError:
+        return "not installed"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="verify fwd+bwd against the reference first")
+    parser.add_argument("--out", type=Path, help="write the markdown report here")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 32768, 131072], help="sequence lengths")
+    parser.add_argument("--head-dims", type=int, nargs="+", default=[128, 64])
+    parser.add_argument("--budget", type=float, default=280.0, help="seconds for the whole run (default 280)")
+    parser.add_argument("--max-dense-n", type=int, default=65536, help="largest n for dense SDPA")
+    parser.add_argument("--no-flex", action="store_true", help="leave FlexAttention out")
+    parser.add_argument("--check-only", action="store_true", help="run --check and stop")
+    parser.add_argument("--check-n", type=int, default=1000, help="sequence length of --check (default 1000)")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device_name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or 'unknown'})"
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        log("no GPU: set TRITON_INTERPRET=1 for a (slow) smoke run on CPU with tiny --sizes")
+        return 2
+    log(f"device: {device_name}; torch {torch.__version__}; triton {_triton_version()}; python {platform.python_version()}")
+    report = [f"# Block-sparse attention on {device_name}", ""]
+
+    failures = 0
+    if args.check or args.check_only:
+        failures, lines = run_check(device, args.check_n)
+        report += ["## Check (fwd + bwd vs float64 reference)", "", "```", *lines, "```", ""]
+        if args.check_only:
+            _write(args.out, report)
+            return 1 if failures else 0
+
+    torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
+    if hasattr(torch._dynamo.config, "accumulated_cache_size_limit"):
+        torch._dynamo.config.accumulated_cache_size_limit = max(512, torch._dynamo.config.accumulated_cache_size_limit)
+
+    rows, compiled_cache = [], {}
+    for head_dim in args.head_dims:
+        for name, source, layer, causal, largest in PATTERNS:
+            for n in args.sizes:
+                if largest is not None and n > largest:
+                    continue
+                key = (str(source), n)
+                if key not in compiled_cache:
+                    compiled_cache[key] = patterndsl.compile(source, n)
+                rows.append(Row(name, head_dim, n, compiled_cache[key], layer, causal))
+
+    skipped = []
+    log("## ours and dense SDPA")
+    for row in rows:
+        if time.perf_counter() - started > args.budget * 0.7:
+            skipped.append(f"{row.name} D={row.head_dim} n={row.n}: out of time")
+            continue
+        try:
+            measure_ours_and_sdpa(row, device, args.max_dense_n)
+        except Exception as error:
+            row.note = f" (error: {type(error).__name__})"
+            traceback.print_exc()
+            failures += 1
+        log(f"{row.name} D={row.head_dim} n={row.n}: ours {row.ours}, SDPA {row.sdpa} "
+            f"[{time.perf_counter() - started:.0f} s]")
+        torch.cuda.empty_cache() if device.type == "cuda" else None
+        _write(args.out, report + [table(rows, device_name)])
+
+    if not args.no_flex:
+        log("## FlexAttention (torch.compile per shape)")
+        for row in rows:
+            if row.ours is None:
+                continue
+            if time.perf_counter() - started > args.budget:
+                skipped.append(f"flex {row.name} D={row.head_dim} n={row.n}: out of time")
+                continue
+            try:
+                measure_flex(row, device)
+            except Exception as error:
+                skipped.append(f"flex {row.name} D={row.head_dim} n={row.n}: {type(error).__name__}: {error}"[:300])
+                traceback.print_exc()
+            log(f"{row.name} D={row.head_dim} n={row.n}: flex {row.flex} (compile {fmt(row.flex_compile_s, 1)} s) "
+                f"[{time.perf_counter() - started:.0f} s]")
+            torch.cuda.empty_cache() if device.type == "cuda" else None
+            _write(args.out, report + [table(rows, device_name)])
+
+    body = table(rows, device_name)
+    if skipped:
+        body += "\n\nNot measured:\n" + "\n".join(f"- {line}" for line in skipped)
+    compile_times = [f"{row.name} D={row.head_dim} n={row.n}: {row.flex_compile_s:.1f} s" for row in rows
+                     if row.flex_compile_s is not None]
+    if compile_times:
+        body += "\n\nFlexAttention first call (torch.compile of forward and backward):\n" + \
+            "\n".join(f"- {line}" for line in compile_times)
+    log("")
+    log(body)
+    _write(args.out, report + [body, "", f"Total time {time.perf_counter() - started:.0f} s."])
+    return 1 if failures else 0
+
+
+def _write(path, lines):
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
