@@ -82,6 +82,8 @@ def _flex_for(compiled, layer: int, block_size, device):
 def _triton_attention():
     """patterndsl.kernels.triton_attention, or None where the kernels cannot be imported."""
     try:
+        import triton  # noqa: F401  (the kernels need it at call time)
+
         from .kernels import triton_attention
     except ImportError:
         return None
@@ -102,6 +104,6 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     if q.device.type == "cuda":
         triton_attention = _triton_attention()
         if triton_attention is not None:
-            return triton_attention(q, k, v, compiled, layer, scale)
+            return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size)
     block_mask, flex = _flex_for(compiled, layer, block_size, q.device)
     return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])

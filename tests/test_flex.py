@@ -281,3 +281,12 @@ def test_deepest_patterns_make_a_mask_mod_and_deeper_source_is_a_clean_error():
                                   + ")" * 300 + "\n", {})
     with pytest.raises(patterndsl.SpatError, match="too deeply nested"):
         too_deep.build()
+
+
+def test_cuda_inputs_would_go_to_the_triton_kernels():
+    import importlib
+
+    import patterndsl.kernels
+
+    attention_module = importlib.import_module("patterndsl.attention")
+    assert attention_module._triton_attention() is patterndsl.kernels.triton_attention
