@@ -93,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--block-size", type=_block_size, metavar="B",
                       help="with --png: the block size, B or BQxBK (default: the file's `block`, else 128)")
 
+    layout = command("layout", "print the block layout of every layer and head: blocks computed, "
+                               "full and partial, block efficiency, with a warning where it is low")
+    with_n(layout)
+    layout.add_argument("--block-size", type=_block_size, metavar="B",
+                        help="the block size, B or BQxBK (default: the file's `block`, else 128)")
+    layout.add_argument("--grid", action="store_true",
+                        help="also draw each layout's grid: '#' full, '+' partial, '.' empty")
+    layout.add_argument("--json", action="store_true", help="print the layouts' numbers as JSON")
+
     check = command("check", "prove facts about the pattern: counts, growth, conditions, certificate "
                               "(without --n: the growth as a formula in n)")
     with_n(check, required=False)
@@ -175,7 +184,14 @@ def run_compile(args) -> int:
 
     _write(out, emit)
     print(f"wrote {out}: {written}", file=sys.stderr)
+    if target.name in BLOCK_SPARSE_TARGETS:  # warn where the kernels would do mostly wasted work
+        from .layout import describe_layouts
+
+        _print_warnings(describe_layouts(compiled)[1])
     return EXIT_OK
+
+
+BLOCK_SPARSE_TARGETS = ("flex", "triton")
 
 
 def run_show(args) -> int:
@@ -196,6 +212,37 @@ def run_show(args) -> int:
         raise UsageError("--block-size goes with --png")
     width = args.width or shutil.get_terminal_size((80, 24)).columns
     sys.stdout.write(render(compiled, width=max(20, width)))
+    return EXIT_OK
+
+
+def _print_warnings(warnings) -> None:
+    for message, help in warnings:
+        print(f"warning: {message}\n  help: {help}", file=sys.stderr)
+
+
+def run_layout(args) -> int:
+    import json
+
+    from .layout import describe_layouts, efficiency_warning
+
+    compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget)
+    if args.json:
+        report = []
+        for layer in range(compiled.layers):
+            for head, layout in enumerate(compiled.layouts(layer, args.block_size)):
+                warning = efficiency_warning(compiled.pattern(layer, head), layout)
+                report.append({
+                    "layer": layer, "head": head, "block_q": layout.block_q, "block_k": layout.block_k,
+                    "query_blocks": layout.num_q_blocks, "key_blocks": layout.num_k_blocks,
+                    "full": layout.num_full, "partial": layout.num_partial,
+                    "connections": layout.connections, "computed_pairs": layout.computed_pairs(),
+                    "efficiency": layout.efficiency(), "sparsity": layout.sparsity(),
+                    "warning": None if warning is None else {"message": warning[0], "help": warning[1]}})
+        print(json.dumps(report, indent=1))
+        return EXIT_OK
+    text, warnings = describe_layouts(compiled, args.block_size, grid=args.grid)
+    print(text)
+    _print_warnings(warnings)
     return EXIT_OK
 
 
@@ -327,7 +374,7 @@ def dump_ir(compiled) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"mask": run_mask, "compile": run_compile, "show": run_show, "check": run_check,
+COMMANDS = {"mask": run_mask, "compile": run_compile, "show": run_show, "layout": run_layout, "check": run_check,
             "verify": run_verify, "fmt": run_fmt}
 
 

@@ -452,6 +452,7 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
 # ---- block efficiency ------------------------------------------------------------------
 
 LOW_EFFICIENCY = 0.25  # below this, a block-sparse kernel wastes most of its work
+MIN_GRID_FOR_WARNINGS = 4  # blocks per side
 CANDIDATE_BLOCK_SIZES = (16, 32, 64, 128, 256)
 _MAX_TRIAL_BLOCKS = 1 << 22  # a trial layout for a suggestion lists at most about this many blocks
 
@@ -474,6 +475,8 @@ def suggest_block_size(pattern, n: int, current: BlockLayout):
 
 def efficiency_warning(pattern, layout: BlockLayout) -> "tuple[str, str] | None":
     """(message, help) when the layout's block efficiency is below LOW_EFFICIENCY."""
+    if min(layout.num_q_blocks, layout.num_k_blocks) < MIN_GRID_FOR_WARNINGS:
+        return None  # so few blocks that every kernel is dense: nothing to tune
     efficiency = layout.efficiency()
     if layout.num_blocks == 0 or efficiency >= LOW_EFFICIENCY:
         return None

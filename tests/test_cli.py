@@ -41,6 +41,10 @@ CASES = {
     "error_unknown_target": (["compile", "examples/star.spat", "--n", "8", "--target", "trch"], 2),
     "error_missing_file": (["show", "tests/golden/cli/no_such_file.spat", "--n", "8"], 1),
     "error_emit_ir_needs_n": (["compile", "examples/star.spat", "--emit", "ir"], 2),
+    "layout_fixed_grid": (["layout", "examples/fixed.spat", "--n", "512", "--block-size", "64x32", "--grid"], 0),
+    "layout_heads": (["layout", "tests/golden/cli/heads.spat", "--n", "1024"], 0),
+    "layout_design_card": (["layout", "examples/design_card.spat", "--n", "4096"], 0),
+    "error_layout_block_size": (["layout", "examples/star.spat", "--n", "64", "--block-size", "8x8x8"], 2),
 }
 
 
