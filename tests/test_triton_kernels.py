@@ -183,6 +183,8 @@ def test_kernels_match_the_dense_reference(case):
     ("random(7, seed=3) | self", 90, (16, 48)),       # per-block bitmaps; blocks not a power of two
     ("cols(1, 3, 5, 7, 9, 11, 13, 15, 17, 19)", 70, 32),  # an index list read from a table
     ("stride(7) & causal | logsparse", 120, 32),
+    ("all", 16, 48),                                   # n a multiple of the tile, not of the block:
+    ("all", 32, 64),                                   # whole tiles past n inside a full block
 ])
 def test_primitive_kernels(source, n, block_size):
     compiled = patterndsl.compile(source, n)

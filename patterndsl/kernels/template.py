@@ -35,8 +35,9 @@ _TABLES = {
 ${TABLES}
 }
 
-LN2 = 0.6931471805599453
-LOG2E = 1.4426950408889634
+# Kernels may read only constexpr globals.
+LN2 = tl.constexpr(0.6931471805599453)
+LOG2E = tl.constexpr(1.4426950408889634)
 
 
 # ---- the pattern ---------------------------------------------------------------------------
@@ -56,7 +57,7 @@ ${ALLOWED}
 
 @triton.jit
 def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, start, end,
-                BLOCK_LIST, N, head_dim, qk_scale, pattern${T},
+                BLOCK_LIST, N, HEAD_DIM: tl.constexpr, qk_scale, pattern${T},
                 BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                 APPLY_PATTERN: tl.constexpr, EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
     """Online softmax over the key blocks BLOCK_LIST[start:end], each BLOCK_K keys taken
@@ -72,12 +73,13 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, 
         K_tile = K_head + start_n.to(tl.int64) * stride_kn
         V_tile = V_head + start_n.to(tl.int64) * stride_vn
         kT = tl.load(K_tile + local_n[None, :] * stride_kn + offs_d[:, None],
-                     mask=(offs_n[None, :] < N) & (offs_d[:, None] < head_dim), other=0.0)
+                     mask=(offs_n[None, :] < N) & (offs_d[:, None] < HEAD_DIM), other=0.0)
         qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
         if APPLY_PATTERN:
             connected = _allowed(offs_m[:, None], offs_n[None, :], N, pattern${T})
             qk = tl.where(connected, qk, float("-inf"))
-        elif not EVEN_N:  # a full block at the ragged end: only the keys past n are cut
+        elif not EVEN_N:  # a full block at the ragged end: only the keys past n are cut (EVEN_N
+            # is n % BLOCK_K == 0, not n % BLOCK_N: a whole tile past n may lie in the last block)
             qk = tl.where(offs_n[None, :] < N, qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         # A row that has met no connected key yet keeps m = -inf; measure it from 0
@@ -87,7 +89,7 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, 
         alpha = tl.math.exp2(m_i - m_ref)
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(V_tile + local_n[:, None] * stride_vn + offs_d[None, :],
-                    mask=(offs_n[:, None] < N) & (offs_d[None, :] < head_dim), other=0.0)
+                    mask=(offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM), other=0.0)
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PRECISION)
         m_i = m_new
     return acc, l_i, m_i
@@ -97,7 +99,7 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, 
 def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PTR, FULL_IDX${T},
               stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
               stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_on,
-              N, H, GROUP, head_dim, qk_scale, NUM_Q_BLOCKS,
+              N, H, GROUP, HEAD_DIM: tl.constexpr, qk_scale, NUM_Q_BLOCKS,
               BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
               BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_N: tl.constexpr,
               PRECISION: tl.constexpr):
@@ -120,7 +122,7 @@ def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PT
               + start_m.to(tl.int64) * stride_qn)
     K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
-    io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < head_dim)
+    io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
     q = tl.load(Q_tile + local_m[:, None] * stride_qn + offs_d[None, :], mask=io_mask, other=0.0)
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -128,11 +130,11 @@ def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PT
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn,
                                 tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1), PARTIAL_IDX,
-                                N, head_dim, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D,
+                                N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D,
                                 True, EVEN_N, PRECISION)
     acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn,
                                 tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1), FULL_IDX,
-                                N, head_dim, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D,
+                                N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D,
                                 False, EVEN_N, PRECISION)
 
     # A row with no connection has l = 0 and acc = 0: it outputs zeros, and its log-sum-exp
@@ -153,7 +155,7 @@ def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PT
 
 @triton.jit
 def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn, start, end,
-               BLOCK_LIST, N, head_dim, qk_scale, pattern${T},
+               BLOCK_LIST, N, HEAD_DIM: tl.constexpr, qk_scale, pattern${T},
                BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                APPLY_PATTERN: tl.constexpr, EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
     """dQ (up to the softmax scale) over the key blocks BLOCK_LIST[start:end]:
@@ -164,7 +166,7 @@ def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride
         key_block = tl.load(BLOCK_LIST + step // (BLOCK_K // BLOCK_N))
         start_n = key_block * BLOCK_K + (step % (BLOCK_K // BLOCK_N)) * BLOCK_N
         offs_n = start_n + local_n
-        kv_mask = (offs_n[None, :] < N) & (offs_d[:, None] < head_dim)
+        kv_mask = (offs_n[None, :] < N) & (offs_d[:, None] < HEAD_DIM)
         kT = tl.load(K_head + start_n.to(tl.int64) * stride_kn + local_n[None, :] * stride_kn
                      + offs_d[:, None], mask=kv_mask, other=0.0)
         vT = tl.load(V_head + start_n.to(tl.int64) * stride_vn + local_n[None, :] * stride_vn
@@ -187,7 +189,7 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL
                  stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                  stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
                  stride_dqb, stride_dqh, stride_dqn,
-                 N, H, GROUP, head_dim, qk_scale, sm_scale, NUM_Q_BLOCKS,
+                 N, H, GROUP, HEAD_DIM: tl.constexpr, qk_scale, sm_scale, NUM_Q_BLOCKS,
                  BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_N: tl.constexpr,
                  PRECISION: tl.constexpr):
@@ -205,7 +207,7 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < head_dim)
+    io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
     q = tl.load(Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
                 + start_m.to(tl.int64) * stride_qn + local_m[:, None] * stride_qn + offs_d[None, :],
                 mask=io_mask, other=0.0)
@@ -223,11 +225,11 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn,
                     tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1), PARTIAL_IDX,
-                    N, head_dim, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D, True, EVEN_N,
+                    N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D, True, EVEN_N,
                     PRECISION)
     dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn,
                     tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1), FULL_IDX,
-                    N, head_dim, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D, False, EVEN_N,
+                    N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D, False, EVEN_N,
                     PRECISION)
     tl.store(DQ + batch.to(tl.int64) * stride_dqb + head.to(tl.int64) * stride_dqh
              + start_m.to(tl.int64) * stride_dqn + local_m[:, None] * stride_dqn + offs_d[None, :],
@@ -236,7 +238,7 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL
 
 @triton.jit
 def _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE_head, DELTA_head, stride_qn, stride_don,
-                 start, end, BLOCK_LIST, N, head_dim, qk_scale, pattern${T},
+                 start, end, BLOCK_LIST, N, HEAD_DIM: tl.constexpr, qk_scale, pattern${T},
                  BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
                  APPLY_PATTERN: tl.constexpr, EVEN_M: tl.constexpr, PRECISION: tl.constexpr):
     """dK (up to the softmax scale) and dV of one key tile over the query blocks
@@ -249,10 +251,10 @@ def _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE_head, DELTA_head, st
         start_m = query_block * BLOCK_Q + (step % (BLOCK_Q // BLOCK_M)) * BLOCK_M
         offs_m = start_m + local_m
         qT = tl.load(Q_head + start_m.to(tl.int64) * stride_qn + local_m[None, :] * stride_qn
-                     + offs_d[:, None], mask=(offs_m[None, :] < N) & (offs_d[:, None] < head_dim),
+                     + offs_d[:, None], mask=(offs_m[None, :] < N) & (offs_d[:, None] < HEAD_DIM),
                      other=0.0)
         do = tl.load(DO_head + start_m.to(tl.int64) * stride_don + local_m[:, None] * stride_don
-                     + offs_d[None, :], mask=(offs_m[:, None] < N) & (offs_d[None, :] < head_dim),
+                     + offs_d[None, :], mask=(offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM),
                      other=0.0)
         lse = tl.load(LSE_head + offs_m, mask=offs_m < N, other=0.0)
         lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
@@ -276,7 +278,7 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR,
                    stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                    stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
                    stride_dkb, stride_dkh, stride_dkn, stride_dvb, stride_dvh, stride_dvn,
-                   N, H, H_KV, GROUP, head_dim, qk_scale, sm_scale, NUM_K_BLOCKS,
+                   N, H, H_KV, GROUP, HEAD_DIM: tl.constexpr, qk_scale, sm_scale, NUM_K_BLOCKS,
                    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_M: tl.constexpr,
                    PRECISION: tl.constexpr):
@@ -293,7 +295,7 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR,
     offs_n = start_n + tl.arange(0, BLOCK_N)
     local_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    io_mask = (offs_n[:, None] < N) & (offs_d[None, :] < head_dim)
+    io_mask = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
     k = tl.load(K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
                 + start_n.to(tl.int64) * stride_kn + local_n[:, None] * stride_kn + offs_d[None, :],
                 mask=io_mask, other=0.0)
@@ -311,11 +313,11 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR,
         row_stats = (batch.to(tl.int64) * H + head) * N
         dk, dv = _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE + row_stats, DELTA + row_stats,
                               stride_qn, stride_don, tl.load(T_PARTIAL_PTR + col),
-                              tl.load(T_PARTIAL_PTR + col + 1), T_PARTIAL_IDX, N, head_dim, qk_scale,
+                              tl.load(T_PARTIAL_PTR + col + 1), T_PARTIAL_IDX, N, HEAD_DIM, qk_scale,
                               pattern${T}, BLOCK_Q, BLOCK_M, BLOCK_D, True, EVEN_M, PRECISION)
         dk, dv = _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE + row_stats, DELTA + row_stats,
                               stride_qn, stride_don, tl.load(T_FULL_PTR + col),
-                              tl.load(T_FULL_PTR + col + 1), T_FULL_IDX, N, head_dim, qk_scale,
+                              tl.load(T_FULL_PTR + col + 1), T_FULL_IDX, N, HEAD_DIM, qk_scale,
                               pattern${T}, BLOCK_Q, BLOCK_M, BLOCK_D, False, EVEN_M, PRECISION)
     tl.store(DK + batch.to(tl.int64) * stride_dkb + kv_head.to(tl.int64) * stride_dkh
              + start_n.to(tl.int64) * stride_dkn + local_n[:, None] * stride_dkn + offs_d[None, :],
@@ -330,17 +332,26 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR,
 # Kernel tiles and launch settings, by head dimension (the padded power of two): for each pass,
 # (rows of the program's own tile, rows of the tiles it loops over, num_warps, num_stages).
 # The forward and dQ passes tile queries (BLOCK_M) and loop over keys (BLOCK_N); the dK/dV pass
-# tiles keys (BLOCK_N) and loops over queries (BLOCK_M). They follow Triton's fused-attention
-# tutorial for H100 (forward 128 x 64; backward 128 x 32 with the loop over the small side),
-# with fewer pipeline stages as the head dimension grows (shared memory). Each tile is cut to
-# the largest power of two that divides the block size, so a tile never straddles two blocks.
+# tiles keys (BLOCK_N) and loops over queries (BLOCK_M). For 16-bit inputs they follow Triton's
+# fused-attention tutorial for H100 (forward 128 x 64; backward 128 x 32 with the loop over the
+# small side), with fewer pipeline stages as the head dimension grows; float32 tiles take twice
+# the shared memory, so they are smaller. Every setting fits an H100's 227 KiB of shared memory
+# (checked by compiling for sm_90). Each tile is cut to the largest power of two that divides
+# the block size, so a tile never straddles two blocks.
 TILES = {
     #  D:   forward            dQ                  dK/dV
-    16:  ((128, 64, 4, 3), (128, 32, 4, 3), (128, 32, 4, 3)),
-    32:  ((128, 64, 4, 3), (128, 32, 4, 3), (128, 32, 4, 3)),
-    64:  ((128, 64, 4, 3), (128, 32, 4, 3), (128, 32, 4, 3)),
-    128: ((128, 64, 8, 3), (128, 32, 8, 2), (128, 32, 8, 2)),
-    256: ((64, 32, 4, 2), (64, 32, 4, 1), (64, 32, 4, 1)),
+    16:  ((128, 64, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3)),
+    32:  ((128, 64, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3)),
+    64:  ((128, 64, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3)),
+    128: ((128, 64, 8, 3), (128, 32, 8, 3), (128, 32, 8, 3)),
+    256: ((64, 32, 8, 2), (64, 32, 8, 2), (64, 32, 8, 2)),
+}
+TILES_FLOAT32 = {
+    16:  ((64, 64, 4, 2), (64, 32, 4, 2), (64, 32, 4, 2)),
+    32:  ((64, 64, 4, 2), (64, 32, 4, 2), (64, 32, 4, 2)),
+    64:  ((64, 64, 8, 2), (64, 32, 8, 2), (64, 32, 8, 2)),
+    128: ((64, 32, 8, 2), (64, 32, 8, 2), (64, 32, 8, 2)),
+    256: ((32, 32, 8, 1), (32, 16, 8, 1), (32, 16, 8, 1)),
 }
 
 _device_tables = {}
@@ -417,9 +428,10 @@ def _check(q, k, v, layer):
 
 def _settings(head_dim, dtype):
     block_d = max(16, triton.next_power_of_2(head_dim))
-    forward, dq, dkdv = TILES[block_d]
-    # fp32 stays fp32 in tl.dot (no TF32), so that it is as exact as torch's fp32 attention.
-    precision = "ieee" if dtype == torch.float32 else "tf32"
+    forward, dq, dkdv = (TILES_FLOAT32 if dtype == torch.float32 else TILES)[block_d]
+    # float32 products in tl.dot as three TF32 products (about float32's accuracy, on tensor
+    # cores), so that the kernels are as exact as torch's float32 attention.
+    precision = "tf32x3" if dtype == torch.float32 else "tf32"
     return block_d, forward, dq, dkdv, precision
 
 
@@ -435,9 +447,9 @@ def _forward(q, k, v, head_pattern, sm_scale):
         q, k, v, out, lse, head_pattern, tables["partial_ptr"], tables["partial_idx"],
         tables["full_ptr"], tables["full_idx"]${TABLE_ARGS},
         *_strides(q), *_strides(k), *_strides(v), *_strides(out),
-        n, heads, heads // k.shape[1], head_dim, sm_scale * LOG2E, NUM_Q_BLOCKS,
+        n, heads, heads // k.shape[1], head_dim, sm_scale * LOG2E.value, NUM_Q_BLOCKS,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        EVEN_N=n % block_n == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
+        EVEN_N=n % BLOCK_K == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
     return out, lse
 
 
@@ -458,9 +470,9 @@ def _backward(q, k, v, out, lse, d_out, head_pattern, sm_scale):
         q, k, v, d_out, dq, lse, delta, head_pattern, tables["partial_ptr"], tables["partial_idx"],
         tables["full_ptr"], tables["full_idx"]${TABLE_ARGS},
         *_strides(q), *_strides(k), *_strides(v), *_strides(d_out), *_strides(dq),
-        n, heads, heads // kv_heads, head_dim, sm_scale * LOG2E, sm_scale, NUM_Q_BLOCKS,
+        n, heads, heads // kv_heads, head_dim, sm_scale * LOG2E.value, sm_scale, NUM_Q_BLOCKS,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        EVEN_N=n % block_n == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
+        EVEN_N=n % BLOCK_K == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
 
     tile_n, tile_m, warps, stages = dkdv_tiles
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
@@ -468,9 +480,9 @@ def _backward(q, k, v, out, lse, d_out, head_pattern, sm_scale):
         q, k, v, d_out, dk, dv, lse, delta, head_pattern, tables["t_partial_ptr"],
         tables["t_partial_idx"], tables["t_full_ptr"], tables["t_full_idx"]${TABLE_ARGS},
         *_strides(q), *_strides(k), *_strides(v), *_strides(d_out), *_strides(dk), *_strides(dv),
-        n, heads, kv_heads, heads // kv_heads, head_dim, sm_scale * LOG2E, sm_scale, NUM_K_BLOCKS,
+        n, heads, kv_heads, heads // kv_heads, head_dim, sm_scale * LOG2E.value, sm_scale, NUM_K_BLOCKS,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        EVEN_M=n % block_m == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
+        EVEN_M=n % BLOCK_Q == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
     return dq, dk, dv
 
 
