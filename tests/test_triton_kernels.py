@@ -359,6 +359,19 @@ def test_standalone_module_runs_without_patterndsl(tmp_path):
         assert torch.equal(torch.isinf(lse), torch.isinf(want_lse))
 
 
+def test_module_text_quotes_any_source_safely():
+    import ast
+
+    from patterndsl.kernels import module_source
+
+    source = '# """ closes a docstring, \\ escapes, \x01 is unprintable\nwindow(2) | cols(0, 2, 4, 6, 8, 10, 12, 14, 16)\n'
+    text = module_source(patterndsl.compile(source, 40), 16)
+    tree = ast.parse(text)
+    docstring = ast.get_docstring(tree)
+    assert '# """ closes a docstring, \\ escapes, ? is unprintable' in docstring  # as written, less \x01
+    assert "T_member0" in text  # nine ranges: a table lookup, not an inline test
+
+
 def test_in_process_module_is_the_emitted_module(tmp_path):
     from patterndsl.kernels import kernel_module, module_source
 
