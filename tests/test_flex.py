@@ -290,3 +290,10 @@ def test_cuda_inputs_would_go_to_the_triton_kernels():
 
     attention_module = importlib.import_module("patterndsl.attention")
     assert attention_module._triton_attention() is patterndsl.kernels.triton_attention
+
+
+def test_compile_cli_default_output_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compile", str(ROOT / "examples/star.spat"), "--n", "64", "--target", "flex"]) == 0
+    assert (tmp_path / "star_flex.py").exists()
+    assert "wrote star_flex.py: a FlexAttention module" in capsys.readouterr().err
