@@ -297,3 +297,14 @@ def test_compile_cli_default_output_name(tmp_path, monkeypatch, capsys):
     assert main(["compile", str(ROOT / "examples/star.spat"), "--n", "64", "--target", "flex"]) == 0
     assert (tmp_path / "star_flex.py").exists()
     assert "wrote star_flex.py: a FlexAttention module" in capsys.readouterr().err
+
+
+def test_emitted_module_quotes_any_file_name(tmp_path):
+    from patterndsl.errors import Source
+
+    source = Source("window(1)", 'odd """ name \\ with\r\nlines.spat')
+    text = flex.emit_module(patterndsl.compile(source, 16))
+    namespace: dict = {}
+    exec(compile(text, "emitted", "exec"), namespace)
+    assert 'odd """ name \\ with\r\nlines.spat' in namespace["__doc__"]
+    assert namespace["block_mask"](0).kv_num_blocks.tolist() == [[[1]]]

@@ -311,6 +311,12 @@ def attention(q, k, v, layer=0, scale=None):
 '''
 
 
+def _in_docstring(text: str) -> str:
+    """Text that reads back the same from inside a triple-quoted docstring (a file may be
+    named anything): backslashes, quotes and carriage returns escaped."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r")
+
+
 def emit_module(compiled, block_size=None) -> str:
     """The source of a torch-only Python module with every layer's mask_mod, block
     layouts, `block_mask(layer, device)` and `attention(q, k, v, layer)`."""
@@ -335,10 +341,9 @@ def emit_module(compiled, block_size=None) -> str:
             where += [f"heads {lo}..{hi}"] if compiled.heads > 1 else []
             described.append(f"{', '.join(where) + ': ' if where else ''}{pattern}\n"
                              f"    {compiled.layout(layer, lo, (block_q, block_k)).summary()}")
-    patterns = "\n".join(described).replace("\\", "\\\\").replace('"""', "'''")
-    parts = [_MODULE_HEADER.format(name=compiled.source.name, n=compiled.n, layers=compiled.layers,
-                                   heads=compiled.heads, block_q=block_q, block_k=block_k,
-                                   patterns=patterns)]
+    parts = [_MODULE_HEADER.format(name=_in_docstring(compiled.source.name), n=compiled.n,
+                                   layers=compiled.layers, heads=compiled.heads, block_q=block_q,
+                                   block_k=block_k, patterns=_in_docstring("\n".join(described)))]
     parts.append("\n\n# Each layer's element predicate, generated from the IR: a function of the layer's\n"
                  "# TABLES (captured tensors) that returns its mask_mod.\n")
     for layer, (source, layer_tables) in enumerate(zip(sources, tables)):
