@@ -53,6 +53,19 @@ def cache_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "patterndsl" / "triton"
 
 
+def _write_once(directory: Path, filename: str, text: str) -> Path:
+    """``directory/filename`` holding ``text``, written unless it already does."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / filename
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        # Write, then rename into place: another process may be importing the same file.
+        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    return path
+
+
 def _import_source(text: str):
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
     # Triton interprets or compiles a kernel as decided when it is defined: keep both kinds apart.
@@ -62,22 +75,13 @@ def _import_source(text: str):
         if module is not None:
             return module
         name = f"patterndsl_kernel_{digest}" + ("_interpreted" if key[1] else "")
-        directory = cache_dir()
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            directory = Path(tempfile.gettempdir()) / "patterndsl-triton"
-            directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"patterndsl_kernel_{digest}.py"
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            # Write then rename: another process may be importing the same file.
-            handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(temporary, path)
+            path = _write_once(cache_dir(), f"patterndsl_kernel_{digest}.py", text)
+        except OSError:  # an unwritable home directory: the temporary directory will do
+            path = _write_once(Path(tempfile.gettempdir()) / "patterndsl-triton", f"patterndsl_kernel_{digest}.py", text)
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # Triton's JIT looks kernels' globals up through their module
+        sys.modules[name] = module  # registered like any imported module
         spec.loader.exec_module(module)
         _modules[key] = module
         return module
