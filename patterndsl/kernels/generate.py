@@ -50,16 +50,15 @@ class TritonBackend(Backend):
         if primitive.name != "random":
             return super().data(primitive, q, k, n)
         bq, bk = self.block_q, self.block_k
-        bitmaps = {}
 
         def make():
-            bitmaps["it"] = made = BlockBitmaps.of(primitive, n, bq, bk)
-            return {"_slots": made.slots.ravel(), "_bits": made.bits.ravel()}
+            bitmaps = BlockBitmaps.of(primitive, n, bq, bk)
+            if bitmaps.bits.size >= 2**31:
+                raise SpatError(Diagnostic(f"{primitive} at n = {n} needs {bitmaps.bits.size:,} bitmap words, more "
+                                           "than int32 offsets reach", help="use larger blocks or fewer random keys"))
+            return {"_slots": bitmaps.slots.ravel(), "_bits": bitmaps.bits.ravel()}
 
         name = self.table_name(("random", primitive, n, bq, bk), "random", make)
-        if "it" in bitmaps and bitmaps["it"].bits.size >= 2**31:
-            raise SpatError(Diagnostic(f"{primitive} at n = {n} needs {bitmaps['it'].bits.size:,} bitmap words, "
-                                       "more than int32 offsets reach", help="use larger blocks or fewer random keys"))
         num_k_blocks, words = -(-n // bk), -(-bk // 32)
         inside = f"({q} < N) & ({k} < N)"
         slot = f"tl.load(T_{name}_slots + ({q} // {bq}) * {num_k_blocks} + {k} // {bk}, mask={inside}, other=0)"
