@@ -1,0 +1,137 @@
+"""The generated kernels compile for an H100 (sm_90) — without a GPU.
+
+Triton's interpreter (tests/test_triton_kernels.py) checks what the kernels compute, but
+not that Triton's compiler accepts them: globals that are not constexpr, type errors in
+branches, tiles that overflow shared memory or spill registers only show when compiling
+for a real target. Triton can compile ahead of time for any target with the ptxas it
+ships, so this test does that, with the tiles the module launches: for a module whose
+patterns use every kind of predicate (inline tests, an index-list table, random bitmaps,
+several patterns chosen at run time) at a ragged n, in bfloat16 and float32, checking
+shared memory; and for a plain pattern at head dims 64 and 128 in bfloat16, checking that
+no registers spill. Passes with Triton 3.6 and 3.9.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("triton", reason="compiling the kernels needs triton installed")
+pytest.importorskip("torch")
+
+SHARED_MEMORY = 232448  # bytes of shared memory a block may use on sm_90 (227 KiB)
+
+SOURCE = """\
+layers {
+    window(5) | global(0..3) | cols(1, 3, 5, 7, 9, 11, 13, 15, 17, 19)
+    stride(7) & causal | logsparse
+    heads {
+        0: random(3, seed=1) | chunk(50)
+        1: dilated(2, 3) - self | summary(16, 2)
+    }
+}
+"""
+
+# Run in a child process: the kernels must be defined with the interpreter off, and the test
+# session may have turned it on (tests/test_triton_kernels.py does).
+CHILD = r"""
+import json, os, sys
+import torch, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import patterndsl
+from patterndsl.kernels import kernel_module
+
+source, n, even, configs, directory = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "even", json.loads(sys.argv[4]), sys.argv[5]
+module = kernel_module(patterndsl.compile(source, n), 128)  # the blocks benchmarks use
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+SCALARS = {"N", "H", "H_KV", "GROUP", "NUM_Q_BLOCKS", "NUM_K_BLOCKS"}
+
+
+def signature(kernel, dtype, constants):
+    types, attrs = {}, {}
+    for index, name in enumerate(kernel.arg_names):
+        aligned = True
+        if name in constants:
+            types[name] = "constexpr"
+            continue
+        if name in ("Q", "K", "V", "Out", "DO", "DQ", "DK", "DV"):
+            types[name] = "*" + dtype
+        elif name in ("LSE", "DELTA"):
+            types[name] = "*fp32"
+        elif name.startswith("T_member"):
+            types[name], aligned = "*i8", False
+        elif name in ("qk_scale", "sm_scale"):
+            types[name], aligned = "fp32", False
+        elif name in SCALARS or name.startswith("stride"):
+            types[name], aligned = "i32", name.startswith("stride")
+        else:  # block lists, head patterns, bitmaps
+            types[name] = "*i32"
+        if aligned:  # what Triton's launcher sees for 16-byte aligned pointers and strides
+            attrs[(index,)] = [["tt.divisibility", 16]]
+    return types, attrs
+
+
+results = []
+for dtype_name, head_dim in configs:
+    block_d, forward, dq, dkdv, precision = module._settings(head_dim, DTYPES[dtype_name])
+    passes = (("forward", module._attn_fwd, forward, "EVEN_N", False),
+              ("dQ", module._attn_bwd_dq, dq, "EVEN_N", False),
+              ("dK/dV", module._attn_bwd_dkdv, dkdv, "EVEN_M", True))
+    for name, kernel, (own, loop, warps, stages), even, keys_own in passes:
+        block_m, block_n = (loop, own) if keys_own else (own, loop)
+        constants = dict(BLOCK_Q=module.BLOCK_Q, BLOCK_K=module.BLOCK_K,
+                         BLOCK_M=module._fit(block_m, module.BLOCK_Q), BLOCK_N=module._fit(block_n, module.BLOCK_K),
+                         BLOCK_D=block_d, HEAD_DIM=head_dim, PRECISION=precision, **{even: even})
+        types, attrs = signature(kernel, dtype_name, constants)
+        compiled = triton.compile(ASTSource(kernel, types, constants, attrs), target=GPUTarget("cuda", 90, 32),
+                                  options=dict(num_warps=warps, num_stages=stages))
+        path = os.path.join(directory, f"{dtype_name}_{head_dim}_{len(results)}.cubin")
+        with open(path, "wb") as out:
+            out.write(compiled.asm["cubin"])
+        results.append(dict(kernel=name, dtype=dtype_name, head_dim=head_dim, shared=compiled.metadata.shared,
+                            cubin=path))
+print(json.dumps(results))
+"""
+
+
+def compile_for_sm90(directory, source, n, even, configs):
+    """Compile the module's three kernels for each (dtype, head dim) in a child process."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(directory / "triton-cache")
+    env["PATTERNDSL_CACHE_DIR"] = str(directory / "patterndsl-cache")
+    run = subprocess.run([sys.executable, "-c", CHILD, source, str(n), "even" if even else "ragged",
+                          json.dumps(configs), str(directory)], env=env, capture_output=True, text=True, timeout=900)
+    if run.returncode != 0 and "No module named 'triton.backends.nvidia'" in run.stderr:
+        pytest.skip("this triton build has no NVIDIA backend to compile for sm_90")
+    assert run.returncode == 0, run.stderr[-4000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_kernels_compile_for_sm90_within_shared_memory(tmp_path):
+    # Every kind of predicate, several patterns chosen at run time, a ragged n (all masks on).
+    kernels = compile_for_sm90(tmp_path, SOURCE, 300, False, [("bf16", 64), ("bf16", 128), ("fp32", 64)])
+    assert len(kernels) == 9
+    for kernel in kernels:
+        assert 0 < kernel["shared"] <= SHARED_MEMORY, kernel
+
+
+def test_16_bit_kernels_do_not_spill_registers(tmp_path):
+    """The tiles of a plain pattern (as the GPU benchmark runs it) keep within the registers."""
+    import triton
+
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    tool = tool if os.path.exists(tool) else shutil.which("cuobjdump")
+    if tool is None:
+        pytest.skip("cuobjdump (shipped with Triton's NVIDIA backend) is not available to read register use")
+    kernels = compile_for_sm90(tmp_path, "window(256) | global(0..8)", 8192, True, [("bf16", 64), ("bf16", 128)])
+    for kernel in kernels:
+        usage = subprocess.run([tool, "--dump-resource-usage", kernel["cubin"]], capture_output=True, text=True).stdout
+        stack = re.search(r"STACK:(\d+)", usage)
+        assert stack is not None, usage
+        assert int(stack.group(1)) == 0, f"{kernel['kernel']} {kernel['dtype']} D={kernel['head_dim']} spills: {usage}"
