@@ -43,10 +43,10 @@ class SparseAttention(nn.Module):
                  device=None, dtype=None):
         super().__init__()
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
-        for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads), ("num_kv_heads", num_kv_heads),
-                            ("layer", layer + 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SpatError(Diagnostic(f"{name} must be a positive integer, got {value!r}"))
+        for name, value, least in (("embed_dim", embed_dim, 1), ("num_heads", num_heads, 1),
+                                   ("num_kv_heads", num_kv_heads, 1), ("layer", layer, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise SpatError(Diagnostic(f"{name} must be an integer ≥ {least}, got {value!r}"))
         if head_dim is None:
             if embed_dim % num_heads:
                 raise SpatError(Diagnostic(f"embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})",

@@ -408,6 +408,8 @@ def test_sparse_attention_module_matches_the_reference_backend():
 def test_sparse_attention_module_checks_its_arguments(monkeypatch):
     with pytest.raises(SpatError, match="must divide"):
         patterndsl.SparseAttention("causal", embed_dim=48, num_heads=4, num_kv_heads=3)
+    with pytest.raises(SpatError, match="layer must be"):
+        patterndsl.SparseAttention("causal", embed_dim=48, num_heads=4, layer="0")
     with pytest.raises(SpatError, match="multiple of num_heads"):
         patterndsl.SparseAttention("causal", embed_dim=50, num_heads=4)
     with pytest.raises(SpatError, match="2 heads"):
