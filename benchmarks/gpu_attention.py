@@ -22,7 +22,7 @@ a backward pass 2.5 times that (QK^T again, dP, dV, dQ, dK: 5 matmuls against 2)
 SDPA's TFLOP/s count its own work (n² pairs, or n(n+1)/2 with is_causal). Speedups
 compare times, which is what a model sees.
 
-The whole run stays under --budget seconds (default 250): the Triton and SDPA
+The whole run stays near --budget seconds (default 230): the Triton and SDPA
 columns of every configuration are measured first, then FlexAttention (whose
 torch.compile per shape is the slow part) for as many as time allows; what is left
 out is marked "–" and listed. Tiles, warps and stages are the generated module's
@@ -298,7 +298,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 32768, 131072], help="sequence lengths")
     parser.add_argument("--head-dims", type=int, nargs="+", default=[128, 64])
-    parser.add_argument("--budget", type=float, default=250.0, help="seconds for the whole run (default 250)")
+    parser.add_argument("--budget", type=float, default=230.0,
+                        help="seconds for the whole run (default 230; the last FlexAttention compile may run past it)")
     parser.add_argument("--max-dense-n", type=int, default=65536, help="largest n for dense SDPA")
     parser.add_argument("--no-flex", action="store_true", help="leave FlexAttention out")
     parser.add_argument("--check-only", action="store_true", help="run --check and stop")
@@ -340,7 +341,7 @@ def main(argv=None) -> int:
     skipped = []
     log("## ours and dense SDPA")
     for row in rows:
-        if time.perf_counter() - started > args.budget * 0.7:
+        if time.perf_counter() - started > args.budget * 0.75:
             skipped.append(f"{row.name} D={row.head_dim} n={row.n}: out of time")
             continue
         try:
