@@ -334,10 +334,12 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR,
 # The forward and dQ passes tile queries (BLOCK_M) and loop over keys (BLOCK_N); the dK/dV pass
 # tiles keys (BLOCK_N) and loops over queries (BLOCK_M). For 16-bit inputs they follow Triton's
 # fused-attention tutorial for H100 (forward 128 x 64; backward 128 x 32 with the loop over the
-# small side), with fewer pipeline stages as the head dimension grows; float32 tiles take twice
-# the shared memory, so they are smaller. Every setting fits an H100's 227 KiB of shared memory
-# (checked by compiling for sm_90). Each tile is cut to the largest power of two that divides
-# the block size, so a tile never straddles two blocks.
+# small side), with 8 warps where the accumulators are large and fewer pipeline stages at head
+# dimension 256. Compiled for sm_90, every setting fits an H100's 227 KiB of shared memory and
+# the 16-bit ones use no more than 255 registers without spilling; float32 tiles are smaller
+# (twice the bytes, and tf32x3 splits each operand in three) and still spill some registers
+# from head dimension 64 up. Each tile is cut to the largest power of two that divides the
+# block size, so a tile never straddles two blocks.
 TILES = {
     #  D:   forward            dQ                  dK/dV
     16:  ((128, 64, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3)),
