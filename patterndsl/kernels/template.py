@@ -337,10 +337,9 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR,
 # small side), with 8 warps where the accumulators are large and fewer pipeline stages at head
 # dimension 256. Compiled for sm_90, every setting fits an H100's 227 KiB of shared memory and
 # the 16-bit ones up to head dimension 128 fit the registers without spilling (256 spills a
-# little in dK/dV); float32 tiles are smaller
-# (twice the bytes, and tf32x3 splits each operand in three) and still spill some registers
-# from head dimension 64 up. Each tile is cut to the largest power of two that divides the
-# block size, so a tile never straddles two blocks.
+# little in dK/dV); float32 tiles are smaller (twice the bytes, and tf32x3 splits each operand
+# in three) and still spill some registers from head dimension 64 up. Each tile is cut to the
+# largest power of two that divides the block size, so a tile never straddles two blocks.
 TILES = {
     #  D:   forward            dQ                  dK/dV
     16:  ((128, 64, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3)),
