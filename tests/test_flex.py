@@ -283,15 +283,6 @@ def test_deepest_patterns_make_a_mask_mod_and_deeper_source_is_a_clean_error():
         too_deep.build()
 
 
-def test_cuda_inputs_would_go_to_the_triton_kernels():
-    import importlib
-
-    import patterndsl.kernels
-
-    attention_module = importlib.import_module("patterndsl.attention")
-    assert attention_module._triton_attention() is patterndsl.kernels.triton_attention
-
-
 def test_compile_cli_default_output_name(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["compile", str(ROOT / "examples/star.spat"), "--n", "64", "--target", "flex"]) == 0
