@@ -124,14 +124,20 @@ class BlockBitmaps:
         keys = keys[keys >= 0]
         num_q, num_k = -(-n // block_q), -(-n // block_k)
         block = row_of // block_q * num_k + keys // block_k
-        touched, slot_of = np.unique(block, return_inverse=True)
-        slots = np.zeros(num_q * num_k, dtype=np.int32)
-        slots[touched] = np.arange(1, touched.size + 1, dtype=np.int32)
+        # Number the touched blocks 1, 2, … in grid order through the (dense) slot grid
+        # itself: no sort of the n·r keys.
+        touched = np.zeros(num_q * num_k, dtype=bool)
+        touched[block] = True
+        slots = np.cumsum(touched, dtype=np.int32)
+        slots[~touched] = 0
+        count = int(touched.sum())
         words = -(-block_k // 32)
-        bits = np.zeros((touched.size + 1, block_q, words), dtype=np.uint32)
         offset = keys % block_k
-        np.bitwise_or.at(bits, (slot_of + 1, row_of % block_q, offset // 32),
-                         (np.uint32(1) << (offset % 32).astype(np.uint32)))
+        word = (slots[block].astype(np.int64) * block_q + row_of % block_q) * words + offset // 32
+        # A row's keys are distinct, so its bits in one word are distinct powers of two:
+        # their sum is their OR, and a float64 sum of at most 32 of them below 2^32 is exact.
+        summed = np.bincount(word, weights=np.ldexp(1.0, offset % 32), minlength=(count + 1) * block_q * words)
+        bits = summed.astype(np.uint32).reshape(count + 1, block_q, words)
         return BlockBitmaps(block_q, block_k, slots.reshape(num_q, num_k), bits.view(np.int32))
 
     def contains(self, q: np.ndarray, k: np.ndarray) -> np.ndarray:
