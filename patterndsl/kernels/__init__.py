@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 
 from ..errors import Diagnostic, SpatError
-from .generate import MAX_HEAD_DIM, module_source
+from .generate import MAX_HEAD_DIM, module_source, resolve_max_blocks
 
 __all__ = ["triton_attention", "kernel_module", "module_source", "interpreting", "interpreter_ready"]
 
@@ -87,13 +87,16 @@ def _import_source(text: str):
         return module
 
 
-def kernel_module(compiled, block_size=None):
+def kernel_module(compiled, block_size=None, max_blocks_per_program=None):
     """The imported kernel module of ``compiled`` for ``block_size`` (default: the file's
-    `block`, else 128); generated once per compiled pattern and block size."""
-    key = compiled.block_sizes(block_size) + (interpreting(),)
+    `block`, else 128); generated once per compiled pattern, block size and limit on the blocks
+    per program (``max_blocks_per_program``, else $PATTERNDSL_MAX_BLOCKS_PER_PROGRAM, else the
+    layout's default: see patterndsl.kernels.generate.work_items)."""
+    limit = resolve_max_blocks(max_blocks_per_program)
+    key = compiled.block_sizes(block_size) + (limit, interpreting())
     per_pattern = compiled.__dict__.setdefault("_triton_modules", {})
     if key not in per_pattern:
-        per_pattern[key] = _import_source(module_source(compiled, key[:2]))
+        per_pattern[key] = _import_source(module_source(compiled, key[:2], limit))
     return per_pattern[key]
 
 
@@ -137,13 +140,16 @@ def _check(q, k, v, compiled):
 
 
 def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,
-                     block_size=None, return_lse: bool = False):
+                     block_size=None, return_lse: bool = False, max_blocks_per_program=None):
     """Block-sparse attention of ``compiled``'s layer ``layer`` with generated Triton kernels.
 
     q: [batch, heads, n, head_dim]; k, v: [batch, kv_heads, n, head_dim], kv_heads dividing
     heads; float16, bfloat16 or float32. ``scale`` defaults to 1/sqrt(head_dim). Rows with no
     connection give zeros and zero gradients. ``return_lse`` also returns the float32
-    log-sum-exp per row ([batch, heads, n], -inf for an empty row)."""
+    log-sum-exp per row ([batch, heads, n], -inf for an empty row). ``max_blocks_per_program``
+    caps the key (or, backward, query) blocks one program walks: longer lists are cut into
+    pieces computed in parallel and merged (default: $PATTERNDSL_MAX_BLOCKS_PER_PROGRAM, else
+    4 times the mean list and at least 16)."""
     try:
         import triton  # noqa: F401
     except ImportError:
@@ -151,5 +157,5 @@ def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
                                    "patterndsl.attention_reference")) from None
     _check(q, k, v, compiled)
     layer, _ = compiled._index(layer, 0)
-    module = kernel_module(compiled, block_size)
+    module = kernel_module(compiled, block_size, max_blocks_per_program)
     return module.attention(q, k, v, layer=layer, scale=scale, return_lse=return_lse)

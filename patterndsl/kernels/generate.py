@@ -14,11 +14,17 @@ What the module holds, besides the fixed kernels of patterndsl/kernels/template.
   block, and the transposed lists), concatenated, zlib-compressed and base64-encoded;
 - `_allowed(q, k, N, pattern, ...)`: the element predicate of every pattern, each
   written by its primitives (`Primitive.source`, patterndsl/codegen.py) and chosen
-  by pattern id at run time, plus the data tables some of them read.
+  by pattern id at run time, plus the data tables some of them read;
+- when some query block's list (or some key block's transposed list) is much longer
+  than the others', work items that cut the long lists into pieces of at most
+  MAX_BLOCKS_PER_PROGRAM blocks (see `work_items`), so that one program no longer does
+  the work of hundreds: e.g. `global(0..8)` gives query block 0 every key block.
 """
 from __future__ import annotations
 
 import base64
+import math
+import os
 import textwrap
 import zlib
 from string import Template
@@ -30,6 +36,8 @@ from ..errors import Diagnostic, SpatError
 from .template import MODULE
 
 MAX_HEAD_DIM = 256
+# $PATTERNDSL_MAX_BLOCKS_PER_PROGRAM overrides the default limit on the blocks one program walks.
+MAX_BLOCKS_ENV = "PATTERNDSL_MAX_BLOCKS_PER_PROGRAM"
 TILE_QUANTUM = 16  # the smallest kernel tile (tl.dot needs 16); block sizes must be multiples of it
 
 
@@ -123,6 +131,81 @@ def _layout_tables(compiled, patterns, block_q, block_k):
     return layouts, tables
 
 
+def default_max_blocks(lengths: np.ndarray) -> int:
+    """The most blocks one work item may hold, for lists of these lengths ([patterns, rows]):
+    4 times the mean list, and at least 16. A list no longer than that is left whole, so the
+    usual pattern (window, causal, ...) is not split at all; an item of 16 blocks or more does
+    enough work that writing its partial result (and merging it) costs little beside it."""
+    mean = float(lengths.sum()) / max(lengths.size, 1)
+    return max(16, math.ceil(4 * mean))
+
+
+def resolve_max_blocks(max_blocks_per_program) -> int | None:
+    """The explicit limit: the argument, else $PATTERNDSL_MAX_BLOCKS_PER_PROGRAM, else None
+    (the layout's default_max_blocks)."""
+    value = max_blocks_per_program
+    if value is None:
+        text = os.environ.get(MAX_BLOCKS_ENV, "").strip()
+        if not text:
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            raise SpatError(Diagnostic(f"${MAX_BLOCKS_ENV} must be a positive integer, got {text!r}")) from None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise SpatError(Diagnostic(f"max_blocks_per_program must be a positive integer, got {value!r}"))
+    return int(value)
+
+
+def work_items(partial_ptr: np.ndarray, full_ptr: np.ndarray, patterns: int, limit: int | None):
+    """Work items over the lists of one direction (query blocks' key-block lists, or key blocks'
+    query-block lists), or None when no list is longer than the limit.
+
+    partial_ptr, full_ptr: the concatenated CSR pointers, [patterns * (rows + 1)]. A row's list is
+    its partial blocks then its full blocks; a row is cut into c = ceil(L / limit) near-equal
+    pieces, L its longest list over the patterns. The pieces are shared by all patterns (piece j
+    of every pattern's list, possibly empty), so that the grid, the scratch slots and the merge
+    do not depend on the pattern a head runs (grouped heads with different patterns share one
+    dK/dV program). Returns (limit, tables, counts):
+
+      items [patterns, items, 4]: absolute partial start, end, full start, end of each piece;
+      item_info [items, 2]: the row, and its scratch slot (-1: the row is whole, write directly);
+      splits [split rows, 3]: the row, its first slot, its number of pieces (slots are consecutive).
+
+    Items run longest first, so the long pieces start early and the short ones fill in behind
+    them (the GPU runs programs roughly in launch order)."""
+    partial_ptr = partial_ptr.astype(np.int64).reshape(patterns, -1)
+    full_ptr = full_ptr.astype(np.int64).reshape(patterns, -1)
+    num_partial, num_full = np.diff(partial_ptr, axis=1), np.diff(full_ptr, axis=1)  # [patterns, rows]
+    lengths = num_partial + num_full
+    limit = limit if limit is not None else default_max_blocks(lengths)
+    longest = lengths.max(axis=0)
+    count = np.maximum(1, -(-longest // limit))
+    if count.max() <= 1:
+        return None
+    rows = np.repeat(np.arange(count.size), count)
+    piece = np.arange(rows.size) - np.repeat(np.cumsum(count) - count, count)
+    pieces = count[rows]
+    length, own_partial = lengths[:, rows], num_partial[:, rows]
+    a, b = piece * length // pieces, (piece + 1) * length // pieces  # [patterns, items], combined offsets
+    items = np.stack([partial_ptr[:, rows] + np.minimum(a, own_partial),
+                      partial_ptr[:, rows] + np.minimum(b, own_partial),
+                      full_ptr[:, rows] + np.maximum(a - own_partial, 0),
+                      full_ptr[:, rows] + np.maximum(b - own_partial, 0)], axis=-1)
+    split_rows = np.flatnonzero(count > 1)
+    first_slot = np.zeros(count.size, dtype=np.int64)
+    first_slot[split_rows] = np.cumsum(count[split_rows]) - count[split_rows]
+    slot = np.where(pieces > 1, first_slot[rows] + piece, -1)
+    order = np.argsort(-(b - a).max(axis=0), kind="stable")
+    tables = {
+        "items": items[:, order].astype(np.int32).ravel(),
+        "item_info": np.stack([rows, slot], axis=-1)[order].astype(np.int32).ravel(),
+        "splits": np.stack([split_rows, first_slot[split_rows], count[split_rows]], axis=-1).astype(np.int32).ravel(),
+    }
+    counts = {"items": int(rows.size), "slots": int(count[split_rows].sum()), "splits": int(split_rows.size)}
+    return limit, tables, counts
+
+
 def _allowed_body(expressions: list[str], patterns) -> str:
     """The body of `_allowed`: one branch per pattern id (none when there is one pattern)."""
     def branch(expression, pattern, indent):
@@ -147,14 +230,28 @@ def _docstring_safe(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"' * 3, '\\"' * 3)
 
 
-def module_source(compiled, block_size=None) -> str:
+def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str:
     """The generated kernel module for ``compiled`` with blocks of ``block_size`` (an int or
-    (BQ, BK); default: the file's `block`, else 128)."""
+    (BQ, BK); default: the file's `block`, else 128). ``max_blocks_per_program`` caps the blocks
+    one program walks (default: $PATTERNDSL_MAX_BLOCKS_PER_PROGRAM, else `default_max_blocks`)."""
     block_q, block_k = compiled.block_sizes(block_size)
     check_block_sizes(block_q, block_k)
+    limit = resolve_max_blocks(max_blocks_per_program)
     n = compiled.n
     patterns, head_patterns = distinct_patterns(compiled)
     layouts, layout_tables = _layout_tables(compiled, patterns, block_q, block_k)
+    split_tables, split_constants = {}, []
+    for side, prefix, rows in (("Q", "", "query"), ("K", "t_", "key")):
+        split = work_items(layout_tables[prefix + "partial_ptr"], layout_tables[prefix + "full_ptr"],
+                           len(patterns), limit)
+        side_limit, tables, counts = split if split else (None, {}, {"items": 0, "slots": 0, "splits": 0})
+        for name in ("items", "item_info", "splits"):
+            split_tables[f"{side.lower()}_{name}"] = tables.get(name, np.zeros(0, dtype=np.int32))
+        split_constants.append(
+            f"SPLIT_{side}, NUM_{side}_ITEMS, NUM_{side}_SLOTS, NUM_{side}_SPLITS = {split is not None}, "
+            f"{counts['items']}, {counts['slots']}, {counts['splits']}"
+            + (f"  # {rows} blocks' lists cut into pieces of <= {side_limit} blocks" if split else
+               f"  # no {rows} block's list is cut"))
 
     backend = TritonBackend(block_q, block_k)
     expressions = [predicate_source(p, "q", "k", n, backend) for p in patterns]
@@ -166,7 +263,13 @@ def module_source(compiled, block_size=None) -> str:
              "full_ptr": "int32 [patterns * (NUM_Q_BLOCKS + 1)]", "full_idx": "int32, key blocks",
              "t_partial_ptr": "int32 [patterns * (NUM_K_BLOCKS + 1)]", "t_partial_idx": "int32, query blocks",
              "t_full_ptr": "int32 [patterns * (NUM_K_BLOCKS + 1)]", "t_full_idx": "int32, query blocks"}
-    table_lines = [_table_line(name, array, notes[name]) for name, array in layout_tables.items()]
+    for side in ("q", "k"):
+        count = f"NUM_{side.upper()}_ITEMS"
+        notes[f"{side}_items"] = f"int32 [patterns, {count}, 4]: partial start, end, full start, end"
+        notes[f"{side}_item_info"] = f"int32 [{count}, 2]: block, scratch slot (-1: not cut)"
+        notes[f"{side}_splits"] = f"int32 [NUM_{side.upper()}_SPLITS, 3]: block, first slot, pieces"
+    table_lines = [_table_line(name, array, notes[name])
+                   for name, array in {**layout_tables, **split_tables}.items()]
     for name in data_names:
         array = backend.tables[name]
         table_lines.append(_table_line(f"T_{name}", array, f"{array.dtype.name} [{array.size}], read by _allowed"))
@@ -178,6 +281,9 @@ def module_source(compiled, block_size=None) -> str:
         f"BLOCK_Q, BLOCK_K = {block_q}, {block_k}  # block layout: queries x keys per block",
         f"NUM_Q_BLOCKS, NUM_K_BLOCKS = {-(-n // block_q)}, {-(-n // block_k)}",
         f"LAYERS, HEADS = {compiled.layers}, {compiled.heads}  # layer l uses HEAD_PATTERNS[l % LAYERS]",
+        "# Work items (load balancing): whether long lists are cut, into how many pieces, scratch",
+        "# slots (one per piece of a cut list) and cut lists.",
+        *split_constants,
         "",
         "# The distinct patterns (simplified, in .spat syntax); a pattern id indexes this list.",
         f"PATTERNS = [\n{pattern_lines}\n]",
@@ -198,7 +304,8 @@ def module_source(compiled, block_size=None) -> str:
         "Needs only torch and triton. On CPU, set TRITON_INTERPRET=1 before importing (slow).",
         "Forward: one program per tile of queries and head, online softmax over the tile's",
         "key blocks; blocks whose pairs are all connected skip the predicate. Backward: dQ over",
-        "the same lists, dK and dV over the transposed lists.",
+        "the same lists, dK and dV over the transposed lists. Lists much longer than the rest",
+        "are cut into pieces, computed by separate programs and merged.",
         "",
         "The pattern source:",
         "",

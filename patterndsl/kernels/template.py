@@ -29,6 +29,12 @@ ${CONSTANTS}
 #   full_ptr / full_idx: the key blocks every in-bounds pair of which is connected (no predicate).
 #   t_partial_* / t_full_*: the same, transposed: for each pattern and key block, its query blocks
 #       (row r = p * (NUM_K_BLOCKS + 1) + kb); the dK/dV kernel walks these.
+#   q_items / q_item_info / q_splits: the work items of the forward and dQ passes when some
+#       query block's list is cut (SPLIT_Q): per item and pattern the ranges of partial_idx and
+#       full_idx it walks; per item its query block and scratch slot (-1: the block's list is
+#       whole, so the item writes its output directly); per cut query block its first slot and
+#       number of pieces, which a second, small kernel merges. k_*: the same for dK/dV over the
+#       transposed lists (SPLIT_K).
 #   T_*: data the predicates read (index lists too long to inline, random-pattern bitmaps).
 # Every table holds at least one element, so that no kernel argument is a null pointer.
 _TABLES = {
@@ -96,25 +102,70 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, 
 
 
 @triton.jit
-def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PTR, FULL_IDX${T},
+def _item_ranges(ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS):
+    """(block, scratch slot, partial start, partial end, full start, full end) of a work item."""
+    ranges = ITEMS + (pattern * NUM_ITEMS + item) * 4
+    return (tl.load(ITEM_INFO + 2 * item), tl.load(ITEM_INFO + 2 * item + 1), tl.load(ranges),
+            tl.load(ranges + 1), tl.load(ranges + 2), tl.load(ranges + 3))
+
+
+@triton.jit
+def _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m, N,
+                  stride_ob, stride_oh, stride_on, HEAD_DIM: tl.constexpr,
+                  BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Normalize a finished tile and write its output and natural-log log-sum-exp. A row with
+    no connection has l = 0 and acc = 0: it outputs zeros, and its log-sum-exp (of nothing)
+    is -inf."""
+    local_m = tl.arange(0, BLOCK_M)
+    offs_m = start_m + local_m
+    offs_d = tl.arange(0, BLOCK_D)
+    empty = l_i == 0.0
+    l_safe = tl.where(empty, 1.0, l_i)
+    out = acc / l_safe[:, None]
+    lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * LN2)
+    O_tile = (Out + batch.to(tl.int64) * stride_ob + head.to(tl.int64) * stride_oh
+              + start_m.to(tl.int64) * stride_on)
+    tl.store(O_tile + local_m[:, None] * stride_on + offs_d[None, :], out.to(Out.dtype.element_ty),
+             mask=(offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM))
+    tl.store(LSE + batch_head.to(tl.int64) * N + offs_m, lse, mask=offs_m < N)
+
+
+@triton.jit
+def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PTR, FULL_IDX,
+              ITEMS, ITEM_INFO, ACC_S, M_S, L_S${T},
               stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
               stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_on,
-              N, H, GROUP, HEAD_DIM: tl.constexpr, qk_scale, NUM_Q_BLOCKS,
+              N, H, GROUP, HEAD_DIM: tl.constexpr, qk_scale, NUM_Q_BLOCKS, NUM_ITEMS, NUM_SLOTS,
               BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
               BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_N: tl.constexpr,
-              PRECISION: tl.constexpr):
-    """One program per tile of BLOCK_M queries (inside query block tile * BLOCK_M // BLOCK_Q)
-    and per (batch, head): its partial key blocks with the predicate, then its full blocks
-    without. Writes the output and the natural-log log-sum-exp (-inf for an empty row)."""
-    tile = tl.program_id(0)
+              PRECISION: tl.constexpr, SPLIT: tl.constexpr):
+    """One program per tile of BLOCK_M queries and per (batch, head): its partial key blocks
+    with the predicate, then its full blocks without. Writes the output and the natural-log
+    log-sum-exp (-inf for an empty row).
+
+    Without SPLIT, tile t is rows t * BLOCK_M.. of query block t * BLOCK_M // BLOCK_Q and walks
+    that block's whole lists. With SPLIT, program t is sub-tile t % (BLOCK_Q // BLOCK_M) of work
+    item t // (BLOCK_Q // BLOCK_M), which walks a piece of its query block's lists; a piece of a
+    cut list writes its unnormalized state (acc, running max m in base 2, sum l) to scratch slot
+    `slot` ([batch * heads, NUM_SLOTS, BLOCK_Q] rows of BLOCK_D), for _fwd_combine to merge."""
     batch_head = tl.program_id(1)
     batch = batch_head // H
     head = batch_head % H
     kv_head = head // GROUP
     pattern = tl.load(HEAD_PATTERN + head)
-    row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
+    if SPLIT:
+        item = tl.program_id(0) // (BLOCK_Q // BLOCK_M)
+        sub = tl.program_id(0) % (BLOCK_Q // BLOCK_M)
+        query_block, slot, partial_start, partial_end, full_start, full_end = _item_ranges(
+            ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS)
+        start_m = query_block * BLOCK_Q + sub * BLOCK_M
+    else:
+        tile = tl.program_id(0)
+        row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
+        partial_start, partial_end = tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1)
+        full_start, full_end = tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1)
+        start_m = tile * BLOCK_M
 
-    start_m = tile * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
@@ -129,25 +180,87 @@ def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PT
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn,
-                                tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1), PARTIAL_IDX,
+                                partial_start, partial_end, PARTIAL_IDX,
                                 N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D,
                                 True, EVEN_N, PRECISION)
     acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn,
-                                tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1), FULL_IDX,
+                                full_start, full_end, FULL_IDX,
                                 N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D,
                                 False, EVEN_N, PRECISION)
 
-    # A row with no connection has l = 0 and acc = 0: it outputs zeros, and its log-sum-exp
-    # (of nothing) is -inf.
-    empty = l_i == 0.0
-    l_safe = tl.where(empty, 1.0, l_i)
-    out = acc / l_safe[:, None]
-    lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * LN2)
-    O_tile = (Out + batch.to(tl.int64) * stride_ob + head.to(tl.int64) * stride_oh
-              + start_m.to(tl.int64) * stride_on)
-    tl.store(O_tile + local_m[:, None] * stride_on + offs_d[None, :], out.to(Out.dtype.element_ty),
-             mask=io_mask)
-    tl.store(LSE + batch_head.to(tl.int64) * N + offs_m, lse, mask=offs_m < N)
+    if SPLIT:
+        if slot >= 0:
+            # Whole tiles, padding rows and columns included: the scratch has room for them.
+            scratch = (batch_head.to(tl.int64) * NUM_SLOTS + slot) * BLOCK_Q + sub * BLOCK_M + local_m
+            tl.store(ACC_S + scratch[:, None] * BLOCK_D + offs_d[None, :], acc)
+            tl.store(M_S + scratch, m_i)
+            tl.store(L_S + scratch, l_i)
+        else:
+            _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m, N,
+                          stride_ob, stride_oh, stride_on, HEAD_DIM, BLOCK_M, BLOCK_D)
+    else:
+        _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m, N,
+                      stride_ob, stride_oh, stride_on, HEAD_DIM, BLOCK_M, BLOCK_D)
+
+
+@triton.jit
+def _fwd_combine(Out, LSE, SPLITS, ACC_S, M_S, L_S, stride_ob, stride_oh, stride_on, N, H, NUM_SLOTS,
+                 HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr,
+                 BLOCK_D: tl.constexpr):
+    """One program per tile of BLOCK_M rows of a cut query block and per (batch, head): merges
+    the partial states of the block's pieces (log-sum-exp: rescale each to the common maximum,
+    then add) and writes the output and log-sum-exp like an uncut block."""
+    split = tl.program_id(0) // (BLOCK_Q // BLOCK_M)
+    sub = tl.program_id(0) % (BLOCK_Q // BLOCK_M)
+    batch_head = tl.program_id(1)
+    query_block = tl.load(SPLITS + 3 * split)
+    first = tl.load(SPLITS + 3 * split + 1)
+    count = tl.load(SPLITS + 3 * split + 2)
+    local_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    for slot in range(first, first + count):
+        scratch = (batch_head.to(tl.int64) * NUM_SLOTS + slot) * BLOCK_Q + sub * BLOCK_M + local_m
+        m_s = tl.load(M_S + scratch)
+        m_new = tl.maximum(m_i, m_s)
+        # As in _fwd_blocks: rows with no connection so far keep m = -inf, measured from 0.
+        m_ref = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2(m_i - m_ref)
+        beta = tl.math.exp2(m_s - m_ref)
+        l_i = l_i * alpha + tl.load(L_S + scratch) * beta
+        acc = acc * alpha[:, None] + tl.load(ACC_S + scratch[:, None] * BLOCK_D + offs_d[None, :]) * beta[:, None]
+        m_i = m_new
+    _store_output(acc, l_i, m_i, Out, LSE, batch_head // H, batch_head % H, batch_head,
+                  query_block * BLOCK_Q + sub * BLOCK_M, N, stride_ob, stride_oh, stride_on,
+                  HEAD_DIM, BLOCK_M, BLOCK_D)
+
+
+@triton.jit
+def _sum_slots(SCRATCH, Out, SPLITS, stride_ob, stride_oh, stride_on, N, H, NUM_SLOTS,
+               HEAD_DIM: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_M: tl.constexpr,
+               BLOCK_D: tl.constexpr):
+    """One program per tile of BLOCK_M rows of a cut block (BLOCK_ROWS rows) and per (batch,
+    head): adds the float32 gradients its pieces left in their scratch slots and writes the sum
+    (a fixed order: deterministic, unlike atomic adds)."""
+    split = tl.program_id(0) // (BLOCK_ROWS // BLOCK_M)
+    sub = tl.program_id(0) % (BLOCK_ROWS // BLOCK_M)
+    batch_head = tl.program_id(1)
+    block = tl.load(SPLITS + 3 * split)
+    first = tl.load(SPLITS + 3 * split + 1)
+    count = tl.load(SPLITS + 3 * split + 2)
+    local_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    total = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    for slot in range(first, first + count):
+        scratch = (batch_head.to(tl.int64) * NUM_SLOTS + slot) * BLOCK_ROWS + sub * BLOCK_M + local_m
+        total += tl.load(SCRATCH + scratch[:, None] * BLOCK_D + offs_d[None, :])
+    start_m = block * BLOCK_ROWS + sub * BLOCK_M
+    offs_m = start_m + local_m
+    tl.store(Out + (batch_head // H).to(tl.int64) * stride_ob + (batch_head % H).to(tl.int64) * stride_oh
+             + start_m.to(tl.int64) * stride_on + local_m[:, None] * stride_on + offs_d[None, :],
+             total.to(Out.dtype.element_ty), mask=(offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM))
 
 
 # ---- backward ------------------------------------------------------------------------------
@@ -185,25 +298,35 @@ def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride
 
 @triton.jit
 def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PTR,
-                 FULL_IDX${T},
+                 FULL_IDX, ITEMS, ITEM_INFO, DQ_S${T},
                  stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                  stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
                  stride_dqb, stride_dqh, stride_dqn,
-                 N, H, GROUP, HEAD_DIM: tl.constexpr, qk_scale, sm_scale, NUM_Q_BLOCKS,
-                 BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
+                 N, H, GROUP, HEAD_DIM: tl.constexpr, qk_scale, sm_scale, NUM_Q_BLOCKS, NUM_ITEMS,
+                 NUM_SLOTS, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_N: tl.constexpr,
-                 PRECISION: tl.constexpr):
+                 PRECISION: tl.constexpr, SPLIT: tl.constexpr):
     """One program per tile of BLOCK_M queries and per (batch, head), over the same key-block
-    lists as the forward pass."""
-    tile = tl.program_id(0)
+    lists (or, with SPLIT, work items) as the forward pass. A piece of a cut list writes its
+    float32 dQ to its scratch slot, for _sum_slots to add up."""
     batch_head = tl.program_id(1)
     batch = batch_head // H
     head = batch_head % H
     kv_head = head // GROUP
     pattern = tl.load(HEAD_PATTERN + head)
-    row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
+    if SPLIT:
+        item = tl.program_id(0) // (BLOCK_Q // BLOCK_M)
+        sub = tl.program_id(0) % (BLOCK_Q // BLOCK_M)
+        query_block, slot, partial_start, partial_end, full_start, full_end = _item_ranges(
+            ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS)
+        start_m = query_block * BLOCK_Q + sub * BLOCK_M
+    else:
+        tile = tl.program_id(0)
+        row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
+        partial_start, partial_end = tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1)
+        full_start, full_end = tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1)
+        start_m = tile * BLOCK_M
 
-    start_m = tile * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
@@ -224,16 +347,23 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn,
-                    tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1), PARTIAL_IDX,
+                    partial_start, partial_end, PARTIAL_IDX,
                     N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D, True, EVEN_N,
                     PRECISION)
     dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn,
-                    tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1), FULL_IDX,
+                    full_start, full_end, FULL_IDX,
                     N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D, False, EVEN_N,
                     PRECISION)
-    tl.store(DQ + batch.to(tl.int64) * stride_dqb + head.to(tl.int64) * stride_dqh
-             + start_m.to(tl.int64) * stride_dqn + local_m[:, None] * stride_dqn + offs_d[None, :],
-             (dq * sm_scale).to(DQ.dtype.element_ty), mask=io_mask)
+    DQ_tile = (DQ + batch.to(tl.int64) * stride_dqb + head.to(tl.int64) * stride_dqh
+               + start_m.to(tl.int64) * stride_dqn + local_m[:, None] * stride_dqn + offs_d[None, :])
+    if SPLIT:
+        if slot >= 0:
+            scratch = (batch_head.to(tl.int64) * NUM_SLOTS + slot) * BLOCK_Q + sub * BLOCK_M + local_m
+            tl.store(DQ_S + scratch[:, None] * BLOCK_D + offs_d[None, :], dq * sm_scale)
+        else:
+            tl.store(DQ_tile, (dq * sm_scale).to(DQ.dtype.element_ty), mask=io_mask)
+    else:
+        tl.store(DQ_tile, (dq * sm_scale).to(DQ.dtype.element_ty), mask=io_mask)
 
 
 @triton.jit
@@ -274,23 +404,33 @@ def _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE_head, DELTA_head, st
 
 @triton.jit
 def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR, T_PARTIAL_IDX,
-                   T_FULL_PTR, T_FULL_IDX${T},
+                   T_FULL_PTR, T_FULL_IDX, ITEMS, ITEM_INFO, DK_S, DV_S${T},
                    stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                    stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
                    stride_dkb, stride_dkh, stride_dkn, stride_dvb, stride_dvh, stride_dvn,
                    N, H, H_KV, GROUP, HEAD_DIM: tl.constexpr, qk_scale, sm_scale, NUM_K_BLOCKS,
-                   BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
-                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_M: tl.constexpr,
-                   PRECISION: tl.constexpr):
+                   NUM_ITEMS, NUM_SLOTS, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                   EVEN_M: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr):
     """One program per tile of BLOCK_N keys and per (batch, key/value head). It sums over the
     GROUP query heads that share the key/value head (grouped-query attention), each through its
-    own pattern's transposed lists, so dK and dV are written once, without atomics."""
-    tile = tl.program_id(0)
+    own pattern's transposed lists, so dK and dV are written once, without atomics. With SPLIT,
+    program t is sub-tile t % (BLOCK_K // BLOCK_N) of work item t // (BLOCK_K // BLOCK_N); the
+    pieces of a cut list are the same for every pattern, so the loop over grouped heads stays,
+    and each piece writes its float32 dK and dV to its scratch slot, for _sum_slots."""
     batch_kv_head = tl.program_id(1)
     batch = batch_kv_head // H_KV
     kv_head = batch_kv_head % H_KV
-    start_n = tile * BLOCK_N
-    key_block = start_n // BLOCK_K
+    if SPLIT:
+        item = tl.program_id(0) // (BLOCK_K // BLOCK_N)
+        sub = tl.program_id(0) % (BLOCK_K // BLOCK_N)
+        key_block = tl.load(ITEM_INFO + 2 * item)
+        slot = tl.load(ITEM_INFO + 2 * item + 1)
+        start_n = key_block * BLOCK_K + sub * BLOCK_N
+    else:
+        tile = tl.program_id(0)
+        start_n = tile * BLOCK_N
+        key_block = start_n // BLOCK_K
 
     offs_n = start_n + tl.arange(0, BLOCK_N)
     local_n = tl.arange(0, BLOCK_N)
@@ -307,24 +447,39 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR,
     for g in range(GROUP):
         head = kv_head * GROUP + g
         pattern = tl.load(HEAD_PATTERN + head)
-        col = pattern * (NUM_K_BLOCKS + 1) + key_block
+        if SPLIT:
+            _, _, partial_start, partial_end, full_start, full_end = _item_ranges(
+                ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS)
+        else:
+            col = pattern * (NUM_K_BLOCKS + 1) + key_block
+            partial_start, partial_end = tl.load(T_PARTIAL_PTR + col), tl.load(T_PARTIAL_PTR + col + 1)
+            full_start, full_end = tl.load(T_FULL_PTR + col), tl.load(T_FULL_PTR + col + 1)
         Q_head = Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
         DO_head = DO + batch.to(tl.int64) * stride_dob + head.to(tl.int64) * stride_doh
         row_stats = (batch.to(tl.int64) * H + head) * N
         dk, dv = _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE + row_stats, DELTA + row_stats,
-                              stride_qn, stride_don, tl.load(T_PARTIAL_PTR + col),
-                              tl.load(T_PARTIAL_PTR + col + 1), T_PARTIAL_IDX, N, HEAD_DIM, qk_scale,
+                              stride_qn, stride_don, partial_start, partial_end, T_PARTIAL_IDX,
+                              N, HEAD_DIM, qk_scale,
                               pattern${T}, BLOCK_Q, BLOCK_M, BLOCK_D, True, EVEN_M, PRECISION)
         dk, dv = _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE + row_stats, DELTA + row_stats,
-                              stride_qn, stride_don, tl.load(T_FULL_PTR + col),
-                              tl.load(T_FULL_PTR + col + 1), T_FULL_IDX, N, HEAD_DIM, qk_scale,
+                              stride_qn, stride_don, full_start, full_end, T_FULL_IDX,
+                              N, HEAD_DIM, qk_scale,
                               pattern${T}, BLOCK_Q, BLOCK_M, BLOCK_D, False, EVEN_M, PRECISION)
-    tl.store(DK + batch.to(tl.int64) * stride_dkb + kv_head.to(tl.int64) * stride_dkh
-             + start_n.to(tl.int64) * stride_dkn + local_n[:, None] * stride_dkn + offs_d[None, :],
-             (dk * sm_scale).to(DK.dtype.element_ty), mask=io_mask)
-    tl.store(DV + batch.to(tl.int64) * stride_dvb + kv_head.to(tl.int64) * stride_dvh
-             + start_n.to(tl.int64) * stride_dvn + local_n[:, None] * stride_dvn + offs_d[None, :],
-             dv.to(DV.dtype.element_ty), mask=io_mask)
+    DK_tile = (DK + batch.to(tl.int64) * stride_dkb + kv_head.to(tl.int64) * stride_dkh
+               + start_n.to(tl.int64) * stride_dkn + local_n[:, None] * stride_dkn + offs_d[None, :])
+    DV_tile = (DV + batch.to(tl.int64) * stride_dvb + kv_head.to(tl.int64) * stride_dvh
+               + start_n.to(tl.int64) * stride_dvn + local_n[:, None] * stride_dvn + offs_d[None, :])
+    if SPLIT:
+        if slot >= 0:
+            scratch = (batch_kv_head.to(tl.int64) * NUM_SLOTS + slot) * BLOCK_K + sub * BLOCK_N + local_n
+            tl.store(DK_S + scratch[:, None] * BLOCK_D + offs_d[None, :], dk * sm_scale)
+            tl.store(DV_S + scratch[:, None] * BLOCK_D + offs_d[None, :], dv)
+        else:
+            tl.store(DK_tile, (dk * sm_scale).to(DK.dtype.element_ty), mask=io_mask)
+            tl.store(DV_tile, dv.to(DV.dtype.element_ty), mask=io_mask)
+    else:
+        tl.store(DK_tile, (dk * sm_scale).to(DK.dtype.element_ty), mask=io_mask)
+        tl.store(DV_tile, dv.to(DV.dtype.element_ty), mask=io_mask)
 
 
 # ---- launching -----------------------------------------------------------------------------
@@ -437,6 +592,30 @@ def _settings(head_dim, dtype):
     return block_d, forward, dq, dkdv, precision
 
 
+# Tiles of the kernels that merge the pieces of cut lists (memory-bound: small tiles, many programs).
+MERGE_TILE, MERGE_WARPS = 64, 4
+
+
+def _grid_size(n, block_m, items, block_rows):
+    """Programs along axis 0: a tile per BLOCK_M rows, or (SPLIT) a tile per BLOCK_M rows of
+    each work item's block."""
+    return items * (block_rows // block_m) if items else triton.cdiv(n, block_m)
+
+
+def _scratch(rows, slots, block_rows, block_d, device):
+    """float32 scratch for the pieces of cut lists: [rows (batch x heads), slots, block, BLOCK_D]."""
+    return torch.empty(rows * slots * block_rows * block_d, device=device, dtype=torch.float32)
+
+
+def _sum_into(scratch, out, splits, slots, block_rows, block_d):
+    """out's rows of the cut blocks := the sum of their pieces' scratch slots."""
+    batch, heads, n, head_dim = out.shape
+    tile = _fit(MERGE_TILE, block_rows)
+    _sum_slots[(splits.numel() // 3 * (block_rows // tile), batch * heads)](
+        scratch, out, splits, *_strides(out), n, heads, slots,
+        HEAD_DIM=head_dim, BLOCK_ROWS=block_rows, BLOCK_M=tile, BLOCK_D=block_d, num_warps=MERGE_WARPS)
+
+
 def _forward(q, k, v, head_pattern, sm_scale):
     batch, heads, n, head_dim = q.shape
     tables = _tables(q.device)
@@ -444,14 +623,25 @@ def _forward(q, k, v, head_pattern, sm_scale):
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
     out = torch.empty_like(q)
     lse = torch.empty((batch, heads, n), device=q.device, dtype=torch.float32)
-    grid = (triton.cdiv(n, block_m), batch * heads)
+    acc_s = m_s = l_s = lse  # placeholders: read only when SPLIT_Q
+    if SPLIT_Q:
+        acc_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, block_d, q.device)
+        m_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, 1, q.device)
+        l_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, 1, q.device)
+    grid = (_grid_size(n, block_m, NUM_Q_ITEMS, BLOCK_Q), batch * heads)
     _attn_fwd[grid](
         q, k, v, out, lse, head_pattern, tables["partial_ptr"], tables["partial_idx"],
-        tables["full_ptr"], tables["full_idx"]${TABLE_ARGS},
+        tables["full_ptr"], tables["full_idx"], tables["q_items"], tables["q_item_info"],
+        acc_s, m_s, l_s${TABLE_ARGS},
         *_strides(q), *_strides(k), *_strides(v), *_strides(out),
-        n, heads, heads // k.shape[1], head_dim, sm_scale * LOG2E.value, NUM_Q_BLOCKS,
-        BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        EVEN_N=n % BLOCK_K == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
+        n, heads, heads // k.shape[1], head_dim, sm_scale * LOG2E.value, NUM_Q_BLOCKS, NUM_Q_ITEMS,
+        NUM_Q_SLOTS, BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
+        EVEN_N=n % BLOCK_K == 0, PRECISION=precision, SPLIT=SPLIT_Q, num_warps=warps, num_stages=stages)
+    if SPLIT_Q:
+        tile = _fit(MERGE_TILE, BLOCK_Q)
+        _fwd_combine[(NUM_Q_SPLITS * (BLOCK_Q // tile), batch * heads)](
+            out, lse, tables["q_splits"], acc_s, m_s, l_s, *_strides(out), n, heads, NUM_Q_SLOTS,
+            HEAD_DIM=head_dim, BLOCK_Q=BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d, num_warps=MERGE_WARPS)
     return out, lse
 
 
@@ -468,23 +658,36 @@ def _backward(q, k, v, out, lse, d_out, head_pattern, sm_scale):
 
     tile_m, tile_n, warps, stages = dq_tiles
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
-    _attn_bwd_dq[(triton.cdiv(n, block_m), batch * heads)](
+    dq_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, block_d, q.device) if SPLIT_Q else delta
+    _attn_bwd_dq[(_grid_size(n, block_m, NUM_Q_ITEMS, BLOCK_Q), batch * heads)](
         q, k, v, d_out, dq, lse, delta, head_pattern, tables["partial_ptr"], tables["partial_idx"],
-        tables["full_ptr"], tables["full_idx"]${TABLE_ARGS},
+        tables["full_ptr"], tables["full_idx"], tables["q_items"], tables["q_item_info"], dq_s${TABLE_ARGS},
         *_strides(q), *_strides(k), *_strides(v), *_strides(d_out), *_strides(dq),
         n, heads, heads // kv_heads, head_dim, sm_scale * LOG2E.value, sm_scale, NUM_Q_BLOCKS,
-        BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        EVEN_N=n % BLOCK_K == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
+        NUM_Q_ITEMS, NUM_Q_SLOTS, BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n,
+        BLOCK_D=block_d, EVEN_N=n % BLOCK_K == 0, PRECISION=precision, SPLIT=SPLIT_Q,
+        num_warps=warps, num_stages=stages)
+    if SPLIT_Q:
+        _sum_into(dq_s, dq, tables["q_splits"], NUM_Q_SLOTS, BLOCK_Q, block_d)
 
     tile_n, tile_m, warps, stages = dkdv_tiles
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
-    _attn_bwd_dkdv[(triton.cdiv(n, block_n), batch * kv_heads)](
+    dk_s = dv_s = delta
+    if SPLIT_K:
+        dk_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
+        dv_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
+    _attn_bwd_dkdv[(_grid_size(n, block_n, NUM_K_ITEMS, BLOCK_K), batch * kv_heads)](
         q, k, v, d_out, dk, dv, lse, delta, head_pattern, tables["t_partial_ptr"],
-        tables["t_partial_idx"], tables["t_full_ptr"], tables["t_full_idx"]${TABLE_ARGS},
+        tables["t_partial_idx"], tables["t_full_ptr"], tables["t_full_idx"], tables["k_items"],
+        tables["k_item_info"], dk_s, dv_s${TABLE_ARGS},
         *_strides(q), *_strides(k), *_strides(v), *_strides(d_out), *_strides(dk), *_strides(dv),
         n, heads, kv_heads, heads // kv_heads, head_dim, sm_scale * LOG2E.value, sm_scale, NUM_K_BLOCKS,
-        BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        EVEN_M=n % BLOCK_Q == 0, PRECISION=precision, num_warps=warps, num_stages=stages)
+        NUM_K_ITEMS, NUM_K_SLOTS, BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n,
+        BLOCK_D=block_d, EVEN_M=n % BLOCK_Q == 0, PRECISION=precision, SPLIT=SPLIT_K,
+        num_warps=warps, num_stages=stages)
+    if SPLIT_K:
+        _sum_into(dk_s, dk, tables["k_splits"], NUM_K_SLOTS, BLOCK_K, block_d)
+        _sum_into(dv_s, dv, tables["k_splits"], NUM_K_SLOTS, BLOCK_K, block_d)
     return dq, dk, dv
 
 
