@@ -4,7 +4,9 @@
 
 --check first runs forward and backward of every pattern below (and a few more) at a
 small ragged n in bfloat16, float16 and float32 against the float64 dense-mask reference,
-printing PASS or FAIL per case. Then, in bfloat16 for head dims 128 and 64 and n from 8k
+printing PASS or FAIL per case; two of its cases cut every block list into pieces of one
+or two blocks (max_blocks_per_program), so that the kernels of cut lists and their merges
+are checked on the GPU too. Then, in bfloat16 for head dims 128 and 64 and n from 8k
 to 128k, it times forward and backward of
 
     - our kernels (patterndsl.kernels.triton_attention, blocks of 128),
@@ -22,10 +24,17 @@ a backward pass 2.5 times that (QK^T again, dP, dV, dQ, dK: 5 matmuls against 2)
 SDPA's TFLOP/s count its own work (n² pairs, or n(n+1)/2 with is_causal). Speedups
 compare times, which is what a model sees.
 
-The whole run stays near --budget seconds (default 230): the Triton and SDPA
-columns of every configuration are measured first, then FlexAttention (whose
-torch.compile per shape is the slow part) for as many as time allows; what is left
-out is marked "–" and listed. Tiles, warps and stages are the generated module's
+The whole run stays near --budget seconds (default 230), in this order, each step as
+time allows: ours and SDPA at the first head dim; FlexAttention (whose torch.compile per
+shape is the slow part, ~5 s) at the first head dim for the two smallest sizes; ours and
+SDPA at the other head dims; FlexAttention for the rest. What is left out is marked "–"
+and listed.
+
+Backward is timed alone, as `out.backward(d_out, retain_graph=True)` on one kept graph,
+the same way for ours, FlexAttention and SDPA. FlexAttention's compiled backward donates
+its saved buffers by default, which forbids retain_graph: the benchmark turns that off
+(torch._functorch.config.donated_buffer = False), which costs its backward nothing but
+the buffer reuse. Tiles, warps and stages are the generated module's
 TILES table (patterndsl/kernels/template.py), checked to fit sm_90 without register
 spills in 16-bit: forward 128×64 tiles, 4 warps (8 at head dim 128), 3 stages;
 backward 128×32 tiles (dQ: 128 queries looping over 32 keys; dK/dV: 128 keys looping
@@ -106,7 +115,7 @@ def forward_backward(function, q, k, v, d_out):
     return (out.detach(), *grads)
 
 
-def check_case(compiled, layer, dtype, head_dim, block, device, batch=2, heads=4, kv_heads=2):
+def check_case(compiled, layer, dtype, head_dim, block, device, batch=2, heads=4, kv_heads=2, max_blocks=None):
     generator = torch.Generator(device=device).manual_seed(1000 * layer + head_dim)
     n = compiled.n
 
@@ -120,7 +129,8 @@ def check_case(compiled, layer, dtype, head_dim, block, device, batch=2, heads=4
 
     exact = forward_backward(reference, q.double(), k.double(), v.double(), d_out.double())
     eager = forward_backward(reference, q, k, v, d_out)
-    ours = forward_backward(lambda q_, k_, v_: triton_attention(q_, k_, v_, compiled, layer, block_size=block),
+    ours = forward_backward(lambda q_, k_, v_: triton_attention(q_, k_, v_, compiled, layer, block_size=block,
+                                                                max_blocks_per_program=max_blocks),
                             q, k, v, d_out)
     worst, notes = 0.0, []
     for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv"), ours, eager, exact):
@@ -140,15 +150,19 @@ def check_case(compiled, layer, dtype, head_dim, block, device, batch=2, heads=4
 
 def run_check(device, n) -> tuple[int, list[str]]:
     compiled = patterndsl.compile(CHECK_SOURCE, n)
-    cases = [(torch.bfloat16, 64, BLOCK), (torch.float16, 64, BLOCK), (torch.float32, 64, BLOCK),
-             (torch.bfloat16, 128, BLOCK), (torch.float16, 96, 64)]
+    # (dtype, head dim, block, max blocks per program: None = the default, which cuts no list at
+    # this n; 1 or 2 cut nearly every list, to check the split kernels)
+    cases = [(torch.bfloat16, 64, BLOCK, None), (torch.float16, 64, BLOCK, None), (torch.float32, 64, BLOCK, None),
+             (torch.bfloat16, 128, BLOCK, None), (torch.float16, 96, 64, None),
+             (torch.bfloat16, 128, BLOCK, 2), (torch.float32, 64, BLOCK, 1)]
     lines, failures = [], 0
     log(f"## check: n = {compiled.n}, batch 2, 4 query heads, 2 key/value heads, vs float64 reference")
-    for dtype, head_dim, block in cases:
+    for dtype, head_dim, block, max_blocks in cases:
         for layer in range(compiled.layers):
-            name = f"{str(dtype).replace('torch.', '')} D={head_dim} block={block} layer {layer}"
+            name = (f"{str(dtype).replace('torch.', '')} D={head_dim} block={block}"
+                    f"{f' cut to {max_blocks}' if max_blocks else ''} layer {layer}")
             try:
-                ok, detail = check_case(compiled, layer, dtype, head_dim, block, device)
+                ok, detail = check_case(compiled, layer, dtype, head_dim, block, device, max_blocks=max_blocks)
             except Exception as error:  # report and go on: the rest of the run still informs
                 ok, detail = False, f"{type(error).__name__}: {error}"
                 traceback.print_exc()
@@ -187,6 +201,11 @@ def time_fwd_bwd(function, q, k, v, d_out):
 
 def make_flex(compiled, layer, device):
     from torch.nn.attention.flex_attention import flex_attention
+
+    # The compiled backward would otherwise donate (reuse) its saved buffers, and then refuse
+    # retain_graph=True, which time_fwd_bwd needs to time backward alone on one kept graph.
+    if hasattr(torch._functorch.config, "donated_buffer"):
+        torch._functorch.config.donated_buffer = False
 
     from patterndsl.targets.flex import block_mask
 
@@ -257,12 +276,13 @@ def table(rows, device_name) -> str:
         f"torch {torch.__version__}, triton {_triton_version()}",
         "",
         "TFLOP/s over computed blocks (fwd 4·D per pair, bwd 2.5× that); SDPA's over its own dense work. "
-        "Speedup = other's time / ours (fwd+bwd).",
+        "fwd/bwd vs flex = flex's time / ours (targets: fwd ≥ 1.0×, bwd ≥ 0.9×); "
+        "% of SDPA = our TFLOP/s / SDPA's (target ≥ 70%); vs SDPA = SDPA's time / ours (fwd+bwd).",
         "",
         "| pattern | D | n | blocks computed | block eff. | ours fwd ms | ours bwd ms | ours fwd TFLOP/s | "
-        "ours bwd TFLOP/s | flex fwd ms | flex bwd ms | flex fwd TFLOP/s | SDPA fwd ms | SDPA bwd ms | "
-        "SDPA fwd TFLOP/s | vs flex | vs SDPA |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "ours bwd TFLOP/s | flex fwd ms | flex bwd ms | flex fwd TFLOP/s | fwd vs flex | bwd vs flex | "
+        "SDPA fwd ms | SDPA bwd ms | SDPA fwd TFLOP/s | % of SDPA fwd / bwd | vs SDPA |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         batch, heads = shapes(row.head_dim)
@@ -271,15 +291,21 @@ def table(rows, device_name) -> str:
         dense_flops = 4 * row.head_dim * dense_pairs * batch * heads
         ours, flex, sdpa = row.ours or (None, None), row.flex or (None, None), row.sdpa or (None, None)
         total = sum(ours) if row.ours else None
-        vs_flex = sum(flex) / total if row.flex and total else None
         vs_sdpa = sum(sdpa) / total if row.sdpa and total else None
+
+        def ratio(other, mine):
+            return f"{other / mine:.2f}×" if other and mine else "–"
+
+        rates = [tflops(flops, ours[0]) if ours[0] else None, tflops(2.5 * flops, ours[1]) if ours[1] else None]
+        dense_rates = [tflops(dense_flops, sdpa[0]) if sdpa[0] else None,
+                       tflops(2.5 * dense_flops, sdpa[1]) if sdpa[1] else None]
+        share = " / ".join(f"{mine / dense:.0%}" if mine and dense else "–" for mine, dense in zip(rates, dense_rates))
         lines.append(
             f"| {(row.name + row.note).replace('|', chr(92) + '|')} | {row.head_dim} | {row.n:,} | {row.density:.1%} ({row.blocks:,}) | "
-            f"{row.efficiency:.0%} | {fmt(ours[0], 3)} | {fmt(ours[1], 3)} | {fmt(tflops(flops, ours[0]) if ours[0] else None, 0)} | "
-            f"{fmt(tflops(2.5 * flops, ours[1]) if ours[1] else None, 0)} | {fmt(flex[0], 3)} | {fmt(flex[1], 3)} | "
-            f"{fmt(tflops(flops, flex[0]) if flex[0] else None, 0)} | {fmt(sdpa[0], 3)} | {fmt(sdpa[1], 3)} | "
-            f"{fmt(tflops(dense_flops, sdpa[0]) if sdpa[0] else None, 0)} | "
-            f"{fmt(vs_flex) + '×' if vs_flex else '–'} | {fmt(vs_sdpa) + '×' if vs_sdpa else '–'} |")
+            f"{row.efficiency:.0%} | {fmt(ours[0], 3)} | {fmt(ours[1], 3)} | {fmt(rates[0], 0)} | {fmt(rates[1], 0)} | "
+            f"{fmt(flex[0], 3)} | {fmt(flex[1], 3)} | {fmt(tflops(flops, flex[0]) if flex[0] else None, 0)} | "
+            f"{ratio(flex[0], ours[0])} | {ratio(flex[1], ours[1])} | {fmt(sdpa[0], 3)} | {fmt(sdpa[1], 3)} | "
+            f"{fmt(dense_rates[0], 0)} | {share} | {fmt(vs_sdpa) + '×' if vs_sdpa else '–'} |")
     return "\n".join(lines)
 
 
@@ -338,43 +364,41 @@ def main(argv=None) -> int:
                     compiled_cache[key] = patterndsl.compile(source, n)
                 rows.append(Row(name, head_dim, n, compiled_cache[key], layer, causal))
 
+    # The schedule, most wanted first: ours and SDPA at the first head dim, FlexAttention there
+    # at the two smallest sizes (the comparison), then the other head dims, then the
+    # rest of FlexAttention. Each step runs only while time is left.
+    first_dim, small = args.head_dims[0], sorted(args.sizes)[:2]
+    flex_first = [r for r in rows if r.head_dim == first_dim and r.n in small]
+    steps = ([("ours", r) for r in rows if r.head_dim == first_dim]
+             + ([] if args.no_flex else [("flex", r) for r in flex_first])
+             + [("ours", r) for r in rows if r.head_dim != first_dim]
+             + ([] if args.no_flex else [("flex", r) for r in rows if r not in flex_first]))
     skipped = []
-    log("## ours and dense SDPA")
-    for row in rows:
-        if time.perf_counter() - started > args.budget * 0.75:
-            skipped.append(f"{row.name} D={row.head_dim} n={row.n}: out of time")
+    for kind, row in steps:
+        label = f"{row.name} D={row.head_dim} n={row.n}"
+        if time.perf_counter() - started > args.budget:
+            skipped.append(f"{'flex ' if kind == 'flex' else ''}{label}: out of time")
             continue
-        try:
-            measure_ours_and_sdpa(row, device, args.max_dense_n)
-        except Exception as error:
-            row.note = f" (error: {type(error).__name__})"
-            traceback.print_exc()
-            failures += 1
-        log(f"{row.name} D={row.head_dim} n={row.n}: ours {row.ours}, SDPA {row.sdpa} "
-            f"[{time.perf_counter() - started:.0f} s]")
-        torch.cuda.empty_cache() if device.type == "cuda" else None
-        _write(args.out, report + [table(rows, device_name)])
-
-    if not args.no_flex:
-        log("## FlexAttention (torch.compile per shape)")
-        # Each shape compiles anew (the slow part): the middle size at head dim 128 first, for
-        # every pattern, then the rest as time allows.
-        middle = args.sizes[len(args.sizes) // 2]
-        for row in sorted(rows, key=lambda r: (r.n != middle, r.head_dim != args.head_dims[0])):
+        if kind == "ours":
+            try:
+                measure_ours_and_sdpa(row, device, args.max_dense_n)
+            except Exception as error:
+                row.note = f" (error: {type(error).__name__})"
+                traceback.print_exc()
+                failures += 1
+            log(f"{label}: ours {row.ours}, SDPA {row.sdpa} [{time.perf_counter() - started:.0f} s]")
+        else:
             if row.ours is None:
-                continue
-            if time.perf_counter() - started > args.budget:
-                skipped.append(f"flex {row.name} D={row.head_dim} n={row.n}: out of time")
                 continue
             try:
                 measure_flex(row, device)
             except Exception as error:
-                skipped.append(f"flex {row.name} D={row.head_dim} n={row.n}: {type(error).__name__}: {error}"[:300])
+                skipped.append(f"flex {label}: {type(error).__name__}: {error}"[:300])
                 traceback.print_exc()
-            log(f"{row.name} D={row.head_dim} n={row.n}: flex {row.flex} (compile {fmt(row.flex_compile_s, 1)} s) "
+            log(f"{label}: flex {row.flex} (compile {fmt(row.flex_compile_s, 1)} s) "
                 f"[{time.perf_counter() - started:.0f} s]")
-            torch.cuda.empty_cache() if device.type == "cuda" else None
-            _write(args.out, report + [table(rows, device_name)])
+        torch.cuda.empty_cache() if device.type == "cuda" else None
+        _write(args.out, report + [table(rows, device_name)])
 
     body = table(rows, device_name)
     if skipped:

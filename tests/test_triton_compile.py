@@ -8,7 +8,9 @@ ships, so this test does that, with the tiles the module launches: for a module 
 patterns use every kind of predicate (inline tests, an index-list table, random bitmaps,
 several patterns chosen at run time) at a ragged n, in bfloat16 and float32, checking
 shared memory; and for a plain pattern at head dims 64 and 128 in bfloat16, checking that
-no registers spill. Passes with Triton 3.6 and 3.9.
+no registers spill. Each pass is compiled as launched without cut lists and with them
+(SPLIT: work items, scratch slots), and so are the two kernels that merge the pieces.
+Passes with Triton 3.6 and 3.9.
 """
 from __future__ import annotations
 
@@ -50,7 +52,8 @@ from patterndsl.kernels import kernel_module
 source, n, even, configs, directory = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "even", json.loads(sys.argv[4]), sys.argv[5]
 module = kernel_module(patterndsl.compile(source, n), 128)  # the blocks benchmarks use
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-SCALARS = {"N", "H", "H_KV", "GROUP", "NUM_Q_BLOCKS", "NUM_K_BLOCKS"}
+SCALARS = {"N", "H", "H_KV", "GROUP", "NUM_Q_BLOCKS", "NUM_K_BLOCKS", "NUM_ITEMS", "NUM_SLOTS"}
+SCRATCH = {"LSE", "DELTA", "ACC_S", "M_S", "L_S", "DQ_S", "DK_S", "DV_S", "SCRATCH"}
 
 
 def signature(kernel, dtype, constants):
@@ -62,7 +65,7 @@ def signature(kernel, dtype, constants):
             continue
         if name in ("Q", "K", "V", "Out", "DO", "DQ", "DK", "DV"):
             types[name] = "*" + dtype
-        elif name in ("LSE", "DELTA"):
+        elif name in SCRATCH:
             types[name] = "*fp32"
         elif name.startswith("T_member"):
             types[name], aligned = "*i8", False
@@ -78,30 +81,45 @@ def signature(kernel, dtype, constants):
 
 
 results = []
-for dtype_name, head_dim in configs:
+
+
+def build(name, kernel, dtype_name, head_dim, constants, warps, stages):
+    types, attrs = signature(kernel, dtype_name, constants)
+    compiled = triton.compile(ASTSource(kernel, types, constants, attrs), target=GPUTarget("cuda", 90, 32),
+                              options=dict(num_warps=warps, num_stages=stages))
+    path = os.path.join(directory, f"{dtype_name}_{head_dim}_{len(results)}.cubin")
+    with open(path, "wb") as out:
+        out.write(compiled.asm["cubin"])
+    results.append(dict(kernel=name, dtype=dtype_name, head_dim=head_dim, shared=compiled.metadata.shared,
+                        cubin=path))
+
+
+for dtype_name, head_dim, with_split in configs:
     block_d, forward, dq, dkdv, precision = module._settings(head_dim, DTYPES[dtype_name])
     passes = (("forward", module._attn_fwd, forward, "EVEN_N", False),
               ("dQ", module._attn_bwd_dq, dq, "EVEN_N", False),
               ("dK/dV", module._attn_bwd_dkdv, dkdv, "EVEN_M", True))
     for name, kernel, (own, loop, warps, stages), even, keys_own in passes:
         block_m, block_n = (loop, own) if keys_own else (own, loop)
-        constants = dict(BLOCK_Q=module.BLOCK_Q, BLOCK_K=module.BLOCK_K,
-                         BLOCK_M=module._fit(block_m, module.BLOCK_Q), BLOCK_N=module._fit(block_n, module.BLOCK_K),
-                         BLOCK_D=block_d, HEAD_DIM=head_dim, PRECISION=precision, **{even: even})
-        types, attrs = signature(kernel, dtype_name, constants)
-        compiled = triton.compile(ASTSource(kernel, types, constants, attrs), target=GPUTarget("cuda", 90, 32),
-                                  options=dict(num_warps=warps, num_stages=stages))
-        path = os.path.join(directory, f"{dtype_name}_{head_dim}_{len(results)}.cubin")
-        with open(path, "wb") as out:
-            out.write(compiled.asm["cubin"])
-        results.append(dict(kernel=name, dtype=dtype_name, head_dim=head_dim, shared=compiled.metadata.shared,
-                            cubin=path))
+        for split in (False, True) if with_split else (False,):
+            constants = dict(BLOCK_Q=module.BLOCK_Q, BLOCK_K=module.BLOCK_K,
+                             BLOCK_M=module._fit(block_m, module.BLOCK_Q), BLOCK_N=module._fit(block_n, module.BLOCK_K),
+                             BLOCK_D=block_d, HEAD_DIM=head_dim, PRECISION=precision, SPLIT=split, **{even: even})
+            build(name + (" split" if split else ""), kernel, dtype_name, head_dim, constants, warps, stages)
+    if not with_split:
+        continue
+    tile = module._fit(module.MERGE_TILE, module.BLOCK_Q)
+    build("merge forward", module._fwd_combine, dtype_name, head_dim,
+          dict(HEAD_DIM=head_dim, BLOCK_Q=module.BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d), module.MERGE_WARPS, 3)
+    build("sum slots", module._sum_slots, dtype_name, head_dim,
+          dict(HEAD_DIM=head_dim, BLOCK_ROWS=module.BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d), module.MERGE_WARPS, 3)
 print(json.dumps(results))
 """
 
 
 def compile_for_sm90(directory, source, n, even, configs):
-    """Compile the module's three kernels for each (dtype, head dim) in a child process."""
+    """Compile the module's kernels for each (dtype, head dim, with the SPLIT variants and the
+    merging kernels) in a child process."""
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(directory / "triton-cache")
     env["PATTERNDSL_CACHE_DIR"] = str(directory / "patterndsl-cache")
@@ -115,10 +133,13 @@ def compile_for_sm90(directory, source, n, even, configs):
 
 def test_kernels_compile_for_sm90_within_shared_memory(tmp_path):
     # Every kind of predicate, several patterns chosen at run time, a ragged n (all masks on).
-    kernels = compile_for_sm90(tmp_path, SOURCE, 300, False, [("bf16", 64), ("bf16", 128), ("fp32", 64)])
-    assert len(kernels) == 9
+    # The kernels with cut lists (SPLIT) and the merges at two of the three: they take time to compile.
+    kernels = compile_for_sm90(tmp_path, SOURCE, 300, False, [("bf16", 64, False), ("bf16", 128, True),
+                                                              ("fp32", 64, True)])
+    assert len(kernels) == 3 + 2 * 8  # 3 passes; with SPLIT, 3 passes unsplit and split and the 2 merges
     for kernel in kernels:
-        assert 0 < kernel["shared"] <= SHARED_MEMORY, kernel
+        # The merging kernels only add loaded tiles: they may need no shared memory at all.
+        assert (0 if kernel["kernel"] in ("merge forward", "sum slots") else 1) <= kernel["shared"] <= SHARED_MEMORY, kernel
 
 
 def test_16_bit_kernels_do_not_spill_registers(tmp_path):
@@ -129,7 +150,7 @@ def test_16_bit_kernels_do_not_spill_registers(tmp_path):
     tool = tool if os.path.exists(tool) else shutil.which("cuobjdump")
     if tool is None:
         pytest.skip("cuobjdump (shipped with Triton's NVIDIA backend) is not available to read register use")
-    kernels = compile_for_sm90(tmp_path, "window(256) | global(0..8)", 8192, True, [("bf16", 64), ("bf16", 128)])
+    kernels = compile_for_sm90(tmp_path, "window(256) | global(0..8)", 8192, True, [("bf16", 64, True), ("bf16", 128, True)])
     for kernel in kernels:
         usage = subprocess.run([tool, "--dump-resource-usage", kernel["cubin"]], capture_output=True, text=True).stdout
         stack = re.search(r"STACK:(\d+)", usage)

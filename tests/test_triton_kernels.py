@@ -80,7 +80,7 @@ def forward_backward(function, q, k, v, d_out):
 TOLERANCE = {torch.float32: (4.0, 1e-5), torch.float16: (4.0, 2e-3)}
 
 
-def assert_matches_reference(compiled, layer, q, k, v, d_out, scale=None, block_size=None):
+def assert_matches_reference(compiled, layer, q, k, v, d_out, scale=None, block_size=None, max_blocks=None):
     """Kernels vs float64 reference: outputs, LSE, gradients; no NaN; empty rows exactly 0."""
     dtype = q.dtype
     scale_value = scale if scale is not None else q.shape[-1] ** -0.5
@@ -93,7 +93,8 @@ def assert_matches_reference(compiled, layer, q, k, v, d_out, scale=None, block_
     lse_box = []
 
     def kernels(q_, k_, v_):
-        out, lse = triton_attention(q_, k_, v_, compiled, layer, scale, block_size=block_size, return_lse=True)
+        out, lse = triton_attention(q_, k_, v_, compiled, layer, scale, block_size=block_size, return_lse=True,
+                                    max_blocks_per_program=max_blocks)
         lse_box.append(lse)
         return out
 
@@ -258,6 +259,118 @@ def test_bfloat16_on_cpu_is_computed_in_float32():
 
 
 TWO_HEADS = "heads {\n    0: self\n    1: causal\n}"
+
+
+# ---- long lists cut into work items (load balancing) ---------------------------------------
+# With max_blocks_per_program = 1, 2 or 3 nearly every list is cut: forward pieces merged by
+# log-sum-exp, dQ and dK/dV pieces summed from scratch slots. The default limit (4 x the mean
+# list, at least 16) cuts nothing at these sizes, so these tests are what covers that path.
+
+
+@settings(max_examples=examples(14 if CI else 8), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cases(), st.sampled_from((1, 2, 3)))
+def test_cut_lists_match_the_dense_reference(case, max_blocks):
+    source, n, layer, block_size, batch, heads, kv_heads, head_dim, dtype, seed = case
+    compiled = patterndsl.compile(source, n)
+    q, k, v, d_out = random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=2.0)
+    assert_matches_reference(compiled, layer, q, k, v, d_out, block_size=block_size, max_blocks=max_blocks)
+
+
+@pytest.mark.parametrize("source, n, block_size, max_blocks, dtype", [
+    ("window(5) | global(0..3)", 100, 16, 1, torch.float16),  # a long row and a long column, ragged
+    ("window(5) | global(0..3)", 128, 16, 2, torch.float32),  # pieces of two, n % block == 0
+    ("causal", 97, (32, 16), 3, torch.float16),               # rectangular blocks, full blocks cut
+    ("rows(0..20) & (window(2) | cols(20..40))", 40, 16, 1, torch.float32),  # empty rows in cut lists
+    ("window(40) | global(0..3)", 300, 128, 1, torch.float32),  # float32 tiles of 64: two per block
+])
+def test_cut_lists(source, n, block_size, max_blocks, dtype):
+    compiled = patterndsl.compile(source, n)
+    q, k, v, d_out = random_inputs(1, 4, 2, n, 32, dtype, seed=n + max_blocks)  # grouped heads
+    assert_matches_reference(compiled, 0, q, k, v, d_out, block_size=block_size, max_blocks=max_blocks)
+
+
+def test_cut_lists_with_heads_of_different_patterns():
+    # Grouped heads with different patterns share a dK/dV program: the pieces are common to all
+    # patterns (a piece of a shorter list may be empty).
+    source = "heads {\n    0: window(3, 0) | cols(0)\n    1: causal\n    2: self\n    3: none\n}"
+    compiled = patterndsl.compile(source, 70)
+    q, k, v, d_out = random_inputs(1, 4, 2, 70, 16, torch.float32, seed=4)
+    assert_matches_reference(compiled, 0, q, k, v, d_out, block_size=16, max_blocks=2)
+
+
+def test_cut_empty_rows_give_zeros_and_minus_infinity():
+    compiled = patterndsl.compile("rows(0..8) & (window(2) | cols(20..40))", 40)
+    q, k, v, d_out = random_inputs(1, 2, 2, 40, 16, torch.float16, seed=2)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    out, lse = triton_attention(q, k, v, compiled, return_lse=True, block_size=16, max_blocks_per_program=1)
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), d_out)
+    assert all(torch.isfinite(t).all() for t in (out, dq, dk, dv))
+    assert (out[:, :, 8:] == 0).all() and (dq[:, :, 8:] == 0).all()
+    assert torch.isinf(lse[:, :, 8:]).all() and (lse[:, :, 8:] < 0).all() and torch.isfinite(lse[:, :, :8]).all()
+
+
+def test_work_items_cover_every_list_once():
+    import numpy as np
+
+    from patterndsl.kernels.generate import _layout_tables, distinct_patterns, work_items
+
+    compiled = patterndsl.compile("heads {\n    0: window(4) | global(0..2)\n    1: causal\n}", 200)
+    patterns, _ = distinct_patterns(compiled)
+    _, tables = _layout_tables(compiled, patterns, 16, 32)
+    for prefix, rows in (("", 13), ("t_", 7)):
+        partial_ptr, full_ptr = (tables[prefix + name].astype(np.int64) for name in ("partial_ptr", "full_ptr"))
+        limit, items, counts = work_items(partial_ptr, full_ptr, len(patterns), 3)
+        item_rows, slots = items["item_info"].reshape(-1, 2).T
+        ranges = items["items"].reshape(len(patterns), -1, 4)
+        for p in range(len(patterns)):
+            for row in range(rows):
+                mine = ranges[p, item_rows == row]
+                mine = mine[np.argsort(slots[item_rows == row])]
+                r = p * (rows + 1) + row
+                # The pieces, in slot order, tile the row's partial list, then its full list.
+                partial = [i for s, e, _, _ in mine for i in range(s, e)]
+                full = [i for _, _, s, e in mine for i in range(s, e)]
+                assert partial == list(range(partial_ptr[r], partial_ptr[r + 1]))
+                assert full == list(range(full_ptr[r], full_ptr[r + 1]))
+                assert ((mine[:, 1] - mine[:, 0]) + (mine[:, 3] - mine[:, 2]) <= limit).all()
+        splits = items["splits"].reshape(-1, 3)
+        assert counts == {"items": len(item_rows), "slots": int(splits[:, 2].sum()), "splits": len(splits)}
+        for row, first, count in splits:
+            assert sorted(slots[item_rows == row]) == list(range(first, first + count))
+        assert (slots[np.isin(item_rows, splits[:, 0], invert=True)] == -1).all()
+
+
+def test_default_limit_cuts_only_outlying_lists():
+    from patterndsl.kernels import module_source
+
+    def constants(source, n):
+        namespace = {}
+        text = module_source(patterndsl.compile(source, n), 128)
+        for line in text.splitlines():
+            if line.startswith(("SPLIT_Q,", "SPLIT_K,")):
+                exec(line, namespace)
+        return namespace
+
+    for plain in ("causal", "window(256)", "stride(64) & causal"):
+        assert constants(plain, 8192)["SPLIT_Q"] is False and constants(plain, 8192)["SPLIT_K"] is False
+    cut = constants("window(256) | global(0..8)", 32768)  # query block 0 and key block 0: all 256 blocks
+    assert cut["SPLIT_Q"] and cut["SPLIT_K"] and cut["NUM_Q_SPLITS"] == cut["NUM_K_SPLITS"] == 1
+    assert cut["NUM_Q_SLOTS"] == cut["NUM_K_SLOTS"] == 10  # 256 blocks, pieces of <= max(16, 4 x 7.0) = 28
+
+
+def test_limit_from_the_environment(monkeypatch):
+    from patterndsl.kernels import module_source
+
+    compiled = patterndsl.compile("window(2)", 64)
+    assert "SPLIT_Q, NUM_Q_ITEMS, NUM_Q_SLOTS, NUM_Q_SPLITS = False" in module_source(compiled, 16)
+    monkeypatch.setenv("PATTERNDSL_MAX_BLOCKS_PER_PROGRAM", "1")
+    assert "SPLIT_Q, NUM_Q_ITEMS, NUM_Q_SLOTS, NUM_Q_SPLITS = True" in module_source(compiled, 16)
+    monkeypatch.setenv("PATTERNDSL_MAX_BLOCKS_PER_PROGRAM", "zero")
+    with pytest.raises(SpatError, match="positive integer"):
+        module_source(compiled, 16)
+    with pytest.raises(SpatError, match="positive integer"):
+        module_source(compiled, 16, 0)
 
 
 # ---- errors --------------------------------------------------------------------------------
