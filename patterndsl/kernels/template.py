@@ -102,6 +102,20 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, 
 
 
 @triton.jit
+def _program(TILES, SPLIT: tl.constexpr):
+    """(tile, batch x head) of this program. Without SPLIT the grid is (tiles, batch x heads).
+    With SPLIT it is one axis of TILES x (batch x heads) programs, batch x head varying fastest:
+    the GPU starts programs roughly in that order, so the longest work items (first in the
+    tables) of every head start first, rather than those of the last head after all the short
+    items of the others."""
+    if SPLIT:
+        heads = tl.num_programs(0) // TILES
+        return tl.program_id(0) // heads, tl.program_id(0) % heads
+    else:
+        return tl.program_id(0), tl.program_id(1)
+
+
+@triton.jit
 def _item_ranges(ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS):
     """(block, scratch slot, partial start, partial end, full start, full end) of a work item."""
     ranges = ITEMS + (pattern * NUM_ITEMS + item) * 4
@@ -148,19 +162,18 @@ def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PT
     item t // (BLOCK_Q // BLOCK_M), which walks a piece of its query block's lists; a piece of a
     cut list writes its unnormalized state (acc, running max m in base 2, sum l) to scratch slot
     `slot` ([batch * heads, NUM_SLOTS, BLOCK_Q] rows of BLOCK_D), for _fwd_combine to merge."""
-    batch_head = tl.program_id(1)
+    tile, batch_head = _program(NUM_ITEMS * (BLOCK_Q // BLOCK_M), SPLIT)
     batch = batch_head // H
     head = batch_head % H
     kv_head = head // GROUP
     pattern = tl.load(HEAD_PATTERN + head)
     if SPLIT:
-        item = tl.program_id(0) // (BLOCK_Q // BLOCK_M)
-        sub = tl.program_id(0) % (BLOCK_Q // BLOCK_M)
+        item = tile // (BLOCK_Q // BLOCK_M)
+        sub = tile % (BLOCK_Q // BLOCK_M)
         query_block, slot, partial_start, partial_end, full_start, full_end = _item_ranges(
             ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS)
         start_m = query_block * BLOCK_Q + sub * BLOCK_M
     else:
-        tile = tl.program_id(0)
         row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
         partial_start, partial_end = tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1)
         full_start, full_end = tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1)
@@ -309,19 +322,18 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL
     """One program per tile of BLOCK_M queries and per (batch, head), over the same key-block
     lists (or, with SPLIT, work items) as the forward pass. A piece of a cut list writes its
     float32 dQ to its scratch slot, for _sum_slots to add up."""
-    batch_head = tl.program_id(1)
+    tile, batch_head = _program(NUM_ITEMS * (BLOCK_Q // BLOCK_M), SPLIT)
     batch = batch_head // H
     head = batch_head % H
     kv_head = head // GROUP
     pattern = tl.load(HEAD_PATTERN + head)
     if SPLIT:
-        item = tl.program_id(0) // (BLOCK_Q // BLOCK_M)
-        sub = tl.program_id(0) % (BLOCK_Q // BLOCK_M)
+        item = tile // (BLOCK_Q // BLOCK_M)
+        sub = tile % (BLOCK_Q // BLOCK_M)
         query_block, slot, partial_start, partial_end, full_start, full_end = _item_ranges(
             ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS)
         start_m = query_block * BLOCK_Q + sub * BLOCK_M
     else:
-        tile = tl.program_id(0)
         row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
         partial_start, partial_end = tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1)
         full_start, full_end = tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1)
@@ -418,17 +430,16 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR,
     program t is sub-tile t % (BLOCK_K // BLOCK_N) of work item t // (BLOCK_K // BLOCK_N); the
     pieces of a cut list are the same for every pattern, so the loop over grouped heads stays,
     and each piece writes its float32 dK and dV to its scratch slot, for _sum_slots."""
-    batch_kv_head = tl.program_id(1)
+    tile, batch_kv_head = _program(NUM_ITEMS * (BLOCK_K // BLOCK_N), SPLIT)
     batch = batch_kv_head // H_KV
     kv_head = batch_kv_head % H_KV
     if SPLIT:
-        item = tl.program_id(0) // (BLOCK_K // BLOCK_N)
-        sub = tl.program_id(0) % (BLOCK_K // BLOCK_N)
+        item = tile // (BLOCK_K // BLOCK_N)
+        sub = tile % (BLOCK_K // BLOCK_N)
         key_block = tl.load(ITEM_INFO + 2 * item)
         slot = tl.load(ITEM_INFO + 2 * item + 1)
         start_n = key_block * BLOCK_K + sub * BLOCK_N
     else:
-        tile = tl.program_id(0)
         start_n = tile * BLOCK_N
         key_block = start_n // BLOCK_K
 
@@ -596,10 +607,10 @@ def _settings(head_dim, dtype):
 MERGE_TILE, MERGE_WARPS = 64, 4
 
 
-def _grid_size(n, block_m, items, block_rows):
-    """Programs along axis 0: a tile per BLOCK_M rows, or (SPLIT) a tile per BLOCK_M rows of
-    each work item's block."""
-    return items * (block_rows // block_m) if items else triton.cdiv(n, block_m)
+def _grid(n, block_m, items, block_rows, heads):
+    """A tile per BLOCK_M rows and per (batch, head), or with work items (SPLIT) a tile per BLOCK_M
+    rows of each item's block and per (batch, head) on one axis (see _program)."""
+    return (items * (block_rows // block_m) * heads, 1) if items else (triton.cdiv(n, block_m), heads)
 
 
 def _scratch(rows, slots, block_rows, block_d, device):
@@ -628,7 +639,7 @@ def _forward(q, k, v, head_pattern, sm_scale):
         acc_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, block_d, q.device)
         m_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, 1, q.device)
         l_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, 1, q.device)
-    grid = (_grid_size(n, block_m, NUM_Q_ITEMS, BLOCK_Q), batch * heads)
+    grid = _grid(n, block_m, NUM_Q_ITEMS, BLOCK_Q, batch * heads)
     _attn_fwd[grid](
         q, k, v, out, lse, head_pattern, tables["partial_ptr"], tables["partial_idx"],
         tables["full_ptr"], tables["full_idx"], tables["q_items"], tables["q_item_info"],
@@ -659,7 +670,7 @@ def _backward(q, k, v, out, lse, d_out, head_pattern, sm_scale):
     tile_m, tile_n, warps, stages = dq_tiles
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
     dq_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, block_d, q.device) if SPLIT_Q else delta
-    _attn_bwd_dq[(_grid_size(n, block_m, NUM_Q_ITEMS, BLOCK_Q), batch * heads)](
+    _attn_bwd_dq[_grid(n, block_m, NUM_Q_ITEMS, BLOCK_Q, batch * heads)](
         q, k, v, d_out, dq, lse, delta, head_pattern, tables["partial_ptr"], tables["partial_idx"],
         tables["full_ptr"], tables["full_idx"], tables["q_items"], tables["q_item_info"], dq_s${TABLE_ARGS},
         *_strides(q), *_strides(k), *_strides(v), *_strides(d_out), *_strides(dq),
@@ -676,7 +687,7 @@ def _backward(q, k, v, out, lse, d_out, head_pattern, sm_scale):
     if SPLIT_K:
         dk_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
         dv_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
-    _attn_bwd_dkdv[(_grid_size(n, block_n, NUM_K_ITEMS, BLOCK_K), batch * kv_heads)](
+    _attn_bwd_dkdv[_grid(n, block_n, NUM_K_ITEMS, BLOCK_K, batch * kv_heads)](
         q, k, v, d_out, dk, dv, lse, delta, head_pattern, tables["t_partial_ptr"],
         tables["t_partial_idx"], tables["t_full_ptr"], tables["t_full_idx"], tables["k_items"],
         tables["k_item_info"], dk_s, dv_s${TABLE_ARGS},
