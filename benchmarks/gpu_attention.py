@@ -204,8 +204,10 @@ def make_flex(compiled, layer, device):
 
     # The compiled backward would otherwise donate (reuse) its saved buffers, and then refuse
     # retain_graph=True, which time_fwd_bwd needs to time backward alone on one kept graph.
-    if hasattr(torch._functorch.config, "donated_buffer"):
-        torch._functorch.config.donated_buffer = False
+    import torch._functorch.config as functorch_config
+
+    if hasattr(functorch_config, "donated_buffer"):
+        functorch_config.donated_buffer = False
 
     from patterndsl.targets.flex import block_mask
 
