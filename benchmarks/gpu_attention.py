@@ -252,9 +252,19 @@ def inputs(n, head_dim, device, dtype=torch.bfloat16):
             for _ in range(3)] + [torch.randn(batch, heads, n, head_dim, device=device, dtype=dtype, generator=generator)]
 
 
-def measure_ours_and_sdpa(row, device, max_dense_n):
+def cut_lists(compiled, max_blocks):
+    """How the generated module cuts long block lists (patterndsl.kernels.generate.work_items)."""
+    from patterndsl.kernels import kernel_module
+
+    module = kernel_module(compiled, BLOCK, max_blocks)
+    return (f"cut lists: Q {module.NUM_Q_SPLITS} into {module.NUM_Q_SLOTS} pieces, "
+            f"K {module.NUM_K_SPLITS} into {module.NUM_K_SLOTS} pieces")
+
+
+def measure_ours_and_sdpa(row, device, max_dense_n, max_blocks=None):
     q, k, v, d_out = inputs(row.n, row.head_dim, device)
-    row.ours = time_fwd_bwd(lambda q_, k_, v_: triton_attention(q_, k_, v_, row.compiled, row.layer, block_size=BLOCK),
+    row.ours = time_fwd_bwd(lambda q_, k_, v_: triton_attention(q_, k_, v_, row.compiled, row.layer, block_size=BLOCK,
+                                                                max_blocks_per_program=max_blocks),
                             q, k, v, d_out)
     if row.n <= max_dense_n:
         row.sdpa = time_fwd_bwd(lambda q_, k_, v_: F.scaled_dot_product_attention(q_, k_, v_, is_causal=row.causal),
@@ -330,6 +340,9 @@ def main(argv=None) -> int:
                         help="seconds for the whole run (default 230; the last FlexAttention compile may run past it)")
     parser.add_argument("--max-dense-n", type=int, default=65536, help="largest n for dense SDPA")
     parser.add_argument("--no-flex", action="store_true", help="leave FlexAttention out")
+    parser.add_argument("--max-blocks-per-program", type=int, default=None,
+                        help="cut block lists longer than this into pieces (default: the generated module's "
+                             "rule, 4 x the mean list and at least 16)")
     parser.add_argument("--check-only", action="store_true", help="run --check and stop")
     parser.add_argument("--check-n", type=int, default=1000, help="sequence length of --check (default 1000)")
     args = parser.parse_args(argv)
@@ -383,12 +396,13 @@ def main(argv=None) -> int:
             continue
         if kind == "ours":
             try:
-                measure_ours_and_sdpa(row, device, args.max_dense_n)
+                measure_ours_and_sdpa(row, device, args.max_dense_n, args.max_blocks_per_program)
             except Exception as error:
                 row.note = f" (error: {type(error).__name__})"
                 traceback.print_exc()
                 failures += 1
-            log(f"{label}: ours {row.ours}, SDPA {row.sdpa} [{time.perf_counter() - started:.0f} s]")
+            log(f"{label}: ours {row.ours}, SDPA {row.sdpa}; {cut_lists(row.compiled, args.max_blocks_per_program)} "
+                f"[{time.perf_counter() - started:.0f} s]")
         else:
             if row.ours is None:
                 continue
