@@ -443,12 +443,14 @@ def test_standalone_module_runs_without_patterndsl(tmp_path):
         }
         """), encoding="utf-8")
     n = 70
+    # Lists cut into pieces of at most 2 blocks: the standalone module runs its merging kernels too.
     written = subprocess.run([sys.executable, "-m", "patterndsl.cli", "compile", str(spat), "--n", str(n),
                               "--target", "triton", "-o", str(tmp_path / "kernel.py")],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, env={**os.environ, "PATTERNDSL_MAX_BLOCKS_PER_PROGRAM": "2"})
     assert written.returncode == 0, written.stderr
     text = (tmp_path / "kernel.py").read_text(encoding="utf-8")
     assert "import patterndsl" not in text and "from patterndsl" not in text
+    assert "SPLIT_Q, NUM_Q_ITEMS, NUM_Q_SLOTS, NUM_Q_SPLITS = True" in text
     assert "def attention(q, k, v, layer=0, scale=None" in text and "class _BlockSparseAttention" in text
 
     compiled = patterndsl.compile(spat, n)
