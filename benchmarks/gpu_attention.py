@@ -25,9 +25,9 @@ SDPA's TFLOP/s count its own work (n² pairs, or n(n+1)/2 with is_causal). Speed
 compare times, which is what a model sees.
 
 The whole run stays near --budget seconds (default 230), in this order, each step as
-time allows: ours and SDPA at the first head dim; FlexAttention (whose torch.compile per
-shape is the slow part, ~5 s) at the first head dim for the two smallest sizes; ours and
-SDPA at the other head dims; FlexAttention for the rest. What is left out is marked "–"
+time allows: at the first head dim and the two smallest sizes, ours, SDPA and
+FlexAttention (whose torch.compile per shape is the slow part, ~5 s); then ours and SDPA
+for the other rows; then FlexAttention for them. What is left out is marked "–"
 and listed.
 
 Backward is timed alone, as `out.backward(d_out, retain_graph=True)` on one kept graph,
@@ -379,15 +379,14 @@ def main(argv=None) -> int:
                     compiled_cache[key] = patterndsl.compile(source, n)
                 rows.append(Row(name, head_dim, n, compiled_cache[key], layer, causal))
 
-    # The schedule, most wanted first: ours and SDPA at the first head dim, FlexAttention there
-    # at the two smallest sizes (the comparison), then the other head dims, then the
-    # rest of FlexAttention. Each step runs only while time is left.
+    # The schedule, most wanted first: at the first head dim and the two smallest sizes (the
+    # issue's comparison), ours and SDPA then FlexAttention, row by row; then ours and SDPA for
+    # the other rows; then the rest of FlexAttention. Each step runs only while time is left.
     first_dim, small = args.head_dims[0], sorted(args.sizes)[:2]
-    flex_first = [r for r in rows if r.head_dim == first_dim and r.n in small]
-    steps = ([("ours", r) for r in rows if r.head_dim == first_dim]
-             + ([] if args.no_flex else [("flex", r) for r in flex_first])
-             + [("ours", r) for r in rows if r.head_dim != first_dim]
-             + ([] if args.no_flex else [("flex", r) for r in rows if r not in flex_first]))
+    wanted = [r for r in rows if r.head_dim == first_dim and r.n in small]
+    steps = ([step for r in wanted for step in [("ours", r)] + ([] if args.no_flex else [("flex", r)])]
+             + [("ours", r) for r in rows if r not in wanted]
+             + ([] if args.no_flex else [("flex", r) for r in rows if r not in wanted]))
     skipped = []
     for kind, row in steps:
         label = f"{row.name} D={row.head_dim} n={row.n}"
