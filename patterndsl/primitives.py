@@ -208,9 +208,30 @@ class Nothing(Primitive):
         return np.zeros(qb.shape, dtype=np.int64)
 
 
+class _BandPrimitive(Primitive):
+    """The primitives that are a band of offsets, lo ≤ j − i ≤ hi (`_band`): a block holds
+    every offset from c0 − r1 to c1 − r0, so its state and pair count have closed forms."""
+
+    def _band(self, n: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def block_states(self, grid, qb, kb):
+        return grid.band_states(qb, kb, *self._band(grid.n))
+
+    def block_candidates(self, grid):
+        return grid.band_candidates(*self._band(grid.n))
+
+    def block_estimate(self, grid):
+        lo, hi = self._band(grid.n)
+        return grid.num_q * min(grid.num_k, (hi - lo + grid.block_q) // grid.block_k + 2)
+
+    def block_counts(self, grid, qb, kb):
+        return grid.band_counts(qb, kb, *self._band(grid.n))
+
+
 @primitive
 @dataclass(frozen=True)
-class Self(Primitive):
+class Self(_BandPrimitive):
     name: ClassVar[str] = "self"
     meaning: ClassVar[str] = "j = i"
 
@@ -229,26 +250,12 @@ class Self(Primitive):
         return f"({q} == {k})"
 
     def _band(self, n):
-        """(lo, hi): it is lo ≤ j − i ≤ hi."""
         return 0, 0
-
-    def block_states(self, grid, qb, kb):
-        return grid.band_states(qb, kb, *self._band(grid.n))
-
-    def block_candidates(self, grid):
-        return grid.band_candidates(*self._band(grid.n))
-
-    def block_estimate(self, grid):
-        lo, hi = self._band(grid.n)
-        return grid.num_q * min(grid.num_k, (hi - lo + grid.block_q) // grid.block_k + 2)
-
-    def block_counts(self, grid, qb, kb):
-        return grid.band_counts(qb, kb, *self._band(grid.n))
 
 
 @primitive
 @dataclass(frozen=True)
-class Causal(Primitive):
+class Causal(_BandPrimitive):
     name: ClassVar[str] = "causal"
     meaning: ClassVar[str] = "j ≤ i"
 
@@ -267,26 +274,12 @@ class Causal(Primitive):
         return f"({k} <= {q})"
 
     def _band(self, n):
-        """(lo, hi): it is lo ≤ j − i ≤ hi."""
         return -n, 0
-
-    def block_states(self, grid, qb, kb):
-        return grid.band_states(qb, kb, *self._band(grid.n))
-
-    def block_candidates(self, grid):
-        return grid.band_candidates(*self._band(grid.n))
-
-    def block_estimate(self, grid):
-        lo, hi = self._band(grid.n)
-        return grid.num_q * min(grid.num_k, (hi - lo + grid.block_q) // grid.block_k + 2)
-
-    def block_counts(self, grid, qb, kb):
-        return grid.band_counts(qb, kb, *self._band(grid.n))
 
 
 @primitive
 @dataclass(frozen=True)
-class Window(Primitive):
+class Window(_BandPrimitive):
     """window(w) is window(w, w); window(l, r) may shift (l or r negative) but not be empty."""
 
     left: int
@@ -337,21 +330,7 @@ class Window(Primitive):
         return f"(({k} >= {q} - {_clamp(self.left, n)}) & ({k} <= {q} + {_clamp(self.right, n)}))"
 
     def _band(self, n):
-        """(lo, hi): it is lo ≤ j − i ≤ hi."""
         return -_clamp(self.left, n), _clamp(self.right, n)
-
-    def block_states(self, grid, qb, kb):
-        return grid.band_states(qb, kb, *self._band(grid.n))
-
-    def block_candidates(self, grid):
-        return grid.band_candidates(*self._band(grid.n))
-
-    def block_estimate(self, grid):
-        lo, hi = self._band(grid.n)
-        return grid.num_q * min(grid.num_k, (hi - lo + grid.block_q) // grid.block_k + 2)
-
-    def block_counts(self, grid, qb, kb):
-        return grid.band_counts(qb, kb, *self._band(grid.n))
 
 
 @primitive

@@ -194,17 +194,19 @@ def _layout_lists(layout, device):
 def distinct_layouts(compiled, layer: int = 0, block_size=None):
     """(the distinct layouts of one layer, the index of each head's): heads that share a
     layout object share an entry; one entry means the BlockMask has one head."""
-    layouts = compiled.layouts(layer, block_size)
-    distinct, which = [], []
-    for layout in layouts:
-        for k, seen in enumerate(distinct):
-            if seen is layout:
-                which.append(k)
-                break
-        else:
-            which.append(len(distinct))
-            distinct.append(layout)
+    distinct: list = []
+    which = [_index_by_identity(distinct, layout) for layout in compiled.layouts(layer, block_size)]
     return distinct, which
+
+
+def _index_by_identity(distinct: list, item) -> int:
+    """The index of ``item`` in ``distinct`` by identity, appended when new (layouts
+    are shared objects; comparing their arrays would cost far more)."""
+    for k, seen in enumerate(distinct):
+        if seen is item:
+            return k
+    distinct.append(item)
+    return len(distinct) - 1
 
 
 def block_mask(compiled, layer: int = 0, block_size=None, device="cpu"):
@@ -323,16 +325,8 @@ def emit_module(compiled, block_size=None) -> str:
     block_q, block_k = compiled.block_sizes(block_size)
     layouts, head_layout, sources, tables, described = [], [], [], [], []
     for layer in range(compiled.layers):
-        ids = []
-        for layout in compiled.layouts(layer, (block_q, block_k)):
-            for k, seen in enumerate(layouts):
-                if seen is layout:
-                    ids.append(k)
-                    break
-            else:
-                ids.append(len(layouts))
-                layouts.append(layout)
-        head_layout.append(ids)
+        head_layout.append([_index_by_identity(layouts, layout)
+                            for layout in compiled.layouts(layer, (block_q, block_k))])
         mod = mask_mod_source(compiled, layer, (block_q, block_k))
         sources.append(mod.source)
         tables.append(mod.tables)
