@@ -20,6 +20,8 @@ slot grid, so its size follows the blocks touched rather than n².
 """
 from __future__ import annotations
 
+import base64
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,3 +147,11 @@ class BlockBitmaps:
         words = self.bits[self.slots[q // self.block_q, k // self.block_k], q % self.block_q,
                           (k % self.block_k) // 32]
         return ((words >> ((k % self.block_k) % 32)) & 1).astype(bool)
+
+
+def packed_lines(array: np.ndarray, width: int = 88) -> list[str]:
+    """The array's bytes, zlib-compressed and base64-encoded, cut into lines of ``width``
+    characters, for tables embedded in generated modules. Level 6: level 9 takes 15×
+    as long on random bitmaps (9 s for bigbird's at n = 8192) for 8% fewer bytes."""
+    data = base64.b64encode(zlib.compress(np.ascontiguousarray(array).tobytes(), 6)).decode("ascii")
+    return [data[i:i + width] for i in range(0, len(data), width)] or [""]

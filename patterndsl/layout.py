@@ -281,7 +281,7 @@ class BlockGrid:
 
 def _estimate(node, grid: BlockGrid) -> int:
     """About how many blocks `_candidates` lists for node (all of them when it cannot)."""
-    from .ir import Complement, Difference, Intersection, Union
+    from .ir import Difference, Intersection, Union
     from .primitives import Primitive
 
     if isinstance(node, Primitive):
@@ -351,7 +351,7 @@ def _counts(node, grid: BlockGrid, qb, kb):
 
 def _states(node, grid: BlockGrid, qb, kb):
     """int8 EMPTY / PARTIAL / FULL of node at the blocks (qb, kb), exactly."""
-    from .ir import Complement, Difference, Intersection, Union
+    from .ir import Complement, Difference, Union
     from .primitives import Primitive
 
     if qb.size == 0:

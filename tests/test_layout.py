@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import patterndsl
 from patterndsl import strategies as S
-from patterndsl.layout import (EMPTY, FULL, PARTIAL, BlockGrid, BlockLayout, _estimate, block_layout,
+from patterndsl.layout import (FULL, PARTIAL, BlockGrid, BlockLayout, _estimate, block_layout,
                                describe_layouts, efficiency_warning, reference_layout)
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"

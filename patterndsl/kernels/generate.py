@@ -22,16 +22,14 @@ What the module holds, besides the fixed kernels of patterndsl/kernels/template.
 """
 from __future__ import annotations
 
-import base64
 import math
 import os
 import textwrap
-import zlib
 from string import Template
 
 import numpy as np
 
-from ..codegen import Backend, BlockBitmaps, predicate_source
+from ..codegen import Backend, BlockBitmaps, packed_lines, predicate_source
 from ..errors import Diagnostic, SpatError
 from .template import MODULE
 
@@ -75,17 +73,16 @@ class TritonBackend(Backend):
         return f"((({word} >> (({k} % {bk}) % 32)) & 1) != 0)"
 
 
-def _encode(array: np.ndarray) -> tuple[str, str]:
-    """(dtype name, base64 of the zlib-compressed bytes); at least one element."""
+def _encode(array: np.ndarray) -> tuple[str, list[str]]:
+    """(dtype name, lines of base64 of the zlib-compressed bytes); at least one element."""
     array = np.ascontiguousarray(array)
     if array.size == 0:
         array = np.zeros(1, dtype=array.dtype)
-    return array.dtype.name, base64.b64encode(zlib.compress(array.tobytes(), 9)).decode("ascii")
+    return array.dtype.name, packed_lines(array)
 
 
 def _table_line(name: str, array: np.ndarray, note: str) -> str:
-    dtype, text = _encode(array)
-    chunks = textwrap.wrap(text, 88, break_on_hyphens=False) or [""]
+    dtype, chunks = _encode(array)
     body = "\n".join(f'        "{chunk}"' for chunk in chunks)
     return f'    # {note}\n    "{name}": ("{dtype}", (\n{body}\n    )),'
 

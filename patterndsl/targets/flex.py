@@ -20,14 +20,12 @@ Python module that needs only torch.
 """
 from __future__ import annotations
 
-import base64
 import inspect
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..codegen import Backend, BlockBitmaps, predicate_source
+from ..codegen import Backend, BlockBitmaps, packed_lines, predicate_source
 from ..errors import Diagnostic, SpatError
 from . import register
 
@@ -232,9 +230,7 @@ def _packed(array: np.ndarray, indent: str) -> str:
     array = np.ascontiguousarray(array)
     if array.size <= 32:
         return f"torch.tensor({array.tolist()}, dtype=torch.{array.dtype.name})"
-    data = base64.b64encode(zlib.compress(array.tobytes(), 9)).decode("ascii")
-    lines = [data[i:i + 88] for i in range(0, len(data), 88)]
-    text = f"\n{indent}    ".join(repr(line) for line in lines)
+    text = f"\n{indent}    ".join(repr(line) for line in packed_lines(array))
     return f'_unpack("{array.dtype.str}", {tuple(array.shape)},\n{indent}    {text})'
 
 
