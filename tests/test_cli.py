@@ -165,3 +165,26 @@ def test_verify_rejects_junk_certificate(tmp_path, monkeypatch, capsys):
     junk.write_text("{not json")
     assert main(["verify", "examples/star.spat", str(junk)]) == 1
     assert "cannot read the certificate" in capsys.readouterr().err
+
+
+def test_compiling_for_a_block_sparse_target_warns_of_low_block_efficiency(tmp_path, capsys):
+    design_card = str(ROOT / "examples" / "design_card.spat")
+    assert main(["compile", design_card, "--n", "4096", "--target", "flex", "-o", str(tmp_path / "m.py")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: layer 0: block efficiency 7.8% with 64 × 64 blocks" in err
+    assert "help: block 16 gives 26.2%" in err
+    longformer = str(ROOT / "examples" / "longformer.spat")
+    assert main(["compile", longformer, "--n", "4096", "--target", "flex", "-o", str(tmp_path / "l.py")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_layout_json(capsys):
+    import json
+
+    fixed = str(ROOT / "examples" / "fixed.spat")
+    assert main(["layout", fixed, "--n", "512", "--block-size", "64x32", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(r["layer"], r["head"], r["block_q"], r["block_k"]) for r in report] == [(0, 0, 64, 32), (1, 0, 64, 32)]
+    assert report[0]["full"] == 8 and report[0]["partial"] == 16 and report[0]["warning"] is None
+    assert report[1]["efficiency"] == report[1]["connections"] / report[1]["computed_pairs"]
+    assert "block 16 gives" in report[1]["warning"]["help"]
