@@ -124,6 +124,27 @@ def _item_ranges(ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS):
 
 
 @triton.jit
+def _query_tile(tile, pattern, PARTIAL_PTR, FULL_PTR, ITEMS, ITEM_INFO, NUM_Q_BLOCKS, NUM_ITEMS,
+                BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, SPLIT: tl.constexpr):
+    """(first query row, sub-tile within the query block, scratch slot, partial start, partial
+    end, full start, full end) of the forward and dQ programs' tile `tile`. Without SPLIT, tile
+    t is rows t * BLOCK_M.. and walks its query block's whole lists (slot -1). With SPLIT, it is
+    sub-tile t % (BLOCK_Q // BLOCK_M) of work item t // (BLOCK_Q // BLOCK_M), a piece of its
+    query block's lists."""
+    if SPLIT:
+        item = tile // (BLOCK_Q // BLOCK_M)
+        sub = tile % (BLOCK_Q // BLOCK_M)
+        query_block, slot, partial_start, partial_end, full_start, full_end = _item_ranges(
+            ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS)
+        return (query_block * BLOCK_Q + sub * BLOCK_M, sub, slot, partial_start, partial_end,
+                full_start, full_end)
+    else:
+        row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
+        return (tile * BLOCK_M, 0, -1, tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1),
+                tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1))
+
+
+@triton.jit
 def _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m, N,
                   stride_ob, stride_oh, stride_on, HEAD_DIM: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -157,9 +178,7 @@ def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PT
     with the predicate, then its full blocks without. Writes the output and the natural-log
     log-sum-exp (-inf for an empty row).
 
-    Without SPLIT, tile t is rows t * BLOCK_M.. of query block t * BLOCK_M // BLOCK_Q and walks
-    that block's whole lists. With SPLIT, program t is sub-tile t % (BLOCK_Q // BLOCK_M) of work
-    item t // (BLOCK_Q // BLOCK_M), which walks a piece of its query block's lists; a piece of a
+    `_query_tile` says which rows and which lists (or piece of them) a program takes. A piece of a
     cut list writes its unnormalized state (acc, running max m in base 2, sum l) to scratch slot
     `slot` ([batch * heads, NUM_SLOTS, BLOCK_Q] rows of BLOCK_D), for _fwd_combine to merge."""
     tile, batch_head = _program(NUM_ITEMS * (BLOCK_Q // BLOCK_M), SPLIT)
@@ -167,17 +186,9 @@ def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PT
     head = batch_head % H
     kv_head = head // GROUP
     pattern = tl.load(HEAD_PATTERN + head)
-    if SPLIT:
-        item = tile // (BLOCK_Q // BLOCK_M)
-        sub = tile % (BLOCK_Q // BLOCK_M)
-        query_block, slot, partial_start, partial_end, full_start, full_end = _item_ranges(
-            ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS)
-        start_m = query_block * BLOCK_Q + sub * BLOCK_M
-    else:
-        row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
-        partial_start, partial_end = tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1)
-        full_start, full_end = tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1)
-        start_m = tile * BLOCK_M
+    start_m, sub, slot, partial_start, partial_end, full_start, full_end = _query_tile(
+        tile, pattern, PARTIAL_PTR, FULL_PTR, ITEMS, ITEM_INFO, NUM_Q_BLOCKS, NUM_ITEMS,
+        BLOCK_Q, BLOCK_M, SPLIT)
 
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
@@ -327,17 +338,9 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL
     head = batch_head % H
     kv_head = head // GROUP
     pattern = tl.load(HEAD_PATTERN + head)
-    if SPLIT:
-        item = tile // (BLOCK_Q // BLOCK_M)
-        sub = tile % (BLOCK_Q // BLOCK_M)
-        query_block, slot, partial_start, partial_end, full_start, full_end = _item_ranges(
-            ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS)
-        start_m = query_block * BLOCK_Q + sub * BLOCK_M
-    else:
-        row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
-        partial_start, partial_end = tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1)
-        full_start, full_end = tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1)
-        start_m = tile * BLOCK_M
+    start_m, sub, slot, partial_start, partial_end, full_start, full_end = _query_tile(
+        tile, pattern, PARTIAL_PTR, FULL_PTR, ITEMS, ITEM_INFO, NUM_Q_BLOCKS, NUM_ITEMS,
+        BLOCK_Q, BLOCK_M, SPLIT)
 
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
