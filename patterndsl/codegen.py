@@ -37,7 +37,8 @@ class Backend:
     ``tables`` maps a generated name to a numpy array that the generated code
     receives under that name (a captured tensor, or a kernel pointer argument)."""
 
-    def __init__(self):
+    def __init__(self, block_q: int, block_k: int):
+        self.block_q, self.block_k = block_q, block_k  # the kernel's blocks, for BlockBitmaps
         self.tables: dict[str, np.ndarray] = {}
         self._names: dict[object, str] = {}
 
@@ -67,6 +68,15 @@ class Backend:
     def lookup_member(self, name: str, var: str) -> str:
         """An expression reading the int8 [n] table ``name`` at ``var`` as a boolean."""
         raise NotImplementedError
+
+    def bitmaps_table(self, primitive, n: int) -> str:
+        """NAME, where tables NAME_slots and NAME_bits hold the primitive's BlockBitmaps for
+        this backend's blocks (made once)."""
+        def make():
+            bitmaps = BlockBitmaps.of(primitive, n, self.block_q, self.block_k)
+            return {"_slots": bitmaps.slots, "_bits": bitmaps.bits}
+
+        return self.table_name(("bitmaps", primitive, n), "pairs", make)
 
     def data(self, primitive, q: str, k: str, n: int) -> str:
         """An expression for a data-backed primitive (random)."""

@@ -29,7 +29,7 @@ from string import Template
 
 import numpy as np
 
-from ..codegen import Backend, BlockBitmaps, packed_lines, predicate_source
+from ..codegen import Backend, packed_lines, predicate_source
 from ..errors import Diagnostic, SpatError
 from .template import MODULE
 
@@ -45,26 +45,16 @@ class TritonBackend(Backend):
     Table lookups are masked to the sequence (``N`` is the predicate's parameter), so
     the padding rows and columns of a tile read nothing out of bounds."""
 
-    def __init__(self, block_q: int, block_k: int):
-        super().__init__()
-        self.block_q, self.block_k = block_q, block_k
-
     def lookup_member(self, name: str, var: str) -> str:
         return f"(tl.load(T_{name} + {var}, mask=({var} >= 0) & ({var} < N), other=0) != 0)"
 
     def data(self, primitive, q: str, k: str, n: int) -> str:
-        if primitive.name != "random":
-            return super().data(primitive, q, k, n)
         bq, bk = self.block_q, self.block_k
-
-        def make():
-            bitmaps = BlockBitmaps.of(primitive, n, bq, bk)
-            if bitmaps.bits.size >= 2**31:
-                raise SpatError(Diagnostic(f"{primitive} at n = {n} needs {bitmaps.bits.size:,} bitmap words, more "
-                                           "than int32 offsets reach", help="use larger blocks or fewer random keys"))
-            return {"_slots": bitmaps.slots.ravel(), "_bits": bitmaps.bits.ravel()}
-
-        name = self.table_name(("random", primitive, n, bq, bk), "random", make)
+        name = self.bitmaps_table(primitive, n)
+        if self.tables[name + "_bits"].size >= 2**31:
+            raise SpatError(Diagnostic(f"{primitive} at n = {n} needs {self.tables[name + '_bits'].size:,} bitmap "
+                                       "words, more than int32 offsets reach",
+                                       help="use larger blocks or fewer random keys"))
         num_k_blocks, words = -(-n // bk), -(-bk // 32)
         inside = f"({q} < N) & ({k} < N)"
         slot = f"tl.load(T_{name}_slots + ({q} // {bq}) * {num_k_blocks} + {k} // {bk}, mask={inside}, other=0)"

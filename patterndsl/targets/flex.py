@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codegen import Backend, BlockBitmaps, packed_lines, predicate_source
+from ..codegen import Backend, packed_lines, predicate_source
 from ..errors import Diagnostic, SpatError
 from . import register
 
@@ -36,21 +36,12 @@ class TorchBackend(Backend):
     """Tables for the data-backed parts, read with torch indexing (works under vmap
     and inside torch.compile, where the tables become captured buffers)."""
 
-    def __init__(self, block_q: int, block_k: int):
-        super().__init__()
-        self.block_q, self.block_k = block_q, block_k
-
     def lookup_member(self, name: str, var: str) -> str:
         return f"({name}[{var}] != 0)"
 
     def data(self, primitive, q: str, k: str, n: int) -> str:
         bq, bk = self.block_q, self.block_k
-
-        def make():
-            bitmaps = BlockBitmaps.of(primitive, n, bq, bk)
-            return {"_slots": bitmaps.slots, "_bits": bitmaps.bits}
-
-        name = self.table_name(("bitmaps", primitive, n, bq, bk), "pairs", make)
+        name = self.bitmaps_table(primitive, n)
         # BlockBitmaps' lookup: bit (k % BK) % 32 of word (k % BK) // 32 of row q % BQ
         # of the bitmap of block (q // BQ, k // BK).
         return (f"((({name}_bits[{name}_slots[{q} // {bq}, {k} // {bk}], {q} % {bq}, ({k} % {bk}) // 32]"
