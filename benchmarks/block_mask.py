@@ -31,11 +31,10 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
+
+from isolated import in_subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_REPEATS = 3
@@ -107,17 +106,7 @@ def run_case(pattern: str, n: int, method: str) -> dict:
 
 
 def spawn(pattern: str, n: int, method: str, timeout: float) -> dict:
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, PYTHONWARNINGS="ignore")
-        try:
-            done = subprocess.run([sys.executable, __file__, "--case", json.dumps([pattern, n, method])],
-                                  capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            return {"error": f"over {timeout:.0f} s"}
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        return {"error": "killed (out of memory?)" if done.returncode < 0 else last[:80]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return in_subprocess(__file__, [pattern, n, method], timeout)
 
 
 def fmt_time(result: dict, key: str) -> str:

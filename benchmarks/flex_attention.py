@@ -26,11 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from isolated import in_subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERNS = {  # name: (source, layer)
@@ -78,18 +78,7 @@ def run_case(pattern: str, n: int, method: str, repeat: int, out_path: str) -> d
 
 
 def spawn(pattern: str, n: int, method: str, repeat: int, out_path: str, timeout: float) -> dict:
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, PYTHONWARNINGS="ignore")
-        try:
-            done = subprocess.run([sys.executable, __file__, "--case",
-                                   json.dumps([pattern, n, method, repeat, out_path])],
-                                  capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            return {"error": f"over {timeout:.0f} s"}
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        return {"error": "killed (out of memory?)" if done.returncode < 0 else last[:80]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return in_subprocess(__file__, [pattern, n, method, repeat, out_path], timeout)
 
 
 def main() -> None:
