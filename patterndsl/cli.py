@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode = fmt.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if the file is not in canonical form")
     mode.add_argument("--write", action="store_true", help="rewrite the file in place")
+
+    from . import experiments
+
+    experiment = commands.add_parser("experiment", help="run one of the seed papers' experiments",
+                                     description="run one of the seed papers' experiments")
+    experiments.add_parsers(experiment)
     return parser
 
 
@@ -374,8 +380,14 @@ def dump_ir(compiled) -> str:
     return "\n".join(lines)
 
 
+def run_experiment(args) -> int:
+    from . import experiments
+
+    return experiments.run(args)
+
+
 COMMANDS = {"mask": run_mask, "compile": run_compile, "show": run_show, "layout": run_layout, "check": run_check,
-            "verify": run_verify, "fmt": run_fmt}
+            "verify": run_verify, "fmt": run_fmt, "experiment": run_experiment}
 
 
 def main(argv: list[str] | None = None) -> int:
