@@ -3,8 +3,8 @@
 `predicate_source(pattern, q, k, n, backend)` returns one Python expression over
 two integer tensors named ``q`` (query indices) and ``k`` (key indices), which
 broadcast against each other. Each primitive writes its own part
-(`Primitive.source` in patterndsl/primitives.py); the operators join the parts
-with ``|``, ``&`` and ``~``.
+(`Primitive.source` in patterndsl/primitives.py); the combinators join the parts
+with ``|``, ``&`` and ``~`` (their `source`, patterndsl/ir.py).
 
 The expression uses only what torch tensors and Triton ``tl`` tensors both
 support with the same meaning: integer ``+ - *``, comparisons, ``&``, ``|``,
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ir import Complement, Difference, IndexSet, Intersection, Pattern, Union
+from .ir import IndexSet, Pattern
 
 MAX_INLINE_INTERVALS = 8  # an index list of more ranges becomes a lookup table
 
@@ -85,30 +85,7 @@ class Backend:
 
 def predicate_source(pattern: Pattern, q: str, k: str, n: int, backend: Backend) -> str:
     """The pattern's element predicate as an expression over tensors ``q`` and ``k``."""
-    from .primitives import Primitive
-
-    memo: dict[Pattern, str] = {}
-
-    def emit(node: Pattern) -> str:
-        done = memo.get(node)
-        if done is not None:
-            return done
-        if isinstance(node, Primitive):
-            out = node.source(q, k, n, backend)
-        elif isinstance(node, Union):
-            out = "(" + " | ".join(emit(p) for p in node.parts) + ")"
-        elif isinstance(node, Intersection):
-            out = "(" + " & ".join(emit(p) for p in node.parts) + ")"
-        elif isinstance(node, Difference):
-            out = f"({emit(node.left)} & ~{emit(node.right)})"
-        elif isinstance(node, Complement):
-            out = f"(~{emit(node.operand)})"
-        else:
-            raise TypeError(f"not an IR node: {node!r}")
-        memo[node] = out
-        return out
-
-    return emit(pattern)
+    return pattern.source(q, k, n, backend)
 
 
 @dataclass(eq=False)

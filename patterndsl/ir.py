@@ -1,14 +1,31 @@
 """The intermediate representation: frozen, hashable pattern nodes with n bound.
 
 A Pattern is a set of pairs (i, j), 0 ≤ i, j < n. Leaves are the primitives
-(patterndsl/primitives.py, one class each); the four operators below combine
+(patterndsl/primitives.py, one class each); the four combinators below join
 them. `str(node)` prints the node in .spat syntax with every parameter
 evaluated, so printed IR parses back to the same IR.
+
+Every node answers the same questions — its element predicate, its source
+expression, its row structure, its block states — and the combinators answer
+them from their parts, so no other module asks a node which class it is:
+
+  * `predicate(i, j, n)` / `pairs(i, j, n)`: the meaning, vectorized (the dense
+    reference evaluator, patterndsl/reference.py, is `pattern.predicate`);
+  * `source(q, k, n, backend)`: the predicate as torch/Triton source
+    (patterndsl/codegen.py);
+  * `row_structure(n)`: the keys of each query row as a formula over the atoms
+    of patterndsl/structure.py, joined by `AnyOf`, `AllOf`, `Not` below (the
+    exact counter, patterndsl/analysis/counts.py);
+  * `block_states`, `block_candidates`, `block_estimate`, `block_counts`: block
+    layouts (patterndsl/layout.py); the combinators describe themselves as a
+    union or an intersection of (possibly complemented) terms and the layout's
+    `BlockGrid` combines their parts' answers;
+  * `with_children(children)`: the same node over new children (the passes).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,6 +38,10 @@ class Pattern:
 
     def children(self) -> tuple["Pattern", ...]:
         return ()
+
+    def with_children(self, children: tuple["Pattern", ...]) -> "Pattern":
+        """This node over ``children`` instead of its own (a leaf has none)."""
+        return self
 
     def size(self) -> int:
         """The number of nodes in this tree (cached: shared subtrees count each time)."""
@@ -37,48 +58,207 @@ class Pattern:
             object.__setattr__(self, "_depth", cached)
         return cached
 
+    def index_sets(self) -> tuple["IndexSet", ...]:
+        """The index lists among this node's own parameters (``global(R)``'s R; none
+        for most nodes), for analyses that probe the indices a pattern singles out."""
+        return ()
+
+    # ---- capabilities every node has (see the module docstring) -----------------------
+
+    def predicate(self, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+        """Bool [len(i), len(j)]: whether query i attends to key j (i a column, j a row)."""
+        raise NotImplementedError
+
+    def pairs(self, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+        """Bool [m]: the element predicate at the m pairs (i[k], j[k]) (1-D int arrays of
+        equal length), in O(m)."""
+        raise NotImplementedError
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """The element predicate as a torch/Triton expression over tensors ``q`` and ``k``."""
+        raise NotImplementedError
+
+    def row_structure(self, n: int):
+        """The keys of every query row, as a formula over patterndsl.structure atoms."""
+        raise NotImplementedError
+
+    def block_states(self, grid, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:
+        """int8 EMPTY / PARTIAL / FULL of the blocks (qb, kb), exactly (``grid`` is a
+        layout.BlockGrid)."""
+        raise NotImplementedError
+
+    def block_candidates(self, grid):
+        """Sorted codes (grid.codes) of a superset of its non-empty blocks, in time
+        proportional to their number; None when it may touch any block."""
+        return None
+
+    def block_estimate(self, grid) -> int:
+        """About how many codes block_candidates returns (cheap; picks an intersection's
+        sparsest part)."""
+        return grid.num_blocks
+
+    def block_counts(self, grid, qb, kb):
+        """Exact pair counts of the blocks (int64, -1 where not known), or None when it
+        knows none."""
+        return None
+
     def _child_text(self, child: "Pattern", strict: bool = False) -> str:
         text = str(child)
         weaker = child.precedence < self.precedence or (strict and child.precedence == self.precedence)
         return f"({text})" if weaker else text
 
 
+class Combination(Pattern):
+    """A union or an intersection of terms, each a part or a part's complement:
+    `terms()` gives (parts, complemented). Union, Intersection and Difference are
+    combinations (a − b is a ∩ ~b), so the block layout combines them with one rule."""
+
+    joins_any: ClassVar[bool]  # True: a union of its terms; False: an intersection
+
+    def terms(self) -> tuple[tuple[Pattern, ...], tuple[bool, ...]]:
+        raise NotImplementedError
+
+    def block_states(self, grid, qb, kb):
+        return grid.combined_states(self, *self.terms(), self.joins_any, qb, kb)
+
+    def block_counts(self, grid, qb, kb):
+        return grid.combined_counts(*self.terms(), self.joins_any, qb, kb)
+
+
 @dataclass(frozen=True)
-class Union(Pattern):
+class Union(Combination):
     parts: tuple[Pattern, ...]
     precedence: ClassVar[int] = 10
+    joins_any: ClassVar[bool] = True
 
     def children(self):
         return self.parts
+
+    def with_children(self, children):
+        return Union(tuple(children))
+
+    def terms(self):
+        return self.parts, (False,) * len(self.parts)
 
     def __str__(self):
         return " | ".join(self._child_text(p) for p in self.parts)
 
+    def predicate(self, i, j, n):
+        out = np.array(self.parts[0].predicate(i, j, n), dtype=bool)
+        for part in self.parts[1:]:
+            out |= part.predicate(i, j, n)
+        return out
+
+    def pairs(self, i, j, n):
+        out = np.zeros(np.shape(i), dtype=bool)
+        for part in self.parts:  # each part is asked only about the pairs still out
+            todo = np.flatnonzero(~out)
+            if todo.size == 0:
+                break
+            out[todo] = part.pairs(i[todo], j[todo], n)
+        return out
+
+    def source(self, q, k, n, backend):
+        return "(" + " | ".join(p.source(q, k, n, backend) for p in self.parts) + ")"
+
+    def row_structure(self, n):
+        return AnyOf(tuple(p.row_structure(n) for p in self.parts))
+
+    def block_candidates(self, grid):
+        parts = [p.block_candidates(grid) for p in self.parts]
+        return None if any(p is None for p in parts) else np.unique(np.concatenate(parts))
+
+    def block_estimate(self, grid):
+        return min(grid.num_blocks, sum(p.block_estimate(grid) for p in self.parts))
+
 
 @dataclass(frozen=True)
-class Intersection(Pattern):
+class Intersection(Combination):
     parts: tuple[Pattern, ...]
     precedence: ClassVar[int] = 20
+    joins_any: ClassVar[bool] = False
 
     def children(self):
         return self.parts
 
+    def with_children(self, children):
+        return Intersection(tuple(children))
+
+    def terms(self):
+        return self.parts, (False,) * len(self.parts)
+
     def __str__(self):
         return " & ".join(self._child_text(p) for p in self.parts)
 
+    def predicate(self, i, j, n):
+        out = np.array(self.parts[0].predicate(i, j, n), dtype=bool)
+        for part in self.parts[1:]:
+            out &= part.predicate(i, j, n)
+        return out
+
+    def pairs(self, i, j, n):
+        out = np.ones(np.shape(i), dtype=bool)
+        for part in self.parts:  # each part is asked only about the pairs still in
+            todo = np.flatnonzero(out)
+            if todo.size == 0:
+                break
+            out[todo] = part.pairs(i[todo], j[todo], n)
+        return out
+
+    def source(self, q, k, n, backend):
+        return "(" + " & ".join(p.source(q, k, n, backend) for p in self.parts) + ")"
+
+    def row_structure(self, n):
+        return AllOf(tuple(p.row_structure(n) for p in self.parts))
+
+    def block_candidates(self, grid):
+        # List the sparsest part; the others are only asked about its blocks.
+        return min(self.parts, key=lambda p: p.block_estimate(grid)).block_candidates(grid)
+
+    def block_estimate(self, grid):
+        return min(p.block_estimate(grid) for p in self.parts)
+
 
 @dataclass(frozen=True)
-class Difference(Pattern):
+class Difference(Combination):
     left: Pattern
     right: Pattern
     precedence: ClassVar[int] = 30
+    joins_any: ClassVar[bool] = False
 
     def children(self):
         return (self.left, self.right)
 
+    def with_children(self, children):
+        return Difference(*children)
+
+    def terms(self):
+        return (self.left, self.right), (False, True)
+
     def __str__(self):
         # `-` is left-associative: a right operand at the same level needs parentheses.
         return f"{self._child_text(self.left)} - {self._child_text(self.right, strict=True)}"
+
+    def predicate(self, i, j, n):
+        return self.left.predicate(i, j, n) & ~self.right.predicate(i, j, n)
+
+    def pairs(self, i, j, n):
+        out = np.array(self.left.pairs(i, j, n), dtype=bool)
+        todo = np.flatnonzero(out)
+        out[todo] = ~self.right.pairs(i[todo], j[todo], n)
+        return out
+
+    def source(self, q, k, n, backend):
+        return f"({self.left.source(q, k, n, backend)} & ~{self.right.source(q, k, n, backend)})"
+
+    def row_structure(self, n):
+        return AllOf((self.left.row_structure(n), Not(self.right.row_structure(n))))
+
+    def block_candidates(self, grid):
+        return self.left.block_candidates(grid)
+
+    def block_estimate(self, grid):
+        return self.left.block_estimate(grid)
 
 
 @dataclass(frozen=True)
@@ -89,8 +269,35 @@ class Complement(Pattern):
     def children(self):
         return (self.operand,)
 
+    def with_children(self, children):
+        return Complement(children[0])
+
     def __str__(self):
         return f"~{self._child_text(self.operand)}"
+
+    def predicate(self, i, j, n):
+        return ~self.operand.predicate(i, j, n)
+
+    def pairs(self, i, j, n):
+        return ~self.operand.pairs(i, j, n)
+
+    def source(self, q, k, n, backend):
+        return f"(~{self.operand.source(q, k, n, backend)})"
+
+    def row_structure(self, n):
+        return Not(self.operand.row_structure(n))
+
+    def block_states(self, grid, qb, kb):
+        return grid.complement_states(self.operand.block_states(grid, qb, kb))
+
+    def block_counts(self, grid, qb, kb):
+        inner = self.operand.block_counts(grid, qb, kb)
+        if inner is None:
+            return None
+        return np.where(inner < 0, -1, grid.area(qb, kb) - inner)
+
+    # block_candidates: None (any block), block_estimate: all of them — its touched
+    # blocks are all but the operand's full ones.
 
 
 @dataclass(frozen=True)
@@ -126,3 +333,25 @@ class IndexSet:
 
     def __str__(self) -> str:
         return ", ".join(str(lo) if hi == lo + 1 else f"{lo}..{hi}" for lo, hi in self.intervals)
+
+
+# ---- boolean formulas over row-structure atoms -------------------------------------------
+#
+# The connectives of `row_structure` (patterndsl/structure.py holds the atoms and
+# re-exports these). They live here, below the structure module, so that the
+# combinators above can build their row structure from their parts'.
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple
+
+
+@dataclass(frozen=True)
+class AllOf:
+    parts: tuple
+
+
+@dataclass(frozen=True)
+class Not:
+    part: Any

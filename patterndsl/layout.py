@@ -6,7 +6,8 @@ in-bounds pair is, and *partial* otherwise. Kernels skip empty blocks, compute
 full blocks without a mask and apply the element predicate on partial ones.
 
 `block_layout(pattern, n, block_q, block_k)` builds the layout from the
-primitives' own block structure (see `_block_states` below), in time
+nodes' own block structure (`block_candidates`, `block_states`, `block_counts`
+of each primitive and combinator, patterndsl/ir.py), in time
 proportional to the blocks the pattern touches: it never scans all
 (n/B)² blocks of a sparse pattern and never evaluates n² pairs.
 """
@@ -16,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+from .analysis.counts import row_degrees
+from .reference import dense_mask, index_dtype
 
 EMPTY, PARTIAL, FULL = 0, 1, 2
 DEFAULT_BLOCK_SIZE = 128
@@ -163,8 +167,6 @@ class BlockLayout:
 
 def reference_layout(pattern, n: int, block_q: int, block_k: int | None = None) -> BlockLayout:
     """The layout read off the dense reference mask: O(n²), the specification for tests."""
-    from .reference import dense_mask
-
     block_k = block_k or block_q
     mask = dense_mask(pattern, n)
     num_q, num_k = -(-n // block_q), -(-n // block_k)
@@ -278,148 +280,96 @@ class BlockGrid:
         area = self.area(qb, kb)
         return np.where(counts == 0, EMPTY, np.where(counts == area, FULL, PARTIAL)).astype(np.int8)
 
+    # ---- what the combinators (patterndsl/ir.py) ask: their parts' answers combined ------
 
-def _estimate(node, grid: BlockGrid) -> int:
-    """About how many blocks `_candidates` lists for node (all of them when it cannot)."""
-    from .ir import Difference, Intersection, Union
-    from .primitives import Primitive
+    @staticmethod
+    def complement_states(states):
+        """The states of a complement, from its operand's: EMPTY ↔ FULL."""
+        return (FULL - states).astype(np.int8)
 
-    if isinstance(node, Primitive):
-        return node.block_estimate(grid)
-    if isinstance(node, Union):
-        return min(grid.num_blocks, sum(_estimate(p, grid) for p in node.parts))
-    if isinstance(node, Intersection):
-        return min(_estimate(p, grid) for p in node.parts)
-    if isinstance(node, Difference):
-        return _estimate(node.left, grid)
-    return grid.num_blocks  # a complement: its touched blocks are all but the operand's full ones
-
-
-def _candidates(node, grid: BlockGrid):
-    """Sorted codes of a superset of node's non-empty blocks, or None for "any block"."""
-    from .ir import Difference, Intersection, Union
-    from .primitives import Primitive
-
-    if isinstance(node, Primitive):
-        return node.block_candidates(grid)
-    if isinstance(node, Union):
-        parts = [_candidates(p, grid) for p in node.parts]
-        return None if any(p is None for p in parts) else np.unique(np.concatenate(parts))
-    if isinstance(node, Intersection):
-        # List the sparsest part; the others are only asked about its blocks.
-        return _candidates(min(node.parts, key=lambda p: _estimate(p, grid)), grid)
-    if isinstance(node, Difference):
-        return _candidates(node.left, grid)
-    return None
-
-
-def _counts(node, grid: BlockGrid, qb, kb):
-    """Exact pair counts per block where they follow from closed forms, else -1.
-
-    A primitive gives its own (`block_counts`); an operator passes on a part's counts
-    where the others do not change them on that block (EMPTY parts of a union, FULL
-    parts of an intersection), which is where two ambiguous parts usually meet."""
-    from .ir import Complement, Difference, Intersection
-    from .primitives import Primitive
-
-    area = grid.area(qb, kb)
-    if isinstance(node, Primitive):
-        counts = node.block_counts(grid, qb, kb)
+    def exact_counts(self, node, qb, kb):
+        """node.block_counts as an int64 array, -1 where it knows none."""
+        counts = node.block_counts(self, qb, kb)
         return np.full(qb.shape, -1, dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
-    if isinstance(node, Complement):
-        inner = _counts(node.operand, grid, qb, kb)
-        return np.where(inner < 0, -1, area - inner)
-    if isinstance(node, Difference):
-        parts, flips = (node.left, node.right), (False, True)
-    else:
-        parts, flips = node.parts, (False,) * len(node.parts)
-    neutral, absorbing = (FULL, EMPTY) if isinstance(node, (Intersection, Difference)) else (EMPTY, FULL)
-    out = np.full(qb.shape, -1, dtype=np.int64)
-    states = [_states(part, grid, qb, kb) for part in parts]
-    states = [(FULL - s).astype(np.int8) if flip else s for s, flip in zip(states, flips)]
-    absorbed = np.any([s == absorbing for s in states], axis=0)
-    out[absorbed] = 0 if absorbing == EMPTY else area[absorbed]
-    others = np.sum([s != neutral for s in states], axis=0)
-    out[~absorbed & (others == 0)] = 0 if neutral == EMPTY else area[~absorbed & (others == 0)]
-    for part, flip, s in zip(parts, flips, states):
-        alone = np.nonzero(~absorbed & (others == 1) & (s != neutral))[0]
-        if alone.size:
-            counts = _counts(part, grid, qb[alone], kb[alone])
-            out[alone] = np.where(counts < 0, -1, area[alone] - counts) if flip else counts
-    return out
 
+    def combined_states(self, node, parts, flips, union: bool, qb, kb):
+        """int8 states of ``node``, the union (else the intersection) of ``parts``, those
+        with ``flips`` true complemented, at the blocks (qb, kb), exactly."""
+        if qb.size == 0:
+            return np.zeros(0, dtype=np.int8)
+        # Decide each block from the parts' states; blocks still open are passed on to the
+        # next part only, so a part is asked only about blocks the earlier ones left open.
+        absorbing, neutral = (FULL, EMPTY) if union else (EMPTY, FULL)
+        out = np.full(qb.shape, neutral, dtype=np.int8)
+        partials = np.zeros(qb.shape, dtype=np.int8)  # parts seen partial, per block
+        open_ = np.arange(qb.size)
+        for part, flip in zip(parts, flips):
+            if open_.size == 0:
+                break
+            states = part.block_states(self, qb[open_], kb[open_])
+            if flip:
+                states = self.complement_states(states)
+            out[open_[states == absorbing]] = absorbing
+            partials[open_[states == PARTIAL]] += 1
+            open_ = open_[states != absorbing]
+        # Open blocks: one partial part (the rest neutral) is partial; none is neutral;
+        # two or more are ambiguous (a union of partial blocks may be full, an
+        # intersection empty).
+        out[open_[partials[open_] == 1]] = PARTIAL
+        ambiguous = open_[partials[open_] >= 2]
+        if ambiguous.size:
+            out[ambiguous] = self._resolve(node, parts, flips, union, qb[ambiguous], kb[ambiguous])
+        return out
 
-def _states(node, grid: BlockGrid, qb, kb):
-    """int8 EMPTY / PARTIAL / FULL of node at the blocks (qb, kb), exactly."""
-    from .ir import Complement, Difference, Union
-    from .primitives import Primitive
+    def combined_counts(self, parts, flips, union: bool, qb, kb):
+        """Exact pair counts of a union (else intersection) of terms where they follow
+        from closed forms, else -1: a part's counts pass on where the other terms do not
+        change them on that block (EMPTY terms of a union, FULL terms of an
+        intersection), which is where two ambiguous parts usually meet."""
+        area = self.area(qb, kb)
+        neutral, absorbing = (EMPTY, FULL) if union else (FULL, EMPTY)
+        out = np.full(qb.shape, -1, dtype=np.int64)
+        states = [part.block_states(self, qb, kb) for part in parts]
+        states = [self.complement_states(s) if flip else s for s, flip in zip(states, flips)]
+        absorbed = np.any([s == absorbing for s in states], axis=0)
+        out[absorbed] = 0 if absorbing == EMPTY else area[absorbed]
+        others = np.sum([s != neutral for s in states], axis=0)
+        out[~absorbed & (others == 0)] = 0 if neutral == EMPTY else area[~absorbed & (others == 0)]
+        for part, flip, s in zip(parts, flips, states):
+            alone = np.nonzero(~absorbed & (others == 1) & (s != neutral))[0]
+            if alone.size:
+                counts = self.exact_counts(part, qb[alone], kb[alone])
+                out[alone] = np.where(counts < 0, -1, area[alone] - counts) if flip else counts
+        return out
 
-    if qb.size == 0:
-        return np.zeros(0, dtype=np.int8)
-    if isinstance(node, Primitive):
-        return node.block_states(grid, qb, kb)
-    if isinstance(node, Complement):
-        return (FULL - _states(node.operand, grid, qb, kb)).astype(np.int8)  # EMPTY ↔ FULL
-    if isinstance(node, Difference):
-        parts, flips = (node.left, node.right), (False, True)
-    else:
-        parts, flips = node.parts, (False,) * len(node.parts)
-    union = isinstance(node, Union)
-    # Decide each block from the parts' states; blocks still open are passed on to the
-    # next part only, so a part is asked only about blocks the earlier ones left open.
-    absorbing, neutral = (FULL, EMPTY) if union else (EMPTY, FULL)
-    out = np.full(qb.shape, neutral, dtype=np.int8)
-    partials = np.zeros(qb.shape, dtype=np.int8)  # parts seen partial, per block
-    open_ = np.arange(qb.size)
-    for part, flip in zip(parts, flips):
-        if open_.size == 0:
-            break
-        states = _states(part, grid, qb[open_], kb[open_])
-        if flip:
-            states = (FULL - states).astype(np.int8)
-        out[open_[states == absorbing]] = absorbing
-        partials[open_[states == PARTIAL]] += 1
-        open_ = open_[states != absorbing]
-    # Open blocks: one partial part (the rest neutral) is partial; none is neutral;
-    # two or more are ambiguous (a union of partial blocks may be full, an
-    # intersection empty).
-    out[open_[partials[open_] == 1]] = PARTIAL
-    ambiguous = open_[partials[open_] >= 2]
-    if ambiguous.size:
-        out[ambiguous] = _resolve(node, parts, flips, union, grid, qb[ambiguous], kb[ambiguous])
-    return out
+    def _resolve(self, node, parts, flips, union: bool, qb, kb):
+        """States of ambiguous blocks: by the parts' pair counts where those decide (a union
+        with fewer pairs than the block is not full; an intersection of parts with more
+        than (k − 1)·area pairs is not empty), else by evaluating just those blocks."""
+        out = np.full(qb.shape, UNKNOWN, dtype=np.int8)
+        area = self.area(qb, kb)
+        counts = [self.exact_counts(part, qb, kb) for part in parts]
+        known = np.all([c >= 0 for c in counts], axis=0)
+        total = np.sum([area - c if flip else c for c, flip in zip(counts, flips)], axis=0)
+        decided = known & (total < area if union else total > (len(parts) - 1) * area)
+        out[decided] = PARTIAL
+        todo = np.nonzero(out == UNKNOWN)[0]
+        if todo.size:
+            out[todo] = self.evaluate_blocks(node, qb[todo], kb[todo])
+        return out
 
-
-def _resolve(node, parts, flips, union: bool, grid: BlockGrid, qb, kb):
-    """States of ambiguous blocks: by the parts' pair counts where those decide (a union
-    with fewer pairs than the block is not full; an intersection of parts with more
-    than (k − 1)·area pairs is not empty), else by evaluating just those blocks."""
-    out = np.full(qb.shape, UNKNOWN, dtype=np.int8)
-    area = grid.area(qb, kb)
-    counts = [_counts(part, grid, qb, kb) for part in parts]
-    known = np.all([c >= 0 for c in counts], axis=0)
-    total = np.sum([area - c if flip else c for c, flip in zip(counts, flips)], axis=0)
-    decided = known & (total < area if union else total > (len(parts) - 1) * area)
-    out[decided] = PARTIAL
-    todo = np.nonzero(out == UNKNOWN)[0]
-    if todo.size:
-        out[todo] = _evaluate_blocks(node, grid, qb[todo], kb[todo])
-    return out
-
-
-def _evaluate_blocks(node, grid: BlockGrid, qb, kb):
-    """States by evaluating the node's predicate on each block (BQ × BK pairs each)."""
-    from .reference import _evaluate, index_dtype
-
-    dtype = index_dtype(grid.n)
-    out = np.empty(qb.shape, dtype=np.int8)
-    (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
-    for t in range(qb.size):
-        i = np.arange(r0[t], r1[t] + 1, dtype=dtype).reshape(-1, 1)
-        j = np.arange(c0[t], c1[t] + 1, dtype=dtype).reshape(1, -1)
-        mask = _evaluate(node, i, j, grid.n)
-        out[t] = FULL if mask.all() else PARTIAL if mask.any() else EMPTY
-    return out
+    def evaluate_blocks(self, node, qb, kb):
+        """States by evaluating the node's predicate on each block (BQ × BK pairs each):
+        the fallback of primitives without a closed form, and of ambiguous combinations."""
+        dtype = index_dtype(self.n)
+        out = np.empty(qb.shape, dtype=np.int8)
+        (r0, r1), (c0, c1) = self.rows(qb), self.cols(kb)
+        for t in range(qb.size):
+            i = np.arange(r0[t], r1[t] + 1, dtype=dtype).reshape(-1, 1)
+            j = np.arange(c0[t], c1[t] + 1, dtype=dtype).reshape(1, -1)
+            mask = node.predicate(i, j, self.n)
+            out[t] = FULL if mask.all() else PARTIAL if mask.any() else EMPTY
+        return out
 
 
 def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: int | None = None) -> BlockLayout:
@@ -433,16 +383,14 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"{name} must be a positive integer, got {size!r}")
     grid = BlockGrid(n, int(block_q), int(block_k))
-    codes = _candidates(pattern, grid)
+    codes = pattern.block_candidates(grid)
     if codes is None:
         codes = grid.all_codes()
     qb, kb = grid.decode(codes)
-    states = _states(pattern, grid, qb, kb)
+    states = pattern.block_states(grid, qb, kb) if qb.size else np.zeros(0, dtype=np.int8)
     keep = states != EMPTY
 
     def count_connections():
-        from .analysis.counts import row_degrees
-
         return int(row_degrees(pattern, n).sum())
 
     return BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb[keep], kb[keep], states[keep],
@@ -464,7 +412,7 @@ def suggest_block_size(pattern, n: int, current: BlockLayout):
     for size in CANDIDATE_BLOCK_SIZES:
         if (size, size) == (current.block_q, current.block_k):
             continue
-        if _estimate(pattern, BlockGrid(n, size, size)) > _MAX_TRIAL_BLOCKS:
+        if pattern.block_estimate(BlockGrid(n, size, size)) > _MAX_TRIAL_BLOCKS:
             continue
         trial = block_layout(pattern, n, size, size)
         trial._connections = current.connections  # the same pattern: count once

@@ -3,9 +3,8 @@ changes the meaning of a pattern (the tests check every one against the dense
 reference); `simplify` applies them bottom-up."""
 from __future__ import annotations
 
-from .ir import Complement, Difference, IndexSet, Intersection, Pattern, Union
-from .primitives import (All, Causal, Chunk, Cols, Dilated, Global, Nothing, Random, Rows, Self, Stride,
-                         Summary, Window)
+from .ir import Complement, Difference, Intersection, Pattern, Union
+from .primitives import All, Nothing, Primitive
 
 ALL, NONE = All(), Nothing()
 
@@ -62,45 +61,9 @@ def fold_operators(node: Pattern, n: int) -> Pattern:
 
 
 def fold_primitives(node: Pattern, n: int) -> Pattern:
-    """Primitives whose parameters make them a simpler primitive at this n."""
-    far = n - 1  # no |i − j| exceeds this
-    if isinstance(node, Window):
-        if node.left >= far and node.right >= far:
-            return ALL
-        if node.left == 0 and node.right == 0:
-            return Self()
-        if node.left >= far and node.right == 0:
-            return Causal()
-        if node.left < -far or node.right < -far:
-            return NONE  # the band lies wholly outside the matrix
-    if isinstance(node, Dilated):
-        if node.w == 0 or node.d > far:
-            return Self()
-        if node.d == 1:
-            return fold_primitives(Window(node.w, node.w), n)
-    if isinstance(node, Stride):
-        if node.s == 1:
-            return ALL
-        if node.s > far:
-            return Self()
-    if isinstance(node, Chunk):
-        if node.b >= n:
-            return ALL
-        if node.b == 1:
-            return Self()
-    if isinstance(node, Summary) and node.b == node.c:
-        return ALL
-    if isinstance(node, Random):
-        if node.r >= n:
-            return ALL
-        if node.r == 0:
-            return NONE
-    if isinstance(node, (Global, Rows, Cols)):
-        if len(node.indices) == 0:
-            return NONE
-        if node.indices == IndexSet(((0, n),)):
-            return ALL
-    return node
+    """Primitives whose parameters make them a simpler primitive at this n (each
+    primitive's own rules: `Primitive.simplify`)."""
+    return node.simplify(n) if isinstance(node, Primitive) else node
 
 
 PASSES = (fold_primitives, flatten, fold_operators, drop_identities, dedupe)
@@ -112,12 +75,7 @@ def simplify(node: Pattern, n: int) -> Pattern:
     if children:
         simplified = tuple(simplify(child, n) for child in children)
         if simplified != children:
-            if isinstance(node, (Union, Intersection)):
-                node = type(node)(simplified)
-            elif isinstance(node, Difference):
-                node = Difference(*simplified)
-            else:
-                node = Complement(simplified[0])
+            node = node.with_children(simplified)
     while True:
         before = node
         for rewrite in PASSES:

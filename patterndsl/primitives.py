@@ -79,14 +79,6 @@ class Primitive(Pattern):
     def build(cls, args: dict, n: int) -> Pattern:
         return cls(**args)
 
-    def predicate(self, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
-        """Bool [len(i), len(j)]: whether query i attends to key j (i a column, j a row)."""
-        raise NotImplementedError
-
-    def row_structure(self, n: int):
-        """The keys of every query row, as a formula over patterndsl.structure atoms."""
-        raise NotImplementedError
-
     @classmethod
     def row_bound(cls, args: dict, n, ops) -> "RowBound":
         """Its per-row degree bound from its arguments (by parameter name, an index list
@@ -100,23 +92,7 @@ class Primitive(Pattern):
     def block_states(self, grid, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:
         """int8 EMPTY / PARTIAL / FULL of the blocks (qb, kb), exactly. The default
         evaluates the blocks; primitives override it with a closed form."""
-        from .layout import _evaluate_blocks
-
-        return _evaluate_blocks(self, grid, qb, kb)
-
-    def block_candidates(self, grid):
-        """Sorted codes (grid.codes) of a superset of its non-empty blocks, in time
-        proportional to their number; None when it may touch any block."""
-        return None
-
-    def block_estimate(self, grid) -> int:
-        """About how many codes block_candidates returns (cheap; picks an intersection's
-        sparsest part)."""
-        return grid.num_blocks
-
-    def block_counts(self, grid, qb, kb):
-        """Exact pair counts of the blocks in closed form, or None when it has none."""
-        return None
+        return grid.evaluate_blocks(self, qb, kb)
 
     def pairs(self, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
         """Bool [m]: the element predicate at the m pairs (i[k], j[k]) (1-D int arrays of
@@ -130,6 +106,11 @@ class Primitive(Pattern):
     @classmethod
     def usage(cls) -> str:
         return " or ".join(f"{cls.name}({', '.join(p.name for p in sig)})" for sig in cls.signatures)
+
+    def simplify(self, n: int) -> Pattern:
+        """Its own simplification rules (patterndsl/passes.py): a simpler node with the
+        same meaning at this n, or itself."""
+        return self
 
 
 def _at_least(value: int, low: int, call: str, param: str, n: int, help: str | None = None):
@@ -332,6 +313,18 @@ class Window(_BandPrimitive):
     def _band(self, n):
         return -_clamp(self.left, n), _clamp(self.right, n)
 
+    def simplify(self, n):
+        far = n - 1  # no |i − j| exceeds this
+        if self.left >= far and self.right >= far:
+            return All()
+        if self.left == 0 and self.right == 0:
+            return Self()
+        if self.left >= far and self.right == 0:
+            return Causal()
+        if self.left < -far or self.right < -far:
+            return Nothing()  # the band lies wholly outside the matrix
+        return self
+
 
 @primitive
 @dataclass(frozen=True)
@@ -395,6 +388,13 @@ class Dilated(Primitive):
         reach = _clamp(self.w * self.d, grid.n)
         return grid.num_q * min(grid.num_k, (2 * reach + grid.block_q) // grid.block_k + 2)
 
+    def simplify(self, n):
+        if self.w == 0 or self.d > n - 1:
+            return Self()
+        if self.d == 1:
+            return Window(self.w, self.w).simplify(n)
+        return self
+
 
 @primitive
 @dataclass(frozen=True)
@@ -448,6 +448,13 @@ class Stride(Primitive):
             return grid.num_blocks
         return min(grid.num_blocks, grid.num_q * (2 * (grid.n // s) + 1) * (grid.block_q // grid.block_k + 2))
 
+    def simplify(self, n):
+        if self.s == 1:
+            return All()
+        if self.s > n - 1:
+            return Self()
+        return self
+
 
 @primitive
 @dataclass(frozen=True)
@@ -498,6 +505,13 @@ class Chunk(Primitive):
     def block_estimate(self, grid):
         b = _clamp(self.b, grid.n)
         return grid.num_q * min(grid.num_k, (b + grid.block_q) // grid.block_k + 2)
+
+    def simplify(self, n):
+        if self.b >= n:
+            return All()
+        if self.b == 1:
+            return Self()
+        return self
 
 
 @primitive
@@ -559,6 +573,9 @@ class Summary(Primitive):
         kb = kb[self._keys_below(c1 + 1) > self._keys_below(c0)]
         return _cross(grid, np.arange(grid.num_q, dtype=np.int64), kb)
 
+    def simplify(self, n):
+        return All() if self.b == self.c else self
+
 
 class _IndexPrimitive(Primitive):
     """The primitives that take an index list R: items and half-open ranges."""
@@ -573,6 +590,16 @@ class _IndexPrimitive(Primitive):
         # Every index was ≥ n (clipped away): `name()` would not parse, and the
         # index n is beyond every n, so `name(n)` is the same empty set again.
         return f"{self.name}({self.indices or 'n'})"
+
+    def index_sets(self):
+        return (self.indices,)
+
+    def simplify(self, n):
+        if len(self.indices) == 0:
+            return Nothing()
+        if self.indices == IndexSet(((0, n),)):
+            return All()
+        return self
 
 
 @primitive
@@ -841,6 +868,13 @@ class Random(Primitive):
 
     def block_estimate(self, grid):
         return min(grid.num_blocks, grid.n * min(self.r, grid.n) // max(1, min(grid.block_k, grid.n)) + grid.num_q)
+
+    def simplify(self, n):
+        if self.r >= n:
+            return All()
+        if self.r == 0:
+            return Nothing()
+        return self
 
 
 def _cross(grid, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The dense reference evaluator: the specification every target is tested against.
 
 It evaluates the IR literally — each primitive's element predicate, combined
-with numpy's logical operators — over blocks of query rows, so the temporaries
+with numpy's logical operators by the combinators (`Pattern.predicate`,
+patterndsl/ir.py) — over blocks of query rows, so the temporaries
 stay small however large n is. Only the mask it returns is n × n, and that is
 refused beyond a memory budget rather than failing with MemoryError.
 """
@@ -13,8 +14,7 @@ import re
 import numpy as np
 
 from .errors import Diagnostic, SpatError
-from .ir import Complement, Difference, Intersection, Pattern, Union
-from .primitives import Primitive
+from .ir import Pattern
 
 DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes; PATTERNDSL_MEMORY_BUDGET overrides it
 _ELEMENTS_PER_BLOCK = 1 << 20  # query rows are evaluated in blocks of about this many pairs
@@ -76,27 +76,7 @@ def evaluate(pattern: Pattern, rows: np.ndarray, n: int) -> np.ndarray:
     index_type = index_dtype(n)
     i = np.asarray(rows, dtype=index_type).reshape(-1, 1)
     j = np.arange(n, dtype=index_type).reshape(1, -1)
-    return _evaluate(pattern, i, j, n)
-
-
-def _evaluate(node: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
-    if isinstance(node, Primitive):
-        return node.predicate(i, j, n)
-    if isinstance(node, Union):
-        out = _evaluate(node.parts[0], i, j, n).copy()
-        for part in node.parts[1:]:
-            out |= _evaluate(part, i, j, n)
-        return out
-    if isinstance(node, Intersection):
-        out = _evaluate(node.parts[0], i, j, n).copy()
-        for part in node.parts[1:]:
-            out &= _evaluate(part, i, j, n)
-        return out
-    if isinstance(node, Difference):
-        return _evaluate(node.left, i, j, n) & ~_evaluate(node.right, i, j, n)
-    if isinstance(node, Complement):
-        return ~_evaluate(node.operand, i, j, n)
-    raise TypeError(f"not an IR node: {node!r}")
+    return pattern.predicate(i, j, n)
 
 
 def row_blocks(n: int):

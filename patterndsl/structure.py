@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .ir import IndexSet
+from .ir import AllOf, AnyOf, IndexSet, Not  # noqa: F401  (the connectives of a row structure)
 
 
 def _clamp(value: int, n: int) -> int:
@@ -136,18 +136,3 @@ class Points(Atom):
     def width(self, n) -> int:
         """k, the number of slots per row."""
         return self.source.row_point_count(n)
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    parts: tuple
-
-
-@dataclass(frozen=True)
-class AllOf:
-    parts: tuple
-
-
-@dataclass(frozen=True)
-class Not:
-    part: Any

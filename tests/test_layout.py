@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import patterndsl
 from patterndsl import strategies as S
-from patterndsl.layout import (FULL, PARTIAL, BlockGrid, BlockLayout, _estimate, block_layout,
+from patterndsl.layout import (FULL, PARTIAL, BlockGrid, BlockLayout, block_layout,
                                describe_layouts, efficiency_warning, reference_layout)
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
@@ -115,7 +115,7 @@ def test_window_is_proportional_to_its_blocks():
     n = 1 << 20
     pattern = patterndsl.compile("window(256) | global(0..8)", n).pattern()
     grid = BlockGrid(n, 128, 128)
-    assert _estimate(pattern, grid) < 10 * grid.num_q
+    assert pattern.block_estimate(grid) < 10 * grid.num_q
     layout = block_layout(pattern, n, 128)
     # the band (5 key blocks a row, 6 fewer at the ends), then row 0 and column 0 beyond it
     assert layout.num_blocks == (5 * 8192 - 6) + 2 * (8192 - 3)
@@ -127,7 +127,7 @@ def test_a_sparse_part_lists_an_intersection():
     the diagonal blocks hold a multiple of 100 within ±64."""
     n = 1 << 16
     pattern = patterndsl.compile("stride(100) & window(64)", n).pattern()
-    assert _estimate(pattern, BlockGrid(n, 64, 64)) <= 5 * (n // 64)
+    assert pattern.block_estimate(BlockGrid(n, 64, 64)) <= 5 * (n // 64)
     layout = block_layout(pattern, n, 64)
     assert layout.num_blocks == n // 64
 

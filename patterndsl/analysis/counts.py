@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import structure as S
-from ..ir import Complement, Difference, Intersection, Pattern, Union
-from ..primitives import Primitive
+from ..ir import Pattern, Union
+from ..reference import evaluate as dense_rows
 
 _BLOCK_ELEMENTS = 1 << 21  # about this many [rows × K] entries per row block
 _MAX_ENUMERATED = 8  # enumerate truth assignments of at most this many periodic atoms
@@ -54,7 +54,7 @@ class _Formula:
         self.atoms: dict[str, list] = {"interval": [], "periodic": [], "points": []}
         self._ids: dict = {}
         self._nodes: dict = {}
-        self.root = self._pattern(pattern)
+        self.root = self._structure(pattern.row_structure(n))
 
     def _atom(self, atom):
         if atom not in self._ids:
@@ -64,30 +64,19 @@ class _Formula:
         return self._ids[atom]
 
     def _structure(self, node):
-        if isinstance(node, S.AnyOf):
-            return ("or", tuple(self._structure(p) for p in node.parts))
-        if isinstance(node, S.AllOf):
-            return ("and", tuple(self._structure(p) for p in node.parts))
-        if isinstance(node, S.Not):
-            return ("not", self._structure(node.part))
-        return self._atom(node)
-
-    def _pattern(self, node: Pattern):
+        """The formula of a row structure; equal subformulas (a subpattern used twice)
+        become one node, which `evaluate` computes once."""
         done = self._nodes.get(node)
         if done is not None:
             return done
-        if isinstance(node, Primitive):
-            out = self._structure(node.row_structure(self.n))
-        elif isinstance(node, Union):
-            out = ("or", tuple(self._pattern(p) for p in node.parts))
-        elif isinstance(node, Intersection):
-            out = ("and", tuple(self._pattern(p) for p in node.parts))
-        elif isinstance(node, Difference):
-            out = ("and", (self._pattern(node.left), ("not", self._pattern(node.right))))
-        elif isinstance(node, Complement):
-            out = ("not", self._pattern(node.operand))
+        if isinstance(node, S.AnyOf):
+            out = ("or", tuple(self._structure(p) for p in node.parts))
+        elif isinstance(node, S.AllOf):
+            out = ("and", tuple(self._structure(p) for p in node.parts))
+        elif isinstance(node, S.Not):
+            out = ("not", self._structure(node.part))
         else:
-            raise TypeError(f"not an IR node: {node!r}")
+            out = self._atom(node)
         self._nodes[node] = out
         return out
 
@@ -140,8 +129,6 @@ class RowCounts:
 
 
 def _block_degrees(formula: _Formula, pattern: Pattern, rows: np.ndarray, n: int, slow: set) -> np.ndarray:
-    from ..reference import evaluate as dense_rows
-
     B = rows.size
     intervals = [a.bounds(rows, n) for a in formula.atoms["interval"]]
     periodic = [a.progression(rows, n) for a in formula.atoms["periodic"]]
