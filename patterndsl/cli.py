@@ -366,7 +366,7 @@ def dump_ast(node, indent: str = "") -> str:
 
 def dump_ir(compiled) -> str:
     """Each layer's patterns in .spat syntax, heads with the same pattern grouped."""
-    from .show import _ranges
+    from .show import head_ranges
 
     lines = [f"# n = {compiled.n}, {compiled.layers} layer(s), {compiled.heads} head(s), prob {compiled.prob}"
              + (f", block {compiled.block_size[0]}x{compiled.block_size[1]}" if compiled.block_size else "")]
@@ -375,7 +375,7 @@ def dump_ir(compiled) -> str:
         for head, pattern in enumerate(patterns):
             groups.setdefault(pattern, []).append(head)
         for pattern, heads in groups.items():
-            which = f"heads {_ranges(heads)}" if len(heads) > 1 else f"head {heads[0]}"
+            which = f"heads {head_ranges(heads)}" if len(heads) > 1 else f"head {heads[0]}"
             lines.append(f"layer {layer}, {which}: {pattern}")
     return "\n".join(lines)
 

@@ -85,12 +85,14 @@ class CompiledPattern:
         """The same file compiled for another sequence length."""
         return CompiledPattern(self.source, self.module, n, memory_budget=self.memory_budget)
 
-    def _index(self, layer: int, head: int) -> tuple[int, int]:
+    def index(self, layer: int, head: int) -> tuple[int, int]:
         if not isinstance(layer, int) or layer < 0:
             raise SpatError(Diagnostic(f"layer must be a non-negative integer, got {layer!r}"))
         if not isinstance(head, int) or not 0 <= head < self.heads:
             raise SpatError(Diagnostic(f"head must be in 0..{self.heads}, got {head!r}"))
         return layer % self.layers, head
+
+    _index = index  # the old name, until kernels/, targets/flex.py and attention.py call .index
 
     def pattern(self, layer: int = 0, head: int = 0) -> Pattern:
         layer, head = self._index(layer, head)

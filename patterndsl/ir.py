@@ -319,6 +319,18 @@ class IndexSet:
                 merged.append([lo, hi])
         return IndexSet(tuple((lo, hi) for lo, hi in merged))
 
+    @staticmethod
+    def from_indices(indices) -> "IndexSet":
+        """The set of the given non-negative indices (any order, repeats allowed), as its
+        maximal runs; vectorized, for index arrays as long as n."""
+        indices = np.unique(np.asarray(indices, dtype=np.int64))
+        if indices.size == 0:
+            return IndexSet(())
+        breaks = np.flatnonzero(np.diff(indices) != 1)
+        starts = np.concatenate([indices[:1], indices[breaks + 1]])
+        ends = np.concatenate([indices[breaks], indices[-1:]]) + 1
+        return IndexSet(tuple((int(lo), int(hi)) for lo, hi in zip(starts, ends)))
+
     def __len__(self) -> int:
         return sum(hi - lo for lo, hi in self.intervals)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import Diagnostic, SpatError
+from .ir import IndexSet
 from .layout import FULL
 from .reference import evaluate, row_blocks
 
@@ -87,7 +88,7 @@ def render(compiled, width: int = 80) -> str:
             body, density, detail = _panel_lines(pattern, n, width)
             where = [f"layer {layer}"] if compiled.layers > 1 else []
             if compiled.heads > 1:
-                where.append("heads " + _ranges(heads) if len(heads) > 1 else f"head {heads[0]}")
+                where.append("heads " + head_ranges(heads) if len(heads) > 1 else f"head {heads[0]}")
             title = " · ".join(where + [f"n = {n:,}", f"density {100 * density:.2f}% ({detail})"])
             out.append(title)
             out.append(f"  {_short(str(pattern), width - 2)}")
@@ -101,13 +102,9 @@ def render(compiled, width: int = 80) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def _ranges(heads: list[int]) -> str:
-    parts, start = [], heads[0]
-    for prev, cur in zip(heads, heads[1:] + [None]):
-        if cur != prev + 1:
-            parts.append(str(start) if start == prev else f"{start}..{prev + 1}")
-            start = cur
-    return ", ".join(parts)
+def head_ranges(heads: list[int]) -> str:
+    """Head indices as .spat index-list text: [0, 1, 2, 5] → "0..3, 5"."""
+    return str(IndexSet.from_indices(heads))
 
 
 def _short(text: str, limit: int) -> str:
@@ -197,7 +194,7 @@ def render_png(compiled, path, block_size=None, dense_limit: int = PNG_DENSE_LIM
         ax.tick_params(labelsize=7)
         where = [f"layer {layer}"] if compiled.layers > 1 else []
         if compiled.heads > 1:
-            where.append("heads " + _ranges(heads) if len(heads) > 1 else f"head {heads[0]}")
+            where.append("heads " + head_ranges(heads) if len(heads) > 1 else f"head {heads[0]}")
         ax.set_title(("  ·  ".join(where) + "\n" if where else "") + _short(str(pattern), 48), fontsize=8)
         ax.set_xlabel(f"keys · {layout.num_full} full, {layout.num_partial} partial blocks\n"
                       f"efficiency {layout.efficiency():.1%} · sparsity {layout.sparsity():.1%}", fontsize=7)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import structure as S
-from ..ir import Pattern, Union
+from ..ir import IndexSet, Pattern, Union
 from ..reference import evaluate as dense_rows
 
 _BLOCK_ELEMENTS = 1 << 21  # about this many [rows × K] entries per row block
@@ -284,21 +284,11 @@ def row_degrees(pattern: Pattern, n: int) -> np.ndarray:
 # ---- a compiled file ------------------------------------------------------------------
 
 
-def _ranges(indices: np.ndarray) -> list[tuple[int, int]]:
-    """Sorted indices → maximal half-open runs [lo, hi)."""
-    if indices.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(indices) != 1)
-    starts = np.concatenate([[indices[0]], indices[breaks + 1]])
-    ends = np.concatenate([indices[breaks], [indices[-1]]]) + 1
-    return [(int(a), int(b)) for a, b in zip(starts, ends)]
-
-
 def degree_stats(degrees: np.ndarray, listed: int = _LISTED) -> dict:
     """min, max, mean of the row degrees, and the empty rows (count, the first
     ``listed`` indices and up to ``listed`` maximal ranges lo..hi)."""
     empty = np.flatnonzero(degrees == 0)
-    ranges = _ranges(empty)
+    ranges = IndexSet.from_indices(empty).intervals
     n = degrees.size
     return {
         "min": int(degrees.min()) if n else 0,
