@@ -1,20 +1,30 @@
 """The primitives of the language, one class each.
 
 Each class is an IR leaf (a frozen dataclass with its parameters evaluated for
-a bound n) and knows everything about itself:
-  * `signatures`: the parameters it takes (several alternatives allowed),
-  * `build`: checks the arguments for this n and makes the node,
-  * `predicate`: its element predicate, vectorized — the normative meaning of
-    DESIGN.md §1, used by the dense reference evaluator,
-  * `__str__`: itself in .spat syntax,
-  * `row_structure`: its keys per query row as a formula over the atoms of
-    patterndsl/structure.py (intervals, progressions, explicit points), which the
-    exact counter (patterndsl/analysis/counts.py) uses instead of a dense mask.
-Later passes (counts, block layouts, kernels) add their methods here, so adding
-a primitive stays one unit of code.
+a bound n) and carries everything about itself, so that adding a primitive is
+adding one class (and its tests); docs/architecture.md lists the parts:
+
+  * what it is: `name`, `signatures` (several alternatives allowed), `build`
+    (checks the arguments for this n and makes the node), `meaning` (the rows of
+    the README's primitive table), `__str__` (itself in .spat syntax);
+  * its meaning: `predicate`, vectorized — the normative definition of the
+    README's language reference, which the dense reference evaluator uses — and
+    `reference_pair`, the same definition in plain Python, one pair at a time,
+    for the tests;
+  * what the compiler does with it: `simplify` (its rewrite rules at this n),
+    `row_structure` (its keys per query row as a formula over the atoms of
+    patterndsl/structure.py, for the exact counter), `row_bound` (its degree
+    bound, for the growth analysis), the block methods (`block_states`,
+    `block_candidates`, `block_estimate`, `block_counts`, for layouts) and
+    `source` (its predicate as torch/Triton code);
+  * how it is tested: `call_sources` (a hypothesis strategy of calls legal for
+    every n, which patterndsl.strategies draws from) and `examples` (small masks
+    drawn by hand, which tests/test_primitives.py checks).
+The registry `PRIMITIVES` is all the rest of the package knows of them.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,6 +42,7 @@ class ParamSpec:
     name: str
     kind: str = "int"  # "int", or "indices": a list of indices and ranges a..b
     default: int | None = None  # None: required
+    shapes_count: bool = True  # False: it never changes how many keys a row holds (random's seed)
 
 
 class ParamError(Exception):
@@ -73,7 +84,27 @@ def primitive(cls):
 class Primitive(Pattern):
     name: ClassVar[str]
     signatures: ClassVar[tuple[tuple[ParamSpec, ...], ...]] = ((),)
-    meaning: ClassVar[str]  # the exact meaning, as DESIGN.md §1 states it
+    # The exact meaning, as the README's primitive table states it: one (call, meaning)
+    # row per form (scripts/primitive_table.py prints the table).
+    meaning: ClassVar[tuple[tuple[str, str], ...]]
+    # Hand-drawn masks, {(source, n): one string of 0s and 1s per query row}, drawn from
+    # the meaning alone (tests/test_primitives.py compares them with the compiled masks).
+    examples: ClassVar[dict[tuple[str, int], tuple[str, ...]]]
+    # Exactly the lower triangle j ≤ i (the growth analysis bounds A ∩ causal from A).
+    lower_triangle: ClassVar[bool] = False
+
+    def reference_pair(self, i: int, j: int, n: int) -> bool:
+        """Whether query i attends to key j: the meaning in plain Python, one pair at a
+        time, written from the README's table rather than from `predicate` (for tests)."""
+        raise NotImplementedError
+
+    @classmethod
+    def call_sources(cls, S):
+        """A hypothesis strategy of .spat source text calling this primitive, with
+        arguments legal for every n ≥ 1 and often larger than n. ``S`` is
+        patterndsl.strategies (its integer and index-list strategies, and ``S.st``),
+        passed in so that this module does not import hypothesis."""
+        raise NotImplementedError
 
     @classmethod
     def build(cls, args: dict, n: int) -> Pattern:
@@ -133,7 +164,15 @@ def _full(shape, value: bool) -> np.ndarray:
 @dataclass(frozen=True)
 class All(Primitive):
     name: ClassVar[str] = "all"
-    meaning: ClassVar[str] = "always"
+    meaning: ClassVar = (("all", "always"),)
+    examples: ClassVar = {("all", 3): ("111", "111", "111")}
+
+    def reference_pair(self, i, j, n):
+        return True
+
+    @classmethod
+    def call_sources(cls, S):
+        return S.st.sampled_from(("all", "all()"))
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -160,7 +199,15 @@ class All(Primitive):
 @dataclass(frozen=True)
 class Nothing(Primitive):
     name: ClassVar[str] = "none"
-    meaning: ClassVar[str] = "never"
+    meaning: ClassVar = (("none", "never"),)
+    examples: ClassVar = {("none", 3): ("000", "000", "000")}
+
+    def reference_pair(self, i, j, n):
+        return False
+
+    @classmethod
+    def call_sources(cls, S):
+        return S.st.sampled_from(("none", "none()"))
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -214,7 +261,15 @@ class _BandPrimitive(Primitive):
 @dataclass(frozen=True)
 class Self(_BandPrimitive):
     name: ClassVar[str] = "self"
-    meaning: ClassVar[str] = "j = i"
+    meaning: ClassVar = (("self", "j = i"),)
+    examples: ClassVar = {("self", 4): ("1000", "0100", "0010", "0001")}
+
+    def reference_pair(self, i, j, n):
+        return j == i
+
+    @classmethod
+    def call_sources(cls, S):
+        return S.st.sampled_from(("self", "self()"))
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -238,7 +293,16 @@ class Self(_BandPrimitive):
 @dataclass(frozen=True)
 class Causal(_BandPrimitive):
     name: ClassVar[str] = "causal"
-    meaning: ClassVar[str] = "j ≤ i"
+    meaning: ClassVar = (("causal", "j ≤ i"),)
+    examples: ClassVar = {("causal", 4): ("1000", "1100", "1110", "1111")}
+    lower_triangle: ClassVar[bool] = True
+
+    def reference_pair(self, i, j, n):
+        return j <= i
+
+    @classmethod
+    def call_sources(cls, S):
+        return S.st.sampled_from(("causal", "causal()"))
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -267,7 +331,75 @@ class Window(_BandPrimitive):
     right: int
     name: ClassVar[str] = "window"
     signatures: ClassVar = ((ParamSpec("w"),), (ParamSpec("left"), ParamSpec("right")))
-    meaning: ClassVar[str] = "window(w): |i − j| ≤ w; window(l, r): i − l ≤ j ≤ i + r"
+    meaning: ClassVar = (("window(w)", "|i − j| ≤ w"), ("window(l, r)", "i − l ≤ j ≤ i + r"))
+    examples: ClassVar = {
+        ("window(1)", 6): ("110000",
+                           "111000",
+                           "011100",
+                           "001110",
+                           "000111",
+                           "000011"),
+        ("window(0)", 3): ("100", "010", "001"),
+        ("window(2, 0)", 6): ("100000",
+                              "110000",
+                              "111000",
+                              "011100",
+                              "001110",
+                              "000111"),
+        # negative left: i + 1 ≤ j ≤ i + 2 (strictly ahead)
+        ("window(-1, 2)", 6): ("011000",
+                               "001100",
+                               "000110",
+                               "000011",
+                               "000001",
+                               "000000"),
+        # negative right: i - 3 ≤ j ≤ i - 2 (strictly behind)
+        ("window(3, -2)", 6): ("000000",
+                               "000000",
+                               "100000",
+                               "110000",
+                               "011000",
+                               "001100"),
+        # l + r = 0 with l < 0: j = i + 2 only
+        ("window(-2, 2)", 5): ("00100",
+                               "00010",
+                               "00001",
+                               "00000",
+                               "00000"),
+        ("window(100)", 3): ("111", "111", "111"),
+        ("window(-100, 200)", 3): ("000", "000", "000"),
+    }
+
+    def reference_pair(self, i, j, n):
+        return i - self.left <= j <= i + self.right
+
+    @classmethod
+    def call_sources(cls, S):
+        st = S.st
+
+        @st.composite
+        def arguments(draw) -> str:
+            """`w` or `l, r` with l + r ≥ 0 for every n (one of l, r may be negative)."""
+            form = draw(st.integers(0, 3))
+            if form == 0:
+                return draw(S.nonnegative_ints())
+            if form == 1:  # literal, possibly one side negative
+                left = draw(st.integers(-120, 120))
+                right = draw(st.integers(max(-left, -120), 120))
+                if draw(st.booleans()):
+                    left, right = right, left
+                return f"{left}, {right}"
+            if form == 2:  # both sides expressions ≥ 0
+                return f"{draw(S.nonnegative_ints())}, {draw(S.nonnegative_ints())}"
+            # one side the negation of the other, plus a slack k ≥ 0: l + r = k
+            amount = draw(S.nonnegative_ints())
+            slack = draw(st.integers(0, 3))
+            pair = [f"-({amount})", f"{amount} + {slack}" if slack else amount]
+            if draw(st.booleans()):
+                pair.reverse()
+            return ", ".join(pair)
+
+        return arguments().map(lambda a: f"window({a})")
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -333,7 +465,34 @@ class Dilated(Primitive):
     d: int
     name: ClassVar[str] = "dilated"
     signatures: ClassVar = ((ParamSpec("w"), ParamSpec("d")),)
-    meaning: ClassVar[str] = "|i − j| ≤ w·d and (i − j) mod d = 0"
+    meaning: ClassVar = (("dilated(w, d)", "|i − j| ≤ w·d and (i − j) mod d = 0"),)
+    examples: ClassVar = {
+        # |i - j| ≤ 2 and i - j even: j ∈ {i-2, i, i+2}
+        ("dilated(1, 2)", 6): ("101000",
+                               "010100",
+                               "101010",
+                               "010101",
+                               "001010",
+                               "000101"),
+        # j ∈ {i-3, i, i+3}
+        ("dilated(1, 3)", 8): ("10010000",
+                               "01001000",
+                               "00100100",
+                               "10010010",
+                               "01001001",
+                               "00100100",
+                               "00010010",
+                               "00001001"),
+        ("dilated(0, 5)", 3): ("100", "010", "001"),
+        ("dilated(2, 10)", 4): ("1000", "0100", "0010", "0001"),
+    }
+
+    def reference_pair(self, i, j, n):
+        return abs(i - j) <= self.w * self.d and (i - j) % self.d == 0
+
+    @classmethod
+    def call_sources(cls, S):
+        return S.st.tuples(S.nonnegative_ints(), S.positive_ints()).map(lambda a: f"dilated({a[0]}, {a[1]})")
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -402,7 +561,24 @@ class Stride(Primitive):
     s: int
     name: ClassVar[str] = "stride"
     signatures: ClassVar = ((ParamSpec("s"),),)
-    meaning: ClassVar[str] = "(i − j) mod s = 0"
+    meaning: ClassVar = (("stride(s)", "(i − j) mod s = 0"),)
+    examples: ClassVar = {
+        ("stride(3)", 6): ("100100",
+                           "010010",
+                           "001001",
+                           "100100",
+                           "010010",
+                           "001001"),
+        ("stride(1)", 2): ("11", "11"),
+        ("stride(7)", 3): ("100", "010", "001"),
+    }
+
+    def reference_pair(self, i, j, n):
+        return (i - j) % self.s == 0
+
+    @classmethod
+    def call_sources(cls, S):
+        return S.positive_ints().map(lambda s: f"stride({s})")
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -462,7 +638,24 @@ class Chunk(Primitive):
     b: int
     name: ClassVar[str] = "chunk"
     signatures: ClassVar = ((ParamSpec("b"),),)
-    meaning: ClassVar[str] = "⌊i/b⌋ = ⌊j/b⌋"
+    meaning: ClassVar = (("chunk(b)", "⌊i/b⌋ = ⌊j/b⌋"),)
+    examples: ClassVar = {
+        # ragged: chunks {0, 1, 2, 3} and {4, 5}
+        ("chunk(4)", 6): ("111100",
+                          "111100",
+                          "111100",
+                          "111100",
+                          "000011",
+                          "000011"),
+        ("chunk(9)", 3): ("111", "111", "111"),
+    }
+
+    def reference_pair(self, i, j, n):
+        return i // self.b == j // self.b
+
+    @classmethod
+    def call_sources(cls, S):
+        return S.positive_ints().map(lambda b: f"chunk({b})")
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -521,7 +714,35 @@ class Summary(Primitive):
     c: int
     name: ClassVar[str] = "summary"
     signatures: ClassVar = ((ParamSpec("b"), ParamSpec("c")),)
-    meaning: ClassVar[str] = "j mod b ≥ b − c (the last c keys of every chunk of b)"
+    meaning: ClassVar = (("summary(b, c)", "j mod b ≥ b − c (the last c keys of every chunk of b)"),)
+    examples: ClassVar = {
+        # j mod 3 ≥ 2: keys 2 and 5
+        ("summary(3, 1)", 8): ("00100100",) * 8,
+        # j mod 4 ≥ 2: keys 2 and 3 (6 and 7 lie beyond n)
+        ("summary(4, 2)", 6): ("001100",) * 6,
+        # j mod 4 ≥ 1: keys 1, 2, 3 and 5
+        ("summary(4, 3)", 6): ("011101",) * 6,
+        ("summary(10, 1)", 4): ("0000",) * 4,  # the last key of the first chunk is 9 ≥ n
+        ("summary(5, 5)", 3): ("111", "111", "111"),
+    }
+
+    def reference_pair(self, i, j, n):
+        return j % self.b >= self.b - self.c
+
+    @classmethod
+    def call_sources(cls, S):
+        st = S.st
+
+        @st.composite
+        def arguments(draw) -> str:
+            """`b, c` with 1 ≤ c ≤ b for every n."""
+            if draw(st.booleans()):
+                b = draw(st.integers(1, 100))
+                return f"{b}, {draw(st.integers(1, b))}"
+            return draw(st.sampled_from(("n, 1", "n, n", "n + 3, 3", "max(2, n), 2", "2 * n, n", "isqrt(n), 1",
+                                         "1000000, 999999")))
+
+        return arguments().map(lambda a: f"summary({a})")
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -591,6 +812,11 @@ class _IndexPrimitive(Primitive):
         # index n is beyond every n, so `name(n)` is the same empty set again.
         return f"{self.name}({self.indices or 'n'})"
 
+    @classmethod
+    def call_sources(cls, S):
+        name = cls.name
+        return S.index_lists().map(lambda r: f"{name}({r})")
+
     def index_sets(self):
         return (self.indices,)
 
@@ -607,7 +833,32 @@ class _IndexPrimitive(Primitive):
 class Global(_IndexPrimitive):
     indices: IndexSet
     name: ClassVar[str] = "global"
-    meaning: ClassVar[str] = "i ∈ R or j ∈ R"
+    meaning: ClassVar = (("global(R)", "i ∈ R or j ∈ R"),)
+    examples: ClassVar = {
+        ("global(0, 5)", 6): ("111111",
+                              "100001",
+                              "100001",
+                              "100001",
+                              "100001",
+                              "111111"),
+        ("global(n-2..n)", 6): ("000011",
+                                "000011",
+                                "000011",
+                                "000011",
+                                "111111",
+                                "111111"),
+        # 9 ≥ n is clipped away
+        ("global(1..3, 9)", 6): ("011000",
+                                 "111111",
+                                 "111111",
+                                 "011000",
+                                 "011000",
+                                 "011000"),
+        ("global(7, 4..100)", 4): ("0000", "0000", "0000", "0000"),
+    }
+
+    def reference_pair(self, i, j, n):
+        return i in self.indices or j in self.indices
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -646,7 +897,29 @@ class Global(_IndexPrimitive):
 class Rows(_IndexPrimitive):
     indices: IndexSet
     name: ClassVar[str] = "rows"
-    meaning: ClassVar[str] = "i ∈ R"
+    meaning: ClassVar = (("rows(R)", "i ∈ R"),)
+    examples: ClassVar = {
+        ("rows(1..3)", 6): ("000000",
+                            "111111",
+                            "111111",
+                            "000000",
+                            "000000",
+                            "000000"),
+        ("rows(n-1, 7)", 6): ("000000",
+                              "000000",
+                              "000000",
+                              "000000",
+                              "000000",
+                              "111111"),
+        ("rows(0..2, 1..4)", 5): ("11111",  # overlapping ranges
+                                  "11111",
+                                  "11111",
+                                  "11111",
+                                  "00000"),
+    }
+
+    def reference_pair(self, i, j, n):
+        return i in self.indices
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -682,7 +955,15 @@ class Rows(_IndexPrimitive):
 class Cols(_IndexPrimitive):
     indices: IndexSet
     name: ClassVar[str] = "cols"
-    meaning: ClassVar[str] = "j ∈ R"
+    meaning: ClassVar = (("cols(R)", "j ∈ R"),)
+    examples: ClassVar = {
+        ("cols(0, 4)", 6): ("100010",) * 6,
+        ("cols(n-4..n)", 6): ("001111",) * 6,
+        ("cols(n..n+5)", 3): ("000", "000", "000"),
+    }
+
+    def reference_pair(self, i, j, n):
+        return j in self.indices
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -720,7 +1001,28 @@ class Cols(_IndexPrimitive):
 @dataclass(frozen=True)
 class LogSparse(Primitive):
     name: ClassVar[str] = "logsparse"
-    meaning: ClassVar[str] = "i = j, or |i − j| is a power of two"
+    meaning: ClassVar = (("logsparse", "i = j, or |i − j| is a power of two"),)
+    examples: ClassVar = {
+        # |i - j| ∈ {0, 1, 2, 4}
+        ("logsparse", 8): ("11101000",
+                           "11110100",
+                           "11111010",
+                           "01111101",
+                           "10111110",
+                           "01011111",
+                           "00101111",
+                           "00010111"),
+    }
+
+    def reference_pair(self, i, j, n):
+        distance = abs(i - j)
+        while distance > 1 and distance % 2 == 0:
+            distance //= 2
+        return distance <= 1  # 0 (i = j), or 1 after halving a power of two
+
+    @classmethod
+    def call_sources(cls, S):
+        return S.st.just("logsparse")
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -785,9 +1087,37 @@ class Random(Primitive):
     r: int
     seed: int
     name: ClassVar[str] = "random"
-    signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0)),)
-    meaning: ClassVar[str] = ("each query row holds exactly min(r, n) distinct keys, drawn by the "
-                              "seeded generator documented in patterndsl/randomgen.py")
+    signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0, shapes_count=False)),)
+    meaning: ClassVar = (("random(r, seed=s)", "each query row holds exactly min(r, n) distinct keys, drawn by "
+                                               "the generator below (`seed` defaults to 0)"),)
+    # Only the forms a hand can draw: r = 0 and r ≥ n. Which keys a row draws is the
+    # generator's (patterndsl/randomgen.py, tests/test_random.py).
+    examples: ClassVar = {
+        ("random(0)", 3): ("000", "000", "000"),
+        ("random(5, seed=9)", 3): ("111", "111", "111"),
+    }
+
+    def reference_pair(self, i, j, n):
+        return j in _reference_keys(self.seed, i, n, self.r)
+
+    @classmethod
+    def call_sources(cls, S):
+        st = S.st
+
+        @st.composite
+        def calls(draw) -> str:
+            r = draw(st.one_of(S.nonnegative_ints(), st.sampled_from(("n", "n - 1", "n + 1"))))
+            seed = draw(st.one_of(st.integers(0, 20), st.integers(0, 2**62)))
+            form = draw(st.integers(0, 3))
+            if form == 0:
+                return f"random({r})"
+            if form == 1:
+                return f"random({r}, {seed})"
+            if form == 2:
+                return f"random({r}, seed={seed})"
+            return f"random(r={r}, seed={seed})"
+
+        return calls()
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -919,3 +1249,9 @@ def _progression_candidates(grid, first: int, last: int, step: int) -> np.ndarra
     offsets = np.arange(first, last + 1, step, dtype=np.int64)
     return grid.key_block_range(np.repeat(qb, offsets.size), (r0[:, None] + offsets).reshape(-1),
                                 (r1[:, None] + offsets).reshape(-1))
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _reference_keys(seed: int, i: int, n: int, r: int) -> frozenset:
+    """Row i's keys from the generator's plain-Python version (cached: asked per pair)."""
+    return frozenset(randomgen.reference_keys(seed, i, n, r))

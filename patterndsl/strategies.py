@@ -21,18 +21,19 @@ and users who have hypothesis import it (``import patterndsl`` does not).
 from __future__ import annotations
 
 import functools
+import sys
 
 from hypothesis import strategies as st
 
 from . import ast as A
+from .primitives import PRIMITIVES
 
 __all__ = [
     "sizes", "nonnegative_ints", "positive_ints", "index_lists", "primitive_sources",
     "pattern_trees", "pattern_sources", "pattern_asts", "files", "PRIMITIVE_NAMES",
 ]
 
-PRIMITIVE_NAMES = ("all", "none", "self", "causal", "window", "dilated", "stride", "chunk",
-                   "summary", "global", "rows", "cols", "logsparse", "random")
+PRIMITIVE_NAMES = tuple(PRIMITIVES)  # every registered primitive, in the registry's order
 
 
 # ---- sizes and integers ----------------------------------------------------------
@@ -71,39 +72,6 @@ def positive_ints() -> st.SearchStrategy[str]:
 
 
 @st.composite
-def _window_arguments(draw) -> str:
-    """`w` or `l, r` with l + r ≥ 0 for every n (one of l, r may be negative)."""
-    form = draw(st.integers(0, 3))
-    if form == 0:
-        return draw(nonnegative_ints())
-    if form == 1:  # literal, possibly one side negative
-        left = draw(st.integers(-120, 120))
-        right = draw(st.integers(max(-left, -120), 120))
-        if draw(st.booleans()):
-            left, right = right, left
-        return f"{left}, {right}"
-    if form == 2:  # both sides expressions ≥ 0
-        return f"{draw(nonnegative_ints())}, {draw(nonnegative_ints())}"
-    # one side the negation of the other, plus a slack k ≥ 0: l + r = k
-    amount = draw(nonnegative_ints())
-    slack = draw(st.integers(0, 3))
-    pair = [f"-({amount})", f"{amount} + {slack}" if slack else amount]
-    if draw(st.booleans()):
-        pair.reverse()
-    return ", ".join(pair)
-
-
-@st.composite
-def _summary_arguments(draw) -> str:
-    """`b, c` with 1 ≤ c ≤ b for every n."""
-    if draw(st.booleans()):
-        b = draw(st.integers(1, 100))
-        return f"{b}, {draw(st.integers(1, b))}"
-    return draw(st.sampled_from(("n, 1", "n, n", "n + 3, 3", "max(2, n), 2", "2 * n, n", "isqrt(n), 1",
-                                 "1000000, 999999")))
-
-
-@st.composite
 def _index_item(draw) -> str:
     """One index (possibly ≥ n, which is clipped) or a half-open range lo..hi with
     0 ≤ lo < hi for every n."""
@@ -127,43 +95,15 @@ def index_lists() -> st.SearchStrategy[str]:
     return st.lists(_index_item(), min_size=1, max_size=4).map(", ".join)
 
 
-@st.composite
-def _random_call(draw) -> str:
-    r = draw(st.one_of(nonnegative_ints(), st.sampled_from(("n", "n - 1", "n + 1"))))
-    seed = draw(st.one_of(st.integers(0, 20), st.integers(0, 2**62)))
-    form = draw(st.integers(0, 3))
-    if form == 0:
-        return f"random({r})"
-    if form == 1:
-        return f"random({r}, {seed})"
-    if form == 2:
-        return f"random({r}, seed={seed})"
-    return f"random(r={r}, seed={seed})"
-
-
 @functools.lru_cache(maxsize=None)
 def primitive_sources(names: "tuple[str, ...] | None" = None) -> st.SearchStrategy[str]:
-    """Source text of one primitive call, for every primitive of DESIGN.md §1
-    (or only those in ``names``), with parameters that are legal for every n ≥ 1
-    and often larger than n: ``window(-(n), n + 2)``, ``stride(2 * n)``,
-    ``global(0, n + 3, max(0, n - 4)..n)``, ``summary(7, 7)``, ``random(n + 1, seed=3)``."""
-    table = {
-        "all": st.sampled_from(("all", "all()")),
-        "none": st.sampled_from(("none", "none()")),
-        "self": st.sampled_from(("self", "self()")),
-        "causal": st.sampled_from(("causal", "causal()")),
-        "logsparse": st.just("logsparse"),
-        "window": _window_arguments().map(lambda a: f"window({a})"),
-        "dilated": st.tuples(nonnegative_ints(), positive_ints()).map(lambda a: f"dilated({a[0]}, {a[1]})"),
-        "stride": positive_ints().map(lambda s: f"stride({s})"),
-        "chunk": positive_ints().map(lambda b: f"chunk({b})"),
-        "summary": _summary_arguments().map(lambda a: f"summary({a})"),
-        "global": index_lists().map(lambda r: f"global({r})"),
-        "rows": index_lists().map(lambda r: f"rows({r})"),
-        "cols": index_lists().map(lambda r: f"cols({r})"),
-        "random": _random_call(),
-    }
-    return st.one_of([table[name] for name in (names or PRIMITIVE_NAMES)])
+    """Source text of one primitive call, for every registered primitive (or only
+    those in ``names``), with parameters that are legal for every n ≥ 1 and often
+    larger than n: ``window(-(n), n + 2)``, ``stride(2 * n)``,
+    ``global(0, n + 3, max(0, n - 4)..n)``, ``summary(7, 7)``, ``random(n + 1, seed=3)``.
+    Each primitive writes its own calls (`Primitive.call_sources`)."""
+    this_module = sys.modules[__name__]
+    return st.one_of([PRIMITIVES[name].call_sources(this_module) for name in (names or PRIMITIVE_NAMES)])
 
 
 # ---- nested expressions -------------------------------------------------------------

@@ -1,15 +1,17 @@
-"""Every primitive against DESIGN.md §1.
+"""Every primitive against the README's language reference (its primitive table).
 
-Two kinds of check:
-  * hand-drawn matrices: the expected 0/1 mask written out literally, drawn by
-    hand from the definitions (row i = query i, column j = key j);
-  * a property test: for random n (from 1 up) and random parameters (0 where
-    legal, negative where legal, far beyond n, expressions in n), the compiled
-    mask equals a plain-Python double loop over (i, j) that transcribes the
-    definition in DESIGN.md §1, with and without the simplification passes.
+Two kinds of check, both drawn from the registry (each primitive carries its own):
+  * hand-drawn matrices (`Primitive.examples`): the expected 0/1 mask written out
+    literally, drawn by hand from the definitions (row i = query i, column j = key j);
+  * a property test: for random n (from 1 up) and random calls (`call_sources`:
+    parameters 0 where legal, negative where legal, far beyond n, expressions in
+    n), the compiled mask equals a plain-Python double loop over (i, j) of the
+    primitive's `reference_pair`, with and without the simplification passes.
+tests/test_registry.py checks that every registered primitive has every part.
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -21,6 +23,7 @@ import patterndsl
 from patterndsl import randomgen
 from patterndsl import strategies as S
 from patterndsl.errors import SpatError
+from patterndsl.primitives import PRIMITIVES
 
 
 def examples(count: int) -> int:
@@ -40,153 +43,9 @@ def masks(source: str, n: int):
 
 # ---- hand-drawn matrices --------------------------------------------------------------
 
-DRAWN = {
-    ("all", 3): drawn("111", "111", "111"),
-    ("none", 3): drawn("000", "000", "000"),
-    ("self", 4): drawn("1000", "0100", "0010", "0001"),
-    ("causal", 4): drawn("1000", "1100", "1110", "1111"),
-    ("window(1)", 6): drawn(
-        "110000",
-        "111000",
-        "011100",
-        "001110",
-        "000111",
-        "000011"),
-    ("window(0)", 3): drawn("100", "010", "001"),
-    ("window(2, 0)", 6): drawn(
-        "100000",
-        "110000",
-        "111000",
-        "011100",
-        "001110",
-        "000111"),
-    # negative left: i + 1 ≤ j ≤ i + 2 (strictly ahead)
-    ("window(-1, 2)", 6): drawn(
-        "011000",
-        "001100",
-        "000110",
-        "000011",
-        "000001",
-        "000000"),
-    # negative right: i - 3 ≤ j ≤ i - 2 (strictly behind)
-    ("window(3, -2)", 6): drawn(
-        "000000",
-        "000000",
-        "100000",
-        "110000",
-        "011000",
-        "001100"),
-    # l + r = 0 with l < 0: j = i + 2 only
-    ("window(-2, 2)", 5): drawn(
-        "00100",
-        "00010",
-        "00001",
-        "00000",
-        "00000"),
-    ("window(100)", 3): drawn("111", "111", "111"),
-    ("window(-100, 200)", 3): drawn("000", "000", "000"),
-    # |i - j| ≤ 2 and i - j even: j ∈ {i-2, i, i+2}
-    ("dilated(1, 2)", 6): drawn(
-        "101000",
-        "010100",
-        "101010",
-        "010101",
-        "001010",
-        "000101"),
-    # j ∈ {i-3, i, i+3}
-    ("dilated(1, 3)", 8): drawn(
-        "10010000",
-        "01001000",
-        "00100100",
-        "10010010",
-        "01001001",
-        "00100100",
-        "00010010",
-        "00001001"),
-    ("dilated(0, 5)", 3): drawn("100", "010", "001"),
-    ("dilated(2, 10)", 4): drawn("1000", "0100", "0010", "0001"),
-    ("stride(3)", 6): drawn(
-        "100100",
-        "010010",
-        "001001",
-        "100100",
-        "010010",
-        "001001"),
-    ("stride(1)", 2): drawn("11", "11"),
-    ("stride(7)", 3): drawn("100", "010", "001"),
-    # ragged: chunks {0, 1, 2, 3} and {4, 5}
-    ("chunk(4)", 6): drawn(
-        "111100",
-        "111100",
-        "111100",
-        "111100",
-        "000011",
-        "000011"),
-    ("chunk(9)", 3): drawn("111", "111", "111"),
-    # j mod 3 ≥ 2: keys 2 and 5
-    ("summary(3, 1)", 8): drawn(*["00100100"] * 8),
-    # j mod 4 ≥ 2: keys 2 and 3 (6 and 7 lie beyond n)
-    ("summary(4, 2)", 6): drawn(*["001100"] * 6),
-    # j mod 4 ≥ 1: keys 1, 2, 3 and 5
-    ("summary(4, 3)", 6): drawn(*["011101"] * 6),
-    ("summary(10, 1)", 4): drawn(*["0000"] * 4),  # the last key of the first chunk is 9 ≥ n
-    ("summary(5, 5)", 3): drawn("111", "111", "111"),
-    ("global(0, 5)", 6): drawn(
-        "111111",
-        "100001",
-        "100001",
-        "100001",
-        "100001",
-        "111111"),
-    ("global(n-2..n)", 6): drawn(
-        "000011",
-        "000011",
-        "000011",
-        "000011",
-        "111111",
-        "111111"),
-    # 9 ≥ n is clipped away
-    ("global(1..3, 9)", 6): drawn(
-        "011000",
-        "111111",
-        "111111",
-        "011000",
-        "011000",
-        "011000"),
-    ("global(7, 4..100)", 4): drawn("0000", "0000", "0000", "0000"),
-    ("rows(1..3)", 6): drawn(
-        "000000",
-        "111111",
-        "111111",
-        "000000",
-        "000000",
-        "000000"),
-    ("rows(n-1, 7)", 6): drawn(
-        "000000",
-        "000000",
-        "000000",
-        "000000",
-        "000000",
-        "111111"),
-    ("rows(0..2, 1..4)", 5): drawn(  # overlapping ranges
-        "11111",
-        "11111",
-        "11111",
-        "11111",
-        "00000"),
-    ("cols(0, 4)", 6): drawn(*["100010"] * 6),
-    ("cols(n-4..n)", 6): drawn(*["001111"] * 6),
-    ("cols(n..n+5)", 3): drawn("000", "000", "000"),
-    # |i - j| ∈ {0, 1, 2, 4}
-    ("logsparse", 8): drawn(
-        "11101000",
-        "11110100",
-        "11111010",
-        "01111101",
-        "10111110",
-        "01011111",
-        "00101111",
-        "00010111"),
+# Each primitive's own drawings (`Primitive.examples`), and some of operators.
+DRAWN = {key: drawn(*rows) for cls in PRIMITIVES.values() for key, rows in cls.examples.items()}
+DRAWN |= {
     ("window(2) | global(0)", 5): drawn(
         "11111",
         "11110",
@@ -216,9 +75,11 @@ def test_hand_drawn(source, n):
         np.testing.assert_array_equal(got.astype(int), expected.astype(int))
 
 
-def test_hand_drawn_covers_every_primitive():
-    used = {name for source, _ in DRAWN for name in S.PRIMITIVE_NAMES if name in source.replace("-", " ")}
-    assert used == set(S.PRIMITIVE_NAMES) - {"random"}  # random has its own tests below
+def test_every_primitive_has_drawings_of_itself():
+    for cls in PRIMITIVES.values():
+        assert cls.examples, f"{cls.name} has no hand-drawn examples"
+        for source, n in cls.examples:
+            assert patterndsl.compile(source, n, simplify=False).pattern().name == cls.name, source
 
 
 @pytest.mark.parametrize("n", [1, 2])
@@ -270,15 +131,16 @@ def test_random_property(n, r, seed):
             assert set(np.flatnonzero(got[i]).tolist()) == set(randomgen.reference_keys(seed, i, n, r))
 
 
-# ---- the property test against DESIGN.md §1 ----------------------------------------------------
+# ---- the property tests against the README's language reference ---------------------------------
 #
 # Each draw gives the source text and a plain-Python predicate written from the
-# table in DESIGN.md §1. Integer arguments that are expressions in n are
-# evaluated here, by hand, not by the compiler.
+# README's primitive table (`Primitive.reference_pair`). The arguments the
+# compiler evaluates are checked against a hand evaluation separately: integer
+# expressions in n, and index lists.
 
 
 def _indices(n: int, items) -> set[int]:
-    """The index set R of DESIGN.md §1: indices, and half-open ranges lo..hi."""
+    """The index set R of the README: indices, and half-open ranges lo..hi."""
     out = set()
     for item in items:
         if isinstance(item, tuple):
@@ -329,52 +191,35 @@ def _power_of_two(x: int) -> bool:
 
 @st.composite
 def primitive_with_spec(draw, n: int):
-    """(source text, predicate(i, j)) for one primitive; parameters run past n."""
-    big = st.one_of(st.integers(0, n + 3), st.integers(0, 3 * n + 10), st.just(2**40))
-    positive = st.one_of(st.integers(1, n + 3), st.integers(1, 3 * n + 10), st.just(2**40))
+    """(source text, predicate(i, j)) for one registered primitive: a call from its own
+    strategy (parameters run past n), and its plain-Python meaning (`reference_pair`)
+    with the parameters the call gives at this n."""
     name = draw(st.sampled_from(S.PRIMITIVE_NAMES))
-    if name == "all":
-        return "all", lambda i, j: True
-    if name == "none":
-        return "none", lambda i, j: False
-    if name == "self":
-        return "self", lambda i, j: j == i
-    if name == "causal":
-        return "causal", lambda i, j: j <= i
-    if name == "window":
-        if draw(st.booleans()):
-            w = draw(big)
-            return f"window({w})", lambda i, j: abs(i - j) <= w
-        l = draw(st.integers(-2 * n - 3, 2 * n + 3))
-        r = draw(st.integers(-l, -l + 2 * n + 3))
-        if draw(st.booleans()):
-            l, r = r, l
-        return f"window({l}, {r})", lambda i, j: i - l <= j <= i + r
-    if name == "dilated":
-        w, d = draw(big), draw(positive)
-        return f"dilated({w}, {d})", lambda i, j: abs(i - j) <= w * d and (i - j) % d == 0
-    if name == "stride":
-        s = draw(positive)
-        return f"stride({s})", lambda i, j: (i - j) % s == 0
-    if name == "chunk":
-        b = draw(positive)
-        return f"chunk({b})", lambda i, j: i // b == j // b
-    if name == "summary":
-        b = draw(positive)
-        c = draw(st.integers(1, min(b, 3 * n + 10)))
-        return f"summary({b}, {c})", lambda i, j: j % b >= b - c
-    if name in ("global", "rows", "cols"):
-        text, items = draw(index_list(n))
-        R = _indices(n, items)
-        spec = {"global": lambda i, j: i in R or j in R, "rows": lambda i, j: i in R,
-                "cols": lambda i, j: j in R}[name]
-        return f"{name}({text})", spec
-    if name == "logsparse":
-        return "logsparse", lambda i, j: i == j or _power_of_two(abs(i - j))
-    # random: the keys of each row come from the documented generator's plain-Python version
-    r, seed = draw(st.integers(0, n + 5)), draw(st.integers(0, 2**40))
-    rows = {i: set(randomgen.reference_keys(seed, i, n, r)) for i in range(n)}
-    return f"random({r}, seed={seed})", lambda i, j: j in rows[i]
+    source = draw(S.primitive_sources((name,)))
+    node = patterndsl.compile(source, n, simplify=False).pattern()
+    assert node.name == name, f"{source} is not a call of {name}"
+    return source, lambda i, j: node.reference_pair(i, j, n)
+
+
+_INTEGER_FUNCTIONS = {"isqrt": math.isqrt, "ilog2": lambda x: x.bit_length() - 1, "cdiv": lambda a, b: -(-a // b),
+                      "min": min, "max": max}
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(text=st.one_of(S.nonnegative_ints(), S.positive_ints()), n=S.sizes(max_n=64))
+def test_integer_arguments_are_evaluated_as_written(text, n):
+    """The strategies' integer expressions, evaluated by Python (whose // and % are the
+    language's), are the parameters the compiler gives the primitive."""
+    expected = eval(text, {"__builtins__": {}}, {**_INTEGER_FUNCTIONS, "n": n})
+    assert patterndsl.compile(f"window({text}, 0)", n, simplify=False).pattern().left == expected
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(data=st.data(), n=S.sizes(max_n=64))
+def test_index_lists_are_evaluated_as_written(data, n):
+    text, items = data.draw(index_list(n), label="R")
+    for got in masks(f"rows({text})", n):
+        assert set(np.flatnonzero(got.any(axis=1)).tolist()) == _indices(n, items), text
 
 
 def expected_mask(n: int, predicate) -> np.ndarray:
@@ -387,7 +232,7 @@ def expected_mask(n: int, predicate) -> np.ndarray:
 
 @settings(max_examples=examples(250), deadline=None)
 @given(data=st.data(), n=S.sizes(max_n=64))
-def test_against_design_definition(data, n):
+def test_against_the_reference_definition(data, n):
     source, predicate = data.draw(primitive_with_spec(n), label="primitive")
     expected = expected_mask(n, predicate)
     for got in masks(source, n):
