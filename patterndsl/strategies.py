@@ -202,7 +202,7 @@ def pattern_trees(draw, max_depth: int = 3, leaves: "st.SearchStrategy[str] | No
     ``("&", [trees])``, ``("-", left, right)`` or ``("~", tree)``.
 
     The source has the parentheses the tree needs under the precedence of
-    DESIGN.md §1 (and now and then a redundant pair), varying spaces, and, if
+    the README's language reference (and now and then a redundant pair), varying spaces, and, if
     ``continuation``, line breaks after operators, some with a comment. The leaves come from a small
     pool of 1–4 sources (``leaves``, by default `primitive_sources`) drawn per
     example, so the same leaf often appears twice (``a - a``, ``a | b | a``),

@@ -374,7 +374,7 @@ def _tree_with_ir_leaves(tree, n: int):
 @given(S.pattern_trees(max_depth=4), sizes)
 def test_text_means_its_tree(tree_and_text, n):
     """The parser builds exactly the tree the text was written from, with the
-    precedence of DESIGN.md §1, and its mask is the tree's, combined by numpy."""
+    precedence of the README's language reference, and its mask is the tree's, combined by numpy."""
     text, tree = tree_and_text
     raw = patterndsl.compile(text, n, simplify=False).patterns[0][0]
     assert _ir_shape(raw) == _tree_with_ir_leaves(tree, n)

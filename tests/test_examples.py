@@ -6,7 +6,7 @@ Python loops over (query i, key j), and deliberately NOT by transcribing the
 means what the paper says, for every sequence length, including tiny and
 ragged ones.
 
-Conventions (DESIGN.md section 1): indices are 0-based, mask[i, j] is True
+Conventions (the README's language reference): indices are 0-based, mask[i, j] is True
 when query i attends to key j.
 """
 
@@ -194,7 +194,7 @@ def ref_prefix_lm(n: int) -> list[np.ndarray]:
 
 
 def ref_design_card(n: int) -> list[np.ndarray]:
-    """DESIGN.md section 1: window(64) | stride(128) | global(0..8)."""
+    """The README's first example: window(64) | stride(128) | global(0..8)."""
     m = _empty(n)
     for i in range(n):
         for j in range(n):

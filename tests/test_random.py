@@ -1,6 +1,6 @@
 """The seeded generator behind `random(r, seed=s)` (patterndsl/randomgen.py).
 
-DESIGN.md §1 asks for a documented, platform-independent generator: the same
+The README's language reference promises a documented, platform-independent generator: the same
 file and the same n must give the same mask everywhere, forever. So besides
 checking that the vectorized generator equals the plain-Python definition, the
 tests below pin fixed values; any change to the generator fails them.
