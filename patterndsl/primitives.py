@@ -103,8 +103,11 @@ class Primitive(Pattern):
         """A hypothesis strategy of .spat source text calling this primitive, with
         arguments legal for every n ≥ 1 and often larger than n. ``S`` is
         patterndsl.strategies (its integer and index-list strategies, and ``S.st``),
-        passed in so that this module does not import hypothesis."""
-        raise NotImplementedError
+        passed in so that this module does not import hypothesis. The default serves
+        primitives without parameters: `name` or `name()`."""
+        if cls.signatures != ((),):
+            raise NotImplementedError(f"{cls.name} takes parameters: it writes its own call_sources")
+        return S.st.sampled_from((cls.name, f"{cls.name}()"))
 
     @classmethod
     def build(cls, args: dict, n: int) -> Pattern:
@@ -171,10 +174,6 @@ class All(Primitive):
         return True
 
     @classmethod
-    def call_sources(cls, S):
-        return S.st.sampled_from(("all", "all()"))
-
-    @classmethod
     def row_bound(cls, args, n, ops):
         return RowBound(n, reflexive=True, symmetric=True)
 
@@ -204,10 +203,6 @@ class Nothing(Primitive):
 
     def reference_pair(self, i, j, n):
         return False
-
-    @classmethod
-    def call_sources(cls, S):
-        return S.st.sampled_from(("none", "none()"))
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -268,10 +263,6 @@ class Self(_BandPrimitive):
         return j == i
 
     @classmethod
-    def call_sources(cls, S):
-        return S.st.sampled_from(("self", "self()"))
-
-    @classmethod
     def row_bound(cls, args, n, ops):
         return RowBound(1, reflexive=True, symmetric=True)
 
@@ -299,10 +290,6 @@ class Causal(_BandPrimitive):
 
     def reference_pair(self, i, j, n):
         return j <= i
-
-    @classmethod
-    def call_sources(cls, S):
-        return S.st.sampled_from(("causal", "causal()"))
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -1019,10 +1006,6 @@ class LogSparse(Primitive):
         while distance > 1 and distance % 2 == 0:
             distance //= 2
         return distance <= 1  # 0 (i = j), or 1 after halving a power of two
-
-    @classmethod
-    def call_sources(cls, S):
-        return S.st.just("logsparse")
 
     @classmethod
     def row_bound(cls, args, n, ops):
