@@ -26,6 +26,7 @@ import sys
 from hypothesis import strategies as st
 
 from . import ast as A
+from .compiled import parse
 from .primitives import PRIMITIVES
 
 __all__ = [
@@ -218,8 +219,6 @@ def pattern_sources(max_depth: int = 3, leaves: "st.SearchStrategy[str] | None" 
 
 
 def _leaf_ast(text: str) -> A.Node:
-    from .compiled import parse
-
     return parse(text).statements[0].expr
 
 
