@@ -32,6 +32,7 @@ class ParamSpec:
     name: str
     kind: str = "int"  # "int", or "indices": a list of indices and ranges a..b
     default: int | None = None  # None: required
+    structural: bool = True  # False: it changes which pairs, never how many (random's seed)
 
 
 class ParamError(Exception):
@@ -55,7 +56,9 @@ class RowBound:
       * symmetric: (i, j) in it exactly when (j, i) is;
       * causal_dense: its intersection with `causal` keeps ≥ c times its count
         (true of every symmetric pattern: the pairs below the diagonal are half
-        of the off-diagonal ones)."""
+        of the off-diagonal ones);
+      * lower_triangle: it holds every (i, j) with j ≤ i (so its intersection with a
+        causal-dense pattern keeps ≥ c times that one's count)."""
 
     degree: object
     exceptional: object = 0
@@ -63,6 +66,7 @@ class RowBound:
     reflexive: bool = False
     symmetric: bool = False
     causal_dense: bool | None = None  # None: the same as symmetric
+    lower_triangle: bool = False
 
 
 def primitive(cls):
@@ -92,7 +96,7 @@ class Primitive(Pattern):
         """Its per-row degree bound from its arguments (by parameter name, an index list
         R as `ops.size` takes it), for patterndsl/analysis/growth.py. ``n`` and the
         arguments are ints or symbolic quantities; ``ops`` supplies min, cdiv, clog2,
-        size and the predicates nonneg, const, small (|x| = o(n)) and same."""
+        size and the predicates nonneg, const, small (|x| = o(n)), linear (x ≥ c·n) and same."""
         raise NotImplementedError
 
     # ---- blocks (patterndsl/layout.py); ``grid`` is a layout.BlockGrid --------------
@@ -156,7 +160,7 @@ class All(Primitive):
 
     @classmethod
     def row_bound(cls, args, n, ops):
-        return RowBound(n, reflexive=True, symmetric=True)
+        return RowBound(n, reflexive=True, symmetric=True, lower_triangle=True)
 
     def predicate(self, i, j, n):
         return _full((i.shape[0], j.shape[1]), True)
@@ -261,7 +265,7 @@ class Causal(_BandPrimitive):
 
     @classmethod
     def row_bound(cls, args, n, ops):
-        return RowBound(n, reflexive=True, causal_dense=True)
+        return RowBound(n, reflexive=True, causal_dense=True, lower_triangle=True)
 
     def predicate(self, i, j, n):
         return j <= i
@@ -291,15 +295,16 @@ class Window(_BandPrimitive):
     @classmethod
     def row_bound(cls, args, n, ops):
         """The band i − l ≤ j ≤ i + r: at most l + r + 1 keys. Tight when l, r ≥ 0 (the
-        rows of one half reach min(l, n/2) or min(r, n/2) keys), when both are
-        constants, or when |l|, |r| = o(n) (the middle rows hold the whole band)."""
+        rows of one half reach min(l, n/2) or min(r, n/2) keys), or when the rows
+        max(0, l) ≤ i < min(n, n − r), which hold the whole band, are ≥ c·n:
+        n − l, n − r and n − l − r all ≥ c·n."""
         if "w" in args:
             left = right = args["w"]
         else:
             left, right = args["left"], args["right"]
         symmetric = ops.same(left, right)
         nonneg = ops.nonneg(left) and ops.nonneg(right)
-        tight = nonneg or (ops.const(left) and ops.const(right)) or (ops.small(left) and ops.small(right))
+        tight = nonneg or all(ops.linear(x) for x in (n - left, n - right, n - left - right))
         return RowBound(left + right + 1, tight=tight, reflexive=nonneg, symmetric=symmetric,
                         causal_dense=symmetric or (ops.nonneg(left) and ops.const(right)))
 
@@ -758,7 +763,7 @@ class Random(Primitive):
     r: int
     seed: int
     name: ClassVar[str] = "random"
-    signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0)),)
+    signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0, structural=False)),)
     meaning: ClassVar[str] = ("each query row holds exactly min(r, n) distinct keys, drawn by the "
                               "seeded generator documented in patterndsl/randomgen.py")
 
