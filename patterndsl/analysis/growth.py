@@ -61,8 +61,8 @@ from .. import ast as A
 from ..compiled import load_source, parse
 from ..errors import Source
 from ..ir import IndexSet
-from ..primitives import RowBound
-from ..resolve import RangeValue, deep_recursion, evaluate
+from ..primitives import ParamError, RowBound
+from ..resolve import MAX_N, Integers, RangeValue, deep_recursion, evaluate
 
 Cls = tuple  # (Fraction a, Fraction b): the class n^a log^b n; compared lexicographically
 
@@ -831,6 +831,19 @@ class Symbolic:
 
     @staticmethod
     def primitive(cls, args: dict) -> Bound:
+        """The primitive's Bound; with constant arguments, checked as compiling checks them
+        (ParamError), at a stand-in n: such a check holds at every n, so the message
+        names none."""
+        values = [v for value in args.values() for v in (value if isinstance(value, list) else [value])]
+        if all((v.lo.const is not None and v.hi.const is not None) if isinstance(v, RangeValue) else
+               v.const is not None for v in values):
+            try:
+                Integers(MAX_N).primitive(cls, {name: [RangeValue(v.lo.const, v.hi.const) if isinstance(v, RangeValue)
+                                                       else v.const for v in value]
+                                                if isinstance(value, list) else value.const
+                                                for name, value in args.items()})
+            except ParamError as exc:
+                raise ParamError(exc.param, exc.message.removesuffix(f" (n = {MAX_N})"), exc.help) from None
         return _Leaf(cls, args)
 
 
