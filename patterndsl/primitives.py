@@ -58,7 +58,11 @@ class RowBound:
         (true of every symmetric pattern: the pairs below the diagonal are half
         of the off-diagonal ones);
       * lower_triangle: it holds every (i, j) with j ≤ i (so its intersection with a
-        causal-dense pattern keeps ≥ c times that one's count)."""
+        causal-dense pattern keeps ≥ c times that one's count);
+      * columns: the same bound for its transpose (keys per column), when it is not
+        symmetric (None: symmetric, or no better than n per column);
+      * parts: bounds of patterns whose union holds it (global(R) = rows(R) | cols(R)),
+        counted apart when it is intersected."""
 
     degree: object
     exceptional: object = 0
@@ -67,6 +71,8 @@ class RowBound:
     symmetric: bool = False
     causal_dense: bool | None = None  # None: the same as symmetric
     lower_triangle: bool = False
+    columns: "RowBound | None" = None
+    parts: tuple = ()
 
 
 def primitive(cls):
@@ -306,7 +312,8 @@ class Window(_BandPrimitive):
         nonneg = ops.nonneg(left) and ops.nonneg(right)
         tight = nonneg or all(ops.linear(x) for x in (n - left, n - right, n - left - right))
         return RowBound(left + right + 1, tight=tight, reflexive=nonneg, symmetric=symmetric,
-                        causal_dense=symmetric or (ops.nonneg(left) and ops.const(right)))
+                        causal_dense=symmetric or (ops.nonneg(left) and ops.const(right)),
+                        columns=RowBound(left + right + 1))  # (its transpose is window(r, l))
 
     @classmethod
     def build(cls, args, n):
@@ -520,7 +527,8 @@ class Summary(Primitive):
         c·⌊n/b⌋, which is tight when b = o(n)."""
         b, c = args["b"], args["c"]
         small = ops.small(b)
-        return RowBound(ops.min(n, c * ops.cdiv(n, b)), tight=small, causal_dense=small)
+        keys = ops.min(n, c * ops.cdiv(n, b))
+        return RowBound(keys, tight=small, causal_dense=small, columns=RowBound(0, keys))
 
     @classmethod
     def build(cls, args, n):
@@ -591,7 +599,7 @@ class Global(_IndexPrimitive):
     def row_bound(cls, args, n, ops):
         """|R| keys in the rows outside R; the |R| rows in R hold all n."""
         size = ops.size(args["R"])
-        return RowBound(size, size, symmetric=True)
+        return RowBound(size, size, symmetric=True, parts=(Rows.row_bound(args, n, ops), Cols.row_bound(args, n, ops)))
 
     def predicate(self, i, j, n):
         return R.index_member(self.indices, i) | R.index_member(self.indices, j)
@@ -629,7 +637,7 @@ class Rows(_IndexPrimitive):
     @classmethod
     def row_bound(cls, args, n, ops):
         """The |R| rows in R hold n keys, the others none."""
-        return RowBound(0, ops.size(args["R"]))
+        return RowBound(0, ops.size(args["R"]), columns=RowBound(ops.size(args["R"])))
 
     def predicate(self, i, j, n):
         return np.broadcast_to(R.index_member(self.indices, i), (i.shape[0], j.shape[1]))
@@ -665,7 +673,7 @@ class Cols(_IndexPrimitive):
     @classmethod
     def row_bound(cls, args, n, ops):
         """|R| keys in every row."""
-        return RowBound(ops.size(args["R"]))
+        return RowBound(ops.size(args["R"]), columns=RowBound(0, ops.size(args["R"])))
 
     def predicate(self, i, j, n):
         return np.broadcast_to(R.index_member(self.indices, j), (i.shape[0], j.shape[1]))

@@ -593,6 +593,8 @@ class BoundSummary:
     causal_dense: bool
     dominant: str  # the primitive (as written, arguments evaluated where constant) that dominates
     lower_triangle: bool = False  # holds every (i, j) with j ≤ i
+    apart: bool = False  # hi is the class of the terms (rows and columns counted apart), below the row bound's
+    empty: bool = False  # no connections for large n
 
     @property
     def tight(self) -> bool:
@@ -603,6 +605,89 @@ def _count_class(degree: Quantity, exceptional: Quantity) -> Cls:
     if degree.zero and exceptional.zero:
         return ONE  # no connections at all (for large n)
     return _mul(N, min(max(degree.hi, exceptional.hi), N))
+
+
+# ---- rows and columns counted apart ---------------------------------------------------------
+#
+# Beside its row bound, each pattern has a list of *terms* whose counts add up to a bound
+# on its count: a term is a pair of views, rows and columns, each (D, E, X): all but E
+# rows (columns) hold ≤ D keys, those E up to n, plus X connections besides, so the
+# term counts ≤ min over the views of n·D + n·E + X. A primitive is one term (two for
+# global(R) = rows(R) | cols(R): RowBound.parts), its columns from RowBound.columns
+# (its rows again when symmetric); a union joins the terms, an intersection pairs them
+# — A ∩ B ⊆ ∪ (Aᵢ ∩ Bⱼ) — and meets each pair's views: rows exceptional in neither
+# hold ≤ min(D_A, D_B) keys, in A alone ≤ D_B, in B alone ≤ D_A, in both ≤ n, so
+#
+#     (D_A, E_A, X_A) ∩ (D_B, E_B, X_B) = (min(D_A, D_B), min(E_A, E_B), X_A + X_B + E_A·D_B + E_B·D_A).
+#
+# `cols(0..4) & window(8)` is then O(1) by its columns, `rows(n-8..n) & window(2)` by its
+# rows. The same arithmetic runs on Quantities (the class) and on ints (the bound at one n).
+
+MAX_TERMS = 16  # beyond, the terms are merged into one (their views summed)
+
+
+class _Counting:
+    """The arithmetic of terms: symbolic (n unknown) or at one n (ints, clamped to [0, n], [0, n²])."""
+
+    def __init__(self, n, minimum, degree, count):
+        self.n, self.min, self.degree, self.count = n, minimum, degree, count
+        self.memo: dict = {}  # id(bound) → its terms (at one n: one evaluation)
+
+    @staticmethod
+    def at(n: int) -> "_Counting":
+        return _Counting(n, min, lambda x: min(max(int(x), 0), n), lambda x: min(max(int(x), 0), n * n))
+
+
+SYMBOLIC = _Counting(N_QUANTITY, q_min, Quantity.of, Quantity.of)
+
+
+def _leaf_terms(rb: RowBound, c: _Counting) -> list:
+    if rb.parts:
+        return [term for part in rb.parts for term in _leaf_terms(part, c)]
+    rows = (c.degree(rb.degree), c.degree(rb.exceptional), c.count(0))
+    if rb.columns is not None:
+        columns = (c.degree(rb.columns.degree), c.degree(rb.columns.exceptional), c.count(0))
+    else:
+        columns = rows if rb.symmetric else (c.degree(c.n), c.degree(0), c.count(0))
+    return [(rows, columns)]
+
+
+def _meet(a: tuple, b: tuple, c: _Counting) -> tuple:
+    return (c.min(a[0], b[0]), c.min(a[1], b[1]), c.count(a[2] + b[2] + a[1] * b[0] + b[1] * a[0]))
+
+
+def _joined(terms: list, c: _Counting) -> list:
+    if len(terms) <= MAX_TERMS:
+        return terms
+    views = []
+    for k in (0, 1):
+        parts = [term[k] for term in terms]
+        views.append(tuple(f(sum(v[i] for v in parts[1:]) + parts[0][i])
+                           for i, f in enumerate((c.degree, c.degree, c.count))))
+    return [tuple(views)]
+
+
+def _view_class(view: tuple) -> Cls | None:
+    """The class of n·D + n·E + X; None when it is 0 for large n."""
+    degree, exceptional, extra = view
+    classes = [] if (degree.zero and exceptional.zero) else [_mul(N, min(max(degree.hi, exceptional.hi), N))]
+    if not extra.zero:
+        classes.append(min(extra.hi, N2))
+    return max(classes, default=None)
+
+
+def _terms_class(terms: list) -> Cls | None:
+    """The class of the terms' count (None: none for large n)."""
+    classes = []
+    for rows, columns in terms:
+        views = [_view_class(rows), _view_class(columns)]
+        if None not in views:
+            classes.append(min(views))
+    return max(classes, default=None)
+
+
+def _terms_count(terms: list, n: int) -> int:
+    return sum(min(n * d + n * e + x for d, e, x in term) for term in terms)
 
 
 class Bound:
@@ -635,10 +720,22 @@ class Bound:
         weaker = child.precedence < self.precedence or (strict and child.precedence == self.precedence)
         return f"({child})" if weaker else str(child)
 
+    def terms(self, c: _Counting) -> list:
+        """Its terms (see above), symbolic or at one n."""
+        memo = self.__dict__ if c is SYMBOLIC else c.memo
+        key = "_symbolic_terms" if c is SYMBOLIC else id(self)
+        if key not in memo:
+            memo[key] = self._terms(c)
+        return memo[key]
+
     def summary(self) -> BoundSummary:
         cached = self.__dict__.get("_summary")
         if cached is None:
             cached = self._summary()
+            apart = _terms_class(self.terms(SYMBOLIC))
+            if apart is None or apart < cached.hi:
+                cached.hi, cached.apart = apart or ONE, True
+                cached.empty = apart is None
             if cached.reflexive and (cached.lo is None or cached.lo < N):
                 cached.lo = N  # every (i, i): at least n connections
             if cached.lo is not None and cached.lo > cached.hi:
@@ -649,7 +746,7 @@ class Bound:
     def evaluate(self, n: int) -> int:
         """A rigorous upper bound on the connection count at ``n``, from the concrete
         parameter values (never below the exact count)."""
-        return self.concrete(n)[2]
+        return min(self.concrete(n)[2], _terms_count(self.terms(_Counting.at(n)), n))
 
     def concrete(self, n: int) -> tuple[int, int, int]:
         """(D, E, count bound) at n, with D, E ≤ n and count ≤ n²."""
@@ -668,8 +765,23 @@ class _Leaf(Bound):
     def __str__(self):
         return self.text
 
+    def _row_bound(self, c: _Counting) -> RowBound:
+        if c is SYMBOLIC:
+            return self.cls.row_bound(self.args, N_QUANTITY, _AbstractOps)
+        n, args = c.n, {}
+        for name, value in self.args.items():
+            if isinstance(value, list):
+                args[name] = [(v.lo.at(n), v.hi.at(n)) if isinstance(v, RangeValue) else (v.at(n), v.at(n) + 1)
+                              for v in value]
+            else:
+                args[name] = value.at(n)
+        return self.cls.row_bound(args, n, _ConcreteOps(n))
+
+    def _terms(self, c):
+        return _leaf_terms(self._row_bound(c), c)
+
     def _summary(self):
-        rb: RowBound = self.cls.row_bound(self.args, N_QUANTITY, _AbstractOps)
+        rb = self._row_bound(SYMBOLIC)
         degree, exceptional = Quantity.of(rb.degree), Quantity.of(rb.exceptional)
         hi = _count_class(degree, exceptional)
         lo = None
@@ -682,14 +794,7 @@ class _Leaf(Bound):
                             rb.lower_triangle)
 
     def concrete(self, n):
-        args = {}
-        for name, value in self.args.items():
-            if isinstance(value, list):
-                args[name] = [(v.lo.at(n), v.hi.at(n)) if isinstance(v, RangeValue) else (v.at(n), v.at(n) + 1)
-                              for v in value]
-            else:
-                args[name] = value.at(n)
-        rb = self.cls.row_bound(args, n, _ConcreteOps(n))
+        rb = self._row_bound(_Counting.at(n))
         degree = min(max(int(rb.degree), 0), n)
         exceptional = min(max(int(rb.exceptional), 0), n)
         return degree, exceptional, min(n * n, n * degree + n * exceptional)
@@ -704,6 +809,9 @@ class _Union(Bound):
 
     def __str__(self):
         return " | ".join(self._child_text(p) for p in self.parts)
+
+    def _terms(self, c):
+        return _joined([term for p in self.parts for term in p.terms(c)], c)
 
     def _summary(self):
         ss = [p.summary() for p in self.parts]
@@ -731,6 +839,12 @@ class _Intersection(Bound):
 
     def __str__(self):
         return " & ".join(self._child_text(p) for p in self.parts)
+
+    def _terms(self, c):
+        terms = self.parts[0].terms(c)
+        for part in self.parts[1:]:
+            terms = _joined([(_meet(t[0], u[0], c), _meet(t[1], u[1], c)) for t in terms for u in part.terms(c)], c)
+        return terms
 
     def _summary(self):
         ss = [p.summary() for p in self.parts]
@@ -773,6 +887,9 @@ class _Difference(Bound):
     def __str__(self):
         return f"{self._child_text(self.left)} - {self._child_text(self.right, strict=True)}"
 
+    def _terms(self, c):
+        return self.left.terms(c)
+
     def _summary(self):
         a, b = self.left.summary(), self.right.summary()
         lo = a.lo if (a.lo is not None and b.hi < a.lo) else None  # |A − B| ≥ |A| − |B|
@@ -794,6 +911,10 @@ class _Complement(Bound):
 
     def __str__(self):
         return f"~{self._child_text(self.operand)}"
+
+    def _terms(self, c):
+        full = (c.degree(c.n), c.degree(0), c.count(0))
+        return [(full, full)]
 
     def _summary(self):
         s = self.operand.summary()
@@ -871,8 +992,13 @@ def _describe(bound: Bound, n: int | None) -> dict:
         "exceptional_rows": str(exceptional),
         "dominant": s.dominant,
     }
-    if s.hi == ONE:
+    if s.empty or (s.hi == ONE and degree.zero and exceptional.zero):
         why = "no connections"
+    elif s.apart:  # (the rows' bound is looser than the terms')
+        why = (f"its intersections hold fewer connections than its rows allow, counted by rows and columns "
+               f"apart: {out['bound']}; dominated by {s.dominant}")
+        if not s.tight:
+            why += "; an upper bound that may not be tight"
     else:
         rows = ("every row" if exceptional.const == 0 else
                 f"all but {exceptional} row{'' if str(exceptional) == '1' else 's'} (which have up to n keys)")
