@@ -524,11 +524,11 @@ class Summary(Primitive):
     @classmethod
     def row_bound(cls, args, n, ops):
         """The same keys in every row: c per chunk of b, at most c·⌈n/b⌉; at least
-        c·⌊n/b⌋, which is tight when b = o(n)."""
+        c·⌊n/b⌋, which is tight when b ≤ n (then ⌊n/b⌋ ≥ 1 and ≥ n/(2b))."""
         b, c = args["b"], args["c"]
         small = ops.small(b)
         keys = ops.min(n, c * ops.cdiv(n, b))
-        return RowBound(keys, tight=small, causal_dense=small, columns=RowBound(0, keys))
+        return RowBound(keys, tight=small or ops.nonneg(n - b), causal_dense=small, columns=RowBound(0, keys))
 
     @classmethod
     def build(cls, args, n):

@@ -61,7 +61,7 @@ _ITEMS = ("0", "3", "n - 1", "n // 2", "isqrt(n)", "0..4", "n - 4..n", "n // 2..
 _SIZES = ("1", "3", "isqrt(n)", "ilog2(n)", "n // 4", "isqrt(n) // 2", "ilog2(n) + 1", "min(n, 12)",
           "cdiv(n, 16)", "max(1, isqrt(n) - 3)")
 _SHIFTS = ("n // 3, -(n // 3) + ilog2(n)", "-(isqrt(n)), isqrt(n) + 2", "-3, 7", "isqrt(n), 0",
-           "n // 2, -(n // 2) + 1", "-(n // 4), n // 4 + isqrt(n)", "n, -(n) + 2", "ilog2(n), -1")
+           "n // 2, -(n // 2) + 1", "-(n // 4), n // 4 + isqrt(n)", "n, -(n) + 2", "ilog2(n) + 1, -1")
 
 
 @st.composite

@@ -892,7 +892,8 @@ class _Difference(Bound):
 
     def _summary(self):
         a, b = self.left.summary(), self.right.summary()
-        lo = a.lo if (a.lo is not None and b.hi < a.lo) else None  # |A − B| ≥ |A| − |B|
+        common = min(b.hi, _Intersection((self.left, self.right)).summary().hi)
+        lo = a.lo if (a.lo is not None and common < a.lo) else None  # |A − B| = |A| − |A ∩ B|
         sym = a.symmetric and b.symmetric
         return BoundSummary(a.degree, a.exceptional, a.hi, lo, False, sym, sym, a.dominant)
 
@@ -947,8 +948,15 @@ class Symbolic:
     maximum = staticmethod(q_max)
     union = staticmethod(_Union)
     intersection = staticmethod(_Intersection)
-    difference = staticmethod(_Difference)
-    complement = staticmethod(_Complement)
+
+    @staticmethod
+    def difference(left: Bound, right: Bound) -> Bound:
+        # A − ~B is A ∩ B: bounded as the intersection it is.
+        return _Intersection((left, right.operand)) if isinstance(right, _Complement) else _Difference(left, right)
+
+    @staticmethod
+    def complement(operand: Bound) -> Bound:
+        return operand.operand if isinstance(operand, _Complement) else _Complement(operand)  # ~~A is A
 
     @staticmethod
     def primitive(cls, args: dict) -> Bound:
