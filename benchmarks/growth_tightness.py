@@ -14,8 +14,8 @@ three largest n (b the claimed log power), so it is comparable to a.
 Reports: how many claims are within 0.05 of the measured exponent; how many of
 those are claimed Θ (tight); and checks that no claim is contradicted — the count
 never exceeds the bound at that n (`bound_at_n`), and a Θ claim's count / n^a log^b n
-stays within a constant factor. Patterns with no connection at the largest n are
-listed apart (their class is O(1), nothing to measure).
+stays within a constant factor. Patterns with no connection at the largest n, or
+fewer than 64 (a slope of such small counts says nothing), are counted apart.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from patterndsl.analysis.growth import growth, growth_formula
 
 NS = [2 ** k for k in range(10, 17)]
 TOLERANCE = 0.05
+TINY = 64  # fewer connections than this at n = 2^16: too few for a slope (listed apart)
 
 SMALL = ["0", "1", "2", "3", "5", "8"]
 POSITIVE = ["1", "2", "3", "4", "8"]
@@ -117,8 +118,9 @@ def measure(source: str) -> dict:
         bounds.append(growth(compiled)["per_layer"][0][0]["bound_at_n"])
     out = {"source": source, "claim": claim["bound"], "a": a, "b": b, "tight": claim["tight"],
            "counts": counts, "contradicted": any(c > u for c, u in zip(counts, bounds))}
-    if counts[-1] == 0:
+    if counts[-1] < TINY:
         out["measured"] = None
+        out["tiny"] = counts[-1] > 0
         return out
     top = np.array(NS[-3:], dtype=float)
     values = np.array(counts[-3:], dtype=float)
@@ -147,7 +149,10 @@ def main(argv=None) -> int:
     theta_broken = [r for r in measured if r.get("theta_broken")]
     print(f"corpus: {len(results)} patterns (seed {args.seed}), n = 2^10 … 2^16, "
           f"{time.perf_counter() - started:.0f} s")
-    print(f"empty at n = 2^16 (nothing to measure): {len(results) - len(measured)}")
+    tiny = [r for r in results if r.get("tiny")]
+    print(f"empty at n = 2^16 (nothing to measure): {len(results) - len(measured) - len(tiny)}; "
+          f"with 1 … {TINY - 1} connections (too few for a slope): {len(tiny)}, "
+          f"of which claimed O(n^a log^b n) with a < 1: {sum(r['a'] < 1 for r in tiny)}")
     print(f"claimed exponent within {TOLERANCE} of measured: {len(close)} of {len(measured)} "
           f"({100 * len(close) / max(len(measured), 1):.1f}%)")
     print(f"  of which claimed Θ: {len(tight)} ({100 * len(tight) / max(len(close), 1):.1f}%)")

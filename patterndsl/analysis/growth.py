@@ -1,23 +1,29 @@
 """The growth class of the connection count: O(n), O(n log n), O(n^1.5), O(n²), or in
-general O(n^a log^b n), proved from per-row degree bounds (DESIGN.md §3).
+general O(n^a log^b n), proved from per-row degree bounds (the README's "What `check`
+proves").
 
 How it works
 ------------
-The file's AST is abstractly interpreted with n unknown. Every integer is a
-`Quantity`: classes hi and lo of the form n^a log^b n (a, b rationals) with
+The file is evaluated by patterndsl/resolve.py's evaluator — the one that compiles
+it, with its lets, defs, calls, builtins and diagnostics — in a symbolic domain
+(`Symbolic`): n is unknown, every integer is a `Quantity`, every pattern a `Bound`.
+This module keeps only the algebra of the two.
 
-    |value(n)| ≤ C·hi(n)            for all large n, and, when lo is not None,
-    value(n) ≥ c·lo(n) > 0          for all large n,
+A Quantity is the expression exactly: Σ coef·atom + constant with integer
+coefficients over *atoms* (n, isqrt(x), x // y, min(…), |R|, …), so its text and
+its value at any n (`at`) are the expression as written, and equal expressions are
+equal Quantities (`n // 3 - n // 3` is 0). It is analysed as a `Form`: the same sum
+with rational coefficients over opaque atoms and a constant interval — x // k is
+x/k − [0, (k−1)/k], cdiv(x, k) likewise, x % k is in [0, k − 1] — from which come,
+for all large n,
 
-plus `nonneg` (value ≥ 0 for all large n), the exact value when it does not
-depend on n, a closure `at(n)` giving the exact value at any n, and a readable
-formula. The rules (all valid for all large n):
+    |value(n)| ≤ C·hi(n),       value(n) ≥ c·lo(n) > 0 (lo None: unknown),   nonneg,
 
-    literal k       exact; lo = 1 if k > 0
+with hi = the largest class among the terms, lo = the largest lower class of the
+positive terms when every other term is of a smaller class (n − isqrt(n) ≥ c·n;
+n − n // 2 ≥ n/2). Opaque atoms carry their own classes:
+
     n               hi = lo = n
-    x + y           hi = max; lo = max of the known lo's if x, y ≥ 0, else lo(x)
-                    if hi(y) < lo(x) (and symmetrically), else unknown
-    x − y           x + (−y); −y has lo unknown
     x · y           exponents add (lo only when both are known)
     x // y          hi = max(hi(x)/lo(y), 1) (hi(x) + 1 if lo(y) unknown);
                     lo = lo(x)/hi(y) when that still grows (⌊·⌋ may reach 0 otherwise)
@@ -25,7 +31,14 @@ formula. The rules (all valid for all large n):
     x % y           hi = min(hi x, hi y) if x, y ≥ 0 else hi y; lo unknown
     isqrt(x)        exponents halve
     ilog2(x)        log n if x grows, else constant
-    min, max        componentwise
+    min, max        an operand provably the least (greatest) for large n stands for
+                    the whole; else componentwise over the others
+
+An index list's size |R ∩ [0, n)| comes from its items' bounds, not from n: a range
+lo..hi holds min(hi, n) − max(lo, 0) = min over u ∈ {hi's min operands, n},
+l ∈ {lo's max operands, 0} of u − l indices, so `n-4..n` is Θ(1),
+`n//2..n//2+3` Θ(1), `max(0, n - isqrt(n))..n` Θ(n^0.5); an index x counts 1 when
+n − x ≥ 1 provably.
 
 Each primitive gives `row_bound(args, n, ops)` (patterndsl/primitives.py): a
 bound D on the degree of all rows but E of them (those ≤ n), so that
@@ -39,11 +52,13 @@ class is read off is the one the tests check against the exact counter.
 Operators: a union sums the D's and the E's, and its count is at least each
 part's (tight when the largest part is); an intersection takes the least of its
 parts' bounds and of (min D, ΣE); a difference keeps its left side's bound
-(|A − B| ≥ |A| − |B| keeps it tight when B is smaller); a complement is bounded
-by n² (tight when its operand is o(n²)). Lower bounds for intersections:
-|A ∩ causal| ≥ c·|A| when A is symmetric (the pairs below the diagonal are half
-the off-diagonal ones) or `causal_dense`; a pattern that holds every (i, i)
-has ≥ n connections.
+(|A − B| = |A| − |A ∩ B| keeps it tight when A ∩ B is smaller); a complement is
+bounded by n² (tight when its operand is o(n²)); ~~A is A and A − ~B is A ∩ B.
+Intersections also count rows and columns apart (the *terms* below), which bounds
+`cols(0..4) & window(8)` by O(1). Lower bounds for intersections:
+|A ∩ T| ≥ c·|A| when T holds the lower triangle (RowBound.lower_triangle: causal,
+all) and A is symmetric or `causal_dense`; a pattern that holds every (i, i) has
+≥ n connections.
 
 `growth(compiled)` reports every layer × head and the whole file;
 `growth_formula(source)` the same with no n.
