@@ -55,27 +55,27 @@ def _param(rng: random.Random, positive: bool = False) -> str:
     return rng.choice(SIZES_IN_N)
 
 
+# The arguments of each kind of leaf (window2: a shifted window).
+ARGUMENTS = {
+    "window": _param,
+    "window2": lambda rng: rng.choice(SHIFTS),
+    "dilated": lambda rng: f"{_param(rng)}, {_param(rng, positive=True)}",
+    "stride": lambda rng: rng.choice(["2", "5", "isqrt(n)", "n // 4", "ilog2(n) + 1", "n", "cdiv(n, 8)"]),
+    "chunk": lambda rng: rng.choice(["4", "16", "isqrt(n)", "n // 2", "ilog2(n) + 1", "n"]),
+    "summary": lambda rng: rng.choice(["16, 2", "8, 8", "isqrt(n), 1", "n, 1", "n, 3", "n // 4, 2"]),
+    "random": lambda rng: f"{rng.choice(['2', '6', 'isqrt(n)', 'ilog2(n)'])}, seed={rng.randrange(5)}",
+}
+
+
 def _leaf(rng: random.Random) -> str:
     kind = rng.choice(["window", "window2", "dilated", "stride", "chunk", "summary", "global", "rows",
                        "cols", "random", "bare", "window", "global", "cols"])
-    if kind == "window":
-        return f"window({_param(rng)})"
-    if kind == "window2":
-        return f"window({rng.choice(SHIFTS)})"
-    if kind == "dilated":
-        return f"dilated({_param(rng)}, {_param(rng, positive=True)})"
-    if kind == "stride":
-        return f"stride({rng.choice(['2', '5', 'isqrt(n)', 'n // 4', 'ilog2(n) + 1', 'n', 'cdiv(n, 8)'])})"
-    if kind == "chunk":
-        return f"chunk({rng.choice(['4', '16', 'isqrt(n)', 'n // 2', 'ilog2(n) + 1', 'n'])})"
-    if kind == "summary":
-        return f"summary({rng.choice(['16, 2', '8, 8', 'isqrt(n), 1', 'n, 1', 'n, 3', 'n // 4, 2'])})"
     if kind in ("global", "rows", "cols"):
         items = rng.sample(INDEX_ITEMS, rng.choice([1, 1, 1, 2]))
         return f"{kind}({', '.join(items)})"
-    if kind == "random":
-        return f"random({rng.choice(['2', '6', 'isqrt(n)', 'ilog2(n)'])}, seed={rng.randrange(5)})"
-    return rng.choice(["all", "none", "self", "causal", "logsparse"])
+    if kind == "bare":
+        return rng.choice(["all", "none", "self", "causal", "logsparse"])
+    return f"{kind.rstrip('2')}({ARGUMENTS[kind](rng)})"
 
 
 def _pattern(rng: random.Random, depth: int) -> tuple[str, bool]:
@@ -93,11 +93,17 @@ def _operand(rng: random.Random, depth: int) -> str:
     return text if leaf else f"({text})"
 
 
+def pattern(rng: random.Random, depth: int = 2) -> str:
+    """One random pattern of the corpus (valid at every n ≥ 16; tests/test_growth_tightness.py
+    draws from it too)."""
+    return _pattern(rng, depth)[0]
+
+
 def corpus(count: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     out, seen = [], set()
     while len(out) < count:
-        source = _pattern(rng, 2)[0]
+        source = pattern(rng)
         if source not in seen:
             seen.add(source)
             out.append(source)
