@@ -53,7 +53,8 @@ Operators: a union sums the D's and the E's, and its count is at least each
 part's (tight when the largest part is); an intersection takes the least of its
 parts' bounds and of (min D, ΣE); a difference keeps its left side's bound
 (|A − B| = |A| − |A ∩ B| keeps it tight when A ∩ B is smaller); a complement is
-bounded by n² (tight when its operand is o(n²)); ~~A is A and A − ~B is A ∩ B.
+bounded by n² (tight when its operand is o(n²), or its rows leave ≥ c·n keys out:
+n − D − E ≥ c·n, as in `~stride(2)`); ~~A is A and A − ~B is A ∩ B.
 Intersections also count rows and columns apart (the *terms* below), which bounds
 `cols(0..4) & window(8)` by O(1). Lower bounds for intersections:
 |A ∩ T| ≥ c·|A| when T holds the lower triangle (RowBound.lower_triangle: causal,
@@ -934,7 +935,8 @@ class _Complement(Bound):
 
     def _summary(self):
         s = self.operand.summary()
-        lo = N2 if s.hi < N2 else None  # |~A| = n² − |A|
+        # |~A| = n² − |A| ≥ n·(n − D − E): Θ(n²) when |A| = o(n²) or n − D − E ≥ c·n.
+        lo = N2 if s.hi < N2 or _AbstractOps.linear(N_QUANTITY - s.degree - s.exceptional) else None
         return BoundSummary(N_QUANTITY, Quantity.of(0), N2, lo, False, s.symmetric, s.symmetric, self.text)
 
     def concrete(self, n):
