@@ -267,7 +267,7 @@ def run_check(args) -> int:
 
         if args.certificate:
             raise UsageError("--certificate needs --n: certificates are about one sequence length")
-        report = growth_formula(parse(source))
+        report = growth_formula(source)
         sys.stdout.write(json.dumps(report, indent=1) + "\n" if args.json else render_growth(report, source.name))
         return EXIT_OK
     compiled = compile_pattern(source, args.n, memory_budget=args.memory_budget)

@@ -42,7 +42,7 @@ class ParamSpec:
     name: str
     kind: str = "int"  # "int", or "indices": a list of indices and ranges a..b
     default: int | None = None  # None: required
-    shapes_count: bool = True  # False: it never changes how many keys a row holds (random's seed)
+    structural: bool = True  # False: it changes which pairs, never how many (random's seed)
 
 
 class ParamError(Exception):
@@ -66,7 +66,13 @@ class RowBound:
       * symmetric: (i, j) in it exactly when (j, i) is;
       * causal_dense: its intersection with `causal` keeps ≥ c times its count
         (true of every symmetric pattern: the pairs below the diagonal are half
-        of the off-diagonal ones)."""
+        of the off-diagonal ones);
+      * lower_triangle: it holds every (i, j) with j ≤ i (so its intersection with a
+        causal-dense pattern keeps ≥ c times that one's count);
+      * columns: the same bound for its transpose (keys per column), when it is not
+        symmetric (None: symmetric, or no better than n per column);
+      * parts: bounds of patterns whose union holds it (global(R) = rows(R) | cols(R)),
+        counted apart when it is intersected."""
 
     degree: object
     exceptional: object = 0
@@ -74,6 +80,9 @@ class RowBound:
     reflexive: bool = False
     symmetric: bool = False
     causal_dense: bool | None = None  # None: the same as symmetric
+    lower_triangle: bool = False
+    columns: "RowBound | None" = None
+    parts: tuple = ()
 
 
 def primitive(cls):
@@ -90,8 +99,6 @@ class Primitive(Pattern):
     # Hand-drawn masks, {(source, n): one string of 0s and 1s per query row}, drawn from
     # the meaning alone (tests/test_primitives.py compares them with the compiled masks).
     examples: ClassVar[dict[tuple[str, int], tuple[str, ...]]]
-    # Exactly the lower triangle j ≤ i (the growth analysis bounds A ∩ causal from A).
-    lower_triangle: ClassVar[bool] = False
 
     def reference_pair(self, i: int, j: int, n: int) -> bool:
         """Whether query i attends to key j: the meaning in plain Python, one pair at a
@@ -118,7 +125,7 @@ class Primitive(Pattern):
         """Its per-row degree bound from its arguments (by parameter name, an index list
         R as `ops.size` takes it), for patterndsl/analysis/growth.py. ``n`` and the
         arguments are ints or symbolic quantities; ``ops`` supplies min, cdiv, clog2,
-        size and the predicates nonneg, const, small (|x| = o(n)) and same."""
+        size and the predicates nonneg, const, small (|x| = o(n)), linear (x ≥ c·n) and same."""
         raise NotImplementedError
 
     # ---- blocks (patterndsl/layout.py); ``grid`` is a layout.BlockGrid --------------
@@ -175,7 +182,7 @@ class All(Primitive):
 
     @classmethod
     def row_bound(cls, args, n, ops):
-        return RowBound(n, reflexive=True, symmetric=True)
+        return RowBound(n, reflexive=True, symmetric=True, lower_triangle=True)
 
     def predicate(self, i, j, n):
         return _full((i.shape[0], j.shape[1]), True)
@@ -286,14 +293,13 @@ class Causal(_BandPrimitive):
     name: ClassVar[str] = "causal"
     meaning: ClassVar = (("causal", "j ≤ i"),)
     examples: ClassVar = {("causal", 4): ("1000", "1100", "1110", "1111")}
-    lower_triangle: ClassVar[bool] = True
 
     def reference_pair(self, i, j, n):
         return j <= i
 
     @classmethod
     def row_bound(cls, args, n, ops):
-        return RowBound(n, reflexive=True, causal_dense=True)
+        return RowBound(n, reflexive=True, causal_dense=True, lower_triangle=True)
 
     def predicate(self, i, j, n):
         return j <= i
@@ -391,17 +397,19 @@ class Window(_BandPrimitive):
     @classmethod
     def row_bound(cls, args, n, ops):
         """The band i − l ≤ j ≤ i + r: at most l + r + 1 keys. Tight when l, r ≥ 0 (the
-        rows of one half reach min(l, n/2) or min(r, n/2) keys), when both are
-        constants, or when |l|, |r| = o(n) (the middle rows hold the whole band)."""
+        rows of one half reach min(l, n/2) or min(r, n/2) keys), or when the rows
+        max(0, l) ≤ i < min(n, n − r), which hold the whole band, are ≥ c·n:
+        n − l, n − r and n − l − r all ≥ c·n."""
         if "w" in args:
             left = right = args["w"]
         else:
             left, right = args["left"], args["right"]
         symmetric = ops.same(left, right)
         nonneg = ops.nonneg(left) and ops.nonneg(right)
-        tight = nonneg or (ops.const(left) and ops.const(right)) or (ops.small(left) and ops.small(right))
+        tight = nonneg or all(ops.linear(x) for x in (n - left, n - right, n - left - right))
         return RowBound(left + right + 1, tight=tight, reflexive=nonneg, symmetric=symmetric,
-                        causal_dense=symmetric or (ops.nonneg(left) and ops.const(right)))
+                        causal_dense=symmetric or (ops.nonneg(left) and ops.const(right)),
+                        columns=RowBound(left + right + 1))  # (its transpose is window(r, l))
 
     @classmethod
     def build(cls, args, n):
@@ -734,10 +742,11 @@ class Summary(Primitive):
     @classmethod
     def row_bound(cls, args, n, ops):
         """The same keys in every row: c per chunk of b, at most c·⌈n/b⌉; at least
-        c·⌊n/b⌋, which is tight when b = o(n)."""
+        c·⌊n/b⌋, which is tight when b ≤ n (then ⌊n/b⌋ ≥ 1 and ≥ n/(2b))."""
         b, c = args["b"], args["c"]
         small = ops.small(b)
-        return RowBound(ops.min(n, c * ops.cdiv(n, b)), tight=small, causal_dense=small)
+        keys = ops.min(n, c * ops.cdiv(n, b))
+        return RowBound(keys, tight=small or ops.nonneg(n - b), causal_dense=small, columns=RowBound(0, keys))
 
     @classmethod
     def build(cls, args, n):
@@ -851,7 +860,7 @@ class Global(_IndexPrimitive):
     def row_bound(cls, args, n, ops):
         """|R| keys in the rows outside R; the |R| rows in R hold all n."""
         size = ops.size(args["R"])
-        return RowBound(size, size, symmetric=True)
+        return RowBound(size, size, symmetric=True, parts=(Rows.row_bound(args, n, ops), Cols.row_bound(args, n, ops)))
 
     def predicate(self, i, j, n):
         return R.index_member(self.indices, i) | R.index_member(self.indices, j)
@@ -911,7 +920,7 @@ class Rows(_IndexPrimitive):
     @classmethod
     def row_bound(cls, args, n, ops):
         """The |R| rows in R hold n keys, the others none."""
-        return RowBound(0, ops.size(args["R"]))
+        return RowBound(0, ops.size(args["R"]), columns=RowBound(ops.size(args["R"])))
 
     def predicate(self, i, j, n):
         return np.broadcast_to(R.index_member(self.indices, i), (i.shape[0], j.shape[1]))
@@ -955,7 +964,7 @@ class Cols(_IndexPrimitive):
     @classmethod
     def row_bound(cls, args, n, ops):
         """|R| keys in every row."""
-        return RowBound(ops.size(args["R"]))
+        return RowBound(ops.size(args["R"]), columns=RowBound(0, ops.size(args["R"])))
 
     def predicate(self, i, j, n):
         return np.broadcast_to(R.index_member(self.indices, j), (i.shape[0], j.shape[1]))
@@ -1070,7 +1079,7 @@ class Random(Primitive):
     r: int
     seed: int
     name: ClassVar[str] = "random"
-    signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0, shapes_count=False)),)
+    signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0, structural=False)),)
     meaning: ClassVar = (("random(r, seed=s)", "each query row holds exactly min(r, n) distinct keys, drawn by "
                                                "the generator below (`seed` defaults to 0)"),)
     # Only the forms a hand can draw: r = 0 and r ≥ n. Which keys a row draws is the

@@ -1,5 +1,12 @@
 """AST → IR: names, definitions, calls and integer arithmetic, with n bound.
 
+The evaluator is written once, against a *domain* that says what an integer and a
+pattern are: `Integers(n)` here (ints for one bound n, IR patterns), and the
+growth analysis's symbolic domain (patterndsl/analysis/growth.py: quantities in an
+unknown n, bounds on the connection count). Lets, defs, calls, argument binding,
+builtins and every check live here; a check on a value runs wherever the domain
+knows the value (with a symbolic n: on the constants).
+
 Checks done before anything is evaluated (so they are reported even in code
 that is never used): duplicate and reserved names, unknown names (with "did you
 mean"), recursive `def`/`let`, and the file's shape (one pattern, at most one
@@ -45,10 +52,58 @@ BUILTINS = {"isqrt": "isqrt(x)", "ilog2": "ilog2(x)", "min": "min(a, b, …)", "
 
 @dataclass(frozen=True)
 class RangeValue:
-    """The value of `lo..hi` (an argument for an index list)."""
+    """The value of `lo..hi` (an argument for an index list): two integers of the domain."""
 
-    lo: int
-    hi: int
+    lo: object
+    hi: object
+
+
+class Integers:
+    """The domain of `resolve`: integers for one bound n, and IR patterns.
+
+    The interface every domain gives the evaluator: `n` (the bound n, an int, for
+    messages; None when there is none), `n_value` (the value of the name `n`; None
+    where it is not known, and then no pattern is evaluated), `is_int`, `is_pattern`,
+    `known` (an integer's int value, None when the domain does not know it),
+    `number`, the builtins, the four combinators and `primitive`."""
+
+    def __init__(self, n: int | None):
+        self.n = n
+        self.n_value = n
+
+    @staticmethod
+    def is_int(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    @staticmethod
+    def is_pattern(value) -> bool:
+        return isinstance(value, Pattern)
+
+    @staticmethod
+    def known(value) -> int:
+        return value
+
+    @staticmethod
+    def number(value: int) -> int:
+        return value
+
+    isqrt = staticmethod(math.isqrt)
+    ilog2 = staticmethod(lambda x: x.bit_length() - 1)
+    cdiv = staticmethod(lambda a, b: -(-a // b))
+    minimum = staticmethod(min)
+    maximum = staticmethod(max)
+    union = staticmethod(lambda parts: Union(tuple(parts)))
+    intersection = staticmethod(lambda parts: Intersection(tuple(parts)))
+    difference = staticmethod(Difference)
+    complement = staticmethod(Complement)
+
+    def primitive(self, cls, args: dict) -> Pattern:
+        """The primitive with its arguments (an index list: indices and RangeValues); may raise
+        ParamError."""
+        for name, value in args.items():
+            if isinstance(value, list):
+                args[name] = [(v.lo, v.hi) if isinstance(v, RangeValue) else (v, v + 1) for v in value]
+        return cls.build(args, self.n)
 
 
 @dataclass(frozen=True)
@@ -69,16 +124,6 @@ class _Abort(Exception):
 
     Not a _Failed, so that the places that carry on after an error to report the
     next one let it through: carrying on after such an error could take forever."""
-
-
-def _describe(value) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return f"the integer {value}"
-    if isinstance(value, RangeValue):
-        return f"the range {value.lo}..{value.hi}"
-    return f"the pattern `{_short(str(value))}`"
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -343,7 +388,7 @@ class Resolver:
 
     # ---- evaluation ---------------------------------------------------------
 
-    def resolve(self, n: int | None) -> Resolved:
+    def resolve(self, domain) -> Resolved:
         before = len(self.diagnostics)
         self.collect()
         self.fatal += len(self.diagnostics) - before  # shape errors: duplicates, reserved names, …
@@ -355,11 +400,11 @@ class Resolver:
                 self.uses_n.add(name)
         # Unknown names are reported already; evaluate the rest, so that the other
         # statements' errors are reported with them.
-        evaluator = _Evaluator(self, n)
+        evaluator = _Evaluator(self, domain)
         patterns, block, prob = (), None, "softmax"
         try:
             heads = evaluator.head_count(self.pattern_stmt)
-            if n is not None:
+            if domain.n_value is not None:
                 patterns, block = self._evaluate(evaluator, heads)
         except _Abort:  # a limit was hit, and reported; evaluate no further
             if not self.diagnostics:
@@ -420,9 +465,10 @@ class Resolver:
 
 
 class _Evaluator:
-    def __init__(self, resolver: Resolver, n: int | None):
+    def __init__(self, resolver: Resolver, domain):
         self.r = resolver
-        self.n = n
+        self.d = domain
+        self.n = domain.n  # the bound n, for messages (None: not one n)
         self.let_cache: dict[str, object] = {}
         self.let_failed: set[str] = set()
         self.let_active: set[str] = set()
@@ -460,9 +506,9 @@ class _Evaluator:
             self.r.fail("the number of heads cannot depend on n", span,
                         help="write the head ranges with constants, e.g. `0..4:`")
         saved, self.no_n_reason = self.no_n_reason, "the number of heads cannot depend on n"
-        try:
-            lo = self.integer(entry.lo, {}, "a head index")
-            hi = lo + 1 if entry.hi is None else self.integer(entry.hi, {}, "a head index")
+        try:  # (constants: known in every domain)
+            lo = self.d.known(self.integer(entry.lo, {}, "a head index"))
+            hi = lo + 1 if entry.hi is None else self.d.known(self.integer(entry.hi, {}, "a head index"))
         finally:
             self.no_n_reason = saved
         span = entry.lo.span.join(entry.hi.span if entry.hi else None)
@@ -541,10 +587,13 @@ class _Evaluator:
             raise _Failed
         return tuple(per_head)
 
-    def block_sizes(self, stmt: A.Block) -> tuple[int, int]:
+    def block_sizes(self, stmt: A.Block) -> tuple[int, int] | None:
+        """The block sizes (None where the domain does not know them)."""
         sizes = []
         for node in (stmt.query, stmt.key or stmt.query):
-            size = self.integer(node, {}, "a block size")
+            size = self.d.known(self.integer(node, {}, "a block size"))
+            if size is None:
+                return None
             if size < 16 or size & (size - 1):
                 self.r.fail(f"block size {size} is not a power of two ≥ 16", node.span,
                             help="kernels tile the mask in power-of-two blocks: 16, 32, 64, 128, …")
@@ -569,29 +618,39 @@ class _Evaluator:
 
     def pattern(self, node: A.Node, scope: dict) -> Pattern:
         value = self.value(node, scope)
-        if not isinstance(value, Pattern):
+        if not self.d.is_pattern(value):
             help = None
-            if isinstance(value, int):
+            if self.d.is_int(value):
                 help = "a bare integer is not a pattern; did you mean `window(…)`, `stride(…)` or `global(…)`?"
-            self.r.fail(f"expected a pattern, found {_describe(value)}", node.span, help=help)
+            self.r.fail(f"expected a pattern, found {self.describe(value)}", node.span, help=help)
         return value
 
     def integer(self, node: A.Node, scope: dict, what: str = "an integer") -> int:
         value = self.value(node, scope)
-        if not isinstance(value, int):
-            self.r.fail(f"expected {what}, found {_describe(value)}", node.span)
+        if not self.d.is_int(value):
+            self.r.fail(f"expected {what}, found {self.describe(value)}", node.span)
         return value
+
+    def describe(self, value) -> str:
+        if isinstance(value, bool):
+            return "a boolean"
+        if self.d.is_int(value):
+            return f"the integer {value}"
+        if isinstance(value, RangeValue):
+            return f"the range {value.lo}..{value.hi}"
+        return f"the pattern `{_short(str(value))}`"
 
     def value(self, node: A.Node, scope: dict):
         method = getattr(self, "_" + type(node).__name__.lower())
         return method(node, scope)
 
     def _number(self, node: A.Number, scope):
-        return self._check_int(node.value, node.span)
+        return self._check_int(self.d.number(node.value), node.span)
 
-    def _check_int(self, value: int, span: Span) -> int:
-        if abs(value) > MAX_INT:
-            self.r.fail(f"integer too large to mean anything: {_short(str(value), 30)} (|value| > 2^62)", span,
+    def _check_int(self, value, span: Span):
+        known = self.d.known(value)
+        if known is not None and abs(known) > MAX_INT:
+            self.r.fail(f"integer too large to mean anything: {_short(str(known), 30)} (|value| > 2^62)", span,
                         help="indices, sizes and counts here are far smaller; check the expression")
         return value
 
@@ -600,10 +659,10 @@ class _Evaluator:
         if name in scope:
             return scope[name]
         if name == "n":
-            if self.n is None:
+            if self.d.n_value is None:
                 self.r.fail(self.no_n_reason or "n is not known here", node.span,
                             help="use a constant here")
-            return self.n
+            return self.d.n_value
         if name in self.r.lets:
             return self.let_value(name)
         if name in self.r.defs:
@@ -622,18 +681,18 @@ class _Evaluator:
         raise _Failed  # an unknown name: check_names reported it
 
     def _union(self, node: A.Union, scope):
-        return self._combine(node, scope, Union, "|", "union")
+        return self._combine(node, scope, self.d.union, "|", "union")
 
     def _intersection(self, node: A.Intersection, scope):
-        return self._combine(node, scope, Intersection, "&", "intersection")
+        return self._combine(node, scope, self.d.intersection, "&", "intersection")
 
-    def _combine(self, node, scope, cls, op, what):
+    def _combine(self, node, scope, combine, op, what):
         parts, failed = [], False
         for item in node.items:  # every item, so that independent errors are all reported
             try:
                 value = self.value(item, scope)
-                if not isinstance(value, Pattern):
-                    self.r.fail(f"'{op}' takes patterns on both sides, found {_describe(value)}", item.span,
+                if not self.d.is_pattern(value):
+                    self.r.fail(f"'{op}' takes patterns on both sides, found {self.describe(value)}", item.span,
                                 help=f"'{op}' is the {what} of two patterns; integers combine with + - * // %")
             except _Failed:
                 failed = True
@@ -641,9 +700,10 @@ class _Evaluator:
             parts.append(value)
         if failed:
             raise _Failed
-        return self._sized(cls(tuple(parts)), node.span)
+        return self._sized(combine(parts), node.span)
 
-    def _sized(self, pattern: Pattern, span: Span) -> Pattern:
+    def _sized(self, pattern, span: Span):
+        # (a domain's patterns have depth() and size(), as IR patterns do)
         if pattern.depth() > MAX_IR_DEPTH:
             self.r.fail(f"the pattern nests more than {MAX_IR_DEPTH} operators deep (counting the bodies of defs)",
                         span, help="build it with fewer levels: a union of many parts is one level, `a | b | c`",
@@ -658,12 +718,12 @@ class _Evaluator:
     def _unary(self, node: A.Unary, scope):
         value = self.value(node.operand, scope)
         if node.op == "~":
-            if not isinstance(value, Pattern):
-                self.r.fail(f"'~' complements a pattern, found {_describe(value)}", node.operand.span,
+            if not self.d.is_pattern(value):
+                self.r.fail(f"'~' complements a pattern, found {self.describe(value)}", node.operand.span,
                             help="negate an integer with '-'")
-            return self._sized(Complement(value), node.span)
-        if not isinstance(value, int):
-            self.r.fail(f"unary '-' negates an integer, found {_describe(value)}", node.operand.span,
+            return self._sized(self.d.complement(value), node.span)
+        if not self.d.is_int(value):
+            self.r.fail(f"unary '-' negates an integer, found {self.describe(value)}", node.operand.span,
                         help="complement a pattern with '~'; subtract one from another with `a - b`")
         return self._check_int(-value, node.span)
 
@@ -676,17 +736,18 @@ class _Evaluator:
         right = self.value(node.right, scope)  # its errors are reported either way
         if failed:
             raise _Failed
-        if node.op == "-" and isinstance(left, Pattern) and isinstance(right, Pattern):
-            return self._sized(Difference(left, right), node.span)
+        if node.op == "-" and self.d.is_pattern(left) and self.d.is_pattern(right):
+            return self._sized(self.d.difference(left, right), node.span)
         for side, value in ((node.left, left), (node.right, right)):
-            if not isinstance(value, int):
+            if not self.d.is_int(value):
                 if node.op == "-":
                     other = right if value is left else left
-                    message = f"'-' needs two patterns or two integers, found {_describe(value)} and {_describe(other)}"
+                    message = (f"'-' needs two patterns or two integers, found {self.describe(value)} "
+                               f"and {self.describe(other)}")
                     self.r.fail(message, node.span)
-                help = "combine patterns with | & - ~" if isinstance(value, Pattern) else None
-                self.r.fail(f"'{node.op}' works on integers, found {_describe(value)}", side.span, help=help)
-        if node.op in ("//", "%") and right == 0:
+                help = "combine patterns with | & - ~" if self.d.is_pattern(value) else None
+                self.r.fail(f"'{node.op}' works on integers, found {self.describe(value)}", side.span, help=help)
+        if node.op in ("//", "%") and self.d.known(right) == 0:
             self._division_by_zero(node.right)
         result = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
                   "//": lambda: left // right, "%": lambda: left % right}[node.op]()
@@ -695,14 +756,15 @@ class _Evaluator:
     def _range(self, node: A.Range, scope):
         lo = self.integer(node.lo, scope, "an index")
         hi = self.integer(node.hi, scope, "an index")
-        if lo < 0:
+        known_lo, known_hi = self.d.known(lo), self.d.known(hi)
+        if known_lo is not None and known_lo < 0:
             self.r.fail(f"range {lo}..{hi} starts at a negative index" + self._n_note(), node.span,
                         help="indices count from 0; `n-4..n` is the last four tokens")
-        if hi <= lo:
-            what = "empty" if hi == lo else "reversed"
+        if known_lo is not None and known_hi is not None and known_hi <= known_lo:
+            what = "empty" if known_hi == known_lo else "reversed"
             self.r.fail(f"range {lo}..{hi} is {what}{self._n_note()}", node.span,
                         help="a range a..b holds a ≤ i < b, so it needs a < b"
-                             + (f"; did you mean {hi}..{lo}?" if hi < lo else ""))
+                             + (f"; did you mean {hi}..{lo}?" if known_hi < known_lo else ""))
         return RangeValue(lo, hi)
 
     def _division_by_zero(self, divisor: A.Node | None, span: Span | None = None, where: str = ""):
@@ -754,27 +816,28 @@ class _Evaluator:
                         help=f"write {BUILTINS[name]}")
         values = []
         for value, arg_span in positional:
-            if not isinstance(value, int):
-                self.r.fail(f"{name} takes integers, found {_describe(value)}", arg_span)
+            if not self.d.is_int(value):
+                self.r.fail(f"{name} takes integers, found {self.describe(value)}", arg_span)
             values.append((value, arg_span))
         arity = {"isqrt": 1, "ilog2": 1, "cdiv": 2}.get(name)
         if (arity is not None and len(values) != arity) or (arity is None and not values):
             want = f"{arity} argument{'s' if arity != 1 else ''}" if arity else "at least one argument"
             self.r.fail(f"{name} takes {want}, got {len(values)}", span, help=f"write {BUILTINS[name]}")
         args = [v for v, _ in values]
+        known = [self.d.known(v) for v in args]
         if name == "isqrt":
-            if args[0] < 0:
+            if known[0] is not None and known[0] < 0:
                 self.r.fail(f"isqrt needs a number ≥ 0, got {args[0]}{self._n_note()}", values[0][1])
-            return math.isqrt(args[0])
+            return self.d.isqrt(args[0])
         if name == "ilog2":
-            if args[0] < 1:
+            if known[0] is not None and known[0] < 1:
                 self.r.fail(f"ilog2 needs a positive number, got {args[0]}{self._n_note()}", values[0][1])
-            return args[0].bit_length() - 1
+            return self.d.ilog2(args[0])
         if name == "cdiv":
-            if args[1] == 0:
+            if known[1] == 0:
                 self._division_by_zero(None, values[1][1], "cdiv")
-            return -(-args[0] // args[1])
-        return min(args) if name == "min" else max(args)
+            return self.d.cdiv(args[0], args[1])
+        return self.d.minimum(*args) if name == "min" else self.d.maximum(*args)
 
     def build_primitive(self, cls, positional, span, keywords=None):
         keywords = keywords or {}
@@ -784,27 +847,26 @@ class _Evaluator:
             if spec.kind == "indices":
                 items = []
                 for item, item_span in value:
-                    if isinstance(item, RangeValue):
-                        items.append((item.lo, item.hi))
-                    elif isinstance(item, int):
-                        if item < 0:
+                    if self.d.is_int(item):
+                        known = self.d.known(item)
+                        if known is not None and known < 0:
                             self.r.fail(f"index {item} is negative{self._n_note()}", item_span,
                                         help="indices count from 0; `n-1` is the last token")
-                        items.append((item, item + 1))
-                    else:
-                        self.r.fail(f"{cls.name}(R) takes indices and ranges a..b, found {_describe(item)}",
+                    elif not isinstance(item, RangeValue):
+                        self.r.fail(f"{cls.name}(R) takes indices and ranges a..b, found {self.describe(item)}",
                                     item_span)
+                    items.append(item)
                 args[spec.name] = items
             else:
-                if not isinstance(value, int) or isinstance(value, bool):
-                    self.r.fail(f"{cls.name}: '{spec.name}' must be an integer, found {_describe(value)}",
+                if not self.d.is_int(value):
+                    self.r.fail(f"{cls.name}: '{spec.name}' must be an integer, found {self.describe(value)}",
                                 arg_span, help=f"write {cls.usage()}")
                 args[spec.name] = value
             spans[spec.name] = arg_span
-        if self.n is None:
+        if self.d.n_value is None:
             self.r.fail(self.no_n_reason or "n is not known here", span)
         try:
-            return cls.build(args, self.n)
+            return self.d.primitive(cls, args)
         except ParamError as exc:
             self.r.fail(exc.message, spans.get(exc.param, span), help=exc.help)
 
@@ -829,7 +891,7 @@ class _Evaluator:
                 if spec.name in keywords:
                     bound[spec] = keywords[spec.name]
                 elif spec.default is not None:
-                    bound[spec] = (spec.default, span)
+                    bound[spec] = (self.d.number(spec.default), span)
                 else:
                     ok = False
             if ok and not any(k in names[: len(positional)] for k in keywords):
@@ -965,9 +1027,15 @@ def resolve(module: A.Module, source: Source, n: int | None) -> Resolved:
     """Evaluate ``module`` for sequence length ``n`` (None: structure only)."""
     if n is not None and not (1 <= n <= MAX_N):
         raise SpatError(Diagnostic(f"n must be between 1 and 2^40, got {n}"), source)
+    return evaluate(module, source, Integers(n))
+
+
+def evaluate(module: A.Module, source: Source, domain) -> Resolved:
+    """Evaluate ``module`` in ``domain`` (see `Integers`): the patterns are the domain's,
+    and every diagnostic is a SpatError, whatever the domain."""
     with deep_recursion():
         try:
-            return Resolver(module, source).resolve(n)
+            return Resolver(module, source).resolve(domain)
         except RecursionError:
             raise SpatError(Diagnostic("the pattern nests too deeply once its defs are expanded",
                                        help="flatten the chain of defs"), source) from None

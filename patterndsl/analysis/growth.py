@@ -1,23 +1,29 @@
 """The growth class of the connection count: O(n), O(n log n), O(n^1.5), O(n²), or in
-general O(n^a log^b n), proved from per-row degree bounds (DESIGN.md §3).
+general O(n^a log^b n), proved from per-row degree bounds (the README's "What `check`
+proves").
 
 How it works
 ------------
-The file's AST is abstractly interpreted with n unknown. Every integer is a
-`Quantity`: classes hi and lo of the form n^a log^b n (a, b rationals) with
+The file is evaluated by patterndsl/resolve.py's evaluator — the one that compiles
+it, with its lets, defs, calls, builtins and diagnostics — in a symbolic domain
+(`Symbolic`): n is unknown, every integer is a `Quantity`, every pattern a `Bound`.
+This module keeps only the algebra of the two.
 
-    |value(n)| ≤ C·hi(n)            for all large n, and, when lo is not None,
-    value(n) ≥ c·lo(n) > 0          for all large n,
+A Quantity is the expression exactly: Σ coef·atom + constant with integer
+coefficients over *atoms* (n, isqrt(x), x // y, min(…), |R|, …), so its text and
+its value at any n (`at`) are the expression as written, and equal expressions are
+equal Quantities (`n // 3 - n // 3` is 0). It is analysed as a `Form`: the same sum
+with rational coefficients over opaque atoms and a constant interval — x // k is
+x/k − [0, (k−1)/k], cdiv(x, k) likewise, x % k is in [0, k − 1] — from which come,
+for all large n,
 
-plus `nonneg` (value ≥ 0 for all large n), the exact value when it does not
-depend on n, a closure `at(n)` giving the exact value at any n, and a readable
-formula. The rules (all valid for all large n):
+    |value(n)| ≤ C·hi(n),       value(n) ≥ c·lo(n) > 0 (lo None: unknown),   nonneg,
 
-    literal k       exact; lo = 1 if k > 0
+with hi = the largest class among the terms, lo = the largest lower class of the
+positive terms when every other term is of a smaller class (n − isqrt(n) ≥ c·n;
+n − n // 2 ≥ n/2). Opaque atoms carry their own classes:
+
     n               hi = lo = n
-    x + y           hi = max; lo = max of the known lo's if x, y ≥ 0, else lo(x)
-                    if hi(y) < lo(x) (and symmetrically), else unknown
-    x − y           x + (−y); −y has lo unknown
     x · y           exponents add (lo only when both are known)
     x // y          hi = max(hi(x)/lo(y), 1) (hi(x) + 1 if lo(y) unknown);
                     lo = lo(x)/hi(y) when that still grows (⌊·⌋ may reach 0 otherwise)
@@ -25,7 +31,14 @@ formula. The rules (all valid for all large n):
     x % y           hi = min(hi x, hi y) if x, y ≥ 0 else hi y; lo unknown
     isqrt(x)        exponents halve
     ilog2(x)        log n if x grows, else constant
-    min, max        componentwise
+    min, max        an operand provably the least (greatest) for large n stands for
+                    the whole; else componentwise over the others
+
+An index list's size |R ∩ [0, n)| comes from its items' bounds, not from n: a range
+lo..hi holds min(hi, n) − max(lo, 0) = min over u ∈ {hi's min operands, n},
+l ∈ {lo's max operands, 0} of u − l indices, so `n-4..n` is Θ(1),
+`n//2..n//2+3` Θ(1), `max(0, n - isqrt(n))..n` Θ(n^0.5); an index x counts 1 when
+n − x ≥ 1 provably.
 
 Each primitive gives `row_bound(args, n, ops)` (patterndsl/primitives.py): a
 bound D on the degree of all rows but E of them (those ≤ n), so that
@@ -39,11 +52,14 @@ class is read off is the one the tests check against the exact counter.
 Operators: a union sums the D's and the E's, and its count is at least each
 part's (tight when the largest part is); an intersection takes the least of its
 parts' bounds and of (min D, ΣE); a difference keeps its left side's bound
-(|A − B| ≥ |A| − |B| keeps it tight when B is smaller); a complement is bounded
-by n² (tight when its operand is o(n²)). Lower bounds for intersections:
-|A ∩ causal| ≥ c·|A| when A is symmetric (the pairs below the diagonal are half
-the off-diagonal ones) or `causal_dense`; a pattern that holds every (i, i)
-has ≥ n connections.
+(|A − B| = |A| − |A ∩ B| keeps it tight when A ∩ B is smaller); a complement is
+bounded by n² (tight when its operand is o(n²), or its rows leave ≥ c·n keys out:
+n − D − E ≥ c·n, as in `~stride(2)`); ~~A is A and A − ~B is A ∩ B.
+Intersections also count rows and columns apart (the *terms* below), which bounds
+`cols(0..4) & window(8)` by O(1). Lower bounds for intersections:
+|A ∩ T| ≥ c·|A| when T holds the lower triangle (RowBound.lower_triangle: causal,
+all) and A is symmetric or `causal_dense`; a pattern that holds every (i, i) has
+≥ n connections.
 
 `growth(compiled)` reports every layer × head and the whole file;
 `growth_formula(source)` the same with no n.
@@ -51,15 +67,18 @@ has ≥ n connections.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
 from .. import ast as A
-from ..resolve import deep_recursion
+from ..compiled import load_source, parse
+from ..errors import Source
 from ..ir import IndexSet
-from ..primitives import PRIMITIVES, RowBound
+from ..primitives import ParamError, RowBound
+from ..resolve import MAX_N, Integers, RangeValue, deep_recursion, evaluate
 
 Cls = tuple  # (Fraction a, Fraction b): the class n^a log^b n; compared lexicographically
 
@@ -114,47 +133,6 @@ def theta(c: Cls) -> str:
 # ---- readable formulas ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Text:
-    """A linear form Σ coef·atom + const over opaque atoms (for readable formulas)."""
-
-    terms: tuple = ()  # ((atom text, coefficient), …) in first-seen order
-    const: int = 0
-
-    @staticmethod
-    def atom(text: str) -> "_Text":
-        return _Text(((text, 1),), 0)
-
-    def plus(self, other: "_Text", sign: int = 1) -> "_Text":
-        terms = dict(self.terms)
-        for atom, coef in other.terms:
-            terms[atom] = terms.get(atom, 0) + sign * coef
-        return _Text(tuple((a, c) for a, c in terms.items() if c != 0), self.const + sign * other.const)
-
-    def scale(self, k: int) -> "_Text":
-        if k == 0:
-            return _Text()
-        return _Text(tuple((a, c * k) for a, c in self.terms), self.const * k)
-
-    @property
-    def simple(self) -> bool:
-        """One term with coefficient 1 and no constant, or a constant ≥ 0: needs no parentheses."""
-        return (len(self.terms) == 1 and self.terms[0][1] == 1 and self.const == 0) or (
-            not self.terms and self.const >= 0)
-
-    def __str__(self) -> str:
-        out = ""
-        for atom, coef in self.terms:
-            sign = "-" if coef < 0 else "+"
-            body = atom if abs(coef) == 1 else f"{abs(coef)}·{atom}"
-            out = (("-" if sign == "-" else "") + body) if not out else f"{out} {sign} {body}"
-        if not out:
-            return str(self.const)
-        if self.const:
-            out += f" {'-' if self.const < 0 else '+'} {abs(self.const)}"
-        return out
-
-
 def _plain(text: str) -> bool:
     """No space or product sign outside parentheses."""
     depth = 0
@@ -165,42 +143,189 @@ def _plain(text: str) -> bool:
     return True
 
 
-def _wrap(text: _Text) -> str:
-    shown = str(text)
-    return shown if text.simple and _plain(shown) else f"({shown})"
-
-
 # ---- quantities -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class Quantity:
-    """An integer expression in n, abstractly (see the module's docs)."""
+@dataclass(frozen=True)
+class Form:
+    """The analysis's view of a quantity: Σ coef·atom + a constant in [low, high], over
+    opaque atoms (rational coefficients: n // 3 is n/3 − [0, 2/3]). Its classes (the
+    rules in the module's docs) hold for all large n."""
 
-    hi: Cls
-    lo: Cls | None
-    nonneg: bool
-    const: int | None
-    at: Callable[[int], int] = field(repr=False)
-    text: _Text = field(default_factory=_Text)
+    terms: tuple = ()  # ((opaque Atom, Fraction coefficient ≠ 0), …)
+    low: Fraction = Fraction(0)
+    high: Fraction = Fraction(0)
+
+    def plus(self, other: "Form", sign: int = 1) -> "Form":
+        terms = dict(self.terms)
+        for atom, coef in other.terms:
+            terms[atom] = terms.get(atom, 0) + sign * coef
+        low, high = (other.low, other.high) if sign > 0 else (-other.high, -other.low)
+        return Form(tuple((a, c) for a, c in terms.items() if c != 0), self.low + low, self.high + high)
+
+    def scale(self, k: Fraction) -> "Form":
+        if k == 0:
+            return Form()
+        low, high = sorted((self.low * k, self.high * k))
+        return Form(tuple((a, c * k) for a, c in self.terms), low, high)
+
+    def widen(self, low: Fraction, high: Fraction) -> "Form":
+        return Form(self.terms, self.low + low, self.high + high)
+
+    @property
+    def zero(self) -> bool:
+        return not self.terms and self.low == self.high == 0
+
+    @cached_property
+    def hi(self) -> Cls:
+        his = [atom.hi for atom, _ in self.terms]
+        return max(his + [ONE]) if (self.low or self.high or not his) else max(his)
+
+    @cached_property
+    def lo(self) -> Cls | None:
+        """A class L with value ≥ c·L > 0 for all large n: the largest lower class of the
+        positive terms, when every other term is of a smaller class."""
+        positive = [a.lo for a, c in self.terms if c > 0 and a.nonneg and a.lo is not None]
+        others = [a.hi for a, c in self.terms if not (c > 0 and a.nonneg)]
+        if self.low > 0:
+            positive.append(ONE)
+        elif self.low < 0:
+            others.append(ONE)
+        if not positive:
+            return None
+        lo = max(positive)
+        return lo if not others or max(others) < lo else None
+
+    @cached_property
+    def nonneg(self) -> bool:
+        return self.lo is not None or (self.low >= 0 and all(c > 0 and a.nonneg for a, c in self.terms))
+
+
+class Atom:
+    """A subexpression that is not a sum of others: n, isqrt(x), x // y, min(…), |R|, …
+
+    Atoms are equal when their operation and operands are: equal atoms are the same
+    expression in n. An *opaque* atom has its own classes (hi, lo, nonneg); the
+    others (x // k, cdiv(x, k), x % k for a constant k, a min or max one of whose
+    operands is provably the least or greatest) analyse as a `Form` of other atoms."""
+
+    __slots__ = ("op", "operands", "text", "at", "hi", "lo", "nonneg", "form", "parts", "shown_as", "_hash")
+
+    def __init__(self, op: str, operands: tuple, text: str, at: Callable[[int], int], *, hi: Cls = ONE,
+                 lo: Cls | None = None, nonneg: bool = False, form: Form | None = None, parts: tuple = (),
+                 shown_as: int | None = None):
+        self.op, self.operands, self.at = op, operands, at
+        self.shown_as = shown_as  # printed as this constant (its value for every large n)
+        self.text = _clip(text)
+        self.hi, self.lo, self.nonneg = hi, lo, nonneg or lo is not None
+        self.form = form if form is not None else Form(((self, Fraction(1)),))
+        self.parts = parts  # for min and max: the operands that can be the least (greatest)
+        self._hash = hash((op, operands))
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return self is other or (isinstance(other, Atom) and self._hash == other._hash and self.op == other.op
+                                 and self.operands == other.operands)
+
+    def __repr__(self):
+        return f"Atom({self.text})"
+
+
+_MAX_TEXT = 160  # the readable text of an atom, cut in the middle beyond this
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT // 2] + " … " + text[-_MAX_TEXT // 2:]
+
+
+class Quantity:
+    """An integer expression in n, exactly: Σ coef·atom + constant with int coefficients
+    (its text and `at(n)` are the expression as written), analysed as a `Form`.
+    Quantities are equal when their expressions are (they key the evaluator's caches)."""
+
+    __slots__ = ("terms", "constant", "form", "_hash")
+
+    def __init__(self, terms: tuple = (), constant: int = 0):
+        self.terms = terms  # ((Atom, int ≠ 0), …) in first-seen order (for the text)
+        self.constant = constant
+        form = Form(low=Fraction(constant), high=Fraction(constant))
+        for atom, coef in terms:
+            form = form.plus(atom.form.scale(Fraction(coef)))
+        self.form = form
+        self._hash = hash((frozenset(terms), constant))
 
     @staticmethod
     def of(value) -> "Quantity":
-        if isinstance(value, Quantity):
-            return value
-        value = int(value)
-        return Quantity(ONE, ONE if value > 0 else None, value >= 0, value, lambda n, v=value: v, _Text((), value))
+        return value if isinstance(value, Quantity) else Quantity((), int(value))
 
     @staticmethod
-    def atom(hi, lo, nonneg, at, text: str) -> "Quantity":
-        return Quantity(hi, lo, nonneg or lo is not None, None, at, _Text.atom(text))
+    def atom(atom: Atom) -> "Quantity":
+        return Quantity(((atom, 1),), 0)
 
-    def __str__(self):
-        return str(self.text)
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return self is other or (isinstance(other, Quantity) and self._hash == other._hash
+                                 and self.constant == other.constant and dict(self.terms) == dict(other.terms))
+
+    # the classes (of the form)
+
+    @property
+    def const(self) -> int | None:
+        """The value, when it does not depend on n."""
+        return None if self.terms else self.constant
+
+    @property
+    def hi(self) -> Cls:
+        return self.form.hi
+
+    @property
+    def lo(self) -> Cls | None:
+        return self.form.lo
+
+    @property
+    def nonneg(self) -> bool:
+        return self.form.nonneg
+
+    @property
+    def zero(self) -> bool:
+        """0 for all large n."""
+        return self.form.zero
 
     @property
     def grows(self) -> bool:
         return self.lo is not None and self.lo > ONE
+
+    def at(self, n: int) -> int:
+        return sum(coef * atom.at(n) for atom, coef in self.terms) + self.constant
+
+    # the text
+
+    @property
+    def simple(self) -> bool:
+        """One term with coefficient 1 and no constant, or a constant ≥ 0: needs no parentheses."""
+        text = str(self)
+        return text.lstrip("-") == text and _plain(text) or text.isdigit()
+
+    def __str__(self) -> str:
+        out, constant = "", self.constant
+        for atom, coef in self.terms:
+            if atom.shown_as is not None:
+                constant += coef * atom.shown_as
+                continue
+            sign = "-" if coef < 0 else "+"
+            body = atom.text if abs(coef) == 1 else f"{abs(coef)}·{atom.text}"
+            out = (("-" if sign == "-" else "") + body) if not out else f"{out} {sign} {body}"
+        if not out:
+            return str(constant)
+        if constant:
+            out += f" {'-' if constant < 0 else '+'} {abs(constant)}"
+        return out
+
+    __repr__ = __str__
 
     # arithmetic (ints are coerced)
 
@@ -210,15 +335,13 @@ class Quantity:
     __radd__ = __add__
 
     def __sub__(self, other):
-        return _add(self, -Quantity.of(other))
+        return _add(self, Quantity.of(other), -1)
 
     def __rsub__(self, other):
-        return _add(Quantity.of(other), -self)
+        return _add(Quantity.of(other), self, -1)
 
     def __neg__(self):
-        if self.const is not None:
-            return Quantity.of(-self.const)
-        return Quantity(self.hi, None, False, None, lambda n, f=self.at: -f(n), self.text.scale(-1))
+        return _scale(self, -1)
 
     def __mul__(self, other):
         return _mul_q(self, Quantity.of(other))
@@ -232,169 +355,193 @@ class Quantity:
         return _mod(self, Quantity.of(other))
 
 
-def _add(x: Quantity, y: Quantity) -> Quantity:
-    if x.const is not None and y.const is not None:
-        return Quantity.of(x.const + y.const)
-    if x.const == 0:
-        return y
-    if y.const == 0:
-        return x
-    hi = max(x.hi, y.hi)
-    if x.nonneg and y.nonneg:
-        known = [c for c in (x.lo, y.lo) if c is not None]
-        lo = max(known) if known else None
-    elif x.lo is not None and y.hi < x.lo:
-        lo = x.lo
-    elif y.lo is not None and x.hi < y.lo:
-        lo = y.lo
-    else:
-        lo = None
-    text = x.text.plus(y.text)
-    if not text.terms:
-        # Every term cancelled (`-(n) + n + 2`): equal texts are equal expressions in n,
-        # so the sum is the constant left over (for large n: an index-list size is
-        # shown as its value for n beyond its indices).
-        hi, lo = ONE, (ONE if text.const > 0 else None)
-    nonneg = (x.nonneg and y.nonneg) or lo is not None or (not text.terms and text.const >= 0)
-    return Quantity(hi, lo, nonneg, None, lambda n, f=x.at, g=y.at: f(n) + g(n), text)
+def _add(x: Quantity, y: Quantity, sign: int = 1) -> Quantity:
+    terms = dict(x.terms)
+    for atom, coef in y.terms:
+        terms[atom] = terms.get(atom, 0) + sign * coef
+    return Quantity(tuple((a, c) for a, c in terms.items() if c != 0), x.constant + sign * y.constant)
+
+
+def _scale(x: Quantity, k: int) -> Quantity:
+    if k == 0:
+        return Quantity.of(0)
+    return Quantity(tuple((a, c * k) for a, c in x.terms), x.constant * k)
+
+
+def _wrap(x: Quantity) -> str:
+    return str(x) if x.simple else f"({x})"
 
 
 def _mul_q(x: Quantity, y: Quantity) -> Quantity:
-    if x.const is not None and y.const is not None:
-        return Quantity.of(x.const * y.const)
-    if x.const == 0 or y.const == 0:
-        return Quantity.of(0)
-    for a, b in ((x, y), (y, x)):
-        if a.const is not None:  # a constant factor: keep the linear form
-            k = a.const
-            return Quantity(b.hi, b.lo if k > 0 else None, (b.nonneg and k >= 0) or (b.lo is not None and k > 0),
-                            None, lambda n, f=b.at, k=k: k * f(n), b.text.scale(k))
+    if x.const is not None:
+        return _scale(y, x.const)
+    if y.const is not None:
+        return _scale(x, y.const)
     lo = _mul(x.lo, y.lo) if x.lo is not None and y.lo is not None else None
-    return Quantity(_mul(x.hi, y.hi), lo, x.nonneg and y.nonneg, None, lambda n, f=x.at, g=y.at: f(n) * g(n),
-                    _Text.atom(f"{_wrap(x.text)}·{_wrap(y.text)}"))
+    return Quantity.atom(Atom("*", (x, y), f"{_wrap(x)}·{_wrap(y)}", lambda n: x.at(n) * y.at(n),
+                              hi=_mul(x.hi, y.hi), lo=lo, nonneg=x.nonneg and y.nonneg))
 
 
 def _floordiv(x: Quantity, y: Quantity, ceil: bool) -> Quantity:
     if x.const is not None and y.const is not None:
         return Quantity.of(-(-x.const // y.const) if ceil else x.const // y.const)
+    if ceil:
+        at = lambda n: -(-x.at(n) // y.at(n))  # noqa: E731
+        op, text = "cdiv", f"cdiv({x}, {y})"
+    else:
+        at = lambda n: x.at(n) // y.at(n)  # noqa: E731
+        op, text = "//", f"{_wrap(x)} // {_wrap(y)}"
+    if y.const is not None:
+        # x / k rounded: within (|k| − 1)/|k| of it, below for //, above for cdiv.
+        slack = Fraction(abs(y.const) - 1, abs(y.const))
+        form = x.form.scale(Fraction(1, y.const)).widen(*((0, slack) if ceil else (-slack, 0)))
+        return Quantity.atom(Atom(op, (x, y), text, at, form=form))
     hi = max(_div(x.hi, y.lo), ONE) if y.lo is not None else max(x.hi, ONE)
     lo = None
-    positive = x.lo is not None and y.lo is not None
-    if positive:
+    if x.lo is not None and y.lo is not None:
         quotient = _div(x.lo, y.hi)
-        if ceil and quotient >= ONE:
-            lo = quotient  # ⌈x/y⌉ ≥ x/y, and ≥ 1 as x, y > 0
-        elif ceil:
-            lo = ONE
+        if ceil:
+            lo = max(quotient, ONE)  # ⌈x/y⌉ ≥ x/y, and ≥ 1 as x, y > 0
         elif quotient > ONE:
-            lo = quotient
-    if ceil:
-        at = lambda n, f=x.at, g=y.at: -(-f(n) // g(n))  # noqa: E731
-        text = _Text.atom(f"cdiv({x}, {y})")
-    else:
-        at = lambda n, f=x.at, g=y.at: f(n) // g(n)  # noqa: E731
-        text = _Text.atom(f"{_wrap(x.text)} // {_wrap(y.text)}")
-    return Quantity(hi, lo, (x.nonneg and y.nonneg) or lo is not None, None, at, text)
+            lo = quotient  # (⌊·⌋ may reach 0 when it does not grow)
+    return Quantity.atom(Atom(op, (x, y), text, at, hi=hi, lo=lo, nonneg=x.nonneg and y.nonneg))
 
 
 def _mod(x: Quantity, y: Quantity) -> Quantity:
     if x.const is not None and y.const is not None:
         return Quantity.of(x.const % y.const)
+    at, text = (lambda n: x.at(n) % y.at(n)), f"{_wrap(x)} % {_wrap(y)}"
+    if y.const is not None:  # in [0, k − 1] (k > 0) or [k + 1, 0]
+        k = y.const
+        low, high = (0, k - 1) if k > 0 else (k + 1, 0)
+        return Quantity.atom(Atom("%", (x, y), text, at, form=Form((), Fraction(low), Fraction(high))))
     hi = min(x.hi, y.hi) if x.nonneg and y.nonneg else y.hi
-    return Quantity(hi, None, y.nonneg, None, lambda n, f=x.at, g=y.at: f(n) % g(n),
-                    _Text.atom(f"{_wrap(x.text)} % {_wrap(y.text)}"))
+    return Quantity.atom(Atom("%", (x, y), text, at, hi=hi, nonneg=y.nonneg))
 
 
 def q_isqrt(x: Quantity) -> Quantity:
     if x.const is not None:
         return Quantity.of(math.isqrt(x.const))
-    return Quantity(_half(x.hi), None if x.lo is None else _half(x.lo), True, None,
-                    lambda n, f=x.at: math.isqrt(f(n)), _Text.atom(f"isqrt({x})"))
+    return Quantity.atom(Atom("isqrt", (x,), f"isqrt({x})", lambda n: math.isqrt(x.at(n)), hi=_half(x.hi),
+                              lo=None if x.lo is None else _half(x.lo), nonneg=True))
+
+
+def _log_classes(x: Quantity) -> tuple[Cls, Cls | None]:
+    """hi and lo of ⌊log2 x⌋ or ⌈log2 x⌉."""
+    lo = LOG if (x.lo is not None and x.lo[0] > 0) else None
+    return (LOG if x.hi > ONE else ONE), lo
 
 
 def q_ilog2(x: Quantity) -> Quantity:
     if x.const is not None:
         return Quantity.of(x.const.bit_length() - 1)
-    hi = LOG if x.hi > ONE else ONE
-    lo = None
-    if x.lo is not None and x.lo[0] > 0:
-        lo = LOG
-    elif x.grows:
+    hi, lo = _log_classes(x)
+    if lo is None and x.grows:
         lo = ONE
-    return Quantity(hi, lo, True, None, lambda n, f=x.at: f(n).bit_length() - 1, _Text.atom(f"ilog2({x})"))
+    return Quantity.atom(Atom("ilog2", (x,), f"ilog2({x})", lambda n: x.at(n).bit_length() - 1,
+                              hi=hi, lo=lo, nonneg=True))
 
 
 def q_clog2(x: Quantity) -> Quantity:
     """⌈log2 x⌉ = (x − 1).bit_length() for x ≥ 1."""
     if x.const is not None:
         return Quantity.of(max(x.const - 1, 0).bit_length())
-    return Quantity(LOG if x.hi > ONE else ONE, LOG if (x.lo is not None and x.lo[0] > 0) else None, True, None,
-                    lambda n, f=x.at: max(f(n) - 1, 0).bit_length(), _Text.atom(f"⌈log2 {x}⌉"))
+    hi, lo = _log_classes(x)
+    return Quantity.atom(Atom("clog2", (x,), f"⌈log2 {x}⌉", lambda n: max(x.at(n) - 1, 0).bit_length(),
+                              hi=hi, lo=lo, nonneg=True))
+
+
+def _at_most(x: Quantity, y: Quantity) -> bool:
+    """x ≤ y for all large n (provably)."""
+    return (y - x).nonneg
+
+
+def _extremum(op: str, args) -> Quantity:
+    qs = list(dict.fromkeys(Quantity.of(a) for a in args))  # (equal operands once)
+    if all(q.const is not None for q in qs):
+        return Quantity.of((min if op == "min" else max)(q.const for q in qs))
+    fs = tuple(q.at for q in qs)
+    text = f"{op}({', '.join(str(q) for q in qs)})"
+    at = (lambda n: min(f(n) for f in fs)) if op == "min" else (lambda n: max(f(n) for f in fs))
+    # The operands that can be the least (for min; the greatest for max) for large n.
+    beaten = (lambda a, b: _at_most(b, a)) if op == "min" else _at_most
+    parts = tuple(a for k, a in enumerate(qs)
+                  if not any(beaten(a, b) and (k2 < k or not beaten(b, a)) for k2, b in enumerate(qs) if k2 != k))
+    if len(parts) == 1:
+        return Quantity.atom(Atom(op, tuple(qs), text, at, form=parts[0].form, parts=parts))
+    if op == "min":
+        nonneg = all(q.nonneg for q in parts)
+        hi = min(q.hi for q in parts) if nonneg else max(q.hi for q in parts)
+        lo = min(q.lo for q in parts) if all(q.lo is not None for q in parts) else None
+    else:
+        known = [q.lo for q in parts if q.lo is not None]
+        hi, lo, nonneg = max(q.hi for q in parts), (max(known) if known else None), any(q.nonneg for q in parts)
+    return Quantity.atom(Atom(op, tuple(qs), text, at, hi=hi, lo=lo, nonneg=nonneg, parts=parts))
 
 
 def q_min(*args) -> Quantity:
-    qs = [Quantity.of(a) for a in args]
-    if all(q.const is not None for q in qs):
-        return Quantity.of(min(q.const for q in qs))
-    nonneg = all(q.nonneg for q in qs)
-    hi = min(q.hi for q in qs) if nonneg else max(q.hi for q in qs)
-    lo = min(q.lo for q in qs) if all(q.lo is not None for q in qs) else None
-    return Quantity(hi, lo, nonneg, None, lambda n, fs=tuple(q.at for q in qs): min(f(n) for f in fs),
-                    _Text.atom(f"min({', '.join(str(q) for q in qs)})"))
+    return _extremum("min", args)
 
 
 def q_max(*args) -> Quantity:
-    qs = [Quantity.of(a) for a in args]
-    if all(q.const is not None for q in qs):
-        return Quantity.of(max(q.const for q in qs))
-    known = [q.lo for q in qs if q.lo is not None]
-    return Quantity(max(q.hi for q in qs), max(known) if known else None, any(q.nonneg for q in qs), None,
-                    lambda n, fs=tuple(q.at for q in qs): max(f(n) for f in fs),
-                    _Text.atom(f"max({', '.join(str(q) for q in qs)})"))
+    return _extremum("max", args)
 
 
 def q_cdiv(x, y) -> Quantity:
     return _floordiv(Quantity.of(x), Quantity.of(y), ceil=True)
 
 
-N_QUANTITY = Quantity(N, N, True, None, lambda n: n, _Text.atom("n"))
+N_QUANTITY = Quantity.atom(Atom("n", (), "n", lambda n: n, hi=N, lo=N, nonneg=True))
+ZERO = Quantity.of(0)
 
 
-@dataclass(frozen=True)
-class _Range:
-    lo: Quantity
-    hi: Quantity
+def _parts(x: Quantity, op: str) -> list[Quantity]:
+    """The operands of x when x is min(…) (op "min") or max(…), recursively; else [x]."""
+    if x.constant == 0 and len(x.terms) == 1 and x.terms[0][1] == 1 and x.terms[0][0].op == op:
+        return [q for part in x.terms[0][0].parts for q in _parts(part, op)]
+    return [x]
+
+
+def _item_classes(item) -> tuple[Cls | None, Cls | None]:
+    """(hi, lo) of |item ∩ [0, n)| for an index (a Quantity) or a range lo..hi: hi None
+    when it is 0 for all large n. A range holds min(hi, n) − max(lo, 0) =
+    min over u ∈ {hi's min operands, n}, l ∈ {lo's max operands, 0} of u − l indices."""
+    if isinstance(item, RangeValue):
+        uppers, lowers = _parts(item.hi, "min") + [N_QUANTITY], _parts(item.lo, "max") + [ZERO]
+    else:
+        uppers, lowers = [N_QUANTITY], [item]  # the index is in [0, n) when n − item ≥ 1
+    gaps = [u - l for u in uppers for l in lowers]
+    if any((-gap).nonneg for gap in gaps):
+        return None, None  # empty for large n
+    if not isinstance(item, RangeValue):
+        return ONE, (ONE if gaps[0].lo is not None else None)
+    los = [gap.lo for gap in gaps]
+    return min(min(gap.hi for gap in gaps), N), (min(los) if all(lo is not None for lo in los) else None)
 
 
 def _index_size(items) -> Quantity:
-    """|R ∩ [0, n)| for the items of an index list (Quantities and _Ranges)."""
-    his, los, texts = [], [], []
-    for item in items:
-        if isinstance(item, _Range):
-            length = q_min(item.hi, N_QUANTITY) - item.lo
-            his.append(min(length.hi, item.hi.hi, N))
-            los.append(length.lo)
-            texts.append(f"{item.lo}..{item.hi}")
-        else:
-            his.append(ONE)
-            los.append(ONE if (item.const is not None or item.hi < N) else None)
-            texts.append(str(item))
-    known = [c for c in los if c is not None]
+    """|R ∩ [0, n)| for the items of an index list (Quantities and RangeValues)."""
+    items = tuple(items)
+    classes = [_item_classes(item) for item in items]
+    his = [hi for hi, _ in classes if hi is not None]
+    known = [lo for _, lo in classes if lo is not None]
 
-    def at(n, items=tuple(items)):
-        pairs = [(i.lo.at(n), i.hi.at(n)) if isinstance(i, _Range) else (i.at(n), i.at(n) + 1) for i in items]
+    def at(n):
+        pairs = [(i.lo.at(n), i.hi.at(n)) if isinstance(i, RangeValue) else (i.at(n), i.at(n) + 1) for i in items]
         return len(IndexSet.of(pairs, n))
 
-    consts = all((i.lo.const is not None and i.hi.const is not None) if isinstance(i, _Range) else
-                 i.const is not None for i in items)
+    texts = [f"{i.lo}..{i.hi}" if isinstance(i, RangeValue) else str(i) for i in items]
     text = "|{" + ", ".join(texts) + "}|"  # the size of the index set
+    consts = all((i.lo.const is not None and i.hi.const is not None) if isinstance(i, RangeValue) else
+                 i.const is not None for i in items)
+    shown_as = None
     if consts:  # |R| is then constant for large n (n beyond every index)
-        big = max((i.hi.const if isinstance(i, _Range) else i.const + 1) for i in items)
-        value = at(big)
+        big = max((i.hi.const if isinstance(i, RangeValue) else i.const + 1) for i in items)
         # (shown as its value: for n beyond every index, which is what a growth class is about)
-        return Quantity(ONE, ONE if value > 0 else None, True, None, at,
-                        _Text((), value) if value else _Text.atom(text))
-    return Quantity(max(his), max(known) if known else None, True, None, at, _Text.atom(text))
+        shown_as = at(big) or None
+    form = Form() if not his else None
+    return Quantity.atom(Atom("size", items, text, at, hi=max(his, default=ONE),
+                              lo=max(known) if known else None, nonneg=True, form=form, shown_as=shown_as))
 
 
 class _AbstractOps:
@@ -418,8 +565,13 @@ class _AbstractOps:
         return Quantity.of(x).hi < N
 
     @staticmethod
+    def linear(x) -> bool:
+        lo = Quantity.of(x).lo
+        return lo is not None and lo >= N
+
+    @staticmethod
     def same(x, y) -> bool:
-        return x is y or (Quantity.of(x).const is not None and Quantity.of(x).const == Quantity.of(y).const)
+        return Quantity.of(x) == Quantity.of(y)
 
 
 class _ConcreteOps:
@@ -431,6 +583,7 @@ class _ConcreteOps:
     nonneg = staticmethod(lambda x: x >= 0)
     const = staticmethod(lambda x: True)
     small = staticmethod(lambda x: True)
+    linear = staticmethod(lambda x: True)
     same = staticmethod(lambda x, y: x == y)
 
     def __init__(self, n: int):
@@ -455,6 +608,9 @@ class BoundSummary:
     symmetric: bool
     causal_dense: bool
     dominant: str  # the primitive (as written, arguments evaluated where constant) that dominates
+    lower_triangle: bool = False  # holds every (i, j) with j ≤ i
+    apart: bool = False  # hi is the class of the terms (rows and columns counted apart), below the row bound's
+    empty: bool = False  # no connections for large n
 
     @property
     def tight(self) -> bool:
@@ -462,18 +618,140 @@ class BoundSummary:
 
 
 def _count_class(degree: Quantity, exceptional: Quantity) -> Cls:
-    if degree.const == 0 and exceptional.const == 0:
-        return ONE  # no connections at all
+    if degree.zero and exceptional.zero:
+        return ONE  # no connections at all (for large n)
     return _mul(N, min(max(degree.hi, exceptional.hi), N))
 
 
+# ---- rows and columns counted apart ---------------------------------------------------------
+#
+# Beside its row bound, each pattern has a list of *terms* whose counts add up to a bound
+# on its count: a term is a pair of views, rows and columns, each (D, E, X): all but E
+# rows (columns) hold ≤ D keys, those E up to n, plus X connections besides, so the
+# term counts ≤ min over the views of n·D + n·E + X. A primitive is one term (two for
+# global(R) = rows(R) | cols(R): RowBound.parts), its columns from RowBound.columns
+# (its rows again when symmetric); a union joins the terms, an intersection pairs them
+# — A ∩ B ⊆ ∪ (Aᵢ ∩ Bⱼ) — and meets each pair's views: rows exceptional in neither
+# hold ≤ min(D_A, D_B) keys, in A alone ≤ D_B, in B alone ≤ D_A, in both ≤ n, so
+#
+#     (D_A, E_A, X_A) ∩ (D_B, E_B, X_B) = (min(D_A, D_B), min(E_A, E_B), X_A + X_B + E_A·D_B + E_B·D_A).
+#
+# `cols(0..4) & window(8)` is then O(1) by its columns, `rows(n-8..n) & window(2)` by its
+# rows. The same arithmetic runs on Quantities (the class) and on ints (the bound at one n).
+
+MAX_TERMS = 16  # beyond, the terms are merged into one (their views summed)
+
+
+class _Counting:
+    """The arithmetic of terms: symbolic (n unknown) or at one n (ints, clamped to [0, n], [0, n²])."""
+
+    def __init__(self, n, minimum, degree, count):
+        self.n, self.min, self.degree, self.count = n, minimum, degree, count
+        self.memo: dict = {}  # id(bound) → its terms (at one n: one evaluation)
+
+    @staticmethod
+    def at(n: int) -> "_Counting":
+        return _Counting(n, min, lambda x: min(max(int(x), 0), n), lambda x: min(max(int(x), 0), n * n))
+
+
+SYMBOLIC = _Counting(N_QUANTITY, q_min, Quantity.of, Quantity.of)
+
+
+def _leaf_terms(rb: RowBound, c: _Counting) -> list:
+    if rb.parts:
+        return [term for part in rb.parts for term in _leaf_terms(part, c)]
+    rows = (c.degree(rb.degree), c.degree(rb.exceptional), c.count(0))
+    if rb.columns is not None:
+        columns = (c.degree(rb.columns.degree), c.degree(rb.columns.exceptional), c.count(0))
+    else:
+        columns = rows if rb.symmetric else (c.degree(c.n), c.degree(0), c.count(0))
+    return [(rows, columns)]
+
+
+def _meet(a: tuple, b: tuple, c: _Counting) -> tuple:
+    return (c.min(a[0], b[0]), c.min(a[1], b[1]), c.count(a[2] + b[2] + a[1] * b[0] + b[1] * a[0]))
+
+
+def _joined(terms: list, c: _Counting) -> list:
+    if len(terms) <= MAX_TERMS:
+        return terms
+    views = []
+    for k in (0, 1):
+        parts = [term[k] for term in terms]
+        views.append(tuple(f(sum(v[i] for v in parts[1:]) + parts[0][i])
+                           for i, f in enumerate((c.degree, c.degree, c.count))))
+    return [tuple(views)]
+
+
+def _view_class(view: tuple) -> Cls | None:
+    """The class of n·D + n·E + X; None when it is 0 for large n."""
+    degree, exceptional, extra = view
+    classes = [] if (degree.zero and exceptional.zero) else [_mul(N, min(max(degree.hi, exceptional.hi), N))]
+    if not extra.zero:
+        classes.append(min(extra.hi, N2))
+    return max(classes, default=None)
+
+
+def _terms_class(terms: list) -> Cls | None:
+    """The class of the terms' count (None: none for large n)."""
+    classes = []
+    for rows, columns in terms:
+        views = [_view_class(rows), _view_class(columns)]
+        if None not in views:
+            classes.append(min(views))
+    return max(classes, default=None)
+
+
+def _terms_count(terms: list, n: int) -> int:
+    return sum(min(n * d + n * e + x for d, e, x in term) for term in terms)
+
+
 class Bound:
-    """A symbolic bound on the connection count of one pattern expression."""
+    """A symbolic bound on the connection count of one pattern expression: the patterns
+    of the symbolic domain. Bounds are equal when they are built alike from equal
+    arguments (they key the evaluator's caches), and have a size and a depth, as IR
+    patterns do (the evaluator limits them)."""
+
+    precedence = 100  # (as the IR's, for the text)
+
+    def __init__(self, key: tuple, children: tuple = ()):
+        self.key, self.children = key, children
+        self._hash = hash(key)
+        self._size = 1 + sum(child._size for child in children)
+        self._depth = 1 + max((child._depth for child in children), default=0)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return self is other or (isinstance(other, Bound) and self._hash == other._hash and self.key == other.key)
+
+    def size(self) -> int:
+        return self._size
+
+    def depth(self) -> int:
+        return self._depth
+
+    def _child_text(self, child: "Bound", strict: bool = False) -> str:
+        weaker = child.precedence < self.precedence or (strict and child.precedence == self.precedence)
+        return f"({child})" if weaker else str(child)
+
+    def terms(self, c: _Counting) -> list:
+        """Its terms (see above), symbolic or at one n."""
+        memo = self.__dict__ if c is SYMBOLIC else c.memo
+        key = "_symbolic_terms" if c is SYMBOLIC else id(self)
+        if key not in memo:
+            memo[key] = self._terms(c)
+        return memo[key]
 
     def summary(self) -> BoundSummary:
         cached = self.__dict__.get("_summary")
         if cached is None:
             cached = self._summary()
+            apart = _terms_class(self.terms(SYMBOLIC))
+            if apart is None or apart < cached.hi:
+                cached.hi, cached.apart = apart or ONE, True
+                cached.empty = apart is None
             if cached.reflexive and (cached.lo is None or cached.lo < N):
                 cached.lo = N  # every (i, i): at least n connections
             if cached.lo is not None and cached.lo > cached.hi:
@@ -484,7 +762,7 @@ class Bound:
     def evaluate(self, n: int) -> int:
         """A rigorous upper bound on the connection count at ``n``, from the concrete
         parameter values (never below the exact count)."""
-        return self.concrete(n)[2]
+        return min(self.concrete(n)[2], _terms_count(self.terms(_Counting.at(n)), n))
 
     def concrete(self, n: int) -> tuple[int, int, int]:
         """(D, E, count bound) at n, with D, E ≤ n and count ≤ n²."""
@@ -492,11 +770,34 @@ class Bound:
 
 
 class _Leaf(Bound):
-    def __init__(self, cls, args: dict, text: str):
-        self.cls, self.args, self.text = cls, args, text
+    def __init__(self, cls, args: dict):
+        self.cls, self.args = cls, args
+        super().__init__((cls, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items())))
+        hidden = {spec.name for signature in cls.signatures for spec in signature if not spec.structural}
+        shown = [", ".join(f"{i.lo}..{i.hi}" if isinstance(i, RangeValue) else str(i) for i in v)
+                 if isinstance(v, list) else str(v) for k, v in args.items() if k not in hidden]
+        self.text = f"{cls.name}({', '.join(shown)})" if args else cls.name
+
+    def __str__(self):
+        return self.text
+
+    def _row_bound(self, c: _Counting) -> RowBound:
+        if c is SYMBOLIC:
+            return self.cls.row_bound(self.args, N_QUANTITY, _AbstractOps)
+        n, args = c.n, {}
+        for name, value in self.args.items():
+            if isinstance(value, list):
+                args[name] = [(v.lo.at(n), v.hi.at(n)) if isinstance(v, RangeValue) else (v.at(n), v.at(n) + 1)
+                              for v in value]
+            else:
+                args[name] = value.at(n)
+        return self.cls.row_bound(args, n, _ConcreteOps(n))
+
+    def _terms(self, c):
+        return _leaf_terms(self._row_bound(c), c)
 
     def _summary(self):
-        rb: RowBound = self.cls.row_bound(self.args, N_QUANTITY, _AbstractOps)
+        rb = self._row_bound(SYMBOLIC)
         degree, exceptional = Quantity.of(rb.degree), Quantity.of(rb.exceptional)
         hi = _count_class(degree, exceptional)
         lo = None
@@ -505,25 +806,28 @@ class _Leaf(Bound):
             if known:
                 lo = _mul(N, min(max(known), N))
         dense = rb.symmetric if rb.causal_dense is None else rb.causal_dense
-        return BoundSummary(degree, exceptional, hi, lo, rb.reflexive, rb.symmetric, dense, self.text)
+        return BoundSummary(degree, exceptional, hi, lo, rb.reflexive, rb.symmetric, dense, self.text,
+                            rb.lower_triangle)
 
     def concrete(self, n):
-        args = {}
-        for name, value in self.args.items():
-            if isinstance(value, list):
-                args[name] = [(v.lo.at(n), v.hi.at(n)) if isinstance(v, _Range) else (v.at(n), v.at(n) + 1)
-                              for v in value]
-            else:
-                args[name] = value.at(n)
-        rb = self.cls.row_bound(args, n, _ConcreteOps(n))
+        rb = self._row_bound(_Counting.at(n))
         degree = min(max(int(rb.degree), 0), n)
         exceptional = min(max(int(rb.exceptional), 0), n)
         return degree, exceptional, min(n * n, n * degree + n * exceptional)
 
 
 class _Union(Bound):
+    precedence = 10
+
     def __init__(self, parts):
-        self.parts = parts
+        super().__init__(("|", tuple(parts)), tuple(parts))
+        self.parts = tuple(parts)
+
+    def __str__(self):
+        return " | ".join(self._child_text(p) for p in self.parts)
+
+    def _terms(self, c):
+        return _joined([term for p in self.parts for term in p.terms(c)], c)
 
     def _summary(self):
         ss = [p.summary() for p in self.parts]
@@ -534,8 +838,8 @@ class _Union(Bound):
         top = max(ss, key=lambda s: (s.hi, s.tight))
         known = [s.lo for s in ss if s.lo is not None]
         return BoundSummary(degree, exceptional, _count_class(degree, exceptional), max(known) if known else None,
-                       any(s.reflexive for s in ss), all(s.symmetric for s in ss),
-                       all(s.causal_dense for s in ss), top.dominant)
+                            any(s.reflexive for s in ss), all(s.symmetric for s in ss),
+                            all(s.causal_dense for s in ss), top.dominant, any(s.lower_triangle for s in ss))
 
     def concrete(self, n):
         cs = [p.concrete(n) for p in self.parts]
@@ -543,8 +847,20 @@ class _Union(Bound):
 
 
 class _Intersection(Bound):
+    precedence = 20
+
     def __init__(self, parts):
-        self.parts = parts
+        super().__init__(("&", tuple(parts)), tuple(parts))
+        self.parts = tuple(parts)
+
+    def __str__(self):
+        return " & ".join(self._child_text(p) for p in self.parts)
+
+    def _terms(self, c):
+        terms = self.parts[0].terms(c)
+        for part in self.parts[1:]:
+            terms = _joined([(_meet(t[0], u[0], c), _meet(t[1], u[1], c)) for t in terms for u in part.terms(c)], c)
+        return terms
 
     def _summary(self):
         ss = [p.summary() for p in self.parts]
@@ -561,10 +877,11 @@ class _Intersection(Bound):
         summary.reflexive = all(s.reflexive for s in ss)
         summary.symmetric = all(s.symmetric for s in ss)
         summary.causal_dense = summary.symmetric
-        # |A ∩ causal| ≥ c·|A| when A (the rest) is symmetric or causal-dense.
-        causal = [k for k, p in enumerate(self.parts) if isinstance(p, _Leaf) and p.cls.name == "causal"]
-        if causal:
-            rest = [p for k, p in enumerate(self.parts) if k != causal[0]]
+        summary.lower_triangle = all(s.lower_triangle for s in ss)
+        # |A ∩ T| ≥ c·|A| when T holds the lower triangle and A (the rest) is symmetric or causal-dense.
+        triangle = [k for k, s in enumerate(ss) if s.lower_triangle]
+        if triangle:
+            rest = [p for k, p in enumerate(self.parts) if k != triangle[0]]
             rest_summary = rest[0].summary() if len(rest) == 1 else _Intersection(rest).summary()
             if rest_summary.causal_dense or rest_summary.symmetric:
                 summary.lo = rest_summary.lo
@@ -577,12 +894,22 @@ class _Intersection(Bound):
 
 
 class _Difference(Bound):
+    precedence = 30
+
     def __init__(self, left, right):
+        super().__init__(("-", left, right), (left, right))
         self.left, self.right = left, right
+
+    def __str__(self):
+        return f"{self._child_text(self.left)} - {self._child_text(self.right, strict=True)}"
+
+    def _terms(self, c):
+        return self.left.terms(c)
 
     def _summary(self):
         a, b = self.left.summary(), self.right.summary()
-        lo = a.lo if (a.lo is not None and b.hi < a.lo) else None  # |A − B| ≥ |A| − |B|
+        common = min(b.hi, _Intersection((self.left, self.right)).summary().hi)
+        lo = a.lo if (a.lo is not None and common < a.lo) else None  # |A − B| = |A| − |A ∩ B|
         sym = a.symmetric and b.symmetric
         return BoundSummary(a.degree, a.exceptional, a.hi, lo, False, sym, sym, a.dominant)
 
@@ -591,156 +918,85 @@ class _Difference(Bound):
 
 
 class _Complement(Bound):
-    def __init__(self, operand, text):
-        self.operand, self.text = operand, text
+    precedence = 40
+
+    def __init__(self, operand):
+        super().__init__(("~", operand), (operand,))
+        self.operand = operand
+        inner = operand.summary().dominant
+        self.text = f"~{inner}" if isinstance(operand, _Leaf) else f"~({inner})"
+
+    def __str__(self):
+        return f"~{self._child_text(self.operand)}"
+
+    def _terms(self, c):
+        full = (c.degree(c.n), c.degree(0), c.count(0))
+        return [(full, full)]
 
     def _summary(self):
         s = self.operand.summary()
-        lo = N2 if s.hi < N2 else None  # |~A| = n² − |A|
+        # |~A| = n² − |A| ≥ n·(n − D − E): Θ(n²) when |A| = o(n²) or n − D − E ≥ c·n.
+        lo = N2 if s.hi < N2 or _AbstractOps.linear(N_QUANTITY - s.degree - s.exceptional) else None
         return BoundSummary(N_QUANTITY, Quantity.of(0), N2, lo, False, s.symmetric, s.symmetric, self.text)
 
     def concrete(self, n):
         return n, 0, n * n
 
 
-# ---- the abstract interpreter -------------------------------------------------------------
+# ---- the symbolic domain --------------------------------------------------------------------
 
 
-class _Evaluator:
-    """Evaluates a (validated) module's AST with n unknown: integers to Quantities,
-    patterns to Bounds."""
+class Symbolic:
+    """The domain in which patterndsl/resolve.py's evaluator runs for the growth analysis:
+    integers are Quantities in an unknown n, patterns are Bounds (see resolve.Integers
+    for the interface)."""
 
-    def __init__(self, module: A.Module):
-        self.lets = {s.name: s for s in module.statements if isinstance(s, A.Let)}
-        self.defs = {s.name: s for s in module.statements if isinstance(s, A.Def)}
-        self.let_cache: dict = {}
-        self.call_cache: dict = {}
+    n = None  # no one n (messages name none)
+    n_value = N_QUANTITY
 
-    def value(self, node, scope):
-        return getattr(self, "_" + type(node).__name__.lower())(node, scope)
+    is_int = staticmethod(lambda value: isinstance(value, Quantity))
+    is_pattern = staticmethod(lambda value: isinstance(value, Bound))
+    known = staticmethod(lambda value: value.const)
+    number = staticmethod(Quantity.of)
+    isqrt = staticmethod(q_isqrt)
+    ilog2 = staticmethod(q_ilog2)
+    cdiv = staticmethod(q_cdiv)
+    minimum = staticmethod(q_min)
+    maximum = staticmethod(q_max)
+    union = staticmethod(_Union)
+    intersection = staticmethod(_Intersection)
 
-    def _number(self, node, scope):
-        return Quantity.of(node.value)
+    @staticmethod
+    def difference(left: Bound, right: Bound) -> Bound:
+        # A − ~B is A ∩ B: bounded as the intersection it is.
+        return _Intersection((left, right.operand)) if isinstance(right, _Complement) else _Difference(left, right)
 
-    def _name(self, node, scope):
-        name = node.id
-        if name in scope:
-            return scope[name]
-        if name == "n":
-            return N_QUANTITY
-        if name in self.lets:
-            if name not in self.let_cache:
-                self.let_cache[name] = self.value(self.lets[name].value, {})
-            return self.let_cache[name]
-        if name in self.defs:
-            return self.call_def(self.defs[name], [], {})
-        return self.primitive(PRIMITIVES[name], [], {})
+    @staticmethod
+    def complement(operand: Bound) -> Bound:
+        return operand.operand if isinstance(operand, _Complement) else _Complement(operand)  # ~~A is A
 
-    def _range(self, node, scope):
-        return _Range(self.value(node.lo, scope), self.value(node.hi, scope))
-
-    def _union(self, node, scope):
-        return _Union([self.value(item, scope) for item in node.items])
-
-    def _intersection(self, node, scope):
-        return _Intersection([self.value(item, scope) for item in node.items])
-
-    def _unary(self, node, scope):
-        value = self.value(node.operand, scope)
-        if node.op == "~":
-            inner = value.summary().dominant
-            return _Complement(value, f"~{inner}" if isinstance(value, _Leaf) else f"~({inner})")
-        return -value
-
-    def _binary(self, node, scope):
-        left, right = self.value(node.left, scope), self.value(node.right, scope)
-        if isinstance(left, Bound):
-            return _Difference(left, right)
-        return {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
-                "//": lambda: left // right, "%": lambda: left % right}[node.op]()
-
-    def _call(self, node, scope):
-        positional, keywords = [], {}
-        for arg in node.args:
-            if isinstance(arg, A.Keyword):
-                keywords[arg.name] = self.value(arg.value, scope)
-            else:
-                positional.append(self.value(arg, scope))
-        if node.func in self.defs:
-            return self.call_def(self.defs[node.func], positional, keywords)
-        if node.func in PRIMITIVES:
-            return self.primitive(PRIMITIVES[node.func], positional, keywords)
-        return {"isqrt": lambda: q_isqrt(positional[0]), "ilog2": lambda: q_ilog2(positional[0]),
-                "cdiv": lambda: q_cdiv(*positional), "min": lambda: q_min(*positional),
-                "max": lambda: q_max(*positional)}[node.func]()
-
-    def call_def(self, definition: A.Def, positional, keywords):
-        key = (definition.name, tuple(map(id, positional)), tuple((k, id(v)) for k, v in sorted(keywords.items())))
-        if key in self.call_cache:  # the same arguments (objects): share the result, as the resolver does
-            return self.call_cache[key][0]
-        scope = {}
-        for k, param in enumerate(definition.params):
-            if k < len(positional):
-                scope[param.name] = positional[k]
-            elif param.name in keywords:
-                scope[param.name] = keywords[param.name]
-            else:
-                scope[param.name] = self.value(param.default, {})
-        result = self.value(definition.body, scope)
-        self.call_cache[key] = (result, positional, keywords)  # (keeps the arguments alive: ids stay unique)
-        return result
-
-    def primitive(self, cls, positional, keywords):
-        for signature in cls.signatures:
-            if signature and signature[0].kind == "indices":
-                text = f"{cls.name}({', '.join(f'{i.lo}..{i.hi}' if isinstance(i, _Range) else str(i) for i in positional)})"
-                return _Leaf(cls, {signature[0].name: list(positional)}, text)
-            names = [spec.name for spec in signature]
-            if len(positional) > len(signature) or any(k not in names for k in keywords):
-                continue
-            args = dict(zip(names, positional))
-            ok = True
-            for spec in signature[len(positional):]:
-                if spec.name in keywords:
-                    args[spec.name] = keywords[spec.name]
-                elif spec.default is not None:
-                    args[spec.name] = Quantity.of(spec.default)
-                else:
-                    ok = False
-            if ok:
-                shown = ", ".join(str(v) for k, v in args.items() if k != "seed")
-                return _Leaf(cls, args, f"{cls.name}({shown})" if signature else cls.name)
-        raise ValueError(f"{cls.name}: arguments match no signature (the file should have been validated)")
+    @staticmethod
+    def primitive(cls, args: dict) -> Bound:
+        """The primitive's Bound; with constant arguments, checked as compiling checks them
+        (ParamError), at a stand-in n: such a check holds at every n, so the message
+        names none."""
+        values = [v for value in args.values() for v in (value if isinstance(value, list) else [value])]
+        if all((v.lo.const is not None and v.hi.const is not None) if isinstance(v, RangeValue) else
+               v.const is not None for v in values):
+            try:
+                Integers(MAX_N).primitive(cls, {name: [RangeValue(v.lo.const, v.hi.const) if isinstance(v, RangeValue)
+                                                       else v.const for v in value]
+                                                if isinstance(value, list) else value.const
+                                                for name, value in args.items()})
+            except ParamError as exc:
+                raise ParamError(exc.param, exc.message.removesuffix(f" (n = {MAX_N})"), exc.help) from None
+        return _Leaf(cls, args)
 
 
-def _layer_bounds(module: A.Module) -> list[list[Bound]]:
-    """[layer][head] Bounds, in the order of CompiledPattern.patterns."""
-    ev = _Evaluator(module)
-    stmt = next(s for s in module.statements if isinstance(s, (A.PatternStmt, A.Heads, A.Layers)))
-    entries = stmt.entries if isinstance(stmt, A.Layers) else (stmt,)
-    heads_blocks = [e for e in entries if isinstance(e, A.Heads)]
-
-    def head_range(entry):
-        lo = ev.value(entry.lo, {}).at(0)
-        return lo, (lo + 1 if entry.hi is None else ev.value(entry.hi, {}).at(0))
-
-    count = max((head_range(e)[1] for block in heads_blocks for e in block.entries), default=1)
-    layers = []
-    for entry in entries:
-        if isinstance(entry, A.PatternStmt):
-            entry = entry.expr
-        if isinstance(entry, A.Heads):
-            per_head: list = [None] * count
-            for head_entry in entry.entries:
-                bound = ev.value(head_entry.pattern, {})
-                lo, hi = head_range(head_entry)
-                for h in range(lo, hi):
-                    per_head[h] = bound
-            layers.append(per_head)
-        else:
-            bound = ev.value(entry, {})
-            layers.append([bound] * count)
-    return layers
+def _layer_bounds(module: A.Module, source: Source) -> tuple[tuple[Bound, ...], ...]:
+    """[layer][head] Bounds, in the order of CompiledPattern.patterns (SpatError: the
+    diagnostics that compiling the file reports, less those about one n's values)."""
+    return evaluate(module, source, Symbolic()).patterns
 
 
 # ---- the report ------------------------------------------------------------------------------
@@ -761,8 +1017,13 @@ def _describe(bound: Bound, n: int | None) -> dict:
         "exceptional_rows": str(exceptional),
         "dominant": s.dominant,
     }
-    if s.hi == ONE:
+    if s.empty or (s.hi == ONE and degree.zero and exceptional.zero):
         why = "no connections"
+    elif s.apart:  # (the rows' bound is looser than the terms')
+        why = (f"its intersections hold fewer connections than its rows allow, counted by rows and columns "
+               f"apart: {out['bound']}; dominated by {s.dominant}")
+        if not s.tight:
+            why += "; an upper bound that may not be tight"
     else:
         rows = ("every row" if exceptional.const == 0 else
                 f"all but {exceptional} row{'' if str(exceptional) == '1' else 's'} (which have up to n keys)")
@@ -776,13 +1037,12 @@ def _describe(bound: Bound, n: int | None) -> dict:
     return out
 
 
-def _report(module: A.Module, n: int | None) -> dict:
+def _report(module: A.Module, source: Source, n: int | None) -> dict:
     with deep_recursion():
-        return _report_unguarded(module, n)
+        return _report_unguarded(_layer_bounds(module, source), n)
 
 
-def _report_unguarded(module: A.Module, n: int | None) -> dict:
-    layers = _layer_bounds(module)
+def _report_unguarded(layers, n: int | None) -> dict:
     described: dict[int, dict] = {}
     per_layer = []
     for layer in layers:
@@ -809,10 +1069,18 @@ def _report_unguarded(module: A.Module, n: int | None) -> dict:
     return out
 
 
-def bounds(module: A.Module) -> list[list[Bound]]:
+def _module_and_source(source: "str | Path | Source | A.Module") -> tuple[A.Module, Source]:
+    if isinstance(source, A.Module):
+        # (a module without its text: diagnostics, if any, are shown without source lines)
+        return source, Source("", "<module>")
+    source = load_source(source)
+    return parse(source), source
+
+
+def bounds(source: "str | Path | Source | A.Module") -> tuple[tuple[Bound, ...], ...]:
     """The symbolic Bound of every layer × head (``bound.evaluate(n)``, ``bound.summary()``)."""
     with deep_recursion():
-        return _layer_bounds(module)
+        return _layer_bounds(*_module_and_source(source))
 
 
 def growth(compiled) -> dict:
@@ -827,14 +1095,12 @@ def growth(compiled) -> dict:
 
     "tight" means the count is Θ of the class; otherwise only O is proved.
     "bound_at_n" is a rigorous upper bound on the exact count at this n."""
-    return _report(compiled.module, compiled.n)
+    return _report(compiled.module, compiled.source, compiled.n)
 
 
-def growth_formula(source: "str | Path | A.Module") -> dict:
+def growth_formula(source: "str | Path | Source | A.Module") -> dict:
     """The same report with no n (`patterndsl check` without --n): the bounds as formulas
-    in n. The source must be valid (compile it first for diagnostics)."""
-    if not isinstance(source, A.Module):
-        from ..compiled import parse
-
-        source = parse(source)
-    return _report(source, None)
+    in n. Raises SpatError with the file's diagnostics — the same as compiling it
+    reports, less those that need one n's values (an unknown name, a recursive def, a
+    pattern where an integer belongs: all as with an n)."""
+    return _report(*_module_and_source(source), None)
