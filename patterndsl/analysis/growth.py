@@ -973,18 +973,17 @@ class Symbolic:
 
     @staticmethod
     def intersection(parts) -> Bound:
-        # A ∩ ~C is A − C (bounded below by |A| − |A ∩ C|); ~A ∩ ~B is ~(A ∪ B).
+        # A ∩ ~C is A − C (bounded below by |A| − |A ∩ C|); ~A ∩ ~B is ~(A ∪ B). (One node per
+        # side, so that it nests no deeper than the IR: the evaluator limits the depth.)
         parts = tuple(parts)
         kept = [p for p in parts if not isinstance(p, _Complement)]
         removed = [p.operand for p in parts if isinstance(p, _Complement)]
         if not removed:
             return _Intersection(parts)
+        removed = removed[0] if len(removed) == 1 else _Union(removed)
         if not kept:
-            return _Complement(_Union(removed))
-        out = kept[0] if len(kept) == 1 else _Intersection(kept)
-        for operand in removed:
-            out = _Difference(out, operand)
-        return out
+            return _Complement(removed)
+        return _Difference(kept[0] if len(kept) == 1 else _Intersection(kept), removed)
 
     @staticmethod
     def difference(left: Bound, right: Bound) -> Bound:
