@@ -860,7 +860,8 @@ class Global(_IndexPrimitive):
     def row_bound(cls, args, n, ops):
         """|R| keys in the rows outside R; the |R| rows in R hold all n."""
         size = ops.size(args["R"])
-        return RowBound(size, size, symmetric=True, parts=(Rows.row_bound(args, n, ops), Cols.row_bound(args, n, ops)))
+        return RowBound(size, size, symmetric=True,
+                        parts=(Rows.row_bound(args, n, ops), Cols.row_bound(args, n, ops)))
 
     def predicate(self, i, j, n):
         return R.index_member(self.indices, i) | R.index_member(self.indices, j)

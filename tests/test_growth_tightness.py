@@ -11,7 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import patterndsl
@@ -79,6 +79,9 @@ def _class_value(n: int, hi) -> float:
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_sources(max_depth=2), st.lists(S.sizes(min_n=16, max_n=300), min_size=1, max_size=3))
+# (once found: a part bounded by its terms, whose concrete count the parent did not take)
+@example("(window(n // 3, -(n // 3) + ilog2(n)) & global(0)) & (window(n // 3, -(n // 3) + ilog2(n)) "
+         "& summary(16, 2))", [16])
 def test_no_claim_contradicted(source, ns):
     """The concrete bound is never below the exact count (n ≥ 16: the corpus's ranges such
     as n-8..n need it), and the class bounds the concrete bound (their ratio does not

@@ -54,7 +54,7 @@ part's (tight when the largest part is); an intersection takes the least of its
 parts' bounds and of (min D, ΣE); a difference keeps its left side's bound
 (|A − B| = |A| − |A ∩ B| keeps it tight when A ∩ B is smaller); a complement is
 bounded by n² (tight when its operand is o(n²), or its rows leave ≥ c·n keys out:
-n − D − E ≥ c·n, as in `~stride(2)`); ~~A is A and A − ~B is A ∩ B.
+n − D − E ≥ c·n, as in `~stride(2)`); ~~A is A, A − ~B is A ∩ B, A ∩ ~C is A − C.
 Intersections also count rows and columns apart (the *terms* below), which bounds
 `cols(0..4) & window(8)` by O(1). Lower bounds for intersections:
 |A ∩ T| ≥ c·|A| when T holds the lower triangle (RowBound.lower_triangle: causal,
@@ -762,11 +762,16 @@ class Bound:
     def evaluate(self, n: int) -> int:
         """A rigorous upper bound on the connection count at ``n``, from the concrete
         parameter values (never below the exact count)."""
-        return min(self.concrete(n)[2], _terms_count(self.terms(_Counting.at(n)), n))
+        return self.concrete(_Counting.at(n))[2]
 
-    def concrete(self, n: int) -> tuple[int, int, int]:
-        """(D, E, count bound) at n, with D, E ≤ n and count ≤ n²."""
-        raise NotImplementedError
+    def concrete(self, c: _Counting) -> tuple[int, int, int]:
+        """(D, E, count bound) at c.n, with D, E ≤ n and count ≤ n², the count also bounded
+        by the terms (as the class is: the parts' counts that a parent takes are these)."""
+        key = ("concrete", id(self))
+        if key not in c.memo:
+            degree, exceptional, count = self._concrete(c)
+            c.memo[key] = (degree, exceptional, min(count, _terms_count(self.terms(c), c.n)))
+        return c.memo[key]
 
 
 class _Leaf(Bound):
@@ -809,8 +814,8 @@ class _Leaf(Bound):
         return BoundSummary(degree, exceptional, hi, lo, rb.reflexive, rb.symmetric, dense, self.text,
                             rb.lower_triangle)
 
-    def concrete(self, n):
-        rb = self._row_bound(_Counting.at(n))
+    def _concrete(self, c):
+        rb, n = self._row_bound(c), c.n
         degree = min(max(int(rb.degree), 0), n)
         exceptional = min(max(int(rb.exceptional), 0), n)
         return degree, exceptional, min(n * n, n * degree + n * exceptional)
@@ -841,9 +846,10 @@ class _Union(Bound):
                             any(s.reflexive for s in ss), all(s.symmetric for s in ss),
                             all(s.causal_dense for s in ss), top.dominant, any(s.lower_triangle for s in ss))
 
-    def concrete(self, n):
-        cs = [p.concrete(n) for p in self.parts]
-        return (min(n, sum(c[0] for c in cs)), min(n, sum(c[1] for c in cs)), min(n * n, sum(c[2] for c in cs)))
+    def _concrete(self, c):
+        cs, n = [p.concrete(c) for p in self.parts], c.n
+        return (min(n, sum(d for d, _, _ in cs)), min(n, sum(e for _, e, _ in cs)),
+                min(n * n, sum(count for _, _, count in cs)))
 
 
 class _Intersection(Bound):
@@ -887,10 +893,10 @@ class _Intersection(Bound):
                 summary.lo = rest_summary.lo
         return summary
 
-    def concrete(self, n):
-        cs = [p.concrete(n) for p in self.parts]
-        degree, exceptional = min(c[0] for c in cs), min(n, sum(c[1] for c in cs))
-        return degree, exceptional, min(min(c[2] for c in cs), n * degree + n * exceptional)
+    def _concrete(self, c):
+        cs, n = [p.concrete(c) for p in self.parts], c.n
+        degree, exceptional = min(d for d, _, _ in cs), min(n, sum(e for _, e, _ in cs))
+        return degree, exceptional, min(min(count for _, _, count in cs), n * degree + n * exceptional)
 
 
 class _Difference(Bound):
@@ -913,8 +919,8 @@ class _Difference(Bound):
         sym = a.symmetric and b.symmetric
         return BoundSummary(a.degree, a.exceptional, a.hi, lo, False, sym, sym, a.dominant)
 
-    def concrete(self, n):
-        return self.left.concrete(n)
+    def _concrete(self, c):
+        return self.left.concrete(c)
 
 
 class _Complement(Bound):
@@ -939,8 +945,8 @@ class _Complement(Bound):
         lo = N2 if s.hi < N2 or _AbstractOps.linear(N_QUANTITY - s.degree - s.exceptional) else None
         return BoundSummary(N_QUANTITY, Quantity.of(0), N2, lo, False, s.symmetric, s.symmetric, self.text)
 
-    def concrete(self, n):
-        return n, 0, n * n
+    def _concrete(self, c):
+        return c.n, 0, c.n * c.n
 
 
 # ---- the symbolic domain --------------------------------------------------------------------
@@ -964,7 +970,20 @@ class Symbolic:
     minimum = staticmethod(q_min)
     maximum = staticmethod(q_max)
     union = staticmethod(_Union)
-    intersection = staticmethod(_Intersection)
+
+    @staticmethod
+    def intersection(parts) -> Bound:
+        # A ∩ ~C is A − C (bounded below by |A| − |A ∩ C|); ~A ∩ ~B is ~(A ∪ B). (One node per
+        # side, so that it nests no deeper than the IR: the evaluator limits the depth.)
+        parts = tuple(parts)
+        kept = [p for p in parts if not isinstance(p, _Complement)]
+        removed = [p.operand for p in parts if isinstance(p, _Complement)]
+        if not removed:
+            return _Intersection(parts)
+        removed = removed[0] if len(removed) == 1 else _Union(removed)
+        if not kept:
+            return _Complement(removed)
+        return _Difference(kept[0] if len(kept) == 1 else _Intersection(kept), removed)
 
     @staticmethod
     def difference(left: Bound, right: Bound) -> Bound:
