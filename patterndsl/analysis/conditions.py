@@ -61,6 +61,7 @@ from ..primitives import Cols, Global, Primitive, Rows
 from ..reference import evaluate
 from .counts import row_degrees
 
+FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
 EXHAUSTIVE_N = 12  # exhaustive Hamiltonian path search up to this n
 PROBABILITY_ASSUMPTION2 = {"softmax": True, "sparsemax": True}
@@ -232,8 +233,8 @@ def _hamiltonian_dfs(union: np.ndarray, deadline: float):
 
 
 def _packed_iteration(masks: list, c1: bool, deadline: float, limit: int):
-    """Iterate S^t; returns (s, S^{s−1} packed or None) when S^s = J, (None, 'cycle') when a
-    state repeats (so S^t ≠ J forever), (None, None) when out of time/limit."""
+    """Iterate S^t; returns (s, S^{s−1} packed or None) when S^s = J, (None, ("cycle", t0, t1))
+    when S^{t1} repeats S^{t0} with t0 ≡ t1 (mod p) (so S^t ≠ J forever), (None, None) when out of time/limit."""
     n = masks[0].shape[0]
     p = len(masks)
     full_row = np.packbits(np.ones(n, dtype=bool))
@@ -244,7 +245,7 @@ def _packed_iteration(masks: list, c1: bool, deadline: float, limit: int):
         np.add.at(indptr, rows + 1, 1)
         csr.append((np.cumsum(indptr), cols))
     S = np.packbits(masks[0], axis=1)
-    seen = set()
+    seen: dict = {}
     t = 1
     previous = None
     while True:
@@ -253,8 +254,8 @@ def _packed_iteration(masks: list, c1: bool, deadline: float, limit: int):
         if not c1:
             key = (t % p, hashlib.sha1(S.tobytes()).digest())
             if key in seen:
-                return None, "cycle"
-            seen.add(key)
+                return None, ("cycle", seen[key], t)
+            seen[key] = t
         if t >= limit or time.perf_counter() > deadline:
             return None, None
         t += 1
@@ -476,7 +477,8 @@ def _large_conditions(patterns, n, c1_ok, hubs):
         i = lo_r
         j = hi_r if hi_r < n else lo_r - 1
         return c2, {"holds": False, "unreachable": [int(i), int(j)], "evidence": {"closed": [[lo_r, hi_r]]}}
-    return c2, {"holds": None, "s": None, "s_bounds": [lo, None], "reason": "undecided within budget"}
+    return c2, {"holds": None, "s": None, "s_bounds": [lo, None], "reason": "undecided within budget",
+                "evidence": {"missing_first": missing} if missing is not None else {}}
 
 
 def _closed_interval(patterns, n, hubs):
@@ -549,8 +551,8 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
             i, j = np.argwhere(~before)[0]
             ev["missing_before"] = [int(i), int(j)]
         return c2, {"holds": True, "s": s, "s_bounds": [s, s], "evidence": ev}
-    if why == "cycle":
-        return c2, {"holds": False, "evidence": {"recursion_cycles": True}}
+    if isinstance(why, tuple):  # S^{t0} = S^{t1}, t0 ≡ t1 (mod p), never J before
+        return c2, {"holds": False, "evidence": {"recursion_cycles": [why[1], why[2]]}}
     # Out of budget: fall back to the certified structural bounds (hub, chain).
     _, c3 = _large_conditions(patterns, n, c1_ok, _candidates(patterns, n))
     if c3.get("holds") is not True:
@@ -566,7 +568,7 @@ def certificate(compiled, results: dict, counts: "dict | None" = None) -> dict:
     schema is documented in patterndsl/verify.py, which checks it."""
     text = getattr(compiled.source, "text", None)
     cert = {
-        "format": "patterndsl-certificate/1",
+        "format": FORMAT,
         "source_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest() if isinstance(text, str) else None,
         "n": results["n"], "layers": results["layers"], "heads": results["heads"],
         "prob": {"name": results["prob"]["name"], "assumption2": results["prob"]["assumption2"]},
