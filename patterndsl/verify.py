@@ -29,6 +29,7 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
           | {"holds": true, "s": int | null, "s_bounds": [lo, hi],
              "evidence": {"hub": {"token", "row_step", "column_step"}, "chain": true,
                           "recursion": true, "intervals": true,
+                          "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
                           "missing_first": [i, j], "missing_before": [i, j]}}
           | {"holds": null, "s_bounds": [lo, null], "evidence": {...}, "reason": str}}],
      "counts": optional {"per_layer": [[count of layer k, head h]], "union": [per head]}}
@@ -52,6 +53,9 @@ it is re-checked:
     (column_step − 1) mod p, row_step < column_step: S^{column_step} = J when
     (row_step, column_step) = (1, 2), or given C1 (re-checked here). So s ≤ column_step.
   * chain: U holds (i, i−1) and (i, i+1) for all i, and C1: s ≤ p(n − 1).
+  * trees: an out-tree (v ∈ A_{out[v]} in some layer) and an in-tree (in[v] ∈ A_v) of U
+    rooted at r, both reaching every token: the diameter D of U is at most the sum of
+    their heights, and given C1, s ≤ p·D.
   * recursion: S^t recomputed densely for t ≤ hi (small n): both bounds.
   * intervals: every row of every layer is one interval [lo_k(i), hi_k(i)) holding i,
     with lo_k and hi_k non-decreasing in i. Then S^t_i is an interval too, S^t = J
@@ -760,6 +764,42 @@ def _row_after(ch: _Claims, h, i, steps) -> np.ndarray:
     return X
 
 
+def _depths(parent: np.ndarray, root: int) -> "np.ndarray | None":
+    """Hops from every token to the root along ``parent``; None unless it is a tree."""
+    jump = np.where(np.arange(parent.size) == root, root, parent)
+    hops = (jump != root).astype(np.int64)
+    for _ in range(parent.size.bit_length() + 1):  # after k rounds, jump is the 2^k-th ancestor
+        hops, jump = hops + hops[jump], jump[jump]
+    return hops if (jump == root).all() else None
+
+
+def _tree_diameter_bound(ch: _Claims, h, trees) -> "int | str":
+    """max depth_in + max depth_out of two trees rooted at r (out: v ∈ A_{out[v]}; in:
+    in[v] ∈ A_v): every pair (i, j) is joined by i → … → r → … → j."""
+    n = ch.n
+    if not (isinstance(trees, dict) and _index(trees.get("root"), n)):
+        return "malformed trees"
+    r = trees["root"]
+    total = 0
+    for name, forward in (("out", True), ("in", False)):
+        parent = trees.get(name)
+        if not (isinstance(parent, list) and len(parent) == n and all(_int(x) for x in parent)):
+            return f"malformed {name} tree"
+        parent = np.array(parent, dtype=np.int64)
+        others = np.flatnonzero(np.arange(n) != r)
+        if parent[r] != -1 or (parent[others] < 0).any() or (parent[others] >= n).any():
+            return f"the {name} tree's parents are not tokens (the root's is -1)"
+        ch.meter.add(n * ch.p)
+        i, j = (parent[others], others) if forward else (others, parent[others])
+        if not ch.union_has(h, i, j).all():
+            return f"an edge of the {name} tree is not attended"
+        depth = _depths(parent, r)
+        if depth is None:
+            return f"the {name} tree does not reach the root from every token"
+        total += int(depth.max())
+    return max(1, total)
+
+
 def _check_depth(ch: _Claims, h, claim) -> str | None:
     n, p = ch.n, ch.p
     holds = claim.get("holds")
@@ -825,6 +865,14 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
             if not (ch.c1(h) and ch.union_has(h, i, i - 1).all() and ch.union_has(h, i - 1, i).all()):
                 return "chain evidence does not hold"
             proved = min(proved or p * max(n - 1, 1), p * max(n - 1, 1))
+        trees = ev.get("trees")
+        if trees is not None:
+            if not ch.c1(h):
+                return "trees bound s only given C1, which fails"
+            diameter = _tree_diameter_bound(ch, h, trees)
+            if isinstance(diameter, str):
+                return diameter
+            proved = min(proved or p * diameter, p * diameter)
         if proved is None:
             return "no evidence for the upper bound"
         if proved > hi:

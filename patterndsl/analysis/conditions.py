@@ -60,6 +60,9 @@ from ..ir import Complement, Difference, IndexSet, Intersection, Pattern, Union
 from ..primitives import Cols, Global, Primitive, Rows
 from ..reference import evaluate
 from .counts import row_degrees
+from .graph import TooLarge, UnionGraph, tree_depths
+from .rowsets import TooManyIntervals
+from .structural import as_runs, interval_depth, layered_reach, run_witnesses
 
 FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
@@ -440,45 +443,126 @@ def _missing_in_first(patterns, n, hubs):
     return None
 
 
-def _lower_pair(patterns, n, hubs):
-    return _missing_in_first(patterns, n, hubs)
+def _union_graph(patterns, n):
+    """U as a segment-tree graph (analysis/graph.py), or None when it would be too large."""
+    try:
+        return UnionGraph(patterns, n)
+    except (TooLarge, TooManyIntervals):
+        return None
+
+
+def _component_refutations(graph, n):
+    """(C2 refutation or None, C3 refutation or None) from U's SCCs."""
+    labels, sinks, sources = graph.components()
+    c2 = c3 = None
+    if len(sinks) >= 2:  # each set attends only inside itself: each must hold γ(0)
+        c2 = {"holds": False, "refutation": {"kind": "two_start_sets",
+                                              "sets": [_ranges(np.flatnonzero(labels == c)) for c in sinks[:2]]}}
+    elif len(sources) >= 2:  # no row outside attends into it: each must hold γ(n − 1)
+        c2 = {"holds": False, "refutation": {"kind": "two_end_sets",
+                                              "sets": [_ranges(np.flatnonzero(labels == c)) for c in sources[:2]]}}
+    if labels.min() != labels.max():
+        inside = labels == sinks[0]
+        i, j = int(np.flatnonzero(inside)[0]), int(np.flatnonzero(~inside)[0])
+        c3 = {"holds": False, "unreachable": [i, j], "evidence": {"closed": _ranges(np.flatnonzero(inside))}}
+    return c2, c3
+
+
+def _structured_path(patterns, n):
+    """A Hamiltonian path from the families of analysis/structural.py, as runs, or None."""
+    for g in run_witnesses(patterns, n):
+        ok = np.zeros(n - 1, dtype=bool)
+        for P in patterns:
+            todo = np.flatnonzero(~ok)
+            if todo.size == 0:
+                break
+            ok[todo] = pair_values(P, g[1:][todo], g[:-1][todo], n)
+        if ok.all():
+            return {"holds": True, "witness": {"runs": as_runs(g)}}
+    return None
 
 
 def _large_conditions(patterns, n, c1_ok, hubs):
     p = len(patterns)
     lower, upper = _offdiagonals(patterns, n)
+    graph = None
     # C2
-    c2 = _offdiagonal_witness(lower, upper) or {
-        "holds": None, "reason": "undecided within budget (n too large for a search)"}
+    c2 = _offdiagonal_witness(lower, upper) or _structured_path(patterns, n)
     # C3
     hub = _hub_bound(patterns, n, c1_ok, hubs)
     missing = _missing_in_first(patterns, n, hubs)
     lo = 2 if missing is not None else 1
-    if hub is not None:
+    first_ev = {"missing_first": missing} if missing is not None else {}
+    c3 = None
+    if hub is not None and hub[0] == lo:
         hi, h, b, a = hub
-        ev = {"hub": {"token": h, "row_step": b, "column_step": a}}
-        if missing is not None:
-            ev["missing_first"] = missing
-        if lo == hi:
-            return c2, {"holds": True, "s": hi, "s_bounds": [lo, hi], "evidence": ev}
-        return c2, {"holds": True, "s": None, "s_bounds": [lo, hi], "evidence": ev}
-    sc_chain = lower and upper
-    if sc_chain:
-        ev = {"chain": True}
-        if missing is not None:
-            ev["missing_first"] = missing
-        if c1_ok:
-            return c2, {"holds": True, "s": None, "s_bounds": [lo, p * (n - 1)], "evidence": ev}
-        return c2, {"holds": None, "s": None, "s_bounds": [lo, None], "reason": "strongly connected but C1 fails: "
-                    "undecided within budget", "evidence": ev}
-    closed = _closed_interval(patterns, n, hubs)
-    if closed is not None:
-        (lo_r, hi_r) = closed
-        i = lo_r
-        j = hi_r if hi_r < n else lo_r - 1
-        return c2, {"holds": False, "unreachable": [int(i), int(j)], "evidence": {"closed": [[lo_r, hi_r]]}}
-    return c2, {"holds": None, "s": None, "s_bounds": [lo, None], "reason": "undecided within budget",
-                "evidence": {"missing_first": missing} if missing is not None else {}}
+        c3 = {"holds": True, "s": hi, "s_bounds": [lo, hi],
+              "evidence": {"hub": {"token": h, "row_step": b, "column_step": a}, **first_ev}}
+    elif c1_ok and (exact := interval_depth(patterns, n)) is not False:
+        if exact is None:  # monotone intervals that never reach: not strongly connected
+            graph = _union_graph(patterns, n)
+            c3 = _component_refutations(graph, n)[1] if graph is not None else None
+        else:
+            c3 = {"holds": True, "s": exact, "s_bounds": [exact, exact], "evidence": {"intervals": True}}
+    if c3 is None:
+        upper_ev = None
+        if hub is not None:
+            hi, h, b, a = hub
+            upper_ev = ({"hub": {"token": h, "row_step": b, "column_step": a}}, hi)
+        elif lower and upper and c1_ok:
+            upper_ev = ({"chain": True}, p * (n - 1))
+        if upper_ev is None:
+            graph = graph or _union_graph(patterns, n)
+            if graph is not None:
+                c3 = _component_refutations(graph, n)[1]
+                if c3 is None and c1_ok:
+                    upper_ev = _tree_bound(graph, n, p)
+            elif (closed := _closed_interval(patterns, n, hubs)) is not None:
+                lo_r, hi_r = closed
+                c3 = {"holds": False, "unreachable": [lo_r, hi_r if hi_r < n else lo_r - 1],
+                      "evidence": {"closed": [[lo_r, hi_r]]}}
+        if c3 is None and upper_ev is not None:
+            ev, hi = upper_ev
+            lo, ev = _lower_bound(patterns, n, hi, lo, ev, first_ev, c1_ok)
+            c3 = {"holds": True, "s": hi if lo == hi else None, "s_bounds": [lo, hi], "evidence": ev}
+        elif c3 is None:
+            reason = ("strongly connected but C1 fails: undecided" if graph is not None or (lower and upper)
+                      else "undecided within budget")
+            c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
+    if c2 is None:
+        graph = graph or _union_graph(patterns, n)
+        if graph is not None:
+            c2 = _component_refutations(graph, n)[0]
+    if c2 is None:
+        c2 = {"holds": None, "reason": "undecided (no structural witness or refutation)"}
+    return c2, c3
+
+
+def _tree_bound(graph, n, p):
+    """Given C1 and U strongly connected: BFS trees out of and into token 0 bound the
+    diameter D ≤ depth_in + depth_out, and s ≤ p·D (the theorem above)."""
+    out_tree, in_tree = graph.tree(0), graph.tree(0, reverse=True)
+    if out_tree is None or in_tree is None:
+        return None
+    d_out, d_in = tree_depths(out_tree, 0), tree_depths(in_tree, 0)
+    hi = p * max(1, int(d_out.max()) + int(d_in.max()))
+    return {"trees": {"root": 0, "out": out_tree.tolist(), "in": in_tree.tolist()}}, hi
+
+
+def _lower_bound(patterns, n, hi, lo, ev, first_ev, c1_ok):
+    """The best lower bound on s: S^t of a few rows computed layer by layer (C1)."""
+    ev = dict(ev)
+    best = (lo, first_ev)
+    if c1_ok and hi > 2:
+        for i in dict.fromkeys([0, n - 1, n // 2]):
+            found = layered_reach(patterns, n, i, hi)
+            if found is None:
+                continue
+            t, gap = found
+            if t is not None and gap is not None and t > best[0]:
+                best = (t, {"missing_before": [i, gap]})
+    ev.update(best[1])
+    return best[0], ev
 
 
 def _closed_interval(patterns, n, hubs):
