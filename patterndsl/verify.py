@@ -25,10 +25,11 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
           | {"holds": null, "reason": str},
         "finite_depth":
             {"holds": false, "unreachable": [i, j], "evidence": {"closed": ranges}}
-          | {"holds": false, "evidence": {"recursion_cycles": [t0, t1]}}
+          | {"holds": false, "evidence": {"recursion_cycles": [t0, t1]} | {"empty_rows": [i per layer]}
+                                         | {"periodic": {"root", "out": [parent of v], "period": g}}}
           | {"holds": true, "s": int | null, "s_bounds": [lo, hi],
              "evidence": {"hub": {"token", "row_step", "column_step"}, "chain": true,
-                          "recursion": true, "intervals": true,
+                          "recursion": true, "intervals": true, "full_first": true, "aperiodic": true,
                           "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
                           "missing_first": [i, j], "missing_before": [i, j]}}
           | {"holds": null, "s_bounds": [lo, null], "evidence": {...}, "reason": str}}],
@@ -44,6 +45,10 @@ it is re-checked:
   * two_start_sets: two disjoint non-empty sets whose rows attend only inside themselves
     (in every layer): each must hold γ(0), so there is no Hamiltonian path.
     two_end_sets: two disjoint sets no outside row attends into: each must hold γ(n − 1).
+    few_successors: every row outside "others" attends no token of "tokens" but itself, so
+    each token's successor on the path lies in others; few_predecessors: every token's
+    keys but itself lie in others, so each token's predecessor does; either way the
+    tokens but one need distinct others: |others| < |tokens| − 1 refutes a path.
     exhaustive: only for n ≤ 12, where this module searches every path itself.
   * closed: a set R whose rows attend only inside R, i ∈ R, j ∉ R: j ∉ S^t_i for all t.
   * recursion_cycles [t0, t1]: t0 < t1, t0 ≡ t1 (mod p), S^{t0} = S^{t1} and no S^t
@@ -55,7 +60,14 @@ it is re-checked:
   * chain: U holds (i, i−1) and (i, i+1) for all i, and C1: s ≤ p(n − 1).
   * trees: an out-tree (v ∈ A_{out[v]} in some layer) and an in-tree (in[v] ∈ A_v) of U
     rooted at r, both reaching every token: the diameter D of U is at most the sum of
-    their heights, and given C1, s ≤ p·D.
+    their heights, and given C1, s ≤ p·D. With one layer and no C1: s ≤ the sum of the
+    heights when the root has a self-loop (walk in, wait, walk out); with "aperiodic",
+    the period (below) is re-computed as 1, so A is primitive and s ≤ (n − 1)² + 1.
+  * full_first: every row of layer 0 is everything: s = 1.
+  * empty_rows: an empty row in every layer: every S^t has one, s is infinite.
+  * periodic: one layer, an out-tree of U, and g = gcd over the edges u → v of
+    depth(u) + 1 − depth(v) re-computed from every row, g ≥ 2: every cycle length is a
+    multiple of g, the keys of row i in S^t lie in one class mod g: s is infinite.
   * recursion: S^t recomputed densely for t ≤ hi (small n): both bounds.
   * intervals: every row of every layer is one interval [lo_k(i), hi_k(i)) holding i,
     with lo_k and hi_k non-decreasing in i. Then S^t_i is an interval too, S^t = J
@@ -394,24 +406,29 @@ class _Claims:
         ks = self.rows(k, h, [i])
         return bool(ks.sizes()[0] == self.n)
 
-    def leaves(self, h, X: np.ndarray, layers=None) -> bool:
-        """Whether a row of X attends outside X ∪ {itself} in some layer."""
-        cum = np.concatenate([[0], np.cumsum(X)])
-        members = np.flatnonzero(X)
-        for k in (range(self.p) if layers is None else layers):
-            for rows in _batches(members):
+    def leaves(self, h, X: np.ndarray, rows_of=None) -> bool:
+        """Whether a row of ``rows_of`` (default X) attends outside X ∪ {itself} in some layer."""
+        inside = X.copy()
+        cum = np.concatenate([[0], np.cumsum(inside)])
+        for k in range(self.p):
+            for rows in _batches(np.flatnonzero(X if rows_of is None else rows_of)):
                 ks = self.rows(k, h, rows)
-                outside = (ks.hi - ks.lo) - (cum[ks.hi] - cum[ks.lo])
+                token = rows[ks.own]
+                own_outside = ((ks.lo <= token) & (token < ks.hi) & ~inside[token]).astype(np.int64)
+                outside = (ks.hi - ks.lo) - (cum[ks.hi] - cum[ks.lo]) - own_outside
                 if outside.any():
                     return True
         return False
 
-    def attended_from_outside(self, h, X: np.ndarray) -> bool:
+    def attends_into(self, h, X: np.ndarray, rows_of) -> bool:
+        """Whether a row of ``rows_of`` attends a token of X other than itself."""
         cum = np.concatenate([[0], np.cumsum(X)])
         for k in range(self.p):
-            for rows in _batches(np.flatnonzero(~X)):
+            for rows in _batches(np.flatnonzero(rows_of)):
                 ks = self.rows(k, h, rows)
-                if (cum[ks.hi] - cum[ks.lo]).any():
+                token = rows[ks.own]
+                own_inside = ((ks.lo <= token) & (token < ks.hi) & X[token]).astype(np.int64)
+                if ((cum[ks.hi] - cum[ks.lo]) - own_inside).any():
                     return True
         return False
 
@@ -645,8 +662,21 @@ def _check_hamiltonian(ch: _Claims, h, claim) -> str | None:
         for x in X:
             if kind == "two_start_sets" and ch.leaves(h, x):
                 return "a start set attends outside itself"
-            if kind == "two_end_sets" and ch.attended_from_outside(h, x):
+            if kind == "two_end_sets" and ch.attends_into(h, x, rows_of=~x):
                 return "an end set is attended from outside"
+        return None
+    if kind in ("few_successors", "few_predecessors"):
+        try:
+            X, Y = _members(ref.get("tokens"), n), _members(ref.get("others"), n)
+        except ValueError as exc:
+            return str(exc)
+        if not Y.sum() < X.sum() - 1:
+            return "needs fewer others than tokens − 1"
+        if kind == "few_predecessors":
+            if ch.leaves(h, X | Y, rows_of=X):
+                return "a token attends outside the others"
+        elif ch.attends_into(h, X, rows_of=~Y):
+            return "a row outside the others attends into the tokens"
         return None
     if kind == "exhaustive":
         if n > EXHAUSTIVE_N:
@@ -672,6 +702,16 @@ def _check_unreachable(ch: _Claims, h, claim, ev) -> str | None:
         if not np.array_equal(states[t0 - 1], states[t1 - 1]):
             return f"S^{t0} differs from S^{t1}"
         return None
+    if "empty_rows" in ev:
+        rows = ev["empty_rows"]
+        if not (isinstance(rows, list) and len(rows) == ch.p and all(_index(i, n) for i in rows)):
+            return "empty_rows needs one token per layer"
+        for k, i in enumerate(rows):
+            if ch.rows(k, h, [i]).nonempty()[0]:
+                return f"row {i} of layer {k} is not empty"
+        return None
+    if "periodic" in ev:
+        return _check_periodic(ch, h, ev["periodic"])
     pair = claim.get("unreachable")
     try:
         R = _members(ev.get("closed"), n)
@@ -684,6 +724,39 @@ def _check_unreachable(ch: _Claims, h, claim, ev) -> str | None:
         return "the pair does not leave the closed set"
     if ch.leaves(h, R):
         return "a row of the closed set attends outside it"
+    return None
+
+
+def _period(ch: _Claims, h, depth: np.ndarray) -> int:
+    """gcd over the edges u → v of U of depth(u) + 1 − depth(v), every row re-read."""
+    g = 0
+    for k in range(ch.p):
+        for rows in _batches(np.arange(ch.n, dtype=np.int64)):
+            ks = ch.rows(k, h, rows)
+            lengths = ks.hi - ks.lo
+            ch.meter.add(lengths.sum())
+            own = np.repeat(rows[ks.own], lengths)
+            keys = np.repeat(ks.lo, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            g = int(np.gcd.reduce(np.append(np.abs(depth[own] + 1 - depth[keys]), g)))
+            if g == 1:
+                return 1
+    return g
+
+
+def _check_periodic(ch: _Claims, h, claim) -> str | None:
+    """One layer, an out-tree reaching every token, and every cycle length a multiple of
+    g ≥ 2: row i's keys in S^t all lie in the class depth(i) + t mod g, never all of [n]."""
+    if ch.p != 1:
+        return "periodic evidence is for one layer"
+    if not (isinstance(claim, dict) and _index(claim.get("root"), ch.n)):
+        return "malformed periodic evidence"
+    root = claim["root"]
+    depth = _tree(ch, h, claim.get("out"), root, forward=True)
+    if isinstance(depth, str):
+        return depth
+    g = _period(ch, h, depth)
+    if g < 2 or g != claim.get("period"):
+        return f"the period is {g}, not {claim.get('period')!r}"
     return None
 
 
@@ -773,29 +846,37 @@ def _depths(parent: np.ndarray, root: int) -> "np.ndarray | None":
     return hops if (jump == root).all() else None
 
 
+def _tree(ch: _Claims, h, parent, r, forward) -> "np.ndarray | str":
+    """The depths of a tree of U rooted at r (forward: v ∈ A_{parent[v]}, else
+    parent[v] ∈ A_v), or why it is not one."""
+    n = ch.n
+    name = "out" if forward else "in"
+    if not (isinstance(parent, list) and len(parent) == n and all(_int(x) for x in parent)):
+        return f"malformed {name} tree"
+    parent = np.array(parent, dtype=np.int64)
+    others = np.flatnonzero(np.arange(n) != r)
+    if parent[r] != -1 or (parent[others] < 0).any() or (parent[others] >= n).any():
+        return f"the {name} tree's parents are not tokens (the root's is -1)"
+    ch.meter.add(n * ch.p)
+    i, j = (parent[others], others) if forward else (others, parent[others])
+    if not ch.union_has(h, i, j).all():
+        return f"an edge of the {name} tree is not attended"
+    depth = _depths(parent, r)
+    if depth is None:
+        return f"the {name} tree does not reach the root from every token"
+    return depth
+
+
 def _tree_diameter_bound(ch: _Claims, h, trees) -> "int | str":
     """max depth_in + max depth_out of two trees rooted at r (out: v ∈ A_{out[v]}; in:
     in[v] ∈ A_v): every pair (i, j) is joined by i → … → r → … → j."""
-    n = ch.n
-    if not (isinstance(trees, dict) and _index(trees.get("root"), n)):
+    if not (isinstance(trees, dict) and _index(trees.get("root"), ch.n)):
         return "malformed trees"
-    r = trees["root"]
     total = 0
     for name, forward in (("out", True), ("in", False)):
-        parent = trees.get(name)
-        if not (isinstance(parent, list) and len(parent) == n and all(_int(x) for x in parent)):
-            return f"malformed {name} tree"
-        parent = np.array(parent, dtype=np.int64)
-        others = np.flatnonzero(np.arange(n) != r)
-        if parent[r] != -1 or (parent[others] < 0).any() or (parent[others] >= n).any():
-            return f"the {name} tree's parents are not tokens (the root's is -1)"
-        ch.meter.add(n * ch.p)
-        i, j = (parent[others], others) if forward else (others, parent[others])
-        if not ch.union_has(h, i, j).all():
-            return f"an edge of the {name} tree is not attended"
-        depth = _depths(parent, r)
-        if depth is None:
-            return f"the {name} tree does not reach the root from every token"
+        depth = _tree(ch, h, trees.get(name), trees["root"], forward)
+        if isinstance(depth, str):
+            return depth
         total += int(depth.max())
     return max(1, total)
 
@@ -827,7 +908,11 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
         return "bounds out of order"
     exact = None
     states = None
-    if ev.get("intervals") is True:
+    if ev.get("full_first") is True:
+        exact = None if any(ch.rows(0, h, rows).sizes().min() < n for rows in _batches(np.arange(n, dtype=np.int64))) else 1
+        if exact is None:
+            return "layer 0 is not everything"
+    elif ev.get("intervals") is True:
         exact = _depth_by_intervals(ch, h)
         if isinstance(exact, str):
             return "intervals evidence does not hold: " + exact
@@ -867,12 +952,21 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
             proved = min(proved or p * max(n - 1, 1), p * max(n - 1, 1))
         trees = ev.get("trees")
         if trees is not None:
-            if not ch.c1(h):
-                return "trees bound s only given C1, which fails"
             diameter = _tree_diameter_bound(ch, h, trees)
             if isinstance(diameter, str):
                 return diameter
-            proved = min(proved or p * diameter, p * diameter)
+            if ch.c1(h):
+                bound = p * diameter
+            elif p == 1 and ch.has(0, h, [trees["root"]], [trees["root"]])[0]:
+                bound = diameter  # walk to the root, wait on its self-loop, walk on
+            elif p == 1 and ev.get("aperiodic") is True:
+                depth = _tree(ch, h, trees["out"], trees["root"], forward=True)
+                if _period(ch, h, depth) != 1:
+                    return "U is periodic"
+                bound = (n - 1) ** 2 + 1  # primitive: Wielandt
+            else:
+                return "trees bound s only given C1, a self-loop at the root, or aperiodicity (one layer)"
+            proved = min(proved or bound, bound)
         if proved is None:
             return "no evidence for the upper bound"
         if proved > hi:

@@ -61,11 +61,12 @@ from ..primitives import Cols, Global, Primitive, Rows
 from ..reference import evaluate
 from .counts import row_degrees
 from .graph import TooLarge, UnionGraph, tree_depths
-from .rowsets import TooManyIntervals
-from .structural import as_runs, interval_depth, layered_reach, run_witnesses
+from .rowsets import TooManyIntervals, all_rows
+from .structural import as_runs, counting_refutation, interval_depth, layered_reach, run_witnesses
 
 FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
+SEARCH_N = 8192  # above DENSE_N, a dense union for the Hamiltonian path search up to this n
 EXHAUSTIVE_N = 12  # exhaustive Hamiltonian path search up to this n
 PROBABILITY_ASSUMPTION2 = {"softmax": True, "sparsemax": True}
 
@@ -383,7 +384,7 @@ def _check_head(patterns, n, deadline) -> dict:
     if n <= DENSE_N:
         c2, c3 = _dense_conditions(patterns, n, c1_ok, deadline)
     else:
-        c2, c3 = _large_conditions(patterns, n, c1_ok, hubs)
+        c2, c3 = _large_conditions(patterns, n, c1_ok, hubs, deadline)
     return {"self_loops": c1, "hamiltonian_path": c2, "finite_depth": c3, "nonempty": nonempty}
 
 
@@ -482,7 +483,7 @@ def _structured_path(patterns, n):
     return None
 
 
-def _large_conditions(patterns, n, c1_ok, hubs):
+def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
     p = len(patterns)
     lower, upper = _offdiagonals(patterns, n)
     graph = None
@@ -509,14 +510,18 @@ def _large_conditions(patterns, n, c1_ok, hubs):
         if hub is not None:
             hi, h, b, a = hub
             upper_ev = ({"hub": {"token": h, "row_step": b, "column_step": a}}, hi)
-        elif lower and upper and c1_ok:
-            upper_ev = ({"chain": True}, p * (n - 1))
-        if upper_ev is None:
+        else:
+            if lower and upper and c1_ok:
+                upper_ev = ({"chain": True}, p * (n - 1))
             graph = graph or _union_graph(patterns, n)
             if graph is not None:
                 c3 = _component_refutations(graph, n)[1]
                 if c3 is None and c1_ok:
-                    upper_ev = _tree_bound(graph, n, p)
+                    trees = _tree_bound(graph, n, p)
+                    if trees is not None and (upper_ev is None or trees[1] < upper_ev[1]):
+                        upper_ev = trees
+            elif upper_ev is not None:
+                pass
             elif (closed := _closed_interval(patterns, n, hubs)) is not None:
                 lo_r, hi_r = closed
                 c3 = {"holds": False, "unreachable": [lo_r, hi_r if hi_r < n else lo_r - 1],
@@ -525,7 +530,9 @@ def _large_conditions(patterns, n, c1_ok, hubs):
             ev, hi = upper_ev
             lo, ev = _lower_bound(patterns, n, hi, lo, ev, first_ev, c1_ok)
             c3 = {"holds": True, "s": hi if lo == hi else None, "s_bounds": [lo, hi], "evidence": ev}
-        elif c3 is None:
+        elif c3 is None and not c1_ok:
+            c3 = _without_self_loops(patterns, n, graph, lo, first_ev)
+        if c3 is None:
             reason = ("strongly connected but C1 fails: undecided" if graph is not None or (lower and upper)
                       else "undecided within budget")
             c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
@@ -533,9 +540,80 @@ def _large_conditions(patterns, n, c1_ok, hubs):
         graph = graph or _union_graph(patterns, n)
         if graph is not None:
             c2 = _component_refutations(graph, n)[0]
+    if c2 is None and (refutation := counting_refutation(patterns, n)) is not None:
+        c2 = {"holds": False, "refutation": refutation}
+    if c2 is None and n <= SEARCH_N and deadline is not None:
+        c2 = _searched_path(patterns, n, deadline)
     if c2 is None:
         c2 = {"holds": None, "reason": "undecided (no structural witness or refutation)"}
     return c2, c3
+
+
+def _searched_path(patterns, n, deadline):
+    """The budgeted DFS of the dense path over U's mask (n ≤ SEARCH_N: at most 64 MiB)."""
+    union = np.zeros((n, n), dtype=bool)
+    for P in patterns:
+        union |= _dense(P, n)
+    path = _greedy_path(union, min(deadline, time.perf_counter() + 0.5))
+    if path is None:
+        path = _hamiltonian_dfs(union, min(deadline, time.perf_counter() + 0.5))
+    return {"holds": True, "witness": {"runs": as_runs(np.array(path, dtype=np.int64))}} if path is not None else None
+
+
+def _greedy_path(union: np.ndarray, deadline: float):
+    """Warnsdorff's rule without backtracking, from a few starts: next comes the unused
+    token attending the current one that the fewest tokens attend. O(n²) per start."""
+    n = union.shape[0]
+    attended_by = union.sum(axis=0) - union.diagonal()  # how many rows attend each token
+    for start in np.argsort(attended_by, kind="stable")[:4]:
+        unused = np.ones(n, dtype=bool)
+        path = [int(start)]
+        unused[start] = False
+        while len(path) < n:
+            candidates = np.flatnonzero(union[:, path[-1]] & unused)
+            if candidates.size == 0 or time.perf_counter() > deadline:
+                break
+            nxt = int(candidates[np.argmin(attended_by[candidates])])
+            path.append(nxt)
+            unused[nxt] = False
+        if len(path) == n:
+            return path
+    return None
+
+
+def _without_self_loops(patterns, n, graph, lo, first_ev):
+    """C3 when C1 fails (then S^t need not grow with t):
+      * A^0 = J: s = 1;
+      * every layer has an empty row: every S^t has one, s is infinite;
+      * one layer, U strongly connected with period g (the gcd of its cycle lengths):
+        g > 1 puts the keys of row i in S^t into one class mod g, s infinite; g = 1 makes
+        A primitive: with a self-loop at a token v, S^t = J once t ≥ dist(·, v) +
+        dist(v, ·) (walk to v, wait there, walk on); else Wielandt's s ≤ (n − 1)² + 1."""
+    degrees = [np.concatenate([keys.degrees() for _, keys in all_rows(P, n)]) for P in patterns]
+    if (degrees[0] == n).all():
+        return {"holds": True, "s": 1, "s_bounds": [1, 1], "evidence": {"full_first": True}}
+    empty = [np.flatnonzero(d == 0) for d in degrees]
+    if all(e.size for e in empty):
+        return {"holds": False, "evidence": {"empty_rows": [int(e[0]) for e in empty]}}
+    if len(patterns) != 1 or graph is None:
+        return None
+    idx = np.arange(n, dtype=np.int64)
+    loops = np.flatnonzero(pair_values(patterns[0], idx, idx, n))
+    root = int(loops[0]) if loops.size else 0
+    out_tree, in_tree = graph.tree(root), graph.tree(root, reverse=True)
+    if out_tree is None or in_tree is None:
+        return None
+    period = graph.period(out_tree, root, patterns)
+    if period > 1:
+        return {"holds": False, "evidence": {"periodic": {"root": root, "out": out_tree.tolist(), "period": period}}}
+    trees = {"root": root, "out": out_tree.tolist(), "in": in_tree.tolist()}
+    if loops.size:
+        hi = max(1, int(tree_depths(out_tree, root).max()) + int(tree_depths(in_tree, root).max()))
+        return {"holds": True, "s": hi if hi == lo else None, "s_bounds": [min(lo, hi), hi],
+                "evidence": {"trees": trees, **first_ev}}
+    hi = (n - 1) ** 2 + 1
+    return {"holds": True, "s": hi if hi == lo else None, "s_bounds": [min(lo, hi), hi],
+            "evidence": {"trees": trees, "aperiodic": True, **first_ev}}
 
 
 def _tree_bound(graph, n, p):

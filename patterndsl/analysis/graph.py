@@ -68,6 +68,7 @@ class UnionGraph:
         src = np.concatenate(sources + [parents, parents]) if sources else np.concatenate([parents, parents])
         dst = np.concatenate([targets_all, 2 * parents, 2 * parents + 1])
         self.src, self.dst, self.used = src, dst, used
+        self._weighted = None
         self.graph = csr_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(total, total))
 
     def components(self):
@@ -88,15 +89,21 @@ class UnionGraph:
         return token, [int(c) for c in ids if not leaving[c]], [int(c) for c in ids if not entering[c]]
 
     def tree(self, root: int, reverse: bool = False):
-        """A BFS tree of U rooted at ``root``: parent[v] with v ∈ A_{parent[v]} (reverse:
-        parent[v] ∈ A_v, a tree into the root); -1 at the root. None when some token is
-        not reached."""
-        from scipy.sparse.csgraph import breadth_first_order
+        """A shortest-path tree of U rooted at ``root``: parent[v] with v ∈ A_{parent[v]}
+        (reverse: parent[v] ∈ A_v, a tree into the root); -1 at the root. None when some
+        token is not reached. Token → tile edges weigh 1, tree edges next to nothing, so
+        the tree's depths are U's distances."""
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import dijkstra
 
-        graph = self.graph.T.tocsr() if reverse else self.graph
-        _, pred = breadth_first_order(graph, self.size + root, directed=True, return_predecessors=True)
+        if self._weighted is None:
+            tiles = self.src >= self.size
+            weight = np.where(tiles, 1.0, 1.0 / (4.0 * self.size * 64))
+            self._weighted = csr_matrix((weight, (self.src, self.dst)), shape=self.graph.shape)
+        graph = self._weighted.T.tocsr() if reverse else self._weighted
+        _, pred = dijkstra(graph, directed=True, indices=self.size + root, return_predecessors=True)
         leaf = np.arange(self.n) + self.size
-        up = pred[leaf]
+        up = pred[leaf].astype(np.int64)
         up[root] = self.size + root
         if (up < 0).any():
             return None
@@ -108,6 +115,26 @@ class UnionGraph:
         parent = up - self.size
         parent[root] = -1
         return parent
+
+    def period(self, parent: np.ndarray, root: int, patterns) -> int:
+        """The period of U (strongly connected): gcd over its edges u → v of
+        depth(u) + 1 − depth(v), depths along an out-tree. Over the keys [a, b) of a row
+        that is gcd(depth(u) + 1 − depth(a), the steps of depth inside [a, b))."""
+        depth = tree_depths(parent, root)
+        steps = np.abs(np.diff(depth))
+        g = 0
+        for P in patterns:
+            for rows, keys in all_rows(P, self.n):
+                head = np.abs(depth[rows[keys.own]] + 1 - depth[keys.lo])
+                g = int(np.gcd.reduce(np.concatenate([[g], head])))
+                inside = keys.hi - keys.lo > 1
+                if inside.any() and steps.size:
+                    ends = np.stack([keys.lo[inside], keys.hi[inside] - 1], axis=1).reshape(-1)
+                    spans = np.gcd.reduceat(np.append(steps, 0), ends)[::2]
+                    g = int(np.gcd.reduce(np.concatenate([[g], spans])))
+                if g == 1:
+                    return 1
+        return g
 
 
 def tree_depths(parent: np.ndarray, root: int) -> "np.ndarray | None":

@@ -77,9 +77,21 @@ def _periodic(m: int, n: int, progression) -> RowKeys:
 
 
 def _clean(m, n, own, lo, hi) -> RowKeys:
+    """Clip to [0, n) and normalize; intervals already in order (periodic atoms, most
+    points) only have their touching neighbours merged, without the sweep's sort."""
     lo, hi = np.clip(lo, 0, n), np.clip(hi, 0, n)
     good = lo < hi
-    return _sweep(m, n, [RowKeys(m, own[good], lo[good], hi[good])], lambda c: c >= 1)
+    own, lo, hi = own[good], lo[good], hi[good]
+    if own.size == 0:
+        return RowKeys(m, own, lo, hi)
+    same = own[1:] == own[:-1]
+    if ((own[1:] > own[:-1]) | (same & (lo[1:] >= hi[:-1]))).all():
+        joins = np.ones(own.size, dtype=bool)
+        joins[1:] = ~same | (lo[1:] != hi[:-1])
+        first = np.flatnonzero(joins)
+        last = np.append(first[1:], own.size) - 1
+        return RowKeys(m, own[first], lo[first], hi[last])
+    return _sweep(m, n, [RowKeys(m, own, lo, hi)], lambda c: c >= 1)
 
 
 def _atom(atom, rows: np.ndarray, n: int) -> RowKeys:

@@ -38,6 +38,14 @@ def interval_depth(patterns, n: int, limit: int = 1 << 24):
     intervals holding their own token)."""
     ends = []
     idx = np.arange(n, dtype=np.int64)
+    sample = np.unique(np.linspace(0, n - 1, 17).astype(np.int64))
+    for P in patterns:  # a few rows first: most patterns fail here, cheaply
+        try:
+            keys = row_keys(P, sample, n, limit=4 * sample.size)
+        except TooManyIntervals:
+            return False
+        if keys.own.size != sample.size or (keys.counts() != 1).any():
+            return False
     for P in patterns:
         pair = _single_intervals(P, n, limit)
         if pair is None:
@@ -204,3 +212,64 @@ def as_runs(g: np.ndarray) -> list:
         runs.append([int(g[k]), int(g[end]) + step, step])
         k = end + 1
     return runs
+
+
+def _without_self(rows, keys):
+    """The intervals of ``keys`` with each row's own token cut out: (token, lo, hi)."""
+    token = rows[keys.own]
+    inside = (keys.lo <= token) & (token < keys.hi)
+    lo = np.concatenate([keys.lo[~inside], keys.lo[inside], token[inside] + 1])
+    hi = np.concatenate([keys.hi[~inside], token[inside], keys.hi[inside]])
+    own = np.concatenate([token[~inside], token[inside], token[inside]])
+    keep = lo < hi
+    return own[keep], lo[keep], hi[keep]
+
+
+def counting_refutation(patterns, n, limit=1 << 24):
+    """A set X of tokens and a set Y with |Y| < |X| − 1 such that every x ∈ X has all its
+    successors or all its predecessors (other than itself) in Y — a Hamiltonian path
+    gives the tokens of X but one distinct ones there. As a refutation dict, or None.
+
+    X is chosen by in- or out-degree (self excluded) at most c, for c = 0, 1, 2, 4, …."""
+    indeg = np.zeros(n + 1, dtype=np.int64)
+    outdeg = np.zeros(n, dtype=np.int64)
+    try:
+        for P in patterns:
+            for rows, keys in all_rows(P, n, limit=limit):
+                own, lo, hi = _without_self(rows, keys)
+                np.add.at(indeg, lo, 1)
+                np.add.at(indeg, hi, -1)
+                np.add.at(outdeg, own, hi - lo)
+    except TooManyIntervals:
+        return None
+    indeg = np.cumsum(indeg[:n])  # an upper bound when layers overlap: only picks X
+    for c in (0, 1, 2, 4, 8, 16, 64):
+        for kind, degree in (("few_successors", indeg), ("few_predecessors", outdeg)):
+            X = degree <= c
+            if X.sum() < 3:
+                continue
+            Y = np.zeros(n + 1, dtype=np.int64)
+            marked = np.zeros(n, dtype=bool)
+            cum = np.concatenate([[0], np.cumsum(X)])
+            for P in patterns:
+                if kind == "few_successors":  # the rows attending into X (not only themselves)
+                    for rows, keys in all_rows(P, n, limit=limit):
+                        own, lo, hi = _without_self(rows, keys)
+                        marked[own[cum[hi] - cum[lo] > 0]] = True
+                else:  # the keys of X's rows, themselves excluded
+                    for rows, keys in all_rows(P, n, limit=limit):
+                        own, lo, hi = _without_self(rows, keys)
+                        pick = X[own]
+                        np.add.at(Y, lo[pick], 1)
+                        np.add.at(Y, hi[pick], -1)
+            if kind == "few_predecessors":
+                marked = np.cumsum(Y[:n]) > 0
+            if marked.sum() < X.sum() - 1:
+                return {"kind": kind, "tokens": _ranges_of(X), "others": _ranges_of(marked)}
+    return None
+
+
+def _ranges_of(mask: np.ndarray) -> list:
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
