@@ -1,12 +1,14 @@
-"""An independent, deliberately simple checker for condition certificates.
+"""An independent checker for condition certificates: it accepts only what it re-checks.
 
-It shares no code with patterndsl.analysis: it compiles the source, and tests pairs
-with the primitives' element predicates (``Primitive.pairs``, i.e. ``predicate`` at
-single pairs) and whole rows with the dense reference (``reference.evaluate``).
+It shares no code with patterndsl.analysis. Pairs are tested with the primitives'
+element predicates (``Primitive.pairs``); whole rows come from this module's own
+encoding of every primitive's meaning (DESIGN.md §1) as a union of key intervals per
+row, combined with union and complement only (``_KeySets``). That counter costs the
+number of key intervals of each row — linear in n × degree, never an n × n mask.
 
 Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
 
-    {"format": "patterndsl-certificate/1", "source_sha256": hex or null,
+    {"format": "patterndsl-certificate/2", "source_sha256": hex or null,
      "n": int, "layers": p, "heads": H,
      "prob": {"name": "softmax" | "sparsemax", "assumption2": bool},
      "nonempty_rows": {"holds": bool | null, "empty_row": [layer, head, i] | null,
@@ -16,430 +18,1044 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
      "conditions": [{"head": h,
         "self_loops": {"holds": true} | {"holds": false, "missing": [layer, head, i]},
         "hamiltonian_path":
-            {"holds": true, "witness": "identity" | "reversed" | [γ(0), …, γ(n−1)]}
+            {"holds": true, "witness": "identity" | "reversed" | [γ(0), …, γ(n−1)]
+                                       | {"runs": [[start, stop, step], …]}}
           | {"holds": false, "refutation": {"kind": "two_start_sets" | "two_end_sets",
                                             "sets": [ranges, ranges]} | {"kind": "exhaustive"}}
           | {"holds": null, "reason": str},
         "finite_depth":
             {"holds": false, "unreachable": [i, j], "evidence": {"closed": ranges}}
-          | {"holds": false, "evidence": {"recursion_cycles": true}}
-          | {"holds": true, "s": int | null, "s_bounds": [lo, hi | null],
+          | {"holds": false, "evidence": {"recursion_cycles": [t0, t1]} | {"empty_rows": [i per layer]}
+                                         | {"periodic": {"root", "out": [parent of v], "period": g}}}
+          | {"holds": true, "s": int | null, "s_bounds": [lo, hi],
              "evidence": {"hub": {"token", "row_step", "column_step"}, "chain": true,
-                          "recursion": true, "missing_first": [i, j], "missing_before": [i, j]}}
-          | {"holds": null, ...}}],
-     "counts": optional {"per_layer", "union"}}
+                          "recursion": true, "intervals": true, "full_first": true, "aperiodic": true,
+                          "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
+                          "missing_first": [i, j], "missing_before": [i, j]}}
+          | {"holds": null, "s_bounds": [lo, null], "evidence": {...}, "reason": str}}],
+     "counts": optional {"per_layer": [[count of layer k, head h]], "union": [per head]}}
 
-``ranges`` are lists of half-open [lo, hi). What each piece of evidence proves:
-  * two_start_sets: two disjoint sets whose rows attend only inside themselves (in every
-    layer): each must contain γ(0), so no Hamiltonian path. two_end_sets: two disjoint sets
-    no outside row attends into: each must contain γ(n − 1).
+``ranges`` are lists of half-open [lo, hi). What each piece of evidence proves, and how
+it is re-checked:
+  * counts: every row's keys re-counted here, per layer and for the union of layers.
+  * nonempty rows: every row of every layer and head re-evaluated (or, cheaper, the
+    diagonal or the listed keys tested); a claimed empty row re-evaluated.
+  * witness: expanded to a permutation (a run is range(start, stop, step)); every step
+    γ(t) ∈ ∪_k A^k_{γ(t+1)} tested.
+  * two_start_sets: two disjoint non-empty sets whose rows attend only inside themselves
+    (in every layer): each must hold γ(0), so there is no Hamiltonian path.
+    two_end_sets: two disjoint sets no outside row attends into: each must hold γ(n − 1).
+    few_successors: every row outside "others" attends no token of "tokens" but itself, so
+    each token's successor on the path lies in others; few_predecessors: every token's
+    keys but itself lie in others, so each token's predecessor does; either way the
+    tokens but one need distinct others: |others| < |tokens| − 1 refutes a path.
+    exhaustive: only for n ≤ 12, where this module searches every path itself.
   * closed: a set R whose rows attend only inside R, i ∈ R, j ∉ R: j ∉ S^t_i for all t.
+  * recursion_cycles [t0, t1]: t0 < t1, t0 ≡ t1 (mod p), S^{t0} = S^{t1} and no S^t
+    (t ≤ t1) is everything: the sequence is periodic from t0, so s is infinite
+    (recomputed densely with packed rows: small n only).
   * hub: row h full in layer (row_step − 1) mod p, column h full in layer
     (column_step − 1) mod p, row_step < column_step: S^{column_step} = J when
-    (row_step, column_step) = (1, 2), or given C1 (which is then checked). So s ≤ column_step.
+    (row_step, column_step) = (1, 2), or given C1 (re-checked here). So s ≤ column_step.
   * chain: U holds (i, i−1) and (i, i+1) for all i, and C1: s ≤ p(n − 1).
-  * missing_first: j ∉ A^0_i, so s ≥ 2. missing_before: j ∉ S^{s−1}_i (recomputed for row i
-    alone, by propagating the set {i} through layers k(s−1), …, k(1)), so s ≥ lo.
-  * recursion: S^s = J recomputed densely (small n only).
-Checks whose cost would exceed ``max_work`` predicate evaluations are listed as unchecked
-by ``verify_report`` (not failures); ``verify_certificate`` returns the failures only.
+  * trees: an out-tree (v ∈ A_{out[v]} in some layer) and an in-tree (in[v] ∈ A_v) of U
+    rooted at r, both reaching every token: the diameter D of U is at most the sum of
+    their heights, and given C1, s ≤ p·D. With one layer and no C1: s ≤ the sum of the
+    heights when the root has a self-loop (walk in, wait, walk out); with "aperiodic",
+    the period (below) is re-computed as 1, so A is primitive and s ≤ (n − 1)² + 1.
+  * full_first: every row of layer 0 is everything: s = 1.
+  * empty_rows: an empty row in every layer: every S^t has one, s is infinite.
+  * periodic: one layer, an out-tree of U, and g = gcd over the edges u → v of
+    depth(u) + 1 − depth(v) re-computed from every row, g ≥ 2: every cycle length is a
+    multiple of g, the keys of row i in S^t lie in one class mod g: s is infinite.
+  * recursion: S^t recomputed densely for t ≤ hi (small n): both bounds.
+  * intervals: every row of every layer is one interval [lo_k(i), hi_k(i)) holding i,
+    with lo_k and hi_k non-decreasing in i. Then S^t_i is an interval too, S^t = J
+    exactly when S^t_{n−1} ∋ 0 and S^t_0 ∋ n − 1, and s is computed exactly by composing
+    lo and hi along the layers: both bounds.
+  * missing_first: j ∉ A^0_i, so s ≥ 2. missing_before: given C1 (so S^t grows with t),
+    j ∉ S^{lo−1}_i, recomputed for row i alone by pushing {i} through the layers
+    k(lo − 1), …, k(1): so s ≥ lo.
+Each claim's check is metered in key intervals and pairs touched; a claim whose check
+would pass ``budget`` units is listed as unchecked (``verify_report``'s "unchecked") —
+never accepted. `patterndsl verify` exits 4 then (``--budget`` raises it).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from . import randomgen
 from .ir import Complement, Difference, Intersection, Union
-from .primitives import Primitive
-from .reference import evaluate
+from .primitives import (All, Causal, Chunk, Cols, Dilated, Global, LogSparse, Nothing, Primitive, Random, Rows,
+                         Self, Stride, Summary, Window)
 
+FORMAT = "patterndsl-certificate/2"
 ASSUMPTION2 = {"softmax": True, "sparsemax": True}
+DEFAULT_BUDGET = 1 << 31  # key intervals / pairs touched per claim
+EXHAUSTIVE_N = 12  # an "exhaustive" C2 refutation is searched again up to this n
+_BATCH = 1 << 15  # rows evaluated at a time
 
 
-def _pairs(node, i, j, n):
+class OverBudget(Exception):
+    """A claim's check would pass the budget."""
+
+
+class _Meter:
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.used = 0
+
+    def add(self, units) -> None:
+        self.used += int(units)
+        if self.used > self.budget:
+            raise OverBudget(self.used)
+
+
+# ---- key sets: the keys of a batch of rows as sorted, disjoint intervals ---------------
+
+
+class _KeySets:
+    """For m rows, the sets of keys as intervals [lo, hi) owned by row ``own`` (0 ≤ own < m),
+    sorted by (own, lo), disjoint and not touching."""
+
+    __slots__ = ("m", "own", "lo", "hi")
+
+    def __init__(self, m, own, lo, hi):
+        self.m, self.own, self.lo, self.hi = m, own, lo, hi
+
+    @staticmethod
+    def make(m, own, lo, hi, n, presorted=False):
+        """Normalize any list of intervals (overlapping, possibly empty; sorted by
+        (own, lo) already when ``presorted``)."""
+        own = np.asarray(own, dtype=np.int64)
+        lo = np.clip(np.asarray(lo, dtype=np.int64), 0, n)
+        hi = np.clip(np.asarray(hi, dtype=np.int64), 0, n)
+        keep = lo < hi
+        if not keep.all():
+            own, lo, hi = own[keep], lo[keep], hi[keep]
+        if own.size == 0:
+            return _KeySets(m, own, lo, hi)
+        span = n + 1
+        if not presorted:
+            # One int64 key per interval (m · (n + 1) < 2^63); a stable sort merges the
+            # sorted runs that unions concatenate quickly.
+            key = own * span + lo
+            if not (key[1:] >= key[:-1]).all():
+                order = np.argsort(key, kind="stable")
+                own, lo, hi = own[order], lo[order], hi[order]
+        new_row = own[1:] != own[:-1]
+        if (new_row | (lo[1:] >= hi[:-1])).all():
+            reach = hi  # no interval overlaps the one before it: only touching ones merge
+        else:
+            # Running maximum of hi within each row: rows are sorted, so offset them apart.
+            reach = np.maximum.accumulate(own * span + hi) - own * span
+        starts = np.ones(own.size, dtype=bool)
+        starts[1:] = new_row | (lo[1:] > reach[:-1])
+        first = np.flatnonzero(starts)
+        last = np.append(first[1:], own.size) - 1
+        return _KeySets(m, own[first], lo[first], reach[last])
+
+    def sizes(self) -> np.ndarray:
+        """The number of keys of each row."""
+        return np.bincount(self.own, weights=self.hi - self.lo, minlength=self.m).astype(np.int64)
+
+    def nonempty(self) -> np.ndarray:
+        out = np.zeros(self.m, dtype=bool)
+        out[self.own] = True
+        return out
+
+
+def _union(sets: list, n: int) -> _KeySets:
+    m = sets[0].m
+    return _KeySets.make(m, np.concatenate([s.own for s in sets]), np.concatenate([s.lo for s in sets]),
+                         np.concatenate([s.hi for s in sets]), n)
+
+
+def _complement(s: _KeySets, n: int) -> _KeySets:
+    own, lo, hi = s.own, s.lo, s.hi
+    first = np.ones(own.size, dtype=bool)
+    first[1:] = own[1:] != own[:-1]
+    last = np.ones(own.size, dtype=bool)
+    last[:-1] = own[1:] != own[:-1]
+    before = np.where(first, 0, np.concatenate([[0], hi[:-1]]))
+    empty = np.flatnonzero(~s.nonempty())
+    return _KeySets.make(s.m, np.concatenate([own, own[last], empty]),
+                         np.concatenate([before, hi[last], np.zeros(empty.size, dtype=np.int64)]),
+                         np.concatenate([lo, np.full(int(last.sum()), n), np.full(empty.size, n)]), n)
+
+
+def _intersection(sets: list, n: int) -> _KeySets:
+    return _complement(_union([_complement(s, n) for s in sets], n), n)
+
+
+def _in_indices(indices, x: np.ndarray) -> np.ndarray:
+    starts = np.array([a for a, _ in indices.intervals] or [0], dtype=np.int64)
+    ends = np.array([b for _, b in indices.intervals] or [0], dtype=np.int64)
+    k = np.searchsorted(starts, x, side="right") - 1
+    return (k >= 0) & (x < ends[np.maximum(k, 0)])
+
+
+def _spans(m, n, pieces) -> _KeySets:
+    """The same intervals in every row."""
+    pieces = list(pieces)
+    own = np.repeat(np.arange(m, dtype=np.int64), len(pieces))
+    lo = np.tile(np.array([a for a, _ in pieces] or [0], dtype=np.int64)[:len(pieces)], m)
+    hi = np.tile(np.array([b for _, b in pieces] or [0], dtype=np.int64)[:len(pieces)], m)
+    return _KeySets.make(m, own, lo, hi, n)
+
+
+def _points(m, n, keys: np.ndarray) -> _KeySets:
+    """Keys [m, k], -1 or out of range for no key."""
+    keys = np.sort(np.where((keys >= 0) & (keys < n), keys, n), axis=1)  # no key: n, an empty interval
+    own = np.repeat(np.arange(m, dtype=np.int64), keys.shape[1])
+    flat = keys.reshape(-1)
+    return _KeySets.make(m, own, flat, flat + 1, n, presorted=True)
+
+
+def _progression(m, n, first, step, last, meter) -> _KeySets:
+    """Keys first_i, first_i + step, … ≤ last_i per row (0 ≤ first_i)."""
+    count = np.maximum(0, (last - first) // step + 1)
+    meter.add(count.sum())
+    own = np.repeat(np.arange(m, dtype=np.int64), count)
+    offset = np.arange(own.size, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    keys = np.repeat(first, count) + offset * step
+    return _KeySets.make(m, own, keys, keys + 1, n, presorted=True)
+
+
+def _limit(value: int, n: int) -> int:
+    """Distances beyond n change nothing inside [0, n)."""
+    return max(-(n + 1), min(n + 1, value))
+
+
+def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
+    m = rows.size
+    every = np.arange(m, dtype=np.int64)
+    if isinstance(node, All):
+        return _KeySets(m, every, np.zeros(m, dtype=np.int64), np.full(m, n, dtype=np.int64))
+    if isinstance(node, Nothing):
+        return _KeySets.make(m, [], [], [], n)
+    if isinstance(node, Self):
+        return _KeySets(m, every, rows.copy(), rows + 1)
+    if isinstance(node, Causal):
+        return _KeySets(m, every, np.zeros(m, dtype=np.int64), rows + 1)
+    if isinstance(node, Window):
+        return _KeySets.make(m, every, rows - _limit(node.left, n), rows + _limit(node.right, n) + 1, n)
+    if isinstance(node, Chunk):
+        b = min(node.b, n + 1)
+        return _KeySets.make(m, every, rows // b * b, rows // b * b + b, n)
+    if isinstance(node, Dilated):
+        d, reach = min(node.d, n + 1), min(node.w * node.d, n + 1)
+        if d == 1:
+            return _KeySets.make(m, every, rows - reach, rows + reach + 1, n)
+        span = reach // d * d  # the farthest multiple of d within reach
+        return _progression(m, n, np.maximum(rows - span, rows % d), d, np.minimum(rows + span, n - 1), meter)
+    if isinstance(node, Stride):
+        s = min(node.s, n + 1)
+        if s == 1:
+            return _KeySets(m, every, np.zeros(m, dtype=np.int64), np.full(m, n, dtype=np.int64))
+        return _progression(m, n, rows % s, s, np.full(m, n - 1, dtype=np.int64), meter)
+    if isinstance(node, Summary):
+        if node.c >= node.b:
+            return _spans(m, n, [(0, n)])
+        chunks = -(-n // node.b)
+        meter.add(chunks * m)
+        return _spans(m, n, [(q * node.b + node.b - node.c, q * node.b + node.b) for q in range(chunks)])
+    if isinstance(node, (Global, Rows, Cols)):
+        inside = _in_indices(node.indices, rows) if not isinstance(node, Cols) else np.zeros(m, dtype=bool)
+        full = np.flatnonzero(inside)
+        meter.add(m * max(1, len(node.indices.intervals)))
+        parts = [_KeySets(m, full, np.zeros(full.size, dtype=np.int64), np.full(full.size, n, dtype=np.int64))]
+        if not isinstance(node, Rows):
+            parts.append(_spans(m, n, node.indices.intervals))
+        return _union(parts, n)
+    if isinstance(node, LogSparse):
+        powers = [1 << t for t in range(max(n - 1, 0).bit_length())]
+        offsets = np.array([0] + powers + [-p for p in powers], dtype=np.int64)
+        meter.add(m * offsets.size)
+        return _points(m, n, rows[:, None] + offsets[None, :])
+    if isinstance(node, Random):
+        meter.add(m * min(node.r, n))
+        return _points(m, n, randomgen.key_sets(node.seed, rows, n, node.r))
+    # A primitive without an encoding here: its element predicate over whole rows.
+    meter.add(m * n)
+    dense = np.asarray(node.predicate(rows[:, None], np.arange(n, dtype=np.int64)[None, :], n), dtype=bool)
+    own, keys = np.nonzero(dense)
+    return _KeySets.make(m, own, keys, keys + 1, n)
+
+
+def _keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
+    """The keys of every row in ``rows`` (int64) of the pattern ``node``."""
     if isinstance(node, Primitive):
-        return node.pairs(i, j, n)
-    if isinstance(node, Union):
-        out = _pairs(node.parts[0], i, j, n)
-        for part in node.parts[1:]:
-            out = out | _pairs(part, i, j, n)
-        return out
-    if isinstance(node, Intersection):
-        out = _pairs(node.parts[0], i, j, n)
-        for part in node.parts[1:]:
-            out = out & _pairs(part, i, j, n)
-        return out
-    if isinstance(node, Difference):
-        return _pairs(node.left, i, j, n) & ~_pairs(node.right, i, j, n)
-    if isinstance(node, Complement):
-        return ~_pairs(node.operand, i, j, n)
-    raise TypeError(node)
-
-
-def _has(pattern, i, j, n):
-    return _pairs(pattern, np.asarray(i, dtype=np.int64).reshape(-1), np.asarray(j, dtype=np.int64).reshape(-1), n)
-
-
-def _rows(pattern, rows, n):
-    out = []
-    rows = np.asarray(rows, dtype=np.int64)
-    step = max(1, (1 << 22) // max(1, n))
-    for s in range(0, rows.size, step):
-        out.append(evaluate(pattern, rows[s:s + step], n))
-    return np.concatenate(out) if out else np.zeros((0, n), dtype=bool)
-
-
-def _members(ranges, n):
-    out = np.zeros(n, dtype=bool)
-    for lo, hi in ranges:
-        if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo < hi <= n):
-            raise ValueError(f"bad range {[lo, hi]}")
-        out[lo:hi] = True
+        out = _primitive_keys(node, rows, n, meter)
+    elif isinstance(node, Union):
+        out = _union([_keys(p, rows, n, meter) for p in node.parts], n)
+    elif isinstance(node, Intersection):
+        out = _intersection([_keys(p, rows, n, meter) for p in node.parts], n)
+    elif isinstance(node, Difference):
+        out = _intersection([_keys(node.left, rows, n, meter),
+                             _complement(_keys(node.right, rows, n, meter), n)], n)
+    elif isinstance(node, Complement):
+        out = _complement(_keys(node.operand, rows, n, meter), n)
+    else:
+        raise TypeError(f"not an IR node: {node!r}")
+    meter.add(out.lo.size + rows.size)
     return out
 
 
-class _Checker:
-    def __init__(self, compiled, max_work):
+def _batches(rows: np.ndarray):
+    for start in range(0, rows.size, _BATCH):
+        yield rows[start:start + _BATCH]
+
+
+def _pairs(node, i, j, n) -> np.ndarray:
+    """Bool [m]: (i[k], j[k]) in the pattern; a union stops at the first part that holds a
+    pair, an intersection at the first that lacks it."""
+    if isinstance(node, Primitive):
+        return np.asarray(node.pairs(i, j, n), dtype=bool)
+    if isinstance(node, Complement):
+        return ~_pairs(node.operand, i, j, n)
+    if isinstance(node, Difference):
+        parts, wanted = (node.left, Complement(node.right)), True
+    else:
+        parts, wanted = node.parts, isinstance(node, Intersection)
+    out = np.full(i.size, wanted)
+    for part in parts:
+        open_ = np.flatnonzero(out == wanted)  # pairs the parts so far have not settled
+        if open_.size == 0:
+            break
+        out[open_] = _pairs(part, i[open_], j[open_], n)
+    return out
+
+
+# ---- the checker --------------------------------------------------------------------------
+
+
+def _int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _index(x, n) -> bool:
+    return _int(x) and 0 <= x < n
+
+
+def _members(ranges, n) -> np.ndarray:
+    if not isinstance(ranges, list):
+        raise ValueError("ranges must be a list of [lo, hi)")
+    out = np.zeros(n, dtype=bool)
+    for r in ranges:
+        if not (isinstance(r, list) and len(r) == 2 and _int(r[0]) and _int(r[1]) and 0 <= r[0] < r[1] <= n):
+            raise ValueError(f"bad range {r!r}")
+        out[r[0]:r[1]] = True
+    return out
+
+
+class _Claims:
+    """The checks of one certificate; each claim is checked under its own meter."""
+
+    def __init__(self, compiled, budget):
         self.c = compiled
         self.n = compiled.n
-        self.max_work = max_work
+        self.p = compiled.layers
+        self.budget = budget
         self.failures: list[str] = []
         self.unchecked: list[str] = []
+        self.meter = _Meter(budget)
+        self._c1: dict = {}
 
-    def fail(self, claim, why):
-        self.failures.append(f"{claim}: {why}")
-
-    def affordable(self, claim, work):
-        if work > self.max_work:
-            self.unchecked.append(f"{claim}: needs about {work} evaluations")
-            return False
-        return True
+    def run(self, name, check, *args):
+        """Run one claim's check; it returns a failure text or None."""
+        self.meter = _Meter(self.budget)
+        try:
+            why = check(*args)
+        except OverBudget as exc:
+            self.unchecked.append(f"{name}: needs more than the budget of {self.budget:,} units "
+                                  f"(passed it at {exc.args[0]:,})")
+            return
+        if why:
+            self.failures.append(f"{name}: {why}")
 
     def layer(self, k, h):
         return self.c.patterns[k][h]
 
-    def diagonal_ok(self, k, h):
-        idx = np.arange(self.n)
-        return bool(_has(self.layer(k, h), idx, idx, self.n).all())
+    def has(self, k, h, i, j) -> np.ndarray:
+        i = np.asarray(i, dtype=np.int64).reshape(-1)
+        j = np.asarray(j, dtype=np.int64).reshape(-1)
+        self.meter.add(i.size)
+        return np.asarray(_pairs(self.layer(k, h), i, j, self.n), dtype=bool)
 
-    def union_pairs(self, h, i, j):
-        out = np.zeros(len(i), dtype=bool)
-        for k in range(self.c.layers):
-            out |= _has(self.layer(k, h), i, j, self.n)
+    def union_has(self, h, i, j) -> np.ndarray:
+        out = np.zeros(np.size(i), dtype=bool)
+        for k in range(self.p):
+            out |= self.has(k, h, i, j)
         return out
 
+    def rows(self, k, h, rows) -> _KeySets:
+        return _keys(self.layer(k, h), np.asarray(rows, dtype=np.int64), self.n, self.meter)
 
-def _index(x, n):
-    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < n
+    def c1(self, h) -> bool:
+        """C1 for head h, decided here (a claim may rest on it)."""
+        if h not in self._c1:
+            idx = np.arange(self.n, dtype=np.int64)
+            self._c1[h] = all(self.has(k, h, idx, idx).all() for k in range(self.p))
+        return self._c1[h]
 
+    def full_row(self, k, h, i) -> bool:
+        ks = self.rows(k, h, [i])
+        return bool(ks.sizes()[0] == self.n)
 
-def _check_nonempty(ch: _Checker, cert):
-    n, c = ch.n, ch.c
-    claim = cert.get("nonempty_rows") or {}
-    evidence = claim.get("evidence") or []
-    covered = set()
-    found_empty = None
-    for ev in evidence:
-        k, h = ev.get("layer"), ev.get("head")
-        name = f"nonempty_rows[layer {k}, head {h}]"
-        if not (isinstance(k, int) and isinstance(h, int) and 0 <= k < c.layers and 0 <= h < c.heads):
-            ch.fail(name, "no such layer/head")
-            continue
-        covered.add((k, h))
-        P = ch.layer(k, h)
-        if ev.get("holds") is False:
-            i = ev.get("empty_row")
-            if not _index(i, n) or _rows(P, [i], n).any():
-                ch.fail(name, f"row {i} is not empty")
-            elif found_empty is None:
-                found_empty = [k, h, i]
-            continue
-        keys = ev.get("keys")
-        if keys == "diagonal":
-            if not ch.diagonal_ok(k, h):
-                ch.fail(name, "the diagonal is not in the pattern")
-        elif keys == "counts":
-            ch.unchecked.append(f"{name}: rests on the exact counter")
-        elif isinstance(keys, list) and len(keys) == n and all(_index(x, n) for x in keys):
-            if not _has(P, np.arange(n), np.array(keys, dtype=np.int64), n).all():
-                ch.fail(name, "a listed key is not in its row")
-        else:
-            ch.fail(name, "malformed keys")
-    holds = claim.get("holds")
-    if holds is True:
-        if covered != {(k, h) for k in range(c.layers) for h in range(c.heads)}:
-            ch.fail("nonempty_rows", "evidence does not cover every layer and head")
-        if found_empty is not None or any(ev.get("holds") is not True for ev in evidence):
-            ch.fail("nonempty_rows", "claims true but evidence shows an empty row")
-    elif holds is False:
-        er = claim.get("empty_row")
-        if not (isinstance(er, list) and len(er) == 3 and isinstance(er[0], int) and isinstance(er[1], int)
-                and 0 <= er[0] < c.layers and 0 <= er[1] < c.heads and _index(er[2], n)):
-            ch.fail("nonempty_rows", "malformed empty_row")
-        elif _rows(ch.layer(er[0], er[1]), [er[2]], n).any():
-            ch.fail("nonempty_rows", f"row {er[2]} of layer {er[0]}, head {er[1]} is not empty")
-
-
-def _check_self_loops(ch, h, claim):
-    name = f"head {h}: self_loops"
-    if claim.get("holds") is True:
-        for k in range(ch.c.layers):
-            if not ch.diagonal_ok(k, h):
-                ch.fail(name, f"layer {k} lacks a self-loop")
-                return False
-        return True
-    if claim.get("holds") is False:
-        m = claim.get("missing")
-        if not (isinstance(m, list) and len(m) == 3 and isinstance(m[0], int) and 0 <= m[0] < ch.c.layers
-                and m[1] == h and _index(m[2], ch.n)):
-            ch.fail(name, "malformed missing index")
-        elif _has(ch.layer(m[0], h), [m[2]], [m[2]], ch.n)[0]:
-            ch.fail(name, f"({m[2]}, {m[2]}) is in layer {m[0]}")
+    def leaves(self, h, X: np.ndarray, rows_of=None) -> bool:
+        """Whether a row of ``rows_of`` (default X) attends outside X ∪ {itself} in some layer."""
+        inside = X.copy()
+        cum = np.concatenate([[0], np.cumsum(inside)])
+        for k in range(self.p):
+            for rows in _batches(np.flatnonzero(X if rows_of is None else rows_of)):
+                ks = self.rows(k, h, rows)
+                token = rows[ks.own]
+                own_outside = ((ks.lo <= token) & (token < ks.hi) & ~inside[token]).astype(np.int64)
+                outside = (ks.hi - ks.lo) - (cum[ks.hi] - cum[ks.lo]) - own_outside
+                if outside.any():
+                    return True
         return False
+
+    def attends_into(self, h, X: np.ndarray, rows_of) -> bool:
+        """Whether a row of ``rows_of`` attends a token of X other than itself."""
+        cum = np.concatenate([[0], np.cumsum(X)])
+        for k in range(self.p):
+            for rows in _batches(np.flatnonzero(rows_of)):
+                ks = self.rows(k, h, rows)
+                token = rows[ks.own]
+                own_inside = ((ks.lo <= token) & (token < ks.hi) & X[token]).astype(np.int64)
+                if ((cum[ks.hi] - cum[ks.lo]) - own_inside).any():
+                    return True
+        return False
+
+    def dense(self, k, h) -> np.ndarray:
+        """Packed rows (n × ⌈n/8⌉ bytes) of one layer, from the key sets."""
+        n = self.n
+        self.meter.add(n * n // 8 + n)
+        out = np.zeros((n, n), dtype=bool)
+        for rows in _batches(np.arange(n, dtype=np.int64)):
+            ks = self.rows(k, h, rows)
+            lengths = ks.hi - ks.lo
+            own = np.repeat(ks.own, lengths)
+            keys = np.repeat(ks.lo, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            out[rows[own], keys] = True
+        return out
+
+    def recursion(self, h, upto, stop_when_full=True):
+        """S^1, …, S^upto (bool n × n), as boolean products of this module's rows."""
+        n = self.n
+        masks = [self.dense(k, h) for k in range(self.p)]
+        states = [masks[0]]
+        for t in range(2, upto + 1):
+            if stop_when_full and states[-1].all():
+                break
+            self.meter.add(int(masks[(t - 1) % self.p].sum()) * max(1, n // 64) + n)
+            M = masks[(t - 1) % self.p]
+            states.append((M.astype(np.float32) @ states[-1].astype(np.float32)) > 0)
+        return states
+
+
+# ---- per claim -----------------------------------------------------------------------------
+
+
+def _check_counts(ch: _Claims, counts) -> str | None:
+    if not isinstance(counts, dict):
+        return "malformed counts"
+    per_layer, union = counts.get("per_layer"), counts.get("union")
+    if not (isinstance(per_layer, list) and len(per_layer) == ch.p
+            and all(isinstance(r, list) and len(r) == ch.c.heads for r in per_layer)
+            and isinstance(union, list) and len(union) == ch.c.heads):
+        return "counts need one entry per layer and head, and one union per head"
+    n = ch.n
+    totals = [[0] * ch.c.heads for _ in range(ch.p)]
+    unions = [0] * ch.c.heads
+    done: dict = {}
+    for h in range(ch.c.heads):
+        key = tuple(ch.layer(k, h) for k in range(ch.p))
+        if key not in done:
+            layer_totals, union_total = [0] * ch.p, 0
+            for rows in _batches(np.arange(n, dtype=np.int64)):
+                sets = [ch.rows(k, h, rows) for k in range(ch.p)]
+                for k, ks in enumerate(sets):
+                    layer_totals[k] += int((ks.hi - ks.lo).sum())
+                u = sets[0] if ch.p == 1 else _union(sets, n)
+                union_total += int((u.hi - u.lo).sum())
+            done[key] = (layer_totals, union_total)
+        layer_totals, union_total = done[key]
+        for k in range(ch.p):
+            totals[k][h] = layer_totals[k]
+        unions[h] = union_total
+    for k in range(ch.p):
+        for h in range(ch.c.heads):
+            if per_layer[k][h] != totals[k][h]:
+                return f"layer {k}, head {h} has {totals[k][h]:,} connections, not {per_layer[k][h]!r}"
+    for h in range(ch.c.heads):
+        if union[h] != unions[h]:
+            return f"the union of head {h} has {unions[h]:,} connections, not {union[h]!r}"
     return None
 
 
-def _hamiltonian_brute(union):
+def _empty_rows(ch: _Claims, k, h):
+    """The first empty row of layer k, head h, or None (every row re-evaluated)."""
+    for rows in _batches(np.arange(ch.n, dtype=np.int64)):
+        has = ch.rows(k, h, rows).nonempty()
+        if not has.all():
+            return int(rows[np.flatnonzero(~has)[0]])
+    return None
+
+
+def _check_nonempty_entry(ch: _Claims, ev) -> str | None:
+    n = ch.n
+    if not isinstance(ev, dict):
+        return "malformed evidence"
+    k, h = ev.get("layer"), ev.get("head")
+    if not (_index(k, ch.p) and _index(h, ch.c.heads)):
+        return "no such layer or head"
+    holds = ev.get("holds")
+    if holds is False:
+        i = ev.get("empty_row")
+        if not _index(i, n):
+            return "malformed empty row"
+        if ch.rows(k, h, [i]).nonempty()[0]:
+            return f"row {i} is not empty"
+        return None
+    if holds is not True:
+        return "holds must be true or false"
+    keys = ev.get("keys")
+    idx = np.arange(n, dtype=np.int64)
+    if keys == "diagonal":
+        if not ch.has(k, h, idx, idx).all():
+            return "the diagonal is not in the pattern"
+    elif isinstance(keys, list):
+        if not (len(keys) == n and all(_index(x, n) for x in keys)):
+            return "malformed keys"
+        if not ch.has(k, h, idx, np.array(keys, dtype=np.int64)).all():
+            return "a listed key is not in its row"
+    elif keys == "counts":
+        empty = _empty_rows(ch, k, h)
+        if empty is not None:
+            return f"row {empty} is empty"
+    else:
+        return "malformed keys"
+    return None
+
+
+def _check_nonempty(ch: _Claims, claim) -> None:
+    if not isinstance(claim, dict):
+        ch.failures.append("nonempty_rows: malformed")
+        return
+    evidence = claim.get("evidence")
+    if not isinstance(evidence, list):
+        ch.failures.append("nonempty_rows: malformed evidence")
+        return
+    for number, ev in enumerate(evidence):
+        ch.run(f"nonempty_rows evidence {number}", _check_nonempty_entry, ch, ev)
+    holds = claim.get("holds")
+    good = [ev for ev in evidence if isinstance(ev, dict)]
+    if holds is True:
+        covered = {(ev.get("layer"), ev.get("head")) for ev in good if ev.get("holds") is True}
+        if covered != {(k, h) for k in range(ch.p) for h in range(ch.c.heads)} or claim.get("empty_row") is not None:
+            ch.failures.append("nonempty_rows: true, but the evidence does not cover every layer and head")
+    elif holds is False:
+        er = claim.get("empty_row")
+        if not (isinstance(er, list) and len(er) == 3 and _index(er[0], ch.p) and _index(er[1], ch.c.heads)
+                and _index(er[2], ch.n)):
+            ch.failures.append("nonempty_rows: malformed empty_row")
+            return
+
+        def empty():
+            return None if not ch.rows(er[0], er[1], [er[2]]).nonempty()[0] else f"row {er} is not empty"
+
+        ch.run("nonempty_rows", empty)
+    elif holds is not None:
+        ch.failures.append("nonempty_rows: holds must be true, false or null")
+
+
+def _check_self_loops(ch: _Claims, h, claim) -> str | None:
+    holds = claim.get("holds")
+    if holds is True:
+        if not ch.c1(h):
+            return "some layer lacks a self-loop"
+        return None
+    if holds is False:
+        m = claim.get("missing")
+        if not (isinstance(m, list) and len(m) == 3 and _index(m[0], ch.p) and m[1] == h and _index(m[2], ch.n)):
+            return "malformed missing index"
+        if ch.has(m[0], h, [m[2]], [m[2]])[0]:
+            return f"({m[2]}, {m[2]}) is in layer {m[0]}"
+        return None
+    return None if holds is None else "holds must be true, false or null"
+
+
+def _witness(w, n) -> "np.ndarray | str":
+    if w == "identity":
+        return np.arange(n, dtype=np.int64)
+    if w == "reversed":
+        return np.arange(n - 1, -1, -1, dtype=np.int64)
+    if isinstance(w, list):
+        if not all(_int(x) for x in w):
+            return "malformed witness"
+        g = np.array(w, dtype=np.int64)
+    elif isinstance(w, dict) and isinstance(w.get("runs"), list) and set(w) == {"runs"}:
+        parts, total = [], 0
+        for run in w["runs"]:
+            if not (isinstance(run, list) and len(run) == 3 and all(_int(x) for x in run) and run[2] != 0):
+                return "malformed run"
+            size = len(range(*run))
+            total += size
+            if total > n:
+                return "the runs hold more than n tokens"
+            parts.append(np.arange(*run, dtype=np.int64))
+        g = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    else:
+        return "malformed witness"
+    if g.size != n or (g.size and (g.min() < 0 or g.max() >= n)) or np.bincount(g, minlength=n).max(initial=1) != 1:
+        return "the witness is not a permutation of the n tokens"
+    return g
+
+
+def _hamiltonian_brute(union: np.ndarray) -> bool:
     n = union.shape[0]
-    full = (1 << n) - 1
     reach = [0] * (1 << n)
     for v in range(n):
         reach[1 << v] = 1 << v
-    for mask in range(1, full + 1):
+    for mask in range(1, 1 << n):
         for last in range(n):
             if reach[mask] >> last & 1:
                 for v in range(n):
                     if not mask >> v & 1 and union[v, last]:
                         reach[mask | 1 << v] |= 1 << v
-    return reach[full] != 0
+    return reach[(1 << n) - 1] != 0
 
 
-def _check_hamiltonian(ch, h, claim):
-    n, name = ch.n, f"head {h}: hamiltonian_path"
+def _check_hamiltonian(ch: _Claims, h, claim) -> str | None:
+    n = ch.n
     holds = claim.get("holds")
     if holds is True:
-        w = claim.get("witness")
-        if w == "identity":
-            i = np.arange(1, n)
-            ok = ch.union_pairs(h, i, i - 1).all()
-        elif w == "reversed":
-            i = np.arange(0, n - 1)
-            ok = ch.union_pairs(h, i, i + 1).all()
-        elif isinstance(w, list) and len(w) == n and all(_index(x, n) for x in w) and len(set(w)) == n:
-            g = np.array(w, dtype=np.int64)
-            ok = ch.union_pairs(h, g[1:], g[:-1]).all()
-        else:
-            ch.fail(name, "malformed witness")
-            return
-        if not ok:
-            ch.fail(name, f"witness {w if isinstance(w, str) else 'list'} has a step that is not attended")
-    elif holds is False:
-        ref = claim.get("refutation") or {}
-        kind = ref.get("kind")
-        if kind in ("two_start_sets", "two_end_sets"):
-            try:
-                sets = [_members(r, n) for r in ref.get("sets", [])]
-            except (ValueError, TypeError) as exc:
-                ch.fail(name, str(exc))
-                return
-            if len(sets) != 2 or (sets[0] & sets[1]).any() or not sets[0].any() or not sets[1].any():
-                ch.fail(name, "needs two disjoint non-empty sets")
-                return
-            for X in sets:
-                members = np.flatnonzero(X)
-                if kind == "two_start_sets":
-                    if not ch.affordable(name, members.size * n * ch.c.layers):
-                        continue
-                    for k in range(ch.c.layers):
-                        rows = _rows(ch.layer(k, h), members, n)
-                        if rows[:, ~X].any():
-                            ch.fail(name, "a start set attends outside itself")
-                            return
-                else:
-                    outside = np.flatnonzero(~X)
-                    if not ch.affordable(name, members.size * outside.size * ch.c.layers):
-                        continue
-                    I = np.repeat(outside, members.size)
-                    J = np.tile(members, outside.size)
-                    if ch.union_pairs(h, I, J).any():
-                        ch.fail(name, "an end set is attended from outside")
-                        return
-        elif kind == "exhaustive":
-            if n > 12:
-                ch.unchecked.append(f"{name}: exhaustive refutation for n > 12")
-                return
-            union = np.zeros((n, n), dtype=bool)
-            for k in range(ch.c.layers):
-                union |= _rows(ch.layer(k, h), np.arange(n), n)
-            if _hamiltonian_brute(union):
-                ch.fail(name, "a Hamiltonian path exists")
-        else:
-            ch.fail(name, "unknown refutation")
+        g = _witness(claim.get("witness"), n)
+        if isinstance(g, str):
+            return g
+        ch.meter.add(n * ch.p)
+        if not ch.union_has(h, g[1:], g[:-1]).all():
+            return "the witness has a step that is not attended"
+        return None
+    if holds is None:
+        return None
+    if holds is not False:
+        return "holds must be true, false or null"
+    ref = claim.get("refutation")
+    kind = ref.get("kind") if isinstance(ref, dict) else None
+    if kind in ("two_start_sets", "two_end_sets"):
+        sets = ref.get("sets")
+        if not (isinstance(sets, list) and len(sets) == 2):
+            return "needs two sets"
+        try:
+            X = [_members(r, n) for r in sets]
+        except ValueError as exc:
+            return str(exc)
+        if (X[0] & X[1]).any() or not X[0].any() or not X[1].any():
+            return "needs two disjoint non-empty sets"
+        for x in X:
+            if kind == "two_start_sets" and ch.leaves(h, x):
+                return "a start set attends outside itself"
+            if kind == "two_end_sets" and ch.attends_into(h, x, rows_of=~x):
+                return "an end set is attended from outside"
+        return None
+    if kind in ("few_successors", "few_predecessors"):
+        try:
+            X, Y = _members(ref.get("tokens"), n), _members(ref.get("others"), n)
+        except ValueError as exc:
+            return str(exc)
+        if not Y.sum() < X.sum() - 1:
+            return "needs fewer others than tokens − 1"
+        if kind == "few_predecessors":
+            if ch.leaves(h, X | Y, rows_of=X):
+                return "a token attends outside the others"
+        elif ch.attends_into(h, X, rows_of=~Y):
+            return "a row outside the others attends into the tokens"
+        return None
+    if kind == "exhaustive":
+        if n > EXHAUSTIVE_N:
+            return f"an exhaustive refutation is accepted only for n ≤ {EXHAUSTIVE_N}"
+        union = np.logical_or.reduce([ch.dense(k, h) for k in range(ch.p)])
+        if _hamiltonian_brute(union):
+            return "a Hamiltonian path exists"
+        return None
+    return "unknown refutation"
 
 
-def _row_set_after(ch, h, i, steps):
-    """S^{steps}_i for the single row i: {i} pushed through layers k(steps), …, k(1)."""
-    n, p = ch.n, ch.c.layers
+def _check_unreachable(ch: _Claims, h, claim, ev) -> str | None:
+    n = ch.n
+    if "recursion_cycles" in ev:
+        cycle = ev["recursion_cycles"]
+        if not (isinstance(cycle, list) and len(cycle) == 2 and all(_int(t) for t in cycle)
+                and 1 <= cycle[0] < cycle[1] and (cycle[1] - cycle[0]) % ch.p == 0):
+            return "recursion_cycles needs [t0, t1] with 1 ≤ t0 < t1 and t1 − t0 a multiple of the layers"
+        t0, t1 = cycle
+        states = ch.recursion(h, t1, stop_when_full=False)
+        if any(S.all() for S in states):
+            return f"S^{next(t for t, S in enumerate(states, 1) if S.all())} is everything"
+        if not np.array_equal(states[t0 - 1], states[t1 - 1]):
+            return f"S^{t0} differs from S^{t1}"
+        return None
+    if "empty_rows" in ev:
+        rows = ev["empty_rows"]
+        if not (isinstance(rows, list) and len(rows) == ch.p and all(_index(i, n) for i in rows)):
+            return "empty_rows needs one token per layer"
+        for k, i in enumerate(rows):
+            if ch.rows(k, h, [i]).nonempty()[0]:
+                return f"row {i} of layer {k} is not empty"
+        return None
+    if "periodic" in ev:
+        return _check_periodic(ch, h, ev["periodic"])
+    pair = claim.get("unreachable")
+    try:
+        R = _members(ev.get("closed"), n)
+    except ValueError as exc:
+        return str(exc)
+    if not (isinstance(pair, list) and len(pair) == 2 and all(_index(x, n) for x in pair)):
+        return "malformed unreachable pair"
+    i, j = pair
+    if not R[i] or R[j]:
+        return "the pair does not leave the closed set"
+    if ch.leaves(h, R):
+        return "a row of the closed set attends outside it"
+    return None
+
+
+def _period(ch: _Claims, h, depth: np.ndarray) -> int:
+    """gcd over the edges u → v of U of depth(u) + 1 − depth(v), every row re-read."""
+    g = 0
+    for k in range(ch.p):
+        for rows in _batches(np.arange(ch.n, dtype=np.int64)):
+            ks = ch.rows(k, h, rows)
+            lengths = ks.hi - ks.lo
+            ch.meter.add(lengths.sum())
+            own = np.repeat(rows[ks.own], lengths)
+            keys = np.repeat(ks.lo, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            g = int(np.gcd.reduce(np.append(np.abs(depth[own] + 1 - depth[keys]), g)))
+            if g == 1:
+                return 1
+    return g
+
+
+def _check_periodic(ch: _Claims, h, claim) -> str | None:
+    """One layer, an out-tree reaching every token, and every cycle length a multiple of
+    g ≥ 2: row i's keys in S^t all lie in the class depth(i) + t mod g, never all of [n]."""
+    if ch.p != 1:
+        return "periodic evidence is for one layer"
+    if not (isinstance(claim, dict) and _index(claim.get("root"), ch.n)):
+        return "malformed periodic evidence"
+    root = claim["root"]
+    depth = _tree(ch, h, claim.get("out"), root, forward=True)
+    if isinstance(depth, str):
+        return depth
+    g = _period(ch, h, depth)
+    if g < 2 or g != claim.get("period"):
+        return f"the period is {g}, not {claim.get('period')!r}"
+    return None
+
+
+def _depth_by_intervals(ch: _Claims, h) -> "int | None | str":
+    """The exact s when every row of every layer is one interval holding i with
+    non-decreasing ends (module docstring); a text when that does not hold."""
+    n, p = ch.n, ch.p
+    lows, highs = [], []
+    for k in range(p):
+        lo = np.empty(n, dtype=np.int64)
+        hi = np.empty(n, dtype=np.int64)
+        for rows in _batches(np.arange(n, dtype=np.int64)):
+            ks = ch.rows(k, h, rows)
+            if ks.own.size != rows.size or not np.array_equal(ks.own, np.arange(rows.size)):
+                return f"a row of layer {k} is not one interval"
+            lo[rows], hi[rows] = ks.lo, ks.hi
+        idx = np.arange(n)
+        if (lo > idx).any() or (hi <= idx).any():
+            return f"a row of layer {k} does not hold its own token"
+        if (np.diff(lo) < 0).any() or (np.diff(hi) < 0).any():
+            return f"the rows of layer {k} are not monotone"
+        lows.append(lo)
+        highs.append(hi - 1)  # the last key
+    # L_t(n−1) = lo_{k(1)} ∘ … ∘ lo_{k(t)} (n − 1); with t = q·p + r: F^q ∘ G_r.
+    ch.meter.add(p * n)
+
+    def compose(maps, order):
+        out = np.arange(n, dtype=np.int64)
+        for k in order:  # the innermost map is applied first
+            out = maps[k][out]
+        return out
+
+    best = None
+    for maps, goal in ((lows, 0), (highs, n - 1)):
+        F = compose(maps, range(p - 1, -1, -1))
+        steps_for = []
+        for r in range(p):
+            x = int(compose(maps, range(r - 1, -1, -1))[n - 1 if goal == 0 else 0])
+            q = 0
+            F_list = F.tolist()
+            ch.meter.add(n)
+            while x != goal and q <= n:
+                nxt = F_list[x]
+                if nxt == x:
+                    q = None
+                    break
+                x, q = nxt, q + 1
+            steps_for.append(q)
+        best = steps_for if best is None else [None if a is None or b is None else max(a, b)
+                                              for a, b in zip(best, steps_for)]
+    candidates = [q * p + r for r, q in enumerate(best) if q is not None and q * p + r >= 1]
+    if not candidates:
+        # r = 0 needs q ≥ 1 (t = 0 is not a step); try the next round.
+        candidates = [max(q, 1) * p for r, q in enumerate(best) if r == 0 and q is not None]
+    return min(candidates) if candidates else None
+
+
+def _row_after(ch: _Claims, h, i, steps) -> np.ndarray:
+    """S^{steps}_i given C1: {i} pushed through layers k(steps), …, k(1). With C1 the set
+    only grows, so each row is expanded once per layer."""
+    n, p = ch.n, ch.p
     X = np.zeros(n, dtype=bool)
     X[i] = True
+    done = [np.zeros(n, dtype=bool) for _ in range(p)]
     for t in range(steps, 0, -1):
-        X = _rows(ch.layer((t - 1) % p, h), np.flatnonzero(X), n).any(axis=0)
+        k = (t - 1) % p
+        new = np.flatnonzero(X & ~done[k])
+        done[k] |= X
+        ch.meter.add(n // 64 + 1)
+        for rows in _batches(new):
+            ks = ch.rows(k, h, rows)
+            marks = np.zeros(n + 1, dtype=np.int64)
+            np.add.at(marks, ks.lo, 1)
+            np.add.at(marks, ks.hi, -1)
+            X |= np.cumsum(marks[:n]) > 0
+        if X.all():
+            break
     return X
 
 
-def _dense_recursion(ch, h, upto):
-    n, p = ch.n, ch.c.layers
-    masks = [_rows(ch.layer(k, h), np.arange(n), n).astype(np.float32) for k in range(p)]
-    S = masks[0] > 0
-    states = [S]
-    for t in range(2, upto + 1):
-        S = (masks[(t - 1) % p] @ S.astype(np.float32)) > 0
-        states.append(S)
-    return states
+def _depths(parent: np.ndarray, root: int) -> "np.ndarray | None":
+    """Hops from every token to the root along ``parent``; None unless it is a tree."""
+    jump = np.where(np.arange(parent.size) == root, root, parent)
+    hops = (jump != root).astype(np.int64)
+    for _ in range(parent.size.bit_length() + 1):  # after k rounds, jump is the 2^k-th ancestor
+        hops, jump = hops + hops[jump], jump[jump]
+    return hops if (jump == root).all() else None
 
 
-def _check_depth(ch, h, claim, c1_verified):
-    n, p, name = ch.n, ch.c.layers, f"head {h}: finite_depth"
+def _tree(ch: _Claims, h, parent, r, forward) -> "np.ndarray | str":
+    """The depths of a tree of U rooted at r (forward: v ∈ A_{parent[v]}, else
+    parent[v] ∈ A_v), or why it is not one."""
+    n = ch.n
+    name = "out" if forward else "in"
+    if not (isinstance(parent, list) and len(parent) == n and all(_int(x) for x in parent)):
+        return f"malformed {name} tree"
+    parent = np.array(parent, dtype=np.int64)
+    others = np.flatnonzero(np.arange(n) != r)
+    if parent[r] != -1 or (parent[others] < 0).any() or (parent[others] >= n).any():
+        return f"the {name} tree's parents are not tokens (the root's is -1)"
+    ch.meter.add(n * ch.p)
+    i, j = (parent[others], others) if forward else (others, parent[others])
+    if not ch.union_has(h, i, j).all():
+        return f"an edge of the {name} tree is not attended"
+    depth = _depths(parent, r)
+    if depth is None:
+        return f"the {name} tree does not reach the root from every token"
+    return depth
+
+
+def _tree_diameter_bound(ch: _Claims, h, trees) -> "int | str":
+    """max depth_in + max depth_out of two trees rooted at r (out: v ∈ A_{out[v]}; in:
+    in[v] ∈ A_v): every pair (i, j) is joined by i → … → r → … → j."""
+    if not (isinstance(trees, dict) and _index(trees.get("root"), ch.n)):
+        return "malformed trees"
+    total = 0
+    for name, forward in (("out", True), ("in", False)):
+        depth = _tree(ch, h, trees.get(name), trees["root"], forward)
+        if isinstance(depth, str):
+            return depth
+        total += int(depth.max())
+    return max(1, total)
+
+
+def _check_depth(ch: _Claims, h, claim) -> str | None:
+    n, p = ch.n, ch.p
     holds = claim.get("holds")
     ev = claim.get("evidence") or {}
+    if not isinstance(ev, dict):
+        return "malformed evidence"
     if holds is False:
-        if ev.get("recursion_cycles"):
-            if ch.affordable(name, 10 * p * n ** 5):
-                ch.unchecked.append(f"{name}: recursion cycle not re-checked")
-            return
-        pair = claim.get("unreachable")
-        try:
-            R = _members(ev.get("closed", []), n)
-        except (ValueError, TypeError) as exc:
-            ch.fail(name, str(exc))
-            return
-        if not (isinstance(pair, list) and len(pair) == 2 and all(_index(x, n) for x in pair)):
-            ch.fail(name, "malformed unreachable pair")
-            return
-        i, j = pair
-        if not R[i] or R[j]:
-            ch.fail(name, "the pair does not leave the closed set")
-            return
-        members = np.flatnonzero(R)
-        if ch.affordable(name, members.size * n * p):
-            for k in range(p):
-                if _rows(ch.layer(k, h), members, n)[:, ~R].any():
-                    ch.fail(name, f"the closed set is left in layer {k}")
-                    return
-        return
-    if holds is not True:
-        return
-    bounds = claim.get("s_bounds")
-    s = claim.get("s")
-    if not (isinstance(bounds, list) and len(bounds) == 2 and isinstance(bounds[0], int)
-            and (bounds[1] is None or isinstance(bounds[1], int))):
-        ch.fail(name, "malformed s_bounds")
-        return
+        return _check_unreachable(ch, h, claim, ev)
+    if holds not in (True, None):
+        return "holds must be true, false or null"
+    bounds, s = claim.get("s_bounds"), claim.get("s")
+    if not (isinstance(bounds, list) and len(bounds) == 2 and _int(bounds[0])
+            and (bounds[1] is None or _int(bounds[1]))):
+        return "malformed s_bounds"
     lo, hi = bounds
-    if s is not None and not (s == lo == hi):
-        ch.fail(name, "s disagrees with s_bounds")
-        return
-    if hi is None:
-        ch.fail(name, "holds true without an upper bound")
-        return
-    if lo < 1 or hi < lo:
-        ch.fail(name, "bounds out of order")
-        return
-    # Upper bound.
-    proved_hi = None
-    hub = ev.get("hub")
-    if isinstance(hub, dict):
-        t, b, a = hub.get("token"), hub.get("row_step"), hub.get("column_step")
-        if _index(t, n) and isinstance(b, int) and isinstance(a, int) and 1 <= b < a:
-            row_ok = _rows(ch.layer((b - 1) % p, h), [t], n).all()
-            col_ok = _has(ch.layer((a - 1) % p, h), np.arange(n), np.full(n, t), n).all()
-            if row_ok and col_ok and ((b, a) == (1, 2) or c1_verified):
-                proved_hi = a
-            else:
-                ch.fail(name, "hub evidence does not hold")
-        else:
-            ch.fail(name, "malformed hub")
-    if ev.get("chain") is True:
-        i = np.arange(1, n)
-        if c1_verified and ch.union_pairs(h, i, i - 1).all() and ch.union_pairs(h, i - 1, i).all():
-            proved_hi = min(proved_hi or p * max(n - 1, 1), p * max(n - 1, 1))
-        else:
-            ch.fail(name, "chain evidence does not hold")
+    if holds is None:
+        if hi is not None or s is not None:
+            return "an undecided depth claims no upper bound and no s"
+    else:
+        if s is not None and not (_int(s) and s == lo == hi):
+            return "s disagrees with s_bounds"
+        if hi is None:
+            return "holds true without an upper bound"
+    if lo < 1 or (hi is not None and hi < lo):
+        return "bounds out of order"
+    exact = None
     states = None
-    if ev.get("recursion") is True:
-        if ch.affordable(name, hi * n ** 3):
-            states = _dense_recursion(ch, h, hi)
-            if states[hi - 1].all():
-                proved_hi = hi
+    if ev.get("full_first") is True:
+        exact = None if any(ch.rows(0, h, rows).sizes().min() < n for rows in _batches(np.arange(n, dtype=np.int64))) else 1
+        if exact is None:
+            return "layer 0 is not everything"
+    elif ev.get("intervals") is True:
+        exact = _depth_by_intervals(ch, h)
+        if isinstance(exact, str):
+            return "intervals evidence does not hold: " + exact
+        if exact is None:
+            return "s is infinite"
+    elif ev.get("recursion") is True:
+        if hi is None:
+            return "recursion evidence needs an upper bound"
+        states = ch.recursion(h, hi)
+        full = [t for t, S in enumerate(states, 1) if S.all()]
+        if not full:
+            return f"S^{hi} is not everything"
+        exact = full[0]
+    if exact is not None:
+        if not (lo <= exact and (hi is None or exact <= hi)):
+            return f"s = {exact}, outside the claimed [{lo}, {hi}]"
+        return None
+    # Upper bound.
+    if hi is not None:
+        proved = None
+        hub = ev.get("hub")
+        if hub is not None:
+            t, b, a = (hub.get("token"), hub.get("row_step"), hub.get("column_step")) if isinstance(hub, dict) else (None,) * 3
+            if not (_index(t, n) and _int(b) and _int(a) and 1 <= b < a):
+                return "malformed hub"
+            if not ((b, a) == (1, 2) or ch.c1(h)):
+                return "a hub beyond steps (1, 2) needs C1, which fails"
+            if not ch.full_row((b - 1) % p, h, t):
+                return f"row {t} is not full in layer {(b - 1) % p}"
+            if not ch.has((a - 1) % p, h, np.arange(n), np.full(n, t)).all():
+                return f"column {t} is not full in layer {(a - 1) % p}"
+            proved = a
+        if ev.get("chain") is True:
+            i = np.arange(1, n)
+            if not (ch.c1(h) and ch.union_has(h, i, i - 1).all() and ch.union_has(h, i - 1, i).all()):
+                return "chain evidence does not hold"
+            proved = min(proved or p * max(n - 1, 1), p * max(n - 1, 1))
+        trees = ev.get("trees")
+        if trees is not None:
+            diameter = _tree_diameter_bound(ch, h, trees)
+            if isinstance(diameter, str):
+                return diameter
+            if ch.c1(h):
+                bound = p * diameter
+            elif p == 1 and ch.has(0, h, [trees["root"]], [trees["root"]])[0]:
+                bound = diameter  # walk to the root, wait on its self-loop, walk on
+            elif p == 1 and ev.get("aperiodic") is True:
+                depth = _tree(ch, h, trees["out"], trees["root"], forward=True)
+                if _period(ch, h, depth) != 1:
+                    return "U is periodic"
+                bound = (n - 1) ** 2 + 1  # primitive: Wielandt
             else:
-                ch.fail(name, f"S^{hi} is not everything")
-                return
-    if proved_hi is None:
-        if not ch.unchecked or not ch.unchecked[-1].startswith(name):
-            ch.fail(name, "no evidence for the upper bound")
-        return
-    if proved_hi > hi:
-        ch.fail(name, f"upper bound {hi} is below what the evidence proves ({proved_hi})")
+                return "trees bound s only given C1, a self-loop at the root, or aperiodicity (one layer)"
+            proved = min(proved or bound, bound)
+        if proved is None:
+            return "no evidence for the upper bound"
+        if proved > hi:
+            return f"the evidence proves s ≤ {proved}, not s ≤ {hi}"
     # Lower bound.
-    if lo >= 2:
-        mb = ev.get("missing_before")
-        mf = ev.get("missing_first")
-        if lo == 2 and isinstance(mf, list) and len(mf) == 2 and all(_index(x, n) for x in mf):
-            if _has(ch.layer(0, h), [mf[0]], [mf[1]], n)[0]:
-                ch.fail(name, "missing_first pair is in layer 0")
-        elif isinstance(mb, list) and len(mb) == 2 and all(_index(x, n) for x in mb):
-            if states is not None:
-                if states[lo - 2][mb[0], mb[1]]:
-                    ch.fail(name, f"missing_before pair is in S^{lo - 1}")
-            elif ch.affordable(name, (lo - 1) * n * n):
-                if _row_set_after(ch, h, mb[0], lo - 1)[mb[1]]:
-                    ch.fail(name, f"missing_before pair is in S^{lo - 1}")
-        else:
-            ch.fail(name, f"no evidence for the lower bound {lo}")
+    if lo == 1:
+        return None
+    mf, mb = ev.get("missing_first"), ev.get("missing_before")
+    if lo == 2 and isinstance(mf, list) and len(mf) == 2 and all(_index(x, n) for x in mf):
+        if ch.has(0, h, [mf[0]], [mf[1]])[0]:
+            return "the missing_first pair is in layer 0"
+        return None
+    if isinstance(mb, list) and len(mb) == 2 and all(_index(x, n) for x in mb):
+        if not ch.c1(h):
+            return "missing_before proves a lower bound only given C1, which fails"
+        if _row_after(ch, h, mb[0], lo - 1)[mb[1]]:
+            return f"the missing_before pair is in S^{lo - 1}"
+        return None
+    return f"no evidence for the lower bound {lo}"
 
 
-def verify_report(source_or_compiled, cert: dict, max_work: int = 1 << 30) -> dict:
-    """{"failures": [...], "unchecked": [...]}: every claim of ``cert`` re-checked."""
+# ---- the report ------------------------------------------------------------------------------
+
+
+def source_digest(compiled) -> "str | None":
+    text = getattr(compiled.source, "text", None)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest() if isinstance(text, str) else None
+
+
+def verify_report(source_or_compiled, cert, max_work: int = DEFAULT_BUDGET) -> dict:
+    """Re-check every claim of ``cert``: {"failures": [...], "unchecked": [...]}. A
+    certificate is accepted only when both are empty; "unchecked" lists the claims whose
+    check would pass ``max_work`` units (raise it to check them)."""
     from .compiled import CompiledPattern, compile as compile_source
 
+    def refuse(why):
+        return {"failures": [why], "unchecked": []}
+
     if not isinstance(cert, dict):
-        return {"failures": ["certificate: not an object"], "unchecked": []}
+        return refuse("certificate: not an object")
+    if cert.get("format") != FORMAT:
+        return refuse(f"format: the certificate is {cert.get('format')!r}; this checker reads {FORMAT!r}")
     n = cert.get("n")
+    if not (_int(n) and n >= 1):
+        return refuse("n: missing or not a positive integer")
     if isinstance(source_or_compiled, CompiledPattern):
         compiled = source_or_compiled
         if compiled.n != n:
-            return {"failures": [f"n: certificate is for n = {n}, pattern is compiled for {compiled.n}"],
-                    "unchecked": []}
+            return refuse(f"n: the certificate is for n = {n}, the pattern is compiled for {compiled.n}")
     else:
-        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-            return {"failures": ["n: missing or not a positive integer"], "unchecked": []}
-        compiled = compile_source(source_or_compiled if not isinstance(source_or_compiled, str) or "\n" in source_or_compiled
-                                  or not Path(source_or_compiled).is_file() else Path(source_or_compiled), n)
-    ch = _Checker(compiled, max_work)
+        is_text = not isinstance(source_or_compiled, str) or "\n" in source_or_compiled \
+            or not Path(source_or_compiled).is_file()
+        compiled = compile_source(source_or_compiled if is_text else Path(source_or_compiled), n)
+    digest = source_digest(compiled)
+    if cert.get("source_sha256") != digest:
+        return refuse(f"source_sha256: the certificate was made for another source "
+                      f"({cert.get('source_sha256')!r}, this one is {digest!r})")
+    ch = _Claims(compiled, max_work)
     if cert.get("layers") != compiled.layers or cert.get("heads") != compiled.heads:
-        ch.fail("shape", "layers/heads differ from the source")
-        return {"failures": ch.failures, "unchecked": ch.unchecked}
-    prob = cert.get("prob") or {}
+        return refuse("shape: layers/heads differ from the source")
+    prob = cert.get("prob") if isinstance(cert.get("prob"), dict) else {}
     expected = compiled.prob or "softmax"
     if prob.get("name") != expected:
-        ch.fail("prob", f"name {prob.get('name')!r}, the file says {expected!r}")
-    elif prob.get("assumption2") != ASSUMPTION2.get(expected):
-        ch.fail("prob", "wrong Assumption 2 verdict")
-    _check_nonempty(ch, cert)
+        ch.failures.append(f"prob: name {prob.get('name')!r}, the file says {expected!r}")
+    elif prob.get("assumption2") is not ASSUMPTION2.get(expected):
+        ch.failures.append("prob: wrong Assumption 2 verdict")
+    _check_nonempty(ch, cert.get("nonempty_rows"))
+    if "counts" in cert:
+        ch.run("counts", _check_counts, ch, cert["counts"])
     conditions = cert.get("conditions")
-    if not isinstance(conditions, list) or [c.get("head") if isinstance(c, dict) else None
-                                            for c in conditions] != list(range(compiled.heads)):
-        ch.fail("conditions", "need one entry per head, in order")
+    if not (isinstance(conditions, list) and all(isinstance(c, dict) for c in conditions)
+            and [c.get("head") for c in conditions] == list(range(compiled.heads))):
+        ch.failures.append("conditions: need one entry per head, in order")
         return {"failures": ch.failures, "unchecked": ch.unchecked}
     for c in conditions:
         h = c["head"]
-        c1 = _check_self_loops(ch, h, c.get("self_loops") or {})
-        _check_hamiltonian(ch, h, c.get("hamiltonian_path") or {})
-        _check_depth(ch, h, c.get("finite_depth") or {}, c1 is True)
+        for name, check in (("self_loops", _check_self_loops), ("hamiltonian_path", _check_hamiltonian),
+                            ("finite_depth", _check_depth)):
+            claim = c.get(name)
+            if not isinstance(claim, dict):
+                ch.failures.append(f"head {h}: {name}: missing")
+                continue
+            ch.run(f"head {h}: {name}", check, ch, h, claim)
     return {"failures": ch.failures, "unchecked": ch.unchecked}
 
 
-def verify_certificate(source_or_compiled, cert: dict, max_work: int = 1 << 30) -> list[str]:
-    """The failed claims of ``cert`` (empty: every checked claim holds)."""
-    return verify_report(source_or_compiled, cert, max_work)["failures"]
+def verify_certificate(source_or_compiled, cert, max_work: int = DEFAULT_BUDGET) -> list[str]:
+    """The failed claims of ``cert`` and, as failures too, those left unchecked
+    (empty: every claim was checked and holds)."""
+    report = verify_report(source_or_compiled, cert, max_work)
+    return report["failures"] + [f"unchecked: {u}" for u in report["unchecked"]]
+

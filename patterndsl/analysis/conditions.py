@@ -60,8 +60,13 @@ from ..ir import Complement, Difference, IndexSet, Intersection, Pattern, Union
 from ..primitives import Cols, Global, Primitive, Rows
 from ..reference import evaluate
 from .counts import row_degrees
+from .graph import TooLarge, UnionGraph, tree_depths
+from .rowsets import TooManyIntervals, all_rows
+from .structural import as_runs, counting_refutation, interval_depth, layered_reach, run_witnesses
 
+FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
+SEARCH_N = 8192  # above DENSE_N, a dense union for the Hamiltonian path search up to this n
 EXHAUSTIVE_N = 12  # exhaustive Hamiltonian path search up to this n
 PROBABILITY_ASSUMPTION2 = {"softmax": True, "sparsemax": True}
 
@@ -232,8 +237,8 @@ def _hamiltonian_dfs(union: np.ndarray, deadline: float):
 
 
 def _packed_iteration(masks: list, c1: bool, deadline: float, limit: int):
-    """Iterate S^t; returns (s, S^{s−1} packed or None) when S^s = J, (None, 'cycle') when a
-    state repeats (so S^t ≠ J forever), (None, None) when out of time/limit."""
+    """Iterate S^t; returns (s, S^{s−1} packed or None) when S^s = J, (None, ("cycle", t0, t1))
+    when S^{t1} repeats S^{t0} with t0 ≡ t1 (mod p) (so S^t ≠ J forever), (None, None) when out of time/limit."""
     n = masks[0].shape[0]
     p = len(masks)
     full_row = np.packbits(np.ones(n, dtype=bool))
@@ -244,7 +249,7 @@ def _packed_iteration(masks: list, c1: bool, deadline: float, limit: int):
         np.add.at(indptr, rows + 1, 1)
         csr.append((np.cumsum(indptr), cols))
     S = np.packbits(masks[0], axis=1)
-    seen = set()
+    seen: dict = {}
     t = 1
     previous = None
     while True:
@@ -253,8 +258,8 @@ def _packed_iteration(masks: list, c1: bool, deadline: float, limit: int):
         if not c1:
             key = (t % p, hashlib.sha1(S.tobytes()).digest())
             if key in seen:
-                return None, "cycle"
-            seen.add(key)
+                return None, ("cycle", seen[key], t)
+            seen[key] = t
         if t >= limit or time.perf_counter() > deadline:
             return None, None
         t += 1
@@ -379,7 +384,7 @@ def _check_head(patterns, n, deadline) -> dict:
     if n <= DENSE_N:
         c2, c3 = _dense_conditions(patterns, n, c1_ok, deadline)
     else:
-        c2, c3 = _large_conditions(patterns, n, c1_ok, hubs)
+        c2, c3 = _large_conditions(patterns, n, c1_ok, hubs, deadline)
     return {"self_loops": c1, "hamiltonian_path": c2, "finite_depth": c3, "nonempty": nonempty}
 
 
@@ -439,44 +444,203 @@ def _missing_in_first(patterns, n, hubs):
     return None
 
 
-def _lower_pair(patterns, n, hubs):
-    return _missing_in_first(patterns, n, hubs)
+def _union_graph(patterns, n):
+    """U as a segment-tree graph (analysis/graph.py), or None when it would be too large."""
+    try:
+        return UnionGraph(patterns, n)
+    except (TooLarge, TooManyIntervals):
+        return None
 
 
-def _large_conditions(patterns, n, c1_ok, hubs):
+def _component_refutations(graph, n):
+    """(C2 refutation or None, C3 refutation or None) from U's SCCs."""
+    labels, sinks, sources = graph.components()
+    c2 = c3 = None
+    if len(sinks) >= 2:  # each set attends only inside itself: each must hold γ(0)
+        c2 = {"holds": False, "refutation": {"kind": "two_start_sets",
+                                              "sets": [_ranges(np.flatnonzero(labels == c)) for c in sinks[:2]]}}
+    elif len(sources) >= 2:  # no row outside attends into it: each must hold γ(n − 1)
+        c2 = {"holds": False, "refutation": {"kind": "two_end_sets",
+                                              "sets": [_ranges(np.flatnonzero(labels == c)) for c in sources[:2]]}}
+    if labels.min() != labels.max():
+        inside = labels == sinks[0]
+        i, j = int(np.flatnonzero(inside)[0]), int(np.flatnonzero(~inside)[0])
+        c3 = {"holds": False, "unreachable": [i, j], "evidence": {"closed": _ranges(np.flatnonzero(inside))}}
+    return c2, c3
+
+
+def _structured_path(patterns, n):
+    """A Hamiltonian path from the families of analysis/structural.py, as runs, or None."""
+    for g in run_witnesses(patterns, n):
+        ok = np.zeros(n - 1, dtype=bool)
+        for P in patterns:
+            todo = np.flatnonzero(~ok)
+            if todo.size == 0:
+                break
+            ok[todo] = pair_values(P, g[1:][todo], g[:-1][todo], n)
+        if ok.all():
+            return {"holds": True, "witness": {"runs": as_runs(g)}}
+    return None
+
+
+def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
     p = len(patterns)
     lower, upper = _offdiagonals(patterns, n)
+    graph = None
     # C2
-    c2 = _offdiagonal_witness(lower, upper) or {
-        "holds": None, "reason": "undecided within budget (n too large for a search)"}
+    c2 = _offdiagonal_witness(lower, upper) or _structured_path(patterns, n)
     # C3
     hub = _hub_bound(patterns, n, c1_ok, hubs)
     missing = _missing_in_first(patterns, n, hubs)
     lo = 2 if missing is not None else 1
-    if hub is not None:
+    first_ev = {"missing_first": missing} if missing is not None else {}
+    c3 = None
+    if hub is not None and hub[0] == lo:
         hi, h, b, a = hub
-        ev = {"hub": {"token": h, "row_step": b, "column_step": a}}
-        if missing is not None:
-            ev["missing_first"] = missing
-        if lo == hi:
-            return c2, {"holds": True, "s": hi, "s_bounds": [lo, hi], "evidence": ev}
-        return c2, {"holds": True, "s": None, "s_bounds": [lo, hi], "evidence": ev}
-    sc_chain = lower and upper
-    if sc_chain:
-        ev = {"chain": True}
-        if missing is not None:
-            ev["missing_first"] = missing
-        if c1_ok:
-            return c2, {"holds": True, "s": None, "s_bounds": [lo, p * (n - 1)], "evidence": ev}
-        return c2, {"holds": None, "s": None, "s_bounds": [lo, None], "reason": "strongly connected but C1 fails: "
-                    "undecided within budget", "evidence": ev}
-    closed = _closed_interval(patterns, n, hubs)
-    if closed is not None:
-        (lo_r, hi_r) = closed
-        i = lo_r
-        j = hi_r if hi_r < n else lo_r - 1
-        return c2, {"holds": False, "unreachable": [int(i), int(j)], "evidence": {"closed": [[lo_r, hi_r]]}}
-    return c2, {"holds": None, "s": None, "s_bounds": [lo, None], "reason": "undecided within budget"}
+        c3 = {"holds": True, "s": hi, "s_bounds": [lo, hi],
+              "evidence": {"hub": {"token": h, "row_step": b, "column_step": a}, **first_ev}}
+    elif c1_ok and (exact := interval_depth(patterns, n)) is not False:
+        if exact is None:  # monotone intervals that never reach: not strongly connected
+            graph = _union_graph(patterns, n)
+            c3 = _component_refutations(graph, n)[1] if graph is not None else None
+        else:
+            c3 = {"holds": True, "s": exact, "s_bounds": [exact, exact], "evidence": {"intervals": True}}
+    if c3 is None:
+        upper_ev = None
+        if hub is not None:
+            hi, h, b, a = hub
+            upper_ev = ({"hub": {"token": h, "row_step": b, "column_step": a}}, hi)
+        else:
+            if lower and upper and c1_ok:
+                upper_ev = ({"chain": True}, p * (n - 1))
+            graph = graph or _union_graph(patterns, n)
+            if graph is not None:
+                c3 = _component_refutations(graph, n)[1]
+                if c3 is None and c1_ok:
+                    trees = _tree_bound(graph, n, p)
+                    if trees is not None and (upper_ev is None or trees[1] < upper_ev[1]):
+                        upper_ev = trees
+            elif upper_ev is not None:
+                pass
+            elif (closed := _closed_interval(patterns, n, hubs)) is not None:
+                lo_r, hi_r = closed
+                c3 = {"holds": False, "unreachable": [lo_r, hi_r if hi_r < n else lo_r - 1],
+                      "evidence": {"closed": [[lo_r, hi_r]]}}
+        if c3 is None and upper_ev is not None:
+            ev, hi = upper_ev
+            lo, ev = _lower_bound(patterns, n, hi, lo, ev, first_ev, c1_ok)
+            c3 = {"holds": True, "s": hi if lo == hi else None, "s_bounds": [lo, hi], "evidence": ev}
+        elif c3 is None and not c1_ok:
+            c3 = _without_self_loops(patterns, n, graph, lo, first_ev)
+        if c3 is None:
+            reason = ("strongly connected but C1 fails: undecided" if graph is not None or (lower and upper)
+                      else "undecided within budget")
+            c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
+    if c2 is None:
+        graph = graph or _union_graph(patterns, n)
+        if graph is not None:
+            c2 = _component_refutations(graph, n)[0]
+    if c2 is None and (refutation := counting_refutation(patterns, n)) is not None:
+        c2 = {"holds": False, "refutation": refutation}
+    if c2 is None and n <= SEARCH_N and deadline is not None:
+        c2 = _searched_path(patterns, n, deadline)
+    if c2 is None:
+        c2 = {"holds": None, "reason": "undecided (no structural witness or refutation)"}
+    return c2, c3
+
+
+def _searched_path(patterns, n, deadline):
+    """The budgeted DFS of the dense path over U's mask (n ≤ SEARCH_N: at most 64 MiB)."""
+    union = np.zeros((n, n), dtype=bool)
+    for P in patterns:
+        union |= _dense(P, n)
+    path = _greedy_path(union, min(deadline, time.perf_counter() + 0.5))
+    if path is None:
+        path = _hamiltonian_dfs(union, min(deadline, time.perf_counter() + 0.5))
+    return {"holds": True, "witness": {"runs": as_runs(np.array(path, dtype=np.int64))}} if path is not None else None
+
+
+def _greedy_path(union: np.ndarray, deadline: float):
+    """Warnsdorff's rule without backtracking, from a few starts: next comes the unused
+    token attending the current one that the fewest tokens attend. O(n²) per start."""
+    n = union.shape[0]
+    attended_by = union.sum(axis=0) - union.diagonal()  # how many rows attend each token
+    for start in np.argsort(attended_by, kind="stable")[:4]:
+        unused = np.ones(n, dtype=bool)
+        path = [int(start)]
+        unused[start] = False
+        while len(path) < n:
+            candidates = np.flatnonzero(union[:, path[-1]] & unused)
+            if candidates.size == 0 or time.perf_counter() > deadline:
+                break
+            nxt = int(candidates[np.argmin(attended_by[candidates])])
+            path.append(nxt)
+            unused[nxt] = False
+        if len(path) == n:
+            return path
+    return None
+
+
+def _without_self_loops(patterns, n, graph, lo, first_ev):
+    """C3 when C1 fails (then S^t need not grow with t):
+      * A^0 = J: s = 1;
+      * every layer has an empty row: every S^t has one, s is infinite;
+      * one layer, U strongly connected with period g (the gcd of its cycle lengths):
+        g > 1 puts the keys of row i in S^t into one class mod g, s infinite; g = 1 makes
+        A primitive: with a self-loop at a token v, S^t = J once t ≥ dist(·, v) +
+        dist(v, ·) (walk to v, wait there, walk on); else Wielandt's s ≤ (n − 1)² + 1."""
+    degrees = [np.concatenate([keys.degrees() for _, keys in all_rows(P, n)]) for P in patterns]
+    if (degrees[0] == n).all():
+        return {"holds": True, "s": 1, "s_bounds": [1, 1], "evidence": {"full_first": True}}
+    empty = [np.flatnonzero(d == 0) for d in degrees]
+    if all(e.size for e in empty):
+        return {"holds": False, "evidence": {"empty_rows": [int(e[0]) for e in empty]}}
+    if len(patterns) != 1 or graph is None:
+        return None
+    idx = np.arange(n, dtype=np.int64)
+    loops = np.flatnonzero(pair_values(patterns[0], idx, idx, n))
+    root = int(loops[0]) if loops.size else 0
+    out_tree, in_tree = graph.tree(root), graph.tree(root, reverse=True)
+    if out_tree is None or in_tree is None:
+        return None
+    period = graph.period(out_tree, root, patterns)
+    if period > 1:
+        return {"holds": False, "evidence": {"periodic": {"root": root, "out": out_tree.tolist(), "period": period}}}
+    trees = {"root": root, "out": out_tree.tolist(), "in": in_tree.tolist()}
+    if loops.size:
+        hi = max(1, int(tree_depths(out_tree, root).max()) + int(tree_depths(in_tree, root).max()))
+        return {"holds": True, "s": hi if hi == lo else None, "s_bounds": [min(lo, hi), hi],
+                "evidence": {"trees": trees, **first_ev}}
+    hi = (n - 1) ** 2 + 1
+    return {"holds": True, "s": hi if hi == lo else None, "s_bounds": [min(lo, hi), hi],
+            "evidence": {"trees": trees, "aperiodic": True, **first_ev}}
+
+
+def _tree_bound(graph, n, p):
+    """Given C1 and U strongly connected: BFS trees out of and into token 0 bound the
+    diameter D ≤ depth_in + depth_out, and s ≤ p·D (the theorem above)."""
+    out_tree, in_tree = graph.tree(0), graph.tree(0, reverse=True)
+    if out_tree is None or in_tree is None:
+        return None
+    d_out, d_in = tree_depths(out_tree, 0), tree_depths(in_tree, 0)
+    hi = p * max(1, int(d_out.max()) + int(d_in.max()))
+    return {"trees": {"root": 0, "out": out_tree.tolist(), "in": in_tree.tolist()}}, hi
+
+
+def _lower_bound(patterns, n, hi, lo, ev, first_ev, c1_ok):
+    """The best lower bound on s: S^t of a few rows computed layer by layer (C1)."""
+    ev = dict(ev)
+    best = (lo, first_ev)
+    if c1_ok and hi > 2:
+        for i in dict.fromkeys([0, n - 1, n // 2]):
+            found = layered_reach(patterns, n, i, hi)
+            if found is None:
+                continue
+            t, gap = found
+            if t is not None and gap is not None and t > best[0]:
+                best = (t, {"missing_before": [i, gap]})
+    ev.update(best[1])
+    return best[0], ev
 
 
 def _closed_interval(patterns, n, hubs):
@@ -549,8 +713,8 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
             i, j = np.argwhere(~before)[0]
             ev["missing_before"] = [int(i), int(j)]
         return c2, {"holds": True, "s": s, "s_bounds": [s, s], "evidence": ev}
-    if why == "cycle":
-        return c2, {"holds": False, "evidence": {"recursion_cycles": True}}
+    if isinstance(why, tuple):  # S^{t0} = S^{t1}, t0 ≡ t1 (mod p), never J before
+        return c2, {"holds": False, "evidence": {"recursion_cycles": [why[1], why[2]]}}
     # Out of budget: fall back to the certified structural bounds (hub, chain).
     _, c3 = _large_conditions(patterns, n, c1_ok, _candidates(patterns, n))
     if c3.get("holds") is not True:
@@ -566,7 +730,7 @@ def certificate(compiled, results: dict, counts: "dict | None" = None) -> dict:
     schema is documented in patterndsl/verify.py, which checks it."""
     text = getattr(compiled.source, "text", None)
     cert = {
-        "format": "patterndsl-certificate/1",
+        "format": FORMAT,
         "source_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest() if isinstance(text, str) else None,
         "n": results["n"], "layers": results["layers"], "heads": results["heads"],
         "prob": {"name": results["prob"]["name"], "assumption2": results["prob"]["assumption2"]},

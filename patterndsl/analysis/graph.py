@@ -1,0 +1,151 @@
+"""The union graph U of one head at any n, without its n × n adjacency.
+
+Rows hold intervals of keys (patterndsl/analysis/rowsets.py), so U is stored with a
+segment tree over the keys: node 1 is [0, size), node x has children 2x and 2x + 1, and
+leaf size + v is token v. An edge i → [lo, hi) becomes edges from leaf i to the O(log n)
+tree nodes that tile [lo, hi); tree nodes point to their children. A token reaches
+another in this graph exactly when it does in U, so SCCs, sources and sinks of U are read
+from it (``scipy.sparse.csgraph``) in time O((n + intervals) · log n).
+
+  * a strongly connected component C of U is a *sink* (no row of C attends outside C)
+    exactly when no edge leaves C's component in the tree graph: every tree node
+    reached from C reaches some token it tiles;
+  * C is a *source* (no row outside C attends into C) exactly when no edge enters C's
+    component from a tree node that some token reaches ("used": a tiling node or a
+    descendant of one) or from a token.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .rowsets import all_rows
+
+
+class TooLarge(Exception):
+    """The graph would hold more edges than allowed."""
+
+
+class UnionGraph:
+    def __init__(self, patterns, n: int, edge_limit: int = 1 << 26):
+        from scipy.sparse import csr_matrix
+
+        self.n = n
+        size = 1 << max(0, (n - 1).bit_length())
+        self.size = size
+        total = 2 * size
+        sources, targets = [], []
+        used = np.zeros(total, dtype=bool)
+        used[size:size + n] = True
+        edges = 0
+        for P in patterns:
+            for rows, keys in all_rows(P, n, limit=edge_limit):
+                vertex = rows[keys.own] + size
+                lo, hi = keys.lo + size, keys.hi + size
+                while vertex.size:
+                    take = (lo & 1) == 1
+                    sources.append(vertex[take])
+                    targets.append(lo[take])
+                    lo = lo + take
+                    take = ((hi & 1) == 1) & (lo < hi)
+                    hi = hi - take
+                    sources.append(vertex[take])
+                    targets.append(hi[take])
+                    lo, hi = lo >> 1, hi >> 1
+                    alive = lo < hi
+                    vertex, lo, hi = vertex[alive], lo[alive], hi[alive]
+                    edges += int(sources[-1].size + sources[-2].size)
+                    if edges > edge_limit:
+                        raise TooLarge(edges)
+        targets_all = np.concatenate(targets) if targets else np.zeros(0, dtype=np.int64)
+        used[targets_all] = True
+        level_start = 1  # top-down, a level at a time: a child of a used node is used
+        while level_start < size:
+            nodes = np.arange(level_start, 2 * level_start)
+            used[2 * nodes] |= used[nodes]
+            used[2 * nodes + 1] |= used[nodes]
+            level_start *= 2
+        parents = np.arange(1, size)
+        src = np.concatenate(sources + [parents, parents]) if sources else np.concatenate([parents, parents])
+        dst = np.concatenate([targets_all, 2 * parents, 2 * parents + 1])
+        self.src, self.dst, self.used = src, dst, used
+        self._weighted = None
+        self.graph = csr_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(total, total))
+
+    def components(self):
+        """(labels of the tokens, sink component ids, source component ids), the ids
+        sorted by component size, smallest first."""
+        from scipy.sparse.csgraph import connected_components
+
+        _, labels = connected_components(self.graph, directed=True, connection="strong")
+        token = labels[self.size:self.size + self.n]
+        crossing = labels[self.src] != labels[self.dst]
+        leaving = np.zeros(labels.max() + 1, dtype=bool)
+        leaving[labels[self.src[crossing]]] = True
+        entering = np.zeros(labels.max() + 1, dtype=bool)
+        entering[labels[self.dst[crossing & self.used[self.src]]]] = True
+        ids, sizes = np.unique(token, return_counts=True)
+        order = np.argsort(sizes, kind="stable")
+        ids = ids[order]
+        return token, [int(c) for c in ids if not leaving[c]], [int(c) for c in ids if not entering[c]]
+
+    def tree(self, root: int, reverse: bool = False):
+        """A shortest-path tree of U rooted at ``root``: parent[v] with v ∈ A_{parent[v]}
+        (reverse: parent[v] ∈ A_v, a tree into the root); -1 at the root. None when some
+        token is not reached. Token → tile edges weigh 1, tree edges next to nothing, so
+        the tree's depths are U's distances."""
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import dijkstra
+
+        if self._weighted is None:
+            tiles = self.src >= self.size
+            weight = np.where(tiles, 1.0, 1.0 / (4.0 * self.size * 64))
+            self._weighted = csr_matrix((weight, (self.src, self.dst)), shape=self.graph.shape)
+        graph = self._weighted.T.tocsr() if reverse else self._weighted
+        _, pred = dijkstra(graph, directed=True, indices=self.size + root, return_predecessors=True)
+        leaf = np.arange(self.n) + self.size
+        up = pred[leaf].astype(np.int64)
+        up[root] = self.size + root
+        if (up < 0).any():
+            return None
+        for _ in range(2 * self.size.bit_length() + 2):  # climb through tree nodes to a token
+            inner = up < self.size
+            if not inner.any():
+                break
+            up[inner] = pred[up[inner]]
+        parent = up - self.size
+        parent[root] = -1
+        return parent
+
+    def period(self, parent: np.ndarray, root: int, patterns) -> int:
+        """The period of U (strongly connected): gcd over its edges u → v of
+        depth(u) + 1 − depth(v), depths along an out-tree. Over the keys [a, b) of a row
+        that is gcd(depth(u) + 1 − depth(a), the steps of depth inside [a, b))."""
+        depth = tree_depths(parent, root)
+        steps = np.abs(np.diff(depth))
+        g = 0
+        for P in patterns:
+            for rows, keys in all_rows(P, self.n):
+                head = np.abs(depth[rows[keys.own]] + 1 - depth[keys.lo])
+                g = int(np.gcd.reduce(np.concatenate([[g], head])))
+                inside = keys.hi - keys.lo > 1
+                if inside.any() and steps.size:
+                    ends = np.stack([keys.lo[inside], keys.hi[inside] - 1], axis=1).reshape(-1)
+                    spans = np.gcd.reduceat(np.append(steps, 0), ends)[::2]
+                    g = int(np.gcd.reduce(np.concatenate([[g], spans])))
+                if g == 1:
+                    return 1
+        return g
+
+
+def tree_depths(parent: np.ndarray, root: int) -> "np.ndarray | None":
+    """Depth of every token in the tree (pointer doubling); None if it is not a tree."""
+    n = parent.size
+    up = parent.copy()
+    up[root] = root
+    depth = (np.arange(n) != root).astype(np.int64)
+    for _ in range(max(1, n.bit_length() + 1)):
+        depth = depth + depth[up]
+        up = up[up]
+    if (up != root).any():
+        return None
+    return depth

@@ -1,0 +1,164 @@
+"""The keys of many query rows as interval lists, from the primitives' row structure.
+
+`row_keys(pattern, rows, n)` returns ``RowKeys``: for each row of ``rows`` its keys as
+sorted, disjoint, non-touching half-open intervals (``own`` says which row). Atoms
+(patterndsl/structure.py) become intervals — one per row for interval atoms, one per
+period for periodic atoms, one per key for point atoms — and every operator is a sweep
+over the interval ends counting how many operands cover each stretch: a union keeps the
+stretches covered at least once, an intersection those covered by every operand, a
+complement those covered by none. Time and memory O(intervals), never a row of n bools.
+
+The conditions' structural decisions at large n (patterndsl/analysis/conditions.py)
+read rows through this module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import structure as S
+from ..ir import Complement, Difference, Intersection, Union
+from ..primitives import Primitive
+
+
+class TooManyIntervals(Exception):
+    """The rows asked for hold more intervals than the caller allowed."""
+
+
+@dataclass
+class RowKeys:
+    m: int  # the number of rows
+    own: np.ndarray  # int64 [K]: the row (0 … m − 1) of each interval
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def degrees(self) -> np.ndarray:
+        return np.bincount(self.own, weights=self.hi - self.lo, minlength=self.m).astype(np.int64)
+
+    def counts(self) -> np.ndarray:
+        """Intervals per row."""
+        return np.bincount(self.own, minlength=self.m)
+
+
+def _sweep(m: int, n: int, sets: list, keep) -> RowKeys:
+    """The stretches of [0, n) in each row whose cover count c (over ``sets``) has keep(c)."""
+    own = np.concatenate([np.repeat(s.own, 2) for s in sets] + [np.arange(m, dtype=np.int64)] * 2)
+    pos = np.concatenate([np.stack([s.lo, s.hi], axis=1).reshape(-1) for s in sets]
+                         + [np.zeros(m, dtype=np.int64), np.full(m, n, dtype=np.int64)])
+    step = np.concatenate([np.tile(np.array([1, -1], dtype=np.int64), s.lo.size) for s in sets]
+                          + [np.zeros(2 * m, dtype=np.int64)])  # every row's ends 0 and n, covering nothing
+    order = np.argsort(own * (n + 1) + pos, kind="stable")
+    own, pos, step = own[order], pos[order], step[order]
+    cover = np.cumsum(step)  # rows return to 0 at their end, so one running sum serves all
+    # Stretch k runs from pos[k] to pos[k + 1] within a row, covered cover[k] times.
+    same = own[:-1] == own[1:]
+    chosen = same & (pos[:-1] < pos[1:]) & keep(cover[:-1])
+    k = np.flatnonzero(chosen)
+    own_k, lo_k, hi_k = own[k], pos[k], pos[k + 1]
+    if k.size:  # merge stretches that touch
+        joins = np.ones(k.size, dtype=bool)
+        joins[1:] = (own_k[1:] != own_k[:-1]) | (lo_k[1:] != hi_k[:-1])
+        first = np.flatnonzero(joins)
+        last = np.append(first[1:], k.size) - 1
+        own_k, lo_k, hi_k = own_k[first], lo_k[first], hi_k[last]
+    return RowKeys(m, own_k, lo_k, hi_k)
+
+
+def _periodic(m: int, n: int, progression) -> RowKeys:
+    period, start, width = progression
+    start = np.broadcast_to(np.asarray(start, dtype=np.int64) % period, (m,))
+    width = min(width, period)
+    count = np.full(m, (n - 1) // period + 2, dtype=np.int64)  # one period before 0 for the wrap
+    own = np.repeat(np.arange(m, dtype=np.int64), count)
+    q = np.arange(own.size, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count) - 1
+    lo = start[own] + q * period
+    return _clean(m, n, own, lo, lo + width)
+
+
+def _clean(m, n, own, lo, hi) -> RowKeys:
+    """Clip to [0, n) and normalize; intervals already in order (periodic atoms, most
+    points) only have their touching neighbours merged, without the sweep's sort."""
+    lo, hi = np.clip(lo, 0, n), np.clip(hi, 0, n)
+    good = lo < hi
+    own, lo, hi = own[good], lo[good], hi[good]
+    if own.size == 0:
+        return RowKeys(m, own, lo, hi)
+    same = own[1:] == own[:-1]
+    if ((own[1:] > own[:-1]) | (same & (lo[1:] >= hi[:-1]))).all():
+        joins = np.ones(own.size, dtype=bool)
+        joins[1:] = ~same | (lo[1:] != hi[:-1])
+        first = np.flatnonzero(joins)
+        last = np.append(first[1:], own.size) - 1
+        return RowKeys(m, own[first], lo[first], hi[last])
+    return _sweep(m, n, [RowKeys(m, own, lo, hi)], lambda c: c >= 1)
+
+
+def _atom(atom, rows: np.ndarray, n: int) -> RowKeys:
+    m = rows.size
+    if atom.kind == "interval":
+        lo, hi = atom.bounds(rows, n)
+        return _clean(m, n, np.arange(m, dtype=np.int64), np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64))
+    if atom.kind == "periodic":
+        return _periodic(m, n, atom.progression(rows, n))
+    keys = np.asarray(atom.points(rows, n), dtype=np.int64)
+    own = np.repeat(np.arange(m, dtype=np.int64), keys.shape[1])
+    flat = keys.reshape(-1)
+    good = (flat >= 0) & (flat < n)
+    return _clean(m, n, own[good], flat[good], flat[good] + 1)
+
+
+def _formula(node, rows, n, limit) -> RowKeys:
+    if isinstance(node, S.AnyOf):
+        return _combine([_formula(p, rows, n, limit) for p in node.parts], rows.size, n, "any")
+    if isinstance(node, S.AllOf):
+        return _combine([_formula(p, rows, n, limit) for p in node.parts], rows.size, n, "all")
+    if isinstance(node, S.Not):
+        return _combine([_formula(node.part, rows, n, limit)], rows.size, n, "none")
+    return _checked(_atom(node, rows, n), limit)
+
+
+def _checked(keys: RowKeys, limit) -> RowKeys:
+    if limit is not None and keys.lo.size > limit:
+        raise TooManyIntervals(keys.lo.size)
+    return keys
+
+
+def _combine(sets, m, n, how) -> RowKeys:
+    if how == "any":
+        return _sweep(m, n, sets, lambda c: c >= 1)
+    if how == "all":
+        k = len(sets)
+        return _sweep(m, n, sets, lambda c: c == k)
+    return _sweep(m, n, sets, lambda c: c == 0)
+
+
+def row_keys(pattern, rows, n: int, limit: "int | None" = None) -> RowKeys:
+    """The keys of each row of ``rows`` (int64) as interval lists; raises TooManyIntervals
+    when an intermediate result holds more than ``limit`` intervals."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+
+    def walk(node):
+        if isinstance(node, Primitive):
+            return _formula(node.row_structure(n), rows, n, limit)
+        if isinstance(node, Union):
+            out = _combine([walk(p) for p in node.parts], rows.size, n, "any")
+        elif isinstance(node, Intersection):
+            out = _combine([walk(p) for p in node.parts], rows.size, n, "all")
+        elif isinstance(node, Difference):
+            out = _combine([walk(node.left), _combine([walk(node.right)], rows.size, n, "none")],
+                           rows.size, n, "all")
+        elif isinstance(node, Complement):
+            out = _combine([walk(node.operand)], rows.size, n, "none")
+        else:
+            raise TypeError(f"not an IR node: {node!r}")
+        return _checked(out, limit)
+
+    return walk(pattern)
+
+
+def all_rows(pattern, n: int, limit: "int | None" = None, batch: int = 1 << 16):
+    """(rows, RowKeys) for every row of [0, n), a batch at a time."""
+    for start in range(0, n, batch):
+        rows = np.arange(start, min(n, start + batch), dtype=np.int64)
+        yield rows, row_keys(pattern, rows, n, limit)
