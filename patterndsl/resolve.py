@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from . import ast as A
 import re
 
+from .blocksize import BLOCK_SIZE_HELP, block_size_problem
 from .errors import Diagnostic, Source, Span, SpatError, did_you_mean
 from .ir import Complement, Difference, Intersection, Pattern, Union
 from .primitives import PRIMITIVES, ParamError
@@ -545,9 +546,9 @@ class _Evaluator:
         sizes = []
         for node in (stmt.query, stmt.key or stmt.query):
             size = self.integer(node, {}, "a block size")
-            if size < 16 or size & (size - 1):
-                self.r.fail(f"block size {size} is not a power of two ≥ 16", node.span,
-                            help="kernels tile the mask in power-of-two blocks: 16, 32, 64, 128, …")
+            problem = block_size_problem(size)
+            if problem:
+                self.r.fail(problem, node.span, help=BLOCK_SIZE_HELP)
             sizes.append(size)
         return sizes[0], sizes[1]
 

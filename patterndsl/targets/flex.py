@@ -351,8 +351,9 @@ def emit_module(compiled, block_size=None) -> str:
 
 # "_flex.py": the default output (FILE's stem + suffix) must not clobber a module named
 # like the .spat file, nor the triton target's.
-@register("flex", "a torch-only Python module: FlexAttention BlockMask, mask_mod and attention()", "_flex.py")
-def emit_flex(compiled, path) -> str:
-    text = emit_module(compiled)
+@register("flex", "a torch-only Python module: FlexAttention BlockMask, mask_mod and attention()", "_flex.py",
+          block_sparse=True)
+def emit_flex(compiled, path, block_size=None) -> str:
+    text = emit_module(compiled, block_size)
     path.write_text(text, encoding="utf-8")
     return f"a FlexAttention module ({len(text.encode()):,} bytes)"

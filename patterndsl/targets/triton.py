@@ -15,11 +15,12 @@ from pathlib import Path
 from . import register
 
 
-@register("triton", "a standalone Triton block-sparse attention module (forward + backward)", ".py")
-def emit_triton(compiled, path) -> str:
+@register("triton", "a standalone Triton block-sparse attention module (forward + backward)", ".py",
+          block_sparse=True)
+def emit_triton(compiled, path, block_size=None) -> str:
     from ..kernels.generate import module_source
 
-    block_q, block_k = compiled.block_sizes()
+    block_q, block_k = compiled.block_sizes(block_size)
     text = module_source(compiled, (block_q, block_k))
     Path(path).write_text(text, encoding="utf-8")
     layouts = {id(l): l for layer in range(compiled.layers) for l in compiled.layouts(layer, (block_q, block_k))}
