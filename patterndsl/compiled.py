@@ -179,6 +179,25 @@ class CompiledPattern:
             out.append(cache[key])
         return out
 
+    def require_table_memory(self, block_size=None, layers=None, what: str = "generated code") -> None:
+        """Refuse, before building them, the tables that generated code embeds (the per-block
+        bitmaps of `random`) when they exceed the memory budget."""
+        from .layout import BlockGrid
+
+        block_q, block_k = self.block_sizes(block_size)
+        grid = BlockGrid(self.n, block_q, block_k)
+        seen, needed, stack = set(), 0, [p for l in (layers if layers is not None else range(self.layers))
+                                          for p in self.patterns[l]]
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            needed += node.table_bytes(grid) if hasattr(node, "table_bytes") else 0
+            stack.extend(node.children())
+        require_memory(f"the tables of {what} at n = {self.n:,} in blocks of {block_q} × {block_k}", needed,
+                       self.memory_budget, "use larger blocks, a smaller n or fewer random keys")
+
     def layout(self, layer: int = 0, head: int = 0, block_size=None):
         """The block layout of one layer and head (patterndsl.layout.BlockLayout)."""
         _, head = self._index(layer, head)

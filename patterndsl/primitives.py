@@ -842,6 +842,14 @@ class Random(Primitive):
     def block_estimate(self, grid):
         return min(grid.num_blocks, grid.n * min(self.r, grid.n) // max(1, min(grid.block_k, grid.n)) + grid.num_q)
 
+    def table_bytes(self, grid) -> int:
+        """About the peak bytes of its per-block bitmaps (codegen.BlockBitmaps), which generated
+        code embeds: every key drawn, with its block and word (int64 each), the dense slot grid,
+        and one bitmap of block_q × ⌈block_k / 32⌉ words per block it touches."""
+        keys = grid.n * min(self.r, grid.n)
+        words = grid.block_q * -(-grid.block_k // 32)
+        return keys * 48 + grid.num_blocks * 5 + self.block_estimate(grid) * words * 12
+
 
 def _cross(grid, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:
     """Sorted codes of every block (q, k) with q in qb and k in kb (both sorted)."""

@@ -290,8 +290,10 @@ class Resolver:
                             help="use it as a number: `window(n // 8)`")
             return
         kind = "primitive or function" if call else "name"
-        candidates = set(PRIMITIVES) | set(BUILTINS) | module_names | scope | ({"n"} if not call else set())
-        hint = did_you_mean(name, candidates)
+        hint = None
+        if len(self.diagnostics) < MAX_ERRORS:  # only shown ones get a suggestion: linear in the file
+            candidates = set(PRIMITIVES) | set(BUILTINS) | module_names | scope | ({"n"} if not call else set())
+            hint = did_you_mean(name, candidates)
         if hint is None:
             hint = (f"define it first with `def {name}(…) = …`" if call
                     else f"define it first with `let {name} = …`")

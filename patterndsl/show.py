@@ -19,6 +19,7 @@ EXACT_LIMIT = 1 << 15  # above this n, rows are sampled
 MAX_N = 1 << 26
 _SHADES = "░▒▓"
 _SAMPLED_ROWS_PER_BIN = 8
+_SAMPLED_PAIRS_PER_CHUNK = 1 << 22  # pairs of sampled rows evaluated at once
 
 
 def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool):
@@ -28,9 +29,11 @@ def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool):
     counts = np.zeros((rows, cols), dtype=np.int64)
     seen = np.zeros(rows, dtype=np.int64)  # query rows evaluated per row bin
     if sample:
-        picks = [np.unique(np.linspace(lo, hi - 1, _SAMPLED_ROWS_PER_BIN).astype(np.int64))
-                 for lo, hi in zip(row_edges[:-1], row_edges[1:])]
-        query_blocks = [np.concatenate(picks)]
+        picks = np.concatenate([np.unique(np.linspace(lo, hi - 1, _SAMPLED_ROWS_PER_BIN).astype(np.int64))
+                                for lo, hi in zip(row_edges[:-1], row_edges[1:])])
+        # A few rows at a time: each evaluated row is n wide (64 MiB at n = 2^26).
+        per_chunk = max(1, _SAMPLED_PAIRS_PER_CHUNK // n)
+        query_blocks = [picks[start:start + per_chunk] for start in range(0, picks.size, per_chunk)]
     else:
         query_blocks = [np.arange(lo, hi) for lo, hi in row_blocks(n)]
     for query in query_blocks:

@@ -21,6 +21,7 @@ def emit_triton(compiled, path, block_size=None) -> str:
     from ..kernels.generate import module_source
 
     block_q, block_k = compiled.block_sizes(block_size)
+    compiled.require_table_memory((block_q, block_k), what="a Triton module")
     text = module_source(compiled, (block_q, block_k))
     Path(path).write_text(text, encoding="utf-8")
     layouts = {id(l): l for layer in range(compiled.layers) for l in compiled.layouts(layer, (block_q, block_k))}
