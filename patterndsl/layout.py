@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from .arrays import unique_sorted
 from .errors import Diagnostic, warning
 
 EMPTY, PARTIAL, FULL = 0, 1, 2
@@ -246,7 +247,7 @@ class BlockGrid:
         lo, hi, qb = np.broadcast_arrays(lo, hi, qb)
         length = np.maximum(hi - lo + 1, 0)
         starts = np.repeat(self.codes(qb, lo) - np.cumsum(length) + length, length)
-        return np.unique(starts + np.arange(int(length.sum()), dtype=np.int64))
+        return unique_sorted(starts + np.arange(int(length.sum()), dtype=np.int64))
 
     def band_candidates(self, lo: int, hi: int):
         """Codes of the blocks that hold an offset j − i in lo..hi."""
@@ -307,7 +308,7 @@ def _candidates(node, grid: BlockGrid):
         return node.block_candidates(grid)
     if isinstance(node, Union):
         parts = [_candidates(p, grid) for p in node.parts]
-        return None if any(p is None for p in parts) else np.unique(np.concatenate(parts))
+        return None if any(p is None for p in parts) else unique_sorted(np.concatenate(parts))
     if isinstance(node, Intersection):
         # List the sparsest part; the others are only asked about its blocks.
         return _candidates(min(node.parts, key=lambda p: _estimate(p, grid)), grid)

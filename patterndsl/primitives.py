@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import randomgen
+from .arrays import unique_sorted
 from . import structure as R
 from .ir import IndexSet, Pattern
 
@@ -817,8 +818,8 @@ class Random(Primitive):
             for start in range(0, grid.n, step):
                 rows = np.arange(start, min(grid.n, start + step), dtype=np.int64)
                 keys = randomgen.key_sets(self.seed, rows, grid.n, self.r)
-                block, count = np.unique(grid.codes(rows[:, None] // grid.block_q, keys // grid.block_k),
-                                         return_counts=True)
+                block, count = unique_sorted(grid.codes(rows[:, None] // grid.block_q, keys // grid.block_k),
+                                             return_counts=True)
                 codes.append(block)
                 counts.append(count)
             codes, counts = np.concatenate(codes), np.concatenate(counts)
