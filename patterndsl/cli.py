@@ -397,7 +397,11 @@ def run_check(args) -> int:
 
         if args.certificate:
             raise UsageError("--certificate needs --n: certificates are about one sequence length")
-        report = growth_formula(parse(source))
+        from .resolve import resolve
+
+        module = parse(source)
+        resolve(module, source, None)  # names, calls, recursion: the diagnostics `--n` would give
+        report = growth_formula(module)
         sys.stdout.write(json.dumps(report, indent=1) + "\n" if args.json else render_growth(report, source.name))
         return EXIT_OK
     compiled = compile_pattern(source, args.n, memory_budget=args.memory_budget)

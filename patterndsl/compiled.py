@@ -41,10 +41,11 @@ def read_bounded(path: Path, limit: int = MAX_SOURCE_BYTES) -> bytes:
     """At most ``limit`` + 1 bytes of a regular file (a SpatError for anything else: a
     device, a FIFO or a directory may never end, or never answer)."""
     try:
-        with open(path, "rb", buffering=0) as handle:
+        # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer.
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb", buffering=0) as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise SpatError(Diagnostic(f"cannot read {path}: not a regular file",
-                                           help="a .spat file is a plain file; use `-` to read standard input"))
+                                           help="give a plain file (`-` reads a .spat file from standard input)"))
             return _read_at_most(handle, limit)
     except OSError as exc:
         raise SpatError(Diagnostic(f"cannot read {path}: {exc.strerror or exc}")) from None
