@@ -70,7 +70,8 @@ def qkv_problem(q, k, v, n, pattern_heads, scale=None, dtypes=("float16", "bfloa
         return (f"the pattern has {pattern_heads} heads but q has {heads}",
                 "a pattern with a `heads { }` block needs q with exactly that many heads")
     if head_dim == 0 or (max_head_dim is not None and head_dim > max_head_dim):
-        return f"head_dim must be in 1..{max_head_dim or 'any'}, got {head_dim}", None
+        limit = f"in 1..{max_head_dim}" if max_head_dim is not None else "at least 1"
+        return f"head_dim must be {limit}, got {head_dim}", None
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
                               or not math.isfinite(scale)):
         return f"scale must be None or a finite number, got {scale!r}", "the default is 1 / sqrt(head_dim)"

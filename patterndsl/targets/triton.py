@@ -22,9 +22,10 @@ def emit_triton(compiled, path, block_size=None) -> str:
 
     block_q, block_k = compiled.block_sizes(block_size)
     compiled.require_table_memory((block_q, block_k), what="a Triton module")
+    # The layouts first: each is refused up front when it would exceed the memory budget.
+    layouts = {id(l): l for layer in range(compiled.layers) for l in compiled.layouts(layer, (block_q, block_k))}
     text = module_source(compiled, (block_q, block_k))
     Path(path).write_text(text, encoding="utf-8")
-    layouts = {id(l): l for layer in range(compiled.layers) for l in compiled.layouts(layer, (block_q, block_k))}
     computed = sum(l.num_blocks for l in layouts.values())
     return (f"Triton kernels for {compiled.layers} layer(s) x {compiled.heads} head(s), blocks of "
             f"{block_q} x {block_k}, {len(layouts)} distinct layout(s) computing {computed:,} blocks")
