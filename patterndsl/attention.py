@@ -67,9 +67,11 @@ def interpreter_lock():
     (TRITON_INTERPRET=1), which is not thread-safe; free otherwise."""
     try:
         from .kernels import interpreting
+
+        serialize = interpreting()
     except ImportError:  # no Triton: nothing to serialize
-        interpreting = bool
-    if not interpreting():
+        serialize = False
+    if not serialize:
         yield
         return
     with _interpreter_lock:

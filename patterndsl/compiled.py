@@ -6,6 +6,7 @@ import numbers
 import os
 import stat
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -173,8 +174,8 @@ class CompiledPattern:
         for pattern in self.patterns[layer]:
             key = (pattern, block_q, block_k)
             if key not in cache:
-                require_memory(f"the block layout of {_short(pattern)} at n = {self.n:,} in blocks of "
-                               f"{block_q} × {block_k}", layout_memory(pattern, self.n, block_q, block_k),
+                require_memory(lambda: f"the block layout of {_short(pattern)} at n = {self.n:,} in blocks of "
+                                       f"{block_q} × {block_k}", layout_memory(pattern, self.n, block_q, block_k),
                                self.memory_budget, "use larger blocks (--block-size, block_size=) or a smaller n")
                 cache[key] = block_layout(pattern, self.n, block_q, block_k)
             out.append(cache[key])
@@ -263,14 +264,15 @@ def _memory_budget(budget) -> "int | None":
     return int(budget)
 
 
-def require_memory(what: str, needed: int, budget: "int | None", help: str) -> None:
-    """Refuse, up front and with the size, work that needs more memory than the budget."""
+def require_memory(what: "str | Callable[[], str]", needed: int, budget: "int | None", help: str) -> None:
+    """Refuse, up front and with the size, work that needs more memory than the budget.
+    ``what`` names the work (a function, when naming it costs something: only a refusal calls it)."""
     from .reference import format_bytes, memory_budget
 
     limit = memory_budget(budget)
     if needed > limit:
         raise SpatError(Diagnostic(
-            f"{what} needs about {format_bytes(needed)}, more than the memory budget of {format_bytes(limit)}",
+            f"{what() if callable(what) else what} needs about {format_bytes(needed)}, more than the memory budget of {format_bytes(limit)}",
             help=f"{help}, or raise the budget with --memory-budget (memory_budget= in Python, or "
                  f"PATTERNDSL_MEMORY_BUDGET)"))
 

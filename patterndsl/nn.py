@@ -39,7 +39,10 @@ class SparseAttention(nn.Module):
     scale: the softmax scale, default 1/sqrt(head_dim). block_size: the kernels' block size
         (default: the file's `block`, else 128).
     backend: "auto" (Triton on CUDA and in the interpreter, else the reference), "triton",
-        "flex" (patterndsl.attention: FlexAttention) or "reference".
+        "flex" (patterndsl.attention: FlexAttention; it has no backward pass on CPU, so on CPU
+        it runs only under torch.no_grad() and says so before compiling anything) or "reference".
+    Bad arguments, and every error of the pattern that does not depend on n, raise a
+    SpatError here, not at the first forward pass.
     """
 
     def __init__(self, pattern, embed_dim: int, num_heads: int, num_kv_heads: int | None = None,
