@@ -126,11 +126,14 @@ class CompiledPattern:
         return CompiledPattern(self.source, self.module, _sequence_length(n), memory_budget=self.memory_budget)
 
     def _index(self, layer: int, head: int) -> tuple[int, int]:
-        if not isinstance(layer, int) or layer < 0:
-            raise SpatError(Diagnostic(f"layer must be a non-negative integer, got {layer!r}"))
-        if not isinstance(head, int) or not 0 <= head < self.heads:
+        from .inputs import layer_problem
+
+        problem = layer_problem(layer)
+        if problem:
+            raise SpatError(Diagnostic(problem))
+        if isinstance(head, bool) or not isinstance(head, numbers.Integral) or not 0 <= head < self.heads:
             raise SpatError(Diagnostic(f"head must be in 0..{self.heads}, got {head!r}"))
-        return layer % self.layers, head
+        return int(layer) % self.layers, int(head)
 
     def pattern(self, layer: int = 0, head: int = 0) -> Pattern:
         layer, head = self._index(layer, head)

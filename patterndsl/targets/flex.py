@@ -200,6 +200,19 @@ def _index_by_identity(distinct: list, item) -> int:
     return len(distinct) - 1
 
 
+def _usable_device(device):
+    """torch.device(device), or a SpatError when it is no device or not available here."""
+    import torch
+
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)
+    except (RuntimeError, TypeError, AssertionError) as exc:
+        raise SpatError(Diagnostic(f"cannot use device {device!r}: {str(exc).splitlines()[0]}",
+                                   help="e.g. device=\"cpu\", or \"cuda\" on a machine with a GPU")) from None
+    return device
+
+
 def block_mask_bytes(compiled, layer: int, block_q: int, block_k: int) -> int:
     """The bytes of a BlockMask's index tensors: four int32 [1, H, rows, columns] grids, H the
     layer's distinct head patterns (1 when every head shares one)."""
@@ -215,6 +228,7 @@ def block_mask(compiled, layer: int = 0, block_size=None, device="cpu"):
     """
     block_q, block_k = compiled.block_sizes(block_size)
     layer, _ = compiled._index(layer, 0)
+    device = _usable_device(device)
     require_memory(f"a FlexAttention BlockMask at n = {compiled.n:,} in blocks of {block_q} × {block_k}",
                    block_mask_bytes(compiled, layer, block_q, block_k), compiled.memory_budget,
                    "use larger blocks or a smaller n (FlexAttention's BlockMask pads its block lists to "
