@@ -20,6 +20,7 @@ MAX_N = 1 << 26
 _SHADES = "░▒▓"
 _SAMPLED_ROWS_PER_BIN = 8
 _SAMPLED_PAIRS_PER_CHUNK = 1 << 22  # pairs of sampled rows evaluated at once
+_SAMPLED_PAIRS = 1 << 28  # pairs evaluated for one sampled panel, unless one row per bin needs more
 
 
 def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool):
@@ -29,7 +30,10 @@ def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool):
     counts = np.zeros((rows, cols), dtype=np.int64)
     seen = np.zeros(rows, dtype=np.int64)  # query rows evaluated per row bin
     if sample:
-        picks = np.concatenate([np.unique(np.linspace(lo, hi - 1, _SAMPLED_ROWS_PER_BIN).astype(np.int64))
+        # Up to _SAMPLED_ROWS_PER_BIN rows per bin, fewer when n is so large that they would
+        # exceed _SAMPLED_PAIRS (at least one per bin: every bin is drawn).
+        per_bin = int(np.clip(_SAMPLED_PAIRS // (n * rows), 1, _SAMPLED_ROWS_PER_BIN))
+        picks = np.concatenate([np.unique(np.linspace(lo, hi - 1, per_bin).astype(np.int64))
                                 for lo, hi in zip(row_edges[:-1], row_edges[1:])])
         # A few rows at a time: each evaluated row is n wide (64 MiB at n = 2^26).
         per_chunk = max(1, _SAMPLED_PAIRS_PER_CHUNK // n)

@@ -109,3 +109,17 @@ def test_interpreter_calls_are_serialized(monkeypatch):
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert most_at_once() == 1
+
+
+def test_show_samples_fewer_rows_at_huge_n(monkeypatch):
+    """Beyond about n = 2^20 a panel evaluates one sampled row per bin, not eight: the work
+    stays near 2^28 pairs (counted)."""
+    import patterndsl.show as show
+
+    pairs = []
+    real = show.evaluate
+    monkeypatch.setattr(show, "evaluate", lambda pattern, query, n: pairs.append(len(query) * n)
+                        or real(pattern, query, n))
+    n = 1 << 23
+    text = show.render(patterndsl.compile("window(1)", n), width=40)
+    assert sum(pairs) <= max(1 << 28, 19 * n) and "estimated from 19 sampled rows" in text
