@@ -183,9 +183,14 @@ def _output_path(args, suffix: str) -> Path:
         return Path(args.output)
     stem = "stdin" if args.file == "-" else Path(args.file).stem
     if suffix.endswith(".py"):  # a module: its name must be importable (my-pattern.v2 → my_pattern_v2)
-        stem = re.sub(r"\W", "_", stem)
-        stem = "_" + stem if stem[:1].isdigit() else stem
+        stem = _module_name(stem)
     return Path(stem + suffix)
+
+
+def _module_name(stem: str) -> str:
+    """``stem`` made a Python name: each character that cannot be in one becomes '_'."""
+    name = re.sub(r"\W", "_", stem)
+    return "_" + name if not name or name[0].isdigit() else name
 
 
 def _input_paths(args) -> list[str]:
@@ -235,9 +240,7 @@ def _write_atomically(path: Path, write) -> None:
     os.close(handle)
     try:
         write(Path(temporary))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, (stat.S_IMODE(mode) if mode is not None else 0o666 & ~umask))
+        os.chmod(temporary, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())
         os.replace(temporary, final)
     except BaseException:
         try:
@@ -245,6 +248,13 @@ def _write_atomically(path: Path, write) -> None:
         except OSError:
             pass
         raise
+
+
+def _umask() -> int:
+    """The process's umask (mkstemp makes files 0600; a new output gets the usual mode)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _save_npy(path: Path, array) -> None:
@@ -304,7 +314,7 @@ def run_compile(args) -> int:
     warnings = []
     if out.suffix == ".py" and not out.stem.isidentifier():
         warnings.append(warning(f"{out} cannot be imported as a module: {out.stem!r} is not a Python name",
-                                help=f"name it e.g. {re.sub(r'[^0-9a-zA-Z_]', '_', out.stem)}.py"))
+                                help=f"name it e.g. {_module_name(out.stem)}.py"))
     if target.block_sparse:  # warn where the kernels would do mostly wasted work
         from .layout import describe_layouts
 

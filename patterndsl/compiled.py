@@ -13,6 +13,7 @@ import numpy as np
 from . import ast as A
 from .blocksize import block_size_pair
 from .errors import Diagnostic, Source, Span, SpatError
+from .inputs import layer_problem
 from .ir import Pattern
 from .passes import simplify
 from .reference import check_budget, dense_mask, parse_size
@@ -126,8 +127,6 @@ class CompiledPattern:
         return CompiledPattern(self.source, self.module, _sequence_length(n), memory_budget=self.memory_budget)
 
     def _index(self, layer: int, head: int) -> tuple[int, int]:
-        from .inputs import layer_problem
-
         problem = layer_problem(layer)
         if problem:
             raise SpatError(Diagnostic(problem))
@@ -166,9 +165,7 @@ class CompiledPattern:
     def layouts(self, layer: int = 0, block_size=None) -> list:
         """The block layout of every head of one layer (patterndsl.layout.BlockLayout);
         heads, and layers, with the same pattern share one object."""
-        from .layout import block_layout
-
-        from .layout import layout_memory
+        from .layout import block_layout, layout_memory
 
         layer, _ = self._index(layer, 0)
         block_q, block_k = self.block_sizes(block_size)
