@@ -6,7 +6,6 @@ import numbers
 import os
 import stat
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -16,7 +15,7 @@ from .errors import Diagnostic, Source, Span, SpatError
 from .inputs import layer_problem
 from .ir import Pattern
 from .passes import simplify
-from .reference import check_budget, dense_mask, parse_size
+from .reference import check_budget, dense_mask, parse_size, require_memory
 from .resolve import resolve
 from .syntax import MAX_SOURCE_BYTES
 from .syntax import parse as parse_source
@@ -262,19 +261,6 @@ def _memory_budget(budget) -> "int | None":
         raise SpatError(Diagnostic(f"memory_budget must be a number of bytes (an int ≥ 0) or a size such as "
                                    f"\"2G\", got {budget!r}"))
     return int(budget)
-
-
-def require_memory(what: "str | Callable[[], str]", needed: int, budget: "int | None", help: str) -> None:
-    """Refuse, up front and with the size, work that needs more memory than the budget.
-    ``what`` names the work (a function, when naming it costs something: only a refusal calls it)."""
-    from .reference import format_bytes, memory_budget
-
-    limit = memory_budget(budget)
-    if needed > limit:
-        raise SpatError(Diagnostic(
-            f"{what() if callable(what) else what} needs about {format_bytes(needed)}, more than the memory budget of {format_bytes(limit)}",
-            help=f"{help}, or raise the budget with --memory-budget (memory_budget= in Python, or "
-                 f"PATTERNDSL_MEMORY_BUDGET)"))
 
 
 def _short(pattern, limit: int = 60) -> str:

@@ -90,10 +90,11 @@ def layer_problem(layer):
 
 def check_qkv(q, k, v, compiled, scale=None, dtypes=FLOAT_DTYPES, max_head_dim=None) -> None:
     """Raise a SpatError for the first rule q, k, v, scale or ``compiled`` break."""
-    from .compiled import CompiledPattern
     from .errors import Diagnostic, SpatError
 
-    if not isinstance(compiled, CompiledPattern):
+    # Duck-typed, so that this module imports nothing of patterndsl's above it (compiled.py
+    # uses layer_problem): a CompiledPattern is what has n, heads and patterns.
+    if not all(hasattr(compiled, name) for name in ("n", "heads", "patterns")):
         raise SpatError(Diagnostic(f"compiled must be a CompiledPattern, got {type(compiled).__name__}",
                                    help="compile the pattern first: patterndsl.compile(source, n)"))
     problem = qkv_problem(q, k, v, compiled.n, compiled.heads, scale, dtypes, max_head_dim)

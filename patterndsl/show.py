@@ -13,13 +13,14 @@ import numpy as np
 
 from .errors import Diagnostic, SpatError
 from .layout import FULL
-from .reference import evaluate, row_blocks
+from .reference import evaluate, require_memory, row_blocks
 
 EXACT_LIMIT = 1 << 15  # above this n, rows are sampled
 MAX_N = 1 << 26
 _SHADES = "░▒▓"
 _SAMPLED_ROWS_PER_BIN = 8
 _SAMPLED_PAIRS_PER_CHUNK = 1 << 22  # pairs of sampled rows evaluated at once
+_BYTES_PER_EVALUATED_COLUMN = 32  # a row's index arrays and the predicates' temporaries (measured: 31)
 _SAMPLED_PAIRS = 1 << 28  # pairs evaluated for one sampled panel, unless one row per bin needs more
 
 
@@ -85,6 +86,8 @@ def render(compiled, width: int = 80) -> str:
     n = compiled.n
     if n > MAX_N:
         raise SpatError(Diagnostic(f"show draws masks up to n = {MAX_N:,}; n = {n:,} is larger"))
+    require_memory(f"drawing n = {n:,} (whole rows of the mask, evaluated one at a time)",
+                   n * _BYTES_PER_EVALUATED_COLUMN, compiled.memory_budget, "use a smaller --n")
     out = []
     for layer, patterns in enumerate(compiled.patterns):
         groups: dict = {}

@@ -100,6 +100,9 @@ CLI_CASES = {
     "grid at 2^20": (["layout", "p.spat", "--n", str(2**20), "--block-size", "16", "--grid"], 1,
                      "--grid draws layouts up to 256 × 256 blocks; this one is 65,536 × 65,536"),
     "mask at 2^20": (["mask", "p.spat", "--n", str(2**20)], 1, "mask needs 1.0 TiB, more than the memory budget"),
+    "show beyond a small budget": (["show", "p.spat", "--n", str(2**20), "--memory-budget", "16M"], 1,
+                                   "drawing n = 1,048,576 (whole rows of the mask, evaluated one at a time) needs "
+                                   "about 32.0 MiB, more than the memory budget of 16.0 MiB"),
     "torch at 2^20": (["compile", "p.spat", "--n", str(2**20), "--target", "torch"], 1, "mask needs 1.0 TiB"),
     "random tables of a module": (["compile", "random.spat", "--n", "65536", "--target", "flex", "-o", "m.py",
                                    "--memory-budget", "64M"], 1, "the tables of a FlexAttention module at n = 65,536"),

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codegen import Backend, packed_lines, predicate_source
-from ..compiled import require_memory
+from ..reference import require_memory
 from ..errors import Diagnostic, SpatError
 from ..inputs import layer_problem, qkv_problem
 from . import register
