@@ -196,7 +196,7 @@ class CompiledPattern:
             seen.add(node)
             needed += node.table_bytes(grid) if hasattr(node, "table_bytes") else 0
             stack.extend(node.children())
-        require_memory(f"the tables of {what} at n = {self.n:,} in blocks of {block_q} × {block_k}", needed,
+        require_memory(f"building the tables of {what} at n = {self.n:,} in blocks of {block_q} × {block_k}", needed,
                        self.memory_budget, "use larger blocks, a smaller n or fewer random keys")
 
     def layout(self, layer: int = 0, head: int = 0, block_size=None):
