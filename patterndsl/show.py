@@ -5,7 +5,8 @@ picture is square). Larger ones are downsampled: each character covers a
 rectangle of pairs and is shaded by the fraction of them that are connected
 (any connection at all shows). The mask is streamed block of rows by block of
 rows, so drawing never holds the n × n mask; beyond EXACT_LIMIT the rows are
-sampled and the density is marked as an estimate.
+sampled (eight per row of characters, down to one at the largest n, a few rows
+evaluated at a time) and the density is marked as an estimate.
 """
 from __future__ import annotations
 
