@@ -8,45 +8,12 @@ NaN — FlexAttention's own rule, which the tests check.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import types
 
 from .errors import Diagnostic, SpatError
-
-
-def _check_shapes(q, k, v, compiled):
-    """The rules of `attention_reference`: q [B, H, n, D]; k, v [B, Hkv, n, D] with Hkv
-    dividing H; the pattern's heads 1 or H."""
-    import torch
-
-    for name, tensor in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(tensor, torch.Tensor):
-            raise SpatError(Diagnostic(f"{name} must be a torch.Tensor, got {type(tensor).__name__}"))
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise SpatError(Diagnostic(
-            f"q, k and v must be shaped [batch, heads, n, head_dim]; got {tuple(q.shape)}, "
-            f"{tuple(k.shape)}, {tuple(v.shape)}",
-            help="reshape [batch, n, heads, head_dim] inputs with .transpose(1, 2)"))
-    batch, heads, n, _ = q.shape
-    if n != compiled.n or k.shape[2] != n or v.shape[2] != n:
-        raise SpatError(Diagnostic(f"the pattern was compiled for n = {compiled.n}, but q, k, v have "
-                                   f"lengths {n}, {k.shape[2]}, {v.shape[2]}",
-                                   help="compile it for this n: compiled.at(n)"))
-    if k.shape[0] != batch or v.shape[0] != batch:
-        raise SpatError(Diagnostic(f"q, k and v must have the same batch size; got {batch}, "
-                                   f"{k.shape[0]}, {v.shape[0]}"))
-    kv_heads = k.shape[1]
-    if kv_heads == 0 or heads % kv_heads or v.shape[1] != kv_heads:
-        raise SpatError(Diagnostic(f"key/value heads ({kv_heads}, {v.shape[1]}) must be equal and divide "
-                                   f"query heads ({heads})",
-                                   help="grouped-query attention shares each k, v head among H / Hkv query heads"))
-    if compiled.heads not in (1, heads):
-        raise SpatError(Diagnostic(f"the pattern has {compiled.heads} heads but q has {heads}",
-                                   help="a pattern with a `heads { }` block needs q with exactly that many heads"))
-    if k.shape[3] != q.shape[3]:
-        raise SpatError(Diagnostic(f"q and k must have the same head_dim; got {q.shape[3]} and {k.shape[3]}"))
-    if not (q.dtype == k.dtype == v.dtype) or not (q.device == k.device == v.device):
-        raise SpatError(Diagnostic(f"q, k and v must share one dtype and device; got "
-                                   f"{q.dtype}/{q.device}, {k.dtype}/{k.device}, {v.dtype}/{v.device}"))
+from .inputs import check_qkv
 
 
 def _flex_call(q, k, v, block_mask, scale, enable_gqa):
@@ -67,16 +34,48 @@ def _compiled_flex(layer: int):
     return torch.compile(function, dynamic=False)
 
 
+MAX_CACHED_FLEX = 8  # (layer, block size, device) entries kept per compiled pattern
+
+
 def _flex_for(compiled, layer: int, block_size, device):
-    """(block mask, compiled FlexAttention), made once per (pattern, layer, block size, device)."""
+    """(block mask, compiled FlexAttention), made once per (pattern, layer, block size, device);
+    the MAX_CACHED_FLEX most recently used are kept."""
     from .targets.flex import block_mask
 
     block_q, block_k = compiled.block_sizes(block_size)
     cache = compiled.__dict__.setdefault("_flex_attention", {})
     key = (layer, block_q, block_k, str(device))
-    if key not in cache:
-        cache[key] = (block_mask(compiled, layer, (block_q, block_k), device), _compiled_flex(layer))
-    return cache[key]
+    with _cache_lock:
+        if key in cache:
+            cache[key] = cache.pop(key)  # most recently used last
+            return cache[key]
+    made = (block_mask(compiled, layer, (block_q, block_k), device), _compiled_flex(layer))
+    with _cache_lock:
+        while len(cache) >= MAX_CACHED_FLEX:
+            del cache[next(iter(cache))]
+        cache[key] = made
+    return made
+
+
+_cache_lock = threading.Lock()
+_interpreter_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def interpreter_lock():
+    """Held around calls into Triton kernels while Triton runs them in its interpreter
+    (TRITON_INTERPRET=1), which is not thread-safe; free otherwise."""
+    try:
+        from .kernels import interpreting
+
+        serialize = interpreting()
+    except ImportError:  # no Triton: nothing to serialize
+        serialize = False
+    if not serialize:
+        yield
+        return
+    with _interpreter_lock:
+        yield
 
 
 def _triton_attention():
@@ -99,11 +98,25 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     blocks; by default the file's `block`, else 128. Same result as
     `patterndsl.attention_reference`, without the n × n mask.
     """
-    _check_shapes(q, k, v, compiled)
-    layer, _ = compiled._index(layer, 0)
+    check_qkv(q, k, v, compiled, scale)
+    layer, _ = compiled.index(layer, 0)
     if q.device.type == "cuda":
         triton_attention = _triton_attention()
         if triton_attention is not None:
             return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size)
+    check_flex_backward(q, k, v)
     block_mask, flex = _flex_for(compiled, layer, block_size, q.device)
     return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
+
+
+def check_flex_backward(q, k, v) -> None:
+    """FlexAttention has no backward pass on CPU (torch raises only after compiling, tens of
+    seconds in): refuse up front when autograd would need one."""
+    import torch
+
+    if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise SpatError(Diagnostic(
+            "FlexAttention has no backward pass on CPU, and q, k or v requires grad",
+            help="on CPU, train with patterndsl.attention_reference (SparseAttention(backend=\"reference\")) "
+                 "or the Triton kernels in Triton's interpreter (TRITON_INTERPRET=1); run inference "
+                 "under torch.no_grad(); or use a GPU"))

@@ -3,24 +3,38 @@
 Exit codes: 0 success, 1 an error in the input (diagnostics on stderr),
 2 a usage error, 3 (check, verify) a condition that fails or is undecided, or a
 certificate claim that fails, 4 (verify) no claim fails but some were too costly to
-re-check within --budget (they are listed; raise --budget to check them).
+re-check within --budget (they are listed; raise --budget to check them), 70 an
+internal error (a bug in patterndsl: the input should have been answered; please
+report it).
+
+Every file the command writes is written to a temporary file in the output's
+folder and renamed into place, so a reader never sees a partial file, and an
+output that is one of the command's input files is refused.
 """
 from __future__ import annotations
 
 import argparse
+import errno
+import math
+import os
+import re
 import shutil
+import stat
 import sys
+import tempfile
 from pathlib import Path
 
 from . import ast as A
+from .blocksize import block_size_problem
 from .compiled import compile as compile_pattern
-from .compiled import decode_source, load_source, parse
-from .errors import Source, SpatError
+from .compiled import load_source, parse, read_stream
+from .errors import Diagnostic, Source, SpatError, warning
 from .formatter import format as format_module
 from .reference import parse_size
 from .targets import get_target, target_names
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+MAX_GRID_SIDE = 256  # `layout --grid` draws layouts up to this many blocks per side
 
 
 class UsageError(Exception):
@@ -41,8 +55,16 @@ def _block_size(text: str) -> "int | tuple[int, int]":
     parts = text.lower().replace(",", "x").split("x")
     if len(parts) > 2:
         raise argparse.ArgumentTypeError(f"a block size is B or BQxBK, got {text!r}")
-    sizes = tuple(_positive_int(part.strip()) for part in parts)
-    return sizes[0] if len(sizes) == 1 else sizes
+    sizes = []
+    for part in parts:
+        try:
+            sizes.append(int(part.strip()))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {part.strip()!r}") from None
+        problem = block_size_problem(sizes[-1])
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+    return sizes[0] if len(sizes) == 1 else tuple(sizes)
 
 
 def _size(text: str) -> int:
@@ -52,21 +74,43 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds ≥ 0, got {text}")
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("patterndsl")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patterndsl",
         description="Compile sparse attention patterns written in the .spat language.",
         epilog="Exit codes: 0 success, 1 an error in the input, 2 a usage error, "
                "3 (check, verify) a condition or claim that fails or is undecided, "
-               "4 (verify) claims left unchecked within --budget.")
+               "4 (verify) claims left unchecked within --budget, "
+               "70 an internal error (a bug: please report it).")
+    parser.add_argument("--version", action="version", version=f"patterndsl {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name, help, many=False):
+    def command(name, help, many=False, optional=False):
         sub = commands.add_parser(name, help=help, description=help)
         if many:
             sub.add_argument("files", nargs="+", metavar="FILE", help=".spat files, or - for standard input")
         else:
-            sub.add_argument("file", metavar="FILE", help="a .spat file, or - for standard input")
+            sub.add_argument("file", metavar="FILE", nargs="?" if optional else None,
+                             help="a .spat file, or - for standard input")
         return sub
 
     def with_n(sub, required=True):
@@ -76,15 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     mask = command("mask", "write the dense mask as a numpy array [layers, heads, n, n]")
     with_n(mask)
-    mask.add_argument("-o", "--output", metavar="OUT", help="output .npy file (default: FILE's name with .npy)")
+    mask.add_argument("-o", "--output", metavar="OUT",
+                      help="output file, in numpy's .npy format whatever its name (default: FILE's name with .npy)")
 
-    comp = command("compile", "compile for a target (see --list-targets), or print the AST or IR")
+    comp = command("compile", "compile for a target (see --list-targets), or print the AST or IR", optional=True)
     with_n(comp, required=False)
     comp.add_argument("--target", default="torch", metavar="NAME", help="the target (default: torch)")
     comp.add_argument("-o", "--output", metavar="OUT", help="output file (default: FILE's name with the target's suffix)")
     comp.add_argument("--emit", choices=["ast", "ir"], help="print the AST, or the IR for --n, instead of compiling")
     comp.add_argument("--no-simplify", action="store_true", help="with --emit ir: the IR before simplification")
-    comp.add_argument("--list-targets", action="store_true", help="list the targets and exit")
+    comp.add_argument("--block-size", type=_block_size, metavar="B",
+                      help="for a block-sparse target (flex, triton): B or BQxBK (default: the file's `block`, else 128)")
+    comp.add_argument("--list-targets", action="store_true", help="list the targets and exit (no FILE needed)")
 
     show = command("show", "draw the mask in the terminal, one panel per layer and head")
     with_n(show)
@@ -109,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_n(check, required=False)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--certificate", metavar="CERT", help="write the certificate (JSON) to this file")
-    check.add_argument("--budget", type=float, default=10.0, metavar="SECONDS",
+    check.add_argument("--budget", type=_seconds, default=10.0, metavar="SECONDS",
                        help="time for searches that may be undecided (default 10)")
 
     verify = command("verify", "re-check a certificate with an independent checker")
@@ -133,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _read(path: str) -> Source:
     if path == "-":
-        return decode_source(sys.stdin.buffer.read(), "<stdin>")
+        return read_stream(sys.stdin.buffer, "<stdin>")
     return load_source(Path(path))
 
 
@@ -141,25 +188,93 @@ def _output_path(args, suffix: str) -> Path:
     if args.output:
         return Path(args.output)
     stem = "stdin" if args.file == "-" else Path(args.file).stem
+    if suffix.endswith(".py"):  # a module: its name must be importable (my-pattern.v2 → my_pattern_v2)
+        stem = _module_name(stem)
     return Path(stem + suffix)
 
 
-def _write(path: Path, write) -> None:
-    from .errors import Diagnostic
+def _module_name(stem: str) -> str:
+    """``stem`` made a Python name: each character that cannot be in one becomes '_'."""
+    name = re.sub(r"\W", "_", stem)
+    return "_" + name if not name or name[0].isdigit() else name
 
+
+def _input_paths(args) -> list[str]:
+    """The files this command reads: an output may be none of them."""
+    names = [getattr(args, "file", None), getattr(args, "certificate", None) if args.command == "verify" else None]
+    return [name for name in names if name and name != "-"]
+
+
+def _write(path: Path, write, args, replaces_input: bool = False) -> None:
+    """Write an output through ``write(target_path)``: refused when it is one of the command's
+    inputs (the same file, however named: ./p.spat, a symlink, a hard link), written to a
+    temporary file in the same folder and renamed into place, so that the output is whole
+    or absent and a reader never sees a partial file."""
+    if not replaces_input:
+        for name in _input_paths(args):
+            if _same_file(path, Path(name)):
+                raise SpatError(Diagnostic(f"refusing to write {path}: it is the input file {name}",
+                                           help="choose another output file (-o OUT)"))
     try:
-        write(path)
+        _write_atomically(path, write)
     except OSError as exc:
         raise SpatError(Diagnostic(f"cannot write {path}: {exc.strerror or exc}")) from None
 
 
-def run_mask(args) -> int:
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet)
+        return False
+
+
+def _write_atomically(path: Path, write) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "it is a directory")
+    if mode is not None and not stat.S_ISREG(mode):
+        # A device or pipe (-o /dev/null, /dev/stdout): written in place, never replaced.
+        if stat.S_ISFIFO(mode):  # fails at once (ENXIO) when nobody reads it, instead of waiting
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        write(path)
+        return
+    final = Path(os.path.realpath(path))  # through symlinks: replace the file, keep the link
+    handle, temporary = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.chmod(temporary, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())
+        os.replace(temporary, final)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    """The process's umask (mkstemp makes files 0600; a new output gets the usual mode)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _save_npy(path: Path, array) -> None:
     import numpy as np
 
+    with open(path, "wb") as out:  # a file object: np.save would add .npy to a name without it
+        np.save(out, array)
+
+
+def run_mask(args) -> int:
     compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget)
     masks = compiled.dense_all()
     out = _output_path(args, ".npy")
-    _write(out, lambda path: np.save(path, masks))
+    _write(out, lambda path: _save_npy(path, masks), args)
     print(f"wrote {out}: bool {list(masks.shape)} (layers, heads, n, n), "
           f"{int(masks.sum()):,} connections", file=sys.stderr)
     return EXIT_OK
@@ -172,42 +287,55 @@ def run_compile(args) -> int:
         for name in target_names():
             print(f"{name:10} {TARGETS[name].description}")
         return EXIT_OK
+    if args.file is None:
+        raise UsageError("the following arguments are required: FILE (only --list-targets goes without one)")
+    if args.no_simplify and args.emit != "ir":
+        raise UsageError("--no-simplify goes with --emit ir")
     source = _read(args.file)
     if args.emit == "ast":
         print(dump_ast(parse(source)))
         return EXIT_OK
     if args.n is None:
         raise UsageError("--n is required" + (" with --emit ir" if args.emit else ""))
+    try:
+        target = None if args.emit else get_target(args.target)
+        if target is not None and args.block_size is not None:
+            sizes = args.block_size if isinstance(args.block_size, tuple) else (args.block_size,)
+            target.check_block_sizes(sizes)
+    except SpatError as exc:
+        raise UsageError(str(exc).removeprefix("error: ")) from None
     compiled = compile_pattern(source, args.n, simplify=not args.no_simplify, memory_budget=args.memory_budget)
     if args.emit == "ir":
         print(dump_ir(compiled))
         return EXIT_OK
-    try:
-        target = get_target(args.target)
-    except SpatError as exc:
-        raise UsageError(str(exc).removeprefix("error: ")) from None
     out = _output_path(args, target.suffix)
     written = None
 
     def emit(path):
         nonlocal written
-        written = target.emit(compiled, path)
+        written = target.emit(compiled, path, args.block_size)
 
-    _write(out, emit)
+    _write(out, emit, args)
     print(f"wrote {out}: {written}", file=sys.stderr)
-    if target.name in BLOCK_SPARSE_TARGETS:  # warn where the kernels would do mostly wasted work
+    warnings = []
+    if out.suffix == ".py" and not out.stem.isidentifier():
+        warnings.append(warning(f"{out} cannot be imported as a module: {out.stem!r} is not a Python name",
+                                help=f"name it e.g. {_module_name(out.stem)}.py"))
+    if target.block_sparse:  # warn where the kernels would do mostly wasted work
         from .layout import describe_layouts
 
-        _print_warnings(describe_layouts(compiled)[1])
+        warnings.extend(describe_layouts(compiled, args.block_size)[1])
+    _print_warnings(warnings)
     return EXIT_OK
-
-
-BLOCK_SPARSE_TARGETS = ("flex", "triton")
 
 
 def run_show(args) -> int:
     from .show import render, render_png
 
+    if args.png and not args.png.lower().endswith(".png") and not _is_device(args.png):
+        raise UsageError(f"--png writes a PNG picture: name it OUT.png, not {args.png}")
+    if args.block_size is not None and not args.png:
+        raise UsageError("--block-size goes with --png")
     compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget)
     if args.png:
         drawn = None
@@ -216,19 +344,24 @@ def run_show(args) -> int:
             nonlocal drawn
             drawn = render_png(compiled, path, block_size=args.block_size)
 
-        _write(Path(args.png), draw)
+        _write(Path(args.png), draw, args)
         print(f"wrote {args.png}: {drawn}", file=sys.stderr)
         return EXIT_OK
-    if args.block_size is not None:
-        raise UsageError("--block-size goes with --png")
     width = args.width or shutil.get_terminal_size((80, 24)).columns
     sys.stdout.write(render(compiled, width=max(20, width)))
     return EXIT_OK
 
 
+def _is_device(name: str) -> bool:
+    try:
+        return not stat.S_ISREG(os.stat(name).st_mode)
+    except OSError:
+        return False
+
+
 def _print_warnings(warnings) -> None:
-    for message, help in warnings:
-        print(f"warning: {message}\n  help: {help}", file=sys.stderr)
+    for found in warnings:
+        print(found.render(None), file=sys.stderr)
 
 
 def run_layout(args) -> int:
@@ -237,18 +370,26 @@ def run_layout(args) -> int:
     from .layout import describe_layouts, efficiency_warning
 
     compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget)
+    if args.grid:
+        block_q, block_k = compiled.block_sizes(args.block_size)
+        rows, columns = -(-compiled.n // block_q), -(-compiled.n // block_k)
+        if max(rows, columns) > MAX_GRID_SIDE:
+            raise SpatError(Diagnostic(
+                f"--grid draws layouts up to {MAX_GRID_SIDE} × {MAX_GRID_SIDE} blocks; this one is "
+                f"{rows:,} × {columns:,} (n = {compiled.n:,}, blocks of {block_q} × {block_k})",
+                help=f"use larger blocks (--block-size) or a smaller --n, or `patterndsl show --png` for a picture"))
     if args.json:
         report = []
         for layer in range(compiled.layers):
             for head, layout in enumerate(compiled.layouts(layer, args.block_size)):
-                warning = efficiency_warning(compiled.pattern(layer, head), layout)
+                found = efficiency_warning(compiled.pattern(layer, head), layout)
                 report.append({
                     "layer": layer, "head": head, "block_q": layout.block_q, "block_k": layout.block_k,
                     "query_blocks": layout.num_q_blocks, "key_blocks": layout.num_k_blocks,
                     "full": layout.num_full, "partial": layout.num_partial,
                     "connections": layout.connections, "computed_pairs": layout.computed_pairs(),
                     "efficiency": layout.efficiency(), "sparsity": layout.sparsity(),
-                    "warning": None if warning is None else {"message": warning[0], "help": warning[1]}})
+                    "warning": None if found is None else found.to_json()})
         print(json.dumps(report, indent=1))
         return EXIT_OK
     text, warnings = describe_layouts(compiled, args.block_size, grid=args.grid)
@@ -281,7 +422,7 @@ def run_check(args) -> int:
     report, cert = check(compiled, budget_seconds=args.budget)
     if args.certificate:
         text = json.dumps(cert, indent=1)
-        _write(Path(args.certificate), lambda path: path.write_text(text + "\n", encoding="utf-8"))
+        _write(Path(args.certificate), lambda path: path.write_text(text + "\n", encoding="utf-8"), args)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -289,15 +430,18 @@ def run_check(args) -> int:
     return EXIT_OK if all_hold(report) else EXIT_CLAIM_FAILS
 
 
+MAX_CERTIFICATE_BYTES = 1 << 28  # a certificate lists a few numbers per head and layer
+
+
 def run_verify(args) -> int:
     import json
 
-    from .errors import Diagnostic
+    from .compiled import read_bounded
     from .verify import verify_report
 
     source = _read(args.file)
     try:
-        cert = json.loads(Path(args.certificate).read_text(encoding="utf-8"))
+        cert = json.loads(read_bounded(Path(args.certificate), MAX_CERTIFICATE_BYTES).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SpatError(Diagnostic(f"cannot read the certificate {args.certificate}: {exc}")) from None
     except RecursionError:
@@ -344,7 +488,8 @@ def run_fmt(args) -> int:
             if name == "-":
                 raise UsageError("--write needs files, not standard input")
             if formatted != source.text:
-                _write(Path(name), lambda path: path.write_text(formatted, encoding="utf-8"))
+                _write(Path(name), lambda path: path.write_text(formatted, encoding="utf-8"), args,
+                       replaces_input=True)
                 print(f"reformatted {name}", file=sys.stderr)
         else:
             sys.stdout.write(formatted)

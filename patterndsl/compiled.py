@@ -1,16 +1,23 @@
 """`patterndsl.compile`: source → a CompiledPattern for one sequence length n."""
 from __future__ import annotations
 
+import dataclasses
+import numbers
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 
 from . import ast as A
+from .blocksize import block_size_pair
 from .errors import Diagnostic, Source, Span, SpatError
+from .inputs import layer_problem
 from .ir import Pattern
 from .passes import simplify
-from .reference import check_budget, dense_mask
+from .reference import check_budget, dense_mask, parse_size, require_memory
 from .resolve import resolve
+from .syntax import MAX_SOURCE_BYTES
 from .syntax import parse as parse_source
 
 
@@ -31,19 +38,52 @@ def decode_source(data: bytes, name: str) -> Source:
     return Source(text.removeprefix("\ufeff"), name)
 
 
+def read_bounded(path: Path, limit: int = MAX_SOURCE_BYTES) -> bytes:
+    """At most ``limit`` + 1 bytes of a regular file (a SpatError for anything else: a
+    device, a FIFO or a directory may never end, or never answer)."""
+    try:
+        # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer.
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb", buffering=0) as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise SpatError(Diagnostic(f"cannot read {path}: not a regular file",
+                                           help="give a plain file (`-` reads a .spat file from standard input)"))
+            return _read_at_most(handle, limit)
+    except OSError as exc:
+        raise SpatError(Diagnostic(f"cannot read {path}: {exc.strerror or exc}")) from None
+
+
+def _read_at_most(handle, limit: int) -> bytes:
+    """Read until end of file or ``limit`` + 1 bytes, whichever comes first."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = handle.read(min(1 << 16, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def read_stream(stream, name: str = "<stdin>") -> Source:
+    """A Source from a binary stream (standard input), reading at most the size limit + 1
+    bytes so that an endless stream is refused, not read forever."""
+    return decode_source(_read_at_most(stream, MAX_SOURCE_BYTES), name)
+
+
 def load_source(source: "str | Path | Source") -> Source:
     """A Source from .spat text (str), a file (pathlib.Path) or a Source."""
     if isinstance(source, Source):
         return source
     if isinstance(source, Path):
-        try:
-            data = source.read_bytes()
-        except OSError as exc:
-            raise SpatError(Diagnostic(f"cannot read {source}: {exc.strerror or exc}")) from None
-        return decode_source(data, str(source))
+        return decode_source(read_bounded(source), str(source))
     if isinstance(source, str):
         return Source(source, "<string>")
-    raise TypeError(f"source must be .spat text (str) or a file (pathlib.Path), not {type(source).__name__}")
+    raise SpatError(Diagnostic(f"source must be .spat text (str) or a file (pathlib.Path), "
+                               f"not {type(source).__name__}"))
+
+
+def _looks_like_a_file_name(text: str) -> bool:
+    return "\n" not in text and (text.strip().endswith(".spat") or ("/" in text and Path(text).is_file()))
 
 
 def parse(source: "str | Path | Source") -> A.Module:
@@ -62,7 +102,7 @@ class CompiledPattern:
                  memory_budget: int | None = None):
         resolved = resolve(module, source, n)
         self.source, self.module, self.n = source, module, n
-        self.memory_budget = memory_budget
+        self.memory_budget = _memory_budget(memory_budget)
         self.block_size = resolved.block
         self.prob = resolved.prob
         self.raw_patterns = resolved.patterns
@@ -83,19 +123,19 @@ class CompiledPattern:
 
     def at(self, n: int) -> "CompiledPattern":
         """The same file compiled for another sequence length."""
-        return CompiledPattern(self.source, self.module, n, memory_budget=self.memory_budget)
+        return CompiledPattern(self.source, self.module, _sequence_length(n), memory_budget=self.memory_budget)
 
     def index(self, layer: int, head: int) -> tuple[int, int]:
-        if not isinstance(layer, int) or layer < 0:
-            raise SpatError(Diagnostic(f"layer must be a non-negative integer, got {layer!r}"))
-        if not isinstance(head, int) or not 0 <= head < self.heads:
+        problem = layer_problem(layer)
+        if problem:
+            raise SpatError(Diagnostic(problem))
+        if isinstance(head, bool) or not isinstance(head, numbers.Integral) or not 0 <= head < self.heads:
             raise SpatError(Diagnostic(f"head must be in 0..{self.heads}, got {head!r}"))
-        return layer % self.layers, head
+        return int(layer) % self.layers, int(head)
 
-    _index = index  # the old name, until kernels/, targets/flex.py and attention.py call .index
 
     def pattern(self, layer: int = 0, head: int = 0) -> Pattern:
-        layer, head = self._index(layer, head)
+        layer, head = self.index(layer, head)
         return self.patterns[layer][head]
 
     def dense(self, layer: int = 0, head: int = 0) -> np.ndarray:
@@ -120,32 +160,49 @@ class CompiledPattern:
         """(BQ, BK): ``block_size`` (an int or a pair), else the file's `block`, else 128."""
         from .layout import DEFAULT_BLOCK_SIZE
 
-        size = block_size if block_size is not None else (self.block_size or DEFAULT_BLOCK_SIZE)
-        block_q, block_k = size if isinstance(size, (tuple, list)) else (size, size)
-        for value in (block_q, block_k):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise SpatError(Diagnostic(f"a block size must be a positive integer, got {value!r}"))
-        return int(block_q), int(block_k)
+        return block_size_pair(block_size if block_size is not None else (self.block_size or DEFAULT_BLOCK_SIZE))
 
     def layouts(self, layer: int = 0, block_size=None) -> list:
         """The block layout of every head of one layer (patterndsl.layout.BlockLayout);
         heads, and layers, with the same pattern share one object."""
-        from .layout import block_layout
+        from .layout import block_layout, layout_memory
 
-        layer, _ = self._index(layer, 0)
+        layer, _ = self.index(layer, 0)
         block_q, block_k = self.block_sizes(block_size)
         cache = self.__dict__.setdefault("_layouts", {})
         out = []
         for pattern in self.patterns[layer]:
             key = (pattern, block_q, block_k)
             if key not in cache:
+                require_memory(lambda: f"the block layout of {_short(pattern)} at n = {self.n:,} in blocks of "
+                                       f"{block_q} × {block_k}", layout_memory(pattern, self.n, block_q, block_k),
+                               self.memory_budget, "use larger blocks (--block-size, block_size=) or a smaller n")
                 cache[key] = block_layout(pattern, self.n, block_q, block_k)
             out.append(cache[key])
         return out
 
+    def require_table_memory(self, block_size=None, layers=None, what: str = "generated code") -> None:
+        """Refuse, before building them, the tables that generated code embeds (the per-block
+        bitmaps of `random`) when they exceed the memory budget."""
+        from .layout import BlockGrid
+
+        block_q, block_k = self.block_sizes(block_size)
+        grid = BlockGrid(self.n, block_q, block_k)
+        seen, needed, stack = set(), 0, [p for l in (layers if layers is not None else range(self.layers))
+                                          for p in self.patterns[l]]
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            needed += node.table_bytes(grid) if hasattr(node, "table_bytes") else 0
+            stack.extend(node.children())
+        require_memory(f"building the tables of {what} at n = {self.n:,} in blocks of {block_q} × {block_k}", needed,
+                       self.memory_budget, "use larger blocks, a smaller n or fewer random keys")
+
     def layout(self, layer: int = 0, head: int = 0, block_size=None):
         """The block layout of one layer and head (patterndsl.layout.BlockLayout)."""
-        _, head = self._index(layer, head)
+        _, head = self.index(layer, head)
         return self.layouts(layer, block_size)[head]
 
     def block_mask(self, block_size=None, layer: int = 0, device="cpu"):
@@ -173,6 +230,10 @@ class CompiledPattern:
         import torch
 
         dtype = dtype or torch.float32
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise SpatError(Diagnostic(
+                f"additive_mask is 0 where attended and -inf elsewhere: it needs a floating-point dtype, "
+                f"got {dtype}", help="for a boolean mask (True where attended) use compiled.mask(layer, head)"))
         allowed = self.mask(layer, head)
         return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, float("-inf"))
 
@@ -181,11 +242,48 @@ class CompiledPattern:
                 f"heads={self.heads}, prob={self.prob!r})")
 
 
+def _sequence_length(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise SpatError(Diagnostic(f"n must be an integer, got {n!r}",
+                                   help="n is the sequence length, e.g. patterndsl.compile(source, n=4096)"))
+    return int(n)
+
+
+def _memory_budget(budget) -> "int | None":
+    """None, a number of bytes, or a size such as "2G" (the CLI's --memory-budget syntax)."""
+    if budget is None:
+        return None
+    if isinstance(budget, str):
+        try:
+            return parse_size(budget)
+        except ValueError as exc:
+            raise SpatError(Diagnostic(f"memory_budget: {exc}")) from None
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 0:
+        raise SpatError(Diagnostic(f"memory_budget must be a number of bytes (an int ≥ 0) or a size such as "
+                                   f"\"2G\", got {budget!r}"))
+    return int(budget)
+
+
+def _short(pattern, limit: int = 60) -> str:
+    text = str(pattern)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def compile(source: "str | Path | Source", n: int, *, simplify: bool = True,
-            memory_budget: int | None = None) -> CompiledPattern:
-    """Compile .spat text (str) or a file (pathlib.Path) for sequence length ``n``."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise SpatError(Diagnostic(f"n must be an integer, got {n!r}"))
+            memory_budget: "int | str | None" = None) -> CompiledPattern:
+    """Compile .spat text (str) or a file (pathlib.Path) for sequence length ``n``.
+    ``memory_budget`` (bytes, or a size such as "2G") caps the dense masks and layouts."""
+    n = _sequence_length(n)
+    memory_budget = _memory_budget(memory_budget)
+    text = source if isinstance(source, str) else None
     source = load_source(source)
-    return CompiledPattern(source, parse_source(source), int(n), simplified=simplify,
-                           memory_budget=memory_budget)
+    try:
+        module = parse_source(source)
+    except SpatError as exc:
+        if text is not None and _looks_like_a_file_name(text):
+            first = dataclasses.replace(exc.diagnostics[0], help=(
+                f"a str is .spat source text; to read the file, pass a pathlib.Path: "
+                f"patterndsl.compile(Path({text.strip()!r}), n)"))
+            raise SpatError([first] + exc.diagnostics[1:], exc.source) from None
+        raise
+    return CompiledPattern(source, module, n, simplified=simplify, memory_budget=memory_budget)

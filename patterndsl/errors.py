@@ -7,7 +7,9 @@ A SpatError holds one or more Diagnostics. Each renders as
       ^^^^^ (under the span)
     help: WHAT TO WRITE INSTEAD
 
-Lines and columns are 1-based; columns count characters.
+Lines and columns are 1-based; columns count characters. A Diagnostic of
+severity "warning" (a pattern that works but suits its target badly) renders the
+same way with `warning:`; warnings never make a SpatError.
 """
 from __future__ import annotations
 
@@ -67,25 +69,48 @@ class Source:
         return lines
 
 
+SEVERITIES = ("error", "warning")
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     message: str
     span: Span | None = None
     help: str | None = None
     notes: tuple[str, ...] = ()
+    severity: str = "error"  # or "warning"
+
+    def __post_init__(self):
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
 
     def render(self, source: Source | None) -> str:
         name = source.name if source is not None else "<input>"
+        # A warning's notes and help are indented under it, as `patterndsl layout` has always
+        # printed them (its output is compared byte for byte by scripts and golden files).
+        help_indent = "  " if self.severity == "warning" else ""
+        label = f"{self.severity}: {self.message}"
         if self.span is None or source is None:
-            head = f"{name}: error: {self.message}" if source is not None else f"error: {self.message}"
-            out = [head]
+            out = [f"{name}: {label}" if source is not None else label]
         else:
-            out = [f"{name}:{self.span.line}:{self.span.column}: error: {self.message}"]
+            out = [f"{name}:{self.span.line}:{self.span.column}: {label}"]
             out.extend(_excerpt(source.line_text(self.span.line), self.span))
-        out.extend(f"note: {note}" for note in self.notes)
+        out.extend(f"{help_indent}note: {note}" for note in self.notes)
         if self.help:
-            out.append(f"help: {self.help}")
+            out.append(f"{help_indent}help: {self.help}")
         return "\n".join(out)
+
+    def to_json(self) -> dict:
+        """The diagnostic as JSON (`--json` outputs): severity, message, help, position."""
+        out = {"severity": self.severity, "message": self.message, "help": self.help}
+        if self.span is not None:
+            out["line"], out["column"] = self.span.line, self.span.column
+        return out
+
+
+def warning(message: str, help: str | None = None, span: Span | None = None) -> Diagnostic:
+    """A Diagnostic of severity "warning"."""
+    return Diagnostic(message, span, help, severity="warning")
 
 
 def _excerpt(text: str, span: Span) -> list[str]:

@@ -29,6 +29,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .arrays import unique_sorted
+
 
 class Pattern:
     """Base of every IR node. Subclasses are frozen dataclasses."""
@@ -166,7 +168,7 @@ class Union(Combination):
 
     def block_candidates(self, grid):
         parts = [p.block_candidates(grid) for p in self.parts]
-        return None if any(p is None for p in parts) else np.unique(np.concatenate(parts))
+        return None if any(p is None for p in parts) else unique_sorted(np.concatenate(parts))
 
     def block_estimate(self, grid):
         return min(grid.num_blocks, sum(p.block_estimate(grid) for p in self.parts))

@@ -13,12 +13,15 @@ proportional to the blocks the pattern touches: it never scans all
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from .analysis.counts import row_degrees
+from .arrays import unique_sorted
+from .errors import Diagnostic, warning
 from .reference import dense_mask, index_dtype
 
 EMPTY, PARTIAL, FULL = 0, 1, 2
@@ -245,7 +248,7 @@ class BlockGrid:
         lo, hi, qb = np.broadcast_arrays(lo, hi, qb)
         length = np.maximum(hi - lo + 1, 0)
         starts = np.repeat(self.codes(qb, lo) - np.cumsum(length) + length, length)
-        return np.unique(starts + np.arange(int(length.sum()), dtype=np.int64))
+        return unique_sorted(starts + np.arange(int(length.sum()), dtype=np.int64))
 
     def band_candidates(self, lo: int, hi: int):
         """Codes of the blocks that hold an offset j − i in lo..hi."""
@@ -372,6 +375,22 @@ class BlockGrid:
         return out
 
 
+# Building a layout holds, per listed block, its code, query and key block, state and the
+# CSR lists sorted from them (int64 while built); per row of blocks, the pointers.
+_BYTES_PER_LISTED_BLOCK = 64
+_BYTES_PER_BLOCK_ROW = 64
+_BYTES_PER_QUERY = 32  # the exact connection count's per-row degrees
+
+
+def layout_memory(pattern, n: int, block_q: int, block_k: int) -> int:
+    """About the peak bytes `block_layout` needs (its listed blocks, block rows and the per-row
+    degrees it counts connections with), from the same estimate that plans the layout: the
+    callers refuse a layout over the memory budget before building it."""
+    grid = BlockGrid(n, block_q, block_k)
+    return (pattern.block_estimate(grid) * _BYTES_PER_LISTED_BLOCK + (grid.num_q + grid.num_k) * _BYTES_PER_BLOCK_ROW
+            + n * _BYTES_PER_QUERY)
+
+
 def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: int | None = None) -> BlockLayout:
     """The block layout of ``pattern`` for blocks of block_q queries × block_k keys.
 
@@ -421,8 +440,9 @@ def suggest_block_size(pattern, n: int, current: BlockLayout):
     return best
 
 
-def efficiency_warning(pattern, layout: BlockLayout) -> "tuple[str, str] | None":
-    """(message, help) when the layout's block efficiency is below LOW_EFFICIENCY."""
+def efficiency_warning(pattern, layout: BlockLayout) -> "Diagnostic | None":
+    """A warning Diagnostic (message, help) when the layout's block efficiency is below
+    LOW_EFFICIENCY."""
     if min(layout.num_q_blocks, layout.num_k_blocks) < MIN_GRID_FOR_WARNINGS:
         return None  # so few blocks that every kernel is dense: nothing to tune
     efficiency = layout.efficiency()
@@ -446,11 +466,11 @@ def efficiency_warning(pattern, layout: BlockLayout) -> "tuple[str, str] | None"
         else:
             why = "the blocks it touches hold only a few connections each, at any block size"
         help = "no block size from 16 to 256 does much better" + best + ": " + why
-    return message, help
+    return warning(message, help)
 
 
-def describe_layouts(compiled, block_size=None, grid: bool = False) -> tuple[str, list[tuple[str, str]]]:
-    """The text `patterndsl layout` prints, and the efficiency warnings (message, help)."""
+def describe_layouts(compiled, block_size=None, grid: bool = False) -> "tuple[str, list[Diagnostic]]":
+    """The text `patterndsl layout` prints, and the efficiency warnings (Diagnostics)."""
     lines, warnings, seen = [], [], {}
     for layer in range(compiled.layers):
         layouts = compiled.layouts(layer, block_size)
@@ -463,7 +483,7 @@ def describe_layouts(compiled, block_size=None, grid: bool = False) -> tuple[str
             lines.append(f"{where}: {layout.summary()}")
             if grid:
                 lines.extend(str(layout).splitlines()[1:])
-            warning = efficiency_warning(compiled.pattern(layer, head), layout)
-            if warning:
-                warnings.append((f"{where}: {warning[0]}", warning[1]))
+            found = efficiency_warning(compiled.pattern(layer, head), layout)
+            if found:
+                warnings.append(dataclasses.replace(found, message=f"{where}: {found.message}"))
     return "\n".join(lines), warnings

@@ -10,15 +10,20 @@ reference `patterndsl.attention_reference`, which is exact but O(n²) in memory.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .attention import interpreter_lock
+from .blocksize import block_size_pair
 from .compiled import CompiledPattern, compile as compile_pattern
 from .errors import Diagnostic, SpatError
 
 BACKENDS = ("auto", "triton", "flex", "reference")
+MAX_COMPILED_LENGTHS = 16  # sequence lengths whose compiled pattern a layer keeps
 
 
 class SparseAttention(nn.Module):
@@ -34,7 +39,10 @@ class SparseAttention(nn.Module):
     scale: the softmax scale, default 1/sqrt(head_dim). block_size: the kernels' block size
         (default: the file's `block`, else 128).
     backend: "auto" (Triton on CUDA and in the interpreter, else the reference), "triton",
-        "flex" (patterndsl.attention: FlexAttention) or "reference".
+        "flex" (patterndsl.attention: FlexAttention; it has no backward pass on CPU, so on CPU
+        it runs only under torch.no_grad() and says so before compiling anything) or "reference".
+    Bad arguments, and every error of the pattern that does not depend on n, raise a
+    SpatError here, not at the first forward pass.
     """
 
     def __init__(self, pattern, embed_dim: int, num_heads: int, num_kv_heads: int | None = None,
@@ -61,12 +69,21 @@ class SparseAttention(nn.Module):
                 raise SpatError(Diagnostic(f"the pattern has {pattern.heads} heads but the layer has {num_heads}"))
             self._source, self._compiled = pattern.source, {pattern.n: pattern}
         elif isinstance(pattern, (str, Path)):
-            from .compiled import load_source
+            from .compiled import load_source, parse
+            from .resolve import resolve
 
             self._source, self._compiled = load_source(pattern), {}
+            # Every error that does not depend on n (syntax, names, arguments, heads) now,
+            # not at the first forward pass.
+            resolve(parse(self._source), self._source, None)
         else:
             raise SpatError(Diagnostic(f"pattern must be a CompiledPattern, .spat text or a Path, "
                                        f"not {type(pattern).__name__}"))
+        if block_size is not None:
+            block_size_pair(block_size)
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
+                                  or not math.isfinite(scale)):
+            raise SpatError(Diagnostic(f"scale must be None or a finite number, got {scale!r}"))
         self.embed_dim, self.num_heads, self.num_kv_heads, self.head_dim = embed_dim, num_heads, num_kv_heads, head_dim
         self.layer, self.scale, self.block_size, self.backend = layer, scale, block_size, backend
         factory = {"device": device, "dtype": dtype}
@@ -76,8 +93,13 @@ class SparseAttention(nn.Module):
         self.out_proj = nn.Linear(num_heads * head_dim, embed_dim, bias=bias, **factory)
 
     def compiled(self, n: int) -> CompiledPattern:
-        """The pattern compiled for sequence length n (kept for reuse)."""
-        if n not in self._compiled:
+        """The pattern compiled for sequence length n (kept for reuse: the last
+        MAX_COMPILED_LENGTHS lengths, so a stream of distinct lengths does not grow memory)."""
+        if n in self._compiled:
+            self._compiled[n] = self._compiled.pop(n)  # most recently used last
+        else:
+            while len(self._compiled) >= MAX_COMPILED_LENGTHS:
+                del self._compiled[next(iter(self._compiled))]
             if self._compiled:
                 compiled = next(iter(self._compiled.values())).at(n)
             else:
@@ -95,7 +117,9 @@ class SparseAttention(nn.Module):
         if backend == "auto":
             backend = "triton" if q.is_cuda or kernels.interpreting() else "reference"
         if backend == "triton":
-            return kernels.triton_attention(q, k, v, compiled, self.layer, self.scale, block_size=self.block_size)
+            with interpreter_lock():
+                return kernels.triton_attention(q, k, v, compiled, self.layer, self.scale,
+                                                block_size=self.block_size)
         if backend == "flex":
             from .attention import attention
 
@@ -106,8 +130,16 @@ class SparseAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, n, embed_dim] -> [batch, n, embed_dim]."""
+        if not isinstance(x, torch.Tensor):
+            raise SpatError(Diagnostic(f"x must be a torch.Tensor [batch, n, {self.embed_dim}], "
+                                       f"got {type(x).__name__}"))
         if x.dim() != 3 or x.shape[-1] != self.embed_dim:
             raise SpatError(Diagnostic(f"expected input [batch, n, {self.embed_dim}], got {tuple(x.shape)}"))
+        weight = self.q_proj.weight
+        if x.dtype != weight.dtype or x.device != weight.device:
+            raise SpatError(Diagnostic(f"x is {x.dtype} on {x.device} but the layer's weights are "
+                                       f"{weight.dtype} on {weight.device}",
+                                       help="move one to the other: x.to(weight) or layer.to(x)"))
         batch, n, _ = x.shape
         compiled = self.compiled(n)
 

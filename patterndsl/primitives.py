@@ -31,6 +31,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import randomgen
+from .arrays import unique_sorted
 from . import structure as R
 from .ir import IndexSet, Pattern
 
@@ -1167,8 +1168,8 @@ class Random(Primitive):
             for start in range(0, grid.n, step):
                 rows = np.arange(start, min(grid.n, start + step), dtype=np.int64)
                 keys = randomgen.key_sets(self.seed, rows, grid.n, self.r)
-                block, count = np.unique(grid.codes(rows[:, None] // grid.block_q, keys // grid.block_k),
-                                         return_counts=True)
+                block, count = unique_sorted(grid.codes(rows[:, None] // grid.block_q, keys // grid.block_k),
+                                             return_counts=True)
                 codes.append(block)
                 counts.append(count)
             codes, counts = np.concatenate(codes), np.concatenate(counts)
@@ -1198,6 +1199,14 @@ class Random(Primitive):
         if self.r == 0:
             return Nothing()
         return self
+
+    def table_bytes(self, grid) -> int:
+        """About the peak bytes of its per-block bitmaps (codegen.BlockBitmaps), which generated
+        code embeds: every key drawn, with its block and word (int64 each), the dense slot grid,
+        and one bitmap of block_q × ⌈block_k / 32⌉ words per block it touches."""
+        keys = grid.n * min(self.r, grid.n)
+        words = grid.block_q * -(-grid.block_k // 32)
+        return keys * 48 + grid.num_blocks * 5 + self.block_estimate(grid) * words * 12
 
 
 def _cross(grid, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Callable
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def memory_budget(budget: int | None = None) -> int:
     return DEFAULT_MEMORY_BUDGET
 
 
-def _format_bytes(count: int) -> str:
+def format_bytes(count: int) -> str:
     for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
@@ -55,11 +56,23 @@ def check_budget(shape: tuple[int, ...], budget: int | None = None) -> None:
     if needed > limit:
         dims = " × ".join(str(d) for d in shape)
         raise SpatError(Diagnostic(
-            f"a dense {dims} mask needs {_format_bytes(needed)}, more than the memory budget of "
-            f"{_format_bytes(limit)}",
+            f"a dense {dims} mask needs {format_bytes(needed)}, more than the memory budget of "
+            f"{format_bytes(limit)}",
             help="dense masks are for checking small n: use a smaller --n, raise the budget with "
                  "--memory-budget (memory_budget= in Python, or PATTERNDSL_MEMORY_BUDGET), or use "
                  "`patterndsl show`, which streams the mask block by block"))
+
+
+def require_memory(what: "str | Callable[[], str]", needed: int, budget: "int | None", help: str) -> None:
+    """Refuse, up front and with the size, work that needs more memory than the budget.
+    ``what`` names the work (a function, when naming it costs something: only a refusal calls it)."""
+    limit = memory_budget(budget)
+    if needed > limit:
+        raise SpatError(Diagnostic(
+            f"{what() if callable(what) else what} needs about {format_bytes(needed)}, more than the "
+            f"memory budget of {format_bytes(limit)}",
+            help=f"{help}, or raise the budget with --memory-budget (memory_budget= in Python, or "
+                 f"PATTERNDSL_MEMORY_BUDGET)"))
 
 
 def index_dtype(n: int):

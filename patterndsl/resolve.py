@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from . import ast as A
 import re
 
+from .blocksize import BLOCK_SIZE_HELP, block_size_problem
 from .errors import Diagnostic, Source, Span, SpatError, did_you_mean
 from .ir import Complement, Difference, Intersection, Pattern, Union
 from .primitives import PRIMITIVES, ParamError
@@ -334,8 +335,10 @@ class Resolver:
                             help="use it as a number: `window(n // 8)`")
             return
         kind = "primitive or function" if call else "name"
-        candidates = set(PRIMITIVES) | set(BUILTINS) | module_names | scope | ({"n"} if not call else set())
-        hint = did_you_mean(name, candidates)
+        hint = None
+        if len(self.diagnostics) < MAX_ERRORS:  # only shown ones get a suggestion: linear in the file
+            candidates = set(PRIMITIVES) | set(BUILTINS) | module_names | scope | ({"n"} if not call else set())
+            hint = did_you_mean(name, candidates)
         if hint is None:
             hint = (f"define it first with `def {name}(…) = …`" if call
                     else f"define it first with `let {name} = …`")
@@ -594,9 +597,9 @@ class _Evaluator:
             size = self.d.known(self.integer(node, {}, "a block size"))
             if size is None:
                 return None
-            if size < 16 or size & (size - 1):
-                self.r.fail(f"block size {size} is not a power of two ≥ 16", node.span,
-                            help="kernels tile the mask in power-of-two blocks: 16, 32, 64, 128, …")
+            problem = block_size_problem(size)
+            if problem:
+                self.r.fail(problem, node.span, help=BLOCK_SIZE_HELP)
             sizes.append(size)
         return sizes[0], sizes[1]
 

@@ -5,7 +5,8 @@ picture is square). Larger ones are downsampled: each character covers a
 rectangle of pairs and is shaded by the fraction of them that are connected
 (any connection at all shows). The mask is streamed block of rows by block of
 rows, so drawing never holds the n × n mask; beyond EXACT_LIMIT the rows are
-sampled and the density is marked as an estimate.
+sampled (eight per row of characters, down to one at the largest n, a few rows
+evaluated at a time) and the density is marked as an estimate.
 """
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ import numpy as np
 from .errors import Diagnostic, SpatError
 from .ir import IndexSet
 from .layout import FULL
-from .reference import evaluate, row_blocks
+from .reference import evaluate, require_memory, row_blocks
 
 EXACT_LIMIT = 1 << 15  # above this n, rows are sampled
 MAX_N = 1 << 26
 _SHADES = "░▒▓"
 _SAMPLED_ROWS_PER_BIN = 8
+_SAMPLED_PAIRS_PER_CHUNK = 1 << 22  # pairs of sampled rows evaluated at once
+_BYTES_PER_EVALUATED_COLUMN = 32  # a row's index arrays and the predicates' temporaries (measured: 31)
+_SAMPLED_PAIRS = 1 << 28  # pairs evaluated for one sampled panel, unless one row per bin needs more
 
 
 def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool):
@@ -29,9 +33,14 @@ def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool):
     counts = np.zeros((rows, cols), dtype=np.int64)
     seen = np.zeros(rows, dtype=np.int64)  # query rows evaluated per row bin
     if sample:
-        picks = [np.unique(np.linspace(lo, hi - 1, _SAMPLED_ROWS_PER_BIN).astype(np.int64))
-                 for lo, hi in zip(row_edges[:-1], row_edges[1:])]
-        query_blocks = [np.concatenate(picks)]
+        # Up to _SAMPLED_ROWS_PER_BIN rows per bin, fewer when n is so large that they would
+        # exceed _SAMPLED_PAIRS (at least one per bin: every bin is drawn).
+        per_bin = int(np.clip(_SAMPLED_PAIRS // (n * rows), 1, _SAMPLED_ROWS_PER_BIN))
+        picks = np.concatenate([np.unique(np.linspace(lo, hi - 1, per_bin).astype(np.int64))
+                                for lo, hi in zip(row_edges[:-1], row_edges[1:])])
+        # A few rows at a time: each evaluated row is n wide (64 MiB at n = 2^26).
+        per_chunk = max(1, _SAMPLED_PAIRS_PER_CHUNK // n)
+        query_blocks = [picks[start:start + per_chunk] for start in range(0, picks.size, per_chunk)]
     else:
         query_blocks = [np.arange(lo, hi) for lo, hi in row_blocks(n)]
     for query in query_blocks:
@@ -79,6 +88,8 @@ def render(compiled, width: int = 80) -> str:
     n = compiled.n
     if n > MAX_N:
         raise SpatError(Diagnostic(f"show draws masks up to n = {MAX_N:,}; n = {n:,} is larger"))
+    require_memory(f"drawing n = {n:,} (whole rows of the mask, evaluated one at a time)",
+                   n * _BYTES_PER_EVALUATED_COLUMN, compiled.memory_budget, "use a smaller --n")
     out = []
     for layer, patterns in enumerate(compiled.patterns):
         groups: dict = {}

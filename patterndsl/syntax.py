@@ -537,7 +537,9 @@ def parse(source: "str | Source", name: str = "<string>") -> A.Module:
         source = Source(source, name)
     if len(source.text) > MAX_SOURCE_BYTES:
         raise SpatError(Diagnostic(
-            f"file too large: {len(source.text):,} characters (the limit is {MAX_SOURCE_BYTES:,})",
+            # Files are read up to the limit + 1 bytes (an endless stream must not be read
+            # forever), so the length shown is "more than the limit".
+            f"file too large: more than {MAX_SOURCE_BYTES:,} characters (the limit)",
             Span(1, 1, 1, 2), help="a pattern file is a few lines; generate the pattern with `def` and `let` instead"),
             source)
     diagnostics: list[Diagnostic] = []

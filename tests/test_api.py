@@ -208,3 +208,20 @@ def test_dense_all_evaluates_identical_patterns_once(monkeypatch):
     masks = compiled.dense_all()
     assert len(calls) == 3  # layer 0 (all heads), layer 1 heads 0..2, layer 1 heads 2..4
     assert np.array_equal(masks[0, 0], masks[0, 3])
+
+
+def test_the_readme_first_python_snippet_runs_as_written(tmp_path, monkeypatch):
+    """The README's tour writes local.spat with a heredoc, then its first Python snippet
+    uses it: both run as written (q, k, v defined)."""
+    import re
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    spat = re.search(r"cat > local.spat <<'EOF'\n(.*?)\nEOF\n", readme, re.S).group(1)
+    snippet = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "local.spat").write_text(spat + "\n")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    compiled = namespace["compiled"]
+    assert namespace["out"].shape == (1, 1, 4096, 64)
+    assert torch.equal(namespace["mask"], compiled.mask())

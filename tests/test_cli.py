@@ -188,3 +188,74 @@ def test_layout_json(capsys):
     assert report[0]["full"] == 8 and report[0]["partial"] == 16 and report[0]["warning"] is None
     assert report[1]["efficiency"] == report[1]["connections"] / report[1]["computed_pairs"]
     assert "block 16 gives" in report[1]["warning"]["help"]
+
+
+def test_version_and_list_targets_without_a_file(capsys):
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"patterndsl {version('patterndsl')}\n"
+    assert main(["compile", "--list-targets"]) == 0
+    assert capsys.readouterr().out == (GOLDEN / "list_targets.out").read_text()
+
+
+def test_a_failed_write_leaves_the_old_output_whole_and_no_temporary(tmp_path, monkeypatch, capsys):
+    """Outputs are written beside the target and renamed: a write that fails half-way
+    leaves the previous file as it was; a reader during the write sees the old file."""
+    import patterndsl.cli as cli
+
+    out = tmp_path / "m.npy"
+    out.write_bytes(b"previous")
+    seen_during_write = []
+
+    def half_then_fail(path, array):
+        seen_during_write.append(out.read_bytes())
+        path.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "_save_npy", half_then_fail)
+    assert main(["mask", str(ROOT / "examples/star.spat"), "--n", "8", "-o", str(out)]) == 1
+    assert f"cannot write {out}: No space left on device" in capsys.readouterr().err
+    assert seen_during_write == [b"previous"] and out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy"]
+
+
+def test_writes_through_a_symlink_replace_its_target_and_keep_the_mode(tmp_path):
+    target = tmp_path / "real.npy"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    (tmp_path / "link.npy").symlink_to("real.npy")
+    assert main(["mask", str(ROOT / "examples/star.spat"), "--n", "8", "-o", str(tmp_path / "link.npy")]) == 0
+    assert (tmp_path / "link.npy").is_symlink()
+    assert np.load(target).shape == (1, 1, 8, 8)
+    assert (target.stat().st_mode & 0o777) == 0o640
+
+
+def test_mask_output_keeps_the_name_given(tmp_path, capsys):
+    out = tmp_path / "out.bin"
+    assert main(["mask", str(ROOT / "examples/star.spat"), "--n", "8", "-o", str(out)]) == 0
+    assert f"wrote {out}:" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    assert np.load(out).shape == (1, 1, 8, 8)
+
+
+def test_module_names_are_importable(tmp_path, monkeypatch, capsys):
+    source = tmp_path / "my-pattern.v2.spat"
+    source.write_text("window(2)\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["compile", source.name, "--n", "32", "--target", "flex"]) == 0
+    assert (tmp_path / "my_pattern_v2_flex.py").exists()
+    assert "warning" not in capsys.readouterr().err
+    assert main(["compile", source.name, "--n", "32", "--target", "flex", "-o", "my-mod.py"]) == 0
+    assert ("warning: my-mod.py cannot be imported as a module: 'my-mod' is not a Python name\n"
+            "  help: name it e.g. my_mod.py") in capsys.readouterr().err
+
+
+def test_layout_json_warnings_are_diagnostics(capsys):
+    import json
+
+    assert main(["layout", str(ROOT / "examples/design_card.spat"), "--n", "4096", "--json"]) == 0
+    warning = json.loads(capsys.readouterr().out)[0]["warning"]
+    assert warning["severity"] == "warning"
+    assert warning["message"].startswith("block efficiency 7.8% with 64 × 64 blocks")
+    assert warning["help"].startswith("block 16 gives 26.2%")

@@ -470,3 +470,18 @@ def test_cli_succeeds_on_a_good_file(tmp_path, capsys):
     path.write_text("window(2) | global(0..1)\n")
     code, out, err = run_cli(["mask", str(path), "--n", "8", "-o", str(tmp_path / "m.npy")], capsys)
     assert code == 0 and (tmp_path / "m.npy").exists()
+
+
+def test_warnings_are_diagnostics_printed_like_errors():
+    from patterndsl.errors import Diagnostic, Source, Span, warning
+
+    source = Source("window(64)\n", "w.spat")
+    found = warning("wide window", help="narrow it", span=Span(1, 1, 1, 11))
+    assert found.severity == "warning"
+    assert found.render(source) == "w.spat:1:1: warning: wide window\n  window(64)\n  ^^^^^^^^^^\n  help: narrow it"
+    assert found.to_json() == {"severity": "warning", "message": "wide window", "help": "narrow it",
+                               "line": 1, "column": 1}
+    assert Diagnostic("bad").render(None) == "error: bad"
+    assert Diagnostic("bad").to_json() == {"severity": "error", "message": "bad", "help": None}
+    with pytest.raises(ValueError, match="severity"):
+        Diagnostic("bad", severity="info")

@@ -157,7 +157,9 @@ def test_grid_text_and_numbers():
 
 def test_efficiency_warning_suggests_a_block_size():
     compiled = patterndsl.compile(EXAMPLES / "design_card.spat", 4096)
-    message, help = efficiency_warning(compiled.pattern(), compiled.layout())
+    found = efficiency_warning(compiled.pattern(), compiled.layout())
+    message, help = found.message, found.help
+    assert found.severity == "warning"
     assert "block efficiency 7.8% with 64 × 64 blocks" in message
     assert "block 16 gives" in help
     assert efficiency_warning(patterndsl.compile("window(256)", 4096).pattern(),
@@ -166,7 +168,8 @@ def test_efficiency_warning_suggests_a_block_size():
 
 def test_efficiency_warning_without_a_better_block_size():
     compiled = patterndsl.compile("stride(40)", 1024)
-    message, help = efficiency_warning(compiled.pattern(), compiled.layout(block_size=16))
+    found = efficiency_warning(compiled.pattern(), compiled.layout(block_size=16))
+    message, help = found.message, found.help
     assert "no block size from 16 to 256 does much better" in help and "dense kernel" in help
 
 
@@ -174,4 +177,4 @@ def test_describe_layouts_names_shared_layouts():
     compiled = patterndsl.compile("heads { 0..2: window(30)\n 2..3: stride(40) }", 256)
     text, warnings = describe_layouts(compiled, block_size=16, grid=True)
     assert "layer 0, head 1: the same layout as layer 0, head 0" in text
-    assert [w[0].split(":")[0] for w in warnings] == ["layer 0, head 2"]
+    assert [w.message.split(":")[0] for w in warnings] == ["layer 0, head 2"]

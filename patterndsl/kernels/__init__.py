@@ -156,6 +156,6 @@ def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
         raise SpatError(Diagnostic("Triton is not installed", help="pip install triton, or use "
                                    "patterndsl.attention_reference")) from None
     _check(q, k, v, compiled)
-    layer, _ = compiled._index(layer, 0)
+    layer, _ = compiled.index(layer, 0)
     module = kernel_module(compiled, block_size, max_blocks_per_program)
     return module.attention(q, k, v, layer=layer, scale=scale, return_lse=return_lse)

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codegen import Backend, packed_lines, predicate_source
+from ..reference import require_memory
 from ..errors import Diagnostic, SpatError
+from ..inputs import layer_problem, qkv_problem
 from . import register
 
 MASK_MOD_ARGS = ("b", "h", "q_idx", "kv_idx")
@@ -89,7 +91,7 @@ def mask_mod_source(compiled, layer: int = 0, block_size=None) -> MaskModSource:
     """The mask_mod of one layer as source code (``block_size`` only sets the tiling
     of `random`'s bitmap tables)."""
     block_q, block_k = compiled.block_sizes(block_size)
-    layer, _ = compiled._index(layer, 0)
+    layer, _ = compiled.index(layer, 0)
     backend = TorchBackend(block_q, block_k)
     groups = _head_groups(compiled.patterns[layer])
     expressions = [predicate_source(pattern, "q_idx", "kv_idx", compiled.n, backend) for _, _, pattern in groups]
@@ -198,6 +200,26 @@ def _index_by_identity(distinct: list, item) -> int:
     return len(distinct) - 1
 
 
+def _usable_device(device):
+    """torch.device(device), or a SpatError when it is no device or not available here."""
+    import torch
+
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)
+    except (RuntimeError, TypeError, AssertionError) as exc:
+        raise SpatError(Diagnostic(f"cannot use device {device!r}: {str(exc).splitlines()[0]}",
+                                   help="e.g. device=\"cpu\", or \"cuda\" on a machine with a GPU")) from None
+    return device
+
+
+def block_mask_bytes(compiled, layer: int, block_q: int, block_k: int) -> int:
+    """The bytes of a BlockMask's index tensors: four int32 [1, H, rows, columns] grids, H the
+    layer's distinct head patterns (1 when every head shares one)."""
+    heads = len(set(compiled.patterns[layer]))
+    return 4 * 4 * heads * -(-compiled.n // block_q) * -(-compiled.n // block_k)
+
+
 def block_mask(compiled, layer: int = 0, block_size=None, device="cpu"):
     """A FlexAttention BlockMask [1, H, …] of one layer, built from the block layout.
 
@@ -205,6 +227,13 @@ def block_mask(compiled, layer: int = 0, block_size=None, device="cpu"):
     ``block_size`` is an int or a (BQ, BK) pair (default: the file's `block`, else 128).
     """
     block_q, block_k = compiled.block_sizes(block_size)
+    layer, _ = compiled.index(layer, 0)
+    device = _usable_device(device)
+    require_memory(f"a FlexAttention BlockMask at n = {compiled.n:,} in blocks of {block_q} × {block_k}",
+                   block_mask_bytes(compiled, layer, block_q, block_k), compiled.memory_budget,
+                   "use larger blocks or a smaller n (FlexAttention's BlockMask pads its block lists to "
+                   "the whole [query blocks × key blocks] grid)")
+    compiled.require_table_memory((block_q, block_k), [layer], "the mask_mod")
     distinct, which = distinct_layouts(compiled, layer, (block_q, block_k))
     lists = [_layout_lists(layout, device) for layout in distinct]
     head_lists = [lists[k] for k in which] if len(distinct) > 1 else lists
@@ -262,24 +291,37 @@ def _unpack(dtype, shape, *chunks):
 
 _MODULE_FOOTER = '''
 
-@functools.lru_cache(maxsize=None)
+def _layer_index(layer):
+    """Layer l of a model uses pattern l mod LAYERS; a negative or non-integer layer is an error."""
+    problem = layer_problem(layer)
+    if problem is not None:
+        raise ValueError(problem)
+    return int(layer) % LAYERS
+
+
 def mask_mod(layer=0, device="cpu"):
     """mask_mod(b, h, q_idx, kv_idx) of one layer, its tables on ``device``."""
-    layer %= LAYERS
+    return _mask_mod(_layer_index(layer), str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=None)
+def _mask_mod(layer, device):
     return MASK_MODS[layer](**{name: table.to(device) for name, table in TABLES[layer].items()})
 
 
-@functools.lru_cache(maxsize=None)
 def block_mask(layer=0, device="cpu"):
     """The BlockMask [1, H, ...] of one layer on ``device``: H = HEADS, or 1 where every
     head has the same layout. Built from the block lists above."""
-    layer %= LAYERS
-    device = str(torch.device(device))
+    return _block_mask(_layer_index(layer), str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=None)
+def _block_mask(layer, device):
     heads = [{name: (ptr.to(device), idx.to(device)) for name, (ptr, idx) in LAYOUTS[k].items()}
              for k in sorted(set(HEAD_LAYOUT[layer]))]
     by_index = dict(zip(sorted(set(HEAD_LAYOUT[layer])), heads))
     head_lists = [by_index[k] for k in HEAD_LAYOUT[layer]] if len(heads) > 1 else heads
-    return make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, mask_mod(layer, device))
+    return make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, _mask_mod(layer, device))
 
 
 @functools.lru_cache(maxsize=None)
@@ -289,13 +331,15 @@ def _compiled_flex_attention():
 
 def attention(q, k, v, layer=0, scale=None):
     """Sparse attention with this pattern: q [B, H, n, D]; k and v [B, Hkv, n, D] with Hkv
-    dividing H. A query row with no connection gives zeros (FlexAttention's rule)."""
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4 or {q.shape[2], k.shape[2], v.shape[2]} != {N}:
-        raise ValueError(f"q, k, v must be [batch, heads, {N}, head_dim]; got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}, {tuple(v.shape)}")
-    if HEADS not in (1, q.shape[1]) or k.shape[1] == 0 or q.shape[1] % k.shape[1]:
-        raise ValueError(f"the pattern has {HEADS} head(s); q has {q.shape[1]} and k, v have {k.shape[1]}")
-    return _compiled_flex_attention()(q, k, v, block_mask=block_mask(layer, str(q.device)), scale=scale,
+    dividing H; float16, bfloat16 or float32. A query row with no connection gives zeros
+    (FlexAttention's rule). FlexAttention has no backward pass on CPU."""
+    problem = qkv_problem(q, k, v, N, HEADS, scale)
+    if problem is not None:
+        raise ValueError(problem[0] + (f" ({problem[1]})" if problem[1] else ""))
+    if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise ValueError("FlexAttention has no backward pass on CPU, and q, k or v requires grad "
+                         "(run under torch.no_grad(), or on a GPU)")
+    return _compiled_flex_attention()(q, k, v, block_mask=block_mask(layer, q.device), scale=scale,
                                       enable_gqa=k.shape[1] != q.shape[1])
 '''
 
@@ -310,6 +354,7 @@ def emit_module(compiled, block_size=None) -> str:
     """The source of a torch-only Python module with every layer's mask_mod, block
     layouts, `block_mask(layer, device)` and `attention(q, k, v, layer)`."""
     block_q, block_k = compiled.block_sizes(block_size)
+    compiled.require_table_memory((block_q, block_k), what="a FlexAttention module")
     layouts, head_layout, sources, tables, described = [], [], [], [], []
     for layer in range(compiled.layers):
         head_layout.append([_index_by_identity(layouts, layout)
@@ -344,15 +389,17 @@ def emit_module(compiled, block_size=None) -> str:
             for name in ("partial", "full", "t_partial", "t_full")) + "},\n")
     parts.append("]\n")
     parts.append(f"HEAD_LAYOUT = {head_layout}  # per layer, the LAYOUTS entry of each head\n\n\n")
-    parts.append(inspect.getsource(fill_padded_lists) + "\n\n" + inspect.getsource(make_block_mask))
+    parts.append("\n\n".join(inspect.getsource(function) for function in (
+        fill_padded_lists, make_block_mask, qkv_problem, layer_problem)))
     parts.append(_MODULE_FOOTER)
     return "".join(parts)
 
 
 # "_flex.py": the default output (FILE's stem + suffix) must not clobber a module named
 # like the .spat file, nor the triton target's.
-@register("flex", "a torch-only Python module: FlexAttention BlockMask, mask_mod and attention()", "_flex.py")
-def emit_flex(compiled, path) -> str:
-    text = emit_module(compiled)
+@register("flex", "a torch-only Python module: FlexAttention BlockMask, mask_mod and attention()", "_flex.py",
+          block_sparse=True)
+def emit_flex(compiled, path, block_size=None) -> str:
+    text = emit_module(compiled, block_size)
     path.write_text(text, encoding="utf-8")
     return f"a FlexAttention module ({len(text.encode()):,} bytes)"

@@ -1,17 +1,24 @@
 """The torch target: dense boolean masks, additive masks, and the reference attention."""
 from __future__ import annotations
 
-from ..errors import Diagnostic, SpatError
+from ..inputs import FLOAT_DTYPES, check_qkv
 from . import register
 
 
 @register("torch", "dense torch.bool masks [layers, heads, n, n] saved with torch.save", ".pt")
-def emit_torch(compiled, path) -> str:
+def emit_torch(compiled, path, block_size=None) -> str:
+    """torch.save of a dict: "masks" (bool [layers, heads, n, n]), "n", "layers", "heads",
+    "prob" (its name) and "source" (the .spat text); read it with torch.load(path)."""
     import torch
 
     masks = compiled.masks()
-    torch.save({"masks": masks, "n": compiled.n, "layers": compiled.layers, "heads": compiled.heads,
-                "prob": compiled.prob, "source": compiled.source.text}, path)
+    saved = {"masks": masks, "n": compiled.n, "layers": compiled.layers, "heads": compiled.heads,
+             "prob": str(compiled.prob), "source": compiled.source.text}
+    with open(path, "wb") as out:  # a file object: torch's own writer turns OSErrors into RuntimeErrors
+        try:
+            torch.save(saved, out)
+        except RuntimeError as exc:
+            raise OSError(f"torch.save failed: {exc}".splitlines()[0]) from None
     return f"masks {tuple(masks.shape)} (layers, heads, n, n)"
 
 
@@ -25,18 +32,9 @@ def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None =
     import torch
     import torch.nn.functional as F
 
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise SpatError(Diagnostic("q, k and v must be shaped [batch, heads, n, head_dim]"))
-    batch, heads, n, _ = q.shape
-    if n != compiled.n or k.shape[2] != n or v.shape[2] != n:
-        raise SpatError(Diagnostic(f"the pattern was compiled for n = {compiled.n}, but q, k, v have "
-                                   f"lengths {n}, {k.shape[2]}, {v.shape[2]}",
-                                   help="compile it for this n: compiled.at(n)"))
-    kv_heads = k.shape[1]
-    if kv_heads == 0 or heads % kv_heads or v.shape[1] != kv_heads:
-        raise SpatError(Diagnostic(f"key/value heads ({kv_heads}) must divide query heads ({heads})"))
-    if compiled.heads not in (1, heads):
-        raise SpatError(Diagnostic(f"the pattern has {compiled.heads} heads but q has {heads}"))
+    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",))
+    layer, _ = compiled.index(layer, 0)
+    heads, kv_heads = q.shape[1], k.shape[1]
     if kv_heads != heads:
         k = k.repeat_interleave(heads // kv_heads, dim=1)
         v = v.repeat_interleave(heads // kv_heads, dim=1)

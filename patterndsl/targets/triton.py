@@ -15,14 +15,17 @@ from pathlib import Path
 from . import register
 
 
-@register("triton", "a standalone Triton block-sparse attention module (forward + backward)", ".py")
-def emit_triton(compiled, path) -> str:
+@register("triton", "a standalone Triton block-sparse attention module (forward + backward)", ".py",
+          block_sparse=True)
+def emit_triton(compiled, path, block_size=None) -> str:
     from ..kernels.generate import module_source
 
-    block_q, block_k = compiled.block_sizes()
+    block_q, block_k = compiled.block_sizes(block_size)
+    compiled.require_table_memory((block_q, block_k), what="a Triton module")
+    # The layouts first: each is refused up front when it would exceed the memory budget.
+    layouts = {id(l): l for layer in range(compiled.layers) for l in compiled.layouts(layer, (block_q, block_k))}
     text = module_source(compiled, (block_q, block_k))
     Path(path).write_text(text, encoding="utf-8")
-    layouts = {id(l): l for layer in range(compiled.layers) for l in compiled.layouts(layer, (block_q, block_k))}
     computed = sum(l.num_blocks for l in layouts.values())
     return (f"Triton kernels for {compiled.layers} layer(s) x {compiled.heads} head(s), blocks of "
             f"{block_q} x {block_k}, {len(layouts)} distinct layout(s) computing {computed:,} blocks")

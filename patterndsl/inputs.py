@@ -1,0 +1,102 @@
+"""One validation of q, k, v for every attention entry point.
+
+`patterndsl.attention_reference`, `patterndsl.attention`, `SparseAttention` and the
+modules that `compile --target flex` writes all check their inputs with `qkv_problem`
+and `layer_problem`. Both use nothing but torch (imported inside), so the generated
+modules embed their source with `inspect.getsource` and report the same messages
+without patterndsl installed; in patterndsl, `check_qkv` raises them as SpatErrors.
+
+The rules: q is [B, H, n, D]; k and v are [B, Hkv, n, D] with Hkv dividing H
+(grouped-query attention); one dtype and one device for all three; n the pattern's
+length; the pattern's heads 1 or H; ``scale`` None or a finite real number.
+"""
+from __future__ import annotations
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32")  # what every kernel runs; the reference adds float64
+
+
+def qkv_problem(q, k, v, n, pattern_heads, scale=None, dtypes=("float16", "bfloat16", "float32"),
+                max_head_dim=None):
+    """(message, help) for the first rule that q, k, v or scale break, else None.
+
+    n and pattern_heads are the pattern's length and heads; dtypes names the torch dtypes
+    accepted (e.g. "float32"); max_head_dim caps D when the kernels have a limit."""
+    import math
+    import numbers
+
+    import torch
+
+    for name, tensor in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(tensor, torch.Tensor):
+            kind = type(tensor).__module__.split(".")[0] + "." + type(tensor).__name__
+            hint = ("convert it with torch.from_numpy(array)" if kind.startswith("numpy.")
+                    else "q, k and v are torch tensors shaped [batch, heads, n, head_dim]")
+            return f"{name} must be a torch.Tensor, got {kind.removeprefix('builtins.')}", hint
+    shapes = f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+    transpose = "inputs shaped [batch, n, heads, head_dim] need .transpose(1, 2) first"
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        return f"q, k and v must be shaped [batch, heads, n, head_dim]; got {shapes}", transpose
+    for name, tensor in (("q", q), ("k", k), ("v", v)):
+        if str(tensor.dtype).removeprefix("torch.") not in dtypes:
+            return (f"{name} has dtype {str(tensor.dtype).removeprefix('torch.')}; q, k and v must be one of "
+                    f"{', '.join(dtypes)}", "convert them with .to(torch.float32) (or float16, bfloat16)")
+    if not (q.dtype == k.dtype == v.dtype):
+        return (f"q, k and v must share one dtype; got {q.dtype}, {k.dtype}, {v.dtype}",
+                "convert them with .to(q.dtype)")
+    if not (q.device == k.device == v.device):
+        return (f"q, k and v must be on one device; got {q.device}, {k.device}, {v.device}",
+                "move them with .to(q.device)")
+    batch, heads, length, head_dim = q.shape
+    if length != n or k.shape[2] != n or v.shape[2] != n:
+        if q.shape[1] == n and length != n:
+            return (f"q, k and v look shaped [batch, n, heads, head_dim] ({shapes}); "
+                    f"they must be [batch, heads, n, head_dim] with n = {n}", transpose)
+        return (f"the pattern was compiled for n = {n}, but q, k, v have lengths {length}, "
+                f"{k.shape[2]}, {v.shape[2]}", "compile it for this n: compiled.at(n)")
+    if k.shape[0] != batch or v.shape[0] != batch:
+        return (f"q, k and v must have the same batch size; got {batch}, {k.shape[0]}, {v.shape[0]}",
+                "expand a shared k, v explicitly: k.expand(q.shape[0], -1, -1, -1)")
+    if k.shape != v.shape:
+        return (f"k and v must have the same shape [batch, kv_heads, n, head_dim]; got {tuple(k.shape)} "
+                f"and {tuple(v.shape)}", None)
+    if k.shape[3] != head_dim:
+        return f"q and k must have the same head_dim; got {head_dim} and {k.shape[3]}", None
+    kv_heads = k.shape[1]
+    if kv_heads == 0 or heads % kv_heads:
+        return (f"key/value heads ({kv_heads}) must divide query heads ({heads})",
+                "k and v heads must be equal and divide query heads: grouped-query attention shares "
+                "each k, v head among H / Hkv query heads")
+    if pattern_heads not in (1, heads):
+        return (f"the pattern has {pattern_heads} heads but q has {heads}",
+                "a pattern with a `heads { }` block needs q with exactly that many heads")
+    if head_dim == 0 or (max_head_dim is not None and head_dim > max_head_dim):
+        limit = f"in 1..{max_head_dim}" if max_head_dim is not None else "at least 1"
+        return f"head_dim must be {limit}, got {head_dim}", None
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
+                              or not math.isfinite(scale)):
+        return f"scale must be None or a finite number, got {scale!r}", "the default is 1 / sqrt(head_dim)"
+    return None
+
+
+def layer_problem(layer):
+    """A message when ``layer`` is not a layer index (an integer ≥ 0; layer l uses pattern
+    l mod p), else None."""
+    import numbers
+
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or layer < 0:
+        return f"layer must be a non-negative integer, got {layer!r}"
+    return None
+
+
+def check_qkv(q, k, v, compiled, scale=None, dtypes=FLOAT_DTYPES, max_head_dim=None) -> None:
+    """Raise a SpatError for the first rule q, k, v, scale or ``compiled`` break."""
+    from .errors import Diagnostic, SpatError
+
+    # Duck-typed, so that this module imports nothing of patterndsl's above it (compiled.py
+    # uses layer_problem): a CompiledPattern is what has n, heads and patterns.
+    if not all(hasattr(compiled, name) for name in ("n", "heads", "patterns")):
+        raise SpatError(Diagnostic(f"compiled must be a CompiledPattern, got {type(compiled).__name__}",
+                                   help="compile the pattern first: patterndsl.compile(source, n)"))
+    problem = qkv_problem(q, k, v, compiled.n, compiled.heads, scale, dtypes, max_head_dim)
+    if problem is not None:
+        raise SpatError(Diagnostic(problem[0], help=problem[1]))

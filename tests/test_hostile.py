@@ -1,0 +1,361 @@
+"""Hostile and careless input, against the command line and the Python API.
+
+Every case states its exact outcome: a diagnostic with its message and exit code (1
+for the input, 2 for usage), or the right result; never a traceback, an internal
+error (exit 70), a hang or an overwritten input. Subprocess cases have a time-out only
+as a guard against a hang (generous, for a loaded machine); nothing here is timed.
+
+The cases tried: every entry of CLI_CASES, API_CASES and TENSOR_CASES (the last against
+each of three entry points) and the subprocess tests.
+"""
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import patterndsl
+from patterndsl import SpatError
+from patterndsl.cli import main
+
+ROOT = Path(__file__).parent.parent
+HANG_GUARD = 300  # seconds: only a hang would reach it
+
+# ---- the command line, in process ------------------------------------------------------
+# (argv with {dir} for the scratch folder, exit code, what stderr must say). Each case runs
+# in a fresh folder holding p.spat (window(2)), link.spat -> p.spat, hard.spat (a hard
+# link to p.spat), pic.png (a pattern file with a picture's name) and a folder sub/.
+
+CLI_CASES = {
+    # outputs that are an input, by any name: refused, the input untouched
+    "flex over its input": (["compile", "p.spat", "--n", "16", "--target", "flex", "-o", "p.spat"], 1,
+                            "refusing to write p.spat: it is the input file p.spat"),
+    "torch over ./input": (["compile", "p.spat", "--n", "16", "--target", "torch", "-o", "./p.spat"], 1,
+                           "refusing to write p.spat: it is the input file p.spat"),
+    "triton over a symlink": (["compile", "p.spat", "--n", "16", "--target", "triton", "-o", "link.spat"], 1,
+                              "refusing to write link.spat: it is the input file p.spat"),
+    "input through a symlink": (["compile", "link.spat", "--n", "16", "--target", "flex", "-o", "p.spat"], 1,
+                                "refusing to write p.spat: it is the input file link.spat"),
+    "mask over a hard link": (["mask", "p.spat", "--n", "16", "-o", "hard.spat"], 1,
+                              "refusing to write hard.spat: it is the input file p.spat"),
+    "png over its input": (["show", "pic.png", "--n", "16", "--png", "pic.png"], 1,
+                           "refusing to write pic.png: it is the input file pic.png"),
+    "certificate over its input": (["check", "p.spat", "--n", "16", "--certificate", "{dir}/p.spat"], 1,
+                                   "it is the input file p.spat"),
+    "default name is the input": (["compile", "p.pt", "--n", "16", "--target", "torch"], 1,
+                                  "refusing to write p.pt: it is the input file p.pt"),
+    # outputs that cannot be written
+    "torch to a missing folder": (["compile", "p.spat", "--n", "16", "--target", "torch", "-o", "/nonexistent/m.pt"],
+                                  1, "cannot write /nonexistent/m.pt: No such file or directory"),
+    "torch to a full device": (["compile", "p.spat", "--n", "16", "--target", "torch", "-o", "/dev/full"], 1,
+                               "cannot write /dev/full: No space left on device"),
+    "flex to a full device": (["compile", "p.spat", "--n", "16", "--target", "flex", "-o", "/dev/full"], 1,
+                              "cannot write /dev/full: No space left on device"),
+    "mask to a folder": (["mask", "p.spat", "--n", "16", "-o", "sub"], 1, "cannot write sub: it is a directory"),
+    "png with another extension": (["show", "p.spat", "--n", "16", "--png", "x.jpg"], 2,
+                                   "--png writes a PNG picture: name it OUT.png, not x.jpg"),
+    # inputs that are not files
+    "a device that never ends": (["show", "/dev/zero", "--n", "16"], 1, "cannot read /dev/zero: not a regular file"),
+    "a folder": (["show", "sub", "--n", "16"], 1, "cannot read sub: Is a directory"),
+    "a missing file": (["layout", "nothing.spat", "--n", "16"], 1, "cannot read nothing.spat: No such file"),
+    "a 4 GB sparse file": (["show", "huge.spat", "--n", "16"], 1, "file too large: more than 262,144 characters"),
+    "a certificate that never ends": (["verify", "p.spat", "/dev/zero"], 1, "cannot read /dev/zero: not a regular file"),
+    # block sizes: one policy
+    "block size 100": (["layout", "p.spat", "--n", "64", "--block-size", "100"], 2,
+                       "block size 100 is not a power of two ≥ 16"),
+    "block size 8": (["layout", "p.spat", "--n", "64", "--block-size", "8"], 2, "block size 8 is not a power of two"),
+    "block size 0": (["layout", "p.spat", "--n", "64", "--block-size", "0"], 2, "must be a positive integer"),
+    "block size 16x8": (["show", "p.spat", "--n", "64", "--png", "x.png", "--block-size", "16x8"], 2,
+                        "block size 8 is not a power of two"),
+    "block size words": (["layout", "p.spat", "--n", "64", "--block-size", "big"], 2, "not an integer: 'big'"),
+    "block size for a dense target": (["compile", "p.spat", "--n", "64", "--target", "torch", "--block-size", "64"],
+                                      2, "the torch target is dense: it has no blocks"),
+    "block size 24 for flex": (["compile", "p.spat", "--n", "64", "--target", "flex", "--block-size", "24"], 2,
+                               "block size 24 is not a power of two"),
+    # options that make no sense
+    "negative budget": (["check", "p.spat", "--n", "16", "--budget", "-1"], 2,
+                        "must be a finite number of seconds ≥ 0, got -1"),
+    "endless budget": (["check", "p.spat", "--n", "16", "--budget", "inf"], 2, "must be a finite number"),
+    "budget nan": (["check", "p.spat", "--n", "16", "--budget", "nan"], 2, "must be a finite number"),
+    "no-simplify without emit": (["compile", "p.spat", "--n", "16", "--no-simplify"], 2,
+                                 "--no-simplify goes with --emit ir"),
+    "compile without a file": (["compile", "--n", "16"], 2, "the following arguments are required: FILE"),
+    "memory budget in words": (["mask", "p.spat", "--n", "16", "--memory-budget", "lots"], 2, "not a size: 'lots'"),
+    "n zero": (["show", "p.spat", "--n", "0"], 2, "must be at least 1, got 0"),
+    "n beyond 2^40": (["show", "p.spat", "--n", str(2**40 + 1)], 1, "n must be between 1 and 2^40"),
+    # huge n: served within the budget, or refused up front with the size
+    "layout at 2^40": (["layout", "p.spat", "--n", str(2**40)], 1,
+                       "the block layout of window(2) at n = 1,099,511,627,776 in blocks of 128 × 128 needs about"),
+    "flex at 2^40": (["compile", "p.spat", "--n", str(2**40), "--target", "flex", "-o", "m.py"], 1,
+                     "more than the memory budget of 2.0 GiB"),
+    "triton at 2^40": (["compile", "p.spat", "--n", str(2**40), "--target", "triton", "-o", "m.py"], 1,
+                       "more than the memory budget of 2.0 GiB"),
+    "show at 2^40": (["show", "p.spat", "--n", str(2**40)], 1, "show draws masks up to n = 67,108,864"),
+    "png of all at 2^20": (["show", "all.spat", "--n", str(2**20), "--png", "a.png", "--block-size", "16"], 1,
+                           "the block layout of all at n = 1,048,576 in blocks of 16 × 16 needs about"),
+    "grid at 2^20": (["layout", "p.spat", "--n", str(2**20), "--block-size", "16", "--grid"], 1,
+                     "--grid draws layouts up to 256 × 256 blocks; this one is 65,536 × 65,536"),
+    "mask at 2^20": (["mask", "p.spat", "--n", str(2**20)], 1, "mask needs 1.0 TiB, more than the memory budget"),
+    "show beyond a small budget": (["show", "p.spat", "--n", str(2**20), "--memory-budget", "16M"], 1,
+                                   "drawing n = 1,048,576 (whole rows of the mask, evaluated one at a time) needs "
+                                   "about 32.0 MiB, more than the memory budget of 16.0 MiB"),
+    "torch at 2^20": (["compile", "p.spat", "--n", str(2**20), "--target", "torch"], 1, "mask needs 1.0 TiB"),
+    "random tables of a module": (["compile", "random.spat", "--n", "65536", "--target", "flex", "-o", "m.py",
+                                   "--memory-budget", "64M"], 1, "the tables of a FlexAttention module at n = 65,536"),
+    # check without --n
+    "check an unknown name without n": (["check", "unknown.spat"], 1, "unknown primitive or function 'foo'"),
+    "check mutual recursion without n": (["check", "recursive.spat"], 1, "recursive def: a → b → a"),
+}
+
+FILES = {
+    "p.spat": "window(2)\n", "pic.png": "window(2)\n", "p.pt": "window(2)\n", "all.spat": "all\n",
+    "random.spat": "random(1000, seed=1)\n", "unknown.spat": "foo(3)\n",
+    "recursive.spat": "def a(x) = b(x)\ndef b(x) = a(x)\na(1)\n",
+}
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "link.spat").symlink_to("p.spat")
+    os.link(tmp_path / "p.spat", tmp_path / "hard.spat")
+    (tmp_path / "sub").mkdir()
+    with open(tmp_path / "huge.spat", "wb") as huge:  # 4 GB, sparse: nothing is written
+        huge.truncate(4 << 30)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PATTERNDSL_MEMORY_BUDGET", raising=False)
+    return tmp_path
+
+
+def _snapshot(folder: Path) -> dict:
+    return {path.name: path.read_bytes() for path in folder.iterdir()
+            if path.is_file() and path.name != "huge.spat" and not path.is_symlink()}
+
+
+@pytest.mark.parametrize("name", sorted(CLI_CASES))
+def test_cli_hostile_input(name, scratch, capsys):
+    argv, code, message = CLI_CASES[name]
+    before = _snapshot(scratch)
+    assert main([arg.format(dir=scratch) for arg in argv]) == code
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err and "internal error" not in err
+    after = _snapshot(scratch)
+    assert {k: after[k] for k in before} == before, "an input changed"
+    assert not [p for p in scratch.iterdir() if p.name.endswith(".tmp")], "a temporary file was left"
+
+
+# ---- the command line, in a subprocess: what could hang ----------------------------------
+
+def _run(args, cwd, **kwargs):
+    return subprocess.run([sys.executable, "-m", "patterndsl.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=HANG_GUARD, env={**os.environ, "PYTHONPATH": str(ROOT)}, **kwargs)
+
+
+def test_a_fifo_as_input_does_not_hang(scratch):
+    os.mkfifo(scratch / "fifo.spat")
+    result = _run(["show", "fifo.spat", "--n", "16"], scratch)
+    assert result.returncode == 1
+    assert "cannot read fifo.spat: not a regular file" in result.stderr
+
+
+def test_endless_standard_input_is_cut_at_the_limit(scratch):
+    with open("/dev/zero", "rb") as zeros:
+        result = _run(["show", "-", "--n", "16"], scratch, stdin=zeros)
+    assert result.returncode == 1
+    assert "<stdin>:1:1: error: file too large: more than 262,144 characters" in result.stderr
+
+
+def test_a_fifo_nobody_reads_as_the_output_does_not_hang(scratch):
+    os.mkfifo(scratch / "out.npy")
+    result = _run(["mask", "p.spat", "--n", "16", "-o", "out.npy"], scratch)
+    assert result.returncode == 1
+    assert "cannot write out.npy: No such device or address" in result.stderr
+    assert stat.S_ISFIFO(os.stat(scratch / "out.npy").st_mode)
+
+
+def test_suggestions_stay_linear_in_the_file(monkeypatch):
+    """4,000 lines `let xK = strde` took 105 s: every error compared its name with every
+    name in the file. Only the diagnostics shown get a suggestion, so the comparisons
+    grow linearly with the file (counted, not timed)."""
+    import patterndsl.resolve as resolve
+
+    compared = []
+    real = resolve.did_you_mean
+    monkeypatch.setattr(resolve, "did_you_mean", lambda word, candidates: compared.append(len(candidates))
+                        or real(word, candidates))
+
+    def comparisons(lines: int) -> int:
+        compared.clear()
+        source = "".join(f"let x{k} = strde\n" for k in range(lines)) + "window(1)\n"
+        with pytest.raises(SpatError) as info:
+            patterndsl.compile(source, 16)
+        assert info.value.message == "unknown name 'strde'" and "did you mean 'stride'?" in str(info.value)
+        return sum(compared)
+
+    small, large = comparisons(500), comparisons(2000)
+    assert large <= 4.5 * small, (small, large)  # quadratic would be 16×
+
+
+# ---- the Python API: values ---------------------------------------------------------------
+
+def _compiled():
+    return patterndsl.compile("window(2)", 16)
+
+
+API_CASES = {
+    "memory budget as the CLI writes it": (lambda: patterndsl.compile("window(2)", 16, memory_budget="2G").memory_budget,
+                                           2 << 30),
+    "memory budget True": (lambda: patterndsl.compile("window(2)", 16, memory_budget=True),
+                           "memory_budget must be a number of bytes"),
+    "memory budget negative": (lambda: patterndsl.compile("window(2)", 16, memory_budget=-1),
+                               "memory_budget must be a number of bytes"),
+    "memory budget in words": (lambda: patterndsl.compile("window(2)", 16, memory_budget="lots"),
+                               "memory_budget: not a size: 'lots'"),
+    "at(None)": (lambda: _compiled().at(None), "n must be an integer, got None"),
+    "at(1.5)": (lambda: _compiled().at(1.5), "n must be an integer, got 1.5"),
+    "at(True)": (lambda: _compiled().at(True), "n must be an integer, got True"),
+    "at('16')": (lambda: _compiled().at("16"), "n must be an integer, got '16'"),
+    "at(0)": (lambda: _compiled().at(0), "n must be between 1 and 2^40, got 0"),
+    "at(numpy 32)": (lambda: _compiled().at(np.int64(32)).n, 32),
+    "block_size=(16,)": (lambda: _compiled().layout(block_size=(16,)), "block_size is an int or a (BQ, BK) pair"),
+    "block_size=100": (lambda: _compiled().layout(block_size=100), "block size 100 is not a power of two ≥ 16"),
+    "block_size=8": (lambda: _compiled().block_mask(block_size=8), "block size 8 is not a power of two ≥ 16"),
+    "block_size=16.0": (lambda: _compiled().layout(block_size=16.0), "must be a positive integer"),
+    "block_size=True": (lambda: _compiled().layout(block_size=True), "must be a positive integer"),
+    "a file name as source": (lambda: patterndsl.compile("local.spat", n=64),
+                              "a str is .spat source text; to read the file, pass a pathlib.Path"),
+    "source of another type": (lambda: patterndsl.compile(b"window(2)", n=64),
+                               "source must be .spat text (str) or a file (pathlib.Path), not bytes"),
+    "a missing Path": (lambda: patterndsl.compile(Path("no/such.spat"), n=64), "cannot read no/such.spat"),
+    "a device Path": (lambda: patterndsl.compile(Path("/dev/zero"), n=64), "not a regular file"),
+    "additive mask as bool": (lambda: _compiled().additive_mask(dtype=torch.bool),
+                              "it needs a floating-point dtype, got torch.bool"),
+    "additive mask as int": (lambda: _compiled().additive_mask(dtype=torch.int32), "floating-point dtype"),
+    "additive mask as float16": (lambda: _compiled().additive_mask(dtype=torch.float16).dtype, torch.float16),
+    "layout at 2^40": (lambda: patterndsl.compile("window(1)", 2**40).layout(), "needs about 34.5 TiB"),
+    "block mask at 2^26": (lambda: patterndsl.compile("window(1)", 2**26).block_mask(),
+                           "a FlexAttention BlockMask at n = 67,108,864 in blocks of 128 × 128 needs about 4.0 TiB"),
+    "dense mask at 2^20": (lambda: patterndsl.compile("window(1)", 2**20).mask(), "mask needs 1.0 TiB"),
+    "layer -1": (lambda: _compiled().mask(layer=-1), "layer must be a non-negative integer"),
+    "layer True": (lambda: _compiled().mask(layer=True), "layer must be a non-negative integer, got True"),
+    "layer 2.0": (lambda: _compiled().layout(layer=2.0), "layer must be a non-negative integer, got 2.0"),
+    "head as numpy": (lambda: _compiled().mask(head=np.int64(0)).shape, (16, 16)),
+    "block mask on no device": (lambda: _compiled().block_mask(device="toaster"), "cannot use device 'toaster'"),
+    "additive mask dtype by name": (lambda: _compiled().additive_mask(dtype="float32"), "floating-point dtype"),
+    "parse of bytes": (lambda: patterndsl.parse(b"window(2)"), "source must be .spat text (str) or a file"),
+    "format of None": (lambda: patterndsl.format(None), "source must be .spat text (str) or a file"),
+    "SparseAttention of a missing Path": (lambda: patterndsl.SparseAttention(Path("no.spat"), 16, 2),
+                                          "cannot read no.spat"),
+    "SparseAttention of a number": (lambda: patterndsl.SparseAttention(12, 16, 2), "pattern must be a CompiledPattern"),
+    "SparseAttention heads 0": (lambda: patterndsl.SparseAttention("window(2)", 16, 0), "num_heads must be an integer ≥ 1"),
+    "attention with block 24": (lambda: patterndsl.attention(*_qkv(), _compiled(), block_size=24),
+                                "block size 24 is not a power of two"),
+    "head 5": (lambda: _compiled().mask(head=5), "head must be in 0..1, got 5"),
+    "SparseAttention with a typo": (lambda: patterndsl.SparseAttention("windw(4)", 16, 2),
+                                    "unknown primitive or function 'windw'"),
+    "SparseAttention with a bad block": (lambda: patterndsl.SparseAttention("window(4)", 16, 2, block_size=24),
+                                         "block size 24 is not a power of two"),
+    "SparseAttention scale 'x'": (lambda: patterndsl.SparseAttention("window(4)", 16, 2, scale="x"),
+                                  "scale must be None or a finite number, got 'x'"),
+    "SparseAttention of numpy": (lambda: patterndsl.SparseAttention("window(4)", 16, 2)(np.zeros((1, 4, 16))),
+                                 "x must be a torch.Tensor"),
+    "SparseAttention float64 input": (
+        lambda: patterndsl.SparseAttention("window(4)", 16, 2)(torch.zeros(1, 4, 16, dtype=torch.float64)),
+        "x is torch.float64 on cpu but the layer's weights are torch.float32"),
+    "SparseAttention flex on CPU with grad": (
+        lambda: patterndsl.SparseAttention("window(4)", 16, 2, backend="flex")(torch.zeros(1, 4, 16)),
+        "FlexAttention has no backward pass on CPU"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(API_CASES))
+def test_python_api_hostile_values(name):
+    call, expected = API_CASES[name]
+    if isinstance(expected, str):
+        with pytest.raises(SpatError) as info:
+            call()
+        assert expected in str(info.value)
+    else:
+        assert call() == expected
+
+
+# ---- the Python API: q, k, v, everywhere ---------------------------------------------------
+
+def _qkv(q_shape=(1, 2, 16, 8), k_shape=None, dtype=torch.float32):
+    k_shape = k_shape or q_shape
+    return torch.zeros(q_shape, dtype=dtype), torch.zeros(k_shape, dtype=dtype), torch.zeros(k_shape, dtype=dtype)
+
+
+TENSOR_CASES = {
+    "numpy q": (lambda: (np.zeros((1, 2, 16, 8)),) + _qkv()[1:], {}, "q must be a torch.Tensor, got numpy.ndarray"),
+    "a list k": (lambda: (_qkv()[0], [[0.0]], _qkv()[2]), {}, "k must be a torch.Tensor, got list"),
+    "int tensors": (lambda: _qkv(dtype=torch.int64), {}, "q has dtype int64"),
+    "bool tensors": (lambda: _qkv(dtype=torch.bool), {}, "q has dtype bool"),
+    "mixed dtypes": (lambda: (_qkv()[0].half(),) + _qkv()[1:], {}, "must share one dtype"),
+    "three dimensions": (lambda: _qkv((2, 16, 8)), {}, "must be shaped [batch, heads, n, head_dim]"),
+    "[B, n, H, D]": (lambda: _qkv((1, 16, 2, 8)), {}, "look shaped [batch, n, heads, head_dim]"),
+    "another n": (lambda: _qkv((1, 2, 32, 8)), {}, "compiled for n = 16"),
+    "batch 1 against 2": (lambda: _qkv((1, 2, 16, 8), (2, 2, 16, 8)), {}, "same batch size; got 1, 2, 2"),
+    "head_dim mismatch": (lambda: _qkv((1, 2, 16, 8), (1, 2, 16, 4)), {}, "same head_dim; got 8 and 4"),
+    "k and v differ": (lambda: (_qkv()[0], _qkv()[1], torch.zeros(1, 1, 16, 8)), {}, "k and v must have the same shape"),
+    "3 heads over 2": (lambda: _qkv((1, 3, 16, 8), (1, 2, 16, 8)), {}, "key/value heads (2) must divide query heads (3)"),
+    "no kv heads": (lambda: _qkv((1, 2, 16, 8), (1, 0, 16, 8)), {}, "key/value heads (0) must divide"),
+    "empty head_dim": (lambda: _qkv((1, 2, 16, 0)), {}, "head_dim must be at least 1, got 0"),
+    "two devices": (lambda: (_qkv()[0].to("meta"),) + _qkv()[1:], {}, "must be on one device"),
+    "scale 'x'": (lambda: _qkv(), {"scale": "x"}, "scale must be None or a finite number, got 'x'"),
+    "scale nan": (lambda: _qkv(), {"scale": float("nan")}, "scale must be None or a finite number"),
+    "scale True": (lambda: _qkv(), {"scale": True}, "scale must be None or a finite number"),
+    "compiled None": (lambda: _qkv(), {"compiled": None}, "compiled must be a CompiledPattern, got NoneType"),
+    "layer -1": (lambda: _qkv(), {"layer": -1}, "layer must be a non-negative integer"),
+}
+
+
+def _entry_points():
+    from patterndsl.targets import flex
+
+    def module_attention(q, k, v, compiled, layer=0, scale=None):
+        namespace: dict = {}
+        exec(compile(flex.emit_module(compiled), "generated", "exec"), namespace)
+        try:
+            return namespace["attention"](q, k, v, layer=layer, scale=scale)
+        except ValueError as exc:  # the generated module knows no SpatError
+            raise SpatError(patterndsl.errors.Diagnostic(str(exc))) from None
+
+    return {"attention_reference": patterndsl.attention_reference, "attention": patterndsl.attention,
+            "flex module": module_attention}
+
+
+@pytest.mark.parametrize("entry", ["attention_reference", "attention", "flex module"])
+@pytest.mark.parametrize("name", sorted(TENSOR_CASES))
+def test_every_entry_point_rejects_the_same_inputs(entry, name):
+    make, options, message = TENSOR_CASES[name]
+    q, k, v = make()
+    compiled = options.get("compiled", _compiled())
+    if entry == "flex module" and compiled is None:
+        pytest.skip("a generated module is its own pattern")
+    call = _entry_points()[entry]
+    with pytest.raises(SpatError) as info:
+        call(q, k, v, compiled, layer=options.get("layer", 0), scale=options.get("scale"))
+    assert message in str(info.value)
+
+
+def test_the_transpose_hint_names_the_fix():
+    q, k, v = _qkv((1, 16, 2, 8))
+    with pytest.raises(SpatError) as info:
+        patterndsl.attention_reference(q, k, v, _compiled())
+    assert info.value.help == "inputs shaped [batch, n, heads, head_dim] need .transpose(1, 2) first"
+    assert "compiled.at(n)" not in str(info.value)
+
+
+def test_float64_is_fine_for_the_reference_only():
+    q, k, v = _qkv(dtype=torch.float64)
+    out = patterndsl.attention_reference(q, k, v, _compiled())
+    assert out.dtype == torch.float64
+    with pytest.raises(SpatError, match="q has dtype float64"):
+        patterndsl.attention(q, k, v, _compiled())
