@@ -130,7 +130,12 @@ class Block(Node):
 
 @dataclass(frozen=True)
 class Prob(Node):
+    """`prob NAME` or `prob NAME(ARG)` (`prob entmax(1.5)`): ``argument`` is the argument's
+    text as written, checked by the resolver (patterndsl/probability.py)."""
+
     name: str
+    argument: str | None = None
+    argument_span: Span | None = _span()
     span: Span | None = _span()
 
 

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import ast as A
+from . import probability
 import re
 
 from .errors import Diagnostic, Source, Span, SpatError, did_you_mean
@@ -38,7 +39,7 @@ MAX_CALLS = 200_000  # def bodies evaluated in all
 MAX_LAYER_HEADS = 1 << 16  # layers × heads
 MAX_ERRORS = 50  # diagnostics shown; the rest are counted
 MAX_CALL_NOTES = 4  # "in the call …" notes kept for an error inside nested defs
-PROBABILITY_MAPS = ("softmax", "sparsemax")
+PROBABILITY_MAPS = probability.NAMES
 BUILTINS = {"isqrt": "isqrt(x)", "ilog2": "ilog2(x)", "min": "min(a, b, …)", "max": "max(a, b, …)",
             "cdiv": "cdiv(a, b)"}
 
@@ -57,7 +58,7 @@ class Resolved:
 
     patterns: tuple[tuple[Pattern, ...], ...]  # [layer][head]
     block: tuple[int, int] | None
-    prob: str
+    prob: probability.ProbabilityMap  # a str: "softmax", "sparsemax", "entmax(1.5)"
 
 
 class _Failed(Exception):
@@ -180,16 +181,30 @@ class Resolver:
                     self.report("`prob` is given twice", stmt.span,
                                 notes=(f"the first is at line {self.prob.span.line}",))
                 self.prob = stmt
-                if stmt.name not in PROBABILITY_MAPS:
-                    hint = did_you_mean(stmt.name, PROBABILITY_MAPS) or (
-                        "the probability maps are " + ", ".join(PROBABILITY_MAPS))
-                    self.report(f"unknown probability map '{stmt.name}'", self.name_span(stmt), help=hint)
+                self._check_prob(stmt)
         if self.pattern_stmt is None and not self.diagnostics:
             # Point just after the last statement: that is where the pattern would go.
             last = self.module.statements[-1].span if self.module.statements else None
             end = Span(last.end_line, last.end_column, last.end_line, last.end_column + 1) if last else Span(1, 1, 1, 2)
             self.report("the file declares no pattern", end,
                         help="add an expression such as `window(64) | global(0..8)` on a line of its own")
+
+    def _check_prob(self, stmt: A.Prob):
+        """Report a `prob` that names no map of patterndsl/probability.py or gives it a bad α."""
+        if stmt.name not in PROBABILITY_MAPS:
+            hint = did_you_mean(stmt.name, PROBABILITY_MAPS) or (
+                "the probability maps are " + ", ".join(PROBABILITY_MAPS))
+            self.report(f"unknown probability map '{stmt.name}'", self.name_span(stmt), help=hint)
+        elif stmt.name != probability.ENTMAX and stmt.argument is not None:
+            self.report(f"{stmt.name} takes no argument", stmt.argument_span,
+                        help=f"write `prob {stmt.name}`; α is entmax's: `prob entmax(1.5)`")
+        elif stmt.name == probability.ENTMAX and stmt.argument is None:
+            self.report("entmax needs its α", self.name_span(stmt),
+                        help="write `prob entmax(1.5)`: α in (1, 2], 2 being sparsemax")
+        elif stmt.name == probability.ENTMAX:
+            _, problem = probability.parse_alpha(stmt.argument)
+            if problem is not None:
+                self.report(problem[0], stmt.argument_span, help=problem[1])
 
     def _check_new_name(self, name, span, seen, kind="name") -> bool:
         reserved = None
@@ -356,7 +371,7 @@ class Resolver:
         # Unknown names are reported already; evaluate the rest, so that the other
         # statements' errors are reported with them.
         evaluator = _Evaluator(self, n)
-        patterns, block, prob = (), None, "softmax"
+        patterns, block, prob = (), None, probability.ProbabilityMap(probability.SOFTMAX)
         try:
             heads = evaluator.head_count(self.pattern_stmt)
             if n is not None:
@@ -364,10 +379,10 @@ class Resolver:
         except _Abort:  # a limit was hit, and reported; evaluate no further
             if not self.diagnostics:
                 self.report("evaluation stopped: the file takes too much work to evaluate", None)
-        if self.prob is not None:
-            prob = self.prob.name
         if self.diagnostics:
             raise self.error()
+        if self.prob is not None:
+            prob = probability.ProbabilityMap(self.prob.name, self.prob.argument)
         return Resolved(patterns, block, prob)
 
     def mentions_n(self, node: A.Node) -> bool:

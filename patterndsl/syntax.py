@@ -84,6 +84,8 @@ class _ToAst:
         return self._node(A.Block, c, sizes[0], sizes[1] if len(sizes) > 1 else None)
 
     def prob_stmt(self, c):
+        if len(c) == 5:  # prob NAME ( ARG )
+            return self._node(A.Prob, c, str(c[1]), str(c[3]), _span_of(c[3]))
         return self._node(A.Prob, c, str(c[1]))
 
     def layers_stmt(self, c):
@@ -445,7 +447,7 @@ _STATEMENT_HELP = {
     "let": "a binding is written `let NAME = VALUE`",
     "def": "a def is written `def NAME(PARAMS) = PATTERN`",
     "block": "write `block 64`, or `block 64, 128` for different query and key block sizes",
-    "prob": "write `prob softmax` or `prob sparsemax`",
+    "prob": "write `prob softmax`, `prob sparsemax` or `prob entmax(1.5)` (α in (1, 2])",
     "layers": "write `layers {`, then one pattern per line, then `}`",
     "heads": "write `heads {`, then one `lo..hi: pattern` per line, then `}`",
 }

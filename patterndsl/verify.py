@@ -8,7 +8,7 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
 
     {"format": "patterndsl-certificate/1", "source_sha256": hex or null,
      "n": int, "layers": p, "heads": H,
-     "prob": {"name": "softmax" | "sparsemax", "assumption2": bool},
+     "prob": {"name": "softmax" | "sparsemax" | "entmax(α)", "assumption2": bool},
      "nonempty_rows": {"holds": bool | null, "empty_row": [layer, head, i] | null,
                        "evidence": [{"layer", "head", "holds",
                                      "keys": "diagonal" | [key of row i, for every i] | "counts",
@@ -54,7 +54,7 @@ from .ir import Complement, Difference, Intersection, Union
 from .primitives import Primitive
 from .reference import evaluate
 
-ASSUMPTION2 = {"softmax": True, "sparsemax": True}
+ASSUMPTION2 = {"softmax": True, "sparsemax": True}  # and entmax(α), α ∈ (1, 2], which the language enforces
 
 
 def _pairs(node, i, j, n):
@@ -424,7 +424,7 @@ def verify_report(source_or_compiled, cert: dict, max_work: int = 1 << 30) -> di
     expected = compiled.prob or "softmax"
     if prob.get("name") != expected:
         ch.fail("prob", f"name {prob.get('name')!r}, the file says {expected!r}")
-    elif prob.get("assumption2") != ASSUMPTION2.get(expected):
+    elif prob.get("assumption2") != ASSUMPTION2.get(expected, expected.startswith("entmax(")):
         ch.fail("prob", "wrong Assumption 2 verdict")
     _check_nonempty(ch, cert)
     conditions = cert.get("conditions")
