@@ -1,0 +1,221 @@
+"""The native path: block-sparse attention in eager torch, forward and backward, for every ρ.
+
+    out = patterndsl.native.native_attention(q, k, v, compiled, layer=0, key_bias=None)
+
+It walks the pattern's block layout (`compiled.layout`, patterndsl/layout.py): each
+query block computes only its key blocks, partial blocks with their element mask
+(evaluated once, from the IR, and kept: O(blocks) booleans). No torch.compile, no
+n × n tensor: memory is the q, k, v tensors, their gradients and one chunk of scores.
+
+Query blocks are grouped by the length of their list, so the blocks of one group are
+gathered into one batched matmul without padding: a `global` row that touches every
+key block forms its own group and pads nothing else. A group is cut into chunks of at
+most SCORE_ELEMENTS scores (a very long list is cut between rows), so the memory
+stays bounded whatever the skew. Every query row's keys lie in its block's list, so a
+chunk holds whole rows and ρ (patterndsl/probability.py) is applied there exactly.
+
+The forward pass keeps one number per row — softmax's log-sum-exp or the threshold τ
+of sparsemax/entmax — and the backward pass recomputes each chunk's scores and
+weights from it (as FlashAttention does), then scatters dK, dV and the key bias's
+gradient back with index_add. Scores are computed in float32 (float64 for float64
+inputs), so fp16 and bf16 inputs work too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import probability
+from .layout import PARTIAL
+from .reference import _evaluate, index_dtype  # the element predicate on a block's rows × columns
+
+SCORE_ELEMENTS = 1 << 21  # scores in one chunk (8 MiB in float32): bounds the temporaries
+
+
+@dataclass
+class _Group:
+    """Query blocks with lists of the same length: ``query_blocks`` [m], ``keys`` [m, L] the
+    token indices of their key blocks, ``mask`` [m, BQ, L] bool (None when every pair is
+    connected and in bounds)."""
+
+    query_blocks: "object"
+    keys: "object"
+    mask: "object | None"
+
+
+def _partial_masks(pattern, n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Bool [BQ, C]: the element mask of one query block's rows [BQ] at the columns [C] of
+    its partial blocks (indices beyond n are clamped to evaluate, then cleared)."""
+    dtype = index_dtype(n)
+    i, j = np.minimum(rows, n - 1).astype(dtype)[:, None], np.minimum(cols, n - 1).astype(dtype)[None, :]
+    return _evaluate(pattern, i, j, n) & (rows < n)[:, None] & (cols < n)[None, :]
+
+
+def _groups(layout, pattern) -> list[_Group]:
+    """The layout's query blocks grouped by list length, with their keys and masks."""
+    n, block_q, block_k = layout.n, layout.block_q, layout.block_k
+    qb, kb, states = layout.blocks()
+    order = np.lexsort((kb, qb))
+    qb, kb, states = qb[order], kb[order], states[order]
+    counts = np.bincount(qb, minlength=layout.num_q_blocks)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    groups = []
+    for length in np.unique(counts[counts > 0]):
+        blocks = np.flatnonzero(counts == length)
+        at = starts[blocks, None] + np.arange(length)  # [m, L blocks]
+        key_blocks, partial = kb[at], states[at] == PARTIAL
+        rows = blocks[:, None] * block_q + np.arange(block_q)  # [m, BQ]
+        cols = key_blocks[:, :, None] * block_k + np.arange(block_k)  # [m, L, BK]
+        mask = None
+        if partial.any() or rows.max() >= n or cols.max() >= n:
+            mask = np.broadcast_to((rows < n)[:, :, None, None] & (cols < n)[:, None, :, :],
+                                   (len(blocks), block_q, length, block_k)).copy()
+            for r in np.flatnonzero(partial.any(axis=1)):
+                slots = np.flatnonzero(partial[r])
+                evaluated = _partial_masks(pattern, n, rows[r], cols[r, slots].reshape(-1))
+                mask[r][:, slots, :] = evaluated.reshape(block_q, len(slots), block_k)
+            mask = torch.from_numpy(mask.reshape(len(blocks), block_q, length * block_k))
+        groups.append(_Group(torch.from_numpy(blocks), torch.from_numpy(cols.reshape(len(blocks), -1)), mask))
+    return groups
+
+
+def plans(compiled, layer: int, block_q: int, block_k: int) -> list[tuple[list[int], list[_Group]]]:
+    """(heads, groups) for each distinct layout of one layer (cached on ``compiled``)."""
+    cache = compiled.__dict__.setdefault("_native_plans", {})
+    key = (layer, block_q, block_k)
+    if key not in cache:
+        layouts = compiled.layouts(layer, (block_q, block_k))
+        by_layout: dict[int, tuple[list[int], list[_Group]]] = {}
+        for head, layout in enumerate(layouts):
+            if id(layout) not in by_layout:
+                by_layout[id(layout)] = ([], _groups(layout, compiled.patterns[layer][head]))
+            by_layout[id(layout)][0].append(head)
+        cache[key] = list(by_layout.values())
+    return cache[key]
+
+
+def _chunks(group: _Group, batch_heads: int, block_q: int):
+    """(first block, end block, first row, end row) slices of a group holding at most
+    SCORE_ELEMENTS scores: several whole blocks, or rows of one block when its list is long."""
+    m, length = group.keys.shape
+    per_block = batch_heads * block_q * length
+    if per_block <= SCORE_ELEMENTS:
+        step = SCORE_ELEMENTS // per_block
+        for start in range(0, m, step):
+            yield start, min(m, start + step), 0, block_q
+    else:
+        rows = max(1, SCORE_ELEMENTS // (batch_heads * length))
+        for block in range(m):
+            for row in range(0, block_q, rows):
+                yield block, block + 1, row, min(block_q, row + rows)
+
+
+class _Chunk:
+    """One chunk's gathered q, k, v (in the compute dtype) and its scores."""
+
+    def __init__(self, group, piece, q, k, v, bias, scale, block_q, dtype):
+        first, end, row0, row1 = piece
+        batch, heads, _, dim = q.shape
+        blocks = group.query_blocks[first:end]
+        self.rows = (blocks[:, None] * block_q + torch.arange(row0, row1)).reshape(-1)
+        self.keys = group.keys[first:end].reshape(-1)
+        c, length = end - first, group.keys.shape[1]
+        self.shape = (batch, heads, c, row1 - row0)
+        self.q = q[:, :, self.rows].to(dtype).view(batch, heads, c, row1 - row0, dim)
+        self.k = k[:, :, self.keys].to(dtype).view(batch, heads, c, length, dim)
+        self.v = v[:, :, self.keys].to(dtype).view(batch, heads, c, length, dim)
+        scores = (self.q @ self.k.transpose(-1, -2)) * scale
+        if bias is not None:
+            scores += bias[:, :, self.keys].to(dtype).view(batch, heads, c, 1, length)
+        if group.mask is not None:
+            scores.masked_fill_(~group.mask[first:end, row0:row1].to(scores.device), float("-inf"))
+        self.scores = scores
+
+    def flat(self, tensor):
+        """[B, h, c, rows, X] -> [B, h, c·rows, X] (rows: the chunk's query rows or keys)."""
+        return tensor.reshape(tensor.shape[0], tensor.shape[1], -1, *tensor.shape[4:])
+
+
+class _NativeAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, bias, groups, prob, scale, block_q):
+        dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+        batch, heads, n, dim = q.shape
+        out = torch.zeros(batch, heads, n, dim, dtype=dtype, device=q.device)
+        threshold = torch.zeros(batch, heads, n, dtype=dtype, device=q.device)
+        for group in groups:
+            for piece in _chunks(group, batch * heads, block_q):
+                chunk = _Chunk(group, piece, q, k, v, bias, scale, block_q, dtype)
+                p, t = probability.forward(chunk.scores, prob)
+                out[:, :, chunk.rows] = chunk.flat(p @ chunk.v)
+                threshold[:, :, chunk.rows] = t.reshape(batch, heads, -1)
+        ctx.save_for_backward(q, k, v, bias, threshold)
+        ctx.groups, ctx.prob, ctx.scale, ctx.block_q = groups, prob, scale, block_q
+        return out.to(q.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, bias, threshold = ctx.saved_tensors
+        prob, scale, block_q = ctx.prob, ctx.scale, ctx.block_q
+        dtype = threshold.dtype
+        batch, heads = q.shape[:2]
+        dq, dk, dv = (torch.zeros(t.shape, dtype=dtype, device=q.device) for t in (q, k, v))
+        dbias = None if bias is None else torch.zeros(bias.shape, dtype=dtype, device=q.device)
+        for group in ctx.groups:
+            for piece in _chunks(group, batch * heads, block_q):
+                chunk = _Chunk(group, piece, q, k, v, bias, scale, block_q, dtype)
+                rows = threshold[:, :, chunk.rows].view(*chunk.shape, 1)
+                p = probability.recompute(chunk.scores, rows, prob)
+                grad = grad_out[:, :, chunk.rows].to(dtype).view(*chunk.q.shape)
+                dv.index_add_(2, chunk.keys, chunk.flat(p.transpose(-1, -2) @ grad))
+                ds = probability.backward(p, grad @ chunk.v.transpose(-1, -2), prob)
+                if dbias is not None:
+                    dbias.index_add_(2, chunk.keys, ds.sum(dim=-2).reshape(batch, heads, -1))
+                ds *= scale
+                dq[:, :, chunk.rows] = chunk.flat(ds @ chunk.k)
+                dk.index_add_(2, chunk.keys, chunk.flat(ds.transpose(-1, -2) @ chunk.q))
+        return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype),
+                None if dbias is None else dbias.to(bias.dtype), None, None, None, None)
+
+
+def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,
+                     key_bias=None, block_size=None):
+    """Block-sparse attention of q, k, v with one layer of a compiled pattern, for the file's
+    ρ, in eager torch; differentiable in q, k, v and ``key_bias``.
+
+    q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
+    attention); the pattern's heads 1 or H. ``scale`` defaults to 1/√D; ``key_bias``
+    (broadcastable to [B, H, n]) is added to the score of every (query, key j) before ρ.
+    ``block_size`` (an int or (BQ, BK)) sets the blocks: the file's `block`, else 128.
+    Same result as `patterndsl.attention_reference`, in O(blocks computed) memory.
+    """
+    from .attention import _check_shapes
+    from .targets.torch import key_bias_for
+
+    _check_shapes(q, k, v, compiled)
+    layer, _ = compiled._index(layer, 0)
+    batch, heads, n, dim = q.shape
+    scale = dim ** -0.5 if scale is None else float(scale)
+    bias = key_bias_for(key_bias, batch, heads, n, q)
+    block_q, block_k = compiled.block_sizes(block_size)
+    if k.shape[1] != heads:
+        k = k.repeat_interleave(heads // k.shape[1], dim=1)
+        v = v.repeat_interleave(heads // v.shape[1], dim=1)
+    padded = -(-n // block_q) * block_q
+    padded = max(padded, -(-n // block_k) * block_k)
+    q, k, v = (F.pad(t, (0, 0, 0, padded - n)) for t in (q, k, v))
+    if bias is not None:
+        bias = F.pad(bias, (0, padded - n))
+    prob = probability.as_map(compiled.prob)
+    outs, order = [], []
+    for pattern_heads, groups in plans(compiled, layer, block_q, block_k):
+        chosen = list(range(heads)) if compiled.heads == 1 else pattern_heads
+        pick = (lambda t: t) if len(chosen) == heads else (lambda t: t[:, chosen])
+        outs.append(_NativeAttention.apply(pick(q), pick(k), pick(v), None if bias is None else pick(bias),
+                                    groups, prob, scale, block_q))
+        order += chosen
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)[:, np.argsort(order)]
+    return out[:, :, :n]
