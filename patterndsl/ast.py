@@ -130,12 +130,10 @@ class Block(Node):
 
 @dataclass(frozen=True)
 class Prob(Node):
-    """`prob NAME` or `prob NAME(ARG)` (`prob entmax(1.5)`): ``argument`` is the argument's
-    text as written, checked by the resolver (patterndsl/probability.py)."""
+    """`prob NAME` or `prob NAME(ARG)`: ``name`` is the map with its argument as written,
+    without spaces ("softmax", "entmax(1.5)"), checked by the resolver."""
 
     name: str
-    argument: str | None = None
-    argument_span: Span | None = _span()
     span: Span | None = _span()
 
 

@@ -142,7 +142,7 @@ def statement_text(node: A.Node) -> str:
     if isinstance(node, A.Block):
         return f"block {expression(node.query)}" + (f", {expression(node.key)}" if node.key else "")
     if isinstance(node, A.Prob):
-        return f"prob {node.name}" + (f"({node.argument})" if node.argument is not None else "")
+        return f"prob {node.name}"
     if isinstance(node, A.PatternStmt):
         return expression(node.expr)
     return expression(node)

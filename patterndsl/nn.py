@@ -5,8 +5,9 @@
 
 It owns the q, k, v and output projections; the attention itself runs the
 generated Triton kernels on CUDA (patterndsl/kernels), and on CPU either those
-kernels in Triton's interpreter (when TRITON_INTERPRET=1) or the dense-mask
-reference `patterndsl.attention_reference`, which is exact but O(n²) in memory.
+kernels in Triton's interpreter (when TRITON_INTERPRET=1) or the native path
+(patterndsl/native.py): block-sparse eager torch, forward and backward, for every
+probability map, in memory proportional to the blocks computed.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from torch import nn
 from .compiled import CompiledPattern, compile as compile_pattern
 from .errors import Diagnostic, SpatError
 
-BACKENDS = ("auto", "triton", "flex", "reference")
+BACKENDS = ("auto", "triton", "native", "flex", "reference")
 
 
 class SparseAttention(nn.Module):
@@ -33,8 +34,9 @@ class SparseAttention(nn.Module):
     layer: which of the pattern's layers this is (a `layers { }` block cycles: layer mod p).
     scale: the softmax scale, default 1/sqrt(head_dim). block_size: the kernels' block size
         (default: the file's `block`, else 128).
-    backend: "auto" (Triton on CUDA and in the interpreter, else the reference), "triton",
-        "flex" (patterndsl.attention: FlexAttention) or "reference".
+    backend: "auto" (Triton on CUDA and in the interpreter, else the native path), "triton",
+        "native" (patterndsl/native.py), "flex" (FlexAttention: softmax only, forward only on
+        CPU) or "reference" (the dense-mask attention_reference, O(n²) memory).
     """
 
     def __init__(self, pattern, embed_dim: int, num_heads: int, num_kv_heads: int | None = None,
@@ -93,16 +95,10 @@ class SparseAttention(nn.Module):
 
         backend = self.backend
         if backend == "auto":
-            backend = "triton" if q.is_cuda or kernels.interpreting() else "reference"
-        if backend == "triton":
-            return kernels.triton_attention(q, k, v, compiled, self.layer, self.scale, block_size=self.block_size)
-        if backend == "flex":
-            from .attention import attention
+            backend = "triton" if q.is_cuda or kernels.interpreting() else "native"
+        from .attention import attention
 
-            return attention(q, k, v, compiled, self.layer, self.scale, block_size=self.block_size)
-        from .targets.torch import attention_reference
-
-        return attention_reference(q, k, v, compiled, self.layer, self.scale)
+        return attention(q, k, v, compiled, self.layer, self.scale, block_size=self.block_size, backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, n, embed_dim] -> [batch, n, embed_dim]."""

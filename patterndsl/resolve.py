@@ -191,20 +191,26 @@ class Resolver:
 
     def _check_prob(self, stmt: A.Prob):
         """Report a `prob` that names no map of patterndsl/probability.py or gives it a bad α."""
-        if stmt.name not in PROBABILITY_MAPS:
-            hint = did_you_mean(stmt.name, PROBABILITY_MAPS) or (
+        name, argument = _prob_parts(stmt.name)
+        text = self.source.line_text(stmt.span.line)
+        at = _PROB.match(text, stmt.span.column - 1)
+        name_span = Span(stmt.span.line, at.start(1) + 1, stmt.span.line, at.end(1) + 1) if at else stmt.span
+        argument_span = (Span(stmt.span.line, at.start(3) + 1, stmt.span.line, at.end(3) + 1)
+                         if at and at.group(3) else stmt.span)
+        if name not in PROBABILITY_MAPS:
+            hint = did_you_mean(name, PROBABILITY_MAPS) or (
                 "the probability maps are " + ", ".join(PROBABILITY_MAPS))
-            self.report(f"unknown probability map '{stmt.name}'", self.name_span(stmt), help=hint)
-        elif stmt.name != probability.ENTMAX and stmt.argument is not None:
-            self.report(f"{stmt.name} takes no argument", stmt.argument_span,
-                        help=f"write `prob {stmt.name}`; α is entmax's: `prob entmax(1.5)`")
-        elif stmt.name == probability.ENTMAX and stmt.argument is None:
-            self.report("entmax needs its α", self.name_span(stmt),
+            self.report(f"unknown probability map '{name}'", name_span, help=hint)
+        elif name != probability.ENTMAX and argument is not None:
+            self.report(f"{name} takes no argument", argument_span,
+                        help=f"write `prob {name}`; α is entmax's: `prob entmax(1.5)`")
+        elif name == probability.ENTMAX and argument is None:
+            self.report("entmax needs its α", name_span,
                         help="write `prob entmax(1.5)`: α in (1, 2], 2 being sparsemax")
-        elif stmt.name == probability.ENTMAX:
-            _, problem = probability.parse_alpha(stmt.argument)
+        elif name == probability.ENTMAX:
+            _, problem = probability.parse_alpha(argument)
             if problem is not None:
-                self.report(problem[0], stmt.argument_span, help=problem[1])
+                self.report(problem[0], argument_span, help=problem[1])
 
     def _check_new_name(self, name, span, seen, kind="name") -> bool:
         reserved = None
@@ -382,7 +388,7 @@ class Resolver:
         if self.diagnostics:
             raise self.error()
         if self.prob is not None:
-            prob = probability.ProbabilityMap(self.prob.name, self.prob.argument)
+            prob = probability.ProbabilityMap(*_prob_parts(self.prob.name))
         return Resolved(patterns, block, prob)
 
     def mentions_n(self, node: A.Node) -> bool:
@@ -935,6 +941,15 @@ class _Evaluator:
 
 
 _BINDING = re.compile(r"(let|def|prob)[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+_PROB = re.compile(r"prob[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)[ \t\f]*(\([ \t\f]*([^ \t\f)]*))?")
+
+
+def _prob_parts(text: str) -> tuple[str, str | None]:
+    """`prob`'s name and argument text: "entmax(1.5)" -> ("entmax", "1.5"); "softmax" -> ("softmax", None)."""
+    name, _, argument = text.partition("(")
+    return name, argument[:-1] if argument else None
 
 
 def _balanced(text: str) -> bool:

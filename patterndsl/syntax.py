@@ -84,9 +84,7 @@ class _ToAst:
         return self._node(A.Block, c, sizes[0], sizes[1] if len(sizes) > 1 else None)
 
     def prob_stmt(self, c):
-        if len(c) == 5:  # prob NAME ( ARG )
-            return self._node(A.Prob, c, str(c[1]), str(c[3]), _span_of(c[3]))
-        return self._node(A.Prob, c, str(c[1]))
+        return self._node(A.Prob, c, "".join(str(token) for token in c[1:]))  # NAME or NAME(ARG)
 
     def layers_stmt(self, c):
         return self._node(A.Layers, c, tuple(self._nodes(c)))
