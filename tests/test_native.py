@@ -77,10 +77,11 @@ def test_native_matches_reference_on_files_with_heads_and_layers(source, n, bloc
 
 @pytest.mark.parametrize("prob", ["softmax", "sparsemax", "entmax(1.5)", "entmax(1.4)"])
 def test_gradcheck(prob):
-    compiled = patterndsl.compile(with_prob("window(2) & causal | global(5) - rows(9..11)", prob), 23)
-    q, k, v, bias = inputs(1, 2, 1, 23, 3, seed=4, bias_shape=(1, 2, 23))
+    compiled = patterndsl.compile(with_prob("window(2) & causal | global(5) - rows(9..11)", prob), 19)
+    q, k, v, bias = inputs(1, 2, 1, 19, 2, seed=4, bias_shape=(1, 2, 19))
     assert torch.autograd.gradcheck(
-        lambda *t: native.native_attention(*t[:3], compiled, key_bias=t[3], block_size=16), (q, k, v, bias))
+        lambda *t: native.native_attention(*t[:3], compiled, key_bias=t[3], block_size=16), (q, k, v, bias),
+        fast_mode=True)
 
 
 def test_empty_rows_and_an_empty_pattern_give_zeros():
