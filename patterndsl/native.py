@@ -127,7 +127,7 @@ class _Chunk:
         self.q = q[:, :, self.rows].to(dtype).view(batch, heads, c, row1 - row0, dim)
         self.k = k[:, :, self.keys].to(dtype).view(batch, heads, c, length, dim)
         self.v = v[:, :, self.keys].to(dtype).view(batch, heads, c, length, dim)
-        scores = (self.q @ self.k.transpose(-1, -2)) * scale
+        scores = (self.q * scale) @ self.k.transpose(-1, -2)  # scaling q: fewer elements than the scores
         if bias is not None:
             scores += bias[:, :, self.keys].to(dtype).view(batch, heads, c, 1, length)
         if group.mask is not None:

@@ -11,8 +11,8 @@ weight 0, and a row with no connection gives 0 everywhere (its output is 0).
 α = 2 is sparsemax (Martins & Astudillo 2016), the Euclidean projection onto the
 simplex; α → 1 tends to softmax. Every map here is computed from one threshold
 per row: softmax's is its log-sum-exp, the others' is τ. sparsemax and 1.5-entmax
-find τ exactly by sorting the row; other α by bisection, to the precision of the
-scores' dtype (float64: 2^-60 of the bracket). Tensors use "−∞" for a key that is
+find τ exactly by sorting the row; other α by bisection and Newton's method, to the
+precision of the scores' dtype. Tensors use "−∞" for a key that is
 not connected.
 
 The backward passes are the maps' Jacobians, which for the sparse maps involve
@@ -36,7 +36,9 @@ from decimal import Decimal, InvalidOperation
 SOFTMAX, SPARSEMAX, ENTMAX = "softmax", "sparsemax", "entmax"
 NAMES = (SOFTMAX, SPARSEMAX, ENTMAX)
 SYNTAX = "`prob softmax`, `prob sparsemax` or `prob entmax(α)` with α a decimal in (1, 2], e.g. `prob entmax(1.5)`"
-EXACT_ALPHAS = (Decimal("1.5"), Decimal(2))  # τ found by sorting; any other α by bisection
+EXACT_ALPHAS = (Decimal("1.5"), Decimal(2))  # τ found by sorting; any other α by bisection and Newton
+BISECTION_STEPS = 6  # halvings of the bracket before Newton's method takes over
+MAX_NEWTON_STEPS = 50  # a safeguard: Newton converges in a handful
 
 
 class ProbabilityMap(str):
@@ -105,13 +107,11 @@ def parse_alpha(text: str) -> "tuple[Decimal | None, tuple[str, str] | None]":
 # ---- the maps on rows ----------------------------------------------------------------------
 
 
-def _bisection_steps(dtype) -> int:
-    """Halvings of τ's bracket (width ≤ 1) down to the dtype's precision."""
-    import math
-
+def _newton_tolerance(dtype) -> float:
+    """Newton stops once no row's τ moves more than this (τ lies in a bracket of width ≤ 1)."""
     import torch
 
-    return 8 - int(math.log2(torch.finfo(dtype).eps))
+    return 4 * torch.finfo(dtype).eps
 
 
 def _shifted(scores, prob: ProbabilityMap):
@@ -125,14 +125,26 @@ def _shifted(scores, prob: ProbabilityMap):
     return (scores - top) * float(prob.alpha - 1), top, count
 
 
+def _candidates(x, sort: bool):
+    """The entries of rows x (max 0) that may be in the support, the k largest of each row for
+    the largest k any row needs (sorted in descending order when ``sort``): τ ≥ −1 (see
+    _bisected_threshold), so an entry at most −1 is 0 whatever τ is."""
+    import torch
+
+    k = max(1, int((x > -1).sum(dim=-1).max())) if x.numel() else 1
+    if 2 * k >= x.shape[-1]:
+        return torch.sort(x, dim=-1, descending=True).values if sort else x
+    return torch.topk(x, k, dim=-1, sorted=sort).values
+
+
 def _sorted_threshold(x, count, alpha: Decimal):
     """Exact τ of sparsemax (α = 2) or 1.5-entmax on rows x (max 0, −∞ off the support), by
     sorting: the support is the k largest entries for the largest k whose τ_k, the
     threshold that makes those k sum to 1, lies below the k-th entry."""
     import torch
 
-    ordered = torch.sort(x, dim=-1, descending=True).values
-    rank = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype)
+    ordered = _candidates(x, sort=True)
+    rank = torch.arange(1, ordered.shape[-1] + 1, device=x.device, dtype=x.dtype)
     connected = rank <= count
     ordered0 = torch.where(connected, ordered, torch.zeros_like(ordered))
     total = ordered0.cumsum(dim=-1)
@@ -149,19 +161,34 @@ def _sorted_threshold(x, count, alpha: Decimal):
 
 
 def _bisected_threshold(x, count, alpha: Decimal):
-    """τ of α-entmax on rows x (max 0) by bisection: Σ [x − τ]_+^(1/(α−1)) is 1 at τ in
-    [−1, −count^(1 − α)] (the max alone reaches 1 at −1; every entry is at most 1/count at
-    the right end), and decreasing in τ."""
+    """τ of α-entmax on rows x (max 0): the root of f(τ) = Σ [x − τ]_+^p − 1, p = 1/(α − 1).
+    f decreases, with f(−1) ≥ 0 (the max alone gives 1) and f(−count^(1 − α)) ≤ 0 (every
+    entry at most 1/count); and it is convex since p ≥ 1. So a few bisection steps, then
+    Newton's method from the left end of the bracket, which for a convex decreasing f
+    climbs to the root without ever passing it, quadratically once close, until τ moves
+    less than the dtype's precision."""
     import torch
 
     power = 1 / float(alpha - 1)
+    x = _candidates(x, sort=False)
     lo = torch.full_like(x[..., :1], -1.0)
     hi = -(count.clamp(min=1).to(x.dtype) ** float(1 - alpha))
-    for _ in range(_bisection_steps(x.dtype)):
+    for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
         above = torch.clamp(x - mid, min=0).pow(power).sum(dim=-1, keepdim=True) >= 1
         lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
-    return (lo + hi) / 2
+    tau, tolerance = lo, _newton_tolerance(x.dtype)
+    for _ in range(MAX_NEWTON_STEPS):
+        gap = torch.clamp(x - tau, min=0)
+        slope = gap.pow(power - 1)
+        value = (slope * gap).sum(dim=-1, keepdim=True) - 1
+        step = value / (power * slope.sum(dim=-1, keepdim=True)).clamp(min=torch.finfo(x.dtype).tiny)
+        moved = torch.minimum(tau + step.clamp(min=0), hi)  # an empty row's step is −∞: it stays
+        done = float((moved - tau).max()) <= tolerance
+        tau = moved
+        if done:
+            break
+    return tau
 
 
 def _from_threshold(x, tau, prob: ProbabilityMap):
@@ -186,13 +213,9 @@ def forward(scores, prob):
 
     prob = as_map(prob)
     if prob.is_softmax:
-        top = scores.amax(dim=-1, keepdim=True)
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-        weights = torch.exp(scores - top)
-        total = weights.sum(dim=-1, keepdim=True)
-        empty = total == 0
-        p = weights / torch.where(empty, torch.ones_like(total), total)
-        return p, torch.where(empty, torch.zeros_like(top), top + torch.log(total))
+        lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+        lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))  # an empty row: exp(−∞) = 0
+        return torch.exp(scores - lse), lse
     x, top, count = _shifted(scores, prob)
     tau = (_sorted_threshold if prob.exact else _bisected_threshold)(x, count, prob.alpha)
     tau = torch.where(count > 0, tau, torch.zeros_like(tau))  # any τ: an empty row is 0 anyway
