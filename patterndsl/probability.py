@@ -114,38 +114,38 @@ def _newton_tolerance(dtype) -> float:
     return 4 * torch.finfo(dtype).eps
 
 
-def _shifted(scores, prob: ProbabilityMap):
-    """((α − 1)·(s − max s), max s, connected-key counts): rows shifted so their max is 0 (an
-    empty row's max is taken as 0)."""
+FIRST_CANDIDATES = 64  # the largest entries of a row looked at first (doubled until enough)
+
+
+def _candidates(scores, prob: ProbabilityMap):
+    """((α − 1)·(c − max), max): the k largest scores c of each row, in descending order,
+    shifted so that each row's max is 0 (an empty row's max is taken as 0), for a k that
+    holds every entry that can be in the support. τ ≥ −1 (see _bisected_threshold), so a
+    shifted entry at most −1 is 0 whatever τ is: k is doubled until every row's k-th
+    entry is at most −1 (or k is the row length). Only these k go through the search."""
     import torch
 
-    top = scores.amax(dim=-1, keepdim=True)
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    count = torch.isfinite(scores).sum(dim=-1, keepdim=True)
-    return (scores - top) * float(prob.alpha - 1), top, count
+    length = scores.shape[-1]
+    k = min(length, FIRST_CANDIDATES)
+    while True:
+        top = torch.topk(scores, k, dim=-1, sorted=True).values if k < length else \
+            torch.sort(scores, dim=-1, descending=True).values
+        first = top[..., :1]
+        first = torch.where(torch.isfinite(first), first, torch.zeros_like(first))
+        shifted = (top - first) * float(prob.alpha - 1)
+        if k == length or not bool((shifted[..., -1] > -1).any()):
+            return shifted, first
+        k = min(length, 2 * k)
 
 
-def _candidates(x, sort: bool):
-    """The entries of rows x (max 0) that may be in the support, the k largest of each row for
-    the largest k any row needs (sorted in descending order when ``sort``): τ ≥ −1 (see
-    _bisected_threshold), so an entry at most −1 is 0 whatever τ is."""
+def _sorted_threshold(ordered, alpha: Decimal):
+    """Exact τ of sparsemax (α = 2) or 1.5-entmax on rows in descending order (max 0, −∞ for
+    keys not connected): the support is the k largest entries for the largest k whose τ_k,
+    the threshold that makes those k sum to 1, lies below the k-th entry."""
     import torch
 
-    k = max(1, int((x > -1).sum(dim=-1).max())) if x.numel() else 1
-    if 2 * k >= x.shape[-1]:
-        return torch.sort(x, dim=-1, descending=True).values if sort else x
-    return torch.topk(x, k, dim=-1, sorted=sort).values
-
-
-def _sorted_threshold(x, count, alpha: Decimal):
-    """Exact τ of sparsemax (α = 2) or 1.5-entmax on rows x (max 0, −∞ off the support), by
-    sorting: the support is the k largest entries for the largest k whose τ_k, the
-    threshold that makes those k sum to 1, lies below the k-th entry."""
-    import torch
-
-    ordered = _candidates(x, sort=True)
-    rank = torch.arange(1, ordered.shape[-1] + 1, device=x.device, dtype=x.dtype)
-    connected = rank <= count
+    rank = torch.arange(1, ordered.shape[-1] + 1, device=ordered.device, dtype=ordered.dtype)
+    connected = torch.isfinite(ordered)
     ordered0 = torch.where(connected, ordered, torch.zeros_like(ordered))
     total = ordered0.cumsum(dim=-1)
     if alpha == 2:
@@ -160,19 +160,19 @@ def _sorted_threshold(x, count, alpha: Decimal):
     return tau.gather(-1, (support - 1).clamp(min=0))
 
 
-def _bisected_threshold(x, count, alpha: Decimal):
+def _bisected_threshold(x, alpha: Decimal):
     """τ of α-entmax on rows x (max 0): the root of f(τ) = Σ [x − τ]_+^p − 1, p = 1/(α − 1).
-    f decreases, with f(−1) ≥ 0 (the max alone gives 1) and f(−count^(1 − α)) ≤ 0 (every
-    entry at most 1/count); and it is convex since p ≥ 1. So a few bisection steps, then
+    f decreases, with f(−1) ≥ 0 (the max alone gives 1) and f(−c^(1 − α)) ≤ 0 for c the
+    entries above −1 (each gives at most 1/c there, the others 0); and it is convex since
+    p ≥ 1. So a few bisection steps, then
     Newton's method from the left end of the bracket, which for a convex decreasing f
     climbs to the root without ever passing it, quadratically once close, until τ moves
     less than the dtype's precision."""
     import torch
 
     power = 1 / float(alpha - 1)
-    x = _candidates(x, sort=False)
     lo = torch.full_like(x[..., :1], -1.0)
-    hi = -(count.clamp(min=1).to(x.dtype) ** float(1 - alpha))
+    hi = -((x > -1).sum(dim=-1, keepdim=True).clamp(min=1).to(x.dtype) ** float(1 - alpha))
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
         above = torch.clamp(x - mid, min=0).pow(power).sum(dim=-1, keepdim=True) >= 1
@@ -195,9 +195,9 @@ def _from_threshold(x, tau, prob: ProbabilityMap):
     """[x − τ]_+^(1/(α−1)); bisection's result normalised to sum exactly 1."""
     import torch
 
-    p = torch.clamp(x - tau, min=0)
+    p = (x - tau).clamp_(min=0)
     if prob.alpha == Decimal("1.5"):
-        p = p * p
+        p = p.square_()
     elif prob.alpha != 2:
         p = p.pow(1 / float(prob.alpha - 1))
     if not prob.exact:
@@ -216,10 +216,11 @@ def forward(scores, prob):
         lse = torch.logsumexp(scores, dim=-1, keepdim=True)
         lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))  # an empty row: exp(−∞) = 0
         return torch.exp(scores - lse), lse
-    x, top, count = _shifted(scores, prob)
-    tau = (_sorted_threshold if prob.exact else _bisected_threshold)(x, count, prob.alpha)
-    tau = torch.where(count > 0, tau, torch.zeros_like(tau))  # any τ: an empty row is 0 anyway
-    return _from_threshold(x, tau, prob), tau + float(prob.alpha - 1) * top
+    candidates, top = _candidates(scores, prob)
+    tau = (_sorted_threshold if prob.exact else _bisected_threshold)(candidates, prob.alpha)
+    tau = torch.where(torch.isfinite(candidates[..., :1]), tau, torch.zeros_like(tau))  # an empty row: any τ
+    threshold = tau + float(prob.alpha - 1) * top
+    return recompute(scores, threshold, prob), threshold
 
 
 def recompute(scores, threshold, prob):
@@ -229,7 +230,7 @@ def recompute(scores, threshold, prob):
     prob = as_map(prob)
     if prob.is_softmax:
         return torch.exp(scores - threshold)
-    return _from_threshold(scores * float(prob.alpha - 1), threshold, prob)
+    return _from_threshold(scores * float(prob.alpha - 1) if prob.alpha != 2 else scores, threshold, prob)
 
 
 def backward(p, grad, prob):
