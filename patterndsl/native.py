@@ -22,6 +22,7 @@ inputs), so fp16 and bf16 inputs work too.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,13 +38,13 @@ SCORE_ELEMENTS = 1 << 21  # scores in one chunk (8 MiB in float32): bounds the t
 
 @dataclass
 class _Group:
-    """Query blocks with lists of the same length: ``query_blocks`` [m], ``keys`` [m, L] the
-    token indices of their key blocks, ``mask`` [m, BQ, L] bool (None when every pair is
-    connected and in bounds)."""
+    """Query blocks with lists of the same length L: ``query_blocks`` [m], ``key_blocks``
+    [m, L] their key blocks, ``blocked`` [m, BQ, L·BK] bool, True where a pair is not
+    connected or out of bounds (None when every pair is connected and in bounds)."""
 
-    query_blocks: "object"
-    keys: "object"
-    mask: "object | None"
+    query_blocks: "torch.Tensor"
+    key_blocks: "torch.Tensor"
+    blocked: "torch.Tensor | None"
 
 
 def _partial_masks(pattern, n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -77,8 +78,8 @@ def _groups(layout, pattern) -> list[_Group]:
                 slots = np.flatnonzero(partial[r])
                 evaluated = _partial_masks(pattern, n, rows[r], cols[r, slots].reshape(-1))
                 mask[r][:, slots, :] = evaluated.reshape(block_q, len(slots), block_k)
-            mask = torch.from_numpy(mask.reshape(len(blocks), block_q, length * block_k))
-        groups.append(_Group(torch.from_numpy(blocks), torch.from_numpy(cols.reshape(len(blocks), -1)), mask))
+            mask = torch.from_numpy(~mask.reshape(len(blocks), block_q, length * block_k))
+        groups.append(_Group(torch.from_numpy(blocks), torch.from_numpy(key_blocks), mask))
     return groups
 
 
@@ -97,88 +98,124 @@ def plans(compiled, layer: int, block_q: int, block_k: int) -> list[tuple[list[i
     return cache[key]
 
 
-def _chunks(group: _Group, batch_heads: int, block_q: int):
+def _chunks(group: _Group, batch_heads: int, block_q: int, block_k: int):
     """(first block, end block, first row, end row) slices of a group holding at most
     SCORE_ELEMENTS scores: several whole blocks, or rows of one block when its list is long."""
-    m, length = group.keys.shape
-    per_block = batch_heads * block_q * length
-    if per_block <= SCORE_ELEMENTS:
-        step = SCORE_ELEMENTS // per_block
+    m, length = group.key_blocks.shape
+    per_row = batch_heads * length * block_k
+    if per_row * block_q <= SCORE_ELEMENTS:
+        step = SCORE_ELEMENTS // (per_row * block_q)
         for start in range(0, m, step):
             yield start, min(m, start + step), 0, block_q
     else:
-        rows = max(1, SCORE_ELEMENTS // (batch_heads * length))
+        rows = max(1, SCORE_ELEMENTS // per_row)
         for block in range(m):
             for row in range(0, block_q, rows):
                 yield block, block + 1, row, min(block_q, row + rows)
 
 
 class _Chunk:
-    """One chunk's gathered q, k, v (in the compute dtype) and its scores."""
+    """One chunk's gathered q, k, v blocks (in the compute dtype) and its scores.
 
-    def __init__(self, group, piece, q, k, v, bias, scale, block_q, dtype):
-        first, end, row0, row1 = piece
-        batch, heads, _, dim = q.shape
-        blocks = group.query_blocks[first:end]
-        self.rows = (blocks[:, None] * block_q + torch.arange(row0, row1)).reshape(-1)
-        self.keys = group.keys[first:end].reshape(-1)
-        c, length = end - first, group.keys.shape[1]
-        self.shape = (batch, heads, c, row1 - row0)
-        self.q = q[:, :, self.rows].to(dtype).view(batch, heads, c, row1 - row0, dim)
-        self.k = k[:, :, self.keys].to(dtype).view(batch, heads, c, length, dim)
-        self.v = v[:, :, self.keys].to(dtype).view(batch, heads, c, length, dim)
+    The tensors are viewed as blocks — q as [B, h, query blocks, BQ, D], k and v as
+    [B, h, key blocks, BK, D] — so gathering a block list copies whole blocks."""
+
+    def __init__(self, group, piece, blocks, scale, dtype):
+        first, end, self.row0, self.row1 = piece
+        self.query_blocks = group.query_blocks[first:end]
+        self.key_blocks = group.key_blocks[first:end].reshape(-1)
+        q, k, v, bias = blocks
+        batch, heads, _, block_k, dim = k.shape
+        c = end - first
+        self.q = q.index_select(2, self.query_blocks)[:, :, :, self.row0:self.row1].to(dtype)
+        self.k = k.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, -1, dim)
+        self.v = v.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, -1, dim)
         scores = (self.q * scale) @ self.k.transpose(-1, -2)  # scaling q: fewer elements than the scores
         if bias is not None:
-            scores += bias[:, :, self.keys].to(dtype).view(batch, heads, c, 1, length)
-        if group.mask is not None:
-            scores.masked_fill_(~group.mask[first:end, row0:row1].to(scores.device), float("-inf"))
+            scores += bias.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, 1, -1)
+        if group.blocked is not None:
+            scores.masked_fill_(group.blocked[first:end, self.row0:self.row1].to(scores.device), float("-inf"))
         self.scores = scores
 
-    def flat(self, tensor):
-        """[B, h, c, rows, X] -> [B, h, c·rows, X] (rows: the chunk's query rows or keys)."""
-        return tensor.reshape(tensor.shape[0], tensor.shape[1], -1, *tensor.shape[4:])
+    def put(self, target, value):
+        """Write the chunk's rows of ``value`` [B, h, c, rows, ...] into ``target``, a tensor of
+        query blocks [B, h, query blocks, BQ, ...]."""
+        if self.row1 - self.row0 == target.shape[3]:
+            target.index_copy_(2, self.query_blocks, value)
+        else:  # one block, some of its rows
+            target[:, :, int(self.query_blocks[0]), self.row0:self.row1] = value[:, :, 0]
+
+    def add_to_keys(self, target, value):
+        """Add ``value`` [B, h, c, L·BK, ...] to ``target``, a tensor of key blocks
+        [B, h, key blocks, BK, ...], at the chunk's key blocks."""
+        batch, heads, _, block_k = target.shape[:4]
+        target.index_add_(2, self.key_blocks, value.reshape(batch, heads, -1, block_k, *target.shape[4:]))
+
+
+def _as_blocks(tensor, block: int):
+    """[B, h, N, ...] -> [B, h, N / block, block, ...] (a view)."""
+    return tensor.view(tensor.shape[0], tensor.shape[1], -1, block, *tensor.shape[3:])
 
 
 class _NativeAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, bias, groups, prob, scale, block_q):
+    def forward(ctx, q, k, v, bias, groups, prob, scale, block_q, block_k):
         dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
         batch, heads, n, dim = q.shape
+        blocks = (_as_blocks(q, block_q), _as_blocks(k, block_k), _as_blocks(v, block_k),
+                  None if bias is None else _as_blocks(bias, block_k))
         out = torch.zeros(batch, heads, n, dim, dtype=dtype, device=q.device)
         threshold = torch.zeros(batch, heads, n, dtype=dtype, device=q.device)
+        out_blocks, threshold_blocks = _as_blocks(out, block_q), _as_blocks(threshold, block_q)
         for group in groups:
-            for piece in _chunks(group, batch * heads, block_q):
-                chunk = _Chunk(group, piece, q, k, v, bias, scale, block_q, dtype)
-                p, t = probability.forward(chunk.scores, prob)
-                out[:, :, chunk.rows] = chunk.flat(p @ chunk.v)
-                threshold[:, :, chunk.rows] = t.reshape(batch, heads, -1)
-        ctx.save_for_backward(q, k, v, bias, threshold)
-        ctx.groups, ctx.prob, ctx.scale, ctx.block_q = groups, prob, scale, block_q
+            for piece in _chunks(group, batch * heads, block_q, block_k):
+                chunk = _Chunk(group, piece, blocks, scale, dtype)
+                p, t = probability.forward(chunk.scores, prob, overwrite=True)
+                chunk.put(out_blocks, p @ chunk.v)
+                chunk.put(threshold_blocks, t.squeeze(-1))
+        ctx.save_for_backward(q, k, v, bias, out, threshold)
+        ctx.groups, ctx.prob, ctx.scale, ctx.block_sizes = groups, prob, scale, (block_q, block_k)
         return out.to(q.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, bias, threshold = ctx.saved_tensors
-        prob, scale, block_q = ctx.prob, ctx.scale, ctx.block_q
+        q, k, v, bias, out, threshold = ctx.saved_tensors
+        prob, scale, (block_q, block_k) = ctx.prob, ctx.scale, ctx.block_sizes
         dtype = threshold.dtype
         batch, heads = q.shape[:2]
+        blocks = (_as_blocks(q, block_q), _as_blocks(k, block_k), _as_blocks(v, block_k),
+                  None if bias is None else _as_blocks(bias, block_k))
         dq, dk, dv = (torch.zeros(t.shape, dtype=dtype, device=q.device) for t in (q, k, v))
         dbias = None if bias is None else torch.zeros(bias.shape, dtype=dtype, device=q.device)
+        grad_out = grad_out.to(dtype).contiguous()
+        grad_blocks = _as_blocks(grad_out, block_q)
+        # softmax's Σ_j p_ij·dp_ij is dO_i · O_i: one number per row, from [n, D] tensors
+        delta_blocks = _as_blocks((grad_out * out).sum(dim=-1), block_q) if prob.is_softmax else None
+        dq_blocks, dk_blocks, dv_blocks = _as_blocks(dq, block_q), _as_blocks(dk, block_k), _as_blocks(dv, block_k)
+        threshold_blocks = _as_blocks(threshold, block_q)
         for group in ctx.groups:
-            for piece in _chunks(group, batch * heads, block_q):
-                chunk = _Chunk(group, piece, q, k, v, bias, scale, block_q, dtype)
-                rows = threshold[:, :, chunk.rows].view(*chunk.shape, 1)
-                p = probability.recompute(chunk.scores, rows, prob)
-                grad = grad_out[:, :, chunk.rows].to(dtype).view(*chunk.q.shape)
-                dv.index_add_(2, chunk.keys, chunk.flat(p.transpose(-1, -2) @ grad))
-                ds = probability.backward(p, grad @ chunk.v.transpose(-1, -2), prob)
+            for piece in _chunks(group, batch * heads, block_q, block_k):
+                chunk = _Chunk(group, piece, blocks, scale, dtype)
+                rows = chunk.query_blocks, slice(chunk.row0, chunk.row1)
+                p = probability.recompute(chunk.scores, _rows(threshold_blocks, rows).unsqueeze(-1), prob,
+                                          overwrite=True)
+                grad = _rows(grad_blocks, rows)
+                chunk.add_to_keys(dv_blocks, p.transpose(-1, -2) @ grad)
+                delta = None if delta_blocks is None else _rows(delta_blocks, rows).unsqueeze(-1)
+                ds = probability.backward(p, grad @ chunk.v.transpose(-1, -2), prob, delta=delta, overwrite=True)
                 if dbias is not None:
-                    dbias.index_add_(2, chunk.keys, ds.sum(dim=-2).reshape(batch, heads, -1))
+                    chunk.add_to_keys(_as_blocks(dbias, block_k), ds.sum(dim=-2))
                 ds *= scale
-                dq[:, :, chunk.rows] = chunk.flat(ds @ chunk.k)
-                dk.index_add_(2, chunk.keys, chunk.flat(ds.transpose(-1, -2) @ chunk.q))
+                chunk.put(dq_blocks, ds @ chunk.k)
+                chunk.add_to_keys(dk_blocks, ds.transpose(-1, -2) @ chunk.q)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype),
-                None if dbias is None else dbias.to(bias.dtype), None, None, None, None)
+                None if dbias is None else dbias.to(bias.dtype), None, None, None, None, None)
+
+
+def _rows(tensor, rows):
+    """The rows (query blocks, row slice) of a tensor of query blocks [B, h, blocks, BQ, ...]."""
+    blocks, within = rows
+    return tensor.index_select(2, blocks)[:, :, :, within]
 
 
 def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,
@@ -204,8 +241,8 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     if k.shape[1] != heads:
         k = k.repeat_interleave(heads // k.shape[1], dim=1)
         v = v.repeat_interleave(heads // v.shape[1], dim=1)
-    padded = -(-n // block_q) * block_q
-    padded = max(padded, -(-n // block_k) * block_k)
+    unit = math.lcm(block_q, block_k)  # whole query blocks and whole key blocks
+    padded = -(-n // unit) * unit
     q, k, v = (F.pad(t, (0, 0, 0, padded - n)) for t in (q, k, v))
     if bias is not None:
         bias = F.pad(bias, (0, padded - n))
@@ -215,7 +252,7 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
         chosen = list(range(heads)) if compiled.heads == 1 else pattern_heads
         pick = (lambda t: t) if len(chosen) == heads else (lambda t: t[:, chosen])
         outs.append(_NativeAttention.apply(pick(q), pick(k), pick(v), None if bias is None else pick(bias),
-                                    groups, prob, scale, block_q))
+                                    groups, prob, scale, block_q, block_k))
         order += chosen
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)[:, np.argsort(order)]
     return out[:, :, :n]

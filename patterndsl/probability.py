@@ -114,15 +114,16 @@ def _newton_tolerance(dtype) -> float:
     return 4 * torch.finfo(dtype).eps
 
 
-FIRST_CANDIDATES = 64  # the largest entries of a row looked at first (doubled until enough)
+FIRST_CANDIDATES = 32  # the largest entries of a row looked at first (doubled until enough)
 
 
-def _candidates(scores, prob: ProbabilityMap):
-    """((α − 1)·(c − max), max): the k largest scores c of each row, in descending order,
-    shifted so that each row's max is 0 (an empty row's max is taken as 0), for a k that
-    holds every entry that can be in the support. τ ≥ −1 (see _bisected_threshold), so a
-    shifted entry at most −1 is 0 whatever τ is: k is doubled until every row's k-th
-    entry is at most −1 (or k is the row length). Only these k go through the search."""
+def _sparse_threshold(scores, prob: ProbabilityMap):
+    """(τ, max) of a sparse map for rows of scores, τ in the units of (α − 1)·(s − max), from
+    the k largest entries of each row only. τ of the k largest alone is at most the row's
+    τ (more entries only raise Σ [x − τ]_+^p, whose root is τ); and once every row's k-th
+    largest entry is at most that τ, the entries left out are 0 there too, so it *is* the
+    row's τ. k starts at FIRST_CANDIDATES and doubles until then (or until it is the row
+    length): a row is sorted only as far as its support."""
     import torch
 
     length = scores.shape[-1]
@@ -133,8 +134,9 @@ def _candidates(scores, prob: ProbabilityMap):
         first = top[..., :1]
         first = torch.where(torch.isfinite(first), first, torch.zeros_like(first))
         shifted = (top - first) * float(prob.alpha - 1)
-        if k == length or not bool((shifted[..., -1] > -1).any()):
-            return shifted, first
+        tau = (_sorted_threshold if prob.exact else _bisected_threshold)(shifted, prob.alpha)
+        if k == length or not bool((shifted[..., -1:] > tau).any()):
+            return torch.where(torch.isfinite(shifted[..., :1]), tau, torch.zeros_like(tau)), first  # empty rows: any τ
         k = min(length, 2 * k)
 
 
@@ -161,7 +163,8 @@ def _sorted_threshold(ordered, alpha: Decimal):
 
 
 def _bisected_threshold(x, alpha: Decimal):
-    """τ of α-entmax on rows x (max 0): the root of f(τ) = Σ [x − τ]_+^p − 1, p = 1/(α − 1).
+    """τ of α-entmax on rows x (max 0; the k largest of a row will do, see _sparse_threshold):
+    the root of f(τ) = Σ [x − τ]_+^p − 1, p = 1/(α − 1).
     f decreases, with f(−1) ≥ 0 (the max alone gives 1) and f(−c^(1 − α)) ≤ 0 for c the
     entries above −1 (each gives at most 1/c there, the others 0); and it is convex since
     p ≥ 1. So a few bisection steps, then
@@ -191,65 +194,75 @@ def _bisected_threshold(x, alpha: Decimal):
     return tau
 
 
-def _from_threshold(x, tau, prob: ProbabilityMap):
-    """[x − τ]_+^(1/(α−1)); bisection's result normalised to sum exactly 1."""
+def _from_threshold(x, tau, prob: ProbabilityMap, overwrite: bool = False):
+    """[x − τ]_+^(1/(α−1)) (in x's storage when ``overwrite``); bisection's result normalised
+    to sum exactly 1."""
     import torch
 
-    p = (x - tau).clamp_(min=0)
+    p = x.sub_(tau) if overwrite else x - tau
+    p = p.clamp_(min=0)
     if prob.alpha == Decimal("1.5"):
         p = p.square_()
     elif prob.alpha != 2:
-        p = p.pow(1 / float(prob.alpha - 1))
+        p = p.pow_(1 / float(prob.alpha - 1))
     if not prob.exact:
-        p = p / p.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(p.dtype).tiny)
+        p = p.div_(p.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(p.dtype).tiny))
     return p
 
 
-def forward(scores, prob):
+def forward(scores, prob, overwrite: bool = False):
     """(ρ(scores), threshold) along the last dimension; −∞ marks keys that are not connected,
     a row of −∞ gives 0. The threshold [..., 1] gives ρ back with `recompute`: softmax's
-    log-sum-exp, or τ of [(α − 1)·s − τ]_+^(1/(α−1))."""
+    log-sum-exp, or τ of [(α − 1)·s − τ]_+^(1/(α−1)). With ``overwrite``, ρ is written
+    over the scores (which saves a pass and the memory of one copy)."""
     import torch
 
     prob = as_map(prob)
     if prob.is_softmax:
-        lse = torch.logsumexp(scores, dim=-1, keepdim=True)
-        lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))  # an empty row: exp(−∞) = 0
-        return torch.exp(scores - lse), lse
-    candidates, top = _candidates(scores, prob)
-    tau = (_sorted_threshold if prob.exact else _bisected_threshold)(candidates, prob.alpha)
-    tau = torch.where(torch.isfinite(candidates[..., :1]), tau, torch.zeros_like(tau))  # an empty row: any τ
+        top = scores.amax(dim=-1, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # an empty row: exp(−∞) = 0
+        p = scores.sub_(top) if overwrite else scores - top
+        total = p.exp_().sum(dim=-1, keepdim=True)
+        p = p.div_(torch.where(total > 0, total, torch.ones_like(total)))
+        return p, top + torch.log(torch.where(total > 0, total, torch.ones_like(total)))
+    tau, top = _sparse_threshold(scores, prob)
     threshold = tau + float(prob.alpha - 1) * top
-    return recompute(scores, threshold, prob), threshold
+    return recompute(scores, threshold, prob, overwrite), threshold
 
 
-def recompute(scores, threshold, prob):
-    """ρ(scores) from the threshold `forward` returned for the same scores."""
-    import torch
-
+def recompute(scores, threshold, prob, overwrite: bool = False):
+    """ρ(scores) from the threshold `forward` returned for the same scores (written over the
+    scores when ``overwrite``)."""
     prob = as_map(prob)
     if prob.is_softmax:
-        return torch.exp(scores - threshold)
-    return _from_threshold(scores * float(prob.alpha - 1) if prob.alpha != 2 else scores, threshold, prob)
+        return (scores.sub_(threshold) if overwrite else scores - threshold).exp_()
+    scaled = scores if prob.alpha == 2 else (
+        scores.mul_(float(prob.alpha - 1)) if overwrite else scores * float(prob.alpha - 1))
+    return _from_threshold(scaled, threshold, prob, overwrite=overwrite or prob.alpha != 2)
 
 
-def backward(p, grad, prob):
+def backward(p, grad, prob, *, delta=None, overwrite: bool = False):
     """The gradient with respect to the scores, given ρ = p and the gradient with respect
-    to ρ (both along the last dimension)."""
+    to ρ (both along the last dimension). For softmax, ``delta`` may give Σ_j p_j·grad_j
+    ([..., 1]), which attention computes more cheaply as dO · O. With ``overwrite`` the
+    result is written over ``grad``."""
     import torch
 
     prob = as_map(prob)
+    out = grad if overwrite else grad.clone()
     if prob.is_softmax:
-        return p * (grad - (p * grad).sum(dim=-1, keepdim=True))
+        if delta is None:
+            delta = (p * grad).sum(dim=-1, keepdim=True)
+        return out.sub_(delta).mul_(p)
     if prob.alpha == 2:
         g = (p > 0).to(p.dtype)
     elif prob.alpha == Decimal("1.5"):
         g = torch.sqrt(p)
     else:
-        g = torch.where(p > 0, p, torch.zeros_like(p)).pow(float(2 - prob.alpha))
-    gg = g * grad
+        g = p.pow(float(2 - prob.alpha))
+    out.mul_(g)  # g ⊙ grad
     total = g.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(p.dtype).tiny)
-    return gg - g * (gg.sum(dim=-1, keepdim=True) / total)
+    return out.addcmul_(g, out.sum(dim=-1, keepdim=True) / total, value=-1)
 
 
 def _autograd_function():

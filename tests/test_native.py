@@ -109,7 +109,7 @@ def test_chunks_stay_bounded_and_compute_exactly_the_blocks(monkeypatch):
     layout = compiled.layout(block_size=32)
     sizes = []
     real = probability.forward
-    monkeypatch.setattr(native.probability, "forward", lambda s, p: (sizes.append(s.numel()), real(s, p))[1])
+    monkeypatch.setattr(native.probability, "forward", lambda s, p, **kw: (sizes.append(s.numel()), real(s, p, **kw))[1])
     monkeypatch.setattr(native, "SCORE_ELEMENTS", 1 << 14)
     q, k, v = inputs(batch, heads, heads, n, 4, seed=2)
     native.native_attention(q, k, v, compiled, block_size=32)
