@@ -33,7 +33,7 @@ from . import probability
 from .layout import PARTIAL
 from .reference import _evaluate, index_dtype  # the element predicate on a block's rows × columns
 
-SCORE_ELEMENTS = 1 << 21  # scores in one chunk (8 MiB in float32): bounds the temporaries
+SCORE_ELEMENTS = 1 << 20  # scores in one chunk (4 MiB in float32): bounds the temporaries
 
 
 @dataclass
@@ -45,6 +45,7 @@ class _Group:
     query_blocks: "torch.Tensor"
     key_blocks: "torch.Tensor"
     blocked: "torch.Tensor | None"
+    every_key: bool  # the lists hold every key block (a `global` row): k and v need no gather
 
 
 def _partial_masks(pattern, n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -79,7 +80,8 @@ def _groups(layout, pattern) -> list[_Group]:
                 evaluated = _partial_masks(pattern, n, rows[r], cols[r, slots].reshape(-1))
                 mask[r][:, slots, :] = evaluated.reshape(block_q, len(slots), block_k)
             mask = torch.from_numpy(~mask.reshape(len(blocks), block_q, length * block_k))
-        groups.append(_Group(torch.from_numpy(blocks), torch.from_numpy(key_blocks), mask))
+        groups.append(_Group(torch.from_numpy(blocks), torch.from_numpy(key_blocks), mask,
+                             every_key=length == _padded_length(n, block_q, block_k) // block_k))
     return groups
 
 
@@ -122,14 +124,19 @@ class _Chunk:
 
     def __init__(self, group, piece, blocks, scale, dtype):
         first, end, self.row0, self.row1 = piece
+        self.every_key = group.every_key
         self.query_blocks = group.query_blocks[first:end]
         self.key_blocks = group.key_blocks[first:end].reshape(-1)
         q, k, v, bias = blocks
         batch, heads, _, block_k, dim = k.shape
         c = end - first
         self.q = q.index_select(2, self.query_blocks)[:, :, :, self.row0:self.row1].to(dtype)
-        self.k = k.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, -1, dim)
-        self.v = v.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, -1, dim)
+        if group.every_key:  # the lists are 0, 1, …: k and v themselves, shared by the c blocks
+            self.k, self.v = (t.to(dtype).view(batch, heads, 1, -1, dim).expand(batch, heads, c, -1, dim)
+                              for t in (k, v))
+        else:
+            self.k = k.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, -1, dim)
+            self.v = v.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, -1, dim)
         scores = (self.q * scale) @ self.k.transpose(-1, -2)  # scaling q: fewer elements than the scores
         if bias is not None:
             scores += bias.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, 1, -1)
@@ -144,6 +151,19 @@ class _Chunk:
             target.index_copy_(2, self.query_blocks, value)
         else:  # one block, some of its rows
             target[:, :, int(self.query_blocks[0]), self.row0:self.row1] = value[:, :, 0]
+
+    def accumulate_keys(self, target, weights, values):
+        """target[key] += Σ_rows weights[row, key] · values[row] at the chunk's keys: target is a
+        tensor of key blocks [B, h, key blocks, BK, D], weights [B, h, c, rows, L·BK] and values
+        [B, h, c, rows, D]. With every key in the lists it is one in-place batched matmul."""
+        if not self.every_key:
+            self.add_to_keys(target, weights.transpose(-1, -2) @ values)
+            return
+        batch, heads = target.shape[:2]
+        flat = target.view(batch * heads, -1, target.shape[-1])
+        rows = weights.shape[2] * weights.shape[3]
+        flat.baddbmm_(weights.reshape(batch * heads, rows, -1).transpose(1, 2),
+                      values.reshape(batch * heads, rows, -1))
 
     def add_to_keys(self, target, value):
         """Add ``value`` [B, h, c, L·BK, ...] to ``target``, a tensor of key blocks
@@ -170,8 +190,12 @@ class _NativeAttention(torch.autograd.Function):
         for group in groups:
             for piece in _chunks(group, batch * heads, block_q, block_k):
                 chunk = _Chunk(group, piece, blocks, scale, dtype)
-                p, t = probability.forward(chunk.scores, prob, overwrite=True)
-                chunk.put(out_blocks, p @ chunk.v)
+                if prob.is_softmax:  # normalise the [rows, D] output rather than the [rows, keys] weights
+                    weights, total, t = probability.softmax_weights(chunk.scores, overwrite=True)
+                    chunk.put(out_blocks, (weights @ chunk.v).div_(total))
+                else:
+                    p, t = probability.forward(chunk.scores, prob, overwrite=True)
+                    chunk.put(out_blocks, p @ chunk.v)
                 chunk.put(threshold_blocks, t.squeeze(-1))
         ctx.save_for_backward(q, k, v, bias, out, threshold)
         ctx.groups, ctx.prob, ctx.scale, ctx.block_sizes = groups, prob, scale, (block_q, block_k)
@@ -189,8 +213,7 @@ class _NativeAttention(torch.autograd.Function):
         dbias = None if bias is None else torch.zeros(bias.shape, dtype=dtype, device=q.device)
         grad_out = grad_out.to(dtype).contiguous()
         grad_blocks = _as_blocks(grad_out, block_q)
-        # softmax's Σ_j p_ij·dp_ij is dO_i · O_i: one number per row, from [n, D] tensors
-        delta_blocks = _as_blocks((grad_out * out).sum(dim=-1), block_q) if prob.is_softmax else None
+        out_blocks = _as_blocks(out, block_q)
         dq_blocks, dk_blocks, dv_blocks = _as_blocks(dq, block_q), _as_blocks(dk, block_k), _as_blocks(dv, block_k)
         threshold_blocks = _as_blocks(threshold, block_q)
         for group in ctx.groups:
@@ -200,14 +223,15 @@ class _NativeAttention(torch.autograd.Function):
                 p = probability.recompute(chunk.scores, _rows(threshold_blocks, rows).unsqueeze(-1), prob,
                                           overwrite=True)
                 grad = _rows(grad_blocks, rows)
-                chunk.add_to_keys(dv_blocks, p.transpose(-1, -2) @ grad)
-                delta = None if delta_blocks is None else _rows(delta_blocks, rows).unsqueeze(-1)
+                chunk.accumulate_keys(dv_blocks, p, grad)
+                # softmax's Σ_j p_ij·dp_ij is dO_i · O_i: one number per row, from [rows, D] tensors
+                delta = (grad * _rows(out_blocks, rows)).sum(dim=-1, keepdim=True) if prob.is_softmax else None
                 ds = probability.backward(p, grad @ chunk.v.transpose(-1, -2), prob, delta=delta, overwrite=True)
                 if dbias is not None:
                     chunk.add_to_keys(_as_blocks(dbias, block_k), ds.sum(dim=-2))
                 ds *= scale
                 chunk.put(dq_blocks, ds @ chunk.k)
-                chunk.add_to_keys(dk_blocks, ds.transpose(-1, -2) @ chunk.q)
+                chunk.accumulate_keys(dk_blocks, ds, chunk.q)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype),
                 None if dbias is None else dbias.to(bias.dtype), None, None, None, None, None)
 
@@ -216,6 +240,18 @@ def _rows(tensor, rows):
     """The rows (query blocks, row slice) of a tensor of query blocks [B, h, blocks, BQ, ...]."""
     blocks, within = rows
     return tensor.index_select(2, blocks)[:, :, :, within]
+
+
+def _padded_length(n: int, block_q: int, block_k: int) -> int:
+    """n rounded up to whole query blocks and whole key blocks."""
+    unit = math.lcm(block_q, block_k)
+    return -(-n // unit) * unit
+
+
+def _padded(tensor, extra: int, pad):
+    """``tensor`` contiguous, padded with zeros at the end of the sequence (``pad`` for F.pad)
+    when the blocks do not divide n."""
+    return (F.pad(tensor, pad) if extra else tensor).contiguous()
 
 
 def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,
@@ -241,11 +277,10 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     if k.shape[1] != heads:
         k = k.repeat_interleave(heads // k.shape[1], dim=1)
         v = v.repeat_interleave(heads // v.shape[1], dim=1)
-    unit = math.lcm(block_q, block_k)  # whole query blocks and whole key blocks
-    padded = -(-n // unit) * unit
-    q, k, v = (F.pad(t, (0, 0, 0, padded - n)) for t in (q, k, v))
+    padded = _padded_length(n, block_q, block_k)
+    q, k, v = (_padded(t, padded - n, (0, 0, 0, padded - n)) for t in (q, k, v))
     if bias is not None:
-        bias = F.pad(bias, (0, padded - n))
+        bias = _padded(bias, padded - n, (0, padded - n))
     prob = probability.as_map(compiled.prob)
     outs, order = [], []
     for pattern_heads, groups in plans(compiled, layer, block_q, block_k):

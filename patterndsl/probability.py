@@ -210,6 +210,20 @@ def _from_threshold(x, tau, prob: ProbabilityMap, overwrite: bool = False):
     return p
 
 
+def softmax_weights(scores, overwrite: bool = False):
+    """(exp(s − max), their sum, log-sum-exp) along the last dimension: softmax before its
+    division, which attention can apply to its [n, D] output instead of the [n, n] weights.
+    An empty row (all −∞) gets weights 0, sum 1 and log-sum-exp 0."""
+    import torch
+
+    top = scores.amax(dim=-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # an empty row: exp(−∞) = 0
+    weights = (scores.sub_(top) if overwrite else scores - top).exp_()
+    total = weights.sum(dim=-1, keepdim=True)
+    total = torch.where(total > 0, total, torch.ones_like(total))
+    return weights, total, top + torch.log(total)
+
+
 def forward(scores, prob, overwrite: bool = False):
     """(ρ(scores), threshold) along the last dimension; −∞ marks keys that are not connected,
     a row of −∞ gives 0. The threshold [..., 1] gives ρ back with `recompute`: softmax's
@@ -219,12 +233,8 @@ def forward(scores, prob, overwrite: bool = False):
 
     prob = as_map(prob)
     if prob.is_softmax:
-        top = scores.amax(dim=-1, keepdim=True)
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # an empty row: exp(−∞) = 0
-        p = scores.sub_(top) if overwrite else scores - top
-        total = p.exp_().sum(dim=-1, keepdim=True)
-        p = p.div_(torch.where(total > 0, total, torch.ones_like(total)))
-        return p, top + torch.log(torch.where(total > 0, total, torch.ones_like(total)))
+        weights, total, lse = softmax_weights(scores, overwrite)
+        return weights.div_(total), lse
     tau, top = _sparse_threshold(scores, prob)
     threshold = tau + float(prob.alpha - 1) * top
     return recompute(scores, threshold, prob, overwrite), threshold
