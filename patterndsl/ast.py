@@ -130,6 +130,9 @@ class Block(Node):
 
 @dataclass(frozen=True)
 class Prob(Node):
+    """`prob NAME` or `prob NAME(ARG)`: ``name`` is the map with its argument as written,
+    without spaces ("softmax", "entmax(1.5)"), checked by the resolver."""
+
     name: str
     span: Span | None = _span()
 

@@ -1,10 +1,12 @@
 """`patterndsl.attention`: sparse attention with a compiled pattern.
 
 On CUDA it runs the generated Triton kernels (`patterndsl.kernels`) when they are
-available; everywhere else (and on CUDA without them) it runs torch.compile'd
-FlexAttention with the block mask built from the pattern's block layout
-(patterndsl/targets/flex.py). A query row with no connection gives zeros, never
-NaN — FlexAttention's own rule, which the tests check.
+available. Elsewhere it runs the native path (patterndsl/native.py: block-sparse
+eager torch, forward and backward, every probability map) whenever gradients are
+needed, the file's ρ is not softmax or a key bias is given; for a softmax forward
+pass, torch.compile'd FlexAttention with the block mask built from the pattern's
+block layout (patterndsl/targets/flex.py). A query row with no connection gives
+zeros, never NaN.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import threading
 import types
 
 from .errors import Diagnostic, SpatError
-from .inputs import check_qkv
+from .inputs import FLOAT_DTYPES, check_qkv
 
 
 def _flex_call(q, k, v, block_mask, scale, enable_gqa):
@@ -89,22 +91,68 @@ def _triton_attention():
     return triton_attention
 
 
-def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, block_size=None):
+BACKENDS = ("auto", "native", "flex", "triton", "reference")
+
+
+def _needs_grad(*tensors) -> bool:
+    import torch
+
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, block_size=None,
+              key_bias=None, backend: str = "auto"):
     """Sparse attention of q, k, v with one layer of a compiled pattern.
 
     q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
     attention). The pattern's heads must be 1 (shared by every head) or H. ``scale``
-    defaults to 1/√D. ``block_size`` (an int or a (BQ, BK) pair) sets FlexAttention's
-    blocks; by default the file's `block`, else 128. Same result as
+    defaults to 1/√D. ``block_size`` (an int or a (BQ, BK) pair) sets the blocks; by
+    default the file's `block`, else 128. ``key_bias`` (broadcastable to [B, H, n]) is
+    added to every score of key j before the file's ρ. Same result as
     `patterndsl.attention_reference`, without the n × n mask.
+
+    ``backend``: "native" (patterndsl/native.py: block-sparse eager torch, forward and
+    backward, every ρ), "flex" (torch.compile'd FlexAttention: softmax only, and on CPU
+    forward only), "triton" (the generated kernels, CUDA or TRITON_INTERPRET=1) or
+    "reference". "auto" takes the Triton kernels on CUDA; elsewhere the native path
+    when gradients are needed, ρ is not softmax or a key bias is given, and
+    FlexAttention otherwise.
     """
-    check_qkv(q, k, v, compiled, scale)
+    if backend not in BACKENDS:
+        raise SpatError(Diagnostic(f"unknown backend {backend!r}", help="one of " + ", ".join(BACKENDS)))
+    # The native path and the reference also run float64 (gradcheck); the kernels do not.
+    check_qkv(q, k, v, compiled, scale,
+              dtypes=FLOAT_DTYPES + (("float64",) if backend in ("native", "reference") else ()))
     layer, _ = compiled.index(layer, 0)
-    if q.device.type == "cuda":
-        triton_attention = _triton_attention()
+    bias = {} if key_bias is None else {"key_bias": key_bias}
+    if backend == "auto":
+        triton_attention = _triton_attention() if q.device.type == "cuda" else None
         if triton_attention is not None:
-            return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size)
+            backend = "triton"
+        elif not str(compiled.prob) == "softmax" or key_bias is not None or _needs_grad(q, k, v):
+            backend = "native"
+        else:
+            backend = "flex"
+    if backend == "native":
+        from .native import native_attention
+
+        return native_attention(q, k, v, compiled, layer, scale, key_bias=key_bias, block_size=block_size)
+    if backend == "triton":
+        from .kernels import triton_attention
+
+        with interpreter_lock():
+            return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size, **bias)
+    if backend == "reference":
+        from .targets.torch import attention_reference
+
+        return attention_reference(q, k, v, compiled, layer, scale, **bias)
+    from .targets.flex import require_softmax
+
+    require_softmax(compiled, "backend='flex'")
     check_flex_backward(q, k, v)
+    if key_bias is not None:
+        raise SpatError(Diagnostic("backend='flex' takes no key_bias",
+                                   help="backend='native' (or 'auto') adds a per-key bias"))
     block_mask, flex = _flex_for(compiled, layer, block_size, q.device)
     return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
 
@@ -117,6 +165,5 @@ def check_flex_backward(q, k, v) -> None:
     if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         raise SpatError(Diagnostic(
             "FlexAttention has no backward pass on CPU, and q, k or v requires grad",
-            help="on CPU, train with patterndsl.attention_reference (SparseAttention(backend=\"reference\")) "
-                 "or the Triton kernels in Triton's interpreter (TRITON_INTERPRET=1); run inference "
-                 "under torch.no_grad(); or use a GPU"))
+            help="on CPU, train with backend=\"native\" (what backend=\"auto\" picks when gradients are "
+                 "needed); run FlexAttention under torch.no_grad(); or use a GPU"))

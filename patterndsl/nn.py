@@ -5,8 +5,9 @@
 
 It owns the q, k, v and output projections; the attention itself runs the
 generated Triton kernels on CUDA (patterndsl/kernels), and on CPU either those
-kernels in Triton's interpreter (when TRITON_INTERPRET=1) or the dense-mask
-reference `patterndsl.attention_reference`, which is exact but O(n²) in memory.
+kernels in Triton's interpreter (when TRITON_INTERPRET=1) or the native path
+(patterndsl/native.py): block-sparse eager torch, forward and backward, for every
+probability map, in memory proportional to the blocks computed.
 """
 from __future__ import annotations
 
@@ -17,12 +18,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .attention import interpreter_lock
 from .blocksize import block_size_pair
 from .compiled import CompiledPattern, compile as compile_pattern
 from .errors import Diagnostic, SpatError
 
-BACKENDS = ("auto", "triton", "flex", "reference")
+BACKENDS = ("auto", "triton", "native", "flex", "reference")
 MAX_COMPILED_LENGTHS = 16  # sequence lengths whose compiled pattern a layer keeps
 
 
@@ -38,9 +38,11 @@ class SparseAttention(nn.Module):
     layer: which of the pattern's layers this is (a `layers { }` block cycles: layer mod p).
     scale: the softmax scale, default 1/sqrt(head_dim). block_size: the kernels' block size
         (default: the file's `block`, else 128).
-    backend: "auto" (Triton on CUDA and in the interpreter, else the reference), "triton",
-        "flex" (patterndsl.attention: FlexAttention; it has no backward pass on CPU, so on CPU
-        it runs only under torch.no_grad() and says so before compiling anything) or "reference".
+    backend: "auto" (Triton on CUDA and in the interpreter, else the native path, which trains
+        on a CPU), "triton", "native" (patterndsl/native.py), "flex" (patterndsl.attention:
+        FlexAttention, softmax only; it has no backward pass on CPU, so on CPU it runs only
+        under torch.no_grad() and says so before compiling anything) or "reference" (the
+        dense-mask attention_reference, O(n²) memory).
     Bad arguments, and every error of the pattern that does not depend on n, raise a
     SpatError here, not at the first forward pass.
     """
@@ -115,18 +117,10 @@ class SparseAttention(nn.Module):
 
         backend = self.backend
         if backend == "auto":
-            backend = "triton" if q.is_cuda or kernels.interpreting() else "reference"
-        if backend == "triton":
-            with interpreter_lock():
-                return kernels.triton_attention(q, k, v, compiled, self.layer, self.scale,
-                                                block_size=self.block_size)
-        if backend == "flex":
-            from .attention import attention
+            backend = "triton" if q.is_cuda or kernels.interpreting() else "native"
+        from .attention import attention
 
-            return attention(q, k, v, compiled, self.layer, self.scale, block_size=self.block_size)
-        from .targets.torch import attention_reference
-
-        return attention_reference(q, k, v, compiled, self.layer, self.scale)
+        return attention(q, k, v, compiled, self.layer, self.scale, block_size=self.block_size, backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, n, embed_dim] -> [batch, n, embed_dim]."""

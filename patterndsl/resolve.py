@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import ast as A
+from . import probability
 import re
 
 from .blocksize import BLOCK_SIZE_HELP, block_size_problem
@@ -46,7 +47,7 @@ MAX_CALLS = 200_000  # def bodies evaluated in all
 MAX_LAYER_HEADS = 1 << 16  # layers × heads
 MAX_ERRORS = 50  # diagnostics shown; the rest are counted
 MAX_CALL_NOTES = 4  # "in the call …" notes kept for an error inside nested defs
-PROBABILITY_MAPS = ("softmax", "sparsemax")
+PROBABILITY_MAPS = probability.NAMES
 BUILTINS = {"isqrt": "isqrt(x)", "ilog2": "ilog2(x)", "min": "min(a, b, …)", "max": "max(a, b, …)",
             "cdiv": "cdiv(a, b)"}
 
@@ -113,7 +114,7 @@ class Resolved:
 
     patterns: tuple[tuple[Pattern, ...], ...]  # [layer][head]
     block: tuple[int, int] | None
-    prob: str
+    prob: probability.ProbabilityMap  # a str: "softmax", "sparsemax", "entmax(1.5)"
 
 
 class _Failed(Exception):
@@ -226,16 +227,36 @@ class Resolver:
                     self.report("`prob` is given twice", stmt.span,
                                 notes=(f"the first is at line {self.prob.span.line}",))
                 self.prob = stmt
-                if stmt.name not in PROBABILITY_MAPS:
-                    hint = did_you_mean(stmt.name, PROBABILITY_MAPS) or (
-                        "the probability maps are " + ", ".join(PROBABILITY_MAPS))
-                    self.report(f"unknown probability map '{stmt.name}'", self.name_span(stmt), help=hint)
+                self._check_prob(stmt)
         if self.pattern_stmt is None and not self.diagnostics:
             # Point just after the last statement: that is where the pattern would go.
             last = self.module.statements[-1].span if self.module.statements else None
             end = Span(last.end_line, last.end_column, last.end_line, last.end_column + 1) if last else Span(1, 1, 1, 2)
             self.report("the file declares no pattern", end,
                         help="add an expression such as `window(64) | global(0..8)` on a line of its own")
+
+    def _check_prob(self, stmt: A.Prob):
+        """Report a `prob` that names no map of patterndsl/probability.py or gives it a bad α."""
+        name, argument = _prob_parts(stmt.name)
+        text = self.source.line_text(stmt.span.line)
+        at = _PROB.match(text, stmt.span.column - 1)
+        name_span = Span(stmt.span.line, at.start(1) + 1, stmt.span.line, at.end(1) + 1) if at else stmt.span
+        argument_span = (Span(stmt.span.line, at.start(3) + 1, stmt.span.line, at.end(3) + 1)
+                         if at and at.group(3) else stmt.span)
+        if name not in PROBABILITY_MAPS:
+            hint = did_you_mean(name, PROBABILITY_MAPS) or (
+                "the probability maps are " + ", ".join(PROBABILITY_MAPS))
+            self.report(f"unknown probability map '{name}'", name_span, help=hint)
+        elif name != probability.ENTMAX and argument is not None:
+            self.report(f"{name} takes no argument", argument_span,
+                        help=f"write `prob {name}`; α is entmax's: `prob entmax(1.5)`")
+        elif name == probability.ENTMAX and argument is None:
+            self.report("entmax needs its α", name_span,
+                        help="write `prob entmax(1.5)`: α in (1, 2], 2 being sparsemax")
+        elif name == probability.ENTMAX:
+            _, problem = probability.parse_alpha(argument)
+            if problem is not None:
+                self.report(problem[0], argument_span, help=problem[1])
 
     def _check_new_name(self, name, span, seen, kind="name") -> bool:
         reserved = None
@@ -404,7 +425,7 @@ class Resolver:
         # Unknown names are reported already; evaluate the rest, so that the other
         # statements' errors are reported with them.
         evaluator = _Evaluator(self, domain)
-        patterns, block, prob = (), None, "softmax"
+        patterns, block, prob = (), None, probability.ProbabilityMap(probability.SOFTMAX)
         try:
             heads = evaluator.head_count(self.pattern_stmt)
             if domain.n_value is not None:
@@ -412,10 +433,10 @@ class Resolver:
         except _Abort:  # a limit was hit, and reported; evaluate no further
             if not self.diagnostics:
                 self.report("evaluation stopped: the file takes too much work to evaluate", None)
-        if self.prob is not None:
-            prob = self.prob.name
         if self.diagnostics:
             raise self.error()
+        if self.prob is not None:
+            prob = probability.ProbabilityMap(*_prob_parts(self.prob.name))
         return Resolved(patterns, block, prob)
 
     def mentions_n(self, node: A.Node) -> bool:
@@ -985,6 +1006,15 @@ class _Evaluator:
 
 
 _BINDING = re.compile(r"(let|def|prob)[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+_PROB = re.compile(r"prob[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)[ \t\f]*(\([ \t\f]*([^ \t\f)]*))?")
+
+
+def _prob_parts(text: str) -> tuple[str, str | None]:
+    """`prob`'s name and argument text: "entmax(1.5)" -> ("entmax", "1.5"); "softmax" -> ("softmax", None)."""
+    name, _, argument = text.partition("(")
+    return name, argument[:-1] if argument else None
 
 
 def _balanced(text: str) -> bool:

@@ -362,7 +362,7 @@ def files(draw) -> str:
         lines.append(draw(st.sampled_from(("block 64", "block 16", "block 128, 32", "block 32, 64"))) + trailing())
     if draw(st.booleans()):
         comment_lines()
-        lines.append(f"prob {draw(st.sampled_from(('softmax', 'sparsemax')))}" + trailing())
+        lines.append(f"prob {draw(st.sampled_from(('softmax', 'sparsemax', 'entmax(1.5)', 'entmax(1.25)')))}" + trailing())
 
     heads = draw(st.integers(1, 6))
 

@@ -84,7 +84,7 @@ class _ToAst:
         return self._node(A.Block, c, sizes[0], sizes[1] if len(sizes) > 1 else None)
 
     def prob_stmt(self, c):
-        return self._node(A.Prob, c, str(c[1]))
+        return self._node(A.Prob, c, "".join(str(token) for token in c[1:]))  # NAME or NAME(ARG)
 
     def layers_stmt(self, c):
         return self._node(A.Layers, c, tuple(self._nodes(c)))
@@ -445,7 +445,7 @@ _STATEMENT_HELP = {
     "let": "a binding is written `let NAME = VALUE`",
     "def": "a def is written `def NAME(PARAMS) = PATTERN`",
     "block": "write `block 64`, or `block 64, 128` for different query and key block sizes",
-    "prob": "write `prob softmax` or `prob sparsemax`",
+    "prob": "write `prob softmax`, `prob sparsemax` or `prob entmax(1.5)` (α in (1, 2])",
     "layers": "write `layers {`, then one pattern per line, then `}`",
     "heads": "write `heads {`, then one `lo..hi: pattern` per line, then `}`",
 }

@@ -10,7 +10,7 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
 
     {"format": "patterndsl-certificate/2", "source_sha256": hex or null,
      "n": int, "layers": p, "heads": H,
-     "prob": {"name": "softmax" | "sparsemax", "assumption2": bool},
+     "prob": {"name": "softmax" | "sparsemax" | "entmax(α)", "assumption2": bool},
      "nonempty_rows": {"holds": bool | null, "empty_row": [layer, head, i] | null,
                        "evidence": [{"layer", "head", "holds",
                                      "keys": "diagonal" | [key of row i, for every i] | "counts",
@@ -93,7 +93,7 @@ from .primitives import (All, Causal, Chunk, Cols, Dilated, Global, LogSparse, N
                          Self, Stride, Summary, Window)
 
 FORMAT = "patterndsl-certificate/2"
-ASSUMPTION2 = {"softmax": True, "sparsemax": True}
+ASSUMPTION2 = {"softmax": True, "sparsemax": True}  # and entmax(α), α ∈ (1, 2], which the language enforces
 DEFAULT_BUDGET = 1 << 31  # key intervals / pairs touched per claim
 EXHAUSTIVE_N = 12  # an "exhaustive" C2 refutation is searched again up to this n
 _BATCH = 1 << 15  # rows evaluated at a time
@@ -1028,10 +1028,10 @@ def verify_report(source_or_compiled, cert, max_work: int = DEFAULT_BUDGET) -> d
     if cert.get("layers") != compiled.layers or cert.get("heads") != compiled.heads:
         return refuse("shape: layers/heads differ from the source")
     prob = cert.get("prob") if isinstance(cert.get("prob"), dict) else {}
-    expected = compiled.prob or "softmax"
+    expected = str(compiled.prob or "softmax")
     if prob.get("name") != expected:
         ch.failures.append(f"prob: name {prob.get('name')!r}, the file says {expected!r}")
-    elif prob.get("assumption2") is not ASSUMPTION2.get(expected):
+    elif prob.get("assumption2") is not ASSUMPTION2.get(expected, expected.startswith("entmax(")):
         ch.failures.append("prob: wrong Assumption 2 verdict")
     _check_nonempty(ch, cert.get("nonempty_rows"))
     if "counts" in cert:

@@ -58,6 +58,7 @@ import numpy as np
 
 from ..ir import Complement, Difference, IndexSet, Intersection, Pattern, Union
 from ..primitives import Cols, Global, Primitive, Rows
+from ..probability import assumption2  # the argument for each map is in its docstring
 from ..reference import evaluate
 from .counts import row_degrees
 from .graph import TooLarge, UnionGraph, tree_depths
@@ -68,7 +69,6 @@ FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which docum
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
 SEARCH_N = 8192  # above DENSE_N, a dense union for the Hamiltonian path search up to this n
 EXHAUSTIVE_N = 12  # exhaustive Hamiltonian path search up to this n
-PROBABILITY_ASSUMPTION2 = {"softmax": True, "sparsemax": True}
 
 
 # ---- elementwise evaluation -----------------------------------------------------------
@@ -332,7 +332,7 @@ def check_conditions(compiled, budget_seconds: float = 10.0) -> dict:
     prob = compiled.prob or "softmax"
     return {"n": n, "layers": p, "heads": H, "nonempty_rows": nonempty, "empty_row": empty_row,
             "nonempty_evidence": nonempty_evidence, "conditions": conditions,
-            "prob": {"name": prob, "assumption2": PROBABILITY_ASSUMPTION2.get(prob),
+            "prob": {"name": prob, "assumption2": assumption2(prob),
                      "declared": compiled.prob is not None},
             "seconds": time.perf_counter() - start}
 

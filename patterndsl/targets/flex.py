@@ -34,6 +34,22 @@ from . import register
 MASK_MOD_ARGS = ("b", "h", "q_idx", "kv_idx")
 
 
+def require_softmax(compiled, what: str = "--target flex") -> None:
+    """A SpatError, at the file's `prob`, unless its probability map is softmax: FlexAttention's
+    score_mod acts on the scores before a softmax it fixes."""
+    if str(compiled.prob) == "softmax":
+        return
+    from .. import ast as A
+
+    span = next((s.span for s in compiled.module.statements if isinstance(s, A.Prob)), None)
+    raise SpatError(Diagnostic(
+        f"FlexAttention cannot run `prob {compiled.prob}` ({what}): it applies softmax after its "
+        "score_mod, and no other probability map",
+        span, help="the targets that run every ρ: --target triton, and in Python patterndsl.attention "
+                   "(the native path on CPU, the Triton kernels on CUDA) or attention_reference"),
+        compiled.source)
+
+
 class TorchBackend(Backend):
     """Tables for the data-backed parts, read with torch indexing (works under vmap
     and inside torch.compile, where the tables become captured buffers)."""
@@ -400,6 +416,7 @@ def emit_module(compiled, block_size=None) -> str:
 @register("flex", "a torch-only Python module: FlexAttention BlockMask, mask_mod and attention()", "_flex.py",
           block_sparse=True)
 def emit_flex(compiled, path, block_size=None) -> str:
+    require_softmax(compiled)
     text = emit_module(compiled, block_size)
     path.write_text(text, encoding="utf-8")
     return f"a FlexAttention module ({len(text.encode()):,} bytes)"

@@ -22,26 +22,57 @@ def emit_torch(compiled, path, block_size=None) -> str:
     return f"masks {tuple(masks.shape)} (layers, heads, n, n)"
 
 
-def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None = None):
-    """Attention through the pattern's dense mask with torch's SDPA: correct and slow.
+def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, key_bias=None):
+    """Attention through the pattern's dense mask: correct and slow (O(n²) memory).
 
     q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
-    attention). The pattern's heads must be 1 (shared by every head) or H. A query
-    row with no connection gives zeros, never NaN.
+    attention). The pattern's heads must be 1 (shared by every head) or H. The file's
+    probability map ρ (`prob`: softmax, sparsemax, entmax(α)) is applied to each query
+    row's scores over its connected keys; a query row with no connection gives zeros,
+    never NaN. ``key_bias`` (broadcastable to [B, H, n]) is added to the score of every
+    (query, key j) pair before ρ; the result is differentiable in it.
     """
     import torch
     import torch.nn.functional as F
 
+    from ..probability import as_map, probabilities
+
     check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",))
     layer, _ = compiled.index(layer, 0)
-    heads, kv_heads = q.shape[1], k.shape[1]
+    batch, heads, n, _ = q.shape
+    kv_heads = k.shape[1]
+    bias = key_bias_for(key_bias, batch, heads, n, q)
     if kv_heads != heads:
         k = k.repeat_interleave(heads // kv_heads, dim=1)
         v = v.repeat_interleave(heads // kv_heads, dim=1)
     allowed = torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).to(q.device)
     allowed = allowed.unsqueeze(0)  # [1, H or 1, n, n]
-    empty_rows = ~allowed.any(dim=-1, keepdim=True)  # [1, H, n, 1]
-    # SDPA gives NaN for a row with nothing to attend to; let such rows see
-    # everything, then zero their output.
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed | empty_rows, scale=scale)
-    return out.masked_fill(empty_rows, 0.0)
+    prob = as_map(compiled.prob)
+    if prob.is_softmax and bias is None:
+        empty_rows = ~allowed.any(dim=-1, keepdim=True)  # [1, H, n, 1]
+        # SDPA gives NaN for a row with nothing to attend to; let such rows see
+        # everything, then zero their output.
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed | empty_rows, scale=scale)
+        return out.masked_fill(empty_rows, 0.0)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scores = (q @ k.transpose(-1, -2)) * scale
+    if bias is not None:
+        scores = scores + bias.unsqueeze(-2)
+    return probabilities(scores.masked_fill(~allowed, float("-inf")), prob) @ v
+
+
+def key_bias_for(key_bias, batch: int, heads: int, n: int, like):
+    """``key_bias`` broadcast to [B, H, n] in q's dtype and device (a view), or None."""
+    import torch
+
+    if key_bias is None:
+        return None
+    if not isinstance(key_bias, torch.Tensor) or not key_bias.is_floating_point():
+        raise SpatError(Diagnostic(f"key_bias must be a floating-point torch.Tensor, got "
+                                   f"{getattr(key_bias, 'dtype', type(key_bias).__name__)}"))
+    try:
+        return key_bias.to(dtype=like.dtype, device=like.device).expand(batch, heads, n)
+    except RuntimeError:
+        raise SpatError(Diagnostic(f"key_bias {tuple(key_bias.shape)} does not broadcast to "
+                                   f"[batch, heads, n] = {[batch, heads, n]}",
+                                   help="give one bias per key: shaped [n], [B, 1, n] or [B, H, n]")) from None

@@ -1,0 +1,293 @@
+"""The native path: block-sparse attention in eager torch, forward and backward, for every ρ.
+
+    out = patterndsl.native.native_attention(q, k, v, compiled, layer=0, key_bias=None)
+
+It walks the pattern's block layout (`compiled.layout`, patterndsl/layout.py): each
+query block computes only its key blocks, partial blocks with their element mask
+(evaluated once, from the IR, and kept: O(blocks) booleans). No torch.compile, no
+n × n tensor: memory is the q, k, v tensors, their gradients and one chunk of scores.
+
+Query blocks are grouped by the length of their list, so the blocks of one group are
+gathered into one batched matmul without padding: a `global` row that touches every
+key block forms its own group and pads nothing else. A group is cut into chunks of at
+most SCORE_ELEMENTS scores (a very long list is cut between rows), so the memory
+stays bounded whatever the skew. Every query row's keys lie in its block's list, so a
+chunk holds whole rows and ρ (patterndsl/probability.py) is applied there exactly.
+
+The forward pass keeps one number per row — softmax's log-sum-exp or the threshold τ
+of sparsemax/entmax — and the backward pass recomputes each chunk's scores and
+weights from it (as FlashAttention does), then scatters dK, dV and the key bias's
+gradient back with index_add. Scores are computed in float32 (float64 for float64
+inputs), so fp16 and bf16 inputs work too.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import probability
+from .layout import PARTIAL
+from .reference import _evaluate, index_dtype  # the element predicate on a block's rows × columns
+
+SCORE_ELEMENTS = 1 << 20  # scores in one chunk (4 MiB in float32): bounds the temporaries
+
+
+@dataclass
+class _Group:
+    """Query blocks with lists of the same length L: ``query_blocks`` [m], ``key_blocks``
+    [m, L] their key blocks, ``blocked`` [m, BQ, L·BK] bool, True where a pair is not
+    connected or out of bounds (None when every pair is connected and in bounds)."""
+
+    query_blocks: "torch.Tensor"
+    key_blocks: "torch.Tensor"
+    blocked: "torch.Tensor | None"
+    every_key: bool  # the lists hold every key block (a `global` row): k and v need no gather
+
+
+def _partial_masks(pattern, n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Bool [BQ, C]: the element mask of one query block's rows [BQ] at the columns [C] of
+    its partial blocks (indices beyond n are clamped to evaluate, then cleared)."""
+    dtype = index_dtype(n)
+    i, j = np.minimum(rows, n - 1).astype(dtype)[:, None], np.minimum(cols, n - 1).astype(dtype)[None, :]
+    return _evaluate(pattern, i, j, n) & (rows < n)[:, None] & (cols < n)[None, :]
+
+
+def _groups(layout, pattern) -> list[_Group]:
+    """The layout's query blocks grouped by list length, with their keys and masks."""
+    n, block_q, block_k = layout.n, layout.block_q, layout.block_k
+    qb, kb, states = layout.blocks()
+    order = np.lexsort((kb, qb))
+    qb, kb, states = qb[order], kb[order], states[order]
+    counts = np.bincount(qb, minlength=layout.num_q_blocks)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    groups = []
+    for length in np.unique(counts[counts > 0]):
+        blocks = np.flatnonzero(counts == length)
+        at = starts[blocks, None] + np.arange(length)  # [m, L blocks]
+        key_blocks, partial = kb[at], states[at] == PARTIAL
+        rows = blocks[:, None] * block_q + np.arange(block_q)  # [m, BQ]
+        cols = key_blocks[:, :, None] * block_k + np.arange(block_k)  # [m, L, BK]
+        mask = None
+        if partial.any() or rows.max() >= n or cols.max() >= n:
+            mask = np.broadcast_to((rows < n)[:, :, None, None] & (cols < n)[:, None, :, :],
+                                   (len(blocks), block_q, length, block_k)).copy()
+            for r in np.flatnonzero(partial.any(axis=1)):
+                slots = np.flatnonzero(partial[r])
+                evaluated = _partial_masks(pattern, n, rows[r], cols[r, slots].reshape(-1))
+                mask[r][:, slots, :] = evaluated.reshape(block_q, len(slots), block_k)
+            mask = torch.from_numpy(~mask.reshape(len(blocks), block_q, length * block_k))
+        groups.append(_Group(torch.from_numpy(blocks), torch.from_numpy(key_blocks), mask,
+                             every_key=length == _padded_length(n, block_q, block_k) // block_k))
+    return groups
+
+
+def plans(compiled, layer: int, block_q: int, block_k: int) -> list[tuple[list[int], list[_Group]]]:
+    """(heads, groups) for each distinct layout of one layer (cached on ``compiled``)."""
+    cache = compiled.__dict__.setdefault("_native_plans", {})
+    key = (layer, block_q, block_k)
+    if key not in cache:
+        layouts = compiled.layouts(layer, (block_q, block_k))
+        by_layout: dict[int, tuple[list[int], list[_Group]]] = {}
+        for head, layout in enumerate(layouts):
+            if id(layout) not in by_layout:
+                by_layout[id(layout)] = ([], _groups(layout, compiled.patterns[layer][head]))
+            by_layout[id(layout)][0].append(head)
+        cache[key] = list(by_layout.values())
+    return cache[key]
+
+
+def _chunks(group: _Group, batch_heads: int, block_q: int, block_k: int):
+    """(first block, end block, first row, end row) slices of a group holding at most
+    SCORE_ELEMENTS scores: several whole blocks, or rows of one block when its list is long."""
+    m, length = group.key_blocks.shape
+    per_row = batch_heads * length * block_k
+    if per_row * block_q <= SCORE_ELEMENTS:
+        step = SCORE_ELEMENTS // (per_row * block_q)
+        for start in range(0, m, step):
+            yield start, min(m, start + step), 0, block_q
+    else:
+        rows = max(1, SCORE_ELEMENTS // per_row)
+        for block in range(m):
+            for row in range(0, block_q, rows):
+                yield block, block + 1, row, min(block_q, row + rows)
+
+
+class _Chunk:
+    """One chunk's gathered q, k, v blocks (in the compute dtype) and its scores.
+
+    The tensors are viewed as blocks — q as [B, h, query blocks, BQ, D], k and v as
+    [B, h, key blocks, BK, D] — so gathering a block list copies whole blocks."""
+
+    def __init__(self, group, piece, blocks, scale, dtype):
+        first, end, self.row0, self.row1 = piece
+        self.every_key = group.every_key
+        self.query_blocks = group.query_blocks[first:end]
+        self.key_blocks = group.key_blocks[first:end].reshape(-1)
+        q, k, v, bias = blocks
+        batch, heads, _, block_k, dim = k.shape
+        c = end - first
+        self.q = q.index_select(2, self.query_blocks)[:, :, :, self.row0:self.row1].to(dtype)
+        if group.every_key:  # the lists are 0, 1, …: k and v themselves, shared by the c blocks
+            self.k, self.v = (t.to(dtype).view(batch, heads, 1, -1, dim).expand(batch, heads, c, -1, dim)
+                              for t in (k, v))
+        else:
+            self.k = k.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, -1, dim)
+            self.v = v.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, -1, dim)
+        scores = (self.q * scale) @ self.k.transpose(-1, -2)  # scaling q: fewer elements than the scores
+        if bias is not None:
+            scores += bias.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, 1, -1)
+        if group.blocked is not None:
+            scores.masked_fill_(group.blocked[first:end, self.row0:self.row1].to(scores.device), float("-inf"))
+        self.scores = scores
+
+    def put(self, target, value):
+        """Write the chunk's rows of ``value`` [B, h, c, rows, ...] into ``target``, a tensor of
+        query blocks [B, h, query blocks, BQ, ...]."""
+        if self.row1 - self.row0 == target.shape[3]:
+            target.index_copy_(2, self.query_blocks, value)
+        else:  # one block, some of its rows
+            target[:, :, int(self.query_blocks[0]), self.row0:self.row1] = value[:, :, 0]
+
+    def accumulate_keys(self, target, weights, values):
+        """target[key] += Σ_rows weights[row, key] · values[row] at the chunk's keys: target is a
+        tensor of key blocks [B, h, key blocks, BK, D], weights [B, h, c, rows, L·BK] and values
+        [B, h, c, rows, D]. With every key in the lists it is one in-place batched matmul."""
+        if not self.every_key:
+            self.add_to_keys(target, weights.transpose(-1, -2) @ values)
+            return
+        batch, heads = target.shape[:2]
+        flat = target.view(batch * heads, -1, target.shape[-1])
+        rows = weights.shape[2] * weights.shape[3]
+        flat.baddbmm_(weights.reshape(batch * heads, rows, -1).transpose(1, 2),
+                      values.reshape(batch * heads, rows, -1))
+
+    def add_to_keys(self, target, value):
+        """Add ``value`` [B, h, c, L·BK, ...] to ``target``, a tensor of key blocks
+        [B, h, key blocks, BK, ...], at the chunk's key blocks."""
+        batch, heads, _, block_k = target.shape[:4]
+        target.index_add_(2, self.key_blocks, value.reshape(batch, heads, -1, block_k, *target.shape[4:]))
+
+
+def _as_blocks(tensor, block: int):
+    """[B, h, N, ...] -> [B, h, N / block, block, ...] (a view)."""
+    return tensor.view(tensor.shape[0], tensor.shape[1], -1, block, *tensor.shape[3:])
+
+
+class _NativeAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, bias, groups, prob, scale, block_q, block_k):
+        dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+        batch, heads, n, dim = q.shape
+        blocks = (_as_blocks(q, block_q), _as_blocks(k, block_k), _as_blocks(v, block_k),
+                  None if bias is None else _as_blocks(bias, block_k))
+        out = torch.zeros(batch, heads, n, dim, dtype=dtype, device=q.device)
+        threshold = torch.zeros(batch, heads, n, dtype=dtype, device=q.device)
+        out_blocks, threshold_blocks = _as_blocks(out, block_q), _as_blocks(threshold, block_q)
+        for group in groups:
+            for piece in _chunks(group, batch * heads, block_q, block_k):
+                chunk = _Chunk(group, piece, blocks, scale, dtype)
+                if prob.is_softmax:  # normalise the [rows, D] output rather than the [rows, keys] weights
+                    weights, total, t = probability.softmax_weights(chunk.scores, overwrite=True)
+                    chunk.put(out_blocks, (weights @ chunk.v).div_(total))
+                else:
+                    p, t = probability.forward(chunk.scores, prob, overwrite=True)
+                    chunk.put(out_blocks, p @ chunk.v)
+                chunk.put(threshold_blocks, t.squeeze(-1))
+        ctx.save_for_backward(q, k, v, bias, out, threshold)
+        ctx.groups, ctx.prob, ctx.scale, ctx.block_sizes = groups, prob, scale, (block_q, block_k)
+        return out.to(q.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, bias, out, threshold = ctx.saved_tensors
+        prob, scale, (block_q, block_k) = ctx.prob, ctx.scale, ctx.block_sizes
+        dtype = threshold.dtype
+        batch, heads = q.shape[:2]
+        blocks = (_as_blocks(q, block_q), _as_blocks(k, block_k), _as_blocks(v, block_k),
+                  None if bias is None else _as_blocks(bias, block_k))
+        dq, dk, dv = (torch.zeros(t.shape, dtype=dtype, device=q.device) for t in (q, k, v))
+        dbias = None if bias is None else torch.zeros(bias.shape, dtype=dtype, device=q.device)
+        grad_out = grad_out.to(dtype).contiguous()
+        grad_blocks = _as_blocks(grad_out, block_q)
+        out_blocks = _as_blocks(out, block_q)
+        dq_blocks, dk_blocks, dv_blocks = _as_blocks(dq, block_q), _as_blocks(dk, block_k), _as_blocks(dv, block_k)
+        threshold_blocks = _as_blocks(threshold, block_q)
+        for group in ctx.groups:
+            for piece in _chunks(group, batch * heads, block_q, block_k):
+                chunk = _Chunk(group, piece, blocks, scale, dtype)
+                rows = chunk.query_blocks, slice(chunk.row0, chunk.row1)
+                p = probability.recompute(chunk.scores, _rows(threshold_blocks, rows).unsqueeze(-1), prob,
+                                          overwrite=True)
+                grad = _rows(grad_blocks, rows)
+                chunk.accumulate_keys(dv_blocks, p, grad)
+                # softmax's Σ_j p_ij·dp_ij is dO_i · O_i: one number per row, from [rows, D] tensors
+                delta = (grad * _rows(out_blocks, rows)).sum(dim=-1, keepdim=True) if prob.is_softmax else None
+                ds = probability.backward(p, grad @ chunk.v.transpose(-1, -2), prob, delta=delta, overwrite=True)
+                if dbias is not None:
+                    chunk.add_to_keys(_as_blocks(dbias, block_k), ds.sum(dim=-2))
+                ds *= scale
+                chunk.put(dq_blocks, ds @ chunk.k)
+                chunk.accumulate_keys(dk_blocks, ds, chunk.q)
+        return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype),
+                None if dbias is None else dbias.to(bias.dtype), None, None, None, None, None)
+
+
+def _rows(tensor, rows):
+    """The rows (query blocks, row slice) of a tensor of query blocks [B, h, blocks, BQ, ...]."""
+    blocks, within = rows
+    return tensor.index_select(2, blocks)[:, :, :, within]
+
+
+def _padded_length(n: int, block_q: int, block_k: int) -> int:
+    """n rounded up to whole query blocks and whole key blocks."""
+    unit = math.lcm(block_q, block_k)
+    return -(-n // unit) * unit
+
+
+def _padded(tensor, extra: int, pad):
+    """``tensor`` contiguous, padded with zeros at the end of the sequence (``pad`` for F.pad)
+    when the blocks do not divide n."""
+    return (F.pad(tensor, pad) if extra else tensor).contiguous()
+
+
+def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,
+                     key_bias=None, block_size=None):
+    """Block-sparse attention of q, k, v with one layer of a compiled pattern, for the file's
+    ρ, in eager torch; differentiable in q, k, v and ``key_bias``.
+
+    q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
+    attention); the pattern's heads 1 or H. ``scale`` defaults to 1/√D; ``key_bias``
+    (broadcastable to [B, H, n]) is added to the score of every (query, key j) before ρ.
+    ``block_size`` (an int or (BQ, BK)) sets the blocks: the file's `block`, else 128.
+    Same result as `patterndsl.attention_reference`, in O(blocks computed) memory.
+    """
+    from .attention import _check_shapes
+    from .targets.torch import key_bias_for
+
+    _check_shapes(q, k, v, compiled)
+    layer, _ = compiled._index(layer, 0)
+    batch, heads, n, dim = q.shape
+    scale = dim ** -0.5 if scale is None else float(scale)
+    bias = key_bias_for(key_bias, batch, heads, n, q)
+    block_q, block_k = compiled.block_sizes(block_size)
+    if k.shape[1] != heads:
+        k = k.repeat_interleave(heads // k.shape[1], dim=1)
+        v = v.repeat_interleave(heads // v.shape[1], dim=1)
+    padded = _padded_length(n, block_q, block_k)
+    q, k, v = (_padded(t, padded - n, (0, 0, 0, padded - n)) for t in (q, k, v))
+    if bias is not None:
+        bias = _padded(bias, padded - n, (0, padded - n))
+    prob = probability.as_map(compiled.prob)
+    outs, order = [], []
+    for pattern_heads, groups in plans(compiled, layer, block_q, block_k):
+        chosen = list(range(heads)) if compiled.heads == 1 else pattern_heads
+        pick = (lambda t: t) if len(chosen) == heads else (lambda t: t[:, chosen])
+        outs.append(_NativeAttention.apply(pick(q), pick(k), pick(v), None if bias is None else pick(bias),
+                                    groups, prob, scale, block_q, block_k))
+        order += chosen
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)[:, np.argsort(order)]
+    return out[:, :, :n]
