@@ -100,3 +100,22 @@ def check_qkv(q, k, v, compiled, scale=None, dtypes=FLOAT_DTYPES, max_head_dim=N
     problem = qkv_problem(q, k, v, compiled.n, compiled.heads, scale, dtypes, max_head_dim)
     if problem is not None:
         raise SpatError(Diagnostic(problem[0], help=problem[1]))
+
+
+def key_bias_for(key_bias, batch: int, heads: int, n: int, like):
+    """``key_bias`` broadcast to [B, H, n] in q's dtype and device (a view), or None."""
+    import torch
+
+    from .errors import Diagnostic, SpatError
+
+    if key_bias is None:
+        return None
+    if not isinstance(key_bias, torch.Tensor) or not key_bias.is_floating_point():
+        raise SpatError(Diagnostic(f"key_bias must be a floating-point torch.Tensor, got "
+                                   f"{getattr(key_bias, 'dtype', type(key_bias).__name__)}"))
+    try:
+        return key_bias.to(dtype=like.dtype, device=like.device).expand(batch, heads, n)
+    except RuntimeError:
+        raise SpatError(Diagnostic(f"key_bias {tuple(key_bias.shape)} does not broadcast to "
+                                   f"[batch, heads, n] = {[batch, heads, n]}",
+                                   help="give one bias per key: shaped [n], [B, 1, n] or [B, H, n]")) from None

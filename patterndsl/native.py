@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from . import probability
 from .layout import PARTIAL
-from .reference import _evaluate, index_dtype  # the element predicate on a block's rows × columns
+from .inputs import FLOAT_DTYPES, check_qkv, key_bias_for
+from .reference import index_dtype
 
 SCORE_ELEMENTS = 1 << 20  # scores in one chunk (4 MiB in float32): bounds the temporaries
 
@@ -53,7 +54,7 @@ def _partial_masks(pattern, n: int, rows: np.ndarray, cols: np.ndarray) -> np.nd
     its partial blocks (indices beyond n are clamped to evaluate, then cleared)."""
     dtype = index_dtype(n)
     i, j = np.minimum(rows, n - 1).astype(dtype)[:, None], np.minimum(cols, n - 1).astype(dtype)[None, :]
-    return _evaluate(pattern, i, j, n) & (rows < n)[:, None] & (cols < n)[None, :]
+    return np.asarray(pattern.predicate(i, j, n), dtype=bool) & (rows < n)[:, None] & (cols < n)[None, :]
 
 
 def _groups(layout, pattern) -> list[_Group]:
@@ -265,11 +266,8 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     ``block_size`` (an int or (BQ, BK)) sets the blocks: the file's `block`, else 128.
     Same result as `patterndsl.attention_reference`, in O(blocks computed) memory.
     """
-    from .attention import _check_shapes
-    from .targets.torch import key_bias_for
-
-    _check_shapes(q, k, v, compiled)
-    layer, _ = compiled._index(layer, 0)
+    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",))
+    layer, _ = compiled.index(layer, 0)
     batch, heads, n, dim = q.shape
     scale = dim ** -0.5 if scale is None else float(scale)
     bias = key_bias_for(key_bias, batch, heads, n, q)

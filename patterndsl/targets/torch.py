@@ -1,7 +1,7 @@
 """The torch target: dense boolean masks, additive masks, and the reference attention."""
 from __future__ import annotations
 
-from ..inputs import FLOAT_DTYPES, check_qkv
+from ..inputs import FLOAT_DTYPES, check_qkv, key_bias_for
 from . import register
 
 
@@ -59,20 +59,3 @@ def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None =
     if bias is not None:
         scores = scores + bias.unsqueeze(-2)
     return probabilities(scores.masked_fill(~allowed, float("-inf")), prob) @ v
-
-
-def key_bias_for(key_bias, batch: int, heads: int, n: int, like):
-    """``key_bias`` broadcast to [B, H, n] in q's dtype and device (a view), or None."""
-    import torch
-
-    if key_bias is None:
-        return None
-    if not isinstance(key_bias, torch.Tensor) or not key_bias.is_floating_point():
-        raise SpatError(Diagnostic(f"key_bias must be a floating-point torch.Tensor, got "
-                                   f"{getattr(key_bias, 'dtype', type(key_bias).__name__)}"))
-    try:
-        return key_bias.to(dtype=like.dtype, device=like.device).expand(batch, heads, n)
-    except RuntimeError:
-        raise SpatError(Diagnostic(f"key_bias {tuple(key_bias.shape)} does not broadcast to "
-                                   f"[batch, heads, n] = {[batch, heads, n]}",
-                                   help="give one bias per key: shaped [n], [B, 1, n] or [B, H, n]")) from None
