@@ -120,9 +120,15 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     """
     if backend not in BACKENDS:
         raise SpatError(Diagnostic(f"unknown backend {backend!r}", help="one of " + ", ".join(BACKENDS)))
-    # The native path and the reference also run float64 (gradcheck); the kernels do not.
-    check_qkv(q, k, v, compiled, scale,
-              dtypes=FLOAT_DTYPES + (("float64",) if backend in ("native", "reference") else ()))
+    if backend == "flex":  # a property of the file, so said before anything about the inputs
+        from .targets.flex import require_softmax
+
+        require_softmax(compiled, "backend='flex'")
+    # The native path and the reference also run float64 (gradcheck) and any value width;
+    # the kernels do not.
+    dense_or_native = backend in ("native", "reference")
+    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + (("float64",) if dense_or_native else ()),
+              value_dim_may_differ=dense_or_native)
     layer, _ = compiled.index(layer, 0)
     bias = {} if key_bias is None else {"key_bias": key_bias}
     if backend == "auto":
@@ -146,9 +152,6 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
         from .targets.torch import attention_reference
 
         return attention_reference(q, k, v, compiled, layer, scale, **bias)
-    from .targets.flex import require_softmax
-
-    require_softmax(compiled, "backend='flex'")
     check_flex_backward(q, k, v)
     if key_bias is not None:
         raise SpatError(Diagnostic("backend='flex' takes no key_bias",

@@ -16,11 +16,13 @@ FLOAT_DTYPES = ("float16", "bfloat16", "float32")  # what every kernel runs; the
 
 
 def qkv_problem(q, k, v, n, pattern_heads, scale=None, dtypes=("float16", "bfloat16", "float32"),
-                max_head_dim=None):
+                max_head_dim=None, value_dim_may_differ=False):
     """(message, help) for the first rule that q, k, v or scale break, else None.
 
     n and pattern_heads are the pattern's length and heads; dtypes names the torch dtypes
-    accepted (e.g. "float32"); max_head_dim caps D when the kernels have a limit."""
+    accepted (e.g. "float32"); max_head_dim caps D when the kernels have a limit;
+    value_dim_may_differ lets v's last dimension differ from k's (the dense reference and
+    the native path compute P·V for any value width; the kernels tile one D)."""
     import math
     import numbers
 
@@ -56,7 +58,7 @@ def qkv_problem(q, k, v, n, pattern_heads, scale=None, dtypes=("float16", "bfloa
     if k.shape[0] != batch or v.shape[0] != batch:
         return (f"q, k and v must have the same batch size; got {batch}, {k.shape[0]}, {v.shape[0]}",
                 "expand a shared k, v explicitly: k.expand(q.shape[0], -1, -1, -1)")
-    if k.shape != v.shape:
+    if k.shape[:3] != v.shape[:3] or (k.shape[3] != v.shape[3] and not value_dim_may_differ):
         return (f"k and v must have the same shape [batch, kv_heads, n, head_dim]; got {tuple(k.shape)} "
                 f"and {tuple(v.shape)}", None)
     if k.shape[3] != head_dim:
@@ -88,7 +90,8 @@ def layer_problem(layer):
     return None
 
 
-def check_qkv(q, k, v, compiled, scale=None, dtypes=FLOAT_DTYPES, max_head_dim=None) -> None:
+def check_qkv(q, k, v, compiled, scale=None, dtypes=FLOAT_DTYPES, max_head_dim=None,
+              value_dim_may_differ=False) -> None:
     """Raise a SpatError for the first rule q, k, v, scale or ``compiled`` break."""
     from .errors import Diagnostic, SpatError
 
@@ -97,7 +100,8 @@ def check_qkv(q, k, v, compiled, scale=None, dtypes=FLOAT_DTYPES, max_head_dim=N
     if not all(hasattr(compiled, name) for name in ("n", "heads", "patterns")):
         raise SpatError(Diagnostic(f"compiled must be a CompiledPattern, got {type(compiled).__name__}",
                                    help="compile the pattern first: patterndsl.compile(source, n)"))
-    problem = qkv_problem(q, k, v, compiled.n, compiled.heads, scale, dtypes, max_head_dim)
+    problem = qkv_problem(q, k, v, compiled.n, compiled.heads, scale, dtypes, max_head_dim,
+                          value_dim_may_differ)
     if problem is not None:
         raise SpatError(Diagnostic(problem[0], help=problem[1]))
 

@@ -266,7 +266,7 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     ``block_size`` (an int or (BQ, BK)) sets the blocks: the file's `block`, else 128.
     Same result as `patterndsl.attention_reference`, in O(blocks computed) memory.
     """
-    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",))
+    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True)
     layer, _ = compiled.index(layer, 0)
     batch, heads, n, dim = q.shape
     scale = dim ** -0.5 if scale is None else float(scale)

@@ -37,7 +37,7 @@ def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None =
 
     from ..probability import as_map, probabilities
 
-    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",))
+    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True)
     layer, _ = compiled.index(layer, 0)
     batch, heads, n, _ = q.shape
     kv_heads = k.shape[1]
