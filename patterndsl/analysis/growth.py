@@ -626,70 +626,73 @@ def _count_class(degree: Quantity, exceptional: Quantity) -> Cls:
 # ---- rows and columns counted apart ---------------------------------------------------------
 #
 # Beside its row bound, each pattern has a list of *terms* whose counts add up to a bound
-# on its count: a term is a pair of views, rows and columns, each (D, E, X): all but E
-# rows (columns) hold ≤ D keys, those E up to n, plus X connections besides, so the
-# term counts ≤ min over the views of n·D + n·E + X. A primitive is one term (two for
-# global(R) = rows(R) | cols(R): RowBound.parts), its columns from RowBound.columns
-# (its rows again when symmetric); a union joins the terms, an intersection pairs them
-# — A ∩ B ⊆ ∪ (Aᵢ ∩ Bⱼ) — and meets each pair's views: rows exceptional in neither
-# hold ≤ min(D_A, D_B) keys, in A alone ≤ D_B, in B alone ≤ D_A, in both ≤ n, so
+# on its count: a term is a pair of views, rows and columns; a view is a list of groups
+# (r, d): r rows (columns) of at most d keys each, every row in some group, so the term
+# counts ≤ min over its views of Σ r·d. A primitive is one term (two for
+# global(R) = rows(R) | cols(R): RowBound.parts) whose rows are the groups (n, D) and
+# (E, n) of its row bound, its columns those of RowBound.columns (its rows again when
+# symmetric; else (n, n)). A union joins the terms; an intersection pairs them —
+# A ∩ B ⊆ ∪ (Aᵢ ∩ Bⱼ) — and meets each pair's views: a row in A's group (r, d) and in
+# B's group (r', d') holds ≤ min(d, d') keys, and there are ≤ min(r, r') such rows, so
 #
-#     (D_A, E_A, X_A) ∩ (D_B, E_B, X_B) = (min(D_A, D_B), min(E_A, E_B), X_A + X_B + E_A·D_B + E_B·D_A).
+#     view_A ∩ view_B = [(min(r, r'), min(d, d')) for (r, d) in view_A for (r', d') in view_B].
 #
-# `cols(0..4) & window(8)` is then O(1) by its columns, `rows(n-8..n) & window(2)` by its
-# rows. The same arithmetic runs on Quantities (the class) and on ints (the bound at one n).
+# `cols(0..4) & window(8)` is then O(1) by its columns (4 columns of ≤ 17 keys),
+# `rows(n-8..n) & window(2)` by its rows. The same arithmetic runs on Quantities (the
+# class) and on ints (the bound at one n).
 
-MAX_TERMS = 16  # beyond, the terms are merged into one (their views summed)
+MAX_TERMS = 16  # beyond, the terms are merged into one (their views' groups joined)
+MAX_GROUPS = 16  # beyond, a view's groups are merged into one (Σ r rows of ≤ max d keys)
 
 
 class _Counting:
-    """The arithmetic of terms: symbolic (n unknown) or at one n (ints, clamped to [0, n], [0, n²])."""
+    """The arithmetic of terms: symbolic (n unknown) or at one n (ints, clamped to [0, n])."""
 
-    def __init__(self, n, minimum, degree, count):
-        self.n, self.min, self.degree, self.count = n, minimum, degree, count
+    def __init__(self, n, minimum, maximum, size, zero):
+        self.n, self.min, self.max, self.size, self.zero = n, minimum, maximum, size, zero
         self.memo: dict = {}  # id(bound) → its terms (at one n: one evaluation)
 
     @staticmethod
     def at(n: int) -> "_Counting":
-        return _Counting(n, min, lambda x: min(max(int(x), 0), n), lambda x: min(max(int(x), 0), n * n))
+        return _Counting(n, min, max, lambda x: min(max(int(x), 0), n), lambda x: x == 0)
 
 
-SYMBOLIC = _Counting(N_QUANTITY, q_min, Quantity.of, Quantity.of)
+SYMBOLIC = _Counting(N_QUANTITY, q_min, q_max, Quantity.of, lambda x: x.zero)
+
+
+def _view(groups, c: _Counting) -> tuple:
+    """The groups (r, d) with r and d sized (≤ n), less the empty ones, at most MAX_GROUPS."""
+    groups = [(c.size(r), c.size(d)) for r, d in groups]
+    groups = tuple((r, d) for r, d in groups if not (c.zero(r) or c.zero(d)))
+    if len(groups) <= MAX_GROUPS:
+        return groups
+    return ((c.size(sum((r for r, _ in groups[1:]), groups[0][0])), c.max(*[d for _, d in groups])),)
 
 
 def _leaf_terms(rb: RowBound, c: _Counting) -> list:
     if rb.parts:
         return [term for part in rb.parts for term in _leaf_terms(part, c)]
-    rows = (c.degree(rb.degree), c.degree(rb.exceptional), c.count(0))
+    rows = _view(((c.n, rb.degree), (rb.exceptional, c.n)), c)
     if rb.columns is not None:
-        columns = (c.degree(rb.columns.degree), c.degree(rb.columns.exceptional), c.count(0))
+        columns = _view(((c.n, rb.columns.degree), (rb.columns.exceptional, c.n)), c)
     else:
-        columns = rows if rb.symmetric else (c.degree(c.n), c.degree(0), c.count(0))
+        columns = rows if rb.symmetric else _view(((c.n, c.n),), c)
     return [(rows, columns)]
 
 
 def _meet(a: tuple, b: tuple, c: _Counting) -> tuple:
-    return (c.min(a[0], b[0]), c.min(a[1], b[1]), c.count(a[2] + b[2] + a[1] * b[0] + b[1] * a[0]))
+    return _view([(c.min(r, s), c.min(d, e)) for r, d in a for s, e in b], c)
 
 
 def _joined(terms: list, c: _Counting) -> list:
     if len(terms) <= MAX_TERMS:
         return terms
-    views = []
-    for k in (0, 1):
-        parts = [term[k] for term in terms]
-        views.append(tuple(f(sum(v[i] for v in parts[1:]) + parts[0][i])
-                           for i, f in enumerate((c.degree, c.degree, c.count))))
-    return [tuple(views)]
+    return [tuple(_view([group for term in terms for group in term[k]], c) for k in (0, 1))]
 
 
 def _view_class(view: tuple) -> Cls | None:
-    """The class of n·D + n·E + X; None when it is 0 for large n."""
-    degree, exceptional, extra = view
-    classes = [] if (degree.zero and exceptional.zero) else [_mul(N, min(max(degree.hi, exceptional.hi), N))]
-    if not extra.zero:
-        classes.append(min(extra.hi, N2))
-    return max(classes, default=None)
+    """The class of Σ r·d; None when it is 0 for large n."""
+    return max((_mul(min(r.hi, N), min(d.hi, N)) for r, d in view), default=None)
 
 
 def _terms_class(terms: list) -> Cls | None:
@@ -703,7 +706,7 @@ def _terms_class(terms: list) -> Cls | None:
 
 
 def _terms_count(terms: list, n: int) -> int:
-    return sum(min(n * d + n * e + x for d, e, x in term) for term in terms)
+    return min(n * n, sum(min(sum(r * d for r, d in view) for view in term) for term in terms))
 
 
 class Bound:
@@ -936,7 +939,7 @@ class _Complement(Bound):
         return f"~{self._child_text(self.operand)}"
 
     def _terms(self, c):
-        full = (c.degree(c.n), c.degree(0), c.count(0))
+        full = _view(((c.n, c.n),), c)
         return [(full, full)]
 
     def _summary(self):
