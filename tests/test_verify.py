@@ -182,7 +182,15 @@ def corruptions(compiled, cert, brute=True):
                 add(f"head {h} C2 verdict {w!r:.12}", lambda c, h=h, w=w: c["conditions"][h].__setitem__(
                     "hamiltonian_path", {"holds": True, "witness": w}))
             ref = hp["refutation"]
-            if ref["kind"] != "exhaustive":
+            if ref["kind"] in ("few_successors", "few_predecessors"):
+                add(f"head {h} counting kind", lambda c, h=h: c["conditions"][h]["hamiltonian_path"]["refutation"]
+                    .__setitem__("kind", "few_predecessors" if ref["kind"] == "few_successors" else "few_successors")
+                    if brute and not _counting_valid(union, ref, n) else False)
+                add(f"head {h} counting others everything", lambda c, h=h: c["conditions"][h]["hamiltonian_path"]
+                    ["refutation"].__setitem__("others", [[0, n]]))
+                add(f"head {h} counting tokens", lambda c, h=h: c["conditions"][h]["hamiltonian_path"]
+                    ["refutation"].__setitem__("tokens", [[0, 1]]))
+            elif ref["kind"] != "exhaustive":
                 for which in (0, 1):
                     add(f"head {h} refutation sets overlap {which}", lambda c, h=h, wh=which:
                         c["conditions"][h]["hamiltonian_path"]["refutation"]["sets"].__setitem__(
@@ -235,6 +243,17 @@ def corruptions(compiled, cert, brute=True):
                             break
                 add(f"head {h} closed set everything", lambda c, h=h: c["conditions"][h]["finite_depth"]["evidence"]
                     .__setitem__("closed", [[0, n]]))
+            elif "empty_rows" in ev:
+                for k, i in enumerate(ev["empty_rows"]):
+                    full = np.flatnonzero(compiled.dense(k, h).any(axis=1))
+                    if full.size:
+                        add(f"head {h} empty row of layer {k}", lambda c, h=h, k=k, r=int(full[0]):
+                            c["conditions"][h]["finite_depth"]["evidence"]["empty_rows"].__setitem__(k, r))
+            elif "periodic" in ev:
+                add(f"head {h} period", lambda c, h=h: c["conditions"][h]["finite_depth"]["evidence"]["periodic"]
+                    .__setitem__("period", ev["periodic"]["period"] + 1))
+                add(f"head {h} period one", lambda c, h=h: c["conditions"][h]["finite_depth"]["evidence"]["periodic"]
+                    .__setitem__("period", 1))
             else:
                 add(f"head {h} bare recursion cycle", lambda c, h=h: c["conditions"][h]["finite_depth"]["evidence"]
                     .__setitem__("recursion_cycles", True))
@@ -242,6 +261,18 @@ def corruptions(compiled, cert, brute=True):
                 add(f"head {h} cycle too short", lambda c, h=h: c["conditions"][h]["finite_depth"]["evidence"]
                     .__setitem__("recursion_cycles", [t0, t0]))
     return out
+
+
+def _counting_valid(union, ref, n):
+    """Whether the counting refutation's sets would also be valid under the other kind."""
+    X, Y = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    for mask, key in ((X, "tokens"), (Y, "others")):
+        for a, b in ref[key]:
+            mask[a:b] = True
+    off = union & ~np.eye(n, dtype=bool)
+    if ref["kind"] == "few_successors":  # as few_predecessors: X's keys inside Y
+        return not off[X][:, ~Y].any()
+    return not off[~Y][:, X].any()
 
 
 def _end_sets_valid(union, ref, n, as_end_sets):
