@@ -45,7 +45,7 @@ def _agrees(compiled, results):
     assert report == {"failures": [], "unchecked": []}, report
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(S.files(), S.sizes(min_n=1, max_n=40))
 def test_structural_decisions_against_brute_force(monkeypatch, source, n):
@@ -53,7 +53,7 @@ def test_structural_decisions_against_brute_force(monkeypatch, source, n):
     _agrees(compiled, _structural(compiled, monkeypatch))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(S.pattern_sources(), S.sizes(max_n=40))
 def test_row_keys_match_the_reference(source, n):
     pattern = patterndsl.compile(source, n).patterns[0][0]
@@ -64,7 +64,7 @@ def test_row_keys_match_the_reference(source, n):
     assert (dense == evaluate(pattern, np.arange(n), n)).all()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(S.files(), S.sizes(min_n=1, max_n=40))
 def test_components_match_scipy_on_the_dense_graph(source, n):
     from scipy.sparse import csr_matrix
@@ -97,7 +97,7 @@ BANDS = ["window(1)", "window(2)", "window(0, 1)", "window(3, 0)", "window(1, 2)
          "chunk(4) & window(2)", "self", "window(2) & window(0, 3)", "causal & window(2)"]
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(S.sizes(min_n=2, max_n=48), st.lists(st.sampled_from(BANDS), min_size=1, max_size=3))
 def test_interval_depth_against_the_recursion(n, layers):
     source = "layers {\n" + "\n".join(layers) + "\n}\n"
@@ -128,7 +128,7 @@ def test_decisions_above_dense_n_against_dense_graphs(source, n):
     assert verify_report(compiled, certificate(compiled, results)) == {"failures": [], "unchecked": []}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(S.files(), S.sizes(min_n=1, max_n=20))
 def test_structural_certificates_reject_corruptions(monkeypatch, source, n):
