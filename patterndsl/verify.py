@@ -840,7 +840,7 @@ def _row_after(ch: _Claims, h, i, steps) -> np.ndarray:
 def _depths(parent: np.ndarray, root: int) -> "np.ndarray | None":
     """Hops from every token to the root along ``parent``; None unless it is a tree."""
     jump = np.where(np.arange(parent.size) == root, root, parent)
-    hops = (jump != root).astype(np.int64)
+    hops = (np.arange(parent.size) != root).astype(np.int64)
     for _ in range(parent.size.bit_length() + 1):  # after k rounds, jump is the 2^k-th ancestor
         hops, jump = hops + hops[jump], jump[jump]
     return hops if (jump == root).all() else None

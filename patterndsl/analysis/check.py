@@ -13,8 +13,29 @@ from .counts import connection_counts
 from .growth import growth
 
 
+CHECK_MEMORY = 4 << 30  # check's own floor; a larger --memory-budget raises it
+BYTES_PER_TOKEN = 96  # peak of check per token and distinct pattern (counts, rows, ends), measured
+
+
+def memory_needed(compiled) -> int:
+    """About the peak memory of ``check``: arrays of n entries per distinct pattern."""
+    distinct = len({p for layer in compiled.patterns for p in layer})
+    return BYTES_PER_TOKEN * compiled.n * (distinct + 1)
+
+
 def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
-    """Every claim about ``compiled``: (the report, the certificate), both JSON-serialisable."""
+    """Every claim about ``compiled``: (the report, the certificate), both JSON-serialisable.
+    Refused up front (SpatError) when it would need more than the memory budget."""
+    from ..errors import Diagnostic, SpatError
+    from ..reference import _format_bytes, memory_budget
+
+    needed = memory_needed(compiled)
+    allowed = max(CHECK_MEMORY, memory_budget(compiled.memory_budget))
+    if needed > allowed:
+        raise SpatError(Diagnostic(
+            f"check at n = {compiled.n:,} needs about {_format_bytes(needed)} "
+            f"(arrays of n entries per pattern), over the memory budget of {_format_bytes(allowed)}",
+            help="raise it with --memory-budget (or PATTERNDSL_MEMORY_BUDGET), or check a smaller n"))
     start = time.perf_counter()
     counts = connection_counts(compiled)
     conditions = check_conditions(compiled, budget_seconds=budget_seconds)

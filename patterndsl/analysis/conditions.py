@@ -47,6 +47,15 @@ What is certified, and how (all without an n × n mask for large n):
     (n ≤ EXHAUSTIVE_N) or a budgeted DFS; refutations of C2 by two disjoint sets that are
     closed under attending (each must hold γ(0)) or under being attended (each must
     hold γ(n−1)).
+  * above DENSE_N, from the rows' structure (analysis/rowsets.py: key intervals per row,
+    never a row of n bools): U's SCCs, sources and sinks on a segment-tree graph
+    (analysis/graph.py) give the closed-set refutations of C2 and C3; counting
+    refutations of C2 (a set X whose successors, or predecessors, all lie in a set Y
+    with |Y| < |X| − 1); witnesses from residue runs joined through hubs, or a greedy
+    search over the union mask up to SEARCH_N; exact s for monotone interval rows
+    (analysis/structural.py), else bounds from BFS trees of U (s ≤ p·(height in + height
+    out), given C1) and from S^t of a few rows; without C1: A^0 = J (s = 1), an empty
+    row in every layer, or, with one layer, U's period (> 1: infinite; 1: primitive).
 Anything not decided within the budget is ``holds: None`` — never a guess.
 """
 from __future__ import annotations

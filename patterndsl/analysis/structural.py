@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
 from ..primitives import Dilated, Global, Stride
@@ -31,6 +33,13 @@ def _single_intervals(P, n, limit):
     except TooManyIntervals:
         return None
     return lo, hi
+
+
+def _int_array(values: np.ndarray) -> array:
+    """A compact int64 array whose items index as Python ints (fast in a scalar loop)."""
+    out = array("q")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+    return out
 
 
 def interval_depth(patterns, n: int, limit: int = 1 << 24):
@@ -53,7 +62,7 @@ def interval_depth(patterns, n: int, limit: int = 1 << 24):
         lo, hi = pair
         if (lo > idx).any() or (hi <= idx).any() or (np.diff(lo) < 0).any() or (np.diff(hi) < 0).any():
             return False
-        ends.append((lo.tolist(), (hi - 1).tolist()))
+        ends.append((_int_array(lo), _int_array(hi - 1)))
     p = len(patterns)
 
     def reaches(t):
