@@ -35,7 +35,7 @@ the same way for ours, FlexAttention and SDPA. FlexAttention's compiled backward
 its saved buffers by default, which forbids retain_graph: the benchmark turns that off
 (torch._functorch.config.donated_buffer = False), which costs its backward nothing but
 the buffer reuse. Tiles, warps and stages are the generated module's
-TILES table (patterndsl/kernels/template.py), checked to fit sm_90 without register
+TILES table (patterndsl/kernels/blocksparse.py), checked to fit sm_90 without register
 spills in 16-bit: forward 128×64 tiles, 4 warps (8 at head dim 128), 3 stages;
 backward 128×32 tiles (dQ: 128 queries looping over 32 keys; dK/dV: 128 keys looping
 over 32 queries), 3 stages, 4 warps for dQ and 8 for dK/dV (8 for both at head dim 128).

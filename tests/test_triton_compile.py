@@ -49,10 +49,11 @@ from triton.compiler import ASTSource
 import patterndsl
 from patterndsl.kernels import kernel_module
 
-source, n, even, configs, directory = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "even", json.loads(sys.argv[4]), sys.argv[5]
-module = kernel_module(patterndsl.compile(source, n), 128)  # the blocks benchmarks use
+source, n, configs, directory = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+# The blocks benchmarks use; every list cut, so that the module holds the merging kernels too.
+module = kernel_module(patterndsl.compile(source, n), 128, max_blocks_per_program=1)
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-SCALARS = {"N", "H", "H_KV", "GROUP", "NUM_Q_BLOCKS", "NUM_K_BLOCKS", "NUM_ITEMS", "NUM_SLOTS"}
+SCALARS = {"H", "H_KV", "GROUP"}
 SCRATCH = {"LSE", "DELTA", "ACC_S", "M_S", "L_S", "DQ_S", "DK_S", "DV_S", "SCRATCH"}
 
 
@@ -67,13 +68,11 @@ def signature(kernel, dtype, constants):
             types[name] = "*" + dtype
         elif name in SCRATCH:
             types[name] = "*fp32"
-        elif name.startswith("T_member"):
-            types[name], aligned = "*i8", False
         elif name in ("qk_scale", "sm_scale"):
             types[name], aligned = "fp32", False
         elif name in SCALARS or name.startswith("stride"):
             types[name], aligned = "i32", name.startswith("stride")
-        else:  # block lists, head patterns, bitmaps
+        else:  # TABLES (block lists and the predicates' data), head patterns
             types[name] = "*i32"
         if aligned:  # what Triton's launcher sees for 16-byte aligned pointers and strides
             attrs[(index,)] = [["tt.divisibility", 16]]
@@ -96,35 +95,39 @@ def build(name, kernel, dtype_name, head_dim, constants, warps, stages):
 
 for dtype_name, head_dim, with_split in configs:
     block_d, forward, dq, dkdv, precision = module._settings(head_dim, DTYPES[dtype_name])
-    passes = (("forward", module._attn_fwd, forward, "EVEN_N", False),
-              ("dQ", module._attn_bwd_dq, dq, "EVEN_N", False),
-              ("dK/dV", module._attn_bwd_dkdv, dkdv, "EVEN_M", True))
-    for name, kernel, (own, loop, warps, stages), even, keys_own in passes:
+    passes = (("forward", module._attn_fwd, forward, False),
+              ("dQ", module._attn_bwd_dq, dq, False),
+              ("dK/dV", module._attn_bwd_dkdv, dkdv, True))
+    for name, kernel, (own, loop, warps, stages), keys_own in passes:
         block_m, block_n = (loop, own) if keys_own else (own, loop)
         for split in (False, True) if with_split else (False,):
-            constants = dict(BLOCK_Q=module.BLOCK_Q, BLOCK_K=module.BLOCK_K,
+            constants = dict(N=n, BLOCK_Q=module.BLOCK_Q, BLOCK_K=module.BLOCK_K,
                              BLOCK_M=module._fit(block_m, module.BLOCK_Q), BLOCK_N=module._fit(block_n, module.BLOCK_K),
-                             BLOCK_D=block_d, HEAD_DIM=head_dim, PRECISION=precision, SPLIT=split, **{even: even})
+                             BLOCK_D=block_d, HEAD_DIM=head_dim, PRECISION=precision, SPLIT=split,
+                             **(dict(NUM_ITEMS=module.NUM_K_ITEMS if keys_own else module.NUM_Q_ITEMS,
+                                     NUM_SLOTS=module.NUM_K_SLOTS if keys_own else module.NUM_Q_SLOTS)
+                                if split else dict(NUM_ITEMS=0, NUM_SLOTS=0)))
             build(name + (" split" if split else ""), kernel, dtype_name, head_dim, constants, warps, stages)
     if not with_split:
         continue
     tile = module._fit(module.MERGE_TILE, module.BLOCK_Q)
     build("merge forward", module._fwd_combine, dtype_name, head_dim,
-          dict(HEAD_DIM=head_dim, BLOCK_Q=module.BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d), module.MERGE_WARPS, 3)
+          dict(N=n, HEAD_DIM=head_dim, BLOCK_Q=module.BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d, NUM_SLOTS=module.NUM_Q_SLOTS),
+          module.MERGE_WARPS, 3)
     build("sum slots", module._sum_slots, dtype_name, head_dim,
-          dict(HEAD_DIM=head_dim, BLOCK_ROWS=module.BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d), module.MERGE_WARPS, 3)
+          dict(N=n, HEAD_DIM=head_dim, BLOCK_ROWS=module.BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d,
+               NUM_SLOTS=module.NUM_K_SLOTS, SPLITS=int(module.K_SPLITS)), module.MERGE_WARPS, 3)
 print(json.dumps(results))
 """
 
 
-def compile_for_sm90(directory, source, n, even, configs):
+def compile_for_sm90(directory, source, n, configs):
     """Compile the module's kernels for each (dtype, head dim, with the SPLIT variants and the
     merging kernels) in a child process."""
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(directory / "triton-cache")
     env["PATTERNDSL_CACHE_DIR"] = str(directory / "patterndsl-cache")
-    run = subprocess.run([sys.executable, "-c", CHILD, source, str(n), "even" if even else "ragged",
-                          json.dumps(configs), str(directory)], env=env, capture_output=True, text=True, timeout=900)
+    run = subprocess.run([sys.executable, "-c", CHILD, source, str(n), json.dumps(configs), str(directory)], env=env, capture_output=True, text=True, timeout=900)
     if run.returncode != 0 and "No module named 'triton.backends.nvidia'" in run.stderr:
         pytest.skip("this triton build has no NVIDIA backend to compile for sm_90")
     assert run.returncode == 0, run.stderr[-4000:]
@@ -134,7 +137,7 @@ def compile_for_sm90(directory, source, n, even, configs):
 def test_kernels_compile_for_sm90_within_shared_memory(tmp_path):
     # Every kind of predicate, several patterns chosen at run time, a ragged n (all masks on).
     # The kernels with cut lists (SPLIT) and the merges at two of the three: they take time to compile.
-    kernels = compile_for_sm90(tmp_path, SOURCE, 300, False, [("bf16", 64, False), ("bf16", 128, True),
+    kernels = compile_for_sm90(tmp_path, SOURCE, 300, [("bf16", 64, False), ("bf16", 128, True),
                                                               ("fp32", 64, True)])
     assert len(kernels) == 3 + 2 * 8  # 3 passes; with SPLIT, 3 passes unsplit and split and the 2 merges
     for kernel in kernels:
@@ -150,7 +153,7 @@ def test_16_bit_kernels_do_not_spill_registers(tmp_path):
     tool = tool if os.path.exists(tool) else shutil.which("cuobjdump")
     if tool is None:
         pytest.skip("cuobjdump (shipped with Triton's NVIDIA backend) is not available to read register use")
-    kernels = compile_for_sm90(tmp_path, "window(256) | global(0..8)", 8192, True, [("bf16", 64, True), ("bf16", 128, True)])
+    kernels = compile_for_sm90(tmp_path, "window(256) | global(0..8)", 8192, [("bf16", 64, True), ("bf16", 128, True)])
     for kernel in kernels:
         usage = subprocess.run([tool, "--dump-resource-usage", kernel["cubin"]], capture_output=True, text=True).stdout
         stack = re.search(r"STACK:(\d+)", usage)

@@ -500,6 +500,55 @@ def test_in_process_module_is_the_emitted_module(tmp_path):
     assert kernel_module(compiled) is module
 
 
+def kernels_file_text():
+    from patterndsl.kernels import generate
+
+    return generate.KERNELS.read_text(encoding="utf-8")
+
+
+def test_the_kernels_module_is_the_module_of_the_empty_pattern():
+    # patterndsl/kernels/blocksparse.py is real code: its pattern part is the one generated for
+    # `none` at n = 1, so it imports and runs as it reads.
+    from patterndsl.kernels import blocksparse, module_source
+
+    def pattern_part(text):
+        start = text.index("N = 1  #")
+        return text[start:text.index("    return connected\n", start)]
+
+    assert pattern_part(kernels_file_text()) == pattern_part(module_source(patterndsl.compile("none", 1), 16))
+    q = torch.randn(2, 2, 1, 16, requires_grad=True)
+    out, lse = blocksparse.attention(q, q, q, return_lse=True)
+    assert (out == 0).all() and torch.isinf(lse).all()
+    assert (torch.autograd.grad(out.sum(), q)[0] == 0).all()
+
+
+def test_the_module_is_the_kernels_source_less_what_it_does_not_use():
+    import ast
+
+    from patterndsl.kernels import module_source
+
+    def definitions(text):
+        tree = ast.parse(text)
+        return {node.name: ast.get_source_segment(text, node) for node in tree.body
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+
+    real = definitions(kernels_file_text())
+    merging = {"_fwd_combine", "_merge_forward", "_sum_slots", "_sum_into", "_scratch"}
+    compiled = patterndsl.compile("window(2) | global(0..2)", 200)
+    uncut, both_cut = module_source(compiled, 16), module_source(compiled, 16, 2)
+    key_cut = module_source(patterndsl.compile("window(2) | cols(0..2)", 200), 16, 4)  # key block 0 only
+    assert "SPLIT_Q, NUM_Q_ITEMS, NUM_Q_SLOTS, NUM_Q_SPLITS = False" in key_cut
+    assert "SPLIT_K, NUM_K_ITEMS, NUM_K_SLOTS, NUM_K_SPLITS = True" in key_cut
+    for text, left_out in ((uncut, merging), (both_cut, set()), (key_cut, {"_fwd_combine", "_merge_forward"})):
+        mine = definitions(text)
+        assert set(mine) == set(real) - left_out
+        for name, source in mine.items():
+            if name != "_allowed":  # the one generated function
+                assert source == real[name], name
+        assert text.count("def _attn_bwd_dkdv(") == text.count("def _attn_fwd(") == 1
+        compile(text, "<kernel module>", "exec")
+
+
 # ---- the nn.Module -------------------------------------------------------------------------
 
 

@@ -1,18 +1,23 @@
-"""The text of a generated kernel module, with ``${...}`` holes that
-patterndsl/kernels/generate.py fills (string.Template).
+"""Triton block-sparse attention kernels: forward, dQ and dK/dV over a pattern's block lists.
 
-Kept as one template, laid out like Triton's fused-attention tutorial, so that
-the standalone file `patterndsl compile --target triton` writes and the module
-the in-process path imports are the same code. Holes:
+This is ordinary code (torch and triton only; it imports nothing from patterndsl), and it is
+also the body of every generated kernel module: patterndsl/kernels/generate.py writes a
+pattern's module as this file's source with the *pattern part* below replaced by the
+pattern's own constants, block tables and element predicate `_allowed`, and with the
+definitions of `CUT_LISTS_ONLY` left out when no block list is cut. Triton compiles a kernel
+from its source, reading the globals of the module that defines it, so each pattern runs as
+its own module; this one holds placeholders (an empty pattern) that make it import and read as
+one.
 
-    ${DOCSTRING} ${CONSTANTS} ${TABLES}   module header, constants and block tables
-    ${ALLOWED}                            the body of `_allowed`, the element predicate
-    ${T}                                  ", T_a, T_b": the predicate's data tables as
-                                          parameters and arguments ("" when there are none)
+Layout of the work (laid out like Triton's fused-attention tutorial):
+- forward: one program per tile of queries and head, online softmax over the tile's query
+  block's key blocks: first the partial blocks (with the predicate), then the full ones
+  (every in-bounds pair connected, no predicate);
+- backward: dQ over the same lists; dK and dV over the transposed lists (for each key block,
+  its query blocks), summing the query heads that share a key/value head;
+- a list much longer than the rest is cut into pieces computed by separate programs, which
+  write partial results to scratch slots that `_fwd_combine` and `_sum_slots` merge.
 """
-
-MODULE = '''\
-${DOCSTRING}
 import base64
 import zlib
 
@@ -20,42 +25,90 @@ import torch
 import triton
 import triton.language as tl
 
-${CONSTANTS}
+# ---- the pattern part ----------------------------------------------------------------------
 
-# Block tables, as (dtype, base64 of the zlib-compressed array), decoded once per device.
+# A generated module defines these names for its pattern (see patterndsl/kernels/generate.py);
+# here they are those it generates for the pattern `none` at n = 1 with blocks of 16, so that
+# this module runs as it reads (tests/test_triton_kernels.py checks both).
+N = 1  # the sequence length the tables were built for
+BLOCK_Q, BLOCK_K = 16, 16  # block layout: queries x keys per block
+NUM_Q_BLOCKS, NUM_K_BLOCKS = 1, 1
+LAYERS, HEADS = 1, 1  # layer l uses HEAD_PATTERNS[l % LAYERS]
+# Work items (load balancing): whether long lists are cut, into how many pieces, scratch
+# slots (one per piece of a cut list) and cut lists.
+SPLIT_Q, NUM_Q_ITEMS, NUM_Q_SLOTS, NUM_Q_SPLITS = False, 0, 0, 0  # no query block's list is cut
+SPLIT_K, NUM_K_ITEMS, NUM_K_SLOTS, NUM_K_SPLITS = False, 0, 0, 0  # no key block's list is cut
+
+# The distinct patterns (simplified, in .spat syntax); a pattern id indexes this list.
+PATTERNS = [
+    'none',
+]
+# HEAD_PATTERNS[layer][head]: the pattern id of each head (one entry: every head shares it).
+HEAD_PATTERNS = [[0]]
+# Block layouts:
+#   pattern 0: 1 × 1 blocks of 16 × 16: 0 full, 0 partial, 1 empty (sparsity 100.0%, block efficiency 100.0%)
+# TABLES (int32, zlib-compressed, base64), described below: offset, entries, table
+#          14         2  partial_ptr: [patterns * (NUM_Q_BLOCKS + 1)]
+#          16         1  partial_idx: key blocks
+#          17         2  full_ptr: [patterns * (NUM_Q_BLOCKS + 1)]
+#          19         1  full_idx: key blocks
+#          20         2  t_partial_ptr: [patterns * (NUM_K_BLOCKS + 1)]
+#          22         1  t_partial_idx: query blocks
+#          23         2  t_full_ptr: [patterns * (NUM_K_BLOCKS + 1)]
+#          25         1  t_full_idx: query blocks
+#          26         1  q_items: [patterns, NUM_Q_ITEMS, 4]: partial start, end, full start, end
+#          27         1  q_item_info: [NUM_Q_ITEMS, 2]: block, scratch slot (-1: not cut)
+#          28         1  q_splits: [NUM_Q_SPLITS, 3]: block, first slot, pieces
+#          29         1  k_items: [patterns, NUM_K_ITEMS, 4]: partial start, end, full start, end
+#          30         1  k_item_info: [NUM_K_ITEMS, 2]: block, scratch slot (-1: not cut)
+#          31         1  k_splits: [NUM_K_SPLITS, 3]: block, first slot, pieces
+_TABLES = (
+    "eJytw4kJACAMBMGrQBQl4pf032W2CAemSKps7Bw0Ti5uHl4+OkP/JH4kAUg=",
+)
+
+
+@triton.jit
+def _allowed(q, k, N, pattern, TABLES):
+    """Which pairs (q, k) of a tile are connected under pattern id `pattern`: q and k are int32
+    index tensors that broadcast ([M, 1] and [1, N], or the transpose in the dK/dV kernel).
+    Pairs outside the sequence are never connected. A generated module's predicate reads its
+    data (index lists, random bitmaps) from TABLES at fixed offsets."""
+    in_bounds = (q < N) & (k < N)
+    # none
+    connected = in_bounds & (k < 0)
+    return connected
+
+# ---- end of the pattern part ---------------------------------------------------------------
+
+# TABLES, one int32 buffer, starts with the offset of each block table, in this order:
 #   partial_ptr / partial_idx: for each pattern p and query block qb, the key blocks that need
 #       the element predicate, in CSR form: entries partial_ptr[r] : partial_ptr[r + 1] of
-#       partial_idx, for row r = p * (NUM_Q_BLOCKS + 1) + qb.
+#       partial_idx, for row r = p * (NUM_Q_BLOCKS + 1) + qb (the pointers index partial_idx).
 #   full_ptr / full_idx: the key blocks every in-bounds pair of which is connected (no predicate).
 #   t_partial_* / t_full_*: the same, transposed: for each pattern and key block, its query blocks
 #       (row r = p * (NUM_K_BLOCKS + 1) + kb); the dK/dV kernel walks these.
 #   q_items / q_item_info / q_splits: the work items of the forward and dQ passes when some
-#       query block's list is cut (SPLIT_Q): per item and pattern the ranges of partial_idx and
+#       query block's list is cut (SPLIT_Q): per pattern and item the ranges of partial_idx and
 #       full_idx it walks; per item its query block and scratch slot (-1: the block's list is
 #       whole, so the item writes its output directly); per cut query block its first slot and
 #       number of pieces, which a second, small kernel merges. k_*: the same for dK/dV over the
 #       transposed lists (SPLIT_K).
-#   T_*: data the predicates read (index lists too long to inline, random-pattern bitmaps).
-# Every table holds at least one element, so that no kernel argument is a null pointer.
-_TABLES = {
-${TABLES}
-}
+# After them come the data the predicates read. Every table holds at least one element.
+TABLE_NAMES = ("partial_ptr", "partial_idx", "full_ptr", "full_idx",
+               "t_partial_ptr", "t_partial_idx", "t_full_ptr", "t_full_idx",
+               "q_items", "q_item_info", "q_splits", "k_items", "k_item_info", "k_splits")
+(PARTIAL_PTR, PARTIAL_IDX, FULL_PTR, FULL_IDX, T_PARTIAL_PTR, T_PARTIAL_IDX, T_FULL_PTR, T_FULL_IDX,
+ Q_ITEMS, Q_ITEM_INFO, Q_SPLITS, K_ITEMS, K_ITEM_INFO, K_SPLITS) = (tl.constexpr(i) for i in range(14))
 
 # Kernels may read only constexpr globals.
 LN2 = tl.constexpr(0.6931471805599453)
 LOG2E = tl.constexpr(1.4426950408889634)
 
 
-# ---- the pattern ---------------------------------------------------------------------------
-
-
 @triton.jit
-def _allowed(q, k, N, pattern${T}):
-    """Which pairs (q, k) of a tile are connected under pattern id `pattern`: q and k are int32
-    index tensors that broadcast ([M, 1] and [1, N], or the transpose in the dK/dV kernel).
-    Pairs outside the sequence are never connected."""
-    in_bounds = (q < N) & (k < N)
-${ALLOWED}
+def _table(TABLES, which):
+    """The block table ``which`` (an index of TABLE_NAMES) inside TABLES."""
+    return TABLES + tl.load(TABLES + which)
 
 
 # ---- forward -------------------------------------------------------------------------------
@@ -63,9 +116,9 @@ ${ALLOWED}
 
 @triton.jit
 def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, start, end,
-                BLOCK_LIST, N, HEAD_DIM: tl.constexpr, qk_scale, pattern${T},
+                BLOCK_LIST, TABLES, pattern, qk_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
                 BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                APPLY_PATTERN: tl.constexpr, EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
+                APPLY_PATTERN: tl.constexpr, PRECISION: tl.constexpr):
     """Online softmax over the key blocks BLOCK_LIST[start:end], each BLOCK_K keys taken
     BLOCK_N at a time. Scores are kept in base 2 (qk_scale includes log2(e))."""
     offs_d = tl.arange(0, BLOCK_D)
@@ -82,10 +135,10 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, 
                      mask=(offs_n[None, :] < N) & (offs_d[:, None] < HEAD_DIM), other=0.0)
         qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
         if APPLY_PATTERN:
-            connected = _allowed(offs_m[:, None], offs_n[None, :], N, pattern${T})
+            connected = _allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES)
             qk = tl.where(connected, qk, float("-inf"))
-        elif not EVEN_N:  # a full block at the ragged end: only the keys past n are cut (EVEN_N
-            # is n % BLOCK_K == 0, not n % BLOCK_N: a whole tile past n may lie in the last block)
+        elif N % BLOCK_K != 0:  # a full block at the ragged end: only the keys past n are cut
+            # (n % BLOCK_K, not n % BLOCK_N: a whole tile past n may lie in the last block)
             qk = tl.where(offs_n[None, :] < N, qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         # A row that has met no connected key yet keeps m = -inf; measure it from 0
@@ -116,7 +169,7 @@ def _program(TILES, SPLIT: tl.constexpr):
 
 
 @triton.jit
-def _item_ranges(ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS):
+def _item_ranges(ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS: tl.constexpr):
     """(block, scratch slot, partial start, partial end, full start, full end) of a work item."""
     ranges = ITEMS + (pattern * NUM_ITEMS + item) * 4
     return (tl.load(ITEM_INFO + 2 * item), tl.load(ITEM_INFO + 2 * item + 1), tl.load(ranges),
@@ -124,7 +177,7 @@ def _item_ranges(ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS):
 
 
 @triton.jit
-def _query_tile(tile, pattern, PARTIAL_PTR, FULL_PTR, ITEMS, ITEM_INFO, NUM_Q_BLOCKS, NUM_ITEMS,
+def _query_tile(tile, pattern, TABLES, NUM_ITEMS: tl.constexpr, N: tl.constexpr,
                 BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, SPLIT: tl.constexpr):
     """(first query row, sub-tile within the query block, scratch slot, partial start, partial
     end, full start, full end) of the forward and dQ programs' tile `tile`. Without SPLIT, tile
@@ -135,18 +188,19 @@ def _query_tile(tile, pattern, PARTIAL_PTR, FULL_PTR, ITEMS, ITEM_INFO, NUM_Q_BL
         item = tile // (BLOCK_Q // BLOCK_M)
         sub = tile % (BLOCK_Q // BLOCK_M)
         query_block, slot, partial_start, partial_end, full_start, full_end = _item_ranges(
-            ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS)
+            _table(TABLES, Q_ITEMS), _table(TABLES, Q_ITEM_INFO), item, pattern, NUM_ITEMS)
         return (query_block * BLOCK_Q + sub * BLOCK_M, sub, slot, partial_start, partial_end,
                 full_start, full_end)
     else:
-        row = pattern * (NUM_Q_BLOCKS + 1) + tile * BLOCK_M // BLOCK_Q
-        return (tile * BLOCK_M, 0, -1, tl.load(PARTIAL_PTR + row), tl.load(PARTIAL_PTR + row + 1),
-                tl.load(FULL_PTR + row), tl.load(FULL_PTR + row + 1))
+        row = pattern * (tl.cdiv(N, BLOCK_Q) + 1) + tile * BLOCK_M // BLOCK_Q
+        partial_ptr, full_ptr = _table(TABLES, PARTIAL_PTR), _table(TABLES, FULL_PTR)
+        return (tile * BLOCK_M, 0, -1, tl.load(partial_ptr + row), tl.load(partial_ptr + row + 1),
+                tl.load(full_ptr + row), tl.load(full_ptr + row + 1))
 
 
 @triton.jit
-def _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m, N,
-                  stride_ob, stride_oh, stride_on, HEAD_DIM: tl.constexpr,
+def _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m,
+                  stride_ob, stride_oh, stride_on, N: tl.constexpr, HEAD_DIM: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     """Normalize a finished tile and write its output and natural-log log-sum-exp. A row with
     no connection has l = 0 and acc = 0: it outputs zeros, and its log-sum-exp (of nothing)
@@ -166,14 +220,13 @@ def _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m, N,
 
 
 @triton.jit
-def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PTR, FULL_IDX,
-              ITEMS, ITEM_INFO, ACC_S, M_S, L_S${T},
+def _attn_fwd(Q, K, V, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
               stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
               stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_on,
-              N, H, GROUP, HEAD_DIM: tl.constexpr, qk_scale, NUM_Q_BLOCKS, NUM_ITEMS, NUM_SLOTS,
-              BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
-              BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_N: tl.constexpr,
-              PRECISION: tl.constexpr, SPLIT: tl.constexpr):
+              H, GROUP, qk_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
+              BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              BLOCK_D: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr,
+              NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
     """One program per tile of BLOCK_M queries and per (batch, head): its partial key blocks
     with the predicate, then its full blocks without. Writes the output and the natural-log
     log-sum-exp (-inf for an empty row).
@@ -187,8 +240,7 @@ def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PT
     kv_head = head // GROUP
     pattern = tl.load(HEAD_PATTERN + head)
     start_m, sub, slot, partial_start, partial_end, full_start, full_end = _query_tile(
-        tile, pattern, PARTIAL_PTR, FULL_PTR, ITEMS, ITEM_INFO, NUM_Q_BLOCKS, NUM_ITEMS,
-        BLOCK_Q, BLOCK_M, SPLIT)
+        tile, pattern, TABLES, NUM_ITEMS, N, BLOCK_Q, BLOCK_M, SPLIT)
 
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
@@ -204,13 +256,11 @@ def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PT
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn,
-                                partial_start, partial_end, PARTIAL_IDX,
-                                N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D,
-                                True, EVEN_N, PRECISION)
+                                partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, pattern,
+                                qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, PRECISION)
     acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn,
-                                full_start, full_end, FULL_IDX,
-                                N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D,
-                                False, EVEN_N, PRECISION)
+                                full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern,
+                                qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, PRECISION)
 
     if SPLIT:
         if slot >= 0:
@@ -220,26 +270,27 @@ def _attn_fwd(Q, K, V, Out, LSE, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PT
             tl.store(M_S + scratch, m_i)
             tl.store(L_S + scratch, l_i)
         else:
-            _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m, N,
-                          stride_ob, stride_oh, stride_on, HEAD_DIM, BLOCK_M, BLOCK_D)
+            _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m,
+                          stride_ob, stride_oh, stride_on, N, HEAD_DIM, BLOCK_M, BLOCK_D)
     else:
-        _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m, N,
-                      stride_ob, stride_oh, stride_on, HEAD_DIM, BLOCK_M, BLOCK_D)
+        _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m,
+                      stride_ob, stride_oh, stride_on, N, HEAD_DIM, BLOCK_M, BLOCK_D)
 
 
 @triton.jit
-def _fwd_combine(Out, LSE, SPLITS, ACC_S, M_S, L_S, stride_ob, stride_oh, stride_on, N, H, NUM_SLOTS,
-                 HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr,
-                 BLOCK_D: tl.constexpr):
+def _fwd_combine(Out, LSE, TABLES, ACC_S, M_S, L_S, stride_ob, stride_oh, stride_on, H,
+                 N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, NUM_SLOTS: tl.constexpr):
     """One program per tile of BLOCK_M rows of a cut query block and per (batch, head): merges
     the partial states of the block's pieces (log-sum-exp: rescale each to the common maximum,
     then add) and writes the output and log-sum-exp like an uncut block."""
     split = tl.program_id(0) // (BLOCK_Q // BLOCK_M)
     sub = tl.program_id(0) % (BLOCK_Q // BLOCK_M)
     batch_head = tl.program_id(1)
-    query_block = tl.load(SPLITS + 3 * split)
-    first = tl.load(SPLITS + 3 * split + 1)
-    count = tl.load(SPLITS + 3 * split + 2)
+    splits = _table(TABLES, Q_SPLITS)
+    query_block = tl.load(splits + 3 * split)
+    first = tl.load(splits + 3 * split + 1)
+    count = tl.load(splits + 3 * split + 2)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -257,23 +308,24 @@ def _fwd_combine(Out, LSE, SPLITS, ACC_S, M_S, L_S, stride_ob, stride_oh, stride
         acc = acc * alpha[:, None] + tl.load(ACC_S + scratch[:, None] * BLOCK_D + offs_d[None, :]) * beta[:, None]
         m_i = m_new
     _store_output(acc, l_i, m_i, Out, LSE, batch_head // H, batch_head % H, batch_head,
-                  query_block * BLOCK_Q + sub * BLOCK_M, N, stride_ob, stride_oh, stride_on,
-                  HEAD_DIM, BLOCK_M, BLOCK_D)
+                  query_block * BLOCK_Q + sub * BLOCK_M, stride_ob, stride_oh, stride_on,
+                  N, HEAD_DIM, BLOCK_M, BLOCK_D)
 
 
 @triton.jit
-def _sum_slots(SCRATCH, Out, SPLITS, stride_ob, stride_oh, stride_on, N, H, NUM_SLOTS,
+def _sum_slots(SCRATCH, Out, TABLES, stride_ob, stride_oh, stride_on, H, N: tl.constexpr,
                HEAD_DIM: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_M: tl.constexpr,
-               BLOCK_D: tl.constexpr):
+               BLOCK_D: tl.constexpr, NUM_SLOTS: tl.constexpr, SPLITS: tl.constexpr):
     """One program per tile of BLOCK_M rows of a cut block (BLOCK_ROWS rows) and per (batch,
     head): adds the float32 gradients its pieces left in their scratch slots and writes the sum
-    (a fixed order: deterministic, unlike atomic adds)."""
+    (a fixed order: deterministic, unlike atomic adds). SPLITS: Q_SPLITS or K_SPLITS."""
     split = tl.program_id(0) // (BLOCK_ROWS // BLOCK_M)
     sub = tl.program_id(0) % (BLOCK_ROWS // BLOCK_M)
     batch_head = tl.program_id(1)
-    block = tl.load(SPLITS + 3 * split)
-    first = tl.load(SPLITS + 3 * split + 1)
-    count = tl.load(SPLITS + 3 * split + 2)
+    splits = _table(TABLES, SPLITS)
+    block = tl.load(splits + 3 * split)
+    first = tl.load(splits + 3 * split + 1)
+    count = tl.load(splits + 3 * split + 2)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     total = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -292,9 +344,9 @@ def _sum_slots(SCRATCH, Out, SPLITS, stride_ob, stride_oh, stride_on, N, H, NUM_
 
 @triton.jit
 def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn, start, end,
-               BLOCK_LIST, N, HEAD_DIM: tl.constexpr, qk_scale, pattern${T},
+               BLOCK_LIST, TABLES, pattern, qk_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
                BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-               APPLY_PATTERN: tl.constexpr, EVEN_N: tl.constexpr, PRECISION: tl.constexpr):
+               APPLY_PATTERN: tl.constexpr, PRECISION: tl.constexpr):
     """dQ (up to the softmax scale) over the key blocks BLOCK_LIST[start:end]:
     P = exp(S - lse), dS = P * (dO V^T - delta), dQ += dS K."""
     offs_d = tl.arange(0, BLOCK_D)
@@ -311,8 +363,8 @@ def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride
         qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
         p = tl.math.exp2(qk - lse2[:, None])
         if APPLY_PATTERN:
-            p = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern${T}), p, 0.0)
-        elif not EVEN_N:
+            p = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES), p, 0.0)
+        elif N % BLOCK_K != 0:
             p = tl.where(offs_n[None, :] < N, p, 0.0)
         dp = tl.dot(do, vT, input_precision=PRECISION)
         ds = p * (dp - delta[:, None])
@@ -321,15 +373,14 @@ def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride
 
 
 @triton.jit
-def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL_IDX, FULL_PTR,
-                 FULL_IDX, ITEMS, ITEM_INFO, DQ_S${T},
+def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, TABLES, HEAD_PATTERN, DQ_S,
                  stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                  stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
                  stride_dqb, stride_dqh, stride_dqn,
-                 N, H, GROUP, HEAD_DIM: tl.constexpr, qk_scale, sm_scale, NUM_Q_BLOCKS, NUM_ITEMS,
-                 NUM_SLOTS, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_N: tl.constexpr,
-                 PRECISION: tl.constexpr, SPLIT: tl.constexpr):
+                 H, GROUP, qk_scale, sm_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+                 BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+                 SPLIT: tl.constexpr, NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
     """One program per tile of BLOCK_M queries and per (batch, head), over the same key-block
     lists (or, with SPLIT, work items) as the forward pass. A piece of a cut list writes its
     float32 dQ to its scratch slot, for _sum_slots to add up."""
@@ -339,8 +390,7 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL
     kv_head = head // GROUP
     pattern = tl.load(HEAD_PATTERN + head)
     start_m, sub, slot, partial_start, partial_end, full_start, full_end = _query_tile(
-        tile, pattern, PARTIAL_PTR, FULL_PTR, ITEMS, ITEM_INFO, NUM_Q_BLOCKS, NUM_ITEMS,
-        BLOCK_Q, BLOCK_M, SPLIT)
+        tile, pattern, TABLES, NUM_ITEMS, N, BLOCK_Q, BLOCK_M, SPLIT)
 
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
@@ -362,13 +412,11 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn,
-                    partial_start, partial_end, PARTIAL_IDX,
-                    N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D, True, EVEN_N,
-                    PRECISION)
+                    partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, pattern, qk_scale,
+                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, PRECISION)
     dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn,
-                    full_start, full_end, FULL_IDX,
-                    N, HEAD_DIM, qk_scale, pattern${T}, BLOCK_K, BLOCK_N, BLOCK_D, False, EVEN_N,
-                    PRECISION)
+                    full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern, qk_scale,
+                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, PRECISION)
     DQ_tile = (DQ + batch.to(tl.int64) * stride_dqb + head.to(tl.int64) * stride_dqh
                + start_m.to(tl.int64) * stride_dqn + local_m[:, None] * stride_dqn + offs_d[None, :])
     if SPLIT:
@@ -383,9 +431,9 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, HEAD_PATTERN, PARTIAL_PTR, PARTIAL
 
 @triton.jit
 def _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE_head, DELTA_head, stride_qn, stride_don,
-                 start, end, BLOCK_LIST, N, HEAD_DIM: tl.constexpr, qk_scale, pattern${T},
-                 BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
-                 APPLY_PATTERN: tl.constexpr, EVEN_M: tl.constexpr, PRECISION: tl.constexpr):
+                 start, end, BLOCK_LIST, TABLES, pattern, qk_scale, N: tl.constexpr,
+                 HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr,
+                 BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, PRECISION: tl.constexpr):
     """dK (up to the softmax scale) and dV of one key tile over the query blocks
     BLOCK_LIST[start:end], each BLOCK_Q queries taken BLOCK_M at a time, computed transposed:
     P^T = exp(K Q^T - lse), dV += P^T dO, dS^T = P^T * (V dO^T - delta), dK += dS^T Q."""
@@ -407,8 +455,8 @@ def _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE_head, DELTA_head, st
         qkT = tl.dot(k, qT, input_precision=PRECISION) * qk_scale
         pT = tl.math.exp2(qkT - lse2[None, :])
         if APPLY_PATTERN:
-            pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern${T}), pT, 0.0)
-        elif not EVEN_M:
+            pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern, TABLES), pT, 0.0)
+        elif N % BLOCK_Q != 0:
             pT = tl.where(offs_m[None, :] < N, pT, 0.0)
         dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=PRECISION)
         dpT = tl.dot(v, tl.trans(do), input_precision=PRECISION)
@@ -418,15 +466,14 @@ def _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE_head, DELTA_head, st
 
 
 @triton.jit
-def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR, T_PARTIAL_IDX,
-                   T_FULL_PTR, T_FULL_IDX, ITEMS, ITEM_INFO, DK_S, DV_S${T},
+def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, TABLES, HEAD_PATTERN, DK_S, DV_S,
                    stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                    stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
                    stride_dkb, stride_dkh, stride_dkn, stride_dvb, stride_dvh, stride_dvn,
-                   N, H, H_KV, GROUP, HEAD_DIM: tl.constexpr, qk_scale, sm_scale, NUM_K_BLOCKS,
-                   NUM_ITEMS, NUM_SLOTS, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                   EVEN_M: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr):
+                   H, H_KV, GROUP, qk_scale, sm_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+                   BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+                   SPLIT: tl.constexpr, NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
     """One program per tile of BLOCK_N keys and per (batch, key/value head). It sums over the
     GROUP query heads that share the key/value head (grouped-query attention), each through its
     own pattern's transposed lists, so dK and dV are written once, without atomics. With SPLIT,
@@ -439,8 +486,9 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR,
     if SPLIT:
         item = tile // (BLOCK_K // BLOCK_N)
         sub = tile % (BLOCK_K // BLOCK_N)
-        key_block = tl.load(ITEM_INFO + 2 * item)
-        slot = tl.load(ITEM_INFO + 2 * item + 1)
+        item_info = _table(TABLES, K_ITEM_INFO)
+        key_block = tl.load(item_info + 2 * item)
+        slot = tl.load(item_info + 2 * item + 1)
         start_n = key_block * BLOCK_K + sub * BLOCK_N
     else:
         start_n = tile * BLOCK_N
@@ -463,22 +511,23 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, HEAD_PATTERN, T_PARTIAL_PTR,
         pattern = tl.load(HEAD_PATTERN + head)
         if SPLIT:
             _, _, partial_start, partial_end, full_start, full_end = _item_ranges(
-                ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS)
+                _table(TABLES, K_ITEMS), _table(TABLES, K_ITEM_INFO), item, pattern, NUM_ITEMS)
         else:
-            col = pattern * (NUM_K_BLOCKS + 1) + key_block
-            partial_start, partial_end = tl.load(T_PARTIAL_PTR + col), tl.load(T_PARTIAL_PTR + col + 1)
-            full_start, full_end = tl.load(T_FULL_PTR + col), tl.load(T_FULL_PTR + col + 1)
+            col = pattern * (tl.cdiv(N, BLOCK_K) + 1) + key_block
+            partial_ptr, full_ptr = _table(TABLES, T_PARTIAL_PTR), _table(TABLES, T_FULL_PTR)
+            partial_start, partial_end = tl.load(partial_ptr + col), tl.load(partial_ptr + col + 1)
+            full_start, full_end = tl.load(full_ptr + col), tl.load(full_ptr + col + 1)
         Q_head = Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
         DO_head = DO + batch.to(tl.int64) * stride_dob + head.to(tl.int64) * stride_doh
         row_stats = (batch.to(tl.int64) * H + head) * N
         dk, dv = _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE + row_stats, DELTA + row_stats,
-                              stride_qn, stride_don, partial_start, partial_end, T_PARTIAL_IDX,
-                              N, HEAD_DIM, qk_scale,
-                              pattern${T}, BLOCK_Q, BLOCK_M, BLOCK_D, True, EVEN_M, PRECISION)
+                              stride_qn, stride_don, partial_start, partial_end,
+                              _table(TABLES, T_PARTIAL_IDX), TABLES, pattern, qk_scale,
+                              N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, True, PRECISION)
         dk, dv = _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE + row_stats, DELTA + row_stats,
-                              stride_qn, stride_don, full_start, full_end, T_FULL_IDX,
-                              N, HEAD_DIM, qk_scale,
-                              pattern${T}, BLOCK_Q, BLOCK_M, BLOCK_D, False, EVEN_M, PRECISION)
+                              stride_qn, stride_don, full_start, full_end,
+                              _table(TABLES, T_FULL_IDX), TABLES, pattern, qk_scale,
+                              N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, False, PRECISION)
     DK_tile = (DK + batch.to(tl.int64) * stride_dkb + kv_head.to(tl.int64) * stride_dkh
                + start_n.to(tl.int64) * stride_dkn + local_n[:, None] * stride_dkn + offs_d[None, :])
     DV_tile = (DV + batch.to(tl.int64) * stride_dvb + kv_head.to(tl.int64) * stride_dvh
@@ -529,16 +578,12 @@ _device_tables = {}
 _head_pattern_tensors = {}
 
 
-def _decode(dtype, text):
-    data = bytearray(zlib.decompress(base64.b64decode(text)))
-    return torch.frombuffer(data, dtype=getattr(torch, dtype)).clone()
-
-
 def _tables(device):
-    """The block tables as tensors on ``device``, decoded once."""
+    """TABLES on ``device``, decoded once."""
     key = str(device)
     if key not in _device_tables:
-        _device_tables[key] = {name: _decode(dtype, text).to(device) for name, (dtype, text) in _TABLES.items()}
+        data = bytearray(zlib.decompress(base64.b64decode("".join(_TABLES))))
+        _device_tables[key] = torch.frombuffer(data, dtype=torch.int32).clone().to(device)
     return _device_tables[key]
 
 
@@ -571,6 +616,7 @@ def _interpreting():
 
 
 def _check(q, k, v, layer):
+    """The checks of attention()'s arguments, raising ValueError."""
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError("q, k and v must be shaped [batch, heads, n, head_dim]")
     if q.shape[2] != N or k.shape[2] != N or v.shape[2] != N:
@@ -606,14 +652,14 @@ def _settings(head_dim, dtype):
     return block_d, forward, dq, dkdv, precision
 
 
-# Tiles of the kernels that merge the pieces of cut lists (memory-bound: small tiles, many programs).
-MERGE_TILE, MERGE_WARPS = 64, 4
-
-
 def _grid(n, block_m, items, block_rows, heads):
     """A tile per BLOCK_M rows and per (batch, head), or with work items (SPLIT) a tile per BLOCK_M
     rows of each item's block and per (batch, head) on one axis (see _program)."""
     return (items * (block_rows // block_m) * heads, 1) if items else (triton.cdiv(n, block_m), heads)
+
+
+# Tiles of the kernels that merge the pieces of cut lists (memory-bound: small tiles, many programs).
+MERGE_TILE, MERGE_WARPS = 64, 4
 
 
 def _scratch(rows, slots, block_rows, block_d, device):
@@ -621,13 +667,25 @@ def _scratch(rows, slots, block_rows, block_d, device):
     return torch.empty(rows * slots * block_rows * block_d, device=device, dtype=torch.float32)
 
 
-def _sum_into(scratch, out, splits, slots, block_rows, block_d):
-    """out's rows of the cut blocks := the sum of their pieces' scratch slots."""
+def _merge_forward(out, lse, acc_s, m_s, l_s, block_d):
+    """out and lse of the cut query blocks, merged from their pieces' scratch states."""
     batch, heads, n, head_dim = out.shape
+    tile = _fit(MERGE_TILE, BLOCK_Q)
+    _fwd_combine[(NUM_Q_SPLITS * (BLOCK_Q // tile), batch * heads)](
+        out, lse, _tables(out.device), acc_s, m_s, l_s, *_strides(out), heads, N=n, HEAD_DIM=head_dim,
+        BLOCK_Q=BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d, NUM_SLOTS=NUM_Q_SLOTS, num_warps=MERGE_WARPS)
+
+
+def _sum_into(scratch, out, side, block_d):
+    """out's rows of the cut blocks := the sum of their pieces' scratch slots; ``side`` is "Q"
+    (dQ: cut query blocks) or "K" (dK, dV: cut key blocks)."""
+    batch, heads, n, head_dim = out.shape
+    splits, count, slots, block_rows = ((Q_SPLITS, NUM_Q_SPLITS, NUM_Q_SLOTS, BLOCK_Q) if side == "Q" else
+                                        (K_SPLITS, NUM_K_SPLITS, NUM_K_SLOTS, BLOCK_K))
     tile = _fit(MERGE_TILE, block_rows)
-    _sum_slots[(splits.numel() // 3 * (block_rows // tile), batch * heads)](
-        scratch, out, splits, *_strides(out), n, heads, slots,
-        HEAD_DIM=head_dim, BLOCK_ROWS=block_rows, BLOCK_M=tile, BLOCK_D=block_d, num_warps=MERGE_WARPS)
+    _sum_slots[(count * (block_rows // tile), batch * heads)](
+        scratch, out, _tables(out.device), *_strides(out), heads, N=n, HEAD_DIM=head_dim,
+        BLOCK_ROWS=block_rows, BLOCK_M=tile, BLOCK_D=block_d, NUM_SLOTS=slots, SPLITS=int(splits), num_warps=MERGE_WARPS)
 
 
 def _forward(q, k, v, head_pattern, sm_scale):
@@ -642,20 +700,14 @@ def _forward(q, k, v, head_pattern, sm_scale):
         acc_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, block_d, q.device)
         m_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, 1, q.device)
         l_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, 1, q.device)
-    grid = _grid(n, block_m, NUM_Q_ITEMS, BLOCK_Q, batch * heads)
-    _attn_fwd[grid](
-        q, k, v, out, lse, head_pattern, tables["partial_ptr"], tables["partial_idx"],
-        tables["full_ptr"], tables["full_idx"], tables["q_items"], tables["q_item_info"],
-        acc_s, m_s, l_s${TABLE_ARGS},
+    _attn_fwd[_grid(n, block_m, NUM_Q_ITEMS, BLOCK_Q, batch * heads)](
+        q, k, v, out, lse, tables, head_pattern, acc_s, m_s, l_s,
         *_strides(q), *_strides(k), *_strides(v), *_strides(out),
-        n, heads, heads // k.shape[1], head_dim, sm_scale * LOG2E.value, NUM_Q_BLOCKS, NUM_Q_ITEMS,
-        NUM_Q_SLOTS, BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        EVEN_N=n % BLOCK_K == 0, PRECISION=precision, SPLIT=SPLIT_Q, num_warps=warps, num_stages=stages)
+        heads, heads // k.shape[1], sm_scale * LOG2E.value, N=n, HEAD_DIM=head_dim, BLOCK_Q=BLOCK_Q,
+        BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, PRECISION=precision,
+        SPLIT=SPLIT_Q, NUM_ITEMS=NUM_Q_ITEMS, NUM_SLOTS=NUM_Q_SLOTS, num_warps=warps, num_stages=stages)
     if SPLIT_Q:
-        tile = _fit(MERGE_TILE, BLOCK_Q)
-        _fwd_combine[(NUM_Q_SPLITS * (BLOCK_Q // tile), batch * heads)](
-            out, lse, tables["q_splits"], acc_s, m_s, l_s, *_strides(out), n, heads, NUM_Q_SLOTS,
-            HEAD_DIM=head_dim, BLOCK_Q=BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d, num_warps=MERGE_WARPS)
+        _merge_forward(out, lse, acc_s, m_s, l_s, block_d)
     return out, lse
 
 
@@ -674,15 +726,14 @@ def _backward(q, k, v, out, lse, d_out, head_pattern, sm_scale):
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
     dq_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, block_d, q.device) if SPLIT_Q else delta
     _attn_bwd_dq[_grid(n, block_m, NUM_Q_ITEMS, BLOCK_Q, batch * heads)](
-        q, k, v, d_out, dq, lse, delta, head_pattern, tables["partial_ptr"], tables["partial_idx"],
-        tables["full_ptr"], tables["full_idx"], tables["q_items"], tables["q_item_info"], dq_s${TABLE_ARGS},
+        q, k, v, d_out, dq, lse, delta, tables, head_pattern, dq_s,
         *_strides(q), *_strides(k), *_strides(v), *_strides(d_out), *_strides(dq),
-        n, heads, heads // kv_heads, head_dim, sm_scale * LOG2E.value, sm_scale, NUM_Q_BLOCKS,
-        NUM_Q_ITEMS, NUM_Q_SLOTS, BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n,
-        BLOCK_D=block_d, EVEN_N=n % BLOCK_K == 0, PRECISION=precision, SPLIT=SPLIT_Q,
+        heads, heads // kv_heads, sm_scale * LOG2E.value, sm_scale, N=n, HEAD_DIM=head_dim,
+        BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
+        PRECISION=precision, SPLIT=SPLIT_Q, NUM_ITEMS=NUM_Q_ITEMS, NUM_SLOTS=NUM_Q_SLOTS,
         num_warps=warps, num_stages=stages)
     if SPLIT_Q:
-        _sum_into(dq_s, dq, tables["q_splits"], NUM_Q_SLOTS, BLOCK_Q, block_d)
+        _sum_into(dq_s, dq, "Q", block_d)
 
     tile_n, tile_m, warps, stages = dkdv_tiles
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
@@ -691,17 +742,15 @@ def _backward(q, k, v, out, lse, d_out, head_pattern, sm_scale):
         dk_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
         dv_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
     _attn_bwd_dkdv[_grid(n, block_n, NUM_K_ITEMS, BLOCK_K, batch * kv_heads)](
-        q, k, v, d_out, dk, dv, lse, delta, head_pattern, tables["t_partial_ptr"],
-        tables["t_partial_idx"], tables["t_full_ptr"], tables["t_full_idx"], tables["k_items"],
-        tables["k_item_info"], dk_s, dv_s${TABLE_ARGS},
+        q, k, v, d_out, dk, dv, lse, delta, tables, head_pattern, dk_s, dv_s,
         *_strides(q), *_strides(k), *_strides(v), *_strides(d_out), *_strides(dk), *_strides(dv),
-        n, heads, kv_heads, heads // kv_heads, head_dim, sm_scale * LOG2E.value, sm_scale, NUM_K_BLOCKS,
-        NUM_K_ITEMS, NUM_K_SLOTS, BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n,
-        BLOCK_D=block_d, EVEN_M=n % BLOCK_Q == 0, PRECISION=precision, SPLIT=SPLIT_K,
+        heads, kv_heads, heads // kv_heads, sm_scale * LOG2E.value, sm_scale, N=n, HEAD_DIM=head_dim,
+        BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
+        PRECISION=precision, SPLIT=SPLIT_K, NUM_ITEMS=NUM_K_ITEMS, NUM_SLOTS=NUM_K_SLOTS,
         num_warps=warps, num_stages=stages)
     if SPLIT_K:
-        _sum_into(dk_s, dk, tables["k_splits"], NUM_K_SLOTS, BLOCK_K, block_d)
-        _sum_into(dv_s, dv, tables["k_splits"], NUM_K_SLOTS, BLOCK_K, block_d)
+        _sum_into(dk_s, dk, "K", block_d)
+        _sum_into(dv_s, dv, "K", block_d)
     return dq, dk, dv
 
 
@@ -749,4 +798,3 @@ def attention(q, k, v, layer=0, scale=None, return_lse=False):
     else:
         out, lse = _BlockSparseAttention.apply(q, k, v, head_pattern, sm_scale)
     return (out, lse) if return_lse else out
-'''
