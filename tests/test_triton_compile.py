@@ -9,7 +9,8 @@ patterns use every kind of predicate (inline tests, an index-list table, random 
 several patterns chosen at run time) at a ragged n, in bfloat16 and float32, checking
 shared memory; and for a plain pattern at head dims 64 and 128 in bfloat16, checking that
 no registers spill. Each pass is compiled as launched without cut lists and with them
-(SPLIT: work items, scratch slots), and so are the two kernels that merge the pieces.
+(SPLIT: work items, scratch slots; compiled with a key bias, so that its path is checked
+too), and so are the two kernels that merge the pieces.
 Passes with Triton 3.6 and 3.9.
 """
 from __future__ import annotations
@@ -54,7 +55,7 @@ source, n, configs, directory = sys.argv[1], int(sys.argv[2]), json.loads(sys.ar
 module = kernel_module(patterndsl.compile(source, n), 128, max_blocks_per_program=1)
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 SCALARS = {"H", "H_KV", "GROUP"}
-SCRATCH = {"LSE", "DELTA", "ACC_S", "M_S", "L_S", "DQ_S", "DK_S", "DV_S", "SCRATCH"}
+SCRATCH = {"LSE", "DELTA", "ACC_S", "M_S", "L_S", "DQ_S", "DK_S", "DV_S", "SCRATCH", "BIAS", "D_BIAS"}
 
 
 def signature(kernel, dtype, constants):
@@ -104,10 +105,11 @@ for dtype_name, head_dim, with_split in configs:
             constants = dict(N=n, BLOCK_Q=module.BLOCK_Q, BLOCK_K=module.BLOCK_K,
                              BLOCK_M=module._fit(block_m, module.BLOCK_Q), BLOCK_N=module._fit(block_n, module.BLOCK_K),
                              BLOCK_D=block_d, HEAD_DIM=head_dim, PRECISION=precision, SPLIT=split,
+                             HAS_BIAS=split,  # the key bias with cut lists: both paths of each
                              **(dict(NUM_ITEMS=module.NUM_K_ITEMS if keys_own else module.NUM_Q_ITEMS,
                                      NUM_SLOTS=module.NUM_K_SLOTS if keys_own else module.NUM_Q_SLOTS)
                                 if split else dict(NUM_ITEMS=0, NUM_SLOTS=0)))
-            build(name + (" split" if split else ""), kernel, dtype_name, head_dim, constants, warps, stages)
+            build(name + (" split, key bias" if split else ""), kernel, dtype_name, head_dim, constants, warps, stages)
     if not with_split:
         continue
     tile = module._fit(module.MERGE_TILE, module.BLOCK_Q)

@@ -67,11 +67,12 @@ def reference_lse(q, k, compiled, layer, scale):
     return torch.logsumexp(scores.masked_fill(~allowed, float("-inf")), dim=-1)
 
 
-def forward_backward(function, q, k, v, d_out):
-    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
-    out = function(q, k, v)
-    dq, dk, dv = torch.autograd.grad(out, (q, k, v), d_out)
-    return out.detach(), dq, dk, dv
+def forward_backward(function, *inputs):
+    """(out, and the gradient of each input) of ``function(*inputs[:-1])`` against ``inputs[-1]``."""
+    *inputs, d_out = inputs
+    inputs = [t.detach().clone().requires_grad_() for t in inputs]
+    out = function(*inputs)
+    return (out.detach(), *torch.autograd.grad(out, inputs, d_out))
 
 
 # Whatever the eager computation in the same dtype gets wrong, the kernels may get wrong
@@ -80,27 +81,51 @@ def forward_backward(function, q, k, v, d_out):
 TOLERANCE = {torch.float32: (4.0, 1e-5), torch.float16: (4.0, 2e-3)}
 
 
-def assert_matches_reference(compiled, layer, q, k, v, d_out, scale=None, block_size=None, max_blocks=None):
-    """Kernels vs float64 reference: outputs, LSE, gradients; no NaN; empty rows exactly 0."""
+def biased_scores(q, k, compiled, layer, scale, key_bias):
+    """(scores + key bias with the pattern's pairs only, -inf elsewhere; the empty rows), in q's dtype."""
+    heads, kv_heads = q.shape[1], k.shape[1]
+    scores = q @ k.repeat_interleave(heads // kv_heads, dim=1).transpose(-1, -2) * scale
+    scores = scores + key_bias.to(q.dtype).expand(q.shape[:3]).unsqueeze(-2)
+    allowed = torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).unsqueeze(0)
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return scores, torch.isinf(scores).all(-1)  # a key_bias of -inf leaves a key out
+
+
+def biased_reference(q, k, v, compiled, layer, scale, key_bias):
+    """Dense attention with a key bias: masked softmax of the biased scores; empty rows 0."""
+    scores, empty = biased_scores(q, k, compiled, layer, scale, key_bias)
+    weights = torch.softmax(scores.masked_fill(empty.unsqueeze(-1), 0.0), dim=-1).masked_fill(empty.unsqueeze(-1), 0.0)
+    return weights @ v.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+
+
+def assert_matches_reference(compiled, layer, q, k, v, d_out, scale=None, block_size=None, max_blocks=None,
+                             key_bias=None):
+    """Kernels vs float64 reference: outputs, LSE, gradients (of key_bias too, if given); no
+    NaN; empty rows exactly 0. With a key bias, the reference is `biased_reference`."""
     dtype = q.dtype
     scale_value = scale if scale is not None else q.shape[-1] ** -0.5
+    names, tensors = ("out", "dq", "dk", "dv"), (q, k, v)
+    if key_bias is not None:
+        names, tensors = names + ("d key_bias",), tensors + (key_bias,)
 
-    def reference(q_, k_, v_):
+    def reference(q_, k_, v_, *bias):
+        if bias:
+            return biased_reference(q_, k_, v_, compiled, layer, scale_value, bias[0])
         return patterndsl.attention_reference(q_, k_, v_, compiled, layer, scale)
 
-    exact = forward_backward(reference, q.double(), k.double(), v.double(), d_out.double())
-    eager = forward_backward(reference, q, k, v, d_out)
+    exact = forward_backward(reference, *(t.double() for t in tensors), d_out.double())
+    eager = forward_backward(reference, *tensors, d_out)
     lse_box = []
 
-    def kernels(q_, k_, v_):
+    def kernels(q_, k_, v_, *bias):
         out, lse = triton_attention(q_, k_, v_, compiled, layer, scale, block_size=block_size, return_lse=True,
-                                    max_blocks_per_program=max_blocks)
+                                    max_blocks_per_program=max_blocks, key_bias=bias[0] if bias else None)
         lse_box.append(lse)
         return out
 
-    ours = forward_backward(kernels, q, k, v, d_out)
+    ours = forward_backward(kernels, *tensors, d_out)
     factor, floor = TOLERANCE[dtype]
-    for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv"), ours, eager, exact):
+    for name, mine, eager_value, want in zip(names, ours, eager, exact):
         assert mine.dtype == dtype and mine.shape == want.shape, name
         assert torch.isfinite(mine).all(), f"{name} has NaN or inf"
         error = (mine.double() - want).abs().max().item()
@@ -110,7 +135,11 @@ def assert_matches_reference(compiled, layer, q, k, v, d_out, scale=None, block_
                                   f"(eager {dtype} error {eager_error:.3g})")
 
     # The log-sum-exp: -inf exactly for the empty rows, close elsewhere.
-    lse, want_lse = lse_box[0], reference_lse(q, k, compiled, layer, scale_value)
+    lse = lse_box[0]
+    if key_bias is None:
+        want_lse = reference_lse(q, k, compiled, layer, scale_value)
+    else:
+        want_lse = torch.logsumexp(biased_scores(q.double(), k.double(), compiled, layer, scale_value, key_bias.double())[0], -1)
     empty = torch.isinf(want_lse)
     assert torch.equal(torch.isinf(lse), empty)
     lse_tolerance = 1e-4 if dtype == torch.float32 else 2e-2
@@ -256,6 +285,48 @@ def test_bfloat16_on_cpu_is_computed_in_float32():
                             q.double(), k.double(), v.double(), d_out.double())
     assert (out.double() - want[0]).abs().max().item() < 0.02
     assert (dq.double() - want[1]).abs().max().item() < 0.05
+
+
+# ---- a per-key score bias ------------------------------------------------------------------
+
+
+@settings(max_examples=examples(12 if CI else 8), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cases(), st.sampled_from(("full", "per batch", "per head", "per key")), st.sampled_from((None, 1, 2)))
+def test_key_bias_matches_the_dense_reference(case, bias_shape, max_blocks):
+    source, n, layer, block_size, batch, heads, kv_heads, head_dim, dtype, seed = case
+    compiled = patterndsl.compile(source, n)
+    q, k, v, d_out = random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=2.0)
+    shape = {"full": (batch, heads, n), "per batch": (batch, 1, n), "per head": (heads, n), "per key": (n,)}[bias_shape]
+    key_bias = (torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2).to(dtype)
+    assert_matches_reference(compiled, layer, q, k, v, d_out, block_size=block_size, max_blocks=max_blocks,
+                             key_bias=key_bias)
+
+
+@pytest.mark.parametrize("max_blocks", [None, 1])
+def test_key_bias_of_minus_infinity_leaves_keys_out(max_blocks):
+    # Padding keys 30.. masked by the bias: rows whose only keys are padding are empty (zeros),
+    # the rest equal attention without those keys.
+    n = 40
+    compiled = patterndsl.compile("window(3) | cols(0)", n)
+    q, k, v, d_out = random_inputs(2, 2, 1, n, 16, torch.float32, seed=11)
+    key_bias = torch.zeros(2, 1, n)
+    key_bias[:, :, 30:] = float("-inf")
+    key_bias[1, :, 0] = float("-inf")  # batch 1: key 0 too, so rows 34.. have no key left
+    assert_matches_reference(compiled, 0, q, k, v, d_out, block_size=16, max_blocks=max_blocks, key_bias=key_bias)
+    out = triton_attention(q, k, v, compiled, block_size=16, key_bias=key_bias, max_blocks_per_program=max_blocks)
+    assert (out[1, :, 34:] == 0).all() and (out[0, :, 34:] != 0).any()
+    unbiased = patterndsl.compile("(window(3) | cols(0)) & cols(0..30)", n)
+    assert (out[0] - triton_attention(q, k, v, unbiased, block_size=16)[0]).abs().max().item() < 1e-5
+
+
+def test_key_bias_is_checked():
+    compiled = patterndsl.compile("window(2)", 32)
+    q = torch.randn(1, 2, 32, 16)
+    for bad, message in ((torch.zeros(1, 2, 31), "does not broadcast"), (torch.zeros(32, dtype=torch.long), "floating"),
+                         ([0.0] * 32, "must be a floating-point tensor")):
+        with pytest.raises(SpatError, match=message):
+            triton_attention(q, q, q, compiled, key_bias=bad)
 
 
 TWO_HEADS = "heads {\n    0: self\n    1: causal\n}"
@@ -422,6 +493,9 @@ for layer in range(kernel.LAYERS + 1):
     out, lse = kernel.attention(q, k, v, layer=layer, return_lse=True)
     grads = torch.autograd.grad(out, (q, k, v), inputs["d_out"])
     results[layer] = (out.detach(), lse, *grads)
+key_bias = inputs["key_bias"].requires_grad_()
+out = kernel.attention(q, k, v, layer=0, key_bias=key_bias)
+results["key_bias"] = (out.detach(), *torch.autograd.grad(out, (q, k, v, key_bias), inputs["d_out"]))
 try:
     kernel.attention(q[:, :, :-1], k, v)
 except ValueError as error:
@@ -455,7 +529,8 @@ def test_standalone_module_runs_without_patterndsl(tmp_path):
 
     compiled = patterndsl.compile(spat, n)
     q, k, v, d_out = random_inputs(1, 2, 1, n, 16, torch.float32, seed=7)
-    torch.save({"qkv": (q, k, v), "d_out": d_out}, tmp_path / "inputs.pt")
+    key_bias = torch.randn(1, 1, n, dtype=torch.float64, generator=torch.Generator().manual_seed(8)).float()
+    torch.save({"qkv": (q, k, v), "d_out": d_out, "key_bias": key_bias}, tmp_path / "inputs.pt")
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["TRITON_INTERPRET"] = "1"
     # -I: no PYTHONPATH, no user site, and the script's directory (not the repository) on sys.path.
@@ -472,6 +547,10 @@ def test_standalone_module_runs_without_patterndsl(tmp_path):
             assert (mine.double() - want).abs().max().item() < 1e-4
         want_lse = reference_lse(q, k, compiled, layer, 16 ** -0.5)
         assert torch.equal(torch.isinf(lse), torch.isinf(want_lse))
+    exact = forward_backward(lambda q_, k_, v_, b_: biased_reference(q_, k_, v_, compiled, 0, 16 ** -0.5, b_),
+                             q.double(), k.double(), v.double(), key_bias.double(), d_out.double())
+    for mine, want in zip(results["key_bias"], exact):
+        assert mine.shape == want.shape and (mine.double() - want).abs().max().item() < 1e-4
 
 
 def test_module_text_quotes_any_source_safely():

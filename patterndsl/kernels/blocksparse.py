@@ -115,12 +115,13 @@ def _table(TABLES, which):
 
 
 @triton.jit
-def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, start, end,
+def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn, start, end,
                 BLOCK_LIST, TABLES, pattern, qk_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
                 BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                APPLY_PATTERN: tl.constexpr, PRECISION: tl.constexpr):
+                APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr):
     """Online softmax over the key blocks BLOCK_LIST[start:end], each BLOCK_K keys taken
-    BLOCK_N at a time. Scores are kept in base 2 (qk_scale includes log2(e))."""
+    BLOCK_N at a time. Scores are kept in base 2 (qk_scale includes log2(e)); with HAS_BIAS,
+    each key's bias (BIAS_row, float32 [N]) is added to its scores."""
     offs_d = tl.arange(0, BLOCK_D)
     local_n = tl.arange(0, BLOCK_N)
     # One flat loop over (block, tile within the block), so that Triton's software pipeliner,
@@ -134,6 +135,8 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, 
         kT = tl.load(K_tile + local_n[None, :] * stride_kn + offs_d[:, None],
                      mask=(offs_n[None, :] < N) & (offs_d[:, None] < HEAD_DIM), other=0.0)
         qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
+        if HAS_BIAS:
+            qk += _load_key_bias(BIAS_row, offs_n, N)[None, :]
         if APPLY_PATTERN:
             connected = _allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES)
             qk = tl.where(connected, qk, float("-inf"))
@@ -152,6 +155,12 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn, 
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PRECISION)
         m_i = m_new
     return acc, l_i, m_i
+
+
+@triton.jit
+def _load_key_bias(BIAS_row, offs_n, N):
+    """The bias of keys offs_n, in base 2 (times log2(e), like the scores); 0 past the end."""
+    return tl.load(BIAS_row + offs_n, mask=offs_n < N, other=0.0) * LOG2E
 
 
 @triton.jit
@@ -220,16 +229,17 @@ def _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m,
 
 
 @triton.jit
-def _attn_fwd(Q, K, V, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
+def _attn_fwd(Q, K, V, BIAS, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
               stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
-              stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_on,
+              stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_ob, stride_oh, stride_on,
               H, GROUP, qk_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
               BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-              BLOCK_D: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr,
-              NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
+              BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
+              SPLIT: tl.constexpr, NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
     """One program per tile of BLOCK_M queries and per (batch, head): its partial key blocks
     with the predicate, then its full blocks without. Writes the output and the natural-log
-    log-sum-exp (-inf for an empty row).
+    log-sum-exp (-inf for an empty row). With HAS_BIAS, BIAS is the float32 key bias
+    [batch, heads, N] (unit stride over keys; stride_bb, stride_bh may be 0: broadcast).
 
     `_query_tile` says which rows and which lists (or piece of them) a program takes. A piece of a
     cut list writes its unnormalized state (acc, running max m in base 2, sum l) to scratch slot
@@ -249,18 +259,19 @@ def _attn_fwd(Q, K, V, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
               + start_m.to(tl.int64) * stride_qn)
     K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
+    BIAS_row = BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh
     io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
     q = tl.load(Q_tile + local_m[:, None] * stride_qn + offs_d[None, :], mask=io_mask, other=0.0)
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn,
+    acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
                                 partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, pattern,
-                                qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, PRECISION)
-    acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, stride_kn, stride_vn,
+                                qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, HAS_BIAS, PRECISION)
+    acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
                                 full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern,
-                                qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, PRECISION)
+                                qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PRECISION)
 
     if SPLIT:
         if slot >= 0:
@@ -343,10 +354,10 @@ def _sum_slots(SCRATCH, Out, TABLES, stride_ob, stride_oh, stride_on, H, N: tl.c
 
 
 @triton.jit
-def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn, start, end,
+def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn, start, end,
                BLOCK_LIST, TABLES, pattern, qk_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
                BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-               APPLY_PATTERN: tl.constexpr, PRECISION: tl.constexpr):
+               APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr):
     """dQ (up to the softmax scale) over the key blocks BLOCK_LIST[start:end]:
     P = exp(S - lse), dS = P * (dO V^T - delta), dQ += dS K."""
     offs_d = tl.arange(0, BLOCK_D)
@@ -361,6 +372,8 @@ def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride
         vT = tl.load(V_head + start_n.to(tl.int64) * stride_vn + local_n[None, :] * stride_vn
                      + offs_d[:, None], mask=kv_mask, other=0.0)
         qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
+        if HAS_BIAS:
+            qk += _load_key_bias(BIAS_row, offs_n, N)[None, :]
         p = tl.math.exp2(qk - lse2[:, None])
         if APPLY_PATTERN:
             p = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES), p, 0.0)
@@ -373,14 +386,15 @@ def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride
 
 
 @triton.jit
-def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, TABLES, HEAD_PATTERN, DQ_S,
+def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, DELTA, TABLES, HEAD_PATTERN, DQ_S,
                  stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
-                 stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
+                 stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_dob, stride_doh, stride_don,
                  stride_dqb, stride_dqh, stride_dqn,
                  H, GROUP, qk_scale, sm_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
                  BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
-                 SPLIT: tl.constexpr, NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
+                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 PRECISION: tl.constexpr, SPLIT: tl.constexpr, NUM_ITEMS: tl.constexpr,
+                 NUM_SLOTS: tl.constexpr):
     """One program per tile of BLOCK_M queries and per (batch, head), over the same key-block
     lists (or, with SPLIT, work items) as the forward pass. A piece of a cut list writes its
     float32 dQ to its scratch slot, for _sum_slots to add up."""
@@ -409,14 +423,15 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, TABLES, HEAD_PATTERN, DQ_S,
     delta = tl.load(DELTA + batch_head.to(tl.int64) * N + offs_m, mask=offs_m < N, other=0.0)
     K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
+    BIAS_row = BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn,
+    dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
                     partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, pattern, qk_scale,
-                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, PRECISION)
-    dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, stride_kn, stride_vn,
+                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, HAS_BIAS, PRECISION)
+    dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
                     full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern, qk_scale,
-                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, PRECISION)
+                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PRECISION)
     DQ_tile = (DQ + batch.to(tl.int64) * stride_dqb + head.to(tl.int64) * stride_dqh
                + start_m.to(tl.int64) * stride_dqn + local_m[:, None] * stride_dqn + offs_d[None, :])
     if SPLIT:
@@ -430,13 +445,16 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, TABLES, HEAD_PATTERN, DQ_S,
 
 
 @triton.jit
-def _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE_head, DELTA_head, stride_qn, stride_don,
-                 start, end, BLOCK_LIST, TABLES, pattern, qk_scale, N: tl.constexpr,
+def _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE_head, DELTA_head, stride_qn,
+                 stride_don, start, end, BLOCK_LIST, TABLES, pattern, qk_scale, N: tl.constexpr,
                  HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr,
-                 BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, PRECISION: tl.constexpr):
+                 BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 PRECISION: tl.constexpr):
     """dK (up to the softmax scale) and dV of one key tile over the query blocks
     BLOCK_LIST[start:end], each BLOCK_Q queries taken BLOCK_M at a time, computed transposed:
-    P^T = exp(K Q^T - lse), dV += P^T dO, dS^T = P^T * (V dO^T - delta), dK += dS^T Q."""
+    P^T = exp(K Q^T + bias - lse), dV += P^T dO, dS^T = P^T * (V dO^T - delta), dK += dS^T Q,
+    and with HAS_BIAS d_bias += the sum of dS^T over the queries (bias: the tile's keys' bias
+    in base 2; d_bias: float32 [BLOCK_N])."""
     offs_d = tl.arange(0, BLOCK_D)
     local_m = tl.arange(0, BLOCK_M)
     for step in range(start * (BLOCK_Q // BLOCK_M), end * (BLOCK_Q // BLOCK_M)):
@@ -453,6 +471,8 @@ def _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE_head, DELTA_head, st
         lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
         delta = tl.load(DELTA_head + offs_m, mask=offs_m < N, other=0.0)
         qkT = tl.dot(k, qT, input_precision=PRECISION) * qk_scale
+        if HAS_BIAS:
+            qkT += bias[:, None]
         pT = tl.math.exp2(qkT - lse2[None, :])
         if APPLY_PATTERN:
             pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern, TABLES), pT, 0.0)
@@ -461,25 +481,31 @@ def _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE_head, DELTA_head, st
         dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=PRECISION)
         dpT = tl.dot(v, tl.trans(do), input_precision=PRECISION)
         dsT = pT * (dpT - delta[None, :])
+        if HAS_BIAS:
+            d_bias += tl.sum(dsT, 1)
         dk = tl.dot(dsT.to(qT.dtype), tl.trans(qT), dk, input_precision=PRECISION)
-    return dk, dv
+    return dk, dv, d_bias
 
 
 @triton.jit
-def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, TABLES, HEAD_PATTERN, DK_S, DV_S,
+def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, DELTA, TABLES, HEAD_PATTERN, DK_S, DV_S,
                    stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
-                   stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
+                   stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_dob, stride_doh, stride_don,
                    stride_dkb, stride_dkh, stride_dkn, stride_dvb, stride_dvh, stride_dvn,
                    H, H_KV, GROUP, qk_scale, sm_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
                    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
-                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
-                   SPLIT: tl.constexpr, NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
+                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   PRECISION: tl.constexpr, SPLIT: tl.constexpr, NUM_ITEMS: tl.constexpr,
+                   NUM_SLOTS: tl.constexpr):
     """One program per tile of BLOCK_N keys and per (batch, key/value head). It sums over the
     GROUP query heads that share the key/value head (grouped-query attention), each through its
     own pattern's transposed lists, so dK and dV are written once, without atomics. With SPLIT,
     program t is sub-tile t % (BLOCK_K // BLOCK_N) of work item t // (BLOCK_K // BLOCK_N); the
     pieces of a cut list are the same for every pattern, so the loop over grouped heads stays,
-    and each piece writes its float32 dK and dV to its scratch slot, for _sum_slots."""
+    and each piece writes its float32 dK and dV to its scratch slot, for _sum_slots.
+
+    With HAS_BIAS, it also writes d key_bias of each grouped head, float32 D_BIAS [batch,
+    heads, N] (zeroed first): directly, or for a piece of a cut list by atomic adds."""
     tile, batch_kv_head = _program(NUM_ITEMS * (BLOCK_K // BLOCK_N), SPLIT)
     batch = batch_kv_head // H_KV
     kv_head = batch_kv_head % H_KV
@@ -520,14 +546,27 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA, TABLES, HEAD_PATTERN, DK_S, 
         Q_head = Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
         DO_head = DO + batch.to(tl.int64) * stride_dob + head.to(tl.int64) * stride_doh
         row_stats = (batch.to(tl.int64) * H + head) * N
-        dk, dv = _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE + row_stats, DELTA + row_stats,
-                              stride_qn, stride_don, partial_start, partial_end,
-                              _table(TABLES, T_PARTIAL_IDX), TABLES, pattern, qk_scale,
-                              N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, True, PRECISION)
-        dk, dv = _dkdv_blocks(dk, dv, k, v, offs_n, Q_head, DO_head, LSE + row_stats, DELTA + row_stats,
-                              stride_qn, stride_don, full_start, full_end,
-                              _table(TABLES, T_FULL_IDX), TABLES, pattern, qk_scale,
-                              N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, False, PRECISION)
+        d_bias = tl.zeros([BLOCK_N], dtype=tl.float32)
+        bias = d_bias
+        if HAS_BIAS:
+            bias = _load_key_bias(BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh, offs_n, N)
+        dk, dv, d_bias = _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE + row_stats,
+                                      DELTA + row_stats, stride_qn, stride_don, partial_start, partial_end,
+                                      _table(TABLES, T_PARTIAL_IDX), TABLES, pattern, qk_scale,
+                                      N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, True, HAS_BIAS, PRECISION)
+        dk, dv, d_bias = _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE + row_stats,
+                                      DELTA + row_stats, stride_qn, stride_don, full_start, full_end,
+                                      _table(TABLES, T_FULL_IDX), TABLES, pattern, qk_scale,
+                                      N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, False, HAS_BIAS, PRECISION)
+        if HAS_BIAS:
+            D_BIAS_row = D_BIAS + row_stats + offs_n
+            if SPLIT:
+                if slot >= 0:
+                    tl.atomic_add(D_BIAS_row, d_bias, mask=offs_n < N)
+                else:
+                    tl.store(D_BIAS_row, d_bias, mask=offs_n < N)
+            else:
+                tl.store(D_BIAS_row, d_bias, mask=offs_n < N)
     DK_tile = (DK + batch.to(tl.int64) * stride_dkb + kv_head.to(tl.int64) * stride_dkh
                + start_n.to(tl.int64) * stride_dkn + local_n[:, None] * stride_dkn + offs_d[None, :])
     DV_tile = (DV + batch.to(tl.int64) * stride_dvb + kv_head.to(tl.int64) * stride_dvh
@@ -688,7 +727,24 @@ def _sum_into(scratch, out, side, block_d):
         BLOCK_ROWS=block_rows, BLOCK_M=tile, BLOCK_D=block_d, NUM_SLOTS=slots, SPLITS=int(splits), num_warps=MERGE_WARPS)
 
 
-def _forward(q, k, v, head_pattern, sm_scale):
+def _key_bias_view(key_bias, q):
+    """``key_bias`` (broadcastable to [batch, heads, n]) as the kernels read it: a float32
+    [batch, heads, n] view with unit stride over keys; raises ValueError."""
+    if not isinstance(key_bias, torch.Tensor) or not key_bias.is_floating_point():
+        raise ValueError(f"key_bias must be a floating-point tensor, got {type(key_bias).__name__}"
+                         + (f" of {key_bias.dtype}" if isinstance(key_bias, torch.Tensor) else ""))
+    shape = q.shape[:3]
+    try:
+        expanded = key_bias.float().expand(shape)
+    except RuntimeError:
+        raise ValueError(f"key_bias of shape {tuple(key_bias.shape)} does not broadcast to [batch, heads, "
+                         f"n] = {list(shape)}") from None
+    if key_bias.device != q.device:
+        raise ValueError(f"key_bias is on {key_bias.device}, q on {q.device}")
+    return expanded if expanded.stride(-1) == 1 else expanded.contiguous()
+
+
+def _forward(q, k, v, bias, head_pattern, sm_scale):
     batch, heads, n, head_dim = q.shape
     tables = _tables(q.device)
     block_d, (tile_m, tile_n, warps, stages), _, _, precision = _settings(head_dim, q.dtype)
@@ -696,22 +752,24 @@ def _forward(q, k, v, head_pattern, sm_scale):
     out = torch.empty_like(q)
     lse = torch.empty((batch, heads, n), device=q.device, dtype=torch.float32)
     acc_s = m_s = l_s = lse  # placeholders: read only when SPLIT_Q
+    bias_args = (bias, bias.stride(0), bias.stride(1)) if bias is not None else (lse, 0, 0)
     if SPLIT_Q:
         acc_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, block_d, q.device)
         m_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, 1, q.device)
         l_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, 1, q.device)
     _attn_fwd[_grid(n, block_m, NUM_Q_ITEMS, BLOCK_Q, batch * heads)](
-        q, k, v, out, lse, tables, head_pattern, acc_s, m_s, l_s,
-        *_strides(q), *_strides(k), *_strides(v), *_strides(out),
+        q, k, v, bias_args[0], out, lse, tables, head_pattern, acc_s, m_s, l_s,
+        *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(out),
         heads, heads // k.shape[1], sm_scale * LOG2E.value, N=n, HEAD_DIM=head_dim, BLOCK_Q=BLOCK_Q,
-        BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, PRECISION=precision,
-        SPLIT=SPLIT_Q, NUM_ITEMS=NUM_Q_ITEMS, NUM_SLOTS=NUM_Q_SLOTS, num_warps=warps, num_stages=stages)
+        BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, HAS_BIAS=bias is not None,
+        PRECISION=precision, SPLIT=SPLIT_Q, NUM_ITEMS=NUM_Q_ITEMS, NUM_SLOTS=NUM_Q_SLOTS, num_warps=warps, num_stages=stages)
     if SPLIT_Q:
         _merge_forward(out, lse, acc_s, m_s, l_s, block_d)
     return out, lse
 
 
-def _backward(q, k, v, out, lse, d_out, head_pattern, sm_scale):
+def _backward(q, k, v, bias, out, lse, d_out, head_pattern, sm_scale):
+    """(dq, dk, dv, d key_bias as float32 [batch, heads, n], or None without a bias)."""
     batch, heads, n, head_dim = q.shape
     kv_heads = k.shape[1]
     tables = _tables(q.device)
@@ -721,16 +779,18 @@ def _backward(q, k, v, out, lse, d_out, head_pattern, sm_scale):
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
+    d_bias = torch.zeros((batch, heads, n), device=q.device, dtype=torch.float32) if bias is not None else None
+    bias_args = (bias, bias.stride(0), bias.stride(1)) if bias is not None else (delta, 0, 0)
 
     tile_m, tile_n, warps, stages = dq_tiles
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
     dq_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, block_d, q.device) if SPLIT_Q else delta
     _attn_bwd_dq[_grid(n, block_m, NUM_Q_ITEMS, BLOCK_Q, batch * heads)](
-        q, k, v, d_out, dq, lse, delta, tables, head_pattern, dq_s,
-        *_strides(q), *_strides(k), *_strides(v), *_strides(d_out), *_strides(dq),
+        q, k, v, bias_args[0], d_out, dq, lse, delta, tables, head_pattern, dq_s,
+        *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(d_out), *_strides(dq),
         heads, heads // kv_heads, sm_scale * LOG2E.value, sm_scale, N=n, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        PRECISION=precision, SPLIT=SPLIT_Q, NUM_ITEMS=NUM_Q_ITEMS, NUM_SLOTS=NUM_Q_SLOTS,
+        HAS_BIAS=bias is not None, PRECISION=precision, SPLIT=SPLIT_Q, NUM_ITEMS=NUM_Q_ITEMS, NUM_SLOTS=NUM_Q_SLOTS,
         num_warps=warps, num_stages=stages)
     if SPLIT_Q:
         _sum_into(dq_s, dq, "Q", block_d)
@@ -742,16 +802,17 @@ def _backward(q, k, v, out, lse, d_out, head_pattern, sm_scale):
         dk_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
         dv_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
     _attn_bwd_dkdv[_grid(n, block_n, NUM_K_ITEMS, BLOCK_K, batch * kv_heads)](
-        q, k, v, d_out, dk, dv, lse, delta, tables, head_pattern, dk_s, dv_s,
-        *_strides(q), *_strides(k), *_strides(v), *_strides(d_out), *_strides(dk), *_strides(dv),
+        q, k, v, bias_args[0], d_out, dk, dv, d_bias if bias is not None else delta, lse, delta, tables,
+        head_pattern, dk_s, dv_s,
+        *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(d_out), *_strides(dk), *_strides(dv),
         heads, kv_heads, heads // kv_heads, sm_scale * LOG2E.value, sm_scale, N=n, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        PRECISION=precision, SPLIT=SPLIT_K, NUM_ITEMS=NUM_K_ITEMS, NUM_SLOTS=NUM_K_SLOTS,
+        HAS_BIAS=bias is not None, PRECISION=precision, SPLIT=SPLIT_K, NUM_ITEMS=NUM_K_ITEMS, NUM_SLOTS=NUM_K_SLOTS,
         num_warps=warps, num_stages=stages)
     if SPLIT_K:
         _sum_into(dk_s, dk, "K", block_d)
         _sum_into(dv_s, dv, "K", block_d)
-    return dq, dk, dv
+    return dq, dk, dv, d_bias
 
 
 def _unit_stride(t):
@@ -760,41 +821,49 @@ def _unit_stride(t):
 
 class _BlockSparseAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, head_pattern, sm_scale):
+    def forward(ctx, q, k, v, key_bias, head_pattern, sm_scale):
         q, k, v = _unit_stride(q), _unit_stride(k), _unit_stride(v)
-        out, lse = _forward(q, k, v, head_pattern, sm_scale)
-        ctx.save_for_backward(q, k, v, out, lse, head_pattern)
+        bias = _key_bias_view(key_bias, q) if key_bias is not None else None
+        out, lse = _forward(q, k, v, bias, head_pattern, sm_scale)
+        ctx.save_for_backward(q, k, v, bias, out, lse, head_pattern)
         ctx.sm_scale = sm_scale
+        ctx.bias_shape_dtype = (key_bias.shape, key_bias.dtype) if key_bias is not None else None
         ctx.mark_non_differentiable(lse)
         return out, lse
 
     @staticmethod
     def backward(ctx, d_out, d_lse):
         # d_lse is None or zero: the log-sum-exp is returned for inspection, not differentiated.
-        q, k, v, out, lse, head_pattern = ctx.saved_tensors
-        dq, dk, dv = _backward(q, k, v, out, lse, _unit_stride(d_out), head_pattern, ctx.sm_scale)
-        return dq, dk, dv, None, None
+        q, k, v, bias, out, lse, head_pattern = ctx.saved_tensors
+        dq, dk, dv, d_bias = _backward(q, k, v, bias, out, lse, _unit_stride(d_out), head_pattern, ctx.sm_scale)
+        if d_bias is not None:  # summed over the dimensions key_bias was broadcast along
+            shape, dtype = ctx.bias_shape_dtype
+            d_bias = d_bias.sum_to_size(shape).to(dtype)
+        return dq, dk, dv, d_bias, None, None
 
 
-def attention(q, k, v, layer=0, scale=None, return_lse=False):
+def attention(q, k, v, layer=0, scale=None, return_lse=False, *, key_bias=None):
     """Block-sparse attention under this module's pattern (layer ``layer`` mod LAYERS).
 
     q: [batch, heads, N, head_dim]; k, v: [batch, kv_heads, N, head_dim] with kv_heads
     dividing heads (query head h uses key/value head h // (heads // kv_heads)); float16,
     bfloat16 or float32 (accumulated in float32); head_dim 1..256. ``scale`` multiplies
     the scores (default 1 / sqrt(head_dim)). A query row with no connection outputs zeros
-    and gets zero gradients. Differentiable in q, k and v. With ``return_lse``, also
-    returns the float32 log-sum-exp of each row's scaled scores, [batch, heads, N]
-    (-inf for an empty row).
+    and gets zero gradients. ``key_bias``, broadcastable to [batch, heads, N], is added to
+    the scaled score of every query's pair with key j before the softmax (-inf leaves the
+    key out). Differentiable in q, k, v and key_bias. With ``return_lse``, also returns the
+    float32 log-sum-exp of each row's scores, [batch, heads, N] (-inf for an empty row).
     """
     _check(q, k, v, layer)
+    if key_bias is not None:
+        _key_bias_view(key_bias, q)  # its errors before any work
     sm_scale = float(scale) if scale is not None else q.shape[-1] ** -0.5
     head_pattern = _head_patterns(layer, q.shape[1], q.device)
     if q.dtype == torch.bfloat16 and q.device.type == "cpu":
         # Triton's interpreter multiplies bfloat16 in tl.dot as raw bits (Triton 3.9): compute
         # in float32 there. On a GPU bfloat16 runs natively.
-        out, lse = _BlockSparseAttention.apply(q.float(), k.float(), v.float(), head_pattern, sm_scale)
+        out, lse = _BlockSparseAttention.apply(q.float(), k.float(), v.float(), key_bias, head_pattern, sm_scale)
         out = out.to(torch.bfloat16)
     else:
-        out, lse = _BlockSparseAttention.apply(q, k, v, head_pattern, sm_scale)
+        out, lse = _BlockSparseAttention.apply(q, k, v, key_bias, head_pattern, sm_scale)
     return (out, lse) if return_lse else out
