@@ -10,7 +10,8 @@ several patterns chosen at run time) at a ragged n, in bfloat16 and float32, che
 shared memory; and for a plain pattern at head dims 64 and 128 in bfloat16, checking that
 no registers spill. Each pass is compiled as launched without cut lists and with them
 (SPLIT: work items, scratch slots; compiled with a key bias, so that its path is checked
-too), and so are the two kernels that merge the pieces.
+too), and so are the two kernels that merge the pieces; the α-entmax forward and backward
+compile within shared memory too.
 Passes with Triton 3.6 and 3.9.
 """
 from __future__ import annotations
@@ -69,7 +70,7 @@ def signature(kernel, dtype, constants):
             types[name] = "*" + dtype
         elif name in SCRATCH:
             types[name] = "*fp32"
-        elif name in ("qk_scale", "sm_scale"):
+        elif name in ("qk_scale", "sm_scale", "alpha"):
             types[name], aligned = "fp32", False
         elif name in SCALARS or name.startswith("stride"):
             types[name], aligned = "i32", name.startswith("stride")
@@ -94,22 +95,32 @@ def build(name, kernel, dtype_name, head_dim, constants, warps, stages):
                         cubin=path))
 
 
-for dtype_name, head_dim, with_split in configs:
+for dtype_name, head_dim, with_split, with_entmax in configs:
     block_d, forward, dq, dkdv, precision = module._settings(head_dim, DTYPES[dtype_name])
     passes = (("forward", module._attn_fwd, forward, False),
               ("dQ", module._attn_bwd_dq, dq, False),
               ("dK/dV", module._attn_bwd_dkdv, dkdv, True))
     for name, kernel, (own, loop, warps, stages), keys_own in passes:
         block_m, block_n = (loop, own) if keys_own else (own, loop)
-        for split in (False, True) if with_split else (False,):
-            constants = dict(N=n, BLOCK_Q=module.BLOCK_Q, BLOCK_K=module.BLOCK_K,
-                             BLOCK_M=module._fit(block_m, module.BLOCK_Q), BLOCK_N=module._fit(block_n, module.BLOCK_K),
-                             BLOCK_D=block_d, HEAD_DIM=head_dim, PRECISION=precision, SPLIT=split,
-                             HAS_BIAS=split,  # the key bias with cut lists: both paths of each
-                             **(dict(NUM_ITEMS=module.NUM_K_ITEMS if keys_own else module.NUM_Q_ITEMS,
-                                     NUM_SLOTS=module.NUM_K_SLOTS if keys_own else module.NUM_Q_SLOTS)
-                                if split else dict(NUM_ITEMS=0, NUM_SLOTS=0)))
-            build(name + (" split, key bias" if split else ""), kernel, dtype_name, head_dim, constants, warps, stages)
+        tiles = dict(N=n, BLOCK_Q=module.BLOCK_Q, BLOCK_K=module.BLOCK_K, BLOCK_M=module._fit(block_m, module.BLOCK_Q),
+                     BLOCK_N=module._fit(block_n, module.BLOCK_K), BLOCK_D=block_d, HEAD_DIM=head_dim,
+                     PRECISION=precision)
+        # softmax without and with cut lists (and then a key bias: both paths of each); α-entmax
+        variants = [(False, 0)] + [(True, 0)] * with_split + [(False, 3)] * with_entmax
+        for split, prob in variants:
+            if prob and kernel is module._attn_fwd:  # entmax has its own forward kernel
+                kernel, name = module._entmax_fwd, "entmax forward"
+            constants = dict(tiles, HAS_BIAS=split or bool(prob))
+            if kernel is module._entmax_fwd:
+                constants.update(PROB=prob, BISECTIONS=module.BISECTIONS, NEWTON_STEPS=module.NEWTON_STEPS)
+            else:
+                constants.update(SPLIT=split, **(dict(NUM_ITEMS=module.NUM_K_ITEMS if keys_own else module.NUM_Q_ITEMS,
+                                                      NUM_SLOTS=module.NUM_K_SLOTS if keys_own else module.NUM_Q_SLOTS)
+                                                 if split else dict(NUM_ITEMS=0, NUM_SLOTS=0)))
+                if kernel is not module._attn_fwd:
+                    constants["PROB"] = prob
+            label = name + (" split, key bias" if split else "") + (" entmax" if prob and "entmax" not in name else "")
+            build(label, kernel, dtype_name, head_dim, constants, warps, stages)
     if not with_split:
         continue
     tile = module._fit(module.MERGE_TILE, module.BLOCK_Q)
@@ -139,9 +150,10 @@ def compile_for_sm90(directory, source, n, configs):
 def test_kernels_compile_for_sm90_within_shared_memory(tmp_path):
     # Every kind of predicate, several patterns chosen at run time, a ragged n (all masks on).
     # The kernels with cut lists (SPLIT) and the merges at two of the three: they take time to compile.
-    kernels = compile_for_sm90(tmp_path, SOURCE, 300, [("bf16", 64, False), ("bf16", 128, True),
-                                                              ("fp32", 64, True)])
-    assert len(kernels) == 3 + 2 * 8  # 3 passes; with SPLIT, 3 passes unsplit and split and the 2 merges
+    kernels = compile_for_sm90(tmp_path, SOURCE, 300, [("bf16", 64, False, True), ("bf16", 128, True, False),
+                                                       ("fp32", 64, True, True)])
+    # 3 passes; with SPLIT, 3 passes unsplit and split and the 2 merges; with entmax its 3 passes
+    assert len(kernels) == 3 + 2 * 8 + 2 * 3
     for kernel in kernels:
         # The merging kernels only add loaded tiles: they may need no shared memory at all.
         assert (0 if kernel["kernel"] in ("merge forward", "sum slots") else 1) <= kernel["shared"] <= SHARED_MEMORY, kernel
@@ -155,7 +167,8 @@ def test_16_bit_kernels_do_not_spill_registers(tmp_path):
     tool = tool if os.path.exists(tool) else shutil.which("cuobjdump")
     if tool is None:
         pytest.skip("cuobjdump (shipped with Triton's NVIDIA backend) is not available to read register use")
-    kernels = compile_for_sm90(tmp_path, "window(256) | global(0..8)", 8192, [("bf16", 64, True), ("bf16", 128, True)])
+    kernels = compile_for_sm90(tmp_path, "window(256) | global(0..8)", 8192, [("bf16", 64, True, False),
+                                                                               ("bf16", 128, True, False)])
     for kernel in kernels:
         usage = subprocess.run([tool, "--dump-resource-usage", kernel["cubin"]], capture_output=True, text=True).stdout
         stack = re.search(r"STACK:(\d+)", usage)

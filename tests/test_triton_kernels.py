@@ -101,7 +101,13 @@ def biased_reference(q, k, v, compiled, layer, scale, key_bias):
 def assert_matches_reference(compiled, layer, q, k, v, d_out, scale=None, block_size=None, max_blocks=None,
                              key_bias=None):
     """Kernels vs float64 reference: outputs, LSE, gradients (of key_bias too, if given); no
-    NaN; empty rows exactly 0. With a key bias, the reference is `biased_reference`."""
+    NaN; empty rows exactly 0. With a key bias, the reference is `biased_reference`; a file
+    whose `prob` is sparsemax or entmax is checked by `assert_entmax_matches_reference`."""
+    from patterndsl.kernels.generate import alpha_of
+
+    if alpha_of(compiled) is not None:  # the kernels run the file's prob
+        return assert_entmax_matches_reference(compiled, layer, q, k, v, d_out, alpha_of(compiled), block_size,
+                                               max_blocks, key_bias, scale)
     dtype = q.dtype
     scale_value = scale if scale is not None else q.shape[-1] ** -0.5
     names, tensors = ("out", "dq", "dk", "dv"), (q, k, v)
@@ -327,6 +333,111 @@ def test_key_bias_is_checked():
                          ([0.0] * 32, "must be a floating-point tensor")):
         with pytest.raises(SpatError, match=message):
             triton_attention(q, q, q, compiled, key_bias=bad)
+
+
+# ---- sparsemax and α-entmax ----------------------------------------------------------------
+
+
+def entmax_reference(q, k, v, compiled, layer, scale, alpha, key_bias=None):
+    """Dense α-entmax attention over each row's connected keys (the entmax package: sparsemax,
+    entmax15, entmax_bisect); rows with no connection give 0."""
+    entmax = pytest.importorskip("entmax")
+    zero = torch.zeros(q.shape[-2], dtype=q.dtype)
+    scores, empty = biased_scores(q, k, compiled, layer, scale, key_bias if key_bias is not None else zero)
+    # Far below any row's threshold (within 1 / (α - 1) of its largest score): weight exactly 0.
+    scores = scores.masked_fill(torch.isinf(scores), -1e4).masked_fill(empty.unsqueeze(-1), 0.0)
+    if alpha == 2:
+        weights = entmax.sparsemax(scores, dim=-1)
+    elif alpha == 1.5:
+        weights = entmax.entmax15(scores, dim=-1)
+    else:
+        weights = entmax.entmax_bisect(scores, alpha, dim=-1, n_iter=60)
+    weights = weights.masked_fill(empty.unsqueeze(-1), 0.0)
+    return weights @ v.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+
+
+def assert_entmax_matches_reference(compiled, layer, q, k, v, d_out, alpha, block_size, max_blocks=None,
+                                    key_bias=None, scale=None):
+    """Kernels vs the float64 entmax reference: outputs and gradients (of key_bias too); rows
+    with no connection give exactly 0."""
+    dtype = q.dtype
+    scale = scale if scale is not None else q.shape[-1] ** -0.5
+    tensors = (q, k, v) + ((key_bias,) if key_bias is not None else ())
+
+    def reference(q_, k_, v_, *bias):
+        return entmax_reference(q_, k_, v_, compiled, layer, scale, alpha, *bias)
+
+    def kernels(q_, k_, v_, *bias):
+        return triton_attention(q_, k_, v_, compiled, layer, scale, block_size=block_size, alpha=alpha,
+                                max_blocks_per_program=max_blocks, key_bias=bias[0] if bias else None)
+
+    exact = forward_backward(reference, *(t.double() for t in tensors), d_out.double())
+    # The error the same computation makes in the test's dtype (float32 for float16: the entmax
+    # package's sort and bisection are not meant for half precision on CPU).
+    eager = forward_backward(reference, *(t.float() for t in tensors), d_out.float())
+    ours = forward_backward(kernels, *tensors, d_out)
+    factor, floor = TOLERANCE[dtype]
+    for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv", "d key_bias"), ours, eager, exact):
+        assert mine.dtype == dtype and mine.shape == want.shape, name
+        assert torch.isfinite(mine).all(), f"{name} has NaN or inf"
+        error = (mine.double() - want).abs().max().item()
+        eager_error = max((eager_value.double() - want).abs().max().item(), ROUNDING[dtype] * want.abs().max().item())
+        allowed = factor * eager_error + floor * max(1.0, want.abs().max().item())
+        assert error <= allowed, f"α={alpha} {name}: max error {error:.3g} > {allowed:.3g} (eager {eager_error:.3g})"
+    empty = ~torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).any(-1).expand(ours[0].shape[:3])
+    assert (ours[0][empty] == 0).all() and (ours[1][empty] == 0).all()
+
+
+ROUNDING = {torch.float32: 0.0, torch.float16: 1e-3}  # float16's own rounding, which float32 eager lacks
+ALPHAS = st.sampled_from((2.0, 1.5, 1.25))
+
+
+@settings(max_examples=examples(10 if CI else 6), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cases(), ALPHAS, st.booleans(), st.sampled_from((None, 1)))
+def test_entmax_matches_the_dense_reference(case, alpha, with_bias, max_blocks):
+    source, n, layer, block_size, batch, heads, kv_heads, head_dim, dtype, seed = case
+    compiled = patterndsl.compile(source, n)
+    q, k, v, d_out = random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=2.0)
+    key_bias = (torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+                if with_bias else None)
+    assert_entmax_matches_reference(compiled, layer, q, k, v, d_out, alpha, block_size, max_blocks, key_bias)
+
+
+@pytest.mark.parametrize("alpha", [2.0, 1.5, 1.25])
+def test_entmax_chosen_cases(alpha):
+    # Partial and full blocks, a ragged end, grouped heads, empty rows (40..), cut backward lists.
+    compiled = patterndsl.compile("rows(0..40) & (window(4) | cols(0..3) | causal)", 50)
+    q, k, v, d_out = random_inputs(1, 2, 1, 50, 16, torch.float32, seed=int(alpha * 4))
+    key_bias = torch.randn(1, 2, 50, generator=torch.Generator().manual_seed(3))
+    assert_entmax_matches_reference(compiled, 0, q * 3, k, v, d_out, alpha, 16, key_bias=key_bias)
+    assert_entmax_matches_reference(compiled, 0, q, k, v, d_out, alpha, (32, 16), max_blocks=1)
+    out = triton_attention(q, k, v, compiled, block_size=16, alpha=alpha)
+    assert (out[:, :, 40:] == 0).all()
+
+
+def test_sparsemax_rows_are_exactly_sparse():
+    # With V the identity, the output is the attention matrix itself: zero exactly where the
+    # reference's sparsemax is zero, and the file's `prob sparsemax` is what the kernels run.
+    n = 48
+    compiled = patterndsl.compile("prob sparsemax\nwindow(6) | cols(0)", n)
+    q, k, _, _ = random_inputs(1, 1, 1, n, n, torch.float32, seed=5, spread=1.5)
+    v = torch.eye(n).reshape(1, 1, n, n)
+    weights = triton_attention(q, k, v, compiled, block_size=16)
+    want = entmax_reference(q.double(), k.double(), v.double(), compiled, 0, n ** -0.5, 2)
+    assert torch.equal(weights == 0, want == 0)
+    assert ((weights == 0) & compiled.mask(0, 0)).any()  # sparse inside the pattern, not only outside it
+    assert (weights.sum(-1) - 1).abs().max().item() < 1e-5
+    softmax = triton_attention(q, k, v, compiled, block_size=16, alpha=1)
+    assert torch.equal(softmax > 0, compiled.mask(0, 0).expand(1, 1, n, n))
+
+
+def test_alpha_is_checked():
+    compiled = patterndsl.compile("window(2)", 32)
+    q = torch.randn(1, 1, 32, 16)
+    for bad in (0.5, 2.5, "1.5", True):
+        with pytest.raises(SpatError, match="alpha"):
+            triton_attention(q, q, q, compiled, alpha=bad)
 
 
 TWO_HEADS = "heads {\n    0: self\n    1: causal\n}"

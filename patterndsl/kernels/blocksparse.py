@@ -45,6 +45,7 @@ PATTERNS = [
 ]
 # HEAD_PATTERNS[layer][head]: the pattern id of each head (one entry: every head shares it).
 HEAD_PATTERNS = [[0]]
+ALPHA = None  # the probability map of the file's `prob`: None softmax, 2 sparsemax, else α-entmax
 # Block layouts:
 #   pattern 0: 1 × 1 blocks of 16 × 16: 0 full, 0 partial, 1 empty (sparsity 100.0%, block efficiency 100.0%)
 # TABLES (int32, zlib-compressed, base64), described below: offset, entries, table
@@ -159,8 +160,9 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, s
 
 @triton.jit
 def _load_key_bias(BIAS_row, offs_n, N):
-    """The bias of keys offs_n, in base 2 (times log2(e), like the scores); 0 past the end."""
-    return tl.load(BIAS_row + offs_n, mask=offs_n < N, other=0.0) * LOG2E
+    """The bias of keys offs_n, in the units of the scores (the launch code scales it: by
+    log2(e) for softmax, by α - 1 for entmax); 0 past the end."""
+    return tl.load(BIAS_row + offs_n, mask=offs_n < N, other=0.0)
 
 
 @triton.jit
@@ -350,16 +352,199 @@ def _sum_slots(SCRATCH, Out, TABLES, stride_ob, stride_oh, stride_on, H, N: tl.c
              total.to(Out.dtype.element_ty), mask=(offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM))
 
 
+# ---- sparsemax and α-entmax forward ---------------------------------------------------------
+# entmax_α(s)_j = [z_j - τ]_+^(1 / (α - 1)) with z = (α - 1) s and τ the row's threshold, which
+# makes the row sum to 1 (Peters, Niculae and Martins 2019; α = 2 is sparsemax). τ lies in
+# [max z - 1, max z): the largest term alone reaches 1 at its lower end. Each row's τ is found
+# from its own computed blocks only, one pass over them per step: a pass for max z, BISECTIONS
+# passes halving the bracket, then NEWTON_STEPS Newton steps on the row's mass f(τ) from the
+# bracket's lower end. f is convex and decreasing (α <= 2), so Newton's steps from below stay
+# below the root and converge to it: quadratically, and for sparsemax (f piecewise linear)
+# exactly once the support is found (Michelot's algorithm). AdaSplash (Gonçalves et al. 2025)
+# finds τ the same way, densely, with Halley's steps.
+
+
+@triton.jit
+def _entmax_scores(q, offs_m, K_head, BIAS_row, stride_kn, start_n, TABLES, pattern, qk_scale,
+                   N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   PRECISION: tl.constexpr):
+    """z = (α - 1) (scale q.k + bias) of the keys start_n.. (qk_scale and the bias carry the
+    α - 1), -inf where a pair is not connected."""
+    offs_d = tl.arange(0, BLOCK_D)
+    local_n = tl.arange(0, BLOCK_N)
+    offs_n = start_n + local_n
+    kT = tl.load(K_head + start_n.to(tl.int64) * stride_kn + local_n[None, :] * stride_kn + offs_d[:, None],
+                 mask=(offs_n[None, :] < N) & (offs_d[:, None] < HEAD_DIM), other=0.0)
+    z = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
+    if HAS_BIAS:
+        z += _load_key_bias(BIAS_row, offs_n, N)[None, :]
+    if APPLY_PATTERN:
+        z = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES), z, float("-inf"))
+    elif N % BLOCK_K != 0:
+        z = tl.where(offs_n[None, :] < N, z, float("-inf"))
+    return z
+
+
+@triton.jit
+def _entmax_blocks(m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_row, stride_kn,
+                   stride_vn, start, end, BLOCK_LIST, TABLES, pattern, qk_scale, alpha,
+                   N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   PROB: tl.constexpr, MODE: tl.constexpr, PRECISION: tl.constexpr):
+    """One pass over the key blocks BLOCK_LIST[start:end] (each BLOCK_K keys, BLOCK_N at a time),
+    with P = [z - τ]_+^(1/(α-1)) and G = P^(2-α) of `_probabilities` (unnormalized). MODE 0:
+    m_i = max z. MODE 1: s1 = sum P (the row's mass f(τ)), s2 = sum G (-(α - 1) f'(τ)).
+    MODE 2: also acc = sum P V and accw = sum G V."""
+    local_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    for step in range(start * (BLOCK_K // BLOCK_N), end * (BLOCK_K // BLOCK_N)):
+        key_block = tl.load(BLOCK_LIST + step // (BLOCK_K // BLOCK_N))
+        start_n = key_block * BLOCK_K + (step % (BLOCK_K // BLOCK_N)) * BLOCK_N
+        z = _entmax_scores(q, offs_m, K_head, BIAS_row, stride_kn, start_n, TABLES, pattern, qk_scale,
+                           N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, APPLY_PATTERN, HAS_BIAS, PRECISION)
+        if MODE == 0:
+            m_i = tl.maximum(m_i, tl.max(z, 1))
+        else:
+            p, g = _probabilities(z, tau[:, None], tau[:, None] * 0.0 + 1.0, alpha, PROB)
+            s1 += tl.sum(p, 1)
+            s2 += tl.sum(g, 1)
+            if MODE == 2:
+                offs_n = start_n + local_n
+                v = tl.load(V_head + start_n.to(tl.int64) * stride_vn + local_n[:, None] * stride_vn
+                            + offs_d[None, :], mask=(offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM), other=0.0)
+                acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PRECISION)
+                accw = tl.dot(g.to(v.dtype), v, accw, input_precision=PRECISION)
+    return m_i, s1, s2, acc, accw
+
+
+@triton.jit
+def _entmax_pass(m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_row, stride_kn,
+                 stride_vn, partial_start, partial_end, full_start, full_end, TABLES, pattern, qk_scale,
+                 alpha, N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 PROB: tl.constexpr, MODE: tl.constexpr, PRECISION: tl.constexpr):
+    """`_entmax_blocks` over a tile's partial blocks (with the predicate), then its full ones."""
+    m_i, s1, s2, acc, accw = _entmax_blocks(
+        m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_row, stride_kn, stride_vn,
+        partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, pattern, qk_scale, alpha,
+        N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, HAS_BIAS, PROB, MODE, PRECISION)
+    return _entmax_blocks(
+        m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_row, stride_kn, stride_vn,
+        full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern, qk_scale, alpha,
+        N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PROB, MODE, PRECISION)
+
+
+@triton.jit
+def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN,
+                stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
+                stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_ob, stride_oh, stride_on,
+                H, GROUP, qk_scale, alpha, N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
+                BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                HAS_BIAS: tl.constexpr, PROB: tl.constexpr, BISECTIONS: tl.constexpr,
+                NEWTON_STEPS: tl.constexpr, PRECISION: tl.constexpr):
+    """One program per tile of BLOCK_M queries and per (batch, head), over its query block's
+    whole lists (τ needs the whole row: cut lists are not used here). Writes the output, τ
+    (TAU, float32 [batch, heads, N]; 0 for an empty row), 1 / the row's sum (NORM; 0 for an
+    empty row: it outputs zeros) and WBAR = sum_j G_ij V_j / sum_j G_ij (float32 [batch, heads,
+    N, BLOCK_D]), which the backward pass needs (`_attn_bwd_dq`)."""
+    batch_head = tl.program_id(1)
+    batch = batch_head // H
+    head = batch_head % H
+    kv_head = head // GROUP
+    pattern = tl.load(HEAD_PATTERN + head)
+    start_m, _, _, partial_start, partial_end, full_start, full_end = _query_tile(
+        tl.program_id(0), pattern, TABLES, 0, N, BLOCK_Q, BLOCK_M, False)
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    local_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
+    V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
+    BIAS_row = BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh
+    io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
+    q = tl.load(Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
+                + start_m.to(tl.int64) * stride_qn + local_m[:, None] * stride_qn + offs_d[None, :],
+                mask=io_mask, other=0.0)
+
+    zero = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    m_i, _, _, _, _ = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, zero, K_head, V_head, BIAS_row,
+                                   stride_kn, stride_vn, partial_start, partial_end, full_start, full_end, TABLES,
+                                   pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, HAS_BIAS, PROB,
+                                   0, PRECISION)
+    # An empty row keeps max z = -inf: measured from 0 instead, its terms all stay 0.
+    m_i = tl.where(m_i == float("-inf"), 0.0, m_i)
+    low, high = m_i - 1.0, m_i  # f(low) >= 1 > f(high) = 0, for any row with a key
+    for _ in range(BISECTIONS):
+        middle = 0.5 * (low + high)
+        _, mass, _, _, _ = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, middle, K_head, V_head, BIAS_row,
+                                        stride_kn, stride_vn, partial_start, partial_end, full_start, full_end,
+                                        TABLES, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D,
+                                        HAS_BIAS, PROB, 1, PRECISION)
+        low = tl.where(mass >= 1.0, middle, low)
+        high = tl.where(mass >= 1.0, high, middle)
+    tau = low
+    for _ in range(NEWTON_STEPS):  # tau += (f(tau) - 1) / -f'(tau), with -f' = sum G / (α - 1)
+        _, mass, slope, _, _ = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, tau, K_head, V_head, BIAS_row,
+                                            stride_kn, stride_vn, partial_start, partial_end, full_start, full_end,
+                                            TABLES, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D,
+                                            HAS_BIAS, PROB, 1, PRECISION)
+        tau = tl.where(slope > 0.0, tau + (mass - 1.0) * (alpha - 1.0) / tl.where(slope > 0.0, slope, 1.0), tau)
+    _, total, weight, acc, accw = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, tau, K_head, V_head, BIAS_row,
+                                               stride_kn, stride_vn, partial_start, partial_end, full_start, full_end,
+                                               TABLES, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N,
+                                               BLOCK_D, HAS_BIAS, PROB, 2, PRECISION)
+    empty = total == 0.0
+    norm = tl.where(empty, 0.0, 1.0 / tl.where(empty, 1.0, total))
+    out = acc * norm[:, None]
+    wbar = accw / tl.where(weight == 0.0, 1.0, weight)[:, None]
+    tl.store(Out + batch.to(tl.int64) * stride_ob + head.to(tl.int64) * stride_oh
+             + start_m.to(tl.int64) * stride_on + local_m[:, None] * stride_on + offs_d[None, :],
+             out.to(Out.dtype.element_ty), mask=io_mask)
+    rows = batch_head.to(tl.int64) * N + offs_m
+    tl.store(TAU + rows, tl.where(empty, 0.0, tau), mask=offs_m < N)
+    tl.store(NORM + rows, norm, mask=offs_m < N)
+    tl.store(WBAR + rows[:, None] * BLOCK_D + offs_d[None, :], wbar, mask=(offs_m < N)[:, None])
+
+
 # ---- backward ------------------------------------------------------------------------------
 
 
 @triton.jit
-def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn, start, end,
-               BLOCK_LIST, TABLES, pattern, qk_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+def _probabilities(scores, row_stat, row_norm, alpha, PROB: tl.constexpr):
+    """(P, G) of a tile from its scores, with dS = G * (dP - delta) (see `_attn_bwd_dq`).
+    Softmax (PROB 0): P = 2^(s - lse), scores and lse in base 2, and G = P. Entmax (PROB 1:
+    sparsemax, 2: 1.5-entmax, 3: any α in (1, 2)): the scores are z = (α - 1) s, row_stat the
+    row's threshold τ and row_norm 1 / the row's sum, P = [z - τ]_+^(1 / (α - 1)) * row_norm
+    and G = P^(2 - α) where P > 0, else 0 (the entmax Jacobian: Peters et al. 2019)."""
+    if PROB == 0:
+        p = tl.math.exp2(scores - row_stat)
+        return p, p
+    else:
+        x = tl.maximum(scores - row_stat, 0.0)
+        if PROB == 1:
+            return x * row_norm, tl.where(x > 0.0, 1.0, 0.0)
+        elif PROB == 2:
+            return x * x * row_norm, x * tl.sqrt(row_norm)
+        else:
+            support = (x > 0.0) & (row_norm > 0.0)
+            # log2 P, taken only where P > 0 (no log of 0)
+            log_p = (tl.math.log2(tl.where(support, x, 1.0)) / (alpha - 1.0)
+                     + tl.math.log2(tl.where(support, row_norm, 1.0)))
+            return (tl.where(support, tl.math.exp2(log_p), 0.0),
+                    tl.where(support, tl.math.exp2(log_p * (2.0 - alpha)), 0.0))
+
+
+@triton.jit
+def _dq_blocks(dq, q, do, lse2, norm, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn, start,
+               end, BLOCK_LIST, TABLES, pattern, qk_scale, alpha, N: tl.constexpr, HEAD_DIM: tl.constexpr,
                BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-               APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr):
+               APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr, PROB: tl.constexpr,
+               PRECISION: tl.constexpr):
     """dQ (up to the softmax scale) over the key blocks BLOCK_LIST[start:end]:
-    P = exp(S - lse), dS = P * (dO V^T - delta), dQ += dS K."""
+    P = exp(S - lse), dS = P * (dO V^T - delta), dQ += dS K; for entmax (PROB > 0), P and
+    the G of dS = G * (dO V^T - delta) come from `_probabilities`."""
     offs_d = tl.arange(0, BLOCK_D)
     local_n = tl.arange(0, BLOCK_N)
     for step in range(start * (BLOCK_K // BLOCK_N), end * (BLOCK_K // BLOCK_N)):
@@ -374,30 +559,38 @@ def _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, BIAS_row, stride_
         qk = tl.dot(q, kT, input_precision=PRECISION) * qk_scale
         if HAS_BIAS:
             qk += _load_key_bias(BIAS_row, offs_n, N)[None, :]
-        p = tl.math.exp2(qk - lse2[:, None])
+        p, g = _probabilities(qk, lse2[:, None], norm[:, None], alpha, PROB)
         if APPLY_PATTERN:
             p = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES), p, 0.0)
         elif N % BLOCK_K != 0:
             p = tl.where(offs_n[None, :] < N, p, 0.0)
+        if PROB == 0:
+            g = p
+        else:
+            g = tl.where(p > 0.0, g, 0.0)
         dp = tl.dot(do, vT, input_precision=PRECISION)
-        ds = p * (dp - delta[:, None])
+        ds = g * (dp - delta[:, None])
         dq = tl.dot(ds.to(kT.dtype), tl.trans(kT), dq, input_precision=PRECISION)
     return dq
 
 
 @triton.jit
-def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, DELTA, TABLES, HEAD_PATTERN, DQ_S,
+def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, DQ_S,
                  stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                  stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_dob, stride_doh, stride_don,
                  stride_dqb, stride_dqh, stride_dqn,
-                 H, GROUP, qk_scale, sm_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+                 H, GROUP, qk_scale, sm_scale, alpha, N: tl.constexpr, HEAD_DIM: tl.constexpr,
                  BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 PRECISION: tl.constexpr, SPLIT: tl.constexpr, NUM_ITEMS: tl.constexpr,
-                 NUM_SLOTS: tl.constexpr):
+                 PROB: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr,
+                 NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
     """One program per tile of BLOCK_M queries and per (batch, head), over the same key-block
     lists (or, with SPLIT, work items) as the forward pass. A piece of a cut list writes its
-    float32 dQ to its scratch slot, for _sum_slots to add up."""
+    float32 dQ to its scratch slot, for _sum_slots to add up.
+
+    Softmax (PROB 0): LSE is the natural-log log-sum-exp and DELTA_i = dO_i . O_i. Entmax:
+    LSE holds the thresholds τ, NORM 1 / the rows' sums, and DELTA_i = dO_i . (sum_j G_ij V_j
+    / sum_j G_ij) (the WBAR of `_entmax_fwd`); the scores there are z = (α - 1) s."""
     tile, batch_head = _program(NUM_ITEMS * (BLOCK_Q // BLOCK_M), SPLIT)
     batch = batch_head // H
     head = batch_head % H
@@ -417,21 +610,26 @@ def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, DELTA, TABLES, HEAD_PATTERN, DQ_S,
                  + start_m.to(tl.int64) * stride_don + local_m[:, None] * stride_don + offs_d[None, :],
                  mask=io_mask, other=0.0)
     lse = tl.load(LSE + batch_head.to(tl.int64) * N + offs_m, mask=offs_m < N, other=0.0)
-    # An empty row (lse = -inf) is cut by the predicate everywhere; give it a finite value so
-    # that exp2 below never sees -inf - -inf.
-    lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
+    norm = lse
+    if PROB == 0:
+        # An empty row (lse = -inf) is cut by the predicate everywhere; give it a finite value so
+        # that exp2 below never sees -inf - -inf.
+        lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
+    else:
+        lse2 = lse  # τ, finite (0 for an empty row, whose NORM is 0)
+        norm = tl.load(NORM + batch_head.to(tl.int64) * N + offs_m, mask=offs_m < N, other=0.0)
     delta = tl.load(DELTA + batch_head.to(tl.int64) * N + offs_m, mask=offs_m < N, other=0.0)
     K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
     BIAS_row = BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
-                    partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, pattern, qk_scale,
-                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, HAS_BIAS, PRECISION)
-    dq = _dq_blocks(dq, q, do, lse2, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
-                    full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern, qk_scale,
-                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PRECISION)
+    dq = _dq_blocks(dq, q, do, lse2, norm, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
+                    partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, pattern, qk_scale, alpha,
+                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, HAS_BIAS, PROB, PRECISION)
+    dq = _dq_blocks(dq, q, do, lse2, norm, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
+                    full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern, qk_scale, alpha,
+                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PROB, PRECISION)
     DQ_tile = (DQ + batch.to(tl.int64) * stride_dqb + head.to(tl.int64) * stride_dqh
                + start_m.to(tl.int64) * stride_dqn + local_m[:, None] * stride_dqn + offs_d[None, :])
     if SPLIT:
@@ -445,16 +643,16 @@ def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, DELTA, TABLES, HEAD_PATTERN, DQ_S,
 
 
 @triton.jit
-def _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE_head, DELTA_head, stride_qn,
-                 stride_don, start, end, BLOCK_LIST, TABLES, pattern, qk_scale, N: tl.constexpr,
-                 HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr,
+def _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE_head, NORM_head, DELTA_head,
+                 stride_qn, stride_don, start, end, BLOCK_LIST, TABLES, pattern, qk_scale, alpha,
+                 N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 PRECISION: tl.constexpr):
+                 PROB: tl.constexpr, PRECISION: tl.constexpr):
     """dK (up to the softmax scale) and dV of one key tile over the query blocks
     BLOCK_LIST[start:end], each BLOCK_Q queries taken BLOCK_M at a time, computed transposed:
     P^T = exp(K Q^T + bias - lse), dV += P^T dO, dS^T = P^T * (V dO^T - delta), dK += dS^T Q,
     and with HAS_BIAS d_bias += the sum of dS^T over the queries (bias: the tile's keys' bias
-    in base 2; d_bias: float32 [BLOCK_N])."""
+    in base 2; d_bias: float32 [BLOCK_N]). Entmax (PROB > 0): as in `_dq_blocks`."""
     offs_d = tl.arange(0, BLOCK_D)
     local_m = tl.arange(0, BLOCK_M)
     for step in range(start * (BLOCK_Q // BLOCK_M), end * (BLOCK_Q // BLOCK_M)):
@@ -468,19 +666,28 @@ def _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE_head, 
                      + offs_d[None, :], mask=(offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM),
                      other=0.0)
         lse = tl.load(LSE_head + offs_m, mask=offs_m < N, other=0.0)
-        lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
+        norm = lse
+        if PROB == 0:
+            lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
+        else:
+            lse2 = lse
+            norm = tl.load(NORM_head + offs_m, mask=offs_m < N, other=0.0)
         delta = tl.load(DELTA_head + offs_m, mask=offs_m < N, other=0.0)
         qkT = tl.dot(k, qT, input_precision=PRECISION) * qk_scale
         if HAS_BIAS:
             qkT += bias[:, None]
-        pT = tl.math.exp2(qkT - lse2[None, :])
+        pT, gT = _probabilities(qkT, lse2[None, :], norm[None, :], alpha, PROB)
         if APPLY_PATTERN:
             pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern, TABLES), pT, 0.0)
         elif N % BLOCK_Q != 0:
             pT = tl.where(offs_m[None, :] < N, pT, 0.0)
+        if PROB == 0:
+            gT = pT
+        else:
+            gT = tl.where(pT > 0.0, gT, 0.0)
         dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=PRECISION)
         dpT = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-        dsT = pT * (dpT - delta[None, :])
+        dsT = gT * (dpT - delta[None, :])
         if HAS_BIAS:
             d_bias += tl.sum(dsT, 1)
         dk = tl.dot(dsT.to(qT.dtype), tl.trans(qT), dk, input_precision=PRECISION)
@@ -488,15 +695,15 @@ def _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE_head, 
 
 
 @triton.jit
-def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, DELTA, TABLES, HEAD_PATTERN, DK_S, DV_S,
+def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, DK_S, DV_S,
                    stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                    stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_dob, stride_doh, stride_don,
                    stride_dkb, stride_dkh, stride_dkn, stride_dvb, stride_dvh, stride_dvn,
-                   H, H_KV, GROUP, qk_scale, sm_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+                   H, H_KV, GROUP, qk_scale, sm_scale, alpha, N: tl.constexpr, HEAD_DIM: tl.constexpr,
                    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   PRECISION: tl.constexpr, SPLIT: tl.constexpr, NUM_ITEMS: tl.constexpr,
-                   NUM_SLOTS: tl.constexpr):
+                   PROB: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr,
+                   NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
     """One program per tile of BLOCK_N keys and per (batch, key/value head). It sums over the
     GROUP query heads that share the key/value head (grouped-query attention), each through its
     own pattern's transposed lists, so dK and dV are written once, without atomics. With SPLIT,
@@ -505,7 +712,8 @@ def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, DELTA, TABLES, HEAD_P
     and each piece writes its float32 dK and dV to its scratch slot, for _sum_slots.
 
     With HAS_BIAS, it also writes d key_bias of each grouped head, float32 D_BIAS [batch,
-    heads, N] (zeroed first): directly, or for a piece of a cut list by atomic adds."""
+    heads, N] (zeroed first): directly, or for a piece of a cut list by atomic adds. LSE, NORM
+    and DELTA: as in `_attn_bwd_dq`."""
     tile, batch_kv_head = _program(NUM_ITEMS * (BLOCK_K // BLOCK_N), SPLIT)
     batch = batch_kv_head // H_KV
     kv_head = batch_kv_head % H_KV
@@ -551,13 +759,13 @@ def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, DELTA, TABLES, HEAD_P
         if HAS_BIAS:
             bias = _load_key_bias(BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh, offs_n, N)
         dk, dv, d_bias = _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE + row_stats,
-                                      DELTA + row_stats, stride_qn, stride_don, partial_start, partial_end,
-                                      _table(TABLES, T_PARTIAL_IDX), TABLES, pattern, qk_scale,
-                                      N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, True, HAS_BIAS, PRECISION)
+                                      NORM + row_stats, DELTA + row_stats, stride_qn, stride_don, partial_start,
+                                      partial_end, _table(TABLES, T_PARTIAL_IDX), TABLES, pattern, qk_scale, alpha,
+                                      N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, True, HAS_BIAS, PROB, PRECISION)
         dk, dv, d_bias = _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE + row_stats,
-                                      DELTA + row_stats, stride_qn, stride_don, full_start, full_end,
-                                      _table(TABLES, T_FULL_IDX), TABLES, pattern, qk_scale,
-                                      N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, False, HAS_BIAS, PRECISION)
+                                      NORM + row_stats, DELTA + row_stats, stride_qn, stride_don, full_start,
+                                      full_end, _table(TABLES, T_FULL_IDX), TABLES, pattern, qk_scale, alpha,
+                                      N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, False, HAS_BIAS, PROB, PRECISION)
         if HAS_BIAS:
             D_BIAS_row = D_BIAS + row_stats + offs_n
             if SPLIT:
@@ -727,21 +935,59 @@ def _sum_into(scratch, out, side, block_d):
         BLOCK_ROWS=block_rows, BLOCK_M=tile, BLOCK_D=block_d, NUM_SLOTS=slots, SPLITS=int(splits), num_warps=MERGE_WARPS)
 
 
-def _key_bias_view(key_bias, q):
-    """``key_bias`` (broadcastable to [batch, heads, n]) as the kernels read it: a float32
-    [batch, heads, n] view with unit stride over keys; raises ValueError."""
+def _key_bias_view(key_bias, q, unit=1.0):
+    """``key_bias`` (broadcastable to [batch, heads, n]) as the kernels read it: times ``unit``
+    (the scores' unit), a float32 [batch, heads, n] view with unit stride over keys; raises
+    ValueError."""
     if not isinstance(key_bias, torch.Tensor) or not key_bias.is_floating_point():
         raise ValueError(f"key_bias must be a floating-point tensor, got {type(key_bias).__name__}"
                          + (f" of {key_bias.dtype}" if isinstance(key_bias, torch.Tensor) else ""))
     shape = q.shape[:3]
     try:
-        expanded = key_bias.float().expand(shape)
+        expanded = (key_bias.float() * unit).expand(shape)
     except RuntimeError:
         raise ValueError(f"key_bias of shape {tuple(key_bias.shape)} does not broadcast to [batch, heads, "
                          f"n] = {list(shape)}") from None
     if key_bias.device != q.device:
         raise ValueError(f"key_bias is on {key_bias.device}, q on {q.device}")
     return expanded if expanded.stride(-1) == 1 else expanded.contiguous()
+
+
+# The search of each row's entmax threshold (see `_entmax_fwd`): halvings of its bracket
+# [max z - 1, max z), to 2^-10 of it, then Newton's steps from below, which converge from there
+# (quadratically; sparsemax exactly once the support is found) well within float32's precision.
+BISECTIONS, NEWTON_STEPS = 10, 6
+
+
+def _prob_mode(alpha):
+    """The kernels' PROB of ``alpha``: 0 softmax (None or 1), 1 sparsemax (2), 2 1.5-entmax,
+    3 any other α-entmax, α in (1, 2); raises ValueError."""
+    if alpha is None:
+        return 0
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 1 <= alpha <= 2:
+        raise ValueError(f"alpha must be None or 1 (softmax), or in (1, 2] (entmax; 2 is sparsemax), got {alpha!r}")
+    return 0 if alpha == 1 else 1 if alpha == 2 else 2 if alpha == 1.5 else 3
+
+
+def _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha):
+    """(out, τ, 1 / row sums, WBAR) of α-entmax attention (see `_entmax_fwd`)."""
+    batch, heads, n, head_dim = q.shape
+    block_d, (tile_m, tile_n, warps, stages), _, _, precision = _settings(head_dim, q.dtype)
+    block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
+    out = torch.empty_like(q)
+    tau = torch.empty((batch, heads, n), device=q.device, dtype=torch.float32)
+    norm = torch.empty_like(tau)
+    wbar = torch.empty((batch, heads, n, block_d), device=q.device, dtype=torch.float32)
+    bias_args = (bias, bias.stride(0), bias.stride(1)) if bias is not None else (tau, 0, 0)
+    _entmax_fwd[(triton.cdiv(n, block_m), batch * heads)](
+        q, k, v, bias_args[0], out, tau, norm, wbar, _tables(q.device), head_pattern,
+        *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(out),
+        heads, heads // k.shape[1], sm_scale * (alpha - 1), float(alpha), N=n, HEAD_DIM=head_dim,
+        BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
+        HAS_BIAS=bias is not None, PROB=_prob_mode(alpha), BISECTIONS=BISECTIONS,
+        NEWTON_STEPS=NEWTON_STEPS, PRECISION=precision,
+        num_warps=warps, num_stages=stages)
+    return out, tau, norm, wbar[..., :head_dim]
 
 
 def _forward(q, k, v, bias, head_pattern, sm_scale):
@@ -768,14 +1014,20 @@ def _forward(q, k, v, bias, head_pattern, sm_scale):
     return out, lse
 
 
-def _backward(q, k, v, bias, out, lse, d_out, head_pattern, sm_scale):
-    """(dq, dk, dv, d key_bias as float32 [batch, heads, n], or None without a bias)."""
+def _backward(q, k, v, bias, out, lse, d_out, head_pattern, sm_scale, alpha=None, norm=None):
+    """(dq, dk, dv, d key_bias as float32 [batch, heads, n], or None without a bias). Softmax:
+    ``out`` is the output and ``lse`` its log-sum-exp; entmax (``alpha``): ``out`` is the WBAR,
+    ``lse`` the thresholds and ``norm`` the 1 / row sums of `_entmax_forward`."""
     batch, heads, n, head_dim = q.shape
     kv_heads = k.shape[1]
     tables = _tables(q.device)
     block_d, _, dq_tiles, dkdv_tiles, precision = _settings(head_dim, q.dtype)
-    # delta_i = sum_d dO_id O_id = sum_j P_ij dP_ij, the softmax's correction term.
+    # delta_i = sum_d dO_id O_id = sum_j P_ij dP_ij, the softmax's correction term; for entmax
+    # sum_j G_ij dP_ij / sum_j G_ij = dO_i . WBAR_i.
     delta = (d_out.float() * out.float()).sum(-1)
+    prob, alpha = _prob_mode(alpha), float(alpha or 1)
+    qk_scale = sm_scale * LOG2E.value if prob == 0 else sm_scale * (alpha - 1)
+    norm = norm if norm is not None else delta
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
@@ -786,11 +1038,11 @@ def _backward(q, k, v, bias, out, lse, d_out, head_pattern, sm_scale):
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
     dq_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, block_d, q.device) if SPLIT_Q else delta
     _attn_bwd_dq[_grid(n, block_m, NUM_Q_ITEMS, BLOCK_Q, batch * heads)](
-        q, k, v, bias_args[0], d_out, dq, lse, delta, tables, head_pattern, dq_s,
+        q, k, v, bias_args[0], d_out, dq, lse, norm, delta, tables, head_pattern, dq_s,
         *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(d_out), *_strides(dq),
-        heads, heads // kv_heads, sm_scale * LOG2E.value, sm_scale, N=n, HEAD_DIM=head_dim,
+        heads, heads // kv_heads, qk_scale, sm_scale, alpha, N=n, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        HAS_BIAS=bias is not None, PRECISION=precision, SPLIT=SPLIT_Q, NUM_ITEMS=NUM_Q_ITEMS, NUM_SLOTS=NUM_Q_SLOTS,
+        HAS_BIAS=bias is not None, PROB=prob, PRECISION=precision, SPLIT=SPLIT_Q, NUM_ITEMS=NUM_Q_ITEMS, NUM_SLOTS=NUM_Q_SLOTS,
         num_warps=warps, num_stages=stages)
     if SPLIT_Q:
         _sum_into(dq_s, dq, "Q", block_d)
@@ -802,12 +1054,12 @@ def _backward(q, k, v, bias, out, lse, d_out, head_pattern, sm_scale):
         dk_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
         dv_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
     _attn_bwd_dkdv[_grid(n, block_n, NUM_K_ITEMS, BLOCK_K, batch * kv_heads)](
-        q, k, v, bias_args[0], d_out, dk, dv, d_bias if bias is not None else delta, lse, delta, tables,
+        q, k, v, bias_args[0], d_out, dk, dv, d_bias if bias is not None else delta, lse, norm, delta, tables,
         head_pattern, dk_s, dv_s,
         *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(d_out), *_strides(dk), *_strides(dv),
-        heads, kv_heads, heads // kv_heads, sm_scale * LOG2E.value, sm_scale, N=n, HEAD_DIM=head_dim,
+        heads, kv_heads, heads // kv_heads, qk_scale, sm_scale, alpha, N=n, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        HAS_BIAS=bias is not None, PRECISION=precision, SPLIT=SPLIT_K, NUM_ITEMS=NUM_K_ITEMS, NUM_SLOTS=NUM_K_SLOTS,
+        HAS_BIAS=bias is not None, PROB=prob, PRECISION=precision, SPLIT=SPLIT_K, NUM_ITEMS=NUM_K_ITEMS, NUM_SLOTS=NUM_K_SLOTS,
         num_warps=warps, num_stages=stages)
     if SPLIT_K:
         _sum_into(dk_s, dk, "K", block_d)
@@ -820,13 +1072,23 @@ def _unit_stride(t):
 
 
 class _BlockSparseAttention(torch.autograd.Function):
+    """Softmax (alpha None) or α-entmax attention; returns (out, the rows' log-sum-exp or, for
+    entmax, their thresholds τ)."""
+
     @staticmethod
-    def forward(ctx, q, k, v, key_bias, head_pattern, sm_scale):
+    def forward(ctx, q, k, v, key_bias, head_pattern, sm_scale, alpha):
         q, k, v = _unit_stride(q), _unit_stride(k), _unit_stride(v)
-        bias = _key_bias_view(key_bias, q) if key_bias is not None else None
-        out, lse = _forward(q, k, v, bias, head_pattern, sm_scale)
-        ctx.save_for_backward(q, k, v, bias, out, lse, head_pattern)
-        ctx.sm_scale = sm_scale
+        entmax = _prob_mode(alpha) > 0
+        bias = None
+        if key_bias is not None:  # in the scores' unit: base 2 for softmax, times α - 1 for entmax
+            bias = _key_bias_view(key_bias, q, alpha - 1 if entmax else LOG2E.value)
+        if entmax:
+            out, lse, norm, wbar = _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha)
+            ctx.save_for_backward(q, k, v, bias, wbar, lse, head_pattern, norm)
+        else:
+            out, lse = _forward(q, k, v, bias, head_pattern, sm_scale)
+            ctx.save_for_backward(q, k, v, bias, out, lse, head_pattern)
+        ctx.sm_scale, ctx.alpha = sm_scale, alpha if entmax else None
         ctx.bias_shape_dtype = (key_bias.shape, key_bias.dtype) if key_bias is not None else None
         ctx.mark_non_differentiable(lse)
         return out, lse
@@ -834,15 +1096,16 @@ class _BlockSparseAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_out, d_lse):
         # d_lse is None or zero: the log-sum-exp is returned for inspection, not differentiated.
-        q, k, v, bias, out, lse, head_pattern = ctx.saved_tensors
-        dq, dk, dv, d_bias = _backward(q, k, v, bias, out, lse, _unit_stride(d_out), head_pattern, ctx.sm_scale)
+        q, k, v, bias, out, lse, head_pattern, *norm = ctx.saved_tensors
+        dq, dk, dv, d_bias = _backward(q, k, v, bias, out, lse, _unit_stride(d_out), head_pattern, ctx.sm_scale,
+                                       ctx.alpha, *norm)
         if d_bias is not None:  # summed over the dimensions key_bias was broadcast along
             shape, dtype = ctx.bias_shape_dtype
             d_bias = d_bias.sum_to_size(shape).to(dtype)
-        return dq, dk, dv, d_bias, None, None
+        return dq, dk, dv, d_bias, None, None, None
 
 
-def attention(q, k, v, layer=0, scale=None, return_lse=False, *, key_bias=None):
+def attention(q, k, v, layer=0, scale=None, return_lse=False, *, key_bias=None, alpha=ALPHA):
     """Block-sparse attention under this module's pattern (layer ``layer`` mod LAYERS).
 
     q: [batch, heads, N, head_dim]; k, v: [batch, kv_heads, N, head_dim] with kv_heads
@@ -853,8 +1116,14 @@ def attention(q, k, v, layer=0, scale=None, return_lse=False, *, key_bias=None):
     the scaled score of every query's pair with key j before the softmax (-inf leaves the
     key out). Differentiable in q, k, v and key_bias. With ``return_lse``, also returns the
     float32 log-sum-exp of each row's scores, [batch, heads, N] (-inf for an empty row).
+
+    ``alpha`` picks the probability map (default: the pattern file's `prob`): None or 1 is
+    softmax, 2 sparsemax, any other value in (1, 2) α-entmax, applied to each row's connected
+    keys; its threshold is found from the row's computed blocks (`_entmax_fwd`), and
+    ``return_lse`` then returns the thresholds τ instead (0 for an empty row).
     """
     _check(q, k, v, layer)
+    _prob_mode(alpha)
     if key_bias is not None:
         _key_bias_view(key_bias, q)  # its errors before any work
     sm_scale = float(scale) if scale is not None else q.shape[-1] ** -0.5
@@ -862,8 +1131,9 @@ def attention(q, k, v, layer=0, scale=None, return_lse=False, *, key_bias=None):
     if q.dtype == torch.bfloat16 and q.device.type == "cpu":
         # Triton's interpreter multiplies bfloat16 in tl.dot as raw bits (Triton 3.9): compute
         # in float32 there. On a GPU bfloat16 runs natively.
-        out, lse = _BlockSparseAttention.apply(q.float(), k.float(), v.float(), key_bias, head_pattern, sm_scale)
+        out, lse = _BlockSparseAttention.apply(q.float(), k.float(), v.float(), key_bias, head_pattern, sm_scale,
+                                               alpha)
         out = out.to(torch.bfloat16)
     else:
-        out, lse = _BlockSparseAttention.apply(q, k, v, key_bias, head_pattern, sm_scale)
+        out, lse = _BlockSparseAttention.apply(q, k, v, key_bias, head_pattern, sm_scale, alpha)
     return (out, lse) if return_lse else out

@@ -30,6 +30,7 @@ import ast
 import functools
 import math
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -66,6 +67,21 @@ class TritonBackend(Backend):
         word = (f"tl.load(T_{name}_bits + ({slot} * {bq} + {q} % {bq}) * {words} + ({k} % {bk}) // 32, "
                 f"mask={inside}, other=0)")
         return f"((({word} >> (({k} % {bk}) % 32)) & 1) != 0)"
+
+
+def alpha_of(compiled) -> float | None:
+    """The α of the file's probability map (``str(compiled.prob)``): None for softmax, 2.0 for
+    sparsemax, α for entmax(α)."""
+    prob = str(compiled.prob)
+    if prob == "softmax":
+        return None
+    if prob == "sparsemax":
+        return 2.0
+    match = re.fullmatch(r"entmax\(([0-9.]+)\)", prob)
+    if match is None:
+        raise SpatError(Diagnostic(f"the Triton kernels have no probability map {prob!r}",
+                                   help="they run softmax, sparsemax and entmax(α)"))
+    return float(match.group(1))
 
 
 def check_block_sizes(block_q: int, block_k: int):
@@ -363,6 +379,7 @@ def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str
         f"PATTERNS = [\n{pattern_lines}\n]",
         "# HEAD_PATTERNS[layer][head]: the pattern id of each head (one entry: every head shares it).",
         f"HEAD_PATTERNS = {head_patterns!r}",
+        f"ALPHA = {alpha_of(compiled)!r}  # the probability map of the file's `prob`: None softmax, 2 sparsemax, else α-entmax",
         "# Block layouts:",
         layout_lines,
         "# TABLES (int32, zlib-compressed, base64), described below: offset, entries, table",
