@@ -296,7 +296,7 @@ def test_bfloat16_on_cpu_is_computed_in_float32():
 # ---- a per-key score bias ------------------------------------------------------------------
 
 
-@settings(max_examples=examples(12 if CI else 8), deadline=None,
+@settings(max_examples=examples(10 if CI else 6), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cases(), st.sampled_from(("full", "per batch", "per head", "per key")), st.sampled_from((None, 1, 2)))
 def test_key_bias_matches_the_dense_reference(case, bias_shape, max_blocks):
@@ -392,7 +392,7 @@ ROUNDING = {torch.float32: 0.0, torch.float16: 1e-3}  # float16's own rounding, 
 ALPHAS = st.sampled_from((2.0, 1.5, 1.25))
 
 
-@settings(max_examples=examples(10 if CI else 6), deadline=None,
+@settings(max_examples=examples(8 if CI else 5), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cases(), ALPHAS, st.booleans(), st.sampled_from((None, 1)))
 def test_entmax_matches_the_dense_reference(case, alpha, with_bias, max_blocks):
