@@ -723,7 +723,7 @@ def test_the_module_is_the_kernels_source_less_what_it_does_not_use():
                 if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
 
     real = definitions(kernels_file_text())
-    merging = {"_fwd_combine", "_merge_forward", "_sum_slots", "_sum_into", "_scratch"}
+    merging = {"_fwd_combine", "_merge_forward", "_merge_program", "_sum_slots", "_sum_into", "_scratch"}
     compiled = patterndsl.compile("window(2) | global(0..2)", 200)
     uncut, both_cut = module_source(compiled, 16), module_source(compiled, 16, 2)
     key_cut = module_source(patterndsl.compile("window(2) | cols(0..2)", 200), 16, 4)  # key block 0 only

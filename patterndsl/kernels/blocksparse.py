@@ -210,6 +210,32 @@ def _query_tile(tile, pattern, TABLES, NUM_ITEMS: tl.constexpr, N: tl.constexpr,
 
 
 @triton.jit
+def _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS: tl.constexpr, N: tl.constexpr,
+                   BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, SPLIT: tl.constexpr):
+    """What a forward or dQ program (tile `tile`, batch x head `batch_head`) works on: (batch,
+    head, key/value head, pattern id, then `_query_tile`'s first row, sub-tile, scratch slot,
+    partial start, partial end, full start, full end)."""
+    batch = batch_head // H
+    head = batch_head % H
+    pattern = tl.load(HEAD_PATTERN + head)
+    start_m, sub, slot, partial_start, partial_end, full_start, full_end = _query_tile(
+        tile, pattern, TABLES, NUM_ITEMS, N, BLOCK_Q, BLOCK_M, SPLIT)
+    return (batch, head, head // GROUP, pattern, start_m, sub, slot, partial_start, partial_end,
+            full_start, full_end)
+
+
+@triton.jit
+def _load_rows(X, batch, head, start, stride_b, stride_h, stride_n, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+               BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Rows start.. of X[batch, head] as a [BLOCK_M, BLOCK_D] tile, zero past N and HEAD_DIM."""
+    local_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    return tl.load(X + batch.to(tl.int64) * stride_b + head.to(tl.int64) * stride_h + start.to(tl.int64) * stride_n
+                   + local_m[:, None] * stride_n + offs_d[None, :],
+                   mask=((start + local_m)[:, None] < N) & (offs_d[None, :] < HEAD_DIM), other=0.0)
+
+
+@triton.jit
 def _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m,
                   stride_ob, stride_oh, stride_on, N: tl.constexpr, HEAD_DIM: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -247,23 +273,15 @@ def _attn_fwd(Q, K, V, BIAS, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
     cut list writes its unnormalized state (acc, running max m in base 2, sum l) to scratch slot
     `slot` ([batch * heads, NUM_SLOTS, BLOCK_Q] rows of BLOCK_D), for _fwd_combine to merge."""
     tile, batch_head = _program(NUM_ITEMS * (BLOCK_Q // BLOCK_M), SPLIT)
-    batch = batch_head // H
-    head = batch_head % H
-    kv_head = head // GROUP
-    pattern = tl.load(HEAD_PATTERN + head)
-    start_m, sub, slot, partial_start, partial_end, full_start, full_end = _query_tile(
-        tile, pattern, TABLES, NUM_ITEMS, N, BLOCK_Q, BLOCK_M, SPLIT)
-
+    batch, head, kv_head, pattern, start_m, sub, slot, partial_start, partial_end, full_start, full_end = (
+        _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS, N, BLOCK_Q, BLOCK_M, SPLIT))
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    Q_tile = (Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
-              + start_m.to(tl.int64) * stride_qn)
     K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
     BIAS_row = BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh
-    io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-    q = tl.load(Q_tile + local_m[:, None] * stride_qn + offs_d[None, :], mask=io_mask, other=0.0)
+    q = _load_rows(Q, batch, head, start_m, stride_qb, stride_qh, stride_qn, N, HEAD_DIM, BLOCK_M, BLOCK_D)
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -291,19 +309,23 @@ def _attn_fwd(Q, K, V, BIAS, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
 
 
 @triton.jit
+def _merge_program(TABLES, SPLITS: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_M: tl.constexpr):
+    """(batch x head, sub-tile, cut block, its first scratch slot, its number of pieces) of a
+    merging program: one per tile of BLOCK_M rows of a cut block and per (batch, head)."""
+    split = tl.program_id(0) // (BLOCK_ROWS // BLOCK_M)
+    splits = _table(TABLES, SPLITS) + 3 * split
+    return (tl.program_id(1), tl.program_id(0) % (BLOCK_ROWS // BLOCK_M), tl.load(splits), tl.load(splits + 1),
+            tl.load(splits + 2))
+
+
+@triton.jit
 def _fwd_combine(Out, LSE, TABLES, ACC_S, M_S, L_S, stride_ob, stride_oh, stride_on, H,
                  N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, NUM_SLOTS: tl.constexpr):
     """One program per tile of BLOCK_M rows of a cut query block and per (batch, head): merges
     the partial states of the block's pieces (log-sum-exp: rescale each to the common maximum,
     then add) and writes the output and log-sum-exp like an uncut block."""
-    split = tl.program_id(0) // (BLOCK_Q // BLOCK_M)
-    sub = tl.program_id(0) % (BLOCK_Q // BLOCK_M)
-    batch_head = tl.program_id(1)
-    splits = _table(TABLES, Q_SPLITS)
-    query_block = tl.load(splits + 3 * split)
-    first = tl.load(splits + 3 * split + 1)
-    count = tl.load(splits + 3 * split + 2)
+    batch_head, sub, query_block, first, count = _merge_program(TABLES, Q_SPLITS, BLOCK_Q, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -332,13 +354,7 @@ def _sum_slots(SCRATCH, Out, TABLES, stride_ob, stride_oh, stride_on, H, N: tl.c
     """One program per tile of BLOCK_M rows of a cut block (BLOCK_ROWS rows) and per (batch,
     head): adds the float32 gradients its pieces left in their scratch slots and writes the sum
     (a fixed order: deterministic, unlike atomic adds). SPLITS: Q_SPLITS or K_SPLITS."""
-    split = tl.program_id(0) // (BLOCK_ROWS // BLOCK_M)
-    sub = tl.program_id(0) % (BLOCK_ROWS // BLOCK_M)
-    batch_head = tl.program_id(1)
-    splits = _table(TABLES, SPLITS)
-    block = tl.load(splits + 3 * split)
-    first = tl.load(splits + 3 * split + 1)
-    count = tl.load(splits + 3 * split + 2)
+    batch_head, sub, block, first, count = _merge_program(TABLES, SPLITS, BLOCK_ROWS, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     total = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -449,12 +465,8 @@ def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN,
     empty row: it outputs zeros) and WBAR = sum_j G_ij V_j / sum_j G_ij (float32 [batch, heads,
     N, BLOCK_D]), which the backward pass needs (`_attn_bwd_dq`)."""
     batch_head = tl.program_id(1)
-    batch = batch_head // H
-    head = batch_head % H
-    kv_head = head // GROUP
-    pattern = tl.load(HEAD_PATTERN + head)
-    start_m, _, _, partial_start, partial_end, full_start, full_end = _query_tile(
-        tl.program_id(0), pattern, TABLES, 0, N, BLOCK_Q, BLOCK_M, False)
+    batch, head, kv_head, pattern, start_m, _, _, partial_start, partial_end, full_start, full_end = (
+        _query_program(tl.program_id(0), batch_head, HEAD_PATTERN, TABLES, H, GROUP, 0, N, BLOCK_Q, BLOCK_M, False))
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
@@ -462,9 +474,7 @@ def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN,
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
     BIAS_row = BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh
     io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-    q = tl.load(Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
-                + start_m.to(tl.int64) * stride_qn + local_m[:, None] * stride_qn + offs_d[None, :],
-                mask=io_mask, other=0.0)
+    q = _load_rows(Q, batch, head, start_m, stride_qb, stride_qh, stride_qn, N, HEAD_DIM, BLOCK_M, BLOCK_D)
 
     zero = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -592,23 +602,14 @@ def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, 
     LSE holds the thresholds τ, NORM 1 / the rows' sums, and DELTA_i = dO_i . (sum_j G_ij V_j
     / sum_j G_ij) (the WBAR of `_entmax_fwd`); the scores there are z = (α - 1) s."""
     tile, batch_head = _program(NUM_ITEMS * (BLOCK_Q // BLOCK_M), SPLIT)
-    batch = batch_head // H
-    head = batch_head % H
-    kv_head = head // GROUP
-    pattern = tl.load(HEAD_PATTERN + head)
-    start_m, sub, slot, partial_start, partial_end, full_start, full_end = _query_tile(
-        tile, pattern, TABLES, NUM_ITEMS, N, BLOCK_Q, BLOCK_M, SPLIT)
-
+    batch, head, kv_head, pattern, start_m, sub, slot, partial_start, partial_end, full_start, full_end = (
+        _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS, N, BLOCK_Q, BLOCK_M, SPLIT))
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-    q = tl.load(Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
-                + start_m.to(tl.int64) * stride_qn + local_m[:, None] * stride_qn + offs_d[None, :],
-                mask=io_mask, other=0.0)
-    do = tl.load(DO + batch.to(tl.int64) * stride_dob + head.to(tl.int64) * stride_doh
-                 + start_m.to(tl.int64) * stride_don + local_m[:, None] * stride_don + offs_d[None, :],
-                 mask=io_mask, other=0.0)
+    q = _load_rows(Q, batch, head, start_m, stride_qb, stride_qh, stride_qn, N, HEAD_DIM, BLOCK_M, BLOCK_D)
+    do = _load_rows(DO, batch, head, start_m, stride_dob, stride_doh, stride_don, N, HEAD_DIM, BLOCK_M, BLOCK_D)
     lse = tl.load(LSE + batch_head.to(tl.int64) * N + offs_m, mask=offs_m < N, other=0.0)
     norm = lse
     if PROB == 0:
@@ -732,12 +733,8 @@ def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, 
     local_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     io_mask = (offs_n[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-    k = tl.load(K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
-                + start_n.to(tl.int64) * stride_kn + local_n[:, None] * stride_kn + offs_d[None, :],
-                mask=io_mask, other=0.0)
-    v = tl.load(V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
-                + start_n.to(tl.int64) * stride_vn + local_n[:, None] * stride_vn + offs_d[None, :],
-                mask=io_mask, other=0.0)
+    k = _load_rows(K, batch, kv_head, start_n, stride_kb, stride_kh, stride_kn, N, HEAD_DIM, BLOCK_N, BLOCK_D)
+    v = _load_rows(V, batch, kv_head, start_n, stride_vb, stride_vh, stride_vn, N, HEAD_DIM, BLOCK_N, BLOCK_D)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     for g in range(GROUP):

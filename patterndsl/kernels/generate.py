@@ -231,7 +231,7 @@ KERNELS = Path(__file__).with_name("blocksparse.py")
 # those of cut query-block lists (forward merge), and those of any cut list (the summing of
 # gradient pieces, scratch buffers).
 CUT_QUERY_LISTS_ONLY = ("_fwd_combine", "_merge_forward")
-CUT_LISTS_ONLY = ("_sum_slots", "MERGE_TILE", "_scratch", "_sum_into")
+CUT_LISTS_ONLY = ("_merge_program", "_sum_slots", "MERGE_TILE", "_scratch", "_sum_into")
 
 
 class KernelSource:
