@@ -6,8 +6,10 @@
 small ragged n in bfloat16, float16 and float32 against the float64 dense-mask reference,
 printing PASS or FAIL per case; two of its cases cut every block list into pieces of one
 or two blocks (max_blocks_per_program), so that the kernels of cut lists and their merges
-are checked on the GPU too. Then, in bfloat16 for head dims 128 and 64 and n from 8k
-to 128k, it times forward and backward of
+are checked on the GPU too; some add a random key_bias (its gradient checked too), and the
+same patterns run under `prob sparsemax` and `prob entmax(1.5)` (the reference honours the
+file's prob). Then, in bfloat16 for head dims 128 and 64 and n from 8k to 128k, it times
+forward and backward of
 
     - our kernels (patterndsl.kernels.triton_attention, blocks of 128),
     - torch.compile(flex_attention) with the same block layout (the BlockMask of
@@ -16,7 +18,9 @@ to 128k, it times forward and backward of
     - dense F.scaled_dot_product_attention (is_causal for the causal patterns; skipped
       above --max-dense-n, where it takes too long),
 
-and prints a markdown table, also written to --out.
+and, for the first pattern at the first head dim, our kernels with a key bias and with
+sparsemax and 1.5-entmax (VARIANTS; compare with the softmax row above them), and prints
+a markdown table, also written to --out.
 
 Work is counted over the computed blocks: a forward pass does 4·D flops per in-bounds
 pair of every partial or full block (QK^T and PV, 2·D each; layout.computed_pairs()),
@@ -35,7 +39,7 @@ the same way for ours, FlexAttention and SDPA. FlexAttention's compiled backward
 its saved buffers by default, which forbids retain_graph: the benchmark turns that off
 (torch._functorch.config.donated_buffer = False), which costs its backward nothing but
 the buffer reuse. Tiles, warps and stages are the generated module's
-TILES table (patterndsl/kernels/template.py), checked to fit sm_90 without register
+TILES table (patterndsl/kernels/blocksparse.py), checked to fit sm_90 without register
 spills in 16-bit: forward 128×64 tiles, 4 warps (8 at head dim 128), 3 stages;
 backward 128×32 tiles (dQ: 128 queries looping over 32 keys; dK/dV: 128 keys looping
 over 32 queries), 3 stages, 4 warps for dQ and 8 for dK/dV (8 for both at head dim 128).
@@ -79,6 +83,10 @@ PATTERNS = [
     ("causal", "causal", 0, True, None),
 ]
 
+# Variants of the first pattern, timed with our kernels alone (at the first head dim): a key
+# bias, and the sparse probability maps (their thresholds take extra passes over each row).
+VARIANTS = [(" + key_bias", {"key_bias": True}), (" · sparsemax", {"alpha": 2.0}), (" · entmax(1.5)", {"alpha": 1.5})]
+
 CHECK_SOURCE = """\
 let l = isqrt(n)
 layers {
@@ -108,32 +116,39 @@ def log(*parts):
 # ---- correctness -------------------------------------------------------------------------
 
 
-def forward_backward(function, q, k, v, d_out):
-    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
-    out = function(q, k, v)
-    grads = torch.autograd.grad(out, (q, k, v), d_out)
-    return (out.detach(), *grads)
+def forward_backward(function, *inputs):
+    """(out, and the gradient of each input) of ``function(*inputs[:-1])`` against ``inputs[-1]``."""
+    *inputs, d_out = inputs
+    inputs = [t.detach().clone().requires_grad_() for t in inputs]
+    out = function(*inputs)
+    return (out.detach(), *torch.autograd.grad(out, inputs, d_out))
 
 
-def check_case(compiled, layer, dtype, head_dim, block, device, batch=2, heads=4, kv_heads=2, max_blocks=None):
+def check_case(compiled, layer, dtype, head_dim, block, device, batch=2, heads=4, kv_heads=2, max_blocks=None,
+               key_bias=False):
+    """Ours against patterndsl.attention_reference (which honours the file's `prob`), in float64
+    and eagerly in ``dtype``; with ``key_bias``, a random [batch, heads, n] bias and its gradient too."""
     generator = torch.Generator(device=device).manual_seed(1000 * layer + head_dim)
     n = compiled.n
 
-    def draw(count):
-        return torch.randn(batch, count, n, head_dim, device=device, generator=generator, dtype=torch.float32).to(dtype)
+    def draw(*shape):
+        return torch.randn(*shape, device=device, generator=generator, dtype=torch.float32).to(dtype)
 
-    q, k, v, d_out = draw(heads), draw(kv_heads), draw(kv_heads), draw(heads)
+    q, k, v, d_out = (draw(batch, count, n, head_dim) for count in (heads, kv_heads, kv_heads, heads))
+    inputs = (q, k, v) + ((draw(batch, heads, n),) if key_bias else ())
 
-    def reference(q_, k_, v_):
-        return patterndsl.attention_reference(q_, k_, v_, compiled, layer)
+    def reference(q_, k_, v_, *bias):
+        return patterndsl.attention_reference(q_, k_, v_, compiled, layer, **({"key_bias": bias[0]} if bias else {}))
 
-    exact = forward_backward(reference, q.double(), k.double(), v.double(), d_out.double())
-    eager = forward_backward(reference, q, k, v, d_out)
-    ours = forward_backward(lambda q_, k_, v_: triton_attention(q_, k_, v_, compiled, layer, block_size=block,
-                                                                max_blocks_per_program=max_blocks),
-                            q, k, v, d_out)
+    def kernels(q_, k_, v_, *bias):
+        return triton_attention(q_, k_, v_, compiled, layer, block_size=block, max_blocks_per_program=max_blocks,
+                                key_bias=bias[0] if bias else None)
+
+    exact = forward_backward(reference, *(t.double() for t in inputs), d_out.double())
+    eager = forward_backward(reference, *inputs, d_out)
+    ours = forward_backward(kernels, *inputs, d_out)
     worst, notes = 0.0, []
-    for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv"), ours, eager, exact):
+    for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv", "d key_bias"), ours, eager, exact):
         if not torch.isfinite(mine).all():
             return False, f"{name} has NaN/inf"
         error = (mine.double() - want).abs().max().item()
@@ -148,21 +163,33 @@ def check_case(compiled, layer, dtype, head_dim, block, device, batch=2, heads=4
     return worst <= 1.0, ", ".join(notes) + f"; worst {worst:.2f} of allowed"
 
 
+# The probability maps checked besides softmax: the same patterns under `prob sparsemax` and
+# `prob entmax(1.5)` (the kernels read the file's prob; so does the reference).
+CHECK_PROBS = ("softmax", "sparsemax", "entmax(1.5)")
+
+
 def run_check(device, n) -> tuple[int, list[str]]:
-    compiled = patterndsl.compile(CHECK_SOURCE, n)
-    # (dtype, head dim, block, max blocks per program: None = the default, which cuts no list at
-    # this n; 1 or 2 cut nearly every list, to check the split kernels)
-    cases = [(torch.bfloat16, 64, BLOCK, None), (torch.float16, 64, BLOCK, None), (torch.float32, 64, BLOCK, None),
-             (torch.bfloat16, 128, BLOCK, None), (torch.float16, 96, 64, None),
-             (torch.bfloat16, 128, BLOCK, 2), (torch.float32, 64, BLOCK, 1)]
-    lines, failures = [], 0
-    log(f"## check: n = {compiled.n}, batch 2, 4 query heads, 2 key/value heads, vs float64 reference")
-    for dtype, head_dim, block, max_blocks in cases:
-        for layer in range(compiled.layers):
-            name = (f"{str(dtype).replace('torch.', '')} D={head_dim} block={block}"
-                    f"{f' cut to {max_blocks}' if max_blocks else ''} layer {layer}")
+    # (prob, dtype, head dim, block, max blocks per program: None = the default, which cuts no list
+    # at this n; 1 or 2 cut nearly every list, to check the split kernels; with a key bias)
+    cases = [("softmax", torch.bfloat16, 64, BLOCK, None, False), ("softmax", torch.float16, 64, BLOCK, None, False),
+             ("softmax", torch.float32, 64, BLOCK, None, False), ("softmax", torch.bfloat16, 128, BLOCK, None, False),
+             ("softmax", torch.float16, 96, 64, None, False),
+             ("softmax", torch.bfloat16, 128, BLOCK, 2, False), ("softmax", torch.float32, 64, BLOCK, 1, False),
+             ("softmax", torch.bfloat16, 64, BLOCK, None, True), ("softmax", torch.float32, 64, BLOCK, 1, True)]
+    cases += [(prob, dtype, 64, BLOCK, max_blocks, bias) for prob in CHECK_PROBS[1:]
+              for dtype, max_blocks, bias in ((torch.bfloat16, None, False), (torch.float32, None, True),
+                                              (torch.float32, 1, False))]
+    lines, failures, compiled = [], 0, {}
+    log(f"## check: n = {n}, batch 2, 4 query heads, 2 key/value heads, vs float64 reference")
+    for prob, dtype, head_dim, block, max_blocks, bias in cases:
+        if prob not in compiled:
+            compiled[prob] = patterndsl.compile(f"prob {prob}\n" + CHECK_SOURCE, n)
+        for layer in range(compiled[prob].layers):
+            name = (f"{prob} {str(dtype).replace('torch.', '')} D={head_dim} block={block}"
+                    f"{f' cut to {max_blocks}' if max_blocks else ''}{' key bias' if bias else ''} layer {layer}")
             try:
-                ok, detail = check_case(compiled, layer, dtype, head_dim, block, device, max_blocks=max_blocks)
+                ok, detail = check_case(compiled[prob], layer, dtype, head_dim, block, device, max_blocks=max_blocks,
+                                        key_bias=bias)
             except Exception as error:  # report and go on: the rest of the run still informs
                 ok, detail = False, f"{type(error).__name__}: {error}"
                 traceback.print_exc()
@@ -227,8 +254,9 @@ def fmt(value, digits=2):
 
 
 class Row:
-    def __init__(self, name, head_dim, n, compiled, layer, causal):
+    def __init__(self, name, head_dim, n, compiled, layer, causal, options=None):
         self.name, self.head_dim, self.n, self.layer, self.causal = name, head_dim, n, layer, causal
+        self.options = options or {}  # VARIANTS: key_bias, alpha (ours only)
         self.compiled = compiled
         layout = compiled.layout(layer, 0, BLOCK)
         self.blocks = layout.num_blocks
@@ -263,10 +291,13 @@ def cut_lists(compiled, max_blocks):
 
 def measure_ours_and_sdpa(row, device, max_dense_n, max_blocks=None):
     q, k, v, d_out = inputs(row.n, row.head_dim, device)
+    options = dict(row.options)
+    if options.pop("key_bias", False):
+        options["key_bias"] = torch.randn(q.shape[:3], device=device, dtype=q.dtype).requires_grad_()
     row.ours = time_fwd_bwd(lambda q_, k_, v_: triton_attention(q_, k_, v_, row.compiled, row.layer, block_size=BLOCK,
-                                                                max_blocks_per_program=max_blocks),
+                                                                max_blocks_per_program=max_blocks, **options),
                             q, k, v, d_out)
-    if row.n <= max_dense_n:
+    if row.n <= max_dense_n and not row.options:
         row.sdpa = time_fwd_bwd(lambda q_, k_, v_: F.scaled_dot_product_attention(q_, k_, v_, is_causal=row.causal),
                                 q, k, v, d_out)
 
@@ -378,15 +409,19 @@ def main(argv=None) -> int:
                 if key not in compiled_cache:
                     compiled_cache[key] = patterndsl.compile(source, n)
                 rows.append(Row(name, head_dim, n, compiled_cache[key], layer, causal))
+    name, source, layer, causal, largest = PATTERNS[0]
+    for suffix, options in VARIANTS:
+        rows += [Row(name + suffix, args.head_dims[0], n, compiled_cache[(str(source), n)], layer, causal, options)
+                 for n in args.sizes]
 
     # The schedule, most wanted first: at the first head dim and the two smallest sizes (the
     # issue's comparison), ours and SDPA then FlexAttention, row by row; then ours and SDPA for
     # the other rows; then the rest of FlexAttention. Each step runs only while time is left.
     first_dim, small = args.head_dims[0], sorted(args.sizes)[:2]
     wanted = [r for r in rows if r.head_dim == first_dim and r.n in small]
-    steps = ([step for r in wanted for step in [("ours", r)] + ([] if args.no_flex else [("flex", r)])]
+    steps = ([step for r in wanted for step in [("ours", r)] + ([] if args.no_flex or r.options else [("flex", r)])]
              + [("ours", r) for r in rows if r not in wanted]
-             + ([] if args.no_flex else [("flex", r) for r in rows if r not in wanted]))
+             + ([] if args.no_flex else [("flex", r) for r in rows if r not in wanted and not r.options]))
     skipped = []
     for kind, row in steps:
         label = f"{row.name} D={row.head_dim} n={row.n}"

@@ -67,11 +67,12 @@ def reference_lse(q, k, compiled, layer, scale):
     return torch.logsumexp(scores.masked_fill(~allowed, float("-inf")), dim=-1)
 
 
-def forward_backward(function, q, k, v, d_out):
-    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
-    out = function(q, k, v)
-    dq, dk, dv = torch.autograd.grad(out, (q, k, v), d_out)
-    return out.detach(), dq, dk, dv
+def forward_backward(function, *inputs):
+    """(out, and the gradient of each input) of ``function(*inputs[:-1])`` against ``inputs[-1]``."""
+    *inputs, d_out = inputs
+    inputs = [t.detach().clone().requires_grad_() for t in inputs]
+    out = function(*inputs)
+    return (out.detach(), *torch.autograd.grad(out, inputs, d_out))
 
 
 # Whatever the eager computation in the same dtype gets wrong, the kernels may get wrong
@@ -80,27 +81,57 @@ def forward_backward(function, q, k, v, d_out):
 TOLERANCE = {torch.float32: (4.0, 1e-5), torch.float16: (4.0, 2e-3)}
 
 
-def assert_matches_reference(compiled, layer, q, k, v, d_out, scale=None, block_size=None, max_blocks=None):
-    """Kernels vs float64 reference: outputs, LSE, gradients; no NaN; empty rows exactly 0."""
+def biased_scores(q, k, compiled, layer, scale, key_bias):
+    """(scores + key bias with the pattern's pairs only, -inf elsewhere; the empty rows), in q's dtype."""
+    heads, kv_heads = q.shape[1], k.shape[1]
+    scores = q @ k.repeat_interleave(heads // kv_heads, dim=1).transpose(-1, -2) * scale
+    scores = scores + key_bias.to(q.dtype).expand(q.shape[:3]).unsqueeze(-2)
+    allowed = torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).unsqueeze(0)
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return scores, torch.isinf(scores).all(-1)  # a key_bias of -inf leaves a key out
+
+
+def biased_reference(q, k, v, compiled, layer, scale, key_bias):
+    """Dense attention with a key bias: masked softmax of the biased scores; empty rows 0."""
+    scores, empty = biased_scores(q, k, compiled, layer, scale, key_bias)
+    weights = torch.softmax(scores.masked_fill(empty.unsqueeze(-1), 0.0), dim=-1).masked_fill(empty.unsqueeze(-1), 0.0)
+    return weights @ v.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+
+
+def assert_matches_reference(compiled, layer, q, k, v, d_out, scale=None, block_size=None, max_blocks=None,
+                             key_bias=None):
+    """Kernels vs float64 reference: outputs, LSE, gradients (of key_bias too, if given); no
+    NaN; empty rows exactly 0. With a key bias, the reference is `biased_reference`; a file
+    whose `prob` is sparsemax or entmax is checked by `assert_entmax_matches_reference`."""
+    from patterndsl.kernels.generate import alpha_of
+
+    if alpha_of(compiled) is not None:  # the kernels run the file's prob
+        return assert_entmax_matches_reference(compiled, layer, q, k, v, d_out, alpha_of(compiled), block_size,
+                                               max_blocks, key_bias, scale)
     dtype = q.dtype
     scale_value = scale if scale is not None else q.shape[-1] ** -0.5
+    names, tensors = ("out", "dq", "dk", "dv"), (q, k, v)
+    if key_bias is not None:
+        names, tensors = names + ("d key_bias",), tensors + (key_bias,)
 
-    def reference(q_, k_, v_):
+    def reference(q_, k_, v_, *bias):
+        if bias:
+            return biased_reference(q_, k_, v_, compiled, layer, scale_value, bias[0])
         return patterndsl.attention_reference(q_, k_, v_, compiled, layer, scale)
 
-    exact = forward_backward(reference, q.double(), k.double(), v.double(), d_out.double())
-    eager = forward_backward(reference, q, k, v, d_out)
+    exact = forward_backward(reference, *(t.double() for t in tensors), d_out.double())
+    eager = forward_backward(reference, *tensors, d_out)
     lse_box = []
 
-    def kernels(q_, k_, v_):
+    def kernels(q_, k_, v_, *bias):
         out, lse = triton_attention(q_, k_, v_, compiled, layer, scale, block_size=block_size, return_lse=True,
-                                    max_blocks_per_program=max_blocks)
+                                    max_blocks_per_program=max_blocks, key_bias=bias[0] if bias else None)
         lse_box.append(lse)
         return out
 
-    ours = forward_backward(kernels, q, k, v, d_out)
+    ours = forward_backward(kernels, *tensors, d_out)
     factor, floor = TOLERANCE[dtype]
-    for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv"), ours, eager, exact):
+    for name, mine, eager_value, want in zip(names, ours, eager, exact):
         assert mine.dtype == dtype and mine.shape == want.shape, name
         assert torch.isfinite(mine).all(), f"{name} has NaN or inf"
         error = (mine.double() - want).abs().max().item()
@@ -110,7 +141,11 @@ def assert_matches_reference(compiled, layer, q, k, v, d_out, scale=None, block_
                                   f"(eager {dtype} error {eager_error:.3g})")
 
     # The log-sum-exp: -inf exactly for the empty rows, close elsewhere.
-    lse, want_lse = lse_box[0], reference_lse(q, k, compiled, layer, scale_value)
+    lse = lse_box[0]
+    if key_bias is None:
+        want_lse = reference_lse(q, k, compiled, layer, scale_value)
+    else:
+        want_lse = torch.logsumexp(biased_scores(q.double(), k.double(), compiled, layer, scale_value, key_bias.double())[0], -1)
     empty = torch.isinf(want_lse)
     assert torch.equal(torch.isinf(lse), empty)
     lse_tolerance = 1e-4 if dtype == torch.float32 else 2e-2
@@ -256,6 +291,153 @@ def test_bfloat16_on_cpu_is_computed_in_float32():
                             q.double(), k.double(), v.double(), d_out.double())
     assert (out.double() - want[0]).abs().max().item() < 0.02
     assert (dq.double() - want[1]).abs().max().item() < 0.05
+
+
+# ---- a per-key score bias ------------------------------------------------------------------
+
+
+@settings(max_examples=examples(10 if CI else 6), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cases(), st.sampled_from(("full", "per batch", "per head", "per key")), st.sampled_from((None, 1, 2)))
+def test_key_bias_matches_the_dense_reference(case, bias_shape, max_blocks):
+    source, n, layer, block_size, batch, heads, kv_heads, head_dim, dtype, seed = case
+    compiled = patterndsl.compile(source, n)
+    q, k, v, d_out = random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=2.0)
+    shape = {"full": (batch, heads, n), "per batch": (batch, 1, n), "per head": (heads, n), "per key": (n,)}[bias_shape]
+    key_bias = (torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2).to(dtype)
+    assert_matches_reference(compiled, layer, q, k, v, d_out, block_size=block_size, max_blocks=max_blocks,
+                             key_bias=key_bias)
+
+
+@pytest.mark.parametrize("max_blocks", [None, 1])
+def test_key_bias_of_minus_infinity_leaves_keys_out(max_blocks):
+    # Padding keys 30.. masked by the bias: rows whose only keys are padding are empty (zeros),
+    # the rest equal attention without those keys.
+    n = 40
+    compiled = patterndsl.compile("window(3) | cols(0)", n)
+    q, k, v, d_out = random_inputs(2, 2, 1, n, 16, torch.float32, seed=11)
+    key_bias = torch.zeros(2, 1, n)
+    key_bias[:, :, 30:] = float("-inf")
+    key_bias[1, :, 0] = float("-inf")  # batch 1: key 0 too, so rows 34.. have no key left
+    assert_matches_reference(compiled, 0, q, k, v, d_out, block_size=16, max_blocks=max_blocks, key_bias=key_bias)
+    out = triton_attention(q, k, v, compiled, block_size=16, key_bias=key_bias, max_blocks_per_program=max_blocks)
+    assert (out[1, :, 34:] == 0).all() and (out[0, :, 34:] != 0).any()
+    unbiased = patterndsl.compile("(window(3) | cols(0)) & cols(0..30)", n)
+    assert (out[0] - triton_attention(q, k, v, unbiased, block_size=16)[0]).abs().max().item() < 1e-5
+
+
+def test_key_bias_is_checked():
+    compiled = patterndsl.compile("window(2)", 32)
+    q = torch.randn(1, 2, 32, 16)
+    for bad, message in ((torch.zeros(1, 2, 31), "does not broadcast"), (torch.zeros(32, dtype=torch.long), "floating"),
+                         ([0.0] * 32, "must be a floating-point tensor")):
+        with pytest.raises(SpatError, match=message):
+            triton_attention(q, q, q, compiled, key_bias=bad)
+
+
+# ---- sparsemax and α-entmax ----------------------------------------------------------------
+
+
+def entmax_reference(q, k, v, compiled, layer, scale, alpha, key_bias=None):
+    """Dense α-entmax attention over each row's connected keys (the entmax package: sparsemax,
+    entmax15, entmax_bisect); rows with no connection give 0."""
+    entmax = pytest.importorskip("entmax")
+    zero = torch.zeros(q.shape[-2], dtype=q.dtype)
+    scores, empty = biased_scores(q, k, compiled, layer, scale, key_bias if key_bias is not None else zero)
+    # Far below any row's threshold (within 1 / (α - 1) of its largest score): weight exactly 0.
+    scores = scores.masked_fill(torch.isinf(scores), -1e4).masked_fill(empty.unsqueeze(-1), 0.0)
+    if alpha == 2:
+        weights = entmax.sparsemax(scores, dim=-1)
+    elif alpha == 1.5:
+        weights = entmax.entmax15(scores, dim=-1)
+    else:
+        weights = entmax.entmax_bisect(scores, alpha, dim=-1, n_iter=60)
+    weights = weights.masked_fill(empty.unsqueeze(-1), 0.0)
+    return weights @ v.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+
+
+def assert_entmax_matches_reference(compiled, layer, q, k, v, d_out, alpha, block_size, max_blocks=None,
+                                    key_bias=None, scale=None):
+    """Kernels vs the float64 entmax reference: outputs and gradients (of key_bias too); rows
+    with no connection give exactly 0."""
+    dtype = q.dtype
+    scale = scale if scale is not None else q.shape[-1] ** -0.5
+    tensors = (q, k, v) + ((key_bias,) if key_bias is not None else ())
+
+    def reference(q_, k_, v_, *bias):
+        return entmax_reference(q_, k_, v_, compiled, layer, scale, alpha, *bias)
+
+    def kernels(q_, k_, v_, *bias):
+        return triton_attention(q_, k_, v_, compiled, layer, scale, block_size=block_size, alpha=alpha,
+                                max_blocks_per_program=max_blocks, key_bias=bias[0] if bias else None)
+
+    exact = forward_backward(reference, *(t.double() for t in tensors), d_out.double())
+    # The error the same computation makes in the test's dtype (float32 for float16: the entmax
+    # package's sort and bisection are not meant for half precision on CPU).
+    eager = forward_backward(reference, *(t.float() for t in tensors), d_out.float())
+    ours = forward_backward(kernels, *tensors, d_out)
+    factor, floor = TOLERANCE[dtype]
+    for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv", "d key_bias"), ours, eager, exact):
+        assert mine.dtype == dtype and mine.shape == want.shape, name
+        assert torch.isfinite(mine).all(), f"{name} has NaN or inf"
+        error = (mine.double() - want).abs().max().item()
+        eager_error = max((eager_value.double() - want).abs().max().item(), ROUNDING[dtype] * want.abs().max().item())
+        allowed = factor * eager_error + floor * max(1.0, want.abs().max().item())
+        assert error <= allowed, f"α={alpha} {name}: max error {error:.3g} > {allowed:.3g} (eager {eager_error:.3g})"
+    empty = ~torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).any(-1).expand(ours[0].shape[:3])
+    assert (ours[0][empty] == 0).all() and (ours[1][empty] == 0).all()
+
+
+ROUNDING = {torch.float32: 0.0, torch.float16: 1e-3}  # float16's own rounding, which float32 eager lacks
+ALPHAS = st.sampled_from((2.0, 1.5, 1.25))
+
+
+@settings(max_examples=examples(8 if CI else 5), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cases(), ALPHAS, st.booleans(), st.sampled_from((None, 1)))
+def test_entmax_matches_the_dense_reference(case, alpha, with_bias, max_blocks):
+    source, n, layer, block_size, batch, heads, kv_heads, head_dim, dtype, seed = case
+    compiled = patterndsl.compile(source, n)
+    q, k, v, d_out = random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=2.0)
+    key_bias = (torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+                if with_bias else None)
+    assert_entmax_matches_reference(compiled, layer, q, k, v, d_out, alpha, block_size, max_blocks, key_bias)
+
+
+@pytest.mark.parametrize("alpha", [2.0, 1.5, 1.25])
+def test_entmax_chosen_cases(alpha):
+    # Partial and full blocks, a ragged end, grouped heads, empty rows (40..), cut backward lists.
+    compiled = patterndsl.compile("rows(0..40) & (window(4) | cols(0..3) | causal)", 50)
+    q, k, v, d_out = random_inputs(1, 2, 1, 50, 16, torch.float32, seed=int(alpha * 4))
+    key_bias = torch.randn(1, 2, 50, generator=torch.Generator().manual_seed(3))
+    assert_entmax_matches_reference(compiled, 0, q * 3, k, v, d_out, alpha, 16, key_bias=key_bias)
+    assert_entmax_matches_reference(compiled, 0, q, k, v, d_out, alpha, (32, 16), max_blocks=1)
+    out = triton_attention(q, k, v, compiled, block_size=16, alpha=alpha)
+    assert (out[:, :, 40:] == 0).all()
+
+
+def test_sparsemax_rows_are_exactly_sparse():
+    # With V the identity, the output is the attention matrix itself: zero exactly where the
+    # reference's sparsemax is zero, and the file's `prob sparsemax` is what the kernels run.
+    n = 48
+    compiled = patterndsl.compile("prob sparsemax\nwindow(6) | cols(0)", n)
+    q, k, _, _ = random_inputs(1, 1, 1, n, n, torch.float32, seed=5, spread=1.5)
+    v = torch.eye(n).reshape(1, 1, n, n)
+    weights = triton_attention(q, k, v, compiled, block_size=16)
+    want = entmax_reference(q.double(), k.double(), v.double(), compiled, 0, n ** -0.5, 2)
+    assert torch.equal(weights == 0, want == 0)
+    assert ((weights == 0) & compiled.mask(0, 0)).any()  # sparse inside the pattern, not only outside it
+    assert (weights.sum(-1) - 1).abs().max().item() < 1e-5
+    softmax = triton_attention(q, k, v, compiled, block_size=16, alpha=1)
+    assert torch.equal(softmax > 0, compiled.mask(0, 0).expand(1, 1, n, n))
+
+
+def test_alpha_is_checked():
+    compiled = patterndsl.compile("window(2)", 32)
+    q = torch.randn(1, 1, 32, 16)
+    for bad in (0.5, 2.5, "1.5", True):
+        with pytest.raises(SpatError, match="alpha"):
+            triton_attention(q, q, q, compiled, alpha=bad)
 
 
 TWO_HEADS = "heads {\n    0: self\n    1: causal\n}"
@@ -422,6 +604,9 @@ for layer in range(kernel.LAYERS + 1):
     out, lse = kernel.attention(q, k, v, layer=layer, return_lse=True)
     grads = torch.autograd.grad(out, (q, k, v), inputs["d_out"])
     results[layer] = (out.detach(), lse, *grads)
+key_bias = inputs["key_bias"].requires_grad_()
+out = kernel.attention(q, k, v, layer=0, key_bias=key_bias)
+results["key_bias"] = (out.detach(), *torch.autograd.grad(out, (q, k, v, key_bias), inputs["d_out"]))
 try:
     kernel.attention(q[:, :, :-1], k, v)
 except ValueError as error:
@@ -455,7 +640,8 @@ def test_standalone_module_runs_without_patterndsl(tmp_path):
 
     compiled = patterndsl.compile(spat, n)
     q, k, v, d_out = random_inputs(1, 2, 1, n, 16, torch.float32, seed=7)
-    torch.save({"qkv": (q, k, v), "d_out": d_out}, tmp_path / "inputs.pt")
+    key_bias = torch.randn(1, 1, n, dtype=torch.float64, generator=torch.Generator().manual_seed(8)).float()
+    torch.save({"qkv": (q, k, v), "d_out": d_out, "key_bias": key_bias}, tmp_path / "inputs.pt")
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["TRITON_INTERPRET"] = "1"
     # -I: no PYTHONPATH, no user site, and the script's directory (not the repository) on sys.path.
@@ -472,6 +658,10 @@ def test_standalone_module_runs_without_patterndsl(tmp_path):
             assert (mine.double() - want).abs().max().item() < 1e-4
         want_lse = reference_lse(q, k, compiled, layer, 16 ** -0.5)
         assert torch.equal(torch.isinf(lse), torch.isinf(want_lse))
+    exact = forward_backward(lambda q_, k_, v_, b_: biased_reference(q_, k_, v_, compiled, 0, 16 ** -0.5, b_),
+                             q.double(), k.double(), v.double(), key_bias.double(), d_out.double())
+    for mine, want in zip(results["key_bias"], exact):
+        assert mine.shape == want.shape and (mine.double() - want).abs().max().item() < 1e-4
 
 
 def test_module_text_quotes_any_source_safely():
@@ -498,6 +688,55 @@ def test_in_process_module_is_the_emitted_module(tmp_path):
     module = kernel_module(compiled)
     assert open(module.__file__, encoding="utf-8").read() == module_source(compiled)
     assert kernel_module(compiled) is module
+
+
+def kernels_file_text():
+    from patterndsl.kernels import generate
+
+    return generate.KERNELS.read_text(encoding="utf-8")
+
+
+def test_the_kernels_module_is_the_module_of_the_empty_pattern():
+    # patterndsl/kernels/blocksparse.py is real code: its pattern part is the one generated for
+    # `none` at n = 1, so it imports and runs as it reads.
+    from patterndsl.kernels import blocksparse, module_source
+
+    def pattern_part(text):
+        start = text.index("N = 1  #")
+        return text[start:text.index("    return connected\n", start)]
+
+    assert pattern_part(kernels_file_text()) == pattern_part(module_source(patterndsl.compile("none", 1), 16))
+    q = torch.randn(2, 2, 1, 16, requires_grad=True)
+    out, lse = blocksparse.attention(q, q, q, return_lse=True)
+    assert (out == 0).all() and torch.isinf(lse).all()
+    assert (torch.autograd.grad(out.sum(), q)[0] == 0).all()
+
+
+def test_the_module_is_the_kernels_source_less_what_it_does_not_use():
+    import ast
+
+    from patterndsl.kernels import module_source
+
+    def definitions(text):
+        tree = ast.parse(text)
+        return {node.name: ast.get_source_segment(text, node) for node in tree.body
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+
+    real = definitions(kernels_file_text())
+    merging = {"_fwd_combine", "_merge_forward", "_merge_program", "_sum_slots", "_sum_into", "_scratch"}
+    compiled = patterndsl.compile("window(2) | global(0..2)", 200)
+    uncut, both_cut = module_source(compiled, 16), module_source(compiled, 16, 2)
+    key_cut = module_source(patterndsl.compile("window(2) | cols(0..2)", 200), 16, 4)  # key block 0 only
+    assert "SPLIT_Q, NUM_Q_ITEMS, NUM_Q_SLOTS, NUM_Q_SPLITS = False" in key_cut
+    assert "SPLIT_K, NUM_K_ITEMS, NUM_K_SLOTS, NUM_K_SPLITS = True" in key_cut
+    for text, left_out in ((uncut, merging), (both_cut, set()), (key_cut, {"_fwd_combine", "_merge_forward"})):
+        mine = definitions(text)
+        assert set(mine) == set(real) - left_out
+        for name, source in mine.items():
+            if name != "_allowed":  # the one generated function
+                assert source == real[name], name
+        assert text.count("def _attn_bwd_dkdv(") == text.count("def _attn_fwd(") == 1
+        compile(text, "<kernel module>", "exec")
 
 
 # ---- the nn.Module -------------------------------------------------------------------------

@@ -140,13 +140,21 @@ def _check(q, k, v, compiled):
 
 
 def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,
-                     block_size=None, return_lse: bool = False, max_blocks_per_program=None):
+                     block_size=None, return_lse: bool = False, max_blocks_per_program=None,
+                     key_bias=None, alpha=None):
     """Block-sparse attention of ``compiled``'s layer ``layer`` with generated Triton kernels.
 
     q: [batch, heads, n, head_dim]; k, v: [batch, kv_heads, n, head_dim], kv_heads dividing
-    heads; float16, bfloat16 or float32. ``scale`` defaults to 1/sqrt(head_dim). Rows with no
-    connection give zeros and zero gradients. ``return_lse`` also returns the float32
-    log-sum-exp per row ([batch, heads, n], -inf for an empty row). ``max_blocks_per_program``
+    heads; float16, bfloat16 or float32. ``scale`` defaults to 1/sqrt(head_dim). ``key_bias``,
+    a float tensor broadcastable to [batch, heads, n], is added to the (scaled) score of every
+    query with key j before the softmax (-inf leaves key j out); differentiable, its gradient
+    summed over the dimensions it was broadcast along. Rows with no connection give zeros and
+    zero gradients. ``alpha`` picks the probability map applied to each row's connected keys:
+    None (the default) the file's `prob`; 1 softmax; 2 sparsemax; any other value in (1, 2)
+    α-entmax, whose per-row threshold is found from the row's computed blocks (softmax is the
+    fast path; entmax takes about 30 passes over a row's blocks to find it). ``return_lse`` also
+    returns the float32 log-sum-exp per row ([batch, heads, n], -inf for an empty row; for
+    entmax the thresholds instead). ``max_blocks_per_program``
     caps the key (or, backward, query) blocks one program walks: longer lists are cut into
     pieces computed in parallel and merged (default: $PATTERNDSL_MAX_BLOCKS_PER_PROGRAM, else
     4 times the mean list and at least 16)."""
@@ -158,4 +166,16 @@ def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     _check(q, k, v, compiled)
     layer, _ = compiled.index(layer, 0)
     module = kernel_module(compiled, block_size, max_blocks_per_program)
-    return module.attention(q, k, v, layer=layer, scale=scale, return_lse=return_lse)
+    if key_bias is not None:
+        try:
+            module._key_bias_view(key_bias, q)
+        except ValueError as error:
+            raise SpatError(Diagnostic(str(error), help="key_bias holds one value per key: shape [batch, heads, "
+                                       "n], [batch, 1, n], [n] or anything else that broadcasts")) from None
+    alpha = module.ALPHA if alpha is None else alpha
+    try:
+        module._prob_mode(alpha)
+    except ValueError as error:
+        raise SpatError(Diagnostic(str(error))) from None
+    return module.attention(q, k, v, layer=layer, scale=scale, return_lse=return_lse, key_bias=key_bias,
+                            alpha=alpha)

@@ -6,32 +6,38 @@ and head of a compiled pattern. `patterndsl compile --target triton` writes it t
 a file; `patterndsl.kernels.triton_attention` writes it to a cache directory and
 imports it (Triton's JIT reads a kernel's source from its file).
 
-What the module holds, besides the fixed kernels of patterndsl/kernels/template.py:
+The module is the source of patterndsl/kernels/blocksparse.py, real code, with its
+*pattern part* written for the pattern (see `KernelSource.assemble`):
 
 - the distinct patterns of all layers and heads, numbered 0..P-1 (pattern ids),
   and a table of the pattern id of each layer and head;
-- each pattern's block layout (CSR lists of partial and full key blocks per query
-  block, and the transposed lists), concatenated, zlib-compressed and base64-encoded;
-- `_allowed(q, k, N, pattern, ...)`: the element predicate of every pattern, each
+- TABLES, one int32 buffer: each pattern's block layout (CSR lists of partial and
+  full key blocks per query block, and the transposed lists) concatenated, the work
+  items below, and the data tables the predicates read, zlib-compressed and
+  base64-encoded;
+- `_allowed(q, k, N, pattern, TABLES)`: the element predicate of every pattern, each
   written by its primitives (`Primitive.source`, patterndsl/codegen.py) and chosen
-  by pattern id at run time, plus the data tables some of them read;
+  by pattern id at run time;
 - when some query block's list (or some key block's transposed list) is much longer
   than the others', work items that cut the long lists into pieces of at most
   MAX_BLOCKS_PER_PROGRAM blocks (see `work_items`), so that one program no longer does
   the work of hundreds: e.g. `global(0..8)` gives query block 0 every key block.
+  The kernels that merge the pieces are left out of a module that cuts no list.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import math
 import os
+import re
 import textwrap
-from string import Template
+from pathlib import Path
 
 import numpy as np
 
 from ..codegen import Backend, packed_lines, predicate_source
 from ..errors import Diagnostic, SpatError
-from .template import MODULE
 
 MAX_HEAD_DIM = 256
 # $PATTERNDSL_MAX_BLOCKS_PER_PROGRAM overrides the default limit on the blocks one program walks.
@@ -63,18 +69,19 @@ class TritonBackend(Backend):
         return f"((({word} >> (({k} % {bk}) % 32)) & 1) != 0)"
 
 
-def _encode(array: np.ndarray) -> tuple[str, list[str]]:
-    """(dtype name, lines of base64 of the zlib-compressed bytes); at least one element."""
-    array = np.ascontiguousarray(array)
-    if array.size == 0:
-        array = np.zeros(1, dtype=array.dtype)
-    return array.dtype.name, packed_lines(array)
-
-
-def _table_line(name: str, array: np.ndarray, note: str) -> str:
-    dtype, chunks = _encode(array)
-    body = "\n".join(f'        "{chunk}"' for chunk in chunks)
-    return f'    # {note}\n    "{name}": ("{dtype}", (\n{body}\n    )),'
+def alpha_of(compiled) -> float | None:
+    """The α of the file's probability map (``str(compiled.prob)``): None for softmax, 2.0 for
+    sparsemax, α for entmax(α)."""
+    prob = str(compiled.prob)
+    if prob == "softmax":
+        return None
+    if prob == "sparsemax":
+        return 2.0
+    match = re.fullmatch(r"entmax\(([0-9.]+)\)", prob)
+    if match is None:
+        raise SpatError(Diagnostic(f"the Triton kernels have no probability map {prob!r}",
+                                   help="they run softmax, sparsemax and entmax(α)"))
+    return float(match.group(1))
 
 
 def check_block_sizes(block_q: int, block_k: int):
@@ -193,21 +200,21 @@ def work_items(partial_ptr: np.ndarray, full_ptr: np.ndarray, patterns: int, lim
     return limit, tables, counts
 
 
-def _allowed_body(expressions: list[str], patterns) -> str:
-    """The body of `_allowed`: one branch per pattern id (none when there is one pattern)."""
+def _allowed_body(expressions: list[str], patterns, data_lines: list[str]) -> list[str]:
+    """The body of `_allowed`: pointers to its data tables, then one branch per pattern id (none
+    when there is one pattern)."""
     def branch(expression, pattern, indent):
         comment = textwrap.shorten(str(pattern), 200, placeholder=" …")
-        return f"{indent}# {comment}\n{indent}connected = in_bounds & {expression}"
+        return [f"{indent}# {comment}", f"{indent}connected = in_bounds & {expression}"]
 
+    lines = [f"    {line}" for line in data_lines] + ["    in_bounds = (q < N) & (k < N)"]
     if len(expressions) == 1:
-        return branch(expressions[0], patterns[0], "    ") + "\n    return connected"
-    lines = []
+        return lines + branch(expressions[0], patterns[0], "    ") + ["    return connected"]
     for pid, (expression, pattern) in enumerate(zip(expressions, patterns)):
         keyword = "if" if pid == 0 else ("else" if pid == len(expressions) - 1 else "elif")
         lines.append(f"    {keyword}:" if keyword == "else" else f"    {keyword} pattern == {pid}:")
-        lines.append(branch(expression, pattern, "        "))
-    lines.append("    return connected")
-    return "\n".join(lines)
+        lines += branch(expression, pattern, "        ")
+    return lines + ["    return connected"]
 
 
 def _docstring_safe(text: str) -> str:
@@ -215,6 +222,100 @@ def _docstring_safe(text: str) -> str:
     no closing quotes."""
     text = "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in text)
     return text.replace("\\", "\\\\").replace('"' * 3, '\\"' * 3)
+
+
+# ---- the kernels' own source ---------------------------------------------------------------
+
+KERNELS = Path(__file__).with_name("blocksparse.py")
+# Definitions of blocksparse.py that only cut lists use, left out of a module that cuts none:
+# those of cut query-block lists (forward merge), and those of any cut list (the summing of
+# gradient pieces, scratch buffers).
+CUT_QUERY_LISTS_ONLY = ("_fwd_combine", "_merge_forward")
+CUT_LISTS_ONLY = ("_merge_program", "_sum_slots", "MERGE_TILE", "_scratch", "_sum_into")
+
+
+class KernelSource:
+    """blocksparse.py's text as top-level statements, each with its lines (decorators and the
+    comment lines right above it included), read without importing it (nor triton)."""
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+        self.tree = ast.parse(text)
+        self.spans = []  # (first line, end line, names defined), 0-based, end exclusive
+        previous_end = 0
+        for node in self.tree.body:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
+            while first > previous_end and self.lines[first - 1].startswith("#"):
+                first -= 1
+            self.spans.append((first, node.end_lineno, _defined_names(node)))
+            previous_end = node.end_lineno
+
+    def pattern_part_names(self) -> set[str]:
+        """The names the pattern part defines: every statement after the imports up to `_allowed`."""
+        names = set()
+        for node, (_, _, defined) in zip(self.tree.body, self.spans):
+            if not isinstance(node, (ast.Import, ast.ImportFrom, ast.Expr)):
+                names |= defined
+            if "_allowed" in defined:
+                return names
+        raise AssertionError("blocksparse.py defines no _allowed")
+
+    def node(self, name: str):
+        return next(node for node, (_, _, names) in zip(self.tree.body, self.spans) if name in names)
+
+    def literal(self, name: str):
+        return ast.literal_eval(self.node(name).value)
+
+    def assemble(self, docstring: str, pattern_part: str, generated: set[str], left_out: set[str]) -> str:
+        """The module: ``docstring``, then every statement but the module's docstring, with the
+        statements defining ``generated`` names replaced by ``pattern_part`` (at the first of
+        them) and those defining ``left_out`` names dropped. The text between statements
+        (blank lines, section comments) is kept."""
+        out, cursor, placed = [docstring], 0, False
+        for index, (first, end, names) in enumerate(self.spans):
+            gap = self.lines[cursor:first]
+            cursor = end
+            if index == 0 and isinstance(self.tree.body[0], ast.Expr):
+                continue  # the module docstring
+            if names & generated:
+                if not placed:  # the pattern part, where the first placeholder stood
+                    out += gap + [pattern_part]
+                    placed = True
+            elif names & left_out:
+                continue
+            else:
+                out += gap + self.lines[first:end]
+        return "\n".join(out + self.lines[cursor:]).rstrip("\n") + "\n"
+
+
+def _defined_names(node) -> set[str]:
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, ast.Assign):
+        return {name.id for target in node.targets for name in ast.walk(target) if isinstance(name, ast.Name)}
+    return set()
+
+
+@functools.lru_cache(maxsize=1)
+def kernel_source() -> KernelSource:
+    return KernelSource(KERNELS.read_text(encoding="utf-8"))
+
+
+def _tables_buffer(names, tables: dict, data: dict):
+    """(one int32 array: the offsets of the ``names`` tables, then those tables, then the
+    predicates' ``data`` tables; and the offset and size of every table by name)."""
+    parts = [(name, np.ascontiguousarray(tables[name]).astype(np.int32).ravel()) for name in names]
+    parts += [(name, np.ascontiguousarray(array).astype(np.int32).ravel()) for name, array in data.items()]
+    parts = [(name, array if array.size else np.zeros(1, dtype=np.int32)) for name, array in parts]
+    where, offset = {}, len(names)
+    for name, array in parts:
+        where[name] = (offset, array.size)
+        offset += array.size
+    if offset >= 2**31:
+        raise SpatError(Diagnostic(f"the kernels' tables hold {offset:,} entries, more than int32 offsets reach",
+                                   help="use larger blocks"))
+    header = np.array([where[name][0] for name in names], dtype=np.int32)
+    return np.concatenate([header] + [array for _, array in parts]), where
 
 
 def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str:
@@ -225,12 +326,14 @@ def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str
     check_block_sizes(block_q, block_k)
     limit = resolve_max_blocks(max_blocks_per_program)
     n = compiled.n
+    source = kernel_source()
     patterns, head_patterns = distinct_patterns(compiled)
     layouts, layout_tables = _layout_tables(compiled, patterns, block_q, block_k)
-    split_tables, split_constants = {}, []
+    split_tables, split_constants, cut = {}, [], {}
     for side, prefix, rows in (("Q", "", "query"), ("K", "t_", "key")):
         split = work_items(layout_tables[prefix + "partial_ptr"], layout_tables[prefix + "full_ptr"],
                            len(patterns), limit)
+        cut[side] = split is not None
         side_limit, tables, counts = split if split else (None, {}, {"items": 0, "slots": 0, "splits": 0})
         for name in ("items", "item_info", "splits"):
             split_tables[f"{side.lower()}_{name}"] = tables.get(name, np.zeros(0, dtype=np.int32))
@@ -242,28 +345,28 @@ def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str
 
     backend = TritonBackend(block_q, block_k)
     expressions = [predicate_source(p, "q", "k", n, backend) for p in patterns]
-    data_names = sorted(backend.tables)
-    params = "".join(f", T_{name}" for name in data_names)
-    args = "".join(f', tables["T_{name}"]' for name in data_names)
+    data = {f"T_{name}": backend.tables[name] for name in sorted(backend.tables)}
+    buffer, where = _tables_buffer(source.literal("TABLE_NAMES"), {**layout_tables, **split_tables}, data)
 
-    notes = {"partial_ptr": "int32 [patterns * (NUM_Q_BLOCKS + 1)]", "partial_idx": "int32, key blocks",
-             "full_ptr": "int32 [patterns * (NUM_Q_BLOCKS + 1)]", "full_idx": "int32, key blocks",
-             "t_partial_ptr": "int32 [patterns * (NUM_K_BLOCKS + 1)]", "t_partial_idx": "int32, query blocks",
-             "t_full_ptr": "int32 [patterns * (NUM_K_BLOCKS + 1)]", "t_full_idx": "int32, query blocks"}
+    notes = {"partial_ptr": "[patterns * (NUM_Q_BLOCKS + 1)]", "partial_idx": "key blocks",
+             "full_ptr": "[patterns * (NUM_Q_BLOCKS + 1)]", "full_idx": "key blocks",
+             "t_partial_ptr": "[patterns * (NUM_K_BLOCKS + 1)]", "t_partial_idx": "query blocks",
+             "t_full_ptr": "[patterns * (NUM_K_BLOCKS + 1)]", "t_full_idx": "query blocks"}
     for side in ("q", "k"):
         count = f"NUM_{side.upper()}_ITEMS"
-        notes[f"{side}_items"] = f"int32 [patterns, {count}, 4]: partial start, end, full start, end"
-        notes[f"{side}_item_info"] = f"int32 [{count}, 2]: block, scratch slot (-1: not cut)"
-        notes[f"{side}_splits"] = f"int32 [NUM_{side.upper()}_SPLITS, 3]: block, first slot, pieces"
-    table_lines = [_table_line(name, array, notes[name])
-                   for name, array in {**layout_tables, **split_tables}.items()]
-    for name in data_names:
-        array = backend.tables[name]
-        table_lines.append(_table_line(f"T_{name}", array, f"{array.dtype.name} [{array.size}], read by _allowed"))
+        notes[f"{side}_items"] = f"[patterns, {count}, 4]: partial start, end, full start, end"
+        notes[f"{side}_item_info"] = f"[{count}, 2]: block, scratch slot (-1: not cut)"
+        notes[f"{side}_splits"] = f"[NUM_{side.upper()}_SPLITS, 3]: block, first slot, pieces"
+    for name, array in data.items():
+        notes[name] = f"{list(array.shape)} of {array.dtype.name}, read by _allowed"
+    table_notes = [f"#   {offset:>9,} {size:>9,}  {name}: {notes[name]}" for name, (offset, size) in where.items()]
+    data_lines = [f"{name} = TABLES + {where[name][0]}  # {notes[name]}" for name in data]
 
     pattern_lines = "\n".join(f"    {str(p)!r}," for p in patterns)
     layout_lines = "\n".join(f"#   pattern {pid}: {layout.summary()}" for pid, layout in enumerate(layouts))
-    constants = "\n".join([
+    allowed = source.node("_allowed")
+    allowed_head = source.lines[allowed.decorator_list[0].lineno - 1:allowed.body[0].end_lineno]
+    pattern_part = "\n".join([
         f"N = {n}  # the sequence length the tables were built for",
         f"BLOCK_Q, BLOCK_K = {block_q}, {block_k}  # block layout: queries x keys per block",
         f"NUM_Q_BLOCKS, NUM_K_BLOCKS = {-(-n // block_q)}, {-(-n // block_k)}",
@@ -276,12 +379,34 @@ def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str
         f"PATTERNS = [\n{pattern_lines}\n]",
         "# HEAD_PATTERNS[layer][head]: the pattern id of each head (one entry: every head shares it).",
         f"HEAD_PATTERNS = {head_patterns!r}",
+        f"ALPHA = {alpha_of(compiled)!r}  # the probability map of the file's `prob`: None softmax, 2 sparsemax, else α-entmax",
         "# Block layouts:",
         layout_lines,
+        "# TABLES (int32, zlib-compressed, base64), described below: offset, entries, table",
+        *table_notes,
+        "_TABLES = (",
+        *(f'    "{chunk}",' for chunk in packed_lines(buffer)),
+        ")",
+        "",
+        "",
+        *allowed_head,
+        *_allowed_body(expressions, patterns, data_lines),
     ])
+    left_out = set()
+    if not cut["Q"]:
+        left_out.update(CUT_QUERY_LISTS_ONLY)
+    if not (cut["Q"] or cut["K"]):
+        left_out.update(CUT_LISTS_ONLY)
+    if left_out:
+        pattern_part += ("\n\n# Left out, as no list they merge is cut (the launch code calls them only when SPLIT_Q\n"
+                         f"# or SPLIT_K says so): {', '.join(sorted(left_out))}.")
+    return source.assemble(_docstring(compiled, n), pattern_part, source.pattern_part_names(), left_out)
+
+
+def _docstring(compiled, n: int) -> str:
     # The pattern's source, quoted safely inside the module's docstring.
     quoted = textwrap.indent(_docstring_safe(compiled.source.text.rstrip()), "    ")
-    docstring = "\n".join([
+    return "\n".join([
         f'"""Block-sparse attention kernels for {_docstring_safe(compiled.source.name)} at n = {n},',
         f"generated by patterndsl (do not edit: regenerate with `patterndsl compile FILE --n {n} --target triton`).",
         "",
@@ -292,13 +417,12 @@ def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str
         "Forward: one program per tile of queries and head, online softmax over the tile's",
         "key blocks; blocks whose pairs are all connected skip the predicate. Backward: dQ over",
         "the same lists, dK and dV over the transposed lists. Lists much longer than the rest",
-        "are cut into pieces, computed by separate programs and merged.",
+        "are cut into pieces, computed by separate programs and merged. The kernels are those of",
+        "patterndsl/kernels/blocksparse.py; the pattern part (constants, tables, _allowed) is this",
+        "pattern's.",
         "",
         "The pattern source:",
         "",
         quoted,
         '"""',
     ])
-    return Template(MODULE).substitute(
-        DOCSTRING=docstring, CONSTANTS=constants, TABLES="\n".join(table_lines),
-        ALLOWED=_allowed_body(expressions, patterns), T=params, TABLE_ARGS=args)
