@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from ..errors import Diagnostic, SpatError
+from ..inputs import check_qkv
 from .generate import MAX_HEAD_DIM, module_source, resolve_max_blocks
 
 __all__ = ["triton_attention", "kernel_module", "module_source", "interpreting", "interpreter_ready"]
@@ -100,45 +101,6 @@ def kernel_module(compiled, block_size=None, max_blocks_per_program=None):
     return per_pattern[key]
 
 
-def _check(q, k, v, compiled):
-    import torch
-
-    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
-        raise SpatError(Diagnostic("q, k and v must be torch tensors"))
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise SpatError(Diagnostic("q, k and v must be shaped [batch, heads, n, head_dim]",
-                                   help=f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"))
-    batch, heads, n, head_dim = q.shape
-    if n != compiled.n or k.shape[2] != n or v.shape[2] != n:
-        raise SpatError(Diagnostic(f"the pattern was compiled for n = {compiled.n}, but q, k, v have "
-                                   f"lengths {n}, {k.shape[2]}, {v.shape[2]}",
-                                   help="compile it for this n: compiled.at(n)"))
-    if k.shape != v.shape or k.shape[0] != batch or k.shape[3] != head_dim:
-        raise SpatError(Diagnostic(f"k and v must be shaped [batch, kv_heads, n, head_dim] to match q "
-                                   f"{tuple(q.shape)}, got {tuple(k.shape)} and {tuple(v.shape)}"))
-    kv_heads = k.shape[1]
-    if kv_heads == 0 or heads % kv_heads:
-        raise SpatError(Diagnostic(f"key/value heads ({kv_heads}) must divide query heads ({heads})"))
-    if compiled.heads not in (1, heads):
-        raise SpatError(Diagnostic(f"the pattern has {compiled.heads} heads but q has {heads}"))
-    if not 1 <= head_dim <= MAX_HEAD_DIM:
-        raise SpatError(Diagnostic(f"head_dim must be in 1..{MAX_HEAD_DIM}, got {head_dim}"))
-    floats = (torch.float16, torch.bfloat16, torch.float32)
-    if q.dtype not in floats or k.dtype != q.dtype or v.dtype != q.dtype:
-        raise SpatError(Diagnostic(f"q, k and v must share one dtype: float16, bfloat16 or float32; got "
-                                   f"{q.dtype}, {k.dtype}, {v.dtype}"))
-    if not (q.device == k.device == v.device):
-        raise SpatError(Diagnostic(f"q, k and v are on different devices: {q.device}, {k.device}, {v.device}"))
-    if q.device.type == "cpu" and not interpreting():
-        raise SpatError(Diagnostic("the Triton kernels run on a GPU, or on CPU in Triton's interpreter",
-                                   help="set TRITON_INTERPRET=1 before triton is imported (slow), or use "
-                                        "patterndsl.attention_reference"))
-    if q.device.type == "cpu" and not interpreter_ready():
-        raise SpatError(Diagnostic("TRITON_INTERPRET=1 was set after triton was imported, which Triton's "
-                                   "interpreter does not support",
-                                   help="set TRITON_INTERPRET=1 in the environment before starting Python"))
-
-
 def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,
                      block_size=None, return_lse: bool = False, max_blocks_per_program=None,
                      key_bias=None, alpha=None):
@@ -163,7 +125,7 @@ def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     except ImportError:
         raise SpatError(Diagnostic("Triton is not installed", help="pip install triton, or use "
                                    "patterndsl.attention_reference")) from None
-    _check(q, k, v, compiled)
+    check_qkv(q, k, v, compiled, scale, max_head_dim=MAX_HEAD_DIM)
     layer, _ = compiled.index(layer, 0)
     module = kernel_module(compiled, block_size, max_blocks_per_program)
     if key_bias is not None:
