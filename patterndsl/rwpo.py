@@ -133,33 +133,44 @@ def _key_lists(compiled, device) -> tuple[torch.Tensor, torch.Tensor]:
 def _attention(q, k, v, key_bias, compiled, scale: float) -> torch.Tensor:
     """softmax_l(scale·q_j·k_l + key_bias_l) over the keys l of each query j, times v.
 
-    q, k, v [B, H, N, D]; key_bias [B, H, N]; ``compiled`` a pattern over the N
-    particles, or None for every pair. Rows are taken in chunks, so the memory is
-    O(chunk · N) dense and O(N · r) with a pattern. A row without keys gives zeros.
-    Written as one function so that it can later be routed through
+    q, k, v [B, H, N, D]; key_bias [B, H, N] (or broadcastable); ``compiled`` a pattern
+    over the N particles, or None for every pair. Rows are taken in chunks, so the
+    memory is O(chunk · N) dense and O(N · r) with a pattern. A row without keys gives
+    zeros. Written as one function so that it can later be routed through
     `patterndsl.attention(..., key_bias=...)`."""
     batch, heads, n, dim = q.shape
     key_bias = key_bias.expand(batch, heads, n)
     outputs = []
     if compiled is None:
+        q3, k3, v3 = (t.reshape(batch * heads, n, dim) for t in (q, k, v))
+        bias3 = key_bias.reshape(batch * heads, 1, n)
         step = max(1, _CHUNK_ELEMENTS // max(1, batch * heads * n))
-        for lo in range(0, n, step):
-            scores = scale * q[:, :, lo:lo + step] @ k.transpose(-1, -2) + key_bias[:, :, None, :]
-            outputs.append(torch.softmax(scores, dim=-1) @ v)
-        return torch.cat(outputs, dim=2)
+        for lo in range(0, n, step):  # scale·q·kᵀ + bias in one fused pass
+            scores = torch.baddbmm(bias3, q3[:, lo:lo + step], k3.transpose(1, 2), alpha=scale)
+            outputs.append(torch.softmax(scores, dim=-1) @ v3)
+        return torch.cat(outputs, dim=1).reshape(batch, heads, n, dim)
     if compiled.n != n:
         raise SpatError(Diagnostic(f"the interaction pattern was compiled for n = {compiled.n}, "
                                    f"but there are {n} particles", help="compile it for this n: compiled.at(n)"))
     keys, valid = _key_lists(compiled, q.device)
     width = keys.shape[1]
+    masked = not bool(valid.all())
     step = max(1, _CHUNK_ELEMENTS // max(1, batch * heads * width * dim))
     for lo in range(0, n, step):
-        index, mask = keys[lo:lo + step], valid[lo:lo + step]  # [R, r]
-        k_rows, v_rows = k[:, :, index], v[:, :, index]  # [B, H, R, r, D]
-        scores = scale * (q[:, :, lo:lo + step, None, :] * k_rows).sum(-1) + key_bias[:, :, index]
-        scores = scores.masked_fill(~mask, -math.inf)
-        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # rows without keys: zeros
-        outputs.append((weights[..., None] * v_rows).sum(-2))
+        index = keys[lo:lo + step]  # [R, r]
+        k_rows = k[:, :, index]  # [B, H, R, r, D]
+        v_rows = k_rows if v is k else v[:, :, index]  # RWPO attends to X itself: gather once
+        q_rows = q[:, :, lo:lo + step]  # [B, H, R, D]
+        if dim == 1:  # per-coordinate heads: the product is the score, one fused pass
+            scores = torch.addcmul(key_bias[:, :, index], q_rows, k_rows[..., 0], value=scale)
+        else:
+            scores = scale * (k_rows @ q_rows[..., None])[..., 0] + key_bias[:, :, index]
+        if masked:
+            scores = scores.masked_fill(~valid[lo:lo + step], -math.inf)
+        weights = torch.softmax(scores, dim=-1)
+        if masked:
+            weights = weights.nan_to_num(0.0)  # a row without keys: all -inf, zeros out
+        outputs.append((weights[..., None, :] @ v_rows)[..., 0, :])
     return torch.cat(outputs, dim=2)
 
 
@@ -243,7 +254,7 @@ class ResNetPotential(nn.Module):
         self.embed = nn.Linear(dim, width)
         self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, width))
                                     for _ in range(blocks))
-        self.out = nn.Linear(width, 1)
+        self.out = nn.Linear(width, 1, bias=False)  # a constant would not change ∇φ
         self.curvature = nn.Parameter(torch.zeros(()))
 
     def forward(self, x):
