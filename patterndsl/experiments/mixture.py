@@ -384,8 +384,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dense-probe-max", type=int, default=10_000,
                         help="beyond --dense-max and up to this, dense interaction is only timed")
     parser.add_argument("--dense-probe", type=int, default=2, help="iterations of that timing")
+    add_output_arguments(parser, "docs/results/mixture.json")
+
+
+def add_output_arguments(parser, out: str) -> None:
+    """--threads, --out, --plots, --quiet: shared with rwpo-generative."""
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--out", default="docs/results/mixture.json", help="the results file (JSON)")
+    parser.add_argument("--out", default=out, help="the results file (JSON)")
     parser.add_argument("--plots", default="docs/images", help="folder of the plots ('' for none)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -5,8 +5,9 @@ each followed by the RWPO update with an L1 prior (`patterndsl.rwpo.RWPOLayer`),
 map particles from N(0, I) to a sparse target — here, in 2D, exp(−λ‖x‖₁) times an
 equal mixture of four Gaussians centred on the axes, so that most samples have one
 coordinate near 0. The same network with λ = 0 (no shrinkage, no Moreau bias) is
-trained alongside with the same seed, data and optimizer. Both minimize the MMD
-against fresh target samples; the report gives the MMD and the sliced Wasserstein
+trained alongside with the same seed, data and optimizer. Both minimize the MMD plus
+a small squared sliced Wasserstein term (which, unlike the MMD, still sees samples
+thrown far away) against fresh target samples; the report gives the MMD and the sliced Wasserstein
 distance on held-out samples during training, and how many samples are sparse.
 
 Nothing heavy is imported at module import time (`patterndsl --help` imports it).
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from . import Experiment
-from .mixture import progress
+from .mixture import add_output_arguments, progress
 
 CENTRES = ((3.0, 0.0), (-3.0, 0.0), (0.0, 3.0), (0.0, -3.0))
 VARIANCE = 0.25
@@ -72,6 +73,13 @@ def sliced_wasserstein(x, y, directions):
     return torch.sqrt(((px - py) ** 2).mean())
 
 
+def _directions(count: int, generator=None):
+    """``count`` random unit vectors in 2D."""
+    import torch
+
+    return torch.nn.functional.normalize(torch.randn(count, 2, generator=generator), dim=1)
+
+
 def sparse_share(x) -> float:
     """The share of samples with some coordinate within NEAR_ZERO of 0."""
     return float((x.abs() < NEAR_ZERO).any(dim=1).double().mean())
@@ -87,12 +95,11 @@ def run(args) -> int:
     rng = np.random.default_rng(args.seed)
     held_out = torch.from_numpy(sample_target(args.eval_particles, args.lam, rng)).float()
     eval_source = torch.randn(args.eval_particles, 2, generator=torch.Generator().manual_seed(args.seed + 1))
-    directions = torch.nn.functional.normalize(
-        torch.randn(128, 2, generator=torch.Generator().manual_seed(args.seed + 2)), dim=1)
+    directions = _directions(128, torch.Generator().manual_seed(args.seed + 2))
     results = {"experiment": "rwpo-generative",
                "settings": {key: getattr(args, key) for key in
                             ("seed", "steps", "particles", "eval_particles", "lam", "h", "depth", "width", "lr",
-                             "pattern", "threads")},
+                             "sw_weight", "pattern", "threads")},
                "target": {"centres": CENTRES, "variance": VARIANCE, "lam": args.lam,
                           "sparse_share": sparse_share(held_out)},
                "models": {}}
@@ -115,7 +122,8 @@ def run(args) -> int:
                 break
             source = torch.randn(args.particles, 2)
             target = torch.from_numpy(sample_target(args.particles, args.lam, batches)).float()
-            loss = mmd(model(source), target)
+            generated = model(source)
+            loss = mmd(generated, target) + args.sw_weight * sliced_wasserstein(generated, target, _directions(64)) ** 2
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -179,11 +187,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--depth", type=int, default=4, help="potential + RWPO layers")
     parser.add_argument("--width", type=int, default=32, help="width of each ResNet potential")
     parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--sw-weight", type=float, default=0.1,
+                        help="weight of the squared sliced Wasserstein term in the loss (MMD alone ignores far samples)")
     parser.add_argument("--pattern", default="", help="a .spat interaction pattern over particles (default: all pairs)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--out", default="docs/results/rwpo_generative.json")
-    parser.add_argument("--plots", default="docs/images", help="folder of the plot ('' for none)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_arguments(parser, "docs/results/rwpo_generative.json")
 
 
 EXPERIMENT = Experiment(
