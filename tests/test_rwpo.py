@@ -163,14 +163,15 @@ def test_mixture_cli_on_a_tiny_setting(tmp_path, capsys):
                  "--out", str(out), "--plots", str(tmp_path), "--quiet"])
     assert code == 0
     results = json.loads(out.read_text())
-    assert set(results) >= {"experiment", "settings", "marginals", "runs", "summary", "scaling"}
+    assert set(results) >= {"experiment", "settings", "marginals", "exact_samples", "runs", "summary", "scaling"}
     assert results["settings"]["iterations"] == 4 and results["settings"]["seeds"] == [0, 1]
     assert len(results["runs"]) == len(mixture.CONFIGS) * 2 * 2  # configs × seeds × coordinates
     for run in results["runs"]:
         assert set(run) >= {"method", "softmax", "order", "seed", "coordinate", "distance", "curve"}
         assert len(run["curve"]) == 4 and run["curve"][-1] == run["distance"]
         assert 0 <= run["distance"] <= 2
-    assert len(results["summary"]) == len(mixture.CONFIGS) * 2
+    assert len(results["summary"]) == (len(mixture.CONFIGS) + 1) * 2  # and the exact samples' floor
+    assert len(results["exact_samples"]) == 2 * 2
     assert [row["interaction"] for row in results["scaling"]] == ["chunk(8)", "myula", "dense"]
     assert all(row["iterations"] == 4 for row in results["scaling"])
     assert (tmp_path / "mixture_distance.png").exists() and (tmp_path / "mixture_marginals.png").exists()
@@ -207,3 +208,13 @@ def test_generative_cli_on_a_tiny_setting(tmp_path, capsys):
         assert set(model["final"]) == {"step", "mmd", "sliced_wasserstein", "sparse_share"}
     assert (tmp_path / "rwpo_generative.png").exists()
     assert "sliced W2" in capsys.readouterr().out
+
+
+def test_exact_samples_match_the_exact_marginal():
+    """The 20-d sampler and the numerical marginal agree: many samples' KDE is close to it."""
+    samples = mixture.sample_laplace_gaussian_mixture(mixture.mixture_means(20).numpy(), mixture.VARIANCE, 0.1,
+                                                      20000, np.random.default_rng(0))
+    exact = mixture.exact_marginal(0, 20, 0.1)
+    authors = mixture.exact_marginal(0, 20, 0.1, mass=lambda a: mixture.laplace_gaussian_mass(a, 0.1, authors=True))
+    assert mixture.kde_distance(samples[:, 0], exact) < 0.05
+    assert mixture.kde_distance(samples[:, 0], authors) > 0.06  # the authors' λ·sd marginal is another density

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from . import Experiment
-from .mixture import add_output_arguments, progress
+from .mixture import add_output_arguments, progress, sample_laplace_gaussian_mixture
 
 CENTRES = ((3.0, 0.0), (-3.0, 0.0), (0.0, 3.0), (0.0, -3.0))
 VARIANCE = 0.25
@@ -29,28 +29,10 @@ NEAR_ZERO = 0.1  # a coordinate with |x| below this counts as zero in the sparsi
 
 
 def sample_target(count: int, lam: float, rng):
-    """Exact samples of ∝ exp(−λ‖x‖₁)·Σ_n ¼·N(x; c_n, VARIANCE·I), numpy float64 [count, 2].
-
-    Within a component the coordinates are independent, each ∝ exp(−(y − a)²/(2v) − λ|y|):
-    on y > 0 a normal of mean a − λv cut at 0, on y < 0 one of mean a + λv, in the
-    proportions of their masses; the components are weighted by their total masses."""
+    """Exact samples of ∝ exp(−λ‖x‖₁)·Σ_n ¼·N(x; c_n, VARIANCE·I), numpy float64 [count, 2]."""
     import numpy as np
-    from scipy.special import ndtr, ndtri
 
-    sd = math.sqrt(VARIANCE)
-    centres = np.array(CENTRES)
-    up_mean, down_mean = centres - lam * VARIANCE, centres + lam * VARIANCE
-    up = np.exp((up_mean ** 2 - centres ** 2) / (2 * VARIANCE)) * ndtr(up_mean / sd)  # mass on y > 0
-    down = np.exp((down_mean ** 2 - centres ** 2) / (2 * VARIANCE)) * ndtr(-down_mean / sd)
-    weights = np.prod(up + down, axis=1)
-    component = rng.choice(len(CENTRES), size=count, p=weights / weights.sum())
-    positive = rng.random((count, 2)) < (up / (up + down))[component]
-    mean = np.where(positive, up_mean[component], down_mean[component])
-    # inverse CDF of the normal (mean, sd) cut to y > 0 (positive) or y < 0
-    cut = ndtr(-mean / sd)  # P(y < 0) before cutting
-    u = rng.random((count, 2))
-    level = np.where(positive, cut + u * (1 - cut), u * cut)
-    return mean + sd * ndtri(np.clip(level, 1e-300, 1 - 1e-16))
+    return sample_laplace_gaussian_mixture(np.array(CENTRES), VARIANCE, lam, count, rng)
 
 
 def mmd(x, y):
