@@ -217,4 +217,4 @@ def test_exact_samples_match_the_exact_marginal():
     exact = mixture.exact_marginal(0, 20, 0.1)
     authors = mixture.exact_marginal(0, 20, 0.1, mass=lambda a: mixture.laplace_gaussian_mass(a, 0.1, authors=True))
     assert mixture.kde_distance(samples[:, 0], exact) < 0.05
-    assert mixture.kde_distance(samples[:, 0], authors) > 0.06  # the authors' λ·sd marginal is another density
+    assert mixture.kde_distance(samples[:, 0], authors) > 0.055  # the authors' λ·sd marginal is another density
