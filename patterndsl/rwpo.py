@@ -124,6 +124,11 @@ def _key_lists(compiled, device) -> tuple[torch.Tensor, torch.Tensor]:
     """`interaction_keys` of layer 0, head 0 as tensors, cached per compiled pattern."""
     cached = _KEY_CACHE.get(compiled)
     if cached is None:
+        if compiled.layers * compiled.heads != 1:
+            raise SpatError(Diagnostic(
+                f"an interaction pattern over particles has one layer and one head; this one has "
+                f"{compiled.layers} layers and {compiled.heads} heads",
+                help="write the pattern as a single expression"))
         keys, valid = interaction_keys(compiled)
         cached = _KEY_CACHE[compiled] = (torch.from_numpy(keys), torch.from_numpy(valid))
     keys, valid = cached

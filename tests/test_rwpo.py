@@ -218,3 +218,9 @@ def test_exact_samples_match_the_exact_marginal():
     authors = mixture.exact_marginal(0, 20, 0.1, mass=lambda a: mixture.laplace_gaussian_mass(a, 0.1, authors=True))
     assert mixture.kde_distance(samples[:, 0], exact) < 0.05
     assert mixture.kde_distance(samples[:, 0], authors) > 0.055  # the authors' λ·sd marginal is another density
+
+
+def test_a_pattern_with_heads_is_refused():
+    compiled = patterndsl.compile("heads {\n    0: chunk(4)\n    1: self\n}", n=8)
+    with pytest.raises(patterndsl.SpatError, match="one layer and one head"):
+        rwpo.rwpo_mean(torch.zeros(8, 2), LAM, H, pattern=compiled)
