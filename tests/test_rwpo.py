@@ -159,7 +159,7 @@ def test_mixture_gradient_is_the_gradient_of_g():
 def test_mixture_cli_on_a_tiny_setting(tmp_path, capsys):
     out = tmp_path / "mixture.json"
     code = main(["experiment", "mixture", "--seeds", "0", "1", "--particles", "12", "--iterations", "4",
-                 "--dim", "3", "--scaling-particles", "32", "--patterns", "chunk(8)", "--dense-max", "32",
+                 "--dim", "3", "--scaling-particles", "32", "--patterns", "chunk(8)", "--dense-max", "16", "--dense-probe", "1",
                  "--out", str(out), "--plots", str(tmp_path), "--quiet"])
     assert code == 0
     results = json.loads(out.read_text())
@@ -172,8 +172,9 @@ def test_mixture_cli_on_a_tiny_setting(tmp_path, capsys):
         assert 0 <= run["distance"] <= 2
     assert len(results["summary"]) == (len(mixture.CONFIGS) + 1) * 2  # and the exact samples' floor
     assert len(results["exact_samples"]) == 2 * 2
-    assert [row["interaction"] for row in results["scaling"]] == ["chunk(8)", "myula", "dense"]
-    assert all(row["iterations"] == 4 for row in results["scaling"])
+    assert [row["interaction"] for row in results["scaling"]] == ["chunk(8)", "myula", "exact-samples", "dense"]
+    assert [row["iterations"] for row in results["scaling"]] == [4, 4, 0, 1]  # dense at 32 > 16: timed only
+    assert results["scaling"][-1]["distance"] is None and results["scaling"][0]["keys_per_particle"] == 8
     assert (tmp_path / "mixture_distance.png").exists() and (tmp_path / "mixture_marginals.png").exists()
     assert "distance" in capsys.readouterr().out
 

@@ -292,16 +292,17 @@ def run(args) -> int:
         for path in plot(results, exact, authors, finals, Path(args.plots)):
             print(f"wrote {path}", flush=True)
     for particles in args.scaling_particles:
-        for interaction in list(args.patterns) + ["myula", "dense"]:
-            row = scaling_row(args, particles, interaction, marginals)
+        for interaction in list(args.patterns) + ["myula", "exact-samples", "dense"]:
+            row = (floor_row(args, particles, marginals) if interaction == "exact-samples"
+                   else scaling_row(args, particles, interaction, marginals))
             if row is None:
                 continue
             results["scaling"].append(row)
             _write(out, results)  # after every row: the long runs keep what they finished
             distances = ", ".join(f"coord {label} {value:.3f}" for label, value in (row["distance"] or {}).items())
+            each = f"({row['seconds_per_iteration']:.3f} s each)" if row["iterations"] else ""
             print(f"N = {particles:>7,} {interaction:<22} {row['iterations']:>3} iterations "
-                  f"{row['seconds']:8.1f} s ({row['seconds_per_iteration']:.3f} s each)   {distances or 'timing only'}",
-                  flush=True)
+                  f"{row['seconds']:8.1f} s {each:<18}   {distances or 'timing only'}", flush=True)
     _write(out, results)
     print(f"wrote {out}")
     return 0
@@ -338,6 +339,20 @@ def scaling_row(args, particles: int, interaction: str, marginals):
             "iterations": iterations, "seconds": seconds, "seconds_per_iteration": (seconds - key_seconds) / iterations,
             "key_list_seconds": key_seconds, "seed": args.seeds[0], "dtype": "float32",
             "distance": {label: trace[label][-1] for label in trace} if complete else None}
+
+
+def floor_row(args, particles: int, marginals):
+    """The scaling table's floor: as many exact, independent samples of the target (seed args.seeds[0])."""
+    import numpy as np
+
+    started = time.perf_counter()
+    samples = sample_laplace_gaussian_mixture(mixture_means(args.dim).numpy(), VARIANCE, args.lam, particles,
+                                              np.random.default_rng(args.seeds[0]))
+    return {"particles": particles, "interaction": "exact-samples", "method": "exact-samples",
+            "keys_per_particle": None, "iterations": 0, "seconds": time.perf_counter() - started,
+            "seconds_per_iteration": None, "key_list_seconds": 0.0, "seed": args.seeds[0], "dtype": "float64",
+            "distance": {label: kde_distance(samples[:, column], marginal)
+                         for label, (column, marginal) in marginals.items()}}
 
 
 def _write(path: Path, results) -> None:
