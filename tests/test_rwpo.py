@@ -225,3 +225,13 @@ def test_a_pattern_with_heads_is_refused():
     compiled = patterndsl.compile("heads {\n    0: chunk(4)\n    1: self\n}", n=8)
     with pytest.raises(patterndsl.SpatError, match="one layer and one head"):
         rwpo.rwpo_mean(torch.zeros(8, 2), LAM, H, pattern=compiled)
+
+
+def test_the_experiment_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, patterndsl.experiments as e; names = e.experiments(); "
+            "print('mixture' in names and 'rwpo-generative' in names, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["True", "False"]
