@@ -1,0 +1,142 @@
+"""`patterndsl experiment copy`: Yun et al. 2020's copying task, beside what `check` proves.
+
+Sequences ``0 w 0 w`` of n tokens, w drawn uniformly from the symbols 1 … vocab−1;
+a causal sparse Transformer (patterndsl.models) predicts each next token, and the
+loss and accuracy are those of the second copy of w (query t predicts token t + 1;
+for t in the second copy its source is token t − n/2 + 1). Every .spat file ×
+configuration × depth 1 … L × sparsity level is trained from the same seeds on
+the same data, and each row of the results carries the analyzer's verdicts for
+the pattern the model used. From Python:
+
+    from patterndsl.experiments.copy import QUICK, run_copy
+    rows = run_copy(QUICK, out=Path("copy_results"))
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import Experiment
+from . import _yun
+
+
+@dataclass(frozen=True)
+class CopySettings:
+    n: int = 128  # sequence length: 0, w, 0, w with |w| = n/2 - 1
+    vocab: int = 16  # token 0 is the separator, w uses 1 … vocab - 1
+    depths: int = 4  # models with 1 … depths layers
+    levels: tuple[int, ...] = (11, 6, 22)  # the first is the main level (STRIDED's stride √n)
+    sweep_depths: str = "all"  # train the other levels at "all" depths or only the "deepest"
+    configurations: tuple[str, ...] = ("sequential", "union", "multihead")
+    steps: int = 1500
+    batch: int = 32
+    lr: float = 3e-3
+    width: int = 64
+    heads: int = 4
+    seed: int = 0
+    eval_sequences: int = 256
+    threads: int = 1
+
+
+DEFAULT = CopySettings()
+# Finishes within 20 minutes on a 2-core CPU: n = 64, the other levels only at four layers.
+QUICK = CopySettings(n=64, levels=(8, 16), sweep_depths="deepest", steps=600)
+
+
+def copy_batch(generator, batch: int, n: int, vocab: int):
+    """[batch, n] token ids: 0, w, 0, w with w uniform over 1 … vocab − 1 (``generator``: a torch.Generator)."""
+    import torch
+
+    if n < 4 or n % 2:
+        raise ValueError(f"the copying task needs an even n ≥ 4, not {n}")
+    if vocab < 2:
+        raise ValueError(f"the copying task needs at least one symbol besides the separator (vocab ≥ 2), not {vocab}")
+    words = torch.randint(1, vocab, (batch, n // 2 - 1), generator=generator)
+    zeros = torch.zeros(batch, 1, dtype=torch.long)
+    return torch.cat([zeros, words, zeros, words], dim=1)
+
+
+def scored_queries(n: int) -> range:
+    """The queries whose next token is the second copy of w: n/2 … n − 2."""
+    return range(n // 2, n - 1)
+
+
+def copy_sources(n: int) -> list[tuple[int, int]]:
+    """(query, the token it must copy): query t predicts token t + 1, which repeats token t + 1 − n/2."""
+    return [(t, t + 1 - n // 2) for t in scored_queries(n)]
+
+
+def copy_metrics(logits, ids) -> dict:
+    """Loss (mean cross-entropy, nats), token accuracy and sequence accuracy on the second copy."""
+    import torch.nn.functional as F
+
+    n = ids.shape[1]
+    queries = scored_queries(n)
+    predicted = logits[:, queries.start:queries.stop]
+    targets = ids[:, queries.start + 1:queries.stop + 1]
+    loss = F.cross_entropy(predicted.reshape(-1, predicted.shape[-1]), targets.reshape(-1))
+    correct = predicted.argmax(-1) == targets
+    return {"loss": loss, "token_accuracy": float(correct.float().mean()),
+            "sequence_accuracy": float(correct.all(dim=1).float().mean())}
+
+
+def run_copy(settings: CopySettings, files: list[Path] | None = None, out: Path | None = None,
+             progress: bool = True) -> list[dict]:
+    """Train every run of the grid; write copy.csv, copy.json and the plots under ``out`` (if given)."""
+    import torch
+
+    variants = _yun.variants(files or _yun.default_files(), list(settings.levels), settings.n)
+    evaluation = copy_batch(torch.Generator().manual_seed(settings.seed + 2), settings.eval_sequences,
+                            settings.n, settings.vocab)
+
+    def evaluate(model):
+        metrics = copy_metrics(model(evaluation), evaluation)
+        return {"loss": round(float(metrics["loss"]), 4), "token_accuracy": round(metrics["token_accuracy"], 4),
+                "sequence_accuracy": round(metrics["sequence_accuracy"], 4)}
+
+    rows = _yun.run_grid(settings, _yun.grid(settings, variants),
+                         make_batch=lambda data: copy_batch(data, settings.batch, settings.n, settings.vocab),
+                         loss_of=lambda model, ids: copy_metrics(model(ids), ids)["loss"], evaluate=evaluate,
+                         progress=progress, targets=copy_sources(settings.n), target_name="copy_depth")
+    _yun.finish(rows, settings, out, "copy", "token_accuracy", "copy accuracy (second copy, per token)",
+                ("depth", "sparsity"))
+    return rows
+
+
+# ---- the command ----------------------------------------------------------------------------
+
+
+def add_arguments(parser) -> None:
+    _yun.add_settings_arguments(parser, DEFAULT, QUICK)
+    parser.add_argument("--vocab", type=int, help=f"symbols, the separator 0 included (default {DEFAULT.vocab})")
+
+
+def run(args) -> int:
+    import sys
+
+    settings = _yun.settings_from(args, DEFAULT, QUICK)
+    out = args.out or Path("copy_results")
+    rows = run_copy(settings, args.files or None, out, progress=not args.no_progress)
+    print(render(rows))
+    print(f"wrote {out / 'copy.csv'}, {out / 'copy.json'}, {out / 'copy_depth.png'}, {out / 'copy_sparsity.png'}",
+          file=sys.stderr)
+    return 0
+
+
+def render(rows: list[dict]) -> str:
+    """The results as a Markdown table: accuracy beside the verdicts."""
+    head = ("| pattern | level | config | layers | accuracy | seq. acc. | loss | keys/query | C1 | C2 | C3 | s "
+            "| copy reach | causal reach |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(f"| {r['pattern']} | {_yun.show(r['level'])} | {r['configuration']} | {r['depth']} "
+                     f"| {r['token_accuracy']:.3f} | {r['sequence_accuracy']:.3f} | {r['loss']:.3f} "
+                     f"| {r['connections_per_layer'] / r['n']:.1f} | {_yun.show(r['c1_self_loops'])} "
+                     f"| {_yun.show(r['c2_hamiltonian_path'])} | {_yun.show(r['c3_finite_depth'])} "
+                     f"| {_yun.show(r['s'])} "
+                     f"| {_yun.show(r['copy_depth'])} | {_yun.show(r['causal_depth'])} |")
+    return "\n".join(lines)
+
+
+EXPERIMENT = Experiment("copy", "Yun et al. 2020's copying task: sparse Transformers by pattern, configuration, "
+                                "depth and sparsity, beside the analyzer's verdicts", add_arguments, run)
