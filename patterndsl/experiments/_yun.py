@@ -350,6 +350,7 @@ def add_settings_arguments(parser, defaults, quick) -> None:
 
 def settings_from(args, defaults, quick):
     """The setting the arguments choose: --quick or the default, with each given option replacing its field."""
+    from ..cli import UsageError
     from ..models import CONFIGURATIONS
 
     base = quick if args.quick else defaults
@@ -358,7 +359,12 @@ def settings_from(args, defaults, quick):
     settings = dataclasses.replace(base, **given)
     unknown = [c for c in settings.configurations if c not in CONFIGURATIONS]
     if unknown:
-        raise SpatError(Diagnostic(f"unknown configuration {unknown[0]!r}", help="one of " + ", ".join(CONFIGURATIONS)))
+        raise UsageError(f"unknown configuration {unknown[0]!r}; one of " + ", ".join(CONFIGURATIONS))
+    for name in ("n", "depths", "steps", "batch", "width", "heads", "threads", "eval_sequences"):
+        if getattr(settings, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(settings, name)}")
+    if settings.lr <= 0:
+        raise UsageError(f"--lr must be positive, not {settings.lr}")
     return settings
 
 

@@ -114,7 +114,13 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import sys
 
+    from ..cli import UsageError
+
     settings = _yun.settings_from(args, DEFAULT, QUICK)
+    if settings.n < 4 or settings.n % 2:
+        raise UsageError(f"the copying task needs an even --n of at least 4, not {settings.n}")
+    if settings.vocab < 2:
+        raise UsageError(f"--vocab must be at least 2 (the separator and one symbol), not {settings.vocab}")
     out = args.out or Path("copy_results")
     rows = run_copy(settings, args.files or None, out, progress=not args.no_progress)
     print(render(rows))

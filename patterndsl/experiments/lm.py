@@ -128,7 +128,11 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import sys
 
+    from ..cli import UsageError
+
     settings = _yun.settings_from(args, DEFAULT, QUICK)
+    if settings.corpus_bytes < 1024:
+        raise UsageError(f"--corpus-bytes must be at least 1024, not {settings.corpus_bytes}")
     out = args.out or Path("lm_results")
     rows = run_lm(settings, args.files or None, out, progress=not args.no_progress)
     print(render(rows))
