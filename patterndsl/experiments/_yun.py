@@ -31,6 +31,26 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "yun"
 DEFAULT_FILES = ("strided", "fixed", "star", "random", "dense")
 
 
+@dataclass(frozen=True)
+class Settings:
+    """A grid of runs and how each trains (the copying task's defaults; lm changes a few)."""
+
+    n: int = 128  # sequence length
+    vocab: int = 16  # tokens
+    depths: int = 4  # models with 1 … depths layers
+    levels: tuple[int, ...] = (11, 6, 22)  # sparsity levels; the first is the main one (STRIDED's stride √n)
+    sweep_depths: str = "deepest"  # train the other levels at "all" depths or only the "deepest"
+    configurations: tuple[str, ...] = ("sequential", "union", "multihead")
+    steps: int = 1500
+    batch: int = 32
+    lr: float = 3e-3
+    width: int = 64
+    heads: int = 4
+    seed: int = 0
+    eval_sequences: int = 256
+    threads: int = 1
+
+
 def default_files() -> list[Path]:
     files = [EXAMPLES / f"{name}.spat" for name in DEFAULT_FILES]
     missing = [str(path) for path in files if not path.exists()]
@@ -366,6 +386,18 @@ def settings_from(args, defaults, quick):
     if settings.lr <= 0:
         raise UsageError(f"--lr must be positive, not {settings.lr}")
     return settings
+
+
+def run_command(args, defaults, quick, stem: str, run_experiment, render, validate) -> int:
+    """`patterndsl experiment STEM`: the setting, the runs, the table on stdout, the files under --out."""
+    settings = settings_from(args, defaults, quick)
+    validate(settings)
+    out = args.out or Path(f"{stem}_results")
+    rows = run_experiment(settings, args.files or None, out, progress=not args.no_progress)
+    print(render(rows))
+    names = [f"{stem}.csv", f"{stem}.json", f"{stem}_depth.png", f"{stem}_sparsity.png"]
+    print("wrote " + ", ".join(str(out / name) for name in names), file=sys.stderr)
+    return 0
 
 
 # ---- results ------------------------------------------------------------------------------

@@ -13,30 +13,15 @@ the pattern the model used. From Python:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import Experiment
 from . import _yun
 
 
-@dataclass(frozen=True)
-class CopySettings:
-    n: int = 128  # sequence length: 0, w, 0, w with |w| = n/2 - 1
-    vocab: int = 16  # token 0 is the separator, w uses 1 … vocab - 1
-    depths: int = 4  # models with 1 … depths layers
-    levels: tuple[int, ...] = (11, 6, 22)  # the first is the main level (STRIDED's stride √n)
-    sweep_depths: str = "all"  # train the other levels at "all" depths or only the "deepest"
-    configurations: tuple[str, ...] = ("sequential", "union", "multihead")
-    steps: int = 1500
-    batch: int = 32
-    lr: float = 3e-3
-    width: int = 64
-    heads: int = 4
-    seed: int = 0
-    eval_sequences: int = 256
-    threads: int = 1
-
+# The settings of the copying task: n (0, w, 0, w with |w| = n/2 − 1), vocab (token 0 is
+# the separator, w uses 1 … vocab − 1), and those of every Yun et al. experiment.
+CopySettings = _yun.Settings
 
 DEFAULT = CopySettings()
 # Finishes within 20 minutes on a 2-core CPU: n = 64, the other levels only at four layers.
@@ -111,22 +96,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--vocab", type=int, help=f"symbols, the separator 0 included (default {DEFAULT.vocab})")
 
 
-def run(args) -> int:
-    import sys
-
+def _validate(settings) -> None:
     from ..cli import UsageError
 
-    settings = _yun.settings_from(args, DEFAULT, QUICK)
     if settings.n < 4 or settings.n % 2:
         raise UsageError(f"the copying task needs an even --n of at least 4, not {settings.n}")
     if settings.vocab < 2:
         raise UsageError(f"--vocab must be at least 2 (the separator and one symbol), not {settings.vocab}")
-    out = args.out or Path("copy_results")
-    rows = run_copy(settings, args.files or None, out, progress=not args.no_progress)
-    print(render(rows))
-    print(f"wrote {out / 'copy.csv'}, {out / 'copy.json'}, {out / 'copy_depth.png'}, {out / 'copy_sparsity.png'}",
-          file=sys.stderr)
-    return 0
+
+
+def run(args) -> int:
+    return _yun.run_command(args, DEFAULT, QUICK, "copy", run_copy, render, _validate)
 
 
 def render(rows: list[dict]) -> str:

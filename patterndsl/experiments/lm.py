@@ -23,21 +23,11 @@ from . import _yun
 
 
 @dataclass(frozen=True)
-class LMSettings:
-    n: int = 128
+class LMSettings(_yun.Settings):
     vocab: int = 256  # bytes
-    depths: int = 4
-    levels: tuple[int, ...] = (11, 6, 22)
-    sweep_depths: str = "deepest"
-    configurations: tuple[str, ...] = ("sequential", "union", "multihead")
     steps: int = 2000
-    batch: int = 32
     lr: float = 2e-3
     width: int = 128
-    heads: int = 4
-    seed: int = 0
-    eval_sequences: int = 256
-    threads: int = 1
     corpus_bytes: int = 4_000_000
 
 
@@ -125,20 +115,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--corpus-bytes", type=int, help=f"bytes of the corpus (default {DEFAULT.corpus_bytes:,})")
 
 
-def run(args) -> int:
-    import sys
-
+def _validate(settings) -> None:
     from ..cli import UsageError
 
-    settings = _yun.settings_from(args, DEFAULT, QUICK)
     if settings.corpus_bytes < 1024:
         raise UsageError(f"--corpus-bytes must be at least 1024, not {settings.corpus_bytes}")
-    out = args.out or Path("lm_results")
-    rows = run_lm(settings, args.files or None, out, progress=not args.no_progress)
-    print(render(rows))
-    print(f"wrote {out / 'lm.csv'}, {out / 'lm.json'}, {out / 'lm_depth.png'}, {out / 'lm_sparsity.png'}",
-          file=sys.stderr)
-    return 0
+
+
+def run(args) -> int:
+    return _yun.run_command(args, DEFAULT, QUICK, "lm", run_lm, render, _validate)
 
 
 def render(rows: list[dict]) -> str:
