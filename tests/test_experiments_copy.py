@@ -186,11 +186,13 @@ def test_copy_command_on_a_tiny_setting(tmp_path, capsys):
     table = capsys.readouterr().out
     document = json.loads((out / "copy.json").read_text())
     rows = document["results"]
-    # strided: level 3 at depths 1, 2 and level 2 at depth 2, in two configurations; star once per depth
+    # the main level first, one configuration after the other: strided at level 3 at depths 1, 2 in
+    # both configurations, star once per depth; then strided at level 2 at the deepest only
     assert [(r["pattern"], r["level"], r["configuration"], r["depth"]) for r in rows] == [
-        ("strided", 3, "sequential", 1), ("strided", 3, "sequential", 2), ("strided", 3, "union", 1),
-        ("strided", 3, "union", 2), ("strided", 2, "sequential", 2), ("strided", 2, "union", 2),
-        ("star", None, "any", 1), ("star", None, "any", 2)]
+        ("strided", 3, "sequential", 1), ("strided", 3, "sequential", 2), ("star", None, "any", 1),
+        ("star", None, "any", 2), ("strided", 3, "union", 1), ("strided", 3, "union", 2),
+        ("strided", 2, "sequential", 2), ("strided", 2, "union", 2)]
+    assert document["meta"]["complete"] is True
     assert all(r["steps_run"] == 3 for r in rows)
     assert all(list(r) == COPY_COLUMNS for r in rows)
     assert document["meta"]["settings"]["steps"] == 3 and document["meta"]["experiment"] == "copy"
@@ -202,7 +204,7 @@ def test_copy_command_on_a_tiny_setting(tmp_path, capsys):
     with (out / "copy.csv").open() as handle:
         records = list(csv.DictReader(handle))
     assert list(records[0]) == COPY_COLUMNS and len(records) == len(rows)
-    assert records[-1]["level"] == "" and records[0]["token_accuracy"] == str(rows[0]["token_accuracy"])
+    assert records[2]["level"] == "" and records[0]["token_accuracy"] == str(rows[0]["token_accuracy"])
     assert (out / "copy_depth.png").stat().st_size > 0 and (out / "copy_sparsity.png").stat().st_size > 0
     assert table.count("\n| strided |") == 6 and "| star | — | any |" in table
 

@@ -135,15 +135,22 @@ def configurations_of(variant: Variant, requested: list[str]) -> list[str]:
 
 
 def grid(settings, variants: list) -> list[tuple]:
-    """(variant, configuration, depth) for every run, in order: depths 1 … settings.depths at the
-    main level (the first), and the other levels at every depth or only the deepest."""
+    """(variant, configuration, depth) for every run: depths 1 … settings.depths at the main
+    level (the first), and the other levels at every depth or only the deepest.
+
+    Ordered so that an interrupted run has kept the most: the main level before the
+    others, each configuration in turn (sequential first), every pattern at each."""
     main = settings.levels[0]
     runs = []
-    for variant in variants:
-        for configuration in configurations_of(variant, list(settings.configurations)):
-            swept = variant.level not in (None, main) and settings.sweep_depths == "deepest"
-            for depth in ([settings.depths] if swept else range(1, settings.depths + 1)):
-                runs.append((variant, configuration, depth))
+    for at_main in (True, False):
+        for configuration in settings.configurations:
+            for variant in variants:
+                if (variant.level in (None, main)) != at_main or configuration not in configurations_of(
+                        variant, list(settings.configurations)):
+                    continue
+                swept = not at_main and settings.sweep_depths == "deepest"
+                for depth in ([settings.depths] if swept else range(1, settings.depths + 1)):
+                    runs.append((variant, configuration, depth))
     return runs
 
 
@@ -278,12 +285,13 @@ def train(model, next_batch, loss_of, training, progress: Progress) -> list[floa
 
 
 def run_grid(settings, runs: list[tuple], *, make_batch, loss_of, evaluate, progress: bool,
-             targets=None, target_name: str = "target_depth") -> list[dict]:
+             targets=None, target_name: str = "target_depth", save=None) -> list[dict]:
     """Train every (variant, configuration, depth) of ``runs`` from the same seeds on the same data.
 
     ``make_batch(generator)`` draws a training batch; ``loss_of(model, batch)`` is what is
     minimised; ``evaluate(model)`` gives the row's metrics; ``targets``, if given, are the
-    (query, token) pairs whose reach through the layers is reported as ``target_name``."""
+    (query, token) pairs whose reach through the layers is reported as ``target_name``;
+    ``save(rows)``, if given, is called after every run (so an interrupted grid keeps its rows)."""
     import torch
 
     from ..models import configure, sparse_transformer
@@ -314,21 +322,30 @@ def run_grid(settings, runs: list[tuple], *, make_batch, loss_of, evaluate, prog
                      "p": variant.compiled.layers, "depth": depth, "n": settings.n, "vocab": settings.vocab,
                      "seed": settings.seed, "steps_run": len(losses), **metrics,
                      "train_loss": round(sum(tail) / len(tail), 4) if tail else None, **analyses[key]})
+        if save is not None:
+            save(rows)
     bar.close()
     return rows
 
 
-def finish(rows: list[dict], settings, out: Path | None, stem: str, metric: str, axis_label: str,
-           plots: tuple[str, ...], extra_meta: dict | None = None) -> list[Path]:
-    """Write ``stem``.csv, ``stem``.json and the plots under ``out``; the paths written."""
-    if out is None:
-        return []
-    meta = {"experiment": stem, "settings": dataclasses.asdict(settings), **(extra_meta or {})}
-    written = list(write_results(rows, out, stem, meta))
+def saver(settings, out: Path | None, stem: str, extra_meta: dict | None = None):
+    """``save(rows, complete=False)``: writes ``stem``.csv and ``stem``.json under ``out`` (nothing if None)."""
+    def save(rows: list[dict], complete: bool = False) -> None:
+        if out is not None and rows:
+            write_results(rows, out, stem, {"experiment": stem, "complete": complete,
+                                            "settings": dataclasses.asdict(settings), **(extra_meta or {})})
+    return save
+
+
+def finish(rows: list[dict], settings, out: Path | None, stem: str, metric: str, axis_label: str, save) -> None:
+    """The complete results, and the plots, under ``out``."""
+    if out is None or not rows:
+        return
+    save(rows, complete=True)
     # a one-pattern file ran once, "any" configuration: draw it in every panel
     for_plots = [dict(r, configuration="sequential" if r["configuration"] == "any" else r["configuration"])
                  for r in rows]
-    return written + plot_metric(for_plots, metric, axis_label, out, stem, settings.levels[0], plots)
+    plot_metric(for_plots, metric, axis_label, out, stem, settings.levels[0])
 
 
 # ---- the command line ---------------------------------------------------------------------

@@ -71,6 +71,7 @@ def run_copy(settings: CopySettings, files: list[Path] | None = None, out: Path 
     import torch
 
     variants = _yun.variants(files or _yun.default_files(), list(settings.levels), settings.n)
+    save = _yun.saver(settings, out, "copy")
     evaluation = copy_batch(torch.Generator().manual_seed(settings.seed + 2), settings.eval_sequences,
                             settings.n, settings.vocab)
 
@@ -82,9 +83,9 @@ def run_copy(settings: CopySettings, files: list[Path] | None = None, out: Path 
     rows = _yun.run_grid(settings, _yun.grid(settings, variants),
                          make_batch=lambda data: copy_batch(data, settings.batch, settings.n, settings.vocab),
                          loss_of=lambda model, ids: copy_metrics(model(ids), ids)["loss"], evaluate=evaluate,
-                         progress=progress, targets=copy_sources(settings.n), target_name="copy_depth")
-    _yun.finish(rows, settings, out, "copy", "token_accuracy", "copy accuracy (second copy, per token)",
-                ("depth", "sparsity"))
+                         progress=progress, targets=copy_sources(settings.n), target_name="copy_depth",
+                         save=save)
+    _yun.finish(rows, settings, out, "copy", "token_accuracy", "copy accuracy (second copy, per token)", save)
     return rows
 
 

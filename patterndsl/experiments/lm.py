@@ -101,12 +101,11 @@ def run_lm(settings: LMSettings, files: list[Path] | None = None, out: Path | No
                 "bits_per_byte": round(loss / math.log(2), 4)}
 
     variants = _yun.variants(files or _yun.default_files(), list(settings.levels), settings.n)
-    rows = _yun.run_grid(settings, _yun.grid(settings, variants), make_batch=make_batch, loss_of=lm_loss,
-                         evaluate=evaluate, progress=progress)
     corpus_meta = {"python_stdlib_files": names, "bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
-    if out is not None:
-        _yun.finish(rows, settings, out, "lm", "val_loss", "validation loss (nats per byte)",
-                    ("depth", "sparsity"), extra_meta={"corpus": corpus_meta})
+    save = _yun.saver(settings, out, "lm", {"corpus": corpus_meta})
+    rows = _yun.run_grid(settings, _yun.grid(settings, variants), make_batch=make_batch, loss_of=lm_loss,
+                         evaluate=evaluate, progress=progress, save=save)
+    _yun.finish(rows, settings, out, "lm", "val_loss", "validation loss (nats per byte)", save)
     return rows
 
 
