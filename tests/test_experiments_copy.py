@@ -206,7 +206,13 @@ def test_copy_command_on_a_tiny_setting(tmp_path, capsys):
     assert list(records[0]) == COPY_COLUMNS and len(records) == len(rows)
     assert records[2]["level"] == "" and records[0]["token_accuracy"] == str(rows[0]["token_accuracy"])
     assert (out / "copy_depth.png").stat().st_size > 0 and (out / "copy_sparsity.png").stat().st_size > 0
-    assert table.count("\n| strided |") == 6 and "| star | — | any |" in table
+    # the summary: one table per configuration, a row per pattern and level, a column per depth
+    assert "**SEQUENTIAL**" in table and "**UNION**" in table
+    assert table.count("\n| strided | 3 |") == 2 and table.count("\n| strided | 2 |") == 2
+    assert table.count("\n| star | — |") == 2
+    sequential_strided = table.split("**UNION**")[0].split("\n| strided | 3 | ")[1].split("\n")[0]
+    cells = [cell.strip() for cell in sequential_strided.split("|")]
+    assert cells[1:3] == [f"{rows[0]['token_accuracy']:.3f}", f"{rows[1]['token_accuracy']:.3f}"]
 
 
 def test_copy_command_rejects_bad_options(tmp_path, capsys):

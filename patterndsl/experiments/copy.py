@@ -107,22 +107,31 @@ def _validate(settings) -> None:
 
 
 def run(args) -> int:
-    return _yun.run_command(args, DEFAULT, QUICK, "copy", run_copy, render, _validate)
+    return _yun.run_command(args, DEFAULT, QUICK, "copy", run_copy, summary, _validate)
 
 
-def render(rows: list[dict]) -> str:
-    """The results as a Markdown table: accuracy beside the verdicts."""
-    head = ("| pattern | level | config | layers | accuracy | seq. acc. | loss | keys/query | C1 | C2 | C3 | s "
-            "| copy reach | causal reach |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        lines.append(f"| {r['pattern']} | {_yun.show(r['level'])} | {r['configuration']} | {r['depth']} "
-                     f"| {r['token_accuracy']:.3f} | {r['sequence_accuracy']:.3f} | {r['loss']:.3f} "
-                     f"| {r['connections_per_layer'] / r['n']:.1f} | {_yun.show(r['c1_self_loops'])} "
-                     f"| {_yun.show(r['c2_hamiltonian_path'])} | {_yun.show(r['c3_finite_depth'])} "
-                     f"| {_yun.show(r['s'])} "
-                     f"| {_yun.show(r['copy_depth'])} | {_yun.show(r['causal_depth'])} |")
-    return "\n".join(lines)
+def summary(rows: list[dict]) -> str:
+    """Markdown tables: per configuration, copy accuracy by pattern (and level) × depth, beside
+    the analyzer's verdicts and the depth at which every copy source can reach its query."""
+    depths = sorted({r["depth"] for r in rows})
+    out = []
+    configurations = list(dict.fromkeys(r["configuration"] for r in rows if r["configuration"] != "any"))
+    for configuration in configurations or ["any"]:
+        chosen = [r for r in rows if r["configuration"] in (configuration, "any")]
+        out += [f"**{configuration.upper()}** (token accuracy on the second copy)", "",
+                "| pattern | level | keys/query | " + " | ".join(f"{d} layer{'s' if d > 1 else ''}" for d in depths)
+                + " | C1 | C2 | C3 | copy reach |",
+                "|" + "---|" * (len(depths) + 7)]
+        for key in dict.fromkeys((r["pattern"], r["level"]) for r in chosen):
+            line = [r for r in chosen if (r["pattern"], r["level"]) == key]
+            by_depth = {r["depth"]: f"{r['token_accuracy']:.3f}" for r in line}
+            first = line[0]
+            out.append(f"| {key[0]} | {_yun.show(key[1])} | {first['connections_per_layer'] / first['n']:.1f} | "
+                       + " | ".join(by_depth.get(d, "") for d in depths)
+                       + f" | {_yun.show(first['c1_self_loops'])} | {_yun.show(first['c2_hamiltonian_path'])} "
+                         f"| {_yun.show(first['c3_finite_depth'])} | {_yun.show(first['copy_depth'])} |")
+        out.append("")
+    return "\n".join(out)
 
 
 EXPERIMENT = Experiment("copy", "Yun et al. 2020's copying task: sparse Transformers by pattern, configuration, "
