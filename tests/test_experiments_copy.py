@@ -257,3 +257,24 @@ def test_lm_command_on_a_tiny_setting(tmp_path):
 
 def test_experiments_are_discovered():
     assert {"copy", "lm"} <= set(experiments())
+
+
+def test_every_run_is_saved_as_it_finishes(tmp_path):
+    """An interrupted grid keeps its rows: results are written after each run, marked incomplete."""
+    tiny = _yun.Settings(n=8, vocab=4, depths=2, levels=(2,), configurations=("sequential",), steps=1, batch=2,
+                         width=8, heads=2, eval_sequences=4)
+    variants = _yun.variants([YUN / "strided.spat"], [2], 8)
+    seen = []
+    save = _yun.saver(tiny, tmp_path, "copy")
+
+    def record(rows):
+        save(rows)
+        seen.append(len(json.loads((tmp_path / "copy.json").read_text())["results"]))
+
+    ids = copy_batch(torch.Generator().manual_seed(0), 4, 8, 4)
+    rows = _yun.run_grid(tiny, _yun.grid(tiny, variants), make_batch=lambda g: copy_batch(g, 2, 8, 4),
+                         loss_of=lambda model, batch: copy_metrics(model(batch), batch)["loss"],
+                         evaluate=lambda model: {"token_accuracy": copy_metrics(model(ids), ids)["token_accuracy"]},
+                         progress=False, save=record)
+    assert seen == [1, 2] and len(rows) == 2
+    assert json.loads((tmp_path / "copy.json").read_text())["meta"]["complete"] is False
