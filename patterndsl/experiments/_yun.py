@@ -328,6 +328,18 @@ def run_grid(settings, runs: list[tuple], *, make_batch, loss_of, evaluate, prog
     return rows
 
 
+def run_experiment(settings, stem: str, files: list[Path] | None, out: Path | None, progress: bool, *,
+                   make_batch, loss_of, evaluate, metric: str, axis_label: str, targets=None,
+                   target_name: str = "target_depth", extra_meta: dict | None = None) -> list[dict]:
+    """The files' variants, the grid trained (`run_grid`), the results and plots under ``out``."""
+    variants_ = variants(files or default_files(), list(settings.levels), settings.n)
+    save = saver(settings, out, stem, extra_meta)
+    rows = run_grid(settings, grid(settings, variants_), make_batch=make_batch, loss_of=loss_of, evaluate=evaluate,
+                    progress=progress, targets=targets, target_name=target_name, save=save)
+    finish(rows, settings, out, stem, metric, axis_label, save)
+    return rows
+
+
 def saver(settings, out: Path | None, stem: str, extra_meta: dict | None = None):
     """``save(rows, complete=False)``: writes ``stem``.csv and ``stem``.json under ``out`` (nothing if None)."""
     def save(rows: list[dict], complete: bool = False) -> None:
@@ -363,8 +375,10 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def add_settings_arguments(parser, defaults, quick) -> None:
-    """The options copy and lm share; None means "the setting's value"."""
+def add_settings_arguments(parser, defaults, quick, name: str, kind, help: str) -> None:
+    """The options of an experiment: those copy and lm share, and one of its own (``--name``
+    of type ``kind``); None means "the setting's value"."""
+    parser.add_argument(f"--{name}", type=kind, help=help)
     parser.add_argument("files", nargs="*", type=Path,
                         help="the .spat files (default: examples/yun/{strided,fixed,star,random,dense}.spat)")
     parser.add_argument("--quick", action="store_true",

@@ -70,8 +70,6 @@ def run_copy(settings: CopySettings, files: list[Path] | None = None, out: Path 
     """Train every run of the grid; write copy.csv, copy.json and the plots under ``out`` (if given)."""
     import torch
 
-    variants = _yun.variants(files or _yun.default_files(), list(settings.levels), settings.n)
-    save = _yun.saver(settings, out, "copy")
     evaluation = copy_batch(torch.Generator().manual_seed(settings.seed + 2), settings.eval_sequences,
                             settings.n, settings.vocab)
 
@@ -80,21 +78,19 @@ def run_copy(settings: CopySettings, files: list[Path] | None = None, out: Path 
         return {"loss": round(float(metrics["loss"]), 4), "token_accuracy": round(metrics["token_accuracy"], 4),
                 "sequence_accuracy": round(metrics["sequence_accuracy"], 4)}
 
-    rows = _yun.run_grid(settings, _yun.grid(settings, variants),
-                         make_batch=lambda data: copy_batch(data, settings.batch, settings.n, settings.vocab),
-                         loss_of=lambda model, ids: copy_metrics(model(ids), ids)["loss"], evaluate=evaluate,
-                         progress=progress, targets=copy_sources(settings.n), target_name="copy_depth",
-                         save=save)
-    _yun.finish(rows, settings, out, "copy", "token_accuracy", "copy accuracy (second copy, per token)", save)
-    return rows
+    return _yun.run_experiment(settings, "copy", files, out, progress,
+                               make_batch=lambda data: copy_batch(data, settings.batch, settings.n, settings.vocab),
+                               loss_of=lambda model, ids: copy_metrics(model(ids), ids)["loss"], evaluate=evaluate,
+                               metric="token_accuracy", axis_label="copy accuracy (second copy, per token)",
+                               targets=copy_sources(settings.n), target_name="copy_depth")
 
 
 # ---- the command ----------------------------------------------------------------------------
 
 
 def add_arguments(parser) -> None:
-    _yun.add_settings_arguments(parser, DEFAULT, QUICK)
-    parser.add_argument("--vocab", type=int, help=f"symbols, the separator 0 included (default {DEFAULT.vocab})")
+    _yun.add_settings_arguments(parser, DEFAULT, QUICK, "vocab", int,
+                                f"symbols, the separator 0 included (default {DEFAULT.vocab})")
 
 
 def _validate(settings) -> None:

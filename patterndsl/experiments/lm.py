@@ -100,18 +100,15 @@ def run_lm(settings: LMSettings, files: list[Path] | None = None, out: Path | No
         return {"val_loss": round(loss, 4), "val_perplexity": round(math.exp(loss), 3),
                 "bits_per_byte": round(loss / math.log(2), 4)}
 
-    variants = _yun.variants(files or _yun.default_files(), list(settings.levels), settings.n)
     corpus_meta = {"python_stdlib_files": names, "bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
-    save = _yun.saver(settings, out, "lm", {"corpus": corpus_meta})
-    rows = _yun.run_grid(settings, _yun.grid(settings, variants), make_batch=make_batch, loss_of=lm_loss,
-                         evaluate=evaluate, progress=progress, save=save)
-    _yun.finish(rows, settings, out, "lm", "val_loss", "validation loss (nats per byte)", save)
-    return rows
+    return _yun.run_experiment(settings, "lm", files, out, progress, make_batch=make_batch, loss_of=lm_loss,
+                               evaluate=evaluate, metric="val_loss", axis_label="validation loss (nats per byte)",
+                               extra_meta={"corpus": corpus_meta})
 
 
 def add_arguments(parser) -> None:
-    _yun.add_settings_arguments(parser, DEFAULT, QUICK)
-    parser.add_argument("--corpus-bytes", type=int, help=f"bytes of the corpus (default {DEFAULT.corpus_bytes:,})")
+    _yun.add_settings_arguments(parser, DEFAULT, QUICK, "corpus-bytes", int,
+                                f"bytes of the corpus (default {DEFAULT.corpus_bytes:,})")
 
 
 def _validate(settings) -> None:
