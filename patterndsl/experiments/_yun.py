@@ -512,6 +512,17 @@ def _plot_depth(rows, metric, axis_label, path, main_level, configurations, sing
     return _save(fig, axes, axis_label, path)
 
 
+def _plain_ticks(ax, values) -> None:
+    """Ticks 1, 2, 5, 10, 20, … over the values' range, written as plain numbers (no 3×10⁰)."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    lo, hi = min(values) / 1.2, max(values) * 1.2
+    ticks = [m * 10 ** e for e in range(-1, 5) for m in (1, 2, 5) if lo <= m * 10 ** e <= hi]
+    ax.xaxis.set_major_locator(FixedLocator(ticks or [round(min(values), 1)]))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def _plot_sparsity(rows, metric, axis_label, path, configurations, single) -> Path:
     deepest = max(r["depth"] for r in rows)
     fig, axes = _panels(configurations)
@@ -524,5 +535,6 @@ def _plot_sparsity(rows, metric, axis_label, path, configurations, single) -> Pa
         ax.set_title(f"{configuration.upper()}, {deepest} layers")
         ax.set_xlabel("keys per query (mean, per layer)")
         ax.set_xscale("log")
+        _plain_ticks(ax, [r["connections_per_layer"] / r["n"] for r in chosen])
         ax.grid(alpha=0.3)
     return _save(fig, axes, axis_label, path)
