@@ -59,7 +59,7 @@ def qkv_problem(q, k, v, n, pattern_heads, scale=None, dtypes=("float16", "bfloa
         return (f"q, k and v must have the same batch size; got {batch}, {k.shape[0]}, {v.shape[0]}",
                 "expand a shared k, v explicitly: k.expand(q.shape[0], -1, -1, -1)")
     if k.shape[:3] != v.shape[:3] or (k.shape[3] != v.shape[3] and not value_dim_may_differ):
-        return (f"k and v must have the same shape [batch, kv_heads, n, head_dim]; got {tuple(k.shape)} "
+        return (f"k and v must be shaped alike [batch, kv_heads, n, head_dim]; got {tuple(k.shape)} "
                 f"and {tuple(v.shape)}", None)
     if k.shape[3] != head_dim:
         return f"q and k must have the same head_dim; got {head_dim} and {k.shape[3]}", None

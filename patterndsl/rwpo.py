@@ -83,7 +83,6 @@ def _pattern_keys(pattern: Pattern, compiled, layer: int, head: int) -> np.ndarr
         merged[:, 1:][merged[:, 1:] == merged[:, :-1]] = n  # a key listed by two parts counts once
         return _compact(merged, n)
     from .layout import block_layout
-    from .reference import _evaluate
 
     layout = block_layout(pattern, n, _KEY_BLOCK, _KEY_BLOCK)
     dtype = index_dtype(n)
@@ -97,7 +96,7 @@ def _pattern_keys(pattern: Pattern, compiled, layer: int, head: int) -> np.ndarr
         candidates = (blocks[:, None] * _KEY_BLOCK + np.arange(_KEY_BLOCK)[None, :]).reshape(-1)
         candidates = candidates[candidates < n]
         rows = np.arange(qb * _KEY_BLOCK, min(n, (qb + 1) * _KEY_BLOCK))
-        connected = _evaluate(pattern, rows.astype(dtype)[:, None], candidates.astype(dtype)[None, :], n)
+        connected = np.asarray(pattern.predicate(rows.astype(dtype)[:, None], candidates.astype(dtype)[None, :], n), dtype=bool)
         r, c = np.nonzero(connected)  # row-major: each row's keys come out ascending
         rows_found.append(rows[r])
         keys_found.append(candidates[c])
@@ -120,7 +119,7 @@ def _compact(keys: np.ndarray, n: int) -> np.ndarray:
 _KEY_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _key_lists(compiled, device) -> tuple[torch.Tensor, torch.Tensor]:
+def key_lists(compiled, device) -> tuple[torch.Tensor, torch.Tensor]:
     """`interaction_keys` of layer 0, head 0 as tensors, cached per compiled pattern."""
     cached = _KEY_CACHE.get(compiled)
     if cached is None:
@@ -157,7 +156,7 @@ def _attention(q, k, v, key_bias, compiled, scale: float) -> torch.Tensor:
     if compiled.n != n:
         raise SpatError(Diagnostic(f"the interaction pattern was compiled for n = {compiled.n}, "
                                    f"but there are {n} particles", help="compile it for this n: compiled.at(n)"))
-    keys, valid = _key_lists(compiled, q.device)
+    keys, valid = key_lists(compiled, q.device)
     width = keys.shape[1]
     masked = not bool(valid.all())
     step = max(1, _CHUNK_ELEMENTS // max(1, batch * heads * width * dim))

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 import patterndsl
 from patterndsl import SpatError
 from patterndsl.cli import main
-from patterndsl.experiments import _yun, experiments
+from patterndsl.experiments import yun, experiments
 from patterndsl.experiments.copy import copy_batch, copy_metrics, copy_sources, scored_queries
 from patterndsl.experiments.lm import corpus, split, windows
 from patterndsl.models import CONFIGURATIONS, attend, configure, configured_source, sparse_transformer
@@ -132,7 +132,7 @@ def test_copy_metrics():
 
 def test_variants_substitute_the_level_and_match_random_to_strided():
     files = [YUN / f"{name}.spat" for name in FILES]
-    found = _yun.variants(files, [4, 8], 32)
+    found = yun.variants(files, [4, 8], 32)
     assert [(v.name, v.level) for v in found] == [("strided", 4), ("strided", 8), ("fixed", 4), ("fixed", 8),
                                                    ("star", None), ("random", 4), ("random", 8), ("dense", None)]
     strided = {v.level: v for v in found if v.name == "strided"}
@@ -142,33 +142,33 @@ def test_variants_substitute_the_level_and_match_random_to_strided():
         stride(4) & causal
     }""", n=32).masks())
     for variant in (v for v in found if v.name == "random"):
-        target = _yun.mean_connections(strided[variant.level].compiled)
-        got = _yun.mean_connections(variant.compiled)
+        target = yun.mean_connections(strided[variant.level].compiled)
+        got = yun.mean_connections(variant.compiled)
         keys = int(variant.text.split("let keys = ")[1].split()[0])
         # the nearest: one key more or fewer per row is no closer
         for other in (keys - 1, keys + 1):
             text = variant.text.replace(f"let keys = {keys}", f"let keys = {other}")
-            assert abs(_yun.mean_connections(patterndsl.compile(text, n=32)) - target) >= abs(got - target)
+            assert abs(yun.mean_connections(patterndsl.compile(text, n=32)) - target) >= abs(got - target)
 
 
 def test_a_level_line_twice_is_an_error(tmp_path):
     path = tmp_path / "twice.spat"
     path.write_text("let level = 2\nlet level = 3\nwindow(level, 0)\n")
     with pytest.raises(SpatError, match="must appear once"):
-        _yun.variants([path], [4], 16)
+        yun.variants([path], [4], 16)
 
 
 def test_reach_depths():
     n = 32
     sources = copy_sources(n)
     strided = patterndsl.compile(YUN.joinpath("strided.spat").read_text(), n=n)  # stride isqrt(32) = 5
-    assert _yun.reach_depths(strided, 2 * n, sources) == {"causal_depth": 2, "target_depth": 2}
+    assert yun.reach_depths(strided, 2 * n, sources) == {"causal_depth": 2, "target_depth": 2}
     star = patterndsl.compile(YUN / "star.spat", n=n)
     # one token further back per layer: the copy needs n/2 - 1 layers, all of the prefix n - 2
-    assert _yun.reach_depths(star, 2 * n, sources) == {"causal_depth": n - 2, "target_depth": n // 2 - 1}
+    assert yun.reach_depths(star, 2 * n, sources) == {"causal_depth": n - 2, "target_depth": n // 2 - 1}
     dense = patterndsl.compile("causal", n=n)
-    assert _yun.reach_depths(dense, 2 * n, sources) == {"causal_depth": 1, "target_depth": 1}
-    assert _yun.reach_depths(patterndsl.compile("self", n=n), 2 * n, sources) == {"causal_depth": None,
+    assert yun.reach_depths(dense, 2 * n, sources) == {"causal_depth": 1, "target_depth": 1}
+    assert yun.reach_depths(patterndsl.compile("self", n=n), 2 * n, sources) == {"causal_depth": None,
                                                                                  "target_depth": None}
 
 
@@ -261,18 +261,18 @@ def test_experiments_are_discovered():
 
 def test_every_run_is_saved_as_it_finishes(tmp_path):
     """An interrupted grid keeps its rows: results are written after each run, marked incomplete."""
-    tiny = _yun.Settings(n=8, vocab=4, depths=2, levels=(2,), configurations=("sequential",), steps=1, batch=2,
+    tiny = yun.Settings(n=8, vocab=4, depths=2, levels=(2,), configurations=("sequential",), steps=1, batch=2,
                          width=8, heads=2, eval_sequences=4)
-    variants = _yun.variants([YUN / "strided.spat"], [2], 8)
+    variants = yun.variants([YUN / "strided.spat"], [2], 8)
     seen = []
-    save = _yun.saver(tiny, tmp_path, "copy")
+    save = yun.saver(tiny, tmp_path, "copy")
 
     def record(rows):
         save(rows)
         seen.append(len(json.loads((tmp_path / "copy.json").read_text())["results"]))
 
     ids = copy_batch(torch.Generator().manual_seed(0), 4, 8, 4)
-    rows = _yun.run_grid(tiny, _yun.grid(tiny, variants), make_batch=lambda g: copy_batch(g, 2, 8, 4),
+    rows = yun.run_grid(tiny, yun.grid(tiny, variants), make_batch=lambda g: copy_batch(g, 2, 8, 4),
                          loss_of=lambda model, batch: copy_metrics(model(batch), batch)["loss"],
                          evaluate=lambda model: {"token_accuracy": copy_metrics(model(ids), ids)["token_accuracy"]},
                          progress=False, save=record)

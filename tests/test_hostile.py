@@ -303,7 +303,7 @@ TENSOR_CASES = {
     "another n": (lambda: _qkv((1, 2, 32, 8)), {}, "compiled for n = 16"),
     "batch 1 against 2": (lambda: _qkv((1, 2, 16, 8), (2, 2, 16, 8)), {}, "same batch size; got 1, 2, 2"),
     "head_dim mismatch": (lambda: _qkv((1, 2, 16, 8), (1, 2, 16, 4)), {}, "same head_dim; got 8 and 4"),
-    "k and v differ": (lambda: (_qkv()[0], _qkv()[1], torch.zeros(1, 1, 16, 8)), {}, "k and v must have the same shape"),
+    "k and v differ": (lambda: (_qkv()[0], _qkv()[1], torch.zeros(1, 1, 16, 8)), {}, "k and v must be shaped alike"),
     "3 heads over 2": (lambda: _qkv((1, 3, 16, 8), (1, 2, 16, 8)), {}, "key/value heads (2) must divide query heads (3)"),
     "no kv heads": (lambda: _qkv((1, 2, 16, 8), (1, 0, 16, 8)), {}, "key/value heads (0) must divide"),
     "empty head_dim": (lambda: _qkv((1, 2, 16, 0)), {}, "head_dim must be at least 1, got 0"),

@@ -27,14 +27,14 @@ def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
     """Every claim about ``compiled``: (the report, the certificate), both JSON-serialisable.
     Refused up front (SpatError) when it would need more than the memory budget."""
     from ..errors import Diagnostic, SpatError
-    from ..reference import _format_bytes, memory_budget
+    from ..reference import format_bytes, memory_budget
 
     needed = memory_needed(compiled)
     allowed = max(CHECK_MEMORY, memory_budget(compiled.memory_budget))
     if needed > allowed:
         raise SpatError(Diagnostic(
-            f"check at n = {compiled.n:,} needs about {_format_bytes(needed)} "
-            f"(arrays of n entries per pattern), over the memory budget of {_format_bytes(allowed)}",
+            f"check at n = {compiled.n:,} needs about {format_bytes(needed)} "
+            f"(arrays of n entries per pattern), over the memory budget of {format_bytes(allowed)}",
             help="raise it with --memory-budget (or PATTERNDSL_MEMORY_BUDGET), or check a smaller n"))
     start = time.perf_counter()
     counts = connection_counts(compiled)

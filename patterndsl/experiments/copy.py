@@ -16,12 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import Experiment
-from . import _yun
+from . import yun
 
 
 # The settings of the copying task: n (0, w, 0, w with |w| = n/2 − 1), vocab (token 0 is
 # the separator, w uses 1 … vocab − 1), and those of every Yun et al. experiment.
-CopySettings = _yun.Settings
+CopySettings = yun.Settings
 
 DEFAULT = CopySettings()
 # Finishes within 20 minutes on a 2-core CPU: n = 64, the other levels only at four layers.
@@ -78,7 +78,7 @@ def run_copy(settings: CopySettings, files: list[Path] | None = None, out: Path 
         return {"loss": round(float(metrics["loss"]), 4), "token_accuracy": round(metrics["token_accuracy"], 4),
                 "sequence_accuracy": round(metrics["sequence_accuracy"], 4)}
 
-    return _yun.run_experiment(settings, "copy", files, out, progress,
+    return yun.run_experiment(settings, "copy", files, out, progress,
                                make_batch=lambda data: copy_batch(data, settings.batch, settings.n, settings.vocab),
                                loss_of=lambda model, ids: copy_metrics(model(ids), ids)["loss"], evaluate=evaluate,
                                metric="token_accuracy", axis_label="copy accuracy (second copy, per token)",
@@ -89,7 +89,7 @@ def run_copy(settings: CopySettings, files: list[Path] | None = None, out: Path 
 
 
 def add_arguments(parser) -> None:
-    _yun.add_settings_arguments(parser, DEFAULT, QUICK, "vocab", int,
+    yun.add_settings_arguments(parser, DEFAULT, QUICK, "vocab", int,
                                 f"symbols, the separator 0 included (default {DEFAULT.vocab})")
 
 
@@ -103,7 +103,7 @@ def _validate(settings) -> None:
 
 
 def run(args) -> int:
-    return _yun.run_command(args, DEFAULT, QUICK, "copy", run_copy, summary, _validate)
+    return yun.run_command(args, DEFAULT, QUICK, "copy", run_copy, summary, _validate)
 
 
 def summary(rows: list[dict]) -> str:
@@ -122,10 +122,10 @@ def summary(rows: list[dict]) -> str:
             line = [r for r in chosen if (r["pattern"], r["level"]) == key]
             by_depth = {r["depth"]: f"{r['token_accuracy']:.3f}" for r in line}
             first = line[0]
-            out.append(f"| {key[0]} | {_yun.show(key[1])} | {first['connections_per_layer'] / first['n']:.1f} | "
+            out.append(f"| {key[0]} | {yun.show(key[1])} | {first['connections_per_layer'] / first['n']:.1f} | "
                        + " | ".join(by_depth.get(d, "") for d in depths)
-                       + f" | {_yun.show(first['c1_self_loops'])} | {_yun.show(first['c2_hamiltonian_path'])} "
-                         f"| {_yun.show(first['c3_finite_depth'])} | {_yun.show(first['copy_depth'])} |")
+                       + f" | {yun.show(first['c1_self_loops'])} | {yun.show(first['c2_hamiltonian_path'])} "
+                         f"| {yun.show(first['c3_finite_depth'])} | {yun.show(first['copy_depth'])} |")
         out.append("")
     return "\n".join(out)
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import Experiment
-from . import _yun
+from . import yun
 
 
 @dataclass(frozen=True)
-class LMSettings(_yun.Settings):
+class LMSettings(yun.Settings):
     vocab: int = 256  # bytes
     steps: int = 2000
     lr: float = 2e-3
@@ -101,13 +101,13 @@ def run_lm(settings: LMSettings, files: list[Path] | None = None, out: Path | No
                 "bits_per_byte": round(loss / math.log(2), 4)}
 
     corpus_meta = {"python_stdlib_files": names, "bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
-    return _yun.run_experiment(settings, "lm", files, out, progress, make_batch=make_batch, loss_of=lm_loss,
+    return yun.run_experiment(settings, "lm", files, out, progress, make_batch=make_batch, loss_of=lm_loss,
                                evaluate=evaluate, metric="val_loss", axis_label="validation loss (nats per byte)",
                                extra_meta={"corpus": corpus_meta})
 
 
 def add_arguments(parser) -> None:
-    _yun.add_settings_arguments(parser, DEFAULT, QUICK, "corpus-bytes", int,
+    yun.add_settings_arguments(parser, DEFAULT, QUICK, "corpus-bytes", int,
                                 f"bytes of the corpus (default {DEFAULT.corpus_bytes:,})")
 
 
@@ -119,7 +119,7 @@ def _validate(settings) -> None:
 
 
 def run(args) -> int:
-    return _yun.run_command(args, DEFAULT, QUICK, "lm", run_lm, render, _validate)
+    return yun.run_command(args, DEFAULT, QUICK, "lm", run_lm, render, _validate)
 
 
 def render(rows: list[dict]) -> str:
@@ -127,9 +127,9 @@ def render(rows: list[dict]) -> str:
     head = "| pattern | level | config | layers | val. loss | perplexity | bits/byte | keys/query | C3 |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        lines.append(f"| {r['pattern']} | {_yun.show(r['level'])} | {r['configuration']} | {r['depth']} "
+        lines.append(f"| {r['pattern']} | {yun.show(r['level'])} | {r['configuration']} | {r['depth']} "
                      f"| {r['val_loss']:.4f} | {r['val_perplexity']:.3f} | {r['bits_per_byte']:.4f} "
-                     f"| {r['connections_per_layer'] / r['n']:.1f} | {_yun.show(r['c3_finite_depth'])} |")
+                     f"| {r['connections_per_layer'] / r['n']:.1f} | {yun.show(r['c3_finite_depth'])} |")
     return "\n".join(lines)
 
 

@@ -316,7 +316,7 @@ def scaling_row(args, particles: int, interaction: str, marginals):
     import torch
 
     from .. import compile as compile_pattern
-    from ..rwpo import _key_lists
+    from ..rwpo import key_lists
 
     iterations = args.iterations
     if interaction == "dense" and particles > args.dense_max:
@@ -327,7 +327,7 @@ def scaling_row(args, particles: int, interaction: str, marginals):
     pattern, keys = None, particles
     if interaction not in ("dense", "myula"):
         pattern = compile_pattern(interaction, particles)
-        keys = float(_key_lists(pattern, "cpu")[1].sum(1).double().mean())  # built once, cached
+        keys = float(key_lists(pattern, "cpu")[1].sum(1).double().mean())  # built once, cached
     key_seconds = time.perf_counter() - started
     config = ("myula", None, None) if interaction == "myula" else CONFIGS[0]
     x, trace = run_config(config, args, args.seeds[0], marginals, particles=particles, pattern=pattern,

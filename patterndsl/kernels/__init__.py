@@ -101,6 +101,18 @@ def kernel_module(compiled, block_size=None, max_blocks_per_program=None):
     return per_pattern[key]
 
 
+def _check_device(q) -> None:
+    """On CPU the kernels run only in Triton's interpreter, switched on before triton's import."""
+    if q.device.type == "cpu" and not interpreting():
+        raise SpatError(Diagnostic("the Triton kernels run on a GPU, or on CPU in Triton's interpreter",
+                                   help="set TRITON_INTERPRET=1 before triton is imported (slow), or use "
+                                        "patterndsl.attention_reference"))
+    if q.device.type == "cpu" and not interpreter_ready():
+        raise SpatError(Diagnostic("TRITON_INTERPRET=1 was set after triton was imported, which Triton's "
+                                   "interpreter does not support",
+                                   help="set TRITON_INTERPRET=1 in the environment before starting Python"))
+
+
 def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,
                      block_size=None, return_lse: bool = False, max_blocks_per_program=None,
                      key_bias=None, alpha=None):
@@ -126,6 +138,7 @@ def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
         raise SpatError(Diagnostic("Triton is not installed", help="pip install triton, or use "
                                    "patterndsl.attention_reference")) from None
     check_qkv(q, k, v, compiled, scale, max_head_dim=MAX_HEAD_DIM)
+    _check_device(q)
     layer, _ = compiled.index(layer, 0)
     module = kernel_module(compiled, block_size, max_blocks_per_program)
     if key_bias is not None:
