@@ -433,30 +433,67 @@ class _Claims:
         return False
 
     def dense(self, k, h) -> np.ndarray:
-        """Packed rows (n × ⌈n/8⌉ bytes) of one layer, from the key sets."""
+        """The bool n × n mask of one layer, from the key sets (small n only)."""
         n = self.n
         self.meter.add(n * n // 8 + n)
         out = np.zeros((n, n), dtype=bool)
         for rows in _batches(np.arange(n, dtype=np.int64)):
             ks = self.rows(k, h, rows)
-            lengths = ks.hi - ks.lo
-            own = np.repeat(ks.own, lengths)
-            keys = np.repeat(ks.lo, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            own, keys = _expand(ks)
             out[rows[own], keys] = True
         return out
 
-    def recursion(self, h, upto, stop_when_full=True):
-        """S^1, …, S^upto (bool n × n), as boolean products of this module's rows."""
-        n = self.n
-        masks = [self.dense(k, h) for k in range(self.p)]
-        states = [masks[0]]
-        for t in range(2, upto + 1):
-            if stop_when_full and states[-1].all():
+    def recursion(self, h, upto, keep=()):
+        """Runs S^1, …, S^upto (rows packed 8 keys a byte; S^{t+1}_i is the OR of the rows
+        S^t_j, j ∈ A^{k(t+1)}_i): (the steps t with S^t = J, {t: S^t for t in keep})."""
+        n, p = self.n, self.p
+        layers = []
+        for k in range(p):
+            rows_of, keys_of = [], []
+            for rows in _batches(np.arange(n, dtype=np.int64)):
+                own, keys = _expand(self.rows(k, h, rows))
+                rows_of.append(rows[own])
+                keys_of.append(keys)
+            rows_k, keys_k = np.concatenate(rows_of), np.concatenate(keys_of)
+            layers.append((rows_k, keys_k))
+        full_row = np.packbits(np.ones(n, dtype=bool))
+        S = np.zeros((n, full_row.size), dtype=np.uint8)
+        first = np.zeros((n, n), dtype=bool)
+        first[layers[0][0], layers[0][1]] = True
+        S = np.packbits(first, axis=1)
+        del first
+        full, kept = [], {}
+        for t in range(1, upto + 1):
+            if t > 1:
+                rows_k, keys_k = layers[(t - 1) % p]
+                self.meter.add(rows_k.size * full_row.size + n)
+                new = np.zeros_like(S)
+                if rows_k.size:
+                    starts = np.flatnonzero(np.concatenate([[True], rows_k[1:] != rows_k[:-1]]))
+                    ends = np.append(starts[1:], rows_k.size)
+                    per = max(1, (1 << 25) // full_row.size)  # gather about 32 MiB at a time
+                    a = 0
+                    while a < starts.size:  # whole rows per slice
+                        b = max(a + 1, int(np.searchsorted(ends, starts[a] + per, side="right")))
+                        lo, hi = starts[a], ends[b - 1]
+                        new[rows_k[starts[a:b]]] = np.bitwise_or.reduceat(S[keys_k[lo:hi]], starts[a:b] - lo, axis=0)
+                        a = b
+                S = new
+            if (S == full_row).all():
+                full.append(t)
+            if t in keep:
+                kept[t] = S.copy()
+            if full and not keep:
                 break
-            self.meter.add(int(masks[(t - 1) % self.p].sum()) * max(1, n // 64) + n)
-            M = masks[(t - 1) % self.p]
-            states.append((M.astype(np.float32) @ states[-1].astype(np.float32)) > 0)
-        return states
+        return full, kept
+
+
+def _expand(ks: _KeySets):
+    """(row index within the batch, key) of every key."""
+    lengths = ks.hi - ks.lo
+    own = np.repeat(ks.own, lengths)
+    keys = np.repeat(ks.lo, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return own, keys
 
 
 # ---- per claim -----------------------------------------------------------------------------
@@ -696,10 +733,10 @@ def _check_unreachable(ch: _Claims, h, claim, ev) -> str | None:
                 and 1 <= cycle[0] < cycle[1] and (cycle[1] - cycle[0]) % ch.p == 0):
             return "recursion_cycles needs [t0, t1] with 1 ≤ t0 < t1 and t1 − t0 a multiple of the layers"
         t0, t1 = cycle
-        states = ch.recursion(h, t1, stop_when_full=False)
-        if any(S.all() for S in states):
-            return f"S^{next(t for t, S in enumerate(states, 1) if S.all())} is everything"
-        if not np.array_equal(states[t0 - 1], states[t1 - 1]):
+        full, kept = ch.recursion(h, t1, keep=(t0, t1))
+        if full:
+            return f"S^{full[0]} is everything"
+        if not np.array_equal(kept[t0], kept[t1]):
             return f"S^{t0} differs from S^{t1}"
         return None
     if "empty_rows" in ev:
@@ -733,11 +770,9 @@ def _period(ch: _Claims, h, depth: np.ndarray) -> int:
     for k in range(ch.p):
         for rows in _batches(np.arange(ch.n, dtype=np.int64)):
             ks = ch.rows(k, h, rows)
-            lengths = ks.hi - ks.lo
-            ch.meter.add(lengths.sum())
-            own = np.repeat(rows[ks.own], lengths)
-            keys = np.repeat(ks.lo, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            g = int(np.gcd.reduce(np.append(np.abs(depth[own] + 1 - depth[keys]), g)))
+            ch.meter.add((ks.hi - ks.lo).sum())
+            own, keys = _expand(ks)
+            g = int(np.gcd.reduce(np.append(np.abs(depth[rows[own]] + 1 - depth[keys]), g)))
             if g == 1:
                 return 1
     return g
@@ -907,7 +942,6 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
     if lo < 1 or (hi is not None and hi < lo):
         return "bounds out of order"
     exact = None
-    states = None
     if ev.get("full_first") is True:
         exact = None if any(ch.rows(0, h, rows).sizes().min() < n for rows in _batches(np.arange(n, dtype=np.int64))) else 1
         if exact is None:
@@ -921,11 +955,16 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
     elif ev.get("recursion") is True:
         if hi is None:
             return "recursion evidence needs an upper bound"
-        states = ch.recursion(h, hi)
-        full = [t for t, S in enumerate(states, 1) if S.all()]
-        if not full:
-            return f"S^{hi} is not everything"
-        exact = full[0]
+        banded = _depth_by_intervals(ch, h) if ch.c1(h) else "no C1"  # much cheaper when it applies
+        if not isinstance(banded, str):
+            exact = banded if banded is not None else "infinite"
+        else:
+            full, _ = ch.recursion(h, hi)
+            if not full:
+                return f"S^{hi} is not everything"
+            exact = full[0]
+        if exact == "infinite":
+            return "s is infinite"
     if exact is not None:
         if not (lo <= exact and (hi is None or exact <= hi)):
             return f"s = {exact}, outside the claimed [{lo}, {hi}]"

@@ -702,8 +702,12 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
             c2 = ({"holds": True, "witness": path} if path is not None else
                   {"holds": False, "refutation": {"kind": "exhaustive"}})
         else:
-            path = _hamiltonian_dfs(union, min(deadline, time.perf_counter() + 0.5))
+            path = _greedy_path(union, min(deadline, time.perf_counter() + 0.5))
+            if path is None:
+                path = _hamiltonian_dfs(union, min(deadline, time.perf_counter() + 0.5))
+            refutation = counting_refutation(patterns, n) if path is None else None
             c2 = ({"holds": True, "witness": path} if path is not None else
+                  {"holds": False, "refutation": refutation} if refutation is not None else
                   {"holds": None, "reason": "undecided within budget"})
     # ---- C3
     if count > 1:
