@@ -499,12 +499,13 @@ def _save(fig, axes, axis_label, path: Path) -> Path:
 
 def _plot_depth(rows, metric, axis_label, path, main_level, configurations, single) -> Path:
     fig, axes = _panels(configurations)
+    colors = {label: f"C{index % 10}" for index, label in enumerate(dict.fromkeys(map(_label, rows)))}
     for ax, configuration in zip(axes[0], configurations):
         chosen = [r for r in rows if (r["configuration"] == configuration or r["pattern"] in single)
                   and r["level"] in (main_level, None)]
-        for label in dict.fromkeys(_label(r) for r in chosen):
+        for label in (label for label in colors if any(_label(r) == label for r in chosen)):
             line = sorted((r["depth"], r[metric]) for r in chosen if _label(r) == label)
-            ax.plot([d for d, _ in line], [v for _, v in line], marker="o", label=label)
+            ax.plot([d for d, _ in line], [v for _, v in line], marker="o", label=label, color=colors[label])
         ax.set_title(configuration.upper())
         ax.set_xlabel("layers")
         ax.set_xticks(sorted({r["depth"] for r in rows}))
@@ -526,12 +527,13 @@ def _plain_ticks(ax, values) -> None:
 def _plot_sparsity(rows, metric, axis_label, path, configurations, single) -> Path:
     deepest = max(r["depth"] for r in rows)
     fig, axes = _panels(configurations)
+    colors = {pattern: f"C{index % 10}" for index, pattern in enumerate(dict.fromkeys(r["pattern"] for r in rows))}
     for ax, configuration in zip(axes[0], configurations):
         chosen = [r for r in rows if r["depth"] == deepest
                   and (r["configuration"] == configuration or r["pattern"] in single)]
-        for pattern in dict.fromkeys(r["pattern"] for r in chosen):
+        for pattern in (pattern for pattern in colors if any(r["pattern"] == pattern for r in chosen)):
             line = sorted((r["connections_per_layer"] / r["n"], r[metric]) for r in chosen if r["pattern"] == pattern)
-            ax.plot([x for x, _ in line], [v for _, v in line], marker="o", label=pattern)
+            ax.plot([x for x, _ in line], [v for _, v in line], marker="o", label=pattern, color=colors[pattern])
         ax.set_title(f"{configuration.upper()}, {deepest} layers")
         ax.set_xlabel("keys per query (mean, per layer)")
         ax.set_xscale("log")
