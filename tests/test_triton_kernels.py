@@ -377,18 +377,23 @@ def assert_entmax_matches_reference(compiled, layer, q, k, v, d_out, alpha, bloc
     eager = forward_backward(reference, *(t.float() for t in tensors), d_out.float())
     ours = forward_backward(kernels, *tensors, d_out)
     factor, floor = TOLERANCE[dtype]
+    # dS = G (dP - delta) cancels to 0 in a row with one key in its support, exactly in the
+    # reference, to the rounding of dO.V in the kernels: the floor scales with |dO| |V| too.
+    cancellation = (d_out.abs().max() * v.abs().max()).item()
     for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv", "d key_bias"), ours, eager, exact):
         assert mine.dtype == dtype and mine.shape == want.shape, name
         assert torch.isfinite(mine).all(), f"{name} has NaN or inf"
         error = (mine.double() - want).abs().max().item()
         eager_error = max((eager_value.double() - want).abs().max().item(), ROUNDING[dtype] * want.abs().max().item())
-        allowed = factor * eager_error + floor * max(1.0, want.abs().max().item())
+        allowed = factor * eager_error + floor * max(1.0, want.abs().max().item(), name != "out" and cancellation)
         assert error <= allowed, f"α={alpha} {name}: max error {error:.3g} > {allowed:.3g} (eager {eager_error:.3g})"
     empty = ~torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).any(-1).expand(ours[0].shape[:3])
     assert (ours[0][empty] == 0).all() and (ours[1][empty] == 0).all()
 
 
-ROUNDING = {torch.float32: 0.0, torch.float16: 1e-3}  # float16's own rounding, which float32 eager lacks
+# The rounding the eager float32 reference may lack: float16's own; and for float32 that of the
+# threshold search, iterated where the reference sorts (a row with one key is exact in eager).
+ROUNDING = {torch.float32: 2e-6, torch.float16: 1e-3}
 ALPHAS = st.sampled_from((2.0, 1.5, 1.25))
 
 
