@@ -550,13 +550,31 @@ class Dilated(Primitive):
         return self
 
 
+def _stride_params(s: int, offset: int, n: int) -> tuple[int, int]:
+    """(m, o) with (i − j − o) mod m = 0 ⇔ (i − j − offset) mod s = 0 for all i, j < n, and
+    m ≤ 2n, |o| ≤ n: so i − j − o stays within ±2n, in the index dtype (reference.index_dtype).
+    ``offset`` is already reduced mod s."""
+    if offset == 0:
+        return _clamp(s, n), 0
+    if s < 2 * n:
+        return s, offset if offset <= s // 2 else offset - s
+    # Offsets j − i lie in −(n−1)..n−1, fewer than s: at most one of them is ≡ −offset.
+    r = (-offset) % s
+    hit = r if r <= n - 1 else (r - s if r - s >= -(n - 1) else None)
+    if hit is None:
+        return 2 * n, n  # j − i ≡ n (mod 2n): ±n, no pair
+    return 2 * n, -hit
+
+
 @primitive
 @dataclass(frozen=True)
 class Stride(Primitive):
     s: int
+    offset: int = 0  # reduced mod s
     name: ClassVar[str] = "stride"
-    signatures: ClassVar = ((ParamSpec("s"),),)
-    meaning: ClassVar = (("stride(s)", "(i − j) mod s = 0"),)
+    signatures: ClassVar = ((ParamSpec("s"), ParamSpec("offset", default=0)),)
+    meaning: ClassVar = (("stride(s)", "(i − j) mod s = 0"),
+                         ("stride(s, offset=o)", "(i − j − o) mod s = 0 (o any integer; `offset` defaults to 0)"))
     examples: ClassVar = {
         ("stride(3)", 6): ("100100",
                            "010010",
@@ -566,55 +584,97 @@ class Stride(Primitive):
                            "001001"),
         ("stride(1)", 2): ("11", "11"),
         ("stride(7)", 3): ("100", "010", "001"),
+        # i − j ≡ 1 (mod 3): the diagonal one below, and every third one after it
+        ("stride(3, offset=1)", 6): ("001001",
+                                     "100100",
+                                     "010010",
+                                     "001001",
+                                     "100100",
+                                     "010010"),
+        # i − j ≡ −2 ≡ 3 (mod 5): j = i + 2 or j = i − 3
+        ("stride(5, offset=-2)", 6): ("001000",
+                                      "000100",
+                                      "000010",
+                                      "100001",
+                                      "010000",
+                                      "001000"),
+        # a stride longer than the sequence: only i − j = 99 − 100 = −1
+        ("stride(100, offset=99)", 4): ("0100",
+                                        "0010",
+                                        "0001",
+                                        "0000"),
+        ("stride(100, offset=50)", 4): ("0000", "0000", "0000", "0000"),
     }
 
     def reference_pair(self, i, j, n):
-        return (i - j) % self.s == 0
+        return (i - j - self.offset) % self.s == 0
 
     @classmethod
     def call_sources(cls, S):
-        return S.positive_ints().map(lambda s: f"stride({s})")
+        st = S.st
+        offsets = st.one_of(st.integers(-20, 20).map(str), S.nonnegative_ints(), S.nonnegative_ints().map(lambda x: f"-({x})"))
+
+        @st.composite
+        def calls(draw) -> str:
+            s = draw(S.positive_ints())
+            form = draw(st.integers(0, 2))
+            if form == 0:
+                return f"stride({s})"
+            offset = draw(offsets)
+            return f"stride({s}, offset={offset})" if form == 1 else f"stride({s}, {offset})"
+
+        return calls()
 
     @classmethod
     def row_bound(cls, args, n, ops):
-        """One residue class mod s: ⌈n/s⌉ keys at most, ⌊n/s⌋ (and ≥ 1) at least."""
-        return RowBound(ops.cdiv(n, args["s"]), reflexive=True, symmetric=True)
+        """One residue class mod s: ⌈n/s⌉ keys at most, ⌊n/s⌋ (and ≥ 1 without an offset) at least."""
+        plain = ops.same(args["offset"], 0)
+        return RowBound(ops.cdiv(n, args["s"]), reflexive=plain, symmetric=plain)
 
     @classmethod
     def build(cls, args, n):
         _at_least(args["s"], 1, "stride(s)", "s", n, help="a stride must be positive; wrap it as max(1, …) if it shrinks with n")
-        return cls(args["s"])
+        return cls(args["s"], args["offset"] % args["s"])
 
     def predicate(self, i, j, n):
-        s = _clamp(self.s, n)
-        return (i % s) == (j % s)
+        s, o = _stride_params(self.s, self.offset, n)
+        if o == 0:
+            return (i % s) == (j % s)
+        return ((i - j - o) % s) == 0
 
     def row_structure(self, n):
-        return R.Residue(_clamp(self.s, n))
+        s, o = _stride_params(self.s, self.offset, n)
+        return R.Residue(s, o)
 
     def __str__(self):
-        return f"stride({self.s})"
+        return f"stride({self.s})" if self.offset == 0 else f"stride({self.s}, offset={self.offset})"
 
     def source(self, q: str, k: str, n: int, backend) -> str:
-        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
-        return f"((({q} - {k}) % {_clamp(self.s, n)}) == 0)"
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py); `== 0` reads
+        the same under floored (torch) and truncated (Triton) remainders."""
+        s, o = _stride_params(self.s, self.offset, n)
+        if o == 0:
+            return f"((({q} - {k}) % {s}) == 0)"
+        return f"((({q} - {k} - ({o})) % {s}) == 0)"
 
     def block_states(self, grid, qb, kb):
-        s = _clamp(self.s, grid.n)
+        s, o = _stride_params(self.s, self.offset, grid.n)
+        t = (-o) % s  # the offsets j − i ≡ t (mod s)
         lo, hi = grid.offsets(qb, kb)
-        touched = -(-lo // s) * s <= hi
-        full = (s == 1) | ((lo == hi) & (lo % s == 0))
+        touched = lo + (t - lo) % s <= hi
+        full = (s == 1) | ((lo == hi) & ((lo - t) % s == 0))
         return np.where(full, 2, np.where(touched, 1, 0)).astype(np.int8)
 
     def block_candidates(self, grid):
-        s = _clamp(self.s, grid.n)
+        s, o = _stride_params(self.s, self.offset, grid.n)
         if s < grid.block_q + grid.block_k - 1:
             return None  # every block holds a run of offsets longer than s
         reach = grid.n - 1
-        return _progression_candidates(grid, -(reach // s) * s, reach, s)
+        first = -reach + (-o + reach) % s
+        return _progression_candidates(grid, first, reach, s)
 
     def block_estimate(self, grid):
-        s = _clamp(self.s, grid.n)
+        s, _ = _stride_params(self.s, self.offset, grid.n)
         if s < grid.block_q + grid.block_k - 1:
             return grid.num_blocks
         return min(grid.num_blocks, grid.num_q * (2 * (grid.n // s) + 1) * (grid.block_q // grid.block_k + 2))
@@ -622,18 +682,29 @@ class Stride(Primitive):
     def simplify(self, n):
         if self.s == 1:
             return All()
-        if self.s > n - 1:
+        if self.s > n - 1 and self.offset == 0:
             return Self()
         return self
+
+
+def _chunk_params(b: int, offset: int, n: int) -> tuple[int, int]:
+    """(m, o) with 0 ≤ o < m ≤ n and ⌊(i + o)/m⌋ = ⌊(j + o)/m⌋ ⇔ ⌊(i + offset)/b⌋ = ⌊(j + offset)/b⌋
+    for all i, j < n (``offset`` already reduced mod b), so that i + o stays below 2n."""
+    if b <= n:
+        return b, offset
+    boundary = b - offset  # the only chunk boundary that can fall inside 0..n−1
+    return (n, 0) if boundary >= n else (n, n - boundary)
 
 
 @primitive
 @dataclass(frozen=True)
 class Chunk(Primitive):
     b: int
+    offset: int = 0  # reduced mod b
     name: ClassVar[str] = "chunk"
-    signatures: ClassVar = ((ParamSpec("b"),),)
-    meaning: ClassVar = (("chunk(b)", "⌊i/b⌋ = ⌊j/b⌋"),)
+    signatures: ClassVar = ((ParamSpec("b"), ParamSpec("offset", default=0)),)
+    meaning: ClassVar = (("chunk(b)", "⌊i/b⌋ = ⌊j/b⌋"),
+                         ("chunk(b, offset=o)", "⌊(i + o)/b⌋ = ⌊(j + o)/b⌋ (o any integer; `offset` defaults to 0)"))
     examples: ClassVar = {
         # ragged: chunks {0, 1, 2, 3} and {4, 5}
         ("chunk(4)", 6): ("111100",
@@ -643,14 +714,45 @@ class Chunk(Primitive):
                           "000011",
                           "000011"),
         ("chunk(9)", 3): ("111", "111", "111"),
+        # chunks {0}, {1, 2, 3}, {4, 5}: the boundaries fall where i + 2 is a multiple of 3
+        ("chunk(3, offset=2)", 6): ("100000",
+                                    "011100",
+                                    "011100",
+                                    "011100",
+                                    "000011",
+                                    "000011"),
+        # offset −1 ≡ 3 (mod 4): chunks {0}, {1..4}, {5}
+        ("chunk(4, offset=-1)", 6): ("100000",
+                                     "011110",
+                                     "011110",
+                                     "011110",
+                                     "011110",
+                                     "000001"),
+        # a chunk longer than the sequence, cut once: {0, 1}, {2, 3}
+        ("chunk(10, offset=8)", 4): ("1100",
+                                     "1100",
+                                     "0011",
+                                     "0011"),
     }
 
     def reference_pair(self, i, j, n):
-        return i // self.b == j // self.b
+        return (i + self.offset) // self.b == (j + self.offset) // self.b
 
     @classmethod
     def call_sources(cls, S):
-        return S.positive_ints().map(lambda b: f"chunk({b})")
+        st = S.st
+        offsets = st.one_of(st.integers(-20, 20).map(str), S.nonnegative_ints(), S.nonnegative_ints().map(lambda x: f"-({x})"))
+
+        @st.composite
+        def calls(draw) -> str:
+            b = draw(S.positive_ints())
+            form = draw(st.integers(0, 2))
+            if form == 0:
+                return f"chunk({b})"
+            offset = draw(offsets)
+            return f"chunk({b}, offset={offset})" if form == 1 else f"chunk({b}, {offset})"
+
+        return calls()
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -660,42 +762,48 @@ class Chunk(Primitive):
     @classmethod
     def build(cls, args, n):
         _at_least(args["b"], 1, "chunk(b)", "b", n, help="a chunk size must be positive; wrap it as max(1, …) if it shrinks with n")
-        return cls(args["b"])
+        return cls(args["b"], args["offset"] % args["b"])
 
     def predicate(self, i, j, n):
-        b = _clamp(self.b, n)
-        return (i // b) == (j // b)
+        b, o = _chunk_params(self.b, self.offset, n)
+        if o == 0:
+            return (i // b) == (j // b)
+        return ((i + o) // b) == ((j + o) // b)
 
     def row_structure(self, n):
-        return R.Blocks(_clamp(self.b, n))
+        return R.Blocks(*_chunk_params(self.b, self.offset, n))
 
     def __str__(self):
-        return f"chunk({self.b})"
+        return f"chunk({self.b})" if self.offset == 0 else f"chunk({self.b}, offset={self.offset})"
 
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
-        b = _clamp(self.b, n)
-        return f"(({q} // {b}) == ({k} // {b}))"
+        b, o = _chunk_params(self.b, self.offset, n)
+        if o == 0:
+            return f"(({q} // {b}) == ({k} // {b}))"
+        return f"((({q} + {o}) // {b}) == (({k} + {o}) // {b}))"
 
     def block_states(self, grid, qb, kb):
-        b = _clamp(self.b, grid.n)
+        b, o = _chunk_params(self.b, self.offset, grid.n)
         (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        r0, r1, c0, c1 = r0 + o, r1 + o, c0 + o, c1 + o
         touched = (np.maximum(r0 // b, c0 // b) <= np.minimum(r1 // b, c1 // b))
         full = (r0 // b == r1 // b) & (r1 // b == c0 // b) & (c0 // b == c1 // b)
         return np.where(full, 2, np.where(touched, 1, 0)).astype(np.int8)
 
     def block_candidates(self, grid):
-        b = _clamp(self.b, grid.n)
+        b, o = _chunk_params(self.b, self.offset, grid.n)
         qb = np.arange(grid.num_q, dtype=np.int64)
         r0, r1 = grid.rows(qb)
-        return grid.key_block_range(qb, r0 // b * b, (r1 // b + 1) * b - 1)
+        return grid.key_block_range(qb, (r0 + o) // b * b - o, ((r1 + o) // b + 1) * b - 1 - o)
 
     def block_estimate(self, grid):
-        b = _clamp(self.b, grid.n)
+        b, _ = _chunk_params(self.b, self.offset, grid.n)
         return grid.num_q * min(grid.num_k, (b + grid.block_q) // grid.block_k + 2)
 
     def simplify(self, n):
-        if self.b >= n:
+        b, o = _chunk_params(self.b, self.offset, n)
+        if b >= n and o == 0:
             return All()
         if self.b == 1:
             return Self()

@@ -66,15 +66,19 @@ class Band(Atom):
 
 @dataclass(frozen=True)
 class Blocks(Atom):
-    """⌊i/b⌋ = ⌊j/b⌋."""
+    """⌊(i + offset)/b⌋ = ⌊(j + offset)/b⌋ (0 ≤ offset < b)."""
 
     b: int
+    offset: int = 0
     kind: ClassVar[str] = "interval"
 
     def bounds(self, rows, n):
-        b = min(self.b, n + 1)
-        lo = rows // b * b
-        return lo, np.minimum(lo + b, n)
+        if self.offset == 0:
+            b = min(self.b, n + 1)
+            lo = rows // b * b
+            return lo, np.minimum(lo + b, n)
+        lo = (rows + self.offset) // self.b * self.b - self.offset
+        return np.maximum(lo, 0), np.minimum(lo + self.b, n)
 
 
 def index_member(indices: IndexSet, rows: np.ndarray) -> np.ndarray:
@@ -100,14 +104,15 @@ class RowSet(Atom):
 
 @dataclass(frozen=True)
 class Residue(Atom):
-    """j ≡ i (mod s)."""
+    """j ≡ i − offset (mod s)."""
 
     s: int
+    offset: int = 0
     kind: ClassVar[str] = "periodic"
 
     def progression(self, rows, n):
         """(m, a, c): the keys j with (j − a) mod m < c; a is per row or a scalar."""
-        return self.s, rows % self.s, 1
+        return self.s, (rows - self.offset) % self.s, 1
 
 
 @dataclass(frozen=True)

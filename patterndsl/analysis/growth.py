@@ -774,6 +774,9 @@ class _Leaf(Bound):
         self.cls, self.args = cls, args
         super().__init__((cls, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items())))
         hidden = {spec.name for signature in cls.signatures for spec in signature if not spec.structural}
+        defaults = {spec.name: spec.default for signature in cls.signatures for spec in signature
+                    if spec.default is not None}  # an optional argument at its default is not shown
+        hidden |= {k for k, v in args.items() if k in defaults and Quantity.of(v) == Quantity.of(defaults[k])}
         shown = [", ".join(f"{i.lo}..{i.hi}" if isinstance(i, RangeValue) else str(i) for i in v)
                  if isinstance(v, list) else str(v) for k, v in args.items() if k not in hidden]
         self.text = f"{cls.name}({', '.join(shown)})" if args else cls.name
