@@ -102,6 +102,11 @@ class Pattern:
         knows none."""
         return None
 
+    def transposed(self, n: int) -> "Pattern":
+        """The pattern {(j, i) : (i, j) in this one} at n (`transpose(P)`): the combinators
+        pass it to their parts, and each primitive names its own transpose."""
+        raise NotImplementedError
+
     def _child_text(self, child: "Pattern", strict: bool = False) -> str:
         text = str(child)
         weaker = child.precedence < self.precedence or (strict and child.precedence == self.precedence)
@@ -136,6 +141,9 @@ class Union(Combination):
 
     def with_children(self, children):
         return Union(tuple(children))
+
+    def transposed(self, n):
+        return Union(tuple(p.transposed(n) for p in self.parts))
 
     def terms(self):
         return self.parts, (False,) * len(self.parts)
@@ -183,6 +191,9 @@ class Intersection(Combination):
 
     def with_children(self, children):
         return Intersection(tuple(children))
+
+    def transposed(self, n):
+        return Intersection(tuple(p.transposed(n) for p in self.parts))
 
     def terms(self):
         return self.parts, (False,) * len(self.parts)
@@ -232,6 +243,9 @@ class Difference(Combination):
     def with_children(self, children):
         return Difference(*children)
 
+    def transposed(self, n):
+        return Difference(self.left.transposed(n), self.right.transposed(n))
+
     def terms(self):
         return (self.left, self.right), (False, True)
 
@@ -271,6 +285,9 @@ class Complement(Pattern):
 
     def with_children(self, children):
         return Complement(children[0])
+
+    def transposed(self, n):
+        return Complement(self.operand.transposed(n))
 
     def __str__(self):
         return f"~{self._child_text(self.operand)}"

@@ -153,6 +153,14 @@ class Primitive(Pattern):
         same meaning at this n, or itself."""
         return self
 
+    # Whether (i, j) in it exactly when (j, i) is: then it is its own transpose.
+    symmetric: ClassVar[bool] = False
+
+    def transposed(self, n: int) -> Pattern:
+        """Its transpose at n: itself when symmetric, else a primitive with the transposed
+        meaning, else (a data-backed primitive) the `Transposed` wrapper below."""
+        return self if self.symmetric else Transposed(self)
+
 
 def _at_least(value: int, low: int, call: str, param: str, n: int, help: str | None = None):
     if value < low:
@@ -174,6 +182,7 @@ def _full(shape, value: bool) -> np.ndarray:
 @dataclass(frozen=True)
 class All(Primitive):
     name: ClassVar[str] = "all"
+    symmetric: ClassVar[bool] = True
     meaning: ClassVar = (("all", "always"),)
     examples: ClassVar = {("all", 3): ("111", "111", "111")}
 
@@ -205,6 +214,7 @@ class All(Primitive):
 @dataclass(frozen=True)
 class Nothing(Primitive):
     name: ClassVar[str] = "none"
+    symmetric: ClassVar[bool] = True
     meaning: ClassVar = (("none", "never"),)
     examples: ClassVar = {("none", 3): ("000", "000", "000")}
 
@@ -263,6 +273,7 @@ class _BandPrimitive(Primitive):
 @dataclass(frozen=True)
 class Self(_BandPrimitive):
     name: ClassVar[str] = "self"
+    symmetric: ClassVar[bool] = True
     meaning: ClassVar = (("self", "j = i"),)
     examples: ClassVar = {("self", 4): ("1000", "0100", "0010", "0001")}
 
@@ -313,6 +324,9 @@ class Causal(_BandPrimitive):
 
     def _band(self, n):
         return -n, 0
+
+    def transposed(self, n):
+        return Window(0, n)  # j ≥ i
 
 
 @primitive
@@ -440,6 +454,9 @@ class Window(_BandPrimitive):
     def _band(self, n):
         return -_clamp(self.left, n), _clamp(self.right, n)
 
+    def transposed(self, n):
+        return Window(self.right, self.left)
+
     def simplify(self, n):
         far = n - 1  # no |i − j| exceeds this
         if self.left >= far and self.right >= far:
@@ -459,6 +476,7 @@ class Dilated(Primitive):
     w: int
     d: int
     name: ClassVar[str] = "dilated"
+    symmetric: ClassVar[bool] = True
     signatures: ClassVar = ((ParamSpec("w"), ParamSpec("d")),)
     meaning: ClassVar = (("dilated(w, d)", "|i − j| ≤ w·d and (i − j) mod d = 0"),)
     examples: ClassVar = {
@@ -686,6 +704,9 @@ class Stride(Primitive):
             return Self()
         return self
 
+    def transposed(self, n):
+        return Stride(self.s, -self.offset % self.s)  # (j − i − o) ≡ 0 ⇔ (i − j + o) ≡ 0
+
 
 def _chunk_params(b: int, offset: int, n: int) -> tuple[int, int]:
     """(m, o) with 0 ≤ o < m ≤ n and ⌊(i + o)/m⌋ = ⌊(j + o)/m⌋ ⇔ ⌊(i + offset)/b⌋ = ⌊(j + offset)/b⌋
@@ -702,6 +723,7 @@ class Chunk(Primitive):
     b: int
     offset: int = 0  # reduced mod b
     name: ClassVar[str] = "chunk"
+    symmetric: ClassVar[bool] = True
     signatures: ClassVar = ((ParamSpec("b"), ParamSpec("offset", default=0)),)
     meaning: ClassVar = (("chunk(b)", "⌊i/b⌋ = ⌊j/b⌋"),
                          ("chunk(b, offset=o)", "⌊(i + o)/b⌋ = ⌊(j + o)/b⌋ (o any integer; `offset` defaults to 0)"))
@@ -898,6 +920,10 @@ class Summary(Primitive):
         kb = kb[self._keys_below(c1 + 1) > self._keys_below(c0)]
         return _cross(grid, np.arange(grid.num_q, dtype=np.int64), kb)
 
+    def transposed(self, n):
+        """i mod b ≥ b − c: the rows at the end of every chunk of b (summary's row side)."""
+        return Rows(IndexSet.of(((lo, lo + self.c) for lo in range(self.b - self.c, n, self.b)), n))
+
     def simplify(self, n):
         return All() if self.b == self.c else self
 
@@ -937,6 +963,7 @@ class _IndexPrimitive(Primitive):
 class Global(_IndexPrimitive):
     indices: IndexSet
     name: ClassVar[str] = "global"
+    symmetric: ClassVar[bool] = True
     meaning: ClassVar = (("global(R)", "i ∈ R or j ∈ R"),)
     examples: ClassVar = {
         ("global(0, 5)", 6): ("111111",
@@ -1030,6 +1057,9 @@ class Rows(_IndexPrimitive):
         """The |R| rows in R hold n keys, the others none."""
         return RowBound(0, ops.size(args["R"]), columns=RowBound(ops.size(args["R"])))
 
+    def transposed(self, n):
+        return Cols(self.indices)
+
     def predicate(self, i, j, n):
         return np.broadcast_to(R.index_member(self.indices, i), (i.shape[0], j.shape[1]))
 
@@ -1074,6 +1104,9 @@ class Cols(_IndexPrimitive):
         """|R| keys in every row."""
         return RowBound(ops.size(args["R"]), columns=RowBound(0, ops.size(args["R"])))
 
+    def transposed(self, n):
+        return Rows(self.indices)
+
     def predicate(self, i, j, n):
         return np.broadcast_to(R.index_member(self.indices, j), (i.shape[0], j.shape[1]))
 
@@ -1105,6 +1138,7 @@ class Cols(_IndexPrimitive):
 @dataclass(frozen=True)
 class LogSparse(Primitive):
     name: ClassVar[str] = "logsparse"
+    symmetric: ClassVar[bool] = True
     meaning: ClassVar = (("logsparse", "i = j, or |i − j| is a power of two"),)
     examples: ClassVar = {
         # |i - j| ∈ {0, 1, 2, 4}
@@ -1264,37 +1298,14 @@ class Random(Primitive):
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return backend.data(self, q, k, n)
 
-    def _block_pairs(self, grid):
-        """(codes, counts): the blocks holding its pairs and how many each (all rows drawn once)."""
-        key = ("random blocks", self)
-        if key not in grid.memo:
-            codes, counts = [], []
-            step = max(1, (1 << 22) // max(1, min(self.r, grid.n)))
-            step = max(grid.block_q, step // grid.block_q * grid.block_q)
-            for start in range(0, grid.n, step):
-                rows = np.arange(start, min(grid.n, start + step), dtype=np.int64)
-                keys = randomgen.key_sets(self.seed, rows, grid.n, self.r)
-                block, count = np.unique(grid.codes(rows[:, None] // grid.block_q, keys // grid.block_k),
-                                         return_counts=True)
-                codes.append(block)
-                counts.append(count)
-            codes, counts = np.concatenate(codes), np.concatenate(counts)
-            grid.memo[key] = (codes, counts)  # row chunks are whole query blocks: codes are unique
-        return grid.memo[key]
-
     def block_counts(self, grid, qb, kb):
-        codes, counts = self._block_pairs(grid)
-        wanted = grid.codes(qb, kb)
-        if codes.size == 0:
-            return np.zeros(wanted.shape, dtype=np.int64)
-        at = np.minimum(np.searchsorted(codes, wanted), codes.size - 1)
-        return np.where(codes[at] == wanted, counts[at], 0)
+        return _point_block_counts(self, grid, qb, kb)
 
     def block_states(self, grid, qb, kb):
         return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
 
     def block_candidates(self, grid):
-        return self._block_pairs(grid)[0]
+        return _point_blocks(self, grid)[0]
 
     def block_estimate(self, grid):
         return min(grid.num_blocks, grid.n * min(self.r, grid.n) // max(1, min(grid.block_k, grid.n)) + grid.num_q)
@@ -1305,6 +1316,104 @@ class Random(Primitive):
         if self.r == 0:
             return Nothing()
         return self
+
+
+@dataclass(frozen=True)
+class Transposed(Primitive):
+    """`transpose(P)` of a data-backed primitive (random): the one transpose no other
+    primitive states. Its keys per row are the operand's queries per column, from the
+    operand's `row_points` inverted once per n, so every target reads them as points."""
+
+    operand: Primitive
+    name: ClassVar[str] = "transpose"
+
+    def __str__(self):
+        return f"transpose({self.operand})"
+
+    def transposed(self, n):
+        return self.operand
+
+    def simplify(self, n):
+        inner = self.operand.simplify(n)
+        return self if inner == self.operand else inner.transposed(n)
+
+    def predicate(self, i, j, n):
+        return self.operand.predicate(j.reshape(-1, 1), i.reshape(1, -1), n).T
+
+    def pairs(self, i, j, n):
+        return self.operand.pairs(j, i, n)
+
+    def row_structure(self, n):
+        return R.Points(self)
+
+    def row_point_count(self, n: int) -> int:
+        return _inverted_points(self.operand, n).shape[1]
+
+    def row_points(self, rows: np.ndarray, n: int) -> np.ndarray:
+        return _inverted_points(self.operand, n)[np.asarray(rows, dtype=np.int64)]
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        return backend.data(self, q, k, n)
+
+    def block_counts(self, grid, qb, kb):
+        return _point_block_counts(self, grid, qb, kb)
+
+    def block_states(self, grid, qb, kb):
+        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
+
+    def block_candidates(self, grid):
+        return _point_blocks(self, grid)[0]
+
+    def block_estimate(self, grid):
+        return min(grid.num_blocks, self.row_point_count(grid.n) * grid.num_q + grid.num_q)
+
+
+@functools.lru_cache(maxsize=8)
+def _inverted_points(operand, n: int) -> np.ndarray:
+    """int64 [n, width]: row i lists the j with i among operand's keys of row j (-1 padded)."""
+    rows = np.arange(n, dtype=np.int64)
+    keys = operand.row_points(rows, n)
+    owner = np.broadcast_to(rows[:, None], keys.shape)[keys >= 0]
+    keys = keys[keys >= 0]
+    order = np.lexsort((owner, keys))
+    keys, owner = keys[order], owner[order]
+    counts = np.bincount(keys, minlength=n)
+    width = int(counts.max(initial=0))
+    slot = np.arange(keys.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    out = np.full((n, width), -1, dtype=np.int64)
+    out[keys, slot] = owner
+    return out
+
+
+def _point_blocks(node, grid):
+    """(codes, counts): the blocks holding the pairs of a points-backed node (its
+    `row_points`) and how many each, all rows listed once, in row chunks of whole
+    query blocks (so the codes are unique)."""
+    key = ("point blocks", node)
+    if key not in grid.memo:
+        codes, counts = [], []
+        step = max(1, (1 << 22) // max(1, node.row_point_count(grid.n)))
+        step = max(grid.block_q, step // grid.block_q * grid.block_q)
+        for start in range(0, grid.n, step):
+            rows = np.arange(start, min(grid.n, start + step), dtype=np.int64)
+            keys = node.row_points(rows, grid.n)
+            owner = np.broadcast_to(rows[:, None], keys.shape)
+            held = keys >= 0
+            block, count = np.unique(grid.codes(owner[held] // grid.block_q, keys[held] // grid.block_k),
+                                     return_counts=True)
+            codes.append(block)
+            counts.append(count)
+        grid.memo[key] = (np.concatenate(codes), np.concatenate(counts))
+    return grid.memo[key]
+
+
+def _point_block_counts(node, grid, qb, kb):
+    codes, counts = _point_blocks(node, grid)
+    wanted = grid.codes(qb, kb)
+    if codes.size == 0:
+        return np.zeros(wanted.shape, dtype=np.int64)
+    at = np.minimum(np.searchsorted(codes, wanted), codes.size - 1)
+    return np.where(codes[at] == wanted, counts[at], 0)
 
 
 def _cross(grid, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:

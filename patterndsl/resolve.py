@@ -47,7 +47,9 @@ MAX_ERRORS = 50  # diagnostics shown; the rest are counted
 MAX_CALL_NOTES = 4  # "in the call …" notes kept for an error inside nested defs
 PROBABILITY_MAPS = ("softmax", "sparsemax")
 BUILTINS = {"isqrt": "isqrt(x)", "ilog2": "ilog2(x)", "min": "min(a, b, …)", "max": "max(a, b, …)",
-            "cdiv": "cdiv(a, b)"}
+            "cdiv": "cdiv(a, b)", "transpose": "transpose(P)", "if": "if(condition, a, b)"}
+COMPARISONS = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+               "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,21 @@ class Integers:
     intersection = staticmethod(lambda parts: Intersection(tuple(parts)))
     difference = staticmethod(Difference)
     complement = staticmethod(Complement)
+
+    def transpose(self, pattern: Pattern) -> Pattern:
+        return pattern.transposed(self.n)
+
+    # Conditions (of `if`) are Python bools here: `decided` gives one's value.
+    is_condition = staticmethod(lambda value: isinstance(value, bool))
+    compare = staticmethod(lambda op, a, b: COMPARISONS[op](a, b))
+    both = staticmethod(lambda a, b: a and b)
+    either = staticmethod(lambda a, b: a or b)
+    negate = staticmethod(lambda a: not a)
+    decided = staticmethod(lambda condition: condition)
+
+    @staticmethod
+    def choose(condition, a, b):
+        return a if condition else b
 
     def primitive(self, cls, args: dict) -> Pattern:
         """The primitive with its arguments (an index list: indices and RangeValues); may raise
@@ -632,8 +649,8 @@ class _Evaluator:
         return value
 
     def describe(self, value) -> str:
-        if isinstance(value, bool):
-            return "a boolean"
+        if self.d.is_condition(value):
+            return "a condition"
         if self.d.is_int(value):
             return f"the integer {value}"
         if isinstance(value, RangeValue):
@@ -716,6 +733,8 @@ class _Evaluator:
         return pattern
 
     def _unary(self, node: A.Unary, scope):
+        if node.op == "not":
+            return self.d.negate(self.condition(node.operand, scope))
         value = self.value(node.operand, scope)
         if node.op == "~":
             if not self.d.is_pattern(value):
@@ -728,6 +747,8 @@ class _Evaluator:
         return self._check_int(-value, node.span)
 
     def _binary(self, node: A.Binary, scope):
+        if node.op in COMPARISONS or node.op in ("and", "or"):
+            return self._condition(node, scope)
         left = failed = None
         try:
             left = self.value(node.left, scope)
@@ -752,6 +773,49 @@ class _Evaluator:
         result = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
                   "//": lambda: left // right, "%": lambda: left % right}[node.op]()
         return self._check_int(result, node.span)
+
+    def condition(self, node: A.Node, scope: dict):
+        value = self.value(node, scope)
+        if not self.d.is_condition(value):
+            self.r.fail(f"expected a condition, found {self.describe(value)}", node.span,
+                        help="a condition compares integers: `n >= 1024`, `w != 0 and n % w == 0`")
+        return value
+
+    def _condition(self, node: A.Binary, scope):
+        """A comparison of two integers, or `and` / `or` of two conditions."""
+        if node.op in ("and", "or"):
+            left = self.condition(node.left, scope)
+            right = self.condition(node.right, scope)
+            return (self.d.both if node.op == "and" else self.d.either)(left, right)
+        sides = []
+        for side in (node.left, node.right):
+            value = self.value(side, scope)
+            if not self.d.is_int(value):
+                self.r.fail(f"'{node.op}' compares integers, found {self.describe(value)}", side.span,
+                            help="compare integer expressions; patterns combine with | & - ~")
+            sides.append(value)
+        return self.d.compare(node.op, *sides)
+
+    def _if(self, node: A.Call, scope):
+        """if(c, a, b): the integer a when c holds, else b. Only the branch taken is
+        evaluated (its errors alone are reported), unless the domain cannot decide c."""
+        usage = "write if(condition, a, b): the integer a when the condition holds, else b"
+        if len(node.args) != 3 or any(isinstance(arg, (A.Keyword, A.Range)) for arg in node.args):
+            self.r.fail(f"if takes a condition and two integers, got {len(node.args)} arguments", node.span,
+                        help=usage)
+        condition = self.condition(node.args[0], scope)
+        decided = self.d.decided(condition)
+        branches = node.args[1:] if decided is None else (node.args[1] if decided else node.args[2],)
+        values = []
+        for branch in branches:
+            value = self.value(branch, scope)
+            if not self.d.is_int(value):
+                self.r.fail(f"if chooses between integers, found {self.describe(value)}", branch.span,
+                            help="choose between patterns with arithmetic on their parameters, or write two defs")
+            values.append(value)
+        if decided is not None:
+            return values[0]
+        return self._check_int(self.d.choose(condition, *values), node.span)
 
     def _range(self, node: A.Range, scope):
         lo = self.integer(node.lo, scope, "an index")
@@ -782,6 +846,8 @@ class _Evaluator:
         self.r.fail(f"keyword argument '{node.name}=' outside a call", node.span)
 
     def _call(self, node: A.Call, scope):
+        if node.func == "if" and node.func not in self.r.defs:
+            return self._if(node, scope)
         positional, keywords = [], {}
         values, failed = [], False
         for arg in node.args:  # every argument, once, so that independent errors are all reported
@@ -811,6 +877,8 @@ class _Evaluator:
         raise _Failed  # an unknown function: check_names reported it
 
     def call_builtin(self, name, positional, keywords, span):
+        if name == "transpose":
+            return self._transpose(positional, keywords, span)
         if keywords:
             self.r.fail(f"{name} takes no keyword arguments", next(iter(keywords.values()))[1],
                         help=f"write {BUILTINS[name]}")
@@ -838,6 +906,16 @@ class _Evaluator:
                 self._division_by_zero(None, values[1][1], "cdiv")
             return self.d.cdiv(args[0], args[1])
         return self.d.minimum(*args) if name == "min" else self.d.maximum(*args)
+
+    def _transpose(self, positional, keywords, span):
+        if keywords or len(positional) != 1:
+            self.r.fail(f"transpose takes one pattern, got {len(positional) + len(keywords)} arguments", span,
+                        help="write transpose(P): (i, j) is in it when (j, i) is in P")
+        value, arg_span = positional[0]
+        if not self.d.is_pattern(value):
+            self.r.fail(f"transpose takes a pattern, found {self.describe(value)}", arg_span,
+                        help="write transpose(P): (i, j) is in it when (j, i) is in P")
+        return self._sized(self.d.transpose(value), span)
 
     def build_primitive(self, cls, positional, span, keywords=None):
         keywords = keywords or {}

@@ -108,11 +108,12 @@ class _ToAst:
         return self._node(A.Binary, c, str(c[1]), c[0], c[2])
 
     sub = add = mul = floordiv = mod = _binary
+    eq = ne = lt = le = gt = ge = and_ = or_ = _binary
 
     def _unary(self, c):
         return self._node(A.Unary, c, str(c[0]), c[1])
 
-    invert = neg = _unary
+    invert = neg = not_ = _unary
 
     def number(self, c):
         text = str(c[0])
@@ -172,6 +173,14 @@ def keywords() -> set[str]:
     return {text for text in literals if text.isidentifier()}
 
 
+def _punctuation_regex(text: str) -> str:
+    """A literal token; a lone '<' or '>' only, so that a shift ('<<', '>>') is reported as
+    the characters it is rather than as two comparisons."""
+    if text in ("<", ">"):
+        return f"(?<!{re.escape(text)}){re.escape(text)}(?!{re.escape(text)})"
+    return re.escape(text)
+
+
 @functools.lru_cache(maxsize=None)
 def _master_regex():
     _, literals, regexes = _grammar()
@@ -183,7 +192,7 @@ def _master_regex():
         ("FLOAT", regexes["FLOAT"]),
         ("NUMBER", regexes["NUMBER"]),
         ("NAME", regexes["NAME"]),
-    ] + [(f"P{k}", re.escape(p)) for k, p in enumerate(punctuation)]
+    ] + [(f"P{k}", _punctuation_regex(p)) for k, p in enumerate(punctuation)]
     groups = {f"P{k}": literals[p] for k, p in enumerate(punctuation)}
     regex = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in parts))
     return regex, groups
@@ -216,8 +225,8 @@ def _bad_char_help(text: str) -> str | None:
     if text == "/":
         return "integer division is written `//`"
     if char in "<>!":
-        return ("there are no comparison or shift operators: patterns combine with | & - ~, "
-                "integers with + - * // %")
+        return ("there are no shift operators: patterns combine with | & - ~, integers with + - * // %; "
+                "comparisons (== != < <= > >=) are the conditions of if(c, a, b)")
     if char == "^":
         return "union is written '|', intersection '&'; there is no power operator"
     if char in "\"'`":
@@ -297,7 +306,7 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
         if kind == "NAME" and value in keyword_types:
             token_type = keyword_types[value]
         token = Token(token_type, value, pos, line, column, line, column + len(value), end)
-        if (token_type in keyword_types.values() and last_significant is not None
+        if (value in _STATEMENT_HELP and token_type in keyword_types.values() and last_significant is not None
                 and line > last_significant.line and opener_stack and opener_stack[-1].type == "LPAR"):
             # A keyword cannot stand inside parentheses: a ')' is missing before this line.
             # Report it and start a new statement here, so the rest of the file is checked.
@@ -382,6 +391,7 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
 
 
 _BINARY_OPERATORS = ("|", "&", "-", "+", "*", "//", "%")
+_CONDITION_TOKENS = {"==", "!=", "<", "<=", ">", ">=", "and", "or", "not"}
 _EXPRESSION_START = ("NAME", "NUMBER", "FLOAT", "(", "~", "-")
 
 
@@ -406,7 +416,7 @@ def _describe_expected(accepted: set[str]) -> tuple[str, set[str]]:
     names = {v: k for k, v in literals.items()}
     texts = {names.get(t, t) for t in accepted}
     literal_texts = set(names.values())
-    rest = set(texts)
+    rest = set(texts) - _CONDITION_TOKENS  # conditions are for `if`: not offered wherever an integer may go
     phrases = []
     if "NUMBER" in rest:
         phrases.append("an expression")

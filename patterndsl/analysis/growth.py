@@ -78,7 +78,7 @@ from ..compiled import load_source, parse
 from ..errors import Source
 from ..ir import IndexSet
 from ..primitives import ParamError, RowBound
-from ..resolve import MAX_N, Integers, RangeValue, deep_recursion, evaluate
+from ..resolve import COMPARISONS, MAX_N, Integers, RangeValue, deep_recursion, evaluate
 
 Cls = tuple  # (Fraction a, Fraction b): the class n^a log^b n; compared lexicographically
 
@@ -946,6 +946,114 @@ class _Complement(Bound):
         return n, 0, n * n
 
 
+class _Transpose(Bound):
+    """transpose(A): the same count as A, its rows A's columns (the terms' views swap)."""
+
+    def __init__(self, operand):
+        super().__init__(("T", operand), (operand,))
+        self.operand = operand
+
+    def __str__(self):
+        return f"transpose({self.operand})"
+
+    def _terms(self, c):
+        return [(columns, rows) for rows, columns in self.operand.terms(c)]
+
+    def _summary(self):
+        s = self.operand.summary()
+        # The row bound of A's columns is not tracked: n per row, with A's count classes.
+        return BoundSummary(N_QUANTITY, Quantity.of(0), s.hi, s.lo, s.reflexive, s.symmetric, s.symmetric,
+                            s.dominant)
+
+    def concrete(self, n):
+        return n, 0, self.operand.concrete(n)[2]
+
+
+# ---- conditions (of `if`) ---------------------------------------------------------------
+
+
+def _sign(x: Quantity) -> int | None:
+    """The sign of x for all large n, when provable."""
+    if x.const is not None:
+        return (x.const > 0) - (x.const < 0)
+    if x.lo is not None:
+        return 1
+    if (-x).lo is not None:
+        return -1
+    return 0 if x.zero and x.form.low == x.form.high == 0 else None
+
+
+_SIGN_HOLDS = {"==": lambda s: s == 0, "!=": lambda s: s != 0, "<": lambda s: s < 0, "<=": lambda s: s <= 0,
+               ">": lambda s: s > 0, ">=": lambda s: s >= 0}
+
+
+class Condition:
+    """A condition in n: `at(n)` its value at one n, `large` its value for all large n and
+    `const` its value at every n (None when not provable). Equal when written alike (they
+    key the evaluator's caches)."""
+
+    def __init__(self, key: tuple, text: str, at: Callable[[int], bool], large: bool | None,
+                 const: bool | None = None):
+        self.key, self.text, self.at, self.large, self.const = key, text, at, large, const
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, Condition) and self.key == other.key
+
+    def __str__(self):
+        return self.text
+
+    @staticmethod
+    def compare(op: str, a, b) -> "Condition":
+        a, b = Quantity.of(a), Quantity.of(b)
+        holds = COMPARISONS[op]
+        sign = _sign(a - b)
+        const = holds(a.const, b.const) if a.const is not None and b.const is not None else None
+        return Condition((op, a, b), f"{a} {op} {b}", lambda n: holds(a.at(n), b.at(n)),
+                         None if sign is None else _SIGN_HOLDS[op](sign), const)
+
+    @staticmethod
+    def both(x: "Condition", y: "Condition") -> "Condition":
+        if x.const is not None or y.const is not None:  # fold a constant side away
+            known, other = (x, y) if x.const is not None else (y, x)
+            return other if known.const else known
+        large = False if False in (x.large, y.large) else (True if x.large and y.large else None)
+        const = False if False in (x.const, y.const) else (True if x.const and y.const else None)
+        return Condition(("and", x, y), f"({x} and {y})", lambda n: x.at(n) and y.at(n), large, const)
+
+    @staticmethod
+    def either(x: "Condition", y: "Condition") -> "Condition":
+        if x.const is not None or y.const is not None:
+            known, other = (x, y) if x.const is not None else (y, x)
+            return known if known.const else other
+        large = True if True in (x.large, y.large) else (False if x.large is False and y.large is False else None)
+        const = True if True in (x.const, y.const) else (False if x.const is False and y.const is False else None)
+        return Condition(("or", x, y), f"({x} or {y})", lambda n: x.at(n) or y.at(n), large, const)
+
+    @staticmethod
+    def negate(x: "Condition") -> "Condition":
+        return Condition(("not", x), f"not {x}", lambda n: not x.at(n), None if x.large is None else not x.large,
+                         None if x.const is None else not x.const)
+
+
+def q_choose(condition: Condition, a, b) -> Quantity:
+    """if(c, a, b) as an atom: exact at every n (`at`); for large n, the branch c takes
+    then when that is provable, else bounded by both branches."""
+    a, b = Quantity.of(a), Quantity.of(b)
+    if a == b:
+        return a
+    text = f"if({condition}, {a}, {b})"
+    at = lambda n: a.at(n) if condition.at(n) else b.at(n)  # noqa: E731
+    if condition.large is not None:
+        taken = a if condition.large else b
+        return Quantity.atom(Atom("if", (condition, a, b), text, at, form=taken.form, parts=(taken,)))
+    lo = min(a.lo, b.lo) if a.lo is not None and b.lo is not None else None
+    return Quantity.atom(Atom("if", (condition, a, b), text, at, hi=max(a.hi, b.hi), lo=lo,
+                              nonneg=a.nonneg and b.nonneg))
+
+
 # ---- the symbolic domain --------------------------------------------------------------------
 
 
@@ -969,6 +1077,15 @@ class Symbolic:
     union = staticmethod(_Union)
     intersection = staticmethod(_Intersection)
 
+    is_condition = staticmethod(lambda value: isinstance(value, Condition))
+    compare = staticmethod(Condition.compare)
+    both = staticmethod(Condition.both)
+    either = staticmethod(Condition.either)
+    negate = staticmethod(Condition.negate)
+    # A condition's value at every n, when it has one (else both branches are evaluated).
+    decided = staticmethod(lambda condition: condition.const)
+    choose = staticmethod(q_choose)
+
     @staticmethod
     def difference(left: Bound, right: Bound) -> Bound:
         # A − ~B is A ∩ B: bounded as the intersection it is.
@@ -977,6 +1094,10 @@ class Symbolic:
     @staticmethod
     def complement(operand: Bound) -> Bound:
         return operand.operand if isinstance(operand, _Complement) else _Complement(operand)  # ~~A is A
+
+    @staticmethod
+    def transpose(operand: Bound) -> Bound:
+        return operand.operand if isinstance(operand, _Transpose) else _Transpose(operand)
 
     @staticmethod
     def primitive(cls, args: dict) -> Bound:
