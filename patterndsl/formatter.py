@@ -59,6 +59,8 @@ def expression(node: A.Node) -> str:
         return node.op + _child(node.operand, _UNARY)
     if isinstance(node, A.Call):
         return f"{node.func}({', '.join(expression(arg) for arg in node.args)})"
+    if isinstance(node, A.Scoped):
+        return f"{node.func}({', '.join(expression(arg) for arg in node.args)}) {{ {expression(node.body)} }}"
     if isinstance(node, A.Range):
         return f"{expression(node.lo)}..{expression(node.hi)}"
     if isinstance(node, A.Keyword):

@@ -33,7 +33,7 @@ from . import ast as A
 import re
 
 from .errors import Diagnostic, Source, Span, SpatError, did_you_mean
-from .ir import Complement, Difference, Intersection, Pattern, Union
+from .ir import Blocked, Complement, Difference, Intersection, Pattern, Union
 from .primitives import PRIMITIVES, ParamError
 
 MAX_INT = 1 << 62  # any integer beyond this in magnitude is an error, not a meaning
@@ -48,6 +48,7 @@ MAX_CALL_NOTES = 4  # "in the call …" notes kept for an error inside nested de
 PROBABILITY_MAPS = ("softmax", "sparsemax")
 BUILTINS = {"isqrt": "isqrt(x)", "ilog2": "ilog2(x)", "min": "min(a, b, …)", "max": "max(a, b, …)",
             "cdiv": "cdiv(a, b)", "transpose": "transpose(P)", "if": "if(condition, a, b)"}
+SCOPES = {"blocks": "blocks(B) { P }"}
 COMPARISONS = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
                "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
@@ -72,6 +73,18 @@ class Integers:
     def __init__(self, n: int | None):
         self.n = n
         self.n_value = n
+        self.sizes = [n]  # the size patterns are built for: n, or ⌈n/B⌉ inside blocks(B) { }
+
+    def enter_blocks(self, size: int):
+        self.sizes.append(-(-self.sizes[-1] // size) if self.sizes[-1] is not None else None)
+
+    def leave_blocks(self):
+        self.sizes.pop()
+
+    def blocks(self, size: int, pattern: Pattern) -> Pattern:
+        # A block as long as the sequence is the whole sequence: B ≥ n is B = n (and stays
+        # within the index dtype).
+        return Blocked(min(size, max(1, self.sizes[-1])), pattern)
 
     @staticmethod
     def is_int(value) -> bool:
@@ -100,7 +113,7 @@ class Integers:
     complement = staticmethod(Complement)
 
     def transpose(self, pattern: Pattern) -> Pattern:
-        return pattern.transposed(self.n)
+        return pattern.transposed(self.sizes[-1])
 
     # Conditions (of `if`) are Python bools here: `decided` gives one's value.
     is_condition = staticmethod(lambda value: isinstance(value, bool))
@@ -120,7 +133,7 @@ class Integers:
         for name, value in args.items():
             if isinstance(value, list):
                 args[name] = [(v.lo, v.hi) if isinstance(v, RangeValue) else (v, v + 1) for v in value]
-        return cls.build(args, self.n)
+        return cls.build(args, self.sizes[-1])
 
 
 @dataclass(frozen=True)
@@ -486,8 +499,12 @@ class _Evaluator:
         self.r = resolver
         self.d = domain
         self.n = domain.n  # the bound n, for messages (None: not one n)
-        self.let_cache: dict[str, object] = {}
-        self.let_failed: set[str] = set()
+        # Lets and def calls are cached per scale: inside `blocks(B) { }` a pattern-valued
+        # one is evaluated again, over the blocks (self.scale: the block sizes entered).
+        self.scale: tuple = ()
+        self.hidden: dict = {}  # pattern parameters of the defs around a blocks { }
+        self.let_cache: dict[tuple, object] = {}
+        self.let_failed: set[tuple] = set()
         self.let_active: set[str] = set()
         self.call_cache: dict[tuple, object] = {}
         self.call_depth = 0
@@ -620,17 +637,18 @@ class _Evaluator:
     # ---- expressions -------------------------------------------------------------
 
     def let_value(self, name: str):
-        if name in self.let_cache:
-            return self.let_cache[name]
-        if name in self.let_failed:
+        key = (name, self.scale)
+        if key in self.let_cache:
+            return self.let_cache[key]
+        if key in self.let_failed:
             raise _Failed
         stmt = self.r.lets[name]
         try:
             value = self.value(stmt.value, {})
         except _Failed:
-            self.let_failed.add(name)
+            self.let_failed.add(key)
             raise
-        self.let_cache[name] = value
+        self.let_cache[key] = value
         return value
 
     def pattern(self, node: A.Node, scope: dict) -> Pattern:
@@ -675,6 +693,10 @@ class _Evaluator:
         name = node.id
         if name in scope:
             return scope[name]
+        if name in self.hidden:
+            self.r.fail(f"the pattern parameter '{name}' cannot be used inside blocks {{ }}", node.span,
+                        help="it was built over tokens; pass the integers it is built from, "
+                             "or use a def or let, which are evaluated over the blocks")
         if name == "n":
             if self.d.n_value is None:
                 self.r.fail(self.no_n_reason or "n is not known here", node.span,
@@ -816,6 +838,32 @@ class _Evaluator:
         if decided is not None:
             return values[0]
         return self._check_int(self.d.choose(condition, *values), node.span)
+
+    def _scoped(self, node: A.Scoped, scope):
+        """`blocks(B) { P }`: P over the ⌈n/B⌉ blocks of B tokens (n keeps its meaning)."""
+        if node.func not in SCOPES:
+            self.r.fail(f"unknown scope '{node.func}'", node.span,
+                        help=did_you_mean(node.func, set(SCOPES)) or f"write {' or '.join(SCOPES.values())}")
+        usage = f"write {SCOPES[node.func]}"
+        if len(node.args) != 1 or isinstance(node.args[0], (A.Keyword, A.Range)):
+            self.r.fail(f"blocks takes one block size, got {len(node.args)} arguments", node.span, help=usage)
+        size = self.integer(node.args[0], scope, "a block size")
+        known = self.d.known(size)
+        if known is not None and known < 1:
+            self.r.fail(f"blocks(B) needs B ≥ 1, but B = {known}{self._n_note()}", node.args[0].span,
+                        help="a block size must be positive; wrap it as max(1, …) if it shrinks with n")
+        # A pattern passed in as a def parameter was built over tokens: not usable over blocks.
+        inner = {name: value for name, value in scope.items() if not self.d.is_pattern(value)}
+        hidden = {name: value for name, value in scope.items() if self.d.is_pattern(value)}
+        saved, saved_hidden = self.scale, self.hidden
+        self.scale, self.hidden = saved + (size,), {**self.hidden, **hidden}
+        self.d.enter_blocks(size)
+        try:
+            body = self.pattern(node.body, inner)
+        finally:
+            self.d.leave_blocks()
+            self.scale, self.hidden = saved, saved_hidden
+        return self._sized(self.d.blocks(size, body), node.span)
 
     def _range(self, node: A.Range, scope):
         lo = self.integer(node.lo, scope, "an index")
@@ -1012,7 +1060,7 @@ class _Evaluator:
                             help=did_you_mean(name, names) or f"its parameters are {', '.join(sorted(names)) or 'none'}")
             if name in {p.name for p in params[: len(positional)]}:
                 self.r.fail(f"argument '{name}' is given twice", kw_span)
-        key = (definition.name, tuple(values))
+        key = (definition.name, tuple(values), self.scale)
         if key in self.call_cache:
             return self.call_cache[key]
         if key in self.failed_calls:

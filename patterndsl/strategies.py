@@ -111,9 +111,24 @@ def primitive_sources(names: "tuple[str, ...] | None" = None) -> st.SearchStrate
 def leaf_sources() -> st.SearchStrategy[str]:
     """The default leaves of nested expressions: a primitive call, or now and then its
     transpose (`transpose(P)`: one IR leaf still, the primitive's own transpose;
-    tests/test_transpose.py transposes whole expressions)."""
+    tests/test_transpose.py transposes whole expressions) or a `blocks(B) { P }`."""
     transposed = primitive_sources().map(lambda text: f"transpose({text})")
-    return st.integers(0, 7).flatmap(lambda k: transposed if k == 0 else primitive_sources())
+    return st.integers(0, 7).flatmap(lambda k: transposed if k == 0 else blocked_sources() if k == 1
+                                     else primitive_sources())
+
+
+# Block sizes of `blocks(B) { }`: often a power of two, so that they meet the kernels' blocks.
+_BLOCK_SIZES = ("1", "2", "3", "4", "8", "16", "32", "64", "128")
+
+
+@functools.lru_cache(maxsize=None)
+def blocked_sources() -> st.SearchStrategy[str]:
+    """`blocks(B) { P }` with P a small expression over primitive calls (now and then
+    transposed), B a power of two or any positive expression in n."""
+    inner = st.one_of(primitive_sources(), primitive_sources().map(lambda text: f"transpose({text})"))
+    body = pattern_trees(max_depth=1, leaves=inner, continuation=False).map(lambda pair: pair[0])
+    size = st.one_of(st.sampled_from(_BLOCK_SIZES), positive_ints())
+    return st.tuples(size, body).map(lambda pair: f"blocks({pair[0]}) {{ {pair[1]} }}")
 
 
 # ---- nested expressions -------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .ir import AllOf, AnyOf, IndexSet, Not  # noqa: F401  (the connectives of a row structure)
+from .ir import AllOf, AnyOf, IndexSet, Not, Scaled  # noqa: F401  (the connectives of a row structure)
 
 
 def _clamp(value: int, n: int) -> int:
@@ -141,3 +141,76 @@ class Points(Atom):
     def width(self, n) -> int:
         """k, the number of slots per row."""
         return self.source.row_point_count(n)
+
+
+# ---- structure over blocks (`blocks(B) { P }`) -------------------------------------------
+
+
+def _blocks_of(n: int, size: int) -> int:
+    return -(-n // size)
+
+
+@dataclass(frozen=True)
+class ScaledInterval(Atom):
+    """The interval atom ``inner`` of a pattern over blocks of ``size``: its block interval
+    [lo, hi) of block row ⌊i/size⌋ is the keys [lo·size, hi·size) ∩ [0, n)."""
+
+    inner: Atom
+    size: int
+    kind: ClassVar[str] = "interval"
+
+    def bounds(self, rows, n):
+        lo, hi = self.inner.bounds(rows // self.size, _blocks_of(n, self.size))
+        return np.minimum(lo * self.size, n), np.minimum(hi * self.size, n)
+
+
+@dataclass(frozen=True)
+class ScaledProgression(Atom):
+    """The periodic atom ``inner`` over blocks: (⌊j/B⌋ − a) mod m < c is exactly
+    (j − a·B) mod m·B < c·B."""
+
+    inner: Atom
+    size: int
+    kind: ClassVar[str] = "periodic"
+
+    def progression(self, rows, n):
+        m, a, c = self.inner.progression(rows // self.size, _blocks_of(n, self.size))
+        return m * self.size, a * self.size, c * self.size
+
+
+@dataclass(frozen=True)
+class PointBlock(Atom):
+    """Slot ``slot`` of the point atom ``inner`` over blocks: the one key block it names,
+    as the interval of its tokens (empty where the slot holds no key)."""
+
+    inner: Points
+    slot: int
+    size: int
+    kind: ClassVar[str] = "interval"
+
+    def bounds(self, rows, n):
+        keys = self.inner.points(rows // self.size, _blocks_of(n, self.size))[:, self.slot]
+        lo = np.where(keys >= 0, np.minimum(keys * self.size, n), 0)
+        hi = np.where(keys >= 0, np.minimum(keys * self.size + self.size, n), 0)
+        return lo, hi
+
+
+def scale(node, size: int, n: int):
+    """The row structure ``node`` of a pattern over the blocks of ``size`` (of a sequence of
+    n), as a formula over atoms of the tokens. A point atom becomes one interval per slot."""
+    if isinstance(node, AnyOf):
+        return AnyOf(tuple(scale(p, size, n) for p in node.parts))
+    if isinstance(node, AllOf):
+        return AllOf(tuple(scale(p, size, n) for p in node.parts))
+    if isinstance(node, Not):
+        return Not(scale(node.part, size, n))
+    if isinstance(node, Scaled):  # blocks of blocks: ⌊⌊j/a⌋/b⌋ = ⌊j/(a·b)⌋
+        return scale(node.part, size * node.size, n)
+    if node.kind == "interval":
+        return ScaledInterval(node, size)
+    if node.kind == "periodic":
+        return ScaledProgression(node, size)
+    slots = node.width(_blocks_of(n, size))
+    if slots == 0:
+        return Span(0, 0)
+    return AnyOf(tuple(PointBlock(node, t, size) for t in range(slots)))

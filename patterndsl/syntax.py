@@ -134,6 +134,10 @@ class _ToAst:
     def call(self, c):
         return self._node(A.Call, c, str(c[0]), tuple(self._nodes(c)))
 
+    def scoped(self, c):
+        nodes = self._nodes(c)
+        return self._node(A.Scoped, c, str(c[0]), tuple(nodes[:-1]), nodes[-1])
+
     def atom(self, c):  # "(" expr ")": keep the inner node, widen its span to the parentheses
         inner = c[1]
         widened = replace(inner, span=_span_of(c[0]).join(_span_of(c[2])))

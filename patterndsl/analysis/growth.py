@@ -969,6 +969,29 @@ class _Transpose(Bound):
         return n, 0, self.operand.concrete(n)[2]
 
 
+class _Blocks(Bound):
+    """blocks(B) { A }: bounded by n² (A's bounds are for A over n, not over ⌈n/B⌉); its
+    self-loops and symmetry are A's."""
+
+    def __init__(self, size, operand):
+        super().__init__(("blocks", size, operand), (operand,))
+        self.size, self.operand = size, operand
+
+    def __str__(self):
+        return f"blocks({self.size}) {{ {self.operand} }}"
+
+    def _terms(self, c):
+        full = (c.degree(c.n), c.degree(0), c.count(0))
+        return [(full, full)]
+
+    def _summary(self):
+        s = self.operand.summary()
+        return BoundSummary(N_QUANTITY, Quantity.of(0), N2, None, s.reflexive, s.symmetric, s.symmetric, str(self))
+
+    def concrete(self, n):
+        return n, 0, n * n
+
+
 # ---- conditions (of `if`) ---------------------------------------------------------------
 
 
@@ -1094,6 +1117,9 @@ class Symbolic:
     @staticmethod
     def complement(operand: Bound) -> Bound:
         return operand.operand if isinstance(operand, _Complement) else _Complement(operand)  # ~~A is A
+
+    enter_blocks = leave_blocks = staticmethod(lambda *size: None)
+    blocks = staticmethod(_Blocks)
 
     @staticmethod
     def transpose(operand: Bound) -> Bound:
