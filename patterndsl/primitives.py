@@ -837,9 +837,11 @@ class Chunk(Primitive):
 class Summary(Primitive):
     b: int
     c: int
+    offset: int = 0  # reduced mod b
     name: ClassVar[str] = "summary"
-    signatures: ClassVar = ((ParamSpec("b"), ParamSpec("c")),)
-    meaning: ClassVar = (("summary(b, c)", "j mod b ≥ b − c (the last c keys of every chunk of b)"),)
+    signatures: ClassVar = ((ParamSpec("b"), ParamSpec("c"), ParamSpec("offset", default=0)),)
+    meaning: ClassVar = (("summary(b, c)", "j mod b ≥ b − c (the last c keys of every chunk of b)"),
+                         ("summary(b, c, offset=o)", "(j + o) mod b ≥ b − c (o any integer; `offset` defaults to 0)"))
     examples: ClassVar = {
         # j mod 3 ≥ 2: keys 2 and 5
         ("summary(3, 1)", 8): ("00100100",) * 8,
@@ -849,10 +851,14 @@ class Summary(Primitive):
         ("summary(4, 3)", 6): ("011101",) * 6,
         ("summary(10, 1)", 4): ("0000",) * 4,  # the last key of the first chunk is 9 ≥ n
         ("summary(5, 5)", 3): ("111", "111", "111"),
+        # (j + 2) mod 4 ≥ 3: keys 1 and 5
+        ("summary(4, 1, offset=2)", 6): ("010001",) * 6,
+        # (j − 1) mod 3 ≥ 1, offset −1 ≡ 2: keys 0, 2, 3, 5
+        ("summary(3, 2, offset=-1)", 6): ("101101",) * 6,
     }
 
     def reference_pair(self, i, j, n):
-        return j % self.b >= self.b - self.c
+        return (j + self.offset) % self.b >= self.b - self.c
 
     @classmethod
     def call_sources(cls, S):
@@ -863,6 +869,8 @@ class Summary(Primitive):
             """`b, c` with 1 ≤ c ≤ b for every n."""
             if draw(st.booleans()):
                 b = draw(st.integers(1, 100))
+                if draw(st.booleans()):
+                    return f"{b}, {draw(st.integers(1, b))}, offset={draw(st.integers(-150, 150))}"
                 return f"{b}, {draw(st.integers(1, b))}"
             return draw(st.sampled_from(("n, 1", "n, n", "n + 3, 3", "max(2, n), 2", "2 * n, n", "isqrt(n), 1",
                                          "1000000, 999999")))
@@ -886,26 +894,33 @@ class Summary(Primitive):
         if c > b:
             raise ParamError("c", f"summary(b, c) needs c ≤ b, but c = {c} > b = {b} here (n = {n})",
                              "c counts the summary keys at the end of each chunk of b keys")
-        return cls(b, c)
+        return cls(b, c, args["offset"] % b)
 
     def predicate(self, i, j, n):
         j = j.astype(np.int64)  # b and c are not distances: keep them exact
-        return np.broadcast_to(j % self.b >= self.b - self.c, (i.shape[0], j.shape[1]))
+        return np.broadcast_to((j + self.offset) % self.b >= self.b - self.c, (i.shape[0], j.shape[1]))
 
     def row_structure(self, n):
-        return R.ColumnResidues(self.b, self.c)
+        return R.ColumnResidues(self.b, self.c, self.offset)
 
     def __str__(self):
-        return f"summary({self.b}, {self.c})"
+        if self.offset == 0:
+            return f"summary({self.b}, {self.c})"
+        return f"summary({self.b}, {self.c}, offset={self.offset})"
 
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
-        return f"(({k} % {self.b}) >= {self.b - self.c})"
+        if self.offset == 0:
+            return f"(({k} % {self.b}) >= {self.b - self.c})"
+        return f"((({k} + {self.offset}) % {self.b}) >= {self.b - self.c})"
 
     def _keys_below(self, x):
-        """Keys j < x with j mod b ≥ b − c."""
+        """Keys j < x with (j + offset) mod b ≥ b − c."""
+        def shifted(x):  # the same count for offset 0, over 0..x−1
+            return x // self.b * self.c + np.maximum(x % self.b - (self.b - self.c), 0)
+
         x = np.asarray(x, dtype=np.int64)
-        return x // self.b * self.c + np.maximum(x % self.b - (self.b - self.c), 0)
+        return shifted(x + self.offset) - shifted(np.int64(self.offset))
 
     def block_counts(self, grid, qb, kb):
         (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
@@ -922,7 +937,9 @@ class Summary(Primitive):
 
     def transposed(self, n):
         """i mod b ≥ b − c: the rows at the end of every chunk of b (summary's row side)."""
-        return Rows(IndexSet.of(((lo, lo + self.c) for lo in range(self.b - self.c, n, self.b)), n))
+        first = (self.b - self.c - self.offset) % self.b  # the first row, or the rows at 0.. cut off
+        rows = [(lo, lo + self.c) for lo in range(first - self.b, n, self.b)]
+        return Rows(IndexSet.of(rows, n))
 
     def simplify(self, n):
         return All() if self.b == self.c else self

@@ -117,14 +117,15 @@ class Residue(Atom):
 
 @dataclass(frozen=True)
 class ColumnResidues(Atom):
-    """j mod b ≥ b − c, the same in every row."""
+    """(j + offset) mod b ≥ b − c, the same in every row."""
 
     b: int
     c: int
+    offset: int = 0
     kind: ClassVar[str] = "periodic"
 
     def progression(self, rows, n):
-        return self.b, self.b - self.c, self.c
+        return self.b, (self.b - self.c - self.offset) % self.b, self.c
 
 
 @dataclass(frozen=True)

@@ -228,8 +228,27 @@ EXTRA_NS = {
 }
 
 # Every example file must be covered by a reference (BigBird is tested on
-# its own below, because its random part cannot be written independently).
-SPECIAL = {"bigbird.spat"}
+# its own below, because its random part cannot be written independently;
+# Phi-3-small has 32 heads, tested head by head below).
+SPECIAL = {"bigbird.spat", "phi3_small.spat"}
+
+
+def ref_phi3_small(n: int, head: int) -> list[np.ndarray]:
+    """Phi-3-small (Abdin et al. 2024), as its code builds the mask
+    (vLLM blocksparse_attention/utils.py, get_sparse_attn_mask, with the model's
+    config: block_size 64, local_blocks 16, vert_stride 8, 32 heads, not
+    homo_head): num_blocks = cdiv(n, 64); head_sliding_step = max(1, 8 // 32) = 1;
+    block (q, k) is on when q >= k and (q - k < 16 or (k + h*step + 1) % 8 == 0);
+    the token mask is that block mask expanded to 64 x 64 tiles, times tril.
+    Layer 0 is the dense causal layer."""
+    block, local, stride = 64, 16, 8
+    step = max(1, stride // 32)
+    blocks = -(-n // block)
+    q, k = np.arange(blocks)[:, None], np.arange(blocks)[None, :]
+    block_mask = (q >= k) & ((q - k < local) | ((k + head * step + 1) % stride == 0))
+    tile = np.kron(block_mask, np.ones((block, block), dtype=bool))[:n, :n]
+    causal = np.tril(np.ones((n, n), dtype=bool))
+    return [causal, tile & causal]
 
 
 # ---------------------------------------------------------------------------
@@ -308,6 +327,18 @@ def test_example_small_n_sweep(name: str):
         assert pattern.layers == len(expected)
         for layer, exp in enumerate(expected):
             _assert_same(_mask(pattern, n, layer=layer), exp, f"{name} n={n}")
+
+
+@pytest.mark.parametrize("n", [1, 64, 100, 1100, 2500], ids=lambda n: f"n{n}")
+def test_phi3_small(n: int):
+    pattern = _compile(EXAMPLES / "phi3_small.spat", n)
+    assert pattern.layers == 2
+    assert pattern.heads == 32
+    heads = range(32) if n <= 100 else (0, 1, 7, 8, 13, 31)
+    for head in heads:
+        expected = ref_phi3_small(n, head)
+        for layer, exp in enumerate(expected):
+            _assert_same(_mask(pattern, n, layer=layer, head=head), exp, f"phi3_small n={n} head={head}")
 
 
 def _bigbird_random(n: int) -> np.ndarray:

@@ -137,6 +137,7 @@ EXPECTED = {
     "design_card": "O(n^2)",
     "fixed": "O(n^2)",
     "logsparse": "O(n log n)",
+    "phi3_small": "O(n^2)",
     "longformer": "O(n)",
     "longformer_dilated": "O(n)",
     "prefix_lm": "O(n^2)",
@@ -144,7 +145,7 @@ EXPECTED = {
     "star": "O(n)",
     "strided": "O(n^1.5)",
 }
-PER_LAYER = {"fixed": ["O(n)", "O(n^2)"], "strided": ["O(n^1.5)", "O(n^1.5)"]}
+PER_LAYER = {"fixed": ["O(n)", "O(n^2)"], "strided": ["O(n^1.5)", "O(n^1.5)"], "phi3_small": ["O(n^2)", "O(n^2)"]}
 
 
 def test_every_example_is_listed():

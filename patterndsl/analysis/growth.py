@@ -502,14 +502,15 @@ def _parts(x: Quantity, op: str) -> list[Quantity]:
     return [x]
 
 
-def _item_classes(item) -> tuple[Cls | None, Cls | None]:
+def _item_classes(item, n: Quantity = None) -> tuple[Cls | None, Cls | None]:
     """(hi, lo) of |item ∩ [0, n)| for an index (a Quantity) or a range lo..hi: hi None
     when it is 0 for all large n. A range holds min(hi, n) − max(lo, 0) =
     min over u ∈ {hi's min operands, n}, l ∈ {lo's max operands, 0} of u − l indices."""
+    n = N_QUANTITY if n is None else n  # (⌈n/B⌉ for a list inside blocks(B) { })
     if isinstance(item, RangeValue):
-        uppers, lowers = _parts(item.hi, "min") + [N_QUANTITY], _parts(item.lo, "max") + [ZERO]
+        uppers, lowers = _parts(item.hi, "min") + [n], _parts(item.lo, "max") + [ZERO]
     else:
-        uppers, lowers = [N_QUANTITY], [item]  # the index is in [0, n) when n − item ≥ 1
+        uppers, lowers = [n], [item]  # the index is in [0, n) when n − item ≥ 1
     gaps = [u - l for u in uppers for l in lowers]
     if any((-gap).nonneg for gap in gaps):
         return None, None  # empty for large n
@@ -519,10 +520,11 @@ def _item_classes(item) -> tuple[Cls | None, Cls | None]:
     return min(min(gap.hi for gap in gaps), N), (min(los) if all(lo is not None for lo in los) else None)
 
 
-def _index_size(items) -> Quantity:
-    """|R ∩ [0, n)| for the items of an index list (Quantities and RangeValues)."""
+def _index_size(items, n: Quantity = None) -> Quantity:
+    """|R ∩ [0, n)| for the items of an index list (Quantities and RangeValues); ``n`` the
+    size the list selects from (the sequence length unless given)."""
     items = tuple(items)
-    classes = [_item_classes(item) for item in items]
+    classes = [_item_classes(item, n) for item in items]
     his = [hi for hi, _ in classes if hi is not None]
     known = [lo for _, lo in classes if lo is not None]
 
@@ -572,6 +574,11 @@ class _AbstractOps:
     @staticmethod
     def same(x, y) -> bool:
         return Quantity.of(x) == Quantity.of(y)
+
+
+def _sized_ops(size: Quantity):
+    """`ops` for a primitive built for ``size`` (inside blocks): index lists select from it."""
+    return type("_SizedOps", (_AbstractOps,), {"size": staticmethod(lambda items: _index_size(items, size))})
 
 
 class _ConcreteOps:
@@ -770,9 +777,12 @@ class Bound:
 
 
 class _Leaf(Bound):
-    def __init__(self, cls, args: dict):
-        self.cls, self.args = cls, args
-        super().__init__((cls, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items())))
+    def __init__(self, cls, args: dict, size: Quantity = None):
+        # size: the size the primitive is built for — n, or ⌈n/B⌉ inside blocks(B) { }
+        # (its arguments keep n as the sequence length).
+        self.cls, self.args, self.built_for = cls, args, N_QUANTITY if size is None else size
+        super().__init__((cls, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items()),
+                          self.built_for))
         hidden = {spec.name for signature in cls.signatures for spec in signature if not spec.structural}
         defaults = {spec.name: spec.default for signature in cls.signatures for spec in signature
                     if spec.default is not None}  # an optional argument at its default is not shown
@@ -786,7 +796,9 @@ class _Leaf(Bound):
 
     def _row_bound(self, c: _Counting) -> RowBound:
         if c is SYMBOLIC:
-            return self.cls.row_bound(self.args, N_QUANTITY, _AbstractOps)
+            if self.built_for is N_QUANTITY:
+                return self.cls.row_bound(self.args, N_QUANTITY, _AbstractOps)
+            return self.cls.row_bound(self.args, self.built_for, _sized_ops(self.built_for))
         n, args = c.n, {}
         for name, value in self.args.items():
             if isinstance(value, list):
@@ -794,7 +806,8 @@ class _Leaf(Bound):
                               for v in value]
             else:
                 args[name] = value.at(n)
-        return self.cls.row_bound(args, n, _ConcreteOps(n))
+        size = self.built_for.at(n)
+        return self.cls.row_bound(args, size, _ConcreteOps(size))
 
     def _terms(self, c):
         return _leaf_terms(self._row_bound(c), c)
@@ -970,26 +983,37 @@ class _Transpose(Bound):
 
 
 class _Blocks(Bound):
-    """blocks(B) { A }: bounded by n² (A's bounds are for A over n, not over ⌈n/B⌉); its
-    self-loops and symmetry are A's."""
+    """blocks(B) { A }, A's leaves built for ⌈n/B⌉: a row's keys are B per key block of its
+    block row, so each view (D, E, X) of A's terms becomes (B·D, B·E, B²·X). For a
+    constant B the classes are A's (⌈n/B⌉ = Θ(n)), and so is the lower bound."""
 
     def __init__(self, size, operand):
         super().__init__(("blocks", size, operand), (operand,))
-        self.size, self.operand = size, operand
+        self.block, self.operand = Quantity.of(size), operand
 
     def __str__(self):
-        return f"blocks({self.size}) {{ {self.operand} }}"
+        return f"blocks({self.block}) {{ {self.operand} }}"
 
     def _terms(self, c):
-        full = (c.degree(c.n), c.degree(0), c.count(0))
-        return [(full, full)]
+        b = self.block if c is SYMBOLIC else self.block.at(c.n)
+
+        def scaled(view):
+            degree, exceptional, extra = view
+            return c.degree(degree * b), c.degree(exceptional * b), c.count(extra * b * b)
+
+        return [(scaled(rows), scaled(columns)) for rows, columns in self.operand.terms(c)]
 
     def _summary(self):
         s = self.operand.summary()
-        return BoundSummary(N_QUANTITY, Quantity.of(0), N2, None, s.reflexive, s.symmetric, s.symmetric, str(self))
+        degree, exceptional = s.degree * self.block, s.exceptional * self.block
+        lo = s.lo if self.block.const is not None else None
+        return BoundSummary(degree, exceptional, _count_class(degree, exceptional), lo, s.reflexive, s.symmetric,
+                            s.causal_dense, f"blocks({self.block}) {{ {s.dominant} }}", s.lower_triangle)
 
     def concrete(self, n):
-        return n, 0, n * n
+        b = self.block.at(n)
+        degree, exceptional, count = self.operand.concrete(n)  # (its leaves at ⌈n/B⌉)
+        return min(n, degree * b), min(n, exceptional * b), min(n * n, count * b * b)
 
 
 # ---- conditions (of `if`) ---------------------------------------------------------------
@@ -1118,15 +1142,22 @@ class Symbolic:
     def complement(operand: Bound) -> Bound:
         return operand.operand if isinstance(operand, _Complement) else _Complement(operand)  # ~~A is A
 
-    enter_blocks = leave_blocks = staticmethod(lambda *size: None)
+    def __init__(self):
+        self.sizes = [N_QUANTITY]  # the size patterns are built for (⌈n/B⌉ inside blocks(B) { })
+
+    def enter_blocks(self, size):
+        self.sizes.append(q_cdiv(self.sizes[-1], size))
+
+    def leave_blocks(self):
+        self.sizes.pop()
+
     blocks = staticmethod(_Blocks)
 
     @staticmethod
     def transpose(operand: Bound) -> Bound:
         return operand.operand if isinstance(operand, _Transpose) else _Transpose(operand)
 
-    @staticmethod
-    def primitive(cls, args: dict) -> Bound:
+    def primitive(self, cls, args: dict) -> Bound:
         """The primitive's Bound; with constant arguments, checked as compiling checks them
         (ParamError), at a stand-in n: such a check holds at every n, so the message
         names none."""
@@ -1140,7 +1171,7 @@ class Symbolic:
                                                 for name, value in args.items()})
             except ParamError as exc:
                 raise ParamError(exc.param, exc.message.removesuffix(f" (n = {MAX_N})"), exc.help) from None
-        return _Leaf(cls, args)
+        return _Leaf(cls, args, self.sizes[-1])
 
 
 def _layer_bounds(module: A.Module, source: Source) -> tuple[tuple[Bound, ...], ...]:
