@@ -32,7 +32,7 @@ import numpy as np
 
 from . import randomgen
 from . import structure as R
-from .ir import IndexSet, Pattern
+from .ir import Complement, IndexSet, Pattern
 
 PRIMITIVES: dict[str, type["Primitive"]] = {}
 
@@ -1237,19 +1237,32 @@ class LogSparse(Primitive):
 class Random(Primitive):
     r: int
     seed: int
+    avoid: Pattern | None = None  # draw only among the keys outside it (BigBird's rule)
     name: ClassVar[str] = "random"
-    signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0, structural=False)),)
+    signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0, structural=False)),
+                            (ParamSpec("r"), ParamSpec("seed", default=0, structural=False),
+                             ParamSpec("avoid", kind="pattern")))
     meaning: ClassVar = (("random(r, seed=s)", "each query row holds exactly min(r, n) distinct keys, drawn by "
-                                               "the generator below (`seed` defaults to 0)"),)
+                                               "the generator below (`seed` defaults to 0)"),
+                         ("random(r, seed=s, avoid=P)", "each query row holds exactly min(r, m) distinct keys among "
+                                                        "the m keys j with (i, j) ∉ P, drawn by the generator below "
+                                                        "(BigBird's rule)"))
     # Only the forms a hand can draw: r = 0 and r ≥ n. Which keys a row draws is the
     # generator's (patterndsl/randomgen.py, tests/test_random.py).
     examples: ClassVar = {
         ("random(0)", 3): ("000", "000", "000"),
         ("random(5, seed=9)", 3): ("111", "111", "111"),
+        # r ≥ m: every key outside P
+        ("random(4, seed=1, avoid=window(1))", 4): ("0011", "0001", "1000", "1100"),
+        ("random(2, avoid=all)", 2): ("00", "00"),
     }
 
     def reference_pair(self, i, j, n):
-        return j in _reference_keys(self.seed, i, n, self.r)
+        if self.avoid is None:
+            return j in _reference_keys(self.seed, i, n, self.r)
+        row = np.full(n, i, dtype=np.int64)
+        free = np.flatnonzero(~self.avoid.pairs(row, np.arange(n, dtype=np.int64), n)).tolist()
+        return j in randomgen.reference_avoiding_keys(self.seed, i, free, self.r)
 
     @classmethod
     def call_sources(cls, S):
@@ -1259,7 +1272,10 @@ class Random(Primitive):
         def calls(draw) -> str:
             r = draw(st.one_of(S.nonnegative_ints(), st.sampled_from(("n", "n - 1", "n + 1"))))
             seed = draw(st.one_of(st.integers(0, 20), st.integers(0, 2**62)))
-            form = draw(st.integers(0, 3))
+            form = draw(st.integers(0, 4))
+            if form == 4:  # avoid a pattern drawn from a few other primitives
+                avoid = draw(S.primitive_sources(("window", "global", "causal", "chunk", "stride", "cols")))
+                return f"random({r}, seed={seed}, avoid={avoid})"
             if form == 0:
                 return f"random({r})"
             if form == 1:
@@ -1272,21 +1288,35 @@ class Random(Primitive):
 
     @classmethod
     def row_bound(cls, args, n, ops):
-        """Exactly min(r, n) keys in every row."""
-        return RowBound(ops.min(args["r"], n))
+        """Exactly min(r, n) keys in every row (avoiding P: min(r, m) ≤ min(r, n), which P
+        may make 0)."""
+        return RowBound(ops.min(args["r"], n), tight="avoid" not in args)
 
     @classmethod
     def build(cls, args, n):
         _at_least(args["r"], 0, "random(r, seed)", "r", n)
         _at_least(args["seed"], 0, "random(r, seed)", "seed", n)
-        return cls(args["r"], args["seed"])
+        return cls(args["r"], args["seed"], args.get("avoid"))
 
     def predicate(self, i, j, n):
         rows = i[:, 0]
         out = np.zeros((rows.size, n), dtype=bool)  # the picks are keys 0..n-1, whatever j holds
-        picks = randomgen.keys(self.seed, rows, n, self.r)
-        out[np.arange(rows.size)[:, None], picks] = True
+        if self.avoid is None:
+            out[np.arange(rows.size)[:, None], randomgen.keys(self.seed, rows, n, self.r)] = True
+        else:
+            picks = self._keys(rows, n)  # -1: a slot without a key (fewer than r free keys)
+            held, slot = np.nonzero(picks >= 0)
+            out[held, picks[held, slot]] = True
         return out if np.array_equal(j[0], np.arange(n)) else out[:, j[0]]
+
+    def _keys(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """int64 [len(rows), min(r, n)]: each row's keys (distinct; -1 in the slots of a row
+        with fewer free keys than r), from the generator (patterndsl/randomgen.py)."""
+        if self.avoid is None:
+            return randomgen.key_sets(self.seed, rows, n, self.r)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        free = ~np.asarray(self.avoid.predicate(rows[:, None], np.arange(n, dtype=np.int64)[None, :], n), dtype=bool)
+        return randomgen.avoiding_keys(self.seed, rows, np.broadcast_to(free, (rows.size, n)), self.r)
 
     def row_structure(self, n):
         return R.Points(self)
@@ -1300,16 +1330,18 @@ class Random(Primitive):
         step = max(1, (1 << 22) // max(1, min(self.r, n)))
         for start in range(0, i.shape[0], step):
             rows = np.asarray(i[start:start + step], dtype=np.int64)
-            keys = randomgen.key_sets(self.seed, rows, n, self.r)
+            keys = self._keys(rows, n)
             out[start:start + step] = (keys == np.asarray(j[start:start + step], dtype=np.int64)[:, None]).any(axis=1)
         return out
 
     def row_points(self, rows: np.ndarray, n: int) -> np.ndarray:
         """int64 [len(rows), min(r, n)]: each row's keys (distinct), in no particular order."""
-        return randomgen.key_sets(self.seed, rows, n, self.r)
+        return self._keys(rows, n)
 
     def __str__(self):
-        return f"random({self.r}, seed={self.seed})"
+        if self.avoid is None:
+            return f"random({self.r}, seed={self.seed})"
+        return f"random({self.r}, seed={self.seed}, avoid={self.avoid})"
 
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
@@ -1328,10 +1360,10 @@ class Random(Primitive):
         return min(grid.num_blocks, grid.n * min(self.r, grid.n) // max(1, min(grid.block_k, grid.n)) + grid.num_q)
 
     def simplify(self, n):
-        if self.r >= n:
-            return All()
         if self.r == 0:
             return Nothing()
+        if self.r >= n:
+            return All() if self.avoid is None else Complement(self.avoid)  # every free key
         return self
 
 

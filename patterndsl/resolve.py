@@ -983,6 +983,11 @@ class _Evaluator:
                                     item_span)
                     items.append(item)
                 args[spec.name] = items
+            elif spec.kind == "pattern":
+                if not self.d.is_pattern(value):
+                    self.r.fail(f"{cls.name}: '{spec.name}' must be a pattern, found {self.describe(value)}",
+                                arg_span, help=f"write {cls.usage()}")
+                args[spec.name] = value
             else:
                 if not self.d.is_int(value):
                     self.r.fail(f"{cls.name}: '{spec.name}' must be an integer, found {self.describe(value)}",

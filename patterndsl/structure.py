@@ -190,10 +190,24 @@ class PointBlock(Atom):
     kind: ClassVar[str] = "interval"
 
     def bounds(self, rows, n):
-        keys = self.inner.points(rows // self.size, _blocks_of(n, self.size))[:, self.slot]
+        keys = _block_points(self.inner, rows // self.size, _blocks_of(n, self.size))[:, self.slot]
         lo = np.where(keys >= 0, np.minimum(keys * self.size, n), 0)
         hi = np.where(keys >= 0, np.minimum(keys * self.size + self.size, n), 0)
         return lo, hi
+
+
+_LAST_POINTS: dict = {}  # the last block rows' points: every slot of a point atom asks for the same
+
+
+def _block_points(atom: Points, block_rows: np.ndarray, n: int) -> np.ndarray:
+    """atom.points at these block rows, each distinct block row drawn once (a block of B
+    query rows shares one block row)."""
+    key = (atom, n, block_rows.tobytes())
+    if key not in _LAST_POINTS:
+        distinct, inverse = np.unique(block_rows, return_inverse=True)
+        _LAST_POINTS.clear()
+        _LAST_POINTS[key] = atom.points(distinct, n)[inverse.reshape(-1)]
+    return _LAST_POINTS[key]
 
 
 def scale(node, size: int, n: int):

@@ -230,7 +230,7 @@ EXTRA_NS = {
 # Every example file must be covered by a reference (BigBird is tested on
 # its own below, because its random part cannot be written independently;
 # Phi-3-small has 32 heads, tested head by head below).
-SPECIAL = {"bigbird.spat", "phi3_small.spat"}
+SPECIAL = {"bigbird.spat", "bigbird_blocked.spat", "phi3_small.spat"}
 
 
 def ref_phi3_small(n: int, head: int) -> list[np.ndarray]:
@@ -327,6 +327,27 @@ def test_example_small_n_sweep(name: str):
         assert pattern.layers == len(expected)
         for layer, exp in enumerate(expected):
             _assert_same(_mask(pattern, n, layer=layer), exp, f"{name} n={n}")
+
+
+@pytest.mark.parametrize("n", [1, 64, 100, 257, 700, 1300, 4096], ids=lambda n: f"n{n}")
+def test_bigbird_blocked(n: int):
+    """Zaheer et al. 2020, App. D: blocks of 64; query block q attends to blocks
+    q - 1, q, q + 1 and to the first and last blocks (global, both ways), and to
+    exactly min(3, m) other key blocks, m = the blocks outside those; every pair of
+    a chosen block pair is connected."""
+    block, r = 64, 3
+    blocks = -(-n // block)
+    got = _mask(_compile(EXAMPLES / "bigbird_blocked.spat", n), n)
+    token_block = np.arange(n) // block
+    q, k = np.arange(blocks)[:, None], np.arange(blocks)[None, :]
+    near = (np.abs(q - k) <= 1) | (q == 0) | (q == blocks - 1) | (k == 0) | (k == blocks - 1)
+    # whole blocks: the token mask is constant on every block pair
+    block_mask = got[np.arange(blocks) * block][:, np.arange(blocks) * block]
+    expanded = block_mask[token_block[:, None], token_block[None, :]]
+    _assert_same(got, expanded, f"bigbird_blocked n={n} (whole blocks)")
+    assert (block_mask[near]).all()
+    outside = block_mask & ~near
+    assert (outside.sum(axis=1) == np.minimum(r, (~near).sum(axis=1))).all()
 
 
 @pytest.mark.parametrize("n", [1, 64, 100, 1100, 2500], ids=lambda n: f"n{n}")

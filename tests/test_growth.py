@@ -134,6 +134,7 @@ def test_heads_and_layers_shape():
 # O(n√n) needs l ≈ √n); design_card's stride(128) is ⌈n/128⌉ keys per row: O(n²).
 EXPECTED = {
     "bigbird": "O(n)",
+    "bigbird_blocked": "O(n)",
     "design_card": "O(n^2)",
     "fixed": "O(n^2)",
     "logsparse": "O(n log n)",

@@ -805,7 +805,7 @@ class _Leaf(Bound):
                 args[name] = [(v.lo.at(n), v.hi.at(n)) if isinstance(v, RangeValue) else (v.at(n), v.at(n) + 1)
                               for v in value]
             else:
-                args[name] = value.at(n)
+                args[name] = value if isinstance(value, Bound) else value.at(n)  # (a pattern: as it is)
         size = self.built_for.at(n)
         return self.cls.row_bound(args, size, _ConcreteOps(size))
 
@@ -1162,7 +1162,7 @@ class Symbolic:
         (ParamError), at a stand-in n: such a check holds at every n, so the message
         names none."""
         values = [v for value in args.values() for v in (value if isinstance(value, list) else [value])]
-        if all((v.lo.const is not None and v.hi.const is not None) if isinstance(v, RangeValue) else
+        if not any(isinstance(v, Bound) for v in values) and all((v.lo.const is not None and v.hi.const is not None) if isinstance(v, RangeValue) else
                v.const is not None for v in values):
             try:
                 Integers(MAX_N).primitive(cls, {name: [RangeValue(v.lo.const, v.hi.const) if isinstance(v, RangeValue)
