@@ -568,6 +568,23 @@ class Dilated(Primitive):
         return self
 
 
+def _offset_calls(S, name: str):
+    """Calls `name(x)`, `name(x, offset=o)` and `name(x, o)`: x ≥ 1 for every n, o any integer."""
+    st = S.st
+    offsets = st.one_of(st.integers(-20, 20).map(str), S.nonnegative_ints(), S.nonnegative_ints().map(lambda x: f"-({x})"))
+
+    @st.composite
+    def calls(draw) -> str:
+        size = draw(S.positive_ints())
+        form = draw(st.integers(0, 2))
+        if form == 0:
+            return f"{name}({size})"
+        offset = draw(offsets)
+        return f"{name}({size}, offset={offset})" if form == 1 else f"{name}({size}, {offset})"
+
+    return calls()
+
+
 def _stride_params(s: int, offset: int, n: int) -> tuple[int, int]:
     """(m, o) with (i − j − o) mod m = 0 ⇔ (i − j − offset) mod s = 0 for all i, j < n, and
     m ≤ 2n, |o| ≤ n: so i − j − o stays within ±2n, in the index dtype (reference.index_dtype).
@@ -629,19 +646,7 @@ class Stride(Primitive):
 
     @classmethod
     def call_sources(cls, S):
-        st = S.st
-        offsets = st.one_of(st.integers(-20, 20).map(str), S.nonnegative_ints(), S.nonnegative_ints().map(lambda x: f"-({x})"))
-
-        @st.composite
-        def calls(draw) -> str:
-            s = draw(S.positive_ints())
-            form = draw(st.integers(0, 2))
-            if form == 0:
-                return f"stride({s})"
-            offset = draw(offsets)
-            return f"stride({s}, offset={offset})" if form == 1 else f"stride({s}, {offset})"
-
-        return calls()
+        return _offset_calls(S, cls.name)
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -762,19 +767,7 @@ class Chunk(Primitive):
 
     @classmethod
     def call_sources(cls, S):
-        st = S.st
-        offsets = st.one_of(st.integers(-20, 20).map(str), S.nonnegative_ints(), S.nonnegative_ints().map(lambda x: f"-({x})"))
-
-        @st.composite
-        def calls(draw) -> str:
-            b = draw(S.positive_ints())
-            form = draw(st.integers(0, 2))
-            if form == 0:
-                return f"chunk({b})"
-            offset = draw(offsets)
-            return f"chunk({b}, offset={offset})" if form == 1 else f"chunk({b}, {offset})"
-
-        return calls()
+        return _offset_calls(S, cls.name)
 
     @classmethod
     def row_bound(cls, args, n, ops):
