@@ -421,6 +421,8 @@ def _describe_expected(accepted: set[str]) -> tuple[str, set[str]]:
     texts = {names.get(t, t) for t in accepted}
     literal_texts = set(names.values())
     rest = set(texts) - _CONDITION_TOKENS  # conditions are for `if`: not offered wherever an integer may go
+    if "{" in rest and any(op in rest for op in _BINARY_OPERATORS):
+        rest.discard("{")  # after a call: `blocks(B) { … }` is not what a missing operator suggests
     phrases = []
     if "NUMBER" in rest:
         phrases.append("an expression")
