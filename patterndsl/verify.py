@@ -74,7 +74,7 @@ def _pairs(node, i, j, n):
         return _pairs(node.left, i, j, n) & ~_pairs(node.right, i, j, n)
     if isinstance(node, Complement):
         return ~_pairs(node.operand, i, j, n)
-    raise TypeError(node)
+    return node.pairs(i, j, n)  # any other node (blocks { }) answers for itself
 
 
 def _has(pattern, i, j, n):
