@@ -1225,9 +1225,22 @@ class LogSparse(Primitive):
         return grid.num_q * self._offsets(grid.n).size * (grid.block_q // grid.block_k + 2)
 
 
+class _PointBacked(Primitive):
+    """A primitive whose keys are its `row_points`: its block layout counts them."""
+
+    def block_counts(self, grid, qb, kb):
+        return _point_block_counts(self, grid, qb, kb)
+
+    def block_states(self, grid, qb, kb):
+        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
+
+    def block_candidates(self, grid):
+        return _point_blocks(self, grid)[0]
+
+
 @primitive
 @dataclass(frozen=True)
-class Random(Primitive):
+class Random(_PointBacked):
     r: int
     seed: int
     avoid: Pattern | None = None  # draw only among the keys outside it (BigBird's rule)
@@ -1340,15 +1353,6 @@ class Random(Primitive):
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return backend.data(self, q, k, n)
 
-    def block_counts(self, grid, qb, kb):
-        return _point_block_counts(self, grid, qb, kb)
-
-    def block_states(self, grid, qb, kb):
-        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
-
-    def block_candidates(self, grid):
-        return _point_blocks(self, grid)[0]
-
     def block_estimate(self, grid):
         return min(grid.num_blocks, grid.n * min(self.r, grid.n) // max(1, min(grid.block_k, grid.n)) + grid.num_q)
 
@@ -1361,7 +1365,7 @@ class Random(Primitive):
 
 
 @dataclass(frozen=True)
-class Transposed(Primitive):
+class Transposed(_PointBacked):
     """`transpose(P)` of a data-backed primitive (random): the one transpose no other
     primitive states. Its keys per row are the operand's queries per column, from the
     operand's `row_points` inverted once per n, so every target reads them as points."""
@@ -1396,15 +1400,6 @@ class Transposed(Primitive):
 
     def source(self, q: str, k: str, n: int, backend) -> str:
         return backend.data(self, q, k, n)
-
-    def block_counts(self, grid, qb, kb):
-        return _point_block_counts(self, grid, qb, kb)
-
-    def block_states(self, grid, qb, kb):
-        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
-
-    def block_candidates(self, grid):
-        return _point_blocks(self, grid)[0]
 
     def block_estimate(self, grid):
         return min(grid.num_blocks, self.row_point_count(grid.n) * grid.num_q + grid.num_q)
