@@ -62,15 +62,27 @@ class Call(Node):
 
 
 @dataclass(frozen=True)
+class Scoped(Node):
+    """`func(args) { body }`: a pattern evaluated in a scope the call sets up
+    (`blocks(B) { P }`: P over the blocks of B tokens)."""
+
+    func: str
+    args: tuple[Node, ...]
+    body: Node
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
 class Unary(Node):
-    op: str  # "~" or "-"
+    op: str  # "~", "-" or "not"
     operand: Node
     span: Span | None = _span()
 
 
 @dataclass(frozen=True)
 class Binary(Node):
-    """A left-associative binary operator: - + * // %."""
+    """A left-associative binary operator: - + * // %, a comparison (== != < <= > >=),
+    or `and` / `or` of two conditions."""
 
     op: str
     left: Node

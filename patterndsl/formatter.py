@@ -16,8 +16,9 @@ INDENT = "    "
 
 # How tightly each expression binds; a child that binds more loosely than its
 # position requires is printed in parentheses.
-_UNION, _INTERSECTION, _SUM, _PRODUCT, _UNARY, _ATOM = range(1, 7)
-_BINARY_LEVEL = {"+": _SUM, "-": _SUM, "*": _PRODUCT, "//": _PRODUCT, "%": _PRODUCT}
+_OR, _AND, _NOT, _COMPARISON, _UNION, _INTERSECTION, _SUM, _PRODUCT, _UNARY, _ATOM = range(-3, 7)
+_BINARY_LEVEL = {"+": _SUM, "-": _SUM, "*": _PRODUCT, "//": _PRODUCT, "%": _PRODUCT, "or": _OR, "and": _AND,
+                 **dict.fromkeys(("==", "!=", "<", "<=", ">", ">="), _COMPARISON)}
 
 
 def _level(node: A.Node) -> int:
@@ -28,7 +29,7 @@ def _level(node: A.Node) -> int:
     if isinstance(node, A.Binary):
         return _BINARY_LEVEL[node.op]
     if isinstance(node, A.Unary):
-        return _UNARY
+        return _NOT if node.op == "not" else _UNARY
     return _ATOM
 
 
@@ -49,11 +50,17 @@ def expression(node: A.Node) -> str:
         return " & ".join(_child(item, _INTERSECTION + 1) for item in node.items)
     if isinstance(node, A.Binary):
         level = _BINARY_LEVEL[node.op]
+        if level == _COMPARISON:  # a comparison does not chain: both sides are sums or tighter
+            return f"{_child(node.left, _UNION)} {node.op} {_child(node.right, _UNION)}"
         return f"{_child(node.left, level)} {node.op} {_child(node.right, level + 1)}"
     if isinstance(node, A.Unary):
+        if node.op == "not":
+            return "not " + _child(node.operand, _NOT)
         return node.op + _child(node.operand, _UNARY)
     if isinstance(node, A.Call):
         return f"{node.func}({', '.join(expression(arg) for arg in node.args)})"
+    if isinstance(node, A.Scoped):
+        return f"{node.func}({', '.join(expression(arg) for arg in node.args)}) {{ {expression(node.body)} }}"
     if isinstance(node, A.Range):
         return f"{expression(node.lo)}..{expression(node.hi)}"
     if isinstance(node, A.Keyword):

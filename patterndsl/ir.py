@@ -104,6 +104,15 @@ class Pattern:
         knows none."""
         return None
 
+    def child_n(self, n: int) -> int:
+        """The size its children are built for (n; ⌈n/B⌉ under `blocks(B)`)."""
+        return n
+
+    def transposed(self, n: int) -> "Pattern":
+        """The pattern {(j, i) : (i, j) in this one} at n (`transpose(P)`): the combinators
+        pass it to their parts, and each primitive names its own transpose."""
+        raise NotImplementedError
+
     def _child_text(self, child: "Pattern", strict: bool = False) -> str:
         text = str(child)
         weaker = child.precedence < self.precedence or (strict and child.precedence == self.precedence)
@@ -138,6 +147,9 @@ class Union(Combination):
 
     def with_children(self, children):
         return Union(tuple(children))
+
+    def transposed(self, n):
+        return Union(tuple(p.transposed(n) for p in self.parts))
 
     def terms(self):
         return self.parts, (False,) * len(self.parts)
@@ -185,6 +197,9 @@ class Intersection(Combination):
 
     def with_children(self, children):
         return Intersection(tuple(children))
+
+    def transposed(self, n):
+        return Intersection(tuple(p.transposed(n) for p in self.parts))
 
     def terms(self):
         return self.parts, (False,) * len(self.parts)
@@ -234,6 +249,9 @@ class Difference(Combination):
     def with_children(self, children):
         return Difference(*children)
 
+    def transposed(self, n):
+        return Difference(self.left.transposed(n), self.right.transposed(n))
+
     def terms(self):
         return (self.left, self.right), (False, True)
 
@@ -274,6 +292,9 @@ class Complement(Pattern):
     def with_children(self, children):
         return Complement(children[0])
 
+    def transposed(self, n):
+        return Complement(self.operand.transposed(n))
+
     def __str__(self):
         return f"~{self._child_text(self.operand)}"
 
@@ -300,6 +321,99 @@ class Complement(Pattern):
 
     # block_candidates: None (any block), block_estimate: all of them — its touched
     # blocks are all but the operand's full ones.
+
+
+@dataclass(frozen=True)
+class Blocked(Pattern):
+    """`blocks(B) { P }`: (i, j) exactly when (⌊i/B⌋, ⌊j/B⌋) is in P, a pattern over the
+    ⌈n/B⌉ blocks (built for that size: its every capability is asked at ⌈n/B⌉)."""
+
+    block: int
+    operand: Pattern
+    precedence: ClassVar[int] = 100
+
+    def children(self):
+        return (self.operand,)
+
+    def with_children(self, children):
+        return Blocked(self.block, children[0])
+
+    def child_n(self, n: int) -> int:
+        return -(-n // self.block)
+
+    def transposed(self, n):
+        return Blocked(self.block, self.operand.transposed(self.child_n(n)))
+
+    def __str__(self):
+        return f"blocks({self.block}) {{ {self.operand} }}"
+
+    def predicate(self, i, j, n):
+        return self.operand.predicate(i // self.block, j // self.block, self.child_n(n))
+
+    def pairs(self, i, j, n):
+        return self.operand.pairs(i // self.block, j // self.block, self.child_n(n))
+
+    def source(self, q, k, n, backend):
+        return self.operand.source(f"({q} // {self.block})", f"({k} // {self.block})", self.child_n(n), backend)
+
+    def row_structure(self, n):
+        return Scaled(self.block, self.operand.row_structure(self.child_n(n)))
+
+    # Block layouts: when B divides the kernel's blocks, kernel block (q, k) holds exactly
+    # the pattern blocks of block (q, k) of a grid of blocks of BQ/B × BK/B over ⌈n/B⌉;
+    # when the kernel's blocks divide B, each lies inside one pattern block pair. Either
+    # way FULL and EMPTY carry over, and the work is that of the operand's own layout.
+
+    def _aligned(self, grid):
+        """("divides", inner grid), ("inside", unit grid) or None."""
+        key = ("blocks grid", self.block)
+        if key not in grid.memo:
+            B, inner = self.block, None
+            if grid.block_q % B == 0 and grid.block_k % B == 0:
+                inner = ("divides", type(grid)(self.child_n(grid.n), grid.block_q // B, grid.block_k // B))
+            elif B % grid.block_q == 0 and B % grid.block_k == 0:
+                inner = ("inside", type(grid)(self.child_n(grid.n), 1, 1))
+            grid.memo[key] = inner
+        return grid.memo[key]
+
+    def block_states(self, grid, qb, kb):
+        aligned = self._aligned(grid)
+        if aligned is None:
+            return grid.evaluate_blocks(self, qb, kb)
+        how, inner = aligned
+        if how == "divides":
+            return self.operand.block_states(inner, qb, kb)
+        q = np.asarray(qb, dtype=np.int64) * grid.block_q // self.block
+        k = np.asarray(kb, dtype=np.int64) * grid.block_k // self.block
+        held = self.operand.pairs(q.reshape(-1), k.reshape(-1), inner.n).reshape(np.shape(q))
+        return np.where(held, 2, 0).astype(np.int8)
+
+    def block_candidates(self, grid):
+        aligned = self._aligned(grid)
+        if aligned is None:
+            return None
+        how, inner = aligned
+        codes = self.operand.block_candidates(inner)
+        if how == "divides" or codes is None:
+            return codes
+        # each pattern block pair (r, c) covers kernel blocks r·B/BQ … and c·B/BK …
+        r, c = inner.decode(codes)
+        per_q, per_k = self.block // grid.block_q, self.block // grid.block_k
+        q = r[:, None, None] * per_q + np.arange(per_q)[None, :, None]
+        k = c[:, None, None] * per_k + np.arange(per_k)[None, None, :]
+        q, k = (x.reshape(-1) for x in np.broadcast_arrays(q, k))
+        keep = (q < grid.num_q) & (k < grid.num_k)
+        return np.unique(grid.codes(q[keep], k[keep]))
+
+    def block_estimate(self, grid):
+        aligned = self._aligned(grid)
+        if aligned is None:
+            return grid.num_blocks
+        how, inner = aligned
+        estimate = self.operand.block_estimate(inner)
+        if how == "inside":
+            estimate *= (self.block // grid.block_q) * (self.block // grid.block_k)
+        return min(grid.num_blocks, estimate)
 
 
 @dataclass(frozen=True)
@@ -368,4 +482,14 @@ class AllOf:
 
 @dataclass(frozen=True)
 class Not:
+    part: Any
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """The row structure ``part`` of a pattern over blocks of ``size`` (`blocks(B) { P }`):
+    row i has the keys of the blocks that block row ⌊i/size⌋ of ``part`` holds
+    (structure.scale turns it into atoms over tokens)."""
+
+    size: int
     part: Any

@@ -73,7 +73,7 @@ def simplify(node: Pattern, n: int) -> Pattern:
     """Apply every pass bottom-up, each node until nothing changes."""
     children = node.children()
     if children:
-        simplified = tuple(simplify(child, n) for child in children)
+        simplified = tuple(simplify(child, node.child_n(n)) for child in children)
         if simplified != children:
             node = node.with_children(simplified)
     while True:

@@ -33,7 +33,7 @@ import numpy as np
 from . import randomgen
 from .arrays import unique_sorted
 from . import structure as R
-from .ir import IndexSet, Pattern
+from .ir import Complement, IndexSet, Pattern
 
 PRIMITIVES: dict[str, type["Primitive"]] = {}
 
@@ -154,6 +154,14 @@ class Primitive(Pattern):
         same meaning at this n, or itself."""
         return self
 
+    # Whether (i, j) in it exactly when (j, i) is: then it is its own transpose.
+    symmetric: ClassVar[bool] = False
+
+    def transposed(self, n: int) -> Pattern:
+        """Its transpose at n: itself when symmetric, else a primitive with the transposed
+        meaning, else (a data-backed primitive) the `Transposed` wrapper below."""
+        return self if self.symmetric else Transposed(self)
+
 
 def _at_least(value: int, low: int, call: str, param: str, n: int, help: str | None = None):
     if value < low:
@@ -175,6 +183,7 @@ def _full(shape, value: bool) -> np.ndarray:
 @dataclass(frozen=True)
 class All(Primitive):
     name: ClassVar[str] = "all"
+    symmetric: ClassVar[bool] = True
     meaning: ClassVar = (("all", "always"),)
     examples: ClassVar = {("all", 3): ("111", "111", "111")}
 
@@ -206,6 +215,7 @@ class All(Primitive):
 @dataclass(frozen=True)
 class Nothing(Primitive):
     name: ClassVar[str] = "none"
+    symmetric: ClassVar[bool] = True
     meaning: ClassVar = (("none", "never"),)
     examples: ClassVar = {("none", 3): ("000", "000", "000")}
 
@@ -264,6 +274,7 @@ class _BandPrimitive(Primitive):
 @dataclass(frozen=True)
 class Self(_BandPrimitive):
     name: ClassVar[str] = "self"
+    symmetric: ClassVar[bool] = True
     meaning: ClassVar = (("self", "j = i"),)
     examples: ClassVar = {("self", 4): ("1000", "0100", "0010", "0001")}
 
@@ -314,6 +325,9 @@ class Causal(_BandPrimitive):
 
     def _band(self, n):
         return -n, 0
+
+    def transposed(self, n):
+        return Window(0, n)  # j ≥ i
 
 
 @primitive
@@ -441,6 +455,9 @@ class Window(_BandPrimitive):
     def _band(self, n):
         return -_clamp(self.left, n), _clamp(self.right, n)
 
+    def transposed(self, n):
+        return Window(self.right, self.left)
+
     def simplify(self, n):
         far = n - 1  # no |i − j| exceeds this
         if self.left >= far and self.right >= far:
@@ -460,6 +477,7 @@ class Dilated(Primitive):
     w: int
     d: int
     name: ClassVar[str] = "dilated"
+    symmetric: ClassVar[bool] = True
     signatures: ClassVar = ((ParamSpec("w"), ParamSpec("d")),)
     meaning: ClassVar = (("dilated(w, d)", "|i − j| ≤ w·d and (i − j) mod d = 0"),)
     examples: ClassVar = {
@@ -551,13 +569,48 @@ class Dilated(Primitive):
         return self
 
 
+def _offset_calls(S, name: str):
+    """Calls `name(x)`, `name(x, offset=o)` and `name(x, o)`: x ≥ 1 for every n, o any integer."""
+    st = S.st
+    offsets = st.one_of(st.integers(-20, 20).map(str), S.nonnegative_ints(), S.nonnegative_ints().map(lambda x: f"-({x})"))
+
+    @st.composite
+    def calls(draw) -> str:
+        size = draw(S.positive_ints())
+        form = draw(st.integers(0, 2))
+        if form == 0:
+            return f"{name}({size})"
+        offset = draw(offsets)
+        return f"{name}({size}, offset={offset})" if form == 1 else f"{name}({size}, {offset})"
+
+    return calls()
+
+
+def _stride_params(s: int, offset: int, n: int) -> tuple[int, int]:
+    """(m, o) with (i − j − o) mod m = 0 ⇔ (i − j − offset) mod s = 0 for all i, j < n, and
+    m ≤ 2n, |o| ≤ n: so i − j − o stays within ±2n, in the index dtype (reference.index_dtype).
+    ``offset`` is already reduced mod s."""
+    if offset == 0:
+        return _clamp(s, n), 0
+    if s < 2 * n:
+        return s, offset if offset <= s // 2 else offset - s
+    # Offsets j − i lie in −(n−1)..n−1, fewer than s: at most one of them is ≡ −offset.
+    r = (-offset) % s
+    hit = r if r <= n - 1 else (r - s if r - s >= -(n - 1) else None)
+    if hit is None:
+        return 2 * n, n  # j − i ≡ n (mod 2n): ±n, no pair
+    return 2 * n, -hit
+
+
 @primitive
 @dataclass(frozen=True)
 class Stride(Primitive):
     s: int
+    offset: int = 0  # reduced mod s
     name: ClassVar[str] = "stride"
-    signatures: ClassVar = ((ParamSpec("s"),),)
-    meaning: ClassVar = (("stride(s)", "(i − j) mod s = 0"),)
+    signatures: ClassVar = ((ParamSpec("s"), ParamSpec("offset", default=0)),)
+    meaning: ClassVar = (("stride(s)", "(i − j) mod s = 0"),
+                         ("stride(s, offset=o)", "(i − j − o) mod s = 0 (o any integer; `offset` defaults to 0)"))
     examples: ClassVar = {
         ("stride(3)", 6): ("100100",
                            "010010",
@@ -567,55 +620,85 @@ class Stride(Primitive):
                            "001001"),
         ("stride(1)", 2): ("11", "11"),
         ("stride(7)", 3): ("100", "010", "001"),
+        # i − j ≡ 1 (mod 3): the diagonal one below, and every third one after it
+        ("stride(3, offset=1)", 6): ("001001",
+                                     "100100",
+                                     "010010",
+                                     "001001",
+                                     "100100",
+                                     "010010"),
+        # i − j ≡ −2 ≡ 3 (mod 5): j = i + 2 or j = i − 3
+        ("stride(5, offset=-2)", 6): ("001000",
+                                      "000100",
+                                      "000010",
+                                      "100001",
+                                      "010000",
+                                      "001000"),
+        # a stride longer than the sequence: only i − j = 99 − 100 = −1
+        ("stride(100, offset=99)", 4): ("0100",
+                                        "0010",
+                                        "0001",
+                                        "0000"),
+        ("stride(100, offset=50)", 4): ("0000", "0000", "0000", "0000"),
     }
 
     def reference_pair(self, i, j, n):
-        return (i - j) % self.s == 0
+        return (i - j - self.offset) % self.s == 0
 
     @classmethod
     def call_sources(cls, S):
-        return S.positive_ints().map(lambda s: f"stride({s})")
+        return _offset_calls(S, cls.name)
 
     @classmethod
     def row_bound(cls, args, n, ops):
-        """One residue class mod s: ⌈n/s⌉ keys at most, ⌊n/s⌋ (and ≥ 1) at least."""
-        return RowBound(ops.cdiv(n, args["s"]), reflexive=True, symmetric=True)
+        """One residue class mod s: ⌈n/s⌉ keys at most, ⌊n/s⌋ (and ≥ 1 without an offset) at least."""
+        plain = ops.same(args["offset"], 0)
+        return RowBound(ops.cdiv(n, args["s"]), reflexive=plain, symmetric=plain)
 
     @classmethod
     def build(cls, args, n):
         _at_least(args["s"], 1, "stride(s)", "s", n, help="a stride must be positive; wrap it as max(1, …) if it shrinks with n")
-        return cls(args["s"])
+        return cls(args["s"], args["offset"] % args["s"])
 
     def predicate(self, i, j, n):
-        s = _clamp(self.s, n)
-        return (i % s) == (j % s)
+        s, o = _stride_params(self.s, self.offset, n)
+        if o == 0:
+            return (i % s) == (j % s)
+        return ((i - j - o) % s) == 0
 
     def row_structure(self, n):
-        return R.Residue(_clamp(self.s, n))
+        s, o = _stride_params(self.s, self.offset, n)
+        return R.Residue(s, o)
 
     def __str__(self):
-        return f"stride({self.s})"
+        return f"stride({self.s})" if self.offset == 0 else f"stride({self.s}, offset={self.offset})"
 
     def source(self, q: str, k: str, n: int, backend) -> str:
-        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
-        return f"((({q} - {k}) % {_clamp(self.s, n)}) == 0)"
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py); `== 0` reads
+        the same under floored (torch) and truncated (Triton) remainders."""
+        s, o = _stride_params(self.s, self.offset, n)
+        if o == 0:
+            return f"((({q} - {k}) % {s}) == 0)"
+        return f"((({q} - {k} - ({o})) % {s}) == 0)"
 
     def block_states(self, grid, qb, kb):
-        s = _clamp(self.s, grid.n)
+        s, o = _stride_params(self.s, self.offset, grid.n)
+        t = (-o) % s  # the offsets j − i ≡ t (mod s)
         lo, hi = grid.offsets(qb, kb)
-        touched = -(-lo // s) * s <= hi
-        full = (s == 1) | ((lo == hi) & (lo % s == 0))
+        touched = lo + (t - lo) % s <= hi
+        full = (s == 1) | ((lo == hi) & ((lo - t) % s == 0))
         return np.where(full, 2, np.where(touched, 1, 0)).astype(np.int8)
 
     def block_candidates(self, grid):
-        s = _clamp(self.s, grid.n)
+        s, o = _stride_params(self.s, self.offset, grid.n)
         if s < grid.block_q + grid.block_k - 1:
             return None  # every block holds a run of offsets longer than s
         reach = grid.n - 1
-        return _progression_candidates(grid, -(reach // s) * s, reach, s)
+        first = -reach + (-o + reach) % s
+        return _progression_candidates(grid, first, reach, s)
 
     def block_estimate(self, grid):
-        s = _clamp(self.s, grid.n)
+        s, _ = _stride_params(self.s, self.offset, grid.n)
         if s < grid.block_q + grid.block_k - 1:
             return grid.num_blocks
         return min(grid.num_blocks, grid.num_q * (2 * (grid.n // s) + 1) * (grid.block_q // grid.block_k + 2))
@@ -623,18 +706,33 @@ class Stride(Primitive):
     def simplify(self, n):
         if self.s == 1:
             return All()
-        if self.s > n - 1:
+        if self.s > n - 1 and self.offset == 0:
             return Self()
         return self
+
+    def transposed(self, n):
+        return Stride(self.s, -self.offset % self.s)  # (j − i − o) ≡ 0 ⇔ (i − j + o) ≡ 0
+
+
+def _chunk_params(b: int, offset: int, n: int) -> tuple[int, int]:
+    """(m, o) with 0 ≤ o < m ≤ n and ⌊(i + o)/m⌋ = ⌊(j + o)/m⌋ ⇔ ⌊(i + offset)/b⌋ = ⌊(j + offset)/b⌋
+    for all i, j < n (``offset`` already reduced mod b), so that i + o stays below 2n."""
+    if b <= n:
+        return b, offset
+    boundary = b - offset  # the only chunk boundary that can fall inside 0..n−1
+    return (n, 0) if boundary >= n else (n, n - boundary)
 
 
 @primitive
 @dataclass(frozen=True)
 class Chunk(Primitive):
     b: int
+    offset: int = 0  # reduced mod b
     name: ClassVar[str] = "chunk"
-    signatures: ClassVar = ((ParamSpec("b"),),)
-    meaning: ClassVar = (("chunk(b)", "⌊i/b⌋ = ⌊j/b⌋"),)
+    symmetric: ClassVar[bool] = True
+    signatures: ClassVar = ((ParamSpec("b"), ParamSpec("offset", default=0)),)
+    meaning: ClassVar = (("chunk(b)", "⌊i/b⌋ = ⌊j/b⌋"),
+                         ("chunk(b, offset=o)", "⌊(i + o)/b⌋ = ⌊(j + o)/b⌋ (o any integer; `offset` defaults to 0)"))
     examples: ClassVar = {
         # ragged: chunks {0, 1, 2, 3} and {4, 5}
         ("chunk(4)", 6): ("111100",
@@ -644,14 +742,33 @@ class Chunk(Primitive):
                           "000011",
                           "000011"),
         ("chunk(9)", 3): ("111", "111", "111"),
+        # chunks {0}, {1, 2, 3}, {4, 5}: the boundaries fall where i + 2 is a multiple of 3
+        ("chunk(3, offset=2)", 6): ("100000",
+                                    "011100",
+                                    "011100",
+                                    "011100",
+                                    "000011",
+                                    "000011"),
+        # offset −1 ≡ 3 (mod 4): chunks {0}, {1..4}, {5}
+        ("chunk(4, offset=-1)", 6): ("100000",
+                                     "011110",
+                                     "011110",
+                                     "011110",
+                                     "011110",
+                                     "000001"),
+        # a chunk longer than the sequence, cut once: {0, 1}, {2, 3}
+        ("chunk(10, offset=8)", 4): ("1100",
+                                     "1100",
+                                     "0011",
+                                     "0011"),
     }
 
     def reference_pair(self, i, j, n):
-        return i // self.b == j // self.b
+        return (i + self.offset) // self.b == (j + self.offset) // self.b
 
     @classmethod
     def call_sources(cls, S):
-        return S.positive_ints().map(lambda b: f"chunk({b})")
+        return _offset_calls(S, cls.name)
 
     @classmethod
     def row_bound(cls, args, n, ops):
@@ -661,42 +778,48 @@ class Chunk(Primitive):
     @classmethod
     def build(cls, args, n):
         _at_least(args["b"], 1, "chunk(b)", "b", n, help="a chunk size must be positive; wrap it as max(1, …) if it shrinks with n")
-        return cls(args["b"])
+        return cls(args["b"], args["offset"] % args["b"])
 
     def predicate(self, i, j, n):
-        b = _clamp(self.b, n)
-        return (i // b) == (j // b)
+        b, o = _chunk_params(self.b, self.offset, n)
+        if o == 0:
+            return (i // b) == (j // b)
+        return ((i + o) // b) == ((j + o) // b)
 
     def row_structure(self, n):
-        return R.Blocks(_clamp(self.b, n))
+        return R.Blocks(*_chunk_params(self.b, self.offset, n))
 
     def __str__(self):
-        return f"chunk({self.b})"
+        return f"chunk({self.b})" if self.offset == 0 else f"chunk({self.b}, offset={self.offset})"
 
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
-        b = _clamp(self.b, n)
-        return f"(({q} // {b}) == ({k} // {b}))"
+        b, o = _chunk_params(self.b, self.offset, n)
+        if o == 0:
+            return f"(({q} // {b}) == ({k} // {b}))"
+        return f"((({q} + {o}) // {b}) == (({k} + {o}) // {b}))"
 
     def block_states(self, grid, qb, kb):
-        b = _clamp(self.b, grid.n)
+        b, o = _chunk_params(self.b, self.offset, grid.n)
         (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        r0, r1, c0, c1 = r0 + o, r1 + o, c0 + o, c1 + o
         touched = (np.maximum(r0 // b, c0 // b) <= np.minimum(r1 // b, c1 // b))
         full = (r0 // b == r1 // b) & (r1 // b == c0 // b) & (c0 // b == c1 // b)
         return np.where(full, 2, np.where(touched, 1, 0)).astype(np.int8)
 
     def block_candidates(self, grid):
-        b = _clamp(self.b, grid.n)
+        b, o = _chunk_params(self.b, self.offset, grid.n)
         qb = np.arange(grid.num_q, dtype=np.int64)
         r0, r1 = grid.rows(qb)
-        return grid.key_block_range(qb, r0 // b * b, (r1 // b + 1) * b - 1)
+        return grid.key_block_range(qb, (r0 + o) // b * b - o, ((r1 + o) // b + 1) * b - 1 - o)
 
     def block_estimate(self, grid):
-        b = _clamp(self.b, grid.n)
+        b, _ = _chunk_params(self.b, self.offset, grid.n)
         return grid.num_q * min(grid.num_k, (b + grid.block_q) // grid.block_k + 2)
 
     def simplify(self, n):
-        if self.b >= n:
+        b, o = _chunk_params(self.b, self.offset, n)
+        if b >= n and o == 0:
             return All()
         if self.b == 1:
             return Self()
@@ -708,9 +831,11 @@ class Chunk(Primitive):
 class Summary(Primitive):
     b: int
     c: int
+    offset: int = 0  # reduced mod b
     name: ClassVar[str] = "summary"
-    signatures: ClassVar = ((ParamSpec("b"), ParamSpec("c")),)
-    meaning: ClassVar = (("summary(b, c)", "j mod b ≥ b − c (the last c keys of every chunk of b)"),)
+    signatures: ClassVar = ((ParamSpec("b"), ParamSpec("c"), ParamSpec("offset", default=0)),)
+    meaning: ClassVar = (("summary(b, c)", "j mod b ≥ b − c (the last c keys of every chunk of b)"),
+                         ("summary(b, c, offset=o)", "(j + o) mod b ≥ b − c (o any integer; `offset` defaults to 0)"))
     examples: ClassVar = {
         # j mod 3 ≥ 2: keys 2 and 5
         ("summary(3, 1)", 8): ("00100100",) * 8,
@@ -720,10 +845,14 @@ class Summary(Primitive):
         ("summary(4, 3)", 6): ("011101",) * 6,
         ("summary(10, 1)", 4): ("0000",) * 4,  # the last key of the first chunk is 9 ≥ n
         ("summary(5, 5)", 3): ("111", "111", "111"),
+        # (j + 2) mod 4 ≥ 3: keys 1 and 5
+        ("summary(4, 1, offset=2)", 6): ("010001",) * 6,
+        # (j − 1) mod 3 ≥ 1, offset −1 ≡ 2: keys 0, 2, 3, 5
+        ("summary(3, 2, offset=-1)", 6): ("101101",) * 6,
     }
 
     def reference_pair(self, i, j, n):
-        return j % self.b >= self.b - self.c
+        return (j + self.offset) % self.b >= self.b - self.c
 
     @classmethod
     def call_sources(cls, S):
@@ -734,6 +863,8 @@ class Summary(Primitive):
             """`b, c` with 1 ≤ c ≤ b for every n."""
             if draw(st.booleans()):
                 b = draw(st.integers(1, 100))
+                if draw(st.booleans()):
+                    return f"{b}, {draw(st.integers(1, b))}, offset={draw(st.integers(-150, 150))}"
                 return f"{b}, {draw(st.integers(1, b))}"
             return draw(st.sampled_from(("n, 1", "n, n", "n + 3, 3", "max(2, n), 2", "2 * n, n", "isqrt(n), 1",
                                          "1000000, 999999")))
@@ -757,26 +888,33 @@ class Summary(Primitive):
         if c > b:
             raise ParamError("c", f"summary(b, c) needs c ≤ b, but c = {c} > b = {b} here (n = {n})",
                              "c counts the summary keys at the end of each chunk of b keys")
-        return cls(b, c)
+        return cls(b, c, args["offset"] % b)
 
     def predicate(self, i, j, n):
         j = j.astype(np.int64)  # b and c are not distances: keep them exact
-        return np.broadcast_to(j % self.b >= self.b - self.c, (i.shape[0], j.shape[1]))
+        return np.broadcast_to((j + self.offset) % self.b >= self.b - self.c, (i.shape[0], j.shape[1]))
 
     def row_structure(self, n):
-        return R.ColumnResidues(self.b, self.c)
+        return R.ColumnResidues(self.b, self.c, self.offset)
 
     def __str__(self):
-        return f"summary({self.b}, {self.c})"
+        if self.offset == 0:
+            return f"summary({self.b}, {self.c})"
+        return f"summary({self.b}, {self.c}, offset={self.offset})"
 
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
-        return f"(({k} % {self.b}) >= {self.b - self.c})"
+        if self.offset == 0:
+            return f"(({k} % {self.b}) >= {self.b - self.c})"
+        return f"((({k} + {self.offset}) % {self.b}) >= {self.b - self.c})"
 
     def _keys_below(self, x):
-        """Keys j < x with j mod b ≥ b − c."""
+        """Keys j < x with (j + offset) mod b ≥ b − c."""
+        def shifted(x):  # the same count for offset 0, over 0..x−1
+            return x // self.b * self.c + np.maximum(x % self.b - (self.b - self.c), 0)
+
         x = np.asarray(x, dtype=np.int64)
-        return x // self.b * self.c + np.maximum(x % self.b - (self.b - self.c), 0)
+        return shifted(x + self.offset) - shifted(np.int64(self.offset))
 
     def block_counts(self, grid, qb, kb):
         (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
@@ -790,6 +928,12 @@ class Summary(Primitive):
         c0, c1 = grid.cols(kb)
         kb = kb[self._keys_below(c1 + 1) > self._keys_below(c0)]
         return _cross(grid, np.arange(grid.num_q, dtype=np.int64), kb)
+
+    def transposed(self, n):
+        """i mod b ≥ b − c: the rows at the end of every chunk of b (summary's row side)."""
+        first = (self.b - self.c - self.offset) % self.b  # the first row, or the rows at 0.. cut off
+        rows = [(lo, lo + self.c) for lo in range(first - self.b, n, self.b)]
+        return Rows(IndexSet.of(rows, n))
 
     def simplify(self, n):
         return All() if self.b == self.c else self
@@ -830,6 +974,7 @@ class _IndexPrimitive(Primitive):
 class Global(_IndexPrimitive):
     indices: IndexSet
     name: ClassVar[str] = "global"
+    symmetric: ClassVar[bool] = True
     meaning: ClassVar = (("global(R)", "i ∈ R or j ∈ R"),)
     examples: ClassVar = {
         ("global(0, 5)", 6): ("111111",
@@ -924,6 +1069,9 @@ class Rows(_IndexPrimitive):
         """The |R| rows in R hold n keys, the others none."""
         return RowBound(0, ops.size(args["R"]), columns=RowBound(ops.size(args["R"])))
 
+    def transposed(self, n):
+        return Cols(self.indices)
+
     def predicate(self, i, j, n):
         return np.broadcast_to(R.index_member(self.indices, i), (i.shape[0], j.shape[1]))
 
@@ -968,6 +1116,9 @@ class Cols(_IndexPrimitive):
         """|R| keys in every row."""
         return RowBound(ops.size(args["R"]), columns=RowBound(0, ops.size(args["R"])))
 
+    def transposed(self, n):
+        return Rows(self.indices)
+
     def predicate(self, i, j, n):
         return np.broadcast_to(R.index_member(self.indices, j), (i.shape[0], j.shape[1]))
 
@@ -999,6 +1150,7 @@ class Cols(_IndexPrimitive):
 @dataclass(frozen=True)
 class LogSparse(Primitive):
     name: ClassVar[str] = "logsparse"
+    symmetric: ClassVar[bool] = True
     meaning: ClassVar = (("logsparse", "i = j, or |i − j| is a power of two"),)
     examples: ClassVar = {
         # |i - j| ∈ {0, 1, 2, 4}
@@ -1075,24 +1227,50 @@ class LogSparse(Primitive):
         return grid.num_q * self._offsets(grid.n).size * (grid.block_q // grid.block_k + 2)
 
 
+class _PointBacked(Primitive):
+    """A primitive whose keys are its `row_points`: its block layout counts them."""
+
+    def block_counts(self, grid, qb, kb):
+        return _point_block_counts(self, grid, qb, kb)
+
+    def block_states(self, grid, qb, kb):
+        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
+
+    def block_candidates(self, grid):
+        return _point_blocks(self, grid)[0]
+
+
 @primitive
 @dataclass(frozen=True)
-class Random(Primitive):
+class Random(_PointBacked):
     r: int
     seed: int
+    avoid: Pattern | None = None  # draw only among the keys outside it (BigBird's rule)
     name: ClassVar[str] = "random"
-    signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0, structural=False)),)
+    signatures: ClassVar = ((ParamSpec("r"), ParamSpec("seed", default=0, structural=False)),
+                            (ParamSpec("r"), ParamSpec("seed", default=0, structural=False),
+                             ParamSpec("avoid", kind="pattern")))
     meaning: ClassVar = (("random(r, seed=s)", "each query row holds exactly min(r, n) distinct keys, drawn by "
-                                               "the generator below (`seed` defaults to 0)"),)
+                                               "the generator below (`seed` defaults to 0)"),
+                         ("random(r, seed=s, avoid=P)", "each query row holds exactly min(r, m) distinct keys among "
+                                                        "the m keys j with (i, j) ∉ P, drawn by the generator below "
+                                                        "(BigBird's rule)"))
     # Only the forms a hand can draw: r = 0 and r ≥ n. Which keys a row draws is the
     # generator's (patterndsl/randomgen.py, tests/test_random.py).
     examples: ClassVar = {
         ("random(0)", 3): ("000", "000", "000"),
         ("random(5, seed=9)", 3): ("111", "111", "111"),
+        # r ≥ m: every key outside P
+        ("random(4, seed=1, avoid=window(1))", 4): ("0011", "0001", "1000", "1100"),
+        ("random(2, avoid=all)", 2): ("00", "00"),
     }
 
     def reference_pair(self, i, j, n):
-        return j in _reference_keys(self.seed, i, n, self.r)
+        if self.avoid is None:
+            return j in _reference_keys(self.seed, i, n, self.r)
+        row = np.full(n, i, dtype=np.int64)
+        free = np.flatnonzero(~self.avoid.pairs(row, np.arange(n, dtype=np.int64), n)).tolist()
+        return j in randomgen.reference_avoiding_keys(self.seed, i, free, self.r)
 
     @classmethod
     def call_sources(cls, S):
@@ -1102,7 +1280,10 @@ class Random(Primitive):
         def calls(draw) -> str:
             r = draw(st.one_of(S.nonnegative_ints(), st.sampled_from(("n", "n - 1", "n + 1"))))
             seed = draw(st.one_of(st.integers(0, 20), st.integers(0, 2**62)))
-            form = draw(st.integers(0, 3))
+            form = draw(st.integers(0, 4))
+            if form == 4:  # avoid a pattern drawn from a few other primitives
+                avoid = draw(S.primitive_sources(("window", "global", "causal", "chunk", "stride", "cols")))
+                return f"random({r}, seed={seed}, avoid={avoid})"
             if form == 0:
                 return f"random({r})"
             if form == 1:
@@ -1115,21 +1296,35 @@ class Random(Primitive):
 
     @classmethod
     def row_bound(cls, args, n, ops):
-        """Exactly min(r, n) keys in every row."""
-        return RowBound(ops.min(args["r"], n))
+        """Exactly min(r, n) keys in every row (avoiding P: min(r, m) ≤ min(r, n), which P
+        may make 0)."""
+        return RowBound(ops.min(args["r"], n), tight="avoid" not in args)
 
     @classmethod
     def build(cls, args, n):
         _at_least(args["r"], 0, "random(r, seed)", "r", n)
         _at_least(args["seed"], 0, "random(r, seed)", "seed", n)
-        return cls(args["r"], args["seed"])
+        return cls(args["r"], args["seed"], args.get("avoid"))
 
     def predicate(self, i, j, n):
         rows = i[:, 0]
         out = np.zeros((rows.size, n), dtype=bool)  # the picks are keys 0..n-1, whatever j holds
-        picks = randomgen.keys(self.seed, rows, n, self.r)
-        out[np.arange(rows.size)[:, None], picks] = True
+        if self.avoid is None:
+            out[np.arange(rows.size)[:, None], randomgen.keys(self.seed, rows, n, self.r)] = True
+        else:
+            picks = self._keys(rows, n)  # -1: a slot without a key (fewer than r free keys)
+            held, slot = np.nonzero(picks >= 0)
+            out[held, picks[held, slot]] = True
         return out if np.array_equal(j[0], np.arange(n)) else out[:, j[0]]
+
+    def _keys(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """int64 [len(rows), min(r, n)]: each row's keys (distinct; -1 in the slots of a row
+        with fewer free keys than r), from the generator (patterndsl/randomgen.py)."""
+        if self.avoid is None:
+            return randomgen.key_sets(self.seed, rows, n, self.r)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        free = ~np.asarray(self.avoid.predicate(rows[:, None], np.arange(n, dtype=np.int64)[None, :], n), dtype=bool)
+        return randomgen.avoiding_keys(self.seed, rows, np.broadcast_to(free, (rows.size, n)), self.r)
 
     def row_structure(self, n):
         return R.Points(self)
@@ -1143,61 +1338,31 @@ class Random(Primitive):
         step = max(1, (1 << 22) // max(1, min(self.r, n)))
         for start in range(0, i.shape[0], step):
             rows = np.asarray(i[start:start + step], dtype=np.int64)
-            keys = randomgen.key_sets(self.seed, rows, n, self.r)
+            keys = self._keys(rows, n)
             out[start:start + step] = (keys == np.asarray(j[start:start + step], dtype=np.int64)[:, None]).any(axis=1)
         return out
 
     def row_points(self, rows: np.ndarray, n: int) -> np.ndarray:
         """int64 [len(rows), min(r, n)]: each row's keys (distinct), in no particular order."""
-        return randomgen.key_sets(self.seed, rows, n, self.r)
+        return self._keys(rows, n)
 
     def __str__(self):
-        return f"random({self.r}, seed={self.seed})"
+        if self.avoid is None:
+            return f"random({self.r}, seed={self.seed})"
+        return f"random({self.r}, seed={self.seed}, avoid={self.avoid})"
 
     def source(self, q: str, k: str, n: int, backend) -> str:
         """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
         return backend.data(self, q, k, n)
 
-    def _block_pairs(self, grid):
-        """(codes, counts): the blocks holding its pairs and how many each (all rows drawn once)."""
-        key = ("random blocks", self)
-        if key not in grid.memo:
-            codes, counts = [], []
-            step = max(1, (1 << 22) // max(1, min(self.r, grid.n)))
-            step = max(grid.block_q, step // grid.block_q * grid.block_q)
-            for start in range(0, grid.n, step):
-                rows = np.arange(start, min(grid.n, start + step), dtype=np.int64)
-                keys = randomgen.key_sets(self.seed, rows, grid.n, self.r)
-                block, count = unique_sorted(grid.codes(rows[:, None] // grid.block_q, keys // grid.block_k),
-                                             return_counts=True)
-                codes.append(block)
-                counts.append(count)
-            codes, counts = np.concatenate(codes), np.concatenate(counts)
-            grid.memo[key] = (codes, counts)  # row chunks are whole query blocks: codes are unique
-        return grid.memo[key]
-
-    def block_counts(self, grid, qb, kb):
-        codes, counts = self._block_pairs(grid)
-        wanted = grid.codes(qb, kb)
-        if codes.size == 0:
-            return np.zeros(wanted.shape, dtype=np.int64)
-        at = np.minimum(np.searchsorted(codes, wanted), codes.size - 1)
-        return np.where(codes[at] == wanted, counts[at], 0)
-
-    def block_states(self, grid, qb, kb):
-        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
-
-    def block_candidates(self, grid):
-        return self._block_pairs(grid)[0]
-
     def block_estimate(self, grid):
         return min(grid.num_blocks, grid.n * min(self.r, grid.n) // max(1, min(grid.block_k, grid.n)) + grid.num_q)
 
     def simplify(self, n):
-        if self.r >= n:
-            return All()
         if self.r == 0:
             return Nothing()
+        if self.r >= n:
+            return All() if self.avoid is None else Complement(self.avoid)  # every free key
         return self
 
     def table_bytes(self, grid) -> int:
@@ -1207,6 +1372,95 @@ class Random(Primitive):
         keys = grid.n * min(self.r, grid.n)
         words = grid.block_q * -(-grid.block_k // 32)
         return keys * 48 + grid.num_blocks * 5 + self.block_estimate(grid) * words * 12
+
+
+@dataclass(frozen=True)
+class Transposed(_PointBacked):
+    """`transpose(P)` of a data-backed primitive (random): the one transpose no other
+    primitive states. Its keys per row are the operand's queries per column, from the
+    operand's `row_points` inverted once per n, so every target reads them as points."""
+
+    operand: Primitive
+    name: ClassVar[str] = "transpose"
+
+    def __str__(self):
+        return f"transpose({self.operand})"
+
+    def transposed(self, n):
+        return self.operand
+
+    def simplify(self, n):
+        inner = self.operand.simplify(n)
+        return self if inner == self.operand else inner.transposed(n)
+
+    def predicate(self, i, j, n):
+        return self.operand.predicate(j.reshape(-1, 1), i.reshape(1, -1), n).T
+
+    def pairs(self, i, j, n):
+        return self.operand.pairs(j, i, n)
+
+    def row_structure(self, n):
+        return R.Points(self)
+
+    def row_point_count(self, n: int) -> int:
+        return _inverted_points(self.operand, n).shape[1]
+
+    def row_points(self, rows: np.ndarray, n: int) -> np.ndarray:
+        return _inverted_points(self.operand, n)[np.asarray(rows, dtype=np.int64)]
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        return backend.data(self, q, k, n)
+
+    def block_estimate(self, grid):
+        return min(grid.num_blocks, self.row_point_count(grid.n) * grid.num_q + grid.num_q)
+
+
+@functools.lru_cache(maxsize=8)
+def _inverted_points(operand, n: int) -> np.ndarray:
+    """int64 [n, width]: row i lists the j with i among operand's keys of row j (-1 padded)."""
+    rows = np.arange(n, dtype=np.int64)
+    keys = operand.row_points(rows, n)
+    owner = np.broadcast_to(rows[:, None], keys.shape)[keys >= 0]
+    keys = keys[keys >= 0]
+    order = np.lexsort((owner, keys))
+    keys, owner = keys[order], owner[order]
+    counts = np.bincount(keys, minlength=n)
+    width = int(counts.max(initial=0))
+    slot = np.arange(keys.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    out = np.full((n, width), -1, dtype=np.int64)
+    out[keys, slot] = owner
+    return out
+
+
+def _point_blocks(node, grid):
+    """(codes, counts): the blocks holding the pairs of a points-backed node (its
+    `row_points`) and how many each, all rows listed once, in row chunks of whole
+    query blocks (so the codes are unique)."""
+    key = ("point blocks", node)
+    if key not in grid.memo:
+        codes, counts = [], []
+        step = max(1, (1 << 22) // max(1, node.row_point_count(grid.n)))
+        step = max(grid.block_q, step // grid.block_q * grid.block_q)
+        for start in range(0, grid.n, step):
+            rows = np.arange(start, min(grid.n, start + step), dtype=np.int64)
+            keys = node.row_points(rows, grid.n)
+            owner = np.broadcast_to(rows[:, None], keys.shape)
+            held = keys >= 0
+            block, count = unique_sorted(grid.codes(owner[held] // grid.block_q, keys[held] // grid.block_k),
+                                     return_counts=True)
+            codes.append(block)
+            counts.append(count)
+        grid.memo[key] = (np.concatenate(codes), np.concatenate(counts))
+    return grid.memo[key]
+
+
+def _point_block_counts(node, grid, qb, kb):
+    codes, counts = _point_blocks(node, grid)
+    wanted = grid.codes(qb, kb)
+    if codes.size == 0:
+        return np.zeros(wanted.shape, dtype=np.int64)
+    at = np.minimum(np.searchsorted(codes, wanted), codes.size - 1)
+    return np.where(codes[at] == wanted, counts[at], 0)
 
 
 def _cross(grid, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:

@@ -15,6 +15,11 @@ Floyd's sampling algorithm over 0..n-1:
         x = draw(s, i, t) mod (m + 1)
         S = S ∪ {m} if x ∈ S else S ∪ {x}
 
+Row i of `random(r, seed=s, avoid=P)` draws among the m keys j with (i, j) ∉ P
+(BigBird's rule): the same algorithm over 0..m-1 picks k = min(r, m) ranks, and
+the keys are the free keys at those ranks, the free keys taken in ascending
+order (`avoiding_keys`, `reference_avoiding_keys`).
+
 `draw` uses only 64-bit integer arithmetic; the vectorized version below and
 the plain-Python one (`reference_keys`) compute the same numbers, which the
 tests check, together with fixed values that must never change.
@@ -130,3 +135,29 @@ def key_sets(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
         for rows_t, steps_t in zip(np.split(row, bounds_at), np.split(step, bounds_at)):
             taken[rows_t, steps_t] |= taken[rows_t, back[rows_t, steps_t]]
     return np.where(taken, np.arange(n - k, n, dtype=np.int64)[None, :], draws)
+
+
+def reference_avoiding_keys(seed: int, row: int, free: list[int], r: int) -> list[int]:
+    """Row ``row``'s keys among the ascending list ``free`` of its free keys (plain Python)."""
+    return [free[rank] for rank in reference_keys(seed, row, len(free), r)]
+
+
+def avoiding_keys(seed: int, rows: np.ndarray, free: np.ndarray, r: int) -> np.ndarray:
+    """int64 [len(rows), min(r, n)]: each row's keys drawn among its free keys (``free``:
+    bool [len(rows), n]), -1 in the slots beyond min(r, m) of a row with m < r free keys.
+    Rows with the same m are drawn together (`key_sets` over 0..m-1)."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    counts = free.sum(axis=1)
+    width = min(r, free.shape[1])
+    out = np.full((rows.size, width), -1, dtype=np.int64)
+    if width == 0 or rows.size == 0:
+        return out
+    row_of, column = np.nonzero(free)  # ascending within each row
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    for m in np.unique(counts):
+        if m == 0:
+            continue
+        group = np.flatnonzero(counts == m)
+        ranks = key_sets(seed, rows[group], int(m), r)  # [len(group), min(r, m)]
+        out[group, : ranks.shape[1]] = column[start[group][:, None] + ranks]
+    return out

@@ -35,7 +35,7 @@ import re
 
 from .blocksize import BLOCK_SIZE_HELP, block_size_problem
 from .errors import Diagnostic, Source, Span, SpatError, did_you_mean
-from .ir import Complement, Difference, Intersection, Pattern, Union
+from .ir import Blocked, Complement, Difference, Intersection, Pattern, Union
 from .primitives import PRIMITIVES, ParamError
 
 MAX_INT = 1 << 62  # any integer beyond this in magnitude is an error, not a meaning
@@ -49,7 +49,10 @@ MAX_ERRORS = 50  # diagnostics shown; the rest are counted
 MAX_CALL_NOTES = 4  # "in the call …" notes kept for an error inside nested defs
 PROBABILITY_MAPS = probability.NAMES
 BUILTINS = {"isqrt": "isqrt(x)", "ilog2": "ilog2(x)", "min": "min(a, b, …)", "max": "max(a, b, …)",
-            "cdiv": "cdiv(a, b)"}
+            "cdiv": "cdiv(a, b)", "transpose": "transpose(P)", "if": "if(condition, a, b)"}
+SCOPES = {"blocks": "blocks(B) { P }"}
+COMPARISONS = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+               "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,18 @@ class Integers:
     def __init__(self, n: int | None):
         self.n = n
         self.n_value = n
+        self.sizes = [n]  # the size patterns are built for: n, or ⌈n/B⌉ inside blocks(B) { }
+
+    def enter_blocks(self, size: int):
+        self.sizes.append(-(-self.sizes[-1] // size) if self.sizes[-1] is not None else None)
+
+    def leave_blocks(self):
+        self.sizes.pop()
+
+    def blocks(self, size: int, pattern: Pattern) -> Pattern:
+        # A block as long as the sequence is the whole sequence: B ≥ n is B = n (and stays
+        # within the index dtype).
+        return Blocked(min(size, max(1, self.sizes[-1])), pattern)
 
     @staticmethod
     def is_int(value) -> bool:
@@ -99,13 +114,28 @@ class Integers:
     difference = staticmethod(Difference)
     complement = staticmethod(Complement)
 
+    def transpose(self, pattern: Pattern) -> Pattern:
+        return pattern.transposed(self.sizes[-1])
+
+    # Conditions (of `if`) are Python bools here: `decided` gives one's value.
+    is_condition = staticmethod(lambda value: isinstance(value, bool))
+    compare = staticmethod(lambda op, a, b: COMPARISONS[op](a, b))
+    both = staticmethod(lambda a, b: a and b)
+    either = staticmethod(lambda a, b: a or b)
+    negate = staticmethod(lambda a: not a)
+    decided = staticmethod(lambda condition: condition)
+
+    @staticmethod
+    def choose(condition, a, b):
+        return a if condition else b
+
     def primitive(self, cls, args: dict) -> Pattern:
         """The primitive with its arguments (an index list: indices and RangeValues); may raise
         ParamError."""
         for name, value in args.items():
             if isinstance(value, list):
                 args[name] = [(v.lo, v.hi) if isinstance(v, RangeValue) else (v, v + 1) for v in value]
-        return cls.build(args, self.n)
+        return cls.build(args, self.sizes[-1])
 
 
 @dataclass(frozen=True)
@@ -493,8 +523,12 @@ class _Evaluator:
         self.r = resolver
         self.d = domain
         self.n = domain.n  # the bound n, for messages (None: not one n)
-        self.let_cache: dict[str, object] = {}
-        self.let_failed: set[str] = set()
+        # Lets and def calls are cached per scale: inside `blocks(B) { }` a pattern-valued
+        # one is evaluated again, over the blocks (self.scale: the block sizes entered).
+        self.scale: tuple = ()
+        self.hidden: dict = {}  # pattern parameters of the defs around a blocks { }
+        self.let_cache: dict[tuple, object] = {}
+        self.let_failed: set[tuple] = set()
         self.let_active: set[str] = set()
         self.call_cache: dict[tuple, object] = {}
         self.call_depth = 0
@@ -627,17 +661,18 @@ class _Evaluator:
     # ---- expressions -------------------------------------------------------------
 
     def let_value(self, name: str):
-        if name in self.let_cache:
-            return self.let_cache[name]
-        if name in self.let_failed:
+        key = (name, self.scale)
+        if key in self.let_cache:
+            return self.let_cache[key]
+        if key in self.let_failed:
             raise _Failed
         stmt = self.r.lets[name]
         try:
             value = self.value(stmt.value, {})
         except _Failed:
-            self.let_failed.add(name)
+            self.let_failed.add(key)
             raise
-        self.let_cache[name] = value
+        self.let_cache[key] = value
         return value
 
     def pattern(self, node: A.Node, scope: dict) -> Pattern:
@@ -656,8 +691,8 @@ class _Evaluator:
         return value
 
     def describe(self, value) -> str:
-        if isinstance(value, bool):
-            return "a boolean"
+        if self.d.is_condition(value):
+            return "a condition"
         if self.d.is_int(value):
             return f"the integer {value}"
         if isinstance(value, RangeValue):
@@ -682,6 +717,10 @@ class _Evaluator:
         name = node.id
         if name in scope:
             return scope[name]
+        if name in self.hidden:
+            self.r.fail(f"the pattern parameter '{name}' cannot be used inside blocks {{ }}", node.span,
+                        help="it was built over tokens; pass the integers it is built from, "
+                             "or use a def or let, which are evaluated over the blocks")
         if name == "n":
             if self.d.n_value is None:
                 self.r.fail(self.no_n_reason or "n is not known here", node.span,
@@ -740,6 +779,8 @@ class _Evaluator:
         return pattern
 
     def _unary(self, node: A.Unary, scope):
+        if node.op == "not":
+            return self.d.negate(self.condition(node.operand, scope))
         value = self.value(node.operand, scope)
         if node.op == "~":
             if not self.d.is_pattern(value):
@@ -752,6 +793,8 @@ class _Evaluator:
         return self._check_int(-value, node.span)
 
     def _binary(self, node: A.Binary, scope):
+        if node.op in COMPARISONS or node.op in ("and", "or"):
+            return self._condition(node, scope)
         left = failed = None
         try:
             left = self.value(node.left, scope)
@@ -776,6 +819,75 @@ class _Evaluator:
         result = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
                   "//": lambda: left // right, "%": lambda: left % right}[node.op]()
         return self._check_int(result, node.span)
+
+    def condition(self, node: A.Node, scope: dict):
+        value = self.value(node, scope)
+        if not self.d.is_condition(value):
+            self.r.fail(f"expected a condition, found {self.describe(value)}", node.span,
+                        help="a condition compares integers: `n >= 1024`, `w != 0 and n % w == 0`")
+        return value
+
+    def _condition(self, node: A.Binary, scope):
+        """A comparison of two integers, or `and` / `or` of two conditions."""
+        if node.op in ("and", "or"):
+            left = self.condition(node.left, scope)
+            right = self.condition(node.right, scope)
+            return (self.d.both if node.op == "and" else self.d.either)(left, right)
+        sides = []
+        for side in (node.left, node.right):
+            value = self.value(side, scope)
+            if not self.d.is_int(value):
+                self.r.fail(f"'{node.op}' compares integers, found {self.describe(value)}", side.span,
+                            help="compare integer expressions; patterns combine with | & - ~")
+            sides.append(value)
+        return self.d.compare(node.op, *sides)
+
+    def _if(self, node: A.Call, scope):
+        """if(c, a, b): the integer a when c holds, else b. Only the branch taken is
+        evaluated (its errors alone are reported), unless the domain cannot decide c."""
+        usage = "write if(condition, a, b): the integer a when the condition holds, else b"
+        if len(node.args) != 3 or any(isinstance(arg, (A.Keyword, A.Range)) for arg in node.args):
+            self.r.fail(f"if takes a condition and two integers, got {len(node.args)} arguments", node.span,
+                        help=usage)
+        condition = self.condition(node.args[0], scope)
+        decided = self.d.decided(condition)
+        branches = node.args[1:] if decided is None else (node.args[1] if decided else node.args[2],)
+        values = []
+        for branch in branches:
+            value = self.value(branch, scope)
+            if not self.d.is_int(value):
+                self.r.fail(f"if chooses between integers, found {self.describe(value)}", branch.span,
+                            help="choose between patterns with arithmetic on their parameters, or write two defs")
+            values.append(value)
+        if decided is not None:
+            return values[0]
+        return self._check_int(self.d.choose(condition, *values), node.span)
+
+    def _scoped(self, node: A.Scoped, scope):
+        """`blocks(B) { P }`: P over the ⌈n/B⌉ blocks of B tokens (n keeps its meaning)."""
+        if node.func not in SCOPES:
+            self.r.fail(f"unknown scope '{node.func}'", node.span,
+                        help=did_you_mean(node.func, set(SCOPES)) or f"write {' or '.join(SCOPES.values())}")
+        usage = f"write {SCOPES[node.func]}"
+        if len(node.args) != 1 or isinstance(node.args[0], (A.Keyword, A.Range)):
+            self.r.fail(f"blocks takes one block size, got {len(node.args)} arguments", node.span, help=usage)
+        size = self.integer(node.args[0], scope, "a block size")
+        known = self.d.known(size)
+        if known is not None and known < 1:
+            self.r.fail(f"blocks(B) needs B ≥ 1, but B = {known}{self._n_note()}", node.args[0].span,
+                        help="a block size must be positive; wrap it as max(1, …) if it shrinks with n")
+        # A pattern passed in as a def parameter was built over tokens: not usable over blocks.
+        inner = {name: value for name, value in scope.items() if not self.d.is_pattern(value)}
+        hidden = {name: value for name, value in scope.items() if self.d.is_pattern(value)}
+        saved, saved_hidden = self.scale, self.hidden
+        self.scale, self.hidden = saved + (size,), {**self.hidden, **hidden}
+        self.d.enter_blocks(size)
+        try:
+            body = self.pattern(node.body, inner)
+        finally:
+            self.d.leave_blocks()
+            self.scale, self.hidden = saved, saved_hidden
+        return self._sized(self.d.blocks(size, body), node.span)
 
     def _range(self, node: A.Range, scope):
         lo = self.integer(node.lo, scope, "an index")
@@ -806,6 +918,8 @@ class _Evaluator:
         self.r.fail(f"keyword argument '{node.name}=' outside a call", node.span)
 
     def _call(self, node: A.Call, scope):
+        if node.func == "if" and node.func not in self.r.defs:
+            return self._if(node, scope)
         positional, keywords = [], {}
         values, failed = [], False
         for arg in node.args:  # every argument, once, so that independent errors are all reported
@@ -835,6 +949,8 @@ class _Evaluator:
         raise _Failed  # an unknown function: check_names reported it
 
     def call_builtin(self, name, positional, keywords, span):
+        if name == "transpose":
+            return self._transpose(positional, keywords, span)
         if keywords:
             self.r.fail(f"{name} takes no keyword arguments", next(iter(keywords.values()))[1],
                         help=f"write {BUILTINS[name]}")
@@ -863,6 +979,16 @@ class _Evaluator:
             return self.d.cdiv(args[0], args[1])
         return self.d.minimum(*args) if name == "min" else self.d.maximum(*args)
 
+    def _transpose(self, positional, keywords, span):
+        if keywords or len(positional) != 1:
+            self.r.fail(f"transpose takes one pattern, got {len(positional) + len(keywords)} arguments", span,
+                        help="write transpose(P): (i, j) is in it when (j, i) is in P")
+        value, arg_span = positional[0]
+        if not self.d.is_pattern(value):
+            self.r.fail(f"transpose takes a pattern, found {self.describe(value)}", arg_span,
+                        help="write transpose(P): (i, j) is in it when (j, i) is in P")
+        return self._sized(self.d.transpose(value), span)
+
     def build_primitive(self, cls, positional, span, keywords=None):
         keywords = keywords or {}
         bound = self._bind_primitive(cls, positional, keywords, span)
@@ -881,6 +1007,11 @@ class _Evaluator:
                                     item_span)
                     items.append(item)
                 args[spec.name] = items
+            elif spec.kind == "pattern":
+                if not self.d.is_pattern(value):
+                    self.r.fail(f"{cls.name}: '{spec.name}' must be a pattern, found {self.describe(value)}",
+                                arg_span, help=f"write {cls.usage()}")
+                args[spec.name] = value
             else:
                 if not self.d.is_int(value):
                     self.r.fail(f"{cls.name}: '{spec.name}' must be an integer, found {self.describe(value)}",
@@ -958,7 +1089,7 @@ class _Evaluator:
                             help=did_you_mean(name, names) or f"its parameters are {', '.join(sorted(names)) or 'none'}")
             if name in {p.name for p in params[: len(positional)]}:
                 self.r.fail(f"argument '{name}' is given twice", kw_span)
-        key = (definition.name, tuple(values))
+        key = (definition.name, tuple(values), self.scale)
         if key in self.call_cache:
             return self.call_cache[key]
         if key in self.failed_calls:

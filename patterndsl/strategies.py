@@ -107,6 +107,30 @@ def primitive_sources(names: "tuple[str, ...] | None" = None) -> st.SearchStrate
     return st.one_of([PRIMITIVES[name].call_sources(this_module) for name in (names or PRIMITIVE_NAMES)])
 
 
+@functools.lru_cache(maxsize=None)
+def leaf_sources() -> st.SearchStrategy[str]:
+    """The default leaves of nested expressions: a primitive call, or now and then its
+    transpose (`transpose(P)`: one IR leaf still, the primitive's own transpose;
+    tests/test_transpose.py transposes whole expressions) or a `blocks(B) { P }`."""
+    transposed = primitive_sources().map(lambda text: f"transpose({text})")
+    return st.integers(0, 7).flatmap(lambda k: transposed if k == 0 else blocked_sources() if k == 1
+                                     else primitive_sources())
+
+
+# Block sizes of `blocks(B) { }`: often a power of two, so that they meet the kernels' blocks.
+_BLOCK_SIZES = ("1", "2", "3", "4", "8", "16", "32", "64", "128")
+
+
+@functools.lru_cache(maxsize=None)
+def blocked_sources() -> st.SearchStrategy[str]:
+    """`blocks(B) { P }` with P a small expression over primitive calls (now and then
+    transposed), B a power of two or any positive expression in n."""
+    inner = st.one_of(primitive_sources(), primitive_sources().map(lambda text: f"transpose({text})"))
+    body = pattern_trees(max_depth=1, leaves=inner, continuation=False).map(lambda pair: pair[0])
+    size = st.one_of(st.sampled_from(_BLOCK_SIZES), positive_ints())
+    return st.tuples(size, body).map(lambda pair: f"blocks({pair[0]}) {{ {pair[1]} }}")
+
+
 # ---- nested expressions -------------------------------------------------------------
 
 # A tree is ("leaf", text) | ("|", [trees]) | ("&", [trees]) | ("-", left, right) | ("~", tree).
@@ -208,7 +232,7 @@ def pattern_trees(draw, max_depth: int = 3, leaves: "st.SearchStrategy[str] | No
     pool of 1–4 sources (``leaves``, by default `primitive_sources`) drawn per
     example, so the same leaf often appears twice (``a - a``, ``a | b | a``),
     which the simplification passes act on."""
-    pool = draw(st.lists(leaves if leaves is not None else primitive_sources(), min_size=1, max_size=_POOL_SIZE))
+    pool = draw(st.lists(leaves if leaves is not None else leaf_sources(), min_size=1, max_size=_POOL_SIZE))
     tree = _fill(draw(_shapes(max_depth)), pool)
     return _render(draw, tree, continuation), tree
 
@@ -240,7 +264,7 @@ def pattern_asts(draw, max_depth: int = 3) -> A.Node:
     """A random pattern expression as AST nodes (patterndsl.ast), built directly
     from a tree rather than by parsing it (the leaves, one primitive call each,
     are parsed). Spans are None; AST equality ignores them."""
-    pool = draw(st.lists(primitive_sources(), min_size=1, max_size=_POOL_SIZE))
+    pool = draw(st.lists(leaf_sources(), min_size=1, max_size=_POOL_SIZE))
     return _build_ast(_fill(draw(_shapes(max_depth)), pool))
 
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .ir import AllOf, AnyOf, IndexSet, Not  # noqa: F401  (the connectives of a row structure)
+from .ir import AllOf, AnyOf, IndexSet, Not, Scaled  # noqa: F401  (the connectives of a row structure)
 
 
 def _clamp(value: int, n: int) -> int:
@@ -66,15 +66,19 @@ class Band(Atom):
 
 @dataclass(frozen=True)
 class Blocks(Atom):
-    """⌊i/b⌋ = ⌊j/b⌋."""
+    """⌊(i + offset)/b⌋ = ⌊(j + offset)/b⌋ (0 ≤ offset < b)."""
 
     b: int
+    offset: int = 0
     kind: ClassVar[str] = "interval"
 
     def bounds(self, rows, n):
-        b = min(self.b, n + 1)
-        lo = rows // b * b
-        return lo, np.minimum(lo + b, n)
+        if self.offset == 0:
+            b = min(self.b, n + 1)
+            lo = rows // b * b
+            return lo, np.minimum(lo + b, n)
+        lo = (rows + self.offset) // self.b * self.b - self.offset
+        return np.maximum(lo, 0), np.minimum(lo + self.b, n)
 
 
 def index_member(indices: IndexSet, rows: np.ndarray) -> np.ndarray:
@@ -100,26 +104,28 @@ class RowSet(Atom):
 
 @dataclass(frozen=True)
 class Residue(Atom):
-    """j ≡ i (mod s)."""
+    """j ≡ i − offset (mod s)."""
 
     s: int
+    offset: int = 0
     kind: ClassVar[str] = "periodic"
 
     def progression(self, rows, n):
         """(m, a, c): the keys j with (j − a) mod m < c; a is per row or a scalar."""
-        return self.s, rows % self.s, 1
+        return self.s, (rows - self.offset) % self.s, 1
 
 
 @dataclass(frozen=True)
 class ColumnResidues(Atom):
-    """j mod b ≥ b − c, the same in every row."""
+    """(j + offset) mod b ≥ b − c, the same in every row."""
 
     b: int
     c: int
+    offset: int = 0
     kind: ClassVar[str] = "periodic"
 
     def progression(self, rows, n):
-        return self.b, self.b - self.c, self.c
+        return self.b, (self.b - self.c - self.offset) % self.b, self.c
 
 
 @dataclass(frozen=True)
@@ -136,3 +142,90 @@ class Points(Atom):
     def width(self, n) -> int:
         """k, the number of slots per row."""
         return self.source.row_point_count(n)
+
+
+# ---- structure over blocks (`blocks(B) { P }`) -------------------------------------------
+
+
+def _blocks_of(n: int, size: int) -> int:
+    return -(-n // size)
+
+
+@dataclass(frozen=True)
+class ScaledInterval(Atom):
+    """The interval atom ``inner`` of a pattern over blocks of ``size``: its block interval
+    [lo, hi) of block row ⌊i/size⌋ is the keys [lo·size, hi·size) ∩ [0, n)."""
+
+    inner: Atom
+    size: int
+    kind: ClassVar[str] = "interval"
+
+    def bounds(self, rows, n):
+        lo, hi = self.inner.bounds(rows // self.size, _blocks_of(n, self.size))
+        return np.minimum(lo * self.size, n), np.minimum(hi * self.size, n)
+
+
+@dataclass(frozen=True)
+class ScaledProgression(Atom):
+    """The periodic atom ``inner`` over blocks: (⌊j/B⌋ − a) mod m < c is exactly
+    (j − a·B) mod m·B < c·B."""
+
+    inner: Atom
+    size: int
+    kind: ClassVar[str] = "periodic"
+
+    def progression(self, rows, n):
+        m, a, c = self.inner.progression(rows // self.size, _blocks_of(n, self.size))
+        return m * self.size, a * self.size, c * self.size
+
+
+@dataclass(frozen=True)
+class PointBlock(Atom):
+    """Slot ``slot`` of the point atom ``inner`` over blocks: the one key block it names,
+    as the interval of its tokens (empty where the slot holds no key)."""
+
+    inner: Points
+    slot: int
+    size: int
+    kind: ClassVar[str] = "interval"
+
+    def bounds(self, rows, n):
+        keys = _block_points(self.inner, rows // self.size, _blocks_of(n, self.size))[:, self.slot]
+        lo = np.where(keys >= 0, np.minimum(keys * self.size, n), 0)
+        hi = np.where(keys >= 0, np.minimum(keys * self.size + self.size, n), 0)
+        return lo, hi
+
+
+_LAST_POINTS: dict = {}  # the last block rows' points: every slot of a point atom asks for the same
+
+
+def _block_points(atom: Points, block_rows: np.ndarray, n: int) -> np.ndarray:
+    """atom.points at these block rows, each distinct block row drawn once (a block of B
+    query rows shares one block row)."""
+    key = (atom, n, block_rows.tobytes())
+    if key not in _LAST_POINTS:
+        distinct, inverse = np.unique(block_rows, return_inverse=True)
+        _LAST_POINTS.clear()
+        _LAST_POINTS[key] = atom.points(distinct, n)[inverse.reshape(-1)]
+    return _LAST_POINTS[key]
+
+
+def scale(node, size: int, n: int):
+    """The row structure ``node`` of a pattern over the blocks of ``size`` (of a sequence of
+    n), as a formula over atoms of the tokens. A point atom becomes one interval per slot."""
+    if isinstance(node, AnyOf):
+        return AnyOf(tuple(scale(p, size, n) for p in node.parts))
+    if isinstance(node, AllOf):
+        return AllOf(tuple(scale(p, size, n) for p in node.parts))
+    if isinstance(node, Not):
+        return Not(scale(node.part, size, n))
+    if isinstance(node, Scaled):  # blocks of blocks: ⌊⌊j/a⌋/b⌋ = ⌊j/(a·b)⌋
+        return scale(node.part, size * node.size, n)
+    if node.kind == "interval":
+        return ScaledInterval(node, size)
+    if node.kind == "periodic":
+        return ScaledProgression(node, size)
+    slots = node.width(_blocks_of(n, size))
+    if slots == 0:
+        return Span(0, 0)
+    return AnyOf(tuple(PointBlock(node, t, size) for t in range(slots)))

@@ -108,11 +108,12 @@ class _ToAst:
         return self._node(A.Binary, c, str(c[1]), c[0], c[2])
 
     sub = add = mul = floordiv = mod = _binary
+    eq = ne = lt = le = gt = ge = and_ = or_ = _binary
 
     def _unary(self, c):
         return self._node(A.Unary, c, str(c[0]), c[1])
 
-    invert = neg = _unary
+    invert = neg = not_ = _unary
 
     def number(self, c):
         text = str(c[0])
@@ -132,6 +133,10 @@ class _ToAst:
 
     def call(self, c):
         return self._node(A.Call, c, str(c[0]), tuple(self._nodes(c)))
+
+    def scoped(self, c):
+        nodes = self._nodes(c)
+        return self._node(A.Scoped, c, str(c[0]), tuple(nodes[:-1]), nodes[-1])
 
     def atom(self, c):  # "(" expr ")": keep the inner node, widen its span to the parentheses
         inner = c[1]
@@ -172,6 +177,14 @@ def keywords() -> set[str]:
     return {text for text in literals if text.isidentifier()}
 
 
+def _punctuation_regex(text: str) -> str:
+    """A literal token; a lone '<' or '>' only, so that a shift ('<<', '>>') is reported as
+    the characters it is rather than as two comparisons."""
+    if text in ("<", ">"):
+        return f"(?<!{re.escape(text)}){re.escape(text)}(?!{re.escape(text)})"
+    return re.escape(text)
+
+
 @functools.lru_cache(maxsize=None)
 def _master_regex():
     _, literals, regexes = _grammar()
@@ -183,7 +196,7 @@ def _master_regex():
         ("FLOAT", regexes["FLOAT"]),
         ("NUMBER", regexes["NUMBER"]),
         ("NAME", regexes["NAME"]),
-    ] + [(f"P{k}", re.escape(p)) for k, p in enumerate(punctuation)]
+    ] + [(f"P{k}", _punctuation_regex(p)) for k, p in enumerate(punctuation)]
     groups = {f"P{k}": literals[p] for k, p in enumerate(punctuation)}
     regex = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in parts))
     return regex, groups
@@ -216,8 +229,8 @@ def _bad_char_help(text: str) -> str | None:
     if text == "/":
         return "integer division is written `//`"
     if char in "<>!":
-        return ("there are no comparison or shift operators: patterns combine with | & - ~, "
-                "integers with + - * // %")
+        return ("there are no shift operators: patterns combine with | & - ~, integers with + - * // %; "
+                "comparisons (== != < <= > >=) are the conditions of if(c, a, b)")
     if char == "^":
         return "union is written '|', intersection '&'; there is no power operator"
     if char in "\"'`":
@@ -297,7 +310,7 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
         if kind == "NAME" and value in keyword_types:
             token_type = keyword_types[value]
         token = Token(token_type, value, pos, line, column, line, column + len(value), end)
-        if (token_type in keyword_types.values() and last_significant is not None
+        if (value in _STATEMENT_HELP and token_type in keyword_types.values() and last_significant is not None
                 and line > last_significant.line and opener_stack and opener_stack[-1].type == "LPAR"):
             # A keyword cannot stand inside parentheses: a ')' is missing before this line.
             # Report it and start a new statement here, so the rest of the file is checked.
@@ -382,6 +395,7 @@ def _lex(source: Source, diagnostics: list[Diagnostic]) -> _Lexed:
 
 
 _BINARY_OPERATORS = ("|", "&", "-", "+", "*", "//", "%")
+_CONDITION_TOKENS = {"==", "!=", "<", "<=", ">", ">=", "and", "or", "not"}
 _EXPRESSION_START = ("NAME", "NUMBER", "FLOAT", "(", "~", "-")
 
 
@@ -406,7 +420,9 @@ def _describe_expected(accepted: set[str]) -> tuple[str, set[str]]:
     names = {v: k for k, v in literals.items()}
     texts = {names.get(t, t) for t in accepted}
     literal_texts = set(names.values())
-    rest = set(texts)
+    rest = set(texts) - _CONDITION_TOKENS  # conditions are for `if`: not offered wherever an integer may go
+    if "{" in rest and any(op in rest for op in _BINARY_OPERATORS):
+        rest.discard("{")  # after a call: `blocks(B) { … }` is not what a missing operator suggests
     phrases = []
     if "NUMBER" in rest:
         phrases.append("an expression")

@@ -299,8 +299,11 @@ def _keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
                              _complement(_keys(node.right, rows, n, meter), n)], n)
     elif isinstance(node, Complement):
         out = _complement(_keys(node.operand, rows, n, meter), n)
-    else:
-        raise TypeError(f"not an IR node: {node!r}")
+    else:  # any other node (blocks { }) answers for itself: its predicate over whole rows
+        meter.add(rows.size * n)
+        dense = np.asarray(node.predicate(rows[:, None], np.arange(n, dtype=np.int64)[None, :], n), dtype=bool)
+        own, keys = np.nonzero(dense)
+        out = _KeySets.make(rows.size, own, keys, keys + 1, n)
     meter.add(out.lo.size + rows.size)
     return out
 
@@ -319,8 +322,10 @@ def _pairs(node, i, j, n) -> np.ndarray:
         return ~_pairs(node.operand, i, j, n)
     if isinstance(node, Difference):
         parts, wanted = (node.left, Complement(node.right)), True
-    else:
+    elif isinstance(node, (Union, Intersection)):
         parts, wanted = node.parts, isinstance(node, Intersection)
+    else:
+        return np.asarray(node.pairs(i, j, n), dtype=bool)  # any other node (blocks { }) answers for itself
     out = np.full(i.size, wanted)
     for part in parts:
         open_ = np.flatnonzero(out == wanted)  # pairs the parts so far have not settled

@@ -228,8 +228,27 @@ EXTRA_NS = {
 }
 
 # Every example file must be covered by a reference (BigBird is tested on
-# its own below, because its random part cannot be written independently).
-SPECIAL = {"bigbird.spat"}
+# its own below, because its random part cannot be written independently;
+# Phi-3-small has 32 heads, tested head by head below).
+SPECIAL = {"bigbird.spat", "bigbird_blocked.spat", "phi3_small.spat"}
+
+
+def ref_phi3_small(n: int, head: int) -> list[np.ndarray]:
+    """Phi-3-small (Abdin et al. 2024), as its code builds the mask
+    (vLLM blocksparse_attention/utils.py, get_sparse_attn_mask, with the model's
+    config: block_size 64, local_blocks 16, vert_stride 8, 32 heads, not
+    homo_head): num_blocks = cdiv(n, 64); head_sliding_step = max(1, 8 // 32) = 1;
+    block (q, k) is on when q >= k and (q - k < 16 or (k + h*step + 1) % 8 == 0);
+    the token mask is that block mask expanded to 64 x 64 tiles, times tril.
+    Layer 0 is the dense causal layer."""
+    block, local, stride = 64, 16, 8
+    step = max(1, stride // 32)
+    blocks = -(-n // block)
+    q, k = np.arange(blocks)[:, None], np.arange(blocks)[None, :]
+    block_mask = (q >= k) & ((q - k < local) | ((k + head * step + 1) % stride == 0))
+    tile = np.kron(block_mask, np.ones((block, block), dtype=bool))[:n, :n]
+    causal = np.tril(np.ones((n, n), dtype=bool))
+    return [causal, tile & causal]
 
 
 # ---------------------------------------------------------------------------
@@ -308,6 +327,39 @@ def test_example_small_n_sweep(name: str):
         assert pattern.layers == len(expected)
         for layer, exp in enumerate(expected):
             _assert_same(_mask(pattern, n, layer=layer), exp, f"{name} n={n}")
+
+
+@pytest.mark.parametrize("n", [1, 64, 100, 257, 700, 1300, 4096], ids=lambda n: f"n{n}")
+def test_bigbird_blocked(n: int):
+    """Zaheer et al. 2020, App. D: blocks of 64; query block q attends to blocks
+    q - 1, q, q + 1 and to the first and last blocks (global, both ways), and to
+    exactly min(3, m) other key blocks, m = the blocks outside those; every pair of
+    a chosen block pair is connected."""
+    block, r = 64, 3
+    blocks = -(-n // block)
+    got = _mask(_compile(EXAMPLES / "bigbird_blocked.spat", n), n)
+    token_block = np.arange(n) // block
+    q, k = np.arange(blocks)[:, None], np.arange(blocks)[None, :]
+    near = (np.abs(q - k) <= 1) | (q == 0) | (q == blocks - 1) | (k == 0) | (k == blocks - 1)
+    # whole blocks: the token mask is constant on every block pair
+    block_mask = got[np.arange(blocks) * block][:, np.arange(blocks) * block]
+    expanded = block_mask[token_block[:, None], token_block[None, :]]
+    _assert_same(got, expanded, f"bigbird_blocked n={n} (whole blocks)")
+    assert (block_mask[near]).all()
+    outside = block_mask & ~near
+    assert (outside.sum(axis=1) == np.minimum(r, (~near).sum(axis=1))).all()
+
+
+@pytest.mark.parametrize("n", [1, 64, 100, 1100, 2500], ids=lambda n: f"n{n}")
+def test_phi3_small(n: int):
+    pattern = _compile(EXAMPLES / "phi3_small.spat", n)
+    assert pattern.layers == 2
+    assert pattern.heads == 32
+    heads = range(32) if n <= 100 else (0, 1, 7, 8, 13, 31)
+    for head in heads:
+        expected = ref_phi3_small(n, head)
+        for layer, exp in enumerate(expected):
+            _assert_same(_mask(pattern, n, layer=layer, head=head), exp, f"phi3_small n={n} head={head}")
 
 
 def _bigbird_random(n: int) -> np.ndarray:

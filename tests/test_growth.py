@@ -134,9 +134,11 @@ def test_heads_and_layers_shape():
 # O(n√n) needs l ≈ √n); design_card's stride(128) is ⌈n/128⌉ keys per row: O(n²).
 EXPECTED = {
     "bigbird": "O(n)",
+    "bigbird_blocked": "O(n)",
     "design_card": "O(n^2)",
     "fixed": "O(n^2)",
     "logsparse": "O(n log n)",
+    "phi3_small": "O(n^2)",
     "longformer": "O(n)",
     "longformer_dilated": "O(n)",
     "prefix_lm": "O(n^2)",
@@ -144,7 +146,7 @@ EXPECTED = {
     "star": "O(n)",
     "strided": "O(n^1.5)",
 }
-PER_LAYER = {"fixed": ["O(n)", "O(n^2)"], "strided": ["O(n^1.5)", "O(n^1.5)"]}
+PER_LAYER = {"fixed": ["O(n)", "O(n^2)"], "strided": ["O(n^1.5)", "O(n^1.5)"], "phi3_small": ["O(n^2)", "O(n^2)"]}
 
 
 def test_every_example_is_listed():

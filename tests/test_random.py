@@ -153,3 +153,32 @@ def test_different_n_changes_keys_but_not_counts():
     large = patterndsl.compile("random(3, seed=2)", 41).dense()
     assert (small.sum(axis=1) == 3).all() and (large.sum(axis=1) == 3).all()
     assert not np.array_equal(small, large[:40, :40])
+
+
+# ---- random(r, seed=s, avoid=P): BigBird's rule ---------------------------------------------
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(seed=st.integers(0, 2**62), r=st.integers(0, 12), n=st.integers(1, 40),
+       avoid=st.sampled_from(("window(1)", "global(0, 3)", "causal", "stride(3)", "all", "none")))
+def test_avoiding_keys_equal_the_plain_python_rule(seed, r, n, avoid):
+    """Row i: min(r, m) keys among its m free keys, the free keys at the ranks that
+    Floyd's algorithm over 0..m-1 picks (randomgen.reference_avoiding_keys)."""
+    blocked = patterndsl.compile(avoid, n).mask().numpy()
+    got = patterndsl.compile(f"random({r}, seed={seed}, avoid={avoid})", n).mask().numpy()
+    for i in range(n):
+        free = np.flatnonzero(~blocked[i]).tolist()
+        expected = set(randomgen.reference_avoiding_keys(seed, i, free, r))
+        assert set(np.flatnonzero(got[i]).tolist()) == expected
+        assert len(expected) == min(r, len(free))
+
+
+def test_avoiding_keys_golden():
+    # Fixed values: a change to the rule or the generator fails this.
+    assert randomgen.reference_avoiding_keys(0, 0, [3, 5, 7, 9, 11], 2) == [5, 11]
+    rows = np.arange(4)
+    free = np.ones((4, 10), dtype=bool)
+    free[:, :3] = False
+    keys = randomgen.avoiding_keys(7, rows, free, 3)
+    assert [sorted(row) for row in keys.tolist()] == [sorted(randomgen.reference_avoiding_keys(7, i, list(range(3, 10)), 3))
+                                                      for i in range(4)]

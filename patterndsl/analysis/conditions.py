@@ -114,7 +114,7 @@ def pair_values(pattern: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.nd
         return out
     if isinstance(pattern, Complement):
         return ~pair_values(pattern.operand, i, j, n)
-    raise TypeError(f"not an IR node: {pattern!r}")
+    return pattern.pairs(i, j, n)  # any other node (blocks { }) answers for itself
 
 
 def _index_candidates(pattern: Pattern, n: int, out: set) -> None:

@@ -75,6 +75,8 @@ class _Formula:
             out = ("and", tuple(self._structure(p) for p in node.parts))
         elif isinstance(node, S.Not):
             out = ("not", self._structure(node.part))
+        elif isinstance(node, S.Scaled):  # a pattern over blocks: its atoms over tokens
+            out = self._structure(S.scale(node.part, node.size, self.n))
         else:
             out = self._atom(node)
         self._nodes[node] = out

@@ -78,7 +78,7 @@ from ..compiled import load_source, parse
 from ..errors import Source
 from ..ir import IndexSet
 from ..primitives import ParamError, RowBound
-from ..resolve import MAX_N, Integers, RangeValue, deep_recursion, evaluate
+from ..resolve import COMPARISONS, MAX_N, Integers, RangeValue, deep_recursion, evaluate
 
 Cls = tuple  # (Fraction a, Fraction b): the class n^a log^b n; compared lexicographically
 
@@ -502,14 +502,15 @@ def _parts(x: Quantity, op: str) -> list[Quantity]:
     return [x]
 
 
-def _item_classes(item) -> tuple[Cls | None, Cls | None]:
+def _item_classes(item, n: Quantity = None) -> tuple[Cls | None, Cls | None]:
     """(hi, lo) of |item ∩ [0, n)| for an index (a Quantity) or a range lo..hi: hi None
     when it is 0 for all large n. A range holds min(hi, n) − max(lo, 0) =
     min over u ∈ {hi's min operands, n}, l ∈ {lo's max operands, 0} of u − l indices."""
+    n = N_QUANTITY if n is None else n  # (⌈n/B⌉ for a list inside blocks(B) { })
     if isinstance(item, RangeValue):
-        uppers, lowers = _parts(item.hi, "min") + [N_QUANTITY], _parts(item.lo, "max") + [ZERO]
+        uppers, lowers = _parts(item.hi, "min") + [n], _parts(item.lo, "max") + [ZERO]
     else:
-        uppers, lowers = [N_QUANTITY], [item]  # the index is in [0, n) when n − item ≥ 1
+        uppers, lowers = [n], [item]  # the index is in [0, n) when n − item ≥ 1
     gaps = [u - l for u in uppers for l in lowers]
     if any((-gap).nonneg for gap in gaps):
         return None, None  # empty for large n
@@ -519,10 +520,11 @@ def _item_classes(item) -> tuple[Cls | None, Cls | None]:
     return min(min(gap.hi for gap in gaps), N), (min(los) if all(lo is not None for lo in los) else None)
 
 
-def _index_size(items) -> Quantity:
-    """|R ∩ [0, n)| for the items of an index list (Quantities and RangeValues)."""
+def _index_size(items, n: Quantity = None) -> Quantity:
+    """|R ∩ [0, n)| for the items of an index list (Quantities and RangeValues); ``n`` the
+    size the list selects from (the sequence length unless given)."""
     items = tuple(items)
-    classes = [_item_classes(item) for item in items]
+    classes = [_item_classes(item, n) for item in items]
     his = [hi for hi, _ in classes if hi is not None]
     known = [lo for _, lo in classes if lo is not None]
 
@@ -572,6 +574,11 @@ class _AbstractOps:
     @staticmethod
     def same(x, y) -> bool:
         return Quantity.of(x) == Quantity.of(y)
+
+
+def _sized_ops(size: Quantity):
+    """`ops` for a primitive built for ``size`` (inside blocks): index lists select from it."""
+    return type("_SizedOps", (_AbstractOps,), {"size": staticmethod(lambda items: _index_size(items, size))})
 
 
 class _ConcreteOps:
@@ -778,10 +785,16 @@ class Bound:
 
 
 class _Leaf(Bound):
-    def __init__(self, cls, args: dict):
-        self.cls, self.args = cls, args
-        super().__init__((cls, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items())))
+    def __init__(self, cls, args: dict, size: Quantity = None):
+        # size: the size the primitive is built for — n, or ⌈n/B⌉ inside blocks(B) { }
+        # (its arguments keep n as the sequence length).
+        self.cls, self.args, self.built_for = cls, args, N_QUANTITY if size is None else size
+        super().__init__((cls, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items()),
+                          self.built_for))
         hidden = {spec.name for signature in cls.signatures for spec in signature if not spec.structural}
+        defaults = {spec.name: spec.default for signature in cls.signatures for spec in signature
+                    if spec.default is not None}  # an optional argument at its default is not shown
+        hidden |= {k for k, v in args.items() if k in defaults and Quantity.of(v) == Quantity.of(defaults[k])}
         shown = [", ".join(f"{i.lo}..{i.hi}" if isinstance(i, RangeValue) else str(i) for i in v)
                  if isinstance(v, list) else str(v) for k, v in args.items() if k not in hidden]
         self.text = f"{cls.name}({', '.join(shown)})" if args else cls.name
@@ -791,15 +804,18 @@ class _Leaf(Bound):
 
     def _row_bound(self, c: _Counting) -> RowBound:
         if c is SYMBOLIC:
-            return self.cls.row_bound(self.args, N_QUANTITY, _AbstractOps)
+            if self.built_for is N_QUANTITY:
+                return self.cls.row_bound(self.args, N_QUANTITY, _AbstractOps)
+            return self.cls.row_bound(self.args, self.built_for, _sized_ops(self.built_for))
         n, args = c.n, {}
         for name, value in self.args.items():
             if isinstance(value, list):
                 args[name] = [(v.lo.at(n), v.hi.at(n)) if isinstance(v, RangeValue) else (v.at(n), v.at(n) + 1)
                               for v in value]
             else:
-                args[name] = value.at(n)
-        return self.cls.row_bound(args, n, _ConcreteOps(n))
+                args[name] = value if isinstance(value, Bound) else value.at(n)  # (a pattern: as it is)
+        size = self.built_for.at(n)
+        return self.cls.row_bound(args, size, _ConcreteOps(size))
 
     def _terms(self, c):
         return _leaf_terms(self._row_bound(c), c)
@@ -952,6 +968,148 @@ class _Complement(Bound):
         return c.n, 0, c.n * c.n
 
 
+class _Transpose(Bound):
+    """transpose(A): the same count as A, its rows A's columns (the terms' views swap)."""
+
+    def __init__(self, operand):
+        super().__init__(("T", operand), (operand,))
+        self.operand = operand
+
+    def __str__(self):
+        return f"transpose({self.operand})"
+
+    def _terms(self, c):
+        return [(columns, rows) for rows, columns in self.operand.terms(c)]
+
+    def _summary(self):
+        s = self.operand.summary()
+        # The row bound of A's columns is not tracked: n per row, with A's count classes.
+        return BoundSummary(N_QUANTITY, Quantity.of(0), s.hi, s.lo, s.reflexive, s.symmetric, s.symmetric,
+                            s.dominant)
+
+    def concrete(self, n):
+        return n, 0, self.operand.concrete(n)[2]
+
+
+class _Blocks(Bound):
+    """blocks(B) { A }, A's leaves built for ⌈n/B⌉: a row's keys are B per key block of its
+    block row, so each view (D, E, X) of A's terms becomes (B·D, B·E, B²·X). For a
+    constant B the classes are A's (⌈n/B⌉ = Θ(n)), and so is the lower bound."""
+
+    def __init__(self, size, operand):
+        super().__init__(("blocks", size, operand), (operand,))
+        self.block, self.operand = Quantity.of(size), operand
+
+    def __str__(self):
+        return f"blocks({self.block}) {{ {self.operand} }}"
+
+    def _terms(self, c):
+        b = self.block if c is SYMBOLIC else self.block.at(c.n)
+
+        def scaled(view):
+            degree, exceptional, extra = view
+            return c.degree(degree * b), c.degree(exceptional * b), c.count(extra * b * b)
+
+        return [(scaled(rows), scaled(columns)) for rows, columns in self.operand.terms(c)]
+
+    def _summary(self):
+        s = self.operand.summary()
+        degree, exceptional = s.degree * self.block, s.exceptional * self.block
+        lo = s.lo if self.block.const is not None else None
+        return BoundSummary(degree, exceptional, _count_class(degree, exceptional), lo, s.reflexive, s.symmetric,
+                            s.causal_dense, f"blocks({self.block}) {{ {s.dominant} }}", s.lower_triangle)
+
+    def concrete(self, n):
+        b = self.block.at(n)
+        degree, exceptional, count = self.operand.concrete(n)  # (its leaves at ⌈n/B⌉)
+        return min(n, degree * b), min(n, exceptional * b), min(n * n, count * b * b)
+
+
+# ---- conditions (of `if`) ---------------------------------------------------------------
+
+
+def _sign(x: Quantity) -> int | None:
+    """The sign of x for all large n, when provable."""
+    if x.const is not None:
+        return (x.const > 0) - (x.const < 0)
+    if x.lo is not None:
+        return 1
+    if (-x).lo is not None:
+        return -1
+    return 0 if x.zero and x.form.low == x.form.high == 0 else None
+
+
+_SIGN_HOLDS = {"==": lambda s: s == 0, "!=": lambda s: s != 0, "<": lambda s: s < 0, "<=": lambda s: s <= 0,
+               ">": lambda s: s > 0, ">=": lambda s: s >= 0}
+
+
+class Condition:
+    """A condition in n: `at(n)` its value at one n, `large` its value for all large n and
+    `const` its value at every n (None when not provable). Equal when written alike (they
+    key the evaluator's caches)."""
+
+    def __init__(self, key: tuple, text: str, at: Callable[[int], bool], large: bool | None,
+                 const: bool | None = None):
+        self.key, self.text, self.at, self.large, self.const = key, text, at, large, const
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, Condition) and self.key == other.key
+
+    def __str__(self):
+        return self.text
+
+    @staticmethod
+    def compare(op: str, a, b) -> "Condition":
+        a, b = Quantity.of(a), Quantity.of(b)
+        holds = COMPARISONS[op]
+        sign = _sign(a - b)
+        const = holds(a.const, b.const) if a.const is not None and b.const is not None else None
+        return Condition((op, a, b), f"{a} {op} {b}", lambda n: holds(a.at(n), b.at(n)),
+                         None if sign is None else _SIGN_HOLDS[op](sign), const)
+
+    @staticmethod
+    def both(x: "Condition", y: "Condition") -> "Condition":
+        if x.const is not None or y.const is not None:  # fold a constant side away
+            known, other = (x, y) if x.const is not None else (y, x)
+            return other if known.const else known
+        large = False if False in (x.large, y.large) else (True if x.large and y.large else None)
+        const = False if False in (x.const, y.const) else (True if x.const and y.const else None)
+        return Condition(("and", x, y), f"({x} and {y})", lambda n: x.at(n) and y.at(n), large, const)
+
+    @staticmethod
+    def either(x: "Condition", y: "Condition") -> "Condition":
+        if x.const is not None or y.const is not None:
+            known, other = (x, y) if x.const is not None else (y, x)
+            return known if known.const else other
+        large = True if True in (x.large, y.large) else (False if x.large is False and y.large is False else None)
+        const = True if True in (x.const, y.const) else (False if x.const is False and y.const is False else None)
+        return Condition(("or", x, y), f"({x} or {y})", lambda n: x.at(n) or y.at(n), large, const)
+
+    @staticmethod
+    def negate(x: "Condition") -> "Condition":
+        return Condition(("not", x), f"not {x}", lambda n: not x.at(n), None if x.large is None else not x.large,
+                         None if x.const is None else not x.const)
+
+
+def q_choose(condition: Condition, a, b) -> Quantity:
+    """if(c, a, b) as an atom: exact at every n (`at`); for large n, the branch c takes
+    then when that is provable, else bounded by both branches."""
+    a, b = Quantity.of(a), Quantity.of(b)
+    if a == b:
+        return a
+    text = f"if({condition}, {a}, {b})"
+    at = lambda n: a.at(n) if condition.at(n) else b.at(n)  # noqa: E731
+    if condition.large is not None:
+        taken = a if condition.large else b
+        return Quantity.atom(Atom("if", (condition, a, b), text, at, form=taken.form, parts=(taken,)))
+    lo = min(a.lo, b.lo) if a.lo is not None and b.lo is not None else None
+    return Quantity.atom(Atom("if", (condition, a, b), text, at, hi=max(a.hi, b.hi), lo=lo,
+                              nonneg=a.nonneg and b.nonneg))
+
+
 # ---- the symbolic domain --------------------------------------------------------------------
 
 
@@ -988,6 +1146,15 @@ class Symbolic:
             return _Complement(removed)
         return _Difference(kept[0] if len(kept) == 1 else _Intersection(kept), removed)
 
+    is_condition = staticmethod(lambda value: isinstance(value, Condition))
+    compare = staticmethod(Condition.compare)
+    both = staticmethod(Condition.both)
+    either = staticmethod(Condition.either)
+    negate = staticmethod(Condition.negate)
+    # A condition's value at every n, when it has one (else both branches are evaluated).
+    decided = staticmethod(lambda condition: condition.const)
+    choose = staticmethod(q_choose)
+
     @staticmethod
     def difference(left: Bound, right: Bound) -> Bound:
         # A − ~B is A ∩ B: bounded as the intersection it is.
@@ -997,13 +1164,27 @@ class Symbolic:
     def complement(operand: Bound) -> Bound:
         return operand.operand if isinstance(operand, _Complement) else _Complement(operand)  # ~~A is A
 
+    def __init__(self):
+        self.sizes = [N_QUANTITY]  # the size patterns are built for (⌈n/B⌉ inside blocks(B) { })
+
+    def enter_blocks(self, size):
+        self.sizes.append(q_cdiv(self.sizes[-1], size))
+
+    def leave_blocks(self):
+        self.sizes.pop()
+
+    blocks = staticmethod(_Blocks)
+
     @staticmethod
-    def primitive(cls, args: dict) -> Bound:
+    def transpose(operand: Bound) -> Bound:
+        return operand.operand if isinstance(operand, _Transpose) else _Transpose(operand)
+
+    def primitive(self, cls, args: dict) -> Bound:
         """The primitive's Bound; with constant arguments, checked as compiling checks them
         (ParamError), at a stand-in n: such a check holds at every n, so the message
         names none."""
         values = [v for value in args.values() for v in (value if isinstance(value, list) else [value])]
-        if all((v.lo.const is not None and v.hi.const is not None) if isinstance(v, RangeValue) else
+        if not any(isinstance(v, Bound) for v in values) and all((v.lo.const is not None and v.hi.const is not None) if isinstance(v, RangeValue) else
                v.const is not None for v in values):
             try:
                 Integers(MAX_N).primitive(cls, {name: [RangeValue(v.lo.const, v.hi.const) if isinstance(v, RangeValue)
@@ -1012,7 +1193,7 @@ class Symbolic:
                                                 for name, value in args.items()})
             except ParamError as exc:
                 raise ParamError(exc.param, exc.message.removesuffix(f" (n = {MAX_N})"), exc.help) from None
-        return _Leaf(cls, args)
+        return _Leaf(cls, args, self.sizes[-1])
 
 
 def _layer_bounds(module: A.Module, source: Source) -> tuple[tuple[Bound, ...], ...]:
