@@ -987,13 +987,13 @@ class _Transpose(Bound):
         return BoundSummary(N_QUANTITY, Quantity.of(0), s.hi, s.lo, s.reflexive, s.symmetric, s.symmetric,
                             s.dominant)
 
-    def concrete(self, n):
-        return n, 0, self.operand.concrete(n)[2]
+    def _concrete(self, c):
+        return c.n, 0, self.operand.concrete(c)[2]
 
 
 class _Blocks(Bound):
     """blocks(B) { A }, A's leaves built for ⌈n/B⌉: a row's keys are B per key block of its
-    block row, so each view (D, E, X) of A's terms becomes (B·D, B·E, B²·X). For a
+    block row, so each group (r rows of ≤ d keys) of A's views becomes (B·r, B·d). For a
     constant B the classes are A's (⌈n/B⌉ = Θ(n)), and so is the lower bound."""
 
     def __init__(self, size, operand):
@@ -1006,9 +1006,8 @@ class _Blocks(Bound):
     def _terms(self, c):
         b = self.block if c is SYMBOLIC else self.block.at(c.n)
 
-        def scaled(view):
-            degree, exceptional, extra = view
-            return c.degree(degree * b), c.degree(exceptional * b), c.count(extra * b * b)
+        def scaled(view):  # r block rows of ≤ d key blocks: r·B rows of ≤ d·B keys
+            return _view([(rows * b, degree * b) for rows, degree in view], c)
 
         return [(scaled(rows), scaled(columns)) for rows, columns in self.operand.terms(c)]
 
@@ -1019,9 +1018,9 @@ class _Blocks(Bound):
         return BoundSummary(degree, exceptional, _count_class(degree, exceptional), lo, s.reflexive, s.symmetric,
                             s.causal_dense, f"blocks({self.block}) {{ {s.dominant} }}", s.lower_triangle)
 
-    def concrete(self, n):
-        b = self.block.at(n)
-        degree, exceptional, count = self.operand.concrete(n)  # (its leaves at ⌈n/B⌉)
+    def _concrete(self, c):
+        n, b = c.n, self.block.at(c.n)
+        degree, exceptional, count = self.operand.concrete(c)  # (its leaves at ⌈n/B⌉)
         return min(n, degree * b), min(n, exceptional * b), min(n * n, count * b * b)
 
 

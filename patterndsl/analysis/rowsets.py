@@ -115,6 +115,8 @@ def _formula(node, rows, n, limit) -> RowKeys:
         return _combine([_formula(p, rows, n, limit) for p in node.parts], rows.size, n, "all")
     if isinstance(node, S.Not):
         return _combine([_formula(node.part, rows, n, limit)], rows.size, n, "none")
+    if isinstance(node, S.Scaled):  # a pattern over blocks: its atoms over tokens
+        return _formula(S.scale(node.part, node.size, n), rows, n, limit)
     return _checked(_atom(node, rows, n), limit)
 
 
@@ -150,8 +152,8 @@ def row_keys(pattern, rows, n: int, limit: "int | None" = None) -> RowKeys:
                            rows.size, n, "all")
         elif isinstance(node, Complement):
             out = _combine([walk(node.operand)], rows.size, n, "none")
-        else:
-            raise TypeError(f"not an IR node: {node!r}")
+        else:  # any other node (blocks { }) states its rows' structure itself
+            return _formula(node.row_structure(n), rows, n, limit)
         return _checked(out, limit)
 
     return walk(pattern)
