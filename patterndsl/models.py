@@ -60,10 +60,12 @@ def configure(compiled: CompiledPattern, configuration: str, heads: int) -> Comp
 
 
 def attend(q, k, v, compiled: CompiledPattern, layer: int):
-    """The model's attention (q, k, v: [B, H, n, D]): the one place that picks the backend."""
-    from .targets.torch import attention_reference
+    """The model's attention (q, k, v: [B, H, n, D]): the one place that picks the backend —
+    the Triton kernels on a GPU, else the native block-sparse path (patterndsl/native.py),
+    which trains on a CPU with every probability map of the file."""
+    from .attention import attention
 
-    return attention_reference(q, k, v, compiled, layer=layer)
+    return attention(q, k, v, compiled, layer, backend="triton" if q.is_cuda else "native")
 
 
 def sparse_transformer(compiled: CompiledPattern, *, vocab: int, depth: int, width: int = 64, heads: int = 4,
