@@ -124,10 +124,11 @@ _BLOCK_SIZES = ("1", "2", "3", "4", "8", "16", "32", "64", "128")
 @functools.lru_cache(maxsize=None)
 def blocked_sources() -> st.SearchStrategy[str]:
     """`blocks(B) { P }` with P a small expression over primitive calls (now and then
-    transposed), B a power of two or any positive expression in n."""
+    transposed), B a constant (often a power of two). (A B that grows with n is valid, but its
+    growth claim is only an O bound, and one that converges far beyond the n tests reach.)"""
     inner = st.one_of(primitive_sources(), primitive_sources().map(lambda text: f"transpose({text})"))
     body = pattern_trees(max_depth=1, leaves=inner, continuation=False).map(lambda pair: pair[0])
-    size = st.one_of(st.sampled_from(_BLOCK_SIZES), positive_ints())
+    size = st.sampled_from(_BLOCK_SIZES)
     return st.tuples(size, body).map(lambda pair: f"blocks({pair[0]}) {{ {pair[1]} }}")
 
 

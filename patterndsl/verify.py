@@ -243,26 +243,30 @@ def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) ->
         return _KeySets(m, every, np.zeros(m, dtype=np.int64), rows + 1)
     if isinstance(node, Window):
         return _KeySets.make(m, every, rows - _limit(node.left, n), rows + _limit(node.right, n) + 1, n)
-    if isinstance(node, Chunk):
-        b = min(node.b, n + 1)
-        return _KeySets.make(m, every, rows // b * b, rows // b * b + b, n)
+    if isinstance(node, Chunk):  # ⌊(i + o)/b⌋ = ⌊(j + o)/b⌋
+        o = getattr(node, "offset", 0)
+        b = min(node.b, n + 1) if o == 0 else node.b
+        start = (rows + o) // b * b - o
+        return _KeySets.make(m, every, start, start + b, n)
     if isinstance(node, Dilated):
         d, reach = min(node.d, n + 1), min(node.w * node.d, n + 1)
         if d == 1:
             return _KeySets.make(m, every, rows - reach, rows + reach + 1, n)
         span = reach // d * d  # the farthest multiple of d within reach
         return _progression(m, n, np.maximum(rows - span, rows % d), d, np.minimum(rows + span, n - 1), meter)
-    if isinstance(node, Stride):
-        s = min(node.s, n + 1)
+    if isinstance(node, Stride):  # (i − j − o) mod s = 0: j ≡ i − o (mod s)
+        o = getattr(node, "offset", 0)
+        s = min(node.s, n + 1) if o == 0 else node.s
         if s == 1:
             return _KeySets(m, every, np.zeros(m, dtype=np.int64), np.full(m, n, dtype=np.int64))
-        return _progression(m, n, rows % s, s, np.full(m, n - 1, dtype=np.int64), meter)
-    if isinstance(node, Summary):
+        return _progression(m, n, (rows - o) % s, s, np.full(m, n - 1, dtype=np.int64), meter)
+    if isinstance(node, Summary):  # (j + o) mod b ≥ b − c
         if node.c >= node.b:
             return _spans(m, n, [(0, n)])
-        chunks = -(-n // node.b)
+        o = getattr(node, "offset", 0) % node.b
+        chunks = -(-(n + o) // node.b)
         meter.add(chunks * m)
-        return _spans(m, n, [(q * node.b + node.b - node.c, q * node.b + node.b) for q in range(chunks)])
+        return _spans(m, n, [(q * node.b + node.b - node.c - o, q * node.b + node.b - o) for q in range(chunks)])
     if isinstance(node, (Global, Rows, Cols)):
         inside = _in_indices(node.indices, rows) if not isinstance(node, Cols) else np.zeros(m, dtype=bool)
         full = np.flatnonzero(inside)
@@ -276,7 +280,7 @@ def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) ->
         offsets = np.array([0] + powers + [-p for p in powers], dtype=np.int64)
         meter.add(m * offsets.size)
         return _points(m, n, rows[:, None] + offsets[None, :])
-    if isinstance(node, Random):
+    if isinstance(node, Random) and getattr(node, "avoid", None) is None:  # (with avoid: by rows below)
         meter.add(m * min(node.r, n))
         return _points(m, n, randomgen.key_sets(node.seed, rows, n, node.r))
     # A primitive without an encoding here: its element predicate over whole rows.

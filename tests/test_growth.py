@@ -168,6 +168,11 @@ def _class_value(n: int, exponent) -> float:
     return n ** float(a) * math.log2(n) ** float(b)
 
 
+# blocks(B) { P } claims O only (analysis/growth.py: _Blocks has no lower bound), and
+# Phi-3-small's block-sparse layer is one.
+O_ONLY = {"phi3_small"}
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_growth_empirically(name):
     """Exact counts at n = 2^11 … 2^18 (2^16 for bigbird, whose random keys are
@@ -181,6 +186,9 @@ def test_example_growth_empirically(name):
     for l in range(len(tables[0])):
         for h in range(len(tables[0][0])):
             entry = reports[0]["per_layer"][l][h]
+            if name in O_ONLY:
+                assert not entry["tight"]
+                continue
             assert entry["tight"]
             counts = np.array([t[l][h] for t in tables], dtype=float)
             bound = np.array([r["per_layer"][l][h]["bound_at_n"] for r in reports], dtype=float)

@@ -1014,8 +1014,9 @@ class _Blocks(Bound):
     def _summary(self):
         s = self.operand.summary()
         degree, exceptional = s.degree * self.block, s.exceptional * self.block
-        lo = s.lo if self.block.const is not None else None
-        return BoundSummary(degree, exceptional, _count_class(degree, exceptional), lo, s.reflexive, s.symmetric,
+        # No lower bound: A's rows over ⌈n/B⌉ blocks may be empty (or A's lower bound may rest on
+        # rules, such as a complement's, that do not survive the scaling), so blocks claim O only.
+        return BoundSummary(degree, exceptional, _count_class(degree, exceptional), None, s.reflexive, s.symmetric,
                             s.causal_dense, f"blocks({self.block}) {{ {s.dominant} }}", s.lower_triangle)
 
     def _concrete(self, c):
