@@ -169,7 +169,7 @@ def _class_value(n: int, exponent) -> float:
 
 
 # blocks(B) { P } claims O only (analysis/growth.py: _Blocks has no lower bound), and
-# Phi-3-small's block-sparse layer is one.
+# Phi-3-small's block-sparse layer is one (its dense causal layer is still tight).
 O_ONLY = {"phi3_small"}
 
 
@@ -186,9 +186,8 @@ def test_example_growth_empirically(name):
     for l in range(len(tables[0])):
         for h in range(len(tables[0][0])):
             entry = reports[0]["per_layer"][l][h]
-            if name in O_ONLY:
-                assert not entry["tight"]
-                continue
+            if name in O_ONLY and not entry["tight"]:
+                continue  # a blocks { } layer: O only
             assert entry["tight"]
             counts = np.array([t[l][h] for t in tables], dtype=float)
             bound = np.array([r["per_layer"][l][h]["bound_at_n"] for r in reports], dtype=float)
