@@ -410,6 +410,8 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
     keep = states != EMPTY
 
     def count_connections():
+        if _point_nodes(pattern) == [pattern]:  # random alone: its blocks' counts, already drawn
+            return int(_point_counts(pattern, grid).sum())
         return int(row_degrees(pattern, n).sum())
 
     return BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb[keep], kb[keep], states[keep],
@@ -424,17 +426,111 @@ CANDIDATE_BLOCK_SIZES = (16, 32, 64, 128, 256)
 _MAX_TRIAL_BLOCKS = 1 << 22  # a trial layout for a suggestion lists at most about this many blocks
 
 
+_MAX_TRIAL_POINTS = 1 << 21  # a trial draws at most about this many keys of point-backed parts
+_MIN_SAMPLED_STRIPS = 16
+
+
+@dataclass(frozen=True)
+class TrialEstimate:
+    """The efficiency and block count of a trial block size, estimated from ``strips``
+    evenly spaced query-block rows out of ``of`` (exact when strips == of)."""
+
+    block_q: int
+    block_k: int
+    blocks: int
+    computed: int
+    connections: int
+    strips: int
+    of: int
+
+    @property
+    def exact(self) -> bool:
+        return self.strips == self.of
+
+    @property
+    def num_blocks(self) -> int:
+        return self.blocks
+
+    def efficiency(self) -> float:
+        return self.connections / self.computed if self.computed else 1.0
+
+
+def _point_nodes(pattern) -> list:
+    """The point-backed nodes (random, transpose(random)) in ``pattern``, each once."""
+    from .primitives import _PointBacked
+
+    found, stack, seen = [], [pattern], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, _PointBacked):
+            found.append(node)
+        stack.extend(node.children())
+    return found
+
+
+def estimate_trial(pattern, n: int, size: int, connections: int) -> TrialEstimate:
+    """The block layout at ``size`` × ``size`` estimated without building it: the exact
+    states of the blocks of evenly spaced query-block rows (every key block of each), the
+    point-backed parts (random) drawing only those rows' keys, scaled to the whole grid.
+    The work is about _MAX_TRIAL_POINTS keys and a few rows of blocks, whatever n is."""
+    grid = BlockGrid(n, size, size)
+    points = _point_nodes(pattern)
+    # a row's work: its keys, and for random(…, avoid=P) the row of P it draws around
+    per_row = sum(node.row_point_count(n) + (n if getattr(node, "avoid", None) is not None else 0)
+                  for node in points)
+    strips = _MAX_TRIAL_POINTS // max(1, per_row * size)
+    strips = min(strips, (1 << 20) // max(1, grid.num_k))
+    strips = min(grid.num_q, max(_MIN_SAMPLED_STRIPS, strips))
+    qs = np.unique(np.linspace(0, grid.num_q - 1, strips).round().astype(np.int64))
+    r0, r1 = grid.rows(qs)
+    rows = np.concatenate([np.arange(a, b + 1, dtype=np.int64) for a, b in zip(r0, r1)])
+    for node in points:  # the nodes' block counts, from the sampled rows only
+        keys = node.row_points(rows, n)
+        owner = np.broadcast_to(rows[:, None], keys.shape)
+        held = keys >= 0
+        grid.memo[("point blocks", node)] = unique_sorted(
+            grid.codes(owner[held] // grid.block_q, keys[held] // grid.block_k), return_counts=True)
+    qb = np.repeat(qs, grid.num_k)
+    kb = np.tile(np.arange(grid.num_k, dtype=np.int64), qs.size)
+    states = pattern.block_states(grid, qb, kb)
+    touched = states != EMPTY
+    area = int(grid.area(qb[touched], kb[touched]).sum())
+    # the sampled strips are whole query-block rows: scale by the rows they stand for
+    scale = n / rows.size
+    return TrialEstimate(size, size, int(round(int(touched.sum()) * grid.num_q / qs.size)),
+                         int(round(area * scale)), connections, int(qs.size), grid.num_q)
+
+
+def _point_counts(node, grid) -> np.ndarray:
+    from .primitives import _point_blocks
+
+    return _point_blocks(node, grid)[1]
+
+
+def _trial_is_large(pattern, n: int, size: int) -> bool:
+    points = _point_nodes(pattern)
+    per_row = sum(node.row_point_count(n) for node in points)
+    return n * per_row > _MAX_TRIAL_POINTS or pattern.block_estimate(BlockGrid(n, size, size)) > _MAX_TRIAL_BLOCKS
+
+
 def suggest_block_size(pattern, n: int, current: BlockLayout):
-    """(block size, its layout) of the square block size from CANDIDATE_BLOCK_SIZES with
-    the best efficiency (the larger on ties), or None when none beats ``current``."""
+    """(block size, its layout or TrialEstimate) of the square block size from
+    CANDIDATE_BLOCK_SIZES with the best efficiency (the larger on ties), or None when none
+    beats ``current``. A trial that would be large (point-backed parts drawing more than
+    _MAX_TRIAL_POINTS keys, or more than _MAX_TRIAL_BLOCKS blocks) is estimated from a
+    sample of query-block rows (`estimate_trial`) instead of built."""
     best = None
     for size in CANDIDATE_BLOCK_SIZES:
         if (size, size) == (current.block_q, current.block_k):
             continue
-        if pattern.block_estimate(BlockGrid(n, size, size)) > _MAX_TRIAL_BLOCKS:
-            continue
-        trial = block_layout(pattern, n, size, size)
-        trial._connections = current.connections  # the same pattern: count once
+        if _trial_is_large(pattern, n, size):
+            trial = estimate_trial(pattern, n, size, current.connections)
+        else:
+            trial = block_layout(pattern, n, size, size)
+            trial._connections = current.connections  # the same pattern: count once
         if trial.efficiency() > current.efficiency() and (best is None or trial.efficiency() >= best[1].efficiency()):
             best = (size, trial)
     return best
@@ -456,10 +552,12 @@ def efficiency_warning(pattern, layout: BlockLayout) -> "Diagnostic | None":
     suggestion = suggest_block_size(pattern, layout.n, layout)
     if suggestion is not None and suggestion[1].efficiency() >= 2 * efficiency:
         size, trial = suggestion
-        help = (f"block {size} gives {trial.efficiency():.1%} ({trial.num_blocks:,} blocks); "
+        about = "" if getattr(trial, "exact", True) else "about "
+        help = (f"block {size} gives {about}{trial.efficiency():.1%} ({about}{trial.num_blocks:,} blocks); "
                 f"set it with `block {size}` in the file or block_size={size}")
     else:
-        best = f" (the best, block {suggestion[0]}, gives {suggestion[1].efficiency():.1%})" if suggestion else ""
+        about = "" if suggestion is None or getattr(suggestion[1], "exact", True) else "about "
+        best = f" (the best, block {suggestion[0]}, gives {about}{suggestion[1].efficiency():.1%})" if suggestion else ""
         if layout.sparsity() < 0.5:
             why = ("the connections are spread over most blocks (a stride, summary or random part does "
                    "that), so a dense kernel may be as fast")
