@@ -189,3 +189,14 @@ def did_you_mean(word: str, candidates) -> str | None:
     quoted = [f"'{c}'" for c in close]
     listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
     return f"did you mean {listed}?"
+
+
+def require_compiled(value, what: str) -> None:
+    """Raise SpatError unless ``value`` is a CompiledPattern (the analyses' argument)."""
+    from .compiled import CompiledPattern
+
+    if not isinstance(value, CompiledPattern):
+        hint = (" (a str is source text: compile it first, patterndsl.compile(source, n))"
+                if isinstance(value, (str, bytes)) or hasattr(value, "read_text") else "")
+        raise error(f"{what} expects a CompiledPattern, got {type(value).__name__}{hint}",
+                    help="call patterndsl.compile(source, n) and pass its result")

@@ -569,6 +569,9 @@ def efficiency_warning(pattern, layout: BlockLayout) -> "Diagnostic | None":
 
 def describe_layouts(compiled, block_size=None, grid: bool = False) -> "tuple[str, list[Diagnostic]]":
     """The text `patterndsl layout` prints, and the efficiency warnings (Diagnostics)."""
+    from .errors import require_compiled
+
+    require_compiled(compiled, "describe_layouts()")
     lines, warnings, seen = [], [], {}
     for layer in range(compiled.layers):
         layouts = compiled.layouts(layer, block_size)

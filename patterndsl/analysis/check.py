@@ -26,6 +26,9 @@ def memory_needed(compiled) -> int:
 def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
     """Every claim about ``compiled``: (the report, the certificate), both JSON-serialisable.
     Refused up front (SpatError) when it would need more than the memory budget."""
+    from ..errors import require_compiled
+
+    require_compiled(compiled, "check()")
     from ..errors import Diagnostic, SpatError
     from ..reference import format_bytes, memory_budget
 

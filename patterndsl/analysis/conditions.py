@@ -311,6 +311,9 @@ def check_conditions(compiled, budget_seconds: float = 10.0) -> dict:
     {"head", "self_loops", "hamiltonian_path", "finite_depth"}], "prob": {"name",
     "assumption2"}}; each condition has "holds" (True/False/None) and its evidence
     (see module docstring and ``certificate``)."""
+    from ..errors import require_compiled
+
+    require_compiled(compiled, "check_conditions()")
     start = time.perf_counter()
     n, p, H = compiled.n, compiled.layers, compiled.heads
     per_head_budget = budget_seconds / max(1, H)

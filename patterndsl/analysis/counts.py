@@ -313,6 +313,9 @@ def connection_counts(compiled) -> dict:
          "slow_path": [{"layer", "head", "reason"}] (layer None: the union)}
 
     Identical patterns (heads and layers often share one) are counted once."""
+    from ..errors import require_compiled
+
+    require_compiled(compiled, "connection_counts()")
     n = compiled.n
     done: dict[Pattern, RowCounts] = {}
 

@@ -1298,6 +1298,9 @@ def growth(compiled) -> dict:
 
     "tight" means the count is Θ of the class; otherwise only O is proved.
     "bound_at_n" is a rigorous upper bound on the exact count at this n."""
+    from ..errors import require_compiled
+
+    require_compiled(compiled, "growth()")
     return _report(compiled.module, compiled.source, compiled.n)
 
 
