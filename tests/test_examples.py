@@ -230,7 +230,8 @@ EXTRA_NS = {
 # Every example file must be covered by a reference (BigBird is tested on
 # its own below, because its random part cannot be written independently;
 # Phi-3-small has 32 heads, tested head by head below).
-SPECIAL = {"bigbird.spat", "bigbird_blocked.spat", "phi3_small.spat"}
+SPECIAL = {"bigbird.spat", "bigbird_blocked.spat", "phi3_small.spat",
+           "deepspeed_fixed.spat"}  # tests/test_deepspeed_fixed.py
 
 
 def ref_phi3_small(n: int, head: int) -> list[np.ndarray]:
