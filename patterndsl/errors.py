@@ -193,9 +193,9 @@ def did_you_mean(word: str, candidates) -> str | None:
 
 def require_compiled(value, what: str) -> None:
     """Raise SpatError unless ``value`` is a CompiledPattern (the analyses' argument)."""
-    from .compiled import CompiledPattern
-
-    if not isinstance(value, CompiledPattern):
+    compiled = any(kind.__name__ == "CompiledPattern" and kind.__module__ == "patterndsl.compiled"
+                   for kind in type(value).__mro__)  # (no import: compiled imports this module)
+    if not compiled:
         hint = (" (a str is source text: compile it first, patterndsl.compile(source, n))"
                 if isinstance(value, (str, bytes)) or hasattr(value, "read_text") else "")
         raise error(f"{what} expects a CompiledPattern, got {type(value).__name__}{hint}",

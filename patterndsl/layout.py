@@ -411,7 +411,7 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
 
     def count_connections():
         if _point_nodes(pattern) == [pattern]:  # random alone: its blocks' counts, already drawn
-            return int(_point_counts(pattern, grid).sum())
+            return int(pattern.block_counts(grid, qb[keep], kb[keep]).sum())
         return int(row_degrees(pattern, n).sum())
 
     return BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb[keep], kb[keep], states[keep],
@@ -457,15 +457,13 @@ class TrialEstimate:
 
 def _point_nodes(pattern) -> list:
     """The point-backed nodes (random, transpose(random)) in ``pattern``, each once."""
-    from .primitives import _PointBacked
-
     found, stack, seen = [], [pattern], set()
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if isinstance(node, _PointBacked):
+        if getattr(node, "point_backed", False):
             found.append(node)
         stack.extend(node.children())
     return found
@@ -502,12 +500,6 @@ def estimate_trial(pattern, n: int, size: int, connections: int) -> TrialEstimat
     scale = n / rows.size
     return TrialEstimate(size, size, int(round(int(touched.sum()) * grid.num_q / qs.size)),
                          int(round(area * scale)), connections, int(qs.size), grid.num_q)
-
-
-def _point_counts(node, grid) -> np.ndarray:
-    from .primitives import _point_blocks
-
-    return _point_blocks(node, grid)[1]
 
 
 def _trial_is_large(pattern, n: int, size: int) -> bool:

@@ -1230,6 +1230,8 @@ class LogSparse(Primitive):
 class _PointBacked(Primitive):
     """A primitive whose keys are its `row_points`: its block layout counts them."""
 
+    point_backed: ClassVar[bool] = True  # layout.py samples its rows for estimates
+
     def block_counts(self, grid, qb, kb):
         return _point_block_counts(self, grid, qb, kb)
 

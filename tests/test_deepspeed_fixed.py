@@ -50,7 +50,10 @@ def deepspeed_fixed_layout(num_blocks, num_local_blocks=4, num_global_blocks=1, 
 
 
 def definitions() -> str:
-    return "\n".join(line for line in EXAMPLE.read_text().splitlines() if line.startswith("def "))
+    """The example file without its last line (the pattern): its defs and `block 16`."""
+    lines = EXAMPLE.read_text().rstrip("\n").splitlines()
+    assert lines[-1] == "blocks(16) { bidirectional(4, 1) }"
+    return "\n".join(lines[:-1])
 
 
 MODES = {"bidirectional": dict(attention="bidirectional"), "unidirectional": dict(attention="unidirectional"),
