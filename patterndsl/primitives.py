@@ -1396,7 +1396,15 @@ class Transposed(_PointBacked):
         return self if inner == self.operand else inner.transposed(n)
 
     def predicate(self, i, j, n):
-        return self.operand.predicate(j.reshape(-1, 1), i.reshape(1, -1), n).T
+        # From its own keys (the operand's inverted once per n), not the operand's predicate
+        # over every key row: that built n × n booleans for one query row (show at 2^26).
+        rows = np.asarray(i, dtype=np.int64).reshape(-1)
+        keys = self.row_points(rows, n)
+        out = np.zeros((rows.size, n), dtype=bool)
+        held, slot = np.nonzero(keys >= 0)
+        out[held, keys[held, slot]] = True
+        cols = np.asarray(j, dtype=np.int64).reshape(-1)
+        return out if np.array_equal(cols, np.arange(n)) else out[:, cols]
 
     def pairs(self, i, j, n):
         return self.operand.pairs(j, i, n)

@@ -225,3 +225,19 @@ def test_attention_arguments(function):
 def test_sparse_attention_arguments(arguments):
     with pytest.raises(SpatError):
         patterndsl.SparseAttention(*arguments)
+
+
+def test_one_row_of_a_transposed_random_is_not_a_square():
+    # transpose(random) evaluated one query row at a time (as `show` does) used to build the
+    # operand's n × n booleans: MemoryError (exit 70) at n = 2^26
+    import numpy as np
+
+    n = 1 << 21
+    pattern = patterndsl.compile("transpose(random(2, seed=1)) | window(1)", n).pattern()
+    row = pattern.predicate(np.array([[5]]), np.arange(n)[None, :], n)
+    assert row.shape == (1, n) and row[0, 4:7].all()
+    small = patterndsl.compile("transpose(random(3, seed=2))", 50)
+    dense = small.dense()[0] if small.dense().ndim == 3 else small.dense()
+    forward = patterndsl.compile("random(3, seed=2)", 50).dense()
+    forward = forward[0] if forward.ndim == 3 else forward
+    assert np.array_equal(dense, forward.T)
