@@ -135,6 +135,7 @@ def test_heads_and_layers_shape():
 EXPECTED = {
     "bigbird": "O(n)",
     "bigbird_blocked": "O(n)",
+    "deepspeed_fixed": "O(n^2)",  # blocks(16) { … } only: claimed O, not Θ
     "design_card": "O(n^2)",
     "fixed": "O(n^2)",
     "logsparse": "O(n log n)",
@@ -157,7 +158,7 @@ def test_every_example_is_listed():
 def test_example_class(name):
     out = growth(patterndsl.compile(EXAMPLES / f"{name}.spat", 4096))
     assert out["growth"] == EXPECTED[name]
-    assert out["tight"], out  # every example's class is proved tight
+    assert out["tight"] or name == "deepspeed_fixed", out  # every other example's class is proved tight
     if name in PER_LAYER:
         assert [layer[0]["growth"] for layer in out["per_layer"]] == PER_LAYER[name]
     assert growth_formula(EXAMPLES / f"{name}.spat")["growth"] == EXPECTED[name]
@@ -170,7 +171,7 @@ def _class_value(n: int, exponent) -> float:
 
 # blocks(B) { P } claims O only (analysis/growth.py: _Blocks has no lower bound), and
 # Phi-3-small's block-sparse layer is one (its dense causal layer is still tight).
-O_ONLY = {"phi3_small"}
+O_ONLY = {"phi3_small", "deepspeed_fixed"}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
