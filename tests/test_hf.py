@@ -199,3 +199,31 @@ def test_unsupported_settings_are_refused(compiled):
     model = AutoModelForCausalLM.from_config(cfg, attn_implementation=NAME).train()
     with pytest.raises(patterndsl.SpatError, match="dropout"):
         model(input_ids=torch.randint(3, 96, (1, 8)))
+
+
+def test_the_readme_example_runs_as_written():
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Hugging Face models"):]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    out = scope["out"]
+    assert out.shape == (2, 20)
+    # row 0 continues as its 5-token prompt alone does
+    alone = scope["model"].generate(scope["prompts"][:1, 3:], max_new_tokens=12, do_sample=False)
+    assert torch.equal(out[0, 3:], alone[0])
+
+
+def test_block_size_does_not_change_the_result(compiled):
+    register("patterndsl_test_blocks", PATTERN, block_size=32)
+    model, _ = model_pair(seed=6)
+    other = AutoModelForCausalLM.from_config(config(), attn_implementation="patterndsl_test_blocks").eval()
+    other.load_state_dict(model.state_dict())
+    ids = torch.randint(3, 96, (1, 40))
+    with torch.no_grad():
+        torch.testing.assert_close(other(input_ids=ids).logits, model(input_ids=ids).logits)
+    with pytest.raises(patterndsl.SpatError):
+        register("patterndsl_test_blocks", PATTERN, block_size=24)  # not a power of two

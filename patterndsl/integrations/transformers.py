@@ -58,6 +58,7 @@ from transformers.masking_utils import AttentionMaskInterface
 from ..attention import BACKENDS, attention
 from ..compiled import CompiledPattern, compile as compile_pattern
 from ..errors import Diagnostic, SpatError
+from ..layout import DEFAULT_BLOCK_SIZE
 
 __all__ = ["PatternMask", "register", "registered"]
 
@@ -89,8 +90,8 @@ def _takes_q_offset() -> bool:
 
 
 class _Adapter:
-    def __init__(self, name: str, compiled: CompiledPattern, backend: str | None):
-        self.name, self.compiled, self.backend = name, compiled, backend
+    def __init__(self, name: str, compiled: CompiledPattern, backend: str | None, block_size=None):
+        self.name, self.compiled, self.backend, self.block_size = name, compiled, backend, block_size
         self._at: OrderedDict[int, CompiledPattern] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -181,12 +182,19 @@ class _Adapter:
         inverse[torch.cat(order)] = torch.arange(batch, device=inverse.device)
         return out[inverse]
 
+    def _block_size(self, n: int):
+        """register's block_size, else the file's `block`, else 128 — or for a short
+        sequence the smallest block (a power of two, at least 16) that holds it."""
+        if self.block_size is not None or self.compiled.block_size is not None:
+            return self.block_size
+        return min(DEFAULT_BLOCK_SIZE, max(16, 1 << max(0, n - 1).bit_length()))
+
     def _run(self, q, k, v, q_offset, layer, scale, bias):
         """patterndsl.attention of m queries at q_offset … against the n keys 0 … n − 1."""
         n, m = k.shape[2], q.shape[2]
         compiled = self.at(n)
         backend = self.backend or ("native" if q.device.type == "cpu" else "auto")
-        options = dict(scale=scale, key_bias=bias, backend=backend)
+        options = dict(scale=scale, key_bias=bias, backend=backend, block_size=self._block_size(n))
         if _takes_q_offset():
             return attention(q, k, v, compiled, layer, q_offset=q_offset, **options)
         if m == n:
@@ -198,13 +206,16 @@ class _Adapter:
         return attention(full, k, v, compiled, layer, **options)[:, :, q_offset:q_offset + m]
 
 
-def register(name: str, pattern, *, n: int = DEFAULT_N, backend: str | None = None) -> CompiledPattern:
+def register(name: str, pattern, *, n: int = DEFAULT_N, backend: str | None = None,
+             block_size=None) -> CompiledPattern:
     """Register ``pattern`` (.spat text, a pathlib.Path or a CompiledPattern) as
     ``attn_implementation=name`` with transformers' AttentionInterface and
     AttentionMaskInterface, and return the compiled pattern. Text and files are
     compiled at ``n`` to check them; each call runs at its own length. ``backend``:
     None picks "native" on CPU and "auto" (the Triton kernels) on CUDA; otherwise any
-    `patterndsl.attention` backend."""
+    `patterndsl.attention` backend; ``block_size`` (an int or a (BQ, BK) pair) is
+    passed on to it (default: the file's `block`, else 128, or for a sequence shorter
+    than 128 the smallest power of two ≥ 16 that holds it)."""
     taken = name == "eager" or (name in AttentionInterface._global_mapping and name not in _registered)
     if not isinstance(name, str) or not name or taken:
         raise _error(f"the attention name {name!r} is taken or empty",
@@ -219,7 +230,9 @@ def register(name: str, pattern, *, n: int = DEFAULT_N, backend: str | None = No
                      f"{type(pattern).__name__}")
     if backend is not None and backend not in BACKENDS:
         raise _error(f"unknown backend {backend!r}")
-    adapter = _Adapter(name, compiled, backend)
+    if block_size is not None:
+        compiled.block_sizes(block_size)  # checked now, not at the first forward pass
+    adapter = _Adapter(name, compiled, backend, block_size)
     AttentionInterface.register(name, adapter.forward)
     AttentionMaskInterface.register(name, adapter.mask)
     _registered[name] = adapter
