@@ -45,7 +45,7 @@ def dense_reference(compiled):
         q_offset = attention_mask["q_offset"]
         n = q_offset + m
         keep = attention_mask["keep"]
-        keep = torch.ones(b, n, dtype=torch.bool) if keep is None else keep[:, :n]
+        keep = torch.ones(b, n, dtype=torch.bool) if keep is None else keep[:, :n].cpu()
         allowed = torch.zeros(b, m, n, dtype=torch.bool)
         for row in range(b):
             lead = int(keep[row].long().argmax()) if keep[row].any() else n
@@ -59,7 +59,9 @@ def dense_reference(compiled):
         group = h // key.shape[1]
         key = key[:, :, :n].repeat_interleave(group, dim=1)
         value = value[:, :, :n].repeat_interleave(group, dim=1)
-        bias = torch.zeros(b, 1, m, n, dtype=query.dtype).masked_fill(~allowed[:, None], -math.inf)
+        allowed = allowed.to(query.device)
+        bias = torch.zeros(b, 1, m, n, dtype=query.dtype, device=query.device)
+        bias = bias.masked_fill(~allowed[:, None], -math.inf)
         empty = ~allowed.any(-1)  # [b, m]: rows with nothing to attend give zeros
         bias = bias.masked_fill(empty[:, None, :, None], 0.0)
         out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scaling)
@@ -227,3 +229,45 @@ def test_block_size_does_not_change_the_result(compiled):
         torch.testing.assert_close(other(input_ids=ids).logits, model(input_ids=ids).logits)
     with pytest.raises(patterndsl.SpatError):
         register("patterndsl_test_blocks", PATTERN, block_size=24)  # not a power of two
+
+
+def test_the_triton_kernels_in_the_interpreter_match_the_dense_reference(compiled):
+    """The path a CUDA model takes (backend="auto" there), run by Triton's interpreter."""
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        pytest.skip("with CUDA, the GPU run of the other tests takes this path")
+    from patterndsl.kernels import interpreting
+
+    if not interpreting():
+        pytest.skip("the Triton interpreter is off (TRITON_INTERPRET is not 1)")
+    register("patterndsl_test_triton", PATTERN, backend="triton")
+    model, reference = model_pair(seed=7)
+    kernels = AutoModelForCausalLM.from_config(config(), attn_implementation="patterndsl_test_triton").eval()
+    kernels.load_state_dict(model.state_dict())
+    ids = torch.randint(3, 96, (2, 12))
+    keep = torch.ones(2, 12, dtype=torch.long)
+    keep[0, :3] = 0
+    keep[1, 10:] = 0
+    with torch.no_grad():
+        got = kernels(input_ids=ids, attention_mask=keep).logits
+        want = reference(input_ids=ids, attention_mask=keep).logits
+    torch.testing.assert_close(got[keep.bool()], want[keep.bool()], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the Triton kernels)")
+def test_on_cuda_generate_matches_the_dense_reference(compiled):
+    model, reference = model_pair(seed=8)
+    model, reference = model.cuda(), reference.cuda()
+    ids = torch.randint(3, 96, (2, 9), device="cuda")
+    mask = torch.ones(2, 9, dtype=torch.long, device="cuda")
+    mask[0, :4] = 0
+    options = dict(max_new_tokens=12, min_new_tokens=12, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        got = model(input_ids=ids, attention_mask=mask).logits
+        want = reference(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(got[mask.bool()], want[mask.bool()], atol=2e-3, rtol=2e-3)  # TF32 on GPUs
+    assert torch.equal(model.generate(ids, attention_mask=mask, **options),
+                       reference.generate(ids, attention_mask=mask, **options))
+    model.train()
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
