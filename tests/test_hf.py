@@ -271,3 +271,11 @@ def test_on_cuda_generate_matches_the_dense_reference(compiled):
     model.train()
     model(input_ids=ids, labels=ids).loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_import_patterndsl_does_not_import_transformers():
+    import subprocess
+    import sys
+
+    code = "import sys, patterndsl, patterndsl.integrations; assert 'transformers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
