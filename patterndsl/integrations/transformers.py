@@ -28,7 +28,8 @@ What the pattern replaces and what it keeps:
   keys at ``0 … q_offset + m − 1``, and the pattern is evaluated at
   ``n = q_offset + m`` (`patterndsl.attention`'s ``q_offset``). Training and prefill
   are ``q_offset = 0``; decoding step t is row t of the pattern at n = t + 1. The
-  pattern is compiled once; other lengths use ``compiled.at(n)``. Slots of a static
+  pattern is compiled once; other lengths use ``compiled.at(n)`` (which keeps a bounded
+  number of lengths). Slots of a static
   cache beyond ``q_offset + m`` are not attended.
 - **Padding** (the 2-D ``attention_mask``): padded keys get a −inf key bias. *Left*
   padding shifts positions: a row whose first L slots are padding is attended as
@@ -45,10 +46,7 @@ What the pattern replaces and what it keeps:
 """
 from __future__ import annotations
 
-import inspect
 import math
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -63,7 +61,6 @@ from ..layout import DEFAULT_BLOCK_SIZE
 __all__ = ["PatternMask", "register", "registered"]
 
 DEFAULT_N = 1024  # the length a .spat text is first compiled (checked) at; calls use their own n
-MAX_LENGTHS = 64  # compiled.at(n) entries kept per registered pattern
 
 _registered: dict[str, "_Adapter"] = {}
 
@@ -85,29 +82,9 @@ def _error(message: str, hint: str | None = None) -> SpatError:
     return SpatError(Diagnostic(message, help=hint))
 
 
-def _takes_q_offset() -> bool:
-    return "q_offset" in inspect.signature(attention).parameters
-
-
 class _Adapter:
     def __init__(self, name: str, compiled: CompiledPattern, backend: str | None, block_size=None):
         self.name, self.compiled, self.backend, self.block_size = name, compiled, backend, block_size
-        self._at: OrderedDict[int, CompiledPattern] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def at(self, n: int) -> CompiledPattern:
-        if n == self.compiled.n:
-            return self.compiled
-        with self._lock:
-            if n in self._at:
-                self._at.move_to_end(n)
-                return self._at[n]
-        made = self.compiled.at(n)
-        with self._lock:
-            self._at[n] = made
-            while len(self._at) > MAX_LENGTHS:
-                self._at.popitem(last=False)
-        return made
 
     # -- the mask function (AttentionMaskInterface) --------------------------------
     def mask(self, batch_size, q_length, kv_length, q_offset=0, kv_offset=0, mask_function=None,
@@ -190,20 +167,11 @@ class _Adapter:
         return min(DEFAULT_BLOCK_SIZE, max(16, 1 << max(0, n - 1).bit_length()))
 
     def _run(self, q, k, v, q_offset, layer, scale, bias):
-        """patterndsl.attention of m queries at q_offset … against the n keys 0 … n − 1."""
-        n, m = k.shape[2], q.shape[2]
-        compiled = self.at(n)
+        """patterndsl.attention of m queries at q_offset … against the n keys 0 … n − 1
+        (the pattern at n: `compiled.at(n)`, which keeps the lengths it made)."""
         backend = self.backend or ("native" if q.device.type == "cpu" else "auto")
-        options = dict(scale=scale, key_bias=bias, backend=backend, block_size=self._block_size(n))
-        if _takes_q_offset():
-            return attention(q, k, v, compiled, layer, q_offset=q_offset, **options)
-        if m == n:
-            return attention(q, k, v, compiled, layer, **options)
-        # A patterndsl.attention without q_offset: the queries placed at their rows of
-        # an n-row problem (the other rows zero), and their rows read back.
-        full = q.new_zeros(q.shape[0], q.shape[1], n, q.shape[3])
-        full = torch.cat([full[:, :, :q_offset], q, full[:, :, q_offset + m:]], dim=2)
-        return attention(full, k, v, compiled, layer, **options)[:, :, q_offset:q_offset + m]
+        return attention(q, k, v, self.compiled, layer, scale, key_bias=bias, backend=backend,
+                         block_size=self._block_size(k.shape[2]), q_offset=q_offset)
 
 
 def register(name: str, pattern, *, n: int = DEFAULT_N, backend: str | None = None,
