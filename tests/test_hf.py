@@ -279,3 +279,15 @@ def test_import_patterndsl_does_not_import_transformers():
 
     code = "import sys, patterndsl, patterndsl.integrations; assert 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_generate_with_a_static_cache_equals_the_dynamic_cache(compiled):
+    """A static cache: slots past the tokens seen are not attended, and the mask that
+    generate() builds ahead of the forward pass comes back through the mask function."""
+    model, _ = model_pair(seed=9)
+    ids = torch.randint(3, 96, (2, 7))
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[0, :2] = 0
+    options = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0, attention_mask=mask)
+    assert torch.equal(model.generate(ids, cache_implementation="static", **options),
+                       model.generate(ids, **options))

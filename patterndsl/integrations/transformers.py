@@ -29,8 +29,8 @@ What the pattern replaces and what it keeps:
   ``n = q_offset + m`` (`patterndsl.attention`'s ``q_offset``). Training and prefill
   are ``q_offset = 0``; decoding step t is row t of the pattern at n = t + 1. The
   pattern is compiled once; other lengths use ``compiled.at(n)`` (which keeps a bounded
-  number of lengths). Slots of a static
-  cache beyond ``q_offset + m`` are not attended.
+  number of lengths). Slots of a static cache (``cache_implementation="static"``)
+  beyond ``q_offset + m`` are not attended.
 - **Padding** (the 2-D ``attention_mask``): padded keys get a −inf key bias. *Left*
   padding shifts positions: a row whose first L slots are padding is attended as
   if those slots were not there — its first real token is position 0, the pattern is
@@ -70,6 +70,8 @@ class PatternMask:
     (``keep``: bool [B, kv slots], True for a real token, or None when nothing is padded)
     and ``q_offset``, the absolute position of the first query (tokens already cached)."""
 
+    ndim = 4  # a mask already built: transformers hands it back to the mask function as is
+
     def __init__(self, keep, q_offset: int):
         self.keep, self.q_offset = keep, q_offset
 
@@ -93,6 +95,8 @@ class _Adapter:
             raise _error(f"attn_implementation={self.name!r}: the cache keeps keys from position "
                          f"{int(kv_offset)} on (a sliding-window cache), the pattern needs them from 0",
                          "leave config.sliding_window unset and write the window in the pattern")
+        if isinstance(attention_mask, PatternMask):  # built for this step (generate with a static cache)
+            return attention_mask
         keep = None
         if attention_mask is not None:
             keep = attention_mask.to(torch.bool)
