@@ -122,7 +122,8 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     holds the queries at positions ``q_offset`` … q_offset + m − 1, k and v [B, Hkv, n_kv, D]
     the keys 0 … n_kv − 1, and the pattern is evaluated at n = n_kv (``compiled.at(n_kv)``,
     cached): the result is rows q_offset … q_offset + m − 1 of the full computation at n_kv.
-    Needs 0 ≤ q_offset and q_offset + m ≤ n_kv.
+    Needs 0 ≤ q_offset and q_offset + m ≤ n_kv. "auto" takes the native path for such rows
+    on CPU (and for a single query), and the Triton kernels on CUDA where they take q_offset.
     """
     if backend not in BACKENDS:
         raise SpatError(Diagnostic(f"unknown backend {backend!r}", help="one of " + ", ".join(BACKENDS)))
@@ -146,7 +147,8 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
         if triton_attention is not None and (not rectangular or _takes_q_offset(triton_attention)):
             backend = "triton"
         elif (not str(compiled.prob) == "softmax" or key_bias is not None or _needs_grad(q, k, v)
-              or rectangular):  # rows at an offset: the native path computes only their blocks
+              or rectangular or q.shape[2] == 1):  # rows at an offset (or one query, decoding's first
+            # step): the native path computes only their blocks, with nothing to compile
             backend = "native"
         else:
             backend = "flex"
