@@ -60,6 +60,7 @@ def _flex_for(compiled, layer: int, block_size, device):
 
 
 _cache_lock = threading.Lock()
+_ROWS_FLEX: dict = {}  # layer -> torch.compile'd FlexAttention for queries at an offset (Q_LEN ≠ KV_LEN)
 _interpreter_lock = threading.RLock()
 
 
@@ -169,13 +170,18 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
 
         return attention_reference(q, k, v, compiled, layer, scale, **bias)
     if rectangular:
-        from .targets.flex import flex_rows_attention
+        from .targets.flex import rows_block_mask
 
         check_flex_backward(q, k, v)
         if key_bias is not None:
             raise SpatError(Diagnostic("backend='flex' takes no key_bias",
                                        help="backend='native' (or 'auto') adds a per-key bias"))
-        return flex_rows_attention(q, k, v, compiled, layer, scale, block_size, int(q_offset))
+        block_mask = rows_block_mask(compiled, layer, block_size, q.device, int(q_offset), q.shape[2])
+        with _cache_lock:
+            if layer not in _ROWS_FLEX:
+                _ROWS_FLEX[layer] = _compiled_flex(layer)
+            flex = _ROWS_FLEX[layer]
+        return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
     check_flex_backward(q, k, v)
     if key_bias is not None:
         raise SpatError(Diagnostic("backend='flex' takes no key_bias",
