@@ -60,6 +60,7 @@ def _flex_for(compiled, layer: int, block_size, device):
 
 
 _cache_lock = threading.Lock()
+_ROWS_FLEX: dict = {}  # layer -> torch.compile'd FlexAttention for queries at an offset (Q_LEN ≠ KV_LEN)
 _interpreter_lock = threading.RLock()
 
 
@@ -122,7 +123,8 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     holds the queries at positions ``q_offset`` … q_offset + m − 1, k and v [B, Hkv, n_kv, D]
     the keys 0 … n_kv − 1, and the pattern is evaluated at n = n_kv (``compiled.at(n_kv)``,
     cached): the result is rows q_offset … q_offset + m − 1 of the full computation at n_kv.
-    Needs 0 ≤ q_offset and q_offset + m ≤ n_kv.
+    Needs 0 ≤ q_offset and q_offset + m ≤ n_kv. "auto" takes the native path for such rows
+    on CPU (and for a single query), and the Triton kernels on CUDA where they take q_offset.
     """
     if backend not in BACKENDS:
         raise SpatError(Diagnostic(f"unknown backend {backend!r}", help="one of " + ", ".join(BACKENDS)))
@@ -146,7 +148,8 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
         if triton_attention is not None and (not rectangular or _takes_q_offset(triton_attention)):
             backend = "triton"
         elif (not str(compiled.prob) == "softmax" or key_bias is not None or _needs_grad(q, k, v)
-              or rectangular):  # rows at an offset: the native path computes only their blocks
+              or rectangular or q.shape[2] == 1):  # rows at an offset (or one query, decoding's first
+            # step): the native path computes only their blocks, with nothing to compile
             backend = "native"
         else:
             backend = "flex"
@@ -167,13 +170,18 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
 
         return attention_reference(q, k, v, compiled, layer, scale, **bias)
     if rectangular:
-        from .targets.flex import flex_rows_attention
+        from .targets.flex import rows_block_mask
 
         check_flex_backward(q, k, v)
         if key_bias is not None:
             raise SpatError(Diagnostic("backend='flex' takes no key_bias",
                                        help="backend='native' (or 'auto') adds a per-key bias"))
-        return flex_rows_attention(q, k, v, compiled, layer, scale, block_size, int(q_offset))
+        block_mask = rows_block_mask(compiled, layer, block_size, q.device, int(q_offset), q.shape[2])
+        with _cache_lock:
+            if layer not in _ROWS_FLEX:
+                _ROWS_FLEX[layer] = _compiled_flex(layer)
+            flex = _ROWS_FLEX[layer]
+        return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
     check_flex_backward(q, k, v)
     if key_bias is not None:
         raise SpatError(Diagnostic("backend='flex' takes no key_bias",

@@ -145,7 +145,8 @@ def for_keys(compiled, k):
     import torch
 
     if (isinstance(k, torch.Tensor) and k.dim() == 4 and k.shape[2] >= 1 and hasattr(compiled, "at")
-            and getattr(compiled, "n", None) != k.shape[2]):
+            and getattr(compiled, "n", None) != k.shape[2]
+            and k.shape[1] != compiled.n):  # [B, n, H, D] inputs: let the check name the transpose
         return compiled.at(int(k.shape[2]))
     return compiled
 

@@ -192,3 +192,15 @@ def test_flex_with_queries_at_an_offset():
         got = patterndsl.attention(q[:, :, 150:190], k, v, compiled, q_offset=150, backend="flex")
         want = patterndsl.attention_reference(q, k, v, compiled)[:, :, 150:190]
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_readme_decoding_snippet_runs_as_written():
+    import re
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Decoding with a KV cache"):]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert namespace["rows"].shape == (4, 32)
+    assert torch.equal(namespace["rows"], namespace["compiled"].mask()[16:20])

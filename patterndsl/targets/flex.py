@@ -282,21 +282,6 @@ def rows_block_mask(compiled, layer: int, block_size, device, q_offset: int, q_l
     return make_block_mask(compiled.n, block_q, block_k, head_lists, shifted, q_len=q_len)
 
 
-_ROWS_FLEX: dict = {}
-
-
-def flex_rows_attention(q, k, v, compiled, layer: int, scale, block_size, q_offset: int):
-    """FlexAttention of queries at q_offset … q_offset + m − 1 against the keys of k, v (compiled
-    at their length), with rows_block_mask; torch.compile'd, one function per layer."""
-    from ..attention import _compiled_flex
-
-    layer, _ = compiled.index(layer, 0)
-    block_mask = rows_block_mask(compiled, layer, block_size, q.device, q_offset, q.shape[2])
-    if layer not in _ROWS_FLEX:
-        _ROWS_FLEX[layer] = _compiled_flex(layer)
-    return _ROWS_FLEX[layer](q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
-
-
 # ---- the emitted module ----------------------------------------------------------
 
 
