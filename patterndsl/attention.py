@@ -15,7 +15,7 @@ import threading
 import types
 
 from .errors import Diagnostic, SpatError
-from .inputs import FLOAT_DTYPES, check_qkv
+from .inputs import FLOAT_DTYPES, check_qkv, for_keys
 
 
 def _flex_call(q, k, v, block_mask, scale, enable_gqa):
@@ -60,6 +60,7 @@ def _flex_for(compiled, layer: int, block_size, device):
 
 
 _cache_lock = threading.Lock()
+_ROWS_FLEX: dict = {}  # layer -> torch.compile'd FlexAttention for queries at an offset (Q_LEN ≠ KV_LEN)
 _interpreter_lock = threading.RLock()
 
 
@@ -101,7 +102,7 @@ def _needs_grad(*tensors) -> bool:
 
 
 def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, block_size=None,
-              key_bias=None, backend: str = "auto"):
+              key_bias=None, backend: str = "auto", q_offset: int = 0):
     """Sparse attention of q, k, v with one layer of a compiled pattern.
 
     q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
@@ -117,6 +118,13 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     "reference". "auto" takes the Triton kernels on CUDA; elsewhere the native path
     when gradients are needed, ρ is not softmax or a key bias is given, and
     FlexAttention otherwise.
+
+    Queries and keys may differ in length (a KV cache, chunked prefill): q [B, H, m, D]
+    holds the queries at positions ``q_offset`` … q_offset + m − 1, k and v [B, Hkv, n_kv, D]
+    the keys 0 … n_kv − 1, and the pattern is evaluated at n = n_kv (``compiled.at(n_kv)``,
+    cached): the result is rows q_offset … q_offset + m − 1 of the full computation at n_kv.
+    Needs 0 ≤ q_offset and q_offset + m ≤ n_kv. "auto" takes the native path for such rows
+    on CPU (and for a single query), and the Triton kernels on CUDA where they take q_offset.
     """
     if backend not in BACKENDS:
         raise SpatError(Diagnostic(f"unknown backend {backend!r}", help="one of " + ", ".join(BACKENDS)))
@@ -127,37 +135,69 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     # The native path and the reference also run float64 (gradcheck) and any value width;
     # the kernels do not.
     dense_or_native = backend in ("native", "reference")
+    compiled = for_keys(compiled, k)
     check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + (("float64",) if dense_or_native else ()),
-              value_dim_may_differ=dense_or_native)
+              value_dim_may_differ=dense_or_native, q_offset=q_offset)
     layer, _ = compiled.index(layer, 0)
+    rectangular = not (q_offset == 0 and q.shape[2] == k.shape[2])
     bias = {} if key_bias is None else {"key_bias": key_bias}
+    if rectangular:
+        bias["q_offset"] = int(q_offset)
     if backend == "auto":
         triton_attention = _triton_attention() if q.device.type == "cuda" else None
-        if triton_attention is not None:
+        if triton_attention is not None and (not rectangular or _takes_q_offset(triton_attention)):
             backend = "triton"
-        elif not str(compiled.prob) == "softmax" or key_bias is not None or _needs_grad(q, k, v):
+        elif (not str(compiled.prob) == "softmax" or key_bias is not None or _needs_grad(q, k, v)
+              or rectangular or q.shape[2] == 1):  # rows at an offset (or one query, decoding's first
+            # step): the native path computes only their blocks, with nothing to compile
             backend = "native"
         else:
             backend = "flex"
     if backend == "native":
         from .native import native_attention
 
-        return native_attention(q, k, v, compiled, layer, scale, key_bias=key_bias, block_size=block_size)
+        return native_attention(q, k, v, compiled, layer, scale, block_size=block_size, **bias)
     if backend == "triton":
         from .kernels import triton_attention
 
+        if rectangular and not _takes_q_offset(triton_attention):
+            raise SpatError(Diagnostic("these Triton kernels take no q_offset (queries and keys of one length only)",
+                                       help="backend='native' or 'auto' runs queries at an offset"))
         with interpreter_lock():
             return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size, **bias)
     if backend == "reference":
         from .targets.torch import attention_reference
 
         return attention_reference(q, k, v, compiled, layer, scale, **bias)
+    if rectangular:
+        from .targets.flex import rows_block_mask
+
+        check_flex_backward(q, k, v)
+        if key_bias is not None:
+            raise SpatError(Diagnostic("backend='flex' takes no key_bias",
+                                       help="backend='native' (or 'auto') adds a per-key bias"))
+        block_mask = rows_block_mask(compiled, layer, block_size, q.device, int(q_offset), q.shape[2])
+        with _cache_lock:
+            if layer not in _ROWS_FLEX:
+                _ROWS_FLEX[layer] = _compiled_flex(layer)
+            flex = _ROWS_FLEX[layer]
+        return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
     check_flex_backward(q, k, v)
     if key_bias is not None:
         raise SpatError(Diagnostic("backend='flex' takes no key_bias",
                                    help="backend='native' (or 'auto') adds a per-key bias"))
     block_mask, flex = _flex_for(compiled, layer, block_size, q.device)
     return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
+
+
+def _takes_q_offset(function) -> bool:
+    """Whether the kernels' entry point takes q_offset (queries at an offset from the keys)."""
+    import inspect
+
+    try:
+        return "q_offset" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def check_flex_backward(q, k, v) -> None:

@@ -12,10 +12,10 @@ import numpy as np
 from . import ast as A
 from .blocksize import block_size_pair
 from .errors import Diagnostic, Source, Span, SpatError
-from .inputs import layer_problem
+from .inputs import layer_problem, query_window_problem
 from .ir import Pattern
 from .passes import simplify
-from .reference import check_budget, dense_mask, parse_size, require_memory
+from .reference import check_budget, dense_mask, evaluate, parse_size, require_memory
 from .resolve import resolve
 from .syntax import MAX_SOURCE_BYTES
 from .syntax import parse as parse_source
@@ -102,6 +102,11 @@ class CompiledPattern:
                  memory_budget: int | None = None):
         resolved = resolve(module, source, n)
         self.source, self.module, self.n = source, module, n
+        self.simplified = simplified
+        # compiled.at(n'): the same file at other lengths, shared by the whole family (an LRU of
+        # at most MAX_CACHED_LENGTHS entries), so decoding with a growing KV cache compiles each
+        # length once and keeps only the recent ones.
+        self._lengths = _LengthCache({n: self})
         self.memory_budget = _memory_budget(memory_budget)
         self.block_size = resolved.block
         self.prob = resolved.prob
@@ -122,8 +127,27 @@ class CompiledPattern:
         return len(self.patterns[0])
 
     def at(self, n: int) -> "CompiledPattern":
-        """The same file compiled for another sequence length."""
-        return CompiledPattern(self.source, self.module, _sequence_length(n), memory_budget=self.memory_budget)
+        """The same file compiled for another sequence length (cached: the MAX_CACHED_LENGTHS most
+        recently used lengths of the file are kept, shared by every length's object)."""
+        n = _sequence_length(n)
+        if n == self.n:
+            return self
+        found = self._lengths.get(n)
+        if found is None:
+            found = CompiledPattern(self.source, self.module, n, simplified=self.simplified,
+                                    memory_budget=self.memory_budget)
+            found._lengths = self._lengths
+            found = self._lengths.put(n, found)
+        return found
+
+    def query_rows(self, q_offset=0, q_len=None) -> tuple[int, int]:
+        """(q_offset, q_len) checked against n: queries at q_offset … q_offset + q_len − 1
+        (q_len None: up to n), against the n keys 0 … n − 1."""
+        problem = query_window_problem(q_len if q_len is not None else (
+            self.n - q_offset if _is_int(q_offset) else 0), self.n, q_offset, keys="n")
+        if problem:
+            raise SpatError(Diagnostic(problem[0], help=problem[1]))
+        return int(q_offset), int(self.n - q_offset if q_len is None else q_len)
 
     def index(self, layer: int, head: int) -> tuple[int, int]:
         problem = layer_problem(layer)
@@ -213,11 +237,23 @@ class CompiledPattern:
 
         return block_mask(self, layer, block_size, device)
 
-    def mask(self, layer: int = 0, head: int = 0):
-        """torch.BoolTensor [n, n]: True where query i attends to key j."""
+    def mask(self, layer: int = 0, head: int = 0, *, q_offset: int = 0, q_len: "int | None" = None):
+        """torch.BoolTensor [n, n]: True where query i attends to key j. With ``q_offset`` and
+        ``q_len``: the rows q_offset … q_offset + q_len − 1 only, [q_len, n] (q_len defaults to
+        n − q_offset), the pattern still at this n (decoding: rows of a KV cache's queries)."""
         import torch
 
-        return torch.from_numpy(self.dense(layer, head))
+        if q_offset == 0 and q_len is None:
+            return torch.from_numpy(self.dense(layer, head))
+        q_offset, q_len = self.query_rows(q_offset, q_len)
+        pattern = self.pattern(layer, head)
+        check_budget((q_len, self.n), self.memory_budget)
+        out = np.empty((q_len, self.n), dtype=bool)
+        step = max(1, (1 << 20) // max(self.n, 1))
+        for start in range(0, q_len, step):
+            stop = min(q_len, start + step)
+            out[start:stop] = evaluate(pattern, np.arange(q_offset + start, q_offset + stop), self.n)
+        return torch.from_numpy(out)
 
     def masks(self):
         """torch.BoolTensor [p, H, n, n]."""
@@ -240,6 +276,43 @@ class CompiledPattern:
     def __repr__(self):
         return (f"CompiledPattern({self.source.name!r}, n={self.n}, layers={self.layers}, "
                 f"heads={self.heads}, prob={self.prob!r})")
+
+
+MAX_CACHED_LENGTHS = 16  # lengths of one file that compiled.at keeps compiled
+
+
+class _LengthCache:
+    """A bounded LRU {n: CompiledPattern}, thread-safe, shared by a file's compiled lengths."""
+
+    def __init__(self, first: dict):
+        import collections
+        import threading
+
+        self.entries = collections.OrderedDict(first)
+        self.lock = threading.Lock()
+        self.compiles = 0  # how many lengths were compiled through at() (tests and benchmarks count)
+
+    def get(self, n):
+        with self.lock:
+            found = self.entries.get(n)
+            if found is not None:
+                self.entries.move_to_end(n)
+            return found
+
+    def put(self, n, compiled):
+        with self.lock:
+            if n in self.entries:  # another thread made it first
+                self.entries.move_to_end(n)
+                return self.entries[n]
+            self.compiles += 1
+            self.entries[n] = compiled
+            while len(self.entries) > MAX_CACHED_LENGTHS:
+                self.entries.popitem(last=False)
+            return compiled
+
+
+def _is_int(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
 
 
 def _sequence_length(n) -> int:

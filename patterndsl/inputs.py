@@ -16,13 +16,15 @@ FLOAT_DTYPES = ("float16", "bfloat16", "float32")  # what every kernel runs; the
 
 
 def qkv_problem(q, k, v, n, pattern_heads, scale=None, dtypes=("float16", "bfloat16", "float32"),
-                max_head_dim=None, value_dim_may_differ=False):
+                max_head_dim=None, value_dim_may_differ=False, queries_may_differ=False):
     """(message, help) for the first rule that q, k, v or scale break, else None.
 
     n and pattern_heads are the pattern's length and heads; dtypes names the torch dtypes
     accepted (e.g. "float32"); max_head_dim caps D when the kernels have a limit;
     value_dim_may_differ lets v's last dimension differ from k's (the dense reference and
-    the native path compute P·V for any value width; the kernels tile one D)."""
+    the native path compute P·V for any value width; the kernels tile one D);
+    queries_may_differ lets q's length m differ from n (queries at an offset: the caller
+    checks q_offset with query_window_problem)."""
     import math
     import numbers
 
@@ -49,12 +51,19 @@ def qkv_problem(q, k, v, n, pattern_heads, scale=None, dtypes=("float16", "bfloa
         return (f"q, k and v must be on one device; got {q.device}, {k.device}, {v.device}",
                 "move them with .to(q.device)")
     batch, heads, length, head_dim = q.shape
-    if length != n or k.shape[2] != n or v.shape[2] != n:
+    if (length != n and not queries_may_differ) or k.shape[2] != n or v.shape[2] != n:
         if q.shape[1] == n and length != n:
             return (f"q, k and v look shaped [batch, n, heads, head_dim] ({shapes}); "
                     f"they must be [batch, heads, n, head_dim] with n = {n}", transpose)
+        if k.shape[2] == v.shape[2] and length != k.shape[2]:
+            return (f"q has {length} rows but k, v have {k.shape[2]} keys, and the pattern was compiled for "
+                    f"n = {n}", "queries at other positions than the keys (a KV cache, chunked prefill) "
+                    "go through patterndsl.attention(q, k, v, compiled, q_offset=...) with queries at "
+                    "q_offset ... q_offset + m - 1 (decoding: q_offset = n_kv - m); it evaluates the "
+                    "pattern at n = n_kv")
         return (f"the pattern was compiled for n = {n}, but q, k, v have lengths {length}, "
-                f"{k.shape[2]}, {v.shape[2]}", "compile it for this n: compiled.at(n)")
+                f"{k.shape[2]}, {v.shape[2]}", "patterndsl.attention and attention_reference take any length "
+                "(they use compiled.at(n_kv)); elsewhere compile for this n: compiled.at(n_kv)")
     if k.shape[0] != batch or v.shape[0] != batch:
         return (f"q, k and v must have the same batch size; got {batch}, {k.shape[0]}, {v.shape[0]}",
                 "expand a shared k, v explicitly: k.expand(q.shape[0], -1, -1, -1)")
@@ -80,6 +89,27 @@ def qkv_problem(q, k, v, n, pattern_heads, scale=None, dtypes=("float16", "bfloa
     return None
 
 
+def query_window_problem(m, n_kv, q_offset, keys="n_kv"):
+    """(message, help) when queries at q_offset ... q_offset + m - 1 do not fit against the
+    n_kv keys 0 ... n_kv - 1 (q_offset an int >= 0, m >= 1, q_offset + m <= n_kv), else None."""
+    import numbers
+
+    usage = ("query row r is at position q_offset + r; keys are at 0 ... n_kv - 1, so 0 <= q_offset and "
+             "q_offset + m <= n_kv (decoding with a KV cache: q_offset = n_kv - m)")
+    if isinstance(q_offset, bool) or not isinstance(q_offset, numbers.Integral):
+        return f"q_offset must be an integer, got {q_offset!r}", usage
+    if isinstance(m, bool) or not isinstance(m, numbers.Integral):
+        return f"q_len must be an integer, got {m!r}", usage
+    if q_offset < 0:
+        return f"q_offset must be >= 0, got {q_offset}", usage
+    if m < 1:
+        return f"there must be at least one query, got {m}", usage
+    if q_offset + m > n_kv:
+        return (f"queries at positions {q_offset} ... {q_offset + m - 1} lie beyond the {n_kv} keys "
+                f"({keys} = {n_kv}): q_offset + m = {q_offset + m} > {n_kv}", usage)
+    return None
+
+
 def layer_problem(layer):
     """A message when ``layer`` is not a layer index (an integer ≥ 0; layer l uses pattern
     l mod p), else None."""
@@ -91,8 +121,9 @@ def layer_problem(layer):
 
 
 def check_qkv(q, k, v, compiled, scale=None, dtypes=FLOAT_DTYPES, max_head_dim=None,
-              value_dim_may_differ=False) -> None:
-    """Raise a SpatError for the first rule q, k, v, scale or ``compiled`` break."""
+              value_dim_may_differ=False, q_offset=None) -> None:
+    """Raise a SpatError for the first rule q, k, v, scale or ``compiled`` break. With
+    ``q_offset`` (not None), q may be shorter than k, v: its rows at q_offset + r."""
     from .errors import Diagnostic, SpatError
 
     # Duck-typed, so that this module imports nothing of patterndsl's above it (compiled.py
@@ -101,9 +132,23 @@ def check_qkv(q, k, v, compiled, scale=None, dtypes=FLOAT_DTYPES, max_head_dim=N
         raise SpatError(Diagnostic(f"compiled must be a CompiledPattern, got {type(compiled).__name__}",
                                    help="compile the pattern first: patterndsl.compile(source, n)"))
     problem = qkv_problem(q, k, v, compiled.n, compiled.heads, scale, dtypes, max_head_dim,
-                          value_dim_may_differ)
+                          value_dim_may_differ, queries_may_differ=q_offset is not None)
+    if problem is None and q_offset is not None:
+        problem = query_window_problem(q.shape[2], k.shape[2], q_offset)
     if problem is not None:
         raise SpatError(Diagnostic(problem[0], help=problem[1]))
+
+
+def for_keys(compiled, k):
+    """``compiled`` at the keys' length n_kv (compiled.at(n_kv), cached there) when k is a
+    [B, Hkv, n_kv, D] tensor of another length than compiled.n; else ``compiled`` itself."""
+    import torch
+
+    if (isinstance(k, torch.Tensor) and k.dim() == 4 and k.shape[2] >= 1 and hasattr(compiled, "at")
+            and getattr(compiled, "n", None) != k.shape[2]
+            and k.shape[1] != compiled.n):  # [B, n, H, D] inputs: let the check name the transpose
+        return compiled.at(int(k.shape[2]))
+    return compiled
 
 
 def key_bias_for(key_bias, batch: int, heads: int, n: int, like):

@@ -66,6 +66,15 @@ class BlockLayout:
     t_full_ptr: np.ndarray
     t_full_idx: np.ndarray
     _connections: "int | Callable[[], int]" = field(repr=False)
+    # A layout of some rows only (block_layout(..., q_offset=, q_len=)): query block qb holds the
+    # rows q_offset + qb·BQ … (cut at q_offset + q_len), the keys are still 0 … n − 1.
+    q_offset: int = 0
+    q_len: "int | None" = None
+
+    @property
+    def num_rows(self) -> int:
+        """The query rows the layout covers (n, or q_len for a layout of some rows)."""
+        return self.n if self.q_len is None else self.q_len
 
     @property
     def connections(self) -> int:
@@ -76,9 +85,10 @@ class BlockLayout:
 
     @staticmethod
     def from_blocks(n: int, block_q: int, block_k: int, qb: np.ndarray, kb: np.ndarray,
-                    states: np.ndarray, connections) -> "BlockLayout":
+                    states: np.ndarray, connections, *, q_offset: int = 0,
+                    q_len: "int | None" = None) -> "BlockLayout":
         """From the non-empty blocks: query block, key block and state (PARTIAL or FULL)."""
-        num_q, num_k = -(-n // block_q), -(-n // block_k)
+        num_q, num_k = -(-(n if q_len is None else q_len) // block_q), -(-n // block_k)
         qb, kb, states = (np.asarray(a, dtype=np.int64) for a in (qb, kb, states))
         dtype = smallest_index_dtype(max(num_q, num_k))
         lists = {}
@@ -87,7 +97,7 @@ class BlockLayout:
             lists[name] = _csr(qb[keep], kb[keep], num_q, dtype)
             lists["t_" + name] = _csr(kb[keep], qb[keep], num_k, dtype)
         return BlockLayout(n, block_q, block_k, *lists["partial"], *lists["full"],
-                           *lists["t_partial"], *lists["t_full"], connections)
+                           *lists["t_partial"], *lists["t_full"], connections, q_offset, q_len)
 
     @property
     def num_q_blocks(self) -> int:
@@ -122,7 +132,7 @@ class BlockLayout:
 
     def block_extent(self, qb, kb):
         """(rows, cols): the in-bounds size of the given blocks (less at the ragged end)."""
-        rows = np.minimum(self.n - np.asarray(qb) * self.block_q, self.block_q)
+        rows = np.minimum(self.num_rows - np.asarray(qb) * self.block_q, self.block_q)
         cols = np.minimum(self.n - np.asarray(kb) * self.block_k, self.block_k)
         return rows, cols
 
@@ -150,8 +160,8 @@ class BlockLayout:
         return grid
 
     def same_as(self, other: "BlockLayout") -> bool:
-        return (self.n, self.block_q, self.block_k, self.connections) == (
-            other.n, other.block_q, other.block_k, other.connections) and all(
+        return (self.n, self.block_q, self.block_k, self.connections, self.q_offset, self.num_rows) == (
+            other.n, other.block_q, other.block_k, other.connections, other.q_offset, other.num_rows) and all(
             np.array_equal(getattr(self, name), getattr(other, name))
             for name in ("partial_ptr", "partial_idx", "full_ptr", "full_idx"))
 
@@ -391,16 +401,31 @@ def layout_memory(pattern, n: int, block_q: int, block_k: int) -> int:
             + n * _BYTES_PER_QUERY)
 
 
-def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: int | None = None) -> BlockLayout:
+def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: int | None = None, *,
+                 q_offset: int = 0, q_len: "int | None" = None) -> BlockLayout:
     """The block layout of ``pattern`` for blocks of block_q queries × block_k keys.
 
     The candidate blocks come from the primitives' own structure (the sparsest part
     of an intersection lists them, the others only classify them), so the work is
-    proportional to the blocks the pattern touches times the size of the pattern."""
+    proportional to the blocks the pattern touches times the size of the pattern.
+
+    With ``q_offset`` / ``q_len``: the layout of the rows q_offset … q_offset + q_len − 1 only
+    (q_len defaults to n − q_offset), the pattern at n; its query block qb holds the rows
+    q_offset + qb·block_q …, its key blocks are the usual ones (`rows_layout`)."""
     block_k = block_k or block_q
     for name, size in (("block_q", block_q), ("block_k", block_k)):
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"{name} must be a positive integer, got {size!r}")
+    if not (q_offset == 0 and q_len in (None, n)) or isinstance(q_offset, bool):
+        from .inputs import query_window_problem
+
+        m = q_len if q_len is not None else (n - q_offset if isinstance(q_offset, (int, np.integer)) else 0)
+        problem = query_window_problem(m, n, q_offset, keys="n")
+        if problem:
+            from .errors import SpatError
+
+            raise SpatError(Diagnostic(problem[0], help=problem[1]))
+        return rows_layout(pattern, n, int(block_q), int(block_k), int(q_offset), int(m))
     grid = BlockGrid(n, int(block_q), int(block_k))
     codes = pattern.block_candidates(grid)
     if codes is None:
@@ -416,6 +441,44 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
 
     return BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb[keep], kb[keep], states[keep],
                                    count_connections)
+
+
+_ROW_ELEMENTS = 1 << 21  # pairs evaluated at once by rows_layout
+
+
+def rows_layout(pattern, n: int, block_q: int, block_k: int, q_offset: int, q_len: int) -> BlockLayout:
+    """The layout of the rows q_offset … q_offset + q_len − 1 of ``pattern`` at n (see block_layout).
+
+    It evaluates those rows' pairs — q_len × n of them, a few query blocks at a time — and
+    reduces them to blocks: O(q_len · n) time and O(block_q · n) memory, never the n / block_q
+    block rows of the whole layout (decoding one token at n = 65,536 evaluates 65,536 pairs)."""
+    dtype = index_dtype(n)
+    num_k = -(-n // block_k)
+    padded_k = num_k * block_k
+    per_step = max(1, _ROW_ELEMENTS // max(padded_k * block_q, 1))
+    qbs, kbs, all_states, connections = [], [], [], 0
+    num_q = -(-q_len // block_q)
+    j = np.arange(n, dtype=dtype)[None, :]
+    for first in range(0, num_q, per_step):
+        last = min(num_q, first + per_step)
+        r0, r1 = first * block_q, min(q_len, last * block_q)
+        i = (q_offset + np.arange(r0, r1, dtype=np.int64)).astype(dtype)[:, None]
+        mask = np.asarray(pattern.predicate(i, j, n), dtype=bool)
+        connections += int(np.count_nonzero(mask))
+        if padded_k != n:
+            mask = np.concatenate([mask, np.zeros((r1 - r0, padded_k - n), dtype=bool)], axis=1)
+        per_row = mask.reshape(r1 - r0, num_k, block_k).sum(axis=2, dtype=np.int64)
+        counts = np.add.reduceat(per_row, np.arange(0, r1 - r0, block_q), axis=0)
+        rows = np.minimum(q_len - np.arange(first, last) * block_q, block_q)[:, None]
+        cols = np.minimum(n - np.arange(num_k) * block_k, block_k)[None, :]
+        states = np.where(counts == 0, EMPTY, np.where(counts == rows * cols, FULL, PARTIAL))
+        qb, kb = np.nonzero(states)
+        qbs.append(qb + first)
+        kbs.append(kb)
+        all_states.append(states[qb, kb])
+    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+    return BlockLayout.from_blocks(n, block_q, block_k, cat(qbs), cat(kbs), cat(all_states), connections,
+                                   q_offset=q_offset, q_len=q_len)
 
 
 # ---- block efficiency ------------------------------------------------------------------

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from . import probability
 from .layout import PARTIAL
-from .inputs import FLOAT_DTYPES, check_qkv, key_bias_for
+from .inputs import FLOAT_DTYPES, check_qkv, for_keys, key_bias_for
 from .reference import index_dtype
 
 SCORE_ELEMENTS = 1 << 20  # scores in one chunk (4 MiB in float32): bounds the temporaries
@@ -49,17 +49,21 @@ class _Group:
     every_key: bool  # the lists hold every key block (a `global` row): k and v need no gather
 
 
-def _partial_masks(pattern, n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def _partial_masks(pattern, n: int, rows: np.ndarray, cols: np.ndarray, row_end: "int | None" = None) -> np.ndarray:
     """Bool [BQ, C]: the element mask of one query block's rows [BQ] at the columns [C] of
-    its partial blocks (indices beyond n are clamped to evaluate, then cleared)."""
+    its partial blocks (indices beyond n, or rows from ``row_end`` on, are clamped to
+    evaluate, then cleared)."""
     dtype = index_dtype(n)
+    row_end = n if row_end is None else row_end
     i, j = np.minimum(rows, n - 1).astype(dtype)[:, None], np.minimum(cols, n - 1).astype(dtype)[None, :]
-    return np.asarray(pattern.predicate(i, j, n), dtype=bool) & (rows < n)[:, None] & (cols < n)[None, :]
+    return np.asarray(pattern.predicate(i, j, n), dtype=bool) & (rows < row_end)[:, None] & (cols < n)[None, :]
 
 
 def _groups(layout, pattern) -> list[_Group]:
     """The layout's query blocks grouped by list length, with their keys and masks."""
     n, block_q, block_k = layout.n, layout.block_q, layout.block_k
+    # a layout of some rows (q_offset): query block b holds rows q_offset + b·BQ …, cut at q_len
+    row0, num_rows = getattr(layout, "q_offset", 0), getattr(layout, "num_rows", n)
     qb, kb, states = layout.blocks()
     order = np.lexsort((kb, qb))
     qb, kb, states = qb[order], kb[order], states[order]
@@ -73,12 +77,13 @@ def _groups(layout, pattern) -> list[_Group]:
         rows = blocks[:, None] * block_q + np.arange(block_q)  # [m, BQ]
         cols = key_blocks[:, :, None] * block_k + np.arange(block_k)  # [m, L, BK]
         mask = None
-        if partial.any() or rows.max() >= n or cols.max() >= n:
-            mask = np.broadcast_to((rows < n)[:, :, None, None] & (cols < n)[:, None, :, :],
+        if partial.any() or rows.max() >= num_rows or cols.max() >= n:
+            mask = np.broadcast_to((rows < num_rows)[:, :, None, None] & (cols < n)[:, None, :, :],
                                    (len(blocks), block_q, length, block_k)).copy()
             for r in np.flatnonzero(partial.any(axis=1)):
                 slots = np.flatnonzero(partial[r])
-                evaluated = _partial_masks(pattern, n, rows[r], cols[r, slots].reshape(-1))
+                evaluated = _partial_masks(pattern, n, rows[r] + row0, cols[r, slots].reshape(-1),
+                                           row0 + num_rows)
                 mask[r][:, slots, :] = evaluated.reshape(block_q, len(slots), block_k)
             mask = torch.from_numpy(~mask.reshape(len(blocks), block_q, length * block_k))
         groups.append(_Group(torch.from_numpy(blocks), torch.from_numpy(key_blocks), mask,
@@ -98,6 +103,30 @@ def plans(compiled, layer: int, block_q: int, block_k: int) -> list[tuple[list[i
                 by_layout[id(layout)] = ([], _groups(layout, compiled.patterns[layer][head]))
             by_layout[id(layout)][0].append(head)
         cache[key] = list(by_layout.values())
+    return cache[key]
+
+
+MAX_CACHED_ROW_PLANS = 8  # plans of some rows (q_offset) kept per compiled pattern
+
+
+def row_plans(compiled, layer: int, block_q: int, block_k: int, q_offset: int, q_len: int):
+    """plans() for the rows q_offset … q_offset + q_len − 1 only (layout.rows_layout; a bounded cache)."""
+    from .layout import block_layout
+
+    cache = compiled.__dict__.setdefault("_native_row_plans", {})
+    key = (layer, block_q, block_k, q_offset, q_len)
+    if key in cache:
+        cache[key] = cache.pop(key)
+        return cache[key]
+    by_pattern: dict = {}
+    for head, pattern in enumerate(compiled.patterns[layer]):
+        if pattern not in by_pattern:
+            layout = block_layout(pattern, compiled.n, block_q, block_k, q_offset=q_offset, q_len=q_len)
+            by_pattern[pattern] = ([], _groups(layout, pattern))
+        by_pattern[pattern][0].append(head)
+    while len(cache) >= MAX_CACHED_ROW_PLANS:
+        del cache[next(iter(cache))]
+    cache[key] = list(by_pattern.values())
     return cache[key]
 
 
@@ -256,7 +285,7 @@ def _padded(tensor, extra: int, pad):
 
 
 def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,
-                     key_bias=None, block_size=None):
+                     key_bias=None, block_size=None, q_offset: int = 0):
     """Block-sparse attention of q, k, v with one layer of a compiled pattern, for the file's
     ρ, in eager torch; differentiable in q, k, v and ``key_bias``.
 
@@ -265,27 +294,38 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     (broadcastable to [B, H, n]) is added to the score of every (query, key j) before ρ.
     ``block_size`` (an int or (BQ, BK)) sets the blocks: the file's `block`, else 128.
     Same result as `patterndsl.attention_reference`, in O(blocks computed) memory.
+
+    q may be shorter than k, v: q [B, H, m, D] holds the queries at positions q_offset …
+    q_offset + m − 1, k, v [B, Hkv, n_kv, D] the keys 0 … n_kv − 1, and the pattern is evaluated
+    at n = n_kv (compiled.at(n_kv)); only the blocks of those rows are computed.
     """
-    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True)
+    compiled = for_keys(compiled, k)
+    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True,
+              q_offset=q_offset)
     layer, _ = compiled.index(layer, 0)
-    batch, heads, n, dim = q.shape
+    batch, heads, m, dim = q.shape
+    n = k.shape[2]
+    rectangular = not (q_offset == 0 and m == n)
     scale = dim ** -0.5 if scale is None else float(scale)
     bias = key_bias_for(key_bias, batch, heads, n, q)
     block_q, block_k = compiled.block_sizes(block_size)
     if k.shape[1] != heads:
         k = k.repeat_interleave(heads // k.shape[1], dim=1)
         v = v.repeat_interleave(heads // v.shape[1], dim=1)
-    padded = _padded_length(n, block_q, block_k)
-    q, k, v = (_padded(t, padded - n, (0, 0, 0, padded - n)) for t in (q, k, v))
+    padded, padded_q = _padded_length(n, block_q, block_k), _padded_length(m, block_q, block_k)
+    q = _padded(q, padded_q - m, (0, 0, 0, padded_q - m))
+    k, v = (_padded(t, padded - n, (0, 0, 0, padded - n)) for t in (k, v))
     if bias is not None:
         bias = _padded(bias, padded - n, (0, padded - n))
     prob = probability.as_map(compiled.prob)
     outs, order = [], []
-    for pattern_heads, groups in plans(compiled, layer, block_q, block_k):
+    layer_plans = (row_plans(compiled, layer, block_q, block_k, int(q_offset), m) if rectangular
+                   else plans(compiled, layer, block_q, block_k))
+    for pattern_heads, groups in layer_plans:
         chosen = list(range(heads)) if compiled.heads == 1 else pattern_heads
         pick = (lambda t: t) if len(chosen) == heads else (lambda t: t[:, chosen])
         outs.append(_NativeAttention.apply(pick(q), pick(k), pick(v), None if bias is None else pick(bias),
                                     groups, prob, scale, block_q, block_k))
         order += chosen
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)[:, np.argsort(order)]
-    return out[:, :, :n]
+    return out[:, :, :m]

@@ -163,8 +163,12 @@ def test_attention_reference_zero_rows_not_nan():
 
 def test_attention_reference_shape_errors():
     compiled = patterndsl.compile(MULTI, n=8)
-    with pytest.raises(SpatError, match="compiled for n = 8"):
-        patterndsl.attention_reference(*(torch.randn(1, 4, 9, 4),) * 3, compiled)
+    # another length of q, k, v: the pattern at that n (compiled.at(9)), not an error
+    same = torch.randn(1, 4, 9, 4)
+    torch.testing.assert_close(patterndsl.attention_reference(same, same, same, compiled),
+                               patterndsl.attention_reference(same, same, same, compiled.at(9)))
+    with pytest.raises(SpatError, match="lie beyond the 9 keys"):
+        patterndsl.attention_reference(torch.randn(1, 4, 10, 4), *(torch.randn(1, 4, 9, 4),) * 2, compiled)
     with pytest.raises(SpatError, match="4 heads but q has 3"):
         patterndsl.attention_reference(*(torch.randn(1, 3, 8, 4),) * 3, compiled)
     with pytest.raises(SpatError, match="must divide"):

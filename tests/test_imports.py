@@ -39,6 +39,7 @@ LAYERS = [
     ["patterndsl.targets.flex", "patterndsl.targets.torch", "patterndsl.targets.triton",
      "patterndsl.kernels", "patterndsl.kernels.generate"],
     ["patterndsl.attention", "patterndsl.nn", "patterndsl.compiled", "patterndsl.cli"],
+    ["patterndsl.integrations", "patterndsl.integrations.transformers"],
 ]
 
 

@@ -68,7 +68,8 @@ def test_readme_commands_are_the_ci_commands():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install torch==2.13.0 && pip install -e '.[dev]'" in readme
     assert "python -m pytest" in readme and "python -m pytest" in ci
-    assert "torch==2.13.0" in ci and "-e '.[dev]'" in ci
+    assert "torch==2.13.0" in ci and "-e '.[dev,hf]'" in ci  # CI also runs the Hugging Face tests
+    assert ci.index("torch==2.13.0") < ci.index("-e '.[dev,hf]'")  # the CPU build of torch first
 
 
 def test_readme_examples_table_is_current():

@@ -146,7 +146,7 @@ def fill_padded_lists(ptr, idx, counts, indices):
     indices[row, position] = idx.to(indices.dtype)
 
 
-def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod):
+def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod, q_len=None):
     """A BlockMask [1, H, …] from per-head CSR lists: ``head_lists[h]`` maps partial,
     full, t_partial and t_full to (ptr, idx) tensors; heads may share one dict.
 
@@ -158,7 +158,8 @@ def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod):
     import torch
     from torch.nn.attention.flex_attention import BlockMask
 
-    num_q, num_k = -(-n // block_q), -(-n // block_k)
+    q_len = n if q_len is None else q_len  # fewer queries than keys: a rectangular BlockMask
+    num_q, num_k = -(-q_len // block_q), -(-n // block_k)
     device = head_lists[0]["partial"][0].device
     heads = len(head_lists)
     arguments = {}
@@ -181,7 +182,7 @@ def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod):
                                         arguments["full_kv_num_blocks"], arguments["full_kv_indices"],
                                         BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod)
     if "seq_lengths" in parameters:  # torch ≥ 2.6 knows a length that is not a multiple of the block
-        arguments["seq_lengths"] = (n, n)
+        arguments["seq_lengths"] = (q_len, n)
     return BlockMask(BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod, **arguments)
 
 
@@ -255,6 +256,30 @@ def block_mask(compiled, layer: int = 0, block_size=None, device="cpu"):
     head_lists = [lists[k] for k in which] if len(distinct) > 1 else lists
     return make_block_mask(compiled.n, block_q, block_k, head_lists,
                            mask_mod(compiled, layer, (block_q, block_k), device))
+
+
+def rows_block_mask(compiled, layer: int, block_size, device, q_offset: int, q_len: int):
+    """A BlockMask [1, H, …] for q_len queries at positions q_offset … against compiled.n keys
+    (FlexAttention's Q_LEN ≠ KV_LEN): the lists from layout.block_layout(..., q_offset=, q_len=),
+    the mask_mod the pattern's with q_idx + q_offset."""
+    from ..layout import block_layout
+
+    block_q, block_k = compiled.block_sizes(block_size)
+    layer, _ = compiled.index(layer, 0)
+    device = _usable_device(device)
+    compiled.require_table_memory((block_q, block_k), [layer], "the mask_mod")
+    distinct: dict = {}
+    for pattern in compiled.patterns[layer]:
+        if pattern not in distinct:
+            distinct[pattern] = _layout_lists(block_layout(pattern, compiled.n, block_q, block_k,
+                                                           q_offset=q_offset, q_len=q_len), device)
+    head_lists = [distinct[p] for p in compiled.patterns[layer]] if len(distinct) > 1 else list(distinct.values())
+    base = mask_mod(compiled, layer, (block_q, block_k), device)
+
+    def shifted(b, h, q_idx, kv_idx):
+        return base(b, h, q_idx + q_offset, kv_idx)
+
+    return make_block_mask(compiled.n, block_q, block_k, head_lists, shifted, q_len=q_len)
 
 
 # ---- the emitted module ----------------------------------------------------------

@@ -1,7 +1,7 @@
 """The torch target: dense boolean masks, additive masks, and the reference attention."""
 from __future__ import annotations
 
-from ..inputs import FLOAT_DTYPES, check_qkv, key_bias_for
+from ..inputs import FLOAT_DTYPES, check_qkv, for_keys, key_bias_for
 from . import register
 
 
@@ -22,7 +22,8 @@ def emit_torch(compiled, path, block_size=None) -> str:
     return f"masks {tuple(masks.shape)} (layers, heads, n, n)"
 
 
-def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, key_bias=None):
+def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, key_bias=None,
+                        q_offset: int = 0):
     """Attention through the pattern's dense mask: correct and slow (O(n²) memory).
 
     q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
@@ -31,25 +32,34 @@ def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None =
     row's scores over its connected keys; a query row with no connection gives zeros,
     never NaN. ``key_bias`` (broadcastable to [B, H, n]) is added to the score of every
     (query, key j) pair before ρ; the result is differentiable in it.
+
+    Queries and keys may differ in length: q [B, H, m, D] holds the queries at positions
+    q_offset … q_offset + m − 1 against the keys 0 … n_kv − 1 of k, v [B, Hkv, n_kv, D], the
+    pattern evaluated at n = n_kv (``compiled.at(n_kv)`` when n_kv is not compiled.n): the
+    result is rows q_offset … q_offset + m − 1 of the full computation at n_kv.
     """
     import torch
     import torch.nn.functional as F
 
     from ..probability import as_map, probabilities
 
-    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True)
+    compiled = for_keys(compiled, k)
+    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True,
+              q_offset=q_offset)
     layer, _ = compiled.index(layer, 0)
-    batch, heads, n, _ = q.shape
+    batch, heads, m, _ = q.shape
+    n = k.shape[2]
     kv_heads = k.shape[1]
     bias = key_bias_for(key_bias, batch, heads, n, q)
     if kv_heads != heads:
         k = k.repeat_interleave(heads // kv_heads, dim=1)
         v = v.repeat_interleave(heads // kv_heads, dim=1)
-    allowed = torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).to(q.device)
-    allowed = allowed.unsqueeze(0)  # [1, H or 1, n, n]
+    rows = {} if (q_offset == 0 and m == n) else {"q_offset": int(q_offset), "q_len": m}
+    allowed = torch.stack([compiled.mask(layer, h, **rows) for h in range(compiled.heads)]).to(q.device)
+    allowed = allowed.unsqueeze(0)  # [1, H or 1, m, n]
     prob = as_map(compiled.prob)
     if prob.is_softmax and bias is None:
-        empty_rows = ~allowed.any(dim=-1, keepdim=True)  # [1, H, n, 1]
+        empty_rows = ~allowed.any(dim=-1, keepdim=True)  # [1, H, m, 1]
         # SDPA gives NaN for a row with nothing to attend to; let such rows see
         # everything, then zero their output.
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed | empty_rows, scale=scale)
