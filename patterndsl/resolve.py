@@ -498,6 +498,8 @@ class Resolver:
         """Every statement in turn, each one's errors reported even when another failed."""
         patterns, block = (), None
         for name in self._let_order():  # every let, so unused ones are checked too
+            if self._needs_a_grid(name):  # (checked where a grid uses it: its cells are known there)
+                continue
             try:
                 evaluator.let_value(name)
             except _Failed:
@@ -512,6 +514,24 @@ class Resolver:
             except _Failed:
                 pass
         return patterns, block
+
+    def _needs_a_grid(self, name: str) -> bool:
+        """Whether the let ``name`` calls a grid primitive (patterndsl/grid.py), itself or through
+        the lets and defs it uses: it means something only inside a grid."""
+        seen, stack = set(), [name]
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            stmt = self.lets.get(current) or self.defs.get(current)
+            if stmt is None:
+                continue
+            for node in A.walk(stmt):
+                if isinstance(node, A.Call) and node.func in G.GRID_PRIMITIVES:
+                    return True
+            stack.extend(self.depends.get(current, ()))
+        return False
 
     def _let_order(self, every: bool = False) -> list[str]:
         """The lets (every: and defs), each after every name it depends on (so evaluating them never
