@@ -151,6 +151,20 @@ def morton_ranks(dims: tuple) -> np.ndarray:
     return np.argsort(code, kind="stable").astype(np.int64)
 
 
+def tile_coords(t, dims, tile):
+    """The coordinates of the cell numbered t when tokens go tile by tile."""
+    per_tile = math.prod(tile)
+    tiles = tuple(d // s for d, s in zip(dims, tile))
+    outer = _coords(t // per_tile, tiles)
+    inner = _coords(t % per_tile, tile)
+    return [outer[a] * tile[a] + inner[a] for a in range(len(dims))]
+
+
+# Source text of a rank expression → its coordinates' source (a tiled grid's coordinates
+# are shorter written from the token than from the rank: the kernels inline them).
+_KNOWN_COORDS: dict[str, list] = {}
+
+
 def tile_ranks(t, dims, tile):
     """The raster rank of the cell numbered t when tokens go tile by tile (raster order of
     the tiles, raster order inside a tile); numpy arrays or _Expr."""
@@ -255,6 +269,10 @@ class Grid(Pattern):
             local = _Expr(f"({x} - {self.offset})") if self.offset else _Expr(x)
             return local if self.tile is None else tile_ranks(local, self.dims, self.tile)
 
+        if self.tile is not None:
+            for x in (q, k):
+                local = _Expr(f"({x} - {self.offset})") if self.offset else _Expr(x)
+                _KNOWN_COORDS[str(rank(x))] = [str(c) for c in tile_coords(local, self.dims, self.tile)]
         inside = f"(({q} >= {self.offset}) & ({q} < {last}) & ({k} >= {self.offset}) & ({k} < {last}))"
         body = self.operand.source(str(rank(q)), str(rank(k)), self.cells, backend)
         return f"({inside} & {body})"
@@ -419,7 +437,11 @@ class GridPrimitive(Primitive):
         return bool(self.rule(_coords(i, self.dims), _coords(j, self.dims)) in (None, True))
 
     def source(self, q, k, n, backend):
-        out = self.rule(_coords(_Expr(q), self.dims), _coords(_Expr(k), self.dims))
+        def coords(x):
+            known = _KNOWN_COORDS.get(x)
+            return [_Expr(c) for c in known] if known is not None else _coords(_Expr(x), self.dims)
+
+        out = self.rule(coords(q), coords(k))
         return f"({k} >= 0)" if out is None else str(out)
 
     def row_structure(self, n):

@@ -175,7 +175,7 @@ def grid_cases(draw):
     return n, dims, (name, args, kw), offset, "rows" if order == "tile" else order, tile
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(grid_cases())
 def test_the_dense_reference_is_the_table(case):
     n, dims, call, offset, order, tile = case
@@ -212,7 +212,7 @@ def _pipeline(source, n, block=(4, 8)):
     assert (mask(f"transpose({source})", n) == dense.T).all()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(source=S.grid_sources(), extra=S.primitive_sources(), n=S.sizes(max_n=48), how=st.integers(0, 3))
 def test_grids_nested_with_old_constructs(source, extra, n, how):
     """Every target and analysis against the dense reference, on grids drawn with the old
