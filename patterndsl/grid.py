@@ -31,7 +31,8 @@ import numpy as np
 
 from . import structure as R
 from .ir import Intersection, Pattern
-from .primitives import ParamError, ParamSpec, Primitive, RowBound, _point_block_counts, _point_blocks
+from .arrays import unique_sorted
+from .primitives import ParamError, ParamSpec, Primitive, RowBound
 
 ORDERS = ("rows", "morton")
 GRID_PRIMITIVES: dict[str, type["GridPrimitive"]] = {}
@@ -324,6 +325,36 @@ def _operand_box(node, ranks, dims):
 
 
 _POINT_ELEMENTS = 1 << 22
+
+
+def _point_blocks(node, grid):
+    """(codes, counts): the kernel blocks holding the grid's listed pairs and how many each
+    (rows in chunks of whole query blocks, so the codes come out unique and sorted)."""
+    key = ("grid point blocks", node)
+    if key not in grid.memo:
+        codes, counts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        step = max(1, _POINT_ELEMENTS // max(1, node.row_point_count(grid.n)))
+        step = max(grid.block_q, step // grid.block_q * grid.block_q)
+        for start in range(0, grid.n, step):
+            rows = np.arange(start, min(grid.n, start + step), dtype=np.int64)
+            keys = node.row_points(rows, grid.n)
+            owner = np.broadcast_to(rows[:, None], keys.shape)
+            held = keys >= 0
+            block, count = unique_sorted(grid.codes(owner[held] // grid.block_q, keys[held] // grid.block_k),
+                                         return_counts=True)
+            codes.append(block)
+            counts.append(count)
+        grid.memo[key] = (np.concatenate(codes), np.concatenate(counts))
+    return grid.memo[key]
+
+
+def _point_block_counts(node, grid, qb, kb):
+    codes, counts = _point_blocks(node, grid)
+    wanted = grid.codes(qb, kb)
+    if codes.size == 0:
+        return np.zeros(np.shape(wanted), dtype=np.int64)
+    at = np.minimum(np.searchsorted(codes, wanted), codes.size - 1)
+    return np.where(codes[at] == wanted, counts[at], 0)
 
 
 @functools.lru_cache(maxsize=8)
