@@ -405,8 +405,8 @@ class Resolver:
         kind = "primitive or function" if call else "name"
         hint = None
         if len(self.diagnostics) < MAX_ERRORS:  # only shown ones get a suggestion: linear in the file
-            candidates = set(_CALLABLE_PRIMITIVES) | set(BUILTINS) | module_names | scope | ({"n"} if not call else set())
-            hint = did_you_mean(name, candidates)
+            candidates = set(PRIMITIVES) | set(BUILTINS) | module_names | scope | ({"n"} if not call else set())
+            hint = did_you_mean(name, candidates) or did_you_mean(name, set(G.GRID_PRIMITIVES))
         if hint is None:
             hint = (f"define it first with `def {name}(…) = …`" if call
                     else f"define it first with `let {name} = …`")
