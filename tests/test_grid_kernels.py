@@ -14,6 +14,8 @@ torch = pytest.importorskip("torch")
 import patterndsl  # noqa: E402
 from test_triton_kernels import assert_matches_reference, interpreter  # noqa: E402,F401  (its fixture)
 
+_FIXTURES = (interpreter,)  # (used by pytest by name)
+
 
 @pytest.mark.parametrize(("source", "n", "block_size"), [
     ("grid(8, 8, tile=(4, 4)) { natten(3, 3) }", 64, 16),  # tiles = blocks
