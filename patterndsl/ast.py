@@ -62,6 +62,14 @@ class Call(Node):
 
 
 @dataclass(frozen=True)
+class Tuple(Node):
+    """`(a, b)` or `(a, b, c)`: a tuple of integers (the grid options `tile=`, `shift=`)."""
+
+    items: tuple[Node, ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
 class Scoped(Node):
     """`func(args) { body }`: a pattern evaluated in a scope the call sets up
     (`blocks(B) { P }`: P over the blocks of B tokens)."""

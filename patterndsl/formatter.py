@@ -59,6 +59,8 @@ def expression(node: A.Node) -> str:
         return node.op + _child(node.operand, _UNARY)
     if isinstance(node, A.Call):
         return f"{node.func}({', '.join(expression(arg) for arg in node.args)})"
+    if isinstance(node, A.Tuple):
+        return f"({', '.join(expression(item) for item in node.items)})"
     if isinstance(node, A.Scoped):
         return f"{node.func}({', '.join(expression(arg) for arg in node.args)}) {{ {expression(node.body)} }}"
     if isinstance(node, A.Range):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import ChainMap
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -37,6 +38,7 @@ from .blocksize import BLOCK_SIZE_HELP, block_size_problem
 from .errors import Diagnostic, Source, Span, SpatError, did_you_mean
 from .ir import Blocked, Complement, Difference, Intersection, Pattern, Union
 from .primitives import PRIMITIVES, ParamError
+from . import grid as G
 
 MAX_INT = 1 << 62  # any integer beyond this in magnitude is an error, not a meaning
 MAX_IR_NODES = 100_000  # after expanding every def
@@ -50,7 +52,9 @@ MAX_CALL_NOTES = 4  # "in the call …" notes kept for an error inside nested de
 PROBABILITY_MAPS = probability.NAMES
 BUILTINS = {"isqrt": "isqrt(x)", "ilog2": "ilog2(x)", "min": "min(a, b, …)", "max": "max(a, b, …)",
             "cdiv": "cdiv(a, b)", "transpose": "transpose(P)", "if": "if(condition, a, b)"}
-SCOPES = {"blocks": "blocks(B) { P }"}
+SCOPES = {"blocks": "blocks(B) { P }", "grid": "grid(H, W) { P } or grid(T, H, W) { P }"}
+# Every callable primitive: the registry and the grid primitives (patterndsl/grid.py), live.
+_CALLABLE_PRIMITIVES = ChainMap(PRIMITIVES, G.GRID_PRIMITIVES)
 COMPARISONS = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
                "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
@@ -82,6 +86,15 @@ class Integers:
 
     def leave_blocks(self):
         self.sizes.pop()
+
+    def enter_grid(self, cells: int):
+        self.sizes.append(cells)
+
+    def leave_grid(self):
+        self.sizes.pop()
+
+    def grid(self, dims, offset, order, tile, pattern: Pattern) -> Pattern:
+        return G.Grid(tuple(dims), offset, order, None if tile is None else tuple(tile), pattern)
 
     def blocks(self, size: int, pattern: Pattern) -> Pattern:
         # A block as long as the sequence is the whole sequence: B ≥ n is B = n (and stays
@@ -292,7 +305,7 @@ class Resolver:
         reserved = None
         if name == "n":
             reserved = "`n` is the sequence length and cannot be redefined"
-        elif name in PRIMITIVES:
+        elif name in _CALLABLE_PRIMITIVES:
             reserved = f"'{name}' is a primitive and cannot be redefined"
         elif name in BUILTINS:
             reserved = f"'{name}' is a built-in function and cannot be redefined"
@@ -323,7 +336,11 @@ class Resolver:
                 roots = [stmt.body] + [p.default for p in stmt.params if p.default is not None]
             mentions_n = False
             for root in roots:
+                options = {id(arg.value) for node in A.walk(root) if isinstance(node, A.Scoped) and node.func == "grid"
+                           for arg in node.args if isinstance(arg, A.Keyword) and arg.name == "order"}
                 for node in A.walk(root):
+                    if id(node) in options:
+                        continue
                     if isinstance(node, A.Name):
                         mentions_n = mentions_n or node.id == "n"
                         self._check_name(node.id, node.span, scope, module_names, used, call=False)
@@ -379,7 +396,7 @@ class Resolver:
             return
         if name == "n" and not call:
             return
-        if name in PRIMITIVES or name in BUILTINS or (name == "n" and call):
+        if name in _CALLABLE_PRIMITIVES or name in BUILTINS or (name == "n" and call):
             if name == "n":
                 self.fatal += 1
                 self.report("`n` is the sequence length, not a function", span,
@@ -389,7 +406,7 @@ class Resolver:
         hint = None
         if len(self.diagnostics) < MAX_ERRORS:  # only shown ones get a suggestion: linear in the file
             candidates = set(PRIMITIVES) | set(BUILTINS) | module_names | scope | ({"n"} if not call else set())
-            hint = did_you_mean(name, candidates)
+            hint = did_you_mean(name, candidates) or did_you_mean(name, set(G.GRID_PRIMITIVES))
         if hint is None:
             hint = (f"define it first with `def {name}(…) = …`" if call
                     else f"define it first with `let {name} = …`")
@@ -481,6 +498,8 @@ class Resolver:
         """Every statement in turn, each one's errors reported even when another failed."""
         patterns, block = (), None
         for name in self._let_order():  # every let, so unused ones are checked too
+            if self._needs_a_grid(name):  # (checked where a grid uses it: its cells are known there)
+                continue
             try:
                 evaluator.let_value(name)
             except _Failed:
@@ -495,6 +514,24 @@ class Resolver:
             except _Failed:
                 pass
         return patterns, block
+
+    def _needs_a_grid(self, name: str) -> bool:
+        """Whether the let ``name`` calls a grid primitive (patterndsl/grid.py), itself or through
+        the lets and defs it uses: it means something only inside a grid."""
+        seen, stack = set(), [name]
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            stmt = self.lets.get(current) or self.defs.get(current)
+            if stmt is None:
+                continue
+            for node in A.walk(stmt):
+                if isinstance(node, A.Call) and node.func in G.GRID_PRIMITIVES:
+                    return True
+            stack.extend(self.depends.get(current, ()))
+        return False
 
     def _let_order(self, every: bool = False) -> list[str]:
         """The lets (every: and defs), each after every name it depends on (so evaluating them never
@@ -697,6 +734,8 @@ class _Evaluator:
             return f"the integer {value}"
         if isinstance(value, RangeValue):
             return f"the range {value.lo}..{value.hi}"
+        if isinstance(value, tuple):
+            return f"the tuple ({', '.join(str(v) for v in value)})"
         return f"the pattern `{_short(str(value))}`"
 
     def value(self, node: A.Node, scope: dict):
@@ -734,8 +773,8 @@ class _Evaluator:
                 return self.call_def(definition, [], node.span)
             self.r.fail(f"'{name}' needs arguments", node.span,
                         help=f"call it: {name}({', '.join(p.name for p in definition.params)})")
-        if name in PRIMITIVES:
-            cls = PRIMITIVES[name]
+        if name in _CALLABLE_PRIMITIVES:
+            cls = _CALLABLE_PRIMITIVES[name]
             if any(len(sig) == 0 for sig in cls.signatures):
                 return self.build_primitive(cls, [], node.span)
             self.r.fail(f"'{name}' needs an argument list", node.span, help=f"write {cls.usage()}")
@@ -868,6 +907,8 @@ class _Evaluator:
         if node.func not in SCOPES:
             self.r.fail(f"unknown scope '{node.func}'", node.span,
                         help=did_you_mean(node.func, set(SCOPES)) or f"write {' or '.join(SCOPES.values())}")
+        if node.func == "grid":
+            return self._grid(node, scope)
         usage = f"write {SCOPES[node.func]}"
         if len(node.args) != 1 or isinstance(node.args[0], (A.Keyword, A.Range)):
             self.r.fail(f"blocks takes one block size, got {len(node.args)} arguments", node.span, help=usage)
@@ -888,6 +929,96 @@ class _Evaluator:
             self.d.leave_blocks()
             self.scale, self.hidden = saved, saved_hidden
         return self._sized(self.d.blocks(size, body), node.span)
+
+    def _grid(self, node: A.Scoped, scope):
+        """`grid(H, W) { P }` / `grid(T, H, W) { P }` with offset=, order=, tile= (patterndsl/grid.py):
+        P over the raster ranks of the cells (n keeps its meaning)."""
+        usage = "write grid(H, W) { P } or grid(T, H, W) { P }, options offset=o, order=rows|morton, tile=(th, tw)"
+        positional = [arg for arg in node.args if not isinstance(arg, A.Keyword)]
+        keywords = {}
+        for arg in node.args:
+            if isinstance(arg, A.Keyword):
+                if arg.name not in ("offset", "order", "tile"):
+                    self.r.fail(f"grid has no option '{arg.name}'", arg.span,
+                                help=did_you_mean(arg.name, {"offset", "order", "tile"}) or usage)
+                if arg.name in keywords:
+                    self.r.fail(f"option '{arg.name}' is given twice", arg.span)
+                keywords[arg.name] = arg
+        if len(positional) not in (2, 3) or any(isinstance(a, (A.Range, A.Tuple)) for a in positional):
+            self.r.fail(f"grid takes two or three axis lengths, got {len(positional)}", node.span, help=usage)
+        dims = []
+        for arg in positional:
+            size = self.integer(arg, scope, "an axis length")
+            known = self.d.known(size)
+            if known is not None and known < 1:
+                self.r.fail(f"a grid's axis lengths are ≥ 1, but this one is {known}{self._n_note()}", arg.span,
+                            help="wrap it as max(1, …) if it shrinks with n")
+            dims.append(size)
+        known_dims = [self.d.known(d) for d in dims]
+        if all(d is not None for d in known_dims) and math.prod(known_dims) > MAX_N:
+            self.r.fail(f"the grid has {math.prod(known_dims):,} cells (the limit is 2^40)", node.span)
+        offset = self.d.number(0)
+        if "offset" in keywords:
+            offset = self.integer(keywords["offset"].value, scope, "an offset")
+            known = self.d.known(offset)
+            if known is not None and known < 0:
+                self.r.fail(f"a grid's offset is ≥ 0, but offset = {known}{self._n_note()}",
+                            keywords["offset"].value.span, help="the offset is the token of the first cell")
+        order = "rows"
+        if "order" in keywords:
+            value = keywords["order"].value
+            if not isinstance(value, A.Name) or value.id not in G.ORDERS:
+                text = value.id if isinstance(value, A.Name) else None
+                self.r.fail(f"order={self.r.source_text(value.span) or '…'} is not a token order", value.span,
+                            help=(did_you_mean(text, set(G.ORDERS)) if text else None)
+                            or "write order=rows (raster, the default) or order=morton")
+            order = value.id
+        if order == "morton" and all(d is not None for d in known_dims) and math.prod(known_dims) > 1 << 26:
+            self.r.fail("a Morton-ordered grid has at most 2^26 cells", node.span,
+                        help="use order=rows or tile=(th, tw) for larger grids")
+        tile = None
+        if "tile" in keywords:
+            value = keywords["tile"].value
+            if order == "morton":
+                self.r.fail("tile= and order=morton cannot be combined", keywords["tile"].span,
+                            help="choose one token order: tile by tile, or Morton's")
+            if not isinstance(value, A.Tuple) or len(value.items) != len(dims):
+                shape = "(th, tw)" if len(dims) == 2 else "(tt, th, tw)"
+                self.r.fail(f"tile= takes {len(dims)} sizes, one per axis", value.span, help=f"write tile={shape}")
+            tile = []
+            for axis, (item, size, known) in enumerate(zip(value.items, dims, known_dims)):
+                t = self.integer(item, scope, "a tile size")
+                k = self.d.known(t)
+                if k is not None and k < 1:
+                    self.r.fail(f"tile sizes are ≥ 1, but this one is {k}{self._n_note()}", item.span)
+                if k is not None and known is not None and known % k:
+                    axis_name = ("T", "H", "W")[axis + 3 - len(dims)]
+                    fits = [d for d in range(1, min(known, 64) + 1) if known % d == 0]
+                    self.r.fail(f"the tile does not divide the grid: {axis_name} = {known} is not a multiple of "
+                                f"{k}{self._n_note()}", item.span,
+                                help=f"tile sizes dividing {known}: {', '.join(map(str, fits[-6:]))}")
+                tile.append(t)
+        shape = G.GridShape(tuple(dims), None if tile is None else tuple(tile))
+        inner = {name: value for name, value in scope.items() if not self.d.is_pattern(value)}
+        hidden = {name: value for name, value in scope.items() if self.d.is_pattern(value)}
+        saved, saved_hidden = self.scale, self.hidden
+        self.scale, self.hidden = saved + (("grid", shape),), {**self.hidden, **hidden}
+        cells = dims[0]
+        for d in dims[1:]:
+            cells = cells * d
+        self.d.enter_grid(cells)
+        self.grids = getattr(self, "grids", ()) + (shape,)
+        try:
+            body = self.pattern(node.body, inner)
+        finally:
+            self.grids = self.grids[:-1]
+            self.d.leave_grid()
+            self.scale, self.hidden = saved, saved_hidden
+        return self._sized(self.d.grid(dims, offset, order, tile, body), node.span)
+
+    def _tuple(self, node: A.Tuple, scope):
+        """`(a, b)`: a tuple of integers, the value of an option such as shift=(sh, sw)."""
+        return tuple(self.integer(item, scope) for item in node.items)
 
     def _range(self, node: A.Range, scope):
         lo = self.integer(node.lo, scope, "an index")
@@ -942,8 +1073,8 @@ class _Evaluator:
                 positional.append((value, arg.span))
         if node.func in self.r.defs:
             return self.call_def(self.r.defs[node.func], positional, node.span, keywords)
-        if node.func in PRIMITIVES:
-            return self.build_primitive(PRIMITIVES[node.func], positional, node.span, keywords)
+        if node.func in _CALLABLE_PRIMITIVES:
+            return self.build_primitive(_CALLABLE_PRIMITIVES[node.func], positional, node.span, keywords)
         if node.func in BUILTINS:
             return self.call_builtin(node.func, positional, keywords, node.span)
         raise _Failed  # an unknown function: check_names reported it
@@ -1007,6 +1138,19 @@ class _Evaluator:
                                     item_span)
                     items.append(item)
                 args[spec.name] = items
+            elif spec.kind == "tuple":
+                names = cls.tuple_names(spec.name)
+                if arg_span is span:  # the default: zeros
+                    items = [self.d.number(0)] * len(names)
+                else:
+                    items = value
+                    if not isinstance(items, tuple) or len(items) != len(names):
+                        self.r.fail(f"{cls.name}: '{spec.name}' takes {len(names)} integers", arg_span,
+                                    help=f"write {spec.name}=({', '.join(names)})")
+                for name, item in zip(names, items):
+                    args[name] = item
+                    spans[name] = arg_span
+                continue
             elif spec.kind == "pattern":
                 if not self.d.is_pattern(value):
                     self.r.fail(f"{cls.name}: '{spec.name}' must be a pattern, found {self.describe(value)}",
@@ -1020,6 +1164,8 @@ class _Evaluator:
             spans[spec.name] = arg_span
         if self.d.n_value is None:
             self.r.fail(self.no_n_reason or "n is not known here", span)
+        if cls.name in G.GRID_PRIMITIVES and G.GRID_PRIMITIVES[cls.name] is cls:
+            args["grid"] = getattr(self, "grids", ())[-1] if getattr(self, "grids", ()) else None
         try:
             return self.d.primitive(cls, args)
         except ParamError as exc:

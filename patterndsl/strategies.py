@@ -30,7 +30,7 @@ from .compiled import parse
 from .primitives import PRIMITIVES
 
 __all__ = [
-    "sizes", "nonnegative_ints", "positive_ints", "index_lists", "primitive_sources",
+    "grid_sources", "sizes", "nonnegative_ints", "positive_ints", "index_lists", "primitive_sources",
     "pattern_trees", "pattern_sources", "pattern_asts", "files", "PRIMITIVE_NAMES",
 ]
 
@@ -130,6 +130,49 @@ def blocked_sources() -> st.SearchStrategy[str]:
     body = pattern_trees(max_depth=1, leaves=inner, continuation=False).map(lambda pair: pair[0])
     size = st.sampled_from(_BLOCK_SIZES)
     return st.tuples(size, body).map(lambda pair: f"blocks({pair[0]}) {{ {pair[1]} }}")
+
+
+# ---- grids (patterndsl/grid.py) -------------------------------------------------------
+
+
+@st.composite
+def grid_sources(draw, max_side: int = 6) -> str:
+    """`grid(H, W) { P }` / `grid(T, H, W) { P }` with random options (offset, order=morton,
+    a tile that divides the grid), P a small expression over grid primitives and 1D
+    primitive calls (which apply to raster ranks). Grids larger than n are common: their
+    cells at or beyond n do not exist."""
+    three = draw(st.integers(0, 3)) == 0
+    dims = [draw(st.integers(1, 3 if three else max_side)) for _ in range(3 if three else 2)]
+    options = [str(d) for d in dims]
+    if draw(st.booleans()):
+        options.append(f"offset={draw(st.integers(0, 6))}")
+    order = draw(st.sampled_from(("rows", "rows", "morton", "tile")))
+    tile = None
+    if order == "morton":
+        options.append("order=morton")
+    elif order == "tile":
+        tile = [draw(st.sampled_from([t for t in range(1, d + 1) if d % t == 0])) for d in dims]
+        options.append(f"tile=({', '.join(map(str, tile))})")
+    small = st.integers(0, 3)
+    k = st.integers(1, 5)
+    if three:
+        calls = [st.builds("window3d({}, {}, {})".format, small, small, small),
+                 st.builds("natten3d({}, {}, {})".format, k, k, k),
+                 st.builds("chunk3d({}, {}, {}, shift=({}, {}, {}))".format, k, k, k, small, small, small)]
+        if tile is not None:
+            calls.append(st.builds("sliding_tiles3d({}, {}, {})".format, k, k, k))
+    else:
+        calls = [st.builds("window2d({}, {})".format, small, small), st.builds("natten({}, {})".format, k, k),
+                 st.builds("chunk2d({}, {})".format, k, k),
+                 st.builds("chunk2d({}, {}, shift=({}, {}))".format, k, k, st.integers(-2, 3), st.integers(-2, 3)),
+                 st.builds("stride2d({}, {})".format, k, k), st.builds("manhattan({})".format, small),
+                 st.builds("euclid({})".format, small)]
+        if tile is not None:
+            calls.append(st.builds("sliding_tiles({}, {})".format, k, k))
+    calls.append(st.builds("transpose({})".format, st.one_of(calls)))
+    calls.append(primitive_sources())
+    body = pattern_trees(max_depth=1, leaves=st.one_of(calls), continuation=False).map(lambda pair: pair[0])
+    return f"grid({', '.join(options)}) {{ {draw(body)} }}"
 
 
 # ---- nested expressions -------------------------------------------------------------

@@ -138,6 +138,9 @@ class _ToAst:
         nodes = self._nodes(c)
         return self._node(A.Scoped, c, str(c[0]), tuple(nodes[:-1]), nodes[-1])
 
+    def tuple(self, c):
+        return self._node(A.Tuple, c, tuple(self._nodes(c)))
+
     def atom(self, c):  # "(" expr ")": keep the inner node, widen its span to the parentheses
         inner = c[1]
         widened = replace(inner, span=_span_of(c[0]).join(_span_of(c[2])))

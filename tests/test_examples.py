@@ -205,7 +205,45 @@ def ref_design_card(n: int) -> list[np.ndarray]:
     return [m]
 
 
+def ref_natten(n: int) -> list[np.ndarray]:
+    """Hassani et al. 2023 (NAT), Sec. 3.1: pixel (r, c) attends to the 7 × 7 pixels
+    around it, the window moved inside the image at the edges (start = clamp(r − 3,
+    0, H − 7)). 64 × 64 image; tokens go tile by tile (8 × 8 tiles, raster order of
+    the tiles and inside each); tokens past n do not exist."""
+    def pixel(t):
+        tile, inside = divmod(t, 64)
+        return (tile // 8) * 8 + inside // 8, (tile % 8) * 8 + inside % 8
+
+    def start(x):
+        return min(max(x - 3, 0), 64 - 7)
+
+    m = _empty(n)
+    for i in range(min(n, 4096)):
+        ri, ci = pixel(i)
+        for j in range(min(n, 4096)):
+            rj, cj = pixel(j)
+            m[i, j] = start(ri) <= rj < start(ri) + 7 and start(ci) <= cj < start(ci) + 7
+    return [m]
+
+
+def ref_swin(n: int) -> list[np.ndarray]:
+    """Liu et al. 2021 (Swin), Sec. 3.2: attention within non-overlapping 8 × 8 windows
+    of the 64 × 64 map (raster order), then within windows shifted by (4, 4) — not
+    cyclic here: windows start at 4 + 8k, so the edge windows are smaller."""
+    layers = []
+    for shift in (0, 4):
+        m = _empty(n)
+        for i in range(min(n, 4096)):
+            for j in range(min(n, 4096)):
+                (ri, ci), (rj, cj) = divmod(i, 64), divmod(j, 64)
+                m[i, j] = (ri - shift) // 8 == (rj - shift) // 8 and (ci - shift) // 8 == (cj - shift) // 8
+        layers.append(m)
+    return layers
+
+
 REFERENCES = {
+    "natten.spat": ref_natten,
+    "swin.spat": ref_swin,
     "strided.spat": ref_strided,
     "fixed.spat": ref_fixed,
     "star.spat": ref_star,

@@ -795,6 +795,7 @@ class _Leaf(Bound):
         defaults = {spec.name: spec.default for signature in cls.signatures for spec in signature
                     if spec.default is not None}  # an optional argument at its default is not shown
         hidden |= {k for k, v in args.items() if k in defaults and Quantity.of(v) == Quantity.of(defaults[k])}
+        hidden.add("grid")  # (a grid primitive's grid: its enclosing grid's shape)
         shown = [", ".join(f"{i.lo}..{i.hi}" if isinstance(i, RangeValue) else str(i) for i in v)
                  if isinstance(v, list) else str(v) for k, v in args.items() if k not in hidden]
         self.text = f"{cls.name}({', '.join(shown)})" if args else cls.name
@@ -1025,6 +1026,31 @@ class _Blocks(Bound):
         return min(n, degree * b), min(n, exceptional * b), min(n * n, count * b * b)
 
 
+class _Grid(Bound):
+    """grid(…) { A }, A's leaves built for the cells: the grid maps its existing cells one to
+    one onto tokens and has no pair outside them, so A's row and column views bound it as
+    they are. It claims O only (cells beyond n do not exist, so A's lower bound need not hold)."""
+
+    def __init__(self, dims, operand):
+        super().__init__(("grid", dims, operand), (operand,))
+        self.dims, self.operand = dims, operand
+
+    def __str__(self):
+        return f"grid({', '.join(str(d) for d in self.dims)}) {{ {self.operand} }}"
+
+    def _terms(self, c):
+        return self.operand.terms(c)
+
+    def _summary(self):
+        s = self.operand.summary()
+        return BoundSummary(s.degree, s.exceptional, _count_class(s.degree, s.exceptional), None, False, False,
+                            False, f"grid({', '.join(str(d) for d in self.dims)}) {{ {s.dominant} }}", False)
+
+    def _concrete(self, c):
+        degree, exceptional, count = self.operand.concrete(c)
+        return min(c.n, degree), min(c.n, exceptional), min(c.n * c.n, count)
+
+
 # ---- conditions (of `if`) ---------------------------------------------------------------
 
 
@@ -1175,6 +1201,16 @@ class Symbolic:
 
     blocks = staticmethod(_Blocks)
 
+    def enter_grid(self, cells):
+        self.sizes.append(cells)
+
+    def leave_grid(self):
+        self.sizes.pop()
+
+    @staticmethod
+    def grid(dims, offset, order, tile, operand):
+        return _Grid(tuple(dims), operand)
+
     @staticmethod
     def transpose(operand: Bound) -> Bound:
         return operand.operand if isinstance(operand, _Transpose) else _Transpose(operand)
@@ -1183,6 +1219,10 @@ class Symbolic:
         """The primitive's Bound; with constant arguments, checked as compiling checks them
         (ParamError), at a stand-in n: such a check holds at every n, so the message
         names none."""
+        if "grid" in args:  # a grid primitive (patterndsl/grid.py): checked where compiled
+            if args["grid"] is None:
+                Integers(MAX_N).primitive(cls, dict(args))  # (raises: outside a grid)
+            return _Leaf(cls, args, self.sizes[-1])
         values = [v for value in args.values() for v in (value if isinstance(value, list) else [value])]
         if not any(isinstance(v, Bound) for v in values) and all((v.lo.const is not None and v.hi.const is not None) if isinstance(v, RangeValue) else
                v.const is not None for v in values):
