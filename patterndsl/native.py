@@ -141,8 +141,10 @@ class _Chunk:
         scores = (self.q * scale) @ self.k.transpose(-1, -2)  # scaling q: fewer elements than the scores
         if bias is not None:
             scores += bias.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, 1, -1)
-        if group.blocked is not None:
-            scores.masked_fill_(group.blocked[first:end, self.row0:self.row1].to(scores.device), float("-inf"))
+        if group.blocked is not None:  # an additive −∞/0 mask made once per chunk, broadcast over B and h:
+            # masked_fill_ with a bool mask is several times slower on CPU
+            blocked = group.blocked[first:end, self.row0:self.row1].to(scores.device)
+            scores.add_(torch.where(blocked, float("-inf"), 0.0).to(dtype))
         self.scores = scores
 
     def put(self, target, value):
@@ -191,13 +193,14 @@ class _NativeAttention(torch.autograd.Function):
         for group in groups:
             for piece in _chunks(group, batch * heads, block_q, block_k):
                 chunk = _Chunk(group, piece, blocks, scale, dtype)
-                if prob.is_softmax:  # normalise the [rows, D] output rather than the [rows, keys] weights
-                    weights, total, t = probability.softmax_weights(chunk.scores, overwrite=True)
-                    chunk.put(out_blocks, (weights @ chunk.v).div_(total))
+                if prob.is_softmax:
+                    p, t = _softmax(chunk.scores, threshold=False)  # the backward pass recomputes it
+                    chunk.put(out_blocks, p @ chunk.v)
                 else:
                     p, t = probability.forward(chunk.scores, prob, overwrite=True)
                     chunk.put(out_blocks, p @ chunk.v)
-                chunk.put(threshold_blocks, t.squeeze(-1))
+                if t is not None:
+                    chunk.put(threshold_blocks, t.squeeze(-1))
         ctx.save_for_backward(q, k, v, bias, out, threshold)
         ctx.groups, ctx.prob, ctx.scale, ctx.block_sizes = groups, prob, scale, (block_q, block_k)
         return out.to(q.dtype)
@@ -221,8 +224,11 @@ class _NativeAttention(torch.autograd.Function):
             for piece in _chunks(group, batch * heads, block_q, block_k):
                 chunk = _Chunk(group, piece, blocks, scale, dtype)
                 rows = chunk.query_blocks, slice(chunk.row0, chunk.row1)
-                p = probability.recompute(chunk.scores, _rows(threshold_blocks, rows).unsqueeze(-1), prob,
-                                          overwrite=True)
+                if prob.is_softmax:  # softmax again: faster than exp(s − lse), whose exp(−∞) is slow on CPU
+                    p, _ = _softmax(chunk.scores, threshold=False)
+                else:
+                    p = probability.recompute(chunk.scores, _rows(threshold_blocks, rows).unsqueeze(-1), prob,
+                                              overwrite=True)
                 grad = _rows(grad_blocks, rows)
                 chunk.accumulate_keys(dv_blocks, p, grad)
                 # softmax's Σ_j p_ij·dp_ij is dO_i · O_i: one number per row, from [rows, D] tensors
@@ -235,6 +241,28 @@ class _NativeAttention(torch.autograd.Function):
                 chunk.accumulate_keys(dk_blocks, ds, chunk.q)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype),
                 None if dbias is None else dbias.to(bias.dtype), None, None, None, None, None)
+
+
+def _softmax(scores, threshold: bool):
+    """(softmax of ``scores`` along the last dimension, −∞ where not connected; its log-sum-exp
+    [..., 1] when ``threshold``, else None). A row of −∞ gives weights 0 and log-sum-exp 0.
+
+    torch.softmax is one fused pass; the unfused max, sub, exp and sum are many times slower
+    on CPU because torch's vectorised exp takes a slow path for −∞. The log-sum-exp comes
+    from the weights: the largest weight is exp(max − lse), so lse = max − log(max weight)."""
+    p = torch.softmax(scores, dim=-1)
+    top = scores.amax(dim=-1, keepdim=True) if threshold else None
+    empty = None
+    if top is not None:
+        empty = ~torch.isfinite(top)
+    elif not torch.isfinite(p[..., :1]).all():
+        empty = torch.isnan(p[..., :1])
+    if empty is not None and bool(empty.any()):
+        p = torch.nan_to_num_(p, nan=0.0)
+    if top is None:
+        return p, None
+    lse = top - torch.log(p.amax(dim=-1, keepdim=True))
+    return p, (lse if empty is None or not bool(empty.any()) else lse.masked_fill_(empty, 0.0))
 
 
 def _rows(tensor, rows):
