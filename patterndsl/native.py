@@ -193,13 +193,11 @@ class _NativeAttention(torch.autograd.Function):
         for group in groups:
             for piece in _chunks(group, batch * heads, block_q, block_k):
                 chunk = _Chunk(group, piece, blocks, scale, dtype)
-                if prob.is_softmax:
-                    p, t = _softmax(chunk.scores, threshold=False)  # the backward pass recomputes it
-                    chunk.put(out_blocks, p @ chunk.v)
+                if prob.is_softmax:  # no threshold kept: the backward pass recomputes the softmax
+                    chunk.put(out_blocks, _softmax(chunk.scores) @ chunk.v)
                 else:
                     p, t = probability.forward(chunk.scores, prob, overwrite=True)
                     chunk.put(out_blocks, p @ chunk.v)
-                if t is not None:
                     chunk.put(threshold_blocks, t.squeeze(-1))
         ctx.save_for_backward(q, k, v, bias, out, threshold)
         ctx.groups, ctx.prob, ctx.scale, ctx.block_sizes = groups, prob, scale, (block_q, block_k)
@@ -225,7 +223,7 @@ class _NativeAttention(torch.autograd.Function):
                 chunk = _Chunk(group, piece, blocks, scale, dtype)
                 rows = chunk.query_blocks, slice(chunk.row0, chunk.row1)
                 if prob.is_softmax:  # softmax again: faster than exp(s − lse), whose exp(−∞) is slow on CPU
-                    p, _ = _softmax(chunk.scores, threshold=False)
+                    p = _softmax(chunk.scores)
                 else:
                     p = probability.recompute(chunk.scores, _rows(threshold_blocks, rows).unsqueeze(-1), prob,
                                               overwrite=True)
@@ -243,26 +241,14 @@ class _NativeAttention(torch.autograd.Function):
                 None if dbias is None else dbias.to(bias.dtype), None, None, None, None, None)
 
 
-def _softmax(scores, threshold: bool):
-    """(softmax of ``scores`` along the last dimension, −∞ where not connected; its log-sum-exp
-    [..., 1] when ``threshold``, else None). A row of −∞ gives weights 0 and log-sum-exp 0.
-
-    torch.softmax is one fused pass; the unfused max, sub, exp and sum are many times slower
-    on CPU because torch's vectorised exp takes a slow path for −∞. The log-sum-exp comes
-    from the weights: the largest weight is exp(max − lse), so lse = max − log(max weight)."""
+def _softmax(scores):
+    """The softmax of ``scores`` along the last dimension, −∞ where not connected; a row of −∞
+    gives weights 0. torch.softmax is one fused pass; the unfused max, sub, exp and sum are
+    many times slower on CPU because torch's vectorised exp takes a slow path for −∞."""
     p = torch.softmax(scores, dim=-1)
-    top = scores.amax(dim=-1, keepdim=True) if threshold else None
-    empty = None
-    if top is not None:
-        empty = ~torch.isfinite(top)
-    elif not torch.isfinite(p[..., :1]).all():
-        empty = torch.isnan(p[..., :1])
-    if empty is not None and bool(empty.any()):
+    if torch.isnan(p[..., :1]).any():  # a row without connections (all −∞) gives NaN
         p = torch.nan_to_num_(p, nan=0.0)
-    if top is None:
-        return p, None
-    lse = top - torch.log(p.amax(dim=-1, keepdim=True))
-    return p, (lse if empty is None or not bool(empty.any()) else lse.masked_fill_(empty, 0.0))
+    return p
 
 
 def _rows(tensor, rows):
