@@ -14,9 +14,10 @@ most SCORE_ELEMENTS scores (a very long list is cut between rows), so the memory
 stays bounded whatever the skew. Every query row's keys lie in its block's list, so a
 chunk holds whole rows and ρ (patterndsl/probability.py) is applied there exactly.
 
-The forward pass keeps one number per row — softmax's log-sum-exp or the threshold τ
-of sparsemax/entmax — and the backward pass recomputes each chunk's scores and
-weights from it (as FlashAttention does), then scatters dK, dV and the key bias's
+The forward pass keeps one number per row for sparsemax/entmax — the threshold τ —
+and the backward pass recomputes each chunk's scores and weights from it (softmax's
+weights are recomputed with the fused torch.softmax, which is faster on CPU than
+exp(s − lse) because torch's exp is slow for −∞), then scatters dK, dV and the key bias's
 gradient back with index_add. Scores are computed in float32 (float64 for float64
 inputs), so fp16 and bf16 inputs work too.
 """
