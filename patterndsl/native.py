@@ -14,9 +14,10 @@ most SCORE_ELEMENTS scores (a very long list is cut between rows), so the memory
 stays bounded whatever the skew. Every query row's keys lie in its block's list, so a
 chunk holds whole rows and ρ (patterndsl/probability.py) is applied there exactly.
 
-The forward pass keeps one number per row — softmax's log-sum-exp or the threshold τ
-of sparsemax/entmax — and the backward pass recomputes each chunk's scores and
-weights from it (as FlashAttention does), then scatters dK, dV and the key bias's
+The forward pass keeps one number per row for sparsemax/entmax — the threshold τ —
+and the backward pass recomputes each chunk's scores and weights from it (softmax's
+weights are recomputed with the fused torch.softmax, which is faster on CPU than
+exp(s − lse) because torch's exp is slow for −∞), then scatters dK, dV and the key bias's
 gradient back with index_add. Scores are computed in float32 (float64 for float64
 inputs), so fp16 and bf16 inputs work too.
 """
@@ -170,8 +171,10 @@ class _Chunk:
         scores = (self.q * scale) @ self.k.transpose(-1, -2)  # scaling q: fewer elements than the scores
         if bias is not None:
             scores += bias.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, 1, -1)
-        if group.blocked is not None:
-            scores.masked_fill_(group.blocked[first:end, self.row0:self.row1].to(scores.device), float("-inf"))
+        if group.blocked is not None:  # an additive −∞/0 mask made once per chunk, broadcast over B and h:
+            # masked_fill_ with a bool mask is several times slower on CPU
+            blocked = group.blocked[first:end, self.row0:self.row1].to(scores.device)
+            scores.add_(torch.where(blocked, float("-inf"), 0.0).to(dtype))
         self.scores = scores
 
     def put(self, target, value):
@@ -220,13 +223,12 @@ class _NativeAttention(torch.autograd.Function):
         for group in groups:
             for piece in _chunks(group, batch * heads, block_q, block_k):
                 chunk = _Chunk(group, piece, blocks, scale, dtype)
-                if prob.is_softmax:  # normalise the [rows, D] output rather than the [rows, keys] weights
-                    weights, total, t = probability.softmax_weights(chunk.scores, overwrite=True)
-                    chunk.put(out_blocks, (weights @ chunk.v).div_(total))
+                if prob.is_softmax:  # no threshold kept: the backward pass recomputes the softmax
+                    chunk.put(out_blocks, _softmax(chunk.scores) @ chunk.v)
                 else:
                     p, t = probability.forward(chunk.scores, prob, overwrite=True)
                     chunk.put(out_blocks, p @ chunk.v)
-                chunk.put(threshold_blocks, t.squeeze(-1))
+                    chunk.put(threshold_blocks, t.squeeze(-1))
         ctx.save_for_backward(q, k, v, bias, out, threshold)
         ctx.groups, ctx.prob, ctx.scale, ctx.block_sizes = groups, prob, scale, (block_q, block_k)
         return out.to(q.dtype)
@@ -250,8 +252,11 @@ class _NativeAttention(torch.autograd.Function):
             for piece in _chunks(group, batch * heads, block_q, block_k):
                 chunk = _Chunk(group, piece, blocks, scale, dtype)
                 rows = chunk.query_blocks, slice(chunk.row0, chunk.row1)
-                p = probability.recompute(chunk.scores, _rows(threshold_blocks, rows).unsqueeze(-1), prob,
-                                          overwrite=True)
+                if prob.is_softmax:  # softmax again: faster than exp(s − lse), whose exp(−∞) is slow on CPU
+                    p = _softmax(chunk.scores)
+                else:
+                    p = probability.recompute(chunk.scores, _rows(threshold_blocks, rows).unsqueeze(-1), prob,
+                                              overwrite=True)
                 grad = _rows(grad_blocks, rows)
                 chunk.accumulate_keys(dv_blocks, p, grad)
                 # softmax's Σ_j p_ij·dp_ij is dO_i · O_i: one number per row, from [rows, D] tensors
@@ -264,6 +269,16 @@ class _NativeAttention(torch.autograd.Function):
                 chunk.accumulate_keys(dk_blocks, ds, chunk.q)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype),
                 None if dbias is None else dbias.to(bias.dtype), None, None, None, None, None)
+
+
+def _softmax(scores):
+    """The softmax of ``scores`` along the last dimension, −∞ where not connected; a row of −∞
+    gives weights 0. torch.softmax is one fused pass; the unfused max, sub, exp and sum are
+    many times slower on CPU because torch's vectorised exp takes a slow path for −∞."""
+    p = torch.softmax(scores, dim=-1)
+    if torch.isnan(p[..., :1]).any():  # a row without connections (all −∞) gives NaN
+        p = torch.nan_to_num_(p, nan=0.0)
+    return p
 
 
 def _rows(tensor, rows):

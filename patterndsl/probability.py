@@ -229,8 +229,6 @@ def forward(scores, prob, overwrite: bool = False):
     a row of −∞ gives 0. The threshold [..., 1] gives ρ back with `recompute`: softmax's
     log-sum-exp, or τ of [(α − 1)·s − τ]_+^(1/(α−1)). With ``overwrite``, ρ is written
     over the scores (which saves a pass and the memory of one copy)."""
-    import torch
-
     prob = as_map(prob)
     if prob.is_softmax:
         weights, total, lse = softmax_weights(scores, overwrite)

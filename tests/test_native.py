@@ -84,14 +84,17 @@ def test_gradcheck(prob):
         fast_mode=True)
 
 
-def test_empty_rows_and_an_empty_pattern_give_zeros():
+@pytest.mark.parametrize("prob", ["softmax", "sparsemax", "entmax(1.5)"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_empty_rows_and_an_empty_pattern_give_zeros(prob, dtype):
     for source in ("window(1) - rows(3..20)", "none"):
-        compiled = patterndsl.compile(with_prob(source, "entmax(1.5)"), 40)
-        q, k, v = inputs(1, 1, 1, 40, 4, seed=0)
+        compiled = patterndsl.compile(with_prob(source, prob), 40)
+        q, k, v = inputs(1, 1, 1, 40, 4, seed=0, dtype=dtype)
         out = native.native_attention(q, k, v, compiled, block_size=16)
         assert torch.equal(out[0, 0, 3:20], torch.zeros(17, 4, dtype=out.dtype))
         out.sum().backward()
         assert torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all()
+        assert torch.equal(q.grad[0, 0, 3:20], torch.zeros(17, 4, dtype=dtype))
 
 
 def test_long_lists_cut_between_rows_give_the_same_result(monkeypatch):
