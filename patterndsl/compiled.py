@@ -213,11 +213,39 @@ class CompiledPattern:
 
         return block_mask(self, layer, block_size, device)
 
-    def mask(self, layer: int = 0, head: int = 0):
-        """torch.BoolTensor [n, n]: True where query i attends to key j."""
+    @property
+    def uses_segments(self) -> bool:
+        """Whether some layer's pattern reads run-time segment ids (`segment`,
+        `segment_start`): then attention needs segments=."""
+        from .segments import uses_segments
+
+        cached = self.__dict__.get("_uses_segments")
+        if cached is None:
+            cached = any(uses_segments(p) for layer in self.patterns for p in layer)
+            self.__dict__["_uses_segments"] = cached
+        return cached
+
+    def mask(self, layer: int = 0, head: int = 0, *, segments=None):
+        """torch.BoolTensor [n, n]: True where query i attends to key j. With ``segments``
+        (an integer tensor [B, n] of segment ids), [B, n, n]: the mask for each batch row's ids.
+        Without it, a pattern using `segment` is evaluated for one document (every id equal)."""
         import torch
 
-        return torch.from_numpy(self.dense(layer, head))
+        if segments is None:  # a pattern using `segment`: the one-document segmentation
+            return torch.from_numpy(self.dense(layer, head))
+        from .segments import check_segments, using
+
+        check_segments(segments, segments.shape[0] if segments.dim() == 2 else -1, self.n,
+                       uses_segments=self.uses_segments, what="mask")
+        from .reference import dense_mask
+
+        layer, head = self.index(layer, head)
+        ids = segments.detach().to("cpu", torch.int64).numpy()
+        out = []
+        for row in ids:
+            with using(row):
+                out.append(torch.from_numpy(dense_mask(self.patterns[layer][head], self.n, self.memory_budget)))
+        return torch.stack(out) if out else torch.zeros(0, self.n, self.n, dtype=torch.bool)
 
     def masks(self):
         """torch.BoolTensor [p, H, n, n]."""
