@@ -101,7 +101,7 @@ def _needs_grad(*tensors) -> bool:
 
 
 def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, block_size=None,
-              key_bias=None, backend: str = "auto"):
+              key_bias=None, backend: str = "auto", segments=None):
     """Sparse attention of q, k, v with one layer of a compiled pattern.
 
     q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
@@ -117,6 +117,11 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     "reference". "auto" takes the Triton kernels on CUDA; elsewhere the native path
     when gradients are needed, ρ is not softmax or a key bias is given, and
     FlexAttention otherwise.
+
+    ``segments``: for a pattern using `segment` / `segment_start`, the segment ids, an
+    integer tensor [B, n] of any integer dtype (only equality matters), on q's device;
+    required exactly when the pattern uses them. The ids are data: nothing is
+    recompiled when they change.
     """
     if backend not in BACKENDS:
         raise SpatError(Diagnostic(f"unknown backend {backend!r}", help="one of " + ", ".join(BACKENDS)))
@@ -130,19 +135,26 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + (("float64",) if dense_or_native else ()),
               value_dim_may_differ=dense_or_native)
     layer, _ = compiled.index(layer, 0)
+    from .segments import check_segments
+
+    segments = check_segments(segments, q.shape[0], q.shape[2], q.device, uses_segments=compiled.uses_segments)
     bias = {} if key_bias is None else {"key_bias": key_bias}
+    if segments is not None:
+        bias["segments"] = segments
     if backend == "auto":
         triton_attention = _triton_attention() if q.device.type == "cuda" else None
         if triton_attention is not None:
             backend = "triton"
-        elif not str(compiled.prob) == "softmax" or key_bias is not None or _needs_grad(q, k, v):
+        elif not str(compiled.prob) == "softmax" or key_bias is not None or _needs_grad(q, k, v) \
+                or segments is not None:
             backend = "native"
         else:
             backend = "flex"
     if backend == "native":
         from .native import native_attention
 
-        return native_attention(q, k, v, compiled, layer, scale, key_bias=key_bias, block_size=block_size)
+        return native_attention(q, k, v, compiled, layer, scale, key_bias=key_bias, block_size=block_size,
+                                **({} if segments is None else {"segments": segments}))
     if backend == "triton":
         from .kernels import triton_attention
 
@@ -156,6 +168,10 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     if key_bias is not None:
         raise SpatError(Diagnostic("backend='flex' takes no key_bias",
                                    help="backend='native' (or 'auto') adds a per-key bias"))
+    if segments is not None:
+        from .targets.flex import segment_flex_attention
+
+        return segment_flex_attention(q, k, v, compiled, layer, scale, segments, block_size)
     block_mask, flex = _flex_for(compiled, layer, block_size, q.device)
     return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
 

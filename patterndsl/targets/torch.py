@@ -22,7 +22,8 @@ def emit_torch(compiled, path, block_size=None) -> str:
     return f"masks {tuple(masks.shape)} (layers, heads, n, n)"
 
 
-def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, key_bias=None):
+def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, key_bias=None,
+                        segments=None):
     """Attention through the pattern's dense mask: correct and slow (O(n²) memory).
 
     q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
@@ -30,7 +31,9 @@ def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None =
     probability map ρ (`prob`: softmax, sparsemax, entmax(α)) is applied to each query
     row's scores over its connected keys; a query row with no connection gives zeros,
     never NaN. ``key_bias`` (broadcastable to [B, H, n]) is added to the score of every
-    (query, key j) pair before ρ; the result is differentiable in it.
+    (query, key j) pair before ρ; the result is differentiable in it. ``segments`` (an
+    integer tensor [B, n]) gives the segment ids of a pattern using `segment`: the mask is
+    then compiled.mask(segments=ids), one per batch row.
     """
     import torch
     import torch.nn.functional as F
@@ -45,8 +48,16 @@ def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None =
     if kv_heads != heads:
         k = k.repeat_interleave(heads // kv_heads, dim=1)
         v = v.repeat_interleave(heads // kv_heads, dim=1)
-    allowed = torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).to(q.device)
-    allowed = allowed.unsqueeze(0)  # [1, H or 1, n, n]
+    from ..segments import check_segments
+
+    segments = check_segments(segments, batch, n, q.device, uses_segments=compiled.uses_segments,
+                              what="attention_reference")
+    if segments is None:
+        allowed = torch.stack([compiled.mask(layer, h) for h in range(compiled.heads)]).to(q.device)
+        allowed = allowed.unsqueeze(0)  # [1, H or 1, n, n]
+    else:
+        allowed = torch.stack([compiled.mask(layer, h, segments=segments) for h in range(compiled.heads)],
+                              dim=1).to(q.device)  # [B, H or 1, n, n]
     prob = as_map(compiled.prob)
     if prob.is_softmax and bias is None:
         empty_rows = ~allowed.any(dim=-1, keepdim=True)  # [1, H, n, 1]
