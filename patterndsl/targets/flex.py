@@ -420,3 +420,83 @@ def emit_flex(compiled, path, block_size=None) -> str:
     text = emit_module(compiled, block_size)
     path.write_text(text, encoding="utf-8")
     return f"a FlexAttention module ({len(text.encode()):,} bytes)"
+
+
+# ---- run-time segments (patterndsl/segments.py) ------------------------------------
+
+
+def segment_mask_mod_factory(compiled, layer: int = 0, block_size=None, device="cpu"):
+    """make(SEG, SEGRANK) -> mask_mod(b, h, q_idx, kv_idx) of one layer of a pattern using
+    `segment`: the generated predicate with seg_q = SEG[b, q_idx], seg_k = SEG[b, kv_idx]
+    and segrank_k = SEGRANK[b, kv_idx] (int64 [B, n] tensors: the ids and their ranks,
+    segments.torch_ranks). The function is made once; each call's ids are only data."""
+    import torch
+
+    made = mask_mod_source(compiled, layer, block_size)
+    header, *body = made.source.splitlines()
+    source = ("def make(SEG, SEGRANK):\n"
+              f"    {header}\n"
+              "        seg_q = SEG[b, q_idx]\n"
+              "        seg_k = SEG[b, kv_idx]\n"
+              "        segrank_k = SEGRANK[b, kv_idx]\n"
+              + "".join(f"    {line}\n" for line in body)
+              + "    return mask_mod\n")
+    namespace = {"torch": torch}
+    namespace.update({name: torch.from_numpy(np.ascontiguousarray(table)).to(device)
+                      for name, table in made.tables.items()})
+    exec(compile(source, "<patterndsl segment mask_mod>", "exec"), namespace)
+    return namespace["make"]
+
+
+def segment_block_mask(compiled, layer: int, segments, block_size=None, device="cpu", make=None):
+    """A BlockMask [B, H, …] for one call's segment ids: the static layout (segment read as
+    what holds for every segmentation; patterndsl/native.segment_layouts) cut, when the
+    pattern is `segment & …`, to each batch row's segments.segment_block_ranges — torch
+    ops on the device over the [B, H, query blocks, key blocks] grid, no n² mask_mod sweep.
+    Every kept block is partial (the mask_mod decides its pairs)."""
+    import torch
+    from torch.nn.attention.flex_attention import BlockMask
+
+    from ..native import segment_layouts
+    from ..segments import segment_block_ranges, top_level_segment, torch_ranks
+
+    block_q, block_k = compiled.block_sizes(block_size)
+    layer, _ = compiled.index(layer, 0)
+    n = compiled.n
+    ids = segments.to(device=device, dtype=torch.int64)
+    batch = ids.shape[0]
+    layouts = segment_layouts(compiled, layer, block_q, block_k)
+    distinct, which = [], []
+    for layout in layouts:
+        which.append(_index_by_identity(distinct, layout))
+    static = torch.stack([torch.from_numpy(layout.to_dense() > 0) for layout in distinct]).to(device)  # [H', Q, K]
+    keep = static.unsqueeze(0).expand(batch, *static.shape)
+    if all(top_level_segment(p) for p in compiled.patterns[layer]):
+        lo, hi = segment_block_ranges(ids, 0, n, block_q, block_k)
+        kb = torch.arange(static.shape[-1], device=device)
+        keep = keep & ((kb >= lo[:, None, :, None]) & (kb < hi[:, None, :, None]))
+    if len(distinct) > 1:
+        keep = keep[:, torch.tensor(which, device=device)]
+    counts = keep.sum(dim=-1, dtype=torch.int32)
+    indices = torch.argsort((~keep).to(torch.int8), dim=-1, stable=True).to(torch.int32)
+    if make is None:
+        make = segment_mask_mod_factory(compiled, layer, (block_q, block_k), device)
+    mask_mod = make(ids, torch_ranks(ids))
+    return BlockMask.from_kv_blocks(counts, indices, BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod,
+                                    seq_lengths=(n, n))
+
+
+def segment_flex_attention(q, k, v, compiled, layer, scale, segments, block_size=None):
+    """FlexAttention with run-time segment ids: one compiled FlexAttention and one mask_mod
+    factory per (pattern, layer, block size, device), a new BlockMask per call."""
+    from ..attention import _compiled_flex, check_flex_backward
+
+    check_flex_backward(q, k, v)
+    block_q, block_k = compiled.block_sizes(block_size)
+    cache = compiled.__dict__.setdefault("_segment_flex", {})
+    key = (layer, block_q, block_k, str(q.device))
+    if key not in cache:
+        cache[key] = (segment_mask_mod_factory(compiled, layer, (block_q, block_k), q.device), _compiled_flex(layer))
+    make, flex = cache[key]
+    block_mask = segment_block_mask(compiled, layer, segments, (block_q, block_k), q.device, make)
+    return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
