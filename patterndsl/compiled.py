@@ -221,7 +221,8 @@ class CompiledPattern:
 
         cached = self.__dict__.get("_uses_segments")
         if cached is None:
-            cached = any(uses_segments(p) for layer in self.patterns for p in layer)
+            # as written: a pattern that simplifies `segment` away at this n still takes ids
+            cached = any(uses_segments(p) for layer in self.raw_patterns for p in layer)
             self.__dict__["_uses_segments"] = cached
         return cached
 
