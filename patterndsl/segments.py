@@ -190,9 +190,11 @@ def uses_segments(pattern) -> bool:
 def static_pattern(pattern, everything, nothing, positive: bool = True):
     """The pattern with each segment primitive replaced by ``everything`` where it appears
     positively and ``nothing`` where negatively (under an odd number of complements or
-    right-hand sides of differences): a superset of the pattern for every segmentation."""
+    right-hand sides of differences): a superset of the pattern for every segmentation.
+    ``everything`` and ``nothing`` may also be functions of the primitive."""
     if getattr(pattern, "reads_segments", False):
-        return everything if positive else nothing
+        chosen = everything if positive else nothing
+        return chosen(pattern) if callable(chosen) else chosen
     children = pattern.children()
     if not children or not uses_segments(pattern):
         return pattern
@@ -217,3 +219,22 @@ def top_level_segment(pattern) -> bool:
     if type(pattern).__name__ == "Intersection":
         return any(top_level_segment(child) for child in pattern.children())
     return False
+
+
+def count_bounds(pattern, n: int, count) -> tuple[int, int]:
+    """(low, high): bounds on the pattern's number of pairs that hold for EVERY segmentation
+    of n positions. high counts the superset `static_pattern` (each segment primitive read
+    as `all` where positive, `none` where negative); low counts a subset: where positive,
+    `segment` read as `self` (every position shares its own id) and `segment_start(k)` as
+    `none` (no pair is in it for every segmentation); where negative, `all`. ``count`` is
+    the exact counter of a segment-free pattern (e.g. analysis.counts.row_degrees(p, n).sum()).
+    Both are attained by some segmentation when the pattern is monotone in one segment
+    primitive: high by one document, low by n one-token documents (for `segment`)."""
+    from .primitives import All, Nothing, Self
+
+    def subset(node):
+        return Self() if type(node).__name__ == "Segment" else Nothing()
+
+    high = static_pattern(pattern, All(), Nothing())
+    low = static_pattern(pattern, subset, All())
+    return int(count(low, n)), int(count(high, n))

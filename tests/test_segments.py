@@ -212,3 +212,22 @@ def test_readme_packed_documents_snippet_runs():
     begin = readme.index("```python\n", start) + len("```python\n")
     snippet = readme[begin:readme.index("```\n", begin)]
     exec(compile(snippet, "README.md", "exec"), {})
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from(PATTERNS + ("segment_start(2) & causal", "window(2) - segment_start(1)")),
+       st.integers(1, 12), st.data())
+def test_count_bounds_hold_for_every_segmentation(source, n, data):
+    """The analyzer's bounds for unknown ids against brute force over random segmentations."""
+    from patterndsl.analysis.counts import row_degrees
+    from patterndsl.segments import count_bounds
+
+    pattern = patterndsl.compile(source, n).pattern()
+    low, high = count_bounds(pattern, n, lambda p, n: row_degrees(p, n).sum())
+    ids = data.draw(segmentations(n=n, batch=6))
+    for row in ids.to(torch.int64).numpy():
+        assert low <= brute_mask(pattern, row).sum() <= high, (source, row)
+    # attained where the pattern is monotone in `segment`: one document, n one-token documents
+    if source in ("segment", "segment & causal", "segment & window(3, 0)"):
+        assert high == brute_mask(pattern, np.zeros(n, dtype=np.int64)).sum()
+        assert low == brute_mask(pattern, np.arange(n)).sum()

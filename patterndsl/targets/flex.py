@@ -481,7 +481,8 @@ def segment_block_mask(compiled, layer: int, segments, block_size=None, device="
     indices = torch.argsort((~keep).to(torch.int8), dim=-1, stable=True).to(torch.int32)
     if make is None:
         make = segment_mask_mod_factory(compiled, layer, (block_q, block_k), device)
-    mask_mod = make(ids, torch_ranks(ids))
+    # contiguous, whatever the caller's strides: Dynamo guards on the captured tensors' strides
+    mask_mod = make(ids.contiguous(), torch_ranks(ids).contiguous())
     return BlockMask.from_kv_blocks(counts, indices, BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod,
                                     seq_lengths=(n, n))
 
