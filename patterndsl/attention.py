@@ -169,8 +169,6 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
         raise SpatError(Diagnostic("backend='flex' takes no key_bias",
                                    help="backend='native' (or 'auto') adds a per-key bias"))
     if segments is not None:
-        from .targets.flex import segment_flex_attention
-
         return segment_flex_attention(q, k, v, compiled, layer, scale, segments, block_size)
     block_mask, flex = _flex_for(compiled, layer, block_size, q.device)
     return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
@@ -186,3 +184,19 @@ def check_flex_backward(q, k, v) -> None:
             "FlexAttention has no backward pass on CPU, and q, k or v requires grad",
             help="on CPU, train with backend=\"native\" (what backend=\"auto\" picks when gradients are "
                  "needed); run FlexAttention under torch.no_grad(); or use a GPU"))
+
+
+def segment_flex_attention(q, k, v, compiled, layer, scale, segments, block_size=None):
+    """FlexAttention with run-time segment ids: one compiled FlexAttention and one mask_mod
+    factory per (pattern, layer, block size, device), a new BlockMask per call."""
+    from .targets.flex import segment_block_mask, segment_mask_mod_factory
+
+    check_flex_backward(q, k, v)
+    block_q, block_k = compiled.block_sizes(block_size)
+    cache = compiled.__dict__.setdefault("_segment_flex", {})
+    key = (layer, block_q, block_k, str(q.device))
+    if key not in cache:
+        cache[key] = (segment_mask_mod_factory(compiled, layer, (block_q, block_k), q.device), _compiled_flex(layer))
+    make, flex = cache[key]
+    block_mask = segment_block_mask(compiled, layer, segments, (block_q, block_k), q.device, make)
+    return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])

@@ -351,30 +351,13 @@ class _BlockList:
         return self._blocks
 
 
-def segment_layouts(compiled, layer: int, block_q: int, block_k: int) -> list:
-    """Each head's block layout of the pattern with `segment` read as what holds for every
-    segmentation (segments.static_pattern), cached on ``compiled``."""
-    from .layout import block_layout
-    from .primitives import All, Nothing
-    from .segments import static_pattern
-
-    cache = compiled.__dict__.setdefault("_segment_layouts", {})
-    key = (layer, block_q, block_k)
-    if key not in cache:
-        made: dict = {}
-        for pattern in compiled.patterns[layer]:
-            if pattern not in made:
-                made[pattern] = block_layout(static_pattern(pattern, All(), Nothing()), compiled.n, block_q, block_k)
-        cache[key] = [made[p] for p in compiled.patterns[layer]]
-    return cache[key]
-
-
 def segment_plans(compiled, layer: int, block_q: int, block_k: int, segments, padded: int):
     """(heads, groups, test) for a call with segment ids: the static layouts' groups (cached),
     each computed block applying the pattern's test with the ids. When the pattern is
     `segment & …`, key blocks outside every batch row's segment_block_ranges are skipped."""
     from .segments import segment_block_ranges, static_pattern, top_level_segment, torch_ranks
     from .primitives import All, Nothing
+    from .targets.flex import segment_layouts
 
     n = compiled.n
     ids = segments.to(torch.int64)

@@ -116,7 +116,7 @@ def check_segments(segments, batch: int, n: int, device=None, *, uses_segments: 
         return None
     if not uses_segments:
         raise SpatError(Diagnostic(
-            f"segments= was given, but the pattern does not use `segment`",
+            "segments= was given, but the pattern does not use `segment`",
             help="write `segment & …` in the pattern (e.g. `segment & causal`) to attend within segments, "
                  "or drop segments="))
     import torch
@@ -221,20 +221,19 @@ def top_level_segment(pattern) -> bool:
     return False
 
 
-def count_bounds(pattern, n: int, count) -> tuple[int, int]:
+def count_bounds(pattern, n: int, count, everything, nothing, itself) -> tuple[int, int]:
     """(low, high): bounds on the pattern's number of pairs that hold for EVERY segmentation
     of n positions. high counts the superset `static_pattern` (each segment primitive read
     as `all` where positive, `none` where negative); low counts a subset: where positive,
     `segment` read as `self` (every position shares its own id) and `segment_start(k)` as
     `none` (no pair is in it for every segmentation); where negative, `all`. ``count`` is
-    the exact counter of a segment-free pattern (e.g. analysis.counts.row_degrees(p, n).sum()).
+    the exact counter of a segment-free pattern (e.g. analysis.counts.row_degrees(p, n).sum());
+    ``everything``, ``nothing``, ``itself`` the primitives `all`, `none`, `self`.
     Both are attained by some segmentation when the pattern is monotone in one segment
     primitive: high by one document, low by n one-token documents (for `segment`)."""
-    from .primitives import All, Nothing, Self
-
     def subset(node):
-        return Self() if type(node).__name__ == "Segment" else Nothing()
+        return itself if type(node).__name__ == "Segment" else nothing
 
-    high = static_pattern(pattern, All(), Nothing())
-    low = static_pattern(pattern, subset, All())
+    high = static_pattern(pattern, everything, nothing)
+    low = static_pattern(pattern, subset, everything)
     return int(count(low, n)), int(count(high, n))

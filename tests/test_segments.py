@@ -223,7 +223,9 @@ def test_count_bounds_hold_for_every_segmentation(source, n, data):
     from patterndsl.segments import count_bounds
 
     pattern = patterndsl.compile(source, n).pattern()
-    low, high = count_bounds(pattern, n, lambda p, n: row_degrees(p, n).sum())
+    from patterndsl.primitives import Self
+
+    low, high = count_bounds(pattern, n, lambda p, n: row_degrees(p, n).sum(), All(), Nothing(), Self())
     ids = data.draw(segmentations(n=n, batch=6))
     for row in ids.to(torch.int64).numpy():
         assert low <= brute_mask(pattern, row).sum() <= high, (source, row)

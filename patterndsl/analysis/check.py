@@ -63,6 +63,7 @@ def _segment_bounds(compiled) -> dict:
     """For a pattern reading run-time segment ids: what the claims above are about (one
     document: every id equal) and the pair counts bounded for every segmentation
     (patterndsl.segments.count_bounds), per layer and head."""
+    from ..primitives import All, Nothing, Self
     from ..segments import count_bounds
     from .counts import row_degrees
 
@@ -70,7 +71,8 @@ def _segment_bounds(compiled) -> dict:
         return int(row_degrees(pattern, n).sum())
 
     return {"claims_are_for": "one document (every segment id equal)",
-            "pairs_every_segmentation": [[list(count_bounds(p, compiled.n, count)) for p in layer]
+            "pairs_every_segmentation": [[list(count_bounds(p, compiled.n, count, All(), Nothing(), Self()))
+                                          for p in layer]
                                          for layer in compiled.patterns]}
 
 

@@ -448,16 +448,33 @@ def segment_mask_mod_factory(compiled, layer: int = 0, block_size=None, device="
     return namespace["make"]
 
 
+def segment_layouts(compiled, layer: int, block_q: int, block_k: int) -> list:
+    """Each head's block layout of the pattern with `segment` read as what holds for every
+    segmentation (segments.static_pattern), cached on ``compiled``."""
+    from ..layout import block_layout
+    from ..primitives import All, Nothing
+    from ..segments import static_pattern
+
+    cache = compiled.__dict__.setdefault("_segment_layouts", {})
+    key = (layer, block_q, block_k)
+    if key not in cache:
+        made: dict = {}
+        for pattern in compiled.patterns[layer]:
+            if pattern not in made:
+                made[pattern] = block_layout(static_pattern(pattern, All(), Nothing()), compiled.n, block_q, block_k)
+        cache[key] = [made[p] for p in compiled.patterns[layer]]
+    return cache[key]
+
+
 def segment_block_mask(compiled, layer: int, segments, block_size=None, device="cpu", make=None):
     """A BlockMask [B, H, …] for one call's segment ids: the static layout (segment read as
-    what holds for every segmentation; patterndsl/native.segment_layouts) cut, when the
+    what holds for every segmentation; segment_layouts) cut, when the
     pattern is `segment & …`, to each batch row's segments.segment_block_ranges — torch
     ops on the device over the [B, H, query blocks, key blocks] grid, no n² mask_mod sweep.
     Every kept block is partial (the mask_mod decides its pairs)."""
     import torch
     from torch.nn.attention.flex_attention import BlockMask
 
-    from ..native import segment_layouts
     from ..segments import segment_block_ranges, top_level_segment, torch_ranks
 
     block_q, block_k = compiled.block_sizes(block_size)
@@ -485,19 +502,3 @@ def segment_block_mask(compiled, layer: int, segments, block_size=None, device="
     mask_mod = make(ids.contiguous(), torch_ranks(ids).contiguous())
     return BlockMask.from_kv_blocks(counts, indices, BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod,
                                     seq_lengths=(n, n))
-
-
-def segment_flex_attention(q, k, v, compiled, layer, scale, segments, block_size=None):
-    """FlexAttention with run-time segment ids: one compiled FlexAttention and one mask_mod
-    factory per (pattern, layer, block size, device), a new BlockMask per call."""
-    from ..attention import _compiled_flex, check_flex_backward
-
-    check_flex_backward(q, k, v)
-    block_q, block_k = compiled.block_sizes(block_size)
-    cache = compiled.__dict__.setdefault("_segment_flex", {})
-    key = (layer, block_q, block_k, str(q.device))
-    if key not in cache:
-        cache[key] = (segment_mask_mod_factory(compiled, layer, (block_q, block_k), q.device), _compiled_flex(layer))
-    make, flex = cache[key]
-    block_mask = segment_block_mask(compiled, layer, segments, (block_q, block_k), q.device, make)
-    return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
