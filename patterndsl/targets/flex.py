@@ -494,11 +494,45 @@ def segment_block_mask(compiled, layer: int, segments, block_size=None, device="
         keep = keep & ((kb >= lo[:, None, :, None]) & (kb < hi[:, None, :, None]))
     if len(distinct) > 1:
         keep = keep[:, torch.tensor(which, device=device)]
-    counts = keep.sum(dim=-1, dtype=torch.int32)
-    indices = torch.argsort((~keep).to(torch.int8), dim=-1, stable=True).to(torch.int32)
     if make is None:
         make = segment_mask_mod_factory(compiled, layer, (block_q, block_k), device)
-    # contiguous, whatever the caller's strides: Dynamo guards on the captured tensors' strides
-    mask_mod = make(ids.contiguous(), torch_ranks(ids).contiguous())
-    return BlockMask.from_kv_blocks(counts, indices, BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod,
-                                    seq_lengths=(n, n))
+    ids = ids.contiguous()  # whatever the caller's strides: Dynamo guards on the captured tensors' strides
+    ranks = torch_ranks(ids).contiguous() if _reads_ranks(compiled, layer) else ids
+    mask_mod = make(ids, ranks)
+    arguments = {}
+    for kind, grid in (("kv", keep), ("q", keep.transpose(-1, -2))):
+        counts, indices = _ordered_lists(grid)
+        arguments[f"{kind}_num_blocks"], arguments[f"{kind}_indices"] = counts, indices
+        arguments[f"full_{kind}_num_blocks"] = torch.zeros_like(counts)
+        arguments[f"full_{kind}_indices"] = torch.zeros_like(indices)
+    import inspect
+
+    parameters = inspect.signature(BlockMask.__init__).parameters
+    if "q_indices" not in parameters:  # an old torch that transposes the lists itself
+        return BlockMask.from_kv_blocks(arguments["kv_num_blocks"], arguments["kv_indices"],
+                                        BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod)
+    if "seq_lengths" in parameters:
+        arguments["seq_lengths"] = (n, n)
+    return BlockMask(BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod, **arguments)
+
+
+def _ordered_lists(keep):
+    """(counts int32 [..., rows], indices int32 [..., rows, columns]): each row's kept
+    columns first, ascending — by a cumulative sum and one scatter, no sort."""
+    import torch
+
+    columns = keep.shape[-1]
+    position = torch.cumsum(keep, dim=-1, dtype=torch.int32) - 1
+    target = torch.where(keep, position, torch.full_like(position, columns)).to(torch.int64)  # dropped: a spare column
+    indices = torch.zeros(*keep.shape[:-1], columns + 1, dtype=torch.int32, device=keep.device)
+    index = torch.arange(columns, dtype=torch.int32, device=keep.device).expand(keep.shape)
+    indices.scatter_(-1, target, index)
+    return keep.sum(dim=-1, dtype=torch.int32), indices[..., :columns].contiguous()
+
+
+def _reads_ranks(compiled, layer: int) -> bool:
+    """Whether the layer uses `segment_start` (whose test reads each key's rank)."""
+    def walk(node):
+        return type(node).__name__ == "SegmentStart" or any(walk(c) for c in node.children())
+
+    return any(walk(p) for p in compiled.patterns[layer])
