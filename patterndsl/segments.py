@@ -105,14 +105,10 @@ INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"
 
 
 def check_segments(segments, batch: int, n: int, device=None, *, uses_segments: bool, what: str = "attention"):
-    """Validate a user's ``segments`` against a call: None exactly when the pattern does not
-    use `segment`; else an integer torch tensor [batch, n] on ``device``. Returns it."""
-    if segments is None:
-        if uses_segments:
-            raise SpatError(Diagnostic(
-                f"the pattern uses `segment`, but {what} was called without segment ids",
-                help="pass segments=ids, an integer tensor [B, n] with one segment id per key position "
-                     "(e.g. the document each packed token belongs to)"))
+    """Validate a user's ``segments`` against a call: None (for a pattern using `segment`, the
+    one-document segmentation, as in compiled.mask and the analyses), else an integer torch
+    tensor [batch, n] on ``device``, for a pattern that uses `segment`. Returns it."""
+    if segments is None:  # a pattern using `segment`: the one-document segmentation (every id equal)
         return None
     if not uses_segments:
         raise SpatError(Diagnostic(

@@ -181,7 +181,6 @@ def test_bad_segments_are_diagnosed():
     compiled = patterndsl.compile("segment & causal", 8)
     q = k = v = torch.randn(2, 1, 8, 4)
     cases = {
-        None: "without segment ids",
         "ids": "must be a torch tensor",
         torch.zeros(2, 8): "integer dtype",
         torch.zeros(2, 7, dtype=torch.int32): "shape (2, 7)",
@@ -196,6 +195,14 @@ def test_bad_segments_are_diagnosed():
         check_segments(torch.zeros(1, 8, dtype=torch.int8), 1, 8, uses_segments=False)
     with pytest.raises(SpatError, match="blocks"):
         patterndsl.compile("blocks(2) { segment }", 8).mask(segments=torch.zeros(1, 8, dtype=torch.int8))
+
+
+def test_no_ids_is_one_document():
+    compiled = patterndsl.compile("segment & causal", 8)
+    q = k = v = torch.randn(1, 1, 8, 4, dtype=torch.float64)
+    one = torch.zeros(1, 8, dtype=torch.int8)
+    assert torch.allclose(patterndsl.attention(q, k, v, compiled, backend="native"),
+                          patterndsl.attention(q, k, v, compiled, segments=one, backend="native"))
 
 
 def test_uses_segments():
