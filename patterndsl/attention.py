@@ -102,7 +102,7 @@ def _needs_grad(*tensors) -> bool:
 
 
 def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, block_size=None,
-              key_bias=None, backend: str = "auto", q_offset: int = 0):
+              key_bias=None, backend: str = "auto", q_offset: int = 0, segments=None):
     """Sparse attention of q, k, v with one layer of a compiled pattern.
 
     q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
@@ -125,6 +125,11 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     cached): the result is rows q_offset … q_offset + m − 1 of the full computation at n_kv.
     Needs 0 ≤ q_offset and q_offset + m ≤ n_kv. "auto" takes the native path for such rows
     on CPU (and for a single query), and the Triton kernels on CUDA where they take q_offset.
+
+    ``segments``: for a pattern using `segment` / `segment_start`, the segment ids, an
+    integer tensor [B, n] of any integer dtype (only equality matters), on q's device;
+    required exactly when the pattern uses them. The ids are data: nothing is
+    recompiled when they change.
     """
     if backend not in BACKENDS:
         raise SpatError(Diagnostic(f"unknown backend {backend!r}", help="one of " + ", ".join(BACKENDS)))
@@ -143,12 +148,17 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     bias = {} if key_bias is None else {"key_bias": key_bias}
     if rectangular:
         bias["q_offset"] = int(q_offset)
+    from .segments import check_segments
+
+    segments = check_segments(segments, q.shape[0], k.shape[2], q.device, uses_segments=compiled.uses_segments)
+    if segments is not None:
+        bias["segments"] = segments
     if backend == "auto":
         triton_attention = _triton_attention() if q.device.type == "cuda" else None
         if triton_attention is not None and (not rectangular or _takes_q_offset(triton_attention)):
             backend = "triton"
         elif (not str(compiled.prob) == "softmax" or key_bias is not None or _needs_grad(q, k, v)
-              or rectangular or q.shape[2] == 1):  # rows at an offset (or one query, decoding's first
+              or rectangular or q.shape[2] == 1 or segments is not None):  # rows at an offset (or one query, decoding's first
             # step): the native path computes only their blocks, with nothing to compile
             backend = "native"
         else:
@@ -186,6 +196,8 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     if key_bias is not None:
         raise SpatError(Diagnostic("backend='flex' takes no key_bias",
                                    help="backend='native' (or 'auto') adds a per-key bias"))
+    if segments is not None:
+        return segment_flex_attention(q, k, v, compiled, layer, scale, segments, block_size)
     block_mask, flex = _flex_for(compiled, layer, block_size, q.device)
     return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
 
@@ -210,3 +222,19 @@ def check_flex_backward(q, k, v) -> None:
             "FlexAttention has no backward pass on CPU, and q, k or v requires grad",
             help="on CPU, train with backend=\"native\" (what backend=\"auto\" picks when gradients are "
                  "needed); run FlexAttention under torch.no_grad(); or use a GPU"))
+
+
+def segment_flex_attention(q, k, v, compiled, layer, scale, segments, block_size=None):
+    """FlexAttention with run-time segment ids: one compiled FlexAttention and one mask_mod
+    factory per (pattern, layer, block size, device), a new BlockMask per call."""
+    from .targets.flex import segment_block_mask, segment_mask_mod_factory
+
+    check_flex_backward(q, k, v)
+    block_q, block_k = compiled.block_sizes(block_size)
+    cache = compiled.__dict__.setdefault("_segment_flex", {})
+    key = (layer, block_q, block_k, str(q.device))
+    if key not in cache:
+        cache[key] = (segment_mask_mod_factory(compiled, layer, (block_q, block_k), q.device), _compiled_flex(layer))
+    make, flex = cache[key]
+    block_mask = segment_block_mask(compiled, layer, segments, (block_q, block_k), q.device, make)
+    return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])

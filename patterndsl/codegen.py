@@ -82,6 +82,25 @@ class Backend:
         """An expression for a data-backed primitive (random)."""
         raise NotImplementedError(f"this backend has no data-backed form of {primitive.name}")
 
+    # Run-time segments (`segment`, `segment_start`; patterndsl/segments.py). The generated
+    # code must define these names before the predicate when ``uses_segments`` is set:
+    # seg_q = the query's segment id (segments[b, q_offset + row]), seg_k = the key's
+    # (segments[b, key]), segrank_k = the key's rank among the positions carrying its id
+    # (segments.ranks; only when ``uses_segment_ranks``).
+    SEG_Q, SEG_K, SEGRANK_K = "seg_q", "seg_k", "segrank_k"
+    uses_segments = False
+    uses_segment_ranks = False
+
+    def segment_ids(self) -> tuple[str, str]:
+        """The names of the query's and the key's segment ids in the generated code."""
+        self.uses_segments = True
+        return self.SEG_Q, self.SEG_K
+
+    def segment_rank(self) -> str:
+        """The name of the key's rank within its segment in the generated code."""
+        self.uses_segments = self.uses_segment_ranks = True
+        return self.SEGRANK_K
+
 
 def predicate_source(pattern: Pattern, q: str, k: str, n: int, backend: Backend) -> str:
     """The pattern's element predicate as an expression over tensors ``q`` and ``k``."""

@@ -237,12 +237,31 @@ class CompiledPattern:
 
         return block_mask(self, layer, block_size, device)
 
-    def mask(self, layer: int = 0, head: int = 0, *, q_offset: int = 0, q_len: "int | None" = None):
+    @property
+    def uses_segments(self) -> bool:
+        """Whether some layer's pattern reads run-time segment ids (`segment`,
+        `segment_start`): then attention needs segments=."""
+        from .segments import uses_segments
+
+        cached = self.__dict__.get("_uses_segments")
+        if cached is None:
+            # as written: a pattern that simplifies `segment` away at this n still takes ids
+            cached = any(uses_segments(p) for layer in self.raw_patterns for p in layer)
+            self.__dict__["_uses_segments"] = cached
+        return cached
+
+    def mask(self, layer: int = 0, head: int = 0, *, q_offset: int = 0, q_len: "int | None" = None,
+             segments=None):
         """torch.BoolTensor [n, n]: True where query i attends to key j. With ``q_offset`` and
         ``q_len``: the rows q_offset … q_offset + q_len − 1 only, [q_len, n] (q_len defaults to
-        n − q_offset), the pattern still at this n (decoding: rows of a KV cache's queries)."""
+        n − q_offset), the pattern still at this n (decoding: rows of a KV cache's queries).
+        With ``segments`` (an integer tensor [B, n] of segment ids), [B, n, n] (or [B, q_len, n]):
+        the mask for each batch row's ids. Without it, a pattern using `segment` is evaluated for
+        one document (every id equal)."""
         import torch
 
+        if segments is not None:
+            return self._segment_mask(layer, head, segments, q_offset, q_len)
         if q_offset == 0 and q_len is None:
             return torch.from_numpy(self.dense(layer, head))
         q_offset, q_len = self.query_rows(q_offset, q_len)
@@ -254,6 +273,23 @@ class CompiledPattern:
             stop = min(q_len, start + step)
             out[start:stop] = evaluate(pattern, np.arange(q_offset + start, q_offset + stop), self.n)
         return torch.from_numpy(out)
+
+    def _segment_mask(self, layer, head, segments, q_offset, q_len):
+        import torch
+        from .reference import dense_mask
+        from .segments import check_segments, using
+
+        check_segments(segments, segments.shape[0] if segments.dim() == 2 else -1, self.n,
+                       uses_segments=self.uses_segments, what="mask")
+        q_offset, q_len = self.query_rows(q_offset, q_len)
+        layer, head = self.index(layer, head)
+        ids = segments.detach().to("cpu", torch.int64).numpy()
+        out = []
+        for row in ids:
+            with using(row):
+                out.append(torch.from_numpy(dense_mask(self.patterns[layer][head], self.n, self.memory_budget)))
+        whole = torch.stack(out) if out else torch.zeros(0, self.n, self.n, dtype=torch.bool)
+        return whole[:, q_offset:q_offset + q_len]
 
     def masks(self):
         """torch.BoolTensor [p, H, n, n]."""

@@ -153,13 +153,14 @@ class _Chunk:
     The tensors are viewed as blocks — q as [B, h, query blocks, BQ, D], k and v as
     [B, h, key blocks, BK, D] — so gathering a block list copies whole blocks."""
 
-    def __init__(self, group, piece, blocks, scale, dtype):
+    def __init__(self, group, piece, blocks, scale, dtype, segment_test=None):
         first, end, self.row0, self.row1 = piece
         self.every_key = group.every_key
         self.query_blocks = group.query_blocks[first:end]
         self.key_blocks = group.key_blocks[first:end].reshape(-1)
         q, k, v, bias = blocks
         batch, heads, _, block_k, dim = k.shape
+        block_q = q.shape[3]
         c = end - first
         self.q = q.index_select(2, self.query_blocks)[:, :, :, self.row0:self.row1].to(dtype)
         if group.every_key:  # the lists are 0, 1, …: k and v themselves, shared by the c blocks
@@ -174,6 +175,9 @@ class _Chunk:
         if group.blocked is not None:  # an additive −∞/0 mask made once per chunk, broadcast over B and h:
             # masked_fill_ with a bool mask is several times slower on CPU
             blocked = group.blocked[first:end, self.row0:self.row1].to(scores.device)
+            scores.add_(torch.where(blocked, float("-inf"), 0.0).to(dtype))
+        if segment_test is not None:  # run-time segments: the pattern's own test, per batch row
+            blocked = segment_test.blocked(self, block_q, block_k).to(scores.device)
             scores.add_(torch.where(blocked, float("-inf"), 0.0).to(dtype))
         self.scores = scores
 
@@ -212,7 +216,7 @@ def _as_blocks(tensor, block: int):
 
 class _NativeAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, bias, groups, prob, scale, block_q, block_k):
+    def forward(ctx, q, k, v, bias, groups, prob, scale, block_q, block_k, segment_test=None):
         dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
         batch, heads, n, dim = q.shape
         blocks = (_as_blocks(q, block_q), _as_blocks(k, block_k), _as_blocks(v, block_k),
@@ -222,7 +226,7 @@ class _NativeAttention(torch.autograd.Function):
         out_blocks, threshold_blocks = _as_blocks(out, block_q), _as_blocks(threshold, block_q)
         for group in groups:
             for piece in _chunks(group, batch * heads, block_q, block_k):
-                chunk = _Chunk(group, piece, blocks, scale, dtype)
+                chunk = _Chunk(group, piece, blocks, scale, dtype, segment_test)
                 if prob.is_softmax:  # no threshold kept: the backward pass recomputes the softmax
                     chunk.put(out_blocks, _softmax(chunk.scores) @ chunk.v)
                 else:
@@ -231,6 +235,7 @@ class _NativeAttention(torch.autograd.Function):
                     chunk.put(threshold_blocks, t.squeeze(-1))
         ctx.save_for_backward(q, k, v, bias, out, threshold)
         ctx.groups, ctx.prob, ctx.scale, ctx.block_sizes = groups, prob, scale, (block_q, block_k)
+        ctx.segment_test = segment_test
         return out.to(q.dtype)
 
     @staticmethod
@@ -250,7 +255,7 @@ class _NativeAttention(torch.autograd.Function):
         threshold_blocks = _as_blocks(threshold, block_q)
         for group in ctx.groups:
             for piece in _chunks(group, batch * heads, block_q, block_k):
-                chunk = _Chunk(group, piece, blocks, scale, dtype)
+                chunk = _Chunk(group, piece, blocks, scale, dtype, ctx.segment_test)
                 rows = chunk.query_blocks, slice(chunk.row0, chunk.row1)
                 if prob.is_softmax:  # softmax again: faster than exp(s − lse), whose exp(−∞) is slow on CPU
                     p = _softmax(chunk.scores)
@@ -268,7 +273,7 @@ class _NativeAttention(torch.autograd.Function):
                 chunk.put(dq_blocks, ds @ chunk.k)
                 chunk.accumulate_keys(dk_blocks, ds, chunk.q)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype),
-                None if dbias is None else dbias.to(bias.dtype), None, None, None, None, None)
+                None if dbias is None else dbias.to(bias.dtype), None, None, None, None, None, None)
 
 
 def _softmax(scores):
@@ -300,7 +305,7 @@ def _padded(tensor, extra: int, pad):
 
 
 def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *,
-                     key_bias=None, block_size=None, q_offset: int = 0):
+                     key_bias=None, block_size=None, q_offset: int = 0, segments=None):
     """Block-sparse attention of q, k, v with one layer of a compiled pattern, for the file's
     ρ, in eager torch; differentiable in q, k, v and ``key_bias``.
 
@@ -313,6 +318,9 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     q may be shorter than k, v: q [B, H, m, D] holds the queries at positions q_offset …
     q_offset + m − 1, k, v [B, Hkv, n_kv, D] the keys 0 … n_kv − 1, and the pattern is evaluated
     at n = n_kv (compiled.at(n_kv)); only the blocks of those rows are computed.
+    ``segments`` (an integer tensor [B, n_kv]) gives the segment ids of a pattern that uses
+    `segment` (patterndsl/segments.py): the blocks come from the layout that holds for
+    every segmentation, and each computed block applies the pattern's test with the ids.
     """
     compiled = for_keys(compiled, k)
     check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True,
@@ -321,6 +329,16 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     batch, heads, m, dim = q.shape
     n = k.shape[2]
     rectangular = not (q_offset == 0 and m == n)
+    from .segments import check_segments
+
+    segments = check_segments(segments, batch, n, q.device, uses_segments=compiled.uses_segments,
+                              what="native_attention")
+    if segments is not None and rectangular:
+        # rows at an offset with segment ids: the full-length computation's rows (zero queries
+        # elsewhere; gradients flow through the padding)
+        whole = F.pad(q, (0, 0, int(q_offset), n - int(q_offset) - m))
+        return native_attention(whole, k, v, compiled, layer, scale, key_bias=key_bias, block_size=block_size,
+                                segments=segments)[:, :, int(q_offset):int(q_offset) + m]
     scale = dim ** -0.5 if scale is None else float(scale)
     bias = key_bias_for(key_bias, batch, heads, n, q)
     block_q, block_k = compiled.block_sizes(block_size)
@@ -334,13 +352,101 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
         bias = _padded(bias, padded - n, (0, padded - n))
     prob = probability.as_map(compiled.prob)
     outs, order = [], []
-    layer_plans = (row_plans(compiled, layer, block_q, block_k, int(q_offset), m) if rectangular
-                   else plans(compiled, layer, block_q, block_k))
-    for pattern_heads, groups in layer_plans:
+    if segments is not None:
+        layer_plans = segment_plans(compiled, layer, block_q, block_k, segments, padded)
+    elif rectangular:
+        layer_plans = row_plans(compiled, layer, block_q, block_k, int(q_offset), m)
+    else:
+        layer_plans = plans(compiled, layer, block_q, block_k)
+    for pattern_heads, groups, *test in layer_plans:
         chosen = list(range(heads)) if compiled.heads == 1 else pattern_heads
         pick = (lambda t: t) if len(chosen) == heads else (lambda t: t[:, chosen])
         outs.append(_NativeAttention.apply(pick(q), pick(k), pick(v), None if bias is None else pick(bias),
-                                    groups, prob, scale, block_q, block_k))
+                                    groups, prob, scale, block_q, block_k, *test))
         order += chosen
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)[:, np.argsort(order)]
     return out[:, :, :m]
+
+
+# ---- run-time segments (patterndsl/segments.py) ---------------------------------------
+
+
+class _SegmentTest:
+    """The element test of a pattern using `segment`, evaluated per batch row on a chunk's
+    rows and keys with the ids: generated torch source (codegen, the flex backend's
+    tables), seg_q / seg_k / segrank_k gathered from the ids."""
+
+    def __init__(self, pattern, n: int, block_q: int, block_k: int, ids, ranks):
+        from .targets.flex import TorchBackend
+
+        backend = TorchBackend(block_q, block_k)
+        source = pattern.source("q", "k", n, backend)
+        self.code = compile(source, "<patterndsl segment test>", "eval")
+        self.tables = {name: torch.from_numpy(np.ascontiguousarray(t)) for name, t in backend.tables.items()}
+        self.n, self.ids, self.ranks = n, ids, ranks  # ids, ranks: int64 [B, padded n]
+
+    def blocked(self, chunk, block_q: int, block_k: int):
+        """Bool [B, 1, c, rows, L·BK]: True where the pattern does not connect the pair."""
+        c = chunk.query_blocks.numel()
+        rows = chunk.query_blocks[:, None] * block_q + torch.arange(chunk.row0, chunk.row1)  # [c, r]
+        cols = (chunk.key_blocks.view(c, -1)[:, :, None] * block_k + torch.arange(block_k)).reshape(c, -1)
+        device = self.ids.device
+        rows, cols = rows.to(device), cols.to(device)
+        q = torch.clamp(rows, max=self.n - 1)[None, :, :, None]
+        k = torch.clamp(cols, max=self.n - 1)[None, :, None, :]
+        names = {"torch": torch, "q": q, "k": k,
+                 "seg_q": self.ids[:, rows][:, :, :, None], "seg_k": self.ids[:, cols][:, :, None, :],
+                 "segrank_k": self.ranks[:, cols][:, :, None, :]}
+        names.update({name: t.to(device) for name, t in self.tables.items()})
+        allowed = eval(self.code, names)
+        return ~torch.broadcast_to(allowed, (self.ids.shape[0], c, rows.shape[1], cols.shape[1])).unsqueeze(1)
+
+
+class _BlockList:
+    """A layout's blocks (qb, kb, states) with the attributes `_groups` reads."""
+
+    def __init__(self, layout, keep):
+        self.n, self.block_q, self.block_k = layout.n, layout.block_q, layout.block_k
+        self.num_q_blocks = layout.num_q_blocks
+        qb, kb, states = layout.blocks()
+        self._blocks = qb[keep(qb, kb)], kb[keep(qb, kb)], states[keep(qb, kb)]
+
+    def blocks(self):
+        return self._blocks
+
+
+def segment_plans(compiled, layer: int, block_q: int, block_k: int, segments, padded: int):
+    """(heads, groups, test) for a call with segment ids: the static layouts' groups (cached),
+    each computed block applying the pattern's test with the ids. When the pattern is
+    `segment & …`, key blocks outside every batch row's segment_block_ranges are skipped."""
+    from .segments import segment_block_ranges, static_pattern, top_level_segment, torch_ranks
+    from .primitives import All, Nothing
+    from .targets.flex import segment_layouts
+
+    n = compiled.n
+    ids = segments.to(torch.int64)
+    ranks = torch_ranks(ids)
+    pad = padded - n
+    ids_p, ranks_p = (F.pad(t, (0, pad), value=-1) if pad else t for t in (ids, ranks))
+    layouts = segment_layouts(compiled, layer, block_q, block_k)
+    cache = compiled.__dict__.setdefault("_segment_groups", {})
+    ranges = None
+    out: dict[int, list] = {}
+    for head, (pattern, layout) in enumerate(zip(compiled.patterns[layer], layouts)):
+        if id(layout) not in out:
+            if top_level_segment(pattern):
+                if ranges is None:
+                    lo, hi = segment_block_ranges(ids, 0, n, block_q, block_k)
+                    lo, hi = lo.min(dim=0).values.cpu().numpy(), hi.max(dim=0).values.cpu().numpy()
+                    ranges = (lo, hi)
+                lo, hi = ranges
+                groups = _groups(_BlockList(layout, lambda qb, kb: (kb >= lo[qb]) & (kb < hi[qb])),
+                                 static_pattern(pattern, All(), Nothing()))
+            else:
+                key = (layer, block_q, block_k, id(layout))
+                if key not in cache:
+                    cache[key] = _groups(layout, static_pattern(pattern, All(), Nothing()))
+                groups = cache[key]
+            out[id(layout)] = [[], groups, _SegmentTest(pattern, n, block_q, block_k, ids_p, ranks_p)]
+        out[id(layout)][0].append(head)
+    return [tuple(entry) for entry in out.values()]

@@ -30,7 +30,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import randomgen
+from . import randomgen, segments
 from .arrays import unique_sorted
 from . import structure as R
 from .ir import Complement, IndexSet, Pattern
@@ -1521,3 +1521,97 @@ def _progression_candidates(grid, first: int, last: int, step: int) -> np.ndarra
 def _reference_keys(seed: int, i: int, n: int, r: int) -> frozenset:
     """Row i's keys from the generator's plain-Python version (cached: asked per pair)."""
     return frozenset(randomgen.reference_keys(seed, i, n, r))
+
+
+# ---- run-time segments (patterndsl/segments.py) -------------------------------------
+# `segment` and `segment_start(k)` read the segment ids given at call time. Evaluated
+# without ids (the analyses, a mask without segments=) they mean the one-document
+# segmentation, every id equal: `segment` is `all`, `segment_start(k)` is `cols(0..k)`.
+
+
+@primitive
+@dataclass(frozen=True)
+class Segment(Primitive):
+    name: ClassVar[str] = "segment"
+    symmetric: ClassVar[bool] = True
+    reads_segments: ClassVar[bool] = True
+    meaning: ClassVar = (("segment", "seg[i] = seg[j], for the segment ids seg given at call time "
+                                     "(segments=, one id per position; without ids every id is equal)"),)
+    examples: ClassVar = {("segment", 3): ("111", "111", "111")}
+
+    def reference_pair(self, i, j, n):
+        seg = segments.for_predicate(n)
+        return True if seg is None else int(seg.ids[i]) == int(seg.ids[j])
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        # every segmentation: at most n keys per row (one document), itself always
+        return RowBound(n, tight=False, reflexive=True, symmetric=True)
+
+    def predicate(self, i, j, n):
+        seg = segments.for_predicate(n)
+        if seg is None:
+            return _full((i.shape[0], j.shape[1]), True)
+        return seg.ids[i] == seg.ids[j]
+
+    def row_structure(self, n):
+        return R.Span(0, n)  # the one-document segmentation
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source: the backend defines ``seg_q`` (the
+        query's segment id) and ``seg_k`` (the key's)."""
+        seg_q, seg_k = backend.segment_ids()
+        return f"({seg_q} == {seg_k})"
+
+
+@primitive
+@dataclass(frozen=True)
+class SegmentStart(Primitive):
+    k: int
+    name: ClassVar[str] = "segment_start"
+    signatures: ClassVar = ((ParamSpec("k"),),)
+    reads_segments: ClassVar[bool] = True
+    meaning: ClassVar = (("segment_start(k)", "seg[i] = seg[j] and j is among the first k positions carrying "
+                                              "the id seg[j] (rank(j) < k: per-segment sinks); without ids, "
+                                              "j < k"),)
+    examples: ClassVar = {("segment_start(2)", 3): ("110", "110", "110")}
+
+    def reference_pair(self, i, j, n):
+        seg = segments.for_predicate(n)
+        if seg is None:
+            return j < self.k
+        same = int(seg.ids[i]) == int(seg.ids[j])
+        return same and sum(1 for p in range(j) if int(seg.ids[p]) == int(seg.ids[j])) < self.k
+
+    @classmethod
+    def call_sources(cls, S):
+        return S.st.builds(lambda k: f"segment_start({k})", S.st.integers(0, 6))
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        return RowBound(ops.min(args["k"], n), tight=False)
+
+    @classmethod
+    def build(cls, args, n):
+        _at_least(args["k"], 0, "segment_start(k)", "k", n)
+        return cls(args["k"])
+
+    def predicate(self, i, j, n):
+        seg = segments.for_predicate(n)
+        if seg is None:
+            return np.broadcast_to(j < self.k, (i.shape[0], j.shape[1])).copy()
+        return (seg.ids[i] == seg.ids[j]) & (seg.ranks[j] < self.k)
+
+    def row_structure(self, n):
+        return R.Span(0, min(self.k, n))  # the one-document segmentation
+
+    def __str__(self):
+        return f"segment_start({self.k})"
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """``seg_q == seg_k`` and the key's rank in its segment (``segrank_k``) below k."""
+        seg_q, seg_k = backend.segment_ids()
+        return f"(({seg_q} == {seg_k}) & ({backend.segment_rank()} < {_clamp(self.k, n)}))"
+
+    def simplify(self, n):
+        return Nothing() if self.k == 0 else self

@@ -56,8 +56,27 @@ def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
         "conditions": conditions["conditions"],
         "prob": {"name": conditions["prob"]["name"], "assumption2": conditions["prob"]["assumption2"]},
     }
+    if compiled.uses_segments:
+        report["segments"] = _segment_bounds(compiled)
     report["seconds"] = round(time.perf_counter() - start, 3)
     return report, certificate(compiled, conditions, counts=counts)
+
+
+def _segment_bounds(compiled) -> dict:
+    """For a pattern reading run-time segment ids: what the claims above are about (one
+    document: every id equal) and the pair counts bounded for every segmentation
+    (patterndsl.segments.count_bounds), per layer and head."""
+    from ..primitives import All, Nothing, Self
+    from ..segments import count_bounds
+    from .counts import row_degrees
+
+    def count(pattern, n):
+        return int(row_degrees(pattern, n).sum())
+
+    return {"claims_are_for": "one document (every segment id equal)",
+            "pairs_every_segmentation": [[list(count_bounds(p, compiled.n, count, All(), Nothing(), Self()))
+                                          for p in layer]
+                                         for layer in compiled.patterns]}
 
 
 def all_hold(report: dict) -> bool:
@@ -98,6 +117,12 @@ def render(report: dict, name: str) -> str:
     if report["layers"] > 1:
         for head, count in enumerate(report["connections"]["union"]):
             lines.append(f"  union of layers, head {head}: {count:,}")
+    if "segments" in report:
+        lines.append("  the pattern reads run-time segment ids: the counts, growth and conditions here are for "
+                     "one document (every id equal); for every segmentation:")
+        for layer, heads in enumerate(report["segments"]["pairs_every_segmentation"]):
+            for head, (low, high) in enumerate(heads):
+                lines.append(f"  layer {layer} head {head}: {low:,} ≤ connections ≤ {high:,}")
     detail = report["growth_detail"]
     lines.append(f"growth: {detail['bound']}" + ("" if detail["tight"] else " (an upper bound, maybe not tight)"))
     lines.append(f"  {detail['dominant']['why']}")

@@ -445,3 +445,119 @@ def emit_flex(compiled, path, block_size=None) -> str:
     text = emit_module(compiled, block_size)
     path.write_text(text, encoding="utf-8")
     return f"a FlexAttention module ({len(text.encode()):,} bytes)"
+
+
+# ---- run-time segments (patterndsl/segments.py) ------------------------------------
+
+
+def segment_mask_mod_factory(compiled, layer: int = 0, block_size=None, device="cpu"):
+    """make(SEG, SEGRANK) -> mask_mod(b, h, q_idx, kv_idx) of one layer of a pattern using
+    `segment`: the generated predicate with seg_q = SEG[b, q_idx], seg_k = SEG[b, kv_idx]
+    and segrank_k = SEGRANK[b, kv_idx] (int64 [B, n] tensors: the ids and their ranks,
+    segments.torch_ranks). The function is made once; each call's ids are only data."""
+    import torch
+
+    made = mask_mod_source(compiled, layer, block_size)
+    header, *body = made.source.splitlines()
+    source = ("def make(SEG, SEGRANK):\n"
+              f"    {header}\n"
+              "        seg_q = SEG[b, q_idx]\n"
+              "        seg_k = SEG[b, kv_idx]\n"
+              "        segrank_k = SEGRANK[b, kv_idx]\n"
+              + "".join(f"    {line}\n" for line in body)
+              + "    return mask_mod\n")
+    namespace = {"torch": torch}
+    namespace.update({name: torch.from_numpy(np.ascontiguousarray(table)).to(device)
+                      for name, table in made.tables.items()})
+    exec(compile(source, "<patterndsl segment mask_mod>", "exec"), namespace)
+    return namespace["make"]
+
+
+def segment_layouts(compiled, layer: int, block_q: int, block_k: int) -> list:
+    """Each head's block layout of the pattern with `segment` read as what holds for every
+    segmentation (segments.static_pattern), cached on ``compiled``."""
+    from ..layout import block_layout
+    from ..primitives import All, Nothing
+    from ..segments import static_pattern
+
+    cache = compiled.__dict__.setdefault("_segment_layouts", {})
+    key = (layer, block_q, block_k)
+    if key not in cache:
+        made: dict = {}
+        for pattern in compiled.patterns[layer]:
+            if pattern not in made:
+                made[pattern] = block_layout(static_pattern(pattern, All(), Nothing()), compiled.n, block_q, block_k)
+        cache[key] = [made[p] for p in compiled.patterns[layer]]
+    return cache[key]
+
+
+def segment_block_mask(compiled, layer: int, segments, block_size=None, device="cpu", make=None):
+    """A BlockMask [B, H, …] for one call's segment ids: the static layout (segment read as
+    what holds for every segmentation; segment_layouts) cut, when the
+    pattern is `segment & …`, to each batch row's segments.segment_block_ranges — torch
+    ops on the device over the [B, H, query blocks, key blocks] grid, no n² mask_mod sweep.
+    Every kept block is partial (the mask_mod decides its pairs)."""
+    import torch
+    from torch.nn.attention.flex_attention import BlockMask
+
+    from ..segments import segment_block_ranges, top_level_segment, torch_ranks
+
+    block_q, block_k = compiled.block_sizes(block_size)
+    layer, _ = compiled.index(layer, 0)
+    n = compiled.n
+    ids = segments.to(device=device, dtype=torch.int64)
+    batch = ids.shape[0]
+    layouts = segment_layouts(compiled, layer, block_q, block_k)
+    distinct, which = [], []
+    for layout in layouts:
+        which.append(_index_by_identity(distinct, layout))
+    static = torch.stack([torch.from_numpy(layout.to_dense() > 0) for layout in distinct]).to(device)  # [H', Q, K]
+    keep = static.unsqueeze(0).expand(batch, *static.shape)
+    if all(top_level_segment(p) for p in compiled.patterns[layer]):
+        lo, hi = segment_block_ranges(ids, 0, n, block_q, block_k)
+        kb = torch.arange(static.shape[-1], device=device)
+        keep = keep & ((kb >= lo[:, None, :, None]) & (kb < hi[:, None, :, None]))
+    if len(distinct) > 1:
+        keep = keep[:, torch.tensor(which, device=device)]
+    if make is None:
+        make = segment_mask_mod_factory(compiled, layer, (block_q, block_k), device)
+    ids = ids.contiguous()  # whatever the caller's strides: Dynamo guards on the captured tensors' strides
+    ranks = torch_ranks(ids).contiguous() if _reads_ranks(compiled, layer) else ids
+    mask_mod = make(ids, ranks)
+    arguments = {}
+    for kind, grid in (("kv", keep), ("q", keep.transpose(-1, -2))):
+        counts, indices = _ordered_lists(grid)
+        arguments[f"{kind}_num_blocks"], arguments[f"{kind}_indices"] = counts, indices
+        arguments[f"full_{kind}_num_blocks"] = torch.zeros_like(counts)
+        arguments[f"full_{kind}_indices"] = torch.zeros_like(indices)
+    import inspect
+
+    parameters = inspect.signature(BlockMask.__init__).parameters
+    if "q_indices" not in parameters:  # an old torch that transposes the lists itself
+        return BlockMask.from_kv_blocks(arguments["kv_num_blocks"], arguments["kv_indices"],
+                                        BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod)
+    if "seq_lengths" in parameters:
+        arguments["seq_lengths"] = (n, n)
+    return BlockMask(BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod, **arguments)
+
+
+def _ordered_lists(keep):
+    """(counts int32 [..., rows], indices int32 [..., rows, columns]): each row's kept
+    columns first, ascending — by a cumulative sum and one scatter, no sort."""
+    import torch
+
+    columns = keep.shape[-1]
+    position = torch.cumsum(keep, dim=-1, dtype=torch.int32) - 1
+    target = torch.where(keep, position, torch.full_like(position, columns)).to(torch.int64)  # dropped: a spare column
+    indices = torch.zeros(*keep.shape[:-1], columns + 1, dtype=torch.int32, device=keep.device)
+    index = torch.arange(columns, dtype=torch.int32, device=keep.device).expand(keep.shape)
+    indices.scatter_(-1, target, index)
+    return keep.sum(dim=-1, dtype=torch.int32), indices[..., :columns].contiguous()
+
+
+def _reads_ranks(compiled, layer: int) -> bool:
+    """Whether the layer uses `segment_start` (whose test reads each key's rank)."""
+    def walk(node):
+        return type(node).__name__ == "SegmentStart" or any(walk(c) for c in node.children())
+
+    return any(walk(p) for p in compiled.patterns[layer])

@@ -23,7 +23,7 @@ def emit_torch(compiled, path, block_size=None) -> str:
 
 
 def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, key_bias=None,
-                        q_offset: int = 0):
+                        q_offset: int = 0, segments=None):
     """Attention through the pattern's dense mask: correct and slow (O(n²) memory).
 
     q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
@@ -36,7 +36,9 @@ def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None =
     Queries and keys may differ in length: q [B, H, m, D] holds the queries at positions
     q_offset … q_offset + m − 1 against the keys 0 … n_kv − 1 of k, v [B, Hkv, n_kv, D], the
     pattern evaluated at n = n_kv (``compiled.at(n_kv)`` when n_kv is not compiled.n): the
-    result is rows q_offset … q_offset + m − 1 of the full computation at n_kv.
+    result is rows q_offset … q_offset + m − 1 of the full computation at n_kv. ``segments`` (an
+    integer tensor [B, n_kv]) gives the segment ids of a pattern using `segment`: the mask is
+    then compiled.mask(segments=ids), one per batch row.
     """
     import torch
     import torch.nn.functional as F
@@ -55,8 +57,16 @@ def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None =
         k = k.repeat_interleave(heads // kv_heads, dim=1)
         v = v.repeat_interleave(heads // kv_heads, dim=1)
     rows = {} if (q_offset == 0 and m == n) else {"q_offset": int(q_offset), "q_len": m}
-    allowed = torch.stack([compiled.mask(layer, h, **rows) for h in range(compiled.heads)]).to(q.device)
-    allowed = allowed.unsqueeze(0)  # [1, H or 1, m, n]
+    from ..segments import check_segments
+
+    segments = check_segments(segments, batch, n, q.device, uses_segments=compiled.uses_segments,
+                              what="attention_reference")
+    if segments is None:
+        allowed = torch.stack([compiled.mask(layer, h, **rows) for h in range(compiled.heads)]).to(q.device)
+        allowed = allowed.unsqueeze(0)  # [1, H or 1, m, n]
+    else:
+        allowed = torch.stack([compiled.mask(layer, h, segments=segments, **rows) for h in range(compiled.heads)],
+                              dim=1).to(q.device)  # [B, H or 1, m, n]
     prob = as_map(compiled.prob)
     if prob.is_softmax and bias is None:
         empty_rows = ~allowed.any(dim=-1, keepdim=True)  # [1, H, m, 1]

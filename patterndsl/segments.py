@@ -1,0 +1,235 @@
+"""Run-time segments: the segmentation that `segment` and `segment_start(k)` read.
+
+A pattern that uses `segment` is compiled once; the segment ids arrive with each call
+(an integer tensor [B, n], one id per key position; only equality matters). This module
+holds what every part of the package shares about them:
+
+  * the *current* segmentation of one batch row (`using(ids)`, `current()`): the dense
+    reference evaluator reads it through the primitives' `predicate`. Without one, a
+    pattern is evaluated for the one-document segmentation (every id equal), which is
+    also what the analyses see;
+  * `ranks(ids)`: the rank of each position among the positions carrying its id
+    (0 for the first position of a segment, 1 for the next, …), which defines
+    `segment_start(k)` for any ids, contiguous or not;
+  * `check_segments`: validating a user's ids tensor (shape, dtype, device);
+  * `segment_block_ranges`: per batch row and query block, the range of key blocks
+    that may share a segment with it, built with torch ops on the tensor's device in
+    O(B × blocks);
+  * `static_pattern`: the pattern with every segment primitive replaced by what holds
+    for every segmentation (`all` where it appears positively, `none` negatively), a
+    superset of the pattern under any ids: the kernels' block layout.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import numpy as np
+
+from .errors import Diagnostic, SpatError
+
+_CURRENT: contextvars.ContextVar = contextvars.ContextVar("patterndsl_segments", default=None)
+
+
+class Segmentation:
+    """One batch row's ids (int64 [n]) and their ranks (int64 [n])."""
+
+    def __init__(self, ids: np.ndarray):
+        self.ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        self.ranks = ranks(self.ids)
+
+    @property
+    def n(self) -> int:
+        return self.ids.size
+
+
+def ranks(ids: np.ndarray) -> np.ndarray:
+    """int64 [n]: position p's rank among the positions carrying ids[p] (0-based, in
+    position order), in O(n log n)."""
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.ones(ids.size, dtype=bool)
+    starts[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    first = np.maximum.accumulate(np.where(starts, np.arange(ids.size), 0)) if ids.size else starts
+    out = np.empty(ids.size, dtype=np.int64)
+    out[order] = np.arange(ids.size) - first
+    return out
+
+
+def torch_ranks(ids):
+    """The same as `ranks` for a torch integer tensor [B, n] (per row), on its device."""
+    import torch
+
+    ids = ids.to(torch.int64)
+    batch, n = ids.shape
+    if n == 0:
+        return torch.zeros_like(ids)
+    sorted_ids, order = torch.sort(ids, dim=1, stable=True)
+    starts = torch.ones_like(sorted_ids, dtype=torch.bool)
+    starts[:, 1:] = sorted_ids[:, 1:] != sorted_ids[:, :-1]
+    positions = torch.arange(n, device=ids.device).expand(batch, n)
+    first = torch.cummax(torch.where(starts, positions, torch.zeros_like(positions)), dim=1).values
+    out = torch.empty_like(ids)
+    out.scatter_(1, order, positions - first)
+    return out
+
+
+def current() -> "Segmentation | None":
+    """The segmentation being evaluated, or None (the one-document segmentation)."""
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def using(ids):
+    """Evaluate predicates with these ids (one batch row, int array [n]) in this block."""
+    token = _CURRENT.set(None if ids is None else (ids if isinstance(ids, Segmentation) else Segmentation(ids)))
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def for_predicate(n: int) -> "Segmentation | None":
+    """The current segmentation, checked against the n a primitive is evaluated at."""
+    seg = _CURRENT.get()
+    if seg is not None and seg.n != n:
+        raise SpatError(Diagnostic(
+            f"`segment` is evaluated at n = {n}, but the segment ids hold {seg.n} positions",
+            help="`segment` and `segment_start` compare token positions: they cannot be used inside "
+                 "blocks(B) { … }, where the positions are blocks"))
+    return seg
+
+
+INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
+def check_segments(segments, batch: int, n: int, device=None, *, uses_segments: bool, what: str = "attention"):
+    """Validate a user's ``segments`` against a call: None (for a pattern using `segment`, the
+    one-document segmentation, as in compiled.mask and the analyses), else an integer torch
+    tensor [batch, n] on ``device``, for a pattern that uses `segment`. Returns it."""
+    if segments is None:  # a pattern using `segment`: the one-document segmentation (every id equal)
+        return None
+    if not uses_segments:
+        raise SpatError(Diagnostic(
+            "segments= was given, but the pattern does not use `segment`",
+            help="write `segment & …` in the pattern (e.g. `segment & causal`) to attend within segments, "
+                 "or drop segments="))
+    import torch
+
+    if not isinstance(segments, torch.Tensor):
+        raise SpatError(Diagnostic(f"segments must be a torch tensor, got {type(segments).__name__}",
+                                   help="e.g. torch.tensor(ids, dtype=torch.int32) of shape [B, n]"))
+    dtype = str(segments.dtype).removeprefix("torch.")
+    if dtype not in INTEGER_DTYPES:
+        raise SpatError(Diagnostic(f"segments must have an integer dtype, got {dtype}",
+                                   help="segment ids are compared for equality only: use e.g. torch.int32"))
+    if tuple(segments.shape) != (batch, n):
+        raise SpatError(Diagnostic(
+            f"segments has shape {tuple(segments.shape)}, but the call needs [B, n] = [{batch}, {n}]",
+            help="one segment id per batch row and key position"))
+    if device is not None and segments.device != torch.device(device):
+        raise SpatError(Diagnostic(f"segments is on {segments.device}, but q, k, v are on {device}",
+                                   help="move it with segments.to(q.device)"))
+    return segments
+
+
+def segment_block_ranges(segments, q_offset: int, m: int, block_q: int, block_k: int):
+    """(lo, hi): int64 tensors [B, ⌈m / block_q⌉] on ``segments``' device — for each batch
+    row and query block (rows q_offset + r, r in the block), the key blocks [lo, hi) that
+    may hold a key sharing a segment with one of its rows.
+
+    Exact (the smallest such range) for contiguous segments; where a row's ids are not
+    contiguous (an id recurs after another id), the row gets the full range [0, key
+    blocks). O(B × n) elementwise work and O(B × blocks) results: no n² anywhere."""
+    import torch
+
+    ids = segments
+    batch, n = ids.shape
+    num_q = -(-m // block_q) if m else 0
+    num_k = -(-n // block_k) if n else 0
+    device = ids.device
+    if batch == 0 or num_q == 0 or n == 0:
+        empty = torch.zeros(batch, num_q, dtype=torch.int64, device=device)
+        return empty, empty.clone()
+    ids = ids.to(torch.int64)
+    positions = torch.arange(n, device=device)
+    change = torch.ones(batch, n, dtype=torch.bool, device=device)
+    change[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    # run start / end (exclusive) of each position's run of equal ids
+    run_start = torch.cummax(torch.where(change, positions, torch.zeros_like(positions)), dim=1).values
+    end_marker = torch.ones(batch, n, dtype=torch.bool, device=device)
+    end_marker[:, :-1] = change[:, 1:]
+    big = torch.full_like(positions, n - 1).expand(batch, n)
+    run_last = torch.flip(torch.cummin(torch.flip(torch.where(end_marker, positions.expand(batch, n), big), [1]),
+                                       dim=1).values, [1])
+    # contiguous: as many runs as distinct ids
+    # contiguous: no id starts two runs (sorting the run starts only: few per row)
+    contiguous = torch.tensor([ids[b][change[b]].unique().numel() == int(change[b].sum()) for b in range(batch)],
+                              dtype=torch.bool, device=device)  # [B]
+    rows_first = q_offset + torch.arange(num_q, device=device) * block_q  # [Q]
+    rows_last = torch.clamp(rows_first + block_q, max=q_offset + m) - 1
+    lo_key = run_start.gather(1, rows_first.expand(batch, num_q))
+    hi_key = run_last.gather(1, rows_last.expand(batch, num_q))
+    lo = torch.where(contiguous[:, None], lo_key // block_k, torch.zeros_like(lo_key))
+    hi = torch.where(contiguous[:, None], hi_key // block_k + 1, torch.full_like(hi_key, num_k))
+    return lo, hi
+
+
+def uses_segments(pattern) -> bool:
+    """Whether the pattern reads the run-time segment ids."""
+    if getattr(pattern, "reads_segments", False):
+        return True
+    return any(uses_segments(child) for child in pattern.children())
+
+
+def static_pattern(pattern, everything, nothing, positive: bool = True):
+    """The pattern with each segment primitive replaced by ``everything`` where it appears
+    positively and ``nothing`` where negatively (under an odd number of complements or
+    right-hand sides of differences): a superset of the pattern for every segmentation.
+    ``everything`` and ``nothing`` may also be functions of the primitive."""
+    if getattr(pattern, "reads_segments", False):
+        chosen = everything if positive else nothing
+        return chosen(pattern) if callable(chosen) else chosen
+    children = pattern.children()
+    if not children or not uses_segments(pattern):
+        return pattern
+    signs = pattern.child_signs() if hasattr(pattern, "child_signs") else None
+    if signs is None:
+        name = type(pattern).__name__
+        if name == "Complement":
+            signs = (False,)
+        elif name == "Difference":
+            signs = (True, False)
+        else:
+            signs = (True,) * len(children)
+    return pattern.with_children(tuple(static_pattern(child, everything, nothing, positive == sign)
+                                       for child, sign in zip(children, signs)))
+
+
+def top_level_segment(pattern) -> bool:
+    """Whether the pattern is `segment & …` (an intersection with `segment` itself among its
+    parts): then no pair outside a shared segment is connected."""
+    if type(pattern).__name__ in ("Segment", "SegmentStart"):
+        return True
+    if type(pattern).__name__ == "Intersection":
+        return any(top_level_segment(child) for child in pattern.children())
+    return False
+
+
+def count_bounds(pattern, n: int, count, everything, nothing, itself) -> tuple[int, int]:
+    """(low, high): bounds on the pattern's number of pairs that hold for EVERY segmentation
+    of n positions. high counts the superset `static_pattern` (each segment primitive read
+    as `all` where positive, `none` where negative); low counts a subset: where positive,
+    `segment` read as `self` (every position shares its own id) and `segment_start(k)` as
+    `none` (no pair is in it for every segmentation); where negative, `all`. ``count`` is
+    the exact counter of a segment-free pattern (e.g. analysis.counts.row_degrees(p, n).sum());
+    ``everything``, ``nothing``, ``itself`` the primitives `all`, `none`, `self`.
+    Both are attained by some segmentation when the pattern is monotone in one segment
+    primitive: high by one document, low by n one-token documents (for `segment`)."""
+    def subset(node):
+        return itself if type(node).__name__ == "Segment" else nothing
+
+    high = static_pattern(pattern, everything, nothing)
+    low = static_pattern(pattern, subset, everything)
+    return int(count(low, n)), int(count(high, n))
