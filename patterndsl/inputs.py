@@ -146,9 +146,15 @@ def for_keys(compiled, k):
 
     if (isinstance(k, torch.Tensor) and k.dim() == 4 and k.shape[2] >= 1 and hasattr(compiled, "at")
             and getattr(compiled, "n", None) != k.shape[2]
-            and k.shape[1] != compiled.n):  # [B, n, H, D] inputs: let the check name the transpose
+            and not _looks_transposed(k, compiled.n)):  # [B, n, H, D]: let the check name the transpose
         return compiled.at(int(k.shape[2]))
     return compiled
+
+
+def _looks_transposed(k, n) -> bool:
+    """k [B, n, H, D] rather than [B, H, n_kv, D]: its second dimension is n and its length is
+    not (more than one key: a first decoding step [B, H, 1, D] is no transpose)."""
+    return n > 1 and k.shape[1] == n and 1 < k.shape[2] < n
 
 
 def key_bias_for(key_bias, batch: int, heads: int, n: int, like):
