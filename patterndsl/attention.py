@@ -101,7 +101,7 @@ def _needs_grad(*tensors) -> bool:
 
 
 def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, block_size=None,
-              key_bias=None, backend: str = "auto"):
+              key_bias=None, backend: str = "auto", segments=None, q_offset: int = 0):
     """Sparse attention of q, k, v with one layer of a compiled pattern.
 
     q: [B, H, n, D]; k and v: [B, Hkv, n, D] with Hkv dividing H (grouped-query
@@ -117,6 +117,10 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     "reference". "auto" takes the Triton kernels on CUDA; elsewhere the native path
     when gradients are needed, ρ is not softmax or a key bias is given, and
     FlexAttention otherwise.
+
+    ``q_offset``: q may hold m rows at absolute positions q_offset .. q_offset + m - 1 against
+    the keys 0 .. n_kv - 1, under the pattern at n = n_kv (decoding, chunked prefill);
+    backend="triton" runs every n_kv and q length with the same kernels.
     """
     if backend not in BACKENDS:
         raise SpatError(Diagnostic(f"unknown backend {backend!r}", help="one of " + ", ".join(BACKENDS)))
@@ -124,6 +128,12 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
         from .targets.flex import require_softmax
 
         require_softmax(compiled, "backend='flex'")
+    if backend == "triton":  # the kernels check q, k, v themselves: q may be shorter (q_offset), any n_kv
+        from .kernels import triton_attention
+
+        with interpreter_lock():
+            return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size, key_bias=key_bias,
+                                    segments=segments, q_offset=q_offset)
     # The native path and the reference also run float64 (gradcheck) and any value width;
     # the kernels do not.
     dense_or_native = backend in ("native", "reference")
