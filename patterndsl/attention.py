@@ -134,6 +134,9 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
         with interpreter_lock():
             return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size, key_bias=key_bias,
                                     segments=segments, q_offset=q_offset)
+    if segments is not None or q_offset != 0:  # tri14: until the other paths take them (seg14, qoff14)
+        raise SpatError(Diagnostic("segments= and q_offset= are not supported by this backend here",
+                                   help="backend=\"triton\" takes q_offset"))
     # The native path and the reference also run float64 (gradcheck) and any value width;
     # the kernels do not.
     dense_or_native = backend in ("native", "reference")

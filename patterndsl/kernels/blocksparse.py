@@ -485,7 +485,6 @@ def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN,
         _query_program(tl.program_id(0), batch_head, HEAD_PATTERN, TABLES, H, GROUP, 0, N,
                        (Q_OFF // BLOCK_M) * BLOCK_M, BLOCK_Q, BLOCK_M, False))
     offs_m = start_m + tl.arange(0, BLOCK_M)
-    local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh

@@ -227,6 +227,8 @@ def _allowed_body(expressions: list[str], patterns, data_lines: list[str], param
 # is the same at every n whose predicates have that shape with the same other literals (checked
 # for each n). Other n (a shape that changes with n) get source of their own.
 PROBES = (4093, 6151)
+# The names the `segment` primitives' source refers to (patterndsl/codegen.py's backend hooks).
+_SEGMENT_NAMES = re.compile(r"\b(seg_q|seg_k|segrank_k)\b")
 _LITERAL = re.compile(r"(?<![\w.])\d+(?![\w.])")
 
 
@@ -439,6 +441,10 @@ def module_parts(compiled, block_size=None, max_blocks_per_program=None) -> Modu
     n = compiled.n
     source = kernel_source()
     patterns, head_patterns, expressions, backend = _predicates(compiled, block_q, block_k)
+    if any(_SEGMENT_NAMES.search(expression) for expression in expressions):
+        raise SpatError(Diagnostic("the Triton kernels do not run `segment` patterns yet (their segment ids "
+                                   "are run-time data the kernels do not load)",
+                                   help="use backend=\"native\" or \"reference\" for segment patterns"))
     expressions, params = parameterize(compiled, expressions, head_patterns, block_q, block_k)
     layouts, layout_tables = _layout_tables(compiled, patterns, block_q, block_k)
     split_tables, split_constants, cut, plan = {}, [], {}, {"n": n, "head_patterns": head_patterns}
