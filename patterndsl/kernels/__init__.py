@@ -133,9 +133,14 @@ def kernel_plan(compiled, block_size=None, max_blocks_per_program=None):
                 _modules.move_to_end((module_key, key[-1]))
                 return module, plan
     parts = module_parts(compiled, key[:2], limit)
-    module = _import_source(parts.text(), parts.key)
-    plan = module.Plan(**parts.plan)
     digest = hashlib.sha256(parts.key.encode("utf-8")).hexdigest()[:24]
+    with _lock:
+        module = _modules.get((digest, key[-1]))
+        if module is not None:  # the kernels of another n: only the tables are new
+            _modules.move_to_end((digest, key[-1]))
+    if module is None:
+        module = _import_source(parts.text(), parts.key)
+    plan = module.Plan(**parts.plan)
     with _lock:
         per_pattern[key] = (digest, plan)
         while len(per_pattern) > MAX_PLANS:
