@@ -352,6 +352,46 @@ def table(rows, device_name) -> str:
     return "\n".join(lines)
 
 
+# One kernel for every n and q_offset decoding (issue 14): a pattern whose constants depend on n.
+N_DEPENDENT = "stride(isqrt(n)) & causal | global(n - 1) | window(cdiv(n, 64), 0) & causal"
+
+
+def _compilations(module):
+    """How many variants Triton compiled of the module's forward kernel (None if unknown)."""
+    caches = getattr(module._attn_fwd, "device_caches", None)
+    try:
+        return sum(len(cache[0]) for cache in caches.values()) if caches else None
+    except (TypeError, IndexError, KeyError):
+        return None
+
+
+def measure_lengths(device, sizes, head_dim=64, dtype=torch.bfloat16):
+    """Markdown lines: the same kernels at every n (first call, warm forward, compilations so far),
+    and a decoding step (q_offset = n - 1, one query) against recomputing the whole forward."""
+    from patterndsl.kernels import kernel_plan, triton_attention
+
+    compiled = patterndsl.compile(N_DEPENDENT, sizes[0])
+    lines = ["## One kernel for every n, and decoding with q_offset", "",
+             f"`{N_DEPENDENT}`, D={head_dim}, batch 1, 8 heads, {dtype}.", "",
+             "| n | first call s | fwd ms | forward compilations so far | decode step ms | full fwd ms | decode / full |",
+             "|---|---|---|---|---|---|---|"]
+    for n in sizes:
+        at = compiled.at(n)
+        q, k, v = (torch.randn(1, 8, n, head_dim, device=device, dtype=dtype) for _ in range(3))
+        start = time.perf_counter()
+        triton_attention(q, k, v, at)
+        torch.cuda.synchronize() if device.type == "cuda" else None
+        first = time.perf_counter() - start
+        full = bench_ms(lambda: triton_attention(q, k, v, at))
+        last = q[:, :, -1:].contiguous()
+        decode = bench_ms(lambda: triton_attention(last, k, v, at, q_offset=n - 1))
+        module, _ = kernel_plan(at)
+        lines.append(f"| {n} | {first:.2f} | {fmt(full)} | {_compilations(module)} | {fmt(decode, 3)} | "
+                     f"{fmt(full)} | {decode / full:.3f} |")
+        log(lines[-1])
+    return lines
+
+
 def _triton_version():
     try:
         import triton
@@ -376,6 +416,9 @@ def main(argv=None) -> int:
                              "rule, 4 x the mean list and at least 16)")
     parser.add_argument("--check-only", action="store_true", help="run --check and stop")
     parser.add_argument("--check-n", type=int, default=1000, help="sequence length of --check (default 1000)")
+    parser.add_argument("--lengths", type=int, nargs="*", default=None,
+                        help="only the one-kernel-many-n and q_offset decoding rows, at these n "
+                             "(e.g. --lengths 4096 5000 8192)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -394,6 +437,12 @@ def main(argv=None) -> int:
         if args.check_only:
             _write(args.out, report)
             return 1 if failures else 0
+
+    if args.lengths is not None:
+        report += measure_lengths(device, args.lengths or [4096, 5000, 8192])
+        _write(args.out, report)
+        log("\n".join(report))
+        return 1 if failures else 0
 
     torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
     if hasattr(torch._dynamo.config, "accumulated_cache_size_limit"):

@@ -124,7 +124,8 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     the keys 0 … n_kv − 1, and the pattern is evaluated at n = n_kv (``compiled.at(n_kv)``,
     cached): the result is rows q_offset … q_offset + m − 1 of the full computation at n_kv.
     Needs 0 ≤ q_offset and q_offset + m ≤ n_kv. "auto" takes the native path for such rows
-    on CPU (and for a single query), and the Triton kernels on CUDA where they take q_offset.
+    on CPU (and for a single query), and the Triton kernels on CUDA, which run every n_kv
+    and q length with the same kernels.
 
     ``segments``: for a pattern using `segment` / `segment_start`, the segment ids, an
     integer tensor [B, n] of any integer dtype (only equality matters), on q's device;
@@ -137,6 +138,12 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
         from .targets.flex import require_softmax
 
         require_softmax(compiled, "backend='flex'")
+    if backend == "triton":  # the kernels check q, k, v themselves: q may be shorter (q_offset), any n_kv
+        from .kernels import triton_attention
+
+        with interpreter_lock():
+            return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size, key_bias=key_bias,
+                                    segments=segments, q_offset=q_offset)
     # The native path and the reference also run float64 (gradcheck) and any value width;
     # the kernels do not.
     dense_or_native = backend in ("native", "reference")
@@ -155,7 +162,7 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
         bias["segments"] = segments
     if backend == "auto":
         triton_attention = _triton_attention() if q.device.type == "cuda" else None
-        if triton_attention is not None and (not rectangular or _takes_q_offset(triton_attention)):
+        if triton_attention is not None and segments is None:
             backend = "triton"
         elif (not str(compiled.prob) == "softmax" or key_bias is not None or _needs_grad(q, k, v)
               or rectangular or q.shape[2] == 1 or segments is not None):  # rows at an offset (or one query, decoding's first
@@ -167,18 +174,19 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
         from .native import native_attention
 
         return native_attention(q, k, v, compiled, layer, scale, block_size=block_size, **bias)
-    if backend == "triton":
+    if backend == "triton":  # chosen by "auto"
         from .kernels import triton_attention
 
-        if rectangular and not _takes_q_offset(triton_attention):
-            raise SpatError(Diagnostic("these Triton kernels take no q_offset (queries and keys of one length only)",
-                                       help="backend='native' or 'auto' runs queries at an offset"))
         with interpreter_lock():
-            return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size, **bias)
+            return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size, key_bias=key_bias,
+                                    q_offset=q_offset)
     if backend == "reference":
         from .targets.torch import attention_reference
 
         return attention_reference(q, k, v, compiled, layer, scale, **bias)
+    if rectangular and segments is not None:
+        raise SpatError(Diagnostic("backend='flex' takes segments= or q_offset=, not both",
+                                   help="backend='native' (or 'auto') runs segment ids with queries at an offset"))
     if rectangular:
         from .targets.flex import rows_block_mask
 
@@ -200,16 +208,6 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
         return segment_flex_attention(q, k, v, compiled, layer, scale, segments, block_size)
     block_mask, flex = _flex_for(compiled, layer, block_size, q.device)
     return flex(q, k, v, block_mask, scale, k.shape[1] != q.shape[1])
-
-
-def _takes_q_offset(function) -> bool:
-    """Whether the kernels' entry point takes q_offset (queries at an offset from the keys)."""
-    import inspect
-
-    try:
-        return "q_offset" in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def check_flex_backward(q, k, v) -> None:

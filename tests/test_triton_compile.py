@@ -56,6 +56,8 @@ source, n, configs, directory = sys.argv[1], int(sys.argv[2]), json.loads(sys.ar
 module = kernel_module(patterndsl.compile(source, n), 128, max_blocks_per_program=1)
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 SCALARS = {"H", "H_KV", "GROUP"}
+# Run-time lengths (not specialized: one compiled kernel serves every n, q length and offset).
+LENGTHS = {"N", "M", "Q_OFF", "NUM_ITEMS", "NUM_SLOTS"}
 SCRATCH = {"LSE", "DELTA", "ACC_S", "M_S", "L_S", "DQ_S", "DK_S", "DV_S", "SCRATCH", "BIAS", "D_BIAS"}
 
 
@@ -72,6 +74,8 @@ def signature(kernel, dtype, constants):
             types[name] = "*fp32"
         elif name in ("qk_scale", "sm_scale", "alpha"):
             types[name], aligned = "fp32", False
+        elif name in LENGTHS:
+            types[name], aligned = "i32", False
         elif name in SCALARS or name.startswith("stride"):
             types[name], aligned = "i32", name.startswith("stride")
         else:  # TABLES (block lists and the predicates' data), head patterns
@@ -102,7 +106,7 @@ for dtype_name, head_dim, with_split, with_entmax in configs:
               ("dK/dV", module._attn_bwd_dkdv, dkdv, True))
     for name, kernel, (own, loop, warps, stages), keys_own in passes:
         block_m, block_n = (loop, own) if keys_own else (own, loop)
-        tiles = dict(N=n, BLOCK_Q=module.BLOCK_Q, BLOCK_K=module.BLOCK_K, BLOCK_M=module._fit(block_m, module.BLOCK_Q),
+        tiles = dict(BLOCK_Q=module.BLOCK_Q, BLOCK_K=module.BLOCK_K, BLOCK_M=module._fit(block_m, module.BLOCK_Q),
                      BLOCK_N=module._fit(block_n, module.BLOCK_K), BLOCK_D=block_d, HEAD_DIM=head_dim,
                      PRECISION=precision)
         # softmax without and with cut lists (and then a key bias: both paths of each); α-entmax
@@ -114,9 +118,7 @@ for dtype_name, head_dim, with_split, with_entmax in configs:
             if kernel is module._entmax_fwd:
                 constants.update(PROB=prob, BISECTIONS=module.BISECTIONS, NEWTON_STEPS=module.NEWTON_STEPS)
             else:
-                constants.update(SPLIT=split, **(dict(NUM_ITEMS=module.NUM_K_ITEMS if keys_own else module.NUM_Q_ITEMS,
-                                                      NUM_SLOTS=module.NUM_K_SLOTS if keys_own else module.NUM_Q_SLOTS)
-                                                 if split else dict(NUM_ITEMS=0, NUM_SLOTS=0)))
+                constants.update(SPLIT=split)
                 if kernel is not module._attn_fwd:
                     constants["PROB"] = prob
             label = name + (" split, key bias" if split else "") + (" entmax" if prob and "entmax" not in name else "")
@@ -125,11 +127,11 @@ for dtype_name, head_dim, with_split, with_entmax in configs:
         continue
     tile = module._fit(module.MERGE_TILE, module.BLOCK_Q)
     build("merge forward", module._fwd_combine, dtype_name, head_dim,
-          dict(N=n, HEAD_DIM=head_dim, BLOCK_Q=module.BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d, NUM_SLOTS=module.NUM_Q_SLOTS),
+          dict(HEAD_DIM=head_dim, BLOCK_Q=module.BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d),
           module.MERGE_WARPS, 3)
     build("sum slots", module._sum_slots, dtype_name, head_dim,
-          dict(N=n, HEAD_DIM=head_dim, BLOCK_ROWS=module.BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d,
-               NUM_SLOTS=module.NUM_K_SLOTS, SPLITS=int(module.K_SPLITS)), module.MERGE_WARPS, 3)
+          dict(HEAD_DIM=head_dim, BLOCK_ROWS=module.BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d,
+               SPLITS=int(module.K_SPLITS)), module.MERGE_WARPS, 3)
 print(json.dumps(results))
 """
 

@@ -613,7 +613,7 @@ key_bias = inputs["key_bias"].requires_grad_()
 out = kernel.attention(q, k, v, layer=0, key_bias=key_bias)
 results["key_bias"] = (out.detach(), *torch.autograd.grad(out, (q, k, v, key_bias), inputs["d_out"]))
 try:
-    kernel.attention(q[:, :, :-1], k, v)
+    kernel.attention(q, k[:, :, :-1], v[:, :, :-1])  # keys of another n than the module's tables
 except ValueError as error:
     results["error"] = str(error)
 torch.save(results, "results.pt")
@@ -654,7 +654,7 @@ def test_standalone_module_runs_without_patterndsl(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     results = torch.load(tmp_path / "results.pt")
-    assert "generated for n = 70" in results["error"]
+    assert "compiled for n = 70" in results["error"]
     for layer in range(compiled.layers + 1):
         exact = forward_backward(lambda q_, k_, v_: patterndsl.attention_reference(q_, k_, v_, compiled, layer),
                                  q.double(), k.double(), v.double(), d_out.double())
@@ -736,8 +736,11 @@ def test_the_module_is_the_kernels_source_less_what_it_does_not_use():
     assert "SPLIT_K, NUM_K_ITEMS, NUM_K_SLOTS, NUM_K_SPLITS = True" in key_cut
     for text, left_out in ((uncut, merging), (both_cut, set()), (key_cut, {"_fwd_combine", "_merge_forward"})):
         mine = definitions(text)
-        assert set(mine) == set(real) - left_out
+        embedded = {"qkv_problem", "layer_problem"}  # patterndsl/inputs.py's checks, in place of their import
+        assert set(mine) - embedded == set(real) - left_out and embedded <= set(mine)
         for name, source in mine.items():
+            if name in embedded:
+                continue
             if name != "_allowed":  # the one generated function
                 assert source == real[name], name
         assert text.count("def _attn_bwd_dkdv(") == text.count("def _attn_fwd(") == 1

@@ -19,6 +19,8 @@ Layout of the work (laid out like Triton's fused-attention tutorial):
   write partial results to scratch slots that `_fwd_combine` and `_sum_slots` merge.
 """
 import base64
+import contextlib
+import threading
 import zlib
 
 import torch
@@ -31,9 +33,7 @@ import triton.language as tl
 # here they are those it generates for the pattern `none` at n = 1 with blocks of 16, so that
 # this module runs as it reads (tests/test_triton_kernels.py checks both).
 N = 1  # the sequence length the tables were built for
-BLOCK_Q, BLOCK_K = 16, 16  # block layout: queries x keys per block
 NUM_Q_BLOCKS, NUM_K_BLOCKS = 1, 1
-LAYERS, HEADS = 1, 1  # layer l uses HEAD_PATTERNS[l % LAYERS]
 # Work items (load balancing): whether long lists are cut, into how many pieces, scratch
 # slots (one per piece of a cut list) and cut lists.
 SPLIT_Q, NUM_Q_ITEMS, NUM_Q_SLOTS, NUM_Q_SPLITS = False, 0, 0, 0  # no query block's list is cut
@@ -45,27 +45,31 @@ PATTERNS = [
 ]
 # HEAD_PATTERNS[layer][head]: the pattern id of each head (one entry: every head shares it).
 HEAD_PATTERNS = [[0]]
-ALPHA = None  # the probability map of the file's `prob`: None softmax, 2 sparsemax, else α-entmax
 # Block layouts:
 #   pattern 0: 1 × 1 blocks of 16 × 16: 0 full, 0 partial, 1 empty (sparsity 100.0%, block efficiency 100.0%)
 # TABLES (int32, zlib-compressed, base64), described below: offset, entries, table
-#          14         2  partial_ptr: [patterns * (NUM_Q_BLOCKS + 1)]
-#          16         1  partial_idx: key blocks
-#          17         2  full_ptr: [patterns * (NUM_Q_BLOCKS + 1)]
-#          19         1  full_idx: key blocks
-#          20         2  t_partial_ptr: [patterns * (NUM_K_BLOCKS + 1)]
-#          22         1  t_partial_idx: query blocks
-#          23         2  t_full_ptr: [patterns * (NUM_K_BLOCKS + 1)]
-#          25         1  t_full_idx: query blocks
-#          26         1  q_items: [patterns, NUM_Q_ITEMS, 4]: partial start, end, full start, end
-#          27         1  q_item_info: [NUM_Q_ITEMS, 2]: block, scratch slot (-1: not cut)
-#          28         1  q_splits: [NUM_Q_SPLITS, 3]: block, first slot, pieces
-#          29         1  k_items: [patterns, NUM_K_ITEMS, 4]: partial start, end, full start, end
-#          30         1  k_item_info: [NUM_K_ITEMS, 2]: block, scratch slot (-1: not cut)
-#          31         1  k_splits: [NUM_K_SPLITS, 3]: block, first slot, pieces
+#          15         2  partial_ptr: [patterns * (NUM_Q_BLOCKS + 1)]
+#          17         1  partial_idx: key blocks
+#          18         2  full_ptr: [patterns * (NUM_Q_BLOCKS + 1)]
+#          20         1  full_idx: key blocks
+#          21         2  t_partial_ptr: [patterns * (NUM_K_BLOCKS + 1)]
+#          23         1  t_partial_idx: query blocks
+#          24         2  t_full_ptr: [patterns * (NUM_K_BLOCKS + 1)]
+#          26         1  t_full_idx: query blocks
+#          27         1  q_items: [patterns, NUM_Q_ITEMS, 4]: partial start, end, full start, end
+#          28         1  q_item_info: [NUM_Q_ITEMS, 2]: block, scratch slot (-1: not cut)
+#          29         1  q_splits: [NUM_Q_SPLITS, 3]: block, first slot, pieces
+#          30         1  k_items: [patterns, NUM_K_ITEMS, 4]: partial start, end, full start, end
+#          31         1  k_item_info: [NUM_K_ITEMS, 2]: block, scratch slot (-1: not cut)
+#          32         1  k_splits: [NUM_K_SPLITS, 3]: block, first slot, pieces
+#          33         1  params: the predicates' n-dependent constants P0.. (0)
 _TABLES = (
-    "eJytw4kJACAMBMGrQBQl4pf032W2CAemSKps7Bw0Ti5uHl4+OkP/JH4kAUg=",
+    "eJytw4kJACAMBMHrQBTFYOLXf5NuEQ5MkpRZWNnYaRx0BicXNw+v/nqYuAF3",
 )
+# The kernels' source from here on is the same at every n (n is a run-time argument).
+BLOCK_Q, BLOCK_K = 16, 16  # block layout: queries x keys per block
+LAYERS, HEADS = 1, 1  # layer l uses HEAD_PATTERNS[l % LAYERS]
+ALPHA = None  # the probability map of the file's `prob`: None softmax, 2 sparsemax, else α-entmax
 
 
 @triton.jit
@@ -73,9 +77,11 @@ def _allowed(q, k, N, pattern, TABLES):
     """Which pairs (q, k) of a tile are connected under pattern id `pattern`: q and k are int32
     index tensors that broadcast ([M, 1] and [1, N], or the transpose in the dK/dV kernel).
     Pairs outside the sequence are never connected. A generated module's predicate reads its
-    data (index lists, random bitmaps) from TABLES at fixed offsets."""
+    data (index lists, random bitmaps) from TABLES at the offsets TABLES' header gives, and its
+    constants that depend on n (P0, P1, ...) from TABLES' params, so that it reads the same at
+    every n."""
     in_bounds = (q < N) & (k < N)
-    # none
+    # PATTERNS[0]
     connected = in_bounds & (k < 0)
     return connected
 
@@ -94,12 +100,15 @@ def _allowed(q, k, N, pattern, TABLES):
 #       whole, so the item writes its output directly); per cut query block its first slot and
 #       number of pieces, which a second, small kernel merges. k_*: the same for dK/dV over the
 #       transposed lists (SPLIT_K).
-# After them come the data the predicates read. Every table holds at least one element.
+#   params: the predicates' constants that depend on n (P0, P1, ... in `_allowed`), so that the
+#       kernels' source is the same at every n.
+# The header then holds the offset of each of the predicates' data tables (in `_allowed`'s
+# order); after them come the data the predicates read. Every table holds at least one element.
 TABLE_NAMES = ("partial_ptr", "partial_idx", "full_ptr", "full_idx",
                "t_partial_ptr", "t_partial_idx", "t_full_ptr", "t_full_idx",
-               "q_items", "q_item_info", "q_splits", "k_items", "k_item_info", "k_splits")
+               "q_items", "q_item_info", "q_splits", "k_items", "k_item_info", "k_splits", "params")
 (PARTIAL_PTR, PARTIAL_IDX, FULL_PTR, FULL_IDX, T_PARTIAL_PTR, T_PARTIAL_IDX, T_FULL_PTR, T_FULL_IDX,
- Q_ITEMS, Q_ITEM_INFO, Q_SPLITS, K_ITEMS, K_ITEM_INFO, K_SPLITS) = (tl.constexpr(i) for i in range(14))
+ Q_ITEMS, Q_ITEM_INFO, Q_SPLITS, K_ITEMS, K_ITEM_INFO, K_SPLITS, PARAMS) = (tl.constexpr(i) for i in range(15))
 
 # Kernels may read only constexpr globals.
 LN2 = tl.constexpr(0.6931471805599453)
@@ -117,7 +126,7 @@ def _table(TABLES, which):
 
 @triton.jit
 def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn, start, end,
-                BLOCK_LIST, TABLES, pattern, qk_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+                BLOCK_LIST, TABLES, pattern, qk_scale, N, HEAD_DIM: tl.constexpr,
                 BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                 APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr):
     """Online softmax over the key blocks BLOCK_LIST[start:end], each BLOCK_K keys taken
@@ -141,8 +150,7 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, s
         if APPLY_PATTERN:
             connected = _allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES)
             qk = tl.where(connected, qk, float("-inf"))
-        elif N % BLOCK_K != 0:  # a full block at the ragged end: only the keys past n are cut
-            # (n % BLOCK_K, not n % BLOCK_N: a whole tile past n may lie in the last block)
+        else:  # a full block: only the keys past n are cut (N is a run-time argument)
             qk = tl.where(offs_n[None, :] < N, qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         # A row that has met no connected key yet keeps m = -inf; measure it from 0
@@ -180,7 +188,7 @@ def _program(TILES, SPLIT: tl.constexpr):
 
 
 @triton.jit
-def _item_ranges(ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS: tl.constexpr):
+def _item_ranges(ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS):
     """(block, scratch slot, partial start, partial end, full start, full end) of a work item."""
     ranges = ITEMS + (pattern * NUM_ITEMS + item) * 4
     return (tl.load(ITEM_INFO + 2 * item), tl.load(ITEM_INFO + 2 * item + 1), tl.load(ranges),
@@ -188,13 +196,15 @@ def _item_ranges(ITEMS, ITEM_INFO, item, pattern, NUM_ITEMS: tl.constexpr):
 
 
 @triton.jit
-def _query_tile(tile, pattern, TABLES, NUM_ITEMS: tl.constexpr, N: tl.constexpr,
+def _query_tile(tile, pattern, TABLES, NUM_ITEMS, N, Q_BASE,
                 BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, SPLIT: tl.constexpr):
     """(first query row, sub-tile within the query block, scratch slot, partial start, partial
     end, full start, full end) of the forward and dQ programs' tile `tile`. Without SPLIT, tile
     t is rows t * BLOCK_M.. and walks its query block's whole lists (slot -1). With SPLIT, it is
     sub-tile t % (BLOCK_Q // BLOCK_M) of work item t // (BLOCK_Q // BLOCK_M), a piece of its
-    query block's lists."""
+    query block's lists. Rows are absolute positions (q_offset + the row of q): without SPLIT,
+    tile t starts at Q_BASE + t * BLOCK_M (Q_BASE: q_offset rounded down to BLOCK_M); the
+    launch code takes SPLIT only when q holds every row (q_offset 0, length N)."""
     if SPLIT:
         item = tile // (BLOCK_Q // BLOCK_M)
         sub = tile % (BLOCK_Q // BLOCK_M)
@@ -203,14 +213,15 @@ def _query_tile(tile, pattern, TABLES, NUM_ITEMS: tl.constexpr, N: tl.constexpr,
         return (query_block * BLOCK_Q + sub * BLOCK_M, sub, slot, partial_start, partial_end,
                 full_start, full_end)
     else:
-        row = pattern * (tl.cdiv(N, BLOCK_Q) + 1) + tile * BLOCK_M // BLOCK_Q
+        start_m = Q_BASE + tile * BLOCK_M
+        row = pattern * (tl.cdiv(N, BLOCK_Q) + 1) + start_m // BLOCK_Q
         partial_ptr, full_ptr = _table(TABLES, PARTIAL_PTR), _table(TABLES, FULL_PTR)
-        return (tile * BLOCK_M, 0, -1, tl.load(partial_ptr + row), tl.load(partial_ptr + row + 1),
+        return (start_m, 0, -1, tl.load(partial_ptr + row), tl.load(partial_ptr + row + 1),
                 tl.load(full_ptr + row), tl.load(full_ptr + row + 1))
 
 
 @triton.jit
-def _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS: tl.constexpr, N: tl.constexpr,
+def _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS, N, Q_BASE,
                    BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, SPLIT: tl.constexpr):
     """What a forward or dQ program (tile `tile`, batch x head `batch_head`) works on: (batch,
     head, key/value head, pattern id, then `_query_tile`'s first row, sub-tile, scratch slot,
@@ -219,29 +230,32 @@ def _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS: 
     head = batch_head % H
     pattern = tl.load(HEAD_PATTERN + head)
     start_m, sub, slot, partial_start, partial_end, full_start, full_end = _query_tile(
-        tile, pattern, TABLES, NUM_ITEMS, N, BLOCK_Q, BLOCK_M, SPLIT)
+        tile, pattern, TABLES, NUM_ITEMS, N, Q_BASE, BLOCK_Q, BLOCK_M, SPLIT)
     return (batch, head, head // GROUP, pattern, start_m, sub, slot, partial_start, partial_end,
             full_start, full_end)
 
 
 @triton.jit
-def _load_rows(X, batch, head, start, stride_b, stride_h, stride_n, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+def _load_rows(X, batch, head, start, stride_b, stride_h, stride_n, N, HEAD_DIM: tl.constexpr,
                BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Rows start.. of X[batch, head] as a [BLOCK_M, BLOCK_D] tile, zero past N and HEAD_DIM."""
+    """Rows start.. of X[batch, head] as a [BLOCK_M, BLOCK_D] tile, zero outside rows 0..N-1
+    (start may be negative) and past HEAD_DIM."""
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     return tl.load(X + batch.to(tl.int64) * stride_b + head.to(tl.int64) * stride_h + start.to(tl.int64) * stride_n
                    + local_m[:, None] * stride_n + offs_d[None, :],
-                   mask=((start + local_m)[:, None] < N) & (offs_d[None, :] < HEAD_DIM), other=0.0)
+                   mask=((start + local_m)[:, None] >= 0) & ((start + local_m)[:, None] < N)
+                   & (offs_d[None, :] < HEAD_DIM), other=0.0)
 
 
 @triton.jit
 def _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m,
-                  stride_ob, stride_oh, stride_on, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+                  stride_ob, stride_oh, stride_on, N, HEAD_DIM: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     """Normalize a finished tile and write its output and natural-log log-sum-exp. A row with
     no connection has l = 0 and acc = 0: it outputs zeros, and its log-sum-exp (of nothing)
-    is -inf."""
+    is -inf. start_m is the row of q (may be negative: rows outside 0..N-1 are not written; N
+    here is q's length)."""
     local_m = tl.arange(0, BLOCK_M)
     offs_m = start_m + local_m
     offs_d = tl.arange(0, BLOCK_D)
@@ -252,36 +266,38 @@ def _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m,
     O_tile = (Out + batch.to(tl.int64) * stride_ob + head.to(tl.int64) * stride_oh
               + start_m.to(tl.int64) * stride_on)
     tl.store(O_tile + local_m[:, None] * stride_on + offs_d[None, :], out.to(Out.dtype.element_ty),
-             mask=(offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM))
-    tl.store(LSE + batch_head.to(tl.int64) * N + offs_m, lse, mask=offs_m < N)
+             mask=(offs_m[:, None] >= 0) & (offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM))
+    tl.store(LSE + batch_head.to(tl.int64) * N + offs_m, lse, mask=(offs_m >= 0) & (offs_m < N))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "M", "Q_OFF", "NUM_ITEMS", "NUM_SLOTS"])
 def _attn_fwd(Q, K, V, BIAS, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
               stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
               stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_ob, stride_oh, stride_on,
-              H, GROUP, qk_scale, N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
+              H, GROUP, qk_scale, N, M, Q_OFF, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
               BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
-              SPLIT: tl.constexpr, NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
+              SPLIT: tl.constexpr, NUM_ITEMS, NUM_SLOTS):
     """One program per tile of BLOCK_M queries and per (batch, head): its partial key blocks
     with the predicate, then its full blocks without. Writes the output and the natural-log
     log-sum-exp (-inf for an empty row). With HAS_BIAS, BIAS is the float32 key bias
     [batch, heads, N] (unit stride over keys; stride_bb, stride_bh may be 0: broadcast).
+    N is the number of keys; q holds M rows at absolute positions Q_OFF.. (Out and LSE too).
 
     `_query_tile` says which rows and which lists (or piece of them) a program takes. A piece of a
     cut list writes its unnormalized state (acc, running max m in base 2, sum l) to scratch slot
     `slot` ([batch * heads, NUM_SLOTS, BLOCK_Q] rows of BLOCK_D), for _fwd_combine to merge."""
     tile, batch_head = _program(NUM_ITEMS * (BLOCK_Q // BLOCK_M), SPLIT)
     batch, head, kv_head, pattern, start_m, sub, slot, partial_start, partial_end, full_start, full_end = (
-        _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS, N, BLOCK_Q, BLOCK_M, SPLIT))
+        _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS, N, (Q_OFF // BLOCK_M) * BLOCK_M,
+                       BLOCK_Q, BLOCK_M, SPLIT))
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
     BIAS_row = BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh
-    q = _load_rows(Q, batch, head, start_m, stride_qb, stride_qh, stride_qn, N, HEAD_DIM, BLOCK_M, BLOCK_D)
+    q = _load_rows(Q, batch, head, start_m - Q_OFF, stride_qb, stride_qh, stride_qn, M, HEAD_DIM, BLOCK_M, BLOCK_D)
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -301,11 +317,11 @@ def _attn_fwd(Q, K, V, BIAS, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
             tl.store(M_S + scratch, m_i)
             tl.store(L_S + scratch, l_i)
         else:
-            _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m,
-                          stride_ob, stride_oh, stride_on, N, HEAD_DIM, BLOCK_M, BLOCK_D)
+            _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m - Q_OFF,
+                          stride_ob, stride_oh, stride_on, M, HEAD_DIM, BLOCK_M, BLOCK_D)
     else:
-        _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m,
-                      stride_ob, stride_oh, stride_on, N, HEAD_DIM, BLOCK_M, BLOCK_D)
+        _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m - Q_OFF,
+                      stride_ob, stride_oh, stride_on, M, HEAD_DIM, BLOCK_M, BLOCK_D)
 
 
 @triton.jit
@@ -318,10 +334,10 @@ def _merge_program(TABLES, SPLITS: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK
             tl.load(splits + 2))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "NUM_SLOTS"])
 def _fwd_combine(Out, LSE, TABLES, ACC_S, M_S, L_S, stride_ob, stride_oh, stride_on, H,
-                 N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
-                 BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, NUM_SLOTS: tl.constexpr):
+                 N, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, NUM_SLOTS):
     """One program per tile of BLOCK_M rows of a cut query block and per (batch, head): merges
     the partial states of the block's pieces (log-sum-exp: rescale each to the common maximum,
     then add) and writes the output and log-sum-exp like an uncut block."""
@@ -347,10 +363,10 @@ def _fwd_combine(Out, LSE, TABLES, ACC_S, M_S, L_S, stride_ob, stride_oh, stride
                   N, HEAD_DIM, BLOCK_M, BLOCK_D)
 
 
-@triton.jit
-def _sum_slots(SCRATCH, Out, TABLES, stride_ob, stride_oh, stride_on, H, N: tl.constexpr,
+@triton.jit(do_not_specialize=["N", "NUM_SLOTS"])
+def _sum_slots(SCRATCH, Out, TABLES, stride_ob, stride_oh, stride_on, H, N,
                HEAD_DIM: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_M: tl.constexpr,
-               BLOCK_D: tl.constexpr, NUM_SLOTS: tl.constexpr, SPLITS: tl.constexpr):
+               BLOCK_D: tl.constexpr, NUM_SLOTS, SPLITS: tl.constexpr):
     """One program per tile of BLOCK_M rows of a cut block (BLOCK_ROWS rows) and per (batch,
     head): adds the float32 gradients its pieces left in their scratch slots and writes the sum
     (a fixed order: deterministic, unlike atomic adds). SPLITS: Q_SPLITS or K_SPLITS."""
@@ -382,7 +398,7 @@ def _sum_slots(SCRATCH, Out, TABLES, stride_ob, stride_oh, stride_on, H, N: tl.c
 
 @triton.jit
 def _entmax_scores(q, offs_m, K_head, BIAS_row, stride_kn, start_n, TABLES, pattern, qk_scale,
-                   N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+                   N, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr,
                    PRECISION: tl.constexpr):
     """z = (α - 1) (scale q.k + bias) of the keys start_n.. (qk_scale and the bias carry the
@@ -397,7 +413,7 @@ def _entmax_scores(q, offs_m, K_head, BIAS_row, stride_kn, start_n, TABLES, patt
         z += _load_key_bias(BIAS_row, offs_n, N)[None, :]
     if APPLY_PATTERN:
         z = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES), z, float("-inf"))
-    elif N % BLOCK_K != 0:
+    else:
         z = tl.where(offs_n[None, :] < N, z, float("-inf"))
     return z
 
@@ -405,7 +421,7 @@ def _entmax_scores(q, offs_m, K_head, BIAS_row, stride_kn, start_n, TABLES, patt
 @triton.jit
 def _entmax_blocks(m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_row, stride_kn,
                    stride_vn, start, end, BLOCK_LIST, TABLES, pattern, qk_scale, alpha,
-                   N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+                   N, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr,
                    PROB: tl.constexpr, MODE: tl.constexpr, PRECISION: tl.constexpr):
     """One pass over the key blocks BLOCK_LIST[start:end] (each BLOCK_K keys, BLOCK_N at a time),
@@ -437,7 +453,7 @@ def _entmax_blocks(m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_
 @triton.jit
 def _entmax_pass(m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_row, stride_kn,
                  stride_vn, partial_start, partial_end, full_start, full_end, TABLES, pattern, qk_scale,
-                 alpha, N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr,
+                 alpha, N, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
                  PROB: tl.constexpr, MODE: tl.constexpr, PRECISION: tl.constexpr):
     """`_entmax_blocks` over a tile's partial blocks (with the predicate), then its full ones."""
@@ -451,11 +467,11 @@ def _entmax_pass(m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_ro
         N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PROB, MODE, PRECISION)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "M", "Q_OFF"])
 def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN,
                 stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                 stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_ob, stride_oh, stride_on,
-                H, GROUP, qk_scale, alpha, N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
+                H, GROUP, qk_scale, alpha, N, M, Q_OFF, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
                 BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                 HAS_BIAS: tl.constexpr, PROB: tl.constexpr, BISECTIONS: tl.constexpr,
                 NEWTON_STEPS: tl.constexpr, PRECISION: tl.constexpr):
@@ -466,15 +482,17 @@ def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN,
     N, BLOCK_D]), which the backward pass needs (`_attn_bwd_dq`)."""
     batch_head = tl.program_id(1)
     batch, head, kv_head, pattern, start_m, _, _, partial_start, partial_end, full_start, full_end = (
-        _query_program(tl.program_id(0), batch_head, HEAD_PATTERN, TABLES, H, GROUP, 0, N, BLOCK_Q, BLOCK_M, False))
+        _query_program(tl.program_id(0), batch_head, HEAD_PATTERN, TABLES, H, GROUP, 0, N,
+                       (Q_OFF // BLOCK_M) * BLOCK_M, BLOCK_Q, BLOCK_M, False))
     offs_m = start_m + tl.arange(0, BLOCK_M)
-    local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
     BIAS_row = BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh
-    io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-    q = _load_rows(Q, batch, head, start_m, stride_qb, stride_qh, stride_qn, N, HEAD_DIM, BLOCK_M, BLOCK_D)
+    rows_q = offs_m - Q_OFF  # the rows of q (and of Out, TAU, NORM, WBAR)
+    row_ok = (rows_q >= 0) & (rows_q < M)
+    io_mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
+    q = _load_rows(Q, batch, head, start_m - Q_OFF, stride_qb, stride_qh, stride_qn, M, HEAD_DIM, BLOCK_M, BLOCK_D)
 
     zero = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -510,12 +528,12 @@ def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN,
     out = acc * norm[:, None]
     wbar = accw / tl.where(weight == 0.0, 1.0, weight)[:, None]
     tl.store(Out + batch.to(tl.int64) * stride_ob + head.to(tl.int64) * stride_oh
-             + start_m.to(tl.int64) * stride_on + local_m[:, None] * stride_on + offs_d[None, :],
+             + rows_q[:, None].to(tl.int64) * stride_on + offs_d[None, :],
              out.to(Out.dtype.element_ty), mask=io_mask)
-    rows = batch_head.to(tl.int64) * N + offs_m
-    tl.store(TAU + rows, tl.where(empty, 0.0, tau), mask=offs_m < N)
-    tl.store(NORM + rows, norm, mask=offs_m < N)
-    tl.store(WBAR + rows[:, None] * BLOCK_D + offs_d[None, :], wbar, mask=(offs_m < N)[:, None])
+    rows = batch_head.to(tl.int64) * M + rows_q
+    tl.store(TAU + rows, tl.where(empty, 0.0, tau), mask=row_ok)
+    tl.store(NORM + rows, norm, mask=row_ok)
+    tl.store(WBAR + rows[:, None] * BLOCK_D + offs_d[None, :], wbar, mask=row_ok[:, None])
 
 
 # ---- backward ------------------------------------------------------------------------------
@@ -548,7 +566,7 @@ def _probabilities(scores, row_stat, row_norm, alpha, PROB: tl.constexpr):
 
 @triton.jit
 def _dq_blocks(dq, q, do, lse2, norm, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn, start,
-               end, BLOCK_LIST, TABLES, pattern, qk_scale, alpha, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+               end, BLOCK_LIST, TABLES, pattern, qk_scale, alpha, N, HEAD_DIM: tl.constexpr,
                BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr, PROB: tl.constexpr,
                PRECISION: tl.constexpr):
@@ -572,7 +590,7 @@ def _dq_blocks(dq, q, do, lse2, norm, delta, offs_m, K_head, V_head, BIAS_row, s
         p, g = _probabilities(qk, lse2[:, None], norm[:, None], alpha, PROB)
         if APPLY_PATTERN:
             p = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES), p, 0.0)
-        elif N % BLOCK_K != 0:
+        else:
             p = tl.where(offs_n[None, :] < N, p, 0.0)
         if PROB == 0:
             g = p
@@ -584,16 +602,16 @@ def _dq_blocks(dq, q, do, lse2, norm, delta, offs_m, K_head, V_head, BIAS_row, s
     return dq
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "M", "Q_OFF", "NUM_ITEMS", "NUM_SLOTS"])
 def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, DQ_S,
                  stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                  stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_dob, stride_doh, stride_don,
                  stride_dqb, stride_dqh, stride_dqn,
-                 H, GROUP, qk_scale, sm_scale, alpha, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+                 H, GROUP, qk_scale, sm_scale, alpha, N, M, Q_OFF, HEAD_DIM: tl.constexpr,
                  BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
                  PROB: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr,
-                 NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
+                 NUM_ITEMS, NUM_SLOTS):
     """One program per tile of BLOCK_M queries and per (batch, head), over the same key-block
     lists (or, with SPLIT, work items) as the forward pass. A piece of a cut list writes its
     float32 dQ to its scratch slot, for _sum_slots to add up.
@@ -603,14 +621,18 @@ def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, 
     / sum_j G_ij) (the WBAR of `_entmax_fwd`); the scores there are z = (α - 1) s."""
     tile, batch_head = _program(NUM_ITEMS * (BLOCK_Q // BLOCK_M), SPLIT)
     batch, head, kv_head, pattern, start_m, sub, slot, partial_start, partial_end, full_start, full_end = (
-        _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS, N, BLOCK_Q, BLOCK_M, SPLIT))
+        _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS, N, (Q_OFF // BLOCK_M) * BLOCK_M,
+                       BLOCK_Q, BLOCK_M, SPLIT))
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    io_mask = (offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM)
-    q = _load_rows(Q, batch, head, start_m, stride_qb, stride_qh, stride_qn, N, HEAD_DIM, BLOCK_M, BLOCK_D)
-    do = _load_rows(DO, batch, head, start_m, stride_dob, stride_doh, stride_don, N, HEAD_DIM, BLOCK_M, BLOCK_D)
-    lse = tl.load(LSE + batch_head.to(tl.int64) * N + offs_m, mask=offs_m < N, other=0.0)
+    rows_q = offs_m - Q_OFF  # the rows of q, dO, dQ and the row statistics
+    row_ok = (rows_q >= 0) & (rows_q < M)
+    io_mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
+    q = _load_rows(Q, batch, head, start_m - Q_OFF, stride_qb, stride_qh, stride_qn, M, HEAD_DIM, BLOCK_M, BLOCK_D)
+    do = _load_rows(DO, batch, head, start_m - Q_OFF, stride_dob, stride_doh, stride_don, M, HEAD_DIM, BLOCK_M,
+                    BLOCK_D)
+    lse = tl.load(LSE + batch_head.to(tl.int64) * M + rows_q, mask=row_ok, other=0.0)
     norm = lse
     if PROB == 0:
         # An empty row (lse = -inf) is cut by the predicate everywhere; give it a finite value so
@@ -618,8 +640,8 @@ def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, 
         lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
     else:
         lse2 = lse  # τ, finite (0 for an empty row, whose NORM is 0)
-        norm = tl.load(NORM + batch_head.to(tl.int64) * N + offs_m, mask=offs_m < N, other=0.0)
-    delta = tl.load(DELTA + batch_head.to(tl.int64) * N + offs_m, mask=offs_m < N, other=0.0)
+        norm = tl.load(NORM + batch_head.to(tl.int64) * M + rows_q, mask=row_ok, other=0.0)
+    delta = tl.load(DELTA + batch_head.to(tl.int64) * M + rows_q, mask=row_ok, other=0.0)
     K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
     BIAS_row = BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh
@@ -632,7 +654,7 @@ def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, 
                     full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern, qk_scale, alpha,
                     N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PROB, PRECISION)
     DQ_tile = (DQ + batch.to(tl.int64) * stride_dqb + head.to(tl.int64) * stride_dqh
-               + start_m.to(tl.int64) * stride_dqn + local_m[:, None] * stride_dqn + offs_d[None, :])
+               + rows_q[:, None].to(tl.int64) * stride_dqn + offs_d[None, :])
     if SPLIT:
         if slot >= 0:
             scratch = (batch_head.to(tl.int64) * NUM_SLOTS + slot) * BLOCK_Q + sub * BLOCK_M + local_m
@@ -646,42 +668,45 @@ def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, 
 @triton.jit
 def _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE_head, NORM_head, DELTA_head,
                  stride_qn, stride_don, start, end, BLOCK_LIST, TABLES, pattern, qk_scale, alpha,
-                 N: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr,
+                 N, M, Q_OFF, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr,
                  PROB: tl.constexpr, PRECISION: tl.constexpr):
     """dK (up to the softmax scale) and dV of one key tile over the query blocks
     BLOCK_LIST[start:end], each BLOCK_Q queries taken BLOCK_M at a time, computed transposed:
     P^T = exp(K Q^T + bias - lse), dV += P^T dO, dS^T = P^T * (V dO^T - delta), dK += dS^T Q,
     and with HAS_BIAS d_bias += the sum of dS^T over the queries (bias: the tile's keys' bias
-    in base 2; d_bias: float32 [BLOCK_N]). Entmax (PROB > 0): as in `_dq_blocks`."""
+    in base 2; d_bias: float32 [BLOCK_N]). Entmax (PROB > 0): as in `_dq_blocks`. Query rows
+    are absolute; q, dO and the row statistics hold the M rows from Q_OFF (others count 0)."""
     offs_d = tl.arange(0, BLOCK_D)
     local_m = tl.arange(0, BLOCK_M)
     for step in range(start * (BLOCK_Q // BLOCK_M), end * (BLOCK_Q // BLOCK_M)):
         query_block = tl.load(BLOCK_LIST + step // (BLOCK_Q // BLOCK_M))
         start_m = query_block * BLOCK_Q + (step % (BLOCK_Q // BLOCK_M)) * BLOCK_M
         offs_m = start_m + local_m
-        qT = tl.load(Q_head + start_m.to(tl.int64) * stride_qn + local_m[None, :] * stride_qn
-                     + offs_d[:, None], mask=(offs_m[None, :] < N) & (offs_d[:, None] < HEAD_DIM),
+        rows_q = offs_m - Q_OFF
+        row_ok = (rows_q >= 0) & (rows_q < M)
+        qT = tl.load(Q_head + rows_q[None, :].to(tl.int64) * stride_qn
+                     + offs_d[:, None], mask=row_ok[None, :] & (offs_d[:, None] < HEAD_DIM),
                      other=0.0)
-        do = tl.load(DO_head + start_m.to(tl.int64) * stride_don + local_m[:, None] * stride_don
-                     + offs_d[None, :], mask=(offs_m[:, None] < N) & (offs_d[None, :] < HEAD_DIM),
+        do = tl.load(DO_head + rows_q[:, None].to(tl.int64) * stride_don
+                     + offs_d[None, :], mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM),
                      other=0.0)
-        lse = tl.load(LSE_head + offs_m, mask=offs_m < N, other=0.0)
+        lse = tl.load(LSE_head + rows_q, mask=row_ok, other=0.0)
         norm = lse
         if PROB == 0:
             lse2 = tl.where(lse == float("-inf"), 0.0, lse * LOG2E)
         else:
             lse2 = lse
-            norm = tl.load(NORM_head + offs_m, mask=offs_m < N, other=0.0)
-        delta = tl.load(DELTA_head + offs_m, mask=offs_m < N, other=0.0)
+            norm = tl.load(NORM_head + rows_q, mask=row_ok, other=0.0)
+        delta = tl.load(DELTA_head + rows_q, mask=row_ok, other=0.0)
         qkT = tl.dot(k, qT, input_precision=PRECISION) * qk_scale
         if HAS_BIAS:
             qkT += bias[:, None]
         pT, gT = _probabilities(qkT, lse2[None, :], norm[None, :], alpha, PROB)
         if APPLY_PATTERN:
-            pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern, TABLES), pT, 0.0)
-        elif N % BLOCK_Q != 0:
-            pT = tl.where(offs_m[None, :] < N, pT, 0.0)
+            pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern, TABLES) & row_ok[None, :], pT, 0.0)
+        else:
+            pT = tl.where(row_ok[None, :], pT, 0.0)
         if PROB == 0:
             gT = pT
         else:
@@ -695,16 +720,16 @@ def _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE_head, 
     return dk, dv, d_bias
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "M", "Q_OFF", "NUM_ITEMS", "NUM_SLOTS"])
 def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, DK_S, DV_S,
                    stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                    stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_dob, stride_doh, stride_don,
                    stride_dkb, stride_dkh, stride_dkn, stride_dvb, stride_dvh, stride_dvn,
-                   H, H_KV, GROUP, qk_scale, sm_scale, alpha, N: tl.constexpr, HEAD_DIM: tl.constexpr,
+                   H, H_KV, GROUP, qk_scale, sm_scale, alpha, N, M, Q_OFF, HEAD_DIM: tl.constexpr,
                    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
                    PROB: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr,
-                   NUM_ITEMS: tl.constexpr, NUM_SLOTS: tl.constexpr):
+                   NUM_ITEMS, NUM_SLOTS):
     """One program per tile of BLOCK_N keys and per (batch, key/value head). It sums over the
     GROUP query heads that share the key/value head (grouped-query attention), each through its
     own pattern's transposed lists, so dK and dV are written once, without atomics. With SPLIT,
@@ -750,7 +775,7 @@ def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, 
             full_start, full_end = tl.load(full_ptr + col), tl.load(full_ptr + col + 1)
         Q_head = Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
         DO_head = DO + batch.to(tl.int64) * stride_dob + head.to(tl.int64) * stride_doh
-        row_stats = (batch.to(tl.int64) * H + head) * N
+        row_stats = (batch.to(tl.int64) * H + head) * M
         d_bias = tl.zeros([BLOCK_N], dtype=tl.float32)
         bias = d_bias
         if HAS_BIAS:
@@ -758,11 +783,13 @@ def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, 
         dk, dv, d_bias = _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE + row_stats,
                                       NORM + row_stats, DELTA + row_stats, stride_qn, stride_don, partial_start,
                                       partial_end, _table(TABLES, T_PARTIAL_IDX), TABLES, pattern, qk_scale, alpha,
-                                      N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, True, HAS_BIAS, PROB, PRECISION)
+                                      N, M, Q_OFF, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, True, HAS_BIAS, PROB,
+                                      PRECISION)
         dk, dv, d_bias = _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE + row_stats,
                                       NORM + row_stats, DELTA + row_stats, stride_qn, stride_don, full_start,
                                       full_end, _table(TABLES, T_FULL_IDX), TABLES, pattern, qk_scale, alpha,
-                                      N, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, False, HAS_BIAS, PROB, PRECISION)
+                                      N, M, Q_OFF, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, False, HAS_BIAS, PROB,
+                                      PRECISION)
         if HAS_BIAS:
             D_BIAS_row = D_BIAS + row_stats + offs_n
             if SPLIT:
@@ -818,27 +845,57 @@ TILES_FLOAT32 = {
     256: ((32, 32, 8, 1), (32, 16, 8, 1), (32, 16, 8, 1)),
 }
 
-_device_tables = {}
-_head_pattern_tensors = {}
+class Plan:
+    """What the kernels read for one length of the keys n: the block tables (TABLES: packed
+    lines as in _TABLES, or an int32 array), the work items of each direction (SPLIT, items,
+    slots, splits) and the pattern id of each layer's heads. The kernels' source does not
+    depend on n (it is a run-time argument, like the predicates' n-dependent constants, which
+    TABLES holds): PLAN is the plan of the n this module was generated for, and patterndsl
+    passes the plan of any other n to `attention(..., plan=)`."""
+
+    def __init__(self, n, tables, split_q=(False, 0, 0, 0), split_k=(False, 0, 0, 0), head_patterns=None):
+        self.n = int(n)
+        self.split_q, self.num_q_items, self.num_q_slots, self.num_q_splits = split_q
+        self.split_k, self.num_k_items, self.num_k_slots, self.num_k_splits = split_k
+        self.head_patterns = HEAD_PATTERNS if head_patterns is None else head_patterns
+        self._packed = tables
+        self._on_device = {}
+        self._head_pattern_tensors = {}
+
+    def tables(self, device):
+        """TABLES on ``device``, decoded once."""
+        key = str(device)
+        if key not in self._on_device:
+            if isinstance(self._packed, (tuple, list)):
+                data = bytearray(zlib.decompress(base64.b64decode("".join(self._packed))))
+                table = torch.frombuffer(data, dtype=torch.int32).clone()
+            else:
+                table = torch.as_tensor(self._packed, dtype=torch.int32)
+            self._on_device[key] = table.to(device)
+        return self._on_device[key]
+
+    def heads(self, layer, heads, device):
+        """int32 [heads]: the pattern id of each query head of ``layer``."""
+        key = (layer % LAYERS, heads, str(device))
+        if key not in self._head_pattern_tensors:
+            ids = self.head_patterns[layer % LAYERS]
+            ids = ids * heads if len(ids) == 1 else ids
+            self._head_pattern_tensors[key] = torch.tensor(ids, dtype=torch.int32, device=device)
+        return self._head_pattern_tensors[key]
 
 
-def _tables(device):
-    """TABLES on ``device``, decoded once."""
-    key = str(device)
-    if key not in _device_tables:
-        data = bytearray(zlib.decompress(base64.b64decode("".join(_TABLES))))
-        _device_tables[key] = torch.frombuffer(data, dtype=torch.int32).clone().to(device)
-    return _device_tables[key]
+PLAN = Plan(N, _TABLES, (SPLIT_Q, NUM_Q_ITEMS, NUM_Q_SLOTS, NUM_Q_SPLITS),
+            (SPLIT_K, NUM_K_ITEMS, NUM_K_SLOTS, NUM_K_SPLITS), HEAD_PATTERNS)
 
 
-def _head_patterns(layer, heads, device):
+def _tables(device, plan=None):
+    """TABLES on ``device`` (of ``plan``, default PLAN), decoded once."""
+    return (plan or PLAN).tables(device)
+
+
+def _head_patterns(layer, heads, device, plan=None):
     """int32 [heads]: the pattern id of each query head of ``layer``."""
-    key = (layer % LAYERS, heads, str(device))
-    if key not in _head_pattern_tensors:
-        ids = HEAD_PATTERNS[layer % LAYERS]
-        ids = ids * heads if len(ids) == 1 else ids
-        _head_pattern_tensors[key] = torch.tensor(ids, dtype=torch.int32, device=device)
-    return _head_pattern_tensors[key]
+    return (plan or PLAN).heads(layer, heads, device)
 
 
 def _fit(preferred, block):
@@ -859,32 +916,46 @@ def _interpreting():
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
-def _check(q, k, v, layer):
-    """The checks of attention()'s arguments, raising ValueError."""
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError("q, k and v must be shaped [batch, heads, n, head_dim]")
-    if q.shape[2] != N or k.shape[2] != N or v.shape[2] != N:
-        raise ValueError(f"this kernel was generated for n = {N}, but q, k, v have lengths "
-                         f"{q.shape[2]}, {k.shape[2]}, {v.shape[2]}; generate it for this n")
-    if k.shape != v.shape or k.shape[0] != q.shape[0] or k.shape[3] != q.shape[3]:
-        raise ValueError(f"k and v must be shaped [batch, kv_heads, n, head_dim] like q "
-                         f"{tuple(q.shape)}, got {tuple(k.shape)} and {tuple(v.shape)}")
-    if k.shape[1] == 0 or q.shape[1] % k.shape[1]:
-        raise ValueError(f"key/value heads ({k.shape[1]}) must divide query heads ({q.shape[1]})")
-    if HEADS not in (1, q.shape[1]):
-        raise ValueError(f"the pattern has {HEADS} heads but q has {q.shape[1]}")
-    if not 1 <= q.shape[3] <= 256:
-        raise ValueError(f"head_dim must be in 1..256, got {q.shape[3]}")
-    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32) or k.dtype != q.dtype or v.dtype != q.dtype:
-        raise ValueError(f"q, k and v must share one dtype among float16, bfloat16 and float32; "
-                         f"got {q.dtype}, {k.dtype}, {v.dtype}")
-    if not (q.device == k.device == v.device):
-        raise ValueError("q, k and v must be on one device")
+# The checks of q, k, v every entry point shares (patterndsl/inputs.py); a generated module
+# holds their source here, so it reports the same messages without patterndsl.
+from patterndsl.inputs import layer_problem, qkv_problem  # noqa: E402  (replaced in a generated module)
+
+# Triton's interpreter (TRITON_INTERPRET=1) is not thread-safe: calls into the kernels are
+# serialized while it runs them.
+_INTERPRETER_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _serialized():
+    if _interpreting():
+        with _INTERPRETER_LOCK:
+            yield
+    else:
+        yield
+
+
+def _check(q, k, v, layer, scale=None, q_offset=0, n=None):
+    """The checks of attention()'s arguments, raising ValueError. q may hold fewer rows than
+    k and v (rows q_offset.. of the pattern at n = the keys' length)."""
+    problem = layer_problem(layer)
+    if problem is not None:
+        raise ValueError(problem)
+    n = PLAN.n if n is None else n
+    full_q = q
+    shaped = all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v))
+    if shaped and q.shape[2] != k.shape[2] and 1 <= q.shape[2] < k.shape[2]:
+        full_q = q[:, :, :1].expand(q.shape[0], q.shape[1], k.shape[2], q.shape[3])  # a view: checks the rest
+    problem = qkv_problem(full_q, k, v, n, HEADS, scale, max_head_dim=256)
+    if problem is not None:
+        raise ValueError(problem[0] + (f" ({problem[1]})" if problem[1] else ""))
+    if isinstance(q_offset, bool) or not isinstance(q_offset, int) or q_offset < 0:
+        raise ValueError(f"q_offset must be a non-negative integer, got {q_offset!r}")
+    if q.shape[2] == 0 or q_offset + q.shape[2] > k.shape[2]:
+        raise ValueError(f"q of length {q.shape[2]} at q_offset {q_offset} must lie within the "
+                         f"{k.shape[2]} keys (rows q_offset .. q_offset + length - 1)")
     if q.device.type == "cpu" and not _interpreting():
         raise ValueError("Triton kernels need a GPU; on CPU set TRITON_INTERPRET=1 (slow) before "
                          "importing this module")
-    if not isinstance(layer, int) or layer < 0:
-        raise ValueError(f"layer must be a non-negative integer, got {layer!r}")
 
 
 def _settings(head_dim, dtype):
@@ -896,10 +967,14 @@ def _settings(head_dim, dtype):
     return block_d, forward, dq, dkdv, precision
 
 
-def _grid(n, block_m, items, block_rows, heads):
-    """A tile per BLOCK_M rows and per (batch, head), or with work items (SPLIT) a tile per BLOCK_M
-    rows of each item's block and per (batch, head) on one axis (see _program)."""
-    return (items * (block_rows // block_m) * heads, 1) if items else (triton.cdiv(n, block_m), heads)
+def _grid(n, block_m, items, block_rows, heads, q_offset=0, m=None):
+    """A tile per BLOCK_M rows (of q_offset .. q_offset + m - 1, the tiles aligned to BLOCK_M)
+    and per (batch, head), or with work items (SPLIT) a tile per BLOCK_M rows of each item's
+    block and per (batch, head) on one axis (see _program)."""
+    if items:
+        return (items * (block_rows // block_m) * heads, 1)
+    m = n if m is None else m
+    return (triton.cdiv(q_offset + m, block_m) - q_offset // block_m, heads)
 
 
 # Tiles of the kernels that merge the pieces of cut lists (memory-bound: small tiles, many programs).
@@ -911,35 +986,35 @@ def _scratch(rows, slots, block_rows, block_d, device):
     return torch.empty(rows * slots * block_rows * block_d, device=device, dtype=torch.float32)
 
 
-def _merge_forward(out, lse, acc_s, m_s, l_s, block_d):
+def _merge_forward(out, lse, acc_s, m_s, l_s, block_d, plan):
     """out and lse of the cut query blocks, merged from their pieces' scratch states."""
     batch, heads, n, head_dim = out.shape
     tile = _fit(MERGE_TILE, BLOCK_Q)
-    _fwd_combine[(NUM_Q_SPLITS * (BLOCK_Q // tile), batch * heads)](
-        out, lse, _tables(out.device), acc_s, m_s, l_s, *_strides(out), heads, N=n, HEAD_DIM=head_dim,
-        BLOCK_Q=BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d, NUM_SLOTS=NUM_Q_SLOTS, num_warps=MERGE_WARPS)
+    _fwd_combine[(plan.num_q_splits * (BLOCK_Q // tile), batch * heads)](
+        out, lse, plan.tables(out.device), acc_s, m_s, l_s, *_strides(out), heads, n, head_dim,
+        BLOCK_Q=BLOCK_Q, BLOCK_M=tile, BLOCK_D=block_d, NUM_SLOTS=plan.num_q_slots, num_warps=MERGE_WARPS)
 
 
-def _sum_into(scratch, out, side, block_d):
+def _sum_into(scratch, out, side, block_d, plan):
     """out's rows of the cut blocks := the sum of their pieces' scratch slots; ``side`` is "Q"
     (dQ: cut query blocks) or "K" (dK, dV: cut key blocks)."""
     batch, heads, n, head_dim = out.shape
-    splits, count, slots, block_rows = ((Q_SPLITS, NUM_Q_SPLITS, NUM_Q_SLOTS, BLOCK_Q) if side == "Q" else
-                                        (K_SPLITS, NUM_K_SPLITS, NUM_K_SLOTS, BLOCK_K))
+    splits, count, slots, block_rows = ((Q_SPLITS, plan.num_q_splits, plan.num_q_slots, BLOCK_Q) if side == "Q" else
+                                        (K_SPLITS, plan.num_k_splits, plan.num_k_slots, BLOCK_K))
     tile = _fit(MERGE_TILE, block_rows)
     _sum_slots[(count * (block_rows // tile), batch * heads)](
-        scratch, out, _tables(out.device), *_strides(out), heads, N=n, HEAD_DIM=head_dim,
+        scratch, out, plan.tables(out.device), *_strides(out), heads, n, HEAD_DIM=head_dim,
         BLOCK_ROWS=block_rows, BLOCK_M=tile, BLOCK_D=block_d, NUM_SLOTS=slots, SPLITS=int(splits), num_warps=MERGE_WARPS)
 
 
-def _key_bias_view(key_bias, q, unit=1.0):
-    """``key_bias`` (broadcastable to [batch, heads, n]) as the kernels read it: times ``unit``
-    (the scores' unit), a float32 [batch, heads, n] view with unit stride over keys; raises
-    ValueError."""
+def _key_bias_view(key_bias, q, unit=1.0, n=None):
+    """``key_bias`` (broadcastable to [batch, heads, n], n the keys' length, default q's) as
+    the kernels read it: times ``unit`` (the scores' unit), a float32 [batch, heads, n] view
+    with unit stride over keys; raises ValueError."""
     if not isinstance(key_bias, torch.Tensor) or not key_bias.is_floating_point():
         raise ValueError(f"key_bias must be a floating-point tensor, got {type(key_bias).__name__}"
                          + (f" of {key_bias.dtype}" if isinstance(key_bias, torch.Tensor) else ""))
-    shape = q.shape[:3]
+    shape = (q.shape[0], q.shape[1], q.shape[2] if n is None else n)
     try:
         expanded = (key_bias.float() * unit).expand(shape)
     except RuntimeError:
@@ -966,20 +1041,22 @@ def _prob_mode(alpha):
     return 0 if alpha == 1 else 1 if alpha == 2 else 2 if alpha == 1.5 else 3
 
 
-def _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha):
+def _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha, plan=None, q_offset=0):
     """(out, τ, 1 / row sums, WBAR) of α-entmax attention (see `_entmax_fwd`)."""
-    batch, heads, n, head_dim = q.shape
+    plan = plan or PLAN
+    batch, heads, m, head_dim = q.shape
+    n = k.shape[2]
     block_d, (tile_m, tile_n, warps, stages), _, _, precision = _settings(head_dim, q.dtype)
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
     out = torch.empty_like(q)
-    tau = torch.empty((batch, heads, n), device=q.device, dtype=torch.float32)
+    tau = torch.empty((batch, heads, m), device=q.device, dtype=torch.float32)
     norm = torch.empty_like(tau)
-    wbar = torch.empty((batch, heads, n, block_d), device=q.device, dtype=torch.float32)
+    wbar = torch.empty((batch, heads, m, block_d), device=q.device, dtype=torch.float32)
     bias_args = (bias, bias.stride(0), bias.stride(1)) if bias is not None else (tau, 0, 0)
-    _entmax_fwd[(triton.cdiv(n, block_m), batch * heads)](
-        q, k, v, bias_args[0], out, tau, norm, wbar, _tables(q.device), head_pattern,
+    _entmax_fwd[_grid(n, block_m, 0, BLOCK_Q, batch * heads, q_offset, m)](
+        q, k, v, bias_args[0], out, tau, norm, wbar, plan.tables(q.device), head_pattern,
         *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(out),
-        heads, heads // k.shape[1], sm_scale * (alpha - 1), float(alpha), N=n, HEAD_DIM=head_dim,
+        heads, heads // k.shape[1], sm_scale * (alpha - 1), float(alpha), n, m, q_offset, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
         HAS_BIAS=bias is not None, PROB=_prob_mode(alpha), BISECTIONS=BISECTIONS,
         NEWTON_STEPS=NEWTON_STEPS, PRECISION=precision,
@@ -987,37 +1064,51 @@ def _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha):
     return out, tau, norm, wbar[..., :head_dim]
 
 
-def _forward(q, k, v, bias, head_pattern, sm_scale):
-    batch, heads, n, head_dim = q.shape
-    tables = _tables(q.device)
+def _split_q(plan, q_offset, m, n):
+    """Whether the forward and dQ passes take the cut lists: only when q holds every row (the
+    work items are those of whole query blocks)."""
+    return bool(plan.split_q) and q_offset == 0 and m == n
+
+
+def _forward(q, k, v, bias, head_pattern, sm_scale, plan=None, q_offset=0):
+    plan = plan or PLAN
+    batch, heads, m, head_dim = q.shape
+    n = k.shape[2]
+    tables = plan.tables(q.device)
     block_d, (tile_m, tile_n, warps, stages), _, _, precision = _settings(head_dim, q.dtype)
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
     out = torch.empty_like(q)
-    lse = torch.empty((batch, heads, n), device=q.device, dtype=torch.float32)
+    lse = torch.empty((batch, heads, m), device=q.device, dtype=torch.float32)
     acc_s = m_s = l_s = lse  # placeholders: read only when SPLIT_Q
     bias_args = (bias, bias.stride(0), bias.stride(1)) if bias is not None else (lse, 0, 0)
-    if SPLIT_Q:
-        acc_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, block_d, q.device)
-        m_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, 1, q.device)
-        l_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, 1, q.device)
-    _attn_fwd[_grid(n, block_m, NUM_Q_ITEMS, BLOCK_Q, batch * heads)](
+    split = _split_q(plan, q_offset, m, n)
+    items = plan.num_q_items if split else 0
+    if split:
+        acc_s = _scratch(batch * heads, plan.num_q_slots, BLOCK_Q, block_d, q.device)
+        m_s = _scratch(batch * heads, plan.num_q_slots, BLOCK_Q, 1, q.device)
+        l_s = _scratch(batch * heads, plan.num_q_slots, BLOCK_Q, 1, q.device)
+    _attn_fwd[_grid(n, block_m, items, BLOCK_Q, batch * heads, q_offset, m)](
         q, k, v, bias_args[0], out, lse, tables, head_pattern, acc_s, m_s, l_s,
         *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(out),
-        heads, heads // k.shape[1], sm_scale * LOG2E.value, N=n, HEAD_DIM=head_dim, BLOCK_Q=BLOCK_Q,
+        heads, heads // k.shape[1], sm_scale * LOG2E.value, n, m, q_offset, HEAD_DIM=head_dim, BLOCK_Q=BLOCK_Q,
         BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, HAS_BIAS=bias is not None,
-        PRECISION=precision, SPLIT=SPLIT_Q, NUM_ITEMS=NUM_Q_ITEMS, NUM_SLOTS=NUM_Q_SLOTS, num_warps=warps, num_stages=stages)
-    if SPLIT_Q:
-        _merge_forward(out, lse, acc_s, m_s, l_s, block_d)
+        PRECISION=precision, SPLIT=split, NUM_ITEMS=items, NUM_SLOTS=plan.num_q_slots if split else 0,
+        num_warps=warps, num_stages=stages)
+    if split:
+        _merge_forward(out, lse, acc_s, m_s, l_s, block_d, plan)
     return out, lse
 
 
-def _backward(q, k, v, bias, out, lse, d_out, head_pattern, sm_scale, alpha=None, norm=None):
+def _backward(q, k, v, bias, out, lse, d_out, head_pattern, sm_scale, alpha=None, norm=None, plan=None,
+              q_offset=0):
     """(dq, dk, dv, d key_bias as float32 [batch, heads, n], or None without a bias). Softmax:
     ``out`` is the output and ``lse`` its log-sum-exp; entmax (``alpha``): ``out`` is the WBAR,
     ``lse`` the thresholds and ``norm`` the 1 / row sums of `_entmax_forward`."""
-    batch, heads, n, head_dim = q.shape
+    plan = plan or PLAN
+    batch, heads, m, head_dim = q.shape
+    n = k.shape[2]
     kv_heads = k.shape[1]
-    tables = _tables(q.device)
+    tables = plan.tables(q.device)
     block_d, _, dq_tiles, dkdv_tiles, precision = _settings(head_dim, q.dtype)
     # delta_i = sum_d dO_id O_id = sum_j P_ij dP_ij, the softmax's correction term; for entmax
     # sum_j G_ij dP_ij / sum_j G_ij = dO_i . WBAR_i.
@@ -1033,34 +1124,38 @@ def _backward(q, k, v, bias, out, lse, d_out, head_pattern, sm_scale, alpha=None
 
     tile_m, tile_n, warps, stages = dq_tiles
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
-    dq_s = _scratch(batch * heads, NUM_Q_SLOTS, BLOCK_Q, block_d, q.device) if SPLIT_Q else delta
-    _attn_bwd_dq[_grid(n, block_m, NUM_Q_ITEMS, BLOCK_Q, batch * heads)](
+    split = _split_q(plan, q_offset, m, n)
+    items = plan.num_q_items if split else 0
+    dq_s = _scratch(batch * heads, plan.num_q_slots, BLOCK_Q, block_d, q.device) if split else delta
+    _attn_bwd_dq[_grid(n, block_m, items, BLOCK_Q, batch * heads, q_offset, m)](
         q, k, v, bias_args[0], d_out, dq, lse, norm, delta, tables, head_pattern, dq_s,
         *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(d_out), *_strides(dq),
-        heads, heads // kv_heads, qk_scale, sm_scale, alpha, N=n, HEAD_DIM=head_dim,
+        heads, heads // kv_heads, qk_scale, sm_scale, alpha, n, m, q_offset, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        HAS_BIAS=bias is not None, PROB=prob, PRECISION=precision, SPLIT=SPLIT_Q, NUM_ITEMS=NUM_Q_ITEMS, NUM_SLOTS=NUM_Q_SLOTS,
-        num_warps=warps, num_stages=stages)
-    if SPLIT_Q:
-        _sum_into(dq_s, dq, "Q", block_d)
+        HAS_BIAS=bias is not None, PROB=prob, PRECISION=precision, SPLIT=split, NUM_ITEMS=items,
+        NUM_SLOTS=plan.num_q_slots if split else 0, num_warps=warps, num_stages=stages)
+    if split:
+        _sum_into(dq_s, dq, "Q", block_d, plan)
 
     tile_n, tile_m, warps, stages = dkdv_tiles
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
     dk_s = dv_s = delta
-    if SPLIT_K:
-        dk_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
-        dv_s = _scratch(batch * kv_heads, NUM_K_SLOTS, BLOCK_K, block_d, q.device)
-    _attn_bwd_dkdv[_grid(n, block_n, NUM_K_ITEMS, BLOCK_K, batch * kv_heads)](
+    split = bool(plan.split_k)
+    if split:
+        dk_s = _scratch(batch * kv_heads, plan.num_k_slots, BLOCK_K, block_d, q.device)
+        dv_s = _scratch(batch * kv_heads, plan.num_k_slots, BLOCK_K, block_d, q.device)
+    _attn_bwd_dkdv[_grid(n, block_n, plan.num_k_items if split else 0, BLOCK_K, batch * kv_heads)](
         q, k, v, bias_args[0], d_out, dk, dv, d_bias if bias is not None else delta, lse, norm, delta, tables,
         head_pattern, dk_s, dv_s,
         *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(d_out), *_strides(dk), *_strides(dv),
-        heads, kv_heads, heads // kv_heads, qk_scale, sm_scale, alpha, N=n, HEAD_DIM=head_dim,
+        heads, kv_heads, heads // kv_heads, qk_scale, sm_scale, alpha, n, m, q_offset, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        HAS_BIAS=bias is not None, PROB=prob, PRECISION=precision, SPLIT=SPLIT_K, NUM_ITEMS=NUM_K_ITEMS, NUM_SLOTS=NUM_K_SLOTS,
+        HAS_BIAS=bias is not None, PROB=prob, PRECISION=precision, SPLIT=split,
+        NUM_ITEMS=plan.num_k_items if split else 0, NUM_SLOTS=plan.num_k_slots if split else 0,
         num_warps=warps, num_stages=stages)
-    if SPLIT_K:
-        _sum_into(dk_s, dk, "K", block_d)
-        _sum_into(dv_s, dv, "K", block_d)
+    if split:
+        _sum_into(dk_s, dk, "K", block_d, plan)
+        _sum_into(dv_s, dv, "K", block_d, plan)
     return dq, dk, dv, d_bias
 
 
@@ -1073,19 +1168,20 @@ class _BlockSparseAttention(torch.autograd.Function):
     entmax, their thresholds τ)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, key_bias, head_pattern, sm_scale, alpha):
+    def forward(ctx, q, k, v, key_bias, head_pattern, sm_scale, alpha, plan=None, q_offset=0):
         q, k, v = _unit_stride(q), _unit_stride(k), _unit_stride(v)
         entmax = _prob_mode(alpha) > 0
         bias = None
         if key_bias is not None:  # in the scores' unit: base 2 for softmax, times α - 1 for entmax
-            bias = _key_bias_view(key_bias, q, alpha - 1 if entmax else LOG2E.value)
+            bias = _key_bias_view(key_bias, q, alpha - 1 if entmax else LOG2E.value, k.shape[2])
         if entmax:
-            out, lse, norm, wbar = _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha)
+            out, lse, norm, wbar = _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha, plan, q_offset)
             ctx.save_for_backward(q, k, v, bias, wbar, lse, head_pattern, norm)
         else:
-            out, lse = _forward(q, k, v, bias, head_pattern, sm_scale)
+            out, lse = _forward(q, k, v, bias, head_pattern, sm_scale, plan, q_offset)
             ctx.save_for_backward(q, k, v, bias, out, lse, head_pattern)
         ctx.sm_scale, ctx.alpha = sm_scale, alpha if entmax else None
+        ctx.plan, ctx.q_offset = plan, q_offset
         ctx.bias_shape_dtype = (key_bias.shape, key_bias.dtype) if key_bias is not None else None
         ctx.mark_non_differentiable(lse)
         return out, lse
@@ -1094,43 +1190,55 @@ class _BlockSparseAttention(torch.autograd.Function):
     def backward(ctx, d_out, d_lse):
         # d_lse is None or zero: the log-sum-exp is returned for inspection, not differentiated.
         q, k, v, bias, out, lse, head_pattern, *norm = ctx.saved_tensors
-        dq, dk, dv, d_bias = _backward(q, k, v, bias, out, lse, _unit_stride(d_out), head_pattern, ctx.sm_scale,
-                                       ctx.alpha, *norm)
+        with _serialized():
+            dq, dk, dv, d_bias = _backward(q, k, v, bias, out, lse, _unit_stride(d_out), head_pattern,
+                                           ctx.sm_scale, ctx.alpha, *(norm or [None]), plan=ctx.plan,
+                                           q_offset=ctx.q_offset)
         if d_bias is not None:  # summed over the dimensions key_bias was broadcast along
             shape, dtype = ctx.bias_shape_dtype
             d_bias = d_bias.sum_to_size(shape).to(dtype)
-        return dq, dk, dv, d_bias, None, None, None
+        return dq, dk, dv, d_bias, None, None, None, None, None
 
 
-def attention(q, k, v, layer=0, scale=None, return_lse=False, *, key_bias=None, alpha=ALPHA):
+def attention(q, k, v, layer=0, scale=None, return_lse=False, *, key_bias=None, alpha=ALPHA, segments=None,
+              q_offset=0, plan=None):
     """Block-sparse attention under this module's pattern (layer ``layer`` mod LAYERS).
 
-    q: [batch, heads, N, head_dim]; k, v: [batch, kv_heads, N, head_dim] with kv_heads
+    q: [batch, heads, m, head_dim]; k, v: [batch, kv_heads, N, head_dim] with kv_heads
     dividing heads (query head h uses key/value head h // (heads // kv_heads)); float16,
-    bfloat16 or float32 (accumulated in float32); head_dim 1..256. ``scale`` multiplies
-    the scores (default 1 / sqrt(head_dim)). A query row with no connection outputs zeros
-    and gets zero gradients. ``key_bias``, broadcastable to [batch, heads, N], is added to
-    the scaled score of every query's pair with key j before the softmax (-inf leaves the
-    key out). Differentiable in q, k, v and key_bias. With ``return_lse``, also returns the
-    float32 log-sum-exp of each row's scores, [batch, heads, N] (-inf for an empty row).
+    bfloat16 or float32 (accumulated in float32); head_dim 1..256. Query row r is at absolute
+    position ``q_offset`` + r (default 0; q_offset + m <= N), the keys at 0..N-1, under the
+    pattern at n = N (rows q_offset.. of the full computation). ``scale`` multiplies the scores (default 1 / sqrt(head_dim)). A query row with
+    no connection outputs zeros and gets zero gradients. ``key_bias``, broadcastable to
+    [batch, heads, N], is added to the scaled score of every query's pair with key j before the
+    softmax (-inf leaves the key out). Differentiable in q, k, v and key_bias. With
+    ``return_lse``, also returns the float32 log-sum-exp of each row's scores, [batch, heads,
+    m] (-inf for an empty row).
 
     ``alpha`` picks the probability map (default: the pattern file's `prob`): None or 1 is
     softmax, 2 sparsemax, any other value in (1, 2) α-entmax, applied to each row's connected
     keys; its threshold is found from the row's computed blocks (`_entmax_fwd`), and
-    ``return_lse`` then returns the thresholds τ instead (0 for an empty row).
+    ``return_lse`` then returns the thresholds τ instead (0 for an empty row). ``segments``
+    is for patterns that use `segment` (this module's does not: it must be None). ``plan``
+    (patterndsl passes it) holds the tables of another n than this module's own.
+    While Triton's interpreter runs the kernels (TRITON_INTERPRET=1), calls are serialized.
     """
-    _check(q, k, v, layer)
+    plan = plan or PLAN
+    _check(q, k, v, layer, scale, q_offset, plan.n)
+    if segments is not None:
+        raise ValueError("segments= is for patterns that use `segment`; this module's pattern does not")
     _prob_mode(alpha)
     if key_bias is not None:
-        _key_bias_view(key_bias, q)  # its errors before any work
+        _key_bias_view(key_bias, q, n=k.shape[2])  # its errors before any work
     sm_scale = float(scale) if scale is not None else q.shape[-1] ** -0.5
-    head_pattern = _head_patterns(layer, q.shape[1], q.device)
-    if q.dtype == torch.bfloat16 and q.device.type == "cpu":
-        # Triton's interpreter multiplies bfloat16 in tl.dot as raw bits (Triton 3.9): compute
-        # in float32 there. On a GPU bfloat16 runs natively.
-        out, lse = _BlockSparseAttention.apply(q.float(), k.float(), v.float(), key_bias, head_pattern, sm_scale,
-                                               alpha)
-        out = out.to(torch.bfloat16)
-    else:
-        out, lse = _BlockSparseAttention.apply(q, k, v, key_bias, head_pattern, sm_scale, alpha)
+    head_pattern = plan.heads(layer, q.shape[1], q.device)
+    with _serialized():
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+            # Triton's interpreter multiplies bfloat16 in tl.dot as raw bits (Triton 3.9): compute
+            # in float32 there. On a GPU bfloat16 runs natively.
+            out, lse = _BlockSparseAttention.apply(q.float(), k.float(), v.float(), key_bias, head_pattern, sm_scale,
+                                                   alpha, plan, q_offset)
+            out = out.to(torch.bfloat16)
+        else:
+            out, lse = _BlockSparseAttention.apply(q, k, v, key_bias, head_pattern, sm_scale, alpha, plan, q_offset)
     return (out, lse) if return_lse else out

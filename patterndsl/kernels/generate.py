@@ -200,21 +200,93 @@ def work_items(partial_ptr: np.ndarray, full_ptr: np.ndarray, patterns: int, lim
     return limit, tables, counts
 
 
-def _allowed_body(expressions: list[str], patterns, data_lines: list[str]) -> list[str]:
-    """The body of `_allowed`: pointers to its data tables, then one branch per pattern id (none
-    when there is one pattern)."""
-    def branch(expression, pattern, indent):
-        comment = textwrap.shorten(str(pattern), 200, placeholder=" …")
+def _allowed_body(expressions: list[str], patterns, data_lines: list[str], parameterized: bool = False) -> list[str]:
+    """The body of `_allowed`: pointers to its data tables (and its n-dependent constants),
+    then one branch per pattern id (none when there is one pattern). With ``parameterized``
+    the branches name their pattern by id (PATTERNS[id] holds its text at the module's n), so
+    that the body is the same at every n."""
+    def branch(expression, pid, pattern, indent):
+        comment = f"PATTERNS[{pid}]" if parameterized else textwrap.shorten(str(pattern), 200, placeholder=" …")
         return [f"{indent}# {comment}", f"{indent}connected = in_bounds & {expression}"]
 
     lines = [f"    {line}" for line in data_lines] + ["    in_bounds = (q < N) & (k < N)"]
     if len(expressions) == 1:
-        return lines + branch(expressions[0], patterns[0], "    ") + ["    return connected"]
+        return lines + branch(expressions[0], 0, patterns[0], "    ") + ["    return connected"]
     for pid, (expression, pattern) in enumerate(zip(expressions, patterns)):
         keyword = "if" if pid == 0 else ("else" if pid == len(expressions) - 1 else "elif")
         lines.append(f"    {keyword}:" if keyword == "else" else f"    {keyword} pattern == {pid}:")
-        lines += branch(expression, pattern, "        ")
+        lines += branch(expression, pid, pattern, "        ")
     return lines + ["    return connected"]
+
+
+# ---- one kernel source for every n ---------------------------------------------------------
+# The predicates' source holds integer constants, some of which depend on n (stride(isqrt(n)),
+# global(n - 1), a random table's number of key blocks). They are found by writing the
+# predicates at two probe lengths: where only some literals differ, those literals become
+# run-time parameters P0, P1, ... (read from TABLES' `params` table), so the kernels' source
+# is the same at every n whose predicates have that shape with the same other literals (checked
+# for each n). Other n (a shape that changes with n) get source of their own.
+PROBES = (4093, 6151)
+# The names the `segment` primitives' source refers to (patterndsl/codegen.py's backend hooks).
+_SEGMENT_NAMES = re.compile(r"\b(seg_q|seg_k|segrank_k)\b")
+_LITERAL = re.compile(r"(?<![\w.])\d+(?![\w.])")
+
+
+def _predicates(compiled, block_q: int, block_k: int):
+    """(patterns, head patterns, predicate expressions, backend) of ``compiled`` at its n."""
+    patterns, head_patterns = distinct_patterns(compiled)
+    backend = TritonBackend(block_q, block_k)
+    expressions = [predicate_source(p, "q", "k", compiled.n, backend) for p in patterns]
+    return patterns, head_patterns, expressions, backend
+
+
+def _shape(expressions, head_patterns):
+    """(the expressions with every integer literal as '#', and with the head patterns; the literals)."""
+    text = "\n".join(expressions)
+    return (_LITERAL.sub("#", text), repr(head_patterns)), [int(x) for x in _LITERAL.findall(text)]
+
+
+def parameter_template(compiled, block_q: int, block_k: int):
+    """(shape, literals at the first probe, positions of the n-dependent literals), or None where
+    the predicates' shape differs between the probe lengths; made once per compiled pattern."""
+    cache = compiled.__dict__.setdefault("_triton_templates", {})
+    key = (block_q, block_k)
+    if key not in cache:
+        shapes = []
+        for probe in PROBES:
+            try:
+                _, heads, expressions, _ = _predicates(compiled.at(probe), block_q, block_k)
+            except SpatError:
+                shapes = None
+                break
+            shapes.append(_shape(expressions, heads))
+        if shapes is None or shapes[0][0] != shapes[1][0]:
+            cache[key] = None
+        else:
+            (shape, first), (_, second) = shapes
+            cache[key] = (shape, first, tuple(i for i, (x, y) in enumerate(zip(first, second)) if x != y))
+    return cache[key]
+
+
+def parameterize(compiled, expressions, head_patterns, block_q: int, block_k: int):
+    """(expressions with the n-dependent literals as P0, P1, ..., their values at compiled.n),
+    or (expressions, None) where compiled.n does not fit the template (source of its own)."""
+    template = parameter_template(compiled, block_q, block_k)
+    shape, literals = _shape(expressions, head_patterns)
+    if template is None or shape != template[0]:
+        return expressions, None
+    positions = set(template[2])
+    if any(value != template[1][i] for i, value in enumerate(literals) if i not in positions):
+        return expressions, None
+    counter = iter(range(len(literals)))
+    order = {position: j for j, position in enumerate(template[2])}
+
+    def replace(match):
+        index = next(counter)
+        return f"P{order[index]}" if index in positions else match.group(0)
+
+    text = _LITERAL.sub(replace, "\n".join(expressions))
+    return text.split("\n"), [literals[i] for i in template[2]]
 
 
 def _docstring_safe(text: str) -> str:
@@ -302,34 +374,80 @@ def kernel_source() -> KernelSource:
 
 
 def _tables_buffer(names, tables: dict, data: dict):
-    """(one int32 array: the offsets of the ``names`` tables, then those tables, then the
-    predicates' ``data`` tables; and the offset and size of every table by name)."""
+    """(one int32 array: the offsets of the ``names`` tables and of the predicates' ``data``
+    tables, then those tables; and the offset and size of every table by name)."""
     parts = [(name, np.ascontiguousarray(tables[name]).astype(np.int32).ravel()) for name in names]
     parts += [(name, np.ascontiguousarray(array).astype(np.int32).ravel()) for name, array in data.items()]
     parts = [(name, array if array.size else np.zeros(1, dtype=np.int32)) for name, array in parts]
-    where, offset = {}, len(names)
+    where, offset = {}, len(names) + len(data)
     for name, array in parts:
         where[name] = (offset, array.size)
         offset += array.size
     if offset >= 2**31:
         raise SpatError(Diagnostic(f"the kernels' tables hold {offset:,} entries, more than int32 offsets reach",
                                    help="use larger blocks"))
-    header = np.array([where[name][0] for name in names], dtype=np.int32)
+    header = np.array([where[name][0] for name, _ in parts], dtype=np.int32)
     return np.concatenate([header] + [array for _, array in parts]), where
 
 
-def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str:
-    """The generated kernel module for ``compiled`` with blocks of ``block_size`` (an int or
-    (BQ, BK); default: the file's `block`, else 128). ``max_blocks_per_program`` caps the blocks
-    one program walks (default: $PATTERNDSL_MAX_BLOCKS_PER_PROGRAM, else `default_max_blocks`)."""
+class ModuleParts:
+    """The generated module of one compiled pattern, block size and limit, in its two parts:
+    ``code``, the n-independent part of its pattern part (block sizes, layers and heads, the
+    probability map and `_allowed`), the same for every n the predicates' template fits; and
+    the data of its n: ``plan`` (the keyword arguments of the module's `Plan`) and the data
+    lines of the pattern part (``data``). ``text()`` is the whole module."""
+
+    def __init__(self, compiled, code: str, data: str, plan: dict, left_out: set, parameterized: bool):
+        self.compiled, self.code, self.data, self.plan = compiled, code, data, plan
+        self.left_out, self.parameterized = left_out, parameterized
+
+    @property
+    def key(self) -> str:
+        """What identifies the kernels' source: the code part and what the module leaves out."""
+        return self.code + "\n# left out: " + ", ".join(sorted(self.left_out))
+
+    def text(self) -> str:
+        source = kernel_source()
+        pattern_part = self.data + "\n" + self.code
+        if self.left_out:
+            pattern_part += ("\n\n# Left out, as no list they merge is cut (the launch code calls them only when SPLIT_Q\n"
+                             f"# or SPLIT_K says so): {', '.join(sorted(self.left_out))}.")
+        text = source.assemble(_docstring(self.compiled, self.compiled.n), pattern_part,
+                               source.pattern_part_names(), self.left_out)
+        return _embed_input_checks(text)
+
+
+_INPUTS_IMPORT = "from patterndsl.inputs import layer_problem, qkv_problem  # noqa: E402  (replaced in a generated module)"
+
+
+def _embed_input_checks(text: str) -> str:
+    """The module with blocksparse.py's import of patterndsl/inputs.py's checks replaced by their
+    source (the flex target embeds them the same way): the same messages, no patterndsl."""
+    import inspect
+
+    from .. import inputs
+
+    assert text.count(_INPUTS_IMPORT) == 1, "blocksparse.py imports the input checks once"
+    embedded = "\n\n".join(inspect.getsource(function).rstrip() for function in (inputs.qkv_problem,
+                                                                                  inputs.layer_problem))
+    return text.replace(_INPUTS_IMPORT, embedded)
+
+
+def module_parts(compiled, block_size=None, max_blocks_per_program=None) -> ModuleParts:
+    """The parts of the generated kernel module for ``compiled`` (see `module_source`)."""
     block_q, block_k = compiled.block_sizes(block_size)
     check_block_sizes(block_q, block_k)
     limit = resolve_max_blocks(max_blocks_per_program)
     n = compiled.n
     source = kernel_source()
-    patterns, head_patterns = distinct_patterns(compiled)
+    patterns, head_patterns, expressions, backend = _predicates(compiled, block_q, block_k)
+    if any(_SEGMENT_NAMES.search(expression) for expression in expressions):
+        raise SpatError(Diagnostic("the Triton kernels do not run `segment` patterns yet (their segment ids "
+                                   "are run-time data the kernels do not load)",
+                                   help="use backend=\"native\" or \"reference\" for segment patterns"))
+    expressions, params = parameterize(compiled, expressions, head_patterns, block_q, block_k)
     layouts, layout_tables = _layout_tables(compiled, patterns, block_q, block_k)
-    split_tables, split_constants, cut = {}, [], {}
+    split_tables, split_constants, cut, plan = {}, [], {}, {"n": n, "head_patterns": head_patterns}
     for side, prefix, rows in (("Q", "", "query"), ("K", "t_", "key")):
         split = work_items(layout_tables[prefix + "partial_ptr"], layout_tables[prefix + "full_ptr"],
                            len(patterns), limit)
@@ -337,21 +455,24 @@ def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str
         side_limit, tables, counts = split if split else (None, {}, {"items": 0, "slots": 0, "splits": 0})
         for name in ("items", "item_info", "splits"):
             split_tables[f"{side.lower()}_{name}"] = tables.get(name, np.zeros(0, dtype=np.int32))
+        plan[f"split_{side.lower()}"] = (split is not None, counts["items"], counts["slots"], counts["splits"])
         split_constants.append(
             f"SPLIT_{side}, NUM_{side}_ITEMS, NUM_{side}_SLOTS, NUM_{side}_SPLITS = {split is not None}, "
             f"{counts['items']}, {counts['slots']}, {counts['splits']}"
             + (f"  # {rows} blocks' lists cut into pieces of <= {side_limit} blocks" if split else
                f"  # no {rows} block's list is cut"))
+    split_tables["params"] = np.array(params or [], dtype=np.int64)
 
-    backend = TritonBackend(block_q, block_k)
-    expressions = [predicate_source(p, "q", "k", n, backend) for p in patterns]
     data = {f"T_{name}": backend.tables[name] for name in sorted(backend.tables)}
-    buffer, where = _tables_buffer(source.literal("TABLE_NAMES"), {**layout_tables, **split_tables}, data)
+    names = source.literal("TABLE_NAMES")
+    buffer, where = _tables_buffer(names, {**layout_tables, **split_tables}, data)
+    plan["tables"] = buffer
 
     notes = {"partial_ptr": "[patterns * (NUM_Q_BLOCKS + 1)]", "partial_idx": "key blocks",
              "full_ptr": "[patterns * (NUM_Q_BLOCKS + 1)]", "full_idx": "key blocks",
              "t_partial_ptr": "[patterns * (NUM_K_BLOCKS + 1)]", "t_partial_idx": "query blocks",
-             "t_full_ptr": "[patterns * (NUM_K_BLOCKS + 1)]", "t_full_idx": "query blocks"}
+             "t_full_ptr": "[patterns * (NUM_K_BLOCKS + 1)]", "t_full_idx": "query blocks",
+             "params": f"the predicates' n-dependent constants P0.. ({len(params or [])})"}
     for side in ("q", "k"):
         count = f"NUM_{side.upper()}_ITEMS"
         notes[f"{side}_items"] = f"[patterns, {count}, 4]: partial start, end, full start, end"
@@ -360,17 +481,20 @@ def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str
     for name, array in data.items():
         notes[name] = f"{list(array.shape)} of {array.dtype.name}, read by _allowed"
     table_notes = [f"#   {offset:>9,} {size:>9,}  {name}: {notes[name]}" for name, (offset, size) in where.items()]
-    data_lines = [f"{name} = TABLES + {where[name][0]}  # {notes[name]}" for name in data]
+    # The data tables' offsets stand in the header (at n's own offsets), so `_allowed` reads the
+    # same at every n: for a random table, only its size changes with n.
+    data_lines = [f"{name} = TABLES + tl.load(TABLES + {len(names) + i})  # its offset, in the header"
+                  if params is not None else f"{name} = TABLES + {where[name][0]}  # {notes[name]}"
+                  for i, name in enumerate(data)]
+    data_lines += [f"P{j} = tl.load(_table(TABLES, PARAMS) + {j})" for j in range(len(params or []))]
 
     pattern_lines = "\n".join(f"    {str(p)!r}," for p in patterns)
     layout_lines = "\n".join(f"#   pattern {pid}: {layout.summary()}" for pid, layout in enumerate(layouts))
     allowed = source.node("_allowed")
     allowed_head = source.lines[allowed.decorator_list[0].lineno - 1:allowed.body[0].end_lineno]
-    pattern_part = "\n".join([
+    data_part = "\n".join([
         f"N = {n}  # the sequence length the tables were built for",
-        f"BLOCK_Q, BLOCK_K = {block_q}, {block_k}  # block layout: queries x keys per block",
         f"NUM_Q_BLOCKS, NUM_K_BLOCKS = {-(-n // block_q)}, {-(-n // block_k)}",
-        f"LAYERS, HEADS = {compiled.layers}, {compiled.heads}  # layer l uses HEAD_PATTERNS[l % LAYERS]",
         "# Work items (load balancing): whether long lists are cut, into how many pieces, scratch",
         "# slots (one per piece of a cut list) and cut lists.",
         *split_constants,
@@ -379,7 +503,6 @@ def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str
         f"PATTERNS = [\n{pattern_lines}\n]",
         "# HEAD_PATTERNS[layer][head]: the pattern id of each head (one entry: every head shares it).",
         f"HEAD_PATTERNS = {head_patterns!r}",
-        f"ALPHA = {alpha_of(compiled)!r}  # the probability map of the file's `prob`: None softmax, 2 sparsemax, else α-entmax",
         "# Block layouts:",
         layout_lines,
         "# TABLES (int32, zlib-compressed, base64), described below: offset, entries, table",
@@ -387,20 +510,32 @@ def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str
         "_TABLES = (",
         *(f'    "{chunk}",' for chunk in packed_lines(buffer)),
         ")",
+    ])
+    code_part = "\n".join([
+        "# The kernels' source from here on is the same at every n (n is a run-time argument).",
+        f"BLOCK_Q, BLOCK_K = {block_q}, {block_k}  # block layout: queries x keys per block",
+        f"LAYERS, HEADS = {compiled.layers}, {compiled.heads}  # layer l uses HEAD_PATTERNS[l % LAYERS]",
+        f"ALPHA = {alpha_of(compiled)!r}  # the probability map of the file's `prob`: None softmax, 2 sparsemax, else α-entmax",
         "",
         "",
         *allowed_head,
-        *_allowed_body(expressions, patterns, data_lines),
+        *_allowed_body(expressions, patterns, data_lines, params is not None),
     ])
     left_out = set()
     if not cut["Q"]:
         left_out.update(CUT_QUERY_LISTS_ONLY)
     if not (cut["Q"] or cut["K"]):
         left_out.update(CUT_LISTS_ONLY)
-    if left_out:
-        pattern_part += ("\n\n# Left out, as no list they merge is cut (the launch code calls them only when SPLIT_Q\n"
-                         f"# or SPLIT_K says so): {', '.join(sorted(left_out))}.")
-    return source.assemble(_docstring(compiled, n), pattern_part, source.pattern_part_names(), left_out)
+    return ModuleParts(compiled, code_part, data_part, plan, left_out, params is not None)
+
+
+def module_source(compiled, block_size=None, max_blocks_per_program=None) -> str:
+    """The generated kernel module for ``compiled`` with blocks of ``block_size`` (an int or
+    (BQ, BK); default: the file's `block`, else 128). ``max_blocks_per_program`` caps the blocks
+    one program walks (default: $PATTERNDSL_MAX_BLOCKS_PER_PROGRAM, else `default_max_blocks`).
+    Its tables are those of compiled.n; its kernels' source (the `code` of `module_parts`) is
+    the same at every n where the predicates' template fits."""
+    return module_parts(compiled, block_size, max_blocks_per_program).text()
 
 
 def _docstring(compiled, n: int) -> str:
