@@ -85,6 +85,10 @@ def index_member(indices: IndexSet, rows: np.ndarray) -> np.ndarray:
     """Bool [len(rows)]: rows ∈ indices, by binary search over its intervals."""
     if not indices.intervals:
         return np.zeros(rows.shape, dtype=bool)
+    if len(indices.intervals) == 1:  # one interval: two comparisons, no search (hubs at n = 2^24)
+        (lo, hi), = indices.intervals
+        rows = np.asarray(rows)
+        return (rows >= lo) & (rows < hi)
     starts = np.array([lo for lo, _ in indices.intervals], dtype=np.int64)
     ends = np.array([hi for _, hi in indices.intervals], dtype=np.int64)
     k = np.searchsorted(starts, rows, side="right") - 1

@@ -134,8 +134,21 @@ def _candidates(patterns, n, limit=12) -> list[int]:
     return (ordered[:limit] + extra)[: limit + 3]
 
 
+_ROWS: dict = {}  # the last few dense rows (hub rows are asked for by several rules of one check)
+_ROWS_KEPT = 4
+
+
 def _row(pattern, i, n) -> np.ndarray:
-    return evaluate(pattern, np.array([i]), n)[0]
+    key = (id(pattern), int(i), n)
+    hit = _ROWS.get(key)
+    if hit is not None and hit[0] is pattern:
+        return hit[1]
+    row = evaluate(pattern, np.array([i]), n)[0]
+    row.setflags(write=False)
+    if len(_ROWS) >= _ROWS_KEPT:
+        _ROWS.pop(next(iter(_ROWS)))
+    _ROWS[key] = (pattern, row)
+    return row
 
 
 def _column_full(pattern, h, n) -> bool:
