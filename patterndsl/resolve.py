@@ -39,6 +39,7 @@ from .errors import Diagnostic, Source, Span, SpatError, did_you_mean
 from .ir import Blocked, Complement, Difference, Intersection, Pattern, Union
 from .primitives import PRIMITIVES, ParamError
 from . import grid as G
+from .segments import transposes_segment_ranks
 
 MAX_INT = 1 << 62  # any integer beyond this in magnitude is an error, not a meaning
 MAX_IR_NODES = 100_000  # after expanding every def
@@ -1118,6 +1119,10 @@ class _Evaluator:
         if not self.d.is_pattern(value):
             self.r.fail(f"transpose takes a pattern, found {self.describe(value)}", arg_span,
                         help="write transpose(P): (i, j) is in it when (j, i) is in P")
+        if isinstance(value, Pattern) and transposes_segment_ranks(value):
+            self.r.fail("transpose of `segment_start` is not supported: it would need each query's rank "
+                        "within its segment", arg_span,
+                        help="segment is symmetric and may be transposed; write the sinks on the key side")
         return self._sized(self.d.transpose(value), span)
 
     def build_primitive(self, cls, positional, span, keywords=None):

@@ -183,6 +183,14 @@ def uses_segments(pattern) -> bool:
     return any(uses_segments(child) for child in pattern.children())
 
 
+def transposes_segment_ranks(pattern) -> bool:
+    """Whether transposing the pattern would need the queries' ranks within their segments
+    (`transpose(segment_start(k))`), which no target computes: refused where it is written."""
+    if getattr(pattern, "reads_segments", False):
+        return not getattr(pattern, "symmetric", False)
+    return any(transposes_segment_ranks(child) for child in pattern.children())
+
+
 def static_pattern(pattern, everything, nothing, positive: bool = True):
     """The pattern with each segment primitive replaced by ``everything`` where it appears
     positively and ``nothing`` where negatively (under an odd number of complements or
