@@ -121,6 +121,8 @@ for dtype_name, head_dim, with_split, with_entmax in configs:
                 constants.update(SPLIT=split)
                 if kernel is not module._attn_fwd:
                     constants["PROB"] = prob
+                else:  # as launched: the full blocks cut keys past n only at a ragged n
+                    constants["RAGGED"] = n % module.BLOCK_K != 0
             label = name + (" split, key bias" if split else "") + (" entmax" if prob and "entmax" not in name else "")
             build(label, kernel, dtype_name, head_dim, constants, warps, stages)
     if not with_split:

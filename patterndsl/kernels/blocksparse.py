@@ -128,7 +128,8 @@ def _table(TABLES, which):
 def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn, start, end,
                 BLOCK_LIST, TABLES, pattern, qk_scale, N, HEAD_DIM: tl.constexpr,
                 BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr):
+                APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
+                RAGGED: tl.constexpr = True):
     """Online softmax over the key blocks BLOCK_LIST[start:end], each BLOCK_K keys taken
     BLOCK_N at a time. Scores are kept in base 2 (qk_scale includes log2(e)); with HAS_BIAS,
     each key's bias (BIAS_row, float32 [N]) is added to its scores."""
@@ -150,7 +151,8 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, s
         if APPLY_PATTERN:
             connected = _allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES)
             qk = tl.where(connected, qk, float("-inf"))
-        else:  # a full block: only the keys past n are cut (N is a run-time argument)
+        elif RAGGED:  # a full block at the ragged end: only the keys past n are cut (N is a run-time
+            # argument; RAGGED, n % BLOCK_K != 0, is the one thing about it the kernel specializes on)
             qk = tl.where(offs_n[None, :] < N, qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         # A row that has met no connected key yet keeps m = -inf; measure it from 0
@@ -277,7 +279,7 @@ def _attn_fwd(Q, K, V, BIAS, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
               H, GROUP, qk_scale, N, M, Q_OFF, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
               BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
-              SPLIT: tl.constexpr, NUM_ITEMS, NUM_SLOTS):
+              SPLIT: tl.constexpr, NUM_ITEMS, NUM_SLOTS, RAGGED: tl.constexpr = True):
     """One program per tile of BLOCK_M queries and per (batch, head): its partial key blocks
     with the predicate, then its full blocks without. Writes the output and the natural-log
     log-sum-exp (-inf for an empty row). With HAS_BIAS, BIAS is the float32 key bias
@@ -307,7 +309,7 @@ def _attn_fwd(Q, K, V, BIAS, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
                                 qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, HAS_BIAS, PRECISION)
     acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
                                 full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern,
-                                qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PRECISION)
+                                qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PRECISION, RAGGED)
 
     if SPLIT:
         if slot >= 0:
@@ -1093,7 +1095,7 @@ def _forward(q, k, v, bias, head_pattern, sm_scale, plan=None, q_offset=0):
         heads, heads // k.shape[1], sm_scale * LOG2E.value, n, m, q_offset, HEAD_DIM=head_dim, BLOCK_Q=BLOCK_Q,
         BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, HAS_BIAS=bias is not None,
         PRECISION=precision, SPLIT=split, NUM_ITEMS=items, NUM_SLOTS=plan.num_q_slots if split else 0,
-        num_warps=warps, num_stages=stages)
+        RAGGED=n % BLOCK_K != 0, num_warps=warps, num_stages=stages)
     if split:
         _merge_forward(out, lse, acc_s, m_s, l_s, block_d, plan)
     return out, lse
