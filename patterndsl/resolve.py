@@ -39,7 +39,7 @@ from .errors import Diagnostic, Source, Span, SpatError, did_you_mean
 from .ir import Blocked, Complement, Difference, Intersection, Pattern, Union
 from .primitives import PRIMITIVES, ParamError
 from . import grid as G
-from .segments import transposes_segment_ranks
+from .segments import transposes_segment_ranks, uses_segments
 
 MAX_INT = 1 << 62  # any integer beyond this in magnitude is an error, not a meaning
 MAX_IR_NODES = 100_000  # after expanding every def
@@ -1015,6 +1015,10 @@ class _Evaluator:
             self.grids = self.grids[:-1]
             self.d.leave_grid()
             self.scale, self.hidden = saved, saved_hidden
+        if isinstance(body, Pattern) and uses_segments(body):
+            self.r.fail("`segment` and `segment_start` cannot be used inside grid { }", node.body.span,
+                        help="they compare token positions, and inside a grid the positions are cells; "
+                             "intersect outside: segment & grid(…) { … }")
         return self._sized(self.d.grid(dims, offset, order, tile, body), node.span)
 
     def _tuple(self, node: A.Tuple, scope):

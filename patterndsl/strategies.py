@@ -176,7 +176,8 @@ def grid_sources(draw, max_side: int = 6) -> str:
         if tile is not None:
             calls.append(st.builds("sliding_tiles({}, {})".format, k, k))
     calls.append(st.builds("transpose({})".format, st.one_of(calls)))
-    calls.append(primitive_sources())
+    calls.append(primitive_sources(tuple(name for name in PRIMITIVE_NAMES
+                                         if not getattr(PRIMITIVES[name], "reads_segments", False))))
     body = pattern_trees(max_depth=1, leaves=st.one_of(calls), continuation=False).map(lambda pair: pair[0])
     return f"grid({', '.join(options)}) {{ {draw(body)} }}"
 

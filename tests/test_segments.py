@@ -240,3 +240,12 @@ def test_count_bounds_hold_for_every_segmentation(source, n, data):
     if source in ("segment", "segment & causal", "segment & window(3, 0)"):
         assert high == brute_mask(pattern, np.zeros(n, dtype=np.int64)).sum()
         assert low == brute_mask(pattern, np.arange(n)).sum()
+
+
+@pytest.mark.parametrize("source, message", [
+    ("transpose(segment_start(2)) | causal", "transpose of `segment_start` is not supported"),
+    ("grid(4, 4) { segment & window2d(1, 1) }", "cannot be used inside grid"),
+])
+def test_refused_where_positions_are_not_tokens(source, message):
+    with pytest.raises(patterndsl.SpatError, match=message):
+        patterndsl.compile(source, 16)
