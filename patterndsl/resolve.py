@@ -929,7 +929,14 @@ class _Evaluator:
         finally:
             self.d.leave_blocks()
             self.scale, self.hidden = saved, saved_hidden
+        self._no_segments_inside(body, node.body.span, "blocks(B) { }", "blocks")
         return self._sized(self.d.blocks(size, body), node.span)
+
+    def _no_segments_inside(self, body, span, where: str, positions: str):
+        if isinstance(body, Pattern) and uses_segments(body):
+            self.r.fail(f"`segment` and `segment_start` cannot be used inside {where}", span,
+                        help=f"they compare token positions, and inside it the positions are {positions}; "
+                             "intersect outside instead, e.g. segment & (…)")
 
     def _grid(self, node: A.Scoped, scope):
         """`grid(H, W) { P }` / `grid(T, H, W) { P }` with offset=, order=, tile= (patterndsl/grid.py):
@@ -1015,10 +1022,7 @@ class _Evaluator:
             self.grids = self.grids[:-1]
             self.d.leave_grid()
             self.scale, self.hidden = saved, saved_hidden
-        if isinstance(body, Pattern) and uses_segments(body):
-            self.r.fail("`segment` and `segment_start` cannot be used inside grid { }", node.body.span,
-                        help="they compare token positions, and inside a grid the positions are cells; "
-                             "intersect outside: segment & grid(…) { … }")
+        self._no_segments_inside(body, node.body.span, "grid { }", "cells")
         return self._sized(self.d.grid(dims, offset, order, tile, body), node.span)
 
     def _tuple(self, node: A.Tuple, scope):

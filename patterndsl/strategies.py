@@ -107,10 +107,20 @@ def primitive_sources(names: "tuple[str, ...] | None" = None) -> st.SearchStrate
     return st.one_of([PRIMITIVES[name].call_sources(this_module) for name in (names or PRIMITIVE_NAMES)])
 
 
-def transposable_sources() -> st.SearchStrategy[str]:
+def transposable_sources(token_free: bool = False) -> st.SearchStrategy[str]:
     """Primitive calls that `transpose` takes: all but `segment_start` (its transpose would
     need each query's rank within its segment, which the resolver refuses)."""
-    return primitive_sources(tuple(name for name in PRIMITIVE_NAMES if name != "segment_start"))
+    names = _TOKEN_FREE if token_free else PRIMITIVE_NAMES
+    return primitive_sources(tuple(name for name in names if name != "segment_start"))
+
+
+def token_free_sources() -> st.SearchStrategy[str]:
+    """Primitive calls allowed inside blocks { } and grid { }: all but the segment primitives,
+    which compare token positions."""
+    return primitive_sources(_TOKEN_FREE)
+
+
+_TOKEN_FREE = tuple(name for name in PRIMITIVE_NAMES if not getattr(PRIMITIVES[name], "reads_segments", False))
 
 
 @functools.lru_cache(maxsize=None)
@@ -132,7 +142,7 @@ def blocked_sources() -> st.SearchStrategy[str]:
     """`blocks(B) { P }` with P a small expression over primitive calls (now and then
     transposed), B a constant (often a power of two). (A B that grows with n is valid, but its
     growth claim is only an O bound, and one that converges far beyond the n tests reach.)"""
-    inner = st.one_of(primitive_sources(), transposable_sources().map(lambda text: f"transpose({text})"))
+    inner = st.one_of(token_free_sources(), transposable_sources(token_free=True).map(lambda text: f"transpose({text})"))
     body = pattern_trees(max_depth=1, leaves=inner, continuation=False).map(lambda pair: pair[0])
     size = st.sampled_from(_BLOCK_SIZES)
     return st.tuples(size, body).map(lambda pair: f"blocks({pair[0]}) {{ {pair[1]} }}")
@@ -176,8 +186,7 @@ def grid_sources(draw, max_side: int = 6) -> str:
         if tile is not None:
             calls.append(st.builds("sliding_tiles({}, {})".format, k, k))
     calls.append(st.builds("transpose({})".format, st.one_of(calls)))
-    calls.append(primitive_sources(tuple(name for name in PRIMITIVE_NAMES
-                                         if not getattr(PRIMITIVES[name], "reads_segments", False))))
+    calls.append(token_free_sources())
     body = pattern_trees(max_depth=1, leaves=st.one_of(calls), continuation=False).map(lambda pair: pair[0])
     return f"grid({', '.join(options)}) {{ {draw(body)} }}"
 

@@ -47,7 +47,9 @@ def test_hand_drawn(source, n, rows):
 
 
 def _without_n(text: str) -> bool:
-    return "n" not in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)
+    """No `n` (its meaning differs inside blocks) and no segment primitive (refused there)."""
+    names = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)
+    return "n" not in names and not any(name.startswith("segment") for name in names)
 
 
 @settings(max_examples=60, deadline=None)

@@ -213,7 +213,7 @@ def _pipeline(source, n, block=(4, 8)):
 
 
 @settings(max_examples=40, deadline=None)
-@given(source=S.grid_sources(), extra=S.primitive_sources(), n=S.sizes(max_n=48), how=st.integers(0, 3))
+@given(source=S.grid_sources(), extra=S.token_free_sources(), n=S.sizes(max_n=48), how=st.integers(0, 3))
 def test_grids_nested_with_old_constructs(source, extra, n, how):
     """Every target and analysis against the dense reference, on grids drawn with the old
     constructs inside them (1D primitives on raster ranks) and around them."""

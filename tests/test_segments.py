@@ -245,6 +245,7 @@ def test_count_bounds_hold_for_every_segmentation(source, n, data):
 @pytest.mark.parametrize("source, message", [
     ("transpose(segment_start(2)) | causal", "transpose of `segment_start` is not supported"),
     ("grid(4, 4) { segment & window2d(1, 1) }", "cannot be used inside grid"),
+    ("blocks(2) { segment_start(1) }", "cannot be used inside blocks"),
 ])
 def test_refused_where_positions_are_not_tokens(source, message):
     with pytest.raises(patterndsl.SpatError, match=message):

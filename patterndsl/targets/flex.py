@@ -103,9 +103,10 @@ def _head_groups(patterns) -> list[tuple[int, int, object]]:
     return groups
 
 
-def mask_mod_source(compiled, layer: int = 0, block_size=None) -> MaskModSource:
+def mask_mod_source(compiled, layer: int = 0, block_size=None, *, one_document: bool = True) -> MaskModSource:
     """The mask_mod of one layer as source code (``block_size`` only sets the tiling
-    of `random`'s bitmap tables)."""
+    of `random`'s bitmap tables). ``one_document``: define the segment names for a pattern
+    using `segment` as one document (False: the caller defines them from run-time ids)."""
     block_q, block_k = compiled.block_sizes(block_size)
     layer, _ = compiled.index(layer, 0)
     backend = TorchBackend(block_q, block_k)
@@ -117,8 +118,13 @@ def mask_mod_source(compiled, layer: int = 0, block_size=None) -> MaskModSource:
     for (_, end, _), expression in zip(reversed(groups[:-1]), reversed(expressions[:-1])):
         body = f"torch.where(h < {end}, {expression},\n        {body})"
     where = ", ".join(f"heads {lo}..{hi}" for lo, hi, _ in groups) if len(groups) > 1 else "every head"
+    # Without run-time ids a pattern using `segment` means one document: every id equal,
+    # each key's rank in its segment its position (segment_mask_mod_factory reads real ids).
+    segment_names = (f"    {backend.SEG_Q}, {backend.SEG_K} = q_idx * 0, kv_idx * 0\n    {backend.SEGRANK_K} = kv_idx\n"
+                     if backend.uses_segments and one_document else "")
     source = (f"def mask_mod({', '.join(MASK_MOD_ARGS)}):\n"
               f"    # n = {compiled.n}, layer {layer}: {where}\n"
+              f"{segment_names}"
               f"    return {body}\n")
     return MaskModSource(source, backend.tables)
 
@@ -457,7 +463,7 @@ def segment_mask_mod_factory(compiled, layer: int = 0, block_size=None, device="
     segments.torch_ranks). The function is made once; each call's ids are only data."""
     import torch
 
-    made = mask_mod_source(compiled, layer, block_size)
+    made = mask_mod_source(compiled, layer, block_size, one_document=False)
     header, *body = made.source.splitlines()
     source = ("def make(SEG, SEGRANK):\n"
               f"    {header}\n"
