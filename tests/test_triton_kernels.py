@@ -576,7 +576,7 @@ def test_bad_inputs_are_diagnosed():
     q = torch.randn(1, 4, 32, 16)
     kv = torch.randn(1, 2, 32, 16)
     cases = [
-        ((torch.randn(1, 4, 31, 16), kv, kv), "compiled for n = 32"),
+        ((torch.randn(1, 4, 33, 16), kv, kv), "q has 33 rows but k, v have 32 keys"),
         ((q, torch.randn(1, 3, 32, 16), torch.randn(1, 3, 32, 16)), "must divide"),
         ((q.double(), kv.double(), kv.double()), "dtype"),
         ((torch.randn(1, 4, 32, 300), torch.randn(1, 2, 32, 300), torch.randn(1, 2, 32, 300)), "head_dim"),
