@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     print(f"n = {args.n}, best of {args.repeat}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print(f"| example | layers×heads | patterndsl dense (s) | create_mask (s) | create_mask / patterndsl |")
+    print("| example | layers×heads | patterndsl dense (s) | create_mask (s) | create_mask / patterndsl |")
     print("|---|---|---|---|---|")
     for path in sorted(EXAMPLES.glob("*.spat")):
         compiled = patterndsl.compile(path, n=args.n, memory_budget=16 << 30)

@@ -19,7 +19,6 @@ import patterndsl
 from patterndsl import randomgen
 from patterndsl import strategies as S
 from patterndsl.analysis import analyze_rows, connection_counts, degree_stats, row_degrees
-from patterndsl.reference import dense_mask
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 

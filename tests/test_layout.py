@@ -158,7 +158,7 @@ def test_grid_text_and_numbers():
 def test_efficiency_warning_suggests_a_block_size():
     compiled = patterndsl.compile(EXAMPLES / "design_card.spat", 4096)
     found = efficiency_warning(compiled.pattern(), compiled.layout())
-    message, help = found.message, found.help
+    help = found.help
     assert found.severity == "warning"
     assert "block efficiency 7.8% with 64 × 64 blocks" in message
     assert "block 16 gives" in help
@@ -169,7 +169,7 @@ def test_efficiency_warning_suggests_a_block_size():
 def test_efficiency_warning_without_a_better_block_size():
     compiled = patterndsl.compile("stride(40)", 1024)
     found = efficiency_warning(compiled.pattern(), compiled.layout(block_size=16))
-    message, help = found.message, found.help
+    help = found.help
     assert "no block size from 16 to 256 does much better" in help and "dense kernel" in help
 
 

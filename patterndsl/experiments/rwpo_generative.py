@@ -15,7 +15,6 @@ Nothing heavy is imported at module import time (`patterndsl --help` imports it)
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
