@@ -158,7 +158,7 @@ def test_grid_text_and_numbers():
 def test_efficiency_warning_suggests_a_block_size():
     compiled = patterndsl.compile(EXAMPLES / "design_card.spat", 4096)
     found = efficiency_warning(compiled.pattern(), compiled.layout())
-    help = found.help
+    message, help = found.message, found.help
     assert found.severity == "warning"
     assert "block efficiency 7.8% with 64 × 64 blocks" in message
     assert "block 16 gives" in help
