@@ -10,23 +10,14 @@ the step's output is checked against the full computation's last row before timi
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 import patterndsl
 from patterndsl.layout import block_layout
+from isolated import best_time
 
 PATTERN = "(window(256, 0) | cols(0..8)) & causal"
-
-
-def best(function, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -58,17 +49,17 @@ def main() -> None:
                                             backend="native")
 
             torch.testing.assert_close(step()[:, :, 0], full()[:, :, t], rtol=1e-5, atol=1e-5)
-            a, b = best(step, args.repeat), best(full, args.repeat)
+            a, b = best_time(step, args.repeat), best_time(full, args.repeat)
             print(f"| {n_kv:,} | {a * 1e3:.2f} ms | {b * 1e3:.1f} ms | {b / a:.0f}× |")
     # compiled.at: a new length (resolve + simplify) against a cached one
     fresh = patterndsl.compile(PATTERN, 16)
-    cold = best(lambda: fresh.at(fresh.n + 1 + len(fresh._lengths.entries) * 7919), 3)
-    warm = best(lambda: compiled.at(n), 100)
+    cold = best_time(lambda: fresh.at(fresh.n + 1 + len(fresh._lengths.entries) * 7919), 3)
+    warm = best_time(lambda: compiled.at(n), 100)
     print(f"\ncompiled.at(n): a new length {cold * 1e3:.2f} ms, a cached one {warm * 1e6:.1f} µs")
     big = 65536
     pattern = patterndsl.compile(PATTERN, big).pattern()
-    one_row = best(lambda: block_layout(pattern, big, 128, 128, q_offset=big - 1, q_len=1), args.repeat)
-    whole = best(lambda: block_layout(pattern, big, 128, 128), args.repeat)
+    one_row = best_time(lambda: block_layout(pattern, big, 128, 128, q_offset=big - 1, q_len=1), args.repeat)
+    whole = best_time(lambda: block_layout(pattern, big, 128, 128), args.repeat)
     print(f"layout at n = {big:,}, blocks 128: one row (q_offset = n - 1) {one_row * 1e3:.2f} ms, "
           f"the whole layout {whole * 1e3:.1f} ms ({whole / one_row:.0f}×)")
 

@@ -11,13 +11,13 @@ a dense mask at n = 16,384 in under 2 s. Best of --repeat runs.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
 from torch.nn.attention.flex_attention import create_mask
 
 import patterndsl
+from isolated import best_time
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -35,15 +35,6 @@ def _star(b, h, q, kv):
 
 
 RIVALS = {"design_card": _design_card, "sinks": _sinks, "star": _star}
-
-
-def best_time(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 
 def in_subprocess(script: str, case: list, timeout: float) -> dict:
@@ -26,3 +27,14 @@ def in_subprocess(script: str, case: list, timeout: float) -> dict:
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
         return {"error": "killed (out of memory?)" if done.returncode < 0 else last[:80]}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def best_time(function, repeat: int) -> float:
+    """The best wall time of ``repeat`` calls of ``function()``: on a shared machine the
+    minimum is the least noisy estimate of what a call costs."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best

@@ -30,7 +30,7 @@ import resource
 import time
 from pathlib import Path
 
-from isolated import in_subprocess
+from isolated import best_time, in_subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERNS = {  # name: (source, layer)
@@ -74,20 +74,12 @@ def run_case(pattern: str, n: int, method: str, prob: str, repeat: int, threads:
     result = {"cold": time.perf_counter() - start}
     torch.save(out, out_path)
 
-    def best(step):
-        times = []
-        for _ in range(repeat):
-            begin = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - begin)
-        return min(times)
-
     if method != "flex":
         forward().sum().backward()  # the first forward + backward sets the peak
         result["peak_mib"] = _peak_mib() - before
-        result["backward"] = best(lambda: forward().sum().backward())
+        result["backward"] = best_time(lambda: forward().sum().backward(), repeat)
     with torch.no_grad():
-        result["warm"] = best(forward)
+        result["warm"] = best_time(forward, repeat)
     return result
 
 
