@@ -1422,7 +1422,27 @@ class Transposed(_PointBacked):
         return backend.data(self, q, k, n)
 
     def block_estimate(self, grid):
-        return min(grid.num_blocks, self.row_point_count(grid.n) * grid.num_q + grid.num_q)
+        # From the operand's keys (as many pairs, the blocks transposed), never by inverting all
+        # n rows only to plan (and maybe refuse) the layout.
+        drawn = grid.n * self.operand.row_point_count(grid.n)
+        return min(grid.num_blocks, drawn // max(1, min(grid.block_q, grid.n)) + grid.num_k)
+
+    def inversion_bytes(self, n: int) -> int:
+        """About the peak bytes of inverting the operand's keys at n (`_inverted_points`: every
+        row's keys drawn at once, sorted by key, and the padded table of each row's queries),
+        from the operand's key count alone, so callers refuse it before it runs."""
+        drawn = n * self.operand.row_point_count(n)
+        # per drawn key: its value, owner, sort order, sorted copies and slots (int64 each);
+        # per row: the table is about r + a few slots wide (the busiest column), and a count
+        return drawn * _INVERSION_BYTES_PER_KEY + n * 8 * (self.operand.row_point_count(n) + 9)
+
+    def table_bytes(self, grid) -> int:
+        """The inversion (`inversion_bytes`) and the per-block bitmaps, as Random.table_bytes."""
+        words = grid.block_q * -(-grid.block_k // 32)
+        return self.inversion_bytes(grid.n) + grid.num_blocks * 5 + self.block_estimate(grid) * words * 12
+
+
+_INVERSION_BYTES_PER_KEY = 64
 
 
 @functools.lru_cache(maxsize=8)
