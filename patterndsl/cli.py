@@ -439,17 +439,28 @@ def run_verify(args) -> int:
     from .compiled import read_bounded
     from .verify import verify_report
 
+    from .verify import certificate_shape_problem
+
     source = _read(args.file)
     try:
-        cert = json.loads(read_bounded(Path(args.certificate), MAX_CERTIFICATE_BYTES).decode("utf-8"))
+        text = read_bounded(Path(args.certificate), MAX_CERTIFICATE_BYTES).decode("utf-8")
+        cert = json.loads(text)
+    except json.JSONDecodeError as exc:  # where the JSON breaks, as FILE:LINE:COL with a caret
+        raise SpatError(Diagnostic(f"cannot read the certificate: {exc.msg}", _json_span(text, exc.pos)),
+                        Source(text, args.certificate)) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SpatError(Diagnostic(f"cannot read the certificate {args.certificate}: {exc}")) from None
     except RecursionError:
         raise SpatError(Diagnostic(f"cannot read the certificate {args.certificate}: JSON nested too deeply",
                                    help="a certificate written by `check --certificate` nests 5 levels")) from None
+    problem = certificate_shape_problem(cert)
     n = cert.get("n") if isinstance(cert, dict) else None
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise SpatError(Diagnostic(f"{args.certificate} is not a patterndsl certificate (no valid \"n\")"))
+    if problem is None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        problem = f"n: {n!r} is not a positive integer"
+    if problem:  # pointed at the top-level value: the object that lacks the fields
+        raise SpatError(Diagnostic(f"not a patterndsl certificate: {problem.removeprefix('certificate: ')}",
+                                   _json_span(text, len(text) - len(text.lstrip()))),
+                        Source(text, args.certificate))
     compiled = compile_pattern(source, n)
     result = verify_report(compiled, cert, max_work=args.budget)
     for failure in result["failures"]:
@@ -465,6 +476,16 @@ def run_verify(args) -> int:
         return EXIT_UNCHECKED
     print(f"{args.certificate}: every claim was checked and holds")
     return EXIT_OK
+
+
+def _json_span(text: str, pos: int):
+    """The 1-based Span of the character at offset ``pos`` of a JSON text."""
+    from .errors import Span
+
+    pos = max(0, min(pos, len(text)))
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return Span(line, column, line, column + 1)
 
 
 def run_fmt(args) -> int:

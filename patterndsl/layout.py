@@ -398,7 +398,15 @@ def layout_memory(pattern, n: int, block_q: int, block_k: int) -> int:
     callers refuse a layout over the memory budget before building it."""
     grid = BlockGrid(n, block_q, block_k)
     return (pattern.block_estimate(grid) * _BYTES_PER_LISTED_BLOCK + (grid.num_q + grid.num_k) * _BYTES_PER_BLOCK_ROW
-            + n * _BYTES_PER_QUERY)
+            + n * _BYTES_PER_QUERY + inversion_memory(pattern, n))
+
+
+def inversion_memory(pattern, n: int) -> int:
+    """About the peak bytes of inverting the keys of every transpose(random) in ``pattern``
+    (its keys per row are the operand's queries per column: all n rows drawn and sorted
+    once), 0 when it has none: whatever reads such a pattern's rows pays it first."""
+    return max((node.inversion_bytes(n) for node in _point_nodes(pattern) if hasattr(node, "inversion_bytes")),
+               default=0)
 
 
 def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: int | None = None, *,

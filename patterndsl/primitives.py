@@ -1373,7 +1373,7 @@ class Random(_PointBacked):
         and one bitmap of block_q × ⌈block_k / 32⌉ words per block it touches."""
         keys = grid.n * min(self.r, grid.n)
         words = grid.block_q * -(-grid.block_k // 32)
-        return keys * 48 + grid.num_blocks * 5 + self.block_estimate(grid) * words * 12
+        return keys * 48 + grid.num_blocks * 5 + _bitmap_blocks(grid, min(self.r, grid.n)) * words * 12
 
 
 @dataclass(frozen=True)
@@ -1422,7 +1422,37 @@ class Transposed(_PointBacked):
         return backend.data(self, q, k, n)
 
     def block_estimate(self, grid):
-        return min(grid.num_blocks, self.row_point_count(grid.n) * grid.num_q + grid.num_q)
+        # From the operand's keys (as many pairs, the blocks transposed), never by inverting all
+        # n rows only to plan (and maybe refuse) the layout.
+        drawn = grid.n * self.operand.row_point_count(grid.n)
+        return min(grid.num_blocks, drawn // max(1, min(grid.block_q, grid.n)) + grid.num_k)
+
+    def inversion_bytes(self, n: int) -> int:
+        """About the peak bytes of inverting the operand's keys at n (`_inverted_points`: every
+        row's keys drawn at once, sorted by key, and the padded table of each row's queries),
+        from the operand's key count alone, so callers refuse it before it runs."""
+        drawn = n * self.operand.row_point_count(n)
+        # per drawn key: its value, owner, sort order, sorted copies and slots (int64 each);
+        # per row: the table is about r + a few slots wide (the busiest column), and a count
+        return drawn * _INVERSION_BYTES_PER_KEY + n * 8 * (self.operand.row_point_count(n) + 9)
+
+    def table_bytes(self, grid) -> int:
+        """The inversion (`inversion_bytes`) and the per-block bitmaps, as Random.table_bytes."""
+        words = grid.block_q * -(-grid.block_k // 32)
+        drawn = min(self.operand.row_point_count(grid.n), grid.n)  # keys per row, on average
+        return self.inversion_bytes(grid.n) + grid.num_blocks * 5 + _bitmap_blocks(grid, drawn) * words * 12
+
+
+def _bitmap_blocks(grid, keys_per_row: int) -> int:
+    """At most how many blocks rows of about ``keys_per_row`` scattered keys touch (each holds
+    a bitmap): a query block's rows hold block_q · keys_per_row keys, each in at most one
+    more key block. (Not n · r / block_k: random keys rarely share a block, so at n = 2^20
+    random(3)'s tables were 100 times that.)"""
+    per_query_block = min(grid.num_k, min(grid.block_q, grid.n) * keys_per_row)
+    return min(grid.num_blocks, grid.num_q * per_query_block)
+
+
+_INVERSION_BYTES_PER_KEY = 64
 
 
 @functools.lru_cache(maxsize=8)

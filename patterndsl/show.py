@@ -15,44 +15,259 @@ import numpy as np
 from .errors import Diagnostic, SpatError
 from .ir import IndexSet
 from .layout import FULL
-from .reference import evaluate, require_memory, row_blocks
+from .reference import evaluate, require_memory
 
 EXACT_LIMIT = 1 << 15  # above this n, rows are sampled
 MAX_N = 1 << 26
 _SHADES = "░▒▓"
-_SAMPLED_ROWS_PER_BIN = 8
-_SAMPLED_PAIRS_PER_CHUNK = 1 << 22  # pairs of sampled rows evaluated at once
 _BYTES_PER_EVALUATED_COLUMN = 32  # a row's index arrays and the predicates' temporaries (measured: 31)
-_SAMPLED_PAIRS = 1 << 28  # pairs evaluated for one sampled panel, unless one row per bin needs more
 
 
 def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool):
-    """(connected pairs, pairs looked at) per cell, and the totals."""
+    """Per cell: (connected pairs, pairs looked at), estimated (weighted) when sampled, and the
+    same unweighted; the totals (density: connected / looked) and the rows looked at.
+
+    Each query row looked at is counted per column bin from the pattern's row structure
+    (`_row_bin_counts`: its intervals, progressions and points, never the n keys of the row).
+    Sampled (n beyond EXACT_LIMIT): evenly spaced rows of every bin, plus the rows the
+    pattern singles out (the ends of its index lists: `global(0..8)`'s rows show however
+    thin), each weighted by the rows it stands for, so the density stays an unbiased estimate."""
     col_edges = (np.arange(cols + 1) * n) // cols
     row_edges = (np.arange(rows + 1) * n) // rows
-    counts = np.zeros((rows, cols), dtype=np.int64)
-    seen = np.zeros(rows, dtype=np.int64)  # query rows evaluated per row bin
+    counter = _RowCounter(pattern, n)
     if sample:
-        # Up to _SAMPLED_ROWS_PER_BIN rows per bin, fewer when n is so large that they would
-        # exceed _SAMPLED_PAIRS (at least one per bin: every bin is drawn).
-        per_bin = int(np.clip(_SAMPLED_PAIRS // (n * rows), 1, _SAMPLED_ROWS_PER_BIN))
-        picks = np.concatenate([np.unique(np.linspace(lo, hi - 1, per_bin).astype(np.int64))
-                                for lo, hi in zip(row_edges[:-1], row_edges[1:])])
-        # A few rows at a time: each evaluated row is n wide (64 MiB at n = 2^26).
-        per_chunk = max(1, _SAMPLED_PAIRS_PER_CHUNK // n)
-        query_blocks = [picks[start:start + per_chunk] for start in range(0, picks.size, per_chunk)]
+        per_bin = int(np.clip(_SAMPLED_ELEMENTS // (rows * counter.row_cost(cols)), 1, _MAX_SAMPLED_ROWS_PER_BIN))
+        regular = np.unique(np.concatenate([np.linspace(lo, hi - 1, per_bin).astype(np.int64)
+                                            for lo, hi in zip(row_edges[:-1], row_edges[1:])]))
+        special = _singled_out_rows(pattern, n)
+        regular = np.setdiff1d(regular, special, assume_unique=True)
+        picks = np.concatenate([special, regular])
+        weights = np.ones(picks.size, dtype=np.float64)
+        bins = np.searchsorted(row_edges, picks, side="right") - 1
+        held = np.bincount(bins[special.size:], minlength=rows)  # regular rows per bin
+        fixed = np.bincount(bins[:special.size], minlength=rows)  # singled-out rows per bin
+        stands_for = (np.diff(row_edges) - fixed) / np.maximum(held, 1)
+        weights[special.size:] = stands_for[bins[special.size:]]
     else:
-        query_blocks = [np.arange(lo, hi) for lo, hi in row_blocks(n)]
-    for query in query_blocks:
-        mask = evaluate(pattern, query, n)
-        per_col = np.add.reduceat(mask, col_edges[:-1], axis=1, dtype=np.int64)
+        picks = np.arange(n, dtype=np.int64)
+        weights = None
+    counts = np.zeros((rows, cols), dtype=np.float64 if sample else np.int64)
+    raw = np.zeros((rows, cols), dtype=np.int64)  # unweighted: full means every row looked at is full
+    seen = np.zeros(rows, dtype=np.int64)  # query rows evaluated per row bin
+    weight_seen = np.zeros(rows, dtype=np.float64)
+    step = max(1, _ELEMENTS_PER_CHUNK // counter.row_cost(cols))
+    for start in range(0, picks.size, step):
+        query = picks[start:start + step]
+        per_col = counter.bin_counts(query, col_edges)
         row_bin = np.searchsorted(row_edges, query, side="right") - 1
-        np.add.at(counts, row_bin, per_col)
+        np.add.at(raw, row_bin, per_col)
         np.add.at(seen, row_bin, 1)
-    capacity = seen[:, None] * np.diff(col_edges)[None, :]
-    total = int(counts.sum())
-    looked = int(seen.sum()) * n
-    return counts, capacity, total, looked
+        if sample:
+            w = weights[start:start + step]
+            np.add.at(counts, row_bin, per_col * w[:, None])
+            np.add.at(weight_seen, row_bin, w)
+    widths = np.diff(col_edges)
+    capacity = seen[:, None] * widths[None, :]
+    if not sample:
+        return raw, capacity, raw, capacity, int(raw.sum()), n * n, n
+    # the estimated fraction per cell, as (weighted count, weighted capacity)
+    weighted_capacity = weight_seen[:, None] * widths[None, :]
+    total = float(counts.sum())
+    return counts, weighted_capacity, raw, capacity, total, float(weight_seen.sum()) * n, int(picks.size)
+
+
+_SAMPLED_ELEMENTS = 1 << 22  # about this many [rows × segments] entries for one sampled panel
+_MAX_SAMPLED_ROWS_PER_BIN = 64
+_ELEMENTS_PER_CHUNK = 1 << 20
+_MAX_SINGLED_OUT = 1 << 12  # rows singled out by index lists, sampled besides the regular ones
+_COLUMN_SAMPLES = 256  # columns per cell evaluated where the row structure does not count a row
+
+
+def _singled_out_rows(pattern, n: int) -> np.ndarray:
+    """Sorted distinct rows at the ends of the index lists in ``pattern`` (global(R)'s R, …),
+    at most _MAX_SINGLED_OUT of them."""
+    found, stack, seen = set(), [pattern], set()
+    while stack and len(found) < _MAX_SINGLED_OUT:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for indices in node.index_sets():
+            for lo, hi in indices.intervals[:_MAX_SINGLED_OUT]:
+                found.update(r for r in (lo, hi - 1) if 0 <= r < n)
+        stack.extend(node.children())
+    return np.array(sorted(found)[:_MAX_SINGLED_OUT], dtype=np.int64)
+
+
+class _RowCounter:
+    """Per query row, the keys in each column bin, from the row structure: the row's keys are
+    cut into segments at the interval atoms' ends and the bins' edges, each segment counted in
+    closed form (as the exact counter does, patterndsl/analysis/counts.py), point atoms
+    corrected key by key. Rows the structure cannot count in closed form (several periodic
+    atoms with a large common period, or a node without a row structure) are evaluated on
+    _COLUMN_SAMPLES evenly spaced columns per bin: exact for bins that narrow, else estimated."""
+
+    def __init__(self, pattern, n: int):
+        from .analysis.counts import _Formula
+
+        self.pattern, self.n = pattern, n
+        self.estimated = False
+        try:
+            self.formula = _Formula(pattern, n)
+        except NotImplementedError:
+            self.formula = None
+
+    def row_cost(self, cols: int) -> int:
+        """About the array entries one row costs (for chunking and sampling)."""
+        if self.formula is None:
+            return (cols + 1) * _COLUMN_SAMPLES + self.n // 8
+        atoms = self.formula.atoms
+        cost = cols + 3 + 2 * len(atoms["interval"]) + sum(a.width(self.n) for a in atoms["points"])
+        return cost << min(len(atoms["periodic"]), 8) if len(atoms["periodic"]) > 1 else cost
+
+    def bin_counts(self, rows: np.ndarray, col_edges: np.ndarray) -> np.ndarray:
+        """int64 [len(rows), bins]: the keys of each row in each bin [col_edges[b], col_edges[b+1])."""
+        if self.formula is None:
+            return self._sampled(rows, col_edges)
+        counts, undecided = self._structural(rows, col_edges)
+        if undecided.any():
+            counts[undecided] = self._sampled(rows[undecided], col_edges)
+        return counts
+
+    def _sampled(self, rows, col_edges):
+        """Bin counts from evaluating the predicate on a few columns per bin (every column of a
+        bin no wider than _COLUMN_SAMPLES)."""
+        from .reference import index_dtype
+
+        n, bins = self.n, col_edges.size - 1
+        widths = np.diff(col_edges)
+        take = np.minimum(widths, _COLUMN_SAMPLES)
+        if np.any(take < widths):
+            self.estimated = True
+        columns = np.concatenate([lo + (np.arange(t) * w) // max(t, 1)
+                                  for lo, w, t in zip(col_edges[:-1], widths, take)]).astype(np.int64)
+        dtype = index_dtype(n)
+        out = np.zeros((rows.size, bins), dtype=np.int64)
+        step = max(1, (1 << 20) // max(1, n // 8 + columns.size))
+        for start in range(0, rows.size, step):
+            i = rows[start:start + step].astype(dtype).reshape(-1, 1)
+            hit = np.asarray(self.pattern.predicate(i, columns.astype(dtype).reshape(1, -1), n), dtype=bool)
+            hit = np.broadcast_to(hit, (i.shape[0], columns.size))
+            hits = np.add.reduceat(hit.astype(np.int64), np.concatenate([[0], np.cumsum(take)[:-1]]), axis=1)
+            hits = np.where(take[None, :] > 0, hits, 0)
+            # scale each bin's hits by the columns each sample stands for (exact when take == width)
+            out[start:start + step] = np.where(take == widths, hits,
+                                               np.rint(hits * widths / np.maximum(take, 1)).astype(np.int64))
+        return out
+
+    def _structural(self, rows, col_edges):
+        from .analysis.counts import _progression_count
+
+        formula, n = self.formula, self.n
+        B, bins = rows.size, col_edges.size - 1
+        intervals = [a.bounds(rows, n) for a in formula.atoms["interval"]]
+        periodic = [a.progression(rows, n) for a in formula.atoms["periodic"]]
+        point_atoms = formula.atoms["points"]
+        cuts = [np.broadcast_to(col_edges.astype(np.int64), (B, col_edges.size))]
+        cuts += [np.stack([lo, hi], axis=1) for lo, hi in intervals]
+        cuts = np.sort(np.concatenate(cuts, axis=1), axis=1)
+        seg_lo, seg_hi = cuts[:, :-1], cuts[:, 1:]
+        length = seg_hi - seg_lo
+        env = {("interval", k): (lo[:, None] <= seg_lo) & (seg_lo < hi[:, None])
+               for k, (lo, hi) in enumerate(intervals)}
+        for k in range(len(point_atoms)):
+            env[("points", k)] = False
+
+        def with_periodic(values):
+            return {**env, **{("periodic", k): v for k, v in enumerate(values)}}
+
+        def column(a):
+            return a[:, None] if isinstance(a, np.ndarray) else a
+
+        undecided = np.zeros(B, dtype=bool)
+        P = len(periodic)
+        if P == 0:
+            seg = np.where(np.broadcast_to(formula.evaluate(env), seg_lo.shape), length, 0)
+        elif P == 1:
+            m, a, c = periodic[0]
+            hits = _progression_count(seg_lo, seg_hi, m, column(a), c)
+            on = np.broadcast_to(formula.evaluate(with_periodic([True])), seg_lo.shape)
+            off = np.broadcast_to(formula.evaluate(with_periodic([False])), seg_lo.shape)
+            seg = np.where(on, hits, 0) + np.where(off, length - hits, 0)
+        else:
+            seg = np.zeros(seg_lo.shape, dtype=np.int64)
+            todo = length > 0
+            if P <= 8:
+                values = np.stack([np.broadcast_to(formula.evaluate(with_periodic([bool(t >> p & 1) for p in range(P)])),
+                                                   seg_lo.shape) for t in range(1 << P)])
+                constant = (values == values[0]).all(axis=0)
+                seg += np.where(constant & values[0], length, 0)
+                todo &= ~constant
+                for p in range(P):
+                    if not todo.any():
+                        break
+                    only_p = todo & np.all([values[t] == values[t & (1 << p)] for t in range(1 << P)], axis=0)
+                    if only_p.any():
+                        m, a, c = periodic[p]
+                        hits = _progression_count(seg_lo, seg_hi, m, column(a), c)
+                        part = np.where(values[1 << p], hits, 0) + np.where(values[0], length - hits, 0)
+                        seg += np.where(only_p, part, 0)
+                        todo &= ~only_p
+            if todo.any():
+                import math
+
+                lcm = math.lcm(*(m for m, _, _ in periodic))
+                if lcm <= 4096:  # by the residues mod the common period, in closed form
+                    extra = np.zeros(seg_lo.shape, dtype=np.int64)
+                    for rho in range(lcm):
+                        at = [(rho - column(a)) % m < c for m, a, c in periodic]
+                        hits = -((rho - seg_hi) // lcm) + ((rho - seg_lo) // lcm)
+                        extra += np.where(np.broadcast_to(formula.evaluate(with_periodic(at)), seg_lo.shape), hits, 0)
+                    seg += np.where(todo, extra, 0)
+                else:
+                    undecided = todo.any(axis=1)
+        # each segment lies in one bin (the bins' edges are cuts)
+        seg_bin = np.clip(np.searchsorted(col_edges, seg_lo, side="right") - 1, 0, bins - 1)
+        flat = (np.arange(B)[:, None] * bins + seg_bin).reshape(-1)
+        out = np.bincount(flat, weights=seg.reshape(-1), minlength=B * bins)
+        out = np.rint(out).astype(np.int64).reshape(B, bins)
+        if point_atoms:
+            out += self._point_corrections(rows, intervals, periodic, col_edges)
+        return out, undecided
+
+    def _point_corrections(self, rows, intervals, periodic, col_edges):
+        """F(i, j*) − F_without_points(i, j*) for every distinct point j* of each row, per bin."""
+        formula, n = self.formula, self.n
+        B, bins = rows.size, col_edges.size - 1
+        lists = [a.points(rows, n) for a in formula.atoms["points"]]
+        packed = []
+        for k, keys in enumerate(lists):
+            r, c = np.nonzero(keys >= 0)
+            packed.append((r * n + keys[r, c]) * len(lists) + k)
+        packed = np.sort(np.concatenate(packed)) if packed else np.zeros(0, dtype=np.int64)
+        pair, source = packed // len(lists), packed % len(lists)
+        first = np.ones(pair.size, dtype=bool)
+        first[1:] = pair[1:] != pair[:-1]
+        run = np.cumsum(first) - 1
+        distinct = pair[first]
+        local, cols = distinct // n, distinct % n
+        members = []
+        for k in range(len(lists)):
+            held = np.zeros(distinct.size, dtype=bool)
+            held[run[source == k]] = True
+            members.append(held)
+        env = {}
+        for k, (lo, hi) in enumerate(intervals):
+            env[("interval", k)] = (lo[local] <= cols) & (cols < hi[local])
+        for k, (m, a, c) in enumerate(periodic):
+            offset = a[local] if isinstance(a, np.ndarray) else a
+            env[("periodic", k)] = (cols - offset) % m < c
+        with_points = formula.evaluate({**env, **{("points", k): v for k, v in enumerate(members)}})
+        without = formula.evaluate({**env, **{("points", k): False for k in range(len(lists))}})
+        change = (np.broadcast_to(with_points, local.shape).astype(np.int64)
+                  - np.broadcast_to(without, local.shape))
+        key_bin = np.searchsorted(col_edges, cols, side="right") - 1
+        return np.bincount(local * bins + key_bin, weights=change, minlength=B * bins).astype(np.int64).reshape(B, bins)
 
 
 def _panel_lines(pattern, n: int, width: int) -> tuple[list[str], float, str]:
@@ -65,21 +280,21 @@ def _panel_lines(pattern, n: int, width: int) -> tuple[list[str], float, str]:
     cols = min(n, inner)
     rows = max(1, min(n, (cols + 1) // 2))  # a character is about twice as tall as wide
     sample = n > EXACT_LIMIT
-    counts, capacity, total, looked = _cell_counts(pattern, n, rows, cols, sample)
+    counts, capacity, raw, raw_capacity, total, looked, rows_looked = _cell_counts(pattern, n, rows, cols, sample)
     body = []
-    for count_row, capacity_row in zip(counts, capacity):
+    for count_row, capacity_row, raw_row, raw_cap_row in zip(counts, capacity, raw, raw_capacity):
         chars = []
-        for count, cap in zip(count_row, capacity_row):
-            if count == 0:
+        for count, cap, hits, most in zip(count_row, capacity_row, raw_row, raw_cap_row):
+            if hits == 0:
                 chars.append(" ")
-            elif count == cap:
+            elif hits == most:
                 chars.append("█")
-            else:
-                chars.append(_SHADES[min(2, int(3 * count / cap))])
+            else:  # any connection at all shows
+                chars.append(_SHADES[max(0, min(2, int(3 * count / cap)))])
         body.append("".join(chars))
     density = total / looked
     if sample:
-        return body, density, f"estimated from {looked // n:,} sampled rows"
+        return body, density, f"estimated from {rows_looked:,} sampled rows"
     return body, density, f"{total:,} of {n * n:,} pairs"
 
 
@@ -90,6 +305,12 @@ def render(compiled, width: int = 80) -> str:
         raise SpatError(Diagnostic(f"show draws masks up to n = {MAX_N:,}; n = {n:,} is larger"))
     require_memory(f"drawing n = {n:,} (whole rows of the mask, evaluated one at a time)",
                    n * _BYTES_PER_EVALUATED_COLUMN, compiled.memory_budget, "use a smaller --n")
+    from .layout import inversion_memory
+
+    for pattern in dict.fromkeys(p for layer in compiled.patterns for p in layer):
+        require_memory(lambda: f"drawing {_short(str(pattern), 60)} at n = {n:,} (inverting the keys of its "
+                               f"transpose(random): all n rows drawn and sorted once)",
+                       inversion_memory(pattern, n), compiled.memory_budget, "use a smaller --n")
     out = []
     for layer, patterns in enumerate(compiled.patterns):
         groups: dict = {}
@@ -100,7 +321,8 @@ def render(compiled, width: int = 80) -> str:
             where = [f"layer {layer}"] if compiled.layers > 1 else []
             if compiled.heads > 1:
                 where.append("heads " + head_ranges(heads) if len(heads) > 1 else f"head {heads[0]}")
-            title = " · ".join(where + [f"n = {n:,}", f"density {100 * density:.2f}% ({detail})"])
+            shown = f"{100 * density:.2f}" if density == 0 or density >= 5e-5 else f"{100 * density:.2g}"
+            title = " · ".join(where + [f"n = {n:,}", f"density {shown}% ({detail})"])
             out.append(title)
             out.append(f"  {_short(str(pattern), width - 2)}")
             span = len(body[0]) if body else 0

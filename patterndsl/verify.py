@@ -1044,6 +1044,28 @@ def source_digest(compiled) -> "str | None":
     return hashlib.sha256(text.encode("utf-8")).hexdigest() if isinstance(text, str) else None
 
 
+# The fields every certificate written by `check --certificate` has ("counts" is optional).
+REQUIRED_FIELDS = ("format", "source_sha256", "n", "layers", "heads", "prob", "nonempty_rows", "conditions")
+
+
+def certificate_shape_problem(cert) -> "str | None":
+    """Why ``cert`` cannot be a certificate at all (not a JSON object, or missing fields,
+    named), before any claim is read; None when it has every field it needs."""
+    if not isinstance(cert, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(cert), "a number" if isinstance(cert, (int, float)) else type(cert).__name__)
+        return (f"certificate: not a JSON object but {kind}; a certificate is the object "
+                f"`patterndsl check --certificate` writes, with the fields {', '.join(REQUIRED_FIELDS)}")
+    missing = [name for name in REQUIRED_FIELDS if name not in cert]
+    if len(missing) == len(REQUIRED_FIELDS):
+        return (f"certificate: the object has none of the fields a certificate needs "
+                f"({', '.join(REQUIRED_FIELDS)}): is it a file `patterndsl check --certificate` wrote?")
+    if missing:
+        return (f"certificate: missing the field{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                f"(a certificate needs {', '.join(REQUIRED_FIELDS)})")
+    return None
+
+
 def verify_report(source_or_compiled, cert, max_work: int = DEFAULT_BUDGET) -> dict:
     """Re-check every claim of ``cert``: {"failures": [...], "unchecked": [...]}. A
     certificate is accepted only when both are empty; "unchecked" lists the claims whose
@@ -1053,8 +1075,9 @@ def verify_report(source_or_compiled, cert, max_work: int = DEFAULT_BUDGET) -> d
     def refuse(why):
         return {"failures": [why], "unchecked": []}
 
-    if not isinstance(cert, dict):
-        return refuse("certificate: not an object")
+    problem = certificate_shape_problem(cert)
+    if problem:
+        return refuse(problem)
     if cert.get("format") != FORMAT:
         return refuse(f"format: the certificate is {cert.get('format')!r}; this checker reads {FORMAT!r}")
     n = cert.get("n")

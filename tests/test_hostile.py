@@ -106,6 +106,29 @@ CLI_CASES = {
     "torch at 2^20": (["compile", "p.spat", "--n", str(2**20), "--target", "torch"], 1, "mask needs 1.0 TiB"),
     "random tables of a module": (["compile", "random.spat", "--n", "65536", "--target", "flex", "-o", "m.py",
                                    "--memory-budget", "64M"], 1, "the tables of a FlexAttention module at n = 65,536"),
+    "transpose(random) layout at 2^26": (["layout", "tr.spat", "--n", str(2**26)], 1,
+                                         "the block layout of transpose(random(3, seed=1)) | window(1) at n = "
+                                         "67,108,864 in blocks of 128 × 128 needs about 20.3 GiB"),
+    "transpose(random) flex at 2^26": (["compile", "tr.spat", "--n", str(2**26), "--target", "flex", "-o", "m.py"],
+                                       1, "the tables of a FlexAttention module at n = 67,108,864"),
+    "transpose(random) triton at 2^26": (["compile", "tr.spat", "--n", str(2**26), "--target", "triton", "-o",
+                                          "m.py"], 1, "the tables of a Triton module at n = 67,108,864"),
+    "transpose(random) show at 2^26": (["show", "tr.spat", "--n", str(2**26)], 1,
+                                       "(inverting the keys of its transpose(random): all n rows drawn and sorted "
+                                       "once) needs about 18.0 GiB, more than the memory budget of 2.0 GiB"),
+    # certificates that are not one
+    "an empty certificate": (["verify", "p.spat", "empty.json"], 1,
+                             "empty.json:1:1: error: not a patterndsl certificate: the object has none of the fields "
+                             "a certificate needs (format, source_sha256, n, layers, heads, prob, nonempty_rows, "
+                             "conditions)"),
+    "a certificate that is a list": (["verify", "p.spat", "list.json"], 1,
+                                     "list.json:1:1: error: not a patterndsl certificate: not a JSON object but an "
+                                     "array"),
+    "a certificate with a few fields": (["verify", "p.spat", "few.json"], 1,
+                                        "few.json:1:1: error: not a patterndsl certificate: missing the fields "
+                                        "format, source_sha256, layers"),
+    "a certificate that is broken JSON": (["verify", "p.spat", "bad.json"], 1,
+                                          "bad.json:2:12: error: cannot read the certificate: Expecting value"),
     # check without --n
     "check an unknown name without n": (["check", "unknown.spat"], 1, "unknown primitive or function 'foo'"),
     "check mutual recursion without n": (["check", "recursive.spat"], 1, "recursive def: a → b → a"),
@@ -115,6 +138,8 @@ FILES = {
     "p.spat": "window(2)\n", "pic.png": "window(2)\n", "p.pt": "window(2)\n", "all.spat": "all\n",
     "random.spat": "random(1000, seed=1)\n", "unknown.spat": "foo(3)\n",
     "recursive.spat": "def a(x) = b(x)\ndef b(x) = a(x)\na(1)\n",
+    "tr.spat": "transpose(random(3, seed=1)) | window(1)\n", "empty.json": "{}\n", "list.json": "[]\n",
+    "few.json": '{"n": 16, "heads": 1}\n', "bad.json": '{"n": 16,\n "format": }\n',
 }
 
 
@@ -271,13 +296,28 @@ API_CASES = {
     "SparseAttention flex on CPU with grad": (
         lambda: patterndsl.SparseAttention("window(4)", 16, 2, backend="flex")(torch.zeros(1, 4, 16)),
         "FlexAttention has no backward pass on CPU"),
+    "verify_report of {}": (lambda: _verify("window(2)", {}),
+                            {"failures": ["certificate: the object has none of the fields a certificate needs "
+                                          "(format, source_sha256, n, layers, heads, prob, nonempty_rows, "
+                                          "conditions): is it a file `patterndsl check --certificate` wrote?"],
+                             "unchecked": []}),
+    "verify_report of a list": (lambda: _verify("window(2)", [])["failures"][0].split(";")[0],
+                                ("certificate: not a JSON object but an array")),
+    "transpose(random) layout at 2^26": (
+        lambda: patterndsl.compile("transpose(random(3, seed=1)) | window(1)", 2**26).layout(), "needs about 20.3 GiB"),
 }
+
+
+def _verify(source, cert):
+    from patterndsl.verify import verify_report
+
+    return verify_report(source, cert)
 
 
 @pytest.mark.parametrize("name", sorted(API_CASES))
 def test_python_api_hostile_values(name):
     call, expected = API_CASES[name]
-    if isinstance(expected, str):
+    if isinstance(expected, str) and not name.startswith("verify_report"):  # (a report is returned, not raised)
         with pytest.raises(SpatError) as info:
             call()
         assert expected in str(info.value)
