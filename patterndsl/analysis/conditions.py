@@ -72,7 +72,8 @@ from ..reference import evaluate
 from .counts import row_degrees
 from .graph import TooLarge, UnionGraph, tree_depths
 from .rowsets import TooManyIntervals, all_rows
-from .structural import as_runs, counting_refutation, interval_depth, layered_reach, run_witnesses
+from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
+from .structural_deciders import depth_by_cover, find_path
 
 FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
@@ -234,7 +235,11 @@ def _hamiltonian_exhaustive(union: np.ndarray):
 def _hamiltonian_dfs(union: np.ndarray, deadline: float):
     """A budgeted DFS (Warnsdorff order): a path, or None if none found in time."""
     n = union.shape[0]
-    succ = [np.flatnonzero(union[:, v] & (np.arange(n) != v)).tolist() for v in range(n)]  # who attends v
+    succ = []
+    for v in range(n):  # who attends v
+        if v % 64 == 0 and time.perf_counter() > deadline:
+            return None
+        succ.append(np.flatnonzero(union[:, v] & (np.arange(n) != v)).tolist())
     outdeg = np.array([len(s) for s in succ])
     for start in np.argsort(outdeg, kind="stable")[: min(n, 8)]:
         path, used = [int(start)], np.zeros(n, dtype=bool)
@@ -243,7 +248,7 @@ def _hamiltonian_dfs(union: np.ndarray, deadline: float):
         steps = 0
         while stack:
             steps += 1
-            if steps % 1024 == 0 and time.perf_counter() > deadline:
+            if (steps % 1024 == 0 or n > 256) and time.perf_counter() > deadline:
                 return None
             if len(path) == n:
                 return path
@@ -558,6 +563,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
         elif c3 is None and not c1_ok:
             c3 = _without_self_loops(patterns, n, graph, lo, first_ev)
         if c3 is None:
+            c3 = _cover_depth(patterns, n, c1_ok, hubs, deadline, first_ev)
+        if c3 is None:
             reason = ("strongly connected but C1 fails: undecided" if graph is not None or (lower and upper)
                       else "undecided within budget")
             c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
@@ -567,11 +574,29 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
             c2 = _component_refutations(graph, n)[0]
     if c2 is None and (refutation := counting_refutation(patterns, n)) is not None:
         c2 = {"holds": False, "refutation": refutation}
+    if c2 is None:
+        path = find_path(patterns, n, pair_values, hub_tokens(patterns, n), deadline)
+        if path is not None:
+            c2 = {"holds": True, "witness": {"runs": as_runs(path)}}
     if c2 is None and n <= SEARCH_N and deadline is not None:
         c2 = _searched_path(patterns, n, deadline)
     if c2 is None:
         c2 = {"holds": None, "reason": "undecided (no structural witness or refutation)"}
     return c2, c3
+
+
+def _cover_depth(patterns, n, c1_ok, hubs, deadline, first_ev):
+    """C3 by a cover (analysis/structural_deciders.py): bounds, or an empty column's refutation."""
+    deadline = max(deadline or 0.0, time.perf_counter() + 0.3)  # a slice even when the others ran late
+    c3 = depth_by_cover(patterns, n, c1_ok, hubs, pair_values, deadline)
+    if c3 is None or c3["holds"] is not True:
+        return c3
+    lo, hi = c3["s_bounds"]
+    if lo == 1 and hi >= 2 and first_ev:  # j ∉ A^0_i: s ≥ 2
+        c3["evidence"].update(first_ev)
+        c3["s_bounds"] = [2, hi]
+        c3["s"] = hi if hi == 2 else None
+    return c3
 
 
 def _searched_path(patterns, n, deadline):
