@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from ..primitives import Chunk, Dilated, Stride, Summary
-from .rowsets import TooManyIntervals, row_keys
+from .rowsets import TooManyIntervals, all_rows, row_keys
 
 ROW_LIMIT = 1 << 24  # intervals per row_keys call
 
@@ -46,21 +46,53 @@ class _Layers:
         self.deadline = deadline
         self._support: dict = {}
         self._pushed: dict = {}
+        self._rows: dict = {}
 
     def late(self) -> bool:
         return self.deadline is not None and time.perf_counter() > self.deadline
 
     def apply(self, k, X: np.ndarray) -> np.ndarray:
         """F_k(X): the keys of the rows in X in layer k (bool [n])."""
-        n = self.n
         if X.all():
             if k not in self._support:
                 self._support[k] = self._apply(k, X)
             return self._support[k].copy()
         return self._apply(k, X)
 
+    def _all(self, k):
+        """Layer k's rows as (own, lo, hi) over all tokens, or None when too many intervals."""
+        if k not in self._rows:
+            own, lo, hi, total = [], [], [], 0
+            try:
+                for rows, keys in all_rows(self.patterns[k], self.n, limit=ROW_LIMIT):
+                    own.append(rows[keys.own])
+                    lo.append(keys.lo)
+                    hi.append(keys.hi)
+                    total += keys.lo.size
+                    if total > 8 * self.n + (1 << 20):
+                        raise TooManyIntervals(total)
+                self._rows[k] = tuple(np.concatenate(a) for a in (own, lo, hi))
+            except TooManyIntervals:
+                self._rows[k] = None
+        return self._rows[k]
+
+    def thinnest(self, k, count=8) -> list:
+        """The rows of layer k with the fewest keys (empty rows first)."""
+        every = self._all(k)
+        if every is None:
+            return []
+        own, lo, hi = every
+        degree = np.bincount(own, weights=hi - lo, minlength=self.n)
+        return np.argsort(degree, kind="stable")[:count].tolist()
+
     def _apply(self, k, X):
         n = self.n
+        every = self._all(k)
+        if every is not None:
+            own, lo, hi = every
+            pick = X[own]
+            marks = np.bincount(lo[pick], minlength=n + 1) - np.bincount(hi[pick], minlength=n + 1)
+            return np.cumsum(marks[:n]) > 0
         rows = np.flatnonzero(X)
         marks = np.zeros(n + 1, dtype=np.int64)
         for start in range(0, rows.size, 1 << 16):
@@ -167,7 +199,8 @@ def depth_by_cover(patterns, n, c1_ok, candidates, pair_values, deadline=None, m
         hi, H = found
         ev = {"cover": {"step": hi, "tokens": [int(h) for h in H]}}
         lo = 1
-        rows = list(dict.fromkeys([0, n - 1, n // 2] + [int(c) for c in candidates if 0 <= c < n][:6]))
+        rows = list(dict.fromkeys([0, n - 1, n // 2] + [int(c) for c in candidates if 0 <= c < n][:6]
+                                  + np.linspace(0, n - 1, 16).astype(np.int64).tolist()))
         if c1_ok:
             for i in rows:
                 X = L.push(i, hi - 1)
@@ -181,7 +214,7 @@ def depth_by_cover(patterns, n, c1_ok, candidates, pair_values, deadline=None, m
             each = []
             for t in range(1, hi):
                 pair = None
-                for i in rows:
+                for i in list(dict.fromkeys(L.thinnest((t - 1) % p) + rows)):
                     X = L.push(i, t)
                     if X is None:
                         break
@@ -266,19 +299,76 @@ def path_families(patterns, n, hubs=()):
                 yield np.concatenate([body, hub])
 
 
-def find_path(patterns, n, pair_values, hubs=(), deadline=None):
-    """The first candidate of ``path_families`` whose every step is attended in the
-    union (``pair_values(P, i, j, n)``: conditions.py's), as an int64 array, or None."""
-    for g in path_families(patterns, n, hubs):
+def _union_steps(patterns, n, pair_values, i, j) -> np.ndarray:
+    """Bool [m]: some layer holds (i[k], j[k])."""
+    ok = np.zeros(i.size, dtype=bool)
+    for P in patterns:
+        todo = np.flatnonzero(~ok)
+        if todo.size == 0:
+            break
+        ok[todo] = pair_values(P, i[todo], j[todo], n)
+    return ok
+
+
+def repair(patterns, n, pair_values, g, max_bad=64, deadline=None):
+    """Mend the steps of γ that are not attended, one at a time: move into the gap
+    (a, b) a token x with x attending a and b attending x, whose old neighbours join
+    (the next attends the previous); or rotate γ when its first token attends its last.
+    The mended γ, or None."""
+    g = np.array(g, dtype=np.int64)
+    everyone = np.arange(n, dtype=np.int64)
+    for _ in range(2 * max_bad + 2):
         if deadline is not None and time.perf_counter() > deadline:
             return None
-        ok = np.zeros(n - 1, dtype=bool)
-        for P in patterns:
-            todo = np.flatnonzero(~ok)
-            if todo.size == 0:
-                break
-            ok[todo] = pair_values(P, g[1:][todo], g[:-1][todo], n)
-        if ok.all():
+        bad = np.flatnonzero(~_union_steps(patterns, n, pair_values, g[1:], g[:-1]))
+        if bad.size == 0:
             return g
+        if bad.size > max_bad:
+            return None
+        t = int(bad[0])
+        a, b = g[t], g[t + 1]
+        fits = (_union_steps(patterns, n, pair_values, everyone, np.full(n, a, dtype=np.int64))
+                & _union_steps(patterns, n, pair_values, np.full(n, b, dtype=np.int64), everyone))
+        fits[[a, b]] = False
+        pos = np.empty(n, dtype=np.int64)
+        pos[g] = np.arange(n)
+        moved = False
+        xs = np.flatnonzero(fits)
+        if xs.size:
+            s = pos[xs]
+            inner = (s > 0) & (s < n - 1)
+            join = np.ones(xs.size, dtype=bool)  # an end token leaves no gap behind
+            if inner.any():
+                join[inner] = _union_steps(patterns, n, pair_values, g[s[inner] + 1], g[s[inner] - 1])
+            pick = np.flatnonzero(join)
+            if pick.size:
+                x = int(xs[pick[0]])
+                rest = np.delete(g, pos[x])
+                at = int(np.flatnonzero(rest == a)[0]) + 1
+                g = np.insert(rest, at, x)
+                moved = True
+        if not moved:
+            if _union_steps(patterns, n, pair_values, g[:1], g[-1:])[0]:  # g[0] attends g[−1]
+                g = np.concatenate([g[t + 1:], g[:t + 1]])
+            else:
+                return None
     return None
 
+
+def find_path(patterns, n, pair_values, hubs=(), deadline=None):
+    """A candidate of ``path_families`` whose every step is attended in the union
+    (``pair_values(P, i, j, n)``: conditions.py's), as an int64 array, or None: first
+    as drawn, then the few with the fewest unattended steps mended by ``repair``."""
+    near = []
+    for g in path_families(patterns, n, hubs):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        ok = _union_steps(patterns, n, pair_values, g[1:], g[:-1])
+        if ok.all():
+            return g
+        near.append((int((~ok).sum()), len(near), g))
+    for _, _, g in sorted(near, key=lambda x: x[:2])[:3]:
+        mended = repair(patterns, n, pair_values, g, deadline=deadline)
+        if mended is not None:
+            return mended
+    return None
