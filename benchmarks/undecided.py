@@ -53,8 +53,8 @@ def draw_corpus(count: int, seed: int = 20261202) -> list:
     return [[s, rng.randint(*RANGE)] for s in sources]
 
 
-def load(count: "int | None"):
-    items = json.loads(CORPUS.read_text())
+def load(count: "int | None", start: int = 0):
+    items = json.loads(CORPUS.read_text())[start:]
     return items[:count] if count else items
 
 
@@ -86,13 +86,16 @@ def rates(items, budget: float):
     return files, heads, c2, c3, bounds, time.perf_counter() - start, undecided
 
 
-def examples(n: int, budget: float):
+def examples(n: int, budget: float, only=None, header=True):
     import patterndsl
     from patterndsl.analysis.conditions import check_conditions
 
-    print(f"\n| example at n = {n:,} | C2 | C3 | s | seconds |")
-    print("|---|---|---|---|---|")
+    if header:
+        print(f"\n| example at n = {n:,} | C2 | C3 | s | seconds |")
+        print("|---|---|---|---|---|")
     for path in sorted((ROOT / "examples").glob("*.spat")):
+        if only and path.stem not in only:
+            continue
         compiled = patterndsl.compile(path, n)
         t = time.perf_counter()
         conds = check_conditions(compiled, budget_seconds=budget)["conditions"]
@@ -108,12 +111,14 @@ def examples(n: int, budget: float):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=100, help="use the first COUNT files of the corpus (default 100)")
+    ap.add_argument("--start", type=int, default=0, help="skip the first START files of the corpus")
     ap.add_argument("--budget", type=float, default=2.0, help="check_conditions budget per file (seconds)")
     ap.add_argument("--save", type=int, nargs="?", const=300, default=None, metavar="COUNT",
                     help="draw a new corpus of COUNT files (default 300) into undecided_corpus.json")
     ap.add_argument("--examples-only", action="store_true")
     ap.add_argument("--no-examples", action="store_true")
     ap.add_argument("--list", action="store_true", help="print the undecided files")
+    ap.add_argument("--only", default=None, help="comma-separated example names (no table header)")
     args = ap.parse_args(argv)
     if args.save:
         CORPUS.write_text(json.dumps(draw_corpus(args.save), indent=0) + "\n")
@@ -123,10 +128,11 @@ def main(argv=None):
 
     print(f"patterndsl from {Path(patterndsl.__file__).parent}")
     if not args.examples_only:
-        items = load(args.count)
+        items = load(args.count, args.start)
         digest = hashlib.sha256(json.dumps(items).encode()).hexdigest()[:12]
         files, heads, c2, c3, bounds, seconds, undecided = rates(items, args.budget)
-        print(f"corpus {CORPUS.name} ({len(items)} files, sha256 {digest}…), {files} compile")
+        print(f"corpus {CORPUS.name} (files {args.start} … {args.start + len(items) - 1}, sha256 {digest}…), "
+              f"{files} compile")
         print("\n| n range | files | heads | C2 undecided | C3 undecided | C3 bounds only | seconds |")
         print("|---|---|---|---|---|---|---|")
         print(f"| {RANGE[0]:,} … {RANGE[1]:,} | {files} | {heads} | {c2} ({100 * c2 / max(heads, 1):.1f}%) "
@@ -136,7 +142,8 @@ def main(argv=None):
             for n, what, source in undecided:
                 print(f"\n--- n={n}{what}\n{source}")
     if not args.no_examples:
-        examples(1 << 20, max(args.budget, 20.0))
+        only = args.only.split(",") if args.only else None
+        examples(1 << 20, max(args.budget, 20.0), only, header=only is None)
 
 
 if __name__ == "__main__":

@@ -747,6 +747,10 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
             path = _greedy_path(union, min(deadline, time.perf_counter() + 0.5))
             if path is None:
                 path = _hamiltonian_dfs(union, min(deadline, time.perf_counter() + 0.5))
+            if path is None:  # the structural families, mended (analysis/structural_deciders.py)
+                found = find_path(patterns, n, pair_values, hub_tokens(patterns, n),
+                                  max(deadline, time.perf_counter() + 0.3))
+                path = found.tolist() if found is not None else None
             refutation = counting_refutation(patterns, n) if path is None else None
             c2 = ({"holds": True, "witness": path} if path is not None else
                   {"holds": False, "refutation": refutation} if refutation is not None else
