@@ -71,7 +71,7 @@ from ..probability import assumption2  # the argument for each map is in its doc
 from ..reference import evaluate
 from .counts import row_degrees
 from .graph import TooLarge, UnionGraph, tree_depths
-from .rowsets import TooManyIntervals, all_rows
+from .rowsets import TooManyIntervals
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
 from .structural_deciders import depth_by_cover, find_path
 
@@ -640,7 +640,7 @@ def _without_self_loops(patterns, n, graph, lo, first_ev):
         g > 1 puts the keys of row i in S^t into one class mod g, s infinite; g = 1 makes
         A primitive: with a self-loop at a token v, S^t = J once t ≥ dist(·, v) +
         dist(v, ·) (walk to v, wait there, walk on); else Wielandt's s ≤ (n − 1)² + 1."""
-    degrees = [np.concatenate([keys.degrees() for _, keys in all_rows(P, n)]) for P in patterns]
+    degrees = [row_degrees(P, n) for P in patterns]  # the exact counter: no interval lists
     if (degrees[0] == n).all():
         return {"holds": True, "s": 1, "s_bounds": [1, 1], "evidence": {"full_first": True}}
     empty = [np.flatnonzero(d == 0) for d in degrees]
@@ -654,7 +654,10 @@ def _without_self_loops(patterns, n, graph, lo, first_ev):
     out_tree, in_tree = graph.tree(root), graph.tree(root, reverse=True)
     if out_tree is None or in_tree is None:
         return None
-    period = graph.period(out_tree, root, patterns)
+    try:
+        period = graph.period(out_tree, root, patterns)
+    except TooManyIntervals:
+        return None
     if period > 1:
         return {"holds": False, "evidence": {"periodic": {"root": root, "out": out_tree.tolist(), "period": period}}}
     trees = {"root": root, "out": out_tree.tolist(), "in": in_tree.tolist()}

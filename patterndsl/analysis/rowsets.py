@@ -65,7 +65,7 @@ def _sweep(m: int, n: int, sets: list, keep) -> RowKeys:
     return RowKeys(m, own_k, lo_k, hi_k)
 
 
-def _periodic(m: int, n: int, progression, envelope=None) -> RowKeys:
+def _periodic(m: int, n: int, progression, envelope=None, limit=None) -> RowKeys:
     """The keys j with (j − start) mod period < width; with ``envelope`` (lo, hi per row),
     only those inside [lo, hi) (for an intersection whose other parts lie there)."""
     period, start, width = progression
@@ -79,6 +79,8 @@ def _periodic(m: int, n: int, progression, envelope=None) -> RowKeys:
         first = (env_lo - start) // period - 1
         last = (env_hi - 1 - start) // period
         count = np.where(env_lo < env_hi, np.maximum(last - first + 1, 0), 0)
+    if limit is not None and int(count.sum()) > limit:  # before allocating them
+        raise TooManyIntervals(int(count.sum()))
     own = np.repeat(np.arange(m, dtype=np.int64), count)
     q = np.arange(own.size, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count) + first[own]
     lo = start[own] + q * period
@@ -119,13 +121,13 @@ def _clean(m, n, own, lo, hi) -> RowKeys:
     return _sweep(m, n, [RowKeys(m, own, lo, hi)], lambda c: c >= 1)
 
 
-def _atom(atom, rows: np.ndarray, n: int) -> RowKeys:
+def _atom(atom, rows: np.ndarray, n: int, limit=None) -> RowKeys:
     m = rows.size
     if atom.kind == "interval":
         lo, hi = atom.bounds(rows, n)
         return _clean(m, n, np.arange(m, dtype=np.int64), np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64))
     if atom.kind == "periodic":
-        return _periodic(m, n, atom.progression(rows, n))
+        return _periodic(m, n, atom.progression(rows, n), limit=limit)
     keys = np.asarray(atom.points(rows, n), dtype=np.int64)
     own = np.repeat(np.arange(m, dtype=np.int64), keys.shape[1])
     flat = keys.reshape(-1)
@@ -144,7 +146,7 @@ def _formula(node, rows, n, limit) -> RowKeys:
             for o in others[1:]:
                 o_lo, o_hi = _envelope(o)
                 lo, hi = np.maximum(lo, o_lo), np.minimum(hi, o_hi)
-            others += [_checked(_periodic(rows.size, n, p.progression(rows, n), (lo, hi)), limit)
+            others += [_checked(_periodic(rows.size, n, p.progression(rows, n), (lo, hi), limit), limit)
                        for p in periodic]
             return _combine(others, rows.size, n, "all")
         return _combine([_formula(p, rows, n, limit) for p in node.parts], rows.size, n, "all")
@@ -152,7 +154,7 @@ def _formula(node, rows, n, limit) -> RowKeys:
         return _combine([_formula(node.part, rows, n, limit)], rows.size, n, "none")
     if isinstance(node, S.Scaled):  # a pattern over blocks: its atoms over tokens
         return _formula(S.scale(node.part, node.size, n), rows, n, limit)
-    return _checked(_atom(node, rows, n), limit)
+    return _checked(_atom(node, rows, n, limit), limit)
 
 
 def _checked(keys: RowKeys, limit) -> RowKeys:
