@@ -26,12 +26,14 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
         "finite_depth":
             {"holds": false, "unreachable": [i, j], "evidence": {"closed": ranges}}
           | {"holds": false, "evidence": {"recursion_cycles": [t0, t1]} | {"empty_rows": [i per layer]}
+                                         | {"empty_column": j}
                                          | {"periodic": {"root", "out": [parent of v], "period": g}}}
           | {"holds": true, "s": int | null, "s_bounds": [lo, hi],
              "evidence": {"hub": {"token", "row_step", "column_step"}, "chain": true,
                           "recursion": true, "intervals": true, "full_first": true, "aperiodic": true,
                           "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
-                          "missing_first": [i, j], "missing_before": [i, j]}}
+                          "missing_first": [i, j], "missing_before": [i, j],
+                          "cover": {"step": t, "tokens": [h, …]}, "missing_each": [[i, j] per step < lo]}}
           | {"holds": null, "s_bounds": [lo, null], "evidence": {...}, "reason": str}}],
      "counts": optional {"per_layer": [[count of layer k, head h]], "union": [per head]}}
 
@@ -73,6 +75,13 @@ it is re-checked:
     with lo_k and hi_k non-decreasing in i. Then S^t_i is an interval too, S^t = J
     exactly when S^t_{n−1} ∋ 0 and S^t_0 ∋ n − 1, and s is computed exactly by composing
     lo and hi along the layers: both bounds.
+  * cover {"step": t ≥ 2, "tokens": H}: every row of layer k(t) attends a token of H, and
+    S^{t−1}_x = [n] for each x ∈ H (recomputed for row x alone, without assuming C1):
+    S^t_i ⊇ S^{t−1}_x = [n] for every i, so s ≤ t.
+  * empty_column j: no row of layer 0 attends j; every S^t_i lies in the keys of layer 0,
+    so s is infinite.
+  * missing_each [[i_1, j_1], …, [i_{lo−1}, j_{lo−1}]]: j_t ∉ S^t_{i_t} for every t < lo,
+    each recomputed without assuming C1: so s ≥ lo.
   * missing_first: j ∉ A^0_i, so s ≥ 2. missing_before: given C1 (so S^t grows with t),
     j ∉ S^{lo−1}_i, recomputed for row i alone by pushing {i} through the layers
     k(lo − 1), …, k(1): so s ≥ lo.
