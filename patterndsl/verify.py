@@ -26,12 +26,14 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
         "finite_depth":
             {"holds": false, "unreachable": [i, j], "evidence": {"closed": ranges}}
           | {"holds": false, "evidence": {"recursion_cycles": [t0, t1]} | {"empty_rows": [i per layer]}
+                                         | {"empty_column": j}
                                          | {"periodic": {"root", "out": [parent of v], "period": g}}}
           | {"holds": true, "s": int | null, "s_bounds": [lo, hi],
              "evidence": {"hub": {"token", "row_step", "column_step"}, "chain": true,
                           "recursion": true, "intervals": true, "full_first": true, "aperiodic": true,
                           "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
-                          "missing_first": [i, j], "missing_before": [i, j]}}
+                          "missing_first": [i, j], "missing_before": [i, j],
+                          "cover": {"step": t, "tokens": [h, …]}, "missing_each": [[i, j] per step < lo]}}
           | {"holds": null, "s_bounds": [lo, null], "evidence": {...}, "reason": str}}],
      "counts": optional {"per_layer": [[count of layer k, head h]], "union": [per head]}}
 
@@ -73,6 +75,13 @@ it is re-checked:
     with lo_k and hi_k non-decreasing in i. Then S^t_i is an interval too, S^t = J
     exactly when S^t_{n−1} ∋ 0 and S^t_0 ∋ n − 1, and s is computed exactly by composing
     lo and hi along the layers: both bounds.
+  * cover {"step": t ≥ 2, "tokens": H}: every row of layer k(t) attends a token of H, and
+    S^{t−1}_x = [n] for each x ∈ H (recomputed for row x alone, without assuming C1):
+    S^t_i ⊇ S^{t−1}_x = [n] for every i, so s ≤ t.
+  * empty_column j: no row of layer 0 attends j; every S^t_i lies in the keys of layer 0,
+    so s is infinite.
+  * missing_each [[i_1, j_1], …, [i_{lo−1}, j_{lo−1}]]: j_t ∉ S^t_{i_t} for every t < lo,
+    each recomputed without assuming C1: so s ≥ lo.
   * missing_first: j ∉ A^0_i, so s ≥ 2. missing_before: given C1 (so S^t grows with t),
     j ∉ S^{lo−1}_i, recomputed for row i alone by pushing {i} through the layers
     k(lo − 1), …, k(1): so s ≥ lo.
@@ -758,6 +767,8 @@ def _check_unreachable(ch: _Claims, h, claim, ev) -> str | None:
         return None
     if "periodic" in ev:
         return _check_periodic(ch, h, ev["periodic"])
+    if "empty_column" in ev:
+        return _check_empty_column(ch, h, ev["empty_column"])
     pair = claim.get("unreachable")
     try:
         R = _members(ev.get("closed"), n)
@@ -881,6 +892,74 @@ def _row_after(ch: _Claims, h, i, steps) -> np.ndarray:
     return X
 
 
+def _row_after_any(ch: _Claims, h, i, steps) -> np.ndarray:
+    """S^{steps}_i without assuming C1: {i} pushed through layers k(steps), …, k(1), every
+    row reached read again at each step."""
+    n, p = ch.n, ch.p
+    X = np.zeros(n, dtype=bool)
+    X[i] = True
+    for t in range(steps, 0, -1):
+        k = (t - 1) % p
+        ch.meter.add(n // 64 + 1)
+        marks = np.zeros(n + 1, dtype=np.int64)
+        for rows in _batches(np.flatnonzero(X)):
+            ks = ch.rows(k, h, rows)
+            np.add.at(marks, ks.lo, 1)
+            np.add.at(marks, ks.hi, -1)
+        X = np.cumsum(marks[:n]) > 0
+        if not X.any():
+            break
+    return X
+
+
+def _check_cover(ch: _Claims, h, cover) -> "int | str":
+    """{"step": t, "tokens": H}, t ≥ 2: every row of layer k(t) attends a token of H and
+    S^{t−1}_x = [n] for each x ∈ H, so S^t_i ⊇ S^{t−1}_x = [n] for every i: s ≤ t (no C1
+    needed). Returns t, or why not."""
+    n, p = ch.n, ch.p
+    if not isinstance(cover, dict):
+        return "malformed cover"
+    t, H = cover.get("step"), cover.get("tokens")
+    if not (_int(t) and t >= 2 and isinstance(H, list) and H and all(_index(x, n) for x in H)):
+        return "malformed cover"
+    k = (t - 1) % p
+    inside = np.zeros(n, dtype=bool)
+    inside[H] = True
+    cum = np.concatenate([[0], np.cumsum(inside)])
+    for rows in _batches(np.arange(n, dtype=np.int64)):
+        ks = ch.rows(k, h, rows)
+        hits = np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=rows.size)
+        if (hits == 0).any():
+            return f"row {int(rows[np.flatnonzero(hits == 0)[0]])} of layer {k} attends no cover token"
+    for x in H:
+        if not _row_after_any(ch, h, x, t - 1).all():
+            return f"S^{t - 1} of cover token {x} is not everything"
+    return t
+
+
+def _check_missing_each(ch: _Claims, h, pairs, lo) -> "str | None":
+    """[[i_t, j_t] for t = 1 … lo − 1] with j_t ∉ S^t_{i_t}: no S^t (t < lo) is J, s ≥ lo."""
+    n = ch.n
+    if not (isinstance(pairs, list) and len(pairs) == lo - 1
+            and all(isinstance(q, list) and len(q) == 2 and all(_index(x, n) for x in q) for q in pairs)):
+        return f"missing_each needs one pair per step 1 … {lo - 1}"
+    for t, (i, j) in enumerate(pairs, start=1):
+        if _row_after_any(ch, h, i, t)[j]:
+            return f"the missing_each pair {[i, j]} is in S^{t}"
+    return None
+
+
+def _check_empty_column(ch: _Claims, h, j) -> "str | None":
+    """No row of layer k(1) = 0 attends j: every S^t_i ⊆ ∪_x A^0_x misses j, s is infinite."""
+    if not _index(j, ch.n):
+        return "malformed empty_column"
+    for rows in _batches(np.arange(ch.n, dtype=np.int64)):
+        ks = ch.rows(0, h, rows)
+        if ((ks.lo <= j) & (j < ks.hi)).any():
+            return f"column {j} of layer 0 is attended"
+    return None
+
+
 def _depths(parent: np.ndarray, root: int) -> "np.ndarray | None":
     """Hops from every token to the root along ``parent``; None unless it is a tree."""
     jump = np.where(np.arange(parent.size) == root, root, parent)
@@ -998,6 +1077,11 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
             if not (ch.c1(h) and ch.union_has(h, i, i - 1).all() and ch.union_has(h, i - 1, i).all()):
                 return "chain evidence does not hold"
             proved = min(proved or p * max(n - 1, 1), p * max(n - 1, 1))
+        if ev.get("cover") is not None:
+            step = _check_cover(ch, h, ev["cover"])
+            if isinstance(step, str):
+                return step
+            proved = min(proved or step, step)
         trees = ev.get("trees")
         if trees is not None:
             diameter = _tree_diameter_bound(ch, h, trees)
@@ -1027,6 +1111,8 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
         if ch.has(0, h, [mf[0]], [mf[1]])[0]:
             return "the missing_first pair is in layer 0"
         return None
+    if ev.get("missing_each") is not None:
+        return _check_missing_each(ch, h, ev["missing_each"], lo)
     if isinstance(mb, list) and len(mb) == 2 and all(_index(x, n) for x in mb):
         if not ch.c1(h):
             return "missing_before proves a lower bound only given C1, which fails"

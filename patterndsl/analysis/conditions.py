@@ -56,6 +56,11 @@ What is certified, and how (all without an n × n mask for large n):
     (analysis/structural.py), else bounds from BFS trees of U (s ≤ p·(height in + height
     out), given C1) and from S^t of a few rows; without C1: A^0 = J (s = 1), an empty
     row in every layer, or, with one layer, U's period (> 1: infinite; 1: primitive).
+  * at any n, with or without C1 (analysis/structural_deciders.py): s ≤ t by a cover (every
+    row of layer k(t) attends a token whose S^{t−1} is everything), s ≥ lo by one missing
+    pair per step without C1; s infinite when a column of layer 0 is never attended; C2
+    witnesses from path families (interleaved halves, step-d runs, alternating blocks,
+    hubs) mended by moving tokens into unattended gaps.
 Anything not decided within the budget is ``holds: None`` — never a guess.
 """
 from __future__ import annotations
@@ -71,8 +76,9 @@ from ..probability import assumption2  # the argument for each map is in its doc
 from ..reference import evaluate
 from .counts import row_degrees
 from .graph import TooLarge, UnionGraph, tree_depths
-from .rowsets import TooManyIntervals, all_rows
-from .structural import as_runs, counting_refutation, interval_depth, layered_reach, run_witnesses
+from .rowsets import TooManyIntervals
+from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
+from .structural_deciders import depth_by_cover, find_path
 
 FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
@@ -234,7 +240,11 @@ def _hamiltonian_exhaustive(union: np.ndarray):
 def _hamiltonian_dfs(union: np.ndarray, deadline: float):
     """A budgeted DFS (Warnsdorff order): a path, or None if none found in time."""
     n = union.shape[0]
-    succ = [np.flatnonzero(union[:, v] & (np.arange(n) != v)).tolist() for v in range(n)]  # who attends v
+    succ = []
+    for v in range(n):  # who attends v
+        if v % 64 == 0 and time.perf_counter() > deadline:
+            return None
+        succ.append(np.flatnonzero(union[:, v] & (np.arange(n) != v)).tolist())
     outdeg = np.array([len(s) for s in succ])
     for start in np.argsort(outdeg, kind="stable")[: min(n, 8)]:
         path, used = [int(start)], np.zeros(n, dtype=bool)
@@ -243,7 +253,7 @@ def _hamiltonian_dfs(union: np.ndarray, deadline: float):
         steps = 0
         while stack:
             steps += 1
-            if steps % 1024 == 0 and time.perf_counter() > deadline:
+            if (steps % 1024 == 0 or n > 256) and time.perf_counter() > deadline:
                 return None
             if len(path) == n:
                 return path
@@ -558,6 +568,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
         elif c3 is None and not c1_ok:
             c3 = _without_self_loops(patterns, n, graph, lo, first_ev)
         if c3 is None:
+            c3 = _cover_depth(patterns, n, c1_ok, hubs, deadline, first_ev)
+        if c3 is None:
             reason = ("strongly connected but C1 fails: undecided" if graph is not None or (lower and upper)
                       else "undecided within budget")
             c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
@@ -567,11 +579,30 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
             c2 = _component_refutations(graph, n)[0]
     if c2 is None and (refutation := counting_refutation(patterns, n)) is not None:
         c2 = {"holds": False, "refutation": refutation}
+    if c2 is None:
+        path = find_path(patterns, n, pair_values, hub_tokens(patterns, n),
+                         max(deadline or 0.0, time.perf_counter() + 0.5))  # a slice even when the others ran late
+        if path is not None:
+            c2 = {"holds": True, "witness": {"runs": as_runs(path)}}
     if c2 is None and n <= SEARCH_N and deadline is not None:
         c2 = _searched_path(patterns, n, deadline)
     if c2 is None:
         c2 = {"holds": None, "reason": "undecided (no structural witness or refutation)"}
     return c2, c3
+
+
+def _cover_depth(patterns, n, c1_ok, hubs, deadline, first_ev):
+    """C3 by a cover (analysis/structural_deciders.py): bounds, or an empty column's refutation."""
+    deadline = max(deadline or 0.0, time.perf_counter() + 0.3)  # a slice even when the others ran late
+    c3 = depth_by_cover(patterns, n, c1_ok, hubs, pair_values, deadline)
+    if c3 is None or c3["holds"] is not True:
+        return c3
+    lo, hi = c3["s_bounds"]
+    if lo == 1 and hi >= 2 and first_ev:  # j ∉ A^0_i: s ≥ 2
+        c3["evidence"].update(first_ev)
+        c3["s_bounds"] = [2, hi]
+        c3["s"] = hi if hi == 2 else None
+    return c3
 
 
 def _searched_path(patterns, n, deadline):
@@ -614,7 +645,7 @@ def _without_self_loops(patterns, n, graph, lo, first_ev):
         g > 1 puts the keys of row i in S^t into one class mod g, s infinite; g = 1 makes
         A primitive: with a self-loop at a token v, S^t = J once t ≥ dist(·, v) +
         dist(v, ·) (walk to v, wait there, walk on); else Wielandt's s ≤ (n − 1)² + 1."""
-    degrees = [np.concatenate([keys.degrees() for _, keys in all_rows(P, n)]) for P in patterns]
+    degrees = [row_degrees(P, n) for P in patterns]  # the exact counter: no interval lists
     if (degrees[0] == n).all():
         return {"holds": True, "s": 1, "s_bounds": [1, 1], "evidence": {"full_first": True}}
     empty = [np.flatnonzero(d == 0) for d in degrees]
@@ -628,7 +659,10 @@ def _without_self_loops(patterns, n, graph, lo, first_ev):
     out_tree, in_tree = graph.tree(root), graph.tree(root, reverse=True)
     if out_tree is None or in_tree is None:
         return None
-    period = graph.period(out_tree, root, patterns)
+    try:
+        period = graph.period(out_tree, root, patterns)
+    except TooManyIntervals:
+        return None
     if period > 1:
         return {"holds": False, "evidence": {"periodic": {"root": root, "out": out_tree.tolist(), "period": period}}}
     trees = {"root": root, "out": out_tree.tolist(), "in": in_tree.tolist()}
@@ -721,6 +755,10 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
             path = _greedy_path(union, min(deadline, time.perf_counter() + 0.5))
             if path is None:
                 path = _hamiltonian_dfs(union, min(deadline, time.perf_counter() + 0.5))
+            if path is None:  # the structural families, mended (analysis/structural_deciders.py)
+                found = find_path(patterns, n, pair_values, hub_tokens(patterns, n),
+                                  max(deadline, time.perf_counter() + 0.3))
+                path = found.tolist() if found is not None else None
             refutation = counting_refutation(patterns, n) if path is None else None
             c2 = ({"holds": True, "witness": path} if path is not None else
                   {"holds": False, "refutation": refutation} if refutation is not None else

@@ -65,15 +65,42 @@ def _sweep(m: int, n: int, sets: list, keep) -> RowKeys:
     return RowKeys(m, own_k, lo_k, hi_k)
 
 
-def _periodic(m: int, n: int, progression) -> RowKeys:
+def _periodic(m: int, n: int, progression, envelope=None, limit=None) -> RowKeys:
+    """The keys j with (j − start) mod period < width; with ``envelope`` (lo, hi per row),
+    only those inside [lo, hi) (for an intersection whose other parts lie there)."""
     period, start, width = progression
     start = np.broadcast_to(np.asarray(start, dtype=np.int64) % period, (m,))
     width = min(width, period)
-    count = np.full(m, (n - 1) // period + 2, dtype=np.int64)  # one period before 0 for the wrap
+    if envelope is None:
+        count = np.full(m, (n - 1) // period + 2, dtype=np.int64)  # one period before 0 for the wrap
+        first = np.full(m, -1, dtype=np.int64)
+    else:
+        env_lo, env_hi = np.maximum(envelope[0], 0), np.minimum(envelope[1], n)
+        first = (env_lo - start) // period - 1
+        last = (env_hi - 1 - start) // period
+        count = np.where(env_lo < env_hi, np.maximum(last - first + 1, 0), 0)
+    if limit is not None and int(count.sum()) > limit:  # before allocating them
+        raise TooManyIntervals(int(count.sum()))
     own = np.repeat(np.arange(m, dtype=np.int64), count)
-    q = np.arange(own.size, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count) - 1
+    q = np.arange(own.size, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count) + first[own]
     lo = start[own] + q * period
-    return _clean(m, n, own, lo, lo + width)
+    hi = lo + width
+    if envelope is not None:
+        lo, hi = np.maximum(lo, env_lo[own]), np.minimum(hi, env_hi[own])
+    return _clean(m, n, own, lo, hi)
+
+
+def _envelope(keys: RowKeys):
+    """(lo, hi) per row: from the first key to past the last (lo = hi = 0 for an empty row)."""
+    lo = np.zeros(keys.m, dtype=np.int64)
+    hi = np.zeros(keys.m, dtype=np.int64)
+    if keys.own.size:  # intervals are sorted by row
+        rows = np.arange(keys.m)
+        first = np.searchsorted(keys.own, rows, side="left")
+        last = np.searchsorted(keys.own, rows, side="right") - 1
+        has = last >= first
+        lo[has], hi[has] = keys.lo[first[has]], keys.hi[last[has]]
+    return lo, hi
 
 
 def _clean(m, n, own, lo, hi) -> RowKeys:
@@ -94,13 +121,13 @@ def _clean(m, n, own, lo, hi) -> RowKeys:
     return _sweep(m, n, [RowKeys(m, own, lo, hi)], lambda c: c >= 1)
 
 
-def _atom(atom, rows: np.ndarray, n: int) -> RowKeys:
+def _atom(atom, rows: np.ndarray, n: int, limit=None) -> RowKeys:
     m = rows.size
     if atom.kind == "interval":
         lo, hi = atom.bounds(rows, n)
         return _clean(m, n, np.arange(m, dtype=np.int64), np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64))
     if atom.kind == "periodic":
-        return _periodic(m, n, atom.progression(rows, n))
+        return _periodic(m, n, atom.progression(rows, n), limit=limit)
     keys = np.asarray(atom.points(rows, n), dtype=np.int64)
     own = np.repeat(np.arange(m, dtype=np.int64), keys.shape[1])
     flat = keys.reshape(-1)
@@ -112,12 +139,22 @@ def _formula(node, rows, n, limit) -> RowKeys:
     if isinstance(node, S.AnyOf):
         return _combine([_formula(p, rows, n, limit) for p in node.parts], rows.size, n, "any")
     if isinstance(node, S.AllOf):
+        periodic = [p for p in node.parts if getattr(p, "kind", None) == "periodic"]
+        others = [_formula(p, rows, n, limit) for p in node.parts if getattr(p, "kind", None) != "periodic"]
+        if periodic and others:  # the periodic parts only where the others can hold keys
+            lo, hi = _envelope(others[0])
+            for o in others[1:]:
+                o_lo, o_hi = _envelope(o)
+                lo, hi = np.maximum(lo, o_lo), np.minimum(hi, o_hi)
+            others += [_checked(_periodic(rows.size, n, p.progression(rows, n), (lo, hi), limit), limit)
+                       for p in periodic]
+            return _combine(others, rows.size, n, "all")
         return _combine([_formula(p, rows, n, limit) for p in node.parts], rows.size, n, "all")
     if isinstance(node, S.Not):
         return _combine([_formula(node.part, rows, n, limit)], rows.size, n, "none")
     if isinstance(node, S.Scaled):  # a pattern over blocks: its atoms over tokens
         return _formula(S.scale(node.part, node.size, n), rows, n, limit)
-    return _checked(_atom(node, rows, n), limit)
+    return _checked(_atom(node, rows, n, limit), limit)
 
 
 def _checked(keys: RowKeys, limit) -> RowKeys:
@@ -159,8 +196,31 @@ def row_keys(pattern, rows, n: int, limit: "int | None" = None) -> RowKeys:
     return walk(pattern)
 
 
+_ALL: dict = {}  # the last few patterns' rows (one check reads them for several rules)
+_ALL_KEPT = 4
+_ALL_INTERVALS = 1 << 22  # keep a pattern's rows only when they hold at most this many intervals
+
+
 def all_rows(pattern, n: int, limit: "int | None" = None, batch: int = 1 << 16):
-    """(rows, RowKeys) for every row of [0, n), a batch at a time."""
+    """(rows, RowKeys) for every row of [0, n), a batch at a time (read-only arrays)."""
+    key = (id(pattern), n, batch)
+    hit = _ALL.get(key)
+    if hit is not None and hit[0] is pattern:
+        yield from hit[1]
+        return
+    kept, total = [], 0
     for start in range(0, n, batch):
         rows = np.arange(start, min(n, start + batch), dtype=np.int64)
-        yield rows, row_keys(pattern, rows, n, limit)
+        keys = row_keys(pattern, rows, n, limit)
+        for a in (rows, keys.own, keys.lo, keys.hi):
+            a.setflags(write=False)
+        total += keys.lo.size
+        if kept is not None:
+            kept.append((rows, keys))
+            if total > _ALL_INTERVALS:
+                kept = None
+        yield rows, keys
+    if kept is not None:
+        if len(_ALL) >= _ALL_KEPT:
+            _ALL.pop(next(iter(_ALL)))
+        _ALL[key] = (pattern, kept)

@@ -1,0 +1,374 @@
+"""More structural decisions of C2 and C3 at any n (no n × n matrix); called from conditions.py.
+
+Notation as in conditions.py: layers A^0..A^{p−1}, k(t) = (t − 1) mod p, S^1_i = A^{k(1)}_i,
+S^t_i = ∪_{j ∈ A^{k(t)}_i} S^{t−1}_j, so S^t_i = F_{k(1)}(F_{k(2)}(… F_{k(t)}({i}))) with
+F_k(X) = ∪_{x ∈ X} A^k_x (``push``: t sweeps over the keys of the rows reached, each
+O(n · degree) from the rows' interval structure, analysis/rowsets.py). None of the
+rules below needs C1 (self-loops); s is the least t with S^t = J.
+
+C3 (``depth_by_cover``):
+  * upper bound by a cover: a step t ≥ 2 and a set H of tokens such that every row of
+    layer k(t) attends some h ∈ H, and S^{t−1}_h = [n] for each h ∈ H. Then
+    S^t_i ⊇ S^{t−1}_h = [n] for every i: S^t = J, s ≤ t. (A hub token — column full in
+    layer k(t) — is the case |H| = 1.) Evidence {"cover": {"step": t, "tokens": H}}.
+  * lower bound, given C1 (S^t grows with t): one pair j ∉ S^{lo−1}_i ("missing_before");
+    without C1, one pair per step: j_t ∉ S^t_{i_t} for every t < lo ("missing_each":
+    [[i_1, j_1], …, [i_{lo−1}, j_{lo−1}]]).
+  * refutation: a key j that no row of layer k(1) attends: every S^t_i ⊆ ∪_x A^{k(1)}_x,
+    so S^t ≠ J for every t, s is infinite. Evidence {"empty_column": j}.
+
+C2 (``path_families``): candidate Hamiltonian paths that structured patterns admit,
+each tested step by step on the union (O(n · pattern size) per candidate): runs of a
+constant step d (the residue classes mod d, ascending, descending or alternating
+direction — boustrophedon), consecutive blocks of b tokens in alternating direction,
+the two halves interleaved (for complements of bands), joined directly or through hub
+tokens. verify expands the runs and re-checks every step.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..primitives import Chunk, Dilated, Stride, Summary
+from .rowsets import TooManyIntervals, all_rows, row_keys
+
+ROW_LIMIT = 1 << 24  # intervals per row_keys call
+
+
+class _Layers:
+    """Row reads of one head's layers, with the column support of each layer cached."""
+
+    def __init__(self, patterns, n, deadline=None):
+        self.patterns = patterns
+        self.n = n
+        self.p = len(patterns)
+        self.deadline = deadline
+        self._support: dict = {}
+        self._pushed: dict = {}
+        self._rows: dict = {}
+
+    def late(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
+
+    def apply(self, k, X: np.ndarray) -> np.ndarray:
+        """F_k(X): the keys of the rows in X in layer k (bool [n])."""
+        if X.all():
+            if k not in self._support:
+                self._support[k] = self._apply(k, X)
+            return self._support[k].copy()
+        return self._apply(k, X)
+
+    def _all(self, k):
+        """Layer k's rows as (own, lo, hi) over all tokens, or None when too many intervals."""
+        if k not in self._rows:
+            own, lo, hi, total = [], [], [], 0
+            try:
+                for rows, keys in all_rows(self.patterns[k], self.n, limit=ROW_LIMIT):
+                    own.append(rows[keys.own])
+                    lo.append(keys.lo)
+                    hi.append(keys.hi)
+                    total += keys.lo.size
+                    if total > 8 * self.n + (1 << 20):
+                        raise TooManyIntervals(total)
+                self._rows[k] = tuple(np.concatenate(a) for a in (own, lo, hi))
+            except TooManyIntervals:
+                self._rows[k] = None
+        return self._rows[k]
+
+    def thinnest(self, k, count=8) -> list:
+        """The rows of layer k with the fewest keys (empty rows first)."""
+        every = self._all(k)
+        if every is None:
+            return []
+        own, lo, hi = every
+        degree = np.bincount(own, weights=hi - lo, minlength=self.n)
+        return np.argsort(degree, kind="stable")[:count].tolist()
+
+    def _apply(self, k, X):
+        n = self.n
+        every = self._all(k)
+        if every is not None:
+            own, lo, hi = every
+            pick = X[own]
+            marks = np.bincount(lo[pick], minlength=n + 1) - np.bincount(hi[pick], minlength=n + 1)
+            return np.cumsum(marks[:n]) > 0
+        rows = np.flatnonzero(X)
+        marks = np.zeros(n + 1, dtype=np.int64)
+        for start in range(0, rows.size, 1 << 16):
+            keys = row_keys(self.patterns[k], rows[start:start + (1 << 16)], n, ROW_LIMIT)
+            np.add.at(marks, keys.lo, 1)
+            np.add.at(marks, keys.hi, -1)
+        return np.cumsum(marks[:n]) > 0
+
+    def push(self, i: int, t: int) -> "np.ndarray | None":
+        """S^t_i (bool [n]), or None past the deadline."""
+        key = (int(i), int(t))
+        if key in self._pushed:
+            return self._pushed[key]
+        X = np.zeros(self.n, dtype=bool)
+        X[i] = True
+        for step in range(t, 0, -1):
+            if self.late():
+                return None
+            X = self.apply((step - 1) % self.p, X)
+            if not X.any():
+                break
+        self._pushed[key] = X
+        return X
+
+
+def _attenders(P, n, h, pair_values) -> np.ndarray:
+    """Bool [n]: the rows of P that attend h."""
+    rows = np.arange(n, dtype=np.int64)
+    return pair_values(P, rows, np.full(n, h, dtype=np.int64), n)
+
+
+def cover_set(P, n, candidates, pair_values, good=None, size=6):
+    """A small set H of tokens such that every row of P attends some h ∈ H, or None;
+    ``good(h)`` (when given) says whether h may be used. Greedy by rows covered, the
+    candidates first, then keys of the first row left uncovered."""
+    uncovered = np.ones(n, dtype=bool)
+    H: list = []
+    pool = list(dict.fromkeys(int(c) for c in candidates if 0 <= c < n))
+    columns: dict = {}
+    verdict: dict = {}
+    tried_rows = 0
+    while uncovered.any() and len(H) < size:
+        for c in pool:
+            if c not in columns:
+                columns[c] = _attenders(P, n, c, pair_values)
+        order = sorted((c for c in pool if c not in H and (columns[c] & uncovered).any()),
+                       key=lambda c: -int((columns[c] & uncovered).sum()))
+        best = None
+        for c in order[:8]:
+            if good is not None and c not in verdict:
+                verdict[c] = good(c)
+                if verdict[c] is None:
+                    return None  # out of time
+            if good is None or verdict[c]:
+                best = c
+                break
+        if best is None:  # no candidate helps: take keys of the first uncovered row
+            if tried_rows >= 3:
+                return None
+            tried_rows += 1
+            i = int(np.flatnonzero(uncovered)[0])
+            keys = row_keys(P, np.array([i]), n, ROW_LIMIT)
+            if keys.lo.size == 0:
+                return None  # an empty row: no cover exists
+            fresh = [x for lo, hi in zip(keys.lo[:3], keys.hi[:3])
+                     for x in (int(lo), int((lo + hi - 1) // 2), int(hi - 1)) if x not in columns]
+            if not fresh:
+                return None
+            pool.extend(dict.fromkeys(fresh))
+            continue
+        H.append(best)
+        uncovered &= ~columns[best]
+    return H if not uncovered.any() else None
+
+
+def depth_by_cover(patterns, n, c1_ok, candidates, pair_values, deadline=None, max_step=None):
+    """C3 from covers (module docstring): a finite_depth claim (holds True with bounds),
+    or {"holds": False, "evidence": {"empty_column": j}}, or None."""
+    p = len(patterns)
+    L = _Layers(patterns, n, deadline)
+    try:
+        support = L.apply(0, np.ones(n, dtype=bool))
+        if not support.all():
+            return {"holds": False, "evidence": {"empty_column": int(np.flatnonzero(~support)[0])}}
+        max_step = max_step or min(4 * p + 4, 16)
+        found = None
+        for t in range(2, max_step + 1):
+            if L.late():
+                return None
+            k = (t - 1) % p
+
+            def good(c, t=t):
+                X = L.push(c, t - 1)
+                return None if X is None else bool(X.all())
+
+            H = cover_set(patterns[k], n, candidates, pair_values, good)
+            if H is not None:
+                found = (t, H)
+                break
+            if L.late():
+                return None
+        if found is None:
+            return None
+        hi, H = found
+        ev = {"cover": {"step": hi, "tokens": [int(h) for h in H]}}
+        lo = 1
+        rows = list(dict.fromkeys([0, n - 1, n // 2] + [int(c) for c in candidates if 0 <= c < n][:6]
+                                  + np.linspace(0, n - 1, 16).astype(np.int64).tolist()))
+        if c1_ok:
+            for i in rows:
+                X = L.push(i, hi - 1)
+                if X is None:
+                    break
+                if not X.all():
+                    lo = hi
+                    ev["missing_before"] = [int(i), int(np.flatnonzero(~X)[0])]
+                    break
+        else:
+            each = []
+            for t in range(1, hi):
+                pair = None
+                for i in list(dict.fromkeys(L.thinnest((t - 1) % p) + rows)):
+                    X = L.push(i, t)
+                    if X is None:
+                        break
+                    if not X.all():
+                        pair = [int(i), int(np.flatnonzero(~X)[0])]
+                        break
+                if pair is None:
+                    break
+                each.append(pair)
+            lo = len(each) + 1
+            if each:
+                ev["missing_each"] = each
+    except TooManyIntervals:
+        return None
+    return {"holds": True, "s": hi if lo == hi else None, "s_bounds": [lo, hi], "evidence": ev}
+
+
+# ---- C2: path families --------------------------------------------------------------------
+
+
+def _sizes(patterns, n):
+    """Steps and block sizes the pattern's primitives suggest, and a few small ones."""
+    steps, blocks = {2, 3, 4, 5}, set()
+
+    def walk(node):
+        if isinstance(node, Dilated):
+            steps.add(node.d)
+        elif isinstance(node, Stride):
+            steps.add(node.s)
+        elif isinstance(node, (Chunk, Summary)):
+            blocks.add(node.b)
+        block = getattr(node, "block", None)
+        if isinstance(block, int):
+            blocks.add(block)
+        for child in node.children():
+            walk(child)
+
+    for P in patterns:
+        walk(P)
+    return sorted(d for d in steps if 2 <= d < n and d <= 256), sorted(b for b in blocks if 2 <= b < n)
+
+
+def path_families(patterns, n, hubs=()):
+    """Candidate permutations γ (int64 arrays), cheapest first (module docstring)."""
+    if n < 3:
+        return
+    idx = np.arange(n, dtype=np.int64)
+    half = (n + 1) // 2
+    inter = np.empty(n, dtype=np.int64)
+    inter[0::2] = idx[:half]
+    inter[1::2] = idx[half:]
+    for g in (inter, inter[::-1], n - 1 - inter, (n - 1 - inter)[::-1]):
+        yield g
+    steps, blocks = _sizes(patterns, n)
+    for d in steps:
+        classes = [np.arange(r, n, d, dtype=np.int64) for r in range(d)]
+        for order in (classes, classes[::-1]):
+            for flip in ("up", "down", "zig", "zag"):
+                parts = []
+                for q, c in enumerate(order):
+                    down = flip == "down" or (flip == "zig" and q % 2 == 1) or (flip == "zag" and q % 2 == 0)
+                    parts.append(c[::-1] if down else c)
+                yield np.concatenate(parts)
+    for b in blocks:
+        chunks = [idx[a:a + b] for a in range(0, n, b)]
+        for first_down in (False, True):
+            parts = [c[::-1] if (q % 2 == 1) != first_down else c for q, c in enumerate(chunks)]
+            g = np.concatenate(parts)
+            yield g
+            yield g[::-1]
+    if hubs:
+        hub = np.array(sorted(set(int(h) for h in hubs if 0 <= h < n)), dtype=np.int64)
+        if hub.size and hub.size < n:
+            rest = idx[~np.isin(idx, hub)]
+            m = rest.size
+            h2 = (m + 1) // 2
+            mixed = np.empty(m, dtype=np.int64)
+            mixed[0::2] = rest[:h2]
+            mixed[1::2] = rest[h2:]
+            for body in (rest, rest[::-1], mixed, mixed[::-1]):
+                yield np.concatenate([hub, body])
+                yield np.concatenate([body, hub])
+
+
+def _union_steps(patterns, n, pair_values, i, j) -> np.ndarray:
+    """Bool [m]: some layer holds (i[k], j[k])."""
+    ok = np.zeros(i.size, dtype=bool)
+    for P in patterns:
+        todo = np.flatnonzero(~ok)
+        if todo.size == 0:
+            break
+        ok[todo] = pair_values(P, i[todo], j[todo], n)
+    return ok
+
+
+def repair(patterns, n, pair_values, g, max_bad=64, deadline=None):
+    """Mend the steps of γ that are not attended, one at a time: move into the gap
+    (a, b) a token x with x attending a and b attending x, whose old neighbours join
+    (the next attends the previous); or rotate γ when its first token attends its last.
+    The mended γ, or None."""
+    g = np.array(g, dtype=np.int64)
+    everyone = np.arange(n, dtype=np.int64)
+    for _ in range(2 * max_bad + 2):
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
+        bad = np.flatnonzero(~_union_steps(patterns, n, pair_values, g[1:], g[:-1]))
+        if bad.size == 0:
+            return g
+        if bad.size > max_bad:
+            return None
+        t = int(bad[0])
+        a, b = g[t], g[t + 1]
+        fits = (_union_steps(patterns, n, pair_values, everyone, np.full(n, a, dtype=np.int64))
+                & _union_steps(patterns, n, pair_values, np.full(n, b, dtype=np.int64), everyone))
+        fits[[a, b]] = False
+        pos = np.empty(n, dtype=np.int64)
+        pos[g] = np.arange(n)
+        moved = False
+        xs = np.flatnonzero(fits)
+        if xs.size:
+            s = pos[xs]
+            inner = (s > 0) & (s < n - 1)
+            join = np.ones(xs.size, dtype=bool)  # an end token leaves no gap behind
+            if inner.any():
+                join[inner] = _union_steps(patterns, n, pair_values, g[s[inner] + 1], g[s[inner] - 1])
+            pick = np.flatnonzero(join)
+            if pick.size:
+                x = int(xs[pick[0]])
+                rest = np.delete(g, pos[x])
+                at = int(np.flatnonzero(rest == a)[0]) + 1
+                g = np.insert(rest, at, x)
+                moved = True
+        if not moved:
+            if _union_steps(patterns, n, pair_values, g[:1], g[-1:])[0]:  # g[0] attends g[−1]
+                g = np.concatenate([g[t + 1:], g[:t + 1]])
+            else:
+                return None
+    return None
+
+
+def find_path(patterns, n, pair_values, hubs=(), deadline=None):
+    """A candidate of ``path_families`` whose every step is attended in the union
+    (``pair_values(P, i, j, n)``: conditions.py's), as an int64 array, or None: first
+    as drawn, then the few with the fewest unattended steps mended by ``repair``."""
+    near = []
+    for g in path_families(patterns, n, hubs):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        ok = _union_steps(patterns, n, pair_values, g[1:], g[:-1])
+        if ok.all():
+            return g
+        near.append((int((~ok).sum()), len(near), g))
+    for _, _, g in sorted(near, key=lambda x: x[:2])[:3]:
+        mended = repair(patterns, n, pair_values, g, deadline=deadline)
+        if mended is not None:
+            return mended
+    return None

@@ -1,0 +1,233 @@
+"""The deciders of patterndsl/analysis/structural_deciders.py (covers, missing_each,
+empty columns, path families and their repair) against brute force on dense boolean
+matrices, at n in 2,049 … 4,099 (above DENSE_N, where conditions.py calls them), and
+verify's checks of their evidence against corruptions."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import patterndsl
+from patterndsl import strategies as S
+from patterndsl.analysis import conditions
+from patterndsl.analysis.conditions import certificate, check_conditions, pair_values
+from patterndsl.analysis.rowsets import row_keys
+from patterndsl.analysis.structural_deciders import depth_by_cover, find_path, repair
+from patterndsl.reference import evaluate
+from patterndsl.verify import verify_report
+
+
+def _masks(compiled, h=0):
+    return [compiled.dense(k, h) for k in range(compiled.layers)]
+
+
+def _depths(masks, upto):
+    """[S^1 = J, …, S^upto = J] by dense products (S^t = M_t S^{t−1}; small n only)."""
+    p = len(masks)
+    S = masks[0].astype(np.float32)
+    out = [bool((S > 0).all())]
+    for t in range(2, upto + 1):
+        S = (masks[(t - 1) % p].astype(np.float32) @ S > 0).astype(np.float32)
+        out.append(bool((S > 0).all()))
+    return out
+
+
+def _row_after(masks, i, t):
+    """S^t_i on the dense masks: {i} pushed through layers k(t), …, k(1)."""
+    x = np.zeros(masks[0].shape[0], dtype=bool)
+    x[i] = True
+    for step in range(t, 0, -1):
+        x = masks[(step - 1) % len(masks)][x].any(axis=0)
+    return x
+
+
+def _assert_depth_claim(compiled, fd, h=0):
+    """A finite_depth claim against the dense masks: by the recursion's products at small
+    n; above, each step of its argument (cover rows, S^{t−1} of the cover tokens, the
+    missing pairs) by dense row pushes, O(t · n²)."""
+    masks = _masks(compiled, h)
+    n = compiled.n
+    ev = fd.get("evidence") or {}
+    if fd["holds"] is True:
+        lo, hi = fd["s_bounds"]
+        if n <= 400:
+            full = _depths(masks, hi)
+            assert (full[hi - 1] if "cover" in ev else any(full)), (fd, full)  # S^t = J, some t ≤ hi
+            assert not any(full[:lo - 1]), (fd, full)  # none before lo
+            if fd["s"] is not None:
+                assert full.index(True) + 1 == fd["s"]
+            return
+        if "cover" in ev:
+            t, H = ev["cover"]["step"], ev["cover"]["tokens"]
+            assert t == hi and masks[(t - 1) % len(masks)][:, H].any(axis=1).all()
+            assert all(_row_after(masks, x, t - 1).all() for x in H)
+        for t, (i, j) in enumerate(ev.get("missing_each", []), start=1):
+            assert not _row_after(masks, i, t)[j]
+    elif fd["holds"] is False and "empty_column" in ev:
+        assert not masks[0][:, ev["empty_column"]].any()
+
+
+def _path(witness, n):
+    if witness == "identity":
+        return np.arange(n)
+    if witness == "reversed":
+        return np.arange(n)[::-1]
+    if isinstance(witness, dict):
+        return np.array([x for a, b, d in witness["runs"] for x in range(a, b, d)])
+    return np.array(witness)
+
+
+def _assert_path(compiled, g, h=0):
+    n = compiled.n
+    union = np.logical_or.reduce(_masks(compiled, h))
+    assert sorted(np.asarray(g).tolist()) == list(range(n))
+    assert union[g[1:], g[:-1]].all()
+
+
+def _patterns(compiled, h=0):
+    return [compiled.patterns[k][h] for k in range(compiled.layers)]
+
+
+COVERS = [  # (source, n, exact s or None): C1 fails in each, the union is strongly connected
+    ("layers {\n causal | window(341) | cols(0..52)\n global(0..2) | ~window(909)\n window(1)\n}\n", 2049, 4),
+    ("layers {\n rows(1, 1572)\n (rows(0..4, 1572) | causal) - ~window(56, 0)\n global(0..56)\n}\n", 2100, 3),
+    ("layers {\n chunk(16)\n ~(window(0, 3) | dilated(11, 4))\n random(2, seed=72)\n}\n", 2190, None),
+    ("layers {\n logsparse - (window(1) - summary(16, 2))\n ~logsparse\n}\n", 2049, None),
+    ("layers {\n ~self\n all\n}\n", 2100, None),  # s = 2: no single token's S^1 is everything
+]
+
+
+@pytest.mark.parametrize("source, n, s", COVERS)
+def test_cover_depth_against_dense_recursion(source, n, s):
+    compiled = patterndsl.compile(source, n)
+    patterns = _patterns(compiled)
+    fd = depth_by_cover(patterns, n, False, conditions._candidates(patterns, n), pair_values)
+    assert fd is not None and fd["holds"] is True and "cover" in fd["evidence"], fd
+    if s is not None:
+        assert fd["s"] == s, fd
+    _assert_depth_claim(compiled, fd)
+    results = check_conditions(compiled)
+    got = results["conditions"][0]["finite_depth"]
+    assert got["holds"] is True
+    _assert_depth_claim(compiled, got)
+    assert verify_report(compiled, certificate(compiled, results)) == {"failures": [], "unchecked": []}
+
+
+def test_empty_column_refutes_depth():
+    source = "layers {\n ~cols(5)\n all\n}\n"  # strongly connected, yet no S^t holds key 5
+    compiled = patterndsl.compile(source, 2049)
+    results = check_conditions(compiled)
+    fd = results["conditions"][0]["finite_depth"]
+    assert fd["holds"] is False and fd["evidence"] == {"empty_column": 5}
+    assert not compiled.dense(0, 0)[:, 5].any()
+    cert = certificate(compiled, results)
+    assert verify_report(compiled, cert) == {"failures": [], "unchecked": []}
+    bad = copy.deepcopy(cert)
+    bad["conditions"][0]["finite_depth"]["evidence"]["empty_column"] = 6
+    assert verify_report(compiled, bad)["failures"]
+
+
+PATHS = [("~logsparse", 2100), ("~(segment_start(2) - random(144, seed=8847))", 2049),
+         ("cols(2046..2050) | rows(0..4, 2049) | stride(7)", 2050), ("~window(144)", 2049),
+         ("layers {\n ~window(4, 1)\n ~(chunk(64) | logsparse)\n}\n", 2064)]
+
+
+@pytest.mark.parametrize("source, n", PATHS)
+def test_path_families_against_the_dense_union(source, n):
+    compiled = patterndsl.compile(source, n)
+    g = find_path(_patterns(compiled), n, pair_values)
+    assert g is not None
+    _assert_path(compiled, g)
+    results = check_conditions(compiled)
+    hp = results["conditions"][0]["hamiltonian_path"]
+    assert hp["holds"] is True
+    _assert_path(compiled, _path(hp["witness"], n))
+    assert verify_report(compiled, certificate(compiled, results)) == {"failures": [], "unchecked": []}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(S.pattern_sources(), S.sizes(min_n=3, max_n=60), st.randoms(use_true_random=False))
+def test_repair_returns_only_paths(source, n, rnd):
+    compiled = patterndsl.compile(source, n)
+    g = np.arange(n)
+    rnd.shuffle(g)
+    mended = repair(_patterns(compiled), n, pair_values, g, max_bad=n)
+    if mended is not None:
+        _assert_path(compiled, mended)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(S.files(), st.integers(2049, 2200))
+def test_large_n_decisions_against_dense_matrices(source, n):
+    """Files drawn at n above DENSE_N: every C2 witness is a path of the dense union, and
+    every C3 claim from a cover holds by the dense recursion (when its bound is small)."""
+    compiled = patterndsl.compile(source, n)
+    results = check_conditions(compiled, budget_seconds=2)
+    for h, cond in enumerate(results["conditions"]):
+        hp, fd = cond["hamiltonian_path"], cond["finite_depth"]
+        if hp["holds"] is True:
+            _assert_path(compiled, _path(hp["witness"], n), h)
+        _assert_depth_claim(compiled, fd, h)
+    assert verify_report(compiled, certificate(compiled, results)) == {"failures": [], "unchecked": []}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(S.files(), S.sizes(min_n=2, max_n=48))
+def test_cover_depth_against_brute_force_small(monkeypatch, source, n):
+    """The cover rule at small n (its every claim by the recursion's dense products),
+    called directly and through the structural path of conditions.py (DENSE_N = 0)."""
+    compiled = patterndsl.compile(source, n)
+    for h in range(compiled.heads):
+        patterns = _patterns(compiled, h)
+        idx = np.arange(n)
+        c1 = all(pair_values(P, idx, idx, n).all() for P in patterns)
+        fd = depth_by_cover(patterns, n, c1, conditions._candidates(patterns, n), pair_values)
+        if fd is not None:
+            _assert_depth_claim(compiled, fd, h)
+    monkeypatch.setattr(conditions, "DENSE_N", 0)
+    results = check_conditions(compiled, budget_seconds=2)
+    for h, cond in enumerate(results["conditions"]):
+        _assert_depth_claim(compiled, cond["finite_depth"], h)
+        if cond["hamiltonian_path"]["holds"] is True:
+            _assert_path(compiled, _path(cond["hamiltonian_path"]["witness"], n), h)
+    assert verify_report(compiled, certificate(compiled, results)) == {"failures": [], "unchecked": []}
+
+
+@pytest.mark.parametrize("field", ["step", "tokens", "missing_each"])
+def test_cover_evidence_corruptions_are_rejected(field):
+    source, n, _ = COVERS[0]
+    compiled = patterndsl.compile(source, n)
+    results = check_conditions(compiled)
+    cert = certificate(compiled, results)
+    fd = cert["conditions"][0]["finite_depth"]
+    assert "cover" in fd["evidence"] and fd["s"] == 4
+    bad = copy.deepcopy(cert)
+    ev = bad["conditions"][0]["finite_depth"]["evidence"]
+    claim = bad["conditions"][0]["finite_depth"]
+    if field == "step":  # claim s = 3 with a cover at step 3
+        ev["cover"]["step"] = 3
+        claim["s"], claim["s_bounds"] = 3, [3, 3]
+        ev["missing_each"] = ev["missing_each"][:2]
+    elif field == "tokens":
+        ev["cover"]["tokens"] = [1000]  # row 0 of layer 0 does not attend it
+    else:  # a pair that S^2 holds
+        row2 = np.flatnonzero(compiled.dense(1, 0)[0])
+        ev["missing_each"][1] = [0, int(row2[0])]
+    assert verify_report(compiled, bad)["failures"], bad
+
+
+@pytest.mark.parametrize("source", ["dilated(64, 2) | window(3)", "dilated(3, 7) & ~window(2)",
+                                    "stride(3) & window(20, 5)", "blocks(4) { dilated(2, 3) }",
+                                    "(logsparse | window(4, 1) | dilated(4, 4)) - random(1, seed=63)"])
+def test_periodic_atoms_clipped_to_the_intersection(source):
+    n = 2100
+    pattern = patterndsl.compile(source, n).patterns[0][0]
+    keys = row_keys(pattern, np.arange(n), n)
+    dense = np.zeros((n, n), dtype=bool)
+    for row, lo, hi in zip(keys.own, keys.lo, keys.hi):
+        dense[row, lo:hi] = True
+    assert (dense == evaluate(pattern, np.arange(n), n)).all()
