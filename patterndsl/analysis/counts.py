@@ -155,7 +155,12 @@ def _block_degrees(formula: _Formula, pattern: Pattern, rows: np.ndarray, n: int
 
     P = len(periodic)
     if P == 0:
-        degrees = np.where(formula.evaluate(env), length, 0).sum(axis=1)
+        without = formula.evaluate(env)
+        degrees = np.where(without, length, 0).sum(axis=1)
+        source = _plain_random(formula)
+        if source is not None:
+            return _add_random(formula, source, rows, n, degrees, intervals, env,
+                               (seg_lo, seg_hi, length, np.broadcast_to(without, seg_lo.shape)))
     elif P == 1:
         m, a, c = periodic[0]
         hits = _progression_count(seg_lo, seg_hi, m, column(a), c)
@@ -205,6 +210,123 @@ def _block_degrees(formula: _Formula, pattern: Pattern, rows: np.ndarray, n: int
                     done[need] = True
                     return _add_points(formula, rows, n, degrees, intervals, periodic, skip=done)
     return _add_points(formula, rows, n, degrees, intervals, periodic)
+
+
+def _workers(entries: int) -> int:
+    """Threads for a scan of ``entries`` draws: the CPUs this process may use (at most 8),
+    one below a million entries. PATTERNDSL_THREADS overrides."""
+    import os
+
+    if entries < 1 << 20:
+        return 1
+    env = os.environ.get("PATTERNDSL_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+def _plain_random(formula: _Formula):
+    """The `random(r, seed)` primitive (no avoid) when it is the formula's only point atom
+    and there is no periodic atom, else None."""
+    atoms = formula.atoms["points"]
+    if len(atoms) != 1 or formula.atoms["periodic"]:
+        return None
+    from ..primitives import Random
+
+    source = atoms[0].source
+    return source if type(source) is Random and source.avoid is None else None
+
+
+def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
+    """`_add_points` for one plain `random(r, seed)` atom, without building the row's key set.
+
+    Row i's keys S (k = min(r, n) of them) come from Floyd's draws x_t
+    (randomgen.raw_draws): every x_t is in S, and every other key of S is a "taken" pick
+    m_t ∈ [n − k, n) (randomgen._key_sets_block). Let ch(j) = F(i, j) − F_without_points(i, j),
+    constant on each segment between the row's interval cuts, c its value on the segment
+    holding n − 1 and E = {j : ch(j) ≠ c}. When E misses [n − k, n), S ∩ E = X ∩ E for
+    the distinct draws X, so Σ_{j∈S} ch(j) = c·k + Σ_{j ∈ X ∩ E} (ch(j) − c): the draws
+    are tested against E's few segments and only the (rare) hits are kept, deduplicated
+    and evaluated — no sort of the row's keys. Rows whose E meets [n − k, n) take
+    `_add_points`."""
+    seg_lo, seg_hi, length, without = segments
+    k = min(source.r, n)
+    B = rows.size
+    if k == 0 or B == 0:
+        return degrees
+    with_points = np.broadcast_to(formula.evaluate({**env, ("points", 0): True}), seg_lo.shape)
+    change = with_points.astype(np.int64) - without
+    nonempty = length > 0
+    last = np.where(nonempty, np.arange(seg_lo.shape[1]), -1).max(axis=1)  # the segment holding n − 1
+    c = change[np.arange(B), last]
+    exceptional = nonempty & (change != c[:, None])
+    fast = ~(exceptional & (seg_hi > n - k)).any(axis=1)
+    degrees = degrees.copy()
+    if not fast.all():
+        slow = ~fast
+        degrees[slow] = _add_points(formula, rows[slow], n, degrees[slow],
+                                    [(lo[slow], hi[slow]) for lo, hi in intervals], [])
+    exceptional &= fast[:, None]
+    degrees[fast] += c[fast] * k
+    columns = np.flatnonzero(exceptional.any(axis=0))
+    if columns.size == 0:
+        return degrees
+    from .. import randomgen
+
+    los = [seg_lo[:, s] for s in columns]
+    lens = [np.where(exceptional[:, s], length[:, s], 0).view(np.uint64) for s in columns]
+    states = randomgen.row_states(source.seed, rows)
+    step = max(1, randomgen._CHUNK // k)
+
+    def scan(first: int, last: int):
+        """The (row, draw) pairs of rows first..last-1 whose draw lies in E, chunk by chunk
+        with preallocated buffers (numpy releases the GIL: the threads below run in parallel)."""
+        z = np.empty((min(step, last - first), k), dtype=np.uint64)
+        tmp, hit, also = np.empty_like(z), np.empty(z.shape, dtype=bool), np.empty(z.shape, dtype=bool)
+        found_rows, found_keys = [], []
+        for start in range(first, last, step):
+            stop = min(last, start + step)
+            m = stop - start
+            draws = randomgen.draws_into(states[start:stop], n, k, z[:m], tmp[:m])
+            for s, (lo, size) in enumerate(zip(los, lens)):
+                np.subtract(draws, lo[start:stop, None], out=tmp[:m].view(np.int64))
+                np.less(tmp[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
+                if s:
+                    hit[:m] |= also[:m]
+            flat = hit[:m].reshape(m, -1)
+            if k % 8 == 0:  # which rows have a hit: 8 bools at a time
+                some = np.flatnonzero(flat.view(np.uint64).any(axis=1))
+            else:
+                some = np.flatnonzero(flat.any(axis=1))
+            if some.size:
+                r, t = np.nonzero(flat[some])
+                found_rows.append(some[r] + start)
+                found_keys.append(draws[some[r], t])
+        return found_rows, found_keys
+
+    workers = _workers(B * k)
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, B, workers + 1).astype(int)
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(scan, bounds[:-1], bounds[1:]))
+    else:
+        parts = [scan(0, B)]
+    locals_ = [r for rows_part, _ in parts for r in rows_part]
+    keys = [x for _, keys_part in parts for x in keys_part]
+    if not locals_:
+        return degrees
+    pairs = np.unique(np.concatenate(locals_) * n + np.concatenate(keys))  # distinct (row, key)
+    local, cols = pairs // n, pairs % n
+    point_env = {("interval", i): (lo[local] <= cols) & (cols < hi[local]) for i, (lo, hi) in enumerate(intervals)}
+    gained = np.broadcast_to(formula.evaluate({**point_env, ("points", 0): True}), local.shape).astype(np.int64)
+    lost = np.broadcast_to(formula.evaluate({**point_env, ("points", 0): False}), local.shape)
+    return degrees + np.bincount(local, weights=gained - lost - c[local], minlength=B).astype(np.int64)
 
 
 def _add_points(formula, rows, n, degrees, intervals, periodic, skip=None):
