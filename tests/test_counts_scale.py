@@ -73,3 +73,42 @@ def test_chunked_key_sets_are_the_keys(n, r, monkeypatch):
     for i, row in enumerate(rows[:10]):
         k = min(r, n)
         assert list(draws[i]) == [randomgen.draw(9, int(row), t) % (n - k + t + 1) for t in range(k)]
+
+
+INTERVALS = ["window(2)", "window(0, 3)", "window(3, -1)", "global(0..3)", "causal", "chunk(4)", "rows(1..5)",
+             "cols(n-3..n)", "global(n//2..n//2+2)", "blocks(4) { window(1) }"]
+PERIODIC = ["stride(3)", "dilated(2, 3)", "summary(4, 1)"]
+
+
+@st.composite
+def interval_formulas(draw, depth=3):
+    """Boolean combinations of interval primitives and at most one periodic primitive."""
+    if depth == 0 or draw(st.booleans()):
+        return draw(st.sampled_from(INTERVALS))
+    op = draw(st.sampled_from(["|", "&", "~"]))
+    if op == "~":
+        return f"~({draw(interval_formulas(depth=depth - 1))})"
+    return f"({draw(interval_formulas(depth=depth - 1))} {op} {draw(interval_formulas(depth=depth - 1))})"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(interval_formulas(), st.one_of(st.none(), st.sampled_from(PERIODIC)), st.sampled_from(["|", "&"]),
+       st.integers(8, 90))
+def test_mobius_sum_over_intersections(formula, periodic, op, n):
+    """The sum over intersections of intervals (with at most one progression) is exact."""
+    source = formula if periodic is None else f"({formula}) {op} {periodic}"
+    compiled = patterndsl.compile(source, n, simplify=False)
+    pattern = compiled.patterns[0][0]
+    terms = C._Formula(pattern, n).mobius()
+    got = row_degrees(pattern, n)
+    assert np.array_equal(got, compiled.dense_all()[0, 0].sum(axis=1)), (source, n, terms)
+
+
+def test_mobius_taken_for_banded_hubs():
+    n = 50
+    for source in ["window(1) | global(0)", "window(256) | global(0..1)", "~causal & chunk(8)", "stride(5) & window(9)"]:
+        pattern = patterndsl.compile(source, n, simplify=False).patterns[0][0]
+        assert C._Formula(pattern, n).mobius() is not None, source
+    # window(1) | global(0): w = +1 for each interval, −1 for each pair, +1 for the triple
+    pattern = patterndsl.compile("window(1) | global(0)", n, simplify=False).patterns[0][0]
+    assert sorted(w for _, w, _ in C._Formula(pattern, n).mobius()) == [-1, -1, -1, 1, 1, 1, 1]
