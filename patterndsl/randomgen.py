@@ -32,6 +32,7 @@ _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _MUL1 = 0xBF58476D1CE4E5B9
 _MUL2 = 0x94D049BB133111EB
+_CHUNK = 1 << 15  # entries per row chunk of the vectorized draws
 
 
 def splitmix64(x: int) -> int:
@@ -95,7 +96,64 @@ def keys(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
     return out
 
 
+def row_states(seed: int, rows: np.ndarray) -> np.ndarray:
+    """uint64 [len(rows)]: splitmix64(splitmix64(seed) XOR i), the per-row half of `draw`."""
+    rows = np.asarray(rows, dtype=np.uint64).reshape(-1)
+    return _splitmix64_array(np.full(rows.shape, splitmix64(seed), dtype=np.uint64) ^ rows)
+
+
+def draws_into(states: np.ndarray, n: int, k: int, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """Fill ``out`` (uint64 [len(states), k]) with x_t = draw(s, i, t) mod (n − k + t + 1),
+    in place (``tmp``: a scratch array of the same shape); returns it viewed as int64."""
+    steps = np.arange(k, dtype=np.uint64)
+    bounds = np.arange(n - k + 1, n + 1, dtype=np.uint64)
+    np.bitwise_xor(states[:, None], steps[None, :], out=out)
+    out += np.uint64(_GOLDEN)
+    np.right_shift(out, np.uint64(30), out=tmp)
+    out ^= tmp
+    out *= np.uint64(_MUL1)
+    np.right_shift(out, np.uint64(27), out=tmp)
+    out ^= tmp
+    out *= np.uint64(_MUL2)
+    np.right_shift(out, np.uint64(31), out=tmp)
+    out ^= tmp
+    np.remainder(out, bounds[None, :], out=out)
+    return out.view(np.int64)
+
+
+def raw_draws(seed: int, rows: np.ndarray, n: int, k: int) -> np.ndarray:
+    """int64 [len(rows), k]: x_t = draw(s, i, t) mod (n − k + t + 1) for every row i and
+    step t < k — Floyd's draws before the membership test. Computed in place, in row
+    chunks of about _CHUNK entries (numpy's temporaries then stay in cache: 2–3× faster
+    than whole-array expressions at k = 192)."""
+    states = row_states(seed, rows)
+    out = np.empty((states.size, k), dtype=np.uint64)
+    if k == 0 or states.size == 0:
+        return out.view(np.int64)
+    step = max(1, _CHUNK // k)
+    tmp = np.empty((min(step, states.size), k), dtype=np.uint64)
+    for start in range(0, states.size, step):
+        z = out[start:start + step]
+        draws_into(states[start:start + step], n, k, z, tmp[:z.shape[0]])
+    return out.view(np.int64)
+
+
 def key_sets(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
+    """The same keys as `keys` (each row's set; the order within a row may differ),
+    without the sequential membership test, for many rows and large r (in row chunks,
+    see `_key_sets_block`)."""
+    k = min(r, n)
+    rows = np.asarray(rows, dtype=np.uint64).reshape(-1)
+    if k == 0 or rows.size <= max(1, _CHUNK // k):
+        return _key_sets_block(seed, rows, n, r)
+    out = np.empty((rows.size, k), dtype=np.int64)
+    step = max(1, _CHUNK // k)
+    for start in range(0, rows.size, step):
+        out[start:start + step] = _key_sets_block(seed, rows[start:start + step], n, r)
+    return out
+
+
+def _key_sets_block(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
     """The same keys as `keys` (each row's set; the order within a row may differ),
     without the sequential membership test, for many rows and large r.
 
@@ -113,10 +171,7 @@ def key_sets(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.uint64).reshape(-1)
     if k == 0 or rows.size == 0:
         return np.empty((rows.size, k), dtype=np.int64)
-    row_state = _splitmix64_array(np.full(rows.shape, splitmix64(seed), dtype=np.uint64) ^ rows)
-    steps = np.arange(k, dtype=np.uint64)
-    bounds = np.arange(n - k, n, dtype=np.uint64) + np.uint64(1)
-    draws = (_splitmix64_array(row_state[:, None] ^ steps[None, :]) % bounds[None, :]).astype(np.int64)
+    draws = raw_draws(seed, rows, n, k)
     # Repeats of an earlier draw: sort (value, step) pairs packed into one int64.
     shift = max(k - 1, 1).bit_length()
     packed = np.sort((draws << shift) | np.arange(k, dtype=np.int64)[None, :], axis=1)

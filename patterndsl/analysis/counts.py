@@ -36,7 +36,10 @@ from ..ir import IndexSet, Pattern, Union
 from ..reference import evaluate as dense_rows
 
 _BLOCK_ELEMENTS = 1 << 21  # about this many [rows × K] entries per row block
+_MOBIUS_ROWS = 1 << 14  # rows per block of the sum over intersections (in cache: 3–4× faster than 2^18)
 _MAX_ENUMERATED = 8  # enumerate truth assignments of at most this many periodic atoms
+_MAX_MOBIUS = 12  # interval atoms for the sum over their intersections (a 4,096-entry truth table)
+_MOBIUS_WORK = 96  # at most this many interval operations per row in that sum, else segments
 _LISTED = 16  # empty rows listed individually in the statistics
 
 
@@ -81,6 +84,40 @@ class _Formula:
             out = self._atom(node)
         self._nodes[node] = out
         return out
+
+    def mobius(self):
+        """The formula without point atoms and with at most one periodic atom p as a sum over
+        intersections of its intervals: F = Σ_T w_T · Π_{t∈T} [j ∈ I_t] (its multilinear
+        polynomial, the Möbius transform of its truth table over the intervals), once with
+        p false (w_off) and once with p true (w_on). A list of (T, w_off, w_on) without the
+        zero terms, or None when the truth table is too large (then the counter splits rows
+        into segments instead). Exact: the counts are Σ_T w_T · |∩_T I_t|."""
+        if hasattr(self, "_mobius"):
+            return self._mobius
+        self._mobius = None
+        m = len(self.atoms["interval"])
+        if self.atoms["points"] or len(self.atoms["periodic"]) > 1 or m > _MAX_MOBIUS:
+            return None
+        tables = []
+        for on in [False, True][: 1 + len(self.atoms["periodic"])]:
+            table = []
+            for assignment in range(1 << m):
+                env = {("interval", i): bool(assignment >> i & 1) for i in range(m)}
+                if self.atoms["periodic"]:
+                    env[("periodic", 0)] = on
+                table.append(int(bool(self.evaluate(env))))
+            for i in range(m):  # Möbius transform: w_T = Σ_{A ⊆ T} (−1)^{|T∖A|} F(A)
+                for assignment in range(1 << m):
+                    if assignment >> i & 1:
+                        table[assignment] -= table[assignment ^ (1 << i)]
+            tables.append(table)
+        if len(tables) == 1:
+            tables.append(tables[0])
+        terms = [(tuple(i for i in range(m) if subset >> i & 1), tables[0][subset], tables[1][subset])
+                 for subset in range(1 << m) if tables[0][subset] or tables[1][subset]]
+        if sum(max(1, len(subset)) for subset, _, _ in terms) <= _MOBIUS_WORK:
+            self._mobius = terms
+        return self._mobius
 
     def evaluate(self, env: dict):
         """The formula's value; env maps (kind, index) to a bool array or a bool."""
@@ -130,11 +167,39 @@ class RowCounts:
     slow_path: list[str] = field(default_factory=list)
 
 
+def _mobius_degrees(terms, intervals, periodic, B: int, n: int) -> np.ndarray:
+    """Σ_T w_T · |∩_{t∈T} I_t| per row (see `_Formula.mobius`): an intersection of intervals
+    is the interval [max lo, min hi), so each term is a few operations over the rows; with
+    one periodic atom p, the keys of p in that interval in closed form."""
+    degrees = np.zeros(B, dtype=np.int64)
+    for subset, w_off, w_on in terms:
+        if subset:
+            lo, hi = intervals[subset[0]]
+            for t in subset[1:]:
+                lo = np.maximum(lo, intervals[t][0])
+                hi = np.minimum(hi, intervals[t][1])
+            hi = np.maximum(hi, lo)
+        else:
+            lo, hi = np.zeros(B, dtype=np.int64), np.full(B, n, dtype=np.int64)
+        size = hi - lo
+        if periodic:
+            m, a, c = periodic[0]
+            hits = _progression_count(lo, hi, m, a, c)
+            degrees += w_off * (size - hits) + w_on * hits
+        else:
+            degrees += w_off * size
+    return degrees
+
+
 def _block_degrees(formula: _Formula, pattern: Pattern, rows: np.ndarray, n: int, slow: set) -> np.ndarray:
     B = rows.size
     intervals = [a.bounds(rows, n) for a in formula.atoms["interval"]]
     periodic = [a.progression(rows, n) for a in formula.atoms["periodic"]]
     point_atoms = formula.atoms["points"]
+    if not point_atoms and len(periodic) <= 1:
+        terms = formula.mobius()
+        if terms is not None:
+            return _mobius_degrees(terms, intervals, periodic, B, n)
 
     cuts = [np.zeros(B, dtype=np.int64), np.full(B, n, dtype=np.int64)]
     for lo, hi in intervals:
@@ -155,7 +220,12 @@ def _block_degrees(formula: _Formula, pattern: Pattern, rows: np.ndarray, n: int
 
     P = len(periodic)
     if P == 0:
-        degrees = np.where(formula.evaluate(env), length, 0).sum(axis=1)
+        without = formula.evaluate(env)
+        degrees = np.where(without, length, 0).sum(axis=1)
+        source = _plain_random(formula)
+        if source is not None:
+            return _add_random(formula, source, rows, n, degrees, intervals, env,
+                               (seg_lo, seg_hi, length, np.broadcast_to(without, seg_lo.shape)))
     elif P == 1:
         m, a, c = periodic[0]
         hits = _progression_count(seg_lo, seg_hi, m, column(a), c)
@@ -205,6 +275,110 @@ def _block_degrees(formula: _Formula, pattern: Pattern, rows: np.ndarray, n: int
                     done[need] = True
                     return _add_points(formula, rows, n, degrees, intervals, periodic, skip=done)
     return _add_points(formula, rows, n, degrees, intervals, periodic)
+
+
+def _workers(entries: int) -> int:
+    """Threads for counting ``entries`` [row × K] entries: PATTERNDSL_THREADS (default 1:
+    on a machine shared with other jobs a second thread only competes; on idle cores 2
+    halve the wall time of a large count), one below 4 million entries."""
+    import os
+
+    if entries < 1 << 22:
+        return 1
+    try:
+        return max(1, int(os.environ.get("PATTERNDSL_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
+def _plain_random(formula: _Formula):
+    """The `random(r, seed)` primitive (no avoid) when it is the formula's only point atom
+    and there is no periodic atom, else None."""
+    atoms = formula.atoms["points"]
+    if len(atoms) != 1 or formula.atoms["periodic"]:
+        return None
+    from ..primitives import Random
+
+    source = atoms[0].source
+    return source if type(source) is Random and source.avoid is None else None
+
+
+def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
+    """`_add_points` for one plain `random(r, seed)` atom, without building the row's key set.
+
+    Row i's keys S (k = min(r, n) of them) come from Floyd's draws x_t
+    (randomgen.raw_draws): every x_t is in S, and every other key of S is a "taken" pick
+    m_t ∈ [n − k, n) (randomgen._key_sets_block). Let ch(j) = F(i, j) − F_without_points(i, j),
+    constant on each segment between the row's interval cuts, c its value on the segment
+    holding n − 1 and E = {j : ch(j) ≠ c}. When E misses [n − k, n), S ∩ E = X ∩ E for
+    the distinct draws X, so Σ_{j∈S} ch(j) = c·k + Σ_{j ∈ X ∩ E} (ch(j) − c): the draws
+    are tested against E's few segments and only the (rare) hits are kept, deduplicated
+    and evaluated — no sort of the row's keys. Rows whose E meets [n − k, n) take
+    `_add_points`."""
+    seg_lo, seg_hi, length, without = segments
+    k = min(source.r, n)
+    B = rows.size
+    if k == 0 or B == 0:
+        return degrees
+    with_points = np.broadcast_to(formula.evaluate({**env, ("points", 0): True}), seg_lo.shape)
+    change = with_points.astype(np.int64) - without
+    nonempty = length > 0
+    last = np.where(nonempty, np.arange(seg_lo.shape[1]), -1).max(axis=1)  # the segment holding n − 1
+    c = change[np.arange(B), last]
+    exceptional = nonempty & (change != c[:, None])
+    fast = ~(exceptional & (seg_hi > n - k)).any(axis=1)
+    degrees = degrees.copy()
+    if not fast.all():
+        slow = ~fast
+        degrees[slow] = _add_points(formula, rows[slow], n, degrees[slow],
+                                    [(lo[slow], hi[slow]) for lo, hi in intervals], [])
+    exceptional &= fast[:, None]
+    degrees[fast] += c[fast] * k
+    columns = np.flatnonzero(exceptional.any(axis=0))
+    if columns.size == 0:
+        return degrees
+    from .. import randomgen
+
+    los = [seg_lo[:, s] for s in columns]
+    lens = [np.where(exceptional[:, s], length[:, s], 0).view(np.uint64) for s in columns]
+    states = randomgen.row_states(source.seed, rows)
+    step = max(1, randomgen._CHUNK // k)
+
+    def scan(first: int, last: int):
+        """The (row, draw) pairs of rows first..last-1 whose draw lies in E, chunk by chunk
+        with preallocated buffers."""
+        z = np.empty((min(step, last - first), k), dtype=np.uint64)
+        tmp, hit, also = np.empty_like(z), np.empty(z.shape, dtype=bool), np.empty(z.shape, dtype=bool)
+        found_rows, found_keys = [], []
+        for start in range(first, last, step):
+            stop = min(last, start + step)
+            m = stop - start
+            draws = randomgen.draws_into(states[start:stop], n, k, z[:m], tmp[:m])
+            for s, (lo, size) in enumerate(zip(los, lens)):
+                np.subtract(draws, lo[start:stop, None], out=tmp[:m].view(np.int64))
+                np.less(tmp[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
+                if s:
+                    hit[:m] |= also[:m]
+            flat = hit[:m].reshape(m, -1)
+            if k % 8 == 0:  # which rows have a hit: 8 bools at a time
+                some = np.flatnonzero(flat.view(np.uint64).any(axis=1))
+            else:
+                some = np.flatnonzero(flat.any(axis=1))
+            if some.size:
+                r, t = np.nonzero(flat[some])
+                found_rows.append(some[r] + start)
+                found_keys.append(draws[some[r], t])
+        return found_rows, found_keys
+
+    locals_, keys = scan(0, B)
+    if not locals_:
+        return degrees
+    pairs = np.unique(np.concatenate(locals_) * n + np.concatenate(keys))  # distinct (row, key)
+    local, cols = pairs // n, pairs % n
+    point_env = {("interval", i): (lo[local] <= cols) & (cols < hi[local]) for i, (lo, hi) in enumerate(intervals)}
+    gained = np.broadcast_to(formula.evaluate({**point_env, ("points", 0): True}), local.shape).astype(np.int64)
+    lost = np.broadcast_to(formula.evaluate({**point_env, ("points", 0): False}), local.shape)
+    return degrees + np.bincount(local, weights=gained - lost - c[local], minlength=B).astype(np.int64)
 
 
 def _add_points(formula, rows, n, degrees, intervals, periodic, skip=None):
@@ -269,12 +443,25 @@ def analyze_rows(pattern: Pattern, n: int) -> RowCounts:
     width = 2 + 2 * len(formula.atoms["interval"])
     width += sum(a.width(n) for a in formula.atoms["points"])
     width *= 1 << min(len(formula.atoms["periodic"]), _MAX_ENUMERATED) if len(formula.atoms["periodic"]) > 1 else 1
-    step = max(1, min(n, _BLOCK_ELEMENTS // width))
+    step = max(1, min(n, _MOBIUS_ROWS if formula.mobius() is not None else _BLOCK_ELEMENTS // width))
     degrees = np.empty(n, dtype=np.int64)
     slow: set = set()
-    for start in range(0, n, step):
+
+    def block(start):
         rows = np.arange(start, min(n, start + step), dtype=np.int64)
         degrees[start:start + rows.size] = _block_degrees(formula, pattern, rows, n, slow)
+
+    starts = range(0, n, step)
+    workers = _workers(n * width) if len(starts) > 1 else 1
+    if workers > 1:  # numpy releases the GIL in its loops: row blocks run in parallel
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(block, starts):
+                pass
+    else:
+        for start in starts:
+            block(start)
     return RowCounts(degrees, sorted(slow))
 
 

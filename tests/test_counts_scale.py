@@ -1,0 +1,114 @@
+"""The scale paths of the exact counter (issue 11 §4) against the dense reference.
+
+`random(r, seed)` as the only point atom is counted from Floyd's raw draws without
+building the key sets (counts._add_random), and `randomgen.key_sets` / `raw_draws` work
+in row chunks; both must give exactly the reference's rows, including the rows whose
+window meets the last k keys (where the taken picks m_t live) and r close to n.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import patterndsl
+from patterndsl import randomgen
+from patterndsl.analysis import row_degrees
+from patterndsl.analysis import counts as C
+
+OTHERS = ["window(2)", "window(0, 3)", "global(0..3)", "global(n-2..n)", "causal", "~causal", "chunk(4)",
+          "rows(1..5)", "cols(n-3..n)", "all", "~all"]
+
+
+def _random_source(draw_op, other, r, seed, negate, parts):
+    rnd = f"random({r}, seed={seed})"
+    if negate:
+        rnd = f"~{rnd}"
+    expr = rnd
+    for op, o in zip(draw_op, parts):
+        expr = f"({expr} {op} {o})"
+    return expr
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(["|", "&"]), min_size=0, max_size=3),
+       st.lists(st.sampled_from(OTHERS), min_size=3, max_size=3),
+       st.integers(0, 40), st.integers(0, 10 ** 6), st.booleans(), st.integers(4, 80))
+def test_random_with_intervals(ops, others, r, seed, negate, n):
+    source = _random_source(ops, None, r, seed, negate, others)
+    compiled = patterndsl.compile(source, n, simplify=False)
+    pattern = compiled.patterns[0][0]
+    got = row_degrees(pattern, n)
+    assert np.array_equal(got, compiled.dense_all()[0, 0].sum(axis=1)), (source, n)
+
+
+def test_fast_path_taken_and_exact():
+    """bigbird's shape at a few hundred tokens: the fast path runs (no key sets) and is exact."""
+    n = 700
+    compiled = patterndsl.compile("window(40) | global(0..9) | random(150, seed=2020)", n, simplify=False)
+    pattern = compiled.patterns[0][0]
+    formula = C._Formula(pattern, n)
+    assert C._plain_random(formula) is not None
+    calls = []
+    original = randomgen.key_sets
+    randomgen.key_sets = lambda *a, **k: calls.append(a) or original(*a, **k)
+    try:
+        got = row_degrees(pattern, n)
+    finally:
+        randomgen.key_sets = original
+    assert np.array_equal(got, compiled.dense_all()[0, 0].sum(axis=1))
+    # only the rows whose window reaches the last 150 keys fall back to the key sets
+    assert sum(len(a[1]) for a in calls) <= 40 + 150 + 1
+
+
+@pytest.mark.parametrize("n, r", [(1, 1), (7, 3), (64, 63), (300, 192), (1000, 5)])
+def test_chunked_key_sets_are_the_keys(n, r, monkeypatch):
+    monkeypatch.setattr(randomgen, "_CHUNK", 64)  # many chunks, a ragged last one
+    rows = np.arange(0, min(3 * n + 5, 120), 2)
+    got = randomgen.key_sets(9, rows, n, r)
+    for i, row in enumerate(rows[:20]):
+        assert sorted(got[i]) == sorted(randomgen.reference_keys(9, int(row), n, r))
+    draws = randomgen.raw_draws(9, rows, n, min(r, n))
+    for i, row in enumerate(rows[:10]):
+        k = min(r, n)
+        assert list(draws[i]) == [randomgen.draw(9, int(row), t) % (n - k + t + 1) for t in range(k)]
+
+
+INTERVALS = ["window(2)", "window(0, 3)", "window(3, -1)", "global(0..3)", "causal", "chunk(4)", "rows(1..5)",
+             "cols(n-3..n)", "global(n//2..n//2+2)", "blocks(4) { window(1) }"]
+PERIODIC = ["stride(3)", "dilated(2, 3)", "summary(4, 1)"]
+
+
+@st.composite
+def interval_formulas(draw, depth=3):
+    """Boolean combinations of interval primitives and at most one periodic primitive."""
+    if depth == 0 or draw(st.booleans()):
+        return draw(st.sampled_from(INTERVALS))
+    op = draw(st.sampled_from(["|", "&", "~"]))
+    if op == "~":
+        return f"~({draw(interval_formulas(depth=depth - 1))})"
+    return f"({draw(interval_formulas(depth=depth - 1))} {op} {draw(interval_formulas(depth=depth - 1))})"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(interval_formulas(), st.one_of(st.none(), st.sampled_from(PERIODIC)), st.sampled_from(["|", "&"]),
+       st.integers(8, 90))
+def test_mobius_sum_over_intersections(formula, periodic, op, n):
+    """The sum over intersections of intervals (with at most one progression) is exact."""
+    source = formula if periodic is None else f"({formula}) {op} {periodic}"
+    compiled = patterndsl.compile(source, n, simplify=False)
+    pattern = compiled.patterns[0][0]
+    terms = C._Formula(pattern, n).mobius()
+    got = row_degrees(pattern, n)
+    assert np.array_equal(got, compiled.dense_all()[0, 0].sum(axis=1)), (source, n, terms)
+
+
+def test_mobius_taken_for_banded_hubs():
+    n = 50
+    for source in ["window(1) | global(0)", "window(256) | global(0..1)", "~causal & chunk(8)", "stride(5) & window(9)"]:
+        pattern = patterndsl.compile(source, n, simplify=False).patterns[0][0]
+        assert C._Formula(pattern, n).mobius() is not None, source
+    # window(1) | global(0): w = +1 for each interval, −1 for each pair, +1 for the triple
+    pattern = patterndsl.compile("window(1) | global(0)", n, simplify=False).patterns[0][0]
+    assert sorted(w for _, w, _ in C._Formula(pattern, n).mobius()) == [-1, -1, -1, 1, 1, 1, 1]
