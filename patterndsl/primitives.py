@@ -1645,3 +1645,145 @@ class SegmentStart(Primitive):
 
     def simplify(self, n):
         return Nothing() if self.k == 0 else self
+
+
+@primitive
+@dataclass(frozen=True)
+class Bernoulli(Primitive):
+    """`bernoulli(p, q, seed=s)`: each pair on its own with probability p/q, decided by a
+    counter-based hash of (s, i, j) (patterndsl/randomgen.py: `bernoulli_hash`). The hash
+    is the predicate itself — the same integer expression in numpy, torch and Triton —
+    so no table is embedded. ``swapped``: its transpose, the hash read at (s, j, i)."""
+
+    p: int
+    q: int
+    seed: int = 0
+    swapped: bool = False
+    name: ClassVar[str] = "bernoulli"
+    signatures: ClassVar = ((ParamSpec("p"), ParamSpec("q"), ParamSpec("seed", default=0, structural=False)),)
+    meaning: ClassVar = (("bernoulli(p, q, seed=s)", "h(s, i, j) · q < p · 2^30, for the hash h below: each "
+                                                     "pair on its own with probability p/q (0 ≤ p ≤ q, q ≥ 1; "
+                                                     "`seed` defaults to 0)"),)
+    # The forms a hand can draw (p = 0, p = q), and one row of the generator worked out from
+    # its definition (tests/test_bernoulli.py computes it again in plain Python).
+    examples: ClassVar = {
+        ("bernoulli(0, 3)", 3): ("000", "000", "000"),
+        ("bernoulli(4, 4, seed=7)", 3): ("111", "111", "111"),
+        ("bernoulli(1, 1)", 2): ("11", "11"),
+    }
+
+    def _at(self, i, j):
+        return (j, i) if self.swapped else (i, j)
+
+    def reference_pair(self, i, j, n):
+        a, b = self._at(int(i), int(j))
+        return randomgen.bernoulli_hash(self.seed, a, b) * self.q < self.p << randomgen.BERNOULLI_BITS
+
+    @classmethod
+    def call_sources(cls, S):
+        st = S.st
+
+        @st.composite
+        def calls(draw) -> str:
+            q = draw(st.one_of(st.integers(1, 8), st.sampled_from((2**40, 1000003))))
+            p = draw(st.one_of(st.integers(0, q), st.sampled_from((0, q)))) if q < 100 else draw(
+                st.sampled_from((0, 1, q // 3, q - 1, q)))
+            seed = draw(st.one_of(st.integers(0, 20), st.integers(0, 2**62)))
+            form = draw(st.integers(0, 3))
+            if form == 0:
+                return f"bernoulli({p}, {q})"
+            if form == 1:
+                return f"bernoulli({p}, {q}, {seed})"
+            if form == 2:
+                return f"bernoulli({p}, {q}, seed={seed})"
+            return f"bernoulli(p={p}, q={q}, seed={seed})"
+
+        return calls()
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        """Θ(n²)·p/q in expectation, which a hash does not prove: O(n²) only, unless p = 0
+        (nothing) or p = q (everything)."""
+        if ops.same(args["p"], 0):
+            return RowBound(0, tight=False, symmetric=True)
+        if ops.same(args["p"], args["q"]):
+            return RowBound(n, reflexive=True, symmetric=True, lower_triangle=True)
+        return RowBound(n, tight=False)
+
+    @classmethod
+    def build(cls, args, n):
+        call = "bernoulli(p, q, seed)"
+        _at_least(args["q"], 1, call, "q", n, help="p/q is the probability of each pair: q must be positive")
+        _at_least(args["p"], 0, call, "p", n, help="p/q is the probability of each pair: 0 ≤ p ≤ q")
+        if args["p"] > args["q"]:
+            raise ParamError("p", f"{call} needs p ≤ q, but p = {args['p']} and q = {args['q']} here (n = {n})",
+                             "p/q is the probability of each pair: at most 1")
+        _at_least(args["seed"], 0, call, "seed", n)
+        return cls(args["p"], args["q"], args["seed"])
+
+    def _threshold(self) -> int:
+        return randomgen.bernoulli_threshold(self.p, self.q)
+
+    def predicate(self, i, j, n):
+        a, b = self._at(np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64))
+        out = randomgen.bernoulli_hash(self.seed, a, b) < self._threshold()
+        return np.broadcast_to(out, np.broadcast_shapes(np.shape(i), np.shape(j)))
+
+    def pairs(self, i, j, n):
+        return np.asarray(self.predicate(np.asarray(i).reshape(-1), np.asarray(j).reshape(-1), n), dtype=bool)
+
+    def row_structure(self, n):
+        return R.Points(self)  # its keys listed from the pairs: O(n) per row
+
+    def row_point_count(self, n: int) -> int:
+        return n
+
+    def row_points(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """int64 [len(rows), n]: key j in slot j when row i holds it, else -1."""
+        keys = np.arange(n, dtype=np.int64)
+        held = self.predicate(np.asarray(rows, dtype=np.int64).reshape(-1, 1), keys[None, :], n)
+        return np.where(held, keys[None, :], -1)
+
+    def __str__(self):
+        call = f"bernoulli({self.p}, {self.q}, seed={self.seed})"
+        return f"transpose({call})" if self.swapped else call
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """The hash written out (randomgen.SourceText): only ``^ * % // +`` on values below
+        2^31, so int32 and int64 indices, torch and Triton, compute the same bits."""
+        a, b = self._at(randomgen.SourceText(q), randomgen.SourceText(k))
+        return f"({randomgen.bernoulli_hash(self.seed, a, b)} < {self._threshold()})"
+
+    # Blocks: a pair is in it with probability p/q whatever the block, so for 0 < p < q
+    # (`simplify` folds the others to none and all) every block of more than a few pairs
+    # is partial: its layout touches every block. The counts are exact, from the pairs.
+    def block_counts(self, grid, qb, kb):
+        qb, kb = np.asarray(qb, dtype=np.int64), np.asarray(kb, dtype=np.int64)
+        shape = np.broadcast_shapes(qb.shape, kb.shape)
+        qb, kb = np.broadcast_to(qb, shape).reshape(-1), np.broadcast_to(kb, shape).reshape(-1)
+        (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        local_q = np.arange(grid.block_q, dtype=np.int64)
+        local_k = np.arange(grid.block_k, dtype=np.int64)
+        out = np.zeros(qb.size, dtype=np.int64)
+        step = max(1, (1 << 21) // (grid.block_q * grid.block_k))
+        for start in range(0, qb.size, step):
+            t = slice(start, start + step)
+            i = r0[t, None, None] + local_q[None, :, None]
+            j = c0[t, None, None] + local_k[None, None, :]
+            inside = (i <= r1[t, None, None]) & (j <= c1[t, None, None])
+            held = self.predicate(np.minimum(i, r1[t, None, None]), np.minimum(j, c1[t, None, None]), grid.n)
+            out[t] = (held & inside).sum(axis=(1, 2))
+        return out.reshape(shape)
+
+    def block_states(self, grid, qb, kb):
+        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
+
+    def simplify(self, n):
+        if self.p == 0:
+            return Nothing()
+        if self.p == self.q:
+            return All()
+        return self
+
+    def transposed(self, n):
+        return Bernoulli(self.p, self.q, self.seed, not self.swapped)

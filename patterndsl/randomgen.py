@@ -216,3 +216,87 @@ def avoiding_keys(seed: int, rows: np.ndarray, free: np.ndarray, r: int) -> np.n
         ranks = key_sets(seed, rows[group], int(m), r)  # [len(group), min(r, m)]
         out[group, : ranks.shape[1]] = column[start[group][:, None] + ranks]
     return out
+
+
+# ---- bernoulli(p, q, seed=s): a counter-based hash of (s, i, j) -----------------------------
+#
+# Each pair is decided on its own, from a hash of (s, i, j) alone, so the hash is the
+# element predicate itself: numpy, torch and Triton evaluate the same expression. It uses
+# only operations that mean the same on int32 and int64 tensors of every backend — no
+# value ever reaches 2^31 (so nothing overflows, whatever the index dtype), `^` on
+# non-negative integers, and `%`, `//` on non-negative operands by constants:
+#
+#     P = 65521 (the largest prime below 2^16)
+#     round(x, v, A, C) = ((x XOR v XOR C) · A) mod P    x, v, C < 2^16, A < 2^15: below 2^31
+#     z = splitmix64(s); w_k = ⌊z / 2^(16k)⌋ mod 2^16 (k = 0..3)
+#     lane(x, w) = eight rounds, in order, with v =
+#         i mod 2^16, ⌊i / 2^16⌋, 0, j mod 2^16, ⌊j / 2^16⌋, w, 0, 0
+#         and the lane's A_1..A_8, C_1..C_8 (BERNOULLI_A, BERNOULLI_B below)
+#     a = lane_A(w_0, w_2), b = lane_B(w_1, w_3)
+#     h(s, i, j) = (a mod 2^15) · 2^15 + (b mod 2^15)       (0 ≤ h < 2^30)
+#
+# and (i, j) is in bernoulli(p, q, seed=s) exactly when h · q < p · 2^30, i.e. when
+# h < T = ⌈p · 2^30 / q⌉ (T computed once, in exact integer arithmetic): for a uniform h
+# the probability T / 2^30 is within 2^-30 of p/q; p = 0 is never, p = q always.
+# Indices below 2^31 (every index dtype the targets use) keep ⌊i / 2^16⌋ < 2^15.
+
+BERNOULLI_P = 65521
+# (multipliers A_1..A_8 < 2^15, constants C_1..C_8 < 2^16) of the two lanes
+BERNOULLI_A = ((31321, 24593, 30011, 27449, 19183, 28277, 22921, 25117),
+               (0x9E37, 0x79B9, 0x7F4A, 0x7C15, 0xBF58, 0x476D, 0x1CE4, 0xE5B9))
+BERNOULLI_B = ((29573, 25819, 32603, 21001, 26951, 23827, 31079, 20507),
+               (0x94D0, 0x49BB, 0x1331, 0x11EB, 0x2545, 0xF491, 0x4F6C, 0xDD1D))
+BERNOULLI_BITS = 30
+
+
+def bernoulli_words(seed: int) -> tuple[int, int, int, int]:
+    """The four 16-bit words w_0..w_3 of splitmix64(seed)."""
+    z = splitmix64(seed)
+    return tuple((z >> (16 * k)) & 0xFFFF for k in range(4))
+
+
+def bernoulli_threshold(p: int, q: int) -> int:
+    """T = ⌈p · 2^30 / q⌉: (i, j) is connected exactly when h(s, i, j) < T."""
+    return -(-(p << BERNOULLI_BITS) // q)
+
+
+def bernoulli_hash(seed: int, i, j):
+    """h(s, i, j) of the definition above, for any i, j that support ``^ * % // +`` with
+    Python ints: ints, numpy integer arrays (they broadcast), or `SourceText` (which writes
+    the same computation as torch/Triton source)."""
+    w = bernoulli_words(seed)
+
+    def lane(x, word, constants):
+        inputs = (i % 65536, i // 65536, 0, j % 65536, j // 65536, word, 0, 0)
+        for v, a, c in zip(inputs, *constants):
+            x = ((x ^ (v ^ c)) * a) % BERNOULLI_P
+        return x
+
+    a = lane(w[0], w[2], BERNOULLI_A)
+    b = lane(w[1], w[3], BERNOULLI_B)
+    return (a % 32768) * 32768 + b % 32768
+
+
+class SourceText:
+    """A torch/Triton source expression that composes with the operators `bernoulli_hash`
+    uses, so the same function writes its source (every sub-expression is used once:
+    the text grows linearly with the rounds)."""
+
+    def __init__(self, text):
+        self.text = str(text)
+
+    def __str__(self):
+        return self.text
+
+    def _op(self, op, other, swap=False):
+        a, b = (other, self) if swap else (self, other)
+        return SourceText(f"({a} {op} {b})")
+
+    __add__ = lambda s, o: s._op("+", o)  # noqa: E731
+    __radd__ = lambda s, o: s._op("+", o, True)  # noqa: E731
+    __mul__ = lambda s, o: s._op("*", o)  # noqa: E731
+    __rmul__ = lambda s, o: s._op("*", o, True)  # noqa: E731
+    __floordiv__ = lambda s, o: s._op("//", o)  # noqa: E731
+    __mod__ = lambda s, o: s._op("%", o)  # noqa: E731
+    __xor__ = lambda s, o: s._op("^", o)  # noqa: E731
+    __rxor__ = lambda s, o: s._op("^", o, True)  # noqa: E731

@@ -100,6 +100,7 @@ from . import randomgen
 from .ir import Complement, Difference, Intersection, Union
 from .primitives import (All, Causal, Chunk, Cols, Dilated, Global, LogSparse, Nothing, Primitive, Random, Rows,
                          Self, Stride, Summary, Window)
+from .primitives import Bernoulli
 
 FORMAT = "patterndsl-certificate/2"
 ASSUMPTION2 = {"softmax": True, "sparsemax": True}  # and entmax(α), α ∈ (1, 2], which the language enforces
@@ -242,6 +243,10 @@ def _limit(value: int, n: int) -> int:
 def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
     m = rows.size
     every = np.arange(m, dtype=np.int64)
+    if isinstance(node, Bernoulli):  # its own hash, below, over whole rows
+        meter.add(m * n)
+        own, keys = np.nonzero(_bernoulli_rows(node, rows, n))
+        return _KeySets.make(m, own, keys, keys + 1, n)
     if isinstance(node, All):
         return _KeySets(m, every, np.zeros(m, dtype=np.int64), np.full(m, n, dtype=np.int64))
     if isinstance(node, Nothing):
@@ -299,6 +304,54 @@ def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) ->
     return _KeySets.make(m, own, keys, keys + 1, n)
 
 
+# bernoulli(p, q, seed=s), from the README's definition (not patterndsl.randomgen's code):
+# two lanes of eight rounds x ← ((x ⊕ v ⊕ C) · A) mod 65521, fed i mod 2^16, ⌊i/2^16⌋, 0,
+# j mod 2^16, ⌊j/2^16⌋, a seed word, 0, 0; h = (a mod 2^15)·2^15 + b mod 2^15, and the
+# pair holds when h·q < p·2^30.
+_B_LANES = (((31321, 0x9E37), (24593, 0x79B9), (30011, 0x7F4A), (27449, 0x7C15),
+             (19183, 0xBF58), (28277, 0x476D), (22921, 0x1CE4), (25117, 0xE5B9)),
+            ((29573, 0x94D0), (25819, 0x49BB), (32603, 0x1331), (21001, 0x11EB),
+             (26951, 0x2545), (23827, 0xF491), (31079, 0x4F6C), (20507, 0xDD1D)))
+
+
+def _splitmix(x: int) -> int:
+    m = (1 << 64) - 1
+    z = (x + 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
+def _bernoulli_hash(seed: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    z = _splitmix(seed)
+    words = [(z >> shift) & 0xFFFF for shift in (0, 16, 32, 48)]
+    i, j = np.asarray(i, dtype=np.uint64), np.asarray(j, dtype=np.uint64)
+    out = []
+    for lane, (start, word) in zip(_B_LANES, ((words[0], words[2]), (words[1], words[3]))):
+        fed = (i & 0xFFFF, i >> 16, 0, j & 0xFFFF, j >> 16, word, 0, 0)
+        x = np.uint64(start)
+        for (a, c), v in zip(lane, fed):
+            x = (x ^ np.uint64(c) ^ np.asarray(v, dtype=np.uint64)) * np.uint64(a) % np.uint64(65521)
+        out.append(x & np.uint64(0x7FFF))
+    return (out[0] << np.uint64(15)) | out[1]
+
+
+def _bernoulli_rows(node, rows: np.ndarray, n: int) -> np.ndarray:
+    """Bool [len(rows), n]: the keys of each row."""
+    i, j = np.asarray(rows, dtype=np.int64)[:, None], np.arange(n, dtype=np.int64)[None, :]
+    return _bernoulli_at(node, i, j)
+
+
+def _bernoulli_at(node, i, j) -> np.ndarray:
+    if getattr(node, "swapped", False):
+        i, j = j, i
+    if node.p == 0:
+        return np.zeros(np.broadcast_shapes(np.shape(i), np.shape(j)), dtype=bool)
+    # h·q < p·2^30 ⇔ h ≤ ⌊(p·2^30 − 1)/q⌋ for integers h ≥ 0 and p ≥ 1
+    top = ((node.p << 30) - 1) // node.q
+    return _bernoulli_hash(node.seed, i, j) <= np.uint64(min(top, (1 << 30)))
+
+
 def _keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
     """The keys of every row in ``rows`` (int64) of the pattern ``node``."""
     if isinstance(node, Primitive):
@@ -329,6 +382,8 @@ def _batches(rows: np.ndarray):
 def _pairs(node, i, j, n) -> np.ndarray:
     """Bool [m]: (i[k], j[k]) in the pattern; a union stops at the first part that holds a
     pair, an intersection at the first that lacks it."""
+    if isinstance(node, Bernoulli):
+        return _bernoulli_at(node, np.asarray(i), np.asarray(j)).reshape(-1)
     if isinstance(node, Primitive):
         return np.asarray(node.pairs(i, j, n), dtype=bool)
     if isinstance(node, Complement):

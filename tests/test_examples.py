@@ -241,6 +241,43 @@ def ref_swin(n: int) -> list[np.ndarray]:
     return layers
 
 
+def ref_sliding_tile_video(n: int) -> list[np.ndarray]:
+    """Zhang et al. 2025 (STA): a 30 × 48 × 80 video latent in tiles of 6 × 8 × 8 tokens,
+    numbered tile by tile (raster order of the 5 × 6 × 10 tiles, raster order inside a
+    tile); query tile (a, b, c) attends to the 3 × 3 × 3 tiles starting at
+    clamp(x − 1, 0, L − 3) on each tile axis of L tiles. Tokens past n do not exist."""
+    t = np.arange(n)
+    tile = t // 384
+    coords = (tile // 60, tile // 10 % 6, tile % 10)
+    m = np.ones((n, n), dtype=bool)
+    for x, length in zip(coords, (5, 6, 10)):
+        start = np.clip(x - 1, 0, length - 3)
+        m &= (x[None, :] >= start[:, None]) & (x[None, :] < start[:, None] + 3)
+    return [m]
+
+
+def ref_strided_image(n: int) -> list[np.ndarray]:
+    """Child et al. 2019, Sec. 4.3 on a 64 × 64 image (raster order) with the stride l
+    equal to the width: one layer attends to the earlier pixels of the query's row, the
+    other to the earlier pixels of its column."""
+    row, column = _empty(n), _empty(n)
+    for i in range(min(n, 4096)):
+        for j in range(min(i + 1, 4096)):
+            row[i, j] = i // 64 == j // 64
+            column[i, j] = i % 64 == j % 64
+    return [row, column]
+
+
+def ref_vision_language(n: int) -> list[np.ndarray]:
+    """PaliGemma-style (Beyer et al. 2024) prompt: causal text, and the 256 image tokens
+    (positions 32 … 287) attending to each other in both directions."""
+    m = _empty(n)
+    for i in range(n):
+        for j in range(n):
+            m[i, j] = j <= i or (32 <= i < 288 and 32 <= j < 288)
+    return [m]
+
+
 REFERENCES = {
     "natten.spat": ref_natten,
     "swin.spat": ref_swin,
@@ -253,6 +290,9 @@ REFERENCES = {
     "sinks.spat": ref_sinks,
     "prefix_lm.spat": ref_prefix_lm,
     "design_card.spat": ref_design_card,
+    "sliding_tile_video.spat": ref_sliding_tile_video,
+    "strided_image.spat": ref_strided_image,
+    "vision_language.spat": ref_vision_language,
 }
 
 # Lengths past the examples' parameters, so the whole pattern is exercised:
@@ -263,6 +303,8 @@ EXTRA_NS = {
     "fixed.spat": [300],
     "longformer.spat": [700],
     "sinks.spat": [1100],
+    "sliding_tile_video.spat": [1300],  # tiles of 384: several, and a window that ends
+    "strided_image.spat": [300],  # past the fourth row
 }
 
 # Every example file must be covered by a reference (BigBird is tested on
