@@ -134,6 +134,10 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     """
     if backend not in BACKENDS:
         raise SpatError(Diagnostic(f"unknown backend {backend!r}", help="one of " + ", ".join(BACKENDS)))
+    if getattr(compiled, "cross", False):  # m queries × n keys (patterndsl/cross.py): through its square
+        from .cross import to_square
+
+        k, v, compiled, key_bias = to_square(q, k, v, compiled, scale, key_bias, q_offset, segments)
     if backend == "flex":  # a property of the file, so said before anything about the inputs
         from .targets.flex import require_softmax
 

@@ -111,7 +111,8 @@ def mask_mod_source(compiled, layer: int = 0, block_size=None, *, one_document: 
     layer, _ = compiled.index(layer, 0)
     backend = TorchBackend(block_q, block_k)
     groups = _head_groups(compiled.patterns[layer])
-    expressions = [predicate_source(pattern, "q_idx", "kv_idx", compiled.n, backend) for _, _, pattern in groups]
+    size = getattr(compiled, "size", compiled.n)  # a cross file's patterns are built for max(m, n)
+    expressions = [predicate_source(pattern, "q_idx", "kv_idx", size, backend) for _, _, pattern in groups]
     # One expression per run of heads; a chain of torch.where picks the run of head h
     # (the runs tile 0..H, so each test needs only the run's end).
     body = expressions[-1]
@@ -205,6 +206,9 @@ def _layout_lists(layout, device):
             for name in ("partial", "full", "t_partial", "t_full")}
 
 
+layout_lists = _layout_lists  # (public names for patterndsl/cross.py)
+
+
 def distinct_layouts(compiled, layer: int = 0, block_size=None):
     """(the distinct layouts of one layer, the index of each head's): heads that share a
     layout object share an entry; one entry means the BlockMask has one head."""
@@ -234,6 +238,9 @@ def _usable_device(device):
         raise SpatError(Diagnostic(f"cannot use device {device!r}: {str(exc).splitlines()[0]}",
                                    help="e.g. device=\"cpu\", or \"cuda\" on a machine with a GPU")) from None
     return device
+
+
+usable_device = _usable_device
 
 
 def block_mask_bytes(compiled, layer: int, block_q: int, block_k: int) -> int:
