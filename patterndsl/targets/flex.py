@@ -446,7 +446,27 @@ def emit_module(compiled, block_size=None) -> str:
     parts.append("\n\n".join(inspect.getsource(function) for function in (
         fill_padded_lists, make_block_mask, qkv_problem, layer_problem)))
     parts.append(_MODULE_FOOTER)
+    if getattr(compiled, "cross", False):
+        return _cross_module("".join(parts), compiled.m)
     return "".join(parts)
+
+
+def _cross_module(text: str, m: int) -> str:
+    """The module of a cross file (`queries`, patterndsl/cross.py): M queries against N keys, a
+    rectangular BlockMask (Q_LEN = M); q must have M rows."""
+    edits = [
+        ("\nN = ", f"\nM = {m}  # a cross file: M queries x N keys\nN = "),
+        ("make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, _mask_mod(layer, device))",
+         "make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, _mask_mod(layer, device), q_len=M)"),
+        ("    problem = qkv_problem(q, k, v, N, HEADS, scale)\n",
+         "    problem = qkv_problem(q, k, v, N, HEADS, scale, queries_may_differ=True)\n"
+         "    if problem is None and q.shape[2] != M:\n"
+         "        problem = (f\"q has {q.shape[2]} rows, but this cross pattern has M = {M} queries\", None)\n"),
+    ]
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
 
 
 # "_flex.py": the default output (FILE's stem + suffix) must not clobber a module named
