@@ -421,12 +421,18 @@ def run_check(args) -> int:
 
         if args.certificate:
             raise UsageError("--certificate needs --n: certificates are about one sequence length")
+        from . import ast as A
+        from .compiled import parse
+
+        if any(isinstance(stmt, A.Queries) for stmt in parse(source).statements):
+            raise UsageError("a cross file (`queries`: m queries × n keys) is checked at one size: give --n "
+                             "(and --m for `queries m`)")
         report = growth_formula(source)
         sys.stdout.write(json.dumps(report, indent=1) + "\n" if args.json else render_growth(report, source.name))
         return EXIT_OK
     compiled = compile_pattern(source, args.n, memory_budget=args.memory_budget, m=args.m)
     if compiled.cross:  # m queries × n keys: counts and growth; C1–C3 are about square patterns
-        from .cross import check_report, render_report
+        from .cross_check import check_report, render_report
 
         if args.certificate:
             raise UsageError("--certificate is about C1–C3, which do not apply to a cross file (`queries`)")

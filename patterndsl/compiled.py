@@ -108,6 +108,10 @@ class CompiledPattern:
         self.m = resolved.queries if self.cross else n
         self.m_given = m
         self.size = max(self.m, n)
+        if m is not None and not self.cross:
+            raise SpatError(Diagnostic(f"m = {m} is the number of queries of a cross file, and this file "
+                                       f"declares none", help="add `queries m` to the file (m queries × n keys), "
+                                                              "or give no m"), source)
         self.simplified = simplified
         # compiled.at(n'): the same file at other lengths, shared by the whole family (an LRU of
         # at most MAX_CACHED_LENGTHS entries), so decoding with a growing KV cache compiles each

@@ -278,7 +278,8 @@ class Resolver:
                 self._check_prob(stmt)
             elif isinstance(stmt, A.Queries) and stmt is not self.queries:
                 self.report("`queries` is given twice", stmt.span,
-                            notes=(f"the first is at line {self.queries.span.line}",))
+                            notes=(f"the first is at line {self.queries.span.line}",),
+                            help="a cross file declares its number of queries once")
         if self.pattern_stmt is None and not self.diagnostics:
             # Point just after the last statement: that is where the pattern would go.
             last = self.module.statements[-1].span if self.module.statements else None
@@ -648,6 +649,10 @@ class _Evaluator:
                         help="mark the key ranges of each query with intervals(q, k) or rows(…) & cols(…)")
         if cls.name in G.GRID_PRIMITIVES and G.GRID_PRIMITIVES[cls.name] is cls:
             self._refuse_square_only(f"`{cls.name}`", span)
+        if cls.name == "random":
+            self.r.fail("`random` draws min(r, n) keys for each row of an n × n pattern, and this cross file "
+                        "is m × n (`queries`): it is not defined here", span,
+                        help="mark each query's keys with intervals(q, k), window(…) or cols(…)")
 
     # ---- structure ------------------------------------------------------------
 
