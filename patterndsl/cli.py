@@ -310,6 +310,10 @@ def run_compile(args) -> int:
     if args.emit == "ir":
         print(dump_ir(compiled))
         return EXIT_OK
+    if compiled.cross and target.name not in ("torch", "flex"):
+        raise SpatError(Diagnostic(f"the {target.name} target writes n × n kernels, and this is a cross file "
+                                   f"(`queries`: m × n)", help="--target torch or flex; in Python, "
+                                   "patterndsl.attention(q, k, v, compiled) runs a cross file on every backend"))
     out = _output_path(args, target.suffix)
     written = None
 
