@@ -30,7 +30,7 @@ from .passes import simplify
 from .primitives import Cols, Rows
 from .reference import check_budget, index_dtype
 
-_ROW_ELEMENTS = 1 << 20  # pairs evaluated at once
+_ROW_ELEMENTS = 1 << 20  # pairs the dense reference evaluates at once
 
 
 # ---- the dense reference ---------------------------------------------------------------
@@ -144,36 +144,34 @@ class _NoOtherLengths:
 def layout(pattern: Pattern, m: int, n: int, size: int, block_q: int, block_k: int):
     """The block layout of the m × n pattern: ⌈m/BQ⌉ query blocks × ⌈n/BK⌉ key blocks
     (layout.BlockLayout with q_len = m), each block exactly empty, partial or full over its
-    pairs inside the rectangle. Evaluated a few query blocks at a time: O(m · n) time."""
-    from .layout import EMPTY, FULL, PARTIAL, BlockLayout
+    pairs inside the rectangle.
 
+    It is the square's layout (`layout.block_layout` of the embedded pattern at the size:
+    time proportional to the blocks touched), whose blocks all lie inside the rectangle;
+    only a block that the rectangle's ragged edge (m or n not a multiple of the block, and
+    short of the size) cuts can be full here and partial there: those blocks, at most
+    ⌈m/BQ⌉ + ⌈n/BK⌉, are evaluated over their pairs."""
+    from .layout import FULL, PARTIAL, BlockLayout, block_layout
+
+    whole = block_layout(embedded(pattern, m, n, size), size, block_q, block_k)
+    qb, kb, states = whole.blocks()
     num_q, num_k = -(-m // block_q), -(-n // block_k)
-    padded_k = num_k * block_k
-    per_step = max(1, (1 << 21) // max(padded_k * block_q, 1))
-    qbs, kbs, all_states, connections = [], [], [], 0
-    for first in range(0, num_q, per_step):
-        last = min(num_q, first + per_step)
-        r0, r1 = first * block_q, min(m, last * block_q)
-        rows = _rows(pattern, size, n, r0, r1)
-        connections += int(np.count_nonzero(rows))
-        if padded_k != n:
-            rows = np.concatenate([rows, np.zeros((r1 - r0, padded_k - n), dtype=bool)], axis=1)
-        per_row = rows.reshape(r1 - r0, num_k, block_k).sum(axis=2, dtype=np.int64)
-        counts = np.add.reduceat(per_row, np.arange(0, r1 - r0, block_q), axis=0)
-        heights = np.minimum(m - np.arange(first, last) * block_q, block_q)[:, None]
-        widths = np.minimum(n - np.arange(num_k) * block_k, block_k)[None, :]
-        states = np.where(counts == 0, EMPTY, np.where(counts == heights * widths, FULL, PARTIAL))
-        qb, kb = np.nonzero(states)
-        qbs.append(qb + first)
-        kbs.append(kb)
-        all_states.append(states[qb, kb])
-    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
-    return BlockLayout.from_blocks(n, block_q, block_k, cat(qbs), cat(kbs), cat(all_states), connections,
-                                   q_offset=0, q_len=m)
+    assert not ((qb >= num_q) | (kb >= num_k)).any()  # the cut leaves nothing beyond m rows, n keys
+    edge = (((qb == num_q - 1) & (m % block_q != 0) & (m < size))
+            | ((kb == num_k - 1) & (n % block_k != 0) & (n < size)))
+    dtype = index_dtype(size)
+    for at in np.flatnonzero(edge & (states == PARTIAL)):
+        r0, c0 = int(qb[at]) * block_q, int(kb[at]) * block_k
+        i = np.arange(r0, min(m, r0 + block_q), dtype=np.int64).astype(dtype)[:, None]
+        j = np.arange(c0, min(n, c0 + block_k), dtype=np.int64).astype(dtype)[None, :]
+        if np.asarray(pattern.predicate(i, j, size), dtype=bool).all():
+            states[at] = FULL
+    return BlockLayout.from_blocks(n, block_q, block_k, qb, kb, states, whole.connections, q_offset=0, q_len=m)
 
 
 def layouts(compiled, layer: int = 0, block_size=None) -> list:
     """The m × n block layout of every head of one layer (heads with one pattern share one)."""
+    from .layout import layout_memory
     from .reference import require_memory
 
     layer, _ = compiled.index(layer, 0)
@@ -184,9 +182,10 @@ def layouts(compiled, layer: int = 0, block_size=None) -> list:
         key = (pattern, block_q, block_k)
         if key not in cache:
             require_memory(f"the block layout at m = {compiled.m:,}, n = {compiled.n:,} in blocks of "
-                           f"{block_q} × {block_k}", 16 * (-(-compiled.m // block_q)) * (-(-compiled.n // block_k))
-                           + 8 * block_q * compiled.n, compiled.memory_budget,
-                           "use larger blocks (--block-size, block_size=) or smaller m, n")
+                           f"{block_q} × {block_k}",
+                           layout_memory(embedded(pattern, compiled.m, compiled.n, compiled.size), compiled.size,
+                                         block_q, block_k),
+                           compiled.memory_budget, "use larger blocks (--block-size, block_size=) or smaller m, n")
             cache[key] = layout(pattern, compiled.m, compiled.n, compiled.size, block_q, block_k)
         out.append(cache[key])
     return out
