@@ -127,6 +127,9 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     on CPU (and for a single query), and the Triton kernels on CUDA, which run every n_kv
     and q length with the same kernels.
 
+    A cross file (`queries M`: m queries × n keys, patterndsl/cross.py) takes q [B, H, m, D]
+    (or rows q_offset … of its m queries) and k, v [B, Hkv, n, D] on every backend.
+
     ``segments``: for a pattern using `segment` / `segment_start`, the segment ids, an
     integer tensor [B, n] of any integer dtype (only equality matters), on q's device;
     required exactly when the pattern uses them. The ids are data: nothing is

@@ -358,3 +358,18 @@ def test_the_triton_kernels_on_rectangles():
         q, k, v = torch.randn(1, 2, m, 16), torch.randn(1, 1, n, 16), torch.randn(1, 1, n, 16)
         got = patterndsl.attention(q, k, v, compiled, backend="triton", block_size=16)
         torch.testing.assert_close(got, patterndsl.attention_reference(q, k, v, compiled), rtol=1e-4, atol=1e-4)
+
+
+def test_heads_and_layers_in_a_cross_file():
+    text = "queries 5\nlayers {\n    heads {\n        0: causal\n        1: intervals(2, 2)\n    }\n    window(1)\n}\n"
+    compiled = patterndsl.compile(text, 3)
+    assert (compiled.layers, compiled.heads) == (2, 2)
+    assert rows(compiled.dense(0, 0)) == ("100", "110", "111", "111", "111")
+    assert rows(compiled.dense(0, 1)) == ("110", "110", "001", "001", "000")
+    assert rows(compiled.dense(1, 1)) == ("110", "111", "011", "001", "000")
+    q = torch.randn(1, 2, 5, 8, dtype=torch.float64)
+    k, v = torch.randn(1, 2, 3, 8, dtype=torch.float64), torch.randn(1, 2, 3, 8, dtype=torch.float64)
+    for layer in (0, 1):
+        allowed = torch.from_numpy(compiled.dense_all()[layer])
+        want = masked_softmax_attention(q, k, v, allowed)
+        torch.testing.assert_close(patterndsl.attention(q, k, v, compiled, layer, backend="native"), want)
