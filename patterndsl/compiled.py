@@ -425,7 +425,10 @@ def compile(source: "str | Path | Source", n: int, *, simplify: bool = True,
     "Cross-attention"); ``n`` is then the number of keys."""
     n = _sequence_length(n)
     if m is not None:
-        m = _sequence_length(m)
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral):
+            raise SpatError(Diagnostic(f"m must be an integer, got {m!r}", help="m is the number of queries of a "
+                                       "cross file (`queries m`), e.g. patterndsl.compile(source, n=256, m=77)"))
+        m = int(m)
     memory_budget = _memory_budget(memory_budget)
     text = source if isinstance(source, str) else None
     source = load_source(source)

@@ -321,6 +321,8 @@ def test_diagnostics_point_at_the_cause(text, n, m, where, caret, message):
 def test_m_for_a_square_file_and_q_outside_the_m_queries():
     with pytest.raises(patterndsl.SpatError, match="declares none"):
         patterndsl.compile("causal", 8, m=3)
+    with pytest.raises(patterndsl.SpatError, match="m must be an integer, got True"):
+        patterndsl.compile("queries m\ncausal", 8, m=True)
     compiled = patterndsl.compile("queries 4\ncausal", 8)
     q, k = torch.randn(1, 1, 5, 8), torch.randn(1, 1, 8, 8)
     with pytest.raises(patterndsl.SpatError, match="beyond the cross file's 4 queries"):
