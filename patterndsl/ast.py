@@ -149,6 +149,14 @@ class Block(Node):
 
 
 @dataclass(frozen=True)
+class Queries(Node):
+    """`queries M`: a cross-attention file, M queries against n keys (patterndsl/cross.py)."""
+
+    count: Node
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
 class Prob(Node):
     """`prob NAME` or `prob NAME(ARG)`: ``name`` is the map with its argument as written,
     without spaces ("softmax", "entmax(1.5)"), checked by the resolver."""

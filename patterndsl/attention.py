@@ -127,6 +127,9 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     on CPU (and for a single query), and the Triton kernels on CUDA, which run every n_kv
     and q length with the same kernels.
 
+    A cross file (`queries M`: m queries × n keys, patterndsl/cross.py) takes q [B, H, m, D]
+    (or rows q_offset … of its m queries) and k, v [B, Hkv, n, D] on every backend.
+
     ``segments``: for a pattern using `segment` / `segment_start`, the segment ids, an
     integer tensor [B, n] of any integer dtype (only equality matters), on q's device;
     required exactly when the pattern uses them. The ids are data: nothing is
@@ -134,6 +137,10 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
     """
     if backend not in BACKENDS:
         raise SpatError(Diagnostic(f"unknown backend {backend!r}", help="one of " + ", ".join(BACKENDS)))
+    if getattr(compiled, "cross", False):  # m queries × n keys (patterndsl/cross.py): through its square
+        from .cross import to_square
+
+        k, v, compiled, key_bias = to_square(q, k, v, compiled, scale, key_bias, q_offset, segments)
     if backend == "flex":  # a property of the file, so said before anything about the inputs
         from .targets.flex import require_softmax
 

@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_n(sub, required=True):
         sub.add_argument("--n", type=_positive_int, required=required, metavar="N", help="the sequence length")
+        sub.add_argument("--m", type=_positive_int, metavar="M",
+                         help="a cross file's number of queries, for its `queries m` (n is then the keys)")
         sub.add_argument("--memory-budget", type=_size, metavar="SIZE",
                          help="largest dense mask to build, e.g. 4G (default 2G, or PATTERNDSL_MEMORY_BUDGET)")
 
@@ -271,7 +273,7 @@ def _save_npy(path: Path, array) -> None:
 
 
 def run_mask(args) -> int:
-    compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget)
+    compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget, m=args.m)
     masks = compiled.dense_all()
     out = _output_path(args, ".npy")
     _write(out, lambda path: _save_npy(path, masks), args)
@@ -304,10 +306,14 @@ def run_compile(args) -> int:
             target.check_block_sizes(sizes)
     except SpatError as exc:
         raise UsageError(str(exc).removeprefix("error: ")) from None
-    compiled = compile_pattern(source, args.n, simplify=not args.no_simplify, memory_budget=args.memory_budget)
+    compiled = compile_pattern(source, args.n, simplify=not args.no_simplify, memory_budget=args.memory_budget, m=args.m)
     if args.emit == "ir":
         print(dump_ir(compiled))
         return EXIT_OK
+    if compiled.cross and target.name not in ("torch", "flex"):
+        raise SpatError(Diagnostic(f"the {target.name} target writes n × n kernels, and this is a cross file "
+                                   f"(`queries`: m × n)", help="--target torch or flex; in Python, "
+                                   "patterndsl.attention(q, k, v, compiled) runs a cross file on every backend"))
     out = _output_path(args, target.suffix)
     written = None
 
@@ -336,7 +342,11 @@ def run_show(args) -> int:
         raise UsageError(f"--png writes a PNG picture: name it OUT.png, not {args.png}")
     if args.block_size is not None and not args.png:
         raise UsageError("--block-size goes with --png")
-    compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget)
+    compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget, m=args.m)
+    if compiled.cross:
+        raise SpatError(Diagnostic("show draws n × n patterns, and this is a cross file (`queries`: m × n)",
+                                   help="write its mask with `patterndsl mask FILE --n N` ([layers, heads, m, n]) "
+                                        "or see its blocks with `patterndsl layout`"))
     if args.png:
         drawn = None
 
@@ -369,7 +379,7 @@ def run_layout(args) -> int:
 
     from .layout import describe_layouts, efficiency_warning
 
-    compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget)
+    compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget, m=args.m)
     if args.grid:
         block_q, block_k = compiled.block_sizes(args.block_size)
         rows, columns = -(-compiled.n // block_q), -(-compiled.n // block_k)
@@ -415,10 +425,24 @@ def run_check(args) -> int:
 
         if args.certificate:
             raise UsageError("--certificate needs --n: certificates are about one sequence length")
+        from . import ast as A
+        from .compiled import parse
+
+        if any(isinstance(stmt, A.Queries) for stmt in parse(source).statements):
+            raise UsageError("a cross file (`queries`: m queries × n keys) is checked at one size: give --n "
+                             "(and --m for `queries m`)")
         report = growth_formula(source)
         sys.stdout.write(json.dumps(report, indent=1) + "\n" if args.json else render_growth(report, source.name))
         return EXIT_OK
-    compiled = compile_pattern(source, args.n, memory_budget=args.memory_budget)
+    compiled = compile_pattern(source, args.n, memory_budget=args.memory_budget, m=args.m)
+    if compiled.cross:  # m queries × n keys: counts and growth; C1–C3 are about square patterns
+        from .cross_check import check_report, render_report
+
+        if args.certificate:
+            raise UsageError("--certificate is about C1–C3, which do not apply to a cross file (`queries`)")
+        report = check_report(compiled)
+        print(json.dumps(report, indent=1)) if args.json else sys.stdout.write(render_report(report, source.name))
+        return EXIT_OK
     report, cert = check(compiled, budget_seconds=args.budget)
     if args.certificate:
         text = json.dumps(cert, indent=1)

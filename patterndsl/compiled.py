@@ -99,9 +99,19 @@ class CompiledPattern:
     """
 
     def __init__(self, source: Source, module: A.Module, n: int, *, simplified: bool = True,
-                 memory_budget: int | None = None):
-        resolved = resolve(module, source, n)
+                 memory_budget: int | None = None, m: "int | None" = None):
+        resolved = resolve(module, source, n, m)
         self.source, self.module, self.n = source, module, n
+        # A cross file (`queries M`, patterndsl/cross.py): m queries × n keys; its patterns are
+        # built for size = max(m, n) (the rectangle is that square pattern's top-left corner).
+        self.cross = resolved.queries is not None
+        self.m = resolved.queries if self.cross else n
+        self.m_given = m
+        self.size = max(self.m, n)
+        if m is not None and not self.cross:
+            raise SpatError(Diagnostic(f"m = {m} is the number of queries of a cross file, and this file "
+                                       f"declares none", help="add `queries m` to the file (m queries × n keys), "
+                                                              "or give no m"), source)
         self.simplified = simplified
         # compiled.at(n'): the same file at other lengths, shared by the whole family (an LRU of
         # at most MAX_CACHED_LENGTHS entries), so decoding with a growing KV cache compiles each
@@ -115,7 +125,7 @@ class CompiledPattern:
         if simplified:
             once: dict[Pattern, Pattern] = {}  # heads and layers often share a pattern
             for pattern in {p for layer in resolved.patterns for p in layer}:
-                once[pattern] = simplify(pattern, n)
+                once[pattern] = simplify(pattern, self.size)
             self.patterns = tuple(tuple(once[p] for p in layer) for layer in resolved.patterns)
 
     @property
@@ -135,14 +145,18 @@ class CompiledPattern:
         found = self._lengths.get(n)
         if found is None:
             found = CompiledPattern(self.source, self.module, n, simplified=self.simplified,
-                                    memory_budget=self.memory_budget)
+                                    memory_budget=self.memory_budget, m=self.m_given)
             found._lengths = self._lengths
             found = self._lengths.put(n, found)
         return found
 
     def query_rows(self, q_offset=0, q_len=None) -> tuple[int, int]:
         """(q_offset, q_len) checked against n: queries at q_offset … q_offset + q_len − 1
-        (q_len None: up to n), against the n keys 0 … n − 1."""
+        (q_len None: up to n), against the n keys 0 … n − 1 (a cross file: against its m queries)."""
+        if self.cross:
+            from .cross import query_rows
+
+            return query_rows(self, q_offset, q_len)
         problem = query_window_problem(q_len if q_len is not None else (
             self.n - q_offset if _is_int(q_offset) else 0), self.n, q_offset, keys="n")
         if problem:
@@ -163,11 +177,21 @@ class CompiledPattern:
         return self.patterns[layer][head]
 
     def dense(self, layer: int = 0, head: int = 0) -> np.ndarray:
-        """The reference mask of one layer and head, as a numpy bool array [n, n]."""
+        """The reference mask of one layer and head, as a numpy bool array [n, n] ([m, n] for a
+        cross file)."""
+        if self.cross:
+            from .cross import dense
+
+            return dense(self, layer, head)
         return dense_mask(self.pattern(layer, head), self.n, self.memory_budget)
 
     def dense_all(self) -> np.ndarray:
-        """Every layer and head: numpy bool [p, H, n, n] (identical patterns evaluated once)."""
+        """Every layer and head: numpy bool [p, H, n, n] (identical patterns evaluated once;
+        [p, H, m, n] for a cross file)."""
+        if self.cross:
+            from .cross import dense_all
+
+            return dense_all(self)
         check_budget((self.layers, self.heads, self.n, self.n), self.memory_budget)
         out = np.empty((self.layers, self.heads, self.n, self.n), dtype=bool)
         done: dict[Pattern, tuple[int, int]] = {}
@@ -191,6 +215,10 @@ class CompiledPattern:
         heads, and layers, with the same pattern share one object."""
         from .layout import block_layout, layout_memory
 
+        if self.cross:
+            from .cross import layouts
+
+            return layouts(self, layer, block_size)
         layer, _ = self.index(layer, 0)
         block_q, block_k = self.block_sizes(block_size)
         cache = self.__dict__.setdefault("_layouts", {})
@@ -233,6 +261,10 @@ class CompiledPattern:
         """A FlexAttention BlockMask of one layer, built from the block layout (never from
         n² pairs), with a mask_mod generated from the IR (patterndsl/targets/flex.py).
         ``block_size`` is an int or a (BQ, BK) pair (default: the file's `block`, else 128)."""
+        if self.cross:
+            from .cross import block_mask as cross_block_mask
+
+            return cross_block_mask(self, layer, block_size, device)
         from .targets.flex import block_mask
 
         return block_mask(self, layer, block_size, device)
@@ -262,6 +294,10 @@ class CompiledPattern:
 
         if segments is not None:
             return self._segment_mask(layer, head, segments, q_offset, q_len)
+        if self.cross:
+            from .cross import mask
+
+            return mask(self, layer, head, q_offset, q_len)
         if q_offset == 0 and q_len is None:
             return torch.from_numpy(self.dense(layer, head))
         q_offset, q_len = self.query_rows(q_offset, q_len)
@@ -310,6 +346,9 @@ class CompiledPattern:
         return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, float("-inf"))
 
     def __repr__(self):
+        if self.cross:
+            return (f"CompiledPattern({self.source.name!r}, m={self.m}, n={self.n}, layers={self.layers}, "
+                    f"heads={self.heads}, prob={self.prob!r})")
         return (f"CompiledPattern({self.source.name!r}, n={self.n}, layers={self.layers}, "
                 f"heads={self.heads}, prob={self.prob!r})")
 
@@ -379,10 +418,17 @@ def _short(pattern, limit: int = 60) -> str:
 
 
 def compile(source: "str | Path | Source", n: int, *, simplify: bool = True,
-            memory_budget: "int | str | None" = None) -> CompiledPattern:
+            memory_budget: "int | str | None" = None, m: "int | None" = None) -> CompiledPattern:
     """Compile .spat text (str) or a file (pathlib.Path) for sequence length ``n``.
-    ``memory_budget`` (bytes, or a size such as "2G") caps the dense masks and layouts."""
+    ``memory_budget`` (bytes, or a size such as "2G") caps the dense masks and layouts.
+    ``m``: the number of queries of a cross file that declares `queries m` (README,
+    "Cross-attention"); ``n`` is then the number of keys."""
     n = _sequence_length(n)
+    if m is not None:
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral):
+            raise SpatError(Diagnostic(f"m must be an integer, got {m!r}", help="m is the number of queries of a "
+                                       "cross file (`queries m`), e.g. patterndsl.compile(source, n=256, m=77)"))
+        m = int(m)
     memory_budget = _memory_budget(memory_budget)
     text = source if isinstance(source, str) else None
     source = load_source(source)
@@ -395,4 +441,4 @@ def compile(source: "str | Path | Source", n: int, *, simplify: bool = True,
                 f"patterndsl.compile(Path({text.strip()!r}), n)"))
             raise SpatError([first] + exc.diagnostics[1:], exc.source) from None
         raise
-    return CompiledPattern(source, module, n, simplified=simplify, memory_budget=memory_budget)
+    return CompiledPattern(source, module, n, simplified=simplify, memory_budget=memory_budget, m=m)

@@ -152,6 +152,8 @@ def statement_text(node: A.Node) -> str:
         return f"block {expression(node.query)}" + (f", {expression(node.key)}" if node.key else "")
     if isinstance(node, A.Prob):
         return f"prob {node.name}"
+    if isinstance(node, A.Queries):
+        return f"queries {expression(node.count)}"
     if isinstance(node, A.PatternStmt):
         return expression(node.expr)
     return expression(node)

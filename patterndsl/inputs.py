@@ -133,10 +133,23 @@ def check_qkv(q, k, v, compiled, scale=None, dtypes=FLOAT_DTYPES, max_head_dim=N
                                    help="compile the pattern first: patterndsl.compile(source, n)"))
     problem = qkv_problem(q, k, v, compiled.n, compiled.heads, scale, dtypes, max_head_dim,
                           value_dim_may_differ, queries_may_differ=q_offset is not None)
-    if problem is None and q_offset is not None:
+    if problem is None and q_offset is not None and getattr(compiled, "cross", False):
+        problem = cross_query_problem(q.shape[2], compiled.m, q_offset)
+    elif problem is None and q_offset is not None:
         problem = query_window_problem(q.shape[2], k.shape[2], q_offset)
     if problem is not None:
         raise SpatError(Diagnostic(problem[0], help=problem[1]))
+
+
+def cross_query_problem(length, m, q_offset):
+    """(message, help) when a cross file's q (``length`` rows at q_offset …) does not lie
+    within its m queries (README, "Cross-attention"), else None."""
+    problem = query_window_problem(length, m, q_offset, keys="m")
+    if problem is None:
+        return None
+    return (problem[0].replace("lie beyond the", "lie beyond the cross file's").replace(" keys (m", " queries (m"),
+            f"a cross file has m = {m} queries (its `queries` statement) against the n keys of k, v: "
+            f"q holds rows q_offset ... q_offset + len - 1 of those m")
 
 
 def for_keys(compiled, k):

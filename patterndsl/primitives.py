@@ -828,6 +828,104 @@ class Chunk(Primitive):
 
 @primitive
 @dataclass(frozen=True)
+class Intervals(Primitive):
+    """Cross-attention by intervals (README, "Cross-attention"): the t-th run of q queries
+    attends to the t-th run of k keys — Flamingo's text chunk t attending to image t."""
+
+    q: int
+    k: int
+    name: ClassVar[str] = "intervals"
+    signatures: ClassVar = ((ParamSpec("q"), ParamSpec("k")),)
+    meaning: ClassVar = (("intervals(q, k)", "⌊i/q⌋ = ⌊j/k⌋ (queries t·q … t·q + q − 1 attend to keys "
+                                             "t·k … t·k + k − 1; intervals(b, b) is chunk(b))"),)
+    examples: ClassVar = {
+        # queries {0, 1} → keys {0, 1, 2}; {2, 3} → {3, 4, 5}; {4, 5} → keys 6.. (none left)
+        ("intervals(2, 3)", 6): ("111000",
+                                 "111000",
+                                 "000111",
+                                 "000111",
+                                 "000000",
+                                 "000000"),
+        ("intervals(3, 2)", 6): ("110000",
+                                 "110000",
+                                 "110000",
+                                 "001100",
+                                 "001100",
+                                 "001100"),
+        ("intervals(4, 4)", 5): ("11110",
+                                 "11110",
+                                 "11110",
+                                 "11110",
+                                 "00001"),
+    }
+
+    def reference_pair(self, i, j, n):
+        return i // self.q == j // self.k
+
+    @classmethod
+    def call_sources(cls, S):
+        return S.st.builds(lambda q, k: f"intervals({q}, {k})", S.positive_ints(), S.positive_ints())
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        """A row's keys are one run of k keys (none once t·k ≥ n)."""
+        return RowBound(ops.min(args["k"], n), tight=False)
+
+    @classmethod
+    def build(cls, args, n):
+        _at_least(args["q"], 1, "intervals(q, k)", "q", n, help="a run of queries must be positive")
+        _at_least(args["k"], 1, "intervals(q, k)", "k", n, help="a run of keys must be positive")
+        return cls(args["q"], args["k"])
+
+    def _sizes(self, n: int) -> tuple[int, int]:
+        # a run longer than n is as long as n + 1 inside [0, n): it stays within the index dtype
+        return min(self.q, n + 1), min(self.k, n + 1)
+
+    def predicate(self, i, j, n):
+        q, k = self._sizes(n)
+        return (i // q) == (j // k)
+
+    def row_structure(self, n):
+        return R.Paired(*self._sizes(n))
+
+    def __str__(self):
+        return f"intervals({self.q}, {self.k})"
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        """Its element predicate as torch/Triton source (patterndsl/codegen.py)."""
+        run_q, run_k = self._sizes(n)
+        return f"(({q} // {run_q}) == ({k} // {run_k}))"
+
+    def block_states(self, grid, qb, kb):
+        run_q, run_k = self._sizes(grid.n)
+        (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        a0, a1, b0, b1 = r0 // run_q, r1 // run_q, c0 // run_k, c1 // run_k
+        touched = np.maximum(a0, b0) <= np.minimum(a1, b1)
+        full = (a0 == a1) & (a1 == b0) & (b0 == b1)
+        return np.where(full, 2, np.where(touched, 1, 0)).astype(np.int8)
+
+    def block_candidates(self, grid):
+        run_q, run_k = self._sizes(grid.n)
+        qb = np.arange(grid.num_q, dtype=np.int64)
+        r0, r1 = grid.rows(qb)
+        return grid.key_block_range(qb, r0 // run_q * run_k, (r1 // run_q + 1) * run_k - 1)
+
+    def block_estimate(self, grid):
+        run_q, run_k = self._sizes(grid.n)
+        return grid.num_q * min(grid.num_k, (grid.block_q // run_q + 2) * run_k // grid.block_k + 2)
+
+    def transposed(self, n):
+        return Intervals(self.k, self.q)
+
+    def simplify(self, n):
+        run_q, run_k = self._sizes(n)
+        if run_q == run_k:
+            return Chunk(run_q)
+        return self
+
+
+@primitive
+@dataclass(frozen=True)
 class Summary(Primitive):
     b: int
     c: int

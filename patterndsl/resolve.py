@@ -81,6 +81,7 @@ class Integers:
         self.n = n
         self.n_value = n
         self.sizes = [n]  # the size patterns are built for: n, or ⌈n/B⌉ inside blocks(B) { }
+        self.m_given = None  # a cross file's `queries m`: the m given when compiling (patterndsl/cross.py)
 
     def enter_blocks(self, size: int):
         self.sizes.append(-(-self.sizes[-1] // size) if self.sizes[-1] is not None else None)
@@ -159,6 +160,7 @@ class Resolved:
     patterns: tuple[tuple[Pattern, ...], ...]  # [layer][head]
     block: tuple[int, int] | None
     prob: probability.ProbabilityMap  # a str: "softmax", "sparsemax", "entmax(1.5)"
+    queries: int | None = None  # a cross file's m (its `queries` statement); None: n × n
 
 
 class _Failed(Exception):
@@ -192,6 +194,7 @@ class Resolver:
         self.pattern_stmt: A.Node | None = None
         self.block: A.Block | None = None
         self.prob: A.Prob | None = None
+        self.queries: A.Queries | None = None  # `queries M`: a cross file (patterndsl/cross.py)
 
     # ---- reporting --------------------------------------------------------
 
@@ -244,6 +247,7 @@ class Resolver:
 
     def collect(self):
         names: dict[str, A.Node] = {}
+        self.queries = next((s for s in self.module.statements if isinstance(s, A.Queries)), None)
         for stmt in self.module.statements:
             if isinstance(stmt, (A.Let, A.Def)):
                 if self._check_new_name(stmt.name, self.name_span(stmt), names):
@@ -272,6 +276,10 @@ class Resolver:
                                 notes=(f"the first is at line {self.prob.span.line}",))
                 self.prob = stmt
                 self._check_prob(stmt)
+            elif isinstance(stmt, A.Queries) and stmt is not self.queries:
+                self.report("`queries` is given twice", stmt.span,
+                            notes=(f"the first is at line {self.queries.span.line}",),
+                            help="a cross file declares its number of queries once")
         if self.pattern_stmt is None and not self.diagnostics:
             # Point just after the last statement: that is where the pattern would go.
             last = self.module.statements[-1].span if self.module.statements else None
@@ -306,6 +314,8 @@ class Resolver:
         reserved = None
         if name == "n":
             reserved = "`n` is the sequence length and cannot be redefined"
+        elif name == "m" and self.queries is not None:
+            reserved = "`m` is the number of queries of this cross file (`queries`) and cannot be redefined"
         elif name in _CALLABLE_PRIMITIVES:
             reserved = f"'{name}' is a primitive and cannot be redefined"
         elif name in BUILTINS:
@@ -397,6 +407,8 @@ class Resolver:
             return
         if name == "n" and not call:
             return
+        if name == "m" and not call and self.queries is not None:
+            return
         if name in _CALLABLE_PRIMITIVES or name in BUILTINS or (name == "n" and call):
             if name == "n":
                 self.fatal += 1
@@ -485,7 +497,8 @@ class Resolver:
             raise self.error()
         if self.prob is not None:
             prob = probability.ProbabilityMap(*_prob_parts(self.prob.name))
-        return Resolved(patterns, block, prob)
+        queries = evaluator.queries_value if self.queries is not None else None
+        return Resolved(patterns, block, prob, queries)
 
     def mentions_n(self, node: A.Node) -> bool:
         """Whether the value of ``node`` (outside any def) can depend on n."""
@@ -498,6 +511,14 @@ class Resolver:
     def _evaluate(self, evaluator: "_Evaluator", heads: int | None):
         """Every statement in turn, each one's errors reported even when another failed."""
         patterns, block = (), None
+        if self.queries is not None and isinstance(evaluator.d, Integers):
+            try:
+                m = evaluator.d.known(evaluator.query_count())
+                # a cross file's primitives are built for max(m, n): the m × n rectangle is the
+                # top-left corner of that square pattern, each primitive read by absolute index
+                evaluator.d.sizes[0] = max(m, evaluator.d.n_value)
+            except _Failed:
+                pass
         for name in self._let_order():  # every let, so unused ones are checked too
             if self._needs_a_grid(name):  # (checked where a grid uses it: its cells are known there)
                 continue
@@ -573,6 +594,65 @@ class _Evaluator:
         self.calls = 0  # def bodies evaluated
         self.failed_calls: set[tuple] = set()
         self.no_n_reason: str | None = None
+        self.queries_value = None  # a cross file's m, once evaluated (query_count)
+        self.in_queries = False  # evaluating the `queries` statement itself
+
+    # ---- cross files: `queries M` (m queries × n keys; README "Cross-attention") --------
+
+    def query_count(self):
+        """m, the number of queries of a cross file: its `queries M` evaluated, the name `m`
+        inside M being the m given when compiling (compile(..., m=), --m)."""
+        if self.queries_value is not None:
+            return self.queries_value
+        stmt = self.r.queries
+        if self.in_queries:
+            self.r.fail("`queries` cannot depend on itself", stmt.span)
+        self.in_queries = True
+        try:
+            value = self.integer(stmt.count, {}, "the number of queries")
+        finally:
+            self.in_queries = False
+        known, given = self.d.known(value), getattr(self.d, "m_given", None)
+        if known is not None and not (1 <= known <= MAX_QUERIES):
+            self.r.fail(f"a cross file needs between 1 and 2^30 queries, but `queries` gives {known}"
+                        f"{self._n_note()}", stmt.count.span,
+                        help="wrap it as max(1, …) if it shrinks with n")
+        if known is not None and given is not None and known != given and not _is_name_m(stmt.count):
+            self.r.fail(f"this file declares {known} queries{self._n_note()}, but m = {given} was given",
+                        stmt.count.span, help="give no m, or write `queries m` to take m from the caller")
+        self.queries_value = value
+        return value
+
+    def _m_value(self, node):
+        if self.in_queries:
+            given = getattr(self.d, "m_given", None)
+            if given is None:
+                if getattr(self.d, "n_value", None) is not None and isinstance(self.d, Integers):
+                    self.r.fail("this cross file takes its number of queries m from the caller, and none was given",
+                                node.span, help="compile(source, n, m=77) in Python, --m 77 on the command line")
+                self.r.fail("m is known only when compiling (compile(source, n, m=…)): the growth analysis "
+                            "of a cross file needs `queries` and its patterns not to use a caller's m", node.span,
+                            help="write the number of queries as an expression in n, e.g. `queries n // 4`")
+            return self.d.number(given)
+        return self.query_count()
+
+    def _refuse_square_only(self, what: str, span):
+        self.r.fail(f"{what} needs a square pattern, and this cross file declares `queries` "
+                    f"(m queries × n keys)", span,
+                    help="a cross pattern is read by absolute query and key index; write it without "
+                         f"{what}, or drop `queries` for an n × n pattern")
+
+    def _check_cross_primitive(self, cls, span):
+        if cls.name in ("segment", "segment_start"):
+            self.r.fail(f"`{cls.name}` compares the segment ids of one sequence, and this cross file "
+                        f"has two (`queries`: m queries × n keys)", span,
+                        help="mark the key ranges of each query with intervals(q, k) or rows(…) & cols(…)")
+        if cls.name in G.GRID_PRIMITIVES and G.GRID_PRIMITIVES[cls.name] is cls:
+            self._refuse_square_only(f"`{cls.name}`", span)
+        if cls.name == "random":
+            self.r.fail("`random` draws min(r, n) keys for each row of an n × n pattern, and this cross file "
+                        "is m × n (`queries`): it is not defined here", span,
+                        help="mark each query's keys with intervals(q, k), window(…) or cols(…)")
 
     # ---- structure ------------------------------------------------------------
 
@@ -766,6 +846,8 @@ class _Evaluator:
                 self.r.fail(self.no_n_reason or "n is not known here", node.span,
                             help="use a constant here")
             return self.d.n_value
+        if name == "m" and self.r.queries is not None:
+            return self._m_value(node)
         if name in self.r.lets:
             return self.let_value(name)
         if name in self.r.defs:
@@ -908,6 +990,8 @@ class _Evaluator:
         if node.func not in SCOPES:
             self.r.fail(f"unknown scope '{node.func}'", node.span,
                         help=did_you_mean(node.func, set(SCOPES)) or f"write {' or '.join(SCOPES.values())}")
+        if node.func == "grid" and self.r.queries is not None:
+            self._refuse_square_only("grid { }", node.span)
         if node.func == "grid":
             return self._grid(node, scope)
         usage = f"write {SCOPES[node.func]}"
@@ -1120,6 +1204,8 @@ class _Evaluator:
         return self.d.minimum(*args) if name == "min" else self.d.maximum(*args)
 
     def _transpose(self, positional, keywords, span):
+        if self.r.queries is not None:
+            self._refuse_square_only("transpose(P)", span)
         if keywords or len(positional) != 1:
             self.r.fail(f"transpose takes one pattern, got {len(positional) + len(keywords)} arguments", span,
                         help="write transpose(P): (i, j) is in it when (j, i) is in P")
@@ -1177,6 +1263,8 @@ class _Evaluator:
             spans[spec.name] = arg_span
         if self.d.n_value is None:
             self.r.fail(self.no_n_reason or "n is not known here", span)
+        if self.r.queries is not None:
+            self._check_cross_primitive(cls, span)
         if cls.name in G.GRID_PRIMITIVES and G.GRID_PRIMITIVES[cls.name] is cls:
             args["grid"] = getattr(self, "grids", ())[-1] if getattr(self, "grids", ()) else None
         try:
@@ -1301,6 +1389,13 @@ _BINDING = re.compile(r"(let|def|prob)[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)")
 _PROB = re.compile(r"prob[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)[ \t\f]*(\([ \t\f]*([^ \t\f)]*))?")
 
 
+MAX_QUERIES = 1 << 30  # a cross file's m (query indices stay int32, as keys do below 2^30)
+
+
+def _is_name_m(node) -> bool:
+    return isinstance(node, A.Name) and node.id == "m"
+
+
 def _prob_parts(text: str) -> tuple[str, str | None]:
     """`prob`'s name and argument text: "entmax(1.5)" -> ("entmax", "1.5"); "softmax" -> ("softmax", None)."""
     name, _, argument = text.partition("(")
@@ -1346,11 +1441,14 @@ def deep_recursion():
         sys.setrecursionlimit(old)
 
 
-def resolve(module: A.Module, source: Source, n: int | None) -> Resolved:
-    """Evaluate ``module`` for sequence length ``n`` (None: structure only)."""
+def resolve(module: A.Module, source: Source, n: int | None, m: int | None = None) -> Resolved:
+    """Evaluate ``module`` for sequence length ``n`` (None: structure only); ``m``: a cross
+    file's number of queries, for its `queries m`."""
     if n is not None and not (1 <= n <= MAX_N):
         raise SpatError(Diagnostic(f"n must be between 1 and 2^40, got {n}"), source)
-    return evaluate(module, source, Integers(n))
+    domain = Integers(n)
+    domain.m_given = m
+    return evaluate(module, source, domain)
 
 
 def evaluate(module: A.Module, source: Source, domain) -> Resolved:

@@ -233,3 +233,16 @@ def scale(node, size: int, n: int):
     if slots == 0:
         return Span(0, 0)
     return AnyOf(tuple(PointBlock(node, t, size) for t in range(slots)))
+
+
+@dataclass(frozen=True)
+class Paired(Atom):
+    """⌊i/q⌋ = ⌊j/k⌋ (`intervals(q, k)`): the keys t·k … t·k + k − 1 of the row's interval t = ⌊i/q⌋."""
+
+    q: int
+    k: int
+    kind: ClassVar[str] = "interval"
+
+    def bounds(self, rows, n):
+        lo = np.minimum(np.asarray(rows, dtype=np.int64) // self.q * self.k, n)
+        return lo, np.minimum(lo + self.k, n)

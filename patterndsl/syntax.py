@@ -86,6 +86,9 @@ class _ToAst:
     def prob_stmt(self, c):
         return self._node(A.Prob, c, "".join(str(token) for token in c[1:]))  # NAME or NAME(ARG)
 
+    def queries_stmt(self, c):
+        return self._node(A.Queries, c, self._nodes(c)[0])
+
     def layers_stmt(self, c):
         return self._node(A.Layers, c, tuple(self._nodes(c)))
 
@@ -466,6 +469,7 @@ _STATEMENT_HELP = {
     "block": "write `block 64`, or `block 64, 128` for different query and key block sizes",
     "prob": "write `prob softmax`, `prob sparsemax` or `prob entmax(1.5)` (α in (1, 2])",
     "layers": "write `layers {`, then one pattern per line, then `}`",
+    "queries": "write `queries 77` (or `queries m`, m given when compiling) on a line of its own",
     "heads": "write `heads {`, then one `lo..hi: pattern` per line, then `}`",
 }
 

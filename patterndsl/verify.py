@@ -262,6 +262,9 @@ def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) ->
         b = min(node.b, n + 1) if o == 0 else node.b
         start = (rows + o) // b * b - o
         return _KeySets.make(m, every, start, start + b, n)
+    if getattr(node, "name", None) == "intervals":  # ⌊i/q⌋ = ⌊j/k⌋: keys t·k … t·k + k − 1, t = ⌊i/q⌋
+        start = rows // node.q * node.k
+        return _KeySets.make(m, every, np.minimum(start, n), np.minimum(start + node.k, n), n)
     if isinstance(node, Dilated):
         d, reach = min(node.d, n + 1), min(node.w * node.d, n + 1)
         if d == 1:

@@ -38,7 +38,8 @@ LAYERS = [
     ["patterndsl.codegen"],
     ["patterndsl.targets.flex", "patterndsl.targets.torch", "patterndsl.targets.triton",
      "patterndsl.kernels", "patterndsl.kernels.generate"],
-    ["patterndsl.attention", "patterndsl.nn", "patterndsl.compiled", "patterndsl.cli"],
+    ["patterndsl.attention", "patterndsl.nn", "patterndsl.compiled", "patterndsl.cli", "patterndsl.cross",
+     "patterndsl.cross_check"],
     ["patterndsl.integrations", "patterndsl.integrations.transformers"],
 ]
 

@@ -111,7 +111,8 @@ def mask_mod_source(compiled, layer: int = 0, block_size=None, *, one_document: 
     layer, _ = compiled.index(layer, 0)
     backend = TorchBackend(block_q, block_k)
     groups = _head_groups(compiled.patterns[layer])
-    expressions = [predicate_source(pattern, "q_idx", "kv_idx", compiled.n, backend) for _, _, pattern in groups]
+    size = getattr(compiled, "size", compiled.n)  # a cross file's patterns are built for max(m, n)
+    expressions = [predicate_source(pattern, "q_idx", "kv_idx", size, backend) for _, _, pattern in groups]
     # One expression per run of heads; a chain of torch.where picks the run of head h
     # (the runs tile 0..H, so each test needs only the run's end).
     body = expressions[-1]
@@ -205,6 +206,9 @@ def _layout_lists(layout, device):
             for name in ("partial", "full", "t_partial", "t_full")}
 
 
+layout_lists = _layout_lists  # (public names for patterndsl/cross.py)
+
+
 def distinct_layouts(compiled, layer: int = 0, block_size=None):
     """(the distinct layouts of one layer, the index of each head's): heads that share a
     layout object share an entry; one entry means the BlockMask has one head."""
@@ -234,6 +238,9 @@ def _usable_device(device):
         raise SpatError(Diagnostic(f"cannot use device {device!r}: {str(exc).splitlines()[0]}",
                                    help="e.g. device=\"cpu\", or \"cuda\" on a machine with a GPU")) from None
     return device
+
+
+usable_device = _usable_device
 
 
 def block_mask_bytes(compiled, layer: int, block_q: int, block_k: int) -> int:
@@ -439,7 +446,27 @@ def emit_module(compiled, block_size=None) -> str:
     parts.append("\n\n".join(inspect.getsource(function) for function in (
         fill_padded_lists, make_block_mask, qkv_problem, layer_problem)))
     parts.append(_MODULE_FOOTER)
+    if getattr(compiled, "cross", False):
+        return _cross_module("".join(parts), compiled.m)
     return "".join(parts)
+
+
+def _cross_module(text: str, m: int) -> str:
+    """The module of a cross file (`queries`, patterndsl/cross.py): M queries against N keys, a
+    rectangular BlockMask (Q_LEN = M); q must have M rows."""
+    edits = [
+        ("\nN = ", f"\nM = {m}  # a cross file: M queries x N keys\nN = "),
+        ("make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, _mask_mod(layer, device))",
+         "make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, _mask_mod(layer, device), q_len=M)"),
+        ("    problem = qkv_problem(q, k, v, N, HEADS, scale)\n",
+         "    problem = qkv_problem(q, k, v, N, HEADS, scale, queries_may_differ=True)\n"
+         "    if problem is None and q.shape[2] != M:\n"
+         "        problem = (f\"q has {q.shape[2]} rows, but this cross pattern has M = {M} queries\", None)\n"),
+    ]
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
 
 
 # "_flex.py": the default output (FILE's stem + suffix) must not clobber a module named

@@ -14,6 +14,8 @@ def emit_torch(compiled, path, block_size=None) -> str:
     masks = compiled.masks()
     saved = {"masks": masks, "n": compiled.n, "layers": compiled.layers, "heads": compiled.heads,
              "prob": str(compiled.prob), "source": compiled.source.text}
+    if getattr(compiled, "cross", False):  # a cross file: masks [layers, heads, m, n]
+        saved["m"] = compiled.m
     with open(path, "wb") as out:  # a file object: torch's own writer turns OSErrors into RuntimeErrors
         try:
             torch.save(saved, out)
