@@ -31,8 +31,7 @@ import numpy as np
 
 from . import structure as R
 from .ir import Intersection, Pattern
-from .arrays import unique_sorted
-from .primitives import ParamError, ParamSpec, Primitive, RowBound
+from .primitives import ParamError, ParamSpec, Primitive, RowBound, point_block_counts, point_blocks
 
 ORDERS = ("rows", "morton")
 GRID_PRIMITIVES: dict[str, type["GridPrimitive"]] = {}
@@ -290,13 +289,13 @@ class Grid(Pattern):
         return _grid_points(self, n)[np.asarray(rows, dtype=np.int64)]
 
     def block_counts(self, grid, qb, kb):
-        return _point_block_counts(self, grid, qb, kb)
+        return point_block_counts(self, grid, qb, kb)
 
     def block_states(self, grid, qb, kb):
         return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
 
     def block_candidates(self, grid):
-        return _point_blocks(self, grid)[0]
+        return point_blocks(self, grid)[0]
 
     def block_estimate(self, grid):
         return min(grid.num_blocks, grid.num_q * max(1, self.row_point_count(grid.n)))
@@ -325,36 +324,6 @@ def _operand_box(node, ranks, dims):
 
 
 _POINT_ELEMENTS = 1 << 22
-
-
-def _point_blocks(node, grid):
-    """(codes, counts): the kernel blocks holding the grid's listed pairs and how many each
-    (rows in chunks of whole query blocks, so the codes come out unique and sorted)."""
-    key = ("grid point blocks", node)
-    if key not in grid.memo:
-        codes, counts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-        step = max(1, _POINT_ELEMENTS // max(1, node.row_point_count(grid.n)))
-        step = max(grid.block_q, step // grid.block_q * grid.block_q)
-        for start in range(0, grid.n, step):
-            rows = np.arange(start, min(grid.n, start + step), dtype=np.int64)
-            keys = node.row_points(rows, grid.n)
-            owner = np.broadcast_to(rows[:, None], keys.shape)
-            held = keys >= 0
-            block, count = unique_sorted(grid.codes(owner[held] // grid.block_q, keys[held] // grid.block_k),
-                                         return_counts=True)
-            codes.append(block)
-            counts.append(count)
-        grid.memo[key] = (np.concatenate(codes), np.concatenate(counts))
-    return grid.memo[key]
-
-
-def _point_block_counts(node, grid, qb, kb):
-    codes, counts = _point_blocks(node, grid)
-    wanted = grid.codes(qb, kb)
-    if codes.size == 0:
-        return np.zeros(np.shape(wanted), dtype=np.int64)
-    at = np.minimum(np.searchsorted(codes, wanted), codes.size - 1)
-    return np.where(codes[at] == wanted, counts[at], 0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -438,9 +407,13 @@ class GridPrimitive(Primitive):
         if cls.needs_tile and grid.tile is None:
             raise ParamError(None, f"{cls.name} needs a tiled grid",
                              help="give the grid tile=(th, tw), the tiles it slides over")
-        node = cls(dims=tuple(grid.dims), tile=grid.tile, **args)
+        node = cls.make(tuple(grid.dims), grid.tile, args)
         node.check()
         return node
+
+    @classmethod
+    def make(cls, dims, tile, args):
+        return cls(dims=dims, tile=tile, **args)
 
     @classmethod
     def other_form(cls):
@@ -535,360 +508,191 @@ def _nonneg(value, call, param):
         raise ParamError(param, f"{call} needs {param} ≥ 0, but {param} = {value}")
 
 
-class _Window(GridPrimitive):
+@dataclass(frozen=True)
+class _AxisRule(GridPrimitive):
+    """A grid primitive that is a conjunction of one relation per axis, with one integer
+    parameter per axis (frame first, named by ``params``): its 2D and 3D forms are this
+    one class with the axis count as a parameter (`_forms` registers them). Subclasses
+    write `axis_rule(axis, x, y)` (None: the axis does not constrain) and `axis_box`."""
+
+    dims: tuple
+    tile: tuple | None
+    values: tuple  # the per-axis parameters, in the order of ``params``
+    params: ClassVar[tuple] = ()
+    checked: ClassVar = staticmethod(lambda value, call, param: _positive(value, call, param))
+    forms: ClassVar[dict] = {}  # axes → the name of that form (`other_form`)
+
+    @classmethod
+    def make(cls, dims, tile, args):
+        return cls(dims=dims, tile=tile, values=tuple(args[name] for name in cls.params))
+
+    @classmethod
+    def other_form(cls):
+        return next((name for axes, name in cls.forms.items() if axes != cls.axes), None)
+
+    def check(self):
+        for name, value in zip(self.params, self.values):
+            self.checked(value, self.name, name)
+
+    def axis_rule(self, axis, x, y):
+        raise NotImplementedError
+
+    def axis_box(self, axis, x):
+        return None
+
+    def rule(self, a, b):
+        return _all(self.axis_rule(axis, x, y) for axis, (x, y) in enumerate(zip(a, b)))
+
+    def box(self, coords):
+        boxes = [self.axis_box(axis, x) for axis, x in enumerate(coords)]
+        return None if any(b is None for b in boxes) else boxes
+
+    def shown(self):
+        return [str(v) for v in self.values]
+
+    @classmethod
+    def degree(cls, value):
+        """The keys per row its parameter ``value`` allows along one axis (None: any)."""
+        return value
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        degree = 1
+        for name in cls.params:
+            per_axis = cls.degree(args[name])
+            if per_axis is None:
+                return RowBound(n, tight=False, reflexive=True, symmetric=cls.symmetric)
+            degree = degree * per_axis
+        return RowBound(ops.min(degree, n), tight=False, reflexive=True, symmetric=cls.symmetric)
+
+
+def _forms(rule, *forms):
+    """Register the forms (name, per-axis parameter names, meaning) of one rule: each is
+    the rule's class with its axis count and names, nothing else."""
+    names = {len(params): name for name, params, _ in forms}
+    for name, params, meaning in forms:
+        attrs = {"name": name, "axes": len(params), "params": params, "forms": names,
+                 "signatures": (tuple(ParamSpec(p) for p in params) + rule.extra_specs,),
+                 "meaning": (meaning,), "__module__": __name__, "__qualname__": name}
+        grid_primitive(dataclass(frozen=True)(type(name, (rule,), attrs)))
+
+
+class _Window(_AxisRule):
     symmetric: ClassVar[bool] = True
+    checked: ClassVar = staticmethod(lambda value, call, param: _nonneg(value, call, param))
+    extra_specs: ClassVar = ()
 
-    def _radii(self):
-        raise NotImplementedError
+    def axis_rule(self, axis, x, y):
+        r = self.values[axis]
+        return ((x - y) <= r) & ((y - x) <= r) if r < self.dims[axis] else None
 
-    def check(self):
-        for name, r in zip(self._names(), self._radii()):
-            _nonneg(r, self.name, name)
-
-    def rule(self, a, b):
-        return _all(((x - y) <= r) & ((y - x) <= r) if r < d else None
-                    for x, y, r, d in zip(a, b, self._radii(), self.dims))
-
-    def box(self, coords):
-        return [(x - r, x + r) for x, r in zip(coords, self._radii())]
-
-    def shown(self):
-        return [str(r) for r in self._radii()]
+    def axis_box(self, axis, x):
+        r = self.values[axis]
+        return (x - r, x + r)
 
     @classmethod
-    def row_bound(cls, args, n, ops):
-        degree = 1
-        for name in cls._names():
-            degree = degree * (2 * args[name] + 1)
-        return RowBound(ops.min(degree, n), tight=False, reflexive=True, symmetric=True)
+    def degree(cls, value):
+        return 2 * value + 1
 
 
-@grid_primitive
-@dataclass(frozen=True)
-class Window2d(_Window):
-    dims: tuple
-    tile: tuple | None
-    a: int
-    b: int
-    name: ClassVar[str] = "window2d"
-    signatures: ClassVar = ((ParamSpec("a"), ParamSpec("b")),)
-    meaning: ClassVar = (("window2d(a, b)", "|r_i − r_j| ≤ a and |c_i − c_j| ≤ b (inside a 2D grid)"),)
+class _Natten(_AxisRule):
+    extra_specs: ClassVar = ()
 
-    @staticmethod
-    def _names():
-        return ("a", "b")
+    def axis_rule(self, axis, x, y):
+        return _natten_axis(x, y, self.values[axis], self.dims[axis])
 
-    def _radii(self):
-        return (self.a, self.b)
-
-    @classmethod
-    def other_form(cls):
-        return "window3d"
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class Window3d(_Window):
-    dims: tuple
-    tile: tuple | None
-    t: int
-    a: int
-    b: int
-    name: ClassVar[str] = "window3d"
-    axes: ClassVar[int] = 3
-    signatures: ClassVar = ((ParamSpec("t"), ParamSpec("a"), ParamSpec("b")),)
-    meaning: ClassVar = (("window3d(t, a, b)", "|f_i − f_j| ≤ t, |r_i − r_j| ≤ a and |c_i − c_j| ≤ b "
-                                               "(inside a 3D grid)"),)
-
-    @staticmethod
-    def _names():
-        return ("t", "a", "b")
-
-    def _radii(self):
-        return (self.t, self.a, self.b)
-
-    @classmethod
-    def other_form(cls):
-        return "window2d"
-
-
-class _Natten(GridPrimitive):
-    def _kernels(self):
-        raise NotImplementedError
-
-    def check(self):
-        for name, k in zip(self._names(), self._kernels()):
-            _positive(k, self.name, name)
-
-    def rule(self, a, b):
-        return _all(_natten_axis(x, y, k, d) for x, y, k, d in zip(a, b, self._kernels(), self.dims))
-
-    def box(self, coords):
-        return [_natten_box(x, k, d) for x, k, d in zip(coords, self._kernels(), self.dims)]
-
-    def shown(self):
-        return [str(k) for k in self._kernels()]
-
-    @classmethod
-    def row_bound(cls, args, n, ops):
-        degree = 1
-        for name in cls._names():
-            degree = degree * args[name]
-        return RowBound(ops.min(degree, n), tight=False, reflexive=True)
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class Natten(_Natten):
-    dims: tuple
-    tile: tuple | None
-    kh: int
-    kw: int
-    name: ClassVar[str] = "natten"
-    signatures: ClassVar = ((ParamSpec("kh"), ParamSpec("kw")),)
-    meaning: ClassVar = (("natten(kh, kw)", "NATTEN's neighbourhood: per axis of length L with kernel k, the "
-                                            "keys [s, s + k) with s = clamp(x_i − ⌊k/2⌋, 0, L − k) (the whole "
-                                            "axis when k ≥ L); every query sees kh·kw keys"),)
-
-    @staticmethod
-    def _names():
-        return ("kh", "kw")
-
-    def _kernels(self):
-        return (self.kh, self.kw)
-
-    @classmethod
-    def other_form(cls):
-        return "natten3d"
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class Natten3d(_Natten):
-    dims: tuple
-    tile: tuple | None
-    kt: int
-    kh: int
-    kw: int
-    name: ClassVar[str] = "natten3d"
-    axes: ClassVar[int] = 3
-    signatures: ClassVar = ((ParamSpec("kt"), ParamSpec("kh"), ParamSpec("kw")),)
-    meaning: ClassVar = (("natten3d(kt, kh, kw)", "natten's rule on each of the three axes (frame first)"),)
-
-    @staticmethod
-    def _names():
-        return ("kt", "kh", "kw")
-
-    def _kernels(self):
-        return (self.kt, self.kh, self.kw)
-
-    @classmethod
-    def other_form(cls):
-        return "natten"
+    def axis_box(self, axis, x):
+        return _natten_box(x, self.values[axis], self.dims[axis])
 
 
 class _SlidingTiles(_Natten):
     needs_tile: ClassVar[bool] = True
 
-    def _tiles(self):
-        return tuple(d // t for d, t in zip(self.dims, self.tile))
+    def axis_rule(self, axis, x, y):
+        t = self.tile[axis]
+        return _natten_axis(x // t, y // t, self.values[axis], self.dims[axis] // t)
 
-    def rule(self, a, b):
-        return _all(_natten_axis(x // t, y // t, k, d)
-                    for x, y, k, d, t in zip(a, b, self._kernels(), self._tiles(), self.tile))
-
-    def box(self, coords):
-        out = []
-        for x, k, d, t in zip(coords, self._kernels(), self._tiles(), self.tile):
-            lo, hi = _natten_box(x // t, k, d)
-            out.append((lo * t, hi * t + t - 1))
-        return out
+    def axis_box(self, axis, x):
+        t = self.tile[axis]
+        lo, hi = _natten_box(x // t, self.values[axis], self.dims[axis] // t)
+        return (lo * t, hi * t + t - 1)
 
     @classmethod
-    def row_bound(cls, args, n, ops):
-        return RowBound(n, tight=False, reflexive=True)
+    def degree(cls, value):
+        return None
 
 
-@grid_primitive
 @dataclass(frozen=True)
-class SlidingTiles(_SlidingTiles):
-    dims: tuple
-    tile: tuple | None
-    kh: int
-    kw: int
-    name: ClassVar[str] = "sliding_tiles"
-    signatures: ClassVar = ((ParamSpec("kh"), ParamSpec("kw")),)
-    meaning: ClassVar = (("sliding_tiles(kh, kw)", "natten(kh, kw) on the tile coordinates (⌊r/th⌋, ⌊c/tw⌋) "
-                                                   "over the grid of tiles (needs tile=; sliding-tile attention)"),)
-
-    @staticmethod
-    def _names():
-        return ("kh", "kw")
-
-    def _kernels(self):
-        return (self.kh, self.kw)
-
-    @classmethod
-    def other_form(cls):
-        return "sliding_tiles3d"
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class SlidingTiles3d(_SlidingTiles):
-    dims: tuple
-    tile: tuple | None
-    kt: int
-    kh: int
-    kw: int
-    name: ClassVar[str] = "sliding_tiles3d"
-    axes: ClassVar[int] = 3
-    signatures: ClassVar = ((ParamSpec("kt"), ParamSpec("kh"), ParamSpec("kw")),)
-    meaning: ClassVar = (("sliding_tiles3d(kt, kh, kw)", "natten3d(kt, kh, kw) on the tile coordinates "
-                                                         "(needs tile=(tt, th, tw))"),)
-
-    @staticmethod
-    def _names():
-        return ("kt", "kh", "kw")
-
-    def _kernels(self):
-        return (self.kt, self.kh, self.kw)
-
-    @classmethod
-    def other_form(cls):
-        return "sliding_tiles"
-
-
-class _Chunk(GridPrimitive):
+class _Chunk(_AxisRule):
     symmetric: ClassVar[bool] = True
+    shifts: tuple = ()  # per axis, () for none
+    extra_specs: ClassVar = (ParamSpec("shift", kind="tuple", default=0),)
 
-    def check(self):
-        for name, b in zip(self._names(), self._sizes()):
-            _positive(b, self.name, name)
+    @classmethod
+    def make(cls, dims, tile, args):
+        return cls(dims=dims, tile=tile, values=tuple(args[name] for name in cls.params),
+                   shifts=tuple(args[name] for name in cls.tuple_names("shift")))
 
-    def rule(self, a, b):
+    @classmethod
+    def tuple_names(cls, name):
+        return tuple("s" + p[1:] for p in cls.params)
+
+    def _shift(self, axis):
+        return self.shifts[axis] if self.shifts else 0
+
+    def axis_rule(self, axis, x, y):
         # ⌊(x − s)/b⌋ = ⌊(y − s)/b⌋, with non-negative operands: x + (b − s mod b)
-        return _all(((x + (size - s % size)) // size == (y + (size - s % size)) // size) if size > 1 else
-                    (x == y) for x, y, size, s in zip(a, b, self._sizes(), self._shifts()))
+        size, s = self.values[axis], self._shift(axis)
+        return ((x + (size - s % size)) // size == (y + (size - s % size)) // size) if size > 1 else (x == y)
 
-    def box(self, coords):
-        out = []
-        for x, size, s in zip(coords, self._sizes(), self._shifts()):
-            lo = (x - s) // size * size + s
-            out.append((lo, lo + size - 1))
-        return out
+    def axis_box(self, axis, x):
+        size, s = self.values[axis], self._shift(axis)
+        lo = (x - s) // size * size + s
+        return (lo, lo + size - 1)
 
     def shown(self):
-        out = [str(b) for b in self._sizes()]
-        if any(self._shifts()):
-            out.append(f"shift=({', '.join(str(s) for s in self._shifts())})")
+        out = [str(b) for b in self.values]
+        if any(self.shifts):
+            out.append(f"shift=({', '.join(str(s) for s in self.shifts)})")
         return out
 
-    @classmethod
-    def row_bound(cls, args, n, ops):
-        degree = 1
-        for name in cls._names():
-            degree = degree * args[name]
-        return RowBound(ops.min(degree, n), tight=False, reflexive=True, symmetric=True)
 
-
-@grid_primitive
-@dataclass(frozen=True)
-class Chunk2d(_Chunk):
-    dims: tuple
-    tile: tuple | None
-    bh: int
-    bw: int
-    sh: int = 0
-    sw: int = 0
-    name: ClassVar[str] = "chunk2d"
-    signatures: ClassVar = ((ParamSpec("bh"), ParamSpec("bw"), ParamSpec("shift", kind="tuple", default=0)),)
-    meaning: ClassVar = (("chunk2d(bh, bw, shift=(sh, sw))", "⌊(r_i − sh)/bh⌋ = ⌊(r_j − sh)/bh⌋ and "
-                                                             "⌊(c_i − sw)/bw⌋ = ⌊(c_j − sw)/bw⌋ (Swin windows, "
-                                                             "shifted; not cyclic; shift defaults to (0, 0))"),)
-
-    @staticmethod
-    def _names():
-        return ("bh", "bw")
-
-    @staticmethod
-    def tuple_names(name):
-        return ("sh", "sw")
-
-    def _sizes(self):
-        return (self.bh, self.bw)
-
-    def _shifts(self):
-        return (self.sh, self.sw)
-
-    @classmethod
-    def other_form(cls):
-        return "chunk3d"
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class Chunk3d(_Chunk):
-    dims: tuple
-    tile: tuple | None
-    bt: int
-    bh: int
-    bw: int
-    st: int = 0
-    sh: int = 0
-    sw: int = 0
-    name: ClassVar[str] = "chunk3d"
-    axes: ClassVar[int] = 3
-    signatures: ClassVar = ((ParamSpec("bt"), ParamSpec("bh"), ParamSpec("bw"),
-                             ParamSpec("shift", kind="tuple", default=0)),)
-    meaning: ClassVar = (("chunk3d(bt, bh, bw, shift=(st, sh, sw))", "chunk2d's rule on each of the three axes "
-                                                                     "(frame first)"),)
-
-    @staticmethod
-    def _names():
-        return ("bt", "bh", "bw")
-
-    @staticmethod
-    def tuple_names(name):
-        return ("st", "sh", "sw")
-
-    def _sizes(self):
-        return (self.bt, self.bh, self.bw)
-
-    def _shifts(self):
-        return (self.st, self.sh, self.sw)
-
-    @classmethod
-    def other_form(cls):
-        return "chunk2d"
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class Stride2d(GridPrimitive):
-    dims: tuple
-    tile: tuple | None
-    sh: int
-    sw: int
-    name: ClassVar[str] = "stride2d"
+class _Stride(_AxisRule):
     symmetric: ClassVar[bool] = True
-    signatures: ClassVar = ((ParamSpec("sh"), ParamSpec("sw")),)
-    meaning: ClassVar = (("stride2d(sh, sw)", "(r_i − r_j) mod sh = 0 and (c_i − c_j) mod sw = 0"),)
+    extra_specs: ClassVar = ()
 
-    def check(self):
-        _positive(self.sh, self.name, "sh")
-        _positive(self.sw, self.name, "sw")
-
-    def rule(self, a, b):
-        return _all(((x - y) % s == 0) if s > 1 and s < d else ((x == y) if s >= d else None)
-                    for x, y, s, d in zip(a, b, (self.sh, self.sw), self.dims))
-
-    def shown(self):
-        return [str(self.sh), str(self.sw)]
+    def axis_rule(self, axis, x, y):
+        s, d = self.values[axis], self.dims[axis]
+        return ((x - y) % s == 0) if s > 1 and s < d else ((x == y) if s >= d else None)
 
     @classmethod
-    def row_bound(cls, args, n, ops):
-        return RowBound(n, tight=False, reflexive=True, symmetric=True)
+    def degree(cls, value):
+        return None
+
+
+_forms(_Window,
+       ("window2d", ("a", "b"), ("window2d(a, b)", "|r_i − r_j| ≤ a and |c_i − c_j| ≤ b (inside a 2D grid)")),
+       ("window3d", ("t", "a", "b"), ("window3d(t, a, b)", "|f_i − f_j| ≤ t, |r_i − r_j| ≤ a and "
+                                      "|c_i − c_j| ≤ b (inside a 3D grid)")))
+_forms(_Natten,
+       ("natten", ("kh", "kw"), ("natten(kh, kw)", "NATTEN's neighbourhood: per axis of length L with kernel k, "
+                                 "the keys [s, s + k) with s = clamp(x_i − ⌊k/2⌋, 0, L − k) (the whole axis when "
+                                 "k ≥ L); every query sees kh·kw keys")),
+       ("natten3d", ("kt", "kh", "kw"), ("natten3d(kt, kh, kw)", "natten's rule on each of the three axes "
+                                         "(frame first)")))
+_forms(_SlidingTiles,
+       ("sliding_tiles", ("kh", "kw"), ("sliding_tiles(kh, kw)", "natten(kh, kw) on the tile coordinates "
+                                        "(⌊r/th⌋, ⌊c/tw⌋) over the grid of tiles (needs tile=; sliding-tile "
+                                        "attention)")),
+       ("sliding_tiles3d", ("kt", "kh", "kw"), ("sliding_tiles3d(kt, kh, kw)", "natten3d(kt, kh, kw) on the tile "
+                                                "coordinates (needs tile=(tt, th, tw))")))
+_forms(_Chunk,
+       ("chunk2d", ("bh", "bw"), ("chunk2d(bh, bw, shift=(sh, sw))", "⌊(r_i − sh)/bh⌋ = ⌊(r_j − sh)/bh⌋ and "
+                                  "⌊(c_i − sw)/bw⌋ = ⌊(c_j − sw)/bw⌋ (Swin windows, shifted; not cyclic; shift "
+                                  "defaults to (0, 0))")),
+       ("chunk3d", ("bt", "bh", "bw"), ("chunk3d(bt, bh, bw, shift=(st, sh, sw))", "chunk2d's rule on each of the "
+                                        "three axes (frame first)")))
+_forms(_Stride, ("stride2d", ("sh", "sw"), ("stride2d(sh, sw)", "(r_i − r_j) mod sh = 0 and (c_i − c_j) mod sw = 0")))
 
 
 class _Distance(GridPrimitive):
