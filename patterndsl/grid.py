@@ -30,7 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import structure as R
-from .ir import Intersection, Pattern
+from .ir import Intersection, Pattern, Union
 from .primitives import ParamError, ParamSpec, Primitive, RowBound, point_block_counts, point_blocks
 
 ORDERS = ("rows", "morton")
@@ -288,16 +288,53 @@ class Grid(Pattern):
     def row_points(self, rows, n):
         return _grid_points(self, n)[np.asarray(rows, dtype=np.int64)]
 
+    # block layouts: from the boxes of cells of each block (`box_counter`) where the
+    # operand has that form, from a union's or intersection's parts each in this grid, else
+    # from the listed keys
+
+    def _counter(self):
+        return None if self.order == "morton" else box_counter(self.operand, self.dims)
+
+    def _split(self):
+        """The operand's union (or an intersection of box-countable parts) as a union
+        (intersection) of this grid around each part, or None."""
+        if self.order == "morton" or not isinstance(self.operand, (Union, Intersection)):
+            return None
+        parts = tuple(Grid(self.dims, self.offset, self.order, self.tile, p) for p in self.operand.parts)
+        if isinstance(self.operand, Union):
+            return Union(parts)
+        return Intersection(parts) if all(p._counter() is not None for p in parts) else None
+
     def block_counts(self, grid, qb, kb):
+        counter = self._counter()
+        if counter is not None:
+            return _box_block_counts(self, grid, counter, qb, kb)
+        split = self._split()
+        if split is not None:
+            return split.block_counts(grid, qb, kb)
         return point_block_counts(self, grid, qb, kb)
 
     def block_states(self, grid, qb, kb):
+        split = self._split() if self._counter() is None else None
+        if split is not None:
+            return split.block_states(grid, qb, kb)
         return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
 
     def block_candidates(self, grid):
+        counter = self._counter()
+        if counter is not None:
+            return _box_block_candidates(self, grid, counter)
+        split = self._split()
+        if split is not None:
+            return split.block_candidates(grid)
         return point_blocks(self, grid)[0]
 
     def block_estimate(self, grid):
+        if self._counter() is not None:
+            return int(self.block_candidates(grid).size)
+        split = self._split()
+        if split is not None:
+            return split.block_estimate(grid)
         return min(grid.num_blocks, grid.num_q * max(1, self.row_point_count(grid.n)))
 
     # candidate cells of a query: the box its neighbourhood bounds
@@ -721,6 +758,10 @@ class Manhattan(_Distance):
     name: ClassVar[str] = "manhattan"
     meaning: ClassVar = (("manhattan(d)", "|r_i − r_j| + |c_i − c_j| ≤ d"),)
 
+    def reach(self, dr):
+        """The largest |Δc| allowed with this Δr."""
+        return self.d - abs(dr)
+
     def rule(self, a, b):
         dr, dc = a[0] - b[0], a[1] - b[1]
         d = self.d
@@ -741,6 +782,9 @@ class Euclid(_Distance):
     name: ClassVar[str] = "euclid"
     meaning: ClassVar = (("euclid(d)", "(r_i − r_j)² + (c_i − c_j)² ≤ d²"),)
 
+    def reach(self, dr):
+        return math.isqrt(self.d * self.d - dr * dr)
+
     def rule(self, a, b):
         dr, dc = a[0] - b[0], a[1] - b[1]
         return (dr * dr + dc * dc) <= self.d * self.d
@@ -749,3 +793,270 @@ class Euclid(_Distance):
     def row_bound(cls, args, n, ops):
         d = args["d"]
         return RowBound(ops.min((2 * d + 1) * (2 * d + 1), n), tight=False, reflexive=True, symmetric=True)
+
+
+# ---- block layouts from coordinate boxes ---------------------------------------------------
+#
+# A run of consecutive tokens of a grid in raster or tile order is a union of at most
+# 2m − 1 boxes of cells (m the digits of the token order: a run fixes a prefix of the
+# digits, spans a range of one digit and leaves the rest free, and each such piece is a box
+# because a tile's digits follow its tile's). So a block of queries (or keys) is a handful
+# of boxes, and for a separable operand — a conjunction of one relation per axis, such as
+# natten, window2d, chunk2d or their intersections — the pairs between two boxes are the
+# product over the axes of the pairs between the two ranges, read off a prefix-sum table
+# of that axis's relation. The key blocks a query block touches come from the range its
+# boxes reach on each axis. All of it is proportional to the blocks touched.
+
+_MAX_AXIS_TABLE = 2048  # the longest axis given a prefix-sum table (int32, (L + 1)²)
+_BOX_PAIRS = 1 << 20  # box pairs counted at once
+_MAX_OFFSETS = 1 << 12  # offsets (Δr) summed at most by a distance rule's counter
+
+
+def _digits(dims, tile):
+    """The token order's digits, most significant first, as (radix, axis, multiplier):
+    token t = Σ digit_j · W_j, W_j the product of the later radices, and cell coordinate
+    x_axis = Σ over the axis's digits of digit · multiplier. Raster order is the tile order
+    with tiles (1, …, 1, W), one row each. Digits of radix 1 (always 0) are left out."""
+    tile = tuple(tile) if tile is not None else (1,) * (len(dims) - 1) + (dims[-1],)
+    digits = [(d // t, a, t) for a, (d, t) in enumerate(zip(dims, tile))]
+    digits += [(t, a, 1) for a, t in enumerate(tile)]
+    return [d for d in digits if d[0] > 1], tile
+
+
+def run_boxes(lo, hi, dims, tile):
+    """(owner, box_lo, box_hi): the boxes of cells (int64 [k, axes], inclusive) whose union is
+    the tokens lo[e] … hi[e] (local: 0 is the grid's first cell) of each entry e, exactly and
+    disjointly, at most 2m − 1 per entry; entries with hi < lo have none."""
+    digits, _ = _digits(dims, tile)
+    axes = len(dims)
+    radix = np.array([d[0] for d in digits] + [1], dtype=np.int64)
+    weight = np.cumprod(radix[::-1])[::-1][1:]  # W_j
+    lo, hi = np.asarray(lo, dtype=np.int64).copy(), np.asarray(hi, dtype=np.int64)
+    owners, los, his = [], [], []
+    idx = np.flatnonzero(lo <= hi)
+    while idx.size:
+        c, h = lo[idx], hi[idx]
+        level = np.full(idx.size, len(digits) - 1 if digits else 0, dtype=np.int64)
+        for j in range(len(digits) - 1, -1, -1):  # the most free level the run allows
+            fits = (c % weight[j] == 0) & (c + weight[j] - 1 <= h)
+            level = np.where(fits, j, level)
+        box_lo = np.zeros((idx.size, axes), dtype=np.int64)
+        box_hi = np.zeros((idx.size, axes), dtype=np.int64)
+        step = np.ones(idx.size, dtype=np.int64)
+        for j, (r, a, mult) in enumerate(digits):
+            d = c // weight[j] % r
+            at = level == j
+            count = np.minimum(r - d, (h - c + 1) // weight[j])
+            first = np.where(level < j, 0, d)
+            last = np.where(level < j, r - 1, np.where(at, d + count - 1, d))
+            box_lo[:, a] += first * mult
+            box_hi[:, a] += last * mult
+            step = np.where(at, count * weight[j], step)
+        owners.append(idx)
+        los.append(box_lo)
+        his.append(box_hi)
+        lo[idx] = c + step
+        idx = idx[lo[idx] <= h]
+    if not owners:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, axes), dtype=np.int64), np.zeros((0, axes), dtype=np.int64)
+    return np.concatenate(owners), np.concatenate(los), np.concatenate(his)
+
+
+class _SparseTable:
+    """Range minimum (or maximum) over a small int array in O(1) per query."""
+
+    def __init__(self, values, op):
+        self.op, self.levels = op, [np.asarray(values, dtype=np.int64)]
+        while (1 << len(self.levels)) <= len(values):
+            prev, half = self.levels[-1], 1 << (len(self.levels) - 1)
+            self.levels.append(op(prev[:-half], prev[half:]))
+
+    def __call__(self, a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        k = np.floor(np.log2(np.maximum(b - a + 1, 1))).astype(np.int64)
+        out = np.empty(np.broadcast(a, b).shape, dtype=np.int64)
+        for level in np.unique(k):
+            at = k == level
+            table = self.levels[level]
+            out[at] = self.op(table[a[at]], table[b[at] - (1 << level) + 1])
+        return out
+
+
+class _Separable:
+    """Block counting for a conjunction of per-axis relations: each axis's relation matrix,
+    its prefix sums and the range of keys each coordinate reaches."""
+
+    def __init__(self, relations):
+        self.sums, self.reach = [], []
+        for m in relations:
+            s = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int32)
+            s[1:, 1:] = np.cumsum(np.cumsum(m, axis=0, dtype=np.int32), axis=1, dtype=np.int32)
+            self.sums.append(s)
+            any_ = m.any(axis=1)
+            first = np.where(any_, m.argmax(axis=1), m.shape[1])
+            last = np.where(any_, m.shape[1] - 1 - m[:, ::-1].argmax(axis=1), -1)
+            self.reach.append((_SparseTable(first, np.minimum), _SparseTable(last, np.maximum)))
+
+    def counts(self, qlo, qhi, klo, khi):
+        """Pairs between query boxes and key boxes (arrays [..., axes] broadcasting)."""
+        out = None
+        for a, s in enumerate(self.sums):
+            x0, x1, y0, y1 = qlo[..., a], qhi[..., a] + 1, klo[..., a], khi[..., a] + 1
+            c = (s[x1, y1].astype(np.int64) - s[x0, y1] - s[x1, y0] + s[x0, y0])
+            out = c if out is None else out * c
+        return out
+
+    def reach_box(self, lo, hi):
+        """Per axis the (first, last) key coordinates the query boxes [lo, hi] reach."""
+        return [(first(lo[:, a], hi[:, a]), last(lo[:, a], hi[:, a])) for a, (first, last) in enumerate(self.reach)]
+
+
+def _pairs_diff(a, b, c, d, delta):
+    """#{x ∈ [a, b], y ∈ [c, d] : y − x = delta}."""
+    return np.maximum(0, np.minimum(b, d - delta) - np.maximum(a, c - delta) + 1)
+
+
+def _pairs_within(a, b, c, d, e):
+    """#{x ∈ [a, b], y ∈ [c, d] : |y − x| ≤ e} (e ≥ 0 per entry), in closed form."""
+    width = d - c + 1
+
+    def below(t):  # #{x, y : y − x ≤ t} = Σ_{x=a..b} clip(x + t − c + 1, 0, width)
+        def partial(u):  # Σ_{v ≤ u} clip(v, 0, width)
+            inside = np.clip(u, 0, width)
+            return inside * (inside + 1) // 2 + np.maximum(u - width, 0) * width
+        return partial(b + t - c + 1) - partial(a - 1 + t - c + 1)
+
+    return below(e) - below(-e - 1)
+
+
+class _Offsets:
+    """Block counting for a 2D rule |Δc| ≤ reach(Δr) (manhattan, euclid): per row offset
+    Δr, the pairs of the two row ranges with that offset times the column pairs within
+    reach."""
+
+    def __init__(self, d, reach):
+        self.d, self.reaches = d, [(dr, reach(dr)) for dr in range(-d, d + 1)]
+
+    def counts(self, qlo, qhi, klo, khi):
+        out = 0
+        for dr, e in self.reaches:
+            out = out + (_pairs_diff(qlo[..., 0], qhi[..., 0], klo[..., 0], khi[..., 0], dr)
+                         * _pairs_within(qlo[..., 1], qhi[..., 1], klo[..., 1], khi[..., 1], e))
+        return out
+
+    def reach_box(self, lo, hi):
+        return [(lo[:, a] - self.d, hi[:, a] + self.d) for a in range(lo.shape[1])]
+
+
+def _relations(node, dims):
+    """Per axis the bool relation matrix of a conjunction of per-axis relations, or None
+    when ``node`` is not one."""
+    if isinstance(node, _AxisRule):
+        out = []
+        for a, d in enumerate(dims):
+            x = np.arange(d, dtype=np.int64)
+            held = node.axis_rule(a, x[:, None], x[None, :])
+            out.append(np.ones((d, d), dtype=bool) if held is None else np.asarray(held, dtype=bool))
+        return out
+    if isinstance(node, GridTransposed):
+        inner = _relations(node.operand, dims)
+        return None if inner is None else [m.T for m in inner]
+    if isinstance(node, Intersection):
+        parts = [_relations(p, dims) for p in node.parts]
+        if any(p is None for p in parts):
+            return None
+        return [np.logical_and.reduce([p[a] for p in parts]) for a in range(len(dims))]
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def box_counter(node, dims: tuple):
+    """What counts the pairs between boxes of cells of the operand ``node`` of a grid of
+    ``dims`` (`_Separable` or `_Offsets`), or None when it has no such form."""
+    if isinstance(node, _Distance) and len(dims) == 2 and 2 * node.d + 1 <= _MAX_OFFSETS:
+        return _Offsets(node.d, node.reach)
+    if max(dims) > _MAX_AXIS_TABLE:
+        return None
+    relations = _relations(node, dims)
+    return None if relations is None else _Separable(relations)
+
+
+def _block_runs(node, grid, side):
+    """(owner block, box_lo, box_hi) of every block of the side ("q" rows, "k" columns),
+    and the same padded to [blocks, width, axes] (empty boxes: lo 0, hi −1)."""
+    key = ("grid boxes", node, side)
+    if key not in grid.memo:
+        size, count = (grid.block_q, grid.num_q) if side == "q" else (grid.block_k, grid.num_k)
+        b = np.arange(count, dtype=np.int64)
+        first = np.maximum(b * size, node.offset) - node.offset
+        last = np.minimum(np.minimum((b + 1) * size, grid.n), node.offset + node.cells) - 1 - node.offset
+        owner, lo, hi = run_boxes(first, last, node.dims, node.tile)
+        order = np.argsort(owner, kind="stable")
+        owner, lo, hi = owner[order], lo[order], hi[order]
+        per = np.bincount(owner, minlength=count)
+        slot = np.arange(owner.size) - np.repeat(np.cumsum(per) - per, per)
+        width = int(per.max(initial=0))
+        padded_lo = np.zeros((count, width, len(node.dims)), dtype=np.int64)
+        padded_hi = np.full((count, width, len(node.dims)), -1, dtype=np.int64)
+        padded_lo[owner, slot], padded_hi[owner, slot] = lo, hi
+        grid.memo[key] = (owner, lo, hi), (padded_lo, padded_hi)
+    return grid.memo[key]
+
+
+def _box_block_counts(node, grid, counter, qb, kb):
+    """The operand's pairs in each block (qb, kb): Σ over the query block's boxes and the
+    key block's boxes of the pairs between them."""
+    _, (qlo, qhi) = _block_runs(node, grid, "q")
+    _, (klo, khi) = _block_runs(node, grid, "k")
+    qb, kb = np.broadcast_arrays(np.asarray(qb, dtype=np.int64), np.asarray(kb, dtype=np.int64))
+    shape, qb, kb = qb.shape, qb.reshape(-1), kb.reshape(-1)
+    out = np.zeros(qb.size, dtype=np.int64)
+    if qlo.shape[1] == 0 or klo.shape[1] == 0:
+        return out.reshape(shape)
+    step = max(1, _BOX_PAIRS // (qlo.shape[1] * klo.shape[1]))
+    for s in range(0, qb.size, step):
+        q, k = qb[s:s + step], kb[s:s + step]
+        c = counter.counts(qlo[q][:, :, None, :], qhi[q][:, :, None, :], klo[k][:, None, :, :], khi[k][:, None, :, :])
+        out[s:s + step] = c.sum(axis=(1, 2))
+    return out.reshape(shape)
+
+
+def _box_block_candidates(node, grid, counter):
+    """Sorted codes of the blocks whose keys a query block's boxes reach: per box, the
+    range of key coordinates it reaches on each axis; per tile of the token order (a row
+    in raster order) that range meets, the span of tokens of its part of the tile."""
+    key = ("grid box candidates", node)
+    if key not in grid.memo:
+        (owner, lo, hi), _ = _block_runs(node, grid, "q")
+        dims = np.array(node.dims, dtype=np.int64)
+        _, tile = _digits(node.dims, node.tile)
+        tile = np.array(tile, dtype=np.int64)
+        reach = counter.reach_box(lo, hi)
+        first = np.stack([np.clip(f, 0, None) for f, _ in reach], axis=1) if reach else lo
+        last = np.stack([np.minimum(t, dims[a] - 1) for a, (_, t) in enumerate(reach)], axis=1) if reach else hi
+        keep = np.all(first <= last, axis=1)
+        owner, first, last = owner[keep], first[keep], last[keep]
+        t_lo, t_hi = first // tile, last // tile
+        span = t_hi - t_lo + 1
+        count = np.prod(span, axis=1)
+        which = np.repeat(np.arange(owner.size), count)
+        local = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+        tiles_per_axis = dims // tile
+        axes = len(node.dims)
+        t = [None] * axes
+        for a in range(axes - 1, -1, -1):
+            t[a] = t_lo[which, a] + local % span[which, a]
+            local = local // span[which, a]
+        index, start, stop = 0, 0, 0
+        for a in range(axes):
+            base = t[a] * tile[a]
+            inner_lo = np.maximum(first[which, a], base) - base
+            inner_hi = np.minimum(last[which, a], base + tile[a] - 1) - base
+            index = index * tiles_per_axis[a] + t[a]
+            start = start * tile[a] + inner_lo
+            stop = stop * tile[a] + inner_hi
+        per_tile = int(np.prod(tile))
+        start = index * per_tile + start + node.offset
+        stop = index * per_tile + stop + node.offset
+        grid.memo[key] = grid.key_block_range(owner[which], start, np.minimum(stop, grid.n - 1))
+    return grid.memo[key]
