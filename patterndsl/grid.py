@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from . import structure as R
-from .ir import Intersection, Pattern, Union
-from .primitives import ParamError, ParamSpec, Primitive, RowBound, point_block_counts, point_blocks
+from .ir import Complement, Difference, Intersection, Pattern, Union
+from .primitives import All, Nothing, ParamError, ParamSpec, Primitive, RowBound, Self, point_block_counts, point_blocks
 
 ORDERS = ("rows", "morton")
 GRID_PRIMITIVES: dict[str, type["GridPrimitive"]] = {}
@@ -160,9 +161,30 @@ def tile_coords(t, dims, tile):
     return [outer[a] * tile[a] + inner[a] for a in range(len(dims))]
 
 
+class _LRU(OrderedDict):
+    """A dict that keeps its ``size`` most recently used entries (`get` and setting use)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get(self, key, default=None):
+        if key not in self:
+            return default
+        self.move_to_end(key)
+        return self[key]
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 # Source text of a rank expression → its coordinates' source (a tiled grid's coordinates
-# are shorter written from the token than from the rank: the kernels inline them).
-_KNOWN_COORDS: dict[str, list] = {}
+# are shorter written from the token than from the rank: the kernels inline them). Written
+# just before the operand's source is (Grid.source), so the recent entries are all it needs.
+_KNOWN_COORDS: "_LRU[str, list]" = _LRU(256)
 
 
 def tile_ranks(t, dims, tile):
@@ -296,12 +318,21 @@ class Grid(Pattern):
         return None if self.order == "morton" else box_counter(self.operand, self.dims)
 
     def _split(self):
-        """The operand's union (or an intersection of box-countable parts) as a union
-        (intersection) of this grid around each part, or None."""
-        if self.order == "morton" or not isinstance(self.operand, (Union, Intersection)):
+        """The operand's union, difference, complement (or intersection of box-countable
+        parts) as that combination of this grid around each part, or None."""
+        op = self.operand
+        if self.order == "morton" or not isinstance(op, (Union, Intersection, Difference, Complement)):
             return None
-        parts = tuple(Grid(self.dims, self.offset, self.order, self.tile, p) for p in self.operand.parts)
-        if isinstance(self.operand, Union):
+
+        def inside(p):
+            return Grid(self.dims, self.offset, self.order, self.tile, p)
+
+        if isinstance(op, Complement):  # the grid's pairs but the operand's
+            return Difference(inside(All()), inside(op.operand))
+        if isinstance(op, Difference):
+            return Difference(inside(op.left), inside(op.right))
+        parts = tuple(inside(p) for p in op.parts)
+        if isinstance(op, Union):
             return Union(parts)
         return Intersection(parts) if all(p._counter() is not None for p in parts) else None
 
@@ -958,6 +989,9 @@ def _relations(node, dims):
             held = node.axis_rule(a, x[:, None], x[None, :])
             out.append(np.ones((d, d), dtype=bool) if held is None else np.asarray(held, dtype=bool))
         return out
+    if isinstance(node, (All, Nothing, Self)):  # every pair, none, the same cell: per axis too
+        make = {All: np.ones, Nothing: np.zeros}.get(type(node))
+        return [make((d, d), dtype=bool) if make else np.eye(d, dtype=bool) for d in dims]
     if isinstance(node, GridTransposed):
         inner = _relations(node.operand, dims)
         return None if inner is None else [m.T for m in inner]

@@ -123,3 +123,15 @@ def test_candidates_are_proportional_to_blocks_not_cells():
     bg = BlockGrid(1 << 20, 128, 128)
     codes = grid.block_candidates(bg)
     assert codes.size <= 9 * bg.num_q and ("point blocks", grid) not in bg.memo
+
+
+def test_known_coordinates_stay_bounded():
+    from patterndsl.codegen import predicate_source
+    from patterndsl.grid import _KNOWN_COORDS
+    from patterndsl.targets.flex import TorchBackend
+
+    for side in range(2, 180):  # each tiled grid writes two entries
+        pattern = patterndsl.compile(f"grid({side}, 2, tile=(1, 2)) {{ natten(1, 1) }}", 2 * side).pattern()
+        predicate_source(pattern, "q", "k", 2 * side, TorchBackend(16, 16))
+    assert 0 < len(_KNOWN_COORDS) <= _KNOWN_COORDS.size
+    assert any(key.startswith("(") for key in _KNOWN_COORDS)  # the latest grid's entries are kept
