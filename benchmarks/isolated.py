@@ -26,3 +26,25 @@ def in_subprocess(script: str, case: list, timeout: float) -> dict:
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
         return {"error": "killed (out of memory?)" if done.returncode < 0 else last[:80]}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (Linux: ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def best_of(build, repeats: int = 3):
+    """(the best time of ``repeats`` calls of ``build``, the last result): millisecond timings
+    on a shared machine vary by several ms from call to call. The last result is freed
+    before each call, so peak memory is one build's."""
+    import time
+
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        out = None
+        start = time.perf_counter()
+        out = build()
+        best = min(best, time.perf_counter() - start)
+    return best, out
