@@ -17,8 +17,11 @@ predicate and the torch/Triton source (`_Expr`).
 Where it comes from (counts, layouts): a grid's keys per row are listed explicitly
 (`row_points`): the candidate cells of each query — the box its neighbourhood
 primitives bound, else every cell — filtered by the operand's own `pairs`. The exact
-counter and the block layouts read those points (`structure.Points`), so their work
-is proportional to the pairs listed (for a neighbourhood, n · the box), not to n².
+counter reads those points (`structure.Points`), so its work is proportional to the
+pairs listed (for a neighbourhood, n · the box), not to n². The block layouts come from
+coordinate boxes instead (see "block layouts from coordinate boxes" below): work
+proportional to the blocks touched; Morton order and operands without a per-axis form
+(1D primitives) fall back to the listed points.
 """
 from __future__ import annotations
 
