@@ -30,11 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import time
 from pathlib import Path
 
-from isolated import in_subprocess
+from isolated import best_of, in_subprocess, peak_rss_mib
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_REPEATS = 3
@@ -47,10 +46,6 @@ BLOCK = 128
 METHODS = ("ours", "eager", "compiled")
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def run_case(pattern: str, n: int, method: str) -> dict:
     """In the subprocess: time one method, report as JSON."""
     import torch
@@ -58,17 +53,6 @@ def run_case(pattern: str, n: int, method: str) -> dict:
 
     import patterndsl
     from patterndsl.targets import flex
-
-    def best_of(build, repeats=WARM_REPEATS):
-        """(the best time of ``repeats`` calls, the last result): millisecond timings on a
-        shared machine vary by several ms from call to call."""
-        best, masks = float("inf"), None
-        for _ in range(repeats):
-            masks = None  # free the last result first: peak memory is one build's
-            start = time.perf_counter()
-            masks = build()
-            best = min(best, time.perf_counter() - start)
-        return best, masks
 
     source = PATTERNS[pattern]
     baseline = peak_rss_mib()
@@ -81,7 +65,7 @@ def run_case(pattern: str, n: int, method: str) -> dict:
         masks = build()
         cold = time.perf_counter() - start
         del masks
-        warm, masks = best_of(build)
+        warm, masks = best_of(build, WARM_REPEATS)
     else:
         compiled = patterndsl.compile(source, n, memory_budget=1 << 40)
         mask_mods = [flex.mask_mod(compiled, layer, BLOCK) for layer in range(compiled.layers)]
@@ -100,7 +84,7 @@ def run_case(pattern: str, n: int, method: str) -> dict:
             warm = time.perf_counter() - start
             cold = warm = min(cold, warm)
         else:
-            warm, masks = best_of(build)
+            warm, masks = best_of(build, WARM_REPEATS)
     blocks = sum(int(m.kv_num_blocks.sum() + m.full_kv_num_blocks.sum()) for m in masks)
     return {"cold": cold, "warm": warm, "peak_mib": peak_rss_mib(), "baseline_mib": baseline, "blocks": blocks}
 

@@ -29,12 +29,26 @@ def in_subprocess(script: str, case: list, timeout: float) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def best_time(function, repeat: int) -> float:
-    """The best wall time of ``repeat`` calls of ``function()``: on a shared machine the
-    minimum is the least noisy estimate of what a call costs."""
-    best = float("inf")
-    for _ in range(repeat):
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (Linux: ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def best_of(build, repeats: int = 3):
+    """(the best time of ``repeats`` calls of ``build``, the last result): millisecond timings
+    on a shared machine vary by several ms from call to call. The last result is freed
+    before each call, so peak memory is one build's."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        out = None
         start = time.perf_counter()
-        function()
+        out = build()
         best = min(best, time.perf_counter() - start)
-    return best
+    return best, out
+
+
+def best_time(function, repeat: int) -> float:
+    """The best wall time of ``repeat`` calls of ``function()``."""
+    return best_of(function, repeat)[0]

@@ -17,22 +17,25 @@ predicate and the torch/Triton source (`_Expr`).
 Where it comes from (counts, layouts): a grid's keys per row are listed explicitly
 (`row_points`): the candidate cells of each query — the box its neighbourhood
 primitives bound, else every cell — filtered by the operand's own `pairs`. The exact
-counter and the block layouts read those points (`structure.Points`), so their work
-is proportional to the pairs listed (for a neighbourhood, n · the box), not to n².
+counter reads those points (`structure.Points`), so its work is proportional to the
+pairs listed (for a neighbourhood, n · the box), not to n². The block layouts come from
+coordinate boxes instead (see "block layouts from coordinate boxes" below): work
+proportional to the blocks touched; Morton order and operands without a per-axis form
+(1D primitives) fall back to the listed points.
 """
 from __future__ import annotations
 
 import functools
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from . import structure as R
-from .ir import Intersection, Pattern
-from .arrays import unique_sorted
-from .primitives import ParamError, ParamSpec, Primitive, RowBound
+from .ir import Complement, Difference, Intersection, Pattern, Union
+from .primitives import All, Nothing, ParamError, ParamSpec, Primitive, RowBound, Self, point_block_counts, point_blocks
 
 ORDERS = ("rows", "morton")
 GRID_PRIMITIVES: dict[str, type["GridPrimitive"]] = {}
@@ -161,9 +164,30 @@ def tile_coords(t, dims, tile):
     return [outer[a] * tile[a] + inner[a] for a in range(len(dims))]
 
 
+class _LRU(OrderedDict):
+    """A dict that keeps its ``size`` most recently used entries (`get` and setting use)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get(self, key, default=None):
+        if key not in self:
+            return default
+        self.move_to_end(key)
+        return self[key]
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 # Source text of a rank expression → its coordinates' source (a tiled grid's coordinates
-# are shorter written from the token than from the rank: the kernels inline them).
-_KNOWN_COORDS: dict[str, list] = {}
+# are shorter written from the token than from the rank: the kernels inline them). Written
+# just before the operand's source is (Grid.source), so the recent entries are all it needs.
+_KNOWN_COORDS: "_LRU[str, list]" = _LRU(256)
 
 
 def tile_ranks(t, dims, tile):
@@ -289,16 +313,62 @@ class Grid(Pattern):
     def row_points(self, rows, n):
         return _grid_points(self, n)[np.asarray(rows, dtype=np.int64)]
 
+    # block layouts: from the boxes of cells of each block (`box_counter`) where the
+    # operand has that form, from a union's or intersection's parts each in this grid, else
+    # from the listed keys
+
+    def _counter(self):
+        return None if self.order == "morton" else box_counter(self.operand, self.dims)
+
+    def _split(self):
+        """The operand's union, difference, complement (or intersection of box-countable
+        parts) as that combination of this grid around each part, or None."""
+        op = self.operand
+        if self.order == "morton" or not isinstance(op, (Union, Intersection, Difference, Complement)):
+            return None
+
+        def inside(p):
+            return Grid(self.dims, self.offset, self.order, self.tile, p)
+
+        if isinstance(op, Complement):  # the grid's pairs but the operand's
+            return Difference(inside(All()), inside(op.operand))
+        if isinstance(op, Difference):
+            return Difference(inside(op.left), inside(op.right))
+        parts = tuple(inside(p) for p in op.parts)
+        if isinstance(op, Union):
+            return Union(parts)
+        return Intersection(parts) if all(p._counter() is not None for p in parts) else None
+
     def block_counts(self, grid, qb, kb):
-        return _point_block_counts(self, grid, qb, kb)
+        counter = self._counter()
+        if counter is not None:
+            return _box_block_counts(self, grid, counter, qb, kb)
+        split = self._split()
+        if split is not None:
+            return split.block_counts(grid, qb, kb)
+        return point_block_counts(self, grid, qb, kb)
 
     def block_states(self, grid, qb, kb):
+        split = self._split() if self._counter() is None else None
+        if split is not None:
+            return split.block_states(grid, qb, kb)
         return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
 
     def block_candidates(self, grid):
-        return _point_blocks(self, grid)[0]
+        counter = self._counter()
+        if counter is not None:
+            return _box_block_candidates(self, grid, counter)
+        split = self._split()
+        if split is not None:
+            return split.block_candidates(grid)
+        return point_blocks(self, grid)[0]
 
     def block_estimate(self, grid):
+        if self._counter() is not None:
+            return int(self.block_candidates(grid).size)
+        split = self._split()
+        if split is not None:
+            return split.block_estimate(grid)
         return min(grid.num_blocks, grid.num_q * max(1, self.row_point_count(grid.n)))
 
     # candidate cells of a query: the box its neighbourhood bounds
@@ -325,36 +395,6 @@ def _operand_box(node, ranks, dims):
 
 
 _POINT_ELEMENTS = 1 << 22
-
-
-def _point_blocks(node, grid):
-    """(codes, counts): the kernel blocks holding the grid's listed pairs and how many each
-    (rows in chunks of whole query blocks, so the codes come out unique and sorted)."""
-    key = ("grid point blocks", node)
-    if key not in grid.memo:
-        codes, counts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-        step = max(1, _POINT_ELEMENTS // max(1, node.row_point_count(grid.n)))
-        step = max(grid.block_q, step // grid.block_q * grid.block_q)
-        for start in range(0, grid.n, step):
-            rows = np.arange(start, min(grid.n, start + step), dtype=np.int64)
-            keys = node.row_points(rows, grid.n)
-            owner = np.broadcast_to(rows[:, None], keys.shape)
-            held = keys >= 0
-            block, count = unique_sorted(grid.codes(owner[held] // grid.block_q, keys[held] // grid.block_k),
-                                         return_counts=True)
-            codes.append(block)
-            counts.append(count)
-        grid.memo[key] = (np.concatenate(codes), np.concatenate(counts))
-    return grid.memo[key]
-
-
-def _point_block_counts(node, grid, qb, kb):
-    codes, counts = _point_blocks(node, grid)
-    wanted = grid.codes(qb, kb)
-    if codes.size == 0:
-        return np.zeros(np.shape(wanted), dtype=np.int64)
-    at = np.minimum(np.searchsorted(codes, wanted), codes.size - 1)
-    return np.where(codes[at] == wanted, counts[at], 0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -438,9 +478,13 @@ class GridPrimitive(Primitive):
         if cls.needs_tile and grid.tile is None:
             raise ParamError(None, f"{cls.name} needs a tiled grid",
                              help="give the grid tile=(th, tw), the tiles it slides over")
-        node = cls(dims=tuple(grid.dims), tile=grid.tile, **args)
+        node = cls.make(tuple(grid.dims), grid.tile, args)
         node.check()
         return node
+
+    @classmethod
+    def make(cls, dims, tile, args):
+        return cls(dims=dims, tile=tile, **args)
 
     @classmethod
     def other_form(cls):
@@ -535,360 +579,191 @@ def _nonneg(value, call, param):
         raise ParamError(param, f"{call} needs {param} ≥ 0, but {param} = {value}")
 
 
-class _Window(GridPrimitive):
+@dataclass(frozen=True)
+class _AxisRule(GridPrimitive):
+    """A grid primitive that is a conjunction of one relation per axis, with one integer
+    parameter per axis (frame first, named by ``params``): its 2D and 3D forms are this
+    one class with the axis count as a parameter (`_forms` registers them). Subclasses
+    write `axis_rule(axis, x, y)` (None: the axis does not constrain) and `axis_box`."""
+
+    dims: tuple
+    tile: tuple | None
+    values: tuple  # the per-axis parameters, in the order of ``params``
+    params: ClassVar[tuple] = ()
+    checked: ClassVar = staticmethod(lambda value, call, param: _positive(value, call, param))
+    forms: ClassVar[dict] = {}  # axes → the name of that form (`other_form`)
+
+    @classmethod
+    def make(cls, dims, tile, args):
+        return cls(dims=dims, tile=tile, values=tuple(args[name] for name in cls.params))
+
+    @classmethod
+    def other_form(cls):
+        return next((name for axes, name in cls.forms.items() if axes != cls.axes), None)
+
+    def check(self):
+        for name, value in zip(self.params, self.values):
+            self.checked(value, self.name, name)
+
+    def axis_rule(self, axis, x, y):
+        raise NotImplementedError
+
+    def axis_box(self, axis, x):
+        return None
+
+    def rule(self, a, b):
+        return _all(self.axis_rule(axis, x, y) for axis, (x, y) in enumerate(zip(a, b)))
+
+    def box(self, coords):
+        boxes = [self.axis_box(axis, x) for axis, x in enumerate(coords)]
+        return None if any(b is None for b in boxes) else boxes
+
+    def shown(self):
+        return [str(v) for v in self.values]
+
+    @classmethod
+    def degree(cls, value):
+        """The keys per row its parameter ``value`` allows along one axis (None: any)."""
+        return value
+
+    @classmethod
+    def row_bound(cls, args, n, ops):
+        degree = 1
+        for name in cls.params:
+            per_axis = cls.degree(args[name])
+            if per_axis is None:
+                return RowBound(n, tight=False, reflexive=True, symmetric=cls.symmetric)
+            degree = degree * per_axis
+        return RowBound(ops.min(degree, n), tight=False, reflexive=True, symmetric=cls.symmetric)
+
+
+def _forms(rule, *forms):
+    """Register the forms (name, per-axis parameter names, meaning) of one rule: each is
+    the rule's class with its axis count and names, nothing else."""
+    names = {len(params): name for name, params, _ in forms}
+    for name, params, meaning in forms:
+        attrs = {"name": name, "axes": len(params), "params": params, "forms": names,
+                 "signatures": (tuple(ParamSpec(p) for p in params) + rule.extra_specs,),
+                 "meaning": (meaning,), "__module__": __name__, "__qualname__": name}
+        grid_primitive(dataclass(frozen=True)(type(name, (rule,), attrs)))
+
+
+class _Window(_AxisRule):
     symmetric: ClassVar[bool] = True
+    checked: ClassVar = staticmethod(lambda value, call, param: _nonneg(value, call, param))
+    extra_specs: ClassVar = ()
 
-    def _radii(self):
-        raise NotImplementedError
+    def axis_rule(self, axis, x, y):
+        r = self.values[axis]
+        return ((x - y) <= r) & ((y - x) <= r) if r < self.dims[axis] else None
 
-    def check(self):
-        for name, r in zip(self._names(), self._radii()):
-            _nonneg(r, self.name, name)
-
-    def rule(self, a, b):
-        return _all(((x - y) <= r) & ((y - x) <= r) if r < d else None
-                    for x, y, r, d in zip(a, b, self._radii(), self.dims))
-
-    def box(self, coords):
-        return [(x - r, x + r) for x, r in zip(coords, self._radii())]
-
-    def shown(self):
-        return [str(r) for r in self._radii()]
+    def axis_box(self, axis, x):
+        r = self.values[axis]
+        return (x - r, x + r)
 
     @classmethod
-    def row_bound(cls, args, n, ops):
-        degree = 1
-        for name in cls._names():
-            degree = degree * (2 * args[name] + 1)
-        return RowBound(ops.min(degree, n), tight=False, reflexive=True, symmetric=True)
+    def degree(cls, value):
+        return 2 * value + 1
 
 
-@grid_primitive
-@dataclass(frozen=True)
-class Window2d(_Window):
-    dims: tuple
-    tile: tuple | None
-    a: int
-    b: int
-    name: ClassVar[str] = "window2d"
-    signatures: ClassVar = ((ParamSpec("a"), ParamSpec("b")),)
-    meaning: ClassVar = (("window2d(a, b)", "|r_i − r_j| ≤ a and |c_i − c_j| ≤ b (inside a 2D grid)"),)
+class _Natten(_AxisRule):
+    extra_specs: ClassVar = ()
 
-    @staticmethod
-    def _names():
-        return ("a", "b")
+    def axis_rule(self, axis, x, y):
+        return _natten_axis(x, y, self.values[axis], self.dims[axis])
 
-    def _radii(self):
-        return (self.a, self.b)
-
-    @classmethod
-    def other_form(cls):
-        return "window3d"
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class Window3d(_Window):
-    dims: tuple
-    tile: tuple | None
-    t: int
-    a: int
-    b: int
-    name: ClassVar[str] = "window3d"
-    axes: ClassVar[int] = 3
-    signatures: ClassVar = ((ParamSpec("t"), ParamSpec("a"), ParamSpec("b")),)
-    meaning: ClassVar = (("window3d(t, a, b)", "|f_i − f_j| ≤ t, |r_i − r_j| ≤ a and |c_i − c_j| ≤ b "
-                                               "(inside a 3D grid)"),)
-
-    @staticmethod
-    def _names():
-        return ("t", "a", "b")
-
-    def _radii(self):
-        return (self.t, self.a, self.b)
-
-    @classmethod
-    def other_form(cls):
-        return "window2d"
-
-
-class _Natten(GridPrimitive):
-    def _kernels(self):
-        raise NotImplementedError
-
-    def check(self):
-        for name, k in zip(self._names(), self._kernels()):
-            _positive(k, self.name, name)
-
-    def rule(self, a, b):
-        return _all(_natten_axis(x, y, k, d) for x, y, k, d in zip(a, b, self._kernels(), self.dims))
-
-    def box(self, coords):
-        return [_natten_box(x, k, d) for x, k, d in zip(coords, self._kernels(), self.dims)]
-
-    def shown(self):
-        return [str(k) for k in self._kernels()]
-
-    @classmethod
-    def row_bound(cls, args, n, ops):
-        degree = 1
-        for name in cls._names():
-            degree = degree * args[name]
-        return RowBound(ops.min(degree, n), tight=False, reflexive=True)
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class Natten(_Natten):
-    dims: tuple
-    tile: tuple | None
-    kh: int
-    kw: int
-    name: ClassVar[str] = "natten"
-    signatures: ClassVar = ((ParamSpec("kh"), ParamSpec("kw")),)
-    meaning: ClassVar = (("natten(kh, kw)", "NATTEN's neighbourhood: per axis of length L with kernel k, the "
-                                            "keys [s, s + k) with s = clamp(x_i − ⌊k/2⌋, 0, L − k) (the whole "
-                                            "axis when k ≥ L); every query sees kh·kw keys"),)
-
-    @staticmethod
-    def _names():
-        return ("kh", "kw")
-
-    def _kernels(self):
-        return (self.kh, self.kw)
-
-    @classmethod
-    def other_form(cls):
-        return "natten3d"
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class Natten3d(_Natten):
-    dims: tuple
-    tile: tuple | None
-    kt: int
-    kh: int
-    kw: int
-    name: ClassVar[str] = "natten3d"
-    axes: ClassVar[int] = 3
-    signatures: ClassVar = ((ParamSpec("kt"), ParamSpec("kh"), ParamSpec("kw")),)
-    meaning: ClassVar = (("natten3d(kt, kh, kw)", "natten's rule on each of the three axes (frame first)"),)
-
-    @staticmethod
-    def _names():
-        return ("kt", "kh", "kw")
-
-    def _kernels(self):
-        return (self.kt, self.kh, self.kw)
-
-    @classmethod
-    def other_form(cls):
-        return "natten"
+    def axis_box(self, axis, x):
+        return _natten_box(x, self.values[axis], self.dims[axis])
 
 
 class _SlidingTiles(_Natten):
     needs_tile: ClassVar[bool] = True
 
-    def _tiles(self):
-        return tuple(d // t for d, t in zip(self.dims, self.tile))
+    def axis_rule(self, axis, x, y):
+        t = self.tile[axis]
+        return _natten_axis(x // t, y // t, self.values[axis], self.dims[axis] // t)
 
-    def rule(self, a, b):
-        return _all(_natten_axis(x // t, y // t, k, d)
-                    for x, y, k, d, t in zip(a, b, self._kernels(), self._tiles(), self.tile))
-
-    def box(self, coords):
-        out = []
-        for x, k, d, t in zip(coords, self._kernels(), self._tiles(), self.tile):
-            lo, hi = _natten_box(x // t, k, d)
-            out.append((lo * t, hi * t + t - 1))
-        return out
+    def axis_box(self, axis, x):
+        t = self.tile[axis]
+        lo, hi = _natten_box(x // t, self.values[axis], self.dims[axis] // t)
+        return (lo * t, hi * t + t - 1)
 
     @classmethod
-    def row_bound(cls, args, n, ops):
-        return RowBound(n, tight=False, reflexive=True)
+    def degree(cls, value):
+        return None
 
 
-@grid_primitive
 @dataclass(frozen=True)
-class SlidingTiles(_SlidingTiles):
-    dims: tuple
-    tile: tuple | None
-    kh: int
-    kw: int
-    name: ClassVar[str] = "sliding_tiles"
-    signatures: ClassVar = ((ParamSpec("kh"), ParamSpec("kw")),)
-    meaning: ClassVar = (("sliding_tiles(kh, kw)", "natten(kh, kw) on the tile coordinates (⌊r/th⌋, ⌊c/tw⌋) "
-                                                   "over the grid of tiles (needs tile=; sliding-tile attention)"),)
-
-    @staticmethod
-    def _names():
-        return ("kh", "kw")
-
-    def _kernels(self):
-        return (self.kh, self.kw)
-
-    @classmethod
-    def other_form(cls):
-        return "sliding_tiles3d"
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class SlidingTiles3d(_SlidingTiles):
-    dims: tuple
-    tile: tuple | None
-    kt: int
-    kh: int
-    kw: int
-    name: ClassVar[str] = "sliding_tiles3d"
-    axes: ClassVar[int] = 3
-    signatures: ClassVar = ((ParamSpec("kt"), ParamSpec("kh"), ParamSpec("kw")),)
-    meaning: ClassVar = (("sliding_tiles3d(kt, kh, kw)", "natten3d(kt, kh, kw) on the tile coordinates "
-                                                         "(needs tile=(tt, th, tw))"),)
-
-    @staticmethod
-    def _names():
-        return ("kt", "kh", "kw")
-
-    def _kernels(self):
-        return (self.kt, self.kh, self.kw)
-
-    @classmethod
-    def other_form(cls):
-        return "sliding_tiles"
-
-
-class _Chunk(GridPrimitive):
+class _Chunk(_AxisRule):
     symmetric: ClassVar[bool] = True
+    shifts: tuple = ()  # per axis, () for none
+    extra_specs: ClassVar = (ParamSpec("shift", kind="tuple", default=0),)
 
-    def check(self):
-        for name, b in zip(self._names(), self._sizes()):
-            _positive(b, self.name, name)
+    @classmethod
+    def make(cls, dims, tile, args):
+        return cls(dims=dims, tile=tile, values=tuple(args[name] for name in cls.params),
+                   shifts=tuple(args[name] for name in cls.tuple_names("shift")))
 
-    def rule(self, a, b):
+    @classmethod
+    def tuple_names(cls, name):
+        return tuple("s" + p[1:] for p in cls.params)
+
+    def _shift(self, axis):
+        return self.shifts[axis] if self.shifts else 0
+
+    def axis_rule(self, axis, x, y):
         # ⌊(x − s)/b⌋ = ⌊(y − s)/b⌋, with non-negative operands: x + (b − s mod b)
-        return _all(((x + (size - s % size)) // size == (y + (size - s % size)) // size) if size > 1 else
-                    (x == y) for x, y, size, s in zip(a, b, self._sizes(), self._shifts()))
+        size, s = self.values[axis], self._shift(axis)
+        return ((x + (size - s % size)) // size == (y + (size - s % size)) // size) if size > 1 else (x == y)
 
-    def box(self, coords):
-        out = []
-        for x, size, s in zip(coords, self._sizes(), self._shifts()):
-            lo = (x - s) // size * size + s
-            out.append((lo, lo + size - 1))
-        return out
+    def axis_box(self, axis, x):
+        size, s = self.values[axis], self._shift(axis)
+        lo = (x - s) // size * size + s
+        return (lo, lo + size - 1)
 
     def shown(self):
-        out = [str(b) for b in self._sizes()]
-        if any(self._shifts()):
-            out.append(f"shift=({', '.join(str(s) for s in self._shifts())})")
+        out = [str(b) for b in self.values]
+        if any(self.shifts):
+            out.append(f"shift=({', '.join(str(s) for s in self.shifts)})")
         return out
 
-    @classmethod
-    def row_bound(cls, args, n, ops):
-        degree = 1
-        for name in cls._names():
-            degree = degree * args[name]
-        return RowBound(ops.min(degree, n), tight=False, reflexive=True, symmetric=True)
 
-
-@grid_primitive
-@dataclass(frozen=True)
-class Chunk2d(_Chunk):
-    dims: tuple
-    tile: tuple | None
-    bh: int
-    bw: int
-    sh: int = 0
-    sw: int = 0
-    name: ClassVar[str] = "chunk2d"
-    signatures: ClassVar = ((ParamSpec("bh"), ParamSpec("bw"), ParamSpec("shift", kind="tuple", default=0)),)
-    meaning: ClassVar = (("chunk2d(bh, bw, shift=(sh, sw))", "⌊(r_i − sh)/bh⌋ = ⌊(r_j − sh)/bh⌋ and "
-                                                             "⌊(c_i − sw)/bw⌋ = ⌊(c_j − sw)/bw⌋ (Swin windows, "
-                                                             "shifted; not cyclic; shift defaults to (0, 0))"),)
-
-    @staticmethod
-    def _names():
-        return ("bh", "bw")
-
-    @staticmethod
-    def tuple_names(name):
-        return ("sh", "sw")
-
-    def _sizes(self):
-        return (self.bh, self.bw)
-
-    def _shifts(self):
-        return (self.sh, self.sw)
-
-    @classmethod
-    def other_form(cls):
-        return "chunk3d"
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class Chunk3d(_Chunk):
-    dims: tuple
-    tile: tuple | None
-    bt: int
-    bh: int
-    bw: int
-    st: int = 0
-    sh: int = 0
-    sw: int = 0
-    name: ClassVar[str] = "chunk3d"
-    axes: ClassVar[int] = 3
-    signatures: ClassVar = ((ParamSpec("bt"), ParamSpec("bh"), ParamSpec("bw"),
-                             ParamSpec("shift", kind="tuple", default=0)),)
-    meaning: ClassVar = (("chunk3d(bt, bh, bw, shift=(st, sh, sw))", "chunk2d's rule on each of the three axes "
-                                                                     "(frame first)"),)
-
-    @staticmethod
-    def _names():
-        return ("bt", "bh", "bw")
-
-    @staticmethod
-    def tuple_names(name):
-        return ("st", "sh", "sw")
-
-    def _sizes(self):
-        return (self.bt, self.bh, self.bw)
-
-    def _shifts(self):
-        return (self.st, self.sh, self.sw)
-
-    @classmethod
-    def other_form(cls):
-        return "chunk2d"
-
-
-@grid_primitive
-@dataclass(frozen=True)
-class Stride2d(GridPrimitive):
-    dims: tuple
-    tile: tuple | None
-    sh: int
-    sw: int
-    name: ClassVar[str] = "stride2d"
+class _Stride(_AxisRule):
     symmetric: ClassVar[bool] = True
-    signatures: ClassVar = ((ParamSpec("sh"), ParamSpec("sw")),)
-    meaning: ClassVar = (("stride2d(sh, sw)", "(r_i − r_j) mod sh = 0 and (c_i − c_j) mod sw = 0"),)
+    extra_specs: ClassVar = ()
 
-    def check(self):
-        _positive(self.sh, self.name, "sh")
-        _positive(self.sw, self.name, "sw")
-
-    def rule(self, a, b):
-        return _all(((x - y) % s == 0) if s > 1 and s < d else ((x == y) if s >= d else None)
-                    for x, y, s, d in zip(a, b, (self.sh, self.sw), self.dims))
-
-    def shown(self):
-        return [str(self.sh), str(self.sw)]
+    def axis_rule(self, axis, x, y):
+        s, d = self.values[axis], self.dims[axis]
+        return ((x - y) % s == 0) if s > 1 and s < d else ((x == y) if s >= d else None)
 
     @classmethod
-    def row_bound(cls, args, n, ops):
-        return RowBound(n, tight=False, reflexive=True, symmetric=True)
+    def degree(cls, value):
+        return None
+
+
+_forms(_Window,
+       ("window2d", ("a", "b"), ("window2d(a, b)", "|r_i − r_j| ≤ a and |c_i − c_j| ≤ b (inside a 2D grid)")),
+       ("window3d", ("t", "a", "b"), ("window3d(t, a, b)", "|f_i − f_j| ≤ t, |r_i − r_j| ≤ a and "
+                                      "|c_i − c_j| ≤ b (inside a 3D grid)")))
+_forms(_Natten,
+       ("natten", ("kh", "kw"), ("natten(kh, kw)", "NATTEN's neighbourhood: per axis of length L with kernel k, "
+                                 "the keys [s, s + k) with s = clamp(x_i − ⌊k/2⌋, 0, L − k) (the whole axis when "
+                                 "k ≥ L); every query sees kh·kw keys")),
+       ("natten3d", ("kt", "kh", "kw"), ("natten3d(kt, kh, kw)", "natten's rule on each of the three axes "
+                                         "(frame first)")))
+_forms(_SlidingTiles,
+       ("sliding_tiles", ("kh", "kw"), ("sliding_tiles(kh, kw)", "natten(kh, kw) on the tile coordinates "
+                                        "(⌊r/th⌋, ⌊c/tw⌋) over the grid of tiles (needs tile=; sliding-tile "
+                                        "attention)")),
+       ("sliding_tiles3d", ("kt", "kh", "kw"), ("sliding_tiles3d(kt, kh, kw)", "natten3d(kt, kh, kw) on the tile "
+                                                "coordinates (needs tile=(tt, th, tw))")))
+_forms(_Chunk,
+       ("chunk2d", ("bh", "bw"), ("chunk2d(bh, bw, shift=(sh, sw))", "⌊(r_i − sh)/bh⌋ = ⌊(r_j − sh)/bh⌋ and "
+                                  "⌊(c_i − sw)/bw⌋ = ⌊(c_j − sw)/bw⌋ (Swin windows, shifted; not cyclic; shift "
+                                  "defaults to (0, 0))")),
+       ("chunk3d", ("bt", "bh", "bw"), ("chunk3d(bt, bh, bw, shift=(st, sh, sw))", "chunk2d's rule on each of the "
+                                        "three axes (frame first)")))
+_forms(_Stride, ("stride2d", ("sh", "sw"), ("stride2d(sh, sw)", "(r_i − r_j) mod sh = 0 and (c_i − c_j) mod sw = 0")))
 
 
 class _Distance(GridPrimitive):
@@ -917,6 +792,10 @@ class Manhattan(_Distance):
     name: ClassVar[str] = "manhattan"
     meaning: ClassVar = (("manhattan(d)", "|r_i − r_j| + |c_i − c_j| ≤ d"),)
 
+    def reach(self, dr):
+        """The largest |Δc| allowed with this Δr."""
+        return self.d - abs(dr)
+
     def rule(self, a, b):
         dr, dc = a[0] - b[0], a[1] - b[1]
         d = self.d
@@ -937,6 +816,9 @@ class Euclid(_Distance):
     name: ClassVar[str] = "euclid"
     meaning: ClassVar = (("euclid(d)", "(r_i − r_j)² + (c_i − c_j)² ≤ d²"),)
 
+    def reach(self, dr):
+        return math.isqrt(self.d * self.d - dr * dr)
+
     def rule(self, a, b):
         dr, dc = a[0] - b[0], a[1] - b[1]
         return (dr * dr + dc * dc) <= self.d * self.d
@@ -945,3 +827,273 @@ class Euclid(_Distance):
     def row_bound(cls, args, n, ops):
         d = args["d"]
         return RowBound(ops.min((2 * d + 1) * (2 * d + 1), n), tight=False, reflexive=True, symmetric=True)
+
+
+# ---- block layouts from coordinate boxes ---------------------------------------------------
+#
+# A run of consecutive tokens of a grid in raster or tile order is a union of at most
+# 2m − 1 boxes of cells (m the digits of the token order: a run fixes a prefix of the
+# digits, spans a range of one digit and leaves the rest free, and each such piece is a box
+# because a tile's digits follow its tile's). So a block of queries (or keys) is a handful
+# of boxes, and for a separable operand — a conjunction of one relation per axis, such as
+# natten, window2d, chunk2d or their intersections — the pairs between two boxes are the
+# product over the axes of the pairs between the two ranges, read off a prefix-sum table
+# of that axis's relation. The key blocks a query block touches come from the range its
+# boxes reach on each axis. All of it is proportional to the blocks touched.
+
+_MAX_AXIS_TABLE = 2048  # the longest axis given a prefix-sum table (int32, (L + 1)²)
+_BOX_PAIRS = 1 << 20  # box pairs counted at once
+_MAX_OFFSETS = 1 << 12  # offsets (Δr) summed at most by a distance rule's counter
+
+
+def _digits(dims, tile):
+    """The token order's digits, most significant first, as (radix, axis, multiplier):
+    token t = Σ digit_j · W_j, W_j the product of the later radices, and cell coordinate
+    x_axis = Σ over the axis's digits of digit · multiplier. Raster order is the tile order
+    with tiles (1, …, 1, W), one row each. Digits of radix 1 (always 0) are left out."""
+    tile = tuple(tile) if tile is not None else (1,) * (len(dims) - 1) + (dims[-1],)
+    digits = [(d // t, a, t) for a, (d, t) in enumerate(zip(dims, tile))]
+    digits += [(t, a, 1) for a, t in enumerate(tile)]
+    return [d for d in digits if d[0] > 1], tile
+
+
+def run_boxes(lo, hi, dims, tile):
+    """(owner, box_lo, box_hi): the boxes of cells (int64 [k, axes], inclusive) whose union is
+    the tokens lo[e] … hi[e] (local: 0 is the grid's first cell) of each entry e, exactly and
+    disjointly, at most 2m − 1 per entry; entries with hi < lo have none."""
+    digits, _ = _digits(dims, tile)
+    axes = len(dims)
+    radix = np.array([d[0] for d in digits] + [1], dtype=np.int64)
+    weight = np.cumprod(radix[::-1])[::-1][1:]  # W_j
+    lo, hi = np.asarray(lo, dtype=np.int64).copy(), np.asarray(hi, dtype=np.int64)
+    owners, los, his = [], [], []
+    idx = np.flatnonzero(lo <= hi)
+    while idx.size:
+        c, h = lo[idx], hi[idx]
+        level = np.full(idx.size, len(digits) - 1 if digits else 0, dtype=np.int64)
+        for j in range(len(digits) - 1, -1, -1):  # the most free level the run allows
+            fits = (c % weight[j] == 0) & (c + weight[j] - 1 <= h)
+            level = np.where(fits, j, level)
+        box_lo = np.zeros((idx.size, axes), dtype=np.int64)
+        box_hi = np.zeros((idx.size, axes), dtype=np.int64)
+        step = np.ones(idx.size, dtype=np.int64)
+        for j, (r, a, mult) in enumerate(digits):
+            d = c // weight[j] % r
+            at = level == j
+            count = np.minimum(r - d, (h - c + 1) // weight[j])
+            first = np.where(level < j, 0, d)
+            last = np.where(level < j, r - 1, np.where(at, d + count - 1, d))
+            box_lo[:, a] += first * mult
+            box_hi[:, a] += last * mult
+            step = np.where(at, count * weight[j], step)
+        owners.append(idx)
+        los.append(box_lo)
+        his.append(box_hi)
+        lo[idx] = c + step
+        idx = idx[lo[idx] <= h]
+    if not owners:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, axes), dtype=np.int64), np.zeros((0, axes), dtype=np.int64)
+    return np.concatenate(owners), np.concatenate(los), np.concatenate(his)
+
+
+class _SparseTable:
+    """Range minimum (or maximum) over a small int array in O(1) per query."""
+
+    def __init__(self, values, op):
+        self.op, self.levels = op, [np.asarray(values, dtype=np.int64)]
+        while (1 << len(self.levels)) <= len(values):
+            prev, half = self.levels[-1], 1 << (len(self.levels) - 1)
+            self.levels.append(op(prev[:-half], prev[half:]))
+
+    def __call__(self, a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        k = np.floor(np.log2(np.maximum(b - a + 1, 1))).astype(np.int64)
+        out = np.empty(np.broadcast(a, b).shape, dtype=np.int64)
+        for level in np.unique(k):
+            at = k == level
+            table = self.levels[level]
+            out[at] = self.op(table[a[at]], table[b[at] - (1 << level) + 1])
+        return out
+
+
+class _Separable:
+    """Block counting for a conjunction of per-axis relations: each axis's relation matrix,
+    its prefix sums and the range of keys each coordinate reaches."""
+
+    def __init__(self, relations):
+        self.sums, self.reach = [], []
+        for m in relations:
+            s = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int32)
+            s[1:, 1:] = np.cumsum(np.cumsum(m, axis=0, dtype=np.int32), axis=1, dtype=np.int32)
+            self.sums.append(s)
+            any_ = m.any(axis=1)
+            first = np.where(any_, m.argmax(axis=1), m.shape[1])
+            last = np.where(any_, m.shape[1] - 1 - m[:, ::-1].argmax(axis=1), -1)
+            self.reach.append((_SparseTable(first, np.minimum), _SparseTable(last, np.maximum)))
+
+    def counts(self, qlo, qhi, klo, khi):
+        """Pairs between query boxes and key boxes (arrays [..., axes] broadcasting)."""
+        out = None
+        for a, s in enumerate(self.sums):
+            x0, x1, y0, y1 = qlo[..., a], qhi[..., a] + 1, klo[..., a], khi[..., a] + 1
+            c = (s[x1, y1].astype(np.int64) - s[x0, y1] - s[x1, y0] + s[x0, y0])
+            out = c if out is None else out * c
+        return out
+
+    def reach_box(self, lo, hi):
+        """Per axis the (first, last) key coordinates the query boxes [lo, hi] reach."""
+        return [(first(lo[:, a], hi[:, a]), last(lo[:, a], hi[:, a])) for a, (first, last) in enumerate(self.reach)]
+
+
+def _pairs_diff(a, b, c, d, delta):
+    """#{x ∈ [a, b], y ∈ [c, d] : y − x = delta}."""
+    return np.maximum(0, np.minimum(b, d - delta) - np.maximum(a, c - delta) + 1)
+
+
+def _pairs_within(a, b, c, d, e):
+    """#{x ∈ [a, b], y ∈ [c, d] : |y − x| ≤ e} (e ≥ 0 per entry), in closed form."""
+    width = d - c + 1
+
+    def below(t):  # #{x, y : y − x ≤ t} = Σ_{x=a..b} clip(x + t − c + 1, 0, width)
+        def partial(u):  # Σ_{v ≤ u} clip(v, 0, width)
+            inside = np.clip(u, 0, width)
+            return inside * (inside + 1) // 2 + np.maximum(u - width, 0) * width
+        return partial(b + t - c + 1) - partial(a - 1 + t - c + 1)
+
+    return below(e) - below(-e - 1)
+
+
+class _Offsets:
+    """Block counting for a 2D rule |Δc| ≤ reach(Δr) (manhattan, euclid): per row offset
+    Δr, the pairs of the two row ranges with that offset times the column pairs within
+    reach."""
+
+    def __init__(self, d, reach):
+        self.d, self.reaches = d, [(dr, reach(dr)) for dr in range(-d, d + 1)]
+
+    def counts(self, qlo, qhi, klo, khi):
+        out = 0
+        for dr, e in self.reaches:
+            out = out + (_pairs_diff(qlo[..., 0], qhi[..., 0], klo[..., 0], khi[..., 0], dr)
+                         * _pairs_within(qlo[..., 1], qhi[..., 1], klo[..., 1], khi[..., 1], e))
+        return out
+
+    def reach_box(self, lo, hi):
+        return [(lo[:, a] - self.d, hi[:, a] + self.d) for a in range(lo.shape[1])]
+
+
+def _relations(node, dims):
+    """Per axis the bool relation matrix of a conjunction of per-axis relations, or None
+    when ``node`` is not one."""
+    if isinstance(node, _AxisRule):
+        out = []
+        for a, d in enumerate(dims):
+            x = np.arange(d, dtype=np.int64)
+            held = node.axis_rule(a, x[:, None], x[None, :])
+            out.append(np.ones((d, d), dtype=bool) if held is None else np.asarray(held, dtype=bool))
+        return out
+    if isinstance(node, (All, Nothing, Self)):  # every pair, none, the same cell: per axis too
+        make = {All: np.ones, Nothing: np.zeros}.get(type(node))
+        return [make((d, d), dtype=bool) if make else np.eye(d, dtype=bool) for d in dims]
+    if isinstance(node, GridTransposed):
+        inner = _relations(node.operand, dims)
+        return None if inner is None else [m.T for m in inner]
+    if isinstance(node, Intersection):
+        parts = [_relations(p, dims) for p in node.parts]
+        if any(p is None for p in parts):
+            return None
+        return [np.logical_and.reduce([p[a] for p in parts]) for a in range(len(dims))]
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def box_counter(node, dims: tuple):
+    """What counts the pairs between boxes of cells of the operand ``node`` of a grid of
+    ``dims`` (`_Separable` or `_Offsets`), or None when it has no such form."""
+    if isinstance(node, _Distance) and len(dims) == 2 and 2 * node.d + 1 <= _MAX_OFFSETS:
+        return _Offsets(node.d, node.reach)
+    if max(dims) > _MAX_AXIS_TABLE:
+        return None
+    relations = _relations(node, dims)
+    return None if relations is None else _Separable(relations)
+
+
+def _block_runs(node, grid, side):
+    """(owner block, box_lo, box_hi) of every block of the side ("q" rows, "k" columns),
+    and the same padded to [blocks, width, axes] (empty boxes: lo 0, hi −1)."""
+    key = ("grid boxes", node, side)
+    if key not in grid.memo:
+        size, count = (grid.block_q, grid.num_q) if side == "q" else (grid.block_k, grid.num_k)
+        b = np.arange(count, dtype=np.int64)
+        first = np.maximum(b * size, node.offset) - node.offset
+        last = np.minimum(np.minimum((b + 1) * size, grid.n), node.offset + node.cells) - 1 - node.offset
+        owner, lo, hi = run_boxes(first, last, node.dims, node.tile)
+        order = np.argsort(owner, kind="stable")
+        owner, lo, hi = owner[order], lo[order], hi[order]
+        per = np.bincount(owner, minlength=count)
+        slot = np.arange(owner.size) - np.repeat(np.cumsum(per) - per, per)
+        width = int(per.max(initial=0))
+        padded_lo = np.zeros((count, width, len(node.dims)), dtype=np.int64)
+        padded_hi = np.full((count, width, len(node.dims)), -1, dtype=np.int64)
+        padded_lo[owner, slot], padded_hi[owner, slot] = lo, hi
+        grid.memo[key] = (owner, lo, hi), (padded_lo, padded_hi)
+    return grid.memo[key]
+
+
+def _box_block_counts(node, grid, counter, qb, kb):
+    """The operand's pairs in each block (qb, kb): Σ over the query block's boxes and the
+    key block's boxes of the pairs between them."""
+    _, (qlo, qhi) = _block_runs(node, grid, "q")
+    _, (klo, khi) = _block_runs(node, grid, "k")
+    qb, kb = np.broadcast_arrays(np.asarray(qb, dtype=np.int64), np.asarray(kb, dtype=np.int64))
+    shape, qb, kb = qb.shape, qb.reshape(-1), kb.reshape(-1)
+    out = np.zeros(qb.size, dtype=np.int64)
+    if qlo.shape[1] == 0 or klo.shape[1] == 0:
+        return out.reshape(shape)
+    step = max(1, _BOX_PAIRS // (qlo.shape[1] * klo.shape[1]))
+    for s in range(0, qb.size, step):
+        q, k = qb[s:s + step], kb[s:s + step]
+        c = counter.counts(qlo[q][:, :, None, :], qhi[q][:, :, None, :], klo[k][:, None, :, :], khi[k][:, None, :, :])
+        out[s:s + step] = c.sum(axis=(1, 2))
+    return out.reshape(shape)
+
+
+def _box_block_candidates(node, grid, counter):
+    """Sorted codes of the blocks whose keys a query block's boxes reach: per box, the
+    range of key coordinates it reaches on each axis; per tile of the token order (a row
+    in raster order) that range meets, the span of tokens of its part of the tile."""
+    key = ("grid box candidates", node)
+    if key not in grid.memo:
+        (owner, lo, hi), _ = _block_runs(node, grid, "q")
+        dims = np.array(node.dims, dtype=np.int64)
+        _, tile = _digits(node.dims, node.tile)
+        tile = np.array(tile, dtype=np.int64)
+        reach = counter.reach_box(lo, hi)
+        first = np.stack([np.clip(f, 0, None) for f, _ in reach], axis=1) if reach else lo
+        last = np.stack([np.minimum(t, dims[a] - 1) for a, (_, t) in enumerate(reach)], axis=1) if reach else hi
+        keep = np.all(first <= last, axis=1)
+        owner, first, last = owner[keep], first[keep], last[keep]
+        t_lo, t_hi = first // tile, last // tile
+        span = t_hi - t_lo + 1
+        count = np.prod(span, axis=1)
+        which = np.repeat(np.arange(owner.size), count)
+        local = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+        tiles_per_axis = dims // tile
+        axes = len(node.dims)
+        t = [None] * axes
+        for a in range(axes - 1, -1, -1):
+            t[a] = t_lo[which, a] + local % span[which, a]
+            local = local // span[which, a]
+        index, start, stop = 0, 0, 0
+        for a in range(axes):
+            base = t[a] * tile[a]
+            inner_lo = np.maximum(first[which, a], base) - base
+            inner_hi = np.minimum(last[which, a], base + tile[a] - 1) - base
+            index = index * tiles_per_axis[a] + t[a]
+            start = start * tile[a] + inner_lo
+            stop = stop * tile[a] + inner_hi
+        per_tile = int(np.prod(tile))
+        start = index * per_tile + start + node.offset
+        stop = index * per_tile + stop + node.offset
+        grid.memo[key] = grid.key_block_range(owner[which], start, np.minimum(stop, grid.n - 1))
+    return grid.memo[key]

@@ -1570,13 +1570,13 @@ def _inverted_points(operand, n: int) -> np.ndarray:
     return out
 
 
-def _point_blocks(node, grid):
+def point_blocks(node, grid):
     """(codes, counts): the blocks holding the pairs of a points-backed node (its
     `row_points`) and how many each, all rows listed once, in row chunks of whole
-    query blocks (so the codes are unique)."""
+    query blocks (so the codes are unique). Shared by the grids (patterndsl/grid.py)."""
     key = ("point blocks", node)
     if key not in grid.memo:
-        codes, counts = [], []
+        codes, counts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
         step = max(1, (1 << 22) // max(1, node.row_point_count(grid.n)))
         step = max(grid.block_q, step // grid.block_q * grid.block_q)
         for start in range(0, grid.n, step):
@@ -1592,13 +1592,17 @@ def _point_blocks(node, grid):
     return grid.memo[key]
 
 
-def _point_block_counts(node, grid, qb, kb):
-    codes, counts = _point_blocks(node, grid)
+def point_block_counts(node, grid, qb, kb):
+    """The pairs of a points-backed node in each block (qb, kb), from `point_blocks`."""
+    codes, counts = point_blocks(node, grid)
     wanted = grid.codes(qb, kb)
     if codes.size == 0:
-        return np.zeros(wanted.shape, dtype=np.int64)
+        return np.zeros(np.shape(wanted), dtype=np.int64)
     at = np.minimum(np.searchsorted(codes, wanted), codes.size - 1)
     return np.where(codes[at] == wanted, counts[at], 0)
+
+
+_point_blocks, _point_block_counts = point_blocks, point_block_counts
 
 
 def _cross(grid, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:

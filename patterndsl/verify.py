@@ -97,6 +97,7 @@ from pathlib import Path
 import numpy as np
 
 from . import randomgen
+from .grid import Grid, GridPrimitive, GridTransposed
 from .ir import Complement, Difference, Intersection, Union
 from .primitives import (All, Causal, Chunk, Cols, Dilated, Global, LogSparse, Nothing, Primitive, Random, Rows,
                          Self, Stride, Summary, Window)
@@ -368,6 +369,8 @@ def _keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
                              _complement(_keys(node.right, rows, n, meter), n)], n)
     elif isinstance(node, Complement):
         out = _complement(_keys(node.operand, rows, n, meter), n)
+    elif isinstance(node, Grid):
+        out = _grid_keys(node, rows, n, meter)
     else:  # any other node (blocks { }) answers for itself: its predicate over whole rows
         meter.add(rows.size * n)
         dense = np.asarray(node.predicate(rows[:, None], np.arange(n, dtype=np.int64)[None, :], n), dtype=bool)
@@ -387,6 +390,8 @@ def _pairs(node, i, j, n) -> np.ndarray:
     pair, an intersection at the first that lacks it."""
     if isinstance(node, Bernoulli):
         return _bernoulli_at(node, np.asarray(i), np.asarray(j)).reshape(-1)
+    if isinstance(node, Grid):
+        return _grid_pairs(node, i, j, n)
     if isinstance(node, Primitive):
         return np.asarray(node.pairs(i, j, n), dtype=bool)
     if isinstance(node, Complement):
@@ -404,6 +409,131 @@ def _pairs(node, i, j, n) -> np.ndarray:
             break
         out[open_] = _pairs(part, i[open_], j[open_], n)
     return out
+
+
+# ---- grids: this module's own reading of the grid constructs (README, issue 12) ----------
+# Nothing of patterndsl/grid.py's evaluation is used: the cell of a token comes from the
+# documented orders (raster; tile by tile, raster inside a tile; rank of the Z-code), the
+# relation from the table's formulas. Only the nodes' parameters are read.
+
+_MORTON_ORDERS: dict = {}
+
+
+def _verify_morton_order(dims: tuple) -> np.ndarray:
+    """int64 [cells]: the raster rank of the t-th cell when cells go by the rank of their
+    Z-code (the coordinates' bits interleaved, the column's lowest)."""
+    if dims not in _MORTON_ORDERS:
+        cells = int(np.prod(dims))
+        coords = np.unravel_index(np.arange(cells, dtype=np.int64), dims)
+        bits = max(int(d - 1).bit_length() for d in dims)
+        codes = []
+        for t in range(cells):
+            code = 0
+            for b in range(bits):
+                for place, axis in enumerate(range(len(dims) - 1, -1, -1)):  # the column first
+                    code |= ((int(coords[axis][t]) >> b) & 1) << (b * len(dims) + place)
+            codes.append(code)
+        if len(_MORTON_ORDERS) >= 8:
+            _MORTON_ORDERS.clear()
+        _MORTON_ORDERS[dims] = np.array(sorted(range(cells), key=codes.__getitem__), dtype=np.int64)
+    return _MORTON_ORDERS[dims]
+
+
+def _grid_cells(node, t, n):
+    """(inside, coordinates per axis (frame first), raster rank) of tokens t in ``node``'s grid."""
+    t = np.asarray(t, dtype=np.int64)
+    dims, cells = tuple(node.dims), int(np.prod(node.dims))
+    local = t - node.offset
+    inside = (local >= 0) & (local < cells) & (t < n)
+    local = np.where(inside, local, 0)
+    if node.order == "morton":
+        rank = _verify_morton_order(dims)[local]
+        coords = list(np.unravel_index(rank, dims))
+    elif node.tile is not None:
+        tile = tuple(node.tile)
+        tiles = tuple(d // s for d, s in zip(dims, tile))
+        per_tile = int(np.prod(tile))
+        which = np.unravel_index(local // per_tile, tiles)
+        within = np.unravel_index(local % per_tile, tile)
+        coords = [w * s + x for w, s, x in zip(which, tile, within)]
+        rank = np.ravel_multi_index(coords, dims)
+    else:
+        coords, rank = list(np.unravel_index(local, dims)), local
+    return inside, [np.asarray(c, dtype=np.int64) for c in coords], np.asarray(rank, dtype=np.int64)
+
+
+def _natten_holds(x, y, k, length):
+    """y among NATTEN's keys of x: [c − ⌊k/2⌋, c + ⌊(k−1)/2⌋], c = clamp(x, ⌊k/2⌋, L − 1 − ⌊(k−1)/2⌋)."""
+    if k >= length:
+        return np.ones(np.broadcast(x, y).shape, dtype=bool)
+    centre = np.clip(x, k // 2, length - 1 - (k - 1) // 2)
+    return (y >= centre - k // 2) & (y <= centre + (k - 1) // 2)
+
+
+def _grid_relation(node, a, b, ra, rb, dims, tile):
+    """Bool: cells a and b (coordinates, raster ranks ra, rb) related by the operand ``node``."""
+    if isinstance(node, Union):
+        return np.logical_or.reduce([_grid_relation(p, a, b, ra, rb, dims, tile) for p in node.parts])
+    if isinstance(node, Intersection):
+        return np.logical_and.reduce([_grid_relation(p, a, b, ra, rb, dims, tile) for p in node.parts])
+    if isinstance(node, Difference):
+        return (_grid_relation(node.left, a, b, ra, rb, dims, tile)
+                & ~_grid_relation(node.right, a, b, ra, rb, dims, tile))
+    if isinstance(node, Complement):
+        return ~_grid_relation(node.operand, a, b, ra, rb, dims, tile)
+    if isinstance(node, GridTransposed):
+        return _grid_relation(node.operand, b, a, rb, ra, dims, tile)
+    if not isinstance(node, GridPrimitive):  # 1D patterns apply to the raster ranks
+        return _pairs(node, ra, rb, int(np.prod(dims)))
+    name, values = node.name, tuple(getattr(node, "values", ()))
+    if name in ("window2d", "window3d"):
+        return np.logical_and.reduce([np.abs(x - y) <= r for x, y, r in zip(a, b, values)])
+    if name in ("natten", "natten3d"):
+        return np.logical_and.reduce([_natten_holds(x, y, k, d) for x, y, k, d in zip(a, b, values, dims)])
+    if name in ("sliding_tiles", "sliding_tiles3d"):
+        return np.logical_and.reduce([_natten_holds(x // s, y // s, k, d // s)
+                                      for x, y, k, d, s in zip(a, b, values, dims, tile)])
+    if name in ("chunk2d", "chunk3d"):
+        shifts = tuple(node.shifts) or (0,) * len(dims)
+        return np.logical_and.reduce([np.floor_divide(x - s, size) == np.floor_divide(y - s, size)
+                                      for x, y, size, s in zip(a, b, values, shifts)])
+    if name == "stride2d":
+        return np.logical_and.reduce([(x - y) % s == 0 for x, y, s in zip(a, b, values)])
+    if name == "manhattan":
+        return np.abs(a[0] - b[0]) + np.abs(a[1] - b[1]) <= node.d
+    if name == "euclid":
+        return (a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2 <= node.d ** 2
+    raise ValueError(f"verify does not know the grid primitive {name}")  # refused, never trusted
+
+
+def _grid_pairs(node, i, j, n) -> np.ndarray:
+    """Bool [m]: (i[k], j[k]) in the grid node, by this module's own evaluation."""
+    inside_i, a, ra = _grid_cells(node, i, n)
+    inside_j, b, rb = _grid_cells(node, j, n)
+    out = inside_i & inside_j
+    todo = np.flatnonzero(out)
+    if todo.size:
+        out[todo] = _grid_relation(node.operand, [x[todo] for x in a], [y[todo] for y in b], ra[todo], rb[todo],
+                                   tuple(node.dims), node.tile)
+    return out
+
+
+def _grid_keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
+    """The keys of ``rows`` in the grid node: each row inside the grid against every token
+    of the grid (rows × cells pairs, metered)."""
+    tokens = np.arange(node.offset, min(n, node.offset + int(np.prod(node.dims))), dtype=np.int64)
+    inside = np.flatnonzero((rows >= node.offset) & (rows < node.offset + tokens.size))
+    meter.add(inside.size * tokens.size)
+    step = max(1, _BATCH // max(1, tokens.size))
+    own, keys = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for start in range(0, inside.size, step):
+        part = inside[start:start + step]
+        i, j = np.repeat(rows[part], tokens.size), np.tile(tokens, part.size)
+        held = _grid_pairs(node, i, j, n)
+        own.append(np.repeat(part, tokens.size)[held])
+        keys.append(j[held])
+    keys = np.concatenate(keys)
+    return _KeySets.make(rows.size, np.concatenate(own), keys, keys + 1, n)
 
 
 # ---- the checker --------------------------------------------------------------------------
