@@ -44,6 +44,14 @@ spills in 16-bit: forward 128×64 tiles, 4 warps (8 at head dim 128), 3 stages;
 backward 128×32 tiles (dQ: 128 queries looping over 32 keys; dK/dV: 128 keys looping
 over 32 queries), 3 stages, 4 warps for dQ and 8 for dK/dV (8 for both at head dim 128).
 
+--documents [N ...] instead times packed documents (issue 14): `segment & causal` with
+run-time segment ids [batch, n] (a new random draw of document lengths per row), a training
+step (fwd + bwd) and a decode step (one query at q_offset n - 1), against torch.compile'd
+flex_attention with attention-gym's document mask_mod and create_block_mask (its time listed
+apart: a training step with new documents pays it every batch, as ours pays its per-call
+segment tables, which its times include). On CPU it is a smoke run of the setup in Triton's
+interpreter: TRITON_INTERPRET=1 python benchmarks/gpu_attention.py --documents 256 --doc-batch 2 --no-flex.
+
 Runs from the repository checkout: PYTHONPATH=. python benchmarks/gpu_attention.py.
 """
 from __future__ import annotations
@@ -392,6 +400,104 @@ def measure_lengths(device, sizes, head_dim=64, dtype=torch.bfloat16):
     return lines
 
 
+# Packed documents (issue 14): `segment & causal` with run-time ids against FlexAttention with
+# attention-gym's document mask_mod (document_id[q] == document_id[kv] and q >= kv).
+DOCUMENTS = "segment & causal"
+
+
+def document_ids(batch, n, device, mean_length=None, seed=0):
+    """int32 [batch, n]: each row packs documents of random lengths (exponential around
+    ``mean_length``, default n / 16; one-token documents among them), a new draw per row."""
+    generator = torch.Generator().manual_seed(seed)
+    mean_length = mean_length or max(1, n // 16)
+    rows = []
+    for _ in range(batch):
+        lengths = (torch.empty(4 * (n // mean_length + 1)).exponential_(1.0 / mean_length, generator=generator)
+                   .long().clamp(min=1))
+        ids = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)[:n]
+        rows.append(torch.cat([ids, ids.new_full((n - ids.numel(),), lengths.numel())]))
+    return torch.stack(rows).to(device=device, dtype=torch.int32)
+
+
+def document_mask_mod(ids, q_offset=0):
+    """attention-gym's document mask_mod (causal within each document), queries at q_offset.."""
+    def mask_mod(b, h, q_idx, kv_idx):
+        position = q_idx + q_offset
+        return (ids[b, position] == ids[b, kv_idx]) & (position >= kv_idx)
+
+    return mask_mod
+
+
+def measure_documents(device, sizes, batch=4, head_dim=64, heads=16, dtype=torch.bfloat16, flex=True):
+    """Markdown lines: a document-masked training step (fwd + bwd, new ids each step, so the
+    layout is rebuilt per call: ours from the ids on the device, flex by create_block_mask) and a
+    decode step (one query at q_offset n - 1 against n keys), ours against FlexAttention."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    import torch._functorch.config as functorch_config
+
+    if hasattr(functorch_config, "donated_buffer"):
+        functorch_config.donated_buffer = False
+    compiled_flex = torch.compile(flex_attention, dynamic=False) if flex else None
+    make_mask = torch.compile(create_block_mask) if flex and device.type == "cuda" else create_block_mask
+    lines = ["## Packed documents: `segment & causal` vs FlexAttention's document mask_mod", "",
+             f"batch {batch}, {heads} heads, D={head_dim}, {dtype}, random document lengths (mean n / 16), "
+             f"blocks of {BLOCK}. Layout = ours' per-call segment tables / flex's create_block_mask.", "",
+             "| n | ours fwd ms | ours bwd ms | flex fwd ms | flex bwd ms | flex block mask ms | "
+             "step vs flex (kernels) | step vs flex (+ mask) | ours decode ms | flex decode ms | "
+             "flex decode mask ms | decode vs flex (+ mask) | max err vs fp64 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for n in sizes:
+        compiled = patterndsl.compile(DOCUMENTS, n)
+        ids = document_ids(batch, n, device, seed=n)
+        generator = torch.Generator(device=device).manual_seed(n)
+        q, k, v, d_out = (torch.randn(batch, heads, n, head_dim, device=device, dtype=dtype, generator=generator)
+                          for _ in range(4))
+        q, k, v = (t.requires_grad_() for t in (q, k, v))
+
+        def ours(q_, k_, v_):
+            return triton_attention(q_, k_, v_, compiled, block_size=BLOCK, segments=ids)
+
+        error = None
+        if n <= 4096:  # against the float64 dense reference, same ids (two rows)
+            want = patterndsl.attention_reference(*(t[:2, :2].double() for t in (q, k, v)), compiled,
+                                                  segments=ids[:2])
+            got = triton_attention(*(t[:2, :2].detach() for t in (q, k, v)), compiled, block_size=BLOCK,
+                                   segments=ids[:2])
+            error = (got.double() - want).abs().max().item()
+        mine = time_fwd_bwd(ours, q, k, v, d_out)
+        last = q[:, :, -1:].detach().contiguous()
+        decode = bench_ms(lambda: triton_attention(last, k.detach(), v.detach(), compiled, block_size=BLOCK,
+                                                   segments=ids, q_offset=n - 1))
+        theirs = mask_ms = flex_decode = decode_mask_ms = None
+        if flex:
+            try:
+                mask = make_mask(document_mask_mod(ids), batch, None, n, n, device=device, BLOCK_SIZE=BLOCK)
+                mask_ms = bench_ms(lambda: make_mask(document_mask_mod(ids), batch, None, n, n, device=device,
+                                                     BLOCK_SIZE=BLOCK))
+                theirs = time_fwd_bwd(lambda q_, k_, v_: compiled_flex(q_, k_, v_, block_mask=mask), q, k, v, d_out)
+                decode_mask = create_block_mask(document_mask_mod(ids, n - 1), batch, None, 1, n, device=device,
+                                                BLOCK_SIZE=BLOCK)
+                decode_mask_ms = bench_ms(lambda: create_block_mask(document_mask_mod(ids, n - 1), batch, None, 1, n,
+                                                                    device=device, BLOCK_SIZE=BLOCK))
+                flex_decode = bench_ms(lambda: compiled_flex(last, k.detach(), v.detach(), block_mask=decode_mask))
+            except Exception as failure:  # e.g. no flex backward on CPU: the rest still informs
+                log(f"flex at n={n}: {type(failure).__name__}: {failure}"[:300])
+        step, flex_step = sum(mine), sum(theirs) if theirs else None
+
+        def ratio(other, ours_ms):
+            return f"{other / ours_ms:.2f}×" if other and ours_ms else "–"
+
+        lines.append(f"| {n:,} | {fmt(mine[0], 3)} | {fmt(mine[1], 3)} | {fmt(theirs and theirs[0], 3)} | "
+                     f"{fmt(theirs and theirs[1], 3)} | {fmt(mask_ms, 3)} | {ratio(flex_step, step)} | "
+                     f"{ratio(flex_step and mask_ms and flex_step + mask_ms, step)} | {fmt(decode, 3)} | "
+                     f"{fmt(flex_decode, 3)} | {fmt(decode_mask_ms, 3)} | "
+                     f"{ratio(flex_decode and decode_mask_ms and flex_decode + decode_mask_ms, decode)} | "
+                     f"{'–' if error is None else f'{error:.1e}'} |")
+        log(lines[-1])
+    return lines
+
+
 def _triton_version():
     try:
         import triton
@@ -416,6 +522,10 @@ def main(argv=None) -> int:
                              "rule, 4 x the mean list and at least 16)")
     parser.add_argument("--check-only", action="store_true", help="run --check and stop")
     parser.add_argument("--check-n", type=int, default=1000, help="sequence length of --check (default 1000)")
+    parser.add_argument("--documents", type=int, nargs="*", default=None,
+                        help="only the packed-documents rows (`segment & causal` training step and decode step "
+                             "vs FlexAttention's document mask_mod), at these n (default 8192 32768)")
+    parser.add_argument("--doc-batch", type=int, default=4, help="batch of --documents (default 4)")
     parser.add_argument("--lengths", type=int, nargs="*", default=None,
                         help="only the one-kernel-many-n and q_offset decoding rows, at these n "
                              "(e.g. --lengths 4096 5000 8192)")
@@ -437,6 +547,15 @@ def main(argv=None) -> int:
         if args.check_only:
             _write(args.out, report)
             return 1 if failures else 0
+
+    if args.documents is not None:
+        heads = 1024 // 64 if device.type == "cuda" else 1
+        report += measure_documents(device, args.documents or [8192, 32768], batch=args.doc_batch,
+                                    heads=heads, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32,
+                                    flex=not args.no_flex)
+        _write(args.out, report)
+        log("\n".join(report))
+        return 1 if failures else 0
 
     if args.lengths is not None:
         report += measure_lengths(device, args.lengths or [4096, 5000, 8192])
