@@ -476,13 +476,16 @@ def measure_documents(device, sizes, batch=4, head_dim=64, heads=16, dtype=torch
                 mask_ms = bench_ms(lambda: make_mask(document_mask_mod(ids), batch, None, n, n, device=device,
                                                      BLOCK_SIZE=BLOCK))
                 theirs = time_fwd_bwd(lambda q_, k_, v_: compiled_flex(q_, k_, v_, block_mask=mask), q, k, v, d_out)
+            except Exception as failure:  # e.g. no flex backward on CPU: the decode step still informs
+                log(f"flex training step at n={n}: {type(failure).__name__}: {failure}"[:300])
+            try:
                 decode_mask = create_block_mask(document_mask_mod(ids, n - 1), batch, None, 1, n, device=device,
                                                 BLOCK_SIZE=BLOCK)
                 decode_mask_ms = bench_ms(lambda: create_block_mask(document_mask_mod(ids, n - 1), batch, None, 1, n,
                                                                     device=device, BLOCK_SIZE=BLOCK))
                 flex_decode = bench_ms(lambda: compiled_flex(last, k.detach(), v.detach(), block_mask=decode_mask))
-            except Exception as failure:  # e.g. no flex backward on CPU: the rest still informs
-                log(f"flex at n={n}: {type(failure).__name__}: {failure}"[:300])
+            except Exception as failure:
+                log(f"flex decode step at n={n}: {type(failure).__name__}: {failure}"[:300])
         step, flex_step = sum(mine), sum(theirs) if theirs else None
 
         def ratio(other, ours_ms):

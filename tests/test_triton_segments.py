@@ -222,3 +222,21 @@ def test_bad_segments_are_diagnosed():
         triton_attention(q, k, v, compiled, segments=torch.zeros(2, 16, dtype=torch.int32))
     with pytest.raises(SpatError, match="does not use `segment`"):
         triton_attention(q, k, v, patterndsl.compile("causal", 16), segments=torch.zeros(1, 16, dtype=torch.int32))
+
+
+def test_ids_changed_in_place_are_read_again():
+    """The segment tables are reused for the same unchanged ids tensor only."""
+    from patterndsl.kernels import triton_attention
+
+    n = 32
+    compiled = patterndsl.compile("segment & causal", n)
+    ids = torch.zeros(1, n, dtype=torch.int32)
+    q, k, v, _ = inputs(1, 1, n, seed=8)
+    with torch.no_grad():
+        first = triton_attention(q, k, v, compiled, block_size=16, segments=ids)
+        ids[0, 10:] = 1  # in place: a new version of the same tensor
+        second = triton_attention(q, k, v, compiled, block_size=16, segments=ids)
+    for out in (first, second):
+        want = patterndsl.attention_reference(q.double(), k.double(), v.double(), compiled,
+                                              segments=ids if out is second else torch.zeros_like(ids))
+        assert (out.double() - want).abs().max().item() < 2e-5

@@ -1245,6 +1245,24 @@ def _segment_args(seg, placeholder, which):
     return (placeholder, placeholder) if seg is None else (seg[0], seg[which])
 
 
+# The last call's segment tables, reused while the same ids tensor (unchanged: its version) comes
+# with the same plan and heads, e.g. by every layer of a model in one step. The entry holds the
+# ids tensor itself, so no other tensor can take its place at its address.
+_LAST_SEGMENTS = [None]
+
+
+def _cached_segments(segments, ids, plan, head_pattern):
+    if segments is None:
+        return _segments(ids, plan, head_pattern)
+    last = _LAST_SEGMENTS[0]
+    if (last is not None and last[0] is segments and last[1] == segments._version and last[2] is plan
+            and last[3] is head_pattern):
+        return last[4]
+    seg = _segments(ids, plan, head_pattern)
+    _LAST_SEGMENTS[0] = (segments, segments._version, plan, head_pattern, seg)
+    return seg
+
+
 def _split_q(plan, q_offset, m, n, seg=None):
     """Whether the forward and dQ passes take the cut lists: only when q holds every row (the
     work items are those of whole query blocks) and without segments (each batch row has lists
@@ -1421,7 +1439,7 @@ def attention(q, k, v, layer=0, scale=None, return_lse=False, *, key_bias=None, 
     sm_scale = float(scale) if scale is not None else q.shape[-1] ** -0.5
     head_pattern = plan.heads(layer, q.shape[1], q.device)
     if SEGMENTED:
-        seg = _segments(ids, plan, head_pattern)
+        seg = _cached_segments(segments, ids, plan, head_pattern)
     with _serialized():
         if q.dtype == torch.bfloat16 and q.device.type == "cpu":
             # Triton's interpreter multiplies bfloat16 in tl.dot as raw bits (Triton 3.9): compute
