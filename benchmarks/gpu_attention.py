@@ -501,6 +501,94 @@ def measure_documents(device, sizes, batch=4, head_dim=64, heads=16, dtype=torch
     return lines
 
 
+def check_documents(device, n=1000, batch=2, heads=4, kv_heads=2, head_dim=64):
+    """Markdown lines: PASS/FAIL of segment patterns' fwd + bwd (ours vs the float64 dense reference
+    with the same ids; the tolerance as in --check: CHECK_FACTOR x eager's error in the dtype)."""
+    lines, failures = [], 0
+    for source in (DOCUMENTS, "segment & window(256, 0)", "segment & (causal | segment_start(4))",
+                   "prob sparsemax\nsegment & causal"):
+        compiled = patterndsl.compile(source, n)
+        for dtype in (torch.bfloat16, torch.float32):
+            ids = document_ids(batch, n, device, mean_length=97, seed=len(source))
+            generator = torch.Generator(device=device).manual_seed(n)
+            q, k, v, d_out = (torch.randn(batch, count, n, head_dim, device=device, generator=generator).to(dtype)
+                              for count in (heads, kv_heads, kv_heads, heads))
+
+            def reference(q_, k_, v_):
+                return patterndsl.attention_reference(q_, k_, v_, compiled, segments=ids)
+
+            def kernels(q_, k_, v_):
+                return triton_attention(q_, k_, v_, compiled, block_size=BLOCK, segments=ids)
+
+            exact = forward_backward(reference, q.double(), k.double(), v.double(), d_out.double())
+            eager = forward_backward(reference, q, k, v, d_out)
+            ours = forward_backward(kernels, q, k, v, d_out)
+            worst, notes = 0.0, []
+            for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv"), ours, eager, exact):
+                error = (mine.double() - want).abs().max().item() if torch.isfinite(mine).all() else float("inf")
+                eager_error = (eager_value.double() - want).abs().max().item()
+                allowed = max(CHECK_FACTOR * eager_error, CHECK_FLOOR[dtype] * max(1.0, want.abs().max().item()))
+                worst = max(worst, error / allowed)
+                notes.append(f"{name} {error:.1e} (eager {eager_error:.1e})")
+            failures += worst > 1.0
+            lines.append(f"{'PASS' if worst <= 1.0 else 'FAIL'} {source!r} {str(dtype).replace('torch.', '')} n={n}: "
+                         + ", ".join(notes))
+            log(lines[-1])
+    return failures, lines
+
+
+def measure_layout_build(device, n, batch, repeat=3):
+    """Markdown lines: the per-call segment tables of our kernels (`_segments`: ids -> per-row
+    block ranges, on the device) against FlexAttention's compiled create_block_mask with the
+    document mask_mod, new random ids each repetition, best of ``repeat``; checks that every
+    block the rival keeps is in our ranges."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from patterndsl.kernels import kernel_plan
+
+    compiled = patterndsl.compile(DOCUMENTS, n)
+    module, plan = kernel_plan(compiled, BLOCK)
+    head_pattern = plan.heads(0, 1, device)
+    tables = plan.tables("cpu")
+    partial_idx, full_idx = tables[int(tables[1]):], tables[int(tables[3]):]
+
+    def ours(ids):
+        seg = module._segments(ids.to(torch.int64), plan, head_pattern)
+        torch.cuda.synchronize() if device.type == "cuda" else None
+        return seg
+
+    def rival(ids):
+        mask = create_block_mask(document_mask_mod(ids), batch, None, n, n, device=device, BLOCK_SIZE=BLOCK,
+                                 _compile=True)
+        torch.cuda.synchronize() if device.type == "cuda" else None
+        return mask
+
+    ours(document_ids(batch, n, device, seed=1))
+    rival(document_ids(batch, n, device, seed=1))  # compile once at this shape
+    mine, theirs = [], []
+    for repetition in range(repeat):
+        ids = document_ids(batch, n, device, seed=100 + repetition)
+        start = time.perf_counter()
+        _, ranges, _ = ours(ids)
+        mine.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        kept = rival(ids).to_dense().bool().cpu()[:, 0]  # [batch, query blocks, key blocks]
+        theirs.append(time.perf_counter() - start)
+        ranges = ranges.cpu()
+        for b in range(batch):
+            for qb in range(kept.shape[1]):
+                ps, pe, fs, fe = ranges[b, 0, qb].tolist()
+                listed = set(partial_idx[ps:pe].tolist()) | set(full_idx[fs:fe].tolist())
+                assert set(torch.nonzero(kept[b, qb]).flatten().tolist()) <= listed, (b, qb)
+    best, rival_best = min(mine), min(theirs)
+    return ["## Per-call layout of packed documents for the Triton kernels", "",
+            f"`{DOCUMENTS}`, n = {n}, batch {batch}, blocks of {BLOCK}, best of {repeat}, new random document "
+            f"lengths (mean n / 16) each time; {device}, torch {torch.__version__}, {torch.get_num_threads()} threads.",
+            "", "| layout build | ours: blocksparse._segments (ms) | create_block_mask compiled (ms) | ratio |",
+            "|---|---|---|---|", f"| {DOCUMENTS} | {best * 1e3:.1f} | {rival_best * 1e3:.1f} | "
+            f"{rival_best / best:.0f}× |"]
+
+
 def _triton_version():
     try:
         import triton
@@ -529,6 +617,9 @@ def main(argv=None) -> int:
                         help="only the packed-documents rows (`segment & causal` training step and decode step "
                              "vs FlexAttention's document mask_mod), at these n (default 8192 32768)")
     parser.add_argument("--doc-batch", type=int, default=4, help="batch of --documents (default 4)")
+    parser.add_argument("--layout-build", type=int, nargs=2, metavar=("N", "BATCH"), default=None,
+                        help="only the per-call segment layout build of our kernels vs create_block_mask "
+                             "(e.g. --layout-build 32768 8; runs on CPU too)")
     parser.add_argument("--lengths", type=int, nargs="*", default=None,
                         help="only the one-kernel-many-n and q_offset decoding rows, at these n "
                              "(e.g. --lengths 4096 5000 8192)")
@@ -551,7 +642,16 @@ def main(argv=None) -> int:
             _write(args.out, report)
             return 1 if failures else 0
 
+    if args.layout_build is not None:
+        report += measure_layout_build(device, *args.layout_build)
+        _write(args.out, report)
+        log("\n".join(report))
+        return 0
+
     if args.documents is not None:
+        if device.type == "cuda":
+            failures, lines = check_documents(device)
+            report += ["## Check: segment patterns, fwd + bwd vs float64 reference", "", "```", *lines, "```", ""]
         heads = 1024 // 64 if device.type == "cuda" else 1
         report += measure_documents(device, args.documents or [8192, 32768], batch=args.doc_batch,
                                     heads=heads, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32,
