@@ -542,8 +542,8 @@ def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN, SEG, 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     m_i, _, _, _, _ = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, zero, K_head, V_head, BIAS_row,
                                    stride_kn, stride_vn, partial_start, partial_end, full_start, full_end, TABLES,
-                                   SEG_row, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, HAS_BIAS, PROB,
-                                   0, PRECISION, SEGMENTED)
+                                   SEG_row, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, HAS_BIAS,
+                                   PROB, 0, PRECISION, SEGMENTED)
     # An empty row keeps max z = -inf: measured from 0 instead, its terms all stay 0.
     m_i = tl.where(m_i == float("-inf"), 0.0, m_i)
     low, high = m_i - 1.0, m_i  # f(low) >= 1 > f(high) = 0, for any row with a key
@@ -551,16 +551,16 @@ def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN, SEG, 
         middle = 0.5 * (low + high)
         _, mass, _, _, _ = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, middle, K_head, V_head, BIAS_row,
                                         stride_kn, stride_vn, partial_start, partial_end, full_start, full_end,
-                                        TABLES, SEG_row, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D,
-                                        HAS_BIAS, PROB, 1, PRECISION, SEGMENTED)
+                                        TABLES, SEG_row, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N,
+                                        BLOCK_D, HAS_BIAS, PROB, 1, PRECISION, SEGMENTED)
         low = tl.where(mass >= 1.0, middle, low)
         high = tl.where(mass >= 1.0, high, middle)
     tau = low
     for _ in range(NEWTON_STEPS):  # tau += (f(tau) - 1) / -f'(tau), with -f' = sum G / (α - 1)
         _, mass, slope, _, _ = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, tau, K_head, V_head, BIAS_row,
                                             stride_kn, stride_vn, partial_start, partial_end, full_start, full_end,
-                                            TABLES, SEG_row, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D,
-                                            HAS_BIAS, PROB, 1, PRECISION, SEGMENTED)
+                                            TABLES, SEG_row, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N,
+                                            BLOCK_D, HAS_BIAS, PROB, 1, PRECISION, SEGMENTED)
         tau = tl.where(slope > 0.0, tau + (mass - 1.0) * (alpha - 1.0) / tl.where(slope > 0.0, slope, 1.0), tau)
     _, total, weight, acc, accw = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, tau, K_head, V_head, BIAS_row,
                                                stride_kn, stride_vn, partial_start, partial_end, full_start, full_end,
@@ -751,7 +751,8 @@ def _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE_head, 
             qkT += bias[:, None]
         pT, gT = _probabilities(qkT, lse2[None, :], norm[None, :], alpha, PROB)
         if APPLY_PATTERN:
-            pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern, TABLES, SEG) & row_ok[None, :], pT, 0.0)
+            pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern, TABLES, SEG) & row_ok[None, :],
+                          pT, 0.0)
         elif SEGMENTED:
             pT = tl.where(_segment_cut(offs_m[None, :], offs_n[:, None], N, pattern, TABLES, SEG, start_m,
                                        start_m + BLOCK_M - 1, tl.min(offs_n, 0), tl.max(offs_n, 0))
@@ -1138,7 +1139,8 @@ def _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha, plan=None, q_o
     bias_args = (bias, bias.stride(0), bias.stride(1)) if bias is not None else (tau, 0, 0)
     _entmax_fwd[_grid(n, block_m, 0, BLOCK_Q, batch * heads, q_offset, m)](
         q, k, v, bias_args[0], out, tau, norm, wbar, plan.tables(q.device), head_pattern,
-        *_segment_args(seg, plan.tables(q.device), 1), *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(out),
+        *_segment_args(seg, plan.tables(q.device), 1),
+        *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(out),
         heads, heads // k.shape[1], sm_scale * (alpha - 1), float(alpha), n, m, q_offset, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
         HAS_BIAS=bias is not None, PROB=_prob_mode(alpha), BISECTIONS=BISECTIONS,
@@ -1329,7 +1331,8 @@ def _backward(q, k, v, bias, out, lse, d_out, head_pattern, sm_scale, alpha=None
     dq_s = _scratch(batch * heads, plan.num_q_slots, BLOCK_Q, block_d, q.device) if split else delta
     _attn_bwd_dq[_grid(n, block_m, items, BLOCK_Q, batch * heads, q_offset, m)](
         q, k, v, bias_args[0], d_out, dq, lse, norm, delta, tables, head_pattern, dq_s,
-        *_segment_args(seg, tables, 1), *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(d_out), *_strides(dq),
+        *_segment_args(seg, tables, 1),
+        *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(d_out), *_strides(dq),
         heads, heads // kv_heads, qk_scale, sm_scale, alpha, n, m, q_offset, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
         HAS_BIAS=bias is not None, PROB=prob, PRECISION=precision, SPLIT=split, NUM_ITEMS=items,
