@@ -44,6 +44,14 @@ spills in 16-bit: forward 128×64 tiles, 4 warps (8 at head dim 128), 3 stages;
 backward 128×32 tiles (dQ: 128 queries looping over 32 keys; dK/dV: 128 keys looping
 over 32 queries), 3 stages, 4 warps for dQ and 8 for dK/dV (8 for both at head dim 128).
 
+--documents [N ...] instead times packed documents (issue 14): `segment & causal` with
+run-time segment ids [batch, n] (a new random draw of document lengths per row), a training
+step (fwd + bwd) and a decode step (one query at q_offset n - 1), against torch.compile'd
+flex_attention with attention-gym's document mask_mod and create_block_mask (its time listed
+apart: a training step with new documents pays it every batch, as ours pays its per-call
+segment tables, which its times include). On CPU it is a smoke run of the setup in Triton's
+interpreter: TRITON_INTERPRET=1 python benchmarks/gpu_attention.py --documents 256 --doc-batch 2 --no-flex.
+
 Runs from the repository checkout: PYTHONPATH=. python benchmarks/gpu_attention.py.
 """
 from __future__ import annotations
@@ -392,6 +400,195 @@ def measure_lengths(device, sizes, head_dim=64, dtype=torch.bfloat16):
     return lines
 
 
+# Packed documents (issue 14): `segment & causal` with run-time ids against FlexAttention with
+# attention-gym's document mask_mod (document_id[q] == document_id[kv] and q >= kv).
+DOCUMENTS = "segment & causal"
+
+
+def document_ids(batch, n, device, mean_length=None, seed=0):
+    """int32 [batch, n]: each row packs documents of random lengths (exponential around
+    ``mean_length``, default n / 16; one-token documents among them), a new draw per row."""
+    generator = torch.Generator().manual_seed(seed)
+    mean_length = mean_length or max(1, n // 16)
+    rows = []
+    for _ in range(batch):
+        lengths = (torch.empty(4 * (n // mean_length + 1)).exponential_(1.0 / mean_length, generator=generator)
+                   .long().clamp(min=1))
+        ids = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)[:n]
+        rows.append(torch.cat([ids, ids.new_full((n - ids.numel(),), lengths.numel())]))
+    return torch.stack(rows).to(device=device, dtype=torch.int32)
+
+
+def document_mask_mod(ids, q_offset=0):
+    """attention-gym's document mask_mod (causal within each document), queries at q_offset.."""
+    def mask_mod(b, h, q_idx, kv_idx):
+        position = q_idx + q_offset
+        return (ids[b, position] == ids[b, kv_idx]) & (position >= kv_idx)
+
+    return mask_mod
+
+
+def measure_documents(device, sizes, batch=4, head_dim=64, heads=16, dtype=torch.bfloat16, flex=True):
+    """Markdown lines: a document-masked training step (fwd + bwd, new ids each step, so the
+    layout is rebuilt per call: ours from the ids on the device, flex by create_block_mask) and a
+    decode step (one query at q_offset n - 1 against n keys), ours against FlexAttention."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    import torch._functorch.config as functorch_config
+
+    if hasattr(functorch_config, "donated_buffer"):
+        functorch_config.donated_buffer = False
+    compiled_flex = torch.compile(flex_attention, dynamic=False) if flex else None
+    make_mask = torch.compile(create_block_mask) if flex and device.type == "cuda" else create_block_mask
+    lines = ["## Packed documents: `segment & causal` vs FlexAttention's document mask_mod", "",
+             f"batch {batch}, {heads} heads, D={head_dim}, {dtype}, random document lengths (mean n / 16), "
+             f"blocks of {BLOCK}. Layout = ours' per-call segment tables / flex's create_block_mask.", "",
+             "| n | ours fwd ms | ours bwd ms | flex fwd ms | flex bwd ms | flex block mask ms | "
+             "step vs flex (kernels) | step vs flex (+ mask) | ours decode ms | flex decode ms | "
+             "flex decode mask ms | decode vs flex (+ mask) | max err vs fp64 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for n in sizes:
+        compiled = patterndsl.compile(DOCUMENTS, n)
+        ids = document_ids(batch, n, device, seed=n)
+        generator = torch.Generator(device=device).manual_seed(n)
+        q, k, v, d_out = (torch.randn(batch, heads, n, head_dim, device=device, dtype=dtype, generator=generator)
+                          for _ in range(4))
+        q, k, v = (t.requires_grad_() for t in (q, k, v))
+
+        def ours(q_, k_, v_):
+            return triton_attention(q_, k_, v_, compiled, block_size=BLOCK, segments=ids)
+
+        error = None
+        if n <= 4096:  # against the float64 dense reference, same ids (two rows)
+            want = patterndsl.attention_reference(*(t[:2, :2].double() for t in (q, k, v)), compiled,
+                                                  segments=ids[:2])
+            got = triton_attention(*(t[:2, :2].detach() for t in (q, k, v)), compiled, block_size=BLOCK,
+                                   segments=ids[:2])
+            error = (got.double() - want).abs().max().item()
+        mine = time_fwd_bwd(ours, q, k, v, d_out)
+        last = q[:, :, -1:].detach().contiguous()
+        decode = bench_ms(lambda: triton_attention(last, k.detach(), v.detach(), compiled, block_size=BLOCK,
+                                                   segments=ids, q_offset=n - 1))
+        theirs = mask_ms = flex_decode = decode_mask_ms = None
+        if flex:
+            try:
+                mask = make_mask(document_mask_mod(ids), batch, None, n, n, device=device, BLOCK_SIZE=BLOCK)
+                mask_ms = bench_ms(lambda: make_mask(document_mask_mod(ids), batch, None, n, n, device=device,
+                                                     BLOCK_SIZE=BLOCK))
+                theirs = time_fwd_bwd(lambda q_, k_, v_: compiled_flex(q_, k_, v_, block_mask=mask), q, k, v, d_out)
+            except Exception as failure:  # e.g. no flex backward on CPU: the decode step still informs
+                log(f"flex training step at n={n}: {type(failure).__name__}: {failure}"[:300])
+            try:
+                decode_mask = create_block_mask(document_mask_mod(ids, n - 1), batch, None, 1, n, device=device,
+                                                BLOCK_SIZE=BLOCK)
+                decode_mask_ms = bench_ms(lambda: create_block_mask(document_mask_mod(ids, n - 1), batch, None, 1, n,
+                                                                    device=device, BLOCK_SIZE=BLOCK))
+                flex_decode = bench_ms(lambda: compiled_flex(last, k.detach(), v.detach(), block_mask=decode_mask))
+            except Exception as failure:
+                log(f"flex decode step at n={n}: {type(failure).__name__}: {failure}"[:300])
+        step, flex_step = sum(mine), sum(theirs) if theirs else None
+
+        def ratio(other, ours_ms):
+            return f"{other / ours_ms:.2f}×" if other and ours_ms else "–"
+
+        lines.append(f"| {n:,} | {fmt(mine[0], 3)} | {fmt(mine[1], 3)} | {fmt(theirs and theirs[0], 3)} | "
+                     f"{fmt(theirs and theirs[1], 3)} | {fmt(mask_ms, 3)} | {ratio(flex_step, step)} | "
+                     f"{ratio(flex_step and mask_ms and flex_step + mask_ms, step)} | {fmt(decode, 3)} | "
+                     f"{fmt(flex_decode, 3)} | {fmt(decode_mask_ms, 3)} | "
+                     f"{ratio(flex_decode and decode_mask_ms and flex_decode + decode_mask_ms, decode)} | "
+                     f"{'–' if error is None else f'{error:.1e}'} |")
+        log(lines[-1])
+    return lines
+
+
+def check_documents(device, n=1000, batch=2, heads=4, kv_heads=2, head_dim=64):
+    """Markdown lines: PASS/FAIL of segment patterns' fwd + bwd (ours vs the float64 dense reference
+    with the same ids; the tolerance as in --check: CHECK_FACTOR x eager's error in the dtype)."""
+    lines, failures = [], 0
+    for source in (DOCUMENTS, "segment & window(256, 0)", "segment & (causal | segment_start(4))",
+                   "prob sparsemax\nsegment & causal"):
+        compiled = patterndsl.compile(source, n)
+        for dtype in (torch.bfloat16, torch.float32):
+            ids = document_ids(batch, n, device, mean_length=97, seed=len(source))
+            generator = torch.Generator(device=device).manual_seed(n)
+            q, k, v, d_out = (torch.randn(batch, count, n, head_dim, device=device, generator=generator).to(dtype)
+                              for count in (heads, kv_heads, kv_heads, heads))
+
+            def reference(q_, k_, v_):
+                return patterndsl.attention_reference(q_, k_, v_, compiled, segments=ids)
+
+            def kernels(q_, k_, v_):
+                return triton_attention(q_, k_, v_, compiled, block_size=BLOCK, segments=ids)
+
+            exact = forward_backward(reference, q.double(), k.double(), v.double(), d_out.double())
+            eager = forward_backward(reference, q, k, v, d_out)
+            ours = forward_backward(kernels, q, k, v, d_out)
+            worst, notes = 0.0, []
+            for name, mine, eager_value, want in zip(("out", "dq", "dk", "dv"), ours, eager, exact):
+                error = (mine.double() - want).abs().max().item() if torch.isfinite(mine).all() else float("inf")
+                eager_error = (eager_value.double() - want).abs().max().item()
+                allowed = max(CHECK_FACTOR * eager_error, CHECK_FLOOR[dtype] * max(1.0, want.abs().max().item()))
+                worst = max(worst, error / allowed)
+                notes.append(f"{name} {error:.1e} (eager {eager_error:.1e})")
+            failures += worst > 1.0
+            lines.append(f"{'PASS' if worst <= 1.0 else 'FAIL'} {source!r} {str(dtype).replace('torch.', '')} n={n}: "
+                         + ", ".join(notes))
+            log(lines[-1])
+    return failures, lines
+
+
+def measure_layout_build(device, n, batch, repeat=3):
+    """Markdown lines: the per-call segment tables of our kernels (`_segments`: ids -> per-row
+    block ranges, on the device) against FlexAttention's compiled create_block_mask with the
+    document mask_mod, new random ids each repetition, best of ``repeat``; checks that every
+    block the rival keeps is in our ranges."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from patterndsl.kernels import kernel_plan
+
+    compiled = patterndsl.compile(DOCUMENTS, n)
+    module, plan = kernel_plan(compiled, BLOCK)
+    head_pattern = plan.heads(0, 1, device)
+    tables = plan.tables("cpu")
+    partial_idx, full_idx = tables[int(tables[1]):], tables[int(tables[3]):]
+
+    def ours(ids):
+        seg = module._segments(ids.to(torch.int64), plan, head_pattern)
+        torch.cuda.synchronize() if device.type == "cuda" else None
+        return seg
+
+    def rival(ids):
+        mask = create_block_mask(document_mask_mod(ids), batch, None, n, n, device=device, BLOCK_SIZE=BLOCK,
+                                 _compile=True)
+        torch.cuda.synchronize() if device.type == "cuda" else None
+        return mask
+
+    ours(document_ids(batch, n, device, seed=1))
+    rival(document_ids(batch, n, device, seed=1))  # compile once at this shape
+    mine, theirs = [], []
+    for repetition in range(repeat):
+        ids = document_ids(batch, n, device, seed=100 + repetition)
+        start = time.perf_counter()
+        _, ranges, _ = ours(ids)
+        mine.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        kept = rival(ids).to_dense().bool().cpu()[:, 0]  # [batch, query blocks, key blocks]
+        theirs.append(time.perf_counter() - start)
+        ranges = ranges.cpu()
+        for b in range(batch):
+            for qb in range(kept.shape[1]):
+                ps, pe, fs, fe = ranges[b, 0, qb].tolist()
+                listed = set(partial_idx[ps:pe].tolist()) | set(full_idx[fs:fe].tolist())
+                assert set(torch.nonzero(kept[b, qb]).flatten().tolist()) <= listed, (b, qb)
+    best, rival_best = min(mine), min(theirs)
+    return ["## Per-call layout of packed documents for the Triton kernels", "",
+            f"`{DOCUMENTS}`, n = {n}, batch {batch}, blocks of {BLOCK}, best of {repeat}, new random document "
+            f"lengths (mean n / 16) each time; {device}, torch {torch.__version__}, {torch.get_num_threads()} threads.",
+            "", "| layout build | ours: blocksparse._segments (ms) | create_block_mask compiled (ms) | ratio |",
+            "|---|---|---|---|", f"| {DOCUMENTS} | {best * 1e3:.1f} | {rival_best * 1e3:.1f} | "
+            f"{rival_best / best:.0f}× |"]
+
+
 def _triton_version():
     try:
         import triton
@@ -416,6 +613,13 @@ def main(argv=None) -> int:
                              "rule, 4 x the mean list and at least 16)")
     parser.add_argument("--check-only", action="store_true", help="run --check and stop")
     parser.add_argument("--check-n", type=int, default=1000, help="sequence length of --check (default 1000)")
+    parser.add_argument("--documents", type=int, nargs="*", default=None,
+                        help="only the packed-documents rows (`segment & causal` training step and decode step "
+                             "vs FlexAttention's document mask_mod), at these n (default 8192 32768)")
+    parser.add_argument("--doc-batch", type=int, default=4, help="batch of --documents (default 4)")
+    parser.add_argument("--layout-build", type=int, nargs=2, metavar=("N", "BATCH"), default=None,
+                        help="only the per-call segment layout build of our kernels vs create_block_mask "
+                             "(e.g. --layout-build 32768 8; runs on CPU too)")
     parser.add_argument("--lengths", type=int, nargs="*", default=None,
                         help="only the one-kernel-many-n and q_offset decoding rows, at these n "
                              "(e.g. --lengths 4096 5000 8192)")
@@ -437,6 +641,24 @@ def main(argv=None) -> int:
         if args.check_only:
             _write(args.out, report)
             return 1 if failures else 0
+
+    if args.layout_build is not None:
+        report += measure_layout_build(device, *args.layout_build)
+        _write(args.out, report)
+        log("\n".join(report))
+        return 0
+
+    if args.documents is not None:
+        if device.type == "cuda":
+            failures, lines = check_documents(device)
+            report += ["## Check: segment patterns, fwd + bwd vs float64 reference", "", "```", *lines, "```", ""]
+        heads = 1024 // 64 if device.type == "cuda" else 1
+        report += measure_documents(device, args.documents or [8192, 32768], batch=args.doc_batch,
+                                    heads=heads, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32,
+                                    flex=not args.no_flex)
+        _write(args.out, report)
+        log("\n".join(report))
+        return 1 if failures else 0
 
     if args.lengths is not None:
         report += measure_lengths(device, args.lengths or [4096, 5000, 8192])

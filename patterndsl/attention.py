@@ -169,7 +169,7 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
         bias["segments"] = segments
     if backend == "auto":
         triton_attention = _triton_attention() if q.device.type == "cuda" else None
-        if triton_attention is not None and segments is None:
+        if triton_attention is not None:  # the kernels take segment ids as data too
             backend = "triton"
         elif (not str(compiled.prob) == "softmax" or key_bias is not None or _needs_grad(q, k, v)
               or rectangular or q.shape[2] == 1 or segments is not None):  # rows at an offset (or one query, decoding's first
@@ -186,7 +186,7 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
 
         with interpreter_lock():
             return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size, key_bias=key_bias,
-                                    q_offset=q_offset)
+                                    q_offset=q_offset, segments=segments)
     if backend == "reference":
         from .targets.torch import attention_reference
 

@@ -23,7 +23,7 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 triton = pytest.importorskip("triton", reason="the Triton kernels need triton installed (pip install triton)")
 torch = pytest.importorskip("torch")
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import patterndsl  # noqa: E402
@@ -204,8 +204,8 @@ def random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=1.0):
 def test_kernels_match_the_dense_reference(case):
     source, n, layer, block_size, batch, heads, kv_heads, head_dim, dtype, seed = case
     compiled = patterndsl.compile(source, n)
-    # The kernels refuse patterns that read run-time segment ids (not loaded yet: issue 14).
-    assume(not compiled.uses_segments)
+    # A pattern reading segment ids runs here without ids (one document, as compiled.mask
+    # reads it); tests/test_triton_segments.py gives it ids.
     q, k, v, d_out = random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=2.0)
     assert_matches_reference(compiled, layer, q, k, v, d_out, block_size=block_size)
 
@@ -304,8 +304,8 @@ def test_bfloat16_on_cpu_is_computed_in_float32():
 def test_key_bias_matches_the_dense_reference(case, bias_shape, max_blocks):
     source, n, layer, block_size, batch, heads, kv_heads, head_dim, dtype, seed = case
     compiled = patterndsl.compile(source, n)
-    # The kernels refuse patterns that read run-time segment ids (not loaded yet: issue 14).
-    assume(not compiled.uses_segments)
+    # A pattern reading segment ids runs here without ids (one document, as compiled.mask
+    # reads it); tests/test_triton_segments.py gives it ids.
     q, k, v, d_out = random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=2.0)
     shape = {"full": (batch, heads, n), "per batch": (batch, 1, n), "per head": (heads, n), "per key": (n,)}[bias_shape]
     key_bias = (torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2).to(dtype)
@@ -407,8 +407,8 @@ ALPHAS = st.sampled_from((2.0, 1.5, 1.25))
 def test_entmax_matches_the_dense_reference(case, alpha, with_bias, max_blocks):
     source, n, layer, block_size, batch, heads, kv_heads, head_dim, dtype, seed = case
     compiled = patterndsl.compile(source, n)
-    # The kernels refuse patterns that read run-time segment ids (not loaded yet: issue 14).
-    assume(not compiled.uses_segments)
+    # A pattern reading segment ids runs here without ids (one document, as compiled.mask
+    # reads it); tests/test_triton_segments.py gives it ids.
     q, k, v, d_out = random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=2.0)
     key_bias = (torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
                 if with_bias else None)
@@ -466,8 +466,8 @@ TWO_HEADS = "heads {\n    0: self\n    1: causal\n}"
 def test_cut_lists_match_the_dense_reference(case, max_blocks):
     source, n, layer, block_size, batch, heads, kv_heads, head_dim, dtype, seed = case
     compiled = patterndsl.compile(source, n)
-    # The kernels refuse patterns that read run-time segment ids (not loaded yet: issue 14).
-    assume(not compiled.uses_segments)
+    # A pattern reading segment ids runs here without ids (one document, as compiled.mask
+    # reads it); tests/test_triton_segments.py gives it ids.
     q, k, v, d_out = random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=2.0)
     assert_matches_reference(compiled, layer, q, k, v, d_out, block_size=block_size, max_blocks=max_blocks)
 

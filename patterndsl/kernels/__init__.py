@@ -232,7 +232,12 @@ def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     q may hold m <= n rows: row r is at absolute position ``q_offset`` + r against the keys
     0 .. n - 1, under the pattern at n = the keys' length (compiled.at(n) where it differs from
     compiled.n): decoding and chunked prefill. The kernels are the same at every n and m (n,
-    m and q_offset are run-time arguments); only the tables are per n."""
+    m and q_offset are run-time arguments); only the tables are per n.
+
+    ``segments``: for a pattern using `segment` / `segment_start`, the segment ids, an integer
+    tensor [batch, n] on q's device (only equality matters; None: one document). They are the
+    kernels' data: each batch row's block ranges and the predicate's segment data are built on
+    the device per call (blocksparse._segments), and nothing is compiled again."""
     try:
         import triton  # noqa: F401
     except ImportError:
@@ -241,12 +246,14 @@ def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     compiled = _at_keys(compiled, k)
     check_qkv(_as_long_as_keys(q, k), k, v, compiled, scale, max_head_dim=MAX_HEAD_DIM)
     _check_rows(q, k, q_offset)
-    if segments is not None:
-        raise SpatError(Diagnostic("segments= is for patterns that use `segment`, and this one does not",
-                                   help="leave segments=None"))
+    from ..segments import check_segments
+
+    segments = check_segments(segments, q.shape[0], k.shape[2], q.device, uses_segments=compiled.uses_segments)
     _check_device(q)
     layer, _ = compiled.index(layer, 0)
     module, plan = kernel_plan(compiled, block_size, max_blocks_per_program)
+    if not module.SEGMENTED:
+        segments = None  # `segment` simplified away at this n (e.g. `segment & none`): the ids change nothing
     if key_bias is not None:
         try:
             module._key_bias_view(key_bias, q, n=k.shape[2])
@@ -259,4 +266,4 @@ def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     except ValueError as error:
         raise SpatError(Diagnostic(str(error))) from None
     return module.attention(q, k, v, layer=layer, scale=scale, return_lse=return_lse, key_bias=key_bias,
-                            alpha=alpha, q_offset=q_offset, plan=plan)
+                            alpha=alpha, q_offset=q_offset, plan=plan, segments=segments)

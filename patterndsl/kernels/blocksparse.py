@@ -45,6 +45,9 @@ PATTERNS = [
 ]
 # HEAD_PATTERNS[layer][head]: the pattern id of each head (one entry: every head shares it).
 HEAD_PATTERNS = [[0]]
+# SEGMENT_RANGES[id]: whether the pattern is `segment & …` (no pair outside a shared segment), so
+# that each batch row skips the key blocks outside its query blocks' segments.
+SEGMENT_RANGES = [False]
 # Block layouts:
 #   pattern 0: 1 × 1 blocks of 16 × 16: 0 full, 0 partial, 1 empty (sparsity 100.0%, block efficiency 100.0%)
 # TABLES (int32, zlib-compressed, base64), described below: offset, entries, table
@@ -70,16 +73,18 @@ _TABLES = (
 BLOCK_Q, BLOCK_K = 16, 16  # block layout: queries x keys per block
 LAYERS, HEADS = 1, 1  # layer l uses HEAD_PATTERNS[l % LAYERS]
 ALPHA = None  # the probability map of the file's `prob`: None softmax, 2 sparsemax, else α-entmax
+SEGMENTED = False  # whether a pattern reads run-time segment ids (attention(..., segments=))
 
 
 @triton.jit
-def _allowed(q, k, N, pattern, TABLES):
+def _allowed(q, k, N, pattern, TABLES, SEG):
     """Which pairs (q, k) of a tile are connected under pattern id `pattern`: q and k are int32
     index tensors that broadcast ([M, 1] and [1, N], or the transpose in the dK/dV kernel).
     Pairs outside the sequence are never connected. A generated module's predicate reads its
     data (index lists, random bitmaps) from TABLES at the offsets TABLES' header gives, and its
     constants that depend on n (P0, P1, ...) from TABLES' params, so that it reads the same at
-    every n."""
+    every n. A pattern that reads run-time segment ids (SEGMENTED) reads them from SEG, the
+    batch row's int32 [3, N]: segment ids, ranks within the segment, run starts (`_segments`)."""
     in_bounds = (q < N) & (k < N)
     # PATTERNS[0]
     connected = in_bounds & (k < 0)
@@ -126,13 +131,14 @@ def _table(TABLES, which):
 
 @triton.jit
 def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn, start, end,
-                BLOCK_LIST, TABLES, pattern, qk_scale, N, HEAD_DIM: tl.constexpr,
+                BLOCK_LIST, TABLES, SEG, pattern, qk_scale, N, HEAD_DIM: tl.constexpr,
                 BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                 APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
-                RAGGED: tl.constexpr = True):
+                SEGMENTED: tl.constexpr = False, RAGGED: tl.constexpr = True):
     """Online softmax over the key blocks BLOCK_LIST[start:end], each BLOCK_K keys taken
     BLOCK_N at a time. Scores are kept in base 2 (qk_scale includes log2(e)); with HAS_BIAS,
-    each key's bias (BIAS_row, float32 [N]) is added to its scores."""
+    each key's bias (BIAS_row, float32 [N]) is added to its scores. With SEGMENTED, a full
+    block's tile is full only where its rows and keys lie in one segment (`_segment_cut`)."""
     offs_d = tl.arange(0, BLOCK_D)
     local_n = tl.arange(0, BLOCK_N)
     # One flat loop over (block, tile within the block), so that Triton's software pipeliner,
@@ -149,7 +155,11 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, s
         if HAS_BIAS:
             qk += _load_key_bias(BIAS_row, offs_n, N)[None, :]
         if APPLY_PATTERN:
-            connected = _allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES)
+            connected = _allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES, SEG)
+            qk = tl.where(connected, qk, float("-inf"))
+        elif SEGMENTED:
+            connected = _segment_cut(offs_m[:, None], offs_n[None, :], N, pattern, TABLES, SEG,
+                                     tl.min(offs_m, 0), tl.max(offs_m, 0), start_n, start_n + BLOCK_N - 1)
             qk = tl.where(connected, qk, float("-inf"))
         elif RAGGED:  # a full block at the ragged end: only the keys past n are cut (N is a run-time
             # argument; RAGGED, n % BLOCK_K != 0, is the one thing about it the kernel specializes on)
@@ -166,6 +176,21 @@ def _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, s
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PRECISION)
         m_i = m_new
     return acc, l_i, m_i
+
+
+@triton.jit
+def _segment_cut(rows, cols, N, pattern, TABLES, SEG, first_q, last_q, first_k, last_k):
+    """The connected pairs of a tile of a full block under run-time segments. The full blocks
+    are those full for the pattern read in one document (`segment` as `all`): the tile's pairs
+    are all connected (in bounds) where its queries first_q..last_q and keys first_k..last_k lie
+    in one run of equal ids (the run start of the last position is at most the first), and
+    are the predicate's elsewhere. rows and cols broadcast as in `_allowed`."""
+    connected = (rows >= 0) & (rows < N) & (cols < N)
+    lo = tl.minimum(first_q, first_k)
+    hi = tl.minimum(tl.maximum(last_q, last_k), N - 1)
+    if tl.load(SEG + 2 * N + hi) > lo:
+        connected = _allowed(rows, cols, N, pattern, TABLES, SEG)
+    return connected
 
 
 @triton.jit
@@ -224,15 +249,23 @@ def _query_tile(tile, pattern, TABLES, NUM_ITEMS, N, Q_BASE,
 
 @triton.jit
 def _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS, N, Q_BASE,
-                   BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, SPLIT: tl.constexpr):
+                   BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, SPLIT: tl.constexpr,
+                   SEG_RANGES, SEGMENTED: tl.constexpr):
     """What a forward or dQ program (tile `tile`, batch x head `batch_head`) works on: (batch,
     head, key/value head, pattern id, then `_query_tile`'s first row, sub-tile, scratch slot,
-    partial start, partial end, full start, full end)."""
+    partial start, partial end, full start, full end). With SEGMENTED (never with SPLIT), the
+    list ranges are the batch row's own: SEG_RANGES, int32 [batch x heads, query blocks, 4],
+    the pattern's lists cut to the key blocks that may share a segment with the block
+    (`_segments`)."""
     batch = batch_head // H
     head = batch_head % H
     pattern = tl.load(HEAD_PATTERN + head)
     start_m, sub, slot, partial_start, partial_end, full_start, full_end = _query_tile(
         tile, pattern, TABLES, NUM_ITEMS, N, Q_BASE, BLOCK_Q, BLOCK_M, SPLIT)
+    if SEGMENTED:
+        ranges = SEG_RANGES + (batch_head.to(tl.int64) * tl.cdiv(N, BLOCK_Q) + start_m // BLOCK_Q) * 4
+        partial_start, partial_end = tl.load(ranges), tl.load(ranges + 1)
+        full_start, full_end = tl.load(ranges + 2), tl.load(ranges + 3)
     return (batch, head, head // GROUP, pattern, start_m, sub, slot, partial_start, partial_end,
             full_start, full_end)
 
@@ -273,15 +306,17 @@ def _store_output(acc, l_i, m_i, Out, LSE, batch, head, batch_head, start_m,
 
 
 @triton.jit(do_not_specialize=["N", "M", "Q_OFF", "NUM_ITEMS", "NUM_SLOTS"])
-def _attn_fwd(Q, K, V, BIAS, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
+def _attn_fwd(Q, K, V, BIAS, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S, SEG, SEG_RANGES,
               stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
               stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_ob, stride_oh, stride_on,
               H, GROUP, qk_scale, N, M, Q_OFF, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
               BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
-              SPLIT: tl.constexpr, NUM_ITEMS, NUM_SLOTS, RAGGED: tl.constexpr = True):
+              SPLIT: tl.constexpr, NUM_ITEMS, NUM_SLOTS, RAGGED: tl.constexpr = True,
+              SEGMENTED: tl.constexpr = False):
     """One program per tile of BLOCK_M queries and per (batch, head): its partial key blocks
-    with the predicate, then its full blocks without. Writes the output and the natural-log
+    with the predicate, then its full blocks without. With SEGMENTED, SEG holds the segment data
+    [batch, 3, N] and SEG_RANGES each batch row's list ranges (`_query_program`). Writes the output and the natural-log
     log-sum-exp (-inf for an empty row). With HAS_BIAS, BIAS is the float32 key bias
     [batch, heads, N] (unit stride over keys; stride_bb, stride_bh may be 0: broadcast).
     N is the number of keys; q holds M rows at absolute positions Q_OFF.. (Out and LSE too).
@@ -292,10 +327,11 @@ def _attn_fwd(Q, K, V, BIAS, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
     tile, batch_head = _program(NUM_ITEMS * (BLOCK_Q // BLOCK_M), SPLIT)
     batch, head, kv_head, pattern, start_m, sub, slot, partial_start, partial_end, full_start, full_end = (
         _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS, N, (Q_OFF // BLOCK_M) * BLOCK_M,
-                       BLOCK_Q, BLOCK_M, SPLIT))
+                       BLOCK_Q, BLOCK_M, SPLIT, SEG_RANGES, SEGMENTED))
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
+    SEG_row = SEG + batch.to(tl.int64) * 3 * N
     K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
     BIAS_row = BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh
@@ -305,11 +341,12 @@ def _attn_fwd(Q, K, V, BIAS, Out, LSE, TABLES, HEAD_PATTERN, ACC_S, M_S, L_S,
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
-                                partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, pattern,
+                                partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, SEG_row, pattern,
                                 qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, HAS_BIAS, PRECISION)
     acc, l_i, m_i = _fwd_blocks(acc, l_i, m_i, q, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
-                                full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern,
-                                qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PRECISION, RAGGED)
+                                full_start, full_end, _table(TABLES, FULL_IDX), TABLES, SEG_row, pattern,
+                                qk_scale, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PRECISION,
+                                SEGMENTED, RAGGED)
 
     if SPLIT:
         if slot >= 0:
@@ -399,10 +436,10 @@ def _sum_slots(SCRATCH, Out, TABLES, stride_ob, stride_oh, stride_on, H, N,
 
 
 @triton.jit
-def _entmax_scores(q, offs_m, K_head, BIAS_row, stride_kn, start_n, TABLES, pattern, qk_scale,
+def _entmax_scores(q, offs_m, K_head, BIAS_row, stride_kn, start_n, TABLES, SEG, pattern, qk_scale,
                    N, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   PRECISION: tl.constexpr):
+                   PRECISION: tl.constexpr, SEGMENTED: tl.constexpr):
     """z = (α - 1) (scale q.k + bias) of the keys start_n.. (qk_scale and the bias carry the
     α - 1), -inf where a pair is not connected."""
     offs_d = tl.arange(0, BLOCK_D)
@@ -414,7 +451,10 @@ def _entmax_scores(q, offs_m, K_head, BIAS_row, stride_kn, start_n, TABLES, patt
     if HAS_BIAS:
         z += _load_key_bias(BIAS_row, offs_n, N)[None, :]
     if APPLY_PATTERN:
-        z = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES), z, float("-inf"))
+        z = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES, SEG), z, float("-inf"))
+    elif SEGMENTED:
+        z = tl.where(_segment_cut(offs_m[:, None], offs_n[None, :], N, pattern, TABLES, SEG, tl.min(offs_m, 0),
+                                  tl.max(offs_m, 0), start_n, start_n + BLOCK_N - 1), z, float("-inf"))
     else:
         z = tl.where(offs_n[None, :] < N, z, float("-inf"))
     return z
@@ -422,10 +462,10 @@ def _entmax_scores(q, offs_m, K_head, BIAS_row, stride_kn, start_n, TABLES, patt
 
 @triton.jit
 def _entmax_blocks(m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_row, stride_kn,
-                   stride_vn, start, end, BLOCK_LIST, TABLES, pattern, qk_scale, alpha,
+                   stride_vn, start, end, BLOCK_LIST, TABLES, SEG, pattern, qk_scale, alpha,
                    N, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   PROB: tl.constexpr, MODE: tl.constexpr, PRECISION: tl.constexpr):
+                   PROB: tl.constexpr, MODE: tl.constexpr, PRECISION: tl.constexpr, SEGMENTED: tl.constexpr):
     """One pass over the key blocks BLOCK_LIST[start:end] (each BLOCK_K keys, BLOCK_N at a time),
     with P = [z - τ]_+^(1/(α-1)) and G = P^(2-α) of `_probabilities` (unnormalized). MODE 0:
     m_i = max z. MODE 1: s1 = sum P (the row's mass f(τ)), s2 = sum G (-(α - 1) f'(τ)).
@@ -435,8 +475,8 @@ def _entmax_blocks(m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_
     for step in range(start * (BLOCK_K // BLOCK_N), end * (BLOCK_K // BLOCK_N)):
         key_block = tl.load(BLOCK_LIST + step // (BLOCK_K // BLOCK_N))
         start_n = key_block * BLOCK_K + (step % (BLOCK_K // BLOCK_N)) * BLOCK_N
-        z = _entmax_scores(q, offs_m, K_head, BIAS_row, stride_kn, start_n, TABLES, pattern, qk_scale,
-                           N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, APPLY_PATTERN, HAS_BIAS, PRECISION)
+        z = _entmax_scores(q, offs_m, K_head, BIAS_row, stride_kn, start_n, TABLES, SEG, pattern, qk_scale,
+                           N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, APPLY_PATTERN, HAS_BIAS, PRECISION, SEGMENTED)
         if MODE == 0:
             m_i = tl.maximum(m_i, tl.max(z, 1))
         else:
@@ -454,29 +494,29 @@ def _entmax_blocks(m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_
 
 @triton.jit
 def _entmax_pass(m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_row, stride_kn,
-                 stride_vn, partial_start, partial_end, full_start, full_end, TABLES, pattern, qk_scale,
+                 stride_vn, partial_start, partial_end, full_start, full_end, TABLES, SEG, pattern, qk_scale,
                  alpha, N, HEAD_DIM: tl.constexpr, BLOCK_K: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 PROB: tl.constexpr, MODE: tl.constexpr, PRECISION: tl.constexpr):
+                 PROB: tl.constexpr, MODE: tl.constexpr, PRECISION: tl.constexpr, SEGMENTED: tl.constexpr):
     """`_entmax_blocks` over a tile's partial blocks (with the predicate), then its full ones."""
     m_i, s1, s2, acc, accw = _entmax_blocks(
         m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_row, stride_kn, stride_vn,
-        partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, pattern, qk_scale, alpha,
-        N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, HAS_BIAS, PROB, MODE, PRECISION)
+        partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, SEG, pattern, qk_scale, alpha,
+        N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, HAS_BIAS, PROB, MODE, PRECISION, SEGMENTED)
     return _entmax_blocks(
         m_i, s1, s2, acc, accw, q, offs_m, tau, K_head, V_head, BIAS_row, stride_kn, stride_vn,
-        full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern, qk_scale, alpha,
-        N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PROB, MODE, PRECISION)
+        full_start, full_end, _table(TABLES, FULL_IDX), TABLES, SEG, pattern, qk_scale, alpha,
+        N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PROB, MODE, PRECISION, SEGMENTED)
 
 
 @triton.jit(do_not_specialize=["N", "M", "Q_OFF"])
-def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN,
+def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN, SEG, SEG_RANGES,
                 stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                 stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_ob, stride_oh, stride_on,
                 H, GROUP, qk_scale, alpha, N, M, Q_OFF, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
                 BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                 HAS_BIAS: tl.constexpr, PROB: tl.constexpr, BISECTIONS: tl.constexpr,
-                NEWTON_STEPS: tl.constexpr, PRECISION: tl.constexpr):
+                NEWTON_STEPS: tl.constexpr, PRECISION: tl.constexpr, SEGMENTED: tl.constexpr = False):
     """One program per tile of BLOCK_M queries and per (batch, head), over its query block's
     whole lists (τ needs the whole row: cut lists are not used here). Writes the output, τ
     (TAU, float32 [batch, heads, N]; 0 for an empty row), 1 / the row's sum (NORM; 0 for an
@@ -485,9 +525,10 @@ def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN,
     batch_head = tl.program_id(1)
     batch, head, kv_head, pattern, start_m, _, _, partial_start, partial_end, full_start, full_end = (
         _query_program(tl.program_id(0), batch_head, HEAD_PATTERN, TABLES, H, GROUP, 0, N,
-                       (Q_OFF // BLOCK_M) * BLOCK_M, BLOCK_Q, BLOCK_M, False))
+                       (Q_OFF // BLOCK_M) * BLOCK_M, BLOCK_Q, BLOCK_M, False, SEG_RANGES, SEGMENTED))
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
+    SEG_row = SEG + batch.to(tl.int64) * 3 * N
     K_head = K + batch.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
     V_head = V + batch.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
     BIAS_row = BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh
@@ -501,8 +542,8 @@ def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN,
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     m_i, _, _, _, _ = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, zero, K_head, V_head, BIAS_row,
                                    stride_kn, stride_vn, partial_start, partial_end, full_start, full_end, TABLES,
-                                   pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, HAS_BIAS, PROB,
-                                   0, PRECISION)
+                                   SEG_row, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, HAS_BIAS,
+                                   PROB, 0, PRECISION, SEGMENTED)
     # An empty row keeps max z = -inf: measured from 0 instead, its terms all stay 0.
     m_i = tl.where(m_i == float("-inf"), 0.0, m_i)
     low, high = m_i - 1.0, m_i  # f(low) >= 1 > f(high) = 0, for any row with a key
@@ -510,21 +551,21 @@ def _entmax_fwd(Q, K, V, BIAS, Out, TAU, NORM, WBAR, TABLES, HEAD_PATTERN,
         middle = 0.5 * (low + high)
         _, mass, _, _, _ = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, middle, K_head, V_head, BIAS_row,
                                         stride_kn, stride_vn, partial_start, partial_end, full_start, full_end,
-                                        TABLES, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D,
-                                        HAS_BIAS, PROB, 1, PRECISION)
+                                        TABLES, SEG_row, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N,
+                                        BLOCK_D, HAS_BIAS, PROB, 1, PRECISION, SEGMENTED)
         low = tl.where(mass >= 1.0, middle, low)
         high = tl.where(mass >= 1.0, high, middle)
     tau = low
     for _ in range(NEWTON_STEPS):  # tau += (f(tau) - 1) / -f'(tau), with -f' = sum G / (α - 1)
         _, mass, slope, _, _ = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, tau, K_head, V_head, BIAS_row,
                                             stride_kn, stride_vn, partial_start, partial_end, full_start, full_end,
-                                            TABLES, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D,
-                                            HAS_BIAS, PROB, 1, PRECISION)
+                                            TABLES, SEG_row, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N,
+                                            BLOCK_D, HAS_BIAS, PROB, 1, PRECISION, SEGMENTED)
         tau = tl.where(slope > 0.0, tau + (mass - 1.0) * (alpha - 1.0) / tl.where(slope > 0.0, slope, 1.0), tau)
     _, total, weight, acc, accw = _entmax_pass(m_i, zero, zero, acc, acc, q, offs_m, tau, K_head, V_head, BIAS_row,
                                                stride_kn, stride_vn, partial_start, partial_end, full_start, full_end,
-                                               TABLES, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N,
-                                               BLOCK_D, HAS_BIAS, PROB, 2, PRECISION)
+                                               TABLES, SEG_row, pattern, qk_scale, alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N,
+                                               BLOCK_D, HAS_BIAS, PROB, 2, PRECISION, SEGMENTED)
     empty = total == 0.0
     norm = tl.where(empty, 0.0, 1.0 / tl.where(empty, 1.0, total))
     out = acc * norm[:, None]
@@ -568,10 +609,10 @@ def _probabilities(scores, row_stat, row_norm, alpha, PROB: tl.constexpr):
 
 @triton.jit
 def _dq_blocks(dq, q, do, lse2, norm, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn, start,
-               end, BLOCK_LIST, TABLES, pattern, qk_scale, alpha, N, HEAD_DIM: tl.constexpr,
+               end, BLOCK_LIST, TABLES, SEG, pattern, qk_scale, alpha, N, HEAD_DIM: tl.constexpr,
                BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr, PROB: tl.constexpr,
-               PRECISION: tl.constexpr):
+               PRECISION: tl.constexpr, SEGMENTED: tl.constexpr):
     """dQ (up to the softmax scale) over the key blocks BLOCK_LIST[start:end]:
     P = exp(S - lse), dS = P * (dO V^T - delta), dQ += dS K; for entmax (PROB > 0), P and
     the G of dS = G * (dO V^T - delta) come from `_probabilities`."""
@@ -591,7 +632,10 @@ def _dq_blocks(dq, q, do, lse2, norm, delta, offs_m, K_head, V_head, BIAS_row, s
             qk += _load_key_bias(BIAS_row, offs_n, N)[None, :]
         p, g = _probabilities(qk, lse2[:, None], norm[:, None], alpha, PROB)
         if APPLY_PATTERN:
-            p = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES), p, 0.0)
+            p = tl.where(_allowed(offs_m[:, None], offs_n[None, :], N, pattern, TABLES, SEG), p, 0.0)
+        elif SEGMENTED:
+            p = tl.where(_segment_cut(offs_m[:, None], offs_n[None, :], N, pattern, TABLES, SEG, tl.min(offs_m, 0),
+                                      tl.max(offs_m, 0), start_n, start_n + BLOCK_N - 1), p, 0.0)
         else:
             p = tl.where(offs_n[None, :] < N, p, 0.0)
         if PROB == 0:
@@ -605,7 +649,7 @@ def _dq_blocks(dq, q, do, lse2, norm, delta, offs_m, K_head, V_head, BIAS_row, s
 
 
 @triton.jit(do_not_specialize=["N", "M", "Q_OFF", "NUM_ITEMS", "NUM_SLOTS"])
-def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, DQ_S,
+def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, DQ_S, SEG, SEG_RANGES,
                  stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                  stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_dob, stride_doh, stride_don,
                  stride_dqb, stride_dqh, stride_dqn,
@@ -613,7 +657,7 @@ def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, 
                  BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
                  PROB: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr,
-                 NUM_ITEMS, NUM_SLOTS):
+                 NUM_ITEMS, NUM_SLOTS, SEGMENTED: tl.constexpr = False):
     """One program per tile of BLOCK_M queries and per (batch, head), over the same key-block
     lists (or, with SPLIT, work items) as the forward pass. A piece of a cut list writes its
     float32 dQ to its scratch slot, for _sum_slots to add up.
@@ -624,10 +668,11 @@ def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, 
     tile, batch_head = _program(NUM_ITEMS * (BLOCK_Q // BLOCK_M), SPLIT)
     batch, head, kv_head, pattern, start_m, sub, slot, partial_start, partial_end, full_start, full_end = (
         _query_program(tile, batch_head, HEAD_PATTERN, TABLES, H, GROUP, NUM_ITEMS, N, (Q_OFF // BLOCK_M) * BLOCK_M,
-                       BLOCK_Q, BLOCK_M, SPLIT))
+                       BLOCK_Q, BLOCK_M, SPLIT, SEG_RANGES, SEGMENTED))
     offs_m = start_m + tl.arange(0, BLOCK_M)
     local_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
+    SEG_row = SEG + batch.to(tl.int64) * 3 * N
     rows_q = offs_m - Q_OFF  # the rows of q, dO, dQ and the row statistics
     row_ok = (rows_q >= 0) & (rows_q < M)
     io_mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
@@ -650,11 +695,11 @@ def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, 
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     dq = _dq_blocks(dq, q, do, lse2, norm, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
-                    partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, pattern, qk_scale, alpha,
-                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, HAS_BIAS, PROB, PRECISION)
+                    partial_start, partial_end, _table(TABLES, PARTIAL_IDX), TABLES, SEG_row, pattern, qk_scale,
+                    alpha, N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, True, HAS_BIAS, PROB, PRECISION, SEGMENTED)
     dq = _dq_blocks(dq, q, do, lse2, norm, delta, offs_m, K_head, V_head, BIAS_row, stride_kn, stride_vn,
-                    full_start, full_end, _table(TABLES, FULL_IDX), TABLES, pattern, qk_scale, alpha,
-                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PROB, PRECISION)
+                    full_start, full_end, _table(TABLES, FULL_IDX), TABLES, SEG_row, pattern, qk_scale, alpha,
+                    N, HEAD_DIM, BLOCK_K, BLOCK_N, BLOCK_D, False, HAS_BIAS, PROB, PRECISION, SEGMENTED)
     DQ_tile = (DQ + batch.to(tl.int64) * stride_dqb + head.to(tl.int64) * stride_dqh
                + rows_q[:, None].to(tl.int64) * stride_dqn + offs_d[None, :])
     if SPLIT:
@@ -669,10 +714,10 @@ def _attn_bwd_dq(Q, K, V, BIAS, DO, DQ, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, 
 
 @triton.jit
 def _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE_head, NORM_head, DELTA_head,
-                 stride_qn, stride_don, start, end, BLOCK_LIST, TABLES, pattern, qk_scale, alpha,
+                 stride_qn, stride_don, start, end, BLOCK_LIST, TABLES, SEG, pattern, qk_scale, alpha,
                  N, M, Q_OFF, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_D: tl.constexpr, APPLY_PATTERN: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 PROB: tl.constexpr, PRECISION: tl.constexpr):
+                 PROB: tl.constexpr, PRECISION: tl.constexpr, SEGMENTED: tl.constexpr):
     """dK (up to the softmax scale) and dV of one key tile over the query blocks
     BLOCK_LIST[start:end], each BLOCK_Q queries taken BLOCK_M at a time, computed transposed:
     P^T = exp(K Q^T + bias - lse), dV += P^T dO, dS^T = P^T * (V dO^T - delta), dK += dS^T Q,
@@ -706,7 +751,12 @@ def _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE_head, 
             qkT += bias[:, None]
         pT, gT = _probabilities(qkT, lse2[None, :], norm[None, :], alpha, PROB)
         if APPLY_PATTERN:
-            pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern, TABLES) & row_ok[None, :], pT, 0.0)
+            pT = tl.where(_allowed(offs_m[None, :], offs_n[:, None], N, pattern, TABLES, SEG) & row_ok[None, :],
+                          pT, 0.0)
+        elif SEGMENTED:
+            pT = tl.where(_segment_cut(offs_m[None, :], offs_n[:, None], N, pattern, TABLES, SEG, start_m,
+                                       start_m + BLOCK_M - 1, tl.min(offs_n, 0), tl.max(offs_n, 0))
+                          & row_ok[None, :], pT, 0.0)
         else:
             pT = tl.where(row_ok[None, :], pT, 0.0)
         if PROB == 0:
@@ -723,7 +773,8 @@ def _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE_head, 
 
 
 @triton.jit(do_not_specialize=["N", "M", "Q_OFF", "NUM_ITEMS", "NUM_SLOTS"])
-def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, DK_S, DV_S,
+def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, HEAD_PATTERN, DK_S, DV_S, SEG,
+                   SEG_RANGES,
                    stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                    stride_vb, stride_vh, stride_vn, stride_bb, stride_bh, stride_dob, stride_doh, stride_don,
                    stride_dkb, stride_dkh, stride_dkn, stride_dvb, stride_dvh, stride_dvn,
@@ -731,7 +782,7 @@ def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, 
                    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
                    PROB: tl.constexpr, PRECISION: tl.constexpr, SPLIT: tl.constexpr,
-                   NUM_ITEMS, NUM_SLOTS):
+                   NUM_ITEMS, NUM_SLOTS, SEGMENTED: tl.constexpr = False):
     """One program per tile of BLOCK_N keys and per (batch, key/value head). It sums over the
     GROUP query heads that share the key/value head (grouped-query attention), each through its
     own pattern's transposed lists, so dK and dV are written once, without atomics. With SPLIT,
@@ -741,10 +792,14 @@ def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, 
 
     With HAS_BIAS, it also writes d key_bias of each grouped head, float32 D_BIAS [batch,
     heads, N] (zeroed first): directly, or for a piece of a cut list by atomic adds. LSE, NORM
-    and DELTA: as in `_attn_bwd_dq`."""
+    and DELTA: as in `_attn_bwd_dq`. With SEGMENTED (never with SPLIT), SEG holds the segment
+    data [batch, 3, N] and SEG_RANGES, int32 [batch x heads, key blocks, 4], each batch row's
+    ranges of the transposed lists, cut to the query blocks that may share a segment with the
+    key block (`_segments`)."""
     tile, batch_kv_head = _program(NUM_ITEMS * (BLOCK_K // BLOCK_N), SPLIT)
     batch = batch_kv_head // H_KV
     kv_head = batch_kv_head % H_KV
+    SEG_row = SEG + batch.to(tl.int64) * 3 * N
     if SPLIT:
         item = tile // (BLOCK_K // BLOCK_N)
         sub = tile % (BLOCK_K // BLOCK_N)
@@ -775,6 +830,10 @@ def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, 
             partial_ptr, full_ptr = _table(TABLES, T_PARTIAL_PTR), _table(TABLES, T_FULL_PTR)
             partial_start, partial_end = tl.load(partial_ptr + col), tl.load(partial_ptr + col + 1)
             full_start, full_end = tl.load(full_ptr + col), tl.load(full_ptr + col + 1)
+        if SEGMENTED:
+            ranges = SEG_RANGES + ((batch.to(tl.int64) * H + head) * tl.cdiv(N, BLOCK_K) + key_block) * 4
+            partial_start, partial_end = tl.load(ranges), tl.load(ranges + 1)
+            full_start, full_end = tl.load(ranges + 2), tl.load(ranges + 3)
         Q_head = Q + batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
         DO_head = DO + batch.to(tl.int64) * stride_dob + head.to(tl.int64) * stride_doh
         row_stats = (batch.to(tl.int64) * H + head) * M
@@ -784,14 +843,14 @@ def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, 
             bias = _load_key_bias(BIAS + batch.to(tl.int64) * stride_bb + head.to(tl.int64) * stride_bh, offs_n, N)
         dk, dv, d_bias = _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE + row_stats,
                                       NORM + row_stats, DELTA + row_stats, stride_qn, stride_don, partial_start,
-                                      partial_end, _table(TABLES, T_PARTIAL_IDX), TABLES, pattern, qk_scale, alpha,
-                                      N, M, Q_OFF, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, True, HAS_BIAS, PROB,
-                                      PRECISION)
+                                      partial_end, _table(TABLES, T_PARTIAL_IDX), TABLES, SEG_row, pattern, qk_scale,
+                                      alpha, N, M, Q_OFF, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, True, HAS_BIAS, PROB,
+                                      PRECISION, SEGMENTED)
         dk, dv, d_bias = _dkdv_blocks(dk, dv, d_bias, k, v, bias, offs_n, Q_head, DO_head, LSE + row_stats,
                                       NORM + row_stats, DELTA + row_stats, stride_qn, stride_don, full_start,
-                                      full_end, _table(TABLES, T_FULL_IDX), TABLES, pattern, qk_scale, alpha,
-                                      N, M, Q_OFF, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, False, HAS_BIAS, PROB,
-                                      PRECISION)
+                                      full_end, _table(TABLES, T_FULL_IDX), TABLES, SEG_row, pattern, qk_scale,
+                                      alpha, N, M, Q_OFF, HEAD_DIM, BLOCK_Q, BLOCK_M, BLOCK_D, False, HAS_BIAS, PROB,
+                                      PRECISION, SEGMENTED)
         if HAS_BIAS:
             D_BIAS_row = D_BIAS + row_stats + offs_n
             if SPLIT:
@@ -855,14 +914,36 @@ class Plan:
     TABLES holds): PLAN is the plan of the n this module was generated for, and patterndsl
     passes the plan of any other n to `attention(..., plan=)`."""
 
-    def __init__(self, n, tables, split_q=(False, 0, 0, 0), split_k=(False, 0, 0, 0), head_patterns=None):
+    def __init__(self, n, tables, split_q=(False, 0, 0, 0), split_k=(False, 0, 0, 0), head_patterns=None,
+                 segment_ranges=None):
         self.n = int(n)
         self.split_q, self.num_q_items, self.num_q_slots, self.num_q_splits = split_q
         self.split_k, self.num_k_items, self.num_k_slots, self.num_k_splits = split_k
         self.head_patterns = HEAD_PATTERNS if head_patterns is None else head_patterns
+        self.segment_ranges = SEGMENT_RANGES if segment_ranges is None else segment_ranges
         self._packed = tables
         self._on_device = {}
         self._head_pattern_tensors = {}
+        self._list_keys = {}
+
+    def list_keys(self, device):
+        """For `_segments`: the entries of each block list as ascending int64 keys (row x (blocks
+        of the other side + 1) + block, row = pattern x (blocks + 1) + block), on ``device``, for
+        "partial", "full", "t_partial" and "t_full"."""
+        key = str(device)
+        if key not in self._list_keys:
+            table = self.tables("cpu").to(torch.int64)
+            num_q, num_k = triton.cdiv(self.n, BLOCK_Q), triton.cdiv(self.n, BLOCK_K)
+            keys = {}
+            for i, (name, other) in enumerate((("partial", num_k), ("full", num_k), ("t_partial", num_q),
+                                               ("t_full", num_q))):
+                ptr_at, idx_at = int(table[2 * i]), int(table[2 * i + 1])
+                ptr = table[ptr_at:idx_at]
+                idx = table[idx_at:idx_at + int(ptr[-1])]
+                rows = torch.repeat_interleave(torch.arange(ptr.numel() - 1), ptr[1:] - ptr[:-1])
+                keys[name] = (rows * (other + 1) + idx).to(device)
+            self._list_keys[key] = keys
+        return self._list_keys[key]
 
     def tables(self, device):
         """TABLES on ``device``, decoded once."""
@@ -887,7 +968,7 @@ class Plan:
 
 
 PLAN = Plan(N, _TABLES, (SPLIT_Q, NUM_Q_ITEMS, NUM_Q_SLOTS, NUM_Q_SPLITS),
-            (SPLIT_K, NUM_K_ITEMS, NUM_K_SLOTS, NUM_K_SPLITS), HEAD_PATTERNS)
+            (SPLIT_K, NUM_K_ITEMS, NUM_K_SLOTS, NUM_K_SPLITS), HEAD_PATTERNS, SEGMENT_RANGES)
 
 
 def _tables(device, plan=None):
@@ -1043,8 +1124,9 @@ def _prob_mode(alpha):
     return 0 if alpha == 1 else 1 if alpha == 2 else 2 if alpha == 1.5 else 3
 
 
-def _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha, plan=None, q_offset=0):
-    """(out, τ, 1 / row sums, WBAR) of α-entmax attention (see `_entmax_fwd`)."""
+def _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha, plan=None, q_offset=0, seg=None):
+    """(out, τ, 1 / row sums, WBAR) of α-entmax attention (see `_entmax_fwd`); ``seg``: the
+    `_segments` of a pattern reading segment ids, else None."""
     plan = plan or PLAN
     batch, heads, m, head_dim = q.shape
     n = k.shape[2]
@@ -1057,22 +1139,140 @@ def _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha, plan=None, q_o
     bias_args = (bias, bias.stride(0), bias.stride(1)) if bias is not None else (tau, 0, 0)
     _entmax_fwd[_grid(n, block_m, 0, BLOCK_Q, batch * heads, q_offset, m)](
         q, k, v, bias_args[0], out, tau, norm, wbar, plan.tables(q.device), head_pattern,
+        *_segment_args(seg, plan.tables(q.device), 1),
         *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(out),
         heads, heads // k.shape[1], sm_scale * (alpha - 1), float(alpha), n, m, q_offset, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
         HAS_BIAS=bias is not None, PROB=_prob_mode(alpha), BISECTIONS=BISECTIONS,
-        NEWTON_STEPS=NEWTON_STEPS, PRECISION=precision,
+        NEWTON_STEPS=NEWTON_STEPS, PRECISION=precision, SEGMENTED=seg is not None,
         num_warps=warps, num_stages=stages)
     return out, tau, norm, wbar[..., :head_dim]
 
 
-def _split_q(plan, q_offset, m, n):
+# ---- run-time segments ---------------------------------------------------------------------
+# A pattern that reads segment ids (`segment`, `segment_start(k)`) has block lists that hold for
+# every segmentation: its partial blocks those of the pattern with `segment` read as `all`, its
+# full blocks those full for the pattern read in one document (patterndsl/kernels/generate.py).
+# Each call's ids become, on their device and with O(n) torch ops (a sort included), the data the
+# predicate reads and, per batch row, the ranges of each block list that may share a segment.
+
+_INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def _check_segments(segments, batch, n, device):
+    """``segments`` as an int64 [batch, n] tensor on ``device``; raises ValueError."""
+    if not isinstance(segments, torch.Tensor):
+        raise ValueError(f"segments must be an integer torch tensor [batch, n], got {type(segments).__name__}")
+    if segments.dtype not in _INTEGER_DTYPES and "int" not in str(segments.dtype):
+        raise ValueError(f"segments must have an integer dtype, got {segments.dtype}")
+    if tuple(segments.shape) != (batch, n):
+        raise ValueError(f"segments has shape {tuple(segments.shape)}, but the call needs [batch, n] = [{batch}, {n}]")
+    if segments.device != device:
+        raise ValueError(f"segments is on {segments.device}, but q, k, v are on {device}")
+    return segments.to(torch.int64)
+
+
+def _block_reduce(values, size, fill, largest):
+    """[batch, n] -> [batch, cdiv(n, size)]: the min (or max, ``largest``) of each run of ``size``."""
+    batch, n = values.shape
+    blocks = triton.cdiv(n, size)
+    padded = torch.nn.functional.pad(values, (0, blocks * size - n), value=fill).view(batch, blocks, size)
+    return padded.amax(-1) if largest else padded.amin(-1)
+
+
+def _segments(ids, plan, head_pattern):
+    """(SEG int32 [batch, 3, n], forward ranges int32 [batch, heads, query blocks, 4], transposed
+    ranges int32 [batch, heads, key blocks, 4]) for int64 segment ids [batch, n].
+
+    SEG holds per position its segment (the ids renumbered 0, 1, ... in order of value, so that
+    any integer id fits int32), its rank among the positions with its id (`segment_start`) and
+    the start of its run of equal ids (`_segment_cut`). A query block may share a segment only
+    with the keys from the first position of any of its rows' ids to the last one: for a pattern
+    `segment & …` (SEGMENT_RANGES), each list is cut to the blocks in that range (found by binary
+    search in the ascending list keys), for the transposed lists likewise; other patterns keep
+    their whole lists. O(n log n) for the sort, O(blocks log blocks) for the ranges: no n x n."""
+    batch, n = ids.shape
+    device = ids.device
+    positions = torch.arange(n, device=device).expand(batch, n)
+    sorted_ids, order = torch.sort(ids, dim=1, stable=True)
+    starts = torch.ones_like(sorted_ids, dtype=torch.bool)
+    starts[:, 1:] = sorted_ids[:, 1:] != sorted_ids[:, :-1]
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    group_first = torch.cummax(torch.where(starts, positions, 0), dim=1).values  # in sorted order
+    group_last = torch.flip(torch.cummin(torch.flip(torch.where(ends, positions, n - 1), [1]), dim=1).values, [1])
+
+    def unsort(values):
+        return torch.empty_like(values).scatter_(1, order, values)
+
+    dense = unsort(torch.cumsum(starts, dim=1) - 1)
+    rank = unsort(positions - group_first)
+    first = unsort(order.gather(1, group_first))  # the stable sort keeps positions ascending in a group
+    last = unsort(order.gather(1, group_last))
+    change = torch.ones_like(starts)
+    change[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    run_start = torch.cummax(torch.where(change, positions, 0), dim=1).values
+    seg = torch.stack([dense, rank, run_start], dim=1).to(torch.int32).contiguous()
+
+    num_q, num_k = triton.cdiv(n, BLOCK_Q), triton.cdiv(n, BLOCK_K)
+    keys = plan.list_keys(device)
+    heads = head_pattern.numel()
+    patterns = head_pattern.to(torch.int64)
+    restrict = torch.tensor(plan.segment_ranges, dtype=torch.bool, device=device)[patterns]  # [heads]
+    out = []
+    for rows_block, other_block, num_rows, num_other, lists in (
+            (BLOCK_Q, BLOCK_K, num_q, num_k, ("partial", "full")),
+            (BLOCK_K, BLOCK_Q, num_k, num_q, ("t_partial", "t_full"))):
+        lo = _block_reduce(first, rows_block, n, False) // other_block  # [batch, rows]
+        hi = _block_reduce(last, rows_block, -1, True) // other_block + 1
+        lo = torch.where(restrict[None, :, None], lo[:, None, :], 0)  # [batch, heads, rows]
+        hi = torch.where(restrict[None, :, None], hi[:, None, :], num_other)
+        row = (patterns[:, None] * (num_rows + 1) + torch.arange(num_rows, device=device))[None]  # [1, heads, rows]
+        base = row * (num_other + 1)
+        ranges = []
+        for name in lists:
+            sorted_keys = keys[name]
+            if sorted_keys.numel() == 0:
+                ranges += [torch.zeros(batch, heads, num_rows, dtype=torch.int64, device=device)] * 2
+                continue
+            ranges += [torch.searchsorted(sorted_keys, (base + lo).reshape(-1)).view(batch, heads, num_rows),
+                       torch.searchsorted(sorted_keys, (base + hi).reshape(-1)).view(batch, heads, num_rows)]
+        out.append(torch.stack(ranges, dim=-1).to(torch.int32).contiguous())
+    return seg, out[0], out[1]
+
+
+def _segment_args(seg, placeholder, which):
+    """(SEG, SEG_RANGES) of a kernel: ``which`` 1 the forward ranges, 2 the transposed ones;
+    ``placeholder`` (never read) without segments."""
+    return (placeholder, placeholder) if seg is None else (seg[0], seg[which])
+
+
+# The last call's segment tables, reused while the same ids tensor (unchanged: its version) comes
+# with the same plan and heads, e.g. by every layer of a model in one step. The entry holds the
+# ids tensor itself, so no other tensor can take its place at its address.
+_LAST_SEGMENTS = [None]
+
+
+def _cached_segments(segments, ids, plan, head_pattern):
+    if segments is None:
+        return _segments(ids, plan, head_pattern)
+    last = _LAST_SEGMENTS[0]
+    if (last is not None and last[0] is segments and last[1] == segments._version and last[2] is plan
+            and last[3] is head_pattern):
+        return last[4]
+    seg = _segments(ids, plan, head_pattern)
+    _LAST_SEGMENTS[0] = (segments, segments._version, plan, head_pattern, seg)
+    return seg
+
+
+def _split_q(plan, q_offset, m, n, seg=None):
     """Whether the forward and dQ passes take the cut lists: only when q holds every row (the
-    work items are those of whole query blocks)."""
-    return bool(plan.split_q) and q_offset == 0 and m == n
+    work items are those of whole query blocks) and without segments (each batch row has lists
+    of its own, short where its documents are)."""
+    return bool(plan.split_q) and q_offset == 0 and m == n and seg is None
 
 
-def _forward(q, k, v, bias, head_pattern, sm_scale, plan=None, q_offset=0):
+def _forward(q, k, v, bias, head_pattern, sm_scale, plan=None, q_offset=0, seg=None):
     plan = plan or PLAN
     batch, heads, m, head_dim = q.shape
     n = k.shape[2]
@@ -1083,26 +1283,26 @@ def _forward(q, k, v, bias, head_pattern, sm_scale, plan=None, q_offset=0):
     lse = torch.empty((batch, heads, m), device=q.device, dtype=torch.float32)
     acc_s = m_s = l_s = lse  # placeholders: read only when SPLIT_Q
     bias_args = (bias, bias.stride(0), bias.stride(1)) if bias is not None else (lse, 0, 0)
-    split = _split_q(plan, q_offset, m, n)
+    split = _split_q(plan, q_offset, m, n, seg)
     items = plan.num_q_items if split else 0
     if split:
         acc_s = _scratch(batch * heads, plan.num_q_slots, BLOCK_Q, block_d, q.device)
         m_s = _scratch(batch * heads, plan.num_q_slots, BLOCK_Q, 1, q.device)
         l_s = _scratch(batch * heads, plan.num_q_slots, BLOCK_Q, 1, q.device)
     _attn_fwd[_grid(n, block_m, items, BLOCK_Q, batch * heads, q_offset, m)](
-        q, k, v, bias_args[0], out, lse, tables, head_pattern, acc_s, m_s, l_s,
+        q, k, v, bias_args[0], out, lse, tables, head_pattern, acc_s, m_s, l_s, *_segment_args(seg, tables, 1),
         *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(out),
         heads, heads // k.shape[1], sm_scale * LOG2E.value, n, m, q_offset, HEAD_DIM=head_dim, BLOCK_Q=BLOCK_Q,
         BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, HAS_BIAS=bias is not None,
         PRECISION=precision, SPLIT=split, NUM_ITEMS=items, NUM_SLOTS=plan.num_q_slots if split else 0,
-        RAGGED=n % BLOCK_K != 0, num_warps=warps, num_stages=stages)
+        RAGGED=n % BLOCK_K != 0, SEGMENTED=seg is not None, num_warps=warps, num_stages=stages)
     if split:
         _merge_forward(out, lse, acc_s, m_s, l_s, block_d, plan)
     return out, lse
 
 
 def _backward(q, k, v, bias, out, lse, d_out, head_pattern, sm_scale, alpha=None, norm=None, plan=None,
-              q_offset=0):
+              q_offset=0, seg=None):
     """(dq, dk, dv, d key_bias as float32 [batch, heads, n], or None without a bias). Softmax:
     ``out`` is the output and ``lse`` its log-sum-exp; entmax (``alpha``): ``out`` is the WBAR,
     ``lse`` the thresholds and ``norm`` the 1 / row sums of `_entmax_forward`."""
@@ -1126,35 +1326,36 @@ def _backward(q, k, v, bias, out, lse, d_out, head_pattern, sm_scale, alpha=None
 
     tile_m, tile_n, warps, stages = dq_tiles
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
-    split = _split_q(plan, q_offset, m, n)
+    split = _split_q(plan, q_offset, m, n, seg)
     items = plan.num_q_items if split else 0
     dq_s = _scratch(batch * heads, plan.num_q_slots, BLOCK_Q, block_d, q.device) if split else delta
     _attn_bwd_dq[_grid(n, block_m, items, BLOCK_Q, batch * heads, q_offset, m)](
         q, k, v, bias_args[0], d_out, dq, lse, norm, delta, tables, head_pattern, dq_s,
+        *_segment_args(seg, tables, 1),
         *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(d_out), *_strides(dq),
         heads, heads // kv_heads, qk_scale, sm_scale, alpha, n, m, q_offset, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
         HAS_BIAS=bias is not None, PROB=prob, PRECISION=precision, SPLIT=split, NUM_ITEMS=items,
-        NUM_SLOTS=plan.num_q_slots if split else 0, num_warps=warps, num_stages=stages)
+        NUM_SLOTS=plan.num_q_slots if split else 0, SEGMENTED=seg is not None, num_warps=warps, num_stages=stages)
     if split:
         _sum_into(dq_s, dq, "Q", block_d, plan)
 
     tile_n, tile_m, warps, stages = dkdv_tiles
     block_m, block_n = _fit(tile_m, BLOCK_Q), _fit(tile_n, BLOCK_K)
     dk_s = dv_s = delta
-    split = bool(plan.split_k)
+    split = bool(plan.split_k) and seg is None
     if split:
         dk_s = _scratch(batch * kv_heads, plan.num_k_slots, BLOCK_K, block_d, q.device)
         dv_s = _scratch(batch * kv_heads, plan.num_k_slots, BLOCK_K, block_d, q.device)
     _attn_bwd_dkdv[_grid(n, block_n, plan.num_k_items if split else 0, BLOCK_K, batch * kv_heads)](
         q, k, v, bias_args[0], d_out, dk, dv, d_bias if bias is not None else delta, lse, norm, delta, tables,
-        head_pattern, dk_s, dv_s,
+        head_pattern, dk_s, dv_s, *_segment_args(seg, tables, 2),
         *_strides(q), *_strides(k), *_strides(v), *bias_args[1:], *_strides(d_out), *_strides(dk), *_strides(dv),
         heads, kv_heads, heads // kv_heads, qk_scale, sm_scale, alpha, n, m, q_offset, HEAD_DIM=head_dim,
         BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
         HAS_BIAS=bias is not None, PROB=prob, PRECISION=precision, SPLIT=split,
         NUM_ITEMS=plan.num_k_items if split else 0, NUM_SLOTS=plan.num_k_slots if split else 0,
-        num_warps=warps, num_stages=stages)
+        SEGMENTED=seg is not None, num_warps=warps, num_stages=stages)
     if split:
         _sum_into(dk_s, dk, "K", block_d, plan)
         _sum_into(dv_s, dv, "K", block_d, plan)
@@ -1170,20 +1371,20 @@ class _BlockSparseAttention(torch.autograd.Function):
     entmax, their thresholds τ)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, key_bias, head_pattern, sm_scale, alpha, plan=None, q_offset=0):
+    def forward(ctx, q, k, v, key_bias, head_pattern, sm_scale, alpha, plan=None, q_offset=0, seg=None):
         q, k, v = _unit_stride(q), _unit_stride(k), _unit_stride(v)
         entmax = _prob_mode(alpha) > 0
         bias = None
         if key_bias is not None:  # in the scores' unit: base 2 for softmax, times α - 1 for entmax
             bias = _key_bias_view(key_bias, q, alpha - 1 if entmax else LOG2E.value, k.shape[2])
         if entmax:
-            out, lse, norm, wbar = _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha, plan, q_offset)
+            out, lse, norm, wbar = _entmax_forward(q, k, v, bias, head_pattern, sm_scale, alpha, plan, q_offset, seg)
             ctx.save_for_backward(q, k, v, bias, wbar, lse, head_pattern, norm)
         else:
-            out, lse = _forward(q, k, v, bias, head_pattern, sm_scale, plan, q_offset)
+            out, lse = _forward(q, k, v, bias, head_pattern, sm_scale, plan, q_offset, seg)
             ctx.save_for_backward(q, k, v, bias, out, lse, head_pattern)
         ctx.sm_scale, ctx.alpha = sm_scale, alpha if entmax else None
-        ctx.plan, ctx.q_offset = plan, q_offset
+        ctx.plan, ctx.q_offset, ctx.seg = plan, q_offset, seg
         ctx.bias_shape_dtype = (key_bias.shape, key_bias.dtype) if key_bias is not None else None
         ctx.mark_non_differentiable(lse)
         return out, lse
@@ -1195,11 +1396,11 @@ class _BlockSparseAttention(torch.autograd.Function):
         with _serialized():
             dq, dk, dv, d_bias = _backward(q, k, v, bias, out, lse, _unit_stride(d_out), head_pattern,
                                            ctx.sm_scale, ctx.alpha, *(norm or [None]), plan=ctx.plan,
-                                           q_offset=ctx.q_offset)
+                                           q_offset=ctx.q_offset, seg=ctx.seg)
         if d_bias is not None:  # summed over the dimensions key_bias was broadcast along
             shape, dtype = ctx.bias_shape_dtype
             d_bias = d_bias.sum_to_size(shape).to(dtype)
-        return dq, dk, dv, d_bias, None, None, None, None, None
+        return dq, dk, dv, d_bias, None, None, None, None, None, None
 
 
 def attention(q, k, v, layer=0, scale=None, return_lse=False, *, key_bias=None, alpha=ALPHA, segments=None,
@@ -1221,26 +1422,35 @@ def attention(q, k, v, layer=0, scale=None, return_lse=False, *, key_bias=None, 
     softmax, 2 sparsemax, any other value in (1, 2) α-entmax, applied to each row's connected
     keys; its threshold is found from the row's computed blocks (`_entmax_fwd`), and
     ``return_lse`` then returns the thresholds τ instead (0 for an empty row). ``segments``
-    is for patterns that use `segment` (this module's does not: it must be None). ``plan``
+    gives the segment ids of a pattern that uses `segment` / `segment_start` (SEGMENTED): an
+    integer tensor [batch, N] on q's device, only equality mattering; None is one document.
+    They are data: nothing is compiled again when they change. ``plan``
     (patterndsl passes it) holds the tables of another n than this module's own.
     While Triton's interpreter runs the kernels (TRITON_INTERPRET=1), calls are serialized.
     """
     plan = plan or PLAN
     _check(q, k, v, layer, scale, q_offset, plan.n)
-    if segments is not None:
+    if segments is not None and not SEGMENTED:
         raise ValueError("segments= is for patterns that use `segment`; this module's pattern does not")
     _prob_mode(alpha)
+    seg = None
+    if SEGMENTED:
+        ids = (_check_segments(segments, q.shape[0], k.shape[2], q.device) if segments is not None else
+               torch.zeros(q.shape[0], k.shape[2], dtype=torch.int64, device=q.device))  # one document
     if key_bias is not None:
         _key_bias_view(key_bias, q, n=k.shape[2])  # its errors before any work
     sm_scale = float(scale) if scale is not None else q.shape[-1] ** -0.5
     head_pattern = plan.heads(layer, q.shape[1], q.device)
+    if SEGMENTED:
+        seg = _cached_segments(segments, ids, plan, head_pattern)
     with _serialized():
         if q.dtype == torch.bfloat16 and q.device.type == "cpu":
             # Triton's interpreter multiplies bfloat16 in tl.dot as raw bits (Triton 3.9): compute
             # in float32 there. On a GPU bfloat16 runs natively.
             out, lse = _BlockSparseAttention.apply(q.float(), k.float(), v.float(), key_bias, head_pattern, sm_scale,
-                                                   alpha, plan, q_offset)
+                                                   alpha, plan, q_offset, seg)
             out = out.to(torch.bfloat16)
         else:
-            out, lse = _BlockSparseAttention.apply(q, k, v, key_bias, head_pattern, sm_scale, alpha, plan, q_offset)
+            out, lse = _BlockSparseAttention.apply(q, k, v, key_bias, head_pattern, sm_scale, alpha, plan, q_offset,
+                                                   seg)
     return (out, lse) if return_lse else out

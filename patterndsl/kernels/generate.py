@@ -103,11 +103,46 @@ def distinct_patterns(compiled):
     return list(ids), head_patterns
 
 
+def _one_document(primitive, positive: bool):
+    """What a segment primitive is replaced by in the pattern read inside one run of equal ids,
+    as a subset of the pattern: `segment` is `all` there (exactly); `segment_start(k)` depends
+    on where the run starts, so it is `none` where it appears positively, `all` negatively."""
+    from ..primitives import All, Nothing
+
+    if type(primitive).__name__ == "Segment" or not positive:
+        return All()
+    return Nothing()
+
+
+def segment_layout(pattern, n: int, block_q: int, block_k: int):
+    """The block layout the kernels run a pattern reading segment ids with, for every
+    segmentation: its blocks those of the pattern with `segment` read as `all` (a superset:
+    segments.static_pattern), full those full for the pattern read in one document
+    (`_one_document`, a subset there), partial the others. The kernels take a full block's tile
+    as full only where its queries and keys lie in one run of equal ids (`_segment_cut`), and
+    each batch row skips the blocks outside its documents (`_segments`)."""
+    from ..layout import FULL, PARTIAL, BlockLayout, block_layout
+    from ..primitives import All, Nothing
+    from ..segments import static_pattern
+
+    superset = block_layout(static_pattern(pattern, All(), Nothing()), n, block_q, block_k)
+    inside = block_layout(static_pattern(pattern, lambda p: _one_document(p, True), lambda p: _one_document(p, False)),
+                          n, block_q, block_k)
+    qb, kb, _ = superset.blocks()
+    full_qb, full_kb, full_states = inside.blocks()
+    num_k = superset.num_k_blocks
+    full_keys = (full_qb * num_k + full_kb)[full_states == FULL]
+    states = np.where(np.isin(qb * num_k + kb, full_keys), FULL, PARTIAL).astype(np.int8)
+    return BlockLayout.from_blocks(n, block_q, block_k, qb, kb, states, lambda: superset.connections)
+
+
 def _layout_tables(compiled, patterns, block_q, block_k):
     """The CSR lists of every pattern, concatenated; ptr entries index the concatenation."""
     from ..layout import block_layout
+    from ..segments import uses_segments
 
-    layouts = [block_layout(p, compiled.n, block_q, block_k) for p in patterns]
+    layouts = [segment_layout(p, compiled.n, block_q, block_k) if uses_segments(p) else
+               block_layout(p, compiled.n, block_q, block_k) for p in patterns]
     tables = {}
     for name in ("partial", "full", "t_partial", "t_full"):
         ptrs, idxs, base = [], [], 0
@@ -441,13 +476,14 @@ def module_parts(compiled, block_size=None, max_blocks_per_program=None) -> Modu
     n = compiled.n
     source = kernel_source()
     patterns, head_patterns, expressions, backend = _predicates(compiled, block_q, block_k)
-    if any(_SEGMENT_NAMES.search(expression) for expression in expressions):
-        raise SpatError(Diagnostic("the Triton kernels do not run `segment` patterns yet (their segment ids "
-                                   "are run-time data the kernels do not load)",
-                                   help="use backend=\"native\" or \"reference\" for segment patterns"))
+    from ..segments import top_level_segment, uses_segments
+
+    segmented = any(uses_segments(p) for p in patterns)
+    segment_ranges = [bool(uses_segments(p) and top_level_segment(p)) for p in patterns]
     expressions, params = parameterize(compiled, expressions, head_patterns, block_q, block_k)
     layouts, layout_tables = _layout_tables(compiled, patterns, block_q, block_k)
-    split_tables, split_constants, cut, plan = {}, [], {}, {"n": n, "head_patterns": head_patterns}
+    split_tables, split_constants, cut, plan = {}, [], {}, {"n": n, "head_patterns": head_patterns,
+                                                              "segment_ranges": segment_ranges}
     for side, prefix, rows in (("Q", "", "query"), ("K", "t_", "key")):
         split = work_items(layout_tables[prefix + "partial_ptr"], layout_tables[prefix + "full_ptr"],
                            len(patterns), limit)
@@ -487,6 +523,12 @@ def module_parts(compiled, block_size=None, max_blocks_per_program=None) -> Modu
                   if params is not None else f"{name} = TABLES + {where[name][0]}  # {notes[name]}"
                   for i, name in enumerate(data)]
     data_lines += [f"P{j} = tl.load(_table(TABLES, PARAMS) + {j})" for j in range(len(params or []))]
+    text = "\n".join(expressions)
+    if "seg_q" in text or "seg_k" in text:  # the batch row's segment data (blocksparse._segments)
+        data_lines += ["seg_q = tl.load(SEG + q, mask=(q >= 0) & (q < N), other=-1)",
+                       "seg_k = tl.load(SEG + k, mask=(k >= 0) & (k < N), other=-2)"]
+    if "segrank_k" in text:
+        data_lines += ["segrank_k = tl.load(SEG + N + k, mask=(k >= 0) & (k < N), other=0)"]
 
     pattern_lines = "\n".join(f"    {str(p)!r}," for p in patterns)
     layout_lines = "\n".join(f"#   pattern {pid}: {layout.summary()}" for pid, layout in enumerate(layouts))
@@ -503,6 +545,9 @@ def module_parts(compiled, block_size=None, max_blocks_per_program=None) -> Modu
         f"PATTERNS = [\n{pattern_lines}\n]",
         "# HEAD_PATTERNS[layer][head]: the pattern id of each head (one entry: every head shares it).",
         f"HEAD_PATTERNS = {head_patterns!r}",
+        "# SEGMENT_RANGES[id]: whether the pattern is `segment & …` (no pair outside a shared segment), so",
+        "# that each batch row skips the key blocks outside its query blocks' segments.",
+        f"SEGMENT_RANGES = {segment_ranges!r}",
         "# Block layouts:",
         layout_lines,
         "# TABLES (int32, zlib-compressed, base64), described below: offset, entries, table",
@@ -516,6 +561,7 @@ def module_parts(compiled, block_size=None, max_blocks_per_program=None) -> Modu
         f"BLOCK_Q, BLOCK_K = {block_q}, {block_k}  # block layout: queries x keys per block",
         f"LAYERS, HEADS = {compiled.layers}, {compiled.heads}  # layer l uses HEAD_PATTERNS[l % LAYERS]",
         f"ALPHA = {alpha_of(compiled)!r}  # the probability map of the file's `prob`: None softmax, 2 sparsemax, else α-entmax",
+        f"SEGMENTED = {segmented!r}  # whether a pattern reads run-time segment ids (attention(..., segments=))",
         "",
         "",
         *allowed_head,
