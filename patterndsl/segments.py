@@ -225,6 +225,24 @@ def top_level_segment(pattern) -> bool:
     return False
 
 
+def within_segments(pattern) -> bool:
+    """Whether every pair the pattern connects shares a segment, for every segmentation:
+    `segment` and `segment_start(k)` themselves, an intersection with one such part, a
+    union of such parts, a difference whose left side is such. Then
+    a query block needs no key block outside its rows' segments (segment_block_ranges)."""
+    kind = type(pattern).__name__
+    if kind in ("Segment", "SegmentStart"):
+        return True
+    children = pattern.children()
+    if kind == "Intersection":
+        return any(within_segments(child) for child in children)
+    if kind == "Union":
+        return bool(children) and all(within_segments(child) for child in children)
+    if kind == "Difference":
+        return within_segments(children[0])
+    return False
+
+
 def count_bounds(pattern, n: int, count, everything, nothing, itself) -> tuple[int, int]:
     """(low, high): bounds on the pattern's number of pairs that hold for EVERY segmentation
     of n positions. high counts the superset `static_pattern` (each segment primitive read
