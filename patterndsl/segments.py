@@ -141,7 +141,8 @@ def segment_block_ranges(segments, q_offset: int, m: int, block_q: int, block_k:
 
     Exact (the smallest such range) for contiguous segments; where a row's ids are not
     contiguous (an id recurs after another id), the row gets the full range [0, key
-    blocks). O(B × n) elementwise work and O(B × blocks) results: no n² anywhere."""
+    blocks). One O(B × n) comparison of neighbouring ids (where the runs start), then work
+    in the runs and the blocks only: a sort of the run starts, binary searches per block."""
     import torch
 
     ids = segments
@@ -153,42 +154,59 @@ def segment_block_ranges(segments, q_offset: int, m: int, block_q: int, block_k:
         empty = torch.zeros(batch, num_q, dtype=torch.int64, device=device)
         return empty, empty.clone()
     ids = ids.to(torch.int64)
-    positions = torch.arange(n, device=device)
     change = torch.ones(batch, n, dtype=torch.bool, device=device)
     change[:, 1:] = ids[:, 1:] != ids[:, :-1]
-    # run start / end (exclusive) of each position's run of equal ids
-    run_start = torch.cummax(torch.where(change, positions, torch.zeros_like(positions)), dim=1).values
-    end_marker = torch.ones(batch, n, dtype=torch.bool, device=device)
-    end_marker[:, :-1] = change[:, 1:]
-    big = torch.full_like(positions, n - 1).expand(batch, n)
-    run_last = torch.flip(torch.cummin(torch.flip(torch.where(end_marker, positions.expand(batch, n), big), [1]),
-                                       dim=1).values, [1])
-    # contiguous: as many runs as distinct ids
-    # contiguous: no id starts two runs (sorting the run starts only: few per row)
-    contiguous = torch.tensor([ids[b][change[b]].unique().numel() == int(change[b].sum()) for b in range(batch)],
-                              dtype=torch.bool, device=device)  # [B]
+    # the runs of equal ids: their first positions in the flattened [B·n] ids, ascending (every
+    # row's first position among them), with the end B·n after the last
+    starts = torch.nonzero(change.reshape(-1)).squeeze(1)
+    bounds = torch.cat([starts, torch.tensor([batch * n], device=device)])
+    # contiguous: no (row, id) starts two runs — one sort of the run starts only (few per row)
+    run_ids, run_rows = ids.reshape(-1)[starts], torch.div(starts, n, rounding_mode="floor")
+    by_id = torch.argsort(run_ids, stable=True)
+    order = by_id[torch.argsort(run_rows[by_id], stable=True)]
+    sorted_ids, sorted_rows = run_ids[order], run_rows[order]
+    repeated = (sorted_rows[1:] == sorted_rows[:-1]) & (sorted_ids[1:] == sorted_ids[:-1])
+    contiguous = torch.ones(batch, dtype=torch.bool, device=device)
+    contiguous[sorted_rows[1:][repeated]] = False
     rows_first = q_offset + torch.arange(num_q, device=device) * block_q  # [Q]
     rows_last = torch.clamp(rows_first + block_q, max=q_offset + m) - 1
-    lo_key = run_start.gather(1, rows_first.expand(batch, num_q))
-    hi_key = run_last.gather(1, rows_last.expand(batch, num_q))
+    base = (torch.arange(batch, device=device) * n)[:, None]  # [B, 1]
+    # the run holding a query block's first row starts at lo_key; the one holding its last row
+    # ends at hi_key: binary searches over the run starts, O(B × blocks × log runs)
+    lo_key = starts[torch.searchsorted(starts, base + rows_first, right=True) - 1] - base
+    hi_key = bounds[torch.searchsorted(starts, base + rows_last, right=True)] - 1 - base
     lo = torch.where(contiguous[:, None], lo_key // block_k, torch.zeros_like(lo_key))
     hi = torch.where(contiguous[:, None], hi_key // block_k + 1, torch.full_like(hi_key, num_k))
     return lo, hi
 
 
+def _node_children(pattern) -> tuple:
+    """An IR pattern's children, or those of a growth Bound (the symbolic domain's patterns,
+    whose ``children`` is a tuple): both walks below serve `check` with and without n."""
+    children = pattern.children
+    return tuple(children() if callable(children) else children)
+
+
+def _primitive(pattern):
+    """The primitive class or instance a node stands for (a growth Bound's leaf: its cls)."""
+    return getattr(pattern, "cls", pattern)
+
+
 def uses_segments(pattern) -> bool:
-    """Whether the pattern reads the run-time segment ids."""
-    if getattr(pattern, "reads_segments", False):
+    """Whether the pattern (an IR pattern or a growth Bound) reads the run-time segment ids."""
+    if getattr(_primitive(pattern), "reads_segments", False):
         return True
-    return any(uses_segments(child) for child in pattern.children())
+    return any(uses_segments(child) for child in _node_children(pattern))
 
 
 def transposes_segment_ranks(pattern) -> bool:
-    """Whether transposing the pattern would need the queries' ranks within their segments
-    (`transpose(segment_start(k))`), which no target computes: refused where it is written."""
-    if getattr(pattern, "reads_segments", False):
-        return not getattr(pattern, "symmetric", False)
-    return any(transposes_segment_ranks(child) for child in pattern.children())
+    """Whether transposing the pattern (an IR pattern or a growth Bound) would need the queries'
+    ranks within their segments (`transpose(segment_start(k))`), which no target computes:
+    refused where it is written."""
+    node = _primitive(pattern)
+    if getattr(node, "reads_segments", False):
+        return not getattr(node, "symmetric", False)
+    return any(transposes_segment_ranks(child) for child in _node_children(pattern))
 
 
 def static_pattern(pattern, everything, nothing, positive: bool = True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -114,3 +115,41 @@ def test_hand_drawn_skipping():
     decode = native.segment_plans(compiled, 0, 16, 16, ids, 64, q_offset=63, m=1)
     assert blocks(decode[0][1]) == [(0, 2), (0, 3)]
     assert blocks(decode[1][1]) == [(0, 0), (0, 1), (0, 2), (0, 3)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(("segment & causal", "segment & window(20, 0)", "segment & (causal | segment_start(2))",
+                        "segment", "segment & window(3)", "segment & global(0, 5)")),
+       LONGER, st.sampled_from((16, (16, 32), (32, 16))))
+def test_flex_block_lists(source, ids, block_size):
+    """segment_block_mask's lists (intervals found by binary search where the static rows
+    are intervals) against the blocks of the static layout within each row's ranges, both
+    directions, and every block holding a connected pair of the reference mask kept."""
+    pytest.importorskip("torch.nn.attention.flex_attention")
+    from patterndsl.segments import segment_block_ranges
+    from patterndsl.targets.flex import segment_block_mask, segment_layouts
+
+    batch, n = ids.shape
+    compiled = patterndsl.compile(source, n)
+    block_q, block_k = compiled.block_sizes(block_size)
+    mask = segment_block_mask(compiled, 0, ids, block_size)
+    static = segment_layouts(compiled, 0, block_q, block_k)[0].to_dense() > 0
+    lo, hi = segment_block_ranges(ids, 0, n, block_q, block_k)
+    dense = compiled.mask(segments=ids).numpy()
+    for b in range(batch):
+        expected = static.copy()
+        for qb in range(static.shape[0]):
+            expected[qb, :lo[b, qb]] = expected[qb, hi[b, qb]:] = False
+        kept = np.zeros_like(expected)
+        for qb in range(static.shape[0]):
+            count = int(mask.kv_num_blocks[b, 0, qb])
+            kept[qb, mask.kv_indices[b, 0, qb, :count].numpy()] = True
+            assert count == len(set(mask.kv_indices[b, 0, qb, :count].tolist()))
+        assert np.array_equal(kept, expected), (source, ids[b])
+        by_keys = np.zeros_like(expected)
+        for kb in range(static.shape[1]):
+            count = int(mask.q_num_blocks[b, 0, kb])
+            by_keys[mask.q_indices[b, 0, kb, :count].numpy(), kb] = True
+        assert np.array_equal(by_keys, expected)
+        for r, j in zip(*np.nonzero(dense[b])):
+            assert kept[r // block_q, j // block_k]
