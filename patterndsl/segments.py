@@ -249,7 +249,7 @@ def within_segments(pattern) -> bool:
     union of such parts, a difference whose left side is such. Then
     a query block needs no key block outside its rows' segments (segment_block_ranges)."""
     kind = type(pattern).__name__
-    if kind in ("Segment", "SegmentStart"):
+    if kind in ("Segment", "SegmentStart", "Nothing"):  # (`none` connects no pair at all)
         return True
     children = pattern.children()
     if kind == "Intersection":

@@ -1112,8 +1112,7 @@ def verify_report(source_or_compiled, cert, max_work: int = DEFAULT_BUDGET) -> d
 
 def _shares_segment(node) -> bool:
     """Every pair of ``node`` shares a segment (checked here on the IR, independently)."""
-    kind = type(node).__name__
-    if kind in ("Segment", "SegmentStart"):
+    if type(node).__name__ in ("Segment", "SegmentStart") or isinstance(node, Nothing):
         return True
     if isinstance(node, Intersection):
         return any(_shares_segment(p) for p in node.parts)
