@@ -172,12 +172,14 @@ class _Chunk:
         scores = (self.q * scale) @ self.k.transpose(-1, -2)  # scaling q: fewer elements than the scores
         if bias is not None:
             scores += bias.index_select(2, self.key_blocks).to(dtype).view(batch, heads, c, 1, -1)
+        blocked = None
         if group.blocked is not None:  # an additive −∞/0 mask made once per chunk, broadcast over B and h:
             # masked_fill_ with a bool mask is several times slower on CPU
             blocked = group.blocked[first:end, self.row0:self.row1].to(scores.device)
-            scores.add_(torch.where(blocked, float("-inf"), 0.0).to(dtype))
         if segment_test is not None:  # run-time segments: the pattern's own test, per batch row
-            blocked = segment_test.blocked(self, block_q, block_k).to(scores.device)
+            tested = segment_test.blocked(self, block_q, block_k).to(scores.device)
+            blocked = tested if blocked is None else tested | blocked
+        if blocked is not None:  # one −∞/0 addition for both masks
             scores.add_(torch.where(blocked, float("-inf"), 0.0).to(dtype))
         self.scores = scores
 
@@ -321,6 +323,9 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     ``segments`` (an integer tensor [B, n_kv]) gives the segment ids of a pattern that uses
     `segment` (patterndsl/segments.py): the blocks come from the layout that holds for
     every segmentation, and each computed block applies the pattern's test with the ids.
+    When every pair of the pattern shares a segment (`segment & …`; segments.within_segments),
+    each batch row computes only the key blocks its query blocks' documents reach
+    (segments.segment_block_ranges), with q_offset too.
     """
     compiled = for_keys(compiled, k)
     check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True,
@@ -333,12 +338,6 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
 
     segments = check_segments(segments, batch, n, q.device, uses_segments=compiled.uses_segments,
                               what="native_attention")
-    if segments is not None and rectangular:
-        # rows at an offset with segment ids: the full-length computation's rows (zero queries
-        # elsewhere; gradients flow through the padding)
-        whole = F.pad(q, (0, 0, int(q_offset), n - int(q_offset) - m))
-        return native_attention(whole, k, v, compiled, layer, scale, key_bias=key_bias, block_size=block_size,
-                                segments=segments)[:, :, int(q_offset):int(q_offset) + m]
     scale = dim ** -0.5 if scale is None else float(scale)
     bias = key_bias_for(key_bias, batch, heads, n, q)
     block_q, block_k = compiled.block_sizes(block_size)
@@ -351,24 +350,43 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     if bias is not None:
         bias = _padded(bias, padded - n, (0, padded - n))
     prob = probability.as_map(compiled.prob)
-    outs, order = [], []
-    if segments is not None:
-        layer_plans = segment_plans(compiled, layer, block_q, block_k, segments, padded)
-    elif rectangular:
+    if segments is not None:  # per batch row (or all rows at once): its own key blocks and test
+        pieces = []
+        for rows, layer_plans in segment_plans(compiled, layer, block_q, block_k, segments, padded,
+                                               int(q_offset), m):
+            pieces.append(_run_plans(layer_plans, heads, compiled.heads, q[rows], k[rows], v[rows],
+                                     None if bias is None else bias[rows], prob, scale, block_q, block_k))
+        out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
+        return out[:, :, :m]
+    if rectangular:
         layer_plans = row_plans(compiled, layer, block_q, block_k, int(q_offset), m)
     else:
         layer_plans = plans(compiled, layer, block_q, block_k)
+    out = _run_plans(layer_plans, heads, compiled.heads, q, k, v, bias, prob, scale, block_q, block_k)
+    return out[:, :, :m]
+
+
+def _run_plans(layer_plans, heads: int, pattern_heads_count: int, q, k, v, bias, prob, scale, block_q, block_k):
+    """The attention of each plan's heads (its groups, and its segment test if any), in head order."""
+    outs, order = [], []
     for pattern_heads, groups, *test in layer_plans:
-        chosen = list(range(heads)) if compiled.heads == 1 else pattern_heads
+        chosen = list(range(heads)) if pattern_heads_count == 1 else pattern_heads
         pick = (lambda t: t) if len(chosen) == heads else (lambda t: t[:, chosen])
         outs.append(_NativeAttention.apply(pick(q), pick(k), pick(v), None if bias is None else pick(bias),
                                     groups, prob, scale, block_q, block_k, *test))
         order += chosen
-    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)[:, np.argsort(order)]
-    return out[:, :, :m]
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)[:, np.argsort(order)]
 
 
 # ---- run-time segments (patterndsl/segments.py) ---------------------------------------
+
+
+
+# How a call with segment ids picks its key blocks (benchmarks/native_cpu.py compares them):
+# "per_row" — each batch row computes the key blocks its documents reach (patterns whose
+# pairs all share a segment); "union" — every row the union of those ranges; "static" —
+# the layout that holds for every segmentation, whatever the ids.
+SEGMENT_SKIPPING = "per_row"
 
 
 class _SegmentTest:
@@ -376,23 +394,21 @@ class _SegmentTest:
     rows and keys with the ids: generated torch source (codegen, the flex backend's
     tables), seg_q / seg_k / segrank_k gathered from the ids."""
 
-    def __init__(self, pattern, n: int, block_q: int, block_k: int, ids, ranks):
-        from .targets.flex import TorchBackend
-
-        backend = TorchBackend(block_q, block_k)
-        source = pattern.source("q", "k", n, backend)
-        self.code = compile(source, "<patterndsl segment test>", "eval")
-        self.tables = {name: torch.from_numpy(np.ascontiguousarray(t)) for name, t in backend.tables.items()}
-        self.n, self.ids, self.ranks = n, ids, ranks  # ids, ranks: int64 [B, padded n]
+    def __init__(self, pattern, n: int, block_q: int, block_k: int, ids, ranks, q_offset: int = 0, code=None):
+        if code is None:
+            code = _segment_code(pattern, n, block_q, block_k)
+        self.code, self.tables = code
+        self.n, self.ids, self.ranks, self.q_offset = n, ids, ranks, q_offset  # ids, ranks: int64 [B, padded n]
 
     def blocked(self, chunk, block_q: int, block_k: int):
         """Bool [B, 1, c, rows, L·BK]: True where the pattern does not connect the pair."""
         c = chunk.query_blocks.numel()
-        rows = chunk.query_blocks[:, None] * block_q + torch.arange(chunk.row0, chunk.row1)  # [c, r]
+        rows = self.q_offset + chunk.query_blocks[:, None] * block_q + torch.arange(chunk.row0, chunk.row1)  # [c, r]
         cols = (chunk.key_blocks.view(c, -1)[:, :, None] * block_k + torch.arange(block_k)).reshape(c, -1)
         device = self.ids.device
-        rows, cols = rows.to(device), cols.to(device)
-        q = torch.clamp(rows, max=self.n - 1)[None, :, :, None]
+        rows = torch.clamp(rows, max=self.n - 1).to(device)  # rows past the queries: cleared by the bounds mask
+        cols = cols.to(device)
+        q = rows[None, :, :, None]
         k = torch.clamp(cols, max=self.n - 1)[None, :, None, :]
         names = {"torch": torch, "q": q, "k": k,
                  "seg_q": self.ids[:, rows][:, :, :, None], "seg_k": self.ids[:, cols][:, :, None, :],
@@ -402,51 +418,142 @@ class _SegmentTest:
         return ~torch.broadcast_to(allowed, (self.ids.shape[0], c, rows.shape[1], cols.shape[1])).unsqueeze(1)
 
 
-class _BlockList:
-    """A layout's blocks (qb, kb, states) with the attributes `_groups` reads."""
+def _segment_code(pattern, n: int, block_q: int, block_k: int):
+    """(code, tables): the pattern's test as compiled torch source with its tables."""
+    from .targets.flex import TorchBackend
 
-    def __init__(self, layout, keep):
-        self.n, self.block_q, self.block_k = layout.n, layout.block_q, layout.block_k
-        self.num_q_blocks = layout.num_q_blocks
+    backend = TorchBackend(block_q, block_k)
+    source = pattern.source("q", "k", n, backend)
+    code = compile(source, "<patterndsl segment test>", "eval")
+    return code, {name: torch.from_numpy(np.ascontiguousarray(t)) for name, t in backend.tables.items()}
+
+
+class _BlockTable:
+    """A layout's blocks sorted by (query block, key block), made once per pattern: each
+    block's element mask where one is needed (a partial block, or one past the last row or
+    key; ``bounds_only``: the bounds only, for a pattern whose segment test decides the
+    pairs). ``groups(keep)`` groups the blocks ``keep`` selects, in O(selected blocks)."""
+
+    def __init__(self, layout, pattern, bounds_only: bool = False):
+        n, block_q, block_k = layout.n, layout.block_q, layout.block_k
+        row0, num_rows = getattr(layout, "q_offset", 0), getattr(layout, "num_rows", n)
+        self.block_q, self.block_k, self.num_q_blocks = block_q, block_k, layout.num_q_blocks
+        self.every = _padded_length(n, block_q, block_k) // block_k
         qb, kb, states = layout.blocks()
-        self._blocks = qb[keep(qb, kb)], kb[keep(qb, kb)], states[keep(qb, kb)]
+        order = np.lexsort((kb, qb))
+        self.qb, self.kb, states = qb[order].astype(np.int64), kb[order].astype(np.int64), states[order]
+        partial = (states == PARTIAL) & (not bounds_only)
+        need = partial | ((self.qb + 1) * block_q > num_rows) | ((self.kb + 1) * block_k > n)
+        at = np.flatnonzero(need)
+        self.index = np.full(self.qb.size, -1, dtype=np.int64)
+        self.index[at] = np.arange(at.size)
+        masks = np.empty((at.size, block_q, block_k), dtype=bool)
+        if at.size:
+            firsts = np.flatnonzero(np.r_[True, self.qb[at][1:] != self.qb[at][:-1]])
+            for piece in np.split(np.arange(at.size), firsts[1:]):
+                slots = at[piece]
+                block = int(self.qb[slots[0]])
+                rows = block * block_q + np.arange(block_q)
+                cols = self.kb[slots][:, None] * block_k + np.arange(block_k)  # [S, BK]
+                inside = (rows < num_rows)[None, :, None] & (cols < n)[:, None, :]  # [S, BQ, BK]
+                evaluate = partial[slots]
+                if evaluate.any():
+                    got = _partial_masks(pattern, n, rows + row0, cols[evaluate].reshape(-1), row0 + num_rows)
+                    inside[evaluate] = got.reshape(block_q, -1, block_k).transpose(1, 0, 2)
+                masks[piece] = inside
+        self.masks = masks
 
-    def blocks(self):
-        return self._blocks
+    def groups(self, keep=None) -> list[_Group]:
+        qb, kb, index = self.qb, self.kb, self.index
+        if keep is not None:
+            qb, kb, index = qb[keep], kb[keep], index[keep]
+        block_q, block_k = self.block_q, self.block_k
+        counts = np.bincount(qb, minlength=self.num_q_blocks)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        groups = []
+        for length in np.unique(counts[counts > 0]):
+            blocks = np.flatnonzero(counts == length)
+            at = starts[blocks, None] + np.arange(length)  # [m, L]
+            key_blocks, slots = kb[at], index[at]
+            mask = None
+            masked = slots >= 0
+            if masked.any():
+                blocked = np.zeros((len(blocks), length, block_q, block_k), dtype=bool)
+                blocked[masked] = ~self.masks[slots[masked]]
+                mask = torch.from_numpy(np.ascontiguousarray(blocked.transpose(0, 2, 1, 3))
+                                        .reshape(len(blocks), block_q, length * block_k))
+            groups.append(_Group(torch.from_numpy(blocks), torch.from_numpy(key_blocks), mask,
+                                 every_key=int(length) == self.every))
+        return groups
 
 
-def segment_plans(compiled, layer: int, block_q: int, block_k: int, segments, padded: int):
-    """(heads, groups, test) for a call with segment ids: the static layouts' groups (cached),
-    each computed block applying the pattern's test with the ids. When the pattern is
-    `segment & …`, key blocks outside every batch row's segment_block_ranges are skipped."""
-    from .segments import segment_block_ranges, static_pattern, top_level_segment, torch_ranks
+def _segment_table(compiled, pattern, block_q: int, block_k: int, q_offset: int, m: int):
+    """(table, test code) of one pattern using `segment` for the rows q_offset … q_offset + m − 1:
+    its static layout (segments.static_pattern: what holds for every segmentation) with
+    bounds masks, cached on ``compiled`` (row windows: a bounded cache)."""
+    from .layout import block_layout
     from .primitives import All, Nothing
-    from .targets.flex import segment_layouts
+    from .segments import static_pattern
 
     n = compiled.n
+    whole = q_offset == 0 and m == n
+    cache = compiled.__dict__.setdefault("_segment_tables" if whole else "_segment_row_tables", {})
+    key = (pattern, block_q, block_k, q_offset, m)
+    if key in cache:
+        cache[key] = cache.pop(key)
+        return cache[key]
+    static = static_pattern(pattern, All(), Nothing())
+    layout = (block_layout(static, n, block_q, block_k) if whole
+              else block_layout(static, n, block_q, block_k, q_offset=q_offset, q_len=m))
+    entry = (_BlockTable(layout, static, bounds_only=True), _segment_code(pattern, n, block_q, block_k))
+    if not whole:
+        while len(cache) >= MAX_CACHED_ROW_PLANS:
+            del cache[next(iter(cache))]
+    cache[key] = entry
+    return entry
+
+
+def segment_plans(compiled, layer: int, block_q: int, block_k: int, segments, padded: int,
+                  q_offset: int = 0, m: "int | None" = None):
+    """[(batch rows, [(heads, groups, test)])] for a call with segment ids, rows q_offset …
+    q_offset + m − 1: each pattern's static layout (cached), each computed block applying the
+    pattern's test with the ids. For a pattern whose pairs all share a segment
+    (segments.within_segments), each batch row keeps only the key blocks in its own
+    segments.segment_block_ranges (SEGMENT_SKIPPING = "per_row"): one entry per batch row;
+    otherwise one entry for every row (slice(None))."""
+    from .segments import segment_block_ranges, torch_ranks, within_segments
+    from .targets.flex import _reads_ranks
+
+    n = compiled.n
+    m = n - q_offset if m is None else m
     ids = segments.to(torch.int64)
-    ranks = torch_ranks(ids)
+    ranks = torch_ranks(ids) if _reads_ranks(compiled, layer) else ids
     pad = padded - n
     ids_p, ranks_p = (F.pad(t, (0, pad), value=-1) if pad else t for t in (ids, ranks))
-    layouts = segment_layouts(compiled, layer, block_q, block_k)
-    cache = compiled.__dict__.setdefault("_segment_groups", {})
+    patterns = compiled.patterns[layer]
+    tables = {p: _segment_table(compiled, p, block_q, block_k, q_offset, m) for p in dict.fromkeys(patterns)}
+    skipping = SEGMENT_SKIPPING if any(within_segments(p) for p in tables) else "static"
     ranges = None
-    out: dict[int, list] = {}
-    for head, (pattern, layout) in enumerate(zip(compiled.patterns[layer], layouts)):
-        if id(layout) not in out:
-            if top_level_segment(pattern):
-                if ranges is None:
-                    lo, hi = segment_block_ranges(ids, 0, n, block_q, block_k)
-                    lo, hi = lo.min(dim=0).values.cpu().numpy(), hi.max(dim=0).values.cpu().numpy()
-                    ranges = (lo, hi)
-                lo, hi = ranges
-                groups = _groups(_BlockList(layout, lambda qb, kb: (kb >= lo[qb]) & (kb < hi[qb])),
-                                 static_pattern(pattern, All(), Nothing()))
-            else:
-                key = (layer, block_q, block_k, id(layout))
-                if key not in cache:
-                    cache[key] = _groups(layout, static_pattern(pattern, All(), Nothing()))
-                groups = cache[key]
-            out[id(layout)] = [[], groups, _SegmentTest(pattern, n, block_q, block_k, ids_p, ranks_p)]
-        out[id(layout)][0].append(head)
-    return [tuple(entry) for entry in out.values()]
+    if skipping != "static":
+        lo, hi = segment_block_ranges(ids, q_offset, m, block_q, block_k)
+        if skipping == "union":
+            lo, hi = lo.min(dim=0, keepdim=True).values, hi.max(dim=0, keepdim=True).values
+        ranges = lo.cpu().numpy(), hi.cpu().numpy()
+
+    def plans_for(row, rows):
+        by_pattern: dict = {}
+        for head, pattern in enumerate(patterns):
+            if pattern not in by_pattern:
+                table, code = tables[pattern]
+                keep = None
+                if row is not None and within_segments(pattern):
+                    lo, hi = ranges[0][row], ranges[1][row]
+                    keep = (table.kb >= lo[table.qb]) & (table.kb < hi[table.qb])
+                test = _SegmentTest(pattern, n, block_q, block_k, ids_p[rows], ranks_p[rows], q_offset, code)
+                by_pattern[pattern] = [[], table.groups(keep), test]
+            by_pattern[pattern][0].append(head)
+        return [tuple(entry) for entry in by_pattern.values()]
+
+    if skipping == "per_row":
+        return [(slice(b, b + 1), plans_for(b, slice(b, b + 1))) for b in range(ids.shape[0])]
+    return [(slice(None), plans_for(0 if skipping == "union" else None, slice(None)))]

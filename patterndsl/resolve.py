@@ -1017,7 +1017,7 @@ class _Evaluator:
         return self._sized(self.d.blocks(size, body), node.span)
 
     def _no_segments_inside(self, body, span, where: str, positions: str):
-        if isinstance(body, Pattern) and uses_segments(body):
+        if self.d.is_pattern(body) and uses_segments(body):  # (also a growth Bound: check without --n)
             self.r.fail(f"`segment` and `segment_start` cannot be used inside {where}", span,
                         help=f"they compare token positions, and inside it the positions are {positions}; "
                              "intersect outside instead, e.g. segment & (…)")
@@ -1213,7 +1213,7 @@ class _Evaluator:
         if not self.d.is_pattern(value):
             self.r.fail(f"transpose takes a pattern, found {self.describe(value)}", arg_span,
                         help="write transpose(P): (i, j) is in it when (j, i) is in P")
-        if isinstance(value, Pattern) and transposes_segment_ranks(value):
+        if self.d.is_pattern(value) and transposes_segment_ranks(value):  # (also a growth Bound: check without --n)
             self.r.fail("transpose of `segment_start` is not supported: it would need each query's rank "
                         "within its segment", arg_span,
                         help="segment is symmetric and may be transposed; write the sinks on the key side")

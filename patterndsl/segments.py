@@ -141,7 +141,8 @@ def segment_block_ranges(segments, q_offset: int, m: int, block_q: int, block_k:
 
     Exact (the smallest such range) for contiguous segments; where a row's ids are not
     contiguous (an id recurs after another id), the row gets the full range [0, key
-    blocks). O(B × n) elementwise work and O(B × blocks) results: no n² anywhere."""
+    blocks). One O(B × n) comparison of neighbouring ids (where the runs start), then work
+    in the runs and the blocks only: a sort of the run starts, binary searches per block."""
     import torch
 
     ids = segments
@@ -153,42 +154,59 @@ def segment_block_ranges(segments, q_offset: int, m: int, block_q: int, block_k:
         empty = torch.zeros(batch, num_q, dtype=torch.int64, device=device)
         return empty, empty.clone()
     ids = ids.to(torch.int64)
-    positions = torch.arange(n, device=device)
     change = torch.ones(batch, n, dtype=torch.bool, device=device)
     change[:, 1:] = ids[:, 1:] != ids[:, :-1]
-    # run start / end (exclusive) of each position's run of equal ids
-    run_start = torch.cummax(torch.where(change, positions, torch.zeros_like(positions)), dim=1).values
-    end_marker = torch.ones(batch, n, dtype=torch.bool, device=device)
-    end_marker[:, :-1] = change[:, 1:]
-    big = torch.full_like(positions, n - 1).expand(batch, n)
-    run_last = torch.flip(torch.cummin(torch.flip(torch.where(end_marker, positions.expand(batch, n), big), [1]),
-                                       dim=1).values, [1])
-    # contiguous: as many runs as distinct ids
-    # contiguous: no id starts two runs (sorting the run starts only: few per row)
-    contiguous = torch.tensor([ids[b][change[b]].unique().numel() == int(change[b].sum()) for b in range(batch)],
-                              dtype=torch.bool, device=device)  # [B]
+    # the runs of equal ids: their first positions in the flattened [B·n] ids, ascending (every
+    # row's first position among them), with the end B·n after the last
+    starts = torch.nonzero(change.reshape(-1)).squeeze(1)
+    bounds = torch.cat([starts, torch.tensor([batch * n], device=device)])
+    # contiguous: no (row, id) starts two runs — one sort of the run starts only (few per row)
+    run_ids, run_rows = ids.reshape(-1)[starts], torch.div(starts, n, rounding_mode="floor")
+    by_id = torch.argsort(run_ids, stable=True)
+    order = by_id[torch.argsort(run_rows[by_id], stable=True)]
+    sorted_ids, sorted_rows = run_ids[order], run_rows[order]
+    repeated = (sorted_rows[1:] == sorted_rows[:-1]) & (sorted_ids[1:] == sorted_ids[:-1])
+    contiguous = torch.ones(batch, dtype=torch.bool, device=device)
+    contiguous[sorted_rows[1:][repeated]] = False
     rows_first = q_offset + torch.arange(num_q, device=device) * block_q  # [Q]
     rows_last = torch.clamp(rows_first + block_q, max=q_offset + m) - 1
-    lo_key = run_start.gather(1, rows_first.expand(batch, num_q))
-    hi_key = run_last.gather(1, rows_last.expand(batch, num_q))
+    base = (torch.arange(batch, device=device) * n)[:, None]  # [B, 1]
+    # the run holding a query block's first row starts at lo_key; the one holding its last row
+    # ends at hi_key: binary searches over the run starts, O(B × blocks × log runs)
+    lo_key = starts[torch.searchsorted(starts, base + rows_first, right=True) - 1] - base
+    hi_key = bounds[torch.searchsorted(starts, base + rows_last, right=True)] - 1 - base
     lo = torch.where(contiguous[:, None], lo_key // block_k, torch.zeros_like(lo_key))
     hi = torch.where(contiguous[:, None], hi_key // block_k + 1, torch.full_like(hi_key, num_k))
     return lo, hi
 
 
+def _node_children(pattern) -> tuple:
+    """An IR pattern's children, or those of a growth Bound (the symbolic domain's patterns,
+    whose ``children`` is a tuple): both walks below serve `check` with and without n."""
+    children = pattern.children
+    return tuple(children() if callable(children) else children)
+
+
+def _primitive(pattern):
+    """The primitive class or instance a node stands for (a growth Bound's leaf: its cls)."""
+    return getattr(pattern, "cls", pattern)
+
+
 def uses_segments(pattern) -> bool:
-    """Whether the pattern reads the run-time segment ids."""
-    if getattr(pattern, "reads_segments", False):
+    """Whether the pattern (an IR pattern or a growth Bound) reads the run-time segment ids."""
+    if getattr(_primitive(pattern), "reads_segments", False):
         return True
-    return any(uses_segments(child) for child in pattern.children())
+    return any(uses_segments(child) for child in _node_children(pattern))
 
 
 def transposes_segment_ranks(pattern) -> bool:
-    """Whether transposing the pattern would need the queries' ranks within their segments
-    (`transpose(segment_start(k))`), which no target computes: refused where it is written."""
-    if getattr(pattern, "reads_segments", False):
-        return not getattr(pattern, "symmetric", False)
-    return any(transposes_segment_ranks(child) for child in pattern.children())
+    """Whether transposing the pattern (an IR pattern or a growth Bound) would need the queries'
+    ranks within their segments (`transpose(segment_start(k))`), which no target computes:
+    refused where it is written."""
+    node = _primitive(pattern)
+    if getattr(node, "reads_segments", False):
+        return not getattr(node, "symmetric", False)
+    return any(transposes_segment_ranks(child) for child in _node_children(pattern))
 
 
 def static_pattern(pattern, everything, nothing, positive: bool = True):
@@ -225,6 +243,24 @@ def top_level_segment(pattern) -> bool:
     return False
 
 
+def within_segments(pattern) -> bool:
+    """Whether every pair the pattern connects shares a segment, for every segmentation:
+    `segment` and `segment_start(k)` themselves, an intersection with one such part, a
+    union of such parts, a difference whose left side is such. Then
+    a query block needs no key block outside its rows' segments (segment_block_ranges)."""
+    kind = type(pattern).__name__
+    if kind in ("Segment", "SegmentStart", "Nothing"):  # (`none` connects no pair at all)
+        return True
+    children = pattern.children()
+    if kind == "Intersection":
+        return any(within_segments(child) for child in children)
+    if kind == "Union":
+        return bool(children) and all(within_segments(child) for child in children)
+    if kind == "Difference":
+        return within_segments(children[0])
+    return False
+
+
 def count_bounds(pattern, n: int, count, everything, nothing, itself) -> tuple[int, int]:
     """(low, high): bounds on the pattern's number of pairs that hold for EVERY segmentation
     of n positions. high counts the superset `static_pattern` (each segment primitive read
@@ -241,3 +277,143 @@ def count_bounds(pattern, n: int, count, everything, nothing, itself) -> tuple[i
     high = static_pattern(pattern, everything, nothing)
     low = static_pattern(pattern, subset, everything)
     return int(count(low, n)), int(count(high, n))
+
+
+# ---- what the analyzer proves for every segmentation ------------------------------------
+
+DOCUMENT_N = 32  # per-document conditions are decided over every document [a, a + L) up to this n
+
+
+def with_ranks(ids, given_ranks) -> Segmentation:
+    """A Segmentation with these ids and ranks as given (not recomputed): what a pair's
+    value depends on when only some positions' ranks matter (the diagonal)."""
+    seg = Segmentation.__new__(Segmentation)
+    seg.ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    seg.ranks = np.asarray(given_ranks, dtype=np.int64).reshape(-1)
+    return seg
+
+
+def segment_start_sizes(pattern) -> list:
+    """The k of every `segment_start(k)` in the pattern (sorted, distinct)."""
+    found = set()
+
+    def walk(node):
+        if type(node).__name__ == "SegmentStart":
+            found.add(int(node.k))
+        for child in node.children():
+            walk(child)
+
+    walk(pattern)
+    return sorted(found)
+
+
+def one_document(n: int, start: int, length: int) -> np.ndarray:
+    """Ids of n positions: the document [start, start + length), every other position a
+    one-token document of its own."""
+    ids = np.arange(n, dtype=np.int64) + 1
+    ids[start:start + length] = 0
+    return ids
+
+
+def per_segmentation(compiled) -> list:
+    """Per head, the conditions that hold for EVERY segmentation (patterndsl/segments.py):
+
+    * ``self_loops``: (i, i) in every layer for every ids. On the diagonal `segment` holds
+      and `segment_start(k)` reads only rank(i), which any segmentation sets to any r ≤ i
+      (a document starting at i − r): decided exactly from the rank vectors min(i, t),
+      t ∈ {0} ∪ {the k's} (one per class of rank(i) against the thresholds k). A failure
+      names the position and rank;
+    * ``hamiltonian_path`` / ``finite_depth`` within each packed document, for a pattern
+      whose pairs all share a segment (within_segments; every layer): decided at n ≤
+      DOCUMENT_N over every document [a, a + L) of every segmentation (the pairs inside a
+      document depend on that document only): C2 by the witness "identity" ((i, i − 1) in
+      some layer) or "reversed" in every document, C3 given C1 within every document by
+      strong connectivity of the union graph restricted to it (a failure names the
+      document and an unreachable pair). Else ``holds: None``: not decided for every
+      segmentation, with the reason.
+    """
+    from .reference import dense_mask
+
+    n, layers = compiled.n, compiled.layers
+    out = []
+    for h in range(compiled.heads):
+        stack = [compiled.patterns[k][h] for k in range(layers)]
+        out.append({"head": h, "self_loops": _self_loops_every(stack, n),
+                    **_per_document(stack, n, dense_mask)})
+    return out
+
+
+def _self_loops_every(stack, n: int) -> dict:
+    positions = np.arange(n, dtype=np.int64)
+    sizes = sorted({0} | {min(k, n) for p in stack for k in segment_start_sizes(p)})
+    for t in sizes:
+        ranks_t = np.minimum(positions, t)
+        with using(with_ranks(np.zeros(n, dtype=np.int64), ranks_t)):
+            for layer, pattern in enumerate(stack):
+                diagonal = np.asarray(pattern.pairs(positions, positions, n), dtype=bool)
+                if not diagonal.all():
+                    i = int(np.flatnonzero(~diagonal)[0])
+                    return {"holds": False, "missing": [layer, i, int(ranks_t[i])],
+                            "why": f"layer {layer} lacks ({i}, {i}) when position {i} has rank {int(ranks_t[i])} "
+                                   f"in its segment (a document starting at {i - int(ranks_t[i])})"}
+    return {"holds": True, "ranks": sizes,
+            "why": "every layer holds (i, i) for every rank of i in its segment"}
+
+
+def _per_document(stack, n: int, dense_mask) -> dict:
+    undecided = None
+    if not all(within_segments(p) for p in stack):
+        undecided = "not decided for every segmentation: some layer connects pairs across segments"
+    elif n > DOCUMENT_N:
+        undecided = f"not decided for every segmentation: decided over every document only for n ≤ {DOCUMENT_N}"
+    if undecided:
+        return {"hamiltonian_path": {"holds": None, "reason": undecided},
+                "finite_depth": {"holds": None, "reason": undecided}}
+    identity = reversed_ = c1 = connected = True
+    unreachable = None
+    for length in range(1, n + 1):
+        for start in range(0, n - length + 1):
+            with using(one_document(n, start, length)):
+                masks = [dense_mask(p, n)[start:start + length, start:start + length] for p in stack]
+            union = np.logical_or.reduce(masks)
+            steps = np.arange(1, length)
+            identity &= bool(union[steps, steps - 1].all())
+            reversed_ &= bool(union[steps - 1, steps].all())
+            c1 &= all(bool(np.diagonal(m).all()) for m in masks)
+            if connected:
+                pair = _unreachable(union)
+                if pair is not None:
+                    connected, unreachable = False, [start, length, start + pair[0], start + pair[1]]
+    if identity or reversed_:
+        c2 = {"holds": True, "witness": "identity" if identity else "reversed",
+              "why": "in every document each token attends to its " + ("predecessor" if identity else "successor")}
+    else:
+        c2 = {"holds": None, "reason": "not decided for every segmentation: no identity or reversed order "
+                                       "in every document"}
+    if not connected:
+        a, length, i, j = unreachable
+        c3 = {"holds": False, "document": [a, length], "unreachable": [i, j],
+              "why": f"in the document [{a}, {a + length}) query {i} never receives token {j}"}
+    elif c1:
+        c3 = {"holds": True, "why": "in every document: self-loops in every layer and a strongly connected "
+                                    "union graph"}
+    else:
+        c3 = {"holds": None, "reason": "not decided for every segmentation: some document lacks a self-loop"}
+    return {"hamiltonian_path": c2, "finite_depth": c3}
+
+
+def _unreachable(union: np.ndarray):
+    """(i, j) local: j not reachable from i in the graph ``union`` (i → j when union[i, j]),
+    or None when it is strongly connected."""
+    size = union.shape[0]
+    for matrix, flip in ((union, False), (union.T, True)):
+        seen = np.zeros(size, dtype=bool)
+        seen[0] = True
+        frontier = seen.copy()
+        while frontier.any():
+            frontier = matrix[frontier].any(axis=0) & ~seen
+            seen |= frontier
+        if not seen.all():
+            j = int(np.flatnonzero(~seen)[0])
+            return (j, 0) if flip else (0, j)
+    return None

@@ -1395,7 +1395,162 @@ def verify_report(source_or_compiled, cert, max_work: int = DEFAULT_BUDGET) -> d
                 ch.failures.append(f"head {h}: {name}: missing")
                 continue
             ch.run(f"head {h}: {name}", check, ch, h, claim)
+    if "segments" in cert:  # claims for every segmentation (patterndsl/segments.py per_segmentation)
+        _check_segment_claims(ch, cert["segments"])
     return {"failures": ch.failures, "unchecked": ch.unchecked}
+
+
+# ---- claims for every segmentation (run-time segment ids) -----------------------------------
+# Re-checked here with this module's own evaluator under chosen ids (the primitives read
+# them through patterndsl.segments.using): C1 on the diagonal for one rank vector per class
+# of rank(i) against the thresholds k of `segment_start(k)`; C2 and C3 within every
+# document [a, a + L) of a pattern whose pairs all share a segment.
+
+
+def _shares_segment(node) -> bool:
+    """Every pair of ``node`` shares a segment (checked here on the IR, independently)."""
+    if type(node).__name__ in ("Segment", "SegmentStart") or isinstance(node, Nothing):
+        return True
+    if isinstance(node, Intersection):
+        return any(_shares_segment(p) for p in node.parts)
+    if isinstance(node, Union):
+        return bool(node.parts) and all(_shares_segment(p) for p in node.parts)
+    if isinstance(node, Difference):
+        return _shares_segment(node.left)
+    return False
+
+
+def _thresholds(node, found: set) -> set:
+    if type(node).__name__ == "SegmentStart":
+        found.add(int(node.k))
+    for child in node.children():
+        _thresholds(child, found)
+    return found
+
+
+def _ids_with_ranks(n: int, ranks):
+    from .segments import Segmentation
+
+    seg = Segmentation.__new__(Segmentation)  # every id equal, the ranks as given
+    seg.ids, seg.ranks = np.zeros(n, dtype=np.int64), np.asarray(ranks, dtype=np.int64)
+    return seg
+
+
+def _document_ids(n: int, a: int, length: int) -> np.ndarray:
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    ids[a:a + length] = 0
+    return ids
+
+
+def _check_segment_claims(ch: _Claims, claims) -> None:
+    if not (isinstance(claims, dict) and isinstance(claims.get("every_segmentation"), list)
+            and [c.get("head") if isinstance(c, dict) else None for c in claims["every_segmentation"]]
+            == list(range(ch.c.heads))):
+        ch.failures.append("segments: need one entry per head, in order")
+        return
+    for c in claims["every_segmentation"]:
+        h = c["head"]
+        for name, check in (("self_loops", _check_segment_self_loops), ("hamiltonian_path", _check_segment_order),
+                            ("finite_depth", _check_segment_depth)):
+            claim = c.get(name)
+            if not isinstance(claim, dict) or claim.get("holds") not in (True, False, None):
+                ch.failures.append(f"segments: head {h}: {name}: missing or malformed")
+            elif claim["holds"] is not None:
+                ch.run(f"segments: head {h}: {name}", check, ch, h, claim)
+
+
+def _check_segment_self_loops(ch: _Claims, h, claim) -> "str | None":
+    from .segments import using
+
+    n, idx = ch.n, np.arange(ch.n, dtype=np.int64)
+    if claim["holds"] is False:
+        m = claim.get("missing")
+        if not (isinstance(m, list) and len(m) == 3 and _index(m[0], ch.p) and _index(m[1], n)
+                and _int(m[2]) and 0 <= m[2] <= m[1]):
+            return "malformed missing [layer, position, rank]"
+        ranks = np.zeros(n, dtype=np.int64)
+        ranks[m[1]] = m[2]
+        with using(_ids_with_ranks(n, ranks)):
+            if ch.has(m[0], h, [m[1]], [m[1]])[0]:
+                return f"({m[1]}, {m[1]}) is in layer {m[0]} at rank {m[2]}"
+        return None
+    found: set = set()
+    for k in range(ch.p):
+        _thresholds(ch.layer(k, h), found)
+    for t in sorted({0} | {min(k, n) for k in found}):  # one rank per class of rank(i) against the k's
+        with using(_ids_with_ranks(n, np.minimum(idx, t))):
+            for k in range(ch.p):
+                if not ch.has(k, h, idx, idx).all():
+                    return f"layer {k} lacks a self-loop for some rank (≤ {t})"
+    return None
+
+
+def _documents(ch: _Claims, h):
+    """(a, length, masks [layers][L, L]) for every document [a, a + L), with this module's evaluator."""
+    from .segments import using
+
+    n = ch.n
+    for length in range(1, n + 1):
+        local = np.arange(length, dtype=np.int64)
+        i, j = np.repeat(local, length), np.tile(local, length)
+        for a in range(n - length + 1):
+            with using(_document_ids(n, a, length)):
+                yield a, length, [ch.has(k, h, a + i, a + j).reshape(length, length) for k in range(ch.p)]
+
+
+def _check_segment_order(ch: _Claims, h, claim) -> "str | None":
+    if claim["holds"] is False:
+        return "a failure for every segmentation is not a claim this checker reads"
+    if not all(_shares_segment(ch.layer(k, h)) for k in range(ch.p)):
+        return "some layer connects pairs across segments: no per-document claim"
+    witness = claim.get("witness")
+    if witness not in ("identity", "reversed"):
+        return "witness must be identity or reversed"
+    for a, length, masks in _documents(ch, h):
+        union = np.logical_or.reduce(masks)
+        steps = np.arange(1, length)
+        ok = union[steps, steps - 1] if witness == "identity" else union[steps - 1, steps]
+        if not ok.all():
+            return f"the {witness} order fails in the document [{a}, {a + length})"
+    return None
+
+
+def _reach(union: np.ndarray, start: int) -> np.ndarray:
+    seen = np.zeros(union.shape[0], dtype=bool)
+    seen[start] = True
+    frontier = seen.copy()
+    while frontier.any():
+        frontier = union[frontier].any(axis=0) & ~seen
+        seen |= frontier
+    return seen
+
+
+def _check_segment_depth(ch: _Claims, h, claim) -> "str | None":
+    from .segments import using
+
+    if not all(_shares_segment(ch.layer(k, h)) for k in range(ch.p)):
+        return "some layer connects pairs across segments: no per-document claim"
+    if claim["holds"] is False:
+        doc, pair = claim.get("document"), claim.get("unreachable")
+        if not (isinstance(doc, list) and len(doc) == 2 and all(_int(x) for x in doc) and doc[1] >= 1
+                and 0 <= doc[0] and doc[0] + doc[1] <= ch.n and isinstance(pair, list) and len(pair) == 2
+                and all(_int(x) and doc[0] <= x < doc[0] + doc[1] for x in pair)):
+            return "malformed document or unreachable pair"
+        a, length = doc
+        local = np.arange(length, dtype=np.int64)
+        i, j = np.repeat(local, length), np.tile(local, length)
+        with using(_document_ids(ch.n, a, length)):
+            union = np.logical_or.reduce([ch.has(k, h, a + i, a + j).reshape(length, length) for k in range(ch.p)])
+        if _reach(union, pair[0] - a)[pair[1] - a]:
+            return f"token {pair[1]} reaches query {pair[0]} in the document [{a}, {a + length})"
+        return None
+    for a, length, masks in _documents(ch, h):
+        if not all(np.diagonal(m).all() for m in masks):
+            return f"a layer lacks a self-loop in the document [{a}, {a + length})"
+        union = np.logical_or.reduce(masks)
+        if not (_reach(union, 0).all() and _reach(union.T, 0).all()):
+            return f"the union graph is not strongly connected in the document [{a}, {a + length})"
+    return None
 
 
 def verify_certificate(source_or_compiled, cert, max_work: int = DEFAULT_BUDGET) -> list[str]:

@@ -544,25 +544,36 @@ def segment_block_mask(compiled, layer: int, segments, block_size=None, device="
     distinct, which = [], []
     for layout in layouts:
         which.append(_index_by_identity(distinct, layout))
-    static = torch.stack([torch.from_numpy(layout.to_dense() > 0) for layout in distinct]).to(device)  # [H', Q, K]
-    keep = static.unsqueeze(0).expand(batch, *static.shape)
-    if all(top_level_segment(p) for p in compiled.patterns[layer]):
+    arguments = {}
+    within = all(top_level_segment(p) for p in compiled.patterns[layer])
+    intervals = _interval_rows(compiled, distinct, device) if within else None
+    if intervals is not None:  # each static row an interval, both ends nondecreasing (causal, windows):
+        # the kept blocks are intervals too, in rows and in columns: no [B, H, Q, K] grid to scan
         lo, hi = segment_block_ranges(ids, 0, n, block_q, block_k)
-        kb = torch.arange(static.shape[-1], device=device)
-        keep = keep & ((kb >= lo[:, None, :, None]) & (kb < hi[:, None, :, None]))
-    if len(distinct) > 1:
-        keep = keep[:, torch.tensor(which, device=device)]
+        static_lo, static_hi = intervals  # [H', Q]
+        if len(distinct) > 1:
+            static_lo, static_hi = (t[torch.tensor(which, device=device)] for t in intervals)
+        arguments.update(_interval_lists(torch.maximum(lo[:, None], static_lo[None]),
+                                         torch.minimum(hi[:, None], static_hi[None]), distinct[0].num_k_blocks))
+    else:
+        static = torch.stack([torch.from_numpy(layout.to_dense() > 0) for layout in distinct]).to(device)  # [H', Q, K]
+        keep = static.unsqueeze(0).expand(batch, *static.shape)
+        if within:
+            lo, hi = segment_block_ranges(ids, 0, n, block_q, block_k)
+            kb = torch.arange(static.shape[-1], device=device)
+            keep = keep & ((kb >= lo[:, None, :, None]) & (kb < hi[:, None, :, None]))
+        if len(distinct) > 1:
+            keep = keep[:, torch.tensor(which, device=device)]
+        for kind, grid in (("kv", keep), ("q", keep.transpose(-1, -2))):
+            counts, indices = _ordered_lists(grid)
+            arguments[f"{kind}_num_blocks"], arguments[f"{kind}_indices"] = counts, indices
+            arguments[f"full_{kind}_num_blocks"] = torch.zeros_like(counts)
+            arguments[f"full_{kind}_indices"] = torch.zeros_like(indices)
     if make is None:
         make = segment_mask_mod_factory(compiled, layer, (block_q, block_k), device)
     ids = ids.contiguous()  # whatever the caller's strides: Dynamo guards on the captured tensors' strides
     ranks = torch_ranks(ids).contiguous() if _reads_ranks(compiled, layer) else ids
     mask_mod = make(ids, ranks)
-    arguments = {}
-    for kind, grid in (("kv", keep), ("q", keep.transpose(-1, -2))):
-        counts, indices = _ordered_lists(grid)
-        arguments[f"{kind}_num_blocks"], arguments[f"{kind}_indices"] = counts, indices
-        arguments[f"full_{kind}_num_blocks"] = torch.zeros_like(counts)
-        arguments[f"full_{kind}_indices"] = torch.zeros_like(indices)
     import inspect
 
     parameters = inspect.signature(BlockMask.__init__).parameters
@@ -572,6 +583,56 @@ def segment_block_mask(compiled, layer: int, segments, block_size=None, device="
     if "seq_lengths" in parameters:
         arguments["seq_lengths"] = (n, n)
     return BlockMask(BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod, **arguments)
+
+
+def _interval_rows(compiled, distinct: list, device):
+    """(lo, hi) int64 [H', Q] on ``device`` when every static layout's query block keeps one
+    interval [lo, hi) of key blocks with lo and hi nondecreasing (causal, windows), else
+    None; computed once per layout (O(blocks)) and cached on ``compiled``."""
+    import torch
+
+    cache = compiled.__dict__.setdefault("_segment_intervals", {})
+    rows = []
+    for layout in distinct:
+        if id(layout) not in cache:
+            qb, kb, _ = layout.blocks()
+            count = np.bincount(qb, minlength=layout.num_q_blocks)
+            first = np.full(layout.num_q_blocks, layout.num_k_blocks, dtype=np.int64)
+            last = np.full(layout.num_q_blocks, -1, dtype=np.int64)
+            np.minimum.at(first, qb, kb)
+            np.maximum.at(last, qb, kb)
+            lo, hi = np.where(count > 0, first, 0), np.where(count > 0, last + 1, 0)
+            fine = (bool(np.all(count == hi - lo)) and bool(np.all(np.diff(lo) >= 0))
+                    and bool(np.all(np.diff(hi) >= 0)))
+            cache[id(layout)] = (layout, (lo, hi) if fine else None)  # the layout kept: ids stay unique
+        rows.append(cache[id(layout)][1])
+    if any(row is None for row in rows):
+        return None
+    return tuple(torch.from_numpy(np.stack([row[k] for row in rows])).to(device) for k in (0, 1))
+
+
+def _interval_lists(lo, hi, num_k: int) -> dict:
+    """BlockMask lists for kept blocks [lo, hi) per (batch, head, query block) — lo and hi
+    [B, H, Q] nondecreasing along Q — and their transposes: each key block's query blocks
+    are then the interval of blocks with lo ≤ kb < hi, found by binary search. Indices past
+    a row's count are 0, as `_ordered_lists` leaves them."""
+    import torch
+
+    lo, hi = lo.to(torch.int32), torch.maximum(hi, lo).to(torch.int32)
+    # (an empty row as lo = hi keeps both ends nondecreasing for the binary searches)
+    kv_counts = hi - lo
+    columns = torch.arange(num_k, device=lo.device, dtype=torch.int32)
+    kv_indices = torch.where(columns < kv_counts[..., None], lo[..., None] + columns, 0)
+    keys = columns.expand(*lo.shape[:-1], num_k).contiguous()
+    first = torch.searchsorted(hi.contiguous(), keys, right=True, out_int32=True)  # first query block with hi > kb
+    end = torch.searchsorted(lo.contiguous(), keys, right=True, out_int32=True)  # past the last with lo ≤ kb
+    q_counts = torch.clamp(end - first, min=0)
+    rows = torch.arange(lo.shape[-1], device=lo.device, dtype=torch.int32)
+    q_indices = torch.where(rows < q_counts[..., None], first[..., None] + rows, 0)
+    # every kept block is partial (the mask_mod decides its pairs): no full-block lists
+    return {"kv_num_blocks": kv_counts, "kv_indices": kv_indices, "full_kv_num_blocks": None,
+            "full_kv_indices": None, "q_num_blocks": q_counts, "q_indices": q_indices,
+            "full_q_num_blocks": None, "full_q_indices": None}
 
 
 def _ordered_lists(keep):
