@@ -521,13 +521,13 @@ def segment_plans(compiled, layer: int, block_q: int, block_k: int, segments, pa
     (segments.within_segments), each batch row keeps only the key blocks in its own
     segments.segment_block_ranges (SEGMENT_SKIPPING = "per_row"): one entry per batch row;
     otherwise one entry for every row (slice(None))."""
-    from .segments import segment_block_ranges, torch_ranks, within_segments
-    from .targets.flex import _reads_ranks
+    from .segments import segment_block_ranges, segment_start_sizes, torch_ranks, within_segments
 
     n = compiled.n
     m = n - q_offset if m is None else m
     ids = segments.to(torch.int64)
-    ranks = torch_ranks(ids) if _reads_ranks(compiled, layer) else ids
+    reads_ranks = any(segment_start_sizes(p) for p in compiled.patterns[layer])  # `segment_start`: ranks
+    ranks = torch_ranks(ids) if reads_ranks else ids
     pad = padded - n
     ids_p, ranks_p = (F.pad(t, (0, pad), value=-1) if pad else t for t in (ids, ranks))
     patterns = compiled.patterns[layer]
