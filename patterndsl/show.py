@@ -314,12 +314,7 @@ def render(compiled, width: int = 80) -> str:
         raise SpatError(Diagnostic(f"show draws masks up to n = {MAX_N:,}; n = {n:,} is larger"))
     require_memory(f"drawing n = {n:,} (whole rows of the mask, evaluated one at a time)",
                    n * _BYTES_PER_EVALUATED_COLUMN, compiled.memory_budget, "use a smaller --n")
-    from .layout import inversion_memory
-
-    for pattern in dict.fromkeys(p for layer in compiled.patterns for p in layer):
-        require_memory(lambda: f"drawing {_short(str(pattern), 60)} at n = {n:,} (inverting the keys of its "
-                               f"transpose(random): all n rows drawn and sorted once)",
-                       inversion_memory(pattern, n), compiled.memory_budget, "use a smaller --n")
+    _require_inversion_memory(compiled)
     out = []
     for layer, patterns in enumerate(compiled.patterns):
         groups: dict = {}
@@ -342,6 +337,17 @@ def render(compiled, width: int = 80) -> str:
     if 2 * n > max(8, width - 2):  # downsampled
         out.append("each character covers a rectangle of pairs: █ all connected, ▓ ▒ ░ fewer, blank none")
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _require_inversion_memory(compiled) -> None:
+    """Refuse up front a pattern whose transpose(random) would be inverted over the budget."""
+    from .layout import inversion_memory
+
+    n = compiled.n
+    for pattern in dict.fromkeys(p for layer in compiled.patterns for p in layer):
+        require_memory(lambda: f"drawing {_short(str(pattern), 60)} at n = {n:,} (inverting the keys of its "
+                               f"transpose(random): all n rows drawn and sorted once)",
+                       inversion_memory(pattern, n), compiled.memory_budget, "use a smaller --n")
 
 
 def head_ranges(heads: list[int]) -> str:
@@ -392,6 +398,7 @@ def render_png(compiled, path, block_size=None, dense_limit: int = PNG_DENSE_LIM
 
     n = compiled.n
     block_q, block_k = compiled.block_sizes(block_size)
+    _require_inversion_memory(compiled)
     panels = []  # (layer, heads, pattern, layout)
     for layer, patterns in enumerate(compiled.patterns):
         groups: dict = {}

@@ -116,6 +116,12 @@ CLI_CASES = {
     "transpose(random) show at 2^26": (["show", "tr.spat", "--n", str(2**26)], 1,
                                        "(inverting the keys of its transpose(random): all n rows drawn and sorted "
                                        "once) needs about 18.0 GiB, more than the memory budget of 2.0 GiB"),
+    "transpose(random) png at 2^40": (["show", "tr.spat", "--n", str(2**40), "--png", "t.png"], 1,
+                                      "(inverting the keys of its transpose(random): all n rows drawn and sorted "
+                                      "once) needs about 288.0 TiB"),
+    "a grid at 2^26": (["show", "natten.spat", "--n", str(2**26)], 1,
+                       "listing the keys of grid(64, 64, tile=(8, 8)) { natten(7, 7) } at n = 67,108,864 "
+                       "(67,108,864 rows × 49 slots) needs about 24.5 GiB"),
     # certificates that are not one
     "an empty certificate": (["verify", "p.spat", "empty.json"], 1,
                              "empty.json:1:1: error: not a patterndsl certificate: the object has none of the fields "
@@ -138,7 +144,7 @@ FILES = {
     "p.spat": "window(2)\n", "pic.png": "window(2)\n", "p.pt": "window(2)\n", "all.spat": "all\n",
     "random.spat": "random(1000, seed=1)\n", "unknown.spat": "foo(3)\n",
     "recursive.spat": "def a(x) = b(x)\ndef b(x) = a(x)\na(1)\n",
-    "tr.spat": "transpose(random(3, seed=1)) | window(1)\n", "empty.json": "{}\n", "list.json": "[]\n",
+    "tr.spat": "transpose(random(3, seed=1)) | window(1)\n", "natten.spat": "grid(64, 64, tile=(8, 8)) { natten(7, 7) }\n", "empty.json": "{}\n", "list.json": "[]\n",
     "few.json": '{"n": 16, "heads": 1}\n', "bad.json": '{"n": 16,\n "format": }\n',
 }
 
