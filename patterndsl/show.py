@@ -117,12 +117,12 @@ class _RowCounter:
     _COLUMN_SAMPLES evenly spaced columns per bin: exact for bins that narrow, else estimated."""
 
     def __init__(self, pattern, n: int):
-        from .analysis.counts import _Formula
+        from .analysis.counts import Formula
 
         self.pattern, self.n = pattern, n
         self.estimated = False
         try:
-            self.formula = _Formula(pattern, n)
+            self.formula = Formula(pattern, n)
         except NotImplementedError:
             self.formula = None
 
@@ -170,7 +170,7 @@ class _RowCounter:
         return out
 
     def _structural(self, rows, col_edges):
-        from .analysis.counts import _progression_count
+        from .analysis.counts import progression_count as _progression_count
 
         formula, n = self.formula, self.n
         B, bins = rows.size, col_edges.size - 1
