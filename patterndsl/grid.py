@@ -445,6 +445,12 @@ def _grid_points(node: Grid, n: int) -> np.ndarray:
         keys = np.sort(keys, axis=1)[:, ::-1]  # keys first, -1 after
         width = max(width, int((keys >= 0).sum(axis=1).max(initial=0)))
         out_rows.append(keys)
+    from .reference import require_memory
+
+    # (a table of every row, n × width, though only the grid's cells hold keys: refused over the
+    # budget rather than a MemoryError)
+    require_memory(f"listing the keys of {node} at n = {n:,} ({n:,} rows × {width} slots)", n * width * 8, None,
+                   "use a smaller n")
     out = np.full((n, width), -1, dtype=np.int64)
     at = 0
     for keys in out_rows:

@@ -1456,7 +1456,7 @@ class Random(_PointBacked):
         return backend.data(self, q, k, n)
 
     def block_estimate(self, grid):
-        return min(grid.num_blocks, grid.n * min(self.r, grid.n) // max(1, min(grid.block_k, grid.n)) + grid.num_q)
+        return _bitmap_blocks(grid, min(self.r, grid.n)) + grid.num_q
 
     def simplify(self, n):
         if self.r == 0:
@@ -1522,8 +1522,7 @@ class Transposed(_PointBacked):
     def block_estimate(self, grid):
         # From the operand's keys (as many pairs, the blocks transposed), never by inverting all
         # n rows only to plan (and maybe refuse) the layout.
-        drawn = grid.n * self.operand.row_point_count(grid.n)
-        return min(grid.num_blocks, drawn // max(1, min(grid.block_q, grid.n)) + grid.num_k)
+        return _bitmap_blocks(grid, min(self.operand.row_point_count(grid.n), grid.n)) + grid.num_k
 
     def inversion_bytes(self, n: int) -> int:
         """About the peak bytes of inverting the operand's keys at n (`_inverted_points`: every
@@ -1542,11 +1541,15 @@ class Transposed(_PointBacked):
 
 
 def _bitmap_blocks(grid, keys_per_row: int) -> int:
-    """At most how many blocks rows of about ``keys_per_row`` scattered keys touch (each holds
-    a bitmap): a query block's rows hold block_q · keys_per_row keys, each in at most one
-    more key block. (Not n · r / block_k: random keys rarely share a block, so at n = 2^20
+    """About how many blocks rows of ``keys_per_row`` keys drawn at random touch (each one
+    listed in the layout, with a bitmap in generated code): a query block's rows draw
+    m = block_q · keys_per_row keys, which touch about num_k · (1 − e^(−m / num_k)) of its
+    key blocks. (Not n · r / block_k: random keys rarely share a block, so at n = 2^20
     random(3)'s tables were 100 times that.)"""
-    per_query_block = min(grid.num_k, min(grid.block_q, grid.n) * keys_per_row)
+    import math
+
+    drawn = min(grid.block_q, grid.n) * keys_per_row
+    per_query_block = min(grid.num_k, drawn, math.ceil(-grid.num_k * math.expm1(-drawn / grid.num_k)))
     return min(grid.num_blocks, grid.num_q * per_query_block)
 
 

@@ -23,7 +23,7 @@ _SHADES = "░▒▓"
 _BYTES_PER_EVALUATED_COLUMN = 32  # a row's index arrays and the predicates' temporaries (measured: 31)
 
 
-def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool):
+def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool, elements: int = 1 << 22):
     """Per cell: (connected pairs, pairs looked at), estimated (weighted) when sampled, and the
     same unweighted; the totals (density: connected / looked) and the rows looked at.
 
@@ -36,7 +36,7 @@ def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool):
     row_edges = (np.arange(rows + 1) * n) // rows
     counter = _RowCounter(pattern, n)
     if sample:
-        per_bin = int(np.clip(_SAMPLED_ELEMENTS // (rows * counter.row_cost(cols)), 1, _MAX_SAMPLED_ROWS_PER_BIN))
+        per_bin = int(np.clip(elements // (rows * counter.row_cost(cols)), 1, _MAX_SAMPLED_ROWS_PER_BIN))
         regular = np.unique(np.concatenate([np.linspace(lo, hi - 1, per_bin).astype(np.int64)
                                             for lo, hi in zip(row_edges[:-1], row_edges[1:])]))
         special = _singled_out_rows(pattern, n)
@@ -59,13 +59,14 @@ def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool):
     for start in range(0, picks.size, step):
         query = picks[start:start + step]
         per_col = counter.bin_counts(query, col_edges)
-        row_bin = np.searchsorted(row_edges, query, side="right") - 1
-        np.add.at(raw, row_bin, per_col)
-        np.add.at(seen, row_bin, 1)
+        row_bin = _bin_of(query, row_edges)
+        flat = (row_bin[:, None] * cols + np.arange(cols)).reshape(-1)
+        raw += np.bincount(flat, weights=per_col.reshape(-1), minlength=rows * cols).astype(np.int64).reshape(rows, cols)
+        seen += np.bincount(row_bin, minlength=rows)
         if sample:
             w = weights[start:start + step]
-            np.add.at(counts, row_bin, per_col * w[:, None])
-            np.add.at(weight_seen, row_bin, w)
+            counts += np.bincount(flat, weights=(per_col * w[:, None]).reshape(-1), minlength=rows * cols).reshape(rows, cols)
+            weight_seen += np.bincount(row_bin, weights=w, minlength=rows)
     widths = np.diff(col_edges)
     capacity = seen[:, None] * widths[None, :]
     if not sample:
@@ -76,11 +77,19 @@ def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool):
     return counts, weighted_capacity, raw, capacity, total, float(weight_seen.sum()) * n, int(picks.size)
 
 
-_SAMPLED_ELEMENTS = 1 << 22  # about this many [rows × segments] entries for one sampled panel
 _MAX_SAMPLED_ROWS_PER_BIN = 64
 _ELEMENTS_PER_CHUNK = 1 << 20
 _MAX_SINGLED_OUT = 1 << 12  # rows singled out by index lists, sampled besides the regular ones
 _COLUMN_SAMPLES = 256  # columns per cell evaluated where the row structure does not count a row
+
+
+def _bin_of(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bin b with edges[b] ≤ value < edges[b + 1] of each value, for edges (b · n) // bins
+    (a searchsorted without the search: b is ⌊value · bins / n⌋ or one more)."""
+    bins = edges.size - 1
+    n = int(edges[-1])
+    guess = np.minimum(values * bins // n, bins - 1)
+    return guess + ((guess < bins - 1) & (edges[np.minimum(guess + 1, bins)] <= values))
 
 
 def _singled_out_rows(pattern, n: int) -> np.ndarray:
@@ -108,12 +117,12 @@ class _RowCounter:
     _COLUMN_SAMPLES evenly spaced columns per bin: exact for bins that narrow, else estimated."""
 
     def __init__(self, pattern, n: int):
-        from .analysis.counts import _Formula
+        from .analysis.counts import Formula
 
         self.pattern, self.n = pattern, n
         self.estimated = False
         try:
-            self.formula = _Formula(pattern, n)
+            self.formula = Formula(pattern, n)
         except NotImplementedError:
             self.formula = None
 
@@ -161,7 +170,7 @@ class _RowCounter:
         return out
 
     def _structural(self, rows, col_edges):
-        from .analysis.counts import _progression_count
+        from .analysis.counts import progression_count as _progression_count
 
         formula, n = self.formula, self.n
         B, bins = rows.size, col_edges.size - 1
@@ -227,7 +236,7 @@ class _RowCounter:
                 else:
                     undecided = todo.any(axis=1)
         # each segment lies in one bin (the bins' edges are cuts)
-        seg_bin = np.clip(np.searchsorted(col_edges, seg_lo, side="right") - 1, 0, bins - 1)
+        seg_bin = _bin_of(np.minimum(seg_lo, n - 1), col_edges)
         flat = (np.arange(B)[:, None] * bins + seg_bin).reshape(-1)
         out = np.bincount(flat, weights=seg.reshape(-1), minlength=B * bins)
         out = np.rint(out).astype(np.int64).reshape(B, bins)
@@ -266,7 +275,7 @@ class _RowCounter:
         without = formula.evaluate({**env, **{("points", k): False for k in range(len(lists))}})
         change = (np.broadcast_to(with_points, local.shape).astype(np.int64)
                   - np.broadcast_to(without, local.shape))
-        key_bin = np.searchsorted(col_edges, cols, side="right") - 1
+        key_bin = _bin_of(cols, col_edges)
         return np.bincount(local * bins + key_bin, weights=change, minlength=B * bins).astype(np.int64).reshape(B, bins)
 
 
@@ -305,12 +314,7 @@ def render(compiled, width: int = 80) -> str:
         raise SpatError(Diagnostic(f"show draws masks up to n = {MAX_N:,}; n = {n:,} is larger"))
     require_memory(f"drawing n = {n:,} (whole rows of the mask, evaluated one at a time)",
                    n * _BYTES_PER_EVALUATED_COLUMN, compiled.memory_budget, "use a smaller --n")
-    from .layout import inversion_memory
-
-    for pattern in dict.fromkeys(p for layer in compiled.patterns for p in layer):
-        require_memory(lambda: f"drawing {_short(str(pattern), 60)} at n = {n:,} (inverting the keys of its "
-                               f"transpose(random): all n rows drawn and sorted once)",
-                       inversion_memory(pattern, n), compiled.memory_budget, "use a smaller --n")
+    _require_inversion_memory(compiled)
     out = []
     for layer, patterns in enumerate(compiled.patterns):
         groups: dict = {}
@@ -333,6 +337,17 @@ def render(compiled, width: int = 80) -> str:
     if 2 * n > max(8, width - 2):  # downsampled
         out.append("each character covers a rectangle of pairs: █ all connected, ▓ ▒ ░ fewer, blank none")
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _require_inversion_memory(compiled) -> None:
+    """Refuse up front a pattern whose transpose(random) would be inverted over the budget."""
+    from .layout import inversion_memory
+
+    n = compiled.n
+    for pattern in dict.fromkeys(p for layer in compiled.patterns for p in layer):
+        require_memory(lambda: f"drawing {_short(str(pattern), 60)} at n = {n:,} (inverting the keys of its "
+                               f"transpose(random): all n rows drawn and sorted once)",
+                       inversion_memory(pattern, n), compiled.memory_budget, "use a smaller --n")
 
 
 def head_ranges(heads: list[int]) -> str:
@@ -383,15 +398,22 @@ def render_png(compiled, path, block_size=None, dense_limit: int = PNG_DENSE_LIM
 
     n = compiled.n
     block_q, block_k = compiled.block_sizes(block_size)
+    _require_inversion_memory(compiled)
     panels = []  # (layer, heads, pattern, layout)
     for layer, patterns in enumerate(compiled.patterns):
         groups: dict = {}
         for head, pattern in enumerate(patterns):
             groups.setdefault(pattern, []).append(head)
         for pattern, heads in groups.items():
-            panels.append((layer, heads, pattern, compiled.layout(layer, heads[0], (block_q, block_k))))
+            if n > dense_limit and _layout_over_budget(compiled, pattern, block_q, block_k):
+                # Its layout would pass the memory budget: the picture's cells (regions of about
+                # n / PNG_SAMPLED_CELLS pairs a side) counted from sampled rows instead.
+                panels.append((layer, heads, pattern, _SampledPicture(pattern, n, PNG_SAMPLED_CELLS)))
+            else:
+                panels.append((layer, heads, pattern, compiled.layout(layer, heads[0], (block_q, block_k))))
     columns = max(sum(1 for p in panels if p[0] == layer) for layer in range(compiled.layers))
     pairs_drawn = n <= dense_limit
+    sampled = any(isinstance(p[3], _SampledPicture) for p in panels)
     figure, axes = plt.subplots(compiled.layers, columns,
                                 figsize=(max(4.8, 3.6 * columns), 3.9 * compiled.layers + 0.6),
                                 squeeze=False, dpi=100)
@@ -408,6 +430,8 @@ def render_png(compiled, path, block_size=None, dense_limit: int = PNG_DENSE_LIM
             state = np.repeat(np.repeat(grid, block_q, axis=0), block_k, axis=1)[:n, :n]
             cells = 2 * state + compiled.dense(layer, heads[0])
             extent = (0, n, n, 0)
+        elif isinstance(layout, _SampledPicture):  # one cell per region, its state estimated
+            cells, extent = layout.cells, (0, n, n, 0)
         else:  # one cell per block (or per group of blocks)
             picture, step_q, step_k = _block_picture(layout, PNG_MAX_GRID)
             cells = 2 * picture + (picture == FULL)
@@ -417,7 +441,8 @@ def render_png(compiled, path, block_size=None, dense_limit: int = PNG_DENSE_LIM
         # categories by value would invent colours.
         ax.imshow(cells, cmap=colours, vmin=0, vmax=len(_CELL_COLOURS) - 1, interpolation="antialiased",
                   interpolation_stage="rgba", extent=extent)
-        if max(layout.num_q_blocks, layout.num_k_blocks) <= 64:  # block boundaries, while visible
+        if not isinstance(layout, _SampledPicture) and max(layout.num_q_blocks, layout.num_k_blocks) <= 64:
+            # block boundaries, while visible
             for edge in range(block_k, n, block_k):
                 ax.axvline(edge, color="#888888", linewidth=0.4)
             for edge in range(block_q, n, block_q):
@@ -429,8 +454,13 @@ def render_png(compiled, path, block_size=None, dense_limit: int = PNG_DENSE_LIM
         if compiled.heads > 1:
             where.append("heads " + head_ranges(heads) if len(heads) > 1 else f"head {heads[0]}")
         ax.set_title(("  ·  ".join(where) + "\n" if where else "") + _short(str(pattern), 48), fontsize=8)
-        ax.set_xlabel(f"keys · {layout.num_full} full, {layout.num_partial} partial blocks\n"
-                      f"efficiency {layout.efficiency():.1%} · sparsity {layout.sparsity():.1%}", fontsize=7)
+        if isinstance(layout, _SampledPicture):
+            ax.set_xlabel(f"keys · regions of ~{layout.side:,} × {layout.side:,} pairs\n"
+                          f"estimated from {layout.rows_looked:,} sampled rows · density {layout.density:.2g}",
+                          fontsize=7)
+        else:
+            ax.set_xlabel(f"keys · {layout.num_full} full, {layout.num_partial} partial blocks\n"
+                          f"efficiency {layout.efficiency():.1%} · sparsity {layout.sparsity():.1%}", fontsize=7)
         ax.set_ylabel("queries", fontsize=7)
     legend = [Patch(facecolor=_CELL_COLOURS[5], edgecolor="#888888", label="full block"),
               Patch(facecolor=_CELL_COLOURS[2], edgecolor="#888888", label="partial block")]
@@ -439,14 +469,43 @@ def render_png(compiled, path, block_size=None, dense_limit: int = PNG_DENSE_LIM
     legend.append(Patch(facecolor=_CELL_COLOURS[0], edgecolor="#888888", label="empty block"))
     figure.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=7, frameon=False)
     figure.suptitle(f"n = {n:,} · blocks of {block_q} × {block_k}"
-                    + ("" if pairs_drawn else f"\nblocks only: pairs are drawn up to n = {dense_limit:,}"), fontsize=9)
+                    + ("" if pairs_drawn else f"\nblocks only: pairs are drawn up to n = {dense_limit:,}")
+                    + ("\nlayouts over the memory budget: regions of sampled rows" if sampled else ""), fontsize=9)
     figure.tight_layout(rect=(0, 0.05, 1, 1))
     try:
         _save_png(figure, path)
     finally:
         plt.close(figure)
     return (f"{len(panels)} panel(s), n = {n:,}, blocks of {block_q} × {block_k}"
-            + ("" if pairs_drawn else ", blocks only"))
+            + ("" if pairs_drawn else ", blocks only")
+            + (f" (layouts over the memory budget drawn as {PNG_SAMPLED_CELLS} × {PNG_SAMPLED_CELLS} regions "
+               f"from sampled rows)" if sampled else ""))
+
+
+PNG_SAMPLED_CELLS = 512  # regions per side of a panel drawn from sampled rows
+
+
+def _layout_over_budget(compiled, pattern, block_q: int, block_k: int) -> bool:
+    from .layout import layout_memory
+    from .reference import memory_budget
+
+    return layout_memory(pattern, compiled.n, block_q, block_k) > memory_budget(compiled.memory_budget)
+
+
+class _SampledPicture:
+    """A panel of ``cells`` × ``cells`` regions, each coloured as a block would be (full, partial,
+    empty) from the rows `show` samples (`_cell_counts`): what `show --png` draws of a pattern
+    whose block layout would pass the memory budget."""
+
+    def __init__(self, pattern, n: int, cells: int):
+        cells = min(cells, n)
+        _, _, raw, raw_capacity, total, looked, rows_looked = _cell_counts(pattern, n, cells, cells, True,
+                                                                           elements=1 << 20)
+        state = np.where(raw == 0, 0, np.where(raw == raw_capacity, 2, 1))
+        self.cells = (2 * state + (state == FULL)).astype(np.int8)
+        self.side = -(-n // cells)
+        self.rows_looked = rows_looked
+        self.density = total / looked if looked else 0.0
 
 
 def _save_png(figure, path) -> None:

@@ -82,3 +82,18 @@ def test_show_png_to_an_unwritable_place_is_a_clean_error(tmp_path, capsys):
     target = tmp_path / "no_such_directory" / "out.png"
     assert main(["show", str(ROOT / "examples/star.spat"), "--n", "64", "--png", str(target)]) == 1
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_a_layout_over_the_memory_budget_is_drawn_from_sampled_rows(tmp_path):
+    # window(64) | global(0..8) at 2^26 in blocks of 128 lists 1.5M blocks (2.2 GiB): the panel
+    # is 512 × 512 regions counted from sampled rows instead, partial along the diagonal and
+    # on global's row and column, empty elsewhere
+    from patterndsl.show import _SampledPicture
+
+    compiled = patterndsl.compile("window(64) | global(0..8)", 1 << 26)
+    described = render_png(compiled, tmp_path / "huge.png")
+    assert described.endswith("(layouts over the memory budget drawn as 512 × 512 regions from sampled rows)")
+    picture = _SampledPicture(compiled.pattern(0, 0), 1 << 26, 512)
+    partial = picture.cells == 2
+    assert partial[np.arange(512), np.arange(512)].all() and partial[0].all() and partial[:, 0].all()
+    assert (picture.cells == 0).sum() >= 512 * 507

@@ -159,6 +159,10 @@ def _progression_count(lo, hi, m, a, c):
     return below(hi) - below(lo)
 
 
+# Public names for `patterndsl show`, which counts a row's keys per column bin the same way.
+Formula, progression_count = _Formula, _progression_count
+
+
 @dataclass
 class RowCounts:
     """The degree of every query row, and how it was computed."""

@@ -9,6 +9,10 @@ from . import register
 def emit_torch(compiled, path, block_size=None) -> str:
     """torch.save of a dict: "masks" (bool [layers, heads, n, n]), "n", "layers", "heads",
     "prob" (its name) and "source" (the .spat text); read it with torch.load(path)."""
+    from ..reference import check_budget
+
+    # refused before importing torch (seconds on a loaded machine) when the masks cannot fit
+    check_budget((compiled.layers, compiled.heads, compiled.n, compiled.n), compiled.memory_budget)
     import torch
 
     masks = compiled.masks()
