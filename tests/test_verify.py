@@ -243,6 +243,11 @@ def corruptions(compiled, cert, brute=True):
                     .__setitem__("period", ev["periodic"]["period"] + 1))
                 add(f"head {h} period one", lambda c, h=h: c["conditions"][h]["finite_depth"]["evidence"]["periodic"]
                     .__setitem__("period", 1))
+            elif "empty_column" in ev:
+                attended = np.flatnonzero(compiled.dense(0, h).any(axis=0))
+                if attended.size:
+                    add(f"head {h} attended column", lambda c, h=h, j=int(attended[0]):
+                        c["conditions"][h]["finite_depth"]["evidence"].__setitem__("empty_column", j))
             else:
                 add(f"head {h} bare recursion cycle", lambda c, h=h: c["conditions"][h]["finite_depth"]["evidence"]
                     .__setitem__("recursion_cycles", True))

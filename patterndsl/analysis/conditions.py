@@ -579,13 +579,13 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
             c2 = _component_refutations(graph, n)[0]
     if c2 is None and (refutation := counting_refutation(patterns, n)) is not None:
         c2 = {"holds": False, "refutation": refutation}
+    if c2 is None and n <= SEARCH_N and deadline is not None:
+        c2 = _searched_path(patterns, n, deadline)
     if c2 is None:
         path = find_path(patterns, n, pair_values, hub_tokens(patterns, n),
                          max(deadline or 0.0, time.perf_counter() + 0.5))  # a slice even when the others ran late
         if path is not None:
             c2 = {"holds": True, "witness": {"runs": as_runs(path)}}
-    if c2 is None and n <= SEARCH_N and deadline is not None:
-        c2 = _searched_path(patterns, n, deadline)
     if c2 is None:
         c2 = {"holds": None, "reason": "undecided (no structural witness or refutation)"}
     return c2, c3

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..primitives import Dilated, Global, Stride
 from .rowsets import TooManyIntervals, all_rows, row_keys
+from .structural_deciders import Layers
 
 
 def _single_intervals(P, n, limit):
@@ -101,6 +102,7 @@ def layered_reach(patterns, n: int, i: int, upto: int, limit: int = 1 << 24):
     not in S^{t−1}_i (None when t = 1). Needs C1 (so S^t_i grows with t): doubling, then
     bisection. None when the rows are too costly."""
     p = len(patterns)
+    layers = Layers(patterns, n)  # each layer's rows read once, then masked
 
     def missing(t):
         """A token not in S^t_i, or None when S^t_i = [n]."""
@@ -109,14 +111,10 @@ def layered_reach(patterns, n: int, i: int, upto: int, limit: int = 1 << 24):
         done = [np.zeros(n, dtype=bool) for _ in range(p)]
         for step in range(t, 0, -1):
             k = (step - 1) % p
-            new = np.flatnonzero(X & ~done[k])  # with C1 each row is read once per layer
+            new = X & ~done[k]  # with C1 each row is read once per layer
             done[k] |= X
-            if new.size:
-                keys = row_keys(patterns[k], new, n, limit)
-                marks = np.zeros(n + 1, dtype=np.int64)
-                np.add.at(marks, keys.lo, 1)
-                np.add.at(marks, keys.hi, -1)
-                X |= np.cumsum(marks[:n]) > 0
+            if new.any():
+                X |= layers.apply(k, new)
             if X.all():
                 return None
         return int(np.flatnonzero(~X)[0])

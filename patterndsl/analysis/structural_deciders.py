@@ -36,7 +36,7 @@ from .rowsets import TooManyIntervals, all_rows, row_keys
 ROW_LIMIT = 1 << 24  # intervals per row_keys call
 
 
-class _Layers:
+class Layers:
     """Row reads of one head's layers, with the column support of each layer cached."""
 
     def __init__(self, patterns, n, deadline=None):
@@ -172,7 +172,7 @@ def depth_by_cover(patterns, n, c1_ok, candidates, pair_values, deadline=None, m
     """C3 from covers (module docstring): a finite_depth claim (holds True with bounds),
     or {"holds": False, "evidence": {"empty_column": j}}, or None."""
     p = len(patterns)
-    L = _Layers(patterns, n, deadline)
+    L = Layers(patterns, n, deadline)
     try:
         support = L.apply(0, np.ones(n, dtype=bool))
         if not support.all():
