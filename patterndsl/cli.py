@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--certificate", metavar="CERT", help="write the certificate (JSON) to this file")
     check.add_argument("--budget", type=_seconds, default=10.0, metavar="SECONDS",
-                       help="time for searches that may be undecided (default 10)")
+                       help="CPU time for searches that may be undecided (default 10)")
 
     verify = command("verify", "re-check a certificate with an independent checker")
     verify.add_argument("certificate", metavar="CERT", help="a certificate written by `check --certificate`")
@@ -387,7 +387,7 @@ def run_layout(args) -> int:
             raise SpatError(Diagnostic(
                 f"--grid draws layouts up to {MAX_GRID_SIDE} × {MAX_GRID_SIDE} blocks; this one is "
                 f"{rows:,} × {columns:,} (n = {compiled.n:,}, blocks of {block_q} × {block_k})",
-                help=f"use larger blocks (--block-size) or a smaller --n, or `patterndsl show --png` for a picture"))
+                help="use larger blocks (--block-size) or a smaller --n, or `patterndsl show --png` for a picture"))
     if args.json:
         report = []
         for layer in range(compiled.layers):

@@ -78,7 +78,7 @@ from .counts import row_degrees
 from .graph import TooLarge, UnionGraph, tree_depths
 from .rowsets import TooManyIntervals
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
-from .structural_deciders import depth_by_cover, find_path
+from .structural_deciders import budget_clock, depth_by_cover, find_path
 
 FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
@@ -242,7 +242,7 @@ def _hamiltonian_dfs(union: np.ndarray, deadline: float):
     n = union.shape[0]
     succ = []
     for v in range(n):  # who attends v
-        if v % 64 == 0 and time.perf_counter() > deadline:
+        if v % 64 == 0 and budget_clock() > deadline:
             return None
         succ.append(np.flatnonzero(union[:, v] & (np.arange(n) != v)).tolist())
     outdeg = np.array([len(s) for s in succ])
@@ -253,7 +253,7 @@ def _hamiltonian_dfs(union: np.ndarray, deadline: float):
         steps = 0
         while stack:
             steps += 1
-            if (steps % 1024 == 0 or n > 256) and time.perf_counter() > deadline:
+            if (steps % 1024 == 0 or n > 256) and budget_clock() > deadline:
                 return None
             if len(path) == n:
                 return path
@@ -292,7 +292,7 @@ def _packed_iteration(masks: list, c1: bool, deadline: float, limit: int):
             if key in seen:
                 return None, ("cycle", seen[key], t)
             seen[key] = t
-        if t >= limit or time.perf_counter() > deadline:
+        if t >= limit or budget_clock() > deadline:
             return None, None
         t += 1
         indptr, cols = csr[(t - 1) % p]
@@ -337,7 +337,7 @@ def check_conditions(compiled, budget_seconds: float = 10.0) -> dict:
     from ..errors import require_compiled
 
     require_compiled(compiled, "check_conditions()")
-    start = time.perf_counter()
+    wall_start, start = time.perf_counter(), budget_clock()
     n, p, H = compiled.n, compiled.layers, compiled.heads
     per_head_budget = budget_seconds / max(1, H)
     conditions = []
@@ -347,7 +347,7 @@ def check_conditions(compiled, budget_seconds: float = 10.0) -> dict:
     for h in range(H):
         patterns = [compiled.patterns[k][h] for k in range(p)]
         key = tuple(patterns)
-        deadline = min(start + budget_seconds, time.perf_counter() + per_head_budget)
+        deadline = min(start + budget_seconds, budget_clock() + per_head_budget)
         if key not in done:
             done[key] = _check_head(patterns, n, deadline)
         res = done[key]
@@ -369,7 +369,7 @@ def check_conditions(compiled, budget_seconds: float = 10.0) -> dict:
             "nonempty_evidence": nonempty_evidence, "conditions": conditions,
             "prob": {"name": prob, "assumption2": assumption2(prob),
                      "declared": compiled.prob is not None},
-            "seconds": time.perf_counter() - start}
+            "seconds": time.perf_counter() - wall_start}
 
 
 def _nonempty(pattern, n, diag_ok, hubs) -> dict:
@@ -583,7 +583,7 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
         c2 = _searched_path(patterns, n, deadline)
     if c2 is None:
         path = find_path(patterns, n, pair_values, hub_tokens(patterns, n),
-                         max(deadline or 0.0, time.perf_counter() + 0.5))  # a slice even when the others ran late
+                         max(deadline or 0.0, budget_clock() + 0.5))  # a slice even when the others ran late
         if path is not None:
             c2 = {"holds": True, "witness": {"runs": as_runs(path)}}
     if c2 is None:
@@ -593,7 +593,7 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
 
 def _cover_depth(patterns, n, c1_ok, hubs, deadline, first_ev):
     """C3 by a cover (analysis/structural_deciders.py): bounds, or an empty column's refutation."""
-    deadline = max(deadline or 0.0, time.perf_counter() + 0.3)  # a slice even when the others ran late
+    deadline = max(deadline or 0.0, budget_clock() + 0.3)  # a slice even when the others ran late
     c3 = depth_by_cover(patterns, n, c1_ok, hubs, pair_values, deadline)
     if c3 is None or c3["holds"] is not True:
         return c3
@@ -610,9 +610,9 @@ def _searched_path(patterns, n, deadline):
     union = np.zeros((n, n), dtype=bool)
     for P in patterns:
         union |= _dense(P, n)
-    path = _greedy_path(union, min(deadline, time.perf_counter() + 0.5))
+    path = _greedy_path(union, min(deadline, budget_clock() + 0.5))
     if path is None:
-        path = _hamiltonian_dfs(union, min(deadline, time.perf_counter() + 0.5))
+        path = _hamiltonian_dfs(union, min(deadline, budget_clock() + 0.5))
     return {"holds": True, "witness": {"runs": as_runs(np.array(path, dtype=np.int64))}} if path is not None else None
 
 
@@ -627,7 +627,7 @@ def _greedy_path(union: np.ndarray, deadline: float):
         unused[start] = False
         while len(path) < n:
             candidates = np.flatnonzero(union[:, path[-1]] & unused)
-            if candidates.size == 0 or time.perf_counter() > deadline:
+            if candidates.size == 0 or budget_clock() > deadline:
                 break
             nxt = int(candidates[np.argmin(attended_by[candidates])])
             path.append(nxt)
@@ -752,12 +752,12 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
             c2 = ({"holds": True, "witness": path} if path is not None else
                   {"holds": False, "refutation": {"kind": "exhaustive"}})
         else:
-            path = _greedy_path(union, min(deadline, time.perf_counter() + 0.5))
+            path = _greedy_path(union, min(deadline, budget_clock() + 0.5))
             if path is None:
-                path = _hamiltonian_dfs(union, min(deadline, time.perf_counter() + 0.5))
+                path = _hamiltonian_dfs(union, min(deadline, budget_clock() + 0.5))
             if path is None:  # the structural families, mended (analysis/structural_deciders.py)
                 found = find_path(patterns, n, pair_values, hub_tokens(patterns, n),
-                                  max(deadline, time.perf_counter() + 0.3))
+                                  max(deadline, budget_clock() + 0.3))
                 path = found.tolist() if found is not None else None
             refutation = counting_refutation(patterns, n) if path is None else None
             c2 = ({"holds": True, "witness": path} if path is not None else
