@@ -1769,12 +1769,14 @@ class Bernoulli(Primitive):
     meaning: ClassVar = (("bernoulli(p, q, seed=s)", "h(s, i, j) · q < p · 2^30, for the hash h below: each "
                                                      "pair on its own with probability p/q (0 ≤ p ≤ q, q ≥ 1; "
                                                      "`seed` defaults to 0)"),)
-    # The forms a hand can draw (p = 0, p = q), and one row of the generator worked out from
+    # The forms a hand can draw (p = 0, p = q), and one mask of the generator worked out from
     # its definition (tests/test_bernoulli.py computes it again in plain Python).
     examples: ClassVar = {
         ("bernoulli(0, 3)", 3): ("000", "000", "000"),
         ("bernoulli(4, 4, seed=7)", 3): ("111", "111", "111"),
         ("bernoulli(1, 1)", 2): ("11", "11"),
+        # h(3, i, j) < 2^29 worked out from the definition (tests/test_bernoulli.py: plain_hash)
+        ("bernoulli(1, 2, seed=3)", 6): ("111011", "100111", "001110", "101010", "010101", "001111"),
     }
 
     def _at(self, i, j):
@@ -1832,10 +1834,11 @@ class Bernoulli(Primitive):
     def predicate(self, i, j, n):
         a, b = self._at(np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64))
         out = randomgen.bernoulli_hash(self.seed, a, b) < self._threshold()
-        return np.broadcast_to(out, np.broadcast_shapes(np.shape(i), np.shape(j)))
+        shape = np.broadcast_shapes(np.shape(i), np.shape(j))
+        return out if np.shape(out) == shape else np.broadcast_to(out, shape).copy()  # writable, like the others
 
     def pairs(self, i, j, n):
-        return np.asarray(self.predicate(np.asarray(i).reshape(-1), np.asarray(j).reshape(-1), n), dtype=bool)
+        return np.array(self.predicate(np.asarray(i).reshape(-1), np.asarray(j).reshape(-1), n), dtype=bool)
 
     def row_structure(self, n):
         return R.Points(self)  # its keys listed from the pairs: O(n) per row

@@ -127,10 +127,11 @@ _TOKEN_FREE = tuple(name for name in PRIMITIVE_NAMES if not getattr(PRIMITIVES[n
 def leaf_sources() -> st.SearchStrategy[str]:
     """The default leaves of nested expressions: a primitive call, or now and then its
     transpose (`transpose(P)`: one IR leaf still, the primitive's own transpose;
-    tests/test_transpose.py transposes whole expressions) or a `blocks(B) { P }`."""
+    tests/test_transpose.py transposes whole expressions), a `blocks(B) { P }`, or a small
+    `grid(…) { P }` (sides ≤ 4, so that the property tests stay fast)."""
     transposed = transposable_sources().map(lambda text: f"transpose({text})")
-    return st.integers(0, 7).flatmap(lambda k: transposed if k == 0 else blocked_sources() if k == 1
-                                     else primitive_sources())
+    return st.integers(0, 11).flatmap(lambda k: transposed if k == 0 else blocked_sources() if k == 1
+                                      else grid_sources(max_side=4) if k == 2 else primitive_sources())
 
 
 # Block sizes of `blocks(B) { }`: often a power of two, so that they meet the kernels' blocks.

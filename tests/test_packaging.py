@@ -58,6 +58,13 @@ def test_readme_primitive_table_is_generated_from_the_registry():
     assert _script("primitive_table").table() in table
 
 
+def test_readme_grid_table_is_generated_from_the_grid_registry():
+    """README's table of the grid primitives is the second output of scripts/primitive_table.py."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Patterns over grids"):readme.index("### Integer expressions")]
+    assert _script("primitive_table").grid_table() in section
+
+
 def test_the_table_regex_sees_every_name():
     names = re.findall(r"^\| `([a-z_][a-z_0-9]*)", "| `block_random(b, r)` | x |\n| `all` | y |\n", flags=re.M)
     assert names == ["block_random", "all"]
