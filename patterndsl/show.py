@@ -170,7 +170,7 @@ class _RowCounter:
         return out
 
     def _structural(self, rows, col_edges):
-        from .analysis.counts import progression_count as _progression_count
+        from .analysis.counts import enumerated_segment_counts, progression_count as _progression_count
 
         formula, n = self.formula, self.n
         B, bins = rows.size, col_edges.size - 1
@@ -204,24 +204,7 @@ class _RowCounter:
             off = np.broadcast_to(formula.evaluate(with_periodic([False])), seg_lo.shape)
             seg = np.where(on, hits, 0) + np.where(off, length - hits, 0)
         else:
-            seg = np.zeros(seg_lo.shape, dtype=np.int64)
-            todo = length > 0
-            if P <= 8:
-                values = np.stack([np.broadcast_to(formula.evaluate(with_periodic([bool(t >> p & 1) for p in range(P)])),
-                                                   seg_lo.shape) for t in range(1 << P)])
-                constant = (values == values[0]).all(axis=0)
-                seg += np.where(constant & values[0], length, 0)
-                todo &= ~constant
-                for p in range(P):
-                    if not todo.any():
-                        break
-                    only_p = todo & np.all([values[t] == values[t & (1 << p)] for t in range(1 << P)], axis=0)
-                    if only_p.any():
-                        m, a, c = periodic[p]
-                        hits = _progression_count(seg_lo, seg_hi, m, column(a), c)
-                        part = np.where(values[1 << p], hits, 0) + np.where(values[0], length - hits, 0)
-                        seg += np.where(only_p, part, 0)
-                        todo &= ~only_p
+            seg, todo = enumerated_segment_counts(formula, with_periodic, periodic, seg_lo, seg_hi, length > 0)
             if todo.any():
                 import math
 

@@ -171,6 +171,34 @@ class RowCounts:
     slow_path: list[str] = field(default_factory=list)
 
 
+
+def enumerated_segment_counts(formula, with_periodic, periodic, seg_lo, seg_hi, todo):
+    """(keys per segment [lo, hi) of each row, the segments still to count) for the segments of
+    ``todo`` where the formula is constant or depends on one periodic atom alone — found by
+    enumerating its 2^P truth assignments (none when P > _MAX_ENUMERATED). ``with_periodic``
+    maps the periodic atoms' values to the formula's environment."""
+    P = len(periodic)
+    length = seg_hi - seg_lo
+    total = np.zeros(seg_lo.shape, dtype=np.int64)
+    if P > _MAX_ENUMERATED:
+        return total, todo
+    values = np.stack([np.broadcast_to(formula.evaluate(with_periodic([bool(t >> p & 1) for p in range(P)])),
+                                       seg_lo.shape) for t in range(1 << P)])
+    constant = (values == values[0]).all(axis=0)
+    total += np.where(todo & constant & values[0], length, 0)
+    todo = todo & ~constant
+    for p in range(P):
+        if not todo.any():
+            break
+        only_p = todo & np.all([values[t] == values[t & (1 << p)] for t in range(1 << P)], axis=0)
+        if only_p.any():
+            m, a, c = periodic[p]
+            hits = _progression_count(seg_lo, seg_hi, m, a[:, None] if isinstance(a, np.ndarray) else a, c)
+            part = np.where(values[1 << p], hits, 0) + np.where(values[0], length - hits, 0)
+            total += np.where(only_p, part, 0)
+            todo = todo & ~only_p
+    return total, todo
+
 def _mobius_degrees(terms, intervals, periodic, B: int, n: int) -> np.ndarray:
     """Σ_T w_T · |∩_{t∈T} I_t| per row (see `_Formula.mobius`): an intersection of intervals
     is the interval [max lo, min hi), so each term is a few operations over the rows; with
@@ -237,24 +265,8 @@ def _block_degrees(formula: _Formula, pattern: Pattern, rows: np.ndarray, n: int
         off = formula.evaluate(with_periodic([False]))
         degrees = (np.where(on, hits, 0) + np.where(off, length - hits, 0)).sum(axis=1)
     else:
-        total = np.zeros(seg_lo.shape, dtype=np.int64)
-        todo = np.ones(seg_lo.shape, dtype=bool)
-        if P <= _MAX_ENUMERATED:
-            values = np.stack([np.broadcast_to(formula.evaluate(with_periodic([bool(t >> p & 1) for p in range(P)])),
-                                               seg_lo.shape) for t in range(1 << P)])
-            constant = (values == values[0]).all(axis=0)
-            total += np.where(constant & values[0], length, 0)
-            todo &= ~constant
-            for p in range(P):
-                if not todo.any():
-                    break
-                only_p = todo & np.all([values[t] == values[t & (1 << p)] for t in range(1 << P)], axis=0)
-                if only_p.any():
-                    m, a, c = periodic[p]
-                    hits = _progression_count(seg_lo, seg_hi, m, column(a), c)
-                    part = np.where(values[1 << p], hits, 0) + np.where(values[0], length - hits, 0)
-                    total += np.where(only_p, part, 0)
-                    todo &= ~only_p
+        total, todo = enumerated_segment_counts(formula, with_periodic, periodic, seg_lo, seg_hi,
+                                                np.ones(seg_lo.shape, dtype=bool))
         degrees = total.sum(axis=1)
         if todo.any():
             lcm = math.lcm(*(m for m, _, _ in periodic))
