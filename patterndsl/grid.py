@@ -12,7 +12,7 @@ The grid primitives (`window2d`, `natten`, `chunk2d`, `stride2d`, `manhattan`,
 (frame, row, column; the frame axis first) from the grid they are built in: the
 resolver passes the grid's shape (`GridShape`) as the argument ``grid``. Their rules
 are written once with Python operators, so that the same code gives the numpy
-predicate and the torch/Triton source (`_Expr`).
+predicate and the torch/Triton source (`SourceExpr`).
 
 Where it comes from (counts, layouts): a grid's keys per row are listed explicitly
 (`row_points`): the candidate cells of each query — the box its neighbourhood
@@ -36,6 +36,7 @@ import numpy as np
 from . import structure as R
 from .ir import Complement, Difference, Intersection, Pattern, Union
 from .primitives import All, Nothing, ParamError, ParamSpec, Primitive, RowBound, Self, point_block_counts, point_blocks
+from .source_expr import SourceExpr
 
 ORDERS = ("rows", "morton")
 GRID_PRIMITIVES: dict[str, type["GridPrimitive"]] = {}
@@ -59,47 +60,6 @@ class GridShape:
                          None if self.tile is None else tuple(t.at(n) for t in self.tile))
 
 
-# ---- expressions that are both numpy and source -------------------------------------------
-
-
-class _Expr:
-    """A torch/Triton source expression that composes with Python's operators, so a rule
-    written for numpy arrays also writes its own source."""
-
-    def __init__(self, text):
-        self.text = str(text)
-
-    def __str__(self):
-        return self.text
-
-    def _op(self, op, other, swap=False):
-        a, b = (other, self) if swap else (self, other)
-        return _Expr(f"({a} {op} {b})")
-
-    __add__ = lambda s, o: s._op("+", o)  # noqa: E731
-    __radd__ = lambda s, o: s._op("+", o, True)  # noqa: E731
-    __sub__ = lambda s, o: s._op("-", o)  # noqa: E731
-    __rsub__ = lambda s, o: s._op("-", o, True)  # noqa: E731
-    __mul__ = lambda s, o: s._op("*", o)  # noqa: E731
-    __rmul__ = lambda s, o: s._op("*", o, True)  # noqa: E731
-    __floordiv__ = lambda s, o: s._op("//", o)  # noqa: E731
-    __mod__ = lambda s, o: s._op("%", o)  # noqa: E731
-    __le__ = lambda s, o: s._op("<=", o)  # noqa: E731
-    __lt__ = lambda s, o: s._op("<", o)  # noqa: E731
-    __ge__ = lambda s, o: s._op(">=", o)  # noqa: E731
-    __gt__ = lambda s, o: s._op(">", o)  # noqa: E731
-    __and__ = lambda s, o: s._op("&", o)  # noqa: E731
-    __rand__ = lambda s, o: s._op("&", o, True)  # noqa: E731
-    __or__ = lambda s, o: s._op("|", o)  # noqa: E731
-    __ror__ = lambda s, o: s._op("|", o, True)  # noqa: E731
-    __neg__ = lambda s: _Expr(f"(0 - {s})")  # noqa: E731
-
-    def __eq__(self, other):  # (only ever compared to build a source)
-        return self._op("==", other)
-
-    __hash__ = None
-
-
 def _all(conditions):
     """The conjunction of the conditions (None: no condition), or None when there is none."""
     out = None
@@ -110,7 +70,7 @@ def _all(conditions):
 
 
 def _coords(p, dims):
-    """The coordinates (frame first) of raster ranks p (arrays or _Expr)."""
+    """The coordinates (frame first) of raster ranks p (arrays or SourceExpr)."""
     out, rest = [], p
     for k in range(len(dims) - 1, -1, -1):
         out.append(rest % dims[k] if k > 0 else rest)
@@ -192,7 +152,7 @@ _KNOWN_COORDS: "_LRU[str, list]" = _LRU(256)
 
 def tile_ranks(t, dims, tile):
     """The raster rank of the cell numbered t when tokens go tile by tile (raster order of
-    the tiles, raster order inside a tile); numpy arrays or _Expr."""
+    the tiles, raster order inside a tile); numpy arrays or SourceExpr."""
     per_tile = math.prod(tile)
     tiles = tuple(d // s for d, s in zip(dims, tile))
     outer = _coords(t // per_tile, tiles)
@@ -291,12 +251,12 @@ class Grid(Pattern):
         last = min(self.offset + self.cells, n)
 
         def rank(x):
-            local = _Expr(f"({x} - {self.offset})") if self.offset else _Expr(x)
+            local = SourceExpr(f"({x} - {self.offset})") if self.offset else SourceExpr(x)
             return local if self.tile is None else tile_ranks(local, self.dims, self.tile)
 
         if self.tile is not None:
             for x in (q, k):
-                local = _Expr(f"({x} - {self.offset})") if self.offset else _Expr(x)
+                local = SourceExpr(f"({x} - {self.offset})") if self.offset else SourceExpr(x)
                 _KNOWN_COORDS[str(rank(x))] = [str(c) for c in tile_coords(local, self.dims, self.tile)]
         inside = f"(({q} >= {self.offset}) & ({q} < {last}) & ({k} >= {self.offset}) & ({k} < {last}))"
         body = self.operand.source(str(rank(q)), str(rank(k)), self.cells, backend)
@@ -465,7 +425,7 @@ def _grid_points(node: Grid, n: int) -> np.ndarray:
 class GridPrimitive(Primitive):
     """A primitive over the raster ranks of a grid's cells: ``dims`` (frame first) and
     ``tile`` are its grid's. Subclasses write `rule(a, b)` over coordinate lists (numpy
-    arrays or _Expr: the same code is the predicate and the source) and `box`."""
+    arrays or SourceExpr: the same code is the predicate and the source) and `box`."""
 
     axes: ClassVar[int] = 2
     needs_tile: ClassVar[bool] = False
@@ -520,7 +480,7 @@ class GridPrimitive(Primitive):
     def source(self, q, k, n, backend):
         def coords(x):
             known = _KNOWN_COORDS.get(x)
-            return [_Expr(c) for c in known] if known is not None else _coords(_Expr(x), self.dims)
+            return [SourceExpr(c) for c in known] if known is not None else _coords(SourceExpr(x), self.dims)
 
         out = self.rule(coords(q), coords(k))
         return f"({k} >= 0)" if out is None else str(out)

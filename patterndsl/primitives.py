@@ -34,6 +34,7 @@ from . import randomgen, segments
 from .arrays import unique_sorted
 from . import structure as R
 from .ir import Complement, IndexSet, Pattern
+from .source_expr import SourceExpr
 
 PRIMITIVES: dict[str, type["Primitive"]] = {}
 
@@ -1857,9 +1858,9 @@ class Bernoulli(Primitive):
         return f"transpose({call})" if self.swapped else call
 
     def source(self, q: str, k: str, n: int, backend) -> str:
-        """The hash written out (randomgen.SourceText): only ``^ * % // +`` on values below
+        """The hash written out (SourceExpr): only ``^ * % // +`` on values below
         2^31, so int32 and int64 indices, torch and Triton, compute the same bits."""
-        a, b = self._at(randomgen.SourceText(q), randomgen.SourceText(k))
+        a, b = self._at(SourceExpr(q), SourceExpr(k))
         return f"({randomgen.bernoulli_hash(self.seed, a, b)} < {self._threshold()})"
 
     # Blocks: a pair is in it with probability p/q whatever the block, so for 0 < p < q

@@ -262,7 +262,7 @@ def bernoulli_threshold(p: int, q: int) -> int:
 
 def bernoulli_hash(seed: int, i, j):
     """h(s, i, j) of the definition above, for any i, j that support ``^ * % // +`` with
-    Python ints: ints, numpy integer arrays (they broadcast), or `SourceText` (which writes
+    Python ints: ints, numpy integer arrays (they broadcast), or `SourceExpr` (which writes
     the same computation as torch/Triton source)."""
     w = bernoulli_words(seed)
 
@@ -276,27 +276,3 @@ def bernoulli_hash(seed: int, i, j):
     b = lane(w[1], w[3], BERNOULLI_B)
     return (a % 32768) * 32768 + b % 32768
 
-
-class SourceText:
-    """A torch/Triton source expression that composes with the operators `bernoulli_hash`
-    uses, so the same function writes its source (every sub-expression is used once:
-    the text grows linearly with the rounds)."""
-
-    def __init__(self, text):
-        self.text = str(text)
-
-    def __str__(self):
-        return self.text
-
-    def _op(self, op, other, swap=False):
-        a, b = (other, self) if swap else (self, other)
-        return SourceText(f"({a} {op} {b})")
-
-    __add__ = lambda s, o: s._op("+", o)  # noqa: E731
-    __radd__ = lambda s, o: s._op("+", o, True)  # noqa: E731
-    __mul__ = lambda s, o: s._op("*", o)  # noqa: E731
-    __rmul__ = lambda s, o: s._op("*", o, True)  # noqa: E731
-    __floordiv__ = lambda s, o: s._op("//", o)  # noqa: E731
-    __mod__ = lambda s, o: s._op("%", o)  # noqa: E731
-    __xor__ = lambda s, o: s._op("^", o)  # noqa: E731
-    __rxor__ = lambda s, o: s._op("^", o, True)  # noqa: E731
