@@ -20,29 +20,11 @@ compared with the dense reference's.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
-
-
-def random_ids(batch: int, n: int, rng) -> torch.Tensor:
-    rows = []
-    for _ in range(batch):
-        lengths = []
-        while sum(lengths) < n:
-            lengths.append(int(rng.integers(1, n // 4)))
-        rows.append(np.repeat(np.arange(len(lengths)), lengths)[:n])
-    return torch.tensor(np.stack(rows), dtype=torch.int32)
-
-
-def best(fn, repeat: int):
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+from isolated import best_of
+from segments_layout import random_ids
 
 
 def main() -> None:
@@ -69,20 +51,20 @@ def main() -> None:
     rows = {}
     with torch.no_grad():
         if not args.no_dense:
-            rows["dense reference"] = best(lambda: patterndsl.attention_reference(q, k, v, compiled, segments=ids),
+            rows["dense reference"] = best_of(lambda: patterndsl.attention_reference(q, k, v, compiled, segments=ids),
                                            1)
     reference = rows.get("dense reference", (None, None))[1]
     for mode in ("per_row", "union", "static"):
         native.SEGMENT_SKIPPING = mode
         native.native_attention(q[:, :, :128], k, v, compiled, segments=ids)  # caches the static table
         with torch.no_grad():
-            rows[mode] = best(lambda: native.native_attention(q, k, v, compiled, segments=ids), args.repeat)
+            rows[mode] = best_of(lambda: native.native_attention(q, k, v, compiled, segments=ids), args.repeat)
         if args.backward:
             def step():
                 out = native.native_attention(q, k, v, compiled, segments=ids)
                 out.sum().backward()
                 return out.detach()
-            rows[mode + " fwd+bwd"] = best(step, args.repeat)
+            rows[mode + " fwd+bwd"] = best_of(step, args.repeat)
     native.SEGMENT_SKIPPING = "per_row"
     docs = [int(np.unique(r).size) for r in ids.numpy()]
     print(f"n = {n}, batch {batch}, heads {args.heads}, dim {args.dim}, fp32, blocks of 128, documents per row "
