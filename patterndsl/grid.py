@@ -357,6 +357,21 @@ def _operand_box(node, ranks, dims):
 _POINT_ELEMENTS = 1 << 22
 
 
+def _keep_compact(out_rows: list, keys: np.ndarray, width: int, node, n: int) -> int:
+    """Append one chunk's key table cut to its longest row (keys first, -1 after) and return
+    the table's width so far; the n × width table is refused over the memory budget before
+    the chunks pile up (a MemoryError otherwise)."""
+    from .reference import require_memory
+
+    keys = np.sort(keys, axis=1)[:, ::-1]
+    count = int((keys >= 0).sum(axis=1).max(initial=0))
+    width = max(width, count)
+    require_memory(f"listing the keys of {node} at n = {n:,} ({n:,} rows × {width} slots)", n * width * 8, None,
+                   "use a smaller n")
+    out_rows.append(np.ascontiguousarray(keys[:, :count]))
+    return width
+
+
 @functools.lru_cache(maxsize=8)
 def _grid_points(node: Grid, n: int) -> np.ndarray:
     """int64 [n, width]: row i's keys (-1 padded), from the candidate cells of each row
@@ -372,16 +387,16 @@ def _grid_points(node: Grid, n: int) -> np.ndarray:
     token_of = np.full(cells, -1, dtype=np.int64)
     token_of[ranks] = tokens
     probe = node._box(ranks[:1])
-    chunk_keys = []
     if probe is None:
         step = max(1, _POINT_ELEMENTS // max(1, tokens.size))
         for start in range(0, tokens.size, step):
             rq = ranks[start:start + step]
             held = np.asarray(node.operand.predicate(rq[:, None], ranks[None, :], cells), dtype=bool)
-            keys = np.where(held, tokens[None, :], -1)
-            chunk_keys.append(keys)
+            width = _keep_compact(out_rows, np.where(held, tokens[None, :], -1), width, node, n)
     else:
-        step = 1 << 14
+        # rows per chunk: about _POINT_ELEMENTS candidate cells (a 3D kernel has 10^4 per row)
+        spans = [max(1, int(np.max(hi - lo)) + 1) for lo, hi in probe]
+        step = max(1, min(1 << 14, _POINT_ELEMENTS // math.prod(spans)))
         for start in range(0, tokens.size, step):
             rq = ranks[start:start + step]
             box = node._box(rq)
@@ -399,22 +414,11 @@ def _grid_points(node: Grid, n: int) -> np.ndarray:
             flat_k = cand[valid]
             held = np.zeros(cand.shape, dtype=bool)
             held[valid] = node.operand.pairs(flat_q, flat_k, cells)
-            keys = np.where(held, token_of[cand], -1)
-            chunk_keys.append(keys)
-    for keys in chunk_keys:
-        keys = np.sort(keys, axis=1)[:, ::-1]  # keys first, -1 after
-        width = max(width, int((keys >= 0).sum(axis=1).max(initial=0)))
-        out_rows.append(keys)
-    from .reference import require_memory
-
-    # (a table of every row, n × width, though only the grid's cells hold keys: refused over the
-    # budget rather than a MemoryError)
-    require_memory(f"listing the keys of {node} at n = {n:,} ({n:,} rows × {width} slots)", n * width * 8, None,
-                   "use a smaller n")
+            width = _keep_compact(out_rows, np.where(held, token_of[cand], -1), width, node, n)
     out = np.full((n, width), -1, dtype=np.int64)
     at = 0
     for keys in out_rows:
-        out[tokens[at:at + keys.shape[0]]] = keys[:, :width]
+        out[tokens[at:at + keys.shape[0]], :keys.shape[1]] = keys
         at += keys.shape[0]
     return out
 
