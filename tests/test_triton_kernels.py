@@ -198,7 +198,7 @@ def random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed, spread=1.0):
             draw(batch, kv_heads, n, head_dim), draw(batch, heads, n, head_dim))
 
 
-@settings(max_examples=examples(30 if CI else 20), deadline=None,
+@settings(max_examples=examples(16 if CI else 12), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cases())
 def test_kernels_match_the_dense_reference(case):
@@ -298,7 +298,7 @@ def test_bfloat16_on_cpu_is_computed_in_float32():
 # ---- a per-key score bias ------------------------------------------------------------------
 
 
-@settings(max_examples=examples(10 if CI else 6), deadline=None,
+@settings(max_examples=examples(6 if CI else 4), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cases(), st.sampled_from(("full", "per batch", "per head", "per key")), st.sampled_from((None, 1, 2)))
 def test_key_bias_matches_the_dense_reference(case, bias_shape, max_blocks):
@@ -401,7 +401,7 @@ ROUNDING = {torch.float32: 2e-6, torch.float16: 1e-3}
 ALPHAS = st.sampled_from((2.0, 1.5, 1.25))
 
 
-@settings(max_examples=examples(8 if CI else 5), deadline=None,
+@settings(max_examples=examples(6 if CI else 4), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cases(), ALPHAS, st.booleans(), st.sampled_from((None, 1)))
 def test_entmax_matches_the_dense_reference(case, alpha, with_bias, max_blocks):
@@ -460,7 +460,7 @@ TWO_HEADS = "heads {\n    0: self\n    1: causal\n}"
 # list, at least 16) cuts nothing at these sizes, so these tests are what covers that path.
 
 
-@settings(max_examples=examples(14 if CI else 8), deadline=None,
+@settings(max_examples=examples(8 if CI else 5), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cases(), st.sampled_from((1, 2, 3)))
 def test_cut_lists_match_the_dense_reference(case, max_blocks):
