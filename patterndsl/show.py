@@ -229,25 +229,12 @@ class _RowCounter:
 
     def _point_corrections(self, rows, intervals, periodic, col_edges):
         """F(i, j*) − F_without_points(i, j*) for every distinct point j* of each row, per bin."""
+        from .analysis.counts import distinct_point_pairs
+
         formula, n = self.formula, self.n
         B, bins = rows.size, col_edges.size - 1
         lists = [a.points(rows, n) for a in formula.atoms["points"]]
-        packed = []
-        for k, keys in enumerate(lists):
-            r, c = np.nonzero(keys >= 0)
-            packed.append((r * n + keys[r, c]) * len(lists) + k)
-        packed = np.sort(np.concatenate(packed)) if packed else np.zeros(0, dtype=np.int64)
-        pair, source = packed // len(lists), packed % len(lists)
-        first = np.ones(pair.size, dtype=bool)
-        first[1:] = pair[1:] != pair[:-1]
-        run = np.cumsum(first) - 1
-        distinct = pair[first]
-        local, cols = distinct // n, distinct % n
-        members = []
-        for k in range(len(lists)):
-            held = np.zeros(distinct.size, dtype=bool)
-            held[run[source == k]] = True
-            members.append(held)
+        local, cols, members = distinct_point_pairs(lists, n)
         env = {}
         for k, (lo, hi) in enumerate(intervals):
             env[("interval", k)] = (lo[local] <= cols) & (cols < hi[local])

@@ -172,6 +172,27 @@ class RowCounts:
 
 
 
+
+def distinct_point_pairs(lists: list, n: int):
+    """The distinct (row, key) pairs over the point atoms' key lists (int64 [rows, slots], −1
+    padded): (rows, keys, per atom a bool over the pairs: whether the atom holds it)."""
+    packed = []
+    for k, keys in enumerate(lists):
+        r, c = np.nonzero(keys >= 0)
+        packed.append((r * n + keys[r, c]) * len(lists) + k)
+    packed = np.sort(np.concatenate(packed)) if packed else np.zeros(0, dtype=np.int64)
+    pair, source = packed // max(1, len(lists)), packed % max(1, len(lists))
+    first = np.ones(pair.size, dtype=bool)
+    first[1:] = pair[1:] != pair[:-1]
+    run = np.cumsum(first) - 1
+    distinct = pair[first]
+    members = []
+    for k in range(len(lists)):
+        held = np.zeros(distinct.size, dtype=bool)
+        held[run[source == k]] = True
+        members.append(held)
+    return distinct // n, distinct % n, members
+
 def enumerated_segment_counts(formula, with_periodic, periodic, seg_lo, seg_hi, todo):
     """(keys per segment [lo, hi) of each row, the segments still to count) for the segments of
     ``todo`` where the formula is constant or depends on one periodic atom alone — found by
@@ -420,23 +441,7 @@ def _add_points(formula, rows, n, degrees, intervals, periodic, skip=None):
         lost = np.logical_and(formula.evaluate({**env, ("points", 0): False}), valid)
         return degrees + np.broadcast_to(gained, keys.shape).sum(axis=1) - np.broadcast_to(lost, keys.shape).sum(axis=1)
     else:
-        # Distinct (row, key) pairs over all point atoms, and which atoms hold each.
-        packed = []
-        for k, keys in enumerate(lists):
-            r, c = np.nonzero(keys >= 0)
-            packed.append((r * n + keys[r, c]) * len(lists) + k)
-        packed = np.sort(np.concatenate(packed))
-        pair, source = packed // len(lists), packed % len(lists)
-        first = np.ones(pair.size, dtype=bool)
-        first[1:] = pair[1:] != pair[:-1]
-        run = np.cumsum(first) - 1
-        distinct = pair[first]
-        local, cols = distinct // n, distinct % n
-        members = []
-        for k in range(len(lists)):
-            held = np.zeros(distinct.size, dtype=bool)
-            held[run[source == k]] = True
-            members.append(held)
+        local, cols, members = distinct_point_pairs(lists, n)
     if skip is not None:
         keep = ~skip[local]
         local, cols = local[keep], cols[keep]
