@@ -229,22 +229,12 @@ class _RowCounter:
 
     def _point_corrections(self, rows, intervals, periodic, col_edges):
         """F(i, j*) − F_without_points(i, j*) for every distinct point j* of each row, per bin."""
-        from .analysis.counts import distinct_point_pairs
+        from .analysis.counts import point_pair_changes
 
         formula, n = self.formula, self.n
         B, bins = rows.size, col_edges.size - 1
         lists = [a.points(rows, n) for a in formula.atoms["points"]]
-        local, cols, members = distinct_point_pairs(lists, n)
-        env = {}
-        for k, (lo, hi) in enumerate(intervals):
-            env[("interval", k)] = (lo[local] <= cols) & (cols < hi[local])
-        for k, (m, a, c) in enumerate(periodic):
-            offset = a[local] if isinstance(a, np.ndarray) else a
-            env[("periodic", k)] = (cols - offset) % m < c
-        with_points = formula.evaluate({**env, **{("points", k): v for k, v in enumerate(members)}})
-        without = formula.evaluate({**env, **{("points", k): False for k in range(len(lists))}})
-        change = (np.broadcast_to(with_points, local.shape).astype(np.int64)
-                  - np.broadcast_to(without, local.shape))
+        local, cols, change = point_pair_changes(formula, lists, intervals, periodic, n)
         key_bin = _bin_of(cols, col_edges)
         return np.bincount(local * bins + key_bin, weights=change, minlength=B * bins).astype(np.int64).reshape(B, bins)
 

@@ -193,6 +193,27 @@ def distinct_point_pairs(lists: list, n: int):
         members.append(held)
     return distinct // n, distinct % n, members
 
+
+def point_pair_changes(formula, lists, intervals, periodic, n, skip=None):
+    """(rows, keys, change) over the distinct (row, key) pairs of the point atoms' key lists:
+    change = F with the points' membership − F with every point atom false (what the points
+    add to or take from a row's count); rows where ``skip`` is set are left out."""
+    local, cols, members = distinct_point_pairs(lists, n)
+    if skip is not None:
+        keep = ~skip[local]
+        local, cols = local[keep], cols[keep]
+        members = [m[keep] for m in members]
+    env = {}
+    for k, (lo, hi) in enumerate(intervals):
+        env[("interval", k)] = (lo[local] <= cols) & (cols < hi[local])
+    for k, (m, a, c) in enumerate(periodic):
+        offset = a[local] if isinstance(a, np.ndarray) else a
+        env[("periodic", k)] = (cols - offset) % m < c
+    with_points = formula.evaluate({**env, **{("points", k): v for k, v in enumerate(members)}})
+    without = formula.evaluate({**env, **{("points", k): False for k in range(len(lists))}})
+    change = np.broadcast_to(with_points, local.shape).astype(np.int64) - np.broadcast_to(without, local.shape)
+    return local, cols, change
+
 def enumerated_segment_counts(formula, with_periodic, periodic, seg_lo, seg_hi, todo):
     """(keys per segment [lo, hi) of each row, the segments still to count) for the segments of
     ``todo`` where the formula is constant or depends on one periodic atom alone — found by
@@ -440,21 +461,7 @@ def _add_points(formula, rows, n, degrees, intervals, periodic, skip=None):
         gained = np.logical_and(formula.evaluate({**env, ("points", 0): True}), valid)
         lost = np.logical_and(formula.evaluate({**env, ("points", 0): False}), valid)
         return degrees + np.broadcast_to(gained, keys.shape).sum(axis=1) - np.broadcast_to(lost, keys.shape).sum(axis=1)
-    else:
-        local, cols, members = distinct_point_pairs(lists, n)
-    if skip is not None:
-        keep = ~skip[local]
-        local, cols = local[keep], cols[keep]
-        members = [m if isinstance(m, bool) else m[keep] for m in members]
-    env = {}
-    for k, (lo, hi) in enumerate(intervals):
-        env[("interval", k)] = (lo[local] <= cols) & (cols < hi[local])
-    for k, (m, a, c) in enumerate(periodic):
-        offset = a[local] if isinstance(a, np.ndarray) else a
-        env[("periodic", k)] = (cols - offset) % m < c
-    with_points = formula.evaluate({**env, **{("points", k): v for k, v in enumerate(members)}})
-    without = formula.evaluate({**env, **{("points", k): False for k in range(len(lists))}})
-    change = np.broadcast_to(with_points, local.shape).astype(np.int64) - np.broadcast_to(without, local.shape)
+    local, _, change = point_pair_changes(formula, lists, intervals, periodic, n, skip)
     return degrees + np.bincount(local, weights=change, minlength=B).astype(np.int64)
 
 
