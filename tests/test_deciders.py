@@ -14,10 +14,9 @@ import patterndsl
 from patterndsl import strategies as S
 from patterndsl.analysis import conditions
 from patterndsl.analysis.conditions import certificate, check_conditions, pair_values
-from patterndsl.analysis.rowsets import row_keys
 from patterndsl.analysis.structural_deciders import depth_by_cover, find_path, repair
-from patterndsl.reference import evaluate
 from patterndsl.verify import verify_report
+from test_structural import assert_row_keys_match_the_reference
 
 
 def _masks(compiled, h=0):
@@ -225,9 +224,4 @@ def test_cover_evidence_corruptions_are_rejected(field):
                                     "(logsparse | window(4, 1) | dilated(4, 4)) - random(1, seed=63)"])
 def test_periodic_atoms_clipped_to_the_intersection(source):
     n = 2100
-    pattern = patterndsl.compile(source, n).patterns[0][0]
-    keys = row_keys(pattern, np.arange(n), n)
-    dense = np.zeros((n, n), dtype=bool)
-    for row, lo, hi in zip(keys.own, keys.lo, keys.hi):
-        dense[row, lo:hi] = True
-    assert (dense == evaluate(pattern, np.arange(n), n)).all()
+    assert_row_keys_match_the_reference(patterndsl.compile(source, n).patterns[0][0], n)
