@@ -1341,6 +1341,10 @@ class _PointBacked(Primitive):
         return _point_blocks(self, grid)[0]
 
 
+_AVOID_ROWS = 1 << 16  # rows whose free runs random(avoid=P) finds at once
+_AVOID_ELEMENTS = 1 << 24  # pairs of P evaluated at once where its rows are not runs
+
+
 @primitive
 @dataclass(frozen=True)
 class Random(_PointBacked):
@@ -1424,8 +1428,23 @@ class Random(_PointBacked):
         if self.avoid is None:
             return randomgen.key_sets(self.seed, rows, n, self.r)
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        free = ~np.asarray(self.avoid.predicate(rows[:, None], np.arange(n, dtype=np.int64)[None, :], n), dtype=bool)
-        return randomgen.avoiding_keys(self.seed, rows, np.broadcast_to(free, (rows.size, n)), self.r)
+        out = np.empty((rows.size, min(self.r, n)), dtype=np.int64)
+        structure = self.avoid.row_structure(n)
+        # Row chunks: the free keys as runs (a few per row), or else a dense row of the avoided
+        # pattern per row, at most about _AVOID_ELEMENTS booleans at once.
+        runs = R.free_runs(structure, rows[:0], n) is not None  # None: not intervals only
+        step = max(1, _AVOID_ROWS if runs else _AVOID_ELEMENTS // max(n, 1))
+        for start in range(0, rows.size, step):
+            part = rows[start:start + step]
+            if runs:
+                starts, lengths = R.free_runs(structure, part, n)
+                out[start:start + step] = randomgen.run_keys(self.seed, part, starts, lengths, n, self.r)
+                continue
+            free = ~np.asarray(self.avoid.predicate(part[:, None], np.arange(n, dtype=np.int64)[None, :], n),
+                               dtype=bool)
+            out[start:start + step] = randomgen.avoiding_keys(self.seed, part, np.broadcast_to(free, (part.size, n)),
+                                                              self.r)
+        return out
 
     def row_structure(self, n):
         return R.Points(self)

@@ -218,6 +218,27 @@ def avoiding_keys(seed: int, rows: np.ndarray, free: np.ndarray, r: int) -> np.n
     return out
 
 
+def run_keys(seed: int, rows: np.ndarray, starts: np.ndarray, lengths: np.ndarray, n: int, r: int) -> np.ndarray:
+    """The keys of `avoiding_keys` from each row's free keys given as ascending runs
+    (``starts``, ``lengths``: int64 [len(rows), S]; the free key of rank ρ lies in the run
+    where the lengths' running sum passes ρ), without a row of n booleans: int64
+    [len(rows), min(r, n)] with n = the keys the runs reach, -1 beyond min(r, m)."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    ends = np.cumsum(lengths, axis=1)
+    counts = ends[:, -1] if ends.shape[1] else np.zeros(rows.size, dtype=np.int64)
+    width = min(r, n)
+    out = np.full((rows.size, width), -1, dtype=np.int64)
+    for m in np.unique(counts):
+        if m == 0 or width == 0:
+            continue
+        group = np.flatnonzero(counts == m)
+        ranks = key_sets(seed, rows[group], int(m), r)  # [len(group), min(r, m)]
+        run = (ranks[:, :, None] >= ends[group][:, None, :]).sum(axis=2)  # the run holding each rank
+        before = np.take_along_axis(ends[group] - lengths[group], run, axis=1)
+        out[group, : ranks.shape[1]] = np.take_along_axis(starts[group], run, axis=1) + ranks - before
+    return out
+
+
 # ---- bernoulli(p, q, seed=s): a counter-based hash of (s, i, j) -----------------------------
 #
 # Each pair is decided on its own, from a hash of (s, i, j) alone, so the hash is the

@@ -246,3 +246,59 @@ class Paired(Atom):
     def bounds(self, rows, n):
         lo = np.minimum(np.asarray(rows, dtype=np.int64) // self.q * self.k, n)
         return lo, np.minimum(lo + self.k, n)
+
+
+# ---- the keys outside a row structure, as runs (`random(r, avoid=P)`) ---------------------
+
+
+def _interval_atoms(node, n: int, found: dict):
+    """The formula ``node`` with `Scaled` parts turned into atoms over tokens, its interval
+    atoms collected in ``found`` (each once); None when it has another kind of atom."""
+    if isinstance(node, Scaled):
+        return _interval_atoms(scale(node.part, node.size, n), n, found)
+    if isinstance(node, (AnyOf, AllOf)):
+        parts = [_interval_atoms(p, n, found) for p in node.parts]
+        return None if any(p is None for p in parts) else type(node)(tuple(parts))
+    if isinstance(node, Not):
+        part = _interval_atoms(node.part, n, found)
+        return None if part is None else Not(part)
+    if node.kind != "interval":
+        return None
+    found.setdefault(node, len(found))
+    return node
+
+
+def _truth(node, inside: dict):
+    """Bool [rows, segments]: the formula on each segment, from its atoms' truth there."""
+    if isinstance(node, AnyOf):
+        return np.logical_or.reduce([_truth(p, inside) for p in node.parts]) if node.parts else False
+    if isinstance(node, AllOf):
+        return np.logical_and.reduce([_truth(p, inside) for p in node.parts]) if node.parts else True
+    if isinstance(node, Not):
+        return ~_truth(node.part, inside)
+    return inside[node]
+
+
+def free_runs(structure, rows: np.ndarray, n: int):
+    """The keys j of each row with j *not* in the row structure ``structure``, as runs:
+    (starts, lengths), int64 [len(rows), S], ascending in every row, a length 0 where a run
+    holds no key; None when the formula has a periodic or point atom (then the caller
+    evaluates the rows). The runs are the segments between the interval atoms' ends, on
+    each of which every atom, hence the formula, is constant: O(rows · atoms²), never
+    rows × n."""
+    found: dict = {}
+    formula = _interval_atoms(structure, n, found)
+    if formula is None:
+        return None
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    bounds = [atom.bounds(rows, n) for atom in found]
+    ends = [np.zeros(rows.size, dtype=np.int64), np.full(rows.size, n, dtype=np.int64)]
+    ends += [np.clip(np.asarray(x, dtype=np.int64), 0, n) for pair in bounds for x in pair]
+    cuts = np.sort(np.stack(ends, axis=1), axis=1)
+    starts, stops = cuts[:, :-1], cuts[:, 1:]
+    inside = {}
+    for atom, (lo, hi) in zip(found, bounds):  # each segment lies inside an atom's interval or outside it
+        lo, hi = np.asarray(lo, dtype=np.int64)[:, None], np.asarray(hi, dtype=np.int64)[:, None]
+        inside[atom] = (lo <= starts) & (stops <= hi)
+    held = np.broadcast_to(np.asarray(_truth(formula, inside), dtype=bool), starts.shape)
+    return starts, np.where(held, 0, stops - starts)
