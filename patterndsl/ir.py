@@ -363,36 +363,39 @@ class Blocked(Pattern):
     # the pattern blocks of block (q, k) of a grid of blocks of BQ/B × BK/B over ⌈n/B⌉;
     # when the kernel's blocks divide B, each lies inside one pattern block pair. Either
     # way FULL and EMPTY carry over, and the work is that of the operand's own layout.
+    # Otherwise ("covers") each kernel block meets a few blocks of the operand's layout on a
+    # grid of about the kernel's blocks, in cells (⌊BQ/B⌋ × ⌊BK/B⌋, at least 1), which
+    # decide it except where it cuts a partial one (layout.BlockGrid.covered_states).
 
     def _aligned(self, grid):
-        """("divides", inner grid), ("inside", unit grid) or None."""
+        """("divides", inner grid), ("inside", unit grid) or ("covers", inner grid)."""
         key = ("blocks grid", self.block)
         if key not in grid.memo:
-            B, inner = self.block, None
+            B, cells = self.block, self.child_n(grid.n)
             if grid.block_q % B == 0 and grid.block_k % B == 0:
-                inner = ("divides", type(grid)(self.child_n(grid.n), grid.block_q // B, grid.block_k // B))
+                inner = ("divides", type(grid)(cells, grid.block_q // B, grid.block_k // B))
             elif B % grid.block_q == 0 and B % grid.block_k == 0:
-                inner = ("inside", type(grid)(self.child_n(grid.n), 1, 1))
+                inner = ("inside", type(grid)(cells, 1, 1))
+            else:
+                inner = ("covers", type(grid)(cells, max(1, grid.block_q // B), max(1, grid.block_k // B)))
             grid.memo[key] = inner
         return grid.memo[key]
 
     def block_states(self, grid, qb, kb):
-        aligned = self._aligned(grid)
-        if aligned is None:
-            return grid.evaluate_blocks(self, qb, kb)
-        how, inner = aligned
+        how, inner = self._aligned(grid)
         if how == "divides":
             return self.operand.block_states(inner, qb, kb)
+        if how == "covers":
+            return grid.covered_states(self.operand, inner, self.block, qb, kb)
         q = np.asarray(qb, dtype=np.int64) * grid.block_q // self.block
         k = np.asarray(kb, dtype=np.int64) * grid.block_k // self.block
         held = self.operand.pairs(q.reshape(-1), k.reshape(-1), inner.n).reshape(np.shape(q))
         return np.where(held, 2, 0).astype(np.int8)
 
     def block_candidates(self, grid):
-        aligned = self._aligned(grid)
-        if aligned is None:
-            return None
-        how, inner = aligned
+        how, inner = self._aligned(grid)
+        if how == "covers":
+            return grid.covered_candidates(self.operand, inner, self.block)
         codes = self.operand.block_candidates(inner)
         if how == "divides" or codes is None:
             return codes
@@ -406,13 +409,13 @@ class Blocked(Pattern):
         return np.unique(grid.codes(q[keep], k[keep]))
 
     def block_estimate(self, grid):
-        aligned = self._aligned(grid)
-        if aligned is None:
-            return grid.num_blocks
-        how, inner = aligned
+        how, inner = self._aligned(grid)
         estimate = self.operand.block_estimate(inner)
         if how == "inside":
             estimate *= (self.block // grid.block_q) * (self.block // grid.block_k)
+        elif how == "covers":  # the kernel blocks an inner block meets, per axis
+            estimate *= ((inner.block_q * self.block - 1) // grid.block_q + 2) * (
+                (inner.block_k * self.block - 1) // grid.block_k + 2)
         return min(grid.num_blocks, estimate)
 
 

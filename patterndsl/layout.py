@@ -371,6 +371,95 @@ class BlockGrid:
             out[todo] = self.evaluate_blocks(node, qb[todo], kb[todo])
         return out
 
+    # ---- `blocks(B) { P }` when B does not meet the kernel's blocks (ir.Blocked) ------------
+    #
+    # Kernel block (qb, kb) holds the cells (pattern block pairs) a0..a1 × b0..b1 of P over
+    # ⌈n/B⌉, each cut by the kernel block but never missed: it is FULL when every one of them
+    # is in P, EMPTY when none is. P's own layout on ``inner`` (a grid over the cells whose
+    # blocks are about the kernel's, in cells) decides most blocks from the few inner blocks
+    # that meet each one; only kernel blocks cut through a PARTIAL inner block are evaluated,
+    # on their cells.
+
+    def cells(self, qb, kb, size: int):
+        """(a0, a1, b0, b1): the cells of ``size`` (inclusive ranges) that block (qb, kb) meets."""
+        (r0, r1), (c0, c1) = self.rows(qb), self.cols(kb)
+        return r0 // size, r1 // size, c0 // size, c1 // size
+
+    def covered_states(self, operand, inner: "BlockGrid", size: int, qb, kb):
+        """States of the kernel blocks (qb, kb) of `blocks(size) { operand }`, from the operand's
+        states on ``inner`` (see above)."""
+        qb, kb = np.asarray(qb, dtype=np.int64), np.asarray(kb, dtype=np.int64)
+        shape = qb.shape
+        qb, kb = qb.reshape(-1), kb.reshape(-1)
+        if qb.size == 0:
+            return np.zeros(shape, dtype=np.int8)
+        a0, a1, b0, b1 = self.cells(qb, kb, size)
+        iq0, iq1, ik0, ik1 = a0 // inner.block_q, a1 // inner.block_q, b0 // inner.block_k, b1 // inner.block_k
+        span_q, span_k = int((iq1 - iq0).max()) + 1, int((ik1 - ik0).max()) + 1
+        iq = iq0[:, None, None] + np.arange(span_q)[None, :, None]
+        ik = ik0[:, None, None] + np.arange(span_k)[None, None, :]
+        iq, ik = np.broadcast_arrays(iq, ik)
+        valid = (iq <= iq1[:, None, None]) & (ik <= ik1[:, None, None])
+        owner = np.broadcast_to(np.arange(qb.size)[:, None, None], valid.shape)[valid]
+        iq, ik = iq[valid], ik[valid]
+        states = operand.block_states(inner, iq, ik)
+        (p0, p1), (q0, q1) = inner.rows(iq), inner.cols(ik)
+        contained = (p0 >= a0[owner]) & (p1 <= a1[owner]) & (q0 >= b0[owner]) & (q1 <= b1[owner])
+
+        def some(where):
+            return np.bincount(owner[where], minlength=qb.size) > 0
+
+        full, empty = some(states == FULL), some(states == EMPTY)
+        partial_inside, partial_cut = some((states == PARTIAL) & contained), some((states == PARTIAL) & ~contained)
+        out = np.where(full & ~empty & ~partial_inside & ~partial_cut, FULL,
+                       np.where(~full & ~partial_inside & ~partial_cut, EMPTY, PARTIAL)).astype(np.int8)
+        # A cut partial inner block decides nothing unless a full and an empty one (or a
+        # partial one wholly inside) already make the block partial.
+        open_ = np.flatnonzero(partial_cut & ~partial_inside & ~(full & empty))
+        if open_.size:
+            out[open_] = self._cell_states(operand, inner.n, a0[open_], a1[open_], b0[open_], b1[open_])
+        return out.reshape(shape)
+
+    def _cell_states(self, operand, cells: int, a0, a1, b0, b1):
+        """States from the operand's pairs on every cell a0..a1 × b0..b1 (inclusive), vectorized
+        in chunks of about _CELL_PAIRS pairs."""
+        out = np.empty(a0.shape, dtype=np.int8)
+        span_q, span_k = int((a1 - a0).max()) + 1, int((b1 - b0).max()) + 1
+        step = max(1, _CELL_PAIRS // (span_q * span_k))
+        for start in range(0, a0.size, step):
+            part = slice(start, start + step)
+            i = a0[part, None, None] + np.arange(span_q)[None, :, None]
+            j = b0[part, None, None] + np.arange(span_k)[None, None, :]
+            i, j = np.broadcast_arrays(i, j)
+            valid = (i <= a1[part, None, None]) & (j <= b1[part, None, None])
+            held = np.zeros(valid.shape, dtype=bool)
+            held[valid] = operand.pairs(i[valid], j[valid], cells)
+            some, every = held.any(axis=(1, 2)), (held | ~valid).all(axis=(1, 2))
+            out[part] = np.where(every, FULL, np.where(some, PARTIAL, EMPTY))
+        return out
+
+    def covered_candidates(self, operand, inner: "BlockGrid", size: int):
+        """Sorted codes of the kernel blocks that the operand's non-empty inner blocks meet (a
+        superset of the non-empty blocks of `blocks(size) { operand }`); None when the operand
+        may touch any inner block."""
+        codes = operand.block_candidates(inner)
+        if codes is None:
+            return None
+        iq, ik = inner.decode(codes)
+        keep = operand.block_states(inner, iq, ik) != EMPTY if iq.size else np.zeros(0, dtype=bool)
+        iq, ik = iq[keep], ik[keep]
+        if iq.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        (p0, p1), (q0, q1) = inner.rows(iq), inner.cols(ik)  # cells, inclusive
+        first_q = p0 * size // self.block_q
+        last_q = np.minimum((p1 + 1) * size, self.n) - 1
+        last_q //= self.block_q
+        span = int((last_q - first_q).max()) + 1
+        qb = first_q[:, None] + np.arange(span)[None, :]
+        valid = qb <= last_q[:, None]
+        owner = np.broadcast_to(np.arange(iq.size)[:, None], valid.shape)[valid]
+        return self.key_block_range(qb[valid], q0[owner] * size, (q1[owner] + 1) * size - 1)
+
     def evaluate_blocks(self, node, qb, kb):
         """States by evaluating the node's predicate on each block (BQ × BK pairs each):
         the fallback of primitives without a closed form, and of ambiguous combinations."""
@@ -383,6 +472,9 @@ class BlockGrid:
             mask = node.predicate(i, j, self.n)
             out[t] = FULL if mask.all() else PARTIAL if mask.any() else EMPTY
         return out
+
+
+_CELL_PAIRS = 1 << 22  # cell pairs evaluated at once by BlockGrid._cell_states
 
 
 # Building a layout holds, per listed block, its code, query and key block, state and the
