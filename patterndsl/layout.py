@@ -14,6 +14,7 @@ proportional to the blocks the pattern touches: it never scans all
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -526,6 +527,10 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
 
             raise SpatError(Diagnostic(problem[0], help=problem[1]))
         return rows_layout(pattern, n, int(block_q), int(block_k), int(q_offset), int(m))
+    key = (id(pattern), n, int(block_q), int(block_k))
+    shared = _live_layout(pattern, key)
+    if shared is not None:
+        return shared
     grid = BlockGrid(n, int(block_q), int(block_k))
     codes = pattern.block_candidates(grid)
     if codes is None:
@@ -539,8 +544,35 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
             return int(pattern.block_counts(grid, qb[keep], kb[keep]).sum())
         return int(row_degrees(pattern, n).sum())
 
-    return BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb[keep], kb[keep], states[keep],
-                                   count_connections)
+    layout = BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb[keep], kb[keep], states[keep],
+                                     count_connections)
+    _share_layout(pattern, key, layout)
+    return layout
+
+
+# The layouts built and still alive, by pattern *object* and blocks: heads and layers that
+# share a pattern (one object in a compile) get one layout, built once, while it is in use;
+# an equal pattern of another compile builds its own. Weak references only: nothing is kept.
+_LIVE_LAYOUTS: dict = {}
+
+
+def _live_layout(pattern, key) -> "BlockLayout | None":
+    entry = _LIVE_LAYOUTS.get(key)
+    if entry is None:
+        return None
+    owner, layout = entry[0](), entry[1]()
+    return layout if owner is pattern else None  # (an id is reused once its object is gone)
+
+
+def _share_layout(pattern, key, layout: BlockLayout) -> None:
+    def forget(ref):  # the layout is gone: drop its entry, unless a newer one took the key
+        if _LIVE_LAYOUTS.get(key, (None, None))[1] is ref:
+            del _LIVE_LAYOUTS[key]
+
+    try:
+        _LIVE_LAYOUTS[key] = (weakref.ref(pattern), weakref.ref(layout, forget))
+    except TypeError:  # a node without weak references is not shared
+        pass
 
 
 _ROW_ELEMENTS = 1 << 21  # pairs evaluated at once by rows_layout
