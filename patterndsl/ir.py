@@ -383,10 +383,11 @@ class Blocked(Pattern):
 
     def block_states(self, grid, qb, kb):
         how, inner = self._aligned(grid)
-        if how == "divides":
+        if how == "divides" and (inner.block_q, inner.block_k) != (1, 1):
             return self.operand.block_states(inner, qb, kb)
         if how == "covers":
             return grid.covered_states(self.operand, inner, self.block, qb, kb)
+        # each kernel block lies in one cell (B = BQ = BK: it is one): in P or not, from its pair
         q = np.asarray(qb, dtype=np.int64) * grid.block_q // self.block
         k = np.asarray(kb, dtype=np.int64) * grid.block_k // self.block
         held = self.operand.pairs(q.reshape(-1), k.reshape(-1), inner.n).reshape(np.shape(q))

@@ -37,9 +37,11 @@ def smallest_index_dtype(limit: int):
     return np.int64
 
 
-def _csr(rows: np.ndarray, cols: np.ndarray, num_rows: int, dtype):
-    """(ptr [num_rows + 1], idx) for the pairs (rows, cols), sorted by row then column."""
-    order = np.lexsort((cols, rows))
+def _csr(rows: np.ndarray, cols: np.ndarray, num_rows: int, dtype, order=None):
+    """(ptr [num_rows + 1], idx) for the pairs (rows, cols), sorted by row then column
+    (``order``: that sort, when the caller knows it)."""
+    if order is None:
+        order = np.lexsort((cols, rows))
     ptr = np.zeros(num_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=num_rows), out=ptr[1:])
     return ptr.astype(smallest_index_dtype(max(int(ptr[-1]), 1))), cols[order].astype(dtype)
@@ -92,11 +94,19 @@ class BlockLayout:
         num_q, num_k = -(-(n if q_len is None else q_len) // block_q), -(-n // block_k)
         qb, kb, states = (np.asarray(a, dtype=np.int64) for a in (qb, kb, states))
         dtype = smallest_index_dtype(max(num_q, num_k))
+        # Blocks listed in row-major order (block_layout's are) need no sort by row, and their
+        # transpose only a stable sort by column (a radix sort on int16 columns).
+        ordered = bool(np.all((qb[1:] > qb[:-1]) | ((qb[1:] == qb[:-1]) & (kb[1:] > kb[:-1]))))
         lists = {}
         for name, wanted in (("partial", PARTIAL), ("full", FULL)):
             keep = states == wanted
-            lists[name] = _csr(qb[keep], kb[keep], num_q, dtype)
-            lists["t_" + name] = _csr(kb[keep], qb[keep], num_k, dtype)
+            rows, cols = qb[keep], kb[keep]
+            forward = transposed = None
+            if ordered:
+                forward = slice(None)
+                transposed = np.argsort(cols.astype(smallest_index_dtype(num_k)), kind="stable")
+            lists[name] = _csr(rows, cols, num_q, dtype, forward)
+            lists["t_" + name] = _csr(cols, rows, num_k, dtype, transposed)
         return BlockLayout(n, block_q, block_k, *lists["partial"], *lists["full"],
                            *lists["t_partial"], *lists["t_full"], connections, q_offset, q_len)
 
@@ -535,17 +545,28 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
     codes = pattern.block_candidates(grid)
     if codes is None:
         codes = grid.all_codes()
-    qb, kb = grid.decode(codes)
-    states = pattern.block_states(grid, qb, kb) if qb.size else np.zeros(0, dtype=np.int8)
-    keep = states != EMPTY
+    # States a chunk of candidates at a time: the temporaries of the nodes' closed forms are
+    # per candidate, and a pattern's candidates can be many times its blocks (phi3 at 2^20:
+    # 33 million candidates, half of them cut by causal).
+    kept, kept_states = [], []
+    for start in range(0, codes.size, _STATED_AT_ONCE):
+        part = codes[start:start + _STATED_AT_ONCE]
+        states = pattern.block_states(grid, *grid.decode(part))
+        keep = states != EMPTY
+        kept.append(part[keep])
+        kept_states.append(states[keep])
+    del codes
+    qb, kb = grid.decode(np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64))
+    states = np.concatenate(kept_states) if kept_states else np.zeros(0, dtype=np.int8)
+    del kept, kept_states
 
-    def count_connections():
-        if _point_nodes(pattern) == [pattern]:  # random alone: its blocks' counts, already drawn
-            return int(pattern.block_counts(grid, qb[keep], kb[keep]).sum())
-        return int(row_degrees(pattern, n).sum())
-
-    layout = BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb[keep], kb[keep], states[keep],
-                                     count_connections)
+    if not (states == PARTIAL).any():  # whole blocks: the connections are their pairs
+        count_connections = int(grid.area(qb, kb).sum())
+    elif _point_nodes(pattern) == [pattern]:  # random alone: its blocks' counts, already drawn
+        count_connections = (lambda: int(pattern.block_counts(grid, qb, kb).sum()))
+    else:
+        count_connections = (lambda: int(row_degrees(pattern, n).sum()))
+    layout = BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb, kb, states, count_connections)
     _share_layout(pattern, key, layout)
     return layout
 
@@ -575,6 +596,7 @@ def _share_layout(pattern, key, layout: BlockLayout) -> None:
         pass
 
 
+_STATED_AT_ONCE = 1 << 22  # candidate blocks whose states block_layout asks at once
 _ROW_ELEMENTS = 1 << 21  # pairs evaluated at once by rows_layout
 
 
