@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -28,15 +29,22 @@ EXAMPLES = ROOT / "examples"
 STRUCTURED = ["window(1)", "window(1) | global(0)", "chunk(64) | window(2)", "global(0..8)"]
 
 
-def measured(argv: list[str], tree: Path, timeout: float) -> dict:
+def measured(argv: list[str], tree: Path, timeout: float, max_memory: int = 0) -> dict:
     """Run ``python -m patterndsl.cli *argv`` under ``tree`` and reap it with os.wait4: exit
     code, wall and CPU (user + sys) seconds and peak RSS (MiB) of that process alone, and
-    the last line of its output."""
+    the last line of its output. ``max_memory`` (bytes, 0 = none) caps its address space, so
+    a case that outgrows the budget fails on its own instead of pushing a shared machine
+    into swap or the OOM killer."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
+
+    def cap():
+        if max_memory:
+            resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
+
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "patterndsl.cli", *argv], env=env, cwd=tree,
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
+                                stdout=out, stderr=subprocess.STDOUT, text=True, preexec_fn=cap)
         killed = False
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -75,8 +83,11 @@ def main() -> None:
     parser.add_argument("--huge", action="store_true", help="also the structured patterns at n = 2^30")
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout to run (default: this one)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per command")
+    parser.add_argument("--max-memory", type=float, default=8.0, metavar="GIB",
+                        help="address-space cap per command in GiB (0: none; default 8)")
     args = parser.parse_args()
     tree = args.tree.resolve()
+    cap = int(args.max_memory * (1 << 30))
     print(f"tree {tree}")
     print("| n | pattern | wall s | CPU s | peak RSS MiB | result | command |")
     print("|---:|---|---:|---:|---:|---|---|")
@@ -97,15 +108,15 @@ def main() -> None:
                     continue
                 argv = ["check", path, "--n", str(n)]
                 shown = f"patterndsl check {Path(path).name if name.startswith('`') else 'examples/' + Path(path).name} --n {n}"
-                print(row(name, n, measured(argv, tree, args.timeout), shown), flush=True)
+                print(row(name, n, measured(argv, tree, args.timeout, cap), shown), flush=True)
         if args.verify:
             n = 1 << 20
             cert = str(Path(tmp) / "bigbird.cert")
             source = str(EXAMPLES / "bigbird.spat")
-            made = measured(["check", source, "--n", str(n), "--certificate", cert], tree, args.timeout)
+            made = measured(["check", source, "--n", str(n), "--certificate", cert], tree, args.timeout, cap)
             print(row("bigbird (check --certificate)", n, made,
                       f"patterndsl check examples/bigbird.spat --n {n} --certificate CERT"), flush=True)
-            checked = measured(["verify", source, cert], tree, args.timeout)
+            checked = measured(["verify", source, cert], tree, args.timeout, cap)
             print(row("bigbird (verify)", n, checked, "patterndsl verify examples/bigbird.spat CERT"), flush=True)
 
 

@@ -33,6 +33,7 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _MUL1 = 0xBF58476D1CE4E5B9
 _MUL2 = 0x94D049BB133111EB
 _CHUNK = 1 << 15  # entries per row chunk of the vectorized draws
+_FREE_ENTRIES = 1 << 22  # [rows × n] entries of `avoiding_keys`' free matrix handled at a time
 
 
 def splitmix64(x: int) -> int:
@@ -202,6 +203,10 @@ def avoiding_keys(seed: int, rows: np.ndarray, free: np.ndarray, r: int) -> np.n
     bool [len(rows), n]), -1 in the slots beyond min(r, m) of a row with m < r free keys.
     Rows with the same m are drawn together (`key_sets` over 0..m-1)."""
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    step = max(1, _FREE_ENTRIES // max(1, free.shape[1]))
+    if rows.size > step:  # the free keys' positions take 16 bytes each: a few rows at a time
+        return np.concatenate([avoiding_keys(seed, rows[start:start + step], free[start:start + step], r)
+                               for start in range(0, rows.size, step)])
     counts = free.sum(axis=1)
     width = min(r, free.shape[1])
     out = np.full((rows.size, width), -1, dtype=np.int64)

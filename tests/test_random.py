@@ -182,3 +182,15 @@ def test_avoiding_keys_golden():
     keys = randomgen.avoiding_keys(7, rows, free, 3)
     assert [sorted(row) for row in keys.tolist()] == [sorted(randomgen.reference_avoiding_keys(7, i, list(range(3, 10)), 3))
                                                       for i in range(4)]
+
+
+def test_avoiding_keys_in_row_chunks_equal_the_plain_python_rule(monkeypatch):
+    # A free matrix larger than _FREE_ENTRIES is drawn a few rows at a time (memory); same keys.
+    monkeypatch.setattr(randomgen, "_FREE_ENTRIES", 50)
+    rng = np.random.default_rng(3)
+    free = rng.random((37, 23)) < 0.6
+    rows = np.arange(100, 137, dtype=np.int64)
+    got = randomgen.avoiding_keys(11, rows, free, 5)
+    for k, i in enumerate(rows):
+        expected = randomgen.reference_avoiding_keys(11, int(i), list(np.flatnonzero(free[k])), 5)
+        assert set(got[k][got[k] >= 0].tolist()) == set(expected)

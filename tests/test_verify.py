@@ -17,7 +17,7 @@ import patterndsl
 from patterndsl import strategies as S
 from patterndsl.analysis.check import check
 from patterndsl.reference import evaluate
-from patterndsl.verify import _keys, _Meter, _pairs, verify_report
+from patterndsl.verify import _keys, _Meter, _pairs, _row_sizes, verify_report
 from test_conditions import brute
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +42,43 @@ def test_key_sets_match_the_reference(source, n):
     assert (dense == evaluate(pattern, np.arange(n), n)).all()
     i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     assert (_pairs(pattern, i.reshape(-1), j.reshape(-1), n).reshape(n, n) == dense).all()
+
+
+@st.composite
+def random_unions(draw, n):
+    """A union of `random(r)` with interval-like parts (the count re-check's fast path), or
+    with parts whose rows hold more intervals than it tests key by key (its fallback)."""
+    parts = draw(st.lists(st.sampled_from([
+        "window({a})", "window({a}, {b})", "global(0..{a})", "global({g}, {b})", "cols({b}..{d})",
+        "rows(0..{a})", "causal", "self", "chunk({c})", "summary(8, 3)", "stride(3)", "logsparse"]),
+        min_size=1, max_size=3))
+    top = min(n, 40)
+    values = {"a": draw(st.integers(1, top)), "b": draw(st.integers(0, top - 1)), "c": draw(st.integers(1, 40)),
+              "g": draw(st.integers(0, top - 1))}
+    values["d"] = min(n, values["b"] + values["c"])
+    r, seed = draw(st.integers(0, 300)), draw(st.integers(0, 2**32))
+    text = [p.format(**values) for p in parts] + [f"random({r}, seed={seed})"]
+    return " | ".join(draw(st.permutations(text)))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 3000).flatmap(lambda n: st.tuples(random_unions(n), st.just(n))))
+def test_row_sizes_of_unions_with_random_match_the_reference(case):
+    source, n = case
+    pattern = patterndsl.compile(source, n).patterns[0][0]
+    rows = np.unique(np.concatenate([np.arange(min(n, 64)), np.arange(max(0, n - 64), n),
+                                     np.random.default_rng(n).integers(0, n, 64)]))
+    sizes = _row_sizes(pattern, rows, n, _Meter(1 << 40))
+    assert (sizes == evaluate(pattern, rows, n).sum(axis=1)).all()
+
+
+def test_row_sizes_count_random_keys_inside_the_window_once():
+    # n = 300, r = 250: most random keys fall inside window(40) | global(0..5); counted once.
+    pattern = patterndsl.compile("window(40) | global(0..5) | random(250, seed=7)", 300).patterns[0][0]
+    rows = np.arange(300, dtype=np.int64)
+    sizes = _row_sizes(pattern, rows, 300, _Meter(1 << 40))
+    assert (sizes == evaluate(pattern, rows, 300).sum(axis=1)).all()
+    assert sizes.max() < 300 + 250 - 81  # not |others| + r: overlaps were subtracted
 
 
 # ---- ground truth, densely ------------------------------------------------------------------
