@@ -136,7 +136,82 @@ def mask_mod(compiled, layer: int = 0, block_size=None, device="cpu"):
 
 
 # ---- BlockMask from CSR lists ----------------------------------------------------
-# These functions use only torch: the emitted module carries their source.
+# BlockMask's format is dense in its last dimension: each index tensor is [B, H, rows,
+# columns], a row's blocks first and zeros after them, and FlexAttention's compiled CPU
+# kernel asserts columns × BLOCK ≥ KV_LEN. A narrower overlapping view (row stride = the
+# widest row) computes the same attention but changes the tensors' strides with the
+# pattern, and Dynamo guards on strides: every new width would recompile flex_attention.
+# So the tensors keep create_block_mask's shape and strides, and only the listed entries
+# are written: on the CPU into numpy's zeros (calloc: pages no list reaches stay
+# unallocated, 2^20 tokens in blocks of 64 touch MiBs of the 1 GiB grids), on another
+# device by one scatter of the entries' flat positions.
+
+
+def _padded_positions(ptr: np.ndarray, idx: np.ndarray, columns: int):
+    """(counts int32 [rows], flat positions int64, values int32): CSR lists (ptr [rows + 1],
+    idx) written as FlexAttention's [rows, columns] grid holds them, each row's blocks first."""
+    ptr = np.asarray(ptr, dtype=np.int64)
+    counts = np.diff(ptr)
+    # entry e of row r goes to r * columns + (e - ptr[r])
+    shift = np.arange(counts.size, dtype=np.int64) * columns - ptr[:-1]
+    positions = np.arange(int(ptr[-1]), dtype=np.int64) + np.repeat(shift, counts)
+    return counts.astype(np.int32), positions, np.asarray(idx, dtype=np.int32)
+
+
+def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod, q_len=None):
+    """A BlockMask [1, H, …] from per-head block lists: ``head_lists[h]`` is
+    `layout_lists(layout, device)` (heads may share one dict, which is then written once
+    per head and computed once)."""
+    import torch
+
+    q_len = n if q_len is None else q_len  # fewer queries than keys: a rectangular BlockMask
+    num_q, num_k = -(-q_len // block_q), -(-n // block_k)
+    device = head_lists[0]["device"]
+    heads = len(head_lists)
+    arguments = {}
+    for kind, lists, rows, columns in (("kv", "partial", num_q, num_k), ("full_kv", "full", num_q, num_k),
+                                       ("q", "t_partial", num_k, num_q), ("full_q", "t_full", num_k, num_q)):
+        columns = max(columns, 1)
+        made = {}  # id of a head's lists -> its (counts, positions, values)
+        for per_head in head_lists:
+            if id(per_head) not in made:
+                made[id(per_head)] = _padded_positions(*per_head[lists], columns)
+        counts = np.stack([made[id(per_head)][0] for per_head in head_lists])[None]
+        arguments[f"{kind}_num_blocks"] = torch.from_numpy(counts).to(device)
+        if device.type == "cpu":
+            indices = np.zeros((1, heads, rows, columns), dtype=np.int32)
+            for head, per_head in enumerate(head_lists):
+                _, positions, values = made[id(per_head)]
+                indices[0, head].reshape(-1)[positions] = values
+            arguments[f"{kind}_indices"] = torch.from_numpy(indices)
+        else:
+            indices = torch.zeros((1, heads, rows, columns), dtype=torch.int32, device=device)
+            for head, per_head in enumerate(head_lists):
+                _, positions, values = made[id(per_head)]
+                indices[0, head].view(-1)[torch.from_numpy(positions).to(device)] = torch.from_numpy(values).to(device)
+            arguments[f"{kind}_indices"] = indices
+    return assemble_block_mask(arguments, q_len, n, block_q, block_k, mask_mod)
+
+
+def assemble_block_mask(arguments: dict, q_len: int, n: int, block_q: int, block_k: int, mask_mod):
+    """The BlockMask of the eight tensors ``arguments`` (kv_num_blocks, kv_indices,
+    full_kv_…, q_…, full_q_…), on this torch's BlockMask constructor."""
+    import inspect
+
+    from torch.nn.attention.flex_attention import BlockMask
+
+    parameters = inspect.signature(BlockMask.__init__).parameters
+    if "q_indices" not in parameters:  # an old torch that transposes the lists itself
+        return BlockMask.from_kv_blocks(arguments["kv_num_blocks"], arguments["kv_indices"],
+                                        arguments["full_kv_num_blocks"], arguments["full_kv_indices"],
+                                        BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod)
+    if "seq_lengths" in parameters:  # torch ≥ 2.6 knows a length that is not a multiple of the block
+        arguments["seq_lengths"] = (q_len, n)
+    return BlockMask(BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod, **arguments)
+
+
+# The emitted module's builder: the same tensors as make_block_mask, from the CSR lists as
+# torch tensors, in torch alone (the module needs no numpy and no patterndsl).
 
 
 def fill_padded_lists(ptr, idx, counts, indices):
@@ -153,19 +228,12 @@ def fill_padded_lists(ptr, idx, counts, indices):
     indices[row, position] = idx.to(indices.dtype)
 
 
-def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod, q_len=None):
-    """A BlockMask [1, H, …] from per-head CSR lists: ``head_lists[h]`` maps partial,
-    full, t_partial and t_full to (ptr, idx) tensors; heads may share one dict.
-
-    Each index tensor is allocated once at its final [1, H, rows, columns] size (the
-    dense part of the format: at n = 2^20 in blocks of 128, 256 MiB per tensor and
-    head) and filled from the lists; heads that share lists are copied, not rebuilt."""
-    import inspect
-
+def torch_make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod, q_len=None):
+    """make_block_mask for ``head_lists[h]`` mapping partial, full, t_partial and t_full to
+    (ptr, idx) torch tensors; heads that share lists are copied, not rebuilt."""
     import torch
-    from torch.nn.attention.flex_attention import BlockMask
 
-    q_len = n if q_len is None else q_len  # fewer queries than keys: a rectangular BlockMask
+    q_len = n if q_len is None else q_len
     num_q, num_k = -(-q_len // block_q), -(-n // block_k)
     device = head_lists[0]["partial"][0].device
     heads = len(head_lists)
@@ -183,30 +251,18 @@ def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod, q_
                 counts[0, head] = counts[0, seen]
                 indices[0, head] = indices[0, seen]
         arguments[f"{kind}_num_blocks"], arguments[f"{kind}_indices"] = counts, indices
-    parameters = inspect.signature(BlockMask.__init__).parameters
-    if "q_indices" not in parameters:  # an old torch that transposes the lists itself
-        return BlockMask.from_kv_blocks(arguments["kv_num_blocks"], arguments["kv_indices"],
-                                        arguments["full_kv_num_blocks"], arguments["full_kv_indices"],
-                                        BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod)
-    if "seq_lengths" in parameters:  # torch ≥ 2.6 knows a length that is not a multiple of the block
-        arguments["seq_lengths"] = (q_len, n)
-    return BlockMask(BLOCK_SIZE=(block_q, block_k), mask_mod=mask_mod, **arguments)
+    return assemble_block_mask(arguments, q_len, n, block_q, block_k, mask_mod)
 
 
 # ---- from a compiled pattern -----------------------------------------------------
 
 
-def _layout_lists(layout, device):
-    import torch
-
-    def tensor(array):
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
-
-    return {name: (tensor(getattr(layout, name + "_ptr")), tensor(getattr(layout, name + "_idx")))
-            for name in ("partial", "full", "t_partial", "t_full")}
-
-
-layout_lists = _layout_lists  # (public names for patterndsl/cross.py)
+def layout_lists(layout, device) -> dict:
+    """make_block_mask's input for one layout: its four CSR lists (numpy) and the device."""
+    lists = {name: (getattr(layout, name + "_ptr"), getattr(layout, name + "_idx"))
+             for name in ("partial", "full", "t_partial", "t_full")}
+    lists["device"] = device
+    return lists
 
 
 def distinct_layouts(compiled, layer: int = 0, block_size=None):
@@ -265,7 +321,7 @@ def block_mask(compiled, layer: int = 0, block_size=None, device="cpu"):
                    "the whole [query blocks × key blocks] grid)")
     compiled.require_table_memory((block_q, block_k), [layer], "the mask_mod")
     distinct, which = distinct_layouts(compiled, layer, (block_q, block_k))
-    lists = [_layout_lists(layout, device) for layout in distinct]
+    lists = [layout_lists(layout, device) for layout in distinct]
     head_lists = [lists[k] for k in which] if len(distinct) > 1 else lists
     return make_block_mask(compiled.n, block_q, block_k, head_lists,
                            mask_mod(compiled, layer, (block_q, block_k), device))
@@ -284,7 +340,7 @@ def rows_block_mask(compiled, layer: int, block_size, device, q_offset: int, q_l
     distinct: dict = {}
     for pattern in compiled.patterns[layer]:
         if pattern not in distinct:
-            distinct[pattern] = _layout_lists(block_layout(pattern, compiled.n, block_q, block_k,
+            distinct[pattern] = layout_lists(block_layout(pattern, compiled.n, block_q, block_k,
                                                            q_offset=q_offset, q_len=q_len), device)
     head_lists = [distinct[p] for p in compiled.patterns[layer]] if len(distinct) > 1 else list(distinct.values())
     base = mask_mod(compiled, layer, (block_q, block_k), device)
@@ -375,7 +431,7 @@ def _block_mask(layer, device):
              for k in sorted(set(HEAD_LAYOUT[layer]))]
     by_index = dict(zip(sorted(set(HEAD_LAYOUT[layer])), heads))
     head_lists = [by_index[k] for k in HEAD_LAYOUT[layer]] if len(heads) > 1 else heads
-    return make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, _mask_mod(layer, device))
+    return torch_make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, _mask_mod(layer, device))
 
 
 @functools.lru_cache(maxsize=None)
@@ -444,7 +500,7 @@ def emit_module(compiled, block_size=None) -> str:
     parts.append("]\n")
     parts.append(f"HEAD_LAYOUT = {head_layout}  # per layer, the LAYOUTS entry of each head\n\n\n")
     parts.append("\n\n".join(inspect.getsource(function) for function in (
-        fill_padded_lists, make_block_mask, qkv_problem, layer_problem)))
+        fill_padded_lists, torch_make_block_mask, assemble_block_mask, qkv_problem, layer_problem)))
     parts.append(_MODULE_FOOTER)
     if getattr(compiled, "cross", False):
         return _cross_module("".join(parts), compiled.m)
@@ -456,8 +512,8 @@ def _cross_module(text: str, m: int) -> str:
     rectangular BlockMask (Q_LEN = M); q must have M rows."""
     edits = [
         ("\nN = ", f"\nM = {m}  # a cross file: M queries x N keys\nN = "),
-        ("make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, _mask_mod(layer, device))",
-         "make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, _mask_mod(layer, device), q_len=M)"),
+        ("torch_make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, _mask_mod(layer, device))",
+         "torch_make_block_mask(N, BLOCK_SIZE[0], BLOCK_SIZE[1], head_lists, _mask_mod(layer, device), q_len=M)"),
         ("    problem = qkv_problem(q, k, v, N, HEADS, scale)\n",
          "    problem = qkv_problem(q, k, v, N, HEADS, scale, queries_may_differ=True)\n"
          "    if problem is None and q.shape[2] != M:\n"
