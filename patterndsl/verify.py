@@ -33,7 +33,8 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
                           "recursion": true, "intervals": true, "full_first": true, "aperiodic": true,
                           "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
                           "missing_first": [i, j], "missing_before": [i, j],
-                          "cover": {"step": t, "tokens": [h, …]}, "missing_each": [[i, j] per step < lo]}}
+                          "cover": {"step": t, "tokens": [h, …]}, "union_cover": {"step": t, "tokens": [h, …]},
+                          "missing_each": [[i, j] per step < lo]}}
           | {"holds": null, "s_bounds": [lo, null], "evidence": {...}, "reason": str}}],
      "counts": optional {"per_layer": [[count of layer k, head h]], "union": [per head]}}
 
@@ -78,6 +79,10 @@ it is re-checked:
   * cover {"step": t ≥ 2, "tokens": H}: every row of layer k(t) attends a token of H, and
     S^{t−1}_x = [n] for each x ∈ H (recomputed for row x alone, without assuming C1):
     S^t_i ⊇ S^{t−1}_x = [n] for every i, so s ≤ t.
+  * union_cover {"step": t ≥ 2, "tokens": H}: for every row i of layer k(t), the tokens of
+    H that i attends have S^{t−1} (recomputed for each token alone, without assuming C1)
+    whose union is [n]: S^t_i ⊇ that union, so s ≤ t. Each row's attended tokens are
+    tested pair by pair; rows attending the same tokens share one union.
   * empty_column j: no row of layer 0 attends j; every S^t_i lies in the keys of layer 0,
     so s is infinite.
   * missing_each [[i_1, j_1], …, [i_{lo−1}, j_{lo−1}]]: j_t ∉ S^t_{i_t} for every t < lo,
@@ -1177,6 +1182,30 @@ def _check_cover(ch: _Claims, h, cover) -> "int | str":
     return t
 
 
+def _check_union_cover(ch: _Claims, h, cover) -> "int | str":
+    """{"step": t, "tokens": H}, t ≥ 2: for every row i of layer k(t), the tokens of H
+    that i attends have S^{t−1} (recomputed for each token alone, without assuming C1)
+    whose union is [n]; then S^t_i ⊇ that union, so S^t = J and s ≤ t. Rows are grouped
+    by the tokens of H they attend (tested pair by pair). Returns t, or why not."""
+    n, p = ch.n, ch.p
+    if not isinstance(cover, dict):
+        return "malformed union_cover"
+    t, H = cover.get("step"), cover.get("tokens")
+    if not (_int(t) and t >= 2 and isinstance(H, list) and H and all(_index(x, n) for x in H)
+            and len(set(H)) == len(H)):
+        return "malformed union_cover"
+    k = (t - 1) % p
+    rows = np.arange(n, dtype=np.int64)
+    attends = np.stack([ch.has(k, h, rows, np.full(n, x, dtype=np.int64)) for x in H])
+    reached = np.stack([_row_after_any(ch, h, x, t - 1) for x in H])
+    ch.meter.add(n * len(H))
+    for code in np.unique(attends.T, axis=0):
+        if not reached[code].any(axis=0).all():
+            row = int(np.flatnonzero((attends.T == code).all(axis=1))[0])
+            return f"the union_cover tokens row {row} of layer {k} attends do not reach everything in {t - 1} steps"
+    return t
+
+
 def _check_missing_each(ch: _Claims, h, pairs, lo) -> "str | None":
     """[[i_t, j_t] for t = 1 … lo − 1] with j_t ∉ S^t_{i_t}: no S^t (t < lo) is J, s ≥ lo."""
     n = ch.n
@@ -1319,6 +1348,11 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
             proved = min(proved or p * max(n - 1, 1), p * max(n - 1, 1))
         if ev.get("cover") is not None:
             step = _check_cover(ch, h, ev["cover"])
+            if isinstance(step, str):
+                return step
+            proved = min(proved or step, step)
+        if ev.get("union_cover") is not None:
+            step = _check_union_cover(ch, h, ev["union_cover"])
             if isinstance(step, str):
                 return step
             proved = min(proved or step, step)

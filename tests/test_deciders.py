@@ -61,8 +61,20 @@ def _assert_depth_claim(compiled, fd, h=0):
             return
         if "cover" in ev:
             t, H = ev["cover"]["step"], ev["cover"]["tokens"]
-            assert t == hi and masks[(t - 1) % len(masks)][:, H].any(axis=1).all()
+            assert t >= hi and masks[(t - 1) % len(masks)][:, H].any(axis=1).all()
             assert all(_row_after(masks, x, t - 1).all() for x in H)
+        if "union_cover" in ev:  # every row's attended tokens of H reach everything together
+            t, H = ev["union_cover"]["step"], ev["union_cover"]["tokens"]
+            assert t == hi
+            reached = np.stack([_row_after(masks, x, t - 1) for x in H])
+            attends = masks[(t - 1) % len(masks)][:, H]
+            assert all(reached[row].any(axis=0).all() for row in attends)
+        if "missing_before" in ev and lo > 1 and "missing_each" not in ev:
+            i, j = ev["missing_before"]
+            assert not _row_after(masks, i, lo - 1)[j]
+        if ev.get("recursion"):
+            full = _depths(masks, hi)
+            assert full[hi - 1] and not any(full[:lo - 1])
         for t, (i, j) in enumerate(ev.get("missing_each", []), start=1):
             assert not _row_after(masks, i, t)[j]
     elif fd["holds"] is False and "empty_column" in ev:

@@ -78,7 +78,7 @@ from .counts import row_degrees
 from .graph import TooLarge, UnionGraph, tree_depths
 from .rowsets import TooManyIntervals
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
-from .structural_deciders import budget_clock, depth_by_cover, find_path
+from .structural_deciders import budget_clock, depth_by_cover, exact_depth, find_path
 
 FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
@@ -588,6 +588,10 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
             reason = ("strongly connected but C1 fails: undecided" if graph is not None or (lower and upper)
                       else "undecided within budget")
             c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
+    if c3.get("holds") is not False and c3.get("s") is None:  # bounds only, or undecided
+        c3 = exact_depth(patterns, n, c1_ok, c3, pair_values, hubs, max(deadline or 0.0, budget_clock() + 0.5))
+    if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:
+        c3 = _recursion_above_dense(patterns, n, c1_ok, c3, deadline)
     if c2 is None:
         graph = graph or _union_graph(patterns, n)
         if graph is not None:
@@ -786,7 +790,22 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
         i, j = int(closed[0]), int(np.flatnonzero(~inside)[0])
         c3 = {"holds": False, "unreachable": [i, j], "evidence": {"closed": _ranges(closed)}}
         return c2, c3
-    limit = p * max(n - 1, 1) if c1_ok else 10 * p * n * n
+    c3 = _recursion_claim(masks, c1_ok, deadline)
+    if c3 is not None:
+        return c2, c3
+    # Out of budget: fall back to the certified structural bounds (hub, chain).
+    _, c3 = _large_conditions(patterns, n, c1_ok, _candidates(patterns, n))
+    if c3.get("holds") is not True:
+        c3 = {"holds": None, "s": None, "s_bounds": [1, None], "reason": "undecided within budget"}
+    return c2, c3
+
+
+def _recursion_claim(masks, c1_ok, deadline, limit=None):
+    """C3 by iterating S^t on the dense masks (packed rows): s exactly ("recursion"), or
+    infinite by a repeated state ("recursion_cycles"); None out of time or steps."""
+    n, p = masks[0].shape[0], len(masks)
+    if limit is None:
+        limit = p * max(n - 1, 1) if c1_ok else 10 * p * n * n
     s, why = _packed_iteration(masks, c1_ok, deadline, limit)
     if s is not None:
         ev = {"recursion": True}
@@ -794,14 +813,31 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
             before = np.unpackbits(why, axis=1, count=n).astype(bool)
             i, j = np.argwhere(~before)[0]
             ev["missing_before"] = [int(i), int(j)]
-        return c2, {"holds": True, "s": s, "s_bounds": [s, s], "evidence": ev}
+        return {"holds": True, "s": s, "s_bounds": [s, s], "evidence": ev}
     if isinstance(why, tuple):  # S^{t0} = S^{t1}, t0 ≡ t1 (mod p), never J before
-        return c2, {"holds": False, "evidence": {"recursion_cycles": [why[1], why[2]]}}
-    # Out of budget: fall back to the certified structural bounds (hub, chain).
-    _, c3 = _large_conditions(patterns, n, c1_ok, _candidates(patterns, n))
-    if c3.get("holds") is not True:
-        c3 = {"holds": None, "s": None, "s_bounds": [1, None], "reason": "undecided within budget"}
-    return c2, c3
+        return {"holds": False, "evidence": {"recursion_cycles": [why[1], why[2]]}}
+    return None
+
+
+RECURSION_WORK = 1 << 30  # bytes gathered by the dense recursion above DENSE_N (verify re-runs it under its budget)
+
+
+def _recursion_above_dense(patterns, n, c1_ok, claim, deadline):
+    """For DENSE_N < n ≤ SEARCH_N, a claim without exact s settled by the dense recursion
+    when its work (edges × n/8 bytes per step, for the steps the claim allows) is small."""
+    lo, hi = claim.get("s_bounds") or [1, None]
+    steps = hi if hi is not None else 64
+    edges = sum(int(row_degrees(P, n).sum()) for P in patterns) // len(patterns)
+    if edges * (n // 8 + 1) * min(steps, 64) > RECURSION_WORK:
+        return claim
+    masks = [_dense(P, n) for P in patterns]
+    found = _recursion_claim(masks, c1_ok, max(deadline or 0.0, budget_clock() + 1.0),
+                             limit=min(steps, RECURSION_WORK // max(1, edges * (n // 8 + 1))))
+    if found is None or (found["holds"] is False and claim.get("holds") is True):
+        return claim  # (a contradiction would be a bug of one side; keep the certified bounds)
+    if found["holds"] is True and not lo <= found["s"] <= (hi or found["s"]):
+        return claim
+    return found
 
 
 # ---- certificates -----------------------------------------------------------------------

@@ -238,6 +238,149 @@ def depth_by_cover(patterns, n, c1_ok, candidates, pair_values, deadline=None, m
     return {"holds": True, "s": hi if lo == hi else None, "s_bounds": [lo, hi], "evidence": ev}
 
 
+# ---- C3: exact s by union covers and farthest pairs ------------------------------------------
+
+
+def _attended(L, k, count) -> list:
+    """The ``count`` tokens that the most rows of layer k attend (column degrees from the
+    rows' intervals), or [] when the rows are too costly."""
+    every = L._all(k)
+    if every is None:
+        return []
+    _, lo, hi = every
+    marks = np.bincount(lo, minlength=L.n + 1) - np.bincount(hi, minlength=L.n + 1)
+    degree = np.cumsum(marks[:L.n])
+    return [int(x) for x in np.argsort(-degree, kind="stable")[:count]]
+
+
+def union_cover_holds(L, t, H, pair_values) -> "bool | None":
+    """Whether every row i of layer k(t) attends tokens of H whose S^{t−1} together are
+    [n] (then S^t_i ⊇ ∪_{h ∈ H ∩ A_i} S^{t−1}_h = [n], so S^t = J; no C1 needed). Rows
+    are grouped by which tokens of H they attend: one union per distinct group. None
+    past the deadline."""
+    n, k = L.n, (t - 1) % L.p
+    reach = []
+    for h in H:
+        X = L.push(h, t - 1)
+        if X is None:
+            return None
+        reach.append(np.packbits(X))
+    rows = np.arange(n, dtype=np.int64)
+    attends = np.stack([pair_values(L.patterns[k], rows, np.full(n, h, dtype=np.int64), n) for h in H])
+    if not attends.any(axis=0).all():
+        return False
+    groups = np.unique(np.packbits(attends, axis=0).T, axis=0)
+    reach = np.stack(reach)
+    full = np.packbits(np.ones(n, dtype=bool))
+    for code in groups:
+        members = np.flatnonzero(np.unpackbits(code)[:len(H)])
+        if not np.array_equal(np.bitwise_or.reduce(reach[members], axis=0), full):
+            return False
+    return True
+
+
+def union_cover(L, t, pair_values, candidates, rounds=3, size=16) -> "list | None":
+    """A token set H for ``union_cover_holds`` at step t, or None: the most attended
+    tokens of layer k(t) and the candidates, then keys of rows left uncovered."""
+    n, k = L.n, (t - 1) % L.p
+    H = list(dict.fromkeys([int(c) for c in candidates if 0 <= c < n][:size // 2]
+                           + _attended(L, k, size)))[:size]
+    for _ in range(rounds):
+        if not H or L.late():
+            return None
+        ok = union_cover_holds(L, t, H, pair_values)
+        if ok is None:
+            return None
+        if ok:
+            return H
+        # Add keys of a row whose group fails: spread over its intervals.
+        fresh = []
+        for i in (0, n - 1, n // 2):
+            keys = row_keys(L.patterns[k], np.array([i]), n, ROW_LIMIT)
+            for lo, hi in zip(keys.lo[:4].tolist(), keys.hi[:4].tolist()):
+                fresh.extend((lo, (lo + hi - 1) // 2, hi - 1))
+        fresh = [x for x in dict.fromkeys(fresh) if x not in H]
+        if not fresh:
+            return None
+        H = H + fresh[:size]
+    return None
+
+
+def _sample_rows(L, t, candidates) -> list:
+    """Rows likely to be far from everything at step t: the thinnest of layer k(t) (the
+    first layer a row's keys pass through), the ends, the middle and a spread."""
+    n = L.n
+    return list(dict.fromkeys(L.thinnest((t - 1) % L.p) + [0, n - 1, n // 2]
+                              + [int(c) for c in candidates if 0 <= c < n][:6]
+                              + np.linspace(0, n - 1, 16).astype(np.int64).tolist()))
+
+
+def _missing_at(L, t, candidates) -> "list | None":
+    """A pair [i, j] with j ∉ S^t_i among the sampled rows, or None (also past the deadline)."""
+    for i in _sample_rows(L, t, candidates):
+        X = L.push(i, t)
+        if X is None:
+            return None
+        if not X.all():
+            return [int(i), int(np.flatnonzero(~X)[0])]
+    return None
+
+
+def exact_depth(patterns, n, c1_ok, claim, pair_values, candidates=(), deadline=None, max_steps=64):
+    """Narrow a finite_depth claim {"holds": True or None, "s_bounds": [lo, hi or None], …}
+    toward exact s (an undecided one becomes decided only by a cover):
+    at t = lo, either a union cover proves s ≤ t (evidence "union_cover"), or a sampled
+    row i with j ∉ S^t_i proves s ≥ t + 1 (given C1 "missing_before" [i, j]; without
+    C1 one pair per step, "missing_each"), and t moves on. Returns the new claim (the
+    old one when nothing was gained)."""
+    lo, hi = claim["s_bounds"]
+    if claim.get("holds") is False or (hi is not None and lo >= hi):
+        return claim
+    L = Layers(patterns, n, deadline)
+    ev = dict(claim.get("evidence") or {})
+    each = None
+    try:
+        if not c1_ok:  # the pairs for steps 1 … lo − 1, re-found (the claim may hold only missing_first)
+            each = []
+            for t in range(1, lo):
+                pair = _missing_at(L, t, candidates)
+                if pair is None:
+                    return claim
+                each.append(pair)
+        new_lo, new_hi, below, cover = lo, hi, None, None
+        for _ in range(max_steps):
+            if (new_hi is not None and new_lo >= new_hi) or L.late():
+                break
+            t = max(new_lo, 2)
+            if new_hi is None or t < new_hi:
+                H = union_cover(L, t, pair_values, candidates)
+                if H is not None:
+                    new_hi, cover = t, {"step": t, "tokens": [int(h) for h in H]}
+                    break
+            pair = _missing_at(L, new_lo, candidates)
+            if pair is None:
+                break
+            if c1_ok:
+                below = pair
+            else:
+                each.append(pair)
+            new_lo += 1
+    except TooManyIntervals:
+        return claim
+    if (new_lo, new_hi) == (lo, hi) or new_hi is None:  # an undecided claim stays as it was without a cover
+        return claim
+    if cover is not None:
+        ev["union_cover"] = cover
+    if new_lo > lo:
+        if c1_ok:
+            ev["missing_before"] = below
+        else:
+            ev["missing_each"] = each
+    claim = {k: v for k, v in claim.items() if k != "reason"}
+    return {**claim, "holds": True, "s": new_hi if new_lo == new_hi else None, "s_bounds": [new_lo, new_hi],
+            "evidence": ev}
+
+
 # ---- C2: path families --------------------------------------------------------------------
 
 
