@@ -1,20 +1,17 @@
 """`bernoulli(p, q, seed=s)` in the generated code: its hash inlined in FlexAttention's
 mask_mod and in the Triton kernels (in Triton's interpreter), against the dense reference
 and the float64 attention reference, forward and backward (the helpers of
-tests/test_flex.py and tests/test_triton_kernels.py)."""
+tests/test_flex.py and tests/kernel_checks.py)."""
 from __future__ import annotations
-
-import os
 
 import pytest
 
-os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported (see test_triton_kernels.py)
+from kernel_checks import assert_kernels_match, interpreter  # (sets TRITON_INTERPRET=1)
+
 pytest.importorskip("triton")
-torch = pytest.importorskip("torch")
 
 import patterndsl  # noqa: E402
 from test_flex import check_mask_mod  # noqa: E402
-from test_triton_kernels import assert_matches_reference, interpreter  # noqa: E402,F401  (its fixture)
 
 _FIXTURES = (interpreter,)  # (used by pytest by name)
 
@@ -35,7 +32,4 @@ def test_mask_mod_matches_the_reference(source, n):
     ("transpose(bernoulli(3, 4, seed=11)) & causal | bernoulli(1, 3, seed=5)", 70, 32),
 ])
 def test_kernels_match_the_reference(source, n, block_size):
-    compiled = patterndsl.compile(source, n)
-    generator = torch.Generator().manual_seed(n)
-    q, k, v, d_out = (torch.randn(1, 2, n, 16, generator=generator) for _ in range(4))
-    assert_matches_reference(compiled, 0, q, k, v, d_out, block_size=block_size)
+    assert_kernels_match(source, n, block_size)

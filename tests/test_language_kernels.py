@@ -1,19 +1,16 @@
 """The Triton kernels (in Triton's interpreter) on the constructs of the language's
 newer parts — blocks(B) { }, transpose, offsets, if, random(avoid=) — against the
-float64 reference, forward and backward (the helper of tests/test_triton_kernels.py).
+float64 reference, forward and backward (tests/kernel_checks.py).
 The generic kernel tests draw them too, through patterndsl.strategies."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
-os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported (see test_triton_kernels.py)
-pytest.importorskip("triton")
-torch = pytest.importorskip("torch")
+from kernel_checks import assert_kernels_match, interpreter  # (sets TRITON_INTERPRET=1)
 
-import patterndsl  # noqa: E402
-from test_triton_kernels import assert_matches_reference, interpreter  # noqa: E402,F401  (its fixture)
+pytest.importorskip("triton")
+
+_FIXTURES = (interpreter,)  # (used by pytest by name)
 
 
 @pytest.mark.parametrize(("source", "n", "block_size"), [
@@ -24,7 +21,4 @@ from test_triton_kernels import assert_matches_reference, interpreter  # noqa: E
     ("chunk(8, offset=3) | stride(5, offset=-2) & window(if(n > 64, 9, 2))", 75, 32),
 ])
 def test_kernels_match_the_reference(source, n, block_size):
-    compiled = patterndsl.compile(source, n)
-    generator = torch.Generator().manual_seed(n)
-    q, k, v, d_out = (torch.randn(1, 2, n, 16, generator=generator) for _ in range(4))
-    assert_matches_reference(compiled, 0, q, k, v, d_out, block_size=block_size)
+    assert_kernels_match(source, n, block_size)

@@ -11,11 +11,11 @@ small: the interpreter is slow.
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import pytest
 
-os.environ["TRITON_INTERPRET"] = "1"  # before triton's import (tests/conftest.py sets it too)
+# kernel_checks sets TRITON_INTERPRET=1, which must come before triton's import.
+from kernel_checks import assert_matches_reference, interpreter
 
 triton = pytest.importorskip("triton", reason="the Triton kernels need triton installed (pip install triton)")
 torch = pytest.importorskip("torch")
@@ -28,13 +28,7 @@ from patterndsl.errors import SpatError  # noqa: E402
 
 PATTERNS = ("segment & causal", "segment & window(8, 0)", "segment & (causal | segment_start(2))")
 DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def interpreter():
-    from patterndsl.kernels import interpreter_ready
-
-    assert interpreter_ready(), "triton was imported before TRITON_INTERPRET=1 was set"
+_FIXTURES = (interpreter,)  # (used by pytest by name)
 
 
 def packed(lengths, first=0):
@@ -67,32 +61,14 @@ def inputs(batch, heads, n, seed, kv_heads=None, dim=16):
     return q, k, v, torch.randn(batch, heads, n, dim, generator=g)
 
 
-def assert_matches(compiled, ids, q, k, v, d_out, block_size, tolerance=2e-5, **kwargs):
-    """Kernels (float32) vs the float64 dense reference with the same ids: out, dq, dk, dv."""
-    from patterndsl.kernels import triton_attention
-
-    def run(function, dtype, *tensors):
-        tensors = [t.detach().to(dtype).requires_grad_() for t in tensors]
-        out = function(*tensors)
-        return (out, *torch.autograd.grad(out, tensors, d_out.to(dtype)))
-
-    got = run(lambda q_, k_, v_: triton_attention(q_, k_, v_, compiled, block_size=block_size, segments=ids,
-                                                  **kwargs), torch.float32, q, k, v)
-    want = run(lambda q_, k_, v_: patterndsl.attention_reference(q_, k_, v_, compiled, segments=ids),
-               torch.float64, q, k, v)
-    for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
-        assert not torch.isnan(a).any(), name
-        error = (a.double() - b).abs().max().item()
-        assert error < tolerance, f"{name}: {error:.3g} off the reference"
-
-
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.sampled_from(PATTERNS), st.integers(1, 64), st.sampled_from(((32, 32), (16, 32))),
        st.sampled_from(((1, 1), (2, 1))), st.data())
 def test_segment_patterns_match_the_dense_reference(source, n, block_size, heads, data):
     ids = data.draw(segmentations(n, batch=2))
     q, k, v, d_out = inputs(2, heads[0], n, seed=n, kv_heads=heads[1])
-    assert_matches(patterndsl.compile(source, n), ids, q, k, v, d_out, block_size)
+    assert_matches_reference(patterndsl.compile(source, n), 0, q, k, v, d_out, block_size=block_size,
+                             segments=ids)
 
 
 def test_documents_straddling_blocks():
@@ -102,7 +78,8 @@ def test_documents_straddling_blocks():
     ids = torch.tensor(np.stack([packed([33, 1, 0, 1, 13]), np.r_[np.zeros(20), np.ones(12), np.zeros(16)]]),
                        dtype=torch.int32)
     q, k, v, d_out = inputs(2, 2, n, seed=1, kv_heads=1)
-    assert_matches(patterndsl.compile("segment & (causal | segment_start(2))", n), ids, q, k, v, d_out, 16)
+    assert_matches_reference(patterndsl.compile("segment & (causal | segment_start(2))", n), 0, q, k, v, d_out,
+                             block_size=16, segments=ids)
 
 
 def test_each_batch_row_skips_the_key_blocks_outside_its_documents():

@@ -877,6 +877,45 @@ def _attn_bwd_dkdv(Q, K, V, BIAS, DO, DK, DV, D_BIAS, LSE, NORM, DELTA, TABLES, 
         tl.store(DV_tile, dv.to(DV.dtype.element_ty), mask=io_mask)
 
 
+# ---- Triton's interpreter ------------------------------------------------------------------
+
+
+class _Interpreted:
+    """A @triton.jit function under Triton's interpreter (TRITON_INTERPRET=1), called without
+    re-patching triton.language. Each call of an InterpretedFunction from inside a kernel
+    patches triton.language for the callee's globals again (InterpretedFunction.__call__),
+    though the kernel's launch has patched it for these very globals (every helper lives in
+    this module): that took about a fifth of the interpreter's time in these kernels. A call
+    runs the same rewritten function the interpreter would run; a launch (``kernel[grid]``)
+    and every attribute are the InterpretedFunction's own."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, *args, **kwargs):
+        return self.function.rewrite()(*args, **kwargs)
+
+    def __getitem__(self, grid):
+        return self.function[grid]
+
+    def __getattr__(self, name):
+        return getattr(self.function, name)
+
+
+def _call_jit_functions_directly(namespace):
+    """Under the interpreter, each jit function of ``namespace`` (a module's globals) as an
+    `_Interpreted`; compiled kernels (no interpreter) are left as they are."""
+    interpreted = getattr(getattr(triton.runtime, "interpreter", None), "InterpretedFunction", None)
+    if interpreted is None or not hasattr(interpreted, "rewrite"):  # another Triton: its own calls
+        return
+    for name, value in list(namespace.items()):
+        if isinstance(value, interpreted):
+            namespace[name] = _Interpreted(value)
+
+
+_call_jit_functions_directly(globals())
+
+
 # ---- launching -----------------------------------------------------------------------------
 
 # Kernel tiles and launch settings, by head dimension (the padded power of two): for each pass,
