@@ -519,8 +519,9 @@ class Resolver:
                 evaluator.d.sizes[0] = max(m, evaluator.d.n_value)
             except _Failed:
                 pass
+        grid_lets = self._grid_users()
         for name in self._let_order():  # every let, so unused ones are checked too
-            if self._needs_a_grid(name):  # (checked where a grid uses it: its cells are known there)
+            if name in grid_lets:  # (checked where a grid uses it: its cells are known there)
                 continue
             try:
                 evaluator.let_value(name)
@@ -537,23 +538,26 @@ class Resolver:
                 pass
         return patterns, block
 
-    def _needs_a_grid(self, name: str) -> bool:
-        """Whether the let ``name`` calls a grid primitive (patterndsl/grid.py), itself or through
-        the lets and defs it uses: it means something only inside a grid."""
-        seen, stack = set(), [name]
+    def _grid_users(self) -> set[str]:
+        """The lets and defs that call a grid primitive (patterndsl/grid.py), themselves or through
+        the lets and defs they use: they mean something only inside a grid. One pass over the file
+        and one over the dependency edges, backwards from the direct callers (asking it per let was
+        quadratic in a long chain of lets)."""
+        statements = {**self.defs, **self.lets}
+        users_of: dict[str, list[str]] = {}
+        for name, used in self.depends.items():
+            if name in statements:
+                for dep in used:
+                    users_of.setdefault(dep, []).append(name)
+        found = {name for name, stmt in statements.items()
+                 if any(isinstance(node, A.Call) and node.func in G.GRID_PRIMITIVES for node in A.walk(stmt))}
+        stack = list(found)
         while stack:
-            current = stack.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            stmt = self.lets.get(current) or self.defs.get(current)
-            if stmt is None:
-                continue
-            for node in A.walk(stmt):
-                if isinstance(node, A.Call) and node.func in G.GRID_PRIMITIVES:
-                    return True
-            stack.extend(self.depends.get(current, ()))
-        return False
+            for user in users_of.get(stack.pop(), ()):
+                if user not in found:
+                    found.add(user)
+                    stack.append(user)
+        return found
 
     def _let_order(self, every: bool = False) -> list[str]:
         """The lets (every: and defs), each after every name it depends on (so evaluating them never
