@@ -748,7 +748,6 @@ def _closed_interval(patterns, n, hubs):
 
 
 def _dense_conditions(patterns, n, c1_ok, deadline):
-    p = len(patterns)
     masks = [_dense(P, n) for P in patterns]
     union = np.logical_or.reduce(masks)
     eye = np.eye(n, dtype=bool)
