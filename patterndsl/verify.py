@@ -27,6 +27,7 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
             {"holds": false, "unreachable": [i, j], "evidence": {"closed": ranges}}
           | {"holds": false, "evidence": {"recursion_cycles": [t0, t1]} | {"empty_rows": [i per layer]}
                                          | {"empty_column": j}
+                                         | {"support_after": {"steps": m, "key": j}, "missing_each": [[i, j], …]}
                                          | {"periodic": {"root", "out": [parent of v], "period": g}}}
           | {"holds": true, "s": int | null, "s_bounds": [lo, hi],
              "evidence": {"hub": {"token", "row_step", "column_step"}, "chain": true,
@@ -83,6 +84,9 @@ it is re-checked:
     H that i attends have S^{t−1} (recomputed for each token alone, without assuming C1)
     whose union is [n]: S^t_i ⊇ that union, so s ≤ t. Each row's attended tokens are
     tested pair by pair; rows attending the same tokens share one union.
+  * support_after {"steps": m, "key": j} with missing_each (m − 1 pairs): R_m =
+    F_{k(1)}(… F_{k(m)}([n])) (F_k(X) the keys of X's rows in layer k), recomputed, misses
+    j; S^t_i ⊆ R_t ⊆ R_m for t ≥ m, and the pairs show S^t ≠ J for t < m: s is infinite.
   * empty_column j: no row of layer 0 attends j; every S^t_i lies in the keys of layer 0,
     so s is infinite.
   * missing_each [[i_1, j_1], …, [i_{lo−1}, j_{lo−1}]]: j_t ∉ S^t_{i_t} for every t < lo,
@@ -1014,6 +1018,8 @@ def _check_unreachable(ch: _Claims, h, claim, ev) -> str | None:
         return _check_periodic(ch, h, ev["periodic"])
     if "empty_column" in ev:
         return _check_empty_column(ch, h, ev["empty_column"])
+    if "support_after" in ev:
+        return _check_support_after(ch, h, ev["support_after"], ev.get("missing_each"))
     pair = claim.get("unreachable")
     try:
         R = _members(ev.get("closed"), n)
@@ -1215,6 +1221,32 @@ def _check_missing_each(ch: _Claims, h, pairs, lo) -> "str | None":
     for t, (i, j) in enumerate(pairs, start=1):
         if _row_after_any(ch, h, i, t)[j]:
             return f"the missing_each pair {[i, j]} is in S^{t}"
+    return None
+
+
+def _check_support_after(ch: _Claims, h, support, pairs) -> "str | None":
+    """{"steps": m ≥ 2, "key": j}: R_m = F_{k(1)}(… F_{k(m)}([n])) recomputed from every row
+    reached (F_k(X): the keys of X's rows in layer k) misses j. S^t_i ⊆ R_t ⊆ R_m for t ≥ m,
+    so no such S^t is J; with one missing pair for each t < m (missing_each), s is infinite."""
+    n, p = ch.n, ch.p
+    if not isinstance(support, dict):
+        return "malformed support_after"
+    m, j = support.get("steps"), support.get("key")
+    if not (_int(m) and m >= 2 and _index(j, n)):
+        return "malformed support_after"
+    why = _check_missing_each(ch, h, pairs, m)
+    if why:
+        return why
+    X = np.ones(n, dtype=bool)
+    for t in range(m, 0, -1):
+        marks = np.zeros(n + 1, dtype=np.int64)
+        for rows in _batches(np.flatnonzero(X)):
+            ks = ch.rows((t - 1) % p, h, rows)
+            np.add.at(marks, ks.lo, 1)
+            np.add.at(marks, ks.hi, -1)
+        X = np.cumsum(marks[:n]) > 0
+    if X[j]:
+        return f"key {j} is in R_{m}"
     return None
 
 

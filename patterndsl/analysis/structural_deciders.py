@@ -174,6 +174,32 @@ def cover_set(P, n, candidates, pair_values, good=None, size=6):
     return H if not uncovered.any() else None
 
 
+def shrinking_support(L, candidates, max_steps=None) -> "dict | None":
+    """s infinite when R_m = F_{k(1)}(F_{k(2)}(… F_{k(m)}([n]))) misses a key j: S^t_i ⊆ R_t
+    (F is monotone and {i} ⊆ [n]) and R_t shrinks with t (F_{k(t+1)}([n]) ⊆ [n]), so no
+    S^t with t ≥ m is J; steps t < m each get a pair j_t ∉ S^t_{i_t}. The refutation
+    {"holds": False, "evidence": {"support_after": {"steps": m, "key": j}, "missing_each": …}},
+    or None."""
+    n, p = L.n, L.p
+    for m in range(2, (max_steps or min(2 * p + 2, 12)) + 1):
+        X = np.ones(n, dtype=bool)
+        for step in range(m, 0, -1):
+            if L.late():
+                return None
+            X = L.apply((step - 1) % p, X)
+        if X.all():
+            continue
+        each = []
+        for t in range(1, m):
+            pair = _missing_at(L, t, candidates)
+            if pair is None:
+                return None
+            each.append(pair)
+        return {"holds": False, "evidence": {"support_after": {"steps": m, "key": int(np.flatnonzero(~X)[0])},
+                                             "missing_each": each}}
+    return None
+
+
 def depth_by_cover(patterns, n, c1_ok, candidates, pair_values, deadline=None, max_step=None):
     """C3 from covers (module docstring): a finite_depth claim (holds True with bounds),
     or {"holds": False, "evidence": {"empty_column": j}}, or None."""
@@ -183,6 +209,9 @@ def depth_by_cover(patterns, n, c1_ok, candidates, pair_values, deadline=None, m
         support = L.apply(0, np.ones(n, dtype=bool))
         if not support.all():
             return {"holds": False, "evidence": {"empty_column": int(np.flatnonzero(~support)[0])}}
+        shrunk = None if c1_ok else shrinking_support(L, candidates)  # with C1, R_t = [n]
+        if shrunk is not None:
+            return shrunk
         max_step = max_step or min(4 * p + 4, 16)
         found = None
         for t in range(2, max_step + 1):
