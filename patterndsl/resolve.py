@@ -49,6 +49,7 @@ MAX_CALL_DEPTH = 256  # defs calling defs
 MAX_CALLS = 200_000  # def bodies evaluated in all
 MAX_LAYER_HEADS = 1 << 16  # layers × heads
 MAX_ERRORS = 50  # diagnostics shown; the rest are counted
+MAX_CHAIN_SHOWN = 8  # names of a recursion cycle a message lists (its first and last four)
 MAX_CALL_NOTES = 4  # "in the call …" notes kept for an error inside nested defs
 PROBABILITY_MAPS = probability.NAMES
 BUILTINS = {"isqrt": "isqrt(x)", "ilog2": "ilog2(x)", "min": "min(a, b, …)", "max": "max(a, b, …)",
@@ -362,16 +363,16 @@ class Resolver:
                 if mentions_n:
                     self.uses_n.add(stmt.name)
         self.depends = depends
-        for name in self._cycles(depends):
+        for name, group in self._cycles(depends):
             stmt = self.lets.get(name) or self.defs[name]
-            chain = self._cycle_path(name, depends)
+            chain = self._cycle_path(name, depends, group)
             if isinstance(stmt, A.Def):
-                what = f"'{name}' calls itself" if len(chain) == 2 else " → ".join(chain)
+                what = f"'{name}' calls itself" if len(chain) == 2 else self._shown_chain(chain)
                 message = f"recursive def: {what}"
                 help = ("a def cannot call itself, directly or through other defs; "
                         "write the levels out, one def per level")
             else:
-                what = f"'{name}' is defined in terms of itself" if len(chain) == 2 else " → ".join(chain)
+                what = f"'{name}' is defined in terms of itself" if len(chain) == 2 else self._shown_chain(chain)
                 message = f"recursive let: {what}"
                 help = "a let cannot use its own value; define it from n and the names before it"
             self.fatal += 1
@@ -427,38 +428,57 @@ class Resolver:
         self.report(f"unknown {kind} '{name}'", span, help=hint)
 
     @staticmethod
-    def _cycles(depends):
-        """Names on a dependency cycle (each cycle reported at its first name)."""
-        on_cycle, state = [], {}
+    def _cycles(depends) -> list[tuple[str, set[str]]]:
+        """Each group of names that depend on one another in a cycle (a strongly connected
+        component with a cycle, found by Tarjan's algorithm without recursion: linear in the
+        file), as its first name reached and its names. One report per group: a group holds
+        as many cycles as it likes, and reporting each (or searching the whole file for each)
+        made hostile files quadratic."""
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        open_names: list[str] = []  # reached, not yet in a finished group
+        is_open: set[str] = set()
+        groups = []
         for start in depends:
-            if state.get(start):
+            if start in index:
                 continue
+            index[start] = low[start] = len(index)
+            open_names.append(start)
+            is_open.add(start)
             stack = [(start, iter(sorted(depends.get(start, ()))))]
-            path, state[start] = [start], 1
             while stack:
                 node, edges = stack[-1]
                 nxt = next(edges, None)
                 if nxt is None:
                     stack.pop()
-                    path.pop()
-                    state[node] = 2
-                elif state.get(nxt) == 1:
-                    if not any(name in on_cycle for name in path[path.index(nxt):]):
-                        on_cycle.append(nxt)
-                elif not state.get(nxt):
-                    state[nxt] = 1
-                    path.append(nxt)
+                    if stack:
+                        low[stack[-1][0]] = min(low[stack[-1][0]], low[node])
+                    if low[node] == index[node]:  # node is the first reached of its group
+                        group = set()
+                        while not group or member != node:
+                            member = open_names.pop()
+                            is_open.discard(member)
+                            group.add(member)
+                        if len(group) > 1 or node in depends.get(node, ()):
+                            groups.append((node, group))
+                elif nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    open_names.append(nxt)
+                    is_open.add(nxt)
                     stack.append((nxt, iter(sorted(depends.get(nxt, ())))))
-        return on_cycle
+                elif nxt in is_open:
+                    low[node] = min(low[node], index[nxt])
+        return groups
 
     @staticmethod
-    def _cycle_path(name, depends):
-        # Breadth-first search for the shortest way back to ``name``.
+    def _cycle_path(name, depends, group):
+        # Breadth-first search for the shortest way back to ``name``, inside its group
+        # (a way back never leaves it), so that every group's search together stays linear.
         previous, frontier = {name: None}, [name]
         while frontier:
             following = []
             for node in frontier:
-                for nxt in sorted(depends.get(node, ())):
+                for nxt in sorted(depends.get(node, ()) & group):
                     if nxt == name:
                         chain = [node]
                         while previous[chain[-1]] is not None:
@@ -469,6 +489,14 @@ class Resolver:
                         following.append(nxt)
             frontier = following
         return [name, name]
+
+    @staticmethod
+    def _shown_chain(chain: list[str]) -> str:
+        """A cycle as `a → b → a`, its middle left out when long (a message stays a line)."""
+        if len(chain) <= MAX_CHAIN_SHOWN:
+            return " → ".join(chain)
+        head, tail = chain[:MAX_CHAIN_SHOWN // 2], chain[-(MAX_CHAIN_SHOWN // 2):]
+        return " → ".join(head) + f" → … ({len(chain) - len(head) - len(tail):,} more) … → " + " → ".join(tail)
 
     # ---- evaluation ---------------------------------------------------------
 
