@@ -485,3 +485,29 @@ def test_warnings_are_diagnostics_printed_like_errors():
     assert Diagnostic("bad").to_json() == {"severity": "error", "message": "bad", "help": None}
     with pytest.raises(ValueError, match="severity"):
         Diagnostic("bad", severity="info")
+
+
+def _reverse_lets(k):
+    return "".join(f"let a{i} = a{i + 1} + 1\n" for i in range(k)) + f"let a{k} = 0\nwindow(a0)\n"
+
+
+def _cycle_through_a_wide_let(k):
+    return ("".join(f"let a{i} = a{i + 1}\n" for i in range(k))
+            + f"let a{k} = max({', '.join(f'a{i}' for i in range(0, k, 7))})\nwindow(1)\n")
+
+
+@pytest.mark.parametrize("make", [_reverse_lets, _cycle_through_a_wide_let])
+def test_long_let_chains_cost_linear_work(make):
+    # Both were quadratic: asking per let whether it needs a grid walked the whole chain
+    # below it, and every recursion cycle searched the file for its shortest path.
+    def work(k):
+        with counted_work() as counted:
+            try:
+                patterndsl.compile(make(k), n=64)
+            except SpatError:
+                pass
+        return counted
+
+    small, large = work(1000), work(2000)
+    for kind in ("tree_visits", "steps", "ast_nodes"):
+        assert large[kind] <= 2.5 * max(small[kind], 1), (kind, small[kind], large[kind])

@@ -7,17 +7,18 @@ timing anything (a loaded machine makes timed tests fail; counts do not vary).
 
 Counted: "ast_nodes", the syntax-tree nodes the parser builds; "steps", the
 expressions the resolver evaluates (inside def bodies too); "def_bodies", the def
-bodies it evaluates. A kind given a budget stops the run as soon as it passes it
+bodies it evaluates; "tree_visits", the nodes whose children a pass over a syntax tree
+asks for (`patterndsl.ast.children`, which `walk` uses). A kind given a budget stops the run as soon as it passes it
 (raising WorkBudgetExceeded), so a blow-up fails at once instead of hanging.
 """
 from __future__ import annotations
 
 import contextlib
 
-from patterndsl import resolve, syntax
+from patterndsl import ast, resolve, syntax
 
 COUNTED = (("ast_nodes", syntax._ToAst, "_node"), ("steps", resolve._Evaluator, "value"),
-           ("def_bodies", resolve._Evaluator, "call_def"))
+           ("def_bodies", resolve._Evaluator, "call_def"), ("tree_visits", ast, "children"))
 
 
 class WorkBudgetExceeded(BaseException):
