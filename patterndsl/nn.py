@@ -70,17 +70,28 @@ class SparseAttention(nn.Module):
             if pattern.heads not in (1, num_heads):
                 raise SpatError(Diagnostic(f"the pattern has {pattern.heads} heads but the layer has {num_heads}"))
             self._source, self._compiled = pattern.source, {pattern.n: pattern}
+            cross = pattern.cross
         elif isinstance(pattern, (str, Path)):
+            from .ast import Queries
             from .compiled import load_source, parse
             from .resolve import resolve
 
             self._source, self._compiled = load_source(pattern), {}
             # Every error that does not depend on n (syntax, names, arguments, heads) now,
             # not at the first forward pass.
-            resolve(parse(self._source), self._source, None)
+            module = parse(self._source)
+            resolve(module, self._source, None)
+            cross = any(isinstance(statement, Queries) for statement in module.statements)
         else:
             raise SpatError(Diagnostic(f"pattern must be a CompiledPattern, .spat text or a Path, "
                                        f"not {type(pattern).__name__}"))
+        if cross:
+            # Self-attention reads its queries and keys from one sequence x: a file of m
+            # queries × n keys would read x's rows as both, which is not what it means.
+            raise SpatError(Diagnostic("SparseAttention is self-attention, and this is a cross-attention file "
+                                       "(`queries M`: m queries × n keys)",
+                                       help="call patterndsl.attention(q, k, v, compiled) with the queries and "
+                                            "keys of the two sequences, or drop `queries` for an n × n pattern"))
         if block_size is not None:
             block_size_pair(block_size)
         if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)

@@ -375,3 +375,16 @@ def test_heads_and_layers_in_a_cross_file():
         allowed = torch.from_numpy(compiled.dense_all()[layer])
         want = masked_softmax_attention(q, k, v, allowed)
         torch.testing.assert_close(patterndsl.attention(q, k, v, compiled, layer, backend="native"), want)
+
+
+@pytest.mark.parametrize("pattern", ["queries 77\nall", "queries m\nwindow(2)",
+                                     lambda: patterndsl.compile("queries 77\nall", n=256),
+                                     lambda: patterndsl.compile("queries m\nall", n=256, m=300)])
+def test_sparse_attention_refuses_a_cross_file_at_construction(pattern):
+    # Self-attention reads queries and keys from one x: with m > n it used to run silently,
+    # taking x's n rows for the first n of the m queries.
+    from patterndsl.nn import SparseAttention
+
+    with pytest.raises(patterndsl.SpatError, match="SparseAttention is self-attention") as caught:
+        SparseAttention(pattern() if callable(pattern) else pattern, 32, 2)
+    assert "patterndsl.attention" in caught.value.diagnostics[0].help
