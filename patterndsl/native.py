@@ -327,6 +327,10 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     each batch row computes only the key blocks its query blocks' documents reach
     (segments.segment_block_ranges), with q_offset too.
     """
+    if getattr(compiled, "cross", False):  # m queries × n keys: through its square, as patterndsl.attention
+        from .cross import to_square
+
+        k, v, compiled, key_bias = to_square(q, k, v, compiled, scale, key_bias, q_offset, segments)
     compiled = for_keys(compiled, k)
     check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True,
               q_offset=q_offset)

@@ -388,3 +388,28 @@ def test_sparse_attention_refuses_a_cross_file_at_construction(pattern):
     with pytest.raises(patterndsl.SpatError, match="SparseAttention is self-attention") as caught:
         SparseAttention(pattern() if callable(pattern) else pattern, 32, 2)
     assert "patterndsl.attention" in caught.value.diagnostics[0].help
+
+
+@pytest.mark.parametrize("m", [77, 300])
+def test_native_attention_called_directly_runs_a_cross_file(m):
+    # It used to refuse m > n, saying the queries lay beyond the keys.
+    from patterndsl.native import native_attention
+
+    compiled = patterndsl.compile("queries m\nintervals(cdiv(m, 4), 64) | cols(0)", n=256, m=m)
+    gen = torch.Generator().manual_seed(m)
+    q = torch.randn(1, 2, m, 16, generator=gen, dtype=torch.float64)
+    k, v = (torch.randn(1, 2, 256, 16, generator=gen, dtype=torch.float64) for _ in range(2))
+    out = native_attention(q, k, v, compiled)
+    assert out.shape == (1, 2, m, 16)
+    torch.testing.assert_close(out, patterndsl.attention_reference(q, k, v, compiled))
+
+
+def test_triton_attention_called_directly_points_a_cross_file_at_patterndsl_attention():
+    from patterndsl.kernels import triton_attention
+
+    compiled = patterndsl.compile("queries 77\nall", n=256)
+    q = torch.randn(1, 2, 77, 16)
+    k, v = (torch.randn(1, 2, 256, 16) for _ in range(2))
+    with pytest.raises(patterndsl.SpatError, match="cross-attention file") as caught:
+        triton_attention(q, k, v, compiled)
+    assert "backend=\"triton\"" in caught.value.diagnostics[0].help

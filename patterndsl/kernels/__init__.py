@@ -243,6 +243,11 @@ def triton_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
     except ImportError:
         raise SpatError(Diagnostic("Triton is not installed", help="pip install triton, or use "
                                    "patterndsl.attention_reference")) from None
+    if getattr(compiled, "cross", False):  # (cross.py lies above the kernels: it pads k, v to its square)
+        raise SpatError(Diagnostic("triton_attention takes an n × n pattern, and this is a cross-attention "
+                                   "file (`queries M`: m queries × n keys)",
+                                   help="call patterndsl.attention(q, k, v, compiled, backend=\"triton\"), "
+                                        "which runs a cross file on these kernels"))
     compiled = _at_keys(compiled, k)
     check_qkv(_as_long_as_keys(q, k), k, v, compiled, scale, max_head_dim=MAX_HEAD_DIM)
     _check_rows(q, k, q_offset)
