@@ -189,12 +189,9 @@ def shrinking_support(L, candidates, max_steps=None) -> "dict | None":
             X = L.apply((step - 1) % p, X)
         if X.all():
             continue
-        each = []
-        for t in range(1, m):
-            pair = _missing_at(L, t, candidates)
-            if pair is None:
-                return None
-            each.append(pair)
+        each = _missing_pairs(L, m, candidates)
+        if each is None:
+            return None
         return {"holds": False, "evidence": {"support_after": {"steps": m, "key": int(np.flatnonzero(~X)[0])},
                                              "missing_each": each}}
     return None
@@ -344,6 +341,18 @@ def _sample_rows(L, t, candidates) -> list:
                               + np.linspace(0, n - 1, 16).astype(np.int64).tolist()))
 
 
+def _missing_pairs(L, steps, candidates):
+    """A pair j_t ∉ S^t_{i_t} for each step t = 1 … steps − 1 (the "missing_each" evidence),
+    or None when one is not found."""
+    each = []
+    for t in range(1, steps):
+        pair = _missing_at(L, t, candidates)
+        if pair is None:
+            return None
+        each.append(pair)
+    return each
+
+
 def _missing_at(L, t, candidates) -> "list | None":
     """A pair [i, j] with j ∉ S^t_i among the sampled rows, or None (also past the deadline)."""
     for i in _sample_rows(L, t, candidates):
@@ -370,12 +379,9 @@ def exact_depth(patterns, n, c1_ok, claim, pair_values, candidates=(), deadline=
     each = None
     try:
         if not c1_ok:  # the pairs for steps 1 … lo − 1, re-found (the claim may hold only missing_first)
-            each = []
-            for t in range(1, lo):
-                pair = _missing_at(L, t, candidates)
-                if pair is None:
-                    return claim
-                each.append(pair)
+            each = _missing_pairs(L, lo, candidates)
+            if each is None:
+                return claim
         new_lo, new_hi, below, cover = lo, hi, None, None
         for _ in range(max_steps):
             if (new_hi is not None and new_lo >= new_hi) or L.late():
