@@ -454,8 +454,8 @@ class Resolver:
                     if stack:
                         low[stack[-1][0]] = min(low[stack[-1][0]], low[node])
                     if low[node] == index[node]:  # node is the first reached of its group
-                        group = set()
-                        while not group or member != node:
+                        group, member = set(), None
+                        while member != node:  # the open names down to node are its group
                             member = open_names.pop()
                             is_open.discard(member)
                             group.add(member)
