@@ -26,6 +26,7 @@ proportional to the blocks touched; Morton order and operands without a per-axis
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -265,13 +266,22 @@ class Grid(Pattern):
     # keys per row, listed (counts and layouts read them)
 
     def row_structure(self, n):
-        return R.Points(self)
+        table = run_table(self, n)
+        if table is None:  # no box form, or too many runs per row: the keys listed
+            return R.Points(self)
+        slots = table[0].shape[1]
+        return R.AnyOf(tuple(GridRun(self, slot) for slot in range(slots))) if slots else R.Span(0, 0)
 
     def row_point_count(self, n: int) -> int:
         return _grid_points(self, n).shape[1]
 
     def row_points(self, rows, n):
-        return _grid_points(self, n)[np.asarray(rows, dtype=np.int64)]
+        table = _grid_points(self, n)  # rows of the grid's existing cells only
+        local = np.asarray(rows, dtype=np.int64) - self.offset
+        inside = (local >= 0) & (local < table.shape[0])
+        out = np.full((local.size, table.shape[1]), -1, dtype=np.int64)
+        out[inside] = table[local[inside]]
+        return out
 
     # block layouts: from the boxes of cells of each block (`box_counter`) where the
     # operand has that form, from a union's or intersection's parts each in this grid, else
@@ -357,31 +367,32 @@ def _operand_box(node, ranks, dims):
 _POINT_ELEMENTS = 1 << 22
 
 
-def _keep_compact(out_rows: list, keys: np.ndarray, width: int, node, n: int) -> int:
+def _keep_compact(out_rows: list, keys: np.ndarray, width: int, node, n: int, rows: int) -> int:
     """Append one chunk's key table cut to its longest row (keys first, -1 after) and return
-    the table's width so far; the n × width table is refused over the memory budget before
-    the chunks pile up (a MemoryError otherwise)."""
+    the table's width so far; the table (``rows`` existing cells × width) is refused over
+    the memory budget before the chunks pile up (a MemoryError otherwise)."""
     from .reference import require_memory
 
     keys = np.sort(keys, axis=1)[:, ::-1]
     count = int((keys >= 0).sum(axis=1).max(initial=0))
     width = max(width, count)
-    require_memory(f"listing the keys of {node} at n = {n:,} ({n:,} rows × {width} slots)", n * width * 8, None,
-                   "use a smaller n")
+    require_memory(f"listing the keys of {node} at n = {n:,} ({rows:,} rows × {width} slots)", rows * width * 8,
+                   None, "use a smaller n")
     out_rows.append(np.ascontiguousarray(keys[:, :count]))
     return width
 
 
 @functools.lru_cache(maxsize=8)
 def _grid_points(node: Grid, n: int) -> np.ndarray:
-    """int64 [n, width]: row i's keys (-1 padded), from the candidate cells of each row
-    filtered by the operand's `pairs`."""
+    """int64 [existing cells, width]: the keys (-1 padded) of the row of the grid's local
+    token t (row offset + t), from the candidate cells of each row filtered by the
+    operand's `pairs` (used where the operand has no form as boxes, `run_table`)."""
     dims, cells = node.dims, node.cells
     tokens = np.arange(node.offset, min(n, node.offset + cells), dtype=np.int64)
     out_rows: list = []
     width = 0
     if tokens.size == 0:
-        return np.full((n, 0), -1, dtype=np.int64)
+        return np.full((0, 0), -1, dtype=np.int64)
     _, ranks = node._ranks(tokens, n)
     # token of each raster rank (-1: the cell does not exist)
     token_of = np.full(cells, -1, dtype=np.int64)
@@ -392,7 +403,7 @@ def _grid_points(node: Grid, n: int) -> np.ndarray:
         for start in range(0, tokens.size, step):
             rq = ranks[start:start + step]
             held = np.asarray(node.operand.predicate(rq[:, None], ranks[None, :], cells), dtype=bool)
-            width = _keep_compact(out_rows, np.where(held, tokens[None, :], -1), width, node, n)
+            width = _keep_compact(out_rows, np.where(held, tokens[None, :], -1), width, node, n, tokens.size)
     else:
         # rows per chunk: about _POINT_ELEMENTS candidate cells (a 3D kernel has 10^4 per row)
         spans = [max(1, int(np.max(hi - lo)) + 1) for lo, hi in probe]
@@ -414,11 +425,11 @@ def _grid_points(node: Grid, n: int) -> np.ndarray:
             flat_k = cand[valid]
             held = np.zeros(cand.shape, dtype=bool)
             held[valid] = node.operand.pairs(flat_q, flat_k, cells)
-            width = _keep_compact(out_rows, np.where(held, token_of[cand], -1), width, node, n)
-    out = np.full((n, width), -1, dtype=np.int64)
+            width = _keep_compact(out_rows, np.where(held, token_of[cand], -1), width, node, n, tokens.size)
+    out = np.full((tokens.size, width), -1, dtype=np.int64)
     at = 0
     for keys in out_rows:
-        out[tokens[at:at + keys.shape[0]], :keys.shape[1]] = keys
+        out[at:at + keys.shape[0], :keys.shape[1]] = keys
         at += keys.shape[0]
     return out
 
@@ -1067,3 +1078,276 @@ def _box_block_candidates(node, grid, counter):
         stop = index * per_tile + stop + node.offset
         grid.memo[key] = grid.key_block_range(owner[which], start, np.minimum(stop, grid.n - 1))
     return grid.memo[key]
+
+
+# ---- keys per row from coordinate boxes (exact counts, row sets) ---------------------------
+#
+# A query's keys under a box-like operand (natten, window2d, chunk2d, sliding_tiles, their
+# transposes and intersections, all, self) are a box of cells: per axis an interval of
+# coordinates. In raster or tile order a box is a few runs of consecutive tokens: per axis
+# the interval splits into at most three pieces of (tile digit range, inner digit range),
+# each product of pieces is a box of digits, and a box of digits is Π (spans of the digits
+# before the last partial one) runs. So the keys of a row are its runs — clipped to the
+# tokens that exist (below n) — never a list of its keys; unions, intersections and
+# differences inside the grid are the row sets' sweeps over those runs, and a 1D operand in
+# raster order is its own row structure over the ranks (rank = local token). Counting them
+# costs the rows of the grid × their runs; the rows outside the grid have no keys.
+
+_MAX_DISTANCE_BOXES = 1 << 12  # a distance rule as at most this many one-row boxes
+_RUN_ATOMS = 8  # a grid's runs as interval atoms of the row formula when it has at most this many
+_RUN_TABLE = 1 << 24  # entries of a grid's run table (rows × runs) kept as interval atoms
+_ROWS_AT_ONCE = 1 << 15  # query rows whose runs are built at once
+
+
+class NoBoxes(Exception):
+    """The operand of a grid has no form as boxes of cells (Morton order, stride2d, a 1D
+    primitive in tile order, …): its keys are listed instead."""
+
+
+@functools.lru_cache(maxsize=64)
+def axis_spans(node, dims: tuple):
+    """Per axis (first, last), int64 [length]: the interval of key coordinates that query
+    coordinate x reaches (first > last: none), when ``node``'s relation is one interval per
+    axis for every coordinate (a box); else None."""
+    if max(dims) > _MAX_AXIS_TABLE:
+        return None
+    relations = _relations(node, dims)
+    if relations is None:
+        return None
+    out = []
+    for m in relations:
+        held = m.any(axis=1)
+        first = np.where(held, m.argmax(axis=1), 0).astype(np.int64)
+        last = np.where(held, m.shape[1] - 1 - m[:, ::-1].argmax(axis=1), -1).astype(np.int64)
+        if (m.sum(axis=1) != np.maximum(last - first + 1, 0)).any():  # a gap: not an interval
+            return None
+        out.append((first, last))
+    return out
+
+
+def _axis_pieces(lo, hi, size):
+    """The coordinates lo … hi of one axis with tiles of ``size`` as at most three pieces
+    (valid, tile lo, tile hi, inner lo, inner hi): the first tile's part, the whole tiles
+    between, the last tile's part (a part that fills its tile joins the whole tiles)."""
+    t0, t1, u0, u1 = lo // size, hi // size, lo % size, hi % size
+    single = t0 == t1
+    ok = lo <= hi
+    head = (ok & ~single & (u0 > 0), t0, t0, u0, np.full_like(u0, size - 1))
+    middle_lo = t0 + (u0 > 0)
+    middle_hi = t1 - (u1 < size - 1)
+    middle = (ok & ~single & (middle_lo <= middle_hi), middle_lo, middle_hi,
+              np.zeros_like(u0), np.full_like(u0, size - 1))
+    tail = (ok & ~single & (u1 < size - 1), t1, t1, np.zeros_like(u1), u1)
+    alone = (ok & single, t0, t0, u0, u1)
+    return [alone, head, middle, tail]
+
+
+def box_runs(lo, hi, dims, tile):
+    """(owner, start, stop): the runs of local tokens (half-open, sorted and merged per
+    owner) whose union is the box of cells lo[e] … hi[e] (int64 [entries, axes], inclusive,
+    clipped to the grid here) of each entry e, in raster order (tile None) or tile order."""
+    axes = len(dims)
+    tile = tuple(tile) if tile is not None else (1,) * (axes - 1) + (dims[-1],)
+    radix = np.array([d // t for d, t in zip(dims, tile)] + list(tile), dtype=np.int64)
+    weight = np.append(np.cumprod(radix[::-1])[::-1][1:], 1)  # token = Σ digit_j · weight_j
+    dims_ = np.array(dims, dtype=np.int64)
+    lo = np.maximum(np.asarray(lo, dtype=np.int64), 0)
+    hi = np.minimum(np.asarray(hi, dtype=np.int64), dims_ - 1)
+    pieces = [_axis_pieces(lo[:, a], hi[:, a], tile[a]) for a in range(axes)]
+    owners, starts, stops = [], [], []
+    for choice in itertools.product(range(4), repeat=axes):
+        chosen = [pieces[a][c] for a, c in enumerate(choice)]
+        valid = np.logical_and.reduce([p[0] for p in chosen])
+        idx = np.flatnonzero(valid)
+        if idx.size == 0:
+            continue
+        a_ = np.stack([p[1][idx] for p in chosen] + [p[3][idx] for p in chosen], axis=1)  # digits' lows
+        b_ = np.stack([p[2][idx] for p in chosen] + [p[4][idx] for p in chosen], axis=1)  # and highs
+        partial = (a_ > 0) | (b_ < radix - 1)
+        D = radix.size
+        last = np.where(partial.any(axis=1), D - 1 - partial[:, ::-1].argmax(axis=1), 0)  # the last partial digit
+        span = b_ - a_ + 1
+        before = np.arange(D)[None, :] < last[:, None]
+        count = np.prod(np.where(before, span, 1), axis=1)
+        which = np.repeat(np.arange(idx.size), count)
+        local = np.arange(which.size, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+        start = np.zeros(which.size, dtype=np.int64)
+        for j in range(D - 1, -1, -1):  # the digits before the last partial one, last fastest
+            inner = before[which, j]
+            s = span[which, j]
+            digit = a_[which, j] + np.where(inner, local % s, 0)
+            local = np.where(inner, local // s, local)
+            start += digit * weight[j]
+        owners.append(idx[which])
+        starts.append(start)
+        stops.append(start + span[which, last[which]] * weight[last[which]])
+    if not owners:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    owner, start, stop = np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
+    order = np.lexsort((start, owner))
+    owner, start, stop = owner[order], start[order], stop[order]
+    joins = np.ones(owner.size, dtype=bool)  # merge the runs that touch
+    joins[1:] = (owner[1:] != owner[:-1]) | (start[1:] != stop[:-1])
+    first = np.flatnonzero(joins)
+    last_of = np.append(first[1:], owner.size) - 1
+    return owner[first], start[first], stop[last_of]
+
+
+def _has_grid_primitive(node) -> bool:
+    stack = [node]
+    while stack:
+        p = stack.pop()
+        if isinstance(p, GridPrimitive):
+            return True
+        stack.extend(p.children())
+    return False
+
+
+def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int):
+    """RowKeys (patterndsl.analysis.rowsets) of the query cells of raster ranks ``ranks``
+    under the operand ``op``, over local tokens (0: the grid's first cell) below
+    ``existing``; raises NoBoxes when ``op`` has no such form."""
+    from .analysis.rowsets import RowKeys, combine, row_keys
+
+    m = ranks.size
+
+    def clipped(owner, start, stop):
+        stop = np.minimum(stop, existing)
+        keep = start < stop
+        return RowKeys(m, owner[keep], start[keep], stop[keep])
+
+    if node.order != "morton":
+        spans = axis_spans(op, node.dims)
+        if spans is not None:
+            coords = _coords(ranks, node.dims)
+            lo = np.stack([first[x] for (first, _), x in zip(spans, coords)], axis=1)
+            hi = np.stack([last[x] for (_, last), x in zip(spans, coords)], axis=1)
+            return clipped(*box_runs(lo, hi, node.dims, node.tile))
+        if isinstance(op, _Distance) and len(node.dims) == 2 and 2 * op.d + 1 <= _MAX_DISTANCE_BOXES:
+            r, c = _coords(ranks, node.dims)
+            rows = [(dr, op.reach(dr)) for dr in range(-op.d, op.d + 1)]  # one row of cells per Δr
+            lo = np.concatenate([np.stack([r + dr, c - e], axis=1) for dr, e in rows])
+            hi = np.concatenate([np.stack([r + dr, c + e], axis=1) for dr, e in rows])
+            owner, start, stop = box_runs(lo, hi, node.dims, node.tile)
+            owner = owner % m
+            order = np.lexsort((start, owner))
+            return combine([clipped(owner[order], start[order], stop[order])], m, existing, "any")
+    if isinstance(op, (Union, Intersection)):
+        how = "any" if isinstance(op, Union) else "all"
+        return combine([_local_keys(node, p, ranks, existing) for p in op.parts], m, existing, how)
+    if isinstance(op, Difference):
+        right = combine([_local_keys(node, op.right, ranks, existing)], m, existing, "none")
+        return combine([_local_keys(node, op.left, ranks, existing), right], m, existing, "all")
+    if isinstance(op, Complement):
+        return combine([_local_keys(node, op.operand, ranks, existing)], m, existing, "none")
+    if node.order == "rows" and node.tile is None and not _has_grid_primitive(op):
+        keys = row_keys(op, ranks, node.cells)  # raster order: a cell's rank is its local token
+        return clipped(keys.own, keys.lo, keys.hi)
+    raise NoBoxes(str(op))
+
+
+def grid_row_keys(node: Grid, rows, n: int):
+    """RowKeys of the query tokens ``rows`` of ``node`` at ``n`` (tokens), from coordinate
+    boxes; raises NoBoxes when its operand has no such form."""
+    from .analysis.rowsets import RowKeys
+
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    existing = int(np.clip(n - node.offset, 0, node.cells))
+    inside = np.flatnonzero((rows >= node.offset) & (rows < node.offset + existing))
+    _, ranks = node._ranks(rows[inside], n)
+    keys = _local_keys(node, node.operand, ranks, existing)
+    return RowKeys(rows.size, inside[keys.own], keys.lo + node.offset, keys.hi + node.offset)
+
+
+def _tree_keys(pattern, rows, n: int):
+    """RowKeys of a union, intersection or difference of grids (NoBoxes otherwise)."""
+    from .analysis.rowsets import combine
+
+    if isinstance(pattern, Grid):
+        return grid_row_keys(pattern, rows, n)
+    if isinstance(pattern, (Union, Intersection)):
+        how = "any" if isinstance(pattern, Union) else "all"
+        return combine([_tree_keys(p, rows, n) for p in pattern.parts], rows.size, n, how)
+    if isinstance(pattern, Difference):
+        right = combine([_tree_keys(pattern.right, rows, n)], rows.size, n, "none")
+        return combine([_tree_keys(pattern.left, rows, n), right], rows.size, n, "all")
+    raise NoBoxes(str(pattern))
+
+
+def _grids(pattern):
+    """The grids of a union / intersection / difference of grids, or None for another tree."""
+    if isinstance(pattern, Grid):
+        return [pattern]
+    if isinstance(pattern, (Union, Intersection, Difference)):
+        parts = [_grids(p) for p in pattern.children()]
+        return None if any(p is None for p in parts) else [g for p in parts for g in p]
+    return None
+
+
+def grid_degrees(pattern, n: int):
+    """int64 [n]: the exact keys of every query row of a grid — or of a union, intersection
+    or difference of grids (the union of a file's layers) — from coordinate boxes, in time
+    the grid's rows × their runs; None when ``pattern`` is no such tree or an operand has
+    no form as boxes (the counter then reads the listed keys)."""
+    grids = _grids(pattern)
+    if grids is None:
+        return None
+    degrees = np.zeros(n, dtype=np.int64)
+    first = min(g.offset for g in grids)
+    end = min(n, max(g.offset + g.cells for g in grids))  # no grid holds a row outside
+    try:
+        for start in range(first, end, _ROWS_AT_ONCE):
+            rows = np.arange(start, min(end, start + _ROWS_AT_ONCE), dtype=np.int64)
+            degrees[rows] = _tree_keys(pattern, rows, n).degrees()
+    except NoBoxes:
+        return None
+    return degrees
+
+
+@functools.lru_cache(maxsize=8)
+def run_table(node: Grid, n: int):
+    """(lo, hi) int64 [existing cells, slots]: the runs of tokens of each query cell's row
+    (local row index; empty slots lo = hi = 0), or None without a box form or when there
+    are more than _RUN_ATOMS slots (the keys are listed then)."""
+    existing = int(np.clip(n - node.offset, 0, node.cells))
+    los, his, width = [], [], 0
+    try:
+        for start in range(0, existing, _ROWS_AT_ONCE):
+            rows = np.arange(start, min(existing, start + _ROWS_AT_ONCE), dtype=np.int64) + node.offset
+            keys = grid_row_keys(node, rows, n)
+            per = keys.counts()
+            width = max(width, int(per.max(initial=0)))
+            if width > _RUN_ATOMS or existing * width > _RUN_TABLE:
+                return None
+            slot = np.arange(keys.own.size) - np.repeat(np.cumsum(per) - per, per)
+            lo = np.zeros((rows.size, _RUN_ATOMS), dtype=np.int64)
+            hi = np.zeros((rows.size, _RUN_ATOMS), dtype=np.int64)
+            lo[keys.own, slot], hi[keys.own, slot] = keys.lo, keys.hi
+            los.append(lo)
+            his.append(hi)
+    except NoBoxes:
+        return None
+    if not los:
+        return np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0), dtype=np.int64)
+    return np.concatenate(los)[:, :width], np.concatenate(his)[:, :width]
+
+
+@dataclass(frozen=True)
+class GridRun(R.Atom):
+    """Slot ``slot`` of a grid's runs (`run_table`): one interval of keys per row (empty
+    where the row has fewer runs, or lies outside the grid)."""
+
+    grid: Grid
+    slot: int
+    kind: ClassVar[str] = "interval"
+
+    def bounds(self, rows, n):
+        lo_table, hi_table = run_table(self.grid, n)
+        rows = np.asarray(rows, dtype=np.int64)
+        local = rows - self.grid.offset
+        inside = (local >= 0) & (local < lo_table.shape[0])
+        at = np.where(inside, local, 0)
+        lo = np.where(inside, lo_table[at, self.slot], 0)
+        hi = np.where(inside, hi_table[at, self.slot], 0)
+        return lo, hi

@@ -467,6 +467,11 @@ def _add_points(formula, rows, n, degrees, intervals, periodic, skip=None):
 
 def analyze_rows(pattern: Pattern, n: int) -> RowCounts:
     """The exact degree of every query row of ``pattern`` at ``n``, with the slow paths taken."""
+    from ..grid import grid_degrees
+
+    degrees = grid_degrees(pattern, n)  # a grid (or grids combined) from its coordinate boxes
+    if degrees is not None:
+        return RowCounts(degrees)
     formula = _Formula(pattern, n)
     width = 2 + 2 * len(formula.atoms["interval"])
     width += sum(a.width(n) for a in formula.atoms["points"])

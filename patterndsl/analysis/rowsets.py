@@ -172,6 +172,10 @@ def _combine(sets, m, n, how) -> RowKeys:
     return _sweep(m, n, sets, lambda c: c == 0)
 
 
+# Public for patterndsl/grid.py, which combines the runs of its grids' rows the same way.
+combine = _combine
+
+
 def row_keys(pattern, rows, n: int, limit: "int | None" = None) -> RowKeys:
     """The keys of each row of ``rows`` (int64) as interval lists; raises TooManyIntervals
     when an intermediate result holds more than ``limit`` intervals."""
