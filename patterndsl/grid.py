@@ -208,29 +208,40 @@ class Grid(Pattern):
     # token → (inside the grid, raster rank)
 
     def _ranks(self, t, n):
+        """(inside the grid, raster rank: 0 outside), the ranks computed for the tokens inside
+        only (a long sequence holds few of them)."""
         t = np.asarray(t, dtype=np.int64)
         local = t - self.offset
         inside = (local >= 0) & (local < self.cells) & (t < n)
-        local = np.where(inside, local, 0)
+        if self.order == "rows" and self.tile is None:
+            return inside, np.where(inside, local, 0)
+        local = local[inside]
+        rank = np.zeros(t.shape, dtype=np.int64)
         if self.order == "morton":
-            rank = morton_ranks(self.dims)[local]
-        elif self.tile is not None:
-            rank = tile_ranks(local, self.dims, self.tile)
+            rank[inside] = morton_ranks(self.dims)[local]
         else:
-            rank = local
+            rank[inside] = tile_ranks(local, self.dims, self.tile)
         return inside, rank
 
     def predicate(self, i, j, n):
         inside_i, ri = self._ranks(i, n)
         inside_j, rj = self._ranks(j, n)
+        if ri.ndim == 2 and rj.ndim == 2 and ri.shape[1] == 1 and rj.shape[0] == 1:  # rows × columns
+            rows, cols = np.flatnonzero(inside_i[:, 0]), np.flatnonzero(inside_j[0])
+            out = np.zeros((ri.shape[0], rj.shape[1]), dtype=bool)
+            if rows.size and cols.size:  # the operand asked about the cells inside only
+                held = self.operand.predicate(ri[rows], rj[:, cols], self.cells)
+                out[np.ix_(rows, cols)] = np.broadcast_to(np.asarray(held, dtype=bool), (rows.size, cols.size))
+            return out
         return np.asarray(self.operand.predicate(ri, rj, self.cells), dtype=bool) & inside_i & inside_j
 
     def pairs(self, i, j, n):
-        inside_i, ri = self._ranks(i, n)
-        inside_j, rj = self._ranks(j, n)
-        out = inside_i & inside_j
-        todo = np.flatnonzero(out)
-        out[todo] = self.operand.pairs(ri[todo], rj[todo], self.cells)
+        i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+        out = (i >= self.offset) & (i < min(n, self.offset + self.cells))
+        out &= (j >= self.offset) & (j < min(n, self.offset + self.cells))
+        todo = np.flatnonzero(out)  # the ranks of the pairs inside only (most of a long sequence is not)
+        if todo.size:
+            out[todo] = self.operand.pairs(self._ranks(i[todo], n)[1], self._ranks(j[todo], n)[1], self.cells)
         return out
 
     def _data_backed(self) -> bool:
@@ -271,6 +282,14 @@ class Grid(Pattern):
             return R.Points(self)
         slots = table[0].shape[1]
         return R.AnyOf(tuple(GridRun(self, slot) for slot in range(slots))) if slots else R.Span(0, 0)
+
+    def row_keys(self, rows, n):
+        """The keys of the query tokens ``rows`` as runs (patterndsl.analysis.rowsets.RowKeys),
+        from coordinate boxes; None where the operand has no such form."""
+        try:
+            return grid_row_keys(self, rows, n)
+        except NoBoxes:
+            return None
 
     def row_point_count(self, n: int) -> int:
         return _grid_points(self, n).shape[1]

@@ -193,8 +193,9 @@ def row_keys(pattern, rows, n: int, limit: "int | None" = None) -> RowKeys:
                            rows.size, n, "all")
         elif isinstance(node, Complement):
             out = _combine([walk(node.operand)], rows.size, n, "none")
-        else:  # any other node (blocks { }) states its rows' structure itself
-            return _formula(node.row_structure(n), rows, n, limit)
+        else:  # any other node (blocks { }, grid { }) states its rows' structure itself
+            runs = node.row_keys(rows, n) if hasattr(node, "row_keys") else None  # a grid's runs of keys
+            return _checked(runs, limit) if runs is not None else _formula(node.row_structure(n), rows, n, limit)
         return _checked(out, limit)
 
     return walk(pattern)
