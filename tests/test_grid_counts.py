@@ -1,0 +1,174 @@
+"""Exact counts of grid patterns from coordinate boxes (issue 12, grid12c): a query's keys
+as runs of tokens (patterndsl/grid.py `box_runs`, `grid_row_keys`, `grid_degrees`, the
+`GridRun` atoms of the row formula), against the dense reference — ragged n (cells at or
+beyond n do not exist), raster, tiled and Morton orders, offset grids, 3D grids, grids
+combined with each other (a file's layers) and with 1D patterns."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import patterndsl
+from patterndsl import grid as G
+from patterndsl import strategies as S
+from patterndsl.analysis.counts import connection_counts, degree_stats, row_degrees
+from patterndsl.analysis.rowsets import row_keys
+from patterndsl.ir import IndexSet
+from patterndsl.reference import evaluate
+
+
+def compiled(source: str, n: int):
+    return patterndsl.compile(source, n).patterns[0][0]
+
+
+def dense_rows(keys, n: int) -> np.ndarray:
+    """The bool [rows, n] matrix of RowKeys (each interval written out)."""
+    out = np.zeros((keys.m, n), dtype=bool)
+    for own, lo, hi in zip(keys.own, keys.lo, keys.hi):
+        out[own, lo:hi] = True
+    return out
+
+
+def assert_exact(pattern, n: int):
+    """Degrees, the row sets, the grid's own runs and the empty rows, each against the
+    dense reference."""
+    reference = evaluate(pattern, np.arange(n), n)
+    assert (row_degrees(pattern, n) == reference.sum(axis=1)).all()
+    degrees = G.grid_degrees(pattern, n)
+    if degrees is not None:
+        assert (degrees == reference.sum(axis=1)).all()
+    rows = np.arange(n, dtype=np.int64)
+    keys = row_keys(pattern, rows, n)
+    assert (dense_rows(keys, n) == reference).all()
+    # the row sets' invariant: per row sorted, disjoint, not touching
+    same = keys.own[1:] == keys.own[:-1]
+    assert (keys.own[1:] >= keys.own[:-1]).all() and (keys.lo[1:][same] > keys.hi[:-1][same]).all()
+    if isinstance(pattern, G.Grid):
+        runs = pattern.row_keys(rows[::-1].copy(), n)  # any order of rows
+        if runs is not None:
+            assert (dense_rows(runs, n) == reference[::-1]).all()
+
+
+# ---- runs of a box of cells -----------------------------------------------------------------
+
+
+@st.composite
+def boxes(draw):
+    axes = draw(st.integers(1, 3))
+    dims = tuple(draw(st.integers(1, 7)) for _ in range(axes))
+    tile = None
+    if axes > 1 and draw(st.booleans()):
+        tile = tuple(draw(st.sampled_from([t for t in range(1, d + 1) if d % t == 0])) for d in dims)
+    count = draw(st.integers(1, 6))
+    lo = np.array([[draw(st.integers(-2, d)) for d in dims] for _ in range(count)], dtype=np.int64)
+    hi = np.array([[draw(st.integers(-1, d + 1)) for d in dims] for _ in range(count)], dtype=np.int64)
+    return dims, tile, lo, hi
+
+
+def token_of_cell(dims, tile):
+    """{cell coordinates: its local token} in raster or tile order, written from the issue's
+    table (tokens tile by tile in raster order of the tiles, raster order inside a tile)."""
+    cells = list(itertools.product(*[range(d) for d in dims]))
+    if tile is None:
+        return {c: t for t, c in enumerate(cells)}
+    tiles = itertools.product(*[range(d // s) for d, s in zip(dims, tile)])
+    order = [tuple(a * s + b for a, s, b in zip(tc, tile, inner))
+             for tc in tiles for inner in itertools.product(*[range(s) for s in tile])]
+    return {c: t for t, c in enumerate(order)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(boxes())
+def test_box_runs_are_the_cells_of_the_box(case):
+    dims, tile, lo, hi = case
+    if len(dims) == 1:
+        tile = None
+    owner, start, stop = G.box_runs(lo, hi, dims, tile)
+    tokens = token_of_cell(dims, tile)
+    for e in range(lo.shape[0]):
+        want = sorted(t for c, t in tokens.items() if all(l <= x <= h for x, l, h in zip(c, lo[e], hi[e])))
+        mine = owner == e
+        got = [t for s, p in zip(start[mine], stop[mine]) for t in range(s, p)]
+        assert got == want  # exact, disjoint, in order
+        assert (start[mine][1:] > stop[mine][:-1]).all()  # touching runs are merged
+
+
+def test_a_natten_box_in_tiles_is_few_runs():
+    """natten(7, 7) in 8 × 8 tiles: at most two tiles per axis, so ≤ 14 runs, whole tiles
+    one run each (sliding tiles: 3 × 3 × 3 whole tiles, rows of 3 consecutive tiles)."""
+    node = compiled("grid(64, 64, tile=(8, 8)) { natten(7, 7) }", 4096)
+    keys = node.row_keys(np.arange(4096), 4096)
+    assert keys.counts().max() <= 14 and (keys.degrees() == 49).all()
+    video = compiled("grid(6, 12, 16, tile=(2, 4, 4)) { sliding_tiles3d(3, 3, 3) }", 1152)
+    keys = video.row_keys(np.arange(1152), 1152)
+    assert (keys.counts() == 9).all() and (keys.degrees() == 27 * 32).all()
+
+
+# ---- against the dense reference --------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(source=S.grid_sources(max_side=8), n=S.sizes(max_n=90))
+def test_grid_counts_are_the_reference(source, n):
+    assert_exact(compiled(source, n), n)
+
+
+@settings(max_examples=40, deadline=None)
+@given(left=S.grid_sources(), right=S.grid_sources(), extra=S.token_free_sources(), n=S.sizes(max_n=70),
+       how=st.integers(0, 4))
+def test_grids_combined_are_the_reference(left, right, extra, n, how):
+    """Grids with each other (a union of layers: `grid_degrees`) and with 1D patterns (the
+    row formula's `GridRun` atoms)."""
+    text = [f"{left} | {right}", f"({left}) & ({right})", f"({left}) - ({right})", f"{left} | {extra}",
+            f"({left}) & ~({extra})"][how]
+    assert_exact(compiled(text, n), n)
+
+
+@pytest.mark.parametrize("source", [
+    "grid(4, 6, 8, tile=(2, 2, 4)) { sliding_tiles3d(3, 3, 3) }",  # sliding_tile_video, scaled down
+    "grid(16, 16, tile=(4, 4)) { natten(5, 5) }",
+    "grid(16, 16, tile=(4, 4)) { transpose(natten(5, 3)) - self }",
+    "grid(12, 12) { chunk2d(4, 4) } | grid(12, 12) { chunk2d(4, 4, shift=(2, 2)) }",  # swin's layers
+    "grid(12, 12) { window2d(0, 12) & causal } | grid(12, 12) { window2d(12, 0) & causal }",  # strided_image
+    "causal | grid(6, 6, offset=9) { all }",  # vision_language
+    "grid(3, 5, 5, offset=4) { natten3d(2, 3, 3) & ~window3d(0, 0, 1) }",
+    "grid(10, 10, tile=(5, 2)) { euclid(3) | manhattan(1) }",
+    "grid(9, 9, order=morton) { natten(3, 3) } | grid(9, 9) { natten(3, 3) }",  # Morton: listed keys
+    "grid(8, 8, tile=(2, 4)) { stride2d(2, 3) | chunk2d(3, 3) }",  # stride2d: listed keys
+])
+def test_by_hand(source):
+    for n in (1, 31, 100, 160, 250):  # ragged: the last frames, rows and tiles cut at n
+        assert_exact(compiled(source, n), n)
+
+
+def test_box_operands_never_list_keys(monkeypatch):
+    """A grid of box operands is counted from its runs: listing its keys is refused here,
+    and the counts still match the reference (ragged n) and the closed form (49 per cell)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("keys listed")
+
+    monkeypatch.setattr(G, "_grid_points", refuse)
+    source = "grid(64, 64, tile=(8, 8)) { natten(7, 7) }"
+    pattern = compiled(source, 3000)
+    assert (row_degrees(pattern, 3000) == evaluate(pattern, np.arange(3000), 3000).sum(axis=1)).all()
+    counts = connection_counts(patterndsl.compile(f"layers {{\n  {source}\n  {source.replace('7, 7', '3, 5')}\n}}",
+                                                  1 << 16))
+    assert counts["per_layer"] == [[4096 * 49], [4096 * 15]]
+    assert counts["union"] == [4096 * 49]  # natten(3, 5) ⊂ natten(7, 7) away from and at the edges
+    assert counts["rows"][0][0]["empty_rows"] == (1 << 16) - 4096
+    assert counts["rows"][0][0]["empty_ranges"] == [[4096, 1 << 16]]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 3), max_size=60))
+def test_degree_stats_empty_ranges(values):
+    """The empty rows' runs (read without a sort) are IndexSet's."""
+    degrees = np.array(values, dtype=np.int64)
+    stats = degree_stats(degrees, listed=4)
+    ranges = IndexSet.from_indices(np.flatnonzero(degrees == 0)).intervals
+    assert stats["empty_ranges"] == [list(r) for r in ranges[:4]]
+    assert stats["empty_truncated"] == (len(ranges) > 4 or int((degrees == 0).sum()) > 4)
