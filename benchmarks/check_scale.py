@@ -2,6 +2,7 @@
 
     python benchmarks/check_scale.py [--n 1048576 16777216] [--only bigbird star] [--structured]
                                      [--verify] [--huge] [--tree /path/to/checkout] [--timeout 600]
+                                     [--memory-budget 8G]
 
 Every case runs the command line a user runs — `python -m patterndsl.cli check FILE --n N` — in
 a fresh subprocess, reaped with os.wait4, so its CPU time (user + sys) and peak RSS are its own.
@@ -85,6 +86,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per command")
     parser.add_argument("--max-memory", type=float, default=8.0, metavar="GIB",
                         help="address-space cap per command in GiB (0: none; default 8)")
+    parser.add_argument("--memory-budget", metavar="SIZE",
+                        help="pass --memory-budget SIZE to every check (e.g. 8G: past check's up-front estimate)")
     args = parser.parse_args()
     tree = args.tree.resolve()
     cap = int(args.max_memory * (1 << 30))
@@ -106,8 +109,10 @@ def main() -> None:
                     continue
                 if n != 1 << 30 and name.startswith("`") and not args.structured:
                     continue
-                argv = ["check", path, "--n", str(n)]
-                shown = f"patterndsl check {Path(path).name if name.startswith('`') else 'examples/' + Path(path).name} --n {n}"
+                budget = ["--memory-budget", args.memory_budget] if args.memory_budget else []
+                argv = ["check", path, "--n", str(n), *budget]
+                shown = (f"patterndsl check {Path(path).name if name.startswith('`') else 'examples/' + Path(path).name} "
+                         f"--n {n}" + "".join(f" {a}" for a in budget))
                 print(row(name, n, measured(argv, tree, args.timeout, cap), shown), flush=True)
         if args.verify:
             n = 1 << 20

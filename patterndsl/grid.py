@@ -1116,6 +1116,7 @@ _MAX_DISTANCE_BOXES = 1 << 12  # a distance rule as at most this many one-row bo
 _RUN_ATOMS = 8  # a grid's runs as interval atoms of the row formula when it has at most this many
 _RUN_TABLE = 1 << 24  # entries of a grid's run table (rows × runs) kept as interval atoms
 _ROWS_AT_ONCE = 1 << 15  # query rows whose runs are built at once
+_RANK_INTERVALS = 64  # a 1D operand in a tiled grid: at most this many intervals of ranks per row
 
 
 class NoBoxes(Exception):
@@ -1227,7 +1228,7 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int):
     """RowKeys (patterndsl.analysis.rowsets) of the query cells of raster ranks ``ranks``
     under the operand ``op``, over local tokens (0: the grid's first cell) below
     ``existing``; raises NoBoxes when ``op`` has no such form."""
-    from .analysis.rowsets import RowKeys, combine, row_keys
+    from .analysis.rowsets import RowKeys, TooManyIntervals, combine, row_keys
 
     m = ranks.size
 
@@ -1260,9 +1261,19 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int):
         return combine([_local_keys(node, op.left, ranks, existing), right], m, existing, "all")
     if isinstance(op, Complement):
         return combine([_local_keys(node, op.operand, ranks, existing)], m, existing, "none")
-    if node.order == "rows" and node.tile is None and not _has_grid_primitive(op):
-        keys = row_keys(op, ranks, node.cells)  # raster order: a cell's rank is its local token
-        return clipped(keys.own, keys.lo, keys.hi)
+    if node.order != "morton" and not _has_grid_primitive(op):  # a 1D operand: intervals of raster ranks
+        try:
+            keys = row_keys(op, ranks, node.cells, limit=_RANK_INTERVALS * max(1, m))
+        except TooManyIntervals:
+            raise NoBoxes(str(op)) from None
+        if node.tile is None:  # raster order: a cell's rank is its local token
+            return clipped(keys.own, keys.lo, keys.hi)
+        # tile order: each interval of ranks is a few boxes of cells (`run_boxes` in raster order)
+        which, lo, hi = run_boxes(keys.lo, keys.hi - 1, node.dims, None)
+        owner, start, stop = box_runs(lo, hi, node.dims, node.tile)
+        owner = keys.own[which[owner]]
+        order = np.lexsort((start, owner))
+        return combine([clipped(owner[order], start[order], stop[order])], m, existing, "any")
     raise NoBoxes(str(op))
 
 

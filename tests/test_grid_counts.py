@@ -139,6 +139,8 @@ def test_grids_combined_are_the_reference(left, right, extra, n, how):
     "grid(10, 10, tile=(5, 2)) { euclid(3) | manhattan(1) }",
     "grid(9, 9, order=morton) { natten(3, 3) } | grid(9, 9) { natten(3, 3) }",  # Morton: listed keys
     "grid(8, 8, tile=(2, 4)) { stride2d(2, 3) | chunk2d(3, 3) }",  # stride2d: listed keys
+    "grid(8, 8, tile=(2, 4)) { causal & natten(3, 3) }",  # 1D in tiles: intervals of ranks as boxes
+    "grid(3, 4, 6, tile=(1, 2, 3), offset=3) { window(5) - ~stride(4) }",
 ])
 def test_by_hand(source):
     for n in (1, 31, 100, 160, 250):  # ragged: the last frames, rows and tiles cut at n
