@@ -101,19 +101,34 @@ def _natten_box(x, k, length):
 # ---- token orders ---------------------------------------------------------------------------
 
 
+def _z_bits(dims) -> int:
+    return max(int(d - 1).bit_length() for d in dims)
+
+
+def z_codes(coords, dims) -> np.ndarray:
+    """The Z-codes of cells (coordinates frame first): their bits interleaved, the column's
+    lowest (object integers when they need more than 62 bits)."""
+    bits, axes = _z_bits(dims), len(dims)
+    code = np.zeros(np.shape(coords[0]), dtype=object if bits * axes > 62 else np.int64)
+    for b in range(bits):
+        for a, x in enumerate(reversed(coords)):  # column first: its bit is lowest
+            code = code | (((np.asarray(x) >> b) & 1).astype(code.dtype) << (b * axes + a))
+    return code
+
+
 @functools.lru_cache(maxsize=16)
 def morton_ranks(dims: tuple) -> np.ndarray:
     """int64 [cells]: the raster rank of the cell numbered t (cells numbered by the rank
     of their Z-code, which interleaves the coordinates' bits with the column's lowest)."""
     cells = math.prod(dims)
-    coords = _coords(np.arange(cells, dtype=np.int64), dims)
-    bits = max(int(d - 1).bit_length() for d in dims)
-    code = np.zeros(cells, dtype=object if bits * len(dims) > 62 else np.int64)
-    axes = len(dims)
-    for b in range(bits):
-        for a, x in enumerate(reversed(coords)):  # column first: its bit is lowest
-            code = code | (((x >> b) & 1).astype(code.dtype) << (b * axes + a))
+    code = z_codes(_coords(np.arange(cells, dtype=np.int64), dims), dims)
     return np.argsort(code, kind="stable").astype(np.int64)
+
+
+@functools.lru_cache(maxsize=16)
+def _sorted_z_codes(dims: tuple) -> np.ndarray:
+    """The Z-codes of the grid's cells in Morton order (cell t's code at t)."""
+    return z_codes(_coords(morton_ranks(dims), dims), dims)
 
 
 def tile_coords(t, dims, tile):
@@ -1116,6 +1131,7 @@ _MAX_DISTANCE_BOXES = 1 << 12  # a distance rule as at most this many one-row bo
 _RUN_ATOMS = 8  # a grid's runs as interval atoms of the row formula when it has at most this many
 _RUN_TABLE = 1 << 24  # entries of a grid's run table (rows × runs) kept as interval atoms
 _ROWS_AT_ONCE = 1 << 15  # query rows whose runs are built at once
+_MAX_CUBES = 1 << 10  # Z-order cubes cut at once per box (Morton), else its keys are listed
 _RANK_INTERVALS = 64  # a 1D operand in a tiled grid: at most this many intervals of ranks per row
 
 
@@ -1206,12 +1222,65 @@ def box_runs(lo, hi, dims, tile):
         return empty, empty, empty
     owner, start, stop = np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
     order = np.lexsort((start, owner))
-    owner, start, stop = owner[order], start[order], stop[order]
-    joins = np.ones(owner.size, dtype=bool)  # merge the runs that touch
+    return _merged(owner[order], start[order], stop[order])
+
+
+def morton_box_runs(lo, hi, dims):
+    """`box_runs` in Morton order: the box split into the aligned cubes of the Z-order that
+    it holds (a cube of side 2^L is 2^(L·axes) consecutive Z-codes), found level by level
+    from the whole grid down, cutting only the cubes that cross the box's faces; a run of
+    Z-codes is a run of tokens (token = the rank of the cell's code: cubes inside the box
+    hold existing cells only)."""
+    axes = len(dims)
+    if _z_bits(dims) * axes > 62:
+        raise NoBoxes("Z-codes longer than 62 bits")
+    codes = _sorted_z_codes(tuple(dims))
+    lo = np.maximum(np.asarray(lo, dtype=np.int64), 0)
+    hi = np.minimum(np.asarray(hi, dtype=np.int64), np.array(dims, dtype=np.int64) - 1)
+    owner = np.flatnonzero(np.all(lo <= hi, axis=1))
+    base = np.zeros((owner.size, axes), dtype=np.int64)
+    corners = np.array(list(itertools.product((0, 1), repeat=axes)), dtype=np.int64)
+    owners, starts, sizes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    level = _z_bits(dims)
+    entries = lo.shape[0]
+    while owner.size:
+        if owner.size > _MAX_CUBES * max(1, entries):  # a box with a long face across many cubes
+            raise NoBoxes("too many Z-order cubes")
+        side = 1 << level
+        top = base + side - 1
+        inside = np.all((base >= lo[owner]) & (top <= hi[owner]), axis=1)
+        meets = np.all((base <= hi[owner]) & (top >= lo[owner]), axis=1)
+        owners.append(owner[inside])
+        starts.append(z_codes(list(base[inside].T), dims))
+        sizes.append(np.full(int(inside.sum()), side ** axes, dtype=np.int64))
+        cut = meets & ~inside  # (a cell, level 0, is inside or apart)
+        half = side >> 1
+        owner = np.repeat(owner[cut], corners.shape[0])
+        base = (base[cut][:, None, :] + corners[None, :, :] * half).reshape(-1, axes)
+        level -= 1
+    owner, start = np.concatenate(owners), np.concatenate(starts)
+    stop = np.searchsorted(codes, start + np.concatenate(sizes))
+    start = np.searchsorted(codes, start)
+    order = np.lexsort((start, owner))
+    return _merged(owner[order], start[order], stop[order])
+
+
+def _merged(owner, start, stop):
+    """Runs sorted by owner and start, those that touch joined."""
+    if owner.size == 0:
+        return owner, start, stop
+    joins = np.ones(owner.size, dtype=bool)
     joins[1:] = (owner[1:] != owner[:-1]) | (start[1:] != stop[:-1])
     first = np.flatnonzero(joins)
     last_of = np.append(first[1:], owner.size) - 1
     return owner[first], start[first], stop[last_of]
+
+
+def _cell_runs(node: Grid, lo, hi):
+    """box_runs in the grid's token order (raster, tiles or Morton)."""
+    if node.order == "morton":
+        return morton_box_runs(lo, hi, node.dims)
+    return box_runs(lo, hi, node.dims, node.tile)
 
 
 def _has_grid_primitive(node) -> bool:
@@ -1237,22 +1306,21 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int):
         keep = start < stop
         return RowKeys(m, owner[keep], start[keep], stop[keep])
 
-    if node.order != "morton":
-        spans = axis_spans(op, node.dims)
-        if spans is not None:
-            coords = _coords(ranks, node.dims)
-            lo = np.stack([first[x] for (first, _), x in zip(spans, coords)], axis=1)
-            hi = np.stack([last[x] for (_, last), x in zip(spans, coords)], axis=1)
-            return clipped(*box_runs(lo, hi, node.dims, node.tile))
-        if isinstance(op, _Distance) and len(node.dims) == 2 and 2 * op.d + 1 <= _MAX_DISTANCE_BOXES:
-            r, c = _coords(ranks, node.dims)
-            rows = [(dr, op.reach(dr)) for dr in range(-op.d, op.d + 1)]  # one row of cells per Δr
-            lo = np.concatenate([np.stack([r + dr, c - e], axis=1) for dr, e in rows])
-            hi = np.concatenate([np.stack([r + dr, c + e], axis=1) for dr, e in rows])
-            owner, start, stop = box_runs(lo, hi, node.dims, node.tile)
-            owner = owner % m
-            order = np.lexsort((start, owner))
-            return combine([clipped(owner[order], start[order], stop[order])], m, existing, "any")
+    spans = axis_spans(op, node.dims)
+    if spans is not None:
+        coords = _coords(ranks, node.dims)
+        lo = np.stack([first[x] for (first, _), x in zip(spans, coords)], axis=1)
+        hi = np.stack([last[x] for (_, last), x in zip(spans, coords)], axis=1)
+        return clipped(*_cell_runs(node, lo, hi))
+    if isinstance(op, _Distance) and len(node.dims) == 2 and 2 * op.d + 1 <= _MAX_DISTANCE_BOXES:
+        r, c = _coords(ranks, node.dims)
+        rows = [(dr, op.reach(dr)) for dr in range(-op.d, op.d + 1)]  # one row of cells per Δr
+        lo = np.concatenate([np.stack([r + dr, c - e], axis=1) for dr, e in rows])
+        hi = np.concatenate([np.stack([r + dr, c + e], axis=1) for dr, e in rows])
+        owner, start, stop = _cell_runs(node, lo, hi)
+        owner = owner % m
+        order = np.lexsort((start, owner))
+        return combine([clipped(owner[order], start[order], stop[order])], m, existing, "any")
     if isinstance(op, (Union, Intersection)):
         how = "any" if isinstance(op, Union) else "all"
         return combine([_local_keys(node, p, ranks, existing) for p in op.parts], m, existing, how)
@@ -1261,16 +1329,16 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int):
         return combine([_local_keys(node, op.left, ranks, existing), right], m, existing, "all")
     if isinstance(op, Complement):
         return combine([_local_keys(node, op.operand, ranks, existing)], m, existing, "none")
-    if node.order != "morton" and not _has_grid_primitive(op):  # a 1D operand: intervals of raster ranks
+    if not _has_grid_primitive(op):  # a 1D operand: intervals of raster ranks
         try:
             keys = row_keys(op, ranks, node.cells, limit=_RANK_INTERVALS * max(1, m))
         except TooManyIntervals:
             raise NoBoxes(str(op)) from None
-        if node.tile is None:  # raster order: a cell's rank is its local token
+        if node.tile is None and node.order == "rows":  # raster order: a cell's rank is its local token
             return clipped(keys.own, keys.lo, keys.hi)
-        # tile order: each interval of ranks is a few boxes of cells (`run_boxes` in raster order)
+        # tiles, Morton: each interval of ranks is a few boxes of cells (`run_boxes` in raster order)
         which, lo, hi = run_boxes(keys.lo, keys.hi - 1, node.dims, None)
-        owner, start, stop = box_runs(lo, hi, node.dims, node.tile)
+        owner, start, stop = _cell_runs(node, lo, hi)
         owner = keys.own[which[owner]]
         order = np.lexsort((start, owner))
         return combine([clipped(owner[order], start[order], stop[order])], m, existing, "any")

@@ -81,14 +81,30 @@ def token_of_cell(dims, tile):
     return {c: t for t, c in enumerate(order)}
 
 
+def morton_token_of_cell(dims):
+    """{cell: its local token} in Morton order: cells sorted by their Z-code, the bits of
+    the coordinates interleaved with the column's lowest (the issue's table)."""
+    bits = max(d - 1 for d in dims).bit_length()
+
+    def z(cell):
+        return sum(((x >> b) & 1) << (b * len(dims) + a) for b in range(bits) for a, x in enumerate(reversed(cell)))
+
+    cells = sorted(itertools.product(*[range(d) for d in dims]), key=z)
+    return {c: t for t, c in enumerate(cells)}
+
+
 @settings(max_examples=150, deadline=None)
-@given(boxes())
-def test_box_runs_are_the_cells_of_the_box(case):
+@given(boxes(), st.booleans())
+def test_box_runs_are_the_cells_of_the_box(case, morton):
     dims, tile, lo, hi = case
     if len(dims) == 1:
         tile = None
-    owner, start, stop = G.box_runs(lo, hi, dims, tile)
-    tokens = token_of_cell(dims, tile)
+    if morton:
+        owner, start, stop = G.morton_box_runs(lo, hi, dims)
+        tokens = morton_token_of_cell(dims)
+    else:
+        owner, start, stop = G.box_runs(lo, hi, dims, tile)
+        tokens = token_of_cell(dims, tile)
     for e in range(lo.shape[0]):
         want = sorted(t for c, t in tokens.items() if all(l <= x <= h for x, l, h in zip(c, lo[e], hi[e])))
         mine = owner == e
@@ -137,7 +153,8 @@ def test_grids_combined_are_the_reference(left, right, extra, n, how):
     "causal | grid(6, 6, offset=9) { all }",  # vision_language
     "grid(3, 5, 5, offset=4) { natten3d(2, 3, 3) & ~window3d(0, 0, 1) }",
     "grid(10, 10, tile=(5, 2)) { euclid(3) | manhattan(1) }",
-    "grid(9, 9, order=morton) { natten(3, 3) } | grid(9, 9) { natten(3, 3) }",  # Morton: listed keys
+    "grid(9, 9, order=morton) { natten(3, 3) } | grid(9, 9) { natten(3, 3) }",  # Morton: Z-order cubes
+    "grid(2, 5, 6, order=morton, offset=1) { window3d(1, 1, 2) - causal }",
     "grid(8, 8, tile=(2, 4)) { stride2d(2, 3) | chunk2d(3, 3) }",  # stride2d: listed keys
     "grid(8, 8, tile=(2, 4)) { causal & natten(3, 3) }",  # 1D in tiles: intervals of ranks as boxes
     "grid(3, 4, 6, tile=(1, 2, 3), offset=3) { window(5) - ~stride(4) }",

@@ -119,10 +119,10 @@ CLI_CASES = {
     "transpose(random) png at 2^40": (["show", "tr.spat", "--n", str(2**40), "--png", "t.png"], 1,
                                       "(inverting the keys of its transpose(random): all n rows drawn and sorted "
                                       "once) needs about 288.0 TiB"),
-    # (a grid of boxes, natten in tiles, is drawn from its runs at any n; Morton order lists its keys)
-    "a grid at 2^26": (["show", "morton.spat", "--n", str(2**26)], 1,
-                       "listing the keys of grid(512, 512, order=morton) { natten(33, 33) } at n = 67,108,864 "
-                       "(262,144 rows × 1089 slots) needs about 2.1 GiB"),
+    # (a grid of boxes, natten in tiles, is drawn from its runs at any n; stride2d lists its keys)
+    "a grid at 2^26": (["show", "stride.spat", "--n", str(2**26)], 1,
+                       "listing the keys of grid(512, 512) { stride2d(2, 2) } at n = 67,108,864 "
+                       "(262,144 rows × 65536 slots) needs about 128.0 GiB"),
     # certificates that are not one
     "an empty certificate": (["verify", "p.spat", "empty.json"], 1,
                              "empty.json:1:1: error: not a patterndsl certificate: the object has none of the fields "
@@ -145,7 +145,7 @@ FILES = {
     "p.spat": "window(2)\n", "pic.png": "window(2)\n", "p.pt": "window(2)\n", "all.spat": "all\n",
     "random.spat": "random(1000, seed=1)\n", "unknown.spat": "foo(3)\n",
     "recursive.spat": "def a(x) = b(x)\ndef b(x) = a(x)\na(1)\n",
-    "tr.spat": "transpose(random(3, seed=1)) | window(1)\n", "natten.spat": "grid(64, 64, tile=(8, 8)) { natten(7, 7) }\n", "morton.spat": "grid(512, 512, order=morton) { natten(33, 33) }\n", "empty.json": "{}\n", "list.json": "[]\n",
+    "tr.spat": "transpose(random(3, seed=1)) | window(1)\n", "natten.spat": "grid(64, 64, tile=(8, 8)) { natten(7, 7) }\n", "stride.spat": "grid(512, 512) { stride2d(2, 2) }\n", "empty.json": "{}\n", "list.json": "[]\n",
     "few.json": '{"n": 16, "heads": 1}\n', "bad.json": '{"n": 16,\n "format": }\n',
 }
 
