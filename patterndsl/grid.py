@@ -14,14 +14,16 @@ resolver passes the grid's shape (`GridShape`) as the argument ``grid``. Their r
 are written once with Python operators, so that the same code gives the numpy
 predicate and the torch/Triton source (`SourceExpr`).
 
-Where it comes from (counts, layouts): a grid's keys per row are listed explicitly
-(`row_points`): the candidate cells of each query — the box its neighbourhood
-primitives bound, else every cell — filtered by the operand's own `pairs`. The exact
-counter reads those points (`structure.Points`), so its work is proportional to the
-pairs listed (for a neighbourhood, n · the box), not to n². The block layouts come from
-coordinate boxes instead (see "block layouts from coordinate boxes" below): work
-proportional to the blocks touched; Morton order and operands without a per-axis form
-(1D primitives) fall back to the listed points.
+Where it comes from (counts, row sets, layouts): a query's keys are boxes of cells, and
+a box is a few runs of consecutive tokens (see "keys per row from coordinate boxes"
+below): the exact counter (`grid_degrees`, asked first by analysis/counts.py), the row
+sets of the conditions (`Grid.row_keys`) and the row formula (`GridRun` atoms) read
+those runs — work the grid's rows × their runs, never a table of n rows. Operands
+without a box form (stride2d, too many runs) list each row's keys instead (`row_points`:
+the candidate cells filtered by the operand's own `pairs`, a table of the grid's cells
+only). The block layouts come from coordinate boxes too (see "block layouts from
+coordinate boxes" below): work proportional to the blocks touched; Morton order and
+operands without a per-axis form (1D primitives) fall back to the listed points there.
 """
 from __future__ import annotations
 
