@@ -182,6 +182,15 @@ def tile_ranks(t, dims, tile):
     return rank
 
 
+_RANK_TABLE = 1 << 22  # tiled grids of at most this many cells keep their token → rank table
+
+
+@functools.lru_cache(maxsize=16)
+def _tile_rank_table(dims: tuple, tile: tuple) -> np.ndarray:
+    """int64 [cells]: the raster rank of the tiled grid's local token t."""
+    return tile_ranks(np.arange(math.prod(dims), dtype=np.int64), dims, tile)
+
+
 # ---- the grid node --------------------------------------------------------------------------
 
 
@@ -236,6 +245,8 @@ class Grid(Pattern):
         rank = np.zeros(t.shape, dtype=np.int64)
         if self.order == "morton":
             rank[inside] = morton_ranks(self.dims)[local]
+        elif self.cells <= _RANK_TABLE:  # a gather instead of the digit arithmetic per token
+            rank[inside] = _tile_rank_table(self.dims, self.tile)[local]
         else:
             rank[inside] = tile_ranks(local, self.dims, self.tile)
         return inside, rank
