@@ -1462,3 +1462,23 @@ class GridRun(R.Atom):
         lo = np.where(inside, lo_table[at, self.slot], 0)
         hi = np.where(inside, hi_table[at, self.slot], 0)
         return lo, hi
+
+
+def grids_apart(pattern):
+    """(``pattern`` with every grid reached through | & - ~ from its root replaced by none,
+    the row ranges [lo, hi) of tokens those grids hold), or None when no grid is reached.
+    The rows outside the ranges see no grid, so there the pattern is the one without them:
+    a 1D pattern combined with grids is counted as itself, and only the grids' rows with
+    the grids (the exact counter's split; a grid holds few rows of a long sequence)."""
+    ranges = []
+
+    def walk(p):
+        if isinstance(p, Grid):
+            ranges.append((p.offset, p.offset + p.cells))
+            return Nothing()
+        if isinstance(p, (Union, Intersection, Difference, Complement)):
+            return p.with_children(tuple(walk(c) for c in p.children()))
+        return p
+
+    rest = walk(pattern)
+    return (rest, ranges) if ranges else None

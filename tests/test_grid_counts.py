@@ -164,6 +164,19 @@ def test_by_hand(source):
         assert_exact(compiled(source, n), n)
 
 
+def test_grids_with_1d_patterns_count_the_grid_rows_apart(monkeypatch):
+    """`window | grid`: the rows outside the grid are the 1D pattern's alone (the grid
+    replaced by none), the grid's rows are counted with it; exact at ragged n."""
+    source = "window(3) | grid(8, 8, tile=(4, 4), offset=5) { natten(3, 3) } - (grid(8, 8, offset=9) { self })"
+    for n in (3, 40, 70, 100):
+        pattern = compiled(source, n)
+        apart = G.grids_apart(pattern)
+        if n > 5:  # (at n ≤ 5 the compiler drops the grids: none of their cells exists)
+            rest, ranges = apart
+            assert not G._has_grid_primitive(rest) and ranges == [(5, 69), (9, 73)]
+        assert (row_degrees(pattern, n) == evaluate(pattern, np.arange(n), n).sum(axis=1)).all()
+
+
 def test_box_operands_never_list_keys(monkeypatch):
     """A grid of box operands is counted from its runs: listing its keys is refused here,
     and the counts still match the reference (ragged n) and the closed form (49 per cell)."""

@@ -465,18 +465,34 @@ def _add_points(formula, rows, n, degrees, intervals, periodic, skip=None):
     return degrees + np.bincount(local, weights=change, minlength=B).astype(np.int64)
 
 
+def _rows_per_block(formula: _Formula, n: int) -> tuple[int, int]:
+    """(rows counted at once, the [rows × width] entries per row that costs)."""
+    width = 2 + 2 * len(formula.atoms["interval"])
+    width += sum(a.width(n) for a in formula.atoms["points"])
+    width *= 1 << min(len(formula.atoms["periodic"]), _MAX_ENUMERATED) if len(formula.atoms["periodic"]) > 1 else 1
+    return max(1, min(n, _MOBIUS_ROWS if formula.mobius() is not None else _BLOCK_ELEMENTS // width)), width
+
+
 def analyze_rows(pattern: Pattern, n: int) -> RowCounts:
     """The exact degree of every query row of ``pattern`` at ``n``, with the slow paths taken."""
-    from ..grid import grid_degrees
+    from ..grid import grid_degrees, grids_apart
 
     degrees = grid_degrees(pattern, n)  # a grid (or grids combined) from its coordinate boxes
     if degrees is not None:
         return RowCounts(degrees)
+    apart = grids_apart(pattern)
+    if apart is not None:  # grids with 1D patterns: the grids' rows alone with the grids
+        rest, ranges = apart
+        result = analyze_rows(rest, n)
+        formula, slow = _Formula(pattern, n), set(result.slow_path)
+        step = _rows_per_block(formula, n)[0]
+        for lo, hi in ranges:
+            for start in range(max(0, lo), min(n, hi), step):
+                rows = np.arange(start, min(n, hi, start + step), dtype=np.int64)
+                result.degrees[rows] = _block_degrees(formula, pattern, rows, n, slow)
+        return RowCounts(result.degrees, sorted(slow))
     formula = _Formula(pattern, n)
-    width = 2 + 2 * len(formula.atoms["interval"])
-    width += sum(a.width(n) for a in formula.atoms["points"])
-    width *= 1 << min(len(formula.atoms["periodic"]), _MAX_ENUMERATED) if len(formula.atoms["periodic"]) > 1 else 1
-    step = max(1, min(n, _MOBIUS_ROWS if formula.mobius() is not None else _BLOCK_ELEMENTS // width))
+    step, width = _rows_per_block(formula, n)
     degrees = np.empty(n, dtype=np.int64)
     slow: set = set()
 
