@@ -213,12 +213,10 @@ class CompiledPattern:
     def layouts(self, layer: int = 0, block_size=None) -> list:
         """The block layout of every head of one layer (patterndsl.layout.BlockLayout);
         heads, and layers, with the same pattern share one object."""
-        from .layout import block_layout, layout_memory
-
         if self.cross:
-            from .cross import layouts
-
-            return layouts(self, layer, block_size)
+            from .cross import budgeted_layout
+        else:
+            budgeted_layout = _budgeted_layout
         layer, _ = self.index(layer, 0)
         block_q, block_k = self.block_sizes(block_size)
         cache = self.__dict__.setdefault("_layouts", {})
@@ -226,10 +224,7 @@ class CompiledPattern:
         for pattern in self.patterns[layer]:
             key = (pattern, block_q, block_k)
             if key not in cache:
-                require_memory(lambda: f"the block layout of {_short(pattern)} at n = {self.n:,} in blocks of "
-                                       f"{block_q} × {block_k}", layout_memory(pattern, self.n, block_q, block_k),
-                               self.memory_budget, "use larger blocks (--block-size, block_size=) or a smaller n")
-                cache[key] = block_layout(pattern, self.n, block_q, block_k)
+                cache[key] = budgeted_layout(self, pattern, block_q, block_k)
             out.append(cache[key])
         return out
 
@@ -410,6 +405,17 @@ def _memory_budget(budget) -> "int | None":
         raise SpatError(Diagnostic(f"memory_budget must be a number of bytes (an int ≥ 0) or a size such as "
                                    f"\"2G\", got {budget!r}"))
     return int(budget)
+
+
+def _budgeted_layout(compiled, pattern: Pattern, block_q: int, block_k: int):
+    """The n × n block layout of ``pattern``, refused before it is built when it would
+    exceed the memory budget (the cross counterpart: patterndsl/cross.py budgeted_layout)."""
+    from .layout import block_layout, layout_memory
+
+    require_memory(lambda: f"the block layout of {_short(pattern)} at n = {compiled.n:,} in blocks of "
+                           f"{block_q} × {block_k}", layout_memory(pattern, compiled.n, block_q, block_k),
+                   compiled.memory_budget, "use larger blocks (--block-size, block_size=) or a smaller n")
+    return block_layout(pattern, compiled.n, block_q, block_k)
 
 
 def _short(pattern, limit: int = 60) -> str:

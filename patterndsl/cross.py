@@ -169,26 +169,18 @@ def layout(pattern: Pattern, m: int, n: int, size: int, block_q: int, block_k: i
     return BlockLayout.from_blocks(n, block_q, block_k, qb, kb, states, whole.connections, q_offset=0, q_len=m)
 
 
-def layouts(compiled, layer: int = 0, block_size=None) -> list:
-    """The m × n block layout of every head of one layer (heads with one pattern share one)."""
+def budgeted_layout(compiled, pattern: Pattern, block_q: int, block_k: int):
+    """The m × n block layout of one of the file's patterns, refused before it is built
+    when it would exceed the memory budget (CompiledPattern.layouts caches it per head)."""
     from .layout import layout_memory
     from .reference import require_memory
 
-    layer, _ = compiled.index(layer, 0)
-    block_q, block_k = compiled.block_sizes(block_size)
-    cache = compiled.__dict__.setdefault("_layouts", {})
-    out = []
-    for pattern in compiled.patterns[layer]:
-        key = (pattern, block_q, block_k)
-        if key not in cache:
-            require_memory(f"the block layout at m = {compiled.m:,}, n = {compiled.n:,} in blocks of "
-                           f"{block_q} × {block_k}",
-                           layout_memory(embedded(pattern, compiled.m, compiled.n, compiled.size), compiled.size,
-                                         block_q, block_k),
-                           compiled.memory_budget, "use larger blocks (--block-size, block_size=) or smaller m, n")
-            cache[key] = layout(pattern, compiled.m, compiled.n, compiled.size, block_q, block_k)
-        out.append(cache[key])
-    return out
+    require_memory(f"the block layout at m = {compiled.m:,}, n = {compiled.n:,} in blocks of "
+                   f"{block_q} × {block_k}",
+                   layout_memory(embedded(pattern, compiled.m, compiled.n, compiled.size), compiled.size,
+                                 block_q, block_k),
+                   compiled.memory_budget, "use larger blocks (--block-size, block_size=) or smaller m, n")
+    return layout(pattern, compiled.m, compiled.n, compiled.size, block_q, block_k)
 
 
 def block_mask(compiled, layer: int = 0, block_size=None, device="cpu"):
@@ -200,7 +192,7 @@ def block_mask(compiled, layer: int = 0, block_size=None, device="cpu"):
     layer, _ = compiled.index(layer, 0)
     device = usable_device(device)
     distinct: dict = {}
-    for pattern, found in zip(compiled.patterns[layer], layouts(compiled, layer, (block_q, block_k))):
+    for pattern, found in zip(compiled.patterns[layer], compiled.layouts(layer, (block_q, block_k))):
         if pattern not in distinct:
             distinct[pattern] = layout_lists(found, device)
     head_lists = ([distinct[p] for p in compiled.patterns[layer]] if len(distinct) > 1
