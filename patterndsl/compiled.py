@@ -189,18 +189,20 @@ class CompiledPattern:
         """Every layer and head: numpy bool [p, H, n, n] (identical patterns evaluated once;
         [p, H, m, n] for a cross file)."""
         if self.cross:
-            from .cross import dense_all
-
-            return dense_all(self)
-        check_budget((self.layers, self.heads, self.n, self.n), self.memory_budget)
-        out = np.empty((self.layers, self.heads, self.n, self.n), dtype=bool)
+            from .cross import fill_dense
+        else:
+            def fill_dense(compiled, pattern, out):
+                return dense_mask(pattern, compiled.n, out=out)
+        shape = (self.layers, self.heads, self.m if self.cross else self.n, self.n)
+        check_budget(shape, self.memory_budget)
+        out = np.empty(shape, dtype=bool)
         done: dict[Pattern, tuple[int, int]] = {}
         for l, layer in enumerate(self.patterns):
             for h, pattern in enumerate(layer):
                 if pattern in done:
                     out[l, h] = out[done[pattern]]
                 else:
-                    dense_mask(pattern, self.n, out=out[l, h])
+                    fill_dense(self, pattern, out[l, h])
                     done[pattern] = (l, h)
         return out
 

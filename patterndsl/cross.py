@@ -51,26 +51,17 @@ def _corner(pattern: Pattern, size: int, n: int, start: int, stop: int, out: np.
     return out
 
 
+def fill_dense(compiled, pattern: Pattern, out: np.ndarray) -> np.ndarray:
+    """``out``, bool [m, n], filled: query i (0 ≤ i < m) attends to key j (0 ≤ j < n)
+    (CompiledPattern.dense_all fills each distinct pattern of a cross file with it)."""
+    return _corner(pattern, compiled.size, compiled.n, 0, compiled.m, out)
+
+
 def dense(compiled, layer: int = 0, head: int = 0) -> np.ndarray:
     """bool [m, n]: query i (0 ≤ i < m) attends to key j (0 ≤ j < n)."""
     pattern = compiled.pattern(layer, head)
     check_budget((compiled.m, compiled.n), compiled.memory_budget)
-    return _corner(pattern, compiled.size, compiled.n, 0, compiled.m, np.empty((compiled.m, compiled.n), dtype=bool))
-
-
-def dense_all(compiled) -> np.ndarray:
-    """bool [p, H, m, n]."""
-    check_budget((compiled.layers, compiled.heads, compiled.m, compiled.n), compiled.memory_budget)
-    out = np.empty((compiled.layers, compiled.heads, compiled.m, compiled.n), dtype=bool)
-    done: dict = {}
-    for l, layer in enumerate(compiled.patterns):
-        for h, pattern in enumerate(layer):
-            if pattern in done:
-                out[l, h] = out[done[pattern]]
-            else:
-                _corner(pattern, compiled.size, compiled.n, 0, compiled.m, out[l, h])
-                done[pattern] = (l, h)
-    return out
+    return fill_dense(compiled, pattern, np.empty((compiled.m, compiled.n), dtype=bool))
 
 
 def query_rows(compiled, q_offset=0, q_len=None) -> tuple[int, int]:
