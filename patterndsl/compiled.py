@@ -12,7 +12,7 @@ import numpy as np
 from . import ast as A
 from .blocksize import block_size_pair
 from .errors import Diagnostic, Source, Span, SpatError
-from .inputs import layer_problem, query_window_problem
+from .inputs import cross_query_problem, layer_problem, query_window_problem
 from .ir import Pattern
 from .passes import simplify
 from .reference import check_budget, dense_mask, evaluate, parse_size, require_memory
@@ -153,15 +153,13 @@ class CompiledPattern:
     def query_rows(self, q_offset=0, q_len=None) -> tuple[int, int]:
         """(q_offset, q_len) checked against n: queries at q_offset … q_offset + q_len − 1
         (q_len None: up to n), against the n keys 0 … n − 1 (a cross file: against its m queries)."""
-        if self.cross:
-            from .cross import query_rows
-
-            return query_rows(self, q_offset, q_len)
-        problem = query_window_problem(q_len if q_len is not None else (
-            self.n - q_offset if _is_int(q_offset) else 0), self.n, q_offset, keys="n")
+        rows = self.m if self.cross else self.n
+        length = q_len if q_len is not None else (rows - q_offset if _is_int(q_offset) else 0)
+        problem = (cross_query_problem(length, self.m, q_offset) if self.cross
+                   else query_window_problem(length, self.n, q_offset, keys="n"))
         if problem:
             raise SpatError(Diagnostic(problem[0], help=problem[1]))
-        return int(q_offset), int(self.n - q_offset if q_len is None else q_len)
+        return int(q_offset), int(length)
 
     def index(self, layer: int, head: int) -> tuple[int, int]:
         problem = layer_problem(layer)

@@ -24,7 +24,6 @@ import copy
 import numpy as np
 
 from .errors import Diagnostic, SpatError
-from .inputs import cross_query_problem
 from .ir import IndexSet, Intersection, Pattern
 from .passes import simplify
 from .primitives import Cols, Rows
@@ -64,20 +63,11 @@ def dense(compiled, layer: int = 0, head: int = 0) -> np.ndarray:
     return fill_dense(compiled, pattern, np.empty((compiled.m, compiled.n), dtype=bool))
 
 
-def query_rows(compiled, q_offset=0, q_len=None) -> tuple[int, int]:
-    """(q_offset, q_len) checked against the m queries (q_len None: up to m)."""
-    length = q_len if q_len is not None else (compiled.m - q_offset if isinstance(q_offset, int) else 0)
-    problem = cross_query_problem(length, compiled.m, q_offset)
-    if problem:
-        raise SpatError(Diagnostic(problem[0], help=problem[1]))
-    return int(q_offset), int(length)
-
-
 def mask(compiled, layer: int = 0, head: int = 0, q_offset: int = 0, q_len=None):
     """torch.BoolTensor [m, n] (or the rows q_offset … q_offset + q_len − 1 of it)."""
     import torch
 
-    q_offset, q_len = query_rows(compiled, q_offset, q_len)
+    q_offset, q_len = compiled.query_rows(q_offset, q_len)
     check_budget((q_len, compiled.n), compiled.memory_budget)
     out = np.empty((q_len, compiled.n), dtype=bool)
     _corner(compiled.pattern(layer, head), compiled.size, compiled.n, q_offset, q_offset + q_len, out)
