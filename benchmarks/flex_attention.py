@@ -23,14 +23,12 @@ two sides are compared (max |difference|).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from isolated import in_subprocess
+from isolated import case_parser, in_subprocess, parse_or_run_case
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERNS = {  # name: (source, layer)
@@ -82,16 +80,7 @@ def spawn(pattern: str, n: int, method: str, repeat: int, out_path: str, timeout
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--n", nargs="+", type=int, default=[4096, 16384])
-    parser.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--timeout", type=float, default=900)
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(*json.loads(args.case))))
-        return
+    args = parse_or_run_case(case_parser(__doc__.splitlines()[0], PATTERNS, repeat=3, timeout=900), run_case)
 
     import torch
 

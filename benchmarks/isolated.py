@@ -5,6 +5,7 @@ TorchInductor cache makes "cold" really compile.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -27,6 +28,28 @@ def in_subprocess(script: str, case: list, timeout: float) -> dict:
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
         return {"error": "killed (out of memory?)" if done.returncode < 0 else last[:80]}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def case_parser(description: str, patterns, repeat: int, timeout: float) -> argparse.ArgumentParser:
+    """The options of a benchmark whose cases run in_subprocess: the hidden --case, the
+    sequence lengths, the patterns, the repeats and each case's timeout (add its own)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--n", nargs="+", type=int, default=[4096, 16384])
+    parser.add_argument("--patterns", nargs="+", default=list(patterns), choices=list(patterns))
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--timeout", type=float, default=timeout)
+    return parser
+
+
+def parse_or_run_case(parser: argparse.ArgumentParser, run_case) -> argparse.Namespace:
+    """The parsed options; or, in the subprocess in_subprocess starts (--case JSON), run
+    that case and print its result as the last line (what in_subprocess reads), then exit."""
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(*json.loads(args.case))))
+        sys.exit(0)
+    return args
 
 
 def peak_rss_mib() -> float:

@@ -23,14 +23,12 @@ The outputs are compared with the dense reference's (max |difference|).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import resource
 import time
 from pathlib import Path
 
-from isolated import best_time, in_subprocess
+from isolated import best_time, case_parser, in_subprocess, parse_or_run_case
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERNS = {  # name: (source, layer)
@@ -88,17 +86,9 @@ def spawn(*case, timeout: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--n", nargs="+", type=int, default=[4096, 16384])
-    parser.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
-    parser.add_argument("--repeat", type=int, default=2)
+    parser = case_parser(__doc__.splitlines()[0], PATTERNS, repeat=2, timeout=1200)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=1200)
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(*json.loads(args.case))))
-        return
+    args = parse_or_run_case(parser, run_case)
 
     import tempfile
 

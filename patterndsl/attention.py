@@ -101,6 +101,16 @@ def _needs_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def _run_triton(q, k, v, compiled, layer, scale, block_size, key_bias, q_offset, segments):
+    """patterndsl.kernels.triton_attention, one call at a time under Triton's interpreter
+    (backend="triton", or chosen by "auto" on CUDA)."""
+    from .kernels import triton_attention
+
+    with interpreter_lock():
+        return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size, key_bias=key_bias,
+                                q_offset=q_offset, segments=segments)
+
+
 def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, block_size=None,
               key_bias=None, backend: str = "auto", q_offset: int = 0, segments=None):
     """Sparse attention of q, k, v with one layer of a compiled pattern.
@@ -146,11 +156,7 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
 
         require_softmax(compiled, "backend='flex'")
     if backend == "triton":  # the kernels check q, k, v themselves: q may be shorter (q_offset), any n_kv
-        from .kernels import triton_attention
-
-        with interpreter_lock():
-            return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size, key_bias=key_bias,
-                                    segments=segments, q_offset=q_offset)
+        return _run_triton(q, k, v, compiled, layer, scale, block_size, key_bias, q_offset, segments)
     # The native path and the reference also run float64 (gradcheck) and any value width;
     # the kernels do not.
     dense_or_native = backend in ("native", "reference")
@@ -182,11 +188,7 @@ def attention(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, 
 
         return native_attention(q, k, v, compiled, layer, scale, block_size=block_size, **bias)
     if backend == "triton":  # chosen by "auto"
-        from .kernels import triton_attention
-
-        with interpreter_lock():
-            return triton_attention(q, k, v, compiled, layer, scale, block_size=block_size, key_bias=key_bias,
-                                    q_offset=q_offset, segments=segments)
+        return _run_triton(q, k, v, compiled, layer, scale, block_size, key_bias, q_offset, segments)
     if backend == "reference":
         from .targets.torch import attention_reference
 

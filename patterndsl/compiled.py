@@ -12,7 +12,7 @@ import numpy as np
 from . import ast as A
 from .blocksize import block_size_pair
 from .errors import Diagnostic, Source, Span, SpatError
-from .inputs import layer_problem, query_window_problem
+from .inputs import cross_query_problem, layer_problem, query_window_problem
 from .ir import Pattern
 from .passes import simplify
 from .reference import check_budget, dense_mask, evaluate, parse_size, require_memory
@@ -153,15 +153,13 @@ class CompiledPattern:
     def query_rows(self, q_offset=0, q_len=None) -> tuple[int, int]:
         """(q_offset, q_len) checked against n: queries at q_offset … q_offset + q_len − 1
         (q_len None: up to n), against the n keys 0 … n − 1 (a cross file: against its m queries)."""
-        if self.cross:
-            from .cross import query_rows
-
-            return query_rows(self, q_offset, q_len)
-        problem = query_window_problem(q_len if q_len is not None else (
-            self.n - q_offset if _is_int(q_offset) else 0), self.n, q_offset, keys="n")
+        rows = self.m if self.cross else self.n
+        length = q_len if q_len is not None else (rows - q_offset if _is_int(q_offset) else 0)
+        problem = (cross_query_problem(length, self.m, q_offset) if self.cross
+                   else query_window_problem(length, self.n, q_offset, keys="n"))
         if problem:
             raise SpatError(Diagnostic(problem[0], help=problem[1]))
-        return int(q_offset), int(self.n - q_offset if q_len is None else q_len)
+        return int(q_offset), int(length)
 
     def index(self, layer: int, head: int) -> tuple[int, int]:
         problem = layer_problem(layer)
@@ -189,18 +187,20 @@ class CompiledPattern:
         """Every layer and head: numpy bool [p, H, n, n] (identical patterns evaluated once;
         [p, H, m, n] for a cross file)."""
         if self.cross:
-            from .cross import dense_all
-
-            return dense_all(self)
-        check_budget((self.layers, self.heads, self.n, self.n), self.memory_budget)
-        out = np.empty((self.layers, self.heads, self.n, self.n), dtype=bool)
+            from .cross import fill_dense
+        else:
+            def fill_dense(compiled, pattern, out):
+                return dense_mask(pattern, compiled.n, out=out)
+        shape = (self.layers, self.heads, self.m if self.cross else self.n, self.n)
+        check_budget(shape, self.memory_budget)
+        out = np.empty(shape, dtype=bool)
         done: dict[Pattern, tuple[int, int]] = {}
         for l, layer in enumerate(self.patterns):
             for h, pattern in enumerate(layer):
                 if pattern in done:
                     out[l, h] = out[done[pattern]]
                 else:
-                    dense_mask(pattern, self.n, out=out[l, h])
+                    fill_dense(self, pattern, out[l, h])
                     done[pattern] = (l, h)
         return out
 
@@ -213,12 +213,10 @@ class CompiledPattern:
     def layouts(self, layer: int = 0, block_size=None) -> list:
         """The block layout of every head of one layer (patterndsl.layout.BlockLayout);
         heads, and layers, with the same pattern share one object."""
-        from .layout import block_layout, layout_memory
-
         if self.cross:
-            from .cross import layouts
-
-            return layouts(self, layer, block_size)
+            from .cross import budgeted_layout
+        else:
+            budgeted_layout = _budgeted_layout
         layer, _ = self.index(layer, 0)
         block_q, block_k = self.block_sizes(block_size)
         cache = self.__dict__.setdefault("_layouts", {})
@@ -226,10 +224,7 @@ class CompiledPattern:
         for pattern in self.patterns[layer]:
             key = (pattern, block_q, block_k)
             if key not in cache:
-                require_memory(lambda: f"the block layout of {_short(pattern)} at n = {self.n:,} in blocks of "
-                                       f"{block_q} × {block_k}", layout_memory(pattern, self.n, block_q, block_k),
-                               self.memory_budget, "use larger blocks (--block-size, block_size=) or a smaller n")
-                cache[key] = block_layout(pattern, self.n, block_q, block_k)
+                cache[key] = budgeted_layout(self, pattern, block_q, block_k)
             out.append(cache[key])
         return out
 
@@ -410,6 +405,17 @@ def _memory_budget(budget) -> "int | None":
         raise SpatError(Diagnostic(f"memory_budget must be a number of bytes (an int ≥ 0) or a size such as "
                                    f"\"2G\", got {budget!r}"))
     return int(budget)
+
+
+def _budgeted_layout(compiled, pattern: Pattern, block_q: int, block_k: int):
+    """The n × n block layout of ``pattern``, refused before it is built when it would
+    exceed the memory budget (the cross counterpart: patterndsl/cross.py budgeted_layout)."""
+    from .layout import block_layout, layout_memory
+
+    require_memory(lambda: f"the block layout of {_short(pattern)} at n = {compiled.n:,} in blocks of "
+                           f"{block_q} × {block_k}", layout_memory(pattern, compiled.n, block_q, block_k),
+                   compiled.memory_budget, "use larger blocks (--block-size, block_size=) or a smaller n")
+    return block_layout(pattern, compiled.n, block_q, block_k)
 
 
 def _short(pattern, limit: int = 60) -> str:

@@ -24,7 +24,6 @@ import copy
 import numpy as np
 
 from .errors import Diagnostic, SpatError
-from .inputs import cross_query_problem
 from .ir import IndexSet, Intersection, Pattern
 from .passes import simplify
 from .primitives import Cols, Rows
@@ -51,42 +50,24 @@ def _corner(pattern: Pattern, size: int, n: int, start: int, stop: int, out: np.
     return out
 
 
+def fill_dense(compiled, pattern: Pattern, out: np.ndarray) -> np.ndarray:
+    """``out``, bool [m, n], filled: query i (0 ≤ i < m) attends to key j (0 ≤ j < n)
+    (CompiledPattern.dense_all fills each distinct pattern of a cross file with it)."""
+    return _corner(pattern, compiled.size, compiled.n, 0, compiled.m, out)
+
+
 def dense(compiled, layer: int = 0, head: int = 0) -> np.ndarray:
     """bool [m, n]: query i (0 ≤ i < m) attends to key j (0 ≤ j < n)."""
     pattern = compiled.pattern(layer, head)
     check_budget((compiled.m, compiled.n), compiled.memory_budget)
-    return _corner(pattern, compiled.size, compiled.n, 0, compiled.m, np.empty((compiled.m, compiled.n), dtype=bool))
-
-
-def dense_all(compiled) -> np.ndarray:
-    """bool [p, H, m, n]."""
-    check_budget((compiled.layers, compiled.heads, compiled.m, compiled.n), compiled.memory_budget)
-    out = np.empty((compiled.layers, compiled.heads, compiled.m, compiled.n), dtype=bool)
-    done: dict = {}
-    for l, layer in enumerate(compiled.patterns):
-        for h, pattern in enumerate(layer):
-            if pattern in done:
-                out[l, h] = out[done[pattern]]
-            else:
-                _corner(pattern, compiled.size, compiled.n, 0, compiled.m, out[l, h])
-                done[pattern] = (l, h)
-    return out
-
-
-def query_rows(compiled, q_offset=0, q_len=None) -> tuple[int, int]:
-    """(q_offset, q_len) checked against the m queries (q_len None: up to m)."""
-    length = q_len if q_len is not None else (compiled.m - q_offset if isinstance(q_offset, int) else 0)
-    problem = cross_query_problem(length, compiled.m, q_offset)
-    if problem:
-        raise SpatError(Diagnostic(problem[0], help=problem[1]))
-    return int(q_offset), int(length)
+    return fill_dense(compiled, pattern, np.empty((compiled.m, compiled.n), dtype=bool))
 
 
 def mask(compiled, layer: int = 0, head: int = 0, q_offset: int = 0, q_len=None):
     """torch.BoolTensor [m, n] (or the rows q_offset … q_offset + q_len − 1 of it)."""
     import torch
 
-    q_offset, q_len = query_rows(compiled, q_offset, q_len)
+    q_offset, q_len = compiled.query_rows(q_offset, q_len)
     check_budget((q_len, compiled.n), compiled.memory_budget)
     out = np.empty((q_len, compiled.n), dtype=bool)
     _corner(compiled.pattern(layer, head), compiled.size, compiled.n, q_offset, q_offset + q_len, out)
@@ -169,26 +150,18 @@ def layout(pattern: Pattern, m: int, n: int, size: int, block_q: int, block_k: i
     return BlockLayout.from_blocks(n, block_q, block_k, qb, kb, states, whole.connections, q_offset=0, q_len=m)
 
 
-def layouts(compiled, layer: int = 0, block_size=None) -> list:
-    """The m × n block layout of every head of one layer (heads with one pattern share one)."""
+def budgeted_layout(compiled, pattern: Pattern, block_q: int, block_k: int):
+    """The m × n block layout of one of the file's patterns, refused before it is built
+    when it would exceed the memory budget (CompiledPattern.layouts caches it per head)."""
     from .layout import layout_memory
     from .reference import require_memory
 
-    layer, _ = compiled.index(layer, 0)
-    block_q, block_k = compiled.block_sizes(block_size)
-    cache = compiled.__dict__.setdefault("_layouts", {})
-    out = []
-    for pattern in compiled.patterns[layer]:
-        key = (pattern, block_q, block_k)
-        if key not in cache:
-            require_memory(f"the block layout at m = {compiled.m:,}, n = {compiled.n:,} in blocks of "
-                           f"{block_q} × {block_k}",
-                           layout_memory(embedded(pattern, compiled.m, compiled.n, compiled.size), compiled.size,
-                                         block_q, block_k),
-                           compiled.memory_budget, "use larger blocks (--block-size, block_size=) or smaller m, n")
-            cache[key] = layout(pattern, compiled.m, compiled.n, compiled.size, block_q, block_k)
-        out.append(cache[key])
-    return out
+    require_memory(f"the block layout at m = {compiled.m:,}, n = {compiled.n:,} in blocks of "
+                   f"{block_q} × {block_k}",
+                   layout_memory(embedded(pattern, compiled.m, compiled.n, compiled.size), compiled.size,
+                                 block_q, block_k),
+                   compiled.memory_budget, "use larger blocks (--block-size, block_size=) or smaller m, n")
+    return layout(pattern, compiled.m, compiled.n, compiled.size, block_q, block_k)
 
 
 def block_mask(compiled, layer: int = 0, block_size=None, device="cpu"):
@@ -200,7 +173,7 @@ def block_mask(compiled, layer: int = 0, block_size=None, device="cpu"):
     layer, _ = compiled.index(layer, 0)
     device = usable_device(device)
     distinct: dict = {}
-    for pattern, found in zip(compiled.patterns[layer], layouts(compiled, layer, (block_q, block_k))):
+    for pattern, found in zip(compiled.patterns[layer], compiled.layouts(layer, (block_q, block_k))):
         if pattern not in distinct:
             distinct[pattern] = layout_lists(found, device)
     head_lists = ([distinct[p] for p in compiled.patterns[layer]] if len(distinct) > 1

@@ -75,17 +75,12 @@ def _growth(compiled) -> dict:
 
 
 def render_report(report: dict, name: str) -> str:
+    from .analysis.check import connection_lines
+
     m, n = report["m"], report["n"]
     lines = [f"{name}: cross-attention, m = {m:,} queries × n = {n:,} keys, {report['layers']} layer(s), "
              f"{report['heads']} head(s)", "", "connections"]
-    for layer, heads in enumerate(report["connections"]["per_layer"]):
-        for head, count in enumerate(heads):
-            stats = report["connections"]["rows"][layer][head]
-            lines.append(f"  layer {layer} head {head}: {count:,} ({100 * count / (m * n):.3g}% of m·n); "
-                         f"per query row min {stats['min']:,}, mean {stats['mean']:.1f}, max {stats['max']:,}")
-    if report["layers"] > 1:
-        for head, count in enumerate(report["connections"]["union"]):
-            lines.append(f"  union of layers, head {head}: {count:,}")
+    lines += connection_lines(report, area=m * n, area_name="m·n", row="query row")
     growth = report["growth"]
     lines.append(f"growth: {growth['bound']}" if growth["claimed"] else "growth: not claimed")
     lines.append(f"  {growth['why']}")

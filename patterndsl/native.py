@@ -32,8 +32,9 @@ import torch.nn.functional as F
 
 from . import probability
 from .layout import PARTIAL
-from .inputs import FLOAT_DTYPES, check_qkv, for_keys, key_bias_for
+from .inputs import key_bias_for
 from .reference import index_dtype
+from .targets.torch import checked_reference_inputs
 
 SCORE_ELEMENTS = 1 << 20  # scores in one chunk (4 MiB in float32): bounds the temporaries
 
@@ -331,10 +332,7 @@ def native_attention(q, k, v, compiled, layer: int = 0, scale: float | None = No
         from .cross import to_square
 
         k, v, compiled, key_bias = to_square(q, k, v, compiled, scale, key_bias, q_offset, segments)
-    compiled = for_keys(compiled, k)
-    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True,
-              q_offset=q_offset)
-    layer, _ = compiled.index(layer, 0)
+    compiled, layer = checked_reference_inputs(q, k, v, compiled, layer, scale, q_offset)
     batch, heads, m, dim = q.shape
     n = k.shape[2]
     rectangular = not (q_offset == 0 and m == n)

@@ -1341,6 +1341,26 @@ class _PointBacked(Primitive):
         return _point_blocks(self, grid)[0]
 
 
+def _seeded_call(draw, st, name: str, args: dict, avoid=None) -> str:
+    """The source of a call `name(args…)` with a drawn seed, written in each way a call may
+    give it: left to its default, by position, by keyword, every argument by keyword; and,
+    with ``avoid`` (a strategy of pattern sources), `seed=s, avoid=P` (random's form).
+    Shared by Random.call_sources and Bernoulli.call_sources."""
+    seed = draw(st.one_of(st.integers(0, 20), st.integers(0, 2**62)))
+    form = draw(st.integers(0, 3 if avoid is None else 4))
+    values = ", ".join(str(value) for value in args.values())
+    if form == 4:
+        return f"{name}({values}, seed={seed}, avoid={draw(avoid)})"
+    if form == 0:
+        return f"{name}({values})"
+    if form == 1:
+        return f"{name}({values}, {seed})"
+    if form == 2:
+        return f"{name}({values}, seed={seed})"
+    keywords = ", ".join(f"{key}={value}" for key, value in args.items())
+    return f"{name}({keywords}, seed={seed})"
+
+
 _AVOID_ROWS = 1 << 16  # rows whose free runs random(avoid=P) finds at once
 _AVOID_ELEMENTS = 1 << 24  # pairs of P evaluated at once where its rows are not runs
 
@@ -1384,18 +1404,9 @@ class Random(_PointBacked):
         @st.composite
         def calls(draw) -> str:
             r = draw(st.one_of(S.nonnegative_ints(), st.sampled_from(("n", "n - 1", "n + 1"))))
-            seed = draw(st.one_of(st.integers(0, 20), st.integers(0, 2**62)))
-            form = draw(st.integers(0, 4))
-            if form == 4:  # avoid a pattern drawn from a few other primitives
-                avoid = draw(S.primitive_sources(("window", "global", "causal", "chunk", "stride", "cols")))
-                return f"random({r}, seed={seed}, avoid={avoid})"
-            if form == 0:
-                return f"random({r})"
-            if form == 1:
-                return f"random({r}, {seed})"
-            if form == 2:
-                return f"random({r}, seed={seed})"
-            return f"random(r={r}, seed={seed})"
+            # or avoid a pattern drawn from a few other primitives
+            avoid = S.primitive_sources(("window", "global", "causal", "chunk", "stride", "cols"))
+            return _seeded_call(draw, st, "random", {"r": r}, avoid)
 
         return calls()
 
@@ -1815,15 +1826,7 @@ class Bernoulli(Primitive):
             q = draw(st.one_of(st.integers(1, 8), st.sampled_from((2**40, 1000003))))
             p = draw(st.one_of(st.integers(0, q), st.sampled_from((0, q)))) if q < 100 else draw(
                 st.sampled_from((0, 1, q // 3, q - 1, q)))
-            seed = draw(st.one_of(st.integers(0, 20), st.integers(0, 2**62)))
-            form = draw(st.integers(0, 3))
-            if form == 0:
-                return f"bernoulli({p}, {q})"
-            if form == 1:
-                return f"bernoulli({p}, {q}, {seed})"
-            if form == 2:
-                return f"bernoulli({p}, {q}, seed={seed})"
-            return f"bernoulli(p={p}, q={q}, seed={seed})"
+            return _seeded_call(draw, st, "bernoulli", {"p": p, "q": q})
 
         return calls()
 

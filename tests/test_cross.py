@@ -86,6 +86,7 @@ def test_hand_drawn_rectangles(source, n, m):
     assert rows(compiled.mask()) == want
     assert rows(compiled.masks()[0, 0]) == want
     assert rows(compiled.mask(q_offset=1, q_len=2)) == want[1:3]
+    assert rows(compiled.mask(q_offset=np.int64(1))) == want[1:]  # a numpy offset, as in a square file
 
 
 def test_the_query_count_is_an_expression_that_may_use_n_and_the_callers_m():

@@ -237,28 +237,15 @@ def check(text: str, n: int = 64):
 # ---- the properties ------------------------------------------------------------------------
 
 
+FED_IN = {"random_text": random_text, "token_soup": token_soup, "random_programs": programs,
+          "mutated_examples": mutated_examples}
+
+
+@pytest.mark.parametrize("kind", list(FED_IN))
 @FUZZ
-@given(random_text, sizes)
-def test_random_text(text, n):
-    check(text, n)
-
-
-@FUZZ
-@given(token_soup, sizes)
-def test_token_soup(text, n):
-    check(text, n)
-
-
-@FUZZ
-@given(programs, sizes)
-def test_random_programs(text, n):
-    check(text, n)
-
-
-@FUZZ
-@given(mutated_examples, sizes)
-def test_mutated_examples(text, n):
-    check(text, n)
+@given(data=st.data(), n=sizes)
+def test_fuzzed_text(kind, data, n):
+    check(data.draw(FED_IN[kind], label=kind), n)
 
 
 @pytest.mark.parametrize("name", sorted(path.name for path in (ROOT / "examples").glob("*.spat")))

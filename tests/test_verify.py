@@ -329,18 +329,17 @@ def assert_all_rejected(compiled, cert, brute=True):
     return rejected
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(S.files(), S.sizes(min_n=1, max_n=24))
-def test_corrupted_certificates_are_rejected(source, n):
-    compiled = patterndsl.compile(source, n)
-    _, cert = check(compiled, budget_seconds=2)
-    assert_all_rejected(compiled, cert)
+# whole files up to n = 24, and single patterns (smaller certificates) up to n = 12
+CORRUPTED = {"files": (S.files(), S.sizes(min_n=1, max_n=24)),
+             "small": (S.pattern_sources(), S.sizes(min_n=1, max_n=12))}
 
 
+@pytest.mark.parametrize("kind", list(CORRUPTED))
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(S.pattern_sources(), S.sizes(min_n=1, max_n=12))
-def test_corrupted_small_certificates_are_rejected(source, n):
-    compiled = patterndsl.compile(source, n)
+@given(data=st.data())
+def test_corrupted_certificates_are_rejected(kind, data):
+    sources, sizes = CORRUPTED[kind]
+    compiled = patterndsl.compile(data.draw(sources, label="source"), data.draw(sizes, label="n"))
     _, cert = check(compiled, budget_seconds=2)
     assert_all_rejected(compiled, cert)
 

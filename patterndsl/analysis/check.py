@@ -110,19 +110,29 @@ def _depth(claim: dict) -> str:
     return f"undecided ({claim.get('reason', 'within budget')}; s ≥ {lo})"
 
 
+def connection_lines(report: dict, area: int, area_name: str, row: str) -> list[str]:
+    """The lines under `connections` of a rendered check report: each layer and head's
+    count (as a share of the ``area`` of all pairs) and its per-``row`` statistics, then
+    the union over layers when there are several. Shared by the square report (n², row)
+    and the cross one (m·n, query row; patterndsl/cross_check.py)."""
+    lines = []
+    for layer, heads in enumerate(report["connections"]["per_layer"]):
+        for head, count in enumerate(heads):
+            stats = report["connections"]["rows"][layer][head]
+            lines.append(f"  layer {layer} head {head}: {count:,} ({100 * count / area:.3g}% of {area_name}); "
+                         f"per {row} min {stats['min']:,}, mean {stats['mean']:.1f}, max {stats['max']:,}")
+    if report["layers"] > 1:
+        for head, count in enumerate(report["connections"]["union"]):
+            lines.append(f"  union of layers, head {head}: {count:,}")
+    return lines
+
+
 def render(report: dict, name: str) -> str:
     """A readable report for the terminal."""
     lines = [f"{name}: n = {report['n']:,}, {report['layers']} layer(s), {report['heads']} head(s)", ""]
     lines.append("connections")
     n = report["n"]
-    for layer, heads in enumerate(report["connections"]["per_layer"]):
-        for head, count in enumerate(heads):
-            stats = report["connections"]["rows"][layer][head]
-            lines.append(f"  layer {layer} head {head}: {count:,} ({100 * count / (n * n):.3g}% of n²); "
-                         f"per row min {stats['min']:,}, mean {stats['mean']:.1f}, max {stats['max']:,}")
-    if report["layers"] > 1:
-        for head, count in enumerate(report["connections"]["union"]):
-            lines.append(f"  union of layers, head {head}: {count:,}")
+    lines += connection_lines(report, area=n * n, area_name="n²", row="row")
     if "segments" in report:
         lines.append("  the pattern reads run-time segment ids: the counts, growth and conditions here are for "
                      "one document (every id equal); for every segmentation:")

@@ -28,6 +28,17 @@ def emit_torch(compiled, path, block_size=None) -> str:
     return f"masks {tuple(masks.shape)} (layers, heads, n, n)"
 
 
+def checked_reference_inputs(q, k, v, compiled, layer, scale, q_offset):
+    """(compiled at the keys' length, the layer index) once q, k, v are checked for the two
+    paths that take float64 and a value dim other than the head dim: attention_reference
+    and patterndsl.native.native_attention."""
+    compiled = for_keys(compiled, k)
+    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True,
+              q_offset=q_offset)
+    layer, _ = compiled.index(layer, 0)
+    return compiled, layer
+
+
 def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None = None, *, key_bias=None,
                         q_offset: int = 0, segments=None):
     """Attention through the pattern's dense mask: correct and slow (O(n²) memory).
@@ -51,10 +62,7 @@ def attention_reference(q, k, v, compiled, layer: int = 0, scale: float | None =
 
     from ..probability import as_map, probabilities
 
-    compiled = for_keys(compiled, k)
-    check_qkv(q, k, v, compiled, scale, dtypes=FLOAT_DTYPES + ("float64",), value_dim_may_differ=True,
-              q_offset=q_offset)
-    layer, _ = compiled.index(layer, 0)
+    compiled, layer = checked_reference_inputs(q, k, v, compiled, layer, scale, q_offset)
     batch, heads, m, _ = q.shape
     n = k.shape[2]
     kv_heads = k.shape[1]
