@@ -28,7 +28,8 @@ TorchInductor cache:
   `compiled.block_mask` every step pays. Not the issue's comparison (a fresh build), which is
   "ours BlockMask".
 - **compiled**: `torch.compile(create_block_mask)` on the hand-written mask_mod; cold is the
-  first call (compiling), warm the best of two more (each is an n² sweep of the mask_mod).
+  first call (compiling), warm the best of two more (each is an n² sweep of the mask_mod), of
+  ten more when those take under a second (its wall time swings 7× with the machine's load).
 
 Both BlockMasks are checked to agree: partial and full blocks per row. Also printed: the
 layout's blocks, partial blocks, block sparsity (block pairs never computed) and
@@ -164,6 +165,8 @@ def run_case(case: str, n: int, method: str) -> dict:
         result = build()
         out["mask_cold"] = time.perf_counter() - start
         out["mask_warm"], result = best_of(build, 2)
+        if out["mask_warm"] < 1:  # a call under a second: best of ten, its quiet-machine time
+            out["mask_warm"], result = min(out["mask_warm"], best_of(build, 8)[0]), best_of(build, 1)[1]
         out["per_row"] = per_row(result)
     return out
 
