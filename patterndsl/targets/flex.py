@@ -156,8 +156,8 @@ def mask_mod(compiled, layer: int = 0, block_size=None, device="cpu"):
 # widest row) computes the same attention but changes the tensors' strides with the
 # pattern, and Dynamo guards on strides: every new width would recompile flex_attention.
 # So the tensors keep create_block_mask's shape and strides, and only the listed entries
-# are written: on the CPU into numpy's zeros (calloc: pages no list reaches stay
-# unallocated, 2^20 tokens in blocks of 64 touch MiBs of the 1 GiB grids), on another
+# are written: on the CPU into zeroed memory whose pages no list reaches stay unallocated
+# (`_lazy_zeros`: 2^20 tokens in blocks of 64 touch MiBs of the 1 GiB grids), on another
 # device by one scatter of the entries' flat positions. When a grid's rows are short (one
 # page holds a row, so every page gets written anyway), the four grids are views of one
 # allocation: numpy asks huge pages for it from 4 MiB on, and writing four separate 1 MiB
