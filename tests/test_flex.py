@@ -157,7 +157,10 @@ def random_qkv(batch, heads, kv_heads, n, dim, seed=0):
     ("heads {\n 0: causal - rows(5..9)\n 1: random(6, seed=4) | self\n}", 130, 2, 1, (32, 16)),
     ("stride(5) & ~chunk(16) | logsparse", 64, 4, 2, (16, 32)),
 ])
-def test_unfused_flex_attention_matches_reference(source, n, heads, kv_heads, block_size):
+@pytest.mark.parametrize("lazy_grids", [False, True], ids=["one_buffer", "lazy_mappings"])
+def test_unfused_flex_attention_matches_reference(source, n, heads, kv_heads, block_size, lazy_grids, monkeypatch):
+    if lazy_grids:  # the index grids of long rows (over a page), here forced at small n
+        monkeypatch.setattr(flex, "_ONE_PAGE", 0)
     compiled = patterndsl.compile(source, n)
     q, k, v = random_qkv(2, heads, kv_heads, n, 16)
     block_mask = compiled.block_mask(block_size)
