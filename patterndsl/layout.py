@@ -500,6 +500,7 @@ def layout_memory(pattern, n: int, block_q: int, block_k: int) -> int:
     degrees it counts connections with), from the same estimate that plans the layout: the
     callers refuse a layout over the memory budget before building it."""
     grid = BlockGrid(n, block_q, block_k)
+    _plan(pattern, grid)
     return (pattern.block_estimate(grid) * _BYTES_PER_LISTED_BLOCK + (grid.num_q + grid.num_k) * _BYTES_PER_BLOCK_ROW
             + n * _BYTES_PER_QUERY + inversion_memory(pattern, n))
 
@@ -541,7 +542,7 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
     shared = _live_layout(pattern, key)
     if shared is not None:
         return shared
-    grid = BlockGrid(n, int(block_q), int(block_k))
+    grid = _planned(pattern, n, int(block_q), int(block_k)) or BlockGrid(n, int(block_q), int(block_k))
     codes = pattern.block_candidates(grid)
     if codes is None:
         codes = grid.all_codes()
@@ -569,6 +570,28 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
     layout = BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb, kb, states, count_connections)
     _share_layout(pattern, key, layout)
     return layout
+
+
+# The grid that layout_memory last estimated on, handed to the block_layout that follows it
+# (Compiled.layouts asks the estimate, then the layout): its memo holds what the estimate
+# computed on the way — a grid's candidate blocks are its estimate — so the layout does not
+# compute it again. One slot, for one pattern object, taken by the first block_layout of it.
+_PLANNED: list = [None]
+
+
+def _plan(pattern, grid: BlockGrid) -> None:
+    try:
+        _PLANNED[0] = (weakref.ref(pattern), grid)
+    except TypeError:  # a node without weak references gets no hand-off
+        _PLANNED[0] = None
+
+
+def _planned(pattern, n: int, block_q: int, block_k: int) -> "BlockGrid | None":
+    entry, _PLANNED[0] = _PLANNED[0], None
+    if entry is None or entry[0]() is not pattern:
+        return None
+    grid = entry[1]
+    return grid if (grid.n, grid.block_q, grid.block_k) == (n, block_q, block_k) else None
 
 
 # The layouts built and still alive, by pattern *object* and blocks: heads and layers that

@@ -157,7 +157,10 @@ def random_qkv(batch, heads, kv_heads, n, dim, seed=0):
     ("heads {\n 0: causal - rows(5..9)\n 1: random(6, seed=4) | self\n}", 130, 2, 1, (32, 16)),
     ("stride(5) & ~chunk(16) | logsparse", 64, 4, 2, (16, 32)),
 ])
-def test_unfused_flex_attention_matches_reference(source, n, heads, kv_heads, block_size):
+@pytest.mark.parametrize("lazy_grids", [False, True], ids=["one_buffer", "lazy_mappings"])
+def test_unfused_flex_attention_matches_reference(source, n, heads, kv_heads, block_size, lazy_grids, monkeypatch):
+    if lazy_grids:  # the index grids of long rows (over a page), here forced at small n
+        monkeypatch.setattr(flex, "_ONE_PAGE", 0)
     compiled = patterndsl.compile(source, n)
     q, k, v = random_qkv(2, heads, kv_heads, n, 16)
     block_mask = compiled.block_mask(block_size)
@@ -299,3 +302,46 @@ def test_emitted_module_quotes_any_file_name(tmp_path):
     exec(compile(text, "emitted", "exec"), namespace)
     assert 'odd """ name \\ with\r\nlines.spat' in namespace["__doc__"]
     assert namespace["block_mask"](0).kv_num_blocks.tolist() == [[[1]]]
+
+
+BLOCK_MASK_TENSORS = ("kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices",
+                      "q_num_blocks", "q_indices", "full_q_num_blocks", "full_q_indices")
+
+
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=list(HealthCheck))
+@given(S.pattern_sources(), S.pattern_sources(), st.integers(1, 400), BLOCK_SIZES, st.booleans())
+def test_index_grids_in_one_allocation_or_four_are_the_torch_builders(first, second, n, block_size, one_buffer):
+    """make_block_mask's CPU grids (four views of one zeroed buffer when rows fit a page, four
+    arrays otherwise; forced here both ways) hold exactly torch_make_block_mask's tensors, for
+    one head and for two heads with different lists, and the four grids never overlap."""
+    block_q, block_k = block_size
+    layouts = [patterndsl.compile(source, n).layout(0, 0, block_size) for source in (first, second)]
+    for heads in ([layouts[0]], layouts):
+        numpy_lists = [flex.layout_lists(layout, torch.device("cpu")) for layout in heads]
+        torch_lists = [{name: tuple(torch.from_numpy(np.asarray(a)) for a in lists)
+                        for name, lists in per_head.items() if name != "device"} for per_head in numpy_lists]
+        page = flex._ONE_PAGE
+        flex._ONE_PAGE = page if one_buffer else 0
+        try:
+            ours = flex.make_block_mask(n, block_q, block_k, numpy_lists, None)
+        finally:
+            flex._ONE_PAGE = page
+        theirs = flex.torch_make_block_mask(n, block_q, block_k, torch_lists, None)
+        for name in BLOCK_MASK_TENSORS:
+            assert torch.equal(getattr(ours, name), getattr(theirs, name)), name
+        spans = sorted((t.data_ptr(), t.data_ptr() + t.numel() * t.element_size())
+                       for t in (getattr(ours, name) for name in BLOCK_MASK_TENSORS if name.endswith("indices")))
+        assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:])), spans
+        if one_buffer:  # views of one buffer start on 64-byte boundaries from its start, as allocations would
+            assert all((start - spans[0][0]) % 64 == 0 for start, _ in spans)
+
+
+def test_block_masks_again_and_at_other_blocks_from_one_compile():
+    """The mask_mod's source is written once per compile, layer and blocks: a second BlockMask
+    of a compile, and one at other blocks (random's bitmap tables are per block), still match
+    create_block_mask on the dense reference; a new compile at another n writes its own."""
+    compiled = patterndsl.compile("random(3, seed=4) | window(2)", 200)
+    for block_size in ((32, 16), (16, 64), (32, 16)):
+        check_against_create_block_mask(compiled, *block_size)
+        check_mask_mod(compiled, 0, block_size)
+    check_mask_mod(patterndsl.compile("random(3, seed=4) | window(2)", 150), 0, (32, 16))

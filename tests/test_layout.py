@@ -178,3 +178,17 @@ def test_describe_layouts_names_shared_layouts():
     text, warnings = describe_layouts(compiled, block_size=16, grid=True)
     assert "layer 0, head 1: the same layout as layer 0, head 0" in text
     assert [w.message.split(":")[0] for w in warnings] == ["layer 0, head 2"]
+
+
+def test_the_estimate_hands_its_grid_only_to_the_same_pattern_and_blocks():
+    """layout_memory hands the grid it estimated on to the block_layout after it; a layout of
+    another pattern, other blocks or another n must not read that grid's memo."""
+    from patterndsl.layout import layout_memory
+
+    grid_pattern = patterndsl.compile("grid(8, 12, tile=(4, 4)) { natten(3, 5) }", 96).pattern()
+    other = patterndsl.compile("grid(8, 12) { natten(5, 3) } | window(3)", 96).pattern()
+    for pattern, n, block in ((grid_pattern, 96, 16), (other, 96, 16), (grid_pattern, 96, 32), (grid_pattern, 80, 16)):
+        layout_memory(grid_pattern, 96, 16, 16)
+        check_layout(pattern, n, block, block)
+    layout_memory(grid_pattern, 96, 16, 16)
+    check_layout(grid_pattern, 96, 16, 16)  # the hand-off itself

@@ -20,7 +20,9 @@ Python module that needs only torch.
 """
 from __future__ import annotations
 
+import functools
 import inspect
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,15 +83,22 @@ class MaskModSource:
         namespace = {"torch": torch}
         namespace.update({name: torch.from_numpy(np.ascontiguousarray(table)).to(device)
                           for name, table in self.tables.items()})
-        try:
-            code = compile(self.source, "<patterndsl mask_mod>", "exec")
-        except (SyntaxError, RecursionError, MemoryError):
-            raise SpatError(Diagnostic(
-                "the pattern is too deeply nested to write as a FlexAttention mask_mod",
-                help="flatten long chains of operators (unions and intersections of many parts "
-                     "need no nesting), or use the dense target: --target torch")) from None
-        exec(code, namespace)
+        exec(_mask_mod_code(self.source), namespace)
         return namespace["mask_mod"]
+
+
+@functools.lru_cache(maxsize=64)
+def _mask_mod_code(source: str):
+    """The code object of a mask_mod's source: Python's compile() of it costs more than the
+    rest of a small BlockMask (0.3 ms for a NATTEN grid), and the same pattern, compiled
+    again, writes the same source. Failures are not cached: each call raises again."""
+    try:
+        return compile(source, "<patterndsl mask_mod>", "exec")
+    except (SyntaxError, RecursionError, MemoryError):
+        raise SpatError(Diagnostic(
+            "the pattern is too deeply nested to write as a FlexAttention mask_mod",
+            help="flatten long chains of operators (unions and intersections of many parts "
+                 "need no nesting), or use the dense target: --target torch")) from None
 
 
 def _head_groups(patterns) -> list[tuple[int, int, object]]:
@@ -131,8 +140,13 @@ def mask_mod_source(compiled, layer: int = 0, block_size=None, *, one_document: 
 
 
 def mask_mod(compiled, layer: int = 0, block_size=None, device="cpu"):
-    """The mask_mod(b, h, q_idx, kv_idx) of one layer, as a function."""
-    return mask_mod_source(compiled, layer, block_size).build(device)
+    """The mask_mod(b, h, q_idx, kv_idx) of one layer, as a function (its source written once
+    per compile, layer and blocks: a BlockMask built again pays only the tables' tensors)."""
+    key = (compiled.index(layer, 0)[0], compiled.block_sizes(block_size))
+    written = compiled.__dict__.setdefault("_mask_mod_sources", {})
+    if key not in written:
+        written[key] = mask_mod_source(compiled, layer, block_size)
+    return written[key].build(device)
 
 
 # ---- BlockMask from CSR lists ----------------------------------------------------
@@ -142,9 +156,12 @@ def mask_mod(compiled, layer: int = 0, block_size=None, device="cpu"):
 # widest row) computes the same attention but changes the tensors' strides with the
 # pattern, and Dynamo guards on strides: every new width would recompile flex_attention.
 # So the tensors keep create_block_mask's shape and strides, and only the listed entries
-# are written: on the CPU into numpy's zeros (calloc: pages no list reaches stay
-# unallocated, 2^20 tokens in blocks of 64 touch MiBs of the 1 GiB grids), on another
-# device by one scatter of the entries' flat positions.
+# are written: on the CPU into zeroed memory whose pages no list reaches stay unallocated
+# (`_lazy_zeros`: 2^20 tokens in blocks of 64 touch MiBs of the 1 GiB grids), on another
+# device by one scatter of the entries' flat positions. When a grid's rows are short (one
+# page holds a row, so every page gets written anyway), the four grids are views of one
+# allocation: numpy asks huge pages for it from 4 MiB on, and writing four separate 1 MiB
+# grids (1,024 page faults, 1.6 ms) cost 30× the 55 µs of one 4 MiB buffer.
 
 
 def _padded_positions(ptr: np.ndarray, idx: np.ndarray, columns: int):
@@ -169,8 +186,11 @@ def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod, q_
     device = head_lists[0]["device"]
     heads = len(head_lists)
     arguments = {}
-    for kind, lists, rows, columns in (("kv", "partial", num_q, num_k), ("full_kv", "full", num_q, num_k),
-                                       ("q", "t_partial", num_k, num_q), ("full_q", "t_full", num_k, num_q)):
+    # the four grids hold heads · num_q · num_k entries each (kv: [num_q, num_k], q: transposed)
+    grids = _index_grids(heads, max(num_q, 1), max(num_k, 1)) if device.type == "cpu" else None
+    for which, (kind, lists, rows, columns) in enumerate((
+            ("kv", "partial", num_q, num_k), ("full_kv", "full", num_q, num_k),
+            ("q", "t_partial", num_k, num_q), ("full_q", "t_full", num_k, num_q))):
         columns = max(columns, 1)
         made = {}  # id of a head's lists -> its (counts, positions, values)
         for per_head in head_lists:
@@ -179,7 +199,7 @@ def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod, q_
         counts = np.stack([made[id(per_head)][0] for per_head in head_lists])[None]
         arguments[f"{kind}_num_blocks"] = torch.from_numpy(counts).to(device)
         if device.type == "cpu":
-            indices = np.zeros((1, heads, rows, columns), dtype=np.int32)
+            indices = grids[which].reshape(1, heads, rows, columns)
             for head, per_head in enumerate(head_lists):
                 _, positions, values = made[id(per_head)]
                 indices[0, head].reshape(-1)[positions] = values
@@ -193,6 +213,34 @@ def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod, q_
     return assemble_block_mask(arguments, q_len, n, block_q, block_k, mask_mod)
 
 
+_ONE_PAGE = 4096 // 4  # int32 entries in a page
+
+
+def _index_grids(heads: int, num_q: int, num_k: int) -> list:
+    """Four zeroed int32 arrays of heads · num_q · num_k entries each, for make_block_mask's
+    index grids: views of one allocation when a grid's rows fit in a page (each starting on a
+    64-byte boundary, as separate tensors would), else four lazily committed ones."""
+    size = heads * num_q * num_k
+    if max(num_q, num_k) > _ONE_PAGE:  # long rows: only their first pages are ever written
+        return [_lazy_zeros(size) for _ in range(4)]
+    stride = -(-size // 16) * 16
+    whole = np.zeros(4 * stride, dtype=np.int32)
+    return [whole[k * stride:k * stride + size] for k in range(4)]
+
+
+def _lazy_zeros(size: int) -> np.ndarray:
+    """``size`` int32 zeros whose pages are committed only where written: an anonymous mapping
+    without huge pages. numpy's zeros ask huge pages from 4 MiB on, and then the first write
+    to each row of a 2^20-token grid (blocks of 64: rows of 64 KiB) commits 2 MiB — all four
+    1 GiB grids, 8–21 s; with 4 KiB pages the same writes commit 0.29 GB in 0.4 s."""
+    import mmap
+
+    region = mmap.mmap(-1, max(size, 1) * 4)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):  # also where huge pages are the system's default
+        region.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(region, dtype=np.int32, count=size)
+
+
 def assemble_block_mask(arguments: dict, q_len: int, n: int, block_q: int, block_k: int, mask_mod):
     """The BlockMask of the eight tensors ``arguments`` (kv_num_blocks, kv_indices,
     full_kv_…, q_…, full_q_…), on this torch's BlockMask constructor."""
@@ -200,7 +248,10 @@ def assemble_block_mask(arguments: dict, q_len: int, n: int, block_q: int, block
 
     from torch.nn.attention.flex_attention import BlockMask
 
-    parameters = inspect.signature(BlockMask.__init__).parameters
+    # the constructor's parameter names from its code object: inspect.signature costs 20 µs,
+    # a tenth of a small BlockMask
+    code = inspect.unwrap(BlockMask.__init__).__code__
+    parameters = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
     if "q_indices" not in parameters:  # an old torch that transposes the lists itself
         return BlockMask.from_kv_blocks(arguments["kv_num_blocks"], arguments["kv_indices"],
                                         arguments["full_kv_num_blocks"], arguments["full_kv_indices"],
