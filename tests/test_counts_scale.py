@@ -7,6 +7,8 @@ window meets the last k keys (where the taken picks m_t live) and r close to n.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -112,3 +114,46 @@ def test_mobius_taken_for_banded_hubs():
     # window(1) | global(0): w = +1 for each interval, −1 for each pair, +1 for the triple
     pattern = patterndsl.compile("window(1) | global(0)", n, simplify=False).patterns[0][0]
     assert sorted(w for _, w, _ in C._Formula(pattern, n).mobius()) == [-1, -1, -1, 1, 1, 1, 1]
+
+
+# ---- check's memory estimate (refused up front, or run) ----------------------------------
+
+from patterndsl.analysis.check import BYTES_PER_LAYER_TOKEN, BYTES_PER_TOKEN, check, memory_needed  # noqa: E402
+from patterndsl.errors import SpatError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("source, layers", [
+    ("window(1)", 1),
+    ("layers { window(1)\n window(1) }", 1),  # one distinct layer: analysed once
+    ("layers { window(1)\n causal }", 2),
+    ("layers { causal\n heads { 0: window(1)\n 1: chunk(4) } }", 2),  # the largest head, not all heads
+    ("layers { causal\n window(1)\n heads { 0: chunk(4)\n 1: chunk(8) } }", 3),
+])
+def test_memory_needed_counts_the_largest_head(source, layers):
+    n = 1000
+    compiled = patterndsl.compile(source, n)
+    assert memory_needed(compiled) == n * (2 * BYTES_PER_TOKEN + BYTES_PER_LAYER_TOKEN * (layers - 1))
+
+
+def test_memory_needed_does_not_grow_with_heads():
+    heads = "\n".join(f"{h}: window({h + 1})" for h in range(32))
+    many = patterndsl.compile(f"layers {{ causal\n heads {{ {heads} }} }}", 4096)
+    two = patterndsl.compile("layers { causal\n window(1) }", 4096)
+    assert memory_needed(many) == memory_needed(two)
+
+
+def test_structured_at_2_30_refused_up_front_with_the_memory():
+    compiled = patterndsl.compile("window(1)", 1 << 30)
+    with pytest.raises(SpatError) as raised:
+        check(compiled)
+    message = str(raised.value)
+    assert "needs about 192.0 GiB" in message and "over the memory budget of 4.0 GiB" in message
+
+
+def test_two_layer_examples_at_2_24_are_not_refused():
+    """fixed and strided (two layers; measured 1.8 GB at 2^24) fit the 4 GiB budget."""
+    for name in ("fixed", "strided"):
+        compiled = patterndsl.compile(ROOT / "examples" / f"{name}.spat", 1 << 24)
+        assert memory_needed(compiled) <= 4 << 30
