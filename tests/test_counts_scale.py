@@ -157,3 +157,43 @@ def test_two_layer_examples_at_2_24_are_not_refused():
     for name in ("fixed", "strided"):
         compiled = patterndsl.compile(ROOT / "examples" / f"{name}.spat", 1 << 24)
         assert memory_needed(compiled) <= 4 << 30
+
+
+# ---- rowsets: points sorted per row, intersections with one interval per row clipped -------
+
+from patterndsl.analysis.rowsets import row_keys  # noqa: E402
+from patterndsl.reference import evaluate  # noqa: E402
+
+ROW_PARTS = ["logsparse", "causal", "~causal", "window(3)", "window(2, 0)", "rows(2..9)", "cols(1..5)",
+             "random(3, seed=7)", "stride(3)", "global(0, 5)", "chunk(4)", "all", "~all", "summary(4, 1)"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(ROW_PARTS), min_size=1, max_size=4),
+       st.lists(st.sampled_from(["&", "|"]), min_size=3, max_size=3), st.integers(1, 70))
+def test_row_keys_normalized_and_exact(parts, ops, n):
+    source = parts[0]
+    for op, part in zip(ops, parts[1:]):
+        source = f"({source}) {op} {part}"
+    pattern = patterndsl.compile(source, n, simplify=False).patterns[0][0]
+    keys = row_keys(pattern, np.arange(n), n)
+    same = keys.own[1:] == keys.own[:-1]
+    assert (keys.own[1:] >= keys.own[:-1]).all()
+    assert (keys.lo < keys.hi).all() and (keys.lo >= 0).all() and (keys.hi <= n).all()
+    assert (~same | (keys.lo[1:] > keys.hi[:-1])).all()  # disjoint and not touching
+    dense = np.zeros((n, n), dtype=bool)
+    for row, lo, hi in zip(keys.own, keys.lo, keys.hi):
+        dense[row, lo:hi] = True
+    assert (dense == evaluate(pattern, np.arange(n), n)).all()
+
+
+@pytest.mark.parametrize("source, n", [("logsparse & causal", 1000), ("logsparse & causal & window(40)", 300),
+                                       ("causal & window(5, 0)", 50), ("logsparse & ~all", 20),
+                                       ("rows(3..7) & logsparse", 64)])
+def test_row_keys_hand_cases(source, n):
+    pattern = patterndsl.compile(source, n, simplify=False).patterns[0][0]
+    keys = row_keys(pattern, np.arange(n), n)
+    dense = np.zeros((n, n), dtype=bool)
+    for row, lo, hi in zip(keys.own, keys.lo, keys.hi):
+        dense[row, lo:hi] = True
+    assert (dense == evaluate(pattern, np.arange(n), n)).all()
