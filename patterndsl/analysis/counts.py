@@ -398,6 +398,7 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
     from .. import randomgen
 
     los = [seg_lo[:, s] for s in columns]
+    from_zero = [not lo.any() for lo in los]  # a segment starting at key 0 (global(0..g)): no subtraction
     lens = [np.where(exceptional[:, s], length[:, s], 0).view(np.uint64) for s in columns]
     states = randomgen.row_states(source.seed, rows)
     step = max(1, randomgen._CHUNK // k)
@@ -413,6 +414,9 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
             m = stop - start
             draws = randomgen.draws_into(states[start:stop], n, k, z[:m], tmp[:m])
             for s, (lo, size) in enumerate(zip(los, lens)):
+                if from_zero[s]:
+                    np.less(z[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
+                    continue
                 np.subtract(draws, lo[start:stop, None], out=tmp[:m].view(np.int64))
                 np.less(tmp[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
                 if s:
