@@ -41,7 +41,7 @@ def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
     if needed > allowed:
         raise SpatError(Diagnostic(
             f"check at n = {compiled.n:,} needs about {format_bytes(needed)} "
-            f"(arrays of n entries per pattern), over the memory budget of {format_bytes(allowed)}",
+            f"(arrays of n entries for its largest head), over the memory budget of {format_bytes(allowed)}",
             help="raise it with --memory-budget (or PATTERNDSL_MEMORY_BUDGET), or check a smaller n"))
     start = time.perf_counter()
     counts = connection_counts(compiled)
