@@ -6,7 +6,7 @@
 
 Every case runs the command line a user runs — `python -m patterndsl.cli check FILE --n N` — in
 a fresh subprocess, reaped with os.wait4, so its CPU time (user + sys) and peak RSS are its own.
---structured adds O(n) structured patterns (window, window | global, chunk); --verify writes
+--structured adds O(n) structured patterns (window, window | global, chunk, global, window | stride); --verify writes
 bigbird's certificate at 2^20 and times `patterndsl verify` of it in another process; --huge
 runs `check` of the structured patterns at n = 2^30 (served within 4 GB, or refused up front
 with the memory it would need). --tree runs another checkout (PYTHONPATH), for before/after
@@ -27,7 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-STRUCTURED = ["window(1)", "window(1) | global(0)", "chunk(64) | window(2)", "global(0..8)"]
+STRUCTURED = ["window(1)", "window(1) | global(0)", "chunk(64) | window(2)", "global(0..8)", "chunk(64)",
+              "window(64) | stride(128)"]
 
 
 def measured(argv: list[str], tree: Path, timeout: float, max_memory: int = 0) -> dict:

@@ -7,6 +7,8 @@ window meets the last k keys (where the taken picks m_t live) and r close to n.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -112,3 +114,86 @@ def test_mobius_taken_for_banded_hubs():
     # window(1) | global(0): w = +1 for each interval, −1 for each pair, +1 for the triple
     pattern = patterndsl.compile("window(1) | global(0)", n, simplify=False).patterns[0][0]
     assert sorted(w for _, w, _ in C._Formula(pattern, n).mobius()) == [-1, -1, -1, 1, 1, 1, 1]
+
+
+# ---- check's memory estimate (refused up front, or run) ----------------------------------
+
+from patterndsl.analysis.check import BYTES_PER_LAYER_TOKEN, BYTES_PER_TOKEN, check, memory_needed  # noqa: E402
+from patterndsl.errors import SpatError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("source, layers", [
+    ("window(1)", 1),
+    ("layers { window(1)\n window(1) }", 1),  # one distinct layer: analysed once
+    ("layers { window(1)\n causal }", 2),
+    ("layers { causal\n heads { 0: window(1)\n 1: chunk(4) } }", 2),  # the largest head, not all heads
+    ("layers { causal\n window(1)\n heads { 0: chunk(4)\n 1: chunk(8) } }", 3),
+])
+def test_memory_needed_counts_the_largest_head(source, layers):
+    n = 1000
+    compiled = patterndsl.compile(source, n)
+    assert memory_needed(compiled) == n * (2 * BYTES_PER_TOKEN + BYTES_PER_LAYER_TOKEN * (layers - 1))
+
+
+def test_memory_needed_does_not_grow_with_heads():
+    heads = "\n".join(f"{h}: window({h + 1})" for h in range(32))
+    many = patterndsl.compile(f"layers {{ causal\n heads {{ {heads} }} }}", 4096)
+    two = patterndsl.compile("layers { causal\n window(1) }", 4096)
+    assert memory_needed(many) == memory_needed(two)
+
+
+def test_structured_at_2_30_refused_up_front_with_the_memory():
+    compiled = patterndsl.compile("window(1)", 1 << 30)
+    with pytest.raises(SpatError) as raised:
+        check(compiled)
+    message = str(raised.value)
+    assert "needs about 192.0 GiB" in message and "over the memory budget of 4.0 GiB" in message
+
+
+def test_two_layer_examples_at_2_24_are_not_refused():
+    """fixed and strided (two layers; measured 1.8 GB at 2^24) fit the 4 GiB budget."""
+    for name in ("fixed", "strided"):
+        compiled = patterndsl.compile(ROOT / "examples" / f"{name}.spat", 1 << 24)
+        assert memory_needed(compiled) <= 4 << 30
+
+
+# ---- rowsets: points sorted per row, intersections with one interval per row clipped -------
+
+from patterndsl.analysis.rowsets import row_keys  # noqa: E402
+from patterndsl.reference import evaluate  # noqa: E402
+
+ROW_PARTS = ["logsparse", "causal", "~causal", "window(3)", "window(2, 0)", "rows(2..9)", "cols(1..5)",
+             "random(3, seed=7)", "stride(3)", "global(0, 5)", "chunk(4)", "all", "~all", "summary(4, 1)"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(ROW_PARTS), min_size=1, max_size=4),
+       st.lists(st.sampled_from(["&", "|"]), min_size=3, max_size=3), st.integers(1, 70))
+def test_row_keys_normalized_and_exact(parts, ops, n):
+    source = parts[0]
+    for op, part in zip(ops, parts[1:]):
+        source = f"({source}) {op} {part}"
+    pattern = patterndsl.compile(source, n, simplify=False).patterns[0][0]
+    keys = row_keys(pattern, np.arange(n), n)
+    same = keys.own[1:] == keys.own[:-1]
+    assert (keys.own[1:] >= keys.own[:-1]).all()
+    assert (keys.lo < keys.hi).all() and (keys.lo >= 0).all() and (keys.hi <= n).all()
+    assert (~same | (keys.lo[1:] > keys.hi[:-1])).all()  # disjoint and not touching
+    dense = np.zeros((n, n), dtype=bool)
+    for row, lo, hi in zip(keys.own, keys.lo, keys.hi):
+        dense[row, lo:hi] = True
+    assert (dense == evaluate(pattern, np.arange(n), n)).all()
+
+
+@pytest.mark.parametrize("source, n", [("logsparse & causal", 1000), ("logsparse & causal & window(40)", 300),
+                                       ("causal & window(5, 0)", 50), ("logsparse & ~all", 20),
+                                       ("rows(3..7) & logsparse", 64)])
+def test_row_keys_hand_cases(source, n):
+    pattern = patterndsl.compile(source, n, simplify=False).patterns[0][0]
+    keys = row_keys(pattern, np.arange(n), n)
+    dense = np.zeros((n, n), dtype=bool)
+    for row, lo, hi in zip(keys.own, keys.lo, keys.hi):
+        dense[row, lo:hi] = True
+    assert (dense == evaluate(pattern, np.arange(n), n)).all()

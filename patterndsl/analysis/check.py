@@ -14,13 +14,17 @@ from .growth import growth
 
 
 CHECK_MEMORY = 4 << 30  # check's own floor; a larger --memory-budget raises it
-BYTES_PER_TOKEN = 96  # peak of check per token and distinct pattern (counts, rows, ends), measured
+BYTES_PER_TOKEN = 96  # peak of check per token for one pattern (counts, rows, ends), measured
+BYTES_PER_LAYER_TOKEN = 16  # per token and further distinct layer of a head (its degrees and diagonal)
 
 
 def memory_needed(compiled) -> int:
-    """About the peak memory of ``check``: arrays of n entries per distinct pattern."""
-    distinct = len({p for layer in compiled.patterns for p in layer})
-    return BYTES_PER_TOKEN * compiled.n * (distinct + 1)
+    """About the peak memory of ``check``: arrays of n entries for the largest head.
+    Patterns are analysed one at a time (the counts keep each one's totals, not its rows),
+    so the peak is one pattern and the union of its head (twice the one-pattern figure),
+    plus the arrays the conditions hold for each further distinct layer of that head."""
+    layers = max((len({layer[h] for layer in compiled.patterns}) for h in range(compiled.heads)), default=1)
+    return compiled.n * (2 * BYTES_PER_TOKEN + BYTES_PER_LAYER_TOKEN * max(0, layers - 1))
 
 
 def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
@@ -37,7 +41,7 @@ def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
     if needed > allowed:
         raise SpatError(Diagnostic(
             f"check at n = {compiled.n:,} needs about {format_bytes(needed)} "
-            f"(arrays of n entries per pattern), over the memory budget of {format_bytes(allowed)}",
+            f"(arrays of n entries for its largest head), over the memory budget of {format_bytes(allowed)}",
             help="raise it with --memory-budget (or PATTERNDSL_MEMORY_BUDGET), or check a smaller n"))
     start = time.perf_counter()
     counts = connection_counts(compiled)

@@ -398,6 +398,7 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
     from .. import randomgen
 
     los = [seg_lo[:, s] for s in columns]
+    from_zero = [not lo.any() for lo in los]  # a segment starting at key 0 (global(0..g)): no subtraction
     lens = [np.where(exceptional[:, s], length[:, s], 0).view(np.uint64) for s in columns]
     states = randomgen.row_states(source.seed, rows)
     step = max(1, randomgen._CHUNK // k)
@@ -413,6 +414,9 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
             m = stop - start
             draws = randomgen.draws_into(states[start:stop], n, k, z[:m], tmp[:m])
             for s, (lo, size) in enumerate(zip(los, lens)):
+                if from_zero[s]:
+                    np.less(z[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
+                    continue
                 np.subtract(draws, lo[start:stop, None], out=tmp[:m].view(np.int64))
                 np.less(tmp[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
                 if s:
@@ -556,11 +560,15 @@ def connection_counts(compiled) -> dict:
 
     require_compiled(compiled, "connection_counts()")
     n = compiled.n
-    done: dict[Pattern, RowCounts] = {}
+    # Per distinct pattern only its total, statistics and slow paths: its n row degrees
+    # are dropped once summarised, so the peak holds one pattern's degrees, not one per
+    # head and layer (32 heads at n = 2^24 would keep 4 GiB of them).
+    done: dict[Pattern, tuple[int, dict, list[str]]] = {}
 
     def count(pattern):
         if pattern not in done:
-            done[pattern] = analyze_rows(pattern, n)
+            result = analyze_rows(pattern, n)
+            done[pattern] = (int(result.degrees.sum()), degree_stats(result.degrees), result.slow_path)
         return done[pattern]
 
     per_layer, rows, slow = [], [], []
@@ -568,18 +576,18 @@ def connection_counts(compiled) -> dict:
         per_layer.append([])
         rows.append([])
         for h, pattern in enumerate(layer):
-            result = count(pattern)
-            per_layer[-1].append(int(result.degrees.sum()))
-            rows[-1].append(degree_stats(result.degrees))
-            slow += [{"layer": l, "head": h, "reason": why} for why in result.slow_path]
+            total, stats, slow_path = count(pattern)
+            per_layer[-1].append(total)
+            rows[-1].append(dict(stats))
+            slow += [{"layer": l, "head": h, "reason": why} for why in slow_path]
     union, union_rows = [], []
     for h in range(compiled.heads):
         parts = tuple(dict.fromkeys(layer[h] for layer in compiled.patterns))
-        result = count(parts[0] if len(parts) == 1 else Union(parts))
-        union.append(int(result.degrees.sum()))
-        union_rows.append(degree_stats(result.degrees))
+        total, stats, slow_path = count(parts[0] if len(parts) == 1 else Union(parts))
+        union.append(total)
+        union_rows.append(dict(stats))
         if len(parts) > 1:
-            slow += [{"layer": None, "head": h, "reason": why} for why in result.slow_path]
+            slow += [{"layer": None, "head": h, "reason": why} for why in slow_path]
     return {
         "n": n, "layers": compiled.layers, "heads": compiled.heads,
         "per_layer": per_layer, "union": union,
