@@ -281,9 +281,6 @@ def count_bounds(pattern, n: int, count, everything, nothing, itself) -> tuple[i
 
 # ---- what the analyzer proves for every segmentation ------------------------------------
 
-DOCUMENT_N = 32  # per-document conditions are decided over every document [a, a + L) up to this n
-
-
 def with_ranks(ids, given_ranks) -> Segmentation:
     """A Segmentation with these ids and ranks as given (not recomputed): what a pair's
     value depends on when only some positions' ranks matter (the diagonal)."""
@@ -323,23 +320,21 @@ def per_segmentation(compiled) -> list:
       (a document starting at i − r): decided exactly from the rank vectors min(i, t),
       t ∈ {0} ∪ {the k's} (one per class of rank(i) against the thresholds k). A failure
       names the position and rank;
-    * ``hamiltonian_path`` / ``finite_depth`` within each packed document, for a pattern
-      whose pairs all share a segment (within_segments; every layer): decided at n ≤
-      DOCUMENT_N over every document [a, a + L) of every segmentation (the pairs inside a
-      document depend on that document only): C2 by the witness "identity" ((i, i − 1) in
-      some layer) or "reversed" in every document, C3 given C1 within every document by
-      strong connectivity of the union graph restricted to it (a failure names the
-      document and an unreachable pair). Else ``holds: None``: not decided for every
-      segmentation, with the reason.
+    * ``hamiltonian_path`` / ``finite_depth`` within each packed document (a run of equal
+      ids), for a pattern whose pairs all share a segment (within_segments; every layer),
+      decided at any n from structure: analysis/segment_conditions.py states the
+      arguments (rank classes, the off-diagonals, the documents of length 2, the chain,
+      documents as prefixes of one pattern) and a brute force over every document for
+      small n. Else ``holds: None``: not decided for every segmentation, with the reason.
     """
-    from .reference import dense_mask
+    from .analysis.segment_conditions import per_document
 
     n, layers = compiled.n, compiled.layers
     out = []
     for h in range(compiled.heads):
         stack = [compiled.patterns[k][h] for k in range(layers)]
-        out.append({"head": h, "self_loops": _self_loops_every(stack, n),
-                    **_per_document(stack, n, dense_mask)})
+        self_loops = _self_loops_every(stack, n)
+        out.append({"head": h, "self_loops": self_loops, **per_document(stack, n, self_loops)})
     return out
 
 
@@ -358,62 +353,3 @@ def _self_loops_every(stack, n: int) -> dict:
                                    f"in its segment (a document starting at {i - int(ranks_t[i])})"}
     return {"holds": True, "ranks": sizes,
             "why": "every layer holds (i, i) for every rank of i in its segment"}
-
-
-def _per_document(stack, n: int, dense_mask) -> dict:
-    undecided = None
-    if not all(within_segments(p) for p in stack):
-        undecided = "not decided for every segmentation: some layer connects pairs across segments"
-    elif n > DOCUMENT_N:
-        undecided = f"not decided for every segmentation: decided over every document only for n ≤ {DOCUMENT_N}"
-    if undecided:
-        return {"hamiltonian_path": {"holds": None, "reason": undecided},
-                "finite_depth": {"holds": None, "reason": undecided}}
-    identity = reversed_ = c1 = connected = True
-    unreachable = None
-    for length in range(1, n + 1):
-        for start in range(0, n - length + 1):
-            with using(one_document(n, start, length)):
-                masks = [dense_mask(p, n)[start:start + length, start:start + length] for p in stack]
-            union = np.logical_or.reduce(masks)
-            steps = np.arange(1, length)
-            identity &= bool(union[steps, steps - 1].all())
-            reversed_ &= bool(union[steps - 1, steps].all())
-            c1 &= all(bool(np.diagonal(m).all()) for m in masks)
-            if connected:
-                pair = _unreachable(union)
-                if pair is not None:
-                    connected, unreachable = False, [start, length, start + pair[0], start + pair[1]]
-    if identity or reversed_:
-        c2 = {"holds": True, "witness": "identity" if identity else "reversed",
-              "why": "in every document each token attends to its " + ("predecessor" if identity else "successor")}
-    else:
-        c2 = {"holds": None, "reason": "not decided for every segmentation: no identity or reversed order "
-                                       "in every document"}
-    if not connected:
-        a, length, i, j = unreachable
-        c3 = {"holds": False, "document": [a, length], "unreachable": [i, j],
-              "why": f"in the document [{a}, {a + length}) query {i} never receives token {j}"}
-    elif c1:
-        c3 = {"holds": True, "why": "in every document: self-loops in every layer and a strongly connected "
-                                    "union graph"}
-    else:
-        c3 = {"holds": None, "reason": "not decided for every segmentation: some document lacks a self-loop"}
-    return {"hamiltonian_path": c2, "finite_depth": c3}
-
-
-def _unreachable(union: np.ndarray):
-    """(i, j) local: j not reachable from i in the graph ``union`` (i → j when union[i, j]),
-    or None when it is strongly connected."""
-    size = union.shape[0]
-    for matrix, flip in ((union, False), (union.T, True)):
-        seen = np.zeros(size, dtype=bool)
-        seen[0] = True
-        frontier = seen.copy()
-        while frontier.any():
-            frontier = matrix[frontier].any(axis=0) & ~seen
-            seen |= frontier
-        if not seen.all():
-            j = int(np.flatnonzero(~seen)[0])
-            return (j, 0) if flip else (0, j)
-    return None
