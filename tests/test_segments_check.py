@@ -171,8 +171,10 @@ def segment_files(draw, local_only=False):
 
     def layer():
         body = draw(formulas(atoms))
-        return draw(st.sampled_from((f"segment & {body}", f"segment & ({body} | segment_start(1))",
-                                     f"segment & ({body} | window(1))", f"segment & {body} | segment_start(2)")))
+        return draw(st.sampled_from((f"segment & {body}", f"segment & {body}", f"segment & ({body} | segment_start(1))",
+                                     f"segment & ({body} | window(1))", f"segment & {body} | segment_start(2)",
+                                     f"segment & ({body} | segment_start(2) & window(1, 0))",
+                                     f"segment & ({body} | segment_start(3) & window(0, 1))")))
 
     if draw(st.booleans()):
         return layer() + "\n"
@@ -218,7 +220,7 @@ def strongly_connected(union):
     return all(len(reach(union, i)) == union.shape[0] for i in range(union.shape[0]))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(segment_files(), st.integers(1, 7))
 def test_every_document_verdicts_against_brute_force(source, n):
     compiled = patterndsl.compile(source, n)
@@ -290,7 +292,11 @@ TABLE = [("segment & causal", "identity", False, None),
          ("segment & logsparse", "identity", True, None),
          ("segment & stride(2)", None, False, None),  # neither neighbour: no path in [0, 2)
          ("layers {\n  segment & window(1, 0)\n  segment & window(0, 1)\n}", "identity", True, 8190),  # a step each way every other layer
-         ("segment & (window(8, 0) | segment_start(1))", "identity", False, None)]
+         ("segment & (window(8, 0) | segment_start(1))", "identity", False, None),
+         # the chain fails at rank 2, every document of length 2 is connected: the prefixes decide
+         ("segment & (window(1, 0) | segment_start(2))", "identity", False, None),  # [0, 3): no query before 2 sees it
+         ("segment & (window(0, 1) | segment_start(2) & window(1, 0))", "reversed", False, None),  # [0, 4): 3 sees none before
+         ("segment & (causal | window(-2, 2) | segment_start(2))", "identity", True, None)]  # every prefix connected
 
 
 @pytest.mark.parametrize("source, order, connected, s", TABLE)
@@ -306,7 +312,7 @@ def test_table_of_packed_patterns(source, order, connected, s):
     assert c3["holds"] is connected
     assert c3.get("s") == s
     if connected is False:  # a small document names the failure
-        assert c3["document"][1] <= 3
+        assert c3["document"][1] <= 4
 
 
 def test_verify_rejects_tampered_every_document_evidence():
