@@ -310,11 +310,21 @@ def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) ->
     if isinstance(node, Random) and getattr(node, "avoid", None) is None:  # (with avoid: by rows below)
         meter.add(m * min(node.r, n))
         return _points(m, n, randomgen.key_sets(node.seed, rows, n, node.r))
+    if getattr(node, "reads_segments", False) and _no_segment_ids():
+        # one document (every id equal): `segment` holds at every key, `segment_start(k)` at j < k
+        last = n if type(node).__name__ == "Segment" else min(int(node.k), n)
+        return _KeySets.make(m, every, np.zeros(m, dtype=np.int64), np.full(m, last, dtype=np.int64), n)
     # A primitive without an encoding here: its element predicate over whole rows.
     meter.add(m * n)
     dense = np.asarray(node.predicate(rows[:, None], np.arange(n, dtype=np.int64)[None, :], n), dtype=bool)
     own, keys = np.nonzero(dense)
     return _KeySets.make(m, own, keys, keys + 1, n)
+
+
+def _no_segment_ids() -> bool:
+    from .segments import current
+
+    return current() is None
 
 
 # bernoulli(p, q, seed=s), from the README's definition (not patterndsl.randomgen's code):
