@@ -1776,6 +1776,8 @@ def _check_segment_depth(ch: _Claims, h, claim) -> "str | None":
                 return f"prefixes: token {x} lacks an edge to or from the earlier tokens"
         s = claim.get("s")
         if s is not None:
+            if not (_int(s) and s >= 1):
+                return "s must be a positive integer"
             if not all(_depends_on_offset_only(ch.layer(k, h)) for k in range(ch.p)):
                 return "s: the documents are not prefixes of one pattern"
             exact = _depth_by_intervals(_OneDocument(ch), h)

@@ -332,7 +332,9 @@ def test_verify_rejects_tampered_every_document_evidence():
     assert failures(compiled, cert, claims, "hamiltonian_path", {"holds": False, "document": [3, 2]})
     compiled, cert, claims = claims_of("segment & window(2)", 64)
     assert claims["finite_depth"]["s"] == 32
-    assert failures(compiled, cert, claims, "finite_depth", {**claims["finite_depth"], "s": 31})
+    for wrong in (31, 33, True, "32"):
+        assert failures(compiled, cert, claims, "finite_depth", {**claims["finite_depth"], "s": wrong})
+    assert failures(compiled, cert, claims, "finite_depth", {**claims["finite_depth"], "evidence": {"hub": 1}})
     compiled, cert, claims = claims_of("segment & (chunk(8) | window(0, 1))", 64)  # not document-local
     assert claims["finite_depth"]["holds"] is False
     assert failures(compiled, cert, claims, "finite_depth", {"holds": True, "evidence": {"prefixes": True}})
