@@ -268,14 +268,13 @@ def test_a_document_is_a_prefix_of_the_one_document_pattern(source, n, data):
                 assert np.array_equal(mask[a:a + length, a:a + length], whole[:length, :length]), (source, ids)
 
 
-@settings(max_examples=15, deadline=None)
-@given(segment_files(), st.integers(1, 6))
+@settings(max_examples=25, deadline=None)
+@given(segment_files(), st.integers(1, 9))
 def test_verify_accepts_the_every_document_claims(source, n):
     compiled = patterndsl.compile(source, n)
     _, cert = run_check(compiled)
-    report = verify_report(compiled, cert)
-    assert not [f for f in report["failures"] if f.startswith("segments")], (source, report)
-    assert not [u for u in report["unchecked"] if u.startswith("segments")]
+    # (every claim: the one-document ones read `segment`, `segment_start` as key intervals too)
+    assert verify_report(compiled, cert) == {"failures": [], "unchecked": []}, source
 
 
 # (source, C2, C3, s) for every segmentation at n = 4096: the verdicts for common packed patterns
