@@ -141,7 +141,6 @@ def test_verify_rechecks_the_segment_claims(source):
 
 # ---- every document, at any n (patterndsl/analysis/segment_conditions.py) ------------------
 
-from itertools import product  # noqa: E402
 
 from patterndsl.analysis.segment_conditions import document_local  # noqa: E402
 from patterndsl.segments import one_document  # noqa: E402
