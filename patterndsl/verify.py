@@ -1523,7 +1523,7 @@ def verify_report(source_or_compiled, cert, max_work: int = DEFAULT_BUDGET) -> d
                 ch.failures.append(f"head {h}: {name}: missing")
                 continue
             ch.run(f"head {h}: {name}", check, ch, h, claim)
-    if "segments" in cert:  # claims for every segmentation (patterndsl/segments.py per_segmentation)
+    if "segments" in cert:  # claims for every segmentation (patterndsl/analysis/segment_conditions.py per_segmentation)
         _check_segment_claims(ch, cert["segments"])
     return {"failures": ch.failures, "unchecked": ch.unchecked}
 

@@ -33,7 +33,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import patterndsl  # noqa: E402
 from patterndsl.analysis.check import check as run_check  # noqa: E402
-from patterndsl.segments import per_segmentation  # noqa: E402
+from patterndsl.analysis.segment_conditions import per_segmentation  # noqa: E402
 from patterndsl.verify import verify_report  # noqa: E402
 
 from test_segments import brute_mask  # noqa: E402

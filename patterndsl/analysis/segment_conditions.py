@@ -1,4 +1,5 @@
-"""C2 and C3 within every packed document, for every segmentation, at any n.
+"""C1 for every segmentation, and C2 and C3 within every packed document, at any n
+(`per_segmentation`, for `patterndsl check`).
 
 A pattern reading run-time segment ids (patterndsl/segments.py) is checked per document:
 a document is a run [a, a + L) of equal ids, 1 ≤ L ≤ n, and for a pattern whose pairs
@@ -138,6 +139,47 @@ def prefix_gaps(stack, n: int):
     no_key = np.flatnonzero(~earlier_key[1:])
     no_query = np.flatnonzero(~attended[1:])
     return (int(no_key[0]) + 1 if no_key.size else None, int(no_query[0]) + 1 if no_query.size else None)
+
+
+def per_segmentation(compiled) -> list:
+    """Per head, the conditions that hold for EVERY segmentation (patterndsl/segments.py), for `patterndsl check`:
+
+    * ``self_loops``: (i, i) in every layer for every ids. On the diagonal `segment` holds
+      and `segment_start(k)` reads only rank(i), which any segmentation sets to any r ≤ i
+      (a document starting at i − r): decided exactly from the rank vectors min(i, t),
+      t ∈ {0} ∪ {the k's} (one per class of rank(i) against the thresholds k). A failure
+      names the position and rank;
+    * ``hamiltonian_path`` / ``finite_depth`` within each packed document (a run of equal
+      ids), for a pattern whose pairs all share a segment (within_segments; every layer),
+      decided at any n from structure: the module docstring states the
+      arguments (rank classes, the off-diagonals, the documents of length 2, the chain,
+      documents as prefixes of one pattern) and a brute force over every document for
+      small n. Else ``holds: None``: not decided for every segmentation, with the reason.
+    """
+    n, layers = compiled.n, compiled.layers
+    out = []
+    for h in range(compiled.heads):
+        stack = [compiled.patterns[k][h] for k in range(layers)]
+        self_loops = self_loops_every(stack, n)
+        out.append({"head": h, "self_loops": self_loops, **per_document(stack, n, self_loops)})
+    return out
+
+
+def self_loops_every(stack, n: int) -> dict:
+    positions = np.arange(n, dtype=np.int64)
+    sizes = sorted({0} | {min(k, n) for p in stack for k in seg.segment_start_sizes(p)})
+    for t in sizes:
+        ranks_t = np.minimum(positions, t)
+        with seg.using(seg.with_ranks(np.zeros(n, dtype=np.int64), ranks_t)):
+            for layer, pattern in enumerate(stack):
+                diagonal = np.asarray(pattern.pairs(positions, positions, n), dtype=bool)
+                if not diagonal.all():
+                    i = int(np.flatnonzero(~diagonal)[0])
+                    return {"holds": False, "missing": [layer, i, int(ranks_t[i])],
+                            "why": f"layer {layer} lacks ({i}, {i}) when position {i} has rank {int(ranks_t[i])} "
+                                   f"in its segment (a document starting at {i - int(ranks_t[i])})"}
+    return {"holds": True, "ranks": sizes,
+            "why": "every layer holds (i, i) for every rank of i in its segment"}
 
 
 def per_document(stack, n: int, self_loops: dict) -> dict:
