@@ -310,11 +310,21 @@ def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) ->
     if isinstance(node, Random) and getattr(node, "avoid", None) is None:  # (with avoid: by rows below)
         meter.add(m * min(node.r, n))
         return _points(m, n, randomgen.key_sets(node.seed, rows, n, node.r))
+    if getattr(node, "reads_segments", False) and _no_segment_ids():
+        # one document (every id equal): `segment` holds at every key, `segment_start(k)` at j < k
+        last = n if type(node).__name__ == "Segment" else min(int(node.k), n)
+        return _KeySets.make(m, every, np.zeros(m, dtype=np.int64), np.full(m, last, dtype=np.int64), n)
     # A primitive without an encoding here: its element predicate over whole rows.
     meter.add(m * n)
     dense = np.asarray(node.predicate(rows[:, None], np.arange(n, dtype=np.int64)[None, :], n), dtype=bool)
     own, keys = np.nonzero(dense)
     return _KeySets.make(m, own, keys, keys + 1, n)
+
+
+def _no_segment_ids() -> bool:
+    from .segments import current
+
+    return current() is None
 
 
 # bernoulli(p, q, seed=s), from the README's definition (not patterndsl.randomgen's code):
@@ -1513,16 +1523,31 @@ def verify_report(source_or_compiled, cert, max_work: int = DEFAULT_BUDGET) -> d
                 ch.failures.append(f"head {h}: {name}: missing")
                 continue
             ch.run(f"head {h}: {name}", check, ch, h, claim)
-    if "segments" in cert:  # claims for every segmentation (patterndsl/segments.py per_segmentation)
+    if "segments" in cert:  # claims for every segmentation (patterndsl/analysis/segment_conditions.py per_segmentation)
         _check_segment_claims(ch, cert["segments"])
     return {"failures": ch.failures, "unchecked": ch.unchecked}
 
 
 # ---- claims for every segmentation (run-time segment ids) -----------------------------------
 # Re-checked here with this module's own evaluator under chosen ids (the primitives read
-# them through patterndsl.segments.using): C1 on the diagonal for one rank vector per class
-# of rank(i) against the thresholds k of `segment_start(k)`; C2 and C3 within every
-# document [a, a + L) of a pattern whose pairs all share a segment.
+# them through patterndsl.segments.using). A document is a run [a, a + L) of equal ids; for
+# a pattern whose pairs all share a segment its pairs depend on that document only, and a
+# pair (i, j) of it on the ids only through rank(j) = j − a, and that only through the tests
+# rank(j) < k of `segment_start(k)`: one rank per class against the thresholds k stands for
+# every rank. What each claim rests on, and how it is re-checked:
+#   * self_loops: the diagonal under one rank vector min(i, t) per class.
+#   * hamiltonian_path identity (reversed): (x, x − 1) ((x − 1, x)) in some layer under every
+#     rank class of the key (rank ≥ 1 for x: x − 1 shares its document): every document holds
+#     the order. A failure names a document of at most EXHAUSTIVE_N tokens, searched here.
+#   * finite_depth "chain": both off-diagonals under every rank class and C1 (re-checked): in
+#     every document each token reaches both neighbours. "prefixes": every primitive but the
+#     segment ones depends on j − i alone (checked on the IR), so each document is a prefix of
+#     the one-document pattern; there every token x ≥ 1 attends an earlier token and is
+#     attended by an earlier query (re-counted from every row's keys), so every prefix is
+#     strongly connected (induction on its length); with C1. A claimed s (worst over every
+#     document) needs the prefixes and monotone interval rows: it is the s of [0, n),
+#     recomputed exactly. No evidence: every document is evaluated (small n). A failure names
+#     a document and a pair, re-evaluated in that document.
 
 
 def _shares_segment(node) -> bool:
@@ -1535,6 +1560,17 @@ def _shares_segment(node) -> bool:
         return bool(node.parts) and all(_shares_segment(p) for p in node.parts)
     if isinstance(node, Difference):
         return _shares_segment(node.left)
+    return False
+
+
+def _depends_on_offset_only(node) -> bool:
+    """Every primitive of ``node`` but the segment ones is a function of j − i (independently)."""
+    if type(node).__name__ in ("Segment", "SegmentStart"):
+        return True
+    if isinstance(node, (All, Nothing, Self, Causal, Window, Dilated, Stride, LogSparse)):
+        return True
+    if isinstance(node, (Union, Intersection, Difference, Complement)):
+        return all(_depends_on_offset_only(p) for p in node.children())
     return False
 
 
@@ -1558,6 +1594,28 @@ def _document_ids(n: int, a: int, length: int) -> np.ndarray:
     ids = np.arange(1, n + 1, dtype=np.int64)
     ids[a:a + length] = 0
     return ids
+
+
+class _OneDocument(_Claims):
+    """The claims' file read for one document (every id equal) with whole rows cheap:
+    `segment` as `all`, `segment_start(k)` as cols(0..k) — their meanings without ids."""
+
+    def __init__(self, ch: _Claims):
+        self.__dict__.update(ch.__dict__)  # the same file, n and meter
+        self._read: dict = {}
+
+    def layer(self, k, h):
+        if (k, h) not in self._read:
+            from .ir import IndexSet
+            from .segments import static_pattern
+
+            def read(node):
+                if type(node).__name__ == "SegmentStart":
+                    return Cols(IndexSet.of([(0, int(node.k))], self.n))
+                return All()
+
+            self._read[k, h] = static_pattern(self.c.patterns[k][h], read, read)
+        return self._read[k, h]
 
 
 def _check_segment_claims(ch: _Claims, claims) -> None:
@@ -1603,33 +1661,57 @@ def _check_segment_self_loops(ch: _Claims, h, claim) -> "str | None":
     return None
 
 
-def _documents(ch: _Claims, h):
-    """(a, length, masks [layers][L, L]) for every document [a, a + L), with this module's evaluator."""
+def _neighbour_order(ch: _Claims, h, below: bool) -> "int | None":
+    """The first x ≥ 1 whose pair (x, x − 1) (below) or (x − 1, x) is missing from the union
+    for some rank of the key (one per class against the k's; ≥ 1 for x), or None."""
     from .segments import using
 
     n = ch.n
-    for length in range(1, n + 1):
-        local = np.arange(length, dtype=np.int64)
-        i, j = np.repeat(local, length), np.tile(local, length)
-        for a in range(n - length + 1):
-            with using(_document_ids(n, a, length)):
-                yield a, length, [ch.has(k, h, a + i, a + j).reshape(length, length) for k in range(ch.p)]
+    found: set = set()
+    for k in range(ch.p):
+        _thresholds(ch.layer(k, h), found)
+    least = 0 if below else 1
+    x = np.arange(1, n, dtype=np.int64)
+    queries, keys = (x, x - 1) if below else (x - 1, x)
+    for t in sorted({least} | {k for k in found if k > least}):
+        ranks = np.maximum(least, np.minimum(np.arange(n, dtype=np.int64), t))
+        with using(_ids_with_ranks(n, ranks)):
+            missing = np.flatnonzero(~ch.union_has(h, queries, keys))
+        if missing.size:
+            return int(missing[0]) + 1
+    return None
+
+
+def _document_union(ch: _Claims, h, a: int, length: int) -> np.ndarray:
+    from .segments import using
+
+    local = np.arange(length, dtype=np.int64)
+    i, j = np.repeat(local, length), np.tile(local, length)
+    with using(_document_ids(ch.n, a, length)):
+        return ch.union_has(h, a + i, a + j).reshape(length, length)
+
+
+def _document(doc, n) -> bool:
+    return (isinstance(doc, list) and len(doc) == 2 and all(_int(x) for x in doc) and doc[1] >= 1
+            and 0 <= doc[0] and doc[0] + doc[1] <= n)
 
 
 def _check_segment_order(ch: _Claims, h, claim) -> "str | None":
-    if claim["holds"] is False:
-        return "a failure for every segmentation is not a claim this checker reads"
     if not all(_shares_segment(ch.layer(k, h)) for k in range(ch.p)):
         return "some layer connects pairs across segments: no per-document claim"
+    if claim["holds"] is False:
+        doc = claim.get("document")
+        if not _document(doc, ch.n) or doc[1] > EXHAUSTIVE_N:
+            return f"a refutation names a document of at most {EXHAUSTIVE_N} tokens [start, length]"
+        if _hamiltonian_brute(_document_union(ch, h, *doc)):
+            return f"the document [{doc[0]}, {doc[0] + doc[1]}) has a Hamiltonian path"
+        return None
     witness = claim.get("witness")
     if witness not in ("identity", "reversed"):
         return "witness must be identity or reversed"
-    for a, length, masks in _documents(ch, h):
-        union = np.logical_or.reduce(masks)
-        steps = np.arange(1, length)
-        ok = union[steps, steps - 1] if witness == "identity" else union[steps - 1, steps]
-        if not ok.all():
-            return f"the {witness} order fails in the document [{a}, {a + length})"
+    x = _neighbour_order(ch, h, below=witness == "identity")
+    if x is not None:
+        return f"the {witness} order fails at token {x} (for some rank of it in its document)"
     return None
 
 
@@ -1643,25 +1725,68 @@ def _reach(union: np.ndarray, start: int) -> np.ndarray:
     return seen
 
 
-def _check_segment_depth(ch: _Claims, h, claim) -> "str | None":
-    from .segments import using
+def _prefix_gap(ch: _Claims, h) -> "int | None":
+    """In the one-document union: the first x ≥ 1 that attends no earlier token or that no
+    earlier query attends, or None (every row's keys, in batches)."""
+    n, view = ch.n, _OneDocument(ch)
+    earlier_key = np.zeros(n, dtype=bool)
+    cover = np.zeros(n + 1, dtype=np.int64)
+    for k in range(ch.p):
+        for rows in _batches(np.arange(n, dtype=np.int64)):
+            ks = view.rows(k, h, rows)
+            row = rows[ks.own]
+            earlier_key[row[ks.lo < row]] = True
+            lo = np.maximum(ks.lo, row + 1)  # the keys of row y beyond y
+            keep = lo < ks.hi
+            cover += np.bincount(lo[keep], minlength=n + 1)[:n + 1] - np.bincount(ks.hi[keep], minlength=n + 1)[:n + 1]
+    ok = earlier_key & (np.cumsum(cover[:n]) > 0)
+    bad = np.flatnonzero(~ok[1:])
+    return int(bad[0]) + 1 if bad.size else None
 
+
+def _check_segment_depth(ch: _Claims, h, claim) -> "str | None":
     if not all(_shares_segment(ch.layer(k, h)) for k in range(ch.p)):
         return "some layer connects pairs across segments: no per-document claim"
     if claim["holds"] is False:
         doc, pair = claim.get("document"), claim.get("unreachable")
-        if not (isinstance(doc, list) and len(doc) == 2 and all(_int(x) for x in doc) and doc[1] >= 1
-                and 0 <= doc[0] and doc[0] + doc[1] <= ch.n and isinstance(pair, list) and len(pair) == 2
+        if not (_document(doc, ch.n) and isinstance(pair, list) and len(pair) == 2
                 and all(_int(x) and doc[0] <= x < doc[0] + doc[1] for x in pair)):
             return "malformed document or unreachable pair"
         a, length = doc
-        local = np.arange(length, dtype=np.int64)
-        i, j = np.repeat(local, length), np.tile(local, length)
-        with using(_document_ids(ch.n, a, length)):
-            union = np.logical_or.reduce([ch.has(k, h, a + i, a + j).reshape(length, length) for k in range(ch.p)])
-        if _reach(union, pair[0] - a)[pair[1] - a]:
+        ch.meter.add(length * length)
+        if _reach(_document_union(ch, h, a, length), pair[0] - a)[pair[1] - a]:
             return f"token {pair[1]} reaches query {pair[0]} in the document [{a}, {a + length})"
         return None
+    evidence = claim.get("evidence")
+    if evidence is not None:
+        if not (isinstance(evidence, dict) and set(evidence) <= {"chain", "prefixes"} and evidence):
+            return "evidence must be chain or prefixes"
+        if _check_segment_self_loops(ch, h, {"holds": True}) is not None:
+            return "C1 does not hold in every document"
+        if "chain" in evidence:
+            for below, name in ((True, "predecessor"), (False, "successor")):
+                x = _neighbour_order(ch, h, below)
+                if x is not None:
+                    return f"the chain lacks token {x}'s {name} (for some rank in its document)"
+        else:
+            if not all(_depends_on_offset_only(ch.layer(k, h)) for k in range(ch.p)):
+                return "prefixes: a layer holds a primitive that depends on more than j − i"
+            x = _prefix_gap(ch, h)
+            if x is not None:
+                return f"prefixes: token {x} lacks an edge to or from the earlier tokens"
+        s = claim.get("s")
+        if s is not None:
+            if not (_int(s) and s >= 1):
+                return "s must be a positive integer"
+            if not all(_depends_on_offset_only(ch.layer(k, h)) for k in range(ch.p)):
+                return "s: the documents are not prefixes of one pattern"
+            exact = _depth_by_intervals(_OneDocument(ch), h)
+            if exact != s:
+                return f"s: the worst document has s = {exact}, not {s}" if not isinstance(exact, str) \
+                    else f"s: {exact}"
+        return None
+    if claim.get("s") is not None:
+        return "a claimed s needs the prefixes evidence"
     for a, length, masks in _documents(ch, h):
         if not all(np.diagonal(m).all() for m in masks):
             return f"a layer lacks a self-loop in the document [{a}, {a + length})"
@@ -1669,6 +1794,19 @@ def _check_segment_depth(ch: _Claims, h, claim) -> "str | None":
         if not (_reach(union, 0).all() and _reach(union.T, 0).all()):
             return f"the union graph is not strongly connected in the document [{a}, {a + length})"
     return None
+
+
+def _documents(ch: _Claims, h):
+    """(a, length, masks [layers][L, L]) for every document [a, a + L), with this module's evaluator."""
+    from .segments import using
+
+    n = ch.n
+    for length in range(1, n + 1):
+        local = np.arange(length, dtype=np.int64)
+        i, j = np.repeat(local, length), np.tile(local, length)
+        for a in range(n - length + 1):
+            with using(_document_ids(n, a, length)):
+                yield a, length, [ch.has(k, h, a + i, a + j).reshape(length, length) for k in range(ch.p)]
 
 
 def verify_certificate(source_or_compiled, cert, max_work: int = DEFAULT_BUDGET) -> list[str]:

@@ -80,7 +80,7 @@ def _segment_bounds(compiled) -> dict:
     def count(pattern, n):
         return int(row_degrees(pattern, n).sum())
 
-    from ..segments import per_segmentation
+    from .segment_conditions import per_segmentation
 
     return {"claims_are_for": "one document (every segment id equal)",
             "every_segmentation": per_segmentation(compiled),
