@@ -15,7 +15,7 @@ from .errors import Diagnostic, Source, Span, SpatError
 from .inputs import layer_problem, query_window_problem
 from .ir import Pattern
 from .passes import simplify
-from .reference import check_budget, dense_mask, evaluate, parse_size, require_memory
+from .reference import check_budget, dense_mask, evaluate, memory_budget, parse_size, require_memory
 from .resolve import resolve
 from .syntax import MAX_SOURCE_BYTES
 from .syntax import parse as parse_source
@@ -227,7 +227,8 @@ class CompiledPattern:
             key = (pattern, block_q, block_k)
             if key not in cache:
                 require_memory(lambda: f"the block layout of {_short(pattern)} at n = {self.n:,} in blocks of "
-                                       f"{block_q} × {block_k}", layout_memory(pattern, self.n, block_q, block_k),
+                                       f"{block_q} × {block_k}",
+                               layout_memory(pattern, self.n, block_q, block_k, memory_budget(self.memory_budget)),
                                self.memory_budget, "use larger blocks (--block-size, block_size=) or a smaller n")
                 cache[key] = block_layout(pattern, self.n, block_q, block_k)
             out.append(cache[key])

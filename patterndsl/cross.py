@@ -172,7 +172,7 @@ def layout(pattern: Pattern, m: int, n: int, size: int, block_q: int, block_k: i
 def layouts(compiled, layer: int = 0, block_size=None) -> list:
     """The m × n block layout of every head of one layer (heads with one pattern share one)."""
     from .layout import layout_memory
-    from .reference import require_memory
+    from .reference import memory_budget, require_memory
 
     layer, _ = compiled.index(layer, 0)
     block_q, block_k = compiled.block_sizes(block_size)
@@ -184,7 +184,7 @@ def layouts(compiled, layer: int = 0, block_size=None) -> list:
             require_memory(f"the block layout at m = {compiled.m:,}, n = {compiled.n:,} in blocks of "
                            f"{block_q} × {block_k}",
                            layout_memory(embedded(pattern, compiled.m, compiled.n, compiled.size), compiled.size,
-                                         block_q, block_k),
+                                         block_q, block_k, memory_budget(compiled.memory_budget)),
                            compiled.memory_budget, "use larger blocks (--block-size, block_size=) or smaller m, n")
             cache[key] = layout(pattern, compiled.m, compiled.n, compiled.size, block_q, block_k)
         out.append(cache[key])
