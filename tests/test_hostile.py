@@ -135,6 +135,27 @@ CLI_CASES = {
                                         "format, source_sha256, layers"),
     "a certificate that is broken JSON": (["verify", "p.spat", "bad.json"], 1,
                                           "bad.json:2:12: error: cannot read the certificate: Expecting value"),
+    # --emit writes to -o like every output (it printed to standard output and ignored -o)
+    "emit ir over its input": (["compile", "p.spat", "--n", "16", "--emit", "ir", "-o", "link.spat"], 1,
+                               "refusing to write link.spat: it is the input file p.spat"),
+    "emit ast to a full device": (["compile", "p.spat", "--emit", "ast", "-o", "/dev/full"], 1,
+                                  "cannot write /dev/full: No space left on device"),
+    "emit ir to a file": (["compile", "p.spat", "--n", "16", "--emit", "ir", "-o", "ir.txt"], 0, "wrote ir.txt: the IR"),
+    # an empty file name is no file (it read as the current folder, or as no output at all)
+    "an empty output": (["mask", "p.spat", "--n", "16", "-o", ""], 2, "argument -o/--output: an empty file name"),
+    "an empty png": (["show", "p.spat", "--n", "16", "--png", ""], 2, "argument --png: an empty file name"),
+    "an empty certificate name": (["check", "p.spat", "--n", "16", "--certificate", ""], 2,
+                                  "argument --certificate: an empty file name"),
+    "an empty input": (["layout", "", "--n", "16"], 2, "argument FILE: an empty file name"),
+    "an empty certificate to verify": (["verify", "p.spat", ""], 2, "argument CERT: an empty file name"),
+    "fmt of an empty name": (["fmt", "--write", ""], 2, "argument FILE: an empty file name"),
+    # a grid at 2^40: its layout's estimate built arrays over every block row (64 GiB) first
+    "a grid's layout at 2^40": (["layout", "natten.spat", "--n", str(2**40)], 1,
+                                "at n = 1,099,511,627,776 in blocks of 128 × 128 needs about 33.0 TiB"),
+    "a grid's flex module at 2^40": (["compile", "natten.spat", "--n", str(2**40), "--target", "flex", "-o", "m.py"],
+                                     1, "needs about 33.0 TiB, more than the memory budget of 2.0 GiB"),
+    "a grid's png at 2^40": (["show", "natten.spat", "--n", str(2**40), "--png", "g.png"], 1,
+                             "more than the memory budget of 2.0 GiB"),
     # check without --n
     "check an unknown name without n": (["check", "unknown.spat"], 1, "unknown primitive or function 'foo'"),
     "check mutual recursion without n": (["check", "recursive.spat"], 1, "recursive def: a → b → a"),
@@ -233,6 +254,76 @@ def test_suggestions_stay_linear_in_the_file(monkeypatch):
     assert large <= 4.5 * small, (small, large)  # quadratic would be 16×
 
 
+def test_emit_to_a_file_is_what_it_prints(scratch, capsys):
+    assert main(["compile", "p.spat", "--n", "16", "--emit", "ir"]) == 0
+    printed = capsys.readouterr().out
+    assert main(["compile", "p.spat", "--n", "16", "--emit", "ir", "-o", "ir.txt"]) == 0
+    assert (scratch / "ir.txt").read_text() == printed and capsys.readouterr().out == ""
+
+
+def test_running_out_of_memory_is_a_diagnostic(scratch, capsys, monkeypatch):
+    """Everything is checked against the memory budget first; a budget raised beyond what the
+    machine has can still run out: a diagnostic that says so, exit 1, not an internal error."""
+    import patterndsl.cli as cli
+
+    def exhausted(args):
+        raise MemoryError()
+
+    monkeypatch.setitem(cli.COMMANDS, "layout", exhausted)
+    assert main(["layout", "p.spat", "--n", "16", "--memory-budget", "1000T"]) == 1
+    err = capsys.readouterr().err
+    assert "error: out of memory: this machine could not provide what the memory budget of 1000.0 TiB allows" in err
+    assert "lower the budget to the memory this machine has" in err and "internal error" not in err
+
+
+def test_verify_keeps_a_primitive_without_an_encoding_as_intervals(monkeypatch):
+    """verify read such a primitive (`segment`) as a dense [rows, n] array and one interval per
+    key: 4 GiB for 256 rows at n = 2^20. Its keys are each row's runs, a few rows at a time
+    (the pairs evaluated at once are counted, not timed)."""
+    import numpy as np
+
+    from patterndsl.verify import _DENSE_CELLS, _keys, _Meter
+
+    n = 1 << 20
+    node = patterndsl.compile("segment", n).pattern()
+    evaluated = []
+    real = type(node).predicate
+    monkeypatch.setattr(type(node), "predicate", lambda self, i, j, n: evaluated.append(np.broadcast_shapes(
+        np.shape(i), np.shape(j))) or real(self, i, j, n))
+    rows = np.arange(256, dtype=np.int64)
+    keys = _keys(node, rows, n, _Meter(1 << 40))
+    assert keys.own.tolist() == list(range(256)) and set(keys.lo.tolist()) == {0} and set(keys.hi.tolist()) == {n}
+    assert evaluated and max(a * b for a, b in evaluated) <= _DENSE_CELLS
+
+
+@pytest.mark.parametrize("source", ["segment_start(3)", "causal - segment", "segment & window(2)"])
+def test_verify_fallback_runs_match_the_reference(source):
+    """The runs read off each row are the row's keys exactly (against the dense reference)."""
+    import numpy as np
+
+    from patterndsl.verify import _keys, _Meter
+
+    for n in (1, 2, 9, 40):
+        compiled = patterndsl.compile(source, n)
+        rows = np.arange(n, dtype=np.int64)
+        keys = _keys(compiled.pattern(), rows, n, _Meter(1 << 40))
+        got = np.zeros((n, n), dtype=bool)
+        for own, lo, hi in zip(keys.own, keys.lo, keys.hi):
+            got[own, lo:hi] = True
+        assert np.array_equal(got, compiled.dense()), (source, n)
+
+
+@pytest.mark.parametrize("source", ["segment & causal", "(segment & window(3)) | segment_start(2)",
+                                    "causal - segment", "segment_start(3) | window(0)"])
+@pytest.mark.parametrize("n", [1, 7, 70])
+def test_verify_of_segment_patterns_holds(source, n):
+    from patterndsl.analysis.check import check
+    from patterndsl.verify import verify_report
+
+    _, cert = check(patterndsl.compile(source, n), budget_seconds=1.0)
+    assert verify_report(source, cert) == {"failures": [], "unchecked": []}
+
+
 # ---- the Python API: values ---------------------------------------------------------------
 
 def _compiled():
@@ -309,6 +400,8 @@ API_CASES = {
                              "unchecked": []}),
     "verify_report of a list": (lambda: _verify("window(2)", [])["failures"][0].split(";")[0],
                                 ("certificate: not a JSON object but an array")),
+    "a grid's layout at 2^40": (lambda: patterndsl.compile("grid(64, 64, tile=(8, 8)) { natten(7, 7) }", 2**40)
+                                .layout(), "needs about 33.0 TiB"),
     "transpose(random) layout at 2^26": (
         lambda: patterndsl.compile("transpose(random(3, seed=1)) | window(1)", 2**26).layout(), "needs about 32.2 GiB"),
 }
