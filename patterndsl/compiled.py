@@ -316,8 +316,12 @@ class CompiledPattern:
         from .reference import dense_mask
         from .segments import check_segments, using
 
-        check_segments(segments, segments.shape[0] if segments.dim() == 2 else -1, self.n,
-                       uses_segments=self.uses_segments, what="mask")
+        # (the batch from the ids themselves: check_segments names whatever else they are)
+        batch = segments.shape[0] if isinstance(segments, torch.Tensor) and segments.dim() == 2 else -1
+        check_segments(segments, batch, self.n, uses_segments=self.uses_segments, what="mask")
+        if segments.device.type == "meta":
+            raise SpatError(Diagnostic("segments is a meta tensor: the mask needs the ids' values",
+                                       help="give the ids on the CPU or a GPU"))
         q_offset, q_len = self.query_rows(q_offset, q_len)
         layer, head = self.index(layer, head)
         ids = segments.detach().to("cpu", torch.int64).numpy()
