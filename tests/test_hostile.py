@@ -71,6 +71,9 @@ CLI_CASES = {
     "block size 0": (["layout", "p.spat", "--n", "64", "--block-size", "0"], 2, "must be a positive integer"),
     "block size 16x8": (["show", "p.spat", "--n", "64", "--png", "x.png", "--block-size", "16x8"], 2,
                         "block size 8 is not a power of two"),
+    "block size 2^70": (["layout", "p.spat", "--n", "64", "--block-size", str(2**70)], 2,
+                        "block size 1180591620717411303424 is beyond 2^62"),
+    "block size 16x2^63": (["layout", "p.spat", "--n", "64", "--block-size", f"16x{2**63}"], 2, "is beyond 2^62"),
     "block size words": (["layout", "p.spat", "--n", "64", "--block-size", "big"], 2, "not an integer: 'big'"),
     "block size for a dense target": (["compile", "p.spat", "--n", "64", "--target", "torch", "--block-size", "64"],
                                       2, "the torch target is dense: it has no blocks"),
@@ -348,6 +351,8 @@ API_CASES = {
     "block_size=(16,)": (lambda: _compiled().layout(block_size=(16,)), "block_size is an int or a (BQ, BK) pair"),
     "block_size=100": (lambda: _compiled().layout(block_size=100), "block size 100 is not a power of two ≥ 16"),
     "block_size=8": (lambda: _compiled().block_mask(block_size=8), "block size 8 is not a power of two ≥ 16"),
+    "block_size=2^70": (lambda: _compiled().layout(block_size=2**70), "block size 1180591620717411303424 is beyond 2^62"),
+    "block_size=2^62": (lambda: _compiled().layout(block_size=2**62).num_blocks, 1),
     "block_size=16.0": (lambda: _compiled().layout(block_size=16.0), "must be a positive integer"),
     "block_size=True": (lambda: _compiled().layout(block_size=True), "must be a positive integer"),
     "a file name as source": (lambda: patterndsl.compile("local.spat", n=64),
@@ -400,6 +405,17 @@ API_CASES = {
                              "unchecked": []}),
     "verify_report of a list": (lambda: _verify("window(2)", [])["failures"][0].split(";")[0],
                                 ("certificate: not a JSON object but an array")),
+    # segment ids that are not a tensor, or have no values: the mask names them (AttributeError, NotImplementedError)
+    "mask of numpy ids": (lambda: patterndsl.compile("segment & causal", 8).mask(segments=np.zeros((1, 8), dtype=int)),
+                          "segments must be a torch tensor, got ndarray"),
+    "mask of list ids": (lambda: patterndsl.compile("segment & causal", 8).mask(segments=[[0] * 8]),
+                         "segments must be a torch tensor, got list"),
+    "mask of meta ids": (lambda: patterndsl.compile("segment & causal", 8).mask(
+        segments=torch.zeros(1, 8, dtype=torch.int32, device="meta")), "segments is a meta tensor"),
+    "mask of 1-D ids": (lambda: patterndsl.compile("segment & causal", 8).mask(segments=torch.zeros(8, dtype=torch.int8)),
+                        "segments has shape (8,), but the call needs [B, n] = [B, 8]"),
+    "mask of no rows of ids": (lambda: tuple(patterndsl.compile("segment & causal", 8).mask(
+        segments=torch.zeros(0, 8, dtype=torch.int32)).shape), (0, 8, 8)),
     "a grid's layout at 2^40": (lambda: patterndsl.compile("grid(64, 64, tile=(8, 8)) { natten(7, 7) }", 2**40)
                                 .layout(), "needs about 33.0 TiB"),
     "transpose(random) layout at 2^26": (
