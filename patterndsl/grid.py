@@ -376,7 +376,13 @@ def _keep_compact(out_rows: list, keys: np.ndarray, width: int, node, n: int) ->
 def _grid_points(node: Grid, n: int) -> np.ndarray:
     """int64 [n, width]: row i's keys (-1 padded), from the candidate cells of each row
     filtered by the operand's `pairs`."""
+    from .reference import require_memory
+
     dims, cells = node.dims, node.cells
+    # Refused before the per-cell arrays (tokens, ranks, token_of) and a slot per row are built:
+    # a grid sized by n (grid(2, s, s) at n = 2^40) has 2^37 cells, 1 TiB for `tokens` alone.
+    require_memory(f"listing the keys of {node} at n = {n:,} ({cells:,} cells)",
+                   24 * min(cells, max(0, n - node.offset)) + 8 * cells + 8 * n, None, "use a smaller n")
     tokens = np.arange(node.offset, min(n, node.offset + cells), dtype=np.int64)
     out_rows: list = []
     width = 0
