@@ -249,8 +249,10 @@ HOSTILE_OUTPUTS = {
     "the input": "p.spat", "./the input": "./p.spat", "a symlink to it": "link.spat",
     "a hard link to it": "hard.spat", "the input by absolute path": "{dir}/p.spat", "/dev/full": "/dev/full",
     "a directory": "sub", "a FIFO nobody reads": "fifo.spat", "a missing folder": "nowhere/out.spat",
-    "/dev/null": "/dev/null", "an empty name": "",
+    "/dev/null": "/dev/null", "an empty name": "", "a new file": "new.out",
 }
+# paths a run that succeeds must have written (an option silently ignored shows here)
+MUST_WRITE = {"new.out"}
 
 
 def _output_folder(scratch: str, name: str) -> str:
@@ -275,7 +277,12 @@ def output_runs(args, scratch: str) -> list:
                 argv = [arg.format(out=out) for arg in template]
                 # the output must never replace an input: fmt --write replaces its own file on purpose
                 inputs = () if writer == "fmt-write" else ("p.spat",)
-                return [run_cli("outputs", f"{writer} -> {what}", argv, folder, args.limit, inputs=inputs)]
+                result = run_cli("outputs", f"{writer} -> {what}", argv, folder, args.limit, inputs=inputs)
+                written = os.path.join(folder, out)
+                if result["verdict"] == "result" and writer not in ("verify", "fmt-write") and (
+                        out == "" or (out in MUST_WRITE and not os.path.isfile(written))):
+                    result["verdict"] = "OUTPUT IGNORED"  # exit 0, and the named output is not there
+                return [result]
 
             jobs.append(job)
     return jobs

@@ -159,6 +159,13 @@ CLI_CASES = {
                                      1, "needs about 33.0 TiB, more than the memory budget of 2.0 GiB"),
     "a grid's png at 2^40": (["show", "natten.spat", "--n", str(2**40), "--png", "g.png"], 1,
                              "more than the memory budget of 2.0 GiB"),
+    # a grid sized by n lists its keys per cell: refused before the per-cell arrays (1 TiB at 2^40)
+    "a video grid's png at 2^40": (["show", "video.spat", "--n", str(2**40), "--png", "v.png"], 1,
+                                   "(137,438,953,472 cells) needs about 12.0 TiB, more than the memory budget"),
+    # bernoulli's exact counts evaluate n² pairs: refused up front (it ran for hours at 2^20)
+    "check bernoulli at 2^20": (["check", "bernoulli.spat", "--n", str(2**20)], 1,
+                                "check at n = 1,048,576 would list the keys of bernoulli(1, 4, seed=2) pair by pair: "
+                                "1,099,511,627,776 pairs (n² per bernoulli), more than the 1,073,741,824"),
     # check without --n
     "check an unknown name without n": (["check", "unknown.spat"], 1, "unknown primitive or function 'foo'"),
     "check mutual recursion without n": (["check", "recursive.spat"], 1, "recursive def: a → b → a"),
@@ -168,7 +175,8 @@ FILES = {
     "p.spat": "window(2)\n", "pic.png": "window(2)\n", "p.pt": "window(2)\n", "all.spat": "all\n",
     "random.spat": "random(1000, seed=1)\n", "unknown.spat": "foo(3)\n",
     "recursive.spat": "def a(x) = b(x)\ndef b(x) = a(x)\na(1)\n",
-    "tr.spat": "transpose(random(3, seed=1)) | window(1)\n", "natten.spat": "grid(64, 64, tile=(8, 8)) { natten(7, 7) }\n", "empty.json": "{}\n", "list.json": "[]\n",
+    "tr.spat": "transpose(random(3, seed=1)) | window(1)\n", "bernoulli.spat": "bernoulli(1, 4, seed=2)\n",
+    "video.spat": "let s = max(2, isqrt(n) // 8 * 2)\ngrid(2, s, s, tile=(1, 2, 2)) { sliding_tiles3d(1, 3, 3) }\n", "natten.spat": "grid(64, 64, tile=(8, 8)) { natten(7, 7) }\n", "empty.json": "{}\n", "list.json": "[]\n",
     "few.json": '{"n": 16, "heads": 1}\n', "bad.json": '{"n": 16,\n "format": }\n',
 }
 
@@ -325,6 +333,28 @@ def test_verify_of_segment_patterns_holds(source, n):
 
     _, cert = check(patterndsl.compile(source, n), budget_seconds=1.0)
     assert verify_report(source, cert) == {"failures": [], "unchecked": []}
+
+
+def test_check_work_pair_by_pair_is_counted_up_front():
+    from patterndsl.analysis.check import CHECK_PAIRS, check, pair_by_pair_work
+
+    at = patterndsl.compile("bernoulli(1, 4, seed=2) | transpose(bernoulli(1, 3, seed=5)) | window(1)", 1 << 14)
+    assert pair_by_pair_work(at)[0] == 2 << 28
+    assert pair_by_pair_work(patterndsl.compile("window(1) | random(2, seed=1)", 1 << 20))[0] == 0
+    assert pair_by_pair_work(patterndsl.compile("bernoulli(1, 2)", 1 << 15))[0] == CHECK_PAIRS  # (allowed)
+    with pytest.raises(SpatError, match="pairs \\(n² per bernoulli\\), more than the 1,073,741,824"):
+        check(patterndsl.compile("bernoulli(1, 2) | window(2)", (1 << 15) + 1))
+
+
+def test_the_lower_bound_on_depth_stops_at_the_deadline():
+    """layered_reach is O(n) per step and a 1024 × 1024 grid's window2d takes thousands of
+    steps (minutes at n = 2^20, past check's --budget): it gives up at the deadline."""
+    from patterndsl.analysis.structural import layered_reach
+    from patterndsl.analysis.structural_deciders import budget_clock
+
+    patterns = [patterndsl.compile("window(1)", 64).pattern()]
+    assert layered_reach(patterns, 64, 0, 100) == (63, 63)  # S^63 of row 0 is [n]; token 63 is not in S^62
+    assert layered_reach(patterns, 64, 0, 100, deadline=budget_clock() - 1) is None
 
 
 # ---- the Python API: values ---------------------------------------------------------------
