@@ -47,7 +47,6 @@ import os
 import random
 import resource
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -414,7 +413,7 @@ def api_worker(limit: float, seed: int, patterns=None) -> int:
     from patterndsl.segments import using
 
     signal.signal(signal.SIGALRM, _alarm)
-    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
 
     def case(label, call):
         start = time.monotonic()
@@ -581,12 +580,9 @@ def api_worker(limit: float, seed: int, patterns=None) -> int:
         want = patterndsl.attention_reference(q, k, v, compiled, **kwargs)
         return None if torch.allclose(got, want, atol=1e-3) else "the Triton module differs from the reference"
 
-    try:
-        import triton  # noqa: F401
-        has_triton = True
-    except ImportError:
-        has_triton = False
-    if has_triton:
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
         ids = torch.tensor([[0] * 10 + [1] * 22])
         for label, pattern, segments in (("window", "window(3) | global(0)", None),
                                          ("segment & causal int16", "segment & causal", ids.to(torch.int16)),
