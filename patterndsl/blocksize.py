@@ -12,13 +12,14 @@ import numbers
 from .errors import Diagnostic, SpatError
 
 MIN_BLOCK_SIZE = 16
+MAX_BLOCK_SIZE = 1 << 62  # the language's largest integer (a file's `block` cannot pass it); n ≤ 2^40 anyway
 BLOCK_SIZE_HELP = "kernels tile the mask in power-of-two blocks: 16, 32, 64, 128, …"
 
 
 def is_block_size(size) -> bool:
     """Whether ``size`` is an allowed block size: an integer, a power of two ≥ 16."""
     return (isinstance(size, numbers.Integral) and not isinstance(size, bool)
-            and size >= MIN_BLOCK_SIZE and not size & (size - 1))
+            and MIN_BLOCK_SIZE <= size <= MAX_BLOCK_SIZE and not size & (size - 1))
 
 
 def block_size_problem(size) -> str | None:
@@ -27,6 +28,8 @@ def block_size_problem(size) -> str | None:
         return None
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         return f"a block size must be a positive integer, a power of two ≥ {MIN_BLOCK_SIZE}; got {size!r}"
+    if size > MAX_BLOCK_SIZE:
+        return f"block size {size} is beyond 2^62 (a block of n or more keys is already the whole sequence)"
     return f"block size {size} is not a power of two ≥ {MIN_BLOCK_SIZE}"
 
 

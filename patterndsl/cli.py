@@ -67,6 +67,13 @@ def _block_size(text: str) -> "int | tuple[int, int]":
     return sizes[0] if len(sizes) == 1 else tuple(sizes)
 
 
+def _path(text: str) -> str:
+    """A file name: an empty one would read as the current folder, or as no output at all."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty file name")
+    return text
+
+
 def _size(text: str) -> int:
     try:
         return parse_size(text)
@@ -107,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name, help, many=False, optional=False):
         sub = commands.add_parser(name, help=help, description=help)
         if many:
-            sub.add_argument("files", nargs="+", metavar="FILE", help=".spat files, or - for standard input")
+            sub.add_argument("files", nargs="+", metavar="FILE", type=_path, help=".spat files, or - for standard input")
         else:
-            sub.add_argument("file", metavar="FILE", nargs="?" if optional else None,
+            sub.add_argument("file", metavar="FILE", type=_path, nargs="?" if optional else None,
                              help="a .spat file, or - for standard input")
         return sub
 
@@ -122,13 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     mask = command("mask", "write the dense mask as a numpy array [layers, heads, n, n]")
     with_n(mask)
-    mask.add_argument("-o", "--output", metavar="OUT",
+    mask.add_argument("-o", "--output", metavar="OUT", type=_path,
                       help="output file, in numpy's .npy format whatever its name (default: FILE's name with .npy)")
 
     comp = command("compile", "compile for a target (see --list-targets), or print the AST or IR", optional=True)
     with_n(comp, required=False)
     comp.add_argument("--target", default="torch", metavar="NAME", help="the target (default: torch)")
-    comp.add_argument("-o", "--output", metavar="OUT", help="output file (default: FILE's name with the target's suffix)")
+    comp.add_argument("-o", "--output", metavar="OUT", type=_path,
+                      help="output file (default: FILE's name with the target's suffix; with --emit, standard output)")
     comp.add_argument("--emit", choices=["ast", "ir"], help="print the AST, or the IR for --n, instead of compiling")
     comp.add_argument("--no-simplify", action="store_true", help="with --emit ir: the IR before simplification")
     comp.add_argument("--block-size", type=_block_size, metavar="B",
@@ -139,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_n(show)
     show.add_argument("--width", type=_positive_int, metavar="COLUMNS",
                       help="width of the drawing (default: the terminal's)")
-    show.add_argument("--png", metavar="OUT.png",
+    show.add_argument("--png", metavar="OUT.png", type=_path,
                       help="draw a picture instead (matplotlib): the block layout and, for n up to 4096, every pair")
     show.add_argument("--block-size", type=_block_size, metavar="B",
                       help="with --png: the block size, B or BQxBK (default: the file's `block`, else 128)")
@@ -157,12 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
                               "(without --n: the growth as a formula in n)")
     with_n(check, required=False)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.add_argument("--certificate", metavar="CERT", help="write the certificate (JSON) to this file")
+    check.add_argument("--certificate", metavar="CERT", type=_path, help="write the certificate (JSON) to this file")
     check.add_argument("--budget", type=_seconds, default=10.0, metavar="SECONDS",
                        help="CPU time for searches that may be undecided (default 10)")
 
     verify = command("verify", "re-check a certificate with an independent checker")
-    verify.add_argument("certificate", metavar="CERT", help="a certificate written by `check --certificate`")
+    verify.add_argument("certificate", metavar="CERT", type=_path, help="a certificate written by `check --certificate`")
     verify.add_argument("--budget", type=_positive_int, default=DEFAULT_VERIFY_BUDGET, metavar="UNITS",
                         help="work allowed per claim, in key intervals and pairs touched (default "
                              f"{DEFAULT_VERIFY_BUDGET:,}); a claim that needs more is listed as unchecked, exit 4")
@@ -282,6 +290,15 @@ def run_mask(args) -> int:
     return EXIT_OK
 
 
+def _emit_text(text: str, args) -> None:
+    """--emit's text: on standard output, or written to -o like every other output."""
+    if args.output is None:
+        print(text)
+        return
+    _write(Path(args.output), lambda path: path.write_text(text + "\n", encoding="utf-8"), args)
+    print(f"wrote {args.output}: the {args.emit.upper()}", file=sys.stderr)
+
+
 def run_compile(args) -> int:
     if args.list_targets:
         from .targets import TARGETS
@@ -295,7 +312,7 @@ def run_compile(args) -> int:
         raise UsageError("--no-simplify goes with --emit ir")
     source = _read(args.file)
     if args.emit == "ast":
-        print(dump_ast(parse(source)))
+        _emit_text(dump_ast(parse(source)), args)
         return EXIT_OK
     if args.n is None:
         raise UsageError("--n is required" + (" with --emit ir" if args.emit else ""))
@@ -308,7 +325,7 @@ def run_compile(args) -> int:
         raise UsageError(str(exc).removeprefix("error: ")) from None
     compiled = compile_pattern(source, args.n, simplify=not args.no_simplify, memory_budget=args.memory_budget, m=args.m)
     if args.emit == "ir":
-        print(dump_ir(compiled))
+        _emit_text(dump_ir(compiled), args)
         return EXIT_OK
     if compiled.cross and target.name not in ("torch", "flex"):
         raise SpatError(Diagnostic(f"the {target.name} target writes n × n kernels, and this is a cross file "
@@ -594,6 +611,19 @@ COMMANDS = {"mask": run_mask, "compile": run_compile, "show": run_show, "layout"
             "verify": run_verify, "fmt": run_fmt, "experiment": run_experiment}
 
 
+def _out_of_memory(args) -> str:
+    from .reference import format_bytes, memory_budget
+
+    try:
+        budget = f"the memory budget of {format_bytes(memory_budget(getattr(args, 'memory_budget', None)))}"
+    except SpatError:
+        budget = "the memory budget"
+    return str(SpatError(Diagnostic(
+        f"out of memory: this machine could not provide what {budget} allows",
+        help="lower the budget to the memory this machine has (--memory-budget, or PATTERNDSL_MEMORY_BUDGET), "
+             "and what needs more is refused up front with its size")))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -610,6 +640,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except MemoryError:
+        # Everything patterndsl builds is checked against the memory budget first; a MemoryError
+        # means the machine could not provide what the budget allows (a budget raised beyond it).
+        print(_out_of_memory(args), file=sys.stderr)
+        return EXIT_INPUT
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # a bug in patterndsl, never the user's input: say so, briefly

@@ -15,7 +15,7 @@ from .errors import Diagnostic, Source, Span, SpatError
 from .inputs import cross_query_problem, layer_problem, query_window_problem
 from .ir import Pattern
 from .passes import simplify
-from .reference import check_budget, dense_mask, evaluate, parse_size, require_memory
+from .reference import check_budget, dense_mask, evaluate, memory_budget, parse_size, require_memory
 from .resolve import resolve
 from .syntax import MAX_SOURCE_BYTES
 from .syntax import parse as parse_source
@@ -310,8 +310,12 @@ class CompiledPattern:
         from .reference import dense_mask
         from .segments import check_segments, using
 
-        check_segments(segments, segments.shape[0] if segments.dim() == 2 else -1, self.n,
-                       uses_segments=self.uses_segments, what="mask")
+        # (the batch from the ids themselves: check_segments names whatever else they are)
+        batch = segments.shape[0] if isinstance(segments, torch.Tensor) and segments.dim() == 2 else -1
+        check_segments(segments, batch, self.n, uses_segments=self.uses_segments, what="mask")
+        if segments.device.type == "meta":
+            raise SpatError(Diagnostic("segments is a meta tensor: the mask needs the ids' values",
+                                       help="give the ids on the CPU or a GPU"))
         q_offset, q_len = self.query_rows(q_offset, q_len)
         layer, head = self.index(layer, head)
         ids = segments.detach().to("cpu", torch.int64).numpy()
@@ -413,7 +417,8 @@ def _budgeted_layout(compiled, pattern: Pattern, block_q: int, block_k: int):
     from .layout import block_layout, layout_memory
 
     require_memory(lambda: f"the block layout of {_short(pattern)} at n = {compiled.n:,} in blocks of "
-                           f"{block_q} × {block_k}", layout_memory(pattern, compiled.n, block_q, block_k),
+                           f"{block_q} × {block_k}",
+                   layout_memory(pattern, compiled.n, block_q, block_k, memory_budget(compiled.memory_budget)),
                    compiled.memory_budget, "use larger blocks (--block-size, block_size=) or a smaller n")
     return block_layout(pattern, compiled.n, block_q, block_k)
 

@@ -154,12 +154,12 @@ def budgeted_layout(compiled, pattern: Pattern, block_q: int, block_k: int):
     """The m × n block layout of one of the file's patterns, refused before it is built
     when it would exceed the memory budget (CompiledPattern.layouts caches it per head)."""
     from .layout import layout_memory
-    from .reference import require_memory
+    from .reference import memory_budget, require_memory
 
     require_memory(f"the block layout at m = {compiled.m:,}, n = {compiled.n:,} in blocks of "
                    f"{block_q} × {block_k}",
                    layout_memory(embedded(pattern, compiled.m, compiled.n, compiled.size), compiled.size,
-                                 block_q, block_k),
+                                 block_q, block_k, memory_budget(compiled.memory_budget)),
                    compiled.memory_budget, "use larger blocks (--block-size, block_size=) or smaller m, n")
     return layout(pattern, compiled.m, compiled.n, compiled.size, block_q, block_k)
 

@@ -434,7 +434,13 @@ def _grid_points(node: Grid, n: int) -> np.ndarray:
     """int64 [existing cells, width]: the keys (-1 padded) of the row of the grid's local
     token t (row offset + t), from the candidate cells of each row filtered by the
     operand's `pairs` (used where the operand has no form as boxes, `run_table`)."""
+    from .reference import require_memory
+
     dims, cells = node.dims, node.cells
+    # Refused before the per-cell arrays (tokens, ranks, token_of) and a slot per row are built:
+    # a grid sized by n (grid(2, s, s) at n = 2^40) has 2^37 cells, 1 TiB for `tokens` alone.
+    require_memory(f"listing the keys of {node} at n = {n:,} ({cells:,} cells)",
+                   24 * min(cells, max(0, n - node.offset)) + 8 * cells + 8 * n, None, "use a smaller n")
     tokens = np.arange(node.offset, min(n, node.offset + cells), dtype=np.int64)
     out_rows: list = []
     width = 0

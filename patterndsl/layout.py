@@ -495,14 +495,34 @@ _BYTES_PER_BLOCK_ROW = 64
 _BYTES_PER_QUERY = 32  # the exact connection count's per-row degrees
 
 
-def layout_memory(pattern, n: int, block_q: int, block_k: int) -> int:
+def layout_memory(pattern, n: int, block_q: int, block_k: int, budget: "int | None" = None) -> int:
     """About the peak bytes `block_layout` needs (its listed blocks, block rows and the per-row
     degrees it counts connections with), from the same estimate that plans the layout: the
-    callers refuse a layout over the memory budget before building it."""
+    callers refuse a layout over the memory budget before building it. With ``budget``, for a
+    pattern holding a grid: when the block rows and per-row degrees alone pass it, those (a
+    lower bound), without the estimate of the grid's listed blocks, which itself builds its
+    boxes over every block row (64 GiB at n = 2^40)."""
+    from .grid import Grid
+
     grid = BlockGrid(n, block_q, block_k)
+    rows = (grid.num_q + grid.num_k) * _BYTES_PER_BLOCK_ROW + n * _BYTES_PER_QUERY + inversion_memory(pattern, n)
+    if budget is not None and rows > budget and _holds(pattern, Grid):
+        return rows
     _plan(pattern, grid)
-    return (pattern.block_estimate(grid) * _BYTES_PER_LISTED_BLOCK + (grid.num_q + grid.num_k) * _BYTES_PER_BLOCK_ROW
-            + n * _BYTES_PER_QUERY + inversion_memory(pattern, n))
+    return pattern.block_estimate(grid) * _BYTES_PER_LISTED_BLOCK + rows
+
+
+def _holds(pattern, kind) -> bool:
+    """Whether some node of ``pattern`` is a ``kind``."""
+    stack, seen = [pattern], set()
+    while stack:
+        node = stack.pop()
+        if isinstance(node, kind):
+            return True
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.children())
+    return False
 
 
 def inversion_memory(pattern, n: int) -> int:

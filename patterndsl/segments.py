@@ -126,7 +126,8 @@ def check_segments(segments, batch: int, n: int, device=None, *, uses_segments: 
                                    help="segment ids are compared for equality only: use e.g. torch.int32"))
     if tuple(segments.shape) != (batch, n):
         raise SpatError(Diagnostic(
-            f"segments has shape {tuple(segments.shape)}, but the call needs [B, n] = [{batch}, {n}]",
+            f"segments has shape {tuple(segments.shape)}, but the call needs [B, n] = "
+            f"[{batch if batch >= 0 else 'B'}, {n}]",
             help="one segment id per batch row and key position"))
     if device is not None and segments.device != torch.device(device):
         raise SpatError(Diagnostic(f"segments is on {segments.device}, but q, k, v are on {device}",

@@ -449,7 +449,8 @@ def _layout_over_budget(compiled, pattern, block_q: int, block_k: int) -> bool:
     from .layout import layout_memory
     from .reference import memory_budget
 
-    return layout_memory(pattern, compiled.n, block_q, block_k) > memory_budget(compiled.memory_budget)
+    budget = memory_budget(compiled.memory_budget)
+    return layout_memory(pattern, compiled.n, block_q, block_k, budget) > budget
 
 
 class _SampledPicture:

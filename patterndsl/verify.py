@@ -117,6 +117,7 @@ ASSUMPTION2 = {"softmax": True, "sparsemax": True}  # and entmax(α), α ∈ (1,
 DEFAULT_BUDGET = 1 << 31  # key intervals / pairs touched per claim
 EXHAUSTIVE_N = 12  # an "exhaustive" C2 refutation is searched again up to this n
 _BATCH = 1 << 15  # rows evaluated at a time
+_DENSE_CELLS = 1 << 22  # pairs of a primitive without an encoding evaluated at once
 
 
 class OverBudget(Exception):
@@ -314,11 +315,22 @@ def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) ->
         # one document (every id equal): `segment` holds at every key, `segment_start(k)` at j < k
         last = n if type(node).__name__ == "Segment" else min(int(node.k), n)
         return _KeySets.make(m, every, np.zeros(m, dtype=np.int64), np.full(m, last, dtype=np.int64), n)
-    # A primitive without an encoding here: its element predicate over whole rows.
+    # A primitive without an encoding here: its element predicate over whole rows, a few rows
+    # at a time, each row's keys kept as its runs (intervals): the memory is that of the key
+    # sets, not of m × n pairs (`segment` at n = 2^20 is one interval per row, not 2^20 keys).
     meter.add(m * n)
-    dense = np.asarray(node.predicate(rows[:, None], np.arange(n, dtype=np.int64)[None, :], n), dtype=bool)
-    own, keys = np.nonzero(dense)
-    return _KeySets.make(m, own, keys, keys + 1, n)
+    keys = np.arange(n, dtype=np.int64)[None, :]
+    owns, los, his = ([np.zeros(0, dtype=np.int64)] for _ in range(3))
+    step = max(1, _DENSE_CELLS // max(n, 1))
+    for start in range(0, m, step):
+        batch = rows[start:start + step]
+        dense = np.broadcast_to(np.asarray(node.predicate(batch[:, None], keys, n), dtype=bool), (batch.size, n))
+        edges = np.diff(dense, axis=1, prepend=False, append=False)  # True where a run starts or ends
+        own, at = np.nonzero(edges)
+        owns.append(own[0::2] + start)  # each run: its start, then the key after its end
+        los.append(at[0::2])
+        his.append(at[1::2])
+    return _KeySets(m, *(np.concatenate(parts).astype(np.int64) for parts in (owns, los, his)))
 
 
 def _no_segment_ids() -> bool:

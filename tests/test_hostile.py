@@ -71,6 +71,9 @@ CLI_CASES = {
     "block size 0": (["layout", "p.spat", "--n", "64", "--block-size", "0"], 2, "must be a positive integer"),
     "block size 16x8": (["show", "p.spat", "--n", "64", "--png", "x.png", "--block-size", "16x8"], 2,
                         "block size 8 is not a power of two"),
+    "block size 2^70": (["layout", "p.spat", "--n", "64", "--block-size", str(2**70)], 2,
+                        "block size 1180591620717411303424 is beyond 2^62"),
+    "block size 16x2^63": (["layout", "p.spat", "--n", "64", "--block-size", f"16x{2**63}"], 2, "is beyond 2^62"),
     "block size words": (["layout", "p.spat", "--n", "64", "--block-size", "big"], 2, "not an integer: 'big'"),
     "block size for a dense target": (["compile", "p.spat", "--n", "64", "--target", "torch", "--block-size", "64"],
                                       2, "the torch target is dense: it has no blocks"),
@@ -136,6 +139,34 @@ CLI_CASES = {
                                         "format, source_sha256, layers"),
     "a certificate that is broken JSON": (["verify", "p.spat", "bad.json"], 1,
                                           "bad.json:2:12: error: cannot read the certificate: Expecting value"),
+    # --emit writes to -o like every output (it printed to standard output and ignored -o)
+    "emit ir over its input": (["compile", "p.spat", "--n", "16", "--emit", "ir", "-o", "link.spat"], 1,
+                               "refusing to write link.spat: it is the input file p.spat"),
+    "emit ast to a full device": (["compile", "p.spat", "--emit", "ast", "-o", "/dev/full"], 1,
+                                  "cannot write /dev/full: No space left on device"),
+    "emit ir to a file": (["compile", "p.spat", "--n", "16", "--emit", "ir", "-o", "ir.txt"], 0, "wrote ir.txt: the IR"),
+    # an empty file name is no file (it read as the current folder, or as no output at all)
+    "an empty output": (["mask", "p.spat", "--n", "16", "-o", ""], 2, "argument -o/--output: an empty file name"),
+    "an empty png": (["show", "p.spat", "--n", "16", "--png", ""], 2, "argument --png: an empty file name"),
+    "an empty certificate name": (["check", "p.spat", "--n", "16", "--certificate", ""], 2,
+                                  "argument --certificate: an empty file name"),
+    "an empty input": (["layout", "", "--n", "16"], 2, "argument FILE: an empty file name"),
+    "an empty certificate to verify": (["verify", "p.spat", ""], 2, "argument CERT: an empty file name"),
+    "fmt of an empty name": (["fmt", "--write", ""], 2, "argument FILE: an empty file name"),
+    # a grid at 2^40: its layout's estimate built arrays over every block row (64 GiB) first
+    "a grid's layout at 2^40": (["layout", "natten.spat", "--n", str(2**40)], 1,
+                                "at n = 1,099,511,627,776 in blocks of 128 × 128 needs about 33.0 TiB"),
+    "a grid's flex module at 2^40": (["compile", "natten.spat", "--n", str(2**40), "--target", "flex", "-o", "m.py"],
+                                     1, "needs about 33.0 TiB, more than the memory budget of 2.0 GiB"),
+    "a grid's png at 2^40": (["show", "natten.spat", "--n", str(2**40), "--png", "g.png"], 1,
+                             "more than the memory budget of 2.0 GiB"),
+    # a grid sized by n lists its keys per cell: refused before the per-cell arrays (1 TiB at 2^40)
+    "a video grid's png at 2^40": (["show", "video.spat", "--n", str(2**40), "--png", "v.png"], 1,
+                                   "(137,438,953,472 cells) needs about 12.0 TiB, more than the memory budget"),
+    # bernoulli's exact counts evaluate n² pairs: refused up front (it ran for hours at 2^20)
+    "check bernoulli at 2^20": (["check", "bernoulli.spat", "--n", str(2**20)], 1,
+                                "check at n = 1,048,576 would list the keys of bernoulli(1, 4, seed=2) pair by pair: "
+                                "1,099,511,627,776 pairs (n² per bernoulli), more than the 1,073,741,824"),
     # check without --n
     "check an unknown name without n": (["check", "unknown.spat"], 1, "unknown primitive or function 'foo'"),
     "check mutual recursion without n": (["check", "recursive.spat"], 1, "recursive def: a → b → a"),
@@ -145,7 +176,10 @@ FILES = {
     "p.spat": "window(2)\n", "pic.png": "window(2)\n", "p.pt": "window(2)\n", "all.spat": "all\n",
     "random.spat": "random(1000, seed=1)\n", "unknown.spat": "foo(3)\n",
     "recursive.spat": "def a(x) = b(x)\ndef b(x) = a(x)\na(1)\n",
-    "tr.spat": "transpose(random(3, seed=1)) | window(1)\n", "natten.spat": "grid(64, 64, tile=(8, 8)) { natten(7, 7) }\n", "stride.spat": "grid(512, 512) { stride2d(2, 2) }\n", "empty.json": "{}\n", "list.json": "[]\n",
+    "tr.spat": "transpose(random(3, seed=1)) | window(1)\n", "bernoulli.spat": "bernoulli(1, 4, seed=2)\n",
+    "video.spat": "let s = max(2, isqrt(n) // 8 * 2)\ngrid(2, s, s, tile=(1, 2, 2)) { sliding_tiles3d(1, 3, 3) }\n",
+    "natten.spat": "grid(64, 64, tile=(8, 8)) { natten(7, 7) }\n", "stride.spat": "grid(512, 512) { stride2d(2, 2) }\n",
+    "empty.json": "{}\n", "list.json": "[]\n",
     "few.json": '{"n": 16, "heads": 1}\n', "bad.json": '{"n": 16,\n "format": }\n',
 }
 
@@ -234,6 +268,101 @@ def test_suggestions_stay_linear_in_the_file(monkeypatch):
     assert large <= 4.5 * small, (small, large)  # quadratic would be 16×
 
 
+def test_emit_to_a_file_is_what_it_prints(scratch, capsys):
+    assert main(["compile", "p.spat", "--n", "16", "--emit", "ir"]) == 0
+    printed = capsys.readouterr().out
+    assert main(["compile", "p.spat", "--n", "16", "--emit", "ir", "-o", "ir.txt"]) == 0
+    assert (scratch / "ir.txt").read_text() == printed and capsys.readouterr().out == ""
+
+
+def test_running_out_of_memory_is_a_diagnostic(scratch, capsys, monkeypatch):
+    """Everything is checked against the memory budget first; a budget raised beyond what the
+    machine has can still run out: a diagnostic that says so, exit 1, not an internal error."""
+    import patterndsl.cli as cli
+
+    def exhausted(args):
+        raise MemoryError()
+
+    monkeypatch.setitem(cli.COMMANDS, "layout", exhausted)
+    assert main(["layout", "p.spat", "--n", "16", "--memory-budget", "1000T"]) == 1
+    err = capsys.readouterr().err
+    assert "error: out of memory: this machine could not provide what the memory budget of 1000.0 TiB allows" in err
+    assert "lower the budget to the memory this machine has" in err and "internal error" not in err
+
+
+def test_verify_keeps_a_primitive_without_an_encoding_as_intervals(monkeypatch):
+    """verify read such a primitive (`segment`) as a dense [rows, n] array and one interval per
+    key: 4 GiB for 256 rows at n = 2^20. Its keys are each row's runs, a few rows at a time
+    (the pairs evaluated at once are counted, not timed)."""
+    import numpy as np
+
+    from patterndsl.verify import _DENSE_CELLS, _keys, _Meter
+
+    n = 1 << 20
+    node = patterndsl.compile("segment", n).pattern()
+    # without segment ids verify reads `segment` as one interval per row; with ids it has no
+    # encoding of its own and takes the path under test
+    monkeypatch.setattr("patterndsl.verify._no_segment_ids", lambda: False)
+    evaluated = []
+    real = type(node).predicate
+    monkeypatch.setattr(type(node), "predicate", lambda self, i, j, n: evaluated.append(np.broadcast_shapes(
+        np.shape(i), np.shape(j))) or real(self, i, j, n))
+    rows = np.arange(256, dtype=np.int64)
+    keys = _keys(node, rows, n, _Meter(1 << 40))
+    assert keys.own.tolist() == list(range(256)) and set(keys.lo.tolist()) == {0} and set(keys.hi.tolist()) == {n}
+    assert evaluated and max(a * b for a, b in evaluated) <= _DENSE_CELLS
+
+
+@pytest.mark.parametrize("source", ["segment_start(3)", "causal - segment", "segment & window(2)"])
+def test_verify_fallback_runs_match_the_reference(source):
+    """The runs read off each row are the row's keys exactly (against the dense reference)."""
+    import numpy as np
+
+    from patterndsl.verify import _keys, _Meter
+
+    for n in (1, 2, 9, 40):
+        compiled = patterndsl.compile(source, n)
+        rows = np.arange(n, dtype=np.int64)
+        keys = _keys(compiled.pattern(), rows, n, _Meter(1 << 40))
+        got = np.zeros((n, n), dtype=bool)
+        for own, lo, hi in zip(keys.own, keys.lo, keys.hi):
+            got[own, lo:hi] = True
+        assert np.array_equal(got, compiled.dense()), (source, n)
+
+
+@pytest.mark.parametrize("source", ["segment & causal", "(segment & window(3)) | segment_start(2)",
+                                    "causal - segment", "segment_start(3) | window(0)"])
+@pytest.mark.parametrize("n", [1, 7, 70])
+def test_verify_of_segment_patterns_holds(source, n):
+    from patterndsl.analysis.check import check
+    from patterndsl.verify import verify_report
+
+    _, cert = check(patterndsl.compile(source, n), budget_seconds=1.0)
+    assert verify_report(source, cert) == {"failures": [], "unchecked": []}
+
+
+def test_check_work_pair_by_pair_is_counted_up_front():
+    from patterndsl.analysis.check import CHECK_PAIRS, check, pair_by_pair_work
+
+    at = patterndsl.compile("bernoulli(1, 4, seed=2) | transpose(bernoulli(1, 3, seed=5)) | window(1)", 1 << 14)
+    assert pair_by_pair_work(at)[0] == 2 << 28
+    assert pair_by_pair_work(patterndsl.compile("window(1) | random(2, seed=1)", 1 << 20))[0] == 0
+    assert pair_by_pair_work(patterndsl.compile("bernoulli(1, 2)", 1 << 15))[0] == CHECK_PAIRS  # (allowed)
+    with pytest.raises(SpatError, match="pairs \\(n² per bernoulli\\), more than the 1,073,741,824"):
+        check(patterndsl.compile("bernoulli(1, 2) | window(2)", (1 << 15) + 1))
+
+
+def test_the_lower_bound_on_depth_stops_at_the_deadline():
+    """layered_reach is O(n) per step and a 1024 × 1024 grid's window2d takes thousands of
+    steps (minutes at n = 2^20, past check's --budget): it gives up at the deadline."""
+    from patterndsl.analysis.structural import layered_reach
+    from patterndsl.analysis.structural_deciders import budget_clock
+
+    patterns = [patterndsl.compile("window(1)", 64).pattern()]
+    assert layered_reach(patterns, 64, 0, 100) == (63, 63)  # S^63 of row 0 is [n]; token 63 is not in S^62
+    assert layered_reach(patterns, 64, 0, 100, deadline=budget_clock() - 1) is None
+
+
 # ---- the Python API: values ---------------------------------------------------------------
 
 def _compiled():
@@ -258,6 +387,8 @@ API_CASES = {
     "block_size=(16,)": (lambda: _compiled().layout(block_size=(16,)), "block_size is an int or a (BQ, BK) pair"),
     "block_size=100": (lambda: _compiled().layout(block_size=100), "block size 100 is not a power of two ≥ 16"),
     "block_size=8": (lambda: _compiled().block_mask(block_size=8), "block size 8 is not a power of two ≥ 16"),
+    "block_size=2^70": (lambda: _compiled().layout(block_size=2**70), "block size 1180591620717411303424 is beyond 2^62"),
+    "block_size=2^62": (lambda: _compiled().layout(block_size=2**62).num_blocks, 1),
     "block_size=16.0": (lambda: _compiled().layout(block_size=16.0), "must be a positive integer"),
     "block_size=True": (lambda: _compiled().layout(block_size=True), "must be a positive integer"),
     "a file name as source": (lambda: patterndsl.compile("local.spat", n=64),
@@ -310,6 +441,19 @@ API_CASES = {
                              "unchecked": []}),
     "verify_report of a list": (lambda: _verify("window(2)", [])["failures"][0].split(";")[0],
                                 ("certificate: not a JSON object but an array")),
+    # segment ids that are not a tensor, or have no values: the mask names them (AttributeError, NotImplementedError)
+    "mask of numpy ids": (lambda: patterndsl.compile("segment & causal", 8).mask(segments=np.zeros((1, 8), dtype=int)),
+                          "segments must be a torch tensor, got ndarray"),
+    "mask of list ids": (lambda: patterndsl.compile("segment & causal", 8).mask(segments=[[0] * 8]),
+                         "segments must be a torch tensor, got list"),
+    "mask of meta ids": (lambda: patterndsl.compile("segment & causal", 8).mask(
+        segments=torch.zeros(1, 8, dtype=torch.int32, device="meta")), "segments is a meta tensor"),
+    "mask of 1-D ids": (lambda: patterndsl.compile("segment & causal", 8).mask(segments=torch.zeros(8, dtype=torch.int8)),
+                        "segments has shape (8,), but the call needs [B, n] = [B, 8]"),
+    "mask of no rows of ids": (lambda: tuple(patterndsl.compile("segment & causal", 8).mask(
+        segments=torch.zeros(0, 8, dtype=torch.int32)).shape), (0, 8, 8)),
+    "a grid's layout at 2^40": (lambda: patterndsl.compile("grid(64, 64, tile=(8, 8)) { natten(7, 7) }", 2**40)
+                                .layout(), "needs about 33.0 TiB"),
     "transpose(random) layout at 2^26": (
         lambda: patterndsl.compile("transpose(random(3, seed=1)) | window(1)", 2**26).layout(), "needs about 32.2 GiB"),
 }

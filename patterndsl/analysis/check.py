@@ -6,6 +6,7 @@ sets the exit code.
 """
 from __future__ import annotations
 
+import math
 import time
 
 from .conditions import certificate, check_conditions
@@ -27,6 +28,26 @@ def memory_needed(compiled) -> int:
     return compiled.n * (2 * BYTES_PER_TOKEN + BYTES_PER_LAYER_TOKEN * max(0, layers - 1))
 
 
+CHECK_PAIRS = 1 << 30  # pairs check evaluates one by one (bernoulli's hash: about a minute of CPU)
+
+
+def pair_by_pair_work(compiled) -> "tuple[int, str]":
+    """(pairs, one of them): the pairs whose keys the exact counts evaluate one by one, n per
+    row of every distinct bernoulli (it has no structure to count from)."""
+    from ..primitives import Bernoulli
+
+    found, stack, seen = [], [p for layer in compiled.patterns for p in layer], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, Bernoulli):
+            found.append(node)
+        stack.extend(node.children())
+    return len(found) * compiled.n * compiled.n, (str(found[0]) if found else "")
+
+
 def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
     """Every claim about ``compiled``: (the report, the certificate), both JSON-serialisable.
     Refused up front (SpatError) when it would need more than the memory budget."""
@@ -43,6 +64,13 @@ def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
             f"check at n = {compiled.n:,} needs about {format_bytes(needed)} "
             f"(arrays of n entries for its largest head), over the memory budget of {format_bytes(allowed)}",
             help="raise it with --memory-budget (or PATTERNDSL_MEMORY_BUDGET), or check a smaller n"))
+    pairs, example = pair_by_pair_work(compiled)
+    if pairs > CHECK_PAIRS:
+        raise SpatError(Diagnostic(
+            f"check at n = {compiled.n:,} would list the keys of {example} pair by pair: "
+            f"{pairs:,} pairs (n² per bernoulli), more than the {CHECK_PAIRS:,} check evaluates",
+            help=f"its counts are exact, so they cost n² here: check it at n ≤ {math.isqrt(CHECK_PAIRS):,} "
+                 "(the growth analysis claims O(n²) at every n)"))
     start = time.perf_counter()
     counts = connection_counts(compiled)
     conditions = check_conditions(compiled, budget_seconds=budget_seconds)

@@ -578,7 +578,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
                       "evidence": {"closed": [[lo_r, hi_r]]}}
         if c3 is None and upper_ev is not None:
             ev, hi = upper_ev
-            lo, ev = _lower_bound(patterns, n, hi, lo, ev, first_ev, c1_ok)
+            lo, ev = _lower_bound(patterns, n, hi, lo, ev, first_ev, c1_ok,
+                                  max(deadline or 0.0, budget_clock() + 0.5))  # a slice even when late
             c3 = {"holds": True, "s": hi if lo == hi else None, "s_bounds": [lo, hi], "evidence": ev}
         elif c3 is None and not c1_ok:
             c3 = _without_self_loops(patterns, n, graph, lo, first_ev)
@@ -705,13 +706,14 @@ def _tree_bound(graph, n, p):
     return {"trees": {"root": 0, "out": out_tree.tolist(), "in": in_tree.tolist()}}, hi
 
 
-def _lower_bound(patterns, n, hi, lo, ev, first_ev, c1_ok):
-    """The best lower bound on s: S^t of a few rows computed layer by layer (C1)."""
+def _lower_bound(patterns, n, hi, lo, ev, first_ev, c1_ok, deadline=None):
+    """The best lower bound on s: S^t of a few rows computed layer by layer (C1), within
+    the deadline (each row that passes it is left out: the bound only tightens s_bounds)."""
     ev = dict(ev)
     best = (lo, first_ev)
     if c1_ok and hi > 2:
         for i in dict.fromkeys([0, n - 1, n // 2]):
-            found = layered_reach(patterns, n, i, hi)
+            found = layered_reach(patterns, n, i, hi, deadline=deadline)
             if found is None:
                 continue
             t, gap = found

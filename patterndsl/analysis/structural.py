@@ -97,12 +97,17 @@ def interval_depth(patterns, n: int, limit: int = 1 << 24):
     return high
 
 
-def layered_reach(patterns, n: int, i: int, upto: int, limit: int = 1 << 24):
+class _Late(Exception):
+    """The check's time budget ran out (layered_reach then gives up: its bound is optional)."""
+
+
+def layered_reach(patterns, n: int, i: int, upto: int, limit: int = 1 << 24, deadline=None):
     """(t, j): t the least step ≤ upto with S^t_i = [n] (None if not by upto), j a token
     not in S^{t−1}_i (None when t = 1). Needs C1 (so S^t_i grows with t): doubling, then
-    bisection. None when the rows are too costly."""
+    bisection. None when the rows are too costly or the ``deadline`` (budget_clock) passes:
+    each step is O(n) and t may be thousands (a 1024 × 1024 grid's window2d), minutes."""
     p = len(patterns)
-    layers = Layers(patterns, n)  # each layer's rows read once, then masked
+    layers = Layers(patterns, n, deadline)  # each layer's rows read once, then masked
 
     def missing(t):
         """A token not in S^t_i, or None when S^t_i = [n]."""
@@ -110,6 +115,8 @@ def layered_reach(patterns, n: int, i: int, upto: int, limit: int = 1 << 24):
         X[i] = True
         done = [np.zeros(n, dtype=bool) for _ in range(p)]
         for step in range(t, 0, -1):
+            if layers.late():
+                raise _Late()
             k = (step - 1) % p
             new = X & ~done[k]  # with C1 each row is read once per layer
             done[k] |= X
@@ -136,7 +143,7 @@ def layered_reach(patterns, n: int, i: int, upto: int, limit: int = 1 << 24):
                 high = mid
             else:
                 low, gap = mid, j
-    except TooManyIntervals:
+    except (TooManyIntervals, _Late):
         return None
     return high, gap
 

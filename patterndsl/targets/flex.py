@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
