@@ -1308,7 +1308,7 @@ def _tree_diameter_bound(ch: _Claims, h, trees) -> "int | str":
 
 
 def _check_depth(ch: _Claims, h, claim) -> str | None:
-    n, p = ch.n, ch.p
+    n = ch.n
     holds = claim.get("holds")
     ev = claim.get("evidence") or {}
     if not isinstance(ev, dict):

@@ -14,7 +14,6 @@ where the oracle can judge them."""
 from __future__ import annotations
 
 import copy
-import itertools
 from math import gcd
 
 import numpy as np
