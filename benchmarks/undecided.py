@@ -73,7 +73,12 @@ def rates(items, budget: float):
         files += 1
         print(f"  {files:4d} files, {heads} heads, {c2} C2 / {c3} C3 undecided, {time.perf_counter() - start:.0f} s",
               file=sys.stderr, flush=True)
-        for cond in check_conditions(compiled, budget_seconds=budget)["conditions"]:
+        cpu = time.process_time()
+        found = check_conditions(compiled, budget_seconds=budget)["conditions"]
+        cpu = time.process_time() - cpu
+        if cpu > 2 * budget:  # a budget overrun, named as it happens (a partial run still shows it)
+            print(f"  file {files}: {cpu:.1f} CPU s for a budget of {budget} s", file=sys.stderr, flush=True)
+        for cond in found:
             heads += 1
             u2 = cond["hamiltonian_path"]["holds"] is None
             fd = cond["finite_depth"]
@@ -83,6 +88,8 @@ def rates(items, budget: float):
             bounds += fd["holds"] is True and fd.get("s") is None
             if u2 or u3:
                 undecided.append((n, "C2" * u2 + " C3" * u3, source))
+                print(f"  file {files} head {cond['head']} undecided:{' C2' * u2}{' C3' * u3} (n = {n})",
+                      file=sys.stderr, flush=True)
     return files, heads, c2, c3, bounds, time.perf_counter() - start, undecided
 
 

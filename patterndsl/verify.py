@@ -94,6 +94,8 @@ it is re-checked:
   * missing_first: j ∉ A^0_i, so s ≥ 2. missing_before: given C1 (so S^t grows with t),
     j ∉ S^{lo−1}_i, recomputed for row i alone by pushing {i} through the layers
     k(lo − 1), …, k(1): so s ≥ lo.
+Every piece of evidence present is re-checked, also where another piece (or an exact s)
+already settles the claim: one false statement and the certificate is refused.
 Each claim's check is metered in key intervals and pairs touched; a claim whose check
 would pass ``budget`` units is listed as unchecked (``verify_report``'s "unchecked") —
 never accepted. `patterndsl verify` exits 4 then (``--budget`` raises it).
@@ -999,7 +1001,7 @@ def _check_hamiltonian(ch: _Claims, h, claim) -> str | None:
         if not Y.sum() < X.sum() - 1:
             return "needs fewer others than tokens − 1"
         if kind == "few_predecessors":
-            if ch.leaves(h, X | Y, rows_of=X):
+            if ch.leaves(h, Y, rows_of=X):
                 return "a token attends outside the others"
         elif ch.attends_into(h, X, rows_of=~Y):
             return "a row outside the others attends into the tokens"
@@ -1328,7 +1330,7 @@ def _tree_diameter_bound(ch: _Claims, h, trees) -> "int | str":
 
 
 def _check_depth(ch: _Claims, h, claim) -> str | None:
-    n, p = ch.n, ch.p
+    n = ch.n
     holds = claim.get("holds")
     ev = claim.get("evidence") or {}
     if not isinstance(ev, dict):
@@ -1376,78 +1378,106 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
             exact = full[0]
         if exact == "infinite":
             return "s is infinite"
+    if exact is not None and not (lo <= exact and (hi is None or exact <= hi)):
+        return f"s = {exact}, outside the claimed [{lo}, {hi}]"
+    # Every piece of evidence present is re-checked, even where an exact s already settles
+    # the bounds: a certificate carrying one false statement is not accepted.
+    proved = _upper_evidence(ch, h, ev)
+    if isinstance(proved, str):
+        return proved
     if exact is not None:
-        if not (lo <= exact and (hi is None or exact <= hi)):
-            return f"s = {exact}, outside the claimed [{lo}, {hi}]"
-        return None
-    # Upper bound.
-    if hi is not None:
-        proved = None
-        hub = ev.get("hub")
-        if hub is not None:
-            t, b, a = (hub.get("token"), hub.get("row_step"), hub.get("column_step")) if isinstance(hub, dict) else (None,) * 3
-            if not (_index(t, n) and _int(b) and _int(a) and 1 <= b < a):
-                return "malformed hub"
-            if not ((b, a) == (1, 2) or ch.c1(h)):
-                return "a hub beyond steps (1, 2) needs C1, which fails"
-            if not ch.full_row((b - 1) % p, h, t):
-                return f"row {t} is not full in layer {(b - 1) % p}"
-            if not ch.has((a - 1) % p, h, np.arange(n), np.full(n, t)).all():
-                return f"column {t} is not full in layer {(a - 1) % p}"
-            proved = a
-        if ev.get("chain") is True:
-            i = np.arange(1, n)
-            if not (ch.c1(h) and ch.union_has(h, i, i - 1).all() and ch.union_has(h, i - 1, i).all()):
-                return "chain evidence does not hold"
-            proved = min(proved or p * max(n - 1, 1), p * max(n - 1, 1))
-        if ev.get("cover") is not None:
-            step = _check_cover(ch, h, ev["cover"])
-            if isinstance(step, str):
-                return step
-            proved = min(proved or step, step)
-        if ev.get("union_cover") is not None:
-            step = _check_union_cover(ch, h, ev["union_cover"])
-            if isinstance(step, str):
-                return step
-            proved = min(proved or step, step)
-        trees = ev.get("trees")
-        if trees is not None:
-            diameter = _tree_diameter_bound(ch, h, trees)
-            if isinstance(diameter, str):
-                return diameter
-            if ch.c1(h):
-                bound = p * diameter
-            elif p == 1 and ch.has(0, h, [trees["root"]], [trees["root"]])[0]:
-                bound = diameter  # walk to the root, wait on its self-loop, walk on
-            elif p == 1 and ev.get("aperiodic") is True:
-                depth = _tree(ch, h, trees["out"], trees["root"], forward=True)
-                if _period(ch, h, depth) != 1:
-                    return "U is periodic"
-                bound = (n - 1) ** 2 + 1  # primitive: Wielandt
-            else:
-                return "trees bound s only given C1, a self-loop at the root, or aperiodicity (one layer)"
-            proved = min(proved or bound, bound)
+        if proved is not None and proved > hi:
+            return f"the evidence proves s ≤ {proved}, not s ≤ {hi}"
+    elif hi is not None:
         if proved is None:
             return "no evidence for the upper bound"
         if proved > hi:
             return f"the evidence proves s ≤ {proved}, not s ≤ {hi}"
-    # Lower bound.
-    if lo == 1:
-        return None
-    mf, mb = ev.get("missing_first"), ev.get("missing_before")
-    if lo == 2 and isinstance(mf, list) and len(mf) == 2 and all(_index(x, n) for x in mf):
+    below = _lower_evidence(ch, h, ev, lo)
+    if isinstance(below, str):
+        return below
+    if exact is None and lo > below:
+        return f"no evidence for the lower bound {lo}"
+    return None
+
+
+def _upper_evidence(ch: _Claims, h, ev) -> "int | None | str":
+    """The least upper bound on s that the upper-bound evidence present proves (None when
+    there is none), or why a piece of it is false."""
+    n, p = ch.n, ch.p
+    proved = None
+    hub = ev.get("hub")
+    if hub is not None:
+        t, b, a = (hub.get("token"), hub.get("row_step"), hub.get("column_step")) if isinstance(hub, dict) else (None,) * 3
+        if not (_index(t, n) and _int(b) and _int(a) and 1 <= b < a):
+            return "malformed hub"
+        if not ((b, a) == (1, 2) or ch.c1(h)):
+            return "a hub beyond steps (1, 2) needs C1, which fails"
+        if not ch.full_row((b - 1) % p, h, t):
+            return f"row {t} is not full in layer {(b - 1) % p}"
+        if not ch.has((a - 1) % p, h, np.arange(n), np.full(n, t)).all():
+            return f"column {t} is not full in layer {(a - 1) % p}"
+        proved = a
+    if "chain" in ev:
+        i = np.arange(1, n)
+        if not (ev["chain"] is True and ch.c1(h) and ch.union_has(h, i, i - 1).all() and ch.union_has(h, i - 1, i).all()):
+            return "chain evidence does not hold"
+        proved = min(proved or p * max(n - 1, 1), p * max(n - 1, 1))
+    for name, check in (("cover", _check_cover), ("union_cover", _check_union_cover)):
+        if ev.get(name) is not None:
+            step = check(ch, h, ev[name])
+            if isinstance(step, str):
+                return step
+            proved = min(proved or step, step)
+    if "aperiodic" in ev and ev["aperiodic"] is not True:
+        return "malformed aperiodic"
+    trees = ev.get("trees")
+    if trees is not None:
+        diameter = _tree_diameter_bound(ch, h, trees)
+        if isinstance(diameter, str):
+            return diameter
+        if ch.c1(h):
+            bound = p * diameter
+        elif p == 1 and ch.has(0, h, [trees["root"]], [trees["root"]])[0]:
+            bound = diameter  # walk to the root, wait on its self-loop, walk on
+        elif p == 1 and ev.get("aperiodic") is True:
+            depth = _tree(ch, h, trees["out"], trees["root"], forward=True)
+            if _period(ch, h, depth) != 1:
+                return "U is periodic"
+            bound = (n - 1) ** 2 + 1  # primitive: Wielandt
+        else:
+            return "trees bound s only given C1, a self-loop at the root, or aperiodicity (one layer)"
+        proved = min(proved or bound, bound)
+    return proved
+
+
+def _lower_evidence(ch: _Claims, h, ev, lo) -> "int | str":
+    """The lower bound on s that the lower-bound evidence present proves (1 without any),
+    or why a piece of it is false. missing_each and missing_before speak of lo itself."""
+    n = ch.n
+    below = 1
+    if "missing_first" in ev:
+        mf = ev["missing_first"]
+        if not (isinstance(mf, list) and len(mf) == 2 and all(_index(x, n) for x in mf)):
+            return "malformed missing_first"
         if ch.has(0, h, [mf[0]], [mf[1]])[0]:
             return "the missing_first pair is in layer 0"
-        return None
-    if ev.get("missing_each") is not None:
-        return _check_missing_each(ch, h, ev["missing_each"], lo)
-    if isinstance(mb, list) and len(mb) == 2 and all(_index(x, n) for x in mb):
+        below = 2
+    if "missing_each" in ev:
+        why = _check_missing_each(ch, h, ev["missing_each"], lo)
+        if why:
+            return why
+        below = max(below, lo)
+    if "missing_before" in ev:
+        mb = ev["missing_before"]
+        if not (isinstance(mb, list) and len(mb) == 2 and all(_index(x, n) for x in mb) and lo >= 2):
+            return "malformed missing_before"
         if not ch.c1(h):
             return "missing_before proves a lower bound only given C1, which fails"
         if _row_after(ch, h, mb[0], lo - 1)[mb[1]]:
             return f"the missing_before pair is in S^{lo - 1}"
-        return None
-    return f"no evidence for the lower bound {lo}"
+        below = max(below, lo)
+    return below
 
 
 # ---- the report ------------------------------------------------------------------------------

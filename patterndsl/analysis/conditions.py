@@ -810,7 +810,7 @@ def _recursion_claim(masks, c1_ok, deadline, limit=None):
     s, why = _packed_iteration(masks, c1_ok, deadline, limit)
     if s is not None:
         ev = {"recursion": True}
-        if s >= 2:
+        if s >= 2 and c1_ok:  # a pair missing from S^{s−1} bounds s below only given C1 (verify checks it)
             before = np.unpackbits(why, axis=1, count=n).astype(bool)
             i, j = np.argwhere(~before)[0]
             ev["missing_before"] = [int(i), int(j)]

@@ -1,0 +1,594 @@
+"""Field-by-field corruption of certificates, judged by a dense oracle.
+
+Every leaf of every claim (and of its evidence) is changed one at a time — integers moved
+by ±1 or to the ends, booleans flipped, list entries dropped or repeated, keys deleted,
+evidence kinds swapped. Whenever verify accepts the changed certificate with exit 0, the
+oracle below (dense masks at small n, sharing no code with verify or the analysis) must
+find every claim true and every piece of evidence present valid: a corruption that makes
+a claim or its evidence false may not be accepted.
+
+The certificates come from both decision paths: the dense one (n ≤ DENSE_N) and the
+structural one, forced at small n by lowering DENSE_N and SEARCH_N, so the evidence kinds
+of large n (cover, union_cover, support_after, missing_each, trees, hub, …) are corrupted
+where the oracle can judge them."""
+from __future__ import annotations
+
+import copy
+from math import gcd
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import patterndsl
+from patterndsl import strategies as S
+from patterndsl.analysis import conditions as C
+from patterndsl.analysis.conditions import certificate, check_conditions
+from patterndsl.analysis.counts import connection_counts
+from patterndsl.verify import verify_report
+
+KINDS_C2 = ("two_start_sets", "two_end_sets", "few_successors", "few_predecessors", "exhaustive")
+
+
+# ---- the oracle: dense masks -----------------------------------------------------------------
+
+
+class Dense:
+    def __init__(self, compiled, h):
+        self.n, self.p = compiled.n, compiled.layers
+        self.M = [compiled.dense(k, h).astype(bool) for k in range(self.p)]
+        self.U = np.logical_or.reduce(self.M)
+        self.c1 = all(m.diagonal().all() for m in self.M)
+        self._S = [None, self.M[0].copy()]
+
+    def S(self, t):
+        """S^t (bool n × n): S^1 = A^0, S^t = A^{k(t)} S^{t−1}."""
+        while len(self._S) <= t:
+            t1 = len(self._S)
+            self._S.append((self.M[(t1 - 1) % self.p].astype(np.int64) @ self._S[-1].astype(np.int64)) > 0)
+        return self._S[t]
+
+    def s(self):
+        """The least t with S^t = J, or None (the pair (t mod p, S^t) repeats first)."""
+        seen, t = set(), 1
+        while True:
+            if self.S(t).all():
+                return t
+            key = (t % self.p, self.S(t).tobytes())
+            if key in seen:
+                return None
+            seen.add(key)
+            t += 1
+
+    def has_path(self):
+        """Held–Karp over subsets (n ≤ 12): some permutation γ with γ(t) ∈ U_{γ(t+1)}."""
+        n = self.n
+        if n > 12:
+            return None
+        ends = [0] * (1 << n)  # ends[mask]: bitmask of last tokens of paths covering mask
+        for v in range(n):
+            ends[1 << v] |= 1 << v
+        succ = [sum(1 << w for w in range(n) if self.U[w, v] and w != v) for v in range(n)]
+        for mask in range(1, 1 << n):
+            e = ends[mask]
+            v = 0
+            while e:
+                if e & 1:
+                    free = succ[v] & ~mask
+                    while free:
+                        w = (free & -free).bit_length() - 1
+                        ends[mask | (1 << w)] |= 1 << w
+                        free &= free - 1
+                e >>= 1
+                v += 1
+        return ends[(1 << n) - 1] != 0
+
+
+def _idx(x, n):
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < n
+
+
+def _pos_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _members(ranges, n):
+    if not isinstance(ranges, list):
+        return None
+    m = np.zeros(n, dtype=bool)
+    for r in ranges:
+        if not (isinstance(r, list) and len(r) == 2 and all(_pos_int(x) for x in r) and 0 <= r[0] <= r[1] <= n):
+            return None
+        m[r[0]:r[1]] = True
+    return m
+
+
+def _tree_depth(parent, root, n, edge):
+    """Depths of a tree given by parent pointers (edge(parent, v) must hold), or None."""
+    if not (isinstance(parent, list) and len(parent) == n and all(_pos_int(x) for x in parent)):
+        return None
+    if parent[root] != -1:
+        return None
+    depth = [None] * n
+    depth[root] = 0
+    for v in range(n):
+        chain, x = [], v
+        while depth[x] is None:
+            if len(chain) > n or not (0 <= parent[x] < n) or not edge(parent[x], x):
+                return None
+            chain.append(x)
+            x = parent[x]
+        for y in reversed(chain):
+            depth[y] = depth[parent[y]] + 1
+    return depth
+
+
+def _period(U, n, root):
+    """gcd over edges u → v (v ∈ U_u) of d(u) + 1 − d(v), d the BFS depth from root."""
+    d = [None] * n
+    d[root], frontier = 0, [root]
+    while frontier:
+        nxt = []
+        for u in frontier:
+            for v in np.flatnonzero(U[u]).tolist():
+                if d[v] is None:
+                    d[v] = d[u] + 1
+                    nxt.append(v)
+        frontier = nxt
+    if any(x is None for x in d):
+        return None
+    g = 0
+    for u, v in zip(*np.nonzero(U)):
+        g = gcd(g, abs(d[u] + 1 - d[v]))
+    return g
+
+
+def _missing_each_ok(D, pairs, count):
+    return (isinstance(pairs, list) and len(pairs) == count
+            and all(isinstance(q, list) and len(q) == 2 and all(_idx(x, D.n) for x in q) for q in pairs)
+            and all(not D.S(t)[i, j] for t, (i, j) in enumerate(pairs, start=1)))
+
+
+def depth_problem(D, claim):
+    """Why the finite_depth claim or one of its pieces of evidence is false, or None."""
+    n, p, truth = D.n, D.p, D.s()
+    ev = claim.get("evidence") or {}
+    holds = claim.get("holds")
+    if holds is False:
+        if truth is not None:
+            return f"s = {truth}, not infinite"
+        pair = claim.get("unreachable")
+        if pair is not None and not (isinstance(pair, list) and len(pair) == 2 and all(_idx(x, n) for x in pair)
+                                     and not any(D.S(t)[pair[0], pair[1]] for t in range(1, p * n + 2))):
+            return "the unreachable pair is reached"
+        if "closed" in ev:
+            R = _members(ev["closed"], n)
+            if R is None or pair is None or not R[pair[0]] or R[pair[1]] or D.U[R][:, ~R].any():
+                return "the closed set is not closed or the pair does not leave it"
+        if "empty_rows" in ev:
+            rows = ev["empty_rows"]
+            if not (isinstance(rows, list) and len(rows) == p and all(_idx(i, n) for i in rows)
+                    and all(not D.M[k][i].any() for k, i in enumerate(rows))):
+                return "empty_rows are not empty"
+        if "empty_column" in ev and not (_idx(ev["empty_column"], n) and not D.M[0][:, ev["empty_column"]].any()):
+            return "the empty column is attended"
+        if "support_after" in ev:
+            sa = ev["support_after"]
+            m, j = (sa.get("steps"), sa.get("key")) if isinstance(sa, dict) else (None, None)
+            if not (_pos_int(m) and m >= 2 and _idx(j, n) and _missing_each_ok(D, ev.get("missing_each"), m - 1)):
+                return "support_after: malformed or a missing_each pair is reached"
+            X = np.ones(n, dtype=bool)
+            for t in range(m, 0, -1):
+                X = D.M[(t - 1) % p][X].any(axis=0)
+            if X[j]:
+                return "support_after: the key is in R_m"
+        if "periodic" in ev:
+            per = ev["periodic"]
+            root = per.get("root") if isinstance(per, dict) else None
+            if not (p == 1 and _idx(root, n) and _tree_depth(per.get("out"), root, n, lambda a, b: D.U[a, b])
+                    is not None and per.get("period") == _period(D.U, n, root) and per.get("period", 0) >= 2):
+                return "periodic evidence is false"
+        if "recursion_cycles" in ev:
+            cyc = ev["recursion_cycles"]
+            if not (isinstance(cyc, list) and len(cyc) == 2 and all(_pos_int(t) for t in cyc)
+                    and 1 <= cyc[0] < cyc[1] and (cyc[1] - cyc[0]) % p == 0
+                    and np.array_equal(D.S(cyc[0]), D.S(cyc[1]))):
+                return "recursion_cycles is false"
+        return None
+    bounds, s = claim.get("s_bounds"), claim.get("s")
+    if not (isinstance(bounds, list) and len(bounds) == 2 and _pos_int(bounds[0])
+            and (bounds[1] is None or _pos_int(bounds[1]))):
+        return "malformed bounds"
+    lo, hi = bounds
+    if holds is None:
+        if hi is not None or s is not None or (truth is not None and truth < lo):
+            return "an undecided claim with a false lower bound or an upper bound"
+    elif holds is True:
+        if truth is None or not (lo <= truth <= (hi if hi is not None else -1)):
+            return f"s = {truth}, outside [{lo}, {hi}]"
+        if s is not None and s != truth:
+            return f"s = {truth}, not {s}"
+        if s is None and lo == hi:
+            pass  # bounds that meet without s: still true
+    else:
+        return "holds is not a boolean or null"
+    # Evidence present must be true, whatever else proves the claim; together the upper
+    # bounds it proves must reach hi.
+    uppers = []
+    if "missing_first" in ev:
+        mf = ev["missing_first"]
+        if not (isinstance(mf, list) and len(mf) == 2 and all(_idx(x, n) for x in mf) and not D.M[0][mf[0], mf[1]]):
+            return "missing_first is attended"
+    if "missing_before" in ev:
+        mb = ev["missing_before"]
+        if not (isinstance(mb, list) and len(mb) == 2 and all(_idx(x, n) for x in mb) and D.c1
+                and lo >= 2 and not D.S(lo - 1)[mb[0], mb[1]]):
+            return "missing_before is false"
+    if "missing_each" in ev and not _missing_each_ok(D, ev["missing_each"], lo - 1):
+        return "missing_each is false"
+    for name in ("cover", "union_cover"):
+        if name in ev:
+            cv = ev[name]
+            t, H = (cv.get("step"), cv.get("tokens")) if isinstance(cv, dict) else (None, None)
+            if not (_pos_int(t) and t >= 2 and isinstance(H, list) and H and all(_idx(x, n) for x in H)):
+                return f"malformed {name}"
+            uppers.append(t)
+            A, full = D.M[(t - 1) % p], D.S(t - 1).all(axis=1)
+            if name == "cover":
+                if not (A[:, H].any(axis=1).all() and full[H].all()):
+                    return "the cover is false"
+            else:
+                reach = D.S(t - 1)[H]  # |H| × n
+                if not all(reach[A[i, H]].any(axis=0).all() for i in range(n)):
+                    return "the union cover is false"
+    if "hub" in ev:
+        hub = ev["hub"]
+        t, b, a = (hub.get("token"), hub.get("row_step"), hub.get("column_step")) if isinstance(hub, dict) else (None,) * 3
+        if not (_idx(t, n) and _pos_int(b) and _pos_int(a) and 1 <= b < a and ((b, a) == (1, 2) or D.c1)
+                and D.M[(b - 1) % p][t].all() and D.M[(a - 1) % p][:, t].all()):
+            return "the hub is false"
+        uppers.append(a)
+    if ev.get("chain") is True:
+        i = np.arange(1, n)
+        if not (D.c1 and D.U[i, i - 1].all() and D.U[i - 1, i].all()):
+            return "the chain is false"
+        uppers.append(p * max(n - 1, 1))
+    if ev.get("full_first") is True and not D.M[0].all():
+        return "layer 0 is not everything"
+    if ev.get("intervals") is True:
+        for m in D.M:
+            for i in range(n):
+                keys = np.flatnonzero(m[i])
+                if not (keys.size and keys[-1] - keys[0] + 1 == keys.size and keys[0] <= i <= keys[-1]):
+                    return "a row is not one interval holding its token"
+            lows = [np.flatnonzero(m[i])[0] for i in range(n)]
+            highs = [np.flatnonzero(m[i])[-1] for i in range(n)]
+            if any(np.diff(lows) < 0) or any(np.diff(highs) < 0):
+                return "the rows are not monotone"
+    if "trees" in ev:
+        tr = ev["trees"]
+        root = tr.get("root") if isinstance(tr, dict) else None
+        if not _idx(root, n):
+            return "malformed trees"
+        dout = _tree_depth(tr.get("out"), root, n, lambda a, b: D.U[a, b])
+        din = _tree_depth(tr.get("in"), root, n, lambda a, b: D.U[b, a])
+        if dout is None or din is None:
+            return "a tree is not a tree of U"
+        diameter = max(1, max(dout) + max(din))
+        if D.c1:
+            bound = p * diameter
+        elif p == 1 and D.M[0][root, root]:
+            bound = diameter
+        elif p == 1 and ev.get("aperiodic") is True and _period(D.U, n, root) == 1:
+            bound = (n - 1) ** 2 + 1
+        else:
+            return "the trees bound nothing here"
+        uppers.append(bound)
+    exact = ev.get("recursion") is True or ev.get("intervals") is True or ev.get("full_first") is True
+    if hi is not None and not exact and (not uppers or min(uppers) > hi):
+        return f"the evidence proves s ≤ {min(uppers) if uppers else None}, not ≤ {hi}"
+    return None
+
+
+def path_problem(D, claim):
+    n = D.n
+    holds = claim.get("holds")
+    if holds is True:
+        w = claim.get("witness")
+        if w == "identity":
+            g = list(range(n))
+        elif w == "reversed":
+            g = list(range(n - 1, -1, -1))
+        elif isinstance(w, dict) and set(w) == {"runs"} and isinstance(w["runs"], list):
+            try:
+                g = [x for a, b, d in w["runs"] for x in range(a, b, d)]
+            except (TypeError, ValueError):
+                return "malformed runs"
+        elif isinstance(w, list):
+            g = w
+        else:
+            return "malformed witness"
+        if sorted(g) != list(range(n)) or not all(D.U[g[t + 1], g[t]] for t in range(n - 1)):
+            return "the witness is not a Hamiltonian path"
+        return None
+    if holds is None:
+        return None
+    if holds is not False:
+        return "holds is not a boolean or null"
+    ref = claim.get("refutation") if isinstance(claim.get("refutation"), dict) else {}
+    kind = ref.get("kind")
+    truth = D.has_path()
+    if truth:
+        return "a Hamiltonian path exists"
+    off = D.U & ~np.eye(n, dtype=bool)
+    if kind in ("two_start_sets", "two_end_sets"):
+        sets = ref.get("sets")
+        if not (isinstance(sets, list) and len(sets) == 2):
+            return "malformed sets"
+        X, Y = _members(sets[0], n), _members(sets[1], n)
+        if X is None or Y is None or not X.any() or not Y.any() or (X & Y).any():
+            return "the sets are empty or overlap"
+        for Z in (X, Y):
+            if kind == "two_start_sets" and off[Z][:, ~Z].any():
+                return "a start set's row attends outside it"
+            if kind == "two_end_sets" and off[~Z][:, Z].any():
+                return "an end set is attended from outside"
+        return None
+    if kind in ("few_successors", "few_predecessors"):
+        X, Y = _members(ref.get("tokens"), n), _members(ref.get("others"), n)
+        if X is None or Y is None:
+            return "malformed counting sets"
+        if kind == "few_successors" and off[~Y][:, X].any():
+            return "a row outside others attends a token"
+        if kind == "few_predecessors" and off[X][:, ~Y].any():
+            return "a token attends outside others"
+        if not Y.sum() < X.sum() - 1:
+            return "the counting does not refute"
+        return None
+    if kind == "exhaustive":
+        return None if truth is False else "exhaustive above n = 12"
+    return "unknown refutation"
+
+
+def certificate_problem(compiled, cert):
+    """Why some claim of ``cert`` is false, or None (the fields verify_report compares
+    with the source — format, hash, shape, prob — are left to tests/test_verify.py)."""
+    n, p = compiled.n, compiled.layers
+    dense = [Dense(compiled, h) for h in range(compiled.heads)]
+    if "counts" in cert:
+        counts = cert["counts"]
+        want_layer = [[int(D.M[k].sum()) for D in dense] for k in range(p)]
+        if counts.get("per_layer") != want_layer or counts.get("union") != [int(D.U.sum()) for D in dense]:
+            return "counts"
+    ne = cert["nonempty_rows"]
+    every = all(D.M[k].any(axis=1).all() for D in dense for k in range(p))
+    if ne.get("holds") is True and not every:
+        return "nonempty rows: an empty row exists"
+    if ne.get("holds") is False:
+        er = ne.get("empty_row")
+        if not (isinstance(er, list) and len(er) == 3 and _idx(er[0], p) and _idx(er[1], len(dense))
+                and _idx(er[2], n) and not dense[er[1]].M[er[0]][er[2]].any()):
+            return "nonempty rows: the empty row is not empty"
+    for ev in ne.get("evidence") or []:
+        k, h = ev.get("layer"), ev.get("head")
+        if not (_idx(k, p) and _idx(h, len(dense))):
+            return "nonempty evidence: malformed"
+        M = dense[h].M[k]
+        if ev.get("holds") is True:
+            keys = ev.get("keys")
+            if keys == "diagonal" and not M.diagonal().all():
+                return "nonempty evidence: the diagonal is not attended"
+            if isinstance(keys, list) and not (len(keys) == n and all(_idx(x, n) for x in keys)
+                                               and all(M[i, x] for i, x in enumerate(keys))):
+                return "nonempty evidence: a key is not attended"
+            if keys == "counts" and not M.any(axis=1).all():
+                return "nonempty evidence: an empty row"
+        elif ev.get("holds") is False and not (_idx(ev.get("empty_row"), n) and not M[ev["empty_row"]].any()):
+            return "nonempty evidence: the row is not empty"
+    for h, cond in enumerate(cert["conditions"]):
+        D = dense[h]
+        c1 = cond["self_loops"]
+        if c1.get("holds") is True and not D.c1:
+            return f"head {h}: C1 fails"
+        if c1.get("holds") is False:
+            m = c1.get("missing")
+            if not (isinstance(m, list) and len(m) == 3 and _idx(m[0], p) and m[1] == h and _idx(m[2], n)
+                    and not D.M[m[0]][m[2], m[2]]):
+                return f"head {h}: the missing self-loop is there"
+        why = path_problem(D, cond["hamiltonian_path"]) or depth_problem(D, cond["finite_depth"])
+        if why:
+            return f"head {h}: {why}"
+    return None
+
+
+# ---- corruptions -------------------------------------------------------------------------------
+
+
+def _leaf_changes(value, n):
+    """Replacement values for one leaf."""
+    if isinstance(value, bool):
+        return [not value, None]
+    if isinstance(value, int):
+        return sorted({value + 1, value - 1, 0, n - 1, n} - {value})
+    if value is None:
+        return [0, True]
+    if isinstance(value, str):
+        if value in KINDS_C2:
+            return [k for k in KINDS_C2 if k != value]
+        return [v for v in ("identity", "reversed", "diagonal", "counts") if v != value]
+    return []
+
+
+def _positions(length):
+    return sorted({0, 1, length // 2, length - 2, length - 1} & set(range(length)))
+
+
+def corruptions(cert):
+    """(path, corrupted certificate): one leaf changed, one key deleted, or one list entry
+    dropped or repeated, anywhere in nonempty_rows, counts and the conditions."""
+    n = cert["n"]
+    out = []
+
+    def at(c, path):
+        for key in path:
+            c = c[key]
+        return c
+
+    def visit(path, value):
+        if isinstance(value, dict):
+            for key in value:
+                visit(path + [key], value[key])
+                c = copy.deepcopy(cert)
+                del at(c, path)[key]
+                out.append((path + [key, "deleted"], c))
+            return
+        if isinstance(value, list):
+            for i in _positions(len(value)):
+                visit(path + [i], value[i])
+            if value:
+                for change in ("dropped", "repeated"):
+                    c = copy.deepcopy(cert)
+                    target = at(c, path)
+                    target.append(copy.deepcopy(target[-1])) if change == "repeated" else target.pop()
+                    out.append((path + [change], c))
+            return
+        for new in _leaf_changes(value, n):
+            c = copy.deepcopy(cert)
+            at(c, path[:-1])[path[-1]] = new
+            out.append((path + [repr(new)], c))
+
+    for top in ("nonempty_rows", "counts", "conditions"):
+        if top in cert:
+            visit([top], cert[top])
+    return out
+
+
+def make_certificate(compiled, budget=2.0):
+    results = check_conditions(compiled, budget_seconds=budget)
+    return certificate(compiled, results, connection_counts(compiled))
+
+
+def assert_no_false_claim_accepted(compiled, cert):
+    why = certificate_problem(compiled, cert)
+    assert why is None, f"the oracle rejects the analyzer's own certificate: {why}"
+    report = verify_report(compiled, cert)
+    assert not report["failures"] and not report["unchecked"], report
+    rejected = 0
+    for path, bad in corruptions(cert):
+        report = verify_report(compiled, bad)
+        if report["failures"] or report["unchecked"]:
+            rejected += 1
+            continue
+        why = certificate_problem(compiled, bad)
+        assert why is None, f"verify accepted {path}: {why}"
+    return rejected
+
+
+@pytest.fixture
+def structural(monkeypatch):
+    """The large-n decision path at small n (no dense masks, no dense search)."""
+    monkeypatch.setattr(C, "DENSE_N", 0)
+    monkeypatch.setattr(C, "SEARCH_N", 0)
+
+
+# Patterns whose structural certificates carry every evidence kind of the large-n path.
+EVIDENCE_CASES = [
+    ("window(1)", 9),                                   # intervals
+    ("window(1) | global(0)", 10),                      # hub, missing_first
+    ("layers {\ncausal\n~causal | self\n}", 8),           # cover / union_cover, missing_before
+    ("layers {\nwindow(2)\nstride(3)\n}", 12),
+    ("~self", 7),                                       # no C1: trees, missing_each
+    ("window(1, 0) - self | global(0) - self", 9),      # no C1, hub through token 0
+    ("layers {\nglobal(0) - self\nwindow(1)\n}", 8),      # support / cover without C1
+    ("layers {\ncols(0..3)\nall\n}", 8),                  # support_after: R_m misses keys
+    ("layers {\ncols(0..3) | rows(0..3)\ncols(2..6)\n}", 9),
+    ("causal - self", 6),                               # empty_rows / empty_column
+    ("stride(2) - self", 8),                            # periodic
+    ("window(1, 0) - self | window(0, 1) - self", 7),   # periodic (bipartite path)
+    ("causal | global(3)", 11),
+    ("chunk(3) | global(0)", 10),
+    ("~causal | self", 7),
+    ("window(2) & ~self | global(0..2)", 10),
+    ("summary(4, 1) | window(1)", 12),
+    ("layers {\nwindow(1)\nglobal(0)\n}", 9),
+    ("rows(0..2) | cols(0..2) | self", 8),              # closed sets
+    ("chunk(4)", 8),
+    ("layers {\n~self - rows(0..1)\n~self - rows(1..2)\n}", 7),  # empty_rows; recursion_cycles densely
+    ("layers {\nwindow(1) - self\ncols(0..2)\n}", 8),           # support_after with missing_each
+    ("cols(2..8) | self", 8),                                       # two_end_sets
+    ("cols(3..8) | self | rows(0..1)", 8),                          # few_successors; exhaustive densely
+]
+
+
+@pytest.mark.parametrize("source, n", EVIDENCE_CASES)
+def test_structural_certificates_resist_corruption(structural, source, n):
+    compiled = patterndsl.compile(source, n)
+    assert assert_no_false_claim_accepted(compiled, make_certificate(compiled)) > 0
+
+
+@pytest.mark.parametrize("source, n", EVIDENCE_CASES)
+def test_dense_certificates_resist_corruption(source, n):
+    compiled = patterndsl.compile(source, n)
+    assert assert_no_false_claim_accepted(compiled, make_certificate(compiled)) > 0
+
+
+def evidence_kinds(cert):
+    kinds = set()
+    for cond in cert["conditions"]:
+        kinds |= set(cond["finite_depth"].get("evidence") or {})
+        ref = cond["hamiltonian_path"].get("refutation")
+        if isinstance(ref, dict):
+            kinds.add(ref["kind"])
+    return kinds
+
+
+def test_the_cases_cover_every_evidence_kind(monkeypatch):
+    """The corruption cases above reach every evidence kind verify dispatches on."""
+    seen = set()
+    for source, n in EVIDENCE_CASES:
+        seen |= evidence_kinds(make_certificate(patterndsl.compile(source, n)))
+    monkeypatch.setattr(C, "DENSE_N", 0)
+    monkeypatch.setattr(C, "SEARCH_N", 0)
+    for source, n in EVIDENCE_CASES:
+        seen |= evidence_kinds(make_certificate(patterndsl.compile(source, n)))
+    want = {"recursion", "recursion_cycles", "missing_before", "closed", "intervals", "hub", "missing_first",
+            "cover", "union_cover", "support_after", "missing_each", "trees", "empty_rows", "empty_column",
+            "periodic", "two_start_sets", "two_end_sets"}
+    assert want <= seen, want - seen
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(S.files(), S.sizes(min_n=2, max_n=9), st.booleans())
+def test_random_certificates_resist_corruption(source, n, large_path):
+    compiled = patterndsl.compile(source, n)
+    if large_path:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(C, "DENSE_N", 0)
+            mp.setattr(C, "SEARCH_N", 0)
+            cert = make_certificate(compiled)
+    else:
+        cert = make_certificate(compiled)
+    assert_no_false_claim_accepted(compiled, cert)
+
+
+def test_few_predecessors_counts_only_the_others():
+    """A path 0 ← 1 ← … ← 4 (window(1, 0)): every token's keys lie among the tokens
+    themselves, none in "others" — that refutes nothing (each predecessor is a token)."""
+    compiled = patterndsl.compile("window(1, 0)", 5)
+    cert = make_certificate(compiled)
+    cert["conditions"][0]["hamiltonian_path"] = {
+        "holds": False, "refutation": {"kind": "few_predecessors", "tokens": [[0, 5]], "others": []}}
+    assert certificate_problem(compiled, cert) is not None
+    assert verify_report(compiled, cert)["failures"]
+
+
+def test_every_lower_bound_piece_is_checked():
+    """missing_first and missing_before both present: a false missing_before is refused
+    even though missing_first alone proves the claimed lo = 2."""
+    compiled = patterndsl.compile("window(1) | global(0)", 10)
+    cert = make_certificate(compiled)
+    fd = cert["conditions"][0]["finite_depth"]
+    assert fd["s_bounds"] == [2, 2]
+    fd["evidence"]["missing_before"] = [0, 5]  # row 0 is full in layer 0: S^1_0 holds 5
+    assert certificate_problem(compiled, cert) is not None
+    assert verify_report(compiled, cert)["failures"]
