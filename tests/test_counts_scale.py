@@ -197,3 +197,25 @@ def test_row_keys_hand_cases(source, n):
     for row, lo, hi in zip(keys.own, keys.lo, keys.hi):
         dense[row, lo:hi] = True
     assert (dense == evaluate(pattern, np.arange(n), n)).all()
+
+
+@pytest.mark.parametrize("source", ["rows(45..75) & random(n - 1, seed=16)",
+                                    "random(n - 1, seed=16) & rows(45..75)",
+                                    "rows(45..75) - random(n - 2, seed=3)"])
+def test_row_sets_draw_random_rows_only_where_the_other_operands_hold_keys(source, monkeypatch):
+    """An intersection (or difference) reads the operands that list points last, on the rows
+    still holding keys: 30 rows drawn, not n rows of n − 1 keys; the keys equal the reference."""
+    from patterndsl.analysis.rowsets import row_keys
+    from patterndsl.primitives import Random
+
+    n = 3_000
+    drawn = []
+    real = Random.row_points
+    monkeypatch.setattr(Random, "row_points", lambda self, rows, n: drawn.append(len(rows)) or real(self, rows, n))
+    compiled = patterndsl.compile(source, n)
+    keys = row_keys(compiled.pattern(), np.arange(n, dtype=np.int64), n)
+    assert drawn and max(drawn) == 30
+    dense = np.zeros((n, n), dtype=bool)
+    for own, lo, hi in zip(keys.own, keys.lo, keys.hi):
+        dense[own, lo:hi] = True
+    assert np.array_equal(dense, compiled.dense())

@@ -210,24 +210,54 @@ def row_keys(pattern, rows, n: int, limit: "int | None" = None) -> RowKeys:
     when an intermediate result holds more than ``limit`` intervals."""
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
 
-    def walk(node):
+    def walk(node, rows):
+        m = rows.size
         if isinstance(node, Primitive):
             return _formula(node.row_structure(n), rows, n, limit)
         if isinstance(node, Union):
-            out = _combine([walk(p) for p in node.parts], rows.size, n, "any")
-        elif isinstance(node, Intersection):
-            out = _combine([walk(p) for p in node.parts], rows.size, n, "all")
-        elif isinstance(node, Difference):
-            out = _combine([walk(node.left), _combine([walk(node.right)], rows.size, n, "none")],
-                           rows.size, n, "all")
+            out = _combine([walk(p, rows) for p in node.parts], m, n, "any")
+        elif isinstance(node, (Intersection, Difference)):
+            out = _meet(node, rows, n, walk)
         elif isinstance(node, Complement):
-            out = _combine([walk(node.operand)], rows.size, n, "none")
+            out = _combine([walk(node.operand, rows)], m, n, "none")
         else:  # any other node (blocks { }, grid { }) states its rows' structure itself
             runs = node.row_keys(rows, n) if hasattr(node, "row_keys") else None  # a grid's runs of keys
             return _checked(runs, limit) if runs is not None else _formula(node.row_structure(n), rows, n, limit)
         return _checked(out, limit)
 
-    return walk(pattern)
+    return walk(pattern, rows)
+
+
+def _meet(node, rows, n: int, walk) -> RowKeys:
+    """An intersection (or a difference: its left side minus its right), the operands that
+    list points (random, logsparse) last, each operand read only on the rows that still hold
+    keys: `rows(45..75) & random(n - 1)` draws 30 rows, not n rows of n − 1 keys."""
+    m = rows.size
+    if isinstance(node, Difference):
+        steps = [(node.left, False), (node.right, True)]
+    else:
+        steps = sorted(((p, False) for p in node.parts), key=lambda step: _lists_points(step[0]))
+    out = None
+    for part, removed in steps:
+        alive = np.arange(m, dtype=np.int64) if out is None else np.unique(out.own)
+        if alive.size == 0:
+            return out
+        keys = walk(part, rows[alive])
+        keys = RowKeys(m, alive[keys.own], keys.lo, keys.hi)
+        if removed:  # rows outside `alive` get every key here, and none from `out`
+            keys = _combine([keys], m, n, "none")
+        out = keys if out is None else _combine([out, keys], m, n, "all")
+    return out
+
+
+def _lists_points(node) -> bool:
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if getattr(node, "point_backed", False):
+            return True
+        stack.extend(node.children())
+    return False
 
 
 _ALL: dict = {}  # the last few patterns' rows (one check reads them for several rules)
