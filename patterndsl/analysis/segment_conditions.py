@@ -57,6 +57,7 @@ from .. import segments as seg
 from .conditions import pair_values
 from .rowsets import TooManyIntervals, all_rows
 from .structural import interval_depth
+from .structural_deciders import union_steps
 
 DOCUMENT_N = 32  # the brute force (every document with the dense reference) up to this n
 _ROW_LIMIT = 1 << 24  # intervals held at once for the one-document rows
@@ -91,14 +92,8 @@ def _diagonal(stack, n: int, t: int, least: int, below: bool) -> np.ndarray:
     x = np.arange(1, n, dtype=np.int64)
     queries, keys = (x, x - 1) if below else (x - 1, x)
     ranks = np.maximum(least, np.minimum(np.arange(n, dtype=np.int64), t))
-    out = np.zeros(x.size, dtype=bool)
     with seg.using(seg.with_ranks(np.zeros(n, dtype=np.int64), ranks)):
-        for pattern in stack:
-            todo = np.flatnonzero(~out)
-            if todo.size == 0:
-                break
-            out[todo] = pair_values(pattern, queries[todo], keys[todo], n)
-    return out
+        return union_steps(stack, n, pair_values, queries, keys)
 
 
 def _off_diagonals(stack, n: int) -> dict:

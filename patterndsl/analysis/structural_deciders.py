@@ -483,7 +483,7 @@ def path_families(patterns, n, hubs=()):
                 yield np.concatenate([body, hub])
 
 
-def _union_steps(patterns, n, pair_values, i, j) -> np.ndarray:
+def union_steps(patterns, n, pair_values, i, j) -> np.ndarray:
     """Bool [m]: some layer holds (i[k], j[k])."""
     ok = np.zeros(i.size, dtype=bool)
     for P in patterns:
@@ -504,15 +504,15 @@ def repair(patterns, n, pair_values, g, max_bad=64, deadline=None):
     for _ in range(2 * max_bad + 2):
         if deadline is not None and budget_clock() > deadline:
             return None
-        bad = np.flatnonzero(~_union_steps(patterns, n, pair_values, g[1:], g[:-1]))
+        bad = np.flatnonzero(~union_steps(patterns, n, pair_values, g[1:], g[:-1]))
         if bad.size == 0:
             return g
         if bad.size > max_bad:
             return None
         t = int(bad[0])
         a, b = g[t], g[t + 1]
-        fits = (_union_steps(patterns, n, pair_values, everyone, np.full(n, a, dtype=np.int64))
-                & _union_steps(patterns, n, pair_values, np.full(n, b, dtype=np.int64), everyone))
+        fits = (union_steps(patterns, n, pair_values, everyone, np.full(n, a, dtype=np.int64))
+                & union_steps(patterns, n, pair_values, np.full(n, b, dtype=np.int64), everyone))
         fits[[a, b]] = False
         pos = np.empty(n, dtype=np.int64)
         pos[g] = np.arange(n)
@@ -523,7 +523,7 @@ def repair(patterns, n, pair_values, g, max_bad=64, deadline=None):
             inner = (s > 0) & (s < n - 1)
             join = np.ones(xs.size, dtype=bool)  # an end token leaves no gap behind
             if inner.any():
-                join[inner] = _union_steps(patterns, n, pair_values, g[s[inner] + 1], g[s[inner] - 1])
+                join[inner] = union_steps(patterns, n, pair_values, g[s[inner] + 1], g[s[inner] - 1])
             pick = np.flatnonzero(join)
             if pick.size:
                 x = int(xs[pick[0]])
@@ -532,7 +532,7 @@ def repair(patterns, n, pair_values, g, max_bad=64, deadline=None):
                 g = np.insert(rest, at, x)
                 moved = True
         if not moved:
-            if _union_steps(patterns, n, pair_values, g[:1], g[-1:])[0]:  # g[0] attends g[−1]
+            if union_steps(patterns, n, pair_values, g[:1], g[-1:])[0]:  # g[0] attends g[−1]
                 g = np.concatenate([g[t + 1:], g[:t + 1]])
             else:
                 return None
@@ -547,7 +547,7 @@ def find_path(patterns, n, pair_values, hubs=(), deadline=None):
     for g in path_families(patterns, n, hubs):
         if deadline is not None and budget_clock() > deadline:
             break
-        ok = _union_steps(patterns, n, pair_values, g[1:], g[:-1])
+        ok = union_steps(patterns, n, pair_values, g[1:], g[:-1])
         if ok.all():
             return g
         near.append((int((~ok).sum()), len(near), g))
