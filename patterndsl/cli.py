@@ -34,11 +34,28 @@ from .reference import parse_size
 from .targets import get_target, target_names
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+DEFAULT_TARGET = "torch"
+DEFAULT_CHECK_BUDGET = 10.0  # seconds of CPU for check's searches
 MAX_GRID_SIDE = 256  # `layout --grid` draws layouts up to this many blocks per side
 
 
 class UsageError(Exception):
     pass
+
+
+# each option as typed, by its argparse name: to name the options a refusal is about
+FLAGS = {"file": "FILE", "n": "--n", "m": "--m", "memory_budget": "--memory-budget", "target": "--target",
+         "output": "-o", "emit": "--emit", "no_simplify": "--no-simplify", "block_size": "--block-size",
+         "width": "--width", "grid": "--grid", "budget": "--budget"}
+
+
+def refuse_unused(args, names, why: str) -> None:
+    """A usage error naming those of ``names`` that were given, where they would do nothing
+    (``why``): an option given is used, never silently ignored (so options that have a
+    default are None until resolved: given or not is then known)."""
+    given = [FLAGS[name] for name in names if getattr(args, name, None) not in (None, False)]
+    if given:
+        raise UsageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} nothing {why}")
 
 
 def _positive_int(text: str) -> int:
@@ -134,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = command("compile", "compile for a target (see --list-targets), or print the AST or IR", optional=True)
     with_n(comp, required=False)
-    comp.add_argument("--target", default="torch", metavar="NAME", help="the target (default: torch)")
+    comp.add_argument("--target", metavar="NAME", help=f"the target (default: {DEFAULT_TARGET})")
     comp.add_argument("-o", "--output", metavar="OUT", type=_path,
                       help="output file (default: FILE's name with the target's suffix; with --emit, standard output)")
     comp.add_argument("--emit", choices=["ast", "ir"], help="print the AST, or the IR for --n, instead of compiling")
@@ -166,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_n(check, required=False)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--certificate", metavar="CERT", type=_path, help="write the certificate (JSON) to this file")
-    check.add_argument("--budget", type=_seconds, default=10.0, metavar="SECONDS",
-                       help="CPU time for searches that may be undecided (default 10)")
+    check.add_argument("--budget", type=_seconds, metavar="SECONDS",
+                       help=f"CPU time for searches that may be undecided (default {DEFAULT_CHECK_BUDGET:g})")
 
     verify = command("verify", "re-check a certificate with an independent checker")
     verify.add_argument("certificate", metavar="CERT", type=_path, help="a certificate written by `check --certificate`")
@@ -303,6 +320,9 @@ def run_compile(args) -> int:
     if args.list_targets:
         from .targets import TARGETS
 
+        refuse_unused(args, ("file", "n", "m", "memory_budget", "target", "output", "emit", "no_simplify",
+                             "block_size"), "with --list-targets (it lists the targets and exits)")
+
         for name in target_names():
             print(f"{name:10} {TARGETS[name].description}")
         return EXIT_OK
@@ -310,6 +330,12 @@ def run_compile(args) -> int:
         raise UsageError("the following arguments are required: FILE (only --list-targets goes without one)")
     if args.no_simplify and args.emit != "ir":
         raise UsageError("--no-simplify goes with --emit ir")
+    if args.emit == "ast":
+        refuse_unused(args, ("n", "m", "memory_budget", "target", "block_size"),
+                      "with --emit ast (it prints the syntax tree, which is the same at every n: nothing is compiled)")
+    elif args.emit == "ir":
+        refuse_unused(args, ("memory_budget", "target", "block_size"),
+                      "with --emit ir (it prints the IR instead of compiling: no mask, layout or module is built)")
     source = _read(args.file)
     if args.emit == "ast":
         _emit_text(dump_ast(parse(source)), args)
@@ -317,7 +343,7 @@ def run_compile(args) -> int:
     if args.n is None:
         raise UsageError("--n is required" + (" with --emit ir" if args.emit else ""))
     try:
-        target = None if args.emit else get_target(args.target)
+        target = None if args.emit else get_target(args.target or DEFAULT_TARGET)
         if target is not None and args.block_size is not None:
             sizes = args.block_size if isinstance(args.block_size, tuple) else (args.block_size,)
             target.check_block_sizes(sizes)
@@ -359,6 +385,8 @@ def run_show(args) -> int:
         raise UsageError(f"--png writes a PNG picture: name it OUT.png, not {args.png}")
     if args.block_size is not None and not args.png:
         raise UsageError("--block-size goes with --png")
+    if args.png:
+        refuse_unused(args, ("width",), "with --png (it sets the width of the drawing in the terminal)")
     compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget, m=args.m)
     if compiled.cross:
         raise SpatError(Diagnostic("show draws n × n patterns, and this is a cross file (`queries`: m × n)",
@@ -396,6 +424,9 @@ def run_layout(args) -> int:
 
     from .layout import describe_layouts, efficiency_warning
 
+    if args.json:
+        refuse_unused(args, ("grid",), "with --json (the JSON holds the layouts' numbers; --grid draws them in "
+                                       "the text report)")
     compiled = compile_pattern(_read(args.file), args.n, memory_budget=args.memory_budget, m=args.m)
     if args.grid:
         block_q, block_k = compiled.block_sizes(args.block_size)
@@ -448,6 +479,8 @@ def run_check(args) -> int:
         if any(isinstance(stmt, A.Queries) for stmt in parse(source).statements):
             raise UsageError("a cross file (`queries`: m queries × n keys) is checked at one size: give --n "
                              "(and --m for `queries m`)")
+        refuse_unused(args, ("m", "memory_budget", "budget"),
+                      "without --n (the growth formula in n is read from the file: nothing is built or searched)")
         report = growth_formula(source)
         sys.stdout.write(json.dumps(report, indent=1) + "\n" if args.json else render_growth(report, source.name))
         return EXIT_OK
@@ -457,10 +490,12 @@ def run_check(args) -> int:
 
         if args.certificate:
             raise UsageError("--certificate is about C1–C3, which do not apply to a cross file (`queries`)")
+        refuse_unused(args, ("budget",), "for a cross file (it bounds the searches for C1–C3, which do not "
+                                         "apply to `queries`)")
         report = check_report(compiled)
         print(json.dumps(report, indent=1)) if args.json else sys.stdout.write(render_report(report, source.name))
         return EXIT_OK
-    report, cert = check(compiled, budget_seconds=args.budget)
+    report, cert = check(compiled, budget_seconds=DEFAULT_CHECK_BUDGET if args.budget is None else args.budget)
     if args.certificate:
         text = json.dumps(cert, indent=1)
         _write(Path(args.certificate), lambda path: path.write_text(text + "\n", encoding="utf-8"), args)

@@ -29,7 +29,7 @@ CASES = {
     "emit_ast_star": (["compile", "examples/star.spat", "--emit", "ast"], 0),
     "fmt_messy": (["fmt", "tests/golden/cli/messy.spat"], 0),
     "fmt_check_messy": (["fmt", "--check", "tests/golden/cli/messy.spat"], 1),
-    "list_targets": (["compile", "examples/star.spat", "--list-targets"], 0),
+    "list_targets": (["compile", "--list-targets"], 0),
     "error_input": (["mask", "tests/golden/cli/broken.spat", "--n", "64"], 1),
     "error_values": (["mask", "tests/golden/cli/broken_values.spat", "--n", "64"], 1),
     "check_star": (["check", "examples/star.spat", "--n", "64"], 0),
