@@ -17,7 +17,7 @@ Four groups of runs:
 
 A CLI outcome must be a clean diagnostic (exit 1 or 2, an `error:` line, no traceback, never
 exit 70 or "out of memory") or a result (exit 0; 3 or 4 for check / verify: a condition or
-claim that fails or is undecided is an answer) within LIMIT seconds, with every input file
+claim that fails or is undecided is an answer) within LIMIT seconds of CPU, with every input file
 unchanged and no temporary file left. An API outcome must be a SpatError or the reference's
 answer. Anything else is a failure: an internal error, a traceback, a time-out, a crash, a
 wrong answer, a changed input. Each command runs with its address space capped (MEMORY_CAP),
@@ -58,6 +58,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 MEMORY_CAP = 10 << 30  # bytes of address space per command
+# A run is judged by its CPU time (user + system, from wait4): on a loaded machine wall time is
+# noise. It is killed past CPU_KILL × LIMIT seconds of CPU (RLIMIT_CPU) or, as a guard against a
+# hang (which burns no CPU), past WALL_KILL × LIMIT seconds of wall time; then, with under
+# HANG_SHARE of one core's time used, it was waiting on something: a hang.
+CPU_KILL, WALL_KILL, HANG_SHARE = 2, 10, 0.1
 
 EXAMPLES = ROOT / "examples"
 PATTERNS = {
@@ -113,7 +118,7 @@ COMMANDS = {
     "show": lambda f, n, d: ["show", f, "--n", str(n), "--width", "60"],
     "show-png": lambda f, n, d: ["show", f, "--n", str(n), "--png", f"{d}/out.png"],
     "layout": lambda f, n, d: ["layout", f, "--n", str(n)],
-    "layout-grid": lambda f, n, d: ["layout", f, "--n", str(n), "--grid", "--block-size", "16", "--json"],
+    "layout-grid": lambda f, n, d: ["layout", f, "--n", str(n), "--grid", "--block-size", "16"],
     "check": lambda f, n, d: ["check", f, "--n", str(n), "--budget", "5", "--certificate", f"{d}/cert.json"],
     "check-json": lambda f, n, d: ["check", f, "--n", str(n), "--budget", "2", "--json"],
     "torch": lambda f, n, d: ["compile", f, "--n", str(n), "--target", "torch", "-o", f"{d}/m.pt"],
@@ -128,8 +133,55 @@ RESULT_CODES = {"check": (0, 3), "check-json": (0, 3), "verify": (0, 3, 4)}
 USAGE_OK = {"cross-fixed", "cross-m"}
 
 
-def _cap():
+def _cap(cpu_seconds: "float | None" = None):
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+    if cpu_seconds is not None:  # SIGXCPU at the soft limit, SIGKILL a little after
+        soft = max(1, int(cpu_seconds + 0.999))
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
+
+
+def measured_run(command: list, limit: float, **popen) -> dict:
+    """Run ``command`` (its address space capped, its CPU time capped at CPU_KILL × limit, its
+    wall time at WALL_KILL × limit); the outcome: rc (None when killed here), stdout, stderr,
+    cpu and wall seconds, and ``killed`` ("cpu", "wall" or None). The child is reaped with
+    wait4, whose resource usage is that child's own (with the children it waited for), so
+    runs in parallel threads do not mix."""
+    cpu_kill = CPU_KILL * limit
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        process = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                   preexec_fn=lambda: _cap(cpu_kill), **popen)
+        killed = None
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - start > WALL_KILL * limit:
+                process.kill()
+                _, status, usage = os.wait4(process.pid, 0)
+                killed = "wall"
+                break
+            time.sleep(0.05)
+        wall = time.monotonic() - start
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
+        cpu = usage.ru_utime + usage.ru_stime
+        if killed is None and process.returncode in (-signal.SIGXCPU, -signal.SIGKILL) and cpu >= cpu_kill - 1:
+            killed = "cpu"
+        texts = []
+        for handle in (out, err):
+            handle.seek(0)
+            texts.append(handle.read().decode("utf-8", "replace"))
+    return {"rc": None if killed else process.returncode, "stdout": texts[0], "stderr": texts[1],
+            "cpu": cpu, "wall": wall, "killed": killed}
+
+
+def killed_verdict(done: dict, limit: float) -> str:
+    """The verdict of a run killed for its time: a time-out, or a hang when it used little CPU."""
+    if done["killed"] == "cpu":
+        return f"TIMEOUT (CPU > {CPU_KILL * limit:.0f} s)"
+    if done["cpu"] < HANG_SHARE * done["wall"]:
+        return f"HANG (wall > {WALL_KILL * limit:.0f} s)"
+    return f"TIMEOUT (wall > {WALL_KILL * limit:.0f} s)"  # busy, but starved of CPU: rerun at a lower load
 
 
 def _snapshot(folder: str) -> dict:
@@ -161,18 +213,12 @@ def run_cli(group: str, label: str, argv: list, folder: str, limit: float, resul
     """One CLI run in a subprocess; its verdict. ``inputs``: files of the folder that must not change."""
     before = {name: data for name, data in _snapshot(folder).items() if name in inputs}
     temporaries = {name for name in os.listdir(folder) if name.endswith(".tmp")}  # (a run killed at its limit)
-    start = time.monotonic()
-    try:
-        done = subprocess.run([sys.executable, "-m", "patterndsl.cli", *argv], capture_output=True, text=True,
-                              timeout=limit * 2, cwd=folder, preexec_fn=_cap, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), "TRITON_INTERPRET": "1"})
-        rc, err, out = done.returncode, done.stderr, done.stdout
-    except subprocess.TimeoutExpired:
-        rc, err, out = None, "", ""
-    seconds = time.monotonic() - start
+    done = measured_run([sys.executable, "-m", "patterndsl.cli", *argv], limit, cwd=folder,
+                        env={**os.environ, "PYTHONPATH": str(ROOT), "TRITON_INTERPRET": "1"})
+    rc, err, out = done["rc"], done["stderr"], done["stdout"]
     after = _snapshot(folder)
-    if rc is None:
-        verdict = f"TIMEOUT (> {limit * 2:.0f} s)"
+    if done["killed"]:
+        verdict = killed_verdict(done, limit)
     elif "Traceback" in err or "Traceback" in out:
         verdict = "TRACEBACK"
     elif rc == 70:
@@ -190,12 +236,12 @@ def run_cli(group: str, label: str, argv: list, folder: str, limit: float, resul
         verdict = "result"
     else:
         verdict = f"EXIT {rc}"
-    if verdict in ("diagnostic", "result") and seconds > limit:
+    if verdict in ("diagnostic", "result") and done["cpu"] > limit:
         verdict = f"SLOW {verdict}"
     last = (err.strip().splitlines() or out.strip().splitlines() or [""])
     first_error = next((line for line in last if "error" in line), last[0])
-    return {"group": group, "label": label, "argv": argv, "rc": rc, "seconds": round(seconds, 1),
-            "verdict": verdict, "message": first_error[:240]}
+    return {"group": group, "label": label, "argv": argv, "rc": rc, "cpu": round(done["cpu"], 1),
+            "wall": round(done["wall"], 1), "verdict": verdict, "message": first_error[:240]}
 
 
 # ---- the matrix: commands × patterns × sizes ------------------------------------------------
@@ -353,7 +399,7 @@ def option_runs(args, scratch: str) -> list:
     def job():
         subprocess.run([sys.executable, "-m", "patterndsl.cli", "check", "p.spat", "--n", "64", "--certificate",
                         "cert.json"], cwd=folder, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                       timeout=args.limit * 2)
+                       timeout=args.limit * WALL_KILL)
         out = []
         for label, argv in OPTION_RUNS.items():
             env_budget = label.endswith(" env")
@@ -372,22 +418,19 @@ def option_runs(args, scratch: str) -> list:
 # ---- the Python API, in process (run by a subprocess: --api-worker) -------------------------
 
 def api_runs(args, scratch: str) -> list:
+    worker_limit = max(300.0, args.limit * 10)  # CPU seconds for every case together
+
     def job():
-        start = time.monotonic()
-        try:
-            done = subprocess.run([sys.executable, __file__, "--api-worker", "--limit", str(args.limit),
-                                   "--seed", str(args.seed)] + (["--patterns", args.patterns] if args.patterns else []), capture_output=True, text=True,
-                                  timeout=max(600, args.limit * 20), preexec_fn=_cap, cwd=scratch,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT), "TRITON_INTERPRET": "1"})
-        except subprocess.TimeoutExpired:
-            return [{"group": "api", "label": "the API worker", "argv": [], "rc": None,
-                     "seconds": round(time.monotonic() - start, 1), "verdict": "TIMEOUT", "message": ""}]
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        results = [json.loads(line) for line in lines]
-        if done.returncode != 0:
-            results.append({"group": "api", "label": "the API worker", "argv": [], "rc": done.returncode,
-                            "seconds": round(time.monotonic() - start, 1), "verdict": "CRASH",
-                            "message": done.stderr.strip()[-240:]})
+        done = measured_run([sys.executable, __file__, "--api-worker", "--limit", str(args.limit), "--seed",
+                             str(args.seed)] + (["--patterns", args.patterns] if args.patterns else []),
+                            worker_limit, cwd=scratch,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "TRITON_INTERPRET": "1"})
+        results = [json.loads(line) for line in done["stdout"].splitlines() if line.startswith("{")]
+        if done["rc"] != 0:
+            verdict = killed_verdict(done, worker_limit) if done["killed"] else "CRASH"
+            results.append({"group": "api", "label": "the API worker", "argv": [], "rc": done["rc"],
+                            "cpu": round(done["cpu"], 1), "wall": round(done["wall"], 1), "verdict": verdict,
+                            "message": done["stderr"].strip()[-240:]})
         return results
 
     return [job]
@@ -412,27 +455,27 @@ def api_worker(limit: float, seed: int, patterns=None) -> int:
     from patterndsl.reference import dense_mask
     from patterndsl.segments import using
 
-    signal.signal(signal.SIGALRM, _alarm)
+    signal.signal(signal.SIGPROF, _alarm)
     torch.manual_seed(seed)
 
     def case(label, call):
-        start = time.monotonic()
-        signal.setitimer(signal.ITIMER_REAL, limit)
+        start, cpu_start = time.monotonic(), time.process_time()
+        signal.setitimer(signal.ITIMER_PROF, limit)  # CPU time of the process, as the CLI runs are judged
         try:
             wrong = call()
             verdict, message = ("WRONG ANSWER", wrong) if wrong else ("result", "")
         except SpatError as exc:
             verdict, message = "diagnostic", str(exc).splitlines()[0]
         except _Timeout:
-            verdict, message = f"TIMEOUT (> {limit:.0f} s)", ""
+            verdict, message = f"TIMEOUT (CPU > {limit:.0f} s)", ""
         except Exception as exc:  # anything but a SpatError escaping the API is a failure
             verdict = "TRACEBACK"
             message = f"{type(exc).__name__}: {exc} @ {traceback.extract_tb(exc.__traceback__)[-1].name}"
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.ITIMER_PROF, 0)
         print(json.dumps({"group": "api", "label": label, "argv": [], "rc": None,
-                          "seconds": round(time.monotonic() - start, 2), "verdict": verdict,
-                          "message": message[:240]}), flush=True)
+                          "cpu": round(time.process_time() - cpu_start, 2), "wall": round(time.monotonic() - start, 2),
+                          "verdict": verdict, "message": message[:240]}), flush=True)
 
     def block_states(mask, bq, bk):
         """int8 grid of the reference's blocks (0 empty, 1 partial, 2 full), as BlockLayout.to_dense."""
@@ -603,7 +646,8 @@ GOOD = ("diagnostic", "result")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--limit", type=float, default=60.0, help="seconds a run may take")
+    parser.add_argument("--limit", type=float, default=60.0,
+                        help=f"CPU seconds a run may take (killed at {CPU_KILL}× that, or {WALL_KILL}× in wall time)")
     parser.add_argument("--groups", default=",".join(GROUPS), help="groups, comma-separated")
     parser.add_argument("--sample", type=int, default=200, help="matrix runs drawn (0: all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -622,7 +666,8 @@ def main() -> int:
         def run(job):
             out = job()
             for r in out:
-                print(f"{r['verdict']:>22}  {r['seconds']:6.1f} s  {r['group']:8} {r['label']:48} rc={r['rc']}  "
+                print(f"{r['verdict']:>22}  cpu {r['cpu']:6.1f} s  wall {r['wall']:6.1f} s  {r['group']:8} "
+                      f"{r['label']:48} rc={r['rc']}  "
                       f"{r['message']}", flush=True)
             return out
 
@@ -636,7 +681,7 @@ def main() -> int:
         if mine:
             print(f"  {group}: {len(mine)} runs, {sum(r['verdict'] not in GOOD for r in mine)} failed")
     for r in bad:
-        print(f"  {r['verdict']}: {r['group']} {r['label']} ({r['seconds']} s): {r['message']}")
+        print(f"  {r['verdict']}: {r['group']} {r['label']} (CPU {r['cpu']} s, wall {r['wall']} s): {r['message']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 1 if bad else 0
