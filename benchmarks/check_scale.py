@@ -63,7 +63,8 @@ def measured(argv: list[str], tree: Path, timeout: float, max_memory: int = 0) -
     return {"rc": "timeout" if killed else proc.returncode, "wall": wall,
             "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024,
             "last": (lines or [""])[-1][:120],
-            "refusal": next((line.split("error: ")[-1] for line in lines if "needs about" in line), None)}
+            "refusal": next((line.split("error: ")[-1] for line in lines
+                         if "needs about" in line or "needs at least" in line), None)}
 
 
 def row(name, n, result, command) -> str:

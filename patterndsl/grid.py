@@ -418,13 +418,13 @@ def _keep_compact(out_rows: list, keys: np.ndarray, width: int, node, n: int, ro
     """Append one chunk's key table cut to its longest row (keys first, -1 after) and return
     the table's width so far; the table (``rows`` existing cells × width) is refused over
     the memory budget before the chunks pile up (a MemoryError otherwise)."""
-    from .reference import require_memory
+    from .reference import AtLeast, require_memory
 
     keys = np.sort(keys, axis=1)[:, ::-1]
     count = int((keys >= 0).sum(axis=1).max(initial=0))
     width = max(width, count)
-    require_memory(f"listing the keys of {node} at n = {n:,} ({rows:,} rows × {width} slots)", rows * width * 8,
-                   None, "use a smaller n")
+    require_memory(f"listing the keys of {node} at n = {n:,} ({rows:,} rows × {width} slots)",
+                   AtLeast(rows * width * 8), None, "use a smaller n")  # rows still to come may be wider
     out_rows.append(np.ascontiguousarray(keys[:, :count]))
     return width
 
@@ -434,13 +434,13 @@ def _grid_points(node: Grid, n: int) -> np.ndarray:
     """int64 [existing cells, width]: the keys (-1 padded) of the row of the grid's local
     token t (row offset + t), from the candidate cells of each row filtered by the
     operand's `pairs` (used where the operand has no form as boxes, `run_table`)."""
-    from .reference import require_memory
+    from .reference import AtLeast, require_memory
 
     dims, cells = node.dims, node.cells
     # Refused before the per-cell arrays (tokens, ranks, token_of) and a slot per row are built:
     # a grid sized by n (grid(2, s, s) at n = 2^40) has 2^37 cells, 1 TiB for `tokens` alone.
-    require_memory(f"listing the keys of {node} at n = {n:,} ({cells:,} cells)",
-                   24 * min(cells, max(0, n - node.offset)) + 8 * cells + 8 * n, None, "use a smaller n")
+    require_memory(f"listing the keys of {node} at n = {n:,} ({cells:,} cells)",  # the key table comes on top
+                   AtLeast(24 * min(cells, max(0, n - node.offset)) + 8 * cells + 8 * n), None, "use a smaller n")
     tokens = np.arange(node.offset, min(n, node.offset + cells), dtype=np.int64)
     out_rows: list = []
     width = 0

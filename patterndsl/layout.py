@@ -23,7 +23,7 @@ import numpy as np
 from .analysis.counts import row_degrees
 from .arrays import unique_sorted
 from .errors import Diagnostic, warning
-from .reference import dense_mask, index_dtype
+from .reference import AtLeast, dense_mask, index_dtype
 
 EMPTY, PARTIAL, FULL = 0, 1, 2
 DEFAULT_BLOCK_SIZE = 128
@@ -499,20 +499,20 @@ def layout_memory(pattern, n: int, block_q: int, block_k: int, budget: "int | No
     """About the peak bytes `block_layout` needs (its listed blocks, block rows and the per-row
     degrees it counts connections with), from the same estimate that plans the layout: the
     callers refuse a layout over the memory budget before building it. With ``budget``, for a
-    pattern holding a grid: when the block rows and per-row degrees alone pass it, those (a
-    lower bound), without the estimate of the grid's listed blocks, which itself builds its
+    pattern holding a grid: when the block rows and per-row degrees alone pass it, those (an
+    AtLeast: a lower bound), without the estimate of the grid's listed blocks, which itself builds its
     boxes over every block row (64 GiB at n = 2^40)."""
     from .grid import Grid
 
     grid = BlockGrid(n, block_q, block_k)
     rows = (grid.num_q + grid.num_k) * _BYTES_PER_BLOCK_ROW + n * _BYTES_PER_QUERY + inversion_memory(pattern, n)
-    if budget is not None and rows > budget and _holds(pattern, Grid):
-        return rows
+    if budget is not None and rows > budget and holds(pattern, Grid):
+        return AtLeast(rows)
     _plan(pattern, grid)
     return pattern.block_estimate(grid) * _BYTES_PER_LISTED_BLOCK + rows
 
 
-def _holds(pattern, kind) -> bool:
+def holds(pattern, kind) -> bool:
     """Whether some node of ``pattern`` is a ``kind``."""
     stack, seen = [pattern], set()
     while stack:

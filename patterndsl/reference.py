@@ -63,13 +63,20 @@ def check_budget(shape: tuple[int, ...], budget: int | None = None) -> None:
                  "`patterndsl show`, which streams the mask block by block"))
 
 
+class AtLeast(int):
+    """A number of bytes known only from below (the estimate leaves part of the work out, e.g. the
+    keys a grid lists): a refusal over the budget says "needs at least", not "needs about"."""
+
+
 def require_memory(what: "str | Callable[[], str]", needed: int, budget: "int | None", help: str) -> None:
     """Refuse, up front and with the size, work that needs more memory than the budget.
-    ``what`` names the work (a function, when naming it costs something: only a refusal calls it)."""
+    ``what`` names the work (a function, when naming it costs something: only a refusal calls it);
+    ``needed`` is an estimate, or an AtLeast when it is only a lower bound."""
     limit = memory_budget(budget)
     if needed > limit:
+        amount = f"{'at least' if isinstance(needed, AtLeast) else 'about'} {format_bytes(needed)}"
         raise SpatError(Diagnostic(
-            f"{what() if callable(what) else what} needs about {format_bytes(needed)}, more than the "
+            f"{what() if callable(what) else what} needs {amount}, more than the "
             f"memory budget of {format_bytes(limit)}",
             help=f"{help}, or raise the budget with --memory-budget (memory_budget= in Python, or "
                  f"PATTERNDSL_MEMORY_BUDGET)"))

@@ -14,8 +14,8 @@ import numpy as np
 
 from .errors import Diagnostic, SpatError
 from .ir import IndexSet
-from .layout import FULL
-from .reference import evaluate, require_memory
+from .layout import FULL, holds
+from .reference import AtLeast, evaluate, require_memory
 
 EXACT_LIMIT = 1 << 15  # above this n, rows are sampled
 MAX_N = 1 << 26
@@ -272,8 +272,12 @@ def render(compiled, width: int = 80) -> str:
     n = compiled.n
     if n > MAX_N:
         raise SpatError(Diagnostic(f"show draws masks up to n = {MAX_N:,}; n = {n:,} is larger"))
+    from .grid import Grid
+
+    grids = any(holds(p, Grid) for layer in compiled.patterns for p in layer)  # their key lists come on top
     require_memory(f"drawing n = {n:,} (whole rows of the mask, evaluated one at a time)",
-                   n * _BYTES_PER_EVALUATED_COLUMN, compiled.memory_budget, "use a smaller --n")
+                   (AtLeast if grids else int)(n * _BYTES_PER_EVALUATED_COLUMN), compiled.memory_budget,
+                   "use a smaller --n")
     _require_inversion_memory(compiled)
     out = []
     for layer, patterns in enumerate(compiled.patterns):

@@ -125,7 +125,7 @@ CLI_CASES = {
     # (a grid of boxes, natten in tiles, is drawn from its runs at any n; stride2d lists its keys)
     "a grid at 2^26": (["show", "stride.spat", "--n", str(2**26)], 1,
                        "listing the keys of grid(512, 512) { stride2d(2, 2) } at n = 67,108,864 "
-                       "(262,144 rows × 65536 slots) needs about 128.0 GiB"),
+                       "(262,144 rows × 65536 slots) needs at least 128.0 GiB"),
     # certificates that are not one
     "an empty certificate": (["verify", "p.spat", "empty.json"], 1,
                              "empty.json:1:1: error: not a patterndsl certificate: the object has none of the fields "
@@ -155,18 +155,64 @@ CLI_CASES = {
     "fmt of an empty name": (["fmt", "--write", ""], 2, "argument FILE: an empty file name"),
     # a grid at 2^40: its layout's estimate built arrays over every block row (64 GiB) first
     "a grid's layout at 2^40": (["layout", "natten.spat", "--n", str(2**40)], 1,
-                                "at n = 1,099,511,627,776 in blocks of 128 × 128 needs about 33.0 TiB"),
+                                "at n = 1,099,511,627,776 in blocks of 128 × 128 needs at least 33.0 TiB"),
     "a grid's flex module at 2^40": (["compile", "natten.spat", "--n", str(2**40), "--target", "flex", "-o", "m.py"],
-                                     1, "needs about 33.0 TiB, more than the memory budget of 2.0 GiB"),
+                                     1, "needs at least 33.0 TiB, more than the memory budget of 2.0 GiB"),
     "a grid's png at 2^40": (["show", "natten.spat", "--n", str(2**40), "--png", "g.png"], 1,
                              "more than the memory budget of 2.0 GiB"),
     # a grid sized by n lists its keys per cell: refused before the per-cell arrays (1 TiB at 2^40)
     "a video grid's png at 2^40": (["show", "video.spat", "--n", str(2**40), "--png", "v.png"], 1,
-                                   "(137,438,953,472 cells) needs about 12.0 TiB, more than the memory budget"),
+                                   "(137,438,953,472 cells) needs at least 12.0 TiB, more than the memory budget"),
     # bernoulli's exact counts evaluate n² pairs: refused up front (it ran for hours at 2^20)
     "check bernoulli at 2^20": (["check", "bernoulli.spat", "--n", str(2**20)], 1,
                                 "check at n = 1,048,576 would list the keys of bernoulli(1, 4, seed=2) pair by pair: "
                                 "1,099,511,627,776 pairs (n² per bernoulli), more than the 1,073,741,824"),
+    # a grid's estimate leaves its key lists out: a lower bound, said "at least"; others "about"
+    "check of a grid at 2^40": (["check", "natten.spat", "--n", str(2**40)], 1,
+                                "check at n = 1,099,511,627,776 needs at least 192.0 TiB (arrays of n entries for "
+                                "its largest head; the keys its grids list come on top)"),
+    "check without a grid at 2^40": (["check", "p.spat", "--n", str(2**40)], 1,
+                                     "check at n = 1,099,511,627,776 needs about 192.0 TiB (arrays of n entries for "
+                                     "its largest head), over"),
+    "show of a grid beyond a small budget": (["show", "stride.spat", "--n", str(2**20), "--memory-budget", "16M"], 1,
+                                             "drawing n = 1,048,576 (whole rows of the mask, evaluated one at a time) "
+                                             "needs at least 32.0 MiB, more than the memory budget of 16.0 MiB"),
+    # an option given where it does nothing is refused, not ignored
+    "target with emit ir": (["compile", "p.spat", "--n", "16", "--emit", "ir", "--target", "flex"], 2,
+                            "--target does nothing with --emit ir (it prints the IR instead of compiling"),
+    "torch, the default target, with emit ir": (["compile", "p.spat", "--n", "16", "--emit", "ir", "--target",
+                                                 "torch"], 2, "--target does nothing with --emit ir"),
+    "block size with emit ir": (["compile", "p.spat", "--n", "16", "--emit", "ir", "--block-size", "64"], 2,
+                                "--block-size does nothing with --emit ir"),
+    "memory budget with emit ir": (["compile", "p.spat", "--n", "16", "--emit", "ir", "--memory-budget", "1G"], 2,
+                                   "--memory-budget does nothing with --emit ir"),
+    "n, target and block size with emit ast": (["compile", "p.spat", "--emit", "ast", "--n", "16", "--target", "flex",
+                                                "--block-size", "32"], 2,
+                                               "--n, --target, --block-size do nothing with --emit ast (it prints the "
+                                               "syntax tree, which is the same at every n: nothing is compiled)"),
+    "m and memory budget with emit ast": (["compile", "p.spat", "--emit", "ast", "--m", "4", "--memory-budget", "1G"],
+                                          2, "--m, --memory-budget do nothing with --emit ast"),
+    "a file with list-targets": (["compile", "p.spat", "--list-targets"], 2,
+                                 "FILE does nothing with --list-targets (it lists the targets and exits)"),
+    "options with list-targets": (["compile", "--list-targets", "--n", "16", "-o", "t.txt", "--target", "flex"], 2,
+                                  "--n, --target, -o do nothing with --list-targets"),
+    "width with png": (["show", "p.spat", "--n", "16", "--png", "w.png", "--width", "40"], 2,
+                       "--width does nothing with --png (it sets the width of the drawing in the terminal)"),
+    "grid with json": (["layout", "p.spat", "--n", "16", "--grid", "--json"], 2,
+                       "--grid does nothing with --json (the JSON holds the layouts' numbers"),
+    "check budget without n": (["check", "p.spat", "--budget", "3"], 2,
+                               "--budget does nothing without --n (the growth formula in n is read from the file"),
+    "check memory budget and m without n": (["check", "p.spat", "--memory-budget", "1G", "--m", "3"], 2,
+                                            "--m, --memory-budget do nothing without --n"),
+    "check budget for a cross file": (["check", "cross.spat", "--n", "64", "--budget", "3"], 2,
+                                      "--budget does nothing for a cross file (it bounds the searches for C1–C3"),
+    "check budget with n": (["check", "p.spat", "--n", "16", "--budget", "3"], 0, ""),
+    "check json without n": (["check", "p.spat", "--json"], 0, ""),
+    "emit ir of a cross file with m": (["compile", "crossm.spat", "--n", "64", "--m", "5", "--emit", "ir"], 0, ""),
+    "emit ast to a file": (["compile", "p.spat", "--emit", "ast", "-o", "ast.txt"], 0, "wrote ast.txt: the AST"),
+    "width without png": (["show", "p.spat", "--n", "16", "--width", "40"], 0, ""),
+    "block size with png": (["show", "p.spat", "--n", "64", "--png", "b.png", "--block-size", "16"], 0, "wrote b.png"),
+    "list-targets alone": (["compile", "--list-targets"], 0, ""),
     # check without --n
     "check an unknown name without n": (["check", "unknown.spat"], 1, "unknown primitive or function 'foo'"),
     "check mutual recursion without n": (["check", "recursive.spat"], 1, "recursive def: a → b → a"),
@@ -178,7 +224,8 @@ FILES = {
     "recursive.spat": "def a(x) = b(x)\ndef b(x) = a(x)\na(1)\n",
     "tr.spat": "transpose(random(3, seed=1)) | window(1)\n", "bernoulli.spat": "bernoulli(1, 4, seed=2)\n",
     "video.spat": "let s = max(2, isqrt(n) // 8 * 2)\ngrid(2, s, s, tile=(1, 2, 2)) { sliding_tiles3d(1, 3, 3) }\n",
-    "natten.spat": "grid(64, 64, tile=(8, 8)) { natten(7, 7) }\n", "stride.spat": "grid(512, 512) { stride2d(2, 2) }\n",
+    "natten.spat": "grid(64, 64, tile=(8, 8)) { natten(7, 7) }\n",
+    "cross.spat": "queries 40\nwindow(8) | cols(0)\n", "crossm.spat": "queries m\nwindow(2)\n", "stride.spat": "grid(512, 512) { stride2d(2, 2) }\n",
     "empty.json": "{}\n", "list.json": "[]\n",
     "few.json": '{"n": 16, "heads": 1}\n', "bad.json": '{"n": 16,\n "format": }\n',
 }
@@ -453,7 +500,7 @@ API_CASES = {
     "mask of no rows of ids": (lambda: tuple(patterndsl.compile("segment & causal", 8).mask(
         segments=torch.zeros(0, 8, dtype=torch.int32)).shape), (0, 8, 8)),
     "a grid's layout at 2^40": (lambda: patterndsl.compile("grid(64, 64, tile=(8, 8)) { natten(7, 7) }", 2**40)
-                                .layout(), "needs about 33.0 TiB"),
+                                .layout(), "needs at least 33.0 TiB"),
     "transpose(random) layout at 2^26": (
         lambda: patterndsl.compile("transpose(random(3, seed=1)) | window(1)", 2**26).layout(), "needs about 32.2 GiB"),
 }
@@ -551,3 +598,71 @@ def test_float64_is_fine_for_the_reference_only():
     assert out.dtype == torch.float64
     with pytest.raises(SpatError, match="q has dtype float64"):
         patterndsl.attention(q, k, v, _compiled())
+
+
+# ---- memory refusals: "about" an estimate, "at least" a lower bound -----------------------
+
+GRID_SOURCES = ("grid(64, 64, tile=(8, 8)) { natten(7, 7) }", "let s = isqrt(n)\ngrid(s, s) { window2d(1, 2) }",
+                "grid(16, 8, order=morton) { stride2d(2, 3) & causal } | window(1)",
+                "grid(4, 4, 4) { window3d(1, 1, 1) } | global(0)")
+
+
+@pytest.mark.parametrize("source", GRID_SOURCES)
+@pytest.mark.parametrize("n, block", [(4096, 16), (1 << 16, 128)])
+def test_a_grid_layout_refused_early_reports_a_lower_bound(source, n, block):
+    """Over a budget the block rows alone pass, a grid's layout is refused from those: an
+    AtLeast, no larger than the whole estimate (which is "about"), and worded "at least"."""
+    from patterndsl.layout import layout_memory
+    from patterndsl.reference import AtLeast, require_memory
+
+    pattern = patterndsl.compile(source, n).pattern()
+    early, whole = layout_memory(pattern, n, block, block, budget=1), layout_memory(pattern, n, block, block)
+    assert isinstance(early, AtLeast) and not isinstance(whole, AtLeast)
+    assert early <= whole
+    for needed, word in ((early, "at least"), (whole, "about")):
+        with pytest.raises(SpatError) as raised:
+            require_memory("it", needed, 1, "help")
+        assert f"it needs {word} " in str(raised.value)
+
+
+@pytest.mark.parametrize("source, lower", [(GRID_SOURCES[0], True), (GRID_SOURCES[3], True),
+                                           ("window(2) | global(0)", False), ("blocks(16) { causal }", False)])
+def test_check_memory_is_a_lower_bound_exactly_when_a_grid_lists_keys(source, lower):
+    from patterndsl.analysis.check import memory_needed
+    from patterndsl.reference import AtLeast
+
+    assert isinstance(memory_needed(patterndsl.compile(source, 256)), AtLeast) == lower
+
+
+# ---- the sweep's own verdicts: CPU time, not wall time ------------------------------------
+
+def _sweep():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hostile_sweep", ROOT / "scripts" / "hostile_sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_sweep_calls_a_run_that_waits_without_cpu_a_hang(monkeypatch):
+    sweep = _sweep()
+    monkeypatch.setattr(sweep, "WALL_KILL", 2)  # the wall-time guard: 2 s for a limit of 1 s
+    done = sweep.measured_run(["sleep", str(HANG_GUARD)], 1.0)
+    assert done["killed"] == "wall" and done["rc"] is None
+    assert sweep.killed_verdict(done, 1.0) == "HANG (wall > 2 s)"
+
+
+def test_the_sweep_stops_a_run_at_twice_its_cpu_limit(monkeypatch):
+    sweep = _sweep()
+    monkeypatch.setattr(sweep, "WALL_KILL", HANG_GUARD)  # only the CPU limit can stop it
+    done = sweep.measured_run([sys.executable, "-c", "while True: pass"], 1.0)
+    assert done["killed"] == "cpu" and done["cpu"] >= sweep.CPU_KILL * 1.0 - 1
+    assert sweep.killed_verdict(done, 1.0) == "TIMEOUT (CPU > 2 s)"
+
+
+def test_the_sweep_reads_a_run_that_ends_whole():
+    done = _sweep().measured_run([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); "
+                                                        "sys.exit(3)"], 60.0)
+    assert (done["rc"], done["stdout"], done["stderr"], done["killed"]) == (3, "out\n", "err\n", None)
+    assert 0 < done["cpu"] < 60

@@ -23,9 +23,16 @@ def memory_needed(compiled) -> int:
     """About the peak memory of ``check``: arrays of n entries for the largest head.
     Patterns are analysed one at a time (the counts keep each one's totals, not its rows),
     so the peak is one pattern and the union of its head (twice the one-pattern figure),
-    plus the arrays the conditions hold for each further distinct layer of that head."""
+    plus the arrays the conditions hold for each further distinct layer of that head. Only a lower
+    bound (an AtLeast) for a pattern holding a grid: the keys a grid lists come on top."""
+    from ..grid import Grid
+    from ..layout import holds
+    from ..reference import AtLeast
+
     layers = max((len({layer[h] for layer in compiled.patterns}) for h in range(compiled.heads)), default=1)
-    return compiled.n * (2 * BYTES_PER_TOKEN + BYTES_PER_LAYER_TOKEN * max(0, layers - 1))
+    needed = compiled.n * (2 * BYTES_PER_TOKEN + BYTES_PER_LAYER_TOKEN * max(0, layers - 1))
+    grids = any(holds(pattern, Grid) for pattern in {p for layer in compiled.patterns for p in layer})
+    return AtLeast(needed) if grids else needed
 
 
 CHECK_PAIRS = 1 << 30  # pairs check evaluates one by one (bernoulli's hash: about a minute of CPU)
@@ -55,14 +62,16 @@ def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
 
     require_compiled(compiled, "check()")
     from ..errors import Diagnostic, SpatError
-    from ..reference import format_bytes, memory_budget
+    from ..reference import AtLeast, format_bytes, memory_budget
 
     needed = memory_needed(compiled)
     allowed = max(CHECK_MEMORY, memory_budget(compiled.memory_budget))
     if needed > allowed:
+        lower = isinstance(needed, AtLeast)
         raise SpatError(Diagnostic(
-            f"check at n = {compiled.n:,} needs about {format_bytes(needed)} "
-            f"(arrays of n entries for its largest head), over the memory budget of {format_bytes(allowed)}",
+            f"check at n = {compiled.n:,} needs {'at least' if lower else 'about'} {format_bytes(needed)} "
+            f"(arrays of n entries for its largest head{'; the keys its grids list come on top' if lower else ''}), "
+            f"over the memory budget of {format_bytes(allowed)}",
             help="raise it with --memory-budget (or PATTERNDSL_MEMORY_BUDGET), or check a smaller n"))
     pairs, example = pair_by_pair_work(compiled)
     if pairs > CHECK_PAIRS:
