@@ -49,6 +49,27 @@ FLAGS = {"file": "FILE", "n": "--n", "m": "--m", "memory_budget": "--memory-budg
          "width": "--width", "grid": "--grid", "budget": "--budget"}
 
 
+class Once(argparse.Action):
+    """Store an option's value (or True, for a flag), refusing it a second time: the value
+    given first would do nothing (argparse keeps the last one, silently)."""
+
+    def __init__(self, option_strings, dest, flag=False, **kwargs):
+        if flag:
+            kwargs.update(nargs=0, const=True, default=False)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if self.dest in vars(namespace).setdefault("given_options", set()):
+            parser.error(f"{option_string} given twice: give it once")
+        namespace.given_options.add(self.dest)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+class OnceFlag(Once):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, flag=True, **kwargs)
+
+
 def refuse_unused(args, names, why: str) -> None:
     """A usage error naming those of ``names`` that were given, where they would do nothing
     (``why``): an option given is used, never silently ignored (so options that have a
@@ -130,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name, help, many=False, optional=False):
         sub = commands.add_parser(name, help=help, description=help)
+        sub.register("action", None, Once)  # an option given twice is refused, not overwritten
+        sub.register("action", "store_true", OnceFlag)
         if many:
             sub.add_argument("files", nargs="+", metavar="FILE", type=_path, help=".spat files, or - for standard input")
         else:

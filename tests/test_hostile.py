@@ -213,6 +213,14 @@ CLI_CASES = {
     "width without png": (["show", "p.spat", "--n", "16", "--width", "40"], 0, ""),
     "block size with png": (["show", "p.spat", "--n", "64", "--png", "b.png", "--block-size", "16"], 0, "wrote b.png"),
     "list-targets alone": (["compile", "--list-targets"], 0, ""),
+    # an option given twice: argparse kept the last value, the first did nothing
+    "n given twice": (["layout", "p.spat", "--n", "16", "--n", "32"], 2, "--n given twice: give it once"),
+    "target given twice": (["compile", "p.spat", "--n", "16", "--target", "flex", "--target=triton", "-o", "m.py"],
+                           2, "--target given twice: give it once"),
+    "a flag given twice": (["layout", "p.spat", "--n", "16", "--grid", "--grid"], 2, "--grid given twice"),
+    "an output given twice": (["mask", "p.spat", "--n", "16", "-o", "a.npy", "--output", "b.npy"], 2,
+                              "--output given twice: give it once"),
+    "fmt check and write": (["fmt", "--check", "--write", "p.spat"], 2, "not allowed with argument --check"),
     # check without --n
     "check an unknown name without n": (["check", "unknown.spat"], 1, "unknown primitive or function 'foo'"),
     "check mutual recursion without n": (["check", "recursive.spat"], 1, "recursive def: a → b → a"),
