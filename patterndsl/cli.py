@@ -487,7 +487,8 @@ DEFAULT_VERIFY_BUDGET = 1 << 31  # patterndsl.verify.DEFAULT_BUDGET, without imp
 def run_check(args) -> int:
     import json
 
-    from .analysis.check import all_hold, check, render
+    from .analysis.check import CHECK_MEMORY, all_hold, check, render
+    from .reference import format_bytes
 
     source = _read(args.file)
     if args.n is None:
@@ -518,6 +519,9 @@ def run_check(args) -> int:
         report = check_report(compiled)
         print(json.dumps(report, indent=1)) if args.json else sys.stdout.write(render_report(report, source.name))
         return EXIT_OK
+    if args.memory_budget is not None and args.memory_budget <= CHECK_MEMORY:
+        raise UsageError(f"--memory-budget {format_bytes(args.memory_budget)} does nothing for check: it always "
+                         f"allows itself {format_bytes(CHECK_MEMORY)}; a budget above that raises it")
     report, cert = check(compiled, budget_seconds=DEFAULT_CHECK_BUDGET if args.budget is None else args.budget)
     if args.certificate:
         text = json.dumps(cert, indent=1)

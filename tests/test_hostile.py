@@ -206,6 +206,10 @@ CLI_CASES = {
                                             "--m, --memory-budget do nothing without --n"),
     "check budget for a cross file": (["check", "cross.spat", "--n", "64", "--budget", "3"], 2,
                                       "--budget does nothing for a cross file (it bounds the searches for C1–C3"),
+    "check memory budget under its floor": (["check", "p.spat", "--n", "16", "--memory-budget", "1G"], 2,
+                                            "--memory-budget 1.0 GiB does nothing for check: it always allows itself "
+                                            "4.0 GiB; a budget above that raises it"),
+    "check memory budget over its floor": (["check", "p.spat", "--n", "16", "--memory-budget", "8G"], 0, ""),
     "check budget with n": (["check", "p.spat", "--n", "16", "--budget", "3"], 0, ""),
     "check json without n": (["check", "p.spat", "--json"], 0, ""),
     "emit ir of a cross file with m": (["compile", "crossm.spat", "--n", "64", "--m", "5", "--emit", "ir"], 0, ""),
