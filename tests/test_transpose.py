@@ -209,3 +209,34 @@ def test_a_transpose_is_no_larger_than_its_operand_at_2_26(source):
     assert turned.size() == plain.size()
     assert ir_weight(turned)[1] <= ir_weight(plain)[1] + 2 * identifiers(plain)
     assert len(str(turned)) <= len(str(plain)) + 12 * identifiers(plain)
+
+
+@pytest.mark.parametrize(("source", "n"), [
+    ("grid(96, 80) { transpose(natten(7, 5)) }", 96 * 80),
+    ("grid(48, 64, tile=(4, 8)) { transpose(sliding_tiles(3, 3)) }", 48 * 64),
+    ("grid(4, 20, 24) { transpose(natten3d(3, 5, 7)) }", 4 * 20 * 24),
+    ("grid(30, 40) { transpose(natten(31, 3)) }", 30 * 40 - 7),  # a kernel as long as its axis; cells cut off
+])
+def test_transposed_grid_keys_are_listed_from_boxes(source, n, monkeypatch):
+    """A transposed natten's rows hold more runs than a row formula keeps, so its keys are
+    listed: from the cells in a box around each query (a few per row), not against every cell
+    (cells² pairs: show of a 1024 × 1024 grid ran for hours). Counted, not timed."""
+    from patterndsl.grid import GridTransposed
+
+    pattern = patterndsl.compile(source, n).pattern()
+    asked = []
+    rule = GridTransposed.rule
+
+    def counted(self, a, b):
+        asked.append(np.broadcast_shapes(*(np.shape(x) for x in (*a, *b))))
+        return rule(self, a, b)
+
+    monkeypatch.setattr(GridTransposed, "rule", counted)
+    keys = pattern.row_points(np.arange(n), n)
+    evaluated = sum(int(np.prod(shape)) for shape in asked)
+    assert evaluated <= 300 * n < n * n
+    listed = np.zeros((n, n), dtype=bool)
+    rows, slots = np.nonzero(keys >= 0)
+    listed[rows, keys[rows, slots]] = True
+    monkeypatch.undo()
+    assert (listed == dense_mask(pattern, n)).all()
