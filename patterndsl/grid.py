@@ -598,6 +598,23 @@ class GridTransposed(GridPrimitive):
     def rule(self, a, b):
         return self.operand.rule(b, a)
 
+    def box(self, coords):
+        """Per axis the key coordinates y whose operand box holds x: where those boxes move
+        monotonically along the axis (natten's, sliding tiles'), the y from the first box
+        ending at or after x to the last starting at or before it. Without it the keys of a
+        transposed natten were listed against every cell (cells² pairs: show of a 1024 × 1024
+        grid ran for hours, as its rows hold more runs than a row formula keeps)."""
+        if not isinstance(self.operand, _AxisRule):
+            return None
+        out = []
+        for axis, x in enumerate(coords):
+            span = self.operand.axis_box(axis, np.arange(self.dims[axis], dtype=np.int64))
+            if span is None or (np.diff(span[0]) < 0).any() or (np.diff(span[1]) < 0).any():
+                return None
+            x = np.asarray(x, dtype=np.int64)
+            out.append((np.searchsorted(span[1], x, side="left"), np.searchsorted(span[0], x, side="right") - 1))
+        return out
+
     @classmethod
     def row_bound(cls, args, n, ops):
         return RowBound(n, tight=False)

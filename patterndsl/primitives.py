@@ -1029,13 +1029,74 @@ class Summary(Primitive):
         return _cross(grid, np.arange(grid.num_q, dtype=np.int64), kb)
 
     def transposed(self, n):
-        """i mod b ≥ b − c: the rows at the end of every chunk of b (summary's row side)."""
-        first = (self.b - self.c - self.offset) % self.b  # the first row, or the rows at 0.. cut off
-        rows = [(lo, lo + self.c) for lo in range(first - self.b, n, self.b)]
-        return Rows(IndexSet.of(rows, n))
+        return SummaryRows(self)
 
     def simplify(self, n):
         return All() if self.b == self.c else self
+
+
+@dataclass(frozen=True)
+class SummaryRows(Primitive):
+    """`transpose(summary(b, c, offset=o))`: the rows i with (i + o) mod b ≥ b − c attend to
+    every key (summary's row side). One node of constant size at every n, where rows(R) held
+    ⌈n/b⌉ intervals (2^23 of them for summary(8, 2) at n = 2^26, which every command then
+    walked). Its methods are Summary's with the rows and the columns swapped."""
+
+    operand: Summary
+    name: ClassVar[str] = "transpose"
+
+    def __str__(self):
+        return f"transpose({self.operand})"
+
+    def reference_pair(self, i, j, n):
+        return self.operand.reference_pair(j, i, n)
+
+    def transposed(self, n):
+        return self.operand
+
+    def simplify(self, n):
+        inner = self.operand.simplify(n)
+        return self if inner == self.operand else inner.transposed(n)
+
+    def _held(self, i) -> np.ndarray:
+        b, c, o = self.operand.b, self.operand.c, self.operand.offset
+        return (np.asarray(i, dtype=np.int64) + o) % b >= b - c  # b and c are not distances: exact
+
+    def predicate(self, i, j, n):
+        return np.broadcast_to(self._held(i), (i.shape[0], j.shape[1]))
+
+    def pairs(self, i, j, n):
+        return self._held(i).reshape(-1)
+
+    def row_structure(self, n):
+        return R.RowResidues(self.operand.b, self.operand.c, self.operand.offset)
+
+    def source(self, q: str, k: str, n: int, backend) -> str:
+        return self.operand.source(k, q, n, backend)  # summary's predicate, read at the query
+
+    def index_sets(self):
+        """Its first rows (a few chunks' worth), for the analyses that probe singled-out rows."""
+        b, c, o = self.operand.b, self.operand.c, self.operand.offset
+        first = (b - c - o) % b
+        return (IndexSet.of([(lo, lo + c) for lo in range(first - b, first + 3 * b, b)], first + 3 * b),)
+
+    def _query_blocks(self, grid) -> np.ndarray:
+        qb = np.arange(grid.num_q, dtype=np.int64)
+        r0, r1 = grid.rows(qb)
+        return qb[self.operand._keys_below(r1 + 1) > self.operand._keys_below(r0)]
+
+    def block_counts(self, grid, qb, kb):
+        (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        return (self.operand._keys_below(r1 + 1) - self.operand._keys_below(r0)) * (c1 - c0 + 1)
+
+    def block_states(self, grid, qb, kb):
+        return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
+
+    def block_candidates(self, grid):
+        return _cross(grid, self._query_blocks(grid), np.arange(grid.num_k, dtype=np.int64))
+
+    def block_estimate(self, grid):
+        return self._query_blocks(grid).size * grid.num_k
 
 
 class _IndexPrimitive(Primitive):

@@ -6,7 +6,8 @@ atom describes, for a batch of query rows, a set of keys exactly:
 
   * interval atoms — one half-open interval [lo_i, hi_i) ⊆ [0, n) per row:
     `Span` (the same interval in every row), `Band` (i − left ≤ j ≤ i + right),
-    `Blocks` (the chunk of b holding i), `RowSet` (all keys if i ∈ R, else none);
+    `Blocks` (the chunk of b holding i), `RowSet` (all keys if i ∈ R, else none),
+    `RowResidues` (all keys if (i + o) mod b ≥ b − c, else none);
   * periodic atoms — j with (j − a_i) mod m < c: `Residue` (j ≡ i mod s) and
     `ColumnResidues` (j mod b ≥ b − c, a row-independent progression);
   * point atoms — an explicit, small list of distinct keys per row (`Points`,
@@ -104,6 +105,21 @@ class RowSet(Atom):
 
     def bounds(self, rows, n):
         return np.zeros(rows.shape, dtype=np.int64), np.where(index_member(self.indices, rows), n, 0).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class RowResidues(Atom):
+    """All keys in the rows i with (i + offset) mod b ≥ b − c, none elsewhere (`transpose` of
+    `summary`: a RowSet of ⌈n/b⌉ intervals, in constant size)."""
+
+    b: int
+    c: int
+    offset: int = 0
+    kind: ClassVar[str] = "interval"
+
+    def bounds(self, rows, n):
+        held = (np.asarray(rows, dtype=np.int64) + self.offset) % self.b >= self.b - self.c
+        return np.zeros(held.shape, dtype=np.int64), np.where(held, n, 0).astype(np.int64)
 
 
 @dataclass(frozen=True)
