@@ -1,0 +1,70 @@
+"""The block-size search's sampled trials read the sampled rows' keys as intervals
+(patterndsl.layout._strips_touched), not every key block of each sampled strip: the same
+blocks and pairs, in work proportional to the intervals (issue 10: `compile --target flex`
+of window(2) at 2^26 stated 4 million key blocks per strip, 64 million per trial)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import patterndsl
+from patterndsl import layout as L
+from patterndsl import strategies as S
+from patterndsl.analysis.counts import row_degrees
+from patterndsl.reference import dense_mask
+
+
+def _strips(grid, picks):
+    qs = np.unique(np.asarray(picks, dtype=np.int64) % grid.num_q)
+    r0, r1 = grid.rows(qs)
+    return qs, r0, r1, np.concatenate([np.arange(a, b + 1, dtype=np.int64) for a, b in zip(r0, r1)])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(S.pattern_sources(max_depth=3), st.integers(1, 600), st.sampled_from([1, 3, 16, 32]),
+       st.lists(st.integers(0, 1 << 20), min_size=1, max_size=6))
+def test_intervals_give_the_stated_blocks(source, n, size, picks):
+    pattern = patterndsl.compile(source, n).pattern()
+    grid = L.BlockGrid(n, size, size)
+    qs, r0, r1, rows = _strips(grid, picks)
+    got = L._strips_touched(pattern, grid, r0, r1, rows)
+    assume(got is not None)
+    want = L._strips_touched_by_states(pattern, L.BlockGrid(n, size, size), qs, rows, L._point_nodes(pattern))
+    assert got == want
+    # and the stated blocks are the dense reference's (the specification)
+    mask = np.zeros((qs.size * size, grid.num_k * size), dtype=bool)
+    dense = dense_mask(pattern, n)
+    for k, (a, b) in enumerate(zip(r0, r1)):
+        mask[k * size:k * size + b - a + 1, :n] = dense[a:b + 1]
+    blocks = mask.reshape(qs.size, size, grid.num_k, size).any(axis=(1, 3))
+    heights, widths = r1 - r0 + 1, np.minimum(n - np.arange(grid.num_k) * size, size)
+    assert got == (int(blocks.sum()), int((blocks * heights[:, None] * widths[None, :]).sum()))
+
+
+def test_a_huge_band_trial_reads_rows_not_blocks(monkeypatch):
+    """window(2) at 2^26: every size's trial from its sampled rows' intervals; none states a
+    strip's 4 million key blocks, and the estimate is the band's 3 blocks a row."""
+    n = 1 << 26
+    pattern = patterndsl.compile("window(2)", n).pattern()
+    monkeypatch.setattr(L, "_strips_touched_by_states", lambda *a: pytest.fail("stated every key block"))
+    for size in (16, 64, 256):
+        got = L.estimate_trial(pattern, n, size, 5 * n - 6)
+        assert got.num_blocks == pytest.approx(3 * (n // size) - 2, rel=0.05)
+        assert got.computed == pytest.approx((3 * (n // size) - 2) * size * size, rel=0.05)
+
+
+def test_too_many_intervals_fall_back_to_the_blocks(monkeypatch):
+    """A trial whose rows hold more intervals than the bound states the blocks instead, with the
+    same answer as a layout built in full (every strip sampled)."""
+    n = 3000
+    monkeypatch.setattr(L, "_MAX_TRIAL_INTERVALS", 8)
+    pattern = patterndsl.compile("stride(7) | window(3)", n).pattern()
+    called = []
+    original = L._strips_touched_by_states
+    monkeypatch.setattr(L, "_strips_touched_by_states", lambda *a: called.append(1) or original(*a))
+    got = L.estimate_trial(pattern, n, 16, int(row_degrees(pattern, n).sum()))
+    want = L.block_layout(pattern, n, 16, 16)
+    assert called and got.exact
+    assert (got.num_blocks, got.computed) == (want.num_blocks, want.computed_pairs())
