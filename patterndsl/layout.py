@@ -148,10 +148,21 @@ class BlockLayout:
         return rows, cols
 
     def computed_pairs(self) -> int:
-        """In-bounds pairs inside the computed blocks: the work of a block-sparse kernel."""
-        qb, kb, _ = self.blocks()
-        rows, cols = self.block_extent(qb, kb)
-        return int(np.sum(rows * cols, dtype=np.int64))
+        """In-bounds pairs inside the computed blocks: the work of a block-sparse kernel. In
+        closed form from the block counts (every block is block_q × block_k but those of the
+        last query-block row and key-block column), not a pass over the blocks: summary(),
+        efficiency() and the warnings ask it several times (12 million blocks at 2^26)."""
+        num_q, num_k = self.num_q_blocks, self.num_k_blocks
+        if num_q == 0 or num_k == 0:
+            return 0
+        lists = ((self.partial_ptr, self.partial_idx), (self.full_ptr, self.full_idx))
+        last_row = sum(int(ptr[-1]) - int(ptr[-2]) for ptr, _ in lists)
+        last_col = sum(int(ptr[-1]) - int(ptr[-2]) for ptr in (self.t_partial_ptr, self.t_full_ptr))
+        corner = sum(int(ptr[-1]) > int(ptr[-2]) and int(idx[int(ptr[-1]) - 1]) == num_k - 1 for ptr, idx in lists)
+        rows, cols = (int(x) for x in self.block_extent(num_q - 1, num_k - 1))
+        q, k = self.block_q, self.block_k
+        return (q * k * (self.num_blocks - last_row - last_col + corner) + rows * k * (last_row - corner)
+                + q * cols * (last_col - corner) + rows * cols * corner)
 
     def efficiency(self) -> float:
         """The fraction of computed pairs that are real connections (1.0 when nothing is computed)."""

@@ -1128,7 +1128,9 @@ class Global(_IndexPrimitive):
         return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
 
     def block_candidates(self, grid):
-        return np.union1d(Rows(self.indices).block_candidates(grid), Cols(self.indices).block_candidates(grid))
+        # by sorting: np.union1d hashes, and block codes collide (patterndsl/arrays.py)
+        return unique_sorted(np.concatenate([Rows(self.indices).block_candidates(grid),
+                                             Cols(self.indices).block_candidates(grid)]))
 
     def block_estimate(self, grid):
         return Rows(self.indices).block_estimate(grid) + Cols(self.indices).block_estimate(grid)

@@ -68,3 +68,25 @@ def test_too_many_intervals_fall_back_to_the_blocks(monkeypatch):
     want = L.block_layout(pattern, n, 16, 16)
     assert called and got.exact
     assert (got.num_blocks, got.computed) == (want.num_blocks, want.computed_pairs())
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(S.pattern_sources(max_depth=3), st.integers(1, 300), st.integers(1, 40), st.integers(1, 40),
+       st.integers(0, 300), st.integers(0, 300))
+def test_computed_pairs_in_closed_form_are_the_blocks_areas(source, n, block_q, block_k, offset, length):
+    """BlockLayout.computed_pairs from the block counts equals the sum of every computed block's
+    in-bounds area read off the dense reference, for whole layouts and layouts of some rows."""
+    pattern = patterndsl.compile(source, n).pattern()
+    offset, length = offset % n, 1 + length % n
+    length = min(length, n - offset)
+    mask = dense_mask(pattern, n)
+    for q0, m in ((0, n), (offset, length)):
+        layout = L.block_layout(pattern, n, block_q, block_k, q_offset=q0, q_len=m)
+        rows = mask[q0:q0 + m]
+        num_q, num_k = -(-m // block_q), -(-n // block_k)
+        padded = np.zeros((num_q * block_q, num_k * block_k), dtype=bool)
+        padded[:m, :n] = rows
+        touched = padded.reshape(num_q, block_q, num_k, block_k).any(axis=(1, 3))
+        heights = np.minimum(m - np.arange(num_q) * block_q, block_q)
+        widths = np.minimum(n - np.arange(num_k) * block_k, block_k)
+        assert layout.computed_pairs() == int((touched * heights[:, None] * widths[None, :]).sum())
