@@ -90,3 +90,29 @@ def test_computed_pairs_in_closed_form_are_the_blocks_areas(source, n, block_q, 
         heights = np.minimum(m - np.arange(num_q) * block_q, block_q)
         widths = np.minimum(n - np.arange(num_k) * block_k, block_k)
         assert layout.computed_pairs() == int((touched * heights[:, None] * widths[None, :]).sum())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.integers(0, 200), st.integers(1, 400), st.sampled_from([1, 7, 16, 32]),
+       st.sampled_from([("", "window2d(1, 3) & causal"), (", order=morton", "natten(3, 3) - window2d(0, 1)"),
+                        ("", "chunk2d(2, 3) & causal"), (", order=morton", "stride2d(2, 3)")]))
+def test_a_listed_grid_lists_only_its_cells_rows(offset, extra, block, grid_and_operand):
+    """A grid whose operand has no box form lists its keys row by row (primitives.point_blocks):
+    only the rows of its cells, whatever n is, and its layout is still the dense reference's
+    (issue 10: strided_image's 64 × 64 grids at n = 2^26 listed all 2^26 rows, 78 CPU s)."""
+    from patterndsl.grid import Grid
+
+    n = offset + 48 + extra
+    options, operand = grid_and_operand
+    source = f"grid(6, 8, offset={offset}{options}) {{ {operand} }}"
+    pattern = patterndsl.compile(source, n).pattern()
+    assert isinstance(pattern, Grid) and pattern._counter() is None and pattern._split() is None
+    listed = []
+    original = Grid.row_points
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Grid, "row_points", lambda self, rows, n: listed.append(np.asarray(rows)) or original(self, rows, n))
+        layout = L.block_layout(pattern, n, block, block)
+    rows = np.concatenate(listed)
+    assert rows.min() >= offset // block * block and rows.max() < offset + 48
+    want = L.reference_layout(pattern, n, block, block)
+    assert layout.same_as(want)
