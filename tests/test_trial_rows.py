@@ -116,3 +116,21 @@ def test_a_listed_grid_lists_only_its_cells_rows(offset, extra, block, grid_and_
     assert rows.min() >= offset // block * block and rows.max() < offset + 48
     want = L.reference_layout(pattern, n, block, block)
     assert layout.same_as(want)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(S.pattern_sources(max_depth=3), st.integers(1, 200), st.lists(st.integers(0, 1 << 20), min_size=1, max_size=12))
+def test_row_keys_list_rows_in_order_and_exactly(source, n, picks):
+    """row_keys' intervals come row by row in order (its intersections read the rows still
+    holding keys off ``own`` by its changes, without sorting it again) and are the dense
+    reference's keys of each row."""
+    from patterndsl.analysis.rowsets import row_keys
+
+    pattern = patterndsl.compile(source, n).pattern()
+    rows = np.asarray(picks, dtype=np.int64) % n
+    keys = row_keys(pattern, rows, n)
+    assert (keys.own[1:] >= keys.own[:-1]).all()
+    got = np.zeros((rows.size, n), dtype=bool)
+    for own, lo, hi in zip(keys.own, keys.lo, keys.hi):
+        got[own, lo:hi] = True
+    assert np.array_equal(got, dense_mask(pattern, n)[rows])
