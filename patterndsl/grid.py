@@ -322,6 +322,10 @@ class Grid(Pattern):
     def row_point_count(self, n: int) -> int:
         return _grid_points(self, n).shape[1]
 
+    def point_rows(self, n: int) -> "tuple[int, int]":
+        """(first, last): only the rows first … last − 1 (the grid's cells) have keys."""
+        return min(self.offset, n), min(self.offset + self.cells, n)
+
     def row_points(self, rows, n):
         table = _grid_points(self, n)  # rows of the grid's existing cells only
         local = np.asarray(rows, dtype=np.int64) - self.offset
@@ -386,7 +390,9 @@ class Grid(Pattern):
         split = self._split()
         if split is not None:
             return split.block_estimate(grid)
-        return min(grid.num_blocks, grid.num_q * max(1, self.row_point_count(grid.n)))
+        first, last = self.point_rows(grid.n)
+        rows_with_keys = (last - 1) // grid.block_q - first // grid.block_q + 1 if last > first else 0
+        return min(grid.num_blocks, rows_with_keys * max(1, self.row_point_count(grid.n)))
 
     # candidate cells of a query: the box its neighbourhood bounds
 

@@ -407,7 +407,7 @@ class Blocked(Pattern):
         k = c[:, None, None] * per_k + np.arange(per_k)[None, None, :]
         q, k = (x.reshape(-1) for x in np.broadcast_arrays(q, k))
         keep = (q < grid.num_q) & (k < grid.num_k)
-        return np.unique(grid.codes(q[keep], k[keep]))
+        return unique_sorted(grid.codes(q[keep], k[keep]))  # not np.unique: block codes collide in its hash
 
     def block_estimate(self, grid):
         how, inner = self._aligned(grid)

@@ -148,10 +148,21 @@ class BlockLayout:
         return rows, cols
 
     def computed_pairs(self) -> int:
-        """In-bounds pairs inside the computed blocks: the work of a block-sparse kernel."""
-        qb, kb, _ = self.blocks()
-        rows, cols = self.block_extent(qb, kb)
-        return int(np.sum(rows * cols, dtype=np.int64))
+        """In-bounds pairs inside the computed blocks: the work of a block-sparse kernel. In
+        closed form from the block counts (every block is block_q × block_k but those of the
+        last query-block row and key-block column), not a pass over the blocks: summary(),
+        efficiency() and the warnings ask it several times (12 million blocks at 2^26)."""
+        num_q, num_k = self.num_q_blocks, self.num_k_blocks
+        if num_q == 0 or num_k == 0:
+            return 0
+        lists = ((self.partial_ptr, self.partial_idx), (self.full_ptr, self.full_idx))
+        last_row = sum(int(ptr[-1]) - int(ptr[-2]) for ptr, _ in lists)
+        last_col = sum(int(ptr[-1]) - int(ptr[-2]) for ptr in (self.t_partial_ptr, self.t_full_ptr))
+        corner = sum(int(ptr[-1]) > int(ptr[-2]) and int(idx[int(ptr[-1]) - 1]) == num_k - 1 for ptr, idx in lists)
+        rows, cols = (int(x) for x in self.block_extent(num_q - 1, num_k - 1))
+        q, k = self.block_q, self.block_k
+        return (q * k * (self.num_blocks - last_row - last_col + corner) + rows * k * (last_row - corner)
+                + q * cols * (last_col - corner) + rows * cols * corner)
 
     def efficiency(self) -> float:
         """The fraction of computed pairs that are real connections (1.0 when nothing is computed)."""
@@ -731,9 +742,10 @@ def _point_nodes(pattern) -> list:
 
 def estimate_trial(pattern, n: int, size: int, connections: int) -> TrialEstimate:
     """The block layout at ``size`` × ``size`` estimated without building it: the exact
-    states of the blocks of evenly spaced query-block rows (every key block of each), the
-    point-backed parts (random) drawing only those rows' keys, scaled to the whole grid.
-    The work is about _MAX_TRIAL_POINTS keys and a few rows of blocks, whatever n is."""
+    non-empty blocks of evenly spaced query-block rows (from those rows' keys as intervals,
+    else by stating every key block of each), the point-backed parts (random) drawing only
+    those rows' keys, scaled to the whole grid. The work is about _MAX_TRIAL_POINTS keys and
+    a few rows of blocks, whatever n is."""
     grid = BlockGrid(n, size, size)
     points = _point_nodes(pattern)
     # a row's work: its keys, and for random(…, avoid=P) the row of P it draws around
@@ -745,6 +757,53 @@ def estimate_trial(pattern, n: int, size: int, connections: int) -> TrialEstimat
     qs = np.unique(np.linspace(0, grid.num_q - 1, strips).round().astype(np.int64))
     r0, r1 = grid.rows(qs)
     rows = np.concatenate([np.arange(a, b + 1, dtype=np.int64) for a, b in zip(r0, r1)])
+    scale = n / rows.size  # the sampled strips are whole query-block rows: scale by the rows they stand for
+    # the intervals hold at least the point-backed parts' keys: past the bound, state the blocks
+    touched = _strips_touched(pattern, grid, r0, r1, rows) if per_row * rows.size <= _MAX_TRIAL_INTERVALS else None
+    if touched is None:
+        touched = _strips_touched_by_states(pattern, grid, qs, rows, points)
+    blocks, area = touched
+    return TrialEstimate(size, size, int(round(blocks * grid.num_q / qs.size)), int(round(area * scale)),
+                         connections, int(qs.size), grid.num_q)
+
+
+_MAX_TRIAL_INTERVALS = 1 << 21  # the sampled rows' keys are read as intervals up to about this many
+
+
+def _strips_touched(pattern, grid: BlockGrid, r0, r1, rows) -> "tuple[int, int] | None":
+    """(non-empty blocks, their pairs) of the query-block rows r0..r1 (inclusive, per strip;
+    ``rows`` all their rows), from the rows' keys as intervals (analysis/rowsets.py): a block
+    is non-empty exactly when some row of its strip has a key in its columns. O(intervals),
+    where stating every key block of a strip is O(n / block_k) per strip (window(2) at 2^26,
+    block 16: 4 million blocks a strip). None when the rows hold too many intervals."""
+    from .analysis.rowsets import TooManyIntervals, row_keys
+
+    try:
+        keys = row_keys(pattern, rows, grid.n, limit=_MAX_TRIAL_INTERVALS)
+    except TooManyIntervals:
+        return None
+    if keys.lo.size == 0:
+        return 0, 0
+    heights = r1 - r0 + 1
+    strip = np.repeat(np.arange(heights.size, dtype=np.int64), heights)[keys.own]
+    # each interval as the key blocks it meets, offset per strip so one sorted sweep merges them
+    offset = strip * (grid.num_k + 1)
+    first, last = keys.lo // grid.block_k + offset, (keys.hi - 1) // grid.block_k + offset
+    order = np.argsort(first, kind="stable")
+    first, last = first[order], np.maximum.accumulate(last[order])
+    starts = np.ones(first.size, dtype=bool)
+    starts[1:] = first[1:] > last[:-1] + 1
+    begin = np.flatnonzero(starts)
+    lo_block, hi_block = first[begin], last[np.append(begin[1:], first.size) - 1]
+    owner = lo_block // (grid.num_k + 1)
+    lo_block, hi_block = lo_block - owner * (grid.num_k + 1), hi_block - owner * (grid.num_k + 1)
+    columns = np.minimum((hi_block + 1) * grid.block_k, grid.n) - lo_block * grid.block_k
+    return int((hi_block - lo_block + 1).sum()), int((columns * heights[owner]).sum())
+
+
+def _strips_touched_by_states(pattern, grid: BlockGrid, qs, rows, points) -> "tuple[int, int]":
+    """`_strips_touched` by stating every key block of the query-block rows ``qs``."""
+    n = grid.n
     for node in points:  # the nodes' block counts, from the sampled rows only
         keys = node.row_points(rows, n)
         owner = np.broadcast_to(rows[:, None], keys.shape)
@@ -753,13 +812,8 @@ def estimate_trial(pattern, n: int, size: int, connections: int) -> TrialEstimat
             grid.codes(owner[held] // grid.block_q, keys[held] // grid.block_k), return_counts=True)
     qb = np.repeat(qs, grid.num_k)
     kb = np.tile(np.arange(grid.num_k, dtype=np.int64), qs.size)
-    states = pattern.block_states(grid, qb, kb)
-    touched = states != EMPTY
-    area = int(grid.area(qb[touched], kb[touched]).sum())
-    # the sampled strips are whole query-block rows: scale by the rows they stand for
-    scale = n / rows.size
-    return TrialEstimate(size, size, int(round(int(touched.sum()) * grid.num_q / qs.size)),
-                         int(round(area * scale)), connections, int(qs.size), grid.num_q)
+    touched = pattern.block_states(grid, qb, kb) != EMPTY
+    return int(touched.sum()), int(grid.area(qb[touched], kb[touched]).sum())
 
 
 def _trial_is_large(pattern, n: int, size: int) -> bool:

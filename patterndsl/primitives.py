@@ -1189,7 +1189,9 @@ class Global(_IndexPrimitive):
         return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
 
     def block_candidates(self, grid):
-        return np.union1d(Rows(self.indices).block_candidates(grid), Cols(self.indices).block_candidates(grid))
+        # by sorting: np.union1d hashes, and block codes collide (patterndsl/arrays.py)
+        return unique_sorted(np.concatenate([Rows(self.indices).block_candidates(grid),
+                                             Cols(self.indices).block_candidates(grid)]))
 
     def block_estimate(self, grid):
         return Rows(self.indices).block_estimate(grid) + Cols(self.indices).block_estimate(grid)
@@ -1668,14 +1670,17 @@ def _inverted_points(operand, n: int) -> np.ndarray:
 def point_blocks(node, grid):
     """(codes, counts): the blocks holding the pairs of a points-backed node (its
     `row_points`) and how many each, all rows listed once, in row chunks of whole
-    query blocks (so the codes are unique). Shared by the grids (patterndsl/grid.py)."""
+    query blocks (so the codes are unique). Shared by the grids (patterndsl/grid.py). A node
+    with `point_rows(n)` (first, last) has keys in the rows first … last − 1 only: just those
+    are listed (a 64 × 64 grid at n = 2^26 listed 2^26 rows of 64 slots, 32 GB of −1)."""
     key = ("point blocks", node)
     if key not in grid.memo:
         codes, counts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
         step = max(1, (1 << 22) // max(1, node.row_point_count(grid.n)))
         step = max(grid.block_q, step // grid.block_q * grid.block_q)
-        for start in range(0, grid.n, step):
-            rows = np.arange(start, min(grid.n, start + step), dtype=np.int64)
+        first, last = node.point_rows(grid.n) if hasattr(node, "point_rows") else (0, grid.n)
+        for start in range(first // grid.block_q * grid.block_q, last, step):
+            rows = np.arange(start, min(last, start + step), dtype=np.int64)
             keys = node.row_points(rows, grid.n)
             owner = np.broadcast_to(rows[:, None], keys.shape)
             held = keys >= 0

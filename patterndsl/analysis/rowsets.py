@@ -239,7 +239,7 @@ def _meet(node, rows, n: int, walk) -> RowKeys:
         steps = sorted(((p, False) for p in node.parts), key=lambda step: _lists_points(step[0]))
     out = None
     for part, removed in steps:
-        alive = np.arange(m, dtype=np.int64) if out is None else np.unique(out.own)
+        alive = np.arange(m, dtype=np.int64) if out is None else _distinct_rows(out)
         if alive.size == 0:
             return out
         keys = walk(part, rows[alive])
@@ -248,6 +248,15 @@ def _meet(node, rows, n: int, walk) -> RowKeys:
             keys = _combine([keys], m, n, "none")
         out = keys if out is None else _combine([out, keys], m, n, "all")
     return out
+
+
+def _distinct_rows(keys: RowKeys) -> np.ndarray:
+    """The rows holding intervals: ``own`` is sorted, so its distinct values are where it
+    changes (np.unique sorted it again: 13% of `check` of logsparse & causal at 2^20)."""
+    own = keys.own
+    first = np.ones(own.size, dtype=bool)
+    first[1:] = own[1:] != own[:-1]
+    return own[first]
 
 
 def _lists_points(node) -> bool:
