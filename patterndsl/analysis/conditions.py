@@ -78,7 +78,7 @@ from .counts import row_degrees
 from .graph import TooLarge, UnionGraph, tree_depths
 from .rowsets import TooManyIntervals
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
-from .structural_deciders import budget_clock, depth_by_cover, exact_depth, find_path
+from .structural_deciders import budget_clock, depth_by_cover, exact_depth, find_path, repair, split_refutation
 
 FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
@@ -597,7 +597,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
         graph = graph or _union_graph(patterns, n)
         if graph is not None:
             c2 = _component_refutations(graph, n)[0]
-    if c2 is None and (refutation := counting_refutation(patterns, n)) is not None:
+    if c2 is None and (refutation := (counting_refutation(patterns, n)
+                                      or split_refutation(patterns, n, hub_tokens(patterns, n)))) is not None:
         c2 = {"holds": False, "refutation": refutation}
     if c2 is None and n <= SEARCH_N and deadline is not None:
         c2 = _searched_path(patterns, n, deadline)
@@ -630,18 +631,25 @@ def _searched_path(patterns, n, deadline):
     union = np.zeros((n, n), dtype=bool)
     for P in patterns:
         union |= _dense(P, n)
-    path = _greedy_path(union, min(deadline, budget_clock() + 0.5))
+    path = _greedy_path(union, budget_clock() + 0.5)  # its own slice: the union above may have used the budget
     if path is None:
         path = _hamiltonian_dfs(union, min(deadline, budget_clock() + 0.5))
     return {"holds": True, "witness": {"runs": as_runs(np.array(path, dtype=np.int64))}} if path is not None else None
 
 
-def _greedy_path(union: np.ndarray, deadline: float):
+def _greedy_path(union: np.ndarray, deadline: float, starts: int = 4, max_left: int = 64):
     """Warnsdorff's rule without backtracking, from a few starts: next comes the unused
-    token attending the current one that the fewest tokens attend. O(n²) per start."""
+    token attending the current one that the fewest tokens attend. O(n²) per start. A
+    walk stuck with at most ``max_left`` tokens unused gets them appended and its
+    unattended steps mended (structural_deciders.repair: tokens moved into the gaps),
+    which finishes dense random digraphs, where the walk's last steps run dry."""
     n = union.shape[0]
     attended_by = union.sum(axis=0) - union.diagonal()  # how many rows attend each token
-    for start in np.argsort(attended_by, kind="stable")[:4]:
+
+    def has(i, j):
+        return union[i, j]
+
+    for start in np.argsort(attended_by, kind="stable")[:starts]:
         unused = np.ones(n, dtype=bool)
         path = [int(start)]
         unused[start] = False
@@ -654,6 +662,11 @@ def _greedy_path(union: np.ndarray, deadline: float):
             unused[nxt] = False
         if len(path) == n:
             return path
+        if n - len(path) <= max_left and budget_clock() <= deadline:
+            g = repair(None, n, None, path + np.flatnonzero(unused).tolist(), max_bad=2 * max_left,
+                       deadline=deadline, has=has)
+            if g is not None:
+                return g.tolist()
     return None
 
 
@@ -779,7 +792,8 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
                 found = find_path(patterns, n, pair_values, hub_tokens(patterns, n),
                                   max(deadline, budget_clock() + 0.3))
                 path = found.tolist() if found is not None else None
-            refutation = counting_refutation(patterns, n) if path is None else None
+            refutation = (counting_refutation(patterns, n) or split_refutation(patterns, n, hub_tokens(patterns, n))
+                          if path is None else None)
             c2 = ({"holds": True, "witness": path} if path is not None else
                   {"holds": False, "refutation": refutation} if refutation is not None else
                   {"holds": None, "reason": "undecided within budget"})
