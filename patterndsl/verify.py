@@ -21,7 +21,9 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
             {"holds": true, "witness": "identity" | "reversed" | [γ(0), …, γ(n−1)]
                                        | {"runs": [[start, stop, step], …]}}
           | {"holds": false, "refutation": {"kind": "two_start_sets" | "two_end_sets",
-                                            "sets": [ranges, ranges]} | {"kind": "exhaustive"}}
+                                            "sets": [ranges, ranges]}
+                                         | {"kind": "split", "removed": ranges, "pieces": [ranges, …]}
+                                         | {"kind": "exhaustive"}}
           | {"holds": null, "reason": str},
         "finite_depth":
             {"holds": false, "unreachable": [i, j], "evidence": {"closed": ranges}}
@@ -53,6 +55,11 @@ it is re-checked:
     each token's successor on the path lies in others; few_predecessors: every token's
     keys but itself lie in others, so each token's predecessor does; either way the
     tokens but one need distinct others: |others| < |tokens| − 1 refutes a path.
+    split {"removed": ranges K, "pieces": [ranges, …] (|K| + 1 of them)}: the pieces and the
+    tokens outside K and every piece (a further, non-empty piece) partition the tokens
+    outside K, and no row outside K attends a token outside K of another piece (in any
+    layer). A path minus K leaves at most |K| + 1 runs of consecutive tokens, each inside
+    one piece (consecutive tokens are joined by an edge): |K| + 2 pieces refute a path.
     exhaustive: only for n ≤ 12, where this module searches every path itself.
   * closed: a set R whose rows attend only inside R, i ∈ R, j ∉ R: j ∉ S^t_i for all t.
   * recursion_cycles [t0, t1]: t0 < t1, t0 ≡ t1 (mod p), S^{t0} = S^{t1} and no S^t
@@ -1006,6 +1013,8 @@ def _check_hamiltonian(ch: _Claims, h, claim) -> str | None:
         elif ch.attends_into(h, X, rows_of=~Y):
             return "a row outside the others attends into the tokens"
         return None
+    if kind == "split":
+        return _check_split(ch, h, ref)
     if kind == "exhaustive":
         if n > EXHAUSTIVE_N:
             return f"an exhaustive refutation is accepted only for n ≤ {EXHAUSTIVE_N}"
@@ -1014,6 +1023,46 @@ def _check_hamiltonian(ch: _Claims, h, claim) -> str | None:
             return "a Hamiltonian path exists"
         return None
     return "unknown refutation"
+
+
+def _check_split(ch: _Claims, h, ref) -> str | None:
+    """The "split" refutation (module docstring): each row outside K, interval by interval,
+    holds only tokens of K and of its own piece — the tokens of its piece inside
+    [lo, hi) counted by binary search over the tokens sorted by (piece, position)."""
+    n = ch.n
+    pieces = ref.get("pieces")
+    if not isinstance(pieces, list) or set(ref) != {"kind", "removed", "pieces"}:
+        return "a split needs exactly removed and pieces"
+    try:
+        removed = _members(ref.get("removed"), n)
+        sets = [_members(r, n) for r in pieces]
+    except ValueError as exc:
+        return str(exc)
+    if len(sets) != int(removed.sum()) + 1:
+        return "a split lists one piece more than the tokens removed"
+    label = np.zeros(n, dtype=np.int64)  # 0: the further piece
+    label[removed] = -1
+    for q, x in enumerate(sets, start=1):
+        if not x.any():
+            return "an empty piece"
+        if (label[x] != 0).any():
+            return "the pieces overlap each other or the removed tokens"
+        label[x] = q
+    if not (label == 0).any():
+        return "the further piece (outside the removed tokens and the pieces) is empty"
+    kept = label >= 0
+    outside = np.concatenate([[0], np.cumsum(kept)])
+    tokens = np.flatnonzero(kept)
+    order = np.sort(label[tokens] * (n + 1) + tokens)  # (piece, position), as one key
+    ch.meter.add(n)
+    for k in range(ch.p):
+        for rows in _batches(tokens):
+            ks = ch.rows(k, h, rows)
+            mine = label[rows[ks.own]] * (n + 1)
+            same = np.searchsorted(order, mine + ks.hi) - np.searchsorted(order, mine + ks.lo)
+            if ((outside[ks.hi] - outside[ks.lo]) != same).any():
+                return "a row attends a token of another piece"
+    return None
 
 
 def _check_unreachable(ch: _Claims, h, claim, ev) -> str | None:

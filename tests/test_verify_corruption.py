@@ -27,7 +27,7 @@ from patterndsl.analysis.conditions import certificate, check_conditions
 from patterndsl.analysis.counts import connection_counts
 from patterndsl.verify import verify_report
 
-KINDS_C2 = ("two_start_sets", "two_end_sets", "few_successors", "few_predecessors", "exhaustive")
+KINDS_C2 = ("two_start_sets", "two_end_sets", "few_successors", "few_predecessors", "exhaustive", "split")
 
 
 # ---- the oracle: dense masks -----------------------------------------------------------------
@@ -347,6 +347,8 @@ def path_problem(D, claim):
         return None
     if kind == "exhaustive":
         return None if truth is False else "exhaustive above n = 12"
+    if kind == "split":
+        return split_problem(D, ref)  # (in the block of split cases at the end)
     return "unknown refutation"
 
 
@@ -592,3 +594,75 @@ def test_every_lower_bound_piece_is_checked():
     fd["evidence"]["missing_before"] = [0, 5]  # row 0 is full in layer 0: S^1_0 holds 5
     assert certificate_problem(compiled, cert) is not None
     assert verify_report(compiled, cert)["failures"]
+
+
+# ---- the "split" refutation of C2 (branch refute11) ---------------------------------------------
+
+
+def split_problem(D, ref):
+    """Why a "split" refutation is invalid, on the dense union, or None: K and |K| + 1 listed
+    pieces, disjoint and non-empty, a non-empty further piece, and no edge of U between
+    tokens outside K of different pieces."""
+    n = D.n
+    if set(ref) != {"kind", "removed", "pieces"} or not isinstance(ref.get("pieces"), list):
+        return "malformed split"
+    K = _members(ref["removed"], n)
+    pieces = [_members(r, n) for r in ref["pieces"]]
+    if K is None or any(x is None for x in pieces) or len(pieces) != K.sum() + 1:
+        return "malformed split"
+    label = np.where(K, -1, 0)
+    for q, x in enumerate(pieces, start=1):
+        if not x.any() or (label[x] != 0).any():
+            return "a piece is empty or overlaps"
+        label[x] = q
+    if not (label == 0).any():
+        return "no further piece"
+    i, j = np.nonzero(D.U)
+    cross = (label[i] >= 0) & (label[j] >= 0) & (label[i] != label[j])
+    return "an edge joins two pieces" if cross.any() else None
+
+
+SPLIT_CASES = [
+    ("chunk(3) | global(n - 1..n)", 10),   # structural: split (dense: exhaustive at n ≤ 12)
+    ("chunk(3) | global(n - 1..n)", 14),   # dense and structural: split
+    ("chunk(4) | global(0..2)", 20),
+    ("layers {\nchunk(2)\ncols(0) | rows(0)\n}", 13),
+]
+
+
+@pytest.mark.parametrize("source, n", SPLIT_CASES)
+@pytest.mark.parametrize("large_path", [False, True])
+def test_split_certificates_resist_corruption(monkeypatch, source, n, large_path):
+    if large_path:
+        monkeypatch.setattr(C, "DENSE_N", 0)
+        monkeypatch.setattr(C, "SEARCH_N", 0)
+    compiled = patterndsl.compile(source, n)
+    cert = make_certificate(compiled)
+    if large_path or n > 12:
+        assert cert["conditions"][0]["hamiltonian_path"]["refutation"]["kind"] == "split"
+    assert assert_no_false_claim_accepted(compiled, cert) > 0
+
+
+def test_split_refuses_a_false_partition():
+    """Hand-made splits of chunk(3) | global(n − 1..n) at n = 14 that are false: a piece cut
+    across a chunk, the hub left in, one piece too few; and window(1) (which has a path)
+    cut into singletons around one removed token."""
+    compiled = patterndsl.compile("chunk(3) | global(n - 1..n)", 14)
+    cert = make_certificate(compiled)
+    good = cert["conditions"][0]["hamiltonian_path"]["refutation"]
+    assert verify_report(compiled, cert)["failures"] == []
+    bad = [
+        {"kind": "split", "removed": [[13, 14]], "pieces": [[[0, 2]], [[3, 6]]]},   # 0..1 cut from 2
+        {"kind": "split", "removed": [], "pieces": [[[0, 3]]]},                    # the hub joins all
+        {"kind": "split", "removed": [[13, 14]], "pieces": [[[0, 3]]]},            # one piece too few
+        {**good, "removed": [[12, 14]]},                                           # a piece overlaps K
+    ]
+    for ref in bad:
+        c = copy.deepcopy(cert)
+        c["conditions"][0]["hamiltonian_path"]["refutation"] = ref
+        assert verify_report(compiled, c)["failures"], ref
+    window = patterndsl.compile("window(1)", 6)
+    c = make_certificate(window)
+    c["conditions"][0]["hamiltonian_path"] = {
+        "holds": False, "refutation": {"kind": "split", "removed": [[2, 3]], "pieces": [[[0, 1]], [[1, 2]]]}}
+    assert verify_report(window, c)["failures"]
