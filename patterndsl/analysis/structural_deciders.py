@@ -652,7 +652,7 @@ def split_refutation(patterns, n, hubs=(), deadline=None) -> "dict | None":
     if hubs:
         options.append(tuple(sorted(set(hubs))))
     top = _degree_hubs(patterns, n)
-    options += [tuple(sorted(set(top[:c]))) for c in (1, 2, 4, 8, 16) if c <= len(top)]
+    options += [tuple(sorted(set(top[:c]))) for c in sorted({min(c, len(top)) for c in (1, 2, 4, 8, 16)}) if c]
     for K in options:
         if K in tried or (deadline is not None and budget_clock() > deadline):
             continue
