@@ -37,6 +37,7 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
                           "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
                           "missing_first": [i, j], "missing_before": [i, j],
                           "cover": {"step": t, "tokens": [h, …]}, "union_cover": {"step": t, "tokens": [h, …]},
+                          "common_cover": {"step": t, "tokens": ranges},
                           "missing_each": [[i, j] per step < lo]}}
           | {"holds": null, "s_bounds": [lo, null], "evidence": {...}, "reason": str}}],
      "counts": optional {"per_layer": [[count of layer k, head h]], "union": [per head]}}
@@ -91,6 +92,9 @@ it is re-checked:
     H that i attends have S^{t−1} (recomputed for each token alone, without assuming C1)
     whose union is [n]: S^t_i ⊇ that union, so s ≤ t. Each row's attended tokens are
     tested pair by pair; rows attending the same tokens share one union.
+  * common_cover {"step": t ≥ 2, "tokens": ranges C}: every row of layer k(t) attends every
+    token of C (counted in each row's intervals), and C pushed through layers k(t − 1), …,
+    k(1) (without assuming C1) is [n]: S^t_i ⊇ ∪_{c ∈ C} S^{t−1}_c = [n], so s ≤ t.
   * support_after {"steps": m, "key": j} with missing_each (m − 1 pairs): R_m =
     F_{k(1)}(… F_{k(m)}([n])) (F_k(X) the keys of X's rows in layer k), recomputed, misses
     j; S^t_i ⊆ R_t ⊆ R_m for t ≥ m, and the pairs show S^t ≠ J for t < m: s is infinite.
@@ -1219,9 +1223,14 @@ def _row_after(ch: _Claims, h, i, steps) -> np.ndarray:
 def _row_after_any(ch: _Claims, h, i, steps) -> np.ndarray:
     """S^{steps}_i without assuming C1: {i} pushed through layers k(steps), …, k(1), every
     row reached read again at each step."""
-    n, p = ch.n, ch.p
-    X = np.zeros(n, dtype=bool)
+    X = np.zeros(ch.n, dtype=bool)
     X[i] = True
+    return _set_after_any(ch, h, X, steps)
+
+
+def _set_after_any(ch: _Claims, h, X: np.ndarray, steps) -> np.ndarray:
+    """∪_{i ∈ X} S^{steps}_i: the set X pushed through layers k(steps), …, k(1)."""
+    n, p = ch.n, ch.p
     for t in range(steps, 0, -1):
         k = (t - 1) % p
         ch.meter.add(n // 64 + 1)
@@ -1258,6 +1267,33 @@ def _check_cover(ch: _Claims, h, cover) -> "int | str":
     for x in H:
         if not _row_after_any(ch, h, x, t - 1).all():
             return f"S^{t - 1} of cover token {x} is not everything"
+    return t
+
+
+def _check_common_cover(ch: _Claims, h, cover) -> "int | str":
+    """{"step": t, "tokens": ranges C}, t ≥ 2: every row of layer k(t) attends every token
+    of C, and C pushed through layers k(t − 1), …, k(1) (without assuming C1) is [n]:
+    S^t_i ⊇ ∪_{c ∈ C} S^{t−1}_c = [n] for every i, so s ≤ t. Returns t, or why not."""
+    n, p = ch.n, ch.p
+    t = cover.get("step") if isinstance(cover, dict) else None
+    if not (_int(t) and t >= 2 and set(cover) == {"step", "tokens"}):
+        return "malformed common_cover"
+    try:
+        C = _members(cover["tokens"], n)
+    except ValueError as exc:
+        return str(exc)
+    size = int(C.sum())
+    if size == 0:
+        return "an empty common_cover"
+    k = (t - 1) % p
+    cum = np.concatenate([[0], np.cumsum(C)])
+    for rows in _batches(np.arange(n, dtype=np.int64)):
+        ks = ch.rows(k, h, rows)
+        hits = np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=rows.size)
+        if (hits != size).any():
+            return f"row {int(rows[np.flatnonzero(hits != size)[0]])} of layer {k} misses a common_cover token"
+    if not _set_after_any(ch, h, C, t - 1).all():
+        return f"the common_cover tokens' S^{t - 1} is not everything"
     return t
 
 
@@ -1472,7 +1508,8 @@ def _upper_evidence(ch: _Claims, h, ev) -> "int | None | str":
         if not (ev["chain"] is True and ch.c1(h) and ch.union_has(h, i, i - 1).all() and ch.union_has(h, i - 1, i).all()):
             return "chain evidence does not hold"
         proved = min(proved or p * max(n - 1, 1), p * max(n - 1, 1))
-    for name, check in (("cover", _check_cover), ("union_cover", _check_union_cover)):
+    for name, check in (("cover", _check_cover), ("union_cover", _check_union_cover),
+                        ("common_cover", _check_common_cover)):
         if ev.get(name) is not None:
             step = check(ch, h, ev[name])
             if isinstance(step, str):

@@ -78,7 +78,8 @@ from .counts import row_degrees
 from .graph import TooLarge, UnionGraph, tree_depths
 from .rowsets import TooManyIntervals
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
-from .structural_deciders import budget_clock, depth_by_cover, exact_depth, find_path, repair, split_refutation
+from .structural_deciders import (budget_clock, common_cover, depth_by_cover, exact_depth, find_path, repair,
+                                  split_refutation)
 
 FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
@@ -589,6 +590,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
             reason = ("strongly connected but C1 fails: undecided" if graph is not None or (lower and upper)
                       else "undecided within budget")
             c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
+    if c3.get("holds") is not False and c3.get("s") is None:
+        c3 = _common_cover_claim(patterns, n, c3, deadline)
     if c3.get("holds") is not False and c3.get("s") is None:  # bounds only, or undecided
         c3 = exact_depth(patterns, n, c1_ok, c3, pair_values, hubs, max(deadline or 0.0, budget_clock() + 0.5))
     if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:
@@ -610,6 +613,24 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
     if c2 is None:
         c2 = {"holds": None, "reason": "undecided (no structural witness or refutation)"}
     return c2, c3
+
+
+_LOWER_EVIDENCE = ("missing_first", "missing_before", "missing_each")
+
+
+def _common_cover_claim(patterns, n, claim, deadline):
+    """A bounds-only or undecided C3 claim tightened by a cover of common columns
+    (structural_deciders.common_cover): s ≤ t. Its upper-bound evidence is replaced, the
+    lower-bound evidence kept; the claim unchanged when no better t is found."""
+    lo, hi = claim["s_bounds"]
+    found = common_cover(patterns, n, max_step=min(8, hi - 1) if hi is not None else 8,
+                         deadline=max(deadline or 0.0, budget_clock() + 0.5))
+    if found is None or found[0] < lo:  # (t < lo would contradict the lower bound's evidence)
+        return claim
+    t, C = found
+    ev = {k: v for k, v in (claim.get("evidence") or {}).items() if k in _LOWER_EVIDENCE}
+    ev["common_cover"] = {"step": t, "tokens": _ranges(np.flatnonzero(C))}
+    return {"holds": True, "s": t if t == lo else None, "s_bounds": [lo, t], "evidence": ev}
 
 
 def _cover_depth(patterns, n, c1_ok, hubs, deadline, first_ev):

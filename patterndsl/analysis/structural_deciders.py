@@ -17,6 +17,15 @@ C3 (``depth_by_cover``):
   * refutation: a key j that no row of layer k(1) attends: every S^t_i ⊆ ∪_x A^{k(1)}_x,
     so S^t ≠ J for every t, s is infinite. Evidence {"empty_column": j}.
 
+C3 upper bound by common columns (``common_cover``): when every row of layer k(t) attends
+every token of a set C (columns full in that layer: the row-independent parts of a
+union — `cols`, `summary`, global columns — read from the rows' structure), S^t_i ⊇
+∪_{c ∈ C} S^{t−1}_c = F_{k(1)}(… F_{k(t−1)}(C)) for every i; when that set is [n], s ≤ t
+(no C1 needed). Each F_k(X) of a non-empty X is C_k ∪ (the keys of X's rows in the rest
+of the union), so the common columns' intervals (every row of deepspeed_fixed holds
+n/64 of them) are never listed per row. Evidence {"common_cover": {"step": t,
+"tokens": ranges}}.
+
 C2 refutation (``split_refutation``): removing a set K of tokens from a Hamiltonian path
 leaves at most |K| + 1 runs of consecutive tokens, and consecutive tokens are joined by an
 edge of U. So when U's tokens outside K fall into more than |K| + 1 pieces with no edge
@@ -40,7 +49,9 @@ import time
 
 import numpy as np
 
+from ..ir import AnyOf, Scaled, Union
 from ..primitives import Chunk, Dilated, Stride, Summary
+from ..structure import ColumnResidues, Span
 from .rowsets import TooManyIntervals, all_rows, row_keys
 
 # The searches' budget is this process's CPU time, not wall time: a verdict must not depend
@@ -669,4 +680,101 @@ def split_refutation(patterns, n, hubs=(), deadline=None) -> "dict | None":
         listed = np.argsort(sizes, kind="stable")[:len(K) + 1]  # the smallest: short ranges
         return {"kind": "split", "removed": _ranges_of_mask(removed),
                 "pieces": [_ranges_of_mask(labels == q) for q in listed]}
+    return None
+
+
+# ---- C3: covers by common columns ----------------------------------------------------------
+
+
+class _Structured:
+    """A pattern given by its rows' structure (a formula over structure atoms), as
+    rowsets.row_keys reads it."""
+
+    def __init__(self, formula):
+        self.formula = formula
+
+    def row_structure(self, n):
+        return self.formula
+
+    def children(self):
+        return ()
+
+
+def _split_formula(f):
+    """(row-independent parts, the rest or None) of a row formula whose keys are their
+    union: the parts of an AnyOf that are the same interval or progression in every row
+    (Span, ColumnResidues), also inside a pattern over blocks (Scaled)."""
+    if isinstance(f, (Span, ColumnResidues)):
+        return [f], None
+    if isinstance(f, Scaled):
+        common, rest = _split_formula(f.part)
+        return ([Scaled(f.size, AnyOf(tuple(common)))] if common else [],
+                Scaled(f.size, rest) if rest is not None else None)
+    if isinstance(f, AnyOf):
+        common, rest = [], []
+        for part in f.parts:
+            c, r = _split_formula(part)
+            common += c
+            if r is not None:
+                rest.append(r)
+        return common, (None if not rest else rest[0] if len(rest) == 1 else AnyOf(tuple(rest)))
+    return [], f
+
+
+def common_columns(P, n):
+    """(C, R): a bool [n] mask C of keys that every row of P holds, and a pattern R (or None
+    for no keys) with A_i = C ∪ R_i for every row i. C is read from the rows' structure:
+    the row-independent parts of a union (possibly empty)."""
+    if isinstance(P, Union):
+        C, rest = np.zeros(n, dtype=bool), []
+        for part in P.parts:
+            c, r = common_columns(part, n)
+            C |= c
+            if r is not None:
+                rest.append(r)
+        return C, (None if not rest else rest[0] if len(rest) == 1 else Union(tuple(rest)))
+    C = np.zeros(n, dtype=bool)
+    try:
+        formula = P.row_structure(n)
+    except Exception:  # a node without a row structure (its rows are its own): no common part
+        return C, P
+    common, rest = _split_formula(formula)
+    if not common:
+        return C, P
+    keys = row_keys(_Structured(AnyOf(tuple(common))), np.zeros(1, dtype=np.int64), n)
+    marks = np.bincount(keys.lo, minlength=n + 1) - np.bincount(keys.hi, minlength=n + 1)
+    C = np.cumsum(marks[:n]) > 0
+    return C, (_Structured(rest) if rest is not None else None)
+
+
+def common_cover(patterns, n, max_step=8, deadline=None) -> "tuple | None":
+    """(t, C) for the least t ≥ 2 (≤ max_step) at which the common columns C of layer k(t)
+    reach everything in t − 1 steps (module docstring), or None."""
+    p = len(patterns)
+    try:
+        parts = [common_columns(P, n) for P in patterns]
+        if not any(C.any() for C, _ in parts):
+            return None
+        rest = Layers([R for _, R in parts if R is not None], n, deadline)
+        index = {k: q for q, k in enumerate(k for k in range(p) if parts[k][1] is not None)}
+
+        def apply(k, X):
+            C, R = parts[k]
+            if not X.any():
+                return X
+            return C | rest.apply(index[k], X) if R is not None else C.copy()
+
+        for t in range(2, max_step + 1):
+            C = parts[(t - 1) % p][0]
+            if not C.any():
+                continue
+            X = C
+            for step in range(t - 1, 0, -1):
+                if rest.late():
+                    return None
+                X = apply((step - 1) % p, X)
+            if X.all():
+                return t, C
+    except TooManyIntervals:
+        return None
     return None
