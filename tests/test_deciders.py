@@ -5,6 +5,7 @@ verify's checks of their evidence against corruptions."""
 from __future__ import annotations
 
 import copy
+import pathlib
 
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ from patterndsl import strategies as S
 from patterndsl.analysis import conditions
 from patterndsl.analysis.conditions import certificate, check_conditions, pair_values
 from patterndsl.analysis.structural import hub_tokens
-from patterndsl.analysis.structural_deciders import depth_by_cover, find_path, repair, split_refutation, weak_pieces
+from patterndsl.analysis.rowsets import row_keys
+from patterndsl.analysis.structural_deciders import (common_columns, common_cover, depth_by_cover, find_path, repair,
+                                                     split_refutation, weak_pieces)
 from patterndsl.verify import verify_report
 from test_structural import assert_row_keys_match_the_reference
 
@@ -345,3 +348,49 @@ def test_greedy_walk_mended_on_random_digraphs(source, n):
     g = conditions._greedy_path(union, conditions.budget_clock() + 60)
     assert g is not None
     _assert_path(compiled, np.array(g))
+
+
+# ---- C3: covers by common columns (branch refute11) ------------------------------------------
+
+
+def _dense_rows(pattern, n, rows):
+    """The keys of ``rows`` as bool rows, from rowsets (for the residual of a split pattern)."""
+    keys = row_keys(pattern, np.asarray(rows, dtype=np.int64), n)
+    out = np.zeros((len(rows), n), dtype=bool)
+    for own, lo, hi in zip(keys.own.tolist(), keys.lo.tolist(), keys.hi.tolist()):
+        out[own, lo:hi] = True
+    return out
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(S.pattern_sources(), S.sizes(min_n=2, max_n=80))
+def test_common_columns_split_rows_exactly(source, n):
+    """A_i = C ∪ R_i for every row (dense reference mask), C ⊆ the full columns."""
+    compiled = patterndsl.compile(source, n)
+    P = compiled.patterns[0][0]
+    C, R = common_columns(P, n)
+    mask = compiled.dense(0, 0).astype(bool)
+    assert mask[:, C].all()
+    rest = _dense_rows(R, n, range(n)) if R is not None else np.zeros((n, n), dtype=bool)
+    assert np.array_equal(mask, rest | C[None, :])
+
+
+COMMON = [("examples/deepspeed_fixed.spat", 2049, 2), ("examples/deepspeed_fixed.spat", 4099, 2),
+          ("layers {\n chunk(64) | summary(64, 2)\n window(1)\n}\n", 2100, 3),
+          ("blocks(8) { chunk(4) | summary(4, 1) } | window(2)", 3072, 2)]
+
+
+@pytest.mark.parametrize("source, n, s", COMMON)
+def test_common_cover_against_dense_recursion(source, n, s):
+    """The cover by common columns at n above DENSE_N: its step is s by the dense products,
+    and check_conditions decides s exactly with verify re-checking the certificate."""
+    path = pathlib.Path(__file__).resolve().parent.parent / source
+    compiled = patterndsl.compile(path.read_text() if source.endswith(".spat") else source, n)
+    patterns = _patterns(compiled)
+    t, C = common_cover(patterns, n)
+    full = _depths(_masks(compiled), t)
+    assert full[t - 1] and t == s and full.index(True) + 1 == s
+    fd = check_conditions(compiled, budget_seconds=2)["conditions"][0]["finite_depth"]
+    assert fd["s"] == s, fd
+    assert verify_report(compiled, certificate(compiled, check_conditions(compiled, budget_seconds=2))) == {
+        "failures": [], "unchecked": []}

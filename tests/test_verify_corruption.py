@@ -241,6 +241,10 @@ def depth_problem(D, claim):
                 reach = D.S(t - 1)[H]  # |H| × n
                 if not all(reach[A[i, H]].any(axis=0).all() for i in range(n)):
                     return "the union cover is false"
+    if "common_cover" in ev:  # (in the block of refute11's cases at the end)
+        why = common_cover_problem(D, ev["common_cover"], uppers)
+        if why:
+            return why
     if "hub" in ev:
         hub = ev["hub"]
         t, b, a = (hub.get("token"), hub.get("row_step"), hub.get("column_step")) if isinstance(hub, dict) else (None,) * 3
@@ -596,7 +600,7 @@ def test_every_lower_bound_piece_is_checked():
     assert verify_report(compiled, cert)["failures"]
 
 
-# ---- the "split" refutation of C2 (branch refute11) ---------------------------------------------
+# ---- refute11: the "split" refutation of C2, the "common_cover" bound of C3 -------------------
 
 
 def split_problem(D, ref):
@@ -666,3 +670,47 @@ def test_split_refuses_a_false_partition():
     c["conditions"][0]["hamiltonian_path"] = {
         "holds": False, "refutation": {"kind": "split", "removed": [[2, 3]], "pieces": [[[0, 1]], [[1, 2]]]}}
     assert verify_report(window, c)["failures"]
+
+
+def common_cover_problem(D, cover, uppers):
+    """Why a common_cover is false on the dense masks, or None (its step appended to uppers):
+    every row of layer k(t) holds every token of C, and the rows S^{t−1}_c, c ∈ C, cover [n]."""
+    p = D.p
+    t = cover.get("step") if isinstance(cover, dict) else None
+    C = _members(cover.get("tokens"), D.n) if isinstance(cover, dict) else None
+    if not (_pos_int(t) and t >= 2 and C is not None and C.any() and set(cover) == {"step", "tokens"}):
+        return "malformed common_cover"
+    uppers.append(t)
+    if not D.M[(t - 1) % p][:, C].all():
+        return "a row misses a common_cover token"
+    return None if D.S(t - 1)[C].any(axis=0).all() else "the common_cover tokens do not reach everything"
+
+
+COMMON_CASES = [
+    ("chunk(4) | summary(4, 1)", 12),
+    ("blocks(2) { chunk(4) | summary(4, 1) }", 16),
+    ("layers {\nchunk(4) | summary(4, 1)\nwindow(1)\n}", 12),
+    ("chunk(3) - self | summary(3, 1)", 9),
+]
+
+
+@pytest.mark.parametrize("source, n", COMMON_CASES)
+def test_common_cover_certificates_resist_corruption(structural, source, n):
+    compiled = patterndsl.compile(source, n)
+    cert = make_certificate(compiled)
+    assert "common_cover" in cert["conditions"][0]["finite_depth"]["evidence"]
+    assert assert_no_false_claim_accepted(compiled, cert) > 0
+
+
+def test_common_cover_refuses_false_tokens(structural):
+    """chunk(4) | summary(4, 1) at n = 12: a common_cover naming a token that some row does
+    not attend, or tokens whose S^1 is not everything, is refused."""
+    compiled = patterndsl.compile("chunk(4) | summary(4, 1)", 12)
+    cert = make_certificate(compiled)
+    fd = cert["conditions"][0]["finite_depth"]
+    assert fd["evidence"]["common_cover"] == {"step": 2, "tokens": [[3, 4], [7, 8], [11, 12]]}
+    for tokens in ([[2, 4], [7, 8], [11, 12]], [[3, 4], [7, 8]]):
+        bad = copy.deepcopy(cert)
+        bad["conditions"][0]["finite_depth"]["evidence"]["common_cover"]["tokens"] = tokens
+        assert certificate_problem(compiled, bad) is not None
+        assert verify_report(compiled, bad)["failures"], tokens
