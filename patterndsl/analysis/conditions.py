@@ -57,10 +57,13 @@ What is certified, and how (all without an n × n mask for large n):
     out), given C1) and from S^t of a few rows; without C1: A^0 = J (s = 1), an empty
     row in every layer, or, with one layer, U's period (> 1: infinite; 1: primitive).
   * at any n, with or without C1 (analysis/structural_deciders.py): s ≤ t by a cover (every
-    row of layer k(t) attends a token whose S^{t−1} is everything), s ≥ lo by one missing
-    pair per step without C1; s infinite when a column of layer 0 is never attended; C2
-    witnesses from path families (interleaved halves, step-d runs, alternating blocks,
-    hubs) mended by moving tokens into unattended gaps.
+    row of layer k(t) attends a token whose S^{t−1} is everything), or by common columns
+    (every row of layer k(t) attends all of C, the row-independent parts of a union, and
+    C reaches everything in t − 1 steps), s ≥ lo by one missing pair per step without C1;
+    s infinite when a column of layer 0 is never attended; C2 witnesses from path
+    families (interleaved halves, step-d runs, alternating blocks, hubs) mended by moving
+    tokens into unattended gaps (also the dense greedy walk's stuck end); C2 refuted by a
+    split: U minus k tokens (hubs, highest degree) in more than k + 1 weak pieces.
 Anything not decided within the budget is ``holds: None`` — never a guess.
 """
 from __future__ import annotations
