@@ -734,9 +734,11 @@ def common_columns(P, n):
                 rest.append(r)
         return C, (None if not rest else rest[0] if len(rest) == 1 else Union(tuple(rest)))
     C = np.zeros(n, dtype=bool)
+    if hasattr(P, "row_keys"):  # a grid's runs of keys (what row_keys reads for it): no common part read
+        return C, P
     try:
         formula = P.row_structure(n)
-    except Exception:  # a node without a row structure (its rows are its own): no common part
+    except NotImplementedError:  # a node without a row structure: no common part read
         return C, P
     common, rest = _split_formula(formula)
     if not common:
