@@ -21,7 +21,9 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
             {"holds": true, "witness": "identity" | "reversed" | [γ(0), …, γ(n−1)]
                                        | {"runs": [[start, stop, step], …]}}
           | {"holds": false, "refutation": {"kind": "two_start_sets" | "two_end_sets",
-                                            "sets": [ranges, ranges]} | {"kind": "exhaustive"}}
+                                            "sets": [ranges, ranges]}
+                                         | {"kind": "split", "removed": ranges, "pieces": [ranges, …]}
+                                         | {"kind": "exhaustive"}}
           | {"holds": null, "reason": str},
         "finite_depth":
             {"holds": false, "unreachable": [i, j], "evidence": {"closed": ranges}}
@@ -35,6 +37,7 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
                           "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
                           "missing_first": [i, j], "missing_before": [i, j],
                           "cover": {"step": t, "tokens": [h, …]}, "union_cover": {"step": t, "tokens": [h, …]},
+                          "common_cover": {"step": t, "tokens": ranges},
                           "missing_each": [[i, j] per step < lo]}}
           | {"holds": null, "s_bounds": [lo, null], "evidence": {...}, "reason": str}}],
      "counts": optional {"per_layer": [[count of layer k, head h]], "union": [per head]}}
@@ -53,6 +56,11 @@ it is re-checked:
     each token's successor on the path lies in others; few_predecessors: every token's
     keys but itself lie in others, so each token's predecessor does; either way the
     tokens but one need distinct others: |others| < |tokens| − 1 refutes a path.
+    split {"removed": ranges K, "pieces": [ranges, …] (|K| + 1 of them)}: the pieces and the
+    tokens outside K and every piece (a further, non-empty piece) partition the tokens
+    outside K, and no row outside K attends a token outside K of another piece (in any
+    layer). A path minus K leaves at most |K| + 1 runs of consecutive tokens, each inside
+    one piece (consecutive tokens are joined by an edge): |K| + 2 pieces refute a path.
     exhaustive: only for n ≤ 12, where this module searches every path itself.
   * closed: a set R whose rows attend only inside R, i ∈ R, j ∉ R: j ∉ S^t_i for all t.
   * recursion_cycles [t0, t1]: t0 < t1, t0 ≡ t1 (mod p), S^{t0} = S^{t1} and no S^t
@@ -84,6 +92,9 @@ it is re-checked:
     H that i attends have S^{t−1} (recomputed for each token alone, without assuming C1)
     whose union is [n]: S^t_i ⊇ that union, so s ≤ t. Each row's attended tokens are
     tested pair by pair; rows attending the same tokens share one union.
+  * common_cover {"step": t ≥ 2, "tokens": ranges C}: every row of layer k(t) attends every
+    token of C (counted in each row's intervals), and C pushed through layers k(t − 1), …,
+    k(1) (without assuming C1) is [n]: S^t_i ⊇ ∪_{c ∈ C} S^{t−1}_c = [n], so s ≤ t.
   * support_after {"steps": m, "key": j} with missing_each (m − 1 pairs): R_m =
     F_{k(1)}(… F_{k(m)}([n])) (F_k(X) the keys of X's rows in layer k), recomputed, misses
     j; S^t_i ⊆ R_t ⊆ R_m for t ≥ m, and the pairs show S^t ≠ J for t < m: s is infinite.
@@ -1006,6 +1017,8 @@ def _check_hamiltonian(ch: _Claims, h, claim) -> str | None:
         elif ch.attends_into(h, X, rows_of=~Y):
             return "a row outside the others attends into the tokens"
         return None
+    if kind == "split":
+        return _check_split(ch, h, ref)
     if kind == "exhaustive":
         if n > EXHAUSTIVE_N:
             return f"an exhaustive refutation is accepted only for n ≤ {EXHAUSTIVE_N}"
@@ -1014,6 +1027,46 @@ def _check_hamiltonian(ch: _Claims, h, claim) -> str | None:
             return "a Hamiltonian path exists"
         return None
     return "unknown refutation"
+
+
+def _check_split(ch: _Claims, h, ref) -> str | None:
+    """The "split" refutation (module docstring): each row outside K, interval by interval,
+    holds only tokens of K and of its own piece — the tokens of its piece inside
+    [lo, hi) counted by binary search over the tokens sorted by (piece, position)."""
+    n = ch.n
+    pieces = ref.get("pieces")
+    if not isinstance(pieces, list) or set(ref) != {"kind", "removed", "pieces"}:
+        return "a split needs exactly removed and pieces"
+    try:
+        removed = _members(ref.get("removed"), n)
+        sets = [_members(r, n) for r in pieces]
+    except ValueError as exc:
+        return str(exc)
+    if len(sets) != int(removed.sum()) + 1:
+        return "a split lists one piece more than the tokens removed"
+    label = np.zeros(n, dtype=np.int64)  # 0: the further piece
+    label[removed] = -1
+    for q, x in enumerate(sets, start=1):
+        if not x.any():
+            return "an empty piece"
+        if (label[x] != 0).any():
+            return "the pieces overlap each other or the removed tokens"
+        label[x] = q
+    if not (label == 0).any():
+        return "the further piece (outside the removed tokens and the pieces) is empty"
+    kept = label >= 0
+    outside = np.concatenate([[0], np.cumsum(kept)])
+    tokens = np.flatnonzero(kept)
+    order = np.sort(label[tokens] * (n + 1) + tokens)  # (piece, position), as one key
+    ch.meter.add(n)
+    for k in range(ch.p):
+        for rows in _batches(tokens):
+            ks = ch.rows(k, h, rows)
+            mine = label[rows[ks.own]] * (n + 1)
+            same = np.searchsorted(order, mine + ks.hi) - np.searchsorted(order, mine + ks.lo)
+            if ((outside[ks.hi] - outside[ks.lo]) != same).any():
+                return "a row attends a token of another piece"
+    return None
 
 
 def _check_unreachable(ch: _Claims, h, claim, ev) -> str | None:
@@ -1170,9 +1223,14 @@ def _row_after(ch: _Claims, h, i, steps) -> np.ndarray:
 def _row_after_any(ch: _Claims, h, i, steps) -> np.ndarray:
     """S^{steps}_i without assuming C1: {i} pushed through layers k(steps), …, k(1), every
     row reached read again at each step."""
-    n, p = ch.n, ch.p
-    X = np.zeros(n, dtype=bool)
+    X = np.zeros(ch.n, dtype=bool)
     X[i] = True
+    return _set_after_any(ch, h, X, steps)
+
+
+def _set_after_any(ch: _Claims, h, X: np.ndarray, steps) -> np.ndarray:
+    """∪_{i ∈ X} S^{steps}_i: the set X pushed through layers k(steps), …, k(1)."""
+    n, p = ch.n, ch.p
     for t in range(steps, 0, -1):
         k = (t - 1) % p
         ch.meter.add(n // 64 + 1)
@@ -1209,6 +1267,33 @@ def _check_cover(ch: _Claims, h, cover) -> "int | str":
     for x in H:
         if not _row_after_any(ch, h, x, t - 1).all():
             return f"S^{t - 1} of cover token {x} is not everything"
+    return t
+
+
+def _check_common_cover(ch: _Claims, h, cover) -> "int | str":
+    """{"step": t, "tokens": ranges C}, t ≥ 2: every row of layer k(t) attends every token
+    of C, and C pushed through layers k(t − 1), …, k(1) (without assuming C1) is [n]:
+    S^t_i ⊇ ∪_{c ∈ C} S^{t−1}_c = [n] for every i, so s ≤ t. Returns t, or why not."""
+    n, p = ch.n, ch.p
+    t = cover.get("step") if isinstance(cover, dict) else None
+    if not (_int(t) and t >= 2 and set(cover) == {"step", "tokens"}):
+        return "malformed common_cover"
+    try:
+        C = _members(cover["tokens"], n)
+    except ValueError as exc:
+        return str(exc)
+    size = int(C.sum())
+    if size == 0:
+        return "an empty common_cover"
+    k = (t - 1) % p
+    cum = np.concatenate([[0], np.cumsum(C)])
+    for rows in _batches(np.arange(n, dtype=np.int64)):
+        ks = ch.rows(k, h, rows)
+        hits = np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=rows.size)
+        if (hits != size).any():
+            return f"row {int(rows[np.flatnonzero(hits != size)[0]])} of layer {k} misses a common_cover token"
+    if not _set_after_any(ch, h, C, t - 1).all():
+        return f"the common_cover tokens' S^{t - 1} is not everything"
     return t
 
 
@@ -1423,7 +1508,8 @@ def _upper_evidence(ch: _Claims, h, ev) -> "int | None | str":
         if not (ev["chain"] is True and ch.c1(h) and ch.union_has(h, i, i - 1).all() and ch.union_has(h, i - 1, i).all()):
             return "chain evidence does not hold"
         proved = min(proved or p * max(n - 1, 1), p * max(n - 1, 1))
-    for name, check in (("cover", _check_cover), ("union_cover", _check_union_cover)):
+    for name, check in (("cover", _check_cover), ("union_cover", _check_union_cover),
+                        ("common_cover", _check_common_cover)):
         if ev.get(name) is not None:
             step = check(ch, h, ev[name])
             if isinstance(step, str):

@@ -216,7 +216,7 @@ def corruptions(compiled, cert, brute=True):
                     ["refutation"].__setitem__("others", [[0, n]]))
                 add(f"head {h} counting tokens", lambda c, h=h: c["conditions"][h]["hamiltonian_path"]
                     ["refutation"].__setitem__("tokens", [[0, 1]]))
-            elif ref["kind"] != "exhaustive":
+            elif ref["kind"] in ("two_start_sets", "two_end_sets"):  # (split: tests/test_verify_corruption.py)
                 for which in (0, 1):
                     add(f"head {h} refutation sets overlap {which}", lambda c, h=h, wh=which:
                         c["conditions"][h]["hamiltonian_path"]["refutation"]["sets"].__setitem__(

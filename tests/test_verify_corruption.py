@@ -27,7 +27,7 @@ from patterndsl.analysis.conditions import certificate, check_conditions
 from patterndsl.analysis.counts import connection_counts
 from patterndsl.verify import verify_report
 
-KINDS_C2 = ("two_start_sets", "two_end_sets", "few_successors", "few_predecessors", "exhaustive")
+KINDS_C2 = ("two_start_sets", "two_end_sets", "few_successors", "few_predecessors", "exhaustive", "split")
 
 
 # ---- the oracle: dense masks -----------------------------------------------------------------
@@ -241,6 +241,10 @@ def depth_problem(D, claim):
                 reach = D.S(t - 1)[H]  # |H| × n
                 if not all(reach[A[i, H]].any(axis=0).all() for i in range(n)):
                     return "the union cover is false"
+    if "common_cover" in ev:  # (in the block of refute11's cases at the end)
+        why = common_cover_problem(D, ev["common_cover"], uppers)
+        if why:
+            return why
     if "hub" in ev:
         hub = ev["hub"]
         t, b, a = (hub.get("token"), hub.get("row_step"), hub.get("column_step")) if isinstance(hub, dict) else (None,) * 3
@@ -347,6 +351,8 @@ def path_problem(D, claim):
         return None
     if kind == "exhaustive":
         return None if truth is False else "exhaustive above n = 12"
+    if kind == "split":
+        return split_problem(D, ref)  # (in the block of split cases at the end)
     return "unknown refutation"
 
 
@@ -592,3 +598,119 @@ def test_every_lower_bound_piece_is_checked():
     fd["evidence"]["missing_before"] = [0, 5]  # row 0 is full in layer 0: S^1_0 holds 5
     assert certificate_problem(compiled, cert) is not None
     assert verify_report(compiled, cert)["failures"]
+
+
+# ---- refute11: the "split" refutation of C2, the "common_cover" bound of C3 -------------------
+
+
+def split_problem(D, ref):
+    """Why a "split" refutation is invalid, on the dense union, or None: K and |K| + 1 listed
+    pieces, disjoint and non-empty, a non-empty further piece, and no edge of U between
+    tokens outside K of different pieces."""
+    n = D.n
+    if set(ref) != {"kind", "removed", "pieces"} or not isinstance(ref.get("pieces"), list):
+        return "malformed split"
+    K = _members(ref["removed"], n)
+    pieces = [_members(r, n) for r in ref["pieces"]]
+    if K is None or any(x is None for x in pieces) or len(pieces) != K.sum() + 1:
+        return "malformed split"
+    label = np.where(K, -1, 0)
+    for q, x in enumerate(pieces, start=1):
+        if not x.any() or (label[x] != 0).any():
+            return "a piece is empty or overlaps"
+        label[x] = q
+    if not (label == 0).any():
+        return "no further piece"
+    i, j = np.nonzero(D.U)
+    cross = (label[i] >= 0) & (label[j] >= 0) & (label[i] != label[j])
+    return "an edge joins two pieces" if cross.any() else None
+
+
+SPLIT_CASES = [
+    ("chunk(3) | global(n - 1..n)", 10),   # structural: split (dense: exhaustive at n ≤ 12)
+    ("chunk(3) | global(n - 1..n)", 14),   # dense and structural: split
+    ("chunk(4) | global(0..2)", 20),
+    ("layers {\nchunk(2)\ncols(0) | rows(0)\n}", 13),
+]
+
+
+@pytest.mark.parametrize("source, n", SPLIT_CASES)
+@pytest.mark.parametrize("large_path", [False, True])
+def test_split_certificates_resist_corruption(monkeypatch, source, n, large_path):
+    if large_path:
+        monkeypatch.setattr(C, "DENSE_N", 0)
+        monkeypatch.setattr(C, "SEARCH_N", 0)
+    compiled = patterndsl.compile(source, n)
+    cert = make_certificate(compiled)
+    if large_path or n > 12:
+        assert cert["conditions"][0]["hamiltonian_path"]["refutation"]["kind"] == "split"
+    assert assert_no_false_claim_accepted(compiled, cert) > 0
+
+
+def test_split_refuses_a_false_partition():
+    """Hand-made splits of chunk(3) | global(n − 1..n) at n = 14 that are false: a piece cut
+    across a chunk, the hub left in, one piece too few; and window(1) (which has a path)
+    cut into singletons around one removed token."""
+    compiled = patterndsl.compile("chunk(3) | global(n - 1..n)", 14)
+    cert = make_certificate(compiled)
+    good = cert["conditions"][0]["hamiltonian_path"]["refutation"]
+    assert verify_report(compiled, cert)["failures"] == []
+    bad = [
+        {"kind": "split", "removed": [[13, 14]], "pieces": [[[0, 2]], [[3, 6]]]},   # 0..1 cut from 2
+        {"kind": "split", "removed": [], "pieces": [[[0, 3]]]},                    # the hub joins all
+        {"kind": "split", "removed": [[13, 14]], "pieces": [[[0, 3]]]},            # one piece too few
+        {**good, "removed": [[12, 14]]},                                           # a piece overlaps K
+    ]
+    for ref in bad:
+        c = copy.deepcopy(cert)
+        c["conditions"][0]["hamiltonian_path"]["refutation"] = ref
+        assert verify_report(compiled, c)["failures"], ref
+    window = patterndsl.compile("window(1)", 6)
+    c = make_certificate(window)
+    c["conditions"][0]["hamiltonian_path"] = {
+        "holds": False, "refutation": {"kind": "split", "removed": [[2, 3]], "pieces": [[[0, 1]], [[1, 2]]]}}
+    assert verify_report(window, c)["failures"]
+
+
+def common_cover_problem(D, cover, uppers):
+    """Why a common_cover is false on the dense masks, or None (its step appended to uppers):
+    every row of layer k(t) holds every token of C, and the rows S^{t−1}_c, c ∈ C, cover [n]."""
+    p = D.p
+    t = cover.get("step") if isinstance(cover, dict) else None
+    C = _members(cover.get("tokens"), D.n) if isinstance(cover, dict) else None
+    if not (_pos_int(t) and t >= 2 and C is not None and C.any() and set(cover) == {"step", "tokens"}):
+        return "malformed common_cover"
+    uppers.append(t)
+    if not D.M[(t - 1) % p][:, C].all():
+        return "a row misses a common_cover token"
+    return None if D.S(t - 1)[C].any(axis=0).all() else "the common_cover tokens do not reach everything"
+
+
+COMMON_CASES = [
+    ("chunk(4) | summary(4, 1)", 12),
+    ("blocks(2) { chunk(4) | summary(4, 1) }", 16),
+    ("layers {\nchunk(4) | summary(4, 1)\nwindow(1)\n}", 12),
+    ("chunk(3) - self | summary(3, 1)", 9),
+]
+
+
+@pytest.mark.parametrize("source, n", COMMON_CASES)
+def test_common_cover_certificates_resist_corruption(structural, source, n):
+    compiled = patterndsl.compile(source, n)
+    cert = make_certificate(compiled)
+    assert "common_cover" in cert["conditions"][0]["finite_depth"]["evidence"]
+    assert assert_no_false_claim_accepted(compiled, cert) > 0
+
+
+def test_common_cover_refuses_false_tokens(structural):
+    """chunk(4) | summary(4, 1) at n = 12: a common_cover naming a token that some row does
+    not attend, or tokens whose S^1 is not everything, is refused."""
+    compiled = patterndsl.compile("chunk(4) | summary(4, 1)", 12)
+    cert = make_certificate(compiled)
+    fd = cert["conditions"][0]["finite_depth"]
+    assert fd["evidence"]["common_cover"] == {"step": 2, "tokens": [[3, 4], [7, 8], [11, 12]]}
+    for tokens in ([[2, 4], [7, 8], [11, 12]], [[3, 4], [7, 8]]):
+        bad = copy.deepcopy(cert)
+        bad["conditions"][0]["finite_depth"]["evidence"]["common_cover"]["tokens"] = tokens
+        assert certificate_problem(compiled, bad) is not None
+        assert verify_report(compiled, bad)["failures"], tokens

@@ -57,10 +57,13 @@ What is certified, and how (all without an n × n mask for large n):
     out), given C1) and from S^t of a few rows; without C1: A^0 = J (s = 1), an empty
     row in every layer, or, with one layer, U's period (> 1: infinite; 1: primitive).
   * at any n, with or without C1 (analysis/structural_deciders.py): s ≤ t by a cover (every
-    row of layer k(t) attends a token whose S^{t−1} is everything), s ≥ lo by one missing
-    pair per step without C1; s infinite when a column of layer 0 is never attended; C2
-    witnesses from path families (interleaved halves, step-d runs, alternating blocks,
-    hubs) mended by moving tokens into unattended gaps.
+    row of layer k(t) attends a token whose S^{t−1} is everything), or by common columns
+    (every row of layer k(t) attends all of C, the row-independent parts of a union, and
+    C reaches everything in t − 1 steps), s ≥ lo by one missing pair per step without C1;
+    s infinite when a column of layer 0 is never attended; C2 witnesses from path
+    families (interleaved halves, step-d runs, alternating blocks, hubs) mended by moving
+    tokens into unattended gaps (also the dense greedy walk's stuck end); C2 refuted by a
+    split: U minus k tokens (hubs, highest degree) in more than k + 1 weak pieces.
 Anything not decided within the budget is ``holds: None`` — never a guess.
 """
 from __future__ import annotations
@@ -78,7 +81,8 @@ from .counts import row_degrees
 from .graph import TooLarge, UnionGraph, tree_depths
 from .rowsets import TooManyIntervals
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
-from .structural_deciders import budget_clock, depth_by_cover, exact_depth, find_path
+from .structural_deciders import (budget_clock, common_cover, depth_by_cover, exact_depth, find_path, repair,
+                                  split_refutation)
 
 FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
@@ -589,6 +593,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
             reason = ("strongly connected but C1 fails: undecided" if graph is not None or (lower and upper)
                       else "undecided within budget")
             c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
+    if c3.get("holds") is not False and c3.get("s") is None:
+        c3 = _common_cover_claim(patterns, n, c3, deadline)
     if c3.get("holds") is not False and c3.get("s") is None:  # bounds only, or undecided
         c3 = exact_depth(patterns, n, c1_ok, c3, pair_values, hubs, max(deadline or 0.0, budget_clock() + 0.5))
     if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:
@@ -597,7 +603,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
         graph = graph or _union_graph(patterns, n)
         if graph is not None:
             c2 = _component_refutations(graph, n)[0]
-    if c2 is None and (refutation := counting_refutation(patterns, n)) is not None:
+    if c2 is None and (refutation := (counting_refutation(patterns, n)
+                                      or split_refutation(patterns, n, hub_tokens(patterns, n)))) is not None:
         c2 = {"holds": False, "refutation": refutation}
     if c2 is None and n <= SEARCH_N and deadline is not None:
         c2 = _searched_path(patterns, n, deadline)
@@ -609,6 +616,24 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
     if c2 is None:
         c2 = {"holds": None, "reason": "undecided (no structural witness or refutation)"}
     return c2, c3
+
+
+_LOWER_EVIDENCE = ("missing_first", "missing_before", "missing_each")
+
+
+def _common_cover_claim(patterns, n, claim, deadline):
+    """A bounds-only or undecided C3 claim tightened by a cover of common columns
+    (structural_deciders.common_cover): s ≤ t. Its upper-bound evidence is replaced, the
+    lower-bound evidence kept; the claim unchanged when no better t is found."""
+    lo, hi = claim["s_bounds"]
+    found = common_cover(patterns, n, max_step=min(8, hi - 1) if hi is not None else 8,
+                         deadline=max(deadline or 0.0, budget_clock() + 0.5))
+    if found is None or found[0] < lo:  # (t < lo would contradict the lower bound's evidence)
+        return claim
+    t, C = found
+    ev = {k: v for k, v in (claim.get("evidence") or {}).items() if k in _LOWER_EVIDENCE}
+    ev["common_cover"] = {"step": t, "tokens": _ranges(np.flatnonzero(C))}
+    return {"holds": True, "s": t if t == lo else None, "s_bounds": [lo, t], "evidence": ev}
 
 
 def _cover_depth(patterns, n, c1_ok, hubs, deadline, first_ev):
@@ -630,18 +655,25 @@ def _searched_path(patterns, n, deadline):
     union = np.zeros((n, n), dtype=bool)
     for P in patterns:
         union |= _dense(P, n)
-    path = _greedy_path(union, min(deadline, budget_clock() + 0.5))
+    path = _greedy_path(union, budget_clock() + 0.5)  # its own slice: the union above may have used the budget
     if path is None:
         path = _hamiltonian_dfs(union, min(deadline, budget_clock() + 0.5))
     return {"holds": True, "witness": {"runs": as_runs(np.array(path, dtype=np.int64))}} if path is not None else None
 
 
-def _greedy_path(union: np.ndarray, deadline: float):
+def _greedy_path(union: np.ndarray, deadline: float, starts: int = 4, max_left: int = 64):
     """Warnsdorff's rule without backtracking, from a few starts: next comes the unused
-    token attending the current one that the fewest tokens attend. O(n²) per start."""
+    token attending the current one that the fewest tokens attend. O(n²) per start. A
+    walk stuck with at most ``max_left`` tokens unused gets them appended and its
+    unattended steps mended (structural_deciders.repair: tokens moved into the gaps),
+    which finishes dense random digraphs, where the walk's last steps run dry."""
     n = union.shape[0]
     attended_by = union.sum(axis=0) - union.diagonal()  # how many rows attend each token
-    for start in np.argsort(attended_by, kind="stable")[:4]:
+
+    def has(i, j):
+        return union[i, j]
+
+    for start in np.argsort(attended_by, kind="stable")[:starts]:
         unused = np.ones(n, dtype=bool)
         path = [int(start)]
         unused[start] = False
@@ -654,6 +686,11 @@ def _greedy_path(union: np.ndarray, deadline: float):
             unused[nxt] = False
         if len(path) == n:
             return path
+        if n - len(path) <= max_left and budget_clock() <= deadline:
+            g = repair(None, n, None, path + np.flatnonzero(unused).tolist(), max_bad=2 * max_left,
+                       deadline=deadline, has=has)
+            if g is not None:
+                return g.tolist()
     return None
 
 
@@ -779,7 +816,8 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
                 found = find_path(patterns, n, pair_values, hub_tokens(patterns, n),
                                   max(deadline, budget_clock() + 0.3))
                 path = found.tolist() if found is not None else None
-            refutation = counting_refutation(patterns, n) if path is None else None
+            refutation = (counting_refutation(patterns, n) or split_refutation(patterns, n, hub_tokens(patterns, n))
+                          if path is None else None)
             c2 = ({"holds": True, "witness": path} if path is not None else
                   {"holds": False, "refutation": refutation} if refutation is not None else
                   {"holds": None, "reason": "undecided within budget"})

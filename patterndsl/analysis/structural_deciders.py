@@ -17,6 +17,25 @@ C3 (``depth_by_cover``):
   * refutation: a key j that no row of layer k(1) attends: every S^t_i ⊆ ∪_x A^{k(1)}_x,
     so S^t ≠ J for every t, s is infinite. Evidence {"empty_column": j}.
 
+C3 upper bound by common columns (``common_cover``): when every row of layer k(t) attends
+every token of a set C (columns full in that layer: the row-independent parts of a
+union — `cols`, `summary`, global columns — read from the rows' structure), S^t_i ⊇
+∪_{c ∈ C} S^{t−1}_c = F_{k(1)}(… F_{k(t−1)}(C)) for every i; when that set is [n], s ≤ t
+(no C1 needed). Each F_k(X) of a non-empty X is C_k ∪ (the keys of X's rows in the rest
+of the union), so the common columns' intervals (every row of deepspeed_fixed holds
+n/64 of them) are never listed per row. Evidence {"common_cover": {"step": t,
+"tokens": ranges}}.
+
+C2 refutation (``split_refutation``): removing a set K of tokens from a Hamiltonian path
+leaves at most |K| + 1 runs of consecutive tokens, and consecutive tokens are joined by an
+edge of U. So when U's tokens outside K fall into more than |K| + 1 pieces with no edge
+of U between two pieces (in either direction, rows of K ignored), there is no path. The
+pieces are the weakly connected components of U − K, from the rows' intervals
+(``weak_pieces``: O(n + intervals)); K = ∅, the hub tokens (global rows and columns),
+or the tokens of highest degree. Evidence {"kind": "split", "removed": ranges,
+"pieces": [ranges, …]}: |K| + 1 pieces listed, the tokens outside K and them a further
+(non-empty) piece.
+
 C2 (``path_families``): candidate Hamiltonian paths that structured patterns admit,
 each tested step by step on the union (O(n · pattern size) per candidate): runs of a
 constant step d (the residue classes mod d, ascending, descending or alternating
@@ -30,7 +49,9 @@ import time
 
 import numpy as np
 
+from ..ir import AnyOf, Scaled, Union
 from ..primitives import Chunk, Dilated, Stride, Summary
+from ..structure import ColumnResidues, Span
 from .rowsets import TooManyIntervals, all_rows, row_keys
 
 # The searches' budget is this process's CPU time, not wall time: a verdict must not depend
@@ -494,25 +515,28 @@ def union_steps(patterns, n, pair_values, i, j) -> np.ndarray:
     return ok
 
 
-def repair(patterns, n, pair_values, g, max_bad=64, deadline=None):
+def repair(patterns, n, pair_values, g, max_bad=64, deadline=None, has=None):
     """Mend the steps of γ that are not attended, one at a time: move into the gap
     (a, b) a token x with x attending a and b attending x, whose old neighbours join
     (the next attends the previous); or rotate γ when its first token attends its last.
-    The mended γ, or None."""
+    ``has(i, j)`` (bool arrays: U holds (i[k], j[k])) defaults to the patterns' pairs
+    (a dense union's lookup is faster where one is at hand). The mended γ, or None."""
     g = np.array(g, dtype=np.int64)
     everyone = np.arange(n, dtype=np.int64)
+    if has is None:
+        def has(i, j):
+            return union_steps(patterns, n, pair_values, i, j)
     for _ in range(2 * max_bad + 2):
         if deadline is not None and budget_clock() > deadline:
             return None
-        bad = np.flatnonzero(~union_steps(patterns, n, pair_values, g[1:], g[:-1]))
+        bad = np.flatnonzero(~has(g[1:], g[:-1]))
         if bad.size == 0:
             return g
         if bad.size > max_bad:
             return None
         t = int(bad[0])
         a, b = g[t], g[t + 1]
-        fits = (union_steps(patterns, n, pair_values, everyone, np.full(n, a, dtype=np.int64))
-                & union_steps(patterns, n, pair_values, np.full(n, b, dtype=np.int64), everyone))
+        fits = has(everyone, np.full(n, a, dtype=np.int64)) & has(np.full(n, b, dtype=np.int64), everyone)
         fits[[a, b]] = False
         pos = np.empty(n, dtype=np.int64)
         pos[g] = np.arange(n)
@@ -523,7 +547,7 @@ def repair(patterns, n, pair_values, g, max_bad=64, deadline=None):
             inner = (s > 0) & (s < n - 1)
             join = np.ones(xs.size, dtype=bool)  # an end token leaves no gap behind
             if inner.any():
-                join[inner] = union_steps(patterns, n, pair_values, g[s[inner] + 1], g[s[inner] - 1])
+                join[inner] = has(g[s[inner] + 1], g[s[inner] - 1])
             pick = np.flatnonzero(join)
             if pick.size:
                 x = int(xs[pick[0]])
@@ -532,7 +556,7 @@ def repair(patterns, n, pair_values, g, max_bad=64, deadline=None):
                 g = np.insert(rest, at, x)
                 moved = True
         if not moved:
-            if union_steps(patterns, n, pair_values, g[:1], g[-1:])[0]:  # g[0] attends g[−1]
+            if has(g[:1], g[-1:])[0]:  # g[0] attends g[−1]
                 g = np.concatenate([g[t + 1:], g[:t + 1]])
             else:
                 return None
@@ -555,4 +579,204 @@ def find_path(patterns, n, pair_values, hubs=(), deadline=None):
         mended = repair(patterns, n, pair_values, g, deadline=deadline)
         if mended is not None:
             return mended
+    return None
+
+
+# ---- C2: refutation by splitting U ---------------------------------------------------------
+
+
+def weak_pieces(patterns, n, removed: np.ndarray, limit=None) -> "np.ndarray | None":
+    """The weakly connected components of U − K (K = ``removed``, bool [n]; edges of U
+    with an end in K dropped, self-loops irrelevant) as labels 0, 1, … per token, −1 on
+    K; None when the rows hold too many intervals. Tokens outside K are numbered
+    0 … m − 1 in order; a row's interval [lo, hi) joins its row to the first token of
+    the interval outside K and each such token to the next one inside it (a difference
+    array over the numbering), then one union-find pass (scipy)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    keep = ~removed
+    before = np.concatenate([[0], np.cumsum(keep)])  # tokens outside K before each position
+    m = int(before[-1])
+    labels = np.full(n, -1, dtype=np.int64)
+    if m == 0:
+        return labels
+    chained = np.zeros(m + 1, dtype=np.int64)
+    src, dst, total = [], [], 0
+    limit = limit or 8 * n + (1 << 20)
+    try:
+        for P in patterns:
+            for rows, keys in all_rows(P, n, limit=ROW_LIMIT):
+                total += keys.lo.size
+                if total > limit:
+                    raise TooManyIntervals(total)
+                own = rows[keys.own]
+                a, b = before[keys.lo], before[keys.hi]
+                use = keep[own] & (a < b)
+                a, b, own = a[use], b[use], own[use]
+                np.add.at(chained, a, 1)
+                np.add.at(chained, b - 1, -1)
+                src.append(before[own])
+                dst.append(a)
+    except TooManyIntervals:
+        return None
+    link = np.flatnonzero(np.cumsum(chained)[:m - 1] > 0)
+    i = np.concatenate(src + [link])
+    j = np.concatenate(dst + [link + 1])
+    graph = coo_matrix((np.ones(i.size, dtype=np.int8), (i, j)), shape=(m, m)).tocsr()
+    _, comp = connected_components(graph, directed=False)
+    labels[keep] = comp
+    return labels
+
+
+def _ranges_of_mask(mask: np.ndarray) -> list:
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _degree_hubs(patterns, n, count=16) -> list:
+    """The tokens of highest row or column degree in U's layers (self-loops included),
+    from the rows' intervals; [] when they are too costly."""
+    rows_deg = np.zeros(n, dtype=np.int64)
+    cols = np.zeros(n + 1, dtype=np.int64)
+    try:
+        for P in patterns:
+            for rows, keys in all_rows(P, n, limit=ROW_LIMIT):
+                np.add.at(rows_deg, rows[keys.own], keys.hi - keys.lo)
+                np.add.at(cols, keys.lo, 1)
+                np.add.at(cols, keys.hi, -1)
+    except TooManyIntervals:
+        return []
+    degree = np.maximum(rows_deg, np.cumsum(cols[:n]))
+    order = np.argsort(-degree, kind="stable")[:count]
+    return [int(x) for x in order if degree[x] > 2 * max(1, int(np.median(degree)))]
+
+
+def split_refutation(patterns, n, hubs=(), deadline=None) -> "dict | None":
+    """C2's "split" refutation (module docstring) for K = ∅, the hub tokens, or the tokens
+    of highest degree (the first 1, 2, 4, … of them), or None."""
+    if n < 3:
+        return None
+    tried, options = set(), [()]
+    hubs = [int(h) for h in hubs if 0 <= h < n]
+    if hubs:
+        options.append(tuple(sorted(set(hubs))))
+    top = _degree_hubs(patterns, n)
+    options += [tuple(sorted(set(top[:c]))) for c in sorted({min(c, len(top)) for c in (1, 2, 4, 8, 16)}) if c]
+    for K in options:
+        if K in tried or (deadline is not None and budget_clock() > deadline):
+            continue
+        tried.add(K)
+        removed = np.zeros(n, dtype=bool)
+        removed[list(K)] = True
+        labels = weak_pieces(patterns, n, removed)
+        if labels is None:
+            return None
+        count = int(labels.max()) + 1
+        if count <= len(K) + 1:
+            continue
+        sizes = np.bincount(labels[labels >= 0], minlength=count)
+        listed = np.argsort(sizes, kind="stable")[:len(K) + 1]  # the smallest: short ranges
+        return {"kind": "split", "removed": _ranges_of_mask(removed),
+                "pieces": [_ranges_of_mask(labels == q) for q in listed]}
+    return None
+
+
+# ---- C3: covers by common columns ----------------------------------------------------------
+
+
+class _Structured:
+    """A pattern given by its rows' structure (a formula over structure atoms), as
+    rowsets.row_keys reads it."""
+
+    def __init__(self, formula):
+        self.formula = formula
+
+    def row_structure(self, n):
+        return self.formula
+
+    def children(self):
+        return ()
+
+
+def _split_formula(f):
+    """(row-independent parts, the rest or None) of a row formula whose keys are their
+    union: the parts of an AnyOf that are the same interval or progression in every row
+    (Span, ColumnResidues), also inside a pattern over blocks (Scaled)."""
+    if isinstance(f, (Span, ColumnResidues)):
+        return [f], None
+    if isinstance(f, Scaled):
+        common, rest = _split_formula(f.part)
+        return ([Scaled(f.size, AnyOf(tuple(common)))] if common else [],
+                Scaled(f.size, rest) if rest is not None else None)
+    if isinstance(f, AnyOf):
+        common, rest = [], []
+        for part in f.parts:
+            c, r = _split_formula(part)
+            common += c
+            if r is not None:
+                rest.append(r)
+        return common, (None if not rest else rest[0] if len(rest) == 1 else AnyOf(tuple(rest)))
+    return [], f
+
+
+def common_columns(P, n):
+    """(C, R): a bool [n] mask C of keys that every row of P holds, and a pattern R (or None
+    for no keys) with A_i = C ∪ R_i for every row i. C is read from the rows' structure:
+    the row-independent parts of a union (possibly empty)."""
+    if isinstance(P, Union):
+        C, rest = np.zeros(n, dtype=bool), []
+        for part in P.parts:
+            c, r = common_columns(part, n)
+            C |= c
+            if r is not None:
+                rest.append(r)
+        return C, (None if not rest else rest[0] if len(rest) == 1 else Union(tuple(rest)))
+    C = np.zeros(n, dtype=bool)
+    if hasattr(P, "row_keys"):  # a grid's runs of keys (what row_keys reads for it): no common part read
+        return C, P
+    try:
+        formula = P.row_structure(n)
+    except NotImplementedError:  # a node without a row structure: no common part read
+        return C, P
+    common, rest = _split_formula(formula)
+    if not common:
+        return C, P
+    keys = row_keys(_Structured(AnyOf(tuple(common))), np.zeros(1, dtype=np.int64), n)
+    marks = np.bincount(keys.lo, minlength=n + 1) - np.bincount(keys.hi, minlength=n + 1)
+    C = np.cumsum(marks[:n]) > 0
+    return C, (_Structured(rest) if rest is not None else None)
+
+
+def common_cover(patterns, n, max_step=8, deadline=None) -> "tuple | None":
+    """(t, C) for the least t ≥ 2 (≤ max_step) at which the common columns C of layer k(t)
+    reach everything in t − 1 steps (module docstring), or None."""
+    p = len(patterns)
+    try:
+        parts = [common_columns(P, n) for P in patterns]
+        if not any(C.any() for C, _ in parts):
+            return None
+        rest = Layers([R for _, R in parts if R is not None], n, deadline)
+        index = {k: q for q, k in enumerate(k for k in range(p) if parts[k][1] is not None)}
+
+        def apply(k, X):
+            C, R = parts[k]
+            if not X.any():
+                return X
+            return C | rest.apply(index[k], X) if R is not None else C.copy()
+
+        for t in range(2, max_step + 1):
+            C = parts[(t - 1) % p][0]
+            if not C.any():
+                continue
+            X = C
+            for step in range(t - 1, 0, -1):
+                if rest.late():
+                    return None
+                X = apply((step - 1) % p, X)
+            if X.all():
+                return t, C
+    except TooManyIntervals:
+        return None
     return None
