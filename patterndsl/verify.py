@@ -1671,7 +1671,8 @@ def _check_segment_claims(ch: _Claims, claims) -> None:
         for name, check in (("self_loops", _check_segment_self_loops), ("hamiltonian_path", _check_segment_order),
                             ("finite_depth", _check_segment_depth)):
             claim = c.get(name)
-            if not isinstance(claim, dict) or claim.get("holds") not in (True, False, None):
+            if not (isinstance(claim, dict) and "holds" in claim and (claim["holds"] is None or claim["holds"] is True
+                                                                    or claim["holds"] is False)):
                 ch.failures.append(f"segments: head {h}: {name}: missing or malformed")
             elif claim["holds"] is not None:
                 ch.run(f"segments: head {h}: {name}", check, ch, h, claim)
@@ -1810,7 +1811,7 @@ def _check_segment_depth(ch: _Claims, h, claim) -> "str | None":
                 x = _neighbour_order(ch, h, below)
                 if x is not None:
                     return f"the chain lacks token {x}'s {name} (for some rank in its document)"
-        else:
+        if "prefixes" in evidence:  # (each piece present is checked, also beside the chain)
             if not all(_depends_on_offset_only(ch.layer(k, h)) for k in range(ch.p)):
                 return "prefixes: a layer holds a primitive that depends on more than j − i"
             x = _prefix_gap(ch, h)

@@ -659,3 +659,264 @@ def _share_work():
         yield
     _OUTCOMES.clear()
     _ORACLES.clear()
+
+
+# ---- claims for every segmentation (certseg11) ----------------------------------------------------
+# `check` on a pattern reading segment ids adds `segments.every_segmentation`: per head, C1 for
+# every segmentation and C2/C3 within every packed document (patterndsl/analysis/
+# segment_conditions.py). The oracle here evaluates the dense reference under EVERY
+# segmentation of n ≤ 7 positions into packed documents (the 2^(n−1) compositions, ids
+# 0, 0, 1, 1, 1, 2, …) and judges each claim on every document of each: a Hamiltonian path by
+# Held–Karp, s by iterating S^t in the document (Dense above, on the document's block). The
+# `ranks`, `why` and `reason` fields are explanations, not claims.
+
+from patterndsl import segments as SEG  # noqa: E402
+from patterndsl.analysis.check import check  # noqa: E402
+from patterndsl.reference import dense_mask  # noqa: E402
+
+
+class _Block(_DenseOracle):
+    """Dense's S^t, s and Held–Karp on one document's blocks (one per layer)."""
+
+    def __init__(self, masks):
+        self.n, self.p, self.M = masks[0].shape[0], len(masks), masks
+        self.U = np.logical_or.reduce(masks)
+        self.c1 = all(m.diagonal().all() for m in masks)
+        self._S = [None, masks[0].copy()]
+
+
+class EverySegmentation:
+    """Per head: every (segmentation, document) of n positions with the document's blocks."""
+
+    def __init__(self, compiled):
+        n, p = compiled.n, compiled.layers
+        self.n, self.heads = n, compiled.heads
+        self.diagonals = []  # (ranks, [layer][head] diagonal) per segmentation
+        self.documents = [dict() for _ in range(compiled.heads)]  # h -> {(a, L): [_Block per segmentation]}
+        for cuts in range(1 << (n - 1)):
+            ids = np.cumsum([0] + [(cuts >> b) & 1 for b in range(n - 1)])
+            with SEG.using(ids):
+                masks = [[dense_mask(compiled.patterns[k][h], n) for h in range(compiled.heads)] for k in range(p)]
+            ranks = SEG.ranks(ids)
+            self.diagonals.append((ranks, [[m.diagonal().copy() for m in row] for row in masks]))
+            starts = [0] + [b + 1 for b in range(n - 1) if (cuts >> b) & 1] + [n]
+            for a, b in zip(starts, starts[1:]):
+                for h in range(compiled.heads):
+                    self.documents[h].setdefault((a, b - a), []).append(
+                        _Block([masks[k][h][a:b, a:b] for k in range(p)]))
+        one = [[dense_mask(compiled.patterns[k][h], n) for h in range(compiled.heads)] for k in range(p)]
+        self.one_document = [[one[k][h] for k in range(p)] for h in range(compiled.heads)]
+
+    def blocks(self, h):
+        return [(doc, block) for doc, blocks in self.documents[h].items() for block in blocks]
+
+
+def _self_loops_problem(E, h, claim):
+    holds = claim.get("holds")
+    every = all(d[k][h].all() for _, d in E.diagonals for k in range(len(d)))
+    if holds is True:
+        return None if every else "C1 fails for some segmentation"
+    if holds is False:
+        m = claim.get("missing")
+        if not (isinstance(m, list) and len(m) == 3 and all(_pos_int(x) for x in m)):
+            return "malformed missing"
+        k, i, r = m
+        if not any(0 <= k < len(d) and 0 <= i < E.n and ranks[i] == r and not d[k][h][i]
+                   for ranks, d in E.diagonals):
+            return f"no segmentation gives position {i} rank {r} without its self-loop in layer {k}"
+    return None
+
+
+def _doc_ok(doc, n):
+    return isinstance(doc, list) and len(doc) == 2 and all(_pos_int(x) for x in doc) and doc[1] >= 1 \
+        and doc[0] >= 0 and doc[0] + doc[1] <= n
+
+
+def _order_problem(E, h, claim):
+    holds = claim.get("holds")
+    blocks = E.blocks(h)
+    if holds is True:
+        w = claim.get("witness")
+        if w not in ("identity", "reversed"):
+            return "malformed witness"
+        for (a, length), B in blocks:
+            x = np.arange(1, length)
+            if not (B.U[x, x - 1] if w == "identity" else B.U[x - 1, x]).all():
+                return f"the {w} order fails in the document [{a}, {a + length})"
+        return None
+    if holds is False:
+        doc = claim.get("document")
+        if not (_doc_ok(doc, E.n) and any(not B.has_path() for B in E.documents[h][tuple(doc)])):
+            return f"the document {doc} has a Hamiltonian path in every segmentation"
+    return None
+
+
+def _strongly_connected(U):
+    def reach(M):
+        seen = np.zeros(M.shape[0], dtype=bool)
+        seen[0] = True
+        for _ in range(M.shape[0]):
+            seen = seen | M[seen].any(axis=0)
+        return seen.all()
+    return reach(U) and reach(U.T)
+
+
+def _segment_depth_problem(E, h, claim):
+    holds = claim.get("holds")
+    blocks = E.blocks(h)
+    depths = [B.s() for _, B in blocks]
+    if holds is False:
+        doc, pair = claim.get("document"), claim.get("unreachable")
+        if not (_doc_ok(doc, E.n) and isinstance(pair, list) and len(pair) == 2
+                and all(_pos_int(x) and doc[0] <= x < doc[0] + doc[1] for x in pair)):
+            return "malformed document or pair"
+        a = doc[0]
+        for B in E.documents[h][tuple(doc)]:
+            U, seen = B.U, np.zeros(B.n, dtype=bool)
+            seen[pair[0] - a] = True
+            for _ in range(B.n):
+                seen = seen | U[seen].any(axis=0)
+            if not seen[pair[1] - a]:
+                return None
+        return f"query {pair[0]} reaches token {pair[1]} in the document {doc}"
+    if holds is not True:
+        return None
+    if any(d is None for d in depths):
+        return "some document has infinite depth"
+    s = claim.get("s")
+    if s is not None and s != max(depths):
+        return f"the worst document has s = {max(depths)}, not {s}"
+    ev = claim.get("evidence")
+    if ev is None:
+        return None
+    if not isinstance(ev, dict):
+        return "malformed evidence"
+    if "chain" in ev:
+        for (a, length), B in blocks:
+            x = np.arange(1, length)
+            if not (B.c1 and B.U[x, x - 1].all() and B.U[x - 1, x].all()):
+                return f"no chain with self-loops in the document [{a}, {a + length})"
+    if ev.get("prefixes"):
+        one = E.one_document[h]
+        for (a, length), B in blocks:
+            if not (B.c1 and all(np.array_equal(m, o[:length, :length]) for m, o in zip(B.M, one))
+                    and _strongly_connected(B.U)):
+                return f"the document [{a}, {a + length}) is not a strongly connected prefix with self-loops"
+    return None
+
+
+def segment_problem(E, claims):
+    """Why some claim for every segmentation is false, or None."""
+    for c in claims["every_segmentation"]:
+        h = c["head"]
+        for name, judge in (("self_loops", _self_loops_problem), ("hamiltonian_path", _order_problem),
+                            ("finite_depth", _segment_depth_problem)):
+            claim = c.get(name)
+            why = judge(E, h, claim) if isinstance(claim, dict) else None
+            if why:
+                return f"head {h}: {name}: {why}"
+    return None
+
+
+def segment_corruptions(cert):
+    """corruptions() of the `segments` part (it visits the claims under a top key it knows)."""
+    for path, bad in corruptions({"n": cert["n"], "conditions": cert["segments"]}):
+        changed = dict(cert)
+        changed["segments"] = bad["conditions"]
+        yield ["segments"] + path[1:], changed
+
+
+def assert_no_false_segment_claim_accepted(compiled, cert):
+    E = EverySegmentation(compiled)
+    why = segment_problem(E, cert["segments"])
+    assert why is None, f"the oracle rejects the analyzer's own claims: {why}"
+    report = verify_report(compiled, cert)
+    assert not report["failures"] and not report["unchecked"], report
+    rejected = 0
+    for path, bad in segment_corruptions(cert):
+        report = verify_report(compiled, bad)
+        if report["failures"] or report["unchecked"]:
+            rejected += 1
+            continue
+        why = segment_problem(E, bad["segments"])
+        assert why is None, f"verify accepted {path}: {why}"
+    return rejected
+
+
+SEGMENT_CASES = [
+    ("segment & causal", 6),                                              # identity; C3 fails in [x − 1, x + 1)
+    ("segment & (causal | window(-2, 2))", 6),
+    ("segment & window(1)", 6),                                           # chain, worst s
+    ("segment & (causal | window(-2, 2) | segment_start(2))", 7),         # prefixes
+    ("segment & (causal | segment_start(2))", 6),                         # a prefix that is not connected
+    ("segment & self", 5),                                                # no path in [x − 1, x + 1)
+    ("segment & (~causal | self)", 5),                                    # reversed
+    ("segment & (window(1) - segment_start(1))", 5),                      # C1 fails at rank 0
+    ("segment & (window(1) | segment_start(2))", 6),                      # chain, rows not intervals
+    ("segment & (causal | window(-2, 2) | segment_start(2) | rows(0))", 6),  # every document (brute force)
+    ("segment & (window(1, 0) | segment_start(3) | window(-3, 3))", 7),
+    ("layers {\nsegment & causal\nsegment & (~causal | self)\n}", 6),      # two layers: chain, s = 2
+    ("causal | segment_start(1)", 5),                                     # pairs across segments
+    ("heads {\n0: segment & window(1)\n1: segment & (causal | segment_start(2))\n}", 5),
+]
+
+
+@pytest.mark.parametrize("source, n", SEGMENT_CASES)
+def test_segment_certificates_resist_corruption(source, n):
+    compiled = patterndsl.compile(source, n)
+    cert = check(compiled, budget_seconds=2.0)[1]
+    assert assert_no_false_claim_accepted(compiled, cert) > 0
+    assert assert_no_false_segment_claim_accepted(compiled, cert) > 0
+
+
+def test_segment_claims_resist_transplants():
+    """Each claim of every segment certificate above put in place of the same claim of every
+    other (one field cannot turn a refutation into `prefixes` evidence or a worst s, a claim
+    from another pattern can): verify accepts none that the oracle finds false."""
+    certs = []
+    for source, n in SEGMENT_CASES:
+        compiled = patterndsl.compile(source, n)
+        certs.append((compiled, check(compiled, budget_seconds=2.0)[1]))
+    pool = {name: {json.dumps(c[name], sort_keys=True) for _, cert in certs
+                   for c in cert["segments"]["every_segmentation"]}
+            for name in ("self_loops", "hamiltonian_path", "finite_depth")}
+    judged = rejected = 0
+    for compiled, cert in certs:
+        E = EverySegmentation(compiled)
+        for h in range(compiled.heads):
+            for name, texts in pool.items():
+                for text in sorted(texts):
+                    bad = copy.deepcopy(cert)
+                    bad["segments"]["every_segmentation"][h][name] = json.loads(text)
+                    report = verify_report(compiled, bad)
+                    judged += 1
+                    if report["failures"] or report["unchecked"]:
+                        rejected += 1
+                        continue
+                    why = segment_problem(E, bad["segments"])
+                    assert why is None, f"verify accepted {compiled.source}: head {h}: {name} = {text}: {why}"
+    assert 0 < rejected < judged
+
+
+def test_segment_evidence_beside_the_chain_is_checked():
+    """`prefixes` added beside a true chain is re-checked too: cols(2) is not a function of
+    j − i, so the documents are not prefixes of one pattern (the oracle agrees)."""
+    compiled = patterndsl.compile("segment & (window(1) | cols(2))", 6)
+    cert = check(compiled, budget_seconds=2.0)[1]
+    depth = cert["segments"]["every_segmentation"][0]["finite_depth"]
+    assert "chain" in depth["evidence"]
+    depth["evidence"]["prefixes"] = True
+    assert segment_problem(EverySegmentation(compiled), cert["segments"]) is not None
+    assert verify_report(compiled, cert)["failures"]
+
+
+@pytest.mark.parametrize("holds", ["deleted", 0, 1, "true"])
+def test_segment_claim_without_a_boolean_verdict_is_malformed(holds):
+    compiled = patterndsl.compile("segment & causal", 5)
+    cert = check(compiled, budget_seconds=2.0)[1]
+    claim = cert["segments"]["every_segmentation"][0]["hamiltonian_path"]
+    if holds == "deleted":
+        del claim["holds"]
+    else:
+        claim["holds"] = holds
+    assert any("missing or malformed" in f for f in verify_report(compiled, cert)["failures"])
