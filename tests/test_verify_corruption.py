@@ -920,3 +920,55 @@ def test_segment_claim_without_a_boolean_verdict_is_malformed(holds):
     else:
         claim["holds"] = holds
     assert any("missing or malformed" in f for f in verify_report(compiled, cert)["failures"])
+
+
+# ---- `dominated` evidence (analysis/dominance.py; certseg11) -------------------------------------
+# One layer with C1: every row contains the row of some r in R, and out-trees of U rooted at
+# the r bound s by their deepest depth. Judged densely here, then the rest of the claim by
+# depth_problem above with the upper bound marked as proved.
+
+_depth_problem_before = depth_problem
+
+
+def _dominated_bound(D, dom):
+    R, out = (dom.get("rows"), dom.get("out")) if isinstance(dom, dict) else (None, None)
+    if not (isinstance(R, list) and R and all(_idx(r, D.n) for r in R) and isinstance(out, list)
+            and len(out) == len(R) and D.p == 1 and D.c1):
+        return "malformed dominated evidence, or not one layer with C1"
+    A = D.M[0]
+    if not all(any((A[i] >= A[r]).all() for r in R) for i in range(D.n)):
+        return "a row contains the row of no r in R"
+    depths = [_tree_depth(parent, r, D.n, lambda a, b: D.U[a, b]) for r, parent in zip(R, out)]
+    if any(d is None for d in depths):
+        return "an out-tree is not a tree of U"
+    return max(1, max(max(d) for d in depths))
+
+
+def depth_problem(D, claim):  # noqa: F811 (certificate_problem reads it)
+    ev = claim.get("evidence")
+    if not (isinstance(ev, dict) and "dominated" in ev):
+        return _depth_problem_before(D, claim)
+    bound = _dominated_bound(D, ev["dominated"])
+    if isinstance(bound, str):
+        return bound
+    hi = (claim.get("s_bounds") or [None, None])[-1] if isinstance(claim.get("s_bounds"), list) else None
+    if claim.get("holds") is True and _pos_int(hi) and bound > hi:
+        return f"the dominated rows prove s ≤ {bound}, not ≤ {hi}"
+    rest = dict(claim, evidence={**{k: v for k, v in ev.items() if k != "dominated"}, "recursion": True})
+    return _depth_problem_before(D, rest)
+
+
+DOMINATED_CASES = [
+    ("causal | window(-2, 2) | cols(0..2)", 9),  # the one-document rows of segment & (… | segment_start(2))
+    ("causal | window(-3, 3) | cols(0..1)", 10),
+    ("causal | stride(3) | self", 9),
+]
+
+
+@pytest.mark.parametrize("source, n", DOMINATED_CASES)
+def test_dominated_certificates_resist_corruption(structural, source, n):
+    compiled = patterndsl.compile(source, n)
+    cert = make_certificate(compiled)
+    assert "dominated" in cert["conditions"][0]["finite_depth"]["evidence"]
+    assert cert["conditions"][0]["finite_depth"]["s"] == _DenseOracle(compiled, 0).s()
+    assert assert_no_false_claim_accepted(compiled, cert) > 0
