@@ -972,3 +972,24 @@ def test_dominated_certificates_resist_corruption(structural, source, n):
     assert "dominated" in cert["conditions"][0]["finite_depth"]["evidence"]
     assert cert["conditions"][0]["finite_depth"]["s"] == _DenseOracle(compiled, 0).s()
     assert assert_no_false_claim_accepted(compiled, cert) > 0
+
+
+_CAUSAL_PARTS = st.sampled_from(["self", "window(1, 0)", "window(-2, 2)", "window(-3, 3)", "cols(0..2)",
+                                 "cols(0..1)", "stride(3)", "global(0)", "rows(0..2)", "window(0, 2)"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_CAUSAL_PARTS, min_size=1, max_size=4, unique=True), st.integers(2, 24))
+def test_dominated_depth_is_the_dense_depth(parts, n):
+    """Wherever the structural path claims s from dominating rows, it is the dense s (causal
+    in every pattern: its rows [0, i] make rows contain others)."""
+    compiled = patterndsl.compile(" | ".join(["causal"] + parts), n)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "DENSE_N", 0)
+        mp.setattr(C, "SEARCH_N", 0)
+        cert = make_certificate(compiled)
+    depth = cert["conditions"][0]["finite_depth"]
+    if "dominated" in (depth.get("evidence") or {}):
+        assert depth["s"] == _DenseOracle(compiled, 0).s()
+        assert certificate_problem(compiled, cert) is None
+        assert verify_report(compiled, cert) == {"failures": [], "unchecked": []}
