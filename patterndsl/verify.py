@@ -1197,24 +1197,56 @@ def _depth_by_intervals(ch: _Claims, h) -> "int | None | str":
     return min(candidates) if candidates else None
 
 
+def _layer_keys(ch: _Claims, k, h):
+    """Every row's keys of one layer as intervals grouped by row: (first, lo, hi), row i's
+    intervals at first[i]:first[i + 1] (read once, kept for the certificate's claims)."""
+    cache = ch.__dict__.setdefault("_layer_keys", {})
+    if (k, h) not in cache:
+        n, firsts, los, his, seen = ch.n, [], [], [], 0
+        for rows in _batches(np.arange(n, dtype=np.int64)):
+            ks = ch.rows(k, h, rows)
+            firsts.append(np.searchsorted(ks.own, np.arange(rows.size)) + seen)
+            los.append(ks.lo)
+            his.append(ks.hi)
+            seen += ks.lo.size
+        cache[k, h] = (np.concatenate(firsts + [[seen]]).astype(np.int64), np.concatenate(los), np.concatenate(his))
+    return cache[k, h]
+
+
+def _spread(lo: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """The integers of the intervals [lo, lo + width), concatenated."""
+    return np.repeat(lo - np.cumsum(width) + width, width) + np.arange(int(width.sum()))
+
+
 def _row_after(ch: _Claims, h, i, steps) -> np.ndarray:
     """S^{steps}_i given C1: {i} pushed through layers k(steps), …, k(1). With C1 the set
-    only grows, so each row is expanded once per layer."""
+    only grows, so each row is expanded once per layer (from every row's intervals, read
+    once: a step costs its new rows' keys, not a pass over n)."""
     n, p = ch.n, ch.p
     X = np.zeros(n, dtype=bool)
     X[i] = True
     done = [np.zeros(n, dtype=bool) for _ in range(p)]
+    fresh = [np.array([i], dtype=np.int64) for _ in range(p)]  # reached, not yet expanded in layer k
     for t in range(steps, 0, -1):
         k = (t - 1) % p
-        new = np.flatnonzero(X & ~done[k])
-        done[k] |= X
-        ch.meter.add(n // 64 + 1)
-        for rows in _batches(new):
-            ks = ch.rows(k, h, rows)
+        new = fresh[k][~done[k][fresh[k]]]
+        done[k][new] = True
+        first, lo, hi = _layer_keys(ch, k, h)
+        at = _spread(first[new], first[new + 1] - first[new])
+        ch.meter.add(at.size + 1)
+        width = hi[at] - lo[at]
+        if int(width.sum()) <= n // 16:
+            keys = _spread(lo[at], width)
+            keys = np.unique(keys[~X[keys]])
+        else:
             marks = np.zeros(n + 1, dtype=np.int64)
-            np.add.at(marks, ks.lo, 1)
-            np.add.at(marks, ks.hi, -1)
-            X |= np.cumsum(marks[:n]) > 0
+            np.add.at(marks, lo[at], 1)
+            np.add.at(marks, hi[at], -1)
+            keys = np.flatnonzero((np.cumsum(marks[:n]) > 0) & ~X)
+        X[keys] = True
+        fresh = [np.concatenate([f[~done[m][f]], keys]) for m, f in enumerate(fresh)]
+        if keys.size == 0 and all(f.size == 0 for f in fresh):
+            break  # nothing new to expand in any layer: S^t_i stays as it is
         if X.all():
             break
     return X
@@ -1414,6 +1446,37 @@ def _tree_diameter_bound(ch: _Claims, h, trees) -> "int | str":
     return max(1, total)
 
 
+def _check_dominated(ch: _Claims, h, dom) -> "int | str":
+    """One layer with C1: every row contains the row of some r in R, so S^t_i ⊇ S^t_r
+    (S^t_i = ∪_{j ∈ A_i} S^{t−1}_j), and S^t = J once every r reaches all tokens: s is at
+    most the deepest of the out-trees of U rooted at the r (analysis/dominance.py)."""
+    n = ch.n
+    R, out = (dom.get("rows"), dom.get("out")) if isinstance(dom, dict) else (None, None)
+    if not (isinstance(R, list) and R and all(_index(r, n) for r in R) and len(set(R)) == len(R)
+            and isinstance(out, list) and len(out) == len(R)):
+        return "malformed dominated evidence"
+    if ch.p != 1 or not ch.c1(h):
+        return "dominated rows bound s only for one layer with C1"
+    deepest = 1
+    for r, parent in zip(R, out):
+        depth = _tree(ch, h, parent, r, forward=True)
+        if isinstance(depth, str):
+            return depth
+        deepest = max(deepest, int(depth.max()))
+    covered = np.zeros(n, dtype=bool)
+    for r in R:
+        base = ch.rows(0, h, [r])
+        cum = np.concatenate([[0], np.cumsum(_members([[int(a), int(b)] for a, b in zip(base.lo, base.hi)], n))])
+        size = int(cum[n])
+        for rows in _batches(np.arange(n, dtype=np.int64)):
+            ks = ch.rows(0, h, rows)
+            shared = np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=rows.size)
+            covered[rows] |= shared == size
+    if not covered.all():
+        return f"row {int(np.flatnonzero(~covered)[0])} contains the row of no dominating row"
+    return deepest
+
+
 def _check_depth(ch: _Claims, h, claim) -> str | None:
     n = ch.n
     holds = claim.get("holds")
@@ -1515,6 +1578,11 @@ def _upper_evidence(ch: _Claims, h, ev) -> "int | None | str":
             if isinstance(step, str):
                 return step
             proved = min(proved or step, step)
+    if ev.get("dominated") is not None:
+        bound = _check_dominated(ch, h, ev["dominated"])
+        if isinstance(bound, str):
+            return bound
+        proved = min(proved or bound, bound)
     if "aperiodic" in ev and ev["aperiodic"] is not True:
         return "malformed aperiodic"
     trees = ev.get("trees")
@@ -1757,7 +1825,8 @@ def _check_segment_claims(ch: _Claims, claims) -> None:
         for name, check in (("self_loops", _check_segment_self_loops), ("hamiltonian_path", _check_segment_order),
                             ("finite_depth", _check_segment_depth)):
             claim = c.get(name)
-            if not isinstance(claim, dict) or claim.get("holds") not in (True, False, None):
+            if not (isinstance(claim, dict) and "holds" in claim and (claim["holds"] is None or claim["holds"] is True
+                                                                    or claim["holds"] is False)):
                 ch.failures.append(f"segments: head {h}: {name}: missing or malformed")
             elif claim["holds"] is not None:
                 ch.run(f"segments: head {h}: {name}", check, ch, h, claim)
@@ -1896,7 +1965,7 @@ def _check_segment_depth(ch: _Claims, h, claim) -> "str | None":
                 x = _neighbour_order(ch, h, below)
                 if x is not None:
                     return f"the chain lacks token {x}'s {name} (for some rank in its document)"
-        else:
+        if "prefixes" in evidence:  # (each piece present is checked, also beside the chain)
             if not all(_depends_on_offset_only(ch.layer(k, h)) for k in range(ch.p)):
                 return "prefixes: a layer holds a primitive that depends on more than j − i"
             x = _prefix_gap(ch, h)

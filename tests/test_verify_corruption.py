@@ -714,3 +714,404 @@ def test_common_cover_refuses_false_tokens(structural):
         bad["conditions"][0]["finite_depth"]["evidence"]["common_cover"]["tokens"] = tokens
         assert certificate_problem(compiled, bad) is not None
         assert verify_report(compiled, bad)["failures"], tokens
+
+
+# ---- shared work (certseg11) ----------------------------------------------------------------------
+# A corrupted certificate differs from the analyzer's in one field, so most of verify's claim
+# checks repeat the original's: each check (`_Claims.run`) is a pure function of the compiled
+# pattern, the budget and its arguments (it returns a text; only `run` records it), so its
+# outcome is kept per (pattern, claim) and replayed — verify_report still sees every claim of
+# every corrupted certificate, in order. The oracle's dense masks and powers S^t are built once
+# per pattern and head. (Appended: this file is append-only; the functions above read the
+# module's `Dense` at call time.)
+
+import json  # noqa: E402
+
+import patterndsl.verify as V  # noqa: E402
+
+WORK = {"claim checks": 0, "claim checks run": 0, "oracles": 0}
+_OUTCOMES: dict = {}
+_ORACLES: dict = {}
+_DenseOracle = Dense
+
+
+def _shared_oracle(compiled, h):
+    key = (id(compiled), h)
+    if key not in _ORACLES:
+        WORK["oracles"] += 1
+        _ORACLES[key] = (compiled, _DenseOracle(compiled, h))  # the compiled kept: its id stays its own
+    return _ORACLES[key][1]
+
+
+Dense = _shared_oracle  # noqa: F811 (certificate_problem reads it)
+
+
+def _claim_key(ch, name, check, args):
+    if not args or args[0] is not ch:
+        return None  # a closure (nonempty_rows' empty row): cheap, run as is
+    try:
+        text = json.dumps(args[1:], sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return (id(ch.c), ch.budget, name, check.__module__, check.__qualname__, text)
+
+
+def _replaying_run(self, name, check, *args):
+    WORK["claim checks"] += 1
+    key = _claim_key(self, name, check, args)
+    if key is None or key not in _OUTCOMES:
+        WORK["claim checks run"] += 1
+        failures, unchecked = len(self.failures), len(self.unchecked)
+        _ORIGINAL_RUN(self, name, check, *args)
+        if key is not None:
+            _OUTCOMES[key] = (self.c, self.failures[failures:], self.unchecked[unchecked:])
+        return
+    _, failed, skipped = _OUTCOMES[key]
+    self.failures.extend(failed)
+    self.unchecked.extend(skipped)
+
+
+_ORIGINAL_RUN = V._Claims.run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _share_work():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(V._Claims, "run", _replaying_run)
+        yield
+    _OUTCOMES.clear()
+    _ORACLES.clear()
+
+
+# ---- claims for every segmentation (certseg11) ----------------------------------------------------
+# `check` on a pattern reading segment ids adds `segments.every_segmentation`: per head, C1 for
+# every segmentation and C2/C3 within every packed document (patterndsl/analysis/
+# segment_conditions.py). The oracle here evaluates the dense reference under EVERY
+# segmentation of n ≤ 7 positions into packed documents (the 2^(n−1) compositions, ids
+# 0, 0, 1, 1, 1, 2, …) and judges each claim on every document of each: a Hamiltonian path by
+# Held–Karp, s by iterating S^t in the document (Dense above, on the document's block). The
+# `ranks`, `why` and `reason` fields are explanations, not claims.
+
+from patterndsl import segments as SEG  # noqa: E402
+from patterndsl.analysis.check import check  # noqa: E402
+from patterndsl.reference import dense_mask  # noqa: E402
+
+
+class _Block(_DenseOracle):
+    """Dense's S^t, s and Held–Karp on one document's blocks (one per layer)."""
+
+    def __init__(self, masks):
+        self.n, self.p, self.M = masks[0].shape[0], len(masks), masks
+        self.U = np.logical_or.reduce(masks)
+        self.c1 = all(m.diagonal().all() for m in masks)
+        self._S = [None, masks[0].copy()]
+
+
+class EverySegmentation:
+    """Per head: every (segmentation, document) of n positions with the document's blocks."""
+
+    def __init__(self, compiled):
+        n, p = compiled.n, compiled.layers
+        self.n, self.heads = n, compiled.heads
+        self.diagonals = []  # (ranks, [layer][head] diagonal) per segmentation
+        self.documents = [dict() for _ in range(compiled.heads)]  # h -> {(a, L): [_Block per segmentation]}
+        for cuts in range(1 << (n - 1)):
+            ids = np.cumsum([0] + [(cuts >> b) & 1 for b in range(n - 1)])
+            with SEG.using(ids):
+                masks = [[dense_mask(compiled.patterns[k][h], n) for h in range(compiled.heads)] for k in range(p)]
+            ranks = SEG.ranks(ids)
+            self.diagonals.append((ranks, [[m.diagonal().copy() for m in row] for row in masks]))
+            starts = [0] + [b + 1 for b in range(n - 1) if (cuts >> b) & 1] + [n]
+            for a, b in zip(starts, starts[1:]):
+                for h in range(compiled.heads):
+                    self.documents[h].setdefault((a, b - a), []).append(
+                        _Block([masks[k][h][a:b, a:b] for k in range(p)]))
+        one = [[dense_mask(compiled.patterns[k][h], n) for h in range(compiled.heads)] for k in range(p)]
+        self.one_document = [[one[k][h] for k in range(p)] for h in range(compiled.heads)]
+
+    def blocks(self, h):
+        return [(doc, block) for doc, blocks in self.documents[h].items() for block in blocks]
+
+
+def _self_loops_problem(E, h, claim):
+    holds = claim.get("holds")
+    every = all(d[k][h].all() for _, d in E.diagonals for k in range(len(d)))
+    if holds is True:
+        return None if every else "C1 fails for some segmentation"
+    if holds is False:
+        m = claim.get("missing")
+        if not (isinstance(m, list) and len(m) == 3 and all(_pos_int(x) for x in m)):
+            return "malformed missing"
+        k, i, r = m
+        if not any(0 <= k < len(d) and 0 <= i < E.n and ranks[i] == r and not d[k][h][i]
+                   for ranks, d in E.diagonals):
+            return f"no segmentation gives position {i} rank {r} without its self-loop in layer {k}"
+    return None
+
+
+def _doc_ok(doc, n):
+    return isinstance(doc, list) and len(doc) == 2 and all(_pos_int(x) for x in doc) and doc[1] >= 1 \
+        and doc[0] >= 0 and doc[0] + doc[1] <= n
+
+
+def _order_problem(E, h, claim):
+    holds = claim.get("holds")
+    blocks = E.blocks(h)
+    if holds is True:
+        w = claim.get("witness")
+        if w not in ("identity", "reversed"):
+            return "malformed witness"
+        for (a, length), B in blocks:
+            x = np.arange(1, length)
+            if not (B.U[x, x - 1] if w == "identity" else B.U[x - 1, x]).all():
+                return f"the {w} order fails in the document [{a}, {a + length})"
+        return None
+    if holds is False:
+        doc = claim.get("document")
+        if not (_doc_ok(doc, E.n) and any(not B.has_path() for B in E.documents[h][tuple(doc)])):
+            return f"the document {doc} has a Hamiltonian path in every segmentation"
+    return None
+
+
+def _strongly_connected(U):
+    def reach(M):
+        seen = np.zeros(M.shape[0], dtype=bool)
+        seen[0] = True
+        for _ in range(M.shape[0]):
+            seen = seen | M[seen].any(axis=0)
+        return seen.all()
+    return reach(U) and reach(U.T)
+
+
+def _segment_depth_problem(E, h, claim):
+    holds = claim.get("holds")
+    blocks = E.blocks(h)
+    depths = [B.s() for _, B in blocks]
+    if holds is False:
+        doc, pair = claim.get("document"), claim.get("unreachable")
+        if not (_doc_ok(doc, E.n) and isinstance(pair, list) and len(pair) == 2
+                and all(_pos_int(x) and doc[0] <= x < doc[0] + doc[1] for x in pair)):
+            return "malformed document or pair"
+        a = doc[0]
+        for B in E.documents[h][tuple(doc)]:
+            U, seen = B.U, np.zeros(B.n, dtype=bool)
+            seen[pair[0] - a] = True
+            for _ in range(B.n):
+                seen = seen | U[seen].any(axis=0)
+            if not seen[pair[1] - a]:
+                return None
+        return f"query {pair[0]} reaches token {pair[1]} in the document {doc}"
+    if holds is not True:
+        return None
+    if any(d is None for d in depths):
+        return "some document has infinite depth"
+    s = claim.get("s")
+    if s is not None and s != max(depths):
+        return f"the worst document has s = {max(depths)}, not {s}"
+    ev = claim.get("evidence")
+    if ev is None:
+        return None
+    if not isinstance(ev, dict):
+        return "malformed evidence"
+    if "chain" in ev:
+        for (a, length), B in blocks:
+            x = np.arange(1, length)
+            if not (B.c1 and B.U[x, x - 1].all() and B.U[x - 1, x].all()):
+                return f"no chain with self-loops in the document [{a}, {a + length})"
+    if ev.get("prefixes"):
+        one = E.one_document[h]
+        for (a, length), B in blocks:
+            if not (B.c1 and all(np.array_equal(m, o[:length, :length]) for m, o in zip(B.M, one))
+                    and _strongly_connected(B.U)):
+                return f"the document [{a}, {a + length}) is not a strongly connected prefix with self-loops"
+    return None
+
+
+def segment_problem(E, claims):
+    """Why some claim for every segmentation is false, or None."""
+    for c in claims["every_segmentation"]:
+        h = c["head"]
+        for name, judge in (("self_loops", _self_loops_problem), ("hamiltonian_path", _order_problem),
+                            ("finite_depth", _segment_depth_problem)):
+            claim = c.get(name)
+            why = judge(E, h, claim) if isinstance(claim, dict) else None
+            if why:
+                return f"head {h}: {name}: {why}"
+    return None
+
+
+def segment_corruptions(cert):
+    """corruptions() of the `segments` part (it visits the claims under a top key it knows)."""
+    for path, bad in corruptions({"n": cert["n"], "conditions": cert["segments"]}):
+        changed = dict(cert)
+        changed["segments"] = bad["conditions"]
+        yield ["segments"] + path[1:], changed
+
+
+def assert_no_false_segment_claim_accepted(compiled, cert):
+    E = EverySegmentation(compiled)
+    why = segment_problem(E, cert["segments"])
+    assert why is None, f"the oracle rejects the analyzer's own claims: {why}"
+    report = verify_report(compiled, cert)
+    assert not report["failures"] and not report["unchecked"], report
+    rejected = 0
+    for path, bad in segment_corruptions(cert):
+        report = verify_report(compiled, bad)
+        if report["failures"] or report["unchecked"]:
+            rejected += 1
+            continue
+        why = segment_problem(E, bad["segments"])
+        assert why is None, f"verify accepted {path}: {why}"
+    return rejected
+
+
+SEGMENT_CASES = [
+    ("segment & causal", 6),                                              # identity; C3 fails in [x − 1, x + 1)
+    ("segment & (causal | window(-2, 2))", 6),
+    ("segment & window(1)", 6),                                           # chain, worst s
+    ("segment & (causal | window(-2, 2) | segment_start(2))", 7),         # prefixes
+    ("segment & (causal | segment_start(2))", 6),                         # a prefix that is not connected
+    ("segment & self", 5),                                                # no path in [x − 1, x + 1)
+    ("segment & (~causal | self)", 5),                                    # reversed
+    ("segment & (window(1) - segment_start(1))", 5),                      # C1 fails at rank 0
+    ("segment & (window(1) | segment_start(2))", 6),                      # chain, rows not intervals
+    ("segment & (causal | window(-2, 2) | segment_start(2) | rows(0))", 6),  # every document (brute force)
+    ("segment & (window(1, 0) | segment_start(3) | window(-3, 3))", 7),
+    ("layers {\nsegment & causal\nsegment & (~causal | self)\n}", 6),      # two layers: chain, s = 2
+    ("causal | segment_start(1)", 5),                                     # pairs across segments
+    ("heads {\n0: segment & window(1)\n1: segment & (causal | segment_start(2))\n}", 5),
+]
+
+
+@pytest.mark.parametrize("source, n", SEGMENT_CASES)
+def test_segment_certificates_resist_corruption(source, n):
+    compiled = patterndsl.compile(source, n)
+    cert = check(compiled, budget_seconds=2.0)[1]
+    assert assert_no_false_claim_accepted(compiled, cert) > 0
+    assert assert_no_false_segment_claim_accepted(compiled, cert) > 0
+
+
+def test_segment_claims_resist_transplants():
+    """Each claim of every segment certificate above put in place of the same claim of every
+    other (one field cannot turn a refutation into `prefixes` evidence or a worst s, a claim
+    from another pattern can): verify accepts none that the oracle finds false."""
+    certs = []
+    for source, n in SEGMENT_CASES:
+        compiled = patterndsl.compile(source, n)
+        certs.append((compiled, check(compiled, budget_seconds=2.0)[1]))
+    pool = {name: {json.dumps(c[name], sort_keys=True) for _, cert in certs
+                   for c in cert["segments"]["every_segmentation"]}
+            for name in ("self_loops", "hamiltonian_path", "finite_depth")}
+    judged = rejected = 0
+    for compiled, cert in certs:
+        E = EverySegmentation(compiled)
+        for h in range(compiled.heads):
+            for name, texts in pool.items():
+                for text in sorted(texts):
+                    bad = copy.deepcopy(cert)
+                    bad["segments"]["every_segmentation"][h][name] = json.loads(text)
+                    report = verify_report(compiled, bad)
+                    judged += 1
+                    if report["failures"] or report["unchecked"]:
+                        rejected += 1
+                        continue
+                    why = segment_problem(E, bad["segments"])
+                    assert why is None, f"verify accepted {compiled.source}: head {h}: {name} = {text}: {why}"
+    assert 0 < rejected < judged
+
+
+def test_segment_evidence_beside_the_chain_is_checked():
+    """`prefixes` added beside a true chain is re-checked too: cols(2) is not a function of
+    j − i, so the documents are not prefixes of one pattern (the oracle agrees)."""
+    compiled = patterndsl.compile("segment & (window(1) | cols(2))", 6)
+    cert = check(compiled, budget_seconds=2.0)[1]
+    depth = cert["segments"]["every_segmentation"][0]["finite_depth"]
+    assert "chain" in depth["evidence"]
+    depth["evidence"]["prefixes"] = True
+    assert segment_problem(EverySegmentation(compiled), cert["segments"]) is not None
+    assert verify_report(compiled, cert)["failures"]
+
+
+@pytest.mark.parametrize("holds", ["deleted", 0, 1, "true"])
+def test_segment_claim_without_a_boolean_verdict_is_malformed(holds):
+    compiled = patterndsl.compile("segment & causal", 5)
+    cert = check(compiled, budget_seconds=2.0)[1]
+    claim = cert["segments"]["every_segmentation"][0]["hamiltonian_path"]
+    if holds == "deleted":
+        del claim["holds"]
+    else:
+        claim["holds"] = holds
+    assert any("missing or malformed" in f for f in verify_report(compiled, cert)["failures"])
+
+
+# ---- `dominated` evidence (analysis/dominance.py; certseg11) -------------------------------------
+# One layer with C1: every row contains the row of some r in R, and out-trees of U rooted at
+# the r bound s by their deepest depth. Judged densely here, then the rest of the claim by
+# depth_problem above with the upper bound marked as proved.
+
+_depth_problem_before = depth_problem
+
+
+def _dominated_bound(D, dom):
+    R, out = (dom.get("rows"), dom.get("out")) if isinstance(dom, dict) else (None, None)
+    if not (isinstance(R, list) and R and all(_idx(r, D.n) for r in R) and isinstance(out, list)
+            and len(out) == len(R) and D.p == 1 and D.c1):
+        return "malformed dominated evidence, or not one layer with C1"
+    A = D.M[0]
+    if not all(any((A[i] >= A[r]).all() for r in R) for i in range(D.n)):
+        return "a row contains the row of no r in R"
+    depths = [_tree_depth(parent, r, D.n, lambda a, b: D.U[a, b]) for r, parent in zip(R, out)]
+    if any(d is None for d in depths):
+        return "an out-tree is not a tree of U"
+    return max(1, max(max(d) for d in depths))
+
+
+def depth_problem(D, claim):  # noqa: F811 (certificate_problem reads it)
+    ev = claim.get("evidence")
+    if not (isinstance(ev, dict) and "dominated" in ev):
+        return _depth_problem_before(D, claim)
+    bound = _dominated_bound(D, ev["dominated"])
+    if isinstance(bound, str):
+        return bound
+    hi = (claim.get("s_bounds") or [None, None])[-1] if isinstance(claim.get("s_bounds"), list) else None
+    if claim.get("holds") is True and _pos_int(hi) and bound > hi:
+        return f"the dominated rows prove s ≤ {bound}, not ≤ {hi}"
+    rest = dict(claim, evidence={**{k: v for k, v in ev.items() if k != "dominated"}, "recursion": True})
+    return _depth_problem_before(D, rest)
+
+
+DOMINATED_CASES = [
+    ("causal | window(-2, 2) | cols(0..2)", 9),  # the one-document rows of segment & (… | segment_start(2))
+    ("causal | window(-3, 3) | cols(0..1)", 10),
+    ("causal | stride(3) | self", 9),
+]
+
+
+@pytest.mark.parametrize("source, n", DOMINATED_CASES)
+def test_dominated_certificates_resist_corruption(structural, source, n):
+    compiled = patterndsl.compile(source, n)
+    cert = make_certificate(compiled)
+    assert "dominated" in cert["conditions"][0]["finite_depth"]["evidence"]
+    assert cert["conditions"][0]["finite_depth"]["s"] == _DenseOracle(compiled, 0).s()
+    assert assert_no_false_claim_accepted(compiled, cert) > 0
+
+
+_CAUSAL_PARTS = st.sampled_from(["self", "window(1, 0)", "window(-2, 2)", "window(-3, 3)", "cols(0..2)",
+                                 "cols(0..1)", "stride(3)", "global(0)", "rows(0..2)", "window(0, 2)"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_CAUSAL_PARTS, min_size=1, max_size=4, unique=True), st.integers(2, 24))
+def test_dominated_depth_is_the_dense_depth(parts, n):
+    """Wherever the structural path claims s from dominating rows, it is the dense s (causal
+    in every pattern: its rows [0, i] make rows contain others)."""
+    compiled = patterndsl.compile(" | ".join(["causal"] + parts), n)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "DENSE_N", 0)
+        mp.setattr(C, "SEARCH_N", 0)
+        cert = make_certificate(compiled)
+    depth = cert["conditions"][0]["finite_depth"]
+    if "dominated" in (depth.get("evidence") or {}):
+        assert depth["s"] == _DenseOracle(compiled, 0).s()
+        assert certificate_problem(compiled, cert) is None
+        assert verify_report(compiled, cert) == {"failures": [], "unchecked": []}

@@ -78,6 +78,7 @@ from ..primitives import Cols, Global, Primitive, Rows
 from ..probability import assumption2  # the argument for each map is in its docstring
 from ..reference import evaluate
 from .counts import row_degrees
+from .dominance import dominated_depth
 from .graph import TooLarge, UnionGraph, tree_depths
 from .rowsets import TooManyIntervals
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
@@ -574,6 +575,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
                     trees = _tree_bound(graph, n, p)
                     if trees is not None and (upper_ev is None or trees[1] < upper_ev[1]):
                         upper_ev = trees
+                    if p == 1:  # s exactly from a few rows every row contains (analysis/dominance.py)
+                        c3 = dominated_depth(patterns[0], n, graph)
             elif upper_ev is not None:
                 pass
             elif (closed := _closed_interval(patterns, n, hubs)) is not None:

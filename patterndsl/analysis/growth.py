@@ -1163,6 +1163,10 @@ class Symbolic:
         # A ∩ ~C is A − C (bounded below by |A| − |A ∩ C|); ~A ∩ ~B is ~(A ∪ B). (One node per
         # side, so that it nests no deeper than the IR: the evaluator limits the depth.)
         parts = tuple(parts)
+        rest = tuple(p for p in parts if not (isinstance(p, _Leaf) and p.cls.name == "all"))
+        parts = rest or parts[:1]  # `all` is the identity of ∩: A & all is A (tight where A is)
+        if len(parts) == 1:
+            return parts[0]
         kept = [p for p in parts if not isinstance(p, _Complement)]
         removed = [p.operand for p in parts if isinstance(p, _Complement)]
         if not removed:
