@@ -37,14 +37,11 @@ def smallest_index_dtype(limit: int):
     return np.int64
 
 
-def _csr(rows: np.ndarray, cols: np.ndarray, num_rows: int, dtype, order=None):
-    """(ptr [num_rows + 1], idx) for the pairs (rows, cols), sorted by row then column
-    (``order``: that sort, when the caller knows it)."""
-    if order is None:
-        order = np.lexsort((cols, rows))
-    ptr = np.zeros(num_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=num_rows), out=ptr[1:])
-    return ptr.astype(smallest_index_dtype(max(int(ptr[-1]), 1))), cols[order].astype(dtype)
+def _csr_sorted(rows: np.ndarray, cols: np.ndarray, rows_at: np.ndarray, dtype):
+    """(ptr [num_rows + 1], idx) for the pairs (rows, cols) already sorted by row (``rows_at``:
+    arange(num_rows + 1))."""
+    ptr = np.searchsorted(rows, rows_at)
+    return ptr.astype(smallest_index_dtype(max(int(ptr[-1]), 1))), cols.astype(dtype)
 
 
 @dataclass(eq=False)
@@ -89,24 +86,31 @@ class BlockLayout:
     @staticmethod
     def from_blocks(n: int, block_q: int, block_k: int, qb: np.ndarray, kb: np.ndarray,
                     states: np.ndarray, connections, *, q_offset: int = 0,
-                    q_len: "int | None" = None) -> "BlockLayout":
-        """From the non-empty blocks: query block, key block and state (PARTIAL or FULL)."""
+                    q_len: "int | None" = None, ordered: "bool | None" = None) -> "BlockLayout":
+        """From the non-empty blocks: query block, key block and state (PARTIAL or FULL).
+        ``ordered``: the blocks are listed in row-major order, each once (None: check)."""
         num_q, num_k = -(-(n if q_len is None else q_len) // block_q), -(-n // block_k)
         qb, kb, states = (np.asarray(a, dtype=np.int64) for a in (qb, kb, states))
         dtype = smallest_index_dtype(max(num_q, num_k))
-        # Blocks listed in row-major order (block_layout's are) need no sort by row, and their
-        # transpose only a stable sort by column (a radix sort on int16 columns).
-        ordered = bool(np.all((qb[1:] > qb[:-1]) | ((qb[1:] == qb[:-1]) & (kb[1:] > kb[:-1]))))
+        if ordered is None:
+            ordered = bool(np.all((qb[1:] > qb[:-1]) | ((qb[1:] == qb[:-1]) & (kb[1:] > kb[:-1]))))
+        if not ordered:
+            order = np.lexsort((kb, qb))
+            qb, kb, states = qb[order], kb[order], states[order]
+        # Row-major blocks need no sort by row: a row's pointers are where its blocks start
+        # (searchsorted, O(rows · log blocks)); their transpose is a stable sort by column
+        # (a radix sort on 16-bit columns).
+        # (On this kind of machine a boolean mask index costs 4× a multiply-add pass and a
+        # division 3×: the lists are cut with flatnonzero and take.)
         lists = {}
+        rows_at, cols_at = np.arange(num_q + 1), np.arange(num_k + 1)
+        narrow = smallest_index_dtype(num_k)  # numpy's stable sort of 16-bit values is a radix sort
         for name, wanted in (("partial", PARTIAL), ("full", FULL)):
-            keep = states == wanted
-            rows, cols = qb[keep], kb[keep]
-            forward = transposed = None
-            if ordered:
-                forward = slice(None)
-                transposed = np.argsort(cols.astype(smallest_index_dtype(num_k)), kind="stable")
-            lists[name] = _csr(rows, cols, num_q, dtype, forward)
-            lists["t_" + name] = _csr(cols, rows, num_k, dtype, transposed)
+            keep = np.flatnonzero(states == wanted)
+            rows, cols = qb.take(keep), kb.take(keep)
+            by_col = np.argsort(cols.astype(narrow), kind="stable")
+            lists[name] = _csr_sorted(rows, cols, rows_at, dtype)
+            lists["t_" + name] = _csr_sorted(cols.take(by_col), rows.take(by_col), cols_at, dtype)
         return BlockLayout(n, block_q, block_k, *lists["partial"], *lists["full"],
                            *lists["t_partial"], *lists["t_full"], connections, q_offset, q_len)
 
@@ -254,7 +258,8 @@ class BlockGrid:
         return np.asarray(qb, dtype=np.int64) * self.num_k + np.asarray(kb, dtype=np.int64)
 
     def decode(self, codes):
-        return codes // self.num_k, codes % self.num_k
+        qb = codes // self.num_k  # (a division by a scalar is numpy's fast one; % is not)
+        return qb, codes - qb * self.num_k
 
     def all_codes(self):
         return np.arange(self.num_blocks, dtype=np.int64)
@@ -569,17 +574,21 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
     # States a chunk of candidates at a time: the temporaries of the nodes' closed forms are
     # per candidate, and a pattern's candidates can be many times its blocks (phi3 at 2^20:
     # 33 million candidates, half of them cut by causal).
-    kept, kept_states = [], []
+    kept_q, kept_k, kept_states = [], [], []
+    ordered = bool(np.all(codes[1:] > codes[:-1]))  # sorted distinct codes: the blocks come out row-major
     for start in range(0, codes.size, _STATED_AT_ONCE):
         part = codes[start:start + _STATED_AT_ONCE]
-        states = pattern.block_states(grid, *grid.decode(part))
-        keep = states != EMPTY
-        kept.append(part[keep])
-        kept_states.append(states[keep])
+        qb, kb = grid.decode(part)
+        states = pattern.block_states(grid, qb, kb)
+        keep = np.flatnonzero(states)  # not EMPTY
+        kept_q.append(qb.take(keep))
+        kept_k.append(kb.take(keep))
+        kept_states.append(states.take(keep))
     del codes
-    qb, kb = grid.decode(np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64))
+    empty = np.zeros(0, dtype=np.int64)
+    qb, kb = (np.concatenate(x) if x else empty for x in (kept_q, kept_k))
     states = np.concatenate(kept_states) if kept_states else np.zeros(0, dtype=np.int8)
-    del kept, kept_states
+    del kept_q, kept_k, kept_states
 
     if not (states == PARTIAL).any():  # whole blocks: the connections are their pairs
         count_connections = int(grid.area(qb, kb).sum())
@@ -587,7 +596,8 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
         count_connections = (lambda: int(pattern.block_counts(grid, qb, kb).sum()))
     else:
         count_connections = (lambda: int(row_degrees(pattern, n).sum()))
-    layout = BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb, kb, states, count_connections)
+    layout = BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb, kb, states, count_connections,
+                                     ordered=ordered)
     _share_layout(pattern, key, layout)
     return layout
 
