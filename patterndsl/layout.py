@@ -326,28 +326,34 @@ class BlockGrid:
         with ``flips`` true complemented, at the blocks (qb, kb), exactly."""
         if qb.size == 0:
             return np.zeros(0, dtype=np.int8)
-        # Decide each block from the parts' states; blocks still open are passed on to the
-        # next part only, so a part is asked only about blocks the earlier ones left open.
-        absorbing, neutral = (FULL, EMPTY) if union else (EMPTY, FULL)
-        out = np.full(qb.shape, neutral, dtype=np.int8)
-        partials = np.zeros(qb.shape, dtype=np.int8)  # parts seen partial, per block
-        open_ = np.arange(qb.size)
+        # With EMPTY < PARTIAL < FULL a union's state is its parts' largest, an intersection's
+        # their smallest — except where two or more parts are partial and none absorbing
+        # (a union of partial blocks may be full, an intersection empty): those are resolved.
+        # A part is asked only about the blocks the earlier ones left open (not absorbed);
+        # the first about all of them, with no index arrays (a boolean mask index costs 4×
+        # a pass over the blocks).
+        absorbing = FULL if union else EMPTY
+        combine = np.maximum if union else np.minimum
+        out = partials = None
         for part, flip in zip(parts, flips):
-            if open_.size == 0:
+            open_ = None if out is None else np.flatnonzero(out != absorbing)
+            if open_ is not None and open_.size == 0:
                 break
-            states = part.block_states(self, qb[open_], kb[open_])
+            whole = open_ is None or open_.size == out.size
+            states = part.block_states(self, qb, kb) if whole else part.block_states(self, qb.take(open_), kb.take(open_))
+            states = np.asarray(states, dtype=np.int8)
             if flip:
                 states = self.complement_states(states)
-            out[open_[states == absorbing]] = absorbing
-            partials[open_[states == PARTIAL]] += 1
-            open_ = open_[states != absorbing]
-        # Open blocks: one partial part (the rest neutral) is partial; none is neutral;
-        # two or more are ambiguous (a union of partial blocks may be full, an
-        # intersection empty).
-        out[open_[partials[open_] == 1]] = PARTIAL
-        ambiguous = open_[partials[open_] >= 2]
+            if out is None:
+                out, partials = states.copy(), (states == PARTIAL).astype(np.int8)
+            elif whole:
+                out, partials = combine(out, states), partials + (states == PARTIAL)
+            else:
+                out[open_] = combine(out.take(open_), states)
+                partials[open_] += states == PARTIAL
+        ambiguous = np.flatnonzero((partials >= 2) & (out == PARTIAL))
         if ambiguous.size:
-            out[ambiguous] = self._resolve(node, parts, flips, union, qb[ambiguous], kb[ambiguous])
+            out[ambiguous] = self._resolve(node, parts, flips, union, qb.take(ambiguous), kb.take(ambiguous))
         return out
 
     def combined_counts(self, parts, flips, union: bool, qb, kb):
