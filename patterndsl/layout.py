@@ -251,8 +251,12 @@ class BlockGrid:
 
     def offsets(self, qb, kb):
         """(lo, hi): the block holds exactly the offsets j − i in lo..hi (every one of them)."""
-        (r0, r1), (c0, c1) = self.rows(qb), self.cols(kb)
-        return c0 - r1, c1 - r0
+        qb, kb = np.asarray(qb, dtype=np.int64), np.asarray(kb, dtype=np.int64)
+        if self.n % self.block_q or self.n % self.block_k:  # a ragged last block
+            (r0, r1), (c0, c1) = self.rows(qb), self.cols(kb)
+            return c0 - r1, c1 - r0
+        d = kb * self.block_k - qb * self.block_q  # c0 − r0
+        return d - (self.block_q - 1), d + (self.block_k - 1)
 
     def codes(self, qb, kb):
         return np.asarray(qb, dtype=np.int64) * self.num_k + np.asarray(kb, dtype=np.int64)
@@ -274,7 +278,10 @@ class BlockGrid:
         lo, hi, qb = np.broadcast_arrays(lo, hi, qb)
         length = np.maximum(hi - lo + 1, 0)
         starts = np.repeat(self.codes(qb, lo) - np.cumsum(length) + length, length)
-        return unique_sorted(starts + np.arange(int(length.sum()), dtype=np.int64))
+        codes = starts + np.arange(int(length.sum()), dtype=np.int64)
+        if qb.ndim == 1 and bool(np.all(qb[1:] > qb[:-1])):  # one range per block row, rows ascending
+            return codes
+        return unique_sorted(codes)
 
     def band_candidates(self, lo: int, hi: int):
         """Codes of the blocks that hold an offset j − i in lo..hi."""
@@ -285,9 +292,9 @@ class BlockGrid:
     def band_states(self, qb, kb, lo: int, hi: int):
         """States of blocks under the predicate lo ≤ j − i ≤ hi."""
         first, last = self.offsets(qb, kb)
-        empty = (last < lo) | (first > hi)
-        full = (first >= lo) & (last <= hi)
-        return np.where(empty, EMPTY, np.where(full, FULL, PARTIAL)).astype(np.int8)
+        some = (last >= lo) & (first <= hi)
+        every = (first >= lo) & (last <= hi)  # (implies some)
+        return some.view(np.int8) + every.view(np.int8)  # EMPTY 0, PARTIAL 1, FULL 2
 
     def band_counts(self, qb, kb, lo: int, hi: int):
         """Pairs with lo ≤ j − i ≤ hi in each block, in closed form."""
