@@ -313,8 +313,8 @@ class BlockGrid:
         return partial_sum(r1 + x - c0 + 1) - partial_sum(r0 - 1 + x - c0 + 1)
 
     def states_from_counts(self, qb, kb, counts):
-        area = self.area(qb, kb)
-        return np.where(counts == 0, EMPTY, np.where(counts == area, FULL, PARTIAL)).astype(np.int8)
+        counts = np.asarray(counts)
+        return (counts > 0).view(np.int8) + (counts == self.area(qb, kb)).view(np.int8)  # EMPTY 0, PARTIAL 1, FULL 2
 
     # ---- what the combinators (patterndsl/ir.py) ask: their parts' answers combined ------
 
