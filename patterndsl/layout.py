@@ -273,8 +273,7 @@ class BlockGrid:
         clipped to [0, n)); empty ranges give nothing. Sorted and unique."""
         qb = np.asarray(qb, dtype=np.int64)
         lo = np.clip(np.asarray(first_col, dtype=np.int64), 0, self.n) // self.block_k
-        hi = np.clip(np.asarray(last_col, dtype=np.int64), -1, self.n - 1)
-        hi = np.where(hi < 0, -1, hi // self.block_k)
+        hi = np.clip(np.asarray(last_col, dtype=np.int64), -1, self.n - 1) // self.block_k  # (−1 // B = −1)
         lo, hi, qb = np.broadcast_arrays(lo, hi, qb)
         length = np.maximum(hi - lo + 1, 0)
         starts = np.repeat(self.codes(qb, lo) - np.cumsum(length) + length, length)

@@ -197,7 +197,8 @@ def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod, q_
         for per_head in head_lists:
             if id(per_head) not in made:
                 made[id(per_head)] = _padded_positions(*per_head[lists], columns)
-        counts = np.stack([made[id(per_head)][0] for per_head in head_lists])[None]
+        counts = (made[id(head_lists[0])][0][None, None] if heads == 1
+                  else np.stack([made[id(per_head)][0] for per_head in head_lists])[None])
         counts = torch.from_numpy(counts)
         arguments[f"{kind}_num_blocks"] = counts if device.type == "cpu" else counts.to(device)
         if device.type == "cpu":
