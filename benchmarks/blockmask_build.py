@@ -28,8 +28,15 @@ TorchInductor cache:
   `compiled.block_mask` every step pays. Not the issue's comparison (a fresh build), which is
   "ours BlockMask".
 - **compiled**: `torch.compile(create_block_mask)` on the hand-written mask_mod; cold is the
-  first call (compiling), warm the best of two more (each is an n² sweep of the mask_mod), of
-  ten more when those take under a second (its wall time swings 7× with the machine's load).
+  first call (compiling).
+- **interleaved** (the ratios): in the rival's subprocess, after its cold call, rounds of one
+  warm rival call then one fresh "ours BlockMask" build (compile + block_mask, grid tables
+  cleared), each timed by wall clock and by CPU time (`time.process_time`: every thread of
+  the process — the rival's compiled kernel runs on both cores, ours on one). The ratio of
+  each round is rival / ours, so both sides of a ratio ran under the same load; the table
+  gives the median of the rounds' ratios, by CPU time and by wall time, and the medians of
+  both sides' times. Rounds: as many as about --rival-seconds of the rival's time allow,
+  between --min-rounds and --max-rounds.
 
 Both BlockMasks are checked to agree: partial and full blocks per row. Also printed: the
 layout's blocks, partial blocks, block sparsity (block pairs never computed) and
@@ -40,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -106,7 +114,8 @@ def rival_mask_mod(case: str, source: str, n: int, block: int):
     return flex.mask_mod(patterndsl.compile(source, n, memory_budget=1 << 40), 0, block)
 
 
-def run_case(case: str, n: int, method: str) -> dict:
+def run_case(case: str, n: int, method: str, min_rounds: int = 5, max_rounds: int = 21,
+             rival_seconds: float = 30.0) -> dict:
     """In the subprocess: time one method on one case, report as JSON."""
     import torch
 
@@ -161,14 +170,34 @@ def run_case(case: str, n: int, method: str) -> dict:
         def build():
             return builder(mask_mod, 1, 1, n, n, device="cpu", BLOCK_SIZE=block)
 
+        def ours():
+            G.box_counter.cache_clear()
+            compiled = patterndsl.compile(source, n, memory_budget=1 << 40)
+            return [compiled.block_mask(block, layer) for layer in range(compiled.layers)]
+
         start = time.perf_counter()
         result = build()
         out["mask_cold"] = time.perf_counter() - start
-        out["mask_warm"], result = best_of(build, 2)
-        if out["mask_warm"] < 1:  # a call under a second: best of ten, its quiet-machine time
-            out["mask_warm"], result = min(out["mask_warm"], best_of(build, 8)[0]), best_of(build, 1)[1]
         out["per_row"] = per_row(result)
+        del result
+        ours(), ours()  # warm: imports, the mask_mod's code object
+        rounds, rival_spent = [], 0.0
+        while len(rounds) < max_rounds and (len(rounds) < min_rounds or rival_spent < rival_seconds):
+            rival, mine = timed(build), timed(ours)
+            rival_spent += rival[0]
+            rounds.append(rival + mine)
+        out["rounds"] = rounds  # (rival wall, rival CPU, ours wall, ours CPU) per round
+        out["ours_per_row"] = per_row(ours()[-1])
     return out
+
+
+def timed(build) -> tuple:
+    """(wall seconds, CPU seconds of the whole process) of one call of ``build``, its result freed."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = build()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    del result
+    return wall, cpu
 
 
 def create_block_mask():
@@ -189,6 +218,10 @@ def main() -> None:
                                                          "bigbird", "phi3", "phi3_all"], choices=list(CASES))
     parser.add_argument("--n", nargs="+", type=int, default=[32768], help="n of bigbird and phi3 (natten: G²)")
     parser.add_argument("--ours-only", action="store_true", help="skip the rival (n² mask_mod sweeps)")
+    parser.add_argument("--min-rounds", type=int, default=5, help="interleaved rounds at least (default 5)")
+    parser.add_argument("--max-rounds", type=int, default=21, help="interleaved rounds at most (default 21)")
+    parser.add_argument("--rival-seconds", type=float, default=30.0,
+                        help="rounds until the rival's warm calls took about this long (default 30)")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
     if args.case:
@@ -196,42 +229,51 @@ def main() -> None:
         return
     import torch
 
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, one subprocess per cell\n")
-    print("| case | n | block | ours layout cold / warm (s) | ours BlockMask cold / warm (s) "
-          "| compiled cold / warm (s) | compiled warm / ours BlockMask warm | compiled warm / ours layout warm "
-          "| ours again (s) | compiled warm / ours again | same blocks | blocks (partial) | block sparsity "
-          "| efficiency | ours peak MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, one subprocess per cell; ratios: the median over "
+          f"interleaved rounds of (compiled warm / ours BlockMask) by CPU time and by wall time\n")
+    print("| case | n | block | ours layout cold / warm (s) | ours BlockMask cold / warm (s) | compiled cold (s) "
+          "| rounds | compiled warm, median wall / CPU (s) | ours BlockMask, median wall / CPU (s) "
+          "| compiled / ours, CPU | compiled / ours, wall | ours again (s) | same blocks | blocks (partial) "
+          "| block sparsity | efficiency | ours peak MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         sizes = args.n if case in ("bigbird", "phi3", "phi3_all") else [0]
         for n in sizes:
             source, n, block = CASES[case](n)
             ours = in_subprocess(__file__, [case, n, "ours"], args.timeout)
             rival = None if args.ours_only or case == "phi3_all" else in_subprocess(
-                __file__, [case, n, "compiled"], args.timeout)
+                __file__, [case, n, "compiled", args.min_rounds, args.max_rounds, args.rival_seconds], args.timeout)
+            print(row(case, n, block, ours, rival), flush=True)
 
-            def pair(r, a, b):
-                if r is None:
-                    return "not run"
-                if "error" in r:
-                    return r["error"]
-                return f"{r[a]:.4f} / {r[b]:.4f}" if a in r else "not run"
 
-            def ratio(key):
-                if rival is None or "error" in rival or "error" in ours or key not in ours:
-                    return ""
-                return f"{rival['mask_warm'] / ours[key]:.0f}×"
+def row(case: str, n: int, block: int, ours: dict, rival) -> str:
+    """One line of the table from the two subprocesses' results."""
+    def pair(r, a, b):
+        if r is None:
+            return "not run"
+        if "error" in r:
+            return r["error"]
+        return f"{r[a]:.4f} / {r[b]:.4f}" if a in r else "not run"
 
-            same = ("" if rival is None or "error" in rival or "per_row" not in ours
-                    else "yes" if ours["per_row"] == rival["per_row"] else "NO")
-            stats = ("" if "error" in ours else
-                     f"| {ours['blocks']:,} ({ours['partial']:,}) | {ours['sparsity']:.2%} | {ours['efficiency']:.1%} "
-                     f"| {ours['peak_mib']:,.0f} |")
-            again = f"{ours['mask_again']:.4f}" if "mask_again" in ours else ""
-            print(f"| {case} | {n:,} | {block} | {pair(ours, 'layout_cold', 'layout_warm')} "
-                  f"| {pair(ours, 'mask_cold', 'mask_warm')} | {pair(rival, 'mask_cold', 'mask_warm')} "
-                  f"| {ratio('mask_warm')} | {ratio('layout_warm')} | {again} | {ratio('mask_again')} "
-                  f"| {same} {stats}", flush=True)
+    ran = rival is not None and "error" not in rival
+    rounds = rival["rounds"] if ran else []
+    median = (lambda values: statistics.median(values) if values else float("nan"))
+    if rounds:
+        times = (f"{median([r[0] for r in rounds]):.4f} / {median([r[1] for r in rounds]):.4f} "
+                 f"| {median([r[2] for r in rounds]):.4f} / {median([r[3] for r in rounds]):.4f}")
+        ratios = (f"{median([r[1] / r[3] for r in rounds]):.0f}× | {median([r[0] / r[2] for r in rounds]):.0f}×")
+    else:
+        times = ratios = ("not run" if rival is None else rival.get("error", "")) + " | "
+    same = ("" if not ran or "per_row" not in ours
+            else "yes" if ours["per_row"] == rival["per_row"] == rival["ours_per_row"] else "NO")
+    stats = ("" if "error" in ours else
+             f"| {ours['blocks']:,} ({ours['partial']:,}) | {ours['sparsity']:.2%} | {ours['efficiency']:.1%} "
+             f"| {ours['peak_mib']:,.0f} |")
+    again = f"{ours['mask_again']:.4f}" if "mask_again" in ours else ""
+    cold = f"{rival['mask_cold']:.4f}" if ran else ("not run" if rival is None else rival["error"])
+    return (f"| {case} | {n:,} | {block} | {pair(ours, 'layout_cold', 'layout_warm')} "
+            f"| {pair(ours, 'mask_cold', 'mask_warm')} | {cold} | {len(rounds)} | {times} | {ratios} "
+            f"| {again} | {same} {stats}")
 
 
 if __name__ == "__main__":

@@ -901,6 +901,7 @@ class Euclid(_Distance):
 _MAX_AXIS_TABLE = 2048  # the longest axis given a prefix-sum table (int32, (L + 1)²)
 _BOX_PAIRS = 1 << 20  # box pairs counted at once
 _MAX_OFFSETS = 1 << 12  # offsets (Δr) summed at most by a distance rule's counter
+_EXACT_BOXES = (_Window, _Natten, _Chunk)  # rules whose axis_box is exactly each coordinate's keys
 
 
 def _digits(dims, tile):
@@ -920,36 +921,39 @@ def run_boxes(lo, hi, dims, tile):
     disjointly, at most 2m − 1 per entry; entries with hi < lo have none."""
     digits, _ = _digits(dims, tile)
     axes = len(dims)
-    radix = np.array([d[0] for d in digits] + [1], dtype=np.int64)
-    weight = np.cumprod(radix[::-1])[::-1][1:]  # W_j
     lo, hi = np.asarray(lo, dtype=np.int64).copy(), np.asarray(hi, dtype=np.int64)
+    if not digits:  # one cell: its token is its one box
+        idx = np.flatnonzero(lo <= hi)
+        zeros = np.zeros((idx.size, axes), dtype=np.int64)
+        return idx, zeros, zeros.copy()
+    # Every digit at once ([entries, digits] arrays): a loop over the digits costs a dozen
+    # small numpy calls per digit, which is most of a grid layout's time.
+    radix = np.array([d[0] for d in digits], dtype=np.int64)[None, :]
+    weight = np.append(np.cumprod(radix[0, :0:-1])[::-1], 1)[None, :]  # W_j: the product of the later radices
+    to_axis = np.zeros((len(digits), axes), dtype=np.int64)  # digit j's multiplier in its axis's coordinate
+    to_axis[np.arange(len(digits)), [d[1] for d in digits]] = [d[2] for d in digits]
+    position = np.arange(len(digits))[None, :]
     owners, los, his = [], [], []
     idx = np.flatnonzero(lo <= hi)
     while idx.size:
-        c, h = lo[idx], hi[idx]
-        level = np.full(idx.size, len(digits) - 1 if digits else 0, dtype=np.int64)
-        for j in range(len(digits) - 1, -1, -1):  # the most free level the run allows
-            fits = (c % weight[j] == 0) & (c + weight[j] - 1 <= h)
-            level = np.where(fits, j, level)
-        box_lo = np.zeros((idx.size, axes), dtype=np.int64)
-        box_hi = np.zeros((idx.size, axes), dtype=np.int64)
-        step = np.ones(idx.size, dtype=np.int64)
-        for j, (r, a, mult) in enumerate(digits):
-            d = c // weight[j] % r
-            at = level == j
-            count = np.minimum(r - d, (h - c + 1) // weight[j])
-            first = np.where(level < j, 0, d)
-            last = np.where(level < j, r - 1, np.where(at, d + count - 1, d))
-            box_lo[:, a] += first * mult
-            box_hi[:, a] += last * mult
-            step = np.where(at, count * weight[j], step)
+        c, h = lo[idx][:, None], hi[idx][:, None]
+        # the most free level the run allows: the first digit j whose whole runs of W_j tokens
+        # start at c and fit before h (the last digit, W = 1, always does)
+        level = ((c % weight == 0) & (c + weight - 1 <= h)).argmax(axis=1)[:, None]
+        d = c // weight % radix
+        count = np.minimum(radix - d, (h - c + 1) // weight)
+        later, at = position > level, position == level
+        first = np.where(later, 0, d)
+        last = np.where(later, radix - 1, np.where(at, d + count - 1, d))
         owners.append(idx)
-        los.append(box_lo)
-        his.append(box_hi)
-        lo[idx] = c + step
-        idx = idx[lo[idx] <= h]
+        los.append(first @ to_axis)
+        his.append(last @ to_axis)
+        lo[idx] = c[:, 0] + np.take_along_axis(count * weight, level, axis=1)[:, 0]
+        idx = idx[lo[idx] <= hi[idx]]
     if not owners:
         return np.zeros(0, dtype=np.int64), np.zeros((0, axes), dtype=np.int64), np.zeros((0, axes), dtype=np.int64)
+    if len(owners) == 1:
+        return owners[0], los[0], his[0]
     return np.concatenate(owners), np.concatenate(los), np.concatenate(his)
 
 
@@ -973,33 +977,78 @@ class _SparseTable:
         return out
 
 
-class _Separable:
-    """Block counting for a conjunction of per-axis relations: each axis's relation matrix,
-    its prefix sums and the range of keys each coordinate reaches."""
+class _Reach:
+    """The range of key coordinates that query coordinates lo … hi reach along one axis:
+    (min of first, max of last) over the range — first[lo] and last[hi] when both are
+    nondecreasing (natten, window, chunk: every box rule), else from sparse tables."""
 
-    def __init__(self, relations):
-        self.sums, self.reach = [], []
-        for m in relations:
-            s = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int32)
-            s[1:, 1:] = np.cumsum(np.cumsum(m, axis=0, dtype=np.int32), axis=1, dtype=np.int32)
-            self.sums.append(s)
-            any_ = m.any(axis=1)
-            first = np.where(any_, m.argmax(axis=1), m.shape[1])
-            last = np.where(any_, m.shape[1] - 1 - m[:, ::-1].argmax(axis=1), -1)
-            self.reach.append((_SparseTable(first, np.minimum), _SparseTable(last, np.maximum)))
+    def __init__(self, first, last):
+        self.first, self.last = first, last
+        self.monotone = bool(np.all(first[1:] >= first[:-1]) and np.all(last[1:] >= last[:-1]))
+        self.tables = None
+
+    def __call__(self, lo, hi):
+        if self.monotone:
+            return self.first.take(lo), self.last.take(hi)
+        if self.tables is None:
+            self.tables = _SparseTable(self.first, np.minimum), _SparseTable(self.last, np.maximum)
+        return self.tables[0](lo, hi), self.tables[1](lo, hi)
+
+
+class _Separable:
+    """Block counting for a conjunction of per-axis relations: per axis its prefix sums
+    (flat, (L + 1) × (L + 1) int32: pairs x' < x, y' < y at x · (L + 1) + y) and the range of
+    keys each coordinate reaches. Each axis is given as its key interval per coordinate
+    (first, last: `_axis_intervals`) or as its bool relation matrix (`_relations`)."""
+
+    def __init__(self, axes):
+        self.sums, self.widths, self.reach = [], [], []
+        built = {}  # axes with the same intervals (a square natten) share one table
+        for item in axes:
+            if isinstance(item, np.ndarray):  # a relation matrix
+                m = item
+                s = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int32)
+                s[1:, 1:] = np.cumsum(np.cumsum(m, axis=0, dtype=np.int32), axis=1, dtype=np.int32)
+                any_ = m.any(axis=1)
+                first = np.where(any_, m.argmax(axis=1), m.shape[1])
+                last = np.where(any_, m.shape[1] - 1 - m[:, ::-1].argmax(axis=1), -1)
+                reach = _Reach(first.astype(np.int64), last.astype(np.int64))
+            else:  # key intervals: row x' holds clip(y − first, 0, length) of the keys below y
+                first, last = item
+                key = (first.tobytes(), last.tobytes())
+                if key not in built:
+                    built[key] = self._from_intervals(first, last)
+                s, reach = built[key]
+            self.sums.append(s.reshape(-1))
+            self.widths.append(s.shape[1])
+            self.reach.append(reach)
+
+    @staticmethod
+    def _from_intervals(first, last):
+        size = first.size
+        length = np.maximum(last - first + 1, 0).astype(np.int32)
+        s = np.zeros((size + 1, size + 1), dtype=np.int32)
+        below = np.arange(size + 1, dtype=np.int32)[None, :] - first.astype(np.int32)[:, None]
+        np.maximum(below, 0, out=below)
+        np.minimum(below, length[:, None], out=below)
+        np.cumsum(below, axis=0, out=s[1:])
+        if length.min(initial=1) == 0:  # coordinates without keys reach nothing
+            first, last = np.where(length > 0, first, size), np.where(length > 0, last, -1)
+        return s, _Reach(np.asarray(first, dtype=np.int64), np.asarray(last, dtype=np.int64))
 
     def counts(self, qlo, qhi, klo, khi):
         """Pairs between query boxes and key boxes (arrays [..., axes] broadcasting)."""
         out = None
-        for a, s in enumerate(self.sums):
-            x0, x1, y0, y1 = qlo[..., a], qhi[..., a] + 1, klo[..., a], khi[..., a] + 1
-            c = (s[x1, y1].astype(np.int64) - s[x0, y1] - s[x1, y0] + s[x0, y0])
-            out = c if out is None else out * c
+        for a, (s, width) in enumerate(zip(self.sums, self.widths)):
+            x0, x1 = qlo[..., a] * width, (qhi[..., a] + 1) * width
+            y0, y1 = klo[..., a], khi[..., a] + 1
+            c = (s.take(x1 + y1) - s.take(x0 + y1) - s.take(x1 + y0) + s.take(x0 + y0))
+            out = c.astype(np.int64) if out is None else out * c
         return out
 
     def reach_box(self, lo, hi):
         """Per axis the (first, last) key coordinates the query boxes [lo, hi] reach."""
-        return [(first(lo[:, a], hi[:, a]), last(lo[:, a], hi[:, a])) for a, (first, last) in enumerate(self.reach)]
+        return [reach(lo[:, a], hi[:, a]) for a, reach in enumerate(self.reach)]
 
 
 def _pairs_diff(a, b, c, d, delta):
@@ -1063,6 +1112,31 @@ def _relations(node, dims):
     return None
 
 
+def _axis_intervals(node, dims):
+    """Per axis (first, last), int64 [length]: query coordinate x's keys along the axis are
+    first[x] … last[x] (none when first > last), when ``node`` is a conjunction of per-axis
+    interval rules (natten, window, chunk, sliding tiles, all, none, self); else None. Read
+    off the rules' boxes, with no L × L relation matrix (`_relations` gives the others)."""
+    if isinstance(node, _EXACT_BOXES):
+        out = []
+        for a, d in enumerate(dims):
+            lo, hi = node.axis_box(a, np.arange(d, dtype=np.int64))
+            out.append((np.maximum(lo, 0), np.minimum(hi, d - 1)))
+        return out
+    if isinstance(node, (All, Nothing, Self)):
+        x = [np.arange(d, dtype=np.int64) for d in dims]
+        if isinstance(node, Self):
+            return [(c, c) for c in x]
+        return [(np.zeros_like(c), np.full_like(c, c.size - 1 if isinstance(node, All) else -1)) for c in x]
+    if isinstance(node, Intersection):
+        parts = [_axis_intervals(p, dims) for p in node.parts]
+        if any(p is None for p in parts):
+            return None
+        return [(np.max([p[a][0] for p in parts], axis=0), np.min([p[a][1] for p in parts], axis=0))
+                for a in range(len(dims))]
+    return None
+
+
 @functools.lru_cache(maxsize=32)
 def box_counter(node, dims: tuple):
     """What counts the pairs between boxes of cells of the operand ``node`` of a grid of
@@ -1071,22 +1145,29 @@ def box_counter(node, dims: tuple):
         return _Offsets(node.d, node.reach)
     if max(dims) > _MAX_AXIS_TABLE:
         return None
-    relations = _relations(node, dims)
-    return None if relations is None else _Separable(relations)
+    axes = _axis_intervals(node, dims)
+    if axes is None:
+        axes = _relations(node, dims)
+    return None if axes is None else _Separable(axes)
 
 
 def _block_runs(node, grid, side):
     """(owner block, box_lo, box_hi) of every block of the side ("q" rows, "k" columns),
-    and the same padded to [blocks, width, axes] (empty boxes: lo 0, hi −1)."""
-    key = ("grid boxes", node, side)
+    and the same padded to [blocks, width, axes] (empty boxes: lo 0, hi −1). Shared by the
+    two sides when their blocks are the same, and by every grid of the same geometry."""
+    size, count = (grid.block_q, grid.num_q) if side == "q" else (grid.block_k, grid.num_k)
+    key = ("grid boxes", node.dims, node.tile, node.offset, size, count)
     if key not in grid.memo:
-        size, count = (grid.block_q, grid.num_q) if side == "q" else (grid.block_k, grid.num_k)
         b = np.arange(count, dtype=np.int64)
         first = np.maximum(b * size, node.offset) - node.offset
         last = np.minimum(np.minimum((b + 1) * size, grid.n), node.offset + node.cells) - 1 - node.offset
         owner, lo, hi = run_boxes(first, last, node.dims, node.tile)
-        order = np.argsort(owner, kind="stable")
-        owner, lo, hi = owner[order], lo[order], hi[order]
+        if owner.size == count and bool(np.all(owner == b)):  # one box per block (runs of whole rows, tiles)
+            grid.memo[key] = (owner, lo, hi), (lo[:, None, :], hi[:, None, :])
+            return grid.memo[key]
+        if not bool(np.all(owner[1:] >= owner[:-1])):
+            order = np.argsort(owner, kind="stable")
+            owner, lo, hi = owner[order], lo[order], hi[order]
         per = np.bincount(owner, minlength=count)
         slot = np.arange(owner.size) - np.repeat(np.cumsum(per) - per, per)
         width = int(per.max(initial=0))
@@ -1104,9 +1185,12 @@ def _box_block_counts(node, grid, counter, qb, kb):
     _, (klo, khi) = _block_runs(node, grid, "k")
     qb, kb = np.broadcast_arrays(np.asarray(qb, dtype=np.int64), np.asarray(kb, dtype=np.int64))
     shape, qb, kb = qb.shape, qb.reshape(-1), kb.reshape(-1)
-    out = np.zeros(qb.size, dtype=np.int64)
     if qlo.shape[1] == 0 or klo.shape[1] == 0:
-        return out.reshape(shape)
+        return np.zeros(shape, dtype=np.int64)
+    if qlo.shape[1] == 1 and klo.shape[1] == 1:  # one box a block on both sides: no box pairs to sum
+        return counter.counts(qlo[:, 0].take(qb, axis=0), qhi[:, 0].take(qb, axis=0),
+                              klo[:, 0].take(kb, axis=0), khi[:, 0].take(kb, axis=0)).reshape(shape)
+    out = np.zeros(qb.size, dtype=np.int64)
     step = max(1, _BOX_PAIRS // (qlo.shape[1] * klo.shape[1]))
     for s in range(0, qb.size, step):
         q, k = qb[s:s + step], kb[s:s + step]
@@ -1118,7 +1202,8 @@ def _box_block_counts(node, grid, counter, qb, kb):
 def _box_block_candidates(node, grid, counter):
     """Sorted codes of the blocks whose keys a query block's boxes reach: per box, the
     range of key coordinates it reaches on each axis; per tile of the token order (a row
-    in raster order) that range meets, the span of tokens of its part of the tile."""
+    in raster order) that range meets, the span of tokens of its part of the tile. The
+    axes are the columns of [boxes, axes] arrays (no loop over them)."""
     key = ("grid box candidates", node)
     if key not in grid.memo:
         (owner, lo, hi), _ = _block_runs(node, grid, "q")
@@ -1126,33 +1211,28 @@ def _box_block_candidates(node, grid, counter):
         _, tile = _digits(node.dims, node.tile)
         tile = np.array(tile, dtype=np.int64)
         reach = counter.reach_box(lo, hi)
-        first = np.stack([np.clip(f, 0, None) for f, _ in reach], axis=1) if reach else lo
-        last = np.stack([np.minimum(t, dims[a] - 1) for a, (_, t) in enumerate(reach)], axis=1) if reach else hi
-        keep = np.all(first <= last, axis=1)
-        owner, first, last = owner[keep], first[keep], last[keep]
-        t_lo, t_hi = first // tile, last // tile
-        span = t_hi - t_lo + 1
+        first = np.maximum(np.stack([f for f, _ in reach], axis=1), 0)
+        last = np.minimum(np.stack([t for _, t in reach], axis=1), dims - 1)
+        keep = np.flatnonzero(np.all(first <= last, axis=1))
+        if keep.size < owner.size:
+            owner, first, last = owner.take(keep), first.take(keep, axis=0), last.take(keep, axis=0)
+        t_lo = first // tile
+        span = last // tile - t_lo + 1  # the tiles the reach meets, per axis
         count = np.prod(span, axis=1)
         which = np.repeat(np.arange(owner.size), count)
         local = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
-        tiles_per_axis = dims // tile
-        axes = len(node.dims)
-        t = [None] * axes
-        for a in range(axes - 1, -1, -1):
-            t[a] = t_lo[which, a] + local % span[which, a]
-            local = local // span[which, a]
-        index, start, stop = 0, 0, 0
-        for a in range(axes):
-            base = t[a] * tile[a]
-            inner_lo = np.maximum(first[which, a], base) - base
-            inner_hi = np.minimum(last[which, a], base + tile[a] - 1) - base
-            index = index * tiles_per_axis[a] + t[a]
-            start = start * tile[a] + inner_lo
-            stop = stop * tile[a] + inner_hi
-        per_tile = int(np.prod(tile))
-        start = index * per_tile + start + node.offset
-        stop = index * per_tile + stop + node.offset
-        grid.memo[key] = grid.key_block_range(owner[which], start, np.minimum(stop, grid.n - 1))
+        # the mixed-radix digits of ``local`` over the spans, the last axis fastest
+        inner = np.append(np.cumprod(span[:, :0:-1], axis=1)[:, ::-1], np.ones((span.shape[0], 1), np.int64), axis=1)
+        t = t_lo.take(which, axis=0) + local[:, None] // inner.take(which, axis=0) % span.take(which, axis=0)
+        base = t * tile
+        inner_lo = np.maximum(first.take(which, axis=0), base) - base
+        inner_hi = np.minimum(last.take(which, axis=0), base + tile - 1) - base
+        tiles_after = np.append(np.cumprod((dims // tile)[:0:-1])[::-1], 1)  # the tile index's weights
+        cells_after = np.append(np.cumprod(tile[:0:-1])[::-1], 1)  # a cell's offset in its tile
+        start = (t @ tiles_after) * int(np.prod(tile)) + node.offset
+        stop = start + inner_hi @ cells_after
+        start += inner_lo @ cells_after
+        grid.memo[key] = grid.key_block_range(owner.take(which), start, np.minimum(stop, grid.n - 1))
     return grid.memo[key]
 
 

@@ -164,12 +164,12 @@ class Union(Combination):
         return out
 
     def pairs(self, i, j, n):
-        out = np.zeros(np.shape(i), dtype=bool)
-        for part in self.parts:  # each part is asked only about the pairs still out
+        out = np.array(self.parts[0].pairs(i, j, n), dtype=bool).reshape(np.shape(i))
+        for part in self.parts[1:]:  # each part is asked only about the pairs still out
             todo = np.flatnonzero(~out)
             if todo.size == 0:
                 break
-            out[todo] = part.pairs(i[todo], j[todo], n)
+            out[todo] = part.pairs(i.take(todo), j.take(todo), n)
         return out
 
     def source(self, q, k, n, backend):
@@ -388,10 +388,11 @@ class Blocked(Pattern):
         if how == "covers":
             return grid.covered_states(self.operand, inner, self.block, qb, kb)
         # each kernel block lies in one cell (B = BQ = BK: it is one): in P or not, from its pair
-        q = np.asarray(qb, dtype=np.int64) * grid.block_q // self.block
-        k = np.asarray(kb, dtype=np.int64) * grid.block_k // self.block
+        q, k = np.asarray(qb, dtype=np.int64), np.asarray(kb, dtype=np.int64)
+        q = q if grid.block_q == self.block else q * grid.block_q // self.block
+        k = k if grid.block_k == self.block else k * grid.block_k // self.block
         held = self.operand.pairs(q.reshape(-1), k.reshape(-1), inner.n).reshape(np.shape(q))
-        return np.where(held, 2, 0).astype(np.int8)
+        return np.asarray(held, dtype=bool).view(np.int8) * np.int8(2)  # FULL or EMPTY
 
     def block_candidates(self, grid):
         how, inner = self._aligned(grid)

@@ -37,14 +37,11 @@ def smallest_index_dtype(limit: int):
     return np.int64
 
 
-def _csr(rows: np.ndarray, cols: np.ndarray, num_rows: int, dtype, order=None):
-    """(ptr [num_rows + 1], idx) for the pairs (rows, cols), sorted by row then column
-    (``order``: that sort, when the caller knows it)."""
-    if order is None:
-        order = np.lexsort((cols, rows))
-    ptr = np.zeros(num_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=num_rows), out=ptr[1:])
-    return ptr.astype(smallest_index_dtype(max(int(ptr[-1]), 1))), cols[order].astype(dtype)
+def _csr_sorted(rows: np.ndarray, cols: np.ndarray, rows_at: np.ndarray, dtype):
+    """(ptr [num_rows + 1], idx) for the pairs (rows, cols) already sorted by row (``rows_at``:
+    arange(num_rows + 1))."""
+    ptr = np.searchsorted(rows, rows_at)
+    return ptr.astype(smallest_index_dtype(max(int(ptr[-1]), 1))), cols.astype(dtype)
 
 
 @dataclass(eq=False)
@@ -89,24 +86,31 @@ class BlockLayout:
     @staticmethod
     def from_blocks(n: int, block_q: int, block_k: int, qb: np.ndarray, kb: np.ndarray,
                     states: np.ndarray, connections, *, q_offset: int = 0,
-                    q_len: "int | None" = None) -> "BlockLayout":
-        """From the non-empty blocks: query block, key block and state (PARTIAL or FULL)."""
+                    q_len: "int | None" = None, ordered: "bool | None" = None) -> "BlockLayout":
+        """From the non-empty blocks: query block, key block and state (PARTIAL or FULL).
+        ``ordered``: the blocks are listed in row-major order, each once (None: check)."""
         num_q, num_k = -(-(n if q_len is None else q_len) // block_q), -(-n // block_k)
         qb, kb, states = (np.asarray(a, dtype=np.int64) for a in (qb, kb, states))
         dtype = smallest_index_dtype(max(num_q, num_k))
-        # Blocks listed in row-major order (block_layout's are) need no sort by row, and their
-        # transpose only a stable sort by column (a radix sort on int16 columns).
-        ordered = bool(np.all((qb[1:] > qb[:-1]) | ((qb[1:] == qb[:-1]) & (kb[1:] > kb[:-1]))))
+        if ordered is None:
+            ordered = bool(np.all((qb[1:] > qb[:-1]) | ((qb[1:] == qb[:-1]) & (kb[1:] > kb[:-1]))))
+        if not ordered:
+            order = np.lexsort((kb, qb))
+            qb, kb, states = qb[order], kb[order], states[order]
+        # Row-major blocks need no sort by row: a row's pointers are where its blocks start
+        # (searchsorted, O(rows · log blocks)); their transpose is a stable sort by column
+        # (a radix sort on 16-bit columns).
+        # (On this kind of machine a boolean mask index costs 4× a multiply-add pass and a
+        # division 3×: the lists are cut with flatnonzero and take.)
         lists = {}
+        rows_at, cols_at = np.arange(num_q + 1), np.arange(num_k + 1)
+        narrow = smallest_index_dtype(num_k)  # numpy's stable sort of 16-bit values is a radix sort
         for name, wanted in (("partial", PARTIAL), ("full", FULL)):
-            keep = states == wanted
-            rows, cols = qb[keep], kb[keep]
-            forward = transposed = None
-            if ordered:
-                forward = slice(None)
-                transposed = np.argsort(cols.astype(smallest_index_dtype(num_k)), kind="stable")
-            lists[name] = _csr(rows, cols, num_q, dtype, forward)
-            lists["t_" + name] = _csr(cols, rows, num_k, dtype, transposed)
+            keep = np.flatnonzero(states == wanted)
+            rows, cols = qb.take(keep), kb.take(keep)
+            by_col = np.argsort(cols.astype(narrow), kind="stable")
+            lists[name] = _csr_sorted(rows, cols, rows_at, dtype)
+            lists["t_" + name] = _csr_sorted(cols.take(by_col), rows.take(by_col), cols_at, dtype)
         return BlockLayout(n, block_q, block_k, *lists["partial"], *lists["full"],
                            *lists["t_partial"], *lists["t_full"], connections, q_offset, q_len)
 
@@ -258,14 +262,19 @@ class BlockGrid:
 
     def offsets(self, qb, kb):
         """(lo, hi): the block holds exactly the offsets j − i in lo..hi (every one of them)."""
-        (r0, r1), (c0, c1) = self.rows(qb), self.cols(kb)
-        return c0 - r1, c1 - r0
+        qb, kb = np.asarray(qb, dtype=np.int64), np.asarray(kb, dtype=np.int64)
+        if self.n % self.block_q or self.n % self.block_k:  # a ragged last block
+            (r0, r1), (c0, c1) = self.rows(qb), self.cols(kb)
+            return c0 - r1, c1 - r0
+        d = kb * self.block_k - qb * self.block_q  # c0 − r0
+        return d - (self.block_q - 1), d + (self.block_k - 1)
 
     def codes(self, qb, kb):
         return np.asarray(qb, dtype=np.int64) * self.num_k + np.asarray(kb, dtype=np.int64)
 
     def decode(self, codes):
-        return codes // self.num_k, codes % self.num_k
+        qb = codes // self.num_k  # (a division by a scalar is numpy's fast one; % is not)
+        return qb, codes - qb * self.num_k
 
     def all_codes(self):
         return np.arange(self.num_blocks, dtype=np.int64)
@@ -275,12 +284,14 @@ class BlockGrid:
         clipped to [0, n)); empty ranges give nothing. Sorted and unique."""
         qb = np.asarray(qb, dtype=np.int64)
         lo = np.clip(np.asarray(first_col, dtype=np.int64), 0, self.n) // self.block_k
-        hi = np.clip(np.asarray(last_col, dtype=np.int64), -1, self.n - 1)
-        hi = np.where(hi < 0, -1, hi // self.block_k)
+        hi = np.clip(np.asarray(last_col, dtype=np.int64), -1, self.n - 1) // self.block_k  # (−1 // B = −1)
         lo, hi, qb = np.broadcast_arrays(lo, hi, qb)
         length = np.maximum(hi - lo + 1, 0)
         starts = np.repeat(self.codes(qb, lo) - np.cumsum(length) + length, length)
-        return unique_sorted(starts + np.arange(int(length.sum()), dtype=np.int64))
+        codes = starts + np.arange(int(length.sum()), dtype=np.int64)
+        if qb.ndim == 1 and bool(np.all(qb[1:] > qb[:-1])):  # one range per block row, rows ascending
+            return codes
+        return unique_sorted(codes)
 
     def band_candidates(self, lo: int, hi: int):
         """Codes of the blocks that hold an offset j − i in lo..hi."""
@@ -291,9 +302,9 @@ class BlockGrid:
     def band_states(self, qb, kb, lo: int, hi: int):
         """States of blocks under the predicate lo ≤ j − i ≤ hi."""
         first, last = self.offsets(qb, kb)
-        empty = (last < lo) | (first > hi)
-        full = (first >= lo) & (last <= hi)
-        return np.where(empty, EMPTY, np.where(full, FULL, PARTIAL)).astype(np.int8)
+        some = (last >= lo) & (first <= hi)
+        every = (first >= lo) & (last <= hi)  # (implies some)
+        return some.view(np.int8) + every.view(np.int8)  # EMPTY 0, PARTIAL 1, FULL 2
 
     def band_counts(self, qb, kb, lo: int, hi: int):
         """Pairs with lo ≤ j − i ≤ hi in each block, in closed form."""
@@ -312,8 +323,8 @@ class BlockGrid:
         return partial_sum(r1 + x - c0 + 1) - partial_sum(r0 - 1 + x - c0 + 1)
 
     def states_from_counts(self, qb, kb, counts):
-        area = self.area(qb, kb)
-        return np.where(counts == 0, EMPTY, np.where(counts == area, FULL, PARTIAL)).astype(np.int8)
+        counts = np.asarray(counts)
+        return (counts > 0).view(np.int8) + (counts == self.area(qb, kb)).view(np.int8)  # EMPTY 0, PARTIAL 1, FULL 2
 
     # ---- what the combinators (patterndsl/ir.py) ask: their parts' answers combined ------
 
@@ -332,28 +343,34 @@ class BlockGrid:
         with ``flips`` true complemented, at the blocks (qb, kb), exactly."""
         if qb.size == 0:
             return np.zeros(0, dtype=np.int8)
-        # Decide each block from the parts' states; blocks still open are passed on to the
-        # next part only, so a part is asked only about blocks the earlier ones left open.
-        absorbing, neutral = (FULL, EMPTY) if union else (EMPTY, FULL)
-        out = np.full(qb.shape, neutral, dtype=np.int8)
-        partials = np.zeros(qb.shape, dtype=np.int8)  # parts seen partial, per block
-        open_ = np.arange(qb.size)
+        # With EMPTY < PARTIAL < FULL a union's state is its parts' largest, an intersection's
+        # their smallest — except where two or more parts are partial and none absorbing
+        # (a union of partial blocks may be full, an intersection empty): those are resolved.
+        # A part is asked only about the blocks the earlier ones left open (not absorbed);
+        # the first about all of them, with no index arrays (a boolean mask index costs 4×
+        # a pass over the blocks).
+        absorbing = FULL if union else EMPTY
+        combine = np.maximum if union else np.minimum
+        out = partials = None
         for part, flip in zip(parts, flips):
-            if open_.size == 0:
+            open_ = None if out is None else np.flatnonzero(out != absorbing)
+            if open_ is not None and open_.size == 0:
                 break
-            states = part.block_states(self, qb[open_], kb[open_])
+            whole = open_ is None or open_.size == out.size
+            states = part.block_states(self, qb, kb) if whole else part.block_states(self, qb.take(open_), kb.take(open_))
+            states = np.asarray(states, dtype=np.int8)
             if flip:
                 states = self.complement_states(states)
-            out[open_[states == absorbing]] = absorbing
-            partials[open_[states == PARTIAL]] += 1
-            open_ = open_[states != absorbing]
-        # Open blocks: one partial part (the rest neutral) is partial; none is neutral;
-        # two or more are ambiguous (a union of partial blocks may be full, an
-        # intersection empty).
-        out[open_[partials[open_] == 1]] = PARTIAL
-        ambiguous = open_[partials[open_] >= 2]
+            if out is None:
+                out, partials = states.copy(), (states == PARTIAL).astype(np.int8)
+            elif whole:
+                out, partials = combine(out, states), partials + (states == PARTIAL)
+            else:
+                out[open_] = combine(out.take(open_), states)
+                partials[open_] += states == PARTIAL
+        ambiguous = np.flatnonzero((partials >= 2) & (out == PARTIAL))
         if ambiguous.size:
-            out[ambiguous] = self._resolve(node, parts, flips, union, qb[ambiguous], kb[ambiguous])
+            out[ambiguous] = self._resolve(node, parts, flips, union, qb.take(ambiguous), kb.take(ambiguous))
         return out
 
     def combined_counts(self, parts, flips, union: bool, qb, kb):
@@ -580,17 +597,21 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
     # States a chunk of candidates at a time: the temporaries of the nodes' closed forms are
     # per candidate, and a pattern's candidates can be many times its blocks (phi3 at 2^20:
     # 33 million candidates, half of them cut by causal).
-    kept, kept_states = [], []
+    kept_q, kept_k, kept_states = [], [], []
+    ordered = bool(np.all(codes[1:] > codes[:-1]))  # sorted distinct codes: the blocks come out row-major
     for start in range(0, codes.size, _STATED_AT_ONCE):
         part = codes[start:start + _STATED_AT_ONCE]
-        states = pattern.block_states(grid, *grid.decode(part))
-        keep = states != EMPTY
-        kept.append(part[keep])
-        kept_states.append(states[keep])
+        qb, kb = grid.decode(part)
+        states = pattern.block_states(grid, qb, kb)
+        keep = np.flatnonzero(states)  # not EMPTY
+        kept_q.append(qb.take(keep))
+        kept_k.append(kb.take(keep))
+        kept_states.append(states.take(keep))
     del codes
-    qb, kb = grid.decode(np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64))
+    empty = np.zeros(0, dtype=np.int64)
+    qb, kb = (np.concatenate(x) if x else empty for x in (kept_q, kept_k))
     states = np.concatenate(kept_states) if kept_states else np.zeros(0, dtype=np.int8)
-    del kept, kept_states
+    del kept_q, kept_k, kept_states
 
     if not (states == PARTIAL).any():  # whole blocks: the connections are their pairs
         count_connections = int(grid.area(qb, kb).sum())
@@ -598,7 +619,8 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
         count_connections = (lambda: int(pattern.block_counts(grid, qb, kb).sum()))
     else:
         count_connections = (lambda: int(row_degrees(pattern, n).sum()))
-    layout = BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb, kb, states, count_connections)
+    layout = BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb, kb, states, count_connections,
+                                     ordered=ordered)
     _share_layout(pattern, key, layout)
     return layout
 

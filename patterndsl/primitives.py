@@ -993,6 +993,12 @@ class Summary(Primitive):
         j = j.astype(np.int64)  # b and c are not distances: keep them exact
         return np.broadcast_to((j + self.offset) % self.b >= self.b - self.c, (i.shape[0], j.shape[1]))
 
+    def pairs(self, i, j, n):
+        j = np.asarray(j, dtype=np.int64) + self.offset
+        # (a power-of-two b by a mask: numpy's % is several times a multiply here)
+        held = j & (self.b - 1) if self.b & (self.b - 1) == 0 else j % self.b
+        return held >= self.b - self.c
+
     def row_structure(self, n):
         return R.ColumnResidues(self.b, self.c, self.offset)
 

@@ -135,3 +135,74 @@ def test_known_coordinates_stay_bounded():
         predicate_source(pattern, "q", "k", 2 * side, TorchBackend(16, 16))
     assert 0 < len(_KNOWN_COORDS) <= _KNOWN_COORDS.size
     assert any(key.startswith("(") for key in _KNOWN_COORDS)  # the latest grid's entries are kept
+
+
+# ---- the box counter's tables from the rules' key intervals (grid.py `_axis_intervals`) ------
+
+_BOX_RULES = ["natten(3, 5)", "natten(1, 8)", "window2d(1, 0)", "window2d(9, 2)", "chunk2d(3, 2)",
+              "chunk2d(2, 3, shift=(1, 2))", "chunk2d(4, 1, shift=(5, 0))", "all", "self",
+              "natten(3, 3) & chunk2d(2, 2, shift=(1, 1))", "window2d(2, 1) & self", "sliding_tiles(1, 3)",
+              "natten(2, 2) & window2d(0, 3)"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(_BOX_RULES), st.sampled_from([(4, 6), (6, 4), (8, 12), (5, 7), (1, 3), (12, 12)]))
+def test_key_intervals_are_the_rules_relations(rule, dims):
+    """Each axis's interval per coordinate holds exactly the keys of its relation matrix,
+    and the counter built from the intervals has the matrices' prefix sums and reaches."""
+    from patterndsl import grid as G
+
+    tile = "" if "sliding" not in rule else f", tile=({2 if dims[0] % 2 == 0 else 1}, {dims[1]})"
+    grid = _operand(f"grid({dims[0]}, {dims[1]}{tile}) {{ {rule} }}", dims[0] * dims[1])
+    intervals = G._axis_intervals(grid.operand, grid.dims)
+    relations = G._relations(grid.operand, grid.dims)
+    assert intervals is not None and relations is not None, rule
+    for (first, last), m in zip(intervals, relations):
+        y = np.arange(m.shape[1])
+        assert np.array_equal((y[None, :] >= first[:, None]) & (y[None, :] <= last[:, None]), m), rule
+    from_intervals, from_matrices = G._Separable(intervals), G._Separable(relations)
+    for a in range(len(dims)):
+        assert np.array_equal(from_intervals.sums[a], from_matrices.sums[a]), rule
+        for end in ("first", "last"):
+            assert np.array_equal(getattr(from_intervals.reach[a], end), getattr(from_matrices.reach[a], end)), rule
+
+
+def test_rules_without_intervals_use_the_relations():
+    from patterndsl import grid as G
+
+    for rule in ("stride2d(2, 3)", "transpose(natten(3, 3))", "natten(3, 3) & stride2d(1, 2)"):
+        grid = _operand(f"grid(6, 6) {{ {rule} }}", 36)
+        assert G._axis_intervals(grid.operand, grid.dims) is None, rule
+        assert box_counter(grid.operand, grid.dims) is not None, rule
+
+
+def test_reaches_that_are_not_monotone_use_range_tables():
+    # key intervals that go back (coordinate 1 reaches keys before coordinate 0's) and a
+    # coordinate without keys (first 6 > last −1): the range's min and max, not its ends
+    from patterndsl import grid as G
+
+    first = np.array([2, 0, 0, 6, 4, 4])
+    last = np.array([3, 1, 1, -1, 5, 5])
+    reach = G._Reach(first, last)
+    assert not reach.monotone
+    lo, hi = np.array([0, 3, 2, 3]), np.array([5, 3, 3, 4])
+    got = reach(lo, hi)
+    want = [[first[a:b + 1].min() for a, b in zip(lo, hi)], [last[a:b + 1].max() for a, b in zip(lo, hi)]]
+    assert [list(x) for x in got] == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(orders(), st.data())
+def test_many_runs_at_once_are_each_runs_boxes(order, data):
+    """run_boxes of many entries at once (entries that need several rounds of boxes next to
+    ones that need one) gives each entry exactly its own tokens' cells."""
+    dims, tile = order
+    cells = token_cells(dims, tile)
+    count = data.draw(st.integers(1, 6))
+    lo = np.array([data.draw(st.integers(0, len(cells) - 1)) for _ in range(count)])
+    hi = np.array([data.draw(st.integers(int(a) - 1, len(cells) - 1)) for a in lo])
+    owner, box_lo, box_hi = run_boxes(lo, hi, dims, tile)
+    for e in range(count):
+        mine = [c for o, a, b in zip(owner, box_lo, box_hi) if o == e
+                for c in itertools.product(*[range(x, y + 1) for x, y in zip(a, b)])]
+        assert sorted(mine) == sorted(cells[lo[e]:hi[e] + 1])

@@ -192,3 +192,18 @@ def test_the_estimate_hands_its_grid_only_to_the_same_pattern_and_blocks():
         check_layout(pattern, n, block, block)
     layout_memory(grid_pattern, 96, 16, 16)
     check_layout(grid_pattern, 96, 16, 16)  # the hand-off itself
+
+
+@settings(max_examples=40, deadline=None)
+@given(S.pattern_sources(), S.sizes(min_n=1, max_n=60), st.sampled_from([(4, 4), (8, 3), (5, 16)]), st.randoms())
+def test_blocks_in_any_order_give_the_same_layout(source, n, block, rng):
+    """from_blocks sorts blocks that are not row-major (and takes row-major ones as they come)."""
+    pattern = patterndsl.compile(source, n).pattern()
+    want = reference_layout(pattern, n, *block)
+    qb, kb, states = want.blocks()
+    order = list(range(qb.size))
+    rng.shuffle(order)
+    got = BlockLayout.from_blocks(n, *block, qb[order], kb[order], states[order], want.connections)
+    assert got.same_as(want)
+    for name in ("t_partial_ptr", "t_partial_idx", "t_full_ptr", "t_full_idx"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name

@@ -168,6 +168,8 @@ def _padded_positions(ptr: np.ndarray, idx: np.ndarray, columns: int):
     idx) written as FlexAttention's [rows, columns] grid holds them, each row's blocks first."""
     ptr = np.asarray(ptr, dtype=np.int64)
     counts = np.diff(ptr)
+    if not ptr[-1]:  # no blocks (a layout with only full or only partial ones)
+        return counts.astype(np.int32), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
     # entry e of row r goes to r * columns + (e - ptr[r])
     shift = np.arange(counts.size, dtype=np.int64) * columns - ptr[:-1]
     positions = np.arange(int(ptr[-1]), dtype=np.int64) + np.repeat(shift, counts)
@@ -195,13 +197,16 @@ def make_block_mask(n: int, block_q: int, block_k: int, head_lists, mask_mod, q_
         for per_head in head_lists:
             if id(per_head) not in made:
                 made[id(per_head)] = _padded_positions(*per_head[lists], columns)
-        counts = np.stack([made[id(per_head)][0] for per_head in head_lists])[None]
-        arguments[f"{kind}_num_blocks"] = torch.from_numpy(counts).to(device)
+        counts = (made[id(head_lists[0])][0][None, None] if heads == 1
+                  else np.stack([made[id(per_head)][0] for per_head in head_lists])[None])
+        counts = torch.from_numpy(counts)
+        arguments[f"{kind}_num_blocks"] = counts if device.type == "cpu" else counts.to(device)
         if device.type == "cpu":
             indices = grids[which].reshape(1, heads, rows, columns)
             for head, per_head in enumerate(head_lists):
                 _, positions, values = made[id(per_head)]
-                indices[0, head].reshape(-1)[positions] = values
+                if positions.size:
+                    indices[0, head].reshape(-1)[positions] = values
             arguments[f"{kind}_indices"] = torch.from_numpy(indices)
         else:
             indices = torch.zeros((1, heads, rows, columns), dtype=torch.int32, device=device)
@@ -339,7 +344,8 @@ def _usable_device(device):
 
     try:
         device = torch.device(device)
-        torch.empty(0, device=device)
+        if device.type != "cpu":  # (the CPU is always there: no tensor to make)
+            torch.empty(0, device=device)
     except (RuntimeError, TypeError, AssertionError) as exc:
         raise SpatError(Diagnostic(f"cannot use device {device!r}: {str(exc).splitlines()[0]}",
                                    help="e.g. device=\"cpu\", or \"cuda\" on a machine with a GPU")) from None
