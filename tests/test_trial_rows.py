@@ -134,3 +134,18 @@ def test_row_keys_list_rows_in_order_and_exactly(source, n, picks):
     for own, lo, hi in zip(keys.own, keys.lo, keys.hi):
         got[own, lo:hi] = True
     assert np.array_equal(got, dense_mask(pattern, n)[rows])
+
+
+def test_a_module_refused_at_a_later_layer_counts_no_earlier_layer(monkeypatch):
+    """emit_module builds every layer's layout (each refused over the budget) before it counts
+    any layout's connections: `fixed` at 2^26 counted layer 0's 2^26 rows, then refused layer 1."""
+    from patterndsl.errors import SpatError
+    from patterndsl.targets import flex
+
+    n, block = 4096, 16
+    first, second = (L.layout_memory(patterndsl.compile(p, n).pattern(), n, block, block) for p in ("window(1)", "all"))
+    assert first < second
+    compiled = patterndsl.compile("layers {\n    window(1)\n    all\n}\n", n, memory_budget=(first + second) // 2)
+    monkeypatch.setattr(L, "row_degrees", lambda *a: pytest.fail("counted a layout before the refusal"))
+    with pytest.raises(SpatError, match="the block layout of all"):
+        flex.emit_module(compiled, block)

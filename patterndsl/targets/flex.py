@@ -516,6 +516,8 @@ def emit_module(compiled, block_size=None) -> str:
     block_q, block_k = compiled.block_sizes(block_size)
     compiled.require_table_memory((block_q, block_k), what="a FlexAttention module")
     layouts, head_layout, sources, tables, described = [], [], [], [], []
+    for layer in range(compiled.layers):  # every layout first (cached): one refused before any is counted
+        compiled.layouts(layer, (block_q, block_k))
     for layer in range(compiled.layers):
         head_layout.append([_index_by_identity(layouts, layout)
                             for layout in compiled.layouts(layer, (block_q, block_k))])
