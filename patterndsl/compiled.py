@@ -247,6 +247,25 @@ class CompiledPattern:
         require_memory(f"building the tables of {what} at n = {self.n:,} in blocks of {block_q} × {block_k}", needed,
                        self.memory_budget, "use larger blocks, a smaller n or fewer random keys")
 
+    def require_layout_memory(self, block_size=None) -> None:
+        """Refuse, before any is built, a layer's block layout over the memory budget (each is
+        also refused as it is built; asking all first refuses a file of several layers before
+        its earlier layers are built: strided at 2^26 built layer 0, 5 s, then refused layer 1).
+        Patterns holding a grid are left to their build: their estimate lists the grid's blocks,
+        which the build that follows it reuses."""
+        if self.cross:
+            return
+        from .grid import Grid
+
+        def holds_grid(node) -> bool:
+            return isinstance(node, Grid) or any(holds_grid(child) for child in node.children())
+
+        block_q, block_k = self.block_sizes(block_size)
+        built = self.__dict__.get("_layouts", {})
+        for pattern in dict.fromkeys(p for layer in self.patterns for p in layer):
+            if (pattern, block_q, block_k) not in built and not holds_grid(pattern):
+                _require_layout_memory(self, pattern, block_q, block_k)
+
     def layout(self, layer: int = 0, head: int = 0, block_size=None):
         """The block layout of one layer and head (patterndsl.layout.BlockLayout)."""
         _, head = self.index(layer, head)
@@ -414,13 +433,19 @@ def _memory_budget(budget) -> "int | None":
 def _budgeted_layout(compiled, pattern: Pattern, block_q: int, block_k: int):
     """The n × n block layout of ``pattern``, refused before it is built when it would
     exceed the memory budget (the cross counterpart: patterndsl/cross.py budgeted_layout)."""
-    from .layout import block_layout, layout_memory
+    from .layout import block_layout
+
+    _require_layout_memory(compiled, pattern, block_q, block_k)
+    return block_layout(pattern, compiled.n, block_q, block_k)
+
+
+def _require_layout_memory(compiled, pattern: Pattern, block_q: int, block_k: int) -> None:
+    from .layout import layout_memory
 
     require_memory(lambda: f"the block layout of {_short(pattern)} at n = {compiled.n:,} in blocks of "
                            f"{block_q} × {block_k}",
                    layout_memory(pattern, compiled.n, block_q, block_k, memory_budget(compiled.memory_budget)),
                    compiled.memory_budget, "use larger blocks (--block-size, block_size=) or a smaller n")
-    return block_layout(pattern, compiled.n, block_q, block_k)
 
 
 def _short(pattern, limit: int = 60) -> str:

@@ -134,3 +134,23 @@ def test_row_keys_list_rows_in_order_and_exactly(source, n, picks):
     for own, lo, hi in zip(keys.own, keys.lo, keys.hi):
         got[own, lo:hi] = True
     assert np.array_equal(got, dense_mask(pattern, n)[rows])
+
+
+@pytest.mark.parametrize("later", ["all", "grid(64, 64) { window2d(63, 63) }"])
+def test_a_module_refused_at_a_later_layer_counts_no_earlier_layer(later, monkeypatch):
+    """emit_module refuses a layer's layout over the budget before it builds the earlier layers'
+    (patterns without a grid: CompiledPattern.require_layout_memory; strided at 2^26 built layer
+    0, then refused layer 1), and builds every layout before it counts any layout's connections
+    (`fixed` at 2^26 counted layer 0's 2^26 rows, then refused layer 1)."""
+    from patterndsl.errors import SpatError
+    from patterndsl.targets import flex
+
+    n, block = 4096, 16
+    first, second = (L.layout_memory(patterndsl.compile(p, n).pattern(), n, block, block) for p in ("window(1)", later))
+    assert first < second
+    compiled = patterndsl.compile(f"layers {{\n    window(1)\n    {later}\n}}\n", n, memory_budget=(first + second) // 2)
+    monkeypatch.setattr(L, "row_degrees", lambda *a: pytest.fail("counted a layout before the refusal"))
+    if later == "all":
+        monkeypatch.setattr(L, "block_layout", lambda *a, **k: pytest.fail("built a layout before the refusal"))
+    with pytest.raises(SpatError, match="the block layout of"):
+        flex.emit_module(compiled, block)

@@ -521,7 +521,10 @@ def emit_module(compiled, block_size=None) -> str:
     layouts, `block_mask(layer, device)` and `attention(q, k, v, layer)`."""
     block_q, block_k = compiled.block_sizes(block_size)
     compiled.require_table_memory((block_q, block_k), what="a FlexAttention module")
+    compiled.require_layout_memory((block_q, block_k))
     layouts, head_layout, sources, tables, described = [], [], [], [], []
+    for layer in range(compiled.layers):  # every layout first (cached): one refused before any is counted
+        compiled.layouts(layer, (block_q, block_k))
     for layer in range(compiled.layers):
         head_layout.append([_index_by_identity(layouts, layout)
                             for layout in compiled.layouts(layer, (block_q, block_k))])
