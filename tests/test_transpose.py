@@ -240,3 +240,37 @@ def test_transposed_grid_keys_are_listed_from_boxes(source, n, monkeypatch):
     listed[rows, keys[rows, slots]] = True
     monkeypatch.undo()
     assert (listed == dense_mask(pattern, n)).all()
+
+
+@pytest.mark.parametrize(("command", "code", "message"), [
+    (["layout"], 1, "the block layout of transpose(summary(8, 2)) at n = 67,108,864 in blocks of 128 × 128 needs"),
+    (["compile", "--target", "flex", "-o", "m.py"], 1, "the block layout of transpose(summary(8, 2)) at n = 67,108,864"),
+    (["compile", "--target", "triton", "-o", "m.py"], 1, "the block layout of transpose(summary(8, 2)) at n = "),
+    (["compile", "--target", "torch", "-o", "m.pt"], 1, "mask needs 4096.0 TiB, more than the memory budget"),
+    (["mask", "-o", "m.npy"], 1, "mask needs 4096.0 TiB, more than the memory budget"),
+    (["check"], 1, "check at n = 67,108,864 needs about"),
+    (["show"], 0, "each character covers a rectangle of pairs"),
+])
+def test_every_command_serves_or_refuses_the_row_side_at_2_26(command, code, message, tmp_path, monkeypatch, capsys):
+    """Each command at 2^26 answers from the one node (the refusals name it, with the size)."""
+    from patterndsl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PATTERNDSL_MEMORY_BUDGET", raising=False)
+    (tmp_path / "t.spat").write_text("transpose(summary(8, 2))\n")
+    assert main([command[0], "t.spat", "--n", str(BIG), *command[1:]]) == code
+    captured = capsys.readouterr()
+    assert message in captured.err + captured.out
+    assert "Traceback" not in captured.err
+
+
+def test_verify_reads_the_row_side_as_rows(tmp_path, monkeypatch, capsys):
+    """verify's independent checker reads transpose(summary) as its held rows (m units for m
+    rows), not by evaluating whole rows (m · n units: 4 · 10^9 at n = 2^16, over this budget)."""
+    from patterndsl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.spat").write_text("transpose(summary(64, 2, offset=5)) | window(1)\n")
+    assert main(["check", "t.spat", "--n", str(1 << 16), "--certificate", "t.cert"]) == 0
+    assert main(["verify", "t.spat", "t.cert", "--budget", str(20_000_000)]) == 0
+    assert "every claim was checked and holds" in capsys.readouterr().out
