@@ -181,6 +181,12 @@ def identifiers(pattern) -> int:
     return len(re.findall(r"[a-z_][a-z_0-9]*", str(pattern)))
 
 
+def text_size(pattern) -> int:
+    """Its printed length with every number one digit (a transpose may print n: causal's is
+    window(0, n))."""
+    return len(re.sub(r"[0-9]+", "0", str(pattern)))
+
+
 @pytest.mark.parametrize("source", [
     "summary(8, 2)", "summary(8, 2, offset=3)", "summary(2, 1)", "summary(1000, 999)",
     "blocks(4) { summary(8, 2) }", "grid(64, 64) { summary(8, 2) }", "summary(8, 2) | window(4)",
@@ -194,7 +200,7 @@ def test_transposed_summary_is_constant_size_at_2_26(source):
         small = patterndsl.compile(f"transpose({source})", 1 << 12, simplify=simplify).pattern()
         assert ir_weight(turned) == ir_weight(small)
         assert turned.size() == plain.size()
-        assert len(str(turned)) <= len(str(plain)) + 12 * identifiers(plain)
+        assert text_size(turned) <= text_size(plain) + 12 * identifiers(plain)
         assert patterndsl.compile(f"transpose({turned})", BIG, simplify=simplify).pattern() == plain
 
 
@@ -208,7 +214,7 @@ def test_a_transpose_is_no_larger_than_its_operand_at_2_26(source):
     turned = patterndsl.compile(f"transpose({source})", BIG, simplify=False).pattern()
     assert turned.size() == plain.size()
     assert ir_weight(turned)[1] <= ir_weight(plain)[1] + 2 * identifiers(plain)
-    assert len(str(turned)) <= len(str(plain)) + 12 * identifiers(plain)
+    assert text_size(turned) <= text_size(plain) + 12 * identifiers(plain)
 
 
 @pytest.mark.parametrize(("source", "n"), [
