@@ -1064,15 +1064,16 @@ class SummaryRows(Primitive):
         inner = self.operand.simplify(n)
         return self if inner == self.operand else inner.transposed(n)
 
-    def _held(self, i) -> np.ndarray:
+    def held_rows(self, i) -> np.ndarray:
+        """Bool, per query row i: whether it holds every key ((i + o) mod b ≥ b − c)."""
         b, c, o = self.operand.b, self.operand.c, self.operand.offset
         return (np.asarray(i, dtype=np.int64) + o) % b >= b - c  # b and c are not distances: exact
 
     def predicate(self, i, j, n):
-        return np.broadcast_to(self._held(i), (i.shape[0], j.shape[1]))
+        return np.broadcast_to(self.held_rows(i), (i.shape[0], j.shape[1]))
 
     def pairs(self, i, j, n):
-        return self._held(i).reshape(-1)
+        return self.held_rows(i).reshape(-1)
 
     def row_structure(self, n):
         return R.RowResidues(self.operand.b, self.operand.c, self.operand.offset)

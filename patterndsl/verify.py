@@ -122,7 +122,7 @@ from . import randomgen
 from .grid import Grid, GridPrimitive, GridTransposed
 from .ir import Complement, Difference, Intersection, Union
 from .primitives import (All, Causal, Chunk, Cols, Dilated, Global, LogSparse, Nothing, Primitive, Random, Rows,
-                         Self, Stride, Summary, Window)
+                         Self, Stride, Summary, SummaryRows, Window)
 from .primitives import Bernoulli
 
 FORMAT = "patterndsl-certificate/2"
@@ -308,6 +308,10 @@ def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) ->
         chunks = -(-(n + o) // node.b)
         meter.add(chunks * m)
         return _spans(m, n, [(q * node.b + node.b - node.c - o, q * node.b + node.b - o) for q in range(chunks)])
+    if isinstance(node, SummaryRows):  # transpose(summary): the rows (i + o) mod b ≥ b − c hold every key
+        meter.add(m)
+        full = np.flatnonzero(node.held_rows(rows))
+        return _KeySets(m, full, np.zeros(full.size, dtype=np.int64), np.full(full.size, n, dtype=np.int64))
     if isinstance(node, (Global, Rows, Cols)):
         inside = _in_indices(node.indices, rows) if not isinstance(node, Cols) else np.zeros(m, dtype=bool)
         full = np.flatnonzero(inside)
