@@ -661,7 +661,7 @@ def _searched_path(patterns, n, deadline):
     return {"holds": True, "witness": {"runs": as_runs(np.array(path, dtype=np.int64))}} if path is not None else None
 
 
-def _greedy_path(union: np.ndarray, deadline: float, starts: int = 4, max_left: int = 64):
+def _greedy_path(union: np.ndarray, deadline: float, max_left: int = 64):
     """Warnsdorff's rule without backtracking, from a few starts: next comes the unused
     token attending the current one that the fewest tokens attend. O(n²) per start. A
     walk stuck with at most ``max_left`` tokens unused gets them appended and its
@@ -673,7 +673,7 @@ def _greedy_path(union: np.ndarray, deadline: float, starts: int = 4, max_left: 
     def has(i, j):
         return union[i, j]
 
-    for start in np.argsort(attended_by, kind="stable")[:starts]:
+    for start in np.argsort(attended_by, kind="stable")[:4]:
         unused = np.ones(n, dtype=bool)
         path = [int(start)]
         unused[start] = False
