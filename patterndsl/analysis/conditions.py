@@ -604,7 +604,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
         if graph is not None:
             c2 = _component_refutations(graph, n)[0]
     if c2 is None and (refutation := (counting_refutation(patterns, n)
-                                      or split_refutation(patterns, n, hub_tokens(patterns, n)))) is not None:
+                                      or split_refutation(patterns, n, hub_tokens(patterns, n),
+                                                       max(deadline or 0.0, budget_clock() + 0.3)))) is not None:
         c2 = {"holds": False, "refutation": refutation}
     if c2 is None and n <= SEARCH_N and deadline is not None:
         c2 = _searched_path(patterns, n, deadline)
@@ -816,7 +817,8 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
                 found = find_path(patterns, n, pair_values, hub_tokens(patterns, n),
                                   max(deadline, budget_clock() + 0.3))
                 path = found.tolist() if found is not None else None
-            refutation = (counting_refutation(patterns, n) or split_refutation(patterns, n, hub_tokens(patterns, n))
+            refutation = (counting_refutation(patterns, n)
+                          or split_refutation(patterns, n, hub_tokens(patterns, n), max(deadline, budget_clock() + 0.3))
                           if path is None else None)
             c2 = ({"holds": True, "witness": path} if path is not None else
                   {"holds": False, "refutation": refutation} if refutation is not None else
