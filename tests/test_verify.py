@@ -285,7 +285,7 @@ def corruptions(compiled, cert, brute=True):
                 if attended.size:
                     add(f"head {h} attended column", lambda c, h=h, j=int(attended[0]):
                         c["conditions"][h]["finite_depth"]["evidence"].__setitem__("empty_column", j))
-            else:
+            elif "recursion_cycles" in ev:  # (support_after is corrupted in tests/test_verify_corruption.py)
                 add(f"head {h} bare recursion cycle", lambda c, h=h: c["conditions"][h]["finite_depth"]["evidence"]
                     .__setitem__("recursion_cycles", True))
                 t0, t1 = ev["recursion_cycles"]

@@ -607,7 +607,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
         if graph is not None:
             c2 = _component_refutations(graph, n)[0]
     if c2 is None and (refutation := (counting_refutation(patterns, n)
-                                      or split_refutation(patterns, n, hub_tokens(patterns, n)))) is not None:
+                                      or split_refutation(patterns, n, hub_tokens(patterns, n),
+                                                       max(deadline or 0.0, budget_clock() + 0.3)))) is not None:
         c2 = {"holds": False, "refutation": refutation}
     if c2 is None and n <= SEARCH_N and deadline is not None:
         c2 = _searched_path(patterns, n, deadline)
@@ -664,7 +665,7 @@ def _searched_path(patterns, n, deadline):
     return {"holds": True, "witness": {"runs": as_runs(np.array(path, dtype=np.int64))}} if path is not None else None
 
 
-def _greedy_path(union: np.ndarray, deadline: float, starts: int = 4, max_left: int = 64):
+def _greedy_path(union: np.ndarray, deadline: float, max_left: int = 64):
     """Warnsdorff's rule without backtracking, from a few starts: next comes the unused
     token attending the current one that the fewest tokens attend. O(n²) per start. A
     walk stuck with at most ``max_left`` tokens unused gets them appended and its
@@ -676,7 +677,7 @@ def _greedy_path(union: np.ndarray, deadline: float, starts: int = 4, max_left: 
     def has(i, j):
         return union[i, j]
 
-    for start in np.argsort(attended_by, kind="stable")[:starts]:
+    for start in np.argsort(attended_by, kind="stable")[:4]:
         unused = np.ones(n, dtype=bool)
         path = [int(start)]
         unused[start] = False
@@ -819,7 +820,8 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
                 found = find_path(patterns, n, pair_values, hub_tokens(patterns, n),
                                   max(deadline, budget_clock() + 0.3))
                 path = found.tolist() if found is not None else None
-            refutation = (counting_refutation(patterns, n) or split_refutation(patterns, n, hub_tokens(patterns, n))
+            refutation = (counting_refutation(patterns, n)
+                          or split_refutation(patterns, n, hub_tokens(patterns, n), max(deadline, budget_clock() + 0.3))
                           if path is None else None)
             c2 = ({"holds": True, "witness": path} if path is not None else
                   {"holds": False, "refutation": refutation} if refutation is not None else

@@ -658,14 +658,19 @@ def split_refutation(patterns, n, hubs=(), deadline=None) -> "dict | None":
     of highest degree (the first 1, 2, 4, … of them), or None."""
     if n < 3:
         return None
-    tried, options = set(), [()]
-    hubs = [int(h) for h in hubs if 0 <= h < n]
-    if hubs:
-        options.append(tuple(sorted(set(hubs))))
-    top = _degree_hubs(patterns, n)
-    options += [tuple(sorted(set(top[:c]))) for c in sorted({min(c, len(top)) for c in (1, 2, 4, 8, 16)}) if c]
-    for K in options:
-        if K in tried or (deadline is not None and budget_clock() > deadline):
+
+    def options():
+        yield ()
+        yield tuple(sorted(set(int(h) for h in hubs if 0 <= h < n)))
+        top = _degree_hubs(patterns, n)  # (read only when the cheaper options fail)
+        for c in sorted({min(c, len(top)) for c in (1, 2, 4, 8, 16)}):
+            yield tuple(sorted(set(top[:c])))
+
+    tried = set()
+    for K in options():
+        if deadline is not None and budget_clock() > deadline:
+            return None
+        if K in tried:
             continue
         tried.add(K)
         removed = np.zeros(n, dtype=bool)
