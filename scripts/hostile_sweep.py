@@ -36,7 +36,8 @@ result: `show --png` of `transpose(bernoulli(1, 3, seed=5)) & causal` at 2^20, 7
 (317 s wall; show.py). Judged by wall time as before, 4 more would have been SLOW while
 using 21–38 s of CPU in 86–177 s of wall: show of grid2d-euclid-morton at 2^26 and
 transpose(summary(8, 2)) at 2^26 in layout, flex and mask (the transpose(summary) leftover
-of the run before now ends within the limit). `--groups api`: still running at this commit.
+of the run before now ends within the limit); `--groups api` (314 cases, 57 s CPU in the
+cases, 16 min wall): none failed. In all 730 inputs, 1 failure, none an error or a wrong answer.
 Before (2 Dec 2026, `--jobs 2`, judged by wall time): 679 inputs, 39 failed before that day's
 fixes (grids at 2^40 MemoryError, check of bernoulli at 2^20, --emit ignoring -o, empty names,
 block size 2^70 and a 1000T budget exit 70, mask(segments=) of numpy, lists, meta tensors),
