@@ -29,15 +29,19 @@ so a blow-up shows as an error here instead of taking the machine.
 --sample draws that many runs of the matrix (seeded; 0: all of it, about 1,000 runs).
 Prints one line per run and a summary; exits 1 when some run failed.
 
-Last run (`--jobs 2 --limit 60`, seed 0; 340 s user CPU, 20 min wall at load 6–7 on 2 shared
-cores): 679 inputs. Before the fixes of 2 Dec 2026, 39 failed (matrix 12 of 210: grids at
-2^40 MemoryError, check of a 1024² grid and of bernoulli at 2^20 past 120 s, verify of
-`segment & causal` at 2^20 MemoryError; outputs 10 of 120: --emit ignored -o, empty names
-taken as no output; options 3 of 35: block size 2^70 exit 70, a 1000T budget exit 70;
-api 14 of 314: mask(segments=) of numpy, lists, meta tensors). After: 4, none an error or a
-wrong answer: two results just past 60 s wall at that load (check swin at 2^20, a flex module
-at 2^26 with --memory-budget 8G) and transpose(summary(8, 2)) at 2^26, whose compile lists
-n/8 row intervals (layout past 120 s, mask's refusal at 99 s).
+Last run (3 Dec 2026, `--jobs 1 --limit 60`, seed 0, judged by CPU time, at load 7–12 on 2
+shared cores), in parts: `--groups outputs,options` (155 runs, 123 s CPU, 10 min wall): none
+failed; `--groups matrix --sample 250` (261 runs, 485 s CPU, 32 min wall): 1 failed, a SLOW
+result: `show --png` of `transpose(bernoulli(1, 3, seed=5)) & causal` at 2^20, 76 s CPU
+(317 s wall; show.py). Judged by wall time as before, 4 more would have been SLOW while
+using 21–38 s of CPU in 86–177 s of wall: show of grid2d-euclid-morton at 2^26 and
+transpose(summary(8, 2)) at 2^26 in layout, flex and mask (the transpose(summary) leftover
+of the run before now ends within the limit); `--groups api` (314 cases, 57 s CPU in the
+cases, 16 min wall): none failed. In all 730 inputs, 1 failure, none an error or a wrong answer.
+Before (2 Dec 2026, `--jobs 2`, judged by wall time): 679 inputs, 39 failed before that day's
+fixes (grids at 2^40 MemoryError, check of bernoulli at 2^20, --emit ignoring -o, empty names,
+block size 2^70 and a 1000T budget exit 70, mask(segments=) of numpy, lists, meta tensors),
+4 after (two SLOW by wall time only, transpose(summary(8, 2)) at 2^26).
 """
 from __future__ import annotations
 
