@@ -99,9 +99,8 @@ class BlockLayout:
             qb, kb, states = qb[order], kb[order], states[order]
         # Row-major blocks need no sort by row: a row's pointers are where its blocks start
         # (searchsorted, O(rows · log blocks)); their transpose is a stable sort by column
-        # (a radix sort on 16-bit columns).
-        # (On this kind of machine a boolean mask index costs 4× a multiply-add pass and a
-        # division 3×: the lists are cut with flatnonzero and take.)
+        # (a radix sort on 16-bit columns). The lists are cut by flatnonzero and take: a
+        # boolean mask index costs about four passes of arithmetic over the same blocks.
         lists = {}
         rows_at, cols_at = np.arange(num_q + 1), np.arange(num_k + 1)
         narrow = smallest_index_dtype(num_k)  # numpy's stable sort of 16-bit values is a radix sort
