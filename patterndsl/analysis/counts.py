@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import randomgen
 from .. import structure as S
 from ..ir import Pattern, Union
 from ..reference import evaluate as dense_rows
@@ -395,8 +396,6 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
     columns = np.flatnonzero(exceptional.any(axis=0))
     if columns.size == 0:
         return degrees
-    from .. import randomgen
-
     los = [seg_lo[:, s] for s in columns]
     from_zero = [not lo.any() for lo in los]  # a segment starting at key 0 (global(0..g)): no subtraction
     lens = [np.where(exceptional[:, s], length[:, s], 0).view(np.uint64) for s in columns]
@@ -477,6 +476,7 @@ def _rows_per_block(formula: _Formula, n: int) -> tuple[int, int]:
     return max(1, min(n, _MOBIUS_ROWS if formula.mobius() is not None else _BLOCK_ELEMENTS // width)), width
 
 
+@randomgen.drawn_once()  # a random operand's rows drawn once, whatever asks for them
 def analyze_rows(pattern: Pattern, n: int) -> RowCounts:
     """The exact degree of every query row of ``pattern`` at ``n``, with the slow paths taken."""
     from ..grid import grid_degrees, grids_apart
@@ -546,6 +546,7 @@ def degree_stats(degrees: np.ndarray, listed: int = _LISTED) -> dict:
     }
 
 
+@randomgen.drawn_once()  # shared by the patterns and the unions of one file
 def connection_counts(compiled) -> dict:
     """Exact counts of a CompiledPattern:
 
