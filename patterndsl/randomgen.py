@@ -146,47 +146,42 @@ def raw_draws(seed: int, rows: np.ndarray, n: int, k: int) -> np.ndarray:
 def key_sets(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
     """The same keys as `keys` (each row's set; the order within a row may differ),
     without the sequential membership test, for many rows and large r (in row chunks,
-    see `_key_sets_block`). Inside `drawn_once`, each row is drawn once."""
+    see `_key_sets_block`)."""
+    global _rows_drawn
     k = min(r, n)
     rows = np.asarray(rows, dtype=np.uint64).reshape(-1)
-    kept = _kept
-    if kept is not None and k and rows.size:
-        return kept.key_sets(seed, rows, n, k)
-    return _drawn_key_sets(seed, rows, n, k)
-
-
-def _drawn_key_sets(seed: int, rows: np.ndarray, n: int, k: int) -> np.ndarray:
-    global _rows_drawn
     _rows_drawn += rows.size
     step = max(1, _CHUNK // max(k, 1))
     if k == 0 or rows.size <= step:
-        return _key_sets_block(seed, rows, n, k)
+        return _key_sets_block(seed, rows, n, r)
     out = np.empty((rows.size, k), dtype=np.int64)
     for start in range(0, rows.size, step):
-        out[start:start + step] = _key_sets_block(seed, rows[start:start + step], n, k)
+        out[start:start + step] = _key_sets_block(seed, rows[start:start + step], n, r)
     return out
 
 
-_rows_drawn = 0  # rows whose keys `key_sets` drew (not read back from `drawn_once`)
-_kept: "_KeptRows | None" = None  # the rows kept by the innermost open `drawn_once`
+# ---- rows drawn once per analysis -----------------------------------------------------------
+
+_rows_drawn = 0  # rows whose keys `key_sets` drew
+_kept: "_KeptRows | None" = None  # the store of the open `drawn_once`, if any
 _kept_depth = 0
 _kept_lock = threading.Lock()
 
 
 def rows_drawn() -> int:
-    """How many rows `key_sets` has drawn in this process (rows `drawn_once` gave back
-    from its store not counted): what the analysis costs, counted instead of timed."""
+    """How many rows `key_sets` has drawn in this process: what an analysis costs in
+    draws, counted instead of timed (rows given back by `drawn_once` are not drawn)."""
     return _rows_drawn
 
 
 @contextlib.contextmanager
 def drawn_once():
-    """Within it (nested uses share one store), `key_sets` draws each row of each
-    (seed, n, r) once and gives it back from a store after: an analysis asks for the rows
-    of one `random` operand hundreds of times (counts, diagonals, columns, covers), each a
-    full Floyd draw at r close to n. The store keeps at most _KEPT_ENTRIES keys (beyond,
-    rows are drawn as without it) and is dropped when the outermost use ends. Usable as a
-    decorator."""
+    """Within it (nested uses share one store), `kept_keys` and `kept_pairs` draw each
+    row of each named operand once and answer from a store after: an analysis asks for
+    the rows of one `random` operand hundreds of times (counts, diagonals, columns,
+    covers), each a full Floyd draw when r is close to n. The store keeps at most
+    _KEPT_ENTRIES keys (beyond, rows are drawn as without it) and is dropped when the
+    outermost use ends. Usable as a decorator."""
     global _kept, _kept_depth
     with _kept_lock:
         _kept_depth += 1
@@ -201,31 +196,66 @@ def drawn_once():
                 _kept = None
 
 
+def kept_keys(name, rows: np.ndarray, n: int, width: int, draw) -> np.ndarray:
+    """int64 [len(rows), width]: ``draw(rows)`` (each row's keys in [0, n), −1 padded),
+    each row ascending; inside `drawn_once` every row of operand ``name`` (hashable: the
+    primitive and n) is drawn once, else ``draw(rows)`` itself."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    found = _kept.lookup(name, rows, n, width, draw) if _kept is not None and rows.size and width else None
+    if found is None:
+        return draw(rows)
+    keys, local = found
+    return keys[local].astype(np.int64)
+
+
+def kept_pairs(name, i: np.ndarray, j: np.ndarray, n: int, width: int, draw) -> "np.ndarray | None":
+    """Bool [len(i)]: j[t] among the keys of row i[t] (see `kept_keys`), by a binary search
+    in the row's sorted keys (O(log width) per pair, not a row of keys each); None outside
+    `drawn_once` or when the store is full."""
+    i = np.asarray(i, dtype=np.int64).reshape(-1)
+    j = np.asarray(j, dtype=np.int64).reshape(-1)
+    found = _kept.lookup(name, i, n, width, draw) if _kept is not None and i.size and width else None
+    if found is None:
+        return None
+    keys, local = found
+    position = np.zeros(i.size, dtype=np.int64)  # the first slot holding a key ≥ j
+    step = 1 << (width.bit_length() - 1)
+    while step:
+        probe = position + step
+        below = probe <= width
+        below[below] = keys[local[below], probe[below] - 1] < j[below]
+        position[below] = probe[below]
+        step >>= 1
+    inside = position < width
+    hit = np.zeros(i.size, dtype=bool)
+    hit[inside] = keys[local[inside], position[inside]] == j[inside]
+    return hit
+
+
 class _KeptRows:
-    """Per (seed, n, k): the keys of the rows [lo, hi) in one table [hi − lo, k] (int32 when
-    n < 2^31) and which of its rows are drawn; a table grows to cover the rows asked for.
+    """Per operand: the sorted keys of its rows [lo, hi) in one table [hi − lo, width] (int32
+    when n < 2^31) and which of them are drawn; a table grows to cover the rows asked for.
     Only the draws run outside the lock (threads of one count draw different rows)."""
 
     def __init__(self):
-        self.tables: dict = {}  # (seed, n, k) -> (lo, keys, drawn)
+        self.tables: dict = {}  # name -> (lo, keys, drawn)
         self.entries = 0
 
-    def key_sets(self, seed, rows, n, k):
-        name = (seed, n, k)
+    def lookup(self, name, rows, n, width, draw):
+        """(the table's keys, the rows' places in it), every row drawn; None when full."""
         with _kept_lock:
-            if self._cover(name, int(rows.min()), int(rows.max()) + 1, k, n) is None:
-                return _drawn_key_sets(seed, rows, n, k)  # the store is full: draw without keeping
+            if self._cover(name, int(rows.min()), int(rows.max()) + 1, width, n) is None:
+                return None
             lo, _, drawn = self.tables[name]
-            missing = np.unique(rows[~drawn[(rows - np.uint64(lo)).astype(np.int64)]])
-        found = _drawn_key_sets(seed, missing, n, k) if missing.size else None
+            missing = np.unique(rows[~drawn[rows - lo]])
+        found = np.sort(draw(missing), axis=1) if missing.size else None
         with _kept_lock:
             lo, keys, drawn = self.tables[name]  # another thread may have grown it meanwhile
             if found is not None:
-                at = (missing - np.uint64(lo)).astype(np.int64)
-                keys[at], drawn[at] = found, True
-            return keys[(rows - np.uint64(lo)).astype(np.int64)].astype(np.int64)
+                keys[missing - lo], drawn[missing - lo] = found, True
+            return keys, rows - lo
 
-    def _cover(self, name, lo, hi, k, n):
+    def _cover(self, name, lo, hi, width, n):
         """The table of ``name`` grown to cover rows [lo, hi), or None when that would keep
         more than _KEPT_ENTRIES keys."""
         table = self.tables.get(name)
@@ -235,14 +265,14 @@ class _KeptRows:
             if table[0] <= lo and hi <= table[0] + size:
                 return table
             lo, hi = min(lo, table[0]), max(hi, table[0] + size)
-        if self.entries + (hi - lo - size) * k > _KEPT_ENTRIES:
+        if self.entries + (hi - lo - size) * width > _KEPT_ENTRIES:
             return None
-        keys = np.empty((hi - lo, k), dtype=np.int32 if n < 1 << 31 else np.int64)
+        keys = np.empty((hi - lo, width), dtype=np.int32 if n < 1 << 31 else np.int64)
         drawn = np.zeros(hi - lo, dtype=bool)
         if table is not None:
             at = table[0] - lo
             keys[at:at + size], drawn[at:at + size] = table[1], table[2]
-        self.entries += (hi - lo - size) * k
+        self.entries += (hi - lo - size) * width
         self.tables[name] = (lo, keys, drawn)
         return self.tables[name]
 
