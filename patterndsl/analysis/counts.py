@@ -420,15 +420,10 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
                 np.less(tmp[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
                 if s:
                     hit[:m] |= also[:m]
-            flat = hit[:m].reshape(m, -1)
-            if k % 8 == 0:  # which rows have a hit: 8 bools at a time
-                some = np.flatnonzero(flat.view(np.uint64).any(axis=1))
-            else:
-                some = np.flatnonzero(flat.any(axis=1))
-            if some.size:
-                r, t = np.nonzero(flat[some])
-                found_rows.append(some[r] + start)
-                found_keys.append(draws[some[r], t])
+            if np.count_nonzero(hit[:m]):  # hits are rare: most chunks have none
+                r, t = np.nonzero(hit[:m])
+                found_rows.append(r + start)
+                found_keys.append(draws[r, t])
         return found_rows, found_keys
 
     locals_, keys = scan(0, B)
