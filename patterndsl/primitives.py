@@ -1425,9 +1425,12 @@ class Random(_PointBacked):
     def predicate(self, i, j, n):
         rows = i[:, 0]
         out = np.zeros((rows.size, n), dtype=bool)  # the picks are keys 0..n-1, whatever j holds
-        picks = self._keys(rows, n)  # -1: a slot without a key (fewer than r free keys)
-        held, slot = np.nonzero(picks >= 0)
-        out[held, picks[held, slot]] = True
+        if self.avoid is None and not randomgen.keeping():  # the reference: Floyd's picks in order
+            out[np.arange(rows.size)[:, None], randomgen.keys(self.seed, rows, n, self.r)] = True
+        else:  # inside an analysis: the rows it keeps
+            picks = self._keys(rows, n)  # -1: a slot without a key (fewer than r free keys)
+            held, slot = np.nonzero(picks >= 0)
+            out[held, picks[held, slot]] = True
         return out if np.array_equal(j[0], np.arange(n)) else out[:, j[0]]
 
     def _keys(self, rows: np.ndarray, n: int) -> np.ndarray:

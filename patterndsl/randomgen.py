@@ -174,6 +174,11 @@ def rows_drawn() -> int:
     return _rows_drawn
 
 
+def keeping() -> bool:
+    """Whether a `drawn_once` is open (an analysis keeps the rows it draws)."""
+    return _kept is not None
+
+
 @contextlib.contextmanager
 def drawn_once():
     """Within it (nested uses share one store), `kept_keys` and `kept_pairs` draw each

@@ -214,7 +214,7 @@ def test_check_draws_each_row_once(source):
     report, _ = check(compiled, budget_seconds=2.0)
     drawn = randomgen.rows_drawn() - before
     assert drawn <= n, drawn
-    assert randomgen._kept is None  # the store is dropped with the analysis
+    assert not randomgen.keeping()  # the store is dropped with the analysis
     dense = evaluate(compiled.patterns[0][0], np.arange(n), n)
     assert report["connections"]["union"] == [int(dense.sum())]
 
