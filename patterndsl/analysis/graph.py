@@ -31,8 +31,8 @@ class TooLarge(Exception):
 def refuse_from_sample(patterns, n: int, edge_limit: int) -> None:
     """Raise TooLarge when SAMPLE_ROWS rows spread evenly over [0, n) hold so many key
     intervals that all n rows would hold more than ``edge_limit`` (every interval is at least
-    one edge), or when reading them passes the intervals per row a batch of the build may
-    hold (TooManyIntervals there): the graph is refused in O(sample) instead of after
+    one edge), or when reading them passes the intervals per row that a batch of the build
+    (min(n, BATCH) rows, edge_limit intervals) may hold (TooManyIntervals there): the graph is refused in O(sample) instead of after
     building edge_limit edges (phi3_small at n = 2^24: about 4 CPU s per head). An estimate,
     so a refusal only means the graph is not built (the conditions take other paths), never
     a verdict."""
@@ -40,7 +40,7 @@ def refuse_from_sample(patterns, n: int, edge_limit: int) -> None:
     intervals = 0
     for P in patterns:
         try:
-            intervals += row_keys(P, rows, n, limit=max(1, edge_limit * rows.size // BATCH)).lo.size
+            intervals += row_keys(P, rows, n, limit=max(1, edge_limit * rows.size // min(n, BATCH))).lo.size
         except TooManyIntervals as e:
             raise TooLarge(f"{e} intervals in {rows.size} sample rows") from None
         if intervals * n > edge_limit * rows.size:
