@@ -1495,9 +1495,9 @@ class Random(_PointBacked):
     def predicate(self, i, j, n):
         rows = i[:, 0]
         out = np.zeros((rows.size, n), dtype=bool)  # the picks are keys 0..n-1, whatever j holds
-        if self.avoid is None:
+        if self.avoid is None and not randomgen.keeping():  # the reference: Floyd's picks in order
             out[np.arange(rows.size)[:, None], randomgen.keys(self.seed, rows, n, self.r)] = True
-        else:
+        else:  # inside an analysis: the rows it keeps
             picks = self._keys(rows, n)  # -1: a slot without a key (fewer than r free keys)
             held, slot = np.nonzero(picks >= 0)
             out[held, picks[held, slot]] = True
@@ -1505,7 +1505,11 @@ class Random(_PointBacked):
 
     def _keys(self, rows: np.ndarray, n: int) -> np.ndarray:
         """int64 [len(rows), min(r, n)]: each row's keys (distinct; -1 in the slots of a row
-        with fewer free keys than r), from the generator (patterndsl/randomgen.py)."""
+        with fewer free keys than r), from the generator (patterndsl/randomgen.py); each row
+        drawn once inside `randomgen.drawn_once` (an analysis)."""
+        return randomgen.kept_keys((self, n), rows, n, min(self.r, n), lambda part: self._drawn(part, n))
+
+    def _drawn(self, rows: np.ndarray, n: int) -> np.ndarray:
         if self.avoid is None:
             return randomgen.key_sets(self.seed, rows, n, self.r)
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -1534,7 +1538,11 @@ class Random(_PointBacked):
         return min(self.r, n)
 
     def pairs(self, i, j, n):
-        # `predicate` builds whole rows: test the row's key set instead, in slices.
+        # `predicate` builds whole rows: test the row's key set instead (binary searches in the
+        # rows drawn once, inside an analysis), else in slices.
+        found = randomgen.kept_pairs((self, n), i, j, n, min(self.r, n), lambda part: self._drawn(part, n))
+        if found is not None:
+            return found
         out = np.empty(i.shape[0], dtype=bool)
         step = max(1, (1 << 22) // max(1, min(self.r, n)))
         for start in range(0, i.shape[0], step):

@@ -26,6 +26,9 @@ tests check, together with fixed values that must never change.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 
 _MASK = (1 << 64) - 1
@@ -34,6 +37,7 @@ _MUL1 = 0xBF58476D1CE4E5B9
 _MUL2 = 0x94D049BB133111EB
 _CHUNK = 1 << 15  # entries per row chunk of the vectorized draws
 _FREE_ENTRIES = 1 << 22  # [rows × n] entries of `avoiding_keys`' free matrix handled at a time
+_KEPT_ENTRIES = 1 << 25  # keys `drawn_once` keeps at most (int32 where n < 2^31: 128 MiB)
 
 
 def splitmix64(x: int) -> int:
@@ -143,15 +147,139 @@ def key_sets(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
     """The same keys as `keys` (each row's set; the order within a row may differ),
     without the sequential membership test, for many rows and large r (in row chunks,
     see `_key_sets_block`)."""
+    global _rows_drawn
     k = min(r, n)
     rows = np.asarray(rows, dtype=np.uint64).reshape(-1)
-    if k == 0 or rows.size <= max(1, _CHUNK // k):
+    _rows_drawn += rows.size
+    step = max(1, _CHUNK // max(k, 1))
+    if k == 0 or rows.size <= step:
         return _key_sets_block(seed, rows, n, r)
     out = np.empty((rows.size, k), dtype=np.int64)
-    step = max(1, _CHUNK // k)
     for start in range(0, rows.size, step):
         out[start:start + step] = _key_sets_block(seed, rows[start:start + step], n, r)
     return out
+
+
+# ---- rows drawn once per analysis -----------------------------------------------------------
+
+_rows_drawn = 0  # rows whose keys `key_sets` drew
+_kept: "_KeptRows | None" = None  # the store of the open `drawn_once`, if any
+_kept_depth = 0
+_kept_lock = threading.Lock()
+
+
+def rows_drawn() -> int:
+    """How many rows `key_sets` has drawn in this process: what an analysis costs in
+    draws, counted instead of timed (rows given back by `drawn_once` are not drawn)."""
+    return _rows_drawn
+
+
+def keeping() -> bool:
+    """Whether a `drawn_once` is open (an analysis keeps the rows it draws)."""
+    return _kept is not None
+
+
+@contextlib.contextmanager
+def drawn_once():
+    """Within it (nested uses share one store), `kept_keys` and `kept_pairs` draw each
+    row of each named operand once and answer from a store after: an analysis asks for
+    the rows of one `random` operand hundreds of times (counts, diagonals, columns,
+    covers), each a full Floyd draw when r is close to n. The store keeps at most
+    _KEPT_ENTRIES keys (beyond, rows are drawn as without it) and is dropped when the
+    outermost use ends. Usable as a decorator."""
+    global _kept, _kept_depth
+    with _kept_lock:
+        _kept_depth += 1
+        if _kept is None:
+            _kept = _KeptRows()
+    try:
+        yield
+    finally:
+        with _kept_lock:
+            _kept_depth -= 1
+            if _kept_depth == 0:
+                _kept = None
+
+
+def kept_keys(name, rows: np.ndarray, n: int, width: int, draw) -> np.ndarray:
+    """int64 [len(rows), width]: ``draw(rows)`` (each row's keys in [0, n), −1 padded),
+    each row ascending; inside `drawn_once` every row of operand ``name`` (hashable: the
+    primitive and n) is drawn once, else ``draw(rows)`` itself."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    found = _kept.lookup(name, rows, n, width, draw) if _kept is not None and rows.size and width else None
+    if found is None:
+        return draw(rows)
+    keys, local = found
+    return keys[local].astype(np.int64)
+
+
+def kept_pairs(name, i: np.ndarray, j: np.ndarray, n: int, width: int, draw) -> "np.ndarray | None":
+    """Bool [len(i)]: j[t] among the keys of row i[t] (see `kept_keys`), by a binary search
+    in the row's sorted keys (O(log width) per pair, not a row of keys each); None outside
+    `drawn_once` or when the store is full."""
+    i = np.asarray(i, dtype=np.int64).reshape(-1)
+    j = np.asarray(j, dtype=np.int64).reshape(-1)
+    found = _kept.lookup(name, i, n, width, draw) if _kept is not None and i.size and width else None
+    if found is None:
+        return None
+    keys, local = found
+    position = np.zeros(i.size, dtype=np.int64)  # the first slot holding a key ≥ j
+    step = 1 << (width.bit_length() - 1)
+    while step:
+        probe = position + step
+        below = probe <= width
+        below[below] = keys[local[below], probe[below] - 1] < j[below]
+        position[below] = probe[below]
+        step >>= 1
+    inside = position < width
+    hit = np.zeros(i.size, dtype=bool)
+    hit[inside] = keys[local[inside], position[inside]] == j[inside]
+    return hit
+
+
+class _KeptRows:
+    """Per operand: the sorted keys of its rows [lo, hi) in one table [hi − lo, width] (int32
+    when n < 2^31) and which of them are drawn; a table grows to cover the rows asked for.
+    Only the draws run outside the lock (threads of one count draw different rows)."""
+
+    def __init__(self):
+        self.tables: dict = {}  # name -> (lo, keys, drawn)
+        self.entries = 0
+
+    def lookup(self, name, rows, n, width, draw):
+        """(the table's keys, the rows' places in it), every row drawn; None when full."""
+        with _kept_lock:
+            if self._cover(name, int(rows.min()), int(rows.max()) + 1, width, n) is None:
+                return None
+            lo, _, drawn = self.tables[name]
+            missing = np.unique(rows[~drawn[rows - lo]])
+        found = np.sort(draw(missing), axis=1) if missing.size else None
+        with _kept_lock:
+            lo, keys, drawn = self.tables[name]  # another thread may have grown it meanwhile
+            if found is not None:
+                keys[missing - lo], drawn[missing - lo] = found, True
+            return keys, rows - lo
+
+    def _cover(self, name, lo, hi, width, n):
+        """The table of ``name`` grown to cover rows [lo, hi), or None when that would keep
+        more than _KEPT_ENTRIES keys."""
+        table = self.tables.get(name)
+        size = 0
+        if table is not None:
+            size = table[1].shape[0]
+            if table[0] <= lo and hi <= table[0] + size:
+                return table
+            lo, hi = min(lo, table[0]), max(hi, table[0] + size)
+        if self.entries + (hi - lo - size) * width > _KEPT_ENTRIES:
+            return None
+        keys = np.empty((hi - lo, width), dtype=np.int32 if n < 1 << 31 else np.int64)
+        drawn = np.zeros(hi - lo, dtype=bool)
+        if table is not None:
+            at = table[0] - lo
+            keys[at:at + size], drawn[at:at + size] = table[1], table[2]
+        self.entries += (hi - lo - size) * width
+        self.tables[name] = (lo, keys, drawn)
+        return self.tables[name]
 
 
 def _key_sets_block(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
@@ -165,8 +293,8 @@ def _key_sets_block(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
 
         c_t = (x_t = x_s for some s < t)  or  (s = x_t − (n − k) ∈ [0, t) and c_s)
 
-    The first part is a sort per row; the second a pass over the few t where
-    x_t ≥ n − k, in increasing t, vectorized over rows.
+    The first part is a sort per row; the second follows the links t → x_t − (n − k)
+    by pointer doubling, vectorized over rows and steps.
     """
     k = min(r, n)
     rows = np.asarray(rows, dtype=np.uint64).reshape(-1)
@@ -181,15 +309,21 @@ def _key_sets_block(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:
     taken = np.zeros(packed.shape, dtype=bool)
     row, position = np.nonzero(repeat)
     taken[row, packed[row, position] & ((1 << shift) - 1)] = True
-    # x_t = m_s for an earlier s that was taken: rare unless k is close to n.
+    # x_t = m_s for an earlier s that was taken: c_t |= c_s with s = x_t − (n − k) < t, a
+    # forest of links to earlier steps; c_t is the OR of the repeats along t's chain, found
+    # by pointer doubling (a few passes: chains are short) rather than a loop over t.
     back = draws - (n - k)  # the step s whose m_s equals x_t
-    row, step = np.nonzero((back >= 0) & (back < np.arange(k, dtype=np.int64)[None, :]))
-    if row.size:
-        order = np.argsort(step, kind="stable")
-        row, step = row[order], step[order]
-        bounds_at = np.flatnonzero(np.diff(step)) + 1
-        for rows_t, steps_t in zip(np.split(row, bounds_at), np.split(step, bounds_at)):
-            taken[rows_t, steps_t] |= taken[rows_t, back[rows_t, steps_t]]
+    linked = (back >= 0) & (back < np.arange(k, dtype=np.int64)[None, :])
+    if linked.any():
+        up = np.where(linked, back, k)  # k: a step past the end, never taken, its own link
+        up = np.concatenate([up, np.full((up.shape[0], 1), k, dtype=np.int64)], axis=1)
+        taken = np.concatenate([taken, np.zeros((taken.shape[0], 1), dtype=bool)], axis=1)
+        while True:
+            taken |= np.take_along_axis(taken, up, axis=1)
+            up = np.take_along_axis(up, up, axis=1)
+            if (up == k).all():
+                break
+        taken = taken[:, :k]
     return np.where(taken, np.arange(n - k, n, dtype=np.int64)[None, :], draws)
 
 
@@ -231,6 +365,7 @@ def run_keys(seed: int, rows: np.ndarray, starts: np.ndarray, lengths: np.ndarra
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     ends = np.cumsum(lengths, axis=1)
     counts = ends[:, -1] if ends.shape[1] else np.zeros(rows.size, dtype=np.int64)
+    shift = starts - (ends - lengths)  # key − rank inside each run: non-decreasing along a row
     width = min(r, n)
     out = np.full((rows.size, width), -1, dtype=np.int64)
     for m in np.unique(counts):
@@ -238,9 +373,12 @@ def run_keys(seed: int, rows: np.ndarray, starts: np.ndarray, lengths: np.ndarra
             continue
         group = np.flatnonzero(counts == m)
         ranks = key_sets(seed, rows[group], int(m), r)  # [len(group), min(r, m)]
-        run = (ranks[:, :, None] >= ends[group][:, None, :]).sum(axis=2)  # the run holding each rank
-        before = np.take_along_axis(ends[group] - lengths[group], run, axis=1)
-        out[group, : ranks.shape[1]] = np.take_along_axis(starts[group], run, axis=1) + ranks - before
+        # key = rank + the shift of its run = rank + shift_0 + Σ_{s ≥ 1, rank ≥ end_{s−1}} (shift_s − shift_{s−1})
+        keys = ranks + shift[group, :1]
+        for s in range(1, shift.shape[1]):
+            rise = (shift[group, s] - shift[group, s - 1])[:, None]
+            keys += np.where(ranks >= ends[group, s - 1][:, None], rise, 0)
+        out[group, : ranks.shape[1]] = keys
     return out
 
 

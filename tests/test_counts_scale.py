@@ -219,3 +219,39 @@ def test_row_sets_draw_random_rows_only_where_the_other_operands_hold_keys(sourc
     for own, lo, hi in zip(keys.own, keys.lo, keys.hi):
         dense[own, lo:hi] = True
     assert np.array_equal(dense, compiled.dense())
+
+
+# ---- the union graph is refused from a sample of rows before it is built --------------------
+
+from patterndsl.analysis import graph as G  # noqa: E402
+
+
+@pytest.mark.parametrize("source, n", [("stride(2)", 1 << 16), ("blocks(64) { window(15, 0) | summary(8, 1) } & causal",
+                                                                  1 << 20)])
+def test_union_graph_refused_before_building(source, n, monkeypatch):
+    """n/2 (or about n/16 for phi3_small's layout) intervals per row: far over the edge
+    limit. The sample of rows refuses it before any batch of rows is read for the edges."""
+    pattern = patterndsl.compile(source, n).patterns[0][0]
+    batches = []
+    original = G.all_rows
+    monkeypatch.setattr(G, "all_rows", lambda *a, **k: batches.append(a) or original(*a, **k))
+    with pytest.raises(G.TooLarge):
+        G.UnionGraph([pattern], n)
+    assert batches == []
+
+
+@pytest.mark.parametrize("source, n", [("stride(2)", 600), ("stride(2)", 3000), ("window(3) | global(0)", 600),
+                                       ("blocks(8) { window(1, 0) | summary(4, 1) } & causal", 600)])
+def test_union_graph_sample_agrees_with_the_build(source, n, monkeypatch):
+    """Where the graph is small the sample lets it be built (stride(2) at 3,000: 1,500
+    intervals a row, one batch), and the same graph as without the sample; a tiny edge
+    limit is refused by the sample or by the build, never built."""
+    pattern = patterndsl.compile(source, n).patterns[0][0]
+    built = G.UnionGraph([pattern], n)
+    monkeypatch.setattr(G, "refuse_from_sample", lambda *a: None)
+    plain = G.UnionGraph([pattern], n)
+    assert np.array_equal(built.src, plain.src) and np.array_equal(built.dst, plain.dst)
+    monkeypatch.undo()
+    edges = int(built.src.size - 2 * (built.size - 1))  # without the tree's own edges
+    with pytest.raises(G.TooLarge):
+        G.UnionGraph([pattern], n, edge_limit=max(1, edges // 4))

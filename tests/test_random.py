@@ -194,3 +194,88 @@ def test_avoiding_keys_in_row_chunks_equal_the_plain_python_rule(monkeypatch):
     for k, i in enumerate(rows):
         expected = randomgen.reference_avoiding_keys(11, int(i), list(np.flatnonzero(free[k])), 5)
         assert set(got[k][got[k] >= 0].tolist()) == set(expected)
+
+
+# ---- rows drawn once per analysis (randomgen.drawn_once) -----------------------------------
+
+from patterndsl.analysis.check import check  # noqa: E402
+from patterndsl.reference import evaluate  # noqa: E402
+
+
+@pytest.mark.parametrize("source", ["random(n - 1, seed=3)", "random(n - 1, seed=16, avoid=cols(87..93))",
+                                    "rows(45..75, n - 1..n) & random(n - 1, seed=16, avoid=window(10, -9))"])
+def test_check_draws_each_row_once(source):
+    """Above the dense limit, `check` asks for the rows of random(n - 1) hundreds of times
+    (counts, diagonal, columns, covers); each row is drawn once (counted, not timed), and the
+    counts are the reference's."""
+    n = 2100
+    compiled = patterndsl.compile(source, n)
+    before = randomgen.rows_drawn()
+    report, _ = check(compiled, budget_seconds=2.0)
+    drawn = randomgen.rows_drawn() - before
+    assert drawn <= n, drawn
+    assert not randomgen.keeping()  # the store is dropped with the analysis
+    dense = evaluate(compiled.patterns[0][0], np.arange(n), n)
+    assert report["connections"]["union"] == [int(dense.sum())]
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(seed=st.integers(0, 2**40), n=st.integers(1, 120), data=st.data())
+def test_kept_rows_answer_as_drawn(seed, n, data):
+    """Inside drawn_once: the kept keys are each row's set (sorted), pairs are membership in
+    it — for any order and repetition of rows, and when the store is full (drawn as without it)."""
+    r = data.draw(st.sampled_from([0, 1, 3, n // 2, max(n - 1, 0), n, n + 5]))
+    k = min(r, n)
+    rows = np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=40)), dtype=np.int64)
+    cols = np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=rows.size, max_size=rows.size)), dtype=np.int64)
+    full = data.draw(st.booleans())
+    expected = [set(randomgen.reference_keys(seed, int(i), n, r)) for i in rows]
+
+    def draw(part):
+        return randomgen.key_sets(seed, part, n, r)
+
+    limit = 0 if full else randomgen._KEPT_ENTRIES
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(randomgen, "_KEPT_ENTRIES", limit)
+        with randomgen.drawn_once():
+            for _ in range(2):  # drawn, then read back
+                keys = randomgen.kept_keys(("test", seed, n, r), rows, n, k, draw)
+                assert [set(row) for row in keys.tolist()] == expected
+                if k and not full:
+                    assert (np.diff(keys, axis=1) > 0).all()
+                hits = randomgen.kept_pairs(("test", seed, n, r), rows, cols, n, k, draw)
+                if k and not full:
+                    assert hits.tolist() == [int(j) in e for j, e in zip(cols, expected)]
+                else:
+                    assert hits is None or not hits.any()
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(seed=st.integers(0, 2**40), n=st.integers(1, 300), data=st.data())
+def test_key_sets_near_n_equal_the_reference(seed, n, data):
+    """r close to n: most draws land on an earlier step's m_t (the taken links followed by
+    pointer doubling)."""
+    r = data.draw(st.sampled_from([n, n - 1, max(0, n - 2), (3 * n) // 4, n // 2]))
+    rows = np.array(data.draw(st.lists(st.integers(0, 10 ** 6), min_size=1, max_size=8)), dtype=np.int64)
+    got = randomgen.key_sets(seed, rows, n, r)
+    for row, keys in zip(rows, got):
+        assert sorted(keys.tolist()) == sorted(randomgen.reference_keys(seed, int(row), n, r))
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(seed=st.integers(0, 2**40), r=st.integers(0, 30), data=st.data())
+def test_run_keys_equal_the_plain_python_rule(seed, r, data):
+    """Free keys given as runs (several per row, some empty): the keys at Floyd's ranks."""
+    rows = np.arange(data.draw(st.integers(1, 6)), dtype=np.int64)
+    S = data.draw(st.integers(1, 5))
+    gaps = np.array(data.draw(st.lists(st.integers(0, 4), min_size=rows.size * S, max_size=rows.size * S))).reshape(-1, S)
+    lengths = np.array(data.draw(st.lists(st.integers(0, 6), min_size=rows.size * S, max_size=rows.size * S))).reshape(-1, S)
+    starts = np.cumsum(gaps, axis=1) + np.concatenate([np.zeros((rows.size, 1), dtype=np.int64),
+                                                        np.cumsum(lengths, axis=1)[:, :-1]], axis=1)
+    n = int((starts + lengths).max()) + 1
+    got = randomgen.run_keys(seed, rows, starts, lengths, n, r)
+    for i, row in enumerate(rows):
+        free = [int(a) + t for a, size in zip(starts[i], lengths[i]) for t in range(size)]
+        expected = randomgen.reference_avoiding_keys(seed, int(row), free, r)
+        assert sorted(x for x in got[i].tolist() if x >= 0) == sorted(expected)
+        assert (got[i] >= 0).sum() == min(r, len(free))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 
+from .. import randomgen
 from .conditions import certificate, check_conditions
 from .counts import connection_counts
 from .growth import growth
@@ -55,6 +56,7 @@ def pair_by_pair_work(compiled) -> "tuple[int, str]":
     return len(found) * compiled.n * compiled.n, (str(found[0]) if found else "")
 
 
+@randomgen.drawn_once()  # counts and conditions share each random operand's drawn rows
 def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
     """Every claim about ``compiled``: (the report, the certificate), both JSON-serialisable.
     Refused up front (SpatError) when it would need more than the memory budget."""

@@ -75,6 +75,7 @@ import numpy as np
 
 from ..ir import Complement, Difference, IndexSet, Intersection, Pattern, Union
 from ..primitives import Cols, Global, Primitive, Rows
+from .. import randomgen
 from ..probability import assumption2  # the argument for each map is in its docstring
 from ..reference import evaluate
 from .counts import row_degrees
@@ -347,6 +348,7 @@ def _self_loops(patterns, head, n):
     return {"holds": True}, None
 
 
+@randomgen.drawn_once()  # each random operand's rows drawn once per check
 def check_conditions(compiled, budget_seconds: float = 10.0) -> dict:
     """Assumption 1 (C1–C3, per head) and 2, and non-empty rows, of a CompiledPattern.
 

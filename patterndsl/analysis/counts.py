@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import randomgen
 from .. import structure as S
 from ..ir import Pattern, Union
 from ..reference import evaluate as dense_rows
@@ -395,8 +396,6 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
     columns = np.flatnonzero(exceptional.any(axis=0))
     if columns.size == 0:
         return degrees
-    from .. import randomgen
-
     los = [seg_lo[:, s] for s in columns]
     from_zero = [not lo.any() for lo in los]  # a segment starting at key 0 (global(0..g)): no subtraction
     lens = [np.where(exceptional[:, s], length[:, s], 0).view(np.uint64) for s in columns]
@@ -421,15 +420,10 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
                 np.less(tmp[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
                 if s:
                     hit[:m] |= also[:m]
-            flat = hit[:m].reshape(m, -1)
-            if k % 8 == 0:  # which rows have a hit: 8 bools at a time
-                some = np.flatnonzero(flat.view(np.uint64).any(axis=1))
-            else:
-                some = np.flatnonzero(flat.any(axis=1))
-            if some.size:
-                r, t = np.nonzero(flat[some])
-                found_rows.append(some[r] + start)
-                found_keys.append(draws[some[r], t])
+            if np.count_nonzero(hit[:m]):  # hits are rare: most chunks have none
+                r, t = np.nonzero(hit[:m])
+                found_rows.append(r + start)
+                found_keys.append(draws[r, t])
         return found_rows, found_keys
 
     locals_, keys = scan(0, B)
@@ -477,6 +471,7 @@ def _rows_per_block(formula: _Formula, n: int) -> tuple[int, int]:
     return max(1, min(n, _MOBIUS_ROWS if formula.mobius() is not None else _BLOCK_ELEMENTS // width)), width
 
 
+@randomgen.drawn_once()  # a random operand's rows drawn once, whatever asks for them
 def analyze_rows(pattern: Pattern, n: int) -> RowCounts:
     """The exact degree of every query row of ``pattern`` at ``n``, with the slow paths taken."""
     from ..grid import grid_degrees, grids_apart
@@ -546,6 +541,7 @@ def degree_stats(degrees: np.ndarray, listed: int = _LISTED) -> dict:
     }
 
 
+@randomgen.drawn_once()  # shared by the patterns and the unions of one file
 def connection_counts(compiled) -> dict:
     """Exact counts of a CompiledPattern:
 

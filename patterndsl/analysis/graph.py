@@ -18,11 +18,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rowsets import all_rows
+from .rowsets import TooManyIntervals, all_rows, row_keys
+
+SAMPLE_ROWS = 64  # rows whose intervals estimate the graph's size before it is built
+BATCH = 1 << 16  # rows read at a time (rowsets.all_rows), each batch allowed edge_limit intervals
 
 
 class TooLarge(Exception):
     """The graph would hold more edges than allowed."""
+
+
+def refuse_from_sample(patterns, n: int, edge_limit: int) -> None:
+    """Raise TooLarge when SAMPLE_ROWS rows spread evenly over [0, n) hold so many key
+    intervals that all n rows would hold more than ``edge_limit`` (every interval is at least
+    one edge), or when reading them passes the intervals per row that a batch of the build
+    (min(n, BATCH) rows, edge_limit intervals) may hold (TooManyIntervals there): the graph is refused in O(sample) instead of after
+    building edge_limit edges (phi3_small at n = 2^24: about 4 CPU s per head). An estimate,
+    so a refusal only means the graph is not built (the conditions take other paths), never
+    a verdict."""
+    rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_ROWS)).astype(np.int64))
+    intervals = 0
+    for P in patterns:
+        try:
+            intervals += row_keys(P, rows, n, limit=max(1, edge_limit * rows.size // min(n, BATCH))).lo.size
+        except TooManyIntervals as e:
+            raise TooLarge(f"{e} intervals in {rows.size} sample rows") from None
+        if intervals * n > edge_limit * rows.size:
+            raise TooLarge(intervals * n // rows.size)
 
 
 class UnionGraph:
@@ -30,6 +52,7 @@ class UnionGraph:
         from scipy.sparse import csr_matrix
 
         self.n = n
+        refuse_from_sample(patterns, n, edge_limit)
         size = 1 << max(0, (n - 1).bit_length())
         self.size = size
         total = 2 * size
@@ -38,7 +61,7 @@ class UnionGraph:
         used[size:size + n] = True
         edges = 0
         for P in patterns:
-            for rows, keys in all_rows(P, n, limit=edge_limit):
+            for rows, keys in all_rows(P, n, limit=edge_limit, batch=BATCH):
                 vertex = rows[keys.own] + size
                 lo, hi = keys.lo + size, keys.hi + size
                 while vertex.size:
