@@ -28,17 +28,23 @@ _LIMIT = 1 << 24  # intervals read at once
 
 
 def _undominated(pattern, n: int, base: int) -> "np.ndarray | None":
-    """The rows whose keys do not contain the keys of row ``base``, or None (too costly)."""
+    """The rows whose keys do not contain the keys of row ``base``, or None when a sample
+    of rows already holds MAX_ROWS of them."""
     keys = row_keys(pattern, np.array([base], dtype=np.int64), n, limit=_LIMIT)
     inside = np.zeros(n + 1, dtype=np.int64)
     np.add.at(inside, keys.lo, 1)
     np.add.at(inside, keys.hi, -1)
     cum = np.concatenate([[0], np.cumsum(np.cumsum(inside)[:n] > 0)])  # keys of base in [0, x)
     size = int(cum[n])
-    out = []
-    for rows, ks in all_rows(pattern, n, limit=_LIMIT):
+
+    def left_out(rows, ks):
         shared = np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=rows.size)
-        out.append(rows[shared < size])
+        return rows[shared < size]
+
+    sample = np.unique(np.linspace(0, n - 1, 4 * MAX_ROWS).astype(np.int64))
+    if left_out(sample, row_keys(pattern, sample, n, limit=_LIMIT)).size >= MAX_ROWS:
+        return None  # (rows of the sample already left out: too many, before reading every row)
+    out = [left_out(rows, ks) for rows, ks in all_rows(pattern, n, limit=_LIMIT)]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
