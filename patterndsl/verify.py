@@ -1144,6 +1144,9 @@ def _depth_by_intervals(ch: _Claims, h) -> "int | None | str":
     return min(candidates) if candidates else None
 
 
+_STEPS_KEPT = 64  # beyond this many steps, S^t_i reads every row's intervals once and keeps them
+
+
 def _layer_keys(ch: _Claims, k, h):
     """Every row's keys of one layer as intervals grouped by row: (first, lo, hi), row i's
     intervals at first[i]:first[i + 1] (read once, kept for the certificate's claims)."""
@@ -1178,17 +1181,23 @@ def _row_after(ch: _Claims, h, i, steps) -> np.ndarray:
         k = (t - 1) % p
         new = fresh[k][~done[k][fresh[k]]]
         done[k][new] = True
-        first, lo, hi = _layer_keys(ch, k, h)
-        at = _spread(first[new], first[new + 1] - first[new])
-        ch.meter.add(at.size + 1)
-        width = hi[at] - lo[at]
+        if steps > _STEPS_KEPT:
+            first, lo, hi = _layer_keys(ch, k, h)
+            at = _spread(first[new], first[new + 1] - first[new])
+            ch.meter.add(at.size + 1)
+            lo, hi = lo[at], hi[at]
+        else:  # a few steps: only the rows reached are read
+            sets = [ch.rows(k, h, rows) for rows in _batches(new)]
+            lo = np.concatenate([ks.lo for ks in sets] + [np.zeros(0, dtype=np.int64)])
+            hi = np.concatenate([ks.hi for ks in sets] + [np.zeros(0, dtype=np.int64)])
+        width = hi - lo
         if int(width.sum()) <= n // 16:
-            keys = _spread(lo[at], width)
+            keys = _spread(lo, width)
             keys = np.unique(keys[~X[keys]])
         else:
             marks = np.zeros(n + 1, dtype=np.int64)
-            np.add.at(marks, lo[at], 1)
-            np.add.at(marks, hi[at], -1)
+            np.add.at(marks, lo, 1)
+            np.add.at(marks, hi, -1)
             keys = np.flatnonzero((np.cumsum(marks[:n]) > 0) & ~X)
         X[keys] = True
         fresh = [np.concatenate([f[~done[m][f]], keys]) for m, f in enumerate(fresh)]
