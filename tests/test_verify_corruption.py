@@ -690,7 +690,7 @@ class EverySegmentation:
 
     def __init__(self, compiled):
         n, p = compiled.n, compiled.layers
-        self.n, self.heads = n, compiled.heads
+        self.n = n
         self.diagonals = []  # (ranks, [layer][head] diagonal) per segmentation
         self.documents = [dict() for _ in range(compiled.heads)]  # h -> {(a, L): [_Block per segmentation]}
         for cuts in range(1 << (n - 1)):
