@@ -66,12 +66,11 @@ def dominated_depth(pattern, n: int, graph) -> "dict | None":
     R = dominating_rows(pattern, n)
     if R is None:
         return None
-    trees, s = [], 1
+    trees, s = [], 1  # (shortest-path trees: their depths are the distances, both bounds)
     for r in R:
         parent = graph.tree(r)
         if parent is None:
             return None
         trees.append(parent.tolist())
         s = max(s, int(tree_depths(parent, r).max()))
-    s = max(s, 1)  # (shortest-path trees: their depths are the distances, both bounds)
     return {"holds": True, "s": s, "s_bounds": [s, s], "evidence": {"dominated": {"rows": R, "out": trees}}}
