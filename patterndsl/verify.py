@@ -1201,6 +1201,9 @@ def _depth_by_intervals(ch: _Claims, h) -> "int | None | str":
     return min(candidates) if candidates else None
 
 
+_STEPS_KEPT = 64  # beyond this many steps, S^t_i reads every row's intervals once and keeps them
+
+
 def _layer_keys(ch: _Claims, k, h):
     """Every row's keys of one layer as intervals grouped by row: (first, lo, hi), row i's
     intervals at first[i]:first[i + 1] (read once, kept for the certificate's claims)."""
@@ -1235,17 +1238,23 @@ def _row_after(ch: _Claims, h, i, steps) -> np.ndarray:
         k = (t - 1) % p
         new = fresh[k][~done[k][fresh[k]]]
         done[k][new] = True
-        first, lo, hi = _layer_keys(ch, k, h)
-        at = _spread(first[new], first[new + 1] - first[new])
-        ch.meter.add(at.size + 1)
-        width = hi[at] - lo[at]
+        if steps > _STEPS_KEPT:
+            first, lo, hi = _layer_keys(ch, k, h)
+            at = _spread(first[new], first[new + 1] - first[new])
+            ch.meter.add(at.size + 1)
+            lo, hi = lo[at], hi[at]
+        else:  # a few steps: only the rows reached are read
+            sets = [ch.rows(k, h, rows) for rows in _batches(new)]
+            lo = np.concatenate([ks.lo for ks in sets] + [np.zeros(0, dtype=np.int64)])
+            hi = np.concatenate([ks.hi for ks in sets] + [np.zeros(0, dtype=np.int64)])
+        width = hi - lo
         if int(width.sum()) <= n // 16:
-            keys = _spread(lo[at], width)
+            keys = _spread(lo, width)
             keys = np.unique(keys[~X[keys]])
         else:
             marks = np.zeros(n + 1, dtype=np.int64)
-            np.add.at(marks, lo[at], 1)
-            np.add.at(marks, hi[at], -1)
+            np.add.at(marks, lo, 1)
+            np.add.at(marks, hi, -1)
             keys = np.flatnonzero((np.cumsum(marks[:n]) > 0) & ~X)
         X[keys] = True
         fresh = [np.concatenate([f[~done[m][f]], keys]) for m, f in enumerate(fresh)]
@@ -1450,10 +1459,29 @@ def _tree_diameter_bound(ch: _Claims, h, trees) -> "int | str":
     return max(1, total)
 
 
-def _check_dominated(ch: _Claims, h, dom) -> "int | str":
+def _range_max(values: np.ndarray):
+    """A sparse table of ``values``: query(lo, hi) is max(values[lo:hi]) for hi > lo, vectorised."""
+    table = [values]
+    while 2 ** len(table) <= values.size:
+        half = 2 ** (len(table) - 1)
+        table.append(np.maximum(table[-1][:-half], table[-1][half:]))
+
+    def query(lo, hi):
+        k = np.floor(np.log2(hi - lo)).astype(np.int64)
+        out = np.empty(lo.size, dtype=values.dtype)
+        for level in np.unique(k):
+            at = k == level
+            out[at] = np.maximum(table[level][lo[at]], table[level][hi[at] - 2 ** level])
+        return out
+    return query
+
+
+def _check_dominated(ch: _Claims, h, dom) -> "tuple[int, int] | str":
     """One layer with C1: every row contains the row of some r in R, so S^t_i ⊇ S^t_r
-    (S^t_i = ∪_{j ∈ A_i} S^{t−1}_j), and S^t = J once every r reaches all tokens: s is at
-    most the deepest of the out-trees of U rooted at the r (analysis/dominance.py)."""
+    (S^t_i = ∪_{j ∈ A_i} S^{t−1}_j), and S^t = J exactly when every r reaches all tokens
+    (analysis/dominance.py). (upper, lower): s is at most the deepest out-tree of U rooted
+    at an r; and at least the deepest of those whose depths d are U's distances from r —
+    no edge u → v skips a level (d(v) ≤ d(u) + 1, range maxima over each row's intervals)."""
     n = ch.n
     R, out = (dom.get("rows"), dom.get("out")) if isinstance(dom, dict) else (None, None)
     if not (isinstance(R, list) and R and all(_index(r, n) for r in R) and len(set(R)) == len(R)
@@ -1461,12 +1489,21 @@ def _check_dominated(ch: _Claims, h, dom) -> "int | str":
         return "malformed dominated evidence"
     if ch.p != 1 or not ch.c1(h):
         return "dominated rows bound s only for one layer with C1"
-    deepest = 1
+    upper, lower = 1, 1
     for r, parent in zip(R, out):
         depth = _tree(ch, h, parent, r, forward=True)
         if isinstance(depth, str):
             return depth
-        deepest = max(deepest, int(depth.max()))
+        upper = max(upper, int(depth.max()))
+        query, exact = _range_max(depth), True
+        for rows in _batches(np.arange(n, dtype=np.int64)):
+            ks = ch.rows(0, h, rows)
+            ch.meter.add(ks.lo.size * max(1, n.bit_length() // 8))
+            if (query(ks.lo, ks.hi) > depth[rows[ks.own]] + 1).any():
+                exact = False
+                break
+        if exact:
+            lower = max(lower, int(depth.max()))
     covered = np.zeros(n, dtype=bool)
     for r in R:
         base = ch.rows(0, h, [r])
@@ -1478,7 +1515,7 @@ def _check_dominated(ch: _Claims, h, dom) -> "int | str":
             covered[rows] |= shared == size
     if not covered.all():
         return f"row {int(np.flatnonzero(~covered)[0])} contains the row of no dominating row"
-    return deepest
+    return upper, lower
 
 
 def _check_depth(ch: _Claims, h, claim) -> str | None:
@@ -1586,7 +1623,7 @@ def _upper_evidence(ch: _Claims, h, ev) -> "int | None | str":
         bound = _check_dominated(ch, h, ev["dominated"])
         if isinstance(bound, str):
             return bound
-        proved = min(proved or bound, bound)
+        proved = min(proved or bound[0], bound[0])
     if "aperiodic" in ev and ev["aperiodic"] is not True:
         return "malformed aperiodic"
     trees = ev.get("trees")
@@ -1626,6 +1663,11 @@ def _lower_evidence(ch: _Claims, h, ev, lo) -> "int | str":
         if why:
             return why
         below = max(below, lo)
+    if ev.get("dominated") is not None:
+        bound = _check_dominated(ch, h, ev["dominated"])
+        if isinstance(bound, str):
+            return bound
+        below = max(below, bound[1])
     if "missing_before" in ev:
         mb = ev["missing_before"]
         if not (isinstance(mb, list) and len(mb) == 2 and all(_index(x, n) for x in mb) and lo >= 2):

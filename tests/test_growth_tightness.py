@@ -40,6 +40,8 @@ HAND = [
     ("window(isqrt(n), isqrt(n)) & causal", "Θ(n^1.5)"),  # equal sides: symmetric
     ("all & cols(0..n // 4)", "Θ(n^2)"),  # all is the identity of ∩
     ("random(isqrt(n), seed=4) & all", "Θ(n^1.5)"),  # (random(k): k keys a row)
+    ("~(all - cols(n - ilog2(n)..n))", "Θ(n log n)"),  # all − B is ~B, and ~~B is B
+    ("all - (all - causal)", "Θ(n^2)"),
     ("window(min(n, 12))", "Θ(n)"),
     ("window(n % 5)", "Θ(n)"),  # n mod 5 is in [0, 4]: a band of 1 to 9 keys
     ("window(n - n // 2 * 2, 1)", "Θ(n)"),  # n mod 2, written out: in [0, 1]

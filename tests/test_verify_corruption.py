@@ -812,7 +812,7 @@ class EverySegmentation:
 
     def __init__(self, compiled):
         n, p = compiled.n, compiled.layers
-        self.n, self.heads = n, compiled.heads
+        self.n = n
         self.diagonals = []  # (ranks, [layer][head] diagonal) per segmentation
         self.documents = [dict() for _ in range(compiled.heads)]  # h -> {(a, L): [_Block per segmentation]}
         for cuts in range(1 << (n - 1)):
@@ -1115,3 +1115,18 @@ def test_dominated_depth_is_the_dense_depth(parts, n):
         assert depth["s"] == _DenseOracle(compiled, 0).s()
         assert certificate_problem(compiled, cert) is None
         assert verify_report(compiled, cert) == {"failures": [], "unchecked": []}
+
+
+_SEGMENT_LEAVES = st.one_of(S.token_free_sources(), st.builds(lambda k: f"segment_start({k})", st.integers(0, 4)))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(S.pattern_sources(max_depth=2, leaves=_SEGMENT_LEAVES), st.integers(2, 6), st.booleans())
+def test_random_segment_certificates_resist_corruption(inner, n, within):
+    """`segment & (…)` (pairs within documents) or the bare pattern, over random leaves and
+    `segment_start(k)`: every claim for every segmentation true, none corrupted accepted."""
+    source = f"segment & ({inner})" if within else inner
+    compiled = patterndsl.compile(source, n)
+    if not compiled.uses_segments:
+        return
+    assert_no_false_segment_claim_accepted(compiled, check(compiled, budget_seconds=2.0)[1])

@@ -10,9 +10,8 @@ S^t = J exactly when S^t_r = [n] for every r in R, and
 
 read off shortest-path trees out of each r (analysis/graph.py, no n × n matrix). The
 certificate carries R and the trees: verify re-checks that every row contains a row of
-R, that each tree is a tree of U (an upper bound: every token within its depth), and the
-farthest token of the deepest one as `missing_before` (the lower bound, S^{s−1}_r
-recomputed). `segment & (causal | window(-2, 2) | segment_start(2))` without ids (rows
+R, that each tree is a tree of U (an upper bound: every token within its depth) and that
+no edge of U skips a level of it (so its depths are the distances: the lower bound). `segment & (causal | window(-2, 2) | segment_start(2))` without ids (rows
 [0, i] ∪ {i + 2} ∪ {0, 1}): R = {0, 1}, s = 32,768 at n = 65,536, where the layered
 search for a lower bound ran out of time at s ≥ 4 (tree bound 32,769).
 """
@@ -28,17 +27,23 @@ _LIMIT = 1 << 24  # intervals read at once
 
 
 def _undominated(pattern, n: int, base: int) -> "np.ndarray | None":
-    """The rows whose keys do not contain the keys of row ``base``, or None (too costly)."""
+    """The rows whose keys do not contain the keys of row ``base``, or None when a sample
+    of rows already holds MAX_ROWS of them."""
     keys = row_keys(pattern, np.array([base], dtype=np.int64), n, limit=_LIMIT)
     inside = np.zeros(n + 1, dtype=np.int64)
     np.add.at(inside, keys.lo, 1)
     np.add.at(inside, keys.hi, -1)
     cum = np.concatenate([[0], np.cumsum(np.cumsum(inside)[:n] > 0)])  # keys of base in [0, x)
     size = int(cum[n])
-    out = []
-    for rows, ks in all_rows(pattern, n, limit=_LIMIT):
+
+    def left_out(rows, ks):
         shared = np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=rows.size)
-        out.append(rows[shared < size])
+        return rows[shared < size]
+
+    sample = np.unique(np.linspace(0, n - 1, 4 * MAX_ROWS).astype(np.int64))
+    if left_out(sample, row_keys(pattern, sample, n, limit=_LIMIT)).size >= MAX_ROWS:
+        return None  # (rows of the sample already left out: too many, before reading every row)
+    out = [left_out(rows, ks) for rows, ks in all_rows(pattern, n, limit=_LIMIT)]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
@@ -61,19 +66,11 @@ def dominated_depth(pattern, n: int, graph) -> "dict | None":
     R = dominating_rows(pattern, n)
     if R is None:
         return None
-    trees, best = [], None
+    trees, s = [], 1  # (shortest-path trees: their depths are the distances, both bounds)
     for r in R:
         parent = graph.tree(r)
         if parent is None:
             return None
-        depth = tree_depths(parent, r)
-        far = int(np.argmax(depth))
         trees.append(parent.tolist())
-        if best is None or depth[far] > best[0]:
-            best = (int(depth[far]), r, far)
-    s, r, far = best
-    s = max(s, 1)
-    evidence = {"dominated": {"rows": R, "out": trees}}
-    if s >= 2:
-        evidence["missing_before"] = [r, far]  # at distance s from r: not in S^{s−1}_r
-    return {"holds": True, "s": s, "s_bounds": [s, s], "evidence": evidence}
+        s = max(s, int(tree_depths(parent, r).max()))
+    return {"holds": True, "s": s, "s_bounds": [s, s], "evidence": {"dominated": {"rows": R, "out": trees}}}

@@ -1187,7 +1187,9 @@ class Symbolic:
 
     @staticmethod
     def difference(left: Bound, right: Bound) -> Bound:
-        # A − ~B is A ∩ B: bounded as the intersection it is.
+        # A − ~B is A ∩ B: bounded as the intersection it is; all − B is ~B.
+        if isinstance(left, _Leaf) and left.cls.name == "all":
+            return right.operand if isinstance(right, _Complement) else _Complement(right)
         return _Intersection((left, right.operand)) if isinstance(right, _Complement) else _Difference(left, right)
 
     @staticmethod
