@@ -127,10 +127,58 @@ def morton_ranks(dims: tuple) -> np.ndarray:
     return np.argsort(code, kind="stable").astype(np.int64)
 
 
-@functools.lru_cache(maxsize=16)
-def _sorted_z_codes(dims: tuple) -> np.ndarray:
-    """The Z-codes of the grid's cells in Morton order (cell t's code at t)."""
-    return z_codes(_coords(morton_ranks(dims), dims), dims)
+def _cube_cells(base, side, dims):
+    """The cells of the grid in the aligned cube of side ``side`` at ``base`` (per axis)."""
+    out = None
+    for x, d in zip(base, dims):
+        c = np.clip(d - x, 0, side)
+        out = c if out is None else out * c
+    return out
+
+
+def morton_rank(coords, dims) -> np.ndarray:
+    """The Morton token (rank of the Z-code among the grid's cells) of cells ``coords`` (frame
+    first), without a table: the cells before a code are those of the aligned cubes of the
+    Z-order before it — per level, the sibling cubes of a smaller digit — each cut by the
+    grid (bits × 2^axes steps per cell, whatever the grid's size)."""
+    coords = [np.asarray(x, dtype=np.int64) for x in coords]
+    axes = len(dims)
+    rank = np.zeros(np.broadcast_shapes(*(x.shape for x in coords)), dtype=np.int64)
+    for b in range(_z_bits(dims) - 1, -1, -1):
+        side = 1 << b
+        parent = [(x >> (b + 1)) << (b + 1) for x in coords]
+        digit = sum(((x >> b) & 1) << (axes - 1 - k) for k, x in enumerate(coords))  # the column's bit lowest
+        for e in range((1 << axes) - 1):  # the siblings e < digit come before
+            base = [p + ((e >> (axes - 1 - k)) & 1) * side for k, p in enumerate(parent)]
+            rank += np.where(e < digit, _cube_cells(base, side, dims), 0)
+    return rank
+
+
+def morton_cells(t, dims) -> list:
+    """The coordinates (frame first) of the cells of Morton tokens ``t`` (0 ≤ t < cells), the
+    inverse of `morton_rank`: from the whole grid down, the child cube holding the t-th cell."""
+    rest = np.array(t, dtype=np.int64)
+    axes = len(dims)
+    base = [np.zeros_like(rest) for _ in dims]
+    for b in range(_z_bits(dims) - 1, -1, -1):
+        side = 1 << b
+        done = np.zeros(rest.shape, dtype=bool)
+        chosen = np.zeros_like(rest)
+        for e in range(1 << axes):
+            cells = _cube_cells([x + ((e >> (axes - 1 - k)) & 1) * side for k, x in enumerate(base)], side, dims)
+            take = ~done & (rest < cells)
+            chosen = np.where(take, e, chosen)
+            rest = np.where(done | take, rest, rest - cells)
+            done |= take
+        base = [x + ((chosen >> (axes - 1 - k)) & 1) * side for k, x in enumerate(base)]
+    return base
+
+
+def _raster(coords, dims):
+    rank = None
+    for x, d in zip(coords, dims):
+        rank = x if rank is None else rank * d + x
+    return rank
 
 
 def tile_coords(t, dims, tile):
@@ -182,7 +230,7 @@ def tile_ranks(t, dims, tile):
     return rank
 
 
-_RANK_TABLE = 1 << 22  # tiled grids of at most this many cells keep their token → rank table
+_RANK_TABLE = 1 << 22  # tiled and Morton grids of at most this many cells keep their token → rank table
 
 
 @functools.lru_cache(maxsize=16)
@@ -243,8 +291,10 @@ class Grid(Pattern):
             return inside, np.where(inside, local, 0)
         local = local[inside]
         rank = np.zeros(t.shape, dtype=np.int64)
-        if self.order == "morton":
+        if self.order == "morton" and self.cells <= _RANK_TABLE:
             rank[inside] = morton_ranks(self.dims)[local]
+        elif self.order == "morton":  # no table of the grid's cells: from the Z-order's cubes
+            rank[inside] = _raster(morton_cells(local, self.dims), self.dims)
         elif self.cells <= _RANK_TABLE:  # a gather instead of the digit arithmetic per token
             rank[inside] = _tile_rank_table(self.dims, self.tile)[local]
         else:
@@ -1247,19 +1297,17 @@ def box_runs(lo, hi, dims, tile):
 def morton_box_runs(lo, hi, dims):
     """`box_runs` in Morton order: the box split into the aligned cubes of the Z-order that
     it holds (a cube of side 2^L is 2^(L·axes) consecutive Z-codes), found level by level
-    from the whole grid down, cutting only the cubes that cross the box's faces; a run of
-    Z-codes is a run of tokens (token = the rank of the cell's code: cubes inside the box
-    hold existing cells only)."""
+    from the whole grid down, cutting only the cubes that cross the box's faces; the cells
+    of a cube (cut by the grid) are consecutive tokens from the Morton rank of its corner
+    (`morton_rank`: no table of the grid's cells)."""
     axes = len(dims)
-    if _z_bits(dims) * axes > 62:
-        raise NoBoxes("Z-codes longer than 62 bits")
-    codes = _sorted_z_codes(tuple(dims))
     lo = np.maximum(np.asarray(lo, dtype=np.int64), 0)
     hi = np.minimum(np.asarray(hi, dtype=np.int64), np.array(dims, dtype=np.int64) - 1)
     owner = np.flatnonzero(np.all(lo <= hi, axis=1))
     base = np.zeros((owner.size, axes), dtype=np.int64)
     corners = np.array(list(itertools.product((0, 1), repeat=axes)), dtype=np.int64)
-    owners, starts, sizes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    empty = np.zeros(0, dtype=np.int64)
+    owners, starts, stops = [empty], [empty], [empty]
     level = _z_bits(dims)
     entries = lo.shape[0]
     while owner.size:
@@ -1269,17 +1317,17 @@ def morton_box_runs(lo, hi, dims):
         top = base + side - 1
         inside = np.all((base >= lo[owner]) & (top <= hi[owner]), axis=1)
         meets = np.all((base <= hi[owner]) & (top >= lo[owner]), axis=1)
+        corner = list(base[inside].T)
+        start = morton_rank(corner, dims)
         owners.append(owner[inside])
-        starts.append(z_codes(list(base[inside].T), dims))
-        sizes.append(np.full(int(inside.sum()), side ** axes, dtype=np.int64))
+        starts.append(start)
+        stops.append(start + _cube_cells(corner, side, dims))
         cut = meets & ~inside  # (a cell, level 0, is inside or apart)
         half = side >> 1
         owner = np.repeat(owner[cut], corners.shape[0])
         base = (base[cut][:, None, :] + corners[None, :, :] * half).reshape(-1, axes)
         level -= 1
-    owner, start = np.concatenate(owners), np.concatenate(starts)
-    stop = np.searchsorted(codes, start + np.concatenate(sizes))
-    start = np.searchsorted(codes, start)
+    owner, start, stop = np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
     order = np.lexsort((start, owner))
     return _merged(owner[order], start[order], stop[order])
 
