@@ -1000,33 +1000,126 @@ class _SparseTable:
         return out
 
 
-class _Separable:
-    """Block counting for a conjunction of per-axis relations: each axis's relation matrix,
-    its prefix sums and the range of keys each coordinate reaches."""
+class _TableAxis:
+    """One axis's relation as a bool matrix: pairs between ranges from its prefix sums, the
+    keys a range of queries reaches as one interval (range minimum / maximum)."""
 
-    def __init__(self, relations):
-        self.sums, self.reach = [], []
-        for m in relations:
-            s = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int32)
-            s[1:, 1:] = np.cumsum(np.cumsum(m, axis=0, dtype=np.int32), axis=1, dtype=np.int32)
-            self.sums.append(s)
-            any_ = m.any(axis=1)
-            first = np.where(any_, m.argmax(axis=1), m.shape[1])
-            last = np.where(any_, m.shape[1] - 1 - m[:, ::-1].argmax(axis=1), -1)
-            self.reach.append((_SparseTable(first, np.minimum), _SparseTable(last, np.maximum)))
+    def __init__(self, m):
+        s = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int32)
+        s[1:, 1:] = np.cumsum(np.cumsum(m, axis=0, dtype=np.int32), axis=1, dtype=np.int32)
+        self.sums = s
+        any_ = m.any(axis=1)
+        first = np.where(any_, m.argmax(axis=1), m.shape[1])
+        last = np.where(any_, m.shape[1] - 1 - m[:, ::-1].argmax(axis=1), -1)
+        self.first, self.last = _SparseTable(first, np.minimum), _SparseTable(last, np.maximum)
+
+    def counts(self, x0, x1, y0, y1):
+        s = self.sums
+        x1, y1 = x1 + 1, y1 + 1
+        return s[x1, y1].astype(np.int64) - s[x0, y1] - s[x1, y0] + s[x0, y0]
+
+    def reach(self, x0, x1):
+        """(entry, first, last): the intervals of keys the query ranges [x0, x1] reach."""
+        return np.arange(x0.size), self.first(x0, x1), self.last(x0, x1)
+
+    def reach_count(self, x0, x1):
+        """(intervals, the longest) of `reach` per entry, without listing them."""
+        return np.ones_like(x0), self.last(x0, x1) - self.first(x0, x1) + 1
+
+
+def _congruent_below(a, b, s):
+    """#{x ∈ [0, a), y ∈ [0, b) : x ≡ y (mod s)}: with a = qa·s + ra, Σ over the residues ρ
+    of (qa + [ρ < ra])(qb + [ρ < rb])."""
+    qa, ra, qb, rb = a // s, a % s, b // s, b % s
+    return s * qa * qb + qa * rb + qb * ra + np.minimum(ra, rb)
+
+
+class _ProgressionAxis:
+    """One axis's relation y − x ≡ 0 (mod s) and |y − x| ≤ e (e None: unbounded) — stride2d's
+    residue classes, window2d's band, all, self and their conjunctions — in closed form, any
+    axis length: the keys of a query coordinate are an arithmetic progression."""
+
+    def __init__(self, s: int, e, length: int):
+        self.s, self.length = s, length
+        self.e = None if e is not None and e >= length - 1 else e
+
+    def counts(self, x0, x1, y0, y1):
+        x1, y1 = np.maximum(x1, x0 - 1), np.maximum(y1, y0 - 1)  # empty ranges: none
+        s, e = self.s, self.e
+        if e is None:
+            if s == 1:
+                return (x1 - x0 + 1) * (y1 - y0 + 1)
+            x1, y1 = x1 + 1, y1 + 1
+            return (_congruent_below(x1, y1, s) - _congruent_below(x0, y1, s)
+                    - _congruent_below(x1, y0, s) + _congruent_below(x0, y0, s))
+        if s == 1:
+            return _pairs_within(x0, x1, y0, y1, e)
+        out = 0
+        for k in range(-(e // s), e // s + 1):
+            out = out + _pairs_diff(x0, x1, y0, y1, k * s)
+        return out
+
+    def _steps(self, x0, x1):
+        """Per entry the multiples k·s (k0 … k1) of the reached intervals [x0 + k·s, x1 + k·s],
+        or one interval (k0 = k1 = 0, widened by ``pad``) where the range covers every residue."""
+        s, e, last = self.s, self.e, self.length - 1
+        pad = np.full_like(x0, last if e is None else e)
+        whole = (s == 1) | (x1 - x0 + 1 >= s)
+        bound = last // s if e is None else e // s
+        k0 = np.where(whole, 0, np.maximum(-bound, -(x1 // s)))
+        k1 = np.where(whole, 0, np.minimum(bound, (last - x0) // s))
+        return whole, pad, k0, k1
+
+    def reach(self, x0, x1):
+        whole, pad, k0, k1 = self._steps(x0, x1)
+        count = np.maximum(k1 - k0 + 1, 0)
+        entry = np.repeat(np.arange(x0.size), count)
+        k = k0[entry] + np.arange(entry.size) - np.repeat(np.cumsum(count) - count, count)
+        step = k * self.s
+        first = np.where(whole[entry], x0[entry] - pad[entry], x0[entry] + step)
+        last = np.where(whole[entry], x1[entry] + pad[entry], x1[entry] + step)
+        return entry, np.maximum(first, 0), np.minimum(last, self.length - 1)
+
+    def reach_count(self, x0, x1):
+        whole, pad, k0, k1 = self._steps(x0, x1)
+        return np.maximum(k1 - k0 + 1, 0), np.minimum(x1 - x0 + 1 + np.where(whole, 2 * pad, 0), self.length)
+
+
+class _Separable:
+    """Block counting for a conjunction of per-axis relations (`_TableAxis` or
+    `_ProgressionAxis` per axis): the pairs between two boxes are the product over the axes
+    of the pairs between their ranges, the keys a box reaches the product of the intervals
+    each axis reaches."""
+
+    def __init__(self, axes):
+        self.axes = axes
 
     def counts(self, qlo, qhi, klo, khi):
         """Pairs between query boxes and key boxes (arrays [..., axes] broadcasting)."""
         out = None
-        for a, s in enumerate(self.sums):
-            x0, x1, y0, y1 = qlo[..., a], qhi[..., a] + 1, klo[..., a], khi[..., a] + 1
-            c = (s[x1, y1].astype(np.int64) - s[x0, y1] - s[x1, y0] + s[x0, y0])
+        for a, axis in enumerate(self.axes):
+            c = axis.counts(qlo[..., a], qhi[..., a], klo[..., a], khi[..., a])
             out = c if out is None else out * c
         return out
 
-    def reach_box(self, lo, hi):
-        """Per axis the (first, last) key coordinates the query boxes [lo, hi] reach."""
-        return [(first(lo[:, a], hi[:, a]), last(lo[:, a], hi[:, a])) for a, (first, last) in enumerate(self.reach)]
+    def reach_boxes(self, lo, hi):
+        """(entry, first, last): the boxes of keys (per axis inclusive, clipped to the grid)
+        that the query boxes [lo, hi] reach, a superset of their keys."""
+        entry = np.arange(lo.shape[0])
+        first = np.zeros((entry.size, 0), dtype=np.int64)
+        last = first
+        for a, axis in enumerate(self.axes):
+            which, f, t = axis.reach(lo[entry, a], hi[entry, a])
+            entry, first, last = entry[which], np.column_stack([first[which], f]), np.column_stack([last[which], t])
+        return entry, first, last
+
+    def reach_count(self, lo, hi):
+        """(boxes, the longest extent per axis [entries, axes]) of `reach_boxes`, unlisted."""
+        count, extent = np.ones(lo.shape[0], dtype=np.int64), []
+        for a, axis in enumerate(self.axes):
+            c, e = axis.reach_count(lo[:, a], hi[:, a])
+            count, extent = count * c, extent + [e]
+        return count, np.stack(extent, axis=1)
 
 
 def _pairs_diff(a, b, c, d, delta):
@@ -1062,32 +1155,79 @@ class _Offsets:
                          * _pairs_within(qlo[..., 1], qhi[..., 1], klo[..., 1], khi[..., 1], e))
         return out
 
-    def reach_box(self, lo, hi):
-        return [(lo[:, a] - self.d, hi[:, a] + self.d) for a in range(lo.shape[1])]
+    def reach_boxes(self, lo, hi):
+        return np.arange(lo.shape[0]), lo - self.d, hi + self.d
+
+    def reach_count(self, lo, hi):
+        return np.ones(lo.shape[0], dtype=np.int64), hi - lo + 1 + 2 * self.d
+
+
+def _axis_relation(node, a: int, d: int):
+    """The bool relation matrix along axis ``a`` (length ``d``) of a conjunction of per-axis
+    relations, or None when ``node`` is not one."""
+    if isinstance(node, _AxisRule):
+        x = np.arange(d, dtype=np.int64)
+        held = node.axis_rule(a, x[:, None], x[None, :])
+        return np.ones((d, d), dtype=bool) if held is None else np.asarray(held, dtype=bool)
+    if isinstance(node, (All, Nothing, Self)):  # every pair, none, the same cell: per axis too
+        make = {All: np.ones, Nothing: np.zeros}.get(type(node))
+        return make((d, d), dtype=bool) if make else np.eye(d, dtype=bool)
+    if isinstance(node, GridTransposed):
+        inner = _axis_relation(node.operand, a, d)
+        return None if inner is None else inner.T
+    if isinstance(node, Intersection):
+        parts = [_axis_relation(p, a, d) for p in node.parts]
+        return None if any(p is None for p in parts) else np.logical_and.reduce(parts)
+    return None
 
 
 def _relations(node, dims):
     """Per axis the bool relation matrix of a conjunction of per-axis relations, or None
     when ``node`` is not one."""
-    if isinstance(node, _AxisRule):
-        out = []
-        for a, d in enumerate(dims):
-            x = np.arange(d, dtype=np.int64)
-            held = node.axis_rule(a, x[:, None], x[None, :])
-            out.append(np.ones((d, d), dtype=bool) if held is None else np.asarray(held, dtype=bool))
-        return out
-    if isinstance(node, (All, Nothing, Self)):  # every pair, none, the same cell: per axis too
-        make = {All: np.ones, Nothing: np.zeros}.get(type(node))
-        return [make((d, d), dtype=bool) if make else np.eye(d, dtype=bool) for d in dims]
-    if isinstance(node, GridTransposed):
-        inner = _relations(node.operand, dims)
-        return None if inner is None else [m.T for m in inner]
+    out = [_axis_relation(node, a, d) for a, d in enumerate(dims)]
+    return None if any(m is None for m in out) else out
+
+
+def _progression(node, a: int):
+    """(s, e): ``node``'s relation along axis ``a`` is y − x ≡ 0 (mod s) and |y − x| ≤ e (e None:
+    unbounded), or None when it is not of that form."""
+    if isinstance(node, _Stride):
+        return node.values[a], None
+    if isinstance(node, _Window):
+        return 1, node.values[a]
+    if isinstance(node, (All, Self)):
+        return 1, (None if isinstance(node, All) else 0)
     if isinstance(node, Intersection):
-        parts = [_relations(p, dims) for p in node.parts]
+        parts = [_progression(p, a) for p in node.parts]
         if any(p is None for p in parts):
             return None
-        return [np.logical_and.reduce([p[a] for p in parts]) for a in range(len(dims))]
+        bounds = [e for _, e in parts if e is not None]
+        return math.lcm(*(s for s, _ in parts)), (min(bounds) if bounds else None)
     return None
+
+
+def _has_stride(node) -> bool:
+    stack = [node]
+    while stack:
+        p = stack.pop()
+        if isinstance(p, _Stride):
+            return True
+        stack.extend(p.children())
+    return False
+
+
+def _axis_counter(node, a: int, d: int, strided: bool):
+    """The counter of axis ``a``: in closed form where the relation is a progression and the
+    axis is strided or too long for a table, else a table (None: neither)."""
+    form = _progression(node, a)
+    if form is not None and (strided or d > _MAX_AXIS_TABLE):
+        s, e = form
+        if s == 1 or e is None or e < s * _MAX_OFFSETS:
+            return _ProgressionAxis(s, e, d)
+    if d > _MAX_AXIS_TABLE:
+        return None
+    m = _axis_relation(node, a, d)
+    return None if m is None else _TableAxis(m)
 
 
 @functools.lru_cache(maxsize=32)
@@ -1096,10 +1236,9 @@ def box_counter(node, dims: tuple):
     ``dims`` (`_Separable` or `_Offsets`), or None when it has no such form."""
     if isinstance(node, _Distance) and len(dims) == 2 and 2 * node.d + 1 <= _MAX_OFFSETS:
         return _Offsets(node.d, node.reach)
-    if max(dims) > _MAX_AXIS_TABLE:
-        return None
-    relations = _relations(node, dims)
-    return None if relations is None else _Separable(relations)
+    strided = _has_stride(node)
+    axes = [_axis_counter(node, a, d, strided) for a, d in enumerate(dims)]
+    return None if any(x is None for x in axes) else _Separable(axes)
 
 
 def _block_runs(node, grid, side):
@@ -1152,9 +1291,8 @@ def _box_block_candidates(node, grid, counter):
         dims = np.array(node.dims, dtype=np.int64)
         _, tile = _digits(node.dims, node.tile)
         tile = np.array(tile, dtype=np.int64)
-        reach = counter.reach_box(lo, hi)
-        first = np.stack([np.clip(f, 0, None) for f, _ in reach], axis=1) if reach else lo
-        last = np.stack([np.minimum(t, dims[a] - 1) for a, (_, t) in enumerate(reach)], axis=1) if reach else hi
+        which, first, last = counter.reach_boxes(lo, hi)
+        owner, first, last = owner[which], np.maximum(first, 0), np.minimum(last, dims - 1)
         keep = np.all(first <= last, axis=1)
         owner, first, last = owner[keep], first[keep], last[keep]
         t_lo, t_hi = first // tile, last // tile
