@@ -431,8 +431,9 @@ class Grid(Pattern):
         return point_blocks(self, grid)[0]
 
     def block_estimate(self, grid):
-        if self._counter() is not None:
-            return int(self.block_candidates(grid).size)
+        counter = self._counter()
+        if counter is not None:
+            return _box_block_estimate(self, grid, counter)
         split = self._split()
         if split is not None:
             return split.block_estimate(grid)
@@ -1321,6 +1322,30 @@ def _box_block_candidates(node, grid, counter):
     return grid.memo[key]
 
 
+_EXACT_ESTIMATE = 1 << 22  # candidate blocks listed for an exact estimate when the bound allows at most this many
+
+
+def _box_block_estimate(node, grid, counter):
+    """The candidate blocks of a grid with a box counter: their number (listed) when a bound
+    allows at most _EXACT_ESTIMATE, else the bound — per query box, the boxes it reaches
+    (`reach_count`, unlisted) × the tiles each meets × the key blocks a tile's part spans —
+    so that a layout too large for the budget (stride2d(64, 64) on a 4096² grid at 2^24:
+    2.7·10^8 blocks of 128 × 128) is refused before its candidates are listed."""
+    (owner, lo, hi), _ = _block_runs(node, grid, "q")
+    count, extent = counter.reach_count(lo, hi)
+    dims = np.array(node.dims, dtype=np.int64)
+    tile = np.array(_digits(node.dims, node.tile)[1], dtype=np.int64)
+    extent = np.clip(extent, 1, dims)
+    tiles = np.prod(np.minimum((extent - 2) // tile + 2, dims // tile), axis=1)  # ⌈(e − 1)/t⌉ + 1
+    inner = np.minimum(extent, tile)
+    after = np.append(np.cumprod(tile[::-1])[::-1][1:], 1)  # tokens per step of each inner digit
+    span = ((inner - 1) * after).sum(axis=1) + 1
+    blocks = tiles * np.minimum(grid.num_k, (span + grid.block_k - 2) // grid.block_k + 1)
+    per_query_block = np.bincount(owner, weights=(count * blocks).astype(np.float64), minlength=grid.num_q)
+    bound = int(np.minimum(per_query_block, grid.num_k).sum())
+    return int(node.block_candidates(grid).size) if bound <= _EXACT_ESTIMATE else bound
+
+
 # ---- keys per row from coordinate boxes (exact counts, row sets) ---------------------------
 #
 # A query's keys under a box-like operand (natten, window2d, chunk2d, sliding_tiles, their
@@ -1347,18 +1372,41 @@ class NoBoxes(Exception):
     primitive in tile order, …): its keys are listed instead."""
 
 
+def _axis_span(node, a: int, d: int):
+    """(first, last) int64 [d] along axis ``a`` in closed form, from the primitives' own
+    `axis_box` (window2d, natten, chunk2d, sliding_tiles, all, self and their intersections:
+    no d × d relation), or None."""
+    x = np.arange(d, dtype=np.int64)
+    if isinstance(node, _AxisRule):
+        box = node.axis_box(a, x)
+        return None if box is None else (np.maximum(box[0], 0), np.minimum(box[1], d - 1))
+    if isinstance(node, (All, Self)):
+        return (np.zeros(d, dtype=np.int64), np.full(d, d - 1, dtype=np.int64)) if isinstance(node, All) else (x, x)
+    if isinstance(node, Intersection):
+        parts = [_axis_span(p, a, d) for p in node.parts]
+        if any(p is None for p in parts):
+            return None
+        return np.maximum.reduce([f for f, _ in parts]), np.minimum.reduce([t for _, t in parts])
+    return None
+
+
 @functools.lru_cache(maxsize=64)
 def axis_spans(node, dims: tuple):
     """Per axis (first, last), int64 [length]: the interval of key coordinates that query
     coordinate x reaches (first > last: none), when ``node``'s relation is one interval per
-    axis for every coordinate (a box); else None."""
-    if max(dims) > _MAX_AXIS_TABLE:
-        return None
-    relations = _relations(node, dims)
-    if relations is None:
-        return None
+    axis for every coordinate (a box); else None. An axis too long for its relation matrix
+    reads the primitives' boxes (`_axis_span`)."""
     out = []
-    for m in relations:
+    for a, d in enumerate(dims):
+        if d > _MAX_AXIS_TABLE:
+            span = _axis_span(node, a, d)
+            if span is None:
+                return None
+            out.append(span)
+            continue
+        m = _axis_relation(node, a, d)
+        if m is None:
+            return None
         held = m.any(axis=1)
         first = np.where(held, m.argmax(axis=1), 0).astype(np.int64)
         last = np.where(held, m.shape[1] - 1 - m[:, ::-1].argmax(axis=1), -1).astype(np.int64)
@@ -1550,6 +1598,137 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int):
     raise NoBoxes(str(op))
 
 
+def morton_run_boxes(lo, hi, dims):
+    """(owner, box_lo, box_hi): the boxes of cells (inclusive) whose union is the Morton tokens
+    lo[e] … hi[e] of each entry e, exactly and disjointly: the aligned Z-order cubes (cut by
+    the grid) that the run holds, from the whole grid down, a cube's first token the count of
+    the cells of its earlier siblings (at most 2 · (2^axes − 1) per level)."""
+    axes = len(dims)
+    lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+    dims_ = np.array(dims, dtype=np.int64)
+    corners = np.array(list(itertools.product((0, 1), repeat=axes)), dtype=np.int64)  # in Z order
+    owner = np.flatnonzero(lo <= hi)
+    base = np.zeros((owner.size, axes), dtype=np.int64)
+    start = np.zeros(owner.size, dtype=np.int64)
+    empty = np.zeros((0, axes), dtype=np.int64)
+    owners, los, his = [np.zeros(0, dtype=np.int64)], [empty], [empty]
+    level = _z_bits(dims)
+    while owner.size:
+        side = 1 << level
+        end = start + _cube_cells(list(base.T), side, dims)  # exclusive
+        inside = (start >= lo[owner]) & (end - 1 <= hi[owner]) & (end > start)
+        owners.append(owner[inside])
+        los.append(base[inside])
+        his.append(np.minimum(base[inside] + side - 1, dims_ - 1))
+        cut = ~inside & (start <= hi[owner]) & (end - 1 >= lo[owner]) & (end > start)
+        half = side >> 1
+        child = base[cut][:, None, :] + corners[None, :, :] * half
+        cells = _cube_cells([child[:, :, k] for k in range(axes)], half, dims)
+        start = (start[cut][:, None] + np.cumsum(cells, axis=1) - cells).reshape(-1)
+        owner = np.repeat(owner[cut], corners.shape[0])
+        base = child.reshape(-1, axes)
+        level -= 1
+    return np.concatenate(owners), np.concatenate(los), np.concatenate(his)
+
+
+_MAX_CLASS_TERMS = 64  # intersections counted at most for one strided operand (inclusion–exclusion)
+
+
+def _class_degrees(node: Grid, op, ranks: np.ndarray, existing: int) -> np.ndarray:
+    """int64 [ranks.size]: the keys of the query cells ``ranks`` under an operand holding
+    stride2d, without listing them. A query's stride2d keys are the cells in its residue
+    class per axis, so an intersection of stride2d's and box-form parts (window2d, natten,
+    causal, …) is the box-form part's runs of tokens, each a few boxes of cells, counted per
+    box as a product of arithmetic progressions; unions, differences and complements are
+    inclusion–exclusion over such intersections. Raises NoBoxes without that form."""
+    coords = _coords(ranks, node.dims)
+    terms = [0]
+
+    def count(conj, mods):
+        todo, plain = list(conj), []
+        while todo:
+            p = todo.pop()
+            if isinstance(p, Intersection):
+                todo.extend(p.parts)
+            elif isinstance(p, _Stride):
+                mods = [math.lcm(a, b) for a, b in zip(mods, p.values)]
+            else:
+                plain.append(p)
+        mixed = next((p for p in plain if _has_stride(p)), None)
+        if mixed is None:
+            terms[0] += 1
+            if terms[0] > _MAX_CLASS_TERMS:
+                raise NoBoxes("too many intersections to count")
+            return _in_classes(node, plain, mods, coords, ranks, existing)
+        others = [p for p in plain if p is not mixed]
+        if isinstance(mixed, Union):
+            strided = [p for p in mixed.parts if _has_stride(p)]
+            rest = [p for p in mixed.parts if not _has_stride(p)]
+            parts = strided + ([rest[0] if len(rest) == 1 else Union(tuple(rest))] if rest else [])
+            first, later = parts[0], (parts[1] if len(parts) == 2 else Union(tuple(parts[1:])))
+            return count(others + [first], mods) + count(others + [later], mods) - count(others + [first, later], mods)
+        if isinstance(mixed, Complement):
+            return count(others, mods) - count(others + [mixed.operand], mods)
+        if isinstance(mixed, Difference):
+            return count(others + [mixed.left], mods) - count(others + [mixed.left, mixed.right], mods)
+        raise NoBoxes(str(mixed))
+
+    return count([op], [1] * len(node.dims))
+
+
+def _in_classes(node: Grid, plain: list, mods: list, coords, ranks, existing: int) -> np.ndarray:
+    """The keys of each query in the intersection of ``plain`` (box-form parts) and its
+    residue classes mod ``mods`` per axis (1: any coordinate)."""
+    inner = All() if not plain else plain[0] if len(plain) == 1 else Intersection(tuple(plain))
+    keys = _local_keys(node, inner, ranks, existing)
+    if all(s == 1 for s in mods):
+        return keys.degrees()
+    runs = morton_run_boxes if node.order == "morton" else functools.partial(run_boxes, tile=node.tile)
+    which, lo, hi = runs(keys.lo, keys.hi - 1, dims=node.dims)
+    own = keys.own[which]
+    total = np.ones(own.size, dtype=np.int64)
+    for a, s in enumerate(mods):
+        if s > 1:
+            x = coords[a][own]
+            total *= (hi[:, a] - x) // s - (lo[:, a] - 1 - x) // s  # #{y ∈ [lo, hi] : y ≡ x (mod s)}
+        else:
+            total *= hi[:, a] - lo[:, a] + 1
+    out = np.zeros(ranks.size, dtype=np.int64)
+    np.add.at(out, own, total)
+    return out
+
+
+def _merge_grids(pattern):
+    """A union, intersection or difference of grids of one frame (dims, offset, order, tile:
+    a file's layers) as one grid of the combined operands — the same pairs — else itself."""
+    if isinstance(pattern, (Union, Intersection, Difference)):
+        parts = [_merge_grids(p) for p in pattern.children()]
+        if all(isinstance(p, Grid) for p in parts):
+            frames = {(p.dims, p.offset, p.order, p.tile) for p in parts}
+            if len(frames) == 1:
+                first = parts[0]
+                return Grid(first.dims, first.offset, first.order, first.tile,
+                            pattern.with_children(tuple(p.operand for p in parts)))
+        return pattern.with_children(tuple(parts))
+    return pattern
+
+
+def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
+    """The keys of ``rows`` of a tree of grids: from its runs, else (stride2d inside) a grid's
+    residue classes counted (`_class_degrees`)."""
+    try:
+        return _tree_keys(pattern, rows, n).degrees()
+    except NoBoxes:
+        pattern = _merge_grids(pattern)
+        if not isinstance(pattern, Grid) or not _has_stride(pattern.operand):
+            raise
+    existing = int(np.clip(n - pattern.offset, 0, pattern.cells))
+    inside = np.flatnonzero((rows >= pattern.offset) & (rows < pattern.offset + existing))
+    out = np.zeros(rows.size, dtype=np.int64)
+    out[inside] = _class_degrees(pattern, pattern.operand, pattern._ranks(rows[inside], n)[1], existing)
+    return out
+
+
 def grid_row_keys(node: Grid, rows, n: int):
     """RowKeys of the query tokens ``rows`` of ``node`` at ``n`` (tokens), from coordinate
     boxes; raises NoBoxes when its operand has no such form."""
@@ -1602,7 +1781,7 @@ def grid_degrees(pattern, n: int):
     try:
         for start in range(first, end, _ROWS_AT_ONCE):
             rows = np.arange(start, min(end, start + _ROWS_AT_ONCE), dtype=np.int64)
-            degrees[rows] = _tree_keys(pattern, rows, n).degrees()
+            degrees[rows] = _tree_degrees(pattern, rows, n)
     except NoBoxes:
         return None
     return degrees
