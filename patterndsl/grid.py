@@ -367,6 +367,18 @@ class Grid(Pattern):
         try:
             return grid_row_keys(self, rows, n)
         except NoBoxes:
+            if not _has_stride(self.operand):
+                return None
+        # stride2d: its keys listed for these rows only (never a table of the grid's rows),
+        # refused as too many intervals beyond _CLASS_KEYS (the callers give up then)
+        from .analysis.rowsets import TooManyIntervals
+
+        listed = np.asarray(rows).size * _class_size(self.operand, self.dims)
+        if listed > _CLASS_KEYS:
+            raise TooManyIntervals(listed)
+        try:
+            return grid_row_keys(self, rows, n, classes=True)
+        except NoBoxes:
             return None
 
     def row_point_count(self, n: int) -> int:
@@ -1546,10 +1558,11 @@ def _has_grid_primitive(node) -> bool:
     return False
 
 
-def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int):
+def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool = False):
     """RowKeys (patterndsl.analysis.rowsets) of the query cells of raster ranks ``ranks``
     under the operand ``op``, over local tokens (0: the grid's first cell) below
-    ``existing``; raises NoBoxes when ``op`` has no such form."""
+    ``existing``; raises NoBoxes when ``op`` has no such form. With ``classes``, stride2d's
+    keys are listed (`_class_keys`: the caller bounds them), else it has no such form."""
     from .analysis.rowsets import RowKeys, TooManyIntervals, combine, row_keys
 
     m = ranks.size
@@ -1576,12 +1589,14 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int):
         return combine([clipped(owner[order], start[order], stop[order])], m, existing, "any")
     if isinstance(op, (Union, Intersection)):
         how = "any" if isinstance(op, Union) else "all"
-        return combine([_local_keys(node, p, ranks, existing) for p in op.parts], m, existing, how)
+        return combine([_local_keys(node, p, ranks, existing, classes) for p in op.parts], m, existing, how)
     if isinstance(op, Difference):
-        right = combine([_local_keys(node, op.right, ranks, existing)], m, existing, "none")
-        return combine([_local_keys(node, op.left, ranks, existing), right], m, existing, "all")
+        right = combine([_local_keys(node, op.right, ranks, existing, classes)], m, existing, "none")
+        return combine([_local_keys(node, op.left, ranks, existing, classes), right], m, existing, "all")
     if isinstance(op, Complement):
-        return combine([_local_keys(node, op.operand, ranks, existing)], m, existing, "none")
+        return combine([_local_keys(node, op.operand, ranks, existing, classes)], m, existing, "none")
+    if classes and isinstance(op, _Stride):
+        return clipped(*_class_keys(node, op.values, ranks))
     if not _has_grid_primitive(op):  # a 1D operand: intervals of raster ranks
         try:
             keys = row_keys(op, ranks, node.cells, limit=_RANK_INTERVALS * max(1, m))
@@ -1629,6 +1644,53 @@ def morton_run_boxes(lo, hi, dims):
         base = child.reshape(-1, axes)
         level -= 1
     return np.concatenate(owners), np.concatenate(los), np.concatenate(his)
+
+
+_CLASS_KEYS = 1 << 22  # stride2d keys listed at most for the rows asked (Grid.row_keys)
+
+
+def _class_size(op, dims) -> int:
+    """The most keys a query has in one residue class of the stride2d's inside ``op``."""
+    sizes = [math.prod(-(-d // s) for d, s in zip(dims, p.values)) for p in _nodes(op) if isinstance(p, _Stride)]
+    return max(sizes, default=0)
+
+
+def _nodes(op):
+    stack = [op]
+    while stack:
+        p = stack.pop()
+        yield p
+        stack.extend(p.children())
+
+
+def _cell_tokens(node: Grid, coords):
+    """The local tokens of cells ``coords`` (frame first) in the grid's token order."""
+    if node.order == "morton":
+        return morton_rank(coords, node.dims)
+    if node.tile is None:
+        return _raster(coords, node.dims)
+    tiles = tuple(d // t for d, t in zip(node.dims, node.tile))
+    outer = _raster([x // t for x, t in zip(coords, node.tile)], tiles)
+    return outer * math.prod(node.tile) + _raster([x % t for x, t in zip(coords, node.tile)], node.tile)
+
+
+def _class_keys(node: Grid, mods, ranks):
+    """(owner, start, stop): the cells of each query's residue class (y ≡ x mod s per axis),
+    listed as merged runs of local tokens: Π ⌈d/s⌉ per query at most."""
+    coords = _coords(ranks, node.dims)
+    first = [x % s for x, s in zip(coords, mods)]
+    counts = [(d - 1 - f) // s + 1 for f, d, s in zip(first, node.dims, mods)]
+    total = functools.reduce(np.multiply, counts, np.ones(ranks.size, dtype=np.int64))
+    owner = np.repeat(np.arange(ranks.size), total)
+    local = np.arange(owner.size, dtype=np.int64) - np.repeat(np.cumsum(total) - total, total)
+    cells = [None] * len(mods)
+    for a in range(len(mods) - 1, -1, -1):  # the last axis fastest
+        c = counts[a][owner]
+        cells[a] = first[a][owner] + (local % c) * mods[a]
+        local = local // c
+    token = _cell_tokens(node, cells)
+    order = np.lexsort((token, owner))
+    return _merged(owner[order], token[order], token[order] + 1)
 
 
 _MAX_CLASS_TERMS = 64  # intersections counted at most for one strided operand (inclusion–exclusion)
@@ -1729,16 +1791,17 @@ def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
     return out
 
 
-def grid_row_keys(node: Grid, rows, n: int):
+def grid_row_keys(node: Grid, rows, n: int, classes: bool = False):
     """RowKeys of the query tokens ``rows`` of ``node`` at ``n`` (tokens), from coordinate
-    boxes; raises NoBoxes when its operand has no such form."""
+    boxes (with ``classes``, stride2d's keys listed); raises NoBoxes when its operand has no
+    such form."""
     from .analysis.rowsets import RowKeys
 
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     existing = int(np.clip(n - node.offset, 0, node.cells))
     inside = np.flatnonzero((rows >= node.offset) & (rows < node.offset + existing))
     _, ranks = node._ranks(rows[inside], n)
-    keys = _local_keys(node, node.operand, ranks, existing)
+    keys = _local_keys(node, node.operand, ranks, existing, classes)
     return RowKeys(rows.size, inside[keys.own], keys.lo + node.offset, keys.hi + node.offset)
 
 
