@@ -1696,13 +1696,14 @@ def _class_keys(node: Grid, mods, ranks):
 _MAX_CLASS_TERMS = 64  # intersections counted at most for one strided operand (inclusion–exclusion)
 
 
-def _class_degrees(node: Grid, op, ranks: np.ndarray, existing: int) -> np.ndarray:
+def _class_degrees(node: Grid, op, ranks: np.ndarray, existing: int, extra=None) -> np.ndarray:
     """int64 [ranks.size]: the keys of the query cells ``ranks`` under an operand holding
     stride2d, without listing them. A query's stride2d keys are the cells in its residue
     class per axis, so an intersection of stride2d's and box-form parts (window2d, natten,
     causal, …) is the box-form part's runs of tokens, each a few boxes of cells, counted per
     box as a product of arithmetic progressions; unions, differences and complements are
-    inclusion–exclusion over such intersections. Raises NoBoxes without that form."""
+    inclusion–exclusion over such intersections, each cut by ``extra`` (RowKeys over local
+    tokens, or None). Raises NoBoxes without that form."""
     coords = _coords(ranks, node.dims)
     terms = [0]
 
@@ -1721,7 +1722,7 @@ def _class_degrees(node: Grid, op, ranks: np.ndarray, existing: int) -> np.ndarr
             terms[0] += 1
             if terms[0] > _MAX_CLASS_TERMS:
                 raise NoBoxes("too many intersections to count")
-            return _in_classes(node, plain, mods, coords, ranks, existing)
+            return _in_classes(node, plain, mods, coords, ranks, existing, extra)
         others = [p for p in plain if p is not mixed]
         if isinstance(mixed, Union):
             strided = [p for p in mixed.parts if _has_stride(p)]
@@ -1738,11 +1739,15 @@ def _class_degrees(node: Grid, op, ranks: np.ndarray, existing: int) -> np.ndarr
     return count([op], [1] * len(node.dims))
 
 
-def _in_classes(node: Grid, plain: list, mods: list, coords, ranks, existing: int) -> np.ndarray:
-    """The keys of each query in the intersection of ``plain`` (box-form parts) and its
-    residue classes mod ``mods`` per axis (1: any coordinate)."""
+def _in_classes(node: Grid, plain: list, mods: list, coords, ranks, existing: int, extra) -> np.ndarray:
+    """The keys of each query in the intersection of ``plain`` (box-form parts), ``extra``
+    and its residue classes mod ``mods`` per axis (1: any coordinate)."""
+    from .analysis.rowsets import combine
+
     inner = All() if not plain else plain[0] if len(plain) == 1 else Intersection(tuple(plain))
     keys = _local_keys(node, inner, ranks, existing)
+    if extra is not None:
+        keys = combine([keys, extra], ranks.size, existing, "all")
     if all(s == 1 for s in mods):
         return keys.degrees()
     runs = morton_run_boxes if node.order == "morton" else functools.partial(run_boxes, tile=node.tile)
@@ -1775,19 +1780,43 @@ def _merge_grids(pattern):
     return pattern
 
 
+def _strided_grid(pattern):
+    """(grid, others): ``pattern`` is a grid holding stride2d, or its intersection with 1D
+    patterns (no grid inside: rows(…), cols(…), causal, as the conditions' probes ask); else None."""
+    if isinstance(pattern, Grid):
+        return (pattern, []) if _has_stride(pattern.operand) else None
+    if isinstance(pattern, Intersection):
+        grids = [p for p in pattern.parts if isinstance(p, Grid)]
+        others = [p for p in pattern.parts if not isinstance(p, Grid)]
+        if len(grids) == 1 and _has_stride(grids[0].operand) and not any(
+                isinstance(q, Grid) for p in others for q in _nodes(p)):
+            return grids[0], others
+    return None
+
+
 def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
     """The keys of ``rows`` of a tree of grids: from its runs, else (stride2d inside) a grid's
-    residue classes counted (`_class_degrees`)."""
+    residue classes counted (`_class_degrees`), cut by the 1D patterns it is intersected with."""
+    from .analysis.rowsets import RowKeys, combine, row_keys
+
     try:
         return _tree_keys(pattern, rows, n).degrees()
     except NoBoxes:
-        pattern = _merge_grids(pattern)
-        if not isinstance(pattern, Grid) or not _has_stride(pattern.operand):
+        found = _strided_grid(_merge_grids(pattern))
+        if found is None:
             raise
-    existing = int(np.clip(n - pattern.offset, 0, pattern.cells))
-    inside = np.flatnonzero((rows >= pattern.offset) & (rows < pattern.offset + existing))
+    grid, others = found
+    existing = int(np.clip(n - grid.offset, 0, grid.cells))
+    inside = np.flatnonzero((rows >= grid.offset) & (rows < grid.offset + existing))
+    extra = None  # the 1D parts' keys of these rows, over the grid's local tokens
+    for other in others:
+        keys = row_keys(other, rows[inside], n)
+        lo, hi = np.clip(keys.lo - grid.offset, 0, existing), np.clip(keys.hi - grid.offset, 0, existing)
+        keep = lo < hi
+        keys = RowKeys(inside.size, keys.own[keep], lo[keep], hi[keep])
+        extra = keys if extra is None else combine([extra, keys], inside.size, existing, "all")
     out = np.zeros(rows.size, dtype=np.int64)
-    out[inside] = _class_degrees(pattern, pattern.operand, pattern._ranks(rows[inside], n)[1], existing)
+    out[inside] = _class_degrees(grid, grid.operand, grid._ranks(rows[inside], n)[1], existing, extra)
     return out
 
 
@@ -1836,8 +1865,11 @@ def grid_degrees(pattern, n: int):
     the grid's rows × their runs; None when ``pattern`` is no such tree or an operand has
     no form as boxes (the counter then reads the listed keys)."""
     grids = _grids(pattern)
-    if grids is None:
-        return None
+    if grids is None:  # a grid holding stride2d cut by 1D patterns is counted from its classes
+        found = _strided_grid(_merge_grids(pattern))
+        if found is None:
+            return None
+        grids = [found[0]]
     degrees = np.zeros(n, dtype=np.int64)
     first = min(g.offset for g in grids)
     end = min(n, max(g.offset + g.cells for g in grids))  # no grid holds a row outside
