@@ -1786,8 +1786,15 @@ def _strided_grid(pattern):
     if isinstance(pattern, Grid):
         return (pattern, []) if _has_stride(pattern.operand) else None
     if isinstance(pattern, Intersection):
-        grids = [p for p in pattern.parts if isinstance(p, Grid)]
-        others = [p for p in pattern.parts if not isinstance(p, Grid)]
+        parts, todo = [], list(pattern.parts)
+        while todo:  # nested intersections flattened
+            p = todo.pop()
+            if isinstance(p, Intersection):
+                todo.extend(p.parts)
+            else:
+                parts.append(p)
+        grids = [p for p in parts if isinstance(p, Grid)]
+        others = [p for p in parts if not isinstance(p, Grid)]
         if len(grids) == 1 and _has_stride(grids[0].operand) and not any(
                 isinstance(q, Grid) for p in others for q in _nodes(p)):
             return grids[0], others
