@@ -314,3 +314,60 @@ def test_growth_reports_the_same_errors():
     with pytest.raises(SpatError) as info:
         growth_formula("natten(3, 3)")
     assert "inside a grid" in str(info.value)
+
+
+# ---- stride2d's block layouts from its residue classes (grid12d) ---------------------------
+
+
+@pytest.mark.parametrize("source,table", [
+    (source, table) for source in [
+        "grid(12, 10, tile=(3, 5)) { stride2d(3, 4) }",
+        "grid(12, 10) { stride2d(5, 2) & window2d(7, 3) }",  # the band's multiples of s
+        "grid(9, 11, offset=3) { stride2d(2, 3) | window2d(1, 1) }",
+        "grid(12, 10) { stride2d(3, 4) - window2d(1, 1) }",
+        "grid(10, 10) { stride2d(20, 1) & stride2d(2, 3) }",
+    ] for table in (2048, 2)  # 2: every axis too long for a table (closed forms only)
+] + [("grid(16, 16, tile=(4, 4)) { stride2d(4, 4) & chunk2d(8, 8) }", 2048)])  # a table axis beside the classes
+def test_stride2d_layouts_are_the_reference(source, table, monkeypatch):
+    from patterndsl import grid as G
+    from patterndsl.layout import BlockGrid
+
+    monkeypatch.setattr(G, "_MAX_AXIS_TABLE", table)
+    monkeypatch.setattr(G, "_EXACT_ESTIMATE", -1)  # the estimate's bound, never the listed candidates
+    for name in ("point_blocks", "point_block_counts"):  # from boxes, never from listed keys
+        monkeypatch.setattr(G, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("keys listed")))
+    G.box_counter.cache_clear()
+    try:
+        for n in (1, 37, 100, 130):
+            pattern = patterndsl.compile(source, n).pattern()
+            grids = [p for p in [pattern, *pattern.children()] if isinstance(p, G.Grid)]
+            for bq, bk in ((16, 16), (7, 9), (32, 8), (1, 1)):
+                assert block_layout(pattern, n, bq, bk).same_as(reference_layout(pattern, n, bq, bk)), (n, bq, bk)
+                for grid in grids:
+                    if grid._counter() is not None:
+                        bound = grid.block_estimate(BlockGrid(n, bq, bk))
+                        assert bound >= grid.block_candidates(BlockGrid(n, bq, bk)).size
+    finally:
+        G.box_counter.cache_clear()
+
+
+def test_stride2d_candidates_are_its_blocks_not_its_bounding_box():
+    """stride2d(32, 32) on a 1024² grid, blocks of 1024 (one grid row): a query row's keys lie
+    in the 32 rows of its class, so 32 key blocks per query block — not the 1024 of the range
+    its class spans — and the layout estimate is refused up front at 2^24 in blocks of 128
+    (2.7·10^8 blocks) without listing the stride's."""
+    from patterndsl import grid as G
+    from patterndsl.layout import BlockGrid, layout_memory
+
+    pattern = patterndsl.compile("grid(1024, 1024) { stride2d(32, 32) }", 1 << 20).pattern()
+    codes = pattern.block_candidates(BlockGrid(1 << 20, 1024, 1024))
+    assert codes.size == 1024 * 32
+    big = patterndsl.compile("grid(4096, 4096) { stride2d(64, 64) | window2d(1, 1) }", 1 << 24).pattern()
+    listed = []
+    original = G.Grid.block_candidates
+    G.Grid.block_candidates = lambda self, grid: listed.append(str(self)) or original(self, grid)
+    try:
+        assert layout_memory(big, 1 << 24, 128, 128) > 16 << 30  # 64 B per listed block
+    finally:
+        G.Grid.block_candidates = original
+    assert not any("stride2d" in text for text in listed)  # (the window's few are listed)
