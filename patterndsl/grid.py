@@ -1745,6 +1745,16 @@ def _in_classes(node: Grid, plain: list, mods: list, coords, ranks, existing: in
     from .analysis.rowsets import combine
 
     inner = All() if not plain else plain[0] if len(plain) == 1 else Intersection(tuple(plain))
+    spans = axis_spans(inner, node.dims) if extra is None else None
+    if spans is not None:  # a box per query: cut by the boxes of the existing cells, no runs
+        _, lo, hi = _existing_boxes(node, existing)
+        out = np.zeros(ranks.size, dtype=np.int64)
+        for box_lo, box_hi in zip(lo, hi):
+            total = np.ones(ranks.size, dtype=np.int64)
+            for a, ((first, last), x, s) in enumerate(zip(spans, coords, mods)):
+                total *= _in_class(np.maximum(first[x], box_lo[a]), np.minimum(last[x], box_hi[a]), x, s)
+            out += total
+        return out
     keys = _local_keys(node, inner, ranks, existing)
     if extra is not None:
         keys = combine([keys, extra], ranks.size, existing, "all")
@@ -1755,14 +1765,26 @@ def _in_classes(node: Grid, plain: list, mods: list, coords, ranks, existing: in
     own = keys.own[which]
     total = np.ones(own.size, dtype=np.int64)
     for a, s in enumerate(mods):
-        if s > 1:
-            x = coords[a][own]
-            total *= (hi[:, a] - x) // s - (lo[:, a] - 1 - x) // s  # #{y ∈ [lo, hi] : y ≡ x (mod s)}
-        else:
-            total *= hi[:, a] - lo[:, a] + 1
+        total *= _in_class(lo[:, a], hi[:, a], coords[a][own], s)
     out = np.zeros(ranks.size, dtype=np.int64)
     np.add.at(out, own, total)
     return out
+
+
+def _in_class(lo, hi, x, s: int):
+    """#{y ∈ [lo, hi] : y ≡ x (mod s)} (0 for an empty range)."""
+    if s == 1:
+        return np.maximum(hi - lo + 1, 0)
+    return np.maximum((hi - x) // s - (lo - 1 - x) // s, 0)
+
+
+@functools.lru_cache(maxsize=16)
+def _existing_boxes(node: Grid, existing: int):
+    """The boxes of cells whose union is the grid's existing cells (local tokens below
+    ``existing``): a few in raster and tile order, a few per level in Morton order."""
+    if node.order == "morton":
+        return morton_run_boxes(np.array([0]), np.array([existing - 1]), node.dims)
+    return run_boxes(np.array([0]), np.array([existing - 1]), node.dims, node.tile)
 
 
 def _merge_grids(pattern):
