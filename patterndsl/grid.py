@@ -38,7 +38,8 @@ import numpy as np
 
 from . import structure as R
 from .ir import Complement, Difference, Intersection, Pattern, Union
-from .primitives import All, Nothing, ParamError, ParamSpec, Primitive, RowBound, Self, point_block_counts, point_blocks
+from .primitives import (All, Cols, Nothing, ParamError, ParamSpec, Primitive, RowBound, Rows, Self, point_block_counts,
+                         point_blocks)
 from .source_expr import SourceExpr
 
 ORDERS = ("rows", "morton")
@@ -1696,15 +1697,17 @@ def _class_keys(node: Grid, mods, ranks):
 _MAX_CLASS_TERMS = 64  # intersections counted at most for one strided operand (inclusion–exclusion)
 
 
-def _class_degrees(node: Grid, op, ranks: np.ndarray, existing: int, extra=None) -> np.ndarray:
+def _class_degrees(node: Grid, op, ranks: np.ndarray, existing: int, extra=None, within=None) -> np.ndarray:
     """int64 [ranks.size]: the keys of the query cells ``ranks`` under an operand holding
     stride2d, without listing them. A query's stride2d keys are the cells in its residue
     class per axis, so an intersection of stride2d's and box-form parts (window2d, natten,
     causal, …) is the box-form part's runs of tokens, each a few boxes of cells, counted per
     box as a product of arithmetic progressions; unions, differences and complements are
     inclusion–exclusion over such intersections, each cut by ``extra`` (RowKeys over local
-    tokens, or None). Raises NoBoxes without that form."""
+    tokens, or None) and to the local token intervals ``within`` (every row's; None: the
+    existing cells). Raises NoBoxes without that form."""
     coords = _coords(ranks, node.dims)
+    within = ((0, existing),) if within is None else within
     terms = [0]
 
     def count(conj, mods):
@@ -1722,7 +1725,7 @@ def _class_degrees(node: Grid, op, ranks: np.ndarray, existing: int, extra=None)
             terms[0] += 1
             if terms[0] > _MAX_CLASS_TERMS:
                 raise NoBoxes("too many intersections to count")
-            return _in_classes(node, plain, mods, coords, ranks, existing, extra)
+            return _in_classes(node, plain, mods, coords, ranks, existing, extra, within)
         others = [p for p in plain if p is not mixed]
         if isinstance(mixed, Union):
             strided = [p for p in mixed.parts if _has_stride(p)]
@@ -1739,15 +1742,16 @@ def _class_degrees(node: Grid, op, ranks: np.ndarray, existing: int, extra=None)
     return count([op], [1] * len(node.dims))
 
 
-def _in_classes(node: Grid, plain: list, mods: list, coords, ranks, existing: int, extra) -> np.ndarray:
-    """The keys of each query in the intersection of ``plain`` (box-form parts), ``extra``
-    and its residue classes mod ``mods`` per axis (1: any coordinate)."""
-    from .analysis.rowsets import combine
+def _in_classes(node: Grid, plain: list, mods: list, coords, ranks, existing: int, extra, within) -> np.ndarray:
+    """The keys of each query in the intersection of ``plain`` (box-form parts), ``extra``,
+    the local token intervals ``within`` and its residue classes mod ``mods`` per axis (1:
+    any coordinate)."""
+    from .analysis.rowsets import RowKeys, combine
 
     inner = All() if not plain else plain[0] if len(plain) == 1 else Intersection(tuple(plain))
     spans = axis_spans(inner, node.dims) if extra is None else None
-    if spans is not None:  # a box per query: cut by the boxes of the existing cells, no runs
-        _, lo, hi = _existing_boxes(node, existing)
+    if spans is not None:  # a box per query: cut by the boxes of the allowed cells, no runs
+        _, lo, hi = _interval_boxes(node, within)
         out = np.zeros(ranks.size, dtype=np.int64)
         for box_lo, box_hi in zip(lo, hi):
             total = np.ones(ranks.size, dtype=np.int64)
@@ -1755,9 +1759,14 @@ def _in_classes(node: Grid, plain: list, mods: list, coords, ranks, existing: in
                 total *= _in_class(np.maximum(first[x], box_lo[a]), np.minimum(last[x], box_hi[a]), x, s)
             out += total
         return out
+    m = ranks.size
     keys = _local_keys(node, inner, ranks, existing)
+    if within != ((0, existing),):
+        own = np.repeat(np.arange(m), len(within))
+        starts, stops = (np.tile(np.array(v, dtype=np.int64), m) for v in zip(*within)) if within else (own, own)
+        keys = combine([keys, RowKeys(m, own, starts, stops)], m, existing, "all")
     if extra is not None:
-        keys = combine([keys, extra], ranks.size, existing, "all")
+        keys = combine([keys, extra], m, existing, "all")
     if all(s == 1 for s in mods):
         return keys.degrees()
     runs = morton_run_boxes if node.order == "morton" else functools.partial(run_boxes, tile=node.tile)
@@ -1779,12 +1788,15 @@ def _in_class(lo, hi, x, s: int):
 
 
 @functools.lru_cache(maxsize=16)
-def _existing_boxes(node: Grid, existing: int):
-    """The boxes of cells whose union is the grid's existing cells (local tokens below
-    ``existing``): a few in raster and tile order, a few per level in Morton order."""
+def _interval_boxes(node: Grid, within: tuple):
+    """The boxes of cells whose union is the local tokens of the intervals ``within`` (the
+    existing cells, or the columns a probe allows): a few per interval in raster and tile
+    order, a few per level in Morton order."""
+    lo = np.array([a for a, _ in within], dtype=np.int64)
+    hi = np.array([b for _, b in within], dtype=np.int64) - 1
     if node.order == "morton":
-        return morton_run_boxes(np.array([0]), np.array([existing - 1]), node.dims)
-    return run_boxes(np.array([0]), np.array([existing - 1]), node.dims, node.tile)
+        return morton_run_boxes(lo, hi, node.dims)
+    return run_boxes(lo, hi, node.dims, node.tile)
 
 
 def _merge_grids(pattern):
@@ -1837,16 +1849,38 @@ def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
     grid, others = found
     existing = int(np.clip(n - grid.offset, 0, grid.cells))
     inside = np.flatnonzero((rows >= grid.offset) & (rows < grid.offset + existing))
-    extra = None  # the 1D parts' keys of these rows, over the grid's local tokens
+    within = ((0, existing),)  # the keys allowed, as local token intervals (cols(…): the same for every row)
     for other in others:
-        keys = row_keys(other, rows[inside], n)
-        lo, hi = np.clip(keys.lo - grid.offset, 0, existing), np.clip(keys.hi - grid.offset, 0, existing)
-        keep = lo < hi
-        keys = RowKeys(inside.size, keys.own[keep], lo[keep], hi[keep])
-        extra = keys if extra is None else combine([extra, keys], inside.size, existing, "all")
+        if isinstance(other, Rows):
+            inside = inside[R.index_member(other.indices, rows[inside])]
+        elif isinstance(other, Cols):
+            within = _meet_intervals(within, [(lo - grid.offset, hi - grid.offset) for lo, hi in other.indices.intervals])
+    extra = None  # the other 1D parts' keys of these rows, over the grid's local tokens
+    for other in others:
+        if not isinstance(other, (Rows, Cols)):
+            keys = row_keys(other, rows[inside], n)
+            lo, hi = np.clip(keys.lo - grid.offset, 0, existing), np.clip(keys.hi - grid.offset, 0, existing)
+            keep = lo < hi
+            keys = RowKeys(inside.size, keys.own[keep], lo[keep], hi[keep])
+            extra = keys if extra is None else combine([extra, keys], inside.size, existing, "all")
     out = np.zeros(rows.size, dtype=np.int64)
-    out[inside] = _class_degrees(grid, grid.operand, grid._ranks(rows[inside], n)[1], existing, extra)
+    ranks = grid._ranks(rows[inside], n)[1]
+    out[inside] = _class_degrees(grid, grid.operand, ranks, existing, extra, within)
     return out
+
+
+def _meet_intervals(a, b) -> tuple:
+    """The intersection of two sorted lists of disjoint half-open intervals."""
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return tuple(out)
 
 
 def grid_row_keys(node: Grid, rows, n: int, classes: bool = False):

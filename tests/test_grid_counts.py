@@ -326,3 +326,23 @@ def test_morton_grids_past_the_table_use_no_table(monkeypatch):
     z = G.z_codes(coords, dims)
     assert (G.morton_rank(coords, dims) == z).all()
     assert all((a == b).all() for a, b in zip(G.morton_cells(z, dims), coords))
+
+
+@pytest.mark.parametrize("source", [
+    "grid(12, 10, tile=(3, 5), offset=4) { stride2d(3, 4) | window2d(1, 1) }",
+    "grid(9, 9, order=morton) { stride2d(2, 4) & natten(5, 5) | stride2d(3, 3) }",
+    "grid(9, 9, offset=5) { ~stride2d(2, 2) } & causal",
+])
+def test_stride2d_cut_by_rows_and_cols(source):
+    """The conditions' closed-interval probes, P & rows(R) & cols(outside R) (rows as a row
+    filter, cols as the boxes of its intervals), exact against the reference."""
+    from patterndsl.ir import Intersection
+    from patterndsl.primitives import Cols, Rows
+
+    for n in (37, 100, 130):
+        pattern = compiled(source, n)
+        for lo, hi in ((0, n // 2), (n // 3, n), (5, 6)):
+            probe = Intersection((pattern, Rows(IndexSet.of([(lo, hi)], n)),
+                                  Cols(IndexSet.of([(0, lo), (hi, n)], n))))
+            degrees = G.grid_degrees(probe, n)
+            assert degrees is not None and (degrees == evaluate(probe, np.arange(n), n).sum(axis=1)).all()
