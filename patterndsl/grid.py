@@ -398,13 +398,13 @@ class Grid(Pattern):
     # from the listed keys
 
     def _counter(self):
-        return None if self.order == "morton" else box_counter(self.operand, self.dims)
+        return box_counter(self.operand, self.dims)
 
     def _split(self):
         """The operand's union, difference, complement (or intersection of box-countable
         parts) as that combination of this grid around each part, or None."""
         op = self.operand
-        if self.order == "morton" or not isinstance(op, (Union, Intersection, Difference, Complement)):
+        if not isinstance(op, (Union, Intersection, Difference, Complement)):
             return None
 
         def inside(p):
@@ -437,7 +437,10 @@ class Grid(Pattern):
     def block_candidates(self, grid):
         counter = self._counter()
         if counter is not None:
-            return _box_block_candidates(self, grid, counter)
+            try:
+                return _box_block_candidates(self, grid, counter)
+            except NoBoxes:  # Morton: a box across too many Z-order cubes
+                return point_blocks(self, grid)[0]
         split = self._split()
         if split is not None:
             return split.block_candidates(grid)
@@ -446,7 +449,10 @@ class Grid(Pattern):
     def block_estimate(self, grid):
         counter = self._counter()
         if counter is not None:
-            return _box_block_estimate(self, grid, counter)
+            try:
+                return _box_block_estimate(self, grid, counter)
+            except NoBoxes:
+                return min(grid.num_blocks, grid.num_q * max(1, self.row_point_count(grid.n)))
         split = self._split()
         if split is not None:
             return split.block_estimate(grid)
@@ -1264,7 +1270,10 @@ def _block_runs(node, grid, side):
         b = np.arange(count, dtype=np.int64)
         first = np.maximum(b * size, node.offset) - node.offset
         last = np.minimum(np.minimum((b + 1) * size, grid.n), node.offset + node.cells) - 1 - node.offset
-        owner, lo, hi = run_boxes(first, last, node.dims, node.tile)
+        if node.order == "morton":
+            owner, lo, hi = morton_run_boxes(first, last, node.dims)
+        else:
+            owner, lo, hi = run_boxes(first, last, node.dims, node.tile)
         order = np.argsort(owner, kind="stable")
         owner, lo, hi = owner[order], lo[order], hi[order]
         per = np.bincount(owner, minlength=count)
@@ -1309,6 +1318,11 @@ def _box_block_candidates(node, grid, counter):
         owner, first, last = owner[which], np.maximum(first, 0), np.minimum(last, dims - 1)
         keep = np.all(first <= last, axis=1)
         owner, first, last = owner[keep], first[keep], last[keep]
+        if node.order == "morton":  # each reached box as its runs of Morton tokens (aligned Z-order cubes)
+            which, start, stop = morton_box_runs(first, last, node.dims)
+            grid.memo[key] = grid.key_block_range(owner[which], start + node.offset,
+                                                  np.minimum(stop - 1 + node.offset, grid.n - 1))
+            return grid.memo[key]
         t_lo, t_hi = first // tile, last // tile
         span = t_hi - t_lo + 1
         count = np.prod(span, axis=1)
@@ -1347,16 +1361,32 @@ def _box_block_estimate(node, grid, counter):
     (owner, lo, hi), _ = _block_runs(node, grid, "q")
     count, extent = counter.reach_count(lo, hi)
     dims = np.array(node.dims, dtype=np.int64)
-    tile = np.array(_digits(node.dims, node.tile)[1], dtype=np.int64)
     extent = np.clip(extent, 1, dims)
-    tiles = np.prod(np.minimum((extent - 2) // tile + 2, dims // tile), axis=1)  # ⌈(e − 1)/t⌉ + 1
-    inner = np.minimum(extent, tile)
-    after = np.append(np.cumprod(tile[::-1])[::-1][1:], 1)  # tokens per step of each inner digit
-    span = ((inner - 1) * after).sum(axis=1) + 1
-    blocks = tiles * np.minimum(grid.num_k, (span + grid.block_k - 2) // grid.block_k + 1)
+    if node.order == "morton":
+        blocks = _morton_blocks_bound(extent, node.dims, grid.block_k)
+    else:
+        tile = np.array(_digits(node.dims, node.tile)[1], dtype=np.int64)
+        tiles = np.prod(np.minimum((extent - 2) // tile + 2, dims // tile), axis=1)  # ⌈(e − 1)/t⌉ + 1
+        inner = np.minimum(extent, tile)
+        after = np.append(np.cumprod(tile[::-1])[::-1][1:], 1)  # tokens per step of each inner digit
+        span = ((inner - 1) * after).sum(axis=1) + 1
+        blocks = tiles * np.minimum(grid.num_k, (span + grid.block_k - 2) // grid.block_k + 1)
     per_query_block = np.bincount(owner, weights=(count * blocks).astype(np.float64), minlength=grid.num_q)
     bound = int(np.minimum(per_query_block, grid.num_k).sum())
     return int(node.block_candidates(grid).size) if bound <= _EXACT_ESTIMATE else bound
+
+
+def _morton_blocks_bound(extent, dims, block: int):
+    """The most key blocks (of ``block`` tokens) a box of ``extent`` cells per axis meets in
+    Morton order: for any side 2^L, the box lies in Π (⌈(e − 1)/2^L⌉ + 1) aligned Z-order cubes,
+    each a run of at most 2^(L·axes) tokens, so of ⌈2^(L·axes)/block⌉ + 1 blocks; the least over L."""
+    best = None
+    for level in range(_z_bits(dims) + 1):
+        side = 1 << level
+        cubes = np.prod((extent - 2) // side + 2, axis=1)
+        bound = cubes * (-(-(side ** len(dims)) // block) + 1)
+        best = bound if best is None else np.minimum(best, bound)
+    return best
 
 
 # ---- keys per row from coordinate boxes (exact counts, row sets) ---------------------------
