@@ -371,3 +371,54 @@ def test_stride2d_candidates_are_its_blocks_not_its_bounding_box():
     finally:
         G.Grid.block_candidates = original
     assert not any("stride2d" in text for text in listed)  # (the window's few are listed)
+
+
+@st.composite
+def morton_sources(draw):
+    """A Morton-ordered grid (2D or 3D, sides that are and are not powers of two, an offset)
+    over the box and stride primitives."""
+    three = draw(st.booleans())
+    dims = [draw(st.integers(1, 4 if three else 11)) for _ in range(3 if three else 2)]
+    offset = draw(st.integers(0, 5))
+    k = st.integers(1, 4)
+    if three:
+        parts = [st.builds("window3d({}, {}, {})".format, k, k, k), st.builds("natten3d({}, {}, {})".format, k, k, k)]
+    else:
+        parts = [st.builds("natten({}, {})".format, k, k), st.builds("window2d({}, {})".format, k, k),
+                 st.builds("stride2d({}, {})".format, k, k), st.builds("chunk2d({}, {})".format, k, k),
+                 st.builds("manhattan({})".format, k)]
+    a, b = draw(st.one_of(parts)), draw(st.one_of(parts + [st.just("self")]))
+    body = draw(st.sampled_from([a, f"{a} | {b}", f"{a} & {b}", f"{a} - {b}", f"transpose({a})"]))
+    return f"grid({', '.join(map(str, dims))}, order=morton, offset={offset}) {{ {body} }}"
+
+
+@settings(max_examples=80, deadline=None)
+@given(morton_sources(), st.integers(1, 140), st.sampled_from([(4, 8), (16, 16), (3, 5), (64, 64), (1, 1)]))
+def test_morton_layouts_are_the_reference(source, n, block):
+    """Morton layouts from Z-order cubes (grid12d), exact, with the estimate above the
+    candidates it lists."""
+    from patterndsl import grid as G
+    from patterndsl.layout import BlockGrid
+
+    pattern = patterndsl.compile(source, n).pattern()
+    bq, bk = block
+    assert block_layout(pattern, n, bq, bk).same_as(reference_layout(pattern, n, bq, bk)), source
+    if isinstance(pattern, G.Grid) and pattern._counter() is not None:
+        bound = G._box_block_estimate(pattern, BlockGrid(n, bq, bk), pattern._counter())
+        assert bound >= pattern.block_candidates(BlockGrid(n, bq, bk)).size
+
+
+def test_morton_layouts_touch_blocks_not_cells(monkeypatch):
+    """natten(7, 7) on a 1024² Morton grid: the candidates come from each query block's cubes
+    (no key listed), few per query block, and the estimate's bound (cubes per box at the
+    best level, never listed) is within a small factor of them."""
+    from patterndsl import grid as G
+    from patterndsl.layout import BlockGrid
+
+    monkeypatch.setattr(G, "_grid_points", lambda *a, **k: (_ for _ in ()).throw(AssertionError("keys listed")))
+    pattern = patterndsl.compile("grid(1024, 1024, order=morton) { natten(7, 7) }", 1 << 20).pattern()
+    grid = BlockGrid(1 << 20, 128, 128)
+    codes = pattern.block_candidates(grid)
+    monkeypatch.setattr(G, "_EXACT_ESTIMATE", -1)
+    bound = pattern.block_estimate(BlockGrid(1 << 20, 128, 128))
+    assert codes.size <= 12 * grid.num_q and codes.size <= bound <= 8 * codes.size
