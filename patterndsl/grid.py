@@ -1105,6 +1105,41 @@ class _ProgressionAxis:
         return np.maximum(k1 - k0 + 1, 0), np.minimum(x1 - x0 + 1 + np.where(whole, 2 * pad, 0), self.length)
 
 
+class _SpanAxis:
+    """One axis's relation where query coordinate x holds the keys [first(x), last(x)], both
+    nondecreasing and never empty (natten, chunk2d, sliding_tiles, window2d on an axis too
+    long for a table): pairs between ranges from prefix sums of the ends, split where they
+    cross the key range's ends (binary search)."""
+
+    def __init__(self, first, last):
+        self.first, self.last = first, last
+        self.sum_first = np.concatenate([[0], np.cumsum(first)])
+        self.sum_last = np.concatenate([[0], np.cumsum(last)])
+
+    @staticmethod
+    def usable(first, last) -> bool:
+        return bool((first <= last).all() and (np.diff(first) >= 0).all() and (np.diff(last) >= 0).all())
+
+    def counts(self, x0, x1, y0, y1):
+        first, last = self.first, self.last
+        # the x whose keys meet [y0, y1]: last(x) ≥ y0 and first(x) ≤ y1 (each term ≥ 1 there)
+        lo = np.maximum(x0, np.searchsorted(last, y0, "left"))
+        hi = np.minimum(x1, np.searchsorted(first, y1, "right") - 1)
+        empty = (hi < lo) | (y1 < y0)
+        hi = np.where(empty, lo - 1, hi)
+        c = np.clip(np.searchsorted(last, y1, "left"), lo, hi + 1)  # x < c: last(x) < y1
+        d = np.clip(np.searchsorted(first, y0, "right"), lo, hi + 1)  # x < d: first(x) ≤ y0
+        upper = self.sum_last[c] - self.sum_last[lo] + (hi + 1 - c) * y1  # Σ min(last(x), y1)
+        lower = (d - lo) * y0 + self.sum_first[hi + 1] - self.sum_first[d]  # Σ max(first(x), y0)
+        return np.where(empty, 0, upper - lower + (hi + 1 - lo))
+
+    def reach(self, x0, x1):
+        return np.arange(x0.size), self.first[x0], self.last[x1]
+
+    def reach_count(self, x0, x1):
+        return np.ones_like(x0), self.last[x1] - self.first[x0] + 1
+
+
 class _Separable:
     """Block counting for a conjunction of per-axis relations (`_TableAxis` or
     `_ProgressionAxis` per axis): the pairs between two boxes are the product over the axes
@@ -1245,7 +1280,8 @@ def _axis_counter(node, a: int, d: int, strided: bool):
         if s == 1 or e is None or e < s * _MAX_OFFSETS:
             return _ProgressionAxis(s, e, d)
     if d > _MAX_AXIS_TABLE:
-        return None
+        span = _axis_span(node, a, d)
+        return _SpanAxis(*span) if span is not None and _SpanAxis.usable(*span) else None
     m = _axis_relation(node, a, d)
     return None if m is None else _TableAxis(m)
 

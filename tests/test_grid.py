@@ -422,3 +422,30 @@ def test_morton_layouts_touch_blocks_not_cells(monkeypatch):
     monkeypatch.setattr(G, "_EXACT_ESTIMATE", -1)
     bound = pattern.block_estimate(BlockGrid(1 << 20, 128, 128))
     assert codes.size <= 12 * grid.num_q and codes.size <= bound <= 8 * codes.size
+
+
+@pytest.mark.parametrize("source", [
+    "grid(9, 11, order=morton) { natten(3, 4) }",
+    "grid(12, 10, tile=(3, 5)) { natten(5, 3) & chunk2d(4, 3, shift=(1, 2)) }",
+    "grid(3, 4, 5) { natten3d(1, 2, 3) }",
+    "grid(16, 16, tile=(4, 4)) { sliding_tiles(3, 1) }",
+    "grid(16, 16) { natten(20, 3) & stride2d(2, 2) }",
+])
+def test_long_axes_count_spans_without_tables(source, monkeypatch):
+    """Axes too long for a relation matrix (forced: 2) count natten, chunk2d, sliding_tiles
+    from their spans' prefix sums (`_SpanAxis`): a box counter exists and layouts are exact."""
+    from patterndsl import grid as G
+
+    monkeypatch.setattr(G, "_MAX_AXIS_TABLE", 2)
+    G.box_counter.cache_clear()
+    G.axis_spans.cache_clear()
+    try:
+        for n in (1, 37, 130, 300):
+            pattern = patterndsl.compile(source, n).pattern()
+            if isinstance(pattern, G.Grid):
+                assert pattern._counter() is not None
+            for bq, bk in ((16, 16), (7, 9), (1, 1), (64, 64)):
+                assert block_layout(pattern, n, bq, bk).same_as(reference_layout(pattern, n, bq, bk)), (n, bq, bk)
+    finally:
+        G.box_counter.cache_clear()
+        G.axis_spans.cache_clear()
