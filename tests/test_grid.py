@@ -429,7 +429,7 @@ def test_morton_layouts_touch_blocks_not_cells(monkeypatch):
     "grid(12, 10, tile=(3, 5)) { natten(5, 3) & chunk2d(4, 3, shift=(1, 2)) }",
     "grid(3, 4, 5) { natten3d(1, 2, 3) }",
     "grid(16, 16, tile=(4, 4)) { sliding_tiles(3, 1) }",
-    "grid(16, 16) { natten(20, 3) & stride2d(2, 2) }",
+    "grid(16, 16) { natten(20, 3) & window2d(2, 5) }",
 ])
 def test_long_axes_count_spans_without_tables(source, monkeypatch):
     """Axes too long for a relation matrix (forced: 2) count natten, chunk2d, sliding_tiles
