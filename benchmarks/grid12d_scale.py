@@ -22,12 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 FILES = {
     "stride": ("grid(4096, 4096) { stride2d(64, 64) | window2d(1, 1) }\n", [1 << 24]),
     "morton": ("grid(8192, 8192, order=morton) { natten(7, 7) }\n", [1 << 26, 1 << 30]),
+    "morton, raised budget": ("grid(8192, 8192, order=morton) { natten(7, 7) }\n", [1 << 26]),
+    "stride, morton": ("grid(4096, 4096, order=morton) { stride2d(64, 64) | window2d(1, 1) }\n", [1 << 24]),
 }
 COMMANDS = {
     "stride": [["check"], ["layout"], ["layout", "--block-size", "4096"], ["compile", "--target", "flex"],
                ["compile", "--target", "flex", "--block-size", "4096"]],
     "morton": [["check"], ["layout"], ["layout", "--block-size", "4096"], ["compile", "--target", "flex"],
                ["compile", "--target", "triton"], ["mask"], ["show"]],
+    "morton, raised budget": [["layout", "--block-size", "4096", "--memory-budget", "16G"]],
+    "stride, morton": [["check"], ["layout", "--block-size", "4096"]],
 }
 
 
@@ -42,7 +46,7 @@ def main() -> None:
         print("|---|---:|---|---:|---:|---:|---|")
         for name in args.only:
             text, sizes = FILES[name]
-            path = Path(tmp) / f"{name}.spat"
+            path = Path(tmp) / f"{name.replace(', ', '_').replace(' ', '_')}.spat"
             path.write_text(text)
             for n in sizes:
                 for command in COMMANDS[name]:

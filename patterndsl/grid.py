@@ -18,12 +18,17 @@ Where it comes from (counts, row sets, layouts): a query's keys are boxes of cel
 a box is a few runs of consecutive tokens (see "keys per row from coordinate boxes"
 below): the exact counter (`grid_degrees`, asked first by analysis/counts.py), the row
 sets of the conditions (`Grid.row_keys`) and the row formula (`GridRun` atoms) read
-those runs — work the grid's rows × their runs, never a table of n rows. Operands
-without a box form (stride2d, too many runs) list each row's keys instead (`row_points`:
-the candidate cells filtered by the operand's own `pairs`, a table of the grid's cells
-only). The block layouts come from coordinate boxes too (see "block layouts from
-coordinate boxes" below): work proportional to the blocks touched; Morton order and
-operands without a per-axis form (1D primitives) fall back to the listed points there.
+those runs — work the grid's rows × their runs, never a table of n rows. stride2d is
+counted from its residue classes (`_class_degrees`: a query's keys are a product of
+arithmetic progressions, cut by the other parts' boxes; | - ~ by inclusion–exclusion),
+and its row sets list the classes of the rows asked only. Operands without either form
+(too many runs) list each row's keys instead (`row_points`: the candidate cells filtered
+by the operand's own `pairs`, a table of the grid's cells only). The block layouts come
+from coordinate boxes too (see "block layouts from coordinate boxes" below): work
+proportional to the blocks touched, in raster, tile and Morton order (a Morton block is
+the aligned Z-order cubes it holds); operands without a per-axis form (1D primitives)
+fall back to the listed points there. Morton order needs no table of the grid's cells
+(`morton_rank`, `morton_cells`: ranks from the Z-order's cubes).
 """
 from __future__ import annotations
 
