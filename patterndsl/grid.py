@@ -1146,8 +1146,8 @@ class _SpanAxis:
 
 
 class _Separable:
-    """Block counting for a conjunction of per-axis relations (`_TableAxis` or
-    `_ProgressionAxis` per axis): the pairs between two boxes are the product over the axes
+    """Block counting for a conjunction of per-axis relations (`_TableAxis`,
+    `_ProgressionAxis` or `_SpanAxis` per axis): the pairs between two boxes are the product over the axes
     of the pairs between their ranges, the keys a box reaches the product of the intervals
     each axis reaches."""
 
@@ -1241,13 +1241,6 @@ def _axis_relation(node, a: int, d: int):
     return None
 
 
-def _relations(node, dims):
-    """Per axis the bool relation matrix of a conjunction of per-axis relations, or None
-    when ``node`` is not one."""
-    out = [_axis_relation(node, a, d) for a, d in enumerate(dims)]
-    return None if any(m is None for m in out) else out
-
-
 def _progression(node, a: int):
     """(s, e): ``node``'s relation along axis ``a`` is y − x ≡ 0 (mod s) and |y − x| ≤ e (e None:
     unbounded), or None when it is not of that form."""
@@ -1266,14 +1259,17 @@ def _progression(node, a: int):
     return None
 
 
-def _has_stride(node) -> bool:
-    stack = [node]
+def _nodes(op):
+    """``op`` and every node below it."""
+    stack = [op]
     while stack:
         p = stack.pop()
-        if isinstance(p, _Stride):
-            return True
+        yield p
         stack.extend(p.children())
-    return False
+
+
+def _has_stride(node) -> bool:
+    return any(isinstance(p, _Stride) for p in _nodes(node))
 
 
 def _axis_counter(node, a: int, d: int, strided: bool):
@@ -1621,13 +1617,7 @@ def _cell_runs(node: Grid, lo, hi):
 
 
 def _has_grid_primitive(node) -> bool:
-    stack = [node]
-    while stack:
-        p = stack.pop()
-        if isinstance(p, GridPrimitive):
-            return True
-        stack.extend(p.children())
-    return False
+    return any(isinstance(p, GridPrimitive) for p in _nodes(node))
 
 
 def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool = False):
@@ -1725,14 +1715,6 @@ def _class_size(op, dims) -> int:
     """The most keys a query has in one residue class of the stride2d's inside ``op``."""
     sizes = [math.prod(-(-d // s) for d, s in zip(dims, p.values)) for p in _nodes(op) if isinstance(p, _Stride)]
     return max(sizes, default=0)
-
-
-def _nodes(op):
-    stack = [op]
-    while stack:
-        p = stack.pop()
-        yield p
-        stack.extend(p.children())
 
 
 def _cell_tokens(node: Grid, coords):
