@@ -1867,11 +1867,18 @@ def _merge_grids(pattern):
     return pattern
 
 
+def _by_classes(grid) -> bool:
+    """Whether a grid is counted by `_class_degrees`: stride2d inside, or Morton order (its
+    boxes counted against the existing cells' cubes, not cut into runs of tokens)."""
+    return grid.order == "morton" or _has_stride(grid.operand)
+
+
 def _strided_grid(pattern):
-    """(grid, others): ``pattern`` is a grid holding stride2d, or its intersection with 1D
-    patterns (no grid inside: rows(…), cols(…), causal, as the conditions' probes ask); else None."""
+    """(grid, others): ``pattern`` is a grid counted by its classes (`_by_classes`), or its
+    intersection with 1D patterns (no grid inside: rows(…), cols(…), causal, as the
+    conditions' probes ask); else None."""
     if isinstance(pattern, Grid):
-        return (pattern, []) if _has_stride(pattern.operand) else None
+        return (pattern, []) if _by_classes(pattern) else None
     if isinstance(pattern, Intersection):
         parts, todo = [], list(pattern.parts)
         while todo:  # nested intersections flattened
@@ -1882,23 +1889,21 @@ def _strided_grid(pattern):
                 parts.append(p)
         grids = [p for p in parts if isinstance(p, Grid)]
         others = [p for p in parts if not isinstance(p, Grid)]
-        if len(grids) == 1 and _has_stride(grids[0].operand) and not any(
+        if len(grids) == 1 and _by_classes(grids[0]) and not any(
                 isinstance(q, Grid) for p in others for q in _nodes(p)):
             return grids[0], others
     return None
 
 
 def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
-    """The keys of ``rows`` of a tree of grids: from its runs, else (stride2d inside) a grid's
-    residue classes counted (`_class_degrees`), cut by the 1D patterns it is intersected with."""
+    """The keys of ``rows`` of a tree of grids: from its runs, or (stride2d inside, Morton
+    order) a grid's classes and boxes counted (`_class_degrees`), cut by the 1D patterns it
+    is intersected with."""
     from .analysis.rowsets import RowKeys, combine, row_keys
 
-    try:
+    found = _strided_grid(_merge_grids(pattern))
+    if found is None:
         return _tree_keys(pattern, rows, n).degrees()
-    except NoBoxes:
-        found = _strided_grid(_merge_grids(pattern))
-        if found is None:
-            raise
     grid, others = found
     existing = int(np.clip(n - grid.offset, 0, grid.cells))
     inside = np.flatnonzero((rows >= grid.offset) & (rows < grid.offset + existing))
