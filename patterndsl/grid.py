@@ -133,6 +133,14 @@ def morton_ranks(dims: tuple) -> np.ndarray:
     return np.argsort(code, kind="stable").astype(np.int64)
 
 
+@functools.lru_cache(maxsize=16)
+def _morton_tokens(dims: tuple) -> np.ndarray:
+    """int64 [cells]: the Morton token of the cell of raster rank r (`morton_ranks` inverted)."""
+    out = np.empty(math.prod(dims), dtype=np.int64)
+    out[morton_ranks(dims)] = np.arange(out.size, dtype=np.int64)
+    return out
+
+
 def _cube_cells(base, side, dims):
     """The cells of the grid in the aligned cube of side ``side`` at ``base`` (per axis)."""
     out = None
@@ -1719,6 +1727,8 @@ def _class_size(op, dims) -> int:
 
 def _cell_tokens(node: Grid, coords):
     """The local tokens of cells ``coords`` (frame first) in the grid's token order."""
+    if node.order == "morton" and node.cells <= _RANK_TABLE:  # a gather from the inverse of the rank table
+        return _morton_tokens(node.dims)[_raster(coords, node.dims)]
     if node.order == "morton":
         return morton_rank(coords, node.dims)
     if node.tile is None:
