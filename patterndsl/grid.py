@@ -150,12 +150,19 @@ def _cube_cells(base, side, dims):
     return out
 
 
+def _dense_codes(dims) -> bool:
+    """Whether the grid's Z-codes are exactly 0 … cells − 1 (every side the same power of two)."""
+    return len(set(dims)) == 1 and dims[0] == 1 << _z_bits(dims) and _z_bits(dims) * len(dims) <= 62
+
+
 def morton_rank(coords, dims) -> np.ndarray:
     """The Morton token (rank of the Z-code among the grid's cells) of cells ``coords`` (frame
     first), without a table: the cells before a code are those of the aligned cubes of the
     Z-order before it — per level, the sibling cubes of a smaller digit — each cut by the
     grid (bits × 2^axes steps per cell, whatever the grid's size)."""
     coords = [np.asarray(x, dtype=np.int64) for x in coords]
+    if _dense_codes(dims):  # every Z-code is a cell's: the token is the code
+        return np.asarray(z_codes(coords, dims), dtype=np.int64)
     axes = len(dims)
     rank = np.zeros(np.broadcast_shapes(*(x.shape for x in coords)), dtype=np.int64)
     for b in range(_z_bits(dims) - 1, -1, -1):
@@ -173,6 +180,12 @@ def morton_cells(t, dims) -> list:
     inverse of `morton_rank`: from the whole grid down, the child cube holding the t-th cell."""
     rest = np.array(t, dtype=np.int64)
     axes = len(dims)
+    if _dense_codes(dims):  # the token is the Z-code: its bits taken apart
+        out = [np.zeros_like(rest) for _ in dims]
+        for b in range(_z_bits(dims)):
+            for k in range(axes):
+                out[k] |= ((rest >> (b * axes + axes - 1 - k)) & 1) << b
+        return out
     base = [np.zeros_like(rest) for _ in dims]
     for b in range(_z_bits(dims) - 1, -1, -1):
         side = 1 << b

@@ -6,6 +6,7 @@ combined with each other (a file's layers) and with 1D patterns."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -320,12 +321,16 @@ def test_morton_grids_past_the_table_use_no_table(monkeypatch):
                    "grid(3, 4, 5, order=morton) { window3d(1, 1, 1) - causal }"):
         for n in (40, 150):
             assert_exact(compiled(source, n), n)
-    dims = (8192, 8192)
     rng = np.random.default_rng(0)
-    coords = [rng.integers(0, 8192, 1000), rng.integers(0, 8192, 1000)]
-    z = G.z_codes(coords, dims)
-    assert (G.morton_rank(coords, dims) == z).all()
-    assert all((a == b).all() for a, b in zip(G.morton_cells(z, dims), coords))
+    for dims in ((8192, 8192), (8192, 6000), (300, 400, 500)):  # dense codes (the token is the code), and not
+        coords = [rng.integers(0, d, 1000) for d in dims]
+        z, rank = G.z_codes(coords, dims), G.morton_rank(coords, dims)
+        if dims[0] == dims[1]:
+            assert (rank == z).all()
+        # the tokens are the cells' order by Z-code, below the cell count, and the cells come back
+        assert (np.argsort(rank, kind="stable") == np.argsort(z, kind="stable")).all()
+        assert rank.max() < math.prod(dims) and len(set(rank.tolist())) == len(set(z.tolist()))
+        assert all((a == b).all() for a, b in zip(G.morton_cells(rank, dims), coords))
 
 
 @pytest.mark.parametrize("source", [
