@@ -1090,6 +1090,9 @@ class _TableAxis:
         x1, y1 = x1 + 1, y1 + 1
         return s[x1, y1].astype(np.int64) - s[x0, y1] - s[x1, y0] + s[x0, y0]
 
+    def ends(self, x0, x1):
+        return self.first(x0, x1), self.last(x0, x1)
+
     def reach(self, x0, x1):
         """(entry, first, last): the intervals of keys the query ranges [x0, x1] reach."""
         return np.arange(x0.size), self.first(x0, x1), self.last(x0, x1)
@@ -1126,7 +1129,8 @@ class _IntervalAxis:
         x0, x1, y1 = x0 * w, (x1 + 1) * w, y1 + 1
         return (s.take(x1 + y1) - s.take(x0 + y1) - s.take(x1 + y0) + s.take(x0 + y0)).astype(np.int64)
 
-    def _ends(self, x0, x1):
+    def ends(self, x0, x1):
+        """(first, last): the one interval of keys each query range [x0, x1] reaches."""
         if self.monotone:
             return self.first.take(x0), self.last.take(x1)
         if self.tables is None:
@@ -1134,10 +1138,10 @@ class _IntervalAxis:
         return self.tables[0](x0, x1), self.tables[1](x0, x1)
 
     def reach(self, x0, x1):
-        return (np.arange(x0.size), *self._ends(x0, x1))
+        return (np.arange(x0.size), *self.ends(x0, x1))
 
     def reach_count(self, x0, x1):
-        first, last = self._ends(x0, x1)
+        first, last = self.ends(x0, x1)
         return np.ones_like(x0), last - first + 1
 
 
@@ -1227,6 +1231,9 @@ class _SpanAxis:
         lower = (d - lo) * y0 + self.sum_first[hi + 1] - self.sum_first[d]  # Σ max(first(x), y0)
         return np.where(empty, 0, upper - lower + (hi + 1 - lo))
 
+    def ends(self, x0, x1):
+        return self.first[x0], self.last[x1]
+
     def reach(self, x0, x1):
         return np.arange(x0.size), self.first[x0], self.last[x1]
 
@@ -1255,6 +1262,9 @@ class _Separable:
         """(entry, first, last): the boxes of keys (per axis inclusive, clipped to the grid)
         that the query boxes [lo, hi] reach, a superset of their keys."""
         entry = np.arange(lo.shape[0])
+        if all(hasattr(axis, "ends") for axis in self.axes):  # one interval per axis: one box per query box
+            ends = [axis.ends(lo[:, a], hi[:, a]) for a, axis in enumerate(self.axes)]
+            return entry, np.stack([f for f, _ in ends], axis=1), np.stack([t for _, t in ends], axis=1)
         first = np.zeros((entry.size, 0), dtype=np.int64)
         last = first
         for a, axis in enumerate(self.axes):
