@@ -18,12 +18,17 @@ Where it comes from (counts, row sets, layouts): a query's keys are boxes of cel
 a box is a few runs of consecutive tokens (see "keys per row from coordinate boxes"
 below): the exact counter (`grid_degrees`, asked first by analysis/counts.py), the row
 sets of the conditions (`Grid.row_keys`) and the row formula (`GridRun` atoms) read
-those runs — work the grid's rows × their runs, never a table of n rows. Operands
-without a box form (stride2d, too many runs) list each row's keys instead (`row_points`:
-the candidate cells filtered by the operand's own `pairs`, a table of the grid's cells
-only). The block layouts come from coordinate boxes too (see "block layouts from
-coordinate boxes" below): work proportional to the blocks touched; Morton order and
-operands without a per-axis form (1D primitives) fall back to the listed points there.
+those runs — work the grid's rows × their runs, never a table of n rows. stride2d is
+counted from its residue classes (`_class_degrees`: a query's keys are a product of
+arithmetic progressions, cut by the other parts' boxes; | - ~ by inclusion–exclusion),
+and its row sets list the classes of the rows asked only. Operands without either form
+(too many runs) list each row's keys instead (`row_points`: the candidate cells filtered
+by the operand's own `pairs`, a table of the grid's cells only). The block layouts come
+from coordinate boxes too (see "block layouts from coordinate boxes" below): work
+proportional to the blocks touched, in raster, tile and Morton order (a Morton block is
+the aligned Z-order cubes it holds); operands without a per-axis form (1D primitives)
+fall back to the listed points there. Morton order needs no table of the grid's cells
+(`morton_rank`, `morton_cells`: ranks from the Z-order's cubes).
 """
 from __future__ import annotations
 
@@ -38,7 +43,8 @@ import numpy as np
 
 from . import structure as R
 from .ir import Complement, Difference, Intersection, Pattern, Union
-from .primitives import All, Nothing, ParamError, ParamSpec, Primitive, RowBound, Self, point_block_counts, point_blocks
+from .primitives import (All, Cols, Nothing, ParamError, ParamSpec, Primitive, RowBound, Rows, Self, point_block_counts,
+                         point_blocks)
 from .source_expr import SourceExpr
 
 ORDERS = ("rows", "morton")
@@ -128,9 +134,78 @@ def morton_ranks(dims: tuple) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _sorted_z_codes(dims: tuple) -> np.ndarray:
-    """The Z-codes of the grid's cells in Morton order (cell t's code at t)."""
-    return z_codes(_coords(morton_ranks(dims), dims), dims)
+def _morton_tokens(dims: tuple) -> np.ndarray:
+    """int64 [cells]: the Morton token of the cell of raster rank r (`morton_ranks` inverted)."""
+    out = np.empty(math.prod(dims), dtype=np.int64)
+    out[morton_ranks(dims)] = np.arange(out.size, dtype=np.int64)
+    return out
+
+
+def _cube_cells(base, side, dims):
+    """The cells of the grid in the aligned cube of side ``side`` at ``base`` (per axis)."""
+    out = None
+    for x, d in zip(base, dims):
+        c = np.clip(d - x, 0, side)
+        out = c if out is None else out * c
+    return out
+
+
+def _dense_codes(dims) -> bool:
+    """Whether the grid's Z-codes are exactly 0 … cells − 1 (every side the same power of two)."""
+    return len(set(dims)) == 1 and dims[0] == 1 << _z_bits(dims) and _z_bits(dims) * len(dims) <= 62
+
+
+def morton_rank(coords, dims) -> np.ndarray:
+    """The Morton token (rank of the Z-code among the grid's cells) of cells ``coords`` (frame
+    first), without a table: the cells before a code are those of the aligned cubes of the
+    Z-order before it — per level, the sibling cubes of a smaller digit — each cut by the
+    grid (bits × 2^axes steps per cell, whatever the grid's size)."""
+    coords = [np.asarray(x, dtype=np.int64) for x in coords]
+    if _dense_codes(dims):  # every Z-code is a cell's: the token is the code
+        return np.asarray(z_codes(coords, dims), dtype=np.int64)
+    axes = len(dims)
+    rank = np.zeros(np.broadcast_shapes(*(x.shape for x in coords)), dtype=np.int64)
+    for b in range(_z_bits(dims) - 1, -1, -1):
+        side = 1 << b
+        parent = [(x >> (b + 1)) << (b + 1) for x in coords]
+        digit = sum(((x >> b) & 1) << (axes - 1 - k) for k, x in enumerate(coords))  # the column's bit lowest
+        for e in range((1 << axes) - 1):  # the siblings e < digit come before
+            base = [p + ((e >> (axes - 1 - k)) & 1) * side for k, p in enumerate(parent)]
+            rank += np.where(e < digit, _cube_cells(base, side, dims), 0)
+    return rank
+
+
+def morton_cells(t, dims) -> list:
+    """The coordinates (frame first) of the cells of Morton tokens ``t`` (0 ≤ t < cells), the
+    inverse of `morton_rank`: from the whole grid down, the child cube holding the t-th cell."""
+    rest = np.array(t, dtype=np.int64)
+    axes = len(dims)
+    if _dense_codes(dims):  # the token is the Z-code: its bits taken apart
+        out = [np.zeros_like(rest) for _ in dims]
+        for b in range(_z_bits(dims)):
+            for k in range(axes):
+                out[k] |= ((rest >> (b * axes + axes - 1 - k)) & 1) << b
+        return out
+    base = [np.zeros_like(rest) for _ in dims]
+    for b in range(_z_bits(dims) - 1, -1, -1):
+        side = 1 << b
+        done = np.zeros(rest.shape, dtype=bool)
+        chosen = np.zeros_like(rest)
+        for e in range(1 << axes):
+            cells = _cube_cells([x + ((e >> (axes - 1 - k)) & 1) * side for k, x in enumerate(base)], side, dims)
+            take = ~done & (rest < cells)
+            chosen = np.where(take, e, chosen)
+            rest = np.where(done | take, rest, rest - cells)
+            done |= take
+        base = [x + ((chosen >> (axes - 1 - k)) & 1) * side for k, x in enumerate(base)]
+    return base
+
+
+def _raster(coords, dims):
+    rank = None
+    for x, d in zip(coords, dims):
+        rank = x if rank is None else rank * d + x
+    return rank
 
 
 def tile_coords(t, dims, tile):
@@ -182,7 +257,7 @@ def tile_ranks(t, dims, tile):
     return rank
 
 
-_RANK_TABLE = 1 << 22  # tiled grids of at most this many cells keep their token → rank table
+_RANK_TABLE = 1 << 22  # tiled and Morton grids of at most this many cells keep their token → rank table
 
 
 @functools.lru_cache(maxsize=16)
@@ -243,8 +318,10 @@ class Grid(Pattern):
             return inside, np.where(inside, local, 0)
         local = local[inside]
         rank = np.zeros(t.shape, dtype=np.int64)
-        if self.order == "morton":
+        if self.order == "morton" and self.cells <= _RANK_TABLE:
             rank[inside] = morton_ranks(self.dims)[local]
+        elif self.order == "morton":  # no table of the grid's cells: from the Z-order's cubes
+            rank[inside] = _raster(morton_cells(local, self.dims), self.dims)
         elif self.cells <= _RANK_TABLE:  # a gather instead of the digit arithmetic per token
             rank[inside] = _tile_rank_table(self.dims, self.tile)[local]
         else:
@@ -317,6 +394,18 @@ class Grid(Pattern):
         try:
             return grid_row_keys(self, rows, n)
         except NoBoxes:
+            if not _has_stride(self.operand):
+                return None
+        # stride2d: its keys listed for these rows only (never a table of the grid's rows),
+        # refused as too many intervals beyond _CLASS_KEYS (the callers give up then)
+        from .analysis.rowsets import TooManyIntervals
+
+        listed = np.asarray(rows).size * _class_size(self.operand, self.dims)
+        if listed > _CLASS_KEYS:
+            raise TooManyIntervals(listed)
+        try:
+            return grid_row_keys(self, rows, n, classes=True)
+        except NoBoxes:
             return None
 
     def row_point_count(self, n: int) -> int:
@@ -339,13 +428,13 @@ class Grid(Pattern):
     # from the listed keys
 
     def _counter(self):
-        return None if self.order == "morton" else box_counter(self.operand, self.dims)
+        return box_counter(self.operand, self.dims)
 
     def _split(self):
         """The operand's union, difference, complement (or intersection of box-countable
         parts) as that combination of this grid around each part, or None."""
         op = self.operand
-        if self.order == "morton" or not isinstance(op, (Union, Intersection, Difference, Complement)):
+        if not isinstance(op, (Union, Intersection, Difference, Complement)):
             return None
 
         def inside(p):
@@ -378,15 +467,22 @@ class Grid(Pattern):
     def block_candidates(self, grid):
         counter = self._counter()
         if counter is not None:
-            return _box_block_candidates(self, grid, counter)
+            try:
+                return _box_block_candidates(self, grid, counter)
+            except NoBoxes:  # Morton: a box across too many Z-order cubes
+                return point_blocks(self, grid)[0]
         split = self._split()
         if split is not None:
             return split.block_candidates(grid)
         return point_blocks(self, grid)[0]
 
     def block_estimate(self, grid):
-        if self._counter() is not None:
-            return int(self.block_candidates(grid).size)
+        counter = self._counter()
+        if counter is not None:
+            try:
+                return _box_block_estimate(self, grid, counter)
+            except NoBoxes:
+                return min(grid.num_blocks, grid.num_q * max(1, self.row_point_count(grid.n)))
         split = self._split()
         if split is not None:
             return split.block_estimate(grid)
@@ -901,7 +997,6 @@ class Euclid(_Distance):
 _MAX_AXIS_TABLE = 2048  # the longest axis given a prefix-sum table (int32, (L + 1)²)
 _BOX_PAIRS = 1 << 20  # box pairs counted at once
 _MAX_OFFSETS = 1 << 12  # offsets (Δr) summed at most by a distance rule's counter
-_EXACT_BOXES = (_Window, _Natten, _Chunk)  # rules whose axis_box is exactly each coordinate's keys
 
 
 def _digits(dims, tile):
@@ -977,78 +1072,213 @@ class _SparseTable:
         return out
 
 
-class _Reach:
-    """The range of key coordinates that query coordinates lo … hi reach along one axis:
-    (min of first, max of last) over the range — first[lo] and last[hi] when both are
-    nondecreasing (natten, window, chunk: every box rule), else from sparse tables."""
+class _TableAxis:
+    """One axis's relation as a bool matrix: pairs between ranges from its prefix sums, the
+    keys a range of queries reaches as one interval (range minimum / maximum)."""
+
+    def __init__(self, m):
+        s = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int32)
+        s[1:, 1:] = np.cumsum(np.cumsum(m, axis=0, dtype=np.int32), axis=1, dtype=np.int32)
+        self.sums = s
+        any_ = m.any(axis=1)
+        first = np.where(any_, m.argmax(axis=1), m.shape[1])
+        last = np.where(any_, m.shape[1] - 1 - m[:, ::-1].argmax(axis=1), -1)
+        self.first, self.last = _SparseTable(first, np.minimum), _SparseTable(last, np.maximum)
+
+    def counts(self, x0, x1, y0, y1):
+        s = self.sums
+        x1, y1 = x1 + 1, y1 + 1
+        return s[x1, y1].astype(np.int64) - s[x0, y1] - s[x1, y0] + s[x0, y0]
+
+    def ends(self, x0, x1):
+        return self.first(x0, x1), self.last(x0, x1)
+
+    def reach(self, x0, x1):
+        """(entry, first, last): the intervals of keys the query ranges [x0, x1] reach."""
+        return np.arange(x0.size), self.first(x0, x1), self.last(x0, x1)
+
+    def reach_count(self, x0, x1):
+        """(intervals, the longest) of `reach` per entry, without listing them."""
+        return np.ones_like(x0), self.last(x0, x1) - self.first(x0, x1) + 1
+
+
+class _IntervalAxis:
+    """One axis's relation given as an interval of keys per query coordinate x (first[x] …
+    last[x], none when first > last: `_axis_span`): its prefix sums built from the intervals
+    (no L × L relation matrix), flat (L + 1) × (L + 1) int32, so that a count is four `take`s;
+    the keys a range of queries reaches from first[lo] and last[hi] where both ends are
+    nondecreasing (natten, window, chunk: every box rule), else from range tables."""
 
     def __init__(self, first, last):
-        self.first, self.last = first, last
-        self.monotone = bool(np.all(first[1:] >= first[:-1]) and np.all(last[1:] >= last[:-1]))
-        self.tables = None
-
-    def __call__(self, lo, hi):
-        if self.monotone:
-            return self.first.take(lo), self.last.take(hi)
-        if self.tables is None:
-            self.tables = _SparseTable(self.first, np.minimum), _SparseTable(self.last, np.maximum)
-        return self.tables[0](lo, hi), self.tables[1](lo, hi)
-
-
-class _Separable:
-    """Block counting for a conjunction of per-axis relations: per axis its prefix sums
-    (flat, (L + 1) × (L + 1) int32: pairs x' < x, y' < y at x · (L + 1) + y) and the range of
-    keys each coordinate reaches. Each axis is given as its key interval per coordinate
-    (first, last: `_axis_intervals`) or as its bool relation matrix (`_relations`)."""
-
-    def __init__(self, axes):
-        self.sums, self.widths, self.reach = [], [], []
-        built = {}  # axes with the same intervals (a square natten) share one table
-        for item in axes:
-            if isinstance(item, np.ndarray):  # a relation matrix
-                m = item
-                s = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int32)
-                s[1:, 1:] = np.cumsum(np.cumsum(m, axis=0, dtype=np.int32), axis=1, dtype=np.int32)
-                any_ = m.any(axis=1)
-                first = np.where(any_, m.argmax(axis=1), m.shape[1])
-                last = np.where(any_, m.shape[1] - 1 - m[:, ::-1].argmax(axis=1), -1)
-                reach = _Reach(first.astype(np.int64), last.astype(np.int64))
-            else:  # key intervals: row x' holds clip(y − first, 0, length) of the keys below y
-                first, last = item
-                key = (first.tobytes(), last.tobytes())
-                if key not in built:
-                    built[key] = self._from_intervals(first, last)
-                s, reach = built[key]
-            self.sums.append(s.reshape(-1))
-            self.widths.append(s.shape[1])
-            self.reach.append(reach)
-
-    @staticmethod
-    def _from_intervals(first, last):
         size = first.size
         length = np.maximum(last - first + 1, 0).astype(np.int32)
         s = np.zeros((size + 1, size + 1), dtype=np.int32)
         below = np.arange(size + 1, dtype=np.int32)[None, :] - first.astype(np.int32)[:, None]
-        np.maximum(below, 0, out=below)
+        np.maximum(below, 0, out=below)  # row x holds clip(y − first, 0, length) of the keys below y
         np.minimum(below, length[:, None], out=below)
         np.cumsum(below, axis=0, out=s[1:])
+        self.sums, self.width = s.reshape(-1), size + 1
         if length.min(initial=1) == 0:  # coordinates without keys reach nothing
             first, last = np.where(length > 0, first, size), np.where(length > 0, last, -1)
-        return s, _Reach(np.asarray(first, dtype=np.int64), np.asarray(last, dtype=np.int64))
+        self.first, self.last = first.astype(np.int64), last.astype(np.int64)
+        self.monotone = bool(np.all(self.first[1:] >= self.first[:-1]) and np.all(self.last[1:] >= self.last[:-1]))
+        self.tables = None
+
+    def counts(self, x0, x1, y0, y1):
+        s, w = self.sums, self.width
+        x0, x1, y1 = x0 * w, (x1 + 1) * w, y1 + 1
+        return (s.take(x1 + y1) - s.take(x0 + y1) - s.take(x1 + y0) + s.take(x0 + y0)).astype(np.int64)
+
+    def ends(self, x0, x1):
+        """(first, last): the one interval of keys each query range [x0, x1] reaches."""
+        if self.monotone:
+            return self.first.take(x0), self.last.take(x1)
+        if self.tables is None:
+            self.tables = _SparseTable(self.first, np.minimum), _SparseTable(self.last, np.maximum)
+        return self.tables[0](x0, x1), self.tables[1](x0, x1)
+
+    def reach(self, x0, x1):
+        return (np.arange(x0.size), *self.ends(x0, x1))
+
+    def reach_count(self, x0, x1):
+        first, last = self.ends(x0, x1)
+        return np.ones_like(x0), last - first + 1
+
+
+def _congruent_below(a, b, s):
+    """#{x ∈ [0, a), y ∈ [0, b) : x ≡ y (mod s)}: with a = qa·s + ra, Σ over the residues ρ
+    of (qa + [ρ < ra])(qb + [ρ < rb])."""
+    qa, ra, qb, rb = a // s, a % s, b // s, b % s
+    return s * qa * qb + qa * rb + qb * ra + np.minimum(ra, rb)
+
+
+class _ProgressionAxis:
+    """One axis's relation y − x ≡ 0 (mod s) and |y − x| ≤ e (e None: unbounded) — stride2d's
+    residue classes, window2d's band, all, self and their conjunctions — in closed form, any
+    axis length: the keys of a query coordinate are an arithmetic progression."""
+
+    def __init__(self, s: int, e, length: int):
+        self.s, self.length = s, length
+        self.e = None if e is not None and e >= length - 1 else e
+
+    def counts(self, x0, x1, y0, y1):
+        x1, y1 = np.maximum(x1, x0 - 1), np.maximum(y1, y0 - 1)  # empty ranges: none
+        s, e = self.s, self.e
+        if e is None:
+            if s == 1:
+                return (x1 - x0 + 1) * (y1 - y0 + 1)
+            x1, y1 = x1 + 1, y1 + 1
+            return (_congruent_below(x1, y1, s) - _congruent_below(x0, y1, s)
+                    - _congruent_below(x1, y0, s) + _congruent_below(x0, y0, s))
+        if s == 1:
+            return _pairs_within(x0, x1, y0, y1, e)
+        out = 0
+        for k in range(-(e // s), e // s + 1):
+            out = out + _pairs_diff(x0, x1, y0, y1, k * s)
+        return out
+
+    def _steps(self, x0, x1):
+        """Per entry the multiples k·s (k0 … k1) of the reached intervals [x0 + k·s, x1 + k·s],
+        or one interval (k0 = k1 = 0, widened by ``pad``) where the range covers every residue."""
+        s, e, last = self.s, self.e, self.length - 1
+        pad = np.full_like(x0, last if e is None else e)
+        whole = (s == 1) | (x1 - x0 + 1 >= s)
+        bound = last // s if e is None else e // s
+        k0 = np.where(whole, 0, np.maximum(-bound, -(x1 // s)))
+        k1 = np.where(whole, 0, np.minimum(bound, (last - x0) // s))
+        return whole, pad, k0, k1
+
+    def reach(self, x0, x1):
+        whole, pad, k0, k1 = self._steps(x0, x1)
+        count = np.maximum(k1 - k0 + 1, 0)
+        entry = np.repeat(np.arange(x0.size), count)
+        k = k0[entry] + np.arange(entry.size) - np.repeat(np.cumsum(count) - count, count)
+        step = k * self.s
+        first = np.where(whole[entry], x0[entry] - pad[entry], x0[entry] + step)
+        last = np.where(whole[entry], x1[entry] + pad[entry], x1[entry] + step)
+        return entry, np.maximum(first, 0), np.minimum(last, self.length - 1)
+
+    def reach_count(self, x0, x1):
+        whole, pad, k0, k1 = self._steps(x0, x1)
+        return np.maximum(k1 - k0 + 1, 0), np.minimum(x1 - x0 + 1 + np.where(whole, 2 * pad, 0), self.length)
+
+
+class _SpanAxis:
+    """One axis's relation where query coordinate x holds the keys [first(x), last(x)], both
+    nondecreasing and never empty (natten, chunk2d, sliding_tiles, window2d on an axis too
+    long for a table): pairs between ranges from prefix sums of the ends, split where they
+    cross the key range's ends (binary search)."""
+
+    def __init__(self, first, last):
+        self.first, self.last = first, last
+        self.sum_first = np.concatenate([[0], np.cumsum(first)])
+        self.sum_last = np.concatenate([[0], np.cumsum(last)])
+
+    @staticmethod
+    def usable(first, last) -> bool:
+        return bool((first <= last).all() and (np.diff(first) >= 0).all() and (np.diff(last) >= 0).all())
+
+    def counts(self, x0, x1, y0, y1):
+        first, last = self.first, self.last
+        # the x whose keys meet [y0, y1]: last(x) ≥ y0 and first(x) ≤ y1 (each term ≥ 1 there)
+        lo = np.maximum(x0, np.searchsorted(last, y0, "left"))
+        hi = np.minimum(x1, np.searchsorted(first, y1, "right") - 1)
+        empty = (hi < lo) | (y1 < y0)
+        hi = np.where(empty, lo - 1, hi)
+        c = np.clip(np.searchsorted(last, y1, "left"), lo, hi + 1)  # x < c: last(x) < y1
+        d = np.clip(np.searchsorted(first, y0, "right"), lo, hi + 1)  # x < d: first(x) ≤ y0
+        upper = self.sum_last[c] - self.sum_last[lo] + (hi + 1 - c) * y1  # Σ min(last(x), y1)
+        lower = (d - lo) * y0 + self.sum_first[hi + 1] - self.sum_first[d]  # Σ max(first(x), y0)
+        return np.where(empty, 0, upper - lower + (hi + 1 - lo))
+
+    def ends(self, x0, x1):
+        return self.first[x0], self.last[x1]
+
+    def reach(self, x0, x1):
+        return np.arange(x0.size), self.first[x0], self.last[x1]
+
+    def reach_count(self, x0, x1):
+        return np.ones_like(x0), self.last[x1] - self.first[x0] + 1
+
+
+class _Separable:
+    """Block counting for a conjunction of per-axis relations (`_TableAxis`,
+    `_ProgressionAxis` or `_SpanAxis` per axis): the pairs between two boxes are the product over the axes
+    of the pairs between their ranges, the keys a box reaches the product of the intervals
+    each axis reaches."""
+
+    def __init__(self, axes):
+        self.axes = axes
 
     def counts(self, qlo, qhi, klo, khi):
         """Pairs between query boxes and key boxes (arrays [..., axes] broadcasting)."""
         out = None
-        for a, (s, width) in enumerate(zip(self.sums, self.widths)):
-            x0, x1 = qlo[..., a] * width, (qhi[..., a] + 1) * width
-            y0, y1 = klo[..., a], khi[..., a] + 1
-            c = (s.take(x1 + y1) - s.take(x0 + y1) - s.take(x1 + y0) + s.take(x0 + y0))
-            out = c.astype(np.int64) if out is None else out * c
+        for a, axis in enumerate(self.axes):
+            c = axis.counts(qlo[..., a], qhi[..., a], klo[..., a], khi[..., a])
+            out = c if out is None else out * c
         return out
 
-    def reach_box(self, lo, hi):
-        """Per axis the (first, last) key coordinates the query boxes [lo, hi] reach."""
-        return [reach(lo[:, a], hi[:, a]) for a, reach in enumerate(self.reach)]
+    def reach_boxes(self, lo, hi):
+        """(entry, first, last): the boxes of keys (per axis inclusive, clipped to the grid)
+        that the query boxes [lo, hi] reach, a superset of their keys."""
+        entry = np.arange(lo.shape[0])
+        if all(hasattr(axis, "ends") for axis in self.axes):  # one interval per axis: one box per query box
+            ends = [axis.ends(lo[:, a], hi[:, a]) for a, axis in enumerate(self.axes)]
+            return entry, np.stack([f for f, _ in ends], axis=1), np.stack([t for _, t in ends], axis=1)
+        first = np.zeros((entry.size, 0), dtype=np.int64)
+        last = first
+        for a, axis in enumerate(self.axes):
+            which, f, t = axis.reach(lo[entry, a], hi[entry, a])
+            entry, first, last = entry[which], np.column_stack([first[which], f]), np.column_stack([last[which], t])
+        return entry, first, last
+
+    def reach_count(self, lo, hi):
+        """(boxes, the longest extent per axis [entries, axes]) of `reach_boxes`, unlisted."""
+        count, extent = np.ones(lo.shape[0], dtype=np.int64), []
+        for a, axis in enumerate(self.axes):
+            c, e = axis.reach_count(lo[:, a], hi[:, a])
+            count, extent = count * c, extent + [e]
+        return count, np.stack(extent, axis=1)
 
 
 def _pairs_diff(a, b, c, d, delta):
@@ -1084,57 +1314,84 @@ class _Offsets:
                          * _pairs_within(qlo[..., 1], qhi[..., 1], klo[..., 1], khi[..., 1], e))
         return out
 
-    def reach_box(self, lo, hi):
-        return [(lo[:, a] - self.d, hi[:, a] + self.d) for a in range(lo.shape[1])]
+    def reach_boxes(self, lo, hi):
+        return np.arange(lo.shape[0]), lo - self.d, hi + self.d
+
+    def reach_count(self, lo, hi):
+        return np.ones(lo.shape[0], dtype=np.int64), hi - lo + 1 + 2 * self.d
 
 
-def _relations(node, dims):
-    """Per axis the bool relation matrix of a conjunction of per-axis relations, or None
-    when ``node`` is not one."""
+def _axis_relation(node, a: int, d: int):
+    """The bool relation matrix along axis ``a`` (length ``d``) of a conjunction of per-axis
+    relations, or None when ``node`` is not one."""
     if isinstance(node, _AxisRule):
-        out = []
-        for a, d in enumerate(dims):
-            x = np.arange(d, dtype=np.int64)
-            held = node.axis_rule(a, x[:, None], x[None, :])
-            out.append(np.ones((d, d), dtype=bool) if held is None else np.asarray(held, dtype=bool))
-        return out
+        x = np.arange(d, dtype=np.int64)
+        held = node.axis_rule(a, x[:, None], x[None, :])
+        return np.ones((d, d), dtype=bool) if held is None else np.asarray(held, dtype=bool)
     if isinstance(node, (All, Nothing, Self)):  # every pair, none, the same cell: per axis too
         make = {All: np.ones, Nothing: np.zeros}.get(type(node))
-        return [make((d, d), dtype=bool) if make else np.eye(d, dtype=bool) for d in dims]
+        return make((d, d), dtype=bool) if make else np.eye(d, dtype=bool)
     if isinstance(node, GridTransposed):
-        inner = _relations(node.operand, dims)
-        return None if inner is None else [m.T for m in inner]
+        inner = _axis_relation(node.operand, a, d)
+        return None if inner is None else inner.T
     if isinstance(node, Intersection):
-        parts = [_relations(p, dims) for p in node.parts]
-        if any(p is None for p in parts):
-            return None
-        return [np.logical_and.reduce([p[a] for p in parts]) for a in range(len(dims))]
+        parts = [_axis_relation(p, a, d) for p in node.parts]
+        return None if any(p is None for p in parts) else np.logical_and.reduce(parts)
     return None
 
 
-def _axis_intervals(node, dims):
-    """Per axis (first, last), int64 [length]: query coordinate x's keys along the axis are
-    first[x] … last[x] (none when first > last), when ``node`` is a conjunction of per-axis
-    interval rules (natten, window, chunk, sliding tiles, all, none, self); else None. Read
-    off the rules' boxes, with no L × L relation matrix (`_relations` gives the others)."""
-    if isinstance(node, _EXACT_BOXES):
-        out = []
-        for a, d in enumerate(dims):
-            lo, hi = node.axis_box(a, np.arange(d, dtype=np.int64))
-            out.append((np.maximum(lo, 0), np.minimum(hi, d - 1)))
-        return out
-    if isinstance(node, (All, Nothing, Self)):
-        x = [np.arange(d, dtype=np.int64) for d in dims]
-        if isinstance(node, Self):
-            return [(c, c) for c in x]
-        return [(np.zeros_like(c), np.full_like(c, c.size - 1 if isinstance(node, All) else -1)) for c in x]
+def _progression(node, a: int):
+    """(s, e): ``node``'s relation along axis ``a`` is y − x ≡ 0 (mod s) and |y − x| ≤ e (e None:
+    unbounded), or None when it is not of that form."""
+    if isinstance(node, _Stride):
+        return node.values[a], None
+    if isinstance(node, _Window):
+        return 1, node.values[a]
+    if isinstance(node, (All, Self)):
+        return 1, (None if isinstance(node, All) else 0)
     if isinstance(node, Intersection):
-        parts = [_axis_intervals(p, dims) for p in node.parts]
+        parts = [_progression(p, a) for p in node.parts]
         if any(p is None for p in parts):
             return None
-        return [(np.max([p[a][0] for p in parts], axis=0), np.min([p[a][1] for p in parts], axis=0))
-                for a in range(len(dims))]
+        bounds = [e for _, e in parts if e is not None]
+        return math.lcm(*(s for s, _ in parts)), (min(bounds) if bounds else None)
     return None
+
+
+def _nodes(op):
+    """``op`` and every node below it."""
+    stack = [op]
+    while stack:
+        p = stack.pop()
+        yield p
+        stack.extend(p.children())
+
+
+def _has_stride(node) -> bool:
+    return any(isinstance(p, _Stride) for p in _nodes(node))
+
+
+def _axis_counter(node, a: int, d: int, strided: bool, shared: dict):
+    """The counter of axis ``a``: in closed form where the relation is a progression and the
+    axis is strided or too long for a table, else a table (None: neither) — from the key
+    intervals where the axis has them, one table for every axis with the same intervals
+    (``shared``: a square natten's two axes)."""
+    form = _progression(node, a)
+    if form is not None and (strided or d > _MAX_AXIS_TABLE):
+        s, e = form
+        if s == 1 or e is None or e < s * _MAX_OFFSETS:
+            return _ProgressionAxis(s, e, d)
+    if d > _MAX_AXIS_TABLE:
+        span = _axis_span(node, a, d)
+        return _SpanAxis(*span) if span is not None and _SpanAxis.usable(*span) else None
+    span = _axis_span(node, a, d)
+    if span is not None:
+        key = (span[0].tobytes(), span[1].tobytes())
+        if key not in shared:
+            shared[key] = _IntervalAxis(*span)
+        return shared[key]
+    m = _axis_relation(node, a, d)
+    return None if m is None else _TableAxis(m)
 
 
 @functools.lru_cache(maxsize=32)
@@ -1143,12 +1400,10 @@ def box_counter(node, dims: tuple):
     ``dims`` (`_Separable` or `_Offsets`), or None when it has no such form."""
     if isinstance(node, _Distance) and len(dims) == 2 and 2 * node.d + 1 <= _MAX_OFFSETS:
         return _Offsets(node.d, node.reach)
-    if max(dims) > _MAX_AXIS_TABLE:
-        return None
-    axes = _axis_intervals(node, dims)
-    if axes is None:
-        axes = _relations(node, dims)
-    return None if axes is None else _Separable(axes)
+    strided = _has_stride(node)
+    shared = {}
+    axes = [_axis_counter(node, a, d, strided, shared) for a, d in enumerate(dims)]
+    return None if any(x is None for x in axes) else _Separable(axes)
 
 
 def _block_runs(node, grid, side):
@@ -1161,7 +1416,10 @@ def _block_runs(node, grid, side):
         b = np.arange(count, dtype=np.int64)
         first = np.maximum(b * size, node.offset) - node.offset
         last = np.minimum(np.minimum((b + 1) * size, grid.n), node.offset + node.cells) - 1 - node.offset
-        owner, lo, hi = run_boxes(first, last, node.dims, node.tile)
+        if node.order == "morton":
+            owner, lo, hi = morton_run_boxes(first, last, node.dims)
+        else:
+            owner, lo, hi = run_boxes(first, last, node.dims, node.tile)
         if owner.size == count and bool(np.all(owner == b)):  # one box per block (runs of whole rows, tiles)
             grid.memo[key] = (owner, lo, hi), (lo[:, None, :], hi[:, None, :])
             return grid.memo[key]
@@ -1210,14 +1468,17 @@ def _box_block_candidates(node, grid, counter):
         dims = np.array(node.dims, dtype=np.int64)
         _, tile = _digits(node.dims, node.tile)
         tile = np.array(tile, dtype=np.int64)
-        reach = counter.reach_box(lo, hi)
-        first = np.maximum(np.stack([f for f, _ in reach], axis=1), 0)
-        last = np.minimum(np.stack([t for _, t in reach], axis=1), dims - 1)
-        keep = np.flatnonzero(np.all(first <= last, axis=1))
-        if keep.size < owner.size:
-            owner, first, last = owner.take(keep), first.take(keep, axis=0), last.take(keep, axis=0)
-        t_lo = first // tile
-        span = last // tile - t_lo + 1  # the tiles the reach meets, per axis
+        which, first, last = counter.reach_boxes(lo, hi)
+        owner, first, last = owner[which], np.maximum(first, 0), np.minimum(last, dims - 1)
+        keep = np.all(first <= last, axis=1)
+        owner, first, last = owner[keep], first[keep], last[keep]
+        if node.order == "morton":  # each reached box as its runs of Morton tokens (aligned Z-order cubes)
+            which, start, stop = morton_box_runs(first, last, node.dims)
+            grid.memo[key] = grid.key_block_range(owner[which], start + node.offset,
+                                                  np.minimum(stop - 1 + node.offset, grid.n - 1))
+            return grid.memo[key]
+        t_lo, t_hi = first // tile, last // tile
+        span = t_hi - t_lo + 1
         count = np.prod(span, axis=1)
         which = np.repeat(np.arange(owner.size), count)
         local = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
@@ -1234,6 +1495,46 @@ def _box_block_candidates(node, grid, counter):
         start += inner_lo @ cells_after
         grid.memo[key] = grid.key_block_range(owner.take(which), start, np.minimum(stop, grid.n - 1))
     return grid.memo[key]
+
+
+_EXACT_ESTIMATE = 1 << 22  # candidate blocks listed for an exact estimate when the bound allows at most this many
+
+
+def _box_block_estimate(node, grid, counter):
+    """The candidate blocks of a grid with a box counter: their number (listed) when a bound
+    allows at most _EXACT_ESTIMATE, else the bound — per query box, the boxes it reaches
+    (`reach_count`, unlisted) × the tiles each meets × the key blocks a tile's part spans —
+    so that a layout too large for the budget (stride2d(64, 64) on a 4096² grid at 2^24:
+    2.7·10^8 blocks of 128 × 128) is refused before its candidates are listed."""
+    (owner, lo, hi), _ = _block_runs(node, grid, "q")
+    count, extent = counter.reach_count(lo, hi)
+    dims = np.array(node.dims, dtype=np.int64)
+    extent = np.clip(extent, 1, dims)
+    if node.order == "morton":
+        blocks = _morton_blocks_bound(extent, node.dims, grid.block_k)
+    else:
+        tile = np.array(_digits(node.dims, node.tile)[1], dtype=np.int64)
+        tiles = np.prod(np.minimum((extent - 2) // tile + 2, dims // tile), axis=1)  # ⌈(e − 1)/t⌉ + 1
+        inner = np.minimum(extent, tile)
+        after = np.append(np.cumprod(tile[::-1])[::-1][1:], 1)  # tokens per step of each inner digit
+        span = ((inner - 1) * after).sum(axis=1) + 1
+        blocks = tiles * np.minimum(grid.num_k, (span + grid.block_k - 2) // grid.block_k + 1)
+    per_query_block = np.bincount(owner, weights=(count * blocks).astype(np.float64), minlength=grid.num_q)
+    bound = int(np.minimum(per_query_block, grid.num_k).sum())
+    return int(node.block_candidates(grid).size) if bound <= _EXACT_ESTIMATE else bound
+
+
+def _morton_blocks_bound(extent, dims, block: int):
+    """The most key blocks (of ``block`` tokens) a box of ``extent`` cells per axis meets in
+    Morton order: for any side 2^L, the box lies in Π (⌈(e − 1)/2^L⌉ + 1) aligned Z-order cubes,
+    each a run of at most 2^(L·axes) tokens, so of ⌈2^(L·axes)/block⌉ + 1 blocks; the least over L."""
+    best = None
+    for level in range(_z_bits(dims) + 1):
+        side = 1 << level
+        cubes = np.prod((extent - 2) // side + 2, axis=1)
+        bound = cubes * (-(-(side ** len(dims)) // block) + 1)
+        best = bound if best is None else np.minimum(best, bound)
+    return best
 
 
 # ---- keys per row from coordinate boxes (exact counts, row sets) ---------------------------
@@ -1262,18 +1563,41 @@ class NoBoxes(Exception):
     primitive in tile order, …): its keys are listed instead."""
 
 
+def _axis_span(node, a: int, d: int):
+    """(first, last) int64 [d] along axis ``a`` in closed form, from the primitives' own
+    `axis_box` (window2d, natten, chunk2d, sliding_tiles, all, self and their intersections:
+    no d × d relation), or None."""
+    x = np.arange(d, dtype=np.int64)
+    if isinstance(node, _AxisRule):
+        box = node.axis_box(a, x)
+        return None if box is None else (np.maximum(box[0], 0), np.minimum(box[1], d - 1))
+    if isinstance(node, (All, Self)):
+        return (np.zeros(d, dtype=np.int64), np.full(d, d - 1, dtype=np.int64)) if isinstance(node, All) else (x, x)
+    if isinstance(node, Intersection):
+        parts = [_axis_span(p, a, d) for p in node.parts]
+        if any(p is None for p in parts):
+            return None
+        return np.maximum.reduce([f for f, _ in parts]), np.minimum.reduce([t for _, t in parts])
+    return None
+
+
 @functools.lru_cache(maxsize=64)
 def axis_spans(node, dims: tuple):
     """Per axis (first, last), int64 [length]: the interval of key coordinates that query
     coordinate x reaches (first > last: none), when ``node``'s relation is one interval per
-    axis for every coordinate (a box); else None."""
-    if max(dims) > _MAX_AXIS_TABLE:
-        return None
-    relations = _relations(node, dims)
-    if relations is None:
-        return None
+    axis for every coordinate (a box); else None. An axis too long for its relation matrix
+    reads the primitives' boxes (`_axis_span`)."""
     out = []
-    for m in relations:
+    for a, d in enumerate(dims):
+        if d > _MAX_AXIS_TABLE:
+            span = _axis_span(node, a, d)
+            if span is None:
+                return None
+            out.append(span)
+            continue
+        m = _axis_relation(node, a, d)
+        if m is None:
+            return None
         held = m.any(axis=1)
         first = np.where(held, m.argmax(axis=1), 0).astype(np.int64)
         last = np.where(held, m.shape[1] - 1 - m[:, ::-1].argmax(axis=1), -1).astype(np.int64)
@@ -1350,19 +1674,17 @@ def box_runs(lo, hi, dims, tile):
 def morton_box_runs(lo, hi, dims):
     """`box_runs` in Morton order: the box split into the aligned cubes of the Z-order that
     it holds (a cube of side 2^L is 2^(L·axes) consecutive Z-codes), found level by level
-    from the whole grid down, cutting only the cubes that cross the box's faces; a run of
-    Z-codes is a run of tokens (token = the rank of the cell's code: cubes inside the box
-    hold existing cells only)."""
+    from the whole grid down, cutting only the cubes that cross the box's faces; the cells
+    of a cube (cut by the grid) are consecutive tokens from the Morton rank of its corner
+    (`morton_rank`: no table of the grid's cells)."""
     axes = len(dims)
-    if _z_bits(dims) * axes > 62:
-        raise NoBoxes("Z-codes longer than 62 bits")
-    codes = _sorted_z_codes(tuple(dims))
     lo = np.maximum(np.asarray(lo, dtype=np.int64), 0)
     hi = np.minimum(np.asarray(hi, dtype=np.int64), np.array(dims, dtype=np.int64) - 1)
     owner = np.flatnonzero(np.all(lo <= hi, axis=1))
     base = np.zeros((owner.size, axes), dtype=np.int64)
     corners = np.array(list(itertools.product((0, 1), repeat=axes)), dtype=np.int64)
-    owners, starts, sizes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    empty = np.zeros(0, dtype=np.int64)
+    owners, starts, stops = [empty], [empty], [empty]
     level = _z_bits(dims)
     entries = lo.shape[0]
     while owner.size:
@@ -1372,17 +1694,17 @@ def morton_box_runs(lo, hi, dims):
         top = base + side - 1
         inside = np.all((base >= lo[owner]) & (top <= hi[owner]), axis=1)
         meets = np.all((base <= hi[owner]) & (top >= lo[owner]), axis=1)
+        corner = list(base[inside].T)
+        start = morton_rank(corner, dims)
         owners.append(owner[inside])
-        starts.append(z_codes(list(base[inside].T), dims))
-        sizes.append(np.full(int(inside.sum()), side ** axes, dtype=np.int64))
+        starts.append(start)
+        stops.append(start + _cube_cells(corner, side, dims))
         cut = meets & ~inside  # (a cell, level 0, is inside or apart)
         half = side >> 1
         owner = np.repeat(owner[cut], corners.shape[0])
         base = (base[cut][:, None, :] + corners[None, :, :] * half).reshape(-1, axes)
         level -= 1
-    owner, start = np.concatenate(owners), np.concatenate(starts)
-    stop = np.searchsorted(codes, start + np.concatenate(sizes))
-    start = np.searchsorted(codes, start)
+    owner, start, stop = np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
     order = np.lexsort((start, owner))
     return _merged(owner[order], start[order], stop[order])
 
@@ -1406,19 +1728,14 @@ def _cell_runs(node: Grid, lo, hi):
 
 
 def _has_grid_primitive(node) -> bool:
-    stack = [node]
-    while stack:
-        p = stack.pop()
-        if isinstance(p, GridPrimitive):
-            return True
-        stack.extend(p.children())
-    return False
+    return any(isinstance(p, GridPrimitive) for p in _nodes(node))
 
 
-def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int):
+def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool = False):
     """RowKeys (patterndsl.analysis.rowsets) of the query cells of raster ranks ``ranks``
     under the operand ``op``, over local tokens (0: the grid's first cell) below
-    ``existing``; raises NoBoxes when ``op`` has no such form."""
+    ``existing``; raises NoBoxes when ``op`` has no such form. With ``classes``, stride2d's
+    keys are listed (`_class_keys`: the caller bounds them), else it has no such form."""
     from .analysis.rowsets import RowKeys, TooManyIntervals, combine, row_keys
 
     m = ranks.size
@@ -1445,12 +1762,14 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int):
         return combine([clipped(owner[order], start[order], stop[order])], m, existing, "any")
     if isinstance(op, (Union, Intersection)):
         how = "any" if isinstance(op, Union) else "all"
-        return combine([_local_keys(node, p, ranks, existing) for p in op.parts], m, existing, how)
+        return combine([_local_keys(node, p, ranks, existing, classes) for p in op.parts], m, existing, how)
     if isinstance(op, Difference):
-        right = combine([_local_keys(node, op.right, ranks, existing)], m, existing, "none")
-        return combine([_local_keys(node, op.left, ranks, existing), right], m, existing, "all")
+        right = combine([_local_keys(node, op.right, ranks, existing, classes)], m, existing, "none")
+        return combine([_local_keys(node, op.left, ranks, existing, classes), right], m, existing, "all")
     if isinstance(op, Complement):
-        return combine([_local_keys(node, op.operand, ranks, existing)], m, existing, "none")
+        return combine([_local_keys(node, op.operand, ranks, existing, classes)], m, existing, "none")
+    if classes and isinstance(op, _Stride):
+        return clipped(*_class_keys(node, op.values, ranks))
     if not _has_grid_primitive(op):  # a 1D operand: intervals of raster ranks
         try:
             keys = row_keys(op, ranks, node.cells, limit=_RANK_INTERVALS * max(1, m))
@@ -1467,16 +1786,285 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int):
     raise NoBoxes(str(op))
 
 
-def grid_row_keys(node: Grid, rows, n: int):
+def morton_run_boxes(lo, hi, dims):
+    """(owner, box_lo, box_hi): the boxes of cells (inclusive) whose union is the Morton tokens
+    lo[e] … hi[e] of each entry e, exactly and disjointly: the aligned Z-order cubes (cut by
+    the grid) that the run holds, from the whole grid down, a cube's first token the count of
+    the cells of its earlier siblings (at most 2 · (2^axes − 1) per level)."""
+    axes = len(dims)
+    lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+    dims_ = np.array(dims, dtype=np.int64)
+    corners = np.array(list(itertools.product((0, 1), repeat=axes)), dtype=np.int64)  # in Z order
+    owner = np.flatnonzero(lo <= hi)
+    base = np.zeros((owner.size, axes), dtype=np.int64)
+    start = np.zeros(owner.size, dtype=np.int64)
+    empty = np.zeros((0, axes), dtype=np.int64)
+    owners, los, his = [np.zeros(0, dtype=np.int64)], [empty], [empty]
+    level = _z_bits(dims)
+    while owner.size:
+        side = 1 << level
+        end = start + _cube_cells(list(base.T), side, dims)  # exclusive
+        inside = (start >= lo[owner]) & (end - 1 <= hi[owner]) & (end > start)
+        owners.append(owner[inside])
+        los.append(base[inside])
+        his.append(np.minimum(base[inside] + side - 1, dims_ - 1))
+        cut = ~inside & (start <= hi[owner]) & (end - 1 >= lo[owner]) & (end > start)
+        half = side >> 1
+        child = base[cut][:, None, :] + corners[None, :, :] * half
+        cells = _cube_cells([child[:, :, k] for k in range(axes)], half, dims)
+        start = (start[cut][:, None] + np.cumsum(cells, axis=1) - cells).reshape(-1)
+        owner = np.repeat(owner[cut], corners.shape[0])
+        base = child.reshape(-1, axes)
+        level -= 1
+    return np.concatenate(owners), np.concatenate(los), np.concatenate(his)
+
+
+_CLASS_KEYS = 1 << 22  # stride2d keys listed at most for the rows asked (Grid.row_keys)
+
+
+def _class_size(op, dims) -> int:
+    """The most keys a query has in one residue class of the stride2d's inside ``op``."""
+    sizes = [math.prod(-(-d // s) for d, s in zip(dims, p.values)) for p in _nodes(op) if isinstance(p, _Stride)]
+    return max(sizes, default=0)
+
+
+def _cell_tokens(node: Grid, coords):
+    """The local tokens of cells ``coords`` (frame first) in the grid's token order."""
+    if node.order == "morton" and node.cells <= _RANK_TABLE:  # a gather from the inverse of the rank table
+        return _morton_tokens(node.dims)[_raster(coords, node.dims)]
+    if node.order == "morton":
+        return morton_rank(coords, node.dims)
+    if node.tile is None:
+        return _raster(coords, node.dims)
+    tiles = tuple(d // t for d, t in zip(node.dims, node.tile))
+    outer = _raster([x // t for x, t in zip(coords, node.tile)], tiles)
+    return outer * math.prod(node.tile) + _raster([x % t for x, t in zip(coords, node.tile)], node.tile)
+
+
+def _class_keys(node: Grid, mods, ranks):
+    """(owner, start, stop): the cells of each query's residue class (y ≡ x mod s per axis),
+    listed as merged runs of local tokens: Π ⌈d/s⌉ per query at most."""
+    coords = _coords(ranks, node.dims)
+    first = [x % s for x, s in zip(coords, mods)]
+    counts = [(d - 1 - f) // s + 1 for f, d, s in zip(first, node.dims, mods)]
+    total = functools.reduce(np.multiply, counts, np.ones(ranks.size, dtype=np.int64))
+    owner = np.repeat(np.arange(ranks.size), total)
+    local = np.arange(owner.size, dtype=np.int64) - np.repeat(np.cumsum(total) - total, total)
+    cells = [None] * len(mods)
+    for a in range(len(mods) - 1, -1, -1):  # the last axis fastest
+        c = counts[a][owner]
+        cells[a] = first[a][owner] + (local % c) * mods[a]
+        local = local // c
+    token = _cell_tokens(node, cells)
+    order = np.lexsort((token, owner))
+    return _merged(owner[order], token[order], token[order] + 1)
+
+
+_MAX_CLASS_TERMS = 64  # intersections counted at most for one strided operand (inclusion–exclusion)
+
+
+def _class_degrees(node: Grid, op, ranks: np.ndarray, existing: int, extra=None, within=None) -> np.ndarray:
+    """int64 [ranks.size]: the keys of the query cells ``ranks`` under an operand holding
+    stride2d, without listing them. A query's stride2d keys are the cells in its residue
+    class per axis, so an intersection of stride2d's and box-form parts (window2d, natten,
+    causal, …) is the box-form part's runs of tokens, each a few boxes of cells, counted per
+    box as a product of arithmetic progressions; unions, differences and complements are
+    inclusion–exclusion over such intersections, each cut by ``extra`` (RowKeys over local
+    tokens, or None) and to the local token intervals ``within`` (every row's; None: the
+    existing cells). Raises NoBoxes without that form."""
+    coords = _coords(ranks, node.dims)
+    within = ((0, existing),) if within is None else within
+    terms = [0]
+
+    def count(conj, mods):
+        todo, plain = list(conj), []
+        while todo:
+            p = todo.pop()
+            if isinstance(p, Intersection):
+                todo.extend(p.parts)
+            elif isinstance(p, _Stride):
+                mods = [math.lcm(a, b) for a, b in zip(mods, p.values)]
+            else:
+                plain.append(p)
+        mixed = next((p for p in plain if _has_stride(p)), None)
+        if mixed is None:
+            terms[0] += 1
+            if terms[0] > _MAX_CLASS_TERMS:
+                raise NoBoxes("too many intersections to count")
+            return _in_classes(node, plain, mods, coords, ranks, existing, extra, within)
+        others = [p for p in plain if p is not mixed]
+        if isinstance(mixed, Union):
+            strided = [p for p in mixed.parts if _has_stride(p)]
+            rest = [p for p in mixed.parts if not _has_stride(p)]
+            parts = strided + ([rest[0] if len(rest) == 1 else Union(tuple(rest))] if rest else [])
+            first, later = parts[0], (parts[1] if len(parts) == 2 else Union(tuple(parts[1:])))
+            return count(others + [first], mods) + count(others + [later], mods) - count(others + [first, later], mods)
+        if isinstance(mixed, Complement):
+            return count(others, mods) - count(others + [mixed.operand], mods)
+        if isinstance(mixed, Difference):
+            return count(others + [mixed.left], mods) - count(others + [mixed.left, mixed.right], mods)
+        raise NoBoxes(str(mixed))
+
+    return count([op], [1] * len(node.dims))
+
+
+def _in_classes(node: Grid, plain: list, mods: list, coords, ranks, existing: int, extra, within) -> np.ndarray:
+    """The keys of each query in the intersection of ``plain`` (box-form parts), ``extra``,
+    the local token intervals ``within`` and its residue classes mod ``mods`` per axis (1:
+    any coordinate)."""
+    from .analysis.rowsets import RowKeys, combine
+
+    inner = All() if not plain else plain[0] if len(plain) == 1 else Intersection(tuple(plain))
+    spans = axis_spans(inner, node.dims) if extra is None else None
+    if spans is not None:  # a box per query: cut by the boxes of the allowed cells, no runs
+        _, lo, hi = _interval_boxes(node, within)
+        out = np.zeros(ranks.size, dtype=np.int64)
+        for box_lo, box_hi in zip(lo, hi):
+            total = np.ones(ranks.size, dtype=np.int64)
+            for a, ((first, last), x, s) in enumerate(zip(spans, coords, mods)):
+                total *= _in_class(np.maximum(first[x], box_lo[a]), np.minimum(last[x], box_hi[a]), x, s)
+            out += total
+        return out
+    m = ranks.size
+    keys = _local_keys(node, inner, ranks, existing)
+    if within != ((0, existing),):
+        own = np.repeat(np.arange(m), len(within))
+        starts, stops = (np.tile(np.array(v, dtype=np.int64), m) for v in zip(*within)) if within else (own, own)
+        keys = combine([keys, RowKeys(m, own, starts, stops)], m, existing, "all")
+    if extra is not None:
+        keys = combine([keys, extra], m, existing, "all")
+    if all(s == 1 for s in mods):
+        return keys.degrees()
+    runs = morton_run_boxes if node.order == "morton" else functools.partial(run_boxes, tile=node.tile)
+    which, lo, hi = runs(keys.lo, keys.hi - 1, dims=node.dims)
+    own = keys.own[which]
+    total = np.ones(own.size, dtype=np.int64)
+    for a, s in enumerate(mods):
+        total *= _in_class(lo[:, a], hi[:, a], coords[a][own], s)
+    out = np.zeros(ranks.size, dtype=np.int64)
+    np.add.at(out, own, total)
+    return out
+
+
+def _in_class(lo, hi, x, s: int):
+    """#{y ∈ [lo, hi] : y ≡ x (mod s)} (0 for an empty range)."""
+    if s == 1:
+        return np.maximum(hi - lo + 1, 0)
+    return np.maximum((hi - x) // s - (lo - 1 - x) // s, 0)
+
+
+@functools.lru_cache(maxsize=16)
+def _interval_boxes(node: Grid, within: tuple):
+    """The boxes of cells whose union is the local tokens of the intervals ``within`` (the
+    existing cells, or the columns a probe allows): a few per interval in raster and tile
+    order, a few per level in Morton order."""
+    lo = np.array([a for a, _ in within], dtype=np.int64)
+    hi = np.array([b for _, b in within], dtype=np.int64) - 1
+    if node.order == "morton":
+        return morton_run_boxes(lo, hi, node.dims)
+    return run_boxes(lo, hi, node.dims, node.tile)
+
+
+def _merge_grids(pattern):
+    """A union, intersection or difference of grids of one frame (dims, offset, order, tile:
+    a file's layers) as one grid of the combined operands — the same pairs — else itself."""
+    if isinstance(pattern, (Union, Intersection, Difference)):
+        parts = [_merge_grids(p) for p in pattern.children()]
+        if all(isinstance(p, Grid) for p in parts):
+            frames = {(p.dims, p.offset, p.order, p.tile) for p in parts}
+            if len(frames) == 1:
+                first = parts[0]
+                return Grid(first.dims, first.offset, first.order, first.tile,
+                            pattern.with_children(tuple(p.operand for p in parts)))
+        return pattern.with_children(tuple(parts))
+    return pattern
+
+
+def _by_classes(grid) -> bool:
+    """Whether a grid is counted by `_class_degrees`: stride2d inside, or Morton order (its
+    boxes counted against the existing cells' cubes, not cut into runs of tokens)."""
+    return grid.order == "morton" or _has_stride(grid.operand)
+
+
+def _strided_grid(pattern):
+    """(grid, others): ``pattern`` is a grid counted by its classes (`_by_classes`), or its
+    intersection with 1D patterns (no grid inside: rows(…), cols(…), causal, as the
+    conditions' probes ask); else None."""
+    if isinstance(pattern, Grid):
+        return (pattern, []) if _by_classes(pattern) else None
+    if isinstance(pattern, Intersection):
+        parts, todo = [], list(pattern.parts)
+        while todo:  # nested intersections flattened
+            p = todo.pop()
+            if isinstance(p, Intersection):
+                todo.extend(p.parts)
+            else:
+                parts.append(p)
+        grids = [p for p in parts if isinstance(p, Grid)]
+        others = [p for p in parts if not isinstance(p, Grid)]
+        if len(grids) == 1 and _by_classes(grids[0]) and not any(
+                isinstance(q, Grid) for p in others for q in _nodes(p)):
+            return grids[0], others
+    return None
+
+
+def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
+    """The keys of ``rows`` of a tree of grids: from its runs, or (stride2d inside, Morton
+    order) a grid's classes and boxes counted (`_class_degrees`), cut by the 1D patterns it
+    is intersected with."""
+    from .analysis.rowsets import RowKeys, combine, row_keys
+
+    found = _strided_grid(_merge_grids(pattern))
+    if found is None:
+        return _tree_keys(pattern, rows, n).degrees()
+    grid, others = found
+    existing = int(np.clip(n - grid.offset, 0, grid.cells))
+    inside = np.flatnonzero((rows >= grid.offset) & (rows < grid.offset + existing))
+    within = ((0, existing),)  # the keys allowed, as local token intervals (cols(…): the same for every row)
+    for other in others:
+        if isinstance(other, Rows):
+            inside = inside[R.index_member(other.indices, rows[inside])]
+        elif isinstance(other, Cols):
+            within = _meet_intervals(within, [(lo - grid.offset, hi - grid.offset) for lo, hi in other.indices.intervals])
+    extra = None  # the other 1D parts' keys of these rows, over the grid's local tokens
+    for other in others:
+        if not isinstance(other, (Rows, Cols)):
+            keys = row_keys(other, rows[inside], n)
+            lo, hi = np.clip(keys.lo - grid.offset, 0, existing), np.clip(keys.hi - grid.offset, 0, existing)
+            keep = lo < hi
+            keys = RowKeys(inside.size, keys.own[keep], lo[keep], hi[keep])
+            extra = keys if extra is None else combine([extra, keys], inside.size, existing, "all")
+    out = np.zeros(rows.size, dtype=np.int64)
+    ranks = grid._ranks(rows[inside], n)[1]
+    out[inside] = _class_degrees(grid, grid.operand, ranks, existing, extra, within)
+    return out
+
+
+def _meet_intervals(a, b) -> tuple:
+    """The intersection of two sorted lists of disjoint half-open intervals."""
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return tuple(out)
+
+
+def grid_row_keys(node: Grid, rows, n: int, classes: bool = False):
     """RowKeys of the query tokens ``rows`` of ``node`` at ``n`` (tokens), from coordinate
-    boxes; raises NoBoxes when its operand has no such form."""
+    boxes (with ``classes``, stride2d's keys listed); raises NoBoxes when its operand has no
+    such form."""
     from .analysis.rowsets import RowKeys
 
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     existing = int(np.clip(n - node.offset, 0, node.cells))
     inside = np.flatnonzero((rows >= node.offset) & (rows < node.offset + existing))
     _, ranks = node._ranks(rows[inside], n)
-    keys = _local_keys(node, node.operand, ranks, existing)
+    keys = _local_keys(node, node.operand, ranks, existing, classes)
     return RowKeys(rows.size, inside[keys.own], keys.lo + node.offset, keys.hi + node.offset)
 
 
@@ -1511,15 +2099,18 @@ def grid_degrees(pattern, n: int):
     the grid's rows × their runs; None when ``pattern`` is no such tree or an operand has
     no form as boxes (the counter then reads the listed keys)."""
     grids = _grids(pattern)
-    if grids is None:
-        return None
+    if grids is None:  # a grid holding stride2d cut by 1D patterns is counted from its classes
+        found = _strided_grid(_merge_grids(pattern))
+        if found is None:
+            return None
+        grids = [found[0]]
     degrees = np.zeros(n, dtype=np.int64)
     first = min(g.offset for g in grids)
     end = min(n, max(g.offset + g.cells for g in grids))  # no grid holds a row outside
     try:
         for start in range(first, end, _ROWS_AT_ONCE):
             rows = np.arange(start, min(end, start + _ROWS_AT_ONCE), dtype=np.int64)
-            degrees[rows] = _tree_keys(pattern, rows, n).degrees()
+            degrees[rows] = _tree_degrees(pattern, rows, n)
     except NoBoxes:
         return None
     return degrees

@@ -314,3 +314,138 @@ def test_growth_reports_the_same_errors():
     with pytest.raises(SpatError) as info:
         growth_formula("natten(3, 3)")
     assert "inside a grid" in str(info.value)
+
+
+# ---- stride2d's block layouts from its residue classes (grid12d) ---------------------------
+
+
+@pytest.mark.parametrize("source,table", [
+    (source, table) for source in [
+        "grid(12, 10, tile=(3, 5)) { stride2d(3, 4) }",
+        "grid(12, 10) { stride2d(5, 2) & window2d(7, 3) }",  # the band's multiples of s
+        "grid(9, 11, offset=3) { stride2d(2, 3) | window2d(1, 1) }",
+        "grid(12, 10) { stride2d(3, 4) - window2d(1, 1) }",
+        "grid(10, 10) { stride2d(20, 1) & stride2d(2, 3) }",
+    ] for table in (2048, 2)  # 2: every axis too long for a table (closed forms only)
+] + [("grid(16, 16, tile=(4, 4)) { stride2d(4, 4) & chunk2d(8, 8) }", 2048)])  # a table axis beside the classes
+def test_stride2d_layouts_are_the_reference(source, table, monkeypatch):
+    from patterndsl import grid as G
+    from patterndsl.layout import BlockGrid
+
+    monkeypatch.setattr(G, "_MAX_AXIS_TABLE", table)
+    monkeypatch.setattr(G, "_EXACT_ESTIMATE", -1)  # the estimate's bound, never the listed candidates
+    for name in ("point_blocks", "point_block_counts"):  # from boxes, never from listed keys
+        monkeypatch.setattr(G, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("keys listed")))
+    G.box_counter.cache_clear()
+    try:
+        for n in (1, 37, 100, 130):
+            pattern = patterndsl.compile(source, n).pattern()
+            grids = [p for p in [pattern, *pattern.children()] if isinstance(p, G.Grid)]
+            for bq, bk in ((16, 16), (7, 9), (32, 8), (1, 1)):
+                assert block_layout(pattern, n, bq, bk).same_as(reference_layout(pattern, n, bq, bk)), (n, bq, bk)
+                for grid in grids:
+                    if grid._counter() is not None:
+                        bound = grid.block_estimate(BlockGrid(n, bq, bk))
+                        assert bound >= grid.block_candidates(BlockGrid(n, bq, bk)).size
+    finally:
+        G.box_counter.cache_clear()
+
+
+def test_stride2d_candidates_are_its_blocks_not_its_bounding_box():
+    """stride2d(32, 32) on a 1024² grid, blocks of 1024 (one grid row): a query row's keys lie
+    in the 32 rows of its class, so 32 key blocks per query block — not the 1024 of the range
+    its class spans — and the layout estimate is refused up front at 2^24 in blocks of 128
+    (2.7·10^8 blocks) without listing the stride's."""
+    from patterndsl import grid as G
+    from patterndsl.layout import BlockGrid, layout_memory
+
+    pattern = patterndsl.compile("grid(1024, 1024) { stride2d(32, 32) }", 1 << 20).pattern()
+    codes = pattern.block_candidates(BlockGrid(1 << 20, 1024, 1024))
+    assert codes.size == 1024 * 32
+    big = patterndsl.compile("grid(4096, 4096) { stride2d(64, 64) | window2d(1, 1) }", 1 << 24).pattern()
+    listed = []
+    original = G.Grid.block_candidates
+    G.Grid.block_candidates = lambda self, grid: listed.append(str(self)) or original(self, grid)
+    try:
+        assert layout_memory(big, 1 << 24, 128, 128) > 16 << 30  # 64 B per listed block
+    finally:
+        G.Grid.block_candidates = original
+    assert not any("stride2d" in text for text in listed)  # (the window's few are listed)
+
+
+@st.composite
+def morton_sources(draw):
+    """A Morton-ordered grid (2D or 3D, sides that are and are not powers of two, an offset)
+    over the box and stride primitives."""
+    three = draw(st.booleans())
+    dims = [draw(st.integers(1, 4 if three else 11)) for _ in range(3 if three else 2)]
+    offset = draw(st.integers(0, 5))
+    k = st.integers(1, 4)
+    if three:
+        parts = [st.builds("window3d({}, {}, {})".format, k, k, k), st.builds("natten3d({}, {}, {})".format, k, k, k)]
+    else:
+        parts = [st.builds("natten({}, {})".format, k, k), st.builds("window2d({}, {})".format, k, k),
+                 st.builds("stride2d({}, {})".format, k, k), st.builds("chunk2d({}, {})".format, k, k),
+                 st.builds("manhattan({})".format, k)]
+    a, b = draw(st.one_of(parts)), draw(st.one_of(parts + [st.just("self")]))
+    body = draw(st.sampled_from([a, f"{a} | {b}", f"{a} & {b}", f"{a} - {b}", f"transpose({a})"]))
+    return f"grid({', '.join(map(str, dims))}, order=morton, offset={offset}) {{ {body} }}"
+
+
+@settings(max_examples=80, deadline=None)
+@given(morton_sources(), st.integers(1, 140), st.sampled_from([(4, 8), (16, 16), (3, 5), (64, 64), (1, 1)]))
+def test_morton_layouts_are_the_reference(source, n, block):
+    """Morton layouts from Z-order cubes (grid12d), exact, with the estimate above the
+    candidates it lists."""
+    from patterndsl import grid as G
+    from patterndsl.layout import BlockGrid
+
+    pattern = patterndsl.compile(source, n).pattern()
+    bq, bk = block
+    assert block_layout(pattern, n, bq, bk).same_as(reference_layout(pattern, n, bq, bk)), source
+    if isinstance(pattern, G.Grid) and pattern._counter() is not None:
+        bound = G._box_block_estimate(pattern, BlockGrid(n, bq, bk), pattern._counter())
+        assert bound >= pattern.block_candidates(BlockGrid(n, bq, bk)).size
+
+
+def test_morton_layouts_touch_blocks_not_cells(monkeypatch):
+    """natten(7, 7) on a 1024² Morton grid: the candidates come from each query block's cubes
+    (no key listed), few per query block, and the estimate's bound (cubes per box at the
+    best level, never listed) is within a small factor of them."""
+    from patterndsl import grid as G
+    from patterndsl.layout import BlockGrid
+
+    monkeypatch.setattr(G, "_grid_points", lambda *a, **k: (_ for _ in ()).throw(AssertionError("keys listed")))
+    pattern = patterndsl.compile("grid(1024, 1024, order=morton) { natten(7, 7) }", 1 << 20).pattern()
+    grid = BlockGrid(1 << 20, 128, 128)
+    codes = pattern.block_candidates(grid)
+    monkeypatch.setattr(G, "_EXACT_ESTIMATE", -1)
+    bound = pattern.block_estimate(BlockGrid(1 << 20, 128, 128))
+    assert codes.size <= 12 * grid.num_q and codes.size <= bound <= 8 * codes.size
+
+
+@pytest.mark.parametrize("source", [
+    "grid(9, 11, order=morton) { natten(3, 4) }",
+    "grid(12, 10, tile=(3, 5)) { natten(5, 3) & chunk2d(4, 3, shift=(1, 2)) }",
+    "grid(3, 4, 5) { natten3d(1, 2, 3) }",
+    "grid(16, 16, tile=(4, 4)) { sliding_tiles(3, 1) }",
+    "grid(16, 16) { natten(20, 3) & window2d(2, 5) }",
+])
+def test_long_axes_count_spans_without_tables(source, monkeypatch):
+    """Axes too long for a relation matrix (forced: 2) count natten, chunk2d, sliding_tiles
+    from their spans' prefix sums (`_SpanAxis`): a box counter exists and layouts are exact."""
+    from patterndsl import grid as G
+
+    monkeypatch.setattr(G, "_MAX_AXIS_TABLE", 2)
+    G.box_counter.cache_clear()
+    G.axis_spans.cache_clear()
+    try:
+        for n in (1, 37, 130, 300):
+            pattern = patterndsl.compile(source, n).pattern()
+            if isinstance(pattern, G.Grid):
+                assert pattern._counter() is not None
+            for bq, bk in ((16, 16), (7, 9), (1, 1), (64, 64)):
+                assert block_layout(pattern, n, bq, bk).same_as(reference_layout(pattern, n, bq, bk)), (n, bq, bk)
+    finally:
+        G.box_counter.cache_clear()
+        G.axis_spans.cache_clear()

@@ -82,9 +82,10 @@ def test_these_operands_have_boxes(source):
     assert box_counter(grid.operand, grid.dims) is not None
 
 
-def test_morton_and_one_dimensional_operands_list_keys():
-    assert _operand("grid(8, 8, order=morton) { natten(3, 3) }", 64)._counter() is None
+def test_one_dimensional_operands_list_keys():
     assert _operand("grid(8, 8) { causal }", 64)._counter() is None
+    # Morton order has boxes too (grid12d): a block's tokens are aligned Z-order cubes
+    assert _operand("grid(8, 8, order=morton) { natten(3, 3) }", 64)._counter() is not None
 
 
 @settings(max_examples=120, deadline=None)
@@ -137,7 +138,7 @@ def test_known_coordinates_stay_bounded():
     assert any(key.startswith("(") for key in _KNOWN_COORDS)  # the latest grid's entries are kept
 
 
-# ---- the box counter's tables from the rules' key intervals (grid.py `_axis_intervals`) ------
+# ---- the box counter's tables from the rules' key intervals (grid.py `_axis_span`) ------
 
 _BOX_RULES = ["natten(3, 5)", "natten(1, 8)", "window2d(1, 0)", "window2d(9, 2)", "chunk2d(3, 2)",
               "chunk2d(2, 3, shift=(1, 2))", "chunk2d(4, 1, shift=(5, 0))", "all", "self",
@@ -149,22 +150,23 @@ _BOX_RULES = ["natten(3, 5)", "natten(1, 8)", "window2d(1, 0)", "window2d(9, 2)"
 @given(st.sampled_from(_BOX_RULES), st.sampled_from([(4, 6), (6, 4), (8, 12), (5, 7), (1, 3), (12, 12)]))
 def test_key_intervals_are_the_rules_relations(rule, dims):
     """Each axis's interval per coordinate holds exactly the keys of its relation matrix,
-    and the counter built from the intervals has the matrices' prefix sums and reaches."""
+    and the counter built from the intervals counts and reaches as the matrix's does."""
     from patterndsl import grid as G
 
     tile = "" if "sliding" not in rule else f", tile=({2 if dims[0] % 2 == 0 else 1}, {dims[1]})"
     grid = _operand(f"grid({dims[0]}, {dims[1]}{tile}) {{ {rule} }}", dims[0] * dims[1])
-    intervals = G._axis_intervals(grid.operand, grid.dims)
-    relations = G._relations(grid.operand, grid.dims)
-    assert intervals is not None and relations is not None, rule
-    for (first, last), m in zip(intervals, relations):
-        y = np.arange(m.shape[1])
+    for a, d in enumerate(grid.dims):
+        span, m = G._axis_span(grid.operand, a, d), G._axis_relation(grid.operand, a, d)
+        assert span is not None and m is not None, rule
+        first, last = span
+        y = np.arange(d)
         assert np.array_equal((y[None, :] >= first[:, None]) & (y[None, :] <= last[:, None]), m), rule
-    from_intervals, from_matrices = G._Separable(intervals), G._Separable(relations)
-    for a in range(len(dims)):
-        assert np.array_equal(from_intervals.sums[a], from_matrices.sums[a]), rule
-        for end in ("first", "last"):
-            assert np.array_equal(getattr(from_intervals.reach[a], end), getattr(from_matrices.reach[a], end)), rule
+        from_interval, from_matrix = G._IntervalAxis(first, last), G._TableAxis(m)
+        x0, x1 = (v.reshape(-1) for v in np.triu_indices(d))  # every query range x0 ≤ x1 …
+        y0, y1 = np.repeat(x0, x0.size), np.repeat(x1, x1.size)  # … against every key range
+        x0, x1 = np.tile(x0, x0.size), np.tile(x1, x1.size)
+        assert np.array_equal(from_interval.counts(x0, x1, y0, y1), from_matrix.counts(x0, x1, y0, y1)), rule
+        assert np.array_equal(from_interval.reach(x0, x1)[1:], from_matrix.reach(x0, x1)[1:]), rule
 
 
 def test_rules_without_intervals_use_the_relations():
@@ -172,7 +174,7 @@ def test_rules_without_intervals_use_the_relations():
 
     for rule in ("stride2d(2, 3)", "transpose(natten(3, 3))", "natten(3, 3) & stride2d(1, 2)"):
         grid = _operand(f"grid(6, 6) {{ {rule} }}", 36)
-        assert G._axis_intervals(grid.operand, grid.dims) is None, rule
+        assert any(G._axis_span(grid.operand, a, d) is None for a, d in enumerate(grid.dims)), rule
         assert box_counter(grid.operand, grid.dims) is not None, rule
 
 
@@ -183,10 +185,10 @@ def test_reaches_that_are_not_monotone_use_range_tables():
 
     first = np.array([2, 0, 0, 6, 4, 4])
     last = np.array([3, 1, 1, -1, 5, 5])
-    reach = G._Reach(first, last)
-    assert not reach.monotone
+    axis = G._IntervalAxis(first, last)
+    assert not axis.monotone
     lo, hi = np.array([0, 3, 2, 3]), np.array([5, 3, 3, 4])
-    got = reach(lo, hi)
+    got = axis.reach(lo, hi)[1:]
     want = [[first[a:b + 1].min() for a, b in zip(lo, hi)], [last[a:b + 1].max() for a, b in zip(lo, hi)]]
     assert [list(x) for x in got] == want
 

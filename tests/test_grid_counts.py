@@ -6,6 +6,7 @@ combined with each other (a file's layers) and with 1D patterns."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -204,3 +205,149 @@ def test_degree_stats_empty_ranges(values):
     ranges = IndexSet.from_indices(np.flatnonzero(degrees == 0)).intervals
     assert stats["empty_ranges"] == [list(r) for r in ranges[:4]]
     assert stats["empty_truncated"] == (len(ranges) > 4 or int((degrees == 0).sum()) > 4)
+
+
+# ---- stride2d from its residue classes, Morton order without a table (grid12d) --------------
+
+
+@st.composite
+def strided_sources(draw):
+    """A 2D grid whose operand holds stride2d, in every option combination (raster, tile=,
+    order=morton; offset; & | - ~ with box parts, 1D parts and other strides)."""
+    dims = [draw(st.integers(1, 9)) for _ in range(2)]
+    options = [str(d) for d in dims]
+    if draw(st.booleans()):
+        options.append(f"offset={draw(st.integers(0, 7))}")
+    order = draw(st.sampled_from(("rows", "tile", "morton")))
+    if order == "morton":
+        options.append("order=morton")
+    elif order == "tile":
+        tile = [draw(st.sampled_from([t for t in range(1, d + 1) if d % t == 0])) for d in dims]
+        options.append(f"tile=({', '.join(map(str, tile))})")
+    step = st.integers(1, 10)
+    stride = st.builds("stride2d({}, {})".format, step, step)
+    other = st.one_of(stride, st.builds("window2d({}, {})".format, st.integers(0, 3), st.integers(0, 3)),
+                      st.builds("natten({}, {})".format, st.integers(1, 5), st.integers(1, 5)),
+                      st.builds("chunk2d({}, {}, shift=({}, {}))".format, step, step, st.integers(0, 3),
+                                st.integers(0, 3)),
+                      st.sampled_from(["causal", "self", "all", "window(3)", "stride(3)"]))
+    a, b, c = draw(stride), draw(other), draw(other)
+    body = draw(st.sampled_from([a, f"{a} | {b}", f"{a} & {b}", f"{a} - {b}", f"{b} - {a}", f"~{a} & {b}",
+                                 f"({a} | {b}) & ~({c})", f"{a} & {b} | {c}", f"~({a} | {b})"]))
+    return f"grid({', '.join(options)}) {{ {body} }}"
+
+
+@settings(max_examples=120, deadline=None)
+@given(source=strided_sources(), n=S.sizes(max_n=110))
+def test_stride2d_counts_are_the_reference(source, n):
+    assert_exact(compiled(source, n), n)
+
+
+@settings(max_examples=40, deadline=None)
+@given(source=strided_sources(), extra=S.token_free_sources(), n=S.sizes(max_n=90), how=st.integers(0, 2))
+def test_stride2d_grids_with_1d_patterns_are_the_reference(source, extra, n, how):
+    """Cut by 1D patterns (`_strided_grid`: the conditions' rows/cols probes are such) and as
+    a file's layers of one grid frame (`_merge_grids`)."""
+    text = [f"({source}) & {extra}", f"({source}) & ~({extra}) & rows(1..{n + 1})",
+            f"{source} | {source.replace('stride2d(', 'window2d(0, 0) | stride2d(1 + ')}"][how]
+    assert_exact(compiled(text, n), n)
+
+
+@pytest.mark.parametrize("source", [
+    "grid(12, 10, tile=(3, 5), offset=4) { stride2d(3, 4) | window2d(1, 1) }",
+    "grid(9, 11, order=morton, offset=2) { stride2d(2, 3) - natten(3, 3) }",
+    "grid(8, 8) { ~stride2d(2, 2) & causal }",
+    "grid(10, 10, tile=(5, 2)) { stride2d(4, 6) & stride2d(6, 4) | stride2d(20, 1) }",  # lcm per axis; s ≥ side
+])
+def test_stride2d_by_hand(source):
+    for n in (1, 31, 100, 113, 160):
+        assert_exact(compiled(source, n), n)
+
+
+def test_stride2d_counts_never_list_keys(monkeypatch):
+    """At 2^20 tokens (a 1024² grid) the counts of stride2d | window2d come from the classes:
+    listing the grid's keys or a row's class is refused here; the total is the closed form
+    (each cell's class holds 32 · 32 cells; the window adds the 3 × 3 box's cells outside it)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("keys listed")
+
+    monkeypatch.setattr(G, "_grid_points", refuse)
+    monkeypatch.setattr(G, "_class_keys", refuse)
+    n, side = 1 << 20, 1024
+    pattern = compiled(f"grid({side}, {side}) {{ stride2d(32, 32) | window2d(1, 1) }}", n)
+    degrees = G.grid_degrees(pattern, n)
+    per_axis = np.minimum(np.arange(side) + 1, 2) + np.minimum(side - np.arange(side), 2) - 1  # 3 inside, 2 at edges
+    box = np.outer(per_axis, per_axis).reshape(-1)
+    assert (degrees == 32 * 32 + box - 1).all()  # the box and the class share the cell itself
+
+
+def test_stride2d_row_sets_list_only_the_rows_asked(monkeypatch):
+    """The row sets of a few rows list those rows' classes (never the grid's table), and too
+    many rows' classes are refused as too many intervals."""
+    from patterndsl.analysis.rowsets import TooManyIntervals
+
+    monkeypatch.setattr(G, "_grid_points", lambda *a, **k: (_ for _ in ()).throw(AssertionError("table")))
+    listed = []
+    original = G._class_keys
+    monkeypatch.setattr(G, "_class_keys", lambda node, mods, ranks: listed.append(ranks.size) or original(node, mods, ranks))
+    n = 1 << 20
+    pattern = compiled("grid(1024, 1024) { stride2d(32, 32) | window2d(1, 1) }", n)
+    rows = np.array([0, 5000, n - 1])
+    keys = pattern.row_keys(rows, n)
+    assert listed == [3] and (keys.degrees() == G.grid_degrees(pattern, n)[rows]).all()
+    with pytest.raises(TooManyIntervals):
+        pattern.row_keys(np.arange(1 << 13), n)
+
+
+@pytest.mark.parametrize("dims", [(1,), (5,), (3, 5), (7, 7), (8, 8), (2, 9), (9, 2), (3, 4, 5), (1, 6, 3), (2, 1, 7)])
+def test_morton_rank_without_a_table(dims):
+    """`morton_rank` / `morton_cells` (no table) against the issue's definition: the cells
+    sorted by their Z-code."""
+    tokens = morton_token_of_cell(dims)
+    cells = list(tokens)
+    coords = [np.array([c[a] for c in cells]) for a in range(len(dims))]
+    assert G.morton_rank(coords, dims).tolist() == [tokens[c] for c in cells]
+    back = G.morton_cells(np.array([tokens[c] for c in cells]), dims)
+    assert [tuple(int(x[k]) for x in back) for k in range(len(cells))] == cells
+
+
+def test_morton_grids_past_the_table_use_no_table(monkeypatch):
+    """Beyond _RANK_TABLE cells a Morton grid's ranks come from its cubes (forced here at small
+    sizes: counts against the reference with the table refused); at 2^26 cells a square
+    power-of-two grid's Morton token is its Z-code, asked of a few tokens only."""
+    monkeypatch.setattr(G, "_RANK_TABLE", 0)
+    monkeypatch.setattr(G, "morton_ranks", lambda dims: (_ for _ in ()).throw(AssertionError("table")))
+    for source in ("grid(7, 9, order=morton, offset=3) { natten(3, 3) | stride2d(2, 3) }",
+                   "grid(3, 4, 5, order=morton) { window3d(1, 1, 1) - causal }"):
+        for n in (40, 150):
+            assert_exact(compiled(source, n), n)
+    rng = np.random.default_rng(0)
+    for dims in ((8192, 8192), (8192, 6000), (300, 400, 500)):  # dense codes (the token is the code), and not
+        coords = [rng.integers(0, d, 1000) for d in dims]
+        z, rank = G.z_codes(coords, dims), G.morton_rank(coords, dims)
+        if dims[0] == dims[1]:
+            assert (rank == z).all()
+        # the tokens are the cells' order by Z-code, below the cell count, and the cells come back
+        assert (np.argsort(rank, kind="stable") == np.argsort(z, kind="stable")).all()
+        assert rank.max() < math.prod(dims) and len(set(rank.tolist())) == len(set(z.tolist()))
+        assert all((a == b).all() for a, b in zip(G.morton_cells(rank, dims), coords))
+
+
+@pytest.mark.parametrize("source", [
+    "grid(12, 10, tile=(3, 5), offset=4) { stride2d(3, 4) | window2d(1, 1) }",
+    "grid(9, 9, order=morton) { stride2d(2, 4) & natten(5, 5) | stride2d(3, 3) }",
+    "grid(9, 9, offset=5) { ~stride2d(2, 2) } & causal",
+])
+def test_stride2d_cut_by_rows_and_cols(source):
+    """The conditions' closed-interval probes, P & rows(R) & cols(outside R) (rows as a row
+    filter, cols as the boxes of its intervals), exact against the reference."""
+    from patterndsl.ir import Intersection
+    from patterndsl.primitives import Cols, Rows
+
+    for n in (37, 100, 130):
+        pattern = compiled(source, n)
+        for lo, hi in ((0, n // 2), (n // 3, n), (5, 6)):
+            probe = Intersection((pattern, Rows(IndexSet.of([(lo, hi)], n)),
+                                  Cols(IndexSet.of([(0, lo), (hi, n)], n))))
+            degrees = G.grid_degrees(probe, n)
+            assert degrees is not None and (degrees == evaluate(probe, np.arange(n), n).sum(axis=1)).all()
