@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rowsets import all_rows
+from ..ir import Union
+from .rowsets import all_rows, row_keys, row_period
 
 
 class TooLarge(Exception):
@@ -32,30 +33,30 @@ class UnionGraph:
         self.n = n
         size = 1 << max(0, (n - 1).bit_length())
         self.size = size
-        total = 2 * size
+        # The parts of each pattern's union, each read over all its rows or, when its keys
+        # depend on i mod p only (row_period) for a p ≤ n/2, over p rows through p hubs.
+        self.parts = [_split(P, n) for P in patterns]
+        hubs = sum(p for parts in self.parts for _, p in parts if p is not None)
+        total = 2 * size + hubs  # hubs after the leaves: tree nodes < size ≤ tokens < 2·size ≤ hubs
         sources, targets = [], []
         used = np.zeros(total, dtype=bool)
         used[size:size + n] = True
-        edges = 0
-        for P in patterns:
-            for rows, keys in all_rows(P, n, limit=edge_limit):
-                vertex = rows[keys.own] + size
-                lo, hi = keys.lo + size, keys.hi + size
-                while vertex.size:
-                    take = (lo & 1) == 1
-                    sources.append(vertex[take])
-                    targets.append(lo[take])
-                    lo = lo + take
-                    take = ((hi & 1) == 1) & (lo < hi)
-                    hi = hi - take
-                    sources.append(vertex[take])
-                    targets.append(hi[take])
-                    lo, hi = lo >> 1, hi >> 1
-                    alive = lo < hi
-                    vertex, lo, hi = vertex[alive], lo[alive], hi[alive]
-                    edges += int(sources[-1].size + sources[-2].size)
-                    if edges > edge_limit:
-                        raise TooLarge(edges)
+        edges, hub = 0, 2 * size
+        for parts in self.parts:
+            for part, p in parts:
+                if p is None:
+                    batches = all_rows(part, n, limit=edge_limit)
+                else:  # token i → hub (i mod p) → the tiles of row (i mod p)'s keys
+                    tokens = np.arange(n, dtype=np.int64)
+                    sources.append(tokens + size)
+                    targets.append(hub + tokens % p)
+                    rows = np.arange(p, dtype=np.int64)
+                    batches = [(rows + (hub - size), row_keys(part, rows, n, limit=edge_limit))]
+                    hub += p
+                    edges += n
+                for rows, keys in batches:
+                    edges = _tile(rows[keys.own] + size, keys.lo + size, keys.hi + size,
+                                  sources, targets, edges, edge_limit)
         targets_all = np.concatenate(targets) if targets else np.zeros(0, dtype=np.int64)
         used[targets_all] = True
         level_start = 1  # top-down, a level at a time: a child of a used node is used
@@ -102,7 +103,7 @@ class UnionGraph:
         from scipy.sparse.csgraph import dijkstra
 
         if self._weighted is None:
-            tiles = self.src >= self.size
+            tiles = (self.src >= self.size) & (self.src < 2 * self.size)  # a token's edges (to tiles, hubs)
             weight = np.where(tiles, 1.0, 1.0 / (4.0 * self.size * 64))
             self._weighted = csr_matrix((weight, (self.src, self.dst)), shape=self.graph.shape)
         graph = self._weighted.T.tocsr() if reverse else self._weighted
@@ -113,7 +114,7 @@ class UnionGraph:
         if (up < 0).any():
             return None
         for _ in range(2 * self.size.bit_length() + 2):  # climb through tree nodes to a token
-            inner = up < self.size
+            inner = (up < self.size) | (up >= 2 * self.size)
             if not inner.any():
                 break
             up[inner] = pred[up[inner]]
@@ -128,18 +129,62 @@ class UnionGraph:
         depth = tree_depths(parent, root)
         steps = np.abs(np.diff(depth))
         g = 0
-        for P in patterns:
-            for rows, keys in all_rows(P, self.n):
-                head = np.abs(depth[rows[keys.own]] + 1 - depth[keys.lo])
-                g = int(np.gcd.reduce(np.concatenate([[g], head])))
-                inside = keys.hi - keys.lo > 1
-                if inside.any() and steps.size:
-                    ends = np.stack([keys.lo[inside], keys.hi[inside] - 1], axis=1).reshape(-1)
-                    spans = np.gcd.reduceat(np.append(steps, 0), ends)[::2]
-                    g = int(np.gcd.reduce(np.concatenate([[g], spans])))
-                if g == 1:
-                    return 1
+        for parts in self.parts:
+            for part, p in parts:
+                if p is None:
+                    batches = all_rows(part, self.n)
+                else:  # u → k for k in row (u mod p): depth(u) − depth(u mod p) + (row u mod p's)
+                    rows = np.arange(p, dtype=np.int64)
+                    batches = [(rows, row_keys(part, rows, self.n))]
+                    g = int(np.gcd.reduce(np.abs(depth - depth[np.arange(self.n) % p]), initial=g))
+                for rows, keys in batches:
+                    head = np.abs(depth[rows[keys.own]] + 1 - depth[keys.lo])
+                    g = int(np.gcd.reduce(np.concatenate([[g], head])))
+                    inside = keys.hi - keys.lo > 1
+                    if inside.any() and steps.size:
+                        ends = np.stack([keys.lo[inside], keys.hi[inside] - 1], axis=1).reshape(-1)
+                        spans = np.gcd.reduceat(np.append(steps, 0), ends)[::2]
+                        g = int(np.gcd.reduce(np.concatenate([[g], spans])))
+                    if g == 1:
+                        return 1
         return g
+
+
+def _split(pattern, n: int):
+    """[(part, p)]: the pattern as the parts of its union, each with its row period p where
+    that is at most n/2 (else None); [(pattern, None)] when no part has one."""
+    parts, stack = [], [pattern]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Union):
+            stack.extend(node.parts)
+        else:
+            p = row_period(node, n)
+            parts.append((node, p if p is not None and 2 * p <= n else None))
+    if all(p is None for _, p in parts):
+        return [(pattern, None)]
+    return parts
+
+
+def _tile(vertex, lo, hi, sources, targets, edges: int, edge_limit: int) -> int:
+    """Edges from each vertex to the O(log n) segment-tree nodes that tile its [lo, hi)
+    (leaf indices), appended to sources and targets; the edge count so far, checked."""
+    while vertex.size:
+        take = (lo & 1) == 1
+        sources.append(vertex[take])
+        targets.append(lo[take])
+        lo = lo + take
+        take = ((hi & 1) == 1) & (lo < hi)
+        hi = hi - take
+        sources.append(vertex[take])
+        targets.append(hi[take])
+        lo, hi = lo >> 1, hi >> 1
+        alive = lo < hi
+        vertex, lo, hi = vertex[alive], lo[alive], hi[alive]
+        edges += int(sources[-1].size + sources[-2].size)
+        if edges > edge_limit:
+            raise TooLarge(edges)
+    return edges
 
 
 def tree_depths(parent: np.ndarray, root: int) -> "np.ndarray | None":
