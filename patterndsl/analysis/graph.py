@@ -47,13 +47,15 @@ class UnionGraph:
                 if p is None:
                     batches = all_rows(part, n, limit=edge_limit)
                 else:  # token i → hub (i mod p) → the tiles of row (i mod p)'s keys
+                    rows = np.arange(p, dtype=np.int64)
+                    keys = row_keys(part, rows, n, limit=edge_limit)
                     tokens = np.arange(n, dtype=np.int64)
+                    tokens = tokens[keys.counts()[tokens % p] > 0]  # (a hub reaching no token is no tile)
                     sources.append(tokens + size)
                     targets.append(hub + tokens % p)
-                    rows = np.arange(p, dtype=np.int64)
-                    batches = [(rows + (hub - size), row_keys(part, rows, n, limit=edge_limit))]
+                    batches = [(rows + (hub - size), keys)]
                     hub += p
-                    edges += n
+                    edges += tokens.size
                 for rows, keys in batches:
                     edges = _tile(rows[keys.own] + size, keys.lo + size, keys.hi + size,
                                   sources, targets, edges, edge_limit)
@@ -135,8 +137,11 @@ class UnionGraph:
                     batches = all_rows(part, self.n)
                 else:  # u → k for k in row (u mod p): depth(u) − depth(u mod p) + (row u mod p's)
                     rows = np.arange(p, dtype=np.int64)
-                    batches = [(rows, row_keys(part, rows, self.n))]
-                    g = int(np.gcd.reduce(np.abs(depth - depth[np.arange(self.n) % p]), initial=g))
+                    keys = row_keys(part, rows, self.n)
+                    u = np.arange(self.n)
+                    u = u[keys.counts()[u % p] > 0]
+                    g = int(np.gcd.reduce(np.abs(depth[u] - depth[u % p]), initial=g))
+                    batches = [(rows, keys)]
                 for rows, keys in batches:
                     head = np.abs(depth[rows[keys.own]] + 1 - depth[keys.lo])
                     g = int(np.gcd.reduce(np.concatenate([[g], head])))
