@@ -73,7 +73,7 @@ class UnionGraph:
         self.src, self.dst, self.used = src, dst, used
         self._weighted = None
         self._components = None
-        self.graph = csr_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(total, total))
+        self.graph = csr_matrix((np.ones(src.size, dtype=bool), (src, dst)), shape=(total, total))  # (int8 wrapped at 256 copies)
 
     def components(self):
         """(labels of the tokens, sink component ids, source component ids), the ids
@@ -105,9 +105,13 @@ class UnionGraph:
         from scipy.sparse.csgraph import dijkstra
 
         if self._weighted is None:
-            tiles = (self.src >= self.size) & (self.src < 2 * self.size)  # a token's edges (to tiles, hubs)
-            weight = np.where(tiles, 1.0, 1.0 / (4.0 * self.size * 64))
-            self._weighted = csr_matrix((weight, (self.src, self.dst)), shape=self.graph.shape)
+            # From the summed graph, not (src, dst): an edge listed twice (two layers, two
+            # parts of a union) must not weigh twice.
+            g = self.graph
+            start = np.repeat(np.arange(g.shape[0]), np.diff(g.indptr))
+            tokens = (start >= self.size) & (start < 2 * self.size)  # a token's edges (to tiles, hubs)
+            weight = np.where(tokens, 1.0, 1.0 / (4.0 * self.size * 64))
+            self._weighted = csr_matrix((weight, g.indices, g.indptr), shape=g.shape)
         graph = self._weighted.T.tocsr() if reverse else self._weighted
         _, pred = dijkstra(graph, directed=True, indices=self.size + root, return_predecessors=True)
         leaf = np.arange(self.n) + self.size
