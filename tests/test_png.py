@@ -92,7 +92,7 @@ def test_a_layout_over_the_memory_budget_is_drawn_from_sampled_rows(tmp_path):
 
     compiled = patterndsl.compile("window(64) | global(0..8)", 1 << 26)
     described = render_png(compiled, tmp_path / "huge.png")
-    assert described.endswith("(layouts over the memory budget drawn as 512 × 512 regions from sampled rows)")
+    assert described.endswith("(layouts over the memory or drawing budget drawn as 512 × 512 regions from sampled rows)")
     picture = _SampledPicture(compiled.pattern(0, 0), 1 << 26, 512)
     partial = picture.cells == 2
     assert partial[np.arange(512), np.arange(512)].all() and partial[0].all() and partial[:, 0].all()
