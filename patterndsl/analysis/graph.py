@@ -41,24 +41,27 @@ class UnionGraph:
         sources, targets = [], []
         used = np.zeros(total, dtype=bool)
         used[size:size + n] = True
-        edges, hub = 0, 2 * size
-        for parts in self.parts:
-            for part, p in parts:
-                if p is None:
-                    batches = all_rows(part, n, limit=edge_limit)
-                else:  # token i → hub (i mod p) → the tiles of row (i mod p)'s keys
-                    rows = np.arange(p, dtype=np.int64)
-                    keys = row_keys(part, rows, n, limit=edge_limit)
-                    tokens = np.arange(n, dtype=np.int64)
-                    tokens = tokens[keys.counts()[tokens % p] > 0]  # (a hub reaching no token is no tile)
-                    sources.append(tokens + size)
-                    targets.append(hub + tokens % p)
-                    batches = [(rows + (hub - size), keys)]
-                    hub += p
-                    edges += tokens.size
-                for rows, keys in batches:
-                    edges = _tile(rows[keys.own] + size, keys.lo + size, keys.hi + size,
-                                  sources, targets, edges, edge_limit)
+        edges = 0
+        batches = _batches(self.parts, n, size, edge_limit, sources, targets)
+        for P in patterns:  # (the parts of P come from `batches`)
+            for rows, keys in next(batches):
+                vertex = rows[keys.own] + size
+                lo, hi = keys.lo + size, keys.hi + size
+                while vertex.size:
+                    take = (lo & 1) == 1
+                    sources.append(vertex[take])
+                    targets.append(lo[take])
+                    lo = lo + take
+                    take = ((hi & 1) == 1) & (lo < hi)
+                    hi = hi - take
+                    sources.append(vertex[take])
+                    targets.append(hi[take])
+                    lo, hi = lo >> 1, hi >> 1
+                    alive = lo < hi
+                    vertex, lo, hi = vertex[alive], lo[alive], hi[alive]
+                    edges += int(sources[-1].size + sources[-2].size)
+                    if edges > edge_limit:
+                        raise TooLarge(edges)
         targets_all = np.concatenate(targets) if targets else np.zeros(0, dtype=np.int64)
         used[targets_all] = True
         level_start = 1  # top-down, a level at a time: a child of a used node is used
@@ -175,25 +178,28 @@ def _split(pattern, n: int):
     return parts
 
 
-def _tile(vertex, lo, hi, sources, targets, edges: int, edge_limit: int) -> int:
-    """Edges from each vertex to the O(log n) segment-tree nodes that tile its [lo, hi)
-    (leaf indices), appended to sources and targets; the edge count so far, checked."""
-    while vertex.size:
-        take = (lo & 1) == 1
-        sources.append(vertex[take])
-        targets.append(lo[take])
-        lo = lo + take
-        take = ((hi & 1) == 1) & (lo < hi)
-        hi = hi - take
-        sources.append(vertex[take])
-        targets.append(hi[take])
-        lo, hi = lo >> 1, hi >> 1
-        alive = lo < hi
-        vertex, lo, hi = vertex[alive], lo[alive], hi[alive]
-        edges += int(sources[-1].size + sources[-2].size)
-        if edges > edge_limit:
-            raise TooLarge(edges)
-    return edges
+def _batches(parts_of, n: int, size: int, edge_limit: int, sources, targets):
+    """For each pattern, an iterator of (rows, RowKeys) whose keys the rows (tokens, or hubs
+    given as hub index − size) attend to: a part without a row period over all its rows; one
+    with period p over rows 0 … p − 1 as p hubs (after the 2·size tree nodes and leaves),
+    the edges token i → hub (i mod p) appended to sources and targets."""
+    hub = 2 * size
+    for parts in parts_of:
+        def pattern_batches(parts=parts):
+            nonlocal hub
+            for part, p in parts:
+                if p is None:
+                    yield from all_rows(part, n, limit=edge_limit)
+                    continue
+                rows = np.arange(p, dtype=np.int64)
+                keys = row_keys(part, rows, n, limit=edge_limit)
+                tokens = np.arange(n, dtype=np.int64)
+                tokens = tokens[keys.counts()[tokens % p] > 0]  # (a hub reaching no token is no tile)
+                sources.append(tokens + size)
+                targets.append(hub + tokens % p)
+                yield rows + (hub - size), keys
+                hub += p
+        yield pattern_batches()
 
 
 def tree_depths(parent: np.ndarray, root: int) -> "np.ndarray | None":
