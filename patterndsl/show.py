@@ -6,7 +6,9 @@ rectangle of pairs and is shaded by the fraction of them that are connected
 (any connection at all shows). The mask is streamed block of rows by block of
 rows, so drawing never holds the n × n mask; beyond EXACT_LIMIT the rows are
 sampled (eight per row of characters, down to one at the largest n, a few rows
-evaluated at a time) and the density is marked as an estimate.
+evaluated at a time) and the density is marked as an estimate. Drawing work stays
+bounded for drawn keys too (bernoulli's n a row): rows are then counted on column samples,
+and sampled below EXACT_LIMIT as well when all n rows would cost more than _EXACT_ELEMENTS.
 """
 from __future__ import annotations
 
