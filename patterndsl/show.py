@@ -6,7 +6,9 @@ rectangle of pairs and is shaded by the fraction of them that are connected
 (any connection at all shows). The mask is streamed block of rows by block of
 rows, so drawing never holds the n × n mask; beyond EXACT_LIMIT the rows are
 sampled (eight per row of characters, down to one at the largest n, a few rows
-evaluated at a time) and the density is marked as an estimate.
+evaluated at a time) and the density is marked as an estimate. Drawing work stays
+bounded for drawn keys too (bernoulli's n a row): rows are then counted on column samples,
+and sampled below EXACT_LIMIT as well when all n rows would cost more than _EXACT_ELEMENTS.
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool, elements: 
     col_edges = (np.arange(cols + 1) * n) // cols
     row_edges = (np.arange(rows + 1) * n) // rows
     counter = _RowCounter(pattern, n)
+    counter.use_columns(cols)
+    sample = sample or n * counter.row_cost(cols) > _EXACT_ELEMENTS  # every row would cost too much
     if sample:
         per_bin = int(np.clip(elements // (rows * counter.row_cost(cols)), 1, _MAX_SAMPLED_ROWS_PER_BIN))
         regular = np.unique(np.concatenate([np.linspace(lo, hi - 1, per_bin).astype(np.int64)
@@ -70,14 +74,15 @@ def _cell_counts(pattern, n: int, rows: int, cols: int, sample: bool, elements: 
     widths = np.diff(col_edges)
     capacity = seen[:, None] * widths[None, :]
     if not sample:
-        return raw, capacity, raw, capacity, int(raw.sum()), n * n, n
+        return raw, capacity, raw, capacity, int(raw.sum()), n * n, n, False
     # the estimated fraction per cell, as (weighted count, weighted capacity)
     weighted_capacity = weight_seen[:, None] * widths[None, :]
     total = float(counts.sum())
-    return counts, weighted_capacity, raw, capacity, total, float(weight_seen.sum()) * n, int(picks.size)
+    return counts, weighted_capacity, raw, capacity, total, float(weight_seen.sum()) * n, int(picks.size), True
 
 
 _MAX_SAMPLED_ROWS_PER_BIN = 64
+_EXACT_ELEMENTS = 1 << 27  # below EXACT_LIMIT too, rows are sampled when all n would cost more
 _ELEMENTS_PER_CHUNK = 1 << 20
 _MAX_SINGLED_OUT = 1 << 12  # rows singled out by index lists, sampled besides the regular ones
 _COLUMN_SAMPLES = 256  # columns per cell evaluated where the row structure does not count a row
@@ -108,6 +113,12 @@ def _singled_out_rows(pattern, n: int) -> np.ndarray:
     return np.array(sorted(found)[:_MAX_SINGLED_OUT], dtype=np.int64)
 
 
+def drawn_keys_per_row(formula, n: int) -> int:
+    """The keys a row's point atoms list (bernoulli: n, random(r): r), from its row
+    structure (an analysis.counts.Formula, or None)."""
+    return 0 if formula is None else sum(a.width(n) for a in formula.atoms["points"])
+
+
 class _RowCounter:
     """Per query row, the keys in each column bin, from the row structure: the row's keys are
     cut into segments at the interval atoms' ends and the bins' edges, each segment counted in
@@ -124,6 +135,14 @@ class _RowCounter:
         try:
             self.formula = Formula(pattern, n)
         except NotImplementedError:
+            self.formula = None
+        self.drawn = drawn_keys_per_row(self.formula, n)
+
+    def use_columns(self, cols: int) -> None:
+        """Count rows from column samples when listing their drawn keys (bernoulli's n a row,
+        random(r)'s r) would cost more than the samples: bernoulli(1, 4) at n = 2^26 listed
+        2^26 keys per row looked at."""
+        if self.formula is not None and self.drawn > (cols + 1) * _COLUMN_SAMPLES:
             self.formula = None
 
     def row_cost(self, cols: int) -> int:
@@ -248,8 +267,8 @@ def _panel_lines(pattern, n: int, width: int) -> tuple[list[str], float, str]:
         return body, count / (n * n), f"{count:,} of {n * n:,} pairs"
     cols = min(n, inner)
     rows = max(1, min(n, (cols + 1) // 2))  # a character is about twice as tall as wide
-    sample = n > EXACT_LIMIT
-    counts, capacity, raw, raw_capacity, total, looked, rows_looked = _cell_counts(pattern, n, rows, cols, sample)
+    counts, capacity, raw, raw_capacity, total, looked, rows_looked, sample = _cell_counts(
+        pattern, n, rows, cols, n > EXACT_LIMIT)
     body = []
     for count_row, capacity_row, raw_row, raw_cap_row in zip(counts, capacity, raw, raw_capacity):
         chars = []
@@ -369,9 +388,11 @@ def render_png(compiled, path, block_size=None, dense_limit: int = PNG_DENSE_LIM
         for head, pattern in enumerate(patterns):
             groups.setdefault(pattern, []).append(head)
         for pattern, heads in groups.items():
-            if n > dense_limit and _layout_over_budget(compiled, pattern, block_q, block_k):
-                # Its layout would pass the memory budget: the picture's cells (regions of about
-                # n / PNG_SAMPLED_CELLS pairs a side) counted from sampled rows instead.
+            if n > dense_limit and (_layout_over_budget(compiled, pattern, block_q, block_k)
+                                    or _layout_draws_too_many(pattern, n)):
+                # Its layout would pass the memory budget, or draw too many keys: the picture's
+                # cells (regions of about n / PNG_SAMPLED_CELLS pairs a side) counted from
+                # sampled rows instead.
                 panels.append((layer, heads, pattern, _SampledPicture(pattern, n, PNG_SAMPLED_CELLS)))
             else:
                 panels.append((layer, heads, pattern, compiled.layout(layer, heads[0], (block_q, block_k))))
@@ -434,7 +455,7 @@ def render_png(compiled, path, block_size=None, dense_limit: int = PNG_DENSE_LIM
     figure.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=7, frameon=False)
     figure.suptitle(f"n = {n:,} · blocks of {block_q} × {block_k}"
                     + ("" if pairs_drawn else f"\nblocks only: pairs are drawn up to n = {dense_limit:,}")
-                    + ("\nlayouts over the memory budget: regions of sampled rows" if sampled else ""), fontsize=9)
+                    + ("\nlayouts over the budget: regions of sampled rows" if sampled else ""), fontsize=9)
     figure.tight_layout(rect=(0, 0.05, 1, 1))
     try:
         _save_png(figure, path)
@@ -442,7 +463,7 @@ def render_png(compiled, path, block_size=None, dense_limit: int = PNG_DENSE_LIM
         plt.close(figure)
     return (f"{len(panels)} panel(s), n = {n:,}, blocks of {block_q} × {block_k}"
             + ("" if pairs_drawn else ", blocks only")
-            + (f" (layouts over the memory budget drawn as {PNG_SAMPLED_CELLS} × {PNG_SAMPLED_CELLS} regions "
+            + (f" (layouts over the memory or drawing budget drawn as {PNG_SAMPLED_CELLS} × {PNG_SAMPLED_CELLS} regions "
                f"from sampled rows)" if sampled else ""))
 
 
@@ -457,15 +478,30 @@ def _layout_over_budget(compiled, pattern, block_q: int, block_k: int) -> bool:
     return layout_memory(pattern, compiled.n, block_q, block_k, budget) > budget
 
 
+PNG_DRAWN_KEYS = 1 << 28  # keys a layout may draw (n rows of drawn keys) before regions are sampled
+
+
+def _layout_draws_too_many(pattern, n: int) -> bool:
+    """Whether its layout would list more than PNG_DRAWN_KEYS drawn keys (bernoulli's n²,
+    random(r)'s n·r): the blocks' counts come from every one of them."""
+    from .analysis.counts import Formula
+
+    try:
+        formula = Formula(pattern, n)
+    except NotImplementedError:
+        return False
+    return n * drawn_keys_per_row(formula, n) > PNG_DRAWN_KEYS
+
+
 class _SampledPicture:
     """A panel of ``cells`` × ``cells`` regions, each coloured as a block would be (full, partial,
     empty) from the rows `show` samples (`_cell_counts`): what `show --png` draws of a pattern
-    whose block layout would pass the memory budget."""
+    whose block layout would pass the memory budget or draw too many keys."""
 
     def __init__(self, pattern, n: int, cells: int):
         cells = min(cells, n)
-        _, _, raw, raw_capacity, total, looked, rows_looked = _cell_counts(pattern, n, cells, cells, True,
-                                                                           elements=1 << 20)
+        _, _, raw, raw_capacity, total, looked, rows_looked, _ = _cell_counts(pattern, n, cells, cells, True,
+                                                                              elements=1 << 20)
         state = np.where(raw == 0, 0, np.where(raw == raw_capacity, 2, 1))
         self.cells = (2 * state + (state == FULL)).astype(np.int8)
         self.side = -(-n // cells)

@@ -92,8 +92,22 @@ def test_a_layout_over_the_memory_budget_is_drawn_from_sampled_rows(tmp_path):
 
     compiled = patterndsl.compile("window(64) | global(0..8)", 1 << 26)
     described = render_png(compiled, tmp_path / "huge.png")
-    assert described.endswith("(layouts over the memory budget drawn as 512 × 512 regions from sampled rows)")
+    assert described.endswith("(layouts over the memory or drawing budget drawn as 512 × 512 regions from sampled rows)")
     picture = _SampledPicture(compiled.pattern(0, 0), 1 << 26, 512)
     partial = picture.cells == 2
     assert partial[np.arange(512), np.arange(512)].all() and partial[0].all() and partial[:, 0].all()
     assert (picture.cells == 0).sum() >= 512 * 507
+
+
+def test_png_of_drawn_keys_samples_regions_within_a_bound(tmp_path, monkeypatch):
+    """bernoulli's layout decides every pair (n² at 2^20, 2^52 at 2^26): beyond
+    PNG_DRAWN_KEYS the panel is drawn from sampled rows, counted on column samples."""
+    from test_show import count_pairs_evaluated
+
+    seen = count_pairs_evaluated(monkeypatch)
+    for n in (1 << 20, 1 << 26):
+        seen[0] = 0
+        compiled = patterndsl.compile("bernoulli(1, 4)", n)
+        described = render_png(compiled, tmp_path / "b.png")
+        assert "from sampled rows" in described
+        assert 0 < seen[0] <= 1 << 27, (n, seen[0])

@@ -56,3 +56,47 @@ def test_several_periodic_atoms_with_a_large_period_are_counted_on_sampled_colum
                         or original(self, rows, edges))
     got = show._RowCounter(pattern, 300).bin_counts(np.arange(300, dtype=np.int64), col_edges)
     assert sampled and np.array_equal(got, _expected(compiled, pattern, col_edges))
+
+
+def count_pairs_evaluated(monkeypatch):
+    """Counts the pairs the bernoulli and random primitives decide (predicate entries and
+    listed keys): the drawing work of patterns whose keys are drawn."""
+    from patterndsl.primitives import PRIMITIVES
+
+    seen = [0]
+    for name, method in (("bernoulli", "predicate"), ("random", "row_points")):  # (bernoulli's row_points
+        cls = PRIMITIVES[name]                                                   # reads its predicate)
+        original = getattr(cls, method)
+
+        def counted(self, *args, _original=original):
+            out = _original(self, *args)
+            seen[0] += int(np.size(out))
+            return out
+
+        monkeypatch.setattr(cls, method, counted)
+    return seen
+
+
+def test_drawn_keys_are_drawn_within_a_bound_at_every_n(monkeypatch):
+    """bernoulli(1, 4) at n = 2^26 listed 2^26 keys for each of ~40 rows looked at (and every
+    pair of 2^15 rows at n = 2^15): the rows are counted on column samples instead, and the
+    density still estimates p/q."""
+    seen = count_pairs_evaluated(monkeypatch)
+    for n in (1 << 12, 1 << 15, 1 << 20, 1 << 26):
+        seen[0] = 0
+        text = show.render(patterndsl.compile("bernoulli(1, 4)", n), width=80)
+        assert 0 < seen[0] <= 1 << 24, (n, seen[0])  # n = 2^12: its 2^24 pairs, exactly
+        density = float(text.split("density ")[1].split("%")[0])
+        assert 20 < density < 30, (n, text.splitlines()[0])
+
+
+def test_few_drawn_keys_are_still_listed_exactly(monkeypatch):
+    """random(3) lists 3 keys a row: counted from its keys, not sampled columns (exact below
+    EXACT_LIMIT: the pairs are n · 3)."""
+    n = 1 << 12
+    compiled = patterndsl.compile("random(3, seed=2)", n)
+    counter = show._RowCounter(compiled.pattern(0, 0), n)
+    counter.use_columns(80)
+    assert counter.formula is not None
+    text = show.render(compiled, width=80)
+    assert f"{3 * n:,} of {n * n:,} pairs" in text

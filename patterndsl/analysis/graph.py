@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rowsets import TooManyIntervals, all_rows, row_keys
+from ..ir import Union
+from .rowsets import TooManyIntervals, all_rows, row_keys, row_period
 
 SAMPLE_ROWS = 64  # rows whose intervals estimate the graph's size before it is built
 BATCH = 1 << 16  # rows read at a time (rowsets.all_rows), each batch allowed edge_limit intervals
@@ -52,16 +53,21 @@ class UnionGraph:
         from scipy.sparse import csr_matrix
 
         self.n = n
-        refuse_from_sample(patterns, n, edge_limit)
         size = 1 << max(0, (n - 1).bit_length())
         self.size = size
-        total = 2 * size
+        # The parts of each pattern's union, each read over all its rows or, when its keys
+        # depend on i mod p only (row_period) for a p ≤ n/2, over p rows through p hubs.
+        self.parts = [_split(P, n) for P in patterns]
+        refuse_from_sample([part for parts in self.parts for part, p in parts if p is None], n, edge_limit)
+        hubs = sum(p for parts in self.parts for _, p in parts if p is not None)
+        total = 2 * size + hubs  # hubs after the leaves: tree nodes < size ≤ tokens < 2·size ≤ hubs
         sources, targets = [], []
         used = np.zeros(total, dtype=bool)
         used[size:size + n] = True
         edges = 0
-        for P in patterns:
-            for rows, keys in all_rows(P, n, limit=edge_limit, batch=BATCH):
+        batches = _batches(self.parts, n, size, edge_limit, sources, targets)
+        for P in patterns:  # (the parts of P come from `batches`)
+            for rows, keys in next(batches):
                 vertex = rows[keys.own] + size
                 lo, hi = keys.lo + size, keys.hi + size
                 while vertex.size:
@@ -93,7 +99,7 @@ class UnionGraph:
         self.src, self.dst, self.used = src, dst, used
         self._weighted = None
         self._components = None
-        self.graph = csr_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(total, total))
+        self.graph = csr_matrix((np.ones(src.size, dtype=bool), (src, dst)), shape=(total, total))  # (int8 wrapped at 256 copies)
 
     def components(self):
         """(labels of the tokens, sink component ids, source component ids), the ids
@@ -125,9 +131,13 @@ class UnionGraph:
         from scipy.sparse.csgraph import dijkstra
 
         if self._weighted is None:
-            tiles = self.src >= self.size
-            weight = np.where(tiles, 1.0, 1.0 / (4.0 * self.size * 64))
-            self._weighted = csr_matrix((weight, (self.src, self.dst)), shape=self.graph.shape)
+            # From the summed graph, not (src, dst): an edge listed twice (two layers, two
+            # parts of a union) must not weigh twice.
+            g = self.graph
+            start = np.repeat(np.arange(g.shape[0]), np.diff(g.indptr))
+            tokens = (start >= self.size) & (start < 2 * self.size)  # a token's edges (to tiles, hubs)
+            weight = np.where(tokens, 1.0, 1.0 / (4.0 * self.size * 64))
+            self._weighted = csr_matrix((weight, g.indices, g.indptr), shape=g.shape)
         graph = self._weighted.T.tocsr() if reverse else self._weighted
         _, pred = dijkstra(graph, directed=True, indices=self.size + root, return_predecessors=True)
         leaf = np.arange(self.n) + self.size
@@ -136,7 +146,7 @@ class UnionGraph:
         if (up < 0).any():
             return None
         for _ in range(2 * self.size.bit_length() + 2):  # climb through tree nodes to a token
-            inner = up < self.size
+            inner = (up < self.size) | (up >= 2 * self.size)
             if not inner.any():
                 break
             up[inner] = pred[up[inner]]
@@ -151,18 +161,71 @@ class UnionGraph:
         depth = tree_depths(parent, root)
         steps = np.abs(np.diff(depth))
         g = 0
-        for P in patterns:
-            for rows, keys in all_rows(P, self.n):
-                head = np.abs(depth[rows[keys.own]] + 1 - depth[keys.lo])
-                g = int(np.gcd.reduce(np.concatenate([[g], head])))
-                inside = keys.hi - keys.lo > 1
-                if inside.any() and steps.size:
-                    ends = np.stack([keys.lo[inside], keys.hi[inside] - 1], axis=1).reshape(-1)
-                    spans = np.gcd.reduceat(np.append(steps, 0), ends)[::2]
-                    g = int(np.gcd.reduce(np.concatenate([[g], spans])))
-                if g == 1:
-                    return 1
+        for parts in self.parts:
+            for part, p in parts:
+                if p is None:
+                    batches = all_rows(part, self.n)
+                else:  # u → k for k in row (u mod p): depth(u) − depth(u mod p) + (row u mod p's)
+                    rows = np.arange(p, dtype=np.int64)
+                    keys = row_keys(part, rows, self.n)
+                    u = np.arange(self.n)
+                    u = u[keys.counts()[u % p] > 0]
+                    g = int(np.gcd.reduce(np.abs(depth[u] - depth[u % p]), initial=g))
+                    batches = [(rows, keys)]
+                for rows, keys in batches:
+                    head = np.abs(depth[rows[keys.own]] + 1 - depth[keys.lo])
+                    g = int(np.gcd.reduce(np.concatenate([[g], head])))
+                    inside = keys.hi - keys.lo > 1
+                    if inside.any() and steps.size:
+                        ends = np.stack([keys.lo[inside], keys.hi[inside] - 1], axis=1).reshape(-1)
+                        spans = np.gcd.reduceat(np.append(steps, 0), ends)[::2]
+                        g = int(np.gcd.reduce(np.concatenate([[g], spans])))
+                    if g == 1:
+                        return 1
         return g
+
+
+def _split(pattern, n: int):
+    """[(part, p)]: the pattern as the parts of its union, each with its row period p where
+    that is at most n/2 (else None); [(pattern, None)] when no part has one."""
+    parts, stack = [], [pattern]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Union):
+            stack.extend(node.parts)
+        else:
+            p = row_period(node, n)
+            parts.append((node, p if p is not None and 2 * p <= n else None))
+    if all(p is None for _, p in parts):
+        return [(pattern, None)]
+    return parts
+
+
+def _batches(parts_of, n: int, size: int, edge_limit: int, sources, targets):
+    """For each pattern, an iterator of (rows, RowKeys) whose keys the rows (tokens, or hubs
+    given as hub index − size) attend to: a part without a row period over all its rows; one
+    with period p over rows 0 … p − 1 as p hubs (after the 2·size tree nodes and leaves),
+    the edges token i → hub (i mod p) appended to sources and targets."""
+    hub = 2 * size
+    for parts in parts_of:
+        def pattern_batches(parts=parts):
+            nonlocal hub
+            for part, p in parts:
+                if p is None:
+                    yield from all_rows(part, n, limit=edge_limit, batch=BATCH)
+                    continue
+                rows = np.arange(p, dtype=np.int64)
+                try:
+                    keys = row_keys(part, rows, n, limit=edge_limit)
+                except TooManyIntervals as e:  # (the hubs' rows alone pass the edge limit)
+                    raise TooLarge(f"{e} intervals in the {p} rows of a period") from None
+                tokens = np.arange(n, dtype=np.int64)
+                tokens = tokens[keys.counts()[tokens % p] > 0]  # (a hub reaching no token is no tile)
+                sources.append(tokens + size)
+                targets.append(hub + tokens % p)
+                yield rows + (hub - size), keys
+                hub += p
+        yield pattern_batches()
 
 
 def tree_depths(parent: np.ndarray, root: int) -> "np.ndarray | None":

@@ -297,3 +297,50 @@ def all_rows(pattern, n: int, limit: "int | None" = None, batch: int = 1 << 16):
         if len(_ALL) >= _ALL_KEPT:
             _ALL.pop(next(iter(_ALL)))
         _ALL[key] = (pattern, kept)
+
+
+def row_period(pattern, n: int) -> "int | None":
+    """A p with the keys of row i depending on i mod p only (row i + p holds row i's keys),
+    or None when none is known from the structure: 1 for a pattern the same in every row
+    (summary), s for stride(s). The union graph (analysis/graph.py) then reads p rows, not n
+    (summary(4096, 2) at n = 2^20 held 2^28 intervals over its n rows, 256 over one)."""
+    def lcm(periods):
+        out = 1
+        for p in periods:
+            if p is None:
+                return None
+            out = int(np.lcm(out, p))
+        return out
+
+    def formula(node):
+        if isinstance(node, (S.AnyOf, S.AllOf)):
+            return lcm(formula(p) for p in node.parts)
+        if isinstance(node, S.Not):
+            return formula(node.part)
+        if isinstance(node, S.Scaled):
+            return formula(S.scale(node.part, node.size, n))
+        if isinstance(node, (S.Span, S.ColumnResidues)):
+            return 1
+        if isinstance(node, S.Residue):
+            return node.s
+        if isinstance(node, S.RowResidues):
+            return node.b
+        if isinstance(node, (S.ScaledInterval, S.ScaledProgression)):  # block row ⌊i/size⌋
+            inner = formula(node.inner)
+            return None if inner is None else inner * node.size
+        return None
+
+    def walk(node):
+        if isinstance(node, Primitive):
+            return formula(node.row_structure(n))
+        if isinstance(node, Union):
+            return lcm(walk(p) for p in node.parts)
+        if isinstance(node, (Intersection, Difference)):
+            return lcm(walk(p) for p in node.children())
+        if isinstance(node, Complement):
+            return walk(node.operand)
+        if hasattr(node, "row_keys") or not hasattr(node, "row_structure"):
+            return None  # a grid's runs of keys
+        return formula(node.row_structure(n))  # blocks { }, as row_keys reads it
+
+    return walk(pattern)
