@@ -812,8 +812,8 @@ def dense_depth(masks, c1_ok, claim, deadline=None, work=DENSE_WORK, max_steps=6
     at the first step with a cover, with a missing pair for every step before it (given
     C1 only the last, "missing_before"; else one per step, "missing_each") and the cover
     ("union_cover"), all of which verify re-checks by its own pushes. Costs the pairs
-    gathered (edges into H × n/8 bytes per step), within ``work`` and the deadline; the
-    claim is returned unchanged when s is not reached in them or disagrees with its bounds."""
+    gathered (edges into H × n/8 bytes per step), within ``work`` and the deadline; when s
+    is not reached in them, the claim with its lower bound raised by the pairs found."""
     n, p = masks[0].shape[0], len(masks)
     lo, hi = claim["s_bounds"]
     packed = [np.packbits(M, axis=1) for M in masks]
@@ -821,7 +821,7 @@ def dense_depth(masks, c1_ok, claim, deadline=None, work=DENSE_WORK, max_steps=6
     spent, pairs, every = 0, [], None  # every: S^{t−1} of all tokens (packed)
     for t in range(1, min(hi if hi is not None else max_steps, max_steps) + 1):
         if deadline is not None and budget_clock() > deadline:
-            return claim
+            return _raised(claim, c1_ok, pairs)
         cover = None
         if t == 1:
             every = packed[0]
@@ -833,12 +833,14 @@ def dense_depth(masks, c1_ok, claim, deadline=None, work=DENSE_WORK, max_steps=6
                 B = M[:, H]
                 spent += int(B.sum()) * full.size
                 if spent > work or (deadline is not None and budget_clock() > deadline):
-                    return claim
+                    return _raised(claim, c1_ok, pairs)
                 S = _or_rows(B, reach)
                 if (S == full).all():
                     cover = [int(x) for x in H]
                     break
                 if m >= n:
+                    if c1_ok and np.array_equal(S, every):
+                        return _raised(claim, c1_ok, pairs)  # S^t = S^{t−1} given C1: it never grows to J
                     every = S  # S^t of every token
                     break
         if cover is not None:
@@ -850,7 +852,7 @@ def dense_depth(masks, c1_ok, claim, deadline=None, work=DENSE_WORK, max_steps=6
         j = int(np.flatnonzero(~np.unpackbits(every[i], count=n).astype(bool))[0])
         pairs.append([i, j])
     else:
-        return claim
+        return _raised(claim, c1_ok, pairs)
     s = t
     if not (lo <= s and (hi is None or s <= hi)):
         return claim  # (a disagreement would be a bug of one side; keep the certified bounds)
@@ -862,3 +864,16 @@ def dense_depth(masks, c1_ok, claim, deadline=None, work=DENSE_WORK, max_steps=6
             ev["missing_each"] = pairs
     claim = {k: v for k, v in claim.items() if k != "reason"}
     return {**claim, "holds": True, "s": s, "s_bounds": [s, s], "evidence": ev}
+
+
+def _raised(claim, c1_ok, pairs) -> dict:
+    """The claim with s ≥ len(pairs) + 1 (the pairs j_t ∉ S^t_{i_t}, t = 1 … len(pairs)),
+    when that raises its lower bound below its upper one; else the claim unchanged."""
+    lo, hi = claim["s_bounds"]
+    new = len(pairs) + 1
+    if new <= lo or (hi is not None and new >= hi) or claim.get("holds") is False:
+        return claim
+    ev = {k: v for k, v in (claim.get("evidence") or {}).items()
+          if k not in ("missing_first", "missing_before", "missing_each")}
+    ev.update({"missing_before": pairs[-1]} if c1_ok else {"missing_each": pairs})
+    return {**claim, "s_bounds": [new, hi], "evidence": ev}
