@@ -1338,7 +1338,7 @@ def _check_union_cover(ch: _Claims, h, cover) -> "int | str":
     """{"step": t, "tokens": H}, t ≥ 2: for every row i of layer k(t), the tokens of H
     that i attends have S^{t−1} (recomputed for each token alone, without assuming C1)
     whose union is [n]; then S^t_i ⊇ that union, so S^t = J and s ≤ t. Rows are grouped
-    by the tokens of H they attend (tested pair by pair). Returns t, or why not."""
+    by the tokens of H they attend (pair by pair, or from the rows' intervals: _attends). Returns t, or why not."""
     n, p = ch.n, ch.p
     if not isinstance(cover, dict):
         return "malformed union_cover"
