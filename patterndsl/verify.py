@@ -91,7 +91,8 @@ it is re-checked:
   * union_cover {"step": t ≥ 2, "tokens": H}: for every row i of layer k(t), the tokens of
     H that i attends have S^{t−1} (recomputed for each token alone, without assuming C1)
     whose union is [n]: S^t_i ⊇ that union, so s ≤ t. Each row's attended tokens are
-    tested pair by pair; rows attending the same tokens share one union.
+    tested pair by pair (more than 16 tokens: read from every row's intervals); rows
+    attending the same tokens share one union.
   * common_cover {"step": t ≥ 2, "tokens": ranges C}: every row of layer k(t) attends every
     token of C (counted in each row's intervals), and C pushed through layers k(t − 1), …,
     k(1) (without assuming C1) is [n]: S^t_i ⊇ ∪_{c ∈ C} S^{t−1}_c = [n], so s ≤ t.
@@ -1346,7 +1347,7 @@ def _check_union_cover(ch: _Claims, h, cover) -> "int | str":
     """{"step": t, "tokens": H}, t ≥ 2: for every row i of layer k(t), the tokens of H
     that i attends have S^{t−1} (recomputed for each token alone, without assuming C1)
     whose union is [n]; then S^t_i ⊇ that union, so S^t = J and s ≤ t. Rows are grouped
-    by the tokens of H they attend (tested pair by pair). Returns t, or why not."""
+    by the tokens of H they attend (pair by pair, or from the rows' intervals: _attends). Returns t, or why not."""
     n, p = ch.n, ch.p
     if not isinstance(cover, dict):
         return "malformed union_cover"
@@ -1355,8 +1356,7 @@ def _check_union_cover(ch: _Claims, h, cover) -> "int | str":
             and len(set(H)) == len(H)):
         return "malformed union_cover"
     k = (t - 1) % p
-    rows = np.arange(n, dtype=np.int64)
-    attends = np.stack([ch.has(k, h, rows, np.full(n, x, dtype=np.int64)) for x in H])
+    attends = _attends(ch, k, h, H)
     reached = np.stack([_row_after_any(ch, h, x, t - 1) for x in H])
     ch.meter.add(n * len(H))
     for code in np.unique(attends.T, axis=0):
@@ -1364,6 +1364,29 @@ def _check_union_cover(ch: _Claims, h, cover) -> "int | str":
             row = int(np.flatnonzero((attends.T == code).all(axis=1))[0])
             return f"the union_cover tokens row {row} of layer {k} attends do not reach everything in {t - 1} steps"
     return t
+
+
+def _attends(ch: _Claims, k, h, H) -> np.ndarray:
+    """Bool [len(H), n]: whether row i of layer k attends token H[x]. Few tokens pair by
+    pair; many (a union cover over hundreds or all tokens) from every row's intervals,
+    read once: the tokens of H inside each interval, marked by a difference array."""
+    n = ch.n
+    rows = np.arange(n, dtype=np.int64)
+    if len(H) <= 16:
+        return np.stack([ch.has(k, h, rows, np.full(n, x, dtype=np.int64)) for x in H])
+    order = np.argsort(np.asarray(H, dtype=np.int64), kind="stable")
+    sorted_h = np.asarray(H, dtype=np.int64)[order]
+    first, lo, hi = _layer_keys(ch, k, h)
+    ch.meter.add(lo.size + n * len(H))
+    owner = np.repeat(rows, np.diff(first))
+    a, b = np.searchsorted(sorted_h, lo), np.searchsorted(sorted_h, hi)
+    marks = np.zeros((n, len(H) + 1), dtype=np.int32)
+    np.add.at(marks, (owner, a), 1)
+    np.add.at(marks, (owner, b), -1)
+    inside = np.cumsum(marks[:, :len(H)], axis=1) > 0  # row i attends sorted_h[x]
+    out = np.empty((len(H), n), dtype=bool)
+    out[order] = inside.T
+    return out
 
 
 def _check_missing_each(ch: _Claims, h, pairs, lo) -> "str | None":

@@ -17,8 +17,8 @@ from patterndsl.analysis import conditions
 from patterndsl.analysis.conditions import certificate, check_conditions, pair_values
 from patterndsl.analysis.structural import hub_tokens
 from patterndsl.analysis.rowsets import row_keys
-from patterndsl.analysis.structural_deciders import (common_columns, common_cover, depth_by_cover, find_path, repair,
-                                                     split_refutation, weak_pieces)
+from patterndsl.analysis.structural_deciders import (common_columns, common_cover, dense_depth, depth_by_cover,
+                                                     find_path, repair, split_refutation, weak_pieces)
 from patterndsl.verify import verify_report
 from test_structural import assert_row_keys_match_the_reference
 
@@ -394,3 +394,54 @@ def test_common_cover_against_dense_recursion(source, n, s):
     assert fd["s"] == s, fd
     assert verify_report(compiled, certificate(compiled, check_conditions(compiled, budget_seconds=2))) == {
         "failures": [], "unchecked": []}
+
+
+DENSE_DEPTHS = [  # random digraphs (held-out corpus files 116, 127, 261, 140 at smaller n), with and without C1
+    ("random(n // 3 + 1, seed=572530)", 2049),
+    ("random(4, seed=9) | self | window(1)", 2100),
+    ("random(12, seed=5)", 2049),
+    ("stride(2) | ((random(4, seed=60) | self) | (dilated(ilog2(n), 4) | stride(3)))", 2300),
+    ("layers {\n random(6, seed=3) | window(1)\n random(n // 8, seed=4) | self\n}\n", 2049),
+]
+
+
+def _exact_s(masks, upto=16):
+    full = _depths(masks, upto)
+    return full.index(True) + 1 if any(full) else None
+
+
+@pytest.mark.parametrize("source, n", DENSE_DEPTHS)
+def test_dense_depth_against_dense_products(source, n):
+    """dense_depth's s is the least t with S^t = J by the dense products, its evidence holds
+    step by step on the masks, and the claim of check_conditions is it, verified."""
+    compiled = patterndsl.compile(source, n)
+    masks = _masks(compiled)
+    idx = np.arange(n)
+    c1 = all(M[idx, idx].all() for M in masks)
+    fd = dense_depth(masks, c1, {"holds": None, "s": None, "s_bounds": [1, None]})
+    want = _exact_s(masks)
+    assert want is not None and fd["s"] == want and fd["s_bounds"] == [want, want], (fd["s_bounds"], want)
+    _assert_depth_claim(compiled, fd)
+    assert len(fd["evidence"].get("missing_each", [None] * (want - 1))) == want - 1
+    results = check_conditions(compiled, budget_seconds=2)
+    assert results["conditions"][0]["finite_depth"]["s"] == want
+    assert verify_report(compiled, certificate(compiled, results)) == {"failures": [], "unchecked": []}
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 40), st.integers(0, 10 ** 6), st.booleans(), st.integers(2049, 4099))
+def test_dense_depth_random_digraphs(r, seed, loops, n):
+    """Random digraphs of out-degree r at n in 2,049 … 4,099: dense_depth's s against the
+    dense products (or its bounds claim unchanged when out of work)."""
+    compiled = patterndsl.compile(f"random({r}, seed={seed})" + (" | self" if loops else ""), n)
+    masks = _masks(compiled)
+    claim = {"holds": None, "s": None, "s_bounds": [1, None]}
+    fd = dense_depth(masks, loops, claim)
+    if fd["s"] is None:  # out of work or never J: only a raised lower bound, each pair missing
+        ev = fd.get("evidence") or {}
+        pairs = ev.get("missing_each") or ([ev["missing_before"]] if "missing_before" in ev else [])
+        for t, (i, j) in enumerate(pairs, start=1 if "missing_each" in ev else fd["s_bounds"][0] - 1):
+            assert not _row_after(masks, i, t)[j]
+        return
+    assert fd["s"] == _exact_s(masks, fd["s"] + 1)
+    _assert_depth_claim(compiled, fd)

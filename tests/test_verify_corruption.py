@@ -1137,3 +1137,81 @@ def test_random_segment_certificates_resist_corruption(inner, n, within):
     if not compiled.uses_segments:
         return
     assert_no_false_segment_claim_accepted(compiled, check(compiled, budget_seconds=2.0)[1])
+
+
+# ---- exact s on dense masks above DENSE_N (structural_deciders.dense_depth) ----------------
+# Its claims are s = t with a union cover at step t (often over every token) and a missing
+# pair per step before it (no C1) or the last one (C1): each corrupted alone is refused.
+
+DENSE_DEPTH_CASES = [("random(12, seed=5)", 2049), ("random(4, seed=9) | self | window(1)", 2100)]
+
+
+def _dense_push(M, i, t):
+    x = np.zeros(M.shape[0], dtype=bool)
+    x[i] = True
+    for _ in range(t):
+        x = M[x].any(axis=0)
+    return x
+
+
+@pytest.fixture(scope="module", params=DENSE_DEPTH_CASES, ids=[s for s, _ in DENSE_DEPTH_CASES])
+def dense_depth_cert(request):
+    source, n = request.param
+    compiled = patterndsl.compile(source, n)
+    cert = certificate(compiled, check_conditions(compiled, budget_seconds=2))
+    fd = cert["conditions"][0]["finite_depth"]
+    assert "union_cover" in fd["evidence"] and fd["s"] is not None and fd["s"] >= 3
+    assert verify_report(compiled, cert) == {"failures": [], "unchecked": []}
+    return compiled, cert
+
+
+def _dense_depth_corruptions(compiled, fd):
+    """(name, corrupted finite_depth claim) for each field of a dense_depth claim."""
+    s, ev, M = fd["s"], fd["evidence"], compiled.dense(0, 0)
+    tokens = ev["union_cover"]["tokens"]
+    out = []
+    lower = copy.deepcopy(fd)  # s − 1 with a cover at step s − 1
+    lower["s"], lower["s_bounds"] = s - 1, [s - 1, s - 1]
+    lower["evidence"]["union_cover"]["step"] = s - 1
+    if "missing_each" in ev:
+        lower["evidence"]["missing_each"] = ev["missing_each"][:-1]
+    else:
+        i, _ = ev["missing_before"]
+        lower["evidence"]["missing_before"] = [i, int(np.flatnonzero(~_dense_push(M, i, s - 2))[0])]
+    out.append(("s - 1", lower))
+    higher = copy.deepcopy(fd)  # s + 1 with one more (false) missing pair
+    higher["s"], higher["s_bounds"] = s + 1, [s + 1, s + 1]
+    higher["evidence"]["union_cover"]["step"] = s + 1
+    if "missing_each" in ev:
+        higher["evidence"]["missing_each"] = ev["missing_each"] + [[0, 0]]
+    else:
+        higher["evidence"]["missing_before"] = [0, 1]
+    out.append(("s + 1", higher))
+    for name, H in (("one token", tokens[:1]), ("half the tokens", tokens[::2]), ("duplicate", tokens + tokens[:1]),
+                    ("out of range", tokens[:-1] + [compiled.n])):
+        bad = copy.deepcopy(fd)
+        bad["evidence"]["union_cover"]["tokens"] = H
+        out.append((name, bad))
+    pairs = ev.get("missing_each") or [ev["missing_before"]]
+    for t, (i, _) in enumerate(pairs, start=1 if "missing_each" in ev else s - 1):
+        bad = copy.deepcopy(fd)
+        inside = [i, int(np.flatnonzero(_dense_push(M, i, t))[0])]  # a pair S^t holds
+        if "missing_each" in ev:
+            bad["evidence"]["missing_each"][t - 1] = inside
+        else:
+            bad["evidence"]["missing_before"] = inside
+        out.append((f"pair at step {t}", bad))
+    return out
+
+
+def test_dense_depth_certificates_resist_corruption(dense_depth_cert):
+    compiled, cert = dense_depth_cert
+    fd = cert["conditions"][0]["finite_depth"]
+    cases = _dense_depth_corruptions(compiled, fd)
+    assert len(cases) >= 7
+    for name, claim in cases:
+        bad = copy.deepcopy(cert)
+        bad["conditions"][0]["finite_depth"] = claim
+        report = verify_report(compiled, bad)
+        assert report["failures"] or report["unchecked"], name
+        assert report["failures"], (name, report)

@@ -83,7 +83,7 @@ from .dominance import dominated_depth
 from .graph import TooLarge, UnionGraph, tree_depths
 from .rowsets import TooManyIntervals
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
-from .structural_deciders import (budget_clock, common_cover, depth_by_cover, exact_depth, find_path, repair,
+from .structural_deciders import (budget_clock, common_cover, dense_depth, depth_by_cover, exact_depth, find_path, repair,
                                   split_refutation)
 
 FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
@@ -600,6 +600,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
             c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
     if c3.get("holds") is not False and c3.get("s") is None:
         c3 = _common_cover_claim(patterns, n, c3, deadline)
+    if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:  # s on the dense masks
+        c3 = dense_depth([_dense(P, n) for P in patterns], c1_ok, c3, max(deadline or 0.0, budget_clock() + 1.0))
     if c3.get("holds") is not False and c3.get("s") is None:  # bounds only, or undecided
         c3 = exact_depth(patterns, n, c1_ok, c3, pair_values, hubs, max(deadline or 0.0, budget_clock() + 0.5))
     if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:

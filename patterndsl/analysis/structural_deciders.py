@@ -785,3 +785,95 @@ def common_cover(patterns, n, max_step=8, deadline=None) -> "tuple | None":
     except TooManyIntervals:
         return None
     return None
+
+
+# ---- C3: exact s on dense masks (DENSE_N < n ≤ SEARCH_N) ---------------------------------
+
+DENSE_WORK = 1 << 29  # bytes of packed rows gathered by dense_depth
+
+
+def _or_rows(B: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Packed rows: out[r] = OR of P[x] over the x with B[r, x] (zero where B[r] is empty)."""
+    out = np.zeros((B.shape[0], P.shape[1]), dtype=np.uint8)
+    per = max(1, (1 << 25) // max(1, P.shape[1] * max(1, int(B.sum(axis=1).max(initial=0)))))
+    for a in range(0, B.shape[0], per):
+        r, x = np.nonzero(B[a:a + per])
+        if r.size:
+            starts = np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]]))
+            out[a + r[starts]] = np.bitwise_or.reduceat(P[x], starts, axis=0)
+    return out
+
+
+def dense_depth(masks, c1_ok, claim, deadline=None, work=DENSE_WORK, max_steps=64) -> dict:
+    """Exact s from the layers' dense masks, step by step t = 1, 2, …: at each step a
+    union cover (s ≤ t: every row i of layer k(t) attends tokens of H whose S^{t−1}
+    together are [n]) over a spread H of 64, 256, 1,024 tokens, then every token, where
+    H = [n] is S^t itself: when it fails, a row i and a key j ∉ S^t_i (s > t). So s = t
+    at the first step with a cover, with a missing pair for every step before it (given
+    C1 only the last, "missing_before"; else one per step, "missing_each") and the cover
+    ("union_cover"), all of which verify re-checks by its own pushes. Costs the pairs
+    gathered (edges into H × n/8 bytes per step), within ``work`` and the deadline; when s
+    is not reached in them, the claim with its lower bound raised by the pairs found."""
+    n, p = masks[0].shape[0], len(masks)
+    lo, hi = claim["s_bounds"]
+    packed = [np.packbits(M, axis=1) for M in masks]
+    full = np.packbits(np.ones(n, dtype=bool))
+    spent, pairs, every = 0, [], None  # every: S^{t−1} of all tokens (packed)
+    for t in range(1, min(hi if hi is not None else max_steps, max_steps) + 1):
+        if deadline is not None and budget_clock() > deadline:
+            return _raised(claim, c1_ok, pairs)
+        cover = None
+        if t == 1:
+            every = packed[0]
+        else:
+            M = masks[(t - 1) % p]
+            for m in (64, 256, 1024, n):
+                H = np.arange(n) if m >= n else np.unique(np.linspace(0, n - 1, m).astype(np.int64))
+                reach = every[H]  # S^{t−1} of H
+                B = M[:, H]
+                spent += int(B.sum()) * full.size
+                if spent > work or (deadline is not None and budget_clock() > deadline):
+                    return _raised(claim, c1_ok, pairs)
+                S = _or_rows(B, reach)
+                if (S == full).all():
+                    cover = [int(x) for x in H]
+                    break
+                if m >= n:
+                    if c1_ok and np.array_equal(S, every):
+                        return _raised(claim, c1_ok, pairs)  # S^t = S^{t−1} given C1: it never grows to J
+                    every = S  # S^t of every token
+                    break
+        if cover is not None:
+            break
+        bad = np.flatnonzero((every != full).any(axis=1))
+        if bad.size == 0:  # t = 1: layer 0 is everything
+            return claim if lo > 1 else {"holds": True, "s": 1, "s_bounds": [1, 1], "evidence": {"full_first": True}}
+        i = int(bad[0])
+        j = int(np.flatnonzero(~np.unpackbits(every[i], count=n).astype(bool))[0])
+        pairs.append([i, j])
+    else:
+        return _raised(claim, c1_ok, pairs)
+    s = t
+    if not (lo <= s and (hi is None or s <= hi)):
+        return claim  # (a disagreement would be a bug of one side; keep the certified bounds)
+    ev = {"union_cover": {"step": s, "tokens": cover}}
+    if s >= 2:
+        if c1_ok:
+            ev["missing_before"] = pairs[-1]
+        else:
+            ev["missing_each"] = pairs
+    claim = {k: v for k, v in claim.items() if k != "reason"}
+    return {**claim, "holds": True, "s": s, "s_bounds": [s, s], "evidence": ev}
+
+
+def _raised(claim, c1_ok, pairs) -> dict:
+    """The claim with s ≥ len(pairs) + 1 (the pairs j_t ∉ S^t_{i_t}, t = 1 … len(pairs)),
+    when that raises its lower bound below its upper one; else the claim unchanged."""
+    lo, hi = claim["s_bounds"]
+    new = len(pairs) + 1
+    if new <= lo or (hi is not None and new >= hi) or claim.get("holds") is False:
+        return claim
+    ev = {k: v for k, v in (claim.get("evidence") or {}).items()
+          if k not in ("missing_first", "missing_before", "missing_each")}
+    ev.update({"missing_before": pairs[-1]} if c1_ok else {"missing_each": pairs})
+    return {**claim, "s_bounds": [new, hi], "evidence": ev}
