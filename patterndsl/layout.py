@@ -292,6 +292,24 @@ class BlockGrid:
             return codes
         return unique_sorted(codes)
 
+    def columns_in_band(self, kb, lo: int, hi: int):
+        """Sorted codes of the blocks (qb, k), for every query block qb and each k of the
+        sorted key blocks ``kb``, that hold an offset j − i in lo..hi (a column pattern —
+        `summary`, `global` of keys — cut by a band: no cross product of all rows first)."""
+        kb = np.asarray(kb, dtype=np.int64)
+        qb = np.arange(self.num_q, dtype=np.int64)
+        r0 = qb * self.block_q
+        first = np.clip(r0 + lo, 0, self.n) // self.block_k
+        last = np.clip(np.minimum(r0 + self.block_q, self.n) - 1 + hi, -1, self.n - 1) // self.block_k
+        start = np.searchsorted(kb, first)
+        length = np.maximum(np.searchsorted(kb, last, side="right") - start, 0)
+        total = int(length.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64)
+        # entry e of row q is kb[start[q] + (e − its row's first entry)], plus q · num_k
+        shift = np.repeat(start - np.cumsum(length) + length, length)
+        return kb.take(shift + np.arange(total, dtype=np.int64)) + np.repeat(qb * self.num_k, length)
+
     def band_candidates(self, lo: int, hi: int):
         """Codes of the blocks that hold an offset j − i in lo..hi."""
         qb = np.arange(self.num_q, dtype=np.int64)
