@@ -87,7 +87,8 @@ class BlockLayout:
         """From the non-empty blocks: query block, key block and state (PARTIAL or FULL).
         ``ordered``: the blocks are listed in row-major order, each once (None: check)."""
         num_q, num_k = -(-(n if q_len is None else q_len) // block_q), -(-n // block_k)
-        qb, kb, states = (np.asarray(a, dtype=np.int64) for a in (qb, kb, states))
+        qb, kb = (np.asarray(a, dtype=np.int64) for a in (qb, kb))
+        states = np.asarray(states, dtype=np.int8)  # (EMPTY, PARTIAL, FULL: no int64 copy)
         dtype = smallest_index_dtype(max(num_q, num_k))
         if ordered is None:
             ordered = bool(np.all((qb[1:] > qb[:-1]) | ((qb[1:] == qb[:-1]) & (kb[1:] > kb[:-1]))))
