@@ -206,3 +206,13 @@ def test_intersections_with_bands_list_only_blocks_in_the_band(parts, bands, inn
         want = reference_layout(flat, n, block_q, block_k).to_dense().reshape(-1)
         assert set(np.flatnonzero(want).tolist()) <= set(codes.tolist())
         assert bool(np.all(codes[1:] > codes[:-1]))
+
+
+@pytest.mark.parametrize("source", ["blocks(4) { summary(2, 1) } & window(0, 3)", "blocks(4) { cols(1, 5) } & window(3, -1)",
+                                    "blocks(2) { window(1) | summary(3, 1) } & window(-1, 5)",
+                                    "blocks(4) { summary(4, 2) & window(1, 0) } & causal"])
+@pytest.mark.parametrize("block, n", [(4, 37), (4, 40), (8, 61), (2, 19)])
+def test_bands_of_cells_by_hand(source, block, n):
+    """blocks(B) { } & a band: the band of cells reaches every cell whose tokens meet it
+    (a band end inside a cell keeps that cell)."""
+    assert_layout_is_the_reference(patterndsl.compile(source, n).pattern(), n, block, block)
