@@ -94,6 +94,16 @@ class Pattern:
         proportional to their number; None when it may touch any block."""
         return None
 
+    def band(self, n: int):
+        """(lo, hi) when this pattern is exactly the band lo ≤ j − i ≤ hi at n, else None."""
+        return None
+
+    def candidates_in_band(self, grid, lo: int, hi: int):
+        """Sorted codes of a superset of its non-empty blocks that hold an offset j − i in
+        lo..hi (what an intersection with that band can touch); None when it has no such
+        form (block_candidates then)."""
+        return None
+
     def block_estimate(self, grid) -> int:
         """About how many codes block_candidates returns (cheap; picks an intersection's
         sparsest part)."""
@@ -182,6 +192,16 @@ class Union(Combination):
         parts = [p.block_candidates(grid) for p in self.parts]
         return None if any(p is None for p in parts) else unique_sorted(np.concatenate(parts))
 
+    def candidates_in_band(self, grid, lo, hi):
+        parts = []
+        for part in self.parts:
+            codes = part.candidates_in_band(grid, lo, hi)
+            codes = part.block_candidates(grid) if codes is None else codes
+            if codes is None:
+                return None
+            parts.append(codes)
+        return unique_sorted(np.concatenate(parts))
+
     def block_estimate(self, grid):
         return min(grid.num_blocks, sum(p.block_estimate(grid) for p in self.parts))
 
@@ -229,8 +249,24 @@ class Intersection(Combination):
         return AllOf(tuple(p.row_structure(n) for p in self.parts))
 
     def block_candidates(self, grid):
-        # List the sparsest part; the others are only asked about its blocks.
-        return min(self.parts, key=lambda p: p.block_estimate(grid)).block_candidates(grid)
+        return self._candidates(grid, [])
+
+    def candidates_in_band(self, grid, lo, hi):
+        return self._candidates(grid, [(lo, hi)])
+
+    def _candidates(self, grid, bands):
+        # List the sparsest part; the others are only asked about its blocks. The bands
+        # among the others (causal, window) cut its list where it is made: phi3's
+        # `blocks(64) { window(15, 0) | summary(8, 1) } & causal` lists the summary's
+        # blocks below the diagonal only (23k candidates, not 40k).
+        sparsest = min(self.parts, key=lambda p: p.block_estimate(grid))
+        bands = bands + [p.band(grid.n) for p in self.parts if p is not sparsest]
+        bands = [b for b in bands if b is not None]
+        if bands:
+            codes = sparsest.candidates_in_band(grid, max(b[0] for b in bands), min(b[1] for b in bands))
+            if codes is not None:
+                return codes
+        return sparsest.block_candidates(grid)
 
     def block_estimate(self, grid):
         return min(p.block_estimate(grid) for p in self.parts)
@@ -399,8 +435,8 @@ class Blocked(Pattern):
         if how == "covers":
             return grid.covered_candidates(self.operand, inner, self.block)
         codes = self.operand.block_candidates(inner)
-        if how == "divides" or codes is None:
-            return codes
+        if how == "divides" or codes is None or inner.num_blocks == grid.num_blocks:
+            return codes  # (B = BQ = BK: a cell is a kernel block, with the same code)
         # each pattern block pair (r, c) covers kernel blocks r·B/BQ … and c·B/BK …
         r, c = inner.decode(codes)
         per_q, per_k = self.block // grid.block_q, self.block // grid.block_k
@@ -409,6 +445,16 @@ class Blocked(Pattern):
         q, k = (x.reshape(-1) for x in np.broadcast_arrays(q, k))
         keep = (q < grid.num_q) & (k < grid.num_k)
         return unique_sorted(grid.codes(q[keep], k[keep]))  # not np.unique: block codes collide in its hash
+
+    def candidates_in_band(self, grid, lo, hi):
+        how, inner = self._aligned(grid)
+        if how == "covers" or (how == "inside" and inner.num_blocks != grid.num_blocks):
+            return None
+        # a kernel block is an inner block of whole cells (r, c): its tokens' offsets lie
+        # within (c − r)·B ± (B − 1), so the cells that can meet lo..hi have c − r in
+        # ⌈(lo − B + 1)/B⌉ .. ⌊(hi + B − 1)/B⌋ (a superset where the last cell is cut)
+        B = self.block
+        return self.operand.candidates_in_band(inner, -((B - 1 - lo) // B), (hi + B - 1) // B)
 
     def block_estimate(self, grid):
         how, inner = self._aligned(grid)

@@ -263,6 +263,14 @@ class _BandPrimitive(Primitive):
     def block_candidates(self, grid):
         return grid.band_candidates(*self._band(grid.n))
 
+    def band(self, n):
+        return self._band(n)
+
+    def candidates_in_band(self, grid, lo, hi):
+        own_lo, own_hi = self._band(grid.n)
+        lo, hi = max(lo, own_lo), min(hi, own_hi)
+        return grid.band_candidates(lo, hi) if lo <= hi else np.zeros(0, dtype=np.int64)
+
     def block_estimate(self, grid):
         lo, hi = self._band(grid.n)
         return grid.num_q * min(grid.num_k, (hi - lo + grid.block_q) // grid.block_k + 2)
@@ -1041,6 +1049,11 @@ class Summary(Primitive):
         (without it, `blocks(64) { summary(8, 2) }` at 2^20 was taken for num_q · num_k)."""
         return grid.num_q * self._key_blocks(grid).size
 
+    def candidates_in_band(self, grid, lo, hi):
+        kb = np.arange(grid.num_k, dtype=np.int64)
+        c0, c1 = grid.cols(kb)
+        return grid.columns_in_band(kb[self._keys_below(c1 + 1) > self._keys_below(c0)], lo, hi)
+
     def transposed(self, n):
         return SummaryRows(self)
 
@@ -1317,6 +1330,9 @@ class Cols(_IndexPrimitive):
 
     def block_candidates(self, grid):
         return _cross(grid, np.arange(grid.num_q, dtype=np.int64), _touched_blocks(self.indices, grid.block_k))
+
+    def candidates_in_band(self, grid, lo, hi):
+        return grid.columns_in_band(_touched_blocks(self.indices, grid.block_k), lo, hi)
 
     def block_estimate(self, grid):
         return grid.num_q * _touched_blocks(self.indices, grid.block_k).size

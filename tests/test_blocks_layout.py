@@ -178,3 +178,41 @@ def test_heads_sharing_a_pattern_share_one_layout(monkeypatch):
     del fresh
     gc.collect()
     assert block_layout(again, n, 64).same_as(layouts[32]) and len(built) == len(distinct) + 2
+
+
+BANDS = st.sampled_from(("causal", "window(3)", "window(5, 0)", "window(-2, 6)", "self", "window(0, 40)"))
+BAND_CUT = st.one_of(st.sampled_from(("summary(4, 1)", "summary(8, 3, offset=5)", "cols(0, 3..5)", "cols(n - 1)")),
+                     S.token_free_sources(), S.blocked_sources())
+
+
+@settings(max_examples=examples(120), deadline=None)
+@given(parts=st.lists(BAND_CUT, min_size=1, max_size=2), bands=st.lists(BANDS, min_size=1, max_size=2),
+       inner_band=st.sampled_from(("", " & causal", " & window(1)")), blocks=kernel_and_pattern_blocks(),
+       n=S.sizes(max_n=150))
+def test_intersections_with_bands_list_only_blocks_in_the_band(parts, bands, inner_band, blocks, n):
+    """An intersection's bands cut its sparsest part's candidates where they are made
+    (candidates_in_band: column patterns, unions, blocks(B) { } with bands of cells): the
+    layout is still the reference's, and the candidates are a superset of its blocks."""
+    block_q, block_k, size = blocks
+    body = " | ".join(parts)
+    source = f"blocks({size}) {{ {body}{inner_band} }} & " + " & ".join(bands)
+    pattern = patterndsl.compile(source, n).pattern()
+    assert_layout_is_the_reference(pattern, n, block_q, block_k)
+    flat = patterndsl.compile(f"({body}) & " + " & ".join(bands), n).pattern()
+    assert_layout_is_the_reference(flat, n, block_q, block_k)
+    grid = BlockGrid(n, block_q, block_k)
+    codes = flat.block_candidates(grid)
+    if codes is not None:
+        want = reference_layout(flat, n, block_q, block_k).to_dense().reshape(-1)
+        assert set(np.flatnonzero(want).tolist()) <= set(codes.tolist())
+        assert bool(np.all(codes[1:] > codes[:-1]))
+
+
+@pytest.mark.parametrize("source", ["blocks(4) { summary(2, 1) } & window(0, 3)", "blocks(4) { cols(1, 5) } & window(3, -1)",
+                                    "blocks(2) { window(1) | summary(3, 1) } & window(-1, 5)",
+                                    "blocks(4) { summary(4, 2) & window(1, 0) } & causal"])
+@pytest.mark.parametrize("block, n", [(4, 37), (4, 40), (8, 61), (2, 19)])
+def test_bands_of_cells_by_hand(source, block, n):
+    """blocks(B) { } & a band: the band of cells reaches every cell whose tokens meet it
+    (a band end inside a cell keeps that cell)."""
+    assert_layout_is_the_reference(patterndsl.compile(source, n).pattern(), n, block, block)
