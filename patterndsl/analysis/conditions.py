@@ -83,6 +83,7 @@ from .dominance import dominated_depth
 from .graph import TooLarge, UnionGraph, tree_depths
 from .rowsets import TooManyIntervals
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
+from .layered_deciders import binary_depth, chain_path
 from .structural_deciders import (budget_clock, common_cover, depth_by_cover, exact_depth, find_path, repair,
                                   split_refutation)
 
@@ -599,6 +600,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
                       else "undecided within budget")
             c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
     if c3.get("holds") is not False and c3.get("s") is None:
+        c3 = _binary_claim(patterns, n, c3, deadline)
+    if c3.get("holds") is not False and c3.get("s") is None:
         c3 = _common_cover_claim(patterns, n, c3, deadline)
     if c3.get("holds") is not False and c3.get("s") is None:  # bounds only, or undecided
         c3 = exact_depth(patterns, n, c1_ok, c3, pair_values, hubs, max(deadline or 0.0, budget_clock() + 0.5))
@@ -619,12 +622,41 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
                          max(deadline or 0.0, budget_clock() + 0.5))  # a slice even when the others ran late
         if path is not None:
             c2 = {"holds": True, "witness": {"runs": as_runs(path)}}
+    if c2 is None and (path := chain_path(patterns, n, max(deadline or 0.0, budget_clock() + 0.5))) is not None \
+            and _union_steps_hold(patterns, n, path):
+        c2 = {"holds": True, "witness": {"runs": as_runs(path)}}
     if c2 is None:
         c2 = {"holds": None, "reason": "undecided (no structural witness or refutation)"}
     return c2, c3
 
 
 _LOWER_EVIDENCE = ("missing_first", "missing_before", "missing_each")
+
+
+def _union_steps_hold(patterns, n, g) -> bool:
+    """Every token of g after the first attends its predecessor in some layer."""
+    ok = np.zeros(n - 1, dtype=bool)
+    for P in patterns:
+        todo = np.flatnonzero(~ok)
+        ok[todo] = pair_values(P, g[1:][todo], g[:-1][todo], n)
+    return bool(ok.all())
+
+
+def _binary_claim(patterns, n, claim, deadline):
+    """A bounds-only or undecided C3 claim replaced by the full/empty-rows argument
+    (analysis/layered_deciders.py) when that decides more: s infinite, or a tighter s."""
+    found = binary_depth(patterns, n, max(deadline or 0.0, budget_clock() + 0.5))
+    if found is None:
+        return claim
+    if found["holds"] is False:
+        return found
+    lo, hi = claim["s_bounds"]
+    new_lo, new_hi = found["s_bounds"]
+    if claim.get("holds") is None or new_hi < hi or (new_hi == hi and new_lo > lo):
+        if new_lo < lo:  # keep the claim's better lower bound only when its evidence can go along
+            return claim if claim.get("holds") is True else found
+        return found
+    return claim
 
 
 def _common_cover_claim(patterns, n, claim, deadline):
