@@ -29,6 +29,7 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
             {"holds": false, "unreachable": [i, j], "evidence": {"closed": ranges}}
           | {"holds": false, "evidence": {"recursion_cycles": [t0, t1]} | {"empty_rows": [i per layer]}
                                          | {"empty_column": j}
+                                         | {"binary_cycle": [t0, t1], "missing_each": [[i, j], …]}
                                          | {"support_after": {"steps": m, "key": j}, "missing_each": [[i, j], …]}
                                          | {"periodic": {"root", "out": [parent of v], "period": g}}}
           | {"holds": true, "s": int | null, "s_bounds": [lo, hi],
@@ -37,7 +38,7 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
                           "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
                           "missing_first": [i, j], "missing_before": [i, j],
                           "cover": {"step": t, "tokens": [h, …]}, "union_cover": {"step": t, "tokens": [h, …]},
-                          "common_cover": {"step": t, "tokens": ranges},
+                          "common_cover": {"step": t, "tokens": ranges}, "full_rows": {"step": t},
                           "missing_each": [[i, j] per step < lo]}}
           | {"holds": null, "s_bounds": [lo, null], "evidence": {...}, "reason": str}}],
      "counts": optional {"per_layer": [[count of layer k, head h]], "union": [per head]}}
@@ -100,6 +101,12 @@ it is re-checked:
     j; S^t_i ⊆ R_t ⊆ R_m for t ≥ m, and the pairs show S^t ≠ J for t < m: s is infinite.
   * empty_column j: no row of layer 0 attends j; every S^t_i lies in the keys of layer 0,
     so s is infinite.
+  * full_rows {"step": t}: G_1, Z_1 the full and empty rows of layer 0; G_t the rows of
+    layer k(t) attending a token of G_{t−1} (so S^t_i = [n]), Z_t those attending only
+    tokens of Z_{t−1} (S^t_i = ∅), recomputed from every row's intervals; G_t = [n]: s ≤ t.
+  * binary_cycle [t0, t1] with missing_each (t0 − 1 pairs): G_t ∪ Z_t = [n] and G_t ≠ [n]
+    for t0 ≤ t ≤ t1 (every S^t known exactly), G_{t0} = G_{t1}, t1 − t0 a multiple of p:
+    the states repeat from t0, and with the pairs no S^t is J: s is infinite.
   * missing_each [[i_1, j_1], …, [i_{lo−1}, j_{lo−1}]]: j_t ∉ S^t_{i_t} for every t < lo,
     each recomputed without assuming C1: so s ≥ lo.
   * missing_first: j ∉ A^0_i, so s ≥ 2. missing_before: given C1 (so S^t grows with t),

@@ -64,6 +64,9 @@ What is certified, and how (all without an n × n mask for large n):
     families (interleaved halves, step-d runs, alternating blocks, hubs) mended by moving
     tokens into unattended gaps (also the dense greedy walk's stuck end); C2 refuted by a
     split: U minus k tokens (hubs, highest degree) in more than k + 1 weak pieces.
+  * layered, mostly full or empty rows (analysis/layered_deciders.py): the rows of S^t known
+    to be [n] or ∅, step by step: s ≤ t when all are [n], s infinite when the known state
+    covers every row and repeats; C2 by chains through U's few partial rows.
 Anything not decided within the budget is ``holds: None`` — never a guess.
 """
 from __future__ import annotations
