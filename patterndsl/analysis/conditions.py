@@ -603,9 +603,9 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
                       else "undecided within budget")
             c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
     if c3.get("holds") is not False and c3.get("s") is None:
-        c3 = _binary_claim(patterns, n, c3, deadline)
-    if c3.get("holds") is not False and c3.get("s") is None:
         c3 = _common_cover_claim(patterns, n, c3, deadline)
+    if c3.get("holds") is not False and c3.get("s") is None:
+        c3 = _binary_claim(patterns, n, c3, deadline)
     if c3.get("holds") is not False and c3.get("s") is None:  # bounds only, or undecided
         c3 = exact_depth(patterns, n, c1_ok, c3, pair_values, hubs, max(deadline or 0.0, budget_clock() + 0.5))
     if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:
