@@ -533,13 +533,7 @@ def _component_refutations(graph, n):
 def _structured_path(patterns, n):
     """A Hamiltonian path from the families of analysis/structural.py, as runs, or None."""
     for g in run_witnesses(patterns, n):
-        ok = np.zeros(n - 1, dtype=bool)
-        for P in patterns:
-            todo = np.flatnonzero(~ok)
-            if todo.size == 0:
-                break
-            ok[todo] = pair_values(P, g[1:][todo], g[:-1][todo], n)
-        if ok.all():
+        if _union_steps_hold(patterns, n, g):
             return {"holds": True, "witness": {"runs": as_runs(g)}}
     return None
 
@@ -641,6 +635,8 @@ def _union_steps_hold(patterns, n, g) -> bool:
     ok = np.zeros(n - 1, dtype=bool)
     for P in patterns:
         todo = np.flatnonzero(~ok)
+        if todo.size == 0:
+            break
         ok[todo] = pair_values(P, g[1:][todo], g[:-1][todo], n)
     return bool(ok.all())
 
@@ -653,13 +649,10 @@ def _binary_claim(patterns, n, claim, deadline):
         return claim
     if found["holds"] is False:
         return found
-    lo, hi = claim["s_bounds"]
-    new_lo, new_hi = found["s_bounds"]
-    if claim.get("holds") is None or new_hi < hi or (new_hi == hi and new_lo > lo):
-        if new_lo < lo:  # keep the claim's better lower bound only when its evidence can go along
-            return claim if claim.get("holds") is True else found
+    if found["holds"] is False or claim.get("holds") is None or found["s"] is not None:
         return found
-    return claim
+    (lo, hi), (new_lo, new_hi) = claim["s_bounds"], found["s_bounds"]
+    return found if new_lo >= lo and new_hi <= hi and (new_lo, new_hi) != (lo, hi) else claim
 
 
 def _common_cover_claim(patterns, n, claim, deadline):
