@@ -29,6 +29,7 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
             {"holds": false, "unreachable": [i, j], "evidence": {"closed": ranges}}
           | {"holds": false, "evidence": {"recursion_cycles": [t0, t1]} | {"empty_rows": [i per layer]}
                                          | {"empty_column": j}
+                                         | {"binary_cycle": [t0, t1], "missing_each": [[i, j], …]}
                                          | {"support_after": {"steps": m, "key": j}, "missing_each": [[i, j], …]}
                                          | {"periodic": {"root", "out": [parent of v], "period": g}}}
           | {"holds": true, "s": int | null, "s_bounds": [lo, hi],
@@ -37,7 +38,7 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
                           "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
                           "missing_first": [i, j], "missing_before": [i, j],
                           "cover": {"step": t, "tokens": [h, …]}, "union_cover": {"step": t, "tokens": [h, …]},
-                          "common_cover": {"step": t, "tokens": ranges},
+                          "common_cover": {"step": t, "tokens": ranges}, "full_rows": {"step": t},
                           "missing_each": [[i, j] per step < lo]}}
           | {"holds": null, "s_bounds": [lo, null], "evidence": {...}, "reason": str}}],
      "counts": optional {"per_layer": [[count of layer k, head h]], "union": [per head]}}
@@ -101,6 +102,12 @@ it is re-checked:
     j; S^t_i ⊆ R_t ⊆ R_m for t ≥ m, and the pairs show S^t ≠ J for t < m: s is infinite.
   * empty_column j: no row of layer 0 attends j; every S^t_i lies in the keys of layer 0,
     so s is infinite.
+  * full_rows {"step": t}: G_1, Z_1 the full and empty rows of layer 0; G_t the rows of
+    layer k(t) attending a token of G_{t−1} (so S^t_i = [n]), Z_t those attending only
+    tokens of Z_{t−1} (S^t_i = ∅), recomputed from every row's intervals; G_t = [n]: s ≤ t.
+  * binary_cycle [t0, t1] with missing_each (t0 − 1 pairs): G_t ∪ Z_t = [n] and G_t ≠ [n]
+    for t0 ≤ t ≤ t1 (every S^t known exactly), G_{t0} = G_{t1}, t1 − t0 a multiple of p:
+    the states repeat from t0, and with the pairs no S^t is J: s is infinite.
   * missing_each [[i_1, j_1], …, [i_{lo−1}, j_{lo−1}]]: j_t ∉ S^t_{i_t} for every t < lo,
     each recomputed without assuming C1: so s ≥ lo.
   * missing_first: j ∉ A^0_i, so s ≥ 2. missing_before: given C1 (so S^t grows with t),
@@ -1088,6 +1095,8 @@ def _check_unreachable(ch: _Claims, h, claim, ev) -> str | None:
         if not np.array_equal(kept[t0], kept[t1]):
             return f"S^{t0} differs from S^{t1}"
         return None
+    if "binary_cycle" in ev:
+        return _check_binary_cycle(ch, h, ev["binary_cycle"], ev.get("missing_each"))
     if "empty_rows" in ev:
         rows = ev["empty_rows"]
         if not (isinstance(rows, list) and len(rows) == ch.p and all(_index(i, n) for i in rows)):
@@ -1389,6 +1398,64 @@ def _attends(ch: _Claims, k, h, H) -> np.ndarray:
     return out
 
 
+def _binary_states(ch: _Claims, h, steps) -> list:
+    """[(G_t, Z_t) for t = 1 … steps]: G_1, Z_1 the full and empty rows of layer 0;
+    G_t the rows of layer k(t) attending a token of G_{t−1} (S^t ⊇ S^{t−1}_j = [n]),
+    Z_t those attending only tokens of Z_{t−1} (S^t = ∅); read from every row's intervals."""
+    n, p = ch.n, ch.p
+    G = Z = None
+    states = []
+    for t in range(1, steps + 1):
+        k = (t - 1) % p
+        X = np.ones(n, dtype=bool) if t == 1 else G
+        Y = np.ones(n, dtype=bool) if t == 1 else ~Z
+        in_x = np.concatenate([[0], np.cumsum(X)])
+        in_y = np.concatenate([[0], np.cumsum(Y)])
+        hits_x, hits_y = np.zeros(n), np.zeros(n)
+        for rows in _batches(np.arange(n, dtype=np.int64)):
+            ks = ch.rows(k, h, rows)
+            ch.meter.add(ks.lo.size + 1)
+            hits_x[rows] = np.bincount(ks.own, weights=in_x[ks.hi] - in_x[ks.lo], minlength=rows.size)
+            hits_y[rows] = np.bincount(ks.own, weights=in_y[ks.hi] - in_y[ks.lo], minlength=rows.size)
+        G, Z = (hits_x == n, hits_y == 0) if t == 1 else (hits_x > 0, hits_y == 0)
+        states.append((G, Z))
+    return states
+
+
+def _check_full_rows(ch: _Claims, h, full) -> "int | str":
+    """{"step": t}: G_t (``_binary_states``) is every row, so S^t = J: s ≤ t (no C1 needed)."""
+    t = full.get("step") if isinstance(full, dict) else None
+    if not (_int(t) and 1 <= t <= 4096):
+        return "malformed full_rows"
+    if not _binary_states(ch, h, t)[-1][0].all():
+        return f"full_rows: some row of S^{t} is not shown to be everything"
+    return t
+
+
+def _check_binary_cycle(ch: _Claims, h, cycle, pairs) -> "str | None":
+    """[t0, t1]: for t0 ≤ t ≤ t1 every row is in G_t or Z_t (S^t known exactly) and
+    G_t ≠ [n]; t1 − t0 a positive multiple of p and G_{t0} = G_{t1}: from t0 on the states
+    repeat, no S^t is J; with one missing pair per step t < t0, s is infinite."""
+    if not (isinstance(cycle, list) and len(cycle) == 2 and all(_int(t) for t in cycle)
+            and 1 <= cycle[0] < cycle[1] <= 4096 and (cycle[1] - cycle[0]) % ch.p == 0):
+        return "binary_cycle needs [t0, t1] with 1 ≤ t0 < t1 and t1 − t0 a multiple of the layers"
+    t0, t1 = cycle
+    if t0 > 1 or pairs is not None:
+        why = _check_missing_each(ch, h, pairs, t0)
+        if why:
+            return why
+    states = _binary_states(ch, h, t1)
+    for t in range(t0, t1 + 1):
+        G, Z = states[t - 1]
+        if not (G | Z).all():
+            return f"binary_cycle: S^{t} is not known exactly from full and empty rows"
+        if G.all():
+            return f"binary_cycle: S^{t} is everything"
+    if not np.array_equal(states[t0 - 1][0], states[t1 - 1][0]):
+        return f"binary_cycle: the full rows of S^{t0} and S^{t1} differ"
+    return None
+
+
 def _check_missing_each(ch: _Claims, h, pairs, lo) -> "str | None":
     """[[i_t, j_t] for t = 1 … lo − 1] with j_t ∉ S^t_{i_t}: no S^t (t < lo) is J, s ≥ lo."""
     n = ch.n
@@ -1642,6 +1709,11 @@ def _upper_evidence(ch: _Claims, h, ev) -> "int | None | str":
             if isinstance(step, str):
                 return step
             proved = min(proved or step, step)
+    if ev.get("full_rows") is not None:
+        step = _check_full_rows(ch, h, ev["full_rows"])
+        if isinstance(step, str):
+            return step
+        proved = min(proved or step, step)
     if ev.get("dominated") is not None:
         bound = _check_dominated(ch, h, ev["dominated"])
         if isinstance(bound, str):

@@ -1215,3 +1215,60 @@ def test_dense_depth_certificates_resist_corruption(dense_depth_cert):
         report = verify_report(compiled, bad)
         assert report["failures"] or report["unchecked"], name
         assert report["failures"], (name, report)
+
+
+# ---- hard11: full_rows and binary_cycle (analysis/layered_deciders.py) -------------------------
+
+from patterndsl.analysis.layered_deciders import binary_depth  # noqa: E402
+
+_depth_problem_before_binary = depth_problem
+
+
+def depth_problem(D, claim):  # noqa: F811 (certificate_problem reads it)
+    """full_rows {"step": t}: S^t = J on the dense masks; binary_cycle: s infinite, and its
+    missing_each pairs missing. The rest of the claim as before (with the upper bound from
+    the recursion)."""
+    ev = claim.get("evidence")
+    if not (isinstance(ev, dict) and ("full_rows" in ev or "binary_cycle" in ev)):
+        return _depth_problem_before_binary(D, claim)
+    if "binary_cycle" in ev:
+        if claim.get("holds") is not False or D.s() is not None:
+            return "binary_cycle: s is finite"
+        cyc = ev["binary_cycle"]
+        if not (isinstance(cyc, list) and len(cyc) == 2 and all(_pos_int(t) for t in cyc) and cyc[0] < cyc[1]):
+            return "malformed binary_cycle"
+        if "missing_each" in ev and not _missing_each_ok(D, ev["missing_each"], cyc[0] - 1):
+            return "a missing_each pair is reached"
+        return None
+    full = ev["full_rows"]
+    t = full.get("step") if isinstance(full, dict) else None
+    if not (_pos_int(t) and D.S(t).all()):
+        return "full_rows: S^t is not everything"
+    hi = (claim.get("s_bounds") or [None, None])[-1] if isinstance(claim.get("s_bounds"), list) else None
+    if claim.get("holds") is True and _pos_int(hi) and t > hi:
+        return f"full_rows proves s ≤ {t}, not ≤ {hi}"
+    rest = dict(claim, evidence={**{k: v for k, v in ev.items() if k != "full_rows"}, "recursion": True})
+    return _depth_problem_before_binary(D, rest)
+
+
+BINARY_CASES = [
+    ("layers {\n~(rows(2..4) & random(n - 1, seed=16))\n~rows(5..7)\n}", 12),  # binary_cycle
+    ("layers {\n~(rows(2..4) & random(n - 1, seed=16))\nself\n}", 12),         # full_rows, s = 5
+    ("layers {\n~(rows(1..3) & ~cols(1..3))\n~rows(1..2)\n}", 12),              # full_rows, s = 3
+    ("layers {\n~(rows(2..4) & random(n - 1, seed=3))\ncausal\n}", 10),           # full_rows, s = 2
+    ("layers {\n~(rows(1..4) & random(n - 1, seed=7))\n~global(5..7)\n}", 10),     # binary_cycle
+]
+
+
+@pytest.mark.parametrize("source, n", BINARY_CASES)
+def test_binary_certificates_resist_corruption(structural, source, n):
+    """The analyzer's certificate with head 0's finite_depth claim replaced by the
+    full/empty-rows argument: the dense truth agrees, and no single corruption is accepted."""
+    compiled = patterndsl.compile(source, n)
+    cert = make_certificate(compiled)
+    claim = binary_depth([compiled.patterns[k][0] for k in range(compiled.layers)], n)
+    assert claim is not None
+    truth = Dense(compiled, 0).s()
+    assert (truth is None) if claim["holds"] is False else claim["s"] == truth
+    cert["conditions"][0]["finite_depth"] = claim
+    assert assert_no_false_claim_accepted(compiled, cert) > 0

@@ -64,6 +64,9 @@ What is certified, and how (all without an n × n mask for large n):
     families (interleaved halves, step-d runs, alternating blocks, hubs) mended by moving
     tokens into unattended gaps (also the dense greedy walk's stuck end); C2 refuted by a
     split: U minus k tokens (hubs, highest degree) in more than k + 1 weak pieces.
+  * layered, mostly full or empty rows (analysis/layered_deciders.py): the rows of S^t known
+    to be [n] or ∅, step by step: s ≤ t when all are [n], s infinite when the known state
+    covers every row and repeats; C2 by chains through U's few partial rows.
 Anything not decided within the budget is ``holds: None`` — never a guess.
 """
 from __future__ import annotations
@@ -83,6 +86,7 @@ from .dominance import dominated_depth
 from .graph import TooLarge, UnionGraph, tree_depths
 from .rowsets import TooManyIntervals
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
+from .layered_deciders import binary_depth, chain_path
 from .structural_deciders import (budget_clock, common_cover, dense_depth, depth_by_cover, exact_depth, find_path, repair,
                                   split_refutation)
 
@@ -529,13 +533,7 @@ def _component_refutations(graph, n):
 def _structured_path(patterns, n):
     """A Hamiltonian path from the families of analysis/structural.py, as runs, or None."""
     for g in run_witnesses(patterns, n):
-        ok = np.zeros(n - 1, dtype=bool)
-        for P in patterns:
-            todo = np.flatnonzero(~ok)
-            if todo.size == 0:
-                break
-            ok[todo] = pair_values(P, g[1:][todo], g[:-1][todo], n)
-        if ok.all():
+        if _union_steps_hold(patterns, n, g):
             return {"holds": True, "witness": {"runs": as_runs(g)}}
     return None
 
@@ -600,6 +598,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
             c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
     if c3.get("holds") is not False and c3.get("s") is None:
         c3 = _common_cover_claim(patterns, n, c3, deadline)
+    if c3.get("holds") is not False and c3.get("s") is None:
+        c3 = _binary_claim(patterns, n, c3, deadline)
     if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:  # s on the dense masks
         c3 = dense_depth([_dense(P, n) for P in patterns], c1_ok, c3, max(deadline or 0.0, budget_clock() + 1.0))
     if c3.get("holds") is not False and c3.get("s") is None:  # bounds only, or undecided
@@ -621,12 +621,40 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
                          max(deadline or 0.0, budget_clock() + 0.5))  # a slice even when the others ran late
         if path is not None:
             c2 = {"holds": True, "witness": {"runs": as_runs(path)}}
+    if c2 is None and (path := chain_path(patterns, n, max(deadline or 0.0, budget_clock() + 0.5))) is not None \
+            and _union_steps_hold(patterns, n, path):
+        c2 = {"holds": True, "witness": {"runs": as_runs(path)}}
     if c2 is None:
         c2 = {"holds": None, "reason": "undecided (no structural witness or refutation)"}
     return c2, c3
 
 
 _LOWER_EVIDENCE = ("missing_first", "missing_before", "missing_each")
+
+
+def _union_steps_hold(patterns, n, g) -> bool:
+    """Every token of g after the first attends its predecessor in some layer."""
+    ok = np.zeros(n - 1, dtype=bool)
+    for P in patterns:
+        todo = np.flatnonzero(~ok)
+        if todo.size == 0:
+            break
+        ok[todo] = pair_values(P, g[1:][todo], g[:-1][todo], n)
+    return bool(ok.all())
+
+
+def _binary_claim(patterns, n, claim, deadline):
+    """A bounds-only or undecided C3 claim replaced by the full/empty-rows argument
+    (analysis/layered_deciders.py) when that decides more: s infinite, or a tighter s."""
+    found = binary_depth(patterns, n, max(deadline or 0.0, budget_clock() + 0.5))
+    if found is None:
+        return claim
+    if found["holds"] is False:
+        return found
+    if found["holds"] is False or claim.get("holds") is None or found["s"] is not None:
+        return found
+    (lo, hi), (new_lo, new_hi) = claim["s_bounds"], found["s_bounds"]
+    return found if new_lo >= lo and new_hi <= hi and (new_lo, new_hi) != (lo, hi) else claim
 
 
 def _common_cover_claim(patterns, n, claim, deadline):
