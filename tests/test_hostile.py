@@ -99,7 +99,7 @@ CLI_CASES = {
                        "more than the memory budget of 2.0 GiB"),
     "show at 2^40": (["show", "p.spat", "--n", str(2**40)], 1, "show draws masks up to n = 67,108,864"),
     "png of all at 2^20": (["show", "all.spat", "--n", str(2**20), "--png", "a.png", "--block-size", "16"], 0,
-                           "(layouts over the memory budget drawn as 512 × 512 regions from sampled rows)"),
+                           "(layouts over the memory or drawing budget drawn as 512 × 512 regions from sampled rows)"),
     "grid at 2^20": (["layout", "p.spat", "--n", str(2**20), "--block-size", "16", "--grid"], 1,
                      "--grid draws layouts up to 256 × 256 blocks; this one is 65,536 × 65,536"),
     "mask at 2^20": (["mask", "p.spat", "--n", str(2**20)], 1, "mask needs 1.0 TiB, more than the memory budget"),
