@@ -474,20 +474,27 @@ def make_certificate(compiled, budget=2.0):
     return certificate(compiled, results, connection_counts(compiled))
 
 
-def assert_no_false_claim_accepted(compiled, cert):
-    why = certificate_problem(compiled, cert)
+def no_false_claim_accepted(compiled, cert, problem, corrupted):
+    """How many corruptions of ``cert`` verify refuses, asserting that it accepts the
+    analyzer's own and no corruption whose claims the oracle (``problem``: why a certificate
+    is false, or None) finds false."""
+    why = problem(cert)
     assert why is None, f"the oracle rejects the analyzer's own certificate: {why}"
     report = verify_report(compiled, cert)
     assert not report["failures"] and not report["unchecked"], report
     rejected = 0
-    for path, bad in corruptions(cert):
+    for path, bad in corrupted(cert):
         report = verify_report(compiled, bad)
         if report["failures"] or report["unchecked"]:
             rejected += 1
             continue
-        why = certificate_problem(compiled, bad)
+        why = problem(bad)
         assert why is None, f"verify accepted {path}: {why}"
     return rejected
+
+
+def assert_no_false_claim_accepted(compiled, cert):
+    return no_false_claim_accepted(compiled, cert, lambda c: certificate_problem(compiled, c), corruptions)
 
 
 @pytest.fixture
@@ -957,19 +964,7 @@ def segment_corruptions(cert):
 
 def assert_no_false_segment_claim_accepted(compiled, cert):
     E = EverySegmentation(compiled)
-    why = segment_problem(E, cert["segments"])
-    assert why is None, f"the oracle rejects the analyzer's own claims: {why}"
-    report = verify_report(compiled, cert)
-    assert not report["failures"] and not report["unchecked"], report
-    rejected = 0
-    for path, bad in segment_corruptions(cert):
-        report = verify_report(compiled, bad)
-        if report["failures"] or report["unchecked"]:
-            rejected += 1
-            continue
-        why = segment_problem(E, bad["segments"])
-        assert why is None, f"verify accepted {path}: {why}"
-    return rejected
+    return no_false_claim_accepted(compiled, cert, lambda c: segment_problem(E, c["segments"]), segment_corruptions)
 
 
 SEGMENT_CASES = [
