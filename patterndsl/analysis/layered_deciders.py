@@ -155,11 +155,13 @@ def chain_path(patterns, n, deadline=None) -> "np.ndarray | None":
 
     def cycles(c, x):
         y = x  # would pred(c) = x close a loop through the preds?
-        while y in pred:
+        for _ in range(len(pred) + 1):  # (an augmenting path may have closed a loop elsewhere: stop)
             if y == c:
                 return True
+            if y not in pred:
+                return False
             y = pred[y]
-        return y == c
+        return True
 
     def augment(c, visited):
         for x in cand[c]:
@@ -177,7 +179,10 @@ def chain_path(patterns, n, deadline=None) -> "np.ndarray | None":
     for c in C.tolist():
         if deadline is not None and budget_clock() > deadline:
             return None
-        if not augment(c, set()):
+        try:
+            if not augment(c, set()):
+                return None
+        except RecursionError:  # an augmenting path deeper than Python's stack: no chains
             return None
     nxt = {x: c for c, x in pred.items()}
     path, used = [], np.zeros(n, dtype=bool)
