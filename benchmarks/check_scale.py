@@ -77,17 +77,23 @@ def row(name, n, result, command) -> str:
             f"{verdict} | `{command}` |")
 
 
+def add_process_options(parser: argparse.ArgumentParser, only_help: str, max_memory: float) -> None:
+    """The options of a script whose commands each run in their own `measured` process:
+    which cases, which checkout, and each process's time and address-space limits."""
+    parser.add_argument("--only", nargs="+", metavar="NAME", help=only_help)
+    parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout to run (default: this one)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per command")
+    parser.add_argument("--max-memory", type=float, default=max_memory, metavar="GIB",
+                        help=f"address-space cap per command in GiB (0: none; default {max_memory:g})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1 << 20, 1 << 24])
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="only these examples")
     parser.add_argument("--structured", action="store_true", help="also O(n) structured patterns")
     parser.add_argument("--verify", action="store_true", help="also verify bigbird's certificate at 2^20")
     parser.add_argument("--huge", action="store_true", help="also the structured patterns at n = 2^30")
-    parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout to run (default: this one)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per command")
-    parser.add_argument("--max-memory", type=float, default=8.0, metavar="GIB",
-                        help="address-space cap per command in GiB (0: none; default 8)")
+    add_process_options(parser, "only these examples", max_memory=8.0)
     parser.add_argument("--memory-budget", metavar="SIZE",
                         help="pass --memory-budget SIZE to every check (e.g. 8G: past check's up-front estimate)")
     args = parser.parse_args()

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_scale import EXAMPLES, ROOT, measured  # noqa: E402
+from check_scale import EXAMPLES, add_process_options, measured  # noqa: E402
 
 COMMANDS = {
     "check": lambda path, out: ["check", path, "--n", str(1 << 20)],
@@ -31,12 +31,8 @@ EXTRA = {"window2": "window(2)\n"}  # the sweep's `budget 8G flex 2^26` input
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="only these examples (file stems, or window2)")
     parser.add_argument("--commands", nargs="+", choices=sorted(COMMANDS), default=sorted(COMMANDS))
-    parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout to run (default: this one)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per command")
-    parser.add_argument("--max-memory", type=float, default=10.0, metavar="GIB",
-                        help="address-space cap per command in GiB (0: none; default 10, the sweep's)")
+    add_process_options(parser, "only these examples (file stems, or window2)", max_memory=10.0)  # the sweep's cap
     args = parser.parse_args()
     tree = args.tree.resolve()
     cap = int(args.max_memory * (1 << 30))

@@ -30,8 +30,8 @@ from .compiled import parse
 from .primitives import PRIMITIVES
 
 __all__ = [
-    "grid_sources", "sizes", "nonnegative_ints", "positive_ints", "index_lists", "primitive_sources",
-    "pattern_trees", "pattern_sources", "pattern_asts", "files", "PRIMITIVE_NAMES",
+    "grid_options", "grid_sources", "sizes", "nonnegative_ints", "positive_ints", "index_lists",
+    "primitive_sources", "pattern_trees", "pattern_sources", "pattern_asts", "files", "PRIMITIVE_NAMES",
 ]
 
 PRIMITIVE_NAMES = tuple(PRIMITIVES)  # every registered primitive, in the registry's order
@@ -153,6 +153,24 @@ def blocked_sources() -> st.SearchStrategy[str]:
 
 
 @st.composite
+def grid_options(draw, dims: "list[int]", orders=("rows", "rows", "morton", "tile")):
+    """The arguments of a `grid(...)` header over these sides, as a list of their texts,
+    and the tile (None unless `tile=`): an offset or not, and an order drawn from
+    `orders` ("rows": raster, "morton", or "tile": a tile that divides every side)."""
+    options = [str(d) for d in dims]
+    if draw(st.booleans()):
+        options.append(f"offset={draw(st.integers(0, 6))}")
+    order = draw(st.sampled_from(orders))
+    tile = None
+    if order == "morton":
+        options.append("order=morton")
+    elif order == "tile":
+        tile = [draw(st.sampled_from([t for t in range(1, d + 1) if d % t == 0])) for d in dims]
+        options.append(f"tile=({', '.join(map(str, tile))})")
+    return options, tile
+
+
+@st.composite
 def grid_sources(draw, max_side: int = 6) -> str:
     """`grid(H, W) { P }` / `grid(T, H, W) { P }` with random options (offset, order=morton,
     a tile that divides the grid), P a small expression over grid primitives and 1D
@@ -160,16 +178,7 @@ def grid_sources(draw, max_side: int = 6) -> str:
     cells at or beyond n do not exist."""
     three = draw(st.integers(0, 3)) == 0
     dims = [draw(st.integers(1, 3 if three else max_side)) for _ in range(3 if three else 2)]
-    options = [str(d) for d in dims]
-    if draw(st.booleans()):
-        options.append(f"offset={draw(st.integers(0, 6))}")
-    order = draw(st.sampled_from(("rows", "rows", "morton", "tile")))
-    tile = None
-    if order == "morton":
-        options.append("order=morton")
-    elif order == "tile":
-        tile = [draw(st.sampled_from([t for t in range(1, d + 1) if d % t == 0])) for d in dims]
-        options.append(f"tile=({', '.join(map(str, tile))})")
+    options, tile = draw(grid_options(dims))
     small = st.integers(0, 3)
     k = st.integers(1, 5)
     if three:

@@ -215,15 +215,7 @@ def strided_sources(draw):
     """A 2D grid whose operand holds stride2d, in every option combination (raster, tile=,
     order=morton; offset; & | - ~ with box parts, 1D parts and other strides)."""
     dims = [draw(st.integers(1, 9)) for _ in range(2)]
-    options = [str(d) for d in dims]
-    if draw(st.booleans()):
-        options.append(f"offset={draw(st.integers(0, 7))}")
-    order = draw(st.sampled_from(("rows", "tile", "morton")))
-    if order == "morton":
-        options.append("order=morton")
-    elif order == "tile":
-        tile = [draw(st.sampled_from([t for t in range(1, d + 1) if d % t == 0])) for d in dims]
-        options.append(f"tile=({', '.join(map(str, tile))})")
+    options, _ = draw(S.grid_options(dims, orders=("rows", "tile", "morton")))
     step = st.integers(1, 10)
     stride = st.builds("stride2d({}, {})".format, step, step)
     other = st.one_of(stride, st.builds("window2d({}, {})".format, st.integers(0, 3), st.integers(0, 3)),
