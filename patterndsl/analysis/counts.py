@@ -370,10 +370,11 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
     m_t ∈ [n − k, n) (randomgen._key_sets_block). Let ch(j) = F(i, j) − F_without_points(i, j),
     constant on each segment between the row's interval cuts, c its value on the segment
     holding n − 1 and E = {j : ch(j) ≠ c}. When E misses [n − k, n), S ∩ E = X ∩ E for
-    the distinct draws X, so Σ_{j∈S} ch(j) = c·k + Σ_{j ∈ X ∩ E} (ch(j) − c): the draws
-    are tested against E's few segments and only the (rare) hits are kept, deduplicated
-    and evaluated — no sort of the row's keys. Rows whose E meets [n − k, n) take
-    `_add_points`."""
+    the distinct draws X, so Σ_{j∈S} ch(j) = c·k + Σ_{j ∈ X ∩ E} (ch(j) − c): the rows
+    with a draw in one of E's few segments are found from each segment's least x_t − lo
+    (randomgen.draw_minima, no draw kept), and only they are drawn again for their
+    (rare) hits, which are deduplicated and evaluated — no sort of the row's keys. Rows
+    whose E meets [n − k, n) take `_add_points`."""
     seg_lo, seg_hi, length, without = segments
     k = min(source.r, n)
     B = rows.size
@@ -387,48 +388,35 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
     exceptional = nonempty & (change != c[:, None])
     fast = ~(exceptional & (seg_hi > n - k)).any(axis=1)
     degrees = degrees.copy()
-    if not fast.all():
-        slow = ~fast
-        degrees[slow] = _add_points(formula, rows[slow], n, degrees[slow],
-                                    [(lo[slow], hi[slow]) for lo, hi in intervals], [])
+    step = max(1, _BLOCK_ELEMENTS // k)  # rows whose k keys or draws are held at once
+    slow = np.flatnonzero(~fast)
+    for start in range(0, slow.size, step):
+        part = slow[start:start + step]
+        degrees[part] = _add_points(formula, rows[part], n, degrees[part], [(lo[part], hi[part]) for lo, hi in intervals], [])
     exceptional &= fast[:, None]
     degrees[fast] += c[fast] * k
     columns = np.flatnonzero(exceptional.any(axis=0))
     if columns.size == 0:
         return degrees
     los = [seg_lo[:, s] for s in columns]
-    from_zero = [not lo.any() for lo in los]  # a segment starting at key 0 (global(0..g)): no subtraction
     lens = [np.where(exceptional[:, s], length[:, s], 0).view(np.uint64) for s in columns]
-    states = randomgen.row_states(source.seed, rows)
-    step = max(1, randomgen._CHUNK // k)
-
-    def scan(first: int, last: int):
-        """The (row, draw) pairs of rows first..last-1 whose draw lies in E, chunk by chunk
-        with preallocated buffers."""
-        z = np.empty((min(step, last - first), k), dtype=np.uint64)
-        tmp, hit, also = np.empty_like(z), np.empty(z.shape, dtype=bool), np.empty(z.shape, dtype=bool)
-        found_rows, found_keys = [], []
-        for start in range(first, last, step):
-            stop = min(last, start + step)
-            m = stop - start
-            draws = randomgen.draws_into(states[start:stop], n, k, z[:m], tmp[:m])
-            for s, (lo, size) in enumerate(zip(los, lens)):
-                if from_zero[s]:
-                    np.less(z[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
-                    continue
-                np.subtract(draws, lo[start:stop, None], out=tmp[:m].view(np.int64))
-                np.less(tmp[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
-                if s:
-                    hit[:m] |= also[:m]
-            if np.count_nonzero(hit[:m]):  # hits are rare: most chunks have none
-                r, t = np.nonzero(hit[:m])
-                found_rows.append(r + start)
-                found_keys.append(draws[r, t])
-        return found_rows, found_keys
-
-    locals_, keys = scan(0, B)
-    if not locals_:
+    # Which rows have a draw in E: the least x_t − lo of each segment, all rows' draws
+    # step by step (randomgen.draw_minima); only those rows (a few in a thousand for a
+    # window and global tokens) are drawn again, row by row, for their (row, key) hits.
+    offsets = [np.ascontiguousarray(lo).view(np.uint64) if lo.any() else None for lo in los]  # None: from key 0
+    minima = randomgen.draw_minima(randomgen.row_states(source.seed, rows), n, k, offsets)
+    hit_rows = np.flatnonzero(np.logical_or.reduce([least < size for least, size in zip(minima, lens)]))
+    if hit_rows.size == 0:
         return degrees
+    locals_, keys = [], []
+    for start in range(0, hit_rows.size, step):
+        part = hit_rows[start:start + step]
+        draws = randomgen.raw_draws(source.seed, rows[part], n, k).view(np.uint64)
+        hit = np.logical_or.reduce([draws - lo[part, None].view(np.uint64) < size[part, None]
+                                    for lo, size in zip(los, lens)])
+        r, t = np.nonzero(hit)
+        locals_.append(part[r])
+        keys.append(draws[r, t].view(np.int64))
     pairs = np.unique(np.concatenate(locals_) * n + np.concatenate(keys))  # distinct (row, key)
     local, cols = pairs // n, pairs % n
     point_env = {("interval", i): (lo[local] <= cols) & (cols < hi[local]) for i, (lo, hi) in enumerate(intervals)}
@@ -466,7 +454,8 @@ def _add_points(formula, rows, n, degrees, intervals, periodic, skip=None):
 def _rows_per_block(formula: _Formula, n: int) -> tuple[int, int]:
     """(rows counted at once, the [rows × width] entries per row that costs)."""
     width = 2 + 2 * len(formula.atoms["interval"])
-    width += sum(a.width(n) for a in formula.atoms["points"])
+    if _plain_random(formula) is None:  # `_add_random` keeps no [rows × r] keys (its slow rows: in slices)
+        width += sum(a.width(n) for a in formula.atoms["points"])
     width *= 1 << min(len(formula.atoms["periodic"]), _MAX_ENUMERATED) if len(formula.atoms["periodic"]) > 1 else 1
     return max(1, min(n, _MOBIUS_ROWS if formula.mobius() is not None else _BLOCK_ELEMENTS // width)), width
 
