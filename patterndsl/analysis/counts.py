@@ -33,11 +33,12 @@ import numpy as np
 
 from .. import randomgen
 from .. import structure as S
-from ..ir import Pattern, Union
+from ..ir import Intersection, Pattern, Union
 from ..reference import evaluate as dense_rows
 
 _BLOCK_ELEMENTS = 1 << 21  # about this many [rows × K] entries per row block
 _MOBIUS_ROWS = 1 << 14  # rows per block of the sum over intersections (in cache: 3–4× faster than 2^18)
+_RANDOM_ROWS = 1 << 16  # rows per block with one plain random atom (two of draw_minima's chunks)
 _MAX_ENUMERATED = 8  # enumerate truth assignments of at most this many periodic atoms
 _MAX_MOBIUS = 12  # interval atoms for the sum over their intersections (a 4,096-entry truth table)
 _MOBIUS_WORK = 96  # at most this many interval operations per row in that sum, else segments
@@ -454,10 +455,12 @@ def _add_points(formula, rows, n, degrees, intervals, periodic, skip=None):
 def _rows_per_block(formula: _Formula, n: int) -> tuple[int, int]:
     """(rows counted at once, the [rows × width] entries per row that costs)."""
     width = 2 + 2 * len(formula.atoms["interval"])
-    if _plain_random(formula) is None:  # `_add_random` keeps no [rows × r] keys (its slow rows: in slices)
+    plain = _plain_random(formula) is not None  # `_add_random` keeps no [rows × r] keys (its slow rows: in slices)
+    if not plain:
         width += sum(a.width(n) for a in formula.atoms["points"])
     width *= 1 << min(len(formula.atoms["periodic"]), _MAX_ENUMERATED) if len(formula.atoms["periodic"]) > 1 else 1
-    return max(1, min(n, _MOBIUS_ROWS if formula.mobius() is not None else _BLOCK_ELEMENTS // width)), width
+    rows = _MOBIUS_ROWS if formula.mobius() is not None else _BLOCK_ELEMENTS // width
+    return max(1, min(n, rows, _RANDOM_ROWS if plain else rows)), width
 
 
 @randomgen.drawn_once()  # a random operand's rows drawn once, whatever asks for them
@@ -530,6 +533,14 @@ def degree_stats(degrees: np.ndarray, listed: int = _LISTED) -> dict:
     }
 
 
+def absorbed(parts) -> tuple:
+    """The distinct ``parts`` of a union without those it absorbs, A ∪ (A ∩ X) = A: a part
+    that is an intersection with another part among its operands (phi3_small's layers
+    `causal` and `sparse(h) & causal`: their union is causal, counted once for 32 heads)."""
+    return tuple(p for p in parts
+                 if not (isinstance(p, Intersection) and any(q is not p and q in p.parts for q in parts)))
+
+
 @randomgen.drawn_once()  # shared by the patterns and the unions of one file
 def connection_counts(compiled) -> dict:
     """Exact counts of a CompiledPattern:
@@ -567,11 +578,12 @@ def connection_counts(compiled) -> dict:
             slow += [{"layer": l, "head": h, "reason": why} for why in slow_path]
     union, union_rows = [], []
     for h in range(compiled.heads):
-        parts = tuple(dict.fromkeys(layer[h] for layer in compiled.patterns))
+        distinct = tuple(dict.fromkeys(layer[h] for layer in compiled.patterns))
+        parts = absorbed(distinct)
         total, stats, slow_path = count(parts[0] if len(parts) == 1 else Union(parts))
         union.append(total)
         union_rows.append(dict(stats))
-        if len(parts) > 1:
+        if len(distinct) > 1:
             slow += [{"layer": None, "head": h, "reason": why} for why in slow_path]
     return {
         "n": n, "layers": compiled.layers, "heads": compiled.heads,
