@@ -189,15 +189,16 @@ def _row(pattern, i, n) -> np.ndarray:
     return row
 
 
-_ROW_LIMIT = 1 << 20  # intervals of one row read through rowsets; past it, the dense row
+_ROW_LIMIT = 1 << 10  # intervals of one row read through rowsets: at least this, else n / 16
 
 
 def _row_intervals(pattern, i, n) -> tuple[np.ndarray, np.ndarray]:
     """Row i's keys as sorted, disjoint, non-touching intervals [lo, hi) (rowsets.row_keys,
     O(intervals) from the row structure: phi3_small's row at n = 2^24 is 2^15 intervals,
-    its dense row 2^24 predicate evaluations), from the dense row past _ROW_LIMIT."""
+    its dense row 2^24 predicate evaluations), from the dense row past max(_ROW_LIMIT, n / 16)
+    intervals (an interval costs more than a predicate evaluation)."""
     try:
-        keys = row_keys(pattern, np.array([i], dtype=np.int64), n, limit=_ROW_LIMIT)
+        keys = row_keys(pattern, np.array([i], dtype=np.int64), n, limit=max(_ROW_LIMIT, n >> 4))
         return keys.lo, keys.hi
     except TooManyIntervals:
         row = np.concatenate([[False], _row(pattern, i, n), [False]])
