@@ -106,6 +106,8 @@ def test_draw_minima_is_the_least_offset_draw(seed, n, r, count, offsets, chunk)
     ("(window(6) & ~causal) | random(20, seed=3) | cols(n-4..n)", 300),
     ("random(90, seed=11) & ~window(5) & ~global(0..3)", 200),
     ("random(64, seed=5) | global(n//2..n//2+5)", 128),
+    ("random(30, seed=4) | causal", 300),  # E is most keys: every row drawn row by row
+    ("random(30, seed=4) & ~causal", 300),
 ])
 def test_random_counts_in_slices(source, n, monkeypatch):
     """_add_random with tiny step chunks and slices (the rows with a draw in E drawn again a

@@ -404,11 +404,14 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
     # Which rows have a draw in E: the least x_t − lo of each segment, all rows' draws
     # step by step (randomgen.draw_minima); only those rows (a few in a thousand for a
     # window and global tokens) are drawn again, row by row, for their (row, key) hits.
-    offsets = [np.ascontiguousarray(lo).view(np.uint64) if lo.any() else None for lo in los]  # None: from key 0
-    minima = randomgen.draw_minima(randomgen.row_states(source.seed, rows), n, k, offsets)
-    hit_rows = np.flatnonzero(np.logical_or.reduce([least < size for least, size in zip(minima, lens)]))
-    if hit_rows.size == 0:
-        return degrees
+    # When E holds a quarter of the keys or more, most rows hit: every row drawn row by row.
+    hit_rows = np.arange(B)
+    if sum(int(size.sum()) for size in lens) * k < B * n // 4:
+        offsets = [np.ascontiguousarray(lo).view(np.uint64) if lo.any() else None for lo in los]  # None: from key 0
+        minima = randomgen.draw_minima(randomgen.row_states(source.seed, rows), n, k, offsets)
+        hit_rows = np.flatnonzero(np.logical_or.reduce([least < size for least, size in zip(minima, lens)]))
+        if hit_rows.size == 0:
+            return degrees
     locals_, keys = [], []
     for start in range(0, hit_rows.size, step):
         part = hit_rows[start:start + step]
