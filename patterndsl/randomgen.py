@@ -152,8 +152,10 @@ def draw_minima(states: np.ndarray, n: int, k: int, offsets: list) -> list[np.nd
 
     Step by step over _STEP_ROWS rows at a time, not row by row as `raw_draws`: the
     remainder of step t has then one divisor for all those rows, and numpy divides an
-    array by a scalar by multiplying (floor_divide, then x − q·d: about 2.5× faster than
-    an array remainder); 2.4× faster in all than `raw_draws` and a test per draw."""
+    array by a scalar by multiplying (floor_divide, then x − q·d: 0.8 ns an entry here
+    against 2.0 for an array remainder); 3.4–4 ns a draw in all, against about 10 for
+    `raw_draws` and a test per draw (k = 192, two offsets; the same outputs: the tests
+    compare it with `draw`)."""
     B = states.size
     minima = [np.full(B, np.iinfo(np.uint64).max, dtype=np.uint64) for _ in offsets]
     if k == 0 or B == 0:

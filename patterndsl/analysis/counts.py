@@ -463,7 +463,9 @@ def _rows_per_block(formula: _Formula, n: int) -> tuple[int, int]:
         width += sum(a.width(n) for a in formula.atoms["points"])
     width *= 1 << min(len(formula.atoms["periodic"]), _MAX_ENUMERATED) if len(formula.atoms["periodic"]) > 1 else 1
     rows = _MOBIUS_ROWS if formula.mobius() is not None else _BLOCK_ELEMENTS // width
-    return max(1, min(n, rows, _RANDOM_ROWS if plain else rows)), width
+    if plain:
+        rows = min(rows, _RANDOM_ROWS)
+    return max(1, min(n, rows)), width
 
 
 @randomgen.drawn_once()  # a random operand's rows drawn once, whatever asks for them

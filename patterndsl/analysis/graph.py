@@ -35,9 +35,9 @@ def refuse_from_sample(patterns, n: int, edge_limit: int) -> None:
     one edge), or so many edges (their tiles) that all rows would hold twice the limit, or
     when reading them passes the intervals per row that a batch of the build (min(n, BATCH)
     rows, edge_limit intervals) may hold (TooManyIntervals there): the graph is refused in
-    O(sample) instead of after building edge_limit edges (phi3_small at n = 2^24: about 4 CPU s per head). An estimate,
-    so a refusal only means the graph is not built (the conditions take other paths), never
-    a verdict."""
+    O(sample) instead of after building edge_limit edges (phi3_small at n = 2^24: about 4 CPU
+    s per head). An estimate, so a refusal only means the graph is not built (the conditions
+    take other paths), never a verdict."""
     rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_ROWS)).astype(np.int64))
     size = 1 << max(0, (n - 1).bit_length())
     intervals = edges = 0
