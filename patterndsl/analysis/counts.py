@@ -281,7 +281,7 @@ def _block_degrees(formula: _Formula, pattern: Pattern, rows: np.ndarray, n: int
     for lo, hi in intervals:
         cuts += [lo, hi]
     cuts = np.sort(np.stack(cuts, axis=1), axis=1)
-    seg_lo, seg_hi = cuts[:, :-1], cuts[:, 1:]
+    seg_lo, seg_hi = np.ascontiguousarray(cuts[:, :-1]), np.ascontiguousarray(cuts[:, 1:])  # (strided: 2× slower below)
     length = seg_hi - seg_lo
 
     env = {("interval", k): (lo[:, None] <= seg_lo) & (seg_lo < hi[:, None]) for k, (lo, hi) in enumerate(intervals)}
