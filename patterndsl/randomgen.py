@@ -36,6 +36,7 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _MUL1 = 0xBF58476D1CE4E5B9
 _MUL2 = 0x94D049BB133111EB
 _CHUNK = 1 << 15  # entries per row chunk of the vectorized draws
+_STEP_ROWS = 1 << 15  # rows per pass of `draw_minima` (uint64 buffers of 256 KiB: in cache)
 _FREE_ENTRIES = 1 << 22  # [rows × n] entries of `avoiding_keys`' free matrix handled at a time
 _KEPT_ENTRIES = 1 << 25  # keys `drawn_once` keeps at most (int32 where n < 2^31: 128 MiB)
 
@@ -141,6 +142,54 @@ def raw_draws(seed: int, rows: np.ndarray, n: int, k: int) -> np.ndarray:
         z = out[start:start + step]
         draws_into(states[start:start + step], n, k, z, tmp[:z.shape[0]])
     return out.view(np.int64)
+
+
+def draw_minima(states: np.ndarray, n: int, k: int, offsets: list) -> list[np.ndarray]:
+    """For each offset o in ``offsets`` (uint64 [len(states)], or None for 0): uint64
+    [len(states)], the least (x_t − o) mod 2^64 over the steps t < k of each row's draws
+    x_t = draw(s, i, t) mod (n − k + t + 1) (``states``: `row_states`) — some x_t lies in
+    [o, o + L) exactly when it is < L — without keeping the draws.
+
+    Step by step over _STEP_ROWS rows at a time, not row by row as `raw_draws`: the
+    remainder of step t has then one divisor for all those rows, and numpy divides an
+    array by a scalar by multiplying (floor_divide, then x − q·d: 0.8 ns an entry here
+    against 2.0 for an array remainder); 3.4–4 ns a draw in all, against about 10 for
+    `raw_draws` and a test per draw (k = 192, two offsets; the same outputs: the tests
+    compare it with `draw`)."""
+    B = states.size
+    minima = [np.full(B, np.iinfo(np.uint64).max, dtype=np.uint64) for _ in offsets]
+    if k == 0 or B == 0:
+        return minima
+    z = np.empty(min(B, _STEP_ROWS), dtype=np.uint64)
+    tmp = np.empty_like(z)
+    golden, mul1, mul2 = np.uint64(_GOLDEN), np.uint64(_MUL1), np.uint64(_MUL2)
+    s30, s27, s31 = np.uint64(30), np.uint64(27), np.uint64(31)
+    for start in range(0, B, _STEP_ROWS):
+        stop = min(B, start + _STEP_ROWS)
+        state, x, t_ = states[start:stop], z[:stop - start], tmp[:stop - start]
+        parts = [(None if o is None else o[start:stop], least[start:stop]) for o, least in zip(offsets, minima)]
+        for step in range(k):
+            bound = np.uint64(n - k + step + 1)
+            np.bitwise_xor(state, np.uint64(step), out=x)  # splitmix64, as in `draws_into`
+            x += golden
+            np.right_shift(x, s30, out=t_)
+            x ^= t_
+            x *= mul1
+            np.right_shift(x, s27, out=t_)
+            x ^= t_
+            x *= mul2
+            np.right_shift(x, s31, out=t_)
+            x ^= t_
+            np.floor_divide(x, bound, out=t_)  # x mod bound = x − ⌊x / bound⌋ · bound
+            t_ *= bound
+            x -= t_
+            for offset, least in parts:
+                if offset is None:
+                    np.minimum(least, x, out=least)
+                else:
+                    np.subtract(x, offset, out=t_)
+                    np.minimum(least, t_, out=least)
+    return minima
 
 
 def key_sets(seed: int, rows: np.ndarray, n: int, r: int) -> np.ndarray:

@@ -77,6 +77,49 @@ def test_chunked_key_sets_are_the_keys(n, r, monkeypatch):
         assert list(draws[i]) == [randomgen.draw(9, int(row), t) % (n - k + t + 1) for t in range(k)]
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2 ** 64 - 1), st.integers(1, 2 ** 40), st.integers(0, 12), st.integers(1, 9),
+       st.lists(st.one_of(st.none(), st.integers(0, 2 ** 64 - 1), st.integers(0, 64)), min_size=1, max_size=3),
+       st.integers(1, 4))
+def test_draw_minima_is_the_least_offset_draw(seed, n, r, count, offsets, chunk):
+    """draw_minima (step by step over row chunks) against the definition of the draws."""
+    rows = np.arange(count, dtype=np.int64) * 7919 % max(n, 1)
+    k = min(r, n)
+    arrays = [None if o is None else (np.arange(count, dtype=np.uint64) * np.uint64(o % 1000) + np.uint64(o))
+              for o in offsets]
+    saved, randomgen._STEP_ROWS = randomgen._STEP_ROWS, chunk  # several chunks, a ragged last one
+    try:
+        got = randomgen.draw_minima(randomgen.row_states(seed, rows), n, k, arrays)
+    finally:
+        randomgen._STEP_ROWS = saved
+    for o, least in zip(arrays, got):
+        for i, row in enumerate(rows):
+            shift = 0 if o is None else int(o[i])
+            want = min(((randomgen.draw(seed, int(row), t) % (n - k + t + 1) - shift) % 2 ** 64 for t in range(k)),
+                       default=2 ** 64 - 1)
+            assert int(least[i]) == want
+
+
+@pytest.mark.parametrize("source, n", [
+    ("window(40) | global(0..9) | random(150, seed=2020)", 700),
+    ("window(3) | global(0..2) | random(5, seed=1)", 400),
+    ("(window(6) & ~causal) | random(20, seed=3) | cols(n-4..n)", 300),
+    ("random(90, seed=11) & ~window(5) & ~global(0..3)", 200),
+    ("random(64, seed=5) | global(n//2..n//2+5)", 128),
+    ("random(30, seed=4) | causal", 300),  # E is most keys: every row drawn row by row
+    ("random(30, seed=4) & ~causal", 300),
+])
+def test_random_counts_in_slices(source, n, monkeypatch):
+    """_add_random with tiny step chunks and slices (the rows with a draw in E drawn again a
+    few at a time, the slow rows counted a few at a time) is exact."""
+    monkeypatch.setattr(randomgen, "_STEP_ROWS", 5)
+    monkeypatch.setattr(C, "_BLOCK_ELEMENTS", 700)
+    compiled = patterndsl.compile(source, n, simplify=False)
+    pattern = compiled.patterns[0][0]
+    assert C._plain_random(C._Formula(pattern, n)) is not None
+    assert np.array_equal(row_degrees(pattern, n), compiled.dense_all()[0, 0].sum(axis=1)), source
+
+
 INTERVALS = ["window(2)", "window(0, 3)", "window(3, -1)", "global(0..3)", "causal", "chunk(4)", "rows(1..5)",
              "cols(n-3..n)", "global(n//2..n//2+2)", "blocks(4) { window(1) }"]
 PERIODIC = ["stride(3)", "dilated(2, 3)", "summary(4, 1)"]

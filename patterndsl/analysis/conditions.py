@@ -84,7 +84,7 @@ from ..reference import evaluate
 from .counts import row_degrees
 from .dominance import dominated_depth
 from .graph import TooLarge, UnionGraph, tree_depths
-from .rowsets import TooManyIntervals
+from .rowsets import TooManyIntervals, row_keys
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
 from .layered_deciders import binary_depth, chain_path
 from .structural_deciders import (budget_clock, common_cover, dense_depth, depth_by_cover, exact_depth, find_path, repair,
@@ -124,7 +124,7 @@ def _pair_values(pattern: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.n
         return pattern.pairs(i, j, n)
     if isinstance(pattern, Union):
         out = np.zeros(i.size, dtype=bool)
-        for part in pattern.parts:
+        for part in _cheap_first(pattern.parts):
             todo = np.flatnonzero(~out)
             if todo.size == 0:
                 break
@@ -132,7 +132,7 @@ def _pair_values(pattern: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.n
         return out
     if isinstance(pattern, Intersection):
         out = np.ones(i.size, dtype=bool)
-        for part in pattern.parts:
+        for part in _cheap_first(pattern.parts):
             todo = np.flatnonzero(out)
             if todo.size == 0:
                 break
@@ -146,6 +146,13 @@ def _pair_values(pattern: Pattern, i: np.ndarray, j: np.ndarray, n: int) -> np.n
     if isinstance(pattern, Complement):
         return ~_pair_values(pattern.operand, i, j, n)
     return pattern.pairs(i, j, n)  # any other node (blocks { }) answers for itself
+
+
+def _cheap_first(parts):
+    """A union's or intersection's parts, the smallest subtrees first and drawn points
+    (random) last: each part is evaluated only where the result is still open, so
+    `sparse(h) & causal` asks causal first and its blocks only where causal holds."""
+    return sorted(parts, key=lambda part: (bool(getattr(part, "point_backed", False)), part.size()))
 
 
 def _index_candidates(pattern: Pattern, n: int, out: set) -> None:
@@ -180,6 +187,28 @@ def _row(pattern, i, n) -> np.ndarray:
         _ROWS.pop(next(iter(_ROWS)))
     _ROWS[key] = (pattern, row)
     return row
+
+
+_ROW_LIMIT = 1 << 10  # intervals of one row read through rowsets: at least this, else n / 16
+
+
+def _row_intervals(pattern, i, n) -> tuple[np.ndarray, np.ndarray]:
+    """Row i's keys as sorted, disjoint, non-touching intervals [lo, hi) (rowsets.row_keys,
+    O(intervals) from the row structure: phi3_small's row at n = 2^24 is 2^15 intervals,
+    its dense row 2^24 predicate evaluations), from the dense row past max(_ROW_LIMIT, n / 16)
+    intervals (an interval costs more than a predicate evaluation)."""
+    try:
+        keys = row_keys(pattern, np.array([i], dtype=np.int64), n, limit=max(_ROW_LIMIT, n >> 4))
+        return keys.lo, keys.hi
+    except TooManyIntervals:
+        row = np.concatenate([[False], _row(pattern, i, n), [False]])
+        edges = np.flatnonzero(row[1:] != row[:-1])
+        return edges[0::2], edges[1::2]
+
+
+def _row_full(pattern, i, n) -> bool:
+    lo, hi = _row_intervals(pattern, i, n)
+    return lo.size == 1 and lo[0] == 0 and hi[0] == n
 
 
 def _column_full(pattern, h, n) -> bool:
@@ -431,16 +460,15 @@ def _nonempty(pattern, n, diag_ok, hubs) -> dict:
 
 
 def _check_head(patterns, n, deadline) -> dict:
-    idx = np.arange(n, dtype=np.int64)
-    diags = [pair_values(P, idx, idx, n) for P in patterns]
-    c1_ok = all(d.all() for d in diags)
+    gaps = [_diagonal_gap(P, n) for P in patterns]
+    c1_ok = all(gap is None for gap in gaps)
     if c1_ok:
         c1 = {"holds": True}
     else:
-        k = next(k for k, d in enumerate(diags) if not d.all())
-        c1 = {"holds": False, "missing": [k, None, int(np.flatnonzero(~diags[k])[0])]}
+        k = next(k for k, gap in enumerate(gaps) if gap is not None)
+        c1 = {"holds": False, "missing": [k, None, gaps[k]]}
     hubs = _candidates(patterns, n)
-    nonempty = [_nonempty(P, n, bool(d.all()), hubs) for P, d in zip(patterns, diags)]
+    nonempty = [_nonempty(P, n, gap is None, hubs) for P, gap in zip(patterns, gaps)]
 
     if n <= DENSE_N:
         c2, c3 = _dense_conditions(patterns, n, c1_ok, deadline)
@@ -449,17 +477,38 @@ def _check_head(patterns, n, deadline) -> dict:
     return {"self_loops": c1, "hamiltonian_path": c2, "finite_depth": c3, "nonempty": nonempty}
 
 
+_OFFDIAGONAL_ROWS = 1 << 20  # rows per slice of `_offdiagonals` and `_diagonal_gap`
+
+
 def _offdiagonals(patterns, n):
-    """(U holds (i, i−1) for all i ≥ 1, U holds (i, i+1) for all i < n − 1)."""
-    lower = np.zeros(max(n - 1, 0), dtype=bool)
-    upper = np.zeros(max(n - 1, 0), dtype=bool)
-    i = np.arange(1, n, dtype=np.int64)
-    for P in patterns:
-        todo = np.flatnonzero(~lower)
-        lower[todo] = pair_values(P, i[todo], i[todo] - 1, n)
-        todo = np.flatnonzero(~upper)
-        upper[todo] = pair_values(P, i[todo] - 1, i[todo], n)
-    return bool(lower.all()), bool(upper.all())
+    """(U holds (i, i−1) for all i ≥ 1, U holds (i, i+1) for all i < n − 1), a slice of rows
+    at a time: a side is no longer asked once a slice lacks one of its pairs, and a pair no
+    longer once a layer holds it."""
+    open_sides = {-1: True, 1: True}  # key offset: (i, i − 1) below the diagonal, (i − 1, i) above
+    for start in range(1, n, _OFFDIAGONAL_ROWS):
+        i = np.arange(start, min(n, start + _OFFDIAGONAL_ROWS), dtype=np.int64)
+        for side in [s for s, ok in open_sides.items() if ok]:
+            rows, keys = (i, i - 1) if side < 0 else (i - 1, i)
+            missing = np.ones(i.size, dtype=bool)
+            for P in patterns:
+                todo = np.flatnonzero(missing)
+                if todo.size == 0:
+                    break
+                missing[todo] = ~pair_values(P, rows[todo], keys[todo], n)
+            open_sides[side] = not missing.any()
+        if not any(open_sides.values()):
+            break
+    return open_sides[-1], open_sides[1]
+
+
+def _diagonal_gap(pattern, n) -> "int | None":
+    """The first i with (i, i) ∉ pattern, or None (C1 holds for it), a slice at a time."""
+    for start in range(0, n, _OFFDIAGONAL_ROWS):
+        i = np.arange(start, min(n, start + _OFFDIAGONAL_ROWS), dtype=np.int64)
+        missing = np.flatnonzero(~pair_values(pattern, i, i, n))
+        if missing.size:
+            return start + int(missing[0])
+    return None
 
 
 def _offdiagonal_witness(lower: bool, upper: bool) -> dict | None:
@@ -476,7 +525,7 @@ def _hub_bound(patterns, n, c1_ok, hubs):
     p = len(patterns)
     best = None
     for h in hubs:
-        row_full = [bool(_row(P, h, n).all()) for P in patterns]
+        row_full = [_row_full(P, h, n) for P in patterns]
         if not any(row_full):
             continue
         col_full = [_column_full(P, h, n) for P in patterns]
@@ -499,9 +548,9 @@ def _missing_in_first(patterns, n, hubs):
     """A pair (i, j) with j ∉ A^0_i (so s ≥ 2), from a few candidate rows, or None."""
     for i in hubs + [1, n - 2]:
         if 0 <= i < n:
-            row = _row(patterns[0], i, n)
-            if not row.all():
-                return [int(i), int(np.flatnonzero(~row)[0])]
+            lo, hi = _row_intervals(patterns[0], i, n)
+            if not (lo.size == 1 and lo[0] == 0 and hi[0] == n):  # the first key outside lo[0]..hi[0]
+                return [int(i), 0 if lo.size == 0 or lo[0] > 0 else int(hi[0])]
     return None
 
 
@@ -808,8 +857,8 @@ def _closed_interval(patterns, n, hubs):
             ok = True
             for P in patterns:
                 if hi - lo == 1:
-                    row = _row(P, lo, n)
-                    if row[:lo].any() or row[hi:].any():
+                    keys_lo, keys_hi = _row_intervals(P, lo, n)
+                    if (keys_lo < lo).any() or (keys_hi > hi).any():
                         ok = False
                         break
                     continue

@@ -33,11 +33,12 @@ import numpy as np
 
 from .. import randomgen
 from .. import structure as S
-from ..ir import Pattern, Union
+from ..ir import Intersection, Pattern, Union
 from ..reference import evaluate as dense_rows
 
 _BLOCK_ELEMENTS = 1 << 21  # about this many [rows × K] entries per row block
 _MOBIUS_ROWS = 1 << 14  # rows per block of the sum over intersections (in cache: 3–4× faster than 2^18)
+_RANDOM_ROWS = 1 << 16  # rows per block with one plain random atom (two of draw_minima's chunks)
 _MAX_ENUMERATED = 8  # enumerate truth assignments of at most this many periodic atoms
 _MAX_MOBIUS = 12  # interval atoms for the sum over their intersections (a 4,096-entry truth table)
 _MOBIUS_WORK = 96  # at most this many interval operations per row in that sum, else segments
@@ -280,7 +281,7 @@ def _block_degrees(formula: _Formula, pattern: Pattern, rows: np.ndarray, n: int
     for lo, hi in intervals:
         cuts += [lo, hi]
     cuts = np.sort(np.stack(cuts, axis=1), axis=1)
-    seg_lo, seg_hi = cuts[:, :-1], cuts[:, 1:]
+    seg_lo, seg_hi = np.ascontiguousarray(cuts[:, :-1]), np.ascontiguousarray(cuts[:, 1:])  # (strided: 2× slower below)
     length = seg_hi - seg_lo
 
     env = {("interval", k): (lo[:, None] <= seg_lo) & (seg_lo < hi[:, None]) for k, (lo, hi) in enumerate(intervals)}
@@ -370,10 +371,11 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
     m_t ∈ [n − k, n) (randomgen._key_sets_block). Let ch(j) = F(i, j) − F_without_points(i, j),
     constant on each segment between the row's interval cuts, c its value on the segment
     holding n − 1 and E = {j : ch(j) ≠ c}. When E misses [n − k, n), S ∩ E = X ∩ E for
-    the distinct draws X, so Σ_{j∈S} ch(j) = c·k + Σ_{j ∈ X ∩ E} (ch(j) − c): the draws
-    are tested against E's few segments and only the (rare) hits are kept, deduplicated
-    and evaluated — no sort of the row's keys. Rows whose E meets [n − k, n) take
-    `_add_points`."""
+    the distinct draws X, so Σ_{j∈S} ch(j) = c·k + Σ_{j ∈ X ∩ E} (ch(j) − c): the rows
+    with a draw in one of E's few segments are found from each segment's least x_t − lo
+    (randomgen.draw_minima, no draw kept), and only they are drawn again for their
+    (rare) hits, which are deduplicated and evaluated — no sort of the row's keys. Rows
+    whose E meets [n − k, n) take `_add_points`."""
     seg_lo, seg_hi, length, without = segments
     k = min(source.r, n)
     B = rows.size
@@ -387,48 +389,38 @@ def _add_random(formula, source, rows, n, degrees, intervals, env, segments):
     exceptional = nonempty & (change != c[:, None])
     fast = ~(exceptional & (seg_hi > n - k)).any(axis=1)
     degrees = degrees.copy()
-    if not fast.all():
-        slow = ~fast
-        degrees[slow] = _add_points(formula, rows[slow], n, degrees[slow],
-                                    [(lo[slow], hi[slow]) for lo, hi in intervals], [])
+    step = max(1, _BLOCK_ELEMENTS // k)  # rows whose k keys or draws are held at once
+    slow = np.flatnonzero(~fast)
+    for start in range(0, slow.size, step):
+        part = slow[start:start + step]
+        degrees[part] = _add_points(formula, rows[part], n, degrees[part], [(lo[part], hi[part]) for lo, hi in intervals], [])
     exceptional &= fast[:, None]
     degrees[fast] += c[fast] * k
     columns = np.flatnonzero(exceptional.any(axis=0))
     if columns.size == 0:
         return degrees
     los = [seg_lo[:, s] for s in columns]
-    from_zero = [not lo.any() for lo in los]  # a segment starting at key 0 (global(0..g)): no subtraction
     lens = [np.where(exceptional[:, s], length[:, s], 0).view(np.uint64) for s in columns]
-    states = randomgen.row_states(source.seed, rows)
-    step = max(1, randomgen._CHUNK // k)
-
-    def scan(first: int, last: int):
-        """The (row, draw) pairs of rows first..last-1 whose draw lies in E, chunk by chunk
-        with preallocated buffers."""
-        z = np.empty((min(step, last - first), k), dtype=np.uint64)
-        tmp, hit, also = np.empty_like(z), np.empty(z.shape, dtype=bool), np.empty(z.shape, dtype=bool)
-        found_rows, found_keys = [], []
-        for start in range(first, last, step):
-            stop = min(last, start + step)
-            m = stop - start
-            draws = randomgen.draws_into(states[start:stop], n, k, z[:m], tmp[:m])
-            for s, (lo, size) in enumerate(zip(los, lens)):
-                if from_zero[s]:
-                    np.less(z[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
-                    continue
-                np.subtract(draws, lo[start:stop, None], out=tmp[:m].view(np.int64))
-                np.less(tmp[:m], size[start:stop, None], out=hit[:m] if s == 0 else also[:m])
-                if s:
-                    hit[:m] |= also[:m]
-            if np.count_nonzero(hit[:m]):  # hits are rare: most chunks have none
-                r, t = np.nonzero(hit[:m])
-                found_rows.append(r + start)
-                found_keys.append(draws[r, t])
-        return found_rows, found_keys
-
-    locals_, keys = scan(0, B)
-    if not locals_:
-        return degrees
+    # Which rows have a draw in E: the least x_t − lo of each segment, all rows' draws
+    # step by step (randomgen.draw_minima); only those rows (a few in a thousand for a
+    # window and global tokens) are drawn again, row by row, for their (row, key) hits.
+    # When E holds a quarter of the keys or more, most rows hit: every row drawn row by row.
+    hit_rows = np.arange(B)
+    if sum(int(size.sum()) for size in lens) * k < B * n // 4:
+        offsets = [np.ascontiguousarray(lo).view(np.uint64) if lo.any() else None for lo in los]  # None: from key 0
+        minima = randomgen.draw_minima(randomgen.row_states(source.seed, rows), n, k, offsets)
+        hit_rows = np.flatnonzero(np.logical_or.reduce([least < size for least, size in zip(minima, lens)]))
+        if hit_rows.size == 0:
+            return degrees
+    locals_, keys = [], []
+    for start in range(0, hit_rows.size, step):
+        part = hit_rows[start:start + step]
+        draws = randomgen.raw_draws(source.seed, rows[part], n, k).view(np.uint64)
+        hit = np.logical_or.reduce([draws - lo[part, None].view(np.uint64) < size[part, None]
+                                    for lo, size in zip(los, lens)])
+        r, t = np.nonzero(hit)
+        locals_.append(part[r])
+        keys.append(draws[r, t].view(np.int64))
     pairs = np.unique(np.concatenate(locals_) * n + np.concatenate(keys))  # distinct (row, key)
     local, cols = pairs // n, pairs % n
     point_env = {("interval", i): (lo[local] <= cols) & (cols < hi[local]) for i, (lo, hi) in enumerate(intervals)}
@@ -466,9 +458,14 @@ def _add_points(formula, rows, n, degrees, intervals, periodic, skip=None):
 def _rows_per_block(formula: _Formula, n: int) -> tuple[int, int]:
     """(rows counted at once, the [rows × width] entries per row that costs)."""
     width = 2 + 2 * len(formula.atoms["interval"])
-    width += sum(a.width(n) for a in formula.atoms["points"])
+    plain = _plain_random(formula) is not None  # `_add_random` keeps no [rows × r] keys (its slow rows: in slices)
+    if not plain:
+        width += sum(a.width(n) for a in formula.atoms["points"])
     width *= 1 << min(len(formula.atoms["periodic"]), _MAX_ENUMERATED) if len(formula.atoms["periodic"]) > 1 else 1
-    return max(1, min(n, _MOBIUS_ROWS if formula.mobius() is not None else _BLOCK_ELEMENTS // width)), width
+    rows = _MOBIUS_ROWS if formula.mobius() is not None else _BLOCK_ELEMENTS // width
+    if plain:
+        rows = min(rows, _RANDOM_ROWS)
+    return max(1, min(n, rows)), width
 
 
 @randomgen.drawn_once()  # a random operand's rows drawn once, whatever asks for them
@@ -541,6 +538,14 @@ def degree_stats(degrees: np.ndarray, listed: int = _LISTED) -> dict:
     }
 
 
+def absorbed(parts) -> tuple:
+    """The distinct ``parts`` of a union without those it absorbs, A ∪ (A ∩ X) = A: a part
+    that is an intersection with another part among its operands (phi3_small's layers
+    `causal` and `sparse(h) & causal`: their union is causal, counted once for 32 heads)."""
+    return tuple(p for p in parts
+                 if not (isinstance(p, Intersection) and any(q is not p and q in p.parts for q in parts)))
+
+
 @randomgen.drawn_once()  # shared by the patterns and the unions of one file
 def connection_counts(compiled) -> dict:
     """Exact counts of a CompiledPattern:
@@ -578,11 +583,12 @@ def connection_counts(compiled) -> dict:
             slow += [{"layer": l, "head": h, "reason": why} for why in slow_path]
     union, union_rows = [], []
     for h in range(compiled.heads):
-        parts = tuple(dict.fromkeys(layer[h] for layer in compiled.patterns))
+        distinct = tuple(dict.fromkeys(layer[h] for layer in compiled.patterns))
+        parts = absorbed(distinct)
         total, stats, slow_path = count(parts[0] if len(parts) == 1 else Union(parts))
         union.append(total)
         union_rows.append(dict(stats))
-        if len(parts) > 1:
+        if len(distinct) > 1:
             slow += [{"layer": None, "head": h, "reason": why} for why in slow_path]
     return {
         "n": n, "layers": compiled.layers, "heads": compiled.heads,

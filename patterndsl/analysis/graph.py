@@ -32,20 +32,48 @@ class TooLarge(Exception):
 def refuse_from_sample(patterns, n: int, edge_limit: int) -> None:
     """Raise TooLarge when SAMPLE_ROWS rows spread evenly over [0, n) hold so many key
     intervals that all n rows would hold more than ``edge_limit`` (every interval is at least
-    one edge), or when reading them passes the intervals per row that a batch of the build
-    (min(n, BATCH) rows, edge_limit intervals) may hold (TooManyIntervals there): the graph is refused in O(sample) instead of after
-    building edge_limit edges (phi3_small at n = 2^24: about 4 CPU s per head). An estimate,
-    so a refusal only means the graph is not built (the conditions take other paths), never
-    a verdict."""
+    one edge), or so many edges (their tiles) that all rows would hold twice the limit, or
+    when reading them passes the intervals per row that a batch of the build (min(n, BATCH)
+    rows, edge_limit intervals) may hold (TooManyIntervals there): the graph is refused in
+    O(sample) instead of after building edge_limit edges (phi3_small at n = 2^24: about 4 CPU
+    s per head). An estimate, so a refusal only means the graph is not built (the conditions
+    take other paths), never a verdict."""
     rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_ROWS)).astype(np.int64))
-    intervals = 0
+    size = 1 << max(0, (n - 1).bit_length())
+    intervals = edges = 0
     for P in patterns:
         try:
-            intervals += row_keys(P, rows, n, limit=max(1, edge_limit * rows.size // min(n, BATCH))).lo.size
+            keys = row_keys(P, rows, n, limit=max(1, edge_limit * rows.size // min(n, BATCH)))
         except TooManyIntervals as e:
             raise TooLarge(f"{e} intervals in {rows.size} sample rows") from None
+        intervals += keys.lo.size
+        edges += tiles(keys.lo, keys.hi, size)
         if intervals * n > edge_limit * rows.size:
             raise TooLarge(intervals * n // rows.size)
+    # The sample's own edges (an interval's tiles): all rows would hold about edges · n / rows.
+    # Refused only past twice the limit, so that an estimate that runs high does not refuse a
+    # graph that fits (`causal` at n = 2^24: about 12 tiles a row, 3 times the limit, was
+    # built to the limit, twice per check, before TooLarge).
+    if edges * n > 2 * edge_limit * rows.size:
+        raise TooLarge(edges * n // rows.size)
+
+
+def tiles(lo: np.ndarray, hi: np.ndarray, size: int) -> int:
+    """The segment-tree nodes that tile the intervals [lo, hi) over ``size`` leaves: the
+    edges UnionGraph adds for them (the walk of its build, counted)."""
+    lo, hi = lo + size, hi + size
+    count = 0
+    while lo.size:
+        take = (lo & 1) == 1
+        count += int(np.count_nonzero(take))
+        lo = lo + take
+        take = ((hi & 1) == 1) & (lo < hi)
+        count += int(np.count_nonzero(take))
+        hi = hi - take
+        lo, hi = lo >> 1, hi >> 1
+        alive = lo < hi
+        lo, hi = lo[alive], hi[alive]
+    return count
 
 
 class UnionGraph:
