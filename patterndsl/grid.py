@@ -1473,7 +1473,7 @@ def _box_block_candidates(node, grid, counter):
         keep = np.all(first <= last, axis=1)
         owner, first, last = owner[keep], first[keep], last[keep]
         if node.order == "morton":  # each reached box as its runs of Morton tokens (aligned Z-order cubes)
-            which, start, stop = morton_box_runs(first, last, node.dims)
+            which, start, stop = morton_box_runs(first, last, node.dims, grid.block_k, node.offset)
             grid.memo[key] = grid.key_block_range(owner[which], start + node.offset,
                                                   np.minimum(stop - 1 + node.offset, grid.n - 1))
             return grid.memo[key]
@@ -1671,17 +1671,23 @@ def box_runs(lo, hi, dims, tile):
     return _merged(owner[order], start[order], stop[order])
 
 
-def morton_box_runs(lo, hi, dims):
+def morton_box_runs(lo, hi, dims, block: "int | None" = None, offset: int = 0):
     """`box_runs` in Morton order: the box split into the aligned cubes of the Z-order that
     it holds (a cube of side 2^L is 2^(L·axes) consecutive Z-codes), found level by level
     from the whole grid down, cutting only the cubes that cross the box's faces; the cells
-    of a cube (cut by the grid) are consecutive tokens from the Morton rank of its corner
-    (`morton_rank`: no table of the grid's cells)."""
+    of a cube (cut by the grid) are consecutive tokens from its first, the cells of its
+    earlier siblings counted on the way down (no table of the grid's cells, no rank per cube).
+
+    With ``block``: the runs only as precise as blocks of ``block`` tokens (local token t in
+    block (t + offset) // block): a cube that meets the box and lies in one block is not cut
+    but taken whole, so the descent stops at cubes of about a block (the key blocks a box
+    reaches, `_box_block_candidates`, in time the blocks it meets, not its cells)."""
     axes = len(dims)
     lo = np.maximum(np.asarray(lo, dtype=np.int64), 0)
     hi = np.minimum(np.asarray(hi, dtype=np.int64), np.array(dims, dtype=np.int64) - 1)
     owner = np.flatnonzero(np.all(lo <= hi, axis=1))
     base = np.zeros((owner.size, axes), dtype=np.int64)
+    start = np.zeros(owner.size, dtype=np.int64)
     corners = np.array(list(itertools.product((0, 1), repeat=axes)), dtype=np.int64)
     empty = np.zeros(0, dtype=np.int64)
     owners, starts, stops = [empty], [empty], [empty]
@@ -1691,18 +1697,24 @@ def morton_box_runs(lo, hi, dims):
         if owner.size > _MAX_CUBES * max(1, entries):  # a box with a long face across many cubes
             raise NoBoxes("too many Z-order cubes")
         side = 1 << level
-        top = base + side - 1
-        inside = np.all((base >= lo[owner]) & (top <= hi[owner]), axis=1)
-        meets = np.all((base <= hi[owner]) & (top >= lo[owner]), axis=1)
-        corner = list(base[inside].T)
-        start = morton_rank(corner, dims)
+        cells = _cube_cells(list(base.T), side, dims)
+        box_lo, box_hi = lo[owner], hi[owner]
+        inside = np.all((base >= box_lo) & (base + side - 1 <= box_hi), axis=1)
+        if block is not None:  # (a cube here meets the box: its parent was cut)
+            inside |= (start + offset) // block == (start + offset + cells - 1) // block
         owners.append(owner[inside])
-        starts.append(start)
-        stops.append(start + _cube_cells(corner, side, dims))
-        cut = meets & ~inside  # (a cell, level 0, is inside or apart)
+        starts.append(start[inside])
+        stops.append(start[inside] + cells[inside])
+        cut = ~inside
         half = side >> 1
-        owner = np.repeat(owner[cut], corners.shape[0])
-        base = (base[cut][:, None, :] + corners[None, :, :] * half).reshape(-1, axes)
+        child = base[cut][:, None, :] + corners[None, :, :] * half
+        child_cells = _cube_cells([child[:, :, k] for k in range(axes)], half, dims)
+        child_start = start[cut][:, None] + np.cumsum(child_cells, axis=1) - child_cells
+        child_owner = np.repeat(owner[cut], corners.shape[0])
+        child = child.reshape(-1, axes)
+        meets = np.all((child <= hi[child_owner]) & (child + half - 1 >= lo[child_owner]), axis=1)
+        meets &= child_cells.reshape(-1) > 0
+        owner, base, start = child_owner[meets], child[meets], child_start.reshape(-1)[meets]
         level -= 1
     owner, start, stop = np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
     order = np.lexsort((start, owner))
