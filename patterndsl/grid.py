@@ -1473,7 +1473,10 @@ def _box_block_candidates(node, grid, counter):
         keep = np.all(first <= last, axis=1)
         owner, first, last = owner[keep], first[keep], last[keep]
         if node.order == "morton":  # each reached box as its runs of Morton tokens (aligned Z-order cubes)
-            which, start, stop = morton_box_runs(first, last, node.dims, grid.block_k, node.offset)
+            if aligned_morton_blocks(node.dims, grid.block_k, node.offset):
+                which, start, stop = morton_block_runs(first, last, node.dims, grid.block_k)
+            else:
+                which, start, stop = morton_box_runs(first, last, node.dims, grid.block_k, node.offset)
             grid.memo[key] = grid.key_block_range(owner[which], start + node.offset,
                                                   np.minimum(stop - 1 + node.offset, grid.n - 1))
             return grid.memo[key]
@@ -1686,13 +1689,21 @@ def morton_box_runs(lo, hi, dims, block: "int | None" = None, offset: int = 0):
     lo = np.maximum(np.asarray(lo, dtype=np.int64), 0)
     hi = np.minimum(np.asarray(hi, dtype=np.int64), np.array(dims, dtype=np.int64) - 1)
     owner = np.flatnonzero(np.all(lo <= hi, axis=1))
-    base = np.zeros((owner.size, axes), dtype=np.int64)
-    start = np.zeros(owner.size, dtype=np.int64)
     corners = np.array(list(itertools.product((0, 1), repeat=axes)), dtype=np.int64)
     empty = np.zeros(0, dtype=np.int64)
     owners, starts, stops = [empty], [empty], [empty]
-    level = _z_bits(dims)
     entries = lo.shape[0]
+    # Start at the cubes of the least side 2^L that no box outgrows (a box then meets at most
+    # two per axis), their first tokens by `morton_rank`, not at the whole grid.
+    extent = int((hi[owner] - lo[owner]).max(initial=0)) + 1
+    level = min(_z_bits(dims), (extent - 1).bit_length())
+    side = 1 << level
+    base = ((lo[owner] >> level) << level)[:, None, :] + corners[None, :, :] * side
+    owner = np.repeat(owner, corners.shape[0])
+    base = base.reshape(-1, axes)
+    keep = np.all((base <= hi[owner]) & (base < np.array(dims, dtype=np.int64)), axis=1)
+    owner, base = owner[keep], base[keep]
+    start = morton_rank(list(base.T), dims)
     while owner.size:
         if owner.size > _MAX_CUBES * max(1, entries):  # a box with a long face across many cubes
             raise NoBoxes("too many Z-order cubes")
@@ -1719,6 +1730,38 @@ def morton_box_runs(lo, hi, dims, block: "int | None" = None, offset: int = 0):
     owner, start, stop = np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
     order = np.lexsort((start, owner))
     return _merged(owner[order], start[order], stop[order])
+
+
+def aligned_morton_blocks(dims, block: int, offset: int) -> bool:
+    """Whether blocks of ``block`` tokens are boxes of the grid's cells: the token is the Z-code
+    (`_dense_codes`), the block a power of two and the grid's first token a block's first."""
+    return _dense_codes(dims) and block & (block - 1) == 0 and offset % block == 0
+
+
+def morton_block_runs(lo, hi, dims, block: int):
+    """(owner, start, stop): per box lo[e] … hi[e] (inclusive, clipped to the grid), the local
+    token runs of the blocks of ``block`` tokens holding a cell of it, one run a block, where
+    `aligned_morton_blocks`: a block is the codes sharing their bits above the lowest log2(block)
+    — a box of side 2^(L+1) on the r axes whose bits come lowest (the column's first) and 2^L
+    on the others (log2(block) = axes·L + r) — so the blocks a box meets are a box of blocks,
+    in closed form (no cubes cut)."""
+    axes = len(dims)
+    levels, extra = divmod(block.bit_length() - 1, axes)
+    shift = np.array([levels + (axes - 1 - k < extra) for k in range(axes)], dtype=np.int64)
+    lo = np.maximum(np.asarray(lo, dtype=np.int64), 0)
+    hi = np.minimum(np.asarray(hi, dtype=np.int64), np.array(dims, dtype=np.int64) - 1)
+    first, last = lo >> shift, hi >> shift
+    span = np.where(np.all(lo <= hi, axis=1)[:, None], last - first + 1, 0)
+    count = np.prod(span, axis=1)
+    which = np.repeat(np.arange(count.size), count)
+    local = np.arange(which.size, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    corner = []
+    for k in range(axes - 1, -1, -1):  # the mixed-radix digits of ``local`` over the spans, the last axis fastest
+        s = span[which, k]
+        corner.append((first[which, k] + local % s) << shift[k])
+        local = local // s
+    start = np.asarray(z_codes(corner[::-1], dims), dtype=np.int64)
+    return which, start, start + block
 
 
 def _merged(owner, start, stop):
@@ -1805,6 +1848,8 @@ def morton_run_boxes(lo, hi, dims):
     the cells of its earlier siblings (at most 2 · (2^axes − 1) per level)."""
     axes = len(dims)
     lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+    if _dense_codes(dims):
+        return _dense_run_boxes(lo, hi, dims)
     dims_ = np.array(dims, dtype=np.int64)
     corners = np.array(list(itertools.product((0, 1), repeat=axes)), dtype=np.int64)  # in Z order
     owner = np.flatnonzero(lo <= hi)
@@ -1829,6 +1874,36 @@ def morton_run_boxes(lo, hi, dims):
         base = child.reshape(-1, axes)
         level -= 1
     return np.concatenate(owners), np.concatenate(los), np.concatenate(his)
+
+
+def _dense_run_boxes(lo, hi, dims):
+    """`morton_run_boxes` where the token is the Z-code (`_dense_codes`): the run split from its
+    start into the largest aligned cubes that fit (a cube of side 2^L is the codes of a multiple
+    of 2^(L·axes) onward), so a run of whole blocks aligned with the cubes (blocks of 4^k tokens
+    in 2D) is one cube in one step, not a descent from the whole grid."""
+    axes, bits = len(dims), _z_bits(dims)
+    owner = np.flatnonzero(lo <= hi)
+    start, end = lo[owner], hi[owner] + 1
+    owners, bases, sides = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    while owner.size:
+        lowbit = np.where(start > 0, start & -start, 1 << (bits * axes))  # the start's alignment
+        length = end - start
+        level = np.minimum(_floor_log2(lowbit), _floor_log2(length)) // axes
+        owners.append(owner)
+        bases.append(start)
+        sides.append(level)
+        start = start + (np.int64(1) << (level * axes))
+        more = start < end
+        owner, start, end = owner[more], start[more], end[more]
+    owner, base, level = (np.concatenate(x) for x in (owners, bases, sides))
+    base = np.stack(morton_cells(base, dims), axis=1) if base.size else np.zeros((0, axes), dtype=np.int64)
+    return owner, base, base + (np.int64(1) << level)[:, None] - 1
+
+
+def _floor_log2(x):
+    """⌊log2 x⌋ of positive int64 values (exact: the float's rounding corrected)."""
+    out = np.frexp(x.astype(np.float64))[1].astype(np.int64) - 1
+    return out - ((np.int64(1) << out) > x)
 
 
 _CLASS_KEYS = 1 << 22  # stride2d keys listed at most for the rows asked (Grid.row_keys)
