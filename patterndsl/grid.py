@@ -201,6 +201,17 @@ def morton_cells(t, dims) -> list:
     return base
 
 
+def _morton_source_coords(t, dims) -> list:
+    """`morton_cells` of a source expression ``t`` where the token is the Z-code
+    (`_dense_codes`): each coordinate's bits gathered from the code (no table)."""
+    axes, bits = len(dims), _z_bits(dims)
+    out = []
+    for k in range(axes):
+        terms = [f"((({t} >> {b * axes + axes - 1 - k}) & 1) << {b})" for b in range(bits)]
+        out.append(SourceExpr(f"({' | '.join(terms)})" if terms else f"({t} & 0)"))
+    return out
+
+
 def _raster(coords, dims):
     rank = None
     for x, d in zip(coords, dims):
@@ -352,7 +363,7 @@ class Grid(Pattern):
     def _data_backed(self) -> bool:
         """Whether its source needs tables: Morton order, or a data-backed part inside (its
         lookups need ranks that are valid indices even for tokens outside the grid)."""
-        if self.order == "morton":
+        if self.order == "morton" and not _dense_codes(self.dims):
             return True
         stack = [self.operand]
         while stack:
@@ -367,14 +378,20 @@ class Grid(Pattern):
             return backend.data(self, q, k, n)
         last = min(self.offset + self.cells, n)
 
-        def rank(x):
-            local = SourceExpr(f"({x} - {self.offset})") if self.offset else SourceExpr(x)
-            return local if self.tile is None else tile_ranks(local, self.dims, self.tile)
+        def local(x):
+            return SourceExpr(f"({x} - {self.offset})") if self.offset else SourceExpr(x)
 
-        if self.tile is not None:
+        def coords(x):  # tiles; Morton where the token is the Z-code: its bits taken apart
+            if self.order == "morton":
+                return _morton_source_coords(local(x), self.dims)
+            return tile_coords(local(x), self.dims, self.tile)
+
+        def rank(x):
+            return local(x) if self.tile is None and self.order == "rows" else _raster(coords(x), self.dims)
+
+        if self.tile is not None or self.order == "morton":
             for x in (q, k):
-                local = SourceExpr(f"({x} - {self.offset})") if self.offset else SourceExpr(x)
-                _KNOWN_COORDS[str(rank(x))] = [str(c) for c in tile_coords(local, self.dims, self.tile)]
+                _KNOWN_COORDS[str(rank(x))] = [str(c) for c in coords(x)]
         inside = f"(({q} >= {self.offset}) & ({q} < {last}) & ({k} >= {self.offset}) & ({k} < {last}))"
         body = self.operand.source(str(rank(q)), str(rank(k)), self.cells, backend)
         return f"({inside} & {body})"

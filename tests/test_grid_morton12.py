@@ -129,3 +129,29 @@ def test_box_degrees_in_closed_form_are_the_reference(source, n):
     finally:
         G._tree_keys = saved
     assert (degrees == patterndsl.reference.evaluate(pattern, np.arange(n), n).sum(axis=1)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(side=st.sampled_from([1, 2, 4, 8]), three=st.booleans(), offset=st.integers(0, 5), n=st.integers(1, 90),
+       body=st.sampled_from(["natten(3, 3)", "window2d(1, 2) | causal", "transpose(natten(2, 3)) & ~stride(3)",
+                             "euclid(1) - chunk2d(2, 4)", "stride2d(2, 2) & window2d(2, 2)"]))
+def test_morton_source_without_tables(side, three, offset, n, body):
+    """Where the token is the Z-code, a Morton grid's torch source (the flex and Triton
+    targets inline it) takes the coordinates apart from the token's bits: no tables, the
+    reference's pairs."""
+    import torch
+
+    from patterndsl.codegen import predicate_source
+    from patterndsl.targets.flex import TorchBackend
+
+    if three:
+        body = {"natten(3, 3)": "natten3d(1, 3, 3)", "window2d(1, 2) | causal": "window3d(0, 1, 2) | causal"}.get(
+            body, "window3d(1, 1, 1) & ~causal")
+    dims = f"{side // 2 or 1}, {side // 2 or 1}, {side // 2 or 1}" if three else f"{side}, {side}"
+    source = f"grid({dims}, order=morton, offset={offset}) {{ {body} }}"
+    compiled = patterndsl.compile(source, n)
+    backend = TorchBackend(16, 16)
+    expression = predicate_source(compiled.pattern(), "q", "k", n, backend)
+    assert not backend.tables, source
+    got = eval(expression, {"q": torch.arange(n).view(-1, 1), "k": torch.arange(n).view(1, -1), "torch": torch})
+    assert (np.broadcast_to(got.numpy(), (n, n)) == compiled.mask().numpy()).all(), source
