@@ -373,6 +373,20 @@ class Grid(Pattern):
             stack.extend(node.children())
         return False
 
+    def table_bytes(self, grid) -> int:
+        """At least the bytes of the block bitmaps generated code embeds for a data-backed grid
+        (codegen.BlockBitmaps: its keys listed, 56 bytes each with their blocks and words, and
+        the slot grid), refused up front by CompiledPattern.require_table_memory; 0 otherwise.
+        Keys per row: a box operand's largest box, else at least one."""
+        from .reference import AtLeast
+
+        if not self._data_backed():
+            return 0
+        existing = int(np.clip(grid.n - self.offset, 0, self.cells))
+        spans = axis_spans(self.operand, self.dims)
+        width = math.prod(int(np.max(last - first + 1, initial=0)) for first, last in spans) if spans else 1
+        return AtLeast(existing * max(width, 1) * 56 + grid.num_blocks * 5)
+
     def source(self, q, k, n, backend):
         if self._data_backed():
             return backend.data(self, q, k, n)
