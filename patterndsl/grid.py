@@ -117,11 +117,26 @@ def z_codes(coords, dims) -> np.ndarray:
     """The Z-codes of cells (coordinates frame first): their bits interleaved, the column's
     lowest (object integers when they need more than 62 bits)."""
     bits, axes = _z_bits(dims), len(dims)
-    code = np.zeros(np.shape(coords[0]), dtype=object if bits * axes > 62 else np.int64)
+    if bits * axes <= 62:  # each coordinate's bits spread a byte at a time (a table of 256 spreads)
+        spread = _spread_table(axes)
+        code = np.zeros(np.broadcast_shapes(*(np.shape(x) for x in coords)), dtype=np.int64)
+        for a, x in enumerate(reversed(coords)):  # column first: its bit is lowest
+            x = np.asarray(x, dtype=np.int64)
+            for byte in range(0, bits, 8):
+                code |= spread.take((x >> byte) & 255) << (byte * axes + a)
+        return code
+    code = np.zeros(np.shape(coords[0]), dtype=object)
     for b in range(bits):
         for a, x in enumerate(reversed(coords)):  # column first: its bit is lowest
             code = code | (((np.asarray(x) >> b) & 1).astype(code.dtype) << (b * axes + a))
     return code
+
+
+@functools.lru_cache(maxsize=4)
+def _spread_table(axes: int) -> np.ndarray:
+    """int64 [256]: the byte v with its bit b moved to bit b · axes."""
+    v = np.arange(256, dtype=np.int64)
+    return sum(((v >> b) & 1) << (b * axes) for b in range(8))
 
 
 @functools.lru_cache(maxsize=16)
@@ -1178,9 +1193,17 @@ class _IntervalAxis:
 
 def _congruent_below(a, b, s):
     """#{x ∈ [0, a), y ∈ [0, b) : x ≡ y (mod s)}: with a = qa·s + ra, Σ over the residues ρ
-    of (qa + [ρ < ra])(qb + [ρ < rb])."""
-    qa, ra, qb, rb = a // s, a % s, b // s, b % s
+    of (qa + [ρ < ra])(qb + [ρ < rb]). ``a`` and ``b`` may be given as their (quotient,
+    remainder) by s (`_quot_rem`), so that four counts over the corners of two ranges
+    divide each end once."""
+    (qa, ra), (qb, rb) = (x if isinstance(x, tuple) else _quot_rem(x, s) for x in (a, b))
     return s * qa * qb + qa * rb + qb * ra + np.minimum(ra, rb)
+
+
+def _quot_rem(x, s: int):
+    """(x // s, x % s), one division (numpy's % by a scalar is no faster than a division)."""
+    q = x // s
+    return q, x - q * s
 
 
 class _ProgressionAxis:
@@ -1198,7 +1221,7 @@ class _ProgressionAxis:
         if e is None:
             if s == 1:
                 return (x1 - x0 + 1) * (y1 - y0 + 1)
-            x1, y1 = x1 + 1, y1 + 1
+            x0, x1, y0, y1 = (_quot_rem(x, s) for x in (x0, x1 + 1, y0, y1 + 1))
             return (_congruent_below(x1, y1, s) - _congruent_below(x0, y1, s)
                     - _congruent_below(x1, y0, s) + _congruent_below(x0, y0, s))
         if s == 1:
