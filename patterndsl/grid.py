@@ -1500,6 +1500,13 @@ def _box_block_counts(node, grid, counter, qb, kb):
     if qlo.shape[1] == 0 or klo.shape[1] == 0:
         return np.zeros(shape, dtype=np.int64)
     if qlo.shape[1] == 1 and klo.shape[1] == 1:  # one box a block on both sides: no box pairs to sum
+        tables = _axis_count_tables(node, grid, counter, qlo, qhi, klo, khi)
+        if tables is not None:
+            out = None
+            for q_range, k_range, table, width in tables:
+                c = table.take(q_range.take(qb) * width + k_range.take(kb))
+                out = c if out is None else out * c
+            return out.reshape(shape)
         return counter.counts(qlo[:, 0].take(qb, axis=0), qhi[:, 0].take(qb, axis=0),
                               klo[:, 0].take(kb, axis=0), khi[:, 0].take(kb, axis=0)).reshape(shape)
     out = np.zeros(qb.size, dtype=np.int64)
@@ -1509,6 +1516,33 @@ def _box_block_counts(node, grid, counter, qb, kb):
         c = counter.counts(qlo[q][:, :, None, :], qhi[q][:, :, None, :], klo[k][:, None, :, :], khi[k][:, None, :, :])
         out[s:s + step] = c.sum(axis=(1, 2))
     return out.reshape(shape)
+
+
+_AXIS_TABLE_PAIRS = 1 << 22  # distinct (query range, key range) pairs of one axis counted into a table
+
+
+def _axis_count_tables(node, grid, counter, qlo, qhi, klo, khi):
+    """Per axis of a separable counter, where every block is one box: (query block → its
+    range's index, key block → its range's index, the pairs between each two ranges, flat,
+    the key ranges' count), or None. The blocks of a grid have few distinct ranges per axis
+    (the aligned cubes of a Morton grid: 64 per axis at 4096² in blocks of 64 × 64), so a
+    block's count is a product of lookups, not the closed forms per block."""
+    if not isinstance(counter, _Separable):
+        return None
+    key = ("grid axis count tables", node, grid.block_q, grid.block_k)
+    if key not in grid.memo:
+        tables = []
+        for a, axis in enumerate(counter.axes):
+            (qs, q_range), (ks, k_range) = (np.unique(np.stack([lo[:, 0, a], hi[:, 0, a]], axis=1), axis=0,
+                                                      return_inverse=True) for lo, hi in ((qlo, qhi), (klo, khi)))
+            if len(qs) * len(ks) > _AXIS_TABLE_PAIRS:
+                tables = None
+                break
+            table = axis.counts(qs[:, None, 0], qs[:, None, 1], ks[None, :, 0], ks[None, :, 1])
+            tables.append((q_range.reshape(-1), k_range.reshape(-1), np.asarray(table, dtype=np.int64).reshape(-1),
+                           len(ks)))
+        grid.memo[key] = tables
+    return grid.memo[key]
 
 
 def _box_block_candidates(node, grid, counter):
@@ -1932,26 +1966,28 @@ def morton_run_boxes(lo, hi, dims):
 
 def _dense_run_boxes(lo, hi, dims):
     """`morton_run_boxes` where the token is the Z-code (`_dense_codes`): the run split from its
-    start into the largest aligned cubes that fit (a cube of side 2^L is the codes of a multiple
-    of 2^(L·axes) onward), so a run of whole blocks aligned with the cubes (blocks of 4^k tokens
-    in 2D) is one cube in one step, not a descent from the whole grid."""
+    start into the longest aligned pieces that fit — 2^m codes from a multiple of 2^m are a box,
+    of side 2^(L+1) on the r axes whose bits come lowest (the column's first) and 2^L on the
+    others (m = axes·L + r) — so a run of whole blocks of a power of two aligned with them is
+    one box in one step, not a descent from the whole grid."""
     axes, bits = len(dims), _z_bits(dims)
     owner = np.flatnonzero(lo <= hi)
     start, end = lo[owner], hi[owner] + 1
-    owners, bases, sides = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    owners, bases, sizes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     while owner.size:
         lowbit = np.where(start > 0, start & -start, 1 << (bits * axes))  # the start's alignment
-        length = end - start
-        level = np.minimum(_floor_log2(lowbit), _floor_log2(length)) // axes
+        size = np.minimum(_floor_log2(lowbit), _floor_log2(end - start))
         owners.append(owner)
         bases.append(start)
-        sides.append(level)
-        start = start + (np.int64(1) << (level * axes))
+        sizes.append(size)
+        start = start + (np.int64(1) << size)
         more = start < end
         owner, start, end = owner[more], start[more], end[more]
-    owner, base, level = (np.concatenate(x) for x in (owners, bases, sides))
+    owner, base, size = (np.concatenate(x) for x in (owners, bases, sizes))
     base = np.stack(morton_cells(base, dims), axis=1) if base.size else np.zeros((0, axes), dtype=np.int64)
-    return owner, base, base + (np.int64(1) << level)[:, None] - 1
+    levels, extra = np.divmod(size, axes)
+    side = np.stack([levels + (axes - 1 - k < extra) for k in range(axes)], axis=1)
+    return owner, base, base + (np.int64(1) << side) - 1
 
 
 def _floor_log2(x):

@@ -41,12 +41,14 @@ def test_run_boxes_are_the_cells_of_the_run(dims, data):
         assert sorted(got) == list(range(lo[e], hi[e] + 1))  # exact and disjoint
 
 
-def test_dense_runs_of_aligned_blocks_are_one_cube():
-    """Blocks of 4^k tokens of a square power-of-two grid are one cube each, found in one step."""
-    dims = (64, 64)
-    b = np.arange(64 * 64 // 256)
-    owner, lo, hi = G.morton_run_boxes(b * 256, b * 256 + 255, dims)
-    assert (owner == b).all() and ((hi - lo) == 15).all()
+def test_dense_runs_of_aligned_blocks_are_one_box():
+    """Aligned blocks of 2^k tokens of a square power-of-two grid are one box each."""
+    for size, shape in ((256, (16, 16)), (512, (16, 32)), (32, (4, 8)), (8, (2, 4)), (1, (1, 1))):
+        b = np.arange(64 * 64 // size)
+        owner, lo, hi = G.morton_run_boxes(b * size, b * size + size - 1, (64, 64))
+        assert (owner == b).all() and ((hi - lo + 1) == shape).all()
+    owner, lo, hi = G.morton_run_boxes(np.array([128]), np.array([255]), (8, 8, 8))  # 2^7 codes in 3D
+    assert owner.tolist() == [0] and (hi - lo + 1).tolist() == [[4, 4, 8]]
 
 
 @settings(max_examples=200, deadline=None)
