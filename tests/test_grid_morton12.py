@@ -157,3 +157,49 @@ def test_morton_source_without_tables(side, three, offset, n, body):
     assert not backend.tables, source
     got = eval(expression, {"q": torch.arange(n).view(-1, 1), "k": torch.arange(n).view(1, -1), "torch": torch})
     assert (np.broadcast_to(got.numpy(), (n, n)) == compiled.mask().numpy()).all(), source
+
+
+LISTED = "grid(64, 64) { stride(3) }"  # no boxes: its keys are listed (4,096 rows × 1,366 slots, 43 MiB)
+
+
+@pytest.mark.parametrize("command", [["layout"], ["check"], ["show"], ["compile", "--target", "flex"],
+                                     ["compile", "--target", "triton"]])
+def test_a_raised_budget_reaches_the_grid_listing(command, tmp_path, monkeypatch, capsys):
+    """--memory-budget is the budget of every refusal, a grid's listed keys included: where the
+    default budget (here PATTERNDSL_MEMORY_BUDGET=600K) refuses the listing, a raised one
+    lets it through (check allows itself 4 GiB at least: 5G raises it)."""
+    from patterndsl.cli import main
+
+    G._grid_points.cache_clear()  # (a listing kept from an earlier test costs nothing to reuse)
+    monkeypatch.setenv("PATTERNDSL_MEMORY_BUDGET", "600K")
+    path = tmp_path / "listed.spat"
+    path.write_text(LISTED + "\n")
+    out = ["-o", str(tmp_path / "out.py")] if command[0] == "compile" else []
+    assert main([command[0], str(path), "--n", "4096", *command[1:], *out]) == 1
+    assert "listing the keys of grid(64, 64) { stride(3) }" in capsys.readouterr().err
+    code = main([command[0], str(path), "--n", "4096", *command[1:], *out, "--memory-budget", "5G"])
+    assert code in (0, 3), capsys.readouterr().err  # (check: 3, not every condition holds)
+    assert "listing the keys" not in capsys.readouterr().err
+
+
+def test_a_raised_budget_reaches_the_grid_listing_in_python(monkeypatch):
+    """compile(…, memory_budget=) likewise for layouts (and block masks, generated modules),
+    the layout against the dense reference; budget_scope nests, None keeping the outer one."""
+    from patterndsl.layout import block_layout
+    from patterndsl.reference import budget_scope, memory_budget
+
+    G._grid_points.cache_clear()
+    monkeypatch.setenv("PATTERNDSL_MEMORY_BUDGET", "600K")
+    with pytest.raises(SpatError, match="listing the keys"):
+        patterndsl.compile(LISTED, 4096).layouts(0, 256)
+    layout = patterndsl.compile(LISTED, 4096, memory_budget="1G").layouts(0, 256)[0]
+    pattern = patterndsl.compile(LISTED, 4096).pattern()
+    dense = patterndsl.reference.dense_mask(pattern, 4096, budget=1 << 30)
+    assert layout.connections == int(dense.sum())
+    blocks = dense.reshape(16, 256, 16, 256).any(axis=(1, 3))
+    assert (layout.to_dense() > 0).tolist() == blocks.tolist()
+    with budget_scope(1 << 30):
+        with budget_scope(None):
+            assert memory_budget() == 1 << 30
+            assert block_layout(pattern, 4096, 256).same_as(layout)
+    assert memory_budget() == 600 << 10
