@@ -376,8 +376,10 @@ class Grid(Pattern):
         return out
 
     def _data_backed(self) -> bool:
-        """Whether its source needs tables: Morton order, or a data-backed part inside (its
-        lookups need ranks that are valid indices even for tokens outside the grid)."""
+        """Whether its source needs tables: Morton order where the token is not the Z-code
+        (where it is, the coordinates are the token's bits, `_morton_source_coords`), or a
+        data-backed part inside (its lookups need ranks that are valid indices even for
+        tokens outside the grid)."""
         if self.order == "morton" and not _dense_codes(self.dims):
             return True
         stack = [self.operand]
@@ -1765,7 +1767,7 @@ def box_runs(lo, hi, dims, tile):
 def morton_box_runs(lo, hi, dims, block: "int | None" = None, offset: int = 0):
     """`box_runs` in Morton order: the box split into the aligned cubes of the Z-order that
     it holds (a cube of side 2^L is 2^(L·axes) consecutive Z-codes), found level by level
-    from the whole grid down, cutting only the cubes that cross the box's faces; the cells
+    from the cubes of the box's size down, cutting only the cubes that cross its faces; the cells
     of a cube (cut by the grid) are consecutive tokens from its first, the cells of its
     earlier siblings counted on the way down (no table of the grid's cells, no rank per cube).
 
