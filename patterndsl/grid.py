@@ -1535,14 +1535,16 @@ def _axis_count_tables(node, grid, counter, qlo, qhi, klo, khi):
     if key not in grid.memo:
         tables = []
         for a, axis in enumerate(counter.axes):
-            (qs, q_range), (ks, k_range) = (np.unique(np.stack([lo[:, 0, a], hi[:, 0, a]], axis=1), axis=0,
-                                                      return_inverse=True) for lo, hi in ((qlo, qhi), (klo, khi)))
-            if len(qs) * len(ks) > _AXIS_TABLE_PAIRS:
+            radix = node.dims[a] + 2  # a range (lo, hi) as one code, hi ≥ −1 (empty boxes: 0, −1)
+            (qs, q_range), (ks, k_range) = (np.unique(lo[:, 0, a] * radix + hi[:, 0, a] + 1, return_inverse=True)
+                                            for lo, hi in ((qlo, qhi), (klo, khi)))
+            if qs.size * ks.size > _AXIS_TABLE_PAIRS:
                 tables = None
                 break
-            table = axis.counts(qs[:, None, 0], qs[:, None, 1], ks[None, :, 0], ks[None, :, 1])
+            table = axis.counts((qs // radix)[:, None], (qs % radix - 1)[:, None], (ks // radix)[None, :],
+                                (ks % radix - 1)[None, :])
             tables.append((q_range.reshape(-1), k_range.reshape(-1), np.asarray(table, dtype=np.int64).reshape(-1),
-                           len(ks)))
+                           ks.size))
         grid.memo[key] = tables
     return grid.memo[key]
 
