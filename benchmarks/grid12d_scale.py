@@ -27,6 +27,7 @@ FILES = {
     "morton, raised budget": ("grid(8192, 8192, order=morton) { natten(7, 7) }\n", [1 << 26]),
     "stride, morton": ("grid(4096, 4096, order=morton) { stride2d(64, 64) | window2d(1, 1) }\n", [1 << 24]),
     "raster, raised budget": ("grid(8192, 8192) { natten(7, 7) }\n", [1 << 26]),
+    "stride, raster": ("grid(4096, 4096) { stride2d(64, 64) | window2d(1, 1) }\n", [1 << 24]),  # its rival
 }
 RAISED = [["layout", "--block-size", "4096", "--memory-budget", "16G"],
           ["compile", "--target", "flex", "--block-size", "4096", "--memory-budget", "16G"],
@@ -39,6 +40,7 @@ COMMANDS = {
     "morton, raised budget": RAISED,
     "stride, morton": [["check"], ["layout", "--block-size", "4096"]],
     "raster, raised budget": RAISED,
+    "stride, raster": [["layout", "--block-size", "4096"]],
 }
 
 
