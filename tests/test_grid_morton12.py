@@ -203,3 +203,25 @@ def test_a_raised_budget_reaches_the_grid_listing_in_python(monkeypatch):
             assert memory_budget() == 1 << 30
             assert block_layout(pattern, 4096, 256).same_as(layout)
     assert memory_budget() == 600 << 10
+
+
+@settings(max_examples=120, deadline=None)
+@given(side=st.sampled_from([1, 2, 4, 8, 16]), three=st.booleans(), offset=st.sampled_from([0, 4, 8, 16, 3]),
+       n=st.integers(1, 300), block=st.sampled_from([(4, 8), (8, 16), (16, 16), (32, 4), (2, 2), (1, 1), (6, 8)]),
+       body=st.sampled_from(["natten(3, 5)", "window2d(1, 2) | stride2d(4, 4)", "chunk2d(4, 2) & window2d(2, 2)",
+                             "transpose(natten(2, 3))", "stride2d(2, 4) - window2d(1, 1)"]))
+def test_layouts_where_blocks_are_boxes_are_the_reference(side, three, offset, n, block, body):
+    """Square power-of-two Morton grids, where key blocks of a power of two aligned with the
+    grid are boxes of cells (`morton_block_runs`) and the count tables apply: layouts exact
+    against the reference, aligned or not, ragged n."""
+    from patterndsl.layout import block_layout, reference_layout
+
+    if three:
+        side = max(1, side // 4)
+        body = {"natten(3, 5)": "natten3d(1, 3, 3)", "transpose(natten(2, 3))": "transpose(natten3d(2, 1, 3))"}.get(
+            body, "window3d(1, 0, 1) | chunk3d(1, 2, 2)")
+    dims = ", ".join([str(side)] * (3 if three else 2))
+    source = f"grid({dims}, order=morton, offset={offset}) {{ {body} }}"
+    pattern = patterndsl.compile(source, n).pattern()
+    bq, bk = block
+    assert block_layout(pattern, n, bq, bk).same_as(reference_layout(pattern, n, bq, bk)), source
