@@ -281,7 +281,8 @@ class CompiledPattern:
             return cross_block_mask(self, layer, block_size, device)
         from .targets.flex import block_mask
 
-        return block_mask(self, layer, block_size, device)
+        with budget_scope(self.memory_budget):  # (the mask_mod's tables list a grid's keys)
+            return block_mask(self, layer, block_size, device)
 
     @property
     def uses_segments(self) -> bool:

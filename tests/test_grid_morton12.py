@@ -198,6 +198,12 @@ def test_a_raised_budget_reaches_the_grid_listing_in_python(monkeypatch):
     assert layout.connections == int(dense.sum())
     blocks = dense.reshape(16, 256, 16, 256).any(axis=(1, 3))
     assert (layout.to_dense() > 0).tolist() == blocks.tolist()
+    tables = "grid(64, 48, order=morton) { stride(3) }"  # data-backed: the mask_mod's tables list its keys
+    with pytest.raises(SpatError, match="listing the keys"):
+        patterndsl.compile(tables, 3072).block_mask(256)
+    mask = patterndsl.compile(tables, 3072, memory_budget="1G").block_mask(256)
+    dense = patterndsl.compile(tables, 3072, memory_budget="1G").mask().numpy()
+    assert (mask.to_dense()[0, 0].numpy() > 0).tolist() == dense.reshape(12, 256, 12, 256).any(axis=(1, 3)).tolist()
     with budget_scope(1 << 30):
         with budget_scope(None):
             assert memory_budget() == 1 << 30
