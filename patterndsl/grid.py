@@ -1502,7 +1502,7 @@ def _box_block_counts(node, grid, counter, qb, kb):
     if qlo.shape[1] == 0 or klo.shape[1] == 0:
         return np.zeros(shape, dtype=np.int64)
     if qlo.shape[1] == 1 and klo.shape[1] == 1:  # one box a block on both sides: no box pairs to sum
-        tables = _axis_count_tables(node, grid, counter, qlo, qhi, klo, khi)
+        tables = _axis_count_tables(node, grid, counter, qlo, qhi, klo, khi) if qb.size >= _TABLED_BLOCKS else None
         if tables is not None:
             out = None
             for q_range, k_range, table, width in tables:
@@ -1521,6 +1521,7 @@ def _box_block_counts(node, grid, counter, qb, kb):
 
 
 _AXIS_TABLE_PAIRS = 1 << 22  # distinct (query range, key range) pairs of one axis counted into a table
+_TABLED_BLOCKS = 1 << 14  # blocks counted at once from the tables at least (fewer: the closed forms are cheaper)
 
 
 def _axis_count_tables(node, grid, counter, qlo, qhi, klo, khi):

@@ -218,8 +218,8 @@ def test_a_raised_budget_reaches_the_grid_listing_in_python(monkeypatch):
                              "transpose(natten(2, 3))", "stride2d(2, 4) - window2d(1, 1)"]))
 def test_layouts_where_blocks_are_boxes_are_the_reference(side, three, offset, n, block, body):
     """Square power-of-two Morton grids, where key blocks of a power of two aligned with the
-    grid are boxes of cells (`morton_block_runs`) and the count tables apply: layouts exact
-    against the reference, aligned or not, ragged n."""
+    grid are boxes of cells (`morton_block_runs`) and the count tables apply (forced here at
+    small sizes): layouts exact against the reference, aligned or not, ragged n."""
     from patterndsl.layout import block_layout, reference_layout
 
     if three:
@@ -230,4 +230,8 @@ def test_layouts_where_blocks_are_boxes_are_the_reference(side, three, offset, n
     source = f"grid({dims}, order=morton, offset={offset}) {{ {body} }}"
     pattern = patterndsl.compile(source, n).pattern()
     bq, bk = block
-    assert block_layout(pattern, n, bq, bk).same_as(reference_layout(pattern, n, bq, bk)), source
+    saved, G._TABLED_BLOCKS = G._TABLED_BLOCKS, 0  # the count tables however few the blocks
+    try:
+        assert block_layout(pattern, n, bq, bk).same_as(reference_layout(pattern, n, bq, bk)), source
+    finally:
+        G._TABLED_BLOCKS = saved
