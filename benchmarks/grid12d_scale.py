@@ -2,6 +2,8 @@
 
     python benchmarks/grid12d_scale.py [--tree /path/to/checkout] [--timeout 300] [--only stride morton]
 
+(--only takes the names of FILES, e.g. "morton, raised budget" "raster, raised budget".)
+
 Each case is the command line a user runs (`python -m patterndsl.cli COMMAND FILE --n N …`) in
 a fresh subprocess reaped with os.wait4 (benchmarks/check_scale.py `measured`): its exit, wall
 and CPU seconds (user + sys) and peak RSS, and the refusal when it refused. --tree runs another
@@ -24,14 +26,21 @@ FILES = {
     "morton": ("grid(8192, 8192, order=morton) { natten(7, 7) }\n", [1 << 26, 1 << 30]),
     "morton, raised budget": ("grid(8192, 8192, order=morton) { natten(7, 7) }\n", [1 << 26]),
     "stride, morton": ("grid(4096, 4096, order=morton) { stride2d(64, 64) | window2d(1, 1) }\n", [1 << 24]),
+    "raster, raised budget": ("grid(8192, 8192) { natten(7, 7) }\n", [1 << 26]),
+    "stride, raster": ("grid(4096, 4096) { stride2d(64, 64) | window2d(1, 1) }\n", [1 << 24]),  # its rival
 }
+RAISED = [["layout", "--block-size", "4096", "--memory-budget", "16G"],
+          ["compile", "--target", "flex", "--block-size", "4096", "--memory-budget", "16G"],
+          ["compile", "--target", "flex", "--memory-budget", "16G"]]
 COMMANDS = {
     "stride": [["check"], ["layout"], ["layout", "--block-size", "4096"], ["compile", "--target", "flex"],
                ["compile", "--target", "flex", "--block-size", "4096"]],
     "morton": [["check"], ["layout"], ["layout", "--block-size", "4096"], ["compile", "--target", "flex"],
                ["compile", "--target", "triton"], ["mask"], ["show"]],
-    "morton, raised budget": [["layout", "--block-size", "4096", "--memory-budget", "16G"]],
+    "morton, raised budget": RAISED,
     "stride, morton": [["check"], ["layout", "--block-size", "4096"]],
+    "raster, raised budget": RAISED,
+    "stride, raster": [["layout", "--block-size", "4096"]],
 }
 
 

@@ -30,7 +30,7 @@ from .compiled import compile as compile_pattern
 from .compiled import load_source, parse, read_stream
 from .errors import Diagnostic, Source, SpatError, warning
 from .formatter import format as format_module
-from .reference import parse_size
+from .reference import budget_scope, parse_size
 from .targets import get_target, target_names
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
@@ -693,7 +693,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed the usage message
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     try:
-        return COMMANDS[args.command](args)
+        with budget_scope(getattr(args, "memory_budget", None)):  # every refusal reads --memory-budget
+            return COMMANDS[args.command](args)
     except SpatError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INPUT

@@ -15,7 +15,7 @@ from .errors import Diagnostic, Source, Span, SpatError
 from .inputs import cross_query_problem, layer_problem, query_window_problem
 from .ir import Pattern
 from .passes import simplify
-from .reference import check_budget, dense_mask, evaluate, memory_budget, parse_size, require_memory
+from .reference import budget_scope, check_budget, dense_mask, evaluate, memory_budget, parse_size, require_memory
 from .resolve import resolve
 from .syntax import MAX_SOURCE_BYTES
 from .syntax import parse as parse_source
@@ -281,7 +281,8 @@ class CompiledPattern:
             return cross_block_mask(self, layer, block_size, device)
         from .targets.flex import block_mask
 
-        return block_mask(self, layer, block_size, device)
+        with budget_scope(self.memory_budget):  # (the mask_mod's tables list a grid's keys)
+            return block_mask(self, layer, block_size, device)
 
     @property
     def uses_segments(self) -> bool:
@@ -435,8 +436,9 @@ def _budgeted_layout(compiled, pattern: Pattern, block_q: int, block_k: int):
     exceed the memory budget (the cross counterpart: patterndsl/cross.py budgeted_layout)."""
     from .layout import block_layout
 
-    _require_layout_memory(compiled, pattern, block_q, block_k)
-    return block_layout(pattern, compiled.n, block_q, block_k)
+    with budget_scope(compiled.memory_budget):  # (a grid's listed keys are refused by it too)
+        _require_layout_memory(compiled, pattern, block_q, block_k)
+        return block_layout(pattern, compiled.n, block_q, block_k)
 
 
 def _require_layout_memory(compiled, pattern: Pattern, block_q: int, block_k: int) -> None:

@@ -117,11 +117,26 @@ def z_codes(coords, dims) -> np.ndarray:
     """The Z-codes of cells (coordinates frame first): their bits interleaved, the column's
     lowest (object integers when they need more than 62 bits)."""
     bits, axes = _z_bits(dims), len(dims)
-    code = np.zeros(np.shape(coords[0]), dtype=object if bits * axes > 62 else np.int64)
+    if bits * axes <= 62:  # each coordinate's bits spread a byte at a time (a table of 256 spreads)
+        spread = _spread_table(axes)
+        code = np.zeros(np.broadcast_shapes(*(np.shape(x) for x in coords)), dtype=np.int64)
+        for a, x in enumerate(reversed(coords)):  # column first: its bit is lowest
+            x = np.asarray(x, dtype=np.int64)
+            for byte in range(0, bits, 8):
+                code |= spread.take((x >> byte) & 255) << (byte * axes + a)
+        return code
+    code = np.zeros(np.shape(coords[0]), dtype=object)
     for b in range(bits):
         for a, x in enumerate(reversed(coords)):  # column first: its bit is lowest
             code = code | (((np.asarray(x) >> b) & 1).astype(code.dtype) << (b * axes + a))
     return code
+
+
+@functools.lru_cache(maxsize=4)
+def _spread_table(axes: int) -> np.ndarray:
+    """int64 [256]: the byte v with its bit b moved to bit b · axes."""
+    v = np.arange(256, dtype=np.int64)
+    return sum(((v >> b) & 1) << (b * axes) for b in range(8))
 
 
 @functools.lru_cache(maxsize=16)
@@ -199,6 +214,17 @@ def morton_cells(t, dims) -> list:
             done |= take
         base = [x + ((chosen >> (axes - 1 - k)) & 1) * side for k, x in enumerate(base)]
     return base
+
+
+def _morton_source_coords(t, dims) -> list:
+    """`morton_cells` of a source expression ``t`` where the token is the Z-code
+    (`_dense_codes`): each coordinate's bits gathered from the code (no table)."""
+    axes, bits = len(dims), _z_bits(dims)
+    out = []
+    for k in range(axes):
+        terms = [f"((({t} >> {b * axes + axes - 1 - k}) & 1) << {b})" for b in range(bits)]
+        out.append(SourceExpr(f"({' | '.join(terms)})" if terms else f"({t} & 0)"))
+    return out
 
 
 def _raster(coords, dims):
@@ -350,9 +376,11 @@ class Grid(Pattern):
         return out
 
     def _data_backed(self) -> bool:
-        """Whether its source needs tables: Morton order, or a data-backed part inside (its
-        lookups need ranks that are valid indices even for tokens outside the grid)."""
-        if self.order == "morton":
+        """Whether its source needs tables: Morton order where the token is not the Z-code
+        (where it is, the coordinates are the token's bits, `_morton_source_coords`), or a
+        data-backed part inside (its lookups need ranks that are valid indices even for
+        tokens outside the grid)."""
+        if self.order == "morton" and not _dense_codes(self.dims):
             return True
         stack = [self.operand]
         while stack:
@@ -362,19 +390,39 @@ class Grid(Pattern):
             stack.extend(node.children())
         return False
 
+    def table_bytes(self, grid) -> int:
+        """At least the bytes of the block bitmaps generated code embeds for a data-backed grid
+        (codegen.BlockBitmaps: its keys listed, 56 bytes each with their blocks and words, and
+        the slot grid), refused up front by CompiledPattern.require_table_memory; 0 otherwise.
+        Keys per row: a box operand's largest box, else at least one."""
+        from .reference import AtLeast
+
+        if not self._data_backed():
+            return 0
+        existing = int(np.clip(grid.n - self.offset, 0, self.cells))
+        spans = axis_spans(self.operand, self.dims)
+        width = math.prod(int(np.max(last - first + 1, initial=0)) for first, last in spans) if spans else 1
+        return AtLeast(existing * max(width, 1) * 56 + grid.num_blocks * 5)
+
     def source(self, q, k, n, backend):
         if self._data_backed():
             return backend.data(self, q, k, n)
         last = min(self.offset + self.cells, n)
 
-        def rank(x):
-            local = SourceExpr(f"({x} - {self.offset})") if self.offset else SourceExpr(x)
-            return local if self.tile is None else tile_ranks(local, self.dims, self.tile)
+        def local(x):
+            return SourceExpr(f"({x} - {self.offset})") if self.offset else SourceExpr(x)
 
-        if self.tile is not None:
+        def coords(x):  # tiles; Morton where the token is the Z-code: its bits taken apart
+            if self.order == "morton":
+                return _morton_source_coords(local(x), self.dims)
+            return tile_coords(local(x), self.dims, self.tile)
+
+        def rank(x):
+            return local(x) if self.tile is None and self.order == "rows" else _raster(coords(x), self.dims)
+
+        if self.tile is not None or self.order == "morton":
             for x in (q, k):
-                local = SourceExpr(f"({x} - {self.offset})") if self.offset else SourceExpr(x)
-                _KNOWN_COORDS[str(rank(x))] = [str(c) for c in tile_coords(local, self.dims, self.tile)]
+                _KNOWN_COORDS[str(rank(x))] = [str(c) for c in coords(x)]
         inside = f"(({q} >= {self.offset}) & ({q} < {last}) & ({k} >= {self.offset}) & ({k} < {last}))"
         body = self.operand.source(str(rank(q)), str(rank(k)), self.cells, backend)
         return f"({inside} & {body})"
@@ -1147,9 +1195,17 @@ class _IntervalAxis:
 
 def _congruent_below(a, b, s):
     """#{x ∈ [0, a), y ∈ [0, b) : x ≡ y (mod s)}: with a = qa·s + ra, Σ over the residues ρ
-    of (qa + [ρ < ra])(qb + [ρ < rb])."""
-    qa, ra, qb, rb = a // s, a % s, b // s, b % s
+    of (qa + [ρ < ra])(qb + [ρ < rb]). ``a`` and ``b`` may be given as their (quotient,
+    remainder) by s (`_quot_rem`), so that four counts over the corners of two ranges
+    divide each end once."""
+    (qa, ra), (qb, rb) = (x if isinstance(x, tuple) else _quot_rem(x, s) for x in (a, b))
     return s * qa * qb + qa * rb + qb * ra + np.minimum(ra, rb)
+
+
+def _quot_rem(x, s: int):
+    """(x // s, x % s), one division (numpy's % by a scalar is no faster than a division)."""
+    q = x // s
+    return q, x - q * s
 
 
 class _ProgressionAxis:
@@ -1167,7 +1223,7 @@ class _ProgressionAxis:
         if e is None:
             if s == 1:
                 return (x1 - x0 + 1) * (y1 - y0 + 1)
-            x1, y1 = x1 + 1, y1 + 1
+            x0, x1, y0, y1 = (_quot_rem(x, s) for x in (x0, x1 + 1, y0, y1 + 1))
             return (_congruent_below(x1, y1, s) - _congruent_below(x0, y1, s)
                     - _congruent_below(x1, y0, s) + _congruent_below(x0, y0, s))
         if s == 1:
@@ -1446,6 +1502,13 @@ def _box_block_counts(node, grid, counter, qb, kb):
     if qlo.shape[1] == 0 or klo.shape[1] == 0:
         return np.zeros(shape, dtype=np.int64)
     if qlo.shape[1] == 1 and klo.shape[1] == 1:  # one box a block on both sides: no box pairs to sum
+        tables = _axis_count_tables(node, grid, counter, qlo, qhi, klo, khi) if qb.size >= _TABLED_BLOCKS else None
+        if tables is not None:
+            out = None
+            for q_range, k_range, table, width in tables:
+                c = table.take(q_range.take(qb) * width + k_range.take(kb))
+                out = c if out is None else out * c
+            return out.reshape(shape)
         return counter.counts(qlo[:, 0].take(qb, axis=0), qhi[:, 0].take(qb, axis=0),
                               klo[:, 0].take(kb, axis=0), khi[:, 0].take(kb, axis=0)).reshape(shape)
     out = np.zeros(qb.size, dtype=np.int64)
@@ -1455,6 +1518,36 @@ def _box_block_counts(node, grid, counter, qb, kb):
         c = counter.counts(qlo[q][:, :, None, :], qhi[q][:, :, None, :], klo[k][:, None, :, :], khi[k][:, None, :, :])
         out[s:s + step] = c.sum(axis=(1, 2))
     return out.reshape(shape)
+
+
+_AXIS_TABLE_PAIRS = 1 << 22  # distinct (query range, key range) pairs of one axis counted into a table
+_TABLED_BLOCKS = 1 << 14  # blocks counted at once from the tables at least (fewer: the closed forms are cheaper)
+
+
+def _axis_count_tables(node, grid, counter, qlo, qhi, klo, khi):
+    """Per axis of a separable counter, where every block is one box: (query block → its
+    range's index, key block → its range's index, the pairs between each two ranges, flat,
+    the key ranges' count), or None. The blocks of a grid have few distinct ranges per axis
+    (the aligned cubes of a Morton grid: 64 per axis at 4096² in blocks of 64 × 64), so a
+    block's count is a product of lookups, not the closed forms per block."""
+    if not isinstance(counter, _Separable):
+        return None
+    key = ("grid axis count tables", node, grid.block_q, grid.block_k)
+    if key not in grid.memo:
+        tables = []
+        for a, axis in enumerate(counter.axes):
+            radix = node.dims[a] + 2  # a range (lo, hi) as one code, hi ≥ −1 (empty boxes: 0, −1)
+            (qs, q_range), (ks, k_range) = (np.unique(lo[:, 0, a] * radix + hi[:, 0, a] + 1, return_inverse=True)
+                                            for lo, hi in ((qlo, qhi), (klo, khi)))
+            if qs.size * ks.size > _AXIS_TABLE_PAIRS:
+                tables = None
+                break
+            table = axis.counts((qs // radix)[:, None], (qs % radix - 1)[:, None], (ks // radix)[None, :],
+                                (ks % radix - 1)[None, :])
+            tables.append((q_range.reshape(-1), k_range.reshape(-1), np.asarray(table, dtype=np.int64).reshape(-1),
+                           ks.size))
+        grid.memo[key] = tables
+    return grid.memo[key]
 
 
 def _box_block_candidates(node, grid, counter):
@@ -1473,7 +1566,10 @@ def _box_block_candidates(node, grid, counter):
         keep = np.all(first <= last, axis=1)
         owner, first, last = owner[keep], first[keep], last[keep]
         if node.order == "morton":  # each reached box as its runs of Morton tokens (aligned Z-order cubes)
-            which, start, stop = morton_box_runs(first, last, node.dims)
+            if aligned_morton_blocks(node.dims, grid.block_k, node.offset):
+                which, start, stop = morton_block_runs(first, last, node.dims, grid.block_k)
+            else:
+                which, start, stop = morton_box_runs(first, last, node.dims, grid.block_k, node.offset)
             grid.memo[key] = grid.key_block_range(owner[which], start + node.offset,
                                                   np.minimum(stop - 1 + node.offset, grid.n - 1))
             return grid.memo[key]
@@ -1671,42 +1767,94 @@ def box_runs(lo, hi, dims, tile):
     return _merged(owner[order], start[order], stop[order])
 
 
-def morton_box_runs(lo, hi, dims):
+def morton_box_runs(lo, hi, dims, block: "int | None" = None, offset: int = 0):
     """`box_runs` in Morton order: the box split into the aligned cubes of the Z-order that
     it holds (a cube of side 2^L is 2^(L·axes) consecutive Z-codes), found level by level
-    from the whole grid down, cutting only the cubes that cross the box's faces; the cells
-    of a cube (cut by the grid) are consecutive tokens from the Morton rank of its corner
-    (`morton_rank`: no table of the grid's cells)."""
+    from the cubes of the box's size down, cutting only the cubes that cross its faces; the cells
+    of a cube (cut by the grid) are consecutive tokens from its first, the cells of its
+    earlier siblings counted on the way down (no table of the grid's cells, no rank per cube).
+
+    With ``block``: the runs only as precise as blocks of ``block`` tokens (local token t in
+    block (t + offset) // block): a cube that meets the box and lies in one block is not cut
+    but taken whole, so the descent stops at cubes of about a block (the key blocks a box
+    reaches, `_box_block_candidates`, in time the blocks it meets, not its cells)."""
     axes = len(dims)
     lo = np.maximum(np.asarray(lo, dtype=np.int64), 0)
     hi = np.minimum(np.asarray(hi, dtype=np.int64), np.array(dims, dtype=np.int64) - 1)
     owner = np.flatnonzero(np.all(lo <= hi, axis=1))
-    base = np.zeros((owner.size, axes), dtype=np.int64)
     corners = np.array(list(itertools.product((0, 1), repeat=axes)), dtype=np.int64)
     empty = np.zeros(0, dtype=np.int64)
     owners, starts, stops = [empty], [empty], [empty]
-    level = _z_bits(dims)
     entries = lo.shape[0]
+    # Start at the cubes of the least side 2^L that no box outgrows (a box then meets at most
+    # two per axis), their first tokens by `morton_rank`, not at the whole grid.
+    extent = int((hi[owner] - lo[owner]).max(initial=0)) + 1
+    level = min(_z_bits(dims), (extent - 1).bit_length())
+    side = 1 << level
+    base = ((lo[owner] >> level) << level)[:, None, :] + corners[None, :, :] * side
+    owner = np.repeat(owner, corners.shape[0])
+    base = base.reshape(-1, axes)
+    keep = np.all((base <= hi[owner]) & (base < np.array(dims, dtype=np.int64)), axis=1)
+    owner, base = owner[keep], base[keep]
+    start = morton_rank(list(base.T), dims)
     while owner.size:
         if owner.size > _MAX_CUBES * max(1, entries):  # a box with a long face across many cubes
             raise NoBoxes("too many Z-order cubes")
         side = 1 << level
-        top = base + side - 1
-        inside = np.all((base >= lo[owner]) & (top <= hi[owner]), axis=1)
-        meets = np.all((base <= hi[owner]) & (top >= lo[owner]), axis=1)
-        corner = list(base[inside].T)
-        start = morton_rank(corner, dims)
+        cells = _cube_cells(list(base.T), side, dims)
+        box_lo, box_hi = lo[owner], hi[owner]
+        inside = np.all((base >= box_lo) & (base + side - 1 <= box_hi), axis=1)
+        if block is not None:  # (a cube here meets the box: its parent was cut)
+            inside |= (start + offset) // block == (start + offset + cells - 1) // block
         owners.append(owner[inside])
-        starts.append(start)
-        stops.append(start + _cube_cells(corner, side, dims))
-        cut = meets & ~inside  # (a cell, level 0, is inside or apart)
+        starts.append(start[inside])
+        stops.append(start[inside] + cells[inside])
+        cut = ~inside
         half = side >> 1
-        owner = np.repeat(owner[cut], corners.shape[0])
-        base = (base[cut][:, None, :] + corners[None, :, :] * half).reshape(-1, axes)
+        child = base[cut][:, None, :] + corners[None, :, :] * half
+        child_cells = _cube_cells([child[:, :, k] for k in range(axes)], half, dims)
+        child_start = start[cut][:, None] + np.cumsum(child_cells, axis=1) - child_cells
+        child_owner = np.repeat(owner[cut], corners.shape[0])
+        child = child.reshape(-1, axes)
+        meets = np.all((child <= hi[child_owner]) & (child + half - 1 >= lo[child_owner]), axis=1)
+        meets &= child_cells.reshape(-1) > 0
+        owner, base, start = child_owner[meets], child[meets], child_start.reshape(-1)[meets]
         level -= 1
     owner, start, stop = np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
     order = np.lexsort((start, owner))
     return _merged(owner[order], start[order], stop[order])
+
+
+def aligned_morton_blocks(dims, block: int, offset: int) -> bool:
+    """Whether blocks of ``block`` tokens are boxes of the grid's cells: the token is the Z-code
+    (`_dense_codes`), the block a power of two and the grid's first token a block's first."""
+    return _dense_codes(dims) and block & (block - 1) == 0 and offset % block == 0
+
+
+def morton_block_runs(lo, hi, dims, block: int):
+    """(owner, start, stop): per box lo[e] … hi[e] (inclusive, clipped to the grid), the local
+    token runs of the blocks of ``block`` tokens holding a cell of it, one run a block, where
+    `aligned_morton_blocks`: a block is the codes sharing their bits above the lowest log2(block)
+    — a box of side 2^(L+1) on the r axes whose bits come lowest (the column's first) and 2^L
+    on the others (log2(block) = axes·L + r) — so the blocks a box meets are a box of blocks,
+    in closed form (no cubes cut)."""
+    axes = len(dims)
+    levels, extra = divmod(block.bit_length() - 1, axes)
+    shift = np.array([levels + (axes - 1 - k < extra) for k in range(axes)], dtype=np.int64)
+    lo = np.maximum(np.asarray(lo, dtype=np.int64), 0)
+    hi = np.minimum(np.asarray(hi, dtype=np.int64), np.array(dims, dtype=np.int64) - 1)
+    first, last = lo >> shift, hi >> shift
+    span = np.where(np.all(lo <= hi, axis=1)[:, None], last - first + 1, 0)
+    count = np.prod(span, axis=1)
+    which = np.repeat(np.arange(count.size), count)
+    local = np.arange(which.size, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    corner = []
+    for k in range(axes - 1, -1, -1):  # the mixed-radix digits of ``local`` over the spans, the last axis fastest
+        s = span[which, k]
+        corner.append((first[which, k] + local % s) << shift[k])
+        local = local // s
+    start = np.asarray(z_codes(corner[::-1], dims), dtype=np.int64)
+    return which, start, start + block
 
 
 def _merged(owner, start, stop):
@@ -1793,6 +1941,8 @@ def morton_run_boxes(lo, hi, dims):
     the cells of its earlier siblings (at most 2 · (2^axes − 1) per level)."""
     axes = len(dims)
     lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+    if _dense_codes(dims):
+        return _dense_run_boxes(lo, hi, dims)
     dims_ = np.array(dims, dtype=np.int64)
     corners = np.array(list(itertools.product((0, 1), repeat=axes)), dtype=np.int64)  # in Z order
     owner = np.flatnonzero(lo <= hi)
@@ -1817,6 +1967,38 @@ def morton_run_boxes(lo, hi, dims):
         base = child.reshape(-1, axes)
         level -= 1
     return np.concatenate(owners), np.concatenate(los), np.concatenate(his)
+
+
+def _dense_run_boxes(lo, hi, dims):
+    """`morton_run_boxes` where the token is the Z-code (`_dense_codes`): the run split from its
+    start into the longest aligned pieces that fit — 2^m codes from a multiple of 2^m are a box,
+    of side 2^(L+1) on the r axes whose bits come lowest (the column's first) and 2^L on the
+    others (m = axes·L + r) — so a run of whole blocks of a power of two aligned with them is
+    one box in one step, not a descent from the whole grid."""
+    axes, bits = len(dims), _z_bits(dims)
+    owner = np.flatnonzero(lo <= hi)
+    start, end = lo[owner], hi[owner] + 1
+    owners, bases, sizes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    while owner.size:
+        lowbit = np.where(start > 0, start & -start, 1 << (bits * axes))  # the start's alignment
+        size = np.minimum(_floor_log2(lowbit), _floor_log2(end - start))
+        owners.append(owner)
+        bases.append(start)
+        sizes.append(size)
+        start = start + (np.int64(1) << size)
+        more = start < end
+        owner, start, end = owner[more], start[more], end[more]
+    owner, base, size = (np.concatenate(x) for x in (owners, bases, sizes))
+    base = np.stack(morton_cells(base, dims), axis=1) if base.size else np.zeros((0, axes), dtype=np.int64)
+    levels, extra = np.divmod(size, axes)
+    side = np.stack([levels + (axes - 1 - k < extra) for k in range(axes)], axis=1)
+    return owner, base, base + (np.int64(1) << side) - 1
+
+
+def _floor_log2(x):
+    """⌊log2 x⌋ of positive int64 values (exact: the float's rounding corrected)."""
+    out = np.frexp(x.astype(np.float64))[1].astype(np.int64) - 1
+    return out - ((np.int64(1) << out) > x)
 
 
 _CLASS_KEYS = 1 << 22  # stride2d keys listed at most for the rows asked (Grid.row_keys)
@@ -2014,6 +2196,8 @@ def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
     is intersected with."""
     from .analysis.rowsets import RowKeys, combine, row_keys
 
+    if isinstance(pattern, Grid) and axis_spans(pattern.operand, pattern.dims) is not None:
+        return _box_degrees(pattern, rows, n)
     found = _strided_grid(_merge_grids(pattern))
     if found is None:
         return _tree_keys(pattern, rows, n).degrees()
@@ -2037,6 +2221,30 @@ def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
     out = np.zeros(rows.size, dtype=np.int64)
     ranks = grid._ranks(rows[inside], n)[1]
     out[inside] = _class_degrees(grid, grid.operand, ranks, existing, extra, within)
+    return out
+
+
+def _box_degrees(node: Grid, rows, n: int) -> np.ndarray:
+    """The keys of ``rows`` of a grid whose operand is a box per query (`axis_spans`: natten,
+    window2d, chunk2d, …) in closed form: the box's cells, less its cells among the tokens that
+    do not exist (at or beyond n: a few boxes of cells, `_interval_boxes`) — no runs listed."""
+    dims = node.dims
+    existing = int(np.clip(n - node.offset, 0, node.cells))
+    inside = np.flatnonzero((rows >= node.offset) & (rows < node.offset + existing))
+    coords = _coords(node._ranks(rows[inside], n)[1], dims)
+    spans = axis_spans(node.operand, dims)
+    lo = [first[x] for (first, _), x in zip(spans, coords)]
+    hi = [last[x] for (_, last), x in zip(spans, coords)]
+    degrees = math.prod(np.maximum(b - a + 1, 0) for a, b in zip(lo, hi))
+    if existing < node.cells and inside.size:
+        _, gone_lo, gone_hi = _interval_boxes(node, ((existing, node.cells),))
+        reach_lo, reach_hi = [a.min() for a in lo], [b.max() for b in hi]
+        for glo, ghi in zip(gone_lo, gone_hi):
+            if all(g <= r and r2 <= g2 for g, g2, r, r2 in zip(glo, ghi, reach_hi, reach_lo)):
+                degrees = degrees - math.prod(np.maximum(np.minimum(b, g2) - np.maximum(a, g) + 1, 0)
+                                              for a, b, g, g2 in zip(lo, hi, glo, ghi))
+    out = np.zeros(rows.size, dtype=np.int64)
+    out[inside] = degrees
     return out
 
 

@@ -8,6 +8,8 @@ refused beyond a memory budget rather than failing with MemoryError.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
 from typing import Callable
@@ -30,7 +32,25 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * scale)
 
 
+# The budget of the work under way (a CompiledPattern's memory_budget, the CLI's --memory-budget),
+# for code that refuses work without a CompiledPattern at hand (a grid's listed keys, patterndsl/grid.py).
+_SCOPED_BUDGET: contextvars.ContextVar = contextvars.ContextVar("patterndsl_memory_budget", default=None)
+
+
+@contextlib.contextmanager
+def budget_scope(budget: "int | None"):
+    """Within it, memory_budget() with no budget reads ``budget`` (None: the enclosing one)."""
+    token = _SCOPED_BUDGET.set(budget if budget is not None else _SCOPED_BUDGET.get())
+    try:
+        yield
+    finally:
+        _SCOPED_BUDGET.reset(token)
+
+
 def memory_budget(budget: int | None = None) -> int:
+    """``budget``, else the enclosing budget_scope's, else PATTERNDSL_MEMORY_BUDGET, else the default."""
+    if budget is None:
+        budget = _SCOPED_BUDGET.get()
     if budget is not None:
         return budget
     env = os.environ.get("PATTERNDSL_MEMORY_BUDGET")

@@ -14,7 +14,8 @@ _FIXTURES = (interpreter,)  # (used by pytest by name)
 
 @pytest.mark.parametrize(("source", "n", "block_size"), [
     ("grid(8, 8, tile=(4, 4)) { natten(3, 3) }", 64, 16),  # tiles = blocks
-    ("grid(8, 8, order=morton) { euclid(2) } | window(1)", 70, 16),  # Morton: block bitmaps
+    ("grid(8, 8, order=morton) { euclid(2) } | window(1)", 70, 16),  # Morton: its bits in the source
+    ("grid(6, 8, order=morton) { natten(3, 3) }", 50, 16),  # Morton (not a square of 2^k): block bitmaps
     ("grid(2, 4, 4, tile=(1, 2, 2)) { sliding_tiles3d(1, 1, 1) }", 35, 16),  # ragged: cells past n
 ])
 def test_kernels_match_the_reference(source, n, block_size):
