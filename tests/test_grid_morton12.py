@@ -235,3 +235,18 @@ def test_layouts_where_blocks_are_boxes_are_the_reference(side, three, offset, n
         assert block_layout(pattern, n, bq, bk).same_as(reference_layout(pattern, n, bq, bk)), source
     finally:
         G._TABLED_BLOCKS = saved
+
+
+def test_a_raised_budget_reaches_the_grid_listing_in_python_check(monkeypatch):
+    """analysis.check.check(compiled) runs within the compiled pattern's memory budget: the
+    default refuses the grid's listed keys, compile(…, memory_budget=) lets them through, and
+    the counts it reports are the dense reference's."""
+    from patterndsl.analysis.check import check
+
+    G._grid_points.cache_clear()
+    monkeypatch.setenv("PATTERNDSL_MEMORY_BUDGET", "600K")
+    with pytest.raises(SpatError, match="listing the keys"):
+        check(patterndsl.compile(LISTED, 4096))
+    report, _ = check(patterndsl.compile(LISTED, 4096, memory_budget="1G"))
+    dense = patterndsl.reference.dense_mask(patterndsl.compile(LISTED, 4096).pattern(), 4096, budget=1 << 30)
+    assert report["connections"]["union"] == [int(dense.sum())]  # (one per head)

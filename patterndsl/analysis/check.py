@@ -61,8 +61,14 @@ def check(compiled, budget_seconds: float = 10.0) -> tuple[dict, dict]:
     """Every claim about ``compiled``: (the report, the certificate), both JSON-serialisable.
     Refused up front (SpatError) when it would need more than the memory budget."""
     from ..errors import require_compiled
+    from ..reference import budget_scope
 
     require_compiled(compiled, "check()")
+    with budget_scope(compiled.memory_budget):  # what refuses work without `compiled` at hand reads it too
+        return _checked(compiled, budget_seconds)
+
+
+def _checked(compiled, budget_seconds: float) -> tuple[dict, dict]:
     from ..errors import Diagnostic, SpatError
     from ..reference import AtLeast, format_bytes, memory_budget
 
