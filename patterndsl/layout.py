@@ -34,13 +34,6 @@ def smallest_index_dtype(limit: int):
     return np.int16 if limit <= 32767 else np.int32 if limit <= 2147483647 else np.int64  # (np.iinfo: 3 µs a call)
 
 
-def _csr_sorted(rows: np.ndarray, cols: np.ndarray, rows_at: np.ndarray, dtype):
-    """(ptr [num_rows + 1], idx) for the pairs (rows, cols) already sorted by row (``rows_at``:
-    arange(num_rows + 1))."""
-    ptr = np.searchsorted(rows, rows_at)
-    return ptr.astype(smallest_index_dtype(max(int(ptr[-1]), 1))), cols.astype(dtype)
-
-
 @dataclass(eq=False)
 class BlockLayout:
     """A block layout in CSR form.
@@ -87,27 +80,35 @@ class BlockLayout:
         """From the non-empty blocks: query block, key block and state (PARTIAL or FULL).
         ``ordered``: the blocks are listed in row-major order, each once (None: check)."""
         num_q, num_k = -(-(n if q_len is None else q_len) // block_q), -(-n // block_k)
-        qb, kb = (np.asarray(a, dtype=np.int64) for a in (qb, kb))
         states = np.asarray(states, dtype=np.int8)  # (EMPTY, PARTIAL, FULL: no int64 copy)
         dtype = smallest_index_dtype(max(num_q, num_k))
         if ordered is None:
+            qb, kb = (np.asarray(a, dtype=np.int64) for a in (qb, kb))
             ordered = bool(np.all((qb[1:] > qb[:-1]) | ((qb[1:] == qb[:-1]) & (kb[1:] > kb[:-1]))))
         if not ordered:
+            qb, kb = (np.asarray(a, dtype=np.int64) for a in (qb, kb))
             order = np.lexsort((kb, qb))
             qb, kb, states = qb[order], kb[order], states[order]
         # Row-major blocks need no sort by row: a row's pointers are where its blocks start
         # (searchsorted, O(rows · log blocks)); their transpose is a stable sort by column
-        # (a radix sort on 16-bit columns). The lists are cut by flatnonzero and take: a
-        # boolean mask index costs about four passes of arithmetic over the same blocks.
+        # (numpy's stable sort of 16-bit values is a radix sort). The blocks are narrowed to
+        # the index type once, so the takes, the sort and the searches read 2 or 4 bytes an
+        # entry (searchsorted's needles in the same type: mixed types copy the haystack). The
+        # lists are cut by flatnonzero and take: a boolean mask index costs about four passes
+        # of arithmetic over the same blocks.
+        at = smallest_index_dtype(max(num_q, num_k) + 1)
+        qb, kb = np.asarray(qb).astype(at, copy=False), np.asarray(kb).astype(at, copy=False)
+        rows_at, cols_at = np.arange(num_q + 1, dtype=at), np.arange(num_k + 1, dtype=at)
         lists = {}
-        rows_at, cols_at = np.arange(num_q + 1), np.arange(num_k + 1)
-        narrow = smallest_index_dtype(num_k)  # numpy's stable sort of 16-bit values is a radix sort
         for name, wanted in (("partial", PARTIAL), ("full", FULL)):
             keep = np.flatnonzero(states == wanted)
             rows, cols = qb.take(keep), kb.take(keep)
-            by_col = np.argsort(cols.astype(narrow), kind="stable")
-            lists[name] = _csr_sorted(rows, cols, rows_at, dtype)
-            lists["t_" + name] = _csr_sorted(cols.take(by_col), rows.take(by_col), cols_at, dtype)
+            by_col = np.argsort(cols, kind="stable")
+            t_cols = cols.take(by_col)
+            ptr_dtype = smallest_index_dtype(max(keep.size, 1))
+            lists[name] = (np.searchsorted(rows, rows_at).astype(ptr_dtype), cols.astype(dtype, copy=False))
+            lists["t_" + name] = (np.searchsorted(t_cols, cols_at).astype(ptr_dtype),
+                                  rows.take(by_col).astype(dtype, copy=False))
         return BlockLayout(n, block_q, block_k, *lists["partial"], *lists["full"],
                            *lists["t_partial"], *lists["t_full"], connections, q_offset, q_len)
 

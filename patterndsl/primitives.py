@@ -1037,9 +1037,14 @@ class Summary(Primitive):
         return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
 
     def _key_blocks(self, grid) -> np.ndarray:
-        kb = np.arange(grid.num_k, dtype=np.int64)
-        c0, c1 = grid.cols(kb)
-        return kb[self._keys_below(c1 + 1) > self._keys_below(c0)]
+        """The key blocks holding a summary key (kept in grid.memo: the estimate and the
+        candidates of one layout both ask; do not write to the array)."""
+        key = ("summary key blocks", self.b, self.c, self.offset)
+        if key not in grid.memo:
+            kb = np.arange(grid.num_k, dtype=np.int64)
+            c0, c1 = grid.cols(kb)
+            grid.memo[key] = kb[self._keys_below(c1 + 1) > self._keys_below(c0)]
+        return grid.memo[key]
 
     def block_candidates(self, grid):
         return _cross(grid, np.arange(grid.num_q, dtype=np.int64), self._key_blocks(grid))
@@ -1050,9 +1055,7 @@ class Summary(Primitive):
         return grid.num_q * self._key_blocks(grid).size
 
     def candidates_in_band(self, grid, lo, hi):
-        kb = np.arange(grid.num_k, dtype=np.int64)
-        c0, c1 = grid.cols(kb)
-        return grid.columns_in_band(kb[self._keys_below(c1 + 1) > self._keys_below(c0)], lo, hi)
+        return grid.columns_in_band(self._key_blocks(grid), lo, hi)
 
     def transposed(self, n):
         return SummaryRows(self)

@@ -8,6 +8,8 @@ with one another.
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import pathlib
 
@@ -207,3 +209,36 @@ def test_blocks_in_any_order_give_the_same_layout(source, n, block, rng):
     assert got.same_as(want)
     for name in ("t_partial_ptr", "t_partial_idx", "t_full_ptr", "t_full_idx"):
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([1, 2, 7, 32766, 32767, 32768, 40000]), st.sampled_from([1, 3, 32767, 32768]),
+       st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 10 ** 6), st.sampled_from([PARTIAL, FULL])),
+                max_size=60), st.booleans())
+def test_from_blocks_lists_by_hand(num_q, num_k, drawn, shuffle):
+    """from_blocks' four CSR lists against lists built by hand from the blocks, across the
+    index types' edges (16-bit indices up to 32,767 blocks a side, 32-bit beyond): each row's
+    key blocks ascending, each column's query blocks ascending, pointers where rows start."""
+    blocks = {}
+    for q, k, state in drawn:  # one state per block
+        blocks.setdefault((q % num_q, k % num_k), state)
+    listed = sorted(blocks) if not shuffle else list(blocks)
+    qb = np.array([q for q, _ in listed], dtype=np.int64)
+    kb = np.array([k for _, k in listed], dtype=np.int64)
+    states = np.array([blocks[b] for b in listed], dtype=np.int8)
+    # one n for both sides: the side with fewer blocks has wider ones (and then about num_q, num_k)
+    n = max(num_q, num_k)
+    block_q, block_k = -(-n // num_q), -(-n // num_k)
+    num_q, num_k = -(-n // block_q), -(-n // block_k)
+    keep = (qb < num_q) & (kb < num_k)
+    qb, kb, states = qb[keep], kb[keep], states[keep]
+    got = BlockLayout.from_blocks(n, block_q, block_k, qb, kb, states, 0, ordered=None if shuffle else True)
+    for name, wanted in (("partial", PARTIAL), ("full", FULL)):
+        pairs = sorted((int(q), int(k)) for q, k, s in zip(qb, kb, states) if s == wanted)
+        for prefix, major, count in (("", 0, num_q), ("t_", 1, num_k)):
+            ordered = sorted(pairs, key=lambda p: (p[major], p[1 - major]))
+            ptr, idx = getattr(got, f"{prefix}{name}_ptr"), getattr(got, f"{prefix}{name}_idx")
+            per_row = collections.Counter(p[major] for p in ordered)
+            assert ptr.tolist() == [0] + list(itertools.accumulate(per_row[r] for r in range(count))), prefix + name
+            assert idx.tolist() == [p[1 - major] for p in ordered], prefix + name
+            assert idx.dtype == (np.int16 if max(num_q, num_k) <= 32767 else np.int32)
