@@ -317,10 +317,26 @@ class BlockGrid:
 
     def band_states(self, qb, kb, lo: int, hi: int):
         """States of blocks under the predicate lo ≤ j − i ≤ hi."""
-        first, last = self.offsets(qb, kb)
-        some = (last >= lo) & (first <= hi)
-        every = (first >= lo) & (last <= hi)  # (implies some)
-        return some.view(np.int8) + every.view(np.int8)  # EMPTY 0, PARTIAL 1, FULL 2
+        if self.n % self.block_q or self.n % self.block_k:  # a ragged last block
+            first, last = self.offsets(qb, kb)
+            some = (last >= lo) & (first <= hi)
+            every = (first >= lo) & (last <= hi)  # (implies some)
+            return some.view(np.int8) + every.view(np.int8)  # EMPTY 0, PARTIAL 1, FULL 2
+        # Whole blocks: the block holds the offsets d − (BQ − 1) … d + (BK − 1), d = c0 − r0,
+        # so each test is d against a constant, and a test that every block passes (d runs
+        # over −(n − BQ) … n − BK: causal's lo = −n) is not made.
+        bq, bk = self.block_q, self.block_k
+        d = np.asarray(kb, dtype=np.int64) * bk - np.asarray(qb, dtype=np.int64) * bq
+        lowest, highest = -(self.n - bq), self.n - bk
+
+        def within(at_least: int, at_most: int):  # bool array lo' ≤ d ≤ hi', or None: all
+            tests = ([d >= at_least] if at_least > lowest else []) + ([d <= at_most] if at_most < highest else [])
+            return tests[0] & tests[1] if len(tests) == 2 else tests[0] if tests else None
+
+        some, every = within(lo - (bk - 1), hi + (bq - 1)), within(lo + (bq - 1), hi - (bk - 1))
+        if some is None:  # (every block holds some offset in the band)
+            some = np.ones(d.shape, dtype=bool)
+        return some.view(np.int8) + (every.view(np.int8) if every is not None else np.int8(1))
 
     def band_counts(self, qb, kb, lo: int, hi: int):
         """Pairs with lo ≤ j − i ≤ hi in each block, in closed form."""
