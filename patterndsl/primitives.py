@@ -257,6 +257,11 @@ class _BandPrimitive(Primitive):
     def _band(self, n: int) -> tuple[int, int]:
         raise NotImplementedError
 
+    def pairs(self, i, j, n):
+        lo, hi = self._band(n)
+        d = np.asarray(j) - np.asarray(i)  # (one difference, not the predicate's two shifted copies)
+        return (d >= lo) & (d <= hi)
+
     def block_states(self, grid, qb, kb):
         return grid.band_states(qb, kb, *self._band(grid.n))
 

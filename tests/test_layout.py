@@ -242,3 +242,35 @@ def test_from_blocks_lists_by_hand(num_q, num_k, drawn, shuffle):
             assert ptr.tolist() == [0] + list(itertools.accumulate(per_row[r] for r in range(count))), prefix + name
             assert idx.tolist() == [p[1 - major] for p in ordered], prefix + name
             assert idx.dtype == (np.int16 if max(num_q, num_k) <= 32767 else np.int32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(S.pattern_sources(), S.sizes(min_n=1, max_n=80), st.randoms())
+def test_pairs_agree_with_the_dense_reference(source, n, rng):
+    """Pattern.pairs — what the block layout asks of `blocks(B) { … }` cells and of unions'
+    remaining pairs — at random pairs and on the whole diagonal band of offsets −2 … 2,
+    against the dense reference."""
+    compiled = patterndsl.compile(source, n)
+    pattern, dense = compiled.pattern(), compiled.dense()
+    i = np.array([rng.randrange(n) for _ in range(200)], dtype=np.int64)
+    j = np.array([rng.randrange(n) for _ in range(200)], dtype=np.int64)
+    rows = np.arange(n, dtype=np.int64)
+    for d in range(-2, 3):
+        keep = (rows + d >= 0) & (rows + d < n)
+        i, j = np.concatenate([i, rows[keep]]), np.concatenate([j, rows[keep] + d])
+    got = np.asarray(pattern.pairs(i, j, n), dtype=bool)
+    assert got.shape == i.shape and np.array_equal(got, dense[i, j])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(["causal", "self", "window({a})", "window({a}, {b})"]), st.integers(-70, 70),
+       st.integers(-70, 70), S.sizes(min_n=1, max_n=60))
+def test_band_pairs_by_their_meaning(form, a, b, n):
+    """The band primitives' pairs (one difference j − i against the band) at every pair of n,
+    in int64 and in int32, against their reference_pair."""
+    text = form.format(a=abs(a), b=b if abs(a) + b >= 0 else -b)
+    pattern = patterndsl.compile(text, n, simplify=False).pattern()
+    i, j = (x.reshape(-1) for x in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    want = np.array([pattern.reference_pair(int(p), int(q), n) for p, q in zip(i, j)], dtype=bool)
+    for dtype in (np.int64, np.int32):
+        assert np.array_equal(pattern.pairs(i.astype(dtype), j.astype(dtype), n), want), (text, dtype)
