@@ -1043,12 +1043,14 @@ class Summary(Primitive):
 
     def _key_blocks(self, grid) -> np.ndarray:
         """The key blocks holding a summary key (kept in grid.memo: the estimate and the
-        candidates of one layout both ask; do not write to the array)."""
+        candidates of one layout both ask; read-only)."""
         key = ("summary key blocks", self.b, self.c, self.offset)
         if key not in grid.memo:
             kb = np.arange(grid.num_k, dtype=np.int64)
             c0, c1 = grid.cols(kb)
-            grid.memo[key] = kb[self._keys_below(c1 + 1) > self._keys_below(c0)]
+            kept = kb[self._keys_below(c1 + 1) > self._keys_below(c0)]
+            kept.flags.writeable = False
+            grid.memo[key] = kept
         return grid.memo[key]
 
     def block_candidates(self, grid):
