@@ -565,6 +565,25 @@ class Dilated(Primitive):
         full = (lo >= -reach) & (hi <= reach) & ((d == 1) | ((lo == hi) & (lo % d == 0)))
         return np.where(full, 2, np.where(touched, 1, 0)).astype(np.int8)
 
+    def block_counts(self, grid, qb, kb):
+        """Pairs in each block, in closed form: offset t = d·s lies on min(H, W, A + t, B − t) + 1
+        cells of a block (H = r1 − r0, W = c1 − c0, A = r1 − c0, B = c1 − r0) for −A ≤ t ≤ B, so
+        the sum over the multiples of d in the band is a rising run, a flat one and a falling one."""
+        reach, d = _clamp(self.w * self.d, grid.n), _clamp(self.d, grid.n)
+        (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        rise, fall, flat = r1 - c0, c1 - r0, np.minimum(r1 - r0, c1 - c0)
+        s_lo, s_hi = -(np.minimum(rise, reach) // d), np.minimum(fall, reach) // d
+        rising_end = -((rise - flat) // d) - 1  # the last s with A + d·s < min(H, W)
+        falling_start = (fall - flat) // d + 1  # the first s with B − d·s < min(H, W)
+
+        def run(a, b, base, slope):  # Σ_{s=a}^{b} (base + slope·s); 0 when b < a
+            count = np.maximum(b - a + 1, 0)
+            return count * base + slope * ((a + b) * count // 2)
+
+        return (run(s_lo, np.minimum(s_hi, rising_end), rise + 1, d)
+                + run(np.maximum(s_lo, rising_end + 1), np.minimum(s_hi, falling_start - 1), flat + 1, 0)
+                + run(np.maximum(s_lo, falling_start), s_hi, fall + 1, -d))
+
     def block_candidates(self, grid):
         reach, d = _clamp(self.w * self.d, grid.n), _clamp(self.d, grid.n)
         if d < grid.block_q + grid.block_k:

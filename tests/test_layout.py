@@ -274,3 +274,19 @@ def test_band_pairs_by_their_meaning(form, a, b, n):
     want = np.array([pattern.reference_pair(int(p), int(q), n) for p, q in zip(i, j)], dtype=bool)
     for dtype in (np.int64, np.int32):
         assert np.array_equal(pattern.pairs(i.astype(dtype), j.astype(dtype), n), want), (text, dtype)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 40), st.integers(1, 40), S.sizes(min_n=1, max_n=90), st.integers(1, 20), st.integers(1, 20))
+def test_dilated_block_counts_against_the_dense_reference(w, d, n, block_q, block_k):
+    """dilated(w, d)'s closed-form pair count of every block (ragged ones too), and the layout's
+    connections counted from the blocks, against the dense reference."""
+    pattern = patterndsl.compile(f"dilated({w}, {d})", n, simplify=False).pattern()
+    grid = BlockGrid(n, block_q, block_k)
+    qb, kb = (x.reshape(-1) for x in np.meshgrid(np.arange(grid.num_q), np.arange(grid.num_k), indexing="ij"))
+    padded = np.zeros((grid.num_q * block_q, grid.num_k * block_k), dtype=np.int64)
+    padded[:n, :n] = patterndsl.compile(f"dilated({w}, {d})", n).dense()
+    want = padded.reshape(grid.num_q, block_q, grid.num_k, block_k).sum(axis=(1, 3)).reshape(-1)
+    assert np.array_equal(pattern.block_counts(grid, qb, kb), want)
+    union = patterndsl.compile(f"dilated({w}, {d}) | global(0..2)", n)
+    assert block_layout(union.pattern(), n, block_q, block_k).connections == int(union.dense().sum())
