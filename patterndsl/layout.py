@@ -667,6 +667,7 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
 
 _COUNTED_AT_ONCE = 1 << 20  # blocks whose closed-form pair counts _connections asks at once
 _EVALUATED_PAIRS = 1 << 22  # pairs of the blocks without one that _connections evaluates at most
+_EVALUATED_BLOCKS = 1 << 12  # and blocks (one predicate call each)
 
 
 def _connections(pattern, n: int, qb: np.ndarray, kb: np.ndarray, layout: BlockLayout) -> int:
@@ -686,7 +687,7 @@ def _connections(pattern, n: int, qb: np.ndarray, kb: np.ndarray, layout: BlockL
             open_q.append(q.take(unknown))
             open_k.append(k.take(unknown))
         open_q, open_k = (np.concatenate(x) if x else np.zeros(0, dtype=np.int64) for x in (open_q, open_k))
-        if int(grid.area(open_q, open_k).sum()) <= _EVALUATED_PAIRS:
+        if open_q.size <= _EVALUATED_BLOCKS and int(grid.area(open_q, open_k).sum()) <= _EVALUATED_PAIRS:
             (r0, r1), (c0, c1) = grid.rows(open_q), grid.cols(open_k)
             dtype = index_dtype(n)
             for t in range(open_q.size):
