@@ -32,11 +32,16 @@ TorchInductor cache:
 - **interleaved** (the ratios): in the rival's subprocess, after its cold call, rounds of one
   warm rival call then one fresh "ours BlockMask" build (compile + block_mask, grid tables
   cleared), each timed by wall clock and by CPU time (`time.process_time`: every thread of
-  the process — the rival's compiled kernel runs on both cores, ours on one). The ratio of
-  each round is rival / ours, so both sides of a ratio ran under the same load; the table
-  gives the median of the rounds' ratios, by CPU time and by wall time, and the medians of
-  both sides' times. Rounds: as many as about --rival-seconds of the rival's time allow,
-  between --min-rounds and --max-rounds.
+  the process — the rival's compiled kernel runs on both cores, ours on one). Before each
+  side's call the process settles (`settle`: sleeps in 20 ms steps until a step costs under
+  0.2 ms of CPU): the compiled kernel's OpenMP workers spin for milliseconds after it returns
+  (libgomp's spin-wait), and without the pause that CPU time fell into our build's window
+  (phi3 on 3 Dec 2026: 10.9 ms of process CPU for 5.1 ms of our own thread's). The CPU the
+  process spent settling after the rival's call is reported ("rival's tail") and counted on
+  neither side. The ratio of each round is rival / ours, so both sides of a ratio ran under
+  the same load; the table gives the median of the rounds' ratios, by CPU time and by wall
+  time, and the medians of both sides' times. Rounds: as many as about --rival-seconds of
+  the rival's time allow, between --min-rounds and --max-rounds.
 
 Both BlockMasks are checked to agree: partial and full blocks per row. Also printed: the
 layout's blocks, partial blocks, block sparsity (block pairs never computed) and
@@ -183,12 +188,30 @@ def run_case(case: str, n: int, method: str, min_rounds: int = 5, max_rounds: in
         ours(), ours()  # warm: imports, the mask_mod's code object
         rounds, rival_spent = [], 0.0
         while len(rounds) < max_rounds and (len(rounds) < min_rounds or rival_spent < rival_seconds):
-            rival, mine = timed(build), timed(ours)
+            settle()
+            rival = timed(build)
+            tail = settle()
+            mine = timed(ours)
             rival_spent += rival[0]
-            rounds.append(rival + mine)
-        out["rounds"] = rounds  # (rival wall, rival CPU, ours wall, ours CPU) per round
+            rounds.append(rival + mine + (tail,))
+        out["rounds"] = rounds  # (rival wall, rival CPU, ours wall, ours CPU, rival's tail CPU) per round
         out["ours_per_row"] = per_row(ours()[-1])
     return out
+
+
+def settle(step: float = 0.02, quiet: float = 2e-4, most: float = 2.0) -> float:
+    """Sleep in steps of ``step`` seconds until one costs the process under ``quiet`` seconds of
+    CPU (its other threads are idle: the compiled kernel's OpenMP workers spin-wait for a while
+    after it returns), at most ``most`` seconds; the CPU seconds spent meanwhile."""
+    spent, start = 0.0, time.perf_counter()
+    while time.perf_counter() - start < most:
+        cpu = time.process_time()
+        time.sleep(step)
+        cpu = time.process_time() - cpu
+        spent += cpu
+        if cpu < quiet:
+            break
+    return spent
 
 
 def timed(build) -> tuple:
@@ -233,9 +256,9 @@ def main() -> None:
           f"interleaved rounds of (compiled warm / ours BlockMask) by CPU time and by wall time\n")
     print("| case | n | block | ours layout cold / warm (s) | ours BlockMask cold / warm (s) | compiled cold (s) "
           "| rounds | compiled warm, median wall / CPU (s) | ours BlockMask, median wall / CPU (s) "
-          "| compiled / ours, CPU | compiled / ours, wall | ours again (s) | same blocks | blocks (partial) "
-          "| block sparsity | efficiency | ours peak MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| compiled / ours, CPU | compiled / ours, wall | rival's tail, median CPU (s) | ours again (s) | same blocks "
+          "| blocks (partial) | block sparsity | efficiency | ours peak MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         sizes = args.n if case in ("bigbird", "phi3", "phi3_all") else [0]
         for n in sizes:
@@ -261,9 +284,11 @@ def row(case: str, n: int, block: int, ours: dict, rival) -> str:
     if rounds:
         times = (f"{median([r[0] for r in rounds]):.4f} / {median([r[1] for r in rounds]):.4f} "
                  f"| {median([r[2] for r in rounds]):.4f} / {median([r[3] for r in rounds]):.4f}")
-        ratios = (f"{median([r[1] / r[3] for r in rounds]):.0f}× | {median([r[0] / r[2] for r in rounds]):.0f}×")
+        ratios = (f"{median([r[1] / r[3] for r in rounds]):.0f}× | {median([r[0] / r[2] for r in rounds]):.0f}× "
+                  f"| {median([r[4] for r in rounds]):.4f}")
     else:
         times = ratios = ("not run" if rival is None else rival.get("error", "")) + " | "
+        ratios += " | "
     same = ("" if not ran or "per_row" not in ours
             else "yes" if ours["per_row"] == rival["per_row"] == rival["ours_per_row"] else "NO")
     stats = ("" if "error" in ours else

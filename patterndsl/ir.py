@@ -259,7 +259,8 @@ class Intersection(Combination):
         # among the others (causal, window) cut its list where it is made: phi3's
         # `blocks(64) { window(15, 0) | summary(8, 1) } & causal` lists the summary's
         # blocks below the diagonal only (23k candidates, not 40k).
-        sparsest = min(self.parts, key=lambda p: p.block_estimate(grid))
+        estimates = self._part_estimates(grid)
+        sparsest = self.parts[estimates.index(min(estimates))]
         bands = bands + [p.band(grid.n) for p in self.parts if p is not sparsest]
         bands = [b for b in bands if b is not None]
         if bands:
@@ -269,7 +270,16 @@ class Intersection(Combination):
         return sparsest.block_candidates(grid)
 
     def block_estimate(self, grid):
-        return min(p.block_estimate(grid) for p in self.parts)
+        return min(self._part_estimates(grid))
+
+    def _part_estimates(self, grid) -> list:
+        """Each part's block_estimate, once per grid: the layout's memory estimate asks them
+        and then its candidates do (phi3's summary counts its key blocks each time)."""
+        key = ("part estimates", id(self))
+        found = grid.memo.get(key)
+        if found is None or found[0] is not self:  # (an id is reused once its object is gone)
+            found = grid.memo[key] = (self, [p.block_estimate(grid) for p in self.parts])
+        return found[1]
 
 
 @dataclass(frozen=True)

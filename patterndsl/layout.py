@@ -34,13 +34,6 @@ def smallest_index_dtype(limit: int):
     return np.int16 if limit <= 32767 else np.int32 if limit <= 2147483647 else np.int64  # (np.iinfo: 3 µs a call)
 
 
-def _csr_sorted(rows: np.ndarray, cols: np.ndarray, rows_at: np.ndarray, dtype):
-    """(ptr [num_rows + 1], idx) for the pairs (rows, cols) already sorted by row (``rows_at``:
-    arange(num_rows + 1))."""
-    ptr = np.searchsorted(rows, rows_at)
-    return ptr.astype(smallest_index_dtype(max(int(ptr[-1]), 1))), cols.astype(dtype)
-
-
 @dataclass(eq=False)
 class BlockLayout:
     """A block layout in CSR form.
@@ -87,27 +80,35 @@ class BlockLayout:
         """From the non-empty blocks: query block, key block and state (PARTIAL or FULL).
         ``ordered``: the blocks are listed in row-major order, each once (None: check)."""
         num_q, num_k = -(-(n if q_len is None else q_len) // block_q), -(-n // block_k)
-        qb, kb = (np.asarray(a, dtype=np.int64) for a in (qb, kb))
         states = np.asarray(states, dtype=np.int8)  # (EMPTY, PARTIAL, FULL: no int64 copy)
         dtype = smallest_index_dtype(max(num_q, num_k))
         if ordered is None:
+            qb, kb = (np.asarray(a, dtype=np.int64) for a in (qb, kb))
             ordered = bool(np.all((qb[1:] > qb[:-1]) | ((qb[1:] == qb[:-1]) & (kb[1:] > kb[:-1]))))
         if not ordered:
+            qb, kb = (np.asarray(a, dtype=np.int64) for a in (qb, kb))
             order = np.lexsort((kb, qb))
             qb, kb, states = qb[order], kb[order], states[order]
         # Row-major blocks need no sort by row: a row's pointers are where its blocks start
         # (searchsorted, O(rows · log blocks)); their transpose is a stable sort by column
-        # (a radix sort on 16-bit columns). The lists are cut by flatnonzero and take: a
-        # boolean mask index costs about four passes of arithmetic over the same blocks.
+        # (numpy's stable sort of 16-bit values is a radix sort). The blocks are narrowed to
+        # the index type once, so the takes, the sort and the searches read 2 or 4 bytes an
+        # entry (searchsorted's needles in the same type: mixed types copy the haystack). The
+        # lists are cut by flatnonzero and take: a boolean mask index costs about four passes
+        # of arithmetic over the same blocks.
+        at = smallest_index_dtype(max(num_q, num_k) + 1)
+        qb, kb = np.asarray(qb).astype(at, copy=False), np.asarray(kb).astype(at, copy=False)
+        rows_at, cols_at = np.arange(num_q + 1, dtype=at), np.arange(num_k + 1, dtype=at)
         lists = {}
-        rows_at, cols_at = np.arange(num_q + 1), np.arange(num_k + 1)
-        narrow = smallest_index_dtype(num_k)  # numpy's stable sort of 16-bit values is a radix sort
         for name, wanted in (("partial", PARTIAL), ("full", FULL)):
             keep = np.flatnonzero(states == wanted)
             rows, cols = qb.take(keep), kb.take(keep)
-            by_col = np.argsort(cols.astype(narrow), kind="stable")
-            lists[name] = _csr_sorted(rows, cols, rows_at, dtype)
-            lists["t_" + name] = _csr_sorted(cols.take(by_col), rows.take(by_col), cols_at, dtype)
+            by_col = np.argsort(cols, kind="stable")
+            t_cols = cols.take(by_col)
+            ptr_dtype = smallest_index_dtype(max(keep.size, 1))
+            lists[name] = (np.searchsorted(rows, rows_at).astype(ptr_dtype), cols.astype(dtype, copy=False))
+            lists["t_" + name] = (np.searchsorted(t_cols, cols_at).astype(ptr_dtype),
+                                  rows.take(by_col).astype(dtype, copy=False))
         return BlockLayout(n, block_q, block_k, *lists["partial"], *lists["full"],
                            *lists["t_partial"], *lists["t_full"], connections, q_offset, q_len)
 
@@ -316,10 +317,26 @@ class BlockGrid:
 
     def band_states(self, qb, kb, lo: int, hi: int):
         """States of blocks under the predicate lo ≤ j − i ≤ hi."""
-        first, last = self.offsets(qb, kb)
-        some = (last >= lo) & (first <= hi)
-        every = (first >= lo) & (last <= hi)  # (implies some)
-        return some.view(np.int8) + every.view(np.int8)  # EMPTY 0, PARTIAL 1, FULL 2
+        if self.n % self.block_q or self.n % self.block_k:  # a ragged last block
+            first, last = self.offsets(qb, kb)
+            some = (last >= lo) & (first <= hi)
+            every = (first >= lo) & (last <= hi)  # (implies some)
+            return some.view(np.int8) + every.view(np.int8)  # EMPTY 0, PARTIAL 1, FULL 2
+        # Whole blocks: the block holds the offsets d − (BQ − 1) … d + (BK − 1), d = c0 − r0,
+        # so each test is d against a constant, and a test that every block passes (d runs
+        # over −(n − BQ) … n − BK: causal's lo = −n) is not made.
+        bq, bk = self.block_q, self.block_k
+        d = np.asarray(kb, dtype=np.int64) * bk - np.asarray(qb, dtype=np.int64) * bq
+        lowest, highest = -(self.n - bq), self.n - bk
+
+        def within(at_least: int, at_most: int):  # bool array lo' ≤ d ≤ hi', or None: all
+            tests = ([d >= at_least] if at_least > lowest else []) + ([d <= at_most] if at_most < highest else [])
+            return tests[0] & tests[1] if len(tests) == 2 else tests[0] if tests else None
+
+        some, every = within(lo - (bk - 1), hi + (bq - 1)), within(lo + (bq - 1), hi - (bk - 1))
+        if some is None:  # (every block holds some offset in the band)
+            some = np.ones(d.shape, dtype=bool)
+        return some.view(np.int8) + (every.view(np.int8) if every is not None else np.int8(1))
 
     def band_counts(self, qb, kb, lo: int, hi: int):
         """Pairs with lo ≤ j − i ≤ hi in each block, in closed form."""
@@ -639,12 +656,46 @@ def block_layout(pattern, n: int, block_q: int = DEFAULT_BLOCK_SIZE, block_k: in
         count_connections = int(grid.area(qb, kb).sum())
     elif _point_nodes(pattern) == [pattern]:  # random alone: its blocks' counts, already drawn
         count_connections = (lambda: int(pattern.block_counts(grid, qb, kb).sum()))
-    else:
-        count_connections = (lambda: int(row_degrees(pattern, n).sum()))
+    else:  # (the blocks again from the layout's lists: the count must not keep these arrays alive)
+        count_connections = (lambda: _connections(pattern, n, *built().blocks()[:2], built()))
     layout = BlockLayout.from_blocks(n, grid.block_q, grid.block_k, qb, kb, states, count_connections,
                                      ordered=ordered)
+    built = weakref.ref(layout)
     _share_layout(pattern, key, layout)
     return layout
+
+
+_COUNTED_AT_ONCE = 1 << 20  # blocks whose closed-form pair counts _connections asks at once
+_EVALUATED_PAIRS = 1 << 22  # pairs of the blocks without one that _connections evaluates at most
+_EVALUATED_BLOCKS = 1 << 12  # and blocks (one predicate call each)
+
+
+def _connections(pattern, n: int, qb: np.ndarray, kb: np.ndarray, layout: BlockLayout) -> int:
+    """The exact number of connected pairs of a layout's blocks (qb, kb): from the blocks'
+    closed-form pair counts (`block_counts`) when the pattern has them for all but a few blocks,
+    those few evaluated pair by pair; else from every row's degree (O(n)). longformer_dilated at
+    2^26: 2.6 million blocks, three of them not decided by one part alone, where the rows'
+    degrees took 8–25 s."""
+    grid = BlockGrid(n, layout.block_q, layout.block_k)
+    if qb.size <= n:  # (more blocks than rows: the rows are the cheaper count)
+        total, open_q, open_k = 0, [], []
+        for start in range(0, qb.size, _COUNTED_AT_ONCE):
+            q, k = qb[start:start + _COUNTED_AT_ONCE], kb[start:start + _COUNTED_AT_ONCE]
+            counts = grid.exact_counts(pattern, q, k)
+            unknown = np.flatnonzero(counts < 0)
+            total += int(counts.sum()) + unknown.size  # (each unknown one counted as −1)
+            open_q.append(q.take(unknown))
+            open_k.append(k.take(unknown))
+        open_q, open_k = (np.concatenate(x) if x else np.zeros(0, dtype=np.int64) for x in (open_q, open_k))
+        if open_q.size <= _EVALUATED_BLOCKS and int(grid.area(open_q, open_k).sum()) <= _EVALUATED_PAIRS:
+            (r0, r1), (c0, c1) = grid.rows(open_q), grid.cols(open_k)
+            dtype = index_dtype(n)
+            for t in range(open_q.size):
+                i = np.arange(r0[t], r1[t] + 1, dtype=dtype).reshape(-1, 1)
+                j = np.arange(c0[t], c1[t] + 1, dtype=dtype).reshape(1, -1)
+                total += int(np.count_nonzero(pattern.predicate(i, j, n)))
+            return total
+    return int(row_degrees(pattern, n).sum())
 
 
 # The grid that layout_memory last estimated on, handed to the block_layout that follows it

@@ -257,6 +257,11 @@ class _BandPrimitive(Primitive):
     def _band(self, n: int) -> tuple[int, int]:
         raise NotImplementedError
 
+    def pairs(self, i, j, n):
+        lo, hi = self._band(n)
+        d = np.asarray(j) - np.asarray(i)  # (one difference, not the predicate's two shifted copies)
+        return (d >= lo) & (d <= hi)
+
     def block_states(self, grid, qb, kb):
         return grid.band_states(qb, kb, *self._band(grid.n))
 
@@ -559,6 +564,25 @@ class Dilated(Primitive):
         touched = (lo_in <= hi_in) & (-(-lo_in // d) * d <= hi_in)
         full = (lo >= -reach) & (hi <= reach) & ((d == 1) | ((lo == hi) & (lo % d == 0)))
         return np.where(full, 2, np.where(touched, 1, 0)).astype(np.int8)
+
+    def block_counts(self, grid, qb, kb):
+        """Pairs in each block, in closed form: offset t = d·s lies on min(H, W, A + t, B − t) + 1
+        cells of a block (H = r1 − r0, W = c1 − c0, A = r1 − c0, B = c1 − r0) for −A ≤ t ≤ B, so
+        the sum over the multiples of d in the band is a rising run, a flat one and a falling one."""
+        reach, d = _clamp(self.w * self.d, grid.n), _clamp(self.d, grid.n)
+        (r0, r1), (c0, c1) = grid.rows(qb), grid.cols(kb)
+        rise, fall, flat = r1 - c0, c1 - r0, np.minimum(r1 - r0, c1 - c0)
+        s_lo, s_hi = -(np.minimum(rise, reach) // d), np.minimum(fall, reach) // d
+        rising_end = -((rise - flat) // d) - 1  # the last s with A + d·s < min(H, W)
+        falling_start = (fall - flat) // d + 1  # the first s with B − d·s < min(H, W)
+
+        def run(a, b, base, slope):  # Σ_{s=a}^{b} (base + slope·s); 0 when b < a
+            count = np.maximum(b - a + 1, 0)
+            return count * base + slope * ((a + b) * count // 2)
+
+        return (run(s_lo, np.minimum(s_hi, rising_end), rise + 1, d)
+                + run(np.maximum(s_lo, rising_end + 1), np.minimum(s_hi, falling_start - 1), flat + 1, 0)
+                + run(np.maximum(s_lo, falling_start), s_hi, fall + 1, -d))
 
     def block_candidates(self, grid):
         reach, d = _clamp(self.w * self.d, grid.n), _clamp(self.d, grid.n)
@@ -1037,9 +1061,16 @@ class Summary(Primitive):
         return grid.states_from_counts(qb, kb, self.block_counts(grid, qb, kb))
 
     def _key_blocks(self, grid) -> np.ndarray:
-        kb = np.arange(grid.num_k, dtype=np.int64)
-        c0, c1 = grid.cols(kb)
-        return kb[self._keys_below(c1 + 1) > self._keys_below(c0)]
+        """The key blocks holding a summary key (kept in grid.memo: the estimate and the
+        candidates of one layout both ask; read-only)."""
+        key = ("summary key blocks", self.b, self.c, self.offset)
+        if key not in grid.memo:
+            kb = np.arange(grid.num_k, dtype=np.int64)
+            c0, c1 = grid.cols(kb)
+            kept = kb[self._keys_below(c1 + 1) > self._keys_below(c0)]
+            kept.flags.writeable = False
+            grid.memo[key] = kept
+        return grid.memo[key]
 
     def block_candidates(self, grid):
         return _cross(grid, np.arange(grid.num_q, dtype=np.int64), self._key_blocks(grid))
@@ -1050,9 +1081,7 @@ class Summary(Primitive):
         return grid.num_q * self._key_blocks(grid).size
 
     def candidates_in_band(self, grid, lo, hi):
-        kb = np.arange(grid.num_k, dtype=np.int64)
-        c0, c1 = grid.cols(kb)
-        return grid.columns_in_band(kb[self._keys_below(c1 + 1) > self._keys_below(c0)], lo, hi)
+        return grid.columns_in_band(self._key_blocks(grid), lo, hi)
 
     def transposed(self, n):
         return SummaryRows(self)

@@ -345,3 +345,36 @@ def test_block_masks_again_and_at_other_blocks_from_one_compile():
         check_against_create_block_mask(compiled, *block_size)
         check_mask_mod(compiled, 0, block_size)
     check_mask_mod(patterndsl.compile("random(3, seed=4) | window(2)", 150), 0, (32, 16))
+
+
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=list(HealthCheck))
+@given(S.files(), S.sizes(max_n=200), BLOCK_SIZES, st.integers(0, 10 ** 9))
+def test_a_text_compiled_again_shares_only_its_parse(source, n, block_size, salt):
+    """compile keeps the AST of a text it parsed (patterndsl/compiled.py) and nothing built from
+    it: compiling the same text again shares the module but resolves it afresh (its own IR
+    objects, layouts and BlockMask), and all of it agrees with the same file under a text the
+    cache has not seen (a comment added) and with create_block_mask."""
+    first = patterndsl.compile(source, n)
+    again = patterndsl.compile(source, n)
+    unseen = patterndsl.compile(source + f"\n# {salt} {n}\n", n)
+    assert again.module is first.module and unseen.module is not first.module
+    assert again.patterns == unseen.patterns
+    for layer in range(again.layers):
+        # (simplify hands one shared node, e.g. `all`, to every compile, whatever its text)
+        shared = [u is f for u, f in zip(unseen.patterns[layer], first.patterns[layer])]
+        for ours, theirs, common in zip(again.patterns[layer], first.patterns[layer], shared):
+            assert common or ours is not theirs
+        # a layout is shared among compiles only where an unseen text's is too (that shared node's)
+        earlier = {id(layout) for layout in first.layouts(layer, block_size)}
+        for ours, theirs in zip(again.layouts(layer, block_size), unseen.layouts(layer, block_size)):
+            assert ours.same_as(theirs) and (id(ours) not in earlier or id(theirs) in earlier)
+    check_against_create_block_mask(again, *block_size)
+
+
+def test_a_text_that_does_not_parse_fails_every_time():
+    """Nothing is kept of a failed parse: the error comes back on each compile, and the fixed
+    text compiles."""
+    for _ in range(3):
+        with pytest.raises(patterndsl.SpatError, match="<string>:1:"):
+            patterndsl.compile("window(2) & & causal\n", 64)
+    assert patterndsl.compile("window(2) & causal\n", 64).dense().sum() == 64 + 63 + 62

@@ -8,6 +8,8 @@ with one another.
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import pathlib
 
@@ -207,3 +209,84 @@ def test_blocks_in_any_order_give_the_same_layout(source, n, block, rng):
     assert got.same_as(want)
     for name in ("t_partial_ptr", "t_partial_idx", "t_full_ptr", "t_full_idx"):
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([1, 2, 7, 32766, 32767, 32768, 40000]), st.sampled_from([1, 3, 32767, 32768]),
+       st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 10 ** 6), st.sampled_from([PARTIAL, FULL])),
+                max_size=60), st.booleans())
+def test_from_blocks_lists_by_hand(num_q, num_k, drawn, shuffle):
+    """from_blocks' four CSR lists against lists built by hand from the blocks, across the
+    index types' edges (16-bit indices up to 32,767 blocks a side, 32-bit beyond): each row's
+    key blocks ascending, each column's query blocks ascending, pointers where rows start."""
+    blocks = {}
+    for q, k, state in drawn:  # one state per block
+        blocks.setdefault((q % num_q, k % num_k), state)
+    listed = sorted(blocks) if not shuffle else list(blocks)
+    qb = np.array([q for q, _ in listed], dtype=np.int64)
+    kb = np.array([k for _, k in listed], dtype=np.int64)
+    states = np.array([blocks[b] for b in listed], dtype=np.int8)
+    # one n for both sides: the side with fewer blocks has wider ones (and then about num_q, num_k)
+    n = max(num_q, num_k)
+    block_q, block_k = -(-n // num_q), -(-n // num_k)
+    num_q, num_k = -(-n // block_q), -(-n // block_k)
+    keep = (qb < num_q) & (kb < num_k)
+    qb, kb, states = qb[keep], kb[keep], states[keep]
+    got = BlockLayout.from_blocks(n, block_q, block_k, qb, kb, states, 0, ordered=None if shuffle else True)
+    for name, wanted in (("partial", PARTIAL), ("full", FULL)):
+        pairs = sorted((int(q), int(k)) for q, k, s in zip(qb, kb, states) if s == wanted)
+        for prefix, major, count in (("", 0, num_q), ("t_", 1, num_k)):
+            ordered = sorted(pairs, key=lambda p: (p[major], p[1 - major]))
+            ptr, idx = getattr(got, f"{prefix}{name}_ptr"), getattr(got, f"{prefix}{name}_idx")
+            per_row = collections.Counter(p[major] for p in ordered)
+            assert ptr.tolist() == [0] + list(itertools.accumulate(per_row[r] for r in range(count))), prefix + name
+            assert idx.tolist() == [p[1 - major] for p in ordered], prefix + name
+            assert idx.dtype == (np.int16 if max(num_q, num_k) <= 32767 else np.int32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(S.pattern_sources(), S.sizes(min_n=1, max_n=80), st.randoms())
+def test_pairs_agree_with_the_dense_reference(source, n, rng):
+    """Pattern.pairs — what the block layout asks of `blocks(B) { … }` cells and of unions'
+    remaining pairs — at random pairs and on the whole diagonal band of offsets −2 … 2,
+    against the dense reference."""
+    compiled = patterndsl.compile(source, n)
+    pattern, dense = compiled.pattern(), compiled.dense()
+    i = np.array([rng.randrange(n) for _ in range(200)], dtype=np.int64)
+    j = np.array([rng.randrange(n) for _ in range(200)], dtype=np.int64)
+    rows = np.arange(n, dtype=np.int64)
+    for d in range(-2, 3):
+        keep = (rows + d >= 0) & (rows + d < n)
+        i, j = np.concatenate([i, rows[keep]]), np.concatenate([j, rows[keep] + d])
+    got = np.asarray(pattern.pairs(i, j, n), dtype=bool)
+    assert got.shape == i.shape and np.array_equal(got, dense[i, j])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(["causal", "self", "window({a})", "window({a}, {b})"]), st.integers(-70, 70),
+       st.integers(-70, 70), S.sizes(min_n=1, max_n=60))
+def test_band_pairs_by_their_meaning(form, a, b, n):
+    """The band primitives' pairs (one difference j − i against the band) at every pair of n,
+    in int64 and in int32, against their reference_pair."""
+    text = form.format(a=abs(a), b=b if abs(a) + b >= 0 else -b)
+    pattern = patterndsl.compile(text, n, simplify=False).pattern()
+    i, j = (x.reshape(-1) for x in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    want = np.array([pattern.reference_pair(int(p), int(q), n) for p, q in zip(i, j)], dtype=bool)
+    for dtype in (np.int64, np.int32):
+        assert np.array_equal(pattern.pairs(i.astype(dtype), j.astype(dtype), n), want), (text, dtype)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 40), st.integers(1, 40), S.sizes(min_n=1, max_n=90), st.integers(1, 20), st.integers(1, 20))
+def test_dilated_block_counts_against_the_dense_reference(w, d, n, block_q, block_k):
+    """dilated(w, d)'s closed-form pair count of every block (ragged ones too), and the layout's
+    connections counted from the blocks, against the dense reference."""
+    pattern = patterndsl.compile(f"dilated({w}, {d})", n, simplify=False).pattern()
+    grid = BlockGrid(n, block_q, block_k)
+    qb, kb = (x.reshape(-1) for x in np.meshgrid(np.arange(grid.num_q), np.arange(grid.num_k), indexing="ij"))
+    padded = np.zeros((grid.num_q * block_q, grid.num_k * block_k), dtype=np.int64)
+    padded[:n, :n] = patterndsl.compile(f"dilated({w}, {d})", n).dense()
+    want = padded.reshape(grid.num_q, block_q, grid.num_k, block_k).sum(axis=(1, 3)).reshape(-1)
+    assert np.array_equal(pattern.block_counts(grid, qb, kb), want)
+    union = patterndsl.compile(f"dilated({w}, {d}) | global(0..2)", n)
+    assert block_layout(union.pattern(), n, block_q, block_k).connections == int(union.dense().sum())
