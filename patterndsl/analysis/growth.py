@@ -66,6 +66,7 @@ all) and A is symmetric or `causal_dense`; a pattern that holds every (i, i) has
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -617,6 +618,7 @@ class BoundSummary:
     dominant: str  # the primitive (as written, arguments evaluated where constant) that dominates
     lower_triangle: bool = False  # holds every (i, j) with j ≤ i
     apart: bool = False  # hi is the class of the terms (rows and columns counted apart), below the row bound's
+    held: bool = False  # lo is read off a shape it holds (see "lower bounds" above)
     empty: bool = False  # no connections for large n
 
     @property
@@ -716,6 +718,280 @@ def _terms_count(terms: list, n: int) -> int:
     return min(n * n, sum(min(sum(r * d for r, d in view) for view in term) for term in terms))
 
 
+
+# ---- lower bounds: parts held in full (inner shapes) -----------------------------------------
+#
+# Beside its upper bounds, each pattern has a list of *shapes*, sets of pairs that it holds
+# for all large n, from which a lower bound on its count is read. A shape is
+#
+#     {(i, j): i ∈ rows, j ∈ cols, j − i ∈ band}        rows, cols, band: intervals [s, e)
+#
+# whose ends are symbolic: s = max(starts), e = min(ends) (an intersection joins the
+# lists; an empty band list is unbounded) — held in one of three ways:
+#   * in full (every such pair: `all`, `causal`, window(l, r) as the band [−l, r + 1),
+#     rows(R), cols(R), the first chunk of chunk(b), the last c keys of summary(b, c)'s
+#     first chunk);
+#   * periodically (p, q): any run of L consecutive keys of a row of the shape holds
+#     ≥ q·⌊L/p⌋ of the pattern's (stride(s): (s, 1) in j − i; dilated(w, d): (d, 1) in
+#     its band; summary(b, c): (b, c) in j);
+#   * by count d: each row of the shape holds ≥ d keys in cols whose offsets lie in the
+#     band (random(r): min(r, n) anywhere; chunk(b): b keys within |j − i| < b in the rows
+#     i ≤ n − b).
+# A difference A − B (and ~B = all − B) keeps A's shapes less B's rows: every row but
+# B's E exceptional ones loses ≤ D keys (B's row bound), so a shape carries (D, E) to
+# subtract. An intersection meets its parts' shapes pairwise: in full ∩ any is the latter
+# on the common rows, cols and band; periodic ∩ periodic only for one same pattern; by
+# count ∩ in full only when the count's cols and band lie in the other's (no key lost).
+# blocks(B) { A } maps A's shapes to tokens (a block band [a, b) holds the token band
+# [B·a + B − 1, B·b − 2B + 2); periodic (p, q) becomes (2pB, qB); d key blocks ≥ (d − 1)·B + 1
+# keys); transpose swaps rows and cols of shapes held in full or periodic in j − i.
+#
+# A shape's count is at least rows × keys for any of these rows (each needs its ends'
+# gaps provably ≥ c·L > 0 for large n):
+#   1. the rows whose whole band lies in cols: b − a keys each;
+#   2. the rows whose band covers cols: |cols| keys each;
+#   3. with j = i in the band, the square rows ∩ cols (side L): its first ⌊L/2⌋ rows hold
+#      min(b, ⌈L/2⌉) keys from the diagonal on, its last ⌊L/2⌋ min(1 − a, ⌈L/2⌉) before it;
+# keys ⌊·/p⌋·q when periodic, less D (when D is of a smaller class), rows less E (likewise).
+
+MAX_SHAPES = 24  # beyond, an operator keeps the first ones (fewer shapes: a weaker lower bound)
+MAX_ENDS = 4  # beyond, an interval's starts (ends) are one max (min) atom
+
+
+def _ends(items, op: str) -> tuple:
+    """The starts (op "max") or ends ("min") of an interval, their max/min operands spread,
+    less those provably beaten by another for large n (equal ones once)."""
+    flat = list(dict.fromkeys(q for item in items for q in _parts(Quantity.of(item), op)))
+    beaten = _at_most if op == "max" else (lambda a, b: _at_most(b, a))
+    kept = [a for k, a in enumerate(flat)
+            if not any(beaten(a, b) and (k2 < k or not beaten(b, a)) for k2, b in enumerate(flat) if k2 != k)]
+    if len(kept) > MAX_ENDS:  # one max (min) of them all: exact (dropping some would widen the interval)
+        return ((q_max if op == "max" else q_min)(*kept),)
+    return tuple(kept)
+
+
+def _gap_lo(ends, starts) -> Cls | None:
+    """A class L with min(ends) − max(starts) ≥ c·L > 0 for all large n (None: not provable)."""
+    los = [(e - s).lo for e in ends for s in starts]
+    return min(los) if los and None not in los else None
+
+
+def _gap_at(ends, starts, n: int) -> int:
+    return max(0, min(e.at(n) for e in ends) - max(s.at(n) for s in starts))
+
+
+@dataclass(frozen=True)
+class _Shape:
+    rows: tuple  # (starts, ends)
+    cols: tuple
+    band: tuple  # offsets j − i: (starts, ends); an empty list is unbounded
+    period: tuple | None = None  # (p, q, ident): periodic; ident names the pattern
+    count: Quantity | None = None  # held by count d (cols and band bound where the keys lie)
+    less: tuple = ()  # ((D, E), …): rows lose ≤ D keys each, E rows all
+
+    def meet(self, other: "_Shape") -> "_Shape | None":
+        """A shape of the intersection (None: none proved)."""
+        if self.count is not None and other.count is not None:
+            return None
+        a, b = (other, self) if other.count is not None else (self, other)  # (a the count, if any)
+        less = a.less + b.less
+        if a.count is not None:
+            if b.period is not None or not (_contains(b.cols, a.cols) and _contains(b.band, a.band, True)):
+                return None
+            return _Shape(_meet_interval(a.rows, b.rows), a.cols, a.band, None, a.count, less)
+        if a.period is not None and b.period is not None and a.period != b.period:
+            return None
+        return _Shape(_meet_interval(a.rows, b.rows), _meet_interval(a.cols, b.cols), _meet_interval(a.band, b.band),
+                      a.period or b.period, None, less)
+
+    def minus(self, degree: Quantity, exceptional: Quantity) -> "_Shape":
+        return _Shape(self.rows, self.cols, self.band, self.period, self.count, self.less + ((degree, exceptional),))
+
+    # the count
+
+    def _candidates(self):
+        """(row ends, row starts, key ends, key starts, needs) for each rule 1–3: rows and keys
+        are min(ends) − max(starts), the count is ≥ rows × keys where each (x, y) of needs
+        has x ≤ y (for all large n: proved; at one n: checked)."""
+        (r0, r1), (c0, c1), (a, b) = self.rows, self.cols, self.band
+        if self.count is not None:
+            yield r1, r0, (self.count,), (ZERO,), ()
+            return
+        if a and b:  # 1. the band inside cols: i + a ≥ c0 and i + b ≤ c1 (one of a's and b's each)
+            for ak in a:
+                for bk in b:
+                    yield r1 + tuple(e - bk + 1 for e in c1), r0 + tuple(s - ak for s in c0), b, a, ()
+        # 2. cols inside the band: i + a ≤ c0 and i + b ≥ c1 (one of c0's and c1's each)
+        for ck in c0:
+            for ek in c1:
+                yield r1 + tuple(ck - ak + 1 for ak in a), r0 + tuple(ek - bk for bk in b), c1, c0, ()
+        # 3. the square rows ∩ cols with j = i in the band (a ≤ 0 < b): half-rows from the diagonal
+        needs = tuple((ak, ZERO) for ak in a) + tuple((ONE_Q, bk) for bk in b)
+        if all(_at_most(x, y) for x, y in needs):
+            x0, x1 = r0 + c0, r1 + c1
+            halves = tuple(q_cdiv(e - s, 2) for e in x1 for s in x0)  # ⌈L/2⌉ for each pair
+            rows = tuple((e - s) // 2 for e in x1 for s in x0)  # ⌊L/2⌋
+            yield rows, (ZERO,), b + halves, (ZERO,), needs
+            yield rows, (ZERO,), tuple(1 - ak for ak in a) + halves, (ZERO,), needs
+
+    def _keys_lo(self, run: Cls | None) -> Cls | None:
+        if run is None or self.period is None:
+            return run
+        p, q, _ = self.period
+        if q.lo is None:
+            return None
+        if p.const == 1:
+            return _mul(run, q.lo)
+        per = _div(run, p.hi)
+        return _mul(per, q.lo) if per > ONE else None
+
+    @cached_property
+    def lo(self) -> Cls | None:
+        """A class L with count ≥ c·L for all large n (None: none proved)."""
+        best = None
+        for row_ends, row_starts, key_ends, key_starts, _ in self._candidates():
+            rows, keys = _gap_lo(row_ends, row_starts), self._keys_lo(_gap_lo(key_ends, key_starts))
+            for degree, exceptional in self.less:
+                rows = _less(rows, exceptional)
+                keys = _less(keys, degree)
+            if rows is not None and keys is not None:
+                lo = _mul(rows, min(keys, N))
+                best = lo if best is None else max(best, lo)
+        return best
+
+    def count_at(self, n: int) -> int:
+        """The same lower bound at one n (rows × keys of the best rule there): ≤ the count."""
+        best = 0
+        for row_ends, row_starts, key_ends, key_starts, needs in self._candidates():
+            if any(x.at(n) > y.at(n) for x, y in needs):
+                continue
+            rows, keys = _gap_at(row_ends, row_starts, n), _gap_at(key_ends, key_starts, n)
+            if self.period is not None:
+                p, q, _ = self.period
+                keys = q.at(n) * (keys // p.at(n))
+            for degree, exceptional in self.less:
+                rows, keys = rows - exceptional.at(n), keys - degree.at(n)
+            best = max(best, max(rows, 0) * max(keys, 0))
+        return best
+
+
+ONE_Q = Quantity.of(1)
+
+
+def _less(lo: Cls | None, taken: Quantity) -> Cls | None:
+    """The class of x − taken, given x ≥ c·lo: lo when taken is of a smaller class."""
+    if lo is None or taken.zero:
+        return lo
+    return lo if taken.hi < lo else None
+
+
+def _meet_interval(x: tuple, y: tuple) -> tuple:
+    return _ends(x[0] + y[0], "max"), _ends(x[1] + y[1], "min")
+
+
+def _contains(outer: tuple, inner: tuple, unbounded_ok: bool = False) -> bool:
+    """inner ⊆ outer for all large n: each of outer's starts ≤ one of inner's, each of its
+    ends ≥ one of inner's (an empty list: unbounded)."""
+    (s0, e0), (s1, e1) = outer, inner
+    if (s0 and not s1) or (e0 and not e1):
+        return False
+    return (all(any(_at_most(a, b) for b in s1) for a in s0)
+            and all(any(_at_most(b, a) for b in e1) for a in e0))
+
+
+def _box(size: Quantity, rows=(ZERO,), rows_end=(), cols=(ZERO,), cols_end=(), band=((), ())) -> _Shape:
+    return _Shape((_ends(rows + (ZERO,), "max"), _ends(tuple(rows_end) + (size,), "min")),
+                  (_ends(cols + (ZERO,), "max"), _ends(tuple(cols_end) + (size,), "min")),
+                  (_ends(band[0], "max"), _ends(band[1], "min")))
+
+
+def _index_items(items) -> list[tuple]:
+    """[(start, end)] of an index list's items (an index x: [x, x + 1))."""
+    return [(Quantity.of(i.lo), Quantity.of(i.hi)) if isinstance(i, RangeValue) else (i, i + 1) for i in items]
+
+
+def _leaf_shapes(leaf) -> list:
+    """The shapes a primitive holds (its meaning, as the README's table states it)."""
+    name, args, m = leaf.cls.name, leaf.args, leaf.built_for
+    arg = lambda key: Quantity.of(args[key])  # noqa: E731
+    plain = "offset" not in args or arg("offset").const == 0
+    rb = leaf._row_bound(SYMBOLIC)
+    out = []
+    if name == "all":
+        out.append(_box(m))
+    elif name == "causal":
+        out.append(_box(m, band=((), (ONE_Q,))))
+    elif name == "window":
+        left, right = (arg("w"), arg("w")) if "w" in args else (arg("left"), arg("right"))
+        out.append(_box(m, band=((-left,), (right + 1,))))
+    elif name == "stride" and plain:
+        out.append(_replace(_box(m), period=(arg("s"), ONE_Q, leaf.key)))
+    elif name == "dilated":
+        reach = arg("w") * arg("d")
+        out.append(_replace(_box(m, band=((-reach,), (reach + 1,))), period=(arg("d"), ONE_Q, leaf.key)))
+    elif name == "chunk" and plain:
+        b = arg("b")
+        out.append(_box(m, rows_end=(b,), cols_end=(b,)))  # the first chunk
+        out.append(_replace(_box(m, rows_end=(m - b + 1,), band=((1 - b,), (b,))), count=q_min(b, m)))
+    elif name == "summary" and plain:
+        b, c = arg("b"), arg("c")
+        out.append(_box(m, cols=(b - c,), cols_end=(b,)))  # the first chunk's last c keys
+        out.append(_replace(_box(m), period=(b, c, leaf.key)))
+    elif name in ("rows", "cols", "global"):
+        for start, end in _index_items(args["R"]):
+            if name != "cols":
+                out.append(_box(m, rows=(start,), rows_end=(end,)))
+            if name != "rows":
+                out.append(_box(m, cols=(start,), cols_end=(end,)))
+    elif name == "random" and "avoid" not in args:
+        out.append(_replace(_box(m), count=q_min(arg("r"), m)))
+    elif name == "logsparse":
+        out.append(_box(m, band=((-ONE_Q,), (Quantity.of(2),))))  # i and i ± 1
+    if rb.reflexive:
+        out.append(_box(m, band=((ZERO,), (ONE_Q,))))
+    if rb.lower_triangle:
+        out.append(_box(m, band=((), (ONE_Q,))))
+    return out
+
+
+def _domain(bound) -> Quantity | None:
+    """The size its rows and keys range over (n, or ⌈n/B⌉ inside blocks(B) { }), read off its
+    leaves (None: none is reached outside a nested blocks or grid, or they differ)."""
+    if isinstance(bound, _Leaf):
+        return bound.built_for
+    if isinstance(bound, (_Blocks, _Grid)):
+        return None
+    found = {_domain(child) for child in bound.children}
+    return found.pop() if len(found) == 1 else None
+
+
+def _replace(shape: _Shape, **changes) -> _Shape:
+    return dataclasses.replace(shape, **changes)
+
+
+def _kept(shapes) -> list:
+    shapes = [s for s in dict.fromkeys(s for s in shapes if s is not None)]
+    return shapes[:MAX_SHAPES]
+
+
+def _scaled(shape: _Shape, b: Quantity, n: Quantity) -> _Shape | None:
+    """A shape of A (over blocks of b tokens) as a shape of blocks(b) { A }."""
+    scale = lambda xs: tuple(x * b for x in xs)  # noqa: E731
+    (r0, r1), (c0, c1), (a, e) = shape.rows, shape.cols, shape.band
+    rows = (_ends(scale(r0), "max"), _ends(scale(r1) + (n,), "min"))
+    cols = (_ends(scale(c0), "max"), _ends(scale(c1) + (n,), "min"))
+    less = tuple((d * b, x * b) for d, x in shape.less)
+    if shape.count is not None:  # the keys' blocks lie in [B·a − B + 1, B·e) of offsets
+        band = (_ends(tuple(x * b - b + 1 for x in a), "max"), _ends(scale(e), "min"))
+        return _Shape(rows, cols, band, None, shape.count * b - b + 1, less)
+    band = (_ends(tuple(x * b + b - 1 for x in a), "max"), _ends(tuple(x * b - 2 * b + 2 for x in e), "min"))
+    period = None
+    if shape.period is not None:
+        p, q, ident = shape.period
+        period = (p * b * 2, q * b, ("blocks", b, ident))
+    return _Shape(rows, cols, band, period, None, less)
+
+
 class Bound:
     """A symbolic bound on the connection count of one pattern expression: the patterns
     of the symbolic domain. Bounds are equal when they are built alike from equal
@@ -754,6 +1030,16 @@ class Bound:
             memo[key] = self._terms(c)
         return memo[key]
 
+    def shapes(self) -> list:
+        """Sets of pairs it holds for all large n (see above)."""
+        cached = self.__dict__.get("_shapes")
+        if cached is None:
+            cached = self.__dict__["_shapes"] = _kept(self._shapes())
+        return cached
+
+    def _shapes(self) -> list:
+        return []
+
     def summary(self) -> BoundSummary:
         cached = self.__dict__.get("_summary")
         if cached is None:
@@ -764,6 +1050,9 @@ class Bound:
                 cached.empty = apart is None
             if cached.reflexive and (cached.lo is None or cached.lo < N):
                 cached.lo = N  # every (i, i): at least n connections
+            held = max((s.lo for s in self.shapes() if s.lo is not None), default=None)
+            if held is not None and (cached.lo is None or held > cached.lo):
+                cached.lo, cached.held = held, True
             if cached.lo is not None and cached.lo > cached.hi:
                 cached.lo = cached.hi  # (cannot happen; keeps the report consistent)
             self.__dict__["_summary"] = cached
@@ -821,6 +1110,9 @@ class _Leaf(Bound):
     def _terms(self, c):
         return _leaf_terms(self._row_bound(c), c)
 
+    def _shapes(self):
+        return _leaf_shapes(self)
+
     def _summary(self):
         rb = self._row_bound(SYMBOLIC)
         degree, exceptional = Quantity.of(rb.degree), Quantity.of(rb.exceptional)
@@ -853,6 +1145,9 @@ class _Union(Bound):
 
     def _terms(self, c):
         return _joined([term for p in self.parts for term in p.terms(c)], c)
+
+    def _shapes(self):
+        return [s for p in self.parts for s in p.shapes()]
 
     def _summary(self):
         ss = [p.summary() for p in self.parts]
@@ -887,6 +1182,12 @@ class _Intersection(Bound):
         for part in self.parts[1:]:
             terms = _joined([(_meet(t[0], u[0], c), _meet(t[1], u[1], c)) for t in terms for u in part.terms(c)], c)
         return terms
+
+    def _shapes(self):
+        shapes = self.parts[0].shapes()
+        for part in self.parts[1:]:
+            shapes = _kept(s.meet(t) for s in shapes for t in part.shapes())
+        return shapes
 
     def _summary(self):
         ss = [p.summary() for p in self.parts]
@@ -932,6 +1233,10 @@ class _Difference(Bound):
     def _terms(self, c):
         return self.left.terms(c)
 
+    def _shapes(self):
+        s = self.right.summary()  # every row but E loses ≤ D keys
+        return [shape.minus(s.degree, s.exceptional) for shape in self.left.shapes()]
+
     def _summary(self):
         a, b = self.left.summary(), self.right.summary()
         common = min(b.hi, _Intersection((self.left, self.right)).summary().hi)
@@ -959,6 +1264,10 @@ class _Complement(Bound):
         full = _view(((c.n, c.n),), c)
         return [(full, full)]
 
+    def _shapes(self):
+        size, s = _domain(self.operand), self.operand.summary()  # ~A = all − A
+        return [] if size is None else [_box(size).minus(s.degree, s.exceptional)]
+
     def _summary(self):
         s = self.operand.summary()
         # |~A| = n² − |A| ≥ n·(n − D − E): Θ(n²) when |A| = o(n²) or n − D − E ≥ c·n.
@@ -982,6 +1291,10 @@ class _Transpose(Bound):
     def _terms(self, c):
         return [(columns, rows) for rows, columns in self.operand.terms(c)]
 
+    def _shapes(self):  # (the shapes held in full: rows and cols swap, offsets turn round)
+        return [_Shape(s.cols, s.rows, (tuple(1 - e for e in s.band[1]), tuple(1 - a for a in s.band[0])))
+                for s in self.operand.shapes() if s.period is None and s.count is None and not s.less]
+
     def _summary(self):
         s = self.operand.summary()
         # The row bound of A's columns is not tracked: n per row, with A's count classes.
@@ -997,8 +1310,10 @@ class _Blocks(Bound):
     block row, so each group (r rows of ≤ d keys) of A's views becomes (B·r, B·d). For a
     constant B the classes are A's (⌈n/B⌉ = Θ(n)), and so is the lower bound."""
 
-    def __init__(self, size, operand):
-        super().__init__(("blocks", size, operand), (operand,))
+    def __init__(self, size, operand, outer: Quantity = None):
+        # outer: the size it is built for (n, or the cells of an enclosing blocks { })
+        self.outer = N_QUANTITY if outer is None else outer
+        super().__init__(("blocks", size, operand, self.outer), (operand,))
         self.block, self.operand = Quantity.of(size), operand
 
     def __str__(self):
@@ -1012,11 +1327,16 @@ class _Blocks(Bound):
 
         return [(scaled(rows), scaled(columns)) for rows, columns in self.operand.terms(c)]
 
+    def _shapes(self):
+        if self.block.lo is None:
+            return []
+        return [_scaled(s, self.block, self.outer) for s in self.operand.shapes()]
+
     def _summary(self):
         s = self.operand.summary()
         degree, exceptional = s.degree * self.block, s.exceptional * self.block
-        # No lower bound: A's rows over ⌈n/B⌉ blocks may be empty (or A's lower bound may rest on
-        # rules, such as a complement's, that do not survive the scaling), so blocks claim O only.
+        # A's lower bound is not taken: A's rows over ⌈n/B⌉ blocks may be empty (or it may rest on
+        # rules, such as a complement's, that do not survive the scaling); only its shapes are.
         return BoundSummary(degree, exceptional, _count_class(degree, exceptional), None, s.reflexive, s.symmetric,
                             s.causal_dense, f"blocks({self.block}) {{ {s.dominant} }}", s.lower_triangle)
 
@@ -1205,7 +1525,8 @@ class Symbolic:
     def leave_blocks(self):
         self.sizes.pop()
 
-    blocks = staticmethod(_Blocks)
+    def blocks(self, size, operand):
+        return _Blocks(size, operand, self.sizes[-1])
 
     def enter_grid(self, cells):
         self.sizes.append(cells)
