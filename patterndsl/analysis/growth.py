@@ -785,63 +785,111 @@ class _Shape:
     rows: tuple  # (starts, ends)
     cols: tuple
     band: tuple  # offsets j − i: (starts, ends); an empty list is unbounded
-    period: tuple | None = None  # (p, q, ident): periodic; ident names the pattern
+    period: tuple | None = None  # (p, q, ident, along): periodic; along "j" (in the key) or "j-i"
     count: Quantity | None = None  # held by count d (cols and band bound where the keys lie)
     less: tuple = ()  # ((D, E), …): rows lose ≤ D keys each, E rows all
+    thin: tuple = ()  # ((p, q), …): any run of L keys loses ≤ q·⌈L/p⌉
 
     def meet(self, other: "_Shape") -> "_Shape | None":
         """A shape of the intersection (None: none proved)."""
         if self.count is not None and other.count is not None:
             return None
         a, b = (other, self) if other.count is not None else (self, other)  # (a the count, if any)
-        less = a.less + b.less
+        less, thin = a.less + b.less, a.thin + b.thin
         if a.count is not None:
-            if b.period is not None or not (_contains(b.cols, a.cols) and _contains(b.band, a.band, True)):
+            if b.period is not None or b.thin or not (_contains(b.cols, a.cols) and _contains(b.band, a.band)):
                 return None
             return _Shape(_meet_interval(a.rows, b.rows), a.cols, a.band, None, a.count, less)
         if a.period is not None and b.period is not None and a.period != b.period:
             return None
+        if thin and (a.period or b.period):
+            return None
         return _Shape(_meet_interval(a.rows, b.rows), _meet_interval(a.cols, b.cols), _meet_interval(a.band, b.band),
-                      a.period or b.period, None, less)
+                      a.period or b.period, None, less, thin)
 
     def minus(self, degree: Quantity, exceptional: Quantity) -> "_Shape":
-        return _Shape(self.rows, self.cols, self.band, self.period, self.count, self.less + ((degree, exceptional),))
+        return dataclasses.replace(self, less=self.less + ((degree, exceptional),))
+
+    def avoid(self, box: tuple) -> list:
+        """Shapes of this one less the pairs of ``box`` (rows, cols, band: an outer bound of
+        what is taken away): the parts before or after it in each coordinate. (A count's
+        keys may lie anywhere in its cols and band: only its rows are cut.)"""
+        out = []
+        for k, (starts, ends) in enumerate(box):
+            if k and self.count is not None:
+                break
+            field = ("rows", "cols", "band")[k]
+            own = getattr(self, field)
+            if starts:  # before the box: own ends at its start
+                out.append(dataclasses.replace(self, **{field: _meet_interval(own, ((), starts))}))
+            if ends:  # after it
+                out.append(dataclasses.replace(self, **{field: _meet_interval(own, (ends, ()))}))
+        return out
 
     # the count
 
     def _candidates(self):
-        """(row ends, row starts, key ends, key starts, needs) for each rule 1–3: rows and keys
-        are min(ends) − max(starts), the count is ≥ rows × keys where each (x, y) of needs
-        has x ≤ y (for all large n: proved; at one n: checked)."""
+        """(row gaps, key gaps, needs, along) for each rule: rows and keys are the least of
+        their gaps min(ends) − max(starts); the count is ≥ rows × keys (along: q·⌊rows/p⌋,
+        one key a row on one diagonal) where each (x, y) of needs has x ≤ y (for all large n:
+        proved; at one n: checked)."""
         (r0, r1), (c0, c1), (a, b) = self.rows, self.cols, self.band
         if self.count is not None:
-            yield r1, r0, (self.count,), (ZERO,), ()
+            yield [(r1, r0)], [((self.count,), (ZERO,))], (), False
             return
         if a and b:  # 1. the band inside cols: i + a ≥ c0 and i + b ≤ c1 (one of a's and b's each)
             for ak in a:
                 for bk in b:
-                    yield r1 + tuple(e - bk + 1 for e in c1), r0 + tuple(s - ak for s in c0), b, a, ()
+                    yield [(r1 + tuple(e - bk + 1 for e in c1), r0 + tuple(s - ak for s in c0))], [(b, a)], (), False
+        # 1b. its right end inside (i + b ≤ c1): min(b − a, i + b − c0) keys, i ≥ r0
+        for bk in b:
+            for rj in r0:
+                yield ([(r1 + tuple(e - bk + 1 for e in c1), r0)], [(b, a)] * bool(a) + [(tuple(x + rj for x in b), c0)],
+                       (), False)
+        # 1c. its left end inside (i + a ≥ c0): min(b − a, c1 − i − a) keys, i < r1
+        for ak in a:
+            for rj in r1:
+                yield ([(r1, r0 + tuple(s - ak for s in c0))], [(b, a)] * bool(b) + [(tuple(e - rj + 1 for e in c1), a)],
+                       (), False)
         # 2. cols inside the band: i + a ≤ c0 and i + b ≥ c1 (one of c0's and c1's each)
         for ck in c0:
             for ek in c1:
-                yield r1 + tuple(ck - ak + 1 for ak in a), r0 + tuple(ek - bk for bk in b), c1, c0, ()
+                yield [(r1 + tuple(ck - ak + 1 for ak in a), r0 + tuple(ek - bk for bk in b))], [(c1, c0)], (), False
         # 3. the square rows ∩ cols with j = i in the band (a ≤ 0 < b): half-rows from the diagonal
         needs = tuple((ak, ZERO) for ak in a) + tuple((ONE_Q, bk) for bk in b)
         if all(_at_most(x, y) for x, y in needs):
             x0, x1 = r0 + c0, r1 + c1
             halves = tuple(q_cdiv(e - s, 2) for e in x1 for s in x0)  # ⌈L/2⌉ for each pair
-            rows = tuple((e - s) // 2 for e in x1 for s in x0)  # ⌊L/2⌋
-            yield rows, (ZERO,), b + halves, (ZERO,), needs
-            yield rows, (ZERO,), tuple(1 - ak for ak in a) + halves, (ZERO,), needs
+            rows = [(tuple((e - s) // 2 for e in x1 for s in x0), (ZERO,))]  # ⌊L/2⌋
+            yield rows, [(b + halves, (ZERO,))], needs, False
+            yield rows, [(tuple(1 - ak for ak in a) + halves, (ZERO,))], needs, False
+        # 4. periodic in j: one diagonal j = i + k of the band, k its least offset (or 0)
+        if self.period is not None and self.period[3] == "j":
+            k = q_max(*a) if a else (q_min(*b) - 1 if b else ZERO)
+            yield ([(r1 + tuple(e - k for e in c1), r0 + tuple(s - k for s in c0))], [((ONE_Q,), (ZERO,))],
+                   tuple((k + 1, bk) for bk in b), True)
 
-    def _keys_lo(self, run: Cls | None) -> Cls | None:
-        if run is None or self.period is None:
+    def _keys_lo(self, run: Cls | None, exact: int | None) -> Cls | None:
+        """The class of the keys a row holds in a run of ≥ c·run consecutive ones (exact:
+        its length when it is a constant)."""
+        if run is None:
+            return None
+        if self.thin:
+            # q/p of each run at most: Σ q/p < 1 for constants, or p growing (q constant)
+            share = sum((Fraction(q.const, p.const) for p, q in self.thin if p.const and q.const is not None),
+                        Fraction(0))
+            others = [(p, q) for p, q in self.thin if not (p.const and q.const is not None)]
+            if share >= 1 or run <= ONE or any(q.const is None or p.lo is None or p.lo <= ONE for p, q in others):
+                return None
+        if self.period is None:
             return run
-        p, q, _ = self.period
+        p, q = self.period[:2]
         if q.lo is None:
             return None
         if p.const == 1:
             return _mul(run, q.lo)
+        if exact is not None and p.const is not None and q.const is not None:
+            return ONE if q.const * (exact // p.const) > 0 else None
         per = _div(run, p.hi)
         return _mul(per, q.lo) if per > ONE else None
 
@@ -849,11 +897,19 @@ class _Shape:
     def lo(self) -> Cls | None:
         """A class L with count ≥ c·L for all large n (None: none proved)."""
         best = None
-        for row_ends, row_starts, key_ends, key_starts, _ in self._candidates():
-            rows, keys = _gap_lo(row_ends, row_starts), self._keys_lo(_gap_lo(key_ends, key_starts))
+        for row_gaps, key_gaps, needs, along in self._candidates():
+            if not all(_at_most(x, y) for x, y in needs):
+                continue
+            rows, keys = _gaps_lo(row_gaps), _gaps_lo(key_gaps)
+            if along:  # q·⌊rows/p⌋ pairs, one a row: D > 0 may take each
+                if any(not d.zero for d, _ in self.less) or self.thin:
+                    continue
+                rows, keys = self._keys_lo(rows, _gaps_exact(row_gaps)), ONE
+            else:
+                keys = self._keys_lo(keys, _gaps_exact(key_gaps))
             for degree, exceptional in self.less:
                 rows = _less(rows, exceptional)
-                keys = _less(keys, degree)
+                keys = _less(keys, degree) if not along else keys
             if rows is not None and keys is not None:
                 lo = _mul(rows, min(keys, N))
                 best = lo if best is None else max(best, lo)
@@ -862,17 +918,37 @@ class _Shape:
     def count_at(self, n: int) -> int:
         """The same lower bound at one n (rows × keys of the best rule there): ≤ the count."""
         best = 0
-        for row_ends, row_starts, key_ends, key_starts, needs in self._candidates():
+        for row_gaps, key_gaps, needs, along in self._candidates():
             if any(x.at(n) > y.at(n) for x, y in needs):
                 continue
-            rows, keys = _gap_at(row_ends, row_starts, n), _gap_at(key_ends, key_starts, n)
+            rows, keys = _gaps_at(row_gaps, n), _gaps_at(key_gaps, n)
+            for p, q in self.thin:
+                keys -= q.at(n) * -(-keys // p.at(n))
             if self.period is not None:
-                p, q, _ = self.period
-                keys = q.at(n) * (keys // p.at(n))
+                p, q = self.period[:2]
+                if along:
+                    rows, keys = q.at(n) * (rows // p.at(n)), (0 if any(d.at(n) for d, _ in self.less) else 1)
+                else:
+                    keys = q.at(n) * (keys // p.at(n))
             for degree, exceptional in self.less:
-                rows, keys = rows - exceptional.at(n), keys - degree.at(n)
+                rows, keys = rows - exceptional.at(n), keys - (0 if along else degree.at(n))
             best = max(best, max(rows, 0) * max(keys, 0))
         return best
+
+
+def _gaps_lo(gaps) -> Cls | None:
+    los = [_gap_lo(ends, starts) for ends, starts in gaps]
+    return min(los) if los and None not in los else None
+
+
+def _gaps_exact(gaps) -> int | None:
+    """The least gap when every difference is a constant."""
+    values = [(e - s).const for ends, starts in gaps for e in ends for s in starts]
+    return min(values) if values and None not in values else None
+
+
+def _gaps_at(gaps, n: int) -> int:
+    return min(_gap_at(ends, starts, n) for ends, starts in gaps)
 
 
 ONE_Q = Quantity.of(1)
@@ -925,10 +1001,11 @@ def _leaf_shapes(leaf) -> list:
         left, right = (arg("w"), arg("w")) if "w" in args else (arg("left"), arg("right"))
         out.append(_box(m, band=((-left,), (right + 1,))))
     elif name == "stride" and plain:
-        out.append(_replace(_box(m), period=(arg("s"), ONE_Q, leaf.key)))
+        out.append(_replace(_box(m), period=(arg("s"), ONE_Q, ("residue", arg("s")), "j-i")))
     elif name == "dilated":
         reach = arg("w") * arg("d")
-        out.append(_replace(_box(m, band=((-reach,), (reach + 1,))), period=(arg("d"), ONE_Q, leaf.key)))
+        out.append(_replace(_box(m, band=((-reach,), (reach + 1,))), period=(arg("d"), ONE_Q, ("residue", arg("d")),
+                                                                            "j-i")))
     elif name == "chunk" and plain:
         b = arg("b")
         out.append(_box(m, rows_end=(b,), cols_end=(b,)))  # the first chunk
@@ -936,7 +1013,7 @@ def _leaf_shapes(leaf) -> list:
     elif name == "summary" and plain:
         b, c = arg("b"), arg("c")
         out.append(_box(m, cols=(b - c,), cols_end=(b,)))  # the first chunk's last c keys
-        out.append(_replace(_box(m), period=(b, c, leaf.key)))
+        out.append(_replace(_box(m), period=(b, c, ("summary", b, c), "j")))
     elif name in ("rows", "cols", "global"):
         for start, end in _index_items(args["R"]):
             if name != "cols":
@@ -965,12 +1042,102 @@ def _domain(bound) -> Quantity | None:
     return found.pop() if len(found) == 1 else None
 
 
+def _leaf_outer(leaf) -> list | None:
+    """Boxes (rows, cols, band; an empty list unbounded) whose union holds the primitive
+    (None: no such list; [] for `none`)."""
+    name, args = leaf.cls.name, leaf.args
+    arg = lambda key: Quantity.of(args[key])  # noqa: E731
+    whole = ((), ())
+    if name == "none":
+        return []
+    if name in ("rows", "cols", "global"):
+        out = []
+        for start, end in _index_items(args["R"]):
+            side = ((start,), (end,))
+            if name != "cols":
+                out.append((side, whole, whole))
+            if name != "rows":
+                out.append((whole, side, whole))
+        return out
+    band = None
+    if name == "window":
+        left, right = (arg("w"), arg("w")) if "w" in args else (arg("left"), arg("right"))
+        band = ((-left,), (right + 1,))
+    elif name == "self":
+        band = ((ZERO,), (ONE_Q,))
+    elif name == "causal":
+        band = ((), (ONE_Q,))
+    elif name == "chunk":  # (any offset: a chunk's keys are within b − 1)
+        band = ((1 - arg("b"),), (arg("b"),))
+    elif name == "dilated":
+        reach = arg("w") * arg("d")
+        band = ((-reach,), (reach + 1,))
+    elif name == "summary" and Quantity.of(args.get("offset", 0)).const == 0:
+        return [(whole, ((arg("b") - arg("c"),), ()), whole)]  # j mod b ≥ b − c: j ≥ b − c
+    return None if band is None else [(whole, whole, band)]
+
+
+def _leaf_runs(leaf) -> tuple | None:
+    """(p, q): any run of L consecutive keys of a row holds ≤ q·⌈L/p⌉ of the primitive's."""
+    name, args = leaf.cls.name, leaf.args
+    if name in ("stride", "summary") and Quantity.of(args.get("offset", 0)).const != 0:
+        return None
+    if name == "stride":
+        return Quantity.of(args["s"]), ONE_Q
+    if name == "dilated":
+        return Quantity.of(args["d"]), ONE_Q
+    if name == "summary":
+        return Quantity.of(args["b"]), Quantity.of(args["c"])
+    return None
+
+
+MAX_OUTER = 4  # an outer list longer than this is not used
+MAX_PIECES = 6  # pieces kept after each box avoided (those with the best lower bounds)
+
+
+def _meet_boxes(x: tuple, y: tuple) -> tuple:
+    return tuple(_meet_interval(a, b) for a, b in zip(x, y))
+
+
+def _without(shapes: list, taken) -> list:
+    """Shapes of A − B for A's shapes: less B's per-row bound (D, E); avoiding B's outer
+    boxes; thinned by B's runs (shapes held in full)."""
+    s = taken.summary()
+    out = [shape.minus(s.degree, s.exceptional) for shape in shapes]
+    boxes = taken.outer()
+    if boxes is not None and len(boxes) <= MAX_OUTER:
+        for shape in shapes:
+            pieces = [shape]
+            for box in boxes:
+                pieces = _best(piece for p in pieces for piece in p.avoid(box))
+            out += pieces
+    runs = taken.runs()
+    if runs is not None:
+        out += [dataclasses.replace(shape, thin=shape.thin + (runs,)) for shape in shapes
+                if shape.period is None and shape.count is None]
+    return out
+
+
+def _best(shapes, keep: int = MAX_PIECES) -> list:
+    """The shapes with a lower bound, best first, at most ``keep``."""
+    held = [s for s in dict.fromkeys(shapes) if s.lo is not None]
+    return sorted(held, key=lambda s: s.lo, reverse=True)[:keep]
+
+
+def _turned(band: tuple) -> tuple:
+    """The offsets of the transpose: [a, b) becomes [1 − b, 1 − a)."""
+    return tuple(1 - e for e in band[1]), tuple(1 - a for a in band[0])
+
+
 def _replace(shape: _Shape, **changes) -> _Shape:
     return dataclasses.replace(shape, **changes)
 
 
 def _kept(shapes) -> list:
-    shapes = [s for s in dict.fromkeys(s for s in shapes if s is not None)]
+    """At most MAX_SHAPES of them, those with a lower bound first."""
+    shapes = list(dict.fromkeys(s for s in shapes if s is not None))
+    if len(shapes) > MAX_SHAPES:
+        shapes.sort(key=lambda s: s.lo is None)
     return shapes[:MAX_SHAPES]
 
 
@@ -981,14 +1148,16 @@ def _scaled(shape: _Shape, b: Quantity, n: Quantity) -> _Shape | None:
     rows = (_ends(scale(r0), "max"), _ends(scale(r1) + (n,), "min"))
     cols = (_ends(scale(c0), "max"), _ends(scale(c1) + (n,), "min"))
     less = tuple((d * b, x * b) for d, x in shape.less)
+    if shape.thin:
+        return None
     if shape.count is not None:  # the keys' blocks lie in [B·a − B + 1, B·e) of offsets
         band = (_ends(tuple(x * b - b + 1 for x in a), "max"), _ends(scale(e), "min"))
         return _Shape(rows, cols, band, None, shape.count * b - b + 1, less)
     band = (_ends(tuple(x * b + b - 1 for x in a), "max"), _ends(tuple(x * b - 2 * b + 2 for x in e), "min"))
     period = None
     if shape.period is not None:
-        p, q, ident = shape.period
-        period = (p * b * 2, q * b, ("blocks", b, ident))
+        p, q, ident, along = shape.period
+        period = (p * b * 2, q * b, ("blocks", b, ident), along)
     return _Shape(rows, cols, band, period, None, less)
 
 
@@ -1039,6 +1208,19 @@ class Bound:
 
     def _shapes(self) -> list:
         return []
+
+    def outer(self) -> list | None:
+        """Boxes whose union holds it, in its domain (None: not known)."""
+        if "_outer" not in self.__dict__:
+            self.__dict__["_outer"] = self._outer()
+        return self.__dict__["_outer"]
+
+    def _outer(self):
+        return None
+
+    def runs(self) -> tuple | None:
+        """(p, q): any run of L keys of a row holds ≤ q·⌈L/p⌉ of its keys (None: not known)."""
+        return None
 
     def summary(self) -> BoundSummary:
         cached = self.__dict__.get("_summary")
@@ -1113,6 +1295,12 @@ class _Leaf(Bound):
     def _shapes(self):
         return _leaf_shapes(self)
 
+    def _outer(self):
+        return _leaf_outer(self)
+
+    def runs(self):
+        return _leaf_runs(self)
+
     def _summary(self):
         rb = self._row_bound(SYMBOLIC)
         degree, exceptional = Quantity.of(rb.degree), Quantity.of(rb.exceptional)
@@ -1148,6 +1336,10 @@ class _Union(Bound):
 
     def _shapes(self):
         return [s for p in self.parts for s in p.shapes()]
+
+    def _outer(self):
+        outer = [p.outer() for p in self.parts]
+        return None if None in outer else [box for boxes in outer for box in boxes]
 
     def _summary(self):
         ss = [p.summary() for p in self.parts]
@@ -1188,6 +1380,17 @@ class _Intersection(Bound):
         for part in self.parts[1:]:
             shapes = _kept(s.meet(t) for s in shapes for t in part.shapes())
         return shapes
+
+    def _outer(self):
+        known = sorted((p.outer() for p in self.parts if p.outer() is not None), key=len)
+        if not known:
+            return None
+        boxes = known[0]
+        for other in known[1:]:
+            if len(boxes) * len(other) > MAX_OUTER:
+                break
+            boxes = [_meet_boxes(x, y) for x in boxes for y in other]
+        return boxes
 
     def _summary(self):
         ss = [p.summary() for p in self.parts]
@@ -1234,8 +1437,10 @@ class _Difference(Bound):
         return self.left.terms(c)
 
     def _shapes(self):
-        s = self.right.summary()  # every row but E loses ≤ D keys
-        return [shape.minus(s.degree, s.exceptional) for shape in self.left.shapes()]
+        return _without(self.left.shapes(), self.right)
+
+    def _outer(self):
+        return self.left.outer()
 
     def _summary(self):
         a, b = self.left.summary(), self.right.summary()
@@ -1265,8 +1470,8 @@ class _Complement(Bound):
         return [(full, full)]
 
     def _shapes(self):
-        size, s = _domain(self.operand), self.operand.summary()  # ~A = all − A
-        return [] if size is None else [_box(size).minus(s.degree, s.exceptional)]
+        size = _domain(self.operand)  # ~A = all − A
+        return [] if size is None else _without([_box(size)], self.operand)
 
     def _summary(self):
         s = self.operand.summary()
@@ -1292,8 +1497,12 @@ class _Transpose(Bound):
         return [(columns, rows) for rows, columns in self.operand.terms(c)]
 
     def _shapes(self):  # (the shapes held in full: rows and cols swap, offsets turn round)
-        return [_Shape(s.cols, s.rows, (tuple(1 - e for e in s.band[1]), tuple(1 - a for a in s.band[0])))
-                for s in self.operand.shapes() if s.period is None and s.count is None and not s.less]
+        return [_Shape(s.cols, s.rows, _turned(s.band)) for s in self.operand.shapes()
+                if s.period is None and s.count is None and not s.less and not s.thin]
+
+    def _outer(self):
+        outer = self.operand.outer()
+        return None if outer is None else [(cols, rows, _turned(band)) for rows, cols, band in outer]
 
     def _summary(self):
         s = self.operand.summary()
