@@ -59,7 +59,10 @@ Intersections also count rows and columns apart (the *terms* below), which bound
 `cols(0..4) & window(8)` by O(1). Lower bounds for intersections:
 |A ∩ T| ≥ c·|A| when T holds the lower triangle (RowBound.lower_triangle: causal,
 all) and A is symmetric or `causal_dense`; a pattern that holds every (i, i) has
-≥ n connections.
+≥ n connections; and every pattern has *shapes* ("lower bounds" below): boxes of rows
+× cols × offsets that it holds in full, periodically or by a count of keys a row, met
+through & (rows of one inside the other's), − and ~ (less the taken pattern's rows, its
+outer boxes or its runs), blocks and transpose, whose counts are read off rows × keys.
 
 `growth(compiled)` reports every layer × head and the whole file;
 `growth_formula(source)` the same with no n.
@@ -1810,6 +1813,8 @@ def _describe(bound: Bound, n: int | None) -> dict:
                f"({out['per_row_class']}), so {out['bound']} connections; dominated by {s.dominant}")
         if not s.tight:
             why += "; an upper bound that may not be tight"
+    if s.tight and s.held:
+        why += "; at least as many: it holds a part of that size (rows × keys)"
     out["why"] = why
     if n is not None:
         out["bound_at_n"] = bound.evaluate(n)
