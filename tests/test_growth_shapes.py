@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import patterndsl
 from patterndsl import strategies as S
 from patterndsl.analysis.counts import connection_counts
 from patterndsl.analysis.growth import bounds, growth_formula
+from patterndsl.errors import SpatError
 from patterndsl.reference import dense_mask
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -74,6 +76,23 @@ def test_shapes_are_held(source, ns):
     """Every shape of the pattern holds its lower count at n (within its region), and a
     shape held in full lies in the pattern (dense reference)."""
     _held(source, ns)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(S.pattern_sources(max_depth=2), st.sampled_from(["{}", "blocks(4) {{ {} }}", "blocks(3) {{ ~({}) }}",
+                                                       "transpose({})", "~({})", "({}) - window(2)"]),
+       st.integers(320, 420))
+def test_shapes_are_held_everywhere(source, wrap, n):
+    """The same on the primitives' own random calls (offsets, every primitive), inside
+    blocks, transpose, complements and differences. (Shapes hold for all large n: their
+    ends drop those beaten for large n, so the constants here stay ≤ 150 < n / 2.)"""
+    if any(int(x) > (40 if "blocks" in wrap else 150) for x in re.findall(r"\d+", source)):
+        return  # (inside blocks(B), a constant c bounds tokens B·c)
+    try:
+        patterndsl.compile(wrap.format(source), n)
+    except SpatError:
+        return  # (segment ids inside blocks)
+    _held(wrap.format(source), [n])
 
 
 @pytest.mark.parametrize("name", ["deepspeed_fixed", "fixed", "bigbird", "longformer_dilated", "prefix_lm"])

@@ -924,7 +924,7 @@ class _Shape:
         for row_gaps, key_gaps, needs, along in self._candidates():
             if any(x.at(n) > y.at(n) for x, y in needs):
                 continue
-            rows, keys = _gaps_at(row_gaps, n), _gaps_at(key_gaps, n)
+            rows, keys = min(_gaps_at(row_gaps, n), n), min(_gaps_at(key_gaps, n), n)  # (all within [0, n))
             for p, q in self.thin:
                 keys -= q.at(n) * -(-keys // p.at(n))
             if self.period is not None:
@@ -1524,8 +1524,8 @@ class _Blocks(Bound):
 
     def __init__(self, size, operand, outer: Quantity = None):
         # outer: the size it is built for (n, or the cells of an enclosing blocks { })
-        self.outer = N_QUANTITY if outer is None else outer
-        super().__init__(("blocks", size, operand, self.outer), (operand,))
+        self.outer_size = N_QUANTITY if outer is None else outer
+        super().__init__(("blocks", size, operand, self.outer_size), (operand,))
         self.block, self.operand = Quantity.of(size), operand
 
     def __str__(self):
@@ -1542,7 +1542,7 @@ class _Blocks(Bound):
     def _shapes(self):
         if self.block.lo is None:
             return []
-        return [_scaled(s, self.block, self.outer) for s in self.operand.shapes()]
+        return [_scaled(s, self.block, self.outer_size) for s in self.operand.shapes()]
 
     def _summary(self):
         s = self.operand.summary()
