@@ -73,7 +73,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -765,7 +765,7 @@ def _ends(items, op: str) -> tuple:
     """The starts (op "max") or ends ("min") of an interval, their max/min operands spread,
     less those provably beaten by another for large n (equal ones once)."""
     flat = list(dict.fromkeys(q for item in items for q in _parts(Quantity.of(item), op)))
-    beaten = _at_most if op == "max" else (lambda a, b: _at_most(b, a))
+    beaten = _below if op == "max" else (lambda a, b: _below(b, a))
     kept = [a for k, a in enumerate(flat)
             if not any(beaten(a, b) and (k2 < k or not beaten(b, a)) for k2, b in enumerate(flat) if k2 != k)]
     if len(kept) > MAX_ENDS:  # one max (min) of them all: exact (dropping some would widen the interval)
@@ -773,9 +773,20 @@ def _ends(items, op: str) -> tuple:
     return tuple(kept)
 
 
+@lru_cache(maxsize=1 << 16)
+def _difference(y: Quantity, x: Quantity) -> Form:
+    """The form of y − x (without building the Quantity)."""
+    return y.form.plus(x.form, -1)
+
+
+def _below(x: Quantity, y: Quantity) -> bool:
+    """x ≤ y for all large n (as _at_most, through the cached form)."""
+    return _difference(y, x).nonneg
+
+
 def _gap_lo(ends, starts) -> Cls | None:
     """A class L with min(ends) − max(starts) ≥ c·L > 0 for all large n (None: not provable)."""
-    los = [(e - s).lo for e in ends for s in starts]
+    los = [_difference(e, s).lo for e in ends for s in starts]
     return min(los) if los and None not in los else None
 
 
@@ -860,7 +871,7 @@ class _Shape:
                 yield [(r1 + tuple(ck - ak + 1 for ak in a), r0 + tuple(ek - bk for bk in b))], [(c1, c0)], (), False
         # 3. the square rows ∩ cols with j = i in the band (a ≤ 0 < b): half-rows from the diagonal
         needs = tuple((ak, ZERO) for ak in a) + tuple((ONE_Q, bk) for bk in b)
-        if all(_at_most(x, y) for x, y in needs):
+        if all(_below(x, y) for x, y in needs):
             x0, x1 = r0 + c0, r1 + c1
             halves = tuple(q_cdiv(e - s, 2) for e in x1 for s in x0)  # ⌈L/2⌉ for each pair
             rows = [(tuple((e - s) // 2 for e in x1 for s in x0), (ZERO,))]  # ⌊L/2⌋
@@ -901,7 +912,7 @@ class _Shape:
         """A class L with count ≥ c·L for all large n (None: none proved)."""
         best = None
         for row_gaps, key_gaps, needs, along in self._candidates():
-            if not all(_at_most(x, y) for x, y in needs):
+            if not all(_below(x, y) for x, y in needs):
                 continue
             rows, keys = _gaps_lo(row_gaps), _gaps_lo(key_gaps)
             if along:  # q·⌊rows/p⌋ pairs, one a row: D > 0 may take each
@@ -974,8 +985,8 @@ def _contains(outer: tuple, inner: tuple, unbounded_ok: bool = False) -> bool:
     (s0, e0), (s1, e1) = outer, inner
     if (s0 and not s1) or (e0 and not e1):
         return False
-    return (all(any(_at_most(a, b) for b in s1) for a in s0)
-            and all(any(_at_most(b, a) for b in e1) for a in e0))
+    return (all(any(_below(a, b) for b in s1) for a in s0)
+            and all(any(_below(b, a) for b in e1) for a in e0))
 
 
 def _box(size: Quantity, rows=(ZERO,), rows_end=(), cols=(ZERO,), cols_end=(), band=((), ())) -> _Shape:
