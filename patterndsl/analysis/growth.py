@@ -740,24 +740,30 @@ def _terms_count(terms: list, n: int) -> int:
 #   * by count d: each row of the shape holds ≥ d keys in cols whose offsets lie in the
 #     band (random(r): min(r, n) anywhere; chunk(b): b keys within |j − i| < b in the rows
 #     i ≤ n − b).
-# A difference A − B (and ~B = all − B) keeps A's shapes less B's rows: every row but
-# B's E exceptional ones loses ≤ D keys (B's row bound), so a shape carries (D, E) to
-# subtract. An intersection meets its parts' shapes pairwise: in full ∩ any is the latter
-# on the common rows, cols and band; periodic ∩ periodic only for one same pattern; by
-# count ∩ in full only when the count's cols and band lie in the other's (no key lost).
-# blocks(B) { A } maps A's shapes to tokens (a block band [a, b) holds the token band
-# [B·a + B − 1, B·b − 2B + 2); periodic (p, q) becomes (2pB, qB); d key blocks ≥ (d − 1)·B + 1
-# keys); transpose swaps rows and cols of shapes held in full or periodic in j − i.
+# A difference A − B (and ~B = all − B) keeps A's shapes in three ways: less B's rows (every
+# row but B's E exceptional ones loses ≤ D keys, B's row bound: the shape carries (D, E) to
+# subtract); avoiding B's *outer boxes* (boxes whose union holds B: rows(R), cols(R), a band;
+# the parts of the shape before or after each box in rows, cols or offsets); thinned by B's
+# runs (stride(s) takes ≤ ⌈L/s⌉ of L consecutive keys, summary(b, c) ≤ c·⌈L/b⌉). An
+# intersection meets its parts' shapes pairwise: in full ∩ any is the latter on the common
+# rows, cols and band; periodic ∩ periodic only for one same set (one residue class mod p,
+# or one summary); by count ∩ in full only when the count's cols and band lie in the
+# other's (no key lost). blocks(B) { A } maps A's shapes to tokens (a block band [a, b)
+# holds the token band [B·a + B − 1, B·b − 2B + 2); periodic (p, q) becomes (2pB, qB); d key
+# blocks ≥ (d − 1)·B + 1 keys); transpose swaps rows and cols of shapes held in full.
 #
 # A shape's count is at least rows × keys for any of these rows (each needs its ends'
 # gaps provably ≥ c·L > 0 for large n):
-#   1. the rows whose whole band lies in cols: b − a keys each;
+#   1. the rows whose whole band lies in cols: b − a keys each; or only its right end
+#      (min(b − a, i + b − c0) keys, i ≥ the first row) or only its left end;
 #   2. the rows whose band covers cols: |cols| keys each;
 #   3. with j = i in the band, the square rows ∩ cols (side L): its first ⌊L/2⌋ rows hold
 #      min(b, ⌈L/2⌉) keys from the diagonal on, its last ⌊L/2⌋ min(1 − a, ⌈L/2⌉) before it;
-# keys ⌊·/p⌋·q when periodic, less D (when D is of a smaller class), rows less E (likewise).
+#   4. periodic in j: one diagonal j = i + k of the band, q·⌊L/p⌋ pairs for its L rows;
+# keys ⌊·/p⌋·q when periodic, less the thinning (Σ q/p < 1), less D (when D is of a smaller
+# class), rows less E (likewise).
 
-MAX_SHAPES = 24  # beyond, an operator keeps the first ones (fewer shapes: a weaker lower bound)
+MAX_SHAPES = 24  # beyond, an operator keeps the first ones with a lower bound (fewer: a weaker one)
 MAX_ENDS = 4  # beyond, an interval's starts (ends) are one max (min) atom
 
 
@@ -858,13 +864,13 @@ class _Shape:
         # 1b. its right end inside (i + b ≤ c1): min(b − a, i + b − c0) keys, i ≥ r0
         for bk in b:
             for rj in r0:
-                yield ([(r1 + tuple(e - bk + 1 for e in c1), r0)], [(b, a)] * bool(a) + [(tuple(x + rj for x in b), c0)],
-                       (), False)
+                keys = [(b, a)] * bool(a) + [(tuple(x + rj for x in b), c0)]
+                yield [(r1 + tuple(e - bk + 1 for e in c1), r0)], keys, (), False
         # 1c. its left end inside (i + a ≥ c0): min(b − a, c1 − i − a) keys, i < r1
         for ak in a:
             for rj in r1:
-                yield ([(r1, r0 + tuple(s - ak for s in c0))], [(b, a)] * bool(b) + [(tuple(e - rj + 1 for e in c1), a)],
-                       (), False)
+                keys = [(b, a)] * bool(b) + [(tuple(e - rj + 1 for e in c1), a)]
+                yield [(r1, r0 + tuple(s - ak for s in c0))], keys, (), False
         # 2. cols inside the band: i + a ≤ c0 and i + b ≥ c1 (one of c0's and c1's each)
         for ck in c0:
             for ek in c1:
@@ -979,7 +985,7 @@ def _meet_interval(x: tuple, y: tuple) -> tuple:
     return _ends(x[0] + y[0], "max"), _ends(x[1] + y[1], "min")
 
 
-def _contains(outer: tuple, inner: tuple, unbounded_ok: bool = False) -> bool:
+def _contains(outer: tuple, inner: tuple) -> bool:
     """inner ⊆ outer for all large n: each of outer's starts ≤ one of inner's, each of its
     ends ≥ one of inner's (an empty list: unbounded)."""
     (s0, e0), (s1, e1) = outer, inner
@@ -1005,7 +1011,7 @@ def _leaf_shapes(leaf) -> list:
     name, args, m = leaf.cls.name, leaf.args, leaf.built_for
     arg = lambda key: Quantity.of(args[key])  # noqa: E731
     plain = "offset" not in args or arg("offset").const == 0
-    rb = leaf._row_bound(SYMBOLIC)
+    rb, replace = leaf._row_bound(SYMBOLIC), dataclasses.replace
     out = []
     if name == "all":
         out.append(_box(m))
@@ -1015,19 +1021,19 @@ def _leaf_shapes(leaf) -> list:
         left, right = (arg("w"), arg("w")) if "w" in args else (arg("left"), arg("right"))
         out.append(_box(m, band=((-left,), (right + 1,))))
     elif name == "stride" and plain:
-        out.append(_replace(_box(m), period=(arg("s"), ONE_Q, ("residue", arg("s")), "j-i")))
+        out.append(replace(_box(m), period=(arg("s"), ONE_Q, ("residue", arg("s")), "j-i")))
     elif name == "dilated":
         reach = arg("w") * arg("d")
-        out.append(_replace(_box(m, band=((-reach,), (reach + 1,))), period=(arg("d"), ONE_Q, ("residue", arg("d")),
-                                                                            "j-i")))
+        residue = (arg("d"), ONE_Q, ("residue", arg("d")), "j-i")  # (within stride(d))
+        out.append(replace(_box(m, band=((-reach,), (reach + 1,))), period=residue))
     elif name == "chunk" and plain:
         b = arg("b")
         out.append(_box(m, rows_end=(b,), cols_end=(b,)))  # the first chunk
-        out.append(_replace(_box(m, rows_end=(m - b + 1,), band=((1 - b,), (b,))), count=q_min(b, m)))
+        out.append(replace(_box(m, rows_end=(m - b + 1,), band=((1 - b,), (b,))), count=q_min(b, m)))
     elif name == "summary" and plain:
         b, c = arg("b"), arg("c")
         out.append(_box(m, cols=(b - c,), cols_end=(b,)))  # the first chunk's last c keys
-        out.append(_replace(_box(m), period=(b, c, ("summary", b, c), "j")))
+        out.append(replace(_box(m), period=(b, c, ("summary", b, c), "j")))
     elif name in ("rows", "cols", "global"):
         for start, end in _index_items(args["R"]):
             if name != "cols":
@@ -1035,7 +1041,7 @@ def _leaf_shapes(leaf) -> list:
             if name != "rows":
                 out.append(_box(m, cols=(start,), cols_end=(end,)))
     elif name == "random" and "avoid" not in args:
-        out.append(_replace(_box(m), count=q_min(arg("r"), m)))
+        out.append(replace(_box(m), count=q_min(arg("r"), m)))
     elif name == "logsparse":
         out.append(_box(m, band=((-ONE_Q,), (Quantity.of(2),))))  # i and i ± 1
     if rb.reflexive:
@@ -1141,10 +1147,6 @@ def _best(shapes, keep: int = MAX_PIECES) -> list:
 def _turned(band: tuple) -> tuple:
     """The offsets of the transpose: [a, b) becomes [1 − b, 1 − a)."""
     return tuple(1 - e for e in band[1]), tuple(1 - a for a in band[0])
-
-
-def _replace(shape: _Shape, **changes) -> _Shape:
-    return dataclasses.replace(shape, **changes)
 
 
 def _kept(shapes) -> list:
