@@ -177,6 +177,18 @@ HAND = [
     ("cols(0..n // 2) - window(isqrt(n))", "Θ(n^2)"),
     ("(~window(isqrt(n))) & rows(0..n // 2)", "Θ(n^2)"),
     ("cols(3) & (chunk(16) | cols(0..ilog2(n), isqrt(n)))", "Θ(n)"),
+    # avoiding the taken pattern's outer boxes (cols, rows, a band)
+    ("cols(n // 2, 0..n // 4) - cols(n // 2..n)", "Θ(n^2)"),
+    ("(cols(n // 2..n // 2 + 3) | window(0)) - rows(n // 2..n)", "Θ(n)"),
+    ("window(8) - dilated(3, 1)", "Θ(n)"),
+    # thinned by the taken pattern's runs
+    ("~stride(2)", "Θ(n^2)"),
+    ("cols(0..n // 2) - summary(16, 2)", "Θ(n^2)"),
+    # 1b/1c: one end of the band inside cols
+    ("global(0..4) & window(isqrt(n) // 2)", "Θ(n^0.5)"),
+    # 4. one diagonal of a pattern periodic in j
+    ("self & summary(isqrt(n), 1)", "Θ(n^0.5)"),
+    ("summary(16, 2) & window(2)", "Θ(n)"),
     # blocks and transpose
     ("blocks(16) { summary(4, 1) }", "Θ(n^2)"),
     ("blocks(4) { cols(0..n // 8) }", "Θ(n^2)"),
@@ -192,6 +204,13 @@ HAND = [
     ("blocks(16) { ~chunk(n // 16) }", "O(n^2)"),  # the complement's D is the whole block row
     ("window(n, -(n) + 2)", "O(n)"),  # shifted off the matrix
     ("transpose(summary(16, 2)) & causal", "O(n^2)"),  # periodic in j: not carried through transpose
+    ("cols(0..n // 4) - cols(0..n // 2)", "O(n^2)"),  # the box covers the shape: no part left
+    ("rows(0..n // 2) - rows(0..n // 2 + 1)", "O(n^2)"),
+    ("window(3) - window(4)", "O(n)"),
+    ("(~stride(2)) - stride(2, offset=1)", "O(n^2)"),  # no runs for an offset: the odd offsets go
+    ("cols(0..n // 2) - (stride(2) | stride(2, offset=1))", "O(n^2)"),  # a union has no runs
+    ("rows(0..4) & window(isqrt(n), 0)", "O(n^0.5)"),  # column 0 cuts the band's left end: 10 pairs
+    ("(self & summary(isqrt(n), 1)) - cols(0..n)", "O(n^0.5)"),  # D > 0 may take a diagonal's pair
 ]
 
 
