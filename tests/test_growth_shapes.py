@@ -186,6 +186,9 @@ HAND = [
     ("cols(0..n // 2) - summary(16, 2)", "Θ(n^2)"),
     # 1b/1c: one end of the band inside cols
     ("global(0..4) & window(isqrt(n) // 2)", "Θ(n^0.5)"),
+    # 3b. half-rows beside the diagonal
+    ("~causal", "Θ(n^2)"),
+    ("window(ilog2(n), -1) & rows(0..ilog2(n))", "Θ(log^2 n)"),
     # 4. one diagonal of a pattern periodic in j
     ("self & summary(isqrt(n), 1)", "Θ(n^0.5)"),
     ("summary(16, 2) & window(2)", "Θ(n)"),
@@ -209,7 +212,8 @@ HAND = [
     ("window(3) - window(4)", "O(n)"),
     ("(~stride(2)) - stride(2, offset=1)", "O(n^2)"),  # no runs for an offset: the odd offsets go
     ("cols(0..n // 2) - (stride(2) | stride(2, offset=1))", "O(n^2)"),  # a union has no runs
-    ("rows(0..4) & window(isqrt(n), 0)", "O(n^0.5)"),  # column 0 cuts the band's left end: 10 pairs
+    ("rows(0..4) & window(isqrt(n), 0)", "O(n^0.5)"),
+    ("rows(n // 2..n) & window(-(n // 2) - 1, n)", "O(n^2)"),  # offsets > n/2 from rows ≥ n/2: none  # column 0 cuts the band's left end: 10 pairs
     ("(self & summary(isqrt(n), 1)) - cols(0..n)", "O(n^0.5)"),  # D > 0 may take a diagonal's pair
 ]
 

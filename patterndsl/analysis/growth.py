@@ -883,6 +883,17 @@ class _Shape:
             rows = [(tuple((e - s) // 2 for e in x1 for s in x0), (ZERO,))]  # ⌊L/2⌋
             yield rows, [(b + halves, (ZERO,))], needs, False
             yield rows, [(tuple(1 - ak for ak in a) + halves, (ZERO,))], needs, False
+        # 3b. the band beside the diagonal (a ≥ 0, or b ≤ 1): the same half-rows, from i + a on
+        # (min(b − a, ⌈L/2⌉ − a) keys) or up to i + b (min(b − a, ⌈L/2⌉ + b) keys)
+        x0, x1 = r0 + c0, r1 + c1
+        halves = tuple(q_cdiv(e - s, 2) for e in x1 for s in x0)
+        rows = [(tuple((e - s) // 2 for e in x1 for s in x0), (ZERO,))]
+        after = tuple((ZERO, ak) for ak in a)
+        if a and all(_below(x, y) for x, y in after):
+            yield rows, [(b, a)] * bool(b) + [(halves, a)], after, False
+        before = tuple((bk, ONE_Q) for bk in b)
+        if b and all(_below(x, y) for x, y in before):
+            yield rows, [(b, a)] * bool(a) + [(tuple(h + bk for h in halves for bk in b), (ZERO,))], before, False
         # 4. periodic in j: one diagonal j = i + k of the band, k its least offset (or 0)
         if self.period is not None and self.period[3] == "j":
             k = q_max(*a) if a else (q_min(*b) - 1 if b else ZERO)
