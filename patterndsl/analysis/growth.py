@@ -1544,7 +1544,8 @@ class _Transpose(Bound):
 class _Blocks(Bound):
     """blocks(B) { A }, A's leaves built for ⌈n/B⌉: a row's keys are B per key block of its
     block row, so each group (r rows of ≤ d keys) of A's views becomes (B·r, B·d). For a
-    constant B the classes are A's (⌈n/B⌉ = Θ(n)), and so is the lower bound."""
+    constant B the classes are A's (⌈n/B⌉ = Θ(n)); its lower bound is read off A's shapes,
+    mapped to tokens."""
 
     def __init__(self, size, operand, outer: Quantity = None):
         # outer: the size it is built for (n, or the cells of an enclosing blocks { })
