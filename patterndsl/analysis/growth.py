@@ -59,17 +59,21 @@ Intersections also count rows and columns apart (the *terms* below), which bound
 `cols(0..4) & window(8)` by O(1). Lower bounds for intersections:
 |A ∩ T| ≥ c·|A| when T holds the lower triangle (RowBound.lower_triangle: causal,
 all) and A is symmetric or `causal_dense`; a pattern that holds every (i, i) has
-≥ n connections.
+≥ n connections; and every pattern has *shapes* ("lower bounds" below): boxes of rows
+× cols × offsets that it holds in full, periodically or by a count of keys a row, met
+through & (rows of one inside the other's), − and ~ (less the taken pattern's rows, its
+outer boxes or its runs), blocks and transpose, whose counts are read off rows × keys.
 
 `growth(compiled)` reports every layer × head and the whole file;
 `growth_formula(source)` the same with no n.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -617,6 +621,7 @@ class BoundSummary:
     dominant: str  # the primitive (as written, arguments evaluated where constant) that dominates
     lower_triangle: bool = False  # holds every (i, j) with j ≤ i
     apart: bool = False  # hi is the class of the terms (rows and columns counted apart), below the row bound's
+    held: bool = False  # lo is read off a shape it holds (see "lower bounds" above)
     empty: bool = False  # no connections for large n
 
     @property
@@ -716,6 +721,473 @@ def _terms_count(terms: list, n: int) -> int:
     return min(n * n, sum(min(sum(r * d for r, d in view) for view in term) for term in terms))
 
 
+
+# ---- lower bounds: parts held in full (inner shapes) -----------------------------------------
+#
+# Beside its upper bounds, each pattern has a list of *shapes*, sets of pairs that it holds
+# for all large n, from which a lower bound on its count is read. A shape is
+#
+#     {(i, j): i ∈ rows, j ∈ cols, j − i ∈ band}        rows, cols, band: intervals [s, e)
+#
+# whose ends are symbolic: s = max(starts), e = min(ends) (an intersection joins the
+# lists; an empty band list is unbounded) — held in one of three ways:
+#   * in full (every such pair: `all`, `causal`, window(l, r) as the band [−l, r + 1),
+#     rows(R), cols(R), the first chunk of chunk(b), the last c keys of summary(b, c)'s
+#     first chunk);
+#   * periodically (p, q): any run of L consecutive keys of a row of the shape holds
+#     ≥ q·⌊L/p⌋ of the pattern's (stride(s): (s, 1) in j − i; dilated(w, d): (d, 1) in
+#     its band; summary(b, c): (b, c) in j);
+#   * by count d: each row of the shape holds ≥ d keys in cols whose offsets lie in the
+#     band (random(r): min(r, n) anywhere; chunk(b): b keys within |j − i| < b in the rows
+#     i ≤ n − b).
+# A difference A − B (and ~B = all − B) keeps A's shapes in three ways: less B's rows (every
+# row but B's E exceptional ones loses ≤ D keys, B's row bound: the shape carries (D, E) to
+# subtract); avoiding B's *outer boxes* (boxes whose union holds B: rows(R), cols(R), a band;
+# the parts of the shape before or after each box in rows, cols or offsets); thinned by B's
+# runs (stride(s) takes ≤ ⌈L/s⌉ of L consecutive keys, summary(b, c) ≤ c·⌈L/b⌉). An
+# intersection meets its parts' shapes pairwise: in full ∩ any is the latter on the common
+# rows, cols and band; periodic ∩ periodic only for one same set (one residue class mod p,
+# or one summary); by count ∩ in full only when the count's cols and band lie in the
+# other's (no key lost). blocks(B) { A } maps A's shapes to tokens (a block band [a, b)
+# holds the token band [B·a + B − 1, B·b − 2B + 2); periodic (p, q) becomes (2pB, qB); d key
+# blocks ≥ (d − 1)·B + 1 keys); transpose swaps rows and cols of shapes held in full.
+#
+# A shape's count is at least rows × keys for any of these rows (each needs its ends'
+# gaps provably ≥ c·L > 0 for large n):
+#   1. the rows whose whole band lies in cols: b − a keys each; or only its right end
+#      (min(b − a, i + b − c0) keys, i ≥ the first row) or only its left end;
+#   2. the rows whose band covers cols: |cols| keys each;
+#   3. with j = i in the band, the square rows ∩ cols (side L): its first ⌊L/2⌋ rows hold
+#      min(b, ⌈L/2⌉) keys from the diagonal on, its last ⌊L/2⌋ min(1 − a, ⌈L/2⌉) before it;
+#   4. periodic in j: one diagonal j = i + k of the band, q·⌊L/p⌋ pairs for its L rows;
+# keys ⌊·/p⌋·q when periodic, less the thinning (Σ q/p < 1), less D (when D is of a smaller
+# class), rows less E (likewise).
+
+MAX_SHAPES = 24  # beyond, an operator keeps the first ones with a lower bound (fewer: a weaker one)
+MAX_ENDS = 4  # beyond, an interval's starts (ends) are one max (min) atom
+
+
+def _ends(items, op: str) -> tuple:
+    """The starts (op "max") or ends ("min") of an interval, their max/min operands spread,
+    less those provably beaten by another for large n (equal ones once)."""
+    flat = list(dict.fromkeys(q for item in items for q in _parts(Quantity.of(item), op)))
+    beaten = _below if op == "max" else (lambda a, b: _below(b, a))
+    kept = [a for k, a in enumerate(flat)
+            if not any(beaten(a, b) and (k2 < k or not beaten(b, a)) for k2, b in enumerate(flat) if k2 != k)]
+    if len(kept) > MAX_ENDS:  # one max (min) of them all: exact (dropping some would widen the interval)
+        return ((q_max if op == "max" else q_min)(*kept),)
+    return tuple(kept)
+
+
+@lru_cache(maxsize=1 << 16)
+def _difference(y: Quantity, x: Quantity) -> Form:
+    """The form of y − x (without building the Quantity)."""
+    return y.form.plus(x.form, -1)
+
+
+def _below(x: Quantity, y: Quantity) -> bool:
+    """x ≤ y for all large n (as _at_most, through the cached form)."""
+    return _difference(y, x).nonneg
+
+
+def _gap_lo(ends, starts) -> Cls | None:
+    """A class L with min(ends) − max(starts) ≥ c·L > 0 for all large n (None: not provable)."""
+    los = [_difference(e, s).lo for e in ends for s in starts]
+    return min(los) if los and None not in los else None
+
+
+def _gap_at(ends, starts, n: int) -> int:
+    return max(0, min(e.at(n) for e in ends) - max(s.at(n) for s in starts))
+
+
+@dataclass(frozen=True)
+class _Shape:
+    rows: tuple  # (starts, ends)
+    cols: tuple
+    band: tuple  # offsets j − i: (starts, ends); an empty list is unbounded
+    period: tuple | None = None  # (p, q, ident, along): periodic; along "j" (in the key) or "j-i"
+    count: Quantity | None = None  # held by count d (cols and band bound where the keys lie)
+    less: tuple = ()  # ((D, E), …): rows lose ≤ D keys each, E rows all
+    thin: tuple = ()  # ((p, q), …): any run of L keys loses ≤ q·⌈L/p⌉
+
+    def meet(self, other: "_Shape") -> "_Shape | None":
+        """A shape of the intersection (None: none proved)."""
+        if self.count is not None and other.count is not None:
+            return None
+        a, b = (other, self) if other.count is not None else (self, other)  # (a the count, if any)
+        less, thin = a.less + b.less, a.thin + b.thin
+        if a.count is not None:
+            if b.period is not None or b.thin or not (_contains(b.cols, a.cols) and _contains(b.band, a.band)):
+                return None
+            return _Shape(_meet_interval(a.rows, b.rows), a.cols, a.band, None, a.count, less)
+        if a.period is not None and b.period is not None and a.period != b.period:
+            return None
+        if thin and (a.period or b.period):
+            return None
+        return _Shape(_meet_interval(a.rows, b.rows), _meet_interval(a.cols, b.cols), _meet_interval(a.band, b.band),
+                      a.period or b.period, None, less, thin)
+
+    def minus(self, degree: Quantity, exceptional: Quantity) -> "_Shape":
+        return dataclasses.replace(self, less=self.less + ((degree, exceptional),))
+
+    def avoid(self, box: tuple) -> list:
+        """Shapes of this one less the pairs of ``box`` (rows, cols, band: an outer bound of
+        what is taken away): the parts before or after it in each coordinate. (A count's
+        keys may lie anywhere in its cols and band: only its rows are cut.)"""
+        out = []
+        for k, (starts, ends) in enumerate(box):
+            if k and self.count is not None:
+                break
+            field = ("rows", "cols", "band")[k]
+            own = getattr(self, field)
+            if starts:  # before the box: own ends at its start
+                out.append(dataclasses.replace(self, **{field: _meet_interval(own, ((), starts))}))
+            if ends:  # after it
+                out.append(dataclasses.replace(self, **{field: _meet_interval(own, (ends, ()))}))
+        return out
+
+    # the count
+
+    def _candidates(self):
+        """(row gaps, key gaps, needs, along) for each rule: rows and keys are the least of
+        their gaps min(ends) − max(starts); the count is ≥ rows × keys (along: q·⌊rows/p⌋,
+        one key a row on one diagonal) where each (x, y) of needs has x ≤ y (for all large n:
+        proved; at one n: checked)."""
+        (r0, r1), (c0, c1), (a, b) = self.rows, self.cols, self.band
+        if self.count is not None:
+            yield [(r1, r0)], [((self.count,), (ZERO,))], (), False
+            return
+        if a and b:  # 1. the band inside cols: i + a ≥ c0 and i + b ≤ c1 (one of a's and b's each)
+            for ak in a:
+                for bk in b:
+                    yield [(r1 + tuple(e - bk + 1 for e in c1), r0 + tuple(s - ak for s in c0))], [(b, a)], (), False
+        # 1b. its right end inside (i + b ≤ c1): min(b − a, i + b − c0) keys, i ≥ r0
+        for bk in b:
+            for rj in r0:
+                keys = [(b, a)] * bool(a) + [(tuple(x + rj for x in b), c0)]
+                yield [(r1 + tuple(e - bk + 1 for e in c1), r0)], keys, (), False
+        # 1c. its left end inside (i + a ≥ c0): min(b − a, c1 − i − a) keys, i < r1
+        for ak in a:
+            for rj in r1:
+                keys = [(b, a)] * bool(b) + [(tuple(e - rj + 1 for e in c1), a)]
+                yield [(r1, r0 + tuple(s - ak for s in c0))], keys, (), False
+        # 2. cols inside the band: i + a ≤ c0 and i + b ≥ c1 (one of c0's and c1's each)
+        for ck in c0:
+            for ek in c1:
+                yield [(r1 + tuple(ck - ak + 1 for ak in a), r0 + tuple(ek - bk for bk in b))], [(c1, c0)], (), False
+        # 3. the square rows ∩ cols with j = i in the band (a ≤ 0 < b): half-rows from the diagonal
+        needs = tuple((ak, ZERO) for ak in a) + tuple((ONE_Q, bk) for bk in b)
+        if all(_below(x, y) for x, y in needs):
+            x0, x1 = r0 + c0, r1 + c1
+            halves = tuple(q_cdiv(e - s, 2) for e in x1 for s in x0)  # ⌈L/2⌉ for each pair
+            rows = [(tuple((e - s) // 2 for e in x1 for s in x0), (ZERO,))]  # ⌊L/2⌋
+            yield rows, [(b + halves, (ZERO,))], needs, False
+            yield rows, [(tuple(1 - ak for ak in a) + halves, (ZERO,))], needs, False
+        # 3b. the band beside the diagonal (a ≥ 0, or b ≤ 1): the same half-rows, from i + a on
+        # (min(b − a, ⌈L/2⌉ − a) keys) or up to i + b (min(b − a, ⌈L/2⌉ + b) keys)
+        x0, x1 = r0 + c0, r1 + c1
+        halves = tuple(q_cdiv(e - s, 2) for e in x1 for s in x0)
+        rows = [(tuple((e - s) // 2 for e in x1 for s in x0), (ZERO,))]
+        after = tuple((ZERO, ak) for ak in a)
+        if a and all(_below(x, y) for x, y in after):
+            yield rows, [(b, a)] * bool(b) + [(halves, a)], after, False
+        before = tuple((bk, ONE_Q) for bk in b)
+        if b and all(_below(x, y) for x, y in before):
+            yield rows, [(b, a)] * bool(a) + [(tuple(h + bk for h in halves for bk in b), (ZERO,))], before, False
+        # 4. periodic in j: one diagonal j = i + k of the band, k its least offset (or 0)
+        if self.period is not None and self.period[3] == "j":
+            k = q_max(*a) if a else (q_min(*b) - 1 if b else ZERO)
+            yield ([(r1 + tuple(e - k for e in c1), r0 + tuple(s - k for s in c0))], [((ONE_Q,), (ZERO,))],
+                   tuple((k + 1, bk) for bk in b), True)
+
+    def _keys_lo(self, run: Cls | None, exact: int | None) -> Cls | None:
+        """The class of the keys a row holds in a run of ≥ c·run consecutive ones (exact:
+        its length when it is a constant)."""
+        if run is None:
+            return None
+        if self.thin:
+            # q/p of each run at most: Σ q/p < 1 for constants, or p growing (q constant)
+            share = sum((Fraction(q.const, p.const) for p, q in self.thin if p.const and q.const is not None),
+                        Fraction(0))
+            others = [(p, q) for p, q in self.thin if not (p.const and q.const is not None)]
+            if share >= 1 or run <= ONE or any(q.const is None or p.lo is None or p.lo <= ONE for p, q in others):
+                return None
+        if self.period is None:
+            return run
+        p, q = self.period[:2]
+        if q.lo is None:
+            return None
+        if p.const == 1:
+            return _mul(run, q.lo)
+        if exact is not None and p.const is not None and q.const is not None:
+            return ONE if q.const * (exact // p.const) > 0 else None
+        per = _div(run, p.hi)
+        return _mul(per, q.lo) if per > ONE else None
+
+    @cached_property
+    def lo(self) -> Cls | None:
+        """A class L with count ≥ c·L for all large n (None: none proved)."""
+        best = None
+        for row_gaps, key_gaps, needs, along in self._candidates():
+            if not all(_below(x, y) for x, y in needs):
+                continue
+            rows, keys = _gaps_lo(row_gaps), _gaps_lo(key_gaps)
+            if along:  # q·⌊rows/p⌋ pairs, one a row: D > 0 may take each
+                if any(not d.zero for d, _ in self.less) or self.thin:
+                    continue
+                rows, keys = self._keys_lo(rows, _gaps_exact(row_gaps)), ONE
+            else:
+                keys = self._keys_lo(keys, _gaps_exact(key_gaps))
+            for degree, exceptional in self.less:
+                rows = _less(rows, exceptional)
+                keys = _less(keys, degree) if not along else keys
+            if rows is not None and keys is not None:
+                lo = _mul(rows, min(keys, N))
+                best = lo if best is None else max(best, lo)
+        return best
+
+    def count_at(self, n: int) -> int:
+        """The same lower bound at one n (rows × keys of the best rule there): ≤ the count."""
+        best = 0
+        for row_gaps, key_gaps, needs, along in self._candidates():
+            if any(x.at(n) > y.at(n) for x, y in needs):
+                continue
+            rows, keys = min(_gaps_at(row_gaps, n), n), min(_gaps_at(key_gaps, n), n)  # (all within [0, n))
+            for p, q in self.thin:
+                keys -= q.at(n) * -(-keys // p.at(n))
+            if self.period is not None:
+                p, q = self.period[:2]
+                if along:
+                    rows, keys = q.at(n) * (rows // p.at(n)), (0 if any(d.at(n) for d, _ in self.less) else 1)
+                else:
+                    keys = q.at(n) * (keys // p.at(n))
+            for degree, exceptional in self.less:
+                rows, keys = rows - exceptional.at(n), keys - (0 if along else degree.at(n))
+            best = max(best, max(rows, 0) * max(keys, 0))
+        return best
+
+
+def _gaps_lo(gaps) -> Cls | None:
+    los = [_gap_lo(ends, starts) for ends, starts in gaps]
+    return min(los) if los and None not in los else None
+
+
+def _gaps_exact(gaps) -> int | None:
+    """The least gap when every difference is a constant."""
+    values = [(e - s).const for ends, starts in gaps for e in ends for s in starts]
+    return min(values) if values and None not in values else None
+
+
+def _gaps_at(gaps, n: int) -> int:
+    return min(_gap_at(ends, starts, n) for ends, starts in gaps)
+
+
+ONE_Q = Quantity.of(1)
+
+
+def _less(lo: Cls | None, taken: Quantity) -> Cls | None:
+    """The class of x − taken, given x ≥ c·lo: lo when taken is of a smaller class."""
+    if lo is None or taken.zero:
+        return lo
+    return lo if taken.hi < lo else None
+
+
+def _meet_interval(x: tuple, y: tuple) -> tuple:
+    return _ends(x[0] + y[0], "max"), _ends(x[1] + y[1], "min")
+
+
+def _contains(outer: tuple, inner: tuple) -> bool:
+    """inner ⊆ outer for all large n: each of outer's starts ≤ one of inner's, each of its
+    ends ≥ one of inner's (an empty list: unbounded)."""
+    (s0, e0), (s1, e1) = outer, inner
+    if (s0 and not s1) or (e0 and not e1):
+        return False
+    return (all(any(_below(a, b) for b in s1) for a in s0)
+            and all(any(_below(b, a) for b in e1) for a in e0))
+
+
+def _box(size: Quantity, rows=(ZERO,), rows_end=(), cols=(ZERO,), cols_end=(), band=((), ())) -> _Shape:
+    return _Shape((_ends(rows + (ZERO,), "max"), _ends(tuple(rows_end) + (size,), "min")),
+                  (_ends(cols + (ZERO,), "max"), _ends(tuple(cols_end) + (size,), "min")),
+                  (_ends(band[0], "max"), _ends(band[1], "min")))
+
+
+def _index_items(items) -> list[tuple]:
+    """[(start, end)] of an index list's items (an index x: [x, x + 1))."""
+    return [(Quantity.of(i.lo), Quantity.of(i.hi)) if isinstance(i, RangeValue) else (i, i + 1) for i in items]
+
+
+def _leaf_shapes(leaf) -> list:
+    """The shapes a primitive holds (its meaning, as the README's table states it)."""
+    name, args, m = leaf.cls.name, leaf.args, leaf.built_for
+    arg = lambda key: Quantity.of(args[key])  # noqa: E731
+    plain = "offset" not in args or arg("offset").const == 0
+    rb, replace = leaf._row_bound(SYMBOLIC), dataclasses.replace
+    out = []
+    if name == "all":
+        out.append(_box(m))
+    elif name == "causal":
+        out.append(_box(m, band=((), (ONE_Q,))))
+    elif name == "window":
+        left, right = (arg("w"), arg("w")) if "w" in args else (arg("left"), arg("right"))
+        out.append(_box(m, band=((-left,), (right + 1,))))
+    elif name == "stride" and plain:
+        out.append(replace(_box(m), period=(arg("s"), ONE_Q, ("residue", arg("s")), "j-i")))
+    elif name == "dilated":
+        reach = arg("w") * arg("d")
+        residue = (arg("d"), ONE_Q, ("residue", arg("d")), "j-i")  # (within stride(d))
+        out.append(replace(_box(m, band=((-reach,), (reach + 1,))), period=residue))
+    elif name == "chunk" and plain:
+        b = arg("b")
+        out.append(_box(m, rows_end=(b,), cols_end=(b,)))  # the first chunk
+        out.append(replace(_box(m, rows_end=(m - b + 1,), band=((1 - b,), (b,))), count=q_min(b, m)))
+    elif name == "summary" and plain:
+        b, c = arg("b"), arg("c")
+        out.append(_box(m, cols=(b - c,), cols_end=(b,)))  # the first chunk's last c keys
+        out.append(replace(_box(m), period=(b, c, ("summary", b, c), "j")))
+    elif name in ("rows", "cols", "global"):
+        for start, end in _index_items(args["R"]):
+            if name != "cols":
+                out.append(_box(m, rows=(start,), rows_end=(end,)))
+            if name != "rows":
+                out.append(_box(m, cols=(start,), cols_end=(end,)))
+    elif name == "random" and "avoid" not in args:
+        out.append(replace(_box(m), count=q_min(arg("r"), m)))
+    elif name == "logsparse":
+        out.append(_box(m, band=((-ONE_Q,), (Quantity.of(2),))))  # i and i ± 1
+    if rb.reflexive:
+        out.append(_box(m, band=((ZERO,), (ONE_Q,))))
+    if rb.lower_triangle:
+        out.append(_box(m, band=((), (ONE_Q,))))
+    return out
+
+
+def _domain(bound) -> Quantity | None:
+    """The size its rows and keys range over (n, or ⌈n/B⌉ inside blocks(B) { }), read off its
+    leaves (None: none is reached outside a nested blocks or grid, or they differ)."""
+    if isinstance(bound, _Leaf):
+        return bound.built_for
+    if isinstance(bound, (_Blocks, _Grid)):
+        return None
+    found = {_domain(child) for child in bound.children}
+    return found.pop() if len(found) == 1 else None
+
+
+def _leaf_outer(leaf) -> list | None:
+    """Boxes (rows, cols, band; an empty list unbounded) whose union holds the primitive
+    (None: no such list; [] for `none`)."""
+    name, args = leaf.cls.name, leaf.args
+    arg = lambda key: Quantity.of(args[key])  # noqa: E731
+    whole = ((), ())
+    if name == "none":
+        return []
+    if name in ("rows", "cols", "global"):
+        out = []
+        for start, end in _index_items(args["R"]):
+            side = ((start,), (end,))
+            if name != "cols":
+                out.append((side, whole, whole))
+            if name != "rows":
+                out.append((whole, side, whole))
+        return out
+    band = None
+    if name == "window":
+        left, right = (arg("w"), arg("w")) if "w" in args else (arg("left"), arg("right"))
+        band = ((-left,), (right + 1,))
+    elif name == "self":
+        band = ((ZERO,), (ONE_Q,))
+    elif name == "causal":
+        band = ((), (ONE_Q,))
+    elif name == "chunk":  # (any offset: a chunk's keys are within b − 1)
+        band = ((1 - arg("b"),), (arg("b"),))
+    elif name == "dilated":
+        reach = arg("w") * arg("d")
+        band = ((-reach,), (reach + 1,))
+    elif name == "summary" and Quantity.of(args.get("offset", 0)).const == 0:
+        return [(whole, ((arg("b") - arg("c"),), ()), whole)]  # j mod b ≥ b − c: j ≥ b − c
+    return None if band is None else [(whole, whole, band)]
+
+
+def _leaf_runs(leaf) -> tuple | None:
+    """(p, q): any run of L consecutive keys of a row holds ≤ q·⌈L/p⌉ of the primitive's."""
+    name, args = leaf.cls.name, leaf.args
+    if name in ("stride", "summary") and Quantity.of(args.get("offset", 0)).const != 0:
+        return None
+    if name == "stride":
+        return Quantity.of(args["s"]), ONE_Q
+    if name == "dilated":
+        return Quantity.of(args["d"]), ONE_Q
+    if name == "summary":
+        return Quantity.of(args["b"]), Quantity.of(args["c"])
+    return None
+
+
+MAX_OUTER = 4  # an outer list longer than this is not used
+MAX_PIECES = 6  # pieces kept after each box avoided (those with the best lower bounds)
+
+
+def _meet_boxes(x: tuple, y: tuple) -> tuple:
+    return tuple(_meet_interval(a, b) for a, b in zip(x, y))
+
+
+def _without(shapes: list, taken) -> list:
+    """Shapes of A − B for A's shapes: less B's per-row bound (D, E); avoiding B's outer
+    boxes; thinned by B's runs (shapes held in full)."""
+    s = taken.summary()
+    out = [shape.minus(s.degree, s.exceptional) for shape in shapes]
+    boxes = taken.outer()
+    if boxes is not None and len(boxes) <= MAX_OUTER:
+        for shape in shapes:
+            pieces = [shape]
+            for box in boxes:
+                pieces = _best(piece for p in pieces for piece in p.avoid(box))
+            out += pieces
+    runs = taken.runs()
+    if runs is not None:
+        out += [dataclasses.replace(shape, thin=shape.thin + (runs,)) for shape in shapes
+                if shape.period is None and shape.count is None]
+    return out
+
+
+def _best(shapes, keep: int = MAX_PIECES) -> list:
+    """The shapes with a lower bound, best first, at most ``keep``."""
+    held = [s for s in dict.fromkeys(shapes) if s.lo is not None]
+    return sorted(held, key=lambda s: s.lo, reverse=True)[:keep]
+
+
+def _turned(band: tuple) -> tuple:
+    """The offsets of the transpose: [a, b) becomes [1 − b, 1 − a)."""
+    return tuple(1 - e for e in band[1]), tuple(1 - a for a in band[0])
+
+
+def _kept(shapes) -> list:
+    """At most MAX_SHAPES of them, those with a lower bound first."""
+    shapes = list(dict.fromkeys(s for s in shapes if s is not None))
+    if len(shapes) > MAX_SHAPES:
+        shapes.sort(key=lambda s: s.lo is None)
+    return shapes[:MAX_SHAPES]
+
+
+def _scaled(shape: _Shape, b: Quantity, n: Quantity) -> _Shape | None:
+    """A shape of A (over blocks of b tokens) as a shape of blocks(b) { A }."""
+    scale = lambda xs: tuple(x * b for x in xs)  # noqa: E731
+    (r0, r1), (c0, c1), (a, e) = shape.rows, shape.cols, shape.band
+    rows = (_ends(scale(r0), "max"), _ends(scale(r1) + (n,), "min"))
+    cols = (_ends(scale(c0), "max"), _ends(scale(c1) + (n,), "min"))
+    less = tuple((d * b, x * b) for d, x in shape.less)
+    if shape.thin:
+        return None
+    if shape.count is not None:  # the keys' blocks lie in [B·a − B + 1, B·e) of offsets
+        band = (_ends(tuple(x * b - b + 1 for x in a), "max"), _ends(scale(e), "min"))
+        return _Shape(rows, cols, band, None, shape.count * b - b + 1, less)
+    band = (_ends(tuple(x * b + b - 1 for x in a), "max"), _ends(tuple(x * b - 2 * b + 2 for x in e), "min"))
+    period = None
+    if shape.period is not None:
+        p, q, ident, along = shape.period
+        period = (p * b * 2, q * b, ("blocks", b, ident), along)
+    return _Shape(rows, cols, band, period, None, less)
+
+
 class Bound:
     """A symbolic bound on the connection count of one pattern expression: the patterns
     of the symbolic domain. Bounds are equal when they are built alike from equal
@@ -754,6 +1226,29 @@ class Bound:
             memo[key] = self._terms(c)
         return memo[key]
 
+    def shapes(self) -> list:
+        """Sets of pairs it holds for all large n (see above)."""
+        cached = self.__dict__.get("_shapes")
+        if cached is None:
+            cached = self.__dict__["_shapes"] = _kept(self._shapes())
+        return cached
+
+    def _shapes(self) -> list:
+        return []
+
+    def outer(self) -> list | None:
+        """Boxes whose union holds it, in its domain (None: not known)."""
+        if "_outer" not in self.__dict__:
+            self.__dict__["_outer"] = self._outer()
+        return self.__dict__["_outer"]
+
+    def _outer(self):
+        return None
+
+    def runs(self) -> tuple | None:
+        """(p, q): any run of L keys of a row holds ≤ q·⌈L/p⌉ of its keys (None: not known)."""
+        return None
+
     def summary(self) -> BoundSummary:
         cached = self.__dict__.get("_summary")
         if cached is None:
@@ -764,6 +1259,9 @@ class Bound:
                 cached.empty = apart is None
             if cached.reflexive and (cached.lo is None or cached.lo < N):
                 cached.lo = N  # every (i, i): at least n connections
+            held = max((s.lo for s in self.shapes() if s.lo is not None), default=None)
+            if held is not None and (cached.lo is None or held > cached.lo):
+                cached.lo, cached.held = held, True
             if cached.lo is not None and cached.lo > cached.hi:
                 cached.lo = cached.hi  # (cannot happen; keeps the report consistent)
             self.__dict__["_summary"] = cached
@@ -821,6 +1319,15 @@ class _Leaf(Bound):
     def _terms(self, c):
         return _leaf_terms(self._row_bound(c), c)
 
+    def _shapes(self):
+        return _leaf_shapes(self)
+
+    def _outer(self):
+        return _leaf_outer(self)
+
+    def runs(self):
+        return _leaf_runs(self)
+
     def _summary(self):
         rb = self._row_bound(SYMBOLIC)
         degree, exceptional = Quantity.of(rb.degree), Quantity.of(rb.exceptional)
@@ -853,6 +1360,13 @@ class _Union(Bound):
 
     def _terms(self, c):
         return _joined([term for p in self.parts for term in p.terms(c)], c)
+
+    def _shapes(self):
+        return [s for p in self.parts for s in p.shapes()]
+
+    def _outer(self):
+        outer = [p.outer() for p in self.parts]
+        return None if None in outer else [box for boxes in outer for box in boxes]
 
     def _summary(self):
         ss = [p.summary() for p in self.parts]
@@ -887,6 +1401,23 @@ class _Intersection(Bound):
         for part in self.parts[1:]:
             terms = _joined([(_meet(t[0], u[0], c), _meet(t[1], u[1], c)) for t in terms for u in part.terms(c)], c)
         return terms
+
+    def _shapes(self):
+        shapes = self.parts[0].shapes()
+        for part in self.parts[1:]:
+            shapes = _kept(s.meet(t) for s in shapes for t in part.shapes())
+        return shapes
+
+    def _outer(self):
+        known = sorted((p.outer() for p in self.parts if p.outer() is not None), key=len)
+        if not known:
+            return None
+        boxes = known[0]
+        for other in known[1:]:
+            if len(boxes) * len(other) > MAX_OUTER:
+                break
+            boxes = [_meet_boxes(x, y) for x in boxes for y in other]
+        return boxes
 
     def _summary(self):
         ss = [p.summary() for p in self.parts]
@@ -932,6 +1463,12 @@ class _Difference(Bound):
     def _terms(self, c):
         return self.left.terms(c)
 
+    def _shapes(self):
+        return _without(self.left.shapes(), self.right)
+
+    def _outer(self):
+        return self.left.outer()
+
     def _summary(self):
         a, b = self.left.summary(), self.right.summary()
         common = min(b.hi, _Intersection((self.left, self.right)).summary().hi)
@@ -959,6 +1496,10 @@ class _Complement(Bound):
         full = _view(((c.n, c.n),), c)
         return [(full, full)]
 
+    def _shapes(self):
+        size = _domain(self.operand)  # ~A = all − A
+        return [] if size is None else _without([_box(size)], self.operand)
+
     def _summary(self):
         s = self.operand.summary()
         # |~A| = n² − |A| ≥ n·(n − D − E): Θ(n²) when |A| = o(n²) or n − D − E ≥ c·n.
@@ -982,6 +1523,14 @@ class _Transpose(Bound):
     def _terms(self, c):
         return [(columns, rows) for rows, columns in self.operand.terms(c)]
 
+    def _shapes(self):  # (the shapes held in full: rows and cols swap, offsets turn round)
+        return [_Shape(s.cols, s.rows, _turned(s.band)) for s in self.operand.shapes()
+                if s.period is None and s.count is None and not s.less and not s.thin]
+
+    def _outer(self):
+        outer = self.operand.outer()
+        return None if outer is None else [(cols, rows, _turned(band)) for rows, cols, band in outer]
+
     def _summary(self):
         s = self.operand.summary()
         # The row bound of A's columns is not tracked: n per row, with A's count classes.
@@ -995,10 +1544,13 @@ class _Transpose(Bound):
 class _Blocks(Bound):
     """blocks(B) { A }, A's leaves built for ⌈n/B⌉: a row's keys are B per key block of its
     block row, so each group (r rows of ≤ d keys) of A's views becomes (B·r, B·d). For a
-    constant B the classes are A's (⌈n/B⌉ = Θ(n)), and so is the lower bound."""
+    constant B the classes are A's (⌈n/B⌉ = Θ(n)); its lower bound is read off A's shapes,
+    mapped to tokens."""
 
-    def __init__(self, size, operand):
-        super().__init__(("blocks", size, operand), (operand,))
+    def __init__(self, size, operand, outer: Quantity = None):
+        # outer: the size it is built for (n, or the cells of an enclosing blocks { })
+        self.outer_size = N_QUANTITY if outer is None else outer
+        super().__init__(("blocks", size, operand, self.outer_size), (operand,))
         self.block, self.operand = Quantity.of(size), operand
 
     def __str__(self):
@@ -1012,11 +1564,16 @@ class _Blocks(Bound):
 
         return [(scaled(rows), scaled(columns)) for rows, columns in self.operand.terms(c)]
 
+    def _shapes(self):
+        if self.block.lo is None:
+            return []
+        return [_scaled(s, self.block, self.outer_size) for s in self.operand.shapes()]
+
     def _summary(self):
         s = self.operand.summary()
         degree, exceptional = s.degree * self.block, s.exceptional * self.block
-        # No lower bound: A's rows over ⌈n/B⌉ blocks may be empty (or A's lower bound may rest on
-        # rules, such as a complement's, that do not survive the scaling), so blocks claim O only.
+        # A's lower bound is not taken: A's rows over ⌈n/B⌉ blocks may be empty (or it may rest on
+        # rules, such as a complement's, that do not survive the scaling); only its shapes are.
         return BoundSummary(degree, exceptional, _count_class(degree, exceptional), None, s.reflexive, s.symmetric,
                             s.causal_dense, f"blocks({self.block}) {{ {s.dominant} }}", s.lower_triangle)
 
@@ -1205,7 +1762,8 @@ class Symbolic:
     def leave_blocks(self):
         self.sizes.pop()
 
-    blocks = staticmethod(_Blocks)
+    def blocks(self, size, operand):
+        return _Blocks(size, operand, self.sizes[-1])
 
     def enter_grid(self, cells):
         self.sizes.append(cells)
@@ -1280,6 +1838,8 @@ def _describe(bound: Bound, n: int | None) -> dict:
                f"({out['per_row_class']}), so {out['bound']} connections; dominated by {s.dominant}")
         if not s.tight:
             why += "; an upper bound that may not be tight"
+    if s.tight and s.held:
+        why += "; at least as many: it holds a part of that size (rows × keys)"
     out["why"] = why
     if n is not None:
         out["bound_at_n"] = bound.evaluate(n)
