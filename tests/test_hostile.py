@@ -419,6 +419,7 @@ def test_the_lower_bound_on_depth_stops_at_the_deadline():
 
     patterns = [patterndsl.compile("window(1)", 64).pattern()]
     assert layered_reach(patterns, 64, 0, 100) == (63, 63)  # S^63 of row 0 is [n]; token 63 is not in S^62
+    patterns = [patterndsl.compile("window(1)", 64).pattern()]  # (not the rows the call above kept)
     assert layered_reach(patterns, 64, 0, 100, deadline=budget_clock() - 1) is None
 
 
