@@ -271,7 +271,7 @@ class _Growth:
         self.layers, self.start = layers, start
         self.when = np.full(n, -1, dtype=np.int32 if p * n < 1 << 31 else np.int64)
         self.when[i] = 0
-        self.steps, self.count, self.idle, self.last = 0, 1, 0, i
+        self.steps, self.count, self.idle, self.last, self.read = 0, 1, 0, i, 0
         self.full = 1 if n == 1 else None
         self.stuck = False
         self.fresh = [[np.array([i], dtype=np.int64)] for _ in range(p)]  # reached, not yet read in layer k
@@ -282,7 +282,8 @@ class _Growth:
         past the deadline."""
         L, n, p = self.layers, self.layers.n, self.layers.p
         while self.steps < upto and self.full is None and not self.stuck:
-            if self.steps % 32 == 0 and L.late():  # (the clock is a system call: not every step)
+            # The clock is a system call: read after a step that read many intervals, else every 32.
+            if (self.steps % 32 == 0 or self.read > 1 << 16) and L.late():
                 return False
             self.steps += 1
             k = (self.start - self.steps + 1) % p
@@ -303,6 +304,7 @@ class _Growth:
             lo = np.concatenate(los + [np.zeros(0, dtype=np.int64)])
             hi = np.concatenate(his + [np.zeros(0, dtype=np.int64)])
             width = hi - lo
+            self.read = lo.size
             if int(width.sum()) <= n // 16:
                 keys = spread(lo, width)
                 keys = L.distinct(keys[self.when[keys] < 0])
