@@ -160,17 +160,19 @@ def measured_run(command: list, limit: float, **popen) -> dict:
         start = time.monotonic()
         process = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                    preexec_fn=lambda: _cap(cpu_kill), **popen)
-        killed, seen = None, []  # seen: (wall, CPU so far) every few seconds
+        killed, seen = None, []  # seen: (wall, CPU so far), a few times per span
+        span = min(HANG_WINDOW, WALL_KILL * limit)
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
             elapsed = time.monotonic() - start
-            if not seen or elapsed - seen[-1][0] >= 5:
+            if not seen or elapsed - seen[-1][0] >= span / 4:
                 seen.append((elapsed, _cpu_so_far(process.pid)))
-            span = min(HANG_WINDOW, WALL_KILL * limit)
-            window = [cpu for at, cpu in seen if at >= elapsed - span - 5]
-            idle = (elapsed > WALL_KILL * limit and None not in window and window[-1] - window[0] < HANG_RATE * span)
+            idle, before = False, [s for s in seen if s[0] <= elapsed - span]
+            if elapsed > WALL_KILL * limit and before:  # the CPU it used since a sample a span ago
+                (at0, cpu0), (at1, cpu1) = before[-1], seen[-1]
+                idle = None not in (cpu0, cpu1) and at1 > at0 and cpu1 - cpu0 < HANG_RATE * (at1 - at0)
             if idle or elapsed > WALL_CAP * limit:
                 process.kill()
                 _, status, usage = os.wait4(process.pid, 0)

@@ -254,7 +254,7 @@ class Layers:
         return X
 
 
-GROWTH_BYTES = 1 << 28  # the growths a Layers keeps (their step arrays, 4 or 8 bytes a token)
+GROWTH_BYTES = 1 << 27  # the growths a Layers keeps (their step arrays, 4 or 8 bytes a token)
 
 
 class _Growth:
