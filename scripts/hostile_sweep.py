@@ -42,6 +42,10 @@ Before (2 Dec 2026, `--jobs 2`, judged by wall time): 679 inputs, 39 failed befo
 fixes (grids at 2^40 MemoryError, check of bernoulli at 2^20, --emit ignoring -o, empty names,
 block size 2^70 and a 1000T budget exit 70, mask(segments=) of numpy, lists, meta tensors),
 4 after (two SLOW by wall time only, transpose(summary(8, 2)) at 2^26).
+3 Dec 2026 (branch sweep12), the full matrix (2,100 runs) in four `--jobs 1` streams at load
+7–18: not finished by the deadline; what ran, and its failures, are in benchmarks/RESULTS.md
+("sweep12"): verify of sliding_tile_video at 2^20 (grid pairs under-metered: fixed) and verify of
+strided at 2^20 (called a hang when starved: the judgement fixed; its 100+ s of CPU is open).
 """
 from __future__ import annotations
 
