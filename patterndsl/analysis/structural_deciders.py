@@ -88,7 +88,7 @@ class Layers:
         self.deadline = deadline
         self._support: dict = {}
         self._pushed: dict = {}
-        self._rows: dict = {}  # id(pattern) → (pattern, (own, lo, hi) or None)
+        self._rows: dict = {}  # (id(pattern), rows read) → (pattern, (own, lo, hi) or None)
         self._split: dict = {}
         self._first: dict = {}
         self._growths: dict = {}
@@ -107,7 +107,7 @@ class Layers:
 
     def _every(self, P, m):
         """P's rows 0 … m − 1 as (own, lo, hi), or None when they hold too many intervals."""
-        hit = self._rows.get(id(P))
+        hit = self._rows.get((id(P), m))
         if hit is None or hit[0] is not P:
             own, lo, hi, total = [], [], [], 0
             try:
@@ -124,7 +124,7 @@ class Layers:
                 hit = (P, tuple(np.concatenate(a) for a in (own, lo, hi)))
             except TooManyIntervals:
                 hit = (P, None)
-            self._rows[id(P)] = hit
+            self._rows[id(P), m] = hit
         return hit[1]
 
     def _all(self, k):
@@ -191,9 +191,9 @@ class Layers:
             return (np.concatenate([ks.lo for ks in sets] + [np.zeros(0, dtype=np.int64)]),
                     np.concatenate([ks.hi for ks in sets] + [np.zeros(0, dtype=np.int64)]))
         own, lo, hi = every
-        if id(P) not in self._first:  # row r's intervals are first[r] … first[r + 1] − 1
-            self._first[id(P)] = np.searchsorted(own, np.arange(m + 1, dtype=np.int64))
-        first = self._first[id(P)]
+        if (id(P), m) not in self._first:  # row r's intervals are first[r] … first[r + 1] − 1
+            self._first[id(P), m] = np.searchsorted(own, np.arange(m + 1, dtype=np.int64))
+        first = self._first[id(P), m]
         at = spread(first[rows], first[rows + 1] - first[rows])
         return lo[at], hi[at]
 
