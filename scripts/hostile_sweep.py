@@ -45,7 +45,8 @@ block size 2^70 and a 1000T budget exit 70, mask(segments=) of numpy, lists, met
 3 Dec 2026 (branch sweep12), the full matrix (2,100 runs) in four `--jobs 1` streams at load
 7–18: not finished by the deadline; what ran, and its failures, are in benchmarks/RESULTS.md
 ("sweep12"): verify of sliding_tile_video at 2^20 (grid pairs under-metered: fixed) and verify of
-strided at 2^20 (called a hang when starved: the judgement fixed; its 100+ s of CPU is open).
+strided at 2^20 (called a hang when starved: the judgement fixed; its 117 s of CPU is open), and
+grid2d-euclid-morton at 2^20 (check 75.7 s of CPU in grid.py's morton_box_runs: open).
 """
 from __future__ import annotations
 
