@@ -2,7 +2,9 @@
 run as a subprocess under PYTHONPATH=<tree>, its CPU seconds (user + system of the child)
 measured with resource.getrusage, a time-out kept for the trees that do not finish.
 
-    python benchmarks/slow10_classes.py BEFORE_TREE AFTER_TREE [TIMEOUT_S]
+    python benchmarks/slow10_classes.py BEFORE_TREE AFTER_TREE [TIMEOUT_S] [CASE_TEXT]
+
+CASE_TEXT: only the cases whose source holds it (e.g. "stride(4096)").
 
 A tree is a folder holding the patterndsl package (e.g. `git archive <commit> | tar -x -C dir`).
 """
@@ -52,9 +54,10 @@ def run(tree: str, source: str, command: list, n: int, timeout: float):
 def main():
     before, after = sys.argv[1], sys.argv[2]
     timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 120.0
+    only = sys.argv[4] if len(sys.argv) > 4 else ""
     print("| case | command | n | before CPU s | after CPU s | ratio | outcome after |")
     print("|---|---|---|---|---|---|---|")
-    for source, command, n in CASES:
+    for source, command, n in (case for case in CASES if only in case[0]):
         new, outcome = run(after, source, command, n, timeout)
         old, old_outcome = run(before, source, command, n, timeout)
         shown = f"{old:.1f}" + (" (killed)" if "killed" in old_outcome else "")

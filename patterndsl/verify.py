@@ -138,6 +138,7 @@ ASSUMPTION2 = {"softmax": True, "sparsemax": True}  # and entmax(α), α ∈ (1,
 DEFAULT_BUDGET = 1 << 31  # key intervals / pairs touched per claim
 EXHAUSTIVE_N = 12  # an "exhaustive" C2 refutation is searched again up to this n
 _BATCH = 1 << 15  # rows evaluated at a time
+_GRID_PAIR_UNITS = 16  # a grid pair's cells and relation, as units of the budget
 _DENSE_CELLS = 1 << 22  # pairs of a primitive without an encoding evaluated at once
 
 
@@ -576,10 +577,11 @@ def _grid_pairs(node, i, j, n) -> np.ndarray:
 
 def _grid_keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
     """The keys of ``rows`` in the grid node: each row inside the grid against every token
-    of the grid (rows × cells pairs, metered)."""
+    of the grid (rows × cells pairs, metered at _GRID_PAIR_UNITS each: a pair costs a few
+    dozen numpy passes, and at one unit each the budget of one claim was 100 s of CPU)."""
     tokens = np.arange(node.offset, min(n, node.offset + int(np.prod(node.dims))), dtype=np.int64)
     inside = np.flatnonzero((rows >= node.offset) & (rows < node.offset + tokens.size))
-    meter.add(inside.size * tokens.size)
+    meter.add(inside.size * tokens.size * _GRID_PAIR_UNITS)
     step = max(1, _BATCH // max(1, tokens.size))
     own, keys = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for start in range(0, inside.size, step):

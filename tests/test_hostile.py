@@ -411,6 +411,26 @@ def test_check_work_pair_by_pair_is_counted_up_front():
         check(patterndsl.compile("bernoulli(1, 2) | window(2)", (1 << 15) + 1))
 
 
+def test_verify_meters_a_grid_pair_as_the_work_it_is(monkeypatch):
+    """verify reads a grid's rows pair by pair (rows × cells), a few dozen numpy passes a pair:
+    metered at one unit each, the counts claim of sliding_tile_video at n = 2^20 (1.3·10^10
+    pairs) ran 2^31 of them, 100 s of CPU, before it was unchecked (the hostile sweep's `verify
+    video`). Now at _GRID_PAIR_UNITS each: a claim evaluates at most budget / 16 pairs."""
+    from patterndsl import verify
+    from patterndsl.analysis.check import check
+
+    compiled = patterndsl.compile((Path(__file__).parent.parent / "examples" / "sliding_tile_video.spat").read_text(),
+                                  1 << 20)
+    _, cert = check(compiled, budget_seconds=1)
+    pairs = []
+    original = verify._grid_pairs
+    monkeypatch.setattr(verify, "_grid_pairs", lambda node, i, j, n: pairs.append(len(i)) or original(node, i, j, n))
+    budget = 1 << 26
+    report = verify.verify_report(compiled, cert, max_work=budget)
+    assert report["failures"] == [] and any(u.startswith("counts") for u in report["unchecked"])
+    assert 0 < sum(pairs) <= 4 * budget // 16  # (at one unit a pair, the counts claim alone took `budget`)
+
+
 def test_the_lower_bound_on_depth_stops_at_the_deadline():
     """layered_reach is O(n) per step and a 1024 × 1024 grid's window2d takes thousands of
     steps (minutes at n = 2^20, past check's --budget): it gives up at the deadline."""
@@ -419,6 +439,7 @@ def test_the_lower_bound_on_depth_stops_at_the_deadline():
 
     patterns = [patterndsl.compile("window(1)", 64).pattern()]
     assert layered_reach(patterns, 64, 0, 100) == (63, 63)  # S^63 of row 0 is [n]; token 63 is not in S^62
+    patterns = [patterndsl.compile("window(1)", 64).pattern()]  # (not the rows the call above kept)
     assert layered_reach(patterns, 64, 0, 100, deadline=budget_clock() - 1) is None
 
 
@@ -661,13 +682,16 @@ def test_the_sweep_calls_a_run_that_waits_without_cpu_a_hang(monkeypatch):
     sweep = _sweep()
     monkeypatch.setattr(sweep, "WALL_KILL", 2)  # the wall-time guard: 2 s for a limit of 1 s
     done = sweep.measured_run(["sleep", str(HANG_GUARD)], 1.0)
-    assert done["killed"] == "wall" and done["rc"] is None
-    assert sweep.killed_verdict(done, 1.0) == "HANG (wall > 2 s)"
+    assert done["killed"] == "hang" and done["rc"] is None
+    assert sweep.killed_verdict(done, 1.0) == "HANG (wall > 2 s, under 1% of a core at the end)"
 
 
 def test_the_sweep_stops_a_run_at_twice_its_cpu_limit(monkeypatch):
+    """Also past the wall-time guard: a run still computing (starved of CPU on a loaded
+    machine, here given a guard of 1 s) is no hang; only its CPU limit stops it."""
     sweep = _sweep()
-    monkeypatch.setattr(sweep, "WALL_KILL", HANG_GUARD)  # only the CPU limit can stop it
+    monkeypatch.setattr(sweep, "WALL_KILL", 1)
+    monkeypatch.setattr(sweep, "WALL_CAP", HANG_GUARD)
     done = sweep.measured_run([sys.executable, "-c", "while True: pass"], 1.0)
     assert done["killed"] == "cpu" and done["cpu"] >= sweep.CPU_KILL * 1.0 - 1
     assert sweep.killed_verdict(done, 1.0) == "TIMEOUT (CPU > 2 s)"

@@ -126,3 +126,72 @@ def test_blocks_of_summary_builds_its_layout_at_2_to_the_20():
     for source in ("blocks(64) { summary(8, 2) }", "transpose(blocks(64) { summary(8, 2) })"):
         pattern = patterndsl.compile(source, n).pattern()
         assert pattern.block_estimate(BlockGrid(n, 128, 128)) == 8192 * 8192 // 4, source
+
+
+# ---- layers read by their row period, S^t_i grown row by row (structural_deciders.Layers) -------
+
+def _dense_steps(dense_layers, i, t):
+    """S^t_i from the reference: {i} through layers k(t), …, k(1) (module docstring of
+    analysis/structural_deciders.py)."""
+    X = np.zeros(dense_layers[0].shape[0], dtype=bool)
+    X[i] = True
+    for step in range(t, 0, -1):
+        X = dense_layers[(step - 1) % len(dense_layers)][X].any(axis=0)
+    return X
+
+
+@st.composite
+def layered_sources(draw):
+    """1–3 layers of unions of periodic parts and others, each holding its diagonal (C1)."""
+    return [f"self | {draw(periodic_sources())}" for _ in range(draw(st.integers(1, 3)))]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layered_sources(), st.integers(1, 40), st.data())
+def test_layers_apply_push_and_layered_reach_match_the_reference(sources, n, data):
+    from patterndsl.analysis.structural import layered_reach
+    from patterndsl.analysis.structural_deciders import Layers
+
+    patterns = [patterndsl.compile(s, n).pattern() for s in sources]
+    dense = [evaluate(P, np.arange(n), n) for P in patterns]
+    p = len(patterns)
+    X = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    plain, grown = Layers(patterns, n), Layers(patterns, n, c1=True)
+    for k in range(p):
+        assert (plain.apply(k, X) == dense[k][X].any(axis=0)).all()
+    i = data.draw(st.integers(0, n - 1))
+    for t in sorted(data.draw(st.lists(st.integers(1, 3 * n), min_size=1, max_size=4)), reverse=True):
+        want = _dense_steps(dense, i, t)
+        assert (plain.push(i, t) == want).all() and (grown.push(i, t) == want).all()
+    upto = data.draw(st.integers(1, 3 * n))
+    full = [t for t in range(1, upto + 1) if _dense_steps(dense, i, t).all()]
+    t, j = layered_reach(patterns, n, i, upto)
+    assert t == (full[0] if full else None)
+    if t is None:
+        assert not _dense_steps(dense, i, upto)[j]
+    elif t == 1:
+        assert j is None
+    else:
+        assert not _dense_steps(dense, i, t - 1)[j]
+
+
+def test_a_row_of_stride_or_window_grows_reading_each_residue_once_at_2_to_the_20():
+    """S^t_0 of `stride(4096) | window(1)` is [n] at t = 2049 (4096 residues, one more on each
+    side per step): the growth reads the 4096 rows of the stride's period once each and the
+    window's n rows at most once each, not n rows of 258 intervals at each of the 2049 steps
+    (check's lower bound on s was 3 within its budget, now 2049, which is s)."""
+    from patterndsl.analysis.structural import layered_reach
+    from patterndsl.analysis.structural_deciders import Layers
+
+    n = 1 << 20
+    pattern = patterndsl.compile("stride(4096) | window(1)", n).pattern()
+    layers = Layers([pattern], n, c1=True)
+    read = []
+    original = layers._keys_of
+    layers._keys_of = lambda P, m, rows: read.append((m, rows.size)) or original(P, m, rows)
+    t, j = layers.grown(0, 0, 5000)
+    assert t == 2049 and layers.push(0, 2049).all() and not layers.push(0, 2048)[j]
+    assert sum(size for m, size in read if m == 4096) == 4096  # each residue once
+    assert sum(size for m, size in read if m == n) <= n  # each row once (the last step's: never)
+    t, j = layered_reach([pattern], n, 0, 4098)
+    assert t == 2049 and not layers.push(0, 2048)[j]

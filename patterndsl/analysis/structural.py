@@ -97,55 +97,48 @@ def interval_depth(patterns, n: int, limit: int = 1 << 24):
     return high
 
 
-class _Late(Exception):
-    """The check's time budget ran out (layered_reach then gives up: its bound is optional)."""
+_LAST: list = []  # [Layers] of the last call: a check asks for several rows of the same layers
 
 
 def layered_reach(patterns, n: int, i: int, upto: int, limit: int = 1 << 24, deadline=None):
     """(t, j): t the least step ≤ upto with S^t_i = [n] (None if not by upto), j a token
-    not in S^{t−1}_i (None when t = 1). Needs C1 (so S^t_i grows with t): doubling, then
-    bisection. None when the rows are too costly or the ``deadline`` (budget_clock) passes:
-    each step is O(n) and t may be thousands (a 1024 × 1024 grid's window2d), minutes."""
+    not in S^{t−1}_i (None when t = 1). Needs C1 (so S^t_i grows with t). S^t_i is {i}
+    grown through layers k(t), k(t − 1), …: for each start layer r one growth
+    (Layers.grown, each row read once per layer) gives the steps T_r after which it is
+    [n], so S^t_i = [n] for the t ≡ r + 1 (mod p) with t ≥ T_r, and t is the least of
+    those. None when the ``deadline`` (budget_clock) passes."""
     p = len(patterns)
-    layers = Layers(patterns, n, deadline)  # each layer's rows read once, then masked
-
-    def missing(t):
-        """A token not in S^t_i, or None when S^t_i = [n]."""
-        X = np.zeros(n, dtype=bool)
-        X[i] = True
-        done = [np.zeros(n, dtype=bool) for _ in range(p)]
-        for step in range(t, 0, -1):
-            if layers.late():
-                raise _Late()
-            k = (step - 1) % p
-            new = X & ~done[k]  # with C1 each row is read once per layer
-            done[k] |= X
-            if new.any():
-                X |= layers.apply(k, new)
-            if X.all():
-                return None
-        return int(np.flatnonzero(~X)[0])
-
+    if _LAST and _LAST[0].n == n and len(_LAST[0].patterns) == p and all(
+            a is b for a, b in zip(_LAST[0].patterns, patterns)):
+        layers = _LAST[0]
+        layers.deadline = deadline
+    else:
+        layers = Layers(list(patterns), n, deadline, c1=True)  # each layer's rows read once, then indexed
+        _LAST[:] = [layers]
+    best, ends = None, {}
     try:
-        low, high, gap = 0, 1, None  # S^low_i ≠ [n] (low = 0: nothing known)
-        while True:
-            j = missing(high)
-            if j is None:
-                break
-            low, gap = high, j
-            if high >= upto:
-                return None, gap
-            high = min(upto, 2 * high)
-        while high - low > 1:
-            mid = (low + high) // 2
-            j = missing(mid)
-            if j is None:
-                high = mid
-            else:
-                low, gap = mid, j
-    except (TooManyIntervals, _Late):
+        for r in range(p):
+            cap = upto if best is None else min(upto, best - 1)
+            if cap < 1:
+                return 1, None
+            grown = layers.grown(i, r, cap)
+            if grown is None:
+                return None
+            ends[r] = grown
+            T = grown[0]
+            if T is not None:
+                t = T + (r + 1 - T) % p  # the least t ≥ T with k(t) = r
+                if t <= upto and (best is None or t < best):
+                    best = t
+    except TooManyIntervals:
         return None
-    return high, gap
+    if best is None:  # the growth from k(upto) is not [n] after upto steps
+        return None, ends[(upto - 1) % p][1]
+    if best == 1:
+        return 1, None
+    # The growth from k(best − 1) is not [n] after best − 1 steps: its token j is outside
+    # (added later, or never).
+    return best, ends[(best - 2) % p][1]
 
 
 def _moduli(patterns, n):

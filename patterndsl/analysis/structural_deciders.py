@@ -52,7 +52,7 @@ import numpy as np
 from ..ir import AnyOf, Scaled, Union
 from ..primitives import Chunk, Dilated, Stride, Summary
 from ..structure import ColumnResidues, Span
-from .rowsets import TooManyIntervals, all_rows, row_keys
+from .rowsets import TooManyIntervals, all_rows, row_keys, row_period
 
 # The searches' budget is this process's CPU time, not wall time: a verdict must not depend
 # on how loaded the machine is (with a wall-clock budget the same file was decided on an
@@ -63,17 +63,36 @@ budget_clock = time.process_time
 ROW_LIMIT = 1 << 24  # intervals per row_keys call
 
 
-class Layers:
-    """Row reads of one head's layers, with the column support of each layer cached."""
+def spread(lo: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """lo[0] … lo[0] + width[0] − 1, lo[1] …: the integers of the intervals, concatenated."""
+    width = np.asarray(width, dtype=np.int64)
+    total = int(width.sum())
+    ends = np.cumsum(width)
+    return np.arange(total, dtype=np.int64) + np.repeat(np.asarray(lo, dtype=np.int64) - (ends - width), width)
 
-    def __init__(self, patterns, n, deadline=None):
+
+class Layers:
+    """Row reads of one head's layers, with the column support of each layer cached.
+
+    F_k(X) is read part by part of layer k's union: a part whose rows repeat with a period
+    p ≤ n/2 (row_period: stride(s), summary, transpose(summary)) from its p rows alone —
+    row x's keys are row (x mod p)'s, so only the residues of X matter — and the other
+    parts together from their rows (`stride(4096) | window(1)` at n = 2^20 read 2^20 rows
+    of 258 intervals at every step, now 4096 of 257 once and 2^20 of one)."""
+
+    def __init__(self, patterns, n, deadline=None, c1=False):
         self.patterns = patterns
+        self.c1 = c1  # every layer holds its diagonal: push reads S^t off a growth
         self.n = n
         self.p = len(patterns)
         self.deadline = deadline
         self._support: dict = {}
         self._pushed: dict = {}
-        self._rows: dict = {}
+        self._rows: dict = {}  # (id(pattern), rows read) → (pattern, (own, lo, hi) or None)
+        self._split: dict = {}
+        self._first: dict = {}
+        self._growths: dict = {}
+        self._slot = None  # (distinct)
 
     def late(self) -> bool:
         return self.deadline is not None and budget_clock() > self.deadline
@@ -86,22 +105,51 @@ class Layers:
             return self._support[k].copy()
         return self._apply(k, X)
 
-    def _all(self, k):
-        """Layer k's rows as (own, lo, hi) over all tokens, or None when too many intervals."""
-        if k not in self._rows:
+    def _every(self, P, m):
+        """P's rows 0 … m − 1 as (own, lo, hi), or None when they hold too many intervals."""
+        hit = self._rows.get((id(P), m))
+        if hit is None or hit[0] is not P:
             own, lo, hi, total = [], [], [], 0
             try:
-                for rows, keys in all_rows(self.patterns[k], self.n, limit=ROW_LIMIT):
+                batches = all_rows(P, self.n, limit=ROW_LIMIT) if m == self.n else (
+                    (rows, row_keys(P, rows, self.n, ROW_LIMIT))
+                    for rows in np.array_split(np.arange(m, dtype=np.int64), -(-m // (1 << 16))))
+                for rows, keys in batches:
                     own.append(rows[keys.own])
                     lo.append(keys.lo)
                     hi.append(keys.hi)
                     total += keys.lo.size
                     if total > 8 * self.n + (1 << 20):
                         raise TooManyIntervals(total)
-                self._rows[k] = tuple(np.concatenate(a) for a in (own, lo, hi))
+                hit = (P, tuple(np.concatenate(a) for a in (own, lo, hi)))
             except TooManyIntervals:
-                self._rows[k] = None
-        return self._rows[k]
+                hit = (P, None)
+            self._rows[id(P), m] = hit
+        return hit[1]
+
+    def _all(self, k):
+        """Layer k's rows as (own, lo, hi) over all tokens, or None when too many intervals."""
+        return self._every(self.patterns[k], self.n)
+
+    def _parts(self, k) -> list:
+        """Layer k as [(part, p)]: the parts of its union with a row period p ≤ n/2 each, and
+        the others joined into one part (p None)."""
+        if k not in self._split:
+            periodic, other, stack = [], [], [self.patterns[k]]
+            while stack:
+                node = stack.pop()
+                if isinstance(node, Union):
+                    stack.extend(node.parts)
+                    continue
+                p = row_period(node, self.n)
+                (periodic if p is not None and 2 * p <= self.n else other).append((node, p))
+            if not periodic:
+                self._split[k] = [(self.patterns[k], None)]
+            else:
+                rest = [node for node, _ in other]
+                self._split[k] = periodic + ([(rest[0] if len(rest) == 1 else Union(tuple(rest)), None)]
+                                             if rest else [])
+        return self._split[k]
 
     def thinnest(self, k, count=8) -> list:
         """The rows of layer k with the fewest keys (empty rows first)."""
@@ -114,22 +162,83 @@ class Layers:
 
     def _apply(self, k, X):
         n = self.n
-        every = self._all(k)
-        if every is not None:
-            own, lo, hi = every
-            pick = X[own]
-            marks = np.bincount(lo[pick], minlength=n + 1) - np.bincount(hi[pick], minlength=n + 1)
-            return np.cumsum(marks[:n]) > 0
-        rows = np.flatnonzero(X)
         marks = np.zeros(n + 1, dtype=np.int64)
-        for start in range(0, rows.size, 1 << 16):
-            keys = row_keys(self.patterns[k], rows[start:start + (1 << 16)], n, ROW_LIMIT)
-            np.add.at(marks, keys.lo, 1)
-            np.add.at(marks, keys.hi, -1)
+        for P, p in self._parts(k):
+            if p is None:
+                m, pick = n, X
+            else:  # row x's keys are row (x mod p)'s
+                m, pick = p, np.zeros(p, dtype=bool)
+                pick[np.flatnonzero(X) % p] = True
+            every = self._every(P, m)
+            if every is not None:
+                own, lo, hi = every
+                chosen = pick[own]
+                marks += np.bincount(lo[chosen], minlength=n + 1) - np.bincount(hi[chosen], minlength=n + 1)
+                continue
+            rows = np.flatnonzero(pick)
+            for start in range(0, rows.size, 1 << 16):
+                keys = row_keys(P, rows[start:start + (1 << 16)], n, ROW_LIMIT)
+                np.add.at(marks, keys.lo, 1)
+                np.add.at(marks, keys.hi, -1)
         return np.cumsum(marks[:n]) > 0
+
+    def _keys_of(self, P, m, rows):
+        """(lo, hi) of the intervals of P's rows ``rows`` (< m), from the rows read once
+        (``_every``, indexed by row) or, when they hold too many intervals, read now."""
+        every = self._every(P, m)
+        if every is None:
+            sets = [row_keys(P, rows[s:s + (1 << 16)], self.n, ROW_LIMIT) for s in range(0, rows.size, 1 << 16)]
+            return (np.concatenate([ks.lo for ks in sets] + [np.zeros(0, dtype=np.int64)]),
+                    np.concatenate([ks.hi for ks in sets] + [np.zeros(0, dtype=np.int64)]))
+        own, lo, hi = every
+        if (id(P), m) not in self._first:  # row r's intervals are first[r] … first[r + 1] − 1
+            self._first[id(P), m] = np.searchsorted(own, np.arange(m + 1, dtype=np.int64))
+        first = self._first[id(P), m]
+        at = spread(first[rows], first[rows + 1] - first[rows])
+        return lo[at], hi[at]
+
+    def distinct(self, values: np.ndarray) -> np.ndarray:
+        """The distinct tokens of ``values`` (in [0, n)) without a sort: each token's slot of
+        a scratch array holds one of its positions (whichever write came last), and that
+        position alone is kept."""
+        if values.size < 2:
+            return values
+        if self._slot is None:
+            self._slot = np.empty(self.n, dtype=np.int64)
+        at = np.arange(values.size, dtype=np.int64)
+        self._slot[values] = at
+        return values[self._slot[values] == at]
+
+    def growth(self, i: int, start: int) -> "_Growth":
+        """The growth of {i} from layer ``start`` (kept: S^t for every t of its layer is
+        read off it), the least recently used dropped past GROWTH_BYTES."""
+        key = (int(i), int(start) % self.p)
+        g = self._growths.pop(key, None)
+        if g is None:
+            g = _Growth(self, int(i), int(start) % self.p)
+            while self._growths and (len(self._growths) + 1) * g.when.nbytes > GROWTH_BYTES:
+                self._growths.pop(next(iter(self._growths)))
+        self._growths[key] = g
+        return g
+
+    def grown(self, i: int, start: int, upto: int):
+        """Given C1: (T, j), T the steps ≤ ``upto`` after which {i} grown from layer
+        ``start`` is [n] and j a token its last step added, or T None and j a token outside
+        it after ``upto`` steps; None past the deadline."""
+        g = self.growth(i, start)
+        if not g.run(upto):
+            return None
+        if g.full is not None and g.full <= upto:
+            return g.full, g.last
+        return None, int(np.flatnonzero((g.when < 0) | (g.when > upto))[0])
 
     def push(self, i: int, t: int) -> "np.ndarray | None":
         """S^t_i (bool [n]), or None past the deadline."""
+        if self.c1:  # read off the growth from k(t), which only reads rows it has not read
+            g = self.growth(i, (t - 1) % self.p)
+            if not g.run(t):
+                return None
+            return (g.when >= 0) & (g.when <= t)
         key = (int(i), int(t))
         if key in self._pushed:
             return self._pushed[key]
@@ -143,6 +252,77 @@ class Layers:
                 break
         self._pushed[key] = X
         return X
+
+
+GROWTH_BYTES = 1 << 27  # the growths a Layers keeps (their step arrays, 4 or 8 bytes a token)
+
+
+class _Growth:
+    """Given C1 (then the set only grows): {i} pushed through layers start, start − 1, …
+    (mod p), one step at a time, each step reading only the rows its layer has not read
+    before, and of a part with a row period only the residues it has not read: a whole
+    growth costs each row's keys once per layer, not a pass over n per step (a row's
+    S^t at t in the thousands: `stride(4096) | window(1)` at n = 2^20). ``when[j]``: the
+    step that added token j (0 for i, −1 not yet); ``full``: the step after which every
+    token is in (None while not); ``stuck``: no step can add any more."""
+
+    def __init__(self, layers: Layers, i: int, start: int):
+        n, p = layers.n, layers.p
+        self.layers, self.start = layers, start
+        self.when = np.full(n, -1, dtype=np.int32 if p * n < 1 << 31 else np.int64)
+        self.when[i] = 0
+        self.steps, self.count, self.idle, self.last, self.read = 0, 1, 0, i, 0
+        self.full = 1 if n == 1 else None
+        self.stuck = False
+        self.fresh = [[np.array([i], dtype=np.int64)] for _ in range(p)]  # reached, not yet read in layer k
+        self.seen: dict = {}  # (layer, part) → the residues a periodic part has read
+
+    def run(self, upto: int) -> bool:
+        """Steps until ``upto`` steps are done, the set is [n] or it stops growing; False
+        past the deadline."""
+        L, n, p = self.layers, self.layers.n, self.layers.p
+        while self.steps < upto and self.full is None and not self.stuck:
+            # The clock is a system call: read after a step that read many intervals, else every 32.
+            if (self.steps % 32 == 0 or self.read > 1 << 16) and L.late():
+                return False
+            self.steps += 1
+            k = (self.start - self.steps + 1) % p
+            rows = np.concatenate(self.fresh[k])
+            self.fresh[k] = []
+            los, his = [], []
+            for index, (P, q) in enumerate(L._parts(k)):
+                m, read = n, rows
+                if q is not None:  # row x's keys are row (x mod q)'s
+                    m, read = q, rows % q
+                    done = self.seen.setdefault((k, index), np.zeros(q, dtype=bool))
+                    read = L.distinct(read[~done[read]])
+                    done[read] = True
+                if read.size:
+                    lo, hi = L._keys_of(P, m, read)
+                    los.append(lo)
+                    his.append(hi)
+            lo = np.concatenate(los + [np.zeros(0, dtype=np.int64)])
+            hi = np.concatenate(his + [np.zeros(0, dtype=np.int64)])
+            width = hi - lo
+            self.read = lo.size
+            if int(width.sum()) <= n // 16:
+                keys = spread(lo, width)
+                keys = L.distinct(keys[self.when[keys] < 0])
+            else:
+                marks = np.bincount(lo, minlength=n + 1) - np.bincount(hi, minlength=n + 1)
+                keys = np.flatnonzero((np.cumsum(marks[:n]) > 0) & (self.when < 0))
+            if keys.size == 0:
+                self.idle += 1
+                self.stuck = self.idle >= p  # every layer read every row reached: no more to add
+                continue
+            self.when[keys] = self.steps
+            self.count += keys.size
+            self.idle, self.last = 0, int(keys[0])
+            if self.count == n:
+                self.full = self.steps
+            for f in self.fresh:
+                f.append(keys)
+        return True
 
 
 def _attenders(P, n, h, pair_values) -> np.ndarray:
@@ -222,7 +402,7 @@ def depth_by_cover(patterns, n, c1_ok, candidates, pair_values, deadline=None, m
     """C3 from covers (module docstring): a finite_depth claim (holds True with bounds),
     or {"holds": False, "evidence": {"empty_column": j}}, or None."""
     p = len(patterns)
-    L = Layers(patterns, n, deadline)
+    L = Layers(patterns, n, deadline, c1=c1_ok)
     try:
         support = L.apply(0, np.ones(n, dtype=bool))
         if not support.all():
@@ -306,16 +486,16 @@ def union_cover_holds(L, t, H, pair_values) -> "bool | None":
     are grouped by which tokens of H they attend: one union per distinct group. None
     past the deadline."""
     n, k = L.n, (t - 1) % L.p
+    rows = np.arange(n, dtype=np.int64)
+    attends = np.stack([pair_values(L.patterns[k], rows, np.full(n, h, dtype=np.int64), n) for h in H])
+    if not attends.any(axis=0).all():  # (before any S^{t−1}_h: a row attending no h is the usual failure)
+        return False
     reach = []
     for h in H:
         X = L.push(h, t - 1)
         if X is None:
             return None
         reach.append(np.packbits(X))
-    rows = np.arange(n, dtype=np.int64)
-    attends = np.stack([pair_values(L.patterns[k], rows, np.full(n, h, dtype=np.int64), n) for h in H])
-    if not attends.any(axis=0).all():
-        return False
     groups = np.unique(np.packbits(attends, axis=0).T, axis=0)
     reach = np.stack(reach)
     full = np.packbits(np.ones(n, dtype=bool))
@@ -395,7 +575,7 @@ def exact_depth(patterns, n, c1_ok, claim, pair_values, candidates=(), deadline=
     lo, hi = claim["s_bounds"]
     if claim.get("holds") is False or (hi is not None and lo >= hi):
         return claim
-    L = Layers(patterns, n, deadline)
+    L = Layers(patterns, n, deadline, c1=c1_ok)
     ev = dict(claim.get("evidence") or {})
     each = None
     try:
