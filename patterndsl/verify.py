@@ -128,7 +128,7 @@ import numpy as np
 
 from . import randomgen
 from .grid import Grid, GridPrimitive, GridTransposed
-from .ir import Complement, Difference, Intersection, Union
+from .ir import Blocked, Complement, Difference, Intersection, Union
 from .primitives import (All, Causal, Chunk, Cols, Dilated, Global, LogSparse, Nothing, Primitive, Random, Rows,
                          Self, Stride, Summary, SummaryRows, Window)
 from .primitives import Bernoulli
@@ -315,7 +315,10 @@ def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) ->
         o = getattr(node, "offset", 0) % node.b
         chunks = -(-(n + o) // node.b)
         meter.add(chunks * m)
-        return _spans(m, n, [(q * node.b + node.b - node.c - o, q * node.b + node.b - o) for q in range(chunks)])
+        ends = np.arange(1, chunks + 1, dtype=np.int64) * node.b - o
+        lo = np.tile(np.maximum(ends - node.c, 0), m)
+        hi = np.tile(np.minimum(ends, n), m)
+        return _KeySets.make(m, np.repeat(np.arange(m, dtype=np.int64), chunks), lo, hi, n, presorted=True)
     if isinstance(node, SummaryRows):  # transpose(summary): the rows (i + o) mod b ≥ b − c hold every key
         meter.add(m)
         full = np.flatnonzero(node.held_rows(rows))
@@ -427,13 +430,173 @@ def _keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
         out = _complement(_keys(node.operand, rows, n, meter), n)
     elif isinstance(node, Grid):
         out = _grid_keys(node, rows, n, meter)
-    else:  # any other node (blocks { }) answers for itself: its predicate over whole rows
+    elif isinstance(node, Blocked):
+        brows, back = np.unique(rows // node.block, return_inverse=True)
+        out = _scaled(_keys(node.operand, brows, -(-n // node.block), meter), back, node.block, n)
+    else:  # any other node answers for itself: its predicate over whole rows
         meter.add(rows.size * n)
         dense = np.asarray(node.predicate(rows[:, None], np.arange(n, dtype=np.int64)[None, :], n), dtype=bool)
         own, keys = np.nonzero(dense)
         out = _KeySets.make(rows.size, own, keys, keys + 1, n)
     meter.add(out.lo.size + rows.size)
     return out
+
+
+def _scaled(inner: _KeySets, back: np.ndarray, block: int, n: int) -> _KeySets:
+    """`blocks(B) { P }`: (i, j) holds exactly when (⌊i/B⌋, ⌊j/B⌋) is in P (README), so row
+    r's keys are block row back[r]'s key intervals [lo, hi) of P read as tokens
+    [lo·B, min(hi·B, n)): intervals stay sorted, disjoint and apart."""
+    per = np.bincount(inner.own, minlength=inner.m).astype(np.int64)
+    first = np.cumsum(per) - per
+    count = per[back]
+    own = np.repeat(np.arange(back.size, dtype=np.int64), count)
+    at = np.repeat(first[back] - np.cumsum(count) + count, count) + np.arange(own.size, dtype=np.int64)
+    return _KeySets(back.size, own, inner.lo[at] * block, np.minimum(inner.hi[at] * block, n))
+
+
+def _constant(node) -> bool:
+    """Whether every row of ``node`` has the same keys (read from its structure only)."""
+    if isinstance(node, (All, Nothing, Summary, Cols)):
+        return True
+    if isinstance(node, (Union, Intersection)):
+        return all(_constant(part) for part in node.parts)
+    if isinstance(node, Difference):
+        return _constant(node.left) and _constant(node.right)
+    if isinstance(node, Complement):
+        return _constant(node.operand)
+    if isinstance(node, Blocked):
+        return _constant(node.operand)
+    return False
+
+
+_CONSTANT_ROWS: dict = {}  # (node, n) → the keys of every row of a `_constant` node
+
+
+def _split(node, rows: np.ndarray, n: int, meter: _Meter):
+    """The keys of ``rows`` as (K, V): row r's keys are K ∪ V_r, K (a bool mask over the
+    keys, or None for none) the same for every row. A union's row-independent parts
+    (summary, cols, … : `_constant`) are evaluated for one row only, so a row costs its
+    own few intervals, not the thousands of a summary's."""
+    mask, V, prog = _split3(node, rows, n, meter)
+    if prog is not None:
+        V = _union([V, _listed(prog, n, meter)], n)
+    return mask, V
+
+
+def _split3(node, rows: np.ndarray, n: int, meter: _Meter):
+    """(K, V, P): `_split`'s K and V, and P, None or one long progression per row
+    (`_long_progression`), row r's keys being K ∪ V_r ∪ P_r."""
+    m = rows.size
+    if _constant(node):
+        if (node, n) not in _CONSTANT_ROWS:
+            keys = _keys(node, np.zeros(1, dtype=np.int64), n, meter)
+            meter.add(n // 64 + 1)
+            marks = np.zeros(n + 1, dtype=np.int64)
+            np.add.at(marks, keys.lo, 1)
+            np.add.at(marks, keys.hi, -1)
+            if len(_CONSTANT_ROWS) >= 8:
+                _CONSTANT_ROWS.clear()
+            _CONSTANT_ROWS[node, n] = np.cumsum(marks[:n]) > 0
+        return _CONSTANT_ROWS[node, n], _KeySets.make(m, [], [], [], n), None
+    if isinstance(node, Union):
+        parts = [_split3(part, rows, n, meter) for part in node.parts]
+        masks = [mask for mask, _, _ in parts if mask is not None]
+        progs = [prog for _, _, prog in parts if prog is not None]
+        listed = [V for _, V, _ in parts] + [_listed(prog, n, meter) for prog in progs[1:]]
+        return np.logical_or.reduce(masks) if masks else None, _union(listed, n), (progs[0] if progs else None)
+    if isinstance(node, Blocked):
+        nb = -(-n // node.block)
+        brows, back = np.unique(rows // node.block, return_inverse=True)
+        mask, inner = _split(node.operand, brows, nb, meter)
+        if mask is not None:
+            mask = np.repeat(mask, node.block)[:n]
+        return mask, _scaled(inner, back, node.block, n), None
+    prog = _long_progression(node, rows, n)
+    if prog is not None:
+        meter.add(m)
+        return None, _KeySets.make(m, [], [], [], n), prog
+    return None, _keys(node, rows, n, meter), None
+
+
+_LONG = 64  # a stride or dilation with at least this many keys a row is counted by arithmetic, not listed
+
+
+def _long_progression(node, rows, n):
+    """(s, r, a, b): row x's keys of `stride` or `dilated` (the same keys as _primitive_keys
+    lists) as those in [a_x, b_x) congruent to r_x mod s; None for other nodes or few keys."""
+    if isinstance(node, Stride):
+        o = getattr(node, "offset", 0)
+        s = min(node.s, n + 1) if o == 0 else node.s
+        if s > 1 and n // s >= _LONG:
+            return s, (rows - o) % s, np.zeros(rows.size, dtype=np.int64), np.full(rows.size, n, dtype=np.int64)
+    if isinstance(node, Dilated) and node.d > 1:
+        d, reach = min(node.d, n + 1), min(node.w * node.d, n + 1)
+        span = reach // d * d
+        if span // d >= _LONG:
+            return d, rows % d, np.maximum(rows - span, 0), np.minimum(rows + span, n - 1) + 1
+    return None
+
+
+def _listed(prog, n, meter) -> _KeySets:
+    s, r, a, b = prog
+    return _progression(r.size, n, a + (r - a) % s, s, b - 1, meter)
+
+
+def _in_class(r, s, lo, hi) -> np.ndarray:
+    """#{x ∈ [lo, hi): x ≡ r (mod s)} (0 when hi ≤ lo)."""
+    return np.where(hi > lo, (hi - 1 - r) // s - (lo - 1 - r) // s, 0)
+
+
+def _class_prefix(mask: np.ndarray, s: int) -> np.ndarray:
+    """Q[x] = #{y < x: y ∈ mask, y ≡ x (mod s)} for 0 ≤ x < (⌊n/s⌋ + 2)·s."""
+    padded = np.zeros((mask.size // s + 2) * s, dtype=np.int64)
+    padded[:mask.size] = mask
+    return (np.cumsum(padded.reshape(-1, s), axis=0) - padded.reshape(-1, s)).reshape(-1)
+
+
+def _class_mask_count(Q, r, s, lo, hi) -> np.ndarray:
+    """#{x ∈ mask ∩ [lo, hi): x ≡ r (mod s)}, from Q = _class_prefix(mask, s)."""
+    hi = np.maximum(lo, hi)
+    return Q[hi + (r - hi) % s] - Q[lo + (r - lo) % s]
+
+
+def _split3_sizes(mask, V: _KeySets, prog, meter) -> np.ndarray:
+    """|K ∪ V_x ∪ P_x| = |K ∪ V_x| + |P_x| − |P_x ∩ V_x| − |P_x ∩ K| + |P_x ∩ K ∩ V_x|, by
+    arithmetic on each row's few intervals (V disjoint: _KeySets)."""
+    sizes = _split_sizes(mask, V)
+    if prog is None:
+        return sizes
+    s, r, a, b = prog
+    meter.add(V.lo.size + r.size)
+    own = V.own
+    lo, hi = np.maximum(V.lo, a[own]), np.minimum(V.hi, b[own])
+    sizes = sizes + _in_class(r, s, a, b) - np.bincount(own, weights=_in_class(r[own], s, lo, hi),
+                                                        minlength=V.m).astype(np.int64)
+    if mask is not None:
+        meter.add(mask.size // 64 + 1)
+        Q = _class_prefix(mask, s)
+        sizes = sizes - _class_mask_count(Q, r, s, a, b) + np.bincount(
+            own, weights=_class_mask_count(Q, r[own], s, lo, hi), minlength=V.m).astype(np.int64)
+    return sizes
+
+
+def _measure(ks: _KeySets, cum: np.ndarray) -> np.ndarray:
+    """Per row, Σ over its intervals of cum[hi] − cum[lo] (cum a prefix count over the keys)."""
+    return np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=ks.m).astype(np.int64)
+
+
+def _prefix(mask: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+
+
+def _hits(ch, k, h, rows, C: np.ndarray, cum: np.ndarray) -> np.ndarray:
+    """|A^k_r ∩ C| for each row r (cum = _prefix(C)): |K ∩ C| + |V_r ∩ C| − |V_r ∩ K ∩ C|."""
+    mask, V = _split(ch.layer(k, h), np.asarray(rows, dtype=np.int64), ch.n, ch.meter)
+    if mask is None:
+        return _measure(V, cum)
+    both = mask & C
+    ch.meter.add(ch.n // 64 + 1)
+    return int(both.sum()) + _measure(V, cum) - _measure(V, _prefix(both))
 
 
 def _batches(rows: np.ndarray):
@@ -450,6 +613,8 @@ def _pairs(node, i, j, n) -> np.ndarray:
         return _grid_pairs(node, i, j, n)
     if isinstance(node, Primitive):
         return np.asarray(node.pairs(i, j, n), dtype=bool)
+    if isinstance(node, Blocked):
+        return _pairs(node.operand, np.asarray(i) // node.block, np.asarray(j) // node.block, -(-n // node.block))
     if isinstance(node, Complement):
         return ~_pairs(node.operand, i, j, n)
     if isinstance(node, Difference):
@@ -769,7 +934,7 @@ def _count_batches(ch: _Claims, h, n: int):
     measured on the first rows), at most _BATCH rows: 2–3× faster than _BATCH rows for
     patterns with hundreds of keys per row (random)."""
     probe = np.arange(min(n, 256), dtype=np.int64)
-    width = max(1, sum(ch.rows(k, h, probe).lo.size for k in range(ch.p)) // max(1, probe.size))
+    width = max(1, sum(_split(ch.layer(k, h), probe, n, ch.meter)[1].lo.size for k in range(ch.p)) // max(1, probe.size))
     step = max(256, min(_BATCH, _COUNT_ENTRIES // width))
     for start in range(0, n, step):
         yield np.arange(start, min(n, start + step), dtype=np.int64)
@@ -805,7 +970,14 @@ def _row_sizes(node, rows: np.ndarray, n: int, meter: _Meter) -> np.ndarray:
                 for t in range(width):  # lo ≤ key < hi as one unsigned comparison
                     inside |= (keys - lo[:, t:t + 1].view(np.uint64)) < size[:, t:t + 1].view(np.uint64)
                 return rest.sizes() + keys.shape[1] - inside.sum(axis=1)
-    return _keys(node, rows, n, meter).sizes()
+    return _split3_sizes(*_split3(node, rows, n, meter), meter)
+
+
+def _split_sizes(mask, V: _KeySets) -> np.ndarray:
+    """|K ∪ V_r| = |K| + |V_r| − |V_r ∩ K| for each row (K = mask, or none)."""
+    if mask is None:
+        return V.sizes()
+    return int(mask.sum()) + V.sizes() - _measure(V, _prefix(mask))
 
 
 def _check_counts(ch: _Claims, counts) -> str | None:
@@ -830,11 +1002,12 @@ def _check_counts(ch: _Claims, counts) -> str | None:
                     layer_totals[0] += sizes
                     union_total += sizes
                     continue
-                sets = [ch.rows(k, h, rows) for k in range(ch.p)]
-                for k, ks in enumerate(sets):
-                    layer_totals[k] += int((ks.hi - ks.lo).sum())
-                u = sets[0] if ch.p == 1 else _union(sets, n)
-                union_total += int((u.hi - u.lo).sum())
+                for k in range(ch.p):
+                    layer_totals[k] += int(_row_sizes(ch.layer(k, h), rows, n, ch.meter).sum())
+                sets = [_split(ch.layer(k, h), rows, n, ch.meter) for k in range(ch.p)]
+                masks = [mask for mask, _ in sets if mask is not None]
+                union_total += int(_split_sizes(np.logical_or.reduce(masks) if masks else None,
+                                                _union([V for _, V in sets], n)).sum())
             done[key] = (layer_totals, union_total)
         layer_totals, union_total = done[key]
         for k in range(ch.p):
@@ -1290,11 +1463,14 @@ def _set_after_any(ch: _Claims, h, X: np.ndarray, steps) -> np.ndarray:
         k = (t - 1) % p
         ch.meter.add(n // 64 + 1)
         marks = np.zeros(n + 1, dtype=np.int64)
+        common = np.zeros(n, dtype=bool)
         for rows in _batches(np.flatnonzero(X)):
-            ks = ch.rows(k, h, rows)
+            mask, ks = _split(ch.layer(k, h), rows, n, ch.meter)
+            if mask is not None:
+                common |= mask
             np.add.at(marks, ks.lo, 1)
             np.add.at(marks, ks.hi, -1)
-        X = np.cumsum(marks[:n]) > 0
+        X = (np.cumsum(marks[:n]) > 0) | common
         if not X.any():
             break
     return X
@@ -1341,10 +1517,9 @@ def _check_common_cover(ch: _Claims, h, cover) -> "int | str":
     if size == 0:
         return "an empty common_cover"
     k = (t - 1) % p
-    cum = np.concatenate([[0], np.cumsum(C)])
+    cum = _prefix(C)
     for rows in _batches(np.arange(n, dtype=np.int64)):
-        ks = ch.rows(k, h, rows)
-        hits = np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=rows.size)
+        hits = _hits(ch, k, h, rows, C, cum)
         if (hits != size).any():
             return f"row {int(rows[np.flatnonzero(hits != size)[0]])} of layer {k} misses a common_cover token"
     if not _set_after_any(ch, h, C, t - 1).all():
