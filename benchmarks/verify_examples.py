@@ -54,7 +54,7 @@ def main(argv=None):
                 cert = Path(tmp) / f"{path.stem}.{t}.json"
                 rc, out, _, _ = run(tree, ["check", str(path), "--n", str(args.n), "--certificate", str(cert)],
                                     args.timeout)
-                if rc not in (0, 1):
+                if not cert.exists():  # (exit 3 only says a condition fails: its certificate is written)
                     print(f"| {path.stem} | {tree.name} | check exit {rc} | | | |", flush=True)
                     continue
                 rc, out, cpu, rss = run(tree, ["verify", str(path), str(cert)], args.timeout)

@@ -503,13 +503,13 @@ def _split3(node, rows: np.ndarray, n: int, meter: _Meter):
         masks = [mask for mask, _, _ in parts if mask is not None]
         progs = [prog for _, _, prog in parts if prog is not None]
         listed = [V for _, V, _ in parts] + [_listed(prog, n, meter) for prog in progs[1:]]
-        return np.logical_or.reduce(masks) if masks else None, _union(listed, n), (progs[0] if progs else None)
+        return _combined(masks, np.logical_or) if masks else None, _union(listed, n), (progs[0] if progs else None)
     if isinstance(node, Blocked):
         nb = -(-n // node.block)
         brows, back = np.unique(rows // node.block, return_inverse=True)
         mask, inner = _split(node.operand, brows, nb, meter)
         if mask is not None:
-            mask = np.repeat(mask, node.block)[:n]
+            mask = _remember(("blocks", id(mask), node.block, n), (mask,), lambda: np.repeat(mask, node.block)[:n])
         return mask, _scaled(inner, back, node.block, n), None
     prog = _long_progression(node, rows, n)
     if prog is not None:
@@ -585,8 +585,27 @@ def _measure(ks: _KeySets, cum: np.ndarray) -> np.ndarray:
     return np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=ks.m).astype(np.int64)
 
 
+_MASKS: dict = {}  # id → (mask, its prefix counts) or (how, masks) → (masks, combined): row-independent, reused
+
+
+def _remember(key, keep, make):
+    hit = _MASKS.get(key)
+    if hit is None or not all(a is b for a, b in zip(hit[0], keep)):
+        if len(_MASKS) >= 16:
+            _MASKS.clear()
+        hit = _MASKS[key] = (keep, make())
+    return hit[1]
+
+
 def _prefix(mask: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+    return _remember(("prefix", id(mask)), (mask,), lambda: np.concatenate([[0], np.cumsum(mask, dtype=np.int64)]))
+
+
+def _combined(masks: list, how) -> np.ndarray:
+    """how.reduce(masks), computed once for the same (row-independent) masks."""
+    if len(masks) == 1:
+        return masks[0]
+    return _remember((how.__name__, *map(id, masks)), tuple(masks), lambda: how.reduce(masks))
 
 
 def _hits(ch, k, h, rows, C: np.ndarray, cum: np.ndarray) -> np.ndarray:
@@ -933,7 +952,7 @@ def _count_batches(ch: _Claims, h, n: int):
     """Rows 0..n-1 in batches of about _COUNT_ENTRIES intervals over all layers (the width
     measured on the first rows), at most _BATCH rows: 2–3× faster than _BATCH rows for
     patterns with hundreds of keys per row (random)."""
-    probe = np.arange(min(n, 256), dtype=np.int64)
+    probe = np.unique(np.linspace(0, n - 1, min(n, 256)).astype(np.int64))  # (spread: `summary & causal` widens)
     width = max(1, sum(_split(ch.layer(k, h), probe, n, ch.meter)[1].lo.size for k in range(ch.p)) // max(1, probe.size))
     step = max(256, min(_BATCH, _COUNT_ENTRIES // width))
     for start in range(0, n, step):
@@ -970,7 +989,28 @@ def _row_sizes(node, rows: np.ndarray, n: int, meter: _Meter) -> np.ndarray:
                 for t in range(width):  # lo ≤ key < hi as one unsigned comparison
                     inside |= (keys - lo[:, t:t + 1].view(np.uint64)) < size[:, t:t + 1].view(np.uint64)
                 return rest.sizes() + keys.shape[1] - inside.sum(axis=1)
+    if isinstance(node, Intersection):
+        return _meet_sizes(node.parts, rows, n, meter)
     return _split3_sizes(*_split3(node, rows, n, meter), meter)
+
+
+def _meet_sizes(parts, rows: np.ndarray, n: int, meter: _Meter) -> np.ndarray:
+    """|∩ parts| for each row: the row-independent parts (nested intersections flattened)
+    as one mask K, the others' key sets W intersected: |K ∩ W_r| from K's prefix counts,
+    so `summary(l, c) & causal` costs a row's one interval, not its thousands."""
+    flat, todo = [], list(parts)
+    while todo:
+        part = todo.pop()
+        (todo.extend if isinstance(part, Intersection) else flat.append)(
+            part.parts if isinstance(part, Intersection) else part)
+    fixed = [part for part in flat if _constant(part)]
+    rest = [part for part in flat if not _constant(part)]
+    W = _intersection([_keys(part, rows, n, meter) for part in rest], n) if rest else _spans(rows.size, n, [(0, n)])
+    if not fixed:
+        return W.sizes()
+    mask = _combined([_split(part, rows[:1], n, meter)[0] for part in fixed], np.logical_and)
+    meter.add(n // 64 + 1)
+    return _measure(W, _prefix(mask))
 
 
 def _split_sizes(mask, V: _KeySets) -> np.ndarray:
@@ -1002,11 +1042,16 @@ def _check_counts(ch: _Claims, counts) -> str | None:
                     layer_totals[0] += sizes
                     union_total += sizes
                     continue
+                sizes = [_row_sizes(ch.layer(k, h), rows, n, ch.meter) for k in range(ch.p)]
                 for k in range(ch.p):
-                    layer_totals[k] += int(_row_sizes(ch.layer(k, h), rows, n, ch.meter).sum())
+                    layer_totals[k] += int(sizes[k].sum())
+                if ch.p == 2:  # |A ∪ B| = |A| + |B| − |A ∩ B|, the meet counted like one layer
+                    union_total += int((sizes[0] + sizes[1] - _meet_sizes([ch.layer(0, h), ch.layer(1, h)], rows,
+                                                                          n, ch.meter)).sum())
+                    continue
                 sets = [_split(ch.layer(k, h), rows, n, ch.meter) for k in range(ch.p)]
                 masks = [mask for mask, _ in sets if mask is not None]
-                union_total += int(_split_sizes(np.logical_or.reduce(masks) if masks else None,
+                union_total += int(_split_sizes(_combined(masks, np.logical_or) if masks else None,
                                                 _union([V for _, V in sets], n)).sum())
             done[key] = (layer_totals, union_total)
         layer_totals, union_total = done[key]

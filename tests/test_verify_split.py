@@ -7,12 +7,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import patterndsl
 from patterndsl.reference import evaluate
-from patterndsl.verify import _hits, _keys, _Meter, _pairs, _row_sizes, _split, _Claims
+from patterndsl.verify import _check_counts, _Claims, _hits, _keys, _Meter, _pairs, _row_sizes, _split
 
 PARTS = ["window({a})", "window({a}, {b})", "global(0..{a})", "global({g}, {b})", "cols({b}..{d})",
          "rows(0..{a})", "causal", "self", "chunk({c})", "summary({c}, {e})", "summary(8, 3, offset={b})",
          "stride({s})", "stride({s}, offset={b})", "dilated({w}, {s})", "dilated(2, 3)", "~causal",
-         "cols(n-4..n)", "none", "all & cols(0..{a})"]
+         "cols(n-4..n)", "none", "all & cols(0..{a})", "summary({c}, {e}) & causal",
+         "causal & (summary(8, 3) & window({a}, 300))"]
 
 
 @st.composite
@@ -73,3 +74,17 @@ def test_blocked_summary_counts_cost_block_rows_not_token_pairs():
     assert meter.used < 40 * n
     probe = np.array([0, 17, 4095, n - 1])
     assert (sizes[probe] == evaluate(pattern, probe, n).sum(axis=1)).all()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(2049, 4099), st.integers(2, 200), st.integers(1, 8), st.sampled_from(["causal", "window(37)"]))
+def test_two_layer_counts_match_the_reference(n, b, c, cut):
+    # fixed.spat's shape: the union of two layers counted as |A| + |B| − |A ∩ B|
+    source = f"layers {{\n chunk({b}) & {cut}\n summary({b}, {min(b, c)}) & {cut}\n}}"
+    compiled = patterndsl.compile(source, n)
+    masks = [compiled.dense(k, 0) for k in range(2)]
+    truth = {"per_layer": [[int(m.sum())] for m in masks], "union": [int((masks[0] | masks[1]).sum())]}
+    assert _check_counts(_Claims(compiled, 1 << 40), truth) is None
+    for wrong in ({"per_layer": truth["per_layer"], "union": [truth["union"][0] - 1]},
+                  {"per_layer": [[truth["per_layer"][0][0]], [truth["per_layer"][1][0] + 1]], "union": truth["union"]}):
+        assert _check_counts(_Claims(compiled, 1 << 40), wrong) is not None

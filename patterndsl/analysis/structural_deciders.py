@@ -877,3 +877,48 @@ def _raised(claim, c1_ok, pairs) -> dict:
           if k not in ("missing_first", "missing_before", "missing_each")}
     ev.update({"missing_before": pairs[-1]} if c1_ok else {"missing_each": pairs})
     return {**claim, "s_bounds": [new, hi], "evidence": ev}
+
+
+# ---- exact s of one layer with C1: the diameter of U, by a BFS out of every token ---------
+
+DISTANCE_WORK = 1 << 27  # n × (edges + n) of the BFS out of every token (scipy, in C)
+_SOURCES = 256  # BFS sources per call (their distance rows: 256 × n floats)
+
+
+def distance_depth(pattern, n: int, claim, max_work: int = DISTANCE_WORK) -> dict:
+    """One layer A with C1: S^t_i is the ball of radius t out of i in U = A (every token
+    attends itself), so s = max(1, the largest distance of U) — infinite when some pair
+    is unreachable. Found by a BFS out of every token when n × (edges + n) ≤ max_work; the
+    evidence {"distances": true} is re-checked by verify the same way (its own key sets,
+    its own BFS). Returns the claim with s exact, or ``claim`` unchanged (too much work,
+    or a result outside its certified bounds)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    if n * (n + 1) > max_work:
+        return claim
+    indptr, parts, edges = [0], [], 0
+    try:
+        for rows, keys in all_rows(pattern, n, limit=ROW_LIMIT):
+            width = keys.hi - keys.lo
+            edges += int(width.sum())
+            if n * (edges + n) > max_work:
+                return claim
+            parts.append(np.repeat(keys.lo - np.cumsum(width) + width, width) + np.arange(int(width.sum())))
+            indptr.extend((np.cumsum(np.bincount(keys.own, weights=width, minlength=rows.size)) + indptr[-1])
+                          .astype(np.int64).tolist())
+    except TooManyIntervals:
+        return claim
+    indices = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    U = csr_matrix((np.ones(indices.size, dtype=np.int8), indices, np.asarray(indptr, dtype=np.int64)), shape=(n, n))
+    far = 0.0
+    for start in range(0, n, _SOURCES):
+        d = shortest_path(U, directed=True, unweighted=True, indices=np.arange(start, min(n, start + _SOURCES)))
+        far = max(far, float(d.max()))
+    if not np.isfinite(far):
+        return claim  # (not strongly connected: the component refutations say so, with evidence)
+    s = max(1, int(far))
+    lo, hi = claim["s_bounds"]
+    if s < lo or (hi is not None and s > hi):
+        return claim  # (a disagreement would be a bug of one side; keep the certified bounds)
+    return {"holds": True, "s": s, "s_bounds": [s, s], "evidence": {"distances": True}}
