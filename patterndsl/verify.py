@@ -995,22 +995,38 @@ def _row_sizes(node, rows: np.ndarray, n: int, meter: _Meter) -> np.ndarray:
 
 
 def _meet_sizes(parts, rows: np.ndarray, n: int, meter: _Meter) -> np.ndarray:
-    """|∩ parts| for each row: the row-independent parts (nested intersections flattened)
-    as one mask K, the others' key sets W intersected: |K ∩ W_r| from K's prefix counts,
-    so `summary(l, c) & causal` costs a row's one interval, not its thousands."""
+    """|∩ parts| for each row, nested intersections flattened: the row-independent parts
+    as one mask K_c, one part that splits as K_s ∪ V_r (a union with row-independent
+    parts: `_split`), the others' key sets intersected as W_r. With X_r = V_r ∩ W_r (a
+    row's few intervals), |K_c ∩ (K_s ∪ V_r) ∩ W_r| = |K_c ∩ K_s ∩ W_r| + |K_c ∩ X_r| −
+    |K_c ∩ K_s ∩ X_r|, each from prefix counts of a mask: `summary(l, c) & causal` or
+    phi3's `blocks(64) { window(15, 0) | summary(8, 1) } & causal` cost a row's own
+    intervals, not the summary's thousands."""
     flat, todo = [], list(parts)
     while todo:
         part = todo.pop()
-        (todo.extend if isinstance(part, Intersection) else flat.append)(
-            part.parts if isinstance(part, Intersection) else part)
+        if isinstance(part, Intersection):
+            todo.extend(part.parts)
+        else:
+            flat.append(part)
     fixed = [part for part in flat if _constant(part)]
     rest = [part for part in flat if not _constant(part)]
+    Kc = _combined([_split(part, rows[:1], n, meter)[0] for part in fixed], np.logical_and) if fixed else None
+    Ks, V = None, None
+    for at, part in enumerate(rest):
+        if isinstance(part, (Union, Blocked)):
+            mask, V_part = _split(part, rows, n, meter)
+            if mask is not None:
+                Ks, V = mask, V_part
+                rest = rest[:at] + rest[at + 1:]
+                break
     W = _intersection([_keys(part, rows, n, meter) for part in rest], n) if rest else _spans(rows.size, n, [(0, n)])
-    if not fixed:
-        return W.sizes()
-    mask = _combined([_split(part, rows[:1], n, meter)[0] for part in fixed], np.logical_and)
     meter.add(n // 64 + 1)
-    return _measure(W, _prefix(mask))
+    if Ks is None:
+        return W.sizes() if Kc is None else _measure(W, _prefix(Kc))
+    both = Ks if Kc is None else _combined([Kc, Ks], np.logical_and)
+    X = _intersection([V, W], n)
+    return _measure(W, _prefix(both)) + (X.sizes() if Kc is None else _measure(X, _prefix(Kc))) - _measure(X, _prefix(both))
 
 
 def _split_sizes(mask, V: _KeySets) -> np.ndarray:

@@ -13,7 +13,8 @@ PARTS = ["window({a})", "window({a}, {b})", "global(0..{a})", "global({g}, {b})"
          "rows(0..{a})", "causal", "self", "chunk({c})", "summary({c}, {e})", "summary(8, 3, offset={b})",
          "stride({s})", "stride({s}, offset={b})", "dilated({w}, {s})", "dilated(2, 3)", "~causal",
          "cols(n-4..n)", "none", "all & cols(0..{a})", "summary({c}, {e}) & causal",
-         "causal & (summary(8, 3) & window({a}, 300))"]
+         "causal & (summary(8, 3) & window({a}, 300))", "(window({a}) | summary({c}, {e})) & causal",
+         "cols(0..{a}) & (chunk({c}) | summary(8, 2, offset={b})) & window({w})"]
 
 
 @st.composite
