@@ -6,7 +6,8 @@ For each example and tree (PYTHONPATH = the tree, run in turn, serially), the ce
 is written by that tree's `check` and re-checked by the same tree's `verify` (default
 budget): prints verify's exit status (0 every claim checked and holds, 4 some claim
 unchecked within the budget), the claims it left unchecked, and verify's CPU seconds
-(user + system of the child) and peak memory. Markdown table."""
+(user + system of the child) and peak memory. Each child may use 8 GiB of address space (past it: a MemoryError, its
+exit status 1). Markdown table."""
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+MEMORY = 8 << 30  # address space per child: past it, a MemoryError (not the machine's OOM killer)
+
+
+def _limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+
+
 def run(tree: Path, args: list, timeout: float):
     env = dict(os.environ, PYTHONPATH=str(tree))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         done = subprocess.run([sys.executable, "-m", "patterndsl.cli", *args], cwd=tree, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, preexec_fn=_limit_memory)
         rc, out = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired:
         rc, out = "timeout", ""

@@ -34,7 +34,8 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
                                          | {"periodic": {"root", "out": [parent of v], "period": g}}}
           | {"holds": true, "s": int | null, "s_bounds": [lo, hi],
              "evidence": {"hub": {"token", "row_step", "column_step"}, "chain": true,
-                          "recursion": true, "intervals": true, "full_first": true, "aperiodic": true,
+                          "recursion": true, "intervals": true, "distances": true, "full_first": true,
+                          "aperiodic": true,
                           "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
                           "missing_first": [i, j], "missing_before": [i, j],
                           "cover": {"step": t, "tokens": [h, …]}, "union_cover": {"step": t, "tokens": [h, …]},
@@ -82,6 +83,9 @@ it is re-checked:
     depth(u) + 1 − depth(v) re-computed from every row, g ≥ 2: every cycle length is a
     multiple of g, the keys of row i in S^t lie in one class mod g: s is infinite.
   * recursion: S^t recomputed densely for t ≤ hi (small n): both bounds.
+  * distances (one layer, C1): S^t_i is the ball of radius t out of i in A, so s is
+    max(1, the largest distance of A), found by a BFS out of every token (scipy) on the
+    edges read from this module's key sets, metered n × (edges + n): both bounds.
   * intervals: every row of every layer is one interval [lo_k(i), hi_k(i)) holding i,
     with lo_k and hi_k non-decreasing in i. Then S^t_i is an interval too, S^t = J
     exactly when S^t_{n−1} ∋ 0 and S^t_0 ∋ n − 1, and s is computed exactly by composing
@@ -1445,6 +1449,34 @@ def _depth_by_intervals(ch: _Claims, h) -> "int | None | str":
     return min(candidates) if candidates else None
 
 
+_SOURCES = 256  # BFS sources at a time (their distances: 256 × n floats)
+
+
+def _depth_by_distances(ch: _Claims, h) -> "int | None | str":
+    """One layer with C1: S^t_i is the ball of radius t out of i in A, so s = max(1, the
+    largest distance) (None: some pair unreachable, s infinite). A's edges from this
+    module's key sets, a BFS out of every token (scipy's, in C), metered n × (edges + n)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    n = ch.n
+    if ch.p != 1:
+        return "it needs one layer"
+    if not ch.c1(h):
+        return "it needs C1, which fails"
+    ch.meter.add(n * n)
+    first, lo, hi = _layer_keys(ch, 0, h)
+    width = hi - lo
+    ch.meter.add(n * int(width.sum()))
+    indptr = np.concatenate([[0], np.cumsum(width)])[first]
+    A = csr_matrix((np.ones(int(width.sum()), dtype=np.int8), _spread(lo, width), indptr), shape=(n, n))
+    far = 0.0
+    for start in range(0, n, _SOURCES):
+        far = max(far, float(shortest_path(A, directed=True, unweighted=True,
+                                           indices=np.arange(start, min(n, start + _SOURCES))).max()))
+    return max(1, int(far)) if np.isfinite(far) else None
+
+
 _STEPS_KEPT = 64  # beyond this many steps, S^t_i reads every row's intervals once and keeps them
 
 
@@ -1878,6 +1910,12 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
         exact = _depth_by_intervals(ch, h)
         if isinstance(exact, str):
             return "intervals evidence does not hold: " + exact
+        if exact is None:
+            return "s is infinite"
+    elif ev.get("distances") is True:
+        exact = _depth_by_distances(ch, h)
+        if isinstance(exact, str):
+            return "distances evidence does not hold: " + exact
         if exact is None:
             return "s is infinite"
     elif ev.get("recursion") is True:
