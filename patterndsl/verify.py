@@ -473,9 +473,6 @@ def _constant(node) -> bool:
     return False
 
 
-_CONSTANT_ROWS: dict = {}  # (node, n) → the keys of every row of a `_constant` node
-
-
 def _split(node, rows: np.ndarray, n: int, meter: _Meter):
     """The keys of ``rows`` as (K, V): row r's keys are K ∪ V_r, K (a bool mask over the
     keys, or None for none) the same for every row. A union's row-independent parts
@@ -492,16 +489,15 @@ def _split3(node, rows: np.ndarray, n: int, meter: _Meter):
     (`_long_progression`), row r's keys being K ∪ V_r ∪ P_r."""
     m = rows.size
     if _constant(node):
-        if (node, n) not in _CONSTANT_ROWS:
+        def every_row():
             keys = _keys(node, np.zeros(1, dtype=np.int64), n, meter)
             meter.add(n // 64 + 1)
             marks = np.zeros(n + 1, dtype=np.int64)
             np.add.at(marks, keys.lo, 1)
             np.add.at(marks, keys.hi, -1)
-            if len(_CONSTANT_ROWS) >= 8:
-                _CONSTANT_ROWS.clear()
-            _CONSTANT_ROWS[node, n] = np.cumsum(marks[:n]) > 0
-        return _CONSTANT_ROWS[node, n], _KeySets.make(m, [], [], [], n), None
+            return np.cumsum(marks[:n]) > 0
+
+        return _remember(("constant", node, n), (), every_row), _KeySets.make(m, [], [], [], n), None
     if isinstance(node, Union):
         parts = [_split3(part, rows, n, meter) for part in node.parts]
         masks = [mask for mask, _, _ in parts if mask is not None]
@@ -589,7 +585,7 @@ def _measure(ks: _KeySets, cum: np.ndarray) -> np.ndarray:
     return np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=ks.m).astype(np.int64)
 
 
-_MASKS: dict = {}  # id → (mask, its prefix counts) or (how, masks) → (masks, combined): row-independent, reused
+_MASKS: dict = {}  # row-independent masks, made once: a `_constant` node's, prefix counts, combinations
 
 
 def _remember(key, keep, make):
