@@ -93,7 +93,7 @@ def rates(items, budget: float):
             only_bounds = fd["holds"] is True and fd.get("s") is None
             bounds += only_bounds
             if u2 or u3 or only_bounds:
-                what = "C2" * u2 + " C3" * u3 + f" C3 bounds {fd['s_bounds']}" * only_bounds
+                what = "C2" * u2 + " C3" * u3 + (f" C3 bounds {fd.get('s_bounds')}" if only_bounds else "")
                 undecided.append((n, f" file {files} head {cond['head']}{what}", source))
             if u2 or u3:
                 print(f"  file {files} head {cond['head']} undecided:{' C2' * u2}{' C3' * u3} (n = {n})",
