@@ -423,7 +423,7 @@ def test_dense_depth_against_dense_products(source, n):
     assert want is not None and fd["s"] == want and fd["s_bounds"] == [want, want], (fd["s_bounds"], want)
     _assert_depth_claim(compiled, fd)
     assert len(fd["evidence"].get("missing_each", [None] * (want - 1))) == want - 1
-    results = check_conditions(compiled, budget_seconds=2)
+    results = check_conditions(compiled, budget_seconds=10)  # (1.2–1.7 CPU s alone: a 2 s budget ran out at load)
     assert results["conditions"][0]["finite_depth"]["s"] == want
     assert verify_report(compiled, certificate(compiled, results)) == {"failures": [], "unchecked": []}
 
