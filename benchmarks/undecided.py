@@ -29,6 +29,7 @@ RANGE = (2049, 4099)
 def draw_corpus(count: int, seed: int = 20261202) -> list:
     """[source, n] pairs: half from hypothesis (derandomized), half from conditions.py's generator."""
     from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
 
     from patterndsl import strategies as S
 
@@ -38,7 +39,11 @@ def draw_corpus(count: int, seed: int = 20261202) -> list:
     drawn: list = []
     seen: list = []
 
-    @settings(max_examples=2 * count, database=None, derandomize=True, phases=[Phase.generate],
+    committed = seed == 20261202  # the committed corpus: hypothesis derandomized, as it was drawn
+    settle = (lambda f: f) if committed else hypothesis_seed(seed)
+
+    @settle
+    @settings(max_examples=2 * count, database=None, derandomize=committed, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck), deadline=None)
     @given(S.files())
     def collect(source):
@@ -53,8 +58,8 @@ def draw_corpus(count: int, seed: int = 20261202) -> list:
     return [[s, rng.randint(*RANGE)] for s in sources]
 
 
-def load(count: "int | None", start: int = 0):
-    items = json.loads(CORPUS.read_text())[start:]
+def load(count: "int | None", start: int = 0, corpus: Path = CORPUS):
+    items = json.loads(corpus.read_text())[start:]
     return items[:count] if count else items
 
 
@@ -85,9 +90,12 @@ def rates(items, budget: float):
             u3 = fd["holds"] is None
             c2 += u2
             c3 += u3
-            bounds += fd["holds"] is True and fd.get("s") is None
+            only_bounds = fd["holds"] is True and fd.get("s") is None
+            bounds += only_bounds
+            if u2 or u3 or only_bounds:
+                what = "C2" * u2 + " C3" * u3 + (f" C3 bounds {fd.get('s_bounds')}" if only_bounds else "")
+                undecided.append((n, f" file {files} head {cond['head']}{what}", source))
             if u2 or u3:
-                undecided.append((n, "C2" * u2 + " C3" * u3, source))
                 print(f"  file {files} head {cond['head']} undecided:{' C2' * u2}{' C3' * u3} (n = {n})",
                       file=sys.stderr, flush=True)
     return files, heads, c2, c3, bounds, time.perf_counter() - start, undecided
@@ -121,24 +129,31 @@ def main(argv=None):
     ap.add_argument("--start", type=int, default=0, help="skip the first START files of the corpus")
     ap.add_argument("--budget", type=float, default=2.0, help="check_conditions budget per file (seconds)")
     ap.add_argument("--save", type=int, nargs="?", const=300, default=None, metavar="COUNT",
-                    help="draw a new corpus of COUNT files (default 300) into undecided_corpus.json")
+                    help="draw a new corpus of COUNT files (default 300) into --corpus")
+    ap.add_argument("--corpus", type=Path, default=CORPUS,
+                    help="the corpus file (default benchmarks/undecided_corpus.json, the committed one)")
+    ap.add_argument("--seed", type=int, default=20261202,
+                    help="--save: the generator's seed (the committed corpus: 20261202); another seed also "
+                         "draws other hypothesis files")
     ap.add_argument("--examples-only", action="store_true")
     ap.add_argument("--no-examples", action="store_true")
     ap.add_argument("--list", action="store_true", help="print the undecided files")
     ap.add_argument("--only", default=None, help="comma-separated example names (no table header)")
     args = ap.parse_args(argv)
     if args.save:
-        CORPUS.write_text(json.dumps(draw_corpus(args.save), indent=0) + "\n")
-        print(f"wrote {CORPUS}")
+        if args.corpus.resolve() == CORPUS and args.seed != 20261202:
+            ap.error("--save with another --seed needs another --corpus (the committed corpus stays as drawn)")
+        args.corpus.write_text(json.dumps(draw_corpus(args.save, args.seed), indent=0) + "\n")
+        print(f"wrote {args.corpus}")
         return
     import patterndsl
 
     print(f"patterndsl from {Path(patterndsl.__file__).parent}")
     if not args.examples_only:
-        items = load(args.count, args.start)
+        items = load(args.count, args.start, args.corpus)
         digest = hashlib.sha256(json.dumps(items).encode()).hexdigest()[:12]
         files, heads, c2, c3, bounds, seconds, undecided = rates(items, args.budget)
-        print(f"corpus {CORPUS.name} (files {args.start} … {args.start + len(items) - 1}, sha256 {digest}…), "
+        print(f"corpus {args.corpus.name} (files {args.start} … {args.start + len(items) - 1}, sha256 {digest}…), "
               f"{files} compile")
         print("\n| n range | files | heads | C2 undecided | C3 undecided | C3 bounds only | seconds |")
         print("|---|---|---|---|---|---|---|")

@@ -34,7 +34,8 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
                                          | {"periodic": {"root", "out": [parent of v], "period": g}}}
           | {"holds": true, "s": int | null, "s_bounds": [lo, hi],
              "evidence": {"hub": {"token", "row_step", "column_step"}, "chain": true,
-                          "recursion": true, "intervals": true, "full_first": true, "aperiodic": true,
+                          "recursion": true, "intervals": true, "distances": true, "full_first": true,
+                          "aperiodic": true,
                           "trees": {"root": r, "out": [parent of v], "in": [parent of v]},
                           "missing_first": [i, j], "missing_before": [i, j],
                           "cover": {"step": t, "tokens": [h, …]}, "union_cover": {"step": t, "tokens": [h, …]},
@@ -82,6 +83,9 @@ it is re-checked:
     depth(u) + 1 − depth(v) re-computed from every row, g ≥ 2: every cycle length is a
     multiple of g, the keys of row i in S^t lie in one class mod g: s is infinite.
   * recursion: S^t recomputed densely for t ≤ hi (small n): both bounds.
+  * distances (one layer, C1): S^t_i is the ball of radius t out of i in A, so s is
+    max(1, the largest distance of A), found by a BFS out of every token (scipy) on the
+    edges read from this module's key sets, metered n × (edges + n): both bounds.
   * intervals: every row of every layer is one interval [lo_k(i), hi_k(i)) holding i,
     with lo_k and hi_k non-decreasing in i. Then S^t_i is an interval too, S^t = J
     exactly when S^t_{n−1} ∋ 0 and S^t_0 ∋ n − 1, and s is computed exactly by composing
@@ -128,7 +132,7 @@ import numpy as np
 
 from . import randomgen
 from .grid import Grid, GridPrimitive, GridTransposed
-from .ir import Complement, Difference, Intersection, Union
+from .ir import Blocked, Complement, Difference, Intersection, Union
 from .primitives import (All, Causal, Chunk, Cols, Dilated, Global, LogSparse, Nothing, Primitive, Random, Rows,
                          Self, Stride, Summary, SummaryRows, Window)
 from .primitives import Bernoulli
@@ -316,7 +320,10 @@ def _primitive_keys(node: Primitive, rows: np.ndarray, n: int, meter: _Meter) ->
         o = getattr(node, "offset", 0) % node.b
         chunks = -(-(n + o) // node.b)
         meter.add(chunks * m)
-        return _spans(m, n, [(q * node.b + node.b - node.c - o, q * node.b + node.b - o) for q in range(chunks)])
+        ends = np.arange(1, chunks + 1, dtype=np.int64) * node.b - o
+        lo = np.tile(np.maximum(ends - node.c, 0), m)
+        hi = np.tile(np.minimum(ends, n), m)
+        return _KeySets.make(m, np.repeat(np.arange(m, dtype=np.int64), chunks), lo, hi, n, presorted=True)
     if isinstance(node, SummaryRows):  # transpose(summary): the rows (i + o) mod b ≥ b − c hold every key
         meter.add(m)
         full = np.flatnonzero(node.held_rows(rows))
@@ -428,13 +435,188 @@ def _keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
         out = _complement(_keys(node.operand, rows, n, meter), n)
     elif isinstance(node, Grid):
         out = _grid_keys(node, rows, n, meter)
-    else:  # any other node (blocks { }) answers for itself: its predicate over whole rows
+    elif isinstance(node, Blocked):
+        brows, back = np.unique(rows // node.block, return_inverse=True)
+        out = _scaled(_keys(node.operand, brows, -(-n // node.block), meter), back, node.block, n)
+    else:  # any other node answers for itself: its predicate over whole rows
         meter.add(rows.size * n)
         dense = np.asarray(node.predicate(rows[:, None], np.arange(n, dtype=np.int64)[None, :], n), dtype=bool)
         own, keys = np.nonzero(dense)
         out = _KeySets.make(rows.size, own, keys, keys + 1, n)
     meter.add(out.lo.size + rows.size)
     return out
+
+
+def _scaled(inner: _KeySets, back: np.ndarray, block: int, n: int) -> _KeySets:
+    """`blocks(B) { P }`: (i, j) holds exactly when (⌊i/B⌋, ⌊j/B⌋) is in P (README), so row
+    r's keys are block row back[r]'s key intervals [lo, hi) of P read as tokens
+    [lo·B, min(hi·B, n)): intervals stay sorted, disjoint and apart."""
+    per = np.bincount(inner.own, minlength=inner.m).astype(np.int64)
+    first = np.cumsum(per) - per
+    count = per[back]
+    own = np.repeat(np.arange(back.size, dtype=np.int64), count)
+    at = np.repeat(first[back] - np.cumsum(count) + count, count) + np.arange(own.size, dtype=np.int64)
+    return _KeySets(back.size, own, inner.lo[at] * block, np.minimum(inner.hi[at] * block, n))
+
+
+def _constant(node) -> bool:
+    """Whether every row of ``node`` has the same keys (read from its structure only)."""
+    if isinstance(node, (All, Nothing, Summary, Cols)):
+        return True
+    if isinstance(node, (Union, Intersection)):
+        return all(_constant(part) for part in node.parts)
+    if isinstance(node, Difference):
+        return _constant(node.left) and _constant(node.right)
+    if isinstance(node, Complement):
+        return _constant(node.operand)
+    if isinstance(node, Blocked):
+        return _constant(node.operand)
+    return False
+
+
+def _split(node, rows: np.ndarray, n: int, meter: _Meter):
+    """The keys of ``rows`` as (K, V): row r's keys are K ∪ V_r, K (a bool mask over the
+    keys, or None for none) the same for every row. A union's row-independent parts
+    (summary, cols, … : `_constant`) are evaluated for one row only, so a row costs its
+    own few intervals, not the thousands of a summary's."""
+    mask, V, prog = _split3(node, rows, n, meter)
+    if prog is not None:
+        V = _union([V, _listed(prog, n, meter)], n)
+    return mask, V
+
+
+def _split3(node, rows: np.ndarray, n: int, meter: _Meter):
+    """(K, V, P): `_split`'s K and V, and P, None or one long progression per row
+    (`_long_progression`), row r's keys being K ∪ V_r ∪ P_r."""
+    m = rows.size
+    if _constant(node):
+        def every_row():
+            keys = _keys(node, np.zeros(1, dtype=np.int64), n, meter)
+            meter.add(n // 64 + 1)
+            marks = np.zeros(n + 1, dtype=np.int64)
+            np.add.at(marks, keys.lo, 1)
+            np.add.at(marks, keys.hi, -1)
+            return np.cumsum(marks[:n]) > 0
+
+        return _remember(("constant", node, n), (), every_row), _KeySets.make(m, [], [], [], n), None
+    if isinstance(node, Union):
+        parts = [_split3(part, rows, n, meter) for part in node.parts]
+        masks = [mask for mask, _, _ in parts if mask is not None]
+        progs = [prog for _, _, prog in parts if prog is not None]
+        listed = [V for _, V, _ in parts] + [_listed(prog, n, meter) for prog in progs[1:]]
+        return _combined(masks, np.logical_or) if masks else None, _union(listed, n), (progs[0] if progs else None)
+    if isinstance(node, Blocked):
+        nb = -(-n // node.block)
+        brows, back = np.unique(rows // node.block, return_inverse=True)
+        mask, inner = _split(node.operand, brows, nb, meter)
+        if mask is not None:
+            mask = _remember(("blocks", id(mask), node.block, n), (mask,), lambda: np.repeat(mask, node.block)[:n])
+        return mask, _scaled(inner, back, node.block, n), None
+    prog = _long_progression(node, rows, n)
+    if prog is not None:
+        meter.add(m)
+        return None, _KeySets.make(m, [], [], [], n), prog
+    return None, _keys(node, rows, n, meter), None
+
+
+_LONG = 64  # a stride or dilation with at least this many keys a row is counted by arithmetic, not listed
+
+
+def _long_progression(node, rows, n):
+    """(s, r, a, b): row x's keys of `stride` or `dilated` (the same keys as _primitive_keys
+    lists) as those in [a_x, b_x) congruent to r_x mod s; None for other nodes or few keys."""
+    if isinstance(node, Stride):
+        o = getattr(node, "offset", 0)
+        s = min(node.s, n + 1) if o == 0 else node.s
+        if s > 1 and n // s >= _LONG:
+            return s, (rows - o) % s, np.zeros(rows.size, dtype=np.int64), np.full(rows.size, n, dtype=np.int64)
+    if isinstance(node, Dilated) and node.d > 1:
+        d, reach = min(node.d, n + 1), min(node.w * node.d, n + 1)
+        span = reach // d * d
+        if span // d >= _LONG:
+            return d, rows % d, np.maximum(rows - span, 0), np.minimum(rows + span, n - 1) + 1
+    return None
+
+
+def _listed(prog, n, meter) -> _KeySets:
+    s, r, a, b = prog
+    return _progression(r.size, n, a + (r - a) % s, s, b - 1, meter)
+
+
+def _in_class(r, s, lo, hi) -> np.ndarray:
+    """#{x ∈ [lo, hi): x ≡ r (mod s)} (0 when hi ≤ lo)."""
+    return np.where(hi > lo, (hi - 1 - r) // s - (lo - 1 - r) // s, 0)
+
+
+def _class_prefix(mask: np.ndarray, s: int) -> np.ndarray:
+    """Q[x] = #{y < x: y ∈ mask, y ≡ x (mod s)} for 0 ≤ x < (⌊n/s⌋ + 2)·s."""
+    padded = np.zeros((mask.size // s + 2) * s, dtype=np.int64)
+    padded[:mask.size] = mask
+    return (np.cumsum(padded.reshape(-1, s), axis=0) - padded.reshape(-1, s)).reshape(-1)
+
+
+def _class_mask_count(Q, r, s, lo, hi) -> np.ndarray:
+    """#{x ∈ mask ∩ [lo, hi): x ≡ r (mod s)}, from Q = _class_prefix(mask, s)."""
+    hi = np.maximum(lo, hi)
+    return Q[hi + (r - hi) % s] - Q[lo + (r - lo) % s]
+
+
+def _split3_sizes(mask, V: _KeySets, prog, meter) -> np.ndarray:
+    """|K ∪ V_x ∪ P_x| = |K ∪ V_x| + |P_x| − |P_x ∩ V_x| − |P_x ∩ K| + |P_x ∩ K ∩ V_x|, by
+    arithmetic on each row's few intervals (V disjoint: _KeySets)."""
+    sizes = _split_sizes(mask, V)
+    if prog is None:
+        return sizes
+    s, r, a, b = prog
+    meter.add(V.lo.size + r.size)
+    own = V.own
+    lo, hi = np.maximum(V.lo, a[own]), np.minimum(V.hi, b[own])
+    sizes = sizes + _in_class(r, s, a, b) - np.bincount(own, weights=_in_class(r[own], s, lo, hi),
+                                                        minlength=V.m).astype(np.int64)
+    if mask is not None:
+        meter.add(mask.size // 64 + 1)
+        Q = _class_prefix(mask, s)
+        sizes = sizes - _class_mask_count(Q, r, s, a, b) + np.bincount(
+            own, weights=_class_mask_count(Q, r[own], s, lo, hi), minlength=V.m).astype(np.int64)
+    return sizes
+
+
+def _measure(ks: _KeySets, cum: np.ndarray) -> np.ndarray:
+    """Per row, Σ over its intervals of cum[hi] − cum[lo] (cum a prefix count over the keys)."""
+    return np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=ks.m).astype(np.int64)
+
+
+_MASKS: dict = {}  # row-independent masks, made once: a `_constant` node's, prefix counts, combinations
+
+
+def _remember(key, keep, make):
+    hit = _MASKS.get(key)
+    if hit is None or not all(a is b for a, b in zip(hit[0], keep)):
+        if len(_MASKS) >= 16:
+            _MASKS.clear()
+        hit = _MASKS[key] = (keep, make())
+    return hit[1]
+
+
+def _prefix(mask: np.ndarray) -> np.ndarray:
+    return _remember(("prefix", id(mask)), (mask,), lambda: np.concatenate([[0], np.cumsum(mask, dtype=np.int64)]))
+
+
+def _combined(masks: list, how) -> np.ndarray:
+    """how.reduce(masks), computed once for the same (row-independent) masks."""
+    if len(masks) == 1:
+        return masks[0]
+    return _remember((how.__name__, *map(id, masks)), tuple(masks), lambda: how.reduce(masks))
+
+
+def _hits(ch, k, h, rows, C: np.ndarray, cum: np.ndarray) -> np.ndarray:
+    """|A^k_r ∩ C| for each row r (cum = _prefix(C)): |K ∩ C| + |V_r ∩ C| − |V_r ∩ K ∩ C|."""
+    mask, V = _split(ch.layer(k, h), np.asarray(rows, dtype=np.int64), ch.n, ch.meter)
+    if mask is None:
+        return _measure(V, cum)
+    both = mask & C
+    ch.meter.add(ch.n // 64 + 1)
+    return int(both.sum()) + _measure(V, cum) - _measure(V, _prefix(both))
 
 
 def _batches(rows: np.ndarray):
@@ -451,6 +633,8 @@ def _pairs(node, i, j, n) -> np.ndarray:
         return _grid_pairs(node, i, j, n)
     if isinstance(node, Primitive):
         return np.asarray(node.pairs(i, j, n), dtype=bool)
+    if isinstance(node, Blocked):
+        return _pairs(node.operand, np.asarray(i) // node.block, np.asarray(j) // node.block, -(-n // node.block))
     if isinstance(node, Complement):
         return ~_pairs(node.operand, i, j, n)
     if isinstance(node, Difference):
@@ -770,8 +954,8 @@ def _count_batches(ch: _Claims, h, n: int):
     """Rows 0..n-1 in batches of about _COUNT_ENTRIES intervals over all layers (the width
     measured on the first rows), at most _BATCH rows: 2–3× faster than _BATCH rows for
     patterns with hundreds of keys per row (random)."""
-    probe = np.arange(min(n, 256), dtype=np.int64)
-    width = max(1, sum(ch.rows(k, h, probe).lo.size for k in range(ch.p)) // max(1, probe.size))
+    probe = np.unique(np.linspace(0, n - 1, min(n, 256)).astype(np.int64))  # (spread: `summary & causal` widens)
+    width = max(1, sum(_split(ch.layer(k, h), probe, n, ch.meter)[1].lo.size for k in range(ch.p)) // max(1, probe.size))
     step = max(256, min(_BATCH, _COUNT_ENTRIES // width))
     for start in range(0, n, step):
         yield np.arange(start, min(n, start + step), dtype=np.int64)
@@ -807,7 +991,51 @@ def _row_sizes(node, rows: np.ndarray, n: int, meter: _Meter) -> np.ndarray:
                 for t in range(width):  # lo ≤ key < hi as one unsigned comparison
                     inside |= (keys - lo[:, t:t + 1].view(np.uint64)) < size[:, t:t + 1].view(np.uint64)
                 return rest.sizes() + keys.shape[1] - inside.sum(axis=1)
-    return _keys(node, rows, n, meter).sizes()
+    if isinstance(node, Intersection):
+        return _meet_sizes(node.parts, rows, n, meter)
+    return _split3_sizes(*_split3(node, rows, n, meter), meter)
+
+
+def _meet_sizes(parts, rows: np.ndarray, n: int, meter: _Meter) -> np.ndarray:
+    """|∩ parts| for each row, nested intersections flattened: the row-independent parts
+    as one mask K_c, one part that splits as K_s ∪ V_r (a union with row-independent
+    parts: `_split`), the others' key sets intersected as W_r. With X_r = V_r ∩ W_r (a
+    row's few intervals), |K_c ∩ (K_s ∪ V_r) ∩ W_r| = |K_c ∩ K_s ∩ W_r| + |K_c ∩ X_r| −
+    |K_c ∩ K_s ∩ X_r|, each from prefix counts of a mask: `summary(l, c) & causal` or
+    phi3's `blocks(64) { window(15, 0) | summary(8, 1) } & causal` cost a row's own
+    intervals, not the summary's thousands."""
+    flat, todo = [], list(parts)
+    while todo:
+        part = todo.pop()
+        if isinstance(part, Intersection):
+            todo.extend(part.parts)
+        else:
+            flat.append(part)
+    fixed = [part for part in flat if _constant(part)]
+    rest = [part for part in flat if not _constant(part)]
+    Kc = _combined([_split(part, rows[:1], n, meter)[0] for part in fixed], np.logical_and) if fixed else None
+    Ks, V = None, None
+    for at, part in enumerate(rest):
+        if isinstance(part, (Union, Blocked)):
+            mask, V_part = _split(part, rows, n, meter)
+            if mask is not None:
+                Ks, V = mask, V_part
+                rest = rest[:at] + rest[at + 1:]
+                break
+    W = _intersection([_keys(part, rows, n, meter) for part in rest], n) if rest else _spans(rows.size, n, [(0, n)])
+    meter.add(n // 64 + 1)
+    if Ks is None:
+        return W.sizes() if Kc is None else _measure(W, _prefix(Kc))
+    both = Ks if Kc is None else _combined([Kc, Ks], np.logical_and)
+    X = _intersection([V, W], n)
+    return _measure(W, _prefix(both)) + (X.sizes() if Kc is None else _measure(X, _prefix(Kc))) - _measure(X, _prefix(both))
+
+
+def _split_sizes(mask, V: _KeySets) -> np.ndarray:
+    """|K ∪ V_r| = |K| + |V_r| − |V_r ∩ K| for each row (K = mask, or none)."""
+    if mask is None:
+        return V.sizes()
+    return int(mask.sum()) + V.sizes() - _measure(V, _prefix(mask))
 
 
 def _check_counts(ch: _Claims, counts) -> str | None:
@@ -832,11 +1060,17 @@ def _check_counts(ch: _Claims, counts) -> str | None:
                     layer_totals[0] += sizes
                     union_total += sizes
                     continue
-                sets = [ch.rows(k, h, rows) for k in range(ch.p)]
-                for k, ks in enumerate(sets):
-                    layer_totals[k] += int((ks.hi - ks.lo).sum())
-                u = sets[0] if ch.p == 1 else _union(sets, n)
-                union_total += int((u.hi - u.lo).sum())
+                sizes = [_row_sizes(ch.layer(k, h), rows, n, ch.meter) for k in range(ch.p)]
+                for k in range(ch.p):
+                    layer_totals[k] += int(sizes[k].sum())
+                if ch.p == 2:  # |A ∪ B| = |A| + |B| − |A ∩ B|, the meet counted like one layer
+                    union_total += int((sizes[0] + sizes[1] - _meet_sizes([ch.layer(0, h), ch.layer(1, h)], rows,
+                                                                          n, ch.meter)).sum())
+                    continue
+                sets = [_split(ch.layer(k, h), rows, n, ch.meter) for k in range(ch.p)]
+                masks = [mask for mask, _ in sets if mask is not None]
+                union_total += int(_split_sizes(_combined(masks, np.logical_or) if masks else None,
+                                                _union([V for _, V in sets], n)).sum())
             done[key] = (layer_totals, union_total)
         layer_totals, union_total = done[key]
         for k in range(ch.p):
@@ -1213,6 +1447,34 @@ def _depth_by_intervals(ch: _Claims, h) -> "int | None | str":
     return min(candidates) if candidates else None
 
 
+_SOURCES = 256  # BFS sources at a time (their distances: 256 × n floats)
+
+
+def _depth_by_distances(ch: _Claims, h) -> "int | None | str":
+    """One layer with C1: S^t_i is the ball of radius t out of i in A, so s = max(1, the
+    largest distance) (None: some pair unreachable, s infinite). A's edges from this
+    module's key sets, a BFS out of every token (scipy's, in C), metered n × (edges + n)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    n = ch.n
+    if ch.p != 1:
+        return "it needs one layer"
+    if not ch.c1(h):
+        return "it needs C1, which fails"
+    ch.meter.add(n * n)
+    first, lo, hi = _layer_keys(ch, 0, h)
+    width = hi - lo
+    ch.meter.add(n * int(width.sum()))
+    indptr = np.concatenate([[0], np.cumsum(width)])[first]
+    A = csr_matrix((np.ones(int(width.sum()), dtype=np.int8), _spread(lo, width), indptr), shape=(n, n))
+    far = 0.0
+    for start in range(0, n, _SOURCES):
+        far = max(far, float(shortest_path(A, directed=True, unweighted=True,
+                                           indices=np.arange(start, min(n, start + _SOURCES))).max()))
+    return max(1, int(far)) if np.isfinite(far) else None
+
+
 _STEPS_KEPT = 64  # beyond this many steps, S^t_i reads every row's intervals once and keeps them
 
 
@@ -1292,11 +1554,14 @@ def _set_after_any(ch: _Claims, h, X: np.ndarray, steps) -> np.ndarray:
         k = (t - 1) % p
         ch.meter.add(n // 64 + 1)
         marks = np.zeros(n + 1, dtype=np.int64)
+        common = np.zeros(n, dtype=bool)
         for rows in _batches(np.flatnonzero(X)):
-            ks = ch.rows(k, h, rows)
+            mask, ks = _split(ch.layer(k, h), rows, n, ch.meter)
+            if mask is not None:
+                common |= mask
             np.add.at(marks, ks.lo, 1)
             np.add.at(marks, ks.hi, -1)
-        X = np.cumsum(marks[:n]) > 0
+        X = (np.cumsum(marks[:n]) > 0) | common
         if not X.any():
             break
     return X
@@ -1343,10 +1608,9 @@ def _check_common_cover(ch: _Claims, h, cover) -> "int | str":
     if size == 0:
         return "an empty common_cover"
     k = (t - 1) % p
-    cum = np.concatenate([[0], np.cumsum(C)])
+    cum = _prefix(C)
     for rows in _batches(np.arange(n, dtype=np.int64)):
-        ks = ch.rows(k, h, rows)
-        hits = np.bincount(ks.own, weights=cum[ks.hi] - cum[ks.lo], minlength=rows.size)
+        hits = _hits(ch, k, h, rows, C, cum)
         if (hits != size).any():
             return f"row {int(rows[np.flatnonzero(hits != size)[0]])} of layer {k} misses a common_cover token"
     if not _set_after_any(ch, h, C, t - 1).all():
@@ -1644,6 +1908,12 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
         exact = _depth_by_intervals(ch, h)
         if isinstance(exact, str):
             return "intervals evidence does not hold: " + exact
+        if exact is None:
+            return "s is infinite"
+    elif ev.get("distances") is True:
+        exact = _depth_by_distances(ch, h)
+        if isinstance(exact, str):
+            return "distances evidence does not hold: " + exact
         if exact is None:
             return "s is infinite"
     elif ev.get("recursion") is True:

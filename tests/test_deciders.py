@@ -541,3 +541,72 @@ def test_chain_path_ends_on_small_complements(inner, n):
     g = chain_path(_patterns(compiled), n)
     if g is not None:
         _assert_path(compiled, g)
+
+
+# ---- exact20: s of one layer with C1 as U's largest distance (structural_deciders.distance_depth) ----
+
+from patterndsl.analysis.structural_deciders import distance_depth  # noqa: E402
+
+SPARSE_ONE_LAYER = ["logsparse | window({a}, {b})", "window({a}, {b}) | dilated({w}, {d})",
+                    "(dilated({w}, {d}) - ~causal) | (cols(n - 1) & stride(2)) | window({a}, {b})",
+                    "window({a}, {b}) | cols(n - 1 - {b}) | self"]
+
+
+def _dense_depth_by_products(mask, upto=10_000):
+    """The least t with S^t = J by the definition S^t = A S^{t−1} (A as a sparse matrix
+    times the dense bool S^{t−1}); None when S^t stops growing first (given C1)."""
+    from scipy.sparse import csr_matrix
+
+    A = csr_matrix(mask.astype(np.int32))
+    S = mask.astype(np.int32)
+    for t in range(1, upto + 1):
+        if S.all():
+            return t
+        new = ((A @ S) > 0).astype(np.int32)
+        if (new == S).all():
+            return None
+        S = new
+    return None
+
+
+@st.composite
+def sparse_one_layer(draw):
+    n = draw(st.integers(2049, 4099))
+    values = {"a": draw(st.integers(1, 6)), "b": draw(st.integers(1, 9)), "w": draw(st.integers(1, 4)),
+              "d": draw(st.integers(50, 700))}
+    return draw(st.sampled_from(SPARSE_ONE_LAYER)).format(**values), n
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sparse_one_layer())
+def test_distance_depth_matches_the_dense_recursion(case):
+    source, n = case
+    compiled = patterndsl.compile(source, n)
+    mask = compiled.dense(0, 0)
+    assert mask.diagonal().all()
+    truth = _dense_depth_by_products(mask)
+    claim = distance_depth(compiled.patterns[0][0], n, {"holds": True, "s": None, "s_bounds": [1, None]},
+                           max_work=1 << 30)
+    if truth is None:  # not strongly connected: the claim is left as it was
+        assert claim["s"] is None
+        return
+    assert claim["s"] == truth and claim["s_bounds"] == [truth, truth]
+    cert = certificate(compiled, check_conditions(compiled, budget_seconds=2.0))
+    cert["conditions"][0]["finite_depth"] = claim
+    report = verify_report(compiled, cert)
+    assert not report["failures"] and not report["unchecked"], report
+
+
+def test_distance_depth_sampled_lower_bound_is_a_missing_pair():
+    # too many edges for a BFS out of every token: BFS out of a sample proves s ≥ d by a pair
+    n = 3144
+    source = "(dilated(3, 3) - ~causal) | (cols(n - 1) & stride(2)) | window(4, 8)"
+    compiled = patterndsl.compile(source, n)
+    mask = compiled.dense(0, 0)
+    claim = distance_depth(compiled.patterns[0][0], n, {"holds": True, "s": None, "s_bounds": [2, 537],
+                                                         "evidence": {"trees": {}}}, max_work=1 << 26)
+    lo = claim["s_bounds"][0]
+    assert lo > 2 and claim["evidence"]["trees"] == {}
+    i, j = claim["evidence"]["missing_before"]
+    assert not _row_after([mask], i, lo - 1)[j]
+    assert lo <= _dense_depth_by_products(mask) <= 537

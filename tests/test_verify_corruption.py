@@ -1267,3 +1267,54 @@ def test_binary_certificates_resist_corruption(structural, source, n):
     assert (truth is None) if claim["holds"] is False else claim["s"] == truth
     cert["conditions"][0]["finite_depth"] = claim
     assert assert_no_false_claim_accepted(compiled, cert) > 0
+
+
+# ---- exact20: "distances" (one layer, C1: s = U's largest distance, a BFS out of every token) ----
+
+from patterndsl.analysis.structural_deciders import distance_depth  # noqa: E402
+
+
+def _distances_problem(compiled, cert):
+    """The oracle with "distances" read as exact evidence: one layer, C1, and s (both
+    bounds) the dense truth; the rest of the certificate as certificate_problem reads it."""
+    claim = cert["conditions"][0]["finite_depth"] if isinstance(cert.get("conditions"), list) else None
+    ev = claim.get("evidence") if isinstance(claim, dict) else None
+    if not (isinstance(ev, dict) and "distances" in ev):
+        return certificate_problem(compiled, cert)
+    D = Dense(compiled, 0)
+    if ev["distances"] is not True or D.p != 1 or not D.c1:
+        return "distances evidence is false here"
+    truth = D.s()
+    if claim.get("holds") is not True or truth is None or claim.get("s_bounds") != [truth, truth]:
+        return f"s = {truth}, not {claim.get('s_bounds')}"
+    rest = copy.deepcopy(cert)
+    rest["conditions"][0]["finite_depth"] = dict(claim, evidence={**{k: v for k, v in ev.items() if k != "distances"},
+                                                                   "recursion": True})
+    return certificate_problem(compiled, rest)
+
+
+DISTANCE_CASES = [
+    ("(dilated(2, 3) - ~causal) | (cols(n - 1) & stride(2)) | window(1, 2)", 23),
+    ("window(1, 3)", 17),
+    ("logsparse | window(0, 1)", 30),
+    ("window(2, 0) | cols(n - 1) | self", 19),
+]
+
+
+@pytest.mark.parametrize("source, n", DISTANCE_CASES)
+def test_distance_certificates_resist_corruption(source, n):
+    compiled = patterndsl.compile(source, n)
+    cert = make_certificate(compiled)
+    claim = distance_depth(compiled.patterns[0][0], n, {"holds": True, "s": None, "s_bounds": [1, None]})
+    assert claim.get("evidence") == {"distances": True} and claim["s"] == Dense(compiled, 0).s()
+    cert["conditions"][0]["finite_depth"] = claim
+    assert no_false_claim_accepted(compiled, cert, lambda c: _distances_problem(compiled, c), corruptions) > 0
+
+
+def test_distances_evidence_needs_one_layer_with_self_loops():
+    for source, n in (("layers {\nwindow(1)\nwindow(2)\n}", 12), ("window(1) - self | rows(0..2)", 12)):
+        compiled = patterndsl.compile(source, n)
+        cert = make_certificate(compiled)
+        cert["conditions"][0]["finite_depth"] = {"holds": True, "s": 6, "s_bounds": [6, 6],
+                                                 "evidence": {"distances": True}}
+        assert verify_report(compiled, cert)["failures"]

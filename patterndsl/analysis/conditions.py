@@ -87,8 +87,8 @@ from .graph import TooLarge, UnionGraph, tree_depths
 from .rowsets import TooManyIntervals, row_keys
 from .structural import as_runs, counting_refutation, hub_tokens, interval_depth, layered_reach, run_witnesses
 from .layered_deciders import binary_depth, chain_path
-from .structural_deciders import (budget_clock, common_cover, dense_depth, depth_by_cover, exact_depth, find_path, repair,
-                                  split_refutation)
+from .structural_deciders import (budget_clock, common_cover, dense_depth, depth_by_cover, distance_depth, exact_depth,
+                                  find_path, repair, split_refutation)
 
 FORMAT = "patterndsl-certificate/2"  # read by patterndsl/verify.py, which documents it
 DENSE_N = 2048  # build dense masks and decide exactly up to this n
@@ -655,6 +655,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
         c3 = exact_depth(patterns, n, c1_ok, c3, pair_values, hubs, max(deadline or 0.0, budget_clock() + 0.5))
     if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:
         c3 = _recursion_above_dense(patterns, n, c1_ok, c3, deadline)
+    if c3.get("holds") is True and c3.get("s") is None and len(patterns) == 1 and c1_ok:
+        c3 = distance_depth(patterns[0], n, c3)  # bounds only: s = U's largest distance (a BFS from each token)
     if c2 is None:
         graph = graph or _union_graph(patterns, n)
         if graph is not None:

@@ -1057,3 +1057,78 @@ def _raised(claim, c1_ok, pairs) -> dict:
           if k not in ("missing_first", "missing_before", "missing_each")}
     ev.update({"missing_before": pairs[-1]} if c1_ok else {"missing_each": pairs})
     return {**claim, "s_bounds": [new, hi], "evidence": ev}
+
+
+# ---- exact s of one layer with C1: the diameter of U, by a BFS out of every token ---------
+
+DISTANCE_WORK = 1 << 28  # n × (edges + n) of the BFS out of every token (scipy, in C)
+_SOURCES = 256  # BFS sources per call (their distance rows: 256 × n floats)
+_SAMPLED = 64  # BFS sources for a lower bound when a BFS out of every token is too much work
+
+
+def _edges(pattern, n: int, max_edges: int):
+    """U = A as a scipy CSR matrix (row i → its keys), or None past max_edges edges."""
+    from scipy.sparse import csr_matrix
+
+    indptr, parts, edges = [np.zeros(1, dtype=np.int64)], [], 0
+    for rows, keys in all_rows(pattern, n, limit=ROW_LIMIT):
+        width = keys.hi - keys.lo
+        edges += int(width.sum())
+        if edges > max_edges:
+            return None
+        parts.append(np.repeat(keys.lo - np.cumsum(width) + width, width) + np.arange(int(width.sum())))
+        indptr.append(np.cumsum(np.bincount(keys.own, weights=width, minlength=rows.size)).astype(np.int64) + edges
+                      - int(width.sum()))
+    indices = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return csr_matrix((np.ones(indices.size, dtype=np.int8), indices, np.concatenate(indptr)), shape=(n, n))
+
+
+def distance_depth(pattern, n: int, claim, max_work: int = DISTANCE_WORK) -> dict:
+    """One layer A with C1 (the claim bounds-only): S^t_i is the ball of radius t out of i
+    in U = A (every token attends itself), so s = max(1, the largest distance of U). When
+    n × (edges + n) ≤ max_work, a BFS out of every token finds it: the evidence
+    {"distances": true} is re-checked by verify the same way (its own key sets, its own
+    BFS). Otherwise BFS out of _SAMPLED tokens (spread, then those farthest into the
+    farthest key found, both ways): a pair at distance d > lo proves s ≥ d, with
+    "missing_before" [i, j] (j ∉ S^{d−1}_i, re-checked by verify for row i alone). Returns
+    the tightened claim, or ``claim`` unchanged."""
+    from scipy.sparse.csgraph import shortest_path
+
+    lo, hi = claim["s_bounds"]
+    try:
+        U = _edges(pattern, n, max(0, max_work // _SAMPLED - n))
+    except TooManyIntervals:
+        return claim
+    if U is None:
+        return claim
+    if n * (U.nnz + n) <= max_work:
+        far = 0.0
+        for start in range(0, n, _SOURCES):
+            d = shortest_path(U, directed=True, unweighted=True, indices=np.arange(start, min(n, start + _SOURCES)))
+            far = max(far, float(d.max()))
+        if not np.isfinite(far):
+            return claim  # (not strongly connected: the component refutations say so, with evidence)
+        s = max(1, int(far))
+        if s < lo or (hi is not None and s > hi):
+            return claim  # (a disagreement would be a bug of one side; keep the certified bounds)
+        return {"holds": True, "s": s, "s_bounds": [s, s], "evidence": {"distances": True}}
+    if n > 1 << 19:  # (the sampled distances: _SAMPLED × n floats)
+        return claim
+    sources = np.unique(np.linspace(0, n - 1, _SAMPLED // 2).astype(np.int64))
+    d = shortest_path(U, directed=True, unweighted=True, indices=sources)
+    if not np.isfinite(d).all():
+        return claim
+    j = int(np.argmax(d.max(axis=0)))  # the key farthest from some source: sources far into it
+    into = shortest_path(U.T.tocsr(), directed=True, unweighted=True, indices=[j])[0]
+    more = np.argsort(-into, kind="stable")[:_SAMPLED - sources.size]
+    d2 = shortest_path(U, directed=True, unweighted=True, indices=more)
+    best = max((float(d.max()), 0), (float(d2.max()), 1))
+    if best[0] <= lo or (hi is not None and best[0] > hi):
+        return claim
+    rows_d, from_ = (d, sources) if best[1] == 0 else (d2, more)
+    a, b = np.unravel_index(int(np.argmax(rows_d)), rows_d.shape)
+    t = int(best[0])
+    ev = {k: v for k, v in (claim.get("evidence") or {}).items()
+          if k not in ("missing_first", "missing_before", "missing_each")}
+    ev["missing_before"] = [int(from_[a]), int(b)]
+    return {**claim, "s": t if t == hi else None, "s_bounds": [t, hi], "evidence": ev}
