@@ -1022,8 +1022,27 @@ def _meet_sizes(parts, rows: np.ndarray, n: int, meter: _Meter) -> np.ndarray:
                 Ks, V = mask, V_part
                 rest = rest[:at] + rest[at + 1:]
                 break
+    prog = None
+    if Ks is None:  # one long progression P (stride, dilated) met with few intervals: by arithmetic
+        for at, part in enumerate(rest):
+            prog = _long_progression(part, rows, n)
+            if prog is not None:
+                rest = rest[:at] + rest[at + 1:]
+                meter.add(rows.size)
+                break
     W = _intersection([_keys(part, rows, n, meter) for part in rest], n) if rest else _spans(rows.size, n, [(0, n)])
     meter.add(n // 64 + 1)
+    if prog is not None:  # |Kc ∩ W_x ∩ P_x|: per interval of W_x, its keys ≡ r_x (mod s) in [a_x, b_x)
+        s, r, a, b = prog
+        own = W.own
+        meter.add(W.lo.size + rows.size)
+        lo, hi = np.maximum(W.lo, a[own]), np.minimum(W.hi, b[own])
+        if Kc is None:
+            per = _in_class(r[own], s, lo, hi)
+        else:
+            per = _class_mask_count(_remember(("class", id(Kc), s), (Kc,), lambda: _class_prefix(Kc, s)),
+                                    r[own], s, lo, hi)
+        return np.bincount(own, weights=per, minlength=W.m).astype(np.int64)
     if Ks is None:
         return W.sizes() if Kc is None else _measure(W, _prefix(Kc))
     both = Ks if Kc is None else _combined([Kc, Ks], np.logical_and)
