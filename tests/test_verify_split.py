@@ -89,3 +89,49 @@ def test_two_layer_counts_match_the_reference(n, b, c, cut):
     for wrong in ({"per_layer": truth["per_layer"], "union": [truth["union"][0] - 1]},
                   {"per_layer": [[truth["per_layer"][0][0]], [truth["per_layer"][1][0] + 1]], "union": truth["union"]}):
         assert _check_counts(_Claims(compiled, 1 << 40), wrong) is not None
+
+
+MEETS = ["stride({s}) & causal", "stride({s}, offset={b}) & window({w})", "dilated({w}, {s}) & causal",
+         "stride({s}) & ~causal & window({w}, 9)", "causal & stride({s}) & summary({c}, {e})",
+         "stride({s}) & (cols(0..{a}) | summary(8, 2))", "stride({s}) & (window({a}) | chunk({c}))",
+         "stride({s}) & stride({t})", "dilated({w}, {s}) & stride({t}) & causal", "stride({s}) & all & cols({b}..{d})"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(2049, 4099), st.sampled_from(MEETS), st.integers(1, 60), st.integers(0, 59), st.integers(1, 40),
+       st.integers(2, 32), st.integers(2, 32), st.integers(1, 200), st.data())
+def test_long_progression_meets_match_the_reference(n, meet, a, b, c, s, t, w, data):
+    # a stride or dilation with ≥ 64 keys a row, met with intervals and masks, counted by arithmetic
+    e = data.draw(st.integers(1, c))
+    source = meet.format(a=a, b=b, c=c, d=b + c, e=e, s=s, t=t, w=w)
+    compiled = patterndsl.compile(source, n)
+    pattern = compiled.patterns[0][0]
+    rows = _rows(n)
+    assert (_row_sizes(pattern, rows, n, _Meter(1 << 40)) == evaluate(pattern, rows, n).sum(axis=1)).all(), source
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(2049, 4099), st.integers(0, 3))
+def test_strided_counts_match_the_reference(n, shift):
+    # strided.spat's two layers: window(l − 1, 0) and stride(l) & causal, union as |A| + |B| − |A ∩ B|
+    source = f"let l = isqrt(n) - {shift}\nlayers {{\n window(l - 1, 0)\n stride(l) & causal\n}}"
+    compiled = patterndsl.compile(source, n)
+    masks = [compiled.dense(k, 0) for k in range(2)]
+    truth = {"per_layer": [[int(m.sum())] for m in masks], "union": [int((masks[0] | masks[1]).sum())]}
+    assert _check_counts(_Claims(compiled, 1 << 40), truth) is None
+    wrong = {"per_layer": truth["per_layer"], "union": [truth["union"][0] + 1]}
+    assert _check_counts(_Claims(compiled, 1 << 40), wrong) is not None
+
+
+def test_strided_counts_cost_intervals_not_listed_keys():
+    # at n = 2^16, stride(256) & causal holds ~n·√n/2 = 2^23 keys; the count re-check reads
+    # each row's few intervals and the progression by arithmetic: well under one unit a key
+    n = 1 << 16
+    compiled = patterndsl.compile("let l = isqrt(n)\nlayers {\n window(l - 1, 0)\n stride(l) & causal\n}", n)
+    ch = _Claims(compiled, 1 << 40)
+    rows = np.arange(n, dtype=np.int64)
+    keys = int(_row_sizes(compiled.patterns[1][0], rows, n, _Meter(1 << 40)).sum())
+    assert keys > n * 100
+    assert _check_counts(ch, {"per_layer": [[0], [0]], "union": [0]}) is not None
+    assert ch.meter.used < 64 * n
+    assert ch.meter.used * 4 < keys
