@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import patterndsl
 from patterndsl import grid as G
+from patterndsl import strategies as S
 from patterndsl.errors import SpatError
 
 from test_grid_counts import morton_token_of_cell
@@ -94,14 +95,7 @@ def box_grids(draw):
     intersections and transposes), any order, offset, and a grid larger or smaller than n."""
     three = draw(st.booleans())
     dims = [draw(st.integers(1, 4 if three else 9)) for _ in range(3 if three else 2)]
-    order = draw(st.sampled_from(("rows", "morton", "tile")))
-    options = [str(d) for d in dims] + [f"offset={draw(st.integers(0, 5))}"]
-    tile = None
-    if order == "morton":
-        options.append("order=morton")
-    elif order == "tile":
-        tile = [draw(st.sampled_from([t for t in range(1, d + 1) if d % t == 0])) for d in dims]
-        options.append(f"tile=({', '.join(map(str, tile))})")
+    options, tile = draw(S.grid_options(dims, orders=("rows", "morton", "tile")))
     k, small = st.integers(1, 5), st.integers(0, 3)
     if three:
         calls = [st.builds("window3d({}, {}, {})".format, small, small, small),

@@ -5,7 +5,6 @@ a doubling series of n (hypothesis over nested random patterns), and hand cases 
 rule, with cases where it must not fire."""
 from __future__ import annotations
 
-import importlib.util
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -21,22 +20,14 @@ from patterndsl.analysis.counts import connection_counts
 from patterndsl.analysis.growth import bounds, growth_formula
 from patterndsl.errors import SpatError
 from patterndsl.reference import dense_mask
+from test_growth_tightness import CORPUS
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _load_corpus():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "growth_tightness.py"
-    spec = importlib.util.spec_from_file_location("growth_tightness", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_CORPUS = _load_corpus()
 # nested random patterns: the benchmark's corpus (parameters in n), depth up to 3
 SOURCES = st.randoms(use_true_random=False).flatmap(
-    lambda rng: st.just(_CORPUS.pattern(rng, rng.choice([1, 2, 2, 3]))))
+    lambda rng: st.just(CORPUS.pattern(rng, rng.choice([1, 2, 2, 3]))))
 
 
 def _interval(pair, n: int) -> tuple[int, int]:
