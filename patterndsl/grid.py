@@ -1899,6 +1899,8 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool 
         lo = np.stack([first[x] for (first, _), x in zip(spans, coords)], axis=1)
         hi = np.stack([last[x] for (_, last), x in zip(spans, coords)], axis=1)
         return clipped(*_cell_runs(node, lo, hi))
+    if isinstance(op, _Distance) and len(node.dims) == 2 and node.order == "morton" and _ball(op).shape[0] <= _BALL_LISTED:
+        return clipped(*_ball_runs(node, op, ranks))
     if isinstance(op, _Distance) and len(node.dims) == 2 and 2 * op.d + 1 <= _MAX_DISTANCE_BOXES:
         r, c = _coords(ranks, node.dims)
         rows = [(dr, op.reach(dr)) for dr in range(-op.d, op.d + 1)]  # one row of cells per Δr
@@ -1932,6 +1934,43 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool 
         order = np.lexsort((start, owner))
         return combine([clipped(owner[order], start[order], stop[order])], m, existing, "any")
     raise NoBoxes(str(op))
+
+
+_BALL_LISTED = 1 << 10  # a distance rule's cells per query listed one by one (Morton) when at most this many
+_BALL_CELLS = 1 << 22  # cells of the balls listed at once (`_ball_runs`)
+
+
+def _ball(op) -> np.ndarray:
+    """int64 [cells, 2]: the offsets (Δr, Δc) a distance rule allows, row by row."""
+    return np.array([(dr, dc) for dr in range(-op.d, op.d + 1) for dc in range(-op.reach(dr), op.reach(dr) + 1)],
+                    dtype=np.int64).reshape(-1, 2)
+
+
+def _ball_runs(node: Grid, op, ranks):
+    """(owner, start, stop): the merged runs of local tokens of each query's cells under a
+    distance rule, its few cells listed one by one (their tokens by `_cell_tokens`) and sorted
+    — in Morton order a one-row box of a few cells is cut into cubes level by level
+    (`morton_box_runs`: tens of array passes a box), this is one gather and one sort a cell,
+    in chunks of `_BALL_CELLS` cells: work linear in the keys."""
+    offsets = _ball(op)
+    r, c = _coords(ranks, node.dims)
+    rows, cols = node.dims
+    chunk = max(1, _BALL_CELLS // max(1, offsets.shape[0]))
+    owners, starts, stops = [], [], []
+    for s in range(0, ranks.size, chunk):
+        rr, cc = r[s:s + chunk, None] + offsets[:, 0], c[s:s + chunk, None] + offsets[:, 1]
+        ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+        own = np.nonzero(ok)[0] + s
+        key = own * node.cells + _cell_tokens(node, [rr[ok], cc[ok]])
+        key.sort()
+        token = key % node.cells
+        owner, start, stop = _merged(key // node.cells, token, token + 1)
+        owners.append(owner)
+        starts.append(start)
+        stops.append(stop)
+    if not owners:
+        return (np.zeros(0, dtype=np.int64),) * 3
+    return np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
 
 
 def morton_run_boxes(lo, hi, dims):
