@@ -2237,6 +2237,8 @@ def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
 
     if isinstance(pattern, Grid) and axis_spans(pattern.operand, pattern.dims) is not None:
         return _box_degrees(pattern, rows, n)
+    if isinstance(pattern, Grid) and isinstance(pattern.operand, _Distance) and len(pattern.dims) == 2:
+        return _box_degrees(pattern, rows, n)
     found = _strided_grid(_merge_grids(pattern))
     if found is None:
         return _tree_keys(pattern, rows, n).degrees()
@@ -2265,23 +2267,30 @@ def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
 
 def _box_degrees(node: Grid, rows, n: int) -> np.ndarray:
     """The keys of ``rows`` of a grid whose operand is a box per query (`axis_spans`: natten,
-    window2d, chunk2d, …) in closed form: the box's cells, less its cells among the tokens that
-    do not exist (at or beyond n: a few boxes of cells, `_interval_boxes`) — no runs listed."""
+    window2d, chunk2d, …) or a few disjoint boxes (euclid, manhattan: a row of cells per Δr) in
+    closed form: the boxes' cells, less their cells among the tokens that do not exist (at or
+    beyond n: a few boxes of cells, `_interval_boxes`) — no runs listed, any token order."""
     dims = node.dims
     existing = int(np.clip(n - node.offset, 0, node.cells))
     inside = np.flatnonzero((rows >= node.offset) & (rows < node.offset + existing))
     coords = _coords(node._ranks(rows[inside], n)[1], dims)
     spans = axis_spans(node.operand, dims)
-    lo = [first[x] for (first, _), x in zip(spans, coords)]
-    hi = [last[x] for (_, last), x in zip(spans, coords)]
-    degrees = math.prod(np.maximum(b - a + 1, 0) for a, b in zip(lo, hi))
-    if existing < node.cells and inside.size:
-        _, gone_lo, gone_hi = _interval_boxes(node, ((existing, node.cells),))
+    if spans is not None:
+        boxes = [([first[x] for (first, _), x in zip(spans, coords)], [last[x] for (_, last), x in zip(spans, coords)])]
+    else:  # euclid / manhattan: one row of cells per Δr, disjoint boxes
+        r, c = coords
+        boxes = [([r + dr, c - e], [r + dr, c + e]) for dr in range(-node.operand.d, node.operand.d + 1)
+                 for e in [node.operand.reach(dr)]]
+        boxes = [([np.maximum(a, 0) for a in lo], [np.minimum(b, d - 1) for b, d in zip(hi, dims)]) for lo, hi in boxes]
+    gone = _interval_boxes(node, ((existing, node.cells),))[1:] if existing < node.cells and inside.size else ((), ())
+    degrees = np.zeros(inside.size, dtype=np.int64)
+    for lo, hi in boxes:
+        degrees += math.prod(np.maximum(b - a + 1, 0) for a, b in zip(lo, hi))
         reach_lo, reach_hi = [a.min() for a in lo], [b.max() for b in hi]
-        for glo, ghi in zip(gone_lo, gone_hi):
+        for glo, ghi in zip(*gone):
             if all(g <= r and r2 <= g2 for g, g2, r, r2 in zip(glo, ghi, reach_hi, reach_lo)):
-                degrees = degrees - math.prod(np.maximum(np.minimum(b, g2) - np.maximum(a, g) + 1, 0)
-                                              for a, b, g, g2 in zip(lo, hi, glo, ghi))
+                degrees -= math.prod(np.maximum(np.minimum(b, g2) - np.maximum(a, g) + 1, 0)
+                                     for a, b, g, g2 in zip(lo, hi, glo, ghi))
     out = np.zeros(rows.size, dtype=np.int64)
     out[inside] = degrees
     return out

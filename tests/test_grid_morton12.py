@@ -259,17 +259,23 @@ def test_a_raised_budget_reaches_the_grid_listing_in_python_check(monkeypatch):
 def test_distance_keys_on_morton_grids_are_listed_cell_by_cell(rows, cols, offset, n, body, d, chunk):
     """euclid / manhattan on a Morton grid (brief euclidm): the keys listed cell by cell
     (`_ball_runs`, chunks of any size), never a one-row box cut into Z-order cubes (work:
-    `morton_box_runs` not called), and they are the dense reference's, degrees included."""
+    `morton_box_runs` not called), and they are the dense reference's; a lone rule's degrees
+    in closed form (`_box_degrees`: no runs listed), raster order too."""
     source = f"grid({rows}, {cols}, order=morton, offset={offset}) {{ {body.format(d)} }}"
     pattern = patterndsl.compile(source, n).patterns[0][0]
-    saved = G.morton_box_runs, G._BALL_CELLS
+    saved = G.morton_box_runs, G._BALL_CELLS, G._tree_keys
     G.morton_box_runs = lambda *a, **k: (_ for _ in ()).throw(AssertionError("a distance row cut into cubes"))
     G._BALL_CELLS = chunk
     try:
         keys = G.grid_row_keys(pattern, np.arange(n), n)
         degrees = G.grid_degrees(pattern, n)
+        if "-" not in body and "|" not in body:  # one distance rule: its degrees in closed form, no runs
+            G._tree_keys = lambda *a: (_ for _ in ()).throw(AssertionError("runs listed"))
+            for order in ("morton", "rows"):
+                single = patterndsl.compile(source.replace("morton", order), n).patterns[0][0]
+                assert (G.grid_degrees(single, n) == patterndsl.reference.evaluate(single, np.arange(n), n).sum(1)).all()
     finally:
-        G.morton_box_runs, G._BALL_CELLS = saved
+        G.morton_box_runs, G._BALL_CELLS, G._tree_keys = saved
     got = np.zeros((n, n), dtype=bool)
     for own, lo, hi in zip(keys.own, keys.lo, keys.hi):
         assert not got[own, lo:hi].any()  # disjoint runs
