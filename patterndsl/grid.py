@@ -2278,17 +2278,16 @@ def _box_degrees(node: Grid, rows, n: int) -> np.ndarray:
     if spans is not None:
         boxes = [([first[x] for (first, _), x in zip(spans, coords)], [last[x] for (_, last), x in zip(spans, coords)])]
     else:  # euclid / manhattan: one row of cells per Δr, disjoint boxes
-        r, c = coords
-        boxes = [([r + dr, c - e], [r + dr, c + e]) for dr in range(-node.operand.d, node.operand.d + 1)
+        row, col = coords
+        boxes = [([row + dr, col - e], [row + dr, col + e]) for dr in range(-node.operand.d, node.operand.d + 1)
                  for e in [node.operand.reach(dr)]]
         boxes = [([np.maximum(a, 0) for a in lo], [np.minimum(b, d - 1) for b, d in zip(hi, dims)]) for lo, hi in boxes]
     gone = _interval_boxes(node, ((existing, node.cells),))[1:] if existing < node.cells and inside.size else ((), ())
     degrees = np.zeros(inside.size, dtype=np.int64)
     for lo, hi in boxes:
         degrees += math.prod(np.maximum(b - a + 1, 0) for a, b in zip(lo, hi))
-        reach_lo, reach_hi = [a.min() for a in lo], [b.max() for b in hi]
-        for glo, ghi in zip(*gone):
-            if all(g <= r and r2 <= g2 for g, g2, r, r2 in zip(glo, ghi, reach_hi, reach_lo)):
+        for glo, ghi in zip(*gone):  # (gone: none where no query is inside)
+            if all(g <= b.max() and a.min() <= g2 for g, g2, a, b in zip(glo, ghi, lo, hi)):
                 degrees -= math.prod(np.maximum(np.minimum(b, g2) - np.maximum(a, g) + 1, 0)
                                      for a, b, g, g2 in zip(lo, hi, glo, ghi))
     out = np.zeros(rows.size, dtype=np.int64)
