@@ -1899,6 +1899,8 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool 
         lo = np.stack([first[x] for (first, _), x in zip(spans, coords)], axis=1)
         hi = np.stack([last[x] for (_, last), x in zip(spans, coords)], axis=1)
         return clipped(*_cell_runs(node, lo, hi))
+    if isinstance(op, _Distance) and len(node.dims) == 2 and node.order == "morton" and _ball(op).shape[0] <= _BALL_LISTED:
+        return clipped(*_ball_runs(node, op, ranks))
     if isinstance(op, _Distance) and len(node.dims) == 2 and 2 * op.d + 1 <= _MAX_DISTANCE_BOXES:
         r, c = _coords(ranks, node.dims)
         rows = [(dr, op.reach(dr)) for dr in range(-op.d, op.d + 1)]  # one row of cells per Δr
@@ -1932,6 +1934,43 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool 
         order = np.lexsort((start, owner))
         return combine([clipped(owner[order], start[order], stop[order])], m, existing, "any")
     raise NoBoxes(str(op))
+
+
+_BALL_LISTED = 1 << 10  # a distance rule's cells per query listed one by one (Morton) when at most this many
+_BALL_CELLS = 1 << 22  # cells of the balls listed at once (`_ball_runs`)
+
+
+def _ball(op) -> np.ndarray:
+    """int64 [cells, 2]: the offsets (Δr, Δc) a distance rule allows, row by row."""
+    return np.array([(dr, dc) for dr in range(-op.d, op.d + 1) for dc in range(-op.reach(dr), op.reach(dr) + 1)],
+                    dtype=np.int64).reshape(-1, 2)
+
+
+def _ball_runs(node: Grid, op, ranks):
+    """(owner, start, stop): the merged runs of local tokens of each query's cells under a
+    distance rule, its few cells listed one by one (their tokens by `_cell_tokens`) and sorted
+    — in Morton order a one-row box of a few cells is cut into cubes level by level
+    (`morton_box_runs`: tens of array passes a box), this is one gather and one sort a cell,
+    in chunks of `_BALL_CELLS` cells: work linear in the keys."""
+    offsets = _ball(op)
+    r, c = _coords(ranks, node.dims)
+    rows, cols = node.dims
+    chunk = max(1, _BALL_CELLS // max(1, offsets.shape[0]))
+    owners, starts, stops = [], [], []
+    for s in range(0, ranks.size, chunk):
+        rr, cc = r[s:s + chunk, None] + offsets[:, 0], c[s:s + chunk, None] + offsets[:, 1]
+        ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+        own = np.nonzero(ok)[0] + s
+        key = own * node.cells + _cell_tokens(node, [rr[ok], cc[ok]])
+        key.sort()
+        token = key % node.cells
+        owner, start, stop = _merged(key // node.cells, token, token + 1)
+        owners.append(owner)
+        starts.append(start)
+        stops.append(stop)
+    if not owners:
+        return (np.zeros(0, dtype=np.int64),) * 3
+    return np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
 
 
 def morton_run_boxes(lo, hi, dims):
@@ -2198,6 +2237,8 @@ def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
 
     if isinstance(pattern, Grid) and axis_spans(pattern.operand, pattern.dims) is not None:
         return _box_degrees(pattern, rows, n)
+    if isinstance(pattern, Grid) and isinstance(pattern.operand, _Distance) and len(pattern.dims) == 2:
+        return _box_degrees(pattern, rows, n)
     found = _strided_grid(_merge_grids(pattern))
     if found is None:
         return _tree_keys(pattern, rows, n).degrees()
@@ -2226,23 +2267,29 @@ def _tree_degrees(pattern, rows, n: int) -> np.ndarray:
 
 def _box_degrees(node: Grid, rows, n: int) -> np.ndarray:
     """The keys of ``rows`` of a grid whose operand is a box per query (`axis_spans`: natten,
-    window2d, chunk2d, …) in closed form: the box's cells, less its cells among the tokens that
-    do not exist (at or beyond n: a few boxes of cells, `_interval_boxes`) — no runs listed."""
+    window2d, chunk2d, …) or a few disjoint boxes (euclid, manhattan: a row of cells per Δr) in
+    closed form: the boxes' cells, less their cells among the tokens that do not exist (at or
+    beyond n: a few boxes of cells, `_interval_boxes`) — no runs listed, any token order."""
     dims = node.dims
     existing = int(np.clip(n - node.offset, 0, node.cells))
     inside = np.flatnonzero((rows >= node.offset) & (rows < node.offset + existing))
     coords = _coords(node._ranks(rows[inside], n)[1], dims)
     spans = axis_spans(node.operand, dims)
-    lo = [first[x] for (first, _), x in zip(spans, coords)]
-    hi = [last[x] for (_, last), x in zip(spans, coords)]
-    degrees = math.prod(np.maximum(b - a + 1, 0) for a, b in zip(lo, hi))
-    if existing < node.cells and inside.size:
-        _, gone_lo, gone_hi = _interval_boxes(node, ((existing, node.cells),))
-        reach_lo, reach_hi = [a.min() for a in lo], [b.max() for b in hi]
-        for glo, ghi in zip(gone_lo, gone_hi):
-            if all(g <= r and r2 <= g2 for g, g2, r, r2 in zip(glo, ghi, reach_hi, reach_lo)):
-                degrees = degrees - math.prod(np.maximum(np.minimum(b, g2) - np.maximum(a, g) + 1, 0)
-                                              for a, b, g, g2 in zip(lo, hi, glo, ghi))
+    if spans is not None:
+        boxes = [([first[x] for (first, _), x in zip(spans, coords)], [last[x] for (_, last), x in zip(spans, coords)])]
+    else:  # euclid / manhattan: one row of cells per Δr, disjoint boxes
+        row, col = coords
+        boxes = [([row + dr, col - e], [row + dr, col + e]) for dr in range(-node.operand.d, node.operand.d + 1)
+                 for e in [node.operand.reach(dr)]]
+        boxes = [([np.maximum(a, 0) for a in lo], [np.minimum(b, d - 1) for b, d in zip(hi, dims)]) for lo, hi in boxes]
+    gone = _interval_boxes(node, ((existing, node.cells),))[1:] if existing < node.cells and inside.size else ((), ())
+    degrees = np.zeros(inside.size, dtype=np.int64)
+    for lo, hi in boxes:
+        degrees += math.prod(np.maximum(b - a + 1, 0) for a, b in zip(lo, hi))
+        for glo, ghi in zip(*gone):  # (gone: none where no query is inside)
+            if all(g <= b.max() and a.min() <= g2 for g, g2, a, b in zip(glo, ghi, lo, hi)):
+                degrees -= math.prod(np.maximum(np.minimum(b, g2) - np.maximum(a, g) + 1, 0)
+                                     for a, b, g, g2 in zip(lo, hi, glo, ghi))
     out = np.zeros(rows.size, dtype=np.int64)
     out[inside] = degrees
     return out

@@ -244,3 +244,36 @@ def test_a_raised_budget_reaches_the_grid_listing_in_python_check(monkeypatch):
     report, _ = check(patterndsl.compile(LISTED, 4096, memory_budget="1G"))
     dense = patterndsl.reference.dense_mask(patterndsl.compile(LISTED, 4096).pattern(), 4096, budget=1 << 30)
     assert report["connections"]["union"] == [int(dense.sum())]  # (one per head)
+
+
+@settings(max_examples=120, deadline=None)
+@given(rows=st.integers(1, 12), cols=st.integers(1, 12), offset=st.integers(0, 5), n=st.integers(1, 160),
+       body=st.sampled_from(["euclid({})", "manhattan({})", "euclid({}) | manhattan(1)", "manhattan({}) - euclid(1)"]),
+       d=st.integers(0, 4), chunk=st.integers(1, 64))
+def test_distance_keys_on_morton_grids_are_listed_cell_by_cell(rows, cols, offset, n, body, d, chunk):
+    """euclid / manhattan on a Morton grid (brief euclidm): the keys listed cell by cell
+    (`_ball_runs`, chunks of any size), never a one-row box cut into Z-order cubes (work:
+    `morton_box_runs` not called), and they are the dense reference's; a lone rule's degrees
+    in closed form (`_box_degrees`: no runs listed), raster order too."""
+    source = f"grid({rows}, {cols}, order=morton, offset={offset}) {{ {body.format(d)} }}"
+    pattern = patterndsl.compile(source, n).patterns[0][0]
+    saved = G.morton_box_runs, G._BALL_CELLS, G._tree_keys
+    G.morton_box_runs = lambda *a, **k: (_ for _ in ()).throw(AssertionError("a distance row cut into cubes"))
+    G._BALL_CELLS = chunk
+    try:
+        keys = G.grid_row_keys(pattern, np.arange(n), n)
+        degrees = G.grid_degrees(pattern, n)
+        if "-" not in body and "|" not in body:  # one distance rule: its degrees in closed form, no runs
+            G._tree_keys = lambda *a: (_ for _ in ()).throw(AssertionError("runs listed"))
+            for order in ("morton", "rows"):
+                single = patterndsl.compile(source.replace("morton", order), n).patterns[0][0]
+                assert (G.grid_degrees(single, n) == patterndsl.reference.evaluate(single, np.arange(n), n).sum(1)).all()
+    finally:
+        G.morton_box_runs, G._BALL_CELLS, G._tree_keys = saved
+    got = np.zeros((n, n), dtype=bool)
+    for own, lo, hi in zip(keys.own, keys.lo, keys.hi):
+        assert not got[own, lo:hi].any()  # disjoint runs
+        got[own, lo:hi] = True
+    dense = patterndsl.reference.evaluate(pattern, np.arange(n), n)
+    assert (got == dense).all(), source
+    assert (degrees == dense.sum(axis=1)).all(), source
