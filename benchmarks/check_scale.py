@@ -87,6 +87,13 @@ def add_process_options(parser: argparse.ArgumentParser, only_help: str, max_mem
                         help=f"address-space cap per command in GiB (0: none; default {max_memory:g})")
 
 
+def process_limits(args) -> "tuple[Path, int]":
+    """The checkout (printed first) and the address-space cap in bytes that add_process_options read."""
+    tree = args.tree.resolve()
+    print(f"tree {tree}")
+    return tree, int(args.max_memory * (1 << 30))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1 << 20, 1 << 24])
@@ -97,9 +104,7 @@ def main() -> None:
     parser.add_argument("--memory-budget", metavar="SIZE",
                         help="pass --memory-budget SIZE to every check (e.g. 8G: past check's up-front estimate)")
     args = parser.parse_args()
-    tree = args.tree.resolve()
-    cap = int(args.max_memory * (1 << 30))
-    print(f"tree {tree}")
+    tree, cap = process_limits(args)
     print("| n | pattern | wall s | CPU s | peak RSS MiB | result | command |")
     print("|---:|---|---:|---:|---:|---|---|")
     cases = [(p.stem, str(p)) for p in sorted(EXAMPLES.glob("*.spat")) if not args.only or p.stem in args.only]

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_scale import EXAMPLES, add_process_options, measured  # noqa: E402
+from check_scale import EXAMPLES, add_process_options, measured, process_limits  # noqa: E402
 
 COMMANDS = {
     "check": lambda path, out: ["check", path, "--n", str(1 << 20)],
@@ -34,9 +34,7 @@ def main() -> None:
     parser.add_argument("--commands", nargs="+", choices=sorted(COMMANDS), default=sorted(COMMANDS))
     add_process_options(parser, "only these examples (file stems, or window2)", max_memory=10.0)  # the sweep's cap
     args = parser.parse_args()
-    tree = args.tree.resolve()
-    cap = int(args.max_memory * (1 << 30))
-    print(f"tree {tree}")
+    tree, cap = process_limits(args)
     print("| command | pattern | wall s | CPU s | peak RSS MiB | exit | last line |")
     print("|---|---|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -1924,16 +1924,11 @@ def _check_depth(ch: _Claims, h, claim) -> str | None:
         exact = None if any(ch.rows(0, h, rows).sizes().min() < n for rows in _batches(np.arange(n, dtype=np.int64))) else 1
         if exact is None:
             return "layer 0 is not everything"
-    elif ev.get("intervals") is True:
-        exact = _depth_by_intervals(ch, h)
+    elif ev.get("intervals") is True or ev.get("distances") is True:
+        kind = "intervals" if ev.get("intervals") is True else "distances"
+        exact = (_depth_by_intervals if kind == "intervals" else _depth_by_distances)(ch, h)
         if isinstance(exact, str):
-            return "intervals evidence does not hold: " + exact
-        if exact is None:
-            return "s is infinite"
-    elif ev.get("distances") is True:
-        exact = _depth_by_distances(ch, h)
-        if isinstance(exact, str):
-            return "distances evidence does not hold: " + exact
+            return f"{kind} evidence does not hold: " + exact
         if exact is None:
             return "s is infinite"
     elif ev.get("recursion") is True:
