@@ -305,6 +305,7 @@ class Grid(Pattern):
     tile: tuple | None
     operand: Pattern
     precedence: ClassVar[int] = 100
+    estimate_walks_blocks: ClassVar[bool] = True  # its boxes over every block row
 
     @property
     def cells(self) -> int:

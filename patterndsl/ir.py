@@ -37,6 +37,9 @@ class Pattern:
 
     # The tighter an operator binds, the higher; used to print minimal parentheses.
     precedence: ClassVar[int] = 100
+    # Whether its block_estimate walks every block row or column (an array of num_q or num_k):
+    # layout_memory refuses such a pattern from the block rows alone when they pass the budget.
+    estimate_walks_blocks: ClassVar[bool] = False
 
     def children(self) -> tuple["Pattern", ...]:
         return ()

@@ -563,25 +563,24 @@ def layout_memory(pattern, n: int, block_q: int, block_k: int, budget: "int | No
     """About the peak bytes `block_layout` needs (its listed blocks, block rows and the per-row
     degrees it counts connections with), from the same estimate that plans the layout: the
     callers refuse a layout over the memory budget before building it. With ``budget``, for a
-    pattern holding a grid: when the block rows and per-row degrees alone pass it, those (an
-    AtLeast: a lower bound), without the estimate of the grid's listed blocks, which itself builds its
-    boxes over every block row (64 GiB at n = 2^40)."""
-    from .grid import Grid
-
+    pattern holding a node whose estimate walks every block row or column (a grid's boxes,
+    summary's key blocks: 64 GiB at n = 2^40): when the block rows and per-row degrees alone
+    pass it, those (an AtLeast: a lower bound), without that estimate."""
     grid = BlockGrid(n, block_q, block_k)
     rows = (grid.num_q + grid.num_k) * _BYTES_PER_BLOCK_ROW + n * _BYTES_PER_QUERY + inversion_memory(pattern, n)
-    if budget is not None and rows > budget and holds(pattern, Grid):
+    if budget is not None and rows > budget and holds(pattern, lambda node: node.estimate_walks_blocks):
         return AtLeast(rows)
     _plan(pattern, grid)
     return pattern.block_estimate(grid) * _BYTES_PER_LISTED_BLOCK + rows
 
 
 def holds(pattern, kind) -> bool:
-    """Whether some node of ``pattern`` is a ``kind``."""
+    """Whether some node of ``pattern`` is a ``kind`` (a class, or a test of the node)."""
+    test = kind if callable(kind) and not isinstance(kind, type) else (lambda node: isinstance(node, kind))
     stack, seen = [pattern], set()
     while stack:
         node = stack.pop()
-        if isinstance(node, kind):
+        if test(node):
             return True
         if id(node) not in seen:
             seen.add(id(node))

@@ -964,6 +964,7 @@ class Summary(Primitive):
     c: int
     offset: int = 0  # reduced mod b
     name: ClassVar[str] = "summary"
+    estimate_walks_blocks: ClassVar[bool] = True  # the key blocks holding a summary key
     signatures: ClassVar = ((ParamSpec("b"), ParamSpec("c"), ParamSpec("offset", default=0)),)
     meaning: ClassVar = (("summary(b, c)", "j mod b ≥ b − c (the last c keys of every chunk of b)"),
                          ("summary(b, c, offset=o)", "(j + o) mod b ≥ b − c (o any integer; `offset` defaults to 0)"))
@@ -1099,6 +1100,7 @@ class SummaryRows(Primitive):
 
     operand: Summary
     name: ClassVar[str] = "transpose"
+    estimate_walks_blocks: ClassVar[bool] = True  # the query blocks holding a summary row
 
     def __str__(self):
         return f"transpose({self.operand})"

@@ -160,6 +160,19 @@ CLI_CASES = {
                                      1, "needs at least 33.0 TiB, more than the memory budget of 2.0 GiB"),
     "a grid's png at 2^40": (["show", "natten.spat", "--n", str(2**40), "--png", "g.png"], 1,
                              "more than the memory budget of 2.0 GiB"),
+    # summary's key blocks and transpose(summary)'s query blocks: its estimate too walked every
+    # block column or row (64 GiB at 2^40: "out of memory" at the default budget)
+    "summary's layout at 2^40": (["layout", "summary.spat", "--n", str(2**40)], 1,
+                                 "summary(8, 2) | window(1) at n = 1,099,511,627,776 in blocks of 128 × 128 needs "
+                                 "at least 33.0 TiB"),
+    "transpose(summary)'s layout at 2^40": (["layout", "tsummary.spat", "--n", str(2**40)], 1,
+                                            "needs at least 33.0 TiB, more than the memory budget of 2.0 GiB"),
+    "transpose(summary)'s flex module at 2^40": (
+        ["compile", "tsummary.spat", "--n", str(2**40), "--target", "flex", "-o", "m.py"], 1,
+        "needs at least 33.0 TiB, more than the memory budget of 2.0 GiB"),
+    "transpose(summary)'s triton module at 2^40": (
+        ["compile", "tsummary.spat", "--n", str(2**40), "--target", "triton", "-o", "m.py"], 1,
+        "needs at least 33.0 TiB, more than the memory budget of 2.0 GiB"),
     # a grid sized by n lists its keys per cell: refused before the per-cell arrays (1 TiB at 2^40)
     "a video grid's png at 2^40": (["show", "video.spat", "--n", str(2**40), "--png", "v.png"], 1,
                                    "(137,438,953,472 cells) needs at least 12.0 TiB, more than the memory budget"),
@@ -231,7 +244,8 @@ CLI_CASES = {
 }
 
 FILES = {
-    "p.spat": "window(2)\n", "pic.png": "window(2)\n", "p.pt": "window(2)\n", "all.spat": "all\n",
+    "p.spat": "window(2)\n", "summary.spat": "summary(8, 2) | window(1)\n",
+    "tsummary.spat": "transpose(summary(8, 2)) | transpose(causal)\n", "pic.png": "window(2)\n", "p.pt": "window(2)\n", "all.spat": "all\n",
     "random.spat": "random(1000, seed=1)\n", "unknown.spat": "foo(3)\n",
     "recursive.spat": "def a(x) = b(x)\ndef b(x) = a(x)\na(1)\n",
     "tr.spat": "transpose(random(3, seed=1)) | window(1)\n", "bernoulli.spat": "bernoulli(1, 4, seed=2)\n",
@@ -534,6 +548,8 @@ API_CASES = {
         segments=torch.zeros(0, 8, dtype=torch.int32)).shape), (0, 8, 8)),
     "a grid's layout at 2^40": (lambda: patterndsl.compile("grid(64, 64, tile=(8, 8)) { natten(7, 7) }", 2**40)
                                 .layout(), "needs at least 33.0 TiB"),
+    "transpose(summary) layout at 2^40": (lambda: patterndsl.compile("transpose(summary(8, 2)) | window(1)", 2**40)
+                                          .layout(), "needs at least 33.0 TiB"),
     "transpose(random) layout at 2^26": (
         lambda: patterndsl.compile("transpose(random(3, seed=1)) | window(1)", 2**26).layout(), "needs about 32.2 GiB"),
 }
