@@ -223,20 +223,58 @@ def _union(sets: list, n: int) -> _KeySets:
 
 
 def _complement(s: _KeySets, n: int) -> _KeySets:
-    own, lo, hi = s.own, s.lo, s.hi
-    first = np.ones(own.size, dtype=bool)
-    first[1:] = own[1:] != own[:-1]
-    last = np.ones(own.size, dtype=bool)
-    last[:-1] = own[1:] != own[:-1]
-    before = np.where(first, 0, np.concatenate([[0], hi[:-1]]))
-    empty = np.flatnonzero(~s.nonempty())
-    return _KeySets.make(s.m, np.concatenate([own, own[last], empty]),
-                         np.concatenate([before, hi[last], np.zeros(empty.size, dtype=np.int64)]),
-                         np.concatenate([lo, np.full(int(last.sum()), n), np.full(empty.size, n)]), n)
+    """Row r's gaps, in order: [0, lo_1), [hi_1, lo_2), …, [hi_c, n) ([0, n) for an empty
+    row). Row r's c_r + 1 gaps go to places first_r + r …, so each interval k writes its
+    lo as the end of gap k + own_k and its hi as the start of the next: sorted already,
+    no sort; only the empty gaps (an interval at 0 or at n) are dropped."""
+    own, lo, hi, m = s.own, s.lo, s.hi, s.m
+    at = np.arange(own.size, dtype=np.int64) + own
+    out_lo = np.zeros(own.size + m, dtype=np.int64)
+    out_hi = np.full(own.size + m, n, dtype=np.int64)
+    out_hi[at] = lo
+    out_lo[at + 1] = hi
+    out_own = np.repeat(np.arange(m, dtype=np.int64), np.bincount(own, minlength=m) + 1)
+    keep = out_lo < out_hi
+    if keep.all():
+        return _KeySets(m, out_own, out_lo, out_hi)
+    return _KeySets(m, out_own[keep], out_lo[keep], out_hi[keep])
+
+
+def _one_a_row(s: _KeySets) -> bool:
+    """At most one interval in each row."""
+    return bool((s.own[1:] > s.own[:-1]).all())
+
+
+def _clipped(s: _KeySets, a: np.ndarray, b: np.ndarray) -> _KeySets:
+    """Row r's intervals cut to [a_r, b_r): sorted, disjoint and apart still."""
+    lo, hi = np.maximum(s.lo, a[s.own]), np.minimum(s.hi, b[s.own])
+    keep = lo < hi
+    if keep.all():
+        return _KeySets(s.m, s.own, lo, hi)
+    return _KeySets(s.m, s.own[keep], lo[keep], hi[keep])
 
 
 def _intersection(sets: list, n: int) -> _KeySets:
-    return _complement(_union([_complement(s, n) for s in sets], n), n)
+    """The sets with at most one interval a row (causal, window, chunk, …) met as one
+    interval [a_r, b_r) per row that cuts the others' intervals; any others met by
+    complements (~(~A ∪ ~B))."""
+    if len(sets) == 1:
+        return sets[0]
+    single = [s for s in sets if _one_a_row(s)]
+    others = [s for s in sets if not any(s is t for t in single)]
+    if not single:
+        return _complement(_union([_complement(s, n) for s in sets], n), n)
+    m = sets[0].m
+    a, b = np.zeros(m, dtype=np.int64), np.full(m, n, dtype=np.int64)
+    for s in single:
+        lo, hi = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)  # a row without one: empty
+        lo[s.own], hi[s.own] = s.lo, s.hi
+        a, b = np.maximum(a, lo), np.minimum(b, hi)
+    if not others:
+        rows = np.flatnonzero(a < b)
+        return _KeySets(m, rows, a[rows], b[rows])
+    rest = others[0] if len(others) == 1 else _complement(_union([_complement(s, n) for s in others], n), n)
+    return _clipped(rest, a, b)
 
 
 def _in_indices(indices, x: np.ndarray) -> np.ndarray:
