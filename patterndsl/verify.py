@@ -475,7 +475,7 @@ def _keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
     elif isinstance(node, Grid):
         out = _grid_keys(node, rows, n, meter)
     elif isinstance(node, Blocked):
-        brows, back = np.unique(rows // node.block, return_inverse=True)
+        brows, back = _block_rows(rows, node.block)
         out = _scaled(_keys(node.operand, brows, -(-n // node.block), meter), back, node.block, n)
     else:  # any other node answers for itself: its predicate over whole rows
         meter.add(rows.size * n)
@@ -484,6 +484,17 @@ def _keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
         out = _KeySets.make(rows.size, own, keys, keys + 1, n)
     meter.add(out.lo.size + rows.size)
     return out
+
+
+def _block_rows(rows: np.ndarray, block: int):
+    """(the distinct block rows ⌊r/B⌋, sorted; each row's place among them), as np.unique's
+    return_inverse; without its sort when the rows come sorted (every batch of the counts)."""
+    q = rows // block
+    if q.size and (q[1:] >= q[:-1]).all():
+        new = np.ones(q.size, dtype=bool)
+        new[1:] = q[1:] != q[:-1]
+        return q[new], np.cumsum(new) - 1
+    return np.unique(q, return_inverse=True)
 
 
 def _scaled(inner: _KeySets, back: np.ndarray, block: int, n: int) -> _KeySets:
@@ -524,9 +535,27 @@ def _split(node, rows: np.ndarray, n: int, meter: _Meter):
     return mask, V
 
 
+_SPLITS: list = []  # the last few (node, rows, n, segment ids, split): a batch's layer met again (|A ∩ B|) is not re-read
+
+
 def _split3(node, rows: np.ndarray, n: int, meter: _Meter):
     """(K, V, P): `_split`'s K and V, and P, None or one long progression per row
-    (`_long_progression`), row r's keys being K ∪ V_r ∪ P_r."""
+    (`_long_progression`), row r's keys being K ∪ V_r ∪ P_r. The same node and rows
+    array (the very objects) as one of the last few calls: that answer, read again."""
+    from .segments import current
+
+    ids = current()  # (segment primitives read the ids in force)
+    for seen, at, size, under, out in _SPLITS:
+        if seen is node and at is rows and size == n and under is ids:
+            return out
+    out = _split3_new(node, rows, n, meter)
+    if len(_SPLITS) >= 8:
+        del _SPLITS[0]
+    _SPLITS.append((node, rows, n, ids, out))
+    return out
+
+
+def _split3_new(node, rows: np.ndarray, n: int, meter: _Meter):
     m = rows.size
     if _constant(node):
         def every_row():
@@ -546,7 +575,7 @@ def _split3(node, rows: np.ndarray, n: int, meter: _Meter):
         return _combined(masks, np.logical_or) if masks else None, _union(listed, n), (progs[0] if progs else None)
     if isinstance(node, Blocked):
         nb = -(-n // node.block)
-        brows, back = np.unique(rows // node.block, return_inverse=True)
+        brows, back = _block_rows(rows, node.block)
         mask, inner = _split(node.operand, brows, nb, meter)
         if mask is not None:
             mask = _remember(("blocks", id(mask), node.block, n), (mask,), lambda: np.repeat(mask, node.block)[:n])
