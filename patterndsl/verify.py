@@ -846,6 +846,76 @@ def _grid_keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
     return _KeySets.make(rows.size, np.concatenate(own), keys, keys + 1, n)
 
 
+_BOX_NAMES = ("window2d", "window3d", "natten", "natten3d", "sliding_tiles", "sliding_tiles3d", "chunk2d", "chunk3d")
+
+
+def _grid_box(node, a, dims, tile):
+    """Per axis (lo, hi): the cells b related to cell a by the operand ``node`` are exactly
+    the box ∏ [lo, hi) (the same formulas as `_grid_relation`, solved for b), or None
+    for an operand that is not such a box (1D patterns but all and self, stride2d,
+    manhattan, euclid, transpose, |, -, ~)."""
+    if isinstance(node, Intersection):
+        boxes = [_grid_box(p, a, dims, tile) for p in node.parts]
+        if any(box is None for box in boxes):
+            return None
+        return [(np.max([box[x][0] for box in boxes], axis=0), np.min([box[x][1] for box in boxes], axis=0))
+                for x in range(len(dims))]
+    if isinstance(node, All):
+        return [(np.zeros_like(x), np.full_like(x, d)) for x, d in zip(a, dims)]
+    if isinstance(node, Self):
+        return [(x, x + 1) for x in a]
+    if not isinstance(node, GridPrimitive) or node.name not in _BOX_NAMES:
+        return None
+    values = tuple(getattr(node, "values", ()))
+    if len(values) != len(dims):
+        return None
+    name, out = node.name, []
+    if name.startswith("sliding_tiles") and (tile is None or len(tile) != len(dims) or min(tile) < 1):
+        return None
+    shifts = tuple(getattr(node, "shifts", ()) or ()) or (0,) * len(dims)
+    if name.startswith("chunk") and (len(shifts) != len(dims) or min(values) < 1):
+        return None
+    for axis, (x, d, v) in enumerate(zip(a, dims, values)):
+        if name.startswith("window"):  # |x − y| ≤ v
+            lo, hi = x - v, x + v + 1
+        elif name.startswith("natten") or name.startswith("sliding_tiles"):
+            s = tile[axis] if name.startswith("sliding_tiles") else 1
+            length, at = (d // s, x // s)
+            if v >= length:  # every key (y // s < length or not)
+                lo, hi = np.zeros_like(x), np.full_like(x, d)
+            else:  # y // s in [c − ⌊v/2⌋, c + ⌊(v − 1)/2⌋]
+                centre = np.clip(at, v // 2, length - 1 - (v - 1) // 2)
+                lo, hi = (centre - v // 2) * s, (centre + (v - 1) // 2 + 1) * s
+        else:  # chunk: ⌊(x − t)/v⌋ = ⌊(y − t)/v⌋
+            start = np.floor_divide(x - shifts[axis], v) * v + shifts[axis]
+            lo, hi = start, start + v
+        out.append((np.maximum(lo, 0), np.minimum(hi, d)))
+    return out
+
+
+def _box_grid(node, n: int) -> bool:
+    """A grid that `_grid_box_sizes` counts: its operand a box, every cell a token below n."""
+    if not isinstance(node, Grid) or node.offset < 0 or node.offset + int(np.prod(node.dims)) > n:
+        return False
+    probe = [np.zeros(1, dtype=np.int64) for _ in node.dims]
+    return _grid_box(node.operand, probe, tuple(node.dims), None if node.tile is None else tuple(node.tile)) is not None
+
+
+def _grid_box_sizes(node, rows: np.ndarray, n: int, meter: _Meter) -> "np.ndarray | None":
+    """The number of keys of each row of a grid whose operand is a box of cells
+    (`_grid_box`): ∏ (hi − lo) for the rows inside the grid, 0 outside; None when the
+    operand is no box or the grid runs past n (cells without a token)."""
+    if not _box_grid(node, n):
+        return None
+    meter.add(rows.size * (len(node.dims) + 1))
+    inside, a, _ = _grid_cells(node, rows, n)
+    box = _grid_box(node.operand, a, tuple(node.dims), None if node.tile is None else tuple(node.tile))
+    sizes = np.ones(rows.size, dtype=np.int64)
+    for lo, hi in box:
+        sizes *= np.maximum(hi - lo, 0)
+    return np.where(inside, sizes, 0)
+
+
 # ---- the checker --------------------------------------------------------------------------
 
 
@@ -1023,7 +1093,8 @@ def _count_batches(ch: _Claims, h, n: int):
     measured on the first rows), at most _BATCH rows: 2–3× faster than _BATCH rows for
     patterns with hundreds of keys per row (random)."""
     probe = np.unique(np.linspace(0, n - 1, min(n, 256)).astype(np.int64))  # (spread: `summary & causal` widens)
-    width = max(1, sum(_split(ch.layer(k, h), probe, n, ch.meter)[1].lo.size for k in range(ch.p)) // max(1, probe.size))
+    width = max(1, sum(_split(ch.layer(k, h), probe, n, ch.meter)[1].lo.size for k in range(ch.p)
+                       if not (ch.p == 1 and _box_grid(ch.layer(k, h), n))) // max(1, probe.size))
     step = max(256, min(_BATCH, _COUNT_ENTRIES // width))
     for start in range(0, n, step):
         yield np.arange(start, min(n, start + step), dtype=np.int64)
@@ -1061,6 +1132,10 @@ def _row_sizes(node, rows: np.ndarray, n: int, meter: _Meter) -> np.ndarray:
                 return rest.sizes() + keys.shape[1] - inside.sum(axis=1)
     if isinstance(node, Intersection):
         return _meet_sizes(node.parts, rows, n, meter)
+    if isinstance(node, Grid):  # an operand that is a box of cells: its volume
+        sizes = _grid_box_sizes(node, rows, n, meter)
+        if sizes is not None:
+            return sizes
     return _split3_sizes(*_split3(node, rows, n, meter), meter)
 
 
