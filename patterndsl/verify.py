@@ -1093,11 +1093,24 @@ def _count_batches(ch: _Claims, h, n: int):
     measured on the first rows), at most _BATCH rows: 2–3× faster than _BATCH rows for
     patterns with hundreds of keys per row (random)."""
     probe = np.unique(np.linspace(0, n - 1, min(n, 256)).astype(np.int64))  # (spread: `summary & causal` widens)
-    width = max(1, sum(_split(ch.layer(k, h), probe, n, ch.meter)[1].lo.size for k in range(ch.p)
+    width = max(1, sum(_width(ch.layer(k, h), probe, n, ch.meter) for k in range(ch.p)
                        if not (ch.p == 1 and _box_grid(ch.layer(k, h), n))) // max(1, probe.size))
     step = max(256, min(_BATCH, _COUNT_ENTRIES // width))
     for start in range(0, n, step):
+        ch.meter.add(_BATCH_UNITS)
         yield np.arange(start, min(n, start + step), dtype=np.int64)
+
+
+_BATCH_UNITS = 1 << 14  # a batch's fixed cost (~100 numpy calls of a few µs), as units of the budget
+
+
+def _width(node, rows: np.ndarray, n: int, meter: _Meter) -> int:
+    """The key intervals the count of ``rows`` lists (the intervals of `_split3`'s V; an
+    intersection's parts but the row-independent ones): a long progression counted by
+    arithmetic lists none of its keys."""
+    if isinstance(node, Intersection):
+        return sum(_width(part, rows, n, meter) for part in node.parts if not _constant(part))
+    return int(_split3(node, rows, n, meter)[1].lo.size)
 
 
 _PADDED_INTERVALS = 8  # a row's other keys as at most this many intervals: tested key by key, column by column
