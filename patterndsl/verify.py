@@ -692,6 +692,26 @@ def _batches(rows: np.ndarray):
         yield rows[start:start + _BATCH]
 
 
+_BERNOULLI_PAIR_UNITS = 4  # its hash: two lanes of eight rounds of numpy passes
+
+
+def _pair_units(node) -> int:
+    """Units of the budget for testing one pair of ``node`` (`_pairs`): one a primitive, a
+    grid's _GRID_PAIR_UNITS, a bernoulli's hash _BERNOULLI_PAIR_UNITS; a combination the
+    sum of its parts (an upper bound: a union stops at the first part that holds)."""
+    if isinstance(node, Bernoulli):
+        return _BERNOULLI_PAIR_UNITS
+    if isinstance(node, Grid):
+        return _GRID_PAIR_UNITS
+    if isinstance(node, (Union, Intersection)):
+        return sum(_pair_units(part) for part in node.parts)
+    if isinstance(node, Difference):
+        return _pair_units(node.left) + _pair_units(node.right)
+    if isinstance(node, (Complement, Blocked)):
+        return _pair_units(node.operand)
+    return 1
+
+
 def _pairs(node, i, j, n) -> np.ndarray:
     """Bool [m]: (i[k], j[k]) in the pattern; a union stops at the first part that holds a
     pair, an intersection at the first that lacks it."""
@@ -950,6 +970,7 @@ class _Claims:
         self.unchecked: list[str] = []
         self.meter = _Meter(budget)
         self._c1: dict = {}
+        self._diagonals: dict = {}
 
     def run(self, name, check, *args):
         """Run one claim's check; it returns a failure text or None."""
@@ -969,14 +990,35 @@ class _Claims:
     def has(self, k, h, i, j) -> np.ndarray:
         i = np.asarray(i, dtype=np.int64).reshape(-1)
         j = np.asarray(j, dtype=np.int64).reshape(-1)
-        self.meter.add(i.size)
-        return np.asarray(_pairs(self.layer(k, h), i, j, self.n), dtype=bool)
+        node = self.layer(k, h)
+        self.meter.add(max(i.size, j.size) * _pair_units(node))
+        return np.asarray(_pairs(node, i, j, self.n), dtype=bool)
 
     def union_has(self, h, i, j) -> np.ndarray:
-        out = np.zeros(np.size(i), dtype=bool)
+        """Whether some layer holds (i, j): each layer asked only about the pairs the layers
+        before it lack."""
+        i, j = (np.asarray(x, dtype=np.int64).reshape(-1) for x in np.broadcast_arrays(i, j))
+        out = np.zeros(i.size, dtype=bool)
         for k in range(self.p):
-            out |= self.has(k, h, i, j)
+            open_ = np.flatnonzero(~out)
+            if open_.size == 0:
+                break
+            out[open_] = self.has(k, h, i[open_], j[open_])
         return out
+
+    def diagonal(self, k, h) -> bool:
+        """Whether layer k of head h holds every (i, i); read once per pattern (the same
+        pattern in several heads, C1 and the nonempty rows' diagonal evidence)."""
+        from .segments import current
+
+        node = self.layer(k, h)
+        if current() is not None:  # (segment primitives read the ids in force)
+            idx = np.arange(self.n, dtype=np.int64)
+            return bool(self.has(k, h, idx, idx).all())
+        if node not in self._diagonals:
+            idx = np.arange(self.n, dtype=np.int64)
+            self._diagonals[node] = bool(self.has(k, h, idx, idx).all())
+        return self._diagonals[node]
 
     def rows(self, k, h, rows) -> _KeySets:
         return _keys(self.layer(k, h), np.asarray(rows, dtype=np.int64), self.n, self.meter)
@@ -984,8 +1026,7 @@ class _Claims:
     def c1(self, h) -> bool:
         """C1 for head h, decided here (a claim may rest on it)."""
         if h not in self._c1:
-            idx = np.arange(self.n, dtype=np.int64)
-            self._c1[h] = all(self.has(k, h, idx, idx).all() for k in range(self.p))
+            self._c1[h] = all(self.diagonal(k, h) for k in range(self.p))
         return self._c1[h]
 
     def full_row(self, k, h, i) -> bool:
@@ -1290,7 +1331,7 @@ def _check_nonempty_entry(ch: _Claims, ev) -> str | None:
     keys = ev.get("keys")
     idx = np.arange(n, dtype=np.int64)
     if keys == "diagonal":
-        if not ch.has(k, h, idx, idx).all():
+        if not ch.diagonal(k, h):
             return "the diagonal is not in the pattern"
     elif isinstance(keys, list):
         if not (len(keys) == n and all(_index(x, n) for x in keys)):
