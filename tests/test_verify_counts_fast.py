@@ -217,3 +217,45 @@ def test_a_grid_past_n_is_not_counted_as_a_box():
     assert not _box_grid(pattern, 60) and _box_grid(patterndsl.compile(source, 105).patterns[0][0], 105)
     rows = np.arange(60, dtype=np.int64)
     assert (_row_sizes(pattern, rows, 60, _Meter(1 << 40)) == evaluate(pattern, rows, 60).sum(axis=1)).all()
+
+
+def test_a_diagonal_read_once_still_tells_heads_apart():
+    # head 0 and head 1 share layer 0; head 1's layer 1 lacks the diagonal: its C1 and its
+    # diagonal evidence are refused although head 0's (equal layer 0) were read first
+    n = 3001
+    compiled = patterndsl.compile("layers {\n causal\n heads {\n 0: window(2)\n 1: window(2) - self\n }\n}", n)
+    ch = _Claims(compiled, 1 << 40)
+    assert ch.c1(0) and not ch.c1(1)
+    assert ch.diagonal(0, 0) and ch.diagonal(0, 1) and ch.diagonal(1, 0) and not ch.diagonal(1, 1)
+    cert = certificate(compiled, check_conditions(compiled, budget_seconds=2.0), connection_counts(compiled))
+    assert verify_report(compiled, cert) == {"failures": [], "unchecked": []}
+    bad = copy.deepcopy(cert)
+    bad["conditions"][1]["self_loops"] = {"holds": True}
+    assert verify_report(compiled, bad)["failures"]
+    bad = copy.deepcopy(cert)
+    for ev in bad["nonempty_rows"]["evidence"]:
+        if ev["layer"] == 1 and ev["head"] == 1:
+            ev["keys"] = "diagonal"
+    assert verify_report(compiled, bad)["failures"]
+
+
+def test_union_has_asks_later_layers_only_the_open_pairs():
+    n = 4099
+    compiled = patterndsl.compile("layers {\n causal\n window(3) & ~causal\n stride(7)\n}", n)
+    rng = np.random.default_rng(5)
+    i, j = rng.integers(0, n, 5000), rng.integers(0, n, 5000)
+    truth = np.logical_or.reduce([compiled.dense(k, 0)[i, j] for k in range(3)])
+    assert (_Claims(compiled, 1 << 40).union_has(0, i, j) == truth).all()
+
+
+def test_count_batches_follow_the_listed_intervals_not_the_progressions():
+    # design_card's `window(64) | stride(128) | global(0..8)` and phi3's blocked summary: a
+    # long progression and a row-independent summary are counted by arithmetic, so a batch
+    # holds many rows (at 256 rows a batch, the batches' fixed cost was most of the time)
+    n = 1 << 16
+    for source in ("window(64) | stride(128) | global(0..8)",
+                   "layers {\n causal\n blocks(64) { window(15, 0) | summary(8, 1, offset=3) } & causal\n}"):
+        compiled = patterndsl.compile(source, n)
+        ch = _Claims(compiled, 1 << 40)
+        assert _check_counts(ch, {"per_layer": [[0]] * compiled.layers, "union": [0]}) is not None
+        assert ch.meter.used < 40 * n, source
