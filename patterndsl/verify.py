@@ -46,7 +46,9 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
 
 ``ranges`` are lists of half-open [lo, hi). What each piece of evidence proves, and how
 it is re-checked:
-  * counts: every row's keys re-counted here, per layer and for the union of layers.
+  * counts: every row's keys re-counted here, per layer and for the union of layers (a
+    grid whose operand is a box of cells — window, natten, sliding_tiles, chunk, their
+    meets — by the box's volume, every cell a token below n).
   * nonempty rows: every row of every layer and head re-evaluated (or, cheaper, the
     diagonal or the listed keys tested); a claimed empty row re-evaluated.
   * witness: expanded to a permutation (a run is range(start, stop, step)); every step
