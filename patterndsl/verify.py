@@ -916,25 +916,61 @@ def _grid_box(node, a, dims, tile):
 
 
 def _box_grid(node, n: int) -> bool:
-    """A grid that `_grid_box_sizes` counts: its operand a box, every cell a token below n."""
-    if not isinstance(node, Grid) or node.offset < 0 or node.offset + int(np.prod(node.dims)) > n:
+    """A grid that `_grid_box_sizes` counts: its operand a box; every cell a token below n,
+    or the grid in raster or tile order (its tokens below n are its first cells in that order)."""
+    if not isinstance(node, Grid) or node.offset < 0:
+        return False
+    if node.offset + int(np.prod(node.dims)) > n and node.order == "morton":
         return False
     probe = [np.zeros(1, dtype=np.int64) for _ in node.dims]
     return _grid_box(node.operand, probe, tuple(node.dims), None if node.tile is None else tuple(node.tile)) is not None
 
 
+def _ranked_below(box, shape, step, L):
+    """(Σ over the cells t of a grid ``shape`` whose raster rank is below L of ∏ over the axes
+    of |box_a ∩ [t_a·step_a, (t_a + 1)·step_a)|, the digits of L in that grid). L's digits
+    one axis at a time: the cells whose first digits equal L's and whose next is below it."""
+    total = np.zeros(np.shape(L), dtype=np.int64)
+    weight = np.ones(np.shape(L), dtype=np.int64)
+    widths = [np.maximum(hi - lo, 0) for lo, hi in box]
+    rem, digits = np.asarray(L, dtype=np.int64), []
+    for axis, ((lo, hi), s) in enumerate(zip(box, step)):
+        stride = int(np.prod(shape[axis + 1:]))
+        digit, rem = rem // stride, rem % stride
+        digits.append(digit)
+        rest = np.ones_like(total)
+        for w in widths[axis + 1:]:
+            rest = rest * w
+        total = total + weight * np.maximum(np.minimum(hi, digit * s) - lo, 0) * rest
+        weight = weight * np.maximum(np.minimum(hi, (digit + 1) * s) - np.maximum(lo, digit * s), 0)
+    return total, digits
+
+
 def _grid_box_sizes(node, rows: np.ndarray, n: int, meter: _Meter) -> "np.ndarray | None":
     """The number of keys of each row of a grid whose operand is a box of cells
     (`_grid_box`): ∏ (hi − lo) for the rows inside the grid, 0 outside; None when the
-    operand is no box or the grid runs past n (cells without a token)."""
+    operand is no box. A grid past n holds its first L = n − offset cells (in raster or tile
+    order): the box's cells of raster rank below L, or those in the tiles of rank below
+    ⌊L/T⌋ (T cells a tile) and those of tile ⌊L/T⌋ ranked below L mod T inside it."""
     if not _box_grid(node, n):
         return None
-    meter.add(rows.size * (len(node.dims) + 1))
+    dims, cells = tuple(node.dims), int(np.prod(node.dims))
+    tile = None if node.tile is None else tuple(node.tile)
+    meter.add(rows.size * (len(dims) + 1) * (1 if node.offset + cells <= n else 4))
     inside, a, _ = _grid_cells(node, rows, n)
-    box = _grid_box(node.operand, a, tuple(node.dims), None if node.tile is None else tuple(node.tile))
-    sizes = np.ones(rows.size, dtype=np.int64)
-    for lo, hi in box:
-        sizes *= np.maximum(hi - lo, 0)
+    box = _grid_box(node.operand, a, dims, tile)
+    if node.offset + cells <= n:
+        sizes = np.ones(rows.size, dtype=np.int64)
+        for lo, hi in box:
+            sizes *= np.maximum(hi - lo, 0)
+    elif tile is None:
+        sizes = _ranked_below(box, dims, (1,) * len(dims), np.full(rows.size, n - node.offset))[0]
+    else:
+        per_tile = int(np.prod(tile))
+        L = np.full(rows.size, n - node.offset, dtype=np.int64)
+        whole, t = _ranked_below(box, tuple(d // s for d, s in zip(dims, tile)), tile, L // per_tile)
+        within = [(np.clip(lo - ta * s, 0, s), np.clip(hi - ta * s, 0, s)) for (lo, hi), ta, s in zip(box, t, tile)]
+        sizes = whole + _ranked_below(within, tile, (1,) * len(dims), L % per_tile)[0]
     return np.where(inside, sizes, 0)
 
 

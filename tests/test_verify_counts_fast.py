@@ -209,14 +209,17 @@ def test_box_grid_counts_cost_rows_not_cells_and_corruption_is_caught():
         assert report["failures"] and any("counts" in f for f in report["failures"])
 
 
-def test_a_grid_past_n_is_not_counted_as_a_box():
-    # cells at or beyond n have no token: the volume would count them, so the general path runs
-    source = "grid(10, 10, offset=5) { window2d(2, 2) }"
-    compiled = patterndsl.compile(source, 60)
-    pattern = compiled.patterns[0][0]
-    assert not _box_grid(pattern, 60) and _box_grid(patterndsl.compile(source, 105).patterns[0][0], 105)
-    rows = np.arange(60, dtype=np.int64)
-    assert (_row_sizes(pattern, rows, 60, _Meter(1 << 40)) == evaluate(pattern, rows, 60).sum(axis=1)).all()
+def test_a_grid_past_n_counts_its_first_cells_only():
+    # cells at or beyond n have no token: raster and tile order count the box's cells ranked
+    # below n − offset; Morton order is not counted as a box there (the general path runs)
+    for source, box in (("grid(10, 10, offset=5) { window2d(2, 2) }", True),
+                        ("grid(4, 8, 6, tile=(2, 4, 3), offset=3) { sliding_tiles3d(1, 2, 1) & window3d(1, 3, 2) }", True),
+                        ("grid(16, 16, order=morton) { natten(5, 3) }", False)):
+        for n in (20, 60, 97, 150):
+            pattern = patterndsl.compile(source, n).patterns[0][0]
+            assert _box_grid(pattern, n) == box, source
+            rows = np.arange(n, dtype=np.int64)
+            assert (_row_sizes(pattern, rows, n, _Meter(1 << 40)) == evaluate(pattern, rows, n).sum(axis=1)).all()
 
 
 def test_a_diagonal_read_once_still_tells_heads_apart():
@@ -259,3 +262,38 @@ def test_count_batches_follow_the_listed_intervals_not_the_progressions():
         ch = _Claims(compiled, 1 << 40)
         assert _check_counts(ch, {"per_layer": [[0]] * compiled.layers, "union": [0]}) is not None
         assert ch.meter.used < 40 * n, source
+
+
+def test_tiled_and_raster_grids_past_n_match_the_reference():
+    # seeded: grids of up to ~4,000 cells in raster or tile order, n from a third of the grid
+    # to past it (n ≤ 4,099), operands sliding_tiles / natten / chunk & natten / their 3D forms
+    rng = np.random.default_rng(1)
+    checked = past = 0
+    for _ in range(60):
+        three = rng.random() < 0.5
+        tile = [int(rng.integers(1, 5 if three else 9)) for _ in range(3 if three else 2)]
+        dims = [t * int(rng.integers(1, 5 if three else 9)) for t in tile]
+        if three:
+            op = (f"sliding_tiles3d({rng.integers(1, 6)}, {rng.integers(1, 6)}, {rng.integers(1, 6)}) & "
+                  f"window3d({rng.integers(0, 4)}, {rng.integers(0, 4)}, {rng.integers(0, 4)})")
+        else:
+            op = (f"sliding_tiles({rng.integers(1, 6)}, {rng.integers(1, 6)})" if rng.random() < 0.5 else
+                  f"chunk2d({rng.integers(1, 9)}, {rng.integers(1, 9)}, shift=({rng.integers(-3, 4)}, "
+                  f"{rng.integers(-3, 4)})) & natten({rng.integers(1, 9)}, {rng.integers(1, 9)})")
+        options = [str(d) for d in dims] + [f"offset={rng.integers(0, 50)}"]
+        if rng.random() < 0.6:
+            options.append(f"tile=({', '.join(map(str, tile))})")
+        cells = int(np.prod(dims))
+        n = min(4099, int(rng.integers(max(1, cells // 3), cells + 60)))
+        source = f"grid({', '.join(options)}) {{ {op} }}"
+        try:
+            pattern = patterndsl.compile(source, n).patterns[0][0]
+        except SpatError:
+            continue
+        if not _box_grid(pattern, n):
+            continue
+        past += pattern.offset + cells > n
+        rows = np.arange(n, dtype=np.int64)
+        assert (_row_sizes(pattern, rows, n, _Meter(1 << 40)) == evaluate(pattern, rows, n).sum(axis=1)).all(), source
+        checked += 1
+    assert checked >= 30 and past >= 20
