@@ -46,7 +46,9 @@ Certificate schema (``patterndsl.analysis.conditions.certificate``), JSON:
 
 ``ranges`` are lists of half-open [lo, hi). What each piece of evidence proves, and how
 it is re-checked:
-  * counts: every row's keys re-counted here, per layer and for the union of layers.
+  * counts: every row's keys re-counted here, per layer and for the union of layers (a
+    grid whose operand is a box of cells — window, natten, sliding_tiles, chunk, their
+    meets — by the box's volume, every cell a token below n).
   * nonempty rows: every row of every layer and head re-evaluated (or, cheaper, the
     diagonal or the listed keys tested); a claimed empty row re-evaluated.
   * witness: expanded to a permutation (a run is range(start, stop, step)); every step
@@ -223,20 +225,58 @@ def _union(sets: list, n: int) -> _KeySets:
 
 
 def _complement(s: _KeySets, n: int) -> _KeySets:
-    own, lo, hi = s.own, s.lo, s.hi
-    first = np.ones(own.size, dtype=bool)
-    first[1:] = own[1:] != own[:-1]
-    last = np.ones(own.size, dtype=bool)
-    last[:-1] = own[1:] != own[:-1]
-    before = np.where(first, 0, np.concatenate([[0], hi[:-1]]))
-    empty = np.flatnonzero(~s.nonempty())
-    return _KeySets.make(s.m, np.concatenate([own, own[last], empty]),
-                         np.concatenate([before, hi[last], np.zeros(empty.size, dtype=np.int64)]),
-                         np.concatenate([lo, np.full(int(last.sum()), n), np.full(empty.size, n)]), n)
+    """Row r's gaps, in order: [0, lo_1), [hi_1, lo_2), …, [hi_c, n) ([0, n) for an empty
+    row). Row r's c_r + 1 gaps go to places first_r + r …, so each interval k writes its
+    lo as the end of gap k + own_k and its hi as the start of the next: sorted already,
+    no sort; only the empty gaps (an interval at 0 or at n) are dropped."""
+    own, lo, hi, m = s.own, s.lo, s.hi, s.m
+    at = np.arange(own.size, dtype=np.int64) + own
+    out_lo = np.zeros(own.size + m, dtype=np.int64)
+    out_hi = np.full(own.size + m, n, dtype=np.int64)
+    out_hi[at] = lo
+    out_lo[at + 1] = hi
+    out_own = np.repeat(np.arange(m, dtype=np.int64), np.bincount(own, minlength=m) + 1)
+    keep = out_lo < out_hi
+    if keep.all():
+        return _KeySets(m, out_own, out_lo, out_hi)
+    return _KeySets(m, out_own[keep], out_lo[keep], out_hi[keep])
+
+
+def _one_a_row(s: _KeySets) -> bool:
+    """At most one interval in each row."""
+    return bool((s.own[1:] > s.own[:-1]).all())
+
+
+def _clipped(s: _KeySets, a: np.ndarray, b: np.ndarray) -> _KeySets:
+    """Row r's intervals cut to [a_r, b_r): sorted, disjoint and apart still."""
+    lo, hi = np.maximum(s.lo, a[s.own]), np.minimum(s.hi, b[s.own])
+    keep = lo < hi
+    if keep.all():
+        return _KeySets(s.m, s.own, lo, hi)
+    return _KeySets(s.m, s.own[keep], lo[keep], hi[keep])
 
 
 def _intersection(sets: list, n: int) -> _KeySets:
-    return _complement(_union([_complement(s, n) for s in sets], n), n)
+    """The sets with at most one interval a row (causal, window, chunk, …) met as one
+    interval [a_r, b_r) per row that cuts the others' intervals; any others met by
+    complements (~(~A ∪ ~B))."""
+    if len(sets) == 1:
+        return sets[0]
+    single = [s for s in sets if _one_a_row(s)]
+    others = [s for s in sets if not any(s is t for t in single)]
+    if not single:
+        return _complement(_union([_complement(s, n) for s in sets], n), n)
+    m = sets[0].m
+    a, b = np.zeros(m, dtype=np.int64), np.full(m, n, dtype=np.int64)
+    for s in single:
+        lo, hi = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)  # a row without one: empty
+        lo[s.own], hi[s.own] = s.lo, s.hi
+        a, b = np.maximum(a, lo), np.minimum(b, hi)
+    if not others:
+        rows = np.flatnonzero(a < b)
+        return _KeySets(m, rows, a[rows], b[rows])
+    rest = others[0] if len(others) == 1 else _complement(_union([_complement(s, n) for s in others], n), n)
+    return _clipped(rest, a, b)
 
 
 def _in_indices(indices, x: np.ndarray) -> np.ndarray:
@@ -437,7 +477,7 @@ def _keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
     elif isinstance(node, Grid):
         out = _grid_keys(node, rows, n, meter)
     elif isinstance(node, Blocked):
-        brows, back = np.unique(rows // node.block, return_inverse=True)
+        brows, back = _block_rows(rows, node.block)
         out = _scaled(_keys(node.operand, brows, -(-n // node.block), meter), back, node.block, n)
     else:  # any other node answers for itself: its predicate over whole rows
         meter.add(rows.size * n)
@@ -446,6 +486,17 @@ def _keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
         out = _KeySets.make(rows.size, own, keys, keys + 1, n)
     meter.add(out.lo.size + rows.size)
     return out
+
+
+def _block_rows(rows: np.ndarray, block: int):
+    """(the distinct block rows ⌊r/B⌋, sorted; each row's place among them), as np.unique's
+    return_inverse; without its sort when the rows come sorted (every batch of the counts)."""
+    q = rows // block
+    if q.size and (q[1:] >= q[:-1]).all():
+        new = np.ones(q.size, dtype=bool)
+        new[1:] = q[1:] != q[:-1]
+        return q[new], np.cumsum(new) - 1
+    return np.unique(q, return_inverse=True)
 
 
 def _scaled(inner: _KeySets, back: np.ndarray, block: int, n: int) -> _KeySets:
@@ -486,9 +537,27 @@ def _split(node, rows: np.ndarray, n: int, meter: _Meter):
     return mask, V
 
 
+_SPLITS: list = []  # the last few (node, rows, n, segment ids, split): a batch's layer met again (|A ∩ B|) is not re-read
+
+
 def _split3(node, rows: np.ndarray, n: int, meter: _Meter):
     """(K, V, P): `_split`'s K and V, and P, None or one long progression per row
-    (`_long_progression`), row r's keys being K ∪ V_r ∪ P_r."""
+    (`_long_progression`), row r's keys being K ∪ V_r ∪ P_r. The same node and rows
+    array (the very objects) as one of the last few calls: that answer, read again."""
+    from .segments import current
+
+    ids = current()  # (segment primitives read the ids in force)
+    for seen, at, size, under, out in _SPLITS:
+        if seen is node and at is rows and size == n and under is ids:
+            return out
+    out = _split3_new(node, rows, n, meter)
+    if len(_SPLITS) >= 8:
+        del _SPLITS[0]
+    _SPLITS.append((node, rows, n, ids, out))
+    return out
+
+
+def _split3_new(node, rows: np.ndarray, n: int, meter: _Meter):
     m = rows.size
     if _constant(node):
         def every_row():
@@ -508,7 +577,7 @@ def _split3(node, rows: np.ndarray, n: int, meter: _Meter):
         return _combined(masks, np.logical_or) if masks else None, _union(listed, n), (progs[0] if progs else None)
     if isinstance(node, Blocked):
         nb = -(-n // node.block)
-        brows, back = np.unique(rows // node.block, return_inverse=True)
+        brows, back = _block_rows(rows, node.block)
         mask, inner = _split(node.operand, brows, nb, meter)
         if mask is not None:
             mask = _remember(("blocks", id(mask), node.block, n), (mask,), lambda: np.repeat(mask, node.block)[:n])
@@ -623,6 +692,26 @@ def _hits(ch, k, h, rows, C: np.ndarray, cum: np.ndarray) -> np.ndarray:
 def _batches(rows: np.ndarray):
     for start in range(0, rows.size, _BATCH):
         yield rows[start:start + _BATCH]
+
+
+_BERNOULLI_PAIR_UNITS = 4  # its hash: two lanes of eight rounds of numpy passes
+
+
+def _pair_units(node) -> int:
+    """Units of the budget for testing one pair of ``node`` (`_pairs`): one a primitive, a
+    grid's _GRID_PAIR_UNITS, a bernoulli's hash _BERNOULLI_PAIR_UNITS; a combination the
+    sum of its parts (an upper bound: a union stops at the first part that holds)."""
+    if isinstance(node, Bernoulli):
+        return _BERNOULLI_PAIR_UNITS
+    if isinstance(node, Grid):
+        return _GRID_PAIR_UNITS
+    if isinstance(node, (Union, Intersection)):
+        return sum(_pair_units(part) for part in node.parts)
+    if isinstance(node, Difference):
+        return _pair_units(node.left) + _pair_units(node.right)
+    if isinstance(node, (Complement, Blocked)):
+        return _pair_units(node.operand)
+    return 1
 
 
 def _pairs(node, i, j, n) -> np.ndarray:
@@ -779,6 +868,112 @@ def _grid_keys(node, rows: np.ndarray, n: int, meter: _Meter) -> _KeySets:
     return _KeySets.make(rows.size, np.concatenate(own), keys, keys + 1, n)
 
 
+_BOX_NAMES = ("window2d", "window3d", "natten", "natten3d", "sliding_tiles", "sliding_tiles3d", "chunk2d", "chunk3d")
+
+
+def _grid_box(node, a, dims, tile):
+    """Per axis (lo, hi): the cells b related to cell a by the operand ``node`` are exactly
+    the box ∏ [lo, hi) (the same formulas as `_grid_relation`, solved for b), or None
+    for an operand that is not such a box (1D patterns but all and self, stride2d,
+    manhattan, euclid, transpose, |, -, ~)."""
+    if isinstance(node, Intersection):
+        boxes = [_grid_box(p, a, dims, tile) for p in node.parts]
+        if any(box is None for box in boxes):
+            return None
+        return [(np.max([box[x][0] for box in boxes], axis=0), np.min([box[x][1] for box in boxes], axis=0))
+                for x in range(len(dims))]
+    if isinstance(node, All):
+        return [(np.zeros_like(x), np.full_like(x, d)) for x, d in zip(a, dims)]
+    if isinstance(node, Self):
+        return [(x, x + 1) for x in a]
+    if not isinstance(node, GridPrimitive) or node.name not in _BOX_NAMES:
+        return None
+    values = tuple(getattr(node, "values", ()))
+    if len(values) != len(dims):
+        return None
+    name, out = node.name, []
+    if name.startswith("sliding_tiles") and (tile is None or len(tile) != len(dims) or min(tile) < 1):
+        return None
+    shifts = tuple(getattr(node, "shifts", ()) or ()) or (0,) * len(dims)
+    if name.startswith("chunk") and (len(shifts) != len(dims) or min(values) < 1):
+        return None
+    for axis, (x, d, v) in enumerate(zip(a, dims, values)):
+        if name.startswith("window"):  # |x − y| ≤ v
+            lo, hi = x - v, x + v + 1
+        elif name.startswith("natten") or name.startswith("sliding_tiles"):
+            s = tile[axis] if name.startswith("sliding_tiles") else 1
+            length, at = (d // s, x // s)
+            if v >= length:  # every key (y // s < length or not)
+                lo, hi = np.zeros_like(x), np.full_like(x, d)
+            else:  # y // s in [c − ⌊v/2⌋, c + ⌊(v − 1)/2⌋]
+                centre = np.clip(at, v // 2, length - 1 - (v - 1) // 2)
+                lo, hi = (centre - v // 2) * s, (centre + (v - 1) // 2 + 1) * s
+        else:  # chunk: ⌊(x − t)/v⌋ = ⌊(y − t)/v⌋
+            start = np.floor_divide(x - shifts[axis], v) * v + shifts[axis]
+            lo, hi = start, start + v
+        out.append((np.maximum(lo, 0), np.minimum(hi, d)))
+    return out
+
+
+def _box_grid(node, n: int) -> bool:
+    """A grid that `_grid_box_sizes` counts: its operand a box; every cell a token below n,
+    or the grid in raster or tile order (its tokens below n are its first cells in that order)."""
+    if not isinstance(node, Grid) or node.offset < 0:
+        return False
+    if node.offset + int(np.prod(node.dims)) > n and node.order == "morton":
+        return False
+    probe = [np.zeros(1, dtype=np.int64) for _ in node.dims]
+    return _grid_box(node.operand, probe, tuple(node.dims), None if node.tile is None else tuple(node.tile)) is not None
+
+
+def _ranked_below(box, shape, step, L):
+    """(Σ over the cells t of a grid ``shape`` whose raster rank is below L of ∏ over the axes
+    of |box_a ∩ [t_a·step_a, (t_a + 1)·step_a)|, the digits of L in that grid). L's digits
+    one axis at a time: the cells whose first digits equal L's and whose next is below it."""
+    total = np.zeros(np.shape(L), dtype=np.int64)
+    weight = np.ones(np.shape(L), dtype=np.int64)
+    widths = [np.maximum(hi - lo, 0) for lo, hi in box]
+    rem, digits = np.asarray(L, dtype=np.int64), []
+    for axis, ((lo, hi), s) in enumerate(zip(box, step)):
+        stride = int(np.prod(shape[axis + 1:]))
+        digit, rem = rem // stride, rem % stride
+        digits.append(digit)
+        rest = np.ones_like(total)
+        for w in widths[axis + 1:]:
+            rest = rest * w
+        total = total + weight * np.maximum(np.minimum(hi, digit * s) - lo, 0) * rest
+        weight = weight * np.maximum(np.minimum(hi, (digit + 1) * s) - np.maximum(lo, digit * s), 0)
+    return total, digits
+
+
+def _grid_box_sizes(node, rows: np.ndarray, n: int, meter: _Meter) -> "np.ndarray | None":
+    """The number of keys of each row of a grid whose operand is a box of cells
+    (`_grid_box`): ∏ (hi − lo) for the rows inside the grid, 0 outside; None when the
+    operand is no box. A grid past n holds its first L = n − offset cells (in raster or tile
+    order): the box's cells of raster rank below L, or those in the tiles of rank below
+    ⌊L/T⌋ (T cells a tile) and those of tile ⌊L/T⌋ ranked below L mod T inside it."""
+    if not _box_grid(node, n):
+        return None
+    dims, cells = tuple(node.dims), int(np.prod(node.dims))
+    tile = None if node.tile is None else tuple(node.tile)
+    meter.add(rows.size * (len(dims) + 1) * (1 if node.offset + cells <= n else 4))
+    inside, a, _ = _grid_cells(node, rows, n)
+    box = _grid_box(node.operand, a, dims, tile)
+    if node.offset + cells <= n:
+        sizes = np.ones(rows.size, dtype=np.int64)
+        for lo, hi in box:
+            sizes *= np.maximum(hi - lo, 0)
+    elif tile is None:
+        sizes = _ranked_below(box, dims, (1,) * len(dims), np.full(rows.size, n - node.offset))[0]
+    else:
+        per_tile = int(np.prod(tile))
+        L = np.full(rows.size, n - node.offset, dtype=np.int64)
+        whole, t = _ranked_below(box, tuple(d // s for d, s in zip(dims, tile)), tile, L // per_tile)
+        within = [(np.clip(lo - ta * s, 0, s), np.clip(hi - ta * s, 0, s)) for (lo, hi), ta, s in zip(box, t, tile)]
+        sizes = whole + _ranked_below(within, tile, (1,) * len(dims), L % per_tile)[0]
+    return np.where(inside, sizes, 0)
+
+
 # ---- the checker --------------------------------------------------------------------------
 
 
@@ -813,6 +1008,7 @@ class _Claims:
         self.unchecked: list[str] = []
         self.meter = _Meter(budget)
         self._c1: dict = {}
+        self._diagonals: dict = {}
 
     def run(self, name, check, *args):
         """Run one claim's check; it returns a failure text or None."""
@@ -832,14 +1028,35 @@ class _Claims:
     def has(self, k, h, i, j) -> np.ndarray:
         i = np.asarray(i, dtype=np.int64).reshape(-1)
         j = np.asarray(j, dtype=np.int64).reshape(-1)
-        self.meter.add(i.size)
-        return np.asarray(_pairs(self.layer(k, h), i, j, self.n), dtype=bool)
+        node = self.layer(k, h)
+        self.meter.add(max(i.size, j.size) * _pair_units(node))
+        return np.asarray(_pairs(node, i, j, self.n), dtype=bool)
 
     def union_has(self, h, i, j) -> np.ndarray:
-        out = np.zeros(np.size(i), dtype=bool)
+        """Whether some layer holds (i, j): each layer asked only about the pairs the layers
+        before it lack."""
+        i, j = (np.asarray(x, dtype=np.int64).reshape(-1) for x in np.broadcast_arrays(i, j))
+        out = np.zeros(i.size, dtype=bool)
         for k in range(self.p):
-            out |= self.has(k, h, i, j)
+            open_ = np.flatnonzero(~out)
+            if open_.size == 0:
+                break
+            out[open_] = self.has(k, h, i[open_], j[open_])
         return out
+
+    def diagonal(self, k, h) -> bool:
+        """Whether layer k of head h holds every (i, i); read once per pattern (the same
+        pattern in several heads, C1 and the nonempty rows' diagonal evidence)."""
+        from .segments import current
+
+        node = self.layer(k, h)
+        if current() is not None:  # (segment primitives read the ids in force)
+            idx = np.arange(self.n, dtype=np.int64)
+            return bool(self.has(k, h, idx, idx).all())
+        if node not in self._diagonals:
+            idx = np.arange(self.n, dtype=np.int64)
+            self._diagonals[node] = bool(self.has(k, h, idx, idx).all())
+        return self._diagonals[node]
 
     def rows(self, k, h, rows) -> _KeySets:
         return _keys(self.layer(k, h), np.asarray(rows, dtype=np.int64), self.n, self.meter)
@@ -847,8 +1064,7 @@ class _Claims:
     def c1(self, h) -> bool:
         """C1 for head h, decided here (a claim may rest on it)."""
         if h not in self._c1:
-            idx = np.arange(self.n, dtype=np.int64)
-            self._c1[h] = all(self.has(k, h, idx, idx).all() for k in range(self.p))
+            self._c1[h] = all(self.diagonal(k, h) for k in range(self.p))
         return self._c1[h]
 
     def full_row(self, k, h, i) -> bool:
@@ -956,10 +1172,24 @@ def _count_batches(ch: _Claims, h, n: int):
     measured on the first rows), at most _BATCH rows: 2–3× faster than _BATCH rows for
     patterns with hundreds of keys per row (random)."""
     probe = np.unique(np.linspace(0, n - 1, min(n, 256)).astype(np.int64))  # (spread: `summary & causal` widens)
-    width = max(1, sum(_split(ch.layer(k, h), probe, n, ch.meter)[1].lo.size for k in range(ch.p)) // max(1, probe.size))
+    width = max(1, sum(_width(ch.layer(k, h), probe, n, ch.meter) for k in range(ch.p)
+                       if not (ch.p == 1 and _box_grid(ch.layer(k, h), n))) // max(1, probe.size))
     step = max(256, min(_BATCH, _COUNT_ENTRIES // width))
     for start in range(0, n, step):
+        ch.meter.add(_BATCH_UNITS)
         yield np.arange(start, min(n, start + step), dtype=np.int64)
+
+
+_BATCH_UNITS = 1 << 14  # a batch's fixed cost (~100 numpy calls of a few µs), as units of the budget
+
+
+def _width(node, rows: np.ndarray, n: int, meter: _Meter) -> int:
+    """The key intervals the count of ``rows`` lists (the intervals of `_split3`'s V; an
+    intersection's parts but the row-independent ones): a long progression counted by
+    arithmetic lists none of its keys."""
+    if isinstance(node, Intersection):
+        return sum(_width(part, rows, n, meter) for part in node.parts if not _constant(part))
+    return int(_split3(node, rows, n, meter)[1].lo.size)
 
 
 _PADDED_INTERVALS = 8  # a row's other keys as at most this many intervals: tested key by key, column by column
@@ -994,6 +1224,10 @@ def _row_sizes(node, rows: np.ndarray, n: int, meter: _Meter) -> np.ndarray:
                 return rest.sizes() + keys.shape[1] - inside.sum(axis=1)
     if isinstance(node, Intersection):
         return _meet_sizes(node.parts, rows, n, meter)
+    if isinstance(node, Grid):  # an operand that is a box of cells: its volume
+        sizes = _grid_box_sizes(node, rows, n, meter)
+        if sizes is not None:
+            return sizes
     return _split3_sizes(*_split3(node, rows, n, meter), meter)
 
 
@@ -1135,7 +1369,7 @@ def _check_nonempty_entry(ch: _Claims, ev) -> str | None:
     keys = ev.get("keys")
     idx = np.arange(n, dtype=np.int64)
     if keys == "diagonal":
-        if not ch.has(k, h, idx, idx).all():
+        if not ch.diagonal(k, h):
             return "the diagonal is not in the pattern"
     elif isinstance(keys, list):
         if not (len(keys) == n and all(_index(x, n) for x in keys)):
