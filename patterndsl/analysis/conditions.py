@@ -896,7 +896,7 @@ def _rotation_path(n, arcs, deadline, seed=0, max_rotations=None):
                 break
             k = len(path) - 1
             moves = []
-            if pos[out].min() == 0:  # v_k → v_0: a cycle; cut it after a token with an unused successor
+            if out.size and pos[out].min() == 0:  # v_k → v_0: a cycle; cut it after a token with an unused successor
                 on = np.array(path, dtype=np.int64)
                 cut = np.flatnonzero(free[side][on] > 0)
                 if cut.size:
