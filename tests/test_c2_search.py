@@ -229,3 +229,24 @@ def test_corrupted_matching_refutation_rejected():
         else:  # X moved by one: its successors leave Y
             r["tokens"] = [[a + 1, min(b + 1, n)] for a, b in r["tokens"]]
         assert verify_report(compiled, bad)["failures"], corrupt
+
+
+# ---- the corruption suite on the arc-list path (DENSE_N = 0: _searched_path at small n) ----------
+
+
+@pytest.mark.parametrize("source, n, holds", [("stride(5, offset=3)", 17, False), ("random(3, seed=1)", 40, False),
+                                              ("random(2, seed=7) | dilated(2, 3)", 60, True)])
+def test_arc_list_certificates_resist_corruption(monkeypatch, source, n, holds):
+    from test_verify_corruption import assert_no_false_claim_accepted, make_certificate
+
+    monkeypatch.setattr(conditions, "DENSE_N", 0)
+    compiled = patterndsl.compile(source, n)
+    cert = make_certificate(compiled)
+    c2 = cert["conditions"][0]["hamiltonian_path"]
+    assert c2["holds"] is holds
+    if holds:
+        assert "runs" in c2["witness"]
+    else:
+        assert c2["refutation"]["kind"] == "few_successors" and len(c2["refutation"]["tokens"]) > 1
+        _assert_refutation(_union(compiled), c2["refutation"])
+    assert assert_no_false_claim_accepted(compiled, cert) > 0
