@@ -765,15 +765,15 @@ def _searched_path(patterns, n, deadline):
     return {"holds": True, "witness": {"runs": as_runs(np.array(path, dtype=np.int64))}} if path is not None else None
 
 
-ARC_LIMIT = 1 << 22  # arcs of U kept as lists by _arc_lists (two int32 copies: 32 MiB)
+ARC_LIMIT = 1 << 23  # arcs of U kept as lists by _arc_lists (two int32 copies: 64 MiB, U's dense mask at SEARCH_N)
 
 
 def _arc_lists(patterns, n, deadline, limit=ARC_LIMIT):
     """U's arcs x → y (y ≠ x attends x), from the dense rows a chunk at a time, as CSR
     (succ_ptr, succ, pred_ptr, pred): succ[succ_ptr[x]:succ_ptr[x + 1]] are the tokens
     attending x, pred[pred_ptr[y]:pred_ptr[y + 1]] the keys of row y (itself excluded). None
-    past ``limit`` arcs or the deadline."""
-    rows_per = max(1, (1 << 22) // max(n, 1))
+    past ``limit`` arcs, on course for twice that after a chunk, or past the deadline."""
+    rows_per = max(1, (1 << 24) // max(n, 1))  # 16 MiB of bools a chunk (the reference evaluates rows in bulk)
     ys, xs, total = [], [], 0
     for a in range(0, n, rows_per):
         if budget_clock() > deadline:
@@ -785,16 +785,18 @@ def _arc_lists(patterns, n, deadline, limit=ARC_LIMIT):
         block[np.arange(rows.size), rows] = False
         r, x = np.nonzero(block)
         total += r.size
-        if total > limit:
+        if total > limit or total * n > 2 * limit * (a + rows.size):  # past it, or on course for twice it
             return None
         ys.append((r + a).astype(np.int32))
         xs.append(x.astype(np.int32))
+    from scipy.sparse import csr_matrix
+
     y = np.concatenate(ys) if ys else np.zeros(0, dtype=np.int32)
     x = np.concatenate(xs) if xs else np.zeros(0, dtype=np.int32)
     pred_ptr = np.concatenate([[0], np.cumsum(np.bincount(y, minlength=n))]).astype(np.int64)
-    order = np.argsort(x, kind="stable")
-    succ_ptr = np.concatenate([[0], np.cumsum(np.bincount(x, minlength=n))]).astype(np.int64)
-    return succ_ptr, y[order], pred_ptr, x  # y sorted already: the rows came in order
+    # the rows came in order, each row's keys sorted: CSR of the keys; its transpose (a counting sort) the successors
+    by_column = csr_matrix((np.ones(x.size, dtype=np.int8), x, pred_ptr), shape=(n, n)).tocsc()
+    return by_column.indptr.astype(np.int64), by_column.indices.astype(np.int32), pred_ptr, x
 
 
 def _matching_refutation(n, arcs):
