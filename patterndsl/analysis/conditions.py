@@ -51,8 +51,9 @@ What is certified, and how (all without an n × n mask for large n):
     never a row of n bools): U's SCCs, sources and sinks on a segment-tree graph
     (analysis/graph.py) give the closed-set refutations of C2 and C3; counting
     refutations of C2 (a set X whose successors, or predecessors, all lie in a set Y
-    with |Y| < |X| − 1); witnesses from residue runs joined through hubs, or a greedy
-    search over the union mask up to SEARCH_N; exact s for monotone interval rows
+    with |Y| < |X| − 1); witnesses from residue runs joined through hubs, or, up to SEARCH_N, a
+    search on U's arc lists (a walk extended by Warnsdorff's rule and rotated when stuck)
+    with a maximum matching's Hall set as a counting refutation (few_successors); exact s for monotone interval rows
     (analysis/structural.py), else bounds from BFS trees of U (s ≤ p·(height in + height
     out), given C1) and from S^t of a few rows; without C1: A^0 = J (s = 1), an empty
     row in every layer, or, with one layer, U's period (> 1: infinite; 1: primitive).
