@@ -739,28 +739,28 @@ def _cover_depth(patterns, n, c1_ok, hubs, deadline, first_ev):
 
 
 def _searched_path(patterns, n, deadline):
-    """C2 on U's arcs (n ≤ SEARCH_N), as a witness or a refutation, or None:
-      * the arcs as successor / predecessor lists (``_arc_lists``: memory linear in the arcs);
+    """C2 on U's dense mask (n ≤ SEARCH_N: at most 64 MiB, the reference evaluates rows in
+    bulk), as a witness or a refutation, or None:
+      * U's arcs as successor / predecessor lists (``_arc_lists``; up to ARC_LIMIT arcs);
       * a maximum matching of each token to a distinct successor: a Hamiltonian path matches
         all tokens but its last, so a matching of n − 2 or fewer gives, by König, a Hall set X
         whose successors all lie in Y = N(X), |Y| ≤ |X| − 2 (a ``few_successors`` refutation,
         which verify re-checks on the key sets);
-      * else the walk with rotations (``_rotation_path``);
-      * U too dense for the lists: the greedy walk and the DFS on U's dense mask (at most 64 MiB)."""
-    start = budget_clock()
-    arcs = _arc_lists(patterns, n, max(deadline, start + 1.0))
+      * else the walk with rotations (``_rotation_path``) on the lists;
+      * then (too many arcs, or no path found) the greedy walk and the DFS on the mask."""
+    union = np.zeros((n, n), dtype=bool)
+    for P in patterns:
+        union |= _dense(P, n)
+    arcs = _arc_lists(union)
+    path = None
     if arcs is not None:
         refutation = _matching_refutation(n, arcs)
         if refutation is not None:
             return {"holds": False, "refutation": refutation}
         path = _rotation_path(n, arcs, max(deadline, budget_clock() + 0.8))  # its own slice
-        if path is not None:
-            return {"holds": True, "witness": {"runs": as_runs(np.array(path, dtype=np.int64))}}
-        return None
-    union = np.zeros((n, n), dtype=bool)
-    for P in patterns:
-        union |= _dense(P, n)
-    path = _greedy_path(union, budget_clock() + 0.5)  # its own slice: the union above may have used the budget
+        del arcs
+    if path is None:
+        path = _greedy_path(union, budget_clock() + 0.5)  # its own slice: the union above may have used the budget
     if path is None:
         path = _hamiltonian_dfs(union, min(deadline, budget_clock() + 0.5))
     return {"holds": True, "witness": {"runs": as_runs(np.array(path, dtype=np.int64))}} if path is not None else None
@@ -769,33 +769,25 @@ def _searched_path(patterns, n, deadline):
 ARC_LIMIT = 1 << 23  # arcs of U kept as lists by _arc_lists (two int32 copies: 64 MiB, U's dense mask at SEARCH_N)
 
 
-def _arc_lists(patterns, n, deadline, limit=ARC_LIMIT):
-    """U's arcs x → y (y ≠ x attends x), from the dense rows a chunk at a time, as CSR
-    (succ_ptr, succ, pred_ptr, pred): succ[succ_ptr[x]:succ_ptr[x + 1]] are the tokens
-    attending x, pred[pred_ptr[y]:pred_ptr[y + 1]] the keys of row y (itself excluded). None
-    past ``limit`` arcs, on course for twice that after a chunk, or past the deadline."""
-    rows_per = max(1, (1 << 24) // max(n, 1))  # 16 MiB of bools a chunk (the reference evaluates rows in bulk)
-    ys, xs, total = [], [], 0
-    for a in range(0, n, rows_per):
-        if budget_clock() > deadline:
-            return None
-        rows = np.arange(a, min(n, a + rows_per), dtype=np.int64)
-        block = np.zeros((rows.size, n), dtype=bool)
-        for P in patterns:
-            block |= evaluate(P, rows, n)
-        block[np.arange(rows.size), rows] = False
-        r, x = np.nonzero(block)
-        total += r.size
-        if total > limit or total * n > 2 * limit * (a + rows.size):  # past it, or on course for twice it
-            return None
-        ys.append((r + a).astype(np.int32))
-        xs.append(x.astype(np.int32))
+def _arc_lists(union: np.ndarray, limit=ARC_LIMIT):
+    """U's arcs x → y (y ≠ x attends x: union[y, x]) as CSR (succ_ptr, succ, pred_ptr, pred):
+    succ[succ_ptr[x]:succ_ptr[x + 1]] are the tokens attending x, pred[pred_ptr[y]:pred_ptr[y + 1]]
+    the keys of row y, itself excluded; None past ``limit`` arcs."""
     from scipy.sparse import csr_matrix
 
-    y = np.concatenate(ys) if ys else np.zeros(0, dtype=np.int32)
-    x = np.concatenate(xs) if xs else np.zeros(0, dtype=np.int32)
+    n = union.shape[0]
+    idx = np.arange(n)
+    diagonal = union[idx, idx].copy()
+    union[idx, idx] = False
+    try:
+        if np.count_nonzero(union) > limit:
+            return None
+        y, x = np.nonzero(union)
+    finally:
+        union[idx, idx] = diagonal
+    x = x.astype(np.int32)
     pred_ptr = np.concatenate([[0], np.cumsum(np.bincount(y, minlength=n))]).astype(np.int64)
-    # the rows came in order, each row's keys sorted: CSR of the keys; its transpose (a counting sort) the successors
+    # row-major order, each row's keys sorted: CSR of the keys; its transpose (a counting sort) the successors
     by_column = csr_matrix((np.ones(x.size, dtype=np.int8), x, pred_ptr), shape=(n, n)).tocsc()
     return by_column.indptr.astype(np.int64), by_column.indices.astype(np.int32), pred_ptr, x
 
