@@ -51,8 +51,9 @@ What is certified, and how (all without an n × n mask for large n):
     never a row of n bools): U's SCCs, sources and sinks on a segment-tree graph
     (analysis/graph.py) give the closed-set refutations of C2 and C3; counting
     refutations of C2 (a set X whose successors, or predecessors, all lie in a set Y
-    with |Y| < |X| − 1); witnesses from residue runs joined through hubs, or a greedy
-    search over the union mask up to SEARCH_N; exact s for monotone interval rows
+    with |Y| < |X| − 1); witnesses from residue runs joined through hubs, or, up to SEARCH_N, a
+    search on U's arc lists (a walk extended by Warnsdorff's rule and rotated when stuck)
+    with a maximum matching's Hall set as a counting refutation (few_successors); exact s for monotone interval rows
     (analysis/structural.py), else bounds from BFS trees of U (s ≤ p·(height in + height
     out), given C1) and from S^t of a few rows; without C1: A^0 = J (s = 1), an empty
     row in every layer, or, with one layer, U's period (> 1: infinite; 1: primitive).
@@ -738,14 +739,191 @@ def _cover_depth(patterns, n, c1_ok, hubs, deadline, first_ev):
 
 
 def _searched_path(patterns, n, deadline):
-    """The budgeted DFS of the dense path over U's mask (n ≤ SEARCH_N: at most 64 MiB)."""
+    """C2 on U's dense mask (n ≤ SEARCH_N: at most 64 MiB, the reference evaluates rows in
+    bulk), as a witness or a refutation, or None:
+      * U's arcs as successor / predecessor lists (``_arc_lists``; up to ARC_LIMIT arcs);
+      * a maximum matching of each token to a distinct successor: a Hamiltonian path matches
+        all tokens but its last, so a matching of n − 2 or fewer gives, by König, a Hall set X
+        whose successors all lie in Y = N(X), |Y| ≤ |X| − 2 (a ``few_successors`` refutation,
+        which verify re-checks on the key sets);
+      * else the walk with rotations (``_rotation_path``) on the lists;
+      * then (too many arcs, or no path found) the greedy walk and the DFS on the mask."""
     union = np.zeros((n, n), dtype=bool)
     for P in patterns:
         union |= _dense(P, n)
-    path = _greedy_path(union, budget_clock() + 0.5)  # its own slice: the union above may have used the budget
+    arcs = _arc_lists(union)
+    path = None
+    if arcs is not None:
+        refutation = _matching_refutation(n, arcs)
+        if refutation is not None:
+            return {"holds": False, "refutation": refutation}
+        path = _rotation_path(n, arcs, max(deadline, budget_clock() + 0.8))  # its own slice
+        del arcs
+    if path is None:
+        path = _greedy_path(union, budget_clock() + 0.5)  # its own slice: the union above may have used the budget
     if path is None:
         path = _hamiltonian_dfs(union, min(deadline, budget_clock() + 0.5))
     return {"holds": True, "witness": {"runs": as_runs(np.array(path, dtype=np.int64))}} if path is not None else None
+
+
+ARC_LIMIT = 1 << 23  # arcs of U kept as lists by _arc_lists (two int32 copies: 64 MiB, U's dense mask at SEARCH_N)
+
+
+def _arc_lists(union: np.ndarray, limit=ARC_LIMIT):
+    """U's arcs x → y (y ≠ x attends x: union[y, x]) as CSR (succ_ptr, succ, pred_ptr, pred):
+    succ[succ_ptr[x]:succ_ptr[x + 1]] are the tokens attending x, pred[pred_ptr[y]:pred_ptr[y + 1]]
+    the keys of row y, itself excluded; None past ``limit`` arcs."""
+    from scipy.sparse import csr_matrix
+
+    n = union.shape[0]
+    idx = np.arange(n)
+    diagonal = union[idx, idx].copy()
+    union[idx, idx] = False
+    try:
+        if np.count_nonzero(union) > limit:
+            return None
+        y, x = np.nonzero(union)
+    finally:
+        union[idx, idx] = diagonal
+    x = x.astype(np.int32)
+    pred_ptr = np.concatenate([[0], np.cumsum(np.bincount(y, minlength=n))]).astype(np.int64)
+    # row-major order, each row's keys sorted: CSR of the keys; its transpose (a counting sort) the successors
+    by_column = csr_matrix((np.ones(x.size, dtype=np.int8), x, pred_ptr), shape=(n, n)).tocsc()
+    return by_column.indptr.astype(np.int64), by_column.indices.astype(np.int32), pred_ptr, x
+
+
+def _matching_refutation(n, arcs):
+    """A ``few_successors`` refutation from a maximum matching x → σ(x) (σ(x) a distinct
+    successor of x) of size ≤ n − 2, or None. X: the tokens reached from the unmatched ones
+    by alternating paths (any successor, then its partner); Y = N(X) holds only matched
+    tokens (else an augmenting path), each the partner of one in X: |Y| = |X| − unmatched."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    succ_ptr, succ, _, _ = arcs
+    graph = csr_matrix((np.ones(succ.size, dtype=np.int8), succ, succ_ptr), shape=(n, n))
+    partner_of = maximum_bipartite_matching(graph, perm_type="column")  # x → σ(x) or −1
+    free = np.flatnonzero(partner_of < 0)
+    if free.size < 2:
+        return None
+    matched_to = np.full(n, -1, dtype=np.int64)  # y → x with σ(x) = y
+    has = partner_of >= 0
+    matched_to[partner_of[has]] = np.flatnonzero(has)
+    X = np.zeros(n, dtype=bool)
+    Y = np.zeros(n, dtype=bool)
+    X[free] = True
+    frontier = free
+    while frontier.size:
+        starts, stops = succ_ptr[frontier], succ_ptr[frontier + 1]
+        sizes = stops - starts
+        at = np.repeat(starts - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes) + np.arange(sizes.sum())
+        ys = np.unique(succ[at])
+        ys = ys[~Y[ys]]
+        Y[ys] = True
+        nxt = matched_to[ys]
+        if (nxt < 0).any():  # an augmenting path: the matching was not maximum (never)
+            return None
+        nxt = nxt[~X[nxt]]
+        X[nxt] = True
+        frontier = nxt
+    if not Y.sum() < X.sum() - 1:
+        return None
+    return {"kind": "few_successors", "tokens": _ranges(np.flatnonzero(X)), "others": _ranges(np.flatnonzero(Y))}
+
+
+def _rotation_path(n, arcs, deadline, seed=0, max_rotations=None):
+    """A Hamiltonian path of U by extension and rotation, or None when none is found in time.
+
+    The path v_0 … v_k grows at its end by Warnsdorff's rule (the unused successor with the
+    fewest unused successors). Stuck (every successor of v_k on the path), it is rotated to
+    get a new end: for an arc v_k → v_p (p ≥ 1) and an arc v_{p−1} → v_j (j > p), the path
+    A C B with A = v_0 … v_{p−1}, B = v_p … v_{j−1}, C = v_j … v_k keeps every step an arc
+    (v_{p−1} → v_j, v_k → v_p) and ends at v_{j−1}; an arc v_k → v_0 closes a cycle, cut
+    anywhere. A rotation whose new end has an unused successor is taken first, else a
+    random one; the two ends take turns (the path reversed on U's reverse) and a walk that
+    runs out of rotations restarts from another token (seeded: the result is deterministic)."""
+    succ_ptr, succ, pred_ptr, pred = arcs
+    if n == 0:
+        return []
+    if n == 1:
+        return [0]
+    rng = np.random.default_rng(seed)
+    max_rotations = max_rotations or 40 * n
+    out_deg = np.diff(succ_ptr)
+    in_deg = np.diff(pred_ptr)
+    lists = [(succ_ptr, succ), (pred_ptr, pred)]
+    starts = np.argsort(in_deg + rng.random(n), kind="stable")  # few predecessors: a likely v_0
+    for attempt in range(8):
+        start = int(starts[attempt % n]) if attempt < 4 else int(rng.integers(n))
+        pos = np.full(n, -1, dtype=np.int64)
+        free = [out_deg.copy(), in_deg.copy()]  # unused successors / predecessors of each token
+        path = [start]
+        pos[start] = 0
+
+        def use(v):
+            free[0][pred[pred_ptr[v]:pred_ptr[v + 1]]] -= 1
+            free[1][succ[succ_ptr[v]:succ_ptr[v + 1]]] -= 1
+
+        use(start)
+        side = 0  # 0: U's arcs, the path as it is; 1: reversed (arcs y → x), the path reversed
+        rotations = 0
+        while len(path) < n:
+            if budget_clock() > deadline:
+                return None
+            ptr, adj = lists[side]
+            end = path[-1]
+            out = adj[ptr[end]:ptr[end + 1]]
+            new = out[pos[out] < 0]
+            if new.size:
+                counts = free[side][new]
+                v = int(new[np.argmin(counts + rng.random(new.size))])
+                pos[v] = len(path)
+                path.append(v)
+                use(v)
+                continue
+            if free[1 - side][path[0]] > 0:  # the other end can still grow
+                side = 1 - side
+                path.reverse()
+                pos[path] = np.arange(len(path))
+                continue
+            rotations += 1
+            if rotations > max_rotations:
+                break
+            k = len(path) - 1
+            moves = []
+            if out.size and pos[out].min() == 0:  # v_k → v_0: a cycle; cut it after a token with an unused successor
+                on = np.array(path, dtype=np.int64)
+                cut = np.flatnonzero(free[side][on] > 0)
+                if cut.size:
+                    j = int(cut[rng.integers(cut.size)])
+                    path = path[j + 1:] + path[:j + 1]
+                    pos[path] = np.arange(len(path))
+                    continue
+            for p in pos[out].tolist():
+                if p < 1 or p > k - 1:
+                    continue
+                a = path[p - 1]
+                nxt = adj[ptr[a]:ptr[a + 1]]
+                js = pos[nxt]
+                js = js[js > p]
+                moves.extend((p, j) for j in js.tolist())
+            if not moves:
+                side = 1 - side
+                path.reverse()
+                pos[path] = np.arange(len(path))
+                continue
+            ends = np.array([path[j - 1] for _, j in moves], dtype=np.int64)
+            good = np.flatnonzero(free[side][ends] > 0)
+            p, j = moves[int(good[rng.integers(good.size)]) if good.size else int(rng.integers(len(moves)))]
+            path = path[:p] + path[j:] + path[p:j]
+            pos[path[p:]] = np.arange(p, len(path))
+            if rng.random() < 0.1:
+                side = 1 - side
+                path.reverse()
+                pos[path] = np.arange(len(path))
+        else:
+            return path[::-1] if side else path
+    return None
 
 
 def _greedy_path(union: np.ndarray, deadline: float, max_left: int = 64):
