@@ -1950,27 +1950,89 @@ def _ball_runs(node: Grid, op, ranks):
     """(owner, start, stop): the merged runs of local tokens of each query's cells under a
     distance rule, its few cells listed one by one (their tokens by `_cell_tokens`) and sorted
     — in Morton order a one-row box of a few cells is cut into cubes level by level
-    (`morton_box_runs`: tens of array passes a box), this is one gather and one sort a cell,
-    in chunks of `_BALL_CELLS` cells: work linear in the keys."""
+    (`morton_box_runs`: tens of array passes a box), this is one gather a cell and a sort of
+    each query's row of cells, in chunks of `_BALL_CELLS` cells: work linear in the keys. A
+    request of at least `_BALL_TABLE_ROWS` queries reads the runs of every cell of the grid,
+    listed once (`_ball_table`, for grids of at most `_BALL_TABLE_KEYS` keys): the conditions ask
+    for every row a dozen times."""
     offsets = _ball(op)
+    if ranks.size >= _BALL_TABLE_ROWS and node.cells * offsets.shape[0] <= _BALL_TABLE_KEYS:
+        table = _ball_table(node, op)
+        if table is not None:
+            return _table_runs(table, ranks)
+    return _listed_ball_runs(node, offsets, ranks)
+
+
+def _listed_ball_runs(node: Grid, offsets, ranks):
+    """`_ball_runs` listed for the queries of raster ranks ``ranks``: per query its cells'
+    tokens (a cell outside the grid: a token past every other) sorted along the row, a run
+    starting where a token is not its predecessor's plus one."""
     r, c = _coords(ranks, node.dims)
     rows, cols = node.dims
     chunk = max(1, _BALL_CELLS // max(1, offsets.shape[0]))
-    owners, starts, stops = [], [], []
+    past = np.int64(node.cells + 1)
+    owners, starts, stops = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for s in range(0, ranks.size, chunk):
         rr, cc = r[s:s + chunk, None] + offsets[:, 0], c[s:s + chunk, None] + offsets[:, 1]
         ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-        own = np.nonzero(ok)[0] + s
-        key = own * node.cells + _cell_tokens(node, [rr[ok], cc[ok]])
-        key.sort()
-        token = key % node.cells
-        owner, start, stop = _merged(key // node.cells, token, token + 1)
-        owners.append(owner)
-        starts.append(start)
-        stops.append(stop)
-    if not owners:
-        return (np.zeros(0, dtype=np.int64),) * 3
+        np.clip(rr, 0, rows - 1, out=rr)
+        np.clip(cc, 0, cols - 1, out=cc)
+        token = _cell_tokens(node, [rr, cc])
+        token[~ok] = past
+        token.sort(axis=1)
+        first = np.ones(token.shape, dtype=bool)  # a run starts here
+        first[:, 1:] = token[:, 1:] != token[:, :-1] + 1
+        last = np.ones(token.shape, dtype=bool)  # a run ends here
+        last[:, :-1] = first[:, 1:]
+        inside = token < past
+        own, at = np.nonzero(first & inside)
+        owners.append(own + s)
+        starts.append(token[own, at])
+        stops.append(token[last & inside] + 1)
     return np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
+
+
+_BALL_TABLE_ROWS = 1 << 12  # queries asked at once from which a grid's distance runs are listed for all its cells
+_BALL_TABLE_KEYS = 1 << 25  # ... when the grid's cells × the rule's cells are at most this many
+_BALL_TABLES: "_LRU[tuple, tuple]" = _LRU(2)
+
+
+def _ball_table(node: Grid, op):
+    """(first, start, stop): the runs of `_listed_ball_runs` for every raster rank of the grid,
+    rank x's runs at first[x] … first[x + 1] − 1 (start and stop as int32), or None when a
+    token does not fit an int32. Kept for the last two (grid, rule) asked."""
+    key = (node.dims, node.tile, node.order, op)
+    table = _BALL_TABLES.get(key)
+    if table is None:
+        if node.cells >= 1 << 31:
+            return None
+        owners, starts, stops = [], [], []
+        offsets = _ball(op)
+        step = max(1, _BALL_CELLS // max(1, offsets.shape[0]))
+        for s in range(0, node.cells, step):
+            owner, start, stop = _listed_ball_runs(node, offsets, np.arange(s, min(node.cells, s + step),
+                                                                            dtype=np.int64))
+            owners.append(owner + s)
+            starts.append(start.astype(np.int32))
+            stops.append(stop.astype(np.int32))
+        owner = np.concatenate(owners)
+        first = np.zeros(node.cells + 1, dtype=np.int64)
+        first[1:] = np.cumsum(np.bincount(owner, minlength=node.cells))
+        table = (first, np.concatenate(starts), np.concatenate(stops))
+        for a in table:
+            a.setflags(write=False)
+        _BALL_TABLES[key] = table
+    return table
+
+
+def _table_runs(table, ranks):
+    """(owner, start, stop) of the queries of raster ranks ``ranks`` from a `_ball_table`."""
+    first, start, stop = table
+    lo = first[ranks]
+    count = first[ranks + 1] - lo
+    owner = np.repeat(np.arange(ranks.size, dtype=np.int64), count)
+    at = np.arange(owner.size, dtype=np.int64) + np.repeat(lo - (np.cumsum(count) - count), count)
+    return owner, start[at].astype(np.int64), stop[at].astype(np.int64)
 
 
 def morton_run_boxes(lo, hi, dims):
