@@ -1648,6 +1648,7 @@ def _morton_blocks_bound(extent, dims, block: int):
 
 _MAX_DISTANCE_BOXES = 1 << 12  # a distance rule as at most this many one-row boxes
 _RUN_ATOMS = 8  # a grid's runs as interval atoms of the row formula when it has at most this many
+_RUN_PROBES = 16  # rows whose runs `run_table` reads before all of them
 _RUN_TABLE = 1 << 24  # entries of a grid's run table (rows × runs) kept as interval atoms
 _ROWS_AT_ONCE = 1 << 15  # query rows whose runs are built at once
 _MAX_CUBES = 1 << 10  # Z-order cubes cut at once per box (Morton), else its keys are listed
@@ -1899,7 +1900,13 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool 
         lo = np.stack([first[x] for (first, _), x in zip(spans, coords)], axis=1)
         hi = np.stack([last[x] for (_, last), x in zip(spans, coords)], axis=1)
         return clipped(*_cell_runs(node, lo, hi))
-    if isinstance(op, _Distance) and len(node.dims) == 2 and node.order == "morton" and _ball(op).shape[0] <= _BALL_LISTED:
+    if isinstance(op, _Distance) and len(node.dims) == 2 and node.order == "morton":
+        # each query's cells listed (work: the keys), never one-row boxes cut into Z-order cubes
+        # (a cube a cell of their faces); a large rule asked for many queries at once is refused
+        # up front (its rows are then listed as points, within the memory budget, or refused)
+        cells = (2 * min(op.d, node.dims[0] - 1) + 1) * (2 * min(op.d, node.dims[1] - 1) + 1)  # (≥ the ball's)
+        if cells > _BALL_LISTED and m * cells > _BALL_REQUEST:
+            raise NoBoxes(f"{op}: {m:,} queries × up to {cells:,} cells")
         return clipped(*_ball_runs(node, op, ranks))
     if isinstance(op, _Distance) and len(node.dims) == 2 and 2 * op.d + 1 <= _MAX_DISTANCE_BOXES:
         r, c = _coords(ranks, node.dims)
@@ -1936,14 +1943,24 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool 
     raise NoBoxes(str(op))
 
 
-_BALL_LISTED = 1 << 10  # a distance rule's cells per query listed one by one (Morton) when at most this many
+_BALL_LISTED = 1 << 10  # a distance rule's cells per query listed for any number of queries (Morton) …
+_BALL_REQUEST = 1 << 26  # … a larger rule's only while the queries asked × its cells are at most this many
 _BALL_CELLS = 1 << 22  # cells of the balls listed at once (`_ball_runs`)
 
 
+@functools.lru_cache(maxsize=8)
 def _ball(op) -> np.ndarray:
-    """int64 [cells, 2]: the offsets (Δr, Δc) a distance rule allows, row by row."""
-    return np.array([(dr, dc) for dr in range(-op.d, op.d + 1) for dc in range(-op.reach(dr), op.reach(dr) + 1)],
-                    dtype=np.int64).reshape(-1, 2)
+    """int64 [cells, 2]: the offsets (Δr, Δc) a distance rule allows, row by row, those that
+    reach out of any grid of its shape left out (|Δr| < rows, |Δc| < columns); read-only."""
+    rows, cols = op.dims
+    dr = np.arange(-min(op.d, rows - 1), min(op.d, rows - 1) + 1, dtype=np.int64)
+    reach = np.minimum(np.array([op.reach(int(x)) for x in dr], dtype=np.int64), cols - 1)
+    width = 2 * reach + 1
+    first = np.cumsum(width) - width
+    out = np.stack([np.repeat(dr, width), np.arange(int(width.sum()), dtype=np.int64) - np.repeat(first + reach, width)],
+                   axis=1)
+    out.setflags(write=False)
+    return out
 
 
 def _ball_runs(node: Grid, op, ranks):
@@ -2441,6 +2458,10 @@ def run_table(node: Grid, n: int):
     existing = int(np.clip(n - node.offset, 0, node.cells))
     los, his, width = [], [], 0
     try:
+        if existing > _RUN_PROBES:  # a few rows spread over the grid first: one with too many runs decides
+            probe = np.linspace(0, existing - 1, _RUN_PROBES).astype(np.int64) + node.offset
+            if int(grid_row_keys(node, probe, n).counts().max(initial=0)) > _RUN_ATOMS:
+                return None
         for start in range(0, existing, _ROWS_AT_ONCE):
             rows = np.arange(start, min(existing, start + _ROWS_AT_ONCE), dtype=np.int64) + node.offset
             keys = grid_row_keys(node, rows, n)

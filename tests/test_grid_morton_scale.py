@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import patterndsl
 from patterndsl import grid as G
 from patterndsl.analysis import layered_deciders as LD
-from patterndsl.analysis.rowsets import all_rows
+from patterndsl.analysis.rowsets import all_rows, row_keys
 
 BODIES = ["euclid({})", "manhattan({})", "euclid({}) | manhattan(1)", "manhattan({}) - euclid(1)",
           "euclid({}) & natten(3, 5)", "natten(3, 3) | euclid({})"]
@@ -41,24 +41,33 @@ def fresh_tables():
     G._BALL_TABLES.clear()
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.integers(1, 24), cols=st.integers(1, 24), offset=st.integers(0, 5), extra=st.integers(-30, 30),
        body=st.sampled_from(BODIES), d=st.integers(0, 7), chunk=st.integers(1, 80),
-       table=st.booleans(), order=st.sampled_from(["morton", "rows"]))
-def test_distance_runs_are_the_reference(fresh_tables, rows, cols, offset, extra, body, d, chunk, table, order):
-    """Listed per row (chunks of any size) or read from the table of every cell (asked with
-    any number of queries): the reference's keys, in disjoint maximal runs."""
+       path=st.sampled_from(["listed", "table", "refused"]), order=st.sampled_from(["morton", "rows"]))
+def test_distance_runs_are_the_reference(fresh_tables, rows, cols, offset, extra, body, d, chunk, path, order):
+    """Listed per row (chunks of any size), read from the table of every cell (asked with any
+    number of queries), or refused up front as too many cells to list (`_BALL_REQUEST`: the
+    row sets then list the grid's points): the reference's keys, in disjoint maximal runs."""
     n = max(1, rows * cols + offset + extra)
     source = f"grid({rows}, {cols}, order={order}, offset={offset}) {{ {body.format(d)} }}"
     pattern = patterndsl.compile(source, n).patterns[0][0]
-    saved = G._BALL_CELLS, G._BALL_TABLE_ROWS
-    G._BALL_CELLS, G._BALL_TABLE_ROWS = chunk, (1 if table else 1 << 40)
+    saved = G._BALL_CELLS, G._BALL_TABLE_ROWS, G._BALL_LISTED, G._BALL_REQUEST
+    G._BALL_CELLS, G._BALL_TABLE_ROWS = chunk, (1 if path == "table" else 1 << 40)
+    if path == "refused":
+        G._BALL_LISTED, G._BALL_REQUEST = 0, 0
+    G.run_table.cache_clear()
     try:
         queries = np.arange(n)
-        keys = G.grid_row_keys(pattern, queries, n)
-        again = G.grid_row_keys(pattern, queries[::-1].copy(), n)  # a second request, rows in another order
+        keys = row_keys(pattern, queries, n)
+        again = row_keys(pattern, queries[::-1].copy(), n)  # a second request, rows in another order
+        if path == "refused" and order == "morton" and n > offset:
+            with pytest.raises(G.NoBoxes):
+                G.grid_row_keys(pattern, queries, n)
     finally:
-        G._BALL_CELLS, G._BALL_TABLE_ROWS = saved
+        G._BALL_CELLS, G._BALL_TABLE_ROWS, G._BALL_LISTED, G._BALL_REQUEST = saved
+        G.run_table.cache_clear()
+        G._grid_points.cache_clear()
     dense = patterndsl.reference.evaluate(pattern, queries, n)
     assert (_dense_of_keys(keys, n) == dense).all(), source
     assert (_dense_of_keys(again, n) == dense[::-1]).all(), source
