@@ -1907,7 +1907,8 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool 
         cells = (2 * min(op.d, node.dims[0] - 1) + 1) * (2 * min(op.d, node.dims[1] - 1) + 1)  # (≥ the ball's)
         if cells > _BALL_LISTED and m * cells > _BALL_REQUEST:
             raise NoBoxes(f"{op}: {m:,} queries × up to {cells:,} cells")
-        return clipped(*_ball_runs(node, op, ranks))
+        runs = _ball_runs(node, op, ranks)  # (non-empty runs of cells that exist when all of them do)
+        return RowKeys(m, *runs) if existing >= node.cells else clipped(*runs)
     if isinstance(op, _Distance) and len(node.dims) == 2 and 2 * op.d + 1 <= _MAX_DISTANCE_BOXES:
         r, c = _coords(ranks, node.dims)
         rows = [(dr, op.reach(dr)) for dr in range(-op.d, op.d + 1)]  # one row of cells per Δr

@@ -153,3 +153,31 @@ def test_morton_distance_rows_at_a_million_are_listed_once(fresh_tables):
     assert per_pass == [n, 0, 0]
     assert len(states) == 2
     assert (degrees == G.grid_degrees(pattern, n)).all()
+
+
+def _morton_order_by_python(dims):
+    """The Z-order of the issue written out cell by cell (Python ints): the raster ranks sorted by code."""
+    cells = math.prod(dims)
+    coords = np.unravel_index(np.arange(cells), dims)
+    bits = max(int(d - 1).bit_length() for d in dims)
+    codes = []
+    for t in range(cells):
+        code = 0
+        for b in range(bits):
+            for place, axis in enumerate(range(len(dims) - 1, -1, -1)):
+                code |= ((int(coords[axis][t]) >> b) & 1) << (b * len(dims) + place)
+        codes.append(code)
+    return np.array(sorted(range(cells), key=codes.__getitem__), dtype=np.int64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=3).filter(lambda d: math.prod(d) <= 4096))
+def test_verify_reads_the_morton_order_as_written(dims):
+    """verify's own Z-order (`_verify_morton_order`, the codes built over all cells at once) is
+    the cell-by-cell one, and grid.py's."""
+    from patterndsl import verify as V
+
+    V._MORTON_ORDERS.clear()
+    got = V._verify_morton_order(tuple(dims))
+    assert np.array_equal(got, _morton_order_by_python(tuple(dims)))
+    assert np.array_equal(got, G.morton_ranks(tuple(dims)))
