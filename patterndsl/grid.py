@@ -1899,6 +1899,10 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool 
         coords = _coords(ranks, node.dims)
         lo = np.stack([first[x] for (first, _), x in zip(spans, coords)], axis=1)
         hi = np.stack([last[x] for (_, last), x in zip(spans, coords)], axis=1)
+        if node.order == "morton" and len(node.dims) == 2 and hi.size:  # small boxes: their cells listed
+            widths = tuple(max(1, int((last - first + 1).max(initial=1))) for first, last in spans)  # any query's
+            if math.prod(widths) <= _BALL_LISTED:
+                return clipped(*_box_cell_runs(node, op, spans, widths, ranks))
         return clipped(*_cell_runs(node, lo, hi))
     if isinstance(op, _Distance) and len(node.dims) == 2 and node.order == "morton":
         # each query's cells listed (work: the keys), never one-row boxes cut into Z-order cubes
@@ -1985,7 +1989,13 @@ def _listed_ball_runs(node: Grid, offsets, ranks):
     """`_ball_runs` listed for the queries of raster ranks ``ranks``: per query its cells'
     tokens (a cell outside the grid: a token past every other) sorted along the row, a run
     starting where a token is not its predecessor's plus one."""
-    r, c = _coords(ranks, node.dims)
+    return _listed_cell_runs(node, offsets, ranks, _coords(ranks, node.dims), None)
+
+
+def _listed_cell_runs(node: Grid, offsets, ranks, base, top):
+    """The runs of the cells base + offset of each query (per axis; with ``top``, only those
+    ≤ top), cells outside the grid left out: per query its cells' tokens sorted along the row."""
+    r, c = base
     rows, cols = node.dims
     chunk = max(1, _BALL_CELLS // max(1, offsets.shape[0]))
     past = np.int64(node.cells + 1)
@@ -1993,6 +2003,8 @@ def _listed_ball_runs(node: Grid, offsets, ranks):
     for s in range(0, ranks.size, chunk):
         rr, cc = r[s:s + chunk, None] + offsets[:, 0], c[s:s + chunk, None] + offsets[:, 1]
         ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+        if top is not None:
+            ok &= (rr <= top[0][s:s + chunk, None]) & (cc <= top[1][s:s + chunk, None])
         np.clip(rr, 0, rows - 1, out=rr)
         np.clip(cc, 0, cols - 1, out=cc)
         token = _cell_tokens(node, [rr, cc])
@@ -2010,12 +2022,32 @@ def _listed_ball_runs(node: Grid, offsets, ranks):
     return np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
 
 
+def _box_cell_runs(node: Grid, op, spans, widths, ranks):
+    """`_ball_runs` for a box operand (`axis_spans`) whose boxes hold at most `_BALL_LISTED`
+    cells: each query's box listed cell by cell (offsets within the widest box, those past its
+    own box left out), from the table of every cell when asked for many queries."""
+    if ranks.size >= _BALL_TABLE_ROWS and node.cells * math.prod(widths) <= _BALL_TABLE_KEYS:
+        table = _ball_table(node, op, lambda r: _listed_box_runs(node, spans, widths, r))
+        if table is not None:
+            return _table_runs(table, ranks)
+    return _listed_box_runs(node, spans, widths, ranks)
+
+
+def _listed_box_runs(node: Grid, spans, widths, ranks):
+    coords = _coords(ranks, node.dims)
+    lo = [first[x] for (first, _), x in zip(spans, coords)]
+    hi = [last[x] for (_, last), x in zip(spans, coords)]
+    offsets = np.stack(np.meshgrid(*[np.arange(w, dtype=np.int64) for w in widths], indexing="ij"),
+                       axis=-1).reshape(-1, 2)
+    return _listed_cell_runs(node, offsets, ranks, lo, hi)
+
+
 _BALL_TABLE_ROWS = 1 << 12  # queries asked at once from which a grid's distance runs are listed for all its cells
 _BALL_TABLE_KEYS = 1 << 25  # ... when the grid's cells × the rule's cells are at most this many
 _BALL_TABLES: "_LRU[tuple, tuple]" = _LRU(2)
 
 
-def _ball_table(node: Grid, op):
+def _ball_table(node: Grid, op, lister=None):
     """(first, start, stop): the runs of `_listed_ball_runs` for every raster rank of the grid,
     rank x's runs at first[x] … first[x + 1] − 1 (start and stop as int32), or None when a
     token does not fit an int32. Kept for the last two (grid, rule) asked."""
@@ -2025,11 +2057,16 @@ def _ball_table(node: Grid, op):
         if node.cells >= 1 << 31:
             return None
         owners, starts, stops = [], [], []
-        offsets = _ball(op)
-        step = max(1, _BALL_CELLS // max(1, offsets.shape[0]))
+        if lister is None:
+            offsets = _ball(op)
+            step = max(1, _BALL_CELLS // max(1, offsets.shape[0]))
+
+            def lister(ranks):
+                return _listed_ball_runs(node, offsets, ranks)
+        else:
+            step = _ROWS_AT_ONCE
         for s in range(0, node.cells, step):
-            owner, start, stop = _listed_ball_runs(node, offsets, np.arange(s, min(node.cells, s + step),
-                                                                            dtype=np.int64))
+            owner, start, stop = lister(np.arange(s, min(node.cells, s + step), dtype=np.int64))
             owners.append(owner + s)
             starts.append(start.astype(np.int32))
             stops.append(stop.astype(np.int32))
