@@ -1913,6 +1913,21 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool 
             raise NoBoxes(f"{op}: {m:,} queries × up to {cells:,} cells")
         runs = _ball_runs(node, op, ranks)  # (non-empty runs of cells that exist when all of them do)
         return RowKeys(m, *runs) if existing >= node.cells else clipped(*runs)
+    if isinstance(op, Intersection) and len(node.dims) == 2 and node.order == "morton":
+        small = [p for p in op.parts if isinstance(p, _Distance) and _ball(p).shape[0] <= _BALL_LISTED]
+        if small:  # the keys are among the ball's cells: those listed, kept where every other part holds
+            rest = [p for p in op.parts if p is not small[0]]
+
+            def keep(q, k):
+                return np.logical_and.reduce([np.asarray(p.pairs(q, k, node.cells), dtype=bool) for p in rest])
+
+            offsets = _ball(small[0])
+            if ranks.size >= _BALL_TABLE_ROWS and node.cells * offsets.shape[0] <= _BALL_TABLE_KEYS:
+                table = _ball_table(node, op, lambda r: _listed_cell_runs(node, offsets, r, _coords(r, node.dims),
+                                                                          None, keep))
+                if table is not None:
+                    return clipped(*_table_runs(table, ranks))
+            return clipped(*_listed_cell_runs(node, offsets, ranks, _coords(ranks, node.dims), None, keep))
     if isinstance(op, _Distance) and len(node.dims) == 2 and 2 * op.d + 1 <= _MAX_DISTANCE_BOXES:
         r, c = _coords(ranks, node.dims)
         rows = [(dr, op.reach(dr)) for dr in range(-op.d, op.d + 1)]  # one row of cells per Δr
@@ -1992,7 +2007,7 @@ def _listed_ball_runs(node: Grid, offsets, ranks):
     return _listed_cell_runs(node, offsets, ranks, _coords(ranks, node.dims), None)
 
 
-def _listed_cell_runs(node: Grid, offsets, ranks, base, top):
+def _listed_cell_runs(node: Grid, offsets, ranks, base, top, keep=None):
     """The runs of the cells base + offset of each query (per axis; with ``top``, only those
     ≤ top), cells outside the grid left out: per query its cells' tokens sorted along the row."""
     r, c = base
@@ -2007,6 +2022,9 @@ def _listed_cell_runs(node: Grid, offsets, ranks, base, top):
             ok &= (rr <= top[0][s:s + chunk, None]) & (cc <= top[1][s:s + chunk, None])
         np.clip(rr, 0, rows - 1, out=rr)
         np.clip(cc, 0, cols - 1, out=cc)
+        if keep is not None:  # (query rank, key rank) pairs of the cells kept so far
+            at = np.nonzero(ok)
+            ok[at] = keep(ranks[s:s + chunk][at[0]], rr[at] * cols + cc[at])
         token = _cell_tokens(node, [rr, cc])
         token[~ok] = past
         token.sort(axis=1)

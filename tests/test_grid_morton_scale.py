@@ -18,7 +18,7 @@ from patterndsl.analysis.rowsets import all_rows, row_keys
 
 BODIES = ["euclid({})", "manhattan({})", "euclid({}) | manhattan(1)", "manhattan({}) - euclid(1)",
           "euclid({}) & natten(3, 5)", "natten(3, 3) | euclid({})", "natten(3, 5)", "window2d(1, 2)",
-          "chunk2d(3, 2)", "natten(7, 7) - self"]
+          "chunk2d(3, 2)", "natten(7, 7) - self", "euclid({}) & causal", "manhattan({}) & ~self & window2d(1, 3)"]
 
 
 def _dense_of_keys(keys, n):
