@@ -1649,6 +1649,7 @@ def _morton_blocks_bound(extent, dims, block: int):
 
 _MAX_DISTANCE_BOXES = 1 << 12  # a distance rule as at most this many one-row boxes
 _RUN_ATOMS = 8  # a grid's runs as interval atoms of the row formula when it has at most this many
+_RUN_PROBES = 16  # rows whose runs `run_table` reads before all of them
 _RUN_TABLE = 1 << 24  # entries of a grid's run table (rows × runs) kept as interval atoms
 _ROWS_AT_ONCE = 1 << 15  # query rows whose runs are built at once
 _MAX_CUBES = 1 << 10  # Z-order cubes cut at once per box (Morton), else its keys are listed
@@ -1899,9 +1900,35 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool 
         coords = _coords(ranks, node.dims)
         lo = np.stack([first[x] for (first, _), x in zip(spans, coords)], axis=1)
         hi = np.stack([last[x] for (_, last), x in zip(spans, coords)], axis=1)
+        if node.order == "morton" and len(node.dims) == 2 and hi.size:  # small boxes: their cells listed
+            widths = tuple(max(1, int((last - first + 1).max(initial=1))) for first, last in spans)  # any query's
+            if math.prod(widths) <= _BALL_LISTED:
+                return clipped(*_box_cell_runs(node, op, spans, widths, ranks))
         return clipped(*_cell_runs(node, lo, hi))
-    if isinstance(op, _Distance) and len(node.dims) == 2 and node.order == "morton" and _ball(op).shape[0] <= _BALL_LISTED:
-        return clipped(*_ball_runs(node, op, ranks))
+    if isinstance(op, _Distance) and len(node.dims) == 2 and node.order == "morton":
+        # each query's cells listed (work: the keys), never one-row boxes cut into Z-order cubes
+        # (a cube a cell of their faces); a large rule asked for many queries at once is refused
+        # up front (its rows are then listed as points, within the memory budget, or refused)
+        cells = (2 * min(op.d, node.dims[0] - 1) + 1) * (2 * min(op.d, node.dims[1] - 1) + 1)  # (≥ the ball's)
+        if cells > _BALL_LISTED and m * cells > _BALL_REQUEST:
+            raise NoBoxes(f"{op}: {m:,} queries × up to {cells:,} cells")
+        runs = _ball_runs(node, op, ranks)  # (non-empty runs of cells that exist when all of them do)
+        return RowKeys(m, *runs) if existing >= node.cells else clipped(*runs)
+    if isinstance(op, Intersection) and len(node.dims) == 2 and node.order == "morton":
+        small = [p for p in op.parts if isinstance(p, _Distance) and _ball(p).shape[0] <= _BALL_LISTED]
+        if small:  # the keys are among the ball's cells: those listed, kept where every other part holds
+            rest = [p for p in op.parts if p is not small[0]]
+
+            def keep(q, k):
+                return np.logical_and.reduce([np.asarray(p.pairs(q, k, node.cells), dtype=bool) for p in rest])
+
+            offsets = _ball(small[0])
+            if ranks.size >= _BALL_TABLE_ROWS and node.cells * offsets.shape[0] <= _BALL_TABLE_KEYS:
+                table = _ball_table(node, op, lambda r: _listed_cell_runs(node, offsets, r, _coords(r, node.dims),
+                                                                          None, keep))
+                if table is not None:
+                    return clipped(*_table_runs(table, ranks))
+            return clipped(*_listed_cell_runs(node, offsets, ranks, _coords(ranks, node.dims), None, keep))
     if isinstance(op, _Distance) and len(node.dims) == 2 and 2 * op.d + 1 <= _MAX_DISTANCE_BOXES:
         r, c = _coords(ranks, node.dims)
         rows = [(dr, op.reach(dr)) for dr in range(-op.d, op.d + 1)]  # one row of cells per Δr
@@ -1937,41 +1964,149 @@ def _local_keys(node: Grid, op, ranks: np.ndarray, existing: int, classes: bool 
     raise NoBoxes(str(op))
 
 
-_BALL_LISTED = 1 << 10  # a distance rule's cells per query listed one by one (Morton) when at most this many
+_BALL_LISTED = 1 << 10  # a distance rule's cells per query listed for any number of queries (Morton) …
+_BALL_REQUEST = 1 << 26  # … a larger rule's only while the queries asked × its cells are at most this many
 _BALL_CELLS = 1 << 22  # cells of the balls listed at once (`_ball_runs`)
 
 
+@functools.lru_cache(maxsize=8)
 def _ball(op) -> np.ndarray:
-    """int64 [cells, 2]: the offsets (Δr, Δc) a distance rule allows, row by row."""
-    return np.array([(dr, dc) for dr in range(-op.d, op.d + 1) for dc in range(-op.reach(dr), op.reach(dr) + 1)],
-                    dtype=np.int64).reshape(-1, 2)
+    """int64 [cells, 2]: the offsets (Δr, Δc) a distance rule allows, row by row, those that
+    reach out of any grid of its shape left out (|Δr| < rows, |Δc| < columns); read-only."""
+    rows, cols = op.dims
+    dr = np.arange(-min(op.d, rows - 1), min(op.d, rows - 1) + 1, dtype=np.int64)
+    reach = np.minimum(np.array([op.reach(int(x)) for x in dr], dtype=np.int64), cols - 1)
+    width = 2 * reach + 1
+    first = np.cumsum(width) - width
+    out = np.stack([np.repeat(dr, width), np.arange(int(width.sum()), dtype=np.int64) - np.repeat(first + reach, width)],
+                   axis=1)
+    out.setflags(write=False)
+    return out
 
 
 def _ball_runs(node: Grid, op, ranks):
     """(owner, start, stop): the merged runs of local tokens of each query's cells under a
     distance rule, its few cells listed one by one (their tokens by `_cell_tokens`) and sorted
     — in Morton order a one-row box of a few cells is cut into cubes level by level
-    (`morton_box_runs`: tens of array passes a box), this is one gather and one sort a cell,
-    in chunks of `_BALL_CELLS` cells: work linear in the keys."""
+    (`morton_box_runs`: tens of array passes a box), this is one gather a cell and a sort of
+    each query's row of cells, in chunks of `_BALL_CELLS` cells: work linear in the keys. A
+    request of at least `_BALL_TABLE_ROWS` queries reads the runs of every cell of the grid,
+    listed once (`_ball_table`, for grids of at most `_BALL_TABLE_KEYS` keys): the conditions ask
+    for every row a dozen times."""
     offsets = _ball(op)
-    r, c = _coords(ranks, node.dims)
+    if ranks.size >= _BALL_TABLE_ROWS and node.cells * offsets.shape[0] <= _BALL_TABLE_KEYS:
+        table = _ball_table(node, op)
+        if table is not None:
+            return _table_runs(table, ranks)
+    return _listed_ball_runs(node, offsets, ranks)
+
+
+def _listed_ball_runs(node: Grid, offsets, ranks):
+    """`_ball_runs` listed for the queries of raster ranks ``ranks``: per query its cells'
+    tokens (a cell outside the grid: a token past every other) sorted along the row, a run
+    starting where a token is not its predecessor's plus one."""
+    return _listed_cell_runs(node, offsets, ranks, _coords(ranks, node.dims), None)
+
+
+def _listed_cell_runs(node: Grid, offsets, ranks, base, top, keep=None):
+    """The runs of the cells base + offset of each query (per axis; with ``top``, only those
+    ≤ top), cells outside the grid left out: per query its cells' tokens sorted along the row."""
+    r, c = base
     rows, cols = node.dims
     chunk = max(1, _BALL_CELLS // max(1, offsets.shape[0]))
-    owners, starts, stops = [], [], []
+    past = np.int64(node.cells + 1)
+    owners, starts, stops = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for s in range(0, ranks.size, chunk):
         rr, cc = r[s:s + chunk, None] + offsets[:, 0], c[s:s + chunk, None] + offsets[:, 1]
         ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-        own = np.nonzero(ok)[0] + s
-        key = own * node.cells + _cell_tokens(node, [rr[ok], cc[ok]])
-        key.sort()
-        token = key % node.cells
-        owner, start, stop = _merged(key // node.cells, token, token + 1)
-        owners.append(owner)
-        starts.append(start)
-        stops.append(stop)
-    if not owners:
-        return (np.zeros(0, dtype=np.int64),) * 3
+        if top is not None:
+            ok &= (rr <= top[0][s:s + chunk, None]) & (cc <= top[1][s:s + chunk, None])
+        np.clip(rr, 0, rows - 1, out=rr)
+        np.clip(cc, 0, cols - 1, out=cc)
+        if keep is not None:  # (query rank, key rank) pairs of the cells kept so far
+            at = np.nonzero(ok)
+            ok[at] = keep(ranks[s:s + chunk][at[0]], rr[at] * cols + cc[at])
+        token = _cell_tokens(node, [rr, cc])
+        token[~ok] = past
+        token.sort(axis=1)
+        first = np.ones(token.shape, dtype=bool)  # a run starts here
+        first[:, 1:] = token[:, 1:] != token[:, :-1] + 1
+        last = np.ones(token.shape, dtype=bool)  # a run ends here
+        last[:, :-1] = first[:, 1:]
+        inside = token < past
+        own, at = np.nonzero(first & inside)
+        owners.append(own + s)
+        starts.append(token[own, at])
+        stops.append(token[last & inside] + 1)
     return np.concatenate(owners), np.concatenate(starts), np.concatenate(stops)
+
+
+def _box_cell_runs(node: Grid, op, spans, widths, ranks):
+    """`_ball_runs` for a box operand (`axis_spans`) whose boxes hold at most `_BALL_LISTED`
+    cells: each query's box listed cell by cell (offsets within the widest box, those past its
+    own box left out), from the table of every cell when asked for many queries."""
+    if ranks.size >= _BALL_TABLE_ROWS and node.cells * math.prod(widths) <= _BALL_TABLE_KEYS:
+        table = _ball_table(node, op, lambda r: _listed_box_runs(node, spans, widths, r))
+        if table is not None:
+            return _table_runs(table, ranks)
+    return _listed_box_runs(node, spans, widths, ranks)
+
+
+def _listed_box_runs(node: Grid, spans, widths, ranks):
+    coords = _coords(ranks, node.dims)
+    lo = [first[x] for (first, _), x in zip(spans, coords)]
+    hi = [last[x] for (_, last), x in zip(spans, coords)]
+    offsets = np.stack(np.meshgrid(*[np.arange(w, dtype=np.int64) for w in widths], indexing="ij"),
+                       axis=-1).reshape(-1, 2)
+    return _listed_cell_runs(node, offsets, ranks, lo, hi)
+
+
+_BALL_TABLE_ROWS = 1 << 12  # queries asked at once from which a grid's distance runs are listed for all its cells
+_BALL_TABLE_KEYS = 1 << 25  # ... when the grid's cells × the rule's cells are at most this many
+_BALL_TABLES: "_LRU[tuple, tuple]" = _LRU(2)
+
+
+def _ball_table(node: Grid, op, lister=None):
+    """(first, start, stop): the runs of `_listed_ball_runs` for every raster rank of the grid,
+    rank x's runs at first[x] … first[x + 1] − 1 (start and stop as int32), or None when a
+    token does not fit an int32. Kept for the last two (grid, rule) asked."""
+    key = (node.dims, node.tile, node.order, op)
+    table = _BALL_TABLES.get(key)
+    if table is None:
+        if node.cells >= 1 << 31:
+            return None
+        owners, starts, stops = [], [], []
+        if lister is None:
+            offsets = _ball(op)
+            step = max(1, _BALL_CELLS // max(1, offsets.shape[0]))
+
+            def lister(ranks):
+                return _listed_ball_runs(node, offsets, ranks)
+        else:
+            step = _ROWS_AT_ONCE
+        for s in range(0, node.cells, step):
+            owner, start, stop = lister(np.arange(s, min(node.cells, s + step), dtype=np.int64))
+            owners.append(owner + s)
+            starts.append(start.astype(np.int32))
+            stops.append(stop.astype(np.int32))
+        owner = np.concatenate(owners)
+        first = np.zeros(node.cells + 1, dtype=np.int64)
+        first[1:] = np.cumsum(np.bincount(owner, minlength=node.cells))
+        table = (first, np.concatenate(starts), np.concatenate(stops))
+        for a in table:
+            a.setflags(write=False)
+        _BALL_TABLES[key] = table
+    return table
+
+
+def _table_runs(table, ranks):
+    """(owner, start, stop) of the queries of raster ranks ``ranks`` from a `_ball_table`."""
+    first, start, stop = table
+    lo = first[ranks]
+    count = first[ranks + 1] - lo
+    owner = np.repeat(np.arange(ranks.size, dtype=np.int64), count)
+    at = np.arange(owner.size, dtype=np.int64) + np.repeat(lo - (np.cumsum(count) - count), count)
+    return owner, start[at].astype(np.int64), stop[at].astype(np.int64)
 
 
 def morton_run_boxes(lo, hi, dims):
@@ -2380,6 +2515,10 @@ def run_table(node: Grid, n: int):
     existing = int(np.clip(n - node.offset, 0, node.cells))
     los, his, width = [], [], 0
     try:
+        if existing > _RUN_PROBES:  # a few rows spread over the grid first: one with too many runs decides
+            probe = np.linspace(0, existing - 1, _RUN_PROBES).astype(np.int64) + node.offset
+            if int(grid_row_keys(node, probe, n).counts().max(initial=0)) > _RUN_ATOMS:
+                return None
         for start in range(0, existing, _ROWS_AT_ONCE):
             rows = np.arange(start, min(existing, start + _ROWS_AT_ONCE), dtype=np.int64) + node.offset
             keys = grid_row_keys(node, rows, n)

@@ -757,16 +757,24 @@ def _verify_morton_order(dims: tuple) -> np.ndarray:
         cells = int(np.prod(dims))
         coords = np.unravel_index(np.arange(cells, dtype=np.int64), dims)
         bits = max(int(d - 1).bit_length() for d in dims)
-        codes = []
-        for t in range(cells):
-            code = 0
+        if bits * len(dims) <= 62:  # the codes as int64, bit by bit over all cells at once
+            code = np.zeros(cells, dtype=np.int64)
             for b in range(bits):
                 for place, axis in enumerate(range(len(dims) - 1, -1, -1)):  # the column first
-                    code |= ((int(coords[axis][t]) >> b) & 1) << (b * len(dims) + place)
-            codes.append(code)
+                    code |= ((coords[axis].astype(np.int64) >> b) & 1) << (b * len(dims) + place)
+            order = np.argsort(code, kind="stable").astype(np.int64)
+        else:
+            codes = []
+            for t in range(cells):
+                code = 0
+                for b in range(bits):
+                    for place, axis in enumerate(range(len(dims) - 1, -1, -1)):  # the column first
+                        code |= ((int(coords[axis][t]) >> b) & 1) << (b * len(dims) + place)
+                codes.append(code)
+            order = np.array(sorted(range(cells), key=codes.__getitem__), dtype=np.int64)
         if len(_MORTON_ORDERS) >= 8:
             _MORTON_ORDERS.clear()
-        _MORTON_ORDERS[dims] = np.array(sorted(range(cells), key=codes.__getitem__), dtype=np.int64)
+        _MORTON_ORDERS[dims] = order
     return _MORTON_ORDERS[dims]
 
 

@@ -66,11 +66,17 @@ def binary_states(patterns, n, steps):
     p = len(patterns)
     deg = _hits(rows[0], n, np.ones(n, dtype=bool))
     G, Z = deg == n, deg == 0
-    states = [(G, Z)]
+    states, last = [(G, Z)], steps
     for t in range(2, steps + 1):
         r = rows[(t - 1) % p]
         G, Z = _hits(r, n, G) > 0, _hits(r, n, ~Z) == 0
         states.append((G, Z))
+        if last == steps and t > p and all(np.array_equal(a, b) for a, b in zip(states[-1], states[-1 - p])):
+            # (G_t, Z_t) = (G_{t−p}, Z_{t−p}) at the same layer: periodic from t − p on, so a state's
+            # next repeat (binary_depth's cycle) is listed once p − 1 more steps are
+            last = min(steps, t + p - 1)
+        if t >= last:
+            break
     return states
 
 
