@@ -1029,9 +1029,9 @@ def _recursion_above_dense(patterns, n, c1_ok, claim, deadline):
     """For DENSE_N < n ≤ SEARCH_N, a claim without exact s settled by the dense recursion
     (S^t = A^{k(t)}·S^{t−1} on packed rows, the four Russians' tables for dense layers)
     when its work for the steps the claim allows (all of them up to hi, or as many as
-    RECURSION_WORK pays for) is small. Without C1, S^t is not monotone, but it stays J once
-    it is J (no row of a layer is empty, else s would be infinite), so the first t with
-    S^t = J is s; a repeated state (t0 ≡ t1 mod p) proves s infinite."""
+    RECURSION_WORK pays for) is small. Without C1, S^t is not monotone; s is the first t
+    with S^t = J (with one layer it stays J after: A·J = J when no row of A is empty); a
+    repeated state (t0 ≡ t1 mod p) proves s infinite."""
     lo, hi = claim.get("s_bounds") or [1, None]
     words = -(-n // 64)
     need = max(lo, 2) - 1  # products up to the lower bound at least
