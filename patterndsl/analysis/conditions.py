@@ -721,8 +721,6 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
             reason = ("strongly connected but C1 fails: undecided" if graph is not None or (lower and upper)
                       else "undecided within budget")
             c3 = {"holds": None, "s": None, "s_bounds": [lo, None], "reason": reason, "evidence": first_ev}
-    if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:  # S^t on packed rows, when cheap
-        c3 = _recursion_above_dense(patterns, n, c1_ok, c3, deadline)
     if c3.get("holds") is not False and c3.get("s") is None:
         c3 = _common_cover_claim(patterns, n, c3, deadline)
     if c3.get("holds") is not False and c3.get("s") is None:
@@ -731,6 +729,8 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
         c3 = dense_depth([_dense(P, n) for P in patterns], c1_ok, c3, max(deadline or 0.0, budget_clock() + 1.0))
     if c3.get("holds") is not False and c3.get("s") is None:  # bounds only, or undecided
         c3 = exact_depth(patterns, n, c1_ok, c3, pair_values, hubs, max(deadline or 0.0, budget_clock() + 0.5))
+    if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:  # S^t on packed rows, when cheap (last: the other deciders keep their evidence)
+        c3 = _recursion_above_dense(patterns, n, c1_ok, c3, deadline)
     if c3.get("holds") is True and c3.get("s") is None and len(patterns) == 1 and c1_ok:
         c3 = distance_depth(patterns[0], n, c3)  # bounds only: s = U's largest distance (a BFS from each token)
     if c2 is None:
