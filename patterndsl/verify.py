@@ -1117,9 +1117,13 @@ class _Claims:
         return out
 
     def recursion(self, h, upto, keep=()):
-        """Runs S^1, …, S^upto (rows packed 8 keys a byte; S^{t+1}_i is the OR of the rows
-        S^t_j, j ∈ A^{k(t+1)}_i): (the steps t with S^t = J, {t: S^t for t in keep})."""
+        """Runs S^1, …, S^upto (rows packed 64 keys a uint64 word; S^{t+1}_i is the OR of the
+        rows S^t_j, j ∈ A^{k(t+1)}_i): (the steps t with S^t = J, {t: S^t for t in keep}).
+        A step reads each key's row of S (metered keys × words), or, where cheaper (dense
+        layers), builds per 8 keys j the 256 ORs of their rows of S and reads one of them
+        per row ((n/8 + 1)·(256 + n) × words)."""
         n, p = self.n, self.p
+        words = max(1, -(-n // 64))
         layers = []
         for k in range(p):
             rows_of, keys_of = [], []
@@ -1128,29 +1132,59 @@ class _Claims:
                 rows_of.append(rows[own])
                 keys_of.append(keys)
             rows_k, keys_k = np.concatenate(rows_of), np.concatenate(keys_of)
-            layers.append((rows_k, keys_k))
-        full_row = np.packbits(np.ones(n, dtype=bool))
-        S = np.zeros((n, full_row.size), dtype=np.uint8)
-        first = np.zeros((n, n), dtype=bool)
-        first[layers[0][0], layers[0][1]] = True
-        S = np.packbits(first, axis=1)
-        del first
+            tabled = (n // 8 + 1) * (256 + n) < rows_k.size
+            if tabled:  # the layer's rows as bytes: bit b of byte c of row i is key 8c + b
+                self.meter.add(n * n // 8 + n)
+                mask = np.zeros((n, n), dtype=bool)
+                mask[rows_k, keys_k] = True
+                layers.append((True, np.packbits(mask, axis=1, bitorder="little")))
+                del mask
+            else:
+                layers.append((False, (rows_k, keys_k)))
+
+        def packed(mask):
+            out = np.zeros((mask.shape[0], words * 8), dtype=np.uint8)
+            out[:, :-(-n // 8)] = np.packbits(mask, axis=1, bitorder="little")
+            return out.view(np.uint64)
+
+        full_row = packed(np.ones((1, n), dtype=bool))[0]
+        tabled, first_layer = layers[0]
+        if tabled:
+            S = np.zeros((n, words * 8), dtype=np.uint8)
+            S[:, :first_layer.shape[1]] = first_layer
+            S = S.view(np.uint64)
+        else:
+            first = np.zeros((n, n), dtype=bool)
+            first[first_layer[0], first_layer[1]] = True
+            S = packed(first)
+            del first
         full, kept = [], {}
         for t in range(1, upto + 1):
             if t > 1:
-                rows_k, keys_k = layers[(t - 1) % p]
-                self.meter.add(rows_k.size * full_row.size + n)
+                tabled, layer = layers[(t - 1) % p]
                 new = np.zeros_like(S)
-                if rows_k.size:
-                    starts = np.flatnonzero(np.concatenate([[True], rows_k[1:] != rows_k[:-1]]))
-                    ends = np.append(starts[1:], rows_k.size)
-                    per = max(1, (1 << 25) // full_row.size)  # gather about 32 MiB at a time
-                    a = 0
-                    while a < starts.size:  # whole rows per slice
-                        b = max(a + 1, int(np.searchsorted(ends, starts[a] + per, side="right")))
-                        lo, hi = starts[a], ends[b - 1]
-                        new[rows_k[starts[a:b]]] = np.bitwise_or.reduceat(S[keys_k[lo:hi]], starts[a:b] - lo, axis=0)
-                        a = b
+                if tabled:
+                    self.meter.add((n // 8 + 1) * (256 + n) * words + n)
+                    table = np.zeros((256, words), dtype=np.uint64)
+                    for c in range(layer.shape[1]):
+                        for b in range(8):
+                            j = 8 * c + b
+                            table[1 << b:2 << b] = table[:1 << b] | (S[j] if j < n else np.uint64(0))
+                        new |= table[layer[:, c]]
+                else:
+                    rows_k, keys_k = layer
+                    self.meter.add(rows_k.size * words + n)
+                    if rows_k.size:
+                        starts = np.flatnonzero(np.concatenate([[True], rows_k[1:] != rows_k[:-1]]))
+                        ends = np.append(starts[1:], rows_k.size)
+                        per = max(1, (1 << 22) // words)  # gather about 32 MiB at a time
+                        a = 0
+                        while a < starts.size:  # whole rows per slice
+                            b = max(a + 1, int(np.searchsorted(ends, starts[a] + per, side="right")))
+                            lo, hi = starts[a], ends[b - 1]
+                            new[rows_k[starts[a:b]]] = np.bitwise_or.reduceat(S[keys_k[lo:hi]], starts[a:b] - lo,
+                                                                               axis=0)
+                            a = b
                 S = new
             if (S == full_row).all():
                 full.append(t)

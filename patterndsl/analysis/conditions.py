@@ -323,21 +323,112 @@ def _hamiltonian_dfs(union: np.ndarray, deadline: float):
     return None
 
 
-def _packed_iteration(masks: list, c1: bool, deadline: float, limit: int):
-    """Iterate S^t; returns (s, S^{s−1} packed or None) when S^s = J, (None, ("cycle", t0, t1))
-    when S^{t1} repeats S^{t0} with t0 ≡ t1 (mod p) (so S^t ≠ J forever), (None, None) when out of time/limit."""
+def pack_rows(mask: np.ndarray) -> np.ndarray:
+    """Bool rows packed 64 keys a word (uint64, key j at bit j % 64 of word j // 64)."""
+    rows, n = mask.shape
+    words = max(1, -(-n // 64))
+    out = np.zeros((rows, words * 8), dtype=np.uint8)
+    out[:, :-(-n // 8)] = np.packbits(mask, axis=1, bitorder="little")
+    return out.view(np.uint64)
+
+
+def unpack_rows(packed: np.ndarray, n: int) -> np.ndarray:
+    return np.unpackbits(packed.view(np.uint8), axis=1, count=n, bitorder="little").astype(bool)
+
+
+_GATHER_WEIGHT = 4  # a gathered row costs about this many contiguous ones (measured: 7 ms vs 0.9 ms a step)
+_MAX_DIAGONALS = 256
+
+
+class PackedLayer:
+    """One layer's mask for the products S ↦ A·S on packed rows (row i of A·S = OR of
+    the rows S_j, j ∈ A_i), the cheapest of three ways (cost(): words of a row of S read per
+    word of a row; the work of one product is cost() × words):
+      * "gather": the rows S_j of every key (nnz(A));
+      * "diagonals": for each offset d of a key j = i + d, the shifted S ORed into the rows
+        that hold it (n per offset; few offsets: banded layers);
+      * "tables" (the four Russians): per 8 keys of A the 256 ORs of their 8 rows of S,
+        then one table row per row of A ((n/8 + 1)·(256 + n): dense layers)."""
+
+    def __init__(self, mask: np.ndarray):
+        self.n = n = mask.shape[0]
+        rows, cols = np.nonzero(mask)
+        self.nnz = int(rows.size)
+        costs = {"gather": _GATHER_WEIGHT * self.nnz, "tables": (n // 8 + 1) * (256 + n)}
+        offsets = None
+        if self.nnz <= _MAX_DIAGONALS * n:
+            offsets = np.unique(cols - rows)
+            if offsets.size <= _MAX_DIAGONALS:
+                costs["diagonals"] = int(offsets.size) * n
+        self.kind = min(costs, key=costs.get)
+        self.work = costs[self.kind]
+        if self.kind == "tables":
+            self.bytes = np.packbits(mask, axis=1, bitorder="little")  # n × ⌈n/8⌉ chunk indices
+        elif self.kind == "diagonals":
+            self.diagonals = []
+            for d in offsets.tolist():
+                has = np.zeros(n, dtype=bool)
+                has[rows[cols - rows == d]] = True
+                self.diagonals.append((d, has[:, None]))
+        else:
+            self.rows, self.cols = rows, cols
+            self.starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]])) if rows.size else rows
+
+    def cost(self) -> int:
+        return self.work
+
+    def times(self, S: np.ndarray) -> np.ndarray:
+        n, words = self.n, S.shape[1]
+        out = np.zeros_like(S)
+        if self.kind == "tables":
+            table = np.zeros((256, words), dtype=S.dtype)
+            for c in range(self.bytes.shape[1]):
+                column = self.bytes[:, c]
+                if not column.any():
+                    continue
+                for k in range(8):
+                    j = 8 * c + k
+                    if j < n:
+                        np.bitwise_or(table[:1 << k], S[j], out=table[1 << k:2 << k])
+                    else:
+                        table[1 << k:2 << k] = table[:1 << k]
+                out |= table[column]
+            return out
+        if self.kind == "diagonals":
+            for d, has in self.diagonals:  # row i ORs in S_{i+d} where (i, i + d) ∈ A
+                if d >= 0:
+                    np.bitwise_or(out[:n - d], S[d:], out=out[:n - d], where=has[:n - d])
+                else:
+                    np.bitwise_or(out[-d:], S[:n + d], out=out[-d:], where=has[-d:])
+            return out
+        if self.nnz == 0:
+            return out
+        per = max(1, (1 << 22) // words)  # gather about 32 MiB at a time
+        starts, rows, cols = self.starts, self.rows, self.cols
+        a = 0
+        while a < starts.size:  # whole rows per slice
+            b = max(a + 1, int(np.searchsorted(starts, starts[a] + per, side="right")))
+            lo = starts[a]
+            hi = starts[b] if b < starts.size else rows.size
+            out[rows[starts[a:b]]] = np.bitwise_or.reduceat(S[cols[lo:hi]], starts[a:b] - lo, axis=0)
+            a = b
+        return out
+
+
+def _packed_iteration(masks: list, c1: bool, deadline: float, limit: int, work: "int | None" = None,
+                      layers: "list | None" = None):
+    """Iterate S^t (S^1 = A^0, S^t = A^{k(t)}·S^{t−1}, k(t) = (t − 1) mod p); returns (s, S^{s−1}
+    packed or None) when S^s = J, (None, ("cycle", t0, t1)) when S^{t1} repeats S^{t0} with
+    t0 ≡ t1 (mod p) (so S^t ≠ J forever), (None, None) when out of time, steps or ``work``
+    (words read by the products, PackedLayer.cost)."""
     n = masks[0].shape[0]
     p = len(masks)
-    full_row = np.packbits(np.ones(n, dtype=bool))
-    csr = []
-    for m in masks:
-        rows, cols = np.nonzero(m)
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(indptr, rows + 1, 1)
-        csr.append((np.cumsum(indptr), cols))
-    S = np.packbits(masks[0], axis=1)
+    layers = layers or [PackedLayer(m) for m in masks]
+    full_row = pack_rows(np.ones((1, n), dtype=bool))[0]
+    S = pack_rows(masks[0])
     seen: dict = {}
     t = 1
+    spent = 0
     previous = None
     while True:
         if (S == full_row).all():
@@ -347,27 +438,12 @@ def _packed_iteration(masks: list, c1: bool, deadline: float, limit: int):
             if key in seen:
                 return None, ("cycle", seen[key], t)
             seen[key] = t
-        if t >= limit or budget_clock() > deadline:
+        layer = layers[t % p]
+        spent += layer.cost() * S.shape[1]
+        if t >= limit or budget_clock() > deadline or (work is not None and spent > work):
             return None, None
         t += 1
-        indptr, cols = csr[(t - 1) % p]
-        new = np.zeros_like(S)
-        nonempty = np.flatnonzero(indptr[1:] > indptr[:-1])
-        if nonempty.size:
-            # Gather in slices of rows to bound memory.
-            per = max(1, (1 << 25) // max(1, S.shape[1]))
-            r0 = 0
-            while r0 < nonempty.size:
-                r1 = r0
-                while r1 < nonempty.size and indptr[nonempty[r1] + 1] - indptr[nonempty[r0]] <= per:
-                    r1 += 1
-                r1 = max(r1, r0 + 1)
-                rows = nonempty[r0:r1]
-                lo, hi = indptr[rows[0]], indptr[rows[-1] + 1]
-                gathered = S[cols[lo:hi]]
-                new[rows] = np.bitwise_or.reduceat(gathered, indptr[rows] - lo, axis=0)
-                r0 = r1
-        previous, S = S, new
+        previous, S = S, layer.times(S)
 
 
 # ---- the check --------------------------------------------------------------------------
@@ -654,7 +730,7 @@ def _large_conditions(patterns, n, c1_ok, hubs, deadline=None):
         c3 = dense_depth([_dense(P, n) for P in patterns], c1_ok, c3, max(deadline or 0.0, budget_clock() + 1.0))
     if c3.get("holds") is not False and c3.get("s") is None:  # bounds only, or undecided
         c3 = exact_depth(patterns, n, c1_ok, c3, pair_values, hubs, max(deadline or 0.0, budget_clock() + 0.5))
-    if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:
+    if c3.get("holds") is not False and c3.get("s") is None and n <= SEARCH_N:  # S^t on packed rows, when cheap (last: the other deciders keep their evidence)
         c3 = _recursion_above_dense(patterns, n, c1_ok, c3, deadline)
     if c3.get("holds") is True and c3.get("s") is None and len(patterns) == 1 and c1_ok:
         c3 = distance_depth(patterns[0], n, c3)  # bounds only: s = U's largest distance (a BFS from each token)
@@ -1105,17 +1181,17 @@ def _dense_conditions(patterns, n, c1_ok, deadline):
     return c2, c3
 
 
-def _recursion_claim(masks, c1_ok, deadline, limit=None):
+def _recursion_claim(masks, c1_ok, deadline, limit=None, work=None, layers=None):
     """C3 by iterating S^t on the dense masks (packed rows): s exactly ("recursion"), or
     infinite by a repeated state ("recursion_cycles"); None out of time or steps."""
     n, p = masks[0].shape[0], len(masks)
     if limit is None:
         limit = p * max(n - 1, 1) if c1_ok else 10 * p * n * n
-    s, why = _packed_iteration(masks, c1_ok, deadline, limit)
+    s, why = _packed_iteration(masks, c1_ok, deadline, limit, work, layers)
     if s is not None:
         ev = {"recursion": True}
         if s >= 2 and c1_ok:  # a pair missing from S^{s−1} bounds s below only given C1 (verify checks it)
-            before = np.unpackbits(why, axis=1, count=n).astype(bool)
+            before = unpack_rows(why, n)
             i, j = np.argwhere(~before)[0]
             ev["missing_before"] = [int(i), int(j)]
         return {"holds": True, "s": s, "s_bounds": [s, s], "evidence": ev}
@@ -1124,20 +1200,32 @@ def _recursion_claim(masks, c1_ok, deadline, limit=None):
     return None
 
 
-RECURSION_WORK = 1 << 30  # bytes gathered by the dense recursion above DENSE_N (verify re-runs it under its budget)
+RECURSION_WORK = 1 << 30  # words read by the dense recursion above DENSE_N (PackedLayer.cost; verify re-runs it)
 
 
 def _recursion_above_dense(patterns, n, c1_ok, claim, deadline):
     """For DENSE_N < n ≤ SEARCH_N, a claim without exact s settled by the dense recursion
-    when its work (edges × n/8 bytes per step, for the steps the claim allows) is small."""
+    (S^t = A^{k(t)}·S^{t−1} on packed rows, the four Russians' tables for dense layers)
+    when its work for the steps the claim allows (all of them up to hi, or as many as
+    RECURSION_WORK pays for) is small. Without C1, S^t is not monotone; s is the first t
+    with S^t = J (with one layer it stays J after: A·J = J when no row of A is empty); a
+    repeated state (t0 ≡ t1 mod p) proves s infinite."""
     lo, hi = claim.get("s_bounds") or [1, None]
-    steps = hi if hi is not None else 64
-    edges = sum(int(row_degrees(P, n).sum()) for P in patterns) // len(patterns)
-    if edges * (n // 8 + 1) * min(steps, 64) > RECURSION_WORK:
-        return claim
+    words = -(-n // 64)
+    need = max(lo, 2) - 1  # products up to the lower bound at least
+    optimistic = sum(min(int(row_degrees(P, n).sum()), (n // 8 + 1) * (256 + n)) for P in patterns) // len(patterns)
+    if max(1, optimistic) * words * need > RECURSION_WORK:
+        return claim  # not even the lower bound is within the work (before building the masks)
     masks = [_dense(P, n) for P in patterns]
-    found = _recursion_claim(masks, c1_ok, max(deadline or 0.0, budget_clock() + 1.0),
-                             limit=min(steps, RECURSION_WORK // max(1, edges * (n // 8 + 1))))
+    layers = [PackedLayer(m) for m in masks]
+    per_step = max(1, sum(L.cost() for L in layers) * words // len(layers))
+    if per_step * need > RECURSION_WORK:
+        return claim
+    steps = 1 + RECURSION_WORK // per_step
+    if hi is not None:
+        steps = min(steps, hi)
+    found = _recursion_claim(masks, c1_ok, max(deadline or 0.0, budget_clock() + 1.0), limit=steps,
+                             work=RECURSION_WORK, layers=layers)
     if found is None or (found["holds"] is False and claim.get("holds") is True):
         return claim  # (a contradiction would be a bug of one side; keep the certified bounds)
     if found["holds"] is True and not lo <= found["s"] <= (hi or found["s"]):
