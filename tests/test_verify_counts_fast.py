@@ -79,7 +79,7 @@ MEETS = ["window({a}) & causal & chunk({c})", "~causal & window({a}, {b}) & ~chu
          "(window({a}) | stride({s})) & causal", "causal & (rows(0..{a}) | chunk({c})) & window({b}, 3)",
          "blocks({B}) {{ window({a}, 0) | summary(8, 1, offset={b}) }} & causal",
          "blocks({B}) {{ window({c}, 0) | dilated(2, 3) }} & ~causal & window({w})",
-         "causal & blocks({B}) {{ chunk({c}) }} & (window({a}) | cols(0..{b}))",
+         "causal & blocks({B}) {{ chunk({c}) }} & (window({a}) | cols(0..{c}))",
          "~(window({a}) & causal) & (chunk({c}) | summary({c}, 1))"]
 
 
