@@ -30,7 +30,7 @@ from .compiled import parse
 from .primitives import PRIMITIVES
 
 __all__ = [
-    "grid_options", "grid_sources", "sizes", "nonnegative_ints", "positive_ints", "index_lists",
+    "grid_options", "grid_box_calls", "grid_sources", "sizes", "nonnegative_ints", "positive_ints", "index_lists",
     "primitive_sources", "pattern_trees", "pattern_sources", "pattern_asts", "files", "PRIMITIVE_NAMES",
 ]
 
@@ -170,6 +170,25 @@ def grid_options(draw, dims: "list[int]", orders=("rows", "rows", "morton", "til
     return options, tile
 
 
+def grid_box_calls(three: bool, tile, small, k, shift) -> list:
+    """Strategies for the grid primitives whose keys are a box of cells (window, natten,
+    chunk with and without a shift, sliding tiles when the grid is tiled), in 2D or 3D;
+    ``small``/``k`` draw radii and sizes, ``shift`` a 2D chunk's shift."""
+    if three:
+        calls = [st.builds("window3d({}, {}, {})".format, small, small, small),
+                 st.builds("natten3d({}, {}, {})".format, k, k, k),
+                 st.builds("chunk3d({}, {}, {}, shift=({}, {}, {}))".format, k, k, k, small, small, small)]
+        if tile is not None:
+            calls.append(st.builds("sliding_tiles3d({}, {}, {})".format, k, k, k))
+    else:
+        calls = [st.builds("window2d({}, {})".format, small, small), st.builds("natten({}, {})".format, k, k),
+                 st.builds("chunk2d({}, {})".format, k, k),
+                 st.builds("chunk2d({}, {}, shift=({}, {}))".format, k, k, shift, shift)]
+        if tile is not None:
+            calls.append(st.builds("sliding_tiles({}, {})".format, k, k))
+    return calls
+
+
 @st.composite
 def grid_sources(draw, max_side: int = 6) -> str:
     """`grid(H, W) { P }` / `grid(T, H, W) { P }` with random options (offset, order=morton,
@@ -181,20 +200,10 @@ def grid_sources(draw, max_side: int = 6) -> str:
     options, tile = draw(grid_options(dims))
     small = st.integers(0, 3)
     k = st.integers(1, 5)
-    if three:
-        calls = [st.builds("window3d({}, {}, {})".format, small, small, small),
-                 st.builds("natten3d({}, {}, {})".format, k, k, k),
-                 st.builds("chunk3d({}, {}, {}, shift=({}, {}, {}))".format, k, k, k, small, small, small)]
-        if tile is not None:
-            calls.append(st.builds("sliding_tiles3d({}, {}, {})".format, k, k, k))
-    else:
-        calls = [st.builds("window2d({}, {})".format, small, small), st.builds("natten({}, {})".format, k, k),
-                 st.builds("chunk2d({}, {})".format, k, k),
-                 st.builds("chunk2d({}, {}, shift=({}, {}))".format, k, k, st.integers(-2, 3), st.integers(-2, 3)),
-                 st.builds("stride2d({}, {})".format, k, k), st.builds("manhattan({})".format, small),
-                 st.builds("euclid({})".format, small)]
-        if tile is not None:
-            calls.append(st.builds("sliding_tiles({}, {})".format, k, k))
+    calls = grid_box_calls(three, tile, small, k, st.integers(-2, 3))
+    if not three:
+        calls += [st.builds("stride2d({}, {})".format, k, k), st.builds("manhattan({})".format, small),
+                  st.builds("euclid({})".format, small)]
     calls.append(st.builds("transpose({})".format, st.one_of(calls)))
     calls.append(token_free_sources())
     body = pattern_trees(max_depth=1, leaves=st.one_of(calls), continuation=False).map(lambda pair: pair[0])

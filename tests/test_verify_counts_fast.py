@@ -132,19 +132,7 @@ def box_grids(draw):
     three = draw(st.booleans())
     dims = [draw(st.integers(1, 12 if three else 48)) for _ in range(3 if three else 2)]
     options, tile = draw(strategies.grid_options(dims))
-    small, k = st.integers(0, 4), st.integers(1, 9)
-    if three:
-        leaves = [st.builds("window3d({}, {}, {})".format, small, small, small),
-                  st.builds("natten3d({}, {}, {})".format, k, k, k),
-                  st.builds("chunk3d({}, {}, {}, shift=({}, {}, {}))".format, k, k, k, small, small, small)]
-        if tile is not None:
-            leaves.append(st.builds("sliding_tiles3d({}, {}, {})".format, k, k, k))
-    else:
-        leaves = [st.builds("window2d({}, {})".format, small, small), st.builds("natten({}, {})".format, k, k),
-                  st.builds("chunk2d({}, {})".format, k, k),
-                  st.builds("chunk2d({}, {}, shift=({}, {}))".format, k, k, st.integers(-3, 3), st.integers(-3, 3))]
-        if tile is not None:
-            leaves.append(st.builds("sliding_tiles({}, {})".format, k, k))
+    leaves = strategies.grid_box_calls(three, tile, st.integers(0, 4), st.integers(1, 9), st.integers(-3, 3))
     leaves += [st.just("all"), st.just("self")]
     parts = draw(st.lists(st.one_of(leaves), min_size=1, max_size=3))
     body = " & ".join(parts)
